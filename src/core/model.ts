@@ -1,0 +1,62 @@
+/**
+ * Domain model: what truss has been asked to make (intent). Stored as JSON; camelCase.
+ * Wire shapes (PascalCase) live only in protocol/wire.ts.
+ */
+import type { Family } from './ip.ts';
+
+export interface IpamData {
+  /** Pool CIDR, e.g. "198.18.0.0/24". */
+  readonly pool: string;
+  /** Gateway with prefix length, e.g. "198.18.0.1/24", as Docker sends it. */
+  readonly gateway?: string;
+  readonly auxAddresses: Readonly<Record<string, string>>;
+}
+
+export interface NetworkSpec {
+  readonly id: string;
+  readonly bridge: string;
+  /** true when the bridge name came from com.docker.network.bridge.name */
+  readonly bridgeNamed: boolean;
+  readonly mtu: number;
+  readonly internal: boolean;
+  readonly nat: boolean;
+  readonly ipv4: readonly IpamData[];
+  readonly ipv6: readonly IpamData[];
+  /** The generic -o map as Docker sent it (for replay comparison and `truss status`). */
+  readonly options: Readonly<Record<string, string>>;
+}
+
+export interface EndpointSpec {
+  readonly networkId: string;
+  readonly id: string;
+  readonly hostVeth: string;
+  readonly peerVeth: string;
+  readonly mac: string;
+  /** CIDR form, e.g. "198.18.0.2/24" */
+  readonly ipv4?: string;
+  readonly ipv6?: string;
+  /** truss.* driver options of this endpoint */
+  readonly options: Readonly<Record<string, string>>;
+  readonly sandboxKey?: string;
+}
+
+export interface PoolRecord {
+  readonly id: string;
+  readonly addressSpace: string;
+  readonly family: Family;
+  readonly pool: string;
+  readonly subPool?: string;
+  readonly dynamic: boolean;
+  /** Next-free cursor (string of a bigint), so freed addresses are not reused at once. */
+  readonly cursor?: string;
+}
+
+export type AddressKind = 'gateway' | 'aux' | 'endpoint';
+
+export interface AddressRecord {
+  readonly poolId: string;
+  readonly address: string;
+  readonly kind: AddressKind;
+  /** com.docker.network.endpoint.name, when Docker gave one */
+  readonly owner?: string;
+}

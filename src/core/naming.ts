@@ -1,0 +1,41 @@
+/**
+ * Every kernel name and ownership mark truss derives lives here.
+ * Links: a 3-letter prefix + 12 hex of the Docker id (15 chars = IFNAMSIZ-1), and an
+ * ifalias mark "truss:<kind>:<full id>" so a freshly started daemon recognises its own
+ * objects with no memory (a user-named bridge carries the same alias mark).
+ */
+export const IFNAMSIZ_MAX = 15;
+
+export const NFT_TABLE = 'truss';
+export const NFT_FAMILY = 'inet';
+export const IPT_CHAIN = 'TRUSS-FORWARD';
+
+const HEX64 = /^[0-9a-f]{64}$/;
+export const isDockerId = (s: unknown): s is string => typeof s === 'string' && HEX64.test(s);
+export const shortId = (id: string): string => id.slice(0, 12);
+
+export const bridgeName = (networkId: string): string => `trb${shortId(networkId)}`;
+export const hostVethName = (endpointId: string): string => `trv${shortId(endpointId)}`;
+export const peerVethName = (endpointId: string): string => `trc${shortId(endpointId)}`;
+
+/** Linux interface names we accept from users: no '/', ':', whitespace, or shell metacharacters. */
+const IFNAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/;
+export const isValidIfName = (s: string): boolean => IFNAME.test(s) && s !== '.' && s !== '..';
+
+export type MarkKind = 'br' | 'ep';
+export const ownerMark = (kind: MarkKind, id: string): string => `truss:${kind}:${id}`;
+
+export function parseOwnerMark(alias: string | undefined): { kind: MarkKind; id: string } | undefined {
+  if (!alias) return undefined;
+  const m = /^truss:(br|ep):([0-9a-f]{64})$/.exec(alias);
+  return m ? { kind: m[1] as MarkKind, id: m[2] as string } : undefined;
+}
+
+/** Names the reconciler may remove when no mark is readable (e.g. a half-created veth). */
+export const isTrussLinkName = (name: string): boolean => /^tr[bvc][0-9a-f]{12}$/.test(name);
+
+/** Deterministic MAC for an endpoint (locally administered, unicast), like Docker's 02:42:<ip>. */
+export function macFor(endpointId: string): string {
+  const b = [0x02, 0x5e, ...[0, 2, 4, 6].map((i) => Number.parseInt(endpointId.slice(i, i + 2), 16))];
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}

@@ -1,0 +1,166 @@
+/**
+ * The interfaces between layers. protocol/ calls the driver services; services call the
+ * store and the reconciler; the reconciler calls the dataplane. All types here are domain
+ * types (camelCase); nothing here knows HTTP or the kernel.
+ */
+import type { BridgeObject, FirewallObject, VethObject } from './desired.ts';
+import type { IpamData } from './model.ts';
+
+// ---------- driver services (called by protocol/) ----------
+
+export interface NetworkCapabilities {
+  readonly scope: 'local' | 'global';
+  readonly connectivityScope: 'local' | 'global';
+}
+
+export interface CreateNetworkInput {
+  readonly networkId: string;
+  readonly ipv4: readonly IpamData[];
+  readonly ipv6: readonly IpamData[];
+  /** com.docker.network.generic: the -o map (values are strings) */
+  readonly generic: Readonly<Record<string, string>>;
+  /** com.docker.network.internal */
+  readonly internal: boolean;
+  /** com.docker.network.enable_ipv6 */
+  readonly enableIpv6: boolean;
+}
+
+export interface CreateEndpointInput {
+  readonly networkId: string;
+  readonly endpointId: string;
+  /** CIDR or undefined when Docker sent "" */
+  readonly address?: string;
+  readonly addressIpv6?: string;
+  /** colon-hex or undefined */
+  readonly macAddress?: string;
+  /** Options map as sent, values untyped (driver-opts are strings, Docker's own keys are not). */
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+export interface CreateEndpointResult {
+  /** Only fields Docker left empty may be filled in. */
+  readonly macAddress?: string;
+}
+
+export interface JoinInput {
+  readonly networkId: string;
+  readonly endpointId: string;
+  readonly sandboxKey: string;
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+export interface StaticRoute {
+  readonly destination: string;
+  readonly routeType: 0 | 1;
+  readonly nextHop?: string;
+}
+
+export interface JoinResult {
+  readonly srcName: string;
+  readonly dstPrefix: string;
+  /** bare IPs */
+  readonly gateway?: string;
+  readonly gatewayIpv6?: string;
+  readonly staticRoutes: readonly StaticRoute[];
+  readonly disableGatewayService: boolean;
+}
+
+export interface NetworkDriverService {
+  capabilities(): NetworkCapabilities;
+  createNetwork(input: CreateNetworkInput): Promise<void>;
+  deleteNetwork(networkId: string): Promise<void>;
+  allocateNetwork(networkId: string, options: Readonly<Record<string, string>>): Promise<Record<string, string>>;
+  freeNetwork(networkId: string): Promise<void>;
+  createEndpoint(input: CreateEndpointInput): Promise<CreateEndpointResult>;
+  deleteEndpoint(networkId: string, endpointId: string): Promise<void>;
+  endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>>;
+  join(input: JoinInput): Promise<JoinResult>;
+  leave(networkId: string, endpointId: string): Promise<void>;
+  programExternalConnectivity(networkId: string, endpointId: string, options: Readonly<Record<string, unknown>>): Promise<void>;
+  revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void>;
+}
+
+export interface IpamCapabilities {
+  readonly requiresMacAddress: boolean;
+  readonly requiresRequestReplay: boolean;
+}
+
+export interface RequestPoolInput {
+  readonly addressSpace: string;
+  /** "" for a dynamic pool */
+  readonly pool: string;
+  readonly subPool: string;
+  readonly options: Readonly<Record<string, string>>;
+  readonly v6: boolean;
+}
+
+export interface RequestPoolResult {
+  readonly poolId: string;
+  readonly pool: string;
+  readonly data: Readonly<Record<string, string>>;
+}
+
+export interface RequestAddressInput {
+  readonly poolId: string;
+  /** bare IP or "" */
+  readonly address: string;
+  readonly options: Readonly<Record<string, string>>;
+}
+
+export interface RequestAddressResult {
+  /** CIDR form: "198.18.0.5/24" */
+  readonly address: string;
+  readonly data: Readonly<Record<string, string>>;
+}
+
+export interface IpamService {
+  capabilities(): IpamCapabilities;
+  defaultAddressSpaces(): { local: string; global: string };
+  requestPool(input: RequestPoolInput): Promise<RequestPoolResult>;
+  releasePool(poolId: string): Promise<void>;
+  requestAddress(input: RequestAddressInput): Promise<RequestAddressResult>;
+  releaseAddress(poolId: string, address: string): Promise<void>;
+}
+
+export const GATEWAY_REQUEST_TYPE = 'com.docker.network.gateway';
+export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
+export const ENDPOINT_NAME_OPTION = 'com.docker.network.endpoint.name';
+
+// ---------- the dataplane (called only by reconcile/) ----------
+
+
+export interface ObservedLink {
+  readonly name: string;
+  readonly ifindex: number;
+  /** "bridge", "veth", ... (ip -d link's linkinfo.info_kind) */
+  readonly kind: string;
+  /** the ifalias ownership mark, parsed (naming.parseOwnerMark) */
+  readonly mark?: { readonly kind: 'br' | 'ep'; readonly id: string };
+  readonly mtu: number;
+  readonly up: boolean;
+  readonly master?: string;
+  readonly mac: string;
+  /** global-scope addresses, CIDR form */
+  readonly addresses: readonly string[];
+}
+
+/**
+ * Everything the reconciler may do to the kernel. ensure* creates or converges and is
+ * idempotent; remove* treats "already gone" as success; list* observes only objects
+ * that are truss's (mark or name prefix). Errors are TrussError/KernelError with codes.
+ */
+export interface Dataplane {
+  listLinks(): Promise<readonly ObservedLink[]>;
+  ensureBridge(b: BridgeObject): Promise<void>;
+  removeBridge(name: string): Promise<void>;
+  ensureVeth(v: VethObject): Promise<void>;
+  removeVeth(name: string): Promise<void>;
+  /** Problems (human-readable) between the installed firewall and `f`; [] when it matches. */
+  checkFirewall(f: FirewallObject): Promise<readonly string[]>;
+  /** Atomically replace truss's nft table and iptables shim with the rendering of `f`. */
+  applyFirewall(f: FirewallObject): Promise<void>;
+  /** Remove every truss firewall object (nft table, iptables chain and jump). */
+  removeFirewall(): Promise<void>;
+  /** Host sysctls truss needs (ip_forward when any network NATs). Idempotent. */
+  ensureSysctls(f: FirewallObject): Promise<void>;
+}
