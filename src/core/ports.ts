@@ -76,7 +76,11 @@ export interface NetworkDriverService {
   endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>>;
   join(input: JoinInput): Promise<JoinResult>;
   leave(networkId: string, endpointId: string): Promise<void>;
-  programExternalConnectivity(networkId: string, endpointId: string, options: Readonly<Record<string, unknown>>): Promise<void>;
+  programExternalConnectivity(
+    networkId: string,
+    endpointId: string,
+    options: Readonly<Record<string, unknown>>,
+  ): Promise<void>;
   revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void>;
 }
 
@@ -127,7 +131,6 @@ export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 export const ENDPOINT_NAME_OPTION = 'com.docker.network.endpoint.name';
 
 // ---------- the dataplane (called only by reconcile/) ----------
-
 
 export interface ObservedLink {
   readonly name: string;
