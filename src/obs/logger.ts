@@ -1,0 +1,56 @@
+/**
+ * Structured JSON logs on stdout, one object per line (pino's shape: level, time, msg,
+ * bindings). Child loggers add fields. Keys that may hold key material are redacted.
+ * Messages are constant lower-case text; data goes in fields.
+ */
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+
+const RANK: Record<Level, number> = { debug: 20, info: 30, warn: 40, error: 50 };
+const REDACT = /(private.?key|secret|password|token)/i;
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  child(bindings: Record<string, unknown>): Logger;
+  isDebug(): boolean;
+}
+
+export type Sink = (line: string) => void;
+
+function redact(value: unknown, depth = 0): unknown {
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (value instanceof Error) {
+    const e = value as Error & { code?: unknown; cause?: unknown };
+    return { type: e.name, code: e.code, message: e.message, cause: redact(e.cause, depth + 1) };
+  }
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = REDACT.test(k) ? '[redacted]' : redact(v, depth + 1);
+  return out;
+}
+
+export function createLogger(
+  level: Level,
+  sink: Sink = (l) => process.stdout.write(l),
+  bindings: Record<string, unknown> = {},
+): Logger {
+  const min = RANK[level];
+  const write = (lvl: Level, msg: string, fields?: Record<string, unknown>): void => {
+    if (RANK[lvl] < min) return;
+    const entry = { level: lvl, time: new Date().toISOString(), msg, ...bindings, ...(redact(fields ?? {}) as object) };
+    sink(`${JSON.stringify(entry, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+  };
+  return {
+    debug: (m, f) => write('debug', m, f),
+    info: (m, f) => write('info', m, f),
+    warn: (m, f) => write('warn', m, f),
+    error: (m, f) => write('error', m, f),
+    child: (b) => createLogger(level, sink, { ...bindings, ...b }),
+    isDebug: () => min <= RANK.debug,
+  };
+}
+
+/** A logger that drops everything (tests). */
+export const silentLogger: Logger = createLogger('error', () => {});
