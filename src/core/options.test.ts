@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseEndpointOptions, parseNetworkOptions } from './options.ts';
+
+describe('parseNetworkOptions', () => {
+  it('defaults: MTU 1500, NAT on, derived bridge name', () => {
+    assert.deepEqual(parseNetworkOptions({}, false), { mtu: 1500, nat: true });
+  });
+  it('reads bridge name, MTU and truss.nat', () => {
+    const o = parseNetworkOptions(
+      { 'com.docker.network.bridge.name': 'br-web', 'com.docker.network.driver.mtu': '1400', 'truss.nat': 'false' },
+      false,
+    );
+    assert.deepEqual(o, { bridgeName: 'br-web', mtu: 1400, nat: false });
+  });
+  it('tolerates keys Docker adds and other drivers own', () => {
+    assert.doesNotThrow(() =>
+      parseNetworkOptions(
+        { 'com.docker.network.enable_ipv4': 'true', 'com.docker.network.bridge.enable_icc': 'true' },
+        false,
+      ),
+    );
+  });
+  it('refuses unknown truss.* keys, naming the key', () => {
+    assert.throws(() => parseNetworkOptions({ 'truss.bogus': '1' }, false), /truss\.bogus/);
+    assert.throws(() => parseNetworkOptions({ 'truss.NAT': 'false' }, false), /truss\.NAT/);
+  });
+  it('refuses bad values, naming key and value', () => {
+    assert.throws(() => parseNetworkOptions({ 'truss.nat': 'yes' }, false), /truss\.nat="yes"/);
+    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '1500; reboot' }, false), /mtu/);
+    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '100' }, false), /between 576/);
+    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '1000' }, true), /between 1280/);
+    for (const bad of ['a;b', '$(x)', 'a b', 'toolongbridgename0', '-x', 'a/b', '']) {
+      assert.throws(() => parseNetworkOptions({ 'com.docker.network.bridge.name': bad }, false), /bridge\.name/, bad);
+    }
+  });
+});
+
+describe('parseEndpointOptions', () => {
+  it('ignores Docker keys, refuses unknown truss keys', () => {
+    assert.deepEqual(
+      parseEndpointOptions({ 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] }),
+      {},
+    );
+    assert.throws(() => parseEndpointOptions({ 'truss.ingres': 'tcp/80' }), /truss\.ingres/);
+  });
+});

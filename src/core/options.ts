@@ -1,0 +1,85 @@
+/**
+ * Driver options: the `-o` map of `docker network create` and the `--driver-opt` map of
+ * `docker network connect`. truss validates the keys it owns (`truss.*`, plus Docker's
+ * bridge name and MTU keys) and refuses unknown `truss.*` keys: a typo must not silently
+ * do nothing. Keys outside that namespace (Docker adds new ones between versions) are
+ * tolerated and ignored.
+ */
+import { errors } from './errors.ts';
+import { isValidIfName } from './naming.ts';
+
+export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
+export const OPT_MTU = 'com.docker.network.driver.mtu';
+export const OPT_NAT = 'truss.nat';
+
+export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT];
+export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [];
+
+export const DEFAULT_MTU = 1500;
+export const MIN_MTU = 576;
+export const MIN_MTU_IPV6 = 1280;
+export const MAX_MTU = 9216;
+
+export interface NetworkOptions {
+  readonly bridgeName?: string;
+  readonly mtu: number;
+  readonly nat: boolean;
+}
+
+const isTrussKey = (k: string): boolean => k.startsWith('truss.');
+
+function refuseUnknown(map: Readonly<Record<string, unknown>>, known: readonly string[], where: string): void {
+  for (const key of Object.keys(map)) {
+    if (isTrussKey(key) && !known.includes(key)) {
+      const hint = known.length > 0 ? `known ${where} options: ${known.join(', ')}` : `truss has no ${where} options`;
+      throw errors.unknownOption(`unknown ${where} option "${key}" (${hint})`);
+    }
+  }
+}
+
+export function parseBool(key: string, value: string): boolean {
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw errors.badOption(`option ${key}=${JSON.stringify(value)}: expected true or false`);
+}
+
+export function parseMtu(key: string, value: string, ipv6: boolean): number {
+  if (!/^[1-9][0-9]{0,4}$/.test(value)) {
+    throw errors.badOption(`option ${key}=${JSON.stringify(value)}: expected an integer MTU`);
+  }
+  const mtu = Number(value);
+  const min = ipv6 ? MIN_MTU_IPV6 : MIN_MTU;
+  if (mtu < min || mtu > MAX_MTU) {
+    throw errors.badOption(`option ${key}=${value}: MTU must be between ${min} and ${MAX_MTU}`);
+  }
+  return mtu;
+}
+
+export function parseNetworkOptions(generic: Readonly<Record<string, string>>, ipv6: boolean): NetworkOptions {
+  refuseUnknown(generic, KNOWN_NETWORK_OPTIONS, 'network');
+  const name = generic[OPT_BRIDGE_NAME];
+  if (name !== undefined && !isValidIfName(name)) {
+    throw errors.badOption(
+      `option ${OPT_BRIDGE_NAME}=${JSON.stringify(name)}: not a valid interface name (1-15 of [a-zA-Z0-9_.-], starting with a letter or digit)`,
+    );
+  }
+  const mtuText = generic[OPT_MTU];
+  const natText = generic[OPT_NAT];
+  return {
+    ...(name !== undefined ? { bridgeName: name } : {}),
+    mtu: mtuText === undefined || mtuText === '' ? DEFAULT_MTU : parseMtu(OPT_MTU, mtuText, ipv6),
+    nat: natText === undefined ? true : parseBool(OPT_NAT, natText),
+  };
+}
+
+/** The truss.* driver options of an endpoint (values must be strings). */
+export function parseEndpointOptions(options: Readonly<Record<string, unknown>>): Record<string, string> {
+  refuseUnknown(options, KNOWN_ENDPOINT_OPTIONS, 'endpoint');
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(options)) {
+    if (!isTrussKey(k)) continue;
+    if (typeof v !== 'string') throw errors.badOption(`endpoint option ${k}: expected a string value`);
+    out[k] = v;
+  }
+  return out;
+}

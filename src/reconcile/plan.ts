@@ -1,0 +1,73 @@
+/**
+ * planLinks: compare the desired links with what the kernel shows (pure). The result says
+ * which objects to converge, which truss-owned links to remove, and why (for status).
+ */
+import type { BridgeObject, DesiredKernel, VethObject } from '../core/desired.ts';
+import type { ObservedLink } from '../core/ports.ts';
+
+export interface LinkPlan {
+  readonly ensureBridges: readonly BridgeObject[];
+  readonly ensureVeths: readonly VethObject[];
+  readonly remove: readonly { readonly name: string; readonly kind: string }[];
+  readonly problems: readonly string[];
+}
+
+const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && [...a].sort().join() === [...b].sort().join();
+
+function bridgeProblems(d: BridgeObject, o: ObservedLink | undefined): string[] {
+  if (!o) return [`bridge ${d.name} is missing`];
+  const p: string[] = [];
+  if (o.kind !== 'bridge') p.push(`link ${d.name} is a ${o.kind || 'link'}, not a bridge`);
+  if (o.mark?.id !== d.networkId) p.push(`bridge ${d.name} does not carry truss's mark for its network`);
+  if (o.mtu !== d.mtu) p.push(`bridge ${d.name} has MTU ${o.mtu}, want ${d.mtu}`);
+  if (!o.up) p.push(`bridge ${d.name} is down`);
+  if (!sameSet(o.addresses, d.addresses)) {
+    p.push(`bridge ${d.name} has addresses [${o.addresses.join(', ')}], want [${d.addresses.join(', ')}]`);
+  }
+  return p;
+}
+
+function vethProblems(d: VethObject, o: ObservedLink | undefined, peer: ObservedLink | undefined): string[] {
+  if (!o) return [`veth ${d.name} of endpoint ${d.endpointId.slice(0, 12)} is missing`];
+  const p: string[] = [];
+  if (o.kind !== 'veth') p.push(`link ${d.name} is a ${o.kind || 'link'}, not a veth`);
+  if (o.mark?.id !== d.endpointId) p.push(`veth ${d.name} does not carry truss's mark for its endpoint`);
+  if (o.master !== d.bridge) p.push(`veth ${d.name} is attached to ${o.master ?? 'nothing'}, want ${d.bridge}`);
+  if (o.mtu !== d.mtu) p.push(`veth ${d.name} has MTU ${o.mtu}, want ${d.mtu}`);
+  if (!o.up) p.push(`veth ${d.name} is down`);
+  if (!d.joined && !peer) p.push(`veth peer ${d.peer} is missing`);
+  return p;
+}
+
+export function planLinks(desired: DesiredKernel, observed: readonly ObservedLink[]): LinkPlan {
+  const byName = new Map(observed.map((l) => [l.name, l]));
+  const problems: string[] = [];
+  const ensureBridges: BridgeObject[] = [];
+  const ensureVeths: VethObject[] = [];
+  for (const b of desired.bridges) {
+    const p = bridgeProblems(b, byName.get(b.name));
+    if (p.length > 0) {
+      problems.push(...p);
+      ensureBridges.push(b);
+    }
+  }
+  for (const v of desired.veths) {
+    const p = vethProblems(v, byName.get(v.name), byName.get(v.peer));
+    if (p.length > 0) {
+      problems.push(...p);
+      ensureVeths.push(v);
+    }
+  }
+  const wanted = new Set<string>([
+    ...desired.bridges.map((b) => b.name),
+    ...desired.veths.flatMap((v) => [v.name, v.peer]),
+  ]);
+  const remove = observed
+    .filter((l) => !wanted.has(l.name))
+    .map((l) => ({ name: l.name, kind: l.kind }))
+    // veths before bridges: a bridge goes last
+    .sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
+  for (const r of remove) problems.push(`${r.kind || 'link'} ${r.name} is truss's but no longer wanted`);
+  return { ensureBridges, ensureVeths, remove, problems };
+}

@@ -1,0 +1,324 @@
+/**
+ * The one reconciler: makes the kernel match the stored intent. Passes are serialised;
+ * a request that wrote intent at revision R waits (bounded) for a pass that read R.
+ *   - incremental pass: converge objects whose desired form changed since they were last
+ *     applied (or that failed), remove objects that are no longer desired;
+ *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
+ *     object, repair drift, prune leftovers that carry truss's mark.
+ * Order: bridges -> veths -> firewall, then removals veths -> bridges. Failures keep the
+ * object dirty and are retried with backoff; other objects are unaffected.
+ */
+import { computeDesired, type DesiredKernel } from '../core/desired.ts';
+import { errors, TrussError } from '../core/errors.ts';
+import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
+import type { Dataplane } from '../core/ports.ts';
+import type { Logger } from '../obs/logger.ts';
+import { planLinks } from './plan.ts';
+
+export interface Intent {
+  readonly networks: readonly NetworkSpec[];
+  readonly endpoints: readonly EndpointSpec[];
+  readonly revision: number;
+}
+
+export interface ReconcilerDeps {
+  loadIntent(): Promise<Intent>;
+  readonly dataplane: Dataplane;
+  readonly log: Logger;
+  readonly resyncMs?: number;
+}
+
+export interface KeyStatus {
+  readonly state: 'ok' | 'error';
+  readonly lastError?: string;
+  readonly code?: string;
+  readonly updatedAt: string;
+}
+
+export interface PassResult {
+  readonly full: boolean;
+  readonly revision: number;
+  readonly changes: number;
+  readonly failures: number;
+  readonly durationMs: number;
+}
+
+interface Waiter {
+  readonly revision: number;
+  readonly keys: readonly string[];
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+const FIREWALL_KEY = 'firewall';
+const ABSENT = 'absent';
+export const bridgeKey = (name: string): string => `bridge:${name}`;
+export const vethKey = (name: string): string => `veth:${name}`;
+export { FIREWALL_KEY };
+
+export class Reconciler {
+  readonly #deps: ReconcilerDeps;
+  readonly #applied = new Map<string, string>();
+  readonly #status = new Map<string, KeyStatus>();
+  readonly #failed = new Map<string, unknown>();
+  #waiters: Waiter[] = [];
+  #reconciled = -1;
+  #running: Promise<void> | undefined;
+  #queued: 'none' | 'incremental' | 'full' = 'none';
+  #timer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #backoffMs = 0;
+  #stopped = false;
+  #lastPass: PassResult | undefined;
+
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  /** First full pass now, then one every resyncMs. */
+  start(): void {
+    this.trigger('full');
+    const every = this.#deps.resyncMs ?? 30_000;
+    this.#timer = setInterval(() => this.trigger('full'), every);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#retryTimer);
+    await this.#running;
+    for (const w of this.#waiters) w.reject(errors.reconcileTimeout('truss is shutting down'));
+    this.#waiters = [];
+  }
+
+  trigger(mode: 'incremental' | 'full' = 'incremental'): void {
+    if (this.#stopped) return;
+    if (mode === 'full' || this.#queued === 'none') this.#queued = mode;
+    if (!this.#running) this.#running = this.#loop();
+  }
+
+  /** Run a full pass now and return its result (for `truss reconcile`). */
+  async reconcileNow(): Promise<PassResult | undefined> {
+    this.trigger('full');
+    while (this.#running) await this.#running;
+    return this.#lastPass;
+  }
+
+  /**
+   * Resolve once a pass that read intent at `revision` or later has finished and none of
+   * `keys` failed in it; reject with the key's error, or on timeout.
+   */
+  waitFor(revision: number, keys: readonly string[], timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(errors.reconcileTimeout(`the kernel was not programmed within ${timeoutMs} ms; see truss status`));
+      }, timeoutMs);
+      const waiter: Waiter = {
+        revision,
+        keys,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#waiters.push(waiter);
+      this.trigger('incremental');
+    });
+  }
+
+  status(): { reconciledRevision: number; lastPass?: PassResult; objects: Record<string, KeyStatus> } {
+    return {
+      reconciledRevision: this.#reconciled,
+      ...(this.#lastPass ? { lastPass: this.#lastPass } : {}),
+      objects: Object.fromEntries(this.#status),
+    };
+  }
+
+  /** Differences between intent and kernel, changing nothing. */
+  async check(): Promise<string[]> {
+    const intent = await this.#deps.loadIntent();
+    const desired = computeDesired(intent.networks, intent.endpoints);
+    const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
+    const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
+    return [...plan.problems, ...fw];
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (this.#queued !== 'none' && !this.#stopped) {
+        const full = this.#queued === 'full';
+        this.#queued = 'none';
+        try {
+          await this.#pass(full);
+        } catch (e) {
+          // loading intent failed (store unavailable): waiters time out, retry later
+          this.#deps.log.error('reconcile pass failed', { err: e, full });
+          this.#scheduleRetry();
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  async #pass(full: boolean): Promise<void> {
+    const started = performance.now();
+    const intent = await this.#deps.loadIntent();
+    const desired = computeDesired(intent.networks, intent.endpoints);
+    const before = this.#failed.size;
+    this.#failed.clear();
+    let changes = 0;
+    const plan = full ? planLinks(desired, await this.#deps.dataplane.listLinks()) : this.#incrementalPlan(desired);
+    if (full) for (const p of plan.problems) this.#deps.log.warn('kernel drift', { problem: p });
+    const failedBridges = new Set<string>();
+    for (const b of plan.ensureBridges) {
+      if (await this.#apply(bridgeKey(b.name), b, () => this.#deps.dataplane.ensureBridge(b))) changes++;
+      else failedBridges.add(b.name);
+    }
+    for (const v of plan.ensureVeths) {
+      const run = failedBridges.has(v.bridge)
+        ? () => Promise.reject(errors.reconcileFailed(`bridge ${v.bridge} could not be programmed`))
+        : () => this.#deps.dataplane.ensureVeth(v);
+      if (await this.#apply(vethKey(v.name), v, run)) changes++;
+    }
+    changes += await this.#firewall(desired, full);
+    for (const r of plan.remove) {
+      const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
+      const run =
+        r.kind === 'bridge'
+          ? () => this.#deps.dataplane.removeBridge(r.name)
+          : () => this.#deps.dataplane.removeVeth(r.name);
+      if (await this.#attempt(key, run)) {
+        this.#applied.delete(key);
+        this.#status.delete(key);
+        changes++;
+      }
+    }
+    if (full) this.#markSteady(desired);
+    this.#reconciled = intent.revision;
+    this.#lastPass = {
+      full,
+      revision: intent.revision,
+      changes,
+      failures: this.#failed.size,
+      durationMs: Math.round(performance.now() - started),
+    };
+    this.#deps.log.debug('reconcile pass', { ...this.#lastPass });
+    if (this.#failed.size > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...this.#lastPass });
+    this.#settleWaiters();
+    if (this.#failed.size > 0) this.#scheduleRetry();
+    else this.#backoffMs = 0;
+  }
+
+  #incrementalPlan(desired: DesiredKernel): ReturnType<typeof planLinks> {
+    const changed = <T extends { name: string }>(key: (n: string) => string, objs: readonly T[]): T[] =>
+      objs.filter((o) => this.#applied.get(key(o.name)) !== JSON.stringify(o));
+    const wantedKeys = new Set([
+      ...desired.bridges.map((b) => bridgeKey(b.name)),
+      ...desired.veths.map((v) => vethKey(v.name)),
+    ]);
+    const remove = [...this.#applied.keys()]
+      .filter((k) => k !== FIREWALL_KEY && !wantedKeys.has(k))
+      .map((k) => ({ name: k.slice(k.indexOf(':') + 1), kind: k.startsWith('bridge:') ? 'bridge' : 'veth' }))
+      .sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
+    return {
+      ensureBridges: changed(bridgeKey, desired.bridges),
+      ensureVeths: changed(vethKey, desired.veths),
+      remove,
+      problems: [],
+    };
+  }
+
+  async #firewall(desired: DesiredKernel, full: boolean): Promise<number> {
+    const fw = desired.firewall;
+    const dp = this.#deps.dataplane;
+    if (fw.networks.length === 0) {
+      const wasAbsent = this.#applied.get(FIREWALL_KEY) === ABSENT;
+      if (!full && wasAbsent) return 0;
+      const ok = await this.#attempt(FIREWALL_KEY, () => dp.removeFirewall());
+      if (ok) this.#applied.set(FIREWALL_KEY, ABSENT);
+      return ok && !wasAbsent ? 1 : 0;
+    }
+    const json = JSON.stringify(fw);
+    let needed = this.#applied.get(FIREWALL_KEY) !== json;
+    if (full && !needed) {
+      const problems = await dp.checkFirewall(fw);
+      for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
+      needed = problems.length > 0;
+    }
+    if (!needed) return 0;
+    const ok = await this.#apply(FIREWALL_KEY, fw, async () => {
+      await dp.applyFirewall(fw);
+      await dp.ensureSysctls(fw);
+    });
+    return ok ? 1 : 0;
+  }
+
+  async #apply(key: string, obj: unknown, run: () => Promise<void>): Promise<boolean> {
+    const ok = await this.#attempt(key, run);
+    if (ok) this.#applied.set(key, JSON.stringify(obj));
+    else this.#applied.delete(key);
+    return ok;
+  }
+
+  async #attempt(key: string, run: () => Promise<void>): Promise<boolean> {
+    try {
+      await run();
+      this.#status.set(key, { state: 'ok', updatedAt: new Date().toISOString() });
+      return true;
+    } catch (e) {
+      this.#failed.set(key, e);
+      const code = e instanceof TrussError ? e.code : ((e as { code?: string }).code ?? 'UNKNOWN');
+      this.#status.set(key, {
+        state: 'error',
+        lastError: e instanceof Error ? e.message : String(e),
+        code,
+        updatedAt: new Date().toISOString(),
+      });
+      this.#deps.log.warn('reconcile object failed', { key, err: e });
+      return false;
+    }
+  }
+
+  /** After a full pass every desired object that did not fail is known to be applied. */
+  #markSteady(desired: DesiredKernel): void {
+    const now = new Date().toISOString();
+    for (const b of desired.bridges) this.#steady(bridgeKey(b.name), b, now);
+    for (const v of desired.veths) this.#steady(vethKey(v.name), v, now);
+    if (desired.firewall.networks.length > 0) this.#steady(FIREWALL_KEY, desired.firewall, now);
+  }
+
+  #steady(key: string, obj: unknown, now: string): void {
+    if (this.#failed.has(key)) return;
+    this.#applied.set(key, JSON.stringify(obj));
+    if (!this.#status.has(key)) this.#status.set(key, { state: 'ok', updatedAt: now });
+  }
+
+  #settleWaiters(): void {
+    const keep: Waiter[] = [];
+    for (const w of this.#waiters) {
+      if (w.revision > this.#reconciled) {
+        keep.push(w);
+        continue;
+      }
+      const failedKey = w.keys.find((k) => this.#failed.has(k));
+      if (failedKey === undefined) w.resolve();
+      else w.reject(this.#failed.get(failedKey));
+    }
+    this.#waiters = keep;
+  }
+
+  #scheduleRetry(): void {
+    if (this.#stopped) return;
+    this.#backoffMs = Math.min(30_000, this.#backoffMs === 0 ? 500 : this.#backoffMs * 2);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.trigger('incremental'), this.#backoffMs);
+    this.#retryTimer.unref();
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * The network driver's use cases. Each one validates, writes intent durably, then waits
+ * (bounded) for the reconciler to program it. A create whose programming fails removes
+ * its own intent again (Docker will not call Delete for it) and reports the cause.
+ * Deletes of unknown things succeed. Nothing here touches the kernel.
+ */
+import { errors, isTrussError } from '../core/errors.ts';
+import { formatIp, type Prefix, parsePrefix, prefixContains, prefixesOverlap } from '../core/ip.ts';
+import type { EndpointSpec, IpamData, NetworkSpec } from '../core/model.ts';
+import { bridgeName, hostVethName, isDockerId, macFor, peerVethName, shortId } from '../core/naming.ts';
+import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
+import type {
+  CreateEndpointInput,
+  CreateEndpointResult,
+  CreateNetworkInput,
+  JoinInput,
+  JoinResult,
+  NetworkCapabilities,
+  NetworkDriverService,
+} from '../core/ports.ts';
+import type { Logger } from '../obs/logger.ts';
+import { bridgeKey, FIREWALL_KEY, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
+import type { IntentRepo } from './intent.ts';
+import { Mutex } from './mutex.ts';
+
+export interface NetworkServiceDeps {
+  readonly repo: IntentRepo;
+  readonly reconciler: Pick<Reconciler, 'waitFor'>;
+  readonly log: Logger;
+  /** how long a request waits for the kernel (ms) */
+  readonly programTimeoutMs?: number;
+}
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+
+function checkId(what: string, id: string): void {
+  if (!isDockerId(id)) throw errors.badId(`${what} must be a 64-character hex id, got ${JSON.stringify(id)}`);
+}
+
+function checkIpamData(family: 4 | 6, data: readonly IpamData[]): Prefix[] {
+  return data.map((d) => {
+    const pool = parsePrefix(d.pool);
+    if (!pool || pool.family !== family)
+      throw errors.badAddress(`IPv${family} pool ${JSON.stringify(d.pool)} is not a valid IPv${family} CIDR`);
+    for (const [what, cidr] of [
+      ['gateway', d.gateway],
+      ...Object.entries(d.auxAddresses).map(([k, v]) => [`aux address ${k}`, v]),
+    ]) {
+      if (cidr === undefined) continue;
+      const p = parsePrefix(cidr);
+      if (!p || !prefixContains(pool, p))
+        throw errors.badAddress(`${what} ${JSON.stringify(cidr)} is not inside pool ${d.pool}`);
+    }
+    return pool;
+  });
+}
+
+const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+export class NetworkService implements NetworkDriverService {
+  readonly #d: NetworkServiceDeps;
+  readonly #lock = new Mutex();
+  constructor(deps: NetworkServiceDeps) {
+    this.#d = deps;
+  }
+
+  get #timeout(): number {
+    return this.#d.programTimeoutMs ?? 15_000;
+  }
+
+  capabilities(): NetworkCapabilities {
+    return { scope: 'local', connectivityScope: 'local' };
+  }
+
+  async createNetwork(input: CreateNetworkInput): Promise<void> {
+    checkId('NetworkID', input.networkId);
+    const v4 = checkIpamData(4, input.ipv4);
+    const v6 = checkIpamData(6, input.ipv6);
+    if (v4.length + v6.length === 0) throw errors.badRequest('the network has no IPv4 or IPv6 pool');
+    const opts = parseNetworkOptions(input.generic, v6.length > 0);
+    const spec: NetworkSpec = {
+      id: input.networkId,
+      bridge: opts.bridgeName ?? bridgeName(input.networkId),
+      bridgeNamed: opts.bridgeName !== undefined,
+      mtu: opts.mtu,
+      internal: input.internal,
+      nat: opts.nat,
+      ipv4: input.ipv4,
+      ipv6: input.ipv6,
+      options: input.generic,
+    };
+    const revision = await this.#lock.run(async () => {
+      const existing = await this.#d.repo.getNetwork(spec.id);
+      if (existing) {
+        if (!sameJson(existing, spec))
+          throw errors.networkConflict(`network ${shortId(spec.id)} already exists with other settings`);
+        return 0; // a replay: make sure it is programmed
+      }
+      for (const other of await this.#d.repo.listNetworks()) this.#checkNoClash(spec, [...v4, ...v6], other);
+      return this.#d.repo.createNetwork(spec);
+    });
+    await this.#programOrUndo(revision, [bridgeKey(spec.bridge), FIREWALL_KEY], async () => {
+      if (revision === 0) return 0;
+      return this.#d.repo.deleteNetwork(spec.id);
+    });
+    this.#d.log.info('network created', { nid: shortId(spec.id), bridge: spec.bridge });
+  }
+
+  #checkNoClash(spec: NetworkSpec, pools: readonly Prefix[], other: NetworkSpec): void {
+    if (other.bridge === spec.bridge) {
+      throw errors.networkConflict(`bridge name ${spec.bridge} is already used by truss network ${shortId(other.id)}`);
+    }
+    for (const d of [...other.ipv4, ...other.ipv6]) {
+      const theirs = parsePrefix(d.pool);
+      const clash = theirs && pools.find((p) => prefixesOverlap(p, theirs));
+      if (clash)
+        throw errors.poolOverlap(`subnet ${d.pool} of truss network ${shortId(other.id)} overlaps this network's`);
+    }
+  }
+
+  async deleteNetwork(networkId: string): Promise<void> {
+    if (!isDockerId(networkId)) return;
+    const spec = await this.#d.repo.getNetwork(networkId);
+    if (!spec) return;
+    const revision = await this.#lock.run(() => this.#d.repo.deleteNetwork(networkId));
+    await this.#settle(revision);
+    this.#d.log.info('network deleted', { nid: shortId(networkId) });
+  }
+
+  async allocateNetwork(
+    _networkId: string,
+    options: Readonly<Record<string, string>>,
+  ): Promise<Record<string, string>> {
+    return { ...options }; // Swarm: echo so workers receive the -o options
+  }
+
+  async freeNetwork(): Promise<void> {}
+
+  async createEndpoint(input: CreateEndpointInput): Promise<CreateEndpointResult> {
+    checkId('NetworkID', input.networkId);
+    checkId('EndpointID', input.endpointId);
+    const net = await this.#d.repo.getNetwork(input.networkId);
+    if (!net) {
+      throw errors.networkNotFound(
+        `network ${shortId(input.networkId)} is not known to truss (was it created with another state dir?)`,
+      );
+    }
+    if (input.macAddress !== undefined && !MAC.test(input.macAddress.toLowerCase())) {
+      throw errors.badAddress(`MacAddress ${JSON.stringify(input.macAddress)} is not a colon-separated MAC`);
+    }
+    this.#checkAddress(net, input.address, net.ipv4, 4);
+    this.#checkAddress(net, input.addressIpv6, net.ipv6, 6);
+    const spec: EndpointSpec = {
+      networkId: net.id,
+      id: input.endpointId,
+      hostVeth: hostVethName(input.endpointId),
+      peerVeth: peerVethName(input.endpointId),
+      mac: input.macAddress?.toLowerCase() ?? macFor(input.endpointId),
+      ...(input.address !== undefined ? { ipv4: input.address } : {}),
+      ...(input.addressIpv6 !== undefined ? { ipv6: input.addressIpv6 } : {}),
+      options: parseEndpointOptions(input.options),
+    };
+    const existing = await this.#d.repo.getEndpoint(net.id, spec.id);
+    if (existing && !sameJson({ ...existing, sandboxKey: undefined }, spec)) {
+      throw errors.endpointConflict(`endpoint ${shortId(spec.id)} already exists with other settings`);
+    }
+    const revision = existing ? 0 : await this.#d.repo.createEndpoint(spec);
+    await this.#programOrUndo(revision, [vethKey(spec.hostVeth)], async () =>
+      revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id),
+    );
+    return input.macAddress === undefined ? { macAddress: spec.mac } : {};
+  }
+
+  #checkAddress(net: NetworkSpec, cidr: string | undefined, data: readonly IpamData[], family: 4 | 6): void {
+    if (cidr === undefined) return;
+    const p = parsePrefix(cidr);
+    const ok =
+      p &&
+      data.some((d) => {
+        const pool = parsePrefix(d.pool);
+        return pool !== undefined && pool.family === family && prefixContains(pool, p);
+      });
+    if (!ok) throw errors.badAddress(`address ${JSON.stringify(cidr)} is not in a pool of network ${shortId(net.id)}`);
+  }
+
+  async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+    if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
+    if (!(await this.#d.repo.getEndpoint(networkId, endpointId))) return;
+    await this.#settle(await this.#d.repo.deleteEndpoint(networkId, endpointId));
+  }
+
+  async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
+    const ep =
+      isDockerId(networkId) && isDockerId(endpointId)
+        ? await this.#d.repo.getEndpoint(networkId, endpointId)
+        : undefined;
+    return ep ? { 'truss.veth': ep.hostVeth, 'truss.mac': ep.mac } : {};
+  }
+
+  async join(input: JoinInput): Promise<JoinResult> {
+    checkId('NetworkID', input.networkId);
+    checkId('EndpointID', input.endpointId);
+    const net = await this.#d.repo.getNetwork(input.networkId);
+    const ep = net && (await this.#d.repo.getEndpoint(net.id, input.endpointId));
+    if (!net || !ep) throw errors.endpointNotFound(`endpoint ${shortId(input.endpointId)} is not known to truss`);
+    if (ep.sandboxKey !== input.sandboxKey) {
+      const revision = await this.#d.repo.putEndpoint({ ...ep, sandboxKey: input.sandboxKey });
+      await this.#d.reconciler.waitFor(revision, [vethKey(ep.hostVeth)], this.#timeout);
+    }
+    const gw4 = net.ipv4.find((d) => d.gateway)?.gateway;
+    const gw6 = net.ipv6.find((d) => d.gateway)?.gateway;
+    const bare = (cidr: string | undefined): string | undefined => {
+      const p = cidr === undefined ? undefined : parsePrefix(cidr);
+      return p ? formatIp(p) : undefined;
+    };
+    const gateway = net.internal ? undefined : bare(gw4);
+    const gatewayIpv6 = net.internal ? undefined : bare(gw6);
+    return {
+      srcName: ep.peerVeth,
+      dstPrefix: 'eth',
+      ...(gateway ? { gateway } : {}),
+      ...(gatewayIpv6 ? { gatewayIpv6 } : {}),
+      staticRoutes: [],
+      disableGatewayService: net.internal,
+    };
+  }
+
+  async leave(networkId: string, endpointId: string): Promise<void> {
+    if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
+    const ep = await this.#d.repo.getEndpoint(networkId, endpointId);
+    if (!ep || ep.sandboxKey === undefined) return;
+    const { sandboxKey: _gone, ...rest } = ep;
+    await this.#settle(await this.#d.repo.putEndpoint(rest));
+  }
+
+  async programExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+    this.#d.log.debug('external connectivity: nothing to program', {
+      nid: shortId(networkId),
+      eid: shortId(endpointId),
+    });
+  }
+
+  async revokeExternalConnectivity(): Promise<void> {}
+
+  /** Wait for programming; on failure remove the intent just written and rethrow the cause. */
+  async #programOrUndo(revision: number, keys: readonly string[], undo: () => Promise<number>): Promise<void> {
+    try {
+      await this.#d.reconciler.waitFor(revision, keys, this.#timeout);
+    } catch (e) {
+      const undoRevision = await undo();
+      if (undoRevision > 0) await this.#settle(undoRevision);
+      throw isTrussError(e) ? e : errors.reconcileFailed(`programming the kernel failed: ${(e as Error).message}`, e);
+    }
+  }
+
+  /** Wait for a removal to be programmed; failures are retried by the reconciler, not reported. */
+  async #settle(revision: number): Promise<void> {
+    try {
+      await this.#d.reconciler.waitFor(revision, [], this.#timeout);
+    } catch (e) {
+      this.#d.log.warn('removal not yet programmed; the reconciler will retry', { err: e });
+    }
+  }
+}
