@@ -1,0 +1,74 @@
+/**
+ * The `truss` command: `serve` runs the daemon; every other command talks to a running
+ * daemon over its admin socket (never to the kernel directly).
+ */
+import { parseArgs } from 'node:util';
+import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { VERSION } from '../obs/version.ts';
+import { adminRequest } from './admin-client.ts';
+import { formatStatus } from './format.ts';
+
+const USAGE = `usage: truss <command> [flags]
+
+commands:
+  serve       run the plugin daemon (flags: --socket, --state-dir, --log-level, --default-pools, --resync-seconds)
+  status      show networks, endpoints, IPAM state and whether the kernel matches (--json)
+  reconcile   run a full reconcile pass now and show the result (--json)
+  version     print the version
+
+Every command takes --state-dir (default ${DEFAULTS.stateDir}, env TRUSS_STATE_DIR) to find the daemon.
+`;
+
+async function adminCommand(cmd: 'status' | 'reconcile', args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } },
+    strict: true,
+  });
+  const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
+  const socket = adminSocketPath(stateDir);
+  const body =
+    cmd === 'status'
+      ? await adminRequest(socket, 'GET', '/v1/status')
+      : await adminRequest(socket, 'POST', '/v1/reconcile');
+  if (values.json || cmd === 'reconcile') process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+  else process.stdout.write(formatStatus(body));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'serve': {
+      const { serve } = await import('../main.ts');
+      await serve(rest, process.env);
+      return -1; // keep running
+    }
+    case 'status':
+    case 'reconcile':
+      return adminCommand(cmd, rest);
+    case 'version':
+    case '--version':
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`truss: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (e: unknown) => {
+    process.stderr.write(`truss: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,69 @@
+/**
+ * Configuration: flags, each with a TRUSS_* environment twin (flag wins). process.env is
+ * read here and nowhere else. DOCKER_PLUGIN_DEBUG=true turns on debug logs.
+ */
+import { parseArgs } from 'node:util';
+import { errors } from './core/errors.ts';
+import type { Level } from './obs/logger.ts';
+
+export interface Config {
+  readonly socket: string;
+  readonly stateDir: string;
+  readonly logLevel: Level;
+  /** raw --default-pools text; parsed by the IPAM ("CIDR:LEN,CIDR:LEN") */
+  readonly defaultPools?: string;
+  readonly resyncMs: number;
+}
+
+export const DEFAULTS = {
+  socket: '/run/docker/plugins/truss.sock',
+  stateDir: '/var/lib/truss',
+  logLevel: 'info' as Level,
+  resyncSeconds: 30,
+};
+
+const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
+
+export const SERVE_OPTIONS = {
+  socket: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'log-level': { type: 'string' },
+  'default-pools': { type: 'string' },
+  'resync-seconds': { type: 'string' },
+} as const;
+
+export function adminSocketPath(stateDir: string): string {
+  return `${stateDir}/admin.sock`;
+}
+
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
+  const { values } = parseArgs({ args: [...argv], options: SERVE_OPTIONS, strict: true, allowPositionals: false });
+  const pick = (flag: string | undefined, envName: string): string | undefined => flag ?? (env[envName] || undefined);
+  const debug = env.DOCKER_PLUGIN_DEBUG === 'true' || env.DOCKER_PLUGIN_DEBUG === '1';
+  const level = (debug ? 'debug' : pick(values['log-level'], 'TRUSS_LOG_LEVEL')) ?? DEFAULTS.logLevel;
+  if (!LEVELS.includes(level as Level)) {
+    throw errors.badOption(`--log-level ${JSON.stringify(level)}: expected one of ${LEVELS.join(', ')}`);
+  }
+  const socket = pick(values.socket, 'TRUSS_SOCKET') ?? DEFAULTS.socket;
+  const stateDir = pick(values['state-dir'], 'TRUSS_STATE_DIR') ?? DEFAULTS.stateDir;
+  for (const [name, p] of [
+    ['--socket', socket],
+    ['--state-dir', stateDir],
+  ] as const) {
+    if (!p.startsWith('/') || p.includes('\0'))
+      throw errors.badOption(`${name} ${JSON.stringify(p)}: expected an absolute path`);
+  }
+  if (Buffer.byteLength(socket) > 107)
+    throw errors.badOption(`--socket ${socket}: unix socket paths are limited to 107 bytes`);
+  const resyncText = pick(values['resync-seconds'], 'TRUSS_RESYNC_SECONDS') ?? String(DEFAULTS.resyncSeconds);
+  if (!/^[1-9][0-9]{0,4}$/.test(resyncText))
+    throw errors.badOption(`--resync-seconds ${resyncText}: expected 1..99999`);
+  const pools = pick(values['default-pools'], 'TRUSS_DEFAULT_POOLS');
+  return {
+    socket,
+    stateDir,
+    logLevel: level as Level,
+    ...(pools !== undefined ? { defaultPools: pools } : {}),
+    resyncMs: Number(resyncText) * 1000,
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * The composition root: config -> logger -> store -> dataplane -> reconciler -> services ->
+ * protocol server. The plugin socket is bound before any slow work (dockerd gives a managed
+ * plugin ~12 s); the first full reconcile pass runs after. Shutdown leaves the kernel as it
+ * is: containers keep their network across plugin restarts and upgrades.
+ */
+import { mkdirSync } from 'node:fs';
+import type http from 'node:http';
+import { buildAdminServer } from './admin/server.ts';
+import { adminSocketPath, loadConfig } from './config.ts';
+import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
+import { createLogger } from './obs/logger.ts';
+import { listenUnix, probeSocket } from './obs/unix-socket.ts';
+import { VERSION } from './obs/version.ts';
+import { buildServer } from './protocol/server.ts';
+import { Reconciler } from './reconcile/reconciler.ts';
+import { IntentRepo } from './service/intent.ts';
+import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
+import { NetworkService } from './service/network-service.ts';
+import { StatusService } from './service/status.ts';
+import { openSqliteStore } from './store/sqlite.ts';
+
+export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  process.umask(0o077);
+  const config = loadConfig(argv, env);
+  const log = createLogger(config.logLevel).child({ name: 'truss' });
+  const adminPath = adminSocketPath(config.stateDir);
+  if ((await probeSocket(adminPath)) === 'live') {
+    throw new Error(`another truss daemon is running with state dir ${config.stateDir}`);
+  }
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const store = await openSqliteStore(config.stateDir);
+  const klog = log.child({ component: 'kernel' });
+  const dataplane = createLinuxDataplane({
+    log: klog,
+    ...(log.isDebug()
+      ? {
+          onCommand: (argv: readonly string[], stdin: string | undefined, durationMs: number, exitCode: number) =>
+            klog.debug('kernel command', { argv, stdin, durationMs, exitCode }),
+        }
+      : {}),
+  });
+  const repo = new IntentRepo(store);
+  const reconciler = new Reconciler({
+    loadIntent: () => repo.snapshot(),
+    dataplane,
+    log: log.child({ component: 'reconcile' }),
+    resyncMs: config.resyncMs,
+  });
+  const network = new NetworkService({ repo, reconciler, log: log.child({ component: 'network' }) });
+  const ipam = new IpamServiceImpl({
+    store,
+    log: log.child({ component: 'ipam' }),
+    defaultPools: config.defaultPools !== undefined ? parseDefaultPools(config.defaultPools) : DEFAULT_POOLS,
+  });
+  const status = new StatusService({ repo, store, reconciler, version: VERSION, startedAt: new Date().toISOString() });
+
+  const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });
+  await listenUnix(plugin, config.socket);
+  const admin = buildAdminServer(status, log.child({ component: 'admin' }));
+  await listenUnix(admin, adminPath);
+  log.info('listening', { socket: config.socket, stateDir: config.stateDir, version: VERSION, pid: process.pid });
+
+  reconciler.start();
+
+  const shutdown = (signal: string): void => {
+    log.info('shutting down; kernel state is left in place', { signal });
+    const close = (s: http.Server): Promise<void> => new Promise((r) => s.close(() => r()));
+    plugin.closeAllConnections();
+    void Promise.all([close(plugin), close(admin), reconciler.stop()])
+      .then(() => store.close())
+      .finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}

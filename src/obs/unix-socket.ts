@@ -1,0 +1,35 @@
+/**
+ * Unix socket helpers: find out whether a socket path has a live listener, and listen on
+ * a path after removing a stale socket file (never one with a live listener).
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import type http from 'node:http';
+import net from 'node:net';
+import { dirname } from 'node:path';
+
+export function probeSocket(path: string, timeoutMs = 1000): Promise<'live' | 'stale' | 'absent'> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    const done = (r: 'live' | 'stale' | 'absent'): void => {
+      s.destroy();
+      resolve(r);
+    };
+    s.setTimeout(timeoutMs, () => done('live'));
+    s.once('connect', () => done('live'));
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ENOENT' ? 'absent' : 'stale'));
+  });
+}
+
+export async function listenUnix(server: http.Server, path: string): Promise<void> {
+  const state = await probeSocket(path);
+  if (state === 'live') throw new Error(`another process is already listening on ${path}`);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  if (state === 'stale') rmSync(path, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
