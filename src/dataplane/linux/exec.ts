@@ -1,0 +1,194 @@
+/**
+ * The one door to the kernel: runs ip/nft/iptables-restore/sysctl as child processes with
+ * argv arrays (never a shell) and, for batches, text on stdin (`ip -batch -`, `nft -f -`,
+ * `iptables-restore`). Binaries are resolved to absolute paths once. With `netns` set,
+ * every command runs as `nsenter --net=<path> -- <bin> ...` (tests, simulated hosts).
+ *
+ * Kernel errors are normalised here and only here: callers branch on KernelError.code,
+ * never on stderr text.
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { errors } from '../../core/errors.ts';
+
+export type KernelErrorCode = 'EEXIST' | 'ENODEV' | 'ENOENT' | 'ESRCH' | 'EBUSY' | 'EPERM' | 'EINVAL' | 'OTHER';
+
+export class KernelError extends Error {
+  readonly code: KernelErrorCode;
+  readonly argv: readonly string[];
+  readonly exitCode: number;
+  readonly stderr: string;
+  /** 1-based line of the failing command of a stdin batch, when the tool says so */
+  readonly line?: number;
+  constructor(code: KernelErrorCode, argv: readonly string[], exitCode: number, stderr: string) {
+    const first = stderr.trim().split('\n')[0] ?? '';
+    super(`${argv.join(' ')}: ${first || `exit code ${exitCode}`}`);
+    this.name = 'KernelError';
+    this.code = code;
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.stderr = stderr;
+    const line = batchLineOf(stderr);
+    if (line !== undefined) this.line = line;
+  }
+}
+
+export const isKernelError = (e: unknown, code?: KernelErrorCode): e is KernelError =>
+  e instanceof KernelError && (code === undefined || e.code === code);
+
+// Most specific first: "Cannot find device" must win over the generic "not found".
+const PATTERNS: readonly (readonly [RegExp, KernelErrorCode])[] = [
+  [/file exists|already exists/i, 'EEXIST'],
+  [/no such device|cannot find device|device (?:"[^"]*" )?does not exist/i, 'ENODEV'],
+  [/no such process/i, 'ESRCH'],
+  [/device or resource busy|resource busy/i, 'EBUSY'],
+  [/operation not permitted|permission denied|must be root/i, 'EPERM'],
+  [
+    /no such file or directory|not found|no chain\/target\/match by that name|does a matching rule exist|cannot stat/i,
+    'ENOENT',
+  ],
+  [/invalid argument|invalid|out of range|greater than|less than/i, 'EINVAL'],
+];
+
+/** Maps a tool's stderr to a stable code. The single place that reads error text. */
+export function normaliseKernelError(stderr: string): KernelErrorCode {
+  for (const [re, code] of PATTERNS) if (re.test(stderr)) return code;
+  return 'OTHER';
+}
+
+/** `ip -batch`: "Command failed -:3"; `nft -f -`: "/dev/stdin:3:5-9: Error: ..." */
+export function batchLineOf(stderr: string): number | undefined {
+  const m = /Command failed -:(\d+)/.exec(stderr) ?? /\/dev\/stdin:(\d+):/.exec(stderr);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The slice of the daemon's logger the dataplane uses (obs/logger's Logger fits). */
+export interface DataplaneLog {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export type OnCommand = (
+  argv: readonly string[],
+  stdin: string | undefined,
+  durationMs: number,
+  exitCode: number,
+) => void;
+
+export interface RunOptions {
+  readonly stdin?: string;
+  readonly timeoutMs?: number;
+}
+
+export interface ExecResult {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface Exec {
+  /** `bin` is a tool name ("ip") resolved once on PATH, or an absolute path. Throws KernelError on exit != 0. */
+  run(bin: string, args: readonly string[], opts?: RunOptions): Promise<ExecResult>;
+  /** Absolute path of a tool, or undefined when it is not installed. */
+  which(bin: string): string | undefined;
+  readonly netns?: string;
+}
+
+export interface ExecOptions {
+  readonly netns?: string;
+  readonly onCommand?: OnCommand;
+  /** Directories searched for tools; defaults to PATH plus the sbin directories. */
+  readonly searchPath?: readonly string[];
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+function searchDirs(extra?: readonly string[]): string[] {
+  const fromEnv = (process.env.PATH ?? '').split(delimiter).filter((d) => isAbsolute(d));
+  return [...new Set([...(extra ?? fromEnv), '/usr/sbin', '/sbin', '/usr/bin', '/bin'])];
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function createExec(opts: ExecOptions = {}): Exec {
+  const dirs = searchDirs(opts.searchPath);
+  const cache = new Map<string, string | undefined>();
+  const which = (bin: string): string | undefined => {
+    if (!cache.has(bin)) {
+      const candidates = isAbsolute(bin) ? [bin] : dirs.map((d) => join(d, bin));
+      cache.set(bin, candidates.find(isExecutable));
+    }
+    return cache.get(bin);
+  };
+  const resolve = (bin: string): string => {
+    const path = which(bin);
+    if (!path) throw errors.unsupported(`the program '${bin}' was not found (searched ${dirs.join(':')}); install it`);
+    return path;
+  };
+  const run = async (bin: string, args: readonly string[], ro: RunOptions = {}): Promise<ExecResult> => {
+    const argv =
+      opts.netns === undefined
+        ? [resolve(bin), ...args]
+        : [resolve('nsenter'), `--net=${opts.netns}`, '--', resolve(bin), ...args];
+    const started = performance.now();
+    const res = await spawnCollect(argv, ro.stdin, ro.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    opts.onCommand?.(argv, ro.stdin, performance.now() - started, res.exitCode);
+    if (res.exitCode !== 0) {
+      const code = res.timedOut ? 'OTHER' : normaliseKernelError(res.stderr);
+      throw new KernelError(code, argv, res.exitCode, res.timedOut ? `timed out: ${res.stderr}` : res.stderr);
+    }
+    return { stdout: res.stdout, stderr: res.stderr };
+  };
+  return opts.netns === undefined ? { run, which } : { run, which, netns: opts.netns };
+}
+
+interface Spawned {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+  timedOut: boolean;
+}
+
+function spawnCollect(argv: readonly string[], stdin: string | undefined, timeoutMs: number): Promise<Spawned> {
+  return new Promise((resolvePromise) => {
+    const [file, ...args] = argv as [string, ...string[]];
+    const child = spawn(file, args, {
+      stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' }, // why: stderr is parsed; localised messages would not match
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on('data', (b: Buffer) => out.push(b));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    let settled = false;
+    const settle = (s: Spawned): void => {
+      if (!settled) resolvePromise(s);
+      settled = true;
+    };
+    child.on('error', (e) => {
+      // why: a failed spawn (EACCES, ENOMEM) may never emit 'close'
+      if (child.pid === undefined) settle({ stdout: '', stderr: `${e.message}\n`, exitCode: 127, timedOut: false });
+    });
+    child.on('close', (code, signal) =>
+      settle({
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        exitCode: code ?? 128,
+        timedOut: signal === 'SIGKILL' && code === null,
+      }),
+    );
+    if (stdin !== undefined) {
+      child.stdin?.on('error', () => {}); // why: EPIPE when the tool exits early; its exit code tells the story
+      child.stdin?.end(stdin);
+    }
+  });
+}
