@@ -1,0 +1,105 @@
+/**
+ * veth pairs: a virtual cable with two ends. The host end (trv…) is a port of the
+ * network's bridge; the peer (trc…) is created in the host namespace with the endpoint's
+ * MAC and MTU, and Docker moves it into the container (and renames it) after Join. From
+ * then on only the host end is visible here; deleting it deletes the peer with it, and a
+ * container exiting deletes both.
+ *
+ * Ownership: the host end's ifalias `truss:ep:<endpoint id>` (naming.ownerMark), set in
+ * the same `ip -batch` as the create. A host end with no alias at all but a truss name
+ * (naming.isTrussLinkName) is a pair we made and could not mark (killed mid-batch): it is
+ * converged and marked. Any other alias, or another link kind, is foreign: refused.
+ */
+import type { VethObject } from '../../core/desired.ts';
+import { errors, TrussError } from '../../core/errors.ts';
+import { isTrussLinkName, ownerMark, shortId } from '../../core/naming.ts';
+import type { DataplaneLog, Exec } from './exec.ts';
+import { batch, checkIfName, checkMac, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
+import { ensureAcceptRaOff } from './sysctl.ts';
+
+// TODO(core/errors.ts): move into `errors` as endpointDisconnected.
+export const ENDPOINT_DISCONNECTED = 'TRUSS_ERR_ENDPOINT_DISCONNECTED';
+
+export function endpointDisconnected(v: VethObject): TrussError {
+  return new TrussError(
+    ENDPOINT_DISCONNECTED,
+    'unavailable',
+    `endpoint ${shortId(v.endpointId)} of network ${shortId(v.networkId)}: its interface ${v.name} is gone and ` +
+      "the container's end went with it; disconnect and reconnect the container, or restart it",
+  );
+}
+
+/** Pure: the `ip -batch` lines that create the pair from nothing. Line 1 makes both ends. */
+export function planVethCreate(v: VethObject): string[] {
+  const name = checkIfName(v.name);
+  return [
+    `link add ${name} mtu ${v.mtu} type veth peer name ${checkIfName(v.peer)} address ${checkMac(v.peerMac)} mtu ${v.mtu}`,
+    // why: IFLA_IFALIAS is ignored on RTM_NEWLINK, so the mark needs its own `link set`
+    `link set ${name} alias ${ownerMark('ep', v.endpointId)} master ${checkIfName(v.bridge)} up`,
+  ];
+}
+
+/** Pure: the `ip -batch` lines that converge an existing, owned host end. [] when it matches. */
+export function planVeth(cur: LinkState, v: VethObject): string[] {
+  const name = checkIfName(v.name);
+  const lines: string[] = [];
+  if (cur.alias !== ownerMark('ep', v.endpointId))
+    lines.push(`link set ${name} alias ${ownerMark('ep', v.endpointId)}`);
+  if (cur.master !== v.bridge) lines.push(`link set ${name} master ${checkIfName(v.bridge)}`);
+  if (cur.mtu !== v.mtu) lines.push(`link set ${name} mtu ${v.mtu}`);
+  if (!cur.up) lines.push(`link set ${name} up`);
+  return lines;
+}
+
+const ownsHostEnd = (cur: LinkState, endpointId?: string): boolean =>
+  cur.kind === 'veth' &&
+  (cur.mark
+    ? cur.mark.kind === 'ep' && (endpointId === undefined || cur.mark.id === endpointId)
+    : cur.alias === undefined && isTrussLinkName(cur.name));
+
+function assertOwnVeth(cur: LinkState, v: VethObject): void {
+  if (ownsHostEnd(cur, v.endpointId)) return;
+  const what = cur.mark
+    ? `truss's ${cur.mark.kind === 'br' ? 'bridge' : 'endpoint'} for ${shortId(cur.mark.id)}`
+    : `a ${cur.kind || 'link'} truss did not create${cur.alias ? ` (alias ${JSON.stringify(cur.alias)})` : ''}`;
+  throw errors.kernelObjectForeign(
+    `endpoint ${shortId(v.endpointId)}: interface ${v.name} already exists and is ${what}; delete or rename it`,
+  );
+}
+
+async function createVeth(exec: Exec, v: VethObject): Promise<void> {
+  try {
+    await exec.run('ip', ['-batch', '-'], { stdin: batch(planVethCreate(v)) });
+  } catch (e) {
+    // Line 1 made both ends; a failure after it (e.g. the bridge is missing) must not leave half a job.
+    await undoFailedCreate(exec, e, { name: v.name, kind: 'veth', mark: ownerMark('ep', v.endpointId) });
+    throw e;
+  }
+}
+
+/** Creates the pair (before Join) or converges the host end: mark, master, MTU, up, accept_ra=0. */
+export async function ensureVeth(exec: Exec, v: VethObject): Promise<void> {
+  const name = checkIfName(v.name);
+  const cur = await readLink(exec, name);
+  if (cur === undefined) {
+    // After Join the peer lived in the container: a new pair would be a cable to nowhere.
+    if (v.joined) throw endpointDisconnected(v);
+    await createVeth(exec, v);
+  } else {
+    assertOwnVeth(cur, v);
+    const lines = planVeth(cur, v);
+    if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
+  }
+  await ensureAcceptRaOff(exec, name);
+}
+
+/** Deletes the host end (the peer goes with it) when it is ours. Gone = success; foreign = left alone. */
+export async function removeVeth(exec: Exec, name: string, log?: DataplaneLog): Promise<void> {
+  const cur = await readLink(exec, checkIfName(name));
+  if (cur === undefined) return;
+  if (!ownsHostEnd(cur)) {
+    log?.warn('not removing foreign link', { link: name, kind: cur.kind, alias: cur.alias });
+    return;
+  }
+  await deleteLink(exec, name);
+}
