@@ -1,0 +1,126 @@
+/**
+ * Kernel tests (root): the nft table, the iptables FORWARD shim and sysctls in a
+ * throwaway namespace. Run: node --test --test-concurrency=1 'src/**\/*.netns.ts'.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FirewallObject } from '../../core/desired.ts';
+import { bridgeName } from '../../core/naming.ts';
+import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import { createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
+import { normaliseNft } from './nft.ts';
+
+const JUMP = '-A FORWARD -j TRUSS-FORWARD';
+
+describe('firewall (kernel)', () => {
+  let ns: TestNs;
+  let dp: LinuxDataplane;
+  const [n1, n2] = [randomId(), randomId()];
+  const f: FirewallObject = {
+    networks: [
+      {
+        networkId: n1,
+        bridge: bridgeName(n1),
+        subnets4: ['198.18.30.0/24'],
+        subnets6: ['fd00:30::/64'],
+        nat: true,
+        internal: false,
+      },
+      { networkId: n2, bridge: bridgeName(n2), subnets4: ['198.18.31.0/24'], subnets6: [], nat: false, internal: true },
+    ].sort((a, b) => (a.bridge < b.bridge ? -1 : 1)),
+  };
+  const nftList = async (): Promise<string> => ns.must(['nft', 'list', 'table', 'inet', 'truss']);
+  const iptS = async (tool: 'iptables' | 'ip6tables'): Promise<string[]> =>
+    (await ns.must([tool, '-w', '-S'])).split('\n').filter((l) => l !== '');
+
+  before(async () => {
+    ns = await createTestNs('fw');
+    dp = createLinuxDataplane({ netns: ns.path });
+  });
+  after(async () => {
+    await ns.remove();
+  });
+
+  it('reports everything missing before the first apply', async () => {
+    const problems = await dp.checkFirewall(f);
+    assert.ok(problems.includes('nft table inet truss is missing'));
+    assert.ok(problems.includes('iptables chain TRUSS-FORWARD is missing'));
+  });
+
+  it('applies twice: identical nft listing matching the rendering, one jump, checkFirewall empty', async (t) => {
+    assert.equal(await dp.iptablesBackend(), 'nf_tables');
+    const t0 = performance.now();
+    await dp.applyFirewall(f);
+    t.diagnostic(`applyFirewall (2 networks, nft + iptables + ip6tables) ${(performance.now() - t0).toFixed(1)} ms`);
+    const first = await nftList();
+    assert.deepEqual(normaliseNft(first), normaliseNft(await dp.renderFirewall(f)));
+    await dp.applyFirewall(f);
+    assert.equal(await nftList(), first);
+    for (const tool of ['iptables', 'ip6tables'] as const) {
+      const rules = await iptS(tool);
+      assert.equal(rules.filter((l) => l === JUMP).length, 1, `${tool}: exactly one jump`);
+      assert.equal(rules.filter((l) => l.startsWith('-A TRUSS-FORWARD')).length, 4, `${tool}: -i/-o per bridge`);
+    }
+    const t1 = performance.now();
+    assert.deepEqual(await dp.checkFirewall(f), []);
+    t.diagnostic(`checkFirewall ${(performance.now() - t1).toFixed(1)} ms`);
+  });
+
+  it('puts the jump first in FORWARD and leaves other rules and the policy alone', async () => {
+    await ns.must(['iptables', '-w', '-D', 'FORWARD', '-j', 'TRUSS-FORWARD']);
+    await ns.must(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
+    await ns.must(['iptables', '-w', '-A', 'FORWARD', '-i', 'docker0', '-j', 'ACCEPT']);
+    await dp.applyFirewall(f);
+    const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD') || l.startsWith('-P FORWARD'));
+    assert.deepEqual(fwd, ['-P FORWARD DROP', JUMP, '-A FORWARD -i docker0 -j ACCEPT']);
+  });
+
+  it('notices drift behind its back and apply repairs it', async () => {
+    await ns.must(['nft', 'delete', 'table', 'inet', 'truss']);
+    assert.deepEqual(await dp.checkFirewall(f), ['nft table inet truss is missing']);
+    await dp.applyFirewall(f);
+    assert.deepEqual(await dp.checkFirewall(f), []);
+
+    await ns.must(['nft', 'flush', 'chain', 'inet', 'truss', 'postrouting']);
+    await ns.must(['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'TRUSS-FORWARD']);
+    await ns.must(['ip6tables', '-w', '-F', 'TRUSS-FORWARD']);
+    const problems = await dp.checkFirewall(f);
+    assert.equal(problems.length, 3, problems.join('\n'));
+    assert.match(problems[0] ?? '', /nft table inet truss differs/);
+    assert.match(problems[1] ?? '', /iptables jump .* present 2 times/);
+    assert.match(problems[2] ?? '', /ip6tables chain TRUSS-FORWARD differs/);
+    await dp.applyFirewall(f);
+    assert.deepEqual(await dp.checkFirewall(f), []);
+  });
+
+  it('reports a firewall for other intent as different', async () => {
+    const problems = await dp.checkFirewall({ networks: f.networks.slice(0, 1) });
+    assert.ok(problems.length >= 2);
+  });
+
+  it('raises ip_forward only when a network is not internal, and never lowers it', async () => {
+    const fwd = async (): Promise<string> => (await ns.must(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim();
+    assert.equal(await fwd(), '0');
+    const internalOnly = { networks: f.networks.filter((n) => n.internal) };
+    await dp.ensureSysctls(internalOnly);
+    assert.equal(await fwd(), '0');
+    await dp.ensureSysctls(f);
+    assert.equal(await fwd(), '1');
+    await dp.ensureSysctls(internalOnly);
+    assert.equal(await fwd(), '1');
+  });
+
+  it('removeFirewall deletes table, chains and jumps; again succeeds', async () => {
+    await dp.removeFirewall();
+    await dp.removeFirewall();
+    assert.notEqual((await ns.run(['nft', 'list', 'table', 'inet', 'truss'])).code, 0);
+    for (const tool of ['iptables', 'ip6tables'] as const) {
+      assert.equal((await iptS(tool)).filter((l) => l.includes('TRUSS-FORWARD')).length, 0, tool);
+    }
+    assert.ok((await iptS('iptables')).includes('-A FORWARD -i docker0 -j ACCEPT'), 'foreign rules stay');
+  });
+});
+
+describe('firewall (kernel) cleanup', () => {
+  it('leaves no truss-t-* namespace behind', async () => assert.deepEqual(await listTestNamespaces(), []));
+});

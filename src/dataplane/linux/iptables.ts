@@ -1,0 +1,174 @@
+/**
+ * The iptables FORWARD shim. dockerd sets `iptables -P FORWARD DROP`, and with
+ * br_netfilter even bridged traffic crosses that chain. Base chains of all tables vote
+ * independently and a drop anywhere is final, so the `inet truss` nft table cannot
+ * override it: our bridges' traffic would die. The shim undoes the DROP policy for our
+ * interfaces only; the nft `forward` chain (priority filter - 10, before this one) makes
+ * the real decisions.
+ *
+ * Ownership: our own chain TRUSS-FORWARD (naming.IPT_CHAIN) in the filter table, replaced
+ * wholesale with `iptables-restore --noflush` (declaring `:CHAIN` flushes it), plus exactly
+ * one `-A FORWARD -j TRUSS-FORWARD`, inserted at position 1 when absent. Only the backend
+ * the host's `iptables` uses (nf_tables or legacy) is touched: mixing them splits the
+ * ruleset and Docker would not see ours. ip6tables likewise, when its filter table exists.
+ */
+import { dirname, join } from 'node:path';
+import type { FirewallObject } from '../../core/desired.ts';
+import { IPT_CHAIN, isDockerId, shortId } from '../../core/naming.ts';
+import type { Exec } from './exec.ts';
+import { checkIfName } from './links.ts';
+
+export type IptBackend = 'nf_tables' | 'legacy';
+
+export interface IptFamily {
+  readonly family: 4 | 6;
+  /** absolute path of the listing tool (iptables / ip6tables of the host's backend) */
+  readonly list: string;
+  /** absolute path of its restore tool */
+  readonly restore: string;
+}
+
+export interface IptTools {
+  readonly backend: IptBackend;
+  readonly families: readonly IptFamily[];
+}
+
+const JUMP = `-A FORWARD -j ${IPT_CHAIN}`;
+
+/** Pure: the backend from `iptables -V` ("iptables v1.8.9 (nf_tables)" / "(legacy)"); old versions print neither. */
+export function parseBackend(versionText: string): IptBackend {
+  return /nf_tables/.test(versionText) ? 'nf_tables' : 'legacy';
+}
+
+function sibling(exec: Exec, base: string, names: readonly string[]): string | undefined {
+  for (const n of names) {
+    const p = exec.which(join(dirname(base), n));
+    if (p) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Finds the host's iptables and its backend, and the matching restore / ip6tables tools
+ * (preferring the explicitly named variants, e.g. iptables-nft-restore). undefined when
+ * iptables is not installed: then nothing can have set a DROP policy either.
+ */
+export async function detectIptables(exec: Exec, iptables = 'iptables'): Promise<IptTools | undefined> {
+  const v4 = exec.which(iptables);
+  if (!v4) return undefined;
+  const { stdout } = await exec.run(v4, ['-V']);
+  const backend = parseBackend(stdout);
+  const tag = backend === 'nf_tables' ? 'nft' : 'legacy';
+  const families: IptFamily[] = [];
+  for (const [family, p] of [
+    [4, 'iptables'],
+    [6, 'ip6tables'],
+  ] as const) {
+    const list = sibling(exec, v4, [`${p}-${tag}`, p]);
+    const restore = sibling(exec, v4, [`${p}-${tag}-restore`, `${p}-restore`]);
+    if (list && restore) families.push({ family, list, restore });
+  }
+  return { backend, families };
+}
+
+// ---------- render / parse (pure) ----------
+
+/** Pure: the TRUSS-FORWARD rules, exactly as `iptables -S` prints them back. */
+export function renderShimRules(f: FirewallObject): string[] {
+  return f.networks.flatMap((n) => {
+    const br = checkIfName(n.bridge);
+    const tag = isDockerId(n.networkId) ? shortId(n.networkId) : 'unknown';
+    const comment = `-m comment --comment "truss net ${tag}"`;
+    return [`-A ${IPT_CHAIN} -i ${br} ${comment} -j ACCEPT`, `-A ${IPT_CHAIN} -o ${br} ${comment} -j ACCEPT`];
+  });
+}
+
+export interface ShimState {
+  readonly chainExists: boolean;
+  /** how many `-A FORWARD -j TRUSS-FORWARD` rules there are */
+  readonly jumps: number;
+  readonly rules: readonly string[];
+}
+
+/** Pure: our part of `iptables -S` (filter table). */
+export function parseShimState(listing: string): ShimState {
+  const lines = listing.split('\n').map((l) => l.trim());
+  return {
+    chainExists: lines.includes(`-N ${IPT_CHAIN}`),
+    jumps: lines.filter((l) => l === JUMP).length,
+    rules: lines.filter((l) => l.startsWith(`-A ${IPT_CHAIN} `)),
+  };
+}
+
+/** Pure: the iptables-restore --noflush input that makes the shim match `f`, given what exists. */
+export function renderShimRestore(f: FirewallObject, state: ShimState): string {
+  const lines = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...renderShimRules(f)];
+  if (state.jumps === 0) lines.push(`-I FORWARD 1 -j ${IPT_CHAIN}`);
+  for (let i = 1; i < state.jumps; i++) lines.push(`-D FORWARD -j ${IPT_CHAIN}`);
+  return `${[...lines, 'COMMIT'].join('\n')}\n`;
+}
+
+/** Pure: the iptables-restore --noflush input that removes the shim; undefined when nothing exists. */
+export function renderShimRemoval(state: ShimState): string | undefined {
+  if (!state.chainExists && state.jumps === 0) return undefined;
+  const lines = ['*filter'];
+  for (let i = 0; i < state.jumps; i++) lines.push(`-D FORWARD -j ${IPT_CHAIN}`);
+  if (state.chainExists) lines.push(`-F ${IPT_CHAIN}`, `-X ${IPT_CHAIN}`);
+  return `${[...lines, 'COMMIT'].join('\n')}\n`;
+}
+
+const unquote = (s: string): string => s.replaceAll('"', '');
+
+/** Pure: human-readable problems of one family's shim vs `f`. */
+export function diffShim(f: FirewallObject, state: ShimState, family: 4 | 6): string[] {
+  const tool = family === 4 ? 'iptables' : 'ip6tables';
+  if (!state.chainExists) return [`${tool} chain ${IPT_CHAIN} is missing`];
+  const problems: string[] = [];
+  if (state.jumps !== 1) problems.push(`${tool} jump '${JUMP}' is present ${state.jumps} times, expected once`);
+  const want = renderShimRules(f).map(unquote);
+  const have = state.rules.map(unquote);
+  if (want.join('\n') !== have.join('\n')) {
+    problems.push(`${tool} chain ${IPT_CHAIN} differs: expected ${want.length} rules, found ${have.length}`);
+  }
+  return problems;
+}
+
+// ---------- kernel ----------
+
+/** The family's filter table, or undefined when it cannot be listed (e.g. no ip6tables filter table). */
+async function readShim(exec: Exec, fam: IptFamily): Promise<ShimState | undefined> {
+  try {
+    const { stdout } = await exec.run(fam.list, ['-w', '-t', 'filter', '-S']);
+    return parseShimState(stdout);
+  } catch (e) {
+    if (fam.family === 6) return undefined;
+    throw e;
+  }
+}
+
+// One family after the other: iptables-nft processes racing on the ruleset generation
+// would only retry, and measured in parallel on this machine they were no faster.
+
+export async function applyShim(exec: Exec, tools: IptTools, f: FirewallObject): Promise<void> {
+  for (const fam of tools.families) {
+    const state = await readShim(exec, fam);
+    if (state) await exec.run(fam.restore, ['-w', '--noflush'], { stdin: renderShimRestore(f, state) });
+  }
+}
+
+export async function removeShim(exec: Exec, tools: IptTools): Promise<void> {
+  for (const fam of tools.families) {
+    const state = await readShim(exec, fam);
+    const text = state && renderShimRemoval(state);
+    if (text) await exec.run(fam.restore, ['-w', '--noflush'], { stdin: text });
+  }
+}
+
+export async function checkShim(exec: Exec, tools: IptTools, f: FirewallObject): Promise<string[]> {
+  const problems: string[] = [];
+  for (const fam of tools.families) {
+    const state = await readShim(exec, fam);
+    if (state) problems.push(...diffShim(f, state, fam.family));
+  }
+  return problems;
+}

@@ -1,0 +1,93 @@
+/**
+ * The Linux dataplane: the Dataplane port (core/ports.ts) over ip, nft, iptables-restore
+ * and sysctl, one kernel kind per file. This file only wires them together; it holds no
+ * state but the probed iptables tools.
+ */
+import type { FirewallObject } from '../../core/desired.ts';
+import type { Dataplane, ObservedLink } from '../../core/ports.ts';
+import * as bridge from './bridge.ts';
+import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
+import * as ipt from './iptables.ts';
+import { listOwnedLinks, listUplinks } from './links.ts';
+import * as nft from './nft.ts';
+import { ensureFirewallSysctls } from './sysctl.ts';
+import * as veth from './veth.ts';
+
+export interface LinuxDataplaneOptions {
+  /** A network namespace path (/run/netns/NAME): every command runs in it via nsenter. Default: our own. */
+  readonly netns?: string;
+  /** Called after every kernel command (debug logging). Default: log.debug when `log` is given. */
+  readonly onCommand?: OnCommand;
+  readonly log?: DataplaneLog;
+  /** The host's iptables (its backend decides which shim we write). Default: `iptables` on PATH. */
+  readonly iptables?: string;
+  /**
+   * Links carrying the host's default route: truss networks may send to them even when they
+   * are bridges (nft.ts rule 5). 'auto' (default) reads the main table's default routes at
+   * every apply/check, so a moved default route shows up as drift and is repaired.
+   */
+  readonly uplinks?: readonly string[] | 'auto';
+}
+
+export interface LinuxDataplane extends Dataplane {
+  /** The rendering applyFirewall installs for `f` now (for `truss inspect` and tests). */
+  renderFirewall(f: FirewallObject): Promise<string>;
+  /** The probed iptables backend, or undefined without iptables. */
+  iptablesBackend(): Promise<ipt.IptBackend | undefined>;
+}
+
+function commandLogger(log: DataplaneLog | undefined): OnCommand | undefined {
+  if (!log) return undefined;
+  return (argv, stdin, durationMs, exitCode) =>
+    log.debug('kernel command', { argv, stdin, durationMs: Math.round(durationMs * 10) / 10, exitCode });
+}
+
+export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDataplane {
+  const onCommand = opts.onCommand ?? commandLogger(opts.log);
+  const exec: Exec = createExec({
+    ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
+    ...(onCommand ? { onCommand } : {}),
+  });
+  const uplinks = async (f: FirewallObject): Promise<readonly string[]> => {
+    const found = opts.uplinks === undefined || opts.uplinks === 'auto' ? await listUplinks(exec) : opts.uplinks;
+    const ours = new Set(f.networks.map((n) => n.bridge));
+    return found.filter((u) => !ours.has(u));
+  };
+  const render = async (f: FirewallObject): Promise<string> => nft.renderNftRuleset(f, { uplinks: await uplinks(f) });
+  let tools: Promise<ipt.IptTools | undefined> | undefined;
+  const iptTools = (): Promise<ipt.IptTools | undefined> => {
+    tools ??= ipt.detectIptables(exec, opts.iptables).catch((e: unknown) => {
+      tools = undefined; // probe again next time
+      throw e;
+    });
+    return tools;
+  };
+
+  return {
+    listLinks: (): Promise<readonly ObservedLink[]> => listOwnedLinks(exec),
+    ensureBridge: (b) => bridge.ensureBridge(exec, b),
+    removeBridge: (name) => bridge.removeBridge(exec, name, opts.log),
+    ensureVeth: (v) => veth.ensureVeth(exec, v),
+    removeVeth: (name) => veth.removeVeth(exec, name, opts.log),
+    async checkFirewall(f) {
+      const problems = await nft.checkNft(exec, await render(f));
+      const t = await iptTools();
+      return t ? [...problems, ...(await ipt.checkShim(exec, t, f))] : problems;
+    },
+    async applyFirewall(f) {
+      await nft.applyNft(exec, await render(f));
+      const t = await iptTools();
+      if (t) await ipt.applyShim(exec, t, f);
+    },
+    async removeFirewall() {
+      const t = await iptTools();
+      if (t) await ipt.removeShim(exec, t);
+      await nft.removeNft(exec);
+    },
+    async ensureSysctls(f) {
+      await ensureFirewallSysctls(exec, f);
+    },
+    renderFirewall: render,
+    iptablesBackend: async () => (await iptTools())?.backend,
+  };
+}

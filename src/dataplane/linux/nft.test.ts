@@ -1,0 +1,153 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { FirewallNetwork, FirewallObject } from '../../core/desired.ts';
+import { diffNft, normaliseNft, renderNftRuleset, renderNftTransaction } from './nft.ts';
+
+const A = `${'a'.repeat(12)}${'0'.repeat(52)}`;
+const B = `${'b'.repeat(12)}${'1'.repeat(52)}`;
+const netA: FirewallNetwork = {
+  networkId: A,
+  bridge: 'trbaaaaaaaaaaaa',
+  subnets4: ['198.18.1.0/24'],
+  subnets6: ['fd00:1::/64'],
+  nat: true,
+  internal: false,
+};
+const netB: FirewallNetwork = {
+  networkId: B,
+  bridge: 'trbbbbbbbbbbbbb',
+  subnets4: ['198.18.2.0/24'],
+  subnets6: [],
+  nat: false,
+  internal: true,
+};
+const two: FirewallObject = { networks: [netA, netB] };
+
+// Golden: one NAT network with v4+v6, one internal network.
+const GOLDEN_TWO = `table inet truss {
+	comment "truss: Docker network isolation and NAT; replaced whole by truss"
+	set bridges {
+		type ifname
+		elements = { "trbaaaaaaaaaaaa" comment "net aaaaaaaaaaaa", "trbbbbbbbbbbbbb" comment "net bbbbbbbbbbbb" }
+	}
+
+	set uplinks {
+		type ifname
+	}
+
+	map egress {
+		type ifname : verdict
+		elements = { "trbaaaaaaaaaaaa" : jump net_aaaaaaaaaaaa, "trbbbbbbbbbbbbb" : jump net_bbbbbbbbbbbb }
+	}
+
+	chain forward {
+		type filter hook forward priority filter - 10; policy accept;
+		iifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"
+		ct state established,related accept comment "truss: replies of allowed flows"
+		iifname vmap @egress comment "truss: from a truss network: its own chain"
+		oifname @bridges drop comment "truss: new flows into a truss network from elsewhere"
+	}
+
+	chain net_aaaaaaaaaaaa {
+		oifname "trbaaaaaaaaaaaa" accept comment "net aaaaaaaaaaaa: same network"
+		oifname @bridges drop comment "net aaaaaaaaaaaa: to another truss network"
+		meta oifkind "bridge" oifname != @uplinks drop comment "net aaaaaaaaaaaa: to a foreign bridge"
+		accept comment "net aaaaaaaaaaaa: outbound"
+	}
+
+	chain net_bbbbbbbbbbbb {
+		oifname "trbbbbbbbbbbbbb" accept comment "net bbbbbbbbbbbb: same network"
+		drop comment "net bbbbbbbbbbbb: internal network"
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat + 10; policy accept;
+		ip saddr 198.18.1.0/24 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"
+	}
+}
+`;
+
+describe('renderNftRuleset', () => {
+  it('renders two networks (golden)', () => assert.equal(renderNftRuleset(two), GOLDEN_TWO));
+
+  it('is deterministic and pure', () => assert.equal(renderNftRuleset(two), renderNftRuleset(structuredClone(two))));
+
+  it('renders an empty firewall: sets without elements, chains without per-network rules', () => {
+    const text = renderNftRuleset({ networks: [] });
+    assert.doesNotMatch(text, /elements/);
+    assert.doesNotMatch(text, /chain net_/);
+    assert.match(text, /chain forward \{/);
+    assert.match(
+      text,
+      /chain postrouting \{\n\t\ttype nat hook postrouting priority srcnat \+ 10; policy accept;\n\t\}/,
+    );
+  });
+
+  it('exempts uplink bridges from the foreign-bridge drop', () => {
+    const text = renderNftRuleset(two, { uplinks: ['br0', 'br0', 'lan'] });
+    assert.match(text, /set uplinks \{\n\t\ttype ifname\n\t\telements = \{ "br0", "lan" \}\n\t\}/);
+  });
+
+  it('masquerades every v4 subnet of a NAT network (network address, canonical), none of a non-NAT one', () => {
+    const text = renderNftRuleset({
+      networks: [
+        { ...netA, subnets4: ['198.18.4.0/24', '198.18.5.0/24'] },
+        { ...netB, internal: false },
+      ],
+    });
+    const nat = text.split('\n').filter((l) => l.includes('masquerade'));
+    assert.deepEqual(nat, [
+      '\t\tip saddr 198.18.4.0/24 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"',
+      '\t\tip saddr 198.18.5.0/24 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"',
+    ]);
+  });
+
+  it('refuses names and ids that could break out of the ruleset text', () => {
+    assert.throws(() => renderNftRuleset({ networks: [{ ...netA, bridge: 'x" accept #' }] }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+    });
+    assert.throws(() => renderNftRuleset({ networks: [{ ...netA, networkId: 'n1' }] }), {
+      code: 'TRUSS_ERR_ID_INVALID',
+    });
+    assert.throws(() => renderNftRuleset({ networks: [{ ...netA, subnets4: ['198.18.1.0/24 accept'] }] }), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+    });
+  });
+
+  it('wraps the table in a create-delete-create transaction', () => {
+    assert.ok(renderNftTransaction('X').startsWith('table inet truss {}\ndelete table inet truss\nX'));
+  });
+});
+
+describe('normaliseNft / diffNft', () => {
+  // What nft 1.0.6 prints back: wrapped element lists in kernel order, handles with -a, counters.
+  const listed = GOLDEN_TWO.replace(
+    '{ "trbaaaaaaaaaaaa" comment "net aaaaaaaaaaaa", "trbbbbbbbbbbbbb" comment "net bbbbbbbbbbbb" }',
+    '{ "trbbbbbbbbbbbbb" comment "net bbbbbbbbbbbb",\n\t\t\t     "trbaaaaaaaaaaaa" comment "net aaaaaaaaaaaa" }',
+  )
+    .replace('table inet truss {', 'table inet truss { # handle 12')
+    .replace(
+      'drop comment "net bbbbbbbbbbbb: internal network"',
+      'counter packets 3 bytes 252 drop comment "net bbbbbbbbbbbb: internal network" # handle 9',
+    );
+
+  it('ignores wrapping, element order, handles and counters', () => {
+    assert.deepEqual(normaliseNft(listed), normaliseNft(GOLDEN_TWO));
+    assert.deepEqual(diffNft(GOLDEN_TWO, listed), []);
+  });
+
+  it('reports the first differing line', () => {
+    const tampered = GOLDEN_TWO.replace(
+      '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"\n',
+      '',
+    );
+    const problems = diffNft(GOLDEN_TWO, tampered);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0] ?? '', /differs .* at line \d+: expected "oifname @bridges drop/);
+  });
+
+  it('notices a missing set element', () => {
+    const fewer = renderNftRuleset({ networks: [netA] });
+    assert.equal(diffNft(GOLDEN_TWO, fewer).length, 1);
+  });
+});

@@ -1,0 +1,222 @@
+/**
+ * nftables: truss's whole firewall is ONE table, `inet truss`, rendered from the
+ * FirewallObject by a pure function and replaced atomically in one `nft -f -` transaction
+ * (create-if-absent, delete, create: the kernel swaps old for new with no gap). Other
+ * tables (Docker's iptables-nft tables, firewalld, the admin's) are never read or touched.
+ *
+ * Ownership: the table name itself (naming.NFT_TABLE). Every rule carries a comment; rules
+ * of one network name its short id, and the set elements of each bridge do too.
+ *
+ * Shape: the packet path does not grow with networks. `forward` does one set lookup to let
+ * non-truss traffic go, one conntrack test, then one verdict-map lookup (`egress`) by input
+ * bridge into that network's own short chain; new flows into a truss bridge from anywhere
+ * else are dropped by one set lookup. NAT rules are per network but only see the first
+ * packet of each connection.
+ *
+ * why br_netfilter matters: with bridge-nf-call-iptables=1 (dockerd loads br_netfilter and
+ * sets it), bridged IPv4/IPv6 frames traverse the inet forward hook with
+ * iifname == oifname == the bridge; the `same network` accept keeps them flowing.
+ */
+import type { FirewallNetwork, FirewallObject } from '../../core/desired.ts';
+import { errors } from '../../core/errors.ts';
+import { isDockerId, NFT_FAMILY, NFT_TABLE, shortId } from '../../core/naming.ts';
+import type { Exec } from './exec.ts';
+import { isKernelError } from './exec.ts';
+import { canonicalCidr, checkIfName } from './links.ts';
+
+export interface NftRenderOptions {
+  /** Bridges that carry the host's default route: truss networks may send to them (rule 5 exempts them). */
+  readonly uplinks?: readonly string[];
+}
+
+const TABLE = `${NFT_FAMILY} ${NFT_TABLE}`;
+const q = (s: string): string => `"${s}"`;
+
+function netTag(n: FirewallNetwork): string {
+  if (!isDockerId(n.networkId)) throw errors.badId(`firewall: invalid network id ${JSON.stringify(n.networkId)}`);
+  return shortId(n.networkId);
+}
+
+const chainOf = (n: FirewallNetwork): string => `net_${netTag(n)}`;
+
+function ifnameSet(name: string, elements: readonly string[]): string[] {
+  const body = elements.length > 0 ? [`\t\telements = { ${elements.join(', ')} }`] : [];
+  return [`\tset ${name} {`, '\t\ttype ifname', ...body, '\t}', ''];
+}
+
+function egressMap(networks: readonly FirewallNetwork[]): string[] {
+  const els = networks.map((n) => `${q(n.bridge)} : jump ${chainOf(n)}`);
+  const body = els.length > 0 ? [`\t\telements = { ${els.join(', ')} }`] : [];
+  return ['\tmap egress {', '\t\ttype ifname : verdict', ...body, '\t}', ''];
+}
+
+function forwardChain(): string[] {
+  return [
+    '\tchain forward {',
+    '\t\ttype filter hook forward priority filter - 10; policy accept;',
+    '\t\tiifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"',
+    '\t\tct state established,related accept comment "truss: replies of allowed flows"',
+    '\t\tiifname vmap @egress comment "truss: from a truss network: its own chain"',
+    '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"',
+    '\t}',
+    '',
+  ];
+}
+
+/** One network's egress decisions (rules 2, 3, 5, 6, 7), reached only via `egress`. */
+function networkChain(n: FirewallNetwork): string[] {
+  const tag = `net ${netTag(n)}`;
+  const br = q(checkIfName(n.bridge));
+  const rules = n.internal
+    ? [`oifname ${br} accept comment "${tag}: same network"`, `drop comment "${tag}: internal network"`]
+    : [
+        `oifname ${br} accept comment "${tag}: same network"`,
+        `oifname @bridges drop comment "${tag}: to another truss network"`,
+        `meta oifkind "bridge" oifname != @uplinks drop comment "${tag}: to a foreign bridge"`,
+        `accept comment "${tag}: outbound"`,
+      ];
+  return [`\tchain ${chainOf(n)} {`, ...rules.map((r) => `\t\t${r}`), '\t}', ''];
+}
+
+function postroutingChain(networks: readonly FirewallNetwork[]): string[] {
+  const rules = networks
+    .filter((n) => n.nat && !n.internal)
+    .flatMap((n) =>
+      n.subnets4.map(
+        (s) =>
+          `\t\tip saddr ${canonicalCidr(s)} oifname != ${q(checkIfName(n.bridge))} masquerade comment "net ${netTag(n)}"`,
+      ),
+    );
+  return [
+    '\tchain postrouting {',
+    '\t\ttype nat hook postrouting priority srcnat + 10; policy accept;',
+    ...rules,
+    '\t}',
+  ];
+}
+
+/** Pure: the `inet truss` table for `f`, in the layout `nft list table` prints (modulo the normaliser). */
+export function renderNftRuleset(f: FirewallObject, opts: NftRenderOptions = {}): string {
+  const nets = f.networks;
+  for (const n of nets) checkIfName(n.bridge);
+  const bridges = nets.map((n) => `${q(n.bridge)} comment "net ${netTag(n)}"`);
+  const uplinks = [...new Set(opts.uplinks ?? [])].sort().map((u) => q(checkIfName(u)));
+  const lines = [
+    `table ${TABLE} {`,
+    '\tcomment "truss: Docker network isolation and NAT; replaced whole by truss"',
+    ...ifnameSet('bridges', bridges),
+    ...ifnameSet('uplinks', uplinks),
+    ...egressMap(nets),
+    ...forwardChain(),
+    ...nets.flatMap(networkChain),
+    ...postroutingChain(nets),
+    '}',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** The transaction that swaps the table: create-if-absent, delete, create — atomic, no window. */
+export const renderNftTransaction = (ruleset: string): string => `table ${TABLE} {}\ndelete table ${TABLE}\n${ruleset}`;
+
+// ---------- reading back ----------
+
+/** Splits a comma list at top level (outside quotes). */
+function splitElements(body: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of body) {
+    if (ch === '"') quoted = !quoted;
+    if (ch === ',' && !quoted) {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += ch;
+  }
+  if (cur.trim() !== '') out.push(cur.trim());
+  return out;
+}
+
+/** Joins `elements = { … }` that nft wraps over several lines into one. */
+function joinElementLines(lines: readonly string[]): string[] {
+  const out: string[] = [];
+  let open: string | undefined;
+  for (const line of lines) {
+    if (open !== undefined) open = `${open} ${line}`;
+    else if (/^elements = \{/.test(line)) open = line;
+    else out.push(line);
+    if (open !== undefined && /\}$/.test(open)) {
+      out.push(open);
+      open = undefined;
+    }
+  }
+  if (open !== undefined) out.push(open);
+  return out;
+}
+
+/**
+ * Pure: a table's text in a canonical form so a rendering and `nft list table` compare
+ * equal when the kernel holds what was rendered: handles, counters, blank lines,
+ * indentation and the order of set elements (kernel hash order) do not count.
+ */
+export function normaliseNft(text: string): string[] {
+  const lines = text
+    .split('\n')
+    .map((l) =>
+      l
+        .replace(/\s*# handle \d+\s*$/, '')
+        .replace(/\s*counter packets \d+ bytes \d+/g, '')
+        .trim(),
+    )
+    .filter((l) => l !== '');
+  return joinElementLines(lines).map((l) => {
+    const m = /^elements = \{(.*)\}$/.exec(l);
+    return m
+      ? `elements = { ${splitElements(m[1] ?? '')
+          .sort()
+          .join(', ')} }`
+      : l;
+  });
+}
+
+/** Human-readable differences between an expected and an observed table, [] when equal. */
+export function diffNft(expected: string, observed: string): string[] {
+  const want = normaliseNft(expected);
+  const have = normaliseNft(observed);
+  const n = Math.max(want.length, have.length);
+  for (let i = 0; i < n; i++) {
+    if (want[i] !== have[i]) {
+      return [
+        `nft table ${TABLE} differs from the desired rendering at line ${i + 1}: ` +
+          `expected ${JSON.stringify(want[i] ?? '<end>')}, found ${JSON.stringify(have[i] ?? '<end>')}`,
+      ];
+    }
+  }
+  return [];
+}
+
+// ---------- kernel ----------
+
+export async function applyNft(exec: Exec, ruleset: string): Promise<void> {
+  await exec.run('nft', ['-f', '-'], { stdin: renderNftTransaction(ruleset) });
+}
+
+/** The table as nft prints it, or undefined when it does not exist. */
+export async function readNft(exec: Exec): Promise<string | undefined> {
+  try {
+    return (await exec.run('nft', ['list', 'table', NFT_FAMILY, NFT_TABLE])).stdout;
+  } catch (e) {
+    if (isKernelError(e, 'ENOENT')) return undefined;
+    throw e;
+  }
+}
+
+/** Deletes the table; absent = success (the create-then-delete pair never fails on absence). */
+export async function removeNft(exec: Exec): Promise<void> {
+  await exec.run('nft', ['-f', '-'], { stdin: `table ${TABLE} {}\ndelete table ${TABLE}\n` });
+}
+
+export async function checkNft(exec: Exec, ruleset: string): Promise<string[]> {
+  const observed = await readNft(exec);
+  if (observed === undefined) return [`nft table ${TABLE} is missing`];
+  return diffNft(ruleset, observed);
+}

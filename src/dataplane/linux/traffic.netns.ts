@@ -1,0 +1,252 @@
+/**
+ * Kernel tests (root) with REAL TRAFFIC: a simulated Docker host in a throwaway namespace,
+ * "containers" in their own namespaces attached through truss veths (peer moved in and
+ * configured as dockerd would), dockerd's `iptables -P FORWARD DROP` and br_netfilter on,
+ * a foreign Docker-like bridge, and an uplink router namespace that has no route back to
+ * the container subnets (so only NAT gets replies home).
+ *
+ *   a1,a2 ── trb(A) 198.18.1.0/24 nat, fd00:1::/64 ─┐
+ *   b1    ── trb(B) 198.18.2.0/24 nat                ├─ host ── upbr 198.19.0.1 (bridge: up0) ── out 198.19.0.2
+ *   i1,i2 ── trb(I) 198.18.3.0/24 internal          │
+ *   d1    ── dk0    198.18.9.0/24 (Docker's, foreign)┘
+ *
+ * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { computeDesired } from '../../core/desired.ts';
+import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
+import { bridgeName, hostVethName, macFor, peerVethName } from '../../core/naming.ts';
+import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import { createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
+
+const BUSYBOX = '/usr/bin/busybox';
+
+interface Ctr {
+  readonly ns: TestNs;
+  readonly ip: string;
+  readonly ip6?: string;
+}
+
+const network = (id: string, n: number, opts: { internal?: boolean; v6?: boolean } = {}): NetworkSpec => ({
+  id,
+  bridge: bridgeName(id),
+  bridgeNamed: false,
+  mtu: 1500,
+  internal: opts.internal ?? false,
+  nat: !opts.internal,
+  ipv4: [{ pool: `198.18.${n}.0/24`, gateway: `198.18.${n}.1/24`, auxAddresses: {} }],
+  ipv6: opts.v6 ? [{ pool: `fd00:${n}::/64`, gateway: `fd00:${n}::1/64`, auxAddresses: {} }] : [],
+  options: {},
+});
+
+const endpoint = (networkId: string): EndpointSpec => {
+  const id = randomId();
+  return { networkId, id, hostVeth: hostVethName(id), peerVeth: peerVethName(id), mac: macFor(id), options: {} };
+};
+
+describe('traffic through truss bridges (kernel)', () => {
+  const spaces: TestNs[] = [];
+  const servers: ChildProcess[] = [];
+  let host: TestNs;
+  let out: TestNs;
+  let dp: LinuxDataplane;
+  const [A, B, I] = [randomId(), randomId(), randomId()];
+  const networks = [network(A, 1, { v6: true }), network(B, 2), network(I, 3, { internal: true })];
+  const ctr: Record<string, Ctr> = {};
+
+  const ns = async (role: string): Promise<TestNs> => {
+    const s = await createTestNs(role);
+    spaces.push(s);
+    return s;
+  };
+
+  /** Docker's part of Join: move the peer in, rename it eth0, address it, route via the gateway. */
+  async function join(e: EndpointSpec, role: string, ip: string, gw: string, v6?: [string, string]): Promise<Ctr> {
+    const c = await ns(role);
+    await host.must(['ip', 'link', 'set', e.peerVeth, 'netns', c.name]);
+    const lines = [`link set ${e.peerVeth} name eth0`, `addr add ${ip} dev eth0`, 'link set eth0 up'];
+    if (v6) lines.push(`addr add ${v6[0]} dev eth0 nodad`, `route add default via ${v6[1]}`);
+    lines.push(`route add default via ${gw}`);
+    await c.must(['ip', '-batch', '-'], `${lines.join('\n')}\n`);
+    return { ns: c, ip: ip.split('/')[0] as string, ...(v6 ? { ip6: v6[0].split('/')[0] as string } : {}) };
+  }
+
+  /** A Docker-like bridge truss does not own, with one container, and the uplink router. */
+  async function foreignAndUplink(): Promise<void> {
+    const d1 = await ns('d1');
+    out = await ns('out');
+    await host.must(
+      ['ip', '-batch', '-'],
+      [
+        'link add dk0 type bridge',
+        'addr add 198.18.9.1/24 dev dk0',
+        'link set dk0 up',
+        `link add dkv type veth peer name eth0 netns ${d1.name}`,
+        'link set dkv master dk0 up',
+        // The uplink is a bridge, as on many VM hosts: rule 5 must exempt it (uplinks: 'auto').
+        'link add upbr type bridge',
+        `link add up0 type veth peer name eth0 netns ${out.name}`,
+        'link set up0 master upbr up',
+        'addr add 198.19.0.1/24 dev upbr',
+        'link set upbr up',
+        'route add default via 198.19.0.2',
+        '',
+      ].join('\n'),
+    );
+    await d1.must(
+      ['ip', '-batch', '-'],
+      'addr add 198.18.9.2/24 dev eth0\nlink set eth0 up\nroute add default via 198.18.9.1\n',
+    );
+    // The outside can route to the container subnets, so only the firewall (not a missing route) stops flows.
+    await out.must(
+      ['ip', '-batch', '-'],
+      'addr add 198.19.0.2/24 dev eth0\nlink set eth0 up\nroute add 198.18.0.0/16 via 198.19.0.1\n',
+    );
+    // The outside counts what reaches it: the host's address (NAT) vs container addresses (no NAT).
+    await out.must(
+      ['nft', '-f', '-'],
+      'table ip probe {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n' +
+        '\t\tip saddr 198.19.0.1 tcp dport 8080 counter\n\t\tip saddr 198.18.0.0/16 counter\n\t}\n}\n',
+    );
+    ctr.d1 = { ns: d1, ip: '198.18.9.2' };
+  }
+
+  /** What dockerd does to a host: FORWARD policy DROP (v4 and v6), br_netfilter calls on. */
+  async function dockerdHostPolicy(): Promise<void> {
+    await host.must(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
+    await host.must(['ip6tables', '-w', '-P', 'FORWARD', 'DROP']);
+    await host.must([
+      'sysctl',
+      '-q',
+      '-w',
+      'net.bridge.bridge-nf-call-iptables=1',
+      'net.bridge.bridge-nf-call-ip6tables=1',
+    ]);
+  }
+
+  const serve = (c: TestNs): void => {
+    const p = spawn(
+      'nsenter',
+      [`--net=${c.path}`, '--', BUSYBOX, 'nc', '-ll', '-p', '8080', '-e', BUSYBOX, 'echo', 'hi'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    servers.push(p);
+  };
+  const ping = async (from: Ctr | TestNs, to: string): Promise<boolean> => {
+    const s = 'ns' in from ? from.ns : from;
+    return (await s.run([BUSYBOX, 'ping', ...(to.includes(':') ? ['-6'] : []), '-c1', '-W1', to])).code === 0;
+  };
+  const tcp = async (from: Ctr | TestNs, to: string): Promise<boolean> => {
+    const s = 'ns' in from ? from.ns : from;
+    return (await s.run([BUSYBOX, 'nc', '-w', '1', to, '8080'])).stdout.trim() === 'hi';
+  };
+  const probeCounts = async (): Promise<number[]> => {
+    const text = await out.must(['nft', 'list', 'table', 'ip', 'probe']);
+    return [...text.matchAll(/counter packets (\d+)/g)].map((m) => Number(m[1]));
+  };
+
+  before(async () => {
+    host = await ns('host');
+    dp = createLinuxDataplane({ netns: host.path });
+    const eps = { a1: endpoint(A), a2: endpoint(A), b1: endpoint(B), i1: endpoint(I), i2: endpoint(I) };
+    const desired = computeDesired(networks, Object.values(eps));
+    for (const b of desired.bridges) await dp.ensureBridge(b);
+    for (const v of desired.veths) await dp.ensureVeth(v);
+    ctr.a1 = await join(eps.a1, 'a1', '198.18.1.2/24', '198.18.1.1', ['fd00:1::2/64', 'fd00:1::1']);
+    ctr.a2 = await join(eps.a2, 'a2', '198.18.1.3/24', '198.18.1.1', ['fd00:1::3/64', 'fd00:1::1']);
+    ctr.b1 = await join(eps.b1, 'b1', '198.18.2.2/24', '198.18.2.1');
+    ctr.i1 = await join(eps.i1, 'i1', '198.18.3.2/24', '198.18.3.1');
+    ctr.i2 = await join(eps.i2, 'i2', '198.18.3.3/24', '198.18.3.1');
+    await foreignAndUplink();
+    await dockerdHostPolicy();
+    await dp.ensureSysctls(desired.firewall);
+    for (const c of [ctr.a1, ctr.a2, ctr.b1, ctr.i2, ctr.d1]) serve((c as Ctr).ns);
+    serve(out);
+  });
+
+  after(async () => {
+    for (const p of servers) p.kill('SIGKILL');
+    for (const s of spaces.reverse()) await s.remove();
+  });
+
+  const c = (name: string): Ctr => ctr[name] as Ctr;
+  const firewall = () => computeDesired(networks, []).firewall;
+
+  it('br_netfilter is per namespace here, and with FORWARD DROP kills even same-bridge traffic', async () => {
+    assert.equal((await host.must(['sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'])).trim(), '1');
+    const other = await ns('probe');
+    await other.must(['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=0']);
+    assert.equal((await host.must(['sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'])).trim(), '1');
+    assert.equal(await ping(c('a1'), c('a2').ip), false, 'no firewall yet: Docker-style DROP policy wins');
+  });
+
+  it('applies the firewall', async () => {
+    await dp.applyFirewall(firewall());
+    assert.deepEqual(await dp.checkFirewall(firewall()), []);
+  });
+
+  it('same network: ping and TCP work (v4 and v6), and the gateway answers', async () => {
+    const results = await Promise.all([
+      ping(c('a1'), c('a2').ip),
+      tcp(c('a1'), c('a2').ip),
+      ping(c('a2'), c('a1').ip6 as string),
+      ping(c('a1'), '198.18.1.1'),
+      tcp(c('i1'), c('i2').ip),
+    ]);
+    assert.deepEqual(results, [true, true, true, true, true]);
+  });
+
+  it('across truss networks: dropped both ways', async () => {
+    const results = await Promise.all([
+      ping(c('a1'), c('b1').ip),
+      tcp(c('a1'), c('b1').ip),
+      tcp(c('b1'), c('a1').ip),
+      tcp(c('i1'), c('a1').ip),
+      tcp(c('a1'), c('i2').ip),
+    ]);
+    assert.deepEqual(results, [false, false, false, false, false]);
+  });
+
+  it('outbound: a NAT network reaches the outside, which sees only the host address (it could route back)', async () => {
+    const before = await probeCounts();
+    assert.equal(await tcp(c('a1'), '198.19.0.2'), true);
+    assert.equal(await ping(c('b1'), '198.19.0.2'), true);
+    const after = await probeCounts();
+    assert.ok((after[0] ?? 0) > (before[0] ?? 0), 'the outside saw the host address');
+    assert.equal(after[1], before[1], 'the outside never saw a container address');
+  });
+
+  it('an uplink that is a bridge is only reachable because it carries the default route', async () => {
+    const fixed = createLinuxDataplane({ netns: host.path, uplinks: [] });
+    await fixed.applyFirewall(firewall());
+    assert.equal(await tcp(c('a1'), '198.19.0.2'), false, 'without the exemption rule 5 drops it');
+    await dp.applyFirewall(firewall());
+    assert.match(await host.must(['nft', 'list', 'set', 'inet', 'truss', 'uplinks']), /elements = \{ "upbr" \}/);
+    assert.equal(await tcp(c('a1'), '198.19.0.2'), true);
+  });
+
+  it('internal network: no way out', async () => {
+    assert.deepEqual(await Promise.all([tcp(c('i1'), '198.19.0.2'), ping(c('i1'), '198.19.0.2')]), [false, false]);
+  });
+
+  it("Docker's (foreign) bridge: dropped both ways", async () => {
+    assert.deepEqual(await Promise.all([tcp(c('a1'), c('d1').ip), tcp(c('d1'), c('a1').ip)]), [false, false]);
+  });
+
+  it('new flows from the outside into a truss network: dropped even with a route', async () => {
+    assert.deepEqual(await Promise.all([tcp(out, c('a1').ip), ping(out, c('a1').ip)]), [false, false]);
+  });
+
+  it('removeFirewall: the DROP policy is back in charge', async () => {
+    await dp.removeFirewall();
+    assert.equal(await ping(c('a1'), c('a2').ip), false);
+  });
+});
+
+describe('traffic (kernel) cleanup', () => {
+  it('leaves no truss-t-* namespace behind', async () => assert.deepEqual(await listTestNamespaces(), []));
+});
