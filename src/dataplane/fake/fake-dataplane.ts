@@ -1,0 +1,225 @@
+/**
+ * An in-memory kernel for unit tests of the layers above the dataplane (Felix's
+ * mocknetlink): it keeps links and the firewall as plain objects, applies the same
+ * ownership rules as the Linux dataplane (marks, refusal of foreign links, "gone" is
+ * success, no veth re-created after Join), records every call, and fails on demand.
+ *
+ *   const dp = createFakeDataplane();
+ *   dp.failNext('ensureVeth', new KernelError('EBUSY', ['ip'], 2, 'busy'));
+ *   dp.addForeignLink('trb0123456789ab');   // someone else's link with our name
+ *   dp.deleteBehindBack('trv0123456789ab'); // drift
+ */
+import type { BridgeObject, FirewallObject, VethObject } from '../../core/desired.ts';
+import { errors } from '../../core/errors.ts';
+import { isTrussLinkName, shortId } from '../../core/naming.ts';
+import type { Dataplane, ObservedLink } from '../../core/ports.ts';
+import { KernelError } from '../linux/exec.ts';
+import { endpointDisconnected } from '../linux/veth.ts';
+
+export type DataplaneMethod = keyof Dataplane;
+
+export interface FakeLink {
+  name: string;
+  ifindex: number;
+  kind: string;
+  mark?: { kind: 'br' | 'ep'; id: string };
+  /** a label someone else put on a foreign link */
+  alias?: string;
+  mtu: number;
+  up: boolean;
+  master?: string;
+  mac: string;
+  addresses: string[];
+  /** veth: the other end's name */
+  peer?: string;
+}
+
+export interface FakeCall {
+  readonly method: DataplaneMethod;
+  readonly arg: unknown;
+}
+
+const clone = <T>(x: T): T => structuredClone(x);
+const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+export class FakeDataplane implements Dataplane {
+  readonly links = new Map<string, FakeLink>();
+  readonly calls: FakeCall[] = [];
+  firewall: FirewallObject | undefined;
+  readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '0']]);
+  #nextIndex = 2;
+  readonly #faults = new Map<DataplaneMethod, unknown[]>();
+  readonly #sticky = new Map<DataplaneMethod, unknown>();
+
+  /** The next call of `method` throws `error` (queued: call again to fail the one after too). */
+  failNext(method: DataplaneMethod, error: unknown): void {
+    this.#faults.set(method, [...(this.#faults.get(method) ?? []), error]);
+  }
+
+  /** Every call of `method` throws `error` until clearFaults(). */
+  failAlways(method: DataplaneMethod, error: unknown): void {
+    this.#sticky.set(method, error);
+  }
+
+  clearFaults(): void {
+    this.#faults.clear();
+    this.#sticky.clear();
+  }
+
+  /** A link truss did not make, under any name (e.g. one of ours): ensure must refuse it. */
+  addForeignLink(name: string, kind = 'bridge', alias?: string): FakeLink {
+    const l: FakeLink = {
+      name,
+      ifindex: this.#nextIndex++,
+      kind,
+      mtu: 1500,
+      up: true,
+      mac: this.#mac(),
+      addresses: [],
+    };
+    if (alias !== undefined) l.alias = alias;
+    this.links.set(name, l);
+    return l;
+  }
+
+  /** Drift: a link vanishes (with its veth peer), as if an admin deleted it. */
+  deleteBehindBack(name: string): void {
+    const l = this.links.get(name);
+    if (l?.peer) this.links.delete(l.peer);
+    this.links.delete(name);
+  }
+
+  /** Docker's part of Join: the peer leaves the host namespace for the container. */
+  movePeerToContainer(peer: string): void {
+    const p = this.links.get(peer);
+    const host = p?.peer ? this.links.get(p.peer) : undefined;
+    if (host) delete host.peer;
+    this.links.delete(peer);
+  }
+
+  callsOf(method: DataplaneMethod): FakeCall[] {
+    return this.calls.filter((c) => c.method === method);
+  }
+
+  #enter(method: DataplaneMethod, arg: unknown): void {
+    this.calls.push({ method, arg: clone(arg) });
+    const queued = this.#faults.get(method);
+    if (queued && queued.length > 0) throw queued.shift();
+    if (this.#sticky.has(method)) throw this.#sticky.get(method);
+  }
+
+  #mac(): string {
+    const n = this.#nextIndex;
+    return `02:fa:4e:00:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;
+  }
+
+  async listLinks(): Promise<readonly ObservedLink[]> {
+    this.#enter('listLinks', undefined);
+    return [...this.links.values()]
+      .filter((l) => l.mark !== undefined || isTrussLinkName(l.name))
+      .sort(byName)
+      .map(({ alias: _a, peer: _p, ...rest }) => clone(rest));
+  }
+
+  async ensureBridge(b: BridgeObject): Promise<void> {
+    this.#enter('ensureBridge', b);
+    const cur = this.links.get(b.name);
+    if (cur && !(cur.kind === 'bridge' && cur.mark?.kind === 'br' && cur.mark.id === b.networkId)) {
+      throw errors.kernelObjectForeign(
+        `network ${shortId(b.networkId)}: interface ${b.name} already exists and is not truss's bridge for it`,
+      );
+    }
+    const l = cur ?? { name: b.name, ifindex: this.#nextIndex++, kind: 'bridge', mac: this.#mac() };
+    this.links.set(b.name, {
+      ...l,
+      mark: { kind: 'br', id: b.networkId },
+      mtu: b.mtu,
+      up: true,
+      addresses: [...b.addresses],
+    });
+  }
+
+  async removeBridge(name: string): Promise<void> {
+    this.#enter('removeBridge', name);
+    if (this.links.get(name)?.mark?.kind !== 'br') return;
+    this.links.delete(name);
+    for (const l of this.links.values()) if (l.master === name) delete l.master;
+  }
+
+  async ensureVeth(v: VethObject): Promise<void> {
+    this.#enter('ensureVeth', v);
+    const cur = this.links.get(v.name);
+    if (!cur) {
+      if (v.joined) throw endpointDisconnected(v);
+      if (!this.links.has(v.bridge)) {
+        throw new KernelError(
+          'ENODEV',
+          ['ip', '-batch', '-'],
+          1,
+          `Cannot find device "${v.bridge}"\nCommand failed -:2`,
+        );
+      }
+      if (this.links.has(v.peer)) {
+        throw new KernelError('EEXIST', ['ip', '-batch', '-'], 2, 'RTNETLINK answers: File exists\nCommand failed -:1');
+      }
+      this.links.set(v.peer, {
+        name: v.peer,
+        ifindex: this.#nextIndex++,
+        kind: 'veth',
+        mtu: v.mtu,
+        up: false,
+        mac: v.peerMac,
+        addresses: [],
+        peer: v.name,
+      });
+    }
+    const owned =
+      cur?.kind === 'veth' &&
+      (cur.mark ? cur.mark.kind === 'ep' && cur.mark.id === v.endpointId : !cur.alias && isTrussLinkName(cur.name));
+    if (cur && !owned) {
+      throw errors.kernelObjectForeign(`endpoint ${shortId(v.endpointId)}: interface ${v.name} already exists`);
+    }
+    const l = cur ?? {
+      name: v.name,
+      ifindex: this.#nextIndex++,
+      kind: 'veth',
+      mac: this.#mac(),
+      addresses: [],
+      peer: v.peer,
+    };
+    this.links.set(v.name, { ...l, mark: { kind: 'ep', id: v.endpointId }, mtu: v.mtu, up: true, master: v.bridge });
+  }
+
+  async removeVeth(name: string): Promise<void> {
+    this.#enter('removeVeth', name);
+    const cur = this.links.get(name);
+    const owned = cur?.kind === 'veth' && (cur.mark ? cur.mark.kind === 'ep' : !cur.alias && isTrussLinkName(name));
+    if (!owned) return;
+    this.deleteBehindBack(name);
+  }
+
+  async checkFirewall(f: FirewallObject): Promise<readonly string[]> {
+    this.#enter('checkFirewall', f);
+    if (!this.firewall) return ['nft table inet truss is missing'];
+    return JSON.stringify(this.firewall) === JSON.stringify(f)
+      ? []
+      : ['nft table inet truss differs from the rendering'];
+  }
+
+  async applyFirewall(f: FirewallObject): Promise<void> {
+    this.#enter('applyFirewall', f);
+    this.firewall = clone(f);
+  }
+
+  async removeFirewall(): Promise<void> {
+    this.#enter('removeFirewall', undefined);
+    this.firewall = undefined;
+  }
+
+  async ensureSysctls(f: FirewallObject): Promise<void> {
+    this.#enter('ensureSysctls', f);
+    if (f.networks.some((n) => !n.internal)) this.sysctls.set('net/ipv4/ip_forward', '1');
+  }
+}
+
+export const createFakeDataplane = (): FakeDataplane => new FakeDataplane();
