@@ -1,0 +1,55 @@
+/**
+ * IpamDriver.* routes: decode the wire request, call the service, encode the reply.
+ * Success replies never carry `Error` (a non-empty `Error` in a 200 reply is a failure
+ * to Docker's IPAM client); failures go through protocol/errors.ts like every other RPC.
+ */
+import type { IpamService } from '../core/ports.ts';
+import type { RouteTable } from './server.ts';
+import {
+  decodeReleaseAddress,
+  decodeReleasePool,
+  decodeRequestAddress,
+  decodeRequestPool,
+  EMPTY_RESPONSE,
+  toWireAddressSpaces,
+  toWireIpamCapabilities,
+  toWireRequestAddress,
+  toWireRequestPool,
+} from './wire.ts';
+
+export function ipamDriverRoutes(svc: IpamService): RouteTable {
+  return {
+    'IpamDriver.GetCapabilities': {
+      body: 'none',
+      handle: async () => toWireIpamCapabilities(svc.capabilities()),
+    },
+    // Docker ≥ 28 calls this before every RequestPool.
+    'IpamDriver.GetDefaultAddressSpaces': {
+      body: 'none',
+      handle: async () => toWireAddressSpaces(svc.defaultAddressSpaces()),
+    },
+    'IpamDriver.RequestPool': {
+      body: 'json',
+      handle: async (body) => toWireRequestPool(await svc.requestPool(decodeRequestPool(body))),
+    },
+    'IpamDriver.ReleasePool': {
+      body: 'json',
+      handle: async (body) => {
+        await svc.releasePool(decodeReleasePool(body));
+        return EMPTY_RESPONSE;
+      },
+    },
+    'IpamDriver.RequestAddress': {
+      body: 'json',
+      handle: async (body) => toWireRequestAddress(await svc.requestAddress(decodeRequestAddress(body))),
+    },
+    'IpamDriver.ReleaseAddress': {
+      body: 'json',
+      handle: async (body) => {
+        const { poolId, address } = decodeReleaseAddress(body);
+        await svc.releaseAddress(poolId, address);
+        return EMPTY_RESPONSE;
+      },
+    },
+  };
+}
