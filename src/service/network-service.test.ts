@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import { KernelError } from '../dataplane/linux/exec.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { IntentRepo } from './intent.ts';
+import { NetworkService } from './network-service.ts';
+
+/** a Docker-like id whose first 12 hex (the short id, used in kernel names) differ per (c, n) */
+const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const NID = id('a');
+const NID2 = id('c');
+const EID = id('b');
+const BRIDGE = 'trb0000aaaaaaaa';
+const EP_VETH = 'trv0000bbbbbbbb';
+const EP_PEER = 'trc0000bbbbbbbb';
+
+const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
+  networkId: NID,
+  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
+  ipv6: [],
+  generic: {},
+  internal: false,
+  enableIpv6: false,
+  ...over,
+});
+const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
+  networkId: NID,
+  endpointId: EID,
+  address: '198.18.1.2/24',
+  options: {},
+  ...over,
+});
+
+const running: Reconciler[] = [];
+function setup(store = new MemoryStore(), dp = new FakeDataplane()) {
+  const repo = new IntentRepo(store);
+  const reconciler = new Reconciler({
+    loadIntent: () => repo.snapshot(),
+    dataplane: dp,
+    log: silentLogger,
+    resyncMs: 3_600_000,
+  });
+  running.push(reconciler);
+  reconciler.start();
+  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
+  return { store, dp, repo, reconciler, svc };
+}
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((r) => r.stop()));
+});
+
+describe('NetworkService', () => {
+  it('creates a network: bridge with the gateway, firewall, replay is a no-op', async () => {
+    const { dp, svc, repo } = setup();
+    await svc.createNetwork(netInput());
+    const br = dp.links.get(BRIDGE);
+    assert.ok(br);
+    assert.deepEqual(br.addresses, ['198.18.1.1/24']);
+    assert.equal(dp.firewall?.networks.length, 1);
+    await svc.createNetwork(netInput());
+    assert.equal((await repo.listNetworks()).length, 1);
+  });
+
+  it('refuses the same id with other settings, overlapping subnets, and a bridge name in use', async () => {
+    const { svc, repo } = setup();
+    await svc.createNetwork(netInput());
+    await assert.rejects(svc.createNetwork(netInput({ generic: { 'truss.nat': 'false' } })), /other settings/);
+    await assert.rejects(
+      svc.createNetwork(netInput({ networkId: NID2, ipv4: [{ pool: '198.18.1.128/25', auxAddresses: {} }] })),
+      /overlaps/,
+    );
+    await assert.rejects(
+      svc.createNetwork(
+        netInput({
+          networkId: NID2,
+          ipv4: [{ pool: '198.18.2.0/24', auxAddresses: {} }],
+          generic: { 'com.docker.network.bridge.name': BRIDGE },
+        }),
+      ),
+      /already used/,
+    );
+    assert.equal((await repo.listNetworks()).length, 1);
+  });
+
+  it('refuses bad input before touching anything', async () => {
+    const { svc, dp, repo } = setup();
+    await assert.rejects(svc.createNetwork(netInput({ generic: { 'truss.bogus': '1' } })), /truss\.bogus/);
+    await assert.rejects(svc.createNetwork(netInput({ networkId: 'xyz' })), /NetworkID/);
+    await assert.rejects(
+      svc.createNetwork(netInput({ ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.9.1/24', auxAddresses: {} }] })),
+      /gateway/,
+    );
+    assert.equal((await repo.listNetworks()).length, 0);
+    assert.equal(dp.callsOf('ensureBridge').length, 0);
+  });
+
+  it('a create whose programming fails undoes itself', async () => {
+    const { svc, dp, repo } = setup();
+    dp.addForeignLink(BRIDGE);
+    await assert.rejects(svc.createNetwork(netInput()), /already exists and is not truss's/);
+    assert.equal((await repo.listNetworks()).length, 0);
+    assert.equal(dp.firewall, undefined);
+    assert.ok(dp.links.get(BRIDGE), 'the foreign link is untouched');
+  });
+
+  it('endpoint lifecycle: create, join, leave, delete; deletes are idempotent', async () => {
+    const { svc, dp } = setup();
+    await svc.createNetwork(netInput());
+    const res = await svc.createEndpoint(epInput());
+    assert.match(res.macAddress ?? '', /^02:5e:/);
+    assert.deepEqual(
+      await svc.createEndpoint(epInput({ endpointId: id('b', 1), macAddress: '02:42:c6:12:01:03' })),
+      {},
+    );
+    assert.equal(dp.links.get(EP_VETH)?.master, BRIDGE);
+    const join = await svc.join({
+      networkId: NID,
+      endpointId: EID,
+      sandboxKey: '/var/run/docker/netns/1',
+      options: {},
+    });
+    assert.deepEqual(join, {
+      srcName: EP_PEER,
+      dstPrefix: 'eth',
+      gateway: '198.18.1.1',
+      staticRoutes: [],
+      disableGatewayService: false,
+    });
+    dp.movePeerToContainer(EP_PEER);
+    await svc.leave(NID, EID);
+    await svc.deleteEndpoint(NID, EID);
+    assert.equal(dp.links.get(EP_VETH), undefined);
+    await svc.deleteEndpoint(NID, EID);
+    await svc.leave(NID, EID);
+    await svc.deleteNetwork(NID);
+    await svc.deleteNetwork(NID);
+    assert.deepEqual([...dp.links.keys()], []);
+    assert.equal(dp.firewall, undefined);
+  });
+
+  it('an endpoint on an unknown network is refused; a failed endpoint create undoes itself', async () => {
+    const { svc, dp, repo } = setup();
+    await assert.rejects(svc.createEndpoint(epInput()), /not known to truss/);
+    await svc.createNetwork(netInput());
+    dp.failNext('ensureVeth', new KernelError('EBUSY', ['ip'], 2, 'busy'));
+    await assert.rejects(svc.createEndpoint(epInput()));
+    assert.equal((await repo.listEndpoints()).length, 0);
+    await svc.createEndpoint(epInput()); // and works the next time
+    assert.ok(dp.links.get(EP_VETH));
+  });
+
+  it('internal networks give no gateway and disable the gateway service', async () => {
+    const { svc } = setup();
+    await svc.createNetwork(netInput({ internal: true }));
+    await svc.createEndpoint(epInput());
+    const join = await svc.join({
+      networkId: NID,
+      endpointId: EID,
+      sandboxKey: '/var/run/docker/netns/1',
+      options: {},
+    });
+    assert.equal(join.gateway, undefined);
+    assert.equal(join.disableGatewayService, true);
+  });
+
+  it('20 concurrent endpoints are all programmed', async () => {
+    const { svc, dp } = setup();
+    await svc.createNetwork(netInput());
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        svc.createEndpoint(epInput({ endpointId: id('d', i), address: `198.18.1.${10 + i}/24` })),
+      ),
+    );
+    assert.equal([...dp.links.keys()].filter((n) => n.startsWith('trv')).length, 20);
+  });
+
+  it('a restart reconciles: drift repaired, leftovers pruned, foreign links untouched', async () => {
+    const store = new MemoryStore();
+    const dp = new FakeDataplane();
+    const first = setup(store, dp);
+    await first.svc.createNetwork(netInput());
+    await first.svc.createEndpoint(epInput());
+    await first.reconciler.stop();
+    // behind truss's back: the bridge goes, a stale truss veth appears, and an admin's link
+    dp.deleteBehindBack(BRIDGE);
+    const { peer: _peer, ...stale } = dp.links.get(EP_VETH)!;
+    dp.links.set('trv999999999999', { ...stale, name: 'trv999999999999', mark: { kind: 'ep', id: id('9') } });
+    dp.addForeignLink('eth-admin');
+    const second = setup(store, dp);
+    await second.reconciler.reconcileNow();
+    assert.ok(dp.links.get(BRIDGE), 'bridge restored');
+    assert.equal(dp.links.get('trv999999999999'), undefined, 'leftover pruned');
+    assert.ok(dp.links.get('eth-admin'), 'foreign link untouched');
+    assert.deepEqual(await second.reconciler.check(), []);
+  });
+});
