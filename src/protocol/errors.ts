@@ -10,7 +10,7 @@
  * implemented" and silently ignores it for Program/RevokeExternalConnectivity and
  * IpamDriver.GetCapabilities (moby daemon/libnetwork/drivers/remote/driver.go).
  */
-import { isTrussError, TrussError } from '../core/errors.ts';
+import { errors, isTrussError, type TrussError } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
 
 export interface ErrorBody {
@@ -30,35 +30,20 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 
 const formatMs = (ms: number): string => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`);
 
-/**
- * Errors only the HTTP edge raises. Their codes follow core/errors.ts
- * (TRUSS_ERR_<NOUN>_<PROBLEM>) and should move there.
- */
+/** Errors only the HTTP edge raises (codes and kinds live in core/errors.ts). */
 export const protocolErrors = {
   routeNotFound: (path: string): TrussError =>
-    new TrussError(
-      'TRUSS_ERR_ROUTE_NOT_FOUND',
-      'not-found',
+    errors.routeNotFound(
       `truss has no plugin endpoint ${showPath(path)}; it implements Plugin.Activate, NetworkDriver.* and IpamDriver.*`,
     ),
   methodNotAllowed: (method: string): TrussError =>
-    new TrussError(
-      'TRUSS_ERR_METHOD_NOT_ALLOWED',
-      'invalid',
-      `HTTP method ${showPath(method)} is not allowed: plugin calls are POST`,
-    ),
+    errors.methodNotAllowed(`HTTP method ${showPath(method)} is not allowed: plugin calls are POST`),
   handlerTimeout: (rpc: string, ms: number): TrussError =>
-    new TrussError(
-      'TRUSS_ERR_REQUEST_TIMEOUT',
-      'unavailable',
+    errors.requestTimeout(
       `${rpc} timed out after ${formatMs(ms)}; truss keeps working on it in the background (see truss status), retry later`,
     ),
   bodyTooLarge: (limit: number): TrussError =>
-    new TrussError(
-      'TRUSS_ERR_REQUEST_TOO_LARGE',
-      'invalid',
-      `request body is larger than ${limit} bytes; Docker's requests are a few KiB`,
-    ),
+    errors.bodyTooLarge(`request body is larger than ${limit} bytes; Docker's requests are a few KiB`),
 } as const;
 
 function showPath(s: string): string {

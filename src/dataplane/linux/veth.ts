@@ -11,19 +11,16 @@
  * converged and marked. Any other alias, or another link kind, is foreign: refused.
  */
 import type { VethObject } from '../../core/desired.ts';
-import { errors, TrussError } from '../../core/errors.ts';
+import { errors, type TrussError } from '../../core/errors.ts';
 import { isTrussLinkName, ownerMark, shortId } from '../../core/naming.ts';
 import type { DataplaneLog, Exec } from './exec.ts';
 import { batch, checkIfName, checkMac, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
 import { ensureAcceptRaOff } from './sysctl.ts';
 
-// TODO(core/errors.ts): move into `errors` as endpointDisconnected.
 export const ENDPOINT_DISCONNECTED = 'TRUSS_ERR_ENDPOINT_DISCONNECTED';
 
 export function endpointDisconnected(v: VethObject): TrussError {
-  return new TrussError(
-    ENDPOINT_DISCONNECTED,
-    'unavailable',
+  return errors.endpointDisconnected(
     `endpoint ${shortId(v.endpointId)} of network ${shortId(v.networkId)}: its interface ${v.name} is gone and ` +
       "the container's end went with it; disconnect and reconnect the container, or restart it",
   );
