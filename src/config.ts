@@ -13,6 +13,8 @@ export interface Config {
   /** raw --default-pools text; parsed by the IPAM ("CIDR:LEN,CIDR:LEN") */
   readonly defaultPools?: string;
   readonly resyncMs: number;
+  /** how long a joined endpoint must look orphaned before truss reclaims it */
+  readonly gcGraceMs: number;
 }
 
 export const DEFAULTS = {
@@ -20,6 +22,7 @@ export const DEFAULTS = {
   stateDir: '/var/lib/truss',
   logLevel: 'info' as Level,
   resyncSeconds: 30,
+  gcGraceSeconds: 120,
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
@@ -30,6 +33,7 @@ export const SERVE_OPTIONS = {
   'log-level': { type: 'string' },
   'default-pools': { type: 'string' },
   'resync-seconds': { type: 'string' },
+  'gc-grace-seconds': { type: 'string' },
 } as const;
 
 export function adminSocketPath(stateDir: string): string {
@@ -55,15 +59,23 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   }
   if (Buffer.byteLength(socket) > 107)
     throw errors.badOption(`--socket ${socket}: unix socket paths are limited to 107 bytes`);
-  const resyncText = pick(values['resync-seconds'], 'TRUSS_RESYNC_SECONDS') ?? String(DEFAULTS.resyncSeconds);
-  if (!/^[1-9][0-9]{0,4}$/.test(resyncText))
-    throw errors.badOption(`--resync-seconds ${resyncText}: expected 1..99999`);
+  const seconds = (flag: string | undefined, envName: string, name: string, dflt: number): number => {
+    const text = pick(flag, envName) ?? String(dflt);
+    if (!/^[1-9][0-9]{0,4}$/.test(text)) throw errors.badOption(`--${name} ${JSON.stringify(text)}: expected 1..99999`);
+    return Number(text) * 1000;
+  };
   const pools = pick(values['default-pools'], 'TRUSS_DEFAULT_POOLS');
   return {
     socket,
     stateDir,
     logLevel: level as Level,
     ...(pools !== undefined ? { defaultPools: pools } : {}),
-    resyncMs: Number(resyncText) * 1000,
+    resyncMs: seconds(values['resync-seconds'], 'TRUSS_RESYNC_SECONDS', 'resync-seconds', DEFAULTS.resyncSeconds),
+    gcGraceMs: seconds(
+      values['gc-grace-seconds'],
+      'TRUSS_GC_GRACE_SECONDS',
+      'gc-grace-seconds',
+      DEFAULTS.gcGraceSeconds,
+    ),
   };
 }

@@ -14,6 +14,7 @@ import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
 import { buildServer } from './protocol/server.ts';
 import { Reconciler } from './reconcile/reconciler.ts';
+import { EndpointGc } from './service/endpoint-gc.ts';
 import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
 import { NetworkService } from './service/network-service.ts';
@@ -41,18 +42,28 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       : {}),
   });
   const repo = new IntentRepo(store);
-  const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
-    dataplane,
-    log: log.child({ component: 'reconcile' }),
-    resyncMs: config.resyncMs,
-  });
-  const network = new NetworkService({ repo, reconciler, log: log.child({ component: 'network' }) });
   const ipam = new IpamServiceImpl({
     store,
     log: log.child({ component: 'ipam' }),
     defaultPools: config.defaultPools !== undefined ? parseDefaultPools(config.defaultPools) : DEFAULT_POOLS,
   });
+  const gc = new EndpointGc({
+    repo,
+    releaseAddress: (a) => ipam.releaseEndpointAddress(a),
+    trigger: () => reconciler.trigger(),
+    log: log.child({ component: 'gc' }),
+    graceMs: config.gcGraceMs,
+  });
+  const reconciler = new Reconciler({
+    loadIntent: () => repo.snapshot(),
+    dataplane,
+    log: log.child({ component: 'reconcile' }),
+    resyncMs: config.resyncMs,
+    afterFullPass: async ({ orphans }) => {
+      await gc.observe(orphans);
+    },
+  });
+  const network = new NetworkService({ repo, reconciler, log: log.child({ component: 'network' }) });
   const status = new StatusService({ repo, store, reconciler, version: VERSION, startedAt: new Date().toISOString() });
 
   const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });

@@ -11,7 +11,8 @@ import { formatStatus } from './format.ts';
 const USAGE = `usage: truss <command> [flags]
 
 commands:
-  serve       run the plugin daemon (flags: --socket, --state-dir, --log-level, --default-pools, --resync-seconds)
+  serve       run the plugin daemon (flags: --socket, --state-dir, --log-level, --default-pools,
+              --resync-seconds, --gc-grace-seconds)
   status      show networks, endpoints, IPAM state and whether the kernel matches (--json)
   reconcile   run a full reconcile pass now and show the result (--json)
   version     print the version

@@ -50,7 +50,7 @@ describe('planLinks', () => {
 
   it('nothing to do when the kernel matches', () => {
     const p = planLinks(desired, [goodBridge, goodVeth, goodPeer]);
-    assert.deepEqual(p, { ensureBridges: [], ensureVeths: [], remove: [], problems: [] });
+    assert.deepEqual(p, { ensureBridges: [], ensureVeths: [], remove: [], problems: [], orphans: [] });
   });
 
   it('a missing or drifted bridge is converged', () => {
@@ -69,6 +69,14 @@ describe('planLinks', () => {
   it('a joined endpoint does not need its peer in the host', () => {
     const joined = computeDesired([net], [{ ...ep, sandboxKey: '/var/run/docker/netns/x' }]);
     assert.deepEqual(planLinks(joined, [goodBridge, goodVeth]).problems, []);
+  });
+
+  it('joined endpoints whose container is gone are orphan candidates', () => {
+    const joined = computeDesired([net], [{ ...ep, sandboxKey: '/var/run/docker/netns/x' }]);
+    assert.deepEqual(planLinks(joined, [goodBridge, goodVeth]).orphans, []);
+    assert.match(planLinks(joined, [goodBridge]).orphans[0]?.reason ?? '', /is gone/);
+    assert.match(planLinks(joined, [goodBridge, goodVeth, goodPeer]).orphans[0]?.reason ?? '', /back in the host/);
+    assert.deepEqual(planLinks(desired, [goodBridge]).orphans, [], 'not joined: simply recreated');
   });
 
   it('truss links no longer wanted are removed, veths before bridges', () => {

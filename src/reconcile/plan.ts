@@ -5,11 +5,23 @@
 import type { BridgeObject, DesiredKernel, VethObject } from '../core/desired.ts';
 import type { ObservedLink } from '../core/ports.ts';
 
+export interface OrphanCandidate {
+  readonly networkId: string;
+  readonly endpointId: string;
+  readonly reason: string;
+}
+
 export interface LinkPlan {
   readonly ensureBridges: readonly BridgeObject[];
   readonly ensureVeths: readonly VethObject[];
   readonly remove: readonly { readonly name: string; readonly kind: string }[];
   readonly problems: readonly string[];
+  /**
+   * Joined endpoints whose container is gone without Docker telling truss: the pair died
+   * with the container's namespace, or Docker moved the container end back to the host
+   * (after a Leave that never reached truss). The endpoint GC reclaims them after a grace.
+   */
+  readonly orphans: readonly OrphanCandidate[];
 }
 
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
@@ -52,7 +64,16 @@ export function planLinks(desired: DesiredKernel, observed: readonly ObservedLin
       ensureBridges.push(b);
     }
   }
+  const orphans: OrphanCandidate[] = [];
   for (const v of desired.veths) {
+    const reason = !v.joined
+      ? undefined
+      : !byName.has(v.name)
+        ? `its interface ${v.name} is gone`
+        : byName.has(v.peer)
+          ? `its container end ${v.peer} is back in the host namespace`
+          : undefined;
+    if (reason) orphans.push({ networkId: v.networkId, endpointId: v.endpointId, reason });
     const p = vethProblems(v, byName.get(v.name), byName.get(v.peer));
     if (p.length > 0) {
       problems.push(...p);
@@ -69,5 +90,5 @@ export function planLinks(desired: DesiredKernel, observed: readonly ObservedLin
     // veths before bridges: a bridge goes last
     .sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
   for (const r of remove) problems.push(`${r.kind || 'link'} ${r.name} is truss's but no longer wanted`);
-  return { ensureBridges, ensureVeths, remove, problems };
+  return { ensureBridges, ensureVeths, remove, problems, orphans };
 }

@@ -13,7 +13,7 @@ import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import type { Dataplane } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
-import { planLinks } from './plan.ts';
+import { type OrphanCandidate, planLinks } from './plan.ts';
 
 export interface Intent {
   readonly networks: readonly NetworkSpec[];
@@ -26,6 +26,8 @@ export interface ReconcilerDeps {
   readonly dataplane: Dataplane;
   readonly log: Logger;
   readonly resyncMs?: number;
+  /** Called after each full pass with what it observed (the endpoint GC listens here). */
+  afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
 }
 
 export interface KeyStatus {
@@ -214,6 +216,7 @@ export class Reconciler {
     this.#settleWaiters();
     if (this.#failed.size > 0) this.#scheduleRetry();
     else this.#backoffMs = 0;
+    if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass({ orphans: plan.orphans });
   }
 
   #incrementalPlan(desired: DesiredKernel): ReturnType<typeof planLinks> {
@@ -232,6 +235,7 @@ export class Reconciler {
       ensureVeths: changed(vethKey, desired.veths),
       remove,
       problems: [],
+      orphans: [],
     };
   }
 

@@ -128,6 +128,23 @@ export class IpamServiceImpl implements IpamService {
     await this.#lock.run(poolId, () => this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip)));
   }
 
+  /**
+   * Release the endpoint allocation of `address` (bare or CIDR) in whichever truss pool holds
+   * it: used by the endpoint GC when Docker's ReleaseAddress never reached truss. Gateway and
+   * aux addresses are never touched. Returns the pool ids it released from.
+   */
+  async releaseEndpointAddress(address: string): Promise<string[]> {
+    const ip = parseRequestedAddress(address);
+    const released: string[] = [];
+    for (const held of await this.#heldPools()) {
+      const kv = await this.#store.get(addrKey(held.id, formatIp(ip)));
+      if (!kv || decodeAddressRecord(kv.key, kv.value).record.kind !== 'endpoint') continue;
+      await this.releaseAddress(held.id, formatIp(ip));
+      released.push(held.id);
+    }
+    return released;
+  }
+
   // ---------- one attempt each: read, decide, CAS ----------
 
   async #tryRequestPool(space: string, plan: PoolPlan): Promise<Attempt<RequestPoolResult>> {

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from './config.ts';
+
+describe('loadConfig', () => {
+  it('defaults', () => {
+    assert.deepEqual(loadConfig([], {}), {
+      socket: '/run/docker/plugins/truss.sock',
+      stateDir: '/var/lib/truss',
+      logLevel: 'info',
+      resyncMs: 30_000,
+      gcGraceMs: 120_000,
+    });
+  });
+  it('flags win over their TRUSS_* twins; DOCKER_PLUGIN_DEBUG=true means debug', () => {
+    const c = loadConfig(['--socket', '/tmp/a.sock', '--gc-grace-seconds', '5'], {
+      TRUSS_SOCKET: '/tmp/b.sock',
+      TRUSS_STATE_DIR: '/tmp/state',
+      TRUSS_DEFAULT_POOLS: '198.18.0.0/16:24',
+      DOCKER_PLUGIN_DEBUG: 'true',
+      TRUSS_LOG_LEVEL: 'warn',
+    });
+    assert.equal(c.socket, '/tmp/a.sock');
+    assert.equal(c.stateDir, '/tmp/state');
+    assert.equal(c.defaultPools, '198.18.0.0/16:24');
+    assert.equal(c.logLevel, 'debug');
+    assert.equal(c.gcGraceMs, 5000);
+  });
+  it('refuses bad values with the flag name', () => {
+    assert.throws(() => loadConfig(['--socket', 'rel.sock'], {}), /--socket/);
+    assert.throws(() => loadConfig(['--log-level', 'loud'], {}), /--log-level/);
+    assert.throws(() => loadConfig([], { TRUSS_RESYNC_SECONDS: '0' }), /--resync-seconds/);
+    assert.throws(() => loadConfig(['--bogus'], {}), /bogus/);
+    assert.throws(() => loadConfig(['--socket', `/${'x'.repeat(120)}`], {}), /107 bytes/);
+  });
+});
