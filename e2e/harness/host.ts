@@ -1,0 +1,177 @@
+/**
+ * A simulated host: a network namespace with its own dockerd (private mount namespace with
+ * tmpfs on /run/docker/plugins, /run/containerd and /run/wireguard, so dockerd starts its own
+ * containerd and finds only this host's plugins), the test image, and optionally truss.
+ * stop() removes everything it started, whatever state the tests left.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { inNetns, type RunOptions, type RunResult, run } from './exec.ts';
+import { importImage } from './image.ts';
+import { cleanStaleNetns, createNetns, deleteNetns } from './netns.ts';
+import { CHILD_PATH, DOCKER_CLI, NETNS_PREFIX, WORK_DIR } from './paths.ts';
+import { isAlive, killAllMatching, nsIdOfFile, nsIdOfPid, waitExit } from './procs.ts';
+import { type TrussDaemon, type TrussOptions, type TrussStatus, trussDaemon } from './truss.ts';
+import { waitFor } from './wait.ts';
+
+export interface HostOptions {
+  /** Docker's own bridge (docker0) address; must stay in 198.18.0.0/15. */
+  readonly bip?: string;
+  /** Docker's pool for its own networks (`docker network create b1`). */
+  readonly defaultAddressPool?: string;
+  readonly dockerdArgs?: readonly string[];
+}
+
+export interface Host {
+  readonly name: string;
+  readonly netnsPath: string;
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly truss: TrussDaemon;
+  dockerdPid(): number;
+  docker(args: readonly string[], timeoutMs?: number): Promise<RunResult>;
+  /** Runs argv in the host's network namespace (ip, nft, iptables, tcpdump...). */
+  exec(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  startTruss(opts?: TrussOptions): Promise<void>;
+  stopTruss(signal?: NodeJS.Signals): Promise<void>;
+  restartTruss(): Promise<void>;
+  trussStatus(): Promise<TrussStatus>;
+  /** Registers a clean-up that stop() runs before deleting the namespace (e.g. helper namespaces). */
+  onStop(fn: () => Promise<void>): void;
+  stop(): Promise<void>;
+}
+
+// Mount points are created in the shared /run (empty dirs), the tmpfs only in the private namespace.
+const DOCKERD_WRAPPER = `set -e
+for d in /run/docker/plugins /run/containerd /run/wireguard; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+exec dockerd "$@"`;
+
+function dockerdArgs(dir: string, opts: HostOptions): string[] {
+  writeFileSync(join(dir, 'daemon.json'), '{}\n');
+  return [
+    `--config-file=${dir}/daemon.json`,
+    '--storage-driver=vfs',
+    `--data-root=${dir}/data`,
+    `--exec-root=${dir}/x`,
+    `--host=unix://${dir}/docker.sock`,
+    `--pidfile=${dir}/docker.pid`,
+    `--bip=${opts.bip ?? '198.19.254.1/24'}`,
+    `--default-address-pool=${opts.defaultAddressPool ?? 'base=198.19.128.0/18,size=24'}`,
+    '--userland-proxy=false',
+    ...(opts.dockerdArgs ?? []),
+  ];
+}
+
+export async function startHost(shortName: string, opts: HostOptions = {}): Promise<Host> {
+  const name = shortName.startsWith(NETNS_PREFIX) ? shortName : `${NETNS_PREFIX}${shortName}`;
+  for (const stale of await cleanStaleNetns()) {
+    rmSync(join(WORK_DIR, 'hosts', stale.slice(NETNS_PREFIX.length)), { recursive: true, force: true });
+  }
+  const dir = join(WORK_DIR, 'hosts', name.slice(NETNS_PREFIX.length));
+  await killAllMatching((p) => p.cmdline.includes(`${dir}/`));
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'cli'), { recursive: true });
+  const netnsPath = await createNetns(name);
+  const env = { ...process.env, PATH: CHILD_PATH };
+  const log = openSync(join(dir, 'dockerd.log'), 'a');
+  const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private', '--'];
+  argv.push('sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
+  const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', log, log], detached: true });
+  child.unref();
+  closeSync(log);
+  const pid = child.pid ?? -1; // nsenter, unshare and sh all exec: this pid ends up being dockerd
+  const cleanups: (() => Promise<void>)[] = [];
+  const dockerEnv: NodeJS.ProcessEnv = { ...env, DOCKER_CONFIG: join(dir, 'cli'), DOCKER_CLI_HINTS: 'false' };
+  delete dockerEnv.DOCKER_HOST;
+  delete dockerEnv.DOCKER_CONTEXT;
+  const docker = (args: readonly string[], timeoutMs = 60_000): Promise<RunResult> =>
+    run([DOCKER_CLI, '-H', `unix://${dir}/docker.sock`, ...args], { env: dockerEnv, timeoutMs });
+  const truss = trussDaemon(() => pid, dir);
+  let mntNs = '';
+  const netNs = nsIdOfFile(netnsPath, 'net') ?? 'none';
+  const host: Host = {
+    name,
+    netnsPath,
+    dir,
+    stateDir: truss.stateDir,
+    truss,
+    dockerdPid: () => pid,
+    docker,
+    exec: (a, o) => run(inNetns(netnsPath, a), { env, ...o }),
+    startTruss: (o) => truss.start(o),
+    stopTruss: (s) => truss.stop(s),
+    restartTruss: () => truss.restart(),
+    trussStatus: () => truss.status(),
+    onStop: (fn) => {
+      cleanups.push(fn);
+    },
+    stop: () => stopHost(host, { pid, mntNs, netNs, cleanups }),
+  };
+  try {
+    await waitFor(
+      async () => {
+        if (!isAlive(pid)) throw new Error('dockerd exited');
+        return (await docker(['version', '--format', '{{.Server.Version}}'], 5000)).code === 0;
+      },
+      60_000,
+      { what: `dockerd in ${name}`, intervalMs: 250 },
+    );
+    mntNs = nsIdOfPid(pid, 'mnt');
+    await importImage(docker);
+  } catch (err) {
+    const tail = readFileSync(join(dir, 'dockerd.log'), 'utf8').split('\n').slice(-20).join('\n');
+    await host.stop().catch(() => {});
+    throw new Error(`${(err as Error).message}\n--- dockerd log tail ---\n${tail}`);
+  }
+  return host;
+}
+
+interface Internals {
+  readonly pid: number;
+  readonly mntNs: string;
+  readonly netNs: string;
+  readonly cleanups: (() => Promise<void>)[];
+}
+
+/** Best effort in order, then a hard sweep; throws only if something could not be removed. */
+async function stopHost(host: Host, st: Internals): Promise<void> {
+  const problems: string[] = [];
+  // A graceful removal lets truss clean up; with truss down, dockerd would retry the plugin for
+  // each endpoint, so skip straight to killing (the namespace takes the kernel objects with it).
+  if (isAlive(st.pid) && (host.truss.running() || !host.truss.started())) {
+    const ids = (await host.docker(['ps', '-aq'], 20_000)).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length > 0) await host.docker(['rm', '-f', ...ids], 120_000);
+    const nets = await host.docker(['network', 'ls', '--filter', 'type=custom', '-q'], 20_000);
+    for (const id of nets.stdout.split(/\s+/).filter(Boolean)) await host.docker(['network', 'rm', id], 30_000);
+  }
+  await host.truss.stop('SIGTERM', 5000);
+  if (isAlive(st.pid)) {
+    process.kill(st.pid, 'SIGTERM');
+    await waitExit(st.pid, 5000);
+  }
+  const left = await killAllMatching(
+    (p) => p.pid === st.pid || (st.mntNs !== '' && p.mntNs === st.mntNs) || p.netNs === st.netNs,
+  );
+  if (left.length > 0) problems.push(`processes survived SIGKILL: ${left.map((p) => p.pid).join(' ')}`);
+  for (const fn of st.cleanups.splice(0).reverse()) {
+    await fn().catch((err: Error) => problems.push(err.message));
+  }
+  await deleteNetns(host.name).catch((err: Error) => problems.push(err.message));
+  keepLogs(host);
+  try {
+    if (existsSync(host.dir)) rmSync(host.dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch (err) {
+    problems.push(`rm -rf ${host.dir}: ${(err as Error).message}`);
+  }
+  if (problems.length > 0) throw new Error(`host ${host.name} teardown: ${problems.join('; ')}`);
+}
+
+/** Logs outlive the host (WORK_DIR/logs/<name>/) so a failed CI run can be read afterwards. */
+function keepLogs(host: Host): void {
+  const to = join(WORK_DIR, 'logs', host.name);
+  mkdirSync(to, { recursive: true });
+  for (const f of ['dockerd.log', 'truss.log']) {
+    if (existsSync(join(host.dir, f))) copyFileSync(join(host.dir, f), join(to, f));
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * What truss may leave in a network namespace, read back from the kernel: links named
+ * tr[bvc]*, links whose ifalias is a truss mark, the `inet truss` nft table, and the
+ * TRUSS-FORWARD chain (and FORWARD jumps to it) in iptables/ip6tables.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { inNetns, run } from './exec.ts';
+import type { Host } from './host.ts';
+
+/** Kernel objects owned by truss in the namespace at netnsPath (undefined = the root namespace). */
+export async function trussKernelObjects(netnsPath?: string): Promise<string[]> {
+  const wrap = (argv: string[]): string[] => (netnsPath ? inNetns(netnsPath, argv) : argv);
+  const found: string[] = [];
+  const links = await run(wrap(['ip', '-j', '-d', 'link', 'show']));
+  if (links.code !== 0) found.push(`ip link failed: ${links.stderr.trim()}`);
+  else {
+    for (const l of JSON.parse(links.stdout || '[]') as { ifname: string; ifalias?: string }[]) {
+      if (/^tr[bvc]/.test(l.ifname) || l.ifalias?.startsWith('truss:')) {
+        found.push(`link ${l.ifname}${l.ifalias ? ` (ifalias ${l.ifalias})` : ''}`);
+      }
+    }
+  }
+  if ((await run(wrap(['nft', 'list', 'table', 'inet', 'truss']))).code === 0) found.push('nft table inet truss');
+  for (const bin of ['iptables', 'ip6tables']) {
+    const tool = existsSync(`/usr/sbin/${bin}-nft`) ? `${bin}-nft` : bin;
+    const rules = await run(wrap([tool, '-w', '-t', 'filter', '-S']));
+    for (const line of rules.stdout.split('\n')) {
+      if (line.includes('TRUSS-FORWARD')) found.push(`${tool}: ${line.trim()}`);
+    }
+  }
+  return found;
+}
+
+/** Status lists that must be empty once every truss network is gone. */
+const STATUS_LISTS = ['networks', 'endpoints', 'pools', 'addresses'] as const;
+
+/** Fails unless the host netns holds nothing of truss and (if running) the daemon's status is empty. */
+export async function assertNoTrussLeftovers(host: Host): Promise<void> {
+  const objects = await trussKernelObjects(host.netnsPath);
+  assert.deepEqual(objects, [], `truss kernel objects left in ${host.name}`);
+  if (!host.truss.running()) return;
+  const status = await host.trussStatus();
+  for (const key of STATUS_LISTS) {
+    assert.deepEqual(status[key] ?? [], [], `truss status still lists ${key}: ${JSON.stringify(status[key])}`);
+  }
+}

@@ -1,0 +1,26 @@
+/** Where the e2e suite finds the repository and keeps its scratch files. */
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, resolved from this file (e2e/harness/paths.ts), never hard-coded. */
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The truss CLI under test. */
+export const TRUSS_BIN = join(REPO_ROOT, 'bin', 'truss');
+
+/** Scratch root: hosts, image tar, logs. Short, because unix socket paths must stay under 108 bytes. */
+export const WORK_DIR = process.env.TRUSS_E2E_WORKDIR ?? '/tmp/truss-e2e';
+
+/** Every network namespace the suite creates starts with this; the leak check looks for it. */
+export const NETNS_PREFIX = 'truss-e2e-';
+
+/** The docker client: the one on PATH unless TRUSS_E2E_DOCKER says otherwise. */
+export const DOCKER_CLI = process.env.TRUSS_E2E_DOCKER ?? 'docker';
+
+/** PATH for children: the node running this test first, so `#!/usr/bin/env node` finds the same Node. */
+export const CHILD_PATH = [
+  dirname(process.execPath),
+  join(REPO_ROOT, 'node_modules', '.bin'),
+  process.env.PATH ?? '',
+  '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+].join(':');

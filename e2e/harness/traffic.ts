@@ -1,0 +1,96 @@
+/**
+ * Real traffic between containers, with busybox only. The TCP server is the image's
+ * `tsink` run by `nc -ll` (SINK_CMD): it records each client's line in /tmp/seen and
+ * answers "ack <line>", so a test can prove both a round trip and "the server saw nothing".
+ */
+import { randomBytes } from 'node:crypto';
+import type { Host } from './host.ts';
+
+export const SINK_PORT = 7000;
+/** Container command for a persistent TCP sink on `port`. */
+export const SINK_CMD = (port = SINK_PORT): string[] => ['nc', '-ll', '-p', String(port), '-e', '/bin/tsink'];
+
+export const newToken = (): string => `tok-${randomBytes(6).toString('hex')}`;
+
+export interface TcpResult {
+  readonly ok: boolean;
+  readonly token: string;
+  readonly output: string;
+}
+
+/** Connects from a container to ip:port with busybox nc; ok when the sink acknowledged our token. */
+export async function tcpConnect(
+  host: Host,
+  fromContainer: string,
+  ip: string,
+  port = SINK_PORT,
+  timeoutS = 3,
+  token = newToken(),
+): Promise<TcpResult> {
+  const script = 'echo "$1" | nc -w "$2" "$3" "$4"';
+  const r = await host.docker(
+    ['exec', fromContainer, 'sh', '-c', script, 'sh', token, String(timeoutS), ip, String(port)],
+    (timeoutS + 10) * 1000,
+  );
+  const output = `${r.stdout}${r.stderr}`.trim();
+  return { ok: r.code === 0 && r.stdout.includes(`ack ${token}`), token, output };
+}
+
+/** Whether a sink container ever received this token (the receiver-side check for isolation tests). */
+export async function serverSaw(host: Host, sinkContainer: string, token: string): Promise<boolean> {
+  const r = await host.docker(['exec', sinkContainer, 'cat', '/tmp/seen']);
+  return r.code === 0 && r.stdout.split('\n').includes(token);
+}
+
+/** A few pings; true if at least one reply came back. */
+export async function ping(host: Host, fromContainer: string, ip: string, count = 3): Promise<boolean> {
+  const r = await host.docker(['exec', fromContainer, 'ping', '-c', String(count), '-i', '0.2', '-W', '2', ip], 30_000);
+  return r.code === 0;
+}
+
+export interface ProbeResult {
+  readonly sent: number;
+  readonly received: number;
+  /**
+   * Longest time without a reply arriving, in ms. A reply's arrival is estimated as
+   * seq × interval + its RTT, so packets that were held (queued) and delivered late count as a
+   * gap too, not only lost ones. A healthy path gives about one interval.
+   */
+  readonly maxGapMs: number;
+  readonly output: string;
+}
+
+/** Parses busybox ping output ("seq=N ttl=T time=X ms") into counts and the longest reply gap. */
+export function parsePing(output: string, intervalMs: number): ProbeResult {
+  const replies = new Map<number, number>();
+  for (const m of output.matchAll(/seq=(\d+)(?:\s+ttl=\d+)?(?:\s+time=([\d.]+) ms)?/g)) {
+    const seq = Number(m[1]);
+    if (!replies.has(seq)) replies.set(seq, seq * intervalMs + Number(m[2] ?? 0));
+  }
+  const sent = Number(/(\d+) packets transmitted/.exec(output)?.[1] ?? 0);
+  const arrivals = [...replies.values()].sort((a, b) => a - b);
+  let prev = 0;
+  let worst = 0;
+  for (const t of [...arrivals, sent * intervalMs]) {
+    worst = Math.max(worst, t - prev);
+    prev = Math.max(prev, t);
+  }
+  const received = replies.size;
+  return { sent, received, maxGapMs: received === 0 ? Number.POSITIVE_INFINITY : Math.round(worst), output };
+}
+
+/**
+ * Continuous ping for durationS seconds every intervalMs; start it, do the disruptive thing,
+ * then await the promise. A healthy path gives maxGapMs == intervalMs.
+ */
+export async function pingProbe(
+  host: Host,
+  fromContainer: string,
+  ip: string,
+  durationS: number,
+  intervalMs = 100,
+): Promise<ProbeResult> {
+  const args = ['exec', fromContainer, 'ping', '-i', String(intervalMs / 1000), '-w', String(durationS), '-W', '1', ip];
+  const r = await host.docker(args, (durationS + 30) * 1000);
+  return parsePing(`${r.stdout}${r.stderr}`, intervalMs);
+}

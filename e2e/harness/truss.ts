@@ -1,0 +1,154 @@
+/**
+ * The plugin under test, run inside a simulated host: same mount namespace as its dockerd
+ * (so the socket lands in the host's private /run/docker/plugins, found by legacy
+ * discovery) and same network namespace (so it programs the host's kernel).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { run } from './exec.ts';
+import { CHILD_PATH, TRUSS_BIN } from './paths.ts';
+import { isAlive, waitExit } from './procs.ts';
+import { sleep } from './wait.ts';
+
+export const PLUGIN_SOCKET = '/run/docker/plugins/truss.sock';
+
+export interface TrussOptions {
+  /** DOCKER_PLUGIN_DEBUG=true: every request/response is logged with rpc and durationMs. */
+  readonly debug?: boolean;
+  /** --default-pools CIDR:LEN,... (keep it inside 198.18.0.0/15). */
+  readonly defaultPools?: string;
+  readonly extraArgs?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+  readonly readyTimeoutMs?: number;
+}
+
+export interface TrussStatus {
+  readonly networks: unknown[];
+  readonly endpoints: unknown[];
+  readonly pools: unknown[];
+  readonly addresses: unknown[];
+  readonly kernel: { readonly inSync: boolean; readonly problems: unknown[] };
+}
+
+export interface TrussDaemon {
+  readonly stateDir: string;
+  readonly logFile: string;
+  pid(): number | undefined;
+  running(): boolean;
+  /** Whether start() was ever called on this host (a host without truss can always be torn down gracefully). */
+  started(): boolean;
+  start(opts?: TrussOptions): Promise<void>;
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
+  restart(): Promise<void>;
+  status(): Promise<TrussStatus>;
+  cli(args: readonly string[], timeoutMs?: number): ReturnType<typeof run>;
+  log(): string;
+}
+
+/** POST /Plugin.Activate on the plugin socket; resolves with the HTTP status (0 if unreachable). */
+export function activate(socketPath: string, timeoutMs = 2000): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/Plugin.Activate', method: 'POST', timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+function childEnv(opts: TrussOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('TRUSS_') && k !== 'DOCKER_PLUGIN_DEBUG') env[k] = v;
+  }
+  env.PATH = CHILD_PATH;
+  if (opts.debug) env.DOCKER_PLUGIN_DEBUG = 'true';
+  return { ...env, ...opts.env };
+}
+
+/** dockerdPid: the host's dockerd, whose mount+net namespaces the plugin joins. */
+export function trussDaemon(dockerdPid: () => number, dir: string): TrussDaemon {
+  const stateDir = `${dir}/state`;
+  const logFile = `${dir}/truss.log`;
+  let child: ChildProcess | undefined;
+  let lastOpts: TrussOptions = {};
+  const inHost = (argv: readonly string[]): string[] => [
+    'nsenter',
+    `--target=${dockerdPid()}`,
+    '--mount',
+    '--net',
+    '--',
+    ...argv,
+  ];
+  const pid = (): number | undefined => (child?.pid !== undefined && isAlive(child.pid) ? child.pid : undefined);
+  const self: TrussDaemon = {
+    stateDir,
+    logFile,
+    pid,
+    running: () => pid() !== undefined,
+    started: () => child !== undefined,
+    async start(opts = lastOpts) {
+      if (pid() !== undefined) throw new Error('truss is already running');
+      if (!existsSync(TRUSS_BIN)) throw new Error(`${TRUSS_BIN} does not exist (the daemon is not built yet)`);
+      lastOpts = opts;
+      mkdirSync(stateDir, { recursive: true });
+      const args = ['serve', '--socket', PLUGIN_SOCKET, '--state-dir', stateDir];
+      if (opts.debug) args.push('--log-level', 'debug');
+      if (opts.defaultPools) args.push('--default-pools', opts.defaultPools);
+      args.push(...(opts.extraArgs ?? []));
+      const out = openSync(logFile, 'a');
+      const argv = inHost([TRUSS_BIN, ...args]);
+      child = spawn(argv[0] as string, argv.slice(1), {
+        env: childEnv(opts),
+        stdio: ['ignore', out, out],
+        detached: true,
+      });
+      child.unref();
+      closeSync(out);
+      const sock = `/proc/${dockerdPid()}/root${PLUGIN_SOCKET}`;
+      const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+      for (;;) {
+        if ((await activate(sock)) === 200) return;
+        const why = pid() === undefined ? 'truss exited during start-up' : Date.now() > deadline ? 'timed out' : '';
+        if (why) {
+          const tail = self.log().split('\n').slice(-30).join('\n');
+          throw new Error(
+            `truss did not answer Plugin.Activate on ${PLUGIN_SOCKET}: ${why}\n--- truss log tail ---\n${tail}`,
+          );
+        }
+        await sleep(100);
+      }
+    },
+    async stop(signal = 'SIGTERM', timeoutMs = 10_000) {
+      const p = pid();
+      if (p === undefined) return;
+      const kill = (sig: NodeJS.Signals): void => {
+        try {
+          process.kill(-p, sig); // the whole process group: a wrapper script and its node
+        } catch {
+          // gone
+        }
+      };
+      kill(signal);
+      if (!(await waitExit(p, timeoutMs))) {
+        kill('SIGKILL');
+        await waitExit(p, 5000);
+      }
+    },
+    async restart() {
+      await self.stop('SIGTERM');
+      await self.start(lastOpts);
+    },
+    async status() {
+      const r = await self.cli(['status', '--state-dir', stateDir, '--json']);
+      if (r.code !== 0) throw new Error(`truss status failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
+      return JSON.parse(r.stdout) as TrussStatus;
+    },
+    cli: (args, timeoutMs = 30_000) => run(inHost([TRUSS_BIN, ...args]), { env: childEnv({}), timeoutMs }),
+    log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+  };
+  return self;
+}

@@ -1,0 +1,24 @@
+/**
+ * Final global leak check, run by scripts/test.sh after every test tier (not a node:test file):
+ * no `truss-e2e-*` network namespace, no process the e2e suite started (their command lines
+ * name WORK_DIR), and no truss kernel object in the ROOT network namespace.
+ * Exit status 0 = clean, 1 = leaks (listed on stderr).
+ */
+import { trussKernelObjects } from './harness/leftovers.ts';
+import { listNetns } from './harness/netns.ts';
+import { NETNS_PREFIX, WORK_DIR } from './harness/paths.ts';
+import { listProcs } from './harness/procs.ts';
+
+const leaks: string[] = [];
+for (const ns of listNetns(NETNS_PREFIX)) leaks.push(`network namespace ${ns}`);
+for (const p of listProcs()) {
+  if (p.pid !== process.pid && p.cmdline.includes(`${WORK_DIR}/`)) leaks.push(`process ${p.pid}: ${p.cmdline}`);
+}
+for (const o of await trussKernelObjects()) leaks.push(`root netns: ${o}`);
+
+if (leaks.length > 0) {
+  process.stderr.write(`leak check: ${leaks.length} leftover(s)\n${leaks.map((l) => `  ${l}`).join('\n')}\n`);
+  process.exitCode = 1;
+} else {
+  process.stdout.write('leak check: nothing left (namespaces, processes, root-netns links/nft/iptables)\n');
+}

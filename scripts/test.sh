@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The single test command (README, CI): setup, typecheck, lint, unit, kernel (root, throwaway
+# namespaces), e2e (root, real dockerd in simulated hosts), then a global leak check.
+# Every step runs even if an earlier one failed; the exit status is non-zero if any failed.
+# Optional arguments pick steps, e.g. `scripts/test.sh lint e2e` (setup always runs).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_STEPS=(typecheck lint unit kernel e2e leaks)
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
+
+if ! bash scripts/setup.sh; then
+  echo "test.sh: setup failed" >&2
+  exit 1
+fi
+
+# The pinned Node (npm scripts already put node_modules/.bin first; direct calls below need it too).
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+needs_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: the $1 tests program the kernel and start dockerd: run as root" >&2
+    return 1
+  fi
+}
+
+run_step() {
+  case "$1" in
+    typecheck) npm run --silent typecheck ;;
+    lint) npm run --silent lint ;;
+    unit) timeout --kill-after=30s 20m npm run --silent test:unit ;;
+    kernel) needs_root kernel && timeout --kill-after=30s 20m npm run --silent test:kernel ;;
+    e2e) needs_root e2e && timeout --kill-after=60s 40m npm run --silent test:e2e ;;
+    leaks) node e2e/leaks.ts ;;
+    *)
+      echo "test.sh: unknown step '$1' (steps: ${ALL_STEPS[*]})" >&2
+      return 2
+      ;;
+  esac
+}
+
+declare -a summary=()
+failed=0
+for step in "${steps[@]}"; do
+  echo
+  echo "=== ${step} ==="
+  start=$SECONDS
+  if run_step "$step"; then
+    result=ok
+  else
+    result="FAILED (exit $?)"
+    failed=1
+  fi
+  summary+=("$(printf '%-10s %-18s %4ss' "$step" "$result" "$((SECONDS - start))")")
+done
+
+echo
+echo "=== summary ==="
+printf '%s\n' "${summary[@]}"
+exit "$failed"
