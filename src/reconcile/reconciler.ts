@@ -52,6 +52,19 @@ interface Waiter {
   reject(e: unknown): void;
 }
 
+/**
+ * What must change for an object to need programming again. A veth's `joined` flag only
+ * tells the dataplane not to recreate a missing pair; Join itself changes nothing in the
+ * kernel, so it is left out (Join then costs no kernel work).
+ */
+function fingerprint(obj: unknown): string {
+  if (obj && typeof obj === 'object' && 'joined' in obj) {
+    const { joined: _joined, ...rest } = obj as Record<string, unknown>;
+    return JSON.stringify(rest);
+  }
+  return JSON.stringify(obj);
+}
+
 const FIREWALL_KEY = 'firewall';
 const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
@@ -221,7 +234,7 @@ export class Reconciler {
 
   #incrementalPlan(desired: DesiredKernel): ReturnType<typeof planLinks> {
     const changed = <T extends { name: string }>(key: (n: string) => string, objs: readonly T[]): T[] =>
-      objs.filter((o) => this.#applied.get(key(o.name)) !== JSON.stringify(o));
+      objs.filter((o) => this.#applied.get(key(o.name)) !== fingerprint(o));
     const wantedKeys = new Set([
       ...desired.bridges.map((b) => bridgeKey(b.name)),
       ...desired.veths.map((v) => vethKey(v.name)),
@@ -266,7 +279,7 @@ export class Reconciler {
 
   async #apply(key: string, obj: unknown, run: () => Promise<void>): Promise<boolean> {
     const ok = await this.#attempt(key, run);
-    if (ok) this.#applied.set(key, JSON.stringify(obj));
+    if (ok) this.#applied.set(key, fingerprint(obj));
     else this.#applied.delete(key);
     return ok;
   }
@@ -300,7 +313,7 @@ export class Reconciler {
 
   #steady(key: string, obj: unknown, now: string): void {
     if (this.#failed.has(key)) return;
-    this.#applied.set(key, JSON.stringify(obj));
+    this.#applied.set(key, fingerprint(obj));
     if (!this.#status.has(key)) this.#status.set(key, { state: 'ok', updatedAt: now });
   }
 
