@@ -42,11 +42,14 @@ run_step() {
 
 declare -a summary=()
 failed=0
+# node's runner prints "ℹ pass N" / "ℹ fail N" per run; the totals close the output.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 for step in "${steps[@]}"; do
   echo
   echo "=== ${step} ==="
   start=$SECONDS
-  if run_step "$step"; then
+  if run_step "$step" 2>&1 | tee -a "$results"; then
     result=ok
   else
     result="FAILED (exit $?)"
@@ -58,4 +61,7 @@ done
 echo
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"
+count() { grep -aE "^ℹ $1 [0-9]+$" "$results" | awk '{ n += $3 } END { print n + 0 }'; }
+echo
+echo "tests: $(count pass) passed, $(count fail) failed"
 exit "$failed"
