@@ -3,7 +3,9 @@
  * clock, no randomness, no I/O. Everything random (MACs, names) was fixed when the
  * intent was written.
  */
-import type { EndpointSpec, NetworkSpec } from './model.ts';
+import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
+import { policyChainName } from './naming.ts';
+import type { IngressPolicy } from './policy/model.ts';
 
 export interface BridgeObject {
   readonly name: string;
@@ -41,16 +43,48 @@ export interface FirewallObject {
   readonly networks: readonly FirewallNetwork[];
 }
 
+/** One joined endpoint's ingress allow-list, keyed on its addresses (one nft chain). */
+export interface PolicyObject {
+  /** nft chain name, policyChainName(endpointId) */
+  readonly name: string;
+  readonly endpointId: string;
+  readonly networkId: string;
+  /** bare IPs of the endpoint (v4 and/or v6) */
+  readonly addresses: readonly string[];
+  readonly rules: IngressPolicy;
+}
+
 export interface DesiredKernel {
   readonly bridges: readonly BridgeObject[];
   readonly veths: readonly VethObject[];
   readonly firewall: FirewallObject;
+  /** sorted by name; only joined endpoints whose network or own option sets a policy */
+  readonly policies: readonly PolicyObject[];
 }
+
+/** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
+export function effectiveIngress(
+  net: NetworkSpec,
+  ep: EndpointSpec,
+  runtime: NetworkPolicyRecord | undefined,
+): IngressPolicy | undefined {
+  if (ep.ingress !== undefined) return ep.ingress;
+  if (runtime !== undefined) return runtime.ingress ?? undefined;
+  return net.ingress;
+}
+
+const bare = (cidr: string | undefined): string[] => (cidr === undefined ? [] : [cidr.split('/')[0] as string]);
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
-export function computeDesired(networks: readonly NetworkSpec[], endpoints: readonly EndpointSpec[]): DesiredKernel {
+export function computeDesired(
+  networks: readonly NetworkSpec[],
+  endpoints: readonly EndpointSpec[],
+  runtimePolicies: readonly NetworkPolicyRecord[] = [],
+): DesiredKernel {
   const nets = new Map(networks.map((n) => [n.id, n]));
+  const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
+  const policies: PolicyObject[] = [];
   const bridges = networks
     .map((n) => ({
       name: n.bridge,
@@ -73,8 +107,14 @@ export function computeDesired(networks: readonly NetworkSpec[], endpoints: read
       peerMac: e.mac,
       joined: e.sandboxKey !== undefined,
     });
+    const rules = e.sandboxKey === undefined ? undefined : effectiveIngress(n, e, runtime.get(n.id));
+    const addresses = [...bare(e.ipv4), ...bare(e.ipv6)];
+    if (rules !== undefined && addresses.length > 0) {
+      policies.push({ name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules });
+    }
   }
   veths.sort(byName);
+  policies.sort(byName);
   const firewall: FirewallObject = {
     networks: networks
       .map((n) => ({
@@ -87,5 +127,5 @@ export function computeDesired(networks: readonly NetworkSpec[], endpoints: read
       }))
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall };
+  return { bridges, veths, firewall, policies };
 }

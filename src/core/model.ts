@@ -3,6 +3,7 @@
  * Wire shapes (PascalCase) live only in protocol/wire.ts.
  */
 import type { Family } from './ip.ts';
+import type { IngressPolicy } from './policy/model.ts';
 
 export interface IpamData {
   /** Pool CIDR, e.g. "198.18.0.0/24". */
@@ -24,6 +25,17 @@ export interface NetworkSpec {
   readonly ipv6: readonly IpamData[];
   /** The generic -o map as Docker sent it (for replay comparison and `truss status`). */
   readonly options: Readonly<Record<string, string>>;
+  /** truss.ingress at creation; absent = open (like Docker's bridge) */
+  readonly ingress?: IngressPolicy;
+}
+
+/**
+ * A run-time policy for a network (`truss policy set`), stored apart from the network's
+ * creation intent. `ingress: null` means open, whatever the network was created with.
+ */
+export interface NetworkPolicyRecord {
+  readonly networkId: string;
+  readonly ingress: IngressPolicy | null;
 }
 
 export interface EndpointSpec {
@@ -37,6 +49,8 @@ export interface EndpointSpec {
   readonly ipv6?: string;
   /** truss.* driver options of this endpoint */
   readonly options: Readonly<Record<string, string>>;
+  /** --driver-opt truss.ingress: replaces the network's policy for this container */
+  readonly ingress?: IngressPolicy;
   readonly sandboxKey?: string;
 }
 

@@ -9,6 +9,8 @@ export const IFNAMSIZ_MAX = 15;
 export const NFT_TABLE = 'truss';
 export const NFT_FAMILY = 'inet';
 export const IPT_CHAIN = 'TRUSS-FORWARD';
+/** The port-policy table (inet family), updated per endpoint, never replaced whole. */
+export const NFT_POLICY_TABLE = 'truss_policy';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 export const isDockerId = (s: unknown): s is string => typeof s === 'string' && HEX64.test(s);
@@ -17,6 +19,9 @@ export const shortId = (id: string): string => id.slice(0, 12);
 export const bridgeName = (networkId: string): string => `trb${shortId(networkId)}`;
 export const hostVethName = (endpointId: string): string => `trv${shortId(endpointId)}`;
 export const peerVethName = (endpointId: string): string => `trc${shortId(endpointId)}`;
+
+/** The nft chain holding one endpoint's ingress policy. */
+export const policyChainName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
 
 /** Linux interface names we accept from users: no '/', ':', whitespace, or shell metacharacters. */
 const IFNAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/;

@@ -3,7 +3,7 @@
  * store and the reconciler; the reconciler calls the dataplane. All types here are domain
  * types (camelCase); nothing here knows HTTP or the kernel.
  */
-import type { BridgeObject, FirewallObject, VethObject } from './desired.ts';
+import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
 import type { IpamData } from './model.ts';
 
 // ---------- driver services (called by protocol/) ----------
@@ -166,4 +166,37 @@ export interface Dataplane {
   removeFirewall(): Promise<void>;
   /** Host sysctls truss needs (ip_forward when any network NATs). Idempotent. */
   ensureSysctls(f: FirewallObject): Promise<void>;
+
+  // ----- port policy: table inet truss_policy, one chain per joined endpoint with a policy -----
+
+  /**
+   * Compare the installed policy table with `desired` (one listing): chains to (re)program,
+   * policy chains present but not desired, and human-readable problems.
+   */
+  checkPolicies(desired: readonly PolicyObject[]): Promise<PolicyCheck>;
+  /**
+   * Atomically (one nft transaction) create or replace one endpoint's chain, sets and
+   * address->chain map entries, creating the table and its base chains if missing; then
+   * delete conntrack entries of flows into the endpoint that the new rules no longer admit.
+   */
+  ensurePolicy(p: PolicyObject): Promise<void>;
+  /** Remove one endpoint's chain, sets, counter and map entries; gone = success. */
+  removePolicy(name: string): Promise<void>;
+  /** Remove the whole policy table (no policy is desired any more); gone = success. */
+  removePolicyTable(): Promise<void>;
+  /** Packets/bytes denied per policy chain name, from the named counters. */
+  readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>>;
+}
+
+export interface PolicyCheck {
+  /** names of desired policies that are missing or differ */
+  readonly drifted: readonly string[];
+  /** names of policy chains installed but not desired */
+  readonly extra: readonly string[];
+  readonly problems: readonly string[];
+}
+
+export interface PolicyCounter {
+  readonly packets: number;
+  readonly bytes: number;
 }
