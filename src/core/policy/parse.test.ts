@@ -1,0 +1,369 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { isTrussError } from '../errors.ts';
+import { bitsOf, type Family, formatPrefix, networkOf } from '../ip.ts';
+import { type IngressPolicy, type IngressRule, OPT_INGRESS } from './model.ts';
+import { admits, formatIngress, formatRule, INGRESS_SYNTAX, MAX_INGRESS_RULES, parseIngress } from './parse.ts';
+
+const K = OPT_INGRESS;
+
+/** The message parseIngress throws for `text` (fails the test if it accepts it). */
+function refusal(text: string): string {
+  try {
+    parseIngress(K, text);
+  } catch (e) {
+    assert.ok(isTrussError(e), `not a TrussError: ${String(e)}`);
+    assert.equal(e.code, 'TRUSS_ERR_OPTION_INVALID');
+    assert.equal(e.kind, 'invalid');
+    return e.message;
+  }
+  assert.fail(`accepted ${JSON.stringify(text)}`);
+}
+
+describe('parseIngress: accepted', () => {
+  const good: [string, IngressPolicy][] = [
+    ['none', []],
+    ['tcp/80', [{ proto: 'tcp', ports: { from: 80, to: 80 } }]],
+    ['tcp/8000-8100', [{ proto: 'tcp', ports: { from: 8000, to: 8100 } }]],
+    ['udp/53', [{ proto: 'udp', ports: { from: 53, to: 53 } }]],
+    ['icmp', [{ proto: 'icmp' }]],
+    ['tcp/1-65535', [{ proto: 'tcp', ports: { from: 1, to: 65535 } }]],
+    ['tcp/5432@198.18.7.0/24', [{ proto: 'tcp', ports: { from: 5432, to: 5432 }, source: '198.18.7.0/24' }]],
+    ['udp/53@fd00:7::/64', [{ proto: 'udp', ports: { from: 53, to: 53 }, source: 'fd00:7::/64' }]],
+    ['icmp@198.18.0.0/16', [{ proto: 'icmp', source: '198.18.0.0/16' }]],
+    ['tcp/22@198.18.0.9/32', [{ proto: 'tcp', ports: { from: 22, to: 22 }, source: '198.18.0.9/32' }]],
+    ['tcp/22@fd00::9/128', [{ proto: 'tcp', ports: { from: 22, to: 22 }, source: 'fd00::9/128' }]],
+    ['tcp/443@0.0.0.0/0', [{ proto: 'tcp', ports: { from: 443, to: 443 }, source: '0.0.0.0/0' }]],
+    ['tcp/443@::/0', [{ proto: 'tcp', ports: { from: 443, to: 443 }, source: '::/0' }]],
+    [
+      'tcp/80,tcp/80-90,udp/80,icmp',
+      [
+        { proto: 'tcp', ports: { from: 80, to: 80 } },
+        { proto: 'tcp', ports: { from: 80, to: 90 } },
+        { proto: 'udp', ports: { from: 80, to: 80 } },
+        { proto: 'icmp' },
+      ],
+    ],
+  ];
+  for (const [text, policy] of good) {
+    it(`${text} parses and prints back to itself`, () => {
+      assert.deepStrictEqual(parseIngress(K, text), policy);
+      assert.equal(formatIngress(policy), text);
+    });
+  }
+});
+
+describe('parseIngress: refused', () => {
+  it('names the key and the token, and says what is expected', () => {
+    assert.equal(refusal('tcp/0'), 'option truss.ingress: "tcp/0" is not a valid rule: port must be 1-65535');
+    assert.equal(
+      refusal('tcp/80,tcp/65536'),
+      'option truss.ingress: "tcp/65536" is not a valid rule: port must be 1-65535',
+    );
+    assert.equal(
+      refusal('tcp/80,sctp/9'),
+      `option truss.ingress: "sctp/9" is not a valid rule: unknown protocol "sctp" (tcp, udp or icmp); ${INGRESS_SYNTAX}`,
+    );
+    assert.equal(
+      refusal('tcp/80-80'),
+      'option truss.ingress: "tcp/80-80" is not a valid rule: a port range needs from < to (for one port write tcp/80)',
+    );
+    assert.equal(
+      refusal('tcp/80@198.18.7.1/24'),
+      'option truss.ingress: "tcp/80@198.18.7.1/24" is not a valid rule: source "198.18.7.1/24" has host bits set (did you mean 198.18.7.0/24?)',
+    );
+    assert.equal(
+      refusal('tcp/80@198.18.7.1'),
+      'option truss.ingress: "tcp/80@198.18.7.1" is not a valid rule: source "198.18.7.1" must be a network prefix (for one host write 198.18.7.1/32)',
+    );
+    assert.equal(
+      refusal('udp/53@fd00:0007::/64'),
+      'option truss.ingress: "udp/53@fd00:0007::/64" is not a valid rule: source "fd00:0007::/64" is not in canonical form (write fd00:7::/64)',
+    );
+    assert.equal(
+      refusal('tcp/80,'),
+      `option truss.ingress: "" is not a valid rule: empty entry (a stray or trailing comma?); ${INGRESS_SYNTAX}`,
+    );
+    assert.equal(refusal('udp/53,udp/53'), 'option truss.ingress: "udp/53" is not a valid rule: duplicate rule');
+    assert.equal(
+      refusal('tcp/80\nflush ruleset'),
+      `option truss.ingress: "tcp/80\\nflush ruleset" is not a valid rule: character "\\n" is not allowed; ${INGRESS_SYNTAX}`,
+    );
+    assert.equal(refusal(''), `option truss.ingress: empty value; use "none" for nothing inbound (${INGRESS_SYNTAX})`);
+  });
+
+  it('uses the key it is given', () => {
+    assert.throws(() => parseIngress('--ingress', 'tcp/0'), /^TrussError: option --ingress: "tcp\/0"/);
+  });
+
+  const bad: [string, RegExp][] = [
+    ['tcp/80;rm -rf /', /"tcp\/80;rm -rf \/".*character ";"/],
+    ['$(id)', /character "\$"/],
+    ['`id`', /character "`"/],
+    ['tcp/80\nflush ruleset', /character "\\n"/],
+    ['} table x {', /character "}"/],
+    ['tcp/80 @1.2.3.4/32', /character " "/],
+    ['tcp/80, udp/53', /" udp\/53".*character " "/],
+    [' tcp/80', /character " "/],
+    ['tcp/80\t', /character "\\t"/],
+    ['tcp/80\0', /character "\\u0000"/],
+    ["tcp/'80'", /character "'"/],
+    ['tcp/"80"', /character "\\""/],
+    ['tcp/80#', /character "#"/],
+    ['TCP/80', /must be lower case/],
+    ['Tcp/80', /must be lower case/],
+    ['tcp/80@FD00::/64', /must be lower case/],
+    ['tcp/080', /port "080" must be a decimal number/],
+    ['tcp/00', /port "00" must be a decimal number/],
+    ['tcp/0', /port must be 1-65535/],
+    ['tcp/65536', /port must be 1-65535/],
+    ['tcp/99999999999999999999', /port must be 1-65535/],
+    ['tcp/80-80', /from < to/],
+    ['tcp/90-80', /from < to/],
+    ['tcp/80-', /missing port/],
+    ['tcp/-80', /missing port/],
+    ['tcp/1-2-3', /from-to/],
+    ['tcp/+80', /character "\+"/],
+    ['tcp/80e0', /port "80e0" must be a decimal number/],
+    ['tcp/0x50', /port "0x50" must be a decimal number/],
+    ['udp/1.5', /port "1.5" must be a decimal number/],
+    ['tcp/', /missing port/],
+    ['tcp', /tcp needs a port/],
+    ['udp@198.18.0.0/16', /udp needs a port/],
+    ['icmp/8', /icmp takes no port/],
+    ['icmp6', /unknown protocol "icmp6"/],
+    ['sctp/80', /unknown protocol "sctp"/],
+    ['any', /unknown protocol "any"/],
+    ['80', /unknown protocol "80"/],
+    ['tcp/80@', /source "" is not an IPv4 or IPv6 network prefix/],
+    ['tcp/80@198.18.7.1/24', /host bits set \(did you mean 198\.18\.7\.0\/24\?\)/],
+    ['tcp/80@198.18.7.0/33', /not an IPv4 or IPv6 network prefix/],
+    ['tcp/80@198.18.7.0/024', /not an IPv4 or IPv6 network prefix/],
+    ['tcp/80@010.0.0.0/8', /not an IPv4 or IPv6 network prefix/],
+    ['tcp/80@198.18.7.0/24@198.18.8.0/24', /not an IPv4 or IPv6 network prefix/],
+    ['tcp/80@fe80::1%eth0/64', /character "%"/],
+    ['tcp/80@::ffff:1.2.3.0/120', /not an IPv4 or IPv6 network prefix/],
+    ['tcp/80@fd00:0::/64', /not in canonical form \(write fd00::\/64\)/],
+    ['tcp/80@fd00:0:0:0:0:0:0:0/64', /not in canonical form \(write fd00::\/64\)/],
+    ['tcp/80@fd00::1/64', /host bits set \(did you mean fd00::\/64\?\)/],
+    ['tcp/80@1.2.3.4', /for one host write 1\.2\.3\.4\/32/],
+    ['tcp/80@fd00::1', /for one host write fd00::1\/128/],
+    ['１/80', /character "１"/],
+    ['tcp/８0', /character "８"/],
+    ['tcp/٨٠', /character "٨"/],
+    ['tcp/80\u200b', /character "\u200b"/],
+    [',', /"" is not a valid rule: empty entry/],
+    [',tcp/80', /empty entry/],
+    ['tcp/80,,udp/53', /empty entry/],
+    ['tcp/80,none', /"none" is not a valid rule: none stands alone/],
+    ['none,none', /none stands alone/],
+    ['None', /must be lower case/],
+    ['icmp,icmp', /"icmp" is not a valid rule: duplicate rule/],
+    ['tcp/80@198.18.0.0/16,tcp/80@198.18.0.0/16', /duplicate rule/],
+    [`tcp/80@${'1'.repeat(500)}`, /too long/],
+  ];
+  for (const [text, why] of bad) {
+    it(`refuses ${JSON.stringify(text)}`, () => {
+      const msg = refusal(text);
+      assert.match(msg, /^option truss\.ingress: /);
+      assert.match(msg, why);
+    });
+  }
+
+  it('cuts long tokens short in messages', () => {
+    const msg = refusal(`tcp/80@${'9'.repeat(10_000)}`);
+    assert.ok(msg.length < 300, msg);
+  });
+
+  it(`accepts ${MAX_INGRESS_RULES} rules and refuses one more`, () => {
+    const ports = Array.from({ length: 65_535 }, (_, i) => `tcp/${i + 1}`);
+    const max = [...ports, 'icmp'].join(',');
+    assert.equal(parseIngress(K, max).length, MAX_INGRESS_RULES);
+    assert.match(refusal(`${max},udp/1`), /too many rules \(at most 65536\)/);
+    assert.match(refusal(','.repeat(1_000_000)), /too many rules/);
+  });
+
+  it('parses a 10,000-rule policy in well under 100 ms', () => {
+    const text = Array.from({ length: 10_000 }, (_, i) =>
+      i % 2 === 0 ? `tcp/${i + 1}@198.18.${i % 256}.0/24` : `udp/${i + 1}-${i + 2}@fd00:${i.toString(16)}::/64`,
+    ).join(',');
+    parseIngress(K, text); // warm up
+    const t0 = performance.now();
+    const p = parseIngress(K, text);
+    const ms = performance.now() - t0;
+    assert.equal(p.length, 10_000);
+    assert.ok(ms < 100, `${ms.toFixed(1)} ms`);
+  });
+});
+
+// ---------- property tests ----------
+
+const arbPrefix = (family: Family): fc.Arbitrary<string> =>
+  fc
+    .record({
+      value: fc.bigInt({ min: 0n, max: (1n << BigInt(bitsOf(family))) - 1n }),
+      length: fc.integer({ min: 0, max: bitsOf(family) }),
+    })
+    .map(({ value, length }) => formatPrefix(networkOf({ family, value, length })));
+
+const arbSource = fc.option(fc.oneof(arbPrefix(4), arbPrefix(6)), { nil: undefined });
+
+const arbRule: fc.Arbitrary<IngressRule> = fc.oneof(
+  fc
+    .record({
+      proto: fc.constantFrom('tcp' as const, 'udp' as const),
+      a: fc.integer({ min: 1, max: 65_535 }),
+      b: fc.integer({ min: 1, max: 65_535 }),
+      source: arbSource,
+    })
+    .map(({ proto, a, b, source }) => {
+      const ports = { from: Math.min(a, b), to: Math.max(a, b) };
+      return source === undefined ? { proto, ports } : { proto, ports, source };
+    }),
+  arbSource.map((source): IngressRule => (source === undefined ? { proto: 'icmp' } : { proto: 'icmp', source })),
+);
+
+const arbPolicy: fc.Arbitrary<IngressPolicy> = fc.uniqueArray(arbRule, { maxLength: 20, selector: formatRule });
+
+/** Texts near the language: fragments of valid and almost-valid rules glued together. */
+const arbNearText: fc.Arbitrary<string> = fc
+  .array(
+    fc.oneof(
+      arbRule.map(formatRule),
+      fc
+        .array(
+          fc.constantFrom(
+            'tcp',
+            'udp',
+            'icmp',
+            'none',
+            '/',
+            '-',
+            '@',
+            ',',
+            ' ',
+            '0',
+            '00',
+            '80',
+            '080',
+            '65535',
+            '65536',
+            '1.2.3.0/24',
+            '1.2.3.4/24',
+            '1.2.3.4',
+            'fd00::/64',
+            'FD00::/64',
+            'fd00:0::/64',
+            'fd00:0:0:0:0:0:0:0/64',
+            '::/0',
+            '0.0.0.0/0',
+          ),
+          { maxLength: 8 },
+        )
+        .map((parts) => parts.join('')),
+    ),
+    { minLength: 1, maxLength: 6 },
+  )
+  .map((tokens) => tokens.join(','));
+
+describe('parseIngress: properties', () => {
+  it('format → parse round-trips every valid policy', () => {
+    fc.assert(
+      fc.property(arbPolicy, (p) => {
+        assert.deepStrictEqual(parseIngress(K, formatIngress(p)), p);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('every accepted text prints back to itself; everything else is a badOption naming the key', () => {
+    const check = (text: string): void => {
+      let p: IngressPolicy;
+      try {
+        p = parseIngress(K, text);
+      } catch (e) {
+        assert.ok(isTrussError(e) && e.code === 'TRUSS_ERR_OPTION_INVALID', String(e));
+        assert.ok(e.message.startsWith(`option ${K}: `), e.message);
+        return;
+      }
+      assert.equal(formatIngress(p), text);
+    };
+    fc.assert(fc.property(arbNearText, check), { numRuns: 2000 });
+    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 40 }), check), { numRuns: 1000 });
+  });
+});
+
+describe('admits', () => {
+  const p = parseIngress(K, 'tcp/80,tcp/8000-8100@198.18.7.0/24,udp/53@fd00:7::/64,icmp@198.18.0.0/16');
+  const cases: [Parameters<typeof admits>[1], boolean][] = [
+    [{ proto: 'tcp', port: 80, source: '203.0.113.9' }, true],
+    [{ proto: 'tcp', port: 80, source: '2001:db8::1' }, true],
+    [{ proto: 'tcp', port: 81, source: '198.18.7.1' }, false],
+    [{ proto: 'tcp', port: 8000, source: '198.18.7.1' }, true],
+    [{ proto: 'tcp', port: 8100, source: '198.18.7.255' }, true],
+    [{ proto: 'tcp', port: 8101, source: '198.18.7.1' }, false],
+    [{ proto: 'tcp', port: 8050, source: '198.18.8.1' }, false],
+    [{ proto: 'udp', port: 80, source: '198.18.7.1' }, false],
+    [{ proto: 'udp', port: 53, source: 'fd00:7::99' }, true],
+    [{ proto: 'udp', port: 53, source: 'fd00:8::99' }, false],
+    [{ proto: 'udp', port: 53, source: '198.18.7.1' }, false],
+    [{ proto: 'icmp', source: '198.18.200.1' }, true],
+    [{ proto: 'icmp', source: '198.19.0.1' }, false],
+    [{ proto: 'tcp', source: '198.18.7.1' }, false],
+    [{ proto: 'tcp', port: 80, source: 'not-an-ip' }, false],
+    [{ proto: 'tcp', port: 80, source: '198.18.7.0/24' }, false],
+  ];
+  for (const [flow, expected] of cases) {
+    it(`${expected ? 'admits' : 'refuses'} ${JSON.stringify(flow)}`, () => {
+      assert.equal(admits(p, flow), expected);
+    });
+  }
+
+  it('none admits nothing; an any-source rule admits every source', () => {
+    assert.equal(admits([], { proto: 'icmp', source: '198.18.0.1' }), false);
+    assert.equal(admits(parseIngress(K, 'icmp'), { proto: 'icmp', source: '::1' }), true);
+  });
+
+  it('agrees with a brute-force reading of the rules', () => {
+    const arbFlow = fc.record({
+      proto: fc.constantFrom('tcp' as const, 'udp' as const, 'icmp' as const),
+      port: fc.integer({ min: 1, max: 65_535 }),
+      source: fc.oneof(
+        fc.ipV4(),
+        arbPrefix(6).map((s) => s.split('/')[0] as string),
+      ),
+    });
+    const inPrefix = (ip: string, cidr: string): boolean => {
+      const [net, len] = cidr.split('/') as [string, string];
+      if (net.includes(':') !== ip.includes(':')) return false;
+      const toBits = (s: string): string =>
+        s.includes(':')
+          ? (() => {
+              const [h, t = ''] = s.split('::') as [string, string?];
+              const hs = h ? h.split(':') : [];
+              const ts = s.includes('::') ? (t ? t.split(':') : []) : [];
+              const all = s.includes('::') ? [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts] : hs;
+              return all.map((g) => Number.parseInt(g, 16).toString(2).padStart(16, '0')).join('');
+            })()
+          : s
+              .split('.')
+              .map((o) => Number(o).toString(2).padStart(8, '0'))
+              .join('');
+      return toBits(ip).slice(0, Number(len)) === toBits(net).slice(0, Number(len));
+    };
+    fc.assert(
+      fc.property(arbPolicy, arbFlow, (pol, flow) => {
+        const f = flow.proto === 'icmp' ? { proto: flow.proto, source: flow.source } : flow;
+        const expected = pol.some(
+          (r) =>
+            r.proto === f.proto &&
+            (r.ports === undefined || (flow.port >= r.ports.from && flow.port <= r.ports.to)) &&
+            (r.source === undefined || inPrefix(f.source, r.source)),
+        );
+        assert.equal(admits(pol, f), expected);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});

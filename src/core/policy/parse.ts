@@ -1,0 +1,174 @@
+/**
+ * The port-policy language: parse, print and evaluate ingress allow-lists. Pure.
+ *
+ *   tcp/80,tcp/8000-8100,udp/53@fd00:7::/64,icmp@198.18.0.0/16     none
+ *
+ * Only canonical text is accepted (lower case, decimal ports without sign or leading
+ * zeros, ranges with from < to, sources as core/ip prints network prefixes, no spaces,
+ * no empty entries, no duplicates), so every accepted text prints back to itself and
+ * nothing but that narrow alphabet can ever reach an nft batch or a log line.
+ */
+import { errors, type TrussError } from '../errors.ts';
+import {
+  formatIp,
+  formatPrefix,
+  isNetworkAddress,
+  networkOf,
+  type Prefix,
+  parseIp,
+  parsePrefix,
+  prefixContains,
+} from '../ip.ts';
+import type { IngressPolicy, IngressRule, PolicyProto, PortRange } from './model.ts';
+
+export const MAX_INGRESS_RULES = 65_536;
+/** Longest canonical rule: "tcp/65535-65535@ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128" is 59. */
+const MAX_RULE_LENGTH = 64;
+export const INGRESS_SYNTAX = 'expected proto/port[-port][@cidr], icmp[@cidr] or none';
+
+const ALLOWED = /[^a-z0-9./:@-]/u;
+const ICMP = /^icmp(?:@(.*))?$/;
+const PORT = /^[1-9][0-9]{0,4}$/;
+
+/** A token as it appears in a message: quoted, escaped, and cut short. */
+const show = (token: string): string =>
+  JSON.stringify(token.length > MAX_RULE_LENGTH ? `${token.slice(0, MAX_RULE_LENGTH)}…` : token);
+
+function bad(key: string, token: string, why: string): TrussError {
+  return errors.badOption(`option ${key}: ${show(token)} is not a valid rule: ${why}`);
+}
+
+function parsePort(key: string, token: string, text: string): number {
+  if (text === '') throw bad(key, token, `missing port number; ${INGRESS_SYNTAX}`);
+  if (PORT.test(text) && Number(text) <= 65_535) return Number(text);
+  if (/^[0-9]+$/.test(text) && !/^0[0-9]/.test(text)) throw bad(key, token, 'port must be 1-65535');
+  throw bad(key, token, `port ${show(text)} must be a decimal number 1-65535 without sign or leading zeros`);
+}
+
+function parseSource(key: string, token: string, text: string): string {
+  const p = parsePrefix(text);
+  if (p === undefined) {
+    const ip = parseIp(text);
+    if (ip !== undefined) {
+      const host = `${formatIp(ip)}/${ip.family === 4 ? 32 : 128}`;
+      throw bad(key, token, `source ${show(text)} must be a network prefix (for one host write ${host})`);
+    }
+    throw bad(key, token, `source ${show(text)} is not an IPv4 or IPv6 network prefix`);
+  }
+  if (!isNetworkAddress(p)) {
+    throw bad(key, token, `source ${show(text)} has host bits set (did you mean ${formatPrefix(networkOf(p))}?)`);
+  }
+  const canonical = formatPrefix(p);
+  if (canonical !== text) throw bad(key, token, `source ${show(text)} is not in canonical form (write ${canonical})`);
+  return canonical;
+}
+
+function parseRule(key: string, token: string): IngressRule {
+  if (token === '') throw bad(key, token, `empty entry (a stray or trailing comma?); ${INGRESS_SYNTAX}`);
+  if (token.length > MAX_RULE_LENGTH) throw bad(key, token, `too long; ${INGRESS_SYNTAX}`);
+  const odd = ALLOWED.exec(token)?.[0];
+  if (odd !== undefined) {
+    const why = /[A-Z]/.test(odd) ? 'must be lower case' : `character ${JSON.stringify(odd)} is not allowed`;
+    throw bad(key, token, `${why}; ${INGRESS_SYNTAX}`);
+  }
+  if (token === 'none') throw bad(key, token, 'none stands alone: it is the whole value, not one rule of a list');
+  const icmp = ICMP.exec(token);
+  if (icmp) {
+    const src = icmp[1];
+    return src === undefined ? { proto: 'icmp' } : { proto: 'icmp', source: parseSource(key, token, src) };
+  }
+  if (token.startsWith('icmp/')) throw bad(key, token, `icmp takes no port; ${INGRESS_SYNTAX}`);
+  const at = token.indexOf('@');
+  const head = at < 0 ? token : token.slice(0, at);
+  const slash = head.indexOf('/');
+  const proto = slash < 0 ? head : head.slice(0, slash);
+  if (proto !== 'tcp' && proto !== 'udp') {
+    throw bad(key, token, `unknown protocol ${show(proto)} (tcp, udp or icmp); ${INGRESS_SYNTAX}`);
+  }
+  if (slash < 0) throw bad(key, token, `${proto} needs a port or port range; ${INGRESS_SYNTAX}`);
+  const range = head.slice(slash + 1).split('-');
+  if (range.length > 2) throw bad(key, token, `a port range is from-to; ${INGRESS_SYNTAX}`);
+  const from = parsePort(key, token, range[0] ?? '');
+  const to = range[1] === undefined ? from : parsePort(key, token, range[1]);
+  if (range[1] !== undefined && from >= to) {
+    throw bad(key, token, `a port range needs from < to (for one port write ${proto}/${from})`);
+  }
+  const ports: PortRange = { from, to };
+  return at < 0 ? { proto, ports } : { proto, ports, source: parseSource(key, token, token.slice(at + 1)) };
+}
+
+/**
+ * Parse an ingress policy. `key` names the option in messages (OPT_INGRESS, or a CLI flag).
+ * Throws errors.badOption naming the key and the offending rule.
+ */
+export function parseIngress(key: string, text: string): IngressPolicy {
+  if (typeof text !== 'string' || text === '') {
+    throw errors.badOption(`option ${key}: empty value; use "none" for nothing inbound (${INGRESS_SYNTAX})`);
+  }
+  if (text === 'none') return [];
+  let commas = 0;
+  for (let i = text.indexOf(','); i >= 0; i = text.indexOf(',', i + 1)) {
+    if (++commas >= MAX_INGRESS_RULES) {
+      throw errors.badOption(`option ${key}: too many rules (at most ${MAX_INGRESS_RULES})`);
+    }
+  }
+  const seen = new Set<string>();
+  const rules: IngressRule[] = [];
+  for (const token of text.split(',')) {
+    const rule = parseRule(key, token);
+    if (seen.has(token)) throw bad(key, token, 'duplicate rule');
+    seen.add(token);
+    rules.push(rule);
+  }
+  return rules;
+}
+
+export function formatRule(r: IngressRule): string {
+  const ports =
+    r.ports === undefined ? '' : r.ports.to === r.ports.from ? `/${r.ports.from}` : `/${r.ports.from}-${r.ports.to}`;
+  return `${r.proto}${ports}${r.source === undefined ? '' : `@${r.source}`}`;
+}
+
+/** The canonical text of a policy: `none` for `[]`; parseIngress(k, formatIngress(p)) deep-equals p. */
+export function formatIngress(p: IngressPolicy): string {
+  return p.length === 0 ? 'none' : p.map(formatRule).join(',');
+}
+
+export interface Flow {
+  readonly proto: PolicyProto;
+  /** destination port (tcp/udp) */
+  readonly port?: number;
+  /** bare source IP */
+  readonly source: string;
+}
+
+const sourceCache = new WeakMap<IngressRule, Prefix | null>();
+
+function sourceOf(r: IngressRule): Prefix | null {
+  let p = sourceCache.get(r);
+  if (p === undefined) {
+    p = r.source === undefined ? null : (parsePrefix(r.source) ?? null);
+    sourceCache.set(r, p);
+  }
+  return p;
+}
+
+function ruleAdmits(r: IngressRule, flow: Flow, ip: NonNullable<ReturnType<typeof parseIp>>): boolean {
+  if (r.proto !== flow.proto) return false;
+  if (r.ports !== undefined && (flow.port === undefined || flow.port < r.ports.from || flow.port > r.ports.to)) {
+    return false;
+  }
+  if (r.source === undefined) return true;
+  const p = sourceOf(r);
+  return p !== null && prefixContains(p, ip);
+}
+
+/**
+ * Whether the policy admits a new inbound flow. Fails closed: a source that is not a
+ * bare IP, or a tcp/udp flow without a port, is admitted by no rule.
+ */
+export function admits(p: IngressPolicy, flow: Flow): boolean {
+  const ip = parseIp(flow.source);
+  if (ip === undefined) return false;
+  return p.some((r) => ruleAdmits(r, flow, ip));
+}
