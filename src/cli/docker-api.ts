@@ -1,0 +1,151 @@
+/**
+ * A minimal Docker Engine API client for the CLI (never the daemon: see STYLE.md §8).
+ * One call: GET /networks/{name-or-id}. Paths carry no API version, so the daemon answers
+ * in its own current version; the three fields we read have been stable since API 1.21.
+ * DOCKER_HOST is honoured as `unix:///path` or `tcp://host[:port]` (plain HTTP).
+ */
+import http from 'node:http';
+
+export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
+const MAX_REPLY = 16 * 1024 * 1024;
+
+export type DockerEndpoint =
+  | { readonly kind: 'unix'; readonly socketPath: string; readonly url: string }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly url: string };
+
+export interface DockerNetwork {
+  readonly Id: string;
+  readonly Name: string;
+  readonly Driver: string;
+}
+
+export type DockerApiErrorCode = 'DOCKER_HOST_INVALID' | 'DOCKER_UNREACHABLE' | 'DOCKER_NOT_FOUND' | 'DOCKER_FAILED';
+
+export class DockerApiError extends Error {
+  readonly code: DockerApiErrorCode;
+  /** the HTTP status, when Docker answered */
+  readonly status: number | undefined;
+  constructor(code: DockerApiErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DockerApiError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Where the Docker daemon listens: DOCKER_HOST, else the default unix socket. */
+export function dockerEndpointFromEnv(env: Readonly<Record<string, string | undefined>>): DockerEndpoint {
+  const url = env.DOCKER_HOST || DEFAULT_DOCKER_HOST;
+  const invalid = (why: string): DockerApiError =>
+    new DockerApiError('DOCKER_HOST_INVALID', `DOCKER_HOST=${JSON.stringify(url)}: ${why}`);
+  if (url.startsWith('unix://')) {
+    const socketPath = url.slice('unix://'.length) || '/var/run/docker.sock';
+    if (!socketPath.startsWith('/') || socketPath.includes('\0')) throw invalid('expected unix:///absolute/path');
+    return { kind: 'unix', socketPath, url };
+  }
+  if (url.startsWith('tcp://')) {
+    if (env.DOCKER_TLS_VERIFY) {
+      throw invalid('DOCKER_TLS_VERIFY is set, but truss speaks plain HTTP to Docker; use a unix socket or unset it');
+    }
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw invalid('expected tcp://host:port');
+    }
+    if (u.hostname === '' || (u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.username !== '') {
+      throw invalid('expected tcp://host:port');
+    }
+    const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    return { kind: 'tcp', host, port: u.port === '' ? 2375 : Number(u.port), url };
+  }
+  throw invalid('only unix:// and tcp:// are supported');
+}
+
+function get(ep: DockerEndpoint, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const target = ep.kind === 'unix' ? { socketPath: ep.socketPath } : { host: ep.host, port: ep.port };
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { ...target, method: 'GET', path, headers: { accept: 'application/json' }, timeout: timeoutMs },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > MAX_REPLY)
+            req.destroy(new DockerApiError('DOCKER_FAILED', `Docker's reply to ${path} is too large`));
+          else chunks.push(c);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () =>
+      req.destroy(
+        new DockerApiError(
+          'DOCKER_UNREACHABLE',
+          `the Docker daemon at ${ep.url} did not answer within ${timeoutMs} ms`,
+        ),
+      ),
+    );
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e instanceof DockerApiError) reject(e);
+      else if (e.code === 'EACCES') {
+        const msg = `permission denied on ${ep.url} (run as root or as a member of the docker group)`;
+        reject(new DockerApiError('DOCKER_UNREACHABLE', msg, undefined, { cause: e }));
+      } else {
+        const msg = `cannot reach the Docker daemon at ${ep.url} (${e.code ?? e.message}): is dockerd running? DOCKER_HOST selects another daemon; a network id needs no Docker`;
+        reject(new DockerApiError('DOCKER_UNREACHABLE', msg, undefined, { cause: e }));
+      }
+    });
+    req.end();
+  });
+}
+
+const messageOf = (text: string): string => {
+  try {
+    const m = (JSON.parse(text) as { message?: unknown }).message;
+    if (typeof m === 'string') return m;
+  } catch {}
+  return text.trim().slice(0, 200);
+};
+
+/** GET /networks/{nameOrId}: Docker matches a full id, a name, or an unambiguous id prefix. */
+export async function inspectNetwork(ep: DockerEndpoint, nameOrId: string, timeoutMs = 10_000): Promise<DockerNetwork> {
+  const { status, text } = await get(ep, `/networks/${encodeURIComponent(nameOrId)}`, timeoutMs);
+  if (status === 404) {
+    throw new DockerApiError(
+      'DOCKER_NOT_FOUND',
+      `Docker has no network ${JSON.stringify(nameOrId)} (see docker network ls)`,
+      404,
+    );
+  }
+  if (status !== 200) {
+    throw new DockerApiError(
+      'DOCKER_FAILED',
+      `Docker answered ${status} to GET /networks/${nameOrId}: ${messageOf(text)}`,
+      status,
+    );
+  }
+  let n: Partial<Record<keyof DockerNetwork, unknown>>;
+  try {
+    n = JSON.parse(text) as typeof n;
+  } catch (e) {
+    throw new DockerApiError('DOCKER_FAILED', `Docker's reply to GET /networks/${nameOrId} is not JSON`, status, {
+      cause: e,
+    });
+  }
+  if (
+    typeof n?.Id !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(n.Id) ||
+    typeof n.Name !== 'string' ||
+    typeof n.Driver !== 'string'
+  ) {
+    throw new DockerApiError(
+      'DOCKER_FAILED',
+      `Docker's reply to GET /networks/${nameOrId} lacks Id, Name or Driver`,
+      status,
+    );
+  }
+  return { Id: n.Id, Name: n.Name, Driver: n.Driver };
+}
