@@ -1,4 +1,4 @@
-/** Human-readable rendering of `truss status`. */
+/** Human-readable rendering of `truss status` and `truss policy`. */
 interface Net {
   id: string;
   bridge: string;
@@ -15,6 +15,11 @@ interface Ep {
   ipv4?: string;
   ipv6?: string;
   sandboxKey?: string;
+}
+
+interface Counter {
+  packets: number;
+  bytes: number;
 }
 
 function table(rows: string[][]): string {
@@ -51,16 +56,24 @@ export function formatStatus(s: Record<string, unknown>): string {
       ]),
     ]),
   );
+  // DENIED only when the daemon reports policy counters (endpoints without a policy show '-')
+  const counters = s.policyCounters as Readonly<Record<string, Counter>> | undefined;
+  const denied = (id: string): string[] => {
+    if (counters === undefined || counters === null) return [];
+    const c = counters[id];
+    return [typeof c?.packets === 'number' ? String(c.packets) : '-'];
+  };
   out.push('', `ENDPOINTS (${eps.length})`);
   out.push(
     table([
-      ['ID', 'NETWORK', 'VETH', 'ADDRESSES', 'JOINED'],
+      ['ID', 'NETWORK', 'VETH', 'ADDRESSES', 'JOINED', ...(counters ? ['DENIED'] : [])],
       ...eps.map((e) => [
         e.id.slice(0, 12),
         e.networkId.slice(0, 12),
         e.hostVeth,
         [e.ipv4, e.ipv6].filter(Boolean).join(',') || '-',
         e.sandboxKey ? 'yes' : 'no',
+        ...denied(e.id),
       ]),
     ]),
   );
@@ -73,5 +86,69 @@ export function formatStatus(s: Record<string, unknown>): string {
   }
   out.push('', `KERNEL: ${kernel.inSync ? 'in sync' : `${kernel.problems.length} difference(s)`}`);
   for (const p of kernel.problems) out.push(`  - ${p}`);
+  return `${out.join('\n')}\n`;
+}
+
+// ---------- truss policy ----------
+
+/** GET/PUT /v1/networks/{id}/policy. `ingress` is canonical policy text; null = open. */
+export interface PolicyView {
+  readonly networkId: string;
+  readonly ingress: string | null;
+  readonly source: 'created' | 'runtime' | 'open';
+  readonly endpoints: readonly PolicyEndpointView[];
+}
+
+export interface PolicyEndpointView {
+  readonly endpointId: string;
+  readonly addresses: readonly string[];
+  readonly ingress: string | null;
+  /** true when the endpoint's own --driver-opt truss.ingress replaces the network's policy */
+  readonly override: boolean;
+  readonly denied: Counter;
+}
+
+const ruleCount = (text: string): number => (text === 'none' ? 0 : text.split(',').length);
+
+/** A policy as shown in a line or a column: whole if short, else cut at a rule boundary. */
+export function summarizeIngress(text: string | null, max: number): string {
+  if (text === null) return 'open';
+  if (text.length <= max) return text;
+  const cut = text.lastIndexOf(',', max);
+  return `${text.slice(0, cut > 0 ? cut : max)},… (${ruleCount(text)} rules)`;
+}
+
+function describePolicy(v: PolicyView): string {
+  if (v.ingress === null) {
+    return v.source === 'runtime'
+      ? 'open (cleared at run time: truss policy clear)'
+      : 'open (no policy: all inbound traffic admitted)';
+  }
+  const what = v.ingress === 'none' ? 'none (nothing inbound)' : summarizeIngress(v.ingress, 200);
+  const from =
+    v.source === 'runtime'
+      ? 'set at run time: truss policy set'
+      : v.source === 'created'
+        ? 'from creation: -o truss.ingress'
+        : v.source;
+  return `${what} (${from})`;
+}
+
+export function formatPolicyView(v: PolicyView): string {
+  const out = [`network ${v.networkId.slice(0, 12)}  ingress: ${describePolicy(v)}`, ''];
+  if (v.endpoints.length === 0) out.push('(no endpoints on this network)');
+  else {
+    out.push(
+      table([
+        ['ENDPOINT', 'ADDRESSES', 'POLICY', 'DENIED'],
+        ...v.endpoints.map((e) => [
+          e.endpointId.slice(0, 12),
+          e.addresses.join(',') || '-',
+          e.override ? summarizeIngress(e.ingress, 40) : '(network)',
+          String(e.denied.packets),
+        ]),
+      ]),
+    );
+  }
   return `${out.join('\n')}\n`;
 }

@@ -15,6 +15,10 @@ commands:
               --resync-seconds, --gc-grace-seconds)
   status      show networks, endpoints, IPAM state and whether the kernel matches (--json)
   reconcile   run a full reconcile pass now and show the result (--json)
+  policy      a network's port policy at run time (DOCKER_HOST finds Docker; see truss policy --help):
+                policy show  NETWORK [--json]
+                policy set   NETWORK --ingress SPEC [--json]   (SPEC: tcp/80,udp/53@198.18.0.0/16,icmp | none)
+                policy clear NETWORK [--json]
   version     print the version
 
 Every command takes --state-dir (default ${DEFAULTS.stateDir}, env TRUSS_STATE_DIR) to find the daemon.
@@ -48,6 +52,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'status':
     case 'reconcile':
       return adminCommand(cmd, rest);
+    case 'policy': {
+      const { policyCommand } = await import('./policy.ts');
+      return policyCommand(rest, {
+        env: process.env,
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+      });
+    }
     case 'version':
     case '--version':
       process.stdout.write(`${VERSION}\n`);

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatPolicyView, formatStatus, type PolicyView, summarizeIngress } from './format.ts';
+
+const NID = `0123456789ab${'1'.repeat(52)}`;
+const EP1 = `e1e1e1e1e1e1${'5'.repeat(52)}`;
+const EP2 = `e2e2e2e2e2e2${'6'.repeat(52)}`;
+
+const status = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  version: '0.1.0',
+  revision: 7,
+  networks: [{ id: NID, bridge: 'trb0123456789ab', mtu: 1500, internal: false, nat: true, ipv4: [], ipv6: [] }],
+  endpoints: [
+    {
+      networkId: NID,
+      id: EP1,
+      hostVeth: 'trve1e1e1e1e1e1',
+      ipv4: '198.18.10.2/24',
+      sandboxKey: '/var/run/docker/netns/x',
+    },
+    { networkId: NID, id: EP2, hostVeth: 'trve2e2e2e2e2e2', ipv4: '198.18.10.3/24' },
+  ],
+  pools: [],
+  addresses: [],
+  kernel: { inSync: true, problems: [] },
+  ...extra,
+});
+
+describe('formatStatus', () => {
+  it('has no DENIED column without policy counters', () => {
+    const text = formatStatus(status());
+    assert.match(text, /^ID {12}NETWORK {7}VETH {13}ADDRESSES {7}JOINED$/m);
+    assert.doesNotMatch(text, /DENIED/);
+  });
+
+  it('shows denied packets per endpoint when the daemon reports them', () => {
+    const text = formatStatus(status({ policyCounters: { [EP1]: { packets: 42, bytes: 2520 } } }));
+    const lines = text.split('\n');
+    const head = lines.findIndex((l) => l.startsWith('ID  ') && l.includes('VETH'));
+    assert.deepStrictEqual(lines.slice(head, head + 3), [
+      'ID            NETWORK       VETH             ADDRESSES       JOINED  DENIED',
+      'e1e1e1e1e1e1  0123456789ab  trve1e1e1e1e1e1  198.18.10.2/24  yes     42',
+      'e2e2e2e2e2e2  0123456789ab  trve2e2e2e2e2e2  198.18.10.3/24  no      -',
+    ]);
+  });
+});
+
+describe('formatPolicyView', () => {
+  const base: PolicyView = { networkId: NID, ingress: null, source: 'open', endpoints: [] };
+
+  it('says where the policy comes from', () => {
+    const line = (v: Partial<PolicyView>): string => formatPolicyView({ ...base, ...v }).split('\n')[0] ?? '';
+    assert.equal(line({}), 'network 0123456789ab  ingress: open (no policy: all inbound traffic admitted)');
+    assert.equal(
+      line({ source: 'runtime' }),
+      'network 0123456789ab  ingress: open (cleared at run time: truss policy clear)',
+    );
+    assert.equal(
+      line({ ingress: 'tcp/80', source: 'created' }),
+      'network 0123456789ab  ingress: tcp/80 (from creation: -o truss.ingress)',
+    );
+    assert.equal(
+      line({ ingress: 'none', source: 'runtime' }),
+      'network 0123456789ab  ingress: none (nothing inbound) (set at run time: truss policy set)',
+    );
+    assert.match(formatPolicyView(base), /\n\(no endpoints on this network\)\n$/);
+  });
+
+  it('shows overrides and cuts long policies at a rule boundary', () => {
+    const long = Array.from({ length: 100 }, (_, i) => `tcp/${i + 1000}`).join(',');
+    const text = formatPolicyView({
+      ...base,
+      ingress: long,
+      source: 'runtime',
+      endpoints: [
+        { endpointId: EP1, addresses: [], ingress: long, override: false, denied: { packets: 0, bytes: 0 } },
+        {
+          endpointId: EP2,
+          addresses: ['fd00::3'],
+          ingress: 'none',
+          override: true,
+          denied: { packets: 3, bytes: 180 },
+        },
+      ],
+    });
+    const lines = text.split('\n');
+    assert.ok((lines[0] ?? '').length < 300);
+    assert.match(lines[0] ?? '', /tcp\/1000,tcp\/1001,.*,… \(100 rules\) \(set at run time/);
+    assert.deepStrictEqual(lines.slice(2), [
+      'ENDPOINT      ADDRESSES  POLICY     DENIED',
+      'e1e1e1e1e1e1  -          (network)  0',
+      'e2e2e2e2e2e2  fd00::3    none       3',
+      '',
+    ]);
+    assert.equal(summarizeIngress('tcp/1,tcp/2,tcp/3', 12), 'tcp/1,tcp/2,… (3 rules)');
+    assert.equal(summarizeIngress('tcp/1,tcp/2', 40), 'tcp/1,tcp/2');
+    assert.equal(summarizeIngress(null, 40), 'open');
+  });
+});

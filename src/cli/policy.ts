@@ -1,0 +1,186 @@
+/**
+ * `truss policy set|clear|show NETWORK`: a network's port policy at run time. NETWORK is
+ * a Docker network name or id; an id prefix the daemon knows needs no Docker, anything
+ * else is looked up through the Docker API (DOCKER_HOST). The spec is checked here with
+ * the daemon's own parser before anything is sent, so a typo fails fast (exit 2).
+ */
+import { parseArgs } from 'node:util';
+import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { isTrussError } from '../core/errors.ts';
+import { parseIngress } from '../core/policy/parse.ts';
+import { AdminError, adminRequest } from './admin-client.ts';
+import { type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from './docker-api.ts';
+import { formatPolicyView, type PolicyEndpointView, type PolicyView } from './format.ts';
+
+export const POLICY_USAGE = `usage:
+  truss policy show  NETWORK [--json]
+  truss policy set   NETWORK --ingress SPEC [--json]
+  truss policy clear NETWORK [--json]
+
+NETWORK is a Docker network name or id (DOCKER_HOST selects the Docker daemon; an id prefix
+of 12+ hex digits that truss knows needs no Docker). SPEC is comma-separated rules:
+tcp/80, tcp/8000-8100, udp/53, icmp, each optionally @CIDR (tcp/5432@198.18.7.0/24), or none.
+set replaces the network's policy for every container without its own truss.ingress; clear
+makes the network open again. Flags: --state-dir DIR (env TRUSS_STATE_DIR) finds the daemon.
+`;
+
+export interface CliIo {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+/** A command-line mistake: exit 2 with the message. */
+class UsageError extends Error {}
+
+const NETWORK_ID = /^[0-9a-f]{64}$/;
+const ID_PREFIX = /^[0-9a-f]{12,64}$/;
+/** `truss`, or a managed plugin reference: `truss:latest`, `registry:5000/org/truss:0.1`. */
+const TRUSS_DRIVER = /^(?:truss|(?:[^\s]*\/)?truss:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$/;
+
+export function isTrussDriver(driver: string): boolean {
+  return TRUSS_DRIVER.test(driver);
+}
+
+export interface ResolveDeps {
+  readonly adminSocket: string;
+  readonly docker: () => DockerEndpoint;
+}
+
+/**
+ * A network reference → the full 64-hex id: an id prefix of exactly one network the daemon
+ * knows, else Docker's answer for the name or id, which must be a truss network.
+ */
+export async function resolveNetwork(ref: string, deps: ResolveDeps): Promise<string> {
+  if (ID_PREFIX.test(ref)) {
+    const status = await adminRequest(deps.adminSocket, 'GET', '/v1/status');
+    const ids = Array.isArray(status.networks)
+      ? (status.networks as { id?: unknown }[]).map((n) => n?.id).filter((id) => typeof id === 'string')
+      : [];
+    const hits = ids.filter((id) => id.startsWith(ref));
+    if (hits.length === 1 && NETWORK_ID.test(hits[0] as string)) return hits[0] as string;
+  }
+  const net = await inspectNetwork(deps.docker(), ref);
+  if (!isTrussDriver(net.Driver)) {
+    throw new Error(
+      `network ${JSON.stringify(net.Name)} (${net.Id.slice(0, 12)}) uses driver ${JSON.stringify(net.Driver)}, not truss: port policy applies only to truss networks`,
+    );
+  }
+  return net.Id;
+}
+
+/** Check the daemon's reply before rendering it: a clear error beats a stack trace. */
+export function decodePolicyView(body: Record<string, unknown>): PolicyView {
+  const fail = (what: string): never => {
+    throw new Error(`the truss daemon sent an unexpected policy reply (${what}); is the CLI older than the daemon?`);
+  };
+  const textOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
+  const { networkId, ingress, source, endpoints } = body;
+  if (typeof networkId !== 'string') fail('networkId');
+  if (!textOrNull(ingress)) fail('ingress');
+  if (source !== 'created' && source !== 'runtime' && source !== 'open') fail('source');
+  if (!Array.isArray(endpoints)) fail('endpoints');
+  const eps = (endpoints as Record<string, unknown>[]).map((e): PolicyEndpointView => {
+    const d = e?.denied as Record<string, unknown> | undefined;
+    if (
+      typeof e?.endpointId !== 'string' ||
+      !Array.isArray(e.addresses) ||
+      !e.addresses.every((a) => typeof a === 'string') ||
+      !textOrNull(e.ingress) ||
+      typeof e.override !== 'boolean' ||
+      typeof d?.packets !== 'number' ||
+      typeof d.bytes !== 'number'
+    ) {
+      return fail('endpoints[]');
+    }
+    return {
+      endpointId: e.endpointId,
+      addresses: e.addresses as string[],
+      ingress: e.ingress,
+      override: e.override,
+      denied: { packets: d.packets, bytes: d.bytes },
+    };
+  });
+  return {
+    networkId: networkId as string,
+    ingress: ingress as string | null,
+    source: source as PolicyView['source'],
+    endpoints: eps,
+  };
+}
+
+interface Parsed {
+  readonly verb: 'show' | 'set' | 'clear';
+  readonly network: string;
+  readonly ingress: string | undefined;
+  readonly stateDir: string;
+  readonly json: boolean;
+}
+
+const FLAGS = {
+  ingress: { type: 'string' },
+  'state-dir': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+function parseFlags(args: readonly string[]) {
+  try {
+    return parseArgs({ args: [...args], options: FLAGS, strict: true, allowPositionals: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+function parse(args: readonly string[], env: CliIo['env']): Parsed {
+  const parsed = parseFlags(args);
+  const { values, positionals } = parsed;
+  const [verb, network, ...extra] = positionals;
+  if (verb !== 'show' && verb !== 'set' && verb !== 'clear') {
+    throw new UsageError(verb === undefined ? 'missing subcommand' : `unknown subcommand ${JSON.stringify(verb)}`);
+  }
+  if (network === undefined || network === '') throw new UsageError(`policy ${verb}: missing NETWORK`);
+  if (/[\s\p{Cc}]/u.test(network)) throw new UsageError(`${JSON.stringify(network)} is not a network name or id`);
+  if (extra.length > 0) throw new UsageError(`policy ${verb}: unexpected argument ${JSON.stringify(extra[0])}`);
+  if (verb === 'set' && values.ingress === undefined) {
+    throw new UsageError('policy set: missing --ingress SPEC (use "truss policy clear" to make the network open)');
+  }
+  if (verb !== 'set' && values.ingress !== undefined) throw new UsageError(`policy ${verb}: --ingress is only for set`);
+  const stateDir = values['state-dir'] ?? (env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
+  return { verb, network, ingress: values.ingress, stateDir, json: values.json === true };
+}
+
+async function run(args: readonly string[], io: CliIo): Promise<void> {
+  const p = parse(args, io.env);
+  // fail fast on a bad spec, before touching Docker or the daemon
+  if (p.ingress !== undefined) parseIngress('--ingress', p.ingress);
+  const adminSocket = adminSocketPath(p.stateDir);
+  const id = await resolveNetwork(p.network, { adminSocket, docker: () => dockerEndpointFromEnv(io.env) });
+  const path = `/v1/networks/${id}/policy`;
+  const body =
+    p.verb === 'show'
+      ? await adminRequest(adminSocket, 'GET', path)
+      : await adminRequest(adminSocket, 'PUT', path, { ingress: p.verb === 'set' ? p.ingress : null });
+  const view = decodePolicyView(body);
+  io.stdout(p.json ? `${JSON.stringify(body, null, 2)}\n` : formatPolicyView(view));
+}
+
+/** Run `truss policy ARGS`; returns the exit code (0 done, 1 failed, 2 bad command line or spec). */
+export async function policyCommand(args: readonly string[], io: CliIo): Promise<number> {
+  if (args[0] === 'help' || args.includes('--help') || args.includes('-h')) {
+    io.stdout(POLICY_USAGE);
+    return 0;
+  }
+  try {
+    await run(args, io);
+    return 0;
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (e instanceof UsageError) {
+      io.stderr(`truss: ${message}\n\n${POLICY_USAGE}`);
+      return 2;
+    }
+    io.stderr(`truss: ${message}\n`);
+    const invalid = (isTrussError(e) && e.kind === 'invalid') || (e instanceof AdminError && e.status === 400);
+    return invalid ? 2 : 1;
+  }
+}
