@@ -18,6 +18,7 @@ import { EndpointGc } from './service/endpoint-gc.ts';
 import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
 import { NetworkService } from './service/network-service.ts';
+import { PolicyService } from './service/policy-service.ts';
 import { StatusService } from './service/status.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 
@@ -65,10 +66,19 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   });
   const network = new NetworkService({ repo, reconciler, log: log.child({ component: 'network' }) });
   const status = new StatusService({ repo, store, reconciler, version: VERSION, startedAt: new Date().toISOString() });
+  const policy = new PolicyService({ repo, reconciler, log: log.child({ component: 'policy' }) });
 
   const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });
   await listenUnix(plugin, config.socket);
-  const admin = buildAdminServer(status, log.child({ component: 'admin' }));
+  const admin = buildAdminServer(
+    {
+      status: () => status.status(),
+      reconcile: () => status.reconcile(),
+      showPolicy: (id) => policy.show(id),
+      setPolicy: (id, ingress) => policy.set(id, ingress),
+    },
+    log.child({ component: 'admin' }),
+  );
   await listenUnix(admin, adminPath);
   log.info('listening', { socket: config.socket, stateDir: config.stateDir, version: VERSION, pid: process.pid });
 

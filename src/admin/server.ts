@@ -1,37 +1,92 @@
 /**
  * The admin socket: a root-only (0600) unix socket in the state dir that the `truss` CLI
- * talks to. JSON over HTTP: GET /v1/status, POST /v1/reconcile. Never reachable over TCP.
+ * talks to. JSON over HTTP, never reachable over TCP:
+ *   GET  /v1/status                      intent, kernel drift, reconciler state, counters
+ *   POST /v1/reconcile                   a full pass now
+ *   GET  /v1/networks/{id}/policy        the network's port policy and its endpoints'
+ *   PUT  /v1/networks/{id}/policy        {"ingress": "tcp/80,..." | null}
  */
 import http from 'node:http';
+import { isTrussError } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
 
 export interface AdminHandlers {
   status(): Promise<Record<string, unknown>>;
   reconcile(): Promise<Record<string, unknown>>;
+  showPolicy(networkId: string): Promise<unknown>;
+  setPolicy(networkId: string, ingress: string | null): Promise<unknown>;
+}
+
+const MAX_BODY = 4 * 1024 * 1024;
+const STATUS_BY_KIND: Readonly<Record<string, number>> = {
+  invalid: 400,
+  'not-found': 404,
+  conflict: 409,
+  unsupported: 400,
+};
+
+class BadRequest extends Error {}
+
+function readJson(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) req.destroy(new BadRequest('request body too large'));
+      else chunks.push(c);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new BadRequest('request body is not JSON'));
+      }
+    });
+  });
+}
+
+async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unknown> {
+  const url = req.url ?? '';
+  if (req.method === 'GET' && url === '/v1/status') return h.status();
+  if (req.method === 'POST' && url === '/v1/reconcile') return h.reconcile();
+  const m = /^\/v1\/networks\/([^/]+)\/policy$/.exec(url);
+  if (m) {
+    const id = decodeURIComponent(m[1] as string);
+    if (req.method === 'GET') return h.showPolicy(id);
+    if (req.method === 'PUT') {
+      const body = (await readJson(req)) as { ingress?: unknown } | null;
+      const ingress = body?.ingress;
+      if (ingress !== null && typeof ingress !== 'string')
+        throw new BadRequest('body must be {"ingress": string | null}');
+      return h.setPolicy(id, ingress);
+    }
+  }
+  return undefined;
 }
 
 export function buildAdminServer(h: AdminHandlers, log: Logger): http.Server {
-  const routes: Record<string, () => Promise<Record<string, unknown>>> = {
-    'GET /v1/status': () => h.status(),
-    'POST /v1/reconcile': () => h.reconcile(),
-  };
   return http.createServer((req, res) => {
-    req.resume();
-    const route = routes[`${req.method} ${req.url}`];
     const send = (status: number, body: unknown): void => {
       const text = JSON.stringify(body);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
     };
-    if (!route) {
-      send(404, { error: `no such admin route: ${req.method} ${req.url}` });
-      return;
-    }
-    route().then(
-      (body) => send(200, body),
+    route(h, req).then(
+      (body) => {
+        if (body === undefined) {
+          req.resume();
+          send(404, { error: `no such admin route: ${req.method} ${req.url}` });
+        } else send(200, body);
+      },
       (e: unknown) => {
-        log.error('admin request failed', { url: req.url, err: e });
-        send(500, { error: e instanceof Error ? e.message : String(e) });
+        const status = e instanceof BadRequest ? 400 : isTrussError(e) ? (STATUS_BY_KIND[e.kind] ?? 500) : 500;
+        if (status >= 500) log.error('admin request failed', { url: req.url, err: e });
+        send(status, {
+          error: e instanceof Error ? e.message : String(e),
+          ...(isTrussError(e) ? { code: e.code } : {}),
+        });
       },
     );
   });

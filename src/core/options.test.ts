@@ -21,6 +21,13 @@ describe('parseNetworkOptions', () => {
       ),
     );
   });
+  it('parses truss.ingress', () => {
+    assert.deepEqual(parseNetworkOptions({ 'truss.ingress': 'tcp/80,udp/53' }, false).ingress, [
+      { proto: 'tcp', ports: { from: 80, to: 80 } },
+      { proto: 'udp', ports: { from: 53, to: 53 } },
+    ]);
+    assert.throws(() => parseNetworkOptions({ 'truss.ingress': 'tcp/80;reboot' }, false), /truss\.ingress/);
+  });
   it('refuses unknown truss.* keys, naming the key', () => {
     assert.throws(() => parseNetworkOptions({ 'truss.bogus': '1' }, false), /truss\.bogus/);
     assert.throws(() => parseNetworkOptions({ 'truss.NAT': 'false' }, false), /truss\.NAT/);
@@ -38,10 +45,14 @@ describe('parseNetworkOptions', () => {
 
 describe('parseEndpointOptions', () => {
   it('ignores Docker keys, refuses unknown truss keys', () => {
-    assert.deepEqual(
-      parseEndpointOptions({ 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] }),
-      {},
-    );
+    assert.deepEqual(parseEndpointOptions({ 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] }), {
+      raw: {},
+    });
+    assert.deepEqual(parseEndpointOptions({ 'truss.ingress': 'tcp/8080' }), {
+      raw: { 'truss.ingress': 'tcp/8080' },
+      ingress: [{ proto: 'tcp', ports: { from: 8080, to: 8080 } }],
+    });
+    assert.throws(() => parseEndpointOptions({ 'truss.ingress': 'tcp/0' }), /truss\.ingress/);
     assert.throws(() => parseEndpointOptions({ 'truss.ingres': 'tcp/80' }), /truss\.ingres/);
   });
 });

@@ -7,13 +7,15 @@
  */
 import { errors } from './errors.ts';
 import { isValidIfName } from './naming.ts';
+import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
+import { parseIngress } from './policy/parse.ts';
 
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
 export const OPT_NAT = 'truss.nat';
 
-export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT];
-export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [];
+export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS];
+export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS];
 
 export const DEFAULT_MTU = 1500;
 export const MIN_MTU = 576;
@@ -24,6 +26,14 @@ export interface NetworkOptions {
   readonly bridgeName?: string;
   readonly mtu: number;
   readonly nat: boolean;
+  /** truss.ingress; absent = open */
+  readonly ingress?: IngressPolicy;
+}
+
+export interface EndpointOptions {
+  /** the truss.* driver options as given */
+  readonly raw: Readonly<Record<string, string>>;
+  readonly ingress?: IngressPolicy;
 }
 
 const isTrussKey = (k: string): boolean => k.startsWith('truss.');
@@ -65,21 +75,24 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   }
   const mtuText = generic[OPT_MTU];
   const natText = generic[OPT_NAT];
+  const ingressText = generic[OPT_INGRESS];
   return {
     ...(name !== undefined ? { bridgeName: name } : {}),
+    ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}),
     mtu: mtuText === undefined || mtuText === '' ? DEFAULT_MTU : parseMtu(OPT_MTU, mtuText, ipv6),
     nat: natText === undefined ? true : parseBool(OPT_NAT, natText),
   };
 }
 
 /** The truss.* driver options of an endpoint (values must be strings). */
-export function parseEndpointOptions(options: Readonly<Record<string, unknown>>): Record<string, string> {
+export function parseEndpointOptions(options: Readonly<Record<string, unknown>>): EndpointOptions {
   refuseUnknown(options, KNOWN_ENDPOINT_OPTIONS, 'endpoint');
-  const out: Record<string, string> = {};
+  const raw: Record<string, string> = {};
   for (const [k, v] of Object.entries(options)) {
     if (!isTrussKey(k)) continue;
     if (typeof v !== 'string') throw errors.badOption(`endpoint option ${k}: expected a string value`);
-    out[k] = v;
+    raw[k] = v;
   }
-  return out;
+  const ingressText = raw[OPT_INGRESS];
+  return { raw, ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}) };
 }

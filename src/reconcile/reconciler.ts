@@ -10,14 +10,15 @@
  */
 import { computeDesired, type DesiredKernel } from '../core/desired.ts';
 import { errors, TrussError } from '../core/errors.ts';
-import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
-import type { Dataplane } from '../core/ports.ts';
+import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
+import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { type OrphanCandidate, planLinks } from './plan.ts';
 
 export interface Intent {
   readonly networks: readonly NetworkSpec[];
   readonly endpoints: readonly EndpointSpec[];
+  readonly policies: readonly NetworkPolicyRecord[];
   readonly revision: number;
 }
 
@@ -68,6 +69,8 @@ function fingerprint(obj: unknown): string {
 const FIREWALL_KEY = 'firewall';
 const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
+export const policyKey = (name: string): string => `policy:${name}`;
+const POLICY_TABLE_KEY = 'policy-table';
 export const vethKey = (name: string): string => `veth:${name}`;
 export { FIREWALL_KEY };
 
@@ -158,10 +161,24 @@ export class Reconciler {
   /** Differences between intent and kernel, changing nothing. */
   async check(): Promise<string[]> {
     const intent = await this.#deps.loadIntent();
-    const desired = computeDesired(intent.networks, intent.endpoints);
+    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
-    return [...plan.problems, ...fw];
+    const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
+    return [...plan.problems, ...fw, ...pol.problems];
+  }
+
+  /** Denied packets per endpoint id, from the policy chains' counters. */
+  async policyCounters(): Promise<Record<string, PolicyCounter>> {
+    const intent = await this.#deps.loadIntent();
+    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    const byChain = await this.#deps.dataplane.readPolicyCounters();
+    const out: Record<string, PolicyCounter> = {};
+    for (const p of desired.policies) {
+      const c = byChain[p.name];
+      if (c) out[p.endpointId] = c;
+    }
+    return out;
   }
 
   async #loop(): Promise<void> {
@@ -185,7 +202,7 @@ export class Reconciler {
   async #pass(full: boolean): Promise<void> {
     const started = performance.now();
     const intent = await this.#deps.loadIntent();
-    const desired = computeDesired(intent.networks, intent.endpoints);
+    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
     const before = this.#failed.size;
     this.#failed.clear();
     let changes = 0;
@@ -203,6 +220,7 @@ export class Reconciler {
       if (await this.#apply(vethKey(v.name), v, run)) changes++;
     }
     changes += await this.#firewall(desired, full);
+    changes += await this.#policies(desired, full);
     for (const r of plan.remove) {
       const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
       const run =
@@ -277,6 +295,45 @@ export class Reconciler {
     return ok ? 1 : 0;
   }
 
+  async #policies(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    const appliedNames = [...this.#applied.keys()].filter((k) => k.startsWith('policy:')).map((k) => k.slice(7));
+    if (desired.policies.length === 0) {
+      const hadAny = appliedNames.length > 0 || this.#applied.get(POLICY_TABLE_KEY) !== ABSENT;
+      if (!full && !hadAny) return 0;
+      if (!(await this.#attempt(POLICY_TABLE_KEY, () => dp.removePolicyTable()))) return 0;
+      for (const n of appliedNames) {
+        this.#applied.delete(policyKey(n));
+        this.#status.delete(policyKey(n));
+      }
+      this.#applied.set(POLICY_TABLE_KEY, ABSENT);
+      return hadAny ? 1 : 0;
+    }
+    this.#applied.delete(POLICY_TABLE_KEY);
+    const wanted = new Set(desired.policies.map((p) => p.name));
+    const stale = new Set(appliedNames.filter((n) => !wanted.has(n)));
+    let drifted = new Set<string>();
+    if (full) {
+      const c = await dp.checkPolicies(desired.policies);
+      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c.drifted);
+      for (const n of c.extra) stale.add(n);
+    }
+    let changes = 0;
+    for (const p of desired.policies) {
+      if (!drifted.has(p.name) && this.#applied.get(policyKey(p.name)) === fingerprint(p)) continue;
+      if (await this.#apply(policyKey(p.name), p, () => dp.ensurePolicy(p))) changes++;
+    }
+    for (const n of stale) {
+      if (await this.#attempt(policyKey(n), () => dp.removePolicy(n))) {
+        this.#applied.delete(policyKey(n));
+        this.#status.delete(policyKey(n));
+        changes++;
+      }
+    }
+    return changes;
+  }
+
   async #apply(key: string, obj: unknown, run: () => Promise<void>): Promise<boolean> {
     const ok = await this.#attempt(key, run);
     if (ok) this.#applied.set(key, fingerprint(obj));
@@ -309,6 +366,7 @@ export class Reconciler {
     for (const b of desired.bridges) this.#steady(bridgeKey(b.name), b, now);
     for (const v of desired.veths) this.#steady(vethKey(v.name), v, now);
     if (desired.firewall.networks.length > 0) this.#steady(FIREWALL_KEY, desired.firewall, now);
+    for (const p of desired.policies) this.#steady(policyKey(p.name), p, now);
   }
 
   #steady(key: string, obj: unknown, now: string): void {

@@ -4,12 +4,14 @@
  * is what the caller hands to reconciler.waitFor().
  */
 import { errors } from '../core/errors.ts';
-import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
+import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
 import type { Intent } from '../reconcile/reconciler.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 
 const NETWORKS = '/truss/v1/networks/';
 const ENDPOINTS = '/truss/v1/endpoints/';
+const POLICIES = '/truss/v1/policies/';
+const policyKey = (nid: string): string => `${POLICIES}${nid}`;
 const networkKey = (id: string): string => `${NETWORKS}${id}`;
 const endpointKey = (nid: string, eid: string): string => `${ENDPOINTS}${nid}/${eid}`;
 
@@ -24,19 +26,38 @@ export class IntentRepo {
   }
 
   async snapshot(): Promise<Intent> {
-    // one revision for both lists: read the endpoints at the revision the networks were read at,
-    // retrying if a write slipped in between (rare; writes are ~1 ms)
+    // one revision for all lists: retry if a write slipped in between (rare; writes are ~1 ms)
     for (let i = 0; ; i++) {
       const nets = await this.#store.list(NETWORKS);
       const eps = await this.#store.list(ENDPOINTS);
-      if (nets.revision === eps.revision || i >= 5) {
+      const pols = await this.#store.list(POLICIES);
+      const same = nets.revision === eps.revision && eps.revision === pols.revision;
+      if (same || i >= 5) {
         return {
           networks: nets.items.map((kv) => decode<NetworkSpec>(kv)),
           endpoints: eps.items.map((kv) => decode<EndpointSpec>(kv)),
-          revision: Math.max(nets.revision, eps.revision),
+          policies: pols.items.map((kv) => decode<NetworkPolicyRecord>(kv)),
+          revision: Math.max(nets.revision, eps.revision, pols.revision),
         };
       }
     }
+  }
+
+  async getPolicy(nid: string): Promise<NetworkPolicyRecord | undefined> {
+    const kv = await this.#store.get(policyKey(nid));
+    return kv ? decode<NetworkPolicyRecord>(kv) : undefined;
+  }
+
+  /** Store a run-time network policy, only while the network exists. */
+  async putPolicy(rec: NetworkPolicyRecord): Promise<number> {
+    const nkv = await this.#store.get(networkKey(rec.networkId));
+    if (!nkv) throw errors.networkNotFound(`network ${rec.networkId.slice(0, 12)} is not known to truss`);
+    const r = await this.#store.txn(
+      [{ key: networkKey(rec.networkId), modRevision: nkv.modRevision }],
+      [{ type: 'put', key: policyKey(rec.networkId), value: JSON.stringify(rec) }],
+    );
+    if (!r.succeeded) throw errors.storeConflict(`network ${rec.networkId.slice(0, 12)} changed meanwhile; retry`);
+    return r.revision;
   }
 
   async getNetwork(id: string): Promise<NetworkSpec | undefined> {
@@ -71,6 +92,7 @@ export class IntentRepo {
     const eps = await this.listEndpoints(id);
     const ops = [
       ...eps.map((e) => ({ type: 'delete' as const, key: endpointKey(id, e.id) })),
+      { type: 'delete' as const, key: policyKey(id) },
       { type: 'delete' as const, key: networkKey(id) },
     ];
     return (await this.#store.txn([], ops)).revision;

@@ -7,7 +7,15 @@
 import { errors, isTrussError } from '../core/errors.ts';
 import { formatIp, type Prefix, parsePrefix, prefixContains, prefixesOverlap } from '../core/ip.ts';
 import type { EndpointSpec, IpamData, NetworkSpec } from '../core/model.ts';
-import { bridgeName, hostVethName, isDockerId, macFor, peerVethName, shortId } from '../core/naming.ts';
+import {
+  bridgeName,
+  hostVethName,
+  isDockerId,
+  macFor,
+  peerVethName,
+  policyChainName,
+  shortId,
+} from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import type {
   CreateEndpointInput,
@@ -19,7 +27,7 @@ import type {
   NetworkDriverService,
 } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
-import { bridgeKey, FIREWALL_KEY, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
+import { bridgeKey, FIREWALL_KEY, policyKey, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
 import { Mutex } from './mutex.ts';
 
@@ -88,6 +96,7 @@ export class NetworkService implements NetworkDriverService {
       ipv4: input.ipv4,
       ipv6: input.ipv6,
       options: input.generic,
+      ...(opts.ingress !== undefined ? { ingress: opts.ingress } : {}),
     };
     const revision = await this.#lock.run(async () => {
       const existing = await this.#d.repo.getNetwork(spec.id);
@@ -150,6 +159,7 @@ export class NetworkService implements NetworkDriverService {
     }
     this.#checkAddress(net, input.address, net.ipv4, 4);
     this.#checkAddress(net, input.addressIpv6, net.ipv6, 6);
+    const epOpts = parseEndpointOptions(input.options);
     const spec: EndpointSpec = {
       networkId: net.id,
       id: input.endpointId,
@@ -158,7 +168,8 @@ export class NetworkService implements NetworkDriverService {
       mac: input.macAddress?.toLowerCase() ?? macFor(input.endpointId),
       ...(input.address !== undefined ? { ipv4: input.address } : {}),
       ...(input.addressIpv6 !== undefined ? { ipv6: input.addressIpv6 } : {}),
-      options: parseEndpointOptions(input.options),
+      options: epOpts.raw,
+      ...(epOpts.ingress !== undefined ? { ingress: epOpts.ingress } : {}),
     };
     const existing = await this.#d.repo.getEndpoint(net.id, spec.id);
     if (existing && !sameJson({ ...existing, sandboxKey: undefined }, spec)) {
@@ -205,7 +216,10 @@ export class NetworkService implements NetworkDriverService {
     if (!net || !ep) throw errors.endpointNotFound(`endpoint ${shortId(input.endpointId)} is not known to truss`);
     if (ep.sandboxKey !== input.sandboxKey) {
       const revision = await this.#d.repo.putEndpoint({ ...ep, sandboxKey: input.sandboxKey });
-      await this.#d.reconciler.waitFor(revision, [vethKey(ep.hostVeth)], this.#timeout);
+      // the container must not get its interface before its policy is in the kernel
+      await this.#programOrUndo(revision, [vethKey(ep.hostVeth), policyKey(policyChainName(ep.id))], () =>
+        this.#d.repo.putEndpoint(ep),
+      );
     }
     const gw4 = net.ipv4.find((d) => d.gateway)?.gateway;
     const gw6 = net.ipv6.find((d) => d.gateway)?.gateway;

@@ -12,7 +12,7 @@ export const IPAM_ADDRS_PREFIX = '/truss/v1/ipam/addrs/';
 export interface StatusDeps {
   readonly repo: IntentRepo;
   readonly store: Store;
-  readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow'>;
+  readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow' | 'policyCounters'>;
   readonly version: string;
   readonly startedAt: string;
 }
@@ -24,11 +24,12 @@ export class StatusService {
   }
 
   async status(): Promise<Record<string, unknown>> {
-    const [intent, pools, addrs, problems] = await Promise.all([
+    const [intent, pools, addrs, problems, policyCounters] = await Promise.all([
       this.#d.repo.snapshot(),
       this.#d.store.list(IPAM_POOLS_PREFIX),
       this.#d.store.list(IPAM_ADDRS_PREFIX),
       this.#d.reconciler.check(),
+      this.#d.reconciler.policyCounters(),
     ]);
     return {
       version: this.#d.version,
@@ -36,6 +37,8 @@ export class StatusService {
       revision: intent.revision,
       networks: intent.networks,
       endpoints: intent.endpoints,
+      policies: intent.policies,
+      policyCounters,
       pools: pools.items.map((kv) => JSON.parse(kv.value) as unknown),
       addresses: addrs.items.map((kv) => JSON.parse(kv.value) as unknown),
       kernel: { inSync: problems.length === 0, problems },

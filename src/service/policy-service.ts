@@ -1,0 +1,87 @@
+/**
+ * PolicyService: port policy at run time (`truss policy set/clear/show`). A network's
+ * run-time policy is stored apart from its creation intent; the reconciler programs every
+ * joined endpoint that inherits it, and set() answers once the kernel has it.
+ */
+import { effectiveIngress } from '../core/desired.ts';
+import { errors } from '../core/errors.ts';
+import { isDockerId, policyChainName, shortId } from '../core/naming.ts';
+import { OPT_INGRESS } from '../core/policy/model.ts';
+import { formatIngress, parseIngress } from '../core/policy/parse.ts';
+import type { PolicyCounter } from '../core/ports.ts';
+import type { Logger } from '../obs/logger.ts';
+import { policyKey, type Reconciler } from '../reconcile/reconciler.ts';
+import type { IntentRepo } from './intent.ts';
+
+export interface PolicyView {
+  readonly networkId: string;
+  /** canonical allow-list text, or null when the network is open */
+  readonly ingress: string | null;
+  readonly source: 'created' | 'runtime' | 'open';
+  readonly endpoints: readonly {
+    readonly endpointId: string;
+    readonly addresses: readonly string[];
+    readonly ingress: string | null;
+    readonly override: boolean;
+    readonly denied: PolicyCounter;
+  }[];
+}
+
+export interface PolicyServiceDeps {
+  readonly repo: IntentRepo;
+  readonly reconciler: Pick<Reconciler, 'waitFor' | 'policyCounters'>;
+  readonly log: Logger;
+  readonly programTimeoutMs?: number;
+}
+
+export class PolicyService {
+  readonly #d: PolicyServiceDeps;
+  constructor(deps: PolicyServiceDeps) {
+    this.#d = deps;
+  }
+
+  async show(networkId: string): Promise<PolicyView> {
+    const net = await this.#network(networkId);
+    const runtime = await this.#d.repo.getPolicy(net.id);
+    const counters = await this.#d.reconciler.policyCounters();
+    const level = runtime !== undefined ? runtime.ingress : (net.ingress ?? null);
+    const source =
+      runtime !== undefined ? (runtime.ingress === null ? 'open' : 'runtime') : net.ingress ? 'created' : 'open';
+    const endpoints = (await this.#d.repo.listEndpoints(net.id)).map((e) => {
+      const rules = effectiveIngress(net, e, runtime);
+      return {
+        endpointId: e.id,
+        addresses: [e.ipv4, e.ipv6].filter((a): a is string => a !== undefined),
+        ingress: rules === undefined ? null : formatIngress(rules),
+        override: e.ingress !== undefined,
+        denied: counters[e.id] ?? { packets: 0, bytes: 0 },
+      };
+    });
+    return { networkId: net.id, ingress: level === null ? null : formatIngress(level), source, endpoints };
+  }
+
+  /** Set (text) or clear (null) the network-level policy; resolves once it is programmed. */
+  async set(networkId: string, text: string | null): Promise<PolicyView> {
+    const net = await this.#network(networkId);
+    const ingress = text === null ? null : parseIngress(OPT_INGRESS, text);
+    const revision = await this.#d.repo.putPolicy({ networkId: net.id, ingress });
+    const affected = (await this.#d.repo.listEndpoints(net.id))
+      .filter((e) => e.sandboxKey !== undefined && e.ingress === undefined)
+      .map((e) => policyKey(policyChainName(e.id)));
+    await this.#d.reconciler.waitFor(revision, affected, this.#d.programTimeoutMs ?? 15_000);
+    this.#d.log.info('network policy set', {
+      nid: shortId(net.id),
+      ingress: ingress === null ? null : formatIngress(ingress),
+      endpoints: affected.length,
+    });
+    return this.show(net.id);
+  }
+
+  async #network(networkId: string) {
+    if (!isDockerId(networkId))
+      throw errors.badId(`network id must be 64 hex characters, got ${JSON.stringify(networkId)}`);
+    const net = await this.#d.repo.getNetwork(networkId);
+    if (!net) throw errors.networkNotFound(`network ${shortId(networkId)} is not a truss network on this host`);
+    return net;
+  }
+}
