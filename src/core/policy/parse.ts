@@ -45,7 +45,9 @@ function parsePort(key: string, token: string, text: string): number {
   throw bad(key, token, `port ${show(text)} must be a decimal number 1-65535 without sign or leading zeros`);
 }
 
-function parseSource(key: string, token: string, text: string): string {
+/** `known`: sources already accepted in this policy (they repeat; parsing them is the costly part). */
+function parseSource(key: string, token: string, text: string, known: Set<string>): string {
+  if (known.has(text)) return text;
   const p = parsePrefix(text);
   if (p === undefined) {
     const ip = parseIp(text);
@@ -58,12 +60,16 @@ function parseSource(key: string, token: string, text: string): string {
   if (!isNetworkAddress(p)) {
     throw bad(key, token, `source ${show(text)} has host bits set (did you mean ${formatPrefix(networkOf(p))}?)`);
   }
-  const canonical = formatPrefix(p);
-  if (canonical !== text) throw bad(key, token, `source ${show(text)} is not in canonical form (write ${canonical})`);
-  return canonical;
+  // IPv4 text that parsePrefix accepts is canonical already (no leading zeros anywhere); IPv6 may not be
+  if (p.family === 6) {
+    const canonical = formatPrefix(p);
+    if (canonical !== text) throw bad(key, token, `source ${show(text)} is not in canonical form (write ${canonical})`);
+  }
+  known.add(text);
+  return text;
 }
 
-function parseRule(key: string, token: string): IngressRule {
+function parseRule(key: string, token: string, known: Set<string>): IngressRule {
   if (token === '') throw bad(key, token, `empty entry (a stray or trailing comma?); ${INGRESS_SYNTAX}`);
   if (token.length > MAX_RULE_LENGTH) throw bad(key, token, `too long; ${INGRESS_SYNTAX}`);
   const odd = ALLOWED.exec(token)?.[0];
@@ -75,7 +81,7 @@ function parseRule(key: string, token: string): IngressRule {
   const icmp = ICMP.exec(token);
   if (icmp) {
     const src = icmp[1];
-    return src === undefined ? { proto: 'icmp' } : { proto: 'icmp', source: parseSource(key, token, src) };
+    return src === undefined ? { proto: 'icmp' } : { proto: 'icmp', source: parseSource(key, token, src, known) };
   }
   if (token.startsWith('icmp/')) throw bad(key, token, `icmp takes no port; ${INGRESS_SYNTAX}`);
   const at = token.indexOf('@');
@@ -94,7 +100,7 @@ function parseRule(key: string, token: string): IngressRule {
     throw bad(key, token, `a port range needs from < to (for one port write ${proto}/${from})`);
   }
   const ports: PortRange = { from, to };
-  return at < 0 ? { proto, ports } : { proto, ports, source: parseSource(key, token, token.slice(at + 1)) };
+  return at < 0 ? { proto, ports } : { proto, ports, source: parseSource(key, token, token.slice(at + 1), known) };
 }
 
 /**
@@ -113,9 +119,10 @@ export function parseIngress(key: string, text: string): IngressPolicy {
     }
   }
   const seen = new Set<string>();
+  const sources = new Set<string>();
   const rules: IngressRule[] = [];
   for (const token of text.split(',')) {
-    const rule = parseRule(key, token);
+    const rule = parseRule(key, token, sources);
     if (seen.has(token)) throw bad(key, token, 'duplicate rule');
     seen.add(token);
     rules.push(rule);
