@@ -73,12 +73,20 @@ describe('formatPolicyView', () => {
       ingress: long,
       source: 'runtime',
       endpoints: [
-        { endpointId: EP1, addresses: [], ingress: long, override: false, denied: { packets: 0, bytes: 0 } },
+        {
+          endpointId: EP1,
+          addresses: [],
+          ingress: long,
+          override: false,
+          joined: true,
+          denied: { packets: 0, bytes: 0 },
+        },
         {
           endpointId: EP2,
           addresses: ['fd00::3'],
           ingress: 'none',
           override: true,
+          joined: true,
           denied: { packets: 3, bytes: 180 },
         },
       ],

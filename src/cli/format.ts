@@ -1,4 +1,6 @@
 /** Human-readable rendering of `truss status` and `truss policy`. */
+import type { PolicyEndpointView, PolicyView } from '../core/policy/view.ts';
+
 interface Net {
   id: string;
   bridge: string;
@@ -92,21 +94,7 @@ export function formatStatus(s: Record<string, unknown>): string {
 // ---------- truss policy ----------
 
 /** GET/PUT /v1/networks/{id}/policy. `ingress` is canonical policy text; null = open. */
-export interface PolicyView {
-  readonly networkId: string;
-  readonly ingress: string | null;
-  readonly source: 'created' | 'runtime' | 'open';
-  readonly endpoints: readonly PolicyEndpointView[];
-}
-
-export interface PolicyEndpointView {
-  readonly endpointId: string;
-  readonly addresses: readonly string[];
-  readonly ingress: string | null;
-  /** true when the endpoint's own --driver-opt truss.ingress replaces the network's policy */
-  readonly override: boolean;
-  readonly denied: Counter;
-}
+export type { PolicyEndpointView, PolicyView };
 
 const ruleCount = (text: string): number => (text === 'none' ? 0 : text.split(',').length);
 
@@ -145,7 +133,7 @@ export function formatPolicyView(v: PolicyView): string {
           e.endpointId.slice(0, 12),
           e.addresses.join(',') || '-',
           e.override ? summarizeIngress(e.ingress, 40) : '(network)',
-          String(e.denied.packets),
+          e.joined ? String(e.denied.packets) : '- (not joined)',
         ]),
       ]),
     );

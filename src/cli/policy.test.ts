@@ -42,6 +42,7 @@ function view(id: string): PolicyView {
         addresses: ['198.18.10.2', 'fd00:7::2'],
         ingress,
         override: false,
+        joined: true,
         denied: { packets: 0, bytes: 0 },
       },
       {
@@ -49,6 +50,7 @@ function view(id: string): PolicyView {
         addresses: ['198.18.10.3'],
         ingress: 'tcp/22',
         override: true,
+        joined: true,
         denied: { packets: 17, bytes: 1020 },
       },
     ],

@@ -98,6 +98,7 @@ export function decodePolicyView(body: Record<string, unknown>): PolicyView {
       addresses: e.addresses as string[],
       ingress: e.ingress,
       override: e.override,
+      joined: e.joined !== false,
       denied: { packets: d.packets, bytes: d.bytes },
     };
   });

@@ -8,24 +8,10 @@ import { errors } from '../core/errors.ts';
 import { isDockerId, policyChainName, shortId } from '../core/naming.ts';
 import { OPT_INGRESS } from '../core/policy/model.ts';
 import { formatIngress, parseIngress } from '../core/policy/parse.ts';
-import type { PolicyCounter } from '../core/ports.ts';
+import type { PolicyView } from '../core/policy/view.ts';
 import type { Logger } from '../obs/logger.ts';
 import { policyKey, type Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
-
-export interface PolicyView {
-  readonly networkId: string;
-  /** canonical allow-list text, or null when the network is open */
-  readonly ingress: string | null;
-  readonly source: 'created' | 'runtime' | 'open';
-  readonly endpoints: readonly {
-    readonly endpointId: string;
-    readonly addresses: readonly string[];
-    readonly ingress: string | null;
-    readonly override: boolean;
-    readonly denied: PolicyCounter;
-  }[];
-}
 
 export interface PolicyServiceDeps {
   readonly repo: IntentRepo;
@@ -33,6 +19,8 @@ export interface PolicyServiceDeps {
   readonly log: Logger;
   readonly programTimeoutMs?: number;
 }
+
+export type { PolicyView };
 
 export class PolicyService {
   readonly #d: PolicyServiceDeps;
@@ -54,6 +42,7 @@ export class PolicyService {
         addresses: [e.ipv4, e.ipv6].filter((a): a is string => a !== undefined),
         ingress: rules === undefined ? null : formatIngress(rules),
         override: e.ingress !== undefined,
+        joined: e.sandboxKey !== undefined,
         denied: counters[e.id] ?? { packets: 0, bytes: 0 },
       };
     });
