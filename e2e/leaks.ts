@@ -1,7 +1,8 @@
 /**
  * Final global leak check, run by scripts/test.sh after every test tier (not a node:test file):
  * no `truss-e2e-*` network namespace, no process the e2e suite started (their command lines
- * name WORK_DIR), and no truss kernel object in the ROOT network namespace.
+ * name WORK_DIR), and no truss kernel object in the ROOT network namespace (links, the nft tables
+ * inet truss and inet truss_policy, iptables chains: see harness/leftovers.ts).
  * Exit status 0 = clean, 1 = leaks (listed on stderr).
  */
 import { trussKernelObjects } from './harness/leftovers.ts';
@@ -20,5 +21,7 @@ if (leaks.length > 0) {
   process.stderr.write(`leak check: ${leaks.length} leftover(s)\n${leaks.map((l) => `  ${l}`).join('\n')}\n`);
   process.exitCode = 1;
 } else {
-  process.stdout.write('leak check: nothing left (namespaces, processes, root-netns links/nft/iptables)\n');
+  process.stdout.write(
+    'leak check: nothing left (namespaces, processes, root-netns links/nft inet truss+truss_policy/iptables)\n',
+  );
 }

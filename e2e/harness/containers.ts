@@ -29,6 +29,24 @@ export async function containerIp(host: Host, container: string, network: string
   return r.stdout.trim();
 }
 
+/** The container's init pid as seen from the machine (for nsenter --target and /proc/PID/root). */
+export async function containerPid(host: Host, container: string): Promise<number> {
+  const r = await host.docker(['inspect', '-f', '{{.State.Pid}}', container]);
+  const pid = Number(r.stdout.trim());
+  if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) {
+    throw new Error(`docker inspect ${container}: no running pid (${r.stderr.trim() || r.stdout.trim()})`);
+  }
+  return pid;
+}
+
+/** Docker's endpoint id (64 hex) of the container on a network ('' if not attached). */
+export async function endpointId(host: Host, container: string, network: string): Promise<string> {
+  const fmt = `{{with index .NetworkSettings.Networks "${network}"}}{{.EndpointID}}{{end}}`;
+  const r = await host.docker(['inspect', '-f', fmt, container]);
+  if (r.code !== 0) throw new Error(`docker inspect ${container}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
 /** All (container name, network, IPv4) triples of running and stopped containers. */
 export async function allAddresses(host: Host): Promise<{ container: string; network: string; ip: string }[]> {
   const ids = (await host.docker(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);

@@ -1,12 +1,21 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
- * tr[bvc]*, links whose ifalias is a truss mark, the `inet truss` nft table, and the
- * TRUSS-FORWARD chain (and FORWARD jumps to it) in iptables/ip6tables.
+ * tr[bvc]*, links whose ifalias is a truss mark, the `inet truss` and `inet truss_policy`
+ * nft tables, and the TRUSS-FORWARD chain (and FORWARD jumps to it) in iptables/ip6tables.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { inNetns, run } from './exec.ts';
 import type { Host } from './host.ts';
+
+/** truss's nft tables (family inet): the network firewall and the port policy. */
+export const TRUSS_NFT_TABLES = ['truss', 'truss_policy'] as const;
+
+/** Whether `nft list table inet <table>` finds the table in the namespace at netnsPath. */
+export async function nftTableExists(table: string, netnsPath?: string): Promise<boolean> {
+  const argv = ['nft', 'list', 'table', 'inet', table];
+  return (await run(netnsPath ? inNetns(netnsPath, argv) : argv)).code === 0;
+}
 
 /** Kernel objects owned by truss in the namespace at netnsPath (undefined = the root namespace). */
 export async function trussKernelObjects(netnsPath?: string): Promise<string[]> {
@@ -21,7 +30,9 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
       }
     }
   }
-  if ((await run(wrap(['nft', 'list', 'table', 'inet', 'truss']))).code === 0) found.push('nft table inet truss');
+  for (const table of TRUSS_NFT_TABLES) {
+    if (await nftTableExists(table, netnsPath)) found.push(`nft table inet ${table}`);
+  }
   for (const bin of ['iptables', 'ip6tables']) {
     const tool = existsSync(`/usr/sbin/${bin}-nft`) ? `${bin}-nft` : bin;
     const rules = await run(wrap([tool, '-w', '-t', 'filter', '-S']));

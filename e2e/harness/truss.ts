@@ -29,6 +29,8 @@ export interface TrussStatus {
   readonly pools: unknown[];
   readonly addresses: unknown[];
   readonly kernel: { readonly inSync: boolean; readonly problems: unknown[] };
+  /** Port policy: denied packets/bytes per endpoint id (absent before the daemon has port policy). */
+  readonly policyCounters?: Readonly<Record<string, { readonly packets: number; readonly bytes: number }>>;
 }
 
 export interface TrussDaemon {
@@ -42,6 +44,7 @@ export interface TrussDaemon {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
   restart(): Promise<void>;
   status(): Promise<TrussStatus>;
+  /** Runs the truss CLI in the host's namespaces, with DOCKER_HOST naming the host's dockerd. */
   cli(args: readonly string[], timeoutMs?: number): ReturnType<typeof run>;
   log(): string;
 }
@@ -73,6 +76,8 @@ function childEnv(opts: TrussOptions): NodeJS.ProcessEnv {
 export function trussDaemon(dockerdPid: () => number, dir: string): TrussDaemon {
   const stateDir = `${dir}/state`;
   const logFile = `${dir}/truss.log`;
+  /** the socket host.ts gives this host's dockerd (--host) */
+  const dockerHost = `unix://${dir}/docker.sock`;
   let child: ChildProcess | undefined;
   let lastOpts: TrussOptions = {};
   const inHost = (argv: readonly string[]): string[] => [
@@ -147,7 +152,9 @@ export function trussDaemon(dockerdPid: () => number, dir: string): TrussDaemon 
       if (r.code !== 0) throw new Error(`truss status failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
       return JSON.parse(r.stdout) as TrussStatus;
     },
-    cli: (args, timeoutMs = 30_000) => run(inHost([TRUSS_BIN, ...args]), { env: childEnv({}), timeoutMs }),
+    // The CLI (not the daemon) may ask Docker, e.g. to resolve a network name: point it at this host's dockerd.
+    cli: (args, timeoutMs = 30_000) =>
+      run(inHost([TRUSS_BIN, ...args]), { env: { ...childEnv({}), DOCKER_HOST: dockerHost }, timeoutMs }),
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
   };
   return self;

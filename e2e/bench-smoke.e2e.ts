@@ -1,0 +1,29 @@
+/**
+ * The port-policy benchmark still runs: `bench/policy.ts --smoke` (its own simulated host,
+ * 1 repetition, 100 entries, 1 s of iperf3) exits 0 and prints its table. The figures of a
+ * smoke run mean nothing and are not checked; the full benchmark is `npm run bench`.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { run } from './harness/exec.ts';
+import { REPO_ROOT } from './harness/paths.ts';
+
+describe('bench/policy.ts --smoke', { timeout: 360_000 }, () => {
+  it('exits 0 and prints the table with both ratios', { timeout: 330_000 }, async () => {
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'policy.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 300_000,
+    });
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/policy.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /PORT POLICY BENCHMARK/, out);
+    assert.match(r.stdout, /\| measure +\| condition +\| n +\| median +\| min–max +\| ratio +\| target +\|/, out);
+    for (const row of [/TCP throughput, iperf3 \(Gbit\/s\)/, /policy apply, admin API round trip \(ms\)/]) {
+      assert.match(r.stdout, row, out);
+    }
+    const ratios = [...r.stdout.matchAll(/\| (\d+\.\d{3}) +\| (?:≥|≤|\()/g)].map((m) => Number(m[1]));
+    assert.ok(ratios.length >= 2 && ratios.every((x) => Number.isFinite(x) && x > 0), `ratios: ${ratios}\n${out}`);
+    process.stdout.write(r.stdout);
+  });
+});
