@@ -93,25 +93,31 @@ async function cliSet(net: string, spec: string | null): Promise<number> {
   return performance.now() - t0;
 }
 
-/** The daemon's own reconcile passes (debug log) logged since byte offset `from`. */
-function passesSince(from: number): { passes: number; ms: number; kernelMs: number } {
+/** What the daemon logged since byte offset `from`: its reconcile passes and its kernel commands (by command). */
+function daemonSince(from: number): { passes: number; ms: number; commands: Record<string, number> } {
   let passes = 0;
   let ms = 0;
-  let kernelMs = 0;
+  const commands: Record<string, number> = {};
   for (const line of host.truss.log().slice(from).split('\n')) {
     if (!line.includes('durationMs')) continue;
     try {
-      const o = JSON.parse(line) as { msg?: string; level?: string; durationMs?: number };
+      const o = JSON.parse(line) as { msg?: string; level?: string; durationMs?: number; argv?: string[] };
       if (typeof o.durationMs !== 'number') continue;
       if (o.msg === 'reconcile pass' && o.level === 'debug') {
         passes++;
         ms += o.durationMs;
-      } else if (o.msg === 'kernel command') kernelMs += o.durationMs;
+      } else if (o.msg === 'kernel command' && Array.isArray(o.argv)) {
+        const key = o.argv
+          .slice(0, 4)
+          .map((a) => a.replace(/^.*\//, '').replace(/^(\d+\.){3}\d+$/, 'IP'))
+          .join(' ');
+        commands[key] = (commands[key] ?? 0) + o.durationMs;
+      }
     } catch {
       // not JSON
     }
   }
-  return { passes, ms, kernelMs };
+  return { passes, ms, commands };
 }
 
 /** PUT the network's policy on the admin socket; ms until the daemon answered (it answers once programmed). */
@@ -141,20 +147,36 @@ async function environment(): Promise<Record<string, string>> {
   return {
     kernel: (await run(['uname', '-r'])).stdout.trim(),
     cpu: `${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores)`,
-    brNetfilter: existsSync('/sys/module/br_netfilter') ? 'loaded' : 'not loaded',
+    brNetfilter: !existsSync('/proc/sys/net/bridge')
+      ? 'absent'
+      : existsSync('/sys/module/br_netfilter')
+        ? 'active (module loaded)'
+        : 'active (built in)',
     bridgeNfCallIptables: `root netns ${read('/proc/sys/net/bridge/bridge-nf-call-iptables')}, host netns ${await inHost('/proc/sys/net/bridge/bridge-nf-call-iptables')}`,
     docker: (await host.docker(['version', '--format', '{{.Server.Version}}'])).stdout.trim(),
     iperf3: (await host.docker(['exec', 'bc', 'iperf3', '--version'])).stdout.split('\n')[0]?.trim() ?? '',
     node: process.version,
-    commit: (await run(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])).stdout.trim(),
+    commit: `${(await run(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])).stdout.trim()}${
+      (await run(['git', '-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'])).stdout.trim()
+        ? ' (src/ modified)'
+        : ''
+    }`,
   };
+}
+
+interface ApplySamples {
+  readonly api: number[];
+  readonly daemon: number[];
+  readonly cli: number[];
+  /** per measured change: ms spent in each kind of kernel command during the PUT */
+  readonly commands: Record<string, number>[];
 }
 
 interface Results {
   readonly throughput: { readonly none: number[]; readonly policy: number[]; readonly setMs: number[] };
   readonly apply: {
-    readonly small: { api: number[]; daemon: number[]; cli: number[] };
-    readonly large: { api: number[]; daemon: number[]; cli: number[] };
+    readonly small: ApplySamples;
+    readonly large: ApplySamples;
   };
 }
 
@@ -198,8 +220,9 @@ async function measureApply(applyId: string, r: Results): Promise<void> {
       for (let c = 0; c < CHANGES; c++) {
         const from = host.truss.log().length;
         r.apply[cond].api.push(await apiSet(applyId, target[k++ % 2] as string));
-        const p = passesSince(from);
-        if (p.passes > 0) r.apply[cond].daemon.push(p.ms);
+        const d = daemonSince(from);
+        if (d.passes > 0) r.apply[cond].daemon.push(d.ms);
+        r.apply[cond].commands.push(d.commands);
         r.apply[cond].cli.push(await cliSet('bapply', target[k++ % 2] as string));
       }
       const last = r.apply[cond].api.slice(-CHANGES);
@@ -282,6 +305,23 @@ function table(r: Results): { lines: string[]; verdicts: Record<string, number> 
   return { lines, verdicts };
 }
 
+/** Kernel commands the daemon ran during one measured apply, median ms per apply, small vs large. */
+function breakdown(r: Results): string[] {
+  const keys = new Set([...r.apply.small.commands, ...r.apply.large.commands].flatMap((c) => Object.keys(c)));
+  const med = (runs: Record<string, number>[], k: string): number => median(runs.map((c) => c[k] ?? 0));
+  const rows = [...keys]
+    .map((k) => ({ k, small: med(r.apply.small.commands, k), large: med(r.apply.large.commands, k) }))
+    .filter((x) => x.small + x.large >= 1)
+    .sort((a, b) => b.large - a.large);
+  return rows.map((x) => `  ${f1(x.small).padStart(6)} ms -> ${f1(x.large).padStart(6)} ms  ${x.k}`);
+}
+
+/** Median of per-repetition policy/none ratios (each pair measured back to back). */
+function pairedThroughputRatio(r: Results): number {
+  const n = Math.min(r.throughput.none.length, r.throughput.policy.length);
+  return median(Array.from({ length: n }, (_, i) => (r.throughput.policy[i] ?? 0) / (r.throughput.none[i] ?? 1)));
+}
+
 function writeDocs(lines: string[], env: Record<string, string>, r: Results, verdicts: Record<string, number>): void {
   const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
   mkdirSync(dirname(file), { recursive: true });
@@ -304,6 +344,14 @@ function writeDocs(lines: string[], env: Record<string, string>, r: Results, ver
     `  network hold ${ENTRIES.toLocaleString('en-US')} (or ${SMALL}) entries between them. Admin API = PUT /v1/networks/{id}/policy, which answers once`,
     '  the kernel has the change; daemon reconcile pass = the durationMs of the passes it logged for that request; CLI adds Node',
     '  start-up and the Docker name lookup.',
+    `- Throughput ratio of back-to-back pairs (median of per-repetition ratios): ${pairedThroughputRatio(r).toFixed(3)}.`,
+    '- Where the daemon spends an apply (kernel commands it ran during the PUT, median ms per apply,',
+    `  ${SMALL} -> ${ENTRIES.toLocaleString('en-US')} entries installed):`,
+    '',
+    '```',
+    ...breakdown(r),
+    '```',
+    '',
     `- Verdicts: throughput ratio ${verdicts.throughput?.toFixed(3)} (target ≥ 0.97), apply ratio (admin API) ${verdicts.applyApi?.toFixed(3)} (target ≤ 2).`,
     '',
   ].join('\n');
@@ -342,7 +390,10 @@ async function main(): Promise<void> {
     const { serverIp, applyId } = await setup();
     const r: Results = {
       throughput: { none: [], policy: [], setMs: [] },
-      apply: { small: { api: [], daemon: [], cli: [] }, large: { api: [], daemon: [], cli: [] } },
+      apply: {
+        small: { api: [], daemon: [], cli: [], commands: [] },
+        large: { api: [], daemon: [], cli: [], commands: [] },
+      },
     };
     process.stderr.write(
       `bench/policy: ${REPS} reps, ${ENTRIES} entries, iperf ${SECONDS} s${SMOKE ? ' (smoke)' : ''}\n`,
@@ -356,6 +407,9 @@ async function main(): Promise<void> {
       `PORT POLICY BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
       `kernel ${env.kernel}; CPU ${env.cpu}; br_netfilter ${env.brNetfilter} (bridge-nf-call-iptables: ${env.bridgeNfCallIptables})`,
       ...lines,
+      `throughput ratio of back-to-back pairs (median): ${pairedThroughputRatio(r).toFixed(3)}`,
+      'daemon kernel commands per apply (median ms, 10 entries installed -> the large condition):',
+      ...breakdown(r),
       `(${((performance.now() - t0) / 1000).toFixed(0)} s)`,
       '',
     ];

@@ -361,6 +361,25 @@ describe('truss port policy against a real dockerd', { timeout: 10 * 60_000 }, (
     assert.deepEqual(await trussKernelObjects(host.netnsPath), kernelBefore, 'no new kernel objects');
   });
 
+  it('7b. rejects a bad truss.ingress on network connect and in truss policy set, changing nothing', async () => {
+    await po();
+    await pa();
+    const endpointsBefore = (await host.trussStatus()).endpoints.length;
+    const c = await host.docker(['network', 'connect', '--driver-opt', 'truss.ingress=udp/99999', 'pa', 'op']);
+    assert.notEqual(c.code, 0, 'connect with truss.ingress=udp/99999 must fail');
+    assert.match(c.stderr, /truss\.ingress/, `the error must name truss.ingress: ${c.stderr}`);
+    assert.ok(c.stderr.includes('udp/99999'), `the error must name the bad token: ${c.stderr}`);
+    assert.equal(await ipOf('op', 'pa'), '', 'op must not be attached to pa');
+    await waitFor(async () => (await host.trussStatus()).endpoints.length === endpointsBefore, 10_000, {
+      what: `truss status back to ${endpointsBefore} endpoints`,
+    });
+    const r = await policy(['set', 'pa', '--ingress', 'tcp/80;reboot']);
+    assert.notEqual(r.code, 0, 'truss policy set with tcp/80;reboot must fail');
+    assert.ok(`${r.stderr}${r.stdout}`.includes('tcp/80;reboot'), `the error must name the bad token: ${r.stderr}`);
+    const view = await policyShow('pa');
+    assert.equal(view.ingress, 'tcp/80', `the policy must be unchanged: ${JSON.stringify(view)}`);
+  });
+
   it('8. enforcement survives kill -9 of the plugin (the rules live in the kernel) and its restart', {
     timeout: 120_000,
   }, async () => {
