@@ -379,7 +379,14 @@ function writeDocs(lines: string[], env: Record<string, string>, r: Results, ver
     targets: { throughput: '>= 0.97', applyApi: '<= 2', applyDaemon: '<= 2' },
     samples: r,
   };
-  writeFileSync(json, `${JSON.stringify(summary, null, 2)}\n`);
+  const round = (_k: string, v: unknown): unknown => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v);
+  writeFileSync(json, `${JSON.stringify(summary, round, 2)}\n`);
+}
+
+/** The repository's formatter owns the look of committed JSON (best effort: a missing biome only leaves it unformatted). */
+async function formatJson(): Promise<void> {
+  const biome = join(REPO_ROOT, 'node_modules', '.bin', 'biome');
+  if (existsSync(biome)) await run([biome, 'format', '--write', join(REPO_ROOT, 'bench', 'results', 'policy.json')]);
 }
 
 async function main(): Promise<void> {
@@ -416,6 +423,7 @@ async function main(): Promise<void> {
     process.stdout.write(out.join('\n'));
     if (!SMOKE) {
       writeDocs(lines, env, r, verdicts);
+      await formatJson();
       process.stdout.write('wrote docs/benchmarks.md (Port policy) and bench/results/policy.json\n');
     }
   } finally {
