@@ -1,5 +1,5 @@
 /**
- * The one door to the kernel: runs ip/nft/iptables-restore/sysctl as child processes with
+ * The one door to the kernel: runs ip/nft/iptables-restore/sysctl/conntrack as child processes with
  * argv arrays (never a shell) and, for batches, text on stdin (`ip -batch -`, `nft -f -`,
  * `iptables-restore`). Binaries are resolved to absolute paths once. With `netns` set,
  * every command runs as `nsenter --net=<path> -- <bin> ...` (tests, simulated hosts).
@@ -40,6 +40,8 @@ export const isKernelError = (e: unknown, code?: KernelErrorCode): e is KernelEr
 // Most specific first: "Cannot find device" must win over the generic "not found".
 const PATTERNS: readonly (readonly [RegExp, KernelErrorCode])[] = [
   [/file exists|already exists/i, 'EEXIST'],
+  // `conntrack -D` that matched nothing exits 1 with this line and no errno text
+  [/(?:^|\D)0 flow entries have been deleted/i, 'ENOENT'],
   [/no such device|cannot find device|device (?:"[^"]*" )?does not exist/i, 'ENODEV'],
   [/no such process/i, 'ESRCH'],
   [/device or resource busy|resource busy/i, 'EBUSY'],

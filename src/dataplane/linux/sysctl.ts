@@ -5,10 +5,12 @@
  * ("net/ipv6/conf/<ifname>/accept_ra") so interface names with dots stay one component.
  *
  * Ownership: sysctls are shared host state, not ours. truss only ever raises what it needs
- * (ip_forward) or sets per-interface values on its own links (accept_ra on our bridges
- * and veths); it never lowers a host-wide value and never restores one on removal.
+ * (ip_forward; bridge-nf-call-ip(6)tables once a port policy exists) or sets per-interface
+ * values on its own links (accept_ra on our bridges and veths); it never lowers a host-wide
+ * value and never restores one on removal.
  */
 import type { FirewallObject } from '../../core/desired.ts';
+import { errors } from '../../core/errors.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName } from './links.ts';
 
@@ -52,4 +54,26 @@ export async function ensureFirewallSysctls(exec: Exec, f: FirewallObject): Prom
   if (current === undefined || current !== '0') return false;
   await writeSysctl(exec, IP_FORWARD_KEY, '1');
   return true;
+}
+
+/** br_netfilter's switches: bridged IPv4/IPv6 frames traverse the inet hooks only when they are 1. */
+export const BRIDGE_NF_KEYS = ['net/bridge/bridge-nf-call-iptables', 'net/bridge/bridge-nf-call-ip6tables'] as const;
+
+/**
+ * Port policy needs both switches on (dockerd turns them on too): otherwise traffic between
+ * two containers of one bridge never meets the policy. Raises them, never lowers them.
+ * Throws `unsupported` when br_netfilter is absent (the keys do not exist): a policy that
+ * silently did not apply within a network would be worse than a visible failure.
+ */
+export async function ensureBridgeNetfilter(exec: Exec): Promise<string[]> {
+  const values = await Promise.all(BRIDGE_NF_KEYS.map((k) => readSysctl(exec, k)));
+  const missing = BRIDGE_NF_KEYS.filter((_, i) => values[i] === undefined);
+  if (missing.length > 0) {
+    throw errors.unsupported(
+      `port policy needs br_netfilter, but ${missing.join(' and ')} do not exist: load it (modprobe br_netfilter)`,
+    );
+  }
+  const raise = BRIDGE_NF_KEYS.filter((_, i) => values[i] !== '1');
+  for (const k of raise) await writeSysctl(exec, k, '1');
+  return raise;
 }
