@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { BridgeObject, VethObject } from '../../core/desired.ts';
+import type { BridgeObject, PolicyObject, VethObject } from '../../core/desired.ts';
 import { isTrussError } from '../../core/errors.ts';
 import { isKernelError, KernelError } from '../linux/exec.ts';
 import { createFakeDataplane } from './fake-dataplane.ts';
@@ -98,5 +98,69 @@ describe('FakeDataplane', () => {
     assert.equal(dp.sysctls.get('net/ipv4/ip_forward'), '0');
     await dp.ensureSysctls(f);
     assert.equal(dp.sysctls.get('net/ipv4/ip_forward'), '1');
+  });
+});
+
+describe('FakeDataplane port policy', () => {
+  const pol = (name: string, addresses: string[], port: number): PolicyObject => ({
+    name,
+    endpointId: `${name.slice(3)}${'0'.repeat(52)}`,
+    networkId: N,
+    addresses,
+    rules: [{ proto: 'tcp', ports: { from: port, to: port } }],
+  });
+  const a = pol('ep_aaaaaaaaaaaa', ['198.18.1.2'], 80);
+  const b = pol('ep_bbbbbbbbbbbb', ['198.18.1.3', 'fd00:1::3'], 443);
+
+  it('checks, ensures and removes policies; extra and drifted as the kernel would report them', async () => {
+    const dp = createFakeDataplane();
+    assert.deepEqual(await dp.checkPolicies([a]), {
+      drifted: [a.name],
+      extra: [],
+      problems: ['table inet truss_policy is missing'],
+    });
+    await dp.ensurePolicy(a);
+    await dp.ensurePolicy(b);
+    await dp.ensurePolicy(b);
+    assert.deepEqual(await dp.checkPolicies([a, b]), { drifted: [], extra: [], problems: [] });
+    const moved = await dp.checkPolicies([{ ...a, rules: [] }]);
+    assert.deepEqual([moved.drifted, moved.extra], [[a.name], [b.name]]);
+    await dp.removePolicy(b.name);
+    await dp.removePolicy(b.name);
+    assert.deepEqual([...dp.policies.keys()], [a.name]);
+    await dp.removePolicyTable();
+    await dp.removePolicyTable();
+    assert.equal(dp.policyTable, false);
+    assert.equal(dp.policies.size, 0);
+  });
+
+  it('an address ensured for one chain leaves the other, which then drifts', async () => {
+    const dp = createFakeDataplane();
+    await dp.ensurePolicy(a);
+    await dp.ensurePolicy({ ...b, addresses: ['198.18.1.2'] });
+    assert.deepEqual(dp.policies.get(a.name)?.addresses, []);
+    assert.deepEqual((await dp.checkPolicies([a])).drifted, [a.name]);
+  });
+
+  it('validates like the kernel dataplane, fails on demand, and sees the table deleted behind its back', async () => {
+    const dp = createFakeDataplane();
+    await assert.rejects(dp.ensurePolicy({ ...a, name: 'ep_x' }), { code: 'TRUSS_ERR_ID_INVALID' });
+    await assert.rejects(dp.removePolicy('drop table'), { code: 'TRUSS_ERR_ID_INVALID' });
+    dp.failNext('ensurePolicy', new KernelError('EPERM', ['nft'], 1, 'Operation not permitted'));
+    await assert.rejects(dp.ensurePolicy(a), { code: 'EPERM' });
+    await dp.ensurePolicy(a);
+    dp.deletePolicyTableBehindBack();
+    assert.deepEqual((await dp.checkPolicies([a])).problems, ['table inet truss_policy is missing']);
+  });
+
+  it('keeps denied counters across updates and drops them with the policy', async () => {
+    const dp = createFakeDataplane();
+    assert.deepEqual(await dp.readPolicyCounters(), {});
+    await dp.ensurePolicy(a);
+    dp.policyCounters[a.name] = { packets: 3, bytes: 180 };
+    await dp.ensurePolicy({ ...a, rules: [] });
+    assert.deepEqual(await dp.readPolicyCounters(), { [a.name]: { packets: 3, bytes: 180 } });
+    await dp.removePolicy(a.name);
+    assert.deepEqual(await dp.readPolicyCounters(), {});
   });
 });

@@ -8,12 +8,19 @@
  *   dp.failNext('ensureVeth', new KernelError('EBUSY', ['ip'], 2, 'busy'));
  *   dp.addForeignLink('trb0123456789ab');   // someone else's link with our name
  *   dp.deleteBehindBack('trv0123456789ab'); // drift
+ *   dp.deletePolicyTableBehindBack();          // drift: every policy gone
+ *   dp.policyCounters.ep_0123456789ab = { packets: 3, bytes: 180 };
+ *
+ * Port policies are kept as the PolicyObjects last ensured (validated as the Linux
+ * dataplane validates them); an address ensured for one chain is taken from any other,
+ * as the kernel map re-points it.
  */
-import type { BridgeObject, FirewallObject, VethObject } from '../../core/desired.ts';
+import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
-import type { Dataplane, ObservedLink } from '../../core/ports.ts';
+import type { Dataplane, ObservedLink, PolicyCheck, PolicyCounter } from '../../core/ports.ts';
 import { KernelError } from '../linux/exec.ts';
+import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
 
 export type DataplaneMethod = keyof Dataplane;
@@ -47,6 +54,12 @@ export class FakeDataplane implements Dataplane {
   readonly calls: FakeCall[] = [];
   firewall: FirewallObject | undefined;
   readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '0']]);
+  /** table inet truss_policy exists */
+  policyTable = false;
+  /** chain name -> the policy last ensured for it */
+  readonly policies = new Map<string, PolicyObject>();
+  /** chain name -> denied counter; tests set values, ensure keeps them, remove drops them */
+  readonly policyCounters: Record<string, PolicyCounter> = {};
   #nextIndex = 2;
   readonly #faults = new Map<DataplaneMethod, unknown[]>();
   readonly #sticky = new Map<DataplaneMethod, unknown>();
@@ -95,6 +108,13 @@ export class FakeDataplane implements Dataplane {
     const host = p?.peer ? this.links.get(p.peer) : undefined;
     if (host) delete host.peer;
     this.links.delete(peer);
+  }
+
+  /** Drift: someone ran `nft delete table inet truss_policy`. */
+  deletePolicyTableBehindBack(): void {
+    this.policyTable = false;
+    this.policies.clear();
+    for (const k of Object.keys(this.policyCounters)) delete this.policyCounters[k];
   }
 
   callsOf(method: DataplaneMethod): FakeCall[] {
@@ -220,6 +240,60 @@ export class FakeDataplane implements Dataplane {
     this.#enter('ensureSysctls', f);
     if (f.networks.some((n) => !n.internal)) this.sysctls.set('net/ipv4/ip_forward', '1');
   }
+
+  async checkPolicies(desired: readonly PolicyObject[]): Promise<PolicyCheck> {
+    this.#enter('checkPolicies', desired);
+    if (!this.policyTable) {
+      const drifted = desired.map((p) => p.name);
+      return { drifted, extra: [], problems: drifted.length > 0 ? ['table inet truss_policy is missing'] : [] };
+    }
+    const drifted: string[] = [];
+    const problems: string[] = [];
+    for (const p of desired) {
+      const have = this.policies.get(p.name);
+      if (have && samePolicy(have, p)) continue;
+      drifted.push(p.name);
+      problems.push(have ? `policy ${p.name}: differs` : `policy ${p.name}: chain ${p.name} is missing`);
+    }
+    const wanted = new Set(desired.map((p) => p.name));
+    const extra = [...this.policies.keys()].filter((n) => !wanted.has(n)).sort();
+    for (const n of extra) problems.push(`policy ${n}: installed but not desired`);
+    return { drifted, extra, problems };
+  }
+
+  async ensurePolicy(p: PolicyObject): Promise<void> {
+    this.#enter('ensurePolicy', p);
+    const c = checkPolicyObject(p);
+    const mine = new Set([...c.addresses4, ...c.addresses6]);
+    for (const [name, other] of this.policies) {
+      if (name === p.name || !other.addresses.some((a) => mine.has(a))) continue;
+      this.policies.set(name, { ...other, addresses: other.addresses.filter((a) => !mine.has(a)) });
+    }
+    this.policyTable = true;
+    this.policies.set(p.name, clone(p));
+    this.policyCounters[p.name] ??= { packets: 0, bytes: 0 };
+  }
+
+  async removePolicy(name: string): Promise<void> {
+    this.#enter('removePolicy', name);
+    checkChainName(name);
+    this.policies.delete(name);
+    delete this.policyCounters[name];
+  }
+
+  async removePolicyTable(): Promise<void> {
+    this.#enter('removePolicyTable', undefined);
+    this.deletePolicyTableBehindBack();
+  }
+
+  async readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
+    this.#enter('readPolicyCounters', undefined);
+    return this.policyTable ? clone(this.policyCounters) : {};
+  }
 }
+
+const sortedText = (xs: readonly string[]): string => JSON.stringify([...xs].sort());
+const samePolicy = (a: PolicyObject, b: PolicyObject): boolean =>
+  sortedText(a.addresses) === sortedText(b.addresses) && JSON.stringify(a.rules) === JSON.stringify(b.rules);
 
 export const createFakeDataplane = (): FakeDataplane => new FakeDataplane();

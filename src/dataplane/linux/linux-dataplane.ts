@@ -1,16 +1,19 @@
 /**
- * The Linux dataplane: the Dataplane port (core/ports.ts) over ip, nft, iptables-restore
- * and sysctl, one kernel kind per file. This file only wires them together; it holds no
- * state but the probed iptables tools.
+ * The Linux dataplane: the Dataplane port (core/ports.ts) over ip, nft, iptables-restore,
+ * sysctl and conntrack, one kernel kind per file. This file only wires them together; it
+ * holds no state but the probed iptables tools.
  */
 import type { FirewallObject } from '../../core/desired.ts';
 import type { Dataplane, ObservedLink } from '../../core/ports.ts';
 import * as bridge from './bridge.ts';
+import { cutDeniedFlows } from './conntrack.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
 import * as ipt from './iptables.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
 import * as nft from './nft.ts';
-import { ensureFirewallSysctls } from './sysctl.ts';
+import * as policy from './policy.ts';
+import { checkPolicies } from './policy-check.ts';
+import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
 import * as veth from './veth.ts';
 
 export interface LinuxDataplaneOptions {
@@ -87,6 +90,19 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     async ensureSysctls(f) {
       await ensureFirewallSysctls(exec, f);
     },
+    checkPolicies: (desired) => checkPolicies(exec, desired),
+    async ensurePolicy(p) {
+      // br_netfilter's switches are checked alongside; when they cannot be on, the call fails,
+      // but only after the policy holds for what does not need them (routed and host traffic)
+      const [sysctls, applied] = await Promise.allSettled([ensureBridgeNetfilter(exec), policy.applyPolicy(exec, p)]);
+      if (applied.status === 'rejected') throw applied.reason;
+      const cut = await cutDeniedFlows(exec, p.addresses, p.rules);
+      if (cut.length > 0) opts.log?.debug('policy: cut denied flows', { chain: p.name, flows: cut.length });
+      if (sysctls.status === 'rejected') throw sysctls.reason;
+    },
+    removePolicy: (name) => policy.removePolicy(exec, name),
+    removePolicyTable: () => policy.removePolicyTable(exec),
+    readPolicyCounters: () => policy.readPolicyCounters(exec),
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
   };
