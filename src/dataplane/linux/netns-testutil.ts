@@ -4,8 +4,10 @@
  * each file ends by asserting that no truss-t-* namespace is left. Nothing here touches
  * the namespace the test runner itself lives in.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
+import { bridgeName, hostVethName, macFor, peerVethName } from '../../core/naming.ts';
 import type { OnCommand } from './exec.ts';
 
 export const TEST_NS_PREFIX = 'truss-t-';
@@ -99,4 +101,89 @@ export function commandRecorder(): { onCommand: OnCommand; argvs: string[][]; wr
       argvs.length = 0;
     },
   };
+}
+
+// ---------- a simulated Docker host with "containers" (traffic tests) ----------
+
+export const BUSYBOX = '/usr/bin/busybox';
+
+/** A truss network spec on 198.18.<n>.0/24 (and fd00:<n>::/64 with v6). */
+export const testNetwork = (id: string, n: number, opts: { internal?: boolean; v6?: boolean } = {}): NetworkSpec => ({
+  id,
+  bridge: bridgeName(id),
+  bridgeNamed: false,
+  mtu: 1500,
+  internal: opts.internal ?? false,
+  nat: !opts.internal,
+  ipv4: [{ pool: `198.18.${n}.0/24`, gateway: `198.18.${n}.1/24`, auxAddresses: {} }],
+  ipv6: opts.v6 ? [{ pool: `fd00:${n}::/64`, gateway: `fd00:${n}::1/64`, auxAddresses: {} }] : [],
+  options: {},
+});
+
+export const testEndpoint = (networkId: string): EndpointSpec => {
+  const id = randomId();
+  return { networkId, id, hostVeth: hostVethName(id), peerVeth: peerVethName(id), mac: macFor(id), options: {} };
+};
+
+export interface Ctr {
+  readonly ns: TestNs;
+  readonly ip: string;
+  readonly ip6?: string;
+}
+
+/**
+ * Docker's part of Join, done to namespace `c`: move the peer in from `host`, rename it eth0,
+ * address it, route via the gateway. `v6` is [address/len, gateway].
+ */
+export async function joinContainer(
+  host: TestNs,
+  c: TestNs,
+  e: EndpointSpec,
+  ip: string,
+  gw: string,
+  v6?: readonly [string, string],
+): Promise<Ctr> {
+  await host.must(['ip', 'link', 'set', e.peerVeth, 'netns', c.name]);
+  const lines = [`link set ${e.peerVeth} name eth0`, `addr add ${ip} dev eth0`, 'link set eth0 up'];
+  if (v6) lines.push(`addr add ${v6[0]} dev eth0 nodad`, `route add default via ${v6[1]}`);
+  lines.push(`route add default via ${gw}`);
+  await c.must(['ip', '-batch', '-'], `${lines.join('\n')}\n`);
+  return { ns: c, ip: ip.split('/')[0] as string, ...(v6 ? { ip6: v6[0].split('/')[0] as string } : {}) };
+}
+
+/** What dockerd does to a host: FORWARD policy DROP (v4 and v6), br_netfilter calls on. */
+export async function dockerdHostPolicy(host: TestNs, bridgeNf = '1'): Promise<void> {
+  await host.must(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
+  await host.must(['ip6tables', '-w', '-P', 'FORWARD', 'DROP']);
+  await host.must([
+    'sysctl',
+    '-q',
+    '-w',
+    `net.bridge.bridge-nf-call-iptables=${bridgeNf}`,
+    `net.bridge.bridge-nf-call-ip6tables=${bridgeNf}`,
+  ]);
+}
+
+/**
+ * A persistent busybox server in `s` that answers every connection to `port` with "hi" and
+ * closes; with `sink`, it then reads until the client closes (a long-lived flow's far end).
+ */
+export const serveHi = (s: TestNs, port = 8080, opts: { sink?: boolean } = {}): ChildProcess => {
+  const prog = opts.sink ? [BUSYBOX, 'sh', '-c', 'echo hi; exec cat >/dev/null'] : [BUSYBOX, 'echo', 'hi'];
+  return spawn('nsenter', [`--net=${s.path}`, '--', BUSYBOX, 'nc', '-ll', '-p', `${port}`, '-e', ...prog], {
+    stdio: 'ignore',
+  });
+};
+
+const nsOf = (from: Ctr | TestNs): TestNs => ('ns' in from ? from.ns : from);
+
+/** One echo request with a 1 s deadline. */
+export async function pingOk(from: Ctr | TestNs, to: string): Promise<boolean> {
+  const args = [BUSYBOX, 'ping', ...(to.includes(':') ? ['-6'] : []), '-c1', '-W1', to];
+  return (await nsOf(from).run(args)).code === 0;
+}
+
+/** A TCP connection to a serveHi server that reads "hi" within 1 s. */
+export async function tcpHi(from: Ctr | TestNs, to: string, port = 8080): Promise<boolean> {
+  return (await nsOf(from).run([BUSYBOX, 'nc', '-w', '1', to, `${port}`])).stdout.trim() === 'hi';
 }

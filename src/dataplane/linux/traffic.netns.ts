@@ -13,38 +13,25 @@
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { computeDesired } from '../../core/desired.ts';
-import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
-import { bridgeName, hostVethName, macFor, peerVethName } from '../../core/naming.ts';
+import type { EndpointSpec } from '../../core/model.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
-import { createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
-
-const BUSYBOX = '/usr/bin/busybox';
-
-interface Ctr {
-  readonly ns: TestNs;
-  readonly ip: string;
-  readonly ip6?: string;
-}
-
-const network = (id: string, n: number, opts: { internal?: boolean; v6?: boolean } = {}): NetworkSpec => ({
-  id,
-  bridge: bridgeName(id),
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: opts.internal ?? false,
-  nat: !opts.internal,
-  ipv4: [{ pool: `198.18.${n}.0/24`, gateway: `198.18.${n}.1/24`, auxAddresses: {} }],
-  ipv6: opts.v6 ? [{ pool: `fd00:${n}::/64`, gateway: `fd00:${n}::1/64`, auxAddresses: {} }] : [],
-  options: {},
-});
-
-const endpoint = (networkId: string): EndpointSpec => {
-  const id = randomId();
-  return { networkId, id, hostVeth: hostVethName(id), peerVeth: peerVethName(id), mac: macFor(id), options: {} };
-};
+import {
+  type Ctr,
+  createTestNs,
+  dockerdHostPolicy,
+  testEndpoint as endpoint,
+  joinContainer,
+  listTestNamespaces,
+  testNetwork as network,
+  pingOk as ping,
+  randomId,
+  serveHi,
+  type TestNs,
+  tcpHi as tcp,
+} from './netns-testutil.ts';
 
 describe('traffic through truss bridges (kernel)', () => {
   const spaces: TestNs[] = [];
@@ -63,15 +50,8 @@ describe('traffic through truss bridges (kernel)', () => {
   };
 
   /** Docker's part of Join: move the peer in, rename it eth0, address it, route via the gateway. */
-  async function join(e: EndpointSpec, role: string, ip: string, gw: string, v6?: [string, string]): Promise<Ctr> {
-    const c = await ns(role);
-    await host.must(['ip', 'link', 'set', e.peerVeth, 'netns', c.name]);
-    const lines = [`link set ${e.peerVeth} name eth0`, `addr add ${ip} dev eth0`, 'link set eth0 up'];
-    if (v6) lines.push(`addr add ${v6[0]} dev eth0 nodad`, `route add default via ${v6[1]}`);
-    lines.push(`route add default via ${gw}`);
-    await c.must(['ip', '-batch', '-'], `${lines.join('\n')}\n`);
-    return { ns: c, ip: ip.split('/')[0] as string, ...(v6 ? { ip6: v6[0].split('/')[0] as string } : {}) };
-  }
+  const join = async (e: EndpointSpec, role: string, ip: string, gw: string, v6?: [string, string]): Promise<Ctr> =>
+    joinContainer(host, await ns(role), e, ip, gw, v6);
 
   /** A Docker-like bridge truss does not own, with one container, and the uplink router. */
   async function foreignAndUplink(): Promise<void> {
@@ -113,37 +93,6 @@ describe('traffic through truss bridges (kernel)', () => {
     ctr.d1 = { ns: d1, ip: '198.18.9.2' };
   }
 
-  /** What dockerd does to a host: FORWARD policy DROP (v4 and v6), br_netfilter calls on. */
-  async function dockerdHostPolicy(): Promise<void> {
-    await host.must(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
-    await host.must(['ip6tables', '-w', '-P', 'FORWARD', 'DROP']);
-    await host.must([
-      'sysctl',
-      '-q',
-      '-w',
-      'net.bridge.bridge-nf-call-iptables=1',
-      'net.bridge.bridge-nf-call-ip6tables=1',
-    ]);
-  }
-
-  const serve = (c: TestNs): void => {
-    const p = spawn(
-      'nsenter',
-      [`--net=${c.path}`, '--', BUSYBOX, 'nc', '-ll', '-p', '8080', '-e', BUSYBOX, 'echo', 'hi'],
-      {
-        stdio: 'ignore',
-      },
-    );
-    servers.push(p);
-  };
-  const ping = async (from: Ctr | TestNs, to: string): Promise<boolean> => {
-    const s = 'ns' in from ? from.ns : from;
-    return (await s.run([BUSYBOX, 'ping', ...(to.includes(':') ? ['-6'] : []), '-c1', '-W1', to])).code === 0;
-  };
-  const tcp = async (from: Ctr | TestNs, to: string): Promise<boolean> => {
-    const s = 'ns' in from ? from.ns : from;
-    return (await s.run([BUSYBOX, 'nc', '-w', '1', to, '8080'])).stdout.trim() === 'hi';
-  };
   const probeCounts = async (): Promise<number[]> => {
     const text = await out.must(['nft', 'list', 'table', 'ip', 'probe']);
     return [...text.matchAll(/counter packets (\d+)/g)].map((m) => Number(m[1]));
@@ -162,10 +111,10 @@ describe('traffic through truss bridges (kernel)', () => {
     ctr.i1 = await join(eps.i1, 'i1', '198.18.3.2/24', '198.18.3.1');
     ctr.i2 = await join(eps.i2, 'i2', '198.18.3.3/24', '198.18.3.1');
     await foreignAndUplink();
-    await dockerdHostPolicy();
+    await dockerdHostPolicy(host);
     await dp.ensureSysctls(desired.firewall);
-    for (const c of [ctr.a1, ctr.a2, ctr.b1, ctr.i2, ctr.d1]) serve((c as Ctr).ns);
-    serve(out);
+    for (const c of [ctr.a1, ctr.a2, ctr.b1, ctr.i2, ctr.d1]) servers.push(serveHi((c as Ctr).ns));
+    servers.push(serveHi(out));
   });
 
   after(async () => {
