@@ -63,8 +63,8 @@ function swapIn(v: unknown, swaps: Swaps, key = ''): unknown {
 }
 
 /**
- * The captures used a placeholder `-o truss.example=1` and a part-2 `--driver-opt truss.ingress`;
- * truss refuses unknown truss.* keys, so the replay sends a known one instead and drops the other.
+ * The captures used a placeholder `-o truss.example=1`; truss refuses unknown truss.* keys, so
+ * the replay sends a known one instead. (Their `--driver-opt truss.ingress=tcp/80` is real.)
  */
 function adapt(path: string, body: Record<string, unknown>): Record<string, unknown> {
   const opts = body.Options as Record<string, unknown> | null | undefined;
@@ -74,9 +74,6 @@ function adapt(path: string, body: Record<string, unknown>): Record<string, unkn
       const { 'truss.example': _placeholder, ...rest } = generic;
       opts['com.docker.network.generic'] = { ...rest, 'truss.nat': 'true' };
     }
-  }
-  if (path === '/NetworkDriver.CreateEndpoint' && opts) {
-    body.Options = Object.fromEntries(Object.entries(opts).filter(([k]) => !k.startsWith('truss.')));
   }
   return body;
 }

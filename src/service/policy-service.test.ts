@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import type { CreateNetworkInput } from '../core/ports.ts';
+import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { IntentRepo } from './intent.ts';
+import { NetworkService } from './network-service.ts';
+import { PolicyService } from './policy-service.ts';
+
+const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const NID = id('a');
+const netInput = (generic: Record<string, string> = {}): CreateNetworkInput => ({
+  networkId: NID,
+  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
+  ipv6: [],
+  generic,
+  internal: false,
+  enableIpv6: false,
+});
+
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const s of stops.splice(0)) await s();
+});
+
+function setup() {
+  const store = new MemoryStore();
+  const dp = new FakeDataplane();
+  const repo = new IntentRepo(store);
+  const reconciler = new Reconciler({
+    loadIntent: () => repo.snapshot(),
+    dataplane: dp,
+    log: silentLogger,
+    resyncMs: 3_600_000,
+  });
+  reconciler.start();
+  stops.push(() => reconciler.stop());
+  const net = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
+  const policy = new PolicyService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
+  const join = async (n: number, options: Record<string, unknown> = {}) => {
+    const endpointId = id('b', n);
+    await net.createEndpoint({ networkId: NID, endpointId, address: `198.18.1.${10 + n}/24`, options });
+    await net.join({ networkId: NID, endpointId, sandboxKey: `/var/run/docker/netns/${n}`, options: {} });
+    return endpointId;
+  };
+  return { dp, repo, reconciler, net, policy, join };
+}
+
+const chains = (dp: FakeDataplane) => [...dp.policies.keys()].sort();
+
+describe('port policy through the services', () => {
+  it('an open network programs no policy; truss.ingress programs one per joined endpoint', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput());
+    await t.join(1);
+    assert.deepEqual(chains(t.dp), []);
+    const u = setup();
+    await u.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
+    const e = await u.join(1);
+    assert.deepEqual(chains(u.dp), [`ep_${e.slice(0, 12)}`]);
+    assert.deepEqual(u.dp.policies.get(`ep_${e.slice(0, 12)}`)?.addresses, ['198.18.1.11']);
+  });
+
+  it('a per-container driver-opt replaces the network policy', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
+    const e = await t.join(2, { 'truss.ingress': 'tcp/8080' });
+    const view = await t.policy.show(NID);
+    assert.equal(view.ingress, 'tcp/80');
+    assert.equal(view.source, 'created');
+    assert.deepEqual(
+      view.endpoints.map((x) => [x.endpointId, x.ingress, x.override]),
+      [[e, 'tcp/8080', true]],
+    );
+  });
+
+  it('policy set reaches running endpoints (not overrides) before it answers; clear reopens', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput());
+    const plain = await t.join(1);
+    const own = await t.join(2, { 'truss.ingress': 'udp/53' });
+    const view = await t.policy.set(NID, 'tcp/80,tcp/8080');
+    assert.equal(view.source, 'runtime');
+    assert.deepEqual(t.dp.policies.get(`ep_${plain.slice(0, 12)}`)?.rules, [
+      { proto: 'tcp', ports: { from: 80, to: 80 } },
+      { proto: 'tcp', ports: { from: 8080, to: 8080 } },
+    ]);
+    assert.deepEqual(t.dp.policies.get(`ep_${own.slice(0, 12)}`)?.rules, [
+      { proto: 'udp', ports: { from: 53, to: 53 } },
+    ]);
+    const cleared = await t.policy.set(NID, null);
+    assert.equal(cleared.ingress, null);
+    assert.deepEqual(chains(t.dp), [`ep_${own.slice(0, 12)}`]);
+  });
+
+  it('refuses a bad spec or an unknown network without changing anything', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
+    await t.join(1);
+    await assert.rejects(t.policy.set(NID, 'tcp/80;reboot'), /truss\.ingress/);
+    await assert.rejects(t.policy.set(id('f'), 'tcp/80'), /not a truss network/);
+    assert.equal((await t.policy.show(NID)).ingress, 'tcp/80');
+    await assert.rejects(
+      t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: id('c') }),
+      /tcp\/0/,
+    );
+  });
+
+  it('leave removes the policy; deleting the network removes the table and the run-time record', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
+    const e = await t.join(1);
+    await t.policy.set(NID, 'tcp/443');
+    await t.net.leave(NID, e);
+    assert.deepEqual(chains(t.dp), []);
+    await t.net.deleteEndpoint(NID, e);
+    await t.net.deleteNetwork(NID);
+    assert.equal(await t.repo.getPolicy(NID), undefined);
+    assert.equal(t.dp.policyTable, false);
+  });
+
+  it('a failed policy makes Join fail (fail closed) and undoes the join', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
+    const endpointId = id('b', 7);
+    await t.net.createEndpoint({ networkId: NID, endpointId, address: '198.18.1.30/24', options: {} });
+    t.dp.failNext('ensurePolicy', new Error('nft said no'));
+    await assert.rejects(
+      t.net.join({ networkId: NID, endpointId, sandboxKey: '/var/run/docker/netns/7', options: {} }),
+    );
+    assert.equal((await t.repo.getEndpoint(NID, endpointId))?.sandboxKey, undefined);
+  });
+
+  it('a full pass repairs a policy deleted behind truss', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
+    const e = await t.join(1);
+    t.dp.policies.delete(`ep_${e.slice(0, 12)}`);
+    assert.notDeepEqual(await t.reconciler.check(), []);
+    await t.reconciler.reconcileNow();
+    assert.deepEqual(chains(t.dp), [`ep_${e.slice(0, 12)}`]);
+    assert.deepEqual(await t.reconciler.check(), []);
+  });
+});
