@@ -1,0 +1,55 @@
+/**
+ * Multi-host ("cluster") networks: what truss keeps in the shared store (etcd).
+ *
+ * Host-local intent (networks, endpoints, local pools) always stays in the embedded store
+ * under --state-dir, so a host keeps working, restarting and reconciling while etcd is
+ * down. Only what hosts must agree on lives in etcd, under /truss/v1/cluster/:
+ *   nodes/<node>                       NodeRecord, under the node's lease (presence)
+ *   networks/<cluster>                 ClusterNetworkRecord (create-if-absent, then compared)
+ *   members/<cluster>/<node>           MemberRecord, under the node's lease
+ *   blocks/<cluster>/<block cidr>      BlockRecord: a per-host address block (create-if-absent)
+ *   addrs/<cluster>/<ip>               AddressClaim (create-if-absent; never under a lease)
+ */
+export interface NodeRecord {
+  /** host name, unique in the cluster: [a-z0-9][a-z0-9.-]{0,62} */
+  readonly name: string;
+  /** underlay address peers send WireGuard/VXLAN traffic to (bare IP) */
+  readonly address: string;
+  /** WireGuard public key, base64 (never the private key) */
+  readonly wgPublicKey: string;
+  readonly wgPort: number;
+}
+
+export interface ClusterNetworkRecord {
+  /** the truss.cluster option value */
+  readonly name: string;
+  readonly subnets: readonly string[];
+  /** false = unencrypted VXLAN (truss.encrypt=false) */
+  readonly encrypt: boolean;
+  /** canonical text of the options every host must agree on (compared on join) */
+  readonly fingerprint: string;
+}
+
+export interface MemberRecord {
+  readonly cluster: string;
+  readonly node: string;
+}
+
+export interface BlockRecord {
+  readonly cluster: string;
+  readonly block: string;
+  readonly node: string;
+}
+
+export interface AddressClaim {
+  readonly cluster: string;
+  readonly address: string;
+  readonly node: string;
+  /** com.docker.network.endpoint.name when Docker gave one */
+  readonly owner?: string;
+}
+
+export const CLUSTER_PREFIX = '/truss/v1/cluster/';
+const NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
+export const isValidNodeName = (s: string): boolean => NAME.test(s);
+export const isValidClusterName = (s: string): boolean => NAME.test(s);
