@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatIp, type Ip, type Prefix, parseIp, parsePrefix, prefixContains } from '../core/ip.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { blockOf, ClusterIpam } from './cluster-ipam.ts';
+
+const subnet = parsePrefix('198.18.64.0/20') as Prefix;
+const ip = (s: string): Ip => parseIp(s) as Ip;
+
+function hosts(n: number, store = new MemoryStore()) {
+  return Array.from({ length: n }, (_, i) => new ClusterIpam({ store, node: `host${i}`, log: silentLogger }));
+}
+
+describe('ClusterIpam', () => {
+  it('30 concurrent allocations over 3 hosts are distinct and each lies in its host block', async () => {
+    const hs = hosts(3);
+    const got = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => hs[i % 3]!.allocate('blue', subnet).then((a) => ({ node: i % 3, a }))),
+    );
+    const texts = got.map((g) => formatIp(g.a));
+    assert.equal(new Set(texts).size, 30, `duplicates in ${texts}`);
+    const blocks = await hs[0]!.blocks('blue');
+    for (const g of got) {
+      const owner = blocks.get(`${formatIp({ family: 4, value: blockOf(g.a, 26).value })}/26`);
+      assert.equal(owner, `host${g.node}`, `${formatIp(g.a)} must be in host${g.node}'s block`);
+      assert.ok(prefixContains(subnet, g.a));
+    }
+  });
+
+  it('skips the subnet network address and shared (gateway) addresses', async () => {
+    const [a, b] = hosts(2);
+    await a!.reserveShared('blue', subnet, ip('198.18.64.1'));
+    await b!.reserveShared('blue', subnet, ip('198.18.64.1')); // every host's gateway: fine
+    assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.2');
+  });
+
+  it('a specific address must be free and not in another host block', async () => {
+    const [a, b] = hosts(2);
+    const first = await a!.allocate('blue', subnet);
+    await assert.rejects(b!.allocate('blue', subnet, first), /block .* of host host0/);
+    await assert.rejects(a!.allocate('blue', subnet, first), /already used/);
+    const far = ip('198.18.70.10');
+    assert.equal(formatIp(await b!.allocate('blue', subnet, far)), '198.18.70.10');
+    await assert.rejects(a!.allocate('blue', subnet, ip('198.19.0.1')), /not in cluster network/);
+  });
+
+  it('release frees only this host claims, and is idempotent', async () => {
+    const [a, b] = hosts(2);
+    const x = await a!.allocate('blue', subnet);
+    await b!.release('blue', x); // not b's: nothing happens
+    await assert.rejects(a!.allocate('blue', subnet, x), /already used/);
+    await a!.release('blue', x);
+    await a!.release('blue', x);
+    assert.equal(formatIp(await a!.allocate('blue', subnet, x)), formatIp(x));
+  });
+
+  it('a host that restarts keeps its blocks and claims (nothing is tied to its process)', async () => {
+    const store = new MemoryStore();
+    const [a] = hosts(1, store);
+    const x = await a!.allocate('blue', subnet);
+    const [again] = hosts(1, store);
+    const y = await again!.allocate('blue', subnet);
+    assert.notEqual(formatIp(x), formatIp(y));
+    assert.equal(blockOf(x, 26).value, blockOf(y, 26).value, 'same block reused');
+  });
+
+  it('fails clearly when the subnet is exhausted', async () => {
+    const small = parsePrefix('198.18.99.0/29') as Prefix;
+    const [a] = hosts(1);
+    for (let i = 0; i < 6; i++) await a!.allocate('tiny', small);
+    await assert.rejects(a!.allocate('tiny', small), /no free block/);
+  });
+});
