@@ -3,6 +3,8 @@
  * clock, no randomness, no I/O. Everything random (MACs, names) was fixed when the
  * intent was written.
  */
+
+import { WG_DEVICE } from './cluster/desired.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
 import { policyChainName } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
@@ -36,6 +38,8 @@ export interface FirewallNetwork {
   readonly subnets6: readonly string[];
   readonly nat: boolean;
   readonly internal: boolean;
+  /** links that carry this network's traffic to and from other hosts (cluster networks: the WireGuard device) */
+  readonly peerLinks?: readonly string[];
 }
 
 export interface FirewallObject {
@@ -124,6 +128,7 @@ export function computeDesired(
         subnets6: n.ipv6.map((d) => d.pool),
         nat: n.nat && !n.internal,
         internal: n.internal,
+        ...(n.cluster?.encrypt ? { peerLinks: [WG_DEVICE] } : {}),
       }))
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };

@@ -27,6 +27,8 @@ export interface NetworkSpec {
   readonly options: Readonly<Record<string, string>>;
   /** truss.ingress at creation; absent = open (like Docker's bridge) */
   readonly ingress?: IngressPolicy;
+  /** truss.cluster: this network is this host's part of a multi-host network */
+  readonly cluster?: { readonly name: string; readonly encrypt: boolean };
 }
 
 /**

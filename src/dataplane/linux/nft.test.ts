@@ -40,11 +40,16 @@ const GOLDEN_TWO = `table inet truss {
 		elements = { "trbaaaaaaaaaaaa" : jump net_aaaaaaaaaaaa, "trbbbbbbbbbbbbb" : jump net_bbbbbbbbbbbb }
 	}
 
+	set peer_ingress {
+		type ifname . ifname
+	}
+
 	chain forward {
 		type filter hook forward priority filter - 10; policy accept;
 		iifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"
 		ct state established,related accept comment "truss: replies of allowed flows"
 		iifname vmap @egress comment "truss: from a truss network: its own chain"
+		iifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"
 		oifname @bridges drop comment "truss: new flows into a truss network from elsewhere"
 	}
 
@@ -112,6 +117,16 @@ describe('renderNftRuleset', () => {
     assert.throws(() => renderNftRuleset({ networks: [{ ...netA, subnets4: ['198.18.1.0/24 accept'] }] }), {
       code: 'TRUSS_ERR_ADDRESS_INVALID',
     });
+  });
+
+  it('lets other hosts of a cluster network in through its peer link, and does not NAT to them', () => {
+    const text = renderNftRuleset({ networks: [{ ...netA, peerLinks: ['trwg0'] }] });
+    assert.match(
+      text,
+      /set peer_ingress \{\n\t\ttype ifname \. ifname\n\t\telements = \{ "trwg0" \. "trbaaaaaaaaaaaa" \}/,
+    );
+    assert.match(text, /oifname "trwg0" accept comment "net aaaaaaaaaaaa: to other hosts"/);
+    assert.match(text, /oifname != "trbaaaaaaaaaaaa" oifname != "trwg0" masquerade/);
   });
 
   it('wraps the table in a create-delete-create transaction', () => {

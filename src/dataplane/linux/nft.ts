@@ -50,6 +50,15 @@ function egressMap(networks: readonly FirewallNetwork[]): string[] {
   return ['\tmap egress {', '\t\ttype ifname : verdict', ...body, '\t}', ''];
 }
 
+/** (peer link . bridge) pairs: other hosts of a cluster network may open flows into its bridge. */
+function peerIngressSet(networks: readonly FirewallNetwork[]): string[] {
+  const els = networks.flatMap((n) =>
+    (n.peerLinks ?? []).map((l) => `${q(checkIfName(l))} . ${q(checkIfName(n.bridge))}`),
+  );
+  const body = els.length > 0 ? [`\t\telements = { ${els.join(', ')} }`] : [];
+  return ['\tset peer_ingress {', '\t\ttype ifname . ifname', ...body, '\t}', ''];
+}
+
 function forwardChain(): string[] {
   return [
     '\tchain forward {',
@@ -57,6 +66,7 @@ function forwardChain(): string[] {
     '\t\tiifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"',
     '\t\tct state established,related accept comment "truss: replies of allowed flows"',
     '\t\tiifname vmap @egress comment "truss: from a truss network: its own chain"',
+    '\t\tiifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"',
     '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"',
     '\t}',
     '',
@@ -67,10 +77,12 @@ function forwardChain(): string[] {
 function networkChain(n: FirewallNetwork): string[] {
   const tag = `net ${netTag(n)}`;
   const br = q(checkIfName(n.bridge));
+  const peers = (n.peerLinks ?? []).map((l) => `oifname ${q(checkIfName(l))} accept comment "${tag}: to other hosts"`);
   const rules = n.internal
-    ? [`oifname ${br} accept comment "${tag}: same network"`, `drop comment "${tag}: internal network"`]
+    ? [`oifname ${br} accept comment "${tag}: same network"`, ...peers, `drop comment "${tag}: internal network"`]
     : [
         `oifname ${br} accept comment "${tag}: same network"`,
+        ...peers,
         `oifname @bridges drop comment "${tag}: to another truss network"`,
         `meta oifkind "bridge" oifname != @uplinks drop comment "${tag}: to a foreign bridge"`,
         `accept comment "${tag}: outbound"`,
@@ -82,10 +94,11 @@ function postroutingChain(networks: readonly FirewallNetwork[]): string[] {
   const rules = networks
     .filter((n) => n.nat && !n.internal)
     .flatMap((n) =>
-      n.subnets4.map(
-        (s) =>
-          `\t\tip saddr ${canonicalCidr(s)} oifname != ${q(checkIfName(n.bridge))} masquerade comment "net ${netTag(n)}"`,
-      ),
+      n.subnets4.map((s) => {
+        // traffic to the same cluster network on other hosts keeps its container source
+        const peer = (n.peerLinks ?? []).map((l) => ` oifname != ${q(checkIfName(l))}`).join('');
+        return `\t\tip saddr ${canonicalCidr(s)} oifname != ${q(checkIfName(n.bridge))}${peer} masquerade comment "net ${netTag(n)}"`;
+      }),
     );
   return [
     '\tchain postrouting {',
@@ -107,6 +120,7 @@ export function renderNftRuleset(f: FirewallObject, opts: NftRenderOptions = {})
     ...ifnameSet('bridges', bridges),
     ...ifnameSet('uplinks', uplinks),
     ...egressMap(nets),
+    ...peerIngressSet(nets),
     ...forwardChain(),
     ...nets.flatMap(networkChain),
     ...postroutingChain(nets),
