@@ -4,14 +4,14 @@ import { parseEndpointOptions, parseNetworkOptions } from './options.ts';
 
 describe('parseNetworkOptions', () => {
   it('defaults: MTU 1500, NAT on, derived bridge name', () => {
-    assert.deepEqual(parseNetworkOptions({}, false), { mtu: 1500, nat: true });
+    assert.deepEqual(parseNetworkOptions({}, false), { mtuGiven: false, mtu: 1500, nat: true });
   });
   it('reads bridge name, MTU and truss.nat', () => {
     const o = parseNetworkOptions(
       { 'com.docker.network.bridge.name': 'br-web', 'com.docker.network.driver.mtu': '1400', 'truss.nat': 'false' },
       false,
     );
-    assert.deepEqual(o, { bridgeName: 'br-web', mtu: 1400, nat: false });
+    assert.deepEqual(o, { bridgeName: 'br-web', mtuGiven: true, mtu: 1400, nat: false });
   });
   it('tolerates keys Docker adds and other drivers own', () => {
     assert.doesNotThrow(() =>

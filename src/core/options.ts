@@ -6,6 +6,7 @@
  * tolerated and ignored.
  */
 import { errors } from './errors.ts';
+import { isValidClusterName } from './cluster/model.ts';
 import { isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
@@ -13,8 +14,10 @@ import { parseIngress } from './policy/parse.ts';
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
 export const OPT_NAT = 'truss.nat';
+export const OPT_CLUSTER = 'truss.cluster';
+export const OPT_ENCRYPT = 'truss.encrypt';
 
-export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS];
+export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS, OPT_CLUSTER, OPT_ENCRYPT];
 export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS];
 
 export const DEFAULT_MTU = 1500;
@@ -28,6 +31,10 @@ export interface NetworkOptions {
   readonly nat: boolean;
   /** truss.ingress; absent = open */
   readonly ingress?: IngressPolicy;
+  /** truss.cluster (+ truss.encrypt, default true) */
+  readonly cluster?: { readonly name: string; readonly encrypt: boolean };
+  /** true when the MTU came from com.docker.network.driver.mtu */
+  readonly mtuGiven: boolean;
 }
 
 export interface EndpointOptions {
@@ -76,7 +83,23 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   const mtuText = generic[OPT_MTU];
   const natText = generic[OPT_NAT];
   const ingressText = generic[OPT_INGRESS];
+  const clusterName = generic[OPT_CLUSTER];
+  if (clusterName !== undefined && !isValidClusterName(clusterName)) {
+    throw errors.badOption(
+      `option ${OPT_CLUSTER}=${JSON.stringify(clusterName)}: expected 1-63 of [a-z0-9.-], starting with a letter or digit`,
+    );
+  }
+  const encryptText = generic[OPT_ENCRYPT];
+  if (encryptText !== undefined && clusterName === undefined) {
+    throw errors.badOption(`option ${OPT_ENCRYPT} only applies with ${OPT_CLUSTER}`);
+  }
+  const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
+  if (!encrypt) {
+    throw errors.unsupported(`option ${OPT_ENCRYPT}=false (unencrypted VXLAN) is not implemented yet; omit it to use WireGuard`);
+  }
   return {
+    ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
+    mtuGiven: mtuText !== undefined && mtuText !== '',
     ...(name !== undefined ? { bridgeName: name } : {}),
     ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}),
     mtu: mtuText === undefined || mtuText === '' ? DEFAULT_MTU : parseMtu(OPT_MTU, mtuText, ipv6),

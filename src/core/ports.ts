@@ -126,6 +126,30 @@ export interface IpamService {
   releaseAddress(poolId: string, address: string): Promise<void>;
 }
 
+// ---------- the cluster (called by services when a network has truss.cluster) ----------
+
+export interface ClusterJoin {
+  /** the truss.cluster name */
+  readonly name: string;
+  readonly subnets: readonly string[];
+  readonly encrypt: boolean;
+  /** canonical text of what every host must agree on */
+  readonly fingerprint: string;
+  /** addresses every host uses the same way (gateway, aux): reserved in the shared store */
+  readonly shared: readonly string[];
+}
+
+export interface ClusterPort {
+  /** false when truss runs with the embedded store only (no --store etcd://...) */
+  enabled(): boolean;
+  /** MTU for container interfaces of cluster networks on this host (the tunnel's) */
+  mtu(): number;
+  /** Register (or check against) the cluster network and this host's membership. */
+  joinNetwork(join: ClusterJoin): Promise<void>;
+  /** This host leaves the cluster network (its blocks stay claimed while it holds addresses). */
+  leaveNetwork(name: string): Promise<void>;
+}
+
 export const GATEWAY_REQUEST_TYPE = 'com.docker.network.gateway';
 export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 export const ENDPOINT_NAME_OPTION = 'com.docker.network.endpoint.name';

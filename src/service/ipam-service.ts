@@ -54,6 +54,22 @@ export interface IpamServiceDeps {
   readonly store: Store;
   readonly log: Logger;
   readonly defaultPools: readonly DefaultPool[];
+  /**
+   * Cluster networks: the pool of a cluster network (known once CreateNetwork with
+   * truss.cluster has run) hands out endpoint addresses through the cluster IPAM, so
+   * they are unique across hosts; the local record is kept as well.
+   */
+  readonly cluster?: {
+    readonly ipam: ClusterAddressing;
+    /** the truss.cluster name of the local network using this pool (CIDR), if any */
+    clusterForPool(pool: string): Promise<string | undefined>;
+  };
+}
+
+/** What the IPAM needs of the cluster IPAM (cluster/cluster-ipam.ts). */
+export interface ClusterAddressing {
+  allocate(cluster: string, subnet: Prefix, specific?: Ip, owner?: string): Promise<Ip>;
+  release(cluster: string, ip: Ip): Promise<void>;
 }
 
 const RETRY = Symbol('retry');
@@ -90,8 +106,10 @@ export class IpamServiceImpl implements IpamService {
   readonly #log: Logger;
   readonly #defaults: readonly CompiledDefaultPool[];
   readonly #lock = new KeyedLock();
+  readonly #deps: IpamServiceDeps;
 
   constructor(deps: IpamServiceDeps) {
+    this.#deps = deps;
     this.#store = deps.store;
     this.#log = deps.log;
     this.#defaults = compileDefaultPools(deps.defaultPools);
@@ -118,6 +136,8 @@ export class IpamServiceImpl implements IpamService {
   async requestAddress(input: RequestAddressInput): Promise<RequestAddressResult> {
     const ip = input.address === '' ? undefined : parseRequestedAddress(input.address);
     const holder = classifyAddressRequest(input.options, input.address);
+    const cluster = holder.kind === 'gateway' ? undefined : await this.#clusterOf(input.poolId);
+    if (cluster) return this.#requestClusterAddress(input.poolId, cluster, ip, holder.owner);
     return this.#lock.run(input.poolId, () =>
       this.#retry('RequestAddress', () => this.#tryRequestAddress(input.poolId, ip?.value, holder)),
     );
@@ -125,7 +145,38 @@ export class IpamServiceImpl implements IpamService {
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const ip = parseRequestedAddress(address);
+    const cluster = await this.#clusterOf(poolId);
     await this.#lock.run(poolId, () => this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip)));
+    if (cluster) await this.#deps.cluster?.ipam.release(cluster.name, ip);
+  }
+
+  async #clusterOf(poolId: string): Promise<{ name: string; subnet: Prefix } | undefined> {
+    if (!this.#deps.cluster) return undefined;
+    const kv = await this.#store.get(poolKey(poolId));
+    if (!kv) return undefined;
+    const pool = decodePoolRecord(kv.key, kv.value);
+    const name = await this.#deps.cluster.clusterForPool(pool.record.pool);
+    return name === undefined ? undefined : { name, subnet: pool.prefix };
+  }
+
+  /** Claim in the cluster first (fails fast while etcd is down), then record locally. */
+  async #requestClusterAddress(
+    poolId: string,
+    cluster: { name: string; subnet: Prefix },
+    wanted: Ip | undefined,
+    owner: string | undefined,
+  ): Promise<RequestAddressResult> {
+    const ipam = this.#deps.cluster?.ipam as ClusterAddressing;
+    const ip = await ipam.allocate(cluster.name, cluster.subnet, wanted, owner);
+    const holder = { kind: 'endpoint' as const, ...(owner ? { owner } : {}) };
+    try {
+      return await this.#lock.run(poolId, () =>
+        this.#retry('RequestAddress', () => this.#tryRequestAddress(poolId, ip.value, holder)),
+      );
+    } catch (e) {
+      await ipam.release(cluster.name, ip).catch(() => {});
+      throw e;
+    }
   }
 
   /**

@@ -18,6 +18,7 @@ import {
 } from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import type {
+  ClusterPort,
   CreateEndpointInput,
   CreateEndpointResult,
   CreateNetworkInput,
@@ -37,6 +38,8 @@ export interface NetworkServiceDeps {
   readonly log: Logger;
   /** how long a request waits for the kernel (ms) */
   readonly programTimeoutMs?: number;
+  /** multi-host networks (truss.cluster); absent or disabled without a cluster store */
+  readonly cluster?: ClusterPort;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -86,18 +89,21 @@ export class NetworkService implements NetworkDriverService {
     const v6 = checkIpamData(6, input.ipv6);
     if (v4.length + v6.length === 0) throw errors.badRequest('the network has no IPv4 or IPv6 pool');
     const opts = parseNetworkOptions(input.generic, v6.length > 0);
+    const mtu = this.#clusterMtu(opts.cluster, opts.mtu, opts.mtuGiven);
     const spec: NetworkSpec = {
       id: input.networkId,
       bridge: opts.bridgeName ?? bridgeName(input.networkId),
       bridgeNamed: opts.bridgeName !== undefined,
-      mtu: opts.mtu,
+      mtu,
       internal: input.internal,
       nat: opts.nat,
       ipv4: input.ipv4,
       ipv6: input.ipv6,
       options: input.generic,
       ...(opts.ingress !== undefined ? { ingress: opts.ingress } : {}),
+      ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
     };
+    if (spec.cluster) await this.#joinCluster(spec);
     const revision = await this.#lock.run(async () => {
       const existing = await this.#d.repo.getNetwork(spec.id);
       if (existing) {
@@ -110,9 +116,42 @@ export class NetworkService implements NetworkDriverService {
     });
     await this.#programOrUndo(revision, [bridgeKey(spec.bridge), FIREWALL_KEY], async () => {
       if (revision === 0) return 0;
+      if (spec.cluster) await this.#d.cluster?.leaveNetwork(spec.cluster.name).catch(() => {});
       return this.#d.repo.deleteNetwork(spec.id);
     });
-    this.#d.log.info('network created', { nid: shortId(spec.id), bridge: spec.bridge });
+    this.#d.log.info('network created', { nid: shortId(spec.id), bridge: spec.bridge, cluster: spec.cluster?.name });
+  }
+
+  /** Cluster networks carry the tunnel's MTU; a larger -o mtu would fragment between hosts. */
+  #clusterMtu(cluster: NetworkSpec['cluster'], mtu: number, given: boolean): number {
+    if (!cluster) return mtu;
+    const c = this.#d.cluster;
+    if (!c?.enabled()) {
+      throw errors.unsupported(
+        `option truss.cluster=${cluster.name} needs a cluster store: run truss serve with --store etcd://HOST:PORT`,
+      );
+    }
+    if (!given) return c.mtu();
+    if (mtu > c.mtu()) {
+      throw errors.badOption(
+        `option com.docker.network.driver.mtu=${mtu} is larger than the tunnel allows between hosts (${c.mtu()})`,
+      );
+    }
+    return mtu;
+  }
+
+  async #joinCluster(spec: NetworkSpec): Promise<void> {
+    const c = spec.cluster as NonNullable<NetworkSpec['cluster']>;
+    const data = [...spec.ipv4, ...spec.ipv6];
+    const subnets = data.map((d) => d.pool);
+    const fingerprint = JSON.stringify({
+      subnets,
+      encrypt: c.encrypt,
+      internal: spec.internal,
+      ingress: spec.ingress ?? null,
+    });
+    const shared = data.flatMap((d) => [d.gateway, ...Object.values(d.auxAddresses)]).filter((a) => a !== undefined);
+    await this.#d.cluster?.joinNetwork({ name: c.name, subnets, encrypt: c.encrypt, fingerprint, shared });
   }
 
   #checkNoClash(spec: NetworkSpec, pools: readonly Prefix[], other: NetworkSpec): void {
@@ -133,6 +172,11 @@ export class NetworkService implements NetworkDriverService {
     if (!spec) return;
     const revision = await this.#lock.run(() => this.#d.repo.deleteNetwork(networkId));
     await this.#settle(revision);
+    if (spec.cluster) {
+      await this.#d.cluster?.leaveNetwork(spec.cluster.name).catch((e: unknown) => {
+        this.#d.log.warn('leaving the cluster network failed; its membership expires with the lease', { err: e });
+      });
+    }
     this.#d.log.info('network deleted', { nid: shortId(networkId) });
   }
 

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ClusterIpam } from '../cluster/cluster-ipam.ts';
+import { type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { IpamServiceImpl } from './ipam-service.ts';
+
+const SUBNET = '198.18.64.0/20';
+
+/** One host: its own local store, the shared cluster store, and a cluster network on SUBNET once attached. */
+function host(node: string, shared: MemoryStore) {
+  let attached = false;
+  const cluster = new ClusterIpam({ store: shared, node, log: silentLogger });
+  const ipam = new IpamServiceImpl({
+    store: new MemoryStore(),
+    log: silentLogger,
+    defaultPools: [],
+    cluster: {
+      ipam: cluster,
+      clusterForPool: async (pool) => (attached && pool === SUBNET ? 'blue' : undefined),
+    },
+  });
+  // what CreateNetwork with truss.cluster does (ClusterPort.joinNetwork): the gateway is shared
+  const attach = async () => {
+    await cluster.reserveShared('blue', parsePrefix(SUBNET) as Prefix, parseIp('198.18.64.1') as Ip);
+    attached = true;
+  };
+  return { ipam, attach };
+}
+
+describe('IPAM of cluster networks', () => {
+  it('every host gets the same gateway locally; endpoint addresses are unique across hosts', async () => {
+    const shared = new MemoryStore();
+    const hs = [host('a', shared), host('b', shared), host('c', shared)];
+    const pools = [];
+    for (const h of hs) {
+      const p = await h.ipam.requestPool({
+        addressSpace: 'TrussLocal',
+        pool: SUBNET,
+        subPool: '',
+        options: {},
+        v6: false,
+      });
+      const gw = await h.ipam.requestAddress({
+        poolId: p.poolId,
+        address: '',
+        options: { RequestAddressType: 'com.docker.network.gateway' },
+      });
+      assert.equal(gw.address, '198.18.64.1/20');
+      await h.attach();
+      pools.push(p.poolId);
+    }
+    const got = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        hs[i % 3]!.ipam.requestAddress({ poolId: pools[i % 3]!, address: '', options: {} }).then((r) => r.address),
+      ),
+    );
+    assert.equal(new Set(got).size, 30, `duplicates: ${got}`);
+    assert.ok(!got.includes('198.18.64.1/20'));
+  });
+
+  it('release frees the cluster claim too', async () => {
+    const shared = new MemoryStore();
+    const a = host('a', shared);
+    const b = host('b', shared);
+    const pa = await a.ipam.requestPool({
+      addressSpace: 'TrussLocal',
+      pool: SUBNET,
+      subPool: '',
+      options: {},
+      v6: false,
+    });
+    const pb = await b.ipam.requestPool({
+      addressSpace: 'TrussLocal',
+      pool: SUBNET,
+      subPool: '',
+      options: {},
+      v6: false,
+    });
+    await a.attach();
+    await b.attach();
+    const x = await a.ipam.requestAddress({ poolId: pa.poolId, address: '', options: {} });
+    const ip = x.address.split('/')[0]!;
+    await assert.rejects(b.ipam.requestAddress({ poolId: pb.poolId, address: ip, options: {} }), /block .* of host a/);
+    await a.ipam.releaseAddress(pa.poolId, ip);
+    const again = await a.ipam.requestAddress({ poolId: pa.poolId, address: ip, options: {} });
+    assert.equal(again.address, x.address);
+  });
+});
