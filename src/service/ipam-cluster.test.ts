@@ -33,7 +33,7 @@ describe('IPAM of cluster networks', () => {
   it('every host gets the same gateway locally; endpoint addresses are unique across hosts', async () => {
     const shared = new MemoryStore();
     const hs = [host('a', shared), host('b', shared), host('c', shared)];
-    const pools = [];
+    const pools: string[] = [];
     for (const h of hs) {
       const p = await h.ipam.requestPool({
         addressSpace: 'TrussLocal',
