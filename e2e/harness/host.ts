@@ -13,6 +13,7 @@ import { cleanStaleNetns, createNetns, deleteNetns } from './netns.ts';
 import { CHILD_PATH, DOCKER_CLI, NETNS_PREFIX, WORK_DIR } from './paths.ts';
 import { isAlive, killAllMatching, nsIdOfFile, nsIdOfPid, waitExit } from './procs.ts';
 import { type TrussDaemon, type TrussOptions, type TrussStatus, trussDaemon } from './truss.ts';
+import type { Underlay } from './underlay.ts';
 import { waitFor } from './wait.ts';
 
 export interface HostOptions {
@@ -21,6 +22,8 @@ export interface HostOptions {
   /** Docker's pool for its own networks (`docker network create b1`). */
   readonly defaultAddressPool?: string;
   readonly dockerdArgs?: readonly string[];
+  /** Attaches the host to an underlay at start (underlay.ts): `eth-ul` with 198.18.255.<index>/24. */
+  readonly underlay?: { readonly of: Underlay; readonly index: number };
 }
 
 export interface Host {
@@ -29,6 +32,8 @@ export interface Host {
   readonly dir: string;
   readonly stateDir: string;
   readonly truss: TrussDaemon;
+  /** The host's underlay address (HostOptions.underlay), undefined when not attached. */
+  readonly underlayAddress: string | undefined;
   dockerdPid(): number;
   docker(args: readonly string[], timeoutMs?: number): Promise<RunResult>;
   /** Runs argv in the host's network namespace (ip, nft, iptables, tcpdump...). */
@@ -73,6 +78,16 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'cli'), { recursive: true });
   const netnsPath = await createNetns(name);
+  let underlayAddress: string | undefined;
+  if (opts.underlay) {
+    try {
+      underlayAddress = (await opts.underlay.of.attach(name, opts.underlay.index, name.slice(NETNS_PREFIX.length)))
+        .address;
+    } catch (err) {
+      await deleteNetns(name).catch(() => {});
+      throw err;
+    }
+  }
   const env = { ...process.env, PATH: CHILD_PATH };
   const log = openSync(join(dir, 'dockerd.log'), 'a');
   const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private', '--'];
@@ -96,6 +111,7 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
     dir,
     stateDir: truss.stateDir,
     truss,
+    underlayAddress,
     dockerdPid: () => pid,
     docker,
     exec: (a, o) => run(inNetns(netnsPath, a), { env, ...o }),

@@ -1,15 +1,24 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
- * tr[bvc]*, links whose ifalias is a truss mark, the `inet truss` and `inet truss_policy`
- * nft tables, and the TRUSS-FORWARD chain (and FORWARD jumps to it) in iptables/ip6tables.
+ * tr[bvc]* or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
+ * truss` and `inet truss_policy` nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
+ * in iptables/ip6tables, routes with truss's protocol number, and wireguard-go processes in
+ * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { inNetns, run } from './exec.ts';
 import type { Host } from './host.ts';
+import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
 
 /** truss's nft tables (family inet): the network firewall and the port policy. */
 export const TRUSS_NFT_TABLES = ['truss', 'truss_policy'] as const;
+
+/** truss's route protocol (rtm_protocol) number: TRUSS_ROUTE_PROTO in src/dataplane/linux/routes.ts. */
+export const TRUSS_ROUTE_PROTO = 116;
+
+/** A wireguard-go serving a truss device (`wireguard-go [-f] trwg0`). */
+export const isTrussWireguardGo = (p: ProcInfo): boolean => /(^|\/)wireguard-go\s+(?:-f\s+)?tr/.test(p.cmdline);
 
 /** Whether `nft list table inet <table>` finds the table in the namespace at netnsPath. */
 export async function nftTableExists(table: string, netnsPath?: string): Promise<boolean> {
@@ -25,7 +34,7 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
   if (links.code !== 0) found.push(`ip link failed: ${links.stderr.trim()}`);
   else {
     for (const l of JSON.parse(links.stdout || '[]') as { ifname: string; ifalias?: string }[]) {
-      if (/^tr[bvc]/.test(l.ifname) || l.ifalias?.startsWith('truss:')) {
+      if (/^tr(?:[bvc]|wg)/.test(l.ifname) || l.ifalias?.startsWith('truss:')) {
         found.push(`link ${l.ifname}${l.ifalias ? ` (ifalias ${l.ifalias})` : ''}`);
       }
     }
@@ -40,7 +49,25 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
       if (line.includes('TRUSS-FORWARD')) found.push(`${tool}: ${line.trim()}`);
     }
   }
+  for (const family of ['-4', '-6']) {
+    const routes = await run(wrap(['ip', family, 'route', 'show', 'table', 'all', 'proto', String(TRUSS_ROUTE_PROTO)]));
+    for (const line of routes.stdout.split('\n')) if (line.trim()) found.push(`route ${line.trim()}`);
+  }
+  const netNs = netnsPath ? nsIdOfFile(netnsPath, 'net') : nsIdOfPid(1, 'net');
+  for (const p of listProcs()) {
+    if (p.netNs === netNs && isTrussWireguardGo(p)) found.push(`process ${p.pid}: ${p.cmdline}`);
+  }
   return found;
+}
+
+/** WireGuard UAPI sockets in /run/wireguard as the mount namespace of `pid` sees it (a host's dockerd). */
+export function wireguardSockets(pid?: number): string[] {
+  const dir = pid === undefined ? '/run/wireguard' : `/proc/${pid}/root/run/wireguard`;
+  try {
+    return readdirSync(dir).map((f) => `${dir}/${f}`);
+  } catch {
+    return [];
+  }
 }
 
 /** Status lists that must be empty once every truss network is gone. */
@@ -50,6 +77,7 @@ const STATUS_LISTS = ['networks', 'endpoints', 'pools', 'addresses'] as const;
 export async function assertNoTrussLeftovers(host: Host): Promise<void> {
   const objects = await trussKernelObjects(host.netnsPath);
   assert.deepEqual(objects, [], `truss kernel objects left in ${host.name}`);
+  assert.deepEqual(wireguardSockets(host.dockerdPid()), [], `WireGuard sockets left in ${host.name}'s /run/wireguard`);
   if (!host.truss.running()) return;
   const status = await host.trussStatus();
   for (const key of STATUS_LISTS) {
