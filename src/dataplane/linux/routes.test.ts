@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { type Exec, KernelError } from './exec.ts';
+import {
+  checkRoute,
+  ensureRoutes,
+  listRoutes,
+  parseRoutesJson,
+  planRoutes,
+  removeRoute,
+  TRUSS_ROUTE_PROTO,
+} from './routes.ts';
+
+// `ip -j route show table main proto 116` and its -6 twin (real output, iproute2 6.1).
+const V4 =
+  '[{"dst":"198.18.211.0/24","dev":"trwg0","scope":"link","flags":[],"metrics":[{"mtu":1440}]},{"dst":"198.18.213.7","dev":"trwg0","scope":"link","flags":[]},{"dst":"198.18.214.0/24","dev":"trwg0","scope":"link","prefsrc":"198.18.210.1","flags":[]}]\n';
+const V6 = '[{"dst":"fd00:211::/64","dev":"trwg0","metric":1024,"flags":[],"pref":"medium"}]\n';
+
+describe('route protocol', () => {
+  it('is in 20-252 and not named by iproute2 (rt_protos) nor the kernel', () => {
+    assert.ok(TRUSS_ROUTE_PROTO >= 20 && TRUSS_ROUTE_PROTO <= 252);
+    const kernel = [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 42, 99, 186, 187, 188, 189, 192];
+    assert.ok(!kernel.includes(TRUSS_ROUTE_PROTO));
+    let text = '';
+    try {
+      text = readFileSync('/etc/iproute2/rt_protos', 'utf8');
+    } catch {}
+    const named = text.split('\n').map((l) => Number.parseInt(l.trim(), 10));
+    assert.ok(!named.includes(TRUSS_ROUTE_PROTO));
+  });
+});
+
+describe('parseRoutesJson', () => {
+  it('reads our routes: host routes get /32, mtu from metrics, prefsrc as src', () => {
+    assert.deepEqual(parseRoutesJson(V4, 4), [
+      { dst: '198.18.211.0/24', dev: 'trwg0', mtu: 1440 },
+      { dst: '198.18.213.7/32', dev: 'trwg0' },
+      { dst: '198.18.214.0/24', dev: 'trwg0', src: '198.18.210.1' },
+    ]);
+    assert.deepEqual(parseRoutesJson(V6, 6), [{ dst: 'fd00:211::/64', dev: 'trwg0' }]);
+    assert.deepEqual(parseRoutesJson('', 4), []);
+    assert.deepEqual(parseRoutesJson('[{"dst":"default","nexthops":[{"dev":"a"}]}]', 4), []);
+  });
+});
+
+describe('planRoutes', () => {
+  const cur = [...parseRoutesJson(V4, 4), ...parseRoutesJson(V6, 6)];
+  it('adds new, replaces changed, leaves matching routes alone', () => {
+    const lines = planRoutes(cur, [
+      { dst: '198.18.211.0/24', dev: 'trwg0', mtu: 1440 },
+      { dst: '198.18.213.7/32', dev: 'trwg0', mtu: 1400 },
+      { dst: 'fd00:0211:0::/64', dev: 'trwg0' },
+      { dst: '198.18.215.0/24', dev: 'trwg0', src: '198.18.210.1' },
+      { dst: 'fd00:215::/64', dev: 'trwg1' },
+    ]);
+    assert.deepEqual(lines, [
+      'route replace 198.18.213.7/32 dev trwg0 proto 116 mtu 1400',
+      'route add 198.18.215.0/24 dev trwg0 proto 116 src 198.18.210.1',
+      'route add fd00:215::/64 dev trwg1 proto 116',
+    ]);
+  });
+  it('replaces to clear an MTU or move to another device', () => {
+    assert.deepEqual(
+      planRoutes(cur, [
+        { dst: '198.18.211.0/24', dev: 'trwg0' },
+        { dst: '198.18.214.0/24', dev: 'trwg1', src: '198.18.210.1' },
+      ]),
+      [
+        'route replace 198.18.211.0/24 dev trwg0 proto 116',
+        'route replace 198.18.214.0/24 dev trwg1 proto 116 src 198.18.210.1',
+      ],
+    );
+  });
+  it('refuses host bits, bad names, bad MTUs, mixed-family sources and duplicates', () => {
+    assert.throws(() => checkRoute({ dst: '198.18.211.7/24', dev: 'trwg0' }), { code: 'TRUSS_ERR_ADDRESS_INVALID' });
+    assert.throws(() => checkRoute({ dst: '198.18.211.0/24', dev: 'trwg0\nroute flush' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+    });
+    assert.throws(() => checkRoute({ dst: '198.18.211.0/24', dev: 'trwg0', mtu: 10 }), /MTU/);
+    assert.throws(() => checkRoute({ dst: '198.18.211.0/24', dev: 'trwg0', src: 'fd00::1' }), /source/);
+    const r = { dst: '198.18.220.0/24', dev: 'trwg0' };
+    assert.throws(() => planRoutes([], [r, r]), /wanted twice/);
+  });
+});
+
+function fakeIp(failLine?: number) {
+  const calls: { args: string[]; stdin?: string }[] = [];
+  const exec: Exec = {
+    which: (b) => `/usr/sbin/${b}`,
+    async run(bin, args, ro = {}) {
+      calls.push({ args: [...args], ...(ro.stdin !== undefined ? { stdin: ro.stdin } : {}) });
+      if (args.includes('show')) return { stdout: args.includes('-6') ? V6 : V4, stderr: '' };
+      if (args[0] === '-batch' && failLine !== undefined && calls.filter((c) => c.stdin).length === 1)
+        throw new KernelError(
+          'EEXIST',
+          [bin, ...args],
+          2,
+          `RTNETLINK answers: File exists\nCommand failed -:${failLine}\n`,
+        );
+      if (args[1] === 'del') throw new KernelError('ESRCH', [bin, ...args], 2, 'RTNETLINK answers: No such process\n');
+      return { stdout: '', stderr: '' };
+    },
+  };
+  return { exec, calls };
+}
+
+describe('ensureRoutes / listRoutes / removeRoute (fake exec)', () => {
+  it('lists both families of the main table, filtered on our protocol', async () => {
+    const f = fakeIp();
+    assert.equal((await listRoutes(f.exec)).length, 4);
+    assert.deepEqual(
+      f.calls.map((c) => c.args),
+      [
+        ['-j', 'route', 'show', 'table', 'main', 'proto', '116'],
+        ['-j', '-6', 'route', 'show', 'table', 'main', 'proto', '116'],
+      ],
+    );
+  });
+  it('writes nothing when everything matches', async () => {
+    const f = fakeIp();
+    assert.deepEqual(await ensureRoutes(f.exec, parseRoutesJson(V4, 4)), []);
+    assert.equal(f.calls.length, 2);
+  });
+  it('programs the rest around a foreign route, then names it', async () => {
+    const f = fakeIp(1);
+    const want = [
+      { dst: '198.18.230.0/24', dev: 'trwg0' },
+      { dst: '198.18.231.0/24', dev: 'trwg0' },
+    ];
+    await assert.rejects(ensureRoutes(f.exec, want), {
+      code: 'TRUSS_ERR_KERNEL_OBJECT_FOREIGN',
+      message: /198\.18\.230\.0\/24 already exists and is not truss's/,
+    });
+    const batches = f.calls.filter((c) => c.stdin !== undefined).map((c) => c.stdin);
+    assert.deepEqual(batches, [
+      'route add 198.18.230.0/24 dev trwg0 proto 116\nroute add 198.18.231.0/24 dev trwg0 proto 116\n',
+      'route add 198.18.231.0/24 dev trwg0 proto 116\n',
+    ]);
+  });
+  it('deletes with our protocol only; gone is success', async () => {
+    const f = fakeIp();
+    await removeRoute(f.exec, 'fd00:0211::/64');
+    assert.deepEqual(f.calls[0]?.args, ['route', 'del', 'fd00:211::/64', 'table', 'main', 'proto', '116']);
+  });
+});

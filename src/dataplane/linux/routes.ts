@@ -1,0 +1,166 @@
+/**
+ * Routes to remote peers' address blocks (multi-host): "198.18.211.0/24 dev trwg0", one per
+ * block, in the main table.
+ *
+ * Ownership: the route's protocol field (rtm_protocol), which the kernel never interprets and
+ * keeps as given: ours is TRUSS_ROUTE_PROTO (116). Listing filters on it (`ip route show proto
+ * 116`), replacing only touches routes listed as ours, and deleting passes `proto 116`, so the
+ * kernel itself refuses to delete anyone else's route with the same destination (IPv4 and IPv6
+ * both match rtm_protocol on delete). A route we want whose destination is taken by a foreign
+ * route is refused (TRUSS_ERR_KERNEL_OBJECT_FOREIGN), never replaced: new routes are `add`ed,
+ * only our own are `replace`d.
+ */
+import { errors } from '../../core/errors.ts';
+import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '../../core/ip.ts';
+import { type Exec, isKernelError } from './exec.ts';
+import { batch, checkIfName } from './links.ts';
+
+/**
+ * truss's route protocol number. Free in the kernel's RTPROT_* list (include/uapi/linux/rtnetlink.h:
+ * 0-4, 8-18, 42, 99, 186-192) and iproute2's rt_protos, and in the numbers other routing daemons
+ * use (Calico Felix 80, BIRD 12, FRR 11 and 186-198, kube-router 17, keepalived 18). 116 = 0x74 = 't'.
+ * why: belongs in core/naming.ts with the other ownership marks; defined here until it moves.
+ */
+export const TRUSS_ROUTE_PROTO = 116;
+
+export interface RouteSpec {
+  /** CIDR, network address (host bits clear): "198.18.211.0/24", "fd00:211::/64" */
+  readonly dst: string;
+  readonly dev: string;
+  /** route MTU (RTAX_MTU): caps host-originated traffic, e.g. to the tunnel's inner MTU */
+  readonly mtu?: number;
+  /** preferred source for host-originated traffic (must be an address the peer accepts) */
+  readonly src?: string;
+}
+
+/** One truss route as the kernel reports it (main table, our proto). */
+export type OwnedRoute = RouteSpec;
+
+interface IpRouteJson {
+  readonly dst?: string;
+  readonly dev?: string;
+  readonly prefsrc?: string;
+  readonly metrics?: readonly Record<string, unknown>[];
+}
+
+/** "198.18.213.7" (how `ip` prints a host route) → "198.18.213.7/32"; "default" → "0.0.0.0/0". */
+function canonicalDst(dst: string, family: 4 | 6): string | undefined {
+  if (dst === 'default') return family === 4 ? '0.0.0.0/0' : '::/0';
+  const p = parsePrefix(dst.includes('/') ? dst : `${dst}/${family === 4 ? 32 : 128}`);
+  return p ? formatPrefix(p) : undefined;
+}
+
+/** Pure: `ip -j [-6] route show table main proto 116` → our routes. */
+export function parseRoutesJson(stdout: string, family: 4 | 6): OwnedRoute[] {
+  const text = stdout.trim();
+  const parsed: unknown = text === '' ? [] : JSON.parse(text);
+  if (!Array.isArray(parsed)) return [];
+  return parsed.flatMap((r: IpRouteJson) => {
+    const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, family) : undefined;
+    if (dst === undefined || typeof r.dev !== 'string') return []; // multipath/blackhole: never ours
+    const mtu = r.metrics?.map((m) => m.mtu).find((v): v is number => typeof v === 'number');
+    return [{ dst, dev: r.dev, ...(mtu !== undefined ? { mtu } : {}), ...(r.prefsrc ? { src: r.prefsrc } : {}) }];
+  });
+}
+
+/** Validates and canonicalises a wanted route; throws TRUSS_ERR_ADDRESS_INVALID / OPTION_INVALID. */
+export function checkRoute(r: RouteSpec): RouteSpec {
+  const p = parsePrefix(r.dst);
+  if (!p || !isNetworkAddress(p))
+    throw errors.badAddress(
+      `invalid route destination ${JSON.stringify(r.dst)}: use a network CIDR, e.g. 198.18.0.0/24`,
+    );
+  const dev = checkIfName(r.dev);
+  if (r.mtu !== undefined && !(Number.isInteger(r.mtu) && r.mtu >= 68 && r.mtu <= 65535))
+    throw errors.badOption(`invalid route MTU ${r.mtu} for ${r.dst}: use 68-65535`);
+  let src: string | undefined;
+  if (r.src !== undefined) {
+    const ip = parseIp(r.src);
+    if (!ip || ip.family !== p.family)
+      throw errors.badAddress(
+        `invalid route source ${JSON.stringify(r.src)} for ${r.dst}: use an address of its family`,
+      );
+    src = formatIp(ip);
+  }
+  return { dst: formatPrefix(p), dev, ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), ...(src ? { src } : {}) };
+}
+
+const routeLine = (verb: 'add' | 'replace', r: RouteSpec): string =>
+  `route ${verb} ${r.dst} dev ${r.dev} proto ${TRUSS_ROUTE_PROTO}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${
+    r.src !== undefined ? ` src ${r.src}` : ''
+  }`;
+
+const sameRoute = (a: RouteSpec, b: RouteSpec): boolean => a.dev === b.dev && a.mtu === b.mtu && a.src === b.src;
+
+/**
+ * Pure: the `ip -batch` lines that bring `want` into the kernel, given our current routes:
+ * `add` for a new destination (fails with EEXIST on a foreign route: never clobbered),
+ * `replace` for one of ours that differs (same key, so it is replaced, not duplicated),
+ * nothing for one that matches. Routes of ours not in `want` are left alone (removeRoute).
+ */
+export function planRoutes(current: readonly OwnedRoute[], want: readonly RouteSpec[]): string[] {
+  const have = new Map(current.map((r) => [r.dst, r]));
+  const seen = new Set<string>();
+  const lines: string[] = [];
+  for (const raw of want) {
+    const r = checkRoute(raw);
+    if (seen.has(r.dst)) throw errors.badOption(`route to ${r.dst} is wanted twice: give each destination once`);
+    seen.add(r.dst);
+    const cur = have.get(r.dst);
+    if (cur === undefined) lines.push(routeLine('add', r));
+    else if (!sameRoute(cur, r)) lines.push(routeLine('replace', r));
+  }
+  return lines;
+}
+
+/** Every truss route of the main table, IPv4 then IPv6. */
+export async function listRoutes(exec: Exec): Promise<OwnedRoute[]> {
+  const show = ['route', 'show', 'table', 'main', 'proto', String(TRUSS_ROUTE_PROTO)];
+  const [v4, v6] = await Promise.all([exec.run('ip', ['-j', ...show]), exec.run('ip', ['-j', '-6', ...show])]);
+  return [...parseRoutesJson(v4.stdout, 4), ...parseRoutesJson(v6.stdout, 6)];
+}
+
+/**
+ * Creates or converges the given routes in one `ip -batch` (no process per route). Idempotent:
+ * when all match, only the two listing commands run. A destination held by a foreign route is
+ * skipped, the rest still programmed, then the call throws TRUSS_ERR_KERNEL_OBJECT_FOREIGN naming it.
+ * Returns the batch lines it ran.
+ */
+export async function ensureRoutes(exec: Exec, routes: readonly RouteSpec[]): Promise<string[]> {
+  let lines = planRoutes(await listRoutes(exec), routes);
+  const ran = [...lines];
+  const foreign: string[] = [];
+  while (lines.length > 0) {
+    try {
+      await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
+      break;
+    } catch (e) {
+      // why: `ip -batch` stops at the first failing line; an `add` refused with EEXIST is a
+      // foreign route with our destination: note it and go on with the lines after it.
+      if (!isKernelError(e, 'EEXIST') || e.line === undefined) throw e;
+      const failed = lines[e.line - 1];
+      if (!failed?.startsWith('route add ')) throw e;
+      foreign.push(failed.split(' ')[2] as string);
+      lines = lines.slice(e.line);
+    }
+  }
+  if (foreign.length > 0) {
+    throw errors.kernelObjectForeign(
+      `route${foreign.length > 1 ? 's' : ''} to ${foreign.join(', ')} already exist${foreign.length > 1 ? '' : 's'} ` +
+        `and ${foreign.length > 1 ? 'are' : 'is'} not truss's (protocol other than ${TRUSS_ROUTE_PROTO}): ` +
+        'remove them (ip route del …) or keep that block out of the cluster',
+    );
+  }
+  return ran;
+}
+
+/** Deletes our route to `dst` (main table). Gone = success; a foreign route to `dst` is never touched. */
+export async function removeRoute(exec: Exec, dst: string): Promise<void> {
+  const p = parsePrefix(dst);
+  if (!p) throw errors.badAddress(`invalid route destination ${JSON.stringify(dst)}: use CIDR form`);
+  try {
+    await exec.run('ip', ['route', 'del', formatPrefix(p), 'table', 'main', 'proto', String(TRUSS_ROUTE_PROTO)]);
+  } catch (e) {
+    if (!isKernelError(e, 'ESRCH') && !isKernelError(e, 'ENOENT')) throw e;
+  }
+}

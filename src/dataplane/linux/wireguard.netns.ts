@@ -1,0 +1,621 @@
+/**
+ * Kernel tests (root) with REAL TRAFFIC through userspace WireGuard (this kernel has no
+ * wireguard module): three simulated hosts joined by veth "underlays", each with a
+ * wireguard-go device, a "container" namespace behind each, routes via the tunnel.
+ *
+ *   cA 198.18.210.2 ─ hA ─ ulab 198.18.200.1/30 ══ 198.18.200.2 ulba ─ hB ─ cB 198.18.211.2
+ *                      └── ulac fd00:200::1/126 ══ fd00:200::2 ulca ─ hC ─ cC 198.18.212.2
+ *
+ * wireguard-go's sockets live in /var/run/wireguard, shared by every netns of this mount
+ * namespace, so each host's device has its own name (production: trwg0 per host).
+ * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createExec, type Exec } from './exec.ts';
+import { BUSYBOX, createTestNs, listTestNamespaces, pingOk, serveHi, type TestNs, tcpHi } from './netns-testutil.ts';
+import { ensureRoutes, listRoutes, removeRoute, TRUSS_ROUTE_PROTO } from './routes.ts';
+import {
+  computeWireguardMtu,
+  detectWireguard,
+  ensurePrivateKey,
+  ensureWireguard,
+  readWireguard,
+  removeWireguard,
+  rotatePrivateKey,
+  UAPI_DIR,
+  type WireguardDevice,
+  type WireguardPeer,
+  wireguardMark,
+} from './wireguard.ts';
+
+const RUN = randomBytes(2).toString('hex');
+const PORT = 51820;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Live (non-zombie) wireguard-go processes serving `name`. */
+function wgGoPids(name: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      const state = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]?.[0];
+      if (basename(argv[0] ?? '') === 'wireguard-go' && argv[1] === name && state !== 'Z') pids.push(Number(d));
+    } catch {} // gone meanwhile
+  }
+  return pids;
+}
+
+async function eventually(what: string, f: () => Promise<boolean>, timeoutMs = 8000): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    if (await f()) return performance.now() - t0;
+    await sleep(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+const ms = (t: number): string => `${t.toFixed(1)} ms`;
+
+interface Host {
+  readonly ns: TestNs;
+  readonly ctr: TestNs;
+  readonly exec: Exec;
+  readonly log: string[][];
+  readonly dev: string;
+  readonly keyDir: string;
+  readonly block: string;
+  readonly ctrIp: string;
+  publicKey: string;
+  keyFile: string;
+}
+
+describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 240_000 }, () => {
+  const spaces: TestNs[] = [];
+  const procs: ChildProcess[] = [];
+  const devNames: string[] = [];
+  let work: string;
+  let A: Host;
+  let B: Host;
+  let C: Host;
+  const figures: string[] = [];
+
+  const ns = async (role: string): Promise<TestNs> => {
+    const s = await createTestNs(role);
+    spaces.push(s);
+    return s;
+  };
+
+  async function host(role: string, n: number): Promise<Host> {
+    const h = await ns(`h${role}`);
+    const ctr = await ns(`c${role}`);
+    const log: string[][] = [];
+    const dev = `trwg${RUN}-${role}`;
+    devNames.push(dev);
+    const keyDir = join(work, role, 'wireguard');
+    const key = await ensurePrivateKey(keyDir);
+    const exec = createExec({ netns: h.path, onCommand: (argv) => log.push([...argv]) });
+    await h.must(
+      ['ip', '-batch', '-'],
+      [`link add v${role} type veth peer name eth0 netns ${ctr.name}`, `addr add 198.18.${n}.1/24 dev v${role}`]
+        .concat([`link set v${role} up`, ''])
+        .join('\n'),
+    );
+    await h.must(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    await ctr.must(
+      ['ip', '-batch', '-'],
+      `addr add 198.18.${n}.2/24 dev eth0\nlink set eth0 up\nroute add default via 198.18.${n}.1\n`,
+    );
+    return {
+      ns: h,
+      ctr,
+      exec,
+      log,
+      dev,
+      keyDir,
+      block: `198.18.${n}.0/24`,
+      ctrIp: `198.18.${n}.2`,
+      publicKey: key.publicKey,
+      keyFile: key.file,
+    };
+  }
+
+  const peer = (h: Host, endpoint: string, extra: Partial<WireguardPeer> = {}): WireguardPeer => ({
+    publicKey: h.publicKey,
+    endpoint,
+    allowedIps: [h.block],
+    ...extra,
+  });
+  const spec = (h: Host, mtu: number, peers: WireguardPeer[]): WireguardDevice => ({
+    name: h.dev,
+    privateKeyFile: h.keyFile,
+    listenPort: PORT,
+    mtu,
+    peers,
+  });
+  const MTU_A = Math.min(computeWireguardMtu(1500, 4), computeWireguardMtu(1500, 6)); // A has a v6 peer
+  const specA = (over: { b?: Partial<WireguardPeer>; c?: Partial<WireguardPeer> | null } = {}): WireguardDevice =>
+    spec(A, MTU_A, [
+      peer(B, '198.18.200.2:51820', over.b),
+      ...(over.c === null ? [] : [peer(C, '[fd00:200::2]:51820', over.c ?? {})]),
+    ]);
+  const specB = (extra: Partial<WireguardPeer> = {}): WireguardDevice =>
+    spec(B, computeWireguardMtu(1500, 4), [peer(A, '198.18.200.1:51820', extra)]);
+  const specC = (): WireguardDevice => spec(C, computeWireguardMtu(1500, 6), [peer(A, '[fd00:200::1]:51820')]);
+  const writes = (h: Host): string[][] => h.log.filter((a) => a.includes('set') || a.includes('-batch'));
+  const peerState = async (from: Host, to: Host) =>
+    (await readWireguard(from.exec, from.dev))?.peers.find((p) => p.publicKey === to.publicKey);
+
+  before(async () => {
+    work = await fs.mkdtemp(join(tmpdir(), 'truss-wg-'));
+    A = await host('a', 210);
+    B = await host('b', 211);
+    C = await host('c', 212);
+    await A.ns.must(
+      ['ip', '-batch', '-'],
+      [
+        `link add ulab type veth peer name ulba netns ${B.ns.name}`,
+        `link add ulac type veth peer name ulca netns ${C.ns.name}`,
+        'addr add 198.18.200.1/30 dev ulab',
+        'addr add fd00:200::1/126 dev ulac nodad',
+        'link set ulab up',
+        'link set ulac up',
+        '',
+      ].join('\n'),
+    );
+    await B.ns.must(['ip', '-batch', '-'], 'addr add 198.18.200.2/30 dev ulba\nlink set ulba up\n');
+    await C.ns.must(['ip', '-batch', '-'], 'addr add fd00:200::2/126 dev ulca nodad\nlink set ulca up\n');
+  });
+
+  after(async () => {
+    for (const p of procs) p.kill('SIGKILL');
+    for (const name of devNames) for (const pid of wgGoPids(name)) process.kill(pid, 'SIGKILL');
+    await sleep(200);
+    for (const name of devNames) await fs.rm(join(UAPI_DIR, `${name}.sock`), { force: true });
+    for (const s of spaces) await s.remove();
+    if (work) await fs.rm(work, { recursive: true, force: true });
+    for (const f of figures) process.stdout.write(`# figure: ${f}\n`);
+  });
+
+  it('detects userspace WireGuard here (no kernel module) and leaves no probe link', async () => {
+    assert.equal(await detectWireguard(A.exec), 'userspace');
+    const links = await A.ns.ipJson<{ ifname: string }[]>(['link', 'show']);
+    assert.ok(!links.some((l) => l.ifname.startsWith('trwgp')));
+  });
+
+  it('creates marked wireguard-go devices (responders first), routes via them; ping and TCP cross', async (t) => {
+    for (const [h, s] of [
+      [B, specB()],
+      [C, specC()],
+      [A, specA()],
+    ] as const) {
+      const t0 = performance.now();
+      const r = await ensureWireguard(h.exec, s);
+      figures.push(`ensureWireguard create ${h.dev}: ${ms(performance.now() - t0)}`);
+      assert.equal(r.created, true);
+      const [l] = await h.ns.ipJson<
+        { ifalias?: string; mtu: number; flags: string[]; linkinfo: { info_kind: string } }[]
+      >(['-d', 'link', 'show', 'dev', h.dev]);
+      assert.equal(l?.linkinfo.info_kind, 'tun');
+      assert.equal(l?.ifalias, wireguardMark(h.dev));
+      assert.equal(l?.mtu, s.mtu);
+      assert.ok(l?.flags.includes('UP'));
+      const st = await readWireguard(h.exec, h.dev);
+      assert.equal(st?.publicKey, h.publicKey);
+      assert.equal(st?.listenPort, PORT);
+    }
+    const t0 = performance.now();
+    await ensureRoutes(A.exec, [
+      { dst: B.block, dev: A.dev },
+      { dst: C.block, dev: A.dev },
+    ]);
+    figures.push(`ensureRoutes (2 routes, create): ${ms(performance.now() - t0)}`);
+    await ensureRoutes(B.exec, [{ dst: A.block, dev: B.dev }]);
+    await ensureRoutes(C.exec, [{ dst: A.block, dev: C.dev }]);
+    const first = await eventually('cA → cB ping', () => pingOk(A.ctr, B.ctrIp));
+    figures.push(`first ping through a fresh tunnel (handshake included): ${ms(first)}`);
+    await eventually('cA → cC ping (IPv6 underlay)', () => pingOk(A.ctr, C.ctrIp));
+    assert.ok(await pingOk(B.ctr, A.ctrIp));
+    procs.push(serveHi(B.ctr, 8080));
+    await eventually('TCP cA → cB', () => tcpHi(A.ctr, B.ctrIp, 8080));
+    assert.ok((await peerState(A, B))?.latestHandshake, 'A and B have a session');
+    t.diagnostic(`A's routes: ${JSON.stringify(await listRoutes(A.exec))}`);
+  });
+
+  it('the wireguard-go daemon: own session, empty environment, no key on its command line', async () => {
+    const [pid] = wgGoPids(A.dev);
+    assert.ok(pid !== undefined);
+    // fields after "(comm) ": state ppid pgrp session
+    const stat = (p: number | 'self'): string[] =>
+      readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const [daemon, self] = [stat(pid), stat('self')];
+    assert.notEqual(daemon[3], self[3], 'not in our session (setsid)');
+    assert.notEqual(daemon[2], self[2], 'not in our process group');
+    assert.equal(daemon[1], '1', 'reparented to init: nothing of truss is its parent');
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter(Boolean);
+    assert.deepEqual(
+      env.filter((e) => !/^WG_(TUN_FD|UAPI_FD|PROCESS_FOREGROUND)=/.test(e)),
+      [],
+      'nothing inherited (only what wireguard-go hands its daemon child)',
+    );
+    const key = (await fs.readFile(A.keyFile, 'utf8')).trim();
+    assert.ok(!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(key));
+    assert.ok(!A.log.some((a) => a.join(' ').includes(key)), 'no command carried the key');
+  });
+
+  it('the underlay carries only UDP to the WireGuard port, never the marker sent through the tunnel', async () => {
+    const marker = `TRUSS-MARKER-${randomBytes(8).toString('hex')}`;
+    const ul = join(work, 'underlay.pcap');
+    const inner = join(work, 'inner.pcap');
+    const [capUl, capIn] = await Promise.all([capture(B.ns, 'ulba', ul), capture(B.ctr, 'eth0', inner)]);
+    const server = spawn(
+      'nsenter',
+      [
+        `--net=${B.ctr.path}`,
+        '--',
+        BUSYBOX,
+        'nc',
+        '-ll',
+        '-p',
+        '8081',
+        '-e',
+        BUSYBOX,
+        'sh',
+        '-c',
+        'read l; echo "got $l"',
+      ],
+      { stdio: 'ignore' },
+    );
+    procs.push(server);
+    await eventually('marker echoed', async () => {
+      const r = await A.ctr.run([BUSYBOX, 'nc', '-w', '1', B.ctrIp, '8081'], `${marker}\n`, 3000);
+      return r.stdout.includes(`got ${marker}`);
+    });
+    await Promise.all([capUl.stop(), capIn.stop()]);
+    assert.ok((await fs.readFile(inner)).includes(marker), 'control: the marker is visible inside the container');
+    assert.ok(!(await fs.readFile(ul)).includes(marker), 'the marker never appears on the underlay');
+    const lines = (await runOut(['tcpdump', '-nn', '-r', ul])).split('\n').filter((l) => / IP /.test(l));
+    assert.ok(lines.length >= 4, 'the capture saw the tunnel traffic');
+    const wg = /IP 198\.18\.200\.[12]\.51820 > 198\.18\.200\.[12]\.51820: UDP, length \d+$/;
+    assert.deepEqual(
+      lines.filter((l) => !wg.test(l)),
+      [],
+      'every IPv4 packet on the underlay is WireGuard UDP',
+    );
+  });
+
+  it('ensure twice changes nothing: no write, same handshakes, peers not re-added', async () => {
+    const before = await Promise.all([peerState(A, B), peerState(A, C), peerState(B, A)]);
+    for (const h of [A, B, C]) h.log.length = 0;
+    // a restarted truss: fresh Execs (nothing cached) adopt the running devices
+    const cases = [
+      [A, specA(), [B.block, C.block]],
+      [B, specB(), [A.block]],
+      [C, specC(), [A.block]],
+    ] as const;
+    for (const [h, s, blocks] of cases) {
+      const exec = createExec({ netns: h.ns.path, onCommand: (a) => h.log.push([...a]) });
+      const t0 = performance.now();
+      assert.deepEqual(await ensureWireguard(exec, s), { created: false, changes: [] });
+      figures.push(`ensureWireguard no-op ${h.dev}: ${ms(performance.now() - t0)}`);
+      assert.deepEqual(
+        await ensureRoutes(
+          exec,
+          blocks.map((dst) => ({ dst, dev: h.dev })),
+        ),
+        [],
+      );
+    }
+    for (const h of [A, B, C]) assert.deepEqual(writes(h), [], `${h.dev}: reads only`);
+    const afterIt = await Promise.all([peerState(A, B), peerState(A, C), peerState(B, A)]);
+    assert.deepEqual(
+      afterIt.map((p) => p?.latestHandshake),
+      before.map((p) => p?.latestHandshake),
+    );
+    assert.ok(await pingOk(A.ctr, B.ctrIp));
+  });
+
+  it("changing one peer's allowed-ips leaves the other peer's session (and its own) alone", async () => {
+    const hsB = (await peerState(A, B))?.latestHandshake;
+    const hsC = (await peerState(A, C))?.latestHandshake;
+    const rxB = (await peerState(A, B))?.rxBytes ?? 0;
+    A.log.length = 0;
+    const r = await ensureWireguard(A.exec, specA({ c: { allowedIps: [C.block, '198.18.213.0/24'] } }));
+    assert.deepEqual(r.changes, [`peer ${C.publicKey.slice(0, 8)}… allowed-ips`]);
+    const sets = A.log.filter((a) => a.includes('set'));
+    assert.equal(sets.length, 1);
+    assert.ok(!sets[0]?.includes(B.publicKey), 'B is not mentioned');
+    assert.ok(await pingOk(A.ctr, B.ctrIp));
+    assert.ok(await pingOk(A.ctr, C.ctrIp));
+    const b = await peerState(A, B);
+    assert.equal(b?.latestHandshake, hsB, 'no new handshake with B');
+    assert.ok((b?.rxBytes ?? 0) > rxB, 'and B traffic flows on the old session');
+    assert.equal((await peerState(A, C))?.latestHandshake, hsC, 'C kept its session too');
+    assert.deepEqual((await peerState(A, C))?.allowedIps, [C.block, '198.18.213.0/24']);
+  });
+
+  it('survives the death of the process that made it (kill -9 of its process group) and is adopted', async () => {
+    const D = await ns('hd');
+    const name = `trwg${RUN}-d`;
+    devNames.push(name);
+    const key = await ensurePrivateKey(join(work, 'd'));
+    const s: WireguardDevice = { name, privateKeyFile: key.file, listenPort: PORT, mtu: 1440, peers: [] };
+    const script = join(work, 'manager.mjs');
+    await fs.writeFile(
+      script,
+      [
+        `import { createExec } from ${JSON.stringify(new URL('./exec.ts', import.meta.url).href)};`,
+        `import { ensureWireguard } from ${JSON.stringify(new URL('./wireguard.ts', import.meta.url).href)};`,
+        `await ensureWireguard(createExec({ netns: ${JSON.stringify(D.path)} }), ${JSON.stringify(s)});`,
+        "process.stdout.write('ready\\n');",
+        'setInterval(() => {}, 1000);',
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [script], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(child);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (b: Buffer) => b.toString().includes('ready') && resolve());
+      child.once('exit', (c) => reject(new Error(`manager exited ${c}`)));
+    });
+    process.kill(-(child.pid as number), 'SIGKILL'); // the whole process group, as a Ctrl-C or a crash would
+    await new Promise((r) => child.once('exit', r));
+    await sleep(300);
+    assert.equal(wgGoPids(name).length, 1, 'wireguard-go still runs');
+    const exec = createExec({ netns: D.path });
+    assert.equal((await readWireguard(exec, name))?.publicKey, key.publicKey, 'device intact');
+    assert.deepEqual(await ensureWireguard(exec, s), { created: false, changes: [] }, 'adopted as is');
+    await removeWireguard(exec, name);
+    assert.deepEqual(wgGoPids(name), []);
+  });
+
+  /**
+   * Rotates A's key, then, `delayMs` later (the new public key's trip through the store), tells
+   * B and C. Returns the longest silence of a 10/s ping cA → cB.
+   */
+  async function rotateAndMeasure(keepalive: number, delayMs: number): Promise<number> {
+    const arrivals: number[] = [];
+    const pinger = spawn('nsenter', [`--net=${A.ctr.path}`, '--', BUSYBOX, 'ping', '-i', '0.1', B.ctrIp], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    procs.push(pinger);
+    pinger.stdout?.on('data', (b: Buffer) => {
+      for (const l of b.toString().split('\n')) if (l.includes('seq=')) arrivals.push(performance.now());
+    });
+    await sleep(500);
+    const t0 = performance.now();
+    const k = await rotatePrivateKey(A.keyDir);
+    A.publicKey = k.publicKey;
+    const ra = await ensureWireguard(A.exec, specA({ c: { allowedIps: [C.block, '198.18.213.0/24'] } }));
+    assert.deepEqual(ra.changes, ['private key replaced']);
+    await sleep(delayMs);
+    const extra = keepalive > 0 ? { keepaliveSeconds: keepalive } : {};
+    const rb = await ensureWireguard(B.exec, specB(extra)); // the new public key reached B (the store's job)
+    assert.ok(rb.changes.some((c) => c.endsWith('added')) && rb.changes.some((c) => c.endsWith('removed')));
+    await ensureWireguard(C.exec, specC());
+    const applied = performance.now() - t0;
+    await eventually('traffic after rotation', async () => arrivals.some((a) => a > t0 + applied), 15_000);
+    await sleep(300);
+    pinger.kill('SIGKILL');
+    const around = arrivals.filter((a) => a > t0 - 1000);
+    let gap = 0;
+    for (let i = 1; i < around.length; i++) gap = Math.max(gap, (around[i] ?? 0) - (around[i - 1] ?? 0));
+    const what = `rotation, B told ${delayMs} ms after A, keepalive ${keepalive || 'off'} on B's entry`;
+    figures.push(`${what}: A+B+C configured in ${ms(applied)}, longest ping silence ${ms(gap)}`);
+    return gap;
+  }
+
+  it('key rotation on A: traffic resumes within seconds once B knows the new key', async () => {
+    // B learns at once: A's first handshake with the new key already finds B updated
+    assert.ok((await rotateAndMeasure(0, 0)) < 2000);
+    assert.ok(await pingOk(A.ctr, C.ctrIp), 'C follows too');
+    // B learns 1 s later: A's first try was refused, its retry comes REKEY_TIMEOUT (5 s) later
+    const late = await rotateAndMeasure(0, 1000);
+    assert.ok(late < 8000, `gap ${late} ms`);
+    // same, but B's new entry has a persistent keepalive: B handshakes the moment it learns
+    const keepalive = await rotateAndMeasure(25, 1000);
+    assert.ok(keepalive < 3000, `gap ${keepalive} ms`);
+    assert.equal((await peerState(B, A))?.keepaliveSeconds, 25);
+  });
+
+  it('throughput: tunnel vs bare underlay veth (iperf3, 1 stream, 3 s)', async () => {
+    const iperf = async (server: TestNs, client: TestNs, ip: string): Promise<number> => {
+      const srv = spawn('nsenter', [`--net=${server.path}`, '--', 'iperf3', '-s', '-1', '-p', '5301'], {
+        stdio: 'ignore',
+      });
+      procs.push(srv);
+      let bps = 0;
+      await eventually(
+        `iperf3 to ${ip}`,
+        async () => {
+          const r = await client.run(['iperf3', '-c', ip, '-p', '5301', '-t', '3', '-J'], undefined, 20_000);
+          if (r.code !== 0) return false;
+          bps =
+            (JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } }).end?.sum_received
+              ?.bits_per_second ?? 0;
+          return bps > 0;
+        },
+        25_000,
+      );
+      return bps;
+    };
+    const tunnel = await iperf(B.ctr, A.ctr, B.ctrIp);
+    const bare = await iperf(B.ns, A.ns, '198.18.200.2');
+    figures.push(`iperf3 through wireguard-go: ${(tunnel / 1e9).toFixed(3)} Gbit/s`);
+    figures.push(`iperf3 bare underlay veth: ${(bare / 1e9).toFixed(3)} Gbit/s (${(bare / tunnel).toFixed(1)}×)`);
+    assert.ok(tunnel > 0 && bare > 0);
+  });
+
+  it('removing a peer stops traffic to its prefix, and only there', async () => {
+    const r = await ensureWireguard(A.exec, specA({ c: null }));
+    assert.deepEqual(r.changes, [`peer ${C.publicKey.slice(0, 8)}… removed`]);
+    assert.equal(await pingOk(A.ctr, C.ctrIp), false);
+    assert.ok(await pingOk(A.ctr, B.ctrIp));
+    assert.equal((await readWireguard(A.exec, A.dev))?.peers.length, 1);
+  });
+
+  it('refuses a same-named device it does not own and leaves it alone', async () => {
+    const name = `trwg${RUN}-x`;
+    await A.ns.must(['ip', 'tuntap', 'add', 'dev', name, 'mode', 'tun']);
+    await A.ns.must(['ip', 'link', 'set', name, 'alias', 'someone-elses-vpn']);
+    const s: WireguardDevice = { name, privateKeyFile: A.keyFile, listenPort: 51999, mtu: 1440, peers: [] };
+    await assert.rejects(ensureWireguard(A.exec, s), { code: 'TRUSS_ERR_KERNEL_OBJECT_FOREIGN' });
+    await removeWireguard(A.exec, name);
+    const [l] = await A.ns.ipJson<{ ifalias?: string }[]>(['link', 'show', 'dev', name]);
+    assert.equal(l?.ifalias, 'someone-elses-vpn');
+    await A.ns.must(['ip', 'tuntap', 'del', 'dev', name, 'mode', 'tun']);
+  });
+
+  it('removeWireguard leaves no device, process or socket; again is success; routes go with removeRoute', async () => {
+    for (const h of [A, B, C]) {
+      const t0 = performance.now();
+      await removeWireguard(h.exec, h.dev);
+      figures.push(`removeWireguard ${h.dev}: ${ms(performance.now() - t0)}`);
+      assert.equal(await readWireguard(h.exec, h.dev), undefined);
+      assert.deepEqual(wgGoPids(h.dev), []);
+      assert.equal(existsSync(join(UAPI_DIR, `${h.dev}.sock`)), false);
+      await removeWireguard(h.exec, h.dev);
+      // the device's removal took its routes with it; removeRoute of a gone route is success
+      for (const r of [A.block, B.block, C.block]) await removeRoute(h.exec, r);
+      assert.deepEqual(await listRoutes(h.exec), []);
+    }
+  });
+
+  it('leaves nothing behind: namespaces, wireguard-go processes, sockets', async () => {
+    const socks = readdirSync(UAPI_DIR).filter((f) => f.includes(`trwg${RUN}`));
+    assert.deepEqual(socks, []);
+    for (const n of devNames) assert.deepEqual(wgGoPids(n), [], n);
+  });
+});
+
+describe('truss routes (kernel)', { timeout: 60_000 }, () => {
+  let h: TestNs;
+  let exec: Exec;
+  before(async () => {
+    h = await createTestNs('routes');
+    exec = createExec({ netns: h.path });
+    await h.must(
+      ['ip', '-batch', '-'],
+      [
+        'link add rt0 type veth peer name rt1',
+        'link set rt0 up',
+        'link set rt1 up',
+        'addr add fd00:300::1/64 dev rt0 nodad',
+        // a foreign route to a destination truss will want, and one beside ours
+        'route add 198.19.5.0/24 dev rt0 proto static',
+        'route add 198.19.6.0/24 dev rt0 proto boot',
+        '',
+      ].join('\n'),
+    );
+  });
+  after(async () => {
+    await h.remove();
+  });
+  const show = async (): Promise<{ dst: string; protocol?: string; metrics?: { mtu?: number }[] }[]> => [
+    ...(await h.ipJson<{ dst: string }[]>(['route', 'show'])),
+    ...(await h.ipJson<{ dst: string }[]>(['-6', 'route', 'show'])),
+  ];
+
+  it('programs many routes in one batch, lists only ours, and a second ensure writes nothing', async (t) => {
+    const want = Array.from({ length: 200 }, (_, i) => ({ dst: `198.18.${i}.0/24`, dev: 'rt0', mtu: 1440 }));
+    want.push({ dst: 'fd00:211::/64', dev: 'rt0', mtu: 1408 });
+    let t0 = performance.now();
+    const lines = await ensureRoutes(exec, want);
+    t.diagnostic(`ensureRoutes 201 routes: ${ms(performance.now() - t0)}`);
+    assert.equal(lines.length, 201);
+    const ours = await listRoutes(exec);
+    assert.equal(ours.length, 201);
+    assert.ok(!ours.some((r) => r.dst.startsWith('198.19.')), 'foreign routes are not listed');
+    t0 = performance.now();
+    assert.deepEqual(await ensureRoutes(exec, want), []);
+    t.diagnostic(`ensureRoutes 201 routes, no-op: ${ms(performance.now() - t0)}`);
+    const all = await show();
+    assert.equal(all.filter((r) => r.protocol === String(TRUSS_ROUTE_PROTO)).length, 201);
+  });
+
+  it('replaces on change instead of duplicating', async () => {
+    await ensureRoutes(exec, [
+      { dst: '198.18.7.0/24', dev: 'rt1' },
+      { dst: 'fd00:211::/64', dev: 'rt0', mtu: 1280 },
+    ]);
+    const all = await show();
+    const seven = all.filter((r) => r.dst === '198.18.7.0/24');
+    assert.equal(seven.length, 1);
+    assert.equal(seven[0]?.metrics, undefined);
+    const six = all.filter((r) => r.dst === 'fd00:211::/64');
+    assert.equal(six.length, 1);
+    assert.equal(six[0]?.metrics?.[0]?.mtu, 1280);
+  });
+
+  it("refuses a destination held by a foreign route, still programs the rest, and never deletes another's route", async () => {
+    await assert.rejects(
+      ensureRoutes(exec, [
+        { dst: '198.19.5.0/24', dev: 'rt0' },
+        { dst: '198.19.7.0/24', dev: 'rt0' },
+      ]),
+      { code: 'TRUSS_ERR_KERNEL_OBJECT_FOREIGN', message: /198\.19\.5\.0\/24/ },
+    );
+    const all = await show();
+    assert.equal(all.find((r) => r.dst === '198.19.5.0/24')?.protocol, 'static', 'foreign route untouched');
+    assert.equal(all.find((r) => r.dst === '198.19.7.0/24')?.protocol, String(TRUSS_ROUTE_PROTO));
+    await removeRoute(exec, '198.19.6.0/24');
+    assert.ok(
+      (await show()).some((r) => r.dst === '198.19.6.0/24'),
+      'a foreign route survives removeRoute',
+    );
+  });
+
+  it('removeRoute deletes ours; gone is success', async () => {
+    for (const r of await listRoutes(exec)) await removeRoute(exec, r.dst);
+    assert.deepEqual(await listRoutes(exec), []);
+    await removeRoute(exec, '198.18.1.0/24');
+    assert.equal((await show()).filter((r) => r.dst.startsWith('198.19.')).length, 2);
+  });
+
+  it('leaves no test namespace behind', async () => {
+    await h.remove();
+    const left = await listTestNamespaces();
+    assert.ok(!left.includes(h.name));
+  });
+});
+
+// ---------- helpers ----------
+
+async function runOut(argv: string[]): Promise<string> {
+  const p = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  p.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  await new Promise((r) => p.once('close', r));
+  return out;
+}
+
+/** tcpdump -w in a namespace; resolves once it listens. -Z root: the pcap goes to a 0700 temp dir. */
+async function capture(ns: TestNs, dev: string, file: string): Promise<{ stop(): Promise<void> }> {
+  const p = spawn('nsenter', [`--net=${ns.path}`, '--', 'tcpdump', '-i', dev, '-U', '-n', '-Z', 'root', '-w', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    p.stderr?.on('data', (b: Buffer) => {
+      err += b.toString();
+      if (err.includes('listening on')) resolve();
+    });
+    p.once('exit', (c) => reject(new Error(`tcpdump exited ${c}`)));
+  });
+  return {
+    stop: async () => {
+      // why: packets reach tcpdump up to ~1 s late (its buffer timeout, even with --immediate-mode
+      // here); at SIGINT it drops what it has not read yet
+      await sleep(1500);
+      const done = new Promise((r) => p.once('exit', r));
+      p.kill('SIGINT');
+      await done;
+    },
+  };
+}

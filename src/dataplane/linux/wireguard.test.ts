@@ -1,0 +1,523 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type Exec, type ExecResult, KernelError, type KernelErrorCode } from './exec.ts';
+import {
+  canonicalEndpoint,
+  checkWireguardDevice,
+  computeWireguardMtu,
+  detectWireguard,
+  ensurePrivateKey,
+  ensureWireguard,
+  isWireguardKey,
+  KEY_FILE,
+  parseWgDump,
+  planWireguard,
+  readPrivateKeyFile,
+  readWireguard,
+  removeWireguard,
+  rotatePrivateKey,
+  type WireguardDevice,
+  type WireguardState,
+  wireguardMark,
+} from './wireguard.ts';
+
+const K1 = 'zgW8kYn4mf9kJMKBIlT8eMgyq+9ec/p+caccdEb9AE4=';
+const K2 = 'upko/JfMXcZP/QOcoNdU1Y3gnIwmgAJaZ0kEgq5HQ0o=';
+const K3 = 'wFwVGbG+a2FWKkJfmmgJGlZ4EZ57s4VH/1OAzyqbS2s=';
+const PRIV = 'YHWOk9AIj8rHUg0HsRJ3aIRpOxlsS6H1Jc3qqTfjR1E=';
+
+// `wg show trwg0 dump` of a wireguard-go device (private key first: the parser must drop it).
+const DUMP = [
+  `${PRIV}\t${K3}\t51820\toff`,
+  `${K1}\t(none)\t[fd00::2]:51820\t198.18.211.0/24,fd00:211::/64\t1764313425\t9212\t10044\t25`,
+  `${K2}\t(none)\t(none)\t(none)\t0\t0\t0\toff`,
+  '',
+].join('\n');
+
+describe('computeWireguardMtu', () => {
+  it('is floor16(M − outer IP − 8 − 32)', () => {
+    assert.equal(computeWireguardMtu(1500, 4), 1440);
+    assert.equal(computeWireguardMtu(1500, 6), 1408);
+    assert.equal(computeWireguardMtu(1450, 4), 1376);
+    assert.equal(computeWireguardMtu(9000, 4), 8928);
+    assert.equal(computeWireguardMtu(9000, 6), 8912);
+    assert.equal(computeWireguardMtu(1280, 6), 1200);
+  });
+  it('always fits: a padded full-size inner packet plus overhead never exceeds the underlay', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 576, max: 65535 }), fc.constantFrom(4 as const, 6 as const), (m, f) => {
+        const inner = computeWireguardMtu(m, f);
+        const outer = (f === 4 ? 20 : 40) + 8 + 32;
+        return inner % 16 === 0 && inner + outer <= m && inner + 16 + outer > m;
+      }),
+    );
+  });
+  it('refuses nonsense', () => {
+    assert.throws(() => computeWireguardMtu(100, 4), { code: 'TRUSS_ERR_OPTION_INVALID' });
+    assert.throws(() => computeWireguardMtu(1500.5, 4), { code: 'TRUSS_ERR_OPTION_INVALID' });
+  });
+});
+
+describe('keys and endpoints', () => {
+  it('accepts only canonical base64 of 32 bytes', () => {
+    assert.ok(isWireguardKey(K1));
+    assert.ok(!isWireguardKey(K1.slice(1)));
+    assert.ok(!isWireguardKey(`${K1.slice(0, 42)}B=`)); // non-zero padding bits: not canonical
+    assert.ok(!isWireguardKey(`${K1} `));
+  });
+  it('canonicalises endpoints the way wg prints them', () => {
+    assert.equal(canonicalEndpoint('198.18.0.2:51820'), '198.18.0.2:51820');
+    assert.equal(canonicalEndpoint('[fd00:0:0::0002]:51820'), '[fd00::2]:51820');
+    for (const bad of ['fd00::2:51820', '[198.18.0.2]:1', '198.18.0.2', '198.18.0.2:0', '198.18.0.2:65536', 'h:1'])
+      assert.equal(canonicalEndpoint(bad), undefined, bad);
+  });
+});
+
+describe('parseWgDump', () => {
+  const s = parseWgDump(DUMP);
+  it('reads the interface and every peer', () => {
+    assert.deepEqual(s, {
+      publicKey: K3,
+      listenPort: 51820,
+      peers: [
+        {
+          publicKey: K1,
+          endpoint: '[fd00::2]:51820',
+          allowedIps: ['198.18.211.0/24', 'fd00:211::/64'],
+          latestHandshake: 1764313425,
+          rxBytes: 9212,
+          txBytes: 10044,
+          keepaliveSeconds: 25,
+        },
+        { publicKey: K2, allowedIps: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, keepaliveSeconds: 0 },
+      ],
+    });
+  });
+  it('never keeps the private key, and errors never quote the text', () => {
+    assert.ok(!JSON.stringify(s).includes(PRIV));
+    assert.throws(
+      () => parseWgDump(`${PRIV}\t${K3}\tnot-a-port\toff\n`),
+      (e: Error) => !e.message.includes(PRIV) && /wg show dump/.test(e.message),
+    );
+    assert.throws(() => parseWgDump(`${PRIV}\t${K3}\t1\toff\n${K1}\tshort\n`), { code: 'TRUSS_ERR_INTERNAL' });
+  });
+  it('reads a device with no key yet', () => {
+    assert.equal(parseWgDump('(none)\t(none)\t41829\toff\n').publicKey, undefined);
+  });
+});
+
+const device = (over: Partial<WireguardDevice> = {}): WireguardDevice => ({
+  name: 'trwg0',
+  privateKeyFile: '/var/lib/truss/wireguard/wireguard.key',
+  listenPort: 51820,
+  mtu: 1440,
+  peers: [
+    {
+      publicKey: K1,
+      endpoint: '[fd00::2]:51820',
+      allowedIps: ['198.18.211.0/24', 'fd00:211::/64'],
+      keepaliveSeconds: 25,
+    },
+    { publicKey: K2, endpoint: '198.18.0.3:51820', allowedIps: ['198.18.212.0/24'] },
+  ],
+  ...over,
+});
+const state = (over: Partial<WireguardState> = {}): WireguardState => ({
+  ...parseWgDump(DUMP),
+  peers: [
+    parseWgDump(DUMP).peers[0]!,
+    {
+      publicKey: K2,
+      endpoint: '198.18.0.3:51820',
+      allowedIps: ['198.18.212.0/24'],
+      latestHandshake: 5,
+      rxBytes: 1,
+      txBytes: 1,
+      keepaliveSeconds: 0,
+    },
+  ],
+  ...over,
+});
+
+describe('planWireguard', () => {
+  it('is empty when the device matches (allowed-ips order and endpoint spelling do not matter)', () => {
+    const w = device();
+    const reordered = {
+      ...w.peers[0]!,
+      endpoint: '[fd00:0::2]:51820',
+      allowedIps: ['fd00:211::/64', '198.18.211.0/24'],
+    };
+    assert.deepEqual(planWireguard(state(), { ...w, peers: [reordered, w.peers[1]!] }, K3), { args: [], changes: [] });
+  });
+  it('configures a new device completely in one command', () => {
+    const p = planWireguard({ listenPort: 41829, peers: [] }, device(), K3);
+    assert.deepEqual(p.args, [
+      'private-key',
+      '/var/lib/truss/wireguard/wireguard.key',
+      'listen-port',
+      '51820',
+      'peer',
+      K1,
+      'endpoint',
+      '[fd00::2]:51820',
+      'allowed-ips',
+      '198.18.211.0/24,fd00:211::/64',
+      'persistent-keepalive',
+      '25',
+      'peer',
+      K2,
+      'endpoint',
+      '198.18.0.3:51820',
+      'allowed-ips',
+      '198.18.212.0/24',
+    ]);
+    assert.deepEqual(p.changes, [
+      'private key set',
+      'listen port 41829 → 51820',
+      `peer ${K1.slice(0, 8)}… added`,
+      `peer ${K2.slice(0, 8)}… added`,
+    ]);
+  });
+  it('touches only the changed field of the changed peer', () => {
+    const w = device();
+    const p = planWireguard(
+      state(),
+      { ...w, peers: [w.peers[0]!, { ...w.peers[1]!, allowedIps: ['198.18.213.0/24'] }] },
+      K3,
+    );
+    assert.deepEqual(p.args, ['peer', K2, 'allowed-ips', '198.18.213.0/24']);
+  });
+  it('removes peers that are no longer wanted and turns keepalive off explicitly', () => {
+    const w = device();
+    const p = planWireguard(state(), { ...w, peers: [{ ...w.peers[0]!, keepaliveSeconds: 0 }] }, K3);
+    assert.deepEqual(p.args, ['peer', K2, 'remove', 'peer', K1, 'persistent-keepalive', 'off']);
+  });
+  it('sets the key again when the file holds another one (rotation) and re-points a roamed endpoint', () => {
+    const roamed = state({ peers: [{ ...state().peers[0]!, endpoint: '[fd00::9]:40000' }, state().peers[1]!] });
+    const p = planWireguard(roamed, device(), `${'A'.repeat(43)}=`);
+    assert.deepEqual(p.args.slice(0, 2), ['private-key', '/var/lib/truss/wireguard/wireguard.key']);
+    assert.deepEqual(p.args.slice(2), ['peer', K1, 'endpoint', '[fd00::2]:51820']);
+    assert.equal(p.changes[0], 'private key replaced');
+  });
+  it('refuses what would never converge or would hijack traffic', () => {
+    const w = device();
+    const dupIp = { ...w, peers: [w.peers[0]!, { ...w.peers[1]!, allowedIps: ['198.18.211.0/24'] }] };
+    assert.throws(() => planWireguard(state(), dupIp, K3), /given to both/);
+    assert.throws(() => planWireguard(state(), { ...w, peers: [w.peers[0]!, w.peers[0]!] }, K3), /listed twice/);
+    assert.throws(() => planWireguard(state(), w, K1), /own public key/);
+    const hostBits = { ...w, peers: [{ ...w.peers[1]!, allowedIps: ['198.18.212.7/24'] }] };
+    assert.throws(() => planWireguard(state(), hostBits, K3), /not a network CIDR/);
+    assert.throws(() => checkWireguardDevice({ ...w, name: 'trwg0 up' }), { code: 'TRUSS_ERR_OPTION_INVALID' });
+    assert.throws(() => checkWireguardDevice({ ...w, listenPort: 0 }), /listen port/);
+    assert.throws(() => checkWireguardDevice({ ...w, privateKeyFile: 'wireguard.key' }), /absolute path/);
+    const zero = `${'A'.repeat(43)}=`;
+    assert.throws(() => checkWireguardDevice({ ...w, peers: [{ ...w.peers[1]!, publicKey: zero }] }), /all zeros/);
+    assert.throws(() => checkWireguardDevice({ ...w, peers: [{ ...w.peers[1]!, endpoint: 'fd00::2:1' }] }), /\[IPv6\]/);
+    assert.throws(() => checkWireguardDevice({ ...w, peers: [{ ...w.peers[1]!, publicKey: 'abc' }] }), /base64/);
+  });
+});
+
+// ---------- key files ----------
+
+describe('key files', () => {
+  let root: string;
+  before(async () => {
+    root = await fs.mkdtemp(join(tmpdir(), 'truss-wgkey-'));
+  });
+  after(async () => {
+    await fs.rm(root, { recursive: true, force: true });
+  });
+  const mode = async (p: string): Promise<number> => (await fs.stat(p)).mode & 0o777;
+
+  it('creates the key 0600 in a 0700 dir with the mode given at open (even with umask 0)', async () => {
+    const dir = join(root, 'a', 'wireguard');
+    const old = process.umask(0);
+    try {
+      const k = await ensurePrivateKey(dir);
+      assert.equal(k.file, join(dir, KEY_FILE));
+      assert.equal(await mode(dir), 0o700);
+      assert.equal(await mode(k.file), 0o600);
+      assert.ok(isWireguardKey(k.publicKey));
+      const text = (await fs.readFile(k.file, 'utf8')).trim();
+      assert.ok(isWireguardKey(text));
+      assert.equal(execFileSync('wg', ['pubkey'], { input: text }).toString().trim(), k.publicKey, 'wg agrees');
+      assert.deepEqual(await fs.readdir(dir), [KEY_FILE], 'no temp file left');
+    } finally {
+      process.umask(old);
+    }
+  });
+  it('reuses an existing key and never overwrites it (exclusive create, concurrent callers agree)', async () => {
+    const dir = join(root, 'b');
+    const all = await Promise.all(Array.from({ length: 8 }, () => ensurePrivateKey(dir)));
+    assert.equal(new Set(all.map((k) => k.publicKey)).size, 1);
+    assert.equal((await ensurePrivateKey(dir)).publicKey, all[0]?.publicKey);
+    assert.deepEqual(await fs.readdir(dir), [KEY_FILE]);
+  });
+  it('refuses a key readable by others, a symlink, garbage, or an open directory', async () => {
+    const dir = join(root, 'c');
+    const { file } = await ensurePrivateKey(dir);
+    await fs.chmod(file, 0o644);
+    await assert.rejects(ensurePrivateKey(dir), { code: 'TRUSS_ERR_WIREGUARD_KEY_INVALID', message: /mode 644/ });
+    await fs.chmod(file, 0o600);
+    await fs.writeFile(file, 'not a key\n');
+    await assert.rejects(readPrivateKeyFile(file), /does not hold one base64 key/);
+    await fs.rm(file);
+    await fs.symlink('/etc/hostname', file);
+    await assert.rejects(readPrivateKeyFile(file), (e: Error) => /ELOOP/.test(e.message) && !e.message.includes(dir));
+    const open = join(root, 'd');
+    await fs.mkdir(open, { mode: 0o755 });
+    await fs.chmod(open, 0o755);
+    await assert.rejects(ensurePrivateKey(open), /must be 0700/);
+  });
+  it('rotates atomically to a new 0600 key', async () => {
+    const dir = join(root, 'e');
+    const a = await ensurePrivateKey(dir);
+    const b = await rotatePrivateKey(dir);
+    assert.equal(b.file, a.file);
+    assert.notEqual(b.publicKey, a.publicKey);
+    assert.equal(await readPrivateKeyFile(b.file), b.publicKey);
+    assert.equal(await mode(b.file), 0o600);
+    assert.deepEqual(await fs.readdir(dir), [KEY_FILE]);
+  });
+});
+
+// ---------- a fake kernel + wg behind the Exec interface ----------
+
+interface FakeLink {
+  kind: string;
+  mtu: number;
+  up: boolean;
+  alias?: string;
+}
+interface FakeWg {
+  pub?: string;
+  port: number;
+  peers: Map<string, { endpoint?: string; ips: string[]; ka: number; hs: number }>;
+}
+
+const fail = (code: KernelErrorCode, argv: readonly string[], stderr: string): never => {
+  throw new KernelError(code, argv, 1, stderr);
+};
+
+function fakeExec(opts: { kernel: boolean; tools?: readonly string[] }) {
+  const links = new Map<string, FakeLink>();
+  const wg = new Map<string, FakeWg>();
+  const calls: { argv: string[]; stdin?: string }[] = [];
+  const tools = new Set(opts.tools ?? ['ip', 'wg', 'wireguard-go', 'setsid', 'env']);
+  const newDev = (name: string, kind: string, mtu: number): void => {
+    links.set(name, { kind, mtu, up: false });
+    wg.set(name, { port: 40000, peers: new Map() });
+  };
+  const linkJson = (name: string, l: FakeLink): string =>
+    JSON.stringify([
+      {
+        ifindex: 9,
+        ifname: name,
+        flags: l.up ? ['POINTOPOINT', 'UP'] : ['POINTOPOINT'],
+        mtu: l.mtu,
+        linkinfo: { info_kind: l.kind },
+        ...(l.alias ? { ifalias: l.alias } : {}),
+        addr_info: [],
+      },
+    ]);
+  const ipLine = (argv: string[], words: string[]): void => {
+    const [obj, verb, name = ''] = words;
+    if (obj !== 'link') fail('OTHER', argv, 'unexpected');
+    if (verb === 'add') {
+      if (!opts.kernel) fail('OTHER', argv, 'Error: Unknown device type.');
+      const mtu = words.indexOf('mtu');
+      newDev(name, 'wireguard', mtu > 0 ? Number(words[mtu + 1]) : 1420);
+      return;
+    }
+    const l = links.get(name) ?? fail('ENODEV', argv, `Cannot find device "${name}"`);
+    if (words[3] === 'alias' && words[4] !== undefined) l.alias = words[4];
+    if (words[3] === 'mtu') l.mtu = Number(words[4]);
+    if (words[3] === 'up') l.up = true;
+  };
+  const wgSet = async (argv: string[], name: string, a: string[]): Promise<void> => {
+    const d = wg.get(name) ?? fail('ENODEV', argv, 'Unable to access interface: No such device');
+    let peer: string | undefined;
+    for (let i = 0; i < a.length; i++) {
+      const [k, v = ''] = [a[i], a[i + 1]];
+      if (k === 'private-key') d.pub = await readPrivateKeyFile(v);
+      else if (k === 'listen-port') d.port = Number(v);
+      else if (k === 'peer') {
+        peer = v;
+        if (!d.peers.has(v)) d.peers.set(v, { ips: [], ka: 0, hs: 0 });
+      } else if (k === 'remove' && peer) {
+        d.peers.delete(peer);
+        i--;
+      } else if (k === 'endpoint' && peer) d.peers.get(peer)!.endpoint = v;
+      else if (k === 'allowed-ips' && peer) d.peers.get(peer)!.ips = v === '' ? [] : v.split(',');
+      else if (k === 'persistent-keepalive' && peer) d.peers.get(peer)!.ka = v === 'off' ? 0 : Number(v);
+      i++;
+    }
+  };
+  const dump = (d: FakeWg): string =>
+    [
+      `${PRIV}\t${d.pub ?? '(none)'}\t${d.port}\toff`,
+      ...[...d.peers].map(
+        ([k, p]) =>
+          `${k}\t(none)\t${p.endpoint ?? '(none)'}\t${p.ips.join(',') || '(none)'}\t${p.hs}\t0\t0\t${p.ka || 'off'}`,
+      ),
+      '',
+    ].join('\n');
+  const exec: Exec = {
+    which: (bin) => (tools.has(bin) ? `/usr/bin/${bin}` : undefined),
+    async run(bin, args, ro = {}): Promise<ExecResult> {
+      const argv = [bin, ...args];
+      calls.push({ argv, ...(ro.stdin !== undefined ? { stdin: ro.stdin } : {}) });
+      const ok = (stdout = ''): ExecResult => ({ stdout, stderr: '' });
+      if (bin === 'ip' && args[0] === '-j') {
+        const name = args.at(-1) ?? '';
+        const l = links.get(name) ?? fail('ENODEV', argv, `Device "${name}" does not exist.`);
+        return ok(linkJson(name, l));
+      }
+      if (bin === 'ip' && args[0] === '-batch') {
+        for (const line of (ro.stdin ?? '').split('\n').filter(Boolean)) ipLine(argv, line.split(' '));
+        return ok();
+      }
+      if (bin === 'ip' && args[1] === 'del') {
+        if (!links.delete(args[3] ?? '')) fail('ENODEV', argv, 'Cannot find device');
+        return ok();
+      }
+      if (bin === 'ip') {
+        ipLine(argv, [...args]);
+        return ok();
+      }
+      if (bin === 'setsid') {
+        newDev(args.at(-1) ?? '', 'tun', 1420);
+        return ok();
+      }
+      if (bin === 'wg' && args[0] === 'show') {
+        return ok(dump(wg.get(args[1] ?? '') ?? fail('OTHER', argv, 'Unable to access interface')));
+      }
+      if (bin === 'wg' && args[0] === 'set') {
+        await wgSet(argv, args[1] ?? '', args.slice(2));
+        return ok();
+      }
+      return fail('OTHER', argv, `unexpected command ${argv.join(' ')}`);
+    },
+  };
+  const writes = (): string[][] =>
+    calls
+      .filter((c) => !(c.argv[0] === 'ip' && c.argv[1] === '-j') && !(c.argv[0] === 'wg' && c.argv[1] === 'show'))
+      .map((c) => c.argv);
+  return { exec, links, wg, calls, writes };
+}
+
+describe('detectWireguard (fake exec)', () => {
+  let tun: string;
+  before(async () => {
+    tun = join(await fs.mkdtemp(join(tmpdir(), 'truss-tun-')), 'tun');
+    await fs.writeFile(tun, '');
+  });
+  after(async () => {
+    await fs.rm(join(tun, '..'), { recursive: true, force: true });
+  });
+
+  it('kernel: a probe link is made and deleted at once; the answer is cached', async () => {
+    const f = fakeExec({ kernel: true });
+    assert.equal(await detectWireguard(f.exec, { tunDevice: tun }), 'kernel');
+    const [add, del] = f.calls.map((c) => c.argv);
+    assert.deepEqual(add?.slice(0, 3), ['ip', 'link', 'add']);
+    assert.deepEqual(add?.slice(4), ['type', 'wireguard']);
+    assert.deepEqual(del, ['ip', 'link', 'del', 'dev', add?.[3]]);
+    assert.equal(f.links.size, 0, 'nothing left behind');
+    assert.equal(await detectWireguard(f.exec, { tunDevice: tun }), 'kernel');
+    assert.equal(f.calls.length, 2, 'probed once');
+  });
+  it('userspace: no kernel module, but wireguard-go and a TUN device', async () => {
+    const f = fakeExec({ kernel: false });
+    assert.equal(await detectWireguard(f.exec, { tunDevice: tun }), 'userspace');
+    assert.equal(f.links.size, 0);
+  });
+  it('none: no TUN device, no wireguard-go, or no wg', async () => {
+    assert.equal(await detectWireguard(fakeExec({ kernel: false }).exec, { tunDevice: `${tun}-missing` }), 'none');
+    const noGo = fakeExec({ kernel: false, tools: ['ip', 'wg', 'setsid', 'env'] });
+    assert.equal(await detectWireguard(noGo.exec, { tunDevice: tun }), 'none');
+    const noWg = fakeExec({ kernel: true, tools: ['ip'] });
+    assert.equal(await detectWireguard(noWg.exec, { tunDevice: tun }), 'none');
+    assert.equal(noWg.calls.length, 0, 'without wg nothing is probed');
+  });
+});
+
+describe('ensureWireguard / readWireguard / removeWireguard (fake exec)', () => {
+  let keyDir: string;
+  let key: { file: string; publicKey: string };
+  before(async () => {
+    keyDir = await fs.mkdtemp(join(tmpdir(), 'truss-wgfake-'));
+    key = await ensurePrivateKey(join(keyDir, 'k'));
+  });
+  after(async () => {
+    await fs.rm(keyDir, { recursive: true, force: true });
+  });
+  const dev = (name: string): WireguardDevice => ({ ...device({ name }), privateKeyFile: key.file });
+
+  it('kernel path: ip link add … type wireguard + mark, wg set with the key as a file path, up', async () => {
+    const f = fakeExec({ kernel: true });
+    const r = await ensureWireguard(f.exec, dev('trwgk'));
+    assert.equal(r.created, true);
+    const all = f.calls.map((c) => `${c.argv.join(' ')} ${c.stdin ?? ''}`);
+    assert.ok(all.some((c) => c.includes('link add trwgk mtu 1440 type wireguard')));
+    assert.ok(!all.some((c) => c.includes('wireguard-go')), 'no wireguard-go on the kernel path');
+    assert.deepEqual(f.links.get('trwgk'), { kind: 'wireguard', mtu: 1440, up: true, alias: wireguardMark('trwgk') });
+    const set = f.calls.find((c) => c.argv[1] === 'set')?.argv ?? [];
+    assert.deepEqual(set.slice(0, 5), ['wg', 'set', 'trwgk', 'private-key', key.file]);
+    const secret = (await fs.readFile(key.file, 'utf8')).trim();
+    assert.ok(!all.some((c) => c.includes(secret)), 'the private key is never on argv or stdin');
+    const s = await readWireguard(f.exec, 'trwgk');
+    assert.equal(s?.publicKey, key.publicKey);
+    assert.equal(s?.peers.length, 2);
+    assert.ok(!JSON.stringify(s).includes(PRIV));
+  });
+  it('userspace path: wireguard-go in its own session with an empty environment, then the same config', async () => {
+    const f = fakeExec({ kernel: false });
+    await ensureWireguard(f.exec, dev('trwgu'));
+    const start = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
+    assert.deepEqual(start, ['setsid', '--wait', '/usr/bin/env', '-i', '-C', '/', '/usr/bin/wireguard-go', 'trwgu']);
+    assert.deepEqual(f.links.get('trwgu'), { kind: 'tun', mtu: 1440, up: true, alias: wireguardMark('trwgu') });
+  });
+  it('a second ensure reads twice and writes nothing; a changed peer is one wg set', async () => {
+    const f = fakeExec({ kernel: false });
+    await ensureWireguard(f.exec, dev('trwgi'));
+    f.calls.length = 0;
+    assert.deepEqual(await ensureWireguard(f.exec, dev('trwgi')), { created: false, changes: [] });
+    assert.equal(f.calls.length, 2);
+    assert.deepEqual(f.writes(), []);
+    const w = dev('trwgi');
+    const r = await ensureWireguard(f.exec, { ...w, mtu: 1400, peers: [w.peers[0]!] });
+    assert.deepEqual(r.changes, ['mtu 1400', `peer ${K2.slice(0, 8)}… removed`]);
+    assert.deepEqual(f.writes(), [
+      ['wg', 'set', 'trwgi', 'peer', K2, 'remove'],
+      ['ip', '-batch', '-'],
+    ]);
+  });
+  it('refuses a same-named device that is not ours, and leaves it alone on remove', async () => {
+    const f = fakeExec({ kernel: true });
+    f.links.set('trwgf', { kind: 'tun', mtu: 1500, up: true, alias: 'openvpn' });
+    await assert.rejects(ensureWireguard(f.exec, dev('trwgf')), { code: 'TRUSS_ERR_KERNEL_OBJECT_FOREIGN' });
+    f.links.set('trwgn', { kind: 'wireguard', mtu: 1420, up: true });
+    await assert.rejects(ensureWireguard(f.exec, dev('trwgn')), /no truss mark/);
+    assert.deepEqual(f.writes(), []);
+    await removeWireguard(f.exec, 'trwgf');
+    assert.ok(f.links.has('trwgf'));
+  });
+  it('says what to install when there is no WireGuard at all', async () => {
+    const f = fakeExec({ kernel: false, tools: ['ip', 'wg'] });
+    await assert.rejects(ensureWireguard(f.exec, dev('trwgz')), { code: 'TRUSS_ERR_FEATURE_UNSUPPORTED' });
+  });
+  it('remove deletes our device; gone is success', async () => {
+    const f = fakeExec({ kernel: true });
+    await ensureWireguard(f.exec, dev('trwgr'));
+    await removeWireguard(f.exec, 'trwgr');
+    assert.equal(f.links.has('trwgr'), false);
+    await removeWireguard(f.exec, 'trwgr');
+    assert.equal(await readWireguard(f.exec, 'trwgr'), undefined);
+  });
+});
