@@ -3,6 +3,7 @@
  * store and the reconciler; the reconciler calls the dataplane. All types here are domain
  * types (camelCase); nothing here knows HTTP or the kernel.
  */
+import type { RouteObject, WireguardObject } from './cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
 import type { IpamData } from './model.ts';
 
@@ -210,6 +211,30 @@ export interface Dataplane {
   removePolicyTable(): Promise<void>;
   /** Packets/bytes denied per policy chain name, from the named counters. */
   readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>>;
+
+  // ----- cluster networks: the WireGuard device and truss routes (proto 116) -----
+
+  /** Create or converge the device and its peers (only changed peers are touched). */
+  ensureWireguard(w: WireguardObject): Promise<void>;
+  /** Delete the device (and its userspace process); gone = success. */
+  removeWireguard(name: string): Promise<void>;
+  /** Problems between the device and `w` ([] when it matches); `undefined` = no device wanted. */
+  checkWireguard(w: WireguardObject | undefined, name: string): Promise<readonly string[]>;
+  /** Make truss's routes exactly `routes`: add/replace these, delete other truss routes. */
+  ensureRoutes(routes: readonly RouteObject[]): Promise<void>;
+  checkRoutes(routes: readonly RouteObject[]): Promise<readonly string[]>;
+  /** Handshake state of the device's peers, for status (no key material). */
+  readWireguardPeers(name: string): Promise<readonly WireguardPeerStatus[]>;
+}
+
+export interface WireguardPeerStatus {
+  readonly publicKey: string;
+  readonly endpoint?: string;
+  readonly allowedIps: readonly string[];
+  /** seconds since the epoch; 0 = never */
+  readonly latestHandshake: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
 }
 
 export interface PolicyCheck {

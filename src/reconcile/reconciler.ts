@@ -8,6 +8,15 @@
  * Order: bridges -> veths -> firewall, then removals veths -> bridges. Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
+
+import {
+  type ClusterDesired,
+  type ClusterView,
+  computeClusterDesired,
+  WG_DEFAULT_PORT,
+  WG_DEVICE,
+  type WireguardObject,
+} from '../core/cluster/desired.ts';
 import { computeDesired, type DesiredKernel } from '../core/desired.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
@@ -20,6 +29,8 @@ export interface Intent {
   readonly endpoints: readonly EndpointSpec[];
   readonly policies: readonly NetworkPolicyRecord[];
   readonly revision: number;
+  /** the shared cluster state as this host last saw it (absent without a cluster store) */
+  readonly cluster?: ClusterView;
 }
 
 export interface ReconcilerDeps {
@@ -27,6 +38,8 @@ export interface ReconcilerDeps {
   readonly dataplane: Dataplane;
   readonly log: Logger;
   readonly resyncMs?: number;
+  /** WireGuard settings of this host (cluster networks) */
+  readonly wireguard?: { readonly listenPort: number; readonly mtu: number };
   /** Called after each full pass with what it observed (the endpoint GC listens here). */
   afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
 }
@@ -71,6 +84,8 @@ const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
 export const policyKey = (name: string): string => `policy:${name}`;
 const POLICY_TABLE_KEY = 'policy-table';
+const WIREGUARD_KEY = 'wireguard';
+const ROUTES_KEY = 'routes';
 export const vethKey = (name: string): string => `veth:${name}`;
 export { FIREWALL_KEY };
 
@@ -165,7 +180,10 @@ export class Reconciler {
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
-    return [...plan.problems, ...fw, ...pol.problems];
+    const cd = this.clusterDesired(intent);
+    const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
+    const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
+    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...routes];
   }
 
   /** Denied packets per endpoint id, from the policy chains' counters. */
@@ -221,6 +239,7 @@ export class Reconciler {
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
+    changes += await this.#cluster(intent, full);
     for (const r of plan.remove) {
       const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
       const run =
@@ -330,6 +349,45 @@ export class Reconciler {
         this.#status.delete(policyKey(n));
         changes++;
       }
+    }
+    return changes;
+  }
+
+  clusterDesired(intent: Intent): ClusterDesired {
+    const local = intent.networks
+      .filter((n) => n.cluster !== undefined)
+      .map((n) => ({
+        cluster: n.cluster?.name as string,
+        subnets: [...n.ipv4, ...n.ipv6].map((d) => d.pool),
+        encrypt: n.cluster?.encrypt ?? true,
+      }));
+    const view = intent.cluster ?? { self: '', nodes: [], members: [], blocks: [] };
+    const wgOpts = this.#deps.wireguard ?? { listenPort: WG_DEFAULT_PORT, mtu: 1440 };
+    return computeClusterDesired(view, local, wgOpts);
+  }
+
+  /** The WireGuard device, then the routes through it (both whole objects, converged). */
+  async #cluster(intent: Intent, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    const d = this.clusterDesired(intent);
+    let changes = 0;
+    const wgJson = d.wireguard ? fingerprint(d.wireguard) : ABSENT;
+    let needWg = this.#applied.get(WIREGUARD_KEY) !== wgJson;
+    if (full && !needWg) needWg = (await dp.checkWireguard(d.wireguard, WG_DEVICE)).length > 0;
+    if (needWg) {
+      const run = d.wireguard
+        ? () => dp.ensureWireguard(d.wireguard as WireguardObject)
+        : () => dp.removeWireguard(WG_DEVICE);
+      if (await this.#attempt(WIREGUARD_KEY, run)) {
+        this.#applied.set(WIREGUARD_KEY, wgJson);
+        changes++;
+      } else this.#applied.delete(WIREGUARD_KEY);
+    }
+    const routesJson = fingerprint(d.routes);
+    let needRoutes = this.#applied.get(ROUTES_KEY) !== routesJson;
+    if (full && !needRoutes) needRoutes = (await dp.checkRoutes(d.routes)).length > 0;
+    if (needRoutes && !this.#failed.has(WIREGUARD_KEY)) {
+      if (await this.#apply(ROUTES_KEY, d.routes, () => dp.ensureRoutes(d.routes))) changes++;
     }
     return changes;
   }

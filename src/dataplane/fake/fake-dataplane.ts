@@ -15,10 +15,11 @@
  * dataplane validates them); an address ensured for one chain is taken from any other,
  * as the kernel map re-points it.
  */
+import type { RouteObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
-import type { Dataplane, ObservedLink, PolicyCheck, PolicyCounter } from '../../core/ports.ts';
+import type { Dataplane, ObservedLink, PolicyCheck, PolicyCounter, WireguardPeerStatus } from '../../core/ports.ts';
 import { KernelError } from '../linux/exec.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
@@ -53,6 +54,8 @@ export class FakeDataplane implements Dataplane {
   readonly links = new Map<string, FakeLink>();
   readonly calls: FakeCall[] = [];
   firewall: FirewallObject | undefined;
+  wireguard: WireguardObject | undefined;
+  routes: RouteObject[] = [];
   readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '0']]);
   /** table inet truss_policy exists */
   policyTable = false;
@@ -289,6 +292,47 @@ export class FakeDataplane implements Dataplane {
   async readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
     this.#enter('readPolicyCounters', undefined);
     return this.policyTable ? clone(this.policyCounters) : {};
+  }
+
+  // ----- cluster: one WireGuard device and truss routes, as plain objects -----
+
+  async ensureWireguard(w: WireguardObject): Promise<void> {
+    this.#enter('ensureWireguard', w);
+    this.wireguard = clone(w);
+  }
+
+  async removeWireguard(name: string): Promise<void> {
+    this.#enter('removeWireguard', name);
+    if (this.wireguard?.name === name) this.wireguard = undefined;
+  }
+
+  async checkWireguard(w: WireguardObject | undefined, name: string): Promise<readonly string[]> {
+    this.#enter('checkWireguard', w);
+    if (!w) return this.wireguard ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
+    if (!this.wireguard) return [`wireguard device ${w.name} is missing`];
+    return JSON.stringify(this.wireguard) === JSON.stringify(w) ? [] : [`wireguard device ${w.name} differs`];
+  }
+
+  async ensureRoutes(routes: readonly RouteObject[]): Promise<void> {
+    this.#enter('ensureRoutes', routes);
+    this.routes = clone([...routes]);
+  }
+
+  async checkRoutes(routes: readonly RouteObject[]): Promise<readonly string[]> {
+    this.#enter('checkRoutes', routes);
+    return JSON.stringify(this.routes) === JSON.stringify(routes) ? [] : ['truss routes differ'];
+  }
+
+  async readWireguardPeers(name: string): Promise<readonly WireguardPeerStatus[]> {
+    this.#enter('readWireguardPeers', name);
+    return (this.wireguard?.peers ?? []).map((p) => ({
+      publicKey: p.publicKey,
+      endpoint: p.endpoint,
+      allowedIps: p.allowedIps,
+      latestHandshake: 0,
+      rxBytes: 0,
+      txBytes: 0,
+    }));
   }
 }
 

@@ -3,7 +3,9 @@
  * sysctl and conntrack, one kernel kind per file. This file only wires them together; it
  * holds no state but the probed iptables tools.
  */
+import type { WireguardObject } from '../../core/cluster/desired.ts';
 import type { FirewallObject } from '../../core/desired.ts';
+import { errors } from '../../core/errors.ts';
 import type { Dataplane, ObservedLink } from '../../core/ports.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
@@ -13,8 +15,10 @@ import { listOwnedLinks, listUplinks } from './links.ts';
 import * as nft from './nft.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
+import * as rt from './routes.ts';
 import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
 import * as veth from './veth.ts';
+import * as wg from './wireguard.ts';
 
 export interface LinuxDataplaneOptions {
   /** A network namespace path (/run/netns/NAME): every command runs in it via nsenter. Default: our own. */
@@ -30,6 +34,8 @@ export interface LinuxDataplaneOptions {
    * every apply/check, so a moved default route shows up as drift and is repaired.
    */
   readonly uplinks?: readonly string[] | 'auto';
+  /** directory of this host's WireGuard private key (wireguard.ts KEY_FILE in it) */
+  readonly wireguardKeyDir?: string;
 }
 
 export interface LinuxDataplane extends Dataplane {
@@ -66,6 +72,22 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     return tools;
   };
 
+  const keyFile = (): string => {
+    if (!opts.wireguardKeyDir) throw errors.unsupported('no WireGuard key directory configured');
+    return `${opts.wireguardKeyDir}/${wg.KEY_FILE}`;
+  };
+  const toDevice = (w: WireguardObject): wg.WireguardDevice => ({
+    name: w.name,
+    privateKeyFile: keyFile(),
+    listenPort: w.listenPort,
+    mtu: w.mtu,
+    peers: w.peers.map((p) => ({
+      publicKey: p.publicKey,
+      endpoint: p.endpoint,
+      allowedIps: p.allowedIps,
+      keepaliveSeconds: p.keepaliveSeconds,
+    })),
+  });
   return {
     listLinks: (): Promise<readonly ObservedLink[]> => listOwnedLinks(exec),
     ensureBridge: (b) => bridge.ensureBridge(exec, b),
@@ -103,6 +125,34 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removePolicy: (name) => policy.removePolicy(exec, name),
     removePolicyTable: () => policy.removePolicyTable(exec),
     readPolicyCounters: () => policy.readPolicyCounters(exec),
+    async ensureWireguard(w) {
+      const r = await wg.ensureWireguard(exec, toDevice(w));
+      if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });
+    },
+    removeWireguard: (name) => wg.removeWireguard(exec, name, opts.log),
+    async checkWireguard(w, name) {
+      const cur = await wg.readWireguard(exec, name);
+      if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
+      if (!cur) return [`wireguard device ${w.name} is missing`];
+      const plan = wg.planWireguard(cur, toDevice(w), await wg.readPrivateKeyFile(keyFile()));
+      return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
+    },
+    async ensureRoutes(routes) {
+      await rt.ensureRoutes(exec, routes);
+      const want = new Set(routes.map((r) => r.dst));
+      for (const r of await rt.listRoutes(exec)) if (!want.has(r.dst)) await rt.removeRoute(exec, r.dst);
+    },
+    async checkRoutes(routes) {
+      const cur = await rt.listRoutes(exec);
+      const plan = rt.planRoutes(cur, routes);
+      const extra = cur
+        .filter((r) => !routes.some((w) => w.dst === r.dst))
+        .map((r) => `truss route ${r.dst} is not wanted`);
+      return [...(plan.length > 0 ? [`${plan.length} truss route(s) missing or different`] : []), ...extra];
+    },
+    async readWireguardPeers(name) {
+      return (await wg.readWireguard(exec, name))?.peers ?? [];
+    },
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
   };
