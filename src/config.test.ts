@@ -10,6 +10,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       resyncMs: 30_000,
       gcGraceMs: 120_000,
+      wgPort: 51820,
     });
   });
   it('flags win over their TRUSS_* twins; DOCKER_PLUGIN_DEBUG=true means debug', () => {
@@ -25,6 +26,27 @@ describe('loadConfig', () => {
     assert.equal(c.defaultPools, '198.18.0.0/16:24');
     assert.equal(c.logLevel, 'debug');
     assert.equal(c.gcGraceMs, 5000);
+  });
+  it('cluster flags', () => {
+    const c = loadConfig(
+      [
+        '--store',
+        'etcd://198.18.255.254:2379',
+        '--node-name',
+        'c1',
+        '--advertise-address',
+        '198.18.255.1',
+        '--wg-port',
+        '51821',
+      ],
+      {},
+    );
+    assert.equal(c.store, 'etcd://198.18.255.254:2379');
+    assert.equal(c.nodeName, 'c1');
+    assert.equal(c.wgPort, 51821);
+    assert.throws(() => loadConfig(['--etcd-ca', '/ca.pem'], {}), /go together/);
+    assert.throws(() => loadConfig(['--advertise-address', 'host'], {}), /--advertise-address/);
+    assert.throws(() => loadConfig(['--node-name', 'Bad_Name'], {}), /--node-name/);
   });
   it('refuses bad values with the flag name', () => {
     assert.throws(() => loadConfig(['--socket', 'rel.sock'], {}), /--socket/);

@@ -3,7 +3,9 @@
  * read here and nowhere else. DOCKER_PLUGIN_DEBUG=true turns on debug logs.
  */
 import { parseArgs } from 'node:util';
+import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
+import { parseIp } from './core/ip.ts';
 import type { Level } from './obs/logger.ts';
 
 export interface Config {
@@ -15,6 +17,14 @@ export interface Config {
   readonly resyncMs: number;
   /** how long a joined endpoint must look orphaned before truss reclaims it */
   readonly gcGraceMs: number;
+  /** --store: raw text ("embedded" or etcd://HOST:PORT,...); parsed by store/etcd.ts */
+  readonly store?: string;
+  readonly etcdTls?: { readonly ca: string; readonly cert: string; readonly key: string };
+  /** this host's name in the cluster (default: the hostname) */
+  readonly nodeName?: string;
+  /** underlay address peers reach this host at (default: detected towards etcd) */
+  readonly advertiseAddress?: string;
+  readonly wgPort: number;
 }
 
 export const DEFAULTS = {
@@ -34,6 +44,13 @@ export const SERVE_OPTIONS = {
   'default-pools': { type: 'string' },
   'resync-seconds': { type: 'string' },
   'gc-grace-seconds': { type: 'string' },
+  store: { type: 'string' },
+  'etcd-ca': { type: 'string' },
+  'etcd-cert': { type: 'string' },
+  'etcd-key': { type: 'string' },
+  'node-name': { type: 'string' },
+  'advertise-address': { type: 'string' },
+  'wg-port': { type: 'string' },
 } as const;
 
 export function adminSocketPath(stateDir: string): string {
@@ -65,7 +82,36 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     return Number(text) * 1000;
   };
   const pools = pick(values['default-pools'], 'TRUSS_DEFAULT_POOLS');
+  const store = pick(values.store, 'TRUSS_STORE');
+  const tlsParts = [
+    pick(values['etcd-ca'], 'TRUSS_ETCD_CA'),
+    pick(values['etcd-cert'], 'TRUSS_ETCD_CERT'),
+    pick(values['etcd-key'], 'TRUSS_ETCD_KEY'),
+  ];
+  const tlsGiven = tlsParts.filter((x) => x !== undefined).length;
+  if (tlsGiven !== 0 && tlsGiven !== 3) {
+    throw errors.badOption('--etcd-ca, --etcd-cert and --etcd-key go together: give all three for TLS, or none');
+  }
+  const nodeName = pick(values['node-name'], 'TRUSS_NODE_NAME');
+  if (nodeName !== undefined && !isValidNodeName(nodeName)) {
+    throw errors.badOption(`--node-name ${JSON.stringify(nodeName)}: expected 1-63 of [a-z0-9.-]`);
+  }
+  const advertise = pick(values['advertise-address'], 'TRUSS_ADVERTISE_ADDRESS');
+  if (advertise !== undefined && !parseIp(advertise)) {
+    throw errors.badOption(`--advertise-address ${JSON.stringify(advertise)}: expected an IP address`);
+  }
+  const wgPortText = pick(values['wg-port'], 'TRUSS_WG_PORT') ?? '51820';
+  if (!/^[1-9][0-9]{0,4}$/.test(wgPortText) || Number(wgPortText) > 65535) {
+    throw errors.badOption(`--wg-port ${JSON.stringify(wgPortText)}: expected 1-65535`);
+  }
   return {
+    ...(store !== undefined ? { store } : {}),
+    ...(tlsGiven === 3
+      ? { etcdTls: { ca: tlsParts[0] as string, cert: tlsParts[1] as string, key: tlsParts[2] as string } }
+      : {}),
+    ...(nodeName !== undefined ? { nodeName } : {}),
+    ...(advertise !== undefined ? { advertiseAddress: advertise } : {}),
+    wgPort: Number(wgPortText),
     socket,
     stateDir,
     logLevel: level as Level,

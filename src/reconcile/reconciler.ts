@@ -29,8 +29,11 @@ export interface Intent {
   readonly endpoints: readonly EndpointSpec[];
   readonly policies: readonly NetworkPolicyRecord[];
   readonly revision: number;
-  /** the shared cluster state as this host last saw it (absent without a cluster store) */
-  readonly cluster?: ClusterView;
+  /**
+   * the shared cluster state as this host last saw it; absent without a cluster store;
+   * 'pending' until the first sync (cluster objects are then left exactly as they are)
+   */
+  readonly cluster?: ClusterView | 'pending';
 }
 
 export interface ReconcilerDeps {
@@ -180,6 +183,7 @@ export class Reconciler {
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
+    if (intent.cluster === 'pending') return [...plan.problems, ...fw, ...pol.problems, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
@@ -361,13 +365,17 @@ export class Reconciler {
         subnets: [...n.ipv4, ...n.ipv6].map((d) => d.pool),
         encrypt: n.cluster?.encrypt ?? true,
       }));
-    const view = intent.cluster ?? { self: '', nodes: [], members: [], blocks: [] };
+    const view =
+      intent.cluster === undefined || intent.cluster === 'pending'
+        ? { self: '', nodes: [], members: [], blocks: [] }
+        : intent.cluster;
     const wgOpts = this.#deps.wireguard ?? { listenPort: WG_DEFAULT_PORT, mtu: 1440 };
     return computeClusterDesired(view, local, wgOpts);
   }
 
   /** The WireGuard device, then the routes through it (both whole objects, converged). */
   async #cluster(intent: Intent, full: boolean): Promise<number> {
+    if (intent.cluster === 'pending') return 0; // never prune peers before the first sync
     const dp = this.#deps.dataplane;
     const d = this.clusterDesired(intent);
     let changes = 0;

@@ -39,6 +39,10 @@ export interface LinuxDataplaneOptions {
 }
 
 export interface LinuxDataplane extends Dataplane {
+  /** local address and link MTU on the path towards `ip` (for --advertise-address and the tunnel MTU) */
+  underlayTowards(
+    ip: string,
+  ): Promise<{ readonly address: string; readonly dev: string; readonly mtu: number } | undefined>;
   /** The rendering applyFirewall installs for `f` now (for `truss inspect` and tests). */
   renderFirewall(f: FirewallObject): Promise<string>;
   /** The probed iptables backend, or undefined without iptables. */
@@ -153,6 +157,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     async readWireguardPeers(name) {
       return (await wg.readWireguard(exec, name))?.peers ?? [];
     },
+    underlayTowards: (ip) => rt.underlayTowards(exec, ip),
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
   };

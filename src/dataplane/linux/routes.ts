@@ -164,3 +164,22 @@ export async function removeRoute(exec: Exec, dst: string): Promise<void> {
     if (!isKernelError(e, 'ESRCH') && !isKernelError(e, 'ENOENT')) throw e;
   }
 }
+
+/**
+ * The local end of the path towards `ip` (what `ip route get` picks): the source address
+ * peers should use to reach this host, and the MTU of that link (the underlay's).
+ */
+export async function underlayTowards(
+  exec: Exec,
+  ip: string,
+): Promise<{ readonly address: string; readonly dev: string; readonly mtu: number } | undefined> {
+  const parsed = parseIp(ip);
+  if (parsed === undefined) return undefined;
+  const target = formatIp(parsed);
+  const r = await exec.run('ip', ['-j', 'route', 'get', target]);
+  const route = (JSON.parse(r.stdout || '[]') as { prefsrc?: string; dev?: string }[])[0];
+  if (!route?.prefsrc || !route.dev) return undefined;
+  const l = await exec.run('ip', ['-j', 'link', 'show', 'dev', checkIfName(route.dev)]);
+  const mtu = (JSON.parse(l.stdout || '[]') as { mtu?: number }[])[0]?.mtu;
+  return mtu === undefined ? undefined : { address: route.prefsrc, dev: route.dev, mtu };
+}

@@ -1,0 +1,217 @@
+/**
+ * ClusterAgent: this host's life in the cluster store (etcd). It registers the host under a
+ * lease (presence), keeps a watched copy of everything under /truss/v1/cluster/ (nodes,
+ * cluster networks, members, blocks) from which the reconciler derives WireGuard peers and
+ * routes, and joins/leaves cluster networks for the network service.
+ *
+ * Availability: the agent never blocks start-up or running traffic. Until etcd answers it
+ * keeps trying in the background; meanwhile (and during any later outage) the last view
+ * stays in force, so established traffic keeps flowing, while operations that need the
+ * shared store (joining a network, allocating an address) fail fast with etcd's error.
+ * A graceful stop does NOT revoke the lease: a restarting plugin re-registers within the
+ * TTL and peers never notice; a host that is gone for good drops out when its lease expires.
+ */
+
+import type { ClusterView } from '../core/cluster/desired.ts';
+import {
+  type BlockRecord,
+  CLUSTER_PREFIX,
+  type ClusterNetworkRecord,
+  type MemberRecord,
+  type NodeRecord,
+} from '../core/cluster/model.ts';
+import { errors } from '../core/errors.ts';
+import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
+import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
+import type { Logger } from '../obs/logger.ts';
+import type { KeyValue, Store } from '../store/store.ts';
+import type { ClusterIpam } from './cluster-ipam.ts';
+
+/** What the agent needs of the cluster store (store/etcd.ts provides it). */
+export interface LeaseLike {
+  put(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
+}
+export interface ClusterStore extends Store {
+  grantLease(ttlSeconds: number): Promise<LeaseLike>;
+  watchPrefix(
+    prefix: string,
+    fromRevision: number,
+    handlers: {
+      onEvents(events: readonly { type: 'put' | 'delete'; key: string; value?: string }[], revision: number): void;
+      onResync(items: readonly KeyValue[], revision: number): void;
+    },
+  ): { close(): Promise<void> };
+}
+
+export interface ClusterAgentDeps {
+  readonly store: ClusterStore;
+  readonly node: NodeRecord;
+  /** MTU of container interfaces on cluster networks (the tunnel's) */
+  readonly mtu: number;
+  readonly ipam: ClusterIpam;
+  readonly log: Logger;
+  /** the cluster view changed: reconcile */
+  onChange(): void;
+  /** names of the cluster networks this host has (from local intent), re-joined at start */
+  localClusters(): Promise<readonly string[]>;
+  readonly leaseTtlSeconds?: number;
+  readonly retryMs?: number;
+}
+
+const nodeKey = (n: string): string => `${CLUSTER_PREFIX}nodes/${n}`;
+const networkKey = (c: string): string => `${CLUSTER_PREFIX}networks/${c}`;
+const memberKey = (c: string, n: string): string => `${CLUSTER_PREFIX}members/${c}/${n}`;
+
+export class ClusterAgent implements ClusterPort {
+  readonly #d: ClusterAgentDeps;
+  readonly #cache = new Map<string, string>();
+  #lease: LeaseLike | undefined;
+  #watch: { close(): Promise<void> } | undefined;
+  #stopped = false;
+  #synced = false;
+  #timer: NodeJS.Timeout | undefined;
+  #connected: Promise<void>;
+  #resolveConnected: () => void = () => {};
+
+  constructor(deps: ClusterAgentDeps) {
+    this.#d = deps;
+    this.#connected = new Promise((r) => {
+      this.#resolveConnected = r;
+    });
+  }
+
+  enabled(): boolean {
+    return true;
+  }
+
+  mtu(): number {
+    return this.#d.mtu;
+  }
+
+  get self(): string {
+    return this.#d.node.name;
+  }
+
+  /** Starts in the background; resolves at once. `connected()` resolves once registered. */
+  start(): void {
+    void this.#connect();
+  }
+
+  connected(): Promise<void> {
+    return this.#connected;
+  }
+
+  async #connect(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        const lease = await this.#d.store.grantLease(this.#d.leaseTtlSeconds ?? 15);
+        await lease.put(nodeKey(this.self), JSON.stringify(this.#d.node));
+        this.#lease = lease;
+        for (const c of await this.#d.localClusters()) {
+          const m: MemberRecord = { cluster: c, node: this.self };
+          await lease.put(memberKey(c, this.self), JSON.stringify(m));
+        }
+        const { items, revision } = await this.#d.store.list(CLUSTER_PREFIX);
+        this.#replace(items);
+        this.#watch = this.#d.store.watchPrefix(CLUSTER_PREFIX, revision + 1, {
+          onEvents: (events) => {
+            for (const e of events) {
+              if (e.type === 'put' && e.value !== undefined) this.#cache.set(e.key, e.value);
+              else this.#cache.delete(e.key);
+            }
+            this.#d.onChange();
+          },
+          onResync: (all) => this.#replace(all),
+        });
+        this.#d.log.info('registered in the cluster store', { node: this.self, address: this.#d.node.address });
+        this.#resolveConnected();
+        this.#d.onChange();
+        return;
+      } catch (e) {
+        this.#d.log.warn('cluster store not reachable yet; retrying', { err: e });
+        await new Promise<void>((r) => {
+          this.#timer = setTimeout(r, this.#d.retryMs ?? 2000);
+        });
+      }
+    }
+  }
+
+  #replace(items: readonly KeyValue[]): void {
+    this.#synced = true;
+    this.#cache.clear();
+    for (const kv of items) this.#cache.set(kv.key, kv.value);
+    this.#d.onChange();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#watch?.close();
+  }
+
+  /**
+   * The cluster as last seen (records are parsed defensively: a bad one is skipped), or
+   * undefined until the first sync: nothing cluster-wide may be pruned before that.
+   */
+  view(): ClusterView | undefined {
+    if (!this.#synced) return undefined;
+    const nodes: NodeRecord[] = [];
+    const members: MemberRecord[] = [];
+    const blocks: BlockRecord[] = [];
+    for (const [key, value] of this.#cache) {
+      const rest = key.slice(CLUSTER_PREFIX.length);
+      try {
+        const v = JSON.parse(value) as unknown;
+        if (rest.startsWith('nodes/')) nodes.push(v as NodeRecord);
+        else if (rest.startsWith('members/')) members.push(v as MemberRecord);
+        else if (rest.startsWith('blocks/')) blocks.push(v as BlockRecord);
+      } catch {
+        this.#d.log.warn('ignoring a malformed cluster record', { key });
+      }
+    }
+    return { self: this.self, nodes, members, blocks };
+  }
+
+  async joinNetwork(j: ClusterJoin): Promise<void> {
+    const lease = this.#lease;
+    if (!lease) {
+      throw errors.storeUnavailable(
+        `truss is not registered in the cluster store yet (is etcd reachable?); cluster network ${j.name} cannot be joined now`,
+      );
+    }
+    const rec: ClusterNetworkRecord = {
+      name: j.name,
+      subnets: j.subnets,
+      encrypt: j.encrypt,
+      fingerprint: j.fingerprint,
+    };
+    const key = networkKey(j.name);
+    const r = await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(rec) }]);
+    if (!r.succeeded) {
+      const cur = await this.#d.store.get(key);
+      const theirs = cur ? (JSON.parse(cur.value) as ClusterNetworkRecord) : undefined;
+      if (theirs && theirs.fingerprint !== j.fingerprint) {
+        throw errors.networkConflict(
+          `cluster network ${j.name} already exists with other settings (subnets ${theirs.subnets.join(',')}, ` +
+            `encrypt ${theirs.encrypt}); this host asked for subnets ${j.subnets.join(',')}, encrypt ${j.encrypt}: ` +
+            'create it with the same options on every host',
+        );
+      }
+    }
+    for (const a of j.shared) {
+      const p = parsePrefix(a);
+      const subnet = p && j.subnets.map((s) => parsePrefix(s)).find((s) => s && s.family === p.family);
+      const ip = p && parseIp(a.split('/')[0] as string);
+      if (subnet && ip) await this.#d.ipam.reserveShared(j.name, subnet as Prefix, ip);
+    }
+    const m: MemberRecord = { cluster: j.name, node: this.self };
+    await lease.put(memberKey(j.name, this.self), JSON.stringify(m));
+    this.#d.log.info('joined cluster network', { cluster: j.name });
+  }
+
+  async leaveNetwork(name: string): Promise<void> {
+    await this.#lease?.delete(memberKey(name, this.self));
+    this.#d.log.info('left cluster network', { cluster: name });
+  }
+}
