@@ -69,6 +69,24 @@ export function storeContract(name: string, make: StoreFactory): void {
       assert.equal((await store.list('')).items.length, 7, 'the empty prefix lists everything');
     });
 
+    it('lists thousands of keys, in key order, with nothing lost between pages', async () => {
+      const name = (i: number): string => `/many/${i.toString(36).padStart(3, '0')}`;
+      for (let i = 0; i < 2500; i += 100) {
+        await store.txn(
+          [],
+          Array.from({ length: 100 }, (_, j) => put(name(i + j), String(i + j))),
+        );
+      }
+      const { items, revision } = await store.list('/many/');
+      assert.equal(items.length, 2500);
+      assert.deepEqual(
+        items.map((kv) => kv.key),
+        Array.from({ length: 2500 }, (_, i) => name(i)),
+      );
+      assert.ok(items.every((kv) => kv.value === String(Number.parseInt(kv.key.slice(6), 36))));
+      assert.equal(revision, await store.revision());
+    });
+
     it('orders keys by code point (UTF-8 byte order), also beyond ASCII', async () => {
       const keys = ['/k/a', '/k/z', '/k/é', '/k/\uffee', '/k/😀', '/k/\u4e00'];
       await store.txn(
