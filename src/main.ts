@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import type http from 'node:http';
 import { buildAdminServer } from './admin/server.ts';
+import { setupCluster, wireguardKeyDir } from './cluster-setup.ts';
 import { adminSocketPath, loadConfig } from './config.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { createLogger } from './obs/logger.ts';
@@ -35,6 +36,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   const klog = log.child({ component: 'kernel' });
   const dataplane = createLinuxDataplane({
     log: klog,
+    wireguardKeyDir: wireguardKeyDir(config.stateDir),
     ...(log.isDebug()
       ? {
           onCommand: (argv: readonly string[], stdin: string | undefined, durationMs: number, exitCode: number) =>
@@ -43,10 +45,21 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       : {}),
   });
   const repo = new IntentRepo(store);
+  const cluster = await setupCluster(config, dataplane, repo, log, () => reconciler.trigger());
   const ipam = new IpamServiceImpl({
     store,
     log: log.child({ component: 'ipam' }),
     defaultPools: config.defaultPools !== undefined ? parseDefaultPools(config.defaultPools) : DEFAULT_POOLS,
+    ...(cluster
+      ? {
+          cluster: {
+            ipam: cluster.ipam,
+            clusterForPool: async (pool: string) =>
+              (await repo.listNetworks()).find((n) => n.cluster && [...n.ipv4, ...n.ipv6].some((d) => d.pool === pool))
+                ?.cluster?.name,
+          },
+        }
+      : {}),
   });
   const gc = new EndpointGc({
     repo,
@@ -56,7 +69,11 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     graceMs: config.gcGraceMs,
   });
   const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
+    loadIntent: async () => ({
+      ...(await repo.snapshot()),
+      ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
+    }),
+    ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu } } : {}),
     dataplane,
     log: log.child({ component: 'reconcile' }),
     resyncMs: config.resyncMs,
@@ -64,7 +81,12 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       await gc.observe(orphans);
     },
   });
-  const network = new NetworkService({ repo, reconciler, log: log.child({ component: 'network' }) });
+  const network = new NetworkService({
+    repo,
+    reconciler,
+    log: log.child({ component: 'network' }),
+    ...(cluster ? { cluster: cluster.agent } : {}),
+  });
   const status = new StatusService({ repo, store, reconciler, version: VERSION, startedAt: new Date().toISOString() });
   const policy = new PolicyService({ repo, reconciler, log: log.child({ component: 'policy' }) });
 
@@ -83,13 +105,14 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   log.info('listening', { socket: config.socket, stateDir: config.stateDir, version: VERSION, pid: process.pid });
 
   reconciler.start();
+  cluster?.agent.start();
 
   const shutdown = (signal: string): void => {
     log.info('shutting down; kernel state is left in place', { signal });
     const close = (s: http.Server): Promise<void> => new Promise((r) => s.close(() => r()));
     plugin.closeAllConnections();
-    void Promise.all([close(plugin), close(admin), reconciler.stop()])
-      .then(() => store.close())
+    void Promise.all([close(plugin), close(admin), reconciler.stop(), cluster?.agent.stop()])
+      .then(() => Promise.all([store.close(), cluster?.store.close()]))
       .finally(() => process.exit(0));
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
