@@ -9,6 +9,7 @@ import type http from 'node:http';
 import { buildAdminServer } from './admin/server.ts';
 import { setupCluster, wireguardKeyDir } from './cluster-setup.ts';
 import { adminSocketPath, loadConfig } from './config.ts';
+import { WG_DEVICE } from './core/cluster/desired.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { createLogger } from './obs/logger.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';
@@ -87,7 +88,39 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     log: log.child({ component: 'network' }),
     ...(cluster ? { cluster: cluster.agent } : {}),
   });
-  const status = new StatusService({ repo, store, reconciler, version: VERSION, startedAt: new Date().toISOString() });
+  const status = new StatusService({
+    repo,
+    store,
+    reconciler,
+    version: VERSION,
+    startedAt: new Date().toISOString(),
+    ...(cluster
+      ? {
+          cluster: async () => {
+            const view = cluster.agent.view();
+            const intent = await repo.snapshot();
+            const desired = reconciler.clusterDesired({ ...intent, ...(view ? { cluster: view } : {}) });
+            const peers = await dataplane.readWireguardPeers(WG_DEVICE);
+            return {
+              node: cluster.agent.self,
+              synced: view !== undefined,
+              mtu: cluster.mtu,
+              wgPort: cluster.listenPort,
+              peers: (desired.wireguard?.peers ?? []).map((p) => {
+                const live = peers.find((x) => x.publicKey === p.publicKey);
+                return {
+                  node: p.node,
+                  endpoint: p.endpoint,
+                  allowedIps: p.allowedIps,
+                  latestHandshake: live?.latestHandshake ?? 0,
+                };
+              }),
+              rejected: desired.rejected,
+            };
+          },
+        }
+      : {}),
+  });
   const policy = new PolicyService({ repo, reconciler, log: log.child({ component: 'policy' }) });
 
   const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });

@@ -15,6 +15,8 @@ export interface StatusDeps {
   readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow' | 'policyCounters'>;
   readonly version: string;
   readonly startedAt: string;
+  /** the cluster section (node, peers and their handshakes), when running with a cluster store */
+  cluster?(): Promise<Record<string, unknown>>;
 }
 
 export class StatusService {
@@ -43,6 +45,7 @@ export class StatusService {
       addresses: addrs.items.map((kv) => JSON.parse(kv.value) as unknown),
       kernel: { inSync: problems.length === 0, problems },
       reconciler: this.#d.reconciler.status(),
+      ...(this.#d.cluster ? { cluster: await this.#d.cluster() } : {}),
     };
   }
 
