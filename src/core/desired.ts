@@ -15,6 +15,8 @@ export interface BridgeObject {
   readonly mtu: number;
   /** gateway addresses in CIDR form ("198.18.0.1/24"), v4 and v6 */
   readonly addresses: readonly string[];
+  /** answer ARP for addresses routed elsewhere (cluster networks: containers on other hosts) */
+  readonly proxyArp?: boolean;
 }
 
 export interface VethObject {
@@ -95,6 +97,7 @@ export function computeDesired(
       networkId: n.id,
       mtu: n.mtu,
       addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
+      ...(n.cluster ? { proxyArp: true } : {}),
     }))
     .sort(byName);
   const veths: VethObject[] = [];

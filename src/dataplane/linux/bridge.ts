@@ -14,7 +14,7 @@ import { errors } from '../../core/errors.ts';
 import { ownerMark, shortId } from '../../core/naming.ts';
 import type { DataplaneLog, Exec } from './exec.ts';
 import { batch, canonicalCidr, checkIfName, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
-import { ensureAcceptRaOff } from './sysctl.ts';
+import { ensureAcceptRaOff, ensureSysctl } from './sysctl.ts';
 
 const isV6 = (cidr: string): boolean => cidr.includes(':');
 
@@ -87,6 +87,10 @@ export async function ensureBridge(exec: Exec, b: BridgeObject): Promise<void> {
     if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
   }
   await ensureAcceptRaOff(exec, name);
+  // why: containers see the whole cluster subnet as on-link and ARP for addresses that live on
+  // other hosts; with proxy_arp the host answers for those (they route out another link, the
+  // tunnel) and forwards, while local containers still answer for themselves
+  if (b.proxyArp) await ensureSysctl(exec, `net/ipv4/conf/${name}/proxy_arp`, '1');
 }
 
 /** Deletes the bridge when it carries a truss bridge mark. Gone = success; a foreign link is left alone. */
