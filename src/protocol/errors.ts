@@ -61,7 +61,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
 export function toErrorReply(err: unknown, log: Logger, reqId: string): ErrorReply {
   if (isTrussError(err)) {
     const status = STATUS_BY_CODE[err.code] ?? 500;
-    const quiet = err.kind === 'invalid' || err.kind === 'conflict' || err.kind === 'not-found';
+    const quiet =
+      err.kind === 'invalid' || err.kind === 'conflict' || err.kind === 'not-found' || err.kind === 'unsupported';
     const fields = { status, code: err.code, kind: err.kind, err };
     if (quiet) log.warn('rpc failed', fields);
     else log.error('rpc failed', fields);
