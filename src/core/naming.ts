@@ -39,8 +39,18 @@ export function parseOwnerMark(alias: string | undefined): { kind: MarkKind; id:
 /** Names the reconciler may remove when no mark is readable (e.g. a half-created veth). */
 export const isTrussLinkName = (name: string): boolean => /^tr[bvc][0-9a-f]{12}$/.test(name);
 
-/** Deterministic MAC for an endpoint (locally administered, unicast), like Docker's 02:42:<ip>. */
-export function macFor(endpointId: string): string {
-  const b = [0x02, 0x5e, ...[0, 2, 4, 6].map((i) => Number.parseInt(endpointId.slice(i, i + 2), 16))];
-  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+/**
+ * Deterministic MAC for an endpoint (locally administered, unicast). Like Docker's bridge
+ * (02:42:<ip>), it is derived from the IPv4 address when there is one: an address handed
+ * to a new container keeps its MAC, so neighbour entries that hosts and other containers
+ * still hold for it stay right (no traffic to a stale MAC after reuse). Otherwise it is
+ * derived from the endpoint id.
+ */
+export function macFor(endpointId: string, ipv4Cidr?: string): string {
+  const octets = ipv4Cidr?.split('/')[0]?.split('.').map(Number);
+  const tail =
+    octets && octets.length === 4 && octets.every((o) => Number.isInteger(o) && o >= 0 && o <= 255)
+      ? octets
+      : [0, 2, 4, 6].map((i) => Number.parseInt(endpointId.slice(i, i + 2), 16));
+  return [0x02, 0x5e, ...tail].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }

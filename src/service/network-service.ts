@@ -209,7 +209,7 @@ export class NetworkService implements NetworkDriverService {
       id: input.endpointId,
       hostVeth: hostVethName(input.endpointId),
       peerVeth: peerVethName(input.endpointId),
-      mac: input.macAddress?.toLowerCase() ?? macFor(input.endpointId),
+      mac: input.macAddress?.toLowerCase() ?? macFor(input.endpointId, input.address),
       ...(input.address !== undefined ? { ipv4: input.address } : {}),
       ...(input.addressIpv6 !== undefined ? { ipv6: input.addressIpv6 } : {}),
       options: epOpts.raw,

@@ -184,7 +184,7 @@ describe('parseIngress: refused', () => {
     assert.match(refusal(','.repeat(1_000_000)), /too many rules/);
   });
 
-  it('parses a 10,000-rule policy in well under 100 ms', () => {
+  it('parses a 10,000-rule policy in linear time (a guard against quadratic work, not a benchmark)', () => {
     // worst case: every rule has its own source, half of them IPv6 (sources that repeat are parsed once)
     const text = Array.from({ length: 10_000 }, (_, i) =>
       i % 2 === 0 ? `tcp/${i + 1}@198.18.${i % 256}.0/24` : `udp/${i + 1}-${i + 2}@fd00:${i.toString(16)}::/64`,
@@ -196,7 +196,9 @@ describe('parseIngress: refused', () => {
       parseIngress(K, text);
       best = Math.min(best, performance.now() - t0);
     }
-    assert.ok(best < 100, `${best.toFixed(1)} ms`);
+    // ~30-45 ms on a quiet 2-core machine; the bound only has to catch quadratic behaviour
+    // (seconds), not the noise of a loaded CI machine running tests in parallel
+    assert.ok(best < 1000, `${best.toFixed(1)} ms`);
   });
 });
 

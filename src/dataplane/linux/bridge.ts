@@ -90,7 +90,12 @@ export async function ensureBridge(exec: Exec, b: BridgeObject): Promise<void> {
   // why: containers see the whole cluster subnet as on-link and ARP for addresses that live on
   // other hosts; with proxy_arp the host answers for those (they route out another link, the
   // tunnel) and forwards, while local containers still answer for themselves
-  if (b.proxyArp) await ensureSysctl(exec, `net/ipv4/conf/${name}/proxy_arp`, '1');
+  if (b.proxyArp) {
+    await ensureSysctl(exec, `net/ipv4/conf/${name}/proxy_arp`, '1');
+    // why: proxied ARP answers are delayed up to proxy_delay (0.8 s by default): the first
+    // packet to a container on another host would wait that long
+    await ensureSysctl(exec, `net/ipv4/neigh/${name}/proxy_delay`, '0');
+  }
 }
 
 /** Deletes the bridge when it carries a truss bridge mark. Gone = success; a foreign link is left alone. */
