@@ -5,8 +5,9 @@
  * do nothing. Keys outside that namespace (Docker adds new ones between versions) are
  * tolerated and ignored.
  */
-import { errors } from './errors.ts';
+
 import { isValidClusterName } from './cluster/model.ts';
+import { errors } from './errors.ts';
 import { isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
@@ -95,7 +96,9 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   }
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
   if (!encrypt) {
-    throw errors.unsupported(`option ${OPT_ENCRYPT}=false (unencrypted VXLAN) is not implemented yet; omit it to use WireGuard`);
+    throw errors.unsupported(
+      `option ${OPT_ENCRYPT}=false (unencrypted VXLAN) is not implemented yet; omit it to use WireGuard`,
+    );
   }
   return {
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
