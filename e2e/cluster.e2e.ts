@@ -655,6 +655,33 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     await assertDistinctAddresses(BLUE, hosts);
   });
 
+  it('6b. truss keys rotate on c1: peers follow within seconds, cross-host traffic resumes', {
+    timeout: 120_000,
+  }, async () => {
+    await workers();
+    const [a, b] = [c1(), c2()];
+    const ip = await ipOf(b, workerName(b, 1));
+    const oldKey = await wgPublicKey(a);
+    const probe = pingProbe(a, workerName(a, 1), ip, 12);
+    await sleep(1500);
+    const r = await a.truss.cli(['keys', 'rotate', '--state-dir', a.stateDir]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(async () => (await wgPublicKey(a)) !== oldKey, 10_000, { what: "c1's device using its new key" });
+    const key = await wgPublicKey(a);
+    assert.ok(r.stdout.includes(key), `the CLI must print the new public key: ${r.stdout}`);
+    for (const h of [b, c3()]) {
+      await waitFor(async () => (await wgPeers(h)).includes(key), 10_000, {
+        what: `${h.name} peering with c1's new key`,
+      });
+      assert.ok(!(await wgPeers(h)).includes(oldKey), `${h.name} must drop c1's old key`);
+    }
+    const p = await probe;
+    figures.push(`key rotation on c1: longest c1 -> c2 ping gap ${p.maxGapMs.toFixed(0)} ms`);
+    assert.ok(p.received > 0, `no replies across the rotation:\n${p.output}`);
+    assert.ok(p.maxGapMs <= 6000, `c1 -> c2 stalled ${p.maxGapMs} ms across the key rotation`);
+    await assertTcp(a, workerName(a, 1), b, workerName(b, 1), ip);
+  });
+
   it('7. kill -9 of etcd: established traffic continues, a new container fails fast, then works again', {
     timeout: 240_000,
   }, async () => {

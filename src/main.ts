@@ -10,7 +10,9 @@ import { buildAdminServer } from './admin/server.ts';
 import { setupCluster, wireguardKeyDir } from './cluster-setup.ts';
 import { adminSocketPath, loadConfig } from './config.ts';
 import { WG_DEVICE } from './core/cluster/desired.ts';
+import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
+import { rotatePrivateKey } from './dataplane/linux/wireguard.ts';
 import { createLogger } from './obs/logger.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
@@ -131,6 +133,13 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       reconcile: () => status.reconcile(),
       showPolicy: (id) => policy.show(id),
       setPolicy: (id, ingress) => policy.set(id, ingress),
+      rotateKey: async () => {
+        if (!cluster) throw errors.unsupported('truss keys rotate needs a cluster store (--store etcd://...)');
+        const key = await rotatePrivateKey(cluster.keyDir);
+        await cluster.agent.publishKey(key.publicKey);
+        reconciler.trigger();
+        return { node: cluster.agent.self, publicKey: key.publicKey };
+      },
     },
     log.child({ component: 'admin' }),
   );

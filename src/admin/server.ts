@@ -5,6 +5,7 @@
  *   POST /v1/reconcile                   a full pass now
  *   GET  /v1/networks/{id}/policy        the network's port policy and its endpoints'
  *   PUT  /v1/networks/{id}/policy        {"ingress": "tcp/80,..." | null}
+ *   POST /v1/keys/rotate                 new WireGuard key for this host, published to peers
  */
 import http from 'node:http';
 import { isTrussError } from '../core/errors.ts';
@@ -15,6 +16,7 @@ export interface AdminHandlers {
   reconcile(): Promise<Record<string, unknown>>;
   showPolicy(networkId: string): Promise<unknown>;
   setPolicy(networkId: string, ingress: string | null): Promise<unknown>;
+  rotateKey(): Promise<unknown>;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -51,6 +53,7 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unkno
   const url = req.url ?? '';
   if (req.method === 'GET' && url === '/v1/status') return h.status();
   if (req.method === 'POST' && url === '/v1/reconcile') return h.reconcile();
+  if (req.method === 'POST' && url === '/v1/keys/rotate') return h.rotateKey();
   const m = /^\/v1\/networks\/([^/]+)\/policy$/.exec(url);
   if (m) {
     const id = decodeURIComponent(m[1] as string);

@@ -19,6 +19,7 @@ commands:
                 policy show  NETWORK [--json]
                 policy set   NETWORK --ingress SPEC [--json]   (SPEC: tcp/80,udp/53@198.18.0.0/16,icmp | none)
                 policy clear NETWORK [--json]
+  keys rotate replace this host's WireGuard key; peers pick up the new public key through etcd
   version     print the version
 
 Every command takes --state-dir (default ${DEFAULTS.stateDir}, env TRUSS_STATE_DIR) to find the daemon.
@@ -59,6 +60,20 @@ export async function main(argv: string[]): Promise<number> {
         stdout: (t) => process.stdout.write(t),
         stderr: (t) => process.stderr.write(t),
       });
+    }
+    case 'keys': {
+      const [sub, ...more] = rest;
+      if (sub !== 'rotate') {
+        process.stderr.write('usage: truss keys rotate [--state-dir DIR]\n');
+        return 2;
+      }
+      const { values } = parseArgs({ args: more, options: { 'state-dir': { type: 'string' } }, strict: true });
+      const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
+      const body = await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/keys/rotate');
+      process.stdout.write(
+        `new WireGuard public key of ${String(body.node)}: ${String(body.publicKey)} (peers follow within seconds)\n`,
+      );
+      return 0;
     }
     case 'version':
     case '--version':

@@ -65,6 +65,7 @@ const memberKey = (c: string, n: string): string => `${CLUSTER_PREFIX}members/${
 
 export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
+  #node: NodeRecord;
   readonly #cache = new Map<string, string>();
   #lease: LeaseLike | undefined;
   #watch: { close(): Promise<void> } | undefined;
@@ -76,6 +77,7 @@ export class ClusterAgent implements ClusterPort {
 
   constructor(deps: ClusterAgentDeps) {
     this.#d = deps;
+    this.#node = deps.node;
     this.#connected = new Promise((r) => {
       this.#resolveConnected = r;
     });
@@ -90,7 +92,20 @@ export class ClusterAgent implements ClusterPort {
   }
 
   get self(): string {
-    return this.#d.node.name;
+    return this.#node.name;
+  }
+
+  /**
+   * Publish a new WireGuard public key for this host (after the key file was rotated):
+   * peers watch the node record and re-key their entry for this host within a moment.
+   */
+  async publishKey(publicKey: string): Promise<void> {
+    const lease = this.#lease;
+    if (!lease)
+      throw errors.storeUnavailable('truss is not registered in the cluster store yet; retry when etcd is reachable');
+    this.#node = { ...this.#node, wgPublicKey: publicKey };
+    await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
+    this.#d.log.info('published a new WireGuard public key', { publicKey });
   }
 
   /** Starts in the background; resolves at once. `connected()` resolves once registered. */
@@ -106,7 +121,7 @@ export class ClusterAgent implements ClusterPort {
     while (!this.#stopped) {
       try {
         const lease = await this.#d.store.grantLease(this.#d.leaseTtlSeconds ?? 15);
-        await lease.put(nodeKey(this.self), JSON.stringify(this.#d.node));
+        await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
         this.#lease = lease;
         for (const c of await this.#d.localClusters()) {
           const m: MemberRecord = { cluster: c, node: this.self };
@@ -124,7 +139,7 @@ export class ClusterAgent implements ClusterPort {
           },
           onResync: (all) => this.#replace(all),
         });
-        this.#d.log.info('registered in the cluster store', { node: this.self, address: this.#d.node.address });
+        this.#d.log.info('registered in the cluster store', { node: this.self, address: this.#node.address });
         this.#resolveConnected();
         this.#d.onChange();
         return;

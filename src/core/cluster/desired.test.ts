@@ -39,6 +39,7 @@ describe('computeClusterDesired', () => {
       ['198.18.64.128/26', '198.18.64.64/26'],
     );
     assert.match(d.rejected.join('\n'), /198\.18\.99\.0\/26 of node c is outside/);
+    assert.equal(d.wireguard?.publicKey, key('A'), 'own key as published: a rotation re-programs the device');
   });
 
   it('no encrypted cluster network: no device', () => {

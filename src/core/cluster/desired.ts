@@ -38,6 +38,8 @@ export interface WireguardPeerObject {
 
 export interface WireguardObject {
   readonly name: string;
+  /** this host's public key as published (a rotation changes it, and the device follows) */
+  readonly publicKey?: string;
   readonly listenPort: number;
   readonly mtu: number;
   /** sorted by node name */
@@ -123,5 +125,12 @@ export function computeClusterDesired(
   const routes = peers
     .flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE })))
     .sort((a, b) => (a.dst < b.dst ? -1 : 1));
-  return { wireguard: { name: WG_DEVICE, listenPort: opts.listenPort, mtu: opts.mtu, peers }, routes, rejected };
+  const wireguard: WireguardObject = {
+    name: WG_DEVICE,
+    ...(selfKey ? { publicKey: selfKey } : {}),
+    listenPort: opts.listenPort,
+    mtu: opts.mtu,
+    peers,
+  };
+  return { wireguard, routes, rejected };
 }
