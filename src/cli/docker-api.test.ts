@@ -28,11 +28,11 @@ describe('dockerEndpointFromEnv', () => {
       socketPath: '/run/user/1000/docker.sock',
       url: 'unix:///run/user/1000/docker.sock',
     });
-    assert.deepStrictEqual(dockerEndpointFromEnv({ DOCKER_HOST: 'tcp://10.0.0.5:2375' }), {
+    assert.deepStrictEqual(dockerEndpointFromEnv({ DOCKER_HOST: 'tcp://198.18.0.5:2375' }), {
       kind: 'tcp',
-      host: '10.0.0.5',
+      host: '198.18.0.5',
       port: 2375,
-      url: 'tcp://10.0.0.5:2375',
+      url: 'tcp://198.18.0.5:2375',
     });
     assert.equal((dockerEndpointFromEnv({ DOCKER_HOST: 'tcp://docker' }) as { port: number }).port, 2375);
     assert.equal((dockerEndpointFromEnv({ DOCKER_HOST: 'tcp://[::1]:2375' }) as { host: string }).host, '::1');

@@ -8,7 +8,7 @@ describe('parseDefaultPools', () => {
       { base: '198.18.0.0/15', size: 24 },
       { base: 'fd00:1::/48', size: 64 },
     ]);
-    assert.deepEqual(parseDefaultPools(' 10.0.0.0/8:16 , '), [{ base: '10.0.0.0/8', size: 16 }]);
+    assert.deepEqual(parseDefaultPools(' 198.18.0.0/15:16 , '), [{ base: '198.18.0.0/15', size: 16 }]);
   });
 
   it('refuses bad entries with the flag and the entry named', () => {
