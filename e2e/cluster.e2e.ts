@@ -10,6 +10,7 @@
  * Tests run in order and share memoised fixtures, so one failure does not hide the rest. The
  * last test removes everything and checks that no host keeps anything of truss.
  */
+
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -30,6 +31,7 @@ import {
 } from './harness/leftovers.ts';
 import { listNetns } from './harness/netns.ts';
 import { msUntilConnects } from './harness/netns-tcp.ts';
+import { memoOnce } from './harness/once.ts';
 import { CHILD_PATH } from './harness/paths.ts';
 import { isAlive, listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
 import { pingProbe, SINK_CMD, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
@@ -42,6 +44,7 @@ import {
   UNDERLAY_ADDRESS,
   type Underlay,
 } from './harness/underlay.ts';
+
 import { sleep, waitFor } from './harness/wait.ts';
 
 const BLUE = 'blue';
@@ -72,15 +75,7 @@ const c2 = () => byName('c2');
 const c3 = () => byName('c3');
 const shortName = (h: Host): string => h.name.replace(/^truss-e2e-/, '');
 
-const memo = new Map<string, Promise<void>>();
-function once(key: string, fn: () => Promise<void>): Promise<void> {
-  let p = memo.get(key);
-  if (!p) {
-    p = fn();
-    memo.set(key, p);
-  }
-  return p;
-}
+const once = memoOnce();
 
 const createTruss = (h: Host, args: readonly string[]) =>
   h.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);

@@ -11,6 +11,7 @@ import { allAddresses, containerIp, removeContainers, runContainer, timeStarts }
 import { median, printFigures, rpcFigureLines } from './harness/figures.ts';
 import { type Host, startHost } from './harness/host.ts';
 import { assertNoTrussLeftovers, trussKernelObjects } from './harness/leftovers.ts';
+import { memoOnce } from './harness/once.ts';
 import { createOutside, HOST_UPLINK_IP, OUTSIDE_IP, OUTSIDE_PORT, type Outside } from './harness/outside.ts';
 import { ping, pingProbe, SINK_CMD, serverSaw, tcpConnect } from './harness/traffic.ts';
 import { sleep, waitFor } from './harness/wait.ts';
@@ -25,16 +26,7 @@ let host: Host;
 const truss = (args: readonly string[]) =>
   host.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);
 
-/** Creates a network once per run; later callers get the same promise (and the same failure). */
-const memo = new Map<string, Promise<void>>();
-function once(key: string, fn: () => Promise<void>): Promise<void> {
-  let p = memo.get(key);
-  if (!p) {
-    p = fn();
-    memo.set(key, p);
-  }
-  return p;
-}
+const once = memoOnce();
 
 async function createNetwork(name: string, args: readonly string[], driver: 'truss' | 'bridge' = 'truss') {
   const r = driver === 'truss' ? await truss([...args, name]) : await host.docker(['network', 'create', ...args, name]);

@@ -17,6 +17,7 @@ import { type Flow, gainedBetween, lastGrowth, startFlow, watchFlows } from './h
 import { type Host, startHost } from './harness/host.ts';
 import { assertNoTrussLeftovers, nftTableExists, trussKernelObjects } from './harness/leftovers.ts';
 import { msUntilConnects, type NetnsRef, nsPing, nsTcpConnect } from './harness/netns-tcp.ts';
+import { memoOnce } from './harness/once.ts';
 import { serverSaw, tcpConnect } from './harness/traffic.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
@@ -49,15 +50,7 @@ interface PolicyView {
 const trussNet = (args: readonly string[]) =>
   host.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);
 
-const memo = new Map<string, Promise<void>>();
-function once(key: string, fn: () => Promise<void>): Promise<void> {
-  let p = memo.get(key);
-  if (!p) {
-    p = fn();
-    memo.set(key, p);
-  }
-  return p;
-}
+const once = memoOnce();
 
 async function createNetwork(name: string, args: readonly string[]): Promise<void> {
   const r = await trussNet([...args, name]);

@@ -8,7 +8,7 @@ import { findOverlap, pickDynamicPool } from './pool-selection.ts';
 const p = (s: string): Prefix => parsePrefix(s)!;
 const defaults = compileDefaultPools([
   { base: '198.18.0.0/22', size: 24 },
-  { base: '10.9.0.0/16', size: 25 },
+  { base: '198.19.0.0/16', size: 25 },
   { base: 'fd00:1::/48', size: 64 },
 ]);
 const pick = (family: 4 | 6, held: string[]): string | undefined => {
@@ -22,9 +22,9 @@ describe('pickDynamicPool', () => {
     assert.equal(pick(4, ['198.18.0.0/24']), '198.18.1.0/24');
     assert.equal(pick(4, ['198.18.0.0/23']), '198.18.2.0/24');
     assert.equal(pick(4, ['198.18.0.128/25', '198.18.1.7/32']), '198.18.2.0/24');
-    assert.equal(pick(4, ['198.18.0.0/16']), '10.9.0.0/25', 'moves on to the next base');
-    assert.equal(pick(4, ['198.18.0.0/22', '10.9.0.0/25', '10.9.0.128/25']), '10.9.1.0/25');
-    assert.equal(pick(4, ['198.18.0.0/15', '10.0.0.0/8']), undefined);
+    assert.equal(pick(4, ['198.18.0.0/16']), '198.19.0.0/25', 'moves on to the next base');
+    assert.equal(pick(4, ['198.18.0.0/22', '198.19.0.0/25', '198.19.0.128/25']), '198.19.1.0/25');
+    assert.equal(pick(4, ['198.18.0.0/15']), undefined);
     assert.equal(pick(4, ['fd00:1::/64']), '198.18.0.0/24', 'other families do not matter');
   });
 
