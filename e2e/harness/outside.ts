@@ -1,5 +1,5 @@
 /**
- * An "outside world" for NAT tests: namespace truss-e2e-out, linked to a simulated host by a
+ * An "outside world" for NAT tests: namespace <NETNS_PREFIX>out, linked to a simulated host by a
  * veth (host 198.19.250.1/30, outside 198.19.250.2/30). The host gets a default route via it
  * (only inside the host netns); the outside has no route back to container subnets, so only
  * masqueraded traffic gets replies. It runs a TCP echo server and can capture what arrives.
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { inNetns, run, runOk } from './exec.ts';
 import type { Host } from './host.ts';
 import { createNetns, deleteNetns } from './netns.ts';
-import { CHILD_PATH, WORK_DIR } from './paths.ts';
+import { CHILD_PATH, NETNS_PREFIX, WORK_DIR } from './paths.ts';
 import { waitFor } from './wait.ts';
 
 export const OUTSIDE_IP = '198.19.250.2';
@@ -36,7 +36,7 @@ export interface Outside {
   stop(): Promise<void>;
 }
 
-export async function createOutside(host: Host, name = 'truss-e2e-out'): Promise<Outside> {
+export async function createOutside(host: Host, name = `${NETNS_PREFIX}out`): Promise<Outside> {
   const netnsPath = await createNetns(name);
   host.onStop(() => deleteNetns(name)); // registered first: a failure below must not leak the namespace
   const inHost = (a: string[]) => runOk(inNetns(host.netnsPath, a));

@@ -11,8 +11,12 @@ export const TRUSS_BIN = join(REPO_ROOT, 'bin', 'truss');
 /** Scratch root: hosts, image tar, logs. Short, because unix socket paths must stay under 108 bytes. */
 export const WORK_DIR = process.env.TRUSS_E2E_WORKDIR ?? '/tmp/truss-e2e';
 
-/** Every network namespace the suite creates starts with this; the leak check looks for it. */
-export const NETNS_PREFIX = 'truss-e2e-';
+/**
+ * Every network namespace the suite creates starts with this; the leak check looks for it.
+ * TRUSS_E2E_PREFIX lets two checkouts run their suites side by side (give each its own
+ * TRUSS_E2E_WORKDIR too).
+ */
+export const NETNS_PREFIX = process.env.TRUSS_E2E_PREFIX ?? 'truss-e2e-';
 
 /** The docker client: the one on PATH unless TRUSS_E2E_DOCKER says otherwise. */
 export const DOCKER_CLI = process.env.TRUSS_E2E_DOCKER ?? 'docker';

@@ -10,7 +10,8 @@ import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
 import { bridgeName, hostVethName, macFor, peerVethName } from '../../core/naming.ts';
 import type { OnCommand } from './exec.ts';
 
-export const TEST_NS_PREFIX = 'truss-t-';
+/** TRUSS_TEST_NS_PREFIX lets two checkouts run kernel tests side by side. */
+export const TEST_NS_PREFIX = process.env.TRUSS_TEST_NS_PREFIX ?? 'truss-t-';
 
 export interface RunResult {
   readonly code: number;
