@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 kmod etcd-server wireguard-tools wireguard-go)
+# binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private registry
+PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 kmod etcd-server wireguard-tools wireguard-go binutils docker-registry)
 
 sudo_=()
 [ "$(id -u)" = 0 ] || sudo_=(sudo)

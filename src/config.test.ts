@@ -48,6 +48,14 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig(['--advertise-address', 'host'], {}), /--advertise-address/);
     assert.throws(() => loadConfig(['--node-name', 'Bad_Name'], {}), /--node-name/);
   });
+  it('managed-plugin settings: --iptables and --proc-sys (or TRUSS_IPTABLES, TRUSS_PROC_SYS)', () => {
+    const c = loadConfig([], { TRUSS_IPTABLES: 'iptables-legacy', TRUSS_PROC_SYS: '/host/proc/sys' });
+    assert.equal(c.iptables, 'iptables-legacy');
+    assert.equal(c.procSys, '/host/proc/sys');
+    assert.equal(loadConfig(['--iptables', '/usr/sbin/iptables-nft'], {}).iptables, '/usr/sbin/iptables-nft');
+    assert.throws(() => loadConfig(['--iptables', 'iptables; rm'], {}), /--iptables/);
+    assert.throws(() => loadConfig(['--proc-sys', 'host/proc/sys'], {}), /--proc-sys/);
+  });
   it('refuses bad values with the flag name', () => {
     assert.throws(() => loadConfig(['--socket', 'rel.sock'], {}), /--socket/);
     assert.throws(() => loadConfig(['--log-level', 'loud'], {}), /--log-level/);

@@ -25,6 +25,10 @@ export interface Config {
   /** underlay address peers reach this host at (default: detected towards etcd) */
   readonly advertiseAddress?: string;
   readonly wgPort: number;
+  /** iptables to program the TRUSS-FORWARD shim with (its backend must be the one dockerd uses) */
+  readonly iptables?: string;
+  /** a writable /proc/sys mounted elsewhere (the managed plugin's /proc/sys is read-only) */
+  readonly procSys?: string;
 }
 
 export const DEFAULTS = {
@@ -51,6 +55,8 @@ export const SERVE_OPTIONS = {
   'node-name': { type: 'string' },
   'advertise-address': { type: 'string' },
   'wg-port': { type: 'string' },
+  iptables: { type: 'string' },
+  'proc-sys': { type: 'string' },
 } as const;
 
 export function adminSocketPath(stateDir: string): string {
@@ -104,7 +110,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (!/^[1-9][0-9]{0,4}$/.test(wgPortText) || Number(wgPortText) > 65535) {
     throw errors.badOption(`--wg-port ${JSON.stringify(wgPortText)}: expected 1-65535`);
   }
+  const iptables = pick(values.iptables, 'TRUSS_IPTABLES');
+  if (iptables !== undefined && !/^(?:\/[\w.+-]+)+$|^[\w.+-]+$/.test(iptables)) {
+    throw errors.badOption(`--iptables ${JSON.stringify(iptables)}: expected a program name or an absolute path`);
+  }
+  const procSys = pick(values['proc-sys'], 'TRUSS_PROC_SYS');
+  if (procSys !== undefined && (!procSys.startsWith('/') || procSys.includes('\0'))) {
+    throw errors.badOption(`--proc-sys ${JSON.stringify(procSys)}: expected an absolute path`);
+  }
   return {
+    ...(iptables !== undefined ? { iptables } : {}),
+    ...(procSys !== undefined ? { procSys } : {}),
     ...(store !== undefined ? { store } : {}),
     ...(tlsGiven === 3
       ? { etcdTls: { ca: tlsParts[0] as string, cert: tlsParts[1] as string, key: tlsParts[2] as string } }

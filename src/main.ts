@@ -40,6 +40,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   const dataplane = createLinuxDataplane({
     log: klog,
     wireguardKeyDir: wireguardKeyDir(config.stateDir),
+    ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
+    ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
     ...(log.isDebug()
       ? {
           onCommand: (argv: readonly string[], stdin: string | undefined, durationMs: number, exitCode: number) =>
@@ -144,7 +146,15 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     log.child({ component: 'admin' }),
   );
   await listenUnix(admin, adminPath);
-  log.info('listening', { socket: config.socket, stateDir: config.stateDir, version: VERSION, pid: process.pid });
+  // startupMs: since the process started (managed plugins must listen within ~12 s; we aim for 2)
+  const startupMs = Math.round(performance.now());
+  log.info('listening', {
+    socket: config.socket,
+    stateDir: config.stateDir,
+    version: VERSION,
+    pid: process.pid,
+    startupMs,
+  });
 
   reconciler.start();
   cluster?.agent.start();

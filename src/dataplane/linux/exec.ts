@@ -94,6 +94,11 @@ export interface Exec {
   /** Absolute path of a tool, or undefined when it is not installed. */
   which(bin: string): string | undefined;
   readonly netns?: string;
+  /**
+   * A writable /proc/sys of our own network namespace mounted elsewhere (ExecOptions.procSys):
+   * sysctls are then read and written as files there instead of with the `sysctl` tool.
+   */
+  readonly procSys?: string;
 }
 
 export interface ExecOptions {
@@ -101,6 +106,12 @@ export interface ExecOptions {
   readonly onCommand?: OnCommand;
   /** Directories searched for tools; defaults to PATH plus the sbin directories. */
   readonly searchPath?: readonly string[];
+  /**
+   * Where /proc/sys is writable, when not at /proc/sys. why: Docker mounts /proc/sys read-only
+   * in a managed plugin (moby oci.DefaultSpec ReadonlyPaths); the plugin gets the host's
+   * /proc/sys/net bind-mounted read-write at another path. Ignored with `netns`.
+   */
+  readonly procSys?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -148,7 +159,23 @@ export function createExec(opts: ExecOptions = {}): Exec {
     }
     return { stdout: res.stdout, stderr: res.stderr };
   };
-  return opts.netns === undefined ? { run, which } : { run, which, netns: opts.netns };
+  if (opts.netns !== undefined) return { run, which, netns: opts.netns };
+  return opts.procSys !== undefined ? { run, which, procSys: opts.procSys } : { run, which };
+}
+
+/** A failed file operation on /proc/sys as a KernelError (same codes as the tools' errors). */
+export function kernelErrorFromErrno(e: unknown, argv: readonly string[]): KernelError {
+  const errno = (e as NodeJS.ErrnoException | undefined)?.code;
+  const codes: Readonly<Record<string, KernelErrorCode>> = {
+    ENOENT: 'ENOENT',
+    EPERM: 'EPERM',
+    EACCES: 'EPERM',
+    EROFS: 'EPERM',
+    EINVAL: 'EINVAL',
+    EBUSY: 'EBUSY',
+  };
+  const message = e instanceof Error ? e.message : String(e);
+  return new KernelError((errno ? codes[errno] : undefined) ?? 'OTHER', argv, 1, message);
 }
 
 interface Spawned {

@@ -36,6 +36,8 @@ export interface LinuxDataplaneOptions {
   readonly uplinks?: readonly string[] | 'auto';
   /** directory of this host's WireGuard private key (wireguard.ts KEY_FILE in it) */
   readonly wireguardKeyDir?: string;
+  /** a writable /proc/sys mounted elsewhere (managed plugin: /host/proc/sys); see exec.ts */
+  readonly procSys?: string;
 }
 
 export interface LinuxDataplane extends Dataplane {
@@ -60,6 +62,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
   const exec: Exec = createExec({
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
     ...(onCommand ? { onCommand } : {}),
+    ...(opts.procSys !== undefined ? { procSys: opts.procSys } : {}),
   });
   const uplinks = async (f: FirewallObject): Promise<readonly string[]> => {
     const found = opts.uplinks === undefined || opts.uplinks === 'auto' ? await listUplinks(exec) : opts.uplinks;

@@ -8,10 +8,18 @@
  * (ip_forward; bridge-nf-call-ip(6)tables once a port policy exists) or sets per-interface
  * values on its own links (accept_ra on our bridges and veths); it never lowers a host-wide
  * value and never restores one on removal.
+ *
+ * As a managed plugin, /proc/sys is read-only (Docker's default container spec) and the host's
+ * /proc/sys/net is mounted read-write elsewhere (Exec.procSys): the same keys are then read and
+ * written as files there. Entries under /proc/sys/net always show the reader's own network
+ * namespace, whichever procfs mount they are reached through.
  */
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FirewallObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
-import { type Exec, isKernelError } from './exec.ts';
+import { type Exec, isKernelError, kernelErrorFromErrno } from './exec.ts';
 import { checkIfName } from './links.ts';
 
 export const acceptRaKey = (ifname: string): string => `net/ipv6/conf/${checkIfName(ifname)}/accept_ra`;
@@ -20,6 +28,7 @@ export const IP_FORWARD_KEY = 'net/ipv4/ip_forward';
 /** The value, or undefined when the key does not exist (e.g. IPv6 disabled on the host). */
 export async function readSysctl(exec: Exec, key: string): Promise<string | undefined> {
   try {
+    if (exec.procSys !== undefined && exec.netns === undefined) return await readProcSys(exec.procSys, key);
     const { stdout } = await exec.run('sysctl', ['-n', key]);
     return stdout.trim();
   } catch (e) {
@@ -29,7 +38,31 @@ export async function readSysctl(exec: Exec, key: string): Promise<string | unde
 }
 
 export async function writeSysctl(exec: Exec, key: string, value: string): Promise<void> {
+  if (exec.procSys !== undefined && exec.netns === undefined) return writeProcSys(exec.procSys, key, value);
   await exec.run('sysctl', ['-q', '-w', `${key}=${value}`]);
+}
+
+const procSysPath = (root: string, key: string): string => {
+  if (key.split('/').some((c) => c === '' || c === '.' || c === '..')) throw errors.internal(`bad sysctl key ${key}`);
+  return join(root, key);
+};
+
+async function readProcSys(root: string, key: string): Promise<string> {
+  const path = procSysPath(root, key);
+  try {
+    return (await readFile(path, 'utf8')).trim();
+  } catch (e) {
+    throw kernelErrorFromErrno(e, ['read', path]);
+  }
+}
+
+async function writeProcSys(root: string, key: string, value: string): Promise<void> {
+  const path = procSysPath(root, key);
+  try {
+    await writeFile(path, `${value}\n`);
+  } catch (e) {
+    throw kernelErrorFromErrno(e, ['write', path, value]);
+  }
 }
 
 /**
