@@ -17,7 +17,7 @@ import type { LinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { computeWireguardMtu, ensurePrivateKey } from './dataplane/linux/wireguard.ts';
 import type { Logger } from './obs/logger.ts';
 import type { IntentRepo } from './service/intent.ts';
-import { openEtcdStore, parseStoreUrl } from './store/etcd.ts';
+import { parseStoreUrl } from './store/store-url.ts';
 
 export interface Cluster {
   readonly agent: ClusterAgent;
@@ -55,8 +55,10 @@ export async function setupCluster(
   mkdirSync(keyDir, { recursive: true, mode: 0o700 });
   const key = await ensurePrivateKey(keyDir);
   const clog = log.child({ component: 'cluster' });
-  const store = new LazyClusterStore(() =>
-    openEtcdStore({
+  // why: etcd3 (gRPC, protobufjs, its .proto files) takes ~0.2 s to load on an idle machine, more
+  // on a busy one: loaded on first use, after the plugin socket is bound (dockerd dials at 0.5 s)
+  const store = new LazyClusterStore(async () =>
+    (await import('./store/etcd.ts')).openEtcdStore({
       endpoints: url.endpoints,
       ...(config.etcdTls ? { tls: config.etcdTls } : {}),
       log: clog,

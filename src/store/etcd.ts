@@ -24,7 +24,6 @@
  *   watch resumes after the last event delivered and relists the prefix when compacted.
  */
 import { readFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
 import {
   Etcd3,
   EtcdLeaseInvalidError,
@@ -44,6 +43,7 @@ import { errors, isTrussError, type TrussError } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
 import { assertKey, assertOps } from './keys.ts';
 import type { Compare, KeyValue, Op, Store, TxnResult } from './store.ts';
+import { endpointProblem } from './store-url.ts';
 
 export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
 /** deadline of every call after open: "fails within 5 s while etcd is down" */
@@ -126,55 +126,9 @@ export interface Lease {
   revoke(): Promise<void>;
 }
 
-// ---------- --store URL ----------
+// ---------- --store URL (store-url.ts: parsed without loading etcd3) ----------
 
-export type StoreUrl = { readonly kind: 'embedded' } | { readonly kind: 'etcd'; readonly endpoints: readonly string[] };
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
-
-/** Why `ep` is not a HOST:PORT endpoint (IPv4, [IPv6] or a DNS name; port 1-65535), or undefined. */
-export function endpointProblem(ep: string): string | undefined {
-  if (ep === '') return 'empty endpoint (a stray comma?)';
-  const m = /^(\[[^\]]*\]|[^:[\]]*)(?::([^:]*))?$/.exec(ep);
-  if (!m) return `${JSON.stringify(ep)} is not HOST:PORT (write an IPv6 address as [ADDR]:PORT)`;
-  const host = m[1] ?? '';
-  const port = m[2];
-  if (host.startsWith('[')) {
-    const ip = host.slice(1, -1);
-    if (!isIPv6(ip) || ip.includes('%')) return `${host} is not an IPv6 address (zone ids are not supported)`;
-  } else if (/^[0-9.]+$/.test(host)) {
-    if (!isIPv4(host)) return `${JSON.stringify(host)} is not an IPv4 address`;
-  } else if (host === '' || host.length > 253 || !host.split('.').every((l) => DNS_LABEL.test(l))) {
-    return `${JSON.stringify(host)} is not a host name or IP address`;
-  }
-  if (port === undefined) return `${ep} has no :PORT (etcd's client port is usually 2379)`;
-  if (!/^[1-9][0-9]{0,4}$/.test(port) || Number(port) > 65535) return `port ${JSON.stringify(port)} is not 1-65535`;
-  return undefined;
-}
-
-/** `--store`: absent or "embedded" (the default), or etcd://HOST:PORT[,HOST:PORT...]. */
-export function parseStoreUrl(text: string | undefined): StoreUrl {
-  if (text === undefined || text === 'embedded') return { kind: 'embedded' };
-  const bad = (why: string): TrussError => errors.badOption(`--store ${JSON.stringify(text)}: ${why}`);
-  const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/is.exec(text);
-  const usage = 'expected "embedded" or etcd://HOST:PORT[,HOST:PORT...]';
-  if (!m) throw bad(usage);
-  const scheme = m[1] ?? '';
-  if (/^https?$/i.test(scheme))
-    throw bad('write etcd://HOST:PORT; TLS is turned on by --etcd-ca, --etcd-cert, --etcd-key');
-  if (scheme !== 'etcd') throw bad(`unknown scheme ${JSON.stringify(scheme)}: ${usage}`);
-  const rest = m[2] ?? '';
-  if (rest === '') throw bad(`no endpoint: ${usage}`);
-  if (/[/?#@\s]/.test(rest)) throw bad('only HOST:PORT endpoints separated by commas: no path, query, user or spaces');
-  const endpoints = rest.split(',');
-  for (const ep of endpoints) {
-    const problem = endpointProblem(ep);
-    if (problem) throw bad(problem);
-  }
-  const dup = endpoints.find((ep, i) => endpoints.indexOf(ep) !== i);
-  if (dup !== undefined) throw bad(`endpoint ${dup} is listed twice`);
-  return { kind: 'etcd', endpoints };
-}
+export { endpointProblem, parseStoreUrl, type StoreUrl } from './store-url.ts';
 
 // ---------- opening ----------
 
