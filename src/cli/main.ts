@@ -12,7 +12,8 @@ const USAGE = `usage: truss <command> [flags]
 
 commands:
   serve       run the plugin daemon (flags: --socket, --state-dir, --log-level, --default-pools,
-              --resync-seconds, --gc-grace-seconds)
+              --resync-seconds, --gc-grace-seconds, --store, --node-name, --advertise-address,
+              --wg-port, --etcd-ca/--etcd-cert/--etcd-key, --iptables, --proc-sys)
   status      show networks, endpoints, IPAM state and whether the kernel matches (--json)
   reconcile   run a full reconcile pass now and show the result (--json)
   policy      a network's port policy at run time (DOCKER_HOST finds Docker; see truss policy --help):
