@@ -9,7 +9,7 @@
  */
 
 import type { AddressClaim, BlockRecord } from '../core/cluster/model.ts';
-import { CLUSTER_PREFIX } from '../core/cluster/model.ts';
+import { clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
 import { errors } from '../core/errors.ts';
 import {
   bitsOf,
@@ -24,13 +24,9 @@ import {
 import type { Logger } from '../obs/logger.ts';
 import type { Store } from '../store/store.ts';
 
-export const blocksPrefix = (cluster: string): string => `${CLUSTER_PREFIX}blocks/${cluster}/`;
-export const addrsPrefix = (cluster: string): string => `${CLUSTER_PREFIX}addrs/${cluster}/`;
-const blockKey = (cluster: string, block: string): string => `${blocksPrefix(cluster)}${block.replace('/', '_')}`;
-const addrKey = (cluster: string, ip: string): string => `${addrsPrefix(cluster)}${ip}`;
+export { SHARED_OWNER };
 
-/** The node name recorded for addresses every host uses (the anycast gateway, aux addresses). */
-export const SHARED_OWNER = '*';
+const { blocksPrefix, addrsPrefix, block: blockKey, addr: addrKey } = clusterKeys;
 
 export interface ClusterIpamDeps {
   readonly store: Store;
