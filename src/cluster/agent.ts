@@ -17,6 +17,7 @@ import {
   type BlockRecord,
   CLUSTER_PREFIX,
   type ClusterNetworkRecord,
+  clusterKeys,
   type MemberRecord,
   type NodeRecord,
 } from '../core/cluster/model.ts';
@@ -26,6 +27,7 @@ import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
+import { countAllocations, type Released, releaseHeld } from './reclaim.ts';
 
 /** What the agent needs of the cluster store (store/etcd.ts provides it). */
 export interface LeaseLike {
@@ -59,14 +61,14 @@ export interface ClusterAgentDeps {
   readonly retryMs?: number;
 }
 
-const nodeKey = (n: string): string => `${CLUSTER_PREFIX}nodes/${n}`;
-const networkKey = (c: string): string => `${CLUSTER_PREFIX}networks/${c}`;
-const memberKey = (c: string, n: string): string => `${CLUSTER_PREFIX}members/${c}/${n}`;
+const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
 
 export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
   readonly #cache = new Map<string, string>();
+  /** cluster networks joined in this process and not left since (the claim GC leaves them alone) */
+  readonly #joined = new Set<string>();
   #lease: LeaseLike | undefined;
   #watch: { close(): Promise<void> } | undefined;
   #stopped = false;
@@ -188,7 +190,17 @@ export class ClusterAgent implements ClusterPort {
     return { self: this.self, nodes, members, blocks };
   }
 
+  /** Per cluster and node: blocks and claims held, member or not (from the watched copy). */
+  allocations(): ReturnType<typeof countAllocations> {
+    return countAllocations(this.#cache);
+  }
+
+  joined(cluster: string): boolean {
+    return this.#joined.has(cluster);
+  }
+
   async joinNetwork(j: ClusterJoin): Promise<void> {
+    this.#joined.add(j.name); // first, synchronously: a leave or GC release under way stops
     const lease = this.#lease;
     if (!lease) {
       throw errors.storeUnavailable(
@@ -225,8 +237,27 @@ export class ClusterAgent implements ClusterPort {
     this.#d.log.info('joined cluster network', { cluster: j.name });
   }
 
-  async leaveNetwork(name: string): Promise<void> {
-    await this.#lease?.delete(memberKey(name, this.self));
-    this.#d.log.info('left cluster network', { cluster: name });
+  /**
+   * Leave a cluster network on purpose (this host's last network of it was deleted): drop the
+   * membership, then return this host's claims and blocks of it to the pool. Every delete
+   * compares its record's revision and that this host is still not a member, and the release
+   * stops if the network is joined again meanwhile. A crash or an outage is not a leave:
+   * nothing calls this then, and the host keeps its allocations.
+   */
+  async leaveNetwork(name: string): Promise<Released> {
+    this.#joined.delete(name);
+    const key = memberKey(name, this.self);
+    if (this.#lease) await this.#lease.delete(key);
+    else await this.#d.store.txn([], [{ type: 'delete', key }]);
+    const released = await releaseHeld(this.#d.store, name, this.self, {
+      guard: [{ key, version: 0 }],
+      proceed: () => !this.#joined.has(name),
+    });
+    this.#d.log.info('left cluster network', {
+      cluster: name,
+      claims: released.claims.length,
+      blocks: released.blocks,
+    });
+    return released;
   }
 }

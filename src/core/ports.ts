@@ -147,8 +147,11 @@ export interface ClusterPort {
   mtu(): number;
   /** Register (or check against) the cluster network and this host's membership. */
   joinNetwork(join: ClusterJoin): Promise<void>;
-  /** This host leaves the cluster network (its blocks stay claimed while it holds addresses). */
-  leaveNetwork(name: string): Promise<void>;
+  /**
+   * This host leaves the cluster network on purpose (its last local network of it is gone):
+   * membership, address claims and blocks are released. Resolves with what was released.
+   */
+  leaveNetwork(name: string): Promise<unknown>;
 }
 
 export const GATEWAY_REQUEST_TYPE = 'com.docker.network.gateway';
