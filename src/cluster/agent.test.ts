@@ -80,4 +80,16 @@ describe('ClusterAgent leave', () => {
     assert.ok(await store.get(clusterKeys.member('blue', 'a')));
     await a.agent.stop();
   });
+
+  it('a refused join does not leave the cluster marked joined (the claim GC may look at it)', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const a = await agent(store, 'a');
+    const b = await agent(store, 'b');
+    await a.agent.joinNetwork(join);
+    await assert.rejects(b.agent.joinNetwork({ ...join, fingerprint: 'other' }), /other settings/);
+    assert.equal(b.agent.joined('blue'), false);
+    assert.equal(a.agent.joined('blue'), true);
+    await a.agent.stop();
+    await b.agent.stop();
+  });
 });

@@ -200,7 +200,17 @@ export class ClusterAgent implements ClusterPort {
   }
 
   async joinNetwork(j: ClusterJoin): Promise<void> {
+    const had = this.#joined.has(j.name);
     this.#joined.add(j.name); // first, synchronously: a leave or GC release under way stops
+    try {
+      await this.#join(j);
+    } catch (e) {
+      if (!had) this.#joined.delete(j.name); // no network will be created: the GC may look again
+      throw e;
+    }
+  }
+
+  async #join(j: ClusterJoin): Promise<void> {
     const lease = this.#lease;
     if (!lease) {
       throw errors.storeUnavailable(
