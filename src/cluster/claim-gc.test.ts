@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { clusterKeys } from '../core/cluster/model.ts';
 import { type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { IpamServiceImpl } from '../service/ipam-service.ts';
+import { openEtcdStore } from '../store/etcd.ts';
+import { type EtcdServer, startEtcd } from '../store/etcd-testutil.ts';
 import { MemoryStore } from '../store/memory.ts';
+import type { Store } from '../store/store.ts';
 import { ClaimGc } from './claim-gc.ts';
 import { ClusterIpam } from './cluster-ipam.ts';
 import { listHeld, releaseHeld } from './reclaim.ts';
@@ -16,8 +19,7 @@ const GRACE = 60_000;
 const ip = (s: string): Ip => parseIp(s) as Ip;
 
 /** Host a: its local IPAM (with the cluster network blue on SUBNET), the shared store, a GC. */
-async function setup() {
-  const shared = new SwitchableStore(new MemoryStore());
+async function setup<S extends Store = SwitchableStore>(shared: S = new SwitchableStore(new MemoryStore()) as never) {
   const cluster = new ClusterIpam({ store: shared, node: 'a', log: silentLogger });
   let hasNetwork = true;
   const joined = new Set<string>();
@@ -176,5 +178,41 @@ describe('ClaimGc', () => {
     assert.deepEqual(t.left, ['blue']);
     assert.deepEqual(await listHeld(t.shared, 'blue', 'a'), { claims: [], blocks: [] });
     assert.equal(t.gc.status().reclaimedClusters, 1);
+  });
+});
+
+describe('ClaimGc against a real etcd that goes down', () => {
+  let server: EtcdServer;
+  before(async () => {
+    server = await startEtcd();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('release succeeds while etcd is down; the pass is skipped; the claim goes once etcd is back', async () => {
+    const store = await openEtcdStore({ endpoints: [server.endpoint], log: silentLogger, prefix: '/gc' });
+    try {
+      const t = await setup(store);
+      const a = await t.request();
+      await server.kill();
+      const t0 = performance.now();
+      await t.ipam.releaseAddress(t.pool, a);
+      const releaseMs = performance.now() - t0;
+      assert.ok(releaseMs < 6000, `ReleaseAddress took ${releaseMs} ms while etcd was down`);
+      await t.ipam.releaseAddress(t.pool, a);
+      assert.equal(await t.gc.observe(), 0);
+      assert.match(t.gc.status().lastError ?? '', /unavailable/);
+      assert.deepEqual(t.gc.status().orphans, []);
+      await server.restart();
+      await t.gc.observe();
+      assert.equal(t.gc.status().orphans.length, 1);
+      t.advance(GRACE);
+      assert.equal(await t.gc.observe(), 1);
+      assert.equal(await t.claimed(a), undefined);
+      assert.equal(await t.request(), a);
+    } finally {
+      await store.close();
+    }
   });
 });
