@@ -187,7 +187,9 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const ip = inBlock(held.blocks[0] as string, 7);
     await runContainer(r2(), { name: 'b3', network: TEAL, ip });
     assert.equal(await containerIp(r2(), 'b3', TEAL), ip);
-    process.stdout.write(`# r1 lease gone ${leaseMs} ms after kill -9; forget freed ${forgot.stdout.trim()}\n`);
+    process.stdout.write(
+      `# r1 lease gone ${leaseMs} ms after kill -9; ${forgot.stdout.trim().replace(/\n\s*/g, ' / ')}\n`,
+    );
   });
 
   it('3. everything removed on both hosts leaves nothing of truss; etcd and the underlay stop', {
