@@ -104,6 +104,7 @@ describe('truss status: cluster allocations', () => {
       },
       reclaim: {
         orphans: [{ cluster: 'blue', kind: 'claim', address: '198.18.64.9', firstSeen: '2026-01-01T00:00:00.000Z' }],
+        unclaimed: [{ cluster: 'blue', address: '198.18.64.7', holder: 'c2' }],
         reclaimedClaims: 3,
         reclaimedClusters: 0,
       },
@@ -113,6 +114,7 @@ describe('truss status: cluster allocations', () => {
       'NETWORK  HOST  BLOCKS  CLAIMS  MEMBER\nblue     *     0       1       shared\nblue     c1    2       70      yes',
       'reclaim: 1 orphan(s) waiting for the grace period; reclaimed 3 claim(s), 0 left network(s)',
       '  - blue claim 198.18.64.9 since 2026-01-01T00:00:00.000Z',
+      "  ! blue 198.18.64.7 is used here without this host's claim (held by c2)",
     ]);
   });
 });

@@ -98,6 +98,7 @@ interface ClusterSection {
   allocations?: Record<string, Record<string, { blocks: number; claims: number; member: boolean }>>;
   reclaim?: {
     orphans: { cluster: string; kind: string; address?: string; firstSeen: string }[];
+    unclaimed?: { cluster: string; address: string; holder?: string }[];
     reclaimedClaims: number;
     reclaimedClusters: number;
     lastError?: string;
@@ -126,6 +127,10 @@ export function formatClusterAllocations(c: ClusterSection): string[] {
     );
     for (const o of r.orphans)
       out.push(`  - ${o.cluster} ${o.kind}${o.address ? ` ${o.address}` : ''} since ${o.firstSeen}`);
+    for (const u of r.unclaimed ?? []) {
+      const by = u.holder ? ` (held by ${u.holder})` : '';
+      out.push(`  ! ${u.cluster} ${u.address} is used here without this host's claim${by}`);
+    }
   }
   return out;
 }

@@ -10,7 +10,7 @@ import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/store.ts';
 import { ClaimGc } from './claim-gc.ts';
 import { ClusterIpam } from './cluster-ipam.ts';
-import { listHeld, releaseHeld } from './reclaim.ts';
+import { forgetNode, listHeld, releaseHeld } from './reclaim.ts';
 import { SwitchableStore } from './testing.ts';
 
 const SUBNET = '198.18.64.0/20';
@@ -160,6 +160,23 @@ describe('ClaimGc', () => {
     }
     for (const a of got) assert.ok(await t.claimed(a), `${a} kept`);
     assert.deepEqual(t.gc.status().orphans, []);
+  });
+
+  it('reports (never repairs) a local address whose claim is gone, after two passes in a row', async () => {
+    const t = await setup();
+    const a = await t.request();
+    await forgetNode(t.shared, 'a', 'b', true); // another host forgot this one
+    await t.gc.observe();
+    assert.deepEqual(t.gc.status().unclaimed, [], 'one sighting is not enough');
+    await t.gc.observe();
+    assert.deepEqual(t.gc.status().unclaimed, [{ cluster: 'blue', address: a }]);
+    assert.equal(await t.claimed(a), undefined, 'not claimed again behind the operator’s back');
+    // another host takes it meanwhile: reported with the holder
+    const b = new ClusterIpam({ store: t.shared, node: 'b', log: silentLogger });
+    await b.allocate('blue', subnet, ip(a));
+    await t.gc.observe();
+    await t.gc.observe();
+    assert.deepEqual(t.gc.status().unclaimed, [{ cluster: 'blue', address: a, holder: 'b' }]);
   });
 
   it('releases a cluster this host left (no local network, not joined) after the grace period', async () => {

@@ -17,8 +17,7 @@
  * cannot reach the cluster store changes nothing (sightings are neither added nor dropped).
  * A host that restarts keeps everything: its local networks and records are durable.
  */
-import type { AddressClaim } from '../core/cluster/model.ts';
-import { clusterKeys } from '../core/cluster/model.ts';
+import { type AddressClaim, clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import { clusterNames, deleteUnchanged, listHeld, type Released } from './reclaim.ts';
@@ -46,8 +45,18 @@ interface Sighting {
   readonly firstSeen: number;
 }
 
+/** A local address record of a cluster network that no claim of this host backs in etcd. */
+export interface Unclaimed {
+  readonly cluster: string;
+  readonly address: string;
+  /** the host whose claim it is instead, if any */
+  readonly holder?: string;
+}
+
 export interface ClaimGcStatus {
   readonly orphans: readonly { cluster: string; kind: string; address?: string; firstSeen: string }[];
+  /** seen on two passes in a row: this host was forgotten, or etcd lost data (never repaired here) */
+  readonly unclaimed: readonly Unclaimed[];
   readonly reclaimedClaims: number;
   readonly reclaimedClusters: number;
   readonly lastPass?: string;
@@ -62,6 +71,8 @@ export class ClaimGc {
   #lastPass: number | undefined;
   #lastError: string | undefined;
   #running = false;
+  /** unclaimed local addresses: seen once (false) or confirmed on two passes in a row (true) */
+  #unclaimed = new Map<string, { readonly u: Unclaimed; readonly confirmed: boolean }>();
 
   constructor(deps: ClaimGcDeps) {
     this.#d = deps;
@@ -79,6 +90,7 @@ export class ClaimGc {
         ...(s.address !== undefined ? { address: s.address } : {}),
         firstSeen: new Date(s.firstSeen).toISOString(),
       })),
+      unclaimed: [...this.#unclaimed.values()].filter((x) => x.confirmed).map((x) => x.u),
       reclaimedClaims: this.#reclaimedClaims,
       reclaimedClusters: this.#reclaimedClusters,
       ...(this.#lastPass !== undefined ? { lastPass: new Date(this.#lastPass).toISOString() } : {}),
@@ -109,23 +121,33 @@ export class ClaimGc {
     const now = this.#now();
     const local = await this.#d.localUse();
     const found: Sighting[] = [];
-    const claims = new Map<string, KeyValue>();
+    const unclaimed: Unclaimed[] = [];
     for (const cluster of await clusterNames(this.#d.store)) {
       const use = local.get(cluster);
-      const held = await listHeld(this.#d.store, cluster, this.#d.node);
       if (use === undefined) {
+        const held = await listHeld(this.#d.store, cluster, this.#d.node);
         if (!this.#d.joined(cluster) && held.claims.length + held.blocks.length > 0) {
           found.push({ cluster, kind: 'left', revision: 0, firstSeen: now });
         }
         continue;
       }
-      for (const kv of held.claims) {
+      const holders = new Map<string, string>();
+      for (const kv of (await this.#d.store.list(clusterKeys.addrsPrefix(cluster))).items) {
         const address = kv.key.slice(clusterKeys.addrsPrefix(cluster).length);
-        if (use.has(address)) continue;
+        const holder = holderOf(kv);
+        holders.set(address, holder);
+        if (holder !== this.#d.node || use.has(address)) continue;
         found.push({ cluster, kind: 'claim', address, revision: kv.modRevision, firstSeen: now });
-        claims.set(kv.key, kv);
+      }
+      // the other way round (never acted on, only reported): a local address without our claim
+      for (const address of use) {
+        const holder = holders.get(address);
+        if (holder !== this.#d.node && holder !== SHARED_OWNER) {
+          unclaimed.push({ cluster, address, ...(holder !== undefined ? { holder } : {}) });
+        }
       }
     }
+    this.#noteUnclaimed(unclaimed);
     const due: Sighting[] = [];
     const keep = new Set<string>();
     for (const s of found) {
@@ -145,6 +167,24 @@ export class ClaimGc {
     for (const id of [...this.#seen.keys()]) if (!keep.has(id)) this.#seen.delete(id);
     if (due.length === 0) return 0;
     return this.#reclaim(due);
+  }
+
+  #noteUnclaimed(now: readonly Unclaimed[]): void {
+    const next = new Map<string, { u: Unclaimed; confirmed: boolean }>();
+    for (const u of now) {
+      const id = `${u.cluster}:${u.address}:${u.holder ?? ''}`;
+      const confirmed = this.#unclaimed.has(id);
+      if (confirmed && !this.#unclaimed.get(id)?.confirmed) {
+        this.#d.log.error('a local address of a cluster network has no claim of this host in etcd', {
+          ...u,
+          hint: u.holder
+            ? 'another host holds it: remove this container and start it again'
+            : 'was this host forgotten (truss cluster forget) or etcd restored from an old backup?',
+        });
+      }
+      next.set(id, { u, confirmed });
+    }
+    this.#unclaimed = next;
   }
 
   async #reclaim(due: readonly Sighting[]): Promise<number> {
@@ -178,10 +218,12 @@ export class ClaimGc {
   }
 }
 
-function isMine(kv: KeyValue, node: string): boolean {
+function holderOf(kv: KeyValue): string {
   try {
-    return (JSON.parse(kv.value) as AddressClaim).node === node;
+    return (JSON.parse(kv.value) as AddressClaim).node;
   } catch {
-    return false;
+    return '?';
   }
 }
+
+const isMine = (kv: KeyValue, node: string): boolean => holderOf(kv) === node;
