@@ -244,9 +244,10 @@ function computeVxlan(
     }
     peers.push({ node: name, address, mac });
     for (const dst of [...blocks].sort()) {
-      // why: an IPv6 route cannot take an IPv4 next hop (an IPv4 route can take IPv6, RFC 5549)
-      if (parsePrefix(dst)?.family === 6 && localIp.family === 4) {
-        rejected.push(`block ${dst} of node ${name}: IPv6 blocks need an IPv6 underlay in VXLAN mode`);
+      // why: the next hop is the peer's underlay address, so a block must be of the underlay's
+      // family (an IPv4 route via a global IPv6 next hop is refused by the kernel even onlink)
+      if (parsePrefix(dst)?.family !== localIp.family) {
+        rejected.push(`block ${dst} of node ${name}: VXLAN mode routes only blocks of the underlay's family`);
         continue;
       }
       routes.push({ dst, dev: VXLAN_DEVICE, via: address });
