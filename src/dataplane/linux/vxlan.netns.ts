@@ -23,7 +23,7 @@ import {
   type TestNs,
   tcpHi,
 } from './netns-testutil.ts';
-import { applyNft, removeNft, renderNftRuleset } from './nft.ts';
+import { applyNft, checkNft, removeNft, renderNftRuleset } from './nft.ts';
 import { ensureRoutes, listRoutes } from './routes.ts';
 import {
   checkVxlan,
@@ -201,6 +201,7 @@ describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
     assert.ok(await tcpHi(A.ctr, B.ctrIp), 'admitted peer');
     await applyNft(B.exec, renderNftRuleset(firewall(['198.18.200.9'])));
     assert.equal(await pingOk(A.ctr, B.ctrIp), false, 'a source that is no peer must be dropped');
+    assert.deepEqual(await checkNft(B.exec, renderNftRuleset(firewall(['198.18.200.9']))), [], 'reads back equal');
     const list = await B.ns.must(['nft', 'list', 'chain', 'inet', 'truss', 'input']);
     assert.match(list, /udp dport 4789 @th,96,24 0x747275 ip saddr != @vxlan_peers4 drop/);
     await applyNft(B.exec, renderNftRuleset(firewall(['198.18.200.1'])));
