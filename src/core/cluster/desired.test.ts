@@ -176,6 +176,17 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.match(r.rejected.join('\n'), /block record: malformed/);
   });
 
+  it('routes only blocks of the underlay family (the next hop is the underlay address)', () => {
+    const dual = { ...green, subnets: ['198.18.96.0/20', 'fd00:96::/64'] };
+    const v = { ...mixed, blocks: [...mixed.blocks, { cluster: 'green', block: 'fd00:96::40/122', node: 'b' }] };
+    const d = computeClusterDesired(v, [dual], opts);
+    assert.ok(d.routes.every((r) => !r.dst.includes(':')));
+    assert.match(
+      d.rejected.join('\n'),
+      /block fd00:96::40\/122 of node b: VXLAN mode routes only blocks of the underlay's family/,
+    );
+  });
+
   it('without an underlay address there is no VXLAN device', () => {
     const d = computeClusterDesired(mixed, [green], { ...opts, vxlan: { mtu: 1450, local: '' } });
     assert.equal(d.vxlan, undefined);
