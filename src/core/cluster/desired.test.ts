@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VXLAN_DEVICE, VXLAN_VNI, vtepMac } from '../naming.ts';
-import { computeClusterDesired } from './desired.ts';
+import { computeClusterDesired, vtepLinkLocal } from './desired.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;
 const view = {
@@ -176,15 +176,27 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.match(r.rejected.join('\n'), /block record: malformed/);
   });
 
-  it('routes only blocks of the underlay family (the next hop is the underlay address)', () => {
+  it('IPv6 blocks need an IPv6 underlay; IPv4 blocks on an IPv6 underlay go via the VTEP link-local', () => {
     const dual = { ...green, subnets: ['198.18.96.0/20', 'fd00:96::/64'] };
     const v = { ...mixed, blocks: [...mixed.blocks, { cluster: 'green', block: 'fd00:96::40/122', node: 'b' }] };
     const d = computeClusterDesired(v, [dual], opts);
     assert.ok(d.routes.every((r) => !r.dst.includes(':')));
-    assert.match(
-      d.rejected.join('\n'),
-      /block fd00:96::40\/122 of node b: VXLAN mode routes only blocks of the underlay's family/,
-    );
+    assert.match(d.rejected.join('\n'), /block fd00:96::40\/122 of node b: IPv6 blocks need an IPv6 underlay/);
+    const v6 = {
+      ...v,
+      nodes: v.nodes.map((n, i) => ({ ...n, address: `fd00:255::${i + 1}` })),
+    };
+    const d6 = computeClusterDesired(v6, [dual], { ...opts, vxlan: { mtu: 1430, local: 'fd00:255::1' } });
+    assert.deepEqual(d6.routes.slice(0, 1), [
+      { dst: '198.18.96.128/26', dev: 'trvx0', via: vtepLinkLocal(vtepMac('d')) },
+    ]);
+    assert.ok(d6.routes.some((r) => r.dst === 'fd00:96::40/122' && r.via === 'fd00:255::2'));
+    assert.deepEqual(d6.rejected, []);
+  });
+
+  it('vtepLinkLocal is the EUI-64 link-local address of the MAC', () => {
+    assert.equal(vtepLinkLocal('02:aa:bb:cc:dd:ee'), 'fe80::aa:bbff:fecc:ddee');
+    assert.equal(vtepLinkLocal('02:00:00:00:00:01'), 'fe80::ff:fe00:1');
   });
 
   it('without an underlay address there is no VXLAN device', () => {

@@ -8,6 +8,9 @@
  *     neighbour entry per host (its VTEP MAC, naming.vtepMac, at its underlay address) and
  *     routes `BLOCK via <peer underlay address> dev trvx0 onlink` (Flannel's and Calico's
  *     scheme, with the underlay address as the on-link next hop: no VTEP addresses to allocate).
+ *     On an IPv6 underlay, IPv4 blocks go `via inet6 <peer VTEP link-local> dev trvx0 onlink`
+ *     (RFC 5549; the kernel takes only a link-local IPv6 next hop for an IPv4 route), the
+ *     link-local being the EUI-64 of the peer's VTEP MAC (vtepLinkLocal).
  * Both can exist side by side; a device exists only while some local network needs it.
  * Records come from etcd and are never trusted: a malformed one, a block outside its network,
  * a key, address or VTEP MAC claimed twice leaves that peer (or block) out, with the reason.
@@ -96,6 +99,15 @@ export interface ClusterDesired {
 export interface ClusterOptions {
   readonly wireguard: { readonly listenPort: number; readonly mtu: number };
   readonly vxlan: { readonly mtu: number; readonly local: string; readonly dev?: string };
+}
+
+/** The EUI-64 link-local address of a VTEP MAC: the IPv6 next hop of IPv4 blocks on an IPv6 underlay. */
+export function vtepLinkLocal(mac: string): string {
+  const b = mac.split(':').map((x) => Number.parseInt(x, 16));
+  const hex = (hi: number | undefined, lo: number | undefined): string => (((hi ?? 0) << 8) | (lo ?? 0)).toString(16);
+  const text = `fe80::${hex((b[0] ?? 0) ^ 0x02, b[1])}:${hex(b[2], 0xff)}:${hex(0xfe, b[3])}:${hex(b[4], b[5])}`;
+  const ip = parseIp(text);
+  return ip ? formatIp(ip) : text;
 }
 
 const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
@@ -244,13 +256,11 @@ function computeVxlan(
     }
     peers.push({ node: name, address, mac });
     for (const dst of [...blocks].sort()) {
-      // why: the next hop is the peer's underlay address, so a block must be of the underlay's
-      // family (an IPv4 route via a global IPv6 next hop is refused by the kernel even onlink)
-      if (parsePrefix(dst)?.family !== localIp.family) {
-        rejected.push(`block ${dst} of node ${name}: VXLAN mode routes only blocks of the underlay's family`);
-        continue;
-      }
-      routes.push({ dst, dev: VXLAN_DEVICE, via: address });
+      const family = parsePrefix(dst)?.family;
+      if (family === localIp.family) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
+      // why: an IPv4 route may take an IPv6 next hop, but the kernel wants a link-local one
+      else if (family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
+      else rejected.push(`block ${dst} of node ${name}: IPv6 blocks need an IPv6 underlay in VXLAN mode`);
     }
   }
   const vxlan: VxlanObject = {

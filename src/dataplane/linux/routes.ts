@@ -28,7 +28,10 @@ export interface RouteSpec {
   /** CIDR, network address (host bits clear): "198.18.211.0/24", "fd00:211::/64" */
   readonly dst: string;
   readonly dev: string;
-  /** next hop, always `onlink` (reachable on `dev` whatever its addresses): the VXLAN peer's underlay address */
+  /**
+   * next hop, always `onlink` (reachable on `dev` whatever its addresses): the VXLAN peer's
+   * underlay address, or for an IPv4 route an IPv6 link-local address (RFC 5549)
+   */
   readonly via?: string;
   /** route MTU (RTAX_MTU): caps host-originated traffic, e.g. to the tunnel's inner MTU */
   readonly mtu?: number;
@@ -43,6 +46,8 @@ interface IpRouteJson {
   readonly dst?: string;
   readonly dev?: string;
   readonly gateway?: string;
+  /** a next hop of the other family: {"family":"inet6","host":"fe80::1"} */
+  readonly via?: { readonly host?: string };
   readonly prefsrc?: string;
   readonly metrics?: readonly Record<string, unknown>[];
 }
@@ -63,7 +68,8 @@ export function parseRoutesJson(stdout: string, family: 4 | 6): OwnedRoute[] {
     const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, family) : undefined;
     if (dst === undefined || typeof r.dev !== 'string') return []; // multipath/blackhole: never ours
     const mtu = r.metrics?.map((m) => m.mtu).find((v): v is number => typeof v === 'number');
-    const via = typeof r.gateway === 'string' ? parseIp(r.gateway) : undefined;
+    const hop = r.gateway ?? r.via?.host;
+    const via = typeof hop === 'string' ? parseIp(hop) : undefined;
     return [
       {
         dst,
@@ -89,9 +95,11 @@ export function checkRoute(r: RouteSpec): RouteSpec {
   let via: string | undefined;
   if (r.via !== undefined) {
     const ip = parseIp(r.via);
-    if (!ip || ip.family !== p.family)
+    const v6LinkLocal = ip?.family === 6 && ip.value >> 118n === 0x3fan;
+    if (!ip || (ip.family !== p.family && !(p.family === 4 && v6LinkLocal)))
       throw errors.badAddress(
-        `invalid route next hop ${JSON.stringify(r.via)} for ${r.dst}: use an address of its family`,
+        `invalid route next hop ${JSON.stringify(r.via)} for ${r.dst}: use an address of its family ` +
+          '(or, for IPv4, an IPv6 link-local one)',
       );
     via = formatIp(ip);
   }
@@ -113,8 +121,10 @@ export function checkRoute(r: RouteSpec): RouteSpec {
   };
 }
 
+const viaFamily = (r: RouteSpec): string => (r.via?.includes(':') && !r.dst.includes(':') ? 'inet6 ' : '');
+
 const routeLine = (verb: 'add' | 'replace', r: RouteSpec): string =>
-  `route ${verb} ${r.dst}${r.via !== undefined ? ` via ${r.via}` : ''} dev ${r.dev}${r.via !== undefined ? ' onlink' : ''} ` +
+  `route ${verb} ${r.dst}${r.via !== undefined ? ` via ${viaFamily(r)}${r.via}` : ''} dev ${r.dev}${r.via !== undefined ? ' onlink' : ''} ` +
   `proto ${TRUSS_ROUTE_PROTO}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${r.src !== undefined ? ` src ${r.src}` : ''}`;
 
 const sameRoute = (a: RouteSpec, b: RouteSpec): boolean =>

@@ -5,12 +5,16 @@
  * underlay address.
  *
  *   cA 198.18.210.2 ─ hA ─ ula 198.18.200.1/24 ══ 198.18.200.2/24 ulb ─ hB ─ cB 198.18.211.2
+ *   cC 198.18.212.2 ─ hC ─ ulc fd00:200::1/64  ══ fd00:200::2/64  uld ─ hD ─ cD 198.18.213.2
+ *
+ * The second pair has an IPv6 underlay: IPv4 blocks go via the peer's VTEP link-local address.
  *
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { vtepLinkLocal } from '../../core/cluster/desired.ts';
 import type { FirewallObject } from '../../core/desired.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac, vxlanMark } from '../../core/naming.ts';
 import { createExec, type Exec } from './exec.ts';
@@ -55,6 +59,8 @@ describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
   const procs: ChildProcess[] = [];
   let A: Host;
   let B: Host;
+  let C: Host;
+  let D: Host;
 
   const ns = async (role: string): Promise<TestNs> => {
     const s = await createTestNs(role);
@@ -136,6 +142,12 @@ describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
     await A.ns.must(['ip', '-batch', '-'], 'addr add 198.18.200.1/24 dev ula\nlink set ula up\n');
     await B.ns.must(['ip', '-batch', '-'], 'addr add 198.18.200.2/24 dev ulb\nlink set ulb up\n');
     procs.push(serveHi(B.ctr), serveHi(A.ctr));
+    C = await host('c', 212, 'fd00:200::1');
+    D = await host('d', 213, 'fd00:200::2');
+    await C.ns.must(['ip', 'link', 'add', 'ulc', 'type', 'veth', 'peer', 'name', 'uld', 'netns', D.ns.name]);
+    await C.ns.must(['ip', '-batch', '-'], 'addr add fd00:200::1/64 dev ulc nodad\nlink set ulc up\n');
+    await D.ns.must(['ip', '-batch', '-'], 'addr add fd00:200::2/64 dev uld nodad\nlink set uld up\n');
+    procs.push(serveHi(D.ctr));
   });
 
   after(async () => {
@@ -263,6 +275,32 @@ describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
     await removeVxlan(exec, VXLAN_DEVICE);
     assert.ok(await readVxlanLink(exec, VXLAN_DEVICE), 'the foreign link must stay');
     assert.deepEqual(await checkVxlan(exec, undefined, VXLAN_DEVICE), [], 'a foreign link is not drift');
+  });
+
+  it('over an IPv6 underlay: IPv4 blocks via the peer VTEP link-local, real traffic', async () => {
+    const mtu = computeVxlanMtu(1500, 6);
+    await ensureVxlan(C.exec, { ...spec(C, [D]), mtu });
+    await ensureVxlan(D.exec, { ...spec(D, [C]), mtu });
+    const l = await readVxlanLink(C.exec, VXLAN_DEVICE);
+    assert.equal(l?.local, 'fd00:200::1');
+    assert.equal(l?.link.mtu, 1430);
+    const viaD = vtepLinkLocal(vtepMac(D.node));
+    assert.deepEqual(
+      (await readVxlanEntries(C.exec, VXLAN_DEVICE)).neigh.map((n) => n.ip).sort(),
+      ['fd00:200::2', viaD].sort(),
+    );
+    await ensureRoutes(C.exec, [{ dst: D.block, dev: VXLAN_DEVICE, via: viaD }]);
+    await ensureRoutes(D.exec, [{ dst: C.block, dev: VXLAN_DEVICE, via: vtepLinkLocal(vtepMac(C.node)) }]);
+    assert.deepEqual(await listRoutes(C.exec), [{ dst: D.block, dev: VXLAN_DEVICE, via: viaD }]);
+    assert.ok(await pingOk(C.ctr, D.ctrIp), 'ping cC -> cD over the IPv6 underlay');
+    assert.ok(await tcpHi(C.ctr, D.ctrIp), 'TCP cC -> cD');
+    assert.deepEqual(await checkVxlan(C.exec, { ...spec(C, [D]), mtu }, VXLAN_DEVICE), []);
+    C.rec.reset();
+    await ensureVxlan(C.exec, { ...spec(C, [D]), mtu });
+    await ensureRoutes(C.exec, [{ dst: D.block, dev: VXLAN_DEVICE, via: viaD }]);
+    assert.deepEqual(C.rec.writes(), [], 'idempotent');
+    await removeVxlan(C.exec, VXLAN_DEVICE);
+    await removeVxlan(D.exec, VXLAN_DEVICE);
   });
 
   it('remove is idempotent and takes the routes through the device along', async () => {

@@ -125,6 +125,20 @@ describe('plans', () => {
     );
     assert.deepEqual(planVxlanEntries(done, { ...spec, peers: spec.peers.slice(0, 1) }), { fdb: [], neigh: [] });
   });
+  it('on an IPv6 underlay, each peer also gets its VTEP link-local neighbour (next hop of IPv4 blocks)', () => {
+    const v6: VxlanDevice = {
+      ...spec,
+      local: 'fd00:255::1',
+      peers: [{ address: 'fd00:255::2', mac: '02:aa:bb:cc:dd:ee' }],
+    };
+    assert.deepEqual(planVxlanEntries({ fdb: [], neigh: [] }, v6), {
+      fdb: ['fdb replace 02:aa:bb:cc:dd:ee dev trvx0 dst fd00:255::2 self permanent'],
+      neigh: [
+        'neigh replace fd00:255::2 lladdr 02:aa:bb:cc:dd:ee dev trvx0 nud permanent',
+        'neigh replace fe80::aa:bbff:fecc:ddee lladdr 02:aa:bb:cc:dd:ee dev trvx0 nud permanent',
+      ],
+    });
+  });
   it('recreates only for attributes fixed at creation; MTU and state converge in place', () => {
     const l = parseVxlanLink(LINK);
     assert.ok(l);

@@ -10,6 +10,8 @@
  *   - routes         `<peer block> via <peer underlay IP> dev trvx0 onlink` (routes.ts).
  * The peer's underlay address is the on-link next hop, so no VTEP addresses are allocated;
  * each host's VTEP MAC is derived from its node name (naming.vtepMac) and set on its device.
+ * On an IPv6 underlay each peer also gets a neighbour entry for its VTEP link-local address
+ * (core vtepLinkLocal), the next hop of IPv4 blocks there.
  * Who may send to the device is decided in `inet truss` (nft.ts: the VXLAN guard).
  *
  * Ownership: the ifalias `truss:vx:<name>` (naming.vxlanMark). A link with our name but
@@ -17,7 +19,7 @@
  * entry on our device is ours (Felix's rule for its own device): entries we do not want are
  * deleted. Deleting the device takes its entries and the routes through it along.
  */
-import type { VxlanObject } from '../../core/cluster/desired.ts';
+import { type VxlanObject, vtepLinkLocal } from '../../core/cluster/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { formatIp, parseIp } from '../../core/ip.ts';
 import { vxlanMark } from '../../core/naming.ts';
@@ -195,7 +197,10 @@ export function planVxlanEntries(cur: VxlanEntries, v: VxlanDevice): { fdb: stri
   const fdb: string[] = [];
   const neigh: string[] = [];
   const wantFdb = new Map(v.peers.map((p) => [p.mac, p.address]));
-  const wantNeigh = new Map(v.peers.map((p) => [p.address, p.mac]));
+  const v6 = v.local.includes(':');
+  const wantNeigh = new Map(
+    v.peers.flatMap((p) => [[p.address, p.mac] as const, ...(v6 ? [[vtepLinkLocal(p.mac), p.mac] as const] : [])]),
+  );
   const haveFdb = new Map<string, string[]>();
   for (const e of cur.fdb) haveFdb.set(e.mac, [...(haveFdb.get(e.mac) ?? []), e.dst]);
   for (const [mac, dsts] of haveFdb) {
@@ -211,10 +216,9 @@ export function planVxlanEntries(cur: VxlanEntries, v: VxlanDevice): { fdb: stri
     if (!wantNeigh.has(n.ip)) neigh.push(`neigh del ${n.ip} dev ${v.name}`);
   }
   const have = new Map(cur.neigh.map((n) => [n.ip, n]));
-  for (const p of v.peers) {
-    const n = have.get(p.address);
-    if (!n?.permanent || n.mac !== p.mac)
-      neigh.push(`neigh replace ${p.address} lladdr ${p.mac} dev ${v.name} nud permanent`);
+  for (const [ip, mac] of wantNeigh) {
+    const n = have.get(ip);
+    if (!n?.permanent || n.mac !== mac) neigh.push(`neigh replace ${ip} lladdr ${mac} dev ${v.name} nud permanent`);
   }
   return { fdb, neigh };
 }
