@@ -19,8 +19,8 @@ import { printFigures } from './harness/figures.ts';
 import { type Host, startHost } from './harness/host.ts';
 import { assertNoTrussLeftovers, isTrussWireguardGo, TRUSS_ROUTE_PROTO } from './harness/leftovers.ts';
 import { memoOnce } from './harness/once.ts';
-import { listProcs, nsIdOfFile } from './harness/procs.ts';
-import { SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
+import { listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
+import { pingProbe, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
 import {
   clusterServeArgs,
   pcapContains,
@@ -29,7 +29,7 @@ import {
   UNDERLAY_ADDRESS,
   type Underlay,
 } from './harness/underlay.ts';
-import { waitFor } from './harness/wait.ts';
+import { sleep, waitFor } from './harness/wait.ts';
 
 const GREEN = 'green';
 const GREEN_SUBNET = '198.18.96.0/20';
@@ -77,6 +77,7 @@ async function json<T>(h: Host, argv: readonly string[]): Promise<T> {
 }
 
 interface LinkJson {
+  readonly ifindex: number;
   readonly ifname: string;
   readonly ifalias?: string;
   readonly mtu: number;
@@ -317,6 +318,63 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
     const afterC = await Promise.all(greenHosts().map(fragCounters));
     assert.deepEqual(afterC, before, 'no IPv4 fragments created or reassembled on either host');
     figures.push(`green (VXLAN) iperf3 c1 -> c2, 2 s: ${gbits.toFixed(2)} Gbit/s, 0 fragments`);
+  });
+
+  it('5b. kill -9 of c1 truss: VXLAN traffic continues; the restarted truss adopts trvx0 and converges', {
+    timeout: 90_000,
+  }, async () => {
+    await greenCtrs();
+    const [a, b] = [c1(), c2()];
+    const ip = await containerIp(b, gName(b), GREEN);
+    const before = (await link(a, VX_DEV))?.ifindex;
+    const probe = pingProbe(a, gName(a), ip, 8);
+    await sleep(1000);
+    const pid = a.truss.pid();
+    assert.ok(pid, 'c1 truss must be running');
+    process.kill(pid, 'SIGKILL');
+    assert.ok(await waitExit(pid, 5000), 'c1 truss must be dead');
+    await sleep(2000);
+    const t0 = performance.now();
+    await a.startTruss();
+    const p = await probe;
+    assert.ok(p.received > 0 && p.maxGapMs <= 1000, `c1 -> c2 gap of ${p.maxGapMs} ms across the restart: ${p.output}`);
+    await waitFor(async () => (await a.trussStatus()).kernel.inSync, 30_000, { what: 'c1: kernel.inSync' });
+    figures.push(
+      `c1 truss restart after kill -9 (green): kernel.inSync ${(performance.now() - t0).toFixed(0)} ms after start, max ping gap ${p.maxGapMs} ms`,
+    );
+    assert.equal((await link(a, VX_DEV))?.ifindex, before, 'the restarted truss keeps the running trvx0');
+    await assertTcp(a, gName(a), b, gName(b), ip);
+  });
+
+  it('5c. drift: a deleted FDB entry and neighbour, then a deleted trvx0, are repaired by a full pass', {
+    timeout: 90_000,
+  }, async () => {
+    await greenCtrs();
+    const [a, b] = [c1(), c2()];
+    const ip = await containerIp(b, gName(b), GREEN);
+    const peerMac = (await link(b, VX_DEV))?.address as string;
+    const reconcile = async () => {
+      const r = await a.truss.cli(['reconcile', '--state-dir', a.stateDir]);
+      assert.equal(r.code, 0, `truss reconcile on c1: ${r.stderr}${r.stdout}`);
+    };
+    assert.equal((await a.exec(['bridge', 'fdb', 'del', peerMac, 'dev', VX_DEV, 'self'])).code, 0);
+    assert.equal((await a.exec(['ip', 'neigh', 'del', b.underlayAddress as string, 'dev', VX_DEV])).code, 0);
+    assert.equal((await tcpConnect(a, gName(a), ip, SINK_PORT, 2)).ok, false, 'no FDB entry: no path');
+    await reconcile();
+    assert.ok(
+      (await fdb(a)).some((e) => e.mac === peerMac && e.dst === b.underlayAddress),
+      'FDB entry back',
+    );
+    assert.ok(
+      (await neigh(a)).some((e) => e.dst === b.underlayAddress),
+      'neighbour entry back',
+    );
+    await assertTcp(a, gName(a), b, gName(b), ip);
+    assert.equal((await a.exec(['ip', 'link', 'del', VX_DEV])).code, 0);
+    await reconcile();
+    await waitVxlanPath(a, b, ip);
+    await assertTcp(a, gName(a), b, gName(b), ip);
+    assert.ok((await a.trussStatus()).kernel.inSync, 'c1 in sync after the repair');
   });
 
   it('6. an encrypted network (blue, WireGuard) on the same hosts works alongside', { timeout: 120_000 }, async () => {
