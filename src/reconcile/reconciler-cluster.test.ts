@@ -133,6 +133,19 @@ describe('reconciler: encrypted and unencrypted cluster networks side by side', 
     assert.deepEqual(dp.firewall?.vxlan?.peers, ['198.18.255.2']);
   });
 
+  it('an incremental pass touches no link for the cluster, firewall or policy keys', async () => {
+    const { dp, r } = setup([BLUE, GREEN], view);
+    await r.reconcileNow();
+    const n = dp.calls.length;
+    await r.waitFor(1, [], 2000);
+    const methods = dp.calls.slice(n).map((c) => c.method);
+    assert.deepEqual(
+      methods.filter((m) => m.startsWith('remove')),
+      [],
+      `an incremental pass with nothing changed removes nothing: ${methods}`,
+    );
+  });
+
   it('a full pass repairs a deleted device', async () => {
     const { dp, r } = setup([GREEN], view);
     await r.reconcileNow();

@@ -309,8 +309,9 @@ export class Reconciler {
       ...desired.bridges.map((b) => bridgeKey(b.name)),
       ...desired.veths.map((v) => vethKey(v.name)),
     ]);
+    // only link keys: the firewall, policy, WireGuard, VXLAN and routes keys have their own steps
     const remove = [...this.#applied.keys()]
-      .filter((k) => k !== FIREWALL_KEY && !wantedKeys.has(k))
+      .filter((k) => (k.startsWith('bridge:') || k.startsWith('veth:')) && !wantedKeys.has(k))
       .map((k) => ({ name: k.slice(k.indexOf(':') + 1), kind: k.startsWith('bridge:') ? 'bridge' : 'veth' }))
       .sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
     return {
