@@ -100,7 +100,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       ...(await repo.snapshot()),
       ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
     }),
-    ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu } } : {}),
+    ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu.wireguard } } : {}),
+    ...(cluster ? { vxlan: cluster.vxlan } : {}),
     dataplane,
     log: log.child({ component: 'reconcile' }),
     resyncMs: config.resyncMs,
@@ -132,7 +133,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
             return {
               node: cluster.agent.self,
               synced: view !== undefined,
-              mtu: cluster.mtu,
+              mtu: cluster.mtu.wireguard,
+              vxlanMtu: cluster.mtu.vxlan,
               wgPort: cluster.listenPort,
               peers: (desired.wireguard?.peers ?? []).map((p) => {
                 const live = peers.find((x) => x.publicKey === p.publicKey);
@@ -143,6 +145,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
                   latestHandshake: live?.latestHandshake ?? 0,
                 };
               }),
+              vxlanPeers: (desired.vxlan?.peers ?? []).map((p) => ({ node: p.node, address: p.address, mac: p.mac })),
               rejected: desired.rejected,
               allocations: cluster.agent.allocations(),
               reclaim: claimGc?.status(),

@@ -18,7 +18,7 @@ async function agent(store: SwitchableStore, name: string) {
   const a = new ClusterAgent({
     store,
     node: { name, address: '198.18.255.1', wgPublicKey: 'k', wgPort: 51820 },
-    mtu: 1440,
+    mtu: { wireguard: 1440, vxlan: 1450 },
     ipam,
     log: silentLogger,
     onChange: () => {},

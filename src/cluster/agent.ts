@@ -49,8 +49,8 @@ export interface ClusterStore extends Store {
 export interface ClusterAgentDeps {
   readonly store: ClusterStore;
   readonly node: NodeRecord;
-  /** MTU of container interfaces on cluster networks (the tunnel's) */
-  readonly mtu: number;
+  /** MTU of container interfaces on cluster networks: the WireGuard tunnel's and the VXLAN device's */
+  readonly mtu: { readonly wireguard: number; readonly vxlan: number };
   readonly ipam: ClusterIpam;
   readonly log: Logger;
   /** the cluster view changed: reconcile */
@@ -89,8 +89,8 @@ export class ClusterAgent implements ClusterPort {
     return true;
   }
 
-  mtu(): number {
-    return this.#d.mtu;
+  mtu(encrypt: boolean): number {
+    return encrypt ? this.#d.mtu.wireguard : this.#d.mtu.vxlan;
   }
 
   get self(): string {

@@ -137,10 +137,12 @@ export class NetworkService implements NetworkDriverService {
         `option truss.cluster=${cluster.name} needs a cluster store: run truss serve with --store etcd://HOST:PORT`,
       );
     }
-    if (!given) return c.mtu();
-    if (mtu > c.mtu()) {
+    const tunnel = c.mtu(cluster.encrypt);
+    if (!given) return tunnel;
+    if (mtu > tunnel) {
       throw errors.badOption(
-        `option com.docker.network.driver.mtu=${mtu} is larger than the tunnel allows between hosts (${c.mtu()})`,
+        `option com.docker.network.driver.mtu=${mtu} is larger than the ${cluster.encrypt ? 'WireGuard' : 'VXLAN'} ` +
+          `tunnel allows between hosts (${tunnel})`,
       );
     }
     return mtu;
