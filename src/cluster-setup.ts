@@ -1,7 +1,8 @@
 /**
  * Composition of the multi-host parts (only with --store etcd://...): this host's
  * WireGuard key (made on first start, kept in <state-dir>/wireguard, mode 0600), its
- * underlay address and MTU (detected towards etcd unless --advertise-address is given),
+ * underlay address and MTU (detected towards etcd unless --advertise-address is given), the
+ * VXLAN device's underlay link (the one holding that address) and MTU,
  * the lazily connecting etcd store, the cluster IPAM and the agent.
  */
 import { mkdirSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
 import type { LinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
+import { computeVxlanMtu } from './dataplane/linux/vxlan.ts';
 import { computeWireguardMtu, ensurePrivateKey } from './dataplane/linux/wireguard.ts';
 import type { Logger } from './obs/logger.ts';
 import type { IntentRepo } from './service/intent.ts';
@@ -25,7 +27,10 @@ export interface Cluster {
   readonly store: LazyClusterStore;
   readonly keyDir: string;
   readonly listenPort: number;
-  readonly mtu: number;
+  /** container MTU of encrypted (WireGuard) and unencrypted (VXLAN) cluster networks */
+  readonly mtu: { readonly wireguard: number; readonly vxlan: number };
+  /** the VXLAN device's settings: its MTU, local (advertise) address and underlay link */
+  readonly vxlan: { readonly mtu: number; readonly local: string; readonly dev?: string };
 }
 
 export const wireguardKeyDir = (stateDir: string): string => `${stateDir}/wireguard`;
@@ -48,7 +53,10 @@ export async function setupCluster(
     );
   }
   const family = parseIp(address)?.family ?? 4;
-  const mtu = computeWireguardMtu(path?.mtu ?? 1500, family);
+  const wgMtu = computeWireguardMtu(path?.mtu ?? 1500, family);
+  const link = (await dataplane.linkWithAddress(address)) ?? (path ? { dev: path.dev, mtu: path.mtu } : undefined);
+  const vxlan = { mtu: computeVxlanMtu(link?.mtu ?? 1500, family), local: address, ...(link ? { dev: link.dev } : {}) };
+  const mtu = { wireguard: wgMtu, vxlan: vxlan.mtu };
   const name = config.nodeName ?? hostname().toLowerCase();
   if (!isValidNodeName(name)) throw errors.badOption(`node name ${JSON.stringify(name)}: give --node-name [a-z0-9.-]`);
   const keyDir = wireguardKeyDir(config.stateDir);
@@ -76,6 +84,13 @@ export async function setupCluster(
       ...new Set((await repo.listNetworks()).flatMap((n) => (n.cluster ? [n.cluster.name] : []))),
     ],
   });
-  clog.info('cluster mode', { node: name, address, mtu, wgPort: config.wgPort, publicKey: key.publicKey });
-  return { agent, ipam, store, keyDir, listenPort: config.wgPort, mtu };
+  clog.info('cluster mode', {
+    node: name,
+    address,
+    mtu,
+    underlay: link?.dev,
+    wgPort: config.wgPort,
+    publicKey: key.publicKey,
+  });
+  return { agent, ipam, store, keyDir, listenPort: config.wgPort, mtu, vxlan };
 }

@@ -7,9 +7,12 @@
 import { mkdirSync } from 'node:fs';
 import type http from 'node:http';
 import { buildAdminServer } from './admin/server.ts';
+import { ClaimGc } from './cluster/claim-gc.ts';
+import { forgetNode } from './cluster/reclaim.ts';
 import { setupCluster, wireguardKeyDir } from './cluster-setup.ts';
 import { adminSocketPath, loadConfig } from './config.ts';
 import { WG_DEVICE } from './core/cluster/desired.ts';
+import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { rotatePrivateKey } from './dataplane/linux/wireguard.ts';
@@ -73,17 +76,41 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     log: log.child({ component: 'gc' }),
     graceMs: config.gcGraceMs,
   });
+  const claimGc =
+    cluster &&
+    new ClaimGc({
+      store: cluster.store,
+      node: cluster.agent.self,
+      localUse: async () => {
+        const byPool = await ipam.addressesByPool();
+        const use = new Map<string, Set<string>>();
+        for (const n of await repo.listNetworks()) {
+          if (!n.cluster) continue;
+          const set = use.get(n.cluster.name) ?? new Set<string>();
+          for (const d of [...n.ipv4, ...n.ipv6]) for (const a of byPool.get(d.pool) ?? []) set.add(a);
+          use.set(n.cluster.name, set);
+        }
+        return use;
+      },
+      joined: (c) => cluster.agent.joined(c),
+      leave: (c) => cluster.agent.leaveNetwork(c),
+      log: log.child({ component: 'claim-gc' }),
+      graceMs: config.gcGraceMs,
+    });
   const reconciler = new Reconciler({
     loadIntent: async () => ({
       ...(await repo.snapshot()),
       ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
     }),
-    ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu } } : {}),
+    ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu.wireguard } } : {}),
+    ...(cluster ? { vxlan: cluster.vxlan } : {}),
     dataplane,
     log: log.child({ component: 'reconcile' }),
     resyncMs: config.resyncMs,
     afterFullPass: async ({ orphans }) => {
       await gc.observe(orphans);
+      // not awaited: an unreachable etcd must not hold up the reconciler; nothing before the first sync
+      if (claimGc && cluster?.agent.view()) void claimGc.observe();
     },
   });
   const network = new NetworkService({
@@ -108,7 +135,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
             return {
               node: cluster.agent.self,
               synced: view !== undefined,
-              mtu: cluster.mtu,
+              mtu: cluster.mtu.wireguard,
+              vxlanMtu: cluster.mtu.vxlan,
               wgPort: cluster.listenPort,
               peers: (desired.wireguard?.peers ?? []).map((p) => {
                 const live = peers.find((x) => x.publicKey === p.publicKey);
@@ -119,7 +147,10 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
                   latestHandshake: live?.latestHandshake ?? 0,
                 };
               }),
+              vxlanPeers: (desired.vxlan?.peers ?? []).map((p) => ({ node: p.node, address: p.address, mac: p.mac })),
               rejected: desired.rejected,
+              allocations: cluster.agent.allocations(),
+              reclaim: claimGc?.status(),
             };
           },
         }
@@ -141,6 +172,14 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
         await cluster.agent.publishKey(key.publicKey);
         reconciler.trigger();
         return { node: cluster.agent.self, publicKey: key.publicKey };
+      },
+      forgetNode: async (node, force) => {
+        if (!cluster) throw errors.unsupported('truss cluster forget needs a cluster store (--store etcd://...)');
+        if (!isValidNodeName(node)) throw errors.badRequest(`${JSON.stringify(node)} is not a host name ([a-z0-9.-])`);
+        const result = await forgetNode(cluster.store, node, cluster.agent.self, force);
+        log.warn('forgot a cluster host', { ...result });
+        reconciler.trigger();
+        return result;
       },
     },
     log.child({ component: 'admin' }),

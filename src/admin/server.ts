@@ -6,6 +6,8 @@
  *   GET  /v1/networks/{id}/policy        the network's port policy and its endpoints'
  *   PUT  /v1/networks/{id}/policy        {"ingress": "tcp/80,..." | null}
  *   POST /v1/keys/rotate                 new WireGuard key for this host, published to peers
+ *   POST /v1/cluster/forget              {"node": NAME, "force": bool}: free a gone host's
+ *                                        claims, blocks and memberships in every cluster network
  */
 import http from 'node:http';
 import { isTrussError } from '../core/errors.ts';
@@ -17,6 +19,7 @@ export interface AdminHandlers {
   showPolicy(networkId: string): Promise<unknown>;
   setPolicy(networkId: string, ingress: string | null): Promise<unknown>;
   rotateKey(): Promise<unknown>;
+  forgetNode(node: string, force: boolean): Promise<unknown>;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -54,6 +57,13 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unkno
   if (req.method === 'GET' && url === '/v1/status') return h.status();
   if (req.method === 'POST' && url === '/v1/reconcile') return h.reconcile();
   if (req.method === 'POST' && url === '/v1/keys/rotate') return h.rotateKey();
+  if (req.method === 'POST' && url === '/v1/cluster/forget') {
+    const body = (await readJson(req)) as { node?: unknown; force?: unknown } | null;
+    if (typeof body?.node !== 'string' || (body.force !== undefined && typeof body.force !== 'boolean')) {
+      throw new BadRequest('body must be {"node": string, "force"?: boolean}');
+    }
+    return h.forgetNode(body.node, body.force === true);
+  }
   const m = /^\/v1\/networks\/([^/]+)\/policy$/.exec(url);
   if (m) {
     const id = decodeURIComponent(m[1] as string);

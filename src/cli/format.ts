@@ -88,7 +88,51 @@ export function formatStatus(s: Record<string, unknown>): string {
   }
   out.push('', `KERNEL: ${kernel.inSync ? 'in sync' : `${kernel.problems.length} difference(s)`}`);
   for (const p of kernel.problems) out.push(`  - ${p}`);
+  if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster as ClusterSection));
   return `${out.join('\n')}\n`;
+}
+
+interface ClusterSection {
+  node?: string;
+  synced?: boolean;
+  allocations?: Record<string, Record<string, { blocks: number; claims: number; member: boolean }>>;
+  reclaim?: {
+    orphans: { cluster: string; kind: string; address?: string; firstSeen: string }[];
+    unclaimed?: { cluster: string; address: string; holder?: string }[];
+    reclaimedClaims: number;
+    reclaimedClusters: number;
+    lastError?: string;
+  };
+}
+
+/** Per cluster network: blocks and claims per host, and what the claim GC is waiting to reclaim. */
+export function formatClusterAllocations(c: ClusterSection): string[] {
+  const out = [`CLUSTER: host ${c.node ?? '?'}${c.synced ? '' : ' (not synced with etcd yet)'}`];
+  const rows = Object.entries(c.allocations ?? {}).flatMap(([cluster, byNode]) =>
+    Object.entries(byNode).map(([node, a]) => [
+      cluster,
+      node,
+      String(a.blocks),
+      String(a.claims),
+      node === '*' ? 'shared' : a.member ? 'yes' : 'no',
+    ]),
+  );
+  if (rows.length > 0) out.push(table([['NETWORK', 'HOST', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
+  const r = c.reclaim;
+  if (r) {
+    out.push(
+      `reclaim: ${r.orphans.length} orphan(s) waiting for the grace period; ` +
+        `reclaimed ${r.reclaimedClaims} claim(s), ${r.reclaimedClusters} left network(s)` +
+        `${r.lastError ? `; last pass failed: ${r.lastError}` : ''}`,
+    );
+    for (const o of r.orphans)
+      out.push(`  - ${o.cluster} ${o.kind}${o.address ? ` ${o.address}` : ''} since ${o.firstSeen}`);
+    for (const u of r.unclaimed ?? []) {
+      const by = u.holder ? ` (held by ${u.holder})` : '';
+      out.push(`  ! ${u.cluster} ${u.address} is used here without this host's claim${by}`);
+    }
+  }
+  return out;
 }
 
 // ---------- truss policy ----------

@@ -21,6 +21,8 @@ commands:
                 policy set   NETWORK --ingress SPEC [--json]   (SPEC: tcp/80,udp/53@198.18.0.0/16,icmp | none)
                 policy clear NETWORK [--json]
   keys rotate replace this host's WireGuard key; peers pick up the new public key through etcd
+  cluster forget NODE [--force] [--json]
+              free the address claims, blocks and memberships of a host that is gone for good
   version     print the version
 
 Every command takes --state-dir (default ${DEFAULTS.stateDir}, env TRUSS_STATE_DIR) to find the daemon.
@@ -57,6 +59,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'policy': {
       const { policyCommand } = await import('./policy.ts');
       return policyCommand(rest, {
+        env: process.env,
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+      });
+    }
+    case 'cluster': {
+      const { clusterCommand } = await import('./cluster.ts');
+      return clusterCommand(rest, {
         env: process.env,
         stdout: (t) => process.stdout.write(t),
         stderr: (t) => process.stderr.write(t),

@@ -17,6 +17,7 @@ import {
   type BlockRecord,
   CLUSTER_PREFIX,
   type ClusterNetworkRecord,
+  clusterKeys,
   type MemberRecord,
   type NodeRecord,
 } from '../core/cluster/model.ts';
@@ -26,6 +27,7 @@ import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
+import { countAllocations, type Released, releaseHeld } from './reclaim.ts';
 
 /** What the agent needs of the cluster store (store/etcd.ts provides it). */
 export interface LeaseLike {
@@ -47,8 +49,8 @@ export interface ClusterStore extends Store {
 export interface ClusterAgentDeps {
   readonly store: ClusterStore;
   readonly node: NodeRecord;
-  /** MTU of container interfaces on cluster networks (the tunnel's) */
-  readonly mtu: number;
+  /** MTU of container interfaces on cluster networks: the WireGuard tunnel's and the VXLAN device's */
+  readonly mtu: { readonly wireguard: number; readonly vxlan: number };
   readonly ipam: ClusterIpam;
   readonly log: Logger;
   /** the cluster view changed: reconcile */
@@ -59,14 +61,14 @@ export interface ClusterAgentDeps {
   readonly retryMs?: number;
 }
 
-const nodeKey = (n: string): string => `${CLUSTER_PREFIX}nodes/${n}`;
-const networkKey = (c: string): string => `${CLUSTER_PREFIX}networks/${c}`;
-const memberKey = (c: string, n: string): string => `${CLUSTER_PREFIX}members/${c}/${n}`;
+const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
 
 export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
   readonly #cache = new Map<string, string>();
+  /** cluster networks joined in this process and not left since (the claim GC leaves them alone) */
+  readonly #joined = new Set<string>();
   #lease: LeaseLike | undefined;
   #watch: { close(): Promise<void> } | undefined;
   #stopped = false;
@@ -87,8 +89,8 @@ export class ClusterAgent implements ClusterPort {
     return true;
   }
 
-  mtu(): number {
-    return this.#d.mtu;
+  mtu(encrypt: boolean): number {
+    return encrypt ? this.#d.mtu.wireguard : this.#d.mtu.vxlan;
   }
 
   get self(): string {
@@ -188,7 +190,27 @@ export class ClusterAgent implements ClusterPort {
     return { self: this.self, nodes, members, blocks };
   }
 
+  /** Per cluster and node: blocks and claims held, member or not (from the watched copy). */
+  allocations(): ReturnType<typeof countAllocations> {
+    return countAllocations(this.#cache);
+  }
+
+  joined(cluster: string): boolean {
+    return this.#joined.has(cluster);
+  }
+
   async joinNetwork(j: ClusterJoin): Promise<void> {
+    const had = this.#joined.has(j.name);
+    this.#joined.add(j.name); // first, synchronously: a leave or GC release under way stops
+    try {
+      await this.#join(j);
+    } catch (e) {
+      if (!had) this.#joined.delete(j.name); // no network will be created: the GC may look again
+      throw e;
+    }
+  }
+
+  async #join(j: ClusterJoin): Promise<void> {
     const lease = this.#lease;
     if (!lease) {
       throw errors.storeUnavailable(
@@ -225,8 +247,27 @@ export class ClusterAgent implements ClusterPort {
     this.#d.log.info('joined cluster network', { cluster: j.name });
   }
 
-  async leaveNetwork(name: string): Promise<void> {
-    await this.#lease?.delete(memberKey(name, this.self));
-    this.#d.log.info('left cluster network', { cluster: name });
+  /**
+   * Leave a cluster network on purpose (this host's last network of it was deleted): drop the
+   * membership, then return this host's claims and blocks of it to the pool. Every delete
+   * compares its record's revision and that this host is still not a member, and the release
+   * stops if the network is joined again meanwhile. A crash or an outage is not a leave:
+   * nothing calls this then, and the host keeps its allocations.
+   */
+  async leaveNetwork(name: string): Promise<Released> {
+    this.#joined.delete(name);
+    const key = memberKey(name, this.self);
+    if (this.#lease) await this.#lease.delete(key);
+    else await this.#d.store.txn([], [{ type: 'delete', key }]);
+    const released = await releaseHeld(this.#d.store, name, this.self, {
+      guard: [{ key, version: 0 }],
+      proceed: () => !this.#joined.has(name),
+    });
+    this.#d.log.info('left cluster network', {
+      cluster: name,
+      claims: released.claims.length,
+      blocks: released.blocks,
+    });
+    return released;
   }
 }

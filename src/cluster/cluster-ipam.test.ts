@@ -3,12 +3,14 @@ import { describe, it } from 'node:test';
 import { formatIp, type Ip, type Prefix, parseIp, parsePrefix, prefixContains } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
+import type { Store } from '../store/store.ts';
 import { blockOf, ClusterIpam } from './cluster-ipam.ts';
+import { SwitchableStore } from './testing.ts';
 
 const subnet = parsePrefix('198.18.64.0/20') as Prefix;
 const ip = (s: string): Ip => parseIp(s) as Ip;
 
-function hosts(n: number, store = new MemoryStore()) {
+function hosts(n: number, store: Store = new MemoryStore()) {
   return Array.from({ length: n }, (_, i) => new ClusterIpam({ store, node: `host${i}`, log: silentLogger }));
 }
 
@@ -70,5 +72,42 @@ describe('ClusterIpam', () => {
     const [a] = hosts(1);
     for (let i = 0; i < 6; i++) await a!.allocate('tiny', small);
     await assert.rejects(a!.allocate('tiny', small), /no free block/);
+  });
+
+  it('reads only the claims of the block it allocates from (IPv4 and IPv6), and still never doubles', async () => {
+    for (const [cidr, n] of [
+      ['198.18.64.0/20', 150],
+      ['fd00:7275::/118', 150],
+    ] as const) {
+      const net = parsePrefix(cidr) as Prefix;
+      const [a, b] = hosts(2);
+      await a!.reserveShared('blue', net, { family: net.family, value: net.value + 1n });
+      const got = await Promise.all(
+        Array.from({ length: n }, (_, i) => (i % 2 ? b! : a!).allocate('blue', net).then(formatIp)),
+      );
+      assert.equal(new Set(got).size, n, `${cidr}: duplicates`);
+      assert.ok(
+        !got.includes(formatIp({ family: net.family, value: net.value + 1n })),
+        'the shared address is skipped',
+      );
+      // a freed address can be had again
+      const x = parseIp(got[0] as string) as Ip;
+      await a!.release('blue', x);
+      assert.equal(formatIp(await a!.allocate('blue', net, x)), got[0]);
+    }
+  });
+
+  it('queues one host’s allocations; while the store is down every queued one fails fast', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const [a] = hosts(1, store);
+    const got = await Promise.all(Array.from({ length: 40 }, () => a!.allocate('blue', subnet).then(formatIp)));
+    assert.equal(new Set(got).size, 40);
+    store.down = true;
+    const t0 = performance.now();
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => a!.allocate('blue', subnet)));
+    assert.ok(results.every((r) => r.status === 'rejected' && /unavailable/.test(String(r.reason))));
+    assert.ok(performance.now() - t0 < 1000);
+    store.down = false;
+    assert.ok(await a!.allocate('blue', subnet));
   });
 });

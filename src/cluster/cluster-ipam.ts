@@ -9,8 +9,8 @@
  */
 
 import type { AddressClaim, BlockRecord } from '../core/cluster/model.ts';
-import { CLUSTER_PREFIX } from '../core/cluster/model.ts';
-import { errors } from '../core/errors.ts';
+import { clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
+import { errors, isTrussError } from '../core/errors.ts';
 import {
   bitsOf,
   formatIp,
@@ -18,19 +18,16 @@ import {
   hostRange,
   type Ip,
   type Prefix,
+  parseIp,
   parsePrefix,
   prefixContains,
 } from '../core/ip.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Store } from '../store/store.ts';
 
-export const blocksPrefix = (cluster: string): string => `${CLUSTER_PREFIX}blocks/${cluster}/`;
-export const addrsPrefix = (cluster: string): string => `${CLUSTER_PREFIX}addrs/${cluster}/`;
-const blockKey = (cluster: string, block: string): string => `${blocksPrefix(cluster)}${block.replace('/', '_')}`;
-const addrKey = (cluster: string, ip: string): string => `${addrsPrefix(cluster)}${ip}`;
+export { SHARED_OWNER };
 
-/** The node name recorded for addresses every host uses (the anycast gateway, aux addresses). */
-export const SHARED_OWNER = '*';
+const { blocksPrefix, addrsPrefix, block: blockKey, addr: addrKey } = clusterKeys;
 
 export interface ClusterIpamDeps {
   readonly store: Store;
@@ -50,6 +47,10 @@ export function blockOf(ip: Ip, length: number): Prefix {
 
 export class ClusterIpam {
   readonly #d: ClusterIpamDeps;
+  /** per cluster: the block the last address came from (tried first next time) */
+  readonly #lastBlock = new Map<string, string>();
+  /** per cluster: the tail of this host's queued allocations */
+  readonly #queues = new Map<string, Promise<Ip>>();
   constructor(deps: ClusterIpamDeps) {
     this.#d = deps;
   }
@@ -81,8 +82,28 @@ export class ClusterIpam {
     }
   }
 
-  /** Allocate an address for an endpoint on this host: `specific` or the next free one. */
-  async allocate(cluster: string, subnet: Prefix, specific?: Ip, owner?: string): Promise<Ip> {
+  /**
+   * Allocate an address for an endpoint on this host: `specific` or the next free one. This
+   * host's allocations in one cluster queue behind each other: they would all pick the same
+   * next free address and spend their attempts racing each other (other hosts allocate from
+   * their own blocks, so cross-host races are rare: unclaimed blocks only).
+   */
+  allocate(cluster: string, subnet: Prefix, specific?: Ip, owner?: string): Promise<Ip> {
+    const go = (): Promise<Ip> => this.#allocate(cluster, subnet, specific, owner);
+    const prev = this.#queues.get(cluster);
+    // behind one that found the store unavailable, fail at once too (no queue of timeouts)
+    const run = prev
+      ? prev.then(go, (e: unknown) => (isTrussError(e) && e.kind === 'unavailable' ? Promise.reject(e) : go()))
+      : go();
+    this.#queues.set(cluster, run);
+    const forget = (): void => {
+      if (this.#queues.get(cluster) === run) this.#queues.delete(cluster);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  async #allocate(cluster: string, subnet: Prefix, specific?: Ip, owner?: string): Promise<Ip> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const ip = specific ?? (await this.#nextFree(cluster, subnet));
       if (specific) await this.#ensureBlockFor(cluster, subnet, specific);
@@ -130,12 +151,15 @@ export class ClusterIpam {
     return r.succeeded;
   }
 
+  /**
+   * The next free address of this host's blocks, else of the first unclaimed block (claimed
+   * now). Only the claims of the block being looked at are read (see #claimsIn), starting
+   * with the block that gave the last address: the cost does not grow with the cluster.
+   */
   async #nextFree(cluster: string, subnet: Prefix): Promise<Ip> {
     const len = this.#blockLength(subnet);
-    const { items } = await this.#d.store.list(addrsPrefix(cluster));
-    const taken = new Set(items.map((kv) => (JSON.parse(kv.value) as AddressClaim).address));
     const range = hostRange(subnet);
-    const free = (b: Prefix): Ip | undefined => {
+    const free = (b: Prefix, taken: ReadonlySet<string>): Ip | undefined => {
       const size = 1n << BigInt(bitsOf(b.family) - b.length);
       for (let v = b.value; v < b.value + size; v++) {
         if (v < range.first || v > range.last) continue;
@@ -145,10 +169,17 @@ export class ClusterIpam {
       return undefined;
     };
     const blocks = await this.blocks(cluster);
-    for (const [cidr, node] of blocks) {
-      if (node !== this.#d.node) continue;
-      const ip = free(parsePrefix(cidr) as Prefix);
-      if (ip) return ip;
+    const hint = this.#lastBlock.get(cluster);
+    const mine = [...blocks].filter(([, node]) => node === this.#d.node).map(([cidr]) => cidr);
+    if (hint !== undefined && mine.includes(hint)) mine.unshift(hint);
+    for (const cidr of new Set(mine)) {
+      const b = parsePrefix(cidr) as Prefix;
+      if (!prefixContains(subnet, b)) continue;
+      const ip = free(b, await this.#claimsIn(cluster, b));
+      if (ip) {
+        this.#lastBlock.set(cluster, cidr);
+        return ip;
+      }
     }
     // claim the first unclaimed block of the subnet
     const step = 1n << BigInt(bitsOf(subnet.family) - len);
@@ -156,10 +187,54 @@ export class ClusterIpam {
     for (let v = subnet.value; v < end; v += step) {
       const b: Prefix = { family: subnet.family, value: v, length: len };
       if (blocks.has(formatPrefix(b))) continue;
-      if (!free(b)) continue;
-      if (await this.#claimBlock(cluster, formatPrefix(b))) return free(b) as Ip;
+      const ip = free(b, await this.#claimsIn(cluster, b));
+      if (!ip) continue;
+      if (await this.#claimBlock(cluster, formatPrefix(b))) {
+        this.#lastBlock.set(cluster, formatPrefix(b));
+        return ip;
+      }
       return this.#nextFree(cluster, subnet); // lost the race for this block: look again
     }
     throw errors.addressExhausted(`cluster network ${cluster} (${formatPrefix(subnet)}) has no free block left`);
   }
+
+  /**
+   * The claimed addresses of one block. Claims are keyed by address text, so the block's
+   * claims are listed by the longest text prefix all its addresses share ("198.18.64." for a
+   * /26: at most a /24's worth) and the few outside the block are dropped.
+   */
+  async #claimsIn(cluster: string, block: Prefix): Promise<Set<string>> {
+    const prefix = addrsPrefix(cluster) + textPrefixOf(block);
+    const { items } = await this.#d.store.list(prefix);
+    const out = new Set<string>();
+    for (const kv of items) {
+      const text = kv.key.slice(addrsPrefix(cluster).length);
+      const ip = parseIp(text);
+      if (ip && prefixContains(block, ip)) out.add(text);
+    }
+    return out;
+  }
+}
+
+const textPrefixes = new Map<string, string>();
+/** The longest string every address of `block` starts with (blocks above 4096 addresses: ''). */
+function textPrefixOf(block: Prefix): string {
+  const key = formatPrefix(block);
+  const known = textPrefixes.get(key);
+  if (known !== undefined) return known;
+  const size = 1n << BigInt(bitsOf(block.family) - block.length);
+  let common: string | undefined;
+  if (size <= 4096n) {
+    for (let v = block.value; v < block.value + size; v++) {
+      const t = formatIp({ family: block.family, value: v });
+      if (common === undefined) common = t;
+      else {
+        let i = 0;
+        while (i < common.length && i < t.length && common[i] === t[i]) i++;
+        common = common.slice(0, i);
+      }
+    }
+  }
+  textPrefixes.set(key, common ?? '');
+  return common ?? '';
 }

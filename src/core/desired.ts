@@ -6,7 +6,7 @@
 
 import { WG_DEVICE } from './cluster/desired.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
-import { policyChainName } from './naming.ts';
+import { policyChainName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
 
 export interface BridgeObject {
@@ -40,13 +40,29 @@ export interface FirewallNetwork {
   readonly subnets6: readonly string[];
   readonly nat: boolean;
   readonly internal: boolean;
-  /** links that carry this network's traffic to and from other hosts (cluster networks: the WireGuard device) */
+  /** links that carry this network's traffic to and from other hosts (cluster networks: the WireGuard or VXLAN device) */
   readonly peerLinks?: readonly string[];
+}
+
+/** Who may send truss's VXLAN traffic to this host: the current peers' underlay addresses. */
+export interface VxlanGuard {
+  readonly port: number;
+  readonly vni: number;
+  /** bare IPs, sorted */
+  readonly peers: readonly string[];
 }
 
 export interface FirewallObject {
   /** sorted by bridge name, so equal intent renders to equal text */
   readonly networks: readonly FirewallNetwork[];
+  /** present while this host has a VXLAN device (an unencrypted cluster network) */
+  readonly vxlan?: VxlanGuard;
+}
+
+/** The firewall with the VXLAN guard for `guard` (none: the firewall as it is). */
+export function withVxlanGuard(f: FirewallObject, guard: VxlanGuard | undefined): FirewallObject {
+  if (!guard || f.networks.length === 0) return f;
+  return { ...f, vxlan: { port: guard.port, vni: guard.vni, peers: [...new Set(guard.peers)].sort() } };
 }
 
 /** One joined endpoint's ingress allow-list, keyed on its addresses (one nft chain). */
@@ -131,7 +147,7 @@ export function computeDesired(
         subnets6: n.ipv6.map((d) => d.pool),
         nat: n.nat && !n.internal,
         internal: n.internal,
-        ...(n.cluster?.encrypt ? { peerLinks: [WG_DEVICE] } : {}),
+        ...(n.cluster ? { peerLinks: [n.cluster.encrypt ? WG_DEVICE : VXLAN_DEVICE] } : {}),
       }))
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };

@@ -54,3 +54,28 @@ export function macFor(endpointId: string, ipv4Cidr?: string): string {
       : [0, 2, 4, 6].map((i) => Number.parseInt(endpointId.slice(i, i + 2), 16));
   return [0x02, 0x5e, ...tail].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
+
+/** The VXLAN device of unencrypted cluster networks (truss.encrypt=false): one per host. */
+export const VXLAN_DEVICE = 'trvx0';
+/** IANA's VXLAN port (RFC 7348); every host of a cluster uses it (no per-host port in the NodeRecord). */
+export const VXLAN_PORT = 4789;
+/** truss's VXLAN network identifier: 0x747275 ("tru"), far from Docker overlay's (4096 up) and Flannel's (1). */
+export const VXLAN_VNI = 0x747275;
+/** The ifalias mark of a truss VXLAN device. */
+export const vxlanMark = (name: string): string => `truss:vx:${name}`;
+
+/**
+ * A host's VTEP MAC, derived from its node name (unique in the cluster): 02 (locally
+ * administered, unicast) + 40 bits of FNV-1a-64 of "truss-vtep:<name>". Every host computes
+ * the same MAC for a node, so nothing needs publishing; the receiving host sets it on its own
+ * device. Collisions (2^-40 per pair) are detected where peers are computed and refused.
+ */
+export function vtepMac(node: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of new TextEncoder().encode(`truss-vtep:${node}`)) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  const tail = [32n, 24n, 16n, 8n, 0n].map((s) => Number((h >> s) & 0xffn));
+  return [0x02, ...tail].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}

@@ -43,6 +43,30 @@ describe('parseNetworkOptions', () => {
   });
 });
 
+describe('truss.cluster and truss.encrypt', () => {
+  it('encrypt defaults to true (WireGuard); false selects VXLAN', () => {
+    assert.deepEqual(parseNetworkOptions({ 'truss.cluster': 'blue' }, false).cluster, { name: 'blue', encrypt: true });
+    for (const v of ['false', '0']) {
+      assert.deepEqual(parseNetworkOptions({ 'truss.cluster': 'green', 'truss.encrypt': v }, false).cluster, {
+        name: 'green',
+        encrypt: false,
+      });
+    }
+    assert.deepEqual(parseNetworkOptions({ 'truss.cluster': 'blue', 'truss.encrypt': 'true' }, false).cluster, {
+      name: 'blue',
+      encrypt: true,
+    });
+  });
+  it('refuses truss.encrypt without truss.cluster, and bad values, naming the key', () => {
+    assert.throws(() => parseNetworkOptions({ 'truss.encrypt': 'false' }, false), /truss\.encrypt only applies/);
+    assert.throws(
+      () => parseNetworkOptions({ 'truss.cluster': 'blue', 'truss.encrypt': 'no' }, false),
+      /truss\.encrypt="no"/,
+    );
+    assert.throws(() => parseNetworkOptions({ 'truss.cluster': 'Blue!' }, false), /truss\.cluster/);
+  });
+});
+
 describe('parseEndpointOptions', () => {
   it('ignores Docker keys, refuses unknown truss keys', () => {
     assert.deepEqual(parseEndpointOptions({ 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] }), {

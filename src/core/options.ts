@@ -32,7 +32,7 @@ export interface NetworkOptions {
   readonly nat: boolean;
   /** truss.ingress; absent = open */
   readonly ingress?: IngressPolicy;
-  /** truss.cluster (+ truss.encrypt, default true) */
+  /** truss.cluster (+ truss.encrypt, default true: WireGuard; false: VXLAN) */
   readonly cluster?: { readonly name: string; readonly encrypt: boolean };
   /** true when the MTU came from com.docker.network.driver.mtu */
   readonly mtuGiven: boolean;
@@ -94,12 +94,8 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   if (encryptText !== undefined && clusterName === undefined) {
     throw errors.badOption(`option ${OPT_ENCRYPT} only applies with ${OPT_CLUSTER}`);
   }
+  // true: WireGuard between hosts; false: plain VXLAN (cheaper, for a trusted underlay)
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
-  if (!encrypt) {
-    throw errors.unsupported(
-      `option ${OPT_ENCRYPT}=false (unencrypted VXLAN) is not implemented yet; omit it to use WireGuard`,
-    );
-  }
   return {
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
     mtuGiven: mtuText !== undefined && mtuText !== '',

@@ -3,7 +3,7 @@
  * store and the reconciler; the reconciler calls the dataplane. All types here are domain
  * types (camelCase); nothing here knows HTTP or the kernel.
  */
-import type { RouteObject, WireguardObject } from './cluster/desired.ts';
+import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
 import type { IpamData } from './model.ts';
 
@@ -143,12 +143,15 @@ export interface ClusterJoin {
 export interface ClusterPort {
   /** false when truss runs with the embedded store only (no --store etcd://...) */
   enabled(): boolean;
-  /** MTU for container interfaces of cluster networks on this host (the tunnel's) */
-  mtu(): number;
+  /** MTU for container interfaces of cluster networks on this host (the tunnel's: WireGuard or VXLAN) */
+  mtu(encrypt: boolean): number;
   /** Register (or check against) the cluster network and this host's membership. */
   joinNetwork(join: ClusterJoin): Promise<void>;
-  /** This host leaves the cluster network (its blocks stay claimed while it holds addresses). */
-  leaveNetwork(name: string): Promise<void>;
+  /**
+   * This host leaves the cluster network on purpose (its last local network of it is gone):
+   * membership, address claims and blocks are released. Resolves with what was released.
+   */
+  leaveNetwork(name: string): Promise<unknown>;
 }
 
 export const GATEWAY_REQUEST_TYPE = 'com.docker.network.gateway';
@@ -225,6 +228,17 @@ export interface Dataplane {
   checkRoutes(routes: readonly RouteObject[]): Promise<readonly string[]>;
   /** Handshake state of the device's peers, for status (no key material). */
   readWireguardPeers(name: string): Promise<readonly WireguardPeerStatus[]>;
+
+  // ----- unencrypted cluster networks: the VXLAN device, its FDB and neighbour entries -----
+
+  /** Create or converge the device and its per-peer FDB + neighbour entries (only differences are written). */
+  ensureVxlan(v: VxlanObject): Promise<void>;
+  /** Delete the device (its FDB and neighbour entries and routes go with it); gone = success. */
+  removeVxlan(name: string): Promise<void>;
+  /** Problems between the device and `v` ([] when it matches); `undefined` = no device wanted. */
+  checkVxlan(v: VxlanObject | undefined, name: string): Promise<readonly string[]>;
+  /** The underlay addresses the device's FDB sends to now ([] without the device). */
+  readVxlanPeers(name: string): Promise<readonly string[]>;
 }
 
 export interface WireguardPeerStatus {

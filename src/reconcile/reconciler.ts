@@ -5,7 +5,8 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall, then removals veths -> bridges. Failures keep the
+ * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes), then
+ * removals veths -> bridges. Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
 
@@ -13,13 +14,15 @@ import {
   type ClusterDesired,
   type ClusterView,
   computeClusterDesired,
+  type VxlanObject,
   WG_DEFAULT_PORT,
   WG_DEVICE,
   type WireguardObject,
 } from '../core/cluster/desired.ts';
-import { computeDesired, type DesiredKernel } from '../core/desired.ts';
+import { computeDesired, type DesiredKernel, type FirewallObject, withVxlanGuard } from '../core/desired.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
+import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { type OrphanCandidate, planLinks } from './plan.ts';
@@ -43,6 +46,8 @@ export interface ReconcilerDeps {
   readonly resyncMs?: number;
   /** WireGuard settings of this host (cluster networks) */
   readonly wireguard?: { readonly listenPort: number; readonly mtu: number };
+  /** VXLAN settings of this host (unencrypted cluster networks): device MTU, underlay address and link */
+  readonly vxlan?: { readonly mtu: number; readonly local: string; readonly dev?: string };
   /** Called after each full pass with what it observed (the endpoint GC listens here). */
   afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
 }
@@ -88,6 +93,7 @@ export const bridgeKey = (name: string): string => `bridge:${name}`;
 export const policyKey = (name: string): string => `policy:${name}`;
 const POLICY_TABLE_KEY = 'policy-table';
 const WIREGUARD_KEY = 'wireguard';
+const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
 export const vethKey = (name: string): string => `veth:${name}`;
 export { FIREWALL_KEY };
@@ -179,15 +185,38 @@ export class Reconciler {
   /** Differences between intent and kernel, changing nothing. */
   async check(): Promise<string[]> {
     const intent = await this.#deps.loadIntent();
-    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    const desired = await this.#desired(intent);
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
     if (intent.cluster === 'pending') return [...plan.problems, ...fw, ...pol.problems, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
+    const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...routes];
+    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...vx, ...routes];
+  }
+
+  /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
+  async #desired(intent: Intent): Promise<DesiredKernel> {
+    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    return { ...desired, firewall: await this.#guarded(desired.firewall, intent) };
+  }
+
+  /**
+   * The VXLAN guard admits the current peers. Before the first sync the peers are unknown:
+   * the guard keeps admitting the ones the device sends to now (its FDB), so running traffic
+   * is untouched while etcd is away.
+   */
+  async #guarded(f: FirewallObject, intent: Intent): Promise<FirewallObject> {
+    const guard = (peers: readonly string[]) => ({ port: VXLAN_PORT, vni: VXLAN_VNI, peers });
+    if (intent.cluster !== 'pending') {
+      const vx = this.clusterDesired(intent).vxlan;
+      return withVxlanGuard(f, vx ? guard(vx.peers.map((p) => p.address)) : undefined);
+    }
+    if (!intent.networks.some((n) => n.cluster && !n.cluster.encrypt)) return f;
+    const peers = await this.#deps.dataplane.readVxlanPeers(VXLAN_DEVICE).catch(() => []);
+    return withVxlanGuard(f, guard(peers));
   }
 
   /** Denied packets per endpoint id, from the policy chains' counters. */
@@ -224,7 +253,7 @@ export class Reconciler {
   async #pass(full: boolean): Promise<void> {
     const started = performance.now();
     const intent = await this.#deps.loadIntent();
-    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    const desired = await this.#desired(intent);
     const before = this.#failed.size;
     this.#failed.clear();
     let changes = 0;
@@ -280,8 +309,9 @@ export class Reconciler {
       ...desired.bridges.map((b) => bridgeKey(b.name)),
       ...desired.veths.map((v) => vethKey(v.name)),
     ]);
+    // only link keys: the firewall, policy, WireGuard, VXLAN and routes keys have their own steps
     const remove = [...this.#applied.keys()]
-      .filter((k) => k !== FIREWALL_KEY && !wantedKeys.has(k))
+      .filter((k) => (k.startsWith('bridge:') || k.startsWith('veth:')) && !wantedKeys.has(k))
       .map((k) => ({ name: k.slice(k.indexOf(':') + 1), kind: k.startsWith('bridge:') ? 'bridge' : 'veth' }))
       .sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
     return {
@@ -369,32 +399,55 @@ export class Reconciler {
       intent.cluster === undefined || intent.cluster === 'pending'
         ? { self: '', nodes: [], members: [], blocks: [] }
         : intent.cluster;
-    const wgOpts = this.#deps.wireguard ?? { listenPort: WG_DEFAULT_PORT, mtu: 1440 };
-    return computeClusterDesired(view, local, wgOpts);
+    const wireguard = this.#deps.wireguard ?? { listenPort: WG_DEFAULT_PORT, mtu: 1440 };
+    const vxlan = this.#deps.vxlan ?? { mtu: 1450, local: '' };
+    return computeClusterDesired(view, local, { wireguard, vxlan });
   }
 
-  /** The WireGuard device, then the routes through it (both whole objects, converged). */
+  /** One cluster device (WireGuard or VXLAN) as a whole object: ensured when wanted, removed when not. */
+  async #device<T>(
+    key: string,
+    want: T | undefined,
+    full: boolean,
+    ops: { ensure(w: T): Promise<void>; remove(): Promise<void>; check(w: T | undefined): Promise<readonly string[]> },
+  ): Promise<number> {
+    const json = want ? fingerprint(want) : ABSENT;
+    let need = this.#applied.get(key) !== json;
+    if (full && !need) {
+      const problems = await ops.check(want);
+      for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
+      need = problems.length > 0;
+    }
+    if (!need) return 0;
+    const run = want ? () => ops.ensure(want) : () => ops.remove();
+    if (await this.#attempt(key, run)) {
+      this.#applied.set(key, json);
+      return 1;
+    }
+    this.#applied.delete(key);
+    return 0;
+  }
+
+  /** The WireGuard device, the VXLAN device, then the routes through them (whole objects, converged). */
   async #cluster(intent: Intent, full: boolean): Promise<number> {
     if (intent.cluster === 'pending') return 0; // never prune peers before the first sync
     const dp = this.#deps.dataplane;
     const d = this.clusterDesired(intent);
-    let changes = 0;
-    const wgJson = d.wireguard ? fingerprint(d.wireguard) : ABSENT;
-    let needWg = this.#applied.get(WIREGUARD_KEY) !== wgJson;
-    if (full && !needWg) needWg = (await dp.checkWireguard(d.wireguard, WG_DEVICE)).length > 0;
-    if (needWg) {
-      const run = d.wireguard
-        ? () => dp.ensureWireguard(d.wireguard as WireguardObject)
-        : () => dp.removeWireguard(WG_DEVICE);
-      if (await this.#attempt(WIREGUARD_KEY, run)) {
-        this.#applied.set(WIREGUARD_KEY, wgJson);
-        changes++;
-      } else this.#applied.delete(WIREGUARD_KEY);
-    }
+    let changes = await this.#device<WireguardObject>(WIREGUARD_KEY, d.wireguard, full, {
+      ensure: (w) => dp.ensureWireguard(w),
+      remove: () => dp.removeWireguard(WG_DEVICE),
+      check: (w) => dp.checkWireguard(w, WG_DEVICE),
+    });
+    changes += await this.#device<VxlanObject>(VXLAN_KEY, d.vxlan, full, {
+      ensure: (v) => dp.ensureVxlan(v),
+      remove: () => dp.removeVxlan(VXLAN_DEVICE),
+      check: (v) => dp.checkVxlan(v, VXLAN_DEVICE),
+    });
     const routesJson = fingerprint(d.routes);
     let needRoutes = this.#applied.get(ROUTES_KEY) !== routesJson;
     if (full && !needRoutes) needRoutes = (await dp.checkRoutes(d.routes)).length > 0;
-    if (needRoutes && !this.#failed.has(WIREGUARD_KEY)) {
+    // why: routes need their devices (the kernel refuses a route via a missing link)
+    if (needRoutes && !this.#failed.has(WIREGUARD_KEY) && !this.#failed.has(VXLAN_KEY)) {
       if (await this.#apply(ROUTES_KEY, d.routes, () => dp.ensureRoutes(d.routes))) changes++;
     }
     return changes;

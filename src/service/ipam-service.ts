@@ -27,7 +27,15 @@ import {
   pickNextFree,
 } from '../core/ipam/address-selection.ts';
 import { type CompiledDefaultPool, compileDefaultPools, type DefaultPool } from '../core/ipam/default-pools.ts';
-import { addrKey, addrsPrefix, IPAM_POOL_SEQ_KEY, IPAM_POOLS_PREFIX, makePoolId, poolKey } from '../core/ipam/keys.ts';
+import {
+  addrKey,
+  addrsPrefix,
+  IPAM_ADDRS_PREFIX,
+  IPAM_POOL_SEQ_KEY,
+  IPAM_POOLS_PREFIX,
+  makePoolId,
+  poolKey,
+} from '../core/ipam/keys.ts';
 import { findOverlap, type HeldPool, pickDynamicPool } from '../core/ipam/pool-selection.ts';
 import { type PoolPlan, planPoolRequest } from '../core/ipam/pool-validation.ts';
 import { type DecodedPool, decodeAddressRecord, decodePoolRecord, encodeRecord } from '../core/ipam/records.ts';
@@ -143,11 +151,42 @@ export class IpamServiceImpl implements IpamService {
     );
   }
 
+  /**
+   * Local record first, then the cluster claim: a crash in between leaves a claim nothing
+   * backs, which the claim GC reclaims (the other order could leave an address in use
+   * without a claim). A failed claim release (etcd down) is logged, not reported: dockerd
+   * only logs a failed ReleaseAddress and never sends it again, so an error would help no
+   * one; the claim GC releases the claim once etcd is back. Releasing twice is harmless.
+   */
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const ip = parseRequestedAddress(address);
     const cluster = await this.#clusterOf(poolId);
     await this.#lock.run(poolId, () => this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip)));
-    if (cluster) await this.#deps.cluster?.ipam.release(cluster.name, ip);
+    if (!cluster) return;
+    try {
+      await this.#deps.cluster?.ipam.release(cluster.name, ip);
+    } catch (e) {
+      this.#log.warn('cluster address claim not released; the claim GC releases it when etcd is back', {
+        cluster: cluster.name,
+        address: formatIp(ip),
+        err: e,
+      });
+    }
+  }
+
+  /** Every address the local IPAM holds, by pool CIDR (the claim GC's "in use" view). */
+  async addressesByPool(): Promise<Map<string, Set<string>>> {
+    const pools = new Map((await this.#heldPoolRecords()).map((p) => [p.id, p.pool]));
+    const out = new Map<string, Set<string>>();
+    for (const kv of (await this.#store.list(IPAM_ADDRS_PREFIX)).items) {
+      const rec = decodeAddressRecord(kv.key, kv.value).record;
+      const pool = pools.get(rec.poolId);
+      if (pool === undefined) continue;
+      const set = out.get(pool) ?? new Set<string>();
+      set.add(rec.address);
+      out.set(pool, set);
+    }
+    return out;
   }
 
   async #clusterOf(poolId: string): Promise<{ name: string; subnet: Prefix } | undefined> {
@@ -299,6 +338,11 @@ export class IpamServiceImpl implements IpamService {
   }
 
   // ---------- helpers ----------
+
+  async #heldPoolRecords(): Promise<PoolRecord[]> {
+    const { items } = await this.#store.list(IPAM_POOLS_PREFIX);
+    return items.map((kv) => decodePoolRecord(kv.key, kv.value).record);
+  }
 
   async #heldPools(): Promise<HeldPool[]> {
     const { items } = await this.#store.list(IPAM_POOLS_PREFIX);

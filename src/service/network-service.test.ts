@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import type { ClusterPort, CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -196,5 +196,26 @@ describe('NetworkService', () => {
     assert.equal(dp.links.get('trv999999999999'), undefined, 'leftover pruned');
     assert.ok(dp.links.get('eth-admin'), 'foreign link untouched');
     assert.deepEqual(await second.reconciler.check(), []);
+  });
+
+  it('leaves a cluster network when its last local network is deleted, not before', async () => {
+    const { repo, reconciler } = setup();
+    const calls: string[] = [];
+    const cluster: ClusterPort = {
+      enabled: () => true,
+      mtu: () => 1440,
+      joinNetwork: async (j) => void calls.push(`join ${j.name}`),
+      leaveNetwork: async (n) => void calls.push(`leave ${n}`),
+    };
+    const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000, cluster });
+    const blue = netInput({ generic: { 'truss.cluster': 'blue' } });
+    await svc.createNetwork(blue);
+    // another network of the same cluster overlaps the first: refused, and the host stays a member
+    await assert.rejects(svc.createNetwork({ ...blue, networkId: NID2 }), /overlaps/);
+    assert.deepEqual(calls, ['join blue', 'join blue']);
+    await svc.deleteNetwork(NID);
+    assert.deepEqual(calls, ['join blue', 'join blue', 'leave blue']);
+    await svc.deleteNetwork(NID); // unknown now: nothing more
+    assert.equal(calls.length, 3);
   });
 });

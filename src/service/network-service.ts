@@ -104,20 +104,26 @@ export class NetworkService implements NetworkDriverService {
       ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
     };
     if (spec.cluster) await this.#joinCluster(spec);
-    const revision = await this.#lock.run(async () => {
-      const existing = await this.#d.repo.getNetwork(spec.id);
-      if (existing) {
-        if (!sameJson(existing, spec))
-          throw errors.networkConflict(`network ${shortId(spec.id)} already exists with other settings`);
-        return 0; // a replay: make sure it is programmed
-      }
-      for (const other of await this.#d.repo.listNetworks()) this.#checkNoClash(spec, [...v4, ...v6], other);
-      return this.#d.repo.createNetwork(spec);
-    });
+    const revision = await this.#lock
+      .run(async () => {
+        const existing = await this.#d.repo.getNetwork(spec.id);
+        if (existing) {
+          if (!sameJson(existing, spec))
+            throw errors.networkConflict(`network ${shortId(spec.id)} already exists with other settings`);
+          return 0; // a replay: make sure it is programmed
+        }
+        for (const other of await this.#d.repo.listNetworks()) this.#checkNoClash(spec, [...v4, ...v6], other);
+        return this.#d.repo.createNetwork(spec);
+      })
+      .catch(async (e: unknown) => {
+        if (spec.cluster) await this.#leaveIfLast(spec.cluster.name); // joined above for nothing
+        throw e;
+      });
     await this.#programOrUndo(revision, [bridgeKey(spec.bridge), FIREWALL_KEY], async () => {
       if (revision === 0) return 0;
-      if (spec.cluster) await this.#d.cluster?.leaveNetwork(spec.cluster.name).catch(() => {});
-      return this.#d.repo.deleteNetwork(spec.id);
+      const undone = await this.#d.repo.deleteNetwork(spec.id);
+      if (spec.cluster) await this.#leaveIfLast(spec.cluster.name);
+      return undone;
     });
     this.#d.log.info('network created', { nid: shortId(spec.id), bridge: spec.bridge, cluster: spec.cluster?.name });
   }
@@ -131,10 +137,12 @@ export class NetworkService implements NetworkDriverService {
         `option truss.cluster=${cluster.name} needs a cluster store: run truss serve with --store etcd://HOST:PORT`,
       );
     }
-    if (!given) return c.mtu();
-    if (mtu > c.mtu()) {
+    const tunnel = c.mtu(cluster.encrypt);
+    if (!given) return tunnel;
+    if (mtu > tunnel) {
       throw errors.badOption(
-        `option com.docker.network.driver.mtu=${mtu} is larger than the tunnel allows between hosts (${c.mtu()})`,
+        `option com.docker.network.driver.mtu=${mtu} is larger than the ${cluster.encrypt ? 'WireGuard' : 'VXLAN'} ` +
+          `tunnel allows between hosts (${tunnel})`,
       );
     }
     return mtu;
@@ -172,12 +180,24 @@ export class NetworkService implements NetworkDriverService {
     if (!spec) return;
     const revision = await this.#lock.run(() => this.#d.repo.deleteNetwork(networkId));
     await this.#settle(revision);
-    if (spec.cluster) {
-      await this.#d.cluster?.leaveNetwork(spec.cluster.name).catch((e: unknown) => {
-        this.#d.log.warn('leaving the cluster network failed; its membership expires with the lease', { err: e });
-      });
-    }
+    if (spec.cluster) await this.#leaveIfLast(spec.cluster.name);
     this.#d.log.info('network deleted', { nid: shortId(networkId) });
+  }
+
+  /**
+   * Leave the cluster network once this host has no local network of it left (its endpoints
+   * are gone with it). A failure is logged, not reported (Docker only logs DeleteNetwork
+   * errors): the claim GC completes the leave later.
+   */
+  async #leaveIfLast(cluster: string): Promise<void> {
+    const others = (await this.#d.repo.listNetworks()).filter((n) => n.cluster?.name === cluster);
+    if (others.length > 0) return;
+    await this.#d.cluster?.leaveNetwork(cluster).catch((e: unknown) => {
+      this.#d.log.warn('leaving the cluster network failed; the claim GC releases its allocations later', {
+        cluster,
+        err: e,
+      });
+    });
   }
 
   async allocateNetwork(

@@ -115,6 +115,24 @@ export function storeContract(name: string, make: StoreFactory): void {
       assert.equal(await store.revision(), r0 + 2);
     });
 
+    it('a txn with compares and no ops only reports whether they hold', async () => {
+      const r0 = (await store.txn([], [put('/g/a', '1')])).revision;
+      assert.deepEqual(
+        await store.txn(
+          [
+            { key: '/g/a', value: '1' },
+            { key: '/g/b', version: 0 },
+          ],
+          [],
+        ),
+        {
+          succeeded: true,
+          revision: r0,
+        },
+      );
+      assert.deepEqual(await store.txn([{ key: '/g/a', version: 0 }], []), { succeeded: false, revision: r0 });
+    });
+
     it('creates if absent with {version: 0}', async () => {
       const first = await store.txn([{ key: '/c', version: 0 }], [put('/c', 'mine')]);
       assert.equal(first.succeeded, true);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { computeClusterDesired } from './desired.ts';
+import { VXLAN_DEVICE, VXLAN_VNI, vtepMac } from '../naming.ts';
+import { computeClusterDesired, vtepLinkLocal } from './desired.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;
 const view = {
@@ -23,10 +24,14 @@ const view = {
   ],
 };
 const local = [{ cluster: 'blue', subnets: ['198.18.64.0/20'], encrypt: true }];
+const opts = {
+  wireguard: { listenPort: 51820, mtu: 1440 },
+  vxlan: { mtu: 1450, local: '198.18.255.1', dev: 'eth-ul' },
+};
 
 describe('computeClusterDesired', () => {
   it('peers are the other members, each allowed only its own blocks in the network', () => {
-    const d = computeClusterDesired(view, local, { listenPort: 51820, mtu: 1440 });
+    const d = computeClusterDesired(view, local, opts);
     assert.deepEqual(
       d.wireguard?.peers.map((p) => [p.node, p.endpoint, p.allowedIps]),
       [
@@ -43,17 +48,170 @@ describe('computeClusterDesired', () => {
   });
 
   it('no encrypted cluster network: no device', () => {
-    assert.equal(computeClusterDesired(view, [], { listenPort: 51820, mtu: 1440 }).wireguard, undefined);
+    assert.equal(computeClusterDesired(view, [], opts).wireguard, undefined);
   });
 
   it('refuses duplicate or invalid keys', () => {
     const dup = { ...view, nodes: view.nodes.map((n) => (n.name === 'c' ? { ...n, wgPublicKey: key('B') } : n)) };
-    const d = computeClusterDesired(dup, local, { listenPort: 51820, mtu: 1440 });
+    const d = computeClusterDesired(dup, local, opts);
     assert.deepEqual(d.wireguard?.peers, []);
     const bad = { ...view, nodes: view.nodes.map((n) => (n.name === 'b' ? { ...n, wgPublicKey: 'x' } : n)) };
     assert.deepEqual(
-      computeClusterDesired(bad, local, { listenPort: 51820, mtu: 1440 }).wireguard?.peers.map((p) => p.node),
+      computeClusterDesired(bad, local, opts).wireguard?.peers.map((p) => p.node),
       ['c'],
     );
+  });
+});
+
+describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
+  // blue is encrypted (a, b, c); green is not (a, b, d): b is a peer in both.
+  const mixed = {
+    self: 'a',
+    nodes: [...view.nodes, { name: 'd', address: '198.18.255.4', wgPublicKey: 'not-needed', wgPort: 0 }],
+    members: [
+      ...view.members,
+      { cluster: 'green', node: 'a' },
+      { cluster: 'green', node: 'b' },
+      { cluster: 'green', node: 'd' },
+    ],
+    blocks: [
+      ...view.blocks,
+      { cluster: 'green', block: '198.18.96.0/26', node: 'a' },
+      { cluster: 'green', block: '198.18.96.64/26', node: 'b' },
+      { cluster: 'green', block: '198.18.96.128/26', node: 'd' },
+      { cluster: 'green', block: '198.18.96.192/26', node: 'd' },
+    ],
+  };
+  const green = { cluster: 'green', subnets: ['198.18.96.0/20'], encrypt: false };
+
+  it('encrypted blocks route via trwg0, unencrypted ones via the peer underlay address on trvx0', () => {
+    const d = computeClusterDesired(mixed, [...local, green], opts);
+    assert.deepEqual(
+      d.wireguard?.peers.map((p) => [p.node, p.allowedIps]),
+      [
+        ['b', ['198.18.64.64/26']],
+        ['c', ['198.18.64.128/26']],
+      ],
+    );
+    assert.deepEqual(d.vxlan?.peers, [
+      { node: 'b', address: '198.18.255.2', mac: vtepMac('b') },
+      { node: 'd', address: '198.18.255.4', mac: vtepMac('d') },
+    ]);
+    assert.equal(d.vxlan?.name, VXLAN_DEVICE);
+    assert.equal(d.vxlan?.vni, VXLAN_VNI);
+    assert.equal(d.vxlan?.port, 4789);
+    assert.equal(d.vxlan?.local, '198.18.255.1');
+    assert.equal(d.vxlan?.dev, 'eth-ul');
+    assert.equal(d.vxlan?.mac, vtepMac('a'));
+    assert.equal(d.vxlan?.mtu, 1450);
+    assert.deepEqual(d.routes, [
+      { dst: '198.18.64.128/26', dev: 'trwg0' },
+      { dst: '198.18.64.64/26', dev: 'trwg0' },
+      { dst: '198.18.96.128/26', dev: 'trvx0', via: '198.18.255.4' },
+      { dst: '198.18.96.192/26', dev: 'trvx0', via: '198.18.255.4' },
+      { dst: '198.18.96.64/26', dev: 'trvx0', via: '198.18.255.2' },
+    ]);
+  });
+
+  it('a device only for the kind some local network needs', () => {
+    const onlyPlain = computeClusterDesired(mixed, [green], opts);
+    assert.equal(onlyPlain.wireguard, undefined);
+    assert.deepEqual(
+      onlyPlain.vxlan?.peers.map((p) => p.node),
+      ['b', 'd'],
+    );
+    assert.ok(onlyPlain.routes.every((r) => r.dev === VXLAN_DEVICE));
+    const onlyWg = computeClusterDesired(mixed, local, opts);
+    assert.equal(onlyWg.vxlan, undefined);
+    assert.deepEqual(computeClusterDesired(mixed, [], opts), { routes: [], rejected: [] });
+  });
+
+  it('a VXLAN peer needs no WireGuard key; no peers yet still means a device', () => {
+    const lonely = { self: 'a', nodes: [view.nodes[0]], members: [{ cluster: 'green', node: 'a' }], blocks: [] };
+    const d = computeClusterDesired(lonely as typeof mixed, [green], opts);
+    assert.deepEqual(d.vxlan?.peers, []);
+    assert.deepEqual(d.routes, []);
+  });
+
+  const withNode = (name: string, patch: Record<string, unknown>) => ({
+    ...mixed,
+    nodes: mixed.nodes.map((n) => (n.name === name ? { ...n, ...patch } : n)),
+  });
+  const vxPeers = (v: typeof mixed) => {
+    const d = computeClusterDesired(v, [green], opts);
+    return { peers: d.vxlan?.peers.map((p) => p.node), routes: d.routes.map((r) => r.dst), rejected: d.rejected };
+  };
+
+  it('rejects records that are malformed or claim what is not theirs', () => {
+    let r = vxPeers(withNode('d', { address: 'not-an-ip' }));
+    assert.deepEqual(r.peers, ['b']);
+    assert.match(r.rejected.join('\n'), /node record "d": malformed/);
+    r = vxPeers(withNode('d', { address: 42 }));
+    assert.deepEqual(r.peers, ['b']);
+    r = vxPeers(withNode('d', { address: '198.18.255.2' })); // b's address: neither may have it
+    assert.deepEqual(r.peers, []);
+    assert.match(r.rejected.join('\n'), /underlay address 198\.18\.255\.2 is claimed by another node/);
+    r = vxPeers(withNode('d', { address: '198.18.255.1' })); // this host's own address
+    assert.deepEqual(r.peers, ['b']);
+    r = vxPeers(withNode('d', { address: 'fd00:255::4' })); // another family than ours
+    assert.deepEqual(r.peers, ['b']);
+    assert.match(r.rejected.join('\n'), /not of this host's family/);
+    r = vxPeers(withNode('d', { name: 'D;reboot' }));
+    assert.deepEqual(r.peers, ['b']);
+    assert.deepEqual(r.routes, ['198.18.96.64/26']);
+  });
+
+  it('rejects blocks outside the network and malformed block records', () => {
+    const v = {
+      ...mixed,
+      blocks: [
+        ...mixed.blocks,
+        { cluster: 'green', block: '10.0.0.0/8', node: 'b' },
+        { cluster: 'green', block: 7, node: 'b' },
+      ] as typeof mixed.blocks,
+    };
+    const r = vxPeers(v);
+    assert.deepEqual(r.routes, ['198.18.96.128/26', '198.18.96.192/26', '198.18.96.64/26']);
+    assert.match(r.rejected.join('\n'), /block 10\.0\.0\.0\/8 of node b is outside cluster network green/);
+    assert.match(r.rejected.join('\n'), /block record: malformed/);
+  });
+
+  it('IPv6 blocks need an IPv6 underlay; IPv4 blocks on an IPv6 underlay go via the VTEP link-local', () => {
+    const dual = { ...green, subnets: ['198.18.96.0/20', 'fd00:96::/64'] };
+    const v = { ...mixed, blocks: [...mixed.blocks, { cluster: 'green', block: 'fd00:96::40/122', node: 'b' }] };
+    const d = computeClusterDesired(v, [dual], opts);
+    assert.ok(d.routes.every((r) => !r.dst.includes(':')));
+    assert.match(d.rejected.join('\n'), /block fd00:96::40\/122 of node b: IPv6 blocks need an IPv6 underlay/);
+    const v6 = {
+      ...v,
+      nodes: v.nodes.map((n, i) => ({ ...n, address: `fd00:255::${i + 1}` })),
+    };
+    const d6 = computeClusterDesired(v6, [dual], { ...opts, vxlan: { mtu: 1430, local: 'fd00:255::1' } });
+    assert.deepEqual(d6.routes.slice(0, 1), [
+      { dst: '198.18.96.128/26', dev: 'trvx0', via: vtepLinkLocal(vtepMac('d')) },
+    ]);
+    assert.ok(d6.routes.some((r) => r.dst === 'fd00:96::40/122' && r.via === 'fd00:255::2'));
+    assert.deepEqual(d6.rejected, []);
+  });
+
+  it('vtepLinkLocal is the EUI-64 link-local address of the MAC', () => {
+    assert.equal(vtepLinkLocal('02:aa:bb:cc:dd:ee'), 'fe80::aa:bbff:fecc:ddee');
+    assert.equal(vtepLinkLocal('02:00:00:00:00:01'), 'fe80::ff:fe00:1');
+  });
+
+  it('without an underlay address there is no VXLAN device', () => {
+    const d = computeClusterDesired(mixed, [green], { ...opts, vxlan: { mtu: 1450, local: '' } });
+    assert.equal(d.vxlan, undefined);
+    assert.match(d.rejected.join('\n'), /no underlay address/);
+  });
+});
+
+describe('vtepMac', () => {
+  it('is deterministic, unicast and locally administered, different per node', () => {
+    assert.equal(vtepMac('c1'), vtepMac('c1'));
+    assert.notEqual(vtepMac('c1'), vtepMac('c2'));
+    for (const n of ['a', 'c1', 'host-7.example']) assert.match(vtepMac(n), /^02(:[0-9a-f]{2}){5}$/);
+    const macs = new Set(Array.from({ length: 1000 }, (_, i) => vtepMac(`node-${i}`)));
+    assert.equal(macs.size, 1000);
   });
 });

@@ -50,6 +50,23 @@ export interface AddressClaim {
 }
 
 export const CLUSTER_PREFIX = '/truss/v1/cluster/';
+
+/** The key layout above, in one place (block CIDRs are stored with '/' as '_'). */
+export const clusterKeys = {
+  nodesPrefix: `${CLUSTER_PREFIX}nodes/`,
+  networksPrefix: `${CLUSTER_PREFIX}networks/`,
+  node: (n: string): string => `${CLUSTER_PREFIX}nodes/${n}`,
+  network: (c: string): string => `${CLUSTER_PREFIX}networks/${c}`,
+  membersPrefix: (c: string): string => `${CLUSTER_PREFIX}members/${c}/`,
+  member: (c: string, n: string): string => `${CLUSTER_PREFIX}members/${c}/${n}`,
+  blocksPrefix: (c: string): string => `${CLUSTER_PREFIX}blocks/${c}/`,
+  block: (c: string, block: string): string => `${CLUSTER_PREFIX}blocks/${c}/${block.replace('/', '_')}`,
+  addrsPrefix: (c: string): string => `${CLUSTER_PREFIX}addrs/${c}/`,
+  addr: (c: string, ip: string): string => `${CLUSTER_PREFIX}addrs/${c}/${ip}`,
+} as const;
+
+/** The node name recorded for addresses every host uses (the anycast gateway, aux addresses). */
+export const SHARED_OWNER = '*';
 const NAME = /^[a-z0-9][a-z0-9.-]{0,62}$/;
 export const isValidNodeName = (s: string): boolean => NAME.test(s);
 export const isValidClusterName = (s: string): boolean => NAME.test(s);

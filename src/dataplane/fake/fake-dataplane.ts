@@ -15,7 +15,7 @@
  * dataplane validates them); an address ensured for one chain is taken from any other,
  * as the kernel map re-points it.
  */
-import type { RouteObject, WireguardObject } from '../../core/cluster/desired.ts';
+import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
@@ -55,6 +55,7 @@ export class FakeDataplane implements Dataplane {
   readonly calls: FakeCall[] = [];
   firewall: FirewallObject | undefined;
   wireguard: WireguardObject | undefined;
+  vxlan: VxlanObject | undefined;
   routes: RouteObject[] = [];
   readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '0']]);
   /** table inet truss_policy exists */
@@ -321,6 +322,28 @@ export class FakeDataplane implements Dataplane {
   async checkRoutes(routes: readonly RouteObject[]): Promise<readonly string[]> {
     this.#enter('checkRoutes', routes);
     return JSON.stringify(this.routes) === JSON.stringify(routes) ? [] : ['truss routes differ'];
+  }
+
+  async ensureVxlan(v: VxlanObject): Promise<void> {
+    this.#enter('ensureVxlan', v);
+    this.vxlan = clone(v);
+  }
+
+  async removeVxlan(name: string): Promise<void> {
+    this.#enter('removeVxlan', name);
+    if (this.vxlan?.name === name) this.vxlan = undefined;
+  }
+
+  async checkVxlan(v: VxlanObject | undefined, name: string): Promise<readonly string[]> {
+    this.#enter('checkVxlan', v);
+    if (!v) return this.vxlan ? [`VXLAN device ${name} exists but no cluster network needs it`] : [];
+    if (!this.vxlan) return [`VXLAN device ${v.name} is missing`];
+    return JSON.stringify(this.vxlan) === JSON.stringify(v) ? [] : [`VXLAN device ${v.name} differs`];
+  }
+
+  async readVxlanPeers(name: string): Promise<readonly string[]> {
+    this.#enter('readVxlanPeers', name);
+    return this.vxlan?.name === name ? this.vxlan.peers.map((p) => p.address).sort() : [];
   }
 
   async readWireguardPeers(name: string): Promise<readonly WireguardPeerStatus[]> {

@@ -3,7 +3,7 @@
  * sysctl and conntrack, one kernel kind per file. This file only wires them together; it
  * holds no state but the probed iptables tools.
  */
-import type { WireguardObject } from '../../core/cluster/desired.ts';
+import type { VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { FirewallObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import type { Dataplane, ObservedLink } from '../../core/ports.ts';
@@ -18,6 +18,7 @@ import { checkPolicies } from './policy-check.ts';
 import * as rt from './routes.ts';
 import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
 import * as veth from './veth.ts';
+import * as vx from './vxlan.ts';
 import * as wg from './wireguard.ts';
 
 export interface LinuxDataplaneOptions {
@@ -45,6 +46,8 @@ export interface LinuxDataplane extends Dataplane {
   underlayTowards(
     ip: string,
   ): Promise<{ readonly address: string; readonly dev: string; readonly mtu: number } | undefined>;
+  /** the link holding `address` and its MTU (the VXLAN device's underlay), or undefined */
+  linkWithAddress(address: string): Promise<{ readonly dev: string; readonly mtu: number } | undefined>;
   /** The rendering applyFirewall installs for `f` now (for `truss inspect` and tests). */
   renderFirewall(f: FirewallObject): Promise<string>;
   /** The probed iptables backend, or undefined without iptables. */
@@ -94,6 +97,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       allowedIps: p.allowedIps,
       keepaliveSeconds: p.keepaliveSeconds,
     })),
+  });
+  const toVxlan = (v: VxlanObject): vx.VxlanDevice => ({
+    ...v,
+    peers: v.peers.map((p) => ({ address: p.address, mac: p.mac })),
   });
   return {
     listLinks: (): Promise<readonly ObservedLink[]> => listOwnedLinks(exec),
@@ -160,7 +167,15 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     async readWireguardPeers(name) {
       return (await wg.readWireguard(exec, name))?.peers ?? [];
     },
+    async ensureVxlan(v) {
+      const changes = await vx.ensureVxlan(exec, toVxlan(v));
+      if (changes.length > 0) opts.log?.debug('vxlan changed', { device: v.name, changes });
+    },
+    removeVxlan: (name) => vx.removeVxlan(exec, name, opts.log),
+    checkVxlan: (v, name) => vx.checkVxlan(exec, v ? toVxlan(v) : undefined, name),
+    readVxlanPeers: (name) => vx.readVxlanPeers(exec, name),
     underlayTowards: (ip) => rt.underlayTowards(exec, ip),
+    linkWithAddress: (address) => rt.linkWithAddress(exec, address),
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
   };

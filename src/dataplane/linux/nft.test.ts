@@ -129,6 +129,56 @@ describe('renderNftRuleset', () => {
     assert.match(text, /oifname != "trbaaaaaaaaaaaa" oifname != "trwg0" masquerade/);
   });
 
+  it('guards VXLAN: only current peers may send truss VNI to the VXLAN port (golden part)', () => {
+    const f: FirewallObject = {
+      networks: [{ ...netA, peerLinks: ['trvx0'] }],
+      vxlan: { port: 4789, vni: 0x747275, peers: ['198.18.255.3', '198.18.255.2', 'fd00:0::2'] },
+    };
+    const text = renderNftRuleset(f);
+    assert.ok(
+      text.includes(`	set vxlan_peers4 {
+		type ipv4_addr
+		elements = { 198.18.255.3, 198.18.255.2 }
+	}
+
+	set vxlan_peers6 {
+		type ipv6_addr
+		elements = { fd00::2 }
+	}
+
+	chain forward {`),
+      text,
+    );
+    assert.ok(
+      text.endsWith(`	chain input {
+		type filter hook input priority filter - 10; policy accept;
+		udp dport 4789 @th,96,24 0x747275 ip saddr != @vxlan_peers4 drop comment "truss: VXLAN only from cluster peers"
+		udp dport 4789 @th,96,24 0x747275 ip6 saddr != @vxlan_peers6 drop comment "truss: VXLAN only from cluster peers"
+	}
+}
+`),
+      text,
+    );
+    assert.match(text, /oifname != "trbaaaaaaaaaaaa" oifname != "trvx0" masquerade/);
+  });
+
+  it('has no input chain and no VXLAN sets without a VXLAN device', () => {
+    const text = renderNftRuleset({ networks: [{ ...netA, peerLinks: ['trwg0'] }] });
+    assert.doesNotMatch(text, /vxlan_peers|chain input/);
+  });
+
+  it('refuses VXLAN guard values that could break out of the ruleset text', () => {
+    const g = { port: 4789, vni: 0x747275, peers: ['198.18.255.2'] };
+    for (const vxlan of [
+      { ...g, peers: ['198.18.255.2 } drop'] },
+      { ...g, peers: ['x'] },
+      { ...g, vni: 0x1000000 },
+      { ...g, port: 0 },
+    ]) {
+      assert.throws(() => renderNftRuleset({ networks: [netA], vxlan }), JSON.stringify(vxlan));
+    }
+  });
+
   it('wraps the table in a create-delete-create transaction', () => {
     assert.ok(renderNftTransaction('X').startsWith('table inet truss {}\ndelete table inet truss\nX'));
   });

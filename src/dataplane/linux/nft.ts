@@ -13,12 +13,19 @@
  * else are dropped by one set lookup. NAT rules are per network but only see the first
  * packet of each connection.
  *
+ * VXLAN guard (only while the host has a VXLAN device): the kernel's VXLAN socket decapsulates
+ * whatever arrives with our VNI, from anyone (there is no handshake), so an `input` chain drops
+ * truss's VNI on the VXLAN port unless the source is a current peer's underlay address (sets
+ * vxlan_peers4/6). Other VXLAN users of the port (Docker's overlay, other VNIs) are untouched:
+ * the rule matches our VNI in the VXLAN header (`@th,96,24`: UDP header 8 bytes + flags 4).
+ *
  * why br_netfilter matters: with bridge-nf-call-iptables=1 (dockerd loads br_netfilter and
  * sets it), bridged IPv4/IPv6 frames traverse the inet forward hook with
  * iifname == oifname == the bridge; the `same network` accept keeps them flowing.
  */
-import type { FirewallNetwork, FirewallObject } from '../../core/desired.ts';
+import type { FirewallNetwork, FirewallObject, VxlanGuard } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
+import { formatIp, parseIp } from '../../core/ip.ts';
 import { isDockerId, NFT_FAMILY, NFT_TABLE, shortId } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
 import { isKernelError } from './exec.ts';
@@ -108,6 +115,46 @@ function postroutingChain(networks: readonly FirewallNetwork[]): string[] {
   ];
 }
 
+function addrSet(name: string, type: 'ipv4_addr' | 'ipv6_addr', elements: readonly string[]): string[] {
+  const body = elements.length > 0 ? [`\t\telements = { ${elements.join(', ')} }`] : [];
+  return [`\tset ${name} {`, `\t\ttype ${type}`, ...body, '\t}', ''];
+}
+
+function checkGuard(g: VxlanGuard): { v4: string[]; v6: string[]; match: string } {
+  if (!Number.isInteger(g.port) || g.port < 1 || g.port > 65535) throw errors.badOption(`VXLAN port ${g.port}`);
+  if (!Number.isInteger(g.vni) || g.vni < 1 || g.vni > 0xffffff) throw errors.badOption(`VXLAN VNI ${g.vni}`);
+  const ips = g.peers.map((p) => {
+    const ip = parseIp(p);
+    if (!ip) throw errors.badAddress(`firewall: invalid VXLAN peer address ${JSON.stringify(p)}`);
+    return ip;
+  });
+  return {
+    v4: ips.filter((i) => i.family === 4).map(formatIp),
+    v6: ips.filter((i) => i.family === 6).map(formatIp),
+    match: `udp dport ${g.port} @th,96,24 0x${g.vni.toString(16)}`,
+  };
+}
+
+/** The VXLAN guard's sets (before the chains, as nft lists them). */
+function vxlanSets(g: VxlanGuard | undefined): string[] {
+  if (!g) return [];
+  const c = checkGuard(g);
+  return [...addrSet('vxlan_peers4', 'ipv4_addr', c.v4), ...addrSet('vxlan_peers6', 'ipv6_addr', c.v6)];
+}
+
+function inputChain(g: VxlanGuard | undefined): string[] {
+  if (!g) return [];
+  const { match } = checkGuard(g);
+  return [
+    '',
+    '\tchain input {',
+    '\t\ttype filter hook input priority filter - 10; policy accept;',
+    `\t\t${match} ip saddr != @vxlan_peers4 drop comment "truss: VXLAN only from cluster peers"`,
+    `\t\t${match} ip6 saddr != @vxlan_peers6 drop comment "truss: VXLAN only from cluster peers"`,
+    '\t}',
+  ];
+}
+
 /** Pure: the `inet truss` table for `f`, in the layout `nft list table` prints (modulo the normaliser). */
 export function renderNftRuleset(f: FirewallObject, opts: NftRenderOptions = {}): string {
   const nets = f.networks;
@@ -121,9 +168,11 @@ export function renderNftRuleset(f: FirewallObject, opts: NftRenderOptions = {})
     ...ifnameSet('uplinks', uplinks),
     ...egressMap(nets),
     ...peerIngressSet(nets),
+    ...vxlanSets(f.vxlan),
     ...forwardChain(),
     ...nets.flatMap(networkChain),
     ...postroutingChain(nets),
+    ...inputChain(f.vxlan),
     '}',
   ];
   return `${lines.join('\n')}\n`;

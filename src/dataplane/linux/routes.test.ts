@@ -44,6 +44,47 @@ describe('parseRoutesJson', () => {
   });
 });
 
+describe('on-link routes via a next hop (VXLAN)', () => {
+  // `ip -j route show table main proto 116` with a VXLAN route (real output, iproute2 6.1)
+  const VX =
+    '[{"type":"unicast","dst":"198.18.64.64/26","gateway":"198.18.255.2","dev":"trvx0","scope":"global","flags":["onlink"]}]';
+  it('reads the next hop', () => {
+    assert.deepEqual(parseRoutesJson(VX, 4), [{ dst: '198.18.64.64/26', dev: 'trvx0', via: '198.18.255.2' }]);
+  });
+  it('adds with via … onlink, replaces when the next hop or device changes, leaves a match alone', () => {
+    const cur = parseRoutesJson(VX, 4);
+    assert.deepEqual(planRoutes(cur, [{ dst: '198.18.64.64/26', dev: 'trvx0', via: '198.18.255.2' }]), []);
+    assert.deepEqual(
+      planRoutes(cur, [
+        { dst: '198.18.64.64/26', dev: 'trvx0', via: '198.18.255.3' },
+        { dst: '198.18.64.128/26', dev: 'trvx0', via: '198.18.255.4' },
+      ]),
+      [
+        'route replace 198.18.64.64/26 via 198.18.255.3 dev trvx0 onlink proto 116',
+        'route add 198.18.64.128/26 via 198.18.255.4 dev trvx0 onlink proto 116',
+      ],
+    );
+    assert.deepEqual(planRoutes(cur, [{ dst: '198.18.64.64/26', dev: 'trwg0' }]), [
+      'route replace 198.18.64.64/26 dev trwg0 proto 116',
+    ]);
+  });
+  it('an IPv4 route via an IPv6 link-local next hop (RFC 5549): via inet6', () => {
+    const json =
+      '[{"dst":"198.18.65.64/26","via":{"family":"inet6","host":"fe80::aa:bbff:fecc:ddee"},"dev":"trvx0","flags":["onlink"]}]';
+    const cur = parseRoutesJson(json, 4);
+    assert.deepEqual(cur, [{ dst: '198.18.65.64/26', dev: 'trvx0', via: 'fe80::aa:bbff:fecc:ddee' }]);
+    assert.deepEqual(planRoutes(cur, cur), []);
+    assert.deepEqual(planRoutes([], cur), [
+      'route add 198.18.65.64/26 via inet6 fe80::aa:bbff:fecc:ddee dev trvx0 onlink proto 116',
+    ]);
+  });
+  it('refuses a next hop of another family or that is no address', () => {
+    assert.throws(() => checkRoute({ dst: '198.18.64.0/26', dev: 'trvx0', via: 'fd00::2' }), /next hop/);
+    assert.throws(() => checkRoute({ dst: 'fd00:64::/64', dev: 'trvx0', via: '198.18.255.2' }), /next hop/);
+    assert.throws(() => checkRoute({ dst: '198.18.64.0/26', dev: 'trvx0', via: '1.2.3.4 dev lo' }), /next hop/);
+  });
+});
+
 describe('planRoutes', () => {
   const cur = [...parseRoutesJson(V4, 4), ...parseRoutesJson(V6, 6)];
   it('adds new, replaces changed, leaves matching routes alone', () => {

@@ -1,6 +1,7 @@
 /**
- * Routes to remote peers' address blocks (multi-host): "198.18.211.0/24 dev trwg0", one per
- * block, in the main table.
+ * Routes to remote peers' address blocks (multi-host), one per block, in the main table:
+ * "198.18.211.0/24 dev trwg0" (WireGuard) or "198.18.211.0/24 via 198.18.255.2 dev trvx0
+ * onlink" (VXLAN: the peer's underlay address as on-link next hop, vxlan.ts).
  *
  * Ownership: the route's protocol field (rtm_protocol), which the kernel never interprets and
  * keeps as given: ours is TRUSS_ROUTE_PROTO (116). Listing filters on it (`ip route show proto
@@ -27,6 +28,11 @@ export interface RouteSpec {
   /** CIDR, network address (host bits clear): "198.18.211.0/24", "fd00:211::/64" */
   readonly dst: string;
   readonly dev: string;
+  /**
+   * next hop, always `onlink` (reachable on `dev` whatever its addresses): the VXLAN peer's
+   * underlay address, or for an IPv4 route an IPv6 link-local address (RFC 5549)
+   */
+  readonly via?: string;
   /** route MTU (RTAX_MTU): caps host-originated traffic, e.g. to the tunnel's inner MTU */
   readonly mtu?: number;
   /** preferred source for host-originated traffic (must be an address the peer accepts) */
@@ -39,6 +45,9 @@ export type OwnedRoute = RouteSpec;
 interface IpRouteJson {
   readonly dst?: string;
   readonly dev?: string;
+  readonly gateway?: string;
+  /** a next hop of the other family: {"family":"inet6","host":"fe80::1"} */
+  readonly via?: { readonly host?: string };
   readonly prefsrc?: string;
   readonly metrics?: readonly Record<string, unknown>[];
 }
@@ -59,7 +68,17 @@ export function parseRoutesJson(stdout: string, family: 4 | 6): OwnedRoute[] {
     const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, family) : undefined;
     if (dst === undefined || typeof r.dev !== 'string') return []; // multipath/blackhole: never ours
     const mtu = r.metrics?.map((m) => m.mtu).find((v): v is number => typeof v === 'number');
-    return [{ dst, dev: r.dev, ...(mtu !== undefined ? { mtu } : {}), ...(r.prefsrc ? { src: r.prefsrc } : {}) }];
+    const hop = r.gateway ?? r.via?.host;
+    const via = typeof hop === 'string' ? parseIp(hop) : undefined;
+    return [
+      {
+        dst,
+        dev: r.dev,
+        ...(via ? { via: formatIp(via) } : {}),
+        ...(mtu !== undefined ? { mtu } : {}),
+        ...(r.prefsrc ? { src: r.prefsrc } : {}),
+      },
+    ];
   });
 }
 
@@ -73,6 +92,17 @@ export function checkRoute(r: RouteSpec): RouteSpec {
   const dev = checkIfName(r.dev);
   if (r.mtu !== undefined && !(Number.isInteger(r.mtu) && r.mtu >= 68 && r.mtu <= 65535))
     throw errors.badOption(`invalid route MTU ${r.mtu} for ${r.dst}: use 68-65535`);
+  let via: string | undefined;
+  if (r.via !== undefined) {
+    const ip = parseIp(r.via);
+    const v6LinkLocal = ip?.family === 6 && ip.value >> 118n === 0x3fan;
+    if (!ip || (ip.family !== p.family && !(p.family === 4 && v6LinkLocal)))
+      throw errors.badAddress(
+        `invalid route next hop ${JSON.stringify(r.via)} for ${r.dst}: use an address of its family ` +
+          '(or, for IPv4, an IPv6 link-local one)',
+      );
+    via = formatIp(ip);
+  }
   let src: string | undefined;
   if (r.src !== undefined) {
     const ip = parseIp(r.src);
@@ -82,15 +112,23 @@ export function checkRoute(r: RouteSpec): RouteSpec {
       );
     src = formatIp(ip);
   }
-  return { dst: formatPrefix(p), dev, ...(r.mtu !== undefined ? { mtu: r.mtu } : {}), ...(src ? { src } : {}) };
+  return {
+    dst: formatPrefix(p),
+    dev,
+    ...(via ? { via } : {}),
+    ...(r.mtu !== undefined ? { mtu: r.mtu } : {}),
+    ...(src ? { src } : {}),
+  };
 }
 
-const routeLine = (verb: 'add' | 'replace', r: RouteSpec): string =>
-  `route ${verb} ${r.dst} dev ${r.dev} proto ${TRUSS_ROUTE_PROTO}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${
-    r.src !== undefined ? ` src ${r.src}` : ''
-  }`;
+const viaFamily = (r: RouteSpec): string => (r.via?.includes(':') && !r.dst.includes(':') ? 'inet6 ' : '');
 
-const sameRoute = (a: RouteSpec, b: RouteSpec): boolean => a.dev === b.dev && a.mtu === b.mtu && a.src === b.src;
+const routeLine = (verb: 'add' | 'replace', r: RouteSpec): string =>
+  `route ${verb} ${r.dst}${r.via !== undefined ? ` via ${viaFamily(r)}${r.via}` : ''} dev ${r.dev}${r.via !== undefined ? ' onlink' : ''} ` +
+  `proto ${TRUSS_ROUTE_PROTO}${r.mtu !== undefined ? ` mtu ${r.mtu}` : ''}${r.src !== undefined ? ` src ${r.src}` : ''}`;
+
+const sameRoute = (a: RouteSpec, b: RouteSpec): boolean =>
+  a.dev === b.dev && a.via === b.via && a.mtu === b.mtu && a.src === b.src;
 
 /**
  * Pure: the `ip -batch` lines that bring `want` into the kernel, given our current routes:
@@ -182,4 +220,22 @@ export async function underlayTowards(
   const l = await exec.run('ip', ['-j', 'link', 'show', 'dev', checkIfName(route.dev)]);
   const mtu = (JSON.parse(l.stdout || '[]') as { mtu?: number }[])[0]?.mtu;
   return mtu === undefined ? undefined : { address: route.prefsrc, dev: route.dev, mtu };
+}
+
+/** The link that holds `address` (this host's advertise address) and its MTU, or undefined. */
+export async function linkWithAddress(
+  exec: Exec,
+  address: string,
+): Promise<{ readonly dev: string; readonly mtu: number } | undefined> {
+  const want = parseIp(address);
+  if (want === undefined) return undefined;
+  const r = await exec.run('ip', ['-j', 'addr', 'show']);
+  const links = JSON.parse(r.stdout || '[]') as { ifname?: string; mtu?: number; addr_info?: { local?: string }[] }[];
+  const hit = links.find((l) =>
+    (l.addr_info ?? []).some(
+      (a) =>
+        typeof a.local === 'string' && parseIp(a.local) && formatIp(parseIp(a.local) as typeof want) === formatIp(want),
+    ),
+  );
+  return hit?.ifname && hit.mtu !== undefined ? { dev: hit.ifname, mtu: hit.mtu } : undefined;
 }

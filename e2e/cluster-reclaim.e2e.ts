@@ -1,0 +1,228 @@
+/**
+ * Cluster address space coming back to the pool, end to end: two simulated hosts r1 and r2
+ * (one dockerd and one truss each) on one underlay with one etcd, the cluster network `teal`
+ * (198.18.80.0/20) on both. What etcd holds is read directly (its JSON gateway, from the
+ * underlay namespace), and the proof that space is free is another host taking an address in
+ * it with `docker run --ip` (refused while the block is someone else's).
+ *   1. docker network rm on r1 releases r1's blocks, claims and membership at once.
+ *   2. truss cluster forget r1 on r2: refused while r1 is registered; once r1's truss is dead
+ *      and its lease expired, it frees r1's blocks and claims.
+ * (kill -9 of truss keeping its allocations is cluster.e2e.ts test 6.) The last test removes
+ * everything and checks that no host keeps anything of truss.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { inCidr } from './harness/cidr.ts';
+import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
+import { type Host, startHost } from './harness/host.ts';
+import { assertNoTrussLeftovers } from './harness/leftovers.ts';
+import { listNetns } from './harness/netns.ts';
+import { memoOnce } from './harness/once.ts';
+import { waitExit } from './harness/procs.ts';
+import { clusterServeArgs, startUnderlay, type Underlay } from './harness/underlay.ts';
+import { waitFor } from './harness/wait.ts';
+
+const TEAL = 'teal';
+const TEAL_SUBNET = '198.18.80.0/20';
+const PREFIX = '/truss/v1/cluster/';
+/** the agent's lease TTL (cluster/agent.ts) plus slack */
+const LEASE_GONE_MS = 25_000;
+
+let underlay: Underlay | undefined;
+const hosts: Host[] = [];
+const once = memoOnce();
+const r1 = (): Host => hosts[0] as Host;
+const r2 = (): Host => hosts[1] as Host;
+const short = (h: Host): string => (h === hosts[0] ? 'r1' : 'r2');
+const logTail = (h: Host, n = 25): string => h.truss.log().split('\n').slice(-n).join('\n');
+
+/** Every key and JSON value under the cluster prefix, read from etcd itself. */
+async function etcdRecords(): Promise<Map<string, { node?: string; block?: string; address?: string }>> {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const end = `${PREFIX.slice(0, -1)}0`; // '/' + 1
+  const body = JSON.stringify({ key: b64(PREFIX), range_end: b64(end) });
+  const ul = underlay as Underlay;
+  const r = await ul.exec(['curl', '-s', '--max-time', '3', '-X', 'POST', `${ul.etcd.url}/v3/kv/range`, '-d', body]);
+  if (r.code !== 0) throw new Error(`etcd range: ${r.stderr}`);
+  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
+  return new Map(
+    kvs.map((kv) => [
+      Buffer.from(kv.key, 'base64').toString(),
+      JSON.parse(Buffer.from(kv.value, 'base64').toString()) as { node?: string },
+    ]),
+  );
+}
+
+/** What `node` holds in etcd: blocks (CIDRs), claims (addresses), membership, host record. */
+async function heldBy(node: string) {
+  const recs = await etcdRecords();
+  const of = (kind: string) =>
+    [...recs].filter(([k, v]) => k.startsWith(`${PREFIX}${kind}/`) && v.node === node).map(([, v]) => v);
+  return {
+    blocks: of('blocks').map((v) => v.block as string),
+    claims: of('addrs').map((v) => v.address as string),
+    member: of('members').length > 0,
+    registered: recs.has(`${PREFIX}nodes/${node}`),
+  };
+}
+
+/** An address inside block (a /26 CIDR) at offset, as text. */
+function inBlock(block: string, offset: number): string {
+  const [base] = block.split('/');
+  const parts = (base as string).split('.').map(Number);
+  parts[3] = (parts[3] as number) + offset;
+  return parts.join('.');
+}
+
+const createTeal = (h: Host) =>
+  h.docker([
+    'network',
+    'create',
+    '-d',
+    'truss',
+    '--ipam-driver',
+    'truss',
+    '-o',
+    `truss.cluster=${TEAL}`,
+    '--subnet',
+    TEAL_SUBNET,
+    TEAL,
+  ]);
+
+const teal = () =>
+  once('teal', async () => {
+    for (const h of hosts) {
+      const r = await createTeal(h);
+      assert.equal(r.code, 0, `docker network create ${TEAL} on ${short(h)}: ${r.stderr}\n${logTail(h)}`);
+    }
+  });
+
+describe('truss cluster: releases and forgotten hosts return address space', { timeout: 5 * 60_000 }, () => {
+  before(async () => {
+    underlay = await startUnderlay();
+    const ul = underlay;
+    const started = await Promise.allSettled(
+      ['r1', 'r2'].map((n, i) => startHost(n, { underlay: { of: ul, index: i + 1 } })),
+    );
+    for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
+    const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (bad) throw bad.reason;
+    await Promise.all(
+      hosts.map((h) =>
+        h.startTruss({
+          defaultPools: '198.18.128.0/17:24',
+          extraArgs: clusterServeArgs(ul, short(h), h.underlayAddress as string),
+        }),
+      ),
+    );
+  });
+
+  after(async () => {
+    const problems: string[] = [];
+    for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
+    await underlay?.stop().catch((err: Error) => problems.push(err.message));
+    underlay = undefined;
+    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
+  });
+
+  it('1. docker network rm on r1 releases its blocks and claims at once; r2 can use that space', {
+    timeout: 120_000,
+  }, async () => {
+    await teal();
+    await runContainer(r1(), { name: 'a1', network: TEAL });
+    await runContainer(r2(), { name: 'b1', network: TEAL });
+    const before = await heldBy('r1');
+    assert.equal(before.blocks.length, 1, `r1 blocks: ${JSON.stringify(before)}`);
+    assert.deepEqual(before.claims, [await containerIp(r1(), 'a1', TEAL)]);
+    assert.equal(before.member, true);
+    const status = await r1().truss.cli(['status', '--state-dir', r1().truss.stateDir]);
+    assert.match(status.stdout, /CLUSTER: host r1/);
+    assert.match(status.stdout, /teal\s+r1\s+1\s+1\s+yes/, status.stdout);
+
+    await removeContainers(r1(), ['a1']);
+    const rm = await r1().docker(['network', 'rm', TEAL]);
+    assert.equal(rm.code, 0, `docker network rm ${TEAL} on r1: ${rm.stderr}`);
+    const after = await heldBy('r1');
+    assert.deepEqual({ ...after, registered: true }, { blocks: [], claims: [], member: false, registered: true });
+    assert.ok(after.registered, 'r1 itself is still registered (it only left the network)');
+    assert.ok((await heldBy('r2')).claims.length > 0, "r2's claims stay");
+
+    const ip = inBlock(before.blocks[0] as string, 5);
+    assert.ok(inCidr(ip, before.blocks[0] as string));
+    await runContainer(r2(), { name: 'b2', network: TEAL, ip });
+    assert.equal(await containerIp(r2(), 'b2', TEAL), ip);
+  });
+
+  it('2. truss cluster forget r1: refused while r1 is registered; after r1 died, frees its blocks', {
+    timeout: 120_000,
+  }, async () => {
+    await teal();
+    const again = await createTeal(r1());
+    assert.equal(again.code, 0, `docker network create ${TEAL} on r1 again: ${again.stderr}`);
+    await runContainer(r1(), { name: 'a2', network: TEAL });
+    const held = await heldBy('r1');
+    assert.equal(held.blocks.length, 1, JSON.stringify(held));
+
+    const refused = await r2().truss.cli(['cluster', 'forget', 'r1', '--state-dir', r2().truss.stateDir]);
+    assert.equal(refused.code, 1, `forget of a live host must be refused: ${refused.stdout}${refused.stderr}`);
+    assert.match(refused.stderr, /host r1 is registered.*--force/);
+    assert.deepEqual((await heldBy('r1')).blocks, held.blocks, 'nothing freed when refused');
+
+    const pid = r1().truss.pid() as number;
+    process.kill(-pid, 'SIGKILL'); // r1 is gone for good (its state stays behind)
+    assert.ok(await waitExit(pid, 5000), 'r1 truss must be dead');
+    const t0 = performance.now();
+    await waitFor(async () => !(await heldBy('r1')).registered, LEASE_GONE_MS, {
+      what: "r1's lease to expire",
+      intervalMs: 500,
+    });
+    const leaseMs = Math.round(performance.now() - t0);
+
+    const forgot = await r2().truss.cli(['cluster', 'forget', 'r1', '--state-dir', r2().truss.stateDir]);
+    assert.equal(forgot.code, 0, `truss cluster forget r1: ${forgot.stderr}\n${logTail(r2())}`);
+    assert.match(forgot.stdout, /^forgot host r1\n {2}teal: 1 block\(s\) \(.*\), 1 address claim\(s\)/);
+    assert.ok(forgot.stdout.includes(held.blocks[0] as string), forgot.stdout);
+    assert.deepEqual(await heldBy('r1'), { blocks: [], claims: [], member: false, registered: false });
+
+    const ip = inBlock(held.blocks[0] as string, 7);
+    await runContainer(r2(), { name: 'b3', network: TEAL, ip });
+    assert.equal(await containerIp(r2(), 'b3', TEAL), ip);
+    process.stdout.write(
+      `# r1 lease gone ${leaseMs} ms after kill -9; ${forgot.stdout.trim().replace(/\n\s*/g, ' / ')}\n`,
+    );
+  });
+
+  it('3. everything removed on both hosts leaves nothing of truss; etcd and the underlay stop', {
+    timeout: 120_000,
+  }, async () => {
+    if (!r1().truss.running()) await r1().truss.start();
+    for (const h of hosts) {
+      const ids = (await h.docker(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
+      await removeContainers(h, ids);
+      const nets = (await h.docker(['network', 'ls', '--filter', 'type=custom', '--format', '{{.Name}}'])).stdout;
+      for (const n of nets.split(/\s+/).filter(Boolean)) {
+        const r = await h.docker(['network', 'rm', n]);
+        assert.equal(r.code, 0, `${short(h)}: docker network rm ${n}: ${r.stderr}`);
+      }
+    }
+    for (const node of ['r1', 'r2']) {
+      const left = await heldBy(node);
+      assert.deepEqual([left.blocks, left.claims, left.member], [[], [], false], `${node} holds nothing in etcd`);
+    }
+    for (const h of hosts) {
+      await waitFor(() => assertNoTrussLeftovers(h).then(() => true), 15_000, {
+        what: `${h.name}: no truss leftovers`,
+      });
+    }
+    const names = hosts.map((h) => h.name);
+    for (const h of hosts.splice(0)) await h.stop();
+    const ul = underlay as Underlay;
+    underlay = undefined;
+    await ul.stop();
+    assert.deepEqual(
+      listNetns().filter((n) => names.includes(n) || n === ul.name),
+      [],
+      'the hosts and the underlay namespaces must be gone',
+    );
+  });
+});

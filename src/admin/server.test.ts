@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { type AdminError, adminRequest } from '../cli/admin-client.ts';
+import { errors } from '../core/errors.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { type AdminHandlers, buildAdminServer } from './server.ts';
+
+async function serve(forgetNode: AdminHandlers['forgetNode']) {
+  const nope = async (): Promise<never> => {
+    throw new Error('not in this test');
+  };
+  const server = buildAdminServer(
+    { status: nope, reconcile: nope, showPolicy: nope, setPolicy: nope, rotateKey: nope, forgetNode },
+    silentLogger,
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'truss-admin-'));
+  const socket = join(dir, 'admin.sock');
+  await new Promise<void>((r) => server.listen(socket, r));
+  return {
+    socket,
+    close: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('admin API: POST /v1/cluster/forget', () => {
+  it('passes node and force; a refusal is a 409 with its code; a bad body is a 400', async () => {
+    const calls: unknown[] = [];
+    const s = await serve(async (node, force) => {
+      calls.push([node, force]);
+      if (!force) throw errors.networkConflict(`host ${node} is registered`);
+      return { node, wasRegistered: true, clusters: [] };
+    });
+    try {
+      assert.deepEqual(await adminRequest(s.socket, 'POST', '/v1/cluster/forget', { node: 'c2', force: true }), {
+        node: 'c2',
+        wasRegistered: true,
+        clusters: [],
+      });
+      await assert.rejects(adminRequest(s.socket, 'POST', '/v1/cluster/forget', { node: 'c2' }), (e: AdminError) => {
+        assert.equal(e.status, 409);
+        assert.equal(e.code, 'TRUSS_ERR_NETWORK_CONFLICT');
+        return true;
+      });
+      await assert.rejects(adminRequest(s.socket, 'POST', '/v1/cluster/forget', { node: 3 }), { status: 400 });
+      await assert.rejects(adminRequest(s.socket, 'POST', '/v1/cluster/forget', { node: 'c2', force: 'yes' }), {
+        status: 400,
+      });
+      assert.deepEqual(calls, [
+        ['c2', true],
+        ['c2', false],
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+});

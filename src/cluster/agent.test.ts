@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { clusterKeys } from '../core/cluster/model.ts';
+import { formatIp, type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { ClusterAgent } from './agent.ts';
+import { ClusterIpam } from './cluster-ipam.ts';
+import { listHeld } from './reclaim.ts';
+import { SwitchableStore } from './testing.ts';
+
+const SUBNET = '198.18.64.0/20';
+const subnet = parsePrefix(SUBNET) as Prefix;
+const join = { name: 'blue', subnets: [SUBNET], encrypt: true, fingerprint: 'f', shared: ['198.18.64.1/20'] };
+
+async function agent(store: SwitchableStore, name: string) {
+  const ipam = new ClusterIpam({ store, node: name, log: silentLogger });
+  const a = new ClusterAgent({
+    store,
+    node: { name, address: '198.18.255.1', wgPublicKey: 'k', wgPort: 51820 },
+    mtu: { wireguard: 1440, vxlan: 1450 },
+    ipam,
+    log: silentLogger,
+    onChange: () => {},
+    localClusters: async () => [],
+    retryMs: 10,
+  });
+  a.start();
+  await a.connected();
+  return { agent: a, ipam };
+}
+
+describe('ClusterAgent leave', () => {
+  it('releases membership, claims and blocks; the shared gateway and other hosts stay', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const a = await agent(store, 'a');
+    const b = await agent(store, 'b');
+    await a.agent.joinNetwork(join);
+    await b.agent.joinNetwork(join);
+    for (let i = 0; i < 70; i++) await a.ipam.allocate('blue', subnet); // two blocks
+    await b.ipam.allocate('blue', subnet);
+    assert.ok(a.agent.joined('blue'));
+    const r = await a.agent.leaveNetwork('blue');
+    assert.equal(r.claims.length, 70);
+    assert.deepEqual(r.blocks, ['198.18.64.0/26', '198.18.64.64/26']);
+    assert.equal(a.agent.joined('blue'), false);
+    assert.equal(await store.get(clusterKeys.member('blue', 'a')), undefined);
+    assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [] });
+    assert.ok(await store.get(clusterKeys.member('blue', 'b')));
+    assert.ok(await store.get(clusterKeys.addr('blue', '198.18.64.1')));
+    assert.equal((await listHeld(store, 'blue', 'b')).claims.length, 1);
+    // the space is back in the pool: b may now take an address of a's former block
+    assert.equal(formatIp(await b.ipam.allocate('blue', subnet, parseIp('198.18.64.2') as Ip)), '198.18.64.2');
+    await a.agent.stop();
+    await b.agent.stop();
+  });
+
+  it('a leave while etcd is down fails and keeps everything (a crash or outage is not a leave)', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const a = await agent(store, 'a');
+    await a.agent.joinNetwork(join);
+    await a.ipam.allocate('blue', subnet);
+    store.down = true;
+    await assert.rejects(a.agent.leaveNetwork('blue'), { code: 'TRUSS_ERR_STORE_UNAVAILABLE' });
+    store.down = false;
+    assert.equal((await listHeld(store, 'blue', 'a')).claims.length, 1);
+    await a.agent.stop();
+  });
+
+  it('a join during the release stops it', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const a = await agent(store, 'a');
+    await a.agent.joinNetwork(join);
+    for (let i = 0; i < 120; i++) await a.ipam.allocate('blue', subnet);
+    const leaving = a.agent.leaveNetwork('blue');
+    await a.agent.joinNetwork(join); // the network is created again meanwhile
+    const r = await leaving;
+    assert.ok(r.claims.length < 120, `released ${r.claims.length} of 120 claims`);
+    assert.deepEqual(r.blocks, [], 'no block released while claims remain');
+    assert.ok(await store.get(clusterKeys.member('blue', 'a')));
+    await a.agent.stop();
+  });
+
+  it('a refused join does not leave the cluster marked joined (the claim GC may look at it)', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const a = await agent(store, 'a');
+    const b = await agent(store, 'b');
+    await a.agent.joinNetwork(join);
+    await assert.rejects(b.agent.joinNetwork({ ...join, fingerprint: 'other' }), /other settings/);
+    assert.equal(b.agent.joined('blue'), false);
+    assert.equal(a.agent.joined('blue'), true);
+    await a.agent.stop();
+    await b.agent.stop();
+  });
+});
