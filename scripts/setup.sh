@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 kmod etcd-server wireguard-tools wireguard-go)
+PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 ethtool kmod etcd-server wireguard-tools wireguard-go)
 
 sudo_=()
 [ "$(id -u)" = 0 ] || sudo_=(sudo)
