@@ -680,6 +680,8 @@ function report(r: Results, env: Record<string, string>): { lines: string[]; ver
     verdicts.throughputPaired = paired(r.throughput, 'truss', 'bare');
     verdicts.hopOverBarePaired = paired(r.throughput, 'hop', 'bare');
     verdicts.trussOverHopPaired = paired(r.throughput, 'truss', 'hop');
+    verdicts.trussNsOverBarePaired = paired(r.throughput, 'trussNs', 'bare');
+    verdicts.trussNsOverHopPaired = paired(r.throughput, 'trussNs', 'hop');
     lines.push(...markdownTable(t.rows), '', ...throughputFindings(r.throughput), '');
   }
   if (r.starts) {
@@ -689,6 +691,14 @@ function report(r: Results, env: Record<string, string>): { lines: string[]; ver
     lines.push(...markdownTable(breakdownRows(r.starts)), '', ...convergenceFindings(r.starts), '');
   }
   lines.push(`Tunnel MTU ${env.tunnelMtu} (underlay ${env.underlayMtu}); ${env.wireguard}.`);
+  const verdict = (x: number | undefined, ok: boolean) =>
+    x === undefined ? 'not measured' : `${x.toFixed(3)} (${ok ? 'met' : 'missed'})`;
+  lines.push(
+    '',
+    `Verdicts: throughput truss ÷ bare ${verdict(verdicts.throughput, (verdicts.throughput ?? 0) >= 0.95)}, target ≥ 0.95; ` +
+      `convergence growth ${Math.min(...HOST_COUNTS)} → ${Math.max(...HOST_COUNTS)} hosts (reachable from all, p50) ` +
+      `${verdict(verdicts.growth_all, (verdicts.growth_all ?? 99) <= 1.5)}, target ≤ 1.5.`,
+  );
   return { lines, verdicts };
 }
 
@@ -728,6 +738,14 @@ function throughputFindings(t: Record<Cond, ThroughputSample[]>): string[] {
     '  the 2022 wireguard-go keeps the default socket buffer and has no TUN offloads, so TCP runs through heavy loss in every condition.',
     `- CPU placement: ${cgroupNote}.`,
   ];
+  const [hop, nsHop] = [paired(t, 'hop', 'bare'), paired(t, 'trussNs', 'hop')];
+  out.push(
+    `- The container's hop without truss: bare+hop ÷ bare ${hop.toFixed(3)} (per packet a forward, a bridge and a veth more on` +
+      ' each host, on cores that are already saturated); ' +
+      (Math.abs(nsHop - 1) < 0.1
+        ? `truss on that path adds nothing measurable beyond it (truss (nsenter) ÷ bare+hop ${nsHop.toFixed(3)}, within this run's noise).`
+        : `truss on that path differs from it by truss (nsenter) ÷ bare+hop ${nsHop.toFixed(3)}.`),
+  );
   return out;
 }
 
