@@ -1,3 +1,31 @@
+/**
+ * Multi-host benchmark (not part of the test suite): `npm run bench:cluster` (root, like the
+ * e2e suite). It starts an underlay with one etcd and simulated hosts, each with its own
+ * dockerd and truss (--store etcd://), all through the e2e harness, and asks two questions:
+ *
+ *  (a) throughput: iperf3 TCP from a container on host B to a container on host A over one
+ *      cluster network (truss's WireGuard tunnel, wireguard-go here) ÷ iperf3 between the same
+ *      two host namespaces over a bare tunnel of the same implementation that this script
+ *      makes itself (bnwg0: own keys, port and 198.19.77.0/24 addresses, truss's tunnel MTU,
+ *      wireguard-go started the way truss starts it), with two more conditions for the cause:
+ *      the same tunnel behind a veth + bridge hop (no truss), and truss's path with iperf3
+ *      nsenter-ed into the containers (outside their cgroups). Order rotated. Target ≥ 0.95.
+ *      The CPU the machine spent per run (all cores, from /proc/stat) and the wireguard-go
+ *      processes' own CPU time are recorded with each run: on 2 cores the tunnel is CPU-bound.
+ *  (b) convergence: `docker run -d` of a TCP server on host A (rotating over the members) →
+ *      first successful connection from another member (a probe in a long-lived container on
+ *      each other member, a new connect every 50 ms from when `docker run` returns), and until
+ *      every other member has connected; for 2, 3 and 5 members of the cluster network. All
+ *      hosts run throughout; membership changes by creating/removing the network on hosts, and
+ *      the member counts are alternated (2,3,5 then 5,3,2 ...). Growth 5 ÷ 2 hosts ≤ 1.5.
+ *
+ * Prints tables; a full run also writes bench/results/cluster.json and the "Multi-host"
+ * section of docs/benchmarks.md (cluster-report.ts; the baselines and counters are in
+ * cluster-baseline.ts). `--smoke` (2 hosts, 1 repetition, 2 s of iperf, 1 start)
+ * only prints, so CI can prove the benchmark still runs (e2e/bench-smoke.e2e.ts).
+ * Flags: --smoke, --reps N (throughput repetitions, 5), --seconds S (iperf, 10), --runs N (starts
+ * per host count per repetition round, 10), --hosts 2,3,5, --part all|throughput|convergence.
+ */
 import { parseArgs } from 'node:util';
 import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
 import { inNetns, run, runOk } from '../e2e/harness/exec.ts';
