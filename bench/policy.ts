@@ -18,17 +18,24 @@
  * so CI can prove the benchmark still runs (e2e/bench-smoke.e2e.ts).
  * Flags: --smoke, --reps N (default 5), --entries N (10000), --seconds S (iperf, 5), --changes N (5).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { containerIp, runContainer } from '../e2e/harness/containers.ts';
-import { run } from '../e2e/harness/exec.ts';
 import { median } from '../e2e/harness/figures.ts';
 import { type Host, startHost } from '../e2e/harness/host.ts';
-import { REPO_ROOT } from '../e2e/harness/paths.ts';
 import { adminRequest } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
+import {
+  alternate,
+  f1,
+  iperfGbps,
+  machineFacts,
+  markdownTable,
+  range,
+  stats,
+  writeDocSection,
+  writeResultsJson,
+} from './lib.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -63,19 +70,6 @@ function allowList(n: number, last?: number): string {
   if (last !== undefined) ports.push(last);
   return ports.map((p) => `tcp/${p}`).join(',');
 }
-
-interface Stats {
-  readonly n: number;
-  readonly median: number;
-  readonly min: number;
-  readonly max: number;
-}
-const stats = (v: readonly number[]): Stats => ({
-  n: v.length,
-  median: median(v),
-  min: Math.min(...v),
-  max: Math.max(...v),
-});
 
 let host: Host;
 
@@ -132,10 +126,7 @@ async function iperf(serverIp: string): Promise<number> {
   const args = ['exec', 'bc', 'iperf3', '-c', serverIp, '-p', String(IPERF_PORT), '-t', String(SECONDS), ...omit, '-J'];
   const r = await host.docker(args, (SECONDS + 60) * 1000);
   if (r.code !== 0) throw new Error(`iperf3 failed: ${r.stderr.trim()} ${r.stdout.slice(0, 500)}`);
-  const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
-  const bps = j.end?.sum_received?.bits_per_second;
-  if (typeof bps !== 'number' || bps <= 0) throw new Error(`iperf3: no throughput in ${r.stdout.slice(0, 500)}`);
-  return bps / 1e9;
+  return iperfGbps(r.stdout);
 }
 
 async function environment(): Promise<Record<string, string>> {
@@ -144,9 +135,10 @@ async function environment(): Promise<Record<string, string>> {
     const r = await host.exec(['cat', p]);
     return r.code === 0 ? r.stdout.trim() : 'absent';
   };
+  const facts = await machineFacts();
   return {
-    kernel: (await run(['uname', '-r'])).stdout.trim(),
-    cpu: `${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores)`,
+    kernel: facts.kernel,
+    cpu: facts.cpu,
     brNetfilter: !existsSync('/proc/sys/net/bridge')
       ? 'absent'
       : existsSync('/sys/module/br_netfilter')
@@ -155,12 +147,8 @@ async function environment(): Promise<Record<string, string>> {
     bridgeNfCallIptables: `root netns ${read('/proc/sys/net/bridge/bridge-nf-call-iptables')}, host netns ${await inHost('/proc/sys/net/bridge/bridge-nf-call-iptables')}`,
     docker: (await host.docker(['version', '--format', '{{.Server.Version}}'])).stdout.trim(),
     iperf3: (await host.docker(['exec', 'bc', 'iperf3', '--version'])).stdout.split('\n')[0]?.trim() ?? '',
-    node: process.version,
-    commit: `${(await run(['git', '-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'])).stdout.trim()}${
-      (await run(['git', '-C', REPO_ROOT, 'status', '--porcelain', '--', 'src'])).stdout.trim()
-        ? ' (src/ modified)'
-        : ''
-    }`,
+    node: facts.node,
+    commit: facts.commit,
   };
 }
 
@@ -199,7 +187,7 @@ async function measureThroughput(serverIp: string, r: Results): Promise<void> {
   await iperf(serverIp); // warm-up, not counted
   for (let i = 0; i < REPS; i++) {
     // alternate which condition goes first, so a drift over time hits both alike
-    for (const cond of i % 2 === 0 ? (['none', 'policy'] as const) : (['policy', 'none'] as const)) {
+    for (const cond of alternate(i, ['none', 'policy'] as const)) {
       if (cond === 'policy') r.throughput.setMs.push(await cliSet('bt', spec));
       else await cliSet('bt', null);
       const gbps = await iperf(serverIp);
@@ -215,7 +203,7 @@ async function measureApply(applyId: string, r: Results): Promise<void> {
   const target = ['tcp/80', 'tcp/80,tcp/443'];
   let k = 0;
   for (let i = 0; i < REPS; i++) {
-    for (const cond of i % 2 === 0 ? (['small', 'large'] as const) : (['large', 'small'] as const)) {
+    for (const cond of alternate(i, ['small', 'large'] as const)) {
       await cliSet('bload', allowList(Math.floor(perLoad[cond])));
       for (let c = 0; c < CHANGES; c++) {
         const from = host.truss.log().length;
@@ -231,9 +219,6 @@ async function measureApply(applyId: string, r: Results): Promise<void> {
   }
   await cliSet('bload', null);
 }
-
-const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2) : 'n/a');
-const range = (s: Stats): string => `${f1(s.min)}–${f1(s.max)}`;
 
 function table(r: Results): { lines: string[]; verdicts: Record<string, number> } {
   const N = ENTRIES.toLocaleString('en-US');
@@ -299,10 +284,7 @@ function table(r: Results): { lines: string[]; verdicts: Record<string, number> 
     large,
     '(info)',
   );
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];
-  const fmt = (row: string[]) => `| ${row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join(' | ')} |`;
-  const lines = [fmt(rows[0] ?? []), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(fmt)];
-  return { lines, verdicts };
+  return { lines: markdownTable(rows), verdicts };
 }
 
 /** Kernel commands the daemon ran during one measured apply, median ms per apply, small vs large. */
@@ -322,11 +304,12 @@ function pairedThroughputRatio(r: Results): number {
   return median(Array.from({ length: n }, (_, i) => (r.throughput.policy[i] ?? 0) / (r.throughput.none[i] ?? 1)));
 }
 
-function writeDocs(lines: string[], env: Record<string, string>, r: Results, verdicts: Record<string, number>): void {
-  const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
-  mkdirSync(dirname(file), { recursive: true });
-  const header = '# Benchmarks\n\nFigures measured on the machine named in each section; rerun with `npm run bench`.\n';
-  const old = existsSync(file) ? readFileSync(file, 'utf8') : header;
+async function writeDocs(
+  lines: string[],
+  env: Record<string, string>,
+  r: Results,
+  verdicts: Record<string, number>,
+): Promise<void> {
   const tset = stats(r.throughput.setMs);
   const section = [
     '## Port policy',
@@ -355,16 +338,7 @@ function writeDocs(lines: string[], env: Record<string, string>, r: Results, ver
     `- Verdicts: throughput ratio ${verdicts.throughput?.toFixed(3)} (target ≥ 0.97), apply ratio (admin API) ${verdicts.applyApi?.toFixed(3)} (target ≤ 2).`,
     '',
   ].join('\n');
-  const start = old.indexOf('## Port policy');
-  let next = start < 0 ? -1 : old.indexOf('\n## ', start + 1);
-  if (next >= 0) next += 1;
-  const text =
-    start < 0
-      ? `${old.trimEnd()}\n\n${section}`
-      : `${old.slice(0, start)}${section}${next < 0 ? '' : `\n${old.slice(next)}`}`;
-  writeFileSync(file, `${text.trimEnd()}\n`);
-  const json = join(REPO_ROOT, 'bench', 'results', 'policy.json');
-  mkdirSync(dirname(json), { recursive: true });
+  writeDocSection('## Port policy', section);
   const summary = {
     date: new Date().toISOString(),
     environment: env,
@@ -379,14 +353,7 @@ function writeDocs(lines: string[], env: Record<string, string>, r: Results, ver
     targets: { throughput: '>= 0.97', applyApi: '<= 2', applyDaemon: '<= 2' },
     samples: r,
   };
-  const round = (_k: string, v: unknown): unknown => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v);
-  writeFileSync(json, `${JSON.stringify(summary, round, 2)}\n`);
-}
-
-/** The repository's formatter owns the look of committed JSON (best effort: a missing biome only leaves it unformatted). */
-async function formatJson(): Promise<void> {
-  const biome = join(REPO_ROOT, 'node_modules', '.bin', 'biome');
-  if (existsSync(biome)) await run([biome, 'format', '--write', join(REPO_ROOT, 'bench', 'results', 'policy.json')]);
+  await writeResultsJson('policy', summary);
 }
 
 async function main(): Promise<void> {
@@ -422,8 +389,7 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(out.join('\n'));
     if (!SMOKE) {
-      writeDocs(lines, env, r, verdicts);
-      await formatJson();
+      await writeDocs(lines, env, r, verdicts);
       process.stdout.write('wrote docs/benchmarks.md (Port policy) and bench/results/policy.json\n');
     }
   } finally {

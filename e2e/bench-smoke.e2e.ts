@@ -1,7 +1,8 @@
 /**
- * The port-policy benchmark still runs: `bench/policy.ts --smoke` (its own simulated host,
- * 1 repetition, 100 entries, 1 s of iperf3) exits 0 and prints its table. The figures of a
- * smoke run mean nothing and are not checked; the full benchmark is `npm run bench`.
+ * The benchmarks still run: `bench/policy.ts --smoke` (its own simulated host, 1 repetition,
+ * 100 entries, 1 s of iperf3) and `bench/cluster.ts --smoke` (an underlay with etcd and 2
+ * hosts, 1 repetition, 2 s of iperf3, 1 start) exit 0 and print their tables. The figures of
+ * a smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -24,6 +25,30 @@ describe('bench/policy.ts --smoke', { timeout: 360_000 }, () => {
     }
     const ratios = [...r.stdout.matchAll(/\| (\d+\.\d{3}) +\| (?:≥|≤|\()/g)].map((m) => Number(m[1]));
     assert.ok(ratios.length >= 2 && ratios.every((x) => Number.isFinite(x) && x > 0), `ratios: ${ratios}\n${out}`);
+    process.stdout.write(r.stdout);
+  });
+});
+
+describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
+  it('exits 0 within a minute and prints the throughput and convergence tables', { timeout: 150_000 }, async () => {
+    const t0 = performance.now();
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'cluster.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 120_000,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/cluster.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /MULTI-HOST BENCHMARK/, out);
+    for (const row of [
+      /\| cross-host TCP, iperf3 \(Gbit\/s\) +\| bare wireguard-go tunnel/,
+      /\| +\| truss cluster network, container to container +\| 1 +\| [\d.]+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} +\| ≥ 0\.95/,
+      /\| docker run on A → first connect from another host +\| 2 +\| 1 +\| \d+/,
+      /\| docker run on A → reachable from every other host +\| 2 +\| 1 +\| \d+/,
+    ]) {
+      assert.match(r.stdout, row, out);
+    }
+    assert.ok(seconds < 60, `the smoke run took ${seconds.toFixed(0)} s (keep it under 60 s)`);
     process.stdout.write(r.stdout);
   });
 });

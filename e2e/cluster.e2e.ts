@@ -19,9 +19,8 @@ import { after, before, describe, it } from 'node:test';
 import { captureSyns, type SynCounts } from './harness/capture.ts';
 import { inCidr } from './harness/cidr.ts';
 import { allAddresses, containerIp, containerPid, removeContainers, runContainer } from './harness/containers.ts';
-import { run } from './harness/exec.ts';
 import { median, percentile, printFigures, rpcFigureLines } from './harness/figures.ts';
-import { type Host, startHost } from './harness/host.ts';
+import { type Host, inHostMounts, startHost } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import {
   assertNoTrussLeftovers,
@@ -32,7 +31,6 @@ import {
 import { listNetns } from './harness/netns.ts';
 import { msUntilConnects } from './harness/netns-tcp.ts';
 import { memoOnce } from './harness/once.ts';
-import { CHILD_PATH } from './harness/paths.ts';
 import { isAlive, listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
 import { pingProbe, SINK_CMD, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
 import {
@@ -80,12 +78,7 @@ const once = memoOnce();
 const createTruss = (h: Host, args: readonly string[]) =>
   h.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);
 
-/** Runs argv in a host's mount and network namespaces (wg needs its private /run/wireguard). */
-const inHost = (h: Host, argv: readonly string[], timeoutMs = 15_000) =>
-  run(['nsenter', `--target=${h.dockerdPid()}`, '--mount', '--net', '--', ...argv], {
-    env: { ...process.env, PATH: CHILD_PATH },
-    timeoutMs,
-  });
+const inHost = inHostMounts;
 
 async function wgPeers(h: Host): Promise<string[]> {
   const r = await inHost(h, ['wg', 'show', WG_DEV, 'peers']);

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private registry
-PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 kmod etcd-server wireguard-tools wireguard-go binutils docker-registry)
+# binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private registry;
+# ethtool: the benchmarks record offloads
+PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 ethtool kmod etcd-server wireguard-tools wireguard-go binutils docker-registry)
 
 sudo_=()
 [ "$(id -u)" = 0 ] || sudo_=(sudo)

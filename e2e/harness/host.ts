@@ -183,6 +183,13 @@ async function stopHost(host: Host, st: Internals): Promise<void> {
   if (problems.length > 0) throw new Error(`host ${host.name} teardown: ${problems.join('; ')}`);
 }
 
+/** Runs argv in a host's mount and network namespaces (wg and wireguard-go need its private /run/wireguard). */
+export const inHostMounts = (h: Host, argv: readonly string[], timeoutMs = 15_000): Promise<RunResult> =>
+  run(['nsenter', `--target=${h.dockerdPid()}`, '--mount', '--net', '--', ...argv], {
+    env: { ...process.env, PATH: CHILD_PATH },
+    timeoutMs,
+  });
+
 /** Logs outlive the host (WORK_DIR/logs/<name>/) so a failed CI run can be read afterwards. */
 function keepLogs(host: Host): void {
   const to = join(WORK_DIR, 'logs', host.name);

@@ -88,8 +88,20 @@ function inputsKey(extra: readonly string[]): string {
   return h.digest('hex').slice(0, 16);
 }
 
-/** Path of the rootfs tar, built on first use; its name is a hash of the inputs, so a change rebuilds. */
-export async function ensureImageTar(): Promise<string> {
+let building: Promise<string> | undefined;
+
+/**
+ * Path of the rootfs tar, built on first use; its name is a hash of the inputs, so a change
+ * rebuilds. Hosts started at once share one build (its scratch dir is named by our pid).
+ */
+export function ensureImageTar(): Promise<string> {
+  building ??= buildImageTar().finally(() => {
+    building = undefined;
+  });
+  return building;
+}
+
+async function buildImageTar(): Promise<string> {
   const extra = await iperfFiles();
   const dir = join(WORK_DIR, 'image');
   const tar = join(dir, `rootfs-${inputsKey(extra)}.tar`);

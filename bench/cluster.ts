@@ -1,0 +1,444 @@
+/**
+ * Multi-host benchmark (not part of the test suite): `npm run bench:cluster` (root, like the
+ * e2e suite). It starts an underlay with one etcd and simulated hosts, each with its own
+ * dockerd and truss (--store etcd://), all through the e2e harness, and asks two questions:
+ *
+ *  (a) throughput: iperf3 TCP from a container on host B to a container on host A over one
+ *      cluster network (truss's WireGuard tunnel, wireguard-go here) ÷ iperf3 between the same
+ *      two host namespaces over a bare tunnel of the same implementation that this script
+ *      makes itself (bnwg0: own keys, port and 198.19.77.0/24 addresses, truss's tunnel MTU,
+ *      wireguard-go started the way truss starts it), with two more conditions for the cause:
+ *      the same tunnel behind a veth + bridge hop (no truss), and truss's path with iperf3
+ *      nsenter-ed into the containers (outside their cgroups). Order rotated. Target ≥ 0.95.
+ *      The CPU the machine spent per run (all cores, from /proc/stat) and the wireguard-go
+ *      processes' own CPU time are recorded with each run: on 2 cores the tunnel is CPU-bound.
+ *  (b) convergence: `docker run -d` of a TCP server on host A (rotating over the members) →
+ *      first successful connection from another member (a probe in a long-lived container on
+ *      each other member, a new connect every 50 ms from when `docker run` returns), and until
+ *      every other member has connected; for 2, 3 and 5 members of the cluster network. All
+ *      hosts run throughout; membership changes by creating/removing the network on hosts, and
+ *      the member counts are alternated (2,3,5 then 5,3,2 ...). Growth 5 ÷ 2 hosts ≤ 1.5.
+ *
+ * Prints tables; a full run also writes bench/results/cluster.json and the "Multi-host"
+ * section of docs/benchmarks.md (cluster-report.ts; the baselines and counters are in
+ * cluster-baseline.ts). `--smoke` (2 hosts, 1 repetition, 2 s of iperf, 1 start)
+ * only prints, so CI can prove the benchmark still runs (e2e/bench-smoke.e2e.ts).
+ * Flags: --smoke, --reps N (throughput repetitions, 5), --seconds S (iperf, 10), --runs N (starts
+ * per host count per repetition round, 10), --hosts 2,3,5, --part all|throughput|convergence.
+ */
+import { parseArgs } from 'node:util';
+import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
+import { inNetns, run, runOk } from '../e2e/harness/exec.ts';
+import { parseRpcSamples } from '../e2e/harness/figures.ts';
+import { type Host, startHost } from '../e2e/harness/host.ts';
+import { IMAGE } from '../e2e/harness/image.ts';
+import { enterNetns, msUntilConnects, nsTcpConnect } from '../e2e/harness/netns-tcp.ts';
+import { CHILD_PATH } from '../e2e/harness/paths.ts';
+import { SINK_CMD, SINK_PORT } from '../e2e/harness/traffic.ts';
+import { clusterServeArgs, startUnderlay, UNDERLAY_MTU, type Underlay } from '../e2e/harness/underlay.ts';
+import { waitFor } from '../e2e/harness/wait.ts';
+import {
+  BARE_DEV,
+  BARE_IPERF_PORT,
+  bareIp,
+  cpuSeconds,
+  dockerCgroup,
+  hopNet,
+  hopNs,
+  linkMtu,
+  machineCpu,
+  offloads,
+  startBareTunnel,
+  stopBareTunnel,
+  txCounters,
+  udpCounters,
+  wireguardGoPids,
+} from './cluster-baseline.ts';
+import {
+  CONDS,
+  type Cond,
+  pct,
+  type ReportParams,
+  report,
+  type StartSample,
+  type ThroughputSample,
+  writeDocs,
+} from './cluster-report.ts';
+import { iperfGbps, machineFacts, writeResultsJson } from './lib.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    reps: { type: 'string' },
+    seconds: { type: 'string' },
+    runs: { type: 'string' },
+    hosts: { type: 'string' },
+    part: { type: 'string', default: 'all' },
+  },
+  strict: true,
+});
+const SMOKE = flags.smoke === true;
+const REPS = Number(flags.reps ?? (SMOKE ? 1 : 5));
+const SECONDS = Number(flags.seconds ?? (SMOKE ? 2 : 10));
+const RUNS = Number(flags.runs ?? (SMOKE ? 1 : 10));
+const HOST_COUNTS = (flags.hosts ?? (SMOKE ? '2' : '2,3,5')).split(',').map(Number);
+const PART = flags.part ?? 'all';
+for (const [k, v] of Object.entries({ REPS, SECONDS, RUNS })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`bench/cluster: ${k} must be a positive integer, got ${v}`);
+}
+if (HOST_COUNTS.some((n) => !Number.isInteger(n) || n < 2 || n > 9) || HOST_COUNTS.length === 0)
+  throw new Error(`bench/cluster: --hosts wants counts from 2 to 9, got ${flags.hosts}`);
+if (!['all', 'throughput', 'convergence'].includes(PART)) throw new Error(`bench/cluster: --part ${PART}?`);
+const DO_THROUGHPUT = PART !== 'convergence';
+const DO_CONVERGENCE = PART !== 'throughput';
+
+const CLUSTER = 'bench';
+const SUBNET = '198.18.64.0/20';
+const WG_PORT = 51820;
+const TRUSS_DEV = 'trwg0';
+
+const IPERF_PORT = 5201;
+/** how long a start may take to become reachable before the run counts as failed */
+const CONNECT_LIMIT_MS = 15_000;
+const PROBE_STEP_MS = 50;
+const TRUSS_OPTS = { debug: true, defaultPools: '198.18.128.0/17:24' };
+
+const hosts: Host[] = [];
+let underlay: Underlay | undefined;
+const hostName = (i: number): string => `${SMOKE ? 'cs' : 'cb'}${i + 1}`;
+
+async function must(h: Host, args: readonly string[], timeoutMs = 120_000): Promise<string> {
+  const r = await h.docker(args, timeoutMs);
+  if (r.code !== 0) throw new Error(`${h.name}: docker ${args.join(' ')}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
+// ---------------------------------------------------------------- hosts and membership
+
+const members = new Map<Host, { pid: number; ip: string }>();
+
+async function startHosts(n: number): Promise<void> {
+  underlay = await startUnderlay();
+  const ul = underlay;
+  const started = await Promise.allSettled(
+    Array.from({ length: n }, (_, i) => startHost(hostName(i), { underlay: { of: ul, index: i + 1 } })),
+  );
+  for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
+  const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (bad) throw bad.reason;
+  await Promise.all(
+    hosts.map((h, i) =>
+      h.startTruss({
+        ...TRUSS_OPTS,
+        extraArgs: clusterServeArgs(ul, hostName(i), h.underlayAddress as string, WG_PORT),
+      }),
+    ),
+  );
+}
+
+/** Joins h to the cluster network, with a long-lived TCP sink `pc` that also serves as its probe. */
+async function addMember(h: Host): Promise<void> {
+  await must(h, [
+    'network',
+    'create',
+    '-d',
+    'truss',
+    '--ipam-driver',
+    'truss',
+    '-o',
+    `truss.cluster=${CLUSTER}`,
+    '--subnet',
+    SUBNET,
+    CLUSTER,
+  ]);
+  await runContainer(h, { name: 'pc', network: CLUSTER, cmd: SINK_CMD() });
+  members.set(h, { pid: await containerPid(h, 'pc'), ip: await containerIp(h, 'pc', CLUSTER) });
+}
+
+async function removeMember(h: Host): Promise<void> {
+  await removeContainers(h, ['pc']);
+  await must(h, ['network', 'rm', CLUSTER]);
+  members.delete(h);
+}
+
+/** Makes exactly the first n hosts members, then waits until every member reaches every other one. */
+async function setMembers(n: number): Promise<void> {
+  for (const h of hosts.slice(n)) if (members.has(h)) await removeMember(h);
+  for (const h of hosts.slice(0, n)) if (!members.has(h)) await addMember(h);
+  const list = [...members.entries()];
+  await waitFor(
+    async () => {
+      const pairs = list.flatMap(([a, pa]) => list.filter(([b]) => b !== a).map(([, pb]) => [pa, pb] as const));
+      const ok = await Promise.all(pairs.map(([pa, pb]) => nsTcpConnect({ pid: pa.pid }, pb.ip, SINK_PORT, 1)));
+      return ok.every((r) => r.ok);
+    },
+    60_000,
+    { what: `${n} members reaching each other`, intervalMs: 250 },
+  );
+}
+
+// ---------------------------------------------------------------- throughput
+
+const NS_IPERF_PORT = 5203;
+
+/** One iperf3 run; a run that fails or hangs (seen once on a loaded machine) is retried once, and says so. */
+async function iperfRun(cond: Cond, ctx: ThroughputCtx, attempt = 1): Promise<ThroughputSample> {
+  const common = ['-t', String(SECONDS), ...(SECONDS > 2 ? ['-O', '1'] : []), '--connect-timeout', '5000', '-J'];
+  const [a, b] = ctx.wgPids[cond];
+  const dev = cond === 'truss' || cond === 'trussNs' ? TRUSS_DEV : BARE_DEV;
+  const tx0 = await txCounters(hosts[1] as Host, dev);
+  const udp0 = await udpCounters(hosts[0] as Host);
+  const before = { m: machineCpu(), a: cpuSeconds(a), b: cpuSeconds(b) };
+  const timeoutMs = (SECONDS + 30) * 1000;
+  const client = (argv: readonly string[], to: string, port: number) =>
+    run([...argv, 'iperf3', '-c', to, '-p', String(port), ...common], { timeoutMs });
+  const r =
+    cond === 'truss'
+      ? await (hosts[1] as Host).docker(
+          ['exec', 'ic', 'iperf3', '-c', ctx.serverIp, '-p', String(IPERF_PORT), ...common],
+          timeoutMs,
+        )
+      : cond === 'trussNs'
+        ? await client(enterNetns({ pid: ctx.clientPid }, []), ctx.serverIp, NS_IPERF_PORT)
+        : cond === 'bare'
+          ? await client(inNetns((hosts[1] as Host).netnsPath, []), bareIp(0), BARE_IPERF_PORT)
+          : await client(inNetns(hopNs(1), []), `${hopNet(0)}.2`, BARE_IPERF_PORT);
+  if (r.code !== 0) {
+    const why = `iperf3 (${cond}) failed: ${r.stderr.trim()} ${r.stdout.slice(0, 500)}`;
+    if (attempt > 1) throw new Error(why);
+    process.stderr.write(`  ${why}; once more\n`);
+    return iperfRun(cond, ctx, attempt + 1);
+  }
+  const m = machineCpu();
+  const [wgA, wgB] = [cpuSeconds(a), cpuSeconds(b)];
+  const tx = await txCounters(hosts[1] as Host, dev);
+  const udp = await udpCounters(hosts[0] as Host);
+  const gbps = iperfGbps(r.stdout);
+  const retransmits = (JSON.parse(r.stdout) as { end?: { sum_sent?: { retransmits?: number } } }).end?.sum_sent
+    ?.retransmits;
+  const gb = (gbps * SECONDS) / 8;
+  const span = m.total - before.m.total;
+  return {
+    gbps,
+    busy: (m.busy - before.m.busy) / span,
+    softirq: (m.softirq - before.m.softirq) / span,
+    wgRxCpuPerGB: (wgA - before.a) / gb,
+    wgTxCpuPerGB: (wgB - before.b) / gb,
+    tunTxPacketBytes: (tx.bytes - tx0.bytes) / (tx.packets - tx0.packets),
+    retransmits: retransmits ?? Number.NaN,
+    udpRcvbufDrops: (udp.rcvbufErrors - udp0.rcvbufErrors) / (udp.inDatagrams - udp0.inDatagrams),
+  };
+}
+
+interface ThroughputCtx {
+  readonly serverIp: string;
+  /** pid of the client container (trussNs enters its network namespace) */
+  readonly clientPid: number;
+  readonly wgPids: Record<Cond, readonly [number, number]>;
+}
+
+async function measureThroughput(): Promise<{ samples: Record<Cond, ThroughputSample[]>; mtu: number }> {
+  const [a, b] = [hosts[0] as Host, hosts[1] as Host];
+  await runContainer(a, { name: 'is', network: CLUSTER, cmd: ['iperf3', '-s', '-p', String(IPERF_PORT)] });
+  await runContainer(b, { name: 'ic', network: CLUSTER });
+  const mtu = await linkMtu(a, TRUSS_DEV);
+  await startBareTunnel(a, b, mtu);
+  const ns = await runOk(
+    enterNetns({ pid: await containerPid(a, 'is') }, ['iperf3', '-s', '-D', '-p', String(NS_IPERF_PORT)]),
+  );
+  if (ns.code !== 0) throw new Error(`iperf3 -s in is's namespace: ${ns.stderr}`);
+  const ctx: ThroughputCtx = {
+    serverIp: await containerIp(a, 'is', CLUSTER),
+    clientPid: await containerPid(b, 'ic'),
+    wgPids: {
+      truss: wireguardGoPids([a, b], TRUSS_DEV) as [number, number],
+      trussNs: wireguardGoPids([a, b], TRUSS_DEV) as [number, number],
+      bare: wireguardGoPids([a, b], BARE_DEV) as [number, number],
+      hop: wireguardGoPids([a, b], BARE_DEV) as [number, number],
+    },
+  };
+  const samples: Record<Cond, ThroughputSample[]> = { truss: [], trussNs: [], bare: [], hop: [] };
+  if (!SMOKE) for (const cond of CONDS) await iperfRun(cond, ctx); // warm-up, not counted
+  for (let i = 0; i < REPS; i++) {
+    // the order rotates: each condition takes each place in turn
+    for (const cond of [...CONDS.slice(i % CONDS.length), ...CONDS.slice(0, i % CONDS.length)]) {
+      const s = await iperfRun(cond, ctx);
+      samples[cond].push(s);
+      process.stderr.write(
+        `  throughput rep ${i + 1}/${REPS} ${cond}: ${s.gbps.toFixed(3)} Gbit/s (cpu busy ${pct(s.busy)}, softirq ${pct(s.softirq)}, tun pkt ${s.tunTxPacketBytes.toFixed(0)} B, retr ${s.retransmits}, udp drops ${pct(s.udpRcvbufDrops)})\n`,
+      );
+    }
+  }
+  return { samples, mtu };
+}
+
+// ---------------------------------------------------------------- convergence
+
+/** The address truss's IPAM answered in the log since `from` (no docker inspect on the clock). */
+function addressFromLog(h: Host, from: number): string | undefined {
+  for (const line of h.truss.log().slice(from).split('\n')) {
+    if (!line.includes('RequestAddress') || !line.includes('rpc response')) continue;
+    try {
+      const o = JSON.parse(line) as { body?: { Address?: string } };
+      if (o.body?.Address) return o.body.Address.split('/')[0];
+    } catch {
+      // not JSON
+    }
+  }
+  return undefined;
+}
+
+let started = 0;
+async function measureStart(n: number, k: number): Promise<StartSample> {
+  const list = hosts.slice(0, n);
+  const a = list[k % n] as Host;
+  const others = list.filter((h) => h !== a);
+  const name = `s${started++}`;
+  const t00 = performance.now();
+  await must(a, ['run', '-d', '--name', `${name}n`, '--network', 'none', IMAGE, 'sleep', '3600']);
+  const noneMs = performance.now() - t00;
+  await removeContainers(a, [`${name}n`]);
+  const from = a.truss.log().length;
+  const t0 = performance.now();
+  await runContainer(a, { name, network: CLUSTER, cmd: SINK_CMD() });
+  const runMs = performance.now() - t0;
+  const ip = addressFromLog(a, from) ?? (await containerIp(a, name, CLUSTER));
+  const times = await Promise.all(
+    others.map((o) => {
+      const pid = members.get(o)?.pid as number;
+      return msUntilConnects({ pid }, ip, SINK_PORT, t0, CONNECT_LIMIT_MS, PROBE_STEP_MS);
+    }),
+  );
+  const rpc: Record<string, number> = {};
+  for (const s of parseRpcSamples(a.truss.log().slice(from))) rpc[s.rpc] = (rpc[s.rpc] ?? 0) + s.durationMs;
+  await removeContainers(a, [name]);
+  const ok = times.filter((t): t is number => t !== undefined);
+  return {
+    n,
+    on: a.name,
+    runMs,
+    noneMs,
+    ...(ok.length > 0 ? { firstMs: Math.min(...ok) } : {}),
+    ...(ok.length === times.length ? { allMs: Math.max(...ok) } : {}),
+    byHost: Object.fromEntries(others.map((o, i) => [o.name, times[i] ?? null])),
+    rpc,
+  };
+}
+
+/** RUNS starts per member count, the counts alternated (2,3,5 then 5,3,2 ...), membership changed between. */
+async function measureConvergence(): Promise<StartSample[]> {
+  const out: StartSample[] = [];
+  const counts = [...HOST_COUNTS].sort((x, y) => x - y);
+  for (let i = 0; i < RUNS; i++) {
+    for (const n of i % 2 === 0 ? counts : [...counts].reverse()) {
+      await setMembers(n);
+      const s = await measureStart(n, i);
+      out.push(s);
+      process.stderr.write(
+        `  start ${i + 1}/${RUNS} with ${n} hosts (on ${s.on}): run ${s.runMs.toFixed(0)} ms, first ${s.firstMs ?? '-'} ms, all ${s.allMs ?? '-'} ms\n`,
+      );
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- environment and report
+
+async function environment(mtu: number | undefined): Promise<Record<string, string>> {
+  const a = hosts[0] as Host;
+  const facts = await machineFacts();
+  const wgGo = await run(['wireguard-go', '--version'], { env: { ...process.env, PATH: CHILD_PATH } });
+  const bridge = (await a.exec(['ip', '-j', 'link', 'show', 'type', 'bridge'])).stdout;
+  const trussBridge = (JSON.parse(bridge || '[]') as { ifname: string }[]).find((l) => /^trb/.test(l.ifname))?.ifname;
+  const veth = (
+    JSON.parse((await a.exec(['ip', '-j', 'link', 'show', 'type', 'veth'])).stdout || '[]') as {
+      ifname: string;
+    }[]
+  ).find((l) => /^trv/.test(l.ifname))?.ifname;
+  const env: Record<string, string> = {
+    ...facts,
+    wireguard: `userspace: ${wgGo.stdout.split('\n')[0]?.trim() ?? 'wireguard-go'} (no WireGuard kernel module)`,
+    docker: await must(a, ['version', '--format', '{{.Server.Version}}']),
+    iperf3: (await run(['iperf3', '--version'])).stdout.split('\n')[0]?.trim() ?? '',
+    underlayMtu: String(UNDERLAY_MTU),
+    tunnelMtu: mtu === undefined ? 'n/a' : String(mtu),
+    bridgeNfCallIptables:
+      (await a.exec(['cat', '/proc/sys/net/bridge/bridge-nf-call-iptables'])).stdout.trim() || 'absent',
+    dockerCpuCgroup: dockerCgroup(),
+  };
+  for (const [what, dev] of [
+    ['offloads eth-ul (underlay veth)', 'eth-ul'],
+    [`offloads ${TRUSS_DEV} (truss tun)`, TRUSS_DEV],
+    [`offloads ${BARE_DEV} (bare tun)`, BARE_DEV],
+    ['offloads truss bridge', trussBridge],
+    ['offloads container veth (host end)', veth],
+  ] as const) {
+    if (dev && (await a.exec(['ip', 'link', 'show', dev])).code === 0) env[what] = await offloads(a, dev);
+  }
+  return env;
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const maxHosts = DO_CONVERGENCE ? Math.max(...HOST_COUNTS) : 2;
+  try {
+    await startHosts(maxHosts);
+    await setMembers(2);
+    const r: { throughput?: Record<Cond, ThroughputSample[]>; starts?: StartSample[] } = {};
+    let mtu: number | undefined;
+    process.stderr.write(
+      `bench/cluster: ${maxHosts} hosts, ${REPS} throughput reps of ${SECONDS} s, ${RUNS} starts per host count (${HOST_COUNTS.join(',')})${SMOKE ? ' (smoke)' : ''}\n`,
+    );
+    if (DO_THROUGHPUT) {
+      const t = await measureThroughput();
+      r.throughput = t.samples;
+      mtu = t.mtu;
+    }
+    if (DO_CONVERGENCE) r.starts = await measureConvergence();
+    const env = await environment(mtu);
+    if (DO_THROUGHPUT) await stopBareTunnel(hosts.slice(0, 2));
+    const params: ReportParams = {
+      reps: REPS,
+      seconds: SECONDS,
+      runs: RUNS,
+      hostCounts: HOST_COUNTS,
+      hosts: maxHosts,
+      probeStepMs: PROBE_STEP_MS,
+    };
+    const { lines, verdicts } = report(r, env, params);
+    const out = [
+      '',
+      `MULTI-HOST BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
+      `kernel ${env.kernel}; CPU ${env.cpu}; ${env.wireguard}`,
+      ...lines,
+      `(${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+      '',
+    ];
+    process.stdout.write(out.join('\n'));
+    if (!SMOKE && PART === 'all') {
+      writeDocs(lines, env, r, params);
+      await writeResultsJson('cluster', {
+        date: new Date().toISOString(),
+        environment: env,
+        parameters: {
+          reps: REPS,
+          iperfSeconds: SECONDS,
+          runs: RUNS,
+          hostCounts: HOST_COUNTS,
+          probeStepMs: PROBE_STEP_MS,
+        },
+        ratios: verdicts,
+        targets: { throughput: '>= 0.95', growth_all: '<= 1.5' },
+        samples: r,
+      });
+      process.stdout.write('wrote docs/benchmarks.md (Multi-host) and bench/results/cluster.json\n');
+    }
+  } finally {
+    const problems: string[] = [];
+    for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
+    await underlay?.stop().catch((err: Error) => problems.push(err.message));
+    if (problems.length > 0) process.stderr.write(`teardown: ${problems.join('; ')}\n`);
+  }
+}
+
+await main();

@@ -1,0 +1,98 @@
+/**
+ * What the benchmarks share: summary statistics, the markdown table they print, the machine
+ * facts they record, and writing their section of docs/benchmarks.md and their
+ * bench/results/<name>.json. Each benchmark owns one `## ` section of the doc and replaces
+ * only that one.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { run } from '../e2e/harness/exec.ts';
+import { median, percentile } from '../e2e/harness/figures.ts';
+import { REPO_ROOT } from '../e2e/harness/paths.ts';
+
+export interface Stats {
+  readonly n: number;
+  readonly median: number;
+  readonly p99: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+export const stats = (v: readonly number[]): Stats => ({
+  n: v.length,
+  median: median(v),
+  p99: percentile(v, 99),
+  min: v.length > 0 ? Math.min(...v) : Number.NaN,
+  max: v.length > 0 ? Math.max(...v) : Number.NaN,
+});
+
+/** 3 significant-ish digits: 0.52, 30.7, 456. */
+export const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2) : 'n/a');
+export const range = (s: Stats): string => `${f1(s.min)}–${f1(s.max)}`;
+
+/** Which of two conditions goes first in repetition i: alternated, so a drift over time hits both alike. */
+export const alternate = <T>(i: number, pair: readonly [T, T]): readonly [T, T] =>
+  i % 2 === 0 ? pair : [pair[1], pair[0]];
+
+/** Rows (first = header) as an aligned markdown table. */
+export function markdownTable(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];
+  const fmt = (row: readonly string[]) => `| ${row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join(' | ')} |`;
+  return [fmt(rows[0] ?? []), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(fmt)];
+}
+
+/** iperf3 -J output → received Gbit/s; throws with the start of the output when there is none. */
+export function iperfGbps(stdout: string): number {
+  const j = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (typeof bps !== 'number' || bps <= 0) throw new Error(`iperf3: no throughput in ${stdout.slice(0, 500)}`);
+  return bps / 1e9;
+}
+
+/** Facts every benchmark records: kernel, CPU, Node, and the commit measured (flagged when src/ was modified). */
+export async function machineFacts(): Promise<{ kernel: string; cpu: string; node: string; commit: string }> {
+  const git = (args: readonly string[]) => run(['git', '-C', REPO_ROOT, ...args]);
+  const dirty = (await git(['status', '--porcelain', '--', 'src'])).stdout.trim() !== '';
+  return {
+    kernel: (await run(['uname', '-r'])).stdout.trim(),
+    cpu: `${cpus()[0]?.model ?? 'unknown'} (${cpus().length} cores)`,
+    node: process.version,
+    commit: `${(await git(['rev-parse', '--short', 'HEAD'])).stdout.trim()}${dirty ? ' (src/ modified)' : ''}`,
+  };
+}
+
+const DOC_HEADER =
+  '# Benchmarks\n\nFigures measured on the machine named in each section; rerun with `npm run bench`.\n';
+
+/**
+ * Replaces the `## ` section of docs/benchmarks.md whose heading starts with `heading` (or
+ * appends it); other sections stay as they are.
+ */
+export function writeDocSection(heading: string, section: string): void {
+  const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
+  mkdirSync(dirname(file), { recursive: true });
+  const old = existsSync(file) ? readFileSync(file, 'utf8') : DOC_HEADER;
+  const start = old.indexOf(`\n${heading}`) + 1;
+  let next = start <= 0 ? -1 : old.indexOf('\n## ', start + 1);
+  if (next >= 0) next += 1;
+  const text =
+    start <= 0
+      ? `${old.trimEnd()}\n\n${section}`
+      : `${old.slice(0, start)}${section.trimEnd()}\n${next < 0 ? '' : `\n${old.slice(next)}`}`;
+  writeFileSync(file, `${text.trimEnd()}\n`);
+}
+
+/**
+ * Writes bench/results/<name>.json (numbers rounded to 3 decimals) and lets the repository's
+ * formatter own its look (best effort: a missing biome only leaves it unformatted).
+ */
+export async function writeResultsJson(name: string, summary: object): Promise<string> {
+  const json = join(REPO_ROOT, 'bench', 'results', `${name}.json`);
+  mkdirSync(dirname(json), { recursive: true });
+  const round = (_k: string, v: unknown): unknown => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v);
+  writeFileSync(json, `${JSON.stringify(summary, round, 2)}\n`);
+  const biome = join(REPO_ROOT, 'node_modules', '.bin', 'biome');
+  if (existsSync(biome)) await run([biome, 'format', '--write', json]);
+  return json;
+}
