@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
 import { inNetns, run, runOk } from '../e2e/harness/exec.ts';
 import { parseRpcSamples } from '../e2e/harness/figures.ts';
-import { type Host, startHost } from '../e2e/harness/host.ts';
+import { type Host, startHostsOn } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
 import { enterNetns, msUntilConnects, nsTcpConnect } from '../e2e/harness/netns-tcp.ts';
 import { CHILD_PATH } from '../e2e/harness/paths.ts';
@@ -120,12 +120,11 @@ const members = new Map<Host, { pid: number; ip: string }>();
 async function startHosts(n: number): Promise<void> {
   underlay = await startUnderlay();
   const ul = underlay;
-  const started = await Promise.allSettled(
-    Array.from({ length: n }, (_, i) => startHost(hostName(i), { underlay: { of: ul, index: i + 1 } })),
+  await startHostsOn(
+    ul,
+    Array.from({ length: n }, (_, i) => hostName(i)),
+    hosts,
   );
-  for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
-  const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (bad) throw bad.reason;
   await Promise.all(
     hosts.map((h, i) =>
       h.startTruss({

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
 import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
-import { type Host, startHost } from './harness/host.ts';
+import { type Host, startHostsOn } from './harness/host.ts';
 import { assertNoTrussLeftovers } from './harness/leftovers.ts';
 import { listNetns } from './harness/netns.ts';
 import { memoOnce } from './harness/once.ts';
@@ -101,12 +101,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
   before(async () => {
     underlay = await startUnderlay();
     const ul = underlay;
-    const started = await Promise.allSettled(
-      ['r1', 'r2'].map((n, i) => startHost(n, { underlay: { of: ul, index: i + 1 } })),
-    );
-    for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
-    const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (bad) throw bad.reason;
+    await startHostsOn(ul, ['r1', 'r2'], hosts);
     await Promise.all(
       hosts.map((h) =>
         h.startTruss({

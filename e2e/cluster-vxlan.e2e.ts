@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
 import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
 import { printFigures } from './harness/figures.ts';
-import { type Host, startHost } from './harness/host.ts';
+import { type Host, startHostsOn } from './harness/host.ts';
 import { assertNoTrussLeftovers, isTrussWireguardGo, TRUSS_ROUTE_PROTO } from './harness/leftovers.ts';
 import { memoOnce } from './harness/once.ts';
 import { listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
@@ -187,12 +187,7 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
   before(async () => {
     underlay = await startUnderlay();
     const ul = underlay;
-    const started = await Promise.allSettled(
-      HOST_NAMES.map((n, i) => startHost(n, { underlay: { of: ul, index: i + 1 } })),
-    );
-    for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
-    const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (bad) throw bad.reason;
+    await startHostsOn(ul, HOST_NAMES, hosts);
     await Promise.all(
       hosts.map((h) =>
         h.startTruss({

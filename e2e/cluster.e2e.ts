@@ -20,7 +20,7 @@ import { captureSyns, type SynCounts } from './harness/capture.ts';
 import { inCidr } from './harness/cidr.ts';
 import { allAddresses, containerIp, containerPid, removeContainers, runContainer } from './harness/containers.ts';
 import { median, percentile, printFigures, rpcFigureLines } from './harness/figures.ts';
-import { type Host, inHostMounts, startHost } from './harness/host.ts';
+import { type Host, inHostMounts, startHostsOn } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import {
   assertNoTrussLeftovers,
@@ -330,12 +330,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
   before(async () => {
     underlay = await startUnderlay();
     const ul = underlay;
-    const started = await Promise.allSettled(
-      HOST_NAMES.map((n, i) => startHost(n, { underlay: { of: ul, index: i + 1 } })),
-    );
-    for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
-    const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (bad) throw bad.reason;
+    await startHostsOn(ul, HOST_NAMES, hosts);
     await Promise.all(
       hosts.map((h) =>
         h.startTruss({

@@ -68,6 +68,20 @@ function dockerdArgs(dir: string, opts: HostOptions): string[] {
   ];
 }
 
+/**
+ * Starts one host per name on `underlay` (underlay index 1, 2, ... in order), all at once. Every
+ * host that started is pushed onto `into` before the first failure is thrown, so the caller's
+ * `after` stops it.
+ */
+export async function startHostsOn(underlay: Underlay, names: readonly string[], into: Host[]): Promise<void> {
+  const started = await Promise.allSettled(
+    names.map((n, i) => startHost(n, { underlay: { of: underlay, index: i + 1 } })),
+  );
+  for (const s of started) if (s.status === 'fulfilled') into.push(s.value);
+  const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (bad) throw bad.reason;
+}
+
 export async function startHost(shortName: string, opts: HostOptions = {}): Promise<Host> {
   const name = shortName.startsWith(NETNS_PREFIX) ? shortName : `${NETNS_PREFIX}${shortName}`;
   for (const stale of await cleanStaleNetns()) {
