@@ -17,6 +17,7 @@ import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { rotatePrivateKey } from './dataplane/linux/wireguard.ts';
 import { createLogger } from './obs/logger.ts';
+import { createMetrics } from './obs/metrics.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
 import { buildServer } from './protocol/server.ts';
@@ -160,10 +161,16 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
 
   const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });
   await listenUnix(plugin, config.socket);
+  const metrics = createMetrics();
   const admin = buildAdminServer(
     {
       status: () => status.status(),
       reconcile: () => status.reconcile(),
+      metrics: () => metrics.read(),
+      resetMetrics: () => {
+        metrics.reset();
+        return metrics.read();
+      },
       showPolicy: (id) => policy.show(id),
       setPolicy: (id, ingress) => policy.set(id, ingress),
       rotateKey: async () => {

@@ -13,7 +13,16 @@ async function serve(forgetNode: AdminHandlers['forgetNode']) {
     throw new Error('not in this test');
   };
   const server = buildAdminServer(
-    { status: nope, reconcile: nope, showPolicy: nope, setPolicy: nope, rotateKey: nope, forgetNode },
+    {
+      status: nope,
+      reconcile: nope,
+      metrics: nope,
+      resetMetrics: nope,
+      showPolicy: nope,
+      setPolicy: nope,
+      rotateKey: nope,
+      forgetNode,
+    },
     silentLogger,
   );
   const dir = mkdtempSync(join(tmpdir(), 'truss-admin-'));

@@ -3,6 +3,8 @@
  * talks to. JSON over HTTP, never reachable over TCP:
  *   GET  /v1/status                      intent, kernel drift, reconciler state, counters
  *   POST /v1/reconcile                   a full pass now
+ *   GET  /v1/metrics                     RSS, heap, event-loop delay (obs/metrics.ts); cheap
+ *   POST /v1/metrics/reset               starts a new event-loop delay window
  *   GET  /v1/networks/{id}/policy        the network's port policy and its endpoints'
  *   PUT  /v1/networks/{id}/policy        {"ingress": "tcp/80,..." | null}
  *   POST /v1/keys/rotate                 new WireGuard key for this host, published to peers
@@ -16,6 +18,8 @@ import type { Logger } from '../obs/logger.ts';
 export interface AdminHandlers {
   status(): Promise<Record<string, unknown>>;
   reconcile(): Promise<Record<string, unknown>>;
+  metrics(): unknown;
+  resetMetrics(): unknown;
   showPolicy(networkId: string): Promise<unknown>;
   setPolicy(networkId: string, ingress: string | null): Promise<unknown>;
   rotateKey(): Promise<unknown>;
@@ -56,6 +60,8 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unkno
   const url = req.url ?? '';
   if (req.method === 'GET' && url === '/v1/status') return h.status();
   if (req.method === 'POST' && url === '/v1/reconcile') return h.reconcile();
+  if (req.method === 'GET' && url === '/v1/metrics') return h.metrics();
+  if (req.method === 'POST' && url === '/v1/metrics/reset') return h.resetMetrics();
   if (req.method === 'POST' && url === '/v1/keys/rotate') return h.rotateKey();
   if (req.method === 'POST' && url === '/v1/cluster/forget') {
     const body = (await readJson(req)) as { node?: unknown; force?: unknown } | null;
