@@ -10,7 +10,7 @@ export interface ProcessMetrics {
   readonly pid: number;
   readonly uptimeMs: number;
   readonly memory: { readonly rssBytes: number; readonly heapUsedBytes: number; readonly externalBytes: number };
-  /** since the last reset (or start), in ms */
+  /** since the last reset (or start), in ms beyond the sampling interval (an idle loop reads 0) */
   readonly eventLoopDelay: {
     readonly sinceMs: number;
     readonly p50: number;
@@ -26,11 +26,11 @@ export interface MetricsSource {
   stop(): void;
 }
 
-const ms = (ns: number): number => Math.round((Number.isFinite(ns) ? ns : 0) / 1e4) / 100;
-
 export function createMetrics(resolutionMs = 10): MetricsSource {
   const h = monitorEventLoopDelay({ resolution: resolutionMs });
   h.enable();
+  // why: each sample is the whole timer interval, so an idle loop reads `resolution`; report the lateness only
+  const ms = (ns: number): number => Math.max(0, Math.round((Number.isFinite(ns) ? ns : 0) / 1e4) / 100 - resolutionMs);
   let since = performance.now();
   return {
     read() {

@@ -1,0 +1,484 @@
+/**
+ * Container start benchmark (not part of the test suite): `npm run bench:start` (root, like the
+ * e2e suite). One simulated host (its own dockerd) with truss, a truss network and a Docker
+ * bridge network side by side, and two questions:
+ *
+ *  (a) start to first packet: `docker run -d` of a TCP sink with a fixed --ip (never reused, so
+ *      nothing is read from docker inspect on the clock) until a connect from a long-lived
+ *      probe container on the same network succeeds (busybox nc under nsenter, a new attempt
+ *      every --step ms from when `docker run` returned). RUNS starts per network, truss and
+ *      bridge alternated. p50 and p99, truss ÷ bridge: targets ≤ 1.10 (p50) and ≤ 1.30 (p99).
+ *      The plugin's own time per start comes from its debug log (CreateEndpoint + Join
+ *      durationMs, target p50 < 10 ms), with the kernel commands it ran during them.
+ *  (b) burst: BURST containers started at once on each network; p99 of start-to-first-packet ÷
+ *      the single-start p99 (target ≤ 3), the plugin's RSS and event-loop delay under the burst
+ *      (admin GET /v1/metrics, polled every 100 ms; the event-loop window reset just before).
+ *
+ * Prints tables; a full run also writes bench/results/start.json and the "Container start"
+ * section of docs/benchmarks.md. `--baseline FILE` (an earlier start.json) adds a before/after
+ * table. `--smoke` (3 starts each, a burst of 5) only prints (e2e/bench-smoke.e2e.ts).
+ * Flags: --smoke, --runs N (30), --burst N (50), --step MS (20), --baseline FILE, --no-write.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { containerPid, removeContainers } from '../e2e/harness/containers.ts';
+import { parseRpcSamples } from '../e2e/harness/figures.ts';
+import { type Host, startHost } from '../e2e/harness/host.ts';
+import { IMAGE } from '../e2e/harness/image.ts';
+import { msUntilConnects } from '../e2e/harness/netns-tcp.ts';
+import { SINK_CMD, SINK_PORT } from '../e2e/harness/traffic.ts';
+import { adminRequest } from '../src/cli/admin-client.ts';
+import { adminSocketPath } from '../src/config.ts';
+import {
+  alternate,
+  f1,
+  machineFacts,
+  markdownTable,
+  type Stats,
+  stats,
+  writeDocSection,
+  writeResultsJson,
+} from './lib.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    burst: { type: 'string' },
+    step: { type: 'string' },
+    baseline: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const SMOKE = flags.smoke === true;
+const RUNS = Number(flags.runs ?? (SMOKE ? 3 : 30));
+const BURST = Number(flags.burst ?? (SMOKE ? 5 : 50));
+const STEP_MS = Number(flags.step ?? 20);
+for (const [k, v] of Object.entries({ RUNS, BURST, STEP_MS })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`bench/start: ${k} must be a positive integer, got ${v}`);
+}
+if (BURST > 200) throw new Error('bench/start: --burst at most 200');
+const WARMUP = SMOKE ? 1 : 3;
+const CONNECT_LIMIT_MS = 30_000;
+const BURST_STEP_MS = 100;
+
+type Net = 'truss' | 'bridge';
+const NETS = ['truss', 'bridge'] as const;
+/** /22 each: single starts and bursts take fresh addresses from .41.0 upwards, never reused. */
+const SUBNET: Record<Net, string> = { truss: '198.18.40.0/22', bridge: '198.18.44.0/22' };
+/** docker network names (`bridge` itself is Docker's default network) */
+const NAME: Record<Net, string> = { truss: 'st-truss', bridge: 'st-bridge' };
+const next: Record<Net, number> = { truss: 0, bridge: 0 };
+function freshIp(net: Net): string {
+  const i = next[net]++;
+  const base = net === 'truss' ? 40 : 44;
+  return `198.18.${base + 1 + Math.floor(i / 250)}.${(i % 250) + 2}`;
+}
+
+let host: Host | undefined;
+const h = (): Host => host as Host;
+const probes: Record<Net, number> = { truss: 0, bridge: 0 };
+
+async function must(args: readonly string[], timeoutMs = 120_000): Promise<string> {
+  const r = await h().docker(args, timeoutMs);
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+}
+
+interface Metrics {
+  readonly memory: { readonly rssBytes: number };
+  readonly eventLoopDelay: { readonly p50: number; readonly p99: number; readonly max: number; readonly mean: number };
+}
+const metrics = async (reset = false): Promise<Metrics> =>
+  (await (adminRequest as (...a: unknown[]) => Promise<unknown>)(
+    adminSocketPath(h().stateDir),
+    reset ? 'POST' : 'GET',
+    `/v1/metrics${reset ? '/reset' : ''}`,
+  )) as Metrics;
+
+// ---------------------------------------------------------------- what the plugin logged
+
+interface Attach {
+  createEndpointMs: number;
+  joinMs: number;
+  requestAddressMs: number;
+  /** ms per kernel command (first two argv words after the tool), summed over the log slice */
+  commands: Record<string, number>;
+  commandCount: number;
+  passes: number;
+}
+
+function commandKey(argv: readonly string[]): string {
+  const words = argv.filter((a) => !a.startsWith('-') || a === '-batch' || a === '-j');
+  const tool = (words[0] ?? '').replace(/^.*\//, '');
+  if (tool === 'nsenter') return commandKey(argv.slice(argv.indexOf('--') + 1));
+  return [tool, ...argv.slice(1, 5)]
+    .join(' ')
+    .replace(/(\d+\.){3}\d+(\/\d+)?/g, 'IP')
+    .replace(/\btr[bvc][0-9a-f]{12}\b/g, 'LINK')
+    .replace(/conf\/[^/]+\//, 'conf/LINK/');
+}
+
+function attachFromLog(log: string): Attach {
+  const a: Attach = { createEndpointMs: 0, joinMs: 0, requestAddressMs: 0, commands: {}, commandCount: 0, passes: 0 };
+  for (const s of parseRpcSamples(log)) {
+    if (s.rpc === 'CreateEndpoint') a.createEndpointMs += s.durationMs;
+    else if (s.rpc === 'Join') a.joinMs += s.durationMs;
+    else if (s.rpc === 'RequestAddress') a.requestAddressMs += s.durationMs;
+  }
+  for (const line of log.split('\n')) {
+    if (!line.includes('"kernel command"') && !line.includes('"reconcile pass"')) continue;
+    try {
+      const o = JSON.parse(line) as { msg?: string; level?: string; argv?: string[]; durationMs?: number };
+      if (o.msg === 'reconcile pass' && o.level === 'debug') a.passes++;
+      if (o.msg === 'kernel command' && Array.isArray(o.argv)) {
+        const k = commandKey(o.argv);
+        a.commands[k] = (a.commands[k] ?? 0) + (o.durationMs ?? 0);
+        a.commandCount++;
+      }
+    } catch {
+      // not JSON
+    }
+  }
+  return a;
+}
+
+/** The log between the CreateEndpoint request and the Join response (the attach proper). */
+function attachSlice(log: string): string {
+  const lines = log.split('\n');
+  const first = lines.findIndex((l) => l.includes('CreateEndpoint'));
+  let last = -1;
+  lines.forEach((l, i) => {
+    if (l.includes('"durationMs"') && l.includes('Join')) last = i;
+  });
+  return first < 0 || last < 0 ? '' : lines.slice(first, last + 1).join('\n');
+}
+
+// ---------------------------------------------------------------- starts
+
+interface Start {
+  readonly net: Net;
+  readonly runMs: number;
+  readonly connectMs: number | null;
+  readonly attach?: Attach;
+}
+
+let counter = 0;
+async function oneStart(net: Net, stepMs: number, t0 = performance.now()): Promise<{ name: string; s: Start }> {
+  const name = `st${counter++}`;
+  const ip = freshIp(net);
+  const args = ['run', '-d', '--name', name, '--network', NAME[net], '--ip', ip, IMAGE, ...SINK_CMD()];
+  await must(args);
+  const runMs = performance.now() - t0;
+  const ms = await msUntilConnects({ pid: probes[net] }, ip, SINK_PORT, t0, CONNECT_LIMIT_MS, stepMs);
+  return { name, s: { net, runMs, connectMs: ms ?? null } };
+}
+
+async function singleStart(net: Net): Promise<Start> {
+  const from = h().truss.log().length;
+  const { name, s } = await oneStart(net, STEP_MS);
+  const log = h().truss.log().slice(from);
+  await removeContainers(h(), [name]);
+  if (net !== 'truss') return s;
+  const requestAddressMs = parseRpcSamples(log)
+    .filter((x) => x.rpc === 'RequestAddress')
+    .reduce((sum, x) => sum + x.durationMs, 0);
+  return { ...s, attach: { ...attachFromLog(attachSlice(log)), requestAddressMs } };
+}
+
+interface Burst {
+  readonly net: Net;
+  readonly starts: Start[];
+  readonly wallMs: number;
+  readonly rssBeforeBytes: number;
+  readonly rssPeakBytes: number;
+  readonly eventLoopDelay: Metrics['eventLoopDelay'];
+  readonly createPlusJoinMs: number[];
+}
+
+async function burst(net: Net): Promise<Burst> {
+  const before = await metrics(true);
+  const from = h().truss.log().length;
+  let peak = before.memory.rssBytes;
+  let polling = true;
+  const poller = (async () => {
+    while (polling) {
+      peak = Math.max(peak, (await metrics()).memory.rssBytes);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  const t0 = performance.now();
+  const done = await Promise.allSettled(Array.from({ length: BURST }, () => oneStart(net, BURST_STEP_MS, t0)));
+  const wallMs = performance.now() - t0;
+  polling = false;
+  await poller;
+  const after = await metrics();
+  const cj = parseRpcSamples(h().truss.log().slice(from));
+  const creates = cj.filter((x) => x.rpc === 'CreateEndpoint');
+  const joins = cj.filter((x) => x.rpc === 'Join');
+  const createPlusJoinMs = creates.map((c, i) => c.durationMs + (joins[i]?.durationMs ?? Number.NaN));
+  const names = done.flatMap((d) => (d.status === 'fulfilled' ? [d.value.name] : []));
+  const failed = done.filter((d): d is PromiseRejectedResult => d.status === 'rejected');
+  await removeContainers(h(), names);
+  await h().docker(['container', 'prune', '-f']);
+  if (failed.length > 0) throw new Error(`burst on ${net}: ${failed.length} starts failed: ${failed[0]?.reason}`);
+  return {
+    net,
+    starts: done.flatMap((d) => (d.status === 'fulfilled' ? [d.value.s] : [])),
+    wallMs,
+    rssBeforeBytes: before.memory.rssBytes,
+    rssPeakBytes: Math.max(peak, after.memory.rssBytes),
+    eventLoopDelay: after.eventLoopDelay,
+    createPlusJoinMs: net === 'truss' ? createPlusJoinMs : [],
+  };
+}
+
+// ---------------------------------------------------------------- report
+
+const connects = (xs: readonly Start[]): number[] => xs.flatMap((s) => (s.connectMs === null ? [] : [s.connectMs]));
+const ratio = (a: number, b: number): string => (b > 0 ? (a / b).toFixed(3) : 'n/a');
+
+interface Summary {
+  readonly single: Record<Net, { connect: Stats; run: Stats; failed: number }>;
+  readonly ratios: { p50: number; p99: number; burst: number };
+  readonly plugin: { createEndpoint: Stats; join: Stats; createPlusJoin: Stats; requestAddress: Stats; passes: number };
+  readonly commands: { perStart: number; byKind: Record<string, number> };
+  readonly bursts: Record<Net, { connect: Stats; wallMs: number; failed: number }>;
+  readonly burstPlugin: {
+    rssBeforeMB: number;
+    rssPeakMB: number;
+    eventLoopDelay: Metrics['eventLoopDelay'];
+    createPlusJoin: Stats;
+  };
+}
+
+function summarise(singles: readonly Start[], bursts: Record<Net, Burst>): Summary {
+  const of = (net: Net) => singles.filter((s) => s.net === net);
+  const single = Object.fromEntries(
+    NETS.map((n) => [
+      n,
+      {
+        connect: stats(connects(of(n))),
+        run: stats(of(n).map((s) => s.runMs)),
+        failed: of(n).length - connects(of(n)).length,
+      },
+    ]),
+  ) as Summary['single'];
+  const att = of('truss').flatMap((s) => (s.attach ? [s.attach] : []));
+  const byKind: Record<string, number> = {};
+  for (const a of att) for (const [k, v] of Object.entries(a.commands)) byKind[k] = (byKind[k] ?? 0) + v / att.length;
+  const tb = bursts.truss;
+  return {
+    single,
+    ratios: {
+      p50: single.truss.connect.median / single.bridge.connect.median,
+      p99: single.truss.connect.p99 / single.bridge.connect.p99,
+      burst: stats(connects(tb.starts)).p99 / single.truss.connect.p99,
+    },
+    plugin: {
+      createEndpoint: stats(att.map((a) => a.createEndpointMs)),
+      join: stats(att.map((a) => a.joinMs)),
+      createPlusJoin: stats(att.map((a) => a.createEndpointMs + a.joinMs)),
+      requestAddress: stats(att.map((a) => a.requestAddressMs)),
+      passes: stats(att.map((a) => a.passes)).median,
+    },
+    commands: { perStart: stats(att.map((a) => a.commandCount)).median, byKind },
+    bursts: Object.fromEntries(
+      NETS.map((n) => [
+        n,
+        {
+          connect: stats(connects(bursts[n].starts)),
+          wallMs: bursts[n].wallMs,
+          failed: BURST - connects(bursts[n].starts).length,
+        },
+      ]),
+    ) as Summary['bursts'],
+    burstPlugin: {
+      rssBeforeMB: tb.rssBeforeBytes / 2 ** 20,
+      rssPeakMB: tb.rssPeakBytes / 2 ** 20,
+      eventLoopDelay: tb.eventLoopDelay,
+      createPlusJoin: stats(tb.createPlusJoinMs),
+    },
+  };
+}
+
+function tables(s: Summary): string[] {
+  const row = (m: string, c: string, st: Stats, r = '', t = '') => [
+    m,
+    c,
+    String(st.n),
+    f1(st.median),
+    f1(st.p99),
+    `${f1(st.min)}–${f1(st.max)}`,
+    r,
+    t,
+  ];
+  const main = markdownTable([
+    ['measure (ms)', 'condition', 'n', 'p50', 'p99', 'min–max', 'truss ÷ bridge', 'target'],
+    row('docker run → first TCP connect', 'Docker bridge', s.single.bridge.connect),
+    row(
+      '',
+      'truss',
+      s.single.truss.connect,
+      `${ratio(s.single.truss.connect.median, s.single.bridge.connect.median)} (p50)`,
+      '≤ 1.10',
+    ),
+    ['', '', '', '', '', '', `${ratio(s.single.truss.connect.p99, s.single.bridge.connect.p99)} (p99)`, '≤ 1.30'],
+    row('docker run -d alone', 'Docker bridge', s.single.bridge.run),
+    row('', 'truss', s.single.truss.run, `${ratio(s.single.truss.run.median, s.single.bridge.run.median)} (p50)`),
+    row('plugin: CreateEndpoint + Join', 'truss', s.plugin.createPlusJoin, '', 'p50 < 10'),
+    row('plugin: CreateEndpoint', 'truss', s.plugin.createEndpoint),
+    row('plugin: Join', 'truss', s.plugin.join),
+    row('plugin: RequestAddress', 'truss', s.plugin.requestAddress),
+  ]);
+  const b = s.bursts;
+  const burstT = markdownTable([
+    [`burst of ${BURST} at once (ms)`, 'condition', 'n', 'p50', 'p99', 'min–max', 'p99 ÷ single p99', 'target'],
+    row(
+      'docker run → first TCP connect',
+      'Docker bridge',
+      b.bridge.connect,
+      ratio(b.bridge.connect.p99, s.single.bridge.connect.p99),
+    ),
+    row('', 'truss', b.truss.connect, ratio(b.truss.connect.p99, s.single.truss.connect.p99), '≤ 3'),
+    row('plugin: CreateEndpoint + Join', 'truss', s.burstPlugin.createPlusJoin),
+  ]);
+  const elp = s.burstPlugin.eventLoopDelay;
+  return [
+    ...main,
+    '',
+    ...burstT,
+    '',
+    `- Burst wall time (all ${BURST} reachable): bridge ${f1(b.bridge.wallMs)} ms, truss ${f1(b.truss.wallMs)} ms; failed starts: bridge ${b.bridge.failed}, truss ${b.truss.failed}.`,
+    `- Plugin under the truss burst: RSS ${f1(s.burstPlugin.rssBeforeMB)} MB before, ${f1(s.burstPlugin.rssPeakMB)} MB peak (polled every 100 ms); event-loop delay p50 ${f1(elp.p50)} ms, p99 ${f1(elp.p99)} ms, max ${f1(elp.max)} ms (monitorEventLoopDelay, 10 ms resolution).`,
+    `- Per single truss start: ${f1(s.commands.perStart)} kernel commands between the CreateEndpoint request and the Join reply, ${f1(s.plugin.passes)} reconcile passes (medians).`,
+  ];
+}
+
+function commandLines(s: Summary): string[] {
+  return Object.entries(s.commands.byKind)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `  ${v.toFixed(2).padStart(7)} ms  ${k}`);
+}
+
+function beforeAfter(s: Summary, file: string): string[] {
+  const b = JSON.parse(readFileSync(file, 'utf8')) as { summary: Summary; environment: { commit: string } };
+  const x = b.summary;
+  const rows: [string, number, number][] = [
+    ['start → first connect p50, truss ÷ bridge', x.ratios.p50, s.ratios.p50],
+    ['start → first connect p99, truss ÷ bridge', x.ratios.p99, s.ratios.p99],
+    ['truss start → first connect p50 (ms)', x.single.truss.connect.median, s.single.truss.connect.median],
+    ['truss start → first connect p99 (ms)', x.single.truss.connect.p99, s.single.truss.connect.p99],
+    ['plugin CreateEndpoint + Join p50 (ms)', x.plugin.createPlusJoin.median, s.plugin.createPlusJoin.median],
+    ['plugin CreateEndpoint + Join p99 (ms)', x.plugin.createPlusJoin.p99, s.plugin.createPlusJoin.p99],
+    ['plugin CreateEndpoint p50 (ms)', x.plugin.createEndpoint.median, s.plugin.createEndpoint.median],
+    ['plugin Join p50 (ms)', x.plugin.join.median, s.plugin.join.median],
+    ['kernel commands per attach', x.commands.perStart, s.commands.perStart],
+    ['burst p99 ÷ single p99', x.ratios.burst, s.ratios.burst],
+    [
+      'burst: plugin CreateEndpoint + Join p50 (ms)',
+      x.burstPlugin.createPlusJoin.median,
+      s.burstPlugin.createPlusJoin.median,
+    ],
+    ['burst: event-loop delay p99 (ms)', x.burstPlugin.eventLoopDelay.p99, s.burstPlugin.eventLoopDelay.p99],
+    ['burst: plugin RSS peak (MB)', x.burstPlugin.rssPeakMB, s.burstPlugin.rssPeakMB],
+  ];
+  return markdownTable([
+    ['measure', `before (${b.environment.commit})`, 'after'],
+    ...rows.map(([m, a, c]) => [m, f1(a), f1(c)]),
+  ]);
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  try {
+    host = await startHost(SMOKE ? 'sts' : 'stb');
+    await h().startTruss({ debug: true, defaultPools: '198.18.128.0/17:24' });
+    await must(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '--subnet', SUBNET.truss, NAME.truss]);
+    await must(['network', 'create', '-d', 'bridge', '--subnet', SUBNET.bridge, NAME.bridge]);
+    for (const net of NETS) {
+      await must(['run', '-d', '--name', `probe-${net}`, '--network', NAME[net], IMAGE, 'sleep', '36000']);
+      probes[net] = await containerPid(h(), `probe-${net}`);
+    }
+    process.stderr.write(`bench/start: ${RUNS} starts per network, burst of ${BURST}${SMOKE ? ' (smoke)' : ''}\n`);
+    for (let i = 0; i < WARMUP; i++) for (const net of NETS) await singleStart(net);
+    const singles: Start[] = [];
+    await metrics(true);
+    for (let i = 0; i < RUNS; i++) {
+      for (const net of alternate(i, NETS)) {
+        const s = await singleStart(net);
+        singles.push(s);
+        const a = s.attach;
+        process.stderr.write(
+          `  start ${i + 1}/${RUNS} ${net}: run ${s.runMs.toFixed(0)} ms, connect ${s.connectMs ?? '-'} ms${a ? `, CreateEndpoint ${a.createEndpointMs.toFixed(1)} + Join ${a.joinMs.toFixed(1)} ms, ${a.commandCount} cmds` : ''}\n`,
+        );
+      }
+    }
+    const singleLoop = (await metrics()).eventLoopDelay;
+    const bursts = {} as Record<Net, Burst>;
+    for (const net of ['bridge', 'truss'] as const) {
+      bursts[net] = await burst(net);
+      process.stderr.write(`  burst ${net}: p99 ${f1(stats(connects(bursts[net].starts)).p99)} ms\n`);
+    }
+    const s = summarise(singles, bursts);
+    const facts = await machineFacts();
+    const docker = await must(['version', '--format', '{{.Server.Version}}']);
+    const lines = tables(s);
+    const cmds = commandLines(s);
+    const ba = flags.baseline ? beforeAfter(s, flags.baseline) : [];
+    process.stdout.write(
+      [
+        '',
+        `CONTAINER START BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
+        `kernel ${facts.kernel}; CPU ${facts.cpu}; dockerd ${docker}; Node ${facts.node}; commit ${facts.commit}`,
+        ...lines,
+        `- Event-loop delay over the single starts: p50 ${f1(singleLoop.p50)} ms, p99 ${f1(singleLoop.p99)} ms, max ${f1(singleLoop.max)} ms.`,
+        'kernel commands per single truss attach (mean ms, CreateEndpoint request → Join reply):',
+        ...cmds,
+        ...(ba.length > 0 ? ['', ...ba] : []),
+        `(${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+        '',
+      ].join('\n'),
+    );
+    if (!SMOKE && flags['no-write'] !== true) {
+      const section = [
+        '## Container start',
+        '',
+        `\`npm run bench:start\` (bench/start.ts), ${new Date().toISOString().slice(0, 10)}, commit ${facts.commit}.`,
+        `${RUNS} starts per network, truss and Docker's bridge alternated, ${WARMUP} warm-up starts each; one simulated host`,
+        `(own dockerd ${docker}); kernel ${facts.kernel}; CPU ${facts.cpu}; Node ${facts.node}.`,
+        '',
+        ...lines,
+        `- Event-loop delay over the single starts: p50 ${f1(singleLoop.p50)} ms, p99 ${f1(singleLoop.p99)} ms, max ${f1(singleLoop.max)} ms.`,
+        '- A start: `docker run -d --ip <fresh address>` of a TCP sink; from when it returns, a probe container on the same',
+        `  network (busybox nc under nsenter) starts a new connect every ${STEP_MS} ms (${BURST_STEP_MS} ms in the burst) until one completes`,
+        '  a round trip; the time is from `docker run` to that connect. Plugin times are the durationMs of its debug-log replies.',
+        '- Kernel commands per single truss attach (mean ms, CreateEndpoint request → Join reply):',
+        '',
+        '```',
+        ...cmds,
+        '```',
+        ...(ba.length > 0
+          ? ['', 'Before and after the attach-path change (same benchmark, same machine):', '', ...ba]
+          : []),
+      ].join('\n');
+      writeDocSection('## Container start', section);
+      await writeResultsJson('start', {
+        date: new Date().toISOString(),
+        environment: { ...facts, docker },
+        parameters: { runs: RUNS, burst: BURST, stepMs: STEP_MS, burstStepMs: BURST_STEP_MS, warmup: WARMUP },
+        targets: { p50: '<= 1.10', p99: '<= 1.30', createPlusJoinP50Ms: '< 10', burst: '<= 3' },
+        summary: { ...s, singleEventLoopDelay: singleLoop },
+        samples: { singles, bursts },
+      });
+      process.stdout.write('wrote docs/benchmarks.md (Container start) and bench/results/start.json\n');
+    }
+  } finally {
+    await host?.stop().catch((err: Error) => process.stderr.write(`teardown: ${err.message}\n`));
+  }
+}
+
+await main();
