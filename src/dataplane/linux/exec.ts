@@ -95,10 +95,13 @@ export interface Exec {
   which(bin: string): string | undefined;
   readonly netns?: string;
   /**
-   * A writable /proc/sys of our own network namespace mounted elsewhere (ExecOptions.procSys):
-   * sysctls are then read and written as files there instead of with the `sysctl` tool.
+   * Where our own network namespace's /proc/sys is (ExecOptions.procSys, default /proc/sys;
+   * unset with `netns`): sysctls are then read and written as files there instead of with the
+   * `sysctl` tool, which only runs for another namespace (through nsenter).
    */
   readonly procSys?: string;
+  /** The debug hook of every command, for work done without a process (sysctl files): argv names it. */
+  readonly onCommand?: OnCommand;
 }
 
 export interface ExecOptions {
@@ -107,7 +110,7 @@ export interface ExecOptions {
   /** Directories searched for tools; defaults to PATH plus the sbin directories. */
   readonly searchPath?: readonly string[];
   /**
-   * Where /proc/sys is writable, when not at /proc/sys. why: Docker mounts /proc/sys read-only
+   * Where /proc/sys is writable, when not at /proc/sys (default /proc/sys). why: Docker mounts /proc/sys read-only
    * in a managed plugin (moby oci.DefaultSpec ReadonlyPaths); the plugin gets the host's
    * /proc/sys/net bind-mounted read-write at another path. Ignored with `netns`.
    */
@@ -115,6 +118,7 @@ export interface ExecOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_PROC_SYS = '/proc/sys';
 
 function searchDirs(extra?: readonly string[]): string[] {
   const fromEnv = (process.env.PATH ?? '').split(delimiter).filter((d) => isAbsolute(d));
@@ -159,8 +163,11 @@ export function createExec(opts: ExecOptions = {}): Exec {
     }
     return { stdout: res.stdout, stderr: res.stderr };
   };
-  if (opts.netns !== undefined) return { run, which, netns: opts.netns };
-  return opts.procSys !== undefined ? { run, which, procSys: opts.procSys } : { run, which };
+  const hook = opts.onCommand ? { onCommand: opts.onCommand } : {};
+  if (opts.netns !== undefined) return { run, which, netns: opts.netns, ...hook };
+  // why: in our own namespace /proc/sys is read and written as files (what `sysctl` does),
+  // without a process per key (~3-5 ms each on the attach path)
+  return { run, which, procSys: opts.procSys ?? DEFAULT_PROC_SYS, ...hook };
 }
 
 /** A failed file operation on /proc/sys as a KernelError (same codes as the tools' errors). */

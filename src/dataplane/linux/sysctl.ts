@@ -9,10 +9,11 @@
  * values on its own links (accept_ra on our bridges and veths); it never lowers a host-wide
  * value and never restores one on removal.
  *
- * As a managed plugin, /proc/sys is read-only (Docker's default container spec) and the host's
- * /proc/sys/net is mounted read-write elsewhere (Exec.procSys): the same keys are then read and
- * written as files there. Entries under /proc/sys/net always show the reader's own network
- * namespace, whichever procfs mount they are reached through.
+ * In our own namespace the keys are read and written as files under Exec.procSys (/proc/sys, or
+ * as a managed plugin, where /proc/sys is read-only by Docker's default container spec, the
+ * host's /proc/sys/net mounted read-write elsewhere): no process per key. The `sysctl` tool
+ * only runs for another namespace (Exec.netns, through nsenter). Entries under /proc/sys/net
+ * always show the reader's own network namespace, whichever procfs mount they are reached through.
  */
 
 import { readFile, writeFile } from 'node:fs/promises';
@@ -28,7 +29,7 @@ export const IP_FORWARD_KEY = 'net/ipv4/ip_forward';
 /** The value, or undefined when the key does not exist (e.g. IPv6 disabled on the host). */
 export async function readSysctl(exec: Exec, key: string): Promise<string | undefined> {
   try {
-    if (exec.procSys !== undefined && exec.netns === undefined) return await readProcSys(exec.procSys, key);
+    if (exec.procSys !== undefined && exec.netns === undefined) return await readProcSys(exec, exec.procSys, key);
     const { stdout } = await exec.run('sysctl', ['-n', key]);
     return stdout.trim();
   } catch (e) {
@@ -38,7 +39,7 @@ export async function readSysctl(exec: Exec, key: string): Promise<string | unde
 }
 
 export async function writeSysctl(exec: Exec, key: string, value: string): Promise<void> {
-  if (exec.procSys !== undefined && exec.netns === undefined) return writeProcSys(exec.procSys, key, value);
+  if (exec.procSys !== undefined && exec.netns === undefined) return writeProcSys(exec, exec.procSys, key, value);
   await exec.run('sysctl', ['-q', '-w', `${key}=${value}`]);
 }
 
@@ -47,20 +48,27 @@ const procSysPath = (root: string, key: string): string => {
   return join(root, key);
 };
 
-async function readProcSys(root: string, key: string): Promise<string> {
+async function readProcSys(exec: Exec, root: string, key: string): Promise<string> {
   const path = procSysPath(root, key);
+  const started = performance.now();
   try {
-    return (await readFile(path, 'utf8')).trim();
+    const value = (await readFile(path, 'utf8')).trim();
+    exec.onCommand?.(['read', path], undefined, performance.now() - started, 0);
+    return value;
   } catch (e) {
+    exec.onCommand?.(['read', path], undefined, performance.now() - started, 1);
     throw kernelErrorFromErrno(e, ['read', path]);
   }
 }
 
-async function writeProcSys(root: string, key: string, value: string): Promise<void> {
+async function writeProcSys(exec: Exec, root: string, key: string, value: string): Promise<void> {
   const path = procSysPath(root, key);
+  const started = performance.now();
   try {
     await writeFile(path, `${value}\n`);
+    exec.onCommand?.(['write', path, value], undefined, performance.now() - started, 0);
   } catch (e) {
+    exec.onCommand?.(['write', path, value], undefined, performance.now() - started, 1);
     throw kernelErrorFromErrno(e, ['write', path, value]);
   }
 }

@@ -68,14 +68,20 @@ describe('veth (kernel)', () => {
     assert.equal((await host.must(['sysctl', '-n', `net/ipv6/conf/${v.name}/accept_ra`])).trim(), '0');
   });
 
-  it('ensure twice: same ifindex, no writes', async (t) => {
+  it('ensure twice: same ifindex; the only write is the create the kernel refuses (EEXIST)', async (t) => {
     const before = await link(v.name);
     rec.reset();
     const t0 = performance.now();
     await dp.ensureVeth(v);
     t.diagnostic(`ensureVeth (no change) ${(performance.now() - t0).toFixed(1)} ms, ${rec.argvs.length} commands`);
-    assert.deepEqual(rec.writes(), []);
+    // before Join the create is tried first (veth.ts ensureVeth); its `link add` fails, nothing else is written
+    const writes = rec.writes();
+    assert.equal(writes.length, 1, JSON.stringify(writes));
+    assert.deepEqual(writes[0]?.slice(-2), ['-batch', '-']);
     assert.equal((await link(v.name))?.ifindex, before?.ifindex);
+    rec.reset();
+    await dp.ensureVeth({ ...v, joined: true });
+    assert.deepEqual(rec.writes(), [], 'after Join: read, nothing to write');
   });
 
   it('converges drift: no master, wrong MTU, down', async () => {

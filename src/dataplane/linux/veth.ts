@@ -13,7 +13,7 @@
 import type { VethObject } from '../../core/desired.ts';
 import { errors, type TrussError } from '../../core/errors.ts';
 import { isTrussLinkName, ownerMark, shortId } from '../../core/naming.ts';
-import type { DataplaneLog, Exec } from './exec.ts';
+import { type DataplaneLog, type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName, checkMac, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
 import { ensureAcceptRaOff } from './sysctl.ts';
 
@@ -74,9 +74,22 @@ async function createVeth(exec: Exec, v: VethObject): Promise<void> {
   }
 }
 
-/** Creates the pair (before Join) or converges the host end: mark, master, MTU, up, accept_ra=0. */
+/**
+ * Creates the pair (before Join) or converges the host end: mark, master, MTU, up, accept_ra=0.
+ * Before Join the pair is almost always new (CreateEndpoint), so the create is tried first and
+ * the link is read only when its `link add` says it exists (EEXIST on line 1: nothing was made).
+ */
 export async function ensureVeth(exec: Exec, v: VethObject): Promise<void> {
   const name = checkIfName(v.name);
+  if (!v.joined) {
+    try {
+      await createVeth(exec, v);
+      await ensureAcceptRaOff(exec, name);
+      return;
+    } catch (e) {
+      if (!isKernelError(e, 'EEXIST') || e.line !== 1) throw e;
+    }
+  }
   const cur = await readLink(exec, name);
   if (cur === undefined) {
     // After Join the peer lived in the container: a new pair would be a cable to nowhere.
