@@ -7,9 +7,10 @@
  * Kernel errors are normalised here and only here: callers branch on KernelError.code,
  * never on stderr text.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { errors } from '../../core/errors.ts';
 
 export type KernelErrorCode = 'EEXIST' | 'ENODEV' | 'ENOENT' | 'ESRCH' | 'EBUSY' | 'EPERM' | 'EINVAL' | 'OTHER';
@@ -102,6 +103,8 @@ export interface Exec {
   readonly procSys?: string;
   /** The debug hook of every command, for work done without a process (sysctl files): argv names it. */
   readonly onCommand?: OnCommand;
+  /** Ends the waiting spare processes (SpareProcesses), if any. */
+  close?(): void;
 }
 
 export interface ExecOptions {
@@ -115,10 +118,14 @@ export interface ExecOptions {
    * /proc/sys/net bind-mounted read-write at another path. Ignored with `netns`.
    */
   readonly procSys?: string;
+  /** Run `ip -batch -` from a spare started ahead (SpareProcesses). Default: only without `netns`. */
+  readonly spareProcesses?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_PROC_SYS = '/proc/sys';
+/** stdin batch tools run from a spare process (SpareProcesses): the attach path's link batches */
+const SPARE_TOOLS = new Set(['ip -batch -']);
 
 function searchDirs(extra?: readonly string[]): string[] {
   const fromEnv = (process.env.PATH ?? '').split(delimiter).filter((d) => isAbsolute(d));
@@ -137,6 +144,8 @@ function isExecutable(path: string): boolean {
 export function createExec(opts: ExecOptions = {}): Exec {
   const dirs = searchDirs(opts.searchPath);
   const cache = new Map<string, string | undefined>();
+  // why: not for another namespace by default (tests): a spare would outlive the scratch namespace
+  const spares = (opts.spareProcesses ?? opts.netns === undefined) ? new SpareProcesses() : undefined;
   const which = (bin: string): string | undefined => {
     if (!cache.has(bin)) {
       const candidates = isAbsolute(bin) ? [bin] : dirs.map((d) => join(d, bin));
@@ -155,7 +164,10 @@ export function createExec(opts: ExecOptions = {}): Exec {
         ? [resolve(bin), ...args]
         : [resolve('nsenter'), `--net=${opts.netns}`, '--', resolve(bin), ...args];
     const started = performance.now();
-    const res = await spawnCollect(argv, ro.stdin, ro.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const timeoutMs = ro.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const spare = spares !== undefined && ro.stdin !== undefined && SPARE_TOOLS.has(`${bin} ${args.join(' ')}`);
+    const child = spare ? (spares as SpareProcesses).take(argv) : spawnChild(argv, ro.stdin !== undefined);
+    const res = await collect(child, ro.stdin, timeoutMs);
     opts.onCommand?.(argv, ro.stdin, performance.now() - started, res.exitCode);
     if (res.exitCode !== 0) {
       const code = res.timedOut ? 'OTHER' : normaliseKernelError(res.stderr);
@@ -163,7 +175,10 @@ export function createExec(opts: ExecOptions = {}): Exec {
     }
     return { stdout: res.stdout, stderr: res.stderr };
   };
-  const hook = opts.onCommand ? { onCommand: opts.onCommand } : {};
+  const hook = {
+    ...(opts.onCommand ? { onCommand: opts.onCommand } : {}),
+    ...(spares ? { close: () => spares.close() } : {}),
+  };
   if (opts.netns !== undefined) return { run, which, netns: opts.netns, ...hook };
   // why: in our own namespace /proc/sys is read and written as files (what `sysctl` does),
   // without a process per key (~3-5 ms each on the attach path)
@@ -192,21 +207,31 @@ interface Spawned {
   timedOut: boolean;
 }
 
-function spawnCollect(argv: readonly string[], stdin: string | undefined, timeoutMs: number): Promise<Spawned> {
+type Child = ChildProcessByStdio<Writable | null, Readable, Readable>;
+
+function spawnChild(argv: readonly string[], withStdin: boolean): Child {
+  const [file, ...args] = argv as [string, ...string[]];
+  return spawn(file, args, {
+    stdio: [withStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LC_ALL: 'C' }, // why: stderr is parsed; localised messages would not match
+  }) as Child;
+}
+
+/** Feeds `stdin` (then EOF) to a started child and collects its output; SIGKILL after timeoutMs. */
+function collect(child: Child, stdin: string | undefined, timeoutMs: number): Promise<Spawned> {
   return new Promise((resolvePromise) => {
-    const [file, ...args] = argv as [string, ...string[]];
-    const child = spawn(file, args, {
-      stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      env: { ...process.env, LC_ALL: 'C' }, // why: stderr is parsed; localised messages would not match
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout?.on('data', (b: Buffer) => out.push(b));
-    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
     let settled = false;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     const settle = (s: Spawned): void => {
+      clearTimeout(timer);
       if (!settled) resolvePromise(s);
       settled = true;
     };
@@ -214,12 +239,12 @@ function spawnCollect(argv: readonly string[], stdin: string | undefined, timeou
       // why: a failed spawn (EACCES, ENOMEM) may never emit 'close'
       if (child.pid === undefined) settle({ stdout: '', stderr: `${e.message}\n`, exitCode: 127, timedOut: false });
     });
-    child.on('close', (code, signal) =>
+    child.on('close', (code) =>
       settle({
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
         exitCode: code ?? 128,
-        timedOut: signal === 'SIGKILL' && code === null,
+        timedOut,
       }),
     );
     if (stdin !== undefined) {
@@ -227,4 +252,50 @@ function spawnCollect(argv: readonly string[], stdin: string | undefined, timeou
       child.stdin?.end(stdin);
     }
   });
+}
+
+/**
+ * Spare processes for stdin batches (`ip -batch -`): one is started ahead and waits on its
+ * stdin; a batch is written to it and its stdin closed, then the next spare is started. Each
+ * batch still runs in a fresh process (no name/ifindex cache across batches, the same line
+ * numbers and exit codes as a one-shot run); only the ~5 ms spawn moves off the request path.
+ * A spare holds nothing but a netlink socket; it exits on EOF when we do.
+ */
+export class SpareProcesses {
+  readonly #spares = new Map<string, { child: Child; alive: boolean }>();
+
+  /** A started child for argv: the spare if there is a live one, else a new one; then a new spare. */
+  take(argv: readonly string[]): Child {
+    const key = argv.join('\0');
+    const spare = this.#spares.get(key);
+    this.#spares.delete(key);
+    const child = spare?.alive ? spare.child : spawnChild(argv, true);
+    if (spare && !spare.alive) spare.child.kill('SIGKILL');
+    child.ref();
+    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { ref?(): void }).ref?.();
+    this.#startSpare(key, argv);
+    return child;
+  }
+
+  #startSpare(key: string, argv: readonly string[]): void {
+    const child = spawnChild(argv, true);
+    const entry = { child, alive: true };
+    child.on('error', () => {
+      entry.alive = false;
+    });
+    child.on('exit', () => {
+      entry.alive = false;
+    });
+    child.stdin?.on('error', () => {});
+    // a waiting spare keeps nothing alive (the daemon, a test run)
+    child.unref();
+    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?(): void }).unref?.();
+    this.#spares.set(key, entry);
+  }
+
+  /** Ends every waiting spare (EOF: it runs nothing and exits). */
+  close(): void {
+    for (const { child } of this.#spares.values()) child.stdin?.end();
+    this.#spares.clear();
+  }
 }

@@ -39,6 +39,8 @@ export interface LinuxDataplaneOptions {
   readonly wireguardKeyDir?: string;
   /** a writable /proc/sys mounted elsewhere (managed plugin: /host/proc/sys); see exec.ts */
   readonly procSys?: string;
+  /** `ip -batch -` from a spare process started ahead (exec.ts SpareProcesses); default: only without `netns` */
+  readonly spareProcesses?: boolean;
 }
 
 export interface LinuxDataplane extends Dataplane {
@@ -52,6 +54,8 @@ export interface LinuxDataplane extends Dataplane {
   renderFirewall(f: FirewallObject): Promise<string>;
   /** The probed iptables backend, or undefined without iptables. */
   iptablesBackend(): Promise<ipt.IptBackend | undefined>;
+  /** Ends the spare processes (tests; the daemon's end at exit by EOF). */
+  close(): void;
 }
 
 function commandLogger(log: DataplaneLog | undefined): OnCommand | undefined {
@@ -66,6 +70,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
     ...(onCommand ? { onCommand } : {}),
     ...(opts.procSys !== undefined ? { procSys: opts.procSys } : {}),
+    ...(opts.spareProcesses !== undefined ? { spareProcesses: opts.spareProcesses } : {}),
   });
   const uplinks = async (f: FirewallObject): Promise<readonly string[]> => {
     const found = opts.uplinks === undefined || opts.uplinks === 'auto' ? await listUplinks(exec) : opts.uplinks;
@@ -178,5 +183,6 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     linkWithAddress: (address) => rt.linkWithAddress(exec, address),
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
+    close: () => exec.close?.(),
   };
 }
