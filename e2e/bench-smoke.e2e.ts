@@ -1,8 +1,9 @@
 /**
  * The benchmarks still run: `bench/policy.ts --smoke` (its own simulated host, 1 repetition,
  * 100 entries, 1 s of iperf3) and `bench/cluster.ts --smoke` (an underlay with etcd and 2
- * hosts, 1 repetition, 2 s of iperf3, 1 start) exit 0 and print their tables. The figures of
- * a smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
+ * hosts, 1 repetition, 2 s of iperf3, 1 start) and `bench/start.ts --smoke` (one host, 3 starts
+ * per network, a burst of 5) exit 0 and print their tables. The figures of a smoke run mean
+ * nothing and are not checked; the full benchmarks are `npm run bench`.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -49,6 +50,31 @@ describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
       assert.match(r.stdout, row, out);
     }
     assert.ok(seconds < 60, `the smoke run took ${seconds.toFixed(0)} s (keep it under 60 s)`);
+    process.stdout.write(r.stdout);
+  });
+});
+
+describe('bench/start.ts --smoke', { timeout: 90_000 }, () => {
+  it('exits 0 within 40 s and prints the start and burst tables', { timeout: 80_000 }, async () => {
+    const t0 = performance.now();
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'start.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 75_000,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/start.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /CONTAINER START BENCHMARK/, out);
+    for (const row of [
+      /\| docker run → first TCP connect +\| Docker bridge +\| 3 +\| \d+/,
+      /\| +\| truss +\| 3 +\| \d+ +\| \d+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} \(p50\) +\| ≤ 1\.10/,
+      /\| plugin: CreateEndpoint \+ Join +\| truss +\| 3 +\| [\d.]+/,
+      /\| +\| truss +\| 5 +\| \d+ +\| \d+ +\| [\d.]+–[\d.]+ +\| \d+\.\d{3} +\| ≤ 3/,
+      /event-loop delay p50 [\d.]+ ms, p99 [\d.]+ ms/,
+    ]) {
+      assert.match(r.stdout, row, out);
+    }
+    assert.ok(seconds < 40, `the smoke run took ${seconds.toFixed(0)} s (keep it under 40 s)`);
     process.stdout.write(r.stdout);
   });
 });
