@@ -91,3 +91,23 @@ describe('createExec', () => {
     assert.match(err.stderr, /timed out/);
   });
 });
+
+describe('spare processes for `ip -batch -` (SpareProcesses)', () => {
+  it('runs each batch in a fresh process: output, exit code and line numbers as a one-shot run', async () => {
+    const exec = createExec({ spareProcesses: true });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await exec.run('ip', ['-batch', '-'], { stdin: 'link show dev lo\n' });
+        assert.match(r.stdout, /^1: lo:/);
+      }
+      await assert.rejects(
+        exec.run('ip', ['-batch', '-'], { stdin: 'link show dev lo\nlink show dev trnosuchdev0\n' }),
+        (e) => isKernelError(e, 'ENODEV') && e.line === 2,
+      );
+      const again = await exec.run('ip', ['-batch', '-'], { stdin: 'link show dev lo\n' });
+      assert.match(again.stdout, /^1: lo:/, 'a failed batch does not spoil the next one');
+    } finally {
+      exec.close?.();
+    }
+  });
+});
