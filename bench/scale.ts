@@ -28,10 +28,13 @@
  * status` < 1 s. A full run writes bench/results/scale.json and the "Scale" section of
  * docs/benchmarks.md; `--smoke` (20 endpoints, 2 networks) only prints (e2e/bench-smoke.e2e.ts).
  * Flags: --smoke, --endpoints N (1000), --networks M (50), --resync-seconds S (the daemon's
- * default unless given), --cpu-prof DIR (the daemon writes a .cpuprofile there when it exits).
+ * default unless given), --cpu-prof DIR (the daemon writes a .cpuprofile there when it exits),
+ * --heap-snapshot DIR (the daemon writes a heap snapshot there once all endpoints are attached,
+ * after the measurements), --daemon-debug (the daemon logs at debug level; prints where an
+ * attach spends its time, bench/scale-log.ts; the figures then include the logging).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { run } from '../e2e/harness/exec.ts';
@@ -45,6 +48,7 @@ import { sleep } from '../e2e/harness/wait.ts';
 import { adminRequest } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
 import { f1, machineFacts, markdownTable, writeDocSection, writeResultsJson } from './lib.ts';
+import { attachBreakdowns, breakdownLines } from './scale-log.ts';
 import {
   createAndJoin,
   createNetwork,
@@ -66,6 +70,8 @@ const { values: flags } = parseArgs({
     networks: { type: 'string' },
     'resync-seconds': { type: 'string' },
     'cpu-prof': { type: 'string' },
+    'daemon-debug': { type: 'boolean', default: false },
+    'heap-snapshot': { type: 'string' },
   },
   strict: true,
 });
@@ -104,7 +110,6 @@ function daemonEnv(): NodeJS.ProcessEnv {
     if (!k.startsWith('TRUSS_') && k !== 'DOCKER_PLUGIN_DEBUG' && k !== 'NODE_OPTIONS') env[k] = v;
   }
   env.PATH = CHILD_PATH;
-  if (flags['cpu-prof']) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${flags['cpu-prof']}`;
   return env;
 }
 
@@ -114,8 +119,13 @@ async function startTruss(): Promise<ChildProcess> {
   const args = ['serve', '--socket', SOCKET, '--state-dir', STATE_DIR];
   if (flags['resync-seconds']) args.push('--resync-seconds', flags['resync-seconds']);
   const out = openSync(LOG, 'w');
+  if (flags['daemon-debug']) args.push('--log-level', 'debug');
+  const nodeOptions = [
+    ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
+    ...(flags['heap-snapshot'] ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${flags['heap-snapshot']}`] : []),
+  ];
   const child = spawn('ip', ['netns', 'exec', HOST_NS, TRUSS_BIN, ...args], {
-    env: daemonEnv(),
+    env: { ...daemonEnv(), ...(nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}) },
     stdio: ['ignore', out, out],
     detached: true,
   });
@@ -380,6 +390,27 @@ async function writeDocs(
   });
 }
 
+/** SIGUSR2 (--heapsnapshot-signal) and wait until the snapshot file is complete. */
+async function heapSnapshot(pid: number, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await sleep(500);
+    const fresh = readdirSync(dir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    const file = fresh[0];
+    if (file && statSync(join(dir, file)).size > 0) {
+      const size = statSync(join(dir, file)).size;
+      await sleep(1000);
+      if (statSync(join(dir, file)).size === size) {
+        process.stderr.write(`  heap snapshot: ${join(dir, file)}\n`);
+        return;
+      }
+    }
+  }
+  throw new Error('no heap snapshot within 5 min');
+}
+
 async function cleanup(child: ChildProcess | undefined): Promise<void> {
   if (child) await stopTruss(child);
   for (let n = 0; n < NETWORKS; n++) if (existsSync(netnsPath(sandboxNs(n)))) await deleteNetns(sandboxNs(n));
@@ -417,6 +448,7 @@ async function main(): Promise<void> {
     const rss = memory(pid);
     const { inSync, counts } = await measureAtScale(pid, s);
     const mem = { rssMiB: rss.rssMiB, hwmMiB: memory(pid).hwmMiB };
+    if (flags['heap-snapshot']) await heapSnapshot(pid, flags['heap-snapshot']);
     const td = performance.now();
     await teardown(c, nets, eps, s);
     const teardownS = (performance.now() - td) / 1000;
@@ -432,6 +464,7 @@ async function main(): Promise<void> {
         `attach median by tenth of the run (ms): ${sum.deciles.map((d) => f1(d)).join(', ')}`,
         `at scale: ${JSON.stringify(counts)}, kernel in sync: ${inSync}`,
         ...left.map((l) => `LEFT BEHIND: ${l}`),
+        ...(flags['daemon-debug'] ? breakdownLines(attachBreakdowns(readFileSync(LOG, 'utf8')), WINDOW) : []),
         `(${((performance.now() - t0) / 1000).toFixed(0)} s)`,
         '',
       ].join('\n'),
