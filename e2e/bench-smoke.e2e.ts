@@ -1,9 +1,10 @@
 /**
  * The benchmarks still run: `bench/policy.ts --smoke` (its own simulated host, 1 repetition,
  * 100 entries, 1 s of iperf3) and `bench/cluster.ts --smoke` (an underlay with etcd and 2
- * hosts, 1 repetition, 2 s of iperf3, 1 start) and `bench/start.ts --smoke` (one host, 3 starts
- * per network, a burst of 5) exit 0 and print their tables. The figures of a smoke run mean
- * nothing and are not checked; the full benchmarks are `npm run bench`.
+ * hosts, 1 repetition, 2 s of iperf3, 1 start), `bench/start.ts --smoke` (one host, 3 starts
+ * per network, a burst of 5) and `bench/scale.ts --smoke` (20 endpoints over 2 networks against a
+ * daemon in a throwaway namespace, torn down with nothing left) exit 0 and print their tables.
+ * The figures of a smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -75,6 +76,31 @@ describe('bench/start.ts --smoke', { timeout: 90_000 }, () => {
       assert.match(r.stdout, row, out);
     }
     assert.ok(seconds < 40, `the smoke run took ${seconds.toFixed(0)} s (keep it under 40 s)`);
+    process.stdout.write(r.stdout);
+  });
+});
+
+describe('bench/scale.ts --smoke', { timeout: 60_000 }, () => {
+  it('exits 0 within 30 s, prints the table and leaves nothing behind', { timeout: 50_000 }, async () => {
+    const t0 = performance.now();
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'scale.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 45_000,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/scale.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /SCALE BENCHMARK/, out);
+    for (const row of [
+      /\| attach ratio last 5 ÷ first 5 \(p50\) +\| \d+\.\d{3} +\| ≤ 1\.2/,
+      /\| plugin VmRSS at 20 \(VmHWM\) +\| [\d.]+ MiB/,
+      /\| `truss status` CLI wall, median +\| [\d.]+ ms/,
+      /\| full reconcile pass \(daemon durationMs\), median +\| [\d.]+ ms/,
+      /\| left behind after teardown +\| nothing +\|/,
+    ]) {
+      assert.match(r.stdout, row, out);
+    }
+    assert.ok(seconds < 30, `the smoke run took ${seconds.toFixed(0)} s (keep it under 30 s)`);
     process.stdout.write(r.stdout);
   });
 });

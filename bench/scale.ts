@@ -1,0 +1,488 @@
+/**
+ * Scale benchmark (issue 6, benchmark 8; not part of the test suite): `npm run bench:scale`
+ * (root). N endpoints on one host across M networks: is the attach time flat, how much memory
+ * does the plugin hold, how long do `truss status` and a full `truss reconcile` take at N?
+ *
+ * Starting N containers through dockerd on vfs would take far too long here, so this drives
+ * truss the way dockerd does (bench/scale-rpc.ts: the RPC sequence and request shapes of
+ * test/fixtures/dockerd-28.5.jsonl): `truss serve` runs in a throwaway network namespace (the
+ * "host") with its own --state-dir and --socket; M networks are created (RequestPool,
+ * RequestAddress gateway, CreateNetwork), then N endpoints round-robin over them
+ * (RequestAddress, then the timed attach CreateEndpoint + Join, then what dockerd does with
+ * the veth: moved into the sandbox namespace, renamed, addressed and set up, then
+ * ProgramExternalConnectivity). Sandboxes: one namespace per network, shared by that
+ * network's endpoints (eth0, eth1, ...). Truss never looks inside a sandbox, and moving a
+ * link costs the same whichever namespace receives it, so this keeps what the plugin sees
+ * real while sparing the machine N namespaces (creating and, above all, freeing 1,000 of them
+ * takes the kernel's cleanup worker long enough to disturb the next run and everyone else's).
+ *
+ * At N: the daemon's VmRSS/VmHWM (/proc/<pid>/status), `truss status` wall time (the CLI
+ * against the admin socket, Node start-up included) and the admin API alone, and `truss
+ * reconcile` (CLI wall time and the pass's own durationMs). Then teardown in reverse order
+ * (Revoke, the interface back out of the sandbox as dockerd does, Leave, DeleteEndpoint,
+ * ReleaseAddress; then DeleteNetwork, the gateway, ReleasePool), and a check that nothing is
+ * left: no intent in `truss status`, no truss-owned kernel object in the host namespace, only
+ * `lo` in the sandboxes.
+ *
+ * Targets: attach median of the last 100 ÷ the first 100 ≤ 1.2; VmRSS < 150 MiB; `truss
+ * status` < 1 s. A full run writes bench/results/scale.json and the "Scale" section of
+ * docs/benchmarks.md; `--smoke` (20 endpoints, 2 networks) only prints (e2e/bench-smoke.e2e.ts).
+ * Flags: --smoke, --endpoints N (1000), --networks M (50), --resync-seconds S (the daemon's
+ * default unless given), --cpu-prof DIR (the daemon writes a .cpuprofile there when it exits),
+ * --heap-snapshot DIR (the daemon writes a heap snapshot there once all endpoints are attached,
+ * after the measurements), --daemon-debug (the daemon logs at debug level; prints where an
+ * attach spends its time, bench/scale-log.ts; the figures then include the logging),
+ * --daemon-node-options 'FLAGS' (NODE_OPTIONS for the daemon, e.g. V8 heap sizes).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { run } from '../e2e/harness/exec.ts';
+import { median, percentile } from '../e2e/harness/figures.ts';
+import { trussKernelObjects } from '../e2e/harness/leftovers.ts';
+import { createNetns, deleteNetns, netnsPath } from '../e2e/harness/netns.ts';
+import { CHILD_PATH, NETNS_PREFIX, TRUSS_BIN, WORK_DIR } from '../e2e/harness/paths.ts';
+import { isAlive, waitExit } from '../e2e/harness/procs.ts';
+import { activate } from '../e2e/harness/truss.ts';
+import { sleep } from '../e2e/harness/wait.ts';
+import { adminRequest } from '../src/cli/admin-client.ts';
+import { adminSocketPath } from '../src/config.ts';
+import { f1, machineFacts, markdownTable, writeDocSection, writeResultsJson } from './lib.ts';
+import { attachBreakdowns, breakdownLines } from './scale-log.ts';
+import {
+  createAndJoin,
+  createNetwork,
+  deleteEndpoint,
+  deleteNetwork,
+  type EndpointRef,
+  leave,
+  type NetworkRef,
+  PluginClient,
+  programExternal,
+  requestAddress,
+  revokeExternal,
+} from './scale-rpc.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    endpoints: { type: 'string' },
+    networks: { type: 'string' },
+    'resync-seconds': { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    'daemon-debug': { type: 'boolean', default: false },
+    'heap-snapshot': { type: 'string' },
+    'daemon-node-options': { type: 'string' },
+  },
+  strict: true,
+});
+const SMOKE = flags.smoke === true;
+const ENDPOINTS = Number(flags.endpoints ?? (SMOKE ? 20 : 1000));
+const NETWORKS = Number(flags.networks ?? (SMOKE ? 2 : 50));
+for (const [k, v] of Object.entries({ ENDPOINTS, NETWORKS })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`bench/scale: ${k} must be a positive integer, got ${v}`);
+}
+if (NETWORKS > 256) throw new Error('bench/scale: at most 256 networks (one /24 each in 198.19.0.0/16)');
+if (Math.ceil(ENDPOINTS / NETWORKS) > 250) throw new Error('bench/scale: at most 250 endpoints per network');
+/** how many attaches make "the first" and "the last": 100, or a quarter of a small run */
+const WINDOW = Math.min(100, Math.max(1, Math.floor(ENDPOINTS / 4)));
+const STATUS_RUNS = 5;
+const RECONCILE_RUNS = 3;
+const TARGET = { ratio: 1.2, rssMiB: 150, statusMs: 1000 };
+
+const HOST_NS = `${NETNS_PREFIX}scale`;
+const DIR = join(WORK_DIR, 'scale');
+const STATE_DIR = join(DIR, 'state');
+const SOCKET = join(DIR, 'p.sock');
+const LOG = join(DIR, 'truss.log');
+const sandboxNs = (n: number): string => `${NETNS_PREFIX}ssb${n}`;
+
+const ipHost = (args: readonly string[]): string[] => ['ip', '-n', HOST_NS, ...args];
+
+async function ok(argv: readonly string[], input?: string): Promise<string> {
+  const r = await run(argv, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`${argv.join(' ')} → ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+function daemonEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('TRUSS_') && k !== 'DOCKER_PLUGIN_DEBUG' && k !== 'NODE_OPTIONS') env[k] = v;
+  }
+  env.PATH = CHILD_PATH;
+  return env;
+}
+
+/** `truss serve` inside the host namespace (ip netns exec execs, and so does bin/truss: the pid is node's). */
+async function startTruss(): Promise<ChildProcess> {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const args = ['serve', '--socket', SOCKET, '--state-dir', STATE_DIR];
+  if (flags['resync-seconds']) args.push('--resync-seconds', flags['resync-seconds']);
+  const out = openSync(LOG, 'w');
+  if (flags['daemon-debug']) args.push('--log-level', 'debug');
+  const nodeOptions = [
+    ...(flags['daemon-node-options'] ? [flags['daemon-node-options']] : []),
+    ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
+    ...(flags['heap-snapshot'] ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${flags['heap-snapshot']}`] : []),
+  ];
+  const child = spawn('ip', ['netns', 'exec', HOST_NS, TRUSS_BIN, ...args], {
+    env: { ...daemonEnv(), ...(nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}) },
+    stdio: ['ignore', out, out],
+    detached: true,
+  });
+  closeSync(out);
+  child.unref();
+  const deadline = Date.now() + 20_000;
+  while ((await activate(SOCKET)) !== 200) {
+    if (child.pid === undefined || !isAlive(child.pid) || Date.now() > deadline) {
+      throw new Error(`truss did not start:\n${readFileSync(LOG, 'utf8').split('\n').slice(-30).join('\n')}`);
+    }
+    await sleep(100);
+  }
+  return child;
+}
+
+async function stopTruss(child: ChildProcess): Promise<void> {
+  const pid = child.pid;
+  if (pid === undefined || !isAlive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  if (!(await waitExit(pid, 15_000))) {
+    process.kill(pid, 'SIGKILL');
+    await waitExit(pid, 5000);
+  }
+}
+
+/** VmRSS / VmHWM of pid in MiB. */
+function memory(pid: number): { rssMiB: number; hwmMiB: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
+}
+
+/** Runs the truss CLI (like a user would, from the root namespace: it only needs the admin socket); ms + stdout. */
+async function timedCli(args: readonly string[]): Promise<{ ms: number; stdout: string }> {
+  const t0 = performance.now();
+  const r = await run([TRUSS_BIN, ...args, '--state-dir', STATE_DIR], { env: daemonEnv(), timeoutMs: 120_000 });
+  const ms = performance.now() - t0;
+  if (r.code !== 0) throw new Error(`truss ${args.join(' ')} → ${r.code}: ${r.stderr.trim()}`);
+  return { ms, stdout: r.stdout };
+}
+
+interface Samples {
+  attachMs: number[];
+  sandboxMs: number[];
+  programMs: number[];
+  detachMs: number[];
+  statusCliMs: number[];
+  statusApiMs: number[];
+  reconcileCliMs: number[];
+  reconcilePassMs: number[];
+}
+
+/** The interface leaves the plugin's hands: into sandbox n, renamed eth<k>, addressed, up (dockerd's osl). */
+async function intoSandbox(ep: EndpointRef, n: number, k: number): Promise<void> {
+  await ok(ipHost(['link', 'set', ep.srcName, 'netns', sandboxNs(n), 'name', `eth${k}`]));
+  await ok(['ip', '-n', sandboxNs(n), '-b', '-'], `addr add ${ep.address} dev eth${k}\nlink set eth${k} up\n`);
+}
+
+/** …and back, when the container goes: down, renamed to its host-side name, moved into the host namespace. */
+async function outOfSandbox(ep: EndpointRef, n: number, k: number): Promise<void> {
+  const hostNsPath = netnsPath(HOST_NS);
+  await ok(
+    ['ip', '-n', sandboxNs(n), '-b', '-'],
+    `link set eth${k} down\nlink set eth${k} name ${ep.srcName}\nlink set ${ep.srcName} netns ${hostNsPath}\n`,
+  );
+}
+
+async function attachAll(c: PluginClient, nets: NetworkRef[], s: Samples): Promise<EndpointRef[]> {
+  const eps: EndpointRef[] = [];
+  for (let i = 0; i < ENDPOINTS; i++) {
+    const n = i % NETWORKS;
+    const net = nets[n] as NetworkRef;
+    const ep = await requestAddress(c, net);
+    const t0 = performance.now();
+    await createAndJoin(c, ep, `/var/run/docker/netns/${ep.id.slice(0, 12)}`);
+    const t1 = performance.now();
+    await intoSandbox(ep, n, Math.floor(i / NETWORKS));
+    const t2 = performance.now();
+    await programExternal(c, ep);
+    s.attachMs.push(t1 - t0);
+    s.sandboxMs.push(t2 - t1);
+    s.programMs.push(performance.now() - t2);
+    eps.push(ep);
+    if ((i + 1) % Math.max(1, Math.floor(ENDPOINTS / 10)) === 0) {
+      const last = s.attachMs.slice(-Math.min(50, i + 1));
+      process.stderr.write(`  attached ${i + 1}/${ENDPOINTS}: recent attach median ${f1(median(last))} ms\n`);
+    }
+  }
+  return eps;
+}
+
+async function measureAtScale(pid: number, s: Samples): Promise<{ inSync: boolean; counts: Record<string, number> }> {
+  let inSync = false;
+  let counts: Record<string, number> = {};
+  for (let i = 0; i < STATUS_RUNS; i++) {
+    s.statusCliMs.push((await timedCli(['status'])).ms);
+    const t0 = performance.now();
+    const body = await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
+    s.statusApiMs.push(performance.now() - t0);
+    inSync = (body.kernel as { inSync?: boolean } | undefined)?.inSync === true;
+    const len = (k: string): number => (Array.isArray(body[k]) ? (body[k] as unknown[]).length : -1);
+    counts = { networks: len('networks'), endpoints: len('endpoints'), addresses: len('addresses') };
+  }
+  for (let i = 0; i < RECONCILE_RUNS; i++) {
+    const r = await timedCli(['reconcile']);
+    s.reconcileCliMs.push(r.ms);
+    const pass = (JSON.parse(r.stdout) as { pass?: { durationMs?: number } }).pass;
+    if (typeof pass?.durationMs === 'number') s.reconcilePassMs.push(pass.durationMs);
+  }
+  process.stderr.write(`  at scale: ${JSON.stringify(counts)}, kernel in sync: ${inSync}, pid ${pid}\n`);
+  return { inSync, counts };
+}
+
+async function teardown(c: PluginClient, nets: NetworkRef[], eps: EndpointRef[], s: Samples): Promise<void> {
+  for (let i = eps.length - 1; i >= 0; i--) {
+    const ep = eps[i] as EndpointRef;
+    const n = i % NETWORKS;
+    await revokeExternal(c, ep);
+    await outOfSandbox(ep, n, Math.floor(i / NETWORKS));
+    const t0 = performance.now();
+    await leave(c, ep);
+    await deleteEndpoint(c, ep);
+    s.detachMs.push(performance.now() - t0);
+  }
+  s.detachMs.reverse(); // index = attach order
+  for (let n = nets.length - 1; n >= 0; n--) await deleteNetwork(c, nets[n] as NetworkRef);
+}
+
+/** What is left after teardown: intent in the daemon, truss kernel objects in the host, links in sandboxes. */
+async function leftovers(): Promise<string[]> {
+  const left: string[] = [];
+  const body = await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
+  for (const k of ['networks', 'endpoints', 'pools', 'addresses']) {
+    const v = body[k];
+    if (Array.isArray(v) && v.length > 0) left.push(`${v.length} ${k} in truss status`);
+  }
+  left.push(...(await trussKernelObjects(netnsPath(HOST_NS))).map((o) => `host: ${o}`));
+  const hostLinks = JSON.parse(await ok(ipHost(['-j', 'link', 'show']))) as { ifname: string }[];
+  const extra = hostLinks.filter((l) => l.ifname !== 'lo').map((l) => l.ifname);
+  if (extra.length > 0) left.push(`host links: ${extra.slice(0, 10).join(' ')}${extra.length > 10 ? ' …' : ''}`);
+  for (let n = 0; n < NETWORKS; n++) {
+    const links = JSON.parse(await ok(['ip', '-n', sandboxNs(n), '-j', 'link', 'show'])) as { ifname: string }[];
+    if (links.some((l) => l.ifname !== 'lo')) left.push(`sandbox ${n}: ${links.map((l) => l.ifname).join(' ')}`);
+  }
+  return left;
+}
+
+interface Window {
+  readonly p50: number;
+  readonly p99: number;
+}
+const win = (v: readonly number[]): Window => ({ p50: median(v), p99: percentile(v, 99) });
+
+function summarise(s: Samples) {
+  const first = win(s.attachMs.slice(0, WINDOW));
+  const last = win(s.attachMs.slice(-WINDOW));
+  const deciles = Array.from({ length: 10 }, (_, d) => {
+    const a = Math.floor((d * ENDPOINTS) / 10);
+    const b = Math.floor(((d + 1) * ENDPOINTS) / 10);
+    return median(s.attachMs.slice(a, b));
+  });
+  return {
+    first,
+    last,
+    ratio: last.p50 / first.p50,
+    p99Ratio: last.p99 / first.p99,
+    deciles,
+    detachFirst: win(s.detachMs.slice(0, WINDOW)),
+    detachLast: win(s.detachMs.slice(-WINDOW)),
+  };
+}
+
+type Summary = ReturnType<typeof summarise>;
+
+function table(
+  sum: Summary,
+  s: Samples,
+  mem: { rssAtStartMiB: number; rssMiB: number; hwmMiB: number },
+  teardownS: number,
+  left: string[],
+): string[] {
+  const W = String(WINDOW);
+  const ms = (x: number): string => `${f1(x)} ms`;
+  const rows: string[][] = [
+    ['measure', 'value', 'target', 'verdict'],
+    [`attach (CreateEndpoint+Join), first ${W}: p50 / p99`, `${ms(sum.first.p50)} / ${ms(sum.first.p99)}`, '', ''],
+    [`attach, last ${W}: p50 / p99`, `${ms(sum.last.p50)} / ${ms(sum.last.p99)}`, '', ''],
+    [
+      `attach ratio last ${W} ÷ first ${W} (p50)`,
+      sum.ratio.toFixed(3),
+      `≤ ${TARGET.ratio}`,
+      sum.ratio <= TARGET.ratio ? 'met' : 'MISSED',
+    ],
+    [`attach ratio (p99)`, sum.p99Ratio.toFixed(3), '(info)', ''],
+    [
+      `plugin VmRSS at ${ENDPOINTS} (VmHWM)`,
+      `${f1(mem.rssMiB)} MiB (${f1(mem.hwmMiB)}; ${f1(mem.rssAtStartMiB)} at start)`,
+      `< ${TARGET.rssMiB} MiB`,
+      mem.rssMiB < TARGET.rssMiB ? 'met' : 'MISSED',
+    ],
+    [
+      '`truss status` CLI wall, median',
+      ms(median(s.statusCliMs)),
+      `< ${TARGET.statusMs} ms`,
+      median(s.statusCliMs) < TARGET.statusMs ? 'met' : 'MISSED',
+    ],
+    ['GET /v1/status (admin API alone), median', ms(median(s.statusApiMs)), '(info)', ''],
+    ['`truss reconcile` CLI wall, median', ms(median(s.reconcileCliMs)), '(info)', ''],
+    ['full reconcile pass (daemon durationMs), median', ms(median(s.reconcilePassMs)), '(info)', ''],
+    [
+      `detach (Leave+DeleteEndpoint+ReleaseAddress), first ${W} / last ${W} attached: p50`,
+      `${ms(sum.detachFirst.p50)} / ${ms(sum.detachLast.p50)}`,
+      '(info)',
+      '',
+    ],
+    ['teardown of everything, wall', `${f1(teardownS)} s`, '(info)', ''],
+    ['left behind after teardown', left.length === 0 ? 'nothing' : `${left.length} item(s)`, 'nothing', ''],
+  ];
+  return markdownTable(rows);
+}
+
+async function writeDocs(
+  lines: string[],
+  sum: Summary,
+  s: Samples,
+  mem: { rssAtStartMiB: number; rssMiB: number; hwmMiB: number },
+  extra: Record<string, number>,
+): Promise<void> {
+  const facts = await machineFacts();
+  const section = [
+    '## Scale',
+    '',
+    `\`npm run bench:scale\` (bench/scale.ts), ${new Date().toISOString().slice(0, 10)}, commit ${facts.commit}.`,
+    `${ENDPOINTS.toLocaleString('en-US')} endpoints round-robin over ${NETWORKS} networks on one host, attached one after another;`,
+    `kernel ${facts.kernel}; CPU ${facts.cpu}; Node ${facts.node}. The benchmark plays dockerd over the plugin socket`,
+    '(request shapes of test/fixtures/dockerd-28.5.jsonl) against `truss serve` in a throwaway network namespace; each veth',
+    `goes into a sandbox namespace after Join as dockerd does (one sandbox per network, shared by its endpoints).`,
+    '',
+    ...lines,
+    '',
+    `- Attach median by tenth of the run (ms): ${sum.deciles.map((d) => f1(d)).join(', ')}.`,
+    `- Also per endpoint, not in the attach figure: moving the veth into the sandbox and addressing it ${f1(median(s.sandboxMs))} ms,`,
+    `  ProgramExternalConnectivity ${f1(median(s.programMs))} ms (medians). Whole attach phase ${f1(extra.attachPhaseS ?? 0)} s.`,
+    `- \`truss status\` = the CLI, Node start-up included, ${STATUS_RUNS} runs; \`truss reconcile\` ${RECONCILE_RUNS} runs. RSS read once all`,
+    `  endpoints were attached, before status/reconcile; VmHWM after them.`,
+    '',
+  ].join('\n');
+  writeDocSection('## Scale', section);
+  await writeResultsJson('scale', {
+    date: new Date().toISOString(),
+    environment: facts,
+    parameters: {
+      endpoints: ENDPOINTS,
+      networks: NETWORKS,
+      window: WINDOW,
+      resyncSeconds: flags['resync-seconds'] ?? 'default',
+    },
+    targets: { attachRatio: `<= ${TARGET.ratio}`, rssMiB: `< ${TARGET.rssMiB}`, statusMs: `< ${TARGET.statusMs}` },
+    summary: { ...sum, memory: mem, ...extra },
+    samples: s,
+  });
+}
+
+/** SIGUSR2 (--heapsnapshot-signal) and wait until the snapshot file is complete. */
+async function heapSnapshot(pid: number, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await sleep(500);
+    const fresh = readdirSync(dir).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+    const file = fresh[0];
+    if (file && statSync(join(dir, file)).size > 0) {
+      const size = statSync(join(dir, file)).size;
+      await sleep(1000);
+      if (statSync(join(dir, file)).size === size) {
+        process.stderr.write(`  heap snapshot: ${join(dir, file)}\n`);
+        return;
+      }
+    }
+  }
+  throw new Error('no heap snapshot within 5 min');
+}
+
+async function cleanup(child: ChildProcess | undefined): Promise<void> {
+  if (child) await stopTruss(child);
+  for (let n = 0; n < NETWORKS; n++) if (existsSync(netnsPath(sandboxNs(n)))) await deleteNetns(sandboxNs(n));
+  if (existsSync(netnsPath(HOST_NS))) await deleteNetns(HOST_NS);
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  await cleanup(undefined); // a previous run's leftovers, if it was killed
+  rmSync(DIR, { recursive: true, force: true });
+  mkdirSync(DIR, { recursive: true });
+  let child: ChildProcess | undefined;
+  try {
+    await createNetns(HOST_NS);
+    for (let n = 0; n < NETWORKS; n++) await createNetns(sandboxNs(n));
+    child = await startTruss();
+    const pid = child.pid as number;
+    const rssAtStartMiB = memory(pid).rssMiB;
+    const c = new PluginClient(SOCKET);
+    const s: Samples = {
+      attachMs: [],
+      sandboxMs: [],
+      programMs: [],
+      detachMs: [],
+      statusCliMs: [],
+      statusApiMs: [],
+      reconcileCliMs: [],
+      reconcilePassMs: [],
+    };
+    process.stderr.write(`bench/scale: ${ENDPOINTS} endpoints over ${NETWORKS} networks${SMOKE ? ' (smoke)' : ''}\n`);
+    const nets: NetworkRef[] = [];
+    for (let n = 0; n < NETWORKS; n++) nets.push(await createNetwork(c, `198.19.${n}.0/24`));
+    const ta = performance.now();
+    const eps = await attachAll(c, nets, s);
+    const attachPhaseS = (performance.now() - ta) / 1000;
+    const rss = memory(pid);
+    const { inSync, counts } = await measureAtScale(pid, s);
+    const mem = { rssAtStartMiB, rssMiB: rss.rssMiB, hwmMiB: memory(pid).hwmMiB };
+    if (flags['heap-snapshot']) await heapSnapshot(pid, flags['heap-snapshot']);
+    const td = performance.now();
+    await teardown(c, nets, eps, s);
+    const teardownS = (performance.now() - td) / 1000;
+    const left = await leftovers();
+    c.close();
+    const sum = summarise(s);
+    const lines = table(sum, s, mem, teardownS, left);
+    process.stdout.write(
+      [
+        '',
+        `SCALE BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}: ${ENDPOINTS} endpoints, ${NETWORKS} networks`,
+        ...lines,
+        `attach median by tenth of the run (ms): ${sum.deciles.map((d) => f1(d)).join(', ')}`,
+        `at scale: ${JSON.stringify(counts)}, kernel in sync: ${inSync}`,
+        ...left.map((l) => `LEFT BEHIND: ${l}`),
+        ...(flags['daemon-debug'] ? breakdownLines(attachBreakdowns(readFileSync(LOG, 'utf8')), WINDOW) : []),
+        `(${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+        '',
+      ].join('\n'),
+    );
+    if (counts.endpoints !== ENDPOINTS || !inSync)
+      throw new Error(`at scale: ${JSON.stringify(counts)}, in sync ${inSync}`);
+    if (left.length > 0) throw new Error(`left behind after teardown:\n${left.join('\n')}`);
+    if (!SMOKE) {
+      await writeDocs(lines, sum, s, mem, { attachPhaseS, teardownS });
+      process.stdout.write('wrote docs/benchmarks.md (Scale) and bench/results/scale.json\n');
+    }
+  } finally {
+    await cleanup(child);
+  }
+}
+
+await main();
