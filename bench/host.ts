@@ -83,6 +83,8 @@ interface CondSamples {
 type Results = Record<Cond, CondSamples>;
 
 let host: Host;
+/** the machine's 1-minute load average after each repetition */
+const load1: number[] = [];
 
 async function docker(args: readonly string[], timeoutMs = 120_000): Promise<string> {
   const r = await host.docker(args, timeoutMs);
@@ -155,6 +157,7 @@ async function measure(ips: Record<Cond, string>, r: Results): Promise<void> {
         `${c} ${r[c].gbps1.at(-1)?.toFixed(2)}/${r[c].gbps4.at(-1)?.toFixed(2)} Gbit/s, ${rr?.perSecond.toFixed(0)}/s p99 ${rr?.p99us.toFixed(1)} µs`,
       );
     }
+    load1.push(loadavg()[0] ?? Number.NaN);
     process.stderr.write(`  rep ${i + 1}/${REPS}: ${line.join('; ')}\n`);
   }
 }
@@ -256,6 +259,8 @@ function ratioRows(r: Results): { lines: string[]; ratios: Record<string, number
 interface Load {
   readonly loadavg: string;
   readonly dockerds: string;
+  /** highest 1-minute load average seen after a repetition (set on the `after` sample) */
+  readonly peak1?: number;
 }
 async function load(): Promise<Load> {
   const n = (await run(['pgrep', '-c', '-x', 'dockerd'])).stdout.trim() || '0';
@@ -284,7 +289,7 @@ async function writeDocs(
     `dockerd ${env.docker}; ${env.iperf3}; ${env.sockperf}; Node ${env.node}.`,
     `br_netfilter ${env.brNetfilter} (bridge-nf-call: ${env.bridgeNfCall}).`,
     `Machine load (shared, noisy: others' tests and benchmarks ran meanwhile): load average ${ld.before.loadavg} before,`,
-    `${ld.after.loadavg} after; ${ld.before.dockerds} → ${ld.after.dockerds} dockerd processes on the machine.`,
+    `${ld.after.loadavg} after, 1-minute peak ${f1(ld.after.peak1 ?? Number.NaN)} (2 cores); ${ld.before.dockerds} → ${ld.after.dockerds} dockerd processes on the machine.`,
     '',
     ...lines,
     '',
@@ -327,7 +332,7 @@ async function main(): Promise<void> {
       '',
       `SAME-HOST BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
       `kernel ${env.kernel}; CPU ${env.cpu}; br_netfilter ${env.brNetfilter} (${env.bridgeNfCall})`,
-      `load average ${before.loadavg} -> ${after.loadavg}; dockerd processes ${before.dockerds} -> ${after.dockerds}`,
+      `load average ${before.loadavg} -> ${after.loadavg} (1-min peak ${f1(after.peak1 ?? Number.NaN)}); dockerd processes ${before.dockerds} -> ${after.dockerds}`,
       ...lines,
       `paired ratios (median of per-repetition truss ÷ bridge): ${JSON.stringify(paired)}`,
       ...Object.entries(env)
