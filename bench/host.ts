@@ -200,7 +200,9 @@ async function environment(): Promise<Record<string, string>> {
       exec: (a: readonly string[]) =>
         run(['nsenter', `--net=/proc/${pid}/ns/net`, ...a], { env: { ...process.env, PATH: CHILD_PATH } }),
     };
-    const mtu = (await inCtr.exec(['cat', '/sys/class/net/eth0/mtu'])).stdout.trim();
+    // why: not /sys/class/net (sysfs shows the netns of whoever mounted it, i.e. the machine's)
+    const ipl = (await inCtr.exec(['ip', '-j', 'link', 'show', 'dev', 'eth0'])).stdout;
+    const mtu = (JSON.parse(ipl || '[]') as { mtu?: number }[])[0]?.mtu ?? Number.NaN;
     env[`${c} server eth0`] = `mtu ${mtu}; ${await offloads(inCtr, 'eth0')}`;
   }
   return env;
