@@ -233,17 +233,26 @@ async function perPacketWork(): Promise<Record<string, string>> {
   return out;
 }
 
-function ratioRows(r: Results): { lines: string[]; ratios: Record<string, number>; paired: Record<string, number> } {
+function ratioRows(r: Results): {
+  lines: string[];
+  ratios: Record<string, number>;
+  paired: Record<string, number>;
+  spread: Record<string, string>;
+} {
   const rows: string[][] = [['measure', 'network', 'n', 'median', 'min–max', 'truss ÷ bridge', 'target', 'verdict']];
   const ratios: Record<string, number> = {};
   const paired: Record<string, number> = {};
+  /** min–max of the per-repetition truss ÷ bridge ratios: how far the noise alone moves a ratio */
+  const spread: Record<string, string> = {};
   const add = (key: string, label: string, get: (s: CondSamples) => number[], higherIsBetter: boolean) => {
     const [t, b] = [stats(get(r.truss)), stats(get(r.bridge))];
     const ratio = t.median / b.median;
     ratios[key] = ratio;
     const tv = get(r.truss);
     const bv = get(r.bridge);
-    paired[key] = median(tv.map((x, i) => x / (bv[i] ?? Number.NaN)));
+    const per = tv.map((x, i) => x / (bv[i] ?? Number.NaN));
+    paired[key] = median(per);
+    spread[key] = `${f1(Math.min(...per))}–${f1(Math.max(...per))}`;
     const [target, verdict] = higherIsBetter
       ? ['≥ 1.00', ratio >= 1 ? 'met' : ratio >= 0.95 ? 'within floor 0.95' : 'missed']
       : ['≤ 1.00', ratio <= 1 ? 'met' : ratio <= 1.05 ? 'within 1.05' : 'missed'];
@@ -255,7 +264,7 @@ function ratioRows(r: Results): { lines: string[]; ratios: Record<string, number
   add('rrRate', `TCP request/response, ${MSG_SIZE} B (round trips/s)`, (s) => s.rr.map((x) => x.perSecond), true);
   add('rrP99', 'TCP request/response, p99 RTT (µs)', (s) => s.rr.map((x) => x.p99us), false);
   add('rrP50', 'TCP request/response, p50 RTT (µs)', (s) => s.rr.map((x) => x.p50us), false);
-  return { lines: markdownTable(rows), ratios, paired };
+  return { lines: markdownTable(rows), ratios, paired, spread };
 }
 
 interface Load {
@@ -266,12 +275,13 @@ interface Load {
 }
 async function load(): Promise<Load> {
   const n = (await run(['pgrep', '-c', '-x', 'dockerd'])).stdout.trim() || '0';
-  return {
+  const now = {
     loadavg: loadavg()
       .map((x) => x.toFixed(2))
       .join(' '),
     dockerds: n,
   };
+  return load1.length === 0 ? now : { ...now, peak1: Math.max(...load1) };
 }
 
 async function writeDocs(
@@ -279,6 +289,7 @@ async function writeDocs(
   env: Record<string, string>,
   work: Record<string, string>,
   paired: Record<string, number>,
+  spread: Record<string, string>,
   ld: { before: Load; after: Load },
   summary: object,
 ): Promise<void> {
@@ -301,9 +312,10 @@ async function writeDocs(
     `- Request/response: sockperf ping-pong --tcp -m ${MSG_SIZE} --full-rtt -t ${RR_SECONDS} (one message in flight; the rate is`,
     '  round trips per second of its valid period; latency is the full round trip). For latency the ratio is truss ÷ bridge',
     '  too, so below 1 is better.',
-    `- Ratios of back-to-back pairs (median of per-repetition truss ÷ bridge): ${Object.entries(paired)
-      .map(([k, v]) => `${k} ${v.toFixed(3)}`)
-      .join(', ')}.`,
+    `- Ratios of back-to-back pairs (median, and min–max, of per-repetition truss ÷ bridge): ${Object.entries(paired)
+      .map(([k, v]) => `${k} ${v.toFixed(3)} (${spread[k]})`)
+      .join(', ')}. A spread that straddles 1 by more than the distance of the`,
+    "  median from 1 means the machine's noise, not the network, decides that verdict.",
     "- MTU and offloads (`ethtool -k`) of the bridges, the host ends of the veths and the server container's eth0:",
     ...facts.map(([k, v]) => `  - ${k}: ${v}`),
     '- Per-packet netfilter work in the host after the run (rule counts; iptables FORWARD counters):',
@@ -329,14 +341,16 @@ async function main(): Promise<void> {
     const after = await load();
     const env = await environment();
     const work = await perPacketWork();
-    const { lines, ratios, paired } = ratioRows(r);
+    const { lines, ratios, paired, spread } = ratioRows(r);
     const out = [
       '',
       `SAME-HOST BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
       `kernel ${env.kernel}; CPU ${env.cpu}; br_netfilter ${env.brNetfilter} (${env.bridgeNfCall})`,
       `load average ${before.loadavg} -> ${after.loadavg} (1-min peak ${f1(after.peak1 ?? Number.NaN)}); dockerd processes ${before.dockerds} -> ${after.dockerds}`,
       ...lines,
-      `paired ratios (median of per-repetition truss ÷ bridge): ${JSON.stringify(paired)}`,
+      `paired ratios (median of per-repetition truss ÷ bridge): ${Object.entries(paired)
+        .map(([k, v]) => `${k} ${v.toFixed(3)} (${spread[k]})`)
+        .join(', ')}`,
       ...Object.entries(env)
         .filter(([k]) => k.startsWith('truss ') || k.startsWith('bridge '))
         .map(([k, v]) => `${k}: ${v}`),
@@ -353,11 +367,12 @@ async function main(): Promise<void> {
         parameters: { reps: REPS, iperfSeconds: SECONDS, rrSeconds: RR_SECONDS, msgSize: MSG_SIZE },
         ratios,
         pairedRatios: paired,
+        pairedRatioSpread: spread,
         targets: { tcp1: '>= 1.00 (floor 0.95)', tcp4: '>= 1.00 (floor 0.95)', rrRate: '>= 1.00', rrP99: '<= 1.00' },
         perPacketWork: work,
         samples: r,
       };
-      await writeDocs(lines, env, work, paired, { before, after }, summary);
+      await writeDocs(lines, env, work, paired, spread, { before, after }, summary);
       process.stdout.write('wrote docs/benchmarks.md (Same host) and bench/results/host.json\n');
     }
   } finally {
