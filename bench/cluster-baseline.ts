@@ -156,31 +156,6 @@ export async function txCounters(h: Host, dev: string): Promise<{ bytes: number;
   return tx ?? { bytes: Number.NaN, packets: Number.NaN };
 }
 
-const OFFLOADS = [
-  'tx-checksumming',
-  'scatter-gather',
-  'tcp-segmentation-offload',
-  'generic-segmentation-offload',
-  'generic-receive-offload',
-];
-const SHORT: Record<string, string> = {
-  'tx-checksumming': 'tx-csum',
-  'scatter-gather': 'sg',
-  'tcp-segmentation-offload': 'tso',
-  'generic-segmentation-offload': 'gso',
-  'generic-receive-offload': 'gro',
-};
-
-/** `ethtool -k` of a link in a host, as "tx-csum on, sg on, tso off, ..." ('' without ethtool). */
-export async function offloads(h: Host, dev: string): Promise<string> {
-  const r = await h.exec(['ethtool', '-k', dev]);
-  if (r.code !== 0) return `(ethtool -k: ${r.stderr.trim() || 'unavailable'})`;
-  return OFFLOADS.map((k) => {
-    const v = new RegExp(`^${k}: (\\w+)`, 'm').exec(r.stdout)?.[1] ?? '?';
-    return `${SHORT[k]} ${v}`;
-  }).join(', ');
-}
-
 /** Where Docker puts containers in the cpu controller, and how many share that parent (cgroup v1 here). */
 export function dockerCgroup(): string {
   const dir = '/sys/fs/cgroup/cpu/docker';

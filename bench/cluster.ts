@@ -47,7 +47,6 @@ import {
   hopNs,
   linkMtu,
   machineCpu,
-  offloads,
   startBareTunnel,
   stopBareTunnel,
   txCounters,
@@ -64,7 +63,7 @@ import {
   type ThroughputSample,
   writeDocs,
 } from './cluster-report.ts';
-import { iperfGbps, machineFacts, writeResultsJson } from './lib.ts';
+import { iperfGbps, machineFacts, offloads, writeResultsJson } from './lib.ts';
 
 const { values: flags } = parseArgs({
   options: {

@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { run } from '../e2e/harness/exec.ts';
 import { median, percentile } from '../e2e/harness/figures.ts';
+import type { Host } from '../e2e/harness/host.ts';
 import { REPO_ROOT } from '../e2e/harness/paths.ts';
 
 export interface Stats {
@@ -60,6 +61,62 @@ export async function machineFacts(): Promise<{ kernel: string; cpu: string; nod
     node: process.version,
     commit: `${(await git(['rev-parse', '--short', 'HEAD'])).stdout.trim()}${dirty ? ' (src/ modified)' : ''}`,
   };
+}
+
+const OFFLOADS = [
+  'tx-checksumming',
+  'scatter-gather',
+  'tcp-segmentation-offload',
+  'generic-segmentation-offload',
+  'generic-receive-offload',
+];
+const SHORT: Record<string, string> = {
+  'tx-checksumming': 'tx-csum',
+  'scatter-gather': 'sg',
+  'tcp-segmentation-offload': 'tso',
+  'generic-segmentation-offload': 'gso',
+  'generic-receive-offload': 'gro',
+};
+
+/** `ethtool -k` of a link in a host (or anything with a host's exec, e.g. a container's netns), as "tx-csum on, sg on, tso off, ..." ('' without ethtool). */
+export async function offloads(h: Pick<Host, 'exec'>, dev: string): Promise<string> {
+  const r = await h.exec(['ethtool', '-k', dev]);
+  if (r.code !== 0) return `(ethtool -k: ${r.stderr.trim() || 'unavailable'})`;
+  return OFFLOADS.map((k) => {
+    const v = new RegExp(`^${k}: (\\w+)`, 'm').exec(r.stdout)?.[1] ?? '?';
+    return `${SHORT[k]} ${v}`;
+  }).join(', ');
+}
+
+/** A link of a host: its MTU and offloads ("mtu ? (...)" when it cannot be read). */
+export async function linkFacts(h: Host, dev: string): Promise<{ mtu: number; offloads: string }> {
+  const r = await h.exec(['ip', '-j', 'link', 'show', 'dev', dev]);
+  const mtu = (JSON.parse(r.stdout || '[]') as { mtu?: number }[])[0]?.mtu ?? Number.NaN;
+  return { mtu, offloads: await offloads(h, dev) };
+}
+
+/**
+ * br_netfilter's state: whether bridged frames go through iptables/ip6tables/arptables (the
+ * per-packet work Docker's bridge pays when the module is loaded), in the machine's and the
+ * host's namespace (the sysctls are per namespace).
+ */
+export async function netfilterFacts(h: Host): Promise<{ brNetfilter: string; bridgeNfCall: string }> {
+  const read = (p: string): string => (existsSync(p) ? readFileSync(p, 'utf8').trim() : 'absent');
+  const inHost = async (p: string): Promise<string> => {
+    const r = await h.exec(['cat', p]);
+    return r.code === 0 ? r.stdout.trim() : 'absent';
+  };
+  const brNetfilter = !existsSync('/proc/sys/net/bridge')
+    ? 'absent'
+    : existsSync('/sys/module/br_netfilter')
+      ? 'active (module loaded)'
+      : 'active (built in)';
+  const calls: string[] = [];
+  for (const k of ['iptables', 'ip6tables', 'arptables']) {
+    const p = `/proc/sys/net/bridge/bridge-nf-call-${k}`;
+    calls.push(`${k} root ${read(p)}/host ${await inHost(p)}`);
+  }
+  return { brNetfilter, bridgeNfCall: calls.join(', ') };
 }
 
 const DOC_HEADER =

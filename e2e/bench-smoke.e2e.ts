@@ -2,9 +2,11 @@
  * The benchmarks still run: `bench/policy.ts --smoke` (its own simulated host, 1 repetition,
  * 100 entries, 1 s of iperf3) and `bench/cluster.ts --smoke` (an underlay with etcd and 2
  * hosts, 1 repetition, 2 s of iperf3, 1 start), `bench/start.ts --smoke` (one host, 3 starts
- * per network, a burst of 5) and `bench/scale.ts --smoke` (20 endpoints over 2 networks against a
- * daemon in a throwaway namespace, torn down with nothing left) exit 0 and print their tables.
- * The figures of a smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
+ * per network, a burst of 5), `bench/scale.ts --smoke` (20 endpoints over 2 networks against a
+ * daemon in a throwaway namespace, torn down with nothing left) and `bench/host.ts --smoke` (one
+ * host, a truss and a bridge network, 1 repetition, 1 s of iperf3 and sockperf) exit 0 and print
+ * their tables. The figures of a smoke run mean nothing and are not checked; the full benchmarks
+ * are `npm run bench`.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -75,6 +77,36 @@ describe('bench/start.ts --smoke', { timeout: 90_000 }, () => {
     ]) {
       assert.match(r.stdout, row, out);
     }
+    assert.ok(seconds < 40, `the smoke run took ${seconds.toFixed(0)} s (keep it under 40 s)`);
+    process.stdout.write(r.stdout);
+  });
+});
+
+describe('bench/host.ts --smoke', { timeout: 90_000 }, () => {
+  it('exits 0 within 40 s and prints the same-host table with every ratio', { timeout: 75_000 }, async () => {
+    const t0 = performance.now();
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'host.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 60_000,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/host.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /SAME-HOST BENCHMARK/, out);
+    for (const row of [
+      /\| TCP throughput, 1 stream \(Gbit\/s\) +\| bridge +\| 1 +\| [\d.]+ /,
+      /\| TCP throughput, 4 streams \(Gbit\/s\) +\| bridge +\| 1 +\| [\d.]+ /,
+      /\| TCP request\/response, 64 B \(round trips\/s\) +\| bridge +\| 1 +\| \d+ /,
+      /\| TCP request\/response, p99 RTT \(µs\) +\| bridge +\| 1 +\| [\d.]+ /,
+    ]) {
+      assert.match(r.stdout, row, out);
+    }
+    const ratios = [...r.stdout.matchAll(/\| truss +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| (\d+\.\d{3}) +\| [≥≤]/g)].map((m) =>
+      Number(m[1]),
+    );
+    assert.ok(ratios.length === 5 && ratios.every((x) => Number.isFinite(x) && x > 0), `ratios: ${ratios}\n${out}`);
+    assert.match(r.stdout, /br_netfilter /, out);
+    assert.match(r.stdout, /server eth0: mtu \d+; tx-csum/, out);
     assert.ok(seconds < 40, `the smoke run took ${seconds.toFixed(0)} s (keep it under 40 s)`);
     process.stdout.write(r.stdout);
   });

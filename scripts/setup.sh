@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private registry;
-# ethtool: the benchmarks record offloads
-PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 ethtool kmod etcd-server wireguard-tools wireguard-go binutils docker-registry)
+# ethtool: the benchmarks record offloads; iperf3, sockperf: the benchmarks' traffic (copied into the test image)
+PACKAGES=(docker.io nftables iptables busybox-static iproute2 procps psmisc conntrack tcpdump iperf3 sockperf ethtool kmod etcd-server wireguard-tools wireguard-go binutils docker-registry)
 
 sudo_=()
 [ "$(id -u)" = 0 ] || sudo_=(sudo)

@@ -1,6 +1,6 @@
 /**
  * The test image: a rootfs of busybox-static (applet symlinks, /tmp, minimal /etc) plus the
- * machine's iperf3 and the shared libraries `ldd` names for it (for bench/), packed into a
+ * machine's iperf3 and sockperf and the shared libraries `ldd` names for them (for bench/), packed into a
  * tar once per set of inputs (cached under WORK_DIR, named by a hash of every input file's
  * identity and the scripts' text) and `docker import`ed into each simulated host's dockerd.
  * The tar is deterministic for given inputs (sorted names, fixed mtime, numeric root owner).
@@ -26,8 +26,9 @@ import { WORK_DIR } from './paths.ts';
 export const IMAGE = 'truss-e2e-busybox:1';
 /** The machine's busybox-static: the image's userland, and the harness's own nc inside namespaces. */
 export const BUSYBOX = process.env.TRUSS_E2E_BUSYBOX ?? '/bin/busybox';
-/** Copied in with its libraries when present (the benchmark needs it; the tests do not). */
+/** Copied in with their libraries when present (the benchmarks need them; the tests do not). */
 const IPERF3 = process.env.TRUSS_E2E_IPERF3 ?? '/usr/bin/iperf3';
+const SOCKPERF = process.env.TRUSS_E2E_SOCKPERF ?? '/usr/bin/sockperf';
 
 const APPLETS = (
   'sh ash nc httpd ping ping6 ip sleep cat echo wget ls ps kill date seq printf grep wc head tail true false id ' +
@@ -48,12 +49,15 @@ echo "$line" >> /tmp/seen
 echo "ack $line"
 `;
 
-/** iperf3 and the absolute paths of its libraries and loader as `ldd` lists them ([] if no iperf3). */
-async function iperfFiles(): Promise<string[]> {
-  if (!existsSync(IPERF3)) return [];
-  const out = (await runOk(['ldd', IPERF3])).stdout;
-  const libs = [...out.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/g)].map((m) => m[1] as string);
-  return [IPERF3, ...[...new Set(libs)].sort()];
+/** The tools present on the machine and the absolute paths of their libraries and loader as `ldd` lists them. */
+async function toolFiles(): Promise<string[]> {
+  const tools = [IPERF3, SOCKPERF].filter((t) => existsSync(t));
+  const libs: string[] = [];
+  for (const t of tools) {
+    const out = (await runOk(['ldd', t])).stdout;
+    libs.push(...[...out.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/g)].map((m) => m[1] as string));
+  }
+  return [...tools, ...[...new Set(libs)].sort()];
 }
 
 function buildRootfs(dir: string, extra: readonly string[]): void {
@@ -102,7 +106,7 @@ export function ensureImageTar(): Promise<string> {
 }
 
 async function buildImageTar(): Promise<string> {
-  const extra = await iperfFiles();
+  const extra = await toolFiles();
   const dir = join(WORK_DIR, 'image');
   const tar = join(dir, `rootfs-${inputsKey(extra)}.tar`);
   if (existsSync(tar)) return tar;
