@@ -166,13 +166,13 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
       ...mixed,
       blocks: [
         ...mixed.blocks,
-        { cluster: 'green', block: '10.0.0.0/8', node: 'b' },
+        { cluster: 'green', block: '198.19.0.0/16', node: 'b' },
         { cluster: 'green', block: 7, node: 'b' },
       ] as typeof mixed.blocks,
     };
     const r = vxPeers(v);
     assert.deepEqual(r.routes, ['198.18.96.128/26', '198.18.96.192/26', '198.18.96.64/26']);
-    assert.match(r.rejected.join('\n'), /block 10\.0\.0\.0\/8 of node b is outside cluster network green/);
+    assert.match(r.rejected.join('\n'), /block 198\.19\.0\.0\/16 of node b is outside cluster network green/);
     assert.match(r.rejected.join('\n'), /block record: malformed/);
   });
 

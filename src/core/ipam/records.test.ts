@@ -24,12 +24,15 @@ describe('IPAM records', () => {
 
   it('report corrupt records with their key', () => {
     assert.throws(() => decodePoolRecord('/truss/v1/ipam/pools/x', '{'), /\/truss\/v1\/ipam\/pools\/x is not a JSON/);
-    assert.throws(() => decodePoolRecord('k', '{"id":"a","addressSpace":"s","family":6,"pool":"10.0.0.0/8"}'), /pool/);
     assert.throws(
-      () => decodePoolRecord('k', '{"id":"a","addressSpace":"s","family":4,"pool":"10.0.0.0/8","cursor":"-1"}'),
+      () => decodePoolRecord('k', '{"id":"a","addressSpace":"s","family":6,"pool":"198.18.0.0/15"}'),
+      /pool/,
+    );
+    assert.throws(
+      () => decodePoolRecord('k', '{"id":"a","addressSpace":"s","family":4,"pool":"198.18.0.0/15","cursor":"-1"}'),
       /cursor/,
     );
-    assert.throws(() => decodeAddressRecord('k', '{"poolId":"a","address":"10.0.0.1","kind":"x"}'), /kind/);
+    assert.throws(() => decodeAddressRecord('k', '{"poolId":"a","address":"198.18.0.1","kind":"x"}'), /kind/);
     assert.throws(() => decodeAddressRecord('k', '[]'), { code: 'TRUSS_ERR_INTERNAL' });
   });
 });
