@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
 import { inNetns, run, runOk } from '../e2e/harness/exec.ts';
 import { parseRpcSamples } from '../e2e/harness/figures.ts';
-import { type Host, startHostsOn } from '../e2e/harness/host.ts';
+import { type Host, startHostsOn, stopHostsAndUnderlay } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
 import { enterNetns, msUntilConnects, nsTcpConnect } from '../e2e/harness/netns-tcp.ts';
 import { CHILD_PATH } from '../e2e/harness/paths.ts';
@@ -432,9 +432,7 @@ async function main(): Promise<void> {
       process.stdout.write('wrote docs/benchmarks.md (Multi-host) and bench/results/cluster.json\n');
     }
   } finally {
-    const problems: string[] = [];
-    for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
-    await underlay?.stop().catch((err: Error) => problems.push(err.message));
+    const problems = await stopHostsAndUnderlay(hosts, underlay);
     if (problems.length > 0) process.stderr.write(`teardown: ${problems.join('; ')}\n`);
   }
 }

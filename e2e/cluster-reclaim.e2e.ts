@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
 import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
-import { type Host, startHostsOn } from './harness/host.ts';
+import { type Host, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
 import { assertNoTrussLeftovers } from './harness/leftovers.ts';
 import { listNetns } from './harness/netns.ts';
 import { memoOnce } from './harness/once.ts';
@@ -113,9 +113,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
   });
 
   after(async () => {
-    const problems: string[] = [];
-    for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
-    await underlay?.stop().catch((err: Error) => problems.push(err.message));
+    const problems = await stopHostsAndUnderlay(hosts, underlay);
     underlay = undefined;
     if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
   });

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
 import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
 import { printFigures } from './harness/figures.ts';
-import { type Host, startHostsOn } from './harness/host.ts';
+import { type Host, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
 import { assertNoTrussLeftovers, isTrussWireguardGo, TRUSS_ROUTE_PROTO } from './harness/leftovers.ts';
 import { memoOnce } from './harness/once.ts';
 import { listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
@@ -200,9 +200,7 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
 
   after(async () => {
     if (figures.length > 0) printFigures(figures);
-    const problems: string[] = [];
-    for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
-    await underlay?.stop().catch((err: Error) => problems.push(err.message));
+    const problems = await stopHostsAndUnderlay(hosts, underlay);
     underlay = undefined;
     if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
   });

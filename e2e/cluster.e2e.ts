@@ -20,7 +20,7 @@ import { captureSyns, type SynCounts } from './harness/capture.ts';
 import { inCidr } from './harness/cidr.ts';
 import { allAddresses, containerIp, containerPid, removeContainers, runContainer } from './harness/containers.ts';
 import { median, percentile, printFigures, rpcFigureLines } from './harness/figures.ts';
-import { type Host, inHostMounts, startHostsOn } from './harness/host.ts';
+import { type Host, inHostMounts, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import {
   assertNoTrussLeftovers,
@@ -345,9 +345,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
   after(async () => {
     takeRpcFigures();
     if (figures.length > 0) printFigures(figures);
-    const problems: string[] = [];
-    for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
-    await underlay?.stop().catch((err: Error) => problems.push(err.message));
+    const problems = await stopHostsAndUnderlay(hosts, underlay);
     underlay = undefined;
     if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
   });

@@ -69,6 +69,17 @@ function dockerdArgs(dir: string, opts: HostOptions): string[] {
 }
 
 /**
+ * Stops every host in `hosts` (emptying it), then `underlay`, and returns what failed; one failure
+ * does not keep the rest running.
+ */
+export async function stopHostsAndUnderlay(hosts: Host[], underlay: Underlay | undefined): Promise<string[]> {
+  const problems: string[] = [];
+  for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
+  await underlay?.stop().catch((err: Error) => problems.push(err.message));
+  return problems;
+}
+
+/**
  * Starts one host per name on `underlay` (underlay index 1, 2, ... in order), all at once. Every
  * host that started is pushed onto `into` before the first failure is thrown, so the caller's
  * `after` stops it.
