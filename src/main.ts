@@ -99,8 +99,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       graceMs: config.gcGraceMs,
     });
   const reconciler = new Reconciler({
-    loadIntent: async () => ({
-      ...(await repo.snapshot()),
+    loadIntent: async (opts) => ({
+      ...(await repo.snapshot(opts)),
       ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
     }),
     ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu.wireguard } } : {}),

@@ -2,6 +2,12 @@
  * computeDesired: the kernel objects that must exist for the stored intent. Pure: no
  * clock, no randomness, no I/O. Everything random (MACs, names) was fixed when the
  * intent was written.
+ *
+ * Intent records are immutable, and the intent cache hands out an unchanged record as the
+ * same object on every pass. So an endpoint's veth and policy objects are memoised on the
+ * identity of the endpoint, its network and the network's run-time policy: a pass at 1,000
+ * endpoints rebuilds only what changed, and unchanged objects keep their identity (the
+ * reconciler's fingerprints are memoised on it in turn).
  */
 
 import { WG_DEVICE } from './cluster/desired.ts';
@@ -99,6 +105,40 @@ const bare = (cidr: string | undefined): string[] => (cidr === undefined ? [] : 
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
+interface EndpointObjects {
+  readonly net: NetworkSpec;
+  readonly runtime: NetworkPolicyRecord | undefined;
+  readonly veth: VethObject;
+  readonly policy: PolicyObject | undefined;
+}
+
+const memo = new WeakMap<EndpointSpec, EndpointObjects>();
+
+/** The endpoint's veth and (joined, with a policy in force) its policy chain; memoised on identity. */
+function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicyRecord | undefined): EndpointObjects {
+  const hit = memo.get(e);
+  if (hit && hit.net === n && hit.runtime === runtime) return hit;
+  const veth: VethObject = {
+    name: e.hostVeth,
+    peer: e.peerVeth,
+    networkId: n.id,
+    endpointId: e.id,
+    bridge: n.bridge,
+    mtu: n.mtu,
+    peerMac: e.mac,
+    joined: e.sandboxKey !== undefined,
+  };
+  const rules = e.sandboxKey === undefined ? undefined : effectiveIngress(n, e, runtime);
+  const addresses = [...bare(e.ipv4), ...bare(e.ipv6)];
+  const policy =
+    rules !== undefined && addresses.length > 0
+      ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }
+      : undefined;
+  const objects = { net: n, runtime, veth, policy };
+  memo.set(e, objects);
+  return objects;
+}
+
 export function computeDesired(
   networks: readonly NetworkSpec[],
   endpoints: readonly EndpointSpec[],
@@ -120,23 +160,12 @@ export function computeDesired(
   for (const e of endpoints) {
     const n = nets.get(e.networkId);
     if (!n) continue; // an endpoint whose network is gone: nothing to build, GC removes it
-    veths.push({
-      name: e.hostVeth,
-      peer: e.peerVeth,
-      networkId: n.id,
-      endpointId: e.id,
-      bridge: n.bridge,
-      mtu: n.mtu,
-      peerMac: e.mac,
-      joined: e.sandboxKey !== undefined,
-    });
-    const rules = e.sandboxKey === undefined ? undefined : effectiveIngress(n, e, runtime.get(n.id));
-    const addresses = [...bare(e.ipv4), ...bare(e.ipv6)];
-    if (rules !== undefined && addresses.length > 0) {
-      policies.push({ name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules });
-    }
+    const derived = endpointObjects(n, e, runtime.get(n.id));
+    veths.push(derived.veth);
+    if (derived.policy) policies.push(derived.policy);
   }
-  veths.sort(byName);
+  // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
+  // every pass would cost more than all the rest of it
   policies.sort(byName);
   const firewall: FirewallObject = {
     networks: networks

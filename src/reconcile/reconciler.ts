@@ -19,12 +19,21 @@ import {
   WG_DEVICE,
   type WireguardObject,
 } from '../core/cluster/desired.ts';
-import { computeDesired, type DesiredKernel, type FirewallObject, withVxlanGuard } from '../core/desired.ts';
+import {
+  type BridgeObject,
+  computeDesired,
+  type DesiredKernel,
+  type FirewallObject,
+  type PolicyObject,
+  type VethObject,
+  withVxlanGuard,
+} from '../core/desired.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
+import { AppliedSet, fingerprint } from './applied.ts';
 import { type OrphanCandidate, planLinks } from './plan.ts';
 
 export interface Intent {
@@ -40,7 +49,8 @@ export interface Intent {
 }
 
 export interface ReconcilerDeps {
-  loadIntent(): Promise<Intent>;
+  /** `fresh`: re-read the store (full passes); otherwise the intent as last written may be served from memory */
+  loadIntent(opts?: { readonly fresh?: boolean }): Promise<Intent>;
   readonly dataplane: Dataplane;
   readonly log: Logger;
   readonly resyncMs?: number;
@@ -74,19 +84,6 @@ interface Waiter {
   reject(e: unknown): void;
 }
 
-/**
- * What must change for an object to need programming again. A veth's `joined` flag only
- * tells the dataplane not to recreate a missing pair; Join itself changes nothing in the
- * kernel, so it is left out (Join then costs no kernel work).
- */
-function fingerprint(obj: unknown): string {
-  if (obj && typeof obj === 'object' && 'joined' in obj) {
-    const { joined: _joined, ...rest } = obj as Record<string, unknown>;
-    return JSON.stringify(rest);
-  }
-  return JSON.stringify(obj);
-}
-
 const FIREWALL_KEY = 'firewall';
 const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
@@ -100,7 +97,11 @@ export { FIREWALL_KEY };
 
 export class Reconciler {
   readonly #deps: ReconcilerDeps;
+  /** fingerprints of the whole objects: firewall, policy table, WireGuard, VXLAN, routes */
   readonly #applied = new Map<string, string>();
+  readonly #bridges = new AppliedSet<BridgeObject>();
+  readonly #veths = new AppliedSet<VethObject>();
+  readonly #chains = new AppliedSet<PolicyObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -252,7 +253,7 @@ export class Reconciler {
 
   async #pass(full: boolean): Promise<void> {
     const started = performance.now();
-    const intent = await this.#deps.loadIntent();
+    const intent = await this.#deps.loadIntent({ fresh: full });
     const desired = await this.#desired(intent);
     const before = this.#failed.size;
     this.#failed.clear();
@@ -261,14 +262,15 @@ export class Reconciler {
     if (full) for (const p of plan.problems) this.#deps.log.warn('kernel drift', { problem: p });
     const failedBridges = new Set<string>();
     for (const b of plan.ensureBridges) {
-      if (await this.#apply(bridgeKey(b.name), b, () => this.#deps.dataplane.ensureBridge(b))) changes++;
+      if (await this.#applyTo(this.#bridges, bridgeKey(b.name), b, () => this.#deps.dataplane.ensureBridge(b)))
+        changes++;
       else failedBridges.add(b.name);
     }
     for (const v of plan.ensureVeths) {
       const run = failedBridges.has(v.bridge)
         ? () => Promise.reject(errors.reconcileFailed(`bridge ${v.bridge} could not be programmed`))
         : () => this.#deps.dataplane.ensureVeth(v);
-      if (await this.#apply(vethKey(v.name), v, run)) changes++;
+      if (await this.#applyTo(this.#veths, vethKey(v.name), v, run)) changes++;
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
@@ -280,7 +282,7 @@ export class Reconciler {
           ? () => this.#deps.dataplane.removeBridge(r.name)
           : () => this.#deps.dataplane.removeVeth(r.name);
       if (await this.#attempt(key, run)) {
-        this.#applied.delete(key);
+        (r.kind === 'bridge' ? this.#bridges : this.#veths).delete(r.name);
         this.#status.delete(key);
         changes++;
       }
@@ -303,20 +305,14 @@ export class Reconciler {
   }
 
   #incrementalPlan(desired: DesiredKernel): ReturnType<typeof planLinks> {
-    const changed = <T extends { name: string }>(key: (n: string) => string, objs: readonly T[]): T[] =>
-      objs.filter((o) => this.#applied.get(key(o.name)) !== fingerprint(o));
-    const wantedKeys = new Set([
-      ...desired.bridges.map((b) => bridgeKey(b.name)),
-      ...desired.veths.map((v) => vethKey(v.name)),
-    ]);
-    // only link keys: the firewall, policy, WireGuard, VXLAN and routes keys have their own steps
-    const remove = [...this.#applied.keys()]
-      .filter((k) => (k.startsWith('bridge:') || k.startsWith('veth:')) && !wantedKeys.has(k))
-      .map((k) => ({ name: k.slice(k.indexOf(':') + 1), kind: k.startsWith('bridge:') ? 'bridge' : 'veth' }))
-      .sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
+    // veths before bridges: a bridge goes last
+    const remove = [
+      ...this.#veths.stale(desired.veths).map((name) => ({ name, kind: 'veth' })),
+      ...this.#bridges.stale(desired.bridges).map((name) => ({ name, kind: 'bridge' })),
+    ];
     return {
-      ensureBridges: changed(bridgeKey, desired.bridges),
-      ensureVeths: changed(vethKey, desired.veths),
+      ensureBridges: desired.bridges.filter((b) => !this.#bridges.current(b)),
+      ensureVeths: desired.veths.filter((v) => !this.#veths.current(v)),
       remove,
       problems: [],
       orphans: [],
@@ -350,21 +346,19 @@ export class Reconciler {
 
   async #policies(desired: DesiredKernel, full: boolean): Promise<number> {
     const dp = this.#deps.dataplane;
-    const appliedNames = [...this.#applied.keys()].filter((k) => k.startsWith('policy:')).map((k) => k.slice(7));
     if (desired.policies.length === 0) {
-      const hadAny = appliedNames.length > 0 || this.#applied.get(POLICY_TABLE_KEY) !== ABSENT;
+      const hadAny = this.#chains.size > 0 || this.#applied.get(POLICY_TABLE_KEY) !== ABSENT;
       if (!full && !hadAny) return 0;
       if (!(await this.#attempt(POLICY_TABLE_KEY, () => dp.removePolicyTable()))) return 0;
-      for (const n of appliedNames) {
-        this.#applied.delete(policyKey(n));
+      for (const n of this.#chains.names()) {
+        this.#chains.delete(n);
         this.#status.delete(policyKey(n));
       }
       this.#applied.set(POLICY_TABLE_KEY, ABSENT);
       return hadAny ? 1 : 0;
     }
     this.#applied.delete(POLICY_TABLE_KEY);
-    const wanted = new Set(desired.policies.map((p) => p.name));
-    const stale = new Set(appliedNames.filter((n) => !wanted.has(n)));
+    const stale = new Set(this.#chains.stale(desired.policies));
     let drifted = new Set<string>();
     if (full) {
       const c = await dp.checkPolicies(desired.policies);
@@ -374,12 +368,12 @@ export class Reconciler {
     }
     let changes = 0;
     for (const p of desired.policies) {
-      if (!drifted.has(p.name) && this.#applied.get(policyKey(p.name)) === fingerprint(p)) continue;
-      if (await this.#apply(policyKey(p.name), p, () => dp.ensurePolicy(p))) changes++;
+      if (!drifted.has(p.name) && this.#chains.current(p)) continue;
+      if (await this.#applyTo(this.#chains, policyKey(p.name), p, () => dp.ensurePolicy(p))) changes++;
     }
     for (const n of stale) {
       if (await this.#attempt(policyKey(n), () => dp.removePolicy(n))) {
-        this.#applied.delete(policyKey(n));
+        this.#chains.delete(n);
         this.#status.delete(policyKey(n));
         changes++;
       }
@@ -460,6 +454,18 @@ export class Reconciler {
     return ok;
   }
 
+  async #applyTo<T extends { readonly name: string }>(
+    set: AppliedSet<T>,
+    key: string,
+    obj: T,
+    run: () => Promise<void>,
+  ): Promise<boolean> {
+    const ok = await this.#attempt(key, run);
+    if (ok) set.set(obj);
+    else set.delete(obj.name);
+    return ok;
+  }
+
   async #attempt(key: string, run: () => Promise<void>): Promise<boolean> {
     try {
       await run();
@@ -482,16 +488,19 @@ export class Reconciler {
   /** After a full pass every desired object that did not fail is known to be applied. */
   #markSteady(desired: DesiredKernel): void {
     const now = new Date().toISOString();
-    for (const b of desired.bridges) this.#steady(bridgeKey(b.name), b, now);
-    for (const v of desired.veths) this.#steady(vethKey(v.name), v, now);
-    if (desired.firewall.networks.length > 0) this.#steady(FIREWALL_KEY, desired.firewall, now);
-    for (const p of desired.policies) this.#steady(policyKey(p.name), p, now);
+    for (const b of desired.bridges) if (this.#steady(bridgeKey(b.name), now)) this.#bridges.set(b);
+    for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
+    for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
+    if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
+      this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
+    }
   }
 
-  #steady(key: string, obj: unknown, now: string): void {
-    if (this.#failed.has(key)) return;
-    this.#applied.set(key, fingerprint(obj));
+  /** false when the key failed in this pass; otherwise records it as ok (keeping an earlier timestamp) */
+  #steady(key: string, now: string): boolean {
+    if (this.#failed.has(key)) return false;
     if (!this.#status.has(key)) this.#status.set(key, { state: 'ok', updatedAt: now });
+    return true;
   }
 
   #settleWaiters(): void {

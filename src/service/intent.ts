@@ -1,12 +1,21 @@
 /**
- * IntentRepo: networks and endpoints as stored intent (JSON under /truss/v1/). Every write
- * is a compare-and-swap transaction and durable before it resolves; the returned revision
- * is what the caller hands to reconciler.waitFor().
+ * IntentRepo: networks, endpoints and run-time policies as stored intent (JSON under
+ * /truss/v1/). Every write is a compare-and-swap transaction and durable before it resolves;
+ * the returned revision is what the caller hands to reconciler.waitFor().
+ *
+ * snapshot() serves the reconciler's passes from a write-through cache, so a pass costs no
+ * store read and no JSON decoding: truss is the only writer of these keys, and every write
+ * goes through this repo, one at a time, and lands in the cache once committed. An
+ * unchanged record stays the same (frozen) object from one snapshot to the next, which lets
+ * computeDesired and the reconciler reuse what they derived from it. snapshot({ fresh: true })
+ * (full passes) re-reads the store and keeps the objects whose modRevision did not move; a
+ * write whose outcome is unknown (the store failed) drops the cache.
  */
 import { errors } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
 import type { Intent } from '../reconcile/reconciler.ts';
-import type { KeyValue, Store } from '../store/store.ts';
+import type { Compare, KeyValue, Op, Store, TxnResult } from '../store/store.ts';
+import { Mutex } from './mutex.ts';
 
 const NETWORKS = '/truss/v1/networks/';
 const ENDPOINTS = '/truss/v1/endpoints/';
@@ -19,28 +28,94 @@ function decode<T>(kv: KeyValue): T {
   return JSON.parse(kv.value) as T;
 }
 
+interface Cached {
+  readonly modRevision: number;
+  readonly value: unknown;
+}
+
+/** The intent as last read or written: one map per prefix, key -> decoded (frozen) record. */
+interface Cache {
+  readonly maps: Record<string, Map<string, Cached>>;
+  revision: number;
+  /** the Intent handed out since the last change (undefined: rebuild on the next snapshot) */
+  view: Intent | undefined;
+}
+
+const PREFIXES = [NETWORKS, ENDPOINTS, POLICIES] as const;
+const prefixOf = (key: string): string | undefined => PREFIXES.find((p) => key.startsWith(p));
+const values = <T>(m: Map<string, Cached> | undefined): T[] => [...(m?.values() ?? [])].map((c) => c.value as T);
+
 export class IntentRepo {
   readonly #store: Store;
+  readonly #writes = new Mutex();
+  #cache: Cache | undefined;
   constructor(store: Store) {
     this.#store = store;
   }
 
-  async snapshot(): Promise<Intent> {
+  /** The intent at one revision; `fresh` re-reads the store (full passes). Do not mutate what it returns. */
+  async snapshot(opts: { readonly fresh?: boolean } = {}): Promise<Intent> {
+    const cache = opts.fresh || !this.#cache ? await this.#writes.run(() => this.#load()) : this.#cache;
+    cache.view ??= {
+      networks: values<NetworkSpec>(cache.maps[NETWORKS]),
+      endpoints: values<EndpointSpec>(cache.maps[ENDPOINTS]),
+      policies: values<NetworkPolicyRecord>(cache.maps[POLICIES]),
+      revision: cache.revision,
+    };
+    return cache.view;
+  }
+
+  /** Reads every intent key at one revision; records whose modRevision is unchanged keep their object. */
+  async #load(): Promise<Cache> {
     // one revision for all lists: retry if a write slipped in between (rare; writes are ~1 ms)
     for (let i = 0; ; i++) {
-      const nets = await this.#store.list(NETWORKS);
-      const eps = await this.#store.list(ENDPOINTS);
-      const pols = await this.#store.list(POLICIES);
-      const same = nets.revision === eps.revision && eps.revision === pols.revision;
-      if (same || i >= 5) {
-        return {
-          networks: nets.items.map((kv) => decode<NetworkSpec>(kv)),
-          endpoints: eps.items.map((kv) => decode<EndpointSpec>(kv)),
-          policies: pols.items.map((kv) => decode<NetworkPolicyRecord>(kv)),
-          revision: Math.max(nets.revision, eps.revision, pols.revision),
-        };
-      }
+      const lists = await Promise.all(PREFIXES.map((p) => this.#store.list(p)));
+      const revs = lists.map((l) => l.revision);
+      if (revs.some((r) => r !== revs[0]) && i < 5) continue;
+      const maps: Record<string, Map<string, Cached>> = {};
+      PREFIXES.forEach((prefix, n) => {
+        const old = this.#cache?.maps[prefix];
+        maps[prefix] = new Map(
+          (lists[n]?.items ?? []).map((kv) => {
+            const had = old?.get(kv.key);
+            const keep = had && had.modRevision === kv.modRevision;
+            return [kv.key, keep ? had : { modRevision: kv.modRevision, value: Object.freeze(decode(kv)) }];
+          }),
+        );
+      });
+      this.#cache = { maps, revision: Math.max(...revs), view: undefined };
+      return this.#cache;
     }
+  }
+
+  /** Every intent write: one at a time, so the cache sees them in commit order. */
+  #txn(compares: readonly Compare[], ops: readonly Op[]): Promise<TxnResult> {
+    return this.#writes.run(async () => {
+      let r: TxnResult;
+      try {
+        r = await this.#store.txn(compares, ops);
+      } catch (e) {
+        this.#cache = undefined; // the outcome is unknown: read the store again next time
+        throw e;
+      }
+      const cache = this.#cache;
+      if (!cache) return r;
+      if (r.succeeded) {
+        for (const op of ops) {
+          const prefix = prefixOf(op.key);
+          const map = prefix === undefined ? undefined : cache.maps[prefix];
+          if (!map) continue;
+          if (op.type === 'delete') map.delete(op.key);
+          else map.set(op.key, { modRevision: r.revision, value: Object.freeze(JSON.parse(op.value)) });
+        }
+        cache.view = undefined;
+      }
+      if (r.revision > cache.revision) {
+        cache.revision = r.revision;
+        cache.view = undefined;
+      }
+      return r;
+    });
   }
 
   async getPolicy(nid: string): Promise<NetworkPolicyRecord | undefined> {
@@ -52,7 +127,7 @@ export class IntentRepo {
   async putPolicy(rec: NetworkPolicyRecord): Promise<number> {
     const nkv = await this.#store.get(networkKey(rec.networkId));
     if (!nkv) throw errors.networkNotFound(`network ${rec.networkId.slice(0, 12)} is not known to truss`);
-    const r = await this.#store.txn(
+    const r = await this.#txn(
       [{ key: networkKey(rec.networkId), modRevision: nkv.modRevision }],
       [{ type: 'put', key: policyKey(rec.networkId), value: JSON.stringify(rec) }],
     );
@@ -82,7 +157,7 @@ export class IntentRepo {
   /** Create-if-absent; returns the revision, or throws a store conflict if it exists. */
   async createNetwork(spec: NetworkSpec): Promise<number> {
     const key = networkKey(spec.id);
-    const r = await this.#store.txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(spec) }]);
+    const r = await this.#txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(spec) }]);
     if (!r.succeeded) throw errors.storeConflict(`network ${spec.id.slice(0, 12)} was created concurrently`);
     return r.revision;
   }
@@ -95,7 +170,7 @@ export class IntentRepo {
       { type: 'delete' as const, key: policyKey(id) },
       { type: 'delete' as const, key: networkKey(id) },
     ];
-    return (await this.#store.txn([], ops)).revision;
+    return (await this.#txn([], ops)).revision;
   }
 
   /** Create-if-absent, only while the network exists. */
@@ -103,7 +178,7 @@ export class IntentRepo {
     const key = endpointKey(spec.networkId, spec.id);
     const nkv = await this.#store.get(networkKey(spec.networkId));
     if (!nkv) throw errors.networkNotFound(`network ${spec.networkId.slice(0, 12)} is not known to truss`);
-    const r = await this.#store.txn(
+    const r = await this.#txn(
       [
         { key, version: 0 },
         { key: networkKey(spec.networkId), modRevision: nkv.modRevision },
@@ -116,10 +191,10 @@ export class IntentRepo {
 
   async putEndpoint(spec: EndpointSpec): Promise<number> {
     const key = endpointKey(spec.networkId, spec.id);
-    return (await this.#store.txn([], [{ type: 'put', key, value: JSON.stringify(spec) }])).revision;
+    return (await this.#txn([], [{ type: 'put', key, value: JSON.stringify(spec) }])).revision;
   }
 
   async deleteEndpoint(nid: string, eid: string): Promise<number> {
-    return (await this.#store.txn([], [{ type: 'delete', key: endpointKey(nid, eid) }])).revision;
+    return (await this.#txn([], [{ type: 'delete', key: endpointKey(nid, eid) }])).revision;
   }
 }
