@@ -32,7 +32,9 @@
  * --heap-snapshot DIR (the daemon writes a heap snapshot there once all endpoints are attached,
  * after the measurements), --daemon-debug (the daemon logs at debug level; prints where an
  * attach spends its time, bench/scale-log.ts; the figures then include the logging),
- * --daemon-node-options 'FLAGS' (NODE_OPTIONS for the daemon, e.g. V8 heap sizes).
+ * --daemon-node-options 'FLAGS' (NODE_OPTIONS for the daemon, e.g. V8 heap sizes), --from-source (run
+ * the daemon as bin/truss does, type-stripping src/, instead of as scripts/run.sh and the managed
+ * plugin do: the bundle from packaging/bundle.ts with DAEMON_NODE_FLAGS).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -46,6 +48,7 @@ import { CHILD_PATH, NETNS_PREFIX, TRUSS_BIN, WORK_DIR } from '../e2e/harness/pa
 import { isAlive, waitExit } from '../e2e/harness/procs.ts';
 import { activate } from '../e2e/harness/truss.ts';
 import { sleep } from '../e2e/harness/wait.ts';
+import { DAEMON_NODE_FLAGS, ensureBundle, NODE_BIN } from '../packaging/bundle.ts';
 import { adminRequest } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
 import { f1, machineFacts, markdownTable, writeDocSection, writeResultsJson } from './lib.ts';
@@ -74,6 +77,7 @@ const { values: flags } = parseArgs({
     'daemon-debug': { type: 'boolean', default: false },
     'heap-snapshot': { type: 'string' },
     'daemon-node-options': { type: 'string' },
+    'from-source': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -127,7 +131,10 @@ async function startTruss(): Promise<ChildProcess> {
     ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${flags['cpu-prof']}`] : []),
     ...(flags['heap-snapshot'] ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${flags['heap-snapshot']}`] : []),
   ];
-  const child = spawn('ip', ['netns', 'exec', HOST_NS, TRUSS_BIN, ...args], {
+  // the daemon as scripts/run.sh and the managed plugin run it (the bundle, young generation capped),
+  // or from source (bin/truss: type stripping at start-up) with --from-source
+  const cmd = flags['from-source'] ? [TRUSS_BIN] : [NODE_BIN, ...DAEMON_NODE_FLAGS, (await ensureBundle()).path];
+  const child = spawn('ip', ['netns', 'exec', HOST_NS, ...cmd, ...args], {
     env: { ...daemonEnv(), ...(nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}) },
     stdio: ['ignore', out, out],
     detached: true,

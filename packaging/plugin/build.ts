@@ -36,6 +36,7 @@ import {
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { bundleDaemon } from '../bundle.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG_TEMPLATE = join(REPO_ROOT, 'packaging', 'plugin', 'config.json');
@@ -136,40 +137,8 @@ function lddOf(file: string): string[] {
 /** merged-/usr: /lib/x → /usr/lib/x, /lib64/x → /usr/lib64/x (the rootfs has lib -> usr/lib symlinks). */
 const inUsr = (p: string): string => (/^\/(?:lib|lib64|bin|sbin)\//.test(p) ? `/usr${p}` : p);
 
-/** The bundle path inside the rootfs; etcd3 reads `${__dirname}/../proto/rpc.proto`, so protos go to /app/proto. */
-const BUNDLE = '/app/lib/truss.mjs';
-
-async function bundle(rootfs: string, version: string): Promise<void> {
-  const esbuild = await import('esbuild');
-  const out = join(rootfs, BUNDLE);
-  await esbuild.build({
-    entryPoints: [join(REPO_ROOT, 'src', 'cli', 'main.ts')],
-    outfile: out,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'esm',
-    // why: etcd3 and grpc are CommonJS and use require/__dirname; an ESM bundle must provide them
-    banner: {
-      js: [
-        "import { createRequire as __trussCreateRequire } from 'node:module';",
-        "import { dirname as __trussDirname } from 'node:path';",
-        "import { fileURLToPath as __trussFileURLToPath } from 'node:url';",
-        'const require = __trussCreateRequire(import.meta.url);',
-        'const __filename = __trussFileURLToPath(import.meta.url);',
-        'const __dirname = __trussDirname(__filename);',
-      ].join('\n'),
-    },
-    define: { __TRUSS_VERSION__: JSON.stringify(version) },
-    legalComments: 'eof',
-    logLevel: 'warning',
-  });
-  const protoDir = join(REPO_ROOT, 'node_modules', 'etcd3', 'proto');
-  mkdirSync(join(rootfs, 'app', 'proto'), { recursive: true });
-  for (const f of readdirSync(protoDir).sort()) {
-    if (f.endsWith('.proto')) copyFileSync(join(protoDir, f), join(rootfs, 'app', 'proto', f));
-  }
-}
+/** The bundle goes to /app/lib/truss.mjs and etcd3's protos to /app/proto (packaging/bundle.ts). */
+const bundle = (rootfs: string, version: string): Promise<string> => bundleDaemon(join(rootfs, 'app'), version);
 
 /** Every file the rootfs takes from this machine: [path on this machine, path in the rootfs]. */
 function machineFiles(): { files: Map<string, string>; links: Map<string, string> } {
@@ -359,6 +328,7 @@ export function buildInputsKey(version: string): string {
     ...srcFiles.map((f) => join('src', f)),
     'package.json',
     'package-lock.json',
+    'packaging/bundle.ts',
     'packaging/plugin/build.ts',
     'packaging/plugin/config.json',
   ]) {

@@ -1,0 +1,91 @@
+/**
+ * The daemon as one ES module (`npm run build`): esbuild bundles src/ (and zod, etcd3 with its
+ * gRPC stack) into APP/lib/truss.mjs and copies etcd3's .proto files, which it reads at run time
+ * from `${__dirname}/../proto`, to APP/proto. The managed plugin ships this bundle
+ * (packaging/plugin/build.ts), and scripts/run.sh runs it: it is what truss runs as in
+ * production in both modes. Running from source (bin/truss) type-strips every module at start-up
+ * instead, which costs ~38 MiB of resident memory for the type stripper alone.
+ *
+ * Usage: node packaging/bundle.ts [--out DIR] (default dist/app). Skips the build when the
+ * bundle is newer than every source file, the lockfile and this script (`--force` rebuilds).
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_APP_DIR = join(REPO_ROOT, 'dist', 'app');
+/**
+ * Node flags the daemon runs with (scripts/run.sh and packaging/plugin/config.json say the same;
+ * packaging/bundle.test.ts checks): a control-plane daemon allocates little, and V8's default
+ * young generation is resident memory for nothing (capping it saved 25-30 MiB at 1,000 endpoints).
+ */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'] as const;
+export const NODE_BIN = join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node');
+/** where the bundle goes inside an app dir */
+export const BUNDLE_PATH = join('lib', 'truss.mjs');
+
+export const packageVersion = (): string =>
+  (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** Builds APP/lib/truss.mjs (the `truss` command, daemon and CLI) and APP/proto/. */
+export async function bundleDaemon(appDir: string, version: string): Promise<string> {
+  const esbuild = await import('esbuild');
+  const out = join(appDir, BUNDLE_PATH);
+  await esbuild.build({
+    entryPoints: [join(REPO_ROOT, 'src', 'cli', 'main.ts')],
+    outfile: out,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'esm',
+    // why: etcd3 and grpc are CommonJS and use require/__dirname; an ESM bundle must provide them
+    banner: {
+      js: [
+        "import { createRequire as __trussCreateRequire } from 'node:module';",
+        "import { dirname as __trussDirname } from 'node:path';",
+        "import { fileURLToPath as __trussFileURLToPath } from 'node:url';",
+        'const require = __trussCreateRequire(import.meta.url);',
+        'const __filename = __trussFileURLToPath(import.meta.url);',
+        'const __dirname = __trussDirname(__filename);',
+      ].join('\n'),
+    },
+    define: { __TRUSS_VERSION__: JSON.stringify(version) },
+    legalComments: 'eof',
+    logLevel: 'warning',
+  });
+  const protoDir = join(REPO_ROOT, 'node_modules', 'etcd3', 'proto');
+  mkdirSync(join(appDir, 'proto'), { recursive: true });
+  for (const f of readdirSync(protoDir).sort()) {
+    if (f.endsWith('.proto')) copyFileSync(join(protoDir, f), join(appDir, 'proto', f));
+  }
+  return out;
+}
+
+/** The newest mtime among the inputs of the bundle. */
+function newestInput(): number {
+  const files = readdirSync(join(REPO_ROOT, 'src'), { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => join(REPO_ROOT, 'src', f));
+  files.push(join(REPO_ROOT, 'package.json'), join(REPO_ROOT, 'package-lock.json'), fileURLToPath(import.meta.url));
+  return Math.max(...files.map((f) => statSync(f).mtimeMs));
+}
+
+/** The bundle in `appDir`, built first unless it is newer than every input; returns its path. */
+export async function ensureBundle(appDir = DEFAULT_APP_DIR, force = false): Promise<{ path: string; built: boolean }> {
+  const out = join(appDir, BUNDLE_PATH);
+  if (!force && existsSync(out) && statSync(out).mtimeMs >= newestInput()) return { path: out, built: false };
+  return { path: await bundleDaemon(appDir, packageVersion()), built: true };
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({ options: { out: { type: 'string' }, force: { type: 'boolean' } }, strict: true });
+  ensureBundle(resolve(values.out ?? DEFAULT_APP_DIR), values.force === true)
+    .then((r) => process.stdout.write(`build: ${r.path}${r.built ? '' : ' is up to date'}\n`))
+    .catch((e: unknown) => {
+      process.stderr.write(`build: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit(1);
+    });
+}
