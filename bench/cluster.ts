@@ -28,7 +28,7 @@
  */
 import { parseArgs } from 'node:util';
 import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
-import { inNetns, run, runOk } from '../e2e/harness/exec.ts';
+import { inNetns, run } from '../e2e/harness/exec.ts';
 import { parseRpcSamples } from '../e2e/harness/figures.ts';
 import { type Host, startHostsOn, stopHostsAndUnderlay } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
@@ -48,6 +48,7 @@ import {
   linkMtu,
   machineCpu,
   startBareTunnel,
+  startNsIperfServer,
   stopBareTunnel,
   txCounters,
   udpCounters,
@@ -241,10 +242,7 @@ async function measureThroughput(): Promise<{ samples: Record<Cond, ThroughputSa
   await runContainer(b, { name: 'ic', network: CLUSTER });
   const mtu = await linkMtu(a, TRUSS_DEV);
   await startBareTunnel(a, b, mtu);
-  const ns = await runOk(
-    enterNetns({ pid: await containerPid(a, 'is') }, ['iperf3', '-s', '-D', '-p', String(NS_IPERF_PORT)]),
-  );
-  if (ns.code !== 0) throw new Error(`iperf3 -s in is's namespace: ${ns.stderr}`);
+  await startNsIperfServer(a, await containerPid(a, 'is'), NS_IPERF_PORT);
   const ctx: ThroughputCtx = {
     serverIp: await containerIp(a, 'is', CLUSTER),
     clientPid: await containerPid(b, 'ic'),
