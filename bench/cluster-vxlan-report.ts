@@ -96,6 +96,29 @@ export function vxlanLines(r: VxlanResult): string[] {
     `- Encapsulation: the underlay carries ${f1(med(t, 'raw', 'txPacketBytes'))} B per packet the sending host's eth-ul takes in (GSO/TSO`,
     `  super-packets); bnvx0 takes ${f1(med(t, 'bare', 'txPacketBytes'))} B and trvx0 ${f1(med(t, 'truss', 'txPacketBytes'))} B per packet.`,
     `  CPU per GB: raw ${f1(med(t, 'raw', 'cpuPerGB'))}, bare VXLAN ${f1(med(t, 'bare', 'cpuPerGB'))}, bare+hop ${f1(med(t, 'hop', 'cpuPerGB'))}, truss ${f1(med(t, 'truss', 'cpuPerGB'))} s/GB.`,
+    ...stepLines(t),
+  ];
+}
+
+/**
+ * truss ÷ raw as a chain of steps, each one condition ÷ the one before it on the way from the
+ * raw underlay to a user's containers: encapsulation (bare ÷ raw), the container's veth/bridge
+ * hop (hop ÷ bare), what truss's network adds on that path (nftables, Docker's rules;
+ * truss nsenter ÷ hop), and running iperf3 inside the containers' cgroups (truss ÷ truss nsenter).
+ */
+function stepLines(t: VxlanResult['samples']): string[] {
+  const steps: [string, VxCond, VxCond][] = [
+    ['VXLAN encapsulation (bare ÷ raw)', 'bare', 'raw'],
+    ["a container's veth + bridge hop, no truss (bare+hop ÷ bare)", 'hop', 'bare'],
+    ["truss's network on that path: its and Docker's rules (truss nsenter ÷ bare+hop)", 'trussNs', 'hop'],
+    ["iperf3 in the containers' cgroups (truss ÷ truss nsenter)", 'truss', 'trussNs'],
+  ];
+  const ratios = steps.map(([, x, y]) => pairedVx(t, x, y));
+  const product = ratios.reduce((p, r) => p * r, 1);
+  return [
+    '- Where truss ÷ raw goes, step by step (per-repetition medians; their product',
+    `  ${product.toFixed(3)} against truss ÷ raw ${pairedVx(t, 'truss', 'raw').toFixed(3)} measured directly):`,
+    ...steps.map(([what], i) => `  - ${what}: ${(ratios[i] as number).toFixed(3)}`),
   ];
 }
 

@@ -243,19 +243,24 @@ async function linkReport(a: Host, serverPid: number): Promise<Record<string, st
   await fact(`${HOST_UNDERLAY_IF} (underlay veth)`, HOST_UNDERLAY_IF);
   await fact(`${TRUSS_VX_DEV} (truss VXLAN)`, TRUSS_VX_DEV);
   await fact(`${BARE_VX_DEV} (bare VXLAN)`, BARE_VX_DEV);
-  // the container's veth: its host end is the link whose ifindex the container's eth0 names as iflink
+  // the container's veth: its host end is the link whose ifindex the container's eth0 names as its
+  // peer (link_index; not /sys/class/net/eth0/iflink: sysfs under nsenter --net is the machine's)
   const ctr = { exec: (argv: readonly string[]) => run(enterNetns({ pid: serverPid }, argv)) };
-  const iflink = Number((await ctr.exec(['cat', '/sys/class/net/eth0/iflink'])).stdout.trim());
+  const eth0 = (
+    JSON.parse((await ctr.exec(['ip', '-j', 'link', 'show', 'eth0'])).stdout || '[]') as {
+      mtu?: number;
+      link_index?: number;
+    }[]
+  )[0];
   const links = JSON.parse((await a.exec(['ip', '-j', 'link', 'show'])).stdout || '[]') as {
     ifindex: number;
     ifname: string;
     master?: string;
   }[];
-  const veth = links.find((l) => l.ifindex === iflink);
+  const veth = links.find((l) => l.ifindex === eth0?.link_index);
   await fact('container veth, host end', veth?.ifname);
   await fact('truss bridge of the network', veth?.master);
-  const eth0 = JSON.parse((await ctr.exec(['ip', '-j', 'link', 'show', 'eth0'])).stdout || '[]') as { mtu?: number }[];
-  out['container eth0'] = `mtu ${eth0[0]?.mtu ?? '?'}; ${await offloads(ctr, 'eth0', tunnelOffloads)}`;
+  out['container eth0'] = `mtu ${eth0?.mtu ?? '?'}; ${await offloads(ctr, 'eth0', tunnelOffloads)}`;
   return out;
 }
 
