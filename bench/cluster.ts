@@ -1,7 +1,7 @@
 /**
  * Multi-host benchmark (not part of the test suite): `npm run bench:cluster` (root, like the
  * e2e suite). It starts an underlay with one etcd and simulated hosts, each with its own
- * dockerd and truss (--store etcd://), all through the e2e harness, and asks two questions:
+ * dockerd and truss (--store etcd://), all through the e2e harness, and asks three questions:
  *
  *  (a) throughput: iperf3 TCP from a container on host B to a container on host A over one
  *      cluster network (truss's WireGuard tunnel, wireguard-go here) ÷ iperf3 between the same
