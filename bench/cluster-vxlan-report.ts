@@ -103,14 +103,18 @@ export function vxlanLines(r: VxlanResult): string[] {
 /**
  * truss ÷ raw as a chain of steps, each one condition ÷ the one before it on the way from the
  * raw underlay to a user's containers: encapsulation (bare ÷ raw), the container's veth/bridge
- * hop (hop ÷ bare), what truss's network adds on that path (nftables, Docker's rules;
- * truss nsenter ÷ hop), and running iperf3 inside the containers' cgroups (truss ÷ truss nsenter).
+ * hop (hop ÷ bare), the rest of truss's path (its bridge, nftables and Docker's iptables, not
+ * told apart; truss nsenter ÷ hop), and running iperf3 inside the containers' cgroups (truss ÷ truss nsenter).
  */
 function stepLines(t: VxlanResult['samples']): string[] {
   const steps: [string, VxCond, VxCond][] = [
     ['VXLAN encapsulation (bare ÷ raw)', 'bare', 'raw'],
     ["a container's veth + bridge hop, no truss (bare+hop ÷ bare)", 'hop', 'bare'],
-    ["truss's network on that path: its and Docker's rules (truss nsenter ÷ bare+hop)", 'trussNs', 'hop'],
+    [
+      "the rest of truss's path, not measured apart: its bridge, nftables (VXLAN guard) and Docker's iptables (truss nsenter ÷ bare+hop)",
+      'trussNs',
+      'hop',
+    ],
     ["iperf3 in the containers' cgroups (truss ÷ truss nsenter)", 'truss', 'trussNs'],
   ];
   const ratios = steps.map(([, x, y]) => pairedVx(t, x, y));
