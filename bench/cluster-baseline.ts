@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { inNetns, runOk } from '../e2e/harness/exec.ts';
 import { type Host, inHostMounts } from '../e2e/harness/host.ts';
 import { createNetns, deleteNetns } from '../e2e/harness/netns.ts';
+import { enterNetns } from '../e2e/harness/netns-tcp.ts';
 import { CHILD_PATH, NETNS_PREFIX } from '../e2e/harness/paths.ts';
-import { listProcs, nsIdOfFile } from '../e2e/harness/procs.ts';
+import { killAllMatching, listProcs, nsIdOfFile, nsIdOfPid } from '../e2e/harness/procs.ts';
 
 /** the bare tunnel: own device, port and addresses (198.19.77.<host index>) */
 export const BARE_DEV = 'bnwg0';
@@ -76,7 +77,15 @@ export async function startBareTunnel(a: Host, b: Host, mtu: number): Promise<vo
       'allowed-ips',
       `${bareIp(peer)}/32,${hopNet(peer)}.0/24`,
     ]);
-    await startHop(h, i, mtu, hopNet(peer));
+    await startHop(h, {
+      ns: `${NETNS_PREFIX}bnhop${i}`,
+      bridge: HOP_BRIDGE,
+      veth: 'bnh0',
+      net: hopNet(i),
+      remote: hopNet(peer),
+      dev: BARE_DEV,
+      mtu,
+    });
   }
   const srv = await a.exec(['iperf3', '-s', '-D', '-B', bareIp(0), '-p', String(BARE_IPERF_PORT)]);
   if (srv.code !== 0) throw new Error(`${a.name}: iperf3 -s: ${srv.stderr.trim()}`);
@@ -86,28 +95,59 @@ export async function startBareTunnel(a: Host, b: Host, mtu: number): Promise<vo
 
 export const hopNs = (i: number): string => `/run/netns/${NETNS_PREFIX}bnhop${i}`;
 
-/** Host i's helper namespace behind veth + bridge, with a route to the other side's hop subnet through bnwg0. */
-export async function startHop(h: Host, i: number, mtu: number, remote: string): Promise<void> {
-  const ns = await createNetns(`${NETNS_PREFIX}bnhop${i}`);
-  h.onStop(() => deleteNetns(`${NETNS_PREFIX}bnhop${i}`));
-  const net = hopNet(i);
-  const m = String(mtu);
+/**
+ * A helper namespace behind a veth on a plain bridge in host h, routed to the other side's
+ * helper subnet through a tunnel device: the hop a container has and a host does not.
+ */
+export interface HopSpec {
+  /** the helper namespace's name (NETNS_PREFIX...), the bridge and the veth's host end */
+  readonly ns: string;
+  readonly bridge: string;
+  readonly veth: string;
+  /** this side's /24 as "a.b.c" (bridge .1, helper .2) and the other side's */
+  readonly net: string;
+  readonly remote: string;
+  /** the tunnel device the other side's /24 is routed through, and the next hop on it (none: on-link, a TUN) */
+  readonly dev: string;
+  readonly via?: string;
+  readonly mtu: number;
+}
+
+export async function startHop(h: Host, spec: HopSpec): Promise<void> {
+  const ns = await createNetns(spec.ns);
+  h.onStop(() => deleteNetns(spec.ns));
+  const { net, bridge, veth } = spec;
+  const m = String(spec.mtu);
   const host = async (argv: readonly string[]) => {
     const r = await h.exec(argv);
     if (r.code !== 0) throw new Error(`${h.name}: ${argv.join(' ')}: ${r.stderr.trim()}`);
   };
-  await host(['ip', 'link', 'add', HOP_BRIDGE, 'mtu', m, 'type', 'bridge']);
-  await host(['ip', 'addr', 'add', `${net}.1/24`, 'dev', HOP_BRIDGE]);
-  await host(['ip', 'link', 'set', HOP_BRIDGE, 'up']);
-  await host(['ip', 'link', 'add', 'bnh0', 'mtu', m, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-  await host(['ip', 'link', 'set', 'bnh0', 'master', HOP_BRIDGE, 'up']);
-  await host(['ip', 'route', 'add', `${remote}.0/24`, 'dev', BARE_DEV]);
+  await host(['ip', 'link', 'add', bridge, 'mtu', m, 'type', 'bridge']);
+  await host(['ip', 'addr', 'add', `${net}.1/24`, 'dev', bridge]);
+  await host(['ip', 'link', 'set', bridge, 'up']);
+  await host(['ip', 'link', 'add', veth, 'mtu', m, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+  await host(['ip', 'link', 'set', veth, 'master', bridge, 'up']);
+  await host(['ip', 'route', 'add', `${spec.remote}.0/24`, ...(spec.via ? ['via', spec.via] : []), 'dev', spec.dev]);
   // why: dockerd's FORWARD policy is DROP; truss accepts its bridges the same way (first rule of FORWARD)
-  for (const dir of ['-i', '-o']) await host(['iptables', '-I', 'FORWARD', '1', dir, HOP_BRIDGE, '-j', 'ACCEPT']);
+  for (const dir of ['-i', '-o']) await host(['iptables', '-I', 'FORWARD', '1', dir, bridge, '-j', 'ACCEPT']);
   const inNs = (argv: readonly string[]) => runOk(inNetns(ns, argv));
   await inNs(['ip', 'addr', 'add', `${net}.2/24`, 'dev', 'eth0']);
   await inNs(['ip', 'link', 'set', 'eth0', 'up']);
   await inNs(['ip', 'route', 'add', 'default', 'via', `${net}.1`]);
+}
+
+/**
+ * `iperf3 -s -D -p port` entered into a container's network namespace only (nsenter --net, so
+ * outside its cgroup). The daemon is no child of the container: the host's stop() kills it,
+ * else it would outlive the container and keep its namespace.
+ */
+export async function startNsIperfServer(h: Host, containerPid: number, port: number): Promise<void> {
+  const netNs = nsIdOfPid(containerPid, 'net');
+  const r = await runOk(enterNetns({ pid: containerPid }, ['iperf3', '-s', '-D', '-p', String(port)]));
+  if (r.code !== 0) throw new Error(`${h.name}: iperf3 -s in pid ${containerPid}'s namespace: ${r.stderr.trim()}`);
+  h.onStop(async () => {
+    await killAllMatching((p) => p.netNs === netNs && /^iperf3 -s -D -p /.test(p.cmdline));
+  });
 }
 
 /** Deleting the TUN makes wireguard-go exit. */

@@ -1,7 +1,7 @@
 /**
  * Multi-host benchmark (not part of the test suite): `npm run bench:cluster` (root, like the
  * e2e suite). It starts an underlay with one etcd and simulated hosts, each with its own
- * dockerd and truss (--store etcd://), all through the e2e harness, and asks two questions:
+ * dockerd and truss (--store etcd://), all through the e2e harness, and asks three questions:
  *
  *  (a) throughput: iperf3 TCP from a container on host B to a container on host A over one
  *      cluster network (truss's WireGuard tunnel, wireguard-go here) ÷ iperf3 between the same
@@ -18,17 +18,25 @@
  *      every other member has connected; for 2, 3 and 5 members of the cluster network. All
  *      hosts run throughout; membership changes by creating/removing the network on hosts, and
  *      the member counts are alternated (2,3,5 then 5,3,2 ...). Growth 5 ÷ 2 hosts ≤ 1.5.
+ *  (c) vxlan: iperf3 TCP from a container on host B to a container on host A over an unencrypted
+ *      cluster network (truss.encrypt=false, VXLAN) ÷ iperf3 between the two host namespaces
+ *      over the raw underlay veth, with a VXLAN device of the script's own between the same
+ *      namespaces (bare, and behind a veth + bridge hop) and truss's path nsenter-ed, so that
+ *      truss ÷ bare VXLAN and bare VXLAN ÷ raw split the cost (cluster-vxlan.ts). No target: info.
  *
- * Prints tables; a full run also writes bench/results/cluster.json and the "Multi-host"
- * section of docs/benchmarks.md (cluster-report.ts; the baselines and counters are in
- * cluster-baseline.ts). `--smoke` (2 hosts, 1 repetition, 2 s of iperf, 1 start)
- * only prints, so CI can prove the benchmark still runs (e2e/bench-smoke.e2e.ts).
- * Flags: --smoke, --reps N (throughput repetitions, 5), --seconds S (iperf, 10), --runs N (starts
- * per host count per repetition round, 10), --hosts 2,3,5, --part all|throughput|convergence.
+ * Prints tables; a full run also writes bench/results/cluster.json and the "Multi-host" and
+ * "Unencrypted cluster networks" sections of docs/benchmarks.md (cluster-report.ts and
+ * cluster-vxlan-report.ts; the baselines and counters are in cluster-baseline.ts), and a run of
+ * --part vxlan alone its section and the `vxlan` member of cluster.json. `--smoke` (2 hosts,
+ * 1 repetition, 2 s of iperf (1 s for vxlan), 1 start) only prints, so CI can prove the
+ * benchmark still runs (e2e/bench-smoke.e2e.ts).
+ * Flags: --smoke, --reps N (throughput and vxlan repetitions, 5), --seconds S (iperf, 10), --runs N
+ * (starts per host count per repetition round, 10), --hosts 2,3,5,
+ * --part all|throughput|convergence|vxlan.
  */
 import { parseArgs } from 'node:util';
 import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
-import { inNetns, run, runOk } from '../e2e/harness/exec.ts';
+import { inNetns, run } from '../e2e/harness/exec.ts';
 import { parseRpcSamples } from '../e2e/harness/figures.ts';
 import { type Host, startHostsOn, stopHostsAndUnderlay } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
@@ -48,6 +56,7 @@ import {
   linkMtu,
   machineCpu,
   startBareTunnel,
+  startNsIperfServer,
   stopBareTunnel,
   txCounters,
   udpCounters,
@@ -63,6 +72,8 @@ import {
   type ThroughputSample,
   writeDocs,
 } from './cluster-report.ts';
+import { measureVxlan } from './cluster-vxlan.ts';
+import { mergeVxlanJson, vxlanJson, vxlanLines, writeVxlanDocs } from './cluster-vxlan-report.ts';
 import { iperfGbps, machineFacts, offloads, writeResultsJson } from './lib.ts';
 
 const { values: flags } = parseArgs({
@@ -87,9 +98,13 @@ for (const [k, v] of Object.entries({ REPS, SECONDS, RUNS })) {
 }
 if (HOST_COUNTS.some((n) => !Number.isInteger(n) || n < 2 || n > 9) || HOST_COUNTS.length === 0)
   throw new Error(`bench/cluster: --hosts wants counts from 2 to 9, got ${flags.hosts}`);
-if (!['all', 'throughput', 'convergence'].includes(PART)) throw new Error(`bench/cluster: --part ${PART}?`);
-const DO_THROUGHPUT = PART !== 'convergence';
-const DO_CONVERGENCE = PART !== 'throughput';
+if (!['all', 'throughput', 'convergence', 'vxlan'].includes(PART)) throw new Error(`bench/cluster: --part ${PART}?`);
+const DO_THROUGHPUT = PART === 'all' || PART === 'throughput';
+const DO_CONVERGENCE = PART === 'all' || PART === 'convergence';
+const DO_VXLAN = PART === 'all' || PART === 'vxlan';
+const DO_WIREGUARD = DO_THROUGHPUT || DO_CONVERGENCE;
+/** iperf3 seconds of the VXLAN part: its smoke run only proves that every condition works */
+const VX_SECONDS = SMOKE ? 1 : SECONDS;
 
 const CLUSTER = 'bench';
 const SUBNET = '198.18.64.0/20';
@@ -241,10 +256,7 @@ async function measureThroughput(): Promise<{ samples: Record<Cond, ThroughputSa
   await runContainer(b, { name: 'ic', network: CLUSTER });
   const mtu = await linkMtu(a, TRUSS_DEV);
   await startBareTunnel(a, b, mtu);
-  const ns = await runOk(
-    enterNetns({ pid: await containerPid(a, 'is') }, ['iperf3', '-s', '-D', '-p', String(NS_IPERF_PORT)]),
-  );
-  if (ns.code !== 0) throw new Error(`iperf3 -s in is's namespace: ${ns.stderr}`);
+  await startNsIperfServer(a, await containerPid(a, 'is'), NS_IPERF_PORT);
   const ctx: ThroughputCtx = {
     serverIp: await containerIp(a, 'is', CLUSTER),
     clientPid: await containerPid(b, 'ic'),
@@ -381,11 +393,11 @@ async function main(): Promise<void> {
   const maxHosts = DO_CONVERGENCE ? Math.max(...HOST_COUNTS) : 2;
   try {
     await startHosts(maxHosts);
-    await setMembers(2);
+    if (DO_WIREGUARD) await setMembers(2);
     const r: { throughput?: Record<Cond, ThroughputSample[]>; starts?: StartSample[] } = {};
     let mtu: number | undefined;
     process.stderr.write(
-      `bench/cluster: ${maxHosts} hosts, ${REPS} throughput reps of ${SECONDS} s, ${RUNS} starts per host count (${HOST_COUNTS.join(',')})${SMOKE ? ' (smoke)' : ''}\n`,
+      `bench/cluster: ${maxHosts} hosts, part ${PART}, ${REPS} throughput reps of ${SECONDS} s, ${RUNS} starts per host count (${HOST_COUNTS.join(',')})${SMOKE ? ' (smoke)' : ''}\n`,
     );
     if (DO_THROUGHPUT) {
       const t = await measureThroughput();
@@ -393,8 +405,18 @@ async function main(): Promise<void> {
       mtu = t.mtu;
     }
     if (DO_CONVERGENCE) r.starts = await measureConvergence();
+    // before the VXLAN part adds its own bridge and veths, which environment() would otherwise pick up
     const env = await environment(mtu);
     if (DO_THROUGHPUT) await stopBareTunnel(hosts.slice(0, 2));
+    const vx = DO_VXLAN
+      ? await measureVxlan([hosts[0] as Host, hosts[1] as Host], {
+          reps: REPS,
+          seconds: VX_SECONDS,
+          warmUp: !SMOKE,
+          log: (line) => process.stderr.write(`${line}\n`),
+        })
+      : undefined;
+    const vxLines = vx ? vxlanLines(vx) : [];
     const params: ReportParams = {
       reps: REPS,
       seconds: SECONDS,
@@ -403,18 +425,27 @@ async function main(): Promise<void> {
       hosts: maxHosts,
       probeStepMs: PROBE_STEP_MS,
     };
-    const { lines, verdicts } = report(r, env, params);
+    const { lines, verdicts } = DO_WIREGUARD ? report(r, env, params) : { lines: [], verdicts: {} };
     const out = [
       '',
       `MULTI-HOST BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
       `kernel ${env.kernel}; CPU ${env.cpu}; ${env.wireguard}`,
       ...lines,
+      ...(vx ? ['', 'Unencrypted cluster network (VXLAN):', '', ...vxLines, ''] : []),
       `(${((performance.now() - t0) / 1000).toFixed(0)} s)`,
       '',
     ];
     process.stdout.write(out.join('\n'));
+    if (!SMOKE && PART === 'vxlan' && vx) {
+      writeVxlanDocs(vxLines, env, vx);
+      await mergeVxlanJson(vxlanJson(vx, env));
+      process.stdout.write(
+        'wrote docs/benchmarks.md (Unencrypted cluster networks) and the vxlan member of bench/results/cluster.json\n',
+      );
+    }
     if (!SMOKE && PART === 'all') {
       writeDocs(lines, env, r, params);
+      if (vx) writeVxlanDocs(vxLines, env, vx);
       await writeResultsJson('cluster', {
         date: new Date().toISOString(),
         environment: env,
@@ -428,8 +459,11 @@ async function main(): Promise<void> {
         ratios: verdicts,
         targets: { throughput: '>= 0.95', growth_all: '<= 1.5' },
         samples: r,
+        ...(vx ? { vxlan: vxlanJson(vx, env) } : {}),
       });
-      process.stdout.write('wrote docs/benchmarks.md (Multi-host) and bench/results/cluster.json\n');
+      process.stdout.write(
+        'wrote docs/benchmarks.md (Multi-host, Unencrypted cluster networks) and bench/results/cluster.json\n',
+      );
     }
   } finally {
     const problems = await stopHostsAndUnderlay(hosts, underlay);

@@ -78,14 +78,19 @@ const SHORT: Record<string, string> = {
   'generic-receive-offload': 'gro',
 };
 
-/** `ethtool -k` of a link in a host (or anything with a host's exec, e.g. a container's netns), as "tx-csum on, sg on, tso off, ..." ('' without ethtool). */
-export async function offloads(h: Pick<Host, 'exec'>, dev: string): Promise<string> {
+/**
+ * `ethtool -k` of a link in a host (or anything with a host's exec, e.g. a container's netns), as
+ * "tx-csum on, sg on, tso off, ..." ('' without ethtool); `extra` features are appended by their full name.
+ */
+export async function offloads(h: Pick<Host, 'exec'>, dev: string, extra: readonly string[] = []): Promise<string> {
   const r = await h.exec(['ethtool', '-k', dev]);
   if (r.code !== 0) return `(ethtool -k: ${r.stderr.trim() || 'unavailable'})`;
-  return OFFLOADS.map((k) => {
-    const v = new RegExp(`^${k}: (\\w+)`, 'm').exec(r.stdout)?.[1] ?? '?';
-    return `${SHORT[k]} ${v}`;
-  }).join(', ');
+  return [...OFFLOADS, ...extra]
+    .map((k) => {
+      const v = new RegExp(`^${k}: (\\w+)`, 'm').exec(r.stdout)?.[1] ?? '?';
+      return `${SHORT[k] ?? k} ${v}`;
+    })
+    .join(', ');
 }
 
 /** A link of a host: its MTU and offloads ("mtu ? (...)" when it cannot be read). */

@@ -1,12 +1,12 @@
 /**
  * The benchmarks still run: `bench/policy.ts --smoke` (its own simulated host, 1 repetition,
  * 100 entries, 1 s of iperf3) and `bench/cluster.ts --smoke` (an underlay with etcd and 2
- * hosts, 1 repetition, 2 s of iperf3, 1 start), `bench/start.ts --smoke` (one host, 3 starts
- * per network, a burst of 5), `bench/scale.ts --smoke` (20 endpoints over 2 networks against a
- * daemon in a throwaway namespace, torn down with nothing left) and `bench/host.ts --smoke` (one
- * host, a truss and a bridge network, 1 repetition, 1 s of iperf3 and sockperf) exit 0 and print
- * their tables. The figures of a smoke run mean nothing and are not checked; the full benchmarks
- * are `npm run bench`.
+ * hosts, 1 repetition, 2 s of iperf3 over WireGuard and 1 s over VXLAN, 1 start),
+ * `bench/start.ts --smoke` (one host, 3 starts per network, a burst of 5), `bench/scale.ts
+ * --smoke` (20 endpoints over 2 networks against a daemon in a throwaway namespace, torn down
+ * with nothing left) and `bench/host.ts --smoke` (one host, a truss and a bridge network, 1
+ * repetition, 1 s of iperf3 and sockperf) exit 0 and print their tables. The figures of a
+ * smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -34,7 +34,9 @@ describe('bench/policy.ts --smoke', { timeout: 360_000 }, () => {
 });
 
 describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
-  it('exits 0 within a minute and prints the throughput and convergence tables', { timeout: 150_000 }, async () => {
+  it('exits 0 within a minute and prints the throughput, convergence and VXLAN tables', {
+    timeout: 150_000,
+  }, async () => {
     const t0 = performance.now();
     const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'cluster.ts'), '--smoke'], {
       cwd: REPO_ROOT,
@@ -49,6 +51,8 @@ describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
       /\| +\| truss cluster network, container to container +\| 1 +\| [\d.]+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} +\| ≥ 0\.95/,
       /\| docker run on A → first connect from another host +\| 2 +\| 1 +\| \d+/,
       /\| docker run on A → reachable from every other host +\| 2 +\| 1 +\| \d+/,
+      /\| cross-host TCP over VXLAN, iperf3 \(Gbit\/s\) +\| raw underlay veth/,
+      /\| +\| truss VXLAN network, container to container +\| 1 +\| [\d.]+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} \(info\) +\| \d\.\d{3}/,
     ]) {
       assert.match(r.stdout, row, out);
     }
