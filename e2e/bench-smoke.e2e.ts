@@ -34,7 +34,7 @@ describe('bench/policy.ts --smoke', { timeout: 360_000 }, () => {
 });
 
 describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
-  it('exits 0 within a minute and prints the throughput, convergence and VXLAN tables', {
+  it('exits 0 within 90 s and prints the throughput, convergence and VXLAN tables', {
     timeout: 150_000,
   }, async () => {
     const t0 = performance.now();
@@ -56,7 +56,7 @@ describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
     ]) {
       assert.match(r.stdout, row, out);
     }
-    assert.ok(seconds < 60, `the smoke run took ${seconds.toFixed(0)} s (keep it under 60 s)`);
+    assert.ok(seconds < 90, `the smoke run took ${seconds.toFixed(0)} s (keep it under 90 s)`);
     process.stdout.write(r.stdout);
   });
 });
