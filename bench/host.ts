@@ -99,6 +99,8 @@ interface CondSamples {
 type Results = Record<Cond, CondSamples>;
 
 let host: Host;
+/** position of truss's jump in FORWARD when the repetitions started */
+let jumpBefore = 0;
 /** the machine's 1-minute load average after each repetition */
 const load1: number[] = [];
 
@@ -152,6 +154,31 @@ async function sockperf(c: Cond, ip: string, seconds = RR_SECONDS): Promise<RrSa
   const args = ['sockperf', 'ping-pong', '--tcp', '-i', ip, '-p', String(RR_PORT), '-t', String(seconds)];
   args.push('-m', String(MSG_SIZE), '--full-rtt');
   return parseSockperf(await docker(['exec', NAMES[c].client, ...args], (seconds + 60) * 1000));
+}
+
+/** 1-based position of truss's jump among the rules of the host's iptables FORWARD chain (0: absent). */
+async function jumpPosition(): Promise<number> {
+  const out = (await host.exec(['iptables', '-w', '-S', 'FORWARD'])).stdout;
+  const rules = out.split('\n').filter((l) => l.startsWith('-A FORWARD'));
+  return rules.indexOf('-A FORWARD -j TRUSS-FORWARD') + 1;
+}
+
+/**
+ * Creating the bridge networks made dockerd insert its rules above truss's jump; truss's next
+ * full pass (every 30 s) moves it back on top. Measure that steady state, not the transient
+ * (gives up after 40 s and measures whatever is there: the report shows the position).
+ */
+async function settleJump(): Promise<number> {
+  const t0 = performance.now();
+  let pos = await jumpPosition();
+  while (pos !== 1 && performance.now() - t0 < 40_000) {
+    await new Promise((res) => setTimeout(res, 1000));
+    pos = await jumpPosition();
+  }
+  process.stderr.write(
+    `  truss's FORWARD jump at position ${pos} after ${((performance.now() - t0) / 1000).toFixed(0)} s\n`,
+  );
+  return pos;
 }
 
 async function measure(ips: Record<Cond, string>, r: Results): Promise<void> {
@@ -246,6 +273,7 @@ async function perPacketWork(): Promise<Record<string, string>> {
     out[`nft rules in ${m[1]} ${m[2]}`] = String(rules(t));
   }
   const fwd = await cmd(['iptables', '-w', '-L', 'FORWARD', '-v', '-n', '-x']);
+  out["truss's jump in iptables FORWARD (position before the run; after)"] = `${jumpBefore}; ${await jumpPosition()}`;
   out['iptables FORWARD (pkts bytes target in out)'] = fwd
     .split('\n')
     .slice(2)
@@ -393,6 +421,7 @@ async function main(): Promise<void> {
   try {
     await host.startTruss(TRUSS_OPTS);
     const ips = await setup();
+    jumpBefore = SMOKE ? await jumpPosition() : await settleJump();
     const r = Object.fromEntries(CONDS.map((c) => [c, { gbps1: [], gbps4: [], rr: [] }])) as unknown as Results;
     process.stderr.write(
       `bench/host: ${REPS} reps, iperf ${SECONDS} s, sockperf ${RR_SECONDS} s${PIN ? ', pinned' : ''}${SMOKE ? ' (smoke)' : ''}\n`,
