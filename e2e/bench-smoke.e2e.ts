@@ -4,7 +4,7 @@
  * hosts, 1 repetition, 2 s of iperf3, 1 start), `bench/start.ts --smoke` (one host, 3 starts
  * per network, a burst of 5), `bench/scale.ts --smoke` (20 endpoints over 2 networks against a
  * daemon in a throwaway namespace, torn down with nothing left) and `bench/host.ts --smoke` (one
- * host, a truss and a bridge network, 1 repetition, 1 s of iperf3 and sockperf) exit 0 and print
+ * host, a truss and two bridge networks, 1 repetition, 1 s of iperf3 and sockperf) exit 0 and print
  * their tables. The figures of a smoke run mean nothing and are not checked; the full benchmarks
  * are `npm run bench`.
  */
@@ -105,6 +105,9 @@ describe('bench/host.ts --smoke', { timeout: 90_000 }, () => {
       Number(m[1]),
     );
     assert.ok(ratios.length === 5 && ratios.every((x) => Number.isFinite(x) && x > 0), `ratios: ${ratios}\n${out}`);
+    const aa = [...r.stdout.matchAll(/\| bridge2 \(A\/A\) +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| (\d+\.\d{3}) +\|/g)];
+    assert.equal(aa.length, 5, `one A/A ratio per measure\n${out}`);
+    assert.match(r.stdout, /truss's jump in iptables FORWARD \(position before the run; after\): \d+; \d+/, out);
     assert.match(r.stdout, /br_netfilter /, out);
     assert.match(r.stdout, /server eth0: mtu \d+; tx-csum/, out);
     assert.ok(seconds < 40, `the smoke run took ${seconds.toFixed(0)} s (keep it under 40 s)`);
