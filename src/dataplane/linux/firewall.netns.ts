@@ -75,6 +75,17 @@ describe('firewall (kernel)', () => {
     assert.deepEqual(fwd, ['-P FORWARD DROP', JUMP, '-A FORWARD -i docker0 -j ACCEPT']);
   });
 
+  it('moves the jump back on top when rules were inserted above it (what dockerd does per network)', async () => {
+    await ns.must(['iptables', '-w', '-I', 'FORWARD', '1', '-o', 'docker0', '-j', 'ACCEPT']);
+    assert.deepEqual(await dp.checkFirewall(f), [
+      "iptables jump '-A FORWARD -j TRUSS-FORWARD' is not the first rule of FORWARD",
+    ]);
+    await dp.applyFirewall(f);
+    const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD'));
+    assert.deepEqual(fwd, [JUMP, '-A FORWARD -o docker0 -j ACCEPT', '-A FORWARD -i docker0 -j ACCEPT']);
+    assert.deepEqual(await dp.checkFirewall(f), []);
+  });
+
   it('notices drift behind its back and apply repairs it', async () => {
     await ns.must(['nft', 'delete', 'table', 'inet', 'truss']);
     assert.deepEqual(await dp.checkFirewall(f), ['nft table inet truss is missing']);

@@ -8,7 +8,12 @@
  *
  * Ownership: our own chain TRUSS-FORWARD (naming.IPT_CHAIN) in the filter table, replaced
  * wholesale with `iptables-restore --noflush` (declaring `:CHAIN` flushes it), plus exactly
- * one `-A FORWARD -j TRUSS-FORWARD`, inserted at position 1 when absent. Only the backend
+ * one `-A FORWARD -j TRUSS-FORWARD`, kept at position 1. Position matters per packet: dockerd
+ * inserts its own jumps (DOCKER-USER, DOCKER-ISOLATION-STAGE-1) and 4 rules per bridge network
+ * at the top of FORWARD whenever it starts or creates a network, which pushed our jump down, so
+ * every truss packet was tested against all of them before reaching its accept (measured:
+ * 2 + 4 per Docker network more rule evaluations than a Docker bridge packet). A jump found
+ * below another rule is drift: the next full pass moves it back to the top. Only the backend
  * the host's `iptables` uses (nf_tables or legacy) is touched: mixing them splits the
  * ruleset and Docker would not see ours. ip6tables likewise, when its filter table exists.
  */
@@ -87,6 +92,8 @@ export interface ShimState {
   readonly chainExists: boolean;
   /** how many `-A FORWARD -j TRUSS-FORWARD` rules there are */
   readonly jumps: number;
+  /** whether the first rule of FORWARD is that jump */
+  readonly jumpFirst: boolean;
   readonly rules: readonly string[];
 }
 
@@ -96,6 +103,7 @@ export function parseShimState(listing: string): ShimState {
   return {
     chainExists: lines.includes(`-N ${IPT_CHAIN}`),
     jumps: lines.filter((l) => l === JUMP).length,
+    jumpFirst: lines.find((l) => l.startsWith('-A FORWARD ')) === JUMP,
     rules: lines.filter((l) => l.startsWith(`-A ${IPT_CHAIN} `)),
   };
 }
@@ -103,8 +111,12 @@ export function parseShimState(listing: string): ShimState {
 /** Pure: the iptables-restore --noflush input that makes the shim match `f`, given what exists. */
 export function renderShimRestore(f: FirewallObject, state: ShimState): string {
   const lines = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...renderShimRules(f)];
-  if (state.jumps === 0) lines.push(`-I FORWARD 1 -j ${IPT_CHAIN}`);
-  for (let i = 1; i < state.jumps; i++) lines.push(`-D FORWARD -j ${IPT_CHAIN}`);
+  if (state.jumps !== 1 || !state.jumpFirst) {
+    // absent, duplicated or pushed down by dockerd: one jump at the top, in the same transaction
+    // (all copies go: -D removes the first match, which may be the one already on top)
+    for (let i = 0; i < state.jumps; i++) lines.push(`-D FORWARD -j ${IPT_CHAIN}`);
+    lines.push(`-I FORWARD 1 -j ${IPT_CHAIN}`);
+  }
   return `${[...lines, 'COMMIT'].join('\n')}\n`;
 }
 
@@ -125,6 +137,7 @@ export function diffShim(f: FirewallObject, state: ShimState, family: 4 | 6): st
   if (!state.chainExists) return [`${tool} chain ${IPT_CHAIN} is missing`];
   const problems: string[] = [];
   if (state.jumps !== 1) problems.push(`${tool} jump '${JUMP}' is present ${state.jumps} times, expected once`);
+  else if (!state.jumpFirst) problems.push(`${tool} jump '${JUMP}' is not the first rule of FORWARD`);
   const want = renderShimRules(f).map(unquote);
   const have = state.rules.map(unquote);
   if (want.join('\n') !== have.join('\n')) {
