@@ -4,8 +4,9 @@
  * intent was written.
  *
  * Intent records are immutable, and the intent cache hands out an unchanged record as the
- * same object on every pass. So an endpoint's veth and policy objects are memoised on the
- * identity of the endpoint, its network and the network's run-time policy: a pass at 1,000
+ * same object on every pass. So a network's bridge and firewall entry are memoised on the
+ * network record's identity, and an endpoint's veth and policy objects on the identity of the
+ * endpoint, its network and the network's run-time policy: a pass at 1,000
  * endpoints rebuilds only what changed, and unchanged objects keep their identity (the
  * reconciler's fingerprints are memoised on it in turn).
  */
@@ -139,6 +140,34 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
   return objects;
 }
 
+const netMemo = new WeakMap<NetworkSpec, { readonly bridge: BridgeObject; readonly firewall: FirewallNetwork }>();
+
+/** The network's bridge and its part of the firewall; memoised on identity like endpointObjects. */
+function networkObjects(n: NetworkSpec): { readonly bridge: BridgeObject; readonly firewall: FirewallNetwork } {
+  const hit = netMemo.get(n);
+  if (hit) return hit;
+  const objects = {
+    bridge: {
+      name: n.bridge,
+      networkId: n.id,
+      mtu: n.mtu,
+      addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
+      ...(n.cluster ? { proxyArp: true } : {}),
+    },
+    firewall: {
+      networkId: n.id,
+      bridge: n.bridge,
+      subnets4: n.ipv4.map((d) => d.pool),
+      subnets6: n.ipv6.map((d) => d.pool),
+      nat: n.nat && !n.internal,
+      internal: n.internal,
+      ...(n.cluster ? { peerLinks: [n.cluster.encrypt ? WG_DEVICE : VXLAN_DEVICE] } : {}),
+    },
+  };
+  netMemo.set(n, objects);
+  return objects;
+}
+
 export function computeDesired(
   networks: readonly NetworkSpec[],
   endpoints: readonly EndpointSpec[],
@@ -147,15 +176,7 @@ export function computeDesired(
   const nets = new Map(networks.map((n) => [n.id, n]));
   const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
   const policies: PolicyObject[] = [];
-  const bridges = networks
-    .map((n) => ({
-      name: n.bridge,
-      networkId: n.id,
-      mtu: n.mtu,
-      addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
-      ...(n.cluster ? { proxyArp: true } : {}),
-    }))
-    .sort(byName);
+  const bridges = networks.map((n) => networkObjects(n).bridge).sort(byName);
   const veths: VethObject[] = [];
   for (const e of endpoints) {
     const n = nets.get(e.networkId);
@@ -169,15 +190,7 @@ export function computeDesired(
   policies.sort(byName);
   const firewall: FirewallObject = {
     networks: networks
-      .map((n) => ({
-        networkId: n.id,
-        bridge: n.bridge,
-        subnets4: n.ipv4.map((d) => d.pool),
-        subnets6: n.ipv6.map((d) => d.pool),
-        nat: n.nat && !n.internal,
-        internal: n.internal,
-        ...(n.cluster ? { peerLinks: [n.cluster.encrypt ? WG_DEVICE : VXLAN_DEVICE] } : {}),
-      }))
+      .map((n) => networkObjects(n).firewall)
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
   return { bridges, veths, firewall, policies };

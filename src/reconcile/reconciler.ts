@@ -305,15 +305,16 @@ export class Reconciler {
   }
 
   #incrementalPlan(desired: DesiredKernel): ReturnType<typeof planLinks> {
-    // veths before bridges: a bridge goes last
-    const remove = [
-      ...this.#veths.stale(desired.veths).map((name) => ({ name, kind: 'veth' })),
-      ...this.#bridges.stale(desired.bridges).map((name) => ({ name, kind: 'bridge' })),
-    ];
+    const bridges = this.#bridges.diff(desired.bridges);
+    const veths = this.#veths.diff(desired.veths);
     return {
-      ensureBridges: desired.bridges.filter((b) => !this.#bridges.current(b)),
-      ensureVeths: desired.veths.filter((v) => !this.#veths.current(v)),
-      remove,
+      ensureBridges: bridges.changed,
+      ensureVeths: veths.changed,
+      // veths before bridges: a bridge goes last
+      remove: [
+        ...veths.stale.map((name) => ({ name, kind: 'veth' })),
+        ...bridges.stale.map((name) => ({ name, kind: 'bridge' })),
+      ],
       problems: [],
       orphans: [],
     };
