@@ -59,18 +59,29 @@ describe('iptables shim', () => {
   });
 
   it('parses our chain, its rules and the jump count out of iptables -S', () => {
-    assert.deepEqual(parseShimState(LISTING), { chainExists: true, jumps: 1, jumpFirst: true, rules: RULES });
+    assert.deepEqual(parseShimState(LISTING), {
+      chainExists: true,
+      jumps: 1,
+      jumpOnTop: true,
+      insertAt: 2,
+      rules: RULES,
+    });
     assert.deepEqual(parseShimState('-P FORWARD DROP\n'), {
       chainExists: false,
       jumps: 0,
-      jumpFirst: false,
+      jumpOnTop: false,
+      insertAt: 1,
       rules: [],
     });
-    assert.equal(parseShimState(DOCKER_ON_TOP).jumpFirst, false);
+    assert.equal(parseShimState(DOCKER_ON_TOP).jumpOnTop, false);
+    assert.equal(parseShimState(DOCKER_ON_TOP).insertAt, 2, 'back right after DOCKER-USER');
+    // libnetwork moves DOCKER-USER to the top on every network create (truss's too): that is on top
+    const userOnTop = ['-N TRUSS-FORWARD', '-A FORWARD -j DOCKER-USER', '-A FORWARD -j TRUSS-FORWARD', ''].join('\n');
+    assert.equal(parseShimState(userOnTop).jumpOnTop, true);
   });
 
-  it('inserts the jump at position 1 when absent, duplicated or below another rule; leaves it alone on top', () => {
-    const fresh = renderShimRestore(f, { chainExists: false, jumps: 0, jumpFirst: false, rules: [] });
+  it('puts the jump on top (after a first DOCKER-USER jump) when absent, duplicated or lower; leaves it alone on top', () => {
+    const fresh = renderShimRestore(f, { chainExists: false, jumps: 0, jumpOnTop: false, insertAt: 1, rules: [] });
     assert.equal(
       fresh,
       ['*filter', ':TRUSS-FORWARD - [0:0]', ...RULES, '-I FORWARD 1 -j TRUSS-FORWARD', 'COMMIT', ''].join('\n'),
@@ -78,30 +89,33 @@ describe('iptables shim', () => {
     const present = renderShimRestore(f, parseShimState(LISTING));
     assert.doesNotMatch(present, /FORWARD 1/);
     assert.doesNotMatch(present, /-D FORWARD/);
-    const triple = renderShimRestore(f, { chainExists: true, jumps: 3, jumpFirst: true, rules: [] });
+    const triple = renderShimRestore(f, { chainExists: true, jumps: 3, jumpOnTop: true, insertAt: 1, rules: [] });
     assert.equal(triple.match(/-D FORWARD -j TRUSS-FORWARD/g)?.length, 3);
     assert.match(triple, /-I FORWARD 1 -j TRUSS-FORWARD\nCOMMIT/);
     const moved = renderShimRestore(f, parseShimState(DOCKER_ON_TOP));
-    assert.match(moved, /-D FORWARD -j TRUSS-FORWARD\n-I FORWARD 1 -j TRUSS-FORWARD\nCOMMIT/);
+    assert.match(moved, /-D FORWARD -j TRUSS-FORWARD\n-I FORWARD 2 -j TRUSS-FORWARD\nCOMMIT/);
   });
 
   it('removes jumps and chain, and nothing when nothing is there', () => {
     assert.equal(
-      renderShimRemoval({ chainExists: true, jumps: 2, jumpFirst: true, rules: [] }),
+      renderShimRemoval({ chainExists: true, jumps: 2, jumpOnTop: true, insertAt: 1, rules: [] }),
       '*filter\n-D FORWARD -j TRUSS-FORWARD\n-D FORWARD -j TRUSS-FORWARD\n-F TRUSS-FORWARD\n-X TRUSS-FORWARD\nCOMMIT\n',
     );
-    assert.equal(renderShimRemoval({ chainExists: false, jumps: 0, jumpFirst: false, rules: [] }), undefined);
+    assert.equal(
+      renderShimRemoval({ chainExists: false, jumps: 0, jumpOnTop: false, insertAt: 1, rules: [] }),
+      undefined,
+    );
   });
 
   it('reports missing chain, wrong jump count and different content', () => {
     assert.deepEqual(diffShim(f, parseShimState(LISTING), 4), []);
-    assert.deepEqual(diffShim(f, { chainExists: false, jumps: 0, jumpFirst: false, rules: [] }, 6), [
+    assert.deepEqual(diffShim(f, { chainExists: false, jumps: 0, jumpOnTop: false, insertAt: 1, rules: [] }, 6), [
       'ip6tables chain TRUSS-FORWARD is missing',
     ]);
     assert.deepEqual(diffShim(f, parseShimState(DOCKER_ON_TOP), 4), [
-      "iptables jump '-A FORWARD -j TRUSS-FORWARD' is not the first rule of FORWARD",
+      "iptables jump '-A FORWARD -j TRUSS-FORWARD' is not on top of FORWARD (first, or right after -j DOCKER-USER)",
     ]);
-    const drift = diffShim(f, { chainExists: true, jumps: 2, jumpFirst: true, rules: RULES.slice(1) }, 4);
+    const drift = diffShim(f, { chainExists: true, jumps: 2, jumpOnTop: true, insertAt: 1, rules: RULES.slice(1) }, 4);
     assert.equal(drift.length, 2);
     assert.match(drift[0] ?? '', /present 2 times/);
     assert.match(drift[1] ?? '', /differs: expected 2 rules, found 1/);
