@@ -457,8 +457,9 @@ export class Reconciler {
   async #egress(intent: Intent, full: boolean): Promise<number> {
     const want = computeEgress(intent.networks);
     const json = want.networks.length === 0 ? ABSENT : JSON.stringify(want);
-    let need = this.#applied.get(EGRESS_KEY) !== json;
-    if (!full && need && json === ABSENT && !this.#applied.has(EGRESS_KEY)) need = false; // never had any
+    const prev = this.#applied.get(EGRESS_KEY); // undefined: nothing programmed since start-up
+    let need = prev !== json;
+    if (!full && prev === undefined && json === ABSENT) need = false;
     if (full && !need) {
       const problems = await this.#deps.dataplane.checkEgress(want);
       for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
@@ -469,7 +470,7 @@ export class Reconciler {
       this.#applied.set(EGRESS_KEY, json);
       return 1;
     }
-    this.#applied.delete(EGRESS_KEY);
+    this.#applied.set(EGRESS_KEY, 'failed'); // retried, and removed when it is no longer wanted
     return 0;
   }
 

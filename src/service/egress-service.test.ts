@@ -90,6 +90,8 @@ describe('truss.egress.via (service + reconciler, fake kernel)', () => {
     );
     dp.failNext('ensureEgress', new KernelError('EINVAL', ['ip'], 2, 'Error: Nexthop has invalid gateway.'));
     await assert.rejects(svc.createNetwork(netInput('198.19.9.9')), /invalid gateway/);
+    const last = dp.callsOf('ensureEgress').at(-1)?.arg as { networks: unknown[] } | undefined;
+    assert.deepEqual(last?.networks, [], 'the undo converges egress again: what the failed pass left goes');
     assert.deepEqual(
       (await repo.listNetworks()).map((n) => n.id),
       [NID2],
