@@ -118,6 +118,8 @@ describe('truss.egress.via (kernel)', () => {
     const out = await nextHop('out', 'evU', 250, 'out');
     await host.must(['ip', 'route', 'add', 'default', 'via', '198.19.250.2']);
     await dockerdHostPolicy(host);
+    // strict reverse-path filtering: replies from the next hop must pass it too
+    await host.must(['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=1']);
     await dp.applyFirewall(desired.firewall);
     await dp.ensureSysctls(desired.firewall);
     assert.ok(out);
