@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
+import { containerIp, containerPid, removeContainers, runContainer } from './harness/containers.ts';
 import { inNetns, runOk } from './harness/exec.ts';
 import { printFigures } from './harness/figures.ts';
 import { type Host, startHost } from './harness/host.ts';
@@ -242,9 +242,53 @@ describe('truss.egress.via against a real dockerd', { timeout: 10 * 60_000 }, ()
     assert.ok(seen.ok === 1 && seen.b.length >= 1 && seen.a.length === 0, JSON.stringify(seen));
   });
 
-  it('7. everything removed leaves nothing truss-owned', async () => {
-    await removeContainers(host, ['c1']);
-    assert.equal((await host.docker(['network', 'rm', 'evb'])).code, 0);
+  it('7. kill -9 and restart: the kernel keeps the routing, the restarted truss finds it in sync', async () => {
+    const before = await ownRules();
+    await host.stopTruss('SIGKILL');
+    assert.deepEqual(await ownRules(), before, 'rules stay while truss is down');
+    const down = await throughWhich(1);
+    assert.ok(down.ok === 1 && down.b.length >= 1 && down.a.length === 0, 'traffic keeps its path while truss is down');
+    await host.startTruss(TRUSS_OPTS);
+    assert.ok((await host.trussStatus()).kernel.inSync, 'in sync after the restart');
+    assert.deepEqual(await ownRules(), before);
+  });
+
+  it('8. a gateway container on the network: its NAT, then the host, carry the traffic out', async () => {
+    const gwIp = '198.18.62.250';
+    const r = await trussNet('evc', ['--subnet', '198.18.62.0/24', '-o', `truss.egress.via=${gwIp}`]);
+    assert.equal(r.code, 0, r.stderr);
+    await runContainer(host, { name: 'gw', network: 'evc', ip: gwIp });
+    await runContainer(host, { name: 'c3', network: 'evc' });
+    const gwPid = await containerPid(host, 'gw');
+    const inGw = (argv: string[], stdin?: string) =>
+      runOk(['nsenter', `--target=${gwPid}`, '--net', '--', ...argv], stdin === undefined ? {} : { input: stdin });
+    await inGw(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    await inGw(
+      ['nft', '-f', '-'],
+      'table ip gwnat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n' +
+        '\t\toifname "eth0" ip saddr != 198.18.62.250 masquerade\n\t}\n}\n',
+    );
+    const c3 = await containerIp(host, 'c3', 'evc');
+    const gwNet = `/proc/${gwPid}/ns/net`;
+    const outsidePath = `/run/netns/${NETNS_PREFIX}out`;
+    const syn = `tcp dst port ${OUTSIDE_PORT} and tcp[tcpflags] & tcp-syn != 0`;
+    const caps = await Promise.all([captureIn(gwNet, syn), captureIn(outsidePath, syn)]);
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push(await tcpConnect(host, 'c3', OUTSIDE_IP, OUTSIDE_PORT, 3));
+    const [atGw, atOut] = await Promise.all(caps.map((c) => c.stop()));
+    assert.equal(results.filter((x) => x.ok).length, 3, results.map((x) => x.output).join(' | '));
+    // at the gateway: c3's SYN arriving, then the same SYN leaving with the gateway's own address
+    assert.ok((atGw ?? []).filter((s) => s === c3).length >= 3, `gw saw c3's SYNs: ${atGw}`);
+    assert.ok((atGw ?? []).filter((s) => s === gwIp).length >= 3, `gw sent them on NATed: ${atGw}`);
+    assert.ok((atOut ?? []).length >= 3 && (atOut ?? []).every((s) => s === HOST_UPLINK_IP), `outside saw ${atOut}`);
+    figures.push(
+      `gateway container: ${atGw?.length} SYN lines at gw (in + out), outside sources ${[...new Set(atOut)]}`,
+    );
+  });
+
+  it('9. everything removed leaves nothing truss-owned', async () => {
+    await removeContainers(host, ['c1', 'c3', 'gw']);
+    for (const n of ['evb', 'evc']) assert.equal((await host.docker(['network', 'rm', n])).code, 0);
     await assertNoTrussLeftovers(host);
   });
 });
