@@ -225,6 +225,28 @@ describe('truss.egress.via (kernel)', () => {
     assert.ok(t6.some((r) => r.dst === 'default' && r.gateway === 'fd00:40::9' && r.dev === base.bridge));
   });
 
+  it("a next hop behind a foreign bridge (a gateway on Docker's bridge): only the firewall's nexthop rule lets it out", async () => {
+    const gD = await ns('gD');
+    await host.must(
+      ['ip', '-batch', '-'],
+      `link add dk0 type bridge\naddr add 198.18.9.1/24 dev dk0\nlink set dk0 up\nlink add dkv type veth peer name eth0 netns ${gD.name}\nlink set dkv master dk0 up\n`,
+    );
+    await gD.must(
+      ['ip', '-batch', '-'],
+      `addr add 198.18.9.2/24 dev eth0\nlink set eth0 up\naddr add ${X}/32 dev lo\n`,
+    );
+    serveName(gD, 'D');
+    const spec = withVia('198.18.9.2', 'fd00:40::9');
+    await dp.ensureEgress(computeEgress([spec]));
+    assert.equal(await whoAnswers(c1.ns), '', "without the rule truss's firewall drops it (to a foreign bridge)");
+    const fw = computeDesired([spec], []).firewall;
+    await dp.applyFirewall(fw);
+    assert.deepEqual(await dp.checkFirewall(fw), [], 'the rt nexthop rules read back as rendered');
+    assert.equal(await whoAnswers(c1.ns), 'D');
+    await dp.applyFirewall(computeDesired([base], []).firewall);
+    await host.must(['ip', 'link', 'del', 'dk0']);
+  });
+
   it('leaves foreign rules and routes alone, and removes everything of its own', async () => {
     await host.must(['ip', 'rule', 'add', 'from', '198.18.40.0/24', 'lookup', '100', 'priority', '20000']);
     await host.must(['ip', 'route', 'add', X, 'via', '198.19.251.2', 'table', '100', 'proto', 'static']);

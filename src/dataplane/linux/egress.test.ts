@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { computeDesired } from '../../core/desired.ts';
 import { computeEgress, egressTable } from '../../core/egress.ts';
 import type { NetworkSpec } from '../../core/model.ts';
 import {
@@ -12,6 +13,7 @@ import {
   ruleLine,
 } from './egress.ts';
 import { type Exec, KernelError } from './exec.ts';
+import { renderNftRuleset } from './nft.ts';
 
 const ID = `740001${'0'.repeat(58)}`;
 const T = egressTable(ID); // 1946157057
@@ -150,5 +152,19 @@ describe('egress: ensure', () => {
         e.code === 'TRUSS_ERR_ADDRESS_INVALID' && /next hop 198\.19\.9\.9 \(truss\.egress\.via\)/.test(e.message),
     );
     assert.equal(exec.batches.length, 2, 'the second network got its own batch');
+  });
+});
+
+describe('egress: the firewall lets what is routed to the next hop leave', () => {
+  it('renders one rt nexthop accept per next hop, after the same-network accept, before the drops', () => {
+    const fw = computeDesired([spec(['198.19.251.2', 'fd00:40::9'])], []).firewall;
+    const text = renderNftRuleset(fw);
+    const chain = text.slice(text.indexOf('chain net_740001000000'));
+    const lines = chain.split('\n').map((l) => l.trim());
+    const at = (needle: string) => lines.findIndex((l) => l.startsWith(needle));
+    assert.ok(at('rt ip nexthop 198.19.251.2 accept') > at('oifname "trb740001000000" accept'));
+    assert.ok(at('rt ip6 nexthop fd00:40::9 accept') > 0);
+    assert.ok(at('rt ip6 nexthop fd00:40::9 accept') < at('oifname @bridges drop'));
+    assert.ok(!renderNftRuleset(computeDesired([{ ...spec([]), egressVia: [] }], []).firewall).includes('nexthop'));
   });
 });
