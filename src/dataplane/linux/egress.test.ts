@@ -120,12 +120,20 @@ describe('egress: planning', () => {
 });
 
 /** An Exec that answers the four listings from `state` and records batches; `fail` fails a batch line. */
-function fakeExec(fail?: (stdin: string) => KernelError | undefined): Exec & { batches: string[] } {
+function fakeExec(fail?: (stdin: string) => KernelError | undefined, noV6 = false): Exec & { batches: string[] } {
   const batches: string[] = [];
   return {
     batches,
     which: (b) => b,
     async run(_bin, args, opts) {
+      if (noV6 && args.includes('-6')) {
+        throw new KernelError(
+          'OTHER',
+          ['ip', ...args],
+          2,
+          'RTNETLINK answers: Address family not supported by protocol',
+        );
+      }
       if (args.includes('-batch')) {
         const stdin = opts?.stdin ?? '';
         batches.push(stdin);
@@ -152,6 +160,13 @@ describe('egress: ensure', () => {
         e.code === 'TRUSS_ERR_ADDRESS_INVALID' && /next hop 198\.19\.9\.9 \(truss\.egress\.via\)/.test(e.message),
     );
     assert.equal(exec.batches.length, 2, 'the second network got its own batch');
+  });
+  it('a host without IPv6: IPv4-only next hops work, an IPv6 one fails loudly', async () => {
+    const v4only = { ...spec(['198.19.251.2']), ipv6: [] };
+    const exec = fakeExec(undefined, true);
+    await ensureEgress(exec, computeEgress([v4only]));
+    await ensureEgress(exec, { networks: [] });
+    await assert.rejects(ensureEgress(exec, computeEgress([spec(['fd00:40::9'])])), /Address family/);
   });
 });
 

@@ -92,14 +92,22 @@ export function parseEgressRoutesJson(stdout: string, family: Family): EgressRou
   });
 }
 
-/** Every truss rule (both families) and every route in the reserved tables. */
-export async function readEgress(exec: Exec): Promise<EgressState> {
+/**
+ * Every truss rule (both families) and every route in the reserved tables. `needV6` false: an IPv6
+ * listing that fails (IPv6 disabled on the host) counts as empty, since nothing of ours can be there.
+ */
+export async function readEgress(exec: Exec, needV6 = true): Promise<EgressState> {
   const routes = ['route', 'show', 'table', 'all', 'proto', PROTO];
+  const v6 = (args: string[]) =>
+    exec.run('ip', args).catch((e: unknown) => {
+      if (needV6) throw e;
+      return { stdout: '[]', stderr: '' };
+    });
   const [r4, r6, t4, t6] = await Promise.all([
     exec.run('ip', ['-j', '-4', 'rule', 'show']),
-    exec.run('ip', ['-j', '-6', 'rule', 'show']),
+    v6(['-j', '-6', 'rule', 'show']),
     exec.run('ip', ['-j', '-4', ...routes]),
-    exec.run('ip', ['-j', '-6', ...routes]),
+    v6(['-j', '-6', ...routes]),
   ]);
   return {
     rules: [...parseRulesJson(r4.stdout, 4), ...parseRulesJson(r6.stdout, 6)],
@@ -193,6 +201,8 @@ export function planEgress(cur: EgressState, want: EgressObject): EgressPlan {
 
 // ---------- kernel ----------
 
+const wantsV6 = (want: EgressObject): boolean => want.networks.some((n) => n.rules.some((r) => r.family === 6));
+
 /** Runs `lines` in one `ip -batch`; a delete of something already gone is skipped, the rest still run. */
 async function runRemovals(exec: Exec, lines: readonly string[]): Promise<void> {
   let rest = [...lines];
@@ -226,7 +236,7 @@ function explain(n: EgressNetwork, lines: readonly string[], e: unknown): unknow
  * others are done), then the removals. Returns the lines it ran.
  */
 export async function ensureEgress(exec: Exec, want: EgressObject): Promise<string[]> {
-  const plan = planEgress(await readEgress(exec), want);
+  const plan = planEgress(await readEgress(exec, wantsV6(want)), want);
   const ran: string[] = [];
   let failure: unknown;
   for (const { network, lines } of plan.ensure) {
@@ -247,7 +257,7 @@ export async function ensureEgress(exec: Exec, want: EgressObject): Promise<stri
 
 /** Human-readable differences between the kernel and `want`; [] when it matches. */
 export async function checkEgress(exec: Exec, want: EgressObject): Promise<string[]> {
-  const plan = planEgress(await readEgress(exec), want);
+  const plan = planEgress(await readEgress(exec, wantsV6(want)), want);
   return [
     ...plan.ensure.map(
       ({ network, lines }) =>
