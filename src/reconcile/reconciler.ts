@@ -5,8 +5,8 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes), then
- * removals veths -> bridges. Failures keep the
+ * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes) -> egress
+ * (truss.egress.via policy routing: its routes need the bridges), then removals veths -> bridges. Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
 
