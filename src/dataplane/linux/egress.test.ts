@@ -73,44 +73,66 @@ describe('egress: planning', () => {
     routes: [...parseEgressRoutesJson(ROUTES4, 4), ...parseEgressRoutesJson(ROUTES6, 6)],
   });
 
-  it('from nothing: subnets and fallback, then rules, then the next hop last', () => {
-    const plan = planEgress(empty, computeEgress([spec(['198.18.40.5'])]));
-    assert.deepEqual(plan.ensure[0]?.lines, [
+  it('from nothing: subnets and fallback, then rules, then the next hop last; one batch per family', () => {
+    const plan = planEgress(empty, computeEgress([spec(['198.18.40.5', 'fd00:40::9'])]));
+    assert.deepEqual(
+      plan.ensure[0]?.batches.map((b) => b.family),
+      [4, 6],
+    );
+    assert.deepEqual(plan.ensure[0]?.batches[0]?.lines, [
       `route replace 198.18.40.0/24 dev ${BR} table ${T} proto 116`,
       `route replace unreachable 0.0.0.0/0 table ${T} metric 4294967295 proto 116`,
       'rule add from 198.18.40.5/32 lookup main priority 11600 proto 116',
       `rule add from 198.18.40.0/24 lookup ${T} priority 11610 proto 116`,
       `route replace 0.0.0.0/0 via 198.18.40.5 dev ${BR} table ${T} proto 116`,
     ]);
+    assert.equal(
+      plan.ensure[0]?.batches[1]?.lines.at(-1),
+      `route replace ::/0 via fd00:40::9 dev ${BR} table ${T} proto 116`,
+    );
     assert.deepEqual(plan.remove, []);
   });
   it('in sync: nothing to run; IPv6 leftovers of the table are removed', () => {
     const plan = planEgress(current(), computeEgress([spec(['198.18.40.5'])]));
     assert.deepEqual(plan.ensure, []);
     assert.deepEqual(plan.remove, [
-      `route del fd00:40::/64 table ${T} proto 116`,
-      `route del unreachable ::/0 table ${T} metric 4294967295 proto 116`,
+      {
+        family: 6,
+        lines: [
+          `route del fd00:40::/64 table ${T} metric 1024 proto 116`,
+          `route del unreachable ::/0 table ${T} metric 4294967295 proto 116`,
+        ],
+      },
     ]);
   });
   it('another next hop: only the via route is replaced, the exemption of the old one goes', () => {
     const plan = planEgress(current(), computeEgress([spec(['198.19.251.2', 'fd00:40::5'])]));
-    assert.deepEqual(plan.ensure[0]?.lines, [
-      'rule add from fd00:40::5/128 lookup main priority 11600 proto 116',
-      `rule add from fd00:40::/64 lookup ${T} priority 11610 proto 116`,
-      `route replace 0.0.0.0/0 via 198.19.251.2 table ${T} proto 116`,
-      `route replace ::/0 via fd00:40::5 dev ${BR} table ${T} proto 116`,
+    assert.deepEqual(plan.ensure[0]?.batches, [
+      { family: 4, lines: [`route replace 0.0.0.0/0 via 198.19.251.2 table ${T} proto 116`] },
+      {
+        family: 6,
+        lines: [
+          'rule add from fd00:40::5/128 lookup main priority 11600 proto 116',
+          `rule add from fd00:40::/64 lookup ${T} priority 11610 proto 116`,
+          `route replace ::/0 via fd00:40::5 dev ${BR} table ${T} proto 116`,
+        ],
+      },
     ]);
-    assert.deepEqual(plan.remove, ['rule del from 198.18.40.5/32 lookup main priority 11600 proto 116']);
+    assert.deepEqual(plan.remove, [
+      { family: 4, lines: ['rule del from 198.18.40.5/32 lookup main priority 11600 proto 116'] },
+    ]);
   });
   it('nothing wanted: rules first, then every route of the reserved tables', () => {
     const plan = planEgress(current(), { networks: [] });
     assert.deepEqual(plan.ensure, []);
-    assert.deepEqual(plan.remove.slice(0, 2), [
+    const v4 = plan.remove[0]?.lines ?? [];
+    assert.deepEqual(v4.slice(0, 2), [
       'rule del from 198.18.40.5/32 lookup main priority 11600 proto 116',
       `rule del from 198.18.40.0/24 lookup ${T} priority 11610 proto 116`,
     ]);
-    assert.equal(plan.remove.length, 2 + 5);
-    assert.ok(plan.remove.slice(2).every((l) => l.startsWith('route del ') && l.includes(`table ${T}`)));
+    assert.equal(v4.length, 2 + 3);
+    assert.equal(plan.remove[1]?.lines.length, 2);
+    assert.ok(v4.slice(2).every((l) => l.startsWith('route del ') && l.includes(`table ${T}`)));
   });
   it('refuses to render outside the reserved range or with a bad name', () => {
     assert.throws(() => routeLine('del', { family: 4, table: 254, dst: '0.0.0.0/0' }), /outside truss's range/);
@@ -135,6 +157,7 @@ function fakeExec(fail?: (stdin: string) => KernelError | undefined, noV6 = fals
         );
       }
       if (args.includes('-batch')) {
+        assert.ok(args[0] === '-4' || args[0] === '-6', 'every batch names its family');
         const stdin = opts?.stdin ?? '';
         batches.push(stdin);
         const e = fail?.(stdin);

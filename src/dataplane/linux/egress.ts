@@ -148,7 +148,10 @@ export function routeLine(verb: 'replace' | 'del', r: EgressRoute): string {
   const dst = checkCidr(r.dst, r.family);
   const table = checkTable(r.table);
   if (r.unreachable) return `route ${verb} unreachable ${dst} table ${table}${metricOf(r)} proto ${PROTO}`;
-  if (verb === 'del') return `route del ${dst} table ${table}${metricOf(r)} proto ${PROTO}`;
+  // why: an IPv6 delete without a metric takes the first route of that destination, whatever its
+  // metric (it could be the unreachable fallback); 1024 is the metric an IPv6 route gets by default
+  const metric = r.metric === undefined && r.family === 6 ? ' metric 1024' : metricOf(r);
+  if (verb === 'del') return `route del ${dst} table ${table}${metric} proto ${PROTO}`;
   const via = r.via !== undefined ? parseIp(r.via) : undefined;
   if (r.via !== undefined && (!via || via.family !== r.family))
     throw errors.badAddress(`egress: invalid next hop ${JSON.stringify(r.via)}`);
@@ -164,12 +167,25 @@ export function ruleLine(verb: 'add' | 'del', r: EgressRule): string {
   return `rule ${verb} from ${from} lookup ${table} priority ${r.priority} proto ${PROTO}`;
 }
 
-export interface EgressPlan {
-  /** per network (by table id), the lines that bring it in: subnets and fallback, rules, then the next hop */
-  readonly ensure: readonly { readonly network: EgressNetwork; readonly lines: readonly string[] }[];
-  /** rules, then routes, of truss's that nothing wants */
-  readonly remove: readonly string[];
+/** Lines for one `ip -4|-6 -batch -` (ip rule cannot guess the family of a batch line). */
+export interface EgressBatch {
+  readonly family: Family;
+  readonly lines: readonly string[];
 }
+
+export interface EgressPlan {
+  /** per network (by table id) and family: subnets and fallback, rules, then the next hop */
+  readonly ensure: readonly { readonly network: EgressNetwork; readonly batches: readonly EgressBatch[] }[];
+  /** per family: rules, then routes, of truss's that nothing wants */
+  readonly remove: readonly EgressBatch[];
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+
+const byFamily = (lines: readonly (readonly [Family, string])[]): EgressBatch[] =>
+  FAMILIES.map((family) => ({ family, lines: lines.filter(([f]) => f === family).map(([, l]) => l) })).filter(
+    (b) => b.lines.length > 0,
+  );
 
 /** Pure: what to run to make the kernel (`cur`) hold exactly `want`. */
 export function planEgress(cur: EgressState, want: EgressObject): EgressPlan {
@@ -178,37 +194,44 @@ export function planEgress(cur: EgressState, want: EgressObject): EgressPlan {
   const wantRules = new Set<string>();
   const wantRoutes = new Set<string>();
   const ensure = want.networks.map((network) => {
-    const first: string[] = [];
-    const last: string[] = [];
+    const first: [Family, string][] = [];
+    const last: [Family, string][] = [];
     for (const r of network.routes) {
       wantRoutes.add(routeKey(r));
       const have = haveRoutes.get(routeKey(r));
       if (have && sameRoute(r, have)) continue;
-      (r.via !== undefined ? last : first).push(routeLine('replace', r));
+      (r.via !== undefined ? last : first).push([r.family, routeLine('replace', r)]);
     }
-    const rules = network.rules.filter((r) => {
-      wantRules.add(ruleKey(r));
-      return !haveRules.has(ruleKey(r));
-    });
-    return { network, lines: [...first, ...rules.map((r) => ruleLine('add', r)), ...last] };
+    const rules = network.rules
+      .filter((r) => {
+        wantRules.add(ruleKey(r));
+        return !haveRules.has(ruleKey(r));
+      })
+      .map((r): [Family, string] => [r.family, ruleLine('add', r)]);
+    return { network, batches: byFamily([...first, ...rules, ...last]) };
   });
-  const remove = [
-    ...cur.rules.filter((r) => !wantRules.has(ruleKey(r))).map((r) => ruleLine('del', r)),
-    ...cur.routes.filter((r) => !wantRoutes.has(routeKey(r))).map((r) => routeLine('del', r)),
-  ];
-  return { ensure: ensure.filter((e) => e.lines.length > 0), remove };
+  const remove = byFamily([
+    ...cur.rules.filter((r) => !wantRules.has(ruleKey(r))).map((r): [Family, string] => [r.family, ruleLine('del', r)]),
+    ...cur.routes
+      .filter((r) => !wantRoutes.has(routeKey(r)))
+      .map((r): [Family, string] => [r.family, routeLine('del', r)]),
+  ]);
+  return { ensure: ensure.filter((e) => e.batches.length > 0), remove };
 }
 
 // ---------- kernel ----------
 
 const wantsV6 = (want: EgressObject): boolean => want.networks.some((n) => n.rules.some((r) => r.family === 6));
 
-/** Runs `lines` in one `ip -batch`; a delete of something already gone is skipped, the rest still run. */
-async function runRemovals(exec: Exec, lines: readonly string[]): Promise<void> {
-  let rest = [...lines];
+const ipBatch = (exec: Exec, b: EgressBatch, lines = b.lines) =>
+  exec.run('ip', [`-${b.family}`, '-batch', '-'], { stdin: batch(lines) });
+
+/** Runs a removal batch; a delete of something already gone is skipped, the rest still run. */
+async function runRemovals(exec: Exec, b: EgressBatch): Promise<void> {
+  let rest = [...b.lines];
   while (rest.length > 0) {
     try {
-      await exec.run('ip', ['-batch', '-'], { stdin: batch(rest) });
+      await ipBatch(exec, b, rest);
       return;
     } catch (e) {
       const gone = isKernelError(e, 'ENOENT') || isKernelError(e, 'ESRCH');
@@ -232,24 +255,26 @@ function explain(n: EgressNetwork, lines: readonly string[], e: unknown): unknow
 }
 
 /**
- * Converges the kernel to `want`: each network in its own batch (a failure is reported after the
+ * Converges the kernel to `want`: each network in its own batches (a failure is reported after the
  * others are done), then the removals. Returns the lines it ran.
  */
 export async function ensureEgress(exec: Exec, want: EgressObject): Promise<string[]> {
   const plan = planEgress(await readEgress(exec, wantsV6(want)), want);
   const ran: string[] = [];
   let failure: unknown;
-  for (const { network, lines } of plan.ensure) {
-    try {
-      await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
-      ran.push(...lines);
-    } catch (e) {
-      failure ??= explain(network, lines, e);
+  for (const { network, batches } of plan.ensure) {
+    for (const b of batches) {
+      try {
+        await ipBatch(exec, b);
+        ran.push(...b.lines);
+      } catch (e) {
+        failure ??= explain(network, b.lines, e);
+      }
     }
   }
-  if (plan.remove.length > 0) {
-    await runRemovals(exec, plan.remove);
-    ran.push(...plan.remove);
+  for (const b of plan.remove) {
+    await runRemovals(exec, b);
+    ran.push(...b.lines);
   }
   if (failure !== undefined) throw failure;
   return ran;
@@ -260,10 +285,12 @@ export async function checkEgress(exec: Exec, want: EgressObject): Promise<strin
   const plan = planEgress(await readEgress(exec, wantsV6(want)), want);
   return [
     ...plan.ensure.map(
-      ({ network, lines }) =>
+      ({ network, batches }) =>
         `egress (${OPT_EGRESS_VIA}) of network ${shortId(network.networkId)}, table ${network.table}: ` +
-        `${lines.length} rule(s)/route(s) missing or different`,
+        `${batches.reduce((n, b) => n + b.lines.length, 0)} rule(s)/route(s) missing or different`,
     ),
-    ...plan.remove.map((l) => `truss ${l.split(' ')[0]} not wanted: ${l.replace(/^(rule|route) del /, '')}`),
+    ...plan.remove.flatMap((b) =>
+      b.lines.map((l) => `truss ${l.split(' ')[0]} not wanted: ${l.replace(/^(rule|route) del /, '')}`),
+    ),
   ];
 }
