@@ -286,7 +286,26 @@ describe('truss.egress.via against a real dockerd', { timeout: 10 * 60_000 }, ()
     );
   });
 
-  it('9. everything removed leaves nothing truss-owned', async () => {
+  it('9. measures docker network create + rm with and without the option (printed, not asserted)', async () => {
+    const times: Record<string, number[]> = { plain: [], via: [] };
+    for (let i = 0; i < 5; i++) {
+      for (const kind of ['plain', 'via'] as const) {
+        const opt = kind === 'via' ? ['-o', `truss.egress.via=${GW.A.via}`] : [];
+        const r = await trussNet('evm', ['--subnet', '198.18.63.0/24', ...opt]);
+        assert.equal(r.code, 0, r.stderr);
+        const t0 = performance.now();
+        assert.equal((await host.docker(['network', 'rm', 'evm'])).code, 0);
+        times[kind]?.push(r.ms + (performance.now() - t0));
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+    figures.push(
+      `docker network create + rm, median of 5: plain ${med(times.plain ?? []).toFixed(0)} ms, ` +
+        `with truss.egress.via ${med(times.via ?? []).toFixed(0)} ms`,
+    );
+  });
+
+  it('10. everything removed leaves nothing truss-owned', async () => {
     await removeContainers(host, ['c1', 'c3', 'gw']);
     for (const n of ['evb', 'evc']) assert.equal((await host.docker(['network', 'rm', n])).code, 0);
     await assertNoTrussLeftovers(host);
