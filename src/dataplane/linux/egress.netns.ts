@@ -225,6 +225,12 @@ describe('truss.egress.via (kernel)', () => {
     );
     const t6 = await tableRoutes('-6');
     assert.ok(t6.some((r) => r.dst === 'default' && r.gateway === 'fd00:40::9' && r.dev === base.bridge));
+    // IPv6 traffic: only gC holds X6, so an echo reply proves the IPv6 next hop carried it
+    const X6 = 'fd00:99::1';
+    await gC.ns.must(['ip', '-6', 'addr', 'add', `${X6}/128`, 'dev', 'lo']);
+    await c1.ns.must(['ip', '-batch', '-'], 'addr add fd00:40::2/64 dev eth0 nodad\nroute add ::/0 via fd00:40::1\n');
+    await host.must(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
+    assert.equal((await c1.ns.run([BUSYBOX, 'ping', '-6', '-c1', '-W2', X6])).code, 0, 'c1 -> X6 through gC');
   });
 
   it("a next hop behind a foreign bridge (a gateway on Docker's bridge): only the firewall's nexthop rule lets it out", async () => {
