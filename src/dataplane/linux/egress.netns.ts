@@ -208,11 +208,17 @@ describe('truss.egress.via (kernel)', () => {
     assert.equal(await whoAnswers(c1.ns), 'B');
   });
 
-  it("a gateway container on the bridge (and IPv6): via on the bridge, the gateway's own traffic exempt", async () => {
+  it("a gateway container on the bridge (and IPv6): via on the bridge, the gateway's own traffic exempt", async (t) => {
     const want = computeEgress([withVia('198.18.40.9', 'fd00:40::9')]);
     await dp.ensureEgress(want);
     assert.deepEqual(await dp.checkEgress(want), []);
     assert.equal(await whoAnswers(c1.ns), 'C');
+    // the host sent ICMP redirects (in and out on the bridge); c1 keeps its gateway (secure_redirects)
+    const seen = await c1.ns.ipJson<{ gateway?: string }[]>(['route', 'get', X]);
+    assert.equal(seen[0]?.gateway, '198.18.40.1', `c1 took no redirect: ${JSON.stringify(seen)}`);
+    const snmp = (await host.must(['cat', '/proc/net/snmp'])).split('\n').filter((l) => l.startsWith('Icmp:'));
+    const [names, values] = snmp.map((l) => l.split(/\s+/));
+    t.diagnostic(`host ICMP redirects sent so far: ${values?.[names?.indexOf('OutRedirects') ?? -1]}`);
     // gC's own traffic (what a NATing gateway sends on) leaves the normal way instead of looping to itself
     assert.equal(await whoAnswers(gC.ns, '198.19.250.2'), 'out');
     const r6 = await rules('-6');
