@@ -49,6 +49,8 @@ export interface FirewallNetwork {
   readonly internal: boolean;
   /** links that carry this network's traffic to and from other hosts (cluster networks: the WireGuard or VXLAN device) */
   readonly peerLinks?: readonly string[];
+  /** truss.egress.via: traffic routed to these next hops may leave wherever they are (core/egress.ts) */
+  readonly egressVia?: readonly string[];
 }
 
 /** Who may send truss's VXLAN traffic to this host: the current peers' underlay addresses. */
@@ -162,6 +164,7 @@ function networkObjects(n: NetworkSpec): { readonly bridge: BridgeObject; readon
       nat: n.nat && !n.internal,
       internal: n.internal,
       ...(n.cluster ? { peerLinks: [n.cluster.encrypt ? WG_DEVICE : VXLAN_DEVICE] } : {}),
+      ...(n.egressVia ? { egressVia: n.egressVia } : {}),
     },
   };
   netMemo.set(n, objects);

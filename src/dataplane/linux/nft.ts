@@ -84,6 +84,18 @@ function forwardChain(): string[] {
   ];
 }
 
+/**
+ * truss.egress.via: what the network's policy routing sends to its next hop may leave, even when
+ * the next hop sits behind a bridge (a gateway container on Docker's bridge, a LAN bridge).
+ */
+function egressViaRules(n: FirewallNetwork, tag: string): string[] {
+  return (n.egressVia ?? []).map((v) => {
+    const ip = parseIp(v);
+    if (!ip) throw errors.badAddress(`firewall: invalid egress next hop ${JSON.stringify(v)}`);
+    return `rt ${ip.family === 4 ? 'ip' : 'ip6'} nexthop ${formatIp(ip)} accept comment "${tag}: to its egress next hop"`;
+  });
+}
+
 /** One network's egress decisions (rules 2, 3, 5, 6, 7), reached only via `egress`. */
 function networkChain(n: FirewallNetwork): string[] {
   const tag = `net ${netTag(n)}`;
@@ -94,6 +106,7 @@ function networkChain(n: FirewallNetwork): string[] {
     : [
         `oifname ${br} accept comment "${tag}: same network"`,
         ...peers,
+        ...egressViaRules(n, tag),
         `oifname @bridges drop comment "${tag}: to another truss network"`,
         `meta oifkind "bridge" oifname != @uplinks drop comment "${tag}: to a foreign bridge"`,
         `accept comment "${tag}: outbound"`,
