@@ -6,6 +6,7 @@
  * tolerated and ignored.
  */
 
+import { type BandwidthLimits, OPT_BANDWIDTH, OPT_BANDWIDTH_INGRESS, parseBandwidthOptions } from './bandwidth.ts';
 import { isValidClusterName } from './cluster/model.ts';
 import { errors } from './errors.ts';
 import { isValidIfName } from './naming.ts';
@@ -18,8 +19,15 @@ export const OPT_NAT = 'truss.nat';
 export const OPT_CLUSTER = 'truss.cluster';
 export const OPT_ENCRYPT = 'truss.encrypt';
 
-export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS, OPT_CLUSTER, OPT_ENCRYPT];
-export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS];
+export const KNOWN_NETWORK_OPTIONS: readonly string[] = [
+  OPT_NAT,
+  OPT_INGRESS,
+  OPT_CLUSTER,
+  OPT_ENCRYPT,
+  OPT_BANDWIDTH,
+  OPT_BANDWIDTH_INGRESS,
+];
+export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS, OPT_BANDWIDTH, OPT_BANDWIDTH_INGRESS];
 
 export const DEFAULT_MTU = 1500;
 export const MIN_MTU = 576;
@@ -36,12 +44,15 @@ export interface NetworkOptions {
   readonly cluster?: { readonly name: string; readonly encrypt: boolean };
   /** true when the MTU came from com.docker.network.driver.mtu */
   readonly mtuGiven: boolean;
+  /** truss.bandwidth*: each container's default limits */
+  readonly bandwidth?: BandwidthLimits;
 }
 
 export interface EndpointOptions {
   /** the truss.* driver options as given */
   readonly raw: Readonly<Record<string, string>>;
   readonly ingress?: IngressPolicy;
+  readonly bandwidth?: BandwidthLimits;
 }
 
 const isTrussKey = (k: string): boolean => k.startsWith('truss.');
@@ -96,7 +107,9 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   }
   // true: WireGuard between hosts; false: plain VXLAN (cheaper, for a trusted underlay)
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
+  const bandwidth = parseBandwidthOptions(generic);
   return {
+    ...(bandwidth !== undefined ? { bandwidth } : {}),
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
     mtuGiven: mtuText !== undefined && mtuText !== '',
     ...(name !== undefined ? { bridgeName: name } : {}),
@@ -116,5 +129,10 @@ export function parseEndpointOptions(options: Readonly<Record<string, unknown>>)
     raw[k] = v;
   }
   const ingressText = raw[OPT_INGRESS];
-  return { raw, ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}) };
+  const bandwidth = parseBandwidthOptions(raw);
+  return {
+    raw,
+    ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}),
+    ...(bandwidth !== undefined ? { bandwidth } : {}),
+  };
 }

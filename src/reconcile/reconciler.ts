@@ -5,11 +5,12 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes), then
+ * Order: bridges -> veths -> firewall -> policies -> shapers -> cluster (WireGuard, VXLAN, routes), then
  * removals veths -> bridges. Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
 
+import type { ShaperObject } from '../core/bandwidth.ts';
 import {
   type ClusterDesired,
   type ClusterView,
@@ -30,7 +31,7 @@ import {
 } from '../core/desired.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
-import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
+import { ifbOfHostVeth, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { AppliedSet, fingerprint } from './applied.ts';
@@ -93,6 +94,8 @@ const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
 export const vethKey = (name: string): string => `veth:${name}`;
+/** an endpoint's bandwidth limits, by its host veth's name */
+export const shaperKey = (name: string): string => `shaper:${name}`;
 export { FIREWALL_KEY };
 
 export class Reconciler {
@@ -102,6 +105,7 @@ export class Reconciler {
   readonly #bridges = new AppliedSet<BridgeObject>();
   readonly #veths = new AppliedSet<VethObject>();
   readonly #chains = new AppliedSet<PolicyObject>();
+  readonly #shapers = new AppliedSet<ShaperObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -190,12 +194,15 @@ export class Reconciler {
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
-    if (intent.cluster === 'pending') return [...plan.problems, ...fw, ...pol.problems, 'cluster store not synced yet'];
+    const bw = (await this.#deps.dataplane.checkShapers(desired.shapers)).problems;
+    if (intent.cluster === 'pending') {
+      return [...plan.problems, ...fw, ...pol.problems, ...bw, 'cluster store not synced yet'];
+    }
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...vx, ...routes];
+    return [...plan.problems, ...fw, ...pol.problems, ...bw, ...wg, ...vx, ...routes];
   }
 
   /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
@@ -274,6 +281,7 @@ export class Reconciler {
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
+    changes += await this.#shaping(desired, full);
     changes += await this.#cluster(intent, full);
     for (const r of plan.remove) {
       const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
@@ -375,6 +383,35 @@ export class Reconciler {
       if (await this.#attempt(policyKey(n), () => dp.removePolicy(n))) {
         this.#chains.delete(n);
         this.#status.delete(policyKey(n));
+        changes++;
+      }
+    }
+    return changes;
+  }
+
+  /** Bandwidth limits, per endpoint like the policy chains: after the veths they sit on. */
+  async #shaping(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    const stale = new Map(this.#shapers.stale(desired.shapers).map((n) => [n, ifbOfHostVeth(n)]));
+    let drifted = new Set<string>();
+    if (full) {
+      const c = await dp.checkShapers(desired.shapers);
+      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c.drifted);
+      for (const x of c.extra) stale.set(x.name, x.ifb);
+    }
+    let changes = 0;
+    for (const s of desired.shapers) {
+      if (!drifted.has(s.name) && this.#shapers.current(s)) continue;
+      const run = this.#failed.has(vethKey(s.name))
+        ? () => Promise.reject(errors.reconcileFailed(`veth ${s.name} could not be programmed`))
+        : () => dp.ensureShaper(s);
+      if (await this.#applyTo(this.#shapers, shaperKey(s.name), s, run)) changes++;
+    }
+    for (const [name, ifb] of stale) {
+      if (await this.#attempt(shaperKey(name), () => dp.removeShaper(name, ifb))) {
+        this.#shapers.delete(name);
+        this.#status.delete(shaperKey(name));
         changes++;
       }
     }
@@ -491,6 +528,7 @@ export class Reconciler {
     for (const b of desired.bridges) if (this.#steady(bridgeKey(b.name), now)) this.#bridges.set(b);
     for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
     for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
+    for (const s of desired.shapers) if (this.#steady(shaperKey(s.name), now)) this.#shapers.set(s);
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }

@@ -16,6 +16,7 @@ import * as nft from './nft.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
 import * as rt from './routes.ts';
+import * as shaper from './shaper.ts';
 import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
 import * as veth from './veth.ts';
 import * as vx from './vxlan.ts';
@@ -179,6 +180,12 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removeVxlan: (name) => vx.removeVxlan(exec, name, opts.log),
     checkVxlan: (v, name) => vx.checkVxlan(exec, v ? toVxlan(v) : undefined, name),
     readVxlanPeers: (name) => vx.readVxlanPeers(exec, name),
+    checkShapers: (desired) => shaper.checkShapers(exec, desired),
+    async ensureShaper(s) {
+      const changes = await shaper.ensureShaper(exec, s);
+      if (changes.length > 0) opts.log?.debug('bandwidth changed', { veth: s.name, changes });
+    },
+    removeShaper: (name, ifb) => shaper.removeShaper(exec, name, ifb, opts.log),
     underlayTowards: (ip) => rt.underlayTowards(exec, ip),
     linkWithAddress: (address) => rt.linkWithAddress(exec, address),
     renderFirewall: render,
