@@ -135,7 +135,9 @@ export function planShaper(cur: ShaperState, s: ShaperObject): ShaperPlan {
       reasons.push(`${ifb}: root tbf missing or different`);
       tc.push(`qdisc replace dev ${ifb} root handle ${TBF_HANDLE} ${tbfArgs(s.egress)}`);
     }
-    const redirectOk = cur.vethIngress && cur.redirects.length === 1 && cur.redirects[0] === ifb;
+    // a new ifb is a new ifindex: a redirect that pointed at the old one sends nowhere
+    const redirectOk =
+      cur.ifb !== undefined && cur.vethIngress && cur.redirects.length === 1 && cur.redirects[0] === ifb;
     if (!redirectOk) {
       reasons.push(`${veth}: redirect to ${ifb} missing or different`);
       // why: u32 filters have no stable replace; a fresh ingress qdisc drops every old filter at once
