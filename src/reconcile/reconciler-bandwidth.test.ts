@@ -77,6 +77,15 @@ describe('bandwidth limits (reconciler + services, fake dataplane)', () => {
     assert.equal(dp.shapers.size, 0);
     assert.equal(dp.callsOf('ensureShaper').length, 0);
   });
+  it('a failing bandwidth check (no tc) with no limit anywhere fails nothing', async () => {
+    const { dp, svc, reconciler } = setup();
+    dp.failAlways('checkShapers', new KernelError('ENOENT', ['tc'], 127, 'tc: not found'));
+    await createNet(svc, {});
+    await svc.createEndpoint(ep(EID, 2));
+    const pass = await reconciler.reconcileNow();
+    assert.equal(pass?.failures, 0);
+    assert.deepEqual(await reconciler.check(), []);
+  });
   it('a bad rate is refused and nothing is stored', async () => {
     const { dp, svc, repo } = setup();
     await assert.rejects(createNet(svc, { 'truss.bandwidth': '100mbps' }), /megabytes/);
