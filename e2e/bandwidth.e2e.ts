@@ -171,11 +171,12 @@ describe('bandwidth limits', { timeout: 600_000 }, () => {
   it('a stopped container leaves no qdisc or ifb; removing everything leaves nothing of truss', async () => {
     await setup();
     const veths = await Promise.all(['cli', 'ovr', 'srv'].map(vethOf));
+    const gone = (v: string) => async () => !(await linkExists(v)) && !(await linkExists(ifbOf(v)));
     await docker(['stop', '-t', '1', 'cli']);
-    assert.equal(await linkExists(veths[0] as string), false);
-    assert.equal(await linkExists(ifbOf(veths[0] as string)), false, 'the ifb goes with the endpoint');
+    await waitFor(gone(veths[0] as string), 10_000, { what: "cli's veth and ifb gone after docker stop" });
+    assert.ok(await linkExists(ifbOf(veths[1] as string)), "ovr's ifb stays");
     await docker(['rm', '-f', 'cli', 'ovr', 'srv'], 60_000);
-    for (const v of veths) assert.equal(await linkExists(ifbOf(v)), false);
+    for (const v of veths) await waitFor(gone(v), 10_000, { what: `${v} and its ifb gone after docker rm` });
     await docker(['network', 'rm', NET]);
     assert.deepEqual(await trussKernelObjects(host.netnsPath), []);
     await assertNoTrussLeftovers(host);
