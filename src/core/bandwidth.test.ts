@@ -10,6 +10,8 @@ import {
   shaperFor,
   tbfFor,
 } from './bandwidth.ts';
+import { computeDesired } from './desired.ts';
+import type { EndpointSpec, NetworkSpec } from './model.ts';
 import { parseEndpointOptions, parseNetworkOptions } from './options.ts';
 
 const K = 'truss.bandwidth';
@@ -111,5 +113,38 @@ describe('shaperFor', () => {
   });
   it('no limit in force: no shaper at all', () => {
     assert.equal(shaperFor({ id: net.id, mtu: 1500 }, ep), undefined);
+  });
+});
+
+describe('computeDesired shapers', () => {
+  const NID = 'a'.repeat(64);
+  const net: NetworkSpec = {
+    id: NID,
+    bridge: 'trbaaaaaaaaaaaa',
+    bridgeNamed: false,
+    mtu: 1500,
+    internal: false,
+    nat: true,
+    ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
+    ipv6: [],
+    options: {},
+    bandwidth: { ingress: 30_000_000 },
+  };
+  const ep = (c: string): EndpointSpec => ({
+    networkId: NID,
+    id: c.repeat(64),
+    hostVeth: `trv${c.repeat(12)}`,
+    peerVeth: `trc${c.repeat(12)}`,
+    mac: '02:5e:00:00:00:02',
+    options: {},
+  });
+  it('one per endpoint with a limit, memoised on the record (unchanged intent: same objects)', () => {
+    const eps = [ep('b'), { ...ep('c'), bandwidth: { egress: 1_000_000 } }];
+    const d1 = computeDesired([net], eps);
+    const d2 = computeDesired([net], eps);
+    assert.equal(d1.shapers.length, 2);
+    assert.ok(d1.shapers.every((s, i) => s === d2.shapers[i]));
+    const { bandwidth: _b, ...open } = net;
+    assert.equal(computeDesired([open], [ep('b')]).shapers.length, 0);
   });
 });
