@@ -82,8 +82,12 @@ describe('bandwidth options', () => {
 });
 
 describe('tbfFor', () => {
-  it('burst is 10 ms at the rate, at least 4 full frames; the queue 25 ms more, at least 16 frames', () => {
+  it('burst is 10 ms at the rate, at least 4 full frames; the queue 25 ms more, at least 16 frames and two GSO packets', () => {
     assert.deepEqual(tbfFor(50_000_000, 1500), { rate: 50_000_000, burst: 62_500, limit: 62_500 + 156_250 });
+    // 20 Mbit/s: 25 ms is 62,500 bytes, less than two 64 KiB GSO packets
+    assert.deepEqual(tbfFor(20_000_000, 1500), { rate: 20_000_000, burst: 25_000, limit: 25_000 + 131_072 });
+    // 5 Mbit/s: two GSO packets would be 210 ms; capped at 100 ms
+    assert.deepEqual(tbfFor(5_000_000, 1500), { rate: 5_000_000, burst: 6_250, limit: 6_250 + 62_500 });
     assert.deepEqual(tbfFor(1_000_000_000, 1500), { rate: 1e9, burst: 1_250_000, limit: 1_250_000 + 3_125_000 });
     // 1 Mbit/s: 10 ms is 1,250 bytes, less than one frame: the floors hold
     assert.deepEqual(tbfFor(1_000_000, 1500), { rate: 1e6, burst: 4 * 1514, limit: 4 * 1514 + 16 * 1514 });

@@ -144,13 +144,26 @@ export const BURST_MIN_FRAMES = 4;
 export const QUEUE_SECONDS = 0.025;
 /** The queue holds at least this many full frames beyond the bucket (low rates). */
 export const QUEUE_MIN_FRAMES = 16;
+/**
+ * ...and room for two 64 KiB GSO packets (a container's TCP hands the veth up to 64 KiB at once),
+ * as long as that is no more than 100 ms at the rate. Measured here (iperf3 through ifb + tbf):
+ * with 25 ms alone, 20 Mbit/s got 90 % of the rate (a queue smaller than two GSO packets drops
+ * whole bursts); a 128 KiB floor at every rate made 1 Mbit/s a 1 s queue and TCP got 84 %;
+ * with this rule 1–300 Mbit/s all got 95–100 % (goodput; 95.6 % is all TCP can have at MTU 1500).
+ */
+export const QUEUE_GSO_BYTES = 2 * 65_536;
+export const QUEUE_MAX_SECONDS = 0.1;
 
 /** The token bucket for `rate` (bit/s) on links of `mtu`: burst and queue limit in bytes. */
 export function tbfFor(rate: number, mtu: number): TbfParams {
   const frame = mtu + ETH_HEADER;
   const bytesPerSecond = rate / 8;
   const burst = Math.max(Math.ceil(bytesPerSecond * BURST_SECONDS), BURST_MIN_FRAMES * frame);
-  const queue = Math.max(Math.ceil(bytesPerSecond * QUEUE_SECONDS), QUEUE_MIN_FRAMES * frame);
+  const queue = Math.max(
+    Math.ceil(bytesPerSecond * QUEUE_SECONDS),
+    Math.min(QUEUE_GSO_BYTES, Math.ceil(bytesPerSecond * QUEUE_MAX_SECONDS)),
+    QUEUE_MIN_FRAMES * frame,
+  );
   return { rate, burst, limit: burst + queue };
 }
 
