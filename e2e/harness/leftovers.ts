@@ -1,6 +1,6 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
- * tr[bvc]* or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
+ * tr[bvcf]* (trf: an endpoint's ifb for bandwidth limits) or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
  * truss` and `inet truss_policy` nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
  * in iptables/ip6tables, routes and `ip rule`s with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
@@ -34,7 +34,7 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
   if (links.code !== 0) found.push(`ip link failed: ${links.stderr.trim()}`);
   else {
     for (const l of JSON.parse(links.stdout || '[]') as { ifname: string; ifalias?: string }[]) {
-      if (/^tr(?:[bvc]|wg)/.test(l.ifname) || l.ifalias?.startsWith('truss:')) {
+      if (/^tr(?:[bvcf]|wg)/.test(l.ifname) || l.ifalias?.startsWith('truss:')) {
         found.push(`link ${l.ifname}${l.ifalias ? ` (ifalias ${l.ifalias})` : ''}`);
       }
     }

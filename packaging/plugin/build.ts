@@ -6,7 +6,7 @@
  *
  * The rootfs holds only what the daemon runs: the pinned Node (node_modules/node, stripped),
  * the esbuild bundle of src/ (+ etcd3's .proto files, read at run time), the tools the
- * dataplane calls (ip, bridge, nft, iptables-nft/-legacy, conntrack, wg, wireguard-go, setsid, env) copied
+ * dataplane calls (ip, bridge, tc, nft, iptables-nft/-legacy, conntrack, wg, wireguard-go, setsid, env) copied
  * from this machine's Debian packages with the shared libraries `ldd` names and iptables'
  * extension modules, and /etc/iproute2. Inputs come from the npm registry (lockfile) and
  * Debian packages only (scripts/setup.sh installs them); rootfs/app/MANIFEST lists each file's
@@ -55,6 +55,7 @@ const xt = (backend: 'nft' | 'legacy'): string[] =>
 const TOOLS: readonly Tool[] = [
   { name: 'ip', dir: '/usr/sbin' },
   { name: 'bridge', dir: '/usr/sbin' }, // VXLAN forwarding entries (bridge fdb)
+  { name: 'tc', dir: '/usr/sbin' }, // bandwidth limits (tbf, ingress redirect to ifb)
   { name: 'nft', dir: '/usr/sbin' },
   { name: 'xtables-nft-multi', dir: '/usr/sbin', links: xt('nft') },
   { name: 'xtables-legacy-multi', dir: '/usr/sbin', links: xt('legacy') },

@@ -11,6 +11,7 @@
  * reconciler's fingerprints are memoised on it in turn).
  */
 
+import { type ShaperObject, shaperFor } from './bandwidth.ts';
 import { WG_DEVICE } from './cluster/desired.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
 import { policyChainName, VXLAN_DEVICE } from './naming.ts';
@@ -91,6 +92,8 @@ export interface DesiredKernel {
   readonly firewall: FirewallObject;
   /** sorted by name; only joined endpoints whose network or own option sets a policy */
   readonly policies: readonly PolicyObject[];
+  /** bandwidth limits: only endpoints with a limit in force, in the veths' order */
+  readonly shapers: readonly ShaperObject[];
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
@@ -113,6 +116,7 @@ interface EndpointObjects {
   readonly runtime: NetworkPolicyRecord | undefined;
   readonly veth: VethObject;
   readonly policy: PolicyObject | undefined;
+  readonly shaper: ShaperObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -137,7 +141,7 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     rules !== undefined && addresses.length > 0
       ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }
       : undefined;
-  const objects = { net: n, runtime, veth, policy };
+  const objects = { net: n, runtime, veth, policy, shaper: shaperFor(n, e) };
   memo.set(e, objects);
   return objects;
 }
@@ -181,12 +185,14 @@ export function computeDesired(
   const policies: PolicyObject[] = [];
   const bridges = networks.map((n) => networkObjects(n).bridge).sort(byName);
   const veths: VethObject[] = [];
+  const shapers: ShaperObject[] = [];
   for (const e of endpoints) {
     const n = nets.get(e.networkId);
     if (!n) continue; // an endpoint whose network is gone: nothing to build, GC removes it
     const derived = endpointObjects(n, e, runtime.get(n.id));
     veths.push(derived.veth);
     if (derived.policy) policies.push(derived.policy);
+    if (derived.shaper) shapers.push(derived.shaper);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
@@ -196,5 +202,5 @@ export function computeDesired(
       .map((n) => networkObjects(n).firewall)
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall, policies };
+  return { bridges, veths, firewall, policies, shapers };
 }

@@ -2,6 +2,7 @@
  * Domain model: what truss has been asked to make (intent). Stored as JSON; camelCase.
  * Wire shapes (PascalCase) live only in protocol/wire.ts.
  */
+import type { BandwidthLimits } from './bandwidth.ts';
 import type { Family } from './ip.ts';
 import type { IngressPolicy } from './policy/model.ts';
 
@@ -31,6 +32,8 @@ export interface NetworkSpec {
   readonly cluster?: { readonly name: string; readonly encrypt: boolean };
   /** truss.egress.via: next hops of traffic leaving the network (bare IPs, v4 first); core/egress.ts */
   readonly egressVia?: readonly string[];
+  /** truss.bandwidth / truss.bandwidth.ingress: the default limits of each container (bit/s) */
+  readonly bandwidth?: BandwidthLimits;
 }
 
 /**
@@ -55,6 +58,8 @@ export interface EndpointSpec {
   readonly options: Readonly<Record<string, string>>;
   /** --driver-opt truss.ingress: replaces the network's policy for this container */
   readonly ingress?: IngressPolicy;
+  /** --driver-opt truss.bandwidth*: replaces the network's limit, direction by direction */
+  readonly bandwidth?: BandwidthLimits;
   readonly sandboxKey?: string;
 }
 

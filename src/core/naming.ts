@@ -20,6 +20,18 @@ export const bridgeName = (networkId: string): string => `trb${shortId(networkId
 export const hostVethName = (endpointId: string): string => `trv${shortId(endpointId)}`;
 export const peerVethName = (endpointId: string): string => `trc${shortId(endpointId)}`;
 
+/** The ifb device that shapes an endpoint's egress (truss.bandwidth); not a tr[bvc] link: planLinks never sees it. */
+export const ifbName = (endpointId: string): string => `trf${shortId(endpointId)}`;
+/** The ifalias mark of an endpoint's ifb device (a kind parseOwnerMark does not read, for the same reason). */
+export const ifbMark = (endpointId: string): string => `truss:ifb:${endpointId}`;
+/** The endpoint id in an ifb mark, or undefined. */
+export const parseIfbMark = (alias: string | undefined): string | undefined =>
+  alias === undefined ? undefined : /^truss:ifb:([0-9a-f]{64})$/.exec(alias)?.[1];
+export const isTrussIfbName = (name: string): boolean => /^trf[0-9a-f]{12}$/.test(name);
+/** The host veth an ifb belongs to (same endpoint), and back: trf<12 hex> <-> trv<12 hex>. */
+export const hostVethOfIfb = (ifb: string): string => `trv${ifb.slice(3)}`;
+export const ifbOfHostVeth = (veth: string): string => `trf${veth.slice(3)}`;
+
 /** The nft chain holding one endpoint's ingress policy. */
 export const policyChainName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
 

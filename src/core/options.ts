@@ -6,6 +6,7 @@
  * tolerated and ignored.
  */
 
+import { type BandwidthLimits, OPT_BANDWIDTH, OPT_BANDWIDTH_INGRESS, parseBandwidthOptions } from './bandwidth.ts';
 import { isValidClusterName } from './cluster/model.ts';
 import { OPT_EGRESS_VIA, parseEgressVia } from './egress.ts';
 import { errors } from './errors.ts';
@@ -25,8 +26,10 @@ export const KNOWN_NETWORK_OPTIONS: readonly string[] = [
   OPT_CLUSTER,
   OPT_ENCRYPT,
   OPT_EGRESS_VIA,
+  OPT_BANDWIDTH,
+  OPT_BANDWIDTH_INGRESS,
 ];
-export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS];
+export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS, OPT_BANDWIDTH, OPT_BANDWIDTH_INGRESS];
 
 export const DEFAULT_MTU = 1500;
 export const MIN_MTU = 576;
@@ -45,12 +48,15 @@ export interface NetworkOptions {
   readonly mtuGiven: boolean;
   /** truss.egress.via, parsed (checked against the network's subnets by core/egress.ts checkEgressVia) */
   readonly egressVia?: readonly string[];
+  /** truss.bandwidth*: each container's default limits */
+  readonly bandwidth?: BandwidthLimits;
 }
 
 export interface EndpointOptions {
   /** the truss.* driver options as given */
   readonly raw: Readonly<Record<string, string>>;
   readonly ingress?: IngressPolicy;
+  readonly bandwidth?: BandwidthLimits;
 }
 
 const isTrussKey = (k: string): boolean => k.startsWith('truss.');
@@ -106,8 +112,10 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   // true: WireGuard between hosts; false: plain VXLAN (cheaper, for a trusted underlay)
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
   const viaText = generic[OPT_EGRESS_VIA];
+  const bandwidth = parseBandwidthOptions(generic);
   return {
     ...(viaText !== undefined ? { egressVia: parseEgressVia(viaText) } : {}),
+    ...(bandwidth !== undefined ? { bandwidth } : {}),
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
     mtuGiven: mtuText !== undefined && mtuText !== '',
     ...(name !== undefined ? { bridgeName: name } : {}),
@@ -127,5 +135,10 @@ export function parseEndpointOptions(options: Readonly<Record<string, unknown>>)
     raw[k] = v;
   }
   const ingressText = raw[OPT_INGRESS];
-  return { raw, ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}) };
+  const bandwidth = parseBandwidthOptions(raw);
+  return {
+    raw,
+    ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}),
+    ...(bandwidth !== undefined ? { bandwidth } : {}),
+  };
 }

@@ -3,6 +3,7 @@
  * store and the reconciler; the reconciler calls the dataplane. All types here are domain
  * types (camelCase); nothing here knows HTTP or the kernel.
  */
+import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
 import type { EgressObject } from './egress.ts';
@@ -251,6 +252,26 @@ export interface Dataplane {
   ensureEgress(e: EgressObject): Promise<void>;
   /** Problems between the kernel and `e` ([] when it matches; leftovers count). */
   checkEgress(e: EgressObject): Promise<readonly string[]>;
+  // ----- bandwidth limits: tc on an endpoint's host veth, and its ifb device (trf…) -----
+
+  /**
+   * Compare the installed shaping with `desired` (a few listings for all endpoints together):
+   * shapers to (re)program, shaping present but not desired (truss qdiscs on a host veth, or a
+   * truss ifb device), human-readable problems.
+   */
+  checkShapers(desired: readonly ShaperObject[]): Promise<ShaperCheck>;
+  /** Create or converge one endpoint's qdiscs, filter and ifb device; a direction without a limit has none. */
+  ensureShaper(s: ShaperObject): Promise<void>;
+  /** Remove the shaping of host veth `name` and the ifb `ifb`; gone = success; foreign links are left alone. */
+  removeShaper(name: string, ifb: string): Promise<void>;
+}
+
+export interface ShaperCheck {
+  /** names (host veths) of desired shapers that are missing or differ */
+  readonly drifted: readonly string[];
+  /** shaping present but not desired: the host veth and ifb names to give removeShaper */
+  readonly extra: readonly { readonly name: string; readonly ifb: string }[];
+  readonly problems: readonly string[];
 }
 
 export interface WireguardPeerStatus {

@@ -5,11 +5,13 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes) -> egress
- * (truss.egress.via policy routing: its routes need the bridges), then removals veths -> bridges. Failures keep the
+ * Order: bridges -> veths -> firewall -> policies -> shapers -> cluster (WireGuard, VXLAN, routes) ->
+ * egress (truss.egress.via policy routing: its routes need the bridges), then removals veths -> bridges.
+ * Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
 
+import type { ShaperObject } from '../core/bandwidth.ts';
 import {
   type ClusterDesired,
   type ClusterView,
@@ -31,7 +33,7 @@ import {
 import { computeEgress } from '../core/egress.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
-import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
+import { ifbOfHostVeth, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { AppliedSet, fingerprint } from './applied.ts';
@@ -96,6 +98,8 @@ const ROUTES_KEY = 'routes';
 /** truss.egress.via: every network's policy-routing rules and table, one whole object */
 export const EGRESS_KEY = 'egress';
 export const vethKey = (name: string): string => `veth:${name}`;
+/** an endpoint's bandwidth limits, by its host veth's name */
+export const shaperKey = (name: string): string => `shaper:${name}`;
 export { FIREWALL_KEY };
 
 export class Reconciler {
@@ -105,6 +109,7 @@ export class Reconciler {
   readonly #bridges = new AppliedSet<BridgeObject>();
   readonly #veths = new AppliedSet<VethObject>();
   readonly #chains = new AppliedSet<PolicyObject>();
+  readonly #shapers = new AppliedSet<ShaperObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -194,13 +199,21 @@ export class Reconciler {
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
     const eg = await this.#deps.dataplane.checkEgress(computeEgress(intent.networks));
-    if (intent.cluster === 'pending')
-      return [...plan.problems, ...fw, ...pol.problems, ...eg, 'cluster store not synced yet'];
+    const bw = (
+      await this.#deps.dataplane
+        .checkShapers(desired.shapers)
+        .catch((e: unknown) =>
+          desired.shapers.length === 0 ? { problems: [] } : { problems: [`bandwidth limits could not be read: ${e}`] },
+        )
+    ).problems;
+    if (intent.cluster === 'pending') {
+      return [...plan.problems, ...fw, ...pol.problems, ...bw, ...eg, 'cluster store not synced yet'];
+    }
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...eg, ...wg, ...vx, ...routes];
+    return [...plan.problems, ...fw, ...pol.problems, ...bw, ...eg, ...wg, ...vx, ...routes];
   }
 
   /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
@@ -279,6 +292,7 @@ export class Reconciler {
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
+    changes += await this.#shaping(desired, full);
     changes += await this.#cluster(intent, full);
     changes += await this.#egress(intent, full);
     for (const r of plan.remove) {
@@ -382,6 +396,40 @@ export class Reconciler {
       if (await this.#attempt(policyKey(n), () => dp.removePolicy(n))) {
         this.#chains.delete(n);
         this.#status.delete(policyKey(n));
+        changes++;
+      }
+    }
+    return changes;
+  }
+
+  /** Bandwidth limits, per endpoint like the policy chains: after the veths they sit on. */
+  async #shaping(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    const stale = new Map(this.#shapers.stale(desired.shapers).map((n) => [n, ifbOfHostVeth(n)]));
+    let drifted = new Set<string>();
+    if (full) {
+      const c = await dp.checkShapers(desired.shapers).catch((e: unknown) => {
+        // why: with no limit anywhere, a host without tc must not fail every full pass
+        if (desired.shapers.length === 0) this.#deps.log.debug('bandwidth check failed', { err: e });
+        else this.#deps.log.warn('bandwidth check failed', { err: e });
+        return undefined;
+      });
+      for (const p of c?.problems ?? []) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c?.drifted ?? []);
+      for (const x of c?.extra ?? []) stale.set(x.name, x.ifb);
+    }
+    let changes = 0;
+    for (const s of desired.shapers) {
+      if (!drifted.has(s.name) && this.#shapers.current(s)) continue;
+      const run = this.#failed.has(vethKey(s.name))
+        ? () => Promise.reject(errors.reconcileFailed(`veth ${s.name} could not be programmed`))
+        : () => dp.ensureShaper(s);
+      if (await this.#applyTo(this.#shapers, shaperKey(s.name), s, run)) changes++;
+    }
+    for (const [name, ifb] of stale) {
+      if (await this.#attempt(shaperKey(name), () => dp.removeShaper(name, ifb))) {
+        this.#shapers.delete(name);
+        this.#status.delete(shaperKey(name));
         changes++;
       }
     }
@@ -519,6 +567,7 @@ export class Reconciler {
     for (const b of desired.bridges) if (this.#steady(bridgeKey(b.name), now)) this.#bridges.set(b);
     for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
     for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
+    for (const s of desired.shapers) if (this.#steady(shaperKey(s.name), now)) this.#shapers.set(s);
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }

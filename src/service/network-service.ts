@@ -29,7 +29,15 @@ import type {
   NetworkDriverService,
 } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
-import { bridgeKey, EGRESS_KEY, FIREWALL_KEY, policyKey, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
+import {
+  bridgeKey,
+  EGRESS_KEY,
+  FIREWALL_KEY,
+  policyKey,
+  type Reconciler,
+  shaperKey,
+  vethKey,
+} from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
 import { Mutex } from './mutex.ts';
 
@@ -104,6 +112,7 @@ export class NetworkService implements NetworkDriverService {
       ...(opts.ingress !== undefined ? { ingress: opts.ingress } : {}),
       ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
       ...(opts.egressVia !== undefined ? { egressVia: opts.egressVia } : {}),
+      ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
     };
     if (spec.egressVia) checkEgressVia(spec.egressVia, spec, spec.cluster !== undefined);
     if (spec.cluster) await this.#joinCluster(spec);
@@ -242,13 +251,15 @@ export class NetworkService implements NetworkDriverService {
       ...(input.addressIpv6 !== undefined ? { ipv6: input.addressIpv6 } : {}),
       options: epOpts.raw,
       ...(epOpts.ingress !== undefined ? { ingress: epOpts.ingress } : {}),
+      ...(epOpts.bandwidth !== undefined ? { bandwidth: epOpts.bandwidth } : {}),
     };
     const existing = await this.#d.repo.getEndpoint(net.id, spec.id);
     if (existing && !sameJson({ ...existing, sandboxKey: undefined }, spec)) {
       throw errors.endpointConflict(`endpoint ${shortId(spec.id)} already exists with other settings`);
     }
     const revision = existing ? 0 : await this.#d.repo.createEndpoint(spec);
-    await this.#programOrUndo(revision, [vethKey(spec.hostVeth)], async () =>
+    // the limits are programmed with the veth: a container never runs unshaped
+    await this.#programOrUndo(revision, [vethKey(spec.hostVeth), shaperKey(spec.hostVeth)], async () =>
       revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id),
     );
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};

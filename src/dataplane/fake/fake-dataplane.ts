@@ -15,12 +15,20 @@
  * dataplane validates them); an address ensured for one chain is taken from any other,
  * as the kernel map re-points it.
  */
+import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
-import type { Dataplane, ObservedLink, PolicyCheck, PolicyCounter, WireguardPeerStatus } from '../../core/ports.ts';
+import type {
+  Dataplane,
+  ObservedLink,
+  PolicyCheck,
+  PolicyCounter,
+  ShaperCheck,
+  WireguardPeerStatus,
+} from '../../core/ports.ts';
 import { KernelError } from '../linux/exec.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
@@ -67,6 +75,8 @@ export class FakeDataplane implements Dataplane {
   readonly policies = new Map<string, PolicyObject>();
   /** chain name -> denied counter; tests set values, ensure keeps them, remove drops them */
   readonly policyCounters: Record<string, PolicyCounter> = {};
+  /** host veth name -> the bandwidth shaping last ensured on it (its qdiscs and ifb) */
+  readonly shapers = new Map<string, ShaperObject>();
   #nextIndex = 2;
   readonly #faults = new Map<DataplaneMethod, unknown[]>();
   readonly #sticky = new Map<DataplaneMethod, unknown>();
@@ -363,6 +373,38 @@ export class FakeDataplane implements Dataplane {
   async readVxlanPeers(name: string): Promise<readonly string[]> {
     this.#enter('readVxlanPeers', name);
     return this.vxlan?.name === name ? this.vxlan.peers.map((p) => p.address).sort() : [];
+  }
+
+  // ----- bandwidth limits: the shaping of each host veth, as the ShaperObject last ensured -----
+
+  async checkShapers(desired: readonly ShaperObject[]): Promise<ShaperCheck> {
+    this.#enter('checkShapers', desired);
+    const drifted: string[] = [];
+    const problems: string[] = [];
+    for (const s of desired) {
+      if (JSON.stringify(this.shapers.get(s.name)) === JSON.stringify(s)) continue;
+      drifted.push(s.name);
+      problems.push(`bandwidth of ${s.name}: missing or different`);
+    }
+    const wanted = new Set(desired.map((s) => s.name));
+    const extra = [...this.shapers.values()]
+      .filter((s) => !wanted.has(s.name))
+      .map((s) => ({ name: s.name, ifb: s.ifb }));
+    for (const x of extra) problems.push(`bandwidth of ${x.name}: truss shaping present but not wanted`);
+    return { drifted, extra, problems };
+  }
+
+  async ensureShaper(s: ShaperObject): Promise<void> {
+    this.#enter('ensureShaper', s);
+    if (this.links.get(s.name)?.kind !== 'veth') {
+      throw errors.reconcileFailed(`interface ${s.name} is missing; cannot shape it`);
+    }
+    this.shapers.set(s.name, clone(s));
+  }
+
+  async removeShaper(name: string, _ifb: string): Promise<void> {
+    this.#enter('removeShaper', name);
+    this.shapers.delete(name);
   }
 
   async readWireguardPeers(name: string): Promise<readonly WireguardPeerStatus[]> {

@@ -17,6 +17,7 @@ import * as nft from './nft.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
 import * as rt from './routes.ts';
+import * as shaper from './shaper.ts';
 import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
 import * as veth from './veth.ts';
 import * as vx from './vxlan.ts';
@@ -185,6 +186,12 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       if (ran.length > 0) opts.log?.debug('egress changed', { lines: ran });
     },
     checkEgress: (e) => egress.checkEgress(exec, e),
+    checkShapers: (desired) => shaper.checkShapers(exec, desired),
+    async ensureShaper(s) {
+      const changes = await shaper.ensureShaper(exec, s);
+      if (changes.length > 0) opts.log?.debug('bandwidth changed', { veth: s.name, changes });
+    },
+    removeShaper: (name, ifb) => shaper.removeShaper(exec, name, ifb, opts.log),
     underlayTowards: (ip) => rt.underlayTowards(exec, ip),
     linkWithAddress: (address) => rt.linkWithAddress(exec, address),
     renderFirewall: render,
