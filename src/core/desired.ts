@@ -12,8 +12,9 @@
 
 import { WG_DEVICE } from './cluster/desired.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
-import { policyChainName, VXLAN_DEVICE } from './naming.ts';
+import { policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
+import type { PublishedPort } from './portmap.ts';
 
 export interface BridgeObject {
   readonly name: string;
@@ -82,12 +83,28 @@ export interface PolicyObject {
   readonly rules: IngressPolicy;
 }
 
+/** One joined endpoint's published ports (-p): its elements in table inet truss_ports. */
+export interface PortsObject {
+  /** owner tag of its map elements, portsOwnerName(endpointId) */
+  readonly name: string;
+  readonly endpointId: string;
+  readonly networkId: string;
+  /** the endpoint's bridge: DNATed flows from it are masqueraded (hairpin) */
+  readonly bridge: string;
+  /** bare IPs of the endpoint, the DNAT targets */
+  readonly address4?: string;
+  readonly address6?: string;
+  readonly ports: readonly PublishedPort[];
+}
+
 export interface DesiredKernel {
   readonly bridges: readonly BridgeObject[];
   readonly veths: readonly VethObject[];
   readonly firewall: FirewallObject;
   /** sorted by name; only joined endpoints whose network or own option sets a policy */
   readonly policies: readonly PolicyObject[];
+  /** sorted by name; only joined endpoints of non-internal networks that publish ports */
+  readonly ports: readonly PortsObject[];
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
@@ -110,6 +127,7 @@ interface EndpointObjects {
   readonly runtime: NetworkPolicyRecord | undefined;
   readonly veth: VethObject;
   readonly policy: PolicyObject | undefined;
+  readonly ports: PortsObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -134,9 +152,26 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     rules !== undefined && addresses.length > 0
       ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }
       : undefined;
-  const objects = { net: n, runtime, veth, policy };
+  const objects = { net: n, runtime, veth, policy, ports: portsObject(n, e) };
   memo.set(e, objects);
   return objects;
+}
+
+/** The endpoint's published ports, when it is joined, on a non-internal network, and publishes any. */
+function portsObject(n: NetworkSpec, e: EndpointSpec): PortsObject | undefined {
+  const [address4] = bare(e.ipv4);
+  const [address6] = bare(e.ipv6);
+  const ports = (e.published?.ports ?? []).filter((p) => (p.family === 4 ? address4 : address6) !== undefined);
+  if (e.sandboxKey === undefined || n.internal || ports.length === 0) return undefined;
+  return {
+    name: portsOwnerName(e.id),
+    endpointId: e.id,
+    networkId: n.id,
+    bridge: n.bridge,
+    ...(address4 !== undefined ? { address4 } : {}),
+    ...(address6 !== undefined ? { address6 } : {}),
+    ports,
+  };
 }
 
 export function computeDesired(
@@ -147,6 +182,7 @@ export function computeDesired(
   const nets = new Map(networks.map((n) => [n.id, n]));
   const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
   const policies: PolicyObject[] = [];
+  const ports: PortsObject[] = [];
   const bridges = networks
     .map((n) => ({
       name: n.bridge,
@@ -163,10 +199,12 @@ export function computeDesired(
     const derived = endpointObjects(n, e, runtime.get(n.id));
     veths.push(derived.veth);
     if (derived.policy) policies.push(derived.policy);
+    if (derived.ports) ports.push(derived.ports);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
   policies.sort(byName);
+  ports.sort(byName);
   const firewall: FirewallObject = {
     networks: networks
       .map((n) => ({
@@ -180,5 +218,5 @@ export function computeDesired(
       }))
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall, policies };
+  return { bridges, veths, firewall, policies, ports };
 }

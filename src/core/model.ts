@@ -4,6 +4,7 @@
  */
 import type { Family } from './ip.ts';
 import type { IngressPolicy } from './policy/model.ts';
+import type { Publication } from './portmap.ts';
 
 export interface IpamData {
   /** Pool CIDR, e.g. "198.18.0.0/24". */
@@ -54,6 +55,8 @@ export interface EndpointSpec {
   /** --driver-opt truss.ingress: replaces the network's policy for this container */
   readonly ingress?: IngressPolicy;
   readonly sandboxKey?: string;
+  /** published ports (-p), set by ProgramExternalConnectivity, cleared by Revoke/Leave */
+  readonly published?: Publication;
 }
 
 export interface PoolRecord {

@@ -20,6 +20,11 @@ export const bridgeName = (networkId: string): string => `trb${shortId(networkId
 export const hostVethName = (endpointId: string): string => `trv${shortId(endpointId)}`;
 export const peerVethName = (endpointId: string): string => `trc${shortId(endpointId)}`;
 
+/** The published-ports table (inet family, naming.ts owner tags on its elements), updated per endpoint. */
+export const NFT_PORTS_TABLE = 'truss_ports';
+/** The comment tagging one endpoint's elements in the published-ports maps. */
+export const portsOwnerName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
+
 /** The nft chain holding one endpoint's ingress policy. */
 export const policyChainName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
 

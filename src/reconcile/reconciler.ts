@@ -25,6 +25,7 @@ import {
   type DesiredKernel,
   type FirewallObject,
   type PolicyObject,
+  type PortsObject,
   type VethObject,
   withVxlanGuard,
 } from '../core/desired.ts';
@@ -89,6 +90,8 @@ const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
 export const policyKey = (name: string): string => `policy:${name}`;
 const POLICY_TABLE_KEY = 'policy-table';
+export const portsKey = (name: string): string => `ports:${name}`;
+const PORTS_TABLE_KEY = 'ports-table';
 const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
@@ -102,6 +105,7 @@ export class Reconciler {
   readonly #bridges = new AppliedSet<BridgeObject>();
   readonly #veths = new AppliedSet<VethObject>();
   readonly #chains = new AppliedSet<PolicyObject>();
+  readonly #published = new AppliedSet<PortsObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -190,12 +194,14 @@ export class Reconciler {
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
-    if (intent.cluster === 'pending') return [...plan.problems, ...fw, ...pol.problems, 'cluster store not synced yet'];
+    const pub = await this.#deps.dataplane.checkPorts(desired.ports);
+    const local = [...plan.problems, ...fw, ...pol.problems, ...pub.problems];
+    if (intent.cluster === 'pending') return [...local, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...vx, ...routes];
+    return [...local, ...wg, ...vx, ...routes];
   }
 
   /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
@@ -274,6 +280,7 @@ export class Reconciler {
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
+    changes += await this.#ports(desired, full);
     changes += await this.#cluster(intent, full);
     for (const r of plan.remove) {
       const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
@@ -377,6 +384,45 @@ export class Reconciler {
         this.#status.delete(policyKey(n));
         changes++;
       }
+    }
+    return changes;
+  }
+
+  /** Published ports: per-endpoint elements of table inet truss_ports, like the policy chains. */
+  async #ports(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    if (desired.ports.length === 0) {
+      const hadAny = this.#published.size > 0 || this.#applied.get(PORTS_TABLE_KEY) !== ABSENT;
+      if (!full && !hadAny) return 0;
+      if (!(await this.#attempt(PORTS_TABLE_KEY, () => dp.removePortsTable()))) return 0;
+      for (const n of this.#published.names()) {
+        this.#published.delete(n);
+        this.#status.delete(portsKey(n));
+      }
+      this.#applied.set(PORTS_TABLE_KEY, ABSENT);
+      return hadAny ? 1 : 0;
+    }
+    this.#applied.delete(PORTS_TABLE_KEY);
+    // removals first: a key a leaving endpoint still holds may be wanted by a new one
+    const stale = new Set(this.#published.stale(desired.ports));
+    let drifted = new Set<string>();
+    if (full) {
+      const c = await dp.checkPorts(desired.ports);
+      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c.drifted);
+      for (const n of c.extra) stale.add(n);
+    }
+    let changes = 0;
+    for (const n of stale) {
+      if (await this.#attempt(portsKey(n), () => dp.removePorts(n))) {
+        this.#published.delete(n);
+        this.#status.delete(portsKey(n));
+        changes++;
+      }
+    }
+    for (const p of desired.ports) {
+      if (!drifted.has(p.name) && this.#published.current(p)) continue;
+      if (await this.#applyTo(this.#published, portsKey(p.name), p, () => dp.ensurePorts(p))) changes++;
     }
     return changes;
   }
@@ -491,6 +537,7 @@ export class Reconciler {
     for (const b of desired.bridges) if (this.#steady(bridgeKey(b.name), now)) this.#bridges.set(b);
     for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
     for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
+    for (const p of desired.ports) if (this.#steady(portsKey(p.name), now)) this.#published.set(p);
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }

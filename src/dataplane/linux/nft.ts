@@ -74,6 +74,7 @@ function forwardChain(): string[] {
     '\t\tct state established,related accept comment "truss: replies of allowed flows"',
     '\t\tiifname vmap @egress comment "truss: from a truss network: its own chain"',
     '\t\tiifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"',
+    '\t\tct status dnat accept comment "truss: to a published port (table truss_ports)"',
     '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"',
     '\t}',
     '',
@@ -90,6 +91,7 @@ function networkChain(n: FirewallNetwork): string[] {
     : [
         `oifname ${br} accept comment "${tag}: same network"`,
         ...peers,
+        `ct status dnat accept comment "${tag}: to a published port (table truss_ports)"`,
         `oifname @bridges drop comment "${tag}: to another truss network"`,
         `meta oifkind "bridge" oifname != @uplinks drop comment "${tag}: to a foreign bridge"`,
         `accept comment "${tag}: outbound"`,
