@@ -19,6 +19,11 @@
  * vxlan_peers4/6). Other VXLAN users of the port (Docker's overlay, other VNIs) are untouched:
  * the rule matches our VNI in the VXLAN header (`@th,96,24`: UDP header 8 bytes + flags 4).
  *
+ * Published ports (table inet truss_ports, dnat.ts) DNAT new flows into truss bridges; `forward`
+ * and the chains of non-internal networks admit flows whose conntrack entry was DNATed (`ct
+ * status dnat`): a published port is public, from outside and from other networks alike, while
+ * direct traffic between networks stays dropped and internal networks reach nothing.
+ *
  * why br_netfilter matters: with bridge-nf-call-iptables=1 (dockerd loads br_netfilter and
  * sets it), bridged IPv4/IPv6 frames traverse the inet forward hook with
  * iifname == oifname == the bridge; the `same network` accept keeps them flowing.
