@@ -20,7 +20,6 @@ import type { EndpointSpec } from '../../core/model.ts';
 import { policyChainName, portsOwnerName } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
 import {
-  BUSYBOX,
   type Ctr,
   createTestNs,
   dockerdHostPolicy,
