@@ -107,10 +107,11 @@ describe('truss published ports against a real dockerd', { timeout: 10 * 60_000 
     assert.equal((await nsTcpConnect(outsideNs(), HOST_UPLINK_IP, 8081, 2)).ok, false, 'unpublished port: closed');
   });
 
-  it('2. hairpin: the container itself, a neighbour and a container of another truss network reach it via the host', async () => {
+  it("2. hairpin: the container itself, a neighbour, a container of another truss network and one of Docker's bridge reach it via the host", async () => {
     await runContainer(host, { name: 'cli', network: 'pn' });
     await runContainer(host, { name: 'cli2', network: 'pn2' });
-    for (const from of ['web', 'cli', 'cli2']) {
+    await runContainer(host, { name: 'clib' }); // Docker's default bridge
+    for (const from of ['web', 'cli', 'cli2', 'clib']) {
       const r = await tcpConnect(host, from, HOST_UPLINK_IP, 8080, 3);
       assert.ok(r.ok, `${from} -> ${HOST_UPLINK_IP}:8080 (hairpin): ${r.output}`);
     }
