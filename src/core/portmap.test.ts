@@ -3,11 +3,13 @@ import { describe, it } from 'node:test';
 import {
   describePort,
   EPHEMERAL_FIRST,
+  NO_PROXY_6TO4_OPTION,
   PORTMAP_OPTION,
   type PortRequest,
   type PublishedPort,
   parsePortmap,
   portsClash,
+  publishFamilies,
   resolvePorts,
 } from './portmap.ts';
 
@@ -146,6 +148,13 @@ describe('resolvePorts', () => {
       () => resolvePorts([req({ hostPortFirst: 8000, hostPortLast: 8001 })], both, held),
       /no free host port in 8000-8001\/tcp/,
     );
+  });
+
+  it('publishes on the families the endpoint has; IPv4 only under Docker 29 no_proxy_6to4', () => {
+    const dual = { ipv4: true, ipv6: true };
+    assert.deepEqual([...publishFamilies(dual, {})], [4, 6]);
+    assert.deepEqual([...publishFamilies(dual, { [NO_PROXY_6TO4_OPTION]: true })], [4]);
+    assert.deepEqual([...publishFamilies({ ipv4: false, ipv6: true }, {})], [6]);
   });
 
   it('describes and compares bindings', () => {

@@ -12,7 +12,9 @@
  * A binding is resolved per address family the container has: HostIP "" publishes on the host's
  * IPv4 addresses to the container's IPv4 address and on its IPv6 addresses to its IPv6 address;
  * a given HostIP only on that address. There is no 6-to-4 proxy (an IPv6 host port to an
- * IPv4-only container), so Docker 29's `no_proxy_6to4` is always honoured.
+ * IPv4-only container). Docker 29 adds `no_proxy_6to4: true` when this endpoint is the container's
+ * IPv4 gateway and another endpoint its IPv6 gateway: the IPv6 bindings are that other one's, so
+ * this endpoint then publishes on IPv4 only.
  */
 import { errors } from './errors.ts';
 import { type Family, formatIp, parseIp } from './ip.ts';
@@ -54,6 +56,8 @@ export interface PublishedPort {
 /** What an endpoint publishes: the request as Docker sent it (for idempotence) and the resolution. */
 export interface Publication {
   readonly request: readonly PortRequest[];
+  /** Docker 29's no_proxy_6to4: another endpoint is the IPv6 gateway */
+  readonly ipv4Only?: true;
   readonly ports: readonly PublishedPort[];
 }
 
@@ -103,6 +107,15 @@ export function parsePortmap(options: Readonly<Record<string, unknown>>): PortRe
       hostPort === 0 ? [EPHEMERAL_FIRST, EPHEMERAL_LAST] : [hostPort, Math.max(hostPort, hostPortEnd)];
     return { proto, port, hostIp, hostPortFirst: first, hostPortLast: last };
   });
+}
+
+/** The families an endpoint publishes on: those it has addresses of, IPv4 only under no_proxy_6to4. */
+export function publishFamilies(
+  has: { readonly ipv4: boolean; readonly ipv6: boolean },
+  options: Readonly<Record<string, unknown>>,
+): Set<Family> {
+  const v4Only = options[NO_PROXY_6TO4_OPTION] === true;
+  return new Set<Family>([...(has.ipv4 ? [4 as const] : []), ...(has.ipv6 && !v4Only ? [6 as const] : [])]);
 }
 
 /** The families and host address a request applies to, given the container's families. */

@@ -18,7 +18,7 @@ import {
   shortId,
 } from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
-import { describePort, parsePortmap, resolvePorts } from '../core/portmap.ts';
+import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type {
   ClusterPort,
   CreateEndpointInput,
@@ -332,21 +332,27 @@ export class NetworkService implements NetworkDriverService {
     checkId('NetworkID', networkId);
     checkId('EndpointID', endpointId);
     const request = parsePortmap(options);
+    const ipv4Only = options[NO_PROXY_6TO4_OPTION] === true;
+    const asked = { request, ...(ipv4Only ? { ipv4Only: true as const } : {}) };
     const step = await this.#lock.run(async () => {
       const net = await this.#d.repo.getNetwork(networkId);
       const ep = net && (await this.#d.repo.getEndpoint(net.id, endpointId));
       if (!net || !ep) throw errors.endpointNotFound(`endpoint ${shortId(endpointId)} is not known to truss`);
       if (net.internal || (request.length === 0 && ep.published === undefined)) return undefined;
-      if (ep.published && sameJson(ep.published.request, request)) return { revision: 0, before: ep, after: ep };
+      const had = ep.published && {
+        request: ep.published.request,
+        ...(ep.published.ipv4Only ? { ipv4Only: true } : {}),
+      };
+      if (had && sameJson(had, asked)) return { revision: 0, before: ep, after: ep };
       if (request.length === 0) {
         const { published: _none, ...after } = ep;
         return { revision: await this.#d.repo.putEndpoint(after), before: ep, after };
       }
-      const families = new Set<4 | 6>([...(ep.ipv4 ? [4 as const] : []), ...(ep.ipv6 ? [6 as const] : [])]);
+      const families = publishFamilies({ ipv4: ep.ipv4 !== undefined, ipv6: ep.ipv6 !== undefined }, options);
       const taken = (await this.#d.repo.snapshot()).endpoints
         .filter((e) => e.id !== ep.id)
         .flatMap((e) => e.published?.ports ?? []);
-      const after = { ...ep, published: { request, ports: resolvePorts(request, families, taken) } };
+      const after = { ...ep, published: { ...asked, ports: resolvePorts(request, families, taken) } };
       return { revision: await this.#d.repo.putEndpoint(after), before: ep, after };
     });
     if (!step) return;

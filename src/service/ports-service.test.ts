@@ -93,15 +93,18 @@ describe('published ports (NetworkService)', () => {
     assert.equal(dp.portsTable, undefined);
   });
 
-  it('Docker 29: Program with the Join options and no_proxy_6to4, Revoke on leave; both idempotent', async () => {
+  it('Docker 29: Program with the Join options (no_proxy_6to4: IPv4 only), Revoke on leave; both idempotent', async () => {
     const { dp, svc, attach, elements } = await setup();
     const joinOptions = portmap(8080, 17);
     await attach(EID, 2, joinOptions);
-    await svc.programExternalConnectivity(NID, EID, { ...joinOptions, [NO_PROXY_6TO4_OPTION]: true });
+    await svc.programExternalConnectivity(NID, EID, joinOptions);
     assert.deepEqual(elements(), [
       `dnat4_any udp . 8080 : 198.18.1.2 . 80 ${OWNER}`,
       `dnat6_any udp . 8080 : fd00:1::2 . 80 ${OWNER}`,
     ]);
+    // another endpoint became the IPv6 gateway: this one is called again with no_proxy_6to4
+    await svc.programExternalConnectivity(NID, EID, { ...joinOptions, [NO_PROXY_6TO4_OPTION]: true });
+    assert.deepEqual(elements(), [`dnat4_any udp . 8080 : 198.18.1.2 . 80 ${OWNER}`]);
     await svc.revokeExternalConnectivity(NID, EID);
     await svc.revokeExternalConnectivity(NID, EID);
     await svc.leave(NID, EID);
