@@ -168,6 +168,28 @@ describe('published ports (NetworkService)', () => {
     assert.equal(dp.portsTable, undefined);
   });
 
+  it('a full pass prunes elements of endpoints truss no longer publishes, then the table itself', async () => {
+    const { dp, svc, attach, reconciler, elements } = await setup();
+    await attach(EID, 2);
+    await svc.programExternalConnectivity(NID, EID, portmap(8080));
+    // left by an earlier run: an endpoint that is gone
+    dp.portsTable?.elements.push({
+      map: 'dnat4_any',
+      key: 'tcp . 9999',
+      value: '198.18.1.77 . 80',
+      owner: 'ep_777777777777',
+    });
+    await reconciler.reconcileNow();
+    assert.deepEqual(elements(), [
+      `dnat4_any tcp . 8080 : 198.18.1.2 . 80 ${OWNER}`,
+      `dnat6_any tcp . 8080 : fd00:1::2 . 80 ${OWNER}`,
+    ]);
+    await svc.leave(NID, EID);
+    dp.portsTable = { elements: [], bridges: new Set(['trb0000aaaaaaaa']) }; // an empty leftover table
+    await reconciler.reconcileNow();
+    assert.equal(dp.portsTable, undefined);
+  });
+
   it('a kernel failure fails Program and removes the intent; a full pass repairs drift', async () => {
     const { dp, svc, attach, repo, reconciler, elements } = await setup();
     await attach(EID, 2);
