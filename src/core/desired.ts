@@ -91,9 +91,14 @@ export interface PortsObject {
   readonly networkId: string;
   /** the endpoint's bridge: DNATed flows from it are masqueraded (hairpin) */
   readonly bridge: string;
+  /** the endpoint's bridge port (host veth): hairpin mode on, so it can reach itself via the host */
+  readonly hostVeth: string;
   /** bare IPs of the endpoint, the DNAT targets */
   readonly address4?: string;
   readonly address6?: string;
+  /** bare gateway IPs of its network: the source of its own connections to itself via the host */
+  readonly gateway4?: string;
+  readonly gateway6?: string;
   readonly ports: readonly PublishedPort[];
 }
 
@@ -163,13 +168,18 @@ function portsObject(n: NetworkSpec, e: EndpointSpec): PortsObject | undefined {
   const [address6] = bare(e.ipv6);
   const ports = (e.published?.ports ?? []).filter((p) => (p.family === 4 ? address4 : address6) !== undefined);
   if (e.sandboxKey === undefined || n.internal || ports.length === 0) return undefined;
+  const [gateway4] = bare(n.ipv4.find((d) => d.gateway)?.gateway);
+  const [gateway6] = bare(n.ipv6.find((d) => d.gateway)?.gateway);
   return {
     name: portsOwnerName(e.id),
     endpointId: e.id,
     networkId: n.id,
     bridge: n.bridge,
+    hostVeth: e.hostVeth,
     ...(address4 !== undefined ? { address4 } : {}),
     ...(address6 !== undefined ? { address6 } : {}),
+    ...(gateway4 !== undefined ? { gateway4 } : {}),
+    ...(gateway6 !== undefined ? { gateway6 } : {}),
     ports,
   };
 }

@@ -58,7 +58,12 @@ async function setup() {
     });
     await svc.join({ networkId: NID, endpointId: eid, sandboxKey: `/var/run/docker/netns/${n}`, options });
   };
-  const elements = () => (dp.portsTable?.elements ?? []).map((e) => `${e.map} ${e.key} : ${e.value} ${e.owner}`).sort();
+  // the DNAT elements (each publishing endpoint also has one hairpin SNAT element per family)
+  const elements = () =>
+    (dp.portsTable?.elements ?? [])
+      .filter((e) => e.map.startsWith('dnat'))
+      .map((e) => `${e.map} ${e.key} : ${e.value} ${e.owner}`)
+      .sort();
   return { dp, repo, svc, reconciler, attach, elements };
 }
 afterEach(async () => {
@@ -75,6 +80,12 @@ describe('published ports (NetworkService)', () => {
       `dnat4_any tcp . 18081 : 198.18.1.2 . 80 ${OWNER}`,
       `dnat6_any tcp . 18081 : fd00:1::2 . 80 ${OWNER}`,
     ]);
+    assert.deepEqual(
+      (dp.portsTable as FakeDataplane['portsTable'])?.elements
+        .filter((e) => e.map.startsWith('hairpin'))
+        .map((e) => `${e.key} : ${e.value}`),
+      ['198.18.1.2 . 198.18.1.2 : 198.18.1.1', 'fd00:1::2 . fd00:1::2 : fd00:1::1'],
+    );
     const ensures = dp.calls.filter((c) => c.method === 'ensurePorts').length;
     await svc.programExternalConnectivity(NID, EID, portmap(18081));
     assert.equal(dp.calls.filter((c) => c.method === 'ensurePorts').length, ensures, 'a repeat is a no-op');

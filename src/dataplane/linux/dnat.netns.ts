@@ -62,8 +62,11 @@ describe('published ports with real traffic (kernel)', () => {
     endpointId: eps.a.id,
     networkId: N1,
     bridge: net1.bridge,
+    hostVeth: eps.a.hostVeth,
     address4: ctr.a.ip,
     address6: ctr.a.ip6 as string,
+    gateway4: '198.18.41.1',
+    gateway6: 'fd00:41::1',
     ports: [
       { family: 4, proto: 'tcp', hostPort: 8080, port: 80 },
       { family: 6, proto: 'tcp', hostPort: 8080, port: 80 },
@@ -112,6 +115,12 @@ describe('published ports with real traffic (kernel)', () => {
     await dockerdHostPolicy(host);
     await dp.applyFirewall(desired.firewall);
     await dp.ensureSysctls(desired.firewall);
+    // IPv6 neighbour discovery needs the link-local addresses, which are tentative until DAD ends
+    for (const ns of [host, outside, ctr.a.ns]) {
+      for (let i = 0; i < 50 && (await ns.must(['ip', '-6', 'addr', 'show', 'tentative'])).trim() !== ''; i++) {
+        await sleep(100);
+      }
+    }
     procs.push(serveHi(ctr.a.ns, 80), serveHi(ctr.c.ns, 80));
     procs.push(
       spawn('nsenter', [`--net=${ctr.a.ns.path}`, '--', SOCKPERF, 'server', '-i', ctr.a.ip, '-p', '53'], {

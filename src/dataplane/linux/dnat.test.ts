@@ -19,8 +19,11 @@ const P: PortsObject = {
   endpointId: EID,
   networkId: 'a'.repeat(64),
   bridge: 'trbaaaaaaaaaaaa',
+  hostVeth: 'trv0123456789ab',
   address4: '198.18.0.2',
   address6: 'fd00::2',
+  gateway4: '198.18.0.1',
+  gateway6: 'fd00::1',
   ports: [
     { family: 4, proto: 'tcp', hostPort: 8080, port: 80 },
     { family: 6, proto: 'tcp', hostPort: 8080, port: 80 },
@@ -43,6 +46,8 @@ describe('portElements', () => {
         'dnat4: 198.18.9.1 . udp . 5353 : 198.18.0.2 . 53',
         'dnat4_any: sctp . 9999 : 198.18.0.2 . 9',
         'dnat6: fd00::9 . udp . 53 : fd00::2 . 53',
+        'hairpin4: 198.18.0.2 . 198.18.0.2 : 198.18.0.1',
+        'hairpin6: fd00::2 . fd00::2 : fd00::1',
       ],
     );
   });
@@ -104,7 +109,7 @@ describe('planPortDeletes', () => {
 describe('reading back', () => {
   it('parses the listed table: elements with owners, rule comments, bridges', () => {
     const t = parsePortsTableJson(LISTED);
-    assert.equal(t.elements.length, 5);
+    assert.equal(t.elements.length, 7);
     assert.deepEqual(t.bridges, ['trbaaaaaaaaaaaa']);
     assert.equal(t.rules.prerouting?.length, 4);
     assert.ok(t.elements.every((e) => e.owner === P.name));
@@ -126,7 +131,7 @@ describe('reading back', () => {
     const damaged = { ...t, rules: { ...t.rules, postrouting: [] } };
     const d = diffPorts([P], damaged);
     assert.deepEqual(d.drifted, [P.name]);
-    assert.match(d.problems.join(), /chain postrouting: expected 1 rules, found 0/);
+    assert.match(d.problems.join(), /chain postrouting: expected 3 rules, found 0/);
   });
 
   it('reads protocols given as numbers', () => {

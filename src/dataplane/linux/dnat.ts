@@ -7,17 +7,32 @@
  *
  *   map dnat4 / dnat6          host address . proto . host port -> container address . port
  *   map dnat4_any / dnat6_any  proto . host port -> container address . port   (HostIP "")
+ *   map hairpin4 / hairpin6    container . itself -> its gateway address (SNAT, see below)
  *   set bridges                bridges of publishing endpoints (hairpin masquerade)
  *   chain prerouting           nat, dstnat - 10: to a local address -> lookups (exact first)
  *   chain output               nat, dstnat - 10: the host's own connections, except loopback
- *   chain postrouting          nat, srcnat - 10: DNATed flows that came from a truss bridge
- *                              are masqueraded, so replies come back through the host (a
- *                              container reaching its own or a neighbour's published port)
+ *   chain postrouting          nat, srcnat - 10: a container reaching its own published port
+ *                              is SNATed to its gateway (else it would answer itself
+ *                              locally); routed DNATed flows from a truss bridge are
+ *                              masqueraded, so replies come back through the host
+ *
+ * why the hairpin map and not only the masquerade: with br_netfilter (dockerd turns it on), a
+ * frame to a host address that DNAT sends back into the same bridge is bridged, not routed:
+ * the IP postrouting hook then sees no input interface (no `iifname` match) and no address to
+ * masquerade to. A neighbour's reply passes br_netfilter's conntrack and is un-DNATed there;
+ * only the container's connection to itself needs the SNAT, keyed exactly (saddr . daddr).
  *
  * Ownership: the table name (naming.NFT_PORTS_TABLE); every element carries the comment
  * naming.portsOwnerName(endpoint id), so one endpoint's elements are found and removed without
  * memory. The bridges set only grows while the table lives (a stale name is harmless: no
  * traffic comes from a deleted bridge); it goes with the table.
+ *
+ * Hairpin mode on a publishing endpoint's bridge port: with br_netfilter, a frame from a
+ * container to a host address that DNAT turns back into the container itself is bridged
+ * (not routed) back out the port it came in on, which a bridge port only does in hairpin
+ * mode. Only publishing endpoints get it (flooded frames are then reflected to the sender
+ * too; IPv6 DAD tells its own looped-back probes apart by their nonce, RFC 7527). It stays
+ * until the veth goes.
  *
  * why `fib daddr type local`: HostIP "" means every address of the host, whichever it is now
  * (addresses come and go); the lookup is one route check per new connection (nat chains see
@@ -42,11 +57,12 @@ import { checkIfName } from './links.ts';
 export const PORTS_TABLE = `${NFT_FAMILY} ${NFT_PORTS_TABLE}`;
 const TABLE = PORTS_TABLE;
 
-export type MapName = 'dnat4' | 'dnat4_any' | 'dnat6' | 'dnat6_any';
-const MAPS: readonly MapName[] = ['dnat4', 'dnat4_any', 'dnat6', 'dnat6_any'];
+export type MapName = 'dnat4' | 'dnat4_any' | 'dnat6' | 'dnat6_any' | 'hairpin4' | 'hairpin6';
+const MAPS: readonly MapName[] = ['dnat4', 'dnat4_any', 'dnat6', 'dnat6_any', 'hairpin4', 'hairpin6'];
 
 const mapType = (m: MapName): string => {
-  const addr = m.startsWith('dnat4') ? 'ipv4_addr' : 'ipv6_addr';
+  const addr = m.endsWith('4') || m.startsWith('dnat4') ? 'ipv4_addr' : 'ipv6_addr';
+  if (m.startsWith('hairpin')) return `${addr} . ${addr} : ${addr}`;
   const key = m.endsWith('_any') ? 'inet_proto . inet_service' : `${addr} . inet_proto . inet_service`;
   return `${key} : ${addr} . inet_service`;
 };
@@ -89,7 +105,7 @@ function checkIp(what: string, s: unknown, family: Family): string {
 export function portElements(p: PortsObject): PortElement[] {
   const owner = checkOwner(p.name);
   checkIfName(p.bridge);
-  return p.ports.map((b: PublishedPort) => {
+  const els = p.ports.map((b: PublishedPort): PortElement => {
     if (b.family !== 4 && b.family !== 6) throw errors.badOption(`published ports: family ${String(b.family)}`);
     if (!PROTOS.has(b.proto)) throw errors.badOption(`published ports: protocol ${JSON.stringify(b.proto)}`);
     const target = checkIp('container address', b.family === 4 ? p.address4 : p.address6, b.family);
@@ -100,6 +116,19 @@ export function portElements(p: PortsObject): PortElement[] {
     const key = `${host === undefined ? '' : `${host} . `}${b.proto} . ${hostPort}`;
     return { map, key, value: `${target} . ${port}`, owner };
   });
+  return [...els, ...hairpinElements(p, owner, els)];
+}
+
+/** One SNAT element per family the endpoint publishes on and has a gateway in. */
+function hairpinElements(p: PortsObject, owner: string, els: readonly PortElement[]): PortElement[] {
+  const out: PortElement[] = [];
+  for (const family of [4, 6] as const) {
+    const gw = family === 4 ? p.gateway4 : p.gateway6;
+    if (gw === undefined || !els.some((e) => e.map.startsWith(`dnat${family}`))) continue;
+    const self = checkIp('container address', family === 4 ? p.address4 : p.address6, family);
+    out.push({ map: `hairpin${family}`, key: `${self} . ${self}`, value: checkIp('gateway', gw, family), owner });
+  }
+  return out;
 }
 
 // ---------- the base ----------
@@ -123,6 +152,8 @@ export const BASE_RULES: Readonly<Record<(typeof HOOKS)[number][0], readonly str
   prerouting: lookups('', ''),
   output: lookups(' ip daddr != 127.0.0.0/8', ' ip6 daddr != ::1'),
   postrouting: [
+    'meta nfproto ipv4 ct status dnat snat ip to ip saddr . ip daddr map @hairpin4 comment "truss: a container reaching itself via the host"',
+    'meta nfproto ipv6 ct status dnat snat ip6 to ip6 saddr . ip6 daddr map @hairpin6 comment "truss: a container reaching itself via the host"',
     'ct status dnat iifname @bridges masquerade comment "truss: hairpin: a container reaching a published port via the host"',
   ],
 };
@@ -323,9 +354,11 @@ async function withFreshTable(exec: Exec, attempt: (t: PortsTable | undefined) =
 
 export async function applyPorts(exec: Exec, p: PortsObject): Promise<void> {
   portElements(p); // validate before reading anything
+  const port = checkIfName(p.hostVeth);
   await withFreshTable(exec, async (t) => {
     await exec.run('nft', ['-f', '-'], { stdin: renderPorts(p, planPortDeletes(p, t?.elements ?? [])) });
   });
+  await exec.run('ip', ['link', 'set', 'dev', port, 'type', 'bridge_slave', 'hairpin', 'on']);
 }
 
 export async function removePorts(exec: Exec, name: string): Promise<void> {
