@@ -420,9 +420,18 @@ export class Reconciler {
         changes++;
       }
     }
+    const applied = new Set(this.#published.names());
     for (const p of desired.ports) {
       if (!drifted.has(p.name) && this.#published.current(p)) continue;
-      if (await this.#applyTo(this.#published, portsKey(p.name), p, () => dp.ensurePorts(p))) changes++;
+      // changed or drifted: its old elements go first (ensure only adds); a new one just adds
+      const replace = drifted.has(p.name) || applied.has(p.name);
+      const run = replace
+        ? async () => {
+            await dp.removePorts(p.name);
+            await dp.ensurePorts(p);
+          }
+        : () => dp.ensurePorts(p);
+      if (await this.#applyTo(this.#published, portsKey(p.name), p, run)) changes++;
     }
     return changes;
   }
