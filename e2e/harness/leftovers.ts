@@ -1,7 +1,7 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
  * tr[bvcf]* (trf: an endpoint's ifb for bandwidth limits) or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
- * truss` and `inet truss_policy` nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
+ * truss`, `inet truss_policy` and `inet truss_ports` nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
  * in iptables/ip6tables, routes and `ip rule`s with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
  */
@@ -11,8 +11,8 @@ import { inNetns, run } from './exec.ts';
 import type { Host } from './host.ts';
 import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
 
-/** truss's nft tables (family inet): the network firewall and the port policy. */
-export const TRUSS_NFT_TABLES = ['truss', 'truss_policy'] as const;
+/** truss's nft tables (family inet): the network firewall, the port policy and the published ports. */
+export const TRUSS_NFT_TABLES = ['truss', 'truss_policy', 'truss_ports'] as const;
 
 /** truss's route protocol (rtm_protocol) number: TRUSS_ROUTE_PROTO in src/dataplane/linux/routes.ts. */
 export const TRUSS_ROUTE_PROTO = 116;

@@ -45,6 +45,27 @@ describe('formatStatus', () => {
   });
 });
 
+describe('formatStatus: published ports', () => {
+  it('adds a PORTS column only when an endpoint publishes', () => {
+    const s = status();
+    const [ep1, ep2] = s.endpoints as Record<string, unknown>[];
+    const published = {
+      ports: [
+        { family: 4, proto: 'tcp', hostPort: 8080, port: 80 },
+        { family: 6, proto: 'udp', hostIp: 'fd00::9', hostPort: 53, port: 5353 },
+      ],
+    };
+    const text = formatStatus({ ...s, endpoints: [{ ...ep1, published }, ep2] });
+    const lines = text.split('\n');
+    const head = lines.findIndex((l) => l.startsWith('ID  ') && l.includes('VETH'));
+    assert.deepStrictEqual(lines.slice(head, head + 3), [
+      'ID            NETWORK       VETH             ADDRESSES       JOINED  PORTS',
+      'e1e1e1e1e1e1  0123456789ab  trve1e1e1e1e1e1  198.18.10.2/24  yes     0.0.0.0:8080/tcp->80,[fd00::9]:53/udp->5353',
+      'e2e2e2e2e2e2  0123456789ab  trve2e2e2e2e2e2  198.18.10.3/24  no      -',
+    ]);
+  });
+});
+
 describe('formatPolicyView', () => {
   const base: PolicyView = { networkId: NID, ingress: null, source: 'open', endpoints: [] };
 

@@ -1,5 +1,6 @@
 /** Human-readable rendering of `truss status` and `truss policy`. */
 import type { PolicyEndpointView, PolicyView } from '../core/policy/view.ts';
+import { describePort, type PublishedPort } from '../core/portmap.ts';
 
 interface Net {
   id: string;
@@ -17,6 +18,7 @@ interface Ep {
   ipv4?: string;
   ipv6?: string;
   sandboxKey?: string;
+  published?: { ports?: PublishedPort[] };
 }
 
 interface Counter {
@@ -65,10 +67,22 @@ export function formatStatus(s: Record<string, unknown>): string {
     const c = counters[id];
     return [typeof c?.packets === 'number' ? String(c.packets) : '-'];
   };
+  // PORTS only when some endpoint publishes (-p): host binding -> container port
+  const publishing = eps.some((e) => (e.published?.ports?.length ?? 0) > 0);
+  const ports = (e: Ep): string[] =>
+    publishing ? [(e.published?.ports ?? []).map((p) => `${describePort(p)}->${p.port}`).join(',') || '-'] : [];
   out.push('', `ENDPOINTS (${eps.length})`);
   out.push(
     table([
-      ['ID', 'NETWORK', 'VETH', 'ADDRESSES', 'JOINED', ...(counters ? ['DENIED'] : [])],
+      [
+        'ID',
+        'NETWORK',
+        'VETH',
+        'ADDRESSES',
+        'JOINED',
+        ...(counters ? ['DENIED'] : []),
+        ...(publishing ? ['PORTS'] : []),
+      ],
       ...eps.map((e) => [
         e.id.slice(0, 12),
         e.networkId.slice(0, 12),
@@ -76,6 +90,7 @@ export function formatStatus(s: Record<string, unknown>): string {
         [e.ipv4, e.ipv6].filter(Boolean).join(',') || '-',
         e.sandboxKey ? 'yes' : 'no',
         ...denied(e.id),
+        ...ports(e),
       ]),
     ]),
   );

@@ -14,8 +14,9 @@
 import { type ShaperObject, shaperFor } from './bandwidth.ts';
 import { WG_DEVICE } from './cluster/desired.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
-import { policyChainName, VXLAN_DEVICE } from './naming.ts';
+import { policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
+import type { PublishedPort } from './portmap.ts';
 
 export interface BridgeObject {
   readonly name: string;
@@ -86,6 +87,25 @@ export interface PolicyObject {
   readonly rules: IngressPolicy;
 }
 
+/** One joined endpoint's published ports (-p): its elements in table inet truss_ports. */
+export interface PortsObject {
+  /** owner tag of its map elements, portsOwnerName(endpointId) */
+  readonly name: string;
+  readonly endpointId: string;
+  readonly networkId: string;
+  /** the endpoint's bridge: DNATed flows from it are masqueraded (hairpin) */
+  readonly bridge: string;
+  /** the endpoint's bridge port (host veth): hairpin mode on, so it can reach itself via the host */
+  readonly hostVeth: string;
+  /** bare IPs of the endpoint, the DNAT targets */
+  readonly address4?: string;
+  readonly address6?: string;
+  /** bare gateway IPs of its network: the source of its own connections to itself via the host */
+  readonly gateway4?: string;
+  readonly gateway6?: string;
+  readonly ports: readonly PublishedPort[];
+}
+
 export interface DesiredKernel {
   readonly bridges: readonly BridgeObject[];
   readonly veths: readonly VethObject[];
@@ -94,6 +114,8 @@ export interface DesiredKernel {
   readonly policies: readonly PolicyObject[];
   /** bandwidth limits: only endpoints with a limit in force, in the veths' order */
   readonly shapers: readonly ShaperObject[];
+  /** sorted by name; only joined endpoints of non-internal networks that publish ports */
+  readonly ports: readonly PortsObject[];
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
@@ -117,6 +139,7 @@ interface EndpointObjects {
   readonly veth: VethObject;
   readonly policy: PolicyObject | undefined;
   readonly shaper: ShaperObject | undefined;
+  readonly ports: PortsObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -141,7 +164,7 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     rules !== undefined && addresses.length > 0
       ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }
       : undefined;
-  const objects = { net: n, runtime, veth, policy, shaper: shaperFor(n, e) };
+  const objects = { net: n, runtime, veth, policy, shaper: shaperFor(n, e), ports: portsObject(n, e) };
   memo.set(e, objects);
   return objects;
 }
@@ -175,6 +198,28 @@ function networkObjects(n: NetworkSpec): { readonly bridge: BridgeObject; readon
   return objects;
 }
 
+/** The endpoint's published ports, when it is joined, on a non-internal network, and publishes any. */
+function portsObject(n: NetworkSpec, e: EndpointSpec): PortsObject | undefined {
+  const [address4] = bare(e.ipv4);
+  const [address6] = bare(e.ipv6);
+  const ports = (e.published?.ports ?? []).filter((p) => (p.family === 4 ? address4 : address6) !== undefined);
+  if (e.sandboxKey === undefined || n.internal || ports.length === 0) return undefined;
+  const [gateway4] = bare(n.ipv4.find((d) => d.gateway)?.gateway);
+  const [gateway6] = bare(n.ipv6.find((d) => d.gateway)?.gateway);
+  return {
+    name: portsOwnerName(e.id),
+    endpointId: e.id,
+    networkId: n.id,
+    bridge: n.bridge,
+    hostVeth: e.hostVeth,
+    ...(address4 !== undefined ? { address4 } : {}),
+    ...(address6 !== undefined ? { address6 } : {}),
+    ...(gateway4 !== undefined ? { gateway4 } : {}),
+    ...(gateway6 !== undefined ? { gateway6 } : {}),
+    ports,
+  };
+}
+
 export function computeDesired(
   networks: readonly NetworkSpec[],
   endpoints: readonly EndpointSpec[],
@@ -184,6 +229,7 @@ export function computeDesired(
   const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
   const policies: PolicyObject[] = [];
   const bridges = networks.map((n) => networkObjects(n).bridge).sort(byName);
+  const ports: PortsObject[] = [];
   const veths: VethObject[] = [];
   const shapers: ShaperObject[] = [];
   for (const e of endpoints) {
@@ -193,14 +239,16 @@ export function computeDesired(
     veths.push(derived.veth);
     if (derived.policy) policies.push(derived.policy);
     if (derived.shaper) shapers.push(derived.shaper);
+    if (derived.ports) ports.push(derived.ports);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
   policies.sort(byName);
+  ports.sort(byName);
   const firewall: FirewallObject = {
     networks: networks
       .map((n) => networkObjects(n).firewall)
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall, policies, shapers };
+  return { bridges, veths, firewall, policies, shapers, ports };
 }

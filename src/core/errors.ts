@@ -46,6 +46,7 @@ export const errors = {
   poolExhausted: make('TRUSS_ERR_POOL_EXHAUSTED', 'unavailable'),
   poolInUse: make('TRUSS_ERR_POOL_IN_USE', 'conflict'),
   addressInUse: make('TRUSS_ERR_ADDRESS_IN_USE', 'conflict'),
+  portInUse: make('TRUSS_ERR_PORT_IN_USE', 'conflict'),
   addressOutOfPool: make('TRUSS_ERR_ADDRESS_OUT_OF_POOL', 'invalid'),
   addressExhausted: make('TRUSS_ERR_ADDRESS_EXHAUSTED', 'unavailable'),
   kernelObjectForeign: make('TRUSS_ERR_KERNEL_OBJECT_FOREIGN', 'conflict'),

@@ -5,6 +5,7 @@
 import type { BandwidthLimits } from './bandwidth.ts';
 import type { Family } from './ip.ts';
 import type { IngressPolicy } from './policy/model.ts';
+import type { Publication } from './portmap.ts';
 
 export interface IpamData {
   /** Pool CIDR, e.g. "198.18.0.0/24". */
@@ -61,6 +62,8 @@ export interface EndpointSpec {
   /** --driver-opt truss.bandwidth*: replaces the network's limit, direction by direction */
   readonly bandwidth?: BandwidthLimits;
   readonly sandboxKey?: string;
+  /** published ports (-p), set by ProgramExternalConnectivity, cleared by Revoke/Leave */
+  readonly published?: Publication;
 }
 
 export interface PoolRecord {

@@ -31,6 +31,10 @@ export const isTrussIfbName = (name: string): boolean => /^trf[0-9a-f]{12}$/.tes
 /** The host veth an ifb belongs to (same endpoint), and back: trf<12 hex> <-> trv<12 hex>. */
 export const hostVethOfIfb = (ifb: string): string => `trv${ifb.slice(3)}`;
 export const ifbOfHostVeth = (veth: string): string => `trf${veth.slice(3)}`;
+/** The published-ports table (inet family, naming.ts owner tags on its elements), updated per endpoint. */
+export const NFT_PORTS_TABLE = 'truss_ports';
+/** The comment tagging one endpoint's elements in the published-ports maps. */
+export const portsOwnerName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
 
 /** The nft chain holding one endpoint's ingress policy. */
 export const policyChainName = (endpointId: string): string => `ep_${shortId(endpointId)}`;

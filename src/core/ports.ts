@@ -5,7 +5,7 @@
  */
 import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
-import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
+import type { BridgeObject, FirewallObject, PolicyObject, PortsObject, VethObject } from './desired.ts';
 import type { EgressObject } from './egress.ts';
 import type { IpamData } from './model.ts';
 
@@ -216,6 +216,17 @@ export interface Dataplane {
   removePolicyTable(): Promise<void>;
   /** Packets/bytes denied per policy chain name, from the named counters. */
   readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>>;
+
+  // ----- published ports (-p): table inet truss_ports, map elements tagged per endpoint -----
+
+  /** Compare the installed ports table with `desired` (one listing): owners to (re)program, extra owners, problems. */
+  checkPorts(desired: readonly PortsObject[]): Promise<PolicyCheck>;
+  /** Atomically replace one endpoint's DNAT elements, creating the table and its chains if missing. */
+  ensurePorts(p: PortsObject): Promise<void>;
+  /** Remove one endpoint's elements (by owner tag); gone = success. */
+  removePorts(name: string): Promise<void>;
+  /** Remove the whole ports table (no endpoint publishes a port any more); gone = success. */
+  removePortsTable(): Promise<void>;
 
   // ----- cluster networks: the WireGuard device and truss routes (proto 116) -----
 

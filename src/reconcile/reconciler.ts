@@ -27,6 +27,7 @@ import {
   type DesiredKernel,
   type FirewallObject,
   type PolicyObject,
+  type PortsObject,
   type VethObject,
   withVxlanGuard,
 } from '../core/desired.ts';
@@ -92,6 +93,8 @@ const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
 export const policyKey = (name: string): string => `policy:${name}`;
 const POLICY_TABLE_KEY = 'policy-table';
+export const portsKey = (name: string): string => `ports:${name}`;
+const PORTS_TABLE_KEY = 'ports-table';
 const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
@@ -110,6 +113,7 @@ export class Reconciler {
   readonly #veths = new AppliedSet<VethObject>();
   readonly #chains = new AppliedSet<PolicyObject>();
   readonly #shapers = new AppliedSet<ShaperObject>();
+  readonly #published = new AppliedSet<PortsObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -206,14 +210,14 @@ export class Reconciler {
           desired.shapers.length === 0 ? { problems: [] } : { problems: [`bandwidth limits could not be read: ${e}`] },
         )
     ).problems;
-    if (intent.cluster === 'pending') {
-      return [...plan.problems, ...fw, ...pol.problems, ...bw, ...eg, 'cluster store not synced yet'];
-    }
+    const pub = await this.#deps.dataplane.checkPorts(desired.ports);
+    const local = [...plan.problems, ...fw, ...pol.problems, ...pub.problems, ...bw, ...eg];
+    if (intent.cluster === 'pending') return [...local, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...bw, ...eg, ...wg, ...vx, ...routes];
+    return [...local, ...wg, ...vx, ...routes];
   }
 
   /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
@@ -293,6 +297,7 @@ export class Reconciler {
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
     changes += await this.#shaping(desired, full);
+    changes += await this.#ports(desired, full);
     changes += await this.#cluster(intent, full);
     changes += await this.#egress(intent, full);
     for (const r of plan.remove) {
@@ -436,6 +441,54 @@ export class Reconciler {
     return changes;
   }
 
+  /** Published ports: per-endpoint elements of table inet truss_ports, like the policy chains. */
+  async #ports(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    if (desired.ports.length === 0) {
+      const hadAny = this.#published.size > 0 || this.#applied.get(PORTS_TABLE_KEY) !== ABSENT;
+      if (!full && !hadAny) return 0;
+      if (!(await this.#attempt(PORTS_TABLE_KEY, () => dp.removePortsTable()))) return 0;
+      for (const n of this.#published.names()) {
+        this.#published.delete(n);
+        this.#status.delete(portsKey(n));
+      }
+      this.#applied.set(PORTS_TABLE_KEY, ABSENT);
+      return hadAny ? 1 : 0;
+    }
+    this.#applied.delete(PORTS_TABLE_KEY);
+    // removals first: a key a leaving endpoint still holds may be wanted by a new one
+    const stale = new Set(this.#published.stale(desired.ports));
+    let drifted = new Set<string>();
+    if (full) {
+      const c = await dp.checkPorts(desired.ports);
+      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c.drifted);
+      for (const n of c.extra) stale.add(n);
+    }
+    let changes = 0;
+    for (const n of stale) {
+      if (await this.#attempt(portsKey(n), () => dp.removePorts(n))) {
+        this.#published.delete(n);
+        this.#status.delete(portsKey(n));
+        changes++;
+      }
+    }
+    const applied = new Set(this.#published.names());
+    for (const p of desired.ports) {
+      if (!drifted.has(p.name) && this.#published.current(p)) continue;
+      // changed or drifted: its old elements go first (ensure only adds); a new one just adds
+      const replace = drifted.has(p.name) || applied.has(p.name);
+      const run = replace
+        ? async () => {
+            await dp.removePorts(p.name);
+            await dp.ensurePorts(p);
+          }
+        : () => dp.ensurePorts(p);
+      if (await this.#applyTo(this.#published, portsKey(p.name), p, run)) changes++;
+    }
+    return changes;
+  }
+
   clusterDesired(intent: Intent): ClusterDesired {
     const local = intent.networks
       .filter((n) => n.cluster !== undefined)
@@ -568,6 +621,7 @@ export class Reconciler {
     for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
     for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
     for (const s of desired.shapers) if (this.#steady(shaperKey(s.name), now)) this.#shapers.set(s);
+    for (const p of desired.ports) if (this.#steady(portsKey(p.name), now)) this.#published.set(p);
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }

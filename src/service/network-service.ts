@@ -15,9 +15,11 @@ import {
   macFor,
   peerVethName,
   policyChainName,
+  portsOwnerName,
   shortId,
 } from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
+import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type {
   ClusterPort,
   CreateEndpointInput,
@@ -34,6 +36,7 @@ import {
   EGRESS_KEY,
   FIREWALL_KEY,
   policyKey,
+  portsKey,
   type Reconciler,
   shaperKey,
   vethKey,
@@ -254,7 +257,7 @@ export class NetworkService implements NetworkDriverService {
       ...(epOpts.bandwidth !== undefined ? { bandwidth: epOpts.bandwidth } : {}),
     };
     const existing = await this.#d.repo.getEndpoint(net.id, spec.id);
-    if (existing && !sameJson({ ...existing, sandboxKey: undefined }, spec)) {
+    if (existing && !sameJson({ ...existing, sandboxKey: undefined, published: undefined }, spec)) {
       throw errors.endpointConflict(`endpoint ${shortId(spec.id)} already exists with other settings`);
     }
     const revision = existing ? 0 : await this.#d.repo.createEndpoint(spec);
@@ -288,7 +291,9 @@ export class NetworkService implements NetworkDriverService {
       isDockerId(networkId) && isDockerId(endpointId)
         ? await this.#d.repo.getEndpoint(networkId, endpointId)
         : undefined;
-    return ep ? { 'truss.veth': ep.hostVeth, 'truss.mac': ep.mac } : {};
+    if (!ep) return {};
+    const ports = ep.published?.ports.map(describePort);
+    return { 'truss.veth': ep.hostVeth, 'truss.mac': ep.mac, ...(ports?.length ? { 'truss.ports': ports } : {}) };
   }
 
   async join(input: JoinInput): Promise<JoinResult> {
@@ -326,18 +331,73 @@ export class NetworkService implements NetworkDriverService {
     if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
     const ep = await this.#d.repo.getEndpoint(networkId, endpointId);
     if (!ep || ep.sandboxKey === undefined) return;
-    const { sandboxKey: _gone, ...rest } = ep;
+    // the sandbox is gone: so are its published ports (Docker 29 also revokes; <= 28 may not)
+    const { sandboxKey: _gone, published: _unpublished, ...rest } = ep;
     await this.#settle(await this.#d.repo.putEndpoint(rest));
   }
 
-  async programExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
-    this.#d.log.debug('external connectivity: nothing to program', {
-      nid: shortId(networkId),
-      eid: shortId(endpointId),
+  /**
+   * Publish the endpoint's ports (-p). Both protocol generations land here: Docker <= 28 calls it
+   * whenever the endpoint becomes the container's gateway, with the sandbox's portmap; Docker 29
+   * only when its gateway state changes, with the Join options it remembered. Either way the
+   * options hold the portmap in force, so it replaces what the endpoint published before; a
+   * repeat of the same portmap changes nothing (an ephemeral pick stays). Stored durably, then
+   * programmed; a failure removes it again and fails `docker run`.
+   */
+  async programExternalConnectivity(
+    networkId: string,
+    endpointId: string,
+    options: Readonly<Record<string, unknown>>,
+  ): Promise<void> {
+    checkId('NetworkID', networkId);
+    checkId('EndpointID', endpointId);
+    const request = parsePortmap(options);
+    const ipv4Only = options[NO_PROXY_6TO4_OPTION] === true;
+    const asked = { request, ...(ipv4Only ? { ipv4Only: true as const } : {}) };
+    const step = await this.#lock.run(async () => {
+      const net = await this.#d.repo.getNetwork(networkId);
+      const ep = net && (await this.#d.repo.getEndpoint(net.id, endpointId));
+      if (!net || !ep) throw errors.endpointNotFound(`endpoint ${shortId(endpointId)} is not known to truss`);
+      if (net.internal || (request.length === 0 && ep.published === undefined)) return undefined;
+      const had = ep.published && {
+        request: ep.published.request,
+        ...(ep.published.ipv4Only ? { ipv4Only: true } : {}),
+      };
+      if (had && sameJson(had, asked)) return { revision: 0, before: ep, after: ep };
+      if (request.length === 0) {
+        const { published: _none, ...after } = ep;
+        return { revision: await this.#d.repo.putEndpoint(after), before: ep, after };
+      }
+      const families = publishFamilies({ ipv4: ep.ipv4 !== undefined, ipv6: ep.ipv6 !== undefined }, options);
+      const taken = (await this.#d.repo.snapshot()).endpoints
+        .filter((e) => e.id !== ep.id)
+        .flatMap((e) => e.published?.ports ?? []);
+      const after = { ...ep, published: { ...asked, ports: resolvePorts(request, families, taken) } };
+      return { revision: await this.#d.repo.putEndpoint(after), before: ep, after };
     });
+    if (!step) return;
+    await this.#programOrUndo(step.revision, [portsKey(portsOwnerName(endpointId))], async () =>
+      step.revision === 0 ? 0 : this.#d.repo.putEndpoint(step.before),
+    );
+    if (step.revision > 0) {
+      this.#d.log.info('ports published', {
+        eid: shortId(endpointId),
+        ports: ((step.after as EndpointSpec).published?.ports ?? []).map(describePort),
+      });
+    }
   }
 
-  async revokeExternalConnectivity(): Promise<void> {}
+  /** The endpoint is no longer the gateway (or leaves): its ports go. Errors are only logged by Docker. */
+  async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+    if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
+    const revision = await this.#lock.run(async () => {
+      const ep = await this.#d.repo.getEndpoint(networkId, endpointId);
+      if (!ep?.published) return 0;
+      const { published: _gone, ...rest } = ep;
+      return this.#d.repo.putEndpoint(rest);
+    });
+    if (revision > 0) await this.#settle(revision);
+  }
 
   /** Wait for programming; on failure remove the intent just written and rethrow the cause. */
   async #programOrUndo(revision: number, keys: readonly string[], undo: () => Promise<number>): Promise<void> {

@@ -17,7 +17,7 @@
  */
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
-import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
+import type { BridgeObject, FirewallObject, PolicyObject, PortsObject, VethObject } from '../../core/desired.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
@@ -29,6 +29,7 @@ import type {
   ShaperCheck,
   WireguardPeerStatus,
 } from '../../core/ports.ts';
+import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
 import { KernelError } from '../linux/exec.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
@@ -77,6 +78,8 @@ export class FakeDataplane implements Dataplane {
   readonly policyCounters: Record<string, PolicyCounter> = {};
   /** host veth name -> the bandwidth shaping last ensured on it (its qdiscs and ifb) */
   readonly shapers = new Map<string, ShaperObject>();
+  /** table inet truss_ports: its elements (validated as the Linux dataplane does) and bridges; undefined = no table */
+  portsTable: { elements: PortElement[]; bridges: Set<string> } | undefined;
   #nextIndex = 2;
   readonly #faults = new Map<DataplaneMethod, unknown[]>();
   readonly #sticky = new Map<DataplaneMethod, unknown>();
@@ -306,6 +309,37 @@ export class FakeDataplane implements Dataplane {
   async readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
     this.#enter('readPolicyCounters', undefined);
     return this.policyTable ? clone(this.policyCounters) : {};
+  }
+
+  // ----- published ports: the elements of table inet truss_ports -----
+
+  async checkPorts(desired: readonly PortsObject[]): Promise<PolicyCheck> {
+    this.#enter('checkPorts', desired);
+    const t = this.portsTable;
+    const rules = Object.fromEntries(
+      Object.entries(BASE_RULES).map(([h, rs]) => [h, rs.map((r) => /comment "([^"]*)"$/.exec(r)?.[1] ?? '')]),
+    );
+    return diffPorts(desired, t ? { elements: t.elements, rules, bridges: [...t.bridges] } : undefined);
+  }
+
+  async ensurePorts(p: PortsObject): Promise<void> {
+    this.#enter('ensurePorts', p);
+    const els = portElements(p);
+    this.portsTable ??= { elements: [], bridges: new Set() };
+    const t = this.portsTable;
+    const gone = new Set(planPortDeletes(p, t.elements));
+    t.elements = [...t.elements.filter((e) => !gone.has(e)), ...els];
+    t.bridges.add(p.bridge);
+  }
+
+  async removePorts(name: string): Promise<void> {
+    this.#enter('removePorts', name);
+    if (this.portsTable) this.portsTable.elements = this.portsTable.elements.filter((e) => e.owner !== name);
+  }
+
+  async removePortsTable(): Promise<void> {
+    this.#enter('removePortsTable', undefined);
+    this.portsTable = undefined;
   }
 
   // ----- cluster: one WireGuard device and truss routes, as plain objects -----

@@ -9,6 +9,7 @@ import { errors } from '../../core/errors.ts';
 import type { Dataplane, ObservedLink } from '../../core/ports.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
+import * as dnat from './dnat.ts';
 import * as egress from './egress.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
 import * as ipt from './iptables.ts';
@@ -146,6 +147,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removePolicy: (name) => policy.removePolicy(exec, name),
     removePolicyTable: () => policy.removePolicyTable(exec),
     readPolicyCounters: () => policy.readPolicyCounters(exec),
+    checkPorts: (desired) => dnat.checkPorts(exec, desired),
+    ensurePorts: (p) => dnat.applyPorts(exec, p),
+    removePorts: (name) => dnat.removePorts(exec, name),
+    removePortsTable: () => dnat.removePortsTable(exec),
     async ensureWireguard(w) {
       const r = await wg.ensureWireguard(exec, toDevice(w));
       if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });

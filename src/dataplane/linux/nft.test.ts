@@ -50,11 +50,13 @@ const GOLDEN_TWO = `table inet truss {
 		iifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"
 		iifname vmap @egress comment "truss: from a truss network: its own chain"
 		iifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"
+		ct status dnat accept comment "truss: to a published port (table truss_ports)"
 		oifname @bridges drop comment "truss: new flows into a truss network from elsewhere"
 	}
 
 	chain net_aaaaaaaaaaaa {
 		oifname "trbaaaaaaaaaaaa" accept comment "net aaaaaaaaaaaa: same network"
+		ct status dnat accept comment "net aaaaaaaaaaaa: to a published port (table truss_ports)"
 		oifname @bridges drop comment "net aaaaaaaaaaaa: to another truss network"
 		meta oifkind "bridge" oifname != @uplinks drop comment "net aaaaaaaaaaaa: to a foreign bridge"
 		accept comment "net aaaaaaaaaaaa: outbound"

@@ -20,6 +20,11 @@
  * vxlan_peers4/6). Other VXLAN users of the port (Docker's overlay, other VNIs) are untouched:
  * the rule matches our VNI in the VXLAN header (`@th,96,24`: UDP header 8 bytes + flags 4).
  *
+ * Published ports (table inet truss_ports, dnat.ts) DNAT new flows into truss bridges; `forward`
+ * and the chains of non-internal networks admit flows whose conntrack entry was DNATed (`ct
+ * status dnat`): a published port is public, from outside and from other networks alike, while
+ * direct traffic between networks stays dropped and internal networks reach nothing.
+ *
  * why br_netfilter matters: with bridge-nf-call-iptables=1 (dockerd loads br_netfilter and
  * sets it), bridged IPv4/IPv6 frames traverse the inet forward hook with
  * iifname == oifname == the bridge; the `same network` accept keeps them flowing.
@@ -78,6 +83,7 @@ function forwardChain(): string[] {
     '\t\tiifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"',
     '\t\tiifname vmap @egress comment "truss: from a truss network: its own chain"',
     '\t\tiifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"',
+    '\t\tct status dnat accept comment "truss: to a published port (table truss_ports)"',
     '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"',
     '\t}',
     '',
@@ -107,6 +113,7 @@ function networkChain(n: FirewallNetwork): string[] {
         `oifname ${br} accept comment "${tag}: same network"`,
         ...peers,
         ...egressViaRules(n, tag),
+        `ct status dnat accept comment "${tag}: to a published port (table truss_ports)"`,
         `oifname @bridges drop comment "${tag}: to another truss network"`,
         `meta oifkind "bridge" oifname != @uplinks drop comment "${tag}: to a foreign bridge"`,
         `accept comment "${tag}: outbound"`,
