@@ -120,7 +120,10 @@ describe('renderNftRuleset', () => {
   });
 
   it('a v6 subnet of a non-NAT or internal network is not masqueraded', () => {
-    for (const n of [{ ...netA, nat: false }, { ...netA, internal: true }]) {
+    for (const n of [
+      { ...netA, nat: false },
+      { ...netA, internal: true },
+    ]) {
       assert.doesNotMatch(renderNftRuleset({ networks: [n] }), /masquerade/);
     }
   });
