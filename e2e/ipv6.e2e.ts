@@ -88,7 +88,11 @@ async function sendRa(from: NetnsRef): Promise<void> {
 describe('truss IPv6 against a real dockerd', { timeout: 10 * 60_000 }, () => {
   before(async () => {
     host = await startHost('ip6');
-    await host.startTruss({ debug: true, extraArgs: ['--resync-seconds', '3600'] });
+    await host.startTruss({
+      debug: true,
+      defaultPools: '198.18.160.0/20:24,fd00:6f::/48:64',
+      extraArgs: ['--resync-seconds', '3600'],
+    });
     outside = await createOutside(host);
     // a v6 uplink too; the outside has no route back to fd00:6x::/64
     await run(['nsenter', `--net=${host.netnsPath}`, 'ip', 'addr', 'add', `${HOST_UPLINK6}/64`, 'dev', 'e2eout0']);
@@ -148,6 +152,20 @@ describe('truss IPv6 against a real dockerd', { timeout: 10 * 60_000 }, () => {
     assert.ok(tcp.ok, `TCP over v6 a2 -> [a1]:80: ${tcp.output}`);
     assert.ok(await serverSaw(host, 'a1', tcp.token), 'a1 recorded the token');
     assert.ok((await nsTcpConnect(hostNs(), a1, 8080)).ok, 'host -> [a1]:8080 over v6 (open network)');
+  });
+
+  it('1b. --ipv6 without --subnet: both pools come from truss default pools, v6 traffic flows', async () => {
+    await trussNet('d3', ['--ipv6']);
+    try {
+      await runContainer(host, { name: 'c1', network: 'd3', cmd: SRV_CMD });
+      const c1 = await ip6Of('c1', 'd3');
+      assert.match(c1, /^fd00:6f:0:[0-9a-f]+::/, `c1's v6 address comes from the default v6 pool: ${c1}`);
+      assert.match(await containerIp(host, 'c1', 'd3'), /^198\.18\.16[0-9]\./);
+      assert.ok((await nsTcpConnect(hostNs(), c1, 80)).ok, 'host -> [c1]:80');
+    } finally {
+      await host.docker(['rm', '-f', 'c1']);
+      await host.docker(['network', 'rm', 'd3']);
+    }
   });
 
   it('2. neighbour discovery: first contact after flushing the neighbour table works', async () => {
@@ -217,7 +235,20 @@ describe('truss IPv6 against a real dockerd', { timeout: 10 * 60_000 }, () => {
     assert.equal(await nsPing(cli, srv, 2), false, 'echo is not in tcp/80');
   });
 
-  it('6. a container sending a router advertisement changes nothing in the other containers or the host', async () => {
+  it('6. the policy also holds on the link-local address (no way around it via fe80::…%eth0)', async () => {
+    const cli = await nsOf('cli');
+    const ll = await inNs(await nsOf('srv'), ['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'link']);
+    const srvLl = /inet6 (fe80::[0-9a-f:]+)\//.exec(ll.stdout)?.[1];
+    assert.ok(srvLl, `srv has a link-local address: ${ll.stdout}${ll.stderr}`);
+    const [r80, r8080] = [
+      await nsTcpConnect(cli, `${srvLl}%eth0`, 80),
+      await nsTcpConnect(cli, `${srvLl}%eth0`, 8080, 2),
+    ];
+    assert.ok(r80.ok, `cli -> [${srvLl}%eth0]:80 connects (control): ${r80.output}`);
+    assert.equal(r8080.ok, false, `cli -> [${srvLl}%eth0]:8080 must be refused: ${r8080.output}`);
+  });
+
+  it('7. a container sending a router advertisement changes nothing in the other containers or the host', async () => {
     const [a1ns, a2ns] = [await nsOf('a1'), await nsOf('a2')];
     assert.equal(await sysctl(a2ns, 'net.ipv6.conf.eth0.accept_ra'), '1', 'a2 would accept RAs: the guard matters');
     assert.ok(await nftTableExists('truss', host.netnsPath, 'bridge'), 'the RA guard table is there');
@@ -248,7 +279,7 @@ describe('truss IPv6 against a real dockerd', { timeout: 10 * 60_000 }, () => {
     await waitFor(() => nftTableExists('truss', host.netnsPath, 'bridge'), 10_000, { what: 'the RA guard restored' });
   });
 
-  it('7. everything removed: nothing of truss is left', async () => {
+  it('8. everything removed: nothing of truss is left', async () => {
     const rm = await host.docker(['rm', '-f', 'a1', 'a2', 'b1', 'srv', 'cli'], 120_000);
     assert.equal(rm.code, 0, rm.stderr);
     for (const n of ['d1', 'd2', 'dp']) {
