@@ -3,8 +3,8 @@
  * advertisements by default (accept_ra=1, no forwarding in its namespace), so one container
  * sending an RA to ff02::1 would hand every other container of its network a default route
  * and SLAAC addresses through itself (a man in the middle), and an ICMPv6 redirect could
- * re-point single destinations the same way. truss's own bridges and host veths already
- * ignore RAs (accept_ra=0, bridge.ts / veth.ts); this guards the other containers.
+ * re-point single destinations the same way. truss's bridges already ignore RAs (accept_ra=0,
+ * bridge.ts; host veths are bridge ports and process no IP); this guards the other containers.
  *
  * Shape: one table `bridge truss`, replaced whole like `inet truss` (nft.ts) and from the
  * same FirewallObject, whose `prerouting` chain drops ICMPv6 router advertisements (134)
