@@ -121,8 +121,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       return t ? [...problems, ...(await ipt.checkShim(exec, t, f))] : problems;
     },
     async applyFirewall(f) {
-      await nft.applyNft(exec, await render(f));
-      await raGuard.applyRaGuard(exec, f);
+      // one nft transaction for both tables (ra-guard.ts): they change together, one process
+      await exec.run('nft', ['-f', '-'], {
+        stdin: nft.renderNftTransaction(await render(f)) + raGuard.renderRaGuardTransaction(raGuard.renderRaGuard(f)),
+      });
       const t = await iptTools();
       if (t) await ipt.applyShim(exec, t, f);
     },

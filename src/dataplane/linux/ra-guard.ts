@@ -48,7 +48,10 @@ export function renderRaGuard(f: FirewallObject): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The transaction that swaps the table: create-if-absent, delete, create — atomic, no window. */
+/**
+ * The transaction that swaps the table: create-if-absent, delete, create — atomic, no window.
+ * linux-dataplane.ts sends it in the same `nft -f -` as the `inet truss` one.
+ */
 export const renderRaGuardTransaction = (ruleset: string): string =>
   `table ${TABLE} {}\ndelete table ${TABLE}\n${ruleset}`;
 
@@ -69,10 +72,6 @@ export function diffRaGuard(expected: string, observed: string | undefined): str
 }
 
 // ---------- kernel ----------
-
-export async function applyRaGuard(exec: Exec, f: FirewallObject): Promise<void> {
-  await exec.run('nft', ['-f', '-'], { stdin: renderRaGuardTransaction(renderRaGuard(f)) });
-}
 
 /** The table as nft prints it, or undefined when it does not exist. */
 export async function readRaGuard(exec: Exec): Promise<string | undefined> {
