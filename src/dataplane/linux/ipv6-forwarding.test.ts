@@ -56,7 +56,7 @@ describe('needsIpv6Forwarding', () => {
 describe('ensureIpv6Forwarding', () => {
   it('moves uplinks with accept_ra=1 to 2, then raises forwarding; leaves 0 and 2 alone', async () => {
     const p = procSys('0', { eth0: '1', eth1: '0', wlan0: '2', docker0: '1' });
-    const r = await ensureIpv6Forwarding(p.exec, fw(net({})), ['eth1', 'eth0', 'wlan0', 'eth0']);
+    const r = await ensureIpv6Forwarding(p.exec, fw(net({})), async () => ['eth1', 'eth0', 'wlan0', 'eth0']);
     assert.deepEqual(r, { raised: true, acceptRa2: ['eth0'] });
     assert.equal(p.read('net/ipv6/conf/all/forwarding'), '1');
     assert.equal(p.read('net/ipv6/conf/eth0/accept_ra'), '2');
@@ -67,16 +67,19 @@ describe('ensureIpv6Forwarding', () => {
 
   it('does nothing when forwarding is already on (never touches accept_ra then)', async () => {
     const p = procSys('1', { eth0: '1' });
-    assert.deepEqual(await ensureIpv6Forwarding(p.exec, fw(net({})), ['eth0']), { raised: false, acceptRa2: [] });
+    assert.deepEqual(await ensureIpv6Forwarding(p.exec, fw(net({})), async () => ['eth0']), {
+      raised: false,
+      acceptRa2: [],
+    });
     assert.equal(p.read('net/ipv6/conf/eth0/accept_ra'), '1');
   });
 
   it('does nothing for v4-only or internal networks, nor when IPv6 is off on the host', async () => {
     const p = procSys('0', { eth0: '1' });
-    assert.equal((await ensureIpv6Forwarding(p.exec, fw(net({ subnets6: [] })), ['eth0'])).raised, false);
-    assert.equal((await ensureIpv6Forwarding(p.exec, fw(net({ internal: true })), ['eth0'])).raised, false);
+    assert.equal((await ensureIpv6Forwarding(p.exec, fw(net({ subnets6: [] })), async () => ['eth0'])).raised, false);
+    assert.equal((await ensureIpv6Forwarding(p.exec, fw(net({ internal: true })), async () => ['eth0'])).raised, false);
     assert.equal(p.read('net/ipv6/conf/all/forwarding'), '0');
     const off = procSys(undefined, {});
-    assert.equal((await ensureIpv6Forwarding(off.exec, fw(net({})), ['eth0'])).raised, false);
+    assert.equal((await ensureIpv6Forwarding(off.exec, fw(net({})), async () => ['eth0'])).raised, false);
   });
 });

@@ -39,12 +39,13 @@ const NONE: Ipv6ForwardingChange = { raised: false, acceptRa2: [] };
 export async function ensureIpv6Forwarding(
   exec: Exec,
   f: FirewallObject,
-  uplinks: readonly string[],
+  uplinks: () => Promise<readonly string[]>,
 ): Promise<Ipv6ForwardingChange> {
   if (!needsIpv6Forwarding(f)) return NONE;
   if ((await readSysctl(exec, IP6_FORWARD_KEY)) !== '0') return NONE;
   const acceptRa2: string[] = [];
-  for (const u of [...new Set(uplinks)].sort()) {
+  // why asked only now: listing the uplinks costs processes, and this runs on every firewall change
+  for (const u of [...new Set(await uplinks())].sort()) {
     if ((await readSysctl(exec, acceptRaKey(u))) !== '1') continue;
     await writeSysctl(exec, acceptRaKey(u), '2');
     acceptRa2.push(u);

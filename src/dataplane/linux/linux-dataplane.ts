@@ -136,7 +136,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     },
     async ensureSysctls(f) {
       await ensureFirewallSysctls(exec, f);
-      const v6 = await ensureIpv6Forwarding(exec, f, await uplinks(f));
+      const v6 = await ensureIpv6Forwarding(exec, f, () => uplinks(f));
       if (v6.raised)
         opts.log?.warn('raised net.ipv6.conf.all.forwarding to 1 (host-wide)', { acceptRa2: v6.acceptRa2 });
     },
