@@ -111,7 +111,7 @@ describe('IPv6 (kernel)', () => {
   it('applyFirewall installs bridge truss as rendered; an RA from r1 is dropped, v1 and the host take nothing', async () => {
     await dp.applyFirewall(desired.firewall);
     const listed = await host.must(['nft', 'list', 'table', 'bridge', 'truss']);
-    assert.deepEqual(normaliseNft(listed), normaliseNft(renderRaGuard(desired.firewall)));
+    assert.deepEqual(normaliseNft(listed), normaliseNft(renderRaGuard()));
     assert.deepEqual(await dp.checkFirewall(desired.firewall), []);
     for (let i = 0; i < 4; i++) {
       await sendRa(r1);
@@ -123,7 +123,7 @@ describe('IPv6 (kernel)', () => {
     assert.doesNotMatch(state, /default via fe80:/, `v1 took r1 as a router:\n${state}`);
     assert.doesNotMatch(await v6State(host), /fd00:bad:/, 'the host took the rogue prefix');
     const counters = await host.must(['nft', 'list', 'table', 'bridge', 'truss']);
-    assert.match(counters, /nd-redirect \} drop/);
+    assert.match(counters, /iifname "trv\*" icmpv6 type \{ nd-router-advert, nd-redirect \} drop/);
     // v6 between the two still works (ND and echo are not RAs)
     await r1.must(['ip', '-6', 'neigh', 'flush', 'all']);
     assert.equal((await r1.run(['ping', '-6', '-c1', '-W1', 'fd00:41::3'])).code, 0);

@@ -116,14 +116,14 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     ensureVeth: (v) => veth.ensureVeth(exec, v),
     removeVeth: (name) => veth.removeVeth(exec, name, opts.log),
     async checkFirewall(f) {
-      const problems = [...(await nft.checkNft(exec, await render(f))), ...(await raGuard.checkRaGuard(exec, f))];
+      const problems = [...(await nft.checkNft(exec, await render(f))), ...(await raGuard.checkRaGuard(exec))];
       const t = await iptTools();
       return t ? [...problems, ...(await ipt.checkShim(exec, t, f))] : problems;
     },
     async applyFirewall(f) {
       // one nft transaction for both tables (ra-guard.ts): they change together, one process
       await exec.run('nft', ['-f', '-'], {
-        stdin: nft.renderNftTransaction(await render(f)) + raGuard.renderRaGuardTransaction(raGuard.renderRaGuard(f)),
+        stdin: nft.renderNftTransaction(await render(f)) + raGuard.renderRaGuardTransaction(raGuard.renderRaGuard()),
       });
       const t = await iptTools();
       if (t) await ipt.applyShim(exec, t, f);

@@ -6,42 +6,40 @@
  * re-point single destinations the same way. truss's bridges already ignore RAs (accept_ra=0,
  * bridge.ts; host veths are bridge ports and process no IP); this guards the other containers.
  *
- * Shape: one table `bridge truss`, replaced whole like `inet truss` (nft.ts) and from the
- * same FirewallObject, whose `prerouting` chain drops ICMPv6 router advertisements (134)
- * and redirects (137) entering any port of a truss bridge (`meta ibrname`: the bridge of
- * the input port). The bridge family sees every frame a port receives, bridged or for the
- * host, whether or not br_netfilter is loaded; frames the host itself sends (the gateway)
- * are not in prerouting. One set lookup per frame whatever the number of networks or
- * endpoints, and nothing per endpoint: attaching a container does not touch this table.
+ * Shape: one table `bridge truss`, present while truss has networks (applied and removed with
+ * `inet truss`, nft.ts, in the same transaction), whose `prerouting` chain drops ICMPv6 router
+ * advertisements (134) and redirects (137) entering the bridge through a truss host veth
+ * (`iifname "trv*"`: in the bridge family the input interface is the port). The bridge family
+ * sees every frame a port receives, bridged or for the host, whether or not br_netfilter is
+ * loaded; frames the host itself sends (the gateway) are not in prerouting. The table does not
+ * depend on networks or endpoints: attaching a container never touches it.
+ *
+ * why the port name and not `meta ibrname @bridges`: the bridge-name match needs the kernel's
+ * nft_meta_bridge (CONFIG_NFT_BRIDGE_META), which some kernels (this project's machines') lack; the
+ * veth prefix is truss's own (naming.hostVethName) and also covers the VXLAN device trvx0, whose
+ * frames come from other hosts' containers.
  *
  * Ownership: the table name (family bridge, name naming.NFT_TABLE); no other bridge-family
- * table is read or touched.
+ * table is read or touched, and Docker's own veths (veth*) are not matched.
  */
-import type { FirewallObject } from '../../core/desired.ts';
-import { NFT_TABLE } from '../../core/naming.ts';
+import { hostVethName, NFT_TABLE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
 import { isKernelError } from './exec.ts';
-import { checkIfName } from './links.ts';
 import { normaliseNft } from './nft.ts';
 
 export const RA_GUARD_FAMILY = 'bridge';
 const TABLE = `${RA_GUARD_FAMILY} ${NFT_TABLE}`;
+/** every truss host veth: "trv" + 12 hex */
+const PORTS = `${hostVethName('')}*`;
 
-/** Pure: the `bridge truss` table for `f`, in the layout `nft list table` prints (modulo normaliseNft). */
-export function renderRaGuard(f: FirewallObject): string {
-  const bridges = [...new Set(f.networks.map((n) => checkIfName(n.bridge)))].sort().map((b) => `"${b}"`);
-  const elements = bridges.length > 0 ? [`\t\telements = { ${bridges.join(', ')} }`] : [];
+/** Pure: the `bridge truss` table, in the layout `nft list table` prints (modulo normaliseNft). */
+export function renderRaGuard(): string {
   const lines = [
     `table ${TABLE} {`,
     '\tcomment "truss: containers may not send IPv6 router advertisements or redirects; replaced whole by truss"',
-    '\tset bridges {',
-    '\t\ttype ifname',
-    ...elements,
-    '\t}',
-    '',
     '\tchain prerouting {',
     '\t\ttype filter hook prerouting priority filter; policy accept;',
-    '\t\tmeta ibrname @bridges icmpv6 type { nd-router-advert, nd-redirect } drop comment "truss: RA guard"',
+    `\t\tiifname "${PORTS}" icmpv6 type { nd-router-advert, nd-redirect } drop comment "truss: RA guard"`,
     '\t}',
     '}',
   ];
@@ -83,8 +81,8 @@ export async function readRaGuard(exec: Exec): Promise<string | undefined> {
   }
 }
 
-export async function checkRaGuard(exec: Exec, f: FirewallObject): Promise<string[]> {
-  return diffRaGuard(renderRaGuard(f), await readRaGuard(exec));
+export async function checkRaGuard(exec: Exec): Promise<string[]> {
+  return diffRaGuard(renderRaGuard(), await readRaGuard(exec));
 }
 
 /** Deletes the table; absent = success. */
