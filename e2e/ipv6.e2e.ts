@@ -248,6 +248,27 @@ describe('truss IPv6 against a real dockerd', { timeout: 10 * 60_000 }, () => {
     assert.equal(r8080.ok, false, `cli -> [${srvLl}%eth0]:8080 must be refused: ${r8080.output}`);
   });
 
+  it('6b. on a v4-only network, a link-local address (if Docker leaves IPv6 on) is policed too', async (t) => {
+    await trussNet('dp4', ['--subnet', '198.18.64.0/24', '-o', 'truss.ingress=tcp/80']);
+    try {
+      await runContainer(host, { name: 'srv4', network: 'dp4', cmd: SRV_CMD });
+      await runContainer(host, { name: 'cli4', network: 'dp4' });
+      const ll = await inNs(await nsOf('srv4'), ['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'link']);
+      const srvLl = /inet6 (fe80::[0-9a-f:]+)\//.exec(ll.stdout)?.[1];
+      if (!srvLl) {
+        // Docker 20.10 turns IPv6 off in a container without an IPv6 network: nothing to reach around
+        t.diagnostic('no link-local address in a v4-only container (IPv6 off): nothing to police');
+        return;
+      }
+      const cli = await nsOf('cli4');
+      const r8080 = await nsTcpConnect(cli, `${srvLl}%eth0`, 8080, 2);
+      assert.equal(r8080.ok, false, `cli4 -> [${srvLl}%eth0]:8080 must be refused: ${r8080.output}`);
+    } finally {
+      await host.docker(['rm', '-f', 'srv4', 'cli4']);
+      await host.docker(['network', 'rm', 'dp4']);
+    }
+  });
+
   it('7. a container sending a router advertisement changes nothing in the other containers or the host', async () => {
     const [a1ns, a2ns] = [await nsOf('a1'), await nsOf('a2')];
     assert.equal(await sysctl(a2ns, 'net.ipv6.conf.eth0.accept_ra'), '1', 'a2 would accept RAs: the guard matters');
