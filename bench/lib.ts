@@ -36,6 +36,12 @@ export const range = (s: Stats): string => `${f1(s.min)}–${f1(s.max)}`;
 export const alternate = <T>(i: number, pair: readonly [T, T]): readonly [T, T] =>
   i % 2 === 0 ? pair : [pair[1], pair[0]];
 
+/** The order of any number of conditions in repetition i: rotated, so each goes first (and last) equally often. */
+export const rotate = <T>(i: number, conds: readonly T[]): readonly T[] => {
+  const k = conds.length === 0 ? 0 : i % conds.length;
+  return [...conds.slice(k), ...conds.slice(0, k)];
+};
+
 /** Rows (first = header) as an aligned markdown table. */
 export function markdownTable(rows: readonly (readonly string[])[]): string[] {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];

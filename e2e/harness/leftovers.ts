@@ -2,7 +2,7 @@
  * What truss may leave in a network namespace, read back from the kernel: links named
  * tr[bvc]* or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
  * truss`, `inet truss_policy` and `bridge truss` (RA guard) nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
- * in iptables/ip6tables, routes with truss's protocol number, and wireguard-go processes in
+ * in iptables/ip6tables, routes and `ip rule`s with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
  */
 import assert from 'node:assert/strict';
@@ -58,6 +58,11 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
   for (const family of ['-4', '-6']) {
     const routes = await run(wrap(['ip', family, 'route', 'show', 'table', 'all', 'proto', String(TRUSS_ROUTE_PROTO)]));
     for (const line of routes.stdout.split('\n')) if (line.trim()) found.push(`route ${line.trim()}`);
+    // policy-routing rules of truss.egress.via carry the same protocol number
+    const rules = await run(wrap(['ip', '-j', family, 'rule', 'show']));
+    for (const r of JSON.parse(rules.stdout || '[]') as { protocol?: string }[]) {
+      if (r.protocol === String(TRUSS_ROUTE_PROTO)) found.push(`rule ${JSON.stringify(r)}`);
+    }
   }
   const netNs = netnsPath ? nsIdOfFile(netnsPath, 'net') : nsIdOfPid(1, 'net');
   for (const p of listProcs()) {

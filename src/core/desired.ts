@@ -4,8 +4,9 @@
  * intent was written.
  *
  * Intent records are immutable, and the intent cache hands out an unchanged record as the
- * same object on every pass. So an endpoint's veth and policy objects are memoised on the
- * identity of the endpoint, its network and the network's run-time policy: a pass at 1,000
+ * same object on every pass. So a network's bridge and firewall entry are memoised on the
+ * network record's identity, and an endpoint's veth and policy objects on the identity of the
+ * endpoint, its network and the network's run-time policy: a pass at 1,000
  * endpoints rebuilds only what changed, and unchanged objects keep their identity (the
  * reconciler's fingerprints are memoised on it in turn).
  */
@@ -49,6 +50,8 @@ export interface FirewallNetwork {
   readonly internal: boolean;
   /** links that carry this network's traffic to and from other hosts (cluster networks: the WireGuard or VXLAN device) */
   readonly peerLinks?: readonly string[];
+  /** truss.egress.via: traffic routed to these next hops may leave wherever they are (core/egress.ts) */
+  readonly egressVia?: readonly string[];
 }
 
 /** Who may send truss's VXLAN traffic to this host: the current peers' underlay addresses. */
@@ -142,6 +145,35 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
   return objects;
 }
 
+const netMemo = new WeakMap<NetworkSpec, { readonly bridge: BridgeObject; readonly firewall: FirewallNetwork }>();
+
+/** The network's bridge and its part of the firewall; memoised on identity like endpointObjects. */
+function networkObjects(n: NetworkSpec): { readonly bridge: BridgeObject; readonly firewall: FirewallNetwork } {
+  const hit = netMemo.get(n);
+  if (hit) return hit;
+  const objects = {
+    bridge: {
+      name: n.bridge,
+      networkId: n.id,
+      mtu: n.mtu,
+      addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
+      ...(n.cluster ? { proxyArp: true } : {}),
+    },
+    firewall: {
+      networkId: n.id,
+      bridge: n.bridge,
+      subnets4: n.ipv4.map((d) => d.pool),
+      subnets6: n.ipv6.map((d) => d.pool),
+      nat: n.nat && !n.internal,
+      internal: n.internal,
+      ...(n.cluster ? { peerLinks: [n.cluster.encrypt ? WG_DEVICE : VXLAN_DEVICE] } : {}),
+      ...(n.egressVia ? { egressVia: n.egressVia } : {}),
+    },
+  };
+  netMemo.set(n, objects);
+  return objects;
+}
+
 export function computeDesired(
   networks: readonly NetworkSpec[],
   endpoints: readonly EndpointSpec[],
@@ -150,15 +182,7 @@ export function computeDesired(
   const nets = new Map(networks.map((n) => [n.id, n]));
   const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
   const policies: PolicyObject[] = [];
-  const bridges = networks
-    .map((n) => ({
-      name: n.bridge,
-      networkId: n.id,
-      mtu: n.mtu,
-      addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
-      ...(n.cluster ? { proxyArp: true } : {}),
-    }))
-    .sort(byName);
+  const bridges = networks.map((n) => networkObjects(n).bridge).sort(byName);
   const veths: VethObject[] = [];
   for (const e of endpoints) {
     const n = nets.get(e.networkId);
@@ -172,15 +196,7 @@ export function computeDesired(
   policies.sort(byName);
   const firewall: FirewallObject = {
     networks: networks
-      .map((n) => ({
-        networkId: n.id,
-        bridge: n.bridge,
-        subnets4: n.ipv4.map((d) => d.pool),
-        subnets6: n.ipv6.map((d) => d.pool),
-        nat: n.nat && !n.internal,
-        internal: n.internal,
-        ...(n.cluster ? { peerLinks: [n.cluster.encrypt ? WG_DEVICE : VXLAN_DEVICE] } : {}),
-      }))
+      .map((n) => networkObjects(n).firewall)
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
   return { bridges, veths, firewall, policies };

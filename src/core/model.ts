@@ -29,6 +29,8 @@ export interface NetworkSpec {
   readonly ingress?: IngressPolicy;
   /** truss.cluster: this network is this host's part of a multi-host network */
   readonly cluster?: { readonly name: string; readonly encrypt: boolean };
+  /** truss.egress.via: next hops of traffic leaving the network (bare IPs, v4 first); core/egress.ts */
+  readonly egressVia?: readonly string[];
 }
 
 /**

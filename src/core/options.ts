@@ -7,6 +7,7 @@
  */
 
 import { isValidClusterName } from './cluster/model.ts';
+import { OPT_EGRESS_VIA, parseEgressVia } from './egress.ts';
 import { errors } from './errors.ts';
 import { isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
@@ -18,7 +19,13 @@ export const OPT_NAT = 'truss.nat';
 export const OPT_CLUSTER = 'truss.cluster';
 export const OPT_ENCRYPT = 'truss.encrypt';
 
-export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS, OPT_CLUSTER, OPT_ENCRYPT];
+export const KNOWN_NETWORK_OPTIONS: readonly string[] = [
+  OPT_NAT,
+  OPT_INGRESS,
+  OPT_CLUSTER,
+  OPT_ENCRYPT,
+  OPT_EGRESS_VIA,
+];
 export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS];
 
 export const DEFAULT_MTU = 1500;
@@ -36,6 +43,8 @@ export interface NetworkOptions {
   readonly cluster?: { readonly name: string; readonly encrypt: boolean };
   /** true when the MTU came from com.docker.network.driver.mtu */
   readonly mtuGiven: boolean;
+  /** truss.egress.via, parsed (checked against the network's subnets by core/egress.ts checkEgressVia) */
+  readonly egressVia?: readonly string[];
 }
 
 export interface EndpointOptions {
@@ -96,7 +105,9 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   }
   // true: WireGuard between hosts; false: plain VXLAN (cheaper, for a trusted underlay)
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
+  const viaText = generic[OPT_EGRESS_VIA];
   return {
+    ...(viaText !== undefined ? { egressVia: parseEgressVia(viaText) } : {}),
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
     mtuGiven: mtuText !== undefined && mtuText !== '',
     ...(name !== undefined ? { bridgeName: name } : {}),

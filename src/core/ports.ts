@@ -5,6 +5,7 @@
  */
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
+import type { EgressObject } from './egress.ts';
 import type { IpamData } from './model.ts';
 
 // ---------- driver services (called by protocol/) ----------
@@ -239,6 +240,17 @@ export interface Dataplane {
   checkVxlan(v: VxlanObject | undefined, name: string): Promise<readonly string[]>;
   /** The underlay addresses the device's FDB sends to now ([] without the device). */
   readVxlanPeers(name: string): Promise<readonly string[]>;
+
+  // ----- truss.egress.via: policy routing (ip rules + reserved tables, proto 116) -----
+
+  /**
+   * Make truss's policy-routing rules and reserved tables exactly `e` (other networks' rules and
+   * tables, and foreign ones, are never touched). Each network is programmed on its own: one
+   * network's failure (e.g. its next hop is unreachable) does not keep the others back.
+   */
+  ensureEgress(e: EgressObject): Promise<void>;
+  /** Problems between the kernel and `e` ([] when it matches; leftovers count). */
+  checkEgress(e: EgressObject): Promise<readonly string[]>;
 }
 
 export interface WireguardPeerStatus {

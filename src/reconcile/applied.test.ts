@@ -29,4 +29,18 @@ describe('AppliedSet', () => {
     assert.deepEqual(s.names(), ['a']);
     assert.equal(s.size, 1);
   });
+
+  it('diff: what needs applying and what is stale, adopting equal new objects', () => {
+    const s = new AppliedSet<ReturnType<typeof veth>>();
+    const a = veth('a');
+    s.set(a);
+    s.set(veth('b'));
+    const a2 = veth('a', 1500, true); // Join: only `joined` differs
+    const c = veth('c');
+    const d = s.diff([a2, c]);
+    assert.deepEqual(d.changed, [c]);
+    assert.deepEqual(d.stale, ['b']);
+    assert.equal(s.current(a2), true);
+    assert.deepEqual(s.diff([a2, veth('b')]), { changed: [], stale: [] });
+  });
 });

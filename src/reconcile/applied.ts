@@ -33,7 +33,27 @@ export class AppliedSet<T extends { readonly name: string }> {
   /** true when `obj` (or an equal object) is what was last applied under its name */
   current(obj: T): boolean {
     const a = this.#byName.get(obj.name);
-    return a !== undefined && (a.obj === obj || a.fp === fingerprint(obj));
+    if (a === undefined) return false;
+    if (a.obj === obj) return true;
+    if (a.fp !== fingerprint(obj)) return false;
+    // why: an equal new object (Join only flips `joined`; a fresh read makes new objects) is adopted,
+    // so the next pass decides on identity again instead of comparing strings
+    this.#byName.set(obj.name, { obj, fp: a.fp });
+    return true;
+  }
+
+  /**
+   * One look at the wanted list: the objects that need applying, and the names applied but no
+   * longer wanted. When every applied name is still wanted (the usual pass) no set is built.
+   */
+  diff(wanted: readonly T[]): { readonly changed: T[]; readonly stale: string[] } {
+    const changed: T[] = [];
+    let present = 0;
+    for (const o of wanted) {
+      if (this.#byName.has(o.name)) present++;
+      if (!this.current(o)) changed.push(o);
+    }
+    return { changed, stale: present === this.#byName.size ? [] : this.stale(wanted) };
   }
 
   set(obj: T): void {

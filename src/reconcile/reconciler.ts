@@ -5,8 +5,8 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes), then
- * removals veths -> bridges. Failures keep the
+ * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes) -> egress
+ * (truss.egress.via policy routing: its routes need the bridges), then removals veths -> bridges. Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
 
@@ -28,6 +28,7 @@ import {
   type VethObject,
   withVxlanGuard,
 } from '../core/desired.ts';
+import { computeEgress } from '../core/egress.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
@@ -92,6 +93,8 @@ const POLICY_TABLE_KEY = 'policy-table';
 const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
+/** truss.egress.via: every network's policy-routing rules and table, one whole object */
+export const EGRESS_KEY = 'egress';
 export const vethKey = (name: string): string => `veth:${name}`;
 export { FIREWALL_KEY };
 
@@ -190,12 +193,14 @@ export class Reconciler {
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
-    if (intent.cluster === 'pending') return [...plan.problems, ...fw, ...pol.problems, 'cluster store not synced yet'];
+    const eg = await this.#deps.dataplane.checkEgress(computeEgress(intent.networks));
+    if (intent.cluster === 'pending')
+      return [...plan.problems, ...fw, ...pol.problems, ...eg, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...vx, ...routes];
+    return [...plan.problems, ...fw, ...pol.problems, ...eg, ...wg, ...vx, ...routes];
   }
 
   /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
@@ -275,6 +280,7 @@ export class Reconciler {
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
     changes += await this.#cluster(intent, full);
+    changes += await this.#egress(intent, full);
     for (const r of plan.remove) {
       const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
       const run =
@@ -305,15 +311,16 @@ export class Reconciler {
   }
 
   #incrementalPlan(desired: DesiredKernel): ReturnType<typeof planLinks> {
-    // veths before bridges: a bridge goes last
-    const remove = [
-      ...this.#veths.stale(desired.veths).map((name) => ({ name, kind: 'veth' })),
-      ...this.#bridges.stale(desired.bridges).map((name) => ({ name, kind: 'bridge' })),
-    ];
+    const bridges = this.#bridges.diff(desired.bridges);
+    const veths = this.#veths.diff(desired.veths);
     return {
-      ensureBridges: desired.bridges.filter((b) => !this.#bridges.current(b)),
-      ensureVeths: desired.veths.filter((v) => !this.#veths.current(v)),
-      remove,
+      ensureBridges: bridges.changed,
+      ensureVeths: veths.changed,
+      // veths before bridges: a bridge goes last
+      remove: [
+        ...veths.stale.map((name) => ({ name, kind: 'veth' })),
+        ...bridges.stale.map((name) => ({ name, kind: 'bridge' })),
+      ],
       problems: [],
       orphans: [],
     };
@@ -445,6 +452,27 @@ export class Reconciler {
       if (await this.#apply(ROUTES_KEY, d.routes, () => dp.ensureRoutes(d.routes))) changes++;
     }
     return changes;
+  }
+
+  /** Policy routing (truss.egress.via): converged when it changed, checked and repaired on full passes. */
+  async #egress(intent: Intent, full: boolean): Promise<number> {
+    const want = computeEgress(intent.networks);
+    const json = want.networks.length === 0 ? ABSENT : JSON.stringify(want);
+    const prev = this.#applied.get(EGRESS_KEY); // undefined: nothing programmed since start-up
+    let need = prev !== json;
+    if (!full && prev === undefined && json === ABSENT) need = false;
+    if (full && !need) {
+      const problems = await this.#deps.dataplane.checkEgress(want);
+      for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
+      need = problems.length > 0;
+    }
+    if (!need) return 0;
+    if (await this.#attempt(EGRESS_KEY, () => this.#deps.dataplane.ensureEgress(want))) {
+      this.#applied.set(EGRESS_KEY, json);
+      return 1;
+    }
+    this.#applied.set(EGRESS_KEY, 'failed'); // retried, and removed when it is no longer wanted
+    return 0;
   }
 
   async #apply(key: string, obj: unknown, run: () => Promise<void>): Promise<boolean> {

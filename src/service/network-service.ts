@@ -4,6 +4,7 @@
  * its own intent again (Docker will not call Delete for it) and reports the cause.
  * Deletes of unknown things succeed. Nothing here touches the kernel.
  */
+import { checkEgressVia, egressTableClash } from '../core/egress.ts';
 import { errors, isTrussError } from '../core/errors.ts';
 import { formatIp, type Prefix, parsePrefix, prefixContains, prefixesOverlap } from '../core/ip.ts';
 import type { EndpointSpec, IpamData, NetworkSpec } from '../core/model.ts';
@@ -28,7 +29,7 @@ import type {
   NetworkDriverService,
 } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
-import { bridgeKey, FIREWALL_KEY, policyKey, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
+import { bridgeKey, EGRESS_KEY, FIREWALL_KEY, policyKey, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
 import { Mutex } from './mutex.ts';
 
@@ -102,7 +103,9 @@ export class NetworkService implements NetworkDriverService {
       options: input.generic,
       ...(opts.ingress !== undefined ? { ingress: opts.ingress } : {}),
       ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
+      ...(opts.egressVia !== undefined ? { egressVia: opts.egressVia } : {}),
     };
+    if (spec.egressVia) checkEgressVia(spec.egressVia, spec, spec.cluster !== undefined);
     if (spec.cluster) await this.#joinCluster(spec);
     const revision = await this.#lock
       .run(async () => {
@@ -112,14 +115,19 @@ export class NetworkService implements NetworkDriverService {
             throw errors.networkConflict(`network ${shortId(spec.id)} already exists with other settings`);
           return 0; // a replay: make sure it is programmed
         }
-        for (const other of await this.#d.repo.listNetworks()) this.#checkNoClash(spec, [...v4, ...v6], other);
+        for (const other of await this.#d.repo.listNetworks()) {
+          this.#checkNoClash(spec, [...v4, ...v6], other);
+          const clash = egressTableClash(spec, other);
+          if (clash) throw errors.networkConflict(clash);
+        }
         return this.#d.repo.createNetwork(spec);
       })
       .catch(async (e: unknown) => {
         if (spec.cluster) await this.#leaveIfLast(spec.cluster.name); // joined above for nothing
         throw e;
       });
-    await this.#programOrUndo(revision, [bridgeKey(spec.bridge), FIREWALL_KEY], async () => {
+    const keys = [bridgeKey(spec.bridge), FIREWALL_KEY, ...(spec.egressVia ? [EGRESS_KEY] : [])];
+    await this.#programOrUndo(revision, keys, async () => {
       if (revision === 0) return 0;
       const undone = await this.#d.repo.deleteNetwork(spec.id);
       if (spec.cluster) await this.#leaveIfLast(spec.cluster.name);

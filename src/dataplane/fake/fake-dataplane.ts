@@ -17,6 +17,7 @@
  */
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
+import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
 import type { Dataplane, ObservedLink, PolicyCheck, PolicyCounter, WireguardPeerStatus } from '../../core/ports.ts';
@@ -57,6 +58,8 @@ export class FakeDataplane implements Dataplane {
   wireguard: WireguardObject | undefined;
   vxlan: VxlanObject | undefined;
   routes: RouteObject[] = [];
+  /** truss.egress.via: each network's table and rules as last ensured, by table id */
+  readonly egress = new Map<number, EgressNetwork>();
   readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '0']]);
   /** table inet truss_policy exists */
   policyTable = false;
@@ -339,6 +342,22 @@ export class FakeDataplane implements Dataplane {
     if (!v) return this.vxlan ? [`VXLAN device ${name} exists but no cluster network needs it`] : [];
     if (!this.vxlan) return [`VXLAN device ${v.name} is missing`];
     return JSON.stringify(this.vxlan) === JSON.stringify(v) ? [] : [`VXLAN device ${v.name} differs`];
+  }
+
+  async ensureEgress(e: EgressObject): Promise<void> {
+    this.#enter('ensureEgress', e);
+    this.egress.clear();
+    for (const n of e.networks) this.egress.set(n.table, clone(n));
+  }
+
+  async checkEgress(e: EgressObject): Promise<readonly string[]> {
+    this.#enter('checkEgress', e);
+    const want = new Map(e.networks.map((n) => [n.table, n]));
+    const problems = e.networks
+      .filter((n) => JSON.stringify(this.egress.get(n.table)) !== JSON.stringify(n))
+      .map((n) => `egress table ${n.table} of network ${shortId(n.networkId)} is missing or differs`);
+    for (const t of this.egress.keys()) if (!want.has(t)) problems.push(`egress table ${t} is not wanted`);
+    return problems;
   }
 
   async readVxlanPeers(name: string): Promise<readonly string[]> {

@@ -75,6 +75,32 @@ describe('firewall (kernel)', () => {
     assert.deepEqual(fwd, ['-P FORWARD DROP', JUMP, '-A FORWARD -i docker0 -j ACCEPT']);
   });
 
+  it('moves the jump back on top when rules were inserted above it (what dockerd does per network)', async () => {
+    await ns.must(['iptables', '-w', '-I', 'FORWARD', '1', '-o', 'docker0', '-j', 'ACCEPT']);
+    assert.deepEqual(await dp.checkFirewall(f), [
+      "iptables jump '-A FORWARD -j TRUSS-FORWARD' is not on top of FORWARD (first, or right after -j DOCKER-USER)",
+    ]);
+    await dp.applyFirewall(f);
+    const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD'));
+    assert.deepEqual(fwd, [JUMP, '-A FORWARD -o docker0 -j ACCEPT', '-A FORWARD -i docker0 -j ACCEPT']);
+    assert.deepEqual(await dp.checkFirewall(f), []);
+  });
+
+  it("leaves the jump right after Docker's DOCKER-USER jump, and goes back there (not above it)", async () => {
+    await ns.must(['iptables', '-w', '-N', 'DOCKER-USER']);
+    await ns.must(['iptables', '-w', '-I', 'FORWARD', '1', '-j', 'DOCKER-USER']);
+    assert.deepEqual(await dp.checkFirewall(f), [], 'what libnetwork does on every network create is not drift');
+    await ns.must(['iptables', '-w', '-I', 'FORWARD', '2', '-o', 'docker0', '-j', 'ACCEPT']);
+    assert.equal((await dp.checkFirewall(f)).length, 1);
+    await dp.applyFirewall(f);
+    const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD'));
+    assert.deepEqual(fwd.slice(0, 3), ['-A FORWARD -j DOCKER-USER', JUMP, '-A FORWARD -o docker0 -j ACCEPT']);
+    assert.deepEqual(await dp.checkFirewall(f), []);
+    await ns.must(['iptables', '-w', '-D', 'FORWARD', '-j', 'DOCKER-USER']);
+    await ns.must(['iptables', '-w', '-D', 'FORWARD', '-o', 'docker0', '-j', 'ACCEPT']);
+    await ns.must(['iptables', '-w', '-X', 'DOCKER-USER']);
+  });
+
   it('notices drift behind its back and apply repairs it', async () => {
     await ns.must(['nft', 'delete', 'table', 'inet', 'truss']);
     assert.deepEqual(await dp.checkFirewall(f), ['nft table inet truss is missing']);

@@ -34,6 +34,19 @@ const LISTING = [
   '',
 ].join('\n');
 
+// The same after dockerd created a bridge network: its jumps and that network's rules went on top.
+const DOCKER_ON_TOP = [
+  '-P FORWARD DROP',
+  '-N DOCKER-USER',
+  '-N TRUSS-FORWARD',
+  '-A FORWARD -j DOCKER-USER',
+  '-A FORWARD -j DOCKER-ISOLATION-STAGE-1',
+  '-A FORWARD -o br-0123456789ab -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  '-A FORWARD -j TRUSS-FORWARD',
+  ...RULES,
+  '',
+].join('\n');
+
 describe('iptables shim', () => {
   it('detects the backend from iptables -V', () => {
     assert.equal(parseBackend('iptables v1.8.9 (nf_tables)\n'), 'nf_tables');
@@ -46,36 +59,63 @@ describe('iptables shim', () => {
   });
 
   it('parses our chain, its rules and the jump count out of iptables -S', () => {
-    assert.deepEqual(parseShimState(LISTING), { chainExists: true, jumps: 1, rules: RULES });
-    assert.deepEqual(parseShimState('-P FORWARD DROP\n'), { chainExists: false, jumps: 0, rules: [] });
+    assert.deepEqual(parseShimState(LISTING), {
+      chainExists: true,
+      jumps: 1,
+      jumpOnTop: true,
+      insertAt: 2,
+      rules: RULES,
+    });
+    assert.deepEqual(parseShimState('-P FORWARD DROP\n'), {
+      chainExists: false,
+      jumps: 0,
+      jumpOnTop: false,
+      insertAt: 1,
+      rules: [],
+    });
+    assert.equal(parseShimState(DOCKER_ON_TOP).jumpOnTop, false);
+    assert.equal(parseShimState(DOCKER_ON_TOP).insertAt, 2, 'back right after DOCKER-USER');
+    // libnetwork moves DOCKER-USER to the top on every network create (truss's too): that is on top
+    const userOnTop = ['-N TRUSS-FORWARD', '-A FORWARD -j DOCKER-USER', '-A FORWARD -j TRUSS-FORWARD', ''].join('\n');
+    assert.equal(parseShimState(userOnTop).jumpOnTop, true);
   });
 
-  it('inserts the jump at position 1 only when absent, and removes duplicates', () => {
-    const fresh = renderShimRestore(f, { chainExists: false, jumps: 0, rules: [] });
+  it('puts the jump on top (after a first DOCKER-USER jump) when absent, duplicated or lower; leaves it alone on top', () => {
+    const fresh = renderShimRestore(f, { chainExists: false, jumps: 0, jumpOnTop: false, insertAt: 1, rules: [] });
     assert.equal(
       fresh,
       ['*filter', ':TRUSS-FORWARD - [0:0]', ...RULES, '-I FORWARD 1 -j TRUSS-FORWARD', 'COMMIT', ''].join('\n'),
     );
     const present = renderShimRestore(f, parseShimState(LISTING));
     assert.doesNotMatch(present, /FORWARD 1/);
-    const triple = renderShimRestore(f, { chainExists: true, jumps: 3, rules: [] });
-    assert.equal(triple.match(/-D FORWARD -j TRUSS-FORWARD/g)?.length, 2);
+    assert.doesNotMatch(present, /-D FORWARD/);
+    const triple = renderShimRestore(f, { chainExists: true, jumps: 3, jumpOnTop: true, insertAt: 1, rules: [] });
+    assert.equal(triple.match(/-D FORWARD -j TRUSS-FORWARD/g)?.length, 3);
+    assert.match(triple, /-I FORWARD 1 -j TRUSS-FORWARD\nCOMMIT/);
+    const moved = renderShimRestore(f, parseShimState(DOCKER_ON_TOP));
+    assert.match(moved, /-D FORWARD -j TRUSS-FORWARD\n-I FORWARD 2 -j TRUSS-FORWARD\nCOMMIT/);
   });
 
   it('removes jumps and chain, and nothing when nothing is there', () => {
     assert.equal(
-      renderShimRemoval({ chainExists: true, jumps: 2, rules: [] }),
+      renderShimRemoval({ chainExists: true, jumps: 2, jumpOnTop: true, insertAt: 1, rules: [] }),
       '*filter\n-D FORWARD -j TRUSS-FORWARD\n-D FORWARD -j TRUSS-FORWARD\n-F TRUSS-FORWARD\n-X TRUSS-FORWARD\nCOMMIT\n',
     );
-    assert.equal(renderShimRemoval({ chainExists: false, jumps: 0, rules: [] }), undefined);
+    assert.equal(
+      renderShimRemoval({ chainExists: false, jumps: 0, jumpOnTop: false, insertAt: 1, rules: [] }),
+      undefined,
+    );
   });
 
   it('reports missing chain, wrong jump count and different content', () => {
     assert.deepEqual(diffShim(f, parseShimState(LISTING), 4), []);
-    assert.deepEqual(diffShim(f, { chainExists: false, jumps: 0, rules: [] }, 6), [
+    assert.deepEqual(diffShim(f, { chainExists: false, jumps: 0, jumpOnTop: false, insertAt: 1, rules: [] }, 6), [
       'ip6tables chain TRUSS-FORWARD is missing',
     ]);
-    const drift = diffShim(f, { chainExists: true, jumps: 2, rules: RULES.slice(1) }, 4);
+    assert.deepEqual(diffShim(f, parseShimState(DOCKER_ON_TOP), 4), [
+      "iptables jump '-A FORWARD -j TRUSS-FORWARD' is not on top of FORWARD (first, or right after -j DOCKER-USER)",
+    ]);
+    const drift = diffShim(f, { chainExists: true, jumps: 2, jumpOnTop: true, insertAt: 1, rules: RULES.slice(1) }, 4);
     assert.equal(drift.length, 2);
     assert.match(drift[0] ?? '', /present 2 times/);
     assert.match(drift[1] ?? '', /differs: expected 2 rules, found 1/);

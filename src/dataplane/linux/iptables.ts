@@ -8,7 +8,15 @@
  *
  * Ownership: our own chain TRUSS-FORWARD (naming.IPT_CHAIN) in the filter table, replaced
  * wholesale with `iptables-restore --noflush` (declaring `:CHAIN` flushes it), plus exactly
- * one `-A FORWARD -j TRUSS-FORWARD`, inserted at position 1 when absent. Only the backend
+ * one `-A FORWARD -j TRUSS-FORWARD`, kept on top: first, or right after Docker's
+ * `-j DOCKER-USER` when that is first. Position matters per packet: dockerd inserts its own jumps
+ * (DOCKER-ISOLATION-STAGE-1, ...) and 4 rules per bridge network at the top of FORWARD whenever
+ * it starts or creates a bridge network, which pushed our jump down, so every truss packet was
+ * tested against all of them before reaching its accept (measured: 2 + 4 per Docker network more
+ * rule evaluations than a Docker bridge packet). A jump found lower is drift: the next full pass
+ * moves it back. DOCKER-USER is the exception because it is the admin's hook, which Docker puts
+ * back on top on every network create of any driver (truss's too): going above it would bypass
+ * the admin's rules and fight dockerd after each `docker network create`. Only the backend
  * the host's `iptables` uses (nf_tables or legacy) is touched: mixing them splits the
  * ruleset and Docker would not see ours. ip6tables likewise, when its filter table exists.
  */
@@ -34,6 +42,7 @@ export interface IptTools {
 }
 
 const JUMP = `-A FORWARD -j ${IPT_CHAIN}`;
+const DOCKER_USER_JUMP = '-A FORWARD -j DOCKER-USER';
 
 /** Pure: the backend from `iptables -V` ("iptables v1.8.9 (nf_tables)" / "(legacy)"); old versions print neither. */
 export function parseBackend(versionText: string): IptBackend {
@@ -87,15 +96,23 @@ export interface ShimState {
   readonly chainExists: boolean;
   /** how many `-A FORWARD -j TRUSS-FORWARD` rules there are */
   readonly jumps: number;
+  /** whether that jump is on top: first, or right after a first `-j DOCKER-USER` */
+  readonly jumpOnTop: boolean;
+  /** where the jump goes back (with every copy removed first): 2 after a first DOCKER-USER jump, else 1 */
+  readonly insertAt: 1 | 2;
   readonly rules: readonly string[];
 }
 
 /** Pure: our part of `iptables -S` (filter table). */
 export function parseShimState(listing: string): ShimState {
   const lines = listing.split('\n').map((l) => l.trim());
+  const forward = lines.filter((l) => l.startsWith('-A FORWARD '));
+  const userFirst = forward.find((l) => l !== JUMP) === DOCKER_USER_JUMP;
   return {
     chainExists: lines.includes(`-N ${IPT_CHAIN}`),
     jumps: lines.filter((l) => l === JUMP).length,
+    jumpOnTop: forward[0] === JUMP || (forward[0] === DOCKER_USER_JUMP && forward[1] === JUMP),
+    insertAt: userFirst ? 2 : 1,
     rules: lines.filter((l) => l.startsWith(`-A ${IPT_CHAIN} `)),
   };
 }
@@ -103,8 +120,12 @@ export function parseShimState(listing: string): ShimState {
 /** Pure: the iptables-restore --noflush input that makes the shim match `f`, given what exists. */
 export function renderShimRestore(f: FirewallObject, state: ShimState): string {
   const lines = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...renderShimRules(f)];
-  if (state.jumps === 0) lines.push(`-I FORWARD 1 -j ${IPT_CHAIN}`);
-  for (let i = 1; i < state.jumps; i++) lines.push(`-D FORWARD -j ${IPT_CHAIN}`);
+  if (state.jumps !== 1 || !state.jumpOnTop) {
+    // absent, duplicated or pushed down by dockerd: one jump on top, in the same transaction
+    // (all copies go: -D removes the first match, which may be the one already on top)
+    for (let i = 0; i < state.jumps; i++) lines.push(`-D FORWARD -j ${IPT_CHAIN}`);
+    lines.push(`-I FORWARD ${state.insertAt} -j ${IPT_CHAIN}`);
+  }
   return `${[...lines, 'COMMIT'].join('\n')}\n`;
 }
 
@@ -125,6 +146,9 @@ export function diffShim(f: FirewallObject, state: ShimState, family: 4 | 6): st
   if (!state.chainExists) return [`${tool} chain ${IPT_CHAIN} is missing`];
   const problems: string[] = [];
   if (state.jumps !== 1) problems.push(`${tool} jump '${JUMP}' is present ${state.jumps} times, expected once`);
+  else if (!state.jumpOnTop) {
+    problems.push(`${tool} jump '${JUMP}' is not on top of FORWARD (first, or right after -j DOCKER-USER)`);
+  }
   const want = renderShimRules(f).map(unquote);
   const have = state.rules.map(unquote);
   if (want.join('\n') !== have.join('\n')) {

@@ -9,6 +9,7 @@ import { errors } from '../../core/errors.ts';
 import type { Dataplane, ObservedLink } from '../../core/ports.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
+import * as egress from './egress.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
 import * as ipt from './iptables.ts';
 import { ensureIpv6Forwarding } from './ipv6-forwarding.ts';
@@ -188,6 +189,11 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removeVxlan: (name) => vx.removeVxlan(exec, name, opts.log),
     checkVxlan: (v, name) => vx.checkVxlan(exec, v ? toVxlan(v) : undefined, name),
     readVxlanPeers: (name) => vx.readVxlanPeers(exec, name),
+    async ensureEgress(e) {
+      const ran = await egress.ensureEgress(exec, e);
+      if (ran.length > 0) opts.log?.debug('egress changed', { lines: ran });
+    },
+    checkEgress: (e) => egress.checkEgress(exec, e),
     underlayTowards: (ip) => rt.underlayTowards(exec, ip),
     linkWithAddress: (address) => rt.linkWithAddress(exec, address),
     renderFirewall: render,

@@ -46,8 +46,8 @@ const GOLDEN_TWO = `table inet truss {
 
 	chain forward {
 		type filter hook forward priority filter - 10; policy accept;
-		iifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"
 		ct state established,related accept comment "truss: replies of allowed flows"
+		iifname != @bridges oifname != @bridges accept comment "truss: not truss traffic"
 		iifname vmap @egress comment "truss: from a truss network: its own chain"
 		iifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"
 		oifname @bridges drop comment "truss: new flows into a truss network from elsewhere"
