@@ -43,8 +43,10 @@ export function countSyns(stdout: string, stderr: string): SynCounts {
  * Starts counting SYNs to `ports` in the network namespace of process `pid` (a container's
  * init); resolves once tcpdump listens. Always stop() it (try/finally).
  */
-export async function captureSyns(pid: number, ports: readonly number[]): Promise<SynCapture> {
-  const filter = `tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and (${ports.map((p) => `dst port ${p}`).join(' or ')})`;
+export async function captureSyns(pid: number, ports: readonly number[], family: 4 | 6 = 4): Promise<SynCapture> {
+  // why ip6[53]: BPF's tcp[] offsets are IPv4-only; byte 53 is the TCP flags after a bare 40-byte IPv6 header
+  const syn = family === 4 ? 'tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn' : 'ip6 and tcp and ip6[53] & 0x12 == 0x02';
+  const filter = `${syn} and (${ports.map((p) => `dst port ${p}`).join(' or ')})`;
   const argv = ['--target', String(pid), '--net', '--', 'tcpdump', '-i', 'any', '-n', '-l', '-p', '--immediate-mode'];
   const child: ChildProcess = spawn('nsenter', [...argv, filter], {
     env: { ...process.env, PATH: CHILD_PATH },

@@ -1,7 +1,7 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
  * tr[bvcf]* (trf: an endpoint's ifb for bandwidth limits) or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
- * truss`, `inet truss_policy` and `inet truss_ports` nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
+ * truss`, `inet truss_policy`, `inet truss_ports` and `bridge truss` (RA guard) nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
  * in iptables/ip6tables, routes and `ip rule`s with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
  */
@@ -14,6 +14,9 @@ import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
 /** truss's nft tables (family inet): the network firewall, the port policy and the published ports. */
 export const TRUSS_NFT_TABLES = ['truss', 'truss_policy', 'truss_ports'] as const;
 
+/** truss's bridge-family table: the RA guard (src/dataplane/linux/ra-guard.ts). */
+export const TRUSS_BRIDGE_NFT_TABLE = 'truss';
+
 /** truss's route protocol (rtm_protocol) number: TRUSS_ROUTE_PROTO in src/dataplane/linux/routes.ts. */
 export const TRUSS_ROUTE_PROTO = 116;
 
@@ -21,8 +24,8 @@ export const TRUSS_ROUTE_PROTO = 116;
 export const isTrussWireguardGo = (p: ProcInfo): boolean => /(^|\/)wireguard-go\s+(?:-f\s+)?tr/.test(p.cmdline);
 
 /** Whether `nft list table inet <table>` finds the table in the namespace at netnsPath. */
-export async function nftTableExists(table: string, netnsPath?: string): Promise<boolean> {
-  const argv = ['nft', 'list', 'table', 'inet', table];
+export async function nftTableExists(table: string, netnsPath?: string, family = 'inet'): Promise<boolean> {
+  const argv = ['nft', 'list', 'table', family, table];
   return (await run(netnsPath ? inNetns(netnsPath, argv) : argv)).code === 0;
 }
 
@@ -41,6 +44,9 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
   }
   for (const table of TRUSS_NFT_TABLES) {
     if (await nftTableExists(table, netnsPath)) found.push(`nft table inet ${table}`);
+  }
+  if (await nftTableExists(TRUSS_BRIDGE_NFT_TABLE, netnsPath, 'bridge')) {
+    found.push(`nft table bridge ${TRUSS_BRIDGE_NFT_TABLE}`);
   }
   for (const bin of ['iptables', 'ip6tables']) {
     const tool = existsSync(`/usr/sbin/${bin}-nft`) ? `${bin}-nft` : bin;

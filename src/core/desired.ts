@@ -13,6 +13,7 @@
 
 import { type ShaperObject, shaperFor } from './bandwidth.ts';
 import { WG_DEVICE } from './cluster/desired.ts';
+import { eui64LinkLocal } from './link-local.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
 import { policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
@@ -82,7 +83,7 @@ export interface PolicyObject {
   readonly name: string;
   readonly endpointId: string;
   readonly networkId: string;
-  /** bare IPs of the endpoint (v4 and/or v6) */
+  /** bare IPs of the endpoint (v4 and/or v6, and its EUI-64 link-local address) */
   readonly addresses: readonly string[];
   readonly rules: IngressPolicy;
 }
@@ -159,7 +160,9 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     joined: e.sandboxKey !== undefined,
   };
   const rules = e.sandboxKey === undefined ? undefined : effectiveIngress(n, e, runtime);
-  const addresses = [...bare(e.ipv4), ...bare(e.ipv6)];
+  // the link-local address too: it would otherwise be a way around the policy (link-local.ts)
+  const ll = eui64LinkLocal(e.mac);
+  const addresses = [...bare(e.ipv4), ...bare(e.ipv6), ...(ll === undefined ? [] : [ll])];
   const policy =
     rules !== undefined && addresses.length > 0
       ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }

@@ -60,7 +60,8 @@ describe('port policy through the services', () => {
     await u.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
     const e = await u.join(1);
     assert.deepEqual(chains(u.dp), [`ep_${e.slice(0, 12)}`]);
-    assert.deepEqual(u.dp.policies.get(`ep_${e.slice(0, 12)}`)?.addresses, ['198.18.1.11']);
+    // its link-local address (EUI-64 of its MAC 02:5e:c6:12:01:0b) is policed too
+    assert.deepEqual(u.dp.policies.get(`ep_${e.slice(0, 12)}`)?.addresses, ['198.18.1.11', 'fe80::5e:c6ff:fe12:10b']);
   });
 
   it('a per-container driver-opt replaces the network policy', async () => {

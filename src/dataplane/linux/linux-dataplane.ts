@@ -13,10 +13,12 @@ import * as dnat from './dnat.ts';
 import * as egress from './egress.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
 import * as ipt from './iptables.ts';
+import { ensureIpv6Forwarding } from './ipv6-forwarding.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
 import * as nft from './nft.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
+import * as raGuard from './ra-guard.ts';
 import * as rt from './routes.ts';
 import * as shaper from './shaper.ts';
 import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
@@ -117,12 +119,15 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     ensureVeth: (v) => veth.ensureVeth(exec, v),
     removeVeth: (name) => veth.removeVeth(exec, name, opts.log),
     async checkFirewall(f) {
-      const problems = await nft.checkNft(exec, await render(f));
+      const problems = [...(await nft.checkNft(exec, await render(f))), ...(await raGuard.checkRaGuard(exec))];
       const t = await iptTools();
       return t ? [...problems, ...(await ipt.checkShim(exec, t, f))] : problems;
     },
     async applyFirewall(f) {
-      await nft.applyNft(exec, await render(f));
+      // one nft transaction for both tables (ra-guard.ts): they change together, one process
+      await exec.run('nft', ['-f', '-'], {
+        stdin: nft.renderNftTransaction(await render(f)) + raGuard.renderRaGuardTransaction(raGuard.renderRaGuard()),
+      });
       const t = await iptTools();
       if (t) await ipt.applyShim(exec, t, f);
     },
@@ -130,9 +135,13 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const t = await iptTools();
       if (t) await ipt.removeShim(exec, t);
       await nft.removeNft(exec);
+      await raGuard.removeRaGuard(exec);
     },
     async ensureSysctls(f) {
       await ensureFirewallSysctls(exec, f);
+      const v6 = await ensureIpv6Forwarding(exec, f, () => uplinks(f));
+      if (v6.raised)
+        opts.log?.warn('raised net.ipv6.conf.all.forwarding to 1 (host-wide)', { acceptRa2: v6.acceptRa2 });
     },
     checkPolicies: (desired) => checkPolicies(exec, desired),
     async ensurePolicy(p) {

@@ -70,6 +70,7 @@ const GOLDEN_TWO = `table inet truss {
 	chain postrouting {
 		type nat hook postrouting priority srcnat + 10; policy accept;
 		ip saddr 198.18.1.0/24 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"
+		ip6 saddr fd00:1::/64 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"
 	}
 }
 `;
@@ -95,7 +96,7 @@ describe('renderNftRuleset', () => {
     assert.match(text, /set uplinks \{\n\t\ttype ifname\n\t\telements = \{ "br0", "lan" \}\n\t\}/);
   });
 
-  it('masquerades every v4 subnet of a NAT network (network address, canonical), none of a non-NAT one', () => {
+  it('masquerades every v4 and v6 subnet of a NAT network (network address, canonical), none of a non-NAT one', () => {
     const text = renderNftRuleset({
       networks: [
         { ...netA, subnets4: ['198.18.4.0/24', '198.18.5.0/24'] },
@@ -106,7 +107,27 @@ describe('renderNftRuleset', () => {
     assert.deepEqual(nat, [
       '\t\tip saddr 198.18.4.0/24 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"',
       '\t\tip saddr 198.18.5.0/24 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"',
+      '\t\tip6 saddr fd00:1::/64 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"',
     ]);
+  });
+
+  it('an IPv6-only network (Docker 28, no IPv4 pool) gets only the v6 masquerade, no ip rule', () => {
+    const v6only = { ...netA, subnets4: [], subnets6: ['fd00:c4:0:0::/64'] };
+    const text = renderNftRuleset({ networks: [v6only] });
+    assert.doesNotMatch(text, /\bip saddr/);
+    assert.deepEqual(
+      text.split('\n').filter((l) => l.includes('masquerade')),
+      ['\t\tip6 saddr fd00:c4::/64 oifname != "trbaaaaaaaaaaaa" masquerade comment "net aaaaaaaaaaaa"'],
+    );
+  });
+
+  it('a v6 subnet of a non-NAT or internal network is not masqueraded', () => {
+    for (const n of [
+      { ...netA, nat: false },
+      { ...netA, internal: true },
+    ]) {
+      assert.doesNotMatch(renderNftRuleset({ networks: [n] }), /masquerade/);
+    }
   });
 
   it('refuses names and ids that could break out of the ruleset text', () => {

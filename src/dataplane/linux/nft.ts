@@ -125,10 +125,12 @@ function postroutingChain(networks: readonly FirewallNetwork[]): string[] {
   const rules = networks
     .filter((n) => n.nat && !n.internal)
     .flatMap((n) =>
-      n.subnets4.map((s) => {
+      // why v6 too: as Docker 27+ does for its bridges; ULA (fd00::/8) subnets are not routed
+      // back from outside, so without it a v6 network could only talk to the host
+      [...n.subnets4.map((s) => ['ip', s] as const), ...n.subnets6.map((s) => ['ip6', s] as const)].map(([fam, s]) => {
         // traffic to the same cluster network on other hosts keeps its container source
         const peer = (n.peerLinks ?? []).map((l) => ` oifname != ${q(checkIfName(l))}`).join('');
-        return `\t\tip saddr ${canonicalCidr(s)} oifname != ${q(checkIfName(n.bridge))}${peer} masquerade comment "net ${netTag(n)}"`;
+        return `\t\t${fam} saddr ${canonicalCidr(s)} oifname != ${q(checkIfName(n.bridge))}${peer} masquerade comment "net ${netTag(n)}"`;
       }),
     );
   return [
