@@ -11,6 +11,7 @@
  */
 
 import { WG_DEVICE } from './cluster/desired.ts';
+import { type GuardObject, guardFor } from './guard.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
 import { policyChainName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
@@ -82,12 +83,16 @@ export interface PolicyObject {
   readonly rules: IngressPolicy;
 }
 
+export type { GuardObject } from './guard.ts';
+
 export interface DesiredKernel {
   readonly bridges: readonly BridgeObject[];
   readonly veths: readonly VethObject[];
   readonly firewall: FirewallObject;
   /** sorted by name; only joined endpoints whose network or own option sets a policy */
   readonly policies: readonly PolicyObject[];
+  /** anti-spoofing per bridge port (core/guard.ts), from CreateEndpoint on; intent order */
+  readonly guards: readonly GuardObject[];
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
@@ -110,6 +115,7 @@ interface EndpointObjects {
   readonly runtime: NetworkPolicyRecord | undefined;
   readonly veth: VethObject;
   readonly policy: PolicyObject | undefined;
+  readonly guard: GuardObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -134,7 +140,7 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     rules !== undefined && addresses.length > 0
       ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }
       : undefined;
-  const objects = { net: n, runtime, veth, policy };
+  const objects = { net: n, runtime, veth, policy, guard: guardFor(n, e) };
   memo.set(e, objects);
   return objects;
 }
@@ -157,12 +163,14 @@ export function computeDesired(
     }))
     .sort(byName);
   const veths: VethObject[] = [];
+  const guards: GuardObject[] = [];
   for (const e of endpoints) {
     const n = nets.get(e.networkId);
     if (!n) continue; // an endpoint whose network is gone: nothing to build, GC removes it
     const derived = endpointObjects(n, e, runtime.get(n.id));
     veths.push(derived.veth);
     if (derived.policy) policies.push(derived.policy);
+    if (derived.guard) guards.push(derived.guard);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
@@ -180,5 +188,5 @@ export function computeDesired(
       }))
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall, policies };
+  return { bridges, veths, firewall, policies, guards };
 }

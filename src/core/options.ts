@@ -8,6 +8,7 @@
 
 import { isValidClusterName } from './cluster/model.ts';
 import { errors } from './errors.ts';
+import { OPT_ANTISPOOF } from './guard.ts';
 import { isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
@@ -18,8 +19,8 @@ export const OPT_NAT = 'truss.nat';
 export const OPT_CLUSTER = 'truss.cluster';
 export const OPT_ENCRYPT = 'truss.encrypt';
 
-export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS, OPT_CLUSTER, OPT_ENCRYPT];
-export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS];
+export const KNOWN_NETWORK_OPTIONS: readonly string[] = [OPT_NAT, OPT_INGRESS, OPT_CLUSTER, OPT_ENCRYPT, OPT_ANTISPOOF];
+export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS, OPT_ANTISPOOF];
 
 export const DEFAULT_MTU = 1500;
 export const MIN_MTU = 576;
@@ -96,6 +97,9 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   }
   // true: WireGuard between hosts; false: plain VXLAN (cheaper, for a trusted underlay)
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
+  // read from the stored -o map when the kernel is programmed (core/guard.ts); only checked here
+  const antispoofText = generic[OPT_ANTISPOOF];
+  if (antispoofText !== undefined) parseBool(OPT_ANTISPOOF, antispoofText);
   return {
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),
     mtuGiven: mtuText !== undefined && mtuText !== '',
@@ -116,5 +120,7 @@ export function parseEndpointOptions(options: Readonly<Record<string, unknown>>)
     raw[k] = v;
   }
   const ingressText = raw[OPT_INGRESS];
+  const antispoofText = raw[OPT_ANTISPOOF];
+  if (antispoofText !== undefined) parseBool(OPT_ANTISPOOF, antispoofText);
   return { raw, ...(ingressText !== undefined ? { ingress: parseIngress(OPT_INGRESS, ingressText) } : {}) };
 }

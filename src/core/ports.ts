@@ -4,7 +4,7 @@
  * types (camelCase); nothing here knows HTTP or the kernel.
  */
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
-import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from './desired.ts';
+import type { BridgeObject, FirewallObject, GuardObject, PolicyObject, VethObject } from './desired.ts';
 import type { IpamData } from './model.ts';
 
 // ---------- driver services (called by protocol/) ----------
@@ -215,6 +215,20 @@ export interface Dataplane {
   /** Packets/bytes denied per policy chain name, from the named counters. */
   readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>>;
 
+  // ----- anti-spoofing: table bridge truss_guard, set elements per guarded bridge port -----
+
+  /** Compare the installed guard table with `desired` (one listing). */
+  checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck>;
+  /**
+   * Guard one port in one nft transaction (table, sets and chain created when missing).
+   * `exact`: also delete elements on the port that are not `g`'s (after drift; reads the table).
+   */
+  ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void>;
+  /** Unguard a port; `applied` (the guard last ensured) spares reading the table; gone = success. */
+  removeGuard(port: string, applied?: GuardObject): Promise<void>;
+  /** Remove the whole guard table (no endpoint is guarded any more); gone = success. */
+  removeGuardTable(): Promise<void>;
+
   // ----- cluster networks: the WireGuard device and truss routes (proto 116) -----
 
   /** Create or converge the device and its peers (only changed peers are touched). */
@@ -255,6 +269,14 @@ export interface PolicyCheck {
   /** names of desired policies that are missing or differ */
   readonly drifted: readonly string[];
   /** names of policy chains installed but not desired */
+  readonly extra: readonly string[];
+  readonly problems: readonly string[];
+}
+
+export interface GuardCheck {
+  /** names (ports) of desired guards whose elements are missing or wrong */
+  readonly drifted: readonly string[];
+  /** ports with elements installed but no desired guard */
   readonly extra: readonly string[];
   readonly problems: readonly string[];
 }

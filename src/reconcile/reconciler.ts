@@ -5,7 +5,7 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall -> policies -> cluster (WireGuard, VXLAN, routes), then
+ * Order: bridges -> veths -> firewall -> policies -> guards -> cluster (WireGuard, VXLAN, routes), then
  * removals veths -> bridges. Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
@@ -24,6 +24,7 @@ import {
   computeDesired,
   type DesiredKernel,
   type FirewallObject,
+  type GuardObject,
   type PolicyObject,
   type VethObject,
   withVxlanGuard,
@@ -89,6 +90,8 @@ const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
 export const policyKey = (name: string): string => `policy:${name}`;
 const POLICY_TABLE_KEY = 'policy-table';
+export const guardKey = (port: string): string => `guard:${port}`;
+const GUARD_TABLE_KEY = 'guard-table';
 const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
@@ -102,6 +105,7 @@ export class Reconciler {
   readonly #bridges = new AppliedSet<BridgeObject>();
   readonly #veths = new AppliedSet<VethObject>();
   readonly #chains = new AppliedSet<PolicyObject>();
+  readonly #guards = new AppliedSet<GuardObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -190,12 +194,14 @@ export class Reconciler {
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
-    if (intent.cluster === 'pending') return [...plan.problems, ...fw, ...pol.problems, 'cluster store not synced yet'];
+    const guard = (await this.#deps.dataplane.checkGuards(desired.guards)).problems;
+    if (intent.cluster === 'pending')
+      return [...plan.problems, ...fw, ...pol.problems, ...guard, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
     const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
     const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
-    return [...plan.problems, ...fw, ...pol.problems, ...wg, ...vx, ...routes];
+    return [...plan.problems, ...fw, ...pol.problems, ...guard, ...wg, ...vx, ...routes];
   }
 
   /** The local kernel objects, the firewall with its VXLAN guard for the cluster as known. */
@@ -274,6 +280,7 @@ export class Reconciler {
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
+    changes += await this.#guardsStep(desired, full);
     changes += await this.#cluster(intent, full);
     for (const r of plan.remove) {
       const key = r.kind === 'bridge' ? bridgeKey(r.name) : vethKey(r.name);
@@ -375,6 +382,45 @@ export class Reconciler {
       if (await this.#attempt(policyKey(n), () => dp.removePolicy(n))) {
         this.#chains.delete(n);
         this.#status.delete(policyKey(n));
+        changes++;
+      }
+    }
+    return changes;
+  }
+
+  /** Anti-spoofing: one guard per port, applied on its own (set elements); the table goes with the last one. */
+  async #guardsStep(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    if (desired.guards.length === 0) {
+      const hadAny = this.#guards.size > 0 || this.#applied.get(GUARD_TABLE_KEY) !== ABSENT;
+      if (!full && !hadAny) return 0;
+      if (!(await this.#attempt(GUARD_TABLE_KEY, () => dp.removeGuardTable()))) return 0;
+      for (const n of this.#guards.names()) {
+        this.#guards.delete(n);
+        this.#status.delete(guardKey(n));
+      }
+      this.#applied.set(GUARD_TABLE_KEY, ABSENT);
+      return hadAny ? 1 : 0;
+    }
+    this.#applied.delete(GUARD_TABLE_KEY);
+    const stale = new Set(this.#guards.stale(desired.guards));
+    let drifted = new Set<string>();
+    if (full) {
+      const c = await dp.checkGuards(desired.guards);
+      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c.drifted);
+      for (const n of c.extra) stale.add(n);
+    }
+    let changes = 0;
+    for (const g of desired.guards) {
+      if (!drifted.has(g.name) && this.#guards.current(g)) continue;
+      const exact = drifted.has(g.name);
+      if (await this.#applyTo(this.#guards, guardKey(g.name), g, () => dp.ensureGuard(g, { exact }))) changes++;
+    }
+    for (const n of stale) {
+      if (await this.#attempt(guardKey(n), () => dp.removeGuard(n, this.#guards.get(n)))) {
+        this.#guards.delete(n);
+        this.#status.delete(guardKey(n));
         changes++;
       }
     }
@@ -491,6 +537,7 @@ export class Reconciler {
     for (const b of desired.bridges) if (this.#steady(bridgeKey(b.name), now)) this.#bridges.set(b);
     for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
     for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
+    for (const g of desired.guards) if (this.#steady(guardKey(g.name), now)) this.#guards.set(g);
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }

@@ -28,7 +28,7 @@ import type {
   NetworkDriverService,
 } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
-import { bridgeKey, FIREWALL_KEY, policyKey, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
+import { bridgeKey, FIREWALL_KEY, guardKey, policyKey, type Reconciler, vethKey } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
 import { Mutex } from './mutex.ts';
 
@@ -240,7 +240,8 @@ export class NetworkService implements NetworkDriverService {
       throw errors.endpointConflict(`endpoint ${shortId(spec.id)} already exists with other settings`);
     }
     const revision = existing ? 0 : await this.#d.repo.createEndpoint(spec);
-    await this.#programOrUndo(revision, [vethKey(spec.hostVeth)], async () =>
+    // the guard is waited for too: the container must never send unchecked (core/guard.ts)
+    await this.#programOrUndo(revision, [vethKey(spec.hostVeth), guardKey(spec.hostVeth)], async () =>
       revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id),
     );
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};

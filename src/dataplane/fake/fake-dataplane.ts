@@ -16,11 +16,20 @@
  * as the kernel map re-points it.
  */
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
-import type { BridgeObject, FirewallObject, PolicyObject, VethObject } from '../../core/desired.ts';
+import type { BridgeObject, FirewallObject, GuardObject, PolicyObject, VethObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
-import type { Dataplane, ObservedLink, PolicyCheck, PolicyCounter, WireguardPeerStatus } from '../../core/ports.ts';
+import type {
+  Dataplane,
+  GuardCheck,
+  ObservedLink,
+  PolicyCheck,
+  PolicyCounter,
+  WireguardPeerStatus,
+} from '../../core/ports.ts';
 import { KernelError } from '../linux/exec.ts';
+import { guardElements } from '../linux/guard.ts';
+import { checkIfName } from '../linux/links.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
 
@@ -64,6 +73,10 @@ export class FakeDataplane implements Dataplane {
   readonly policies = new Map<string, PolicyObject>();
   /** chain name -> denied counter; tests set values, ensure keeps them, remove drops them */
   readonly policyCounters: Record<string, PolicyCounter> = {};
+  /** table bridge truss_guard exists */
+  guardTable = false;
+  /** port -> the guard last ensured for it */
+  readonly guards = new Map<string, GuardObject>();
   #nextIndex = 2;
   readonly #faults = new Map<DataplaneMethod, unknown[]>();
   readonly #sticky = new Map<DataplaneMethod, unknown>();
@@ -293,6 +306,42 @@ export class FakeDataplane implements Dataplane {
   async readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
     this.#enter('readPolicyCounters', undefined);
     return this.policyTable ? clone(this.policyCounters) : {};
+  }
+
+  // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----
+
+  async checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck> {
+    this.#enter('checkGuards', desired);
+    if (!this.guardTable) {
+      const drifted = desired.map((g) => g.name);
+      return { drifted, extra: [], problems: drifted.length > 0 ? ['table bridge truss_guard is missing'] : [] };
+    }
+    const drifted = desired
+      .filter((g) => JSON.stringify(this.guards.get(g.name)) !== JSON.stringify(g))
+      .map((g) => g.name);
+    const wanted = new Set(desired.map((g) => g.name));
+    const extra = [...this.guards.keys()].filter((n) => !wanted.has(n)).sort();
+    const problems = [...drifted.map((n) => `guard ${n}: differs`), ...extra.map((n) => `guard ${n}: not desired`)];
+    return { drifted, extra, problems };
+  }
+
+  async ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void> {
+    this.#enter('ensureGuard', { g, exact: opts?.exact ?? false });
+    guardElements(g);
+    this.guardTable = true;
+    this.guards.set(g.name, clone(g));
+  }
+
+  async removeGuard(port: string, applied?: GuardObject): Promise<void> {
+    this.#enter('removeGuard', { port, applied: applied !== undefined });
+    checkIfName(port);
+    this.guards.delete(port);
+  }
+
+  async removeGuardTable(): Promise<void> {
+    this.#enter('removeGuardTable', undefined);
+    this.guardTable = false;
+    this.guards.clear();
   }
 
   // ----- cluster: one WireGuard device and truss routes, as plain objects -----

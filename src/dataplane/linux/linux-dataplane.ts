@@ -10,6 +10,7 @@ import type { Dataplane, ObservedLink } from '../../core/ports.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
+import * as guard from './guard.ts';
 import * as ipt from './iptables.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
 import * as nft from './nft.ts';
@@ -144,6 +145,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removePolicy: (name) => policy.removePolicy(exec, name),
     removePolicyTable: () => policy.removePolicyTable(exec),
     readPolicyCounters: () => policy.readPolicyCounters(exec),
+    checkGuards: (desired) => guard.checkGuards(exec, desired),
+    ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
+    removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),
+    removeGuardTable: () => guard.removeGuardTable(exec),
     async ensureWireguard(w) {
       const r = await wg.ensureWireguard(exec, toDevice(w));
       if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });
