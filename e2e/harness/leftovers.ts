@@ -1,7 +1,7 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
  * tr[bvc]* or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
- * truss` and `inet truss_policy` nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
+ * truss` and `inet truss_policy` nft tables, the `bridge truss_guard` table, the TRUSS-FORWARD chain (and FORWARD jumps to it)
  * in iptables/ip6tables, routes with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
  */
@@ -13,6 +13,8 @@ import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
 
 /** truss's nft tables (family inet): the network firewall and the port policy. */
 export const TRUSS_NFT_TABLES = ['truss', 'truss_policy'] as const;
+/** truss's nft tables of family bridge: anti-spoofing (src/dataplane/linux/guard.ts). */
+export const TRUSS_NFT_BRIDGE_TABLES = ['truss_guard'] as const;
 
 /** truss's route protocol (rtm_protocol) number: TRUSS_ROUTE_PROTO in src/dataplane/linux/routes.ts. */
 export const TRUSS_ROUTE_PROTO = 116;
@@ -21,8 +23,8 @@ export const TRUSS_ROUTE_PROTO = 116;
 export const isTrussWireguardGo = (p: ProcInfo): boolean => /(^|\/)wireguard-go\s+(?:-f\s+)?tr/.test(p.cmdline);
 
 /** Whether `nft list table inet <table>` finds the table in the namespace at netnsPath. */
-export async function nftTableExists(table: string, netnsPath?: string): Promise<boolean> {
-  const argv = ['nft', 'list', 'table', 'inet', table];
+export async function nftTableExists(table: string, netnsPath?: string, family = 'inet'): Promise<boolean> {
+  const argv = ['nft', 'list', 'table', family, table];
   return (await run(netnsPath ? inNetns(netnsPath, argv) : argv)).code === 0;
 }
 
@@ -41,6 +43,9 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
   }
   for (const table of TRUSS_NFT_TABLES) {
     if (await nftTableExists(table, netnsPath)) found.push(`nft table inet ${table}`);
+  }
+  for (const table of TRUSS_NFT_BRIDGE_TABLES) {
+    if (await nftTableExists(table, netnsPath, 'bridge')) found.push(`nft table bridge ${table}`);
   }
   for (const bin of ['iptables', 'ip6tables']) {
     const tool = existsSync(`/usr/sbin/${bin}-nft`) ? `${bin}-nft` : bin;
