@@ -100,6 +100,27 @@ describe('anti-spoofing (reconciler)', () => {
     assert.deepEqual(await reconciler.check(), []);
   });
 
+  it('after a restart a full pass adopts guards that check clean, writing nothing', async () => {
+    const dp = new FakeDataplane();
+    const first = setup(dp);
+    await first.svc.createNetwork(netInput());
+    await first.svc.createEndpoint(epInput());
+    await first.reconciler.stop();
+    const second = new Reconciler({
+      loadIntent: () => first.repo.snapshot(),
+      dataplane: dp,
+      log: silentLogger,
+      resyncMs: 3_600_000,
+    });
+    running.push(second);
+    const before = calls(dp, 'ensureGuard');
+    await second.reconcileNow();
+    assert.equal(calls(dp, 'ensureGuard'), before);
+    dp.guards.delete(PORT);
+    await second.reconcileNow();
+    assert.equal(calls(dp, 'ensureGuard'), before + 1, 'drift is still repaired');
+  });
+
   it('a guard that cannot be programmed fails CreateEndpoint and undoes it (never an unguarded container)', async () => {
     const { dp, svc, repo } = setup();
     await svc.createNetwork(netInput());

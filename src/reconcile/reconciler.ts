@@ -414,6 +414,11 @@ export class Reconciler {
     let changes = 0;
     for (const g of desired.guards) {
       if (!drifted.has(g.name) && this.#guards.current(g)) continue;
+      if (full && !drifted.has(g.name)) {
+        // just checked against the kernel: after a restart 1,000 guards cost one listing, not 1,000 writes
+        this.#guards.set(g);
+        continue;
+      }
       const exact = drifted.has(g.name);
       if (await this.#applyTo(this.#guards, guardKey(g.name), g, () => dp.ensureGuard(g, { exact }))) changes++;
     }
