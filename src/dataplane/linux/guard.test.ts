@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { GuardObject } from '../../core/guard.ts';
 import {
   diffGuards,
+  GUARD_COUNTERS,
   GUARD_HOOK,
   GUARD_RULES,
   guardElements,
@@ -23,12 +24,12 @@ const A: GuardObject = {
 const B: GuardObject = { ...A, name: 'trv0123456789ac', mac: '02:5e:c6:12:00:03', ipv4: ['198.18.0.3'], ipv6: [] };
 
 /** `nft list table bridge truss_guard` as nft 1.0.6 prints it (wrapped elements, counters, kernel order). */
-function listing(opts: { extraAddr4?: string; chain?: readonly string[] } = {}): string {
-  const rules = (opts.chain ?? GUARD_RULES).map(
-    (r) => `\t\t${r.replace(' counter ', ' counter packets 7 bytes 420 ')}`,
-  );
+function listing(opts: { extraAddr4?: string; chain?: readonly string[]; counters?: readonly string[] } = {}): string {
+  const rules = (opts.chain ?? GUARD_RULES).map((r) => `\t\t${r}`);
+  const counters = (opts.counters ?? GUARD_COUNTERS).map((c) => `\tcounter ${c} {\n\t\tpackets 7 bytes 420\n\t}\n`);
   return `table bridge truss_guard {
 	comment "truss: anti-spoofing"
+${counters.join('\n')}
 	set ports {
 		type ifname
 		elements = { "trv0123456789ac", "trv0123456789ab" }
@@ -94,6 +95,7 @@ describe('renderGuard', () => {
     assert.match(t, /^table bridge truss_guard \{\n/);
     assert.match(t, /\tchain prerouting \{\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\}/);
     assert.match(t, /flush chain bridge truss_guard prerouting\n/);
+    for (const c of GUARD_COUNTERS) assert.ok(t.includes(`\tcounter ${c} {\n\t}\n`), `named counter ${c}`);
     for (const r of GUARD_RULES) assert.ok(t.includes(`\t\t${r}\n`), r);
     const adds = t.split('\n').filter((l) => l.startsWith('add '));
     assert.deepEqual(adds, [
@@ -166,6 +168,12 @@ describe('parseGuardListing / diffGuards', () => {
     assert.deepEqual(foreign.drifted, [B.name]);
     assert.match(foreign.problems.join('\n'), /not its own/);
     assert.deepEqual(diffGuards([A], listing()).extra, [B.name]);
+  });
+
+  it('a missing counter is a problem of the table (every guard is rewritten, which re-adds it)', () => {
+    const c = diffGuards([A], listing({ counters: GUARD_COUNTERS.filter((x) => x !== 'drop_nd') }));
+    assert.deepEqual(c.drifted, [A.name]);
+    assert.match(c.problems.join('\n'), /counter drop_nd is missing/);
   });
 
   it('a changed chain drifts every guard (the rule set is rewritten with the next ensure)', () => {

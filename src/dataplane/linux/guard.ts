@@ -60,22 +60,40 @@ export const GUARD_SETS: readonly SetDef[] = [
 
 export const GUARD_HOOK = 'type filter hook prerouting priority filter; policy accept;';
 
-/** The chain's rules in order, as `nft list` prints them (counters aside). */
+/**
+ * Named counters (`drop_<reason>`; `arp`, `ip6`… are nft keywords), one per reason a frame is dropped: they survive the chain's rewrite with
+ * every ensure (rule counters would not), so `nft list counters table bridge truss_guard`
+ * tells what was dropped since the table was made.
+ */
+export const GUARD_COUNTERS = [
+  'drop_mac',
+  'drop_ethertype',
+  'drop_arp',
+  'drop_ip4',
+  'drop_ip6',
+  'drop_nd',
+  'drop_router',
+] as const;
+
+const drop = (counter: (typeof GUARD_COUNTERS)[number], why: string): string =>
+  `counter name "${counter}" drop comment "truss: ${why}"`;
+
+/** The chain's rules in order, as `nft list` prints them. */
 export const GUARD_RULES: readonly string[] = [
   'iifname != @ports accept comment "truss: not a guarded container port"',
-  'iifname . ether saddr != @macs counter drop comment "truss: Ethernet source is not the container\'s MAC"',
-  'ether type != { ip, arp, ip6 } counter drop comment "truss: neither IP nor ARP"',
-  'arp htype != 1 counter drop comment "truss: ARP not over Ethernet"',
-  'arp ptype != ip counter drop comment "truss: ARP not for IPv4"',
-  'arp operation != { request, reply } counter drop comment "truss: ARP neither request nor reply"',
-  'iifname . arp saddr ether != @macs counter drop comment "truss: ARP sender MAC is not the container\'s"',
-  'iifname . arp saddr ip != @addr4 counter drop comment "truss: ARP sender IP is not the container\'s"',
-  'iifname . ip saddr != @addr4 counter drop comment "truss: IPv4 source is not the container\'s"',
+  `iifname . ether saddr != @macs ${drop('drop_mac', "Ethernet source is not the container's MAC")}`,
+  `ether type != { ip, arp, ip6 } ${drop('drop_ethertype', 'neither IP nor ARP')}`,
+  `arp htype != 1 ${drop('drop_arp', 'ARP not over Ethernet')}`,
+  `arp ptype != ip ${drop('drop_arp', 'ARP not for IPv4')}`,
+  `arp operation != { request, reply } ${drop('drop_arp', 'ARP neither request nor reply')}`,
+  `iifname . arp saddr ether != @macs ${drop('drop_arp', "ARP sender MAC is not the container's")}`,
+  `iifname . arp saddr ip != @addr4 ${drop('drop_arp', "ARP sender IP is not the container's")}`,
+  `iifname . ip saddr != @addr4 ${drop('drop_ip4', "IPv4 source is not the container's")}`,
   'ip6 saddr :: icmpv6 type nd-neighbor-solicit iifname . @th,64,128 @nd6 accept comment "truss: DAD for its own address"',
   'ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept comment "truss: MLD report before DAD"',
-  'iifname . ip6 saddr != @addr6 counter drop comment "truss: IPv6 source is not the container\'s"',
-  'icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd6 counter drop comment "truss: NA for an address not the container\'s"',
-  'icmpv6 type { nd-router-advert, nd-redirect } counter drop comment "truss: router advertisement or redirect"',
+  `iifname . ip6 saddr != @addr6 ${drop('drop_ip6', "IPv6 source is not the container's")}`,
+  `icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd6 ${drop('drop_nd', "NA for an address not the container's")}`,
+  `icmpv6 type { nd-router-advert, nd-redirect } ${drop('drop_router', 'router advertisement or redirect')}`,
 ];
 
 /** Pure: creates the table, sets and chain when missing and rewrites the chain (atomically). */
@@ -83,6 +101,7 @@ export function renderGuardBase(): string {
   const lines = [
     `table ${TABLE} {`,
     '\tcomment "truss: anti-spoofing (frames from container ports); updated per endpoint by truss"',
+    ...GUARD_COUNTERS.map((c) => `\tcounter ${c} {\n\t}`),
     ...GUARD_SETS.map((s) => `\tset ${s.name} {\n\t\t${s.decl}\n\t}`),
     `\tchain prerouting {\n\t\t${GUARD_HOOK}\n\t}`,
     '}',
@@ -219,9 +238,8 @@ export interface GuardListing {
   readonly decls: Readonly<Partial<Record<GuardSetName, string>>>;
   /** port -> its elements as listed (canonical) */
   readonly byPort: ReadonlyMap<string, GuardElements>;
+  readonly counters: ReadonlySet<string>;
 }
-
-const stripCounters = (l: string): string => l.replace(/ counter(?= )/g, '');
 
 /** Pure: `nft list table bridge truss_guard` -> chain, set declarations, elements by port. */
 export function parseGuardListing(text: string): GuardListing {
@@ -229,9 +247,10 @@ export function parseGuardListing(text: string): GuardListing {
   let chain: string[] | undefined;
   const decls: Partial<Record<GuardSetName, string>> = {};
   const byPort = new Map<string, Record<GuardSetName, string[]>>();
-  let open: { kind: 'chain' } | { kind: 'set'; name: GuardSetName } | undefined;
+  const counters = new Set<string>();
+  let open: { kind: 'chain' } | { kind: 'set'; name: GuardSetName } | { kind: 'other' } | undefined;
   for (const line of lines) {
-    const head = /^(chain|set) (\S+) \{$/.exec(line);
+    const head = /^(chain|set|map|counter) (\S+) \{$/.exec(line);
     if (head) {
       const name = head[2] as string;
       if (head[1] === 'chain' && name === 'prerouting') {
@@ -239,14 +258,17 @@ export function parseGuardListing(text: string): GuardListing {
         open = { kind: 'chain' };
       } else if (head[1] === 'set' && GUARD_SETS.some((s) => s.name === name)) {
         open = { kind: 'set', name: name as GuardSetName };
-      } else open = undefined;
+      } else {
+        if (head[1] === 'counter') counters.add(name);
+        open = { kind: 'other' };
+      }
       continue;
     }
     if (line === '}') {
       open = undefined;
       continue;
     }
-    if (open?.kind === 'chain') chain?.push(stripCounters(line));
+    if (open?.kind === 'chain') chain?.push(line);
     else if (open?.kind === 'set') {
       const els = /^elements = \{ (.*) \}$/.exec(line);
       if (!els) {
@@ -262,10 +284,10 @@ export function parseGuardListing(text: string): GuardListing {
       }
     }
   }
-  return { ...(chain ? { chain } : {}), decls, byPort };
+  return { ...(chain ? { chain } : {}), decls, byPort, counters };
 }
 
-const expectedChain = (): string[] => [GUARD_HOOK, ...GUARD_RULES.map(stripCounters)];
+const expectedChain = (): string[] => [GUARD_HOOK, ...GUARD_RULES];
 
 /** Pure: what is on `port` but not in `want` (per set). */
 export function unwantedOf(have: GuardElements | undefined, want: GuardElements): GuardElements {
@@ -294,6 +316,9 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
   const chainOk =
     have.chain !== undefined && have.chain.length === want.length && have.chain.every((l, i) => l === want[i]);
   if (!chainOk) problems.push(`table ${TABLE}: chain prerouting ${have.chain ? 'differs' : 'is missing'}`);
+  for (const c of GUARD_COUNTERS) {
+    if (!have.counters.has(c)) problems.push(`table ${TABLE}: counter ${c} is missing`);
+  }
   for (const s of GUARD_SETS) {
     if (have.decls[s.name] !== s.decl)
       problems.push(`table ${TABLE}: set ${s.name} ${have.decls[s.name] ? 'differs' : 'is missing'}`);
