@@ -265,6 +265,27 @@ describe('anti-spoofing with real traffic (kernel)', () => {
     assert.equal(await pingOk(ctr.t, b6), true);
   });
 
+  it('VLAN-tagged frames from a container are dropped (they would carry any address past the checks)', async () => {
+    const vlan = ['link', 'add', 'link', 'eth0', 'name', 'v5', 'type', 'vlan', 'id', '5'];
+    for (const [k, n] of [
+      ['a', 2],
+      ['t', 4],
+    ] as const) {
+      await ctr[k].ns.must(['ip', ...vlan]);
+      await ctr[k].ns.must(['ip', 'addr', 'add', `198.18.42.${n}/24`, 'dev', 'v5']);
+      await ctr[k].ns.must(['ip', 'link', 'set', 'v5', 'up']);
+    }
+    try {
+      const dropped = (await drops()).drop_ethertype ?? 0;
+      assert.equal(await pingOk(ctr.a, '198.18.42.4'), false, 'tagged frames do not get through');
+      assert.ok(((await drops()).drop_ethertype ?? 0) > dropped, 'counted in drop_ethertype');
+      assert.equal(await withoutGuardOfA(() => pingOk(ctr.a, '198.18.42.4')), true, 'control: unguarded, they do');
+    } finally {
+      await ctr.a.ns.run(['ip', 'link', 'del', 'v5']);
+      await ctr.t.ns.run(['ip', 'link', 'del', 'v5']);
+    }
+  });
+
   it('drift: a deleted element fails closed, shows in checkGuards and is restored exactly; extras are pruned', async () => {
     const all = Object.values(guards);
     const a = guards.a;
