@@ -139,6 +139,7 @@ describe('parseElement', () => {
     });
     assert.deepEqual(parseElement('addr6', '"p" . FD00:0:0::2')?.text, '"p" . fd00::2');
     assert.equal(parseElement('ports', '"p" . 1.2.3.4'), undefined);
+    assert.equal(parseElement('ports', '"a b"'), undefined);
     assert.equal(parseElement('macs', '"p"'), undefined);
     assert.equal(parseElement('addr4', '"p" . 300.1.1.1'), undefined);
   });

@@ -33,7 +33,7 @@
 import { errors } from '../../core/errors.ts';
 import type { GuardObject } from '../../core/guard.ts';
 import { formatIp, parseIp } from '../../core/ip.ts';
-import { NFT_GUARD_FAMILY, NFT_GUARD_TABLE } from '../../core/naming.ts';
+import { isValidIfName, NFT_GUARD_FAMILY, NFT_GUARD_TABLE } from '../../core/naming.ts';
 import type { GuardCheck } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName, checkMac } from './links.ts';
@@ -165,7 +165,8 @@ export function parseElement(set: GuardSetName, text: string): { port: string; t
   const m = /^"([^"]+)"(?: \. (\S+))?$/.exec(text.trim());
   if (!m?.[1]) return undefined;
   const port = m[1];
-  if ((set === 'ports') !== (m[2] === undefined)) return undefined;
+  // a name that is no interface name cannot be removed by name: not ours to handle
+  if (!isValidIfName(port) || (set === 'ports') !== (m[2] === undefined)) return undefined;
   try {
     const value = m[2] === undefined ? '' : canonical(set, m[2]);
     return { port, text: m[2] === undefined ? `"${port}"` : `"${port}" . ${value}` };
