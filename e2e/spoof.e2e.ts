@@ -123,6 +123,45 @@ async function tNeigh(net: Net, ip: string): Promise<string> {
   return (JSON.parse(r.stdout || '[]') as { lladdr?: string }[])[0]?.lladdr ?? '';
 }
 
+/** argv in a container's network namespace with the machine's iproute2 (test set-up and clean-up, not the attack) */
+async function inNs(c: string, net: Net, argv: readonly string[]) {
+  const r = await run(enterNetns({ pid: (await ids(c, net)).pid }, argv));
+  assert.equal(r.code, 0, `${c}: ${argv.join(' ')}: ${r.stderr}`);
+  return r;
+}
+
+/** A as Docker made it: its own MAC, only its own IPv4, the default route; neighbour caches of A and T emptied */
+async function restoreA(net: Net): Promise<void> {
+  const a = ctr(net, 'a');
+  const mine = await ids(a, net);
+  await inNs(a, net, ['ip', 'link', 'set', 'eth0', 'address', mine.mac]);
+  await inNs(a, net, ['ip', '-4', 'addr', 'flush', 'dev', 'eth0']);
+  await inNs(a, net, ['ip', 'addr', 'add', `${mine.ip}/24`, 'brd', '+', 'dev', 'eth0']);
+  await inNs(a, net, ['ip', 'route', 'replace', 'default', 'via', `198.18.${net.n}.1`]);
+  await inNs(a, net, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+  await inNs(ctr(net, 't'), net, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+}
+
+/** A reaches T again; on failure, what A, T and the guard look like */
+async function assertAReachesT(net: Net): Promise<void> {
+  const t = await ids(ctr(net, 't'), net);
+  if (await pingOk(ctr(net, 'a'), t.ip)) return;
+  const show = async (c: string) =>
+    (
+      await Promise.all(
+        [
+          ['ip', 'addr'],
+          ['ip', 'route'],
+          ['ip', 'neigh'],
+        ].map((x) => inNs(c, net, x)),
+      )
+    ).map((r) => r.stdout);
+  const guard = await host.exec(['nft', 'list', 'table', 'bridge', GUARD_TABLE]);
+  assert.fail(
+    `A does not reach T ${t.ip} again.\nA: ${(await show(ctr(net, 'a'))).join('\n')}\nT: ${(await show(ctr(net, 't'))).join('\n')}\n${guard.stdout}`,
+  );
+}
+
 const pingOk = async (c: string, ip: string, extra: readonly string[] = []): Promise<boolean> =>
   (await exec(c, ['ping', ...(ip.includes(':') ? ['-6'] : []), '-c', '2', '-W', '1', ...extra, ip], true)).code === 0;
 
@@ -194,17 +233,18 @@ describe('truss anti-spoofing against a real dockerd', { timeout: 10 * 60_000 },
       const a = ctr(net, 'a');
       const b = await ids(ctr(net, 'b'), net);
       const t = await ids(ctr(net, 't'), net);
-      await exec(a, ['ip', 'addr', 'add', `${b.ip}/32`, 'dev', 'eth0']);
-      await exec(a, ['ip', 'neigh', 'replace', t.ip, 'lladdr', t.mac, 'dev', 'eth0', 'nud', 'permanent']);
+      // a static entry for T (busybox ip has no `neigh replace`): this is about the IP source, not ARP
+      await inNs(a, net, ['ip', 'neigh', 'replace', t.ip, 'lladdr', t.mac, 'dev', 'eth0', 'nud', 'permanent']);
       try {
+        await exec(a, ['ip', 'addr', 'add', `${b.ip}/32`, 'dev', 'eth0']);
         const before = (await counters(net)).fromB4;
         await exec(a, ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', b.ip, t.ip], true);
         return (await counters(net)).fromB4 > before;
       } finally {
-        await exec(a, ['ip', 'addr', 'del', `${b.ip}/32`, 'dev', 'eth0']);
-        await exec(a, ['ip', 'neigh', 'del', t.ip, 'dev', 'eth0'], true);
+        await restoreA(net);
       }
     }, "A's packets with B's source");
+    await assertAReachesT(NETS[0] as Net);
   });
 
   it("3. A changing its IPv4 to B's: T never sees them; A works again with its own address", async () => {
@@ -213,47 +253,36 @@ describe('truss anti-spoofing against a real dockerd', { timeout: 10 * 60_000 },
       const mine = await ids(a, net);
       const b = await ids(ctr(net, 'b'), net);
       const t = await ids(ctr(net, 't'), net);
-      await exec(a, ['ip', 'addr', 'del', `${mine.ip}/24`, 'dev', 'eth0']);
-      await exec(a, ['ip', 'addr', 'add', `${b.ip}/24`, 'dev', 'eth0']);
       try {
+        await exec(a, ['ip', 'addr', 'del', `${mine.ip}/24`, 'dev', 'eth0']);
+        await exec(a, ['ip', 'addr', 'add', `${b.ip}/24`, 'dev', 'eth0']);
         const before = (await counters(net)).fromB4;
         await exec(a, ['ping', '-c', '3', '-i', '0.2', '-W', '1', t.ip], true);
         return (await counters(net)).fromB4 > before;
       } finally {
-        await exec(a, ['ip', 'addr', 'del', `${b.ip}/24`, 'dev', 'eth0']);
-        await exec(a, ['ip', 'addr', 'add', `${mine.ip}/24`, 'dev', 'eth0']);
-        await exec(a, ['ip', 'route', 'replace', 'default', 'via', `198.18.${net.n}.1`]);
-        await exec(a, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
-        await run(enterNetns({ pid: t.pid }, ['ip', 'neigh', 'flush', 'dev', 'eth0']));
+        await restoreA(net);
       }
     }, "A's packets as B (changed address)");
-    const net = NETS[0] as Net;
-    assert.ok(await pingOk(ctr(net, 'a'), (await ids(ctr(net, 't'), net)).ip), 'A reaches T again');
+    await assertAReachesT(NETS[0] as Net);
   });
 
   it("4. A taking B's MAC (and address) reaches nobody; with its own MAC back it does", async () => {
     await onBoth(async (net) => {
       const a = ctr(net, 'a');
-      const mine = await ids(a, net);
       const b = await ids(ctr(net, 'b'), net);
       const t = await ids(ctr(net, 't'), net);
       try {
         await exec(a, ['ip', 'link', 'set', 'eth0', 'address', b.mac]);
         await exec(a, ['ip', 'addr', 'add', `${b.ip}/32`, 'dev', 'eth0']);
-        await exec(a, ['ip', 'neigh', 'replace', t.ip, 'lladdr', t.mac, 'dev', 'eth0', 'nud', 'permanent']);
+        await inNs(a, net, ['ip', 'neigh', 'replace', t.ip, 'lladdr', t.mac, 'dev', 'eth0', 'nud', 'permanent']);
         const before = (await counters(net)).fromB4;
         await exec(a, ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', b.ip, t.ip], true);
         return (await counters(net)).fromB4 > before;
       } finally {
-        await exec(a, ['ip', 'addr', 'del', `${b.ip}/32`, 'dev', 'eth0'], true);
-        await exec(a, ['ip', 'link', 'set', 'eth0', 'address', mine.mac]);
-        await exec(a, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
-        await exec(a, ['ip', 'route', 'replace', 'default', 'via', `198.18.${net.n}.1`], true);
-        await run(enterNetns({ pid: t.pid }, ['ip', 'neigh', 'flush', 'dev', 'eth0']));
+        await restoreA(net);
       }
     }, "A's frames with B's MAC");
-    const net = NETS[0] as Net;
-    assert.ok(await pingOk(ctr(net, 'a'), (await ids(ctr(net, 't'), net)).ip), 'A reaches T again');
+    await assertAReachesT(NETS[0] as Net);
   });
 
   it("5. gratuitous and unsolicited ARP from A claiming B's IP does not poison T's neighbour table", async () => {
@@ -261,18 +290,16 @@ describe('truss anti-spoofing against a real dockerd', { timeout: 10 * 60_000 },
       const a = ctr(net, 'a');
       const mine = await ids(a, net);
       const b = await ids(ctr(net, 'b'), net);
-      const t = await ids(ctr(net, 't'), net);
       assert.ok(await pingOk(ctr(net, 't'), b.ip), 'T knows B');
       assert.equal(await tNeigh(net, b.ip), b.mac);
-      await exec(a, ['ip', 'addr', 'add', `${b.ip}/32`, 'dev', 'eth0']);
       try {
+        await exec(a, ['ip', 'addr', 'add', `${b.ip}/32`, 'dev', 'eth0']);
         await sleep(1100); // past T's ARP locktime: an update would be taken
         await exec(a, ['busybox', 'arping', '-U', '-c', '2', '-w', '2', '-I', 'eth0', b.ip], true);
         await exec(a, ['busybox', 'arping', '-A', '-c', '2', '-w', '2', '-I', 'eth0', b.ip], true);
         return (await tNeigh(net, b.ip)) === mine.mac;
       } finally {
-        await exec(a, ['ip', 'addr', 'del', `${b.ip}/32`, 'dev', 'eth0']);
-        await run(enterNetns({ pid: t.pid }, ['ip', 'neigh', 'flush', 'dev', 'eth0']));
+        await restoreA(net);
       }
     }, "A's ARP for B's IP");
   });
