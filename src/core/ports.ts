@@ -276,6 +276,8 @@ export interface PolicyCheck {
 export interface GuardCheck {
   /** names (ports) of desired guards whose elements are missing or wrong */
   readonly drifted: readonly string[];
+  /** of those, the ones to repair with `exact` (elements not their own, or the chain to rewrite) */
+  readonly exact: readonly string[];
   /** ports with elements installed but no desired guard */
   readonly extra: readonly string[];
   readonly problems: readonly string[];

@@ -92,6 +92,11 @@ describe('anti-spoofing (reconciler)', () => {
     await reconciler.reconcileNow();
     assert.deepEqual(dp.guards.get(PORT), want);
     assert.deepEqual([...dp.guards.keys()], [PORT]);
+    assert.deepEqual(dp.calls.filter((c) => c.method === 'ensureGuard').at(-1)?.arg, { g: want, exact: false });
+    // changed behind truss's back (an element not its own): repaired exactly
+    dp.guards.set(PORT, { ...(want as NonNullable<typeof want>), ipv4: ['198.18.1.99'] });
+    await reconciler.reconcileNow();
+    assert.deepEqual(dp.guards.get(PORT), want);
     assert.deepEqual(dp.calls.filter((c) => c.method === 'ensureGuard').at(-1)?.arg, { g: want, exact: true });
     assert.deepEqual(dp.calls.filter((c) => c.method === 'removeGuard').at(-1)?.arg, {
       port: 'trv0000ffffffff',

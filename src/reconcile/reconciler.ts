@@ -405,10 +405,12 @@ export class Reconciler {
     this.#applied.delete(GUARD_TABLE_KEY);
     const stale = new Set(this.#guards.stale(desired.guards));
     let drifted = new Set<string>();
+    let exactly = new Set<string>();
     if (full) {
       const c = await dp.checkGuards(desired.guards);
       for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
       drifted = new Set(c.drifted);
+      exactly = new Set(c.exact);
       for (const n of c.extra) stale.add(n);
     }
     let changes = 0;
@@ -419,7 +421,7 @@ export class Reconciler {
         this.#guards.set(g);
         continue;
       }
-      const exact = drifted.has(g.name);
+      const exact = exactly.has(g.name);
       if (await this.#applyTo(this.#guards, guardKey(g.name), g, () => dp.ensureGuard(g, { exact }))) changes++;
     }
     for (const n of stale) {

@@ -314,7 +314,12 @@ export class FakeDataplane implements Dataplane {
     this.#enter('checkGuards', desired);
     if (!this.guardTable) {
       const drifted = desired.map((g) => g.name);
-      return { drifted, extra: [], problems: drifted.length > 0 ? ['table bridge truss_guard is missing'] : [] };
+      return {
+        drifted,
+        exact: [],
+        extra: [],
+        problems: drifted.length > 0 ? ['table bridge truss_guard is missing'] : [],
+      };
     }
     const drifted = desired
       .filter((g) => JSON.stringify(this.guards.get(g.name)) !== JSON.stringify(g))
@@ -322,7 +327,9 @@ export class FakeDataplane implements Dataplane {
     const wanted = new Set(desired.map((g) => g.name));
     const extra = [...this.guards.keys()].filter((n) => !wanted.has(n)).sort();
     const problems = [...drifted.map((n) => `guard ${n}: differs`), ...extra.map((n) => `guard ${n}: not desired`)];
-    return { drifted, extra, problems };
+    // a guard present but different has elements not its own: repaired exactly
+    const exact = drifted.filter((n) => this.guards.has(n));
+    return { drifted, exact, extra, problems };
   }
 
   async ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void> {

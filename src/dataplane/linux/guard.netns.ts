@@ -109,6 +109,10 @@ describe('anti-spoofing with real traffic (kernel)', () => {
     };
     return Object.fromEntries(doc.nftables.flatMap((i) => (i.counter ? [[i.counter.name, i.counter.packets]] : [])));
   };
+  const firstRuleHandle = async (): Promise<string> => {
+    const out = await host.must(['nft', '-a', 'list', 'chain', 'bridge', 'truss_guard', 'prerouting']);
+    return /# handle (\d+)/.exec(out.split('\n').filter((l) => l.includes('@ports'))[0] ?? '')?.[1] ?? 'none';
+  };
   const inA = (argv: readonly string[]) => ctr.a.ns.run(argv);
 
   before(async () => {
@@ -315,20 +319,35 @@ describe('anti-spoofing with real traffic (kernel)', () => {
   it('drift: a deleted element fails closed, shows in checkGuards and is restored exactly; extras are pruned', async () => {
     const all = Object.values(guards);
     const a = guards.a;
-    assert.deepEqual(await dp.checkGuards(all), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards(all), { drifted: [], exact: [], extra: [], problems: [] });
     await host.must(['nft', 'delete', 'element', 'bridge', 'truss_guard', 'addr4', `{ "${a.name}" . ${ctr.a.ip} }`]);
     assert.equal(await pingOk(ctr.a, ctr.t.ip), false, 'a guarded port with no IPv4 sends no IPv4');
     const c = await dp.checkGuards(all);
-    assert.deepEqual(c.drifted, [a.name]);
+    assert.deepEqual([c.drifted, c.exact], [[a.name], []]);
     await host.must(['nft', 'add', 'element', 'bridge', 'truss_guard', 'addr4', `{ "${a.name}" . 198.18.41.99 }`]);
+    assert.deepEqual((await dp.checkGuards(all)).exact, [a.name], 'an element not its own: repaired exactly');
     await dp.ensureGuard(a, { exact: true });
-    assert.deepEqual(await dp.checkGuards(all), { drifted: [], extra: [], problems: [] });
+    // the chain changed by hand: one exact repair of the first guard rewrites it
+    await host.must([
+      'nft',
+      'delete',
+      'rule',
+      'bridge',
+      'truss_guard',
+      'prerouting',
+      'handle',
+      await firstRuleHandle(),
+    ]);
+    const chain = await dp.checkGuards(all);
+    assert.deepEqual(chain.exact, [all[0]?.name]);
+    await dp.ensureGuard(all[0] as GuardObject, { exact: true });
+    assert.deepEqual(await dp.checkGuards(all), { drifted: [], exact: [], extra: [], problems: [] });
     assert.ok(!(await host.must(['nft', 'list', 'set', 'bridge', 'truss_guard', 'addr4'])).includes('198.18.41.99'));
     assert.equal(await pingOk(ctr.a, ctr.t.ip), true);
     // B not desired any more: its elements are read from the table and removed; B is then unchecked
     assert.deepEqual((await dp.checkGuards([guards.a, guards.t])).extra, [guards.b.name]);
     await dp.removeGuard(guards.b.name);
-    assert.deepEqual(await dp.checkGuards([guards.a, guards.t]), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards([guards.a, guards.t]), { drifted: [], exact: [], extra: [], problems: [] });
     await dp.removeGuard(guards.b.name); // gone = success
     await dp.ensureGuard(guards.b);
   });
@@ -392,14 +411,17 @@ describe('anti-spoofing with real traffic (kernel)', () => {
     for (const g of Object.values(guards)) await dp.ensureGuard(g);
   });
 
-  it('the table goes with the last guard; removals are idempotent', async () => {
+  it('the table goes with the last guard; removals are idempotent; the next attach makes it again', async () => {
     await dp.removeGuardTable();
     assert.notEqual((await host.run(['nft', 'list', 'table', 'bridge', 'truss_guard'])).code, 0);
     await dp.removeGuardTable();
     await dp.removeGuard(guards.a.name, guards.a);
     await dp.removeGuard(guards.a.name);
     assert.equal((await host.run(['nft', 'list', 'table', 'bridge', 'truss_guard'])).code, 1, 'removal made no table');
-    assert.deepEqual(await dp.checkGuards([]), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards([]), { drifted: [], exact: [], extra: [], problems: [] });
+    await dp.ensureGuard(guards.a); // elements alone fail without the table: table, sets and chain come with them
+    assert.deepEqual(await dp.checkGuards([guards.a]), { drifted: [], exact: [], extra: [], problems: [] });
+    await dp.removeGuardTable();
   });
 });
 

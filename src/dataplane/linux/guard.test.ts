@@ -10,6 +10,7 @@ import {
   parseElement,
   parseGuardListing,
   renderGuard,
+  renderGuardElements,
   renderGuardRemoval,
 } from './guard.ts';
 
@@ -108,6 +109,13 @@ describe('renderGuard', () => {
     assert.ok(!t.includes('delete'), 'an attach deletes nothing');
   });
 
+  it('an attach alone sends only its elements (the chain is made or repaired by renderGuard)', () => {
+    const t = renderGuardElements(A).trim().split('\n');
+    assert.equal(t.length, 5);
+    assert.ok(t.every((l) => l.startsWith('add set bridge truss_guard ')));
+    assert.deepEqual(t, renderGuard(A).trim().split('\n').slice(-5));
+  });
+
   it('with unwanted elements: deletes them in the same transaction, before the adds (the port stays guarded)', () => {
     const t = renderGuard(B, { ports: [], macs: [], addr4: ['"trv0123456789ac" . 198.18.0.9'], addr6: [], nd6: [] });
     const lines = t.split('\n');
@@ -149,37 +157,40 @@ describe('parseGuardListing / diffGuards', () => {
   it('a listing of exactly what was rendered has no drift (counters, wrapping and element order aside)', () => {
     const l = parseGuardListing(listing());
     assert.deepEqual(l.byPort.get('trv0123456789ab'), guardElements(A));
-    assert.deepEqual(diffGuards([A, B], listing()), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(diffGuards([A, B], listing()), { drifted: [], exact: [], extra: [], problems: [] });
   });
 
   it('no table: every desired guard drifted; none desired: nothing to say', () => {
     assert.deepEqual(diffGuards([A], undefined), {
       drifted: [A.name],
+      exact: [],
       extra: [],
       problems: ['table bridge truss_guard is missing'],
     });
-    assert.deepEqual(diffGuards([], undefined), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(diffGuards([], undefined), { drifted: [], exact: [], extra: [], problems: [] });
   });
 
   it('an element deleted by hand, a foreign element on a port, a port not desired', () => {
     const noA = listing().replace('"trv0123456789ab" . 198.18.0.2, ', '');
     assert.deepEqual(diffGuards([A, B], noA).drifted, [A.name]);
+    assert.deepEqual(diffGuards([A, B], noA).exact, [], 'missing elements are re-added, nothing to read');
     assert.match(diffGuards([A, B], noA).problems.join('\n'), /guard trv0123456789ab: 1 element\(s\) missing/);
     const foreign = diffGuards([A, B], listing({ extraAddr4: '"trv0123456789ac" . 198.18.0.2' }));
     assert.deepEqual(foreign.drifted, [B.name]);
+    assert.deepEqual(foreign.exact, [B.name], 'an element not its own must be deleted: exact');
     assert.match(foreign.problems.join('\n'), /not its own/);
     assert.deepEqual(diffGuards([A], listing()).extra, [B.name]);
   });
 
-  it('a missing counter is a problem of the table (every guard is rewritten, which re-adds it)', () => {
+  it('a missing counter is a problem of the table (the first guard is repaired exactly, which re-adds it)', () => {
     const c = diffGuards([A], listing({ counters: GUARD_COUNTERS.filter((x) => x !== 'drop_nd') }));
-    assert.deepEqual(c.drifted, [A.name]);
+    assert.deepEqual([c.drifted, c.exact], [[A.name], [A.name]]);
     assert.match(c.problems.join('\n'), /counter drop_nd is missing/);
   });
 
-  it('a changed chain drifts every guard (the rule set is rewritten with the next ensure)', () => {
+  it('a changed chain is rewritten once, with the first guard (not 1,000 times, each reading the table)', () => {
     const c = diffGuards([A, B], listing({ chain: GUARD_RULES.slice(1) }));
-    assert.deepEqual(c.drifted, [A.name, B.name]);
+    assert.deepEqual([c.drifted, c.exact], [[A.name], [A.name]]);
     assert.match(c.problems[0] ?? '', /chain prerouting differs/);
   });
 });

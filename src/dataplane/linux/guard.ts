@@ -3,7 +3,7 @@
  * hook that checks every frame entering a bridge from a guarded port (the host end of a
  * container's veth) against that port's identities (core/guard.ts). The per-endpoint state is
  * only set ELEMENTS keyed by the port name, so guarding an endpoint is one small transaction
- * that does not grow with the number of endpoints, and the chain never changes.
+ * of set elements that does not grow with the number of endpoints; the chain never changes.
  *
  *   set ports   ifname                 the guarded ports (frames from any other port: accepted)
  *   set macs    ifname . ether_addr    its MAC: Ethernet source and ARP sender hardware address
@@ -208,6 +208,14 @@ export function renderGuard(g: GuardObject, unwanted?: GuardElements): string {
   return `${renderGuardBase()}${[...(dels ? deleteLines(dels) : []), ...addLines(els)].join('\n')}\n`;
 }
 
+/**
+ * Pure: only `g`'s elements (the attach): without the table its first line fails (ENOENT) and
+ * applyGuard sends renderGuard instead. Rewriting the chain with every attach would more than
+ * double its cost (nft evaluates 14 rules and their set references), for nothing: a chain
+ * changed behind truss's back shows in the full pass's check, which repairs with renderGuard.
+ */
+export const renderGuardElements = (g: GuardObject): string => `${addLines(guardElements(g)).join('\n')}\n`;
+
 /** Pure: removes a port's elements; the first line fails only when the table is missing (= nothing to remove). */
 export function renderGuardRemoval(els: GuardElements): string {
   const first = `add set ${TABLE} ports { ${declOf('ports')}; }`;
@@ -303,13 +311,17 @@ export function unwantedOf(have: GuardElements | undefined, want: GuardElements)
 
 const count = (e: GuardElements): number => GUARD_SETS.reduce((n, s) => n + e[s.name].length, 0);
 
-/** Pure: compares a listing (undefined = no table) with the desired guards. */
+/**
+ * Pure: compares a listing (undefined = no table) with the desired guards. Repairs stay
+ * cheap: only a port with elements not its own is repaired `exact` (it reads the table), and a
+ * broken chain, counter or set is rewritten once, with the first guard's repair.
+ */
 export function diffGuards(desired: readonly GuardObject[], listing: string | undefined): GuardCheck {
   const names = desired.map((g) => g.name);
   if (listing === undefined) {
     return desired.length === 0
-      ? { drifted: [], extra: [], problems: [] }
-      : { drifted: names, extra: [], problems: [`table ${TABLE} is missing`] };
+      ? { drifted: [], exact: [], extra: [], problems: [] }
+      : { drifted: names, exact: [], extra: [], problems: [`table ${TABLE} is missing`] };
   }
   const have = parseGuardListing(listing);
   const problems: string[] = [];
@@ -324,7 +336,8 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
     if (have.decls[s.name] !== s.decl)
       problems.push(`table ${TABLE}: set ${s.name} ${have.decls[s.name] ? 'differs' : 'is missing'}`);
   }
-  const drifted = new Set(problems.length > 0 ? names : []);
+  const exact = new Set(problems.length > 0 && names[0] !== undefined ? [names[0]] : []);
+  const drifted = new Set(exact);
   for (const g of desired) {
     let mine: GuardElements;
     try {
@@ -339,11 +352,12 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
     if (count(missing) > 0) problems.push(`guard ${g.name}: ${count(missing)} element(s) missing`);
     if (count(extra) > 0) problems.push(`guard ${g.name}: ${count(extra)} element(s) not its own`);
     if (count(missing) + count(extra) > 0) drifted.add(g.name);
+    if (count(extra) > 0) exact.add(g.name);
   }
   const wanted = new Set(names);
   const extra = [...have.byPort.keys()].filter((p) => !wanted.has(p)).sort();
   for (const p of extra) problems.push(`guard ${p}: installed but not desired`);
-  return { drifted: names.filter((n) => drifted.has(n)), extra, problems };
+  return { drifted: names.filter((n) => drifted.has(n)), exact: names.filter((n) => exact.has(n)), extra, problems };
 }
 
 // ---------- kernel ----------
@@ -363,12 +377,20 @@ export async function checkGuards(exec: Exec, desired: readonly GuardObject[]): 
 }
 
 /**
- * Guard `g`'s port. `exact`: first read the table and delete, in the same transaction,
- * elements on the port that are not `g`'s (repairs after drift; an attach skips the read).
+ * Guard `g`'s port: its elements alone, or with the table, sets and chain when the table is
+ * missing. `exact`: first read the table, then rewrite the chain and delete, in the same
+ * transaction, elements on the port that are not `g`'s (repairs after drift).
  */
 export async function applyGuard(exec: Exec, g: GuardObject, exact = false): Promise<void> {
   let unwanted: GuardElements | undefined;
-  if (exact) {
+  if (!exact) {
+    try {
+      await exec.run('nft', ['-f', '-'], { stdin: renderGuardElements(g) });
+      return;
+    } catch (e) {
+      if (!isKernelError(e, 'ENOENT')) throw e; // no table (yet, or any more): make it
+    }
+  } else {
     const listing = await readGuardTable(exec);
     const found = listing === undefined ? undefined : parseGuardListing(listing).byPort.get(g.name);
     unwanted = unwantedOf(found, guardElements(g));
