@@ -1,7 +1,8 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
  * tr[bvcf]* (trf: an endpoint's ifb for bandwidth limits) or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
- * truss`, `inet truss_policy`, `inet truss_ports` and `bridge truss` (RA guard) nft tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
+ * truss`, `inet truss_policy` and `inet truss_ports` nft tables, the `bridge truss` (RA guard) and `bridge truss_guard` (anti-spoofing)
+ * tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
  * in iptables/ip6tables, routes and `ip rule`s with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
  */
@@ -13,9 +14,8 @@ import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
 
 /** truss's nft tables (family inet): the network firewall, the port policy and the published ports. */
 export const TRUSS_NFT_TABLES = ['truss', 'truss_policy', 'truss_ports'] as const;
-
-/** truss's bridge-family table: the RA guard (src/dataplane/linux/ra-guard.ts). */
-export const TRUSS_BRIDGE_NFT_TABLE = 'truss';
+/** truss's nft tables of family bridge: the RA guard (ra-guard.ts) and anti-spoofing (guard.ts). */
+export const TRUSS_NFT_BRIDGE_TABLES = ['truss', 'truss_guard'] as const;
 
 /** truss's route protocol (rtm_protocol) number: TRUSS_ROUTE_PROTO in src/dataplane/linux/routes.ts. */
 export const TRUSS_ROUTE_PROTO = 116;
@@ -45,8 +45,8 @@ export async function trussKernelObjects(netnsPath?: string): Promise<string[]> 
   for (const table of TRUSS_NFT_TABLES) {
     if (await nftTableExists(table, netnsPath)) found.push(`nft table inet ${table}`);
   }
-  if (await nftTableExists(TRUSS_BRIDGE_NFT_TABLE, netnsPath, 'bridge')) {
-    found.push(`nft table bridge ${TRUSS_BRIDGE_NFT_TABLE}`);
+  for (const table of TRUSS_NFT_BRIDGE_TABLES) {
+    if (await nftTableExists(table, netnsPath, 'bridge')) found.push(`nft table bridge ${table}`);
   }
   for (const bin of ['iptables', 'ip6tables']) {
     const tool = existsSync(`/usr/sbin/${bin}-nft`) ? `${bin}-nft` : bin;

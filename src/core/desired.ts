@@ -13,6 +13,7 @@
 
 import { type ShaperObject, shaperFor } from './bandwidth.ts';
 import { WG_DEVICE } from './cluster/desired.ts';
+import { type GuardObject, guardFor } from './guard.ts';
 import { eui64LinkLocal } from './link-local.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
 import { policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
@@ -106,6 +107,7 @@ export interface PortsObject {
   readonly gateway6?: string;
   readonly ports: readonly PublishedPort[];
 }
+export type { GuardObject } from './guard.ts';
 
 export interface DesiredKernel {
   readonly bridges: readonly BridgeObject[];
@@ -117,6 +119,8 @@ export interface DesiredKernel {
   readonly shapers: readonly ShaperObject[];
   /** sorted by name; only joined endpoints of non-internal networks that publish ports */
   readonly ports: readonly PortsObject[];
+  /** anti-spoofing per bridge port (core/guard.ts), from CreateEndpoint on; intent order */
+  readonly guards: readonly GuardObject[];
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
@@ -141,6 +145,7 @@ interface EndpointObjects {
   readonly policy: PolicyObject | undefined;
   readonly shaper: ShaperObject | undefined;
   readonly ports: PortsObject | undefined;
+  readonly guard: GuardObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -167,7 +172,15 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     rules !== undefined && addresses.length > 0
       ? { name: policyChainName(e.id), endpointId: e.id, networkId: n.id, addresses, rules }
       : undefined;
-  const objects = { net: n, runtime, veth, policy, shaper: shaperFor(n, e), ports: portsObject(n, e) };
+  const objects = {
+    net: n,
+    runtime,
+    veth,
+    policy,
+    shaper: shaperFor(n, e),
+    ports: portsObject(n, e),
+    guard: guardFor(n, e),
+  };
   memo.set(e, objects);
   return objects;
 }
@@ -235,6 +248,7 @@ export function computeDesired(
   const ports: PortsObject[] = [];
   const veths: VethObject[] = [];
   const shapers: ShaperObject[] = [];
+  const guards: GuardObject[] = [];
   for (const e of endpoints) {
     const n = nets.get(e.networkId);
     if (!n) continue; // an endpoint whose network is gone: nothing to build, GC removes it
@@ -243,6 +257,7 @@ export function computeDesired(
     if (derived.policy) policies.push(derived.policy);
     if (derived.shaper) shapers.push(derived.shaper);
     if (derived.ports) ports.push(derived.ports);
+    if (derived.guard) guards.push(derived.guard);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
@@ -253,5 +268,5 @@ export function computeDesired(
       .map((n) => networkObjects(n).firewall)
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall, policies, shapers, ports };
+  return { bridges, veths, firewall, policies, shapers, ports, guards };
 }

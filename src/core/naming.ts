@@ -11,6 +11,9 @@ export const NFT_FAMILY = 'inet';
 export const IPT_CHAIN = 'TRUSS-FORWARD';
 /** The port-policy table (inet family), updated per endpoint, never replaced whole. */
 export const NFT_POLICY_TABLE = 'truss_policy';
+/** The anti-spoofing table (bridge family: it sees frames as they enter the bridge from a port). */
+export const NFT_GUARD_TABLE = 'truss_guard';
+export const NFT_GUARD_FAMILY = 'bridge';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 export const isDockerId = (s: unknown): s is string => typeof s === 'string' && HEX64.test(s);

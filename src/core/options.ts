@@ -10,6 +10,7 @@ import { type BandwidthLimits, OPT_BANDWIDTH, OPT_BANDWIDTH_INGRESS, parseBandwi
 import { isValidClusterName } from './cluster/model.ts';
 import { OPT_EGRESS_VIA, parseEgressVia } from './egress.ts';
 import { errors } from './errors.ts';
+import { OPT_ANTISPOOF } from './guard.ts';
 import { isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
@@ -28,8 +29,14 @@ export const KNOWN_NETWORK_OPTIONS: readonly string[] = [
   OPT_EGRESS_VIA,
   OPT_BANDWIDTH,
   OPT_BANDWIDTH_INGRESS,
+  OPT_ANTISPOOF,
 ];
-export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [OPT_INGRESS, OPT_BANDWIDTH, OPT_BANDWIDTH_INGRESS];
+export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [
+  OPT_INGRESS,
+  OPT_BANDWIDTH,
+  OPT_BANDWIDTH_INGRESS,
+  OPT_ANTISPOOF,
+];
 
 export const DEFAULT_MTU = 1500;
 export const MIN_MTU = 576;
@@ -113,6 +120,9 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   const encrypt = encryptText === undefined ? true : parseBool(OPT_ENCRYPT, encryptText);
   const viaText = generic[OPT_EGRESS_VIA];
   const bandwidth = parseBandwidthOptions(generic);
+  // read from the stored -o map when the kernel is programmed (core/guard.ts); only checked here
+  const antispoofText = generic[OPT_ANTISPOOF];
+  if (antispoofText !== undefined) parseBool(OPT_ANTISPOOF, antispoofText);
   return {
     ...(viaText !== undefined ? { egressVia: parseEgressVia(viaText) } : {}),
     ...(bandwidth !== undefined ? { bandwidth } : {}),
@@ -135,6 +145,8 @@ export function parseEndpointOptions(options: Readonly<Record<string, unknown>>)
     raw[k] = v;
   }
   const ingressText = raw[OPT_INGRESS];
+  const antispoofText = raw[OPT_ANTISPOOF];
+  if (antispoofText !== undefined) parseBool(OPT_ANTISPOOF, antispoofText);
   const bandwidth = parseBandwidthOptions(raw);
   return {
     raw,

@@ -5,7 +5,7 @@
  */
 import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
-import type { BridgeObject, FirewallObject, PolicyObject, PortsObject, VethObject } from './desired.ts';
+import type { BridgeObject, FirewallObject, GuardObject, PolicyObject, PortsObject, VethObject } from './desired.ts';
 import type { EgressObject } from './egress.ts';
 import type { IpamData } from './model.ts';
 
@@ -227,6 +227,19 @@ export interface Dataplane {
   removePorts(name: string): Promise<void>;
   /** Remove the whole ports table (no endpoint publishes a port any more); gone = success. */
   removePortsTable(): Promise<void>;
+  // ----- anti-spoofing: table bridge truss_guard, set elements per guarded bridge port -----
+
+  /** Compare the installed guard table with `desired` (one listing). */
+  checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck>;
+  /**
+   * Guard one port in one nft transaction (table, sets and chain created when missing).
+   * `exact`: also delete elements on the port that are not `g`'s (after drift; reads the table).
+   */
+  ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void>;
+  /** Unguard a port; `applied` (the guard last ensured) spares reading the table; gone = success. */
+  removeGuard(port: string, applied?: GuardObject): Promise<void>;
+  /** Remove the whole guard table (no endpoint is guarded any more); gone = success. */
+  removeGuardTable(): Promise<void>;
 
   // ----- cluster networks: the WireGuard device and truss routes (proto 116) -----
 
@@ -299,6 +312,16 @@ export interface PolicyCheck {
   /** names of desired policies that are missing or differ */
   readonly drifted: readonly string[];
   /** names of policy chains installed but not desired */
+  readonly extra: readonly string[];
+  readonly problems: readonly string[];
+}
+
+export interface GuardCheck {
+  /** names (ports) of desired guards whose elements are missing or wrong */
+  readonly drifted: readonly string[];
+  /** of those, the ones to repair with `exact` (elements not their own, or the chain to rewrite) */
+  readonly exact: readonly string[];
+  /** ports with elements installed but no desired guard */
   readonly extra: readonly string[];
   readonly problems: readonly string[];
 }

@@ -60,6 +60,11 @@ export class AppliedSet<T extends { readonly name: string }> {
     this.#byName.set(obj.name, { obj, fp: fingerprint(obj) });
   }
 
+  /** the object last applied under `name` */
+  get(name: string): T | undefined {
+    return this.#byName.get(name)?.obj;
+  }
+
   delete(name: string): void {
     this.#byName.delete(name);
   }

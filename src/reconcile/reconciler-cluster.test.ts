@@ -58,6 +58,7 @@ function setup(networks: NetworkSpec[], cluster: Intent['cluster']) {
       networks: state.networks,
       endpoints: [],
       policies: [],
+      guards: [],
       revision: 1,
       ...(state.cluster !== undefined ? { cluster: state.cluster } : {}),
     }),

@@ -5,8 +5,9 @@
  *     applied (or that failed), remove objects that are no longer desired;
  *   - full pass (start-up, every resyncMs, on demand): observe every truss-owned kernel
  *     object, repair drift, prune leftovers that carry truss's mark.
- * Order: bridges -> veths -> firewall -> policies -> shapers -> cluster (WireGuard, VXLAN, routes) ->
- * egress (truss.egress.via policy routing: its routes need the bridges), then removals veths -> bridges.
+ * Order: bridges -> veths -> firewall -> policies -> guards -> shapers -> published ports -> cluster
+ * (WireGuard, VXLAN, routes) -> egress (truss.egress.via policy routing: its routes need the
+ * bridges), then removals veths -> bridges.
  * Failures keep the
  * object dirty and are retried with backoff; other objects are unaffected.
  */
@@ -26,6 +27,7 @@ import {
   computeDesired,
   type DesiredKernel,
   type FirewallObject,
+  type GuardObject,
   type PolicyObject,
   type PortsObject,
   type VethObject,
@@ -95,6 +97,8 @@ export const policyKey = (name: string): string => `policy:${name}`;
 const POLICY_TABLE_KEY = 'policy-table';
 export const portsKey = (name: string): string => `ports:${name}`;
 const PORTS_TABLE_KEY = 'ports-table';
+export const guardKey = (port: string): string => `guard:${port}`;
+const GUARD_TABLE_KEY = 'guard-table';
 const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
@@ -114,6 +118,7 @@ export class Reconciler {
   readonly #chains = new AppliedSet<PolicyObject>();
   readonly #shapers = new AppliedSet<ShaperObject>();
   readonly #published = new AppliedSet<PortsObject>();
+  readonly #guards = new AppliedSet<GuardObject>();
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -211,7 +216,8 @@ export class Reconciler {
         )
     ).problems;
     const pub = await this.#deps.dataplane.checkPorts(desired.ports);
-    const local = [...plan.problems, ...fw, ...pol.problems, ...pub.problems, ...bw, ...eg];
+    const guard = (await this.#deps.dataplane.checkGuards(desired.guards)).problems;
+    const local = [...plan.problems, ...fw, ...pol.problems, ...guard, ...pub.problems, ...bw, ...eg];
     if (intent.cluster === 'pending') return [...local, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
     const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
@@ -296,6 +302,7 @@ export class Reconciler {
     }
     changes += await this.#firewall(desired, full);
     changes += await this.#policies(desired, full);
+    changes += await this.#guardsStep(desired, full);
     changes += await this.#shaping(desired, full);
     changes += await this.#ports(desired, full);
     changes += await this.#cluster(intent, full);
@@ -489,6 +496,52 @@ export class Reconciler {
     return changes;
   }
 
+  /** Anti-spoofing: one guard per port, applied on its own (set elements); the table goes with the last one. */
+  async #guardsStep(desired: DesiredKernel, full: boolean): Promise<number> {
+    const dp = this.#deps.dataplane;
+    if (desired.guards.length === 0) {
+      const hadAny = this.#guards.size > 0 || this.#applied.get(GUARD_TABLE_KEY) !== ABSENT;
+      if (!full && !hadAny) return 0;
+      if (!(await this.#attempt(GUARD_TABLE_KEY, () => dp.removeGuardTable()))) return 0;
+      for (const n of this.#guards.names()) {
+        this.#guards.delete(n);
+        this.#status.delete(guardKey(n));
+      }
+      this.#applied.set(GUARD_TABLE_KEY, ABSENT);
+      return hadAny ? 1 : 0;
+    }
+    this.#applied.delete(GUARD_TABLE_KEY);
+    const stale = new Set(this.#guards.stale(desired.guards));
+    let drifted = new Set<string>();
+    let exactly = new Set<string>();
+    if (full) {
+      const c = await dp.checkGuards(desired.guards);
+      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
+      drifted = new Set(c.drifted);
+      exactly = new Set(c.exact);
+      for (const n of c.extra) stale.add(n);
+    }
+    let changes = 0;
+    for (const g of desired.guards) {
+      if (!drifted.has(g.name) && this.#guards.current(g)) continue;
+      if (full && !drifted.has(g.name)) {
+        // just checked against the kernel: after a restart 1,000 guards cost one listing, not 1,000 writes
+        this.#guards.set(g);
+        continue;
+      }
+      const exact = exactly.has(g.name);
+      if (await this.#applyTo(this.#guards, guardKey(g.name), g, () => dp.ensureGuard(g, { exact }))) changes++;
+    }
+    for (const n of stale) {
+      if (await this.#attempt(guardKey(n), () => dp.removeGuard(n, this.#guards.get(n)))) {
+        this.#guards.delete(n);
+        this.#status.delete(guardKey(n));
+        changes++;
+      }
+    }
+    return changes;
+  }
+
   clusterDesired(intent: Intent): ClusterDesired {
     const local = intent.networks
       .filter((n) => n.cluster !== undefined)
@@ -622,6 +675,7 @@ export class Reconciler {
     for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
     for (const s of desired.shapers) if (this.#steady(shaperKey(s.name), now)) this.#shapers.set(s);
     for (const p of desired.ports) if (this.#steady(portsKey(p.name), now)) this.#published.set(p);
+    for (const g of desired.guards) if (this.#steady(guardKey(g.name), now)) this.#guards.set(g);
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }

@@ -35,6 +35,7 @@ import {
   bridgeKey,
   EGRESS_KEY,
   FIREWALL_KEY,
+  guardKey,
   policyKey,
   portsKey,
   type Reconciler,
@@ -261,9 +262,12 @@ export class NetworkService implements NetworkDriverService {
       throw errors.endpointConflict(`endpoint ${shortId(spec.id)} already exists with other settings`);
     }
     const revision = existing ? 0 : await this.#d.repo.createEndpoint(spec);
-    // the limits are programmed with the veth: a container never runs unshaped
-    await this.#programOrUndo(revision, [vethKey(spec.hostVeth), shaperKey(spec.hostVeth)], async () =>
-      revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id),
+    // the limits are programmed with the veth: a container never runs unshaped; the guard is waited
+    // for too: the container must never send unchecked (core/guard.ts)
+    await this.#programOrUndo(
+      revision,
+      [vethKey(spec.hostVeth), shaperKey(spec.hostVeth), guardKey(spec.hostVeth)],
+      async () => (revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id)),
     );
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};
   }

@@ -17,12 +17,20 @@
  */
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
-import type { BridgeObject, FirewallObject, PolicyObject, PortsObject, VethObject } from '../../core/desired.ts';
+import type {
+  BridgeObject,
+  FirewallObject,
+  GuardObject,
+  PolicyObject,
+  PortsObject,
+  VethObject,
+} from '../../core/desired.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
 import type {
   Dataplane,
+  GuardCheck,
   ObservedLink,
   PolicyCheck,
   PolicyCounter,
@@ -31,6 +39,8 @@ import type {
 } from '../../core/ports.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
 import { KernelError } from '../linux/exec.ts';
+import { guardElements } from '../linux/guard.ts';
+import { checkIfName } from '../linux/links.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
 
@@ -80,6 +90,10 @@ export class FakeDataplane implements Dataplane {
   readonly shapers = new Map<string, ShaperObject>();
   /** table inet truss_ports: its elements (validated as the Linux dataplane does) and bridges; undefined = no table */
   portsTable: { elements: PortElement[]; bridges: Set<string> } | undefined;
+  /** table bridge truss_guard exists */
+  guardTable = false;
+  /** port -> the guard last ensured for it */
+  readonly guards = new Map<string, GuardObject>();
   #nextIndex = 2;
   readonly #faults = new Map<DataplaneMethod, unknown[]>();
   readonly #sticky = new Map<DataplaneMethod, unknown>();
@@ -340,6 +354,49 @@ export class FakeDataplane implements Dataplane {
   async removePortsTable(): Promise<void> {
     this.#enter('removePortsTable', undefined);
     this.portsTable = undefined;
+  }
+
+  // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----
+
+  async checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck> {
+    this.#enter('checkGuards', desired);
+    if (!this.guardTable) {
+      const drifted = desired.map((g) => g.name);
+      return {
+        drifted,
+        exact: [],
+        extra: [],
+        problems: drifted.length > 0 ? ['table bridge truss_guard is missing'] : [],
+      };
+    }
+    const drifted = desired
+      .filter((g) => JSON.stringify(this.guards.get(g.name)) !== JSON.stringify(g))
+      .map((g) => g.name);
+    const wanted = new Set(desired.map((g) => g.name));
+    const extra = [...this.guards.keys()].filter((n) => !wanted.has(n)).sort();
+    const problems = [...drifted.map((n) => `guard ${n}: differs`), ...extra.map((n) => `guard ${n}: not desired`)];
+    // a guard present but different has elements not its own: repaired exactly
+    const exact = drifted.filter((n) => this.guards.has(n));
+    return { drifted, exact, extra, problems };
+  }
+
+  async ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void> {
+    this.#enter('ensureGuard', { g, exact: opts?.exact ?? false });
+    guardElements(g);
+    this.guardTable = true;
+    this.guards.set(g.name, clone(g));
+  }
+
+  async removeGuard(port: string, applied?: GuardObject): Promise<void> {
+    this.#enter('removeGuard', { port, applied: applied !== undefined });
+    checkIfName(port);
+    this.guards.delete(port);
+  }
+
+  async removeGuardTable(): Promise<void> {
+    this.#enter('removeGuardTable', undefined);
+    this.guardTable = false;
+    this.guards.clear();
   }
 
   // ----- cluster: one WireGuard device and truss routes, as plain objects -----

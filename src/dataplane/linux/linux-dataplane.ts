@@ -12,6 +12,7 @@ import { cutDeniedFlows } from './conntrack.ts';
 import * as dnat from './dnat.ts';
 import * as egress from './egress.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
+import * as guard from './guard.ts';
 import * as ipt from './iptables.ts';
 import { ensureIpv6Forwarding } from './ipv6-forwarding.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
@@ -160,6 +161,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     ensurePorts: (p) => dnat.applyPorts(exec, p),
     removePorts: (name) => dnat.removePorts(exec, name),
     removePortsTable: () => dnat.removePortsTable(exec),
+    checkGuards: (desired) => guard.checkGuards(exec, desired),
+    ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
+    removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),
+    removeGuardTable: () => guard.removeGuardTable(exec),
     async ensureWireguard(w) {
       const r = await wg.ensureWireguard(exec, toDevice(w));
       if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });

@@ -1,0 +1,153 @@
+/** Anti-spoofing through the service and the reconciler, on the fake dataplane. */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import { KernelError } from '../dataplane/linux/exec.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { IntentRepo } from '../service/intent.ts';
+import { NetworkService } from '../service/network-service.ts';
+import { MemoryStore } from '../store/memory.ts';
+import { Reconciler } from './reconciler.ts';
+
+const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const NID = id('a');
+const EID = id('b');
+const EID2 = id('b', 1);
+const PORT = 'trv0000bbbbbbbb';
+const PORT2 = 'trv0001bbbbbbbb';
+
+const netInput = (generic: Record<string, string> = {}): CreateNetworkInput => ({
+  networkId: NID,
+  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
+  ipv6: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64', auxAddresses: {} }],
+  generic,
+  internal: false,
+  enableIpv6: true,
+});
+const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
+  networkId: NID,
+  endpointId: EID,
+  address: '198.18.1.2/24',
+  addressIpv6: 'fd00:1::2/64',
+  options: {},
+  ...over,
+});
+
+const running: Reconciler[] = [];
+function setup(dp = new FakeDataplane()) {
+  const repo = new IntentRepo(new MemoryStore());
+  const reconciler = new Reconciler({
+    loadIntent: () => repo.snapshot(),
+    dataplane: dp,
+    log: silentLogger,
+    resyncMs: 3_600_000,
+  });
+  running.push(reconciler);
+  reconciler.start();
+  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
+  return { dp, repo, reconciler, svc };
+}
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((r) => r.stop()));
+});
+const calls = (dp: FakeDataplane, m: string): number => dp.calls.filter((c) => c.method === m).length;
+
+describe('anti-spoofing (reconciler)', () => {
+  it('CreateEndpoint returns once the port is guarded; Join costs nothing; the last delete drops the table', async () => {
+    const { dp, svc } = setup();
+    await svc.createNetwork(netInput());
+    const { macAddress } = await svc.createEndpoint(epInput());
+    assert.deepEqual(dp.guards.get(PORT), {
+      name: PORT,
+      endpointId: EID,
+      networkId: NID,
+      mac: macAddress,
+      ipv4: ['198.18.1.2'],
+      ipv6: ['fd00:1::2', dp.guards.get(PORT)?.ipv6[1]],
+    });
+    assert.match(dp.guards.get(PORT)?.ipv6[1] ?? '', /^fe80::5e:/);
+    const { addressIpv6: _v6, ...v4only } = epInput({ endpointId: EID2, address: '198.18.1.3/24' });
+    await svc.createEndpoint(v4only);
+    const ensures = calls(dp, 'ensureGuard');
+    assert.equal(ensures, 2, 'one ensure per endpoint, none for the others');
+    await svc.join({ networkId: NID, endpointId: EID, sandboxKey: '/var/run/docker/netns/1', options: {} });
+    assert.equal(calls(dp, 'ensureGuard'), ensures, 'Join changes no guard');
+    await svc.deleteEndpoint(NID, EID);
+    assert.deepEqual([...dp.guards.keys()], [PORT2]);
+    const rm = dp.calls.find((c) => c.method === 'removeGuard');
+    assert.deepEqual(rm?.arg, { port: PORT, applied: true }, 'removal knows the elements: no table read');
+    await svc.deleteEndpoint(NID, EID2);
+    assert.equal(dp.guardTable, false);
+    await svc.deleteNetwork(NID);
+  });
+
+  it('a full pass restores a guard deleted by hand (exactly) and prunes a port nobody wants', async () => {
+    const { dp, svc, reconciler } = setup();
+    await svc.createNetwork(netInput());
+    await svc.createEndpoint(epInput());
+    const want = dp.guards.get(PORT);
+    dp.guards.delete(PORT);
+    dp.guards.set('trv0000ffffffff', { ...(want as NonNullable<typeof want>), name: 'trv0000ffffffff' });
+    await reconciler.reconcileNow();
+    assert.deepEqual(dp.guards.get(PORT), want);
+    assert.deepEqual([...dp.guards.keys()], [PORT]);
+    assert.deepEqual(dp.calls.filter((c) => c.method === 'ensureGuard').at(-1)?.arg, { g: want, exact: false });
+    // changed behind truss's back (an element not its own): repaired exactly
+    dp.guards.set(PORT, { ...(want as NonNullable<typeof want>), ipv4: ['198.18.1.99'] });
+    await reconciler.reconcileNow();
+    assert.deepEqual(dp.guards.get(PORT), want);
+    assert.deepEqual(dp.calls.filter((c) => c.method === 'ensureGuard').at(-1)?.arg, { g: want, exact: true });
+    assert.deepEqual(dp.calls.filter((c) => c.method === 'removeGuard').at(-1)?.arg, {
+      port: 'trv0000ffffffff',
+      applied: false,
+    });
+    assert.deepEqual(await reconciler.check(), []);
+  });
+
+  it('after a restart a full pass adopts guards that check clean, writing nothing', async () => {
+    const dp = new FakeDataplane();
+    const first = setup(dp);
+    await first.svc.createNetwork(netInput());
+    await first.svc.createEndpoint(epInput());
+    await first.reconciler.stop();
+    const second = new Reconciler({
+      loadIntent: () => first.repo.snapshot(),
+      dataplane: dp,
+      log: silentLogger,
+      resyncMs: 3_600_000,
+    });
+    running.push(second);
+    const before = calls(dp, 'ensureGuard');
+    await second.reconcileNow();
+    assert.equal(calls(dp, 'ensureGuard'), before);
+    dp.guards.delete(PORT);
+    await second.reconcileNow();
+    assert.equal(calls(dp, 'ensureGuard'), before + 1, 'drift is still repaired');
+  });
+
+  it('a guard that cannot be programmed fails CreateEndpoint and undoes it (never an unguarded container)', async () => {
+    const { dp, svc, repo } = setup();
+    await svc.createNetwork(netInput());
+    dp.failNext('ensureGuard', new KernelError('EINVAL', ['nft'], 1, 'Error: Could not process rule'));
+    await assert.rejects(svc.createEndpoint(epInput()), /Could not process rule/);
+    assert.equal((await repo.listEndpoints()).length, 0);
+    await svc.createEndpoint(epInput());
+    assert.ok(dp.guards.get(PORT));
+  });
+
+  it('truss.antispoof=false leaves the network unguarded; an endpoint may still ask for it', async () => {
+    const { dp, svc } = setup();
+    await svc.createNetwork(netInput({ 'truss.antispoof': 'false' }));
+    await svc.createEndpoint(epInput());
+    assert.equal(dp.guards.size, 0);
+    await svc.createEndpoint(
+      epInput({ endpointId: EID2, address: '198.18.1.3/24', options: { 'truss.antispoof': 'true' } }),
+    );
+    assert.deepEqual([...dp.guards.keys()], [PORT2]);
+    await assert.rejects(
+      svc.createNetwork({ ...netInput({ 'truss.antispoof': 'maybe' }), networkId: id('c') }),
+      /expected true or false/,
+    );
+  });
+});
