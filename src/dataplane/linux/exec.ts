@@ -124,8 +124,12 @@ export interface ExecOptions {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_PROC_SYS = '/proc/sys';
-/** stdin batch tools run from a spare process (SpareProcesses): the attach path's link batches */
-const SPARE_TOOLS = new Set(['ip -batch -']);
+/**
+ * stdin batch tools run from a spare process (SpareProcesses): the attach path's link batches, and
+ * its nft transactions (an endpoint's anti-spoofing elements; nft reads all of stdin before it
+ * looks at the kernel, so a spare's ruleset view is as fresh as a new process's)
+ */
+const SPARE_TOOLS = new Set(['ip -batch -', 'nft -f -']);
 
 function searchDirs(extra?: readonly string[]): string[] {
   const fromEnv = (process.env.PATH ?? '').split(delimiter).filter((d) => isAbsolute(d));
@@ -255,7 +259,7 @@ function collect(child: Child, stdin: string | undefined, timeoutMs: number): Pr
 }
 
 /**
- * Spare processes for stdin batches (`ip -batch -`): one is started ahead and waits on its
+ * Spare processes for stdin batches (`ip -batch -`, `nft -f -`): one per tool is started ahead and waits on its
  * stdin; a batch is written to it and its stdin closed, then the next spare is started. Each
  * batch still runs in a fresh process (no name/ifindex cache across batches, the same line
  * numbers and exit codes as a one-shot run); only the ~5 ms spawn moves off the request path.
