@@ -511,7 +511,9 @@ export class Reconciler {
       return hadAny ? 1 : 0;
     }
     this.#applied.delete(GUARD_TABLE_KEY);
-    const stale = new Set(this.#guards.stale(desired.guards));
+    // incremental: one look at the list (AppliedSet.diff); full: every guard against the kernel's listing
+    const diff = full ? undefined : this.#guards.diff(desired.guards);
+    const stale = new Set(diff ? diff.stale : this.#guards.stale(desired.guards));
     let drifted = new Set<string>();
     let exactly = new Set<string>();
     if (full) {
@@ -522,7 +524,7 @@ export class Reconciler {
       for (const n of c.extra) stale.add(n);
     }
     let changes = 0;
-    for (const g of desired.guards) {
+    for (const g of diff ? diff.changed : desired.guards) {
       if (!drifted.has(g.name) && this.#guards.current(g)) continue;
       if (full && !drifted.has(g.name)) {
         // just checked against the kernel: after a restart 1,000 guards cost one listing, not 1,000 writes
