@@ -254,14 +254,14 @@ describe('anti-spoofing with real traffic (kernel)', () => {
     }
   });
 
-  it("IPv6: an override NA from A for B's address does not poison T; A's RA never arrives (controls)", async (t) => {
+  it("IPv6: an override NA from A for B's address does not poison T (control)", async (t) => {
     if (!(await hasPython())) {
       t.skip('python3 (raw ICMPv6 socket) not installed');
       return;
     }
+    // router advertisements are the RA guard's (bridge truss, ra-guard.ts; ipv6.netns.ts tests it)
     const b6 = ctr.b.ip6 as string;
     const na = () => inA(['python3', '-c', SEND_ICMP6, 'na', 'eth0', 'ff02::1', b6, mac.a]);
-    const ra = () => inA(['python3', '-c', SEND_ICMP6, 'ra', 'eth0', 'ff02::1', '::', mac.a]);
     try {
       assert.equal(await pingOk(ctr.t, b6), true);
       assert.equal(await tNeigh(b6), mac.b);
@@ -269,22 +269,15 @@ describe('anti-spoofing with real traffic (kernel)', () => {
       assert.equal(sent.code, 0, sent.stderr);
       await sleep(200);
       assert.equal(await tNeigh(b6), mac.b, "T still sends B's IPv6 traffic to B");
-      const before = (await counters()).ra ?? 0;
-      await ra();
-      await sleep(200);
-      assert.equal((await counters()).ra, before, "A's router advertisement never reached T");
       const d = await drops();
-      assert.ok((d.drop_nd ?? 0) >= 3 && (d.drop_router ?? 0) >= 3, `counted: ${JSON.stringify(d)}`);
+      assert.ok((d.drop_nd ?? 0) >= 1, `counted: ${JSON.stringify(d)}`);
       await withoutGuardOfA(async () => {
         await na();
-        await ra();
         await sleep(200);
       });
       assert.equal(await tNeigh(b6), mac.a, 'control: unguarded, the NA poisons T');
-      assert.ok(((await counters()).ra ?? 0) > before, 'control: unguarded, the RA arrives');
     } finally {
       await ctr.t.ns.run(['ip', '-6', 'neigh', 'flush', 'dev', 'eth0']);
-      await ctr.t.ns.run(['ip', '-6', 'route', 'flush', 'proto', 'ra']);
     }
     assert.equal(await pingOk(ctr.t, b6), true);
   });

@@ -20,7 +20,9 @@
  * before the bridge delivers or floods it: a spoofed frame reaches neither another container,
  * the host, nor truss's `inet truss` firewall. The bridge's own frames (the gateway) leave by
  * the output hook and are not seen. Router advertisements and redirects from containers are
- * dropped here too (the inet-family RA guard, if any, is a second line).
+ * not this table's: the RA guard (`bridge truss`, ra-guard.ts) drops them for every truss port,
+ * whatever truss.antispoof says (a container that may forward for others still may not act
+ * as the network's IPv6 router).
  *
  * why elements are added inline (`add set X { …; elements = { … } }`): nft 1.0.6 answers
  * `add element` by first dumping interval sets (policy.ts says more); none of this table's
@@ -65,15 +67,7 @@ export const GUARD_HOOK = 'type filter hook prerouting priority filter; policy a
  * every ensure (rule counters would not), so `nft list counters table bridge truss_guard`
  * tells what was dropped since the table was made.
  */
-export const GUARD_COUNTERS = [
-  'drop_mac',
-  'drop_ethertype',
-  'drop_arp',
-  'drop_ip4',
-  'drop_ip6',
-  'drop_nd',
-  'drop_router',
-] as const;
+export const GUARD_COUNTERS = ['drop_mac', 'drop_ethertype', 'drop_arp', 'drop_ip4', 'drop_ip6', 'drop_nd'] as const;
 
 const drop = (counter: (typeof GUARD_COUNTERS)[number], why: string): string =>
   `counter name "${counter}" drop comment "truss: ${why}"`;
@@ -93,7 +87,6 @@ export const GUARD_RULES: readonly string[] = [
   'ip6 saddr :: icmpv6 type { mld-listener-report, mld2-listener-report } accept comment "truss: MLD report before DAD"',
   `iifname . ip6 saddr != @addr6 ${drop('drop_ip6', "IPv6 source is not the container's")}`,
   `icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd6 ${drop('drop_nd', "NA for an address not the container's")}`,
-  `icmpv6 type { nd-router-advert, nd-redirect } ${drop('drop_router', 'router advertisement or redirect')}`,
 ];
 
 /** Pure: creates the table, sets and chain when missing and rewrites the chain (atomically). */
