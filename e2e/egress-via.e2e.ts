@@ -152,7 +152,7 @@ describe('truss.egress.via against a real dockerd', { timeout: 10 * 60_000 }, ()
     for (const [via, why] of [
       ['198.18.60.1', /gateway, this host itself/],
       ['fd00::1', /no IPv6 subnet/],
-      ['10.0.0.1/8', /not an IP address/],
+      ['198.19.0.1/24', /not an IP address/],
     ] as const) {
       const r = await trussNet('bad', ['--subnet', SUBNET, '-o', `truss.egress.via=${via}`]);
       assert.notEqual(r.code, 0, `via ${via} must be refused`);

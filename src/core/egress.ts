@@ -34,12 +34,12 @@ import {
   prefixContains,
 } from './ip.ts';
 import type { IpamData, NetworkSpec } from './model.ts';
-import { shortId } from './naming.ts';
+import { shortId, TRUSS_ROUTE_PROTO } from './naming.ts';
 
 export const OPT_EGRESS_VIA = 'truss.egress.via';
 
 /** truss's route and rule protocol number (dataplane/linux/routes.ts TRUSS_ROUTE_PROTO). */
-export const EGRESS_PROTO = 116;
+export const EGRESS_PROTO = TRUSS_ROUTE_PROTO;
 /** The reserved table ids: 0x74000000 ('t' in the top byte) + 24 bits of the network id. */
 export const EGRESS_TABLE_BASE = 0x74000000;
 export const EGRESS_TABLE_SPAN = 0x1000000;

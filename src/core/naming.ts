@@ -98,3 +98,11 @@ export function vtepMac(node: string): string {
   const tail = [32n, 24n, 16n, 8n, 0n].map((s) => Number((h >> s) & 0xffn));
   return [0x02, ...tail].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
+
+/**
+ * truss's route protocol number. Free in the kernel's RTPROT_* list (include/uapi/linux/rtnetlink.h:
+ * 0-4, 8-18, 42, 99, 186-192) and iproute2's rt_protos, and in the numbers other routing daemons
+ * use (Calico Felix 80, BIRD 12, FRR 11 and 186-198, kube-router 17, keepalived 18). 116 = 0x74 = 't'.
+ * The ownership mark of every route and `ip rule` truss makes (cluster routes, policy routing).
+ */
+export const TRUSS_ROUTE_PROTO = 116;

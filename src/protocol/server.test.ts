@@ -245,7 +245,7 @@ describe('protocol server', { timeout: 5000 }, () => {
           dstPrefix: 'eth',
           gatewayIpv6: 'fd00::1',
           staticRoutes: [
-            { destination: '10.9.0.0/16', routeType: 0, nextHop: '198.18.0.254' },
+            { destination: '198.19.9.0/24', routeType: 0, nextHop: '198.18.0.254' },
             { destination: '169.254.1.1/32', routeType: 1 },
           ],
           disableGatewayService: true,
@@ -280,7 +280,7 @@ describe('protocol server', { timeout: 5000 }, () => {
       InterfaceName: { SrcName: 'trcbbbbbbbbbbbb', DstPrefix: 'eth' },
       GatewayIPv6: 'fd00::1',
       StaticRoutes: [
-        { Destination: '10.9.0.0/16', RouteType: 0, NextHop: '198.18.0.254' },
+        { Destination: '198.19.9.0/24', RouteType: 0, NextHop: '198.18.0.254' },
         { Destination: '169.254.1.1/32', RouteType: 1 },
       ],
       DisableGatewayService: true,

@@ -35,7 +35,7 @@ const spec = (via: string[]): NetworkSpec => ({
 const RULES4 =
   '[{"priority":0,"src":"all","table":"local"},{"priority":11600,"src":"198.18.40.5","table":"main","protocol":"116"},' +
   `{"priority":11610,"src":"198.18.40.0","srclen":24,"table":"${T}","protocol":"116"},` +
-  '{"priority":100,"src":"10.0.0.0","srclen":8,"table":"100"},{"priority":32766,"src":"all","table":"main"}]';
+  '{"priority":100,"src":"198.19.128.0","srclen":17,"table":"100"},{"priority":32766,"src":"all","table":"main"}]';
 const ROUTES4 =
   `[{"dst":"default","gateway":"198.18.40.5","dev":"${BR}","table":"${T}","flags":[]},` +
   `{"type":"unreachable","dst":"default","table":"${T}","metric":4294967295,"flags":[]},` +

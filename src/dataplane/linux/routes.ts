@@ -13,16 +13,11 @@
  */
 import { errors } from '../../core/errors.ts';
 import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '../../core/ip.ts';
+import { TRUSS_ROUTE_PROTO } from '../../core/naming.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName } from './links.ts';
 
-/**
- * truss's route protocol number. Free in the kernel's RTPROT_* list (include/uapi/linux/rtnetlink.h:
- * 0-4, 8-18, 42, 99, 186-192) and iproute2's rt_protos, and in the numbers other routing daemons
- * use (Calico Felix 80, BIRD 12, FRR 11 and 186-198, kube-router 17, keepalived 18). 116 = 0x74 = 't'.
- * why: belongs in core/naming.ts with the other ownership marks; defined here until it moves.
- */
-export const TRUSS_ROUTE_PROTO = 116;
+export { TRUSS_ROUTE_PROTO };
 
 export interface RouteSpec {
   /** CIDR, network address (host bits clear): "198.18.211.0/24", "fd00:211::/64" */
