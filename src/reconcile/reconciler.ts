@@ -12,7 +12,6 @@
  * object dirty and are retried with backoff; other objects are unaffected.
  */
 
-import type { ShaperObject } from '../core/bandwidth.ts';
 import {
   type ClusterDesired,
   type ClusterView,
@@ -27,19 +26,17 @@ import {
   computeDesired,
   type DesiredKernel,
   type FirewallObject,
-  type GuardObject,
-  type PolicyObject,
-  type PortsObject,
   type VethObject,
   withVxlanGuard,
 } from '../core/desired.ts';
 import { computeEgress } from '../core/egress.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
-import { ifbOfHostVeth, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
+import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { AppliedSet, fingerprint } from './applied.ts';
+import { type EndpointKind, type EndpointKinds, endpointKinds } from './endpoint-kinds.ts';
 import { type OrphanCandidate, planLinks } from './plan.ts';
 
 export interface Intent {
@@ -93,20 +90,13 @@ interface Waiter {
 const FIREWALL_KEY = 'firewall';
 const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
-export const policyKey = (name: string): string => `policy:${name}`;
-const POLICY_TABLE_KEY = 'policy-table';
-export const portsKey = (name: string): string => `ports:${name}`;
-const PORTS_TABLE_KEY = 'ports-table';
-export const guardKey = (port: string): string => `guard:${port}`;
-const GUARD_TABLE_KEY = 'guard-table';
 const WIREGUARD_KEY = 'wireguard';
 const VXLAN_KEY = 'vxlan';
 const ROUTES_KEY = 'routes';
 /** truss.egress.via: every network's policy-routing rules and table, one whole object */
 export const EGRESS_KEY = 'egress';
 export const vethKey = (name: string): string => `veth:${name}`;
-/** an endpoint's bandwidth limits, by its host veth's name */
-export const shaperKey = (name: string): string => `shaper:${name}`;
+export { guardKey, policyKey, portsKey, shaperKey } from './endpoint-kinds.ts';
 export { FIREWALL_KEY };
 
 export class Reconciler {
@@ -115,10 +105,7 @@ export class Reconciler {
   readonly #applied = new Map<string, string>();
   readonly #bridges = new AppliedSet<BridgeObject>();
   readonly #veths = new AppliedSet<VethObject>();
-  readonly #chains = new AppliedSet<PolicyObject>();
-  readonly #shapers = new AppliedSet<ShaperObject>();
-  readonly #published = new AppliedSet<PortsObject>();
-  readonly #guards = new AppliedSet<GuardObject>();
+  readonly #kinds: EndpointKinds;
   readonly #status = new Map<string, KeyStatus>();
   readonly #failed = new Map<string, unknown>();
   #waiters: Waiter[] = [];
@@ -133,6 +120,7 @@ export class Reconciler {
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
+    this.#kinds = endpointKinds(deps.dataplane, deps.log);
   }
 
   /** First full pass now, then one every resyncMs. */
@@ -301,10 +289,11 @@ export class Reconciler {
       if (await this.#applyTo(this.#veths, vethKey(v.name), v, run)) changes++;
     }
     changes += await this.#firewall(desired, full);
-    changes += await this.#policies(desired, full);
-    changes += await this.#guardsStep(desired, full);
-    changes += await this.#shaping(desired, full);
-    changes += await this.#ports(desired, full);
+    const k = this.#kinds;
+    changes += await this.#perEndpoint(k.policies, desired, full);
+    changes += await this.#perEndpoint(k.guards, desired, full);
+    changes += await this.#perEndpoint(k.shapers, desired, full);
+    changes += await this.#perEndpoint(k.ports, desired, full);
     changes += await this.#cluster(intent, full);
     changes += await this.#egress(intent, full);
     for (const r of plan.remove) {
@@ -377,170 +366,67 @@ export class Reconciler {
     return ok ? 1 : 0;
   }
 
-  async #policies(desired: DesiredKernel, full: boolean): Promise<number> {
-    const dp = this.#deps.dataplane;
-    if (desired.policies.length === 0) {
-      const hadAny = this.#chains.size > 0 || this.#applied.get(POLICY_TABLE_KEY) !== ABSENT;
-      if (!full && !hadAny) return 0;
-      if (!(await this.#attempt(POLICY_TABLE_KEY, () => dp.removePolicyTable()))) return 0;
-      for (const n of this.#chains.names()) {
-        this.#chains.delete(n);
-        this.#status.delete(policyKey(n));
+  /**
+   * One per-endpoint kind (endpoint-kinds.ts). Incremental: what changed is applied and what is
+   * no longer wanted removed, in one look at the list. Full: the kernel's listing decides; an
+   * object it found right is adopted without a write (a restart costs one listing, not n writes).
+   * The shared table goes with the last object.
+   */
+  async #perEndpoint<T extends { readonly name: string }>(
+    kind: EndpointKind<T>,
+    desired: DesiredKernel,
+    full: boolean,
+  ): Promise<number> {
+    const { applied } = kind;
+    const wanted = kind.wanted(desired);
+    if (kind.table) {
+      const { key, remove } = kind.table;
+      if (wanted.length === 0) {
+        const hadAny = applied.size > 0 || this.#applied.get(key) !== ABSENT;
+        if (!full && !hadAny) return 0;
+        if (!(await this.#attempt(key, remove))) return 0;
+        for (const n of applied.names()) {
+          applied.delete(n);
+          this.#status.delete(kind.key(n));
+        }
+        this.#applied.set(key, ABSENT);
+        return hadAny ? 1 : 0;
       }
-      this.#applied.set(POLICY_TABLE_KEY, ABSENT);
-      return hadAny ? 1 : 0;
+      this.#applied.delete(key);
     }
-    this.#applied.delete(POLICY_TABLE_KEY);
-    const stale = new Set(this.#chains.stale(desired.policies));
-    let drifted = new Set<string>();
-    if (full) {
-      const c = await dp.checkPolicies(desired.policies);
-      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
-      drifted = new Set(c.drifted);
-      for (const n of c.extra) stale.add(n);
-    }
+    const diff = full ? undefined : applied.diff(wanted);
+    const stale = new Set(diff ? diff.stale : applied.stale(wanted));
+    const checked = full ? await kind.check(wanted) : undefined;
+    for (const p of checked?.problems ?? []) this.#deps.log.warn('kernel drift', { problem: p });
+    for (const n of checked?.extra ?? []) stale.add(n);
+    const drifted = new Set(checked?.drifted);
+    const exact = new Set(checked?.exact);
     let changes = 0;
-    for (const p of desired.policies) {
-      if (!drifted.has(p.name) && this.#chains.current(p)) continue;
-      if (await this.#applyTo(this.#chains, policyKey(p.name), p, () => dp.ensurePolicy(p))) changes++;
-    }
-    for (const n of stale) {
-      if (await this.#attempt(policyKey(n), () => dp.removePolicy(n))) {
-        this.#chains.delete(n);
-        this.#status.delete(policyKey(n));
-        changes++;
+    const removeStale = async () => {
+      for (const n of stale) {
+        if (await this.#attempt(kind.key(n), () => kind.remove(n, applied.get(n)))) {
+          applied.delete(n);
+          this.#status.delete(kind.key(n));
+          changes++;
+        }
       }
-    }
-    return changes;
-  }
-
-  /** Bandwidth limits, per endpoint like the policy chains: after the veths they sit on. */
-  async #shaping(desired: DesiredKernel, full: boolean): Promise<number> {
-    const dp = this.#deps.dataplane;
-    const stale = new Map(this.#shapers.stale(desired.shapers).map((n) => [n, ifbOfHostVeth(n)]));
-    let drifted = new Set<string>();
-    if (full) {
-      const c = await dp.checkShapers(desired.shapers).catch((e: unknown) => {
-        // why: with no limit anywhere, a host without tc must not fail every full pass
-        if (desired.shapers.length === 0) this.#deps.log.debug('bandwidth check failed', { err: e });
-        else this.#deps.log.warn('bandwidth check failed', { err: e });
-        return undefined;
-      });
-      for (const p of c?.problems ?? []) this.#deps.log.warn('kernel drift', { problem: p });
-      drifted = new Set(c?.drifted ?? []);
-      for (const x of c?.extra ?? []) stale.set(x.name, x.ifb);
-    }
-    let changes = 0;
-    for (const s of desired.shapers) {
-      if (!drifted.has(s.name) && this.#shapers.current(s)) continue;
-      const run = this.#failed.has(vethKey(s.name))
-        ? () => Promise.reject(errors.reconcileFailed(`veth ${s.name} could not be programmed`))
-        : () => dp.ensureShaper(s);
-      if (await this.#applyTo(this.#shapers, shaperKey(s.name), s, run)) changes++;
-    }
-    for (const [name, ifb] of stale) {
-      if (await this.#attempt(shaperKey(name), () => dp.removeShaper(name, ifb))) {
-        this.#shapers.delete(name);
-        this.#status.delete(shaperKey(name));
-        changes++;
-      }
-    }
-    return changes;
-  }
-
-  /** Published ports: per-endpoint elements of table inet truss_ports, like the policy chains. */
-  async #ports(desired: DesiredKernel, full: boolean): Promise<number> {
-    const dp = this.#deps.dataplane;
-    if (desired.ports.length === 0) {
-      const hadAny = this.#published.size > 0 || this.#applied.get(PORTS_TABLE_KEY) !== ABSENT;
-      if (!full && !hadAny) return 0;
-      if (!(await this.#attempt(PORTS_TABLE_KEY, () => dp.removePortsTable()))) return 0;
-      for (const n of this.#published.names()) {
-        this.#published.delete(n);
-        this.#status.delete(portsKey(n));
-      }
-      this.#applied.set(PORTS_TABLE_KEY, ABSENT);
-      return hadAny ? 1 : 0;
-    }
-    this.#applied.delete(PORTS_TABLE_KEY);
-    // removals first: a key a leaving endpoint still holds may be wanted by a new one
-    const stale = new Set(this.#published.stale(desired.ports));
-    let drifted = new Set<string>();
-    if (full) {
-      const c = await dp.checkPorts(desired.ports);
-      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
-      drifted = new Set(c.drifted);
-      for (const n of c.extra) stale.add(n);
-    }
-    let changes = 0;
-    for (const n of stale) {
-      if (await this.#attempt(portsKey(n), () => dp.removePorts(n))) {
-        this.#published.delete(n);
-        this.#status.delete(portsKey(n));
-        changes++;
-      }
-    }
-    const applied = new Set(this.#published.names());
-    for (const p of desired.ports) {
-      if (!drifted.has(p.name) && this.#published.current(p)) continue;
-      // changed or drifted: its old elements go first (ensure only adds); a new one just adds
-      const replace = drifted.has(p.name) || applied.has(p.name);
-      const run = replace
-        ? async () => {
-            await dp.removePorts(p.name);
-            await dp.ensurePorts(p);
-          }
-        : () => dp.ensurePorts(p);
-      if (await this.#applyTo(this.#published, portsKey(p.name), p, run)) changes++;
-    }
-    return changes;
-  }
-
-  /** Anti-spoofing: one guard per port, applied on its own (set elements); the table goes with the last one. */
-  async #guardsStep(desired: DesiredKernel, full: boolean): Promise<number> {
-    const dp = this.#deps.dataplane;
-    if (desired.guards.length === 0) {
-      const hadAny = this.#guards.size > 0 || this.#applied.get(GUARD_TABLE_KEY) !== ABSENT;
-      if (!full && !hadAny) return 0;
-      if (!(await this.#attempt(GUARD_TABLE_KEY, () => dp.removeGuardTable()))) return 0;
-      for (const n of this.#guards.names()) {
-        this.#guards.delete(n);
-        this.#status.delete(guardKey(n));
-      }
-      this.#applied.set(GUARD_TABLE_KEY, ABSENT);
-      return hadAny ? 1 : 0;
-    }
-    this.#applied.delete(GUARD_TABLE_KEY);
-    // incremental: one look at the list (AppliedSet.diff); full: every guard against the kernel's listing
-    const diff = full ? undefined : this.#guards.diff(desired.guards);
-    const stale = new Set(diff ? diff.stale : this.#guards.stale(desired.guards));
-    let drifted = new Set<string>();
-    let exactly = new Set<string>();
-    if (full) {
-      const c = await dp.checkGuards(desired.guards);
-      for (const p of c.problems) this.#deps.log.warn('kernel drift', { problem: p });
-      drifted = new Set(c.drifted);
-      exactly = new Set(c.exact);
-      for (const n of c.extra) stale.add(n);
-    }
-    let changes = 0;
-    for (const g of diff ? diff.changed : desired.guards) {
-      if (!drifted.has(g.name) && this.#guards.current(g)) continue;
-      if (full && !drifted.has(g.name)) {
-        // just checked against the kernel: after a restart 1,000 guards cost one listing, not 1,000 writes
-        this.#guards.set(g);
+    };
+    if (kind.removeFirst) await removeStale();
+    for (const o of diff ? diff.changed : wanted) {
+      if (!drifted.has(o.name) && applied.current(o)) continue;
+      if (checked && !drifted.has(o.name)) {
+        applied.set(o);
         continue;
       }
-      const exact = exactly.has(g.name);
-      if (await this.#applyTo(this.#guards, guardKey(g.name), g, () => dp.ensureGuard(g, { exact }))) changes++;
+      const veth = kind.onVeth?.(o);
+      const how = { replace: drifted.has(o.name) || applied.get(o.name) !== undefined, exact: exact.has(o.name) };
+      const run =
+        veth !== undefined && this.#failed.has(vethKey(veth))
+          ? () => Promise.reject(errors.reconcileFailed(`veth ${veth} could not be programmed`))
+          : () => kind.ensure(o, how);
+      if (await this.#applyTo(applied, kind.key(o.name), o, run)) changes++;
     }
-    for (const n of stale) {
-      if (await this.#attempt(guardKey(n), () => dp.removeGuard(n, this.#guards.get(n)))) {
-        this.#guards.delete(n);
-        this.#status.delete(guardKey(n));
-        changes++;
-      }
-    }
+    if (!kind.removeFirst) await removeStale();
     return changes;
   }
 
@@ -674,19 +560,21 @@ export class Reconciler {
     const now = new Date().toISOString();
     for (const b of desired.bridges) if (this.#steady(bridgeKey(b.name), now)) this.#bridges.set(b);
     for (const v of desired.veths) if (this.#steady(vethKey(v.name), now)) this.#veths.set(v);
-    for (const p of desired.policies) if (this.#steady(policyKey(p.name), now)) this.#chains.set(p);
-    for (const s of desired.shapers) if (this.#steady(shaperKey(s.name), now)) this.#shapers.set(s);
-    for (const p of desired.ports) if (this.#steady(portsKey(p.name), now)) this.#published.set(p);
-    for (const g of desired.guards) if (this.#steady(guardKey(g.name), now)) this.#guards.set(g);
+    for (const kind of Object.values(this.#kinds) as EndpointKind<{ readonly name: string }>[]) {
+      for (const o of kind.wanted(desired)) if (this.#steady(kind.key(o.name), now)) kind.applied.set(o);
+    }
     if (desired.firewall.networks.length > 0 && this.#steady(FIREWALL_KEY, now)) {
       this.#applied.set(FIREWALL_KEY, fingerprint(desired.firewall));
     }
   }
 
-  /** false when the key failed in this pass; otherwise records it as ok (keeping an earlier timestamp) */
+  /**
+   * false when the key failed in this pass; otherwise records it as ok (keeping the timestamp of
+   * an earlier ok: an earlier error is over, the full pass found the object right)
+   */
   #steady(key: string, now: string): boolean {
     if (this.#failed.has(key)) return false;
-    if (!this.#status.has(key)) this.#status.set(key, { state: 'ok', updatedAt: now });
+    if (this.#status.get(key)?.state !== 'ok') this.#status.set(key, { state: 'ok', updatedAt: now });
     return true;
   }
 
