@@ -16,7 +16,7 @@ import { WG_DEVICE } from './cluster/desired.ts';
 import { type GuardObject, guardFor } from './guard.ts';
 import { eui64LinkLocal } from './link-local.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
-import { policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
+import { bridgeMac, policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
 import type { PublishedPort } from './portmap.ts';
 
@@ -24,6 +24,8 @@ export interface BridgeObject {
   readonly name: string;
   readonly networkId: string;
   readonly mtu: number;
+  /** its own MAC (naming.bridgeMac), fixed so the gateway's MAC never follows a departing port */
+  readonly mac: string;
   /** gateway addresses in CIDR form ("198.18.0.1/24"), v4 and v6 */
   readonly addresses: readonly string[];
   /** answer ARP for addresses routed elsewhere (cluster networks: containers on other hosts) */
@@ -196,6 +198,7 @@ function networkObjects(n: NetworkSpec): { readonly bridge: BridgeObject; readon
       name: n.bridge,
       networkId: n.id,
       mtu: n.mtu,
+      mac: bridgeMac(n.id),
       addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
       ...(n.cluster ? { proxyArp: true } : {}),
     },

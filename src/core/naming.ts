@@ -90,8 +90,26 @@ export const vxlanMark = (name: string): string => `truss:vx:${name}`;
  * device. Collisions (2^-40 per pair) are detected where peers are computed and refused.
  */
 export function vtepMac(node: string): string {
+  return hashedMac(`truss-vtep:${node}`);
+}
+
+/**
+ * A network's bridge MAC, the gateway MAC its containers hold in their neighbour tables:
+ * 02 + 40 bits of FNV-1a-64 of "truss-bridge:<network id>", set when the bridge is made.
+ * why: a bridge without an address of its own takes the lowest MAC among its ports and changes
+ * it when that port leaves; every container still holding the old MAC for the gateway (and, on
+ * cluster networks, for the proxied remote addresses) then sends into the void until its
+ * neighbour entry is probed again, seconds later. Docker's bridge driver sets one for the same
+ * reason; derived from the network id, it is also the same after a restart or reboot.
+ */
+export function bridgeMac(networkId: string): string {
+  return hashedMac(`truss-bridge:${networkId}`);
+}
+
+/** 02 (locally administered, unicast) + 40 bits of FNV-1a-64 of `seed`. */
+function hashedMac(seed: string): string {
   let h = 0xcbf29ce484222325n;
-  for (const b of new TextEncoder().encode(`truss-vtep:${node}`)) {
+  for (const b of new TextEncoder().encode(seed)) {
     h ^= BigInt(b);
     h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { computeDesired } from '../core/desired.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
+import { bridgeMac } from '../core/naming.ts';
 import type { ObservedLink } from '../core/ports.ts';
 import { planLinks } from './plan.ts';
 
@@ -40,6 +41,7 @@ const goodBridge = link({
   name: net.bridge,
   kind: 'bridge',
   mark: { kind: 'br', id: NID },
+  mac: bridgeMac(NID),
   addresses: ['198.18.0.1/24'],
 });
 const goodVeth = link({ name: ep.hostVeth, mark: { kind: 'ep', id: EID }, master: net.bridge });
@@ -58,6 +60,9 @@ describe('planLinks', () => {
     const p = planLinks(desired, [{ ...goodBridge, mtu: 1400, up: false }, goodVeth, goodPeer]);
     assert.equal(p.ensureBridges.length, 1);
     assert.match(p.problems.join('\n'), /MTU 1400, want 1500/);
+    const moved = planLinks(desired, [{ ...goodBridge, mac: goodVeth.mac }, goodVeth, goodPeer]);
+    assert.equal(moved.ensureBridges.length, 1, 'a bridge that lost its own MAC is converged');
+    assert.match(moved.problems.join('\n'), /has MAC .*, want 02:/);
     assert.match(p.problems.join('\n'), /is down/);
   });
 

@@ -33,6 +33,7 @@ function bridgeProblems(d: BridgeObject, o: ObservedLink | undefined): string[] 
   if (o.kind !== 'bridge') p.push(`link ${d.name} is a ${o.kind || 'link'}, not a bridge`);
   if (o.mark?.id !== d.networkId) p.push(`bridge ${d.name} does not carry truss's mark for its network`);
   if (o.mtu !== d.mtu) p.push(`bridge ${d.name} has MTU ${o.mtu}, want ${d.mtu}`);
+  if (o.mac.toLowerCase() !== d.mac) p.push(`bridge ${d.name} has MAC ${o.mac}, want ${d.mac}`);
   if (!o.up) p.push(`bridge ${d.name} is down`);
   if (!sameSet(o.addresses, d.addresses)) {
     p.push(`bridge ${d.name} has addresses [${o.addresses.join(', ')}], want [${d.addresses.join(', ')}]`);

@@ -7,7 +7,13 @@ import { createFakeDataplane } from './fake-dataplane.ts';
 
 const N = 'a'.repeat(64);
 const E = 'e'.repeat(64);
-const br: BridgeObject = { name: 'trbaaaaaaaaaaaa', networkId: N, mtu: 1500, addresses: ['198.18.1.1/24'] };
+const br: BridgeObject = {
+  name: 'trbaaaaaaaaaaaa',
+  networkId: N,
+  mtu: 1500,
+  mac: '02:00:00:00:00:01',
+  addresses: ['198.18.1.1/24'],
+};
 const ve: VethObject = {
   name: 'trveeeeeeeeeeee',
   peer: 'trceeeeeeeeeeee',

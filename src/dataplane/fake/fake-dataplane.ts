@@ -188,6 +188,7 @@ export class FakeDataplane implements Dataplane {
       ...l,
       mark: { kind: 'br', id: b.networkId },
       mtu: b.mtu,
+      mac: b.mac,
       up: true,
       addresses: [...b.addresses],
     });

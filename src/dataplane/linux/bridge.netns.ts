@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BridgeObject } from '../../core/desired.ts';
-import { bridgeName, ownerMark } from '../../core/naming.ts';
+import { bridgeMac, bridgeName, ownerMark } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
-import { commandRecorder, createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
+import { commandRecorder, createTestNs, listTestNamespaces, pingOk, randomId, type TestNs } from './netns-testutil.ts';
 
 interface IpLink {
   ifindex: number;
@@ -27,6 +27,7 @@ describe('bridge (kernel)', () => {
     name: bridgeName(nid),
     networkId: nid,
     mtu: 1450,
+    mac: bridgeMac(nid),
     addresses: ['198.18.10.1/24', 'fd00:10::1/64'],
   };
   const link = async (name: string): Promise<IpLink | undefined> => {
@@ -94,6 +95,45 @@ describe('bridge (kernel)', () => {
     await ns.must(['ip', 'link', 'del', b.name]);
     await dp.ensureBridge(b);
     assert.equal((await link(b.name))?.ifalias, ownerMark('br', nid));
+  });
+
+  it("keeps its own MAC when the port with the lowest MAC leaves: a container's gateway entry stays right", async () => {
+    const c = await createTestNs('brc');
+    try {
+      await ns.must(['ip', 'link', 'add', 'tv1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', c.name]);
+      // a port whose MAC is lower than any other: a bridge without its own MAC would take it
+      await ns.must([
+        'ip',
+        'link',
+        'add',
+        'tv2',
+        'address',
+        '02:00:00:00:00:01',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'tp2',
+      ]);
+      for (const port of ['tv1', 'tv2']) await ns.must(['ip', 'link', 'set', port, 'master', b.name, 'up']);
+      await c.must(['ip', '-batch', '-'], 'addr add 198.18.10.2/24 dev eth0\nlink set eth0 up\n');
+      assert.ok(await pingOk(c, '198.18.10.1'), 'the container reaches its gateway');
+      const gwEntry = async () => (await c.must(['ip', 'neigh', 'show', '198.18.10.1'])).split(' ')[4];
+      assert.equal(await gwEntry(), b.mac, "the container holds the bridge's own MAC for the gateway");
+      await ns.must(['ip', 'link', 'del', 'tv2']);
+      assert.equal((await dp.listLinks()).find((l) => l.name === b.name)?.mac, b.mac);
+      assert.ok(await pingOk(c, '198.18.10.1'), 'the gateway still answers at once, at the MAC the container holds');
+      await ns.must(['ip', 'link', 'del', 'tv1']);
+    } finally {
+      await c.remove();
+    }
+  });
+
+  it('sets its own MAC back when someone changes it', async () => {
+    await ns.must(['ip', 'link', 'set', b.name, 'address', '02:00:00:00:00:09']);
+    assert.ok((await dp.listLinks()).find((l) => l.name === b.name)?.mac !== b.mac);
+    await dp.ensureBridge(b);
+    assert.equal((await dp.listLinks()).find((l) => l.name === b.name)?.mac, b.mac);
   });
 
   it('refuses a foreign link with our name and leaves it untouched (ensure and remove)', async () => {

@@ -9,6 +9,7 @@ const b: BridgeObject = {
   name: 'trbaaaaaaaaaaaa',
   networkId: A,
   mtu: 1450,
+  mac: '02:00:00:00:00:01',
   addresses: ['198.18.1.1/24', 'fd00:1::1/64'],
 };
 const observed = (over: Partial<LinkState> = {}): LinkState => ({
@@ -27,15 +28,18 @@ const observed = (over: Partial<LinkState> = {}): LinkState => ({
 describe('planBridgeCreate', () => {
   it('creates, marks, addresses and raises the bridge in one batch', () => {
     assert.deepEqual(planBridgeCreate(b), [
-      'link add trbaaaaaaaaaaaa mtu 1450 type bridge',
+      'link add trbaaaaaaaaaaaa address 02:00:00:00:00:01 mtu 1450 type bridge',
       `link set trbaaaaaaaaaaaa alias truss:br:${A}`,
       'addr add 198.18.1.1/24 dev trbaaaaaaaaaaaa',
       'addr add fd00:1::1/64 dev trbaaaaaaaaaaaa nodad',
       'link set trbaaaaaaaaaaaa up',
     ]);
   });
-  it('refuses a name that would inject a batch line', () => {
+  it('refuses a name or MAC that would inject a batch line', () => {
     assert.throws(() => planBridgeCreate({ ...b, name: 'x\nlink del eth0' }), { code: 'TRUSS_ERR_OPTION_INVALID' });
+    assert.throws(() => planBridgeCreate({ ...b, mac: '02:00:00:00:00:01\nlink del eth0' }), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+    });
   });
 });
 
@@ -53,6 +57,12 @@ describe('planBridge', () => {
       'addr replace fd00:1::1/64 dev trbaaaaaaaaaaaa nodad',
       'link set trbaaaaaaaaaaaa up',
     ]);
+  });
+  it('sets its own MAC back (a bridge without one follows its ports)', () => {
+    assert.deepEqual(planBridge(observed({ mac: '02:00:00:00:00:02' }), b), [
+      'link set trbaaaaaaaaaaaa address 02:00:00:00:00:01',
+    ]);
+    assert.deepEqual(planBridge(observed({ mac: '02:00:00:00:00:01'.toUpperCase() }), b), []);
   });
   it('re-puts wanted v4 addresses after a v4 delete (a deleted primary takes its secondaries along)', () => {
     const cur = observed({ addresses: ['198.18.1.5/24', '198.18.1.1/24', 'fd00:1::1/64'] });

@@ -13,7 +13,16 @@ import type { BridgeObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { ownerMark, shortId } from '../../core/naming.ts';
 import type { DataplaneLog, Exec } from './exec.ts';
-import { batch, canonicalCidr, checkIfName, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
+import {
+  batch,
+  canonicalCidr,
+  checkIfName,
+  checkMac,
+  deleteLink,
+  type LinkState,
+  readLink,
+  undoFailedCreate,
+} from './links.ts';
 import { ensureAcceptRaOff, ensureSysctl } from './sysctl.ts';
 
 const isV6 = (cidr: string): boolean => cidr.includes(':');
@@ -35,6 +44,7 @@ export function planBridge(cur: LinkState, b: BridgeObject): string[] {
   const puts = [...want].filter((a) => !have.has(a) || (v4Deleted && !isV6(a)));
   const lines: string[] = [];
   if (cur.mtu !== b.mtu) lines.push(`link set ${name} mtu ${b.mtu}`);
+  if (cur.mac.toLowerCase() !== b.mac) lines.push(`link set ${name} address ${checkMac(b.mac)}`);
   // Deletes first: the same address with another prefix length must go before the right one comes.
   for (const a of dels) lines.push(`addr del ${a} dev ${name}`);
   for (const a of puts) lines.push(addrLine('replace', a, name));
@@ -46,7 +56,7 @@ export function planBridge(cur: LinkState, b: BridgeObject): string[] {
 export function planBridgeCreate(b: BridgeObject): string[] {
   const name = checkIfName(b.name);
   return [
-    `link add ${name} mtu ${b.mtu} type bridge`,
+    `link add ${name} address ${checkMac(b.mac)} mtu ${b.mtu} type bridge`,
     // why: IFLA_IFALIAS is ignored on RTM_NEWLINK, so the mark needs its own `link set`
     `link set ${name} alias ${ownerMark('br', b.networkId)}`,
     ...b.addresses.map((a) => addrLine('add', canonicalCidr(a), name)),

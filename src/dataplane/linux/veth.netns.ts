@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BridgeObject, VethObject } from '../../core/desired.ts';
-import { bridgeName, hostVethName, macFor, ownerMark, peerVethName } from '../../core/naming.ts';
+import { bridgeMac, bridgeName, hostVethName, macFor, ownerMark, peerVethName } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
 import { commandRecorder, createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
 
@@ -27,7 +27,13 @@ for (const spareProcesses of [false, true])
     let dp: LinuxDataplane;
     const rec = commandRecorder();
     const nid = randomId();
-    const br: BridgeObject = { name: bridgeName(nid), networkId: nid, mtu: 1450, addresses: ['198.18.20.1/24'] };
+    const br: BridgeObject = {
+      name: bridgeName(nid),
+      networkId: nid,
+      mtu: 1450,
+      mac: bridgeMac(nid),
+      addresses: ['198.18.20.1/24'],
+    };
     const endpoint = (eid = randomId()): VethObject => ({
       name: hostVethName(eid),
       peer: peerVethName(eid),
