@@ -2,7 +2,7 @@
  * Bandwidth limits end to end: one simulated host ("bw", its own dockerd and truss), real
  * containers, rates measured with iperf3 (TCP goodput, received side, 5 s after 1 s omitted).
  *
- *   network bwn: -o truss.bandwidth=50mbit -o truss.bandwidth.ingress=30mbit
+ *   network bwn (dual stack): -o truss.bandwidth=50mbit -o truss.bandwidth.ingress=30mbit
  *     cli  on bwn: the network's limits (sends ≤ 50, receives ≤ 30)
  *     ovr  connected with --driver-opt truss.bandwidth=20mbit (sends ≤ 20, receives ≤ 30)
  *     srv  iperf3 server, connected with 5gbit both ways (never the bottleneck)
@@ -29,6 +29,7 @@ let host: Host;
 const figures: string[] = [];
 const once = memoOnce();
 let srvIp = '';
+let srvIp6 = '';
 
 async function docker(args: readonly string[], timeoutMs?: number): Promise<string> {
   const r = await host.docker(args, timeoutMs);
@@ -51,8 +52,11 @@ const setup = () =>
       'truss',
       '--ipam-driver',
       'truss',
+      '--ipv6',
       '--subnet',
       '198.18.70.0/24',
+      '--subnet',
+      'fd00:70::/64',
       '-o',
       'truss.bandwidth=50mbit',
       '-o',
@@ -63,17 +67,19 @@ const setup = () =>
     await runContainer(host, { name: 'cli', network: NET });
     await connected('ovr', undefined, ['truss.bandwidth=20mbit']);
     srvIp = await containerIp(host, 'srv', NET);
+    srvIp6 = await docker(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").GlobalIPv6Address}}`, 'srv']);
+    assert.match(srvIp6, /^fd00:70::/, 'srv has an IPv6 address on bwn');
   });
 
-/** iperf3 from `from` to srv (`reverse`: srv sends to `from`): Mbit/s received. */
-async function iperf(from: string, reverse = false): Promise<number> {
+/** iperf3 from `from` to srv (`reverse`: srv sends to `from`; `v6`: over IPv6): Mbit/s received. */
+async function iperf(from: string, reverse = false, v6 = false): Promise<number> {
   await setup();
   const args = [
     'exec',
     from,
     'iperf3',
     '-c',
-    srvIp,
+    v6 ? srvIp6 : srvIp,
     '-t',
     String(SECONDS),
     '-O',
@@ -88,8 +94,8 @@ async function iperf(from: string, reverse = false): Promise<number> {
   return bps / 1e6;
 }
 
-async function assertRate(what: string, from: string, reverse: boolean, limitMbit: number): Promise<number> {
-  const got = await iperf(from, reverse);
+async function assertRate(what: string, from: string, reverse: boolean, limitMbit: number, v6 = false) {
+  const got = await iperf(from, reverse, v6);
   figures.push(`${what}: ${got.toFixed(1)} Mbit/s (limit ${limitMbit}, ${((got / limitMbit) * 100).toFixed(1)} %)`);
   assert.ok(
     Math.abs(got - limitMbit) <= limitMbit * TOLERANCE,
@@ -135,6 +141,11 @@ describe('bandwidth limits', { timeout: 600_000 }, () => {
   it('an endpoint --driver-opt beats the network default, direction by direction', async () => {
     await assertRate('ovr → srv (--driver-opt truss.bandwidth=20mbit)', 'ovr', false, 20);
     await assertRate('srv → ovr (network default ingress kept)', 'ovr', true, 30);
+  });
+
+  it('the limits hold over IPv6 too (the qdiscs shape every protocol on the veth)', async () => {
+    await assertRate('cli → srv over IPv6 (network truss.bandwidth=50mbit)', 'cli', false, 50, true);
+    await assertRate('srv → cli over IPv6 (network truss.bandwidth.ingress=30mbit)', 'cli', true, 30, true);
   });
 
   it('only limited veths carry truss qdiscs; a hand-deleted ifb is drift and truss reconcile repairs it', async () => {
