@@ -143,6 +143,23 @@ describe('bandwidth limits', { timeout: 600_000 }, () => {
     await assertRate('srv → ovr (network default ingress kept)', 'ovr', true, 30);
   });
 
+  it('truss status shows the limits in force per container (send/receive)', async () => {
+    await setup();
+    const r = await host.truss.cli(['status', '--state-dir', host.truss.stateDir]);
+    assert.equal(r.code, 0, r.stderr);
+    const row = async (ctr: string) => {
+      const veth = await vethOf(ctr);
+      return r.stdout
+        .split('\n')
+        .find((l) => l.includes(veth))
+        ?.split(/\s+/)
+        .at(-1);
+    };
+    assert.equal(await row('cli'), '50mbit/30mbit', r.stdout);
+    assert.equal(await row('ovr'), '20mbit/30mbit', r.stdout);
+    assert.equal(await row('srv'), '5gbit/5gbit', r.stdout);
+  });
+
   it('the limits hold over IPv6 too (the qdiscs shape every protocol on the veth)', async () => {
     await assertRate('cli → srv over IPv6 (network truss.bandwidth=50mbit)', 'cli', false, 50, true);
     await assertRate('srv → cli over IPv6 (network truss.bandwidth.ingress=30mbit)', 'cli', true, 30, true);

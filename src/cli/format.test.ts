@@ -66,6 +66,27 @@ describe('formatStatus: published ports', () => {
   });
 });
 
+describe('formatStatus: bandwidth limits', () => {
+  it("adds a BANDWIDTH column only when a limit is in force: the endpoint's own, else its network's", () => {
+    const s = status();
+    const [net] = s.networks as Record<string, unknown>[];
+    const [ep1, ep2] = s.endpoints as Record<string, unknown>[];
+    assert.ok(!formatStatus(s).includes('BANDWIDTH'));
+    const text = formatStatus({
+      ...s,
+      networks: [{ ...net, bandwidth: { ingress: 30e6 } }],
+      endpoints: [{ ...ep1, bandwidth: { egress: 1.5e9 } }, ep2],
+    });
+    const lines = text.split('\n');
+    const head = lines.findIndex((l) => l.startsWith('ID  ') && l.includes('VETH'));
+    assert.deepStrictEqual(lines.slice(head, head + 3), [
+      'ID            NETWORK       VETH             ADDRESSES       JOINED  BANDWIDTH(OUT/IN)',
+      'e1e1e1e1e1e1  0123456789ab  trve1e1e1e1e1e1  198.18.10.2/24  yes     1500mbit/30mbit',
+      'e2e2e2e2e2e2  0123456789ab  trve2e2e2e2e2e2  198.18.10.3/24  no      -/30mbit',
+    ]);
+  });
+});
+
 describe('formatPolicyView', () => {
   const base: PolicyView = { networkId: NID, ingress: null, source: 'open', endpoints: [] };
 

@@ -1,4 +1,5 @@
 /** Human-readable rendering of `truss status` and `truss policy`. */
+import { type BandwidthLimits, effectiveBandwidth, formatRate } from '../core/bandwidth.ts';
 import type { PolicyEndpointView, PolicyView } from '../core/policy/view.ts';
 import { describePort, type PublishedPort } from '../core/portmap.ts';
 
@@ -10,6 +11,7 @@ interface Net {
   nat: boolean;
   ipv4: { pool: string; gateway?: string }[];
   ipv6: { pool: string; gateway?: string }[];
+  bandwidth?: BandwidthLimits;
 }
 interface Ep {
   networkId: string;
@@ -19,6 +21,7 @@ interface Ep {
   ipv6?: string;
   sandboxKey?: string;
   published?: { ports?: PublishedPort[] };
+  bandwidth?: BandwidthLimits;
 }
 
 interface Counter {
@@ -71,6 +74,16 @@ export function formatStatus(s: Record<string, unknown>): string {
   const publishing = eps.some((e) => (e.published?.ports?.length ?? 0) > 0);
   const ports = (e: Ep): string[] =>
     publishing ? [(e.published?.ports ?? []).map((p) => `${describePort(p)}->${p.port}`).join(',') || '-'] : [];
+  // BANDWIDTH only when some endpoint has a limit in force: send/receive, its own or its network's
+  const netById = new Map(nets.map((n) => [n.id, n]));
+  const limitOf = (e: Ep) => effectiveBandwidth(netById.get(e.networkId)?.bandwidth, e.bandwidth);
+  const limited = eps.some((e) => limitOf(e) !== undefined);
+  const rate = (bits: number | undefined): string => (bits === undefined ? '-' : formatRate(bits));
+  const bandwidth = (e: Ep): string[] => {
+    if (!limited) return [];
+    const l = limitOf(e);
+    return [l === undefined ? '-' : `${rate(l.egress)}/${rate(l.ingress)}`];
+  };
   out.push('', `ENDPOINTS (${eps.length})`);
   out.push(
     table([
@@ -82,6 +95,7 @@ export function formatStatus(s: Record<string, unknown>): string {
         'JOINED',
         ...(counters ? ['DENIED'] : []),
         ...(publishing ? ['PORTS'] : []),
+        ...(limited ? ['BANDWIDTH(OUT/IN)'] : []),
       ],
       ...eps.map((e) => [
         e.id.slice(0, 12),
@@ -91,6 +105,7 @@ export function formatStatus(s: Record<string, unknown>): string {
         e.sandboxKey ? 'yes' : 'no',
         ...denied(e.id),
         ...ports(e),
+        ...bandwidth(e),
       ]),
     ]),
   );
