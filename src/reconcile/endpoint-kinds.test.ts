@@ -7,13 +7,10 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { PORTMAP_OPTION } from '../core/portmap.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { IntentRepo } from '../service/intent.ts';
-import { NetworkService } from '../service/network-service.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { Reconciler } from './reconciler.ts';
+import type { IntentRepo } from '../service/intent.ts';
+import { stopTestServices, testId, testReconciler, testService } from '../service/testing.ts';
 
-const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const id = testId;
 const NID = id('a');
 const EID = id('b');
 const VETH = 'trv0000bbbbbbbb';
@@ -26,29 +23,13 @@ const options = {
   [PORTMAP_OPTION]: [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 18080, HostPortEnd: 18080 }],
 };
 
-const running: Reconciler[] = [];
-const reconcilerOn = (dp: FakeDataplane, repo: IntentRepo): Reconciler => {
-  const r = new Reconciler({
-    loadIntent: () => repo.snapshot(),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-  });
-  running.push(r);
-  return r;
-};
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+afterEach(stopTestServices);
 const writes = (dp: FakeDataplane): Record<string, number> =>
   Object.fromEntries(WRITES.map((m) => [m, dp.calls.filter((c) => c.method === m).length]));
 
 /** A network and one joined endpoint with all four kinds, programmed by a first reconciler. */
 async function attached(dp: FakeDataplane): Promise<IntentRepo> {
-  const repo = new IntentRepo(new MemoryStore());
-  const first = reconcilerOn(dp, repo);
-  first.start();
-  const svc = new NetworkService({ repo, reconciler: first, log: silentLogger, programTimeoutMs: 2000 });
+  const { repo, reconciler: first, svc } = testService({ dp });
   await svc.createNetwork({
     networkId: NID,
     ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
@@ -74,7 +55,7 @@ describe('per-endpoint kinds (reconciler)', () => {
       'the first reconciler programmed all four kinds',
     );
     const before = writes(dp);
-    const second = reconcilerOn(dp, repo);
+    const second = testReconciler(repo, dp);
     await second.reconcileNow();
     assert.deepEqual(writes(dp), before);
     assert.deepEqual(await second.check(), []);
@@ -83,7 +64,7 @@ describe('per-endpoint kinds (reconciler)', () => {
   it('after a restart drift in each kind is repaired, and leftovers of each kind are pruned', async () => {
     const dp = new FakeDataplane();
     const repo = await attached(dp);
-    const second = reconcilerOn(dp, repo);
+    const second = testReconciler(repo, dp);
     await second.reconcileNow();
     // a leftover of each kind for an endpoint nobody wants, then the wanted ones lost
     const [policy] = [...dp.policies.values()];

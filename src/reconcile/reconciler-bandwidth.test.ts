@@ -5,36 +5,20 @@ import { tbfFor } from '../core/bandwidth.ts';
 import type { CreateEndpointInput } from '../core/ports.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { IntentRepo } from '../service/intent.ts';
-import { NetworkService } from '../service/network-service.ts';
+import type { NetworkService } from '../service/network-service.ts';
+import { stopTestServices, testId, testService } from '../service/testing.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { Reconciler, shaperKey } from './reconciler.ts';
+import { shaperKey } from './reconciler.ts';
 
-const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const id = testId;
 const NID = id('a');
 const EID = id('b');
 const EID2 = id('b', 1);
 const VETH = 'trv0000bbbbbbbb';
 const VETH2 = 'trv0001bbbbbbbb';
 
-const running: Reconciler[] = [];
-function setup(store = new MemoryStore(), dp = new FakeDataplane()) {
-  const repo = new IntentRepo(store);
-  const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-  });
-  running.push(reconciler);
-  reconciler.start();
-  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  return { store, dp, repo, reconciler, svc };
-}
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const setup = (store = new MemoryStore(), dp = new FakeDataplane()) => testService({ store, dp });
+afterEach(stopTestServices);
 
 const createNet = (svc: NetworkService, generic: Record<string, string>) =>
   svc.createNetwork({

@@ -4,13 +4,9 @@ import { afterEach, describe, it } from 'node:test';
 import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { IntentRepo } from '../service/intent.ts';
-import { NetworkService } from '../service/network-service.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { Reconciler } from './reconciler.ts';
+import { stopTestServices, testId, testReconciler, testService } from '../service/testing.ts';
 
-const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const id = testId;
 const NID = id('a');
 const EID = id('b');
 const EID2 = id('b', 1);
@@ -34,23 +30,8 @@ const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =
   ...over,
 });
 
-const running: Reconciler[] = [];
-function setup(dp = new FakeDataplane()) {
-  const repo = new IntentRepo(new MemoryStore());
-  const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-  });
-  running.push(reconciler);
-  reconciler.start();
-  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  return { dp, repo, reconciler, svc };
-}
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const setup = (dp = new FakeDataplane()) => testService({ dp });
+afterEach(stopTestServices);
 const calls = (dp: FakeDataplane, m: string): number => dp.calls.filter((c) => c.method === m).length;
 
 describe('anti-spoofing (reconciler)', () => {
@@ -111,13 +92,7 @@ describe('anti-spoofing (reconciler)', () => {
     await first.svc.createNetwork(netInput());
     await first.svc.createEndpoint(epInput());
     await first.reconciler.stop();
-    const second = new Reconciler({
-      loadIntent: () => first.repo.snapshot(),
-      dataplane: dp,
-      log: silentLogger,
-      resyncMs: 3_600_000,
-    });
-    running.push(second);
+    const second = testReconciler(first.repo, dp);
     const before = calls(dp, 'ensureGuard');
     await second.reconcileNow();
     assert.equal(calls(dp, 'ensureGuard'), before);

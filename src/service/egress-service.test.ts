@@ -9,11 +9,7 @@ import { egressTable } from '../core/egress.ts';
 import type { CreateNetworkInput } from '../core/ports.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { IntentRepo } from './intent.ts';
-import { NetworkService } from './network-service.ts';
+import { stopTestServices, testService } from './testing.ts';
 
 const NID = `0e0e0e${'a'.repeat(58)}`;
 const NID2 = `0e0e0e${'c'.repeat(58)}`; // same first 6 hex: same table id
@@ -28,18 +24,8 @@ const netInput = (via: string | undefined, over: Partial<CreateNetworkInput> = {
   ...over,
 });
 
-const running: Reconciler[] = [];
-function setup(dp = new FakeDataplane()) {
-  const repo = new IntentRepo(new MemoryStore());
-  const reconciler = new Reconciler({ loadIntent: () => repo.snapshot(), dataplane: dp, log: silentLogger });
-  running.push(reconciler);
-  reconciler.start();
-  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  return { dp, repo, reconciler, svc };
-}
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const setup = (dp = new FakeDataplane()) => testService({ dp });
+afterEach(stopTestServices);
 
 describe('truss.egress.via (service + reconciler, fake kernel)', () => {
   it('refuses bad values before writing anything', async () => {

@@ -6,31 +6,15 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/ports.ts';
-import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { renderNftRuleset } from '../dataplane/linux/nft.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { IntentRepo } from './intent.ts';
-import { NetworkService } from './network-service.ts';
+import { stopTestServices, testService } from './testing.ts';
 
 const NID = `0000${'a'.repeat(60)}`;
 const EID = `0000${'b'.repeat(60)}`;
 const BRIDGE = 'trb0000aaaaaaaa';
 
-const running: Reconciler[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
-
-function setup() {
-  const dp = new FakeDataplane();
-  const repo = new IntentRepo(new MemoryStore());
-  const reconciler = new Reconciler({ loadIntent: () => repo.snapshot(), dataplane: dp, log: silentLogger });
-  running.push(reconciler);
-  reconciler.start();
-  return { dp, svc: new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 }) };
-}
+afterEach(stopTestServices);
+const setup = () => testService();
 
 const v6only: CreateNetworkInput = {
   networkId: NID,

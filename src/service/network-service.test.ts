@@ -4,13 +4,12 @@ import type { ClusterPort, CreateEndpointInput, CreateNetworkInput } from '../co
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { silentLogger } from '../obs/logger.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { IntentRepo } from './intent.ts';
 import { NetworkService } from './network-service.ts';
+import { stopTestServices, testId, testService } from './testing.ts';
 
 /** a Docker-like id whose first 12 hex (the short id, used in kernel names) differ per (c, n) */
-const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const id = testId;
 const NID = id('a');
 const NID2 = id('c');
 const EID = id('b');
@@ -35,23 +34,8 @@ const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =
   ...over,
 });
 
-const running: Reconciler[] = [];
-function setup(store = new MemoryStore(), dp = new FakeDataplane()) {
-  const repo = new IntentRepo(store);
-  const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-  });
-  running.push(reconciler);
-  reconciler.start();
-  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  return { store, dp, repo, reconciler, svc };
-}
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const setup = (store = new MemoryStore(), dp = new FakeDataplane()) => testService({ store, dp });
+afterEach(stopTestServices);
 
 describe('NetworkService', () => {
   it('creates a network: bridge with the gateway, firewall, replay is a no-op', async () => {

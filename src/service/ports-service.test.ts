@@ -8,15 +8,11 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { NO_PROXY_6TO4_OPTION, PORTMAP_OPTION } from '../core/portmap.ts';
 import type { CreateNetworkInput } from '../core/ports.ts';
-import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { IntentRepo } from './intent.ts';
-import { NetworkService } from './network-service.ts';
+import { stopTestServices, testId, testService } from './testing.ts';
 
-const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const id = testId;
 const NID = id('a');
 const NID_INTERNAL = id('c');
 const EID = id('b');
@@ -39,14 +35,8 @@ const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
   ...over,
 });
 
-const running: Reconciler[] = [];
 async function setup() {
-  const dp = new FakeDataplane();
-  const repo = new IntentRepo(new MemoryStore());
-  const reconciler = new Reconciler({ loadIntent: () => repo.snapshot(), dataplane: dp, log: silentLogger });
-  running.push(reconciler);
-  reconciler.start();
-  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
+  const { dp, repo, svc, reconciler } = testService();
   await svc.createNetwork(netInput());
   const attach = async (eid: string, n: number, options: Record<string, unknown> = portmap(8080)) => {
     await svc.createEndpoint({
@@ -66,9 +56,7 @@ async function setup() {
       .sort();
   return { dp, repo, svc, reconciler, attach, elements };
 }
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+afterEach(stopTestServices);
 
 describe('published ports (NetworkService)', () => {
   it('Docker <= 28: Program publishes on both families, a repeat changes nothing, Revoke and Leave unpublish', async () => {

@@ -1,0 +1,51 @@
+/**
+ * Test wiring (imported by tests only): a NetworkService over an in-memory store and the fake
+ * dataplane, with its reconciler started, as the service and reconciler tests all need it.
+ * Call stopTestServices() after each test (afterEach): it stops every reconciler started here.
+ */
+import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
+import { MemoryStore } from '../store/memory.ts';
+import type { Store } from '../store/store.ts';
+import { IntentRepo } from './intent.ts';
+import { NetworkService } from './network-service.ts';
+
+/** A 64-hex id from a repeated character, `n` in front to tell several apart: testId('a', 1) = 0001aaa… */
+export const testId = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+
+export interface TestService {
+  readonly store: Store;
+  readonly dp: FakeDataplane;
+  readonly repo: IntentRepo;
+  readonly reconciler: Reconciler;
+  readonly svc: NetworkService;
+}
+
+const started: Reconciler[] = [];
+
+/** A reconciler over `repo`'s intent and `dp` (full passes only on demand), not started. */
+export function testReconciler(repo: IntentRepo, dp: FakeDataplane): Reconciler {
+  const reconciler = new Reconciler({
+    loadIntent: () => repo.snapshot(),
+    dataplane: dp,
+    log: silentLogger,
+    resyncMs: 3_600_000,
+  });
+  started.push(reconciler);
+  return reconciler;
+}
+
+export function testService(opts: { readonly store?: Store; readonly dp?: FakeDataplane } = {}): TestService {
+  const store = opts.store ?? new MemoryStore();
+  const dp = opts.dp ?? new FakeDataplane();
+  const repo = new IntentRepo(store);
+  const reconciler = testReconciler(repo, dp);
+  reconciler.start();
+  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
+  return { store, dp, repo, reconciler, svc };
+}
+
+export async function stopTestServices(): Promise<void> {
+  await Promise.all(started.splice(0).map((r) => r.stop()));
+}
