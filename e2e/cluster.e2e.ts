@@ -850,7 +850,14 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
       const nets = (await h.docker(['network', 'ls', '--filter', 'type=custom', '--format', '{{.Name}}'])).stdout;
       for (const n of nets.split(/\s+/).filter(Boolean)) {
         const r = await h.docker(['network', 'rm', n]);
-        assert.equal(r.code, 0, `${h.name}: docker network rm ${n}: ${r.stderr}`);
+        if (r.code !== 0) {
+          // seen once under load: "network has active endpoints" (which ones, and what truss said)
+          const inspect = await h.docker(['network', 'inspect', n]);
+          assert.fail(
+            `${h.name}: docker network rm ${n}: ${r.stderr}\n${inspect.stdout}${inspect.stderr}` +
+              `--- truss log tail (${h.name}) ---\n${logTail(h, 60)}`,
+          );
+        }
       }
     }
     for (const h of hosts) {
