@@ -351,6 +351,15 @@ describe('truss anti-spoofing against a real dockerd', { timeout: 10 * 60_000 },
     assert.ok(await pingOk(ctr(net, 'a'), t.ip), 'A reaches T again');
   });
 
+  it('7b. truss status counts what the attacks above lost, by reason', async () => {
+    const drops = (await host.trussStatus()).guardCounters ?? {};
+    for (const reason of ['ip4', 'mac', 'arp', 'nd']) {
+      assert.ok((drops[reason]?.packets ?? 0) > 0, `no ${reason} drops counted: ${JSON.stringify(drops)}`);
+    }
+    const text = await host.truss.cli(['status', '--state-dir', host.stateDir]);
+    assert.match(text.stdout, /ANTI-SPOOFING: \d+ frame\(s\) dropped \(mac \d+, ethertype \d+, arp \d+, ip4 \d+/);
+  });
+
   it('8. throughput: iperf3 A -> T on the guarded network vs the unguarded one (alternated)', async () => {
     const gbits = async (net: Net): Promise<number> => {
       const t = await ids(ctr(net, 't'), net);

@@ -87,6 +87,16 @@ describe('formatStatus: bandwidth limits', () => {
   });
 });
 
+describe('formatStatus: anti-spoofing drops', () => {
+  it('sums the drops and names each reason, only while some port is guarded', () => {
+    assert.ok(!formatStatus(status()).includes('ANTI-SPOOFING'));
+    assert.ok(!formatStatus({ ...status(), guardCounters: {} }).includes('ANTI-SPOOFING'));
+    const c = (packets: number) => ({ packets, bytes: packets * 60 });
+    const text = formatStatus({ ...status(), guardCounters: { mac: c(0), arp: c(2), ip4: c(10) } });
+    assert.ok(text.includes('ANTI-SPOOFING: 12 frame(s) dropped (mac 0, arp 2, ip4 10)'), text);
+  });
+});
+
 describe('formatPolicyView', () => {
   const base: PolicyView = { networkId: NID, ingress: null, source: 'open', endpoints: [] };
 

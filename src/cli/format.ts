@@ -109,6 +109,12 @@ export function formatStatus(s: Record<string, unknown>): string {
       ]),
     ]),
   );
+  // frames the anti-spoofing guards dropped, by reason (only while some port is guarded)
+  const spoof = Object.entries((s.guardCounters ?? {}) as Readonly<Record<string, Counter>>);
+  if (spoof.length > 0) {
+    const total = spoof.reduce((n, [, c]) => n + c.packets, 0);
+    out.push('', `ANTI-SPOOFING: ${total} frame(s) dropped (${spoof.map(([k, c]) => `${k} ${c.packets}`).join(', ')})`);
+  }
   out.push('', `IPAM POOLS (${pools.length})  ADDRESSES (${addrs.length})`);
   for (const p of pools) {
     const mine = addrs.filter((a) => a.poolId === p.id);

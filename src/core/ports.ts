@@ -240,6 +240,8 @@ export interface Dataplane {
   removeGuard(port: string, applied?: GuardObject): Promise<void>;
   /** Remove the whole guard table (no endpoint is guarded any more); gone = success. */
   removeGuardTable(): Promise<void>;
+  /** Frames the guards dropped, by reason (mac, ethertype, arp, ip4, ip6, nd); {} without the table. */
+  readGuardCounters(): Promise<Readonly<Record<string, PolicyCounter>>>;
 
   // ----- cluster networks: the WireGuard device and truss routes (proto 116) -----
 

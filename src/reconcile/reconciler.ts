@@ -249,6 +249,11 @@ export class Reconciler {
     return out;
   }
 
+  /** Frames the anti-spoofing guards dropped on this host, by reason; {} when no port is guarded. */
+  guardCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
+    return this.#deps.dataplane.readGuardCounters();
+  }
+
   async #loop(): Promise<void> {
     try {
       while (this.#queued !== 'none' && !this.#stopped) {

@@ -12,7 +12,7 @@ export const IPAM_ADDRS_PREFIX = '/truss/v1/ipam/addrs/';
 export interface StatusDeps {
   readonly repo: IntentRepo;
   readonly store: Store;
-  readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow' | 'policyCounters'>;
+  readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow' | 'policyCounters' | 'guardCounters'>;
   readonly version: string;
   readonly startedAt: string;
   /** the cluster section (node, peers and their handshakes), when running with a cluster store */
@@ -26,12 +26,13 @@ export class StatusService {
   }
 
   async status(): Promise<Record<string, unknown>> {
-    const [intent, pools, addrs, problems, policyCounters] = await Promise.all([
+    const [intent, pools, addrs, problems, policyCounters, guardCounters] = await Promise.all([
       this.#d.repo.snapshot(),
       this.#d.store.list(IPAM_POOLS_PREFIX),
       this.#d.store.list(IPAM_ADDRS_PREFIX),
       this.#d.reconciler.check(),
       this.#d.reconciler.policyCounters(),
+      this.#d.reconciler.guardCounters(),
     ]);
     return {
       version: this.#d.version,
@@ -41,6 +42,8 @@ export class StatusService {
       endpoints: intent.endpoints,
       policies: intent.policies,
       policyCounters,
+      /** anti-spoofing drops on this host by reason (mac, ethertype, arp, ip4, ip6, nd) */
+      guardCounters,
       pools: pools.items.map((kv) => JSON.parse(kv.value) as unknown),
       addresses: addrs.items.map((kv) => JSON.parse(kv.value) as unknown),
       kernel: { inSync: problems.length === 0, problems },

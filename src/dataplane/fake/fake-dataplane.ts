@@ -398,6 +398,15 @@ export class FakeDataplane implements Dataplane {
     this.#enter('removeGuardTable', undefined);
     this.guardTable = false;
     this.guards.clear();
+    this.guardCounters = {};
+  }
+
+  /** what the guards "dropped", by reason: set by tests (the fake forwards no frames) */
+  guardCounters: Record<string, PolicyCounter> = {};
+
+  async readGuardCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
+    this.#enter('readGuardCounters', undefined);
+    return this.guardTable ? clone(this.guardCounters) : {};
   }
 
   // ----- cluster: one WireGuard device and truss routes, as plain objects -----

@@ -103,12 +103,9 @@ describe('anti-spoofing with real traffic (kernel)', () => {
   };
   const withoutGuardOfA = <T>(fn: () => Promise<T>): Promise<T> => withoutGuards(['a'], fn);
   /** the guard table's named drop counters (packets) */
-  const drops = async (): Promise<Record<string, number>> => {
-    const doc = JSON.parse(await host.must(['nft', '-j', 'list', 'counters', 'table', 'bridge', 'truss_guard'])) as {
-      nftables: { counter?: { name: string; packets: number } }[];
-    };
-    return Object.fromEntries(doc.nftables.flatMap((i) => (i.counter ? [[i.counter.name, i.counter.packets]] : [])));
-  };
+  // through the dataplane's own reader (what truss status shows), keyed as nft names them
+  const drops = async (): Promise<Record<string, number>> =>
+    Object.fromEntries(Object.entries(await dp.readGuardCounters()).map(([k, c]) => [`drop_${k}`, c.packets]));
   const firstRuleHandle = async (): Promise<string> => {
     const out = await host.must(['nft', '-a', 'list', 'chain', 'bridge', 'truss_guard', 'prerouting']);
     return /# handle (\d+)/.exec(out.split('\n').filter((l) => l.includes('@ports'))[0] ?? '')?.[1] ?? 'none';

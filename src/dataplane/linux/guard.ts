@@ -39,7 +39,7 @@ import { isValidIfName, NFT_GUARD_FAMILY, NFT_GUARD_TABLE } from '../../core/nam
 import type { GuardCheck } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName, checkMac } from './links.ts';
-import { normaliseNft } from './nft.ts';
+import { type NamedCounter, normaliseNft, readCounters } from './nft.ts';
 
 export const GUARD_TABLE = `${NFT_GUARD_FAMILY} ${NFT_GUARD_TABLE}`;
 const TABLE = GUARD_TABLE;
@@ -412,4 +412,15 @@ export async function removeGuard(exec: Exec, port: string, known?: GuardObject)
 
 export async function removeGuardTable(exec: Exec): Promise<void> {
   await exec.run('nft', ['-f', '-'], { stdin: renderGuardTableRemoval() });
+}
+
+/**
+ * Frames dropped so far, by reason (`mac`, `ethertype`, `arp`, `ip4`, `ip6`, `nd`: the counter
+ * names without `drop_`), for the whole host; {} when no port is guarded (no table).
+ */
+export function readGuardCounters(exec: Exec): Promise<Record<string, NamedCounter>> {
+  const ours = new Set<string>(GUARD_COUNTERS);
+  return readCounters(exec, NFT_GUARD_FAMILY, NFT_GUARD_TABLE, (name) =>
+    ours.has(name) ? name.slice('drop_'.length) : undefined,
+  );
 }

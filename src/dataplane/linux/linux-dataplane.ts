@@ -165,6 +165,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
     removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),
     removeGuardTable: () => guard.removeGuardTable(exec),
+    readGuardCounters: () => guard.readGuardCounters(exec),
     async ensureWireguard(w) {
       const r = await wg.ensureWireguard(exec, toDevice(w));
       if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });

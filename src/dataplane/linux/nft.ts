@@ -309,3 +309,46 @@ export async function checkNft(exec: Exec, ruleset: string): Promise<string[]> {
   if (observed === undefined) return [`nft table ${TABLE} is missing`];
   return diffNft(ruleset, observed);
 }
+
+/** Packets and bytes of one named nft counter. */
+export interface NamedCounter {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/**
+ * Pure: `nft -j list counters table …` -> key -> packets/bytes, for the counters `key` names
+ * (it returns undefined for the ones to leave out: someone else's, or not of this kind).
+ */
+export function parseCountersJson(
+  stdout: string,
+  key: (counterName: string) => string | undefined,
+): Record<string, NamedCounter> {
+  const out: Record<string, NamedCounter> = {};
+  const doc = JSON.parse(stdout) as {
+    nftables?: { counter?: { name?: unknown; packets?: unknown; bytes?: unknown } }[];
+  };
+  for (const item of doc.nftables ?? []) {
+    const c = item.counter;
+    const k = typeof c?.name === 'string' ? key(c.name) : undefined;
+    if (!c || !k) continue;
+    out[k] = { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) };
+  }
+  return out;
+}
+
+/** The named counters of one table (see parseCountersJson); {} when the table does not exist. */
+export async function readCounters(
+  exec: Exec,
+  family: string,
+  table: string,
+  key: (counterName: string) => string | undefined,
+): Promise<Record<string, NamedCounter>> {
+  try {
+    const { stdout } = await exec.run('nft', ['-j', 'list', 'counters', 'table', family, table]);
+    return parseCountersJson(stdout, key);
+  } catch (e) {
+    if (isKernelError(e, 'ENOENT')) return {};
+    throw e;
+  }
+}

@@ -38,6 +38,7 @@ import { errors } from '../../core/errors.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
 import type { PolicyCounter } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
+import { readCounters } from './nft.ts';
 import {
   type CheckedPolicy,
   checkAddress,
@@ -343,27 +344,6 @@ export async function removePolicyTable(exec: Exec): Promise<void> {
 
 const COUNTER = /^(ep_[0-9a-f]{12})_denied$/;
 
-/** Pure: `nft -j list counters table …` -> chain name -> packets/bytes. */
-export function parseCountersJson(stdout: string): Record<string, PolicyCounter> {
-  const out: Record<string, PolicyCounter> = {};
-  const doc = JSON.parse(stdout) as {
-    nftables?: { counter?: { name?: unknown; packets?: unknown; bytes?: unknown } }[];
-  };
-  for (const item of doc.nftables ?? []) {
-    const c = item.counter;
-    const m = typeof c?.name === 'string' ? COUNTER.exec(c.name) : null;
-    if (!c || !m?.[1]) continue;
-    out[m[1]] = { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) };
-  }
-  return out;
-}
-
-export async function readPolicyCounters(exec: Exec): Promise<Record<string, PolicyCounter>> {
-  try {
-    const { stdout } = await exec.run('nft', ['-j', 'list', 'counters', 'table', NFT_FAMILY, NFT_POLICY_TABLE]);
-    return parseCountersJson(stdout);
-  } catch (e) {
-    if (isKernelError(e, 'ENOENT')) return {};
-    throw e;
-  }
+export function readPolicyCounters(exec: Exec): Promise<Record<string, PolicyCounter>> {
+  return readCounters(exec, NFT_FAMILY, NFT_POLICY_TABLE, (name) => COUNTER.exec(name)?.[1]);
 }
