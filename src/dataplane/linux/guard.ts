@@ -39,7 +39,7 @@ import { isValidIfName, NFT_GUARD_FAMILY, NFT_GUARD_TABLE } from '../../core/nam
 import type { GuardCheck } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName, checkMac } from './links.ts';
-import { type NamedCounter, normaliseNft, readCounters } from './nft.ts';
+import { listTable, type NamedCounter, normaliseNft, readCounters } from './nft.ts';
 
 export const GUARD_TABLE = `${NFT_GUARD_FAMILY} ${NFT_GUARD_TABLE}`;
 const TABLE = GUARD_TABLE;
@@ -356,14 +356,8 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
 // ---------- kernel ----------
 
 /** The table as `nft list` prints it, or undefined when it does not exist. */
-export async function readGuardTable(exec: Exec): Promise<string | undefined> {
-  try {
-    return (await exec.run('nft', ['list', 'table', NFT_GUARD_FAMILY, NFT_GUARD_TABLE])).stdout;
-  } catch (e) {
-    if (isKernelError(e, 'ENOENT')) return undefined;
-    throw e;
-  }
-}
+export const readGuardTable = (exec: Exec): Promise<string | undefined> =>
+  listTable(exec, NFT_GUARD_FAMILY, NFT_GUARD_TABLE);
 
 export async function checkGuards(exec: Exec, desired: readonly GuardObject[]): Promise<GuardCheck> {
   return diffGuards(desired, await readGuardTable(exec));

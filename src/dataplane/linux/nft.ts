@@ -289,15 +289,18 @@ export async function applyNft(exec: Exec, ruleset: string): Promise<void> {
   await exec.run('nft', ['-f', '-'], { stdin: renderNftTransaction(ruleset) });
 }
 
-/** The table as nft prints it, or undefined when it does not exist. */
-export async function readNft(exec: Exec): Promise<string | undefined> {
+/** A table as `nft list` prints it, or undefined when it does not exist. */
+export async function listTable(exec: Exec, family: string, table: string): Promise<string | undefined> {
   try {
-    return (await exec.run('nft', ['list', 'table', NFT_FAMILY, NFT_TABLE])).stdout;
+    return (await exec.run('nft', ['list', 'table', family, table])).stdout;
   } catch (e) {
     if (isKernelError(e, 'ENOENT')) return undefined;
     throw e;
   }
 }
+
+/** Table inet truss as nft prints it, or undefined when it does not exist. */
+export const readNft = (exec: Exec): Promise<string | undefined> => listTable(exec, NFT_FAMILY, NFT_TABLE);
 
 /** Deletes the table; absent = success (the create-then-delete pair never fails on absence). */
 export async function removeNft(exec: Exec): Promise<void> {

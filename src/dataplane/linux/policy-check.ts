@@ -7,8 +7,8 @@
 import type { PolicyObject } from '../../core/desired.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
 import type { PolicyCheck } from '../../core/ports.ts';
-import { type Exec, isKernelError } from './exec.ts';
-import { normaliseNft } from './nft.ts';
+import type { Exec } from './exec.ts';
+import { listTable, normaliseNft } from './nft.ts';
 import {
   BASE_RULES,
   counterName,
@@ -180,14 +180,8 @@ export function diffPolicies(desired: readonly PolicyObject[], listing: string |
 }
 
 /** The table as `nft list` prints it, or undefined when it does not exist. */
-export async function readPolicyTable(exec: Exec): Promise<string | undefined> {
-  try {
-    return (await exec.run('nft', ['list', 'table', NFT_FAMILY, NFT_POLICY_TABLE])).stdout;
-  } catch (e) {
-    if (isKernelError(e, 'ENOENT')) return undefined;
-    throw e;
-  }
-}
+export const readPolicyTable = (exec: Exec): Promise<string | undefined> =>
+  listTable(exec, NFT_FAMILY, NFT_POLICY_TABLE);
 
 export async function checkPolicies(exec: Exec, desired: readonly PolicyObject[]): Promise<PolicyCheck> {
   return diffPolicies(desired, await readPolicyTable(exec));

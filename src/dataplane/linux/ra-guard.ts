@@ -24,8 +24,7 @@
  */
 import { hostVethName, NFT_TABLE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
-import { isKernelError } from './exec.ts';
-import { normaliseNft } from './nft.ts';
+import { listTable, normaliseNft } from './nft.ts';
 
 export const RA_GUARD_FAMILY = 'bridge';
 const TABLE = `${RA_GUARD_FAMILY} ${NFT_TABLE}`;
@@ -72,14 +71,7 @@ export function diffRaGuard(expected: string, observed: string | undefined): str
 // ---------- kernel ----------
 
 /** The table as nft prints it, or undefined when it does not exist. */
-export async function readRaGuard(exec: Exec): Promise<string | undefined> {
-  try {
-    return (await exec.run('nft', ['list', 'table', RA_GUARD_FAMILY, NFT_TABLE])).stdout;
-  } catch (e) {
-    if (isKernelError(e, 'ENOENT')) return undefined;
-    throw e;
-  }
-}
+export const readRaGuard = (exec: Exec): Promise<string | undefined> => listTable(exec, RA_GUARD_FAMILY, NFT_TABLE);
 
 export async function checkRaGuard(exec: Exec): Promise<string[]> {
   return diffRaGuard(renderRaGuard(), await readRaGuard(exec));

@@ -25,6 +25,7 @@ import { connect } from 'node:net';
 import { basename, isAbsolute, join } from 'node:path';
 import { errors, TrussError } from '../../core/errors.ts';
 import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '../../core/ip.ts';
+import type { WireguardPeerStatus } from '../../core/ports.ts';
 import { type DataplaneLog, type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
 
@@ -50,14 +51,8 @@ export interface WireguardDevice {
   readonly peers: readonly WireguardPeer[];
 }
 
-export interface WireguardPeerState {
-  readonly publicKey: string;
-  readonly endpoint?: string;
-  readonly allowedIps: readonly string[];
-  /** seconds since the epoch of the last completed handshake; 0 = never */
-  readonly latestHandshake: number;
-  readonly rxBytes: number;
-  readonly txBytes: number;
+/** A peer as the device reports it: what status shows, and its keepalive. */
+export interface WireguardPeerState extends WireguardPeerStatus {
   /** 0 = off */
   readonly keepaliveSeconds: number;
 }
