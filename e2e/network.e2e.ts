@@ -183,6 +183,13 @@ describe('truss network and IPAM driver against a real dockerd', { timeout: 15 *
     await waitFor(async () => (await host.trussStatus()).kernel.inSync, 30_000, {
       what: 'kernel.inSync after restart',
     });
+    // nothing was lost while it was dead: the start-up pass must find the kernel right and write nothing
+    const firstPass = (await host.trussStatus()).reconciler?.firstPass;
+    assert.deepEqual(
+      { full: firstPass?.full, changes: firstPass?.changes },
+      { full: true, changes: 0 },
+      `start-up pass: ${JSON.stringify(firstPass)}`,
+    );
     await runContainer(host, { name: 'k1', network: 'n1', cmd: SINK_CMD() });
     await runContainer(host, { name: 'k2', network: 'n1', cmd: SINK_CMD() });
     await assertConnects('k1', 'k2', await ipOf('k2', 'n1'));

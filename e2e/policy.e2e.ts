@@ -397,6 +397,9 @@ describe('truss port policy against a real dockerd', { timeout: 10 * 60_000 }, (
     await waitFor(async () => (await host.trussStatus()).kernel.inSync, 30_000, {
       what: 'kernel.inSync after restart',
     });
+    // the policy chains in the kernel were right: the start-up pass adopts them, rewriting nothing
+    const firstPass = (await host.trussStatus()).reconciler?.firstPass;
+    assert.equal(firstPass?.changes, 0, `start-up pass: ${JSON.stringify(firstPass)}`);
     await probe('plugin restarted');
   });
 

@@ -31,6 +31,8 @@ export interface TrussStatus {
   readonly kernel: { readonly inSync: boolean; readonly problems: unknown[] };
   /** Port policy: denied packets/bytes per endpoint id (absent before the daemon has port policy). */
   readonly policyCounters?: Readonly<Record<string, { readonly packets: number; readonly bytes: number }>>;
+  /** The reconciler; firstPass is the start-up pass (what a restart had to repair). */
+  readonly reconciler?: { readonly firstPass?: { readonly full: boolean; readonly changes: number } };
   /** Anti-spoofing: dropped frames by reason (mac, ethertype, arp, ip4, ip6, nd). */
   readonly guardCounters?: Readonly<Record<string, { readonly packets: number; readonly bytes: number }>>;
 }

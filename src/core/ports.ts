@@ -316,6 +316,8 @@ export interface PolicyCheck {
   /** names of policy chains installed but not desired */
   readonly extra: readonly string[];
   readonly problems: readonly string[];
+  /** whether the table exists at all (an empty one is still there to remove) */
+  readonly tablePresent?: boolean;
 }
 
 export interface GuardCheck {
@@ -326,6 +328,8 @@ export interface GuardCheck {
   /** ports with elements installed but no desired guard */
   readonly extra: readonly string[];
   readonly problems: readonly string[];
+  /** whether the table exists at all (an empty one is still there to remove) */
+  readonly tablePresent?: boolean;
 }
 
 export interface PolicyCounter {

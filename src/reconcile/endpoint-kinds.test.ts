@@ -16,6 +16,14 @@ const EID = id('b');
 const VETH = 'trv0000bbbbbbbb';
 const OTHER_VETH = 'trv0001bbbbbbbb';
 const OTHER_CHAIN = 'ep_0001bbbbbbbb';
+const NET = {
+  networkId: NID,
+  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
+  ipv6: [],
+  generic: {},
+  internal: false,
+  enableIpv6: false,
+};
 const WRITES = ['ensurePolicy', 'ensureGuard', 'ensureShaper', 'ensurePorts'] as const;
 const options = {
   'truss.ingress': 'tcp/80',
@@ -30,14 +38,7 @@ const writes = (dp: FakeDataplane): Record<string, number> =>
 /** A network and one joined endpoint with all four kinds, programmed by a first reconciler. */
 async function attached(dp: FakeDataplane): Promise<IntentRepo> {
   const { repo, reconciler: first, svc } = testService({ dp });
-  await svc.createNetwork({
-    networkId: NID,
-    ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-    ipv6: [],
-    generic: {},
-    internal: false,
-    enableIpv6: false,
-  });
+  await svc.createNetwork(NET);
   await svc.createEndpoint({ networkId: NID, endpointId: EID, address: '198.18.1.2/24', options });
   await svc.join({ networkId: NID, endpointId: EID, sandboxKey: '/var/run/docker/netns/x', options });
   await svc.programExternalConnectivity(NID, EID, options);
@@ -59,6 +60,26 @@ describe('per-endpoint kinds (reconciler)', () => {
     await second.reconcileNow();
     assert.deepEqual(writes(dp), before);
     assert.deepEqual(await second.check(), []);
+    assert.equal(second.status().firstPass?.changes, 0, 'the start-up pass changed nothing');
+  });
+
+  it('after a restart with no policy, published port or limit anywhere, the start-up pass writes nothing', async () => {
+    const dp = new FakeDataplane();
+    const { repo, reconciler: first, svc } = testService({ dp });
+    await svc.createNetwork(NET);
+    await svc.createEndpoint({ networkId: NID, endpointId: EID, address: '198.18.1.2/24', options: {} });
+    await svc.join({ networkId: NID, endpointId: EID, sandboxKey: '/var/run/docker/netns/x', options: {} });
+    await first.stop();
+    const mark = dp.calls.length;
+    const second = testReconciler(repo, dp);
+    await second.reconcileNow();
+    const after = dp.calls.slice(mark).map((c) => c.method);
+    assert.deepEqual(
+      after.filter((m) => !/^(check|list|read)/.test(m)),
+      [],
+      'only reads: no table removed that was never there, nothing re-applied',
+    );
+    assert.equal(second.status().firstPass?.changes, 0);
   });
 
   it('after a restart drift in each kind is repaired, and leftovers of each kind are pruned', async () => {

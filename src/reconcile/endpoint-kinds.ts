@@ -21,6 +21,8 @@ export interface KindCheck {
   readonly exact?: readonly string[];
   /** objects in the kernel that are not wanted */
   readonly extra: readonly string[];
+  /** kinds with a table: whether it exists at all */
+  readonly tablePresent?: boolean;
 }
 
 export interface EndpointKind<T extends { readonly name: string }> {

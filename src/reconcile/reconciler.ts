@@ -117,6 +117,8 @@ export class Reconciler {
   #backoffMs = 0;
   #stopped = false;
   #lastPass: PassResult | undefined;
+  /** the start-up pass: what a restart had to repair (0 changes when the kernel was right) */
+  #firstPass: PassResult | undefined;
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
@@ -180,10 +182,16 @@ export class Reconciler {
     });
   }
 
-  status(): { reconciledRevision: number; lastPass?: PassResult; objects: Record<string, KeyStatus> } {
+  status(): {
+    reconciledRevision: number;
+    lastPass?: PassResult;
+    firstPass?: PassResult;
+    objects: Record<string, KeyStatus>;
+  } {
     return {
       reconciledRevision: this.#reconciled,
       ...(this.#lastPass ? { lastPass: this.#lastPass } : {}),
+      ...(this.#firstPass ? { firstPass: this.#firstPass } : {}),
       objects: Object.fromEntries(this.#status),
     };
   }
@@ -322,8 +330,11 @@ export class Reconciler {
       failures: this.#failed.size,
       durationMs: Math.round(performance.now() - started),
     };
+    const startUp = full && this.#firstPass === undefined;
+    if (startUp) this.#firstPass = this.#lastPass;
     this.#deps.log.debug('reconcile pass', { ...this.#lastPass });
-    if (this.#failed.size > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...this.#lastPass });
+    if (startUp) this.#deps.log.info('start-up reconcile pass', { ...this.#lastPass });
+    else if (this.#failed.size > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...this.#lastPass });
     this.#settleWaiters();
     if (this.#failed.size > 0) this.#scheduleRetry();
     else this.#backoffMs = 0;
@@ -358,10 +369,12 @@ export class Reconciler {
     }
     const json = JSON.stringify(fw);
     let needed = this.#applied.get(FIREWALL_KEY) !== json;
-    if (full && !needed) {
+    if (full) {
+      // the kernel decides: after a restart a firewall that checks clean is adopted, not rewritten
       const problems = await dp.checkFirewall(fw);
-      for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
+      if (!needed) for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
       needed = problems.length > 0;
+      if (!needed) this.#applied.set(FIREWALL_KEY, json);
     }
     if (!needed) return 0;
     const ok = await this.#apply(FIREWALL_KEY, fw, async () => {
@@ -389,6 +402,12 @@ export class Reconciler {
       if (wanted.length === 0) {
         const hadAny = applied.size > 0 || this.#applied.get(key) !== ABSENT;
         if (!full && !hadAny) return 0;
+        // a full pass looks first: no table (the usual case after a restart) costs no write
+        if (full && (await kind.check([]))?.tablePresent === false) {
+          for (const n of applied.names()) applied.delete(n);
+          this.#applied.set(key, ABSENT);
+          return 0;
+        }
         if (!(await this.#attempt(key, remove))) return 0;
         for (const n of applied.names()) {
           applied.delete(n);
@@ -461,10 +480,11 @@ export class Reconciler {
   ): Promise<number> {
     const json = want ? fingerprint(want) : ABSENT;
     let need = this.#applied.get(key) !== json;
-    if (full && !need) {
+    if (full) {
       const problems = await ops.check(want);
-      for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
+      if (!need) for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
       need = problems.length > 0;
+      if (!need) this.#applied.set(key, json);
     }
     if (!need) return 0;
     const run = want ? () => ops.ensure(want) : () => ops.remove();
@@ -493,7 +513,10 @@ export class Reconciler {
     });
     const routesJson = fingerprint(d.routes);
     let needRoutes = this.#applied.get(ROUTES_KEY) !== routesJson;
-    if (full && !needRoutes) needRoutes = (await dp.checkRoutes(d.routes)).length > 0;
+    if (full) {
+      needRoutes = (await dp.checkRoutes(d.routes)).length > 0;
+      if (!needRoutes) this.#applied.set(ROUTES_KEY, routesJson);
+    }
     // why: routes need their devices (the kernel refuses a route via a missing link)
     if (needRoutes && !this.#failed.has(WIREGUARD_KEY) && !this.#failed.has(VXLAN_KEY)) {
       if (await this.#apply(ROUTES_KEY, d.routes, () => dp.ensureRoutes(d.routes))) changes++;
@@ -508,10 +531,11 @@ export class Reconciler {
     const prev = this.#applied.get(EGRESS_KEY); // undefined: nothing programmed since start-up
     let need = prev !== json;
     if (!full && prev === undefined && json === ABSENT) need = false;
-    if (full && !need) {
+    if (full) {
       const problems = await this.#deps.dataplane.checkEgress(want);
-      for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
+      if (!need) for (const p of problems) this.#deps.log.warn('kernel drift', { problem: p });
       need = problems.length > 0;
+      if (!need) this.#applied.set(EGRESS_KEY, json);
     }
     if (!need) return 0;
     if (await this.#attempt(EGRESS_KEY, () => this.#deps.dataplane.ensureEgress(want))) {

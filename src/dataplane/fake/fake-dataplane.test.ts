@@ -124,11 +124,12 @@ describe('FakeDataplane port policy', () => {
       drifted: [a.name],
       extra: [],
       problems: ['table inet truss_policy is missing'],
+      tablePresent: false,
     });
     await dp.ensurePolicy(a);
     await dp.ensurePolicy(b);
     await dp.ensurePolicy(b);
-    assert.deepEqual(await dp.checkPolicies([a, b]), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkPolicies([a, b]), { drifted: [], extra: [], problems: [], tablePresent: true });
     const moved = await dp.checkPolicies([{ ...a, rules: [] }]);
     assert.deepEqual([moved.drifted, moved.extra], [[a.name], [b.name]]);
     await dp.removePolicy(b.name);

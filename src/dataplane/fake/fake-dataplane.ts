@@ -280,7 +280,12 @@ export class FakeDataplane implements Dataplane {
     this.#enter('checkPolicies', desired);
     if (!this.policyTable) {
       const drifted = desired.map((p) => p.name);
-      return { drifted, extra: [], problems: drifted.length > 0 ? ['table inet truss_policy is missing'] : [] };
+      return {
+        drifted,
+        extra: [],
+        problems: drifted.length > 0 ? ['table inet truss_policy is missing'] : [],
+        tablePresent: false,
+      };
     }
     const drifted: string[] = [];
     const problems: string[] = [];
@@ -293,7 +298,7 @@ export class FakeDataplane implements Dataplane {
     const wanted = new Set(desired.map((p) => p.name));
     const extra = [...this.policies.keys()].filter((n) => !wanted.has(n)).sort();
     for (const n of extra) problems.push(`policy ${n}: installed but not desired`);
-    return { drifted, extra, problems };
+    return { drifted, extra, problems, tablePresent: true };
   }
 
   async ensurePolicy(p: PolicyObject): Promise<void> {
@@ -334,7 +339,8 @@ export class FakeDataplane implements Dataplane {
     const rules = Object.fromEntries(
       Object.entries(BASE_RULES).map(([h, rs]) => [h, rs.map((r) => /comment "([^"]*)"$/.exec(r)?.[1] ?? '')]),
     );
-    return diffPorts(desired, t ? { elements: t.elements, rules, bridges: [...t.bridges] } : undefined);
+    const table = t ? { elements: t.elements, rules, bridges: [...t.bridges] } : undefined;
+    return { ...diffPorts(desired, table), tablePresent: t !== undefined };
   }
 
   async ensurePorts(p: PortsObject): Promise<void> {
@@ -368,6 +374,7 @@ export class FakeDataplane implements Dataplane {
         exact: [],
         extra: [],
         problems: drifted.length > 0 ? ['table bridge truss_guard is missing'] : [],
+        tablePresent: false,
       };
     }
     const drifted = desired
@@ -378,7 +385,7 @@ export class FakeDataplane implements Dataplane {
     const problems = [...drifted.map((n) => `guard ${n}: differs`), ...extra.map((n) => `guard ${n}: not desired`)];
     // a guard present but different has elements not its own: repaired exactly
     const exact = drifted.filter((n) => this.guards.has(n));
-    return { drifted, exact, extra, problems };
+    return { drifted, exact, extra, problems, tablePresent: true };
   }
 
   async ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void> {

@@ -386,5 +386,6 @@ export async function removePortsTable(exec: Exec): Promise<void> {
 }
 
 export async function checkPorts(exec: Exec, desired: readonly PortsObject[]): Promise<PolicyCheck> {
-  return diffPorts(desired, await readPortsTable(exec));
+  const table = await readPortsTable(exec);
+  return { ...diffPorts(desired, table), tablePresent: table !== undefined };
 }

@@ -309,7 +309,13 @@ describe('anti-spoofing with real traffic (kernel)', () => {
   it('drift: a deleted element fails closed, shows in checkGuards and is restored exactly; extras are pruned', async () => {
     const all = Object.values(guards);
     const a = guards.a;
-    assert.deepEqual(await dp.checkGuards(all), { drifted: [], exact: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards(all), {
+      drifted: [],
+      exact: [],
+      extra: [],
+      problems: [],
+      tablePresent: true,
+    });
     await host.must(['nft', 'delete', 'element', 'bridge', 'truss_guard', 'addr4', `{ "${a.name}" . ${ctr.a.ip} }`]);
     assert.equal(await pingOk(ctr.a, ctr.t.ip), false, 'a guarded port with no IPv4 sends no IPv4');
     const c = await dp.checkGuards(all);
@@ -331,13 +337,25 @@ describe('anti-spoofing with real traffic (kernel)', () => {
     const chain = await dp.checkGuards(all);
     assert.deepEqual(chain.exact, [all[0]?.name]);
     await dp.ensureGuard(all[0] as GuardObject, { exact: true });
-    assert.deepEqual(await dp.checkGuards(all), { drifted: [], exact: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards(all), {
+      drifted: [],
+      exact: [],
+      extra: [],
+      problems: [],
+      tablePresent: true,
+    });
     assert.ok(!(await host.must(['nft', 'list', 'set', 'bridge', 'truss_guard', 'addr4'])).includes('198.18.41.99'));
     assert.equal(await pingOk(ctr.a, ctr.t.ip), true);
     // B not desired any more: its elements are read from the table and removed; B is then unchecked
     assert.deepEqual((await dp.checkGuards([guards.a, guards.t])).extra, [guards.b.name]);
     await dp.removeGuard(guards.b.name);
-    assert.deepEqual(await dp.checkGuards([guards.a, guards.t]), { drifted: [], exact: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards([guards.a, guards.t]), {
+      drifted: [],
+      exact: [],
+      extra: [],
+      problems: [],
+      tablePresent: true,
+    });
     await dp.removeGuard(guards.b.name); // gone = success
     await dp.ensureGuard(guards.b);
   });
@@ -408,9 +426,21 @@ describe('anti-spoofing with real traffic (kernel)', () => {
     await dp.removeGuard(guards.a.name, guards.a);
     await dp.removeGuard(guards.a.name);
     assert.equal((await host.run(['nft', 'list', 'table', 'bridge', 'truss_guard'])).code, 1, 'removal made no table');
-    assert.deepEqual(await dp.checkGuards([]), { drifted: [], exact: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards([]), {
+      drifted: [],
+      exact: [],
+      extra: [],
+      problems: [],
+      tablePresent: false,
+    });
     await dp.ensureGuard(guards.a); // elements alone fail without the table: table, sets and chain come with them
-    assert.deepEqual(await dp.checkGuards([guards.a]), { drifted: [], exact: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkGuards([guards.a]), {
+      drifted: [],
+      exact: [],
+      extra: [],
+      problems: [],
+      tablePresent: true,
+    });
     await dp.removeGuardTable();
   });
 });

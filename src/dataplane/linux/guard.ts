@@ -360,7 +360,8 @@ export const readGuardTable = (exec: Exec): Promise<string | undefined> =>
   listTable(exec, NFT_GUARD_FAMILY, NFT_GUARD_TABLE);
 
 export async function checkGuards(exec: Exec, desired: readonly GuardObject[]): Promise<GuardCheck> {
-  return diffGuards(desired, await readGuardTable(exec));
+  const listing = await readGuardTable(exec);
+  return { ...diffGuards(desired, listing), tablePresent: listing !== undefined };
 }
 
 /**

@@ -184,5 +184,6 @@ export const readPolicyTable = (exec: Exec): Promise<string | undefined> =>
   listTable(exec, NFT_FAMILY, NFT_POLICY_TABLE);
 
 export async function checkPolicies(exec: Exec, desired: readonly PolicyObject[]): Promise<PolicyCheck> {
-  return diffPolicies(desired, await readPolicyTable(exec));
+  const listing = await readPolicyTable(exec);
+  return { ...diffPolicies(desired, listing), tablePresent: listing !== undefined };
 }

@@ -197,13 +197,13 @@ describe('port policy with real traffic (kernel)', () => {
     const first = await listing();
     await dp.ensurePolicy(p);
     assert.equal(await listing(), first);
-    assert.deepEqual(await dp.checkPolicies([p]), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkPolicies([p]), { drifted: [], extra: [], problems: [], tablePresent: true });
     await host.must(['nft', 'delete', 'table', 'inet', 'truss_policy']);
     const check = await dp.checkPolicies([p]);
     assert.deepEqual([check.drifted, check.problems], [[p.name], ['table inet truss_policy is missing']]);
     assert.equal(await tcpHi(ctr.a, ctr.b.ip, 8080), true, 'nothing enforces the policy now');
     await dp.ensurePolicy(p);
-    assert.deepEqual(await dp.checkPolicies([p]), { drifted: [], extra: [], problems: [] });
+    assert.deepEqual(await dp.checkPolicies([p]), { drifted: [], extra: [], problems: [], tablePresent: true });
     assert.equal(await tcpHi(ctr.a, ctr.b.ip, 8080), false, 'enforced again');
   });
 
