@@ -18,6 +18,11 @@ interface IpLink {
   addr_info?: { local: string; prefixlen: number; scope: string }[];
 }
 
+/** Polls `ok` every 50 ms until it holds or `ms` have passed. */
+async function waitUntil(ok: () => Promise<boolean>, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end && !(await ok()); ) await new Promise((r) => setTimeout(r, 50));
+}
+
 describe('bridge (kernel)', () => {
   let ns: TestNs;
   let dp: LinuxDataplane;
@@ -129,11 +134,27 @@ describe('bridge (kernel)', () => {
     }
   });
 
-  it('sets its own MAC back when someone changes it', async () => {
-    await ns.must(['ip', 'link', 'set', b.name, 'address', '02:00:00:00:00:09']);
-    assert.ok((await dp.listLinks()).find((l) => l.name === b.name)?.mac !== b.mac);
-    await dp.ensureBridge(b);
-    assert.equal((await dp.listLinks()).find((l) => l.name === b.name)?.mac, b.mac);
+  it("sets its own MAC back when someone changes it, and announces it: a container's gateway entry follows", async () => {
+    const c = await createTestNs('brc');
+    try {
+      await ns.must(['ip', 'link', 'add', 'tv3', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', c.name]);
+      await ns.must(['ip', 'link', 'set', 'tv3', 'master', b.name, 'up']);
+      await c.must(['ip', '-batch', '-'], 'addr add 198.18.10.3/24 dev eth0\nlink set eth0 up\n');
+      assert.ok(await pingOk(c, '198.18.10.1'));
+      const gwEntry = async () => (await c.must(['ip', 'neigh', 'show', '198.18.10.1'])).split(' ')[4];
+      await ns.must(['ip', 'link', 'set', b.name, 'address', '02:00:00:00:00:09']);
+      assert.ok((await dp.listLinks()).find((l) => l.name === b.name)?.mac !== b.mac);
+      // no traffic: only the kernel's gratuitous ARP (arp_notify, set by truss) can move the entry
+      await waitUntil(async () => (await gwEntry()) === '02:00:00:00:00:09', 2000);
+      assert.equal(await gwEntry(), '02:00:00:00:00:09', 'even a change by hand is announced to the containers');
+      await dp.ensureBridge(b);
+      assert.equal((await dp.listLinks()).find((l) => l.name === b.name)?.mac, b.mac);
+      await waitUntil(async () => (await gwEntry()) === b.mac, 2000);
+      assert.equal(await gwEntry(), b.mac, "the container follows the bridge's MAC without probing");
+      await ns.must(['ip', 'link', 'del', 'tv3']);
+    } finally {
+      await c.remove();
+    }
   });
 
   it('refuses a foreign link with our name and leaves it untouched (ensure and remove)', async () => {

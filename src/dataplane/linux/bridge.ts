@@ -85,14 +85,26 @@ async function createBridge(exec: Exec, b: BridgeObject): Promise<void> {
   }
 }
 
-/** Creates or converges the bridge: mark, MTU, gateway addresses, up, accept_ra=0. Idempotent. */
+/**
+ * why: when the bridge's MAC changes (a bridge made by an older truss gets its own, or one
+ * changed by hand is set back), the kernel then announces it (gratuitous ARP, unsolicited NA)
+ * and the containers' gateway entries follow at once instead of after a failed probe.
+ */
+async function ensureAnnounce(exec: Exec, name: string): Promise<void> {
+  await ensureSysctl(exec, `net/ipv4/conf/${name}/arp_notify`, '1');
+  await ensureSysctl(exec, `net/ipv6/conf/${name}/ndisc_notify`, '1');
+}
+
+/** Creates or converges the bridge: mark, MAC, MTU, gateway addresses, up, accept_ra=0. Idempotent. */
 export async function ensureBridge(exec: Exec, b: BridgeObject): Promise<void> {
   const name = checkIfName(b.name);
   const cur = await readLink(exec, name);
   if (cur === undefined) {
     await createBridge(exec, b);
+    await ensureAnnounce(exec, name);
   } else {
     assertOwnBridge(cur, b);
+    await ensureAnnounce(exec, name); // before a MAC change, so that it is announced
     const lines = planBridge(cur, b);
     if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
   }
