@@ -15,7 +15,7 @@ import { WG_DEVICE } from './core/cluster/desired.ts';
 import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
-import { rotatePrivateKey } from './dataplane/linux/wireguard.ts';
+import { rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
 import { createLogger } from './obs/logger.ts';
 import { createMetrics } from './obs/metrics.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';

@@ -26,6 +26,7 @@ import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
 import * as veth from './veth.ts';
 import * as vx from './vxlan.ts';
 import * as wg from './wireguard.ts';
+import * as wgKeys from './wireguard-keys.ts';
 
 export interface LinuxDataplaneOptions {
   /** A network namespace path (/run/netns/NAME): every command runs in it via nsenter. Default: our own. */
@@ -95,7 +96,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
 
   const keyFile = (): string => {
     if (!opts.wireguardKeyDir) throw errors.unsupported('no WireGuard key directory configured');
-    return `${opts.wireguardKeyDir}/${wg.KEY_FILE}`;
+    return `${opts.wireguardKeyDir}/${wgKeys.KEY_FILE}`;
   };
   const toDevice = (w: WireguardObject): wg.WireguardDevice => ({
     name: w.name,
@@ -175,7 +176,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const cur = await wg.readWireguard(exec, name);
       if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
       if (!cur) return [`wireguard device ${w.name} is missing`];
-      const plan = wg.planWireguard(cur, toDevice(w), await wg.readPrivateKeyFile(keyFile()));
+      const plan = wg.planWireguard(cur, toDevice(w), await wgKeys.readPrivateKeyFile(keyFile()));
       return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
     },
     async ensureRoutes(routes) {

@@ -23,16 +23,15 @@ import { ensureRoutes, listRoutes, removeRoute, TRUSS_ROUTE_PROTO } from './rout
 import {
   computeWireguardMtu,
   detectWireguard,
-  ensurePrivateKey,
   ensureWireguard,
   readWireguard,
   removeWireguard,
-  rotatePrivateKey,
   UAPI_DIR,
   type WireguardDevice,
   type WireguardPeer,
   wireguardMark,
 } from './wireguard.ts';
+import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
 
 const RUN = randomBytes(2).toString('hex');
 const PORT = 51820;

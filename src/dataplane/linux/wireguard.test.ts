@@ -11,20 +11,16 @@ import {
   checkWireguardDevice,
   computeWireguardMtu,
   detectWireguard,
-  ensurePrivateKey,
   ensureWireguard,
-  isWireguardKey,
-  KEY_FILE,
   parseWgDump,
   planWireguard,
-  readPrivateKeyFile,
   readWireguard,
   removeWireguard,
-  rotatePrivateKey,
   type WireguardDevice,
   type WireguardState,
   wireguardMark,
 } from './wireguard.ts';
+import { ensurePrivateKey, isWireguardKey, KEY_FILE, readPrivateKeyFile, rotatePrivateKey } from './wireguard-keys.ts';
 
 const K1 = 'zgW8kYn4mf9kJMKBIlT8eMgyq+9ec/p+caccdEb9AE4=';
 const K2 = 'upko/JfMXcZP/QOcoNdU1Y3gnIwmgAJaZ0kEgq5HQ0o=';
