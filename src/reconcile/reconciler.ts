@@ -403,18 +403,15 @@ export class Reconciler {
         const hadAny = applied.size > 0 || this.#applied.get(key) !== ABSENT;
         if (!full && !hadAny) return 0;
         // a full pass looks first: no table (the usual case after a restart) costs no write
-        if (full && (await kind.check([]))?.tablePresent === false) {
-          for (const n of applied.names()) applied.delete(n);
-          this.#applied.set(key, ABSENT);
-          return 0;
-        }
-        if (!(await this.#attempt(key, remove))) return 0;
+        // a full pass looks first: no table (the usual case after a restart) costs no write
+        const absent = full && (await kind.check([]))?.tablePresent === false;
+        if (!absent && !(await this.#attempt(key, remove))) return 0;
         for (const n of applied.names()) {
           applied.delete(n);
           this.#status.delete(kind.key(n));
         }
         this.#applied.set(key, ABSENT);
-        return hadAny ? 1 : 0;
+        return !absent && hadAny ? 1 : 0;
       }
       this.#applied.delete(key);
     }
