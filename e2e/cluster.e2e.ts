@@ -676,7 +676,19 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     const p = await probe;
     figures.push(`key rotation on c1: longest c1 -> c2 ping gap ${p.maxGapMs.toFixed(0)} ms`);
     assert.ok(p.received > 0, `no replies across the rotation:\n${p.output}`);
-    assert.ok(p.maxGapMs <= 6000, `c1 -> c2 stalled ${p.maxGapMs} ms across the key rotation`);
+    if (p.maxGapMs > 6000) {
+      // seen once in 11 runs (10.4 s, against ~100 ms): when did each host change its device?
+      const changes = hosts.map((h) => {
+        const lines = h.truss
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('wireguard changed'));
+        return `--- ${h.name}: wireguard changes\n${lines.slice(-6).join('\n')}`;
+      });
+      assert.fail(
+        `c1 -> c2 stalled ${p.maxGapMs} ms across the key rotation\n${changes.join('\n')}\n${await diagnostics()}`,
+      );
+    }
     await assertTcp(a, workerName(a, 1), b, workerName(b, 1), ip);
   });
 
