@@ -252,6 +252,8 @@ describe('EtcdStore', () => {
     // (asserting "gone" here raced that keepalive on a loaded machine)
     assert.notEqual(await leaseOf(raw, '/presence/node-a'), first);
     const back = await waitFor('the key to come back', async () => (await store.get('/presence/node-a')) !== undefined);
+    // onRestored fires once every key is written again: the poll above may see the key just before
+    await waitFor('onRestored', () => restored.length > 0, 2000);
     assert.match(lost[0] ?? '', /etcd no longer knows lease/);
     assert.deepEqual(restored, [lease.id]);
     assert.notEqual(lease.id, first);
