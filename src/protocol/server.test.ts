@@ -305,7 +305,7 @@ describe('protocol server', { timeout: 5000 }, () => {
 
   it('answers DiscoverNew/DiscoverDelete with {} whatever they carry', async () => {
     const s = await start();
-    const event = '{"DiscoveryType":1,"DiscoveryData":{"Address":"10.0.0.5","BindAddress":"","Self":false}}\n';
+    const event = '{"DiscoveryType":1,"DiscoveryData":{"Address":"198.18.0.5","BindAddress":"","Self":false}}\n';
     for (const [path, body] of [
       ['/NetworkDriver.DiscoverNew', event],
       ['/NetworkDriver.DiscoverDelete', event],
