@@ -34,6 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: Debian packages present (${PACKAGES[*]})"
 fi
+"${sudo_[@]}" bash scripts/lib/compose.sh # Compose v2 (Debian unstable) for e2e/compose.e2e.ts, in a private dir
 
 stamp=node_modules/.package-lock.json
 if [ "${TRUSS_SETUP_FORCE:-}" = 1 ] || [ ! -x node_modules/node/bin/node ] || [ ! -e "$stamp" ] ||

@@ -11,7 +11,7 @@
  * whose accept_ra is 1 is moved to 2: it keeps accepting RAs exactly as before. Other
  * interfaces are left alone on purpose (accept_ra=2 on a bridge such as docker0 would let
  * its containers configure the host). Links that come up later with accept_ra=1 do not
- * accept RAs while forwarding is on: the admin sets 2 on them (docs: README "IPv6").
+ * accept RAs while forwarding is on: the admin sets 2 on them (docs/ipv6.md).
  */
 import type { FirewallObject } from '../../core/desired.ts';
 import type { Exec } from './exec.ts';
