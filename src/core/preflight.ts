@@ -286,11 +286,13 @@ function systemChecks(f: HostFacts): Check[] {
     affects: EVERYTHING,
     ...(f.nftables.ok
       ? { status: 'ok', detail: 'an inet table with a forward hook is accepted' }
-      : {
-          status: 'missing',
-          detail: `nf_tables is not usable: ${f.nftables.error ?? 'unknown error'}`,
-          fix: 'modprobe nf_tables (kernel 5.2 or later; needs CAP_NET_ADMIN)',
-        }),
+      : !f.programs.nft
+        ? { status: 'info', detail: "not checked: the program 'nft' is missing" }
+        : {
+            status: 'missing',
+            detail: `nf_tables is not usable: ${f.nftables.error ?? 'unknown error'}`,
+            fix: 'modprobe nf_tables (kernel 5.2 or later; needs CAP_NET_ADMIN)',
+          }),
   };
   const procSys: Check = {
     id: 'proc-sys',
