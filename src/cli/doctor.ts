@@ -38,7 +38,7 @@ export function formatDoctor(checks: readonly Check[]): string {
   lines.push(
     failed > 0
       ? `${failed} must-have(s) missing: truss serve will not start`
-      : `every must-have is present${warned > 0 ? ` (${warned} warning(s): those features are refused)` : ''}`,
+      : `every must-have is present${warned > 0 ? ` (${warned} warning(s))` : ''}`,
   );
   return `${lines.join('\n')}\n`;
 }
