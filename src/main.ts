@@ -20,6 +20,7 @@ import { createLogger } from './obs/logger.ts';
 import { createMetrics } from './obs/metrics.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
+import { preflight } from './preflight.ts';
 import { buildServer } from './protocol/server.ts';
 import { Reconciler } from './reconcile/reconciler.ts';
 import { EndpointGc } from './service/endpoint-gc.ts';
@@ -38,6 +39,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   if ((await probeSocket(adminPath)) === 'live') {
     throw new Error(`another truss daemon is running with state dir ${config.stateDir}`);
   }
+  // the same checks as `truss doctor`, before anything is written or bound
+  const { capabilities, ms: preflightMs } = await preflight(config, log);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const store = await openSqliteStore(config.stateDir);
   const klog = log.child({ component: 'kernel' });
@@ -118,6 +121,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     repo,
     reconciler,
     log: log.child({ component: 'network' }),
+    capabilities,
     ...(cluster ? { cluster: cluster.agent } : {}),
   });
   const status = new StatusService({
@@ -157,7 +161,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
         }
       : {}),
   });
-  const policy = new PolicyService({ repo, reconciler, log: log.child({ component: 'policy' }) });
+  const policy = new PolicyService({ repo, reconciler, capabilities, log: log.child({ component: 'policy' }) });
 
   const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });
   await listenUnix(plugin, config.socket);
@@ -200,6 +204,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     version: VERSION,
     pid: process.pid,
     startupMs,
+    preflightMs,
   });
 
   reconciler.start();

@@ -14,6 +14,9 @@ commands:
   serve       run the plugin daemon (flags: --socket, --state-dir, --log-level, --default-pools,
               --resync-seconds, --gc-grace-seconds, --store, --node-name, --advertise-address,
               --wg-port, --etcd-ca/--etcd-cert/--etcd-key, --iptables, --proc-sys)
+  doctor      check this host for truss serve without a daemon: programs (and their Debian packages),
+              nf_tables, the iptables backend, WireGuard, ... (--json; takes serve's flags);
+              exit 1 when a must-have is missing
   status      show networks, endpoints, IPAM state and whether the kernel matches (--json)
   reconcile   run a full reconcile pass now and show the result (--json)
   policy      a network's port policy at run time (DOCKER_HOST finds Docker; see truss policy --help):
@@ -52,6 +55,10 @@ export async function main(argv: string[]): Promise<number> {
       const { serve } = await import('../main.ts');
       await serve(rest, process.env);
       return -1; // keep running
+    }
+    case 'doctor': {
+      const { doctorCommand } = await import('./doctor.ts');
+      return doctorCommand(rest, { env: process.env, stdout: (t) => process.stdout.write(t) });
     }
     case 'status':
     case 'reconcile':

@@ -18,7 +18,8 @@ import {
   portsOwnerName,
   shortId,
 } from '../core/naming.ts';
-import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
+import { OPT_CLUSTER, OPT_ENCRYPT, parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
+import { OPT_INGRESS } from '../core/policy/model.ts';
 import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type {
   ClusterPort,
@@ -30,6 +31,7 @@ import type {
   NetworkCapabilities,
   NetworkDriverService,
 } from '../core/ports.ts';
+import { type Capabilities, requireFeature } from '../core/preflight.ts';
 import type { Logger } from '../obs/logger.ts';
 import {
   bridgeKey,
@@ -53,6 +55,8 @@ export interface NetworkServiceDeps {
   readonly programTimeoutMs?: number;
   /** multi-host networks (truss.cluster); absent or disabled without a cluster store */
   readonly cluster?: ClusterPort;
+  /** what the host lacks (preflight.ts); features needing it are refused before any intent is written */
+  readonly capabilities?: Capabilities;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -103,6 +107,13 @@ export class NetworkService implements NetworkDriverService {
     if (v4.length + v6.length === 0) throw errors.badRequest('the network has no IPv4 or IPv6 pool');
     const opts = parseNetworkOptions(input.generic, v6.length > 0);
     const mtu = this.#clusterMtu(opts.cluster, opts.mtu, opts.mtuGiven);
+    const caps = this.#d.capabilities;
+    if (opts.ingress !== undefined) requireFeature(caps, 'port-policy', OPT_INGRESS);
+    if (opts.cluster?.encrypt) {
+      const subject = `${OPT_CLUSTER}=${opts.cluster.name} with ${OPT_ENCRYPT}=true (the default)`;
+      requireFeature(caps, 'encrypted-cluster', subject);
+    }
+    if (v6.length > 0) requireFeature(caps, 'ipv6', `the IPv6 pool ${input.ipv6[0]?.pool}`);
     const spec: NetworkSpec = {
       id: input.networkId,
       bridge: opts.bridgeName ?? bridgeName(input.networkId),
@@ -245,6 +256,9 @@ export class NetworkService implements NetworkDriverService {
     this.#checkAddress(net, input.address, net.ipv4, 4);
     this.#checkAddress(net, input.addressIpv6, net.ipv6, 6);
     const epOpts = parseEndpointOptions(input.options);
+    if (input.addressIpv6 !== undefined)
+      requireFeature(this.#d.capabilities, 'ipv6', `the IPv6 address ${input.addressIpv6}`);
+    await this.#checkPolicyPieces(net, epOpts.ingress !== undefined);
     const spec: EndpointSpec = {
       networkId: net.id,
       id: input.endpointId,
@@ -270,6 +284,20 @@ export class NetworkService implements NetworkDriverService {
       async () => (revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id)),
     );
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};
+  }
+
+  /**
+   * A policy this endpoint will get at Join (its own truss.ingress, the network's, or one set at run time)
+   * needs conntrack and br_netfilter: refused here, before the endpoint exists, so Join never fails on it.
+   */
+  async #checkPolicyPieces(net: NetworkSpec, own: boolean): Promise<void> {
+    const caps = this.#d.capabilities;
+    if (!caps?.missing('port-policy')) return;
+    if (own) requireFeature(caps, 'port-policy', OPT_INGRESS);
+    const runtime = await this.#d.repo.getPolicy(net.id);
+    if (runtime !== undefined ? runtime.ingress !== null : net.ingress !== undefined) {
+      requireFeature(caps, 'port-policy', `the port policy of network ${shortId(net.id)} (${OPT_INGRESS})`);
+    }
   }
 
   #checkAddress(net: NetworkSpec, cidr: string | undefined, data: readonly IpamData[], family: 4 | 6): void {

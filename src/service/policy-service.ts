@@ -9,6 +9,7 @@ import { isDockerId, policyChainName, shortId } from '../core/naming.ts';
 import { OPT_INGRESS } from '../core/policy/model.ts';
 import { formatIngress, parseIngress } from '../core/policy/parse.ts';
 import type { PolicyView } from '../core/policy/view.ts';
+import { type Capabilities, requireFeature } from '../core/preflight.ts';
 import type { Logger } from '../obs/logger.ts';
 import { policyKey, type Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
@@ -18,6 +19,8 @@ export interface PolicyServiceDeps {
   readonly reconciler: Pick<Reconciler, 'waitFor' | 'policyCounters'>;
   readonly log: Logger;
   readonly programTimeoutMs?: number;
+  /** what the host lacks (preflight.ts): a policy without conntrack is refused before it is stored */
+  readonly capabilities?: Capabilities;
 }
 
 export type { PolicyView };
@@ -53,6 +56,7 @@ export class PolicyService {
   async set(networkId: string, text: string | null): Promise<PolicyView> {
     const net = await this.#network(networkId);
     const ingress = text === null ? null : parseIngress(OPT_INGRESS, text);
+    if (ingress !== null) requireFeature(this.#d.capabilities, 'port-policy', 'truss policy set --ingress');
     const revision = await this.#d.repo.putPolicy({ networkId: net.id, ingress });
     const affected = (await this.#d.repo.listEndpoints(net.id))
       .filter((e) => e.sandboxKey !== undefined && e.ingress === undefined)

@@ -1,0 +1,64 @@
+/**
+ * `truss doctor`: the checks `truss serve` runs before it starts (core/preflight.ts), without
+ * a daemon, as a table (OK / WARN / MISSING / INFO, what each affects, the fix) or --json.
+ * Takes serve's flags (--socket, --state-dir, --store, --iptables, --proc-sys, ...) so it
+ * checks what that serve would. Read-only. Exit 0 when every must-have is there (warnings
+ * allowed), 1 otherwise. Unlike serve it waits for the etcd probe (bounded).
+ */
+import { loadConfig } from '../config.ts';
+import { type Check, evaluateHost, isFailedRequirement } from '../core/preflight.ts';
+import { probeHost } from '../dataplane/linux/host-checks.ts';
+import { parseStoreUrl } from '../store/store-url.ts';
+
+export interface DoctorIo {
+  readonly env: NodeJS.ProcessEnv;
+  stdout(text: string): void;
+}
+
+const LABEL: Readonly<Record<Check['status'], string>> = {
+  ok: 'OK',
+  missing: 'MISSING',
+  warn: 'WARN',
+  info: 'INFO',
+};
+
+/** Pure: the human table. */
+export function formatDoctor(checks: readonly Check[]): string {
+  const width = Math.max(...checks.map((c) => c.title.length));
+  const lines: string[] = [];
+  for (const c of checks) {
+    lines.push(`${LABEL[c.status].padEnd(8)} ${c.title.padEnd(width)}  ${c.detail}`);
+    if (c.status === 'ok' || c.status === 'info') continue;
+    lines.push(`${' '.repeat(9)}affects: ${c.affects}`);
+    if (c.fix) lines.push(`${' '.repeat(9)}fix: ${c.fix}`);
+  }
+  const failed = checks.filter(isFailedRequirement).length;
+  const warned = checks.filter((c) => c.status === 'warn').length;
+  lines.push('');
+  lines.push(
+    failed > 0
+      ? `${failed} must-have(s) missing: truss serve will not start`
+      : `every must-have is present${warned > 0 ? ` (${warned} warning(s))` : ''}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+export async function doctorCommand(args: readonly string[], io: DoctorIo): Promise<number> {
+  const json = args.includes('--json');
+  const config = loadConfig(
+    args.filter((a) => a !== '--json'),
+    io.env,
+  );
+  const store = parseStoreUrl(config.store);
+  const facts = await probeHost({
+    socket: config.socket,
+    stateDir: config.stateDir,
+    ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
+    ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
+    ...(store.kind === 'etcd' ? { etcdEndpoints: store.endpoints } : {}),
+  });
+  const checks = evaluateHost(facts);
+  const ok = !checks.some(isFailedRequirement);
+  io.stdout(json ? `${JSON.stringify({ ok, checks }, null, 2)}\n` : formatDoctor(checks));
+  return ok ? 0 : 1;
+}
