@@ -2,8 +2,8 @@
 # Installs truss on this host (docs/install.md). As root, from a checkout:
 #
 #   scripts/install.sh              the daemon as the systemd service truss.service, and the `truss` CLI
-#   scripts/install.sh --cli        only the `truss` CLI (with the managed plugin: `truss status` reaches
-#                                   the plugin's admin socket in /var/lib/truss, which the plugin mounts)
+#   scripts/install.sh --cli        only the `truss` CLI, and /var/lib/truss if absent (with the managed
+#                                   plugin: its state dir, where `truss status` reaches its admin socket)
 #   scripts/install.sh --rollback   back to the version installed before (and restart the service)
 #   scripts/install.sh --uninstall  stop and remove what this script installed; the state stays
 #
@@ -205,6 +205,12 @@ case "$mode" in
     ;;
   cli)
     install_version
+    # the managed plugin's state.source: Docker does not create a bind mount's source, and
+    # `docker plugin enable` fails without it
+    if [ ! -d "$ROOT/var/lib/truss" ]; then
+      mkdir -p -m 0700 "$ROOT/var/lib/truss"
+      say "made $ROOT/var/lib/truss (the managed plugin's state dir)"
+    fi
     say "CLI only: truss status (the daemon's state dir, default /var/lib/truss), truss version"
     ;;
   rollback) rollback ;;

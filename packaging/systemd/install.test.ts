@@ -218,8 +218,11 @@ describe('scripts/install.sh', { timeout: 180_000 }, () => {
     assert.ok(files.includes('usr/local/bin/truss 755'), files.join('\n'));
     assert.ok(!files.some((f) => f.startsWith('etc/')), 'no unit, no env file');
     assert.equal(truss('version').trim(), packageVersion());
+    const state = join(root, 'var/lib/truss');
+    assert.equal(statSync(state).mode & 0o777, 0o700, "the plugin's state dir, made for it");
     installOk('--uninstall');
     assert.deepEqual(listing(root), []);
+    assert.ok(existsSync(state), 'the state dir stays');
   });
 
   it('refuses unknown arguments and --rollback without a previous version', () => {
