@@ -163,6 +163,17 @@ describe('scripts/install.sh', { timeout: 180_000 }, () => {
     assert.match(r.stderr, /no truss daemon is listening on .*nostate\/admin\.sock/);
   });
 
+  it('the installed readiness check runs through the current link (as ExecStartPost does)', () => {
+    const sock = join(dir, 'none.sock');
+    const r = spawnSync(join(root, LIB, 'current/bin/node'), [join(root, LIB, 'current/lib/wait-ready.ts'), '1'], {
+      env: { ...process.env, TRUSS_SOCKET: sock, TRUSS_READY_TIMEOUT_SECONDS: '1' },
+      encoding: 'utf8',
+      cwd: '/',
+    });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^truss: not ready on .*none\.sock: /);
+  });
+
   it('systemd-analyze verify accepts the installed unit', (t) => {
     if (spawnSync('systemd-analyze', ['--version']).status !== 0) return t.skip('no systemd-analyze here');
     const r = spawnSync('systemd-analyze', ['verify', join(root, 'etc/systemd/system/truss.service')], {

@@ -9,8 +9,8 @@
  * TRUSS_READY_TIMEOUT_SECONDS (default 60); systemd then fails the start (Restart=on-failure).
  * Self-contained (node: modules only): install.sh copies it next to the bundle.
  */
+import { realpathSync } from 'node:fs';
 import { request } from 'node:http';
-import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const DEFAULT_SOCKET = '/run/docker/plugins/truss.sock';
@@ -56,7 +56,8 @@ export async function waitReady(o: WaitOptions): Promise<'ready' | 'exited' | 't
   }
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// why realpath: the unit runs it through the `current` symlink; import.meta.url is the real path
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const socketPath = process.env.TRUSS_SOCKET || DEFAULT_SOCKET;
   const seconds = Number(process.env.TRUSS_READY_TIMEOUT_SECONDS || 60);
   const pidText = process.argv[2];
