@@ -59,6 +59,8 @@ let p1: Host;
 let p2: Host;
 let builds: PluginBuild[] = [];
 const figures: string[] = [];
+/** what `docker plugin enable` says on a host without the state dir (printed with the figures) */
+const FRESH_HOST_ERROR: string[] = [];
 const once = memoOnce();
 
 /** Plugin settings for a host: its state dir, the cluster store, its node name and address. */
@@ -208,7 +210,7 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
   });
 
   after(async () => {
-    printFigures(figures);
+    printFigures([...figures, ...FRESH_HOST_ERROR.map((e) => `enable without the state dir: ${e}`)]);
     const problems: string[] = [];
     for (const h of [p1, p2]) await h?.stop().catch((e: Error) => problems.push(e.message));
     await registry?.stop().catch((e: Error) => problems.push(e.message));
@@ -270,6 +272,26 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
     const startupMs = Number(lines.startupMs);
     figures.push(`time to listen (process start -> socket bound, plugin log): ${startupMs} ms`);
     assert.ok(startupMs < LISTEN_MS, `listening after ${startupMs} ms, expected < ${LISTEN_MS}`);
+  });
+
+  it('2b. p1: state.source missing on the host: enable fails naming it, Docker does not create it', {
+    timeout: 120_000,
+  }, async () => {
+    await p1Plugin();
+    const missing = join(p1.dir, 'state-not-made');
+    rmSync(missing, { recursive: true, force: true });
+    await dockerPlugin(p1, ['disable', P1_NAME]);
+    await dockerPlugin(p1, ['set', P1_NAME, `state.source=${missing}`]);
+    const r = await p1.docker(['plugin', 'enable', P1_NAME]);
+    FRESH_HOST_ERROR.push(r.stderr.trim());
+    assert.notEqual(r.code, 0, 'enable must fail');
+    // docs/install.md quotes it (with the default source): the first install step is mkdir
+    const says = `error mounting "${missing}" to rootfs at "/var/lib/truss": stat ${missing}: no such file or directory`;
+    assert.ok(r.stderr.includes(says), r.stderr);
+    assert.equal(existsSync(missing), false, 'Docker does not create a bind mount source');
+    assert.equal((await pluginList(p1)).get(P1_NAME), false, 'the plugin stays disabled');
+    await dockerPlugin(p1, ['set', P1_NAME, `state.source=${pluginStateDir(p1)}`]);
+    await dockerPlugin(p1, ['enable', P1_NAME]);
   });
 
   it('3. p1: containers on a truss:VERSION network talk; port policy holds real traffic', async () => {
