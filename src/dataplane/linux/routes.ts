@@ -234,3 +234,36 @@ export async function linkWithAddress(
   );
   return hit?.ifname && hit.mtu !== undefined ? { dev: hit.ifname, mtu: hit.mtu } : undefined;
 }
+
+/** Every link with its MTU and addresses (`ip -j addr show`): the facts for chooseUnderlay. */
+export async function readLinks(
+  exec: Exec,
+): Promise<{ readonly dev: string; readonly mtu: number; readonly addresses: readonly string[] }[]> {
+  const r = await exec.run('ip', ['-j', 'addr', 'show']);
+  const links = JSON.parse(r.stdout || '[]') as { ifname?: string; mtu?: number; addr_info?: { local?: string }[] }[];
+  return links.flatMap((l) =>
+    l.ifname && l.mtu !== undefined
+      ? [
+          {
+            dev: l.ifname,
+            mtu: l.mtu,
+            addresses: (l.addr_info ?? []).flatMap((a) => (typeof a.local === 'string' ? [a.local] : [])),
+          },
+        ]
+      : [],
+  );
+}
+
+/** The main table's default routes of both families: device and preferred source. */
+export async function readDefaultRoutes(
+  exec: Exec,
+): Promise<{ readonly dev: string; readonly prefsrc?: string; readonly family: 4 | 6 }[]> {
+  const out: { dev: string; prefsrc?: string; family: 4 | 6 }[] = [];
+  for (const family of [4, 6] as const) {
+    const r = await exec.run('ip', [`-${family}`, '-j', 'route', 'show', 'default', 'table', 'main']);
+    for (const x of JSON.parse(r.stdout || '[]') as { dev?: string; prefsrc?: string }[]) {
+      if (x.dev) out.push({ dev: x.dev, family, ...(x.prefsrc ? { prefsrc: x.prefsrc } : {}) });
+    }
+  }
+  return out;
+}
