@@ -130,7 +130,7 @@ export interface ForgetResult {
 }
 
 /**
- * `truss cluster forget NODE`: delete NODE's claims, blocks and member records in every
+ * `truss cluster forget NODE` (a node id, as `truss status` shows it): delete NODE's claims, blocks and member records in every
  * cluster network. Refused for this host itself, and while NODE is registered (its lease is
  * live) unless `force`, which also deletes its node record (peers drop it at once).
  */
@@ -143,8 +143,9 @@ export async function forgetNode(store: Store, node: string, self: string, force
   const registered = await store.get(clusterKeys.node(node));
   if (registered && !force) {
     const rec = parse<NodeRecord>(registered);
+    const name = rec && typeof rec.name === 'string' && rec.name !== node ? ` (${rec.name})` : '';
     throw errors.networkConflict(
-      `host ${node} is registered in the cluster (lease alive${rec ? `, address ${rec.address}` : ''}): ` +
+      `host ${node}${name} is registered in the cluster (lease alive${rec ? `, address ${rec.address}` : ''}): ` +
         'stop truss there and wait for its lease to expire (15 s), or pass --force if it is gone for good',
     );
   }
