@@ -188,3 +188,49 @@ describe('ClusterAgent identity', () => {
     await a.stop();
   });
 });
+
+describe('ClusterAgent identity: two hosts of one name registering at the same moment', () => {
+  it('the later registration steps back, and is refused while the earlier one lives', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const rec = (id: string, address: string) => ({
+      id,
+      name: 'twin',
+      instance: id,
+      address,
+      wgPublicKey: 'k',
+      wgPort: 51820,
+    });
+    // both listed the nodes before either wrote: simulate by writing the earlier one while the
+    // later one's list (of its identity check) is already done
+    const inner = store.list.bind(store);
+    let calls = 0;
+    store.list = async (prefix: string) => {
+      const r = await inner(prefix);
+      if (prefix === clusterKeys.nodesPrefix && calls++ === 0) {
+        await store.txn(
+          [],
+          [{ type: 'put', key: clusterKeys.node('early'), value: JSON.stringify(rec('early', '198.18.255.1')) }],
+        );
+      }
+      return r;
+    };
+    const fatal = new Promise<Error>((resolve) => {
+      new ClusterAgent({
+        store,
+        node: rec('late', '198.18.255.2'),
+        mtu: { wireguard: 1440, vxlan: 1450 },
+        ipam: new ClusterIpam({ store, node: 'late', log: silentLogger }),
+        log: silentLogger,
+        onChange: () => {},
+        onFatal: resolve,
+        localClusters: async () => [],
+        retryMs: 10,
+        leaseTtlSeconds: 0.05,
+        conflictSlackMs: 10,
+      }).start();
+    });
+    assert.match((await fatal).message, /node name twin is already taken .* 198\.18\.255\.1 .* 198\.18\.255\.2/);
+    assert.equal(await store.get(clusterKeys.node('late')), undefined, 'the later record was withdrawn');
+    assert.ok(await store.get(clusterKeys.node('early')));
+  });
+});

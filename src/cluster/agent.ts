@@ -90,6 +90,7 @@ export class ClusterAgent implements ClusterPort {
   #watch: { close(): Promise<void> } | undefined;
   #stopped = false;
   #synced = false;
+  #registeredOnce = false;
   #timer: NodeJS.Timeout | undefined;
   #connected: Promise<void>;
   #resolveConnected: () => void = () => {};
@@ -161,6 +162,13 @@ export class ClusterAgent implements ClusterPort {
         if (this.#stopped) return;
         const lease = await this.#d.store.grantLease(this.#d.leaseTtlSeconds ?? 15);
         await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
+        if (!this.#registeredOnce && (await this.#earlierTwin())) {
+          // two hosts of one name registered at the same moment: the later one steps back
+          await lease.delete(nodeKey(this.self));
+          identityChecked = false;
+          continue;
+        }
+        this.#registeredOnce = true;
         this.#lease = lease;
         for (const c of await this.#d.localClusters()) {
           const m: MemberRecord = { cluster: c, node: this.self };
@@ -216,6 +224,26 @@ export class ClusterAgent implements ClusterPort {
     return (
       confirmed && identityConflictError(this.#node, confirmed, this.#d.nodeIdFile ?? "the state dir's node-id file")
     );
+  }
+
+  /**
+   * Another host registered under this host's name just before it (both looked before either
+   * wrote): true for the later of the two (higher createRevision), which then steps back and
+   * checks again like any host that finds its name taken.
+   */
+  async #earlierTwin(): Promise<boolean> {
+    const items = (await this.#d.store.list(clusterKeys.nodesPrefix)).items;
+    const mine = items.find((kv) => kv.key === nodeKey(this.self));
+    if (!mine) return false;
+    return items.some((kv) => {
+      if (kv.key === mine.key || kv.createRevision >= mine.createRevision) return false;
+      try {
+        const n = JSON.parse(kv.value) as NodeRecord;
+        return n.name === this.#node.name && nodeIdOf(n) !== this.self;
+      } catch {
+        return false;
+      }
+    });
   }
 
   async #nodes(): Promise<NodeRecord[]> {
