@@ -48,6 +48,11 @@ describe('identity conflicts', () => {
     const prev = rec({ id: 'aaa', name: 'twin', instance: 'i1', address: '198.18.255.2' });
     assert.deepEqual(findIdentitySuspects(self, 'i1', [prev]), []);
   });
+  it('an upgrade: the record of this host under truss before node ids (no instance, same address) is its own', () => {
+    const old = rec({ name: 'aaa', address: '198.18.255.2' });
+    assert.deepEqual(findIdentitySuspects(self, undefined, [old]), []);
+    assert.equal(findIdentitySuspects(self, undefined, [{ ...old, address: '198.18.255.9' }]).length, 1);
+  });
   it('the same id from another instance or address is a suspect (a copied state dir)', () => {
     const other = rec({ id: 'aaa', name: 'twin', instance: 'i1', address: '198.18.255.1' });
     assert.deepEqual(findIdentitySuspects(self, 'i1', [other]), [{ kind: 'id', other }]);

@@ -73,7 +73,7 @@ export function findIdentitySuspects(
     if (id === selfId) {
       const mine =
         n.instance === self.instance ||
-        (n.instance !== undefined && n.instance === previousInstance && n.address === self.address);
+        (n.instance === previousInstance && n.address === self.address); // also truss before instances: both undefined
       if (!mine) out.push({ kind: 'id', other: n });
     } else if (n.name === self.name) {
       out.push({ kind: 'name', other: n });
