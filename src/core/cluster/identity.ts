@@ -71,9 +71,8 @@ export function findIdentitySuspects(
     if (typeof n !== 'object' || n === null || typeof n.name !== 'string') continue;
     const id = nodeIdOf(n);
     if (id === selfId) {
-      const mine =
-        n.instance === self.instance ||
-        (n.instance === previousInstance && n.address === self.address); // also truss before instances: both undefined
+      // this process, or this state dir's previous one at this address (before instances: both undefined)
+      const mine = n.instance === self.instance || (n.instance === previousInstance && n.address === self.address);
       if (!mine) out.push({ kind: 'id', other: n });
     } else if (n.name === self.name) {
       out.push({ kind: 'name', other: n });
