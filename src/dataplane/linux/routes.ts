@@ -260,8 +260,11 @@ export async function readDefaultRoutes(
 ): Promise<{ readonly dev: string; readonly prefsrc?: string; readonly family: 4 | 6 }[]> {
   const out: { dev: string; prefsrc?: string; family: 4 | 6 }[] = [];
   for (const family of [4, 6] as const) {
-    const r = await exec.run('ip', [`-${family}`, '-j', 'route', 'show', 'default', 'table', 'main']);
-    for (const x of JSON.parse(r.stdout || '[]') as { dev?: string; prefsrc?: string }[]) {
+    // a kernel without IPv6 (ipv6.disable=1) refuses the family: no default route of it
+    const r = await exec
+      .run('ip', [`-${family}`, '-j', 'route', 'show', 'default', 'table', 'main'])
+      .catch(() => undefined);
+    for (const x of JSON.parse(r?.stdout || '[]') as { dev?: string; prefsrc?: string }[]) {
       if (x.dev) out.push({ dev: x.dev, family, ...(x.prefsrc ? { prefsrc: x.prefsrc } : {}) });
     }
   }
