@@ -55,8 +55,6 @@ export interface LinuxDataplane extends Dataplane {
   underlayTowards(
     ip: string,
   ): Promise<{ readonly address: string; readonly dev: string; readonly mtu: number } | undefined>;
-  /** the link holding `address` and its MTU (the VXLAN device's underlay), or undefined */
-  linkWithAddress(address: string): Promise<{ readonly dev: string; readonly mtu: number } | undefined>;
   /** every link with its MTU and addresses (for chooseUnderlay) */
   readLinks(): Promise<{ readonly dev: string; readonly mtu: number; readonly addresses: readonly string[] }[]>;
   /** the main table's default routes (for chooseUnderlay: a co-located etcd) */
@@ -218,7 +216,6 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     },
     removeShaper: (name, ifb) => shaper.removeShaper(exec, name, ifb, opts.log),
     underlayTowards: (ip) => rt.underlayTowards(exec, ip),
-    linkWithAddress: (address) => rt.linkWithAddress(exec, address),
     readLinks: () => rt.readLinks(exec),
     readDefaultRoutes: () => rt.readDefaultRoutes(exec),
     renderFirewall: render,

@@ -217,24 +217,6 @@ export async function underlayTowards(
   return mtu === undefined ? undefined : { address: route.prefsrc, dev: route.dev, mtu };
 }
 
-/** The link that holds `address` (this host's advertise address) and its MTU, or undefined. */
-export async function linkWithAddress(
-  exec: Exec,
-  address: string,
-): Promise<{ readonly dev: string; readonly mtu: number } | undefined> {
-  const want = parseIp(address);
-  if (want === undefined) return undefined;
-  const r = await exec.run('ip', ['-j', 'addr', 'show']);
-  const links = JSON.parse(r.stdout || '[]') as { ifname?: string; mtu?: number; addr_info?: { local?: string }[] }[];
-  const hit = links.find((l) =>
-    (l.addr_info ?? []).some(
-      (a) =>
-        typeof a.local === 'string' && parseIp(a.local) && formatIp(parseIp(a.local) as typeof want) === formatIp(want),
-    ),
-  );
-  return hit?.ifname && hit.mtu !== undefined ? { dev: hit.ifname, mtu: hit.mtu } : undefined;
-}
-
 /** Every link with its MTU and addresses (`ip -j addr show`): the facts for chooseUnderlay. */
 export async function readLinks(
   exec: Exec,
