@@ -17,6 +17,7 @@ import {
   clusterKeys,
   type MemberRecord,
   type NodeRecord,
+  nodeIdOf,
 } from '../core/cluster/model.ts';
 import { errors } from '../core/errors.ts';
 import type { Compare, KeyValue, Store } from '../store/store.ts';
@@ -141,6 +142,18 @@ export async function forgetNode(store: Store, node: string, self: string, force
     );
   }
   const registered = await store.get(clusterKeys.node(node));
+  if (!registered) {
+    // a display name given for a node id (truss status shows both)
+    const named = (await store.list(clusterKeys.nodesPrefix)).items
+      .map((kv) => parse<NodeRecord>(kv))
+      .find((n) => n !== undefined && n.name === node && nodeIdOf(n) !== node);
+    if (named) {
+      throw errors.badRequest(
+        `${node} is the name of host ${nodeIdOf(named)} (address ${named.address}); truss cluster forget takes ` +
+          `its node id (the NODE ID column of truss status): truss cluster forget ${nodeIdOf(named)}`,
+      );
+    }
+  }
   if (registered && !force) {
     const rec = parse<NodeRecord>(registered);
     const name = rec && typeof rec.name === 'string' && rec.name !== node ? ` (${rec.name})` : '';
