@@ -11,6 +11,8 @@
  * everything and checks that no host keeps anything of truss.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
 import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
@@ -35,6 +37,8 @@ const r1 = (): Host => hosts[0] as Host;
 const r2 = (): Host => hosts[1] as Host;
 const short = (h: Host): string => (h === hosts[0] ? 'r1' : 'r2');
 const logTail = (h: Host, n = 25): string => h.truss.log().split('\n').slice(-n).join('\n');
+/** the host's node id (its identity in etcd; --node-name r1/r2 is only its display name) */
+const idOf = (h: Host): string => readFileSync(join(h.truss.stateDir, 'node-id'), 'utf8').trim();
 
 /** Every key and JSON value under the cluster prefix, read from etcd itself. */
 async function etcdRecords(): Promise<Map<string, { node?: string; block?: string; address?: string }>> {
@@ -53,7 +57,7 @@ async function etcdRecords(): Promise<Map<string, { node?: string; block?: strin
   );
 }
 
-/** What `node` holds in etcd: blocks (CIDRs), claims (addresses), membership, host record. */
+/** What `node` (a node id) holds in etcd: blocks (CIDRs), claims (addresses), membership, host record. */
 async function heldBy(node: string) {
   const recs = await etcdRecords();
   const of = (kind: string) =>
@@ -124,21 +128,21 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     await teal();
     await runContainer(r1(), { name: 'a1', network: TEAL });
     await runContainer(r2(), { name: 'b1', network: TEAL });
-    const before = await heldBy('r1');
+    const before = await heldBy(idOf(r1()));
     assert.equal(before.blocks.length, 1, `r1 blocks: ${JSON.stringify(before)}`);
     assert.deepEqual(before.claims, [await containerIp(r1(), 'a1', TEAL)]);
     assert.equal(before.member, true);
     const status = await r1().truss.cli(['status', '--state-dir', r1().truss.stateDir]);
-    assert.match(status.stdout, /CLUSTER: host r1/);
-    assert.match(status.stdout, /teal\s+r1\s+1\s+1\s+yes/, status.stdout);
+    assert.ok(status.stdout.includes(`CLUSTER: host r1 (node id ${idOf(r1())})`), status.stdout);
+    assert.match(status.stdout, new RegExp(`teal\\s+${idOf(r1())}\\s+r1\\s+1\\s+1\\s+yes`), status.stdout);
 
     await removeContainers(r1(), ['a1']);
     const rm = await r1().docker(['network', 'rm', TEAL]);
     assert.equal(rm.code, 0, `docker network rm ${TEAL} on r1: ${rm.stderr}`);
-    const after = await heldBy('r1');
+    const after = await heldBy(idOf(r1()));
     assert.deepEqual({ ...after, registered: true }, { blocks: [], claims: [], member: false, registered: true });
     assert.ok(after.registered, 'r1 itself is still registered (it only left the network)');
-    assert.ok((await heldBy('r2')).claims.length > 0, "r2's claims stay");
+    assert.ok((await heldBy(idOf(r2()))).claims.length > 0, "r2's claims stay");
 
     const ip = inBlock(before.blocks[0] as string, 5);
     assert.ok(inCidr(ip, before.blocks[0] as string));
@@ -153,29 +157,32 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const again = await createTeal(r1());
     assert.equal(again.code, 0, `docker network create ${TEAL} on r1 again: ${again.stderr}`);
     await runContainer(r1(), { name: 'a2', network: TEAL });
-    const held = await heldBy('r1');
+    const id1 = idOf(r1());
+    const held = await heldBy(id1);
     assert.equal(held.blocks.length, 1, JSON.stringify(held));
 
-    const refused = await r2().truss.cli(['cluster', 'forget', 'r1', '--state-dir', r2().truss.stateDir]);
+    const refused = await r2().truss.cli(['cluster', 'forget', id1, '--state-dir', r2().truss.stateDir]);
     assert.equal(refused.code, 1, `forget of a live host must be refused: ${refused.stdout}${refused.stderr}`);
-    assert.match(refused.stderr, /host r1 is registered.*--force/);
-    assert.deepEqual((await heldBy('r1')).blocks, held.blocks, 'nothing freed when refused');
+    assert.ok(refused.stderr.includes(`host ${id1} (r1) is registered`), refused.stderr);
+    assert.match(refused.stderr, /--force/);
+    assert.deepEqual((await heldBy(id1)).blocks, held.blocks, 'nothing freed when refused');
 
     const pid = r1().truss.pid() as number;
     process.kill(-pid, 'SIGKILL'); // r1 is gone for good (its state stays behind)
     assert.ok(await waitExit(pid, 5000), 'r1 truss must be dead');
     const t0 = performance.now();
-    await waitFor(async () => !(await heldBy('r1')).registered, LEASE_GONE_MS, {
+    await waitFor(async () => !(await heldBy(id1)).registered, LEASE_GONE_MS, {
       what: "r1's lease to expire",
       intervalMs: 500,
     });
     const leaseMs = Math.round(performance.now() - t0);
 
-    const forgot = await r2().truss.cli(['cluster', 'forget', 'r1', '--state-dir', r2().truss.stateDir]);
-    assert.equal(forgot.code, 0, `truss cluster forget r1: ${forgot.stderr}\n${logTail(r2())}`);
-    assert.match(forgot.stdout, /^forgot host r1\n {2}teal: 1 block\(s\) \(.*\), 1 address claim\(s\)/);
+    const forgot = await r2().truss.cli(['cluster', 'forget', id1, '--state-dir', r2().truss.stateDir]);
+    assert.equal(forgot.code, 0, `truss cluster forget ${id1}: ${forgot.stderr}\n${logTail(r2())}`);
+    assert.ok(forgot.stdout.startsWith(`forgot host ${id1}\n`), forgot.stdout);
+    assert.match(forgot.stdout, /\n {2}teal: 1 block\(s\) \(.*\), 1 address claim\(s\)/);
     assert.ok(forgot.stdout.includes(held.blocks[0] as string), forgot.stdout);
-    assert.deepEqual(await heldBy('r1'), { blocks: [], claims: [], member: false, registered: false });
+    assert.deepEqual(await heldBy(id1), { blocks: [], claims: [], member: false, registered: false });
 
     const ip = inBlock(held.blocks[0] as string, 7);
     await runContainer(r2(), { name: 'b3', network: TEAL, ip });
@@ -198,7 +205,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
         assert.equal(r.code, 0, `${short(h)}: docker network rm ${n}: ${r.stderr}`);
       }
     }
-    for (const node of ['r1', 'r2']) {
+    for (const node of [idOf(r1()), idOf(r2())]) {
       const left = await heldBy(node);
       assert.deepEqual([left.blocks, left.claims, left.member], [[], [], false], `${node} holds nothing in etcd`);
     }

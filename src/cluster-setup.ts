@@ -1,18 +1,21 @@
 /**
- * Composition of the multi-host parts (only with --store etcd://...): this host's
+ * Composition of the multi-host parts (only with --store etcd://...): this host's node id
+ * (<state-dir>/node-id, cluster/node-id.ts) and display name (--node-name or the hostname), its
  * WireGuard key (made on first start, kept in <state-dir>/wireguard, mode 0600), its
- * underlay address and MTU (detected towards etcd unless --advertise-address is given), the
- * VXLAN device's underlay link (the one holding that address) and MTU,
+ * underlay address and the link whose MTU the tunnels derive from (core/cluster/underlay.ts:
+ * --advertise-address, else towards etcd, else for an etcd on this host its own address),
  * the lazily connecting etcd store, the cluster IPAM and the agent.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ClusterAgent } from './cluster/agent.ts';
 import { ClusterIpam } from './cluster/cluster-ipam.ts';
 import { LazyClusterStore } from './cluster/lazy-store.ts';
+import { ensureNodeId, takeInstance } from './cluster/node-id.ts';
 import type { Config } from './config.ts';
 import { isValidNodeName } from './core/cluster/model.ts';
-import { errors } from './core/errors.ts';
+import { chooseUnderlay } from './core/cluster/underlay.ts';
+import { errors, type TrussError } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
 import type { LinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { computeVxlanMtu } from './dataplane/linux/vxlan.ts';
@@ -42,25 +45,37 @@ export async function setupCluster(
   repo: IntentRepo,
   log: Logger,
   onChange: () => void,
+  onFatal: (e: TrussError) => void = () => {},
 ): Promise<Cluster | undefined> {
   const url = parseStoreUrl(config.store);
   if (url.kind !== 'etcd') return undefined;
-  const first = (url.endpoints[0] as string).replace(/^\[?([^\]]*)\]?:\d+$/, '$1');
-  const path = parseIp(first) ? await dataplane.underlayTowards(first) : undefined;
-  const address = config.advertiseAddress ?? path?.address;
-  if (!address) {
-    throw errors.badOption(
-      `cannot tell this host's underlay address towards ${first}: give --advertise-address (and an IP etcd endpoint)`,
-    );
-  }
+  const etcd = (url.endpoints[0] as string).replace(/^\[?([^\]]*)\]?:\d+$/, '$1');
+  const [route, links, defaultRoutes] = await Promise.all([
+    parseIp(etcd) ? dataplane.underlayTowards(etcd) : undefined,
+    dataplane.readLinks(),
+    dataplane.readDefaultRoutes(),
+  ]);
+  const underlay = chooseUnderlay({
+    ...(config.advertiseAddress !== undefined ? { advertise: config.advertiseAddress } : {}),
+    etcd,
+    ...(route ? { route } : {}),
+    links,
+    defaultRoutes,
+  });
+  const { address } = underlay;
   const family = parseIp(address)?.family ?? 4;
-  const wgMtu = computeWireguardMtu(path?.mtu ?? 1500, family);
-  const link = (await dataplane.linkWithAddress(address)) ?? (path ? { dev: path.dev, mtu: path.mtu } : undefined);
-  const vxlan = { mtu: computeVxlanMtu(link?.mtu ?? 1500, family), local: address, ...(link ? { dev: link.dev } : {}) };
-  const mtu = { wireguard: wgMtu, vxlan: vxlan.mtu };
+  const mtu = { wireguard: computeWireguardMtu(underlay.mtu, family), vxlan: computeVxlanMtu(underlay.mtu, family) };
+  const vxlan = { mtu: mtu.vxlan, local: address, ...(underlay.dev ? { dev: underlay.dev } : {}) };
   const name = config.nodeName ?? hostname().toLowerCase();
-  if (!isValidNodeName(name)) throw errors.badOption(`node name ${JSON.stringify(name)}: give --node-name [a-z0-9.-]`);
+  if (!isValidNodeName(name)) {
+    throw errors.badOption(`node name ${JSON.stringify(name)} (the hostname): give --node-name [a-z0-9.-]`);
+  }
   const keyDir = wireguardKeyDir(config.stateDir);
+  // before the key dir is made: a host with one (or with cluster networks) ran truss before node ids
+  const legacy = async (): Promise<boolean> =>
+    existsSync(keyDir) || (await repo.listNetworks()).some((n) => n.cluster !== undefined);
+  const node = await ensureNodeId(config.stateDir, name, legacy);
+  const instance = await takeInstance(config.stateDir);
   mkdirSync(keyDir, { recursive: true, mode: 0o700 });
   const key = await ensurePrivateKey(keyDir);
   const clog = log.child({ component: 'cluster' });
@@ -73,23 +88,36 @@ export async function setupCluster(
       log: clog,
     }),
   );
-  const ipam = new ClusterIpam({ store, node: name, log: clog });
+  const ipam = new ClusterIpam({ store, node: node.id, log: clog });
   const agent = new ClusterAgent({
     store,
-    node: { name, address, wgPublicKey: key.publicKey, wgPort: config.wgPort },
+    node: {
+      id: node.id,
+      name,
+      instance: instance.current,
+      address,
+      wgPublicKey: key.publicKey,
+      wgPort: config.wgPort,
+    },
+    ...(instance.previous ? { previousInstance: instance.previous } : {}),
+    nodeIdFile: node.file,
     mtu,
     ipam,
     log: clog,
     onChange,
+    onFatal,
     localClusters: async () => [
       ...new Set((await repo.listNetworks()).flatMap((n) => (n.cluster ? [n.cluster.name] : []))),
     ],
   });
   clog.info('cluster mode', {
     node: name,
+    nodeId: node.id,
+    ...(node.origin !== 'stored' ? { nodeIdOrigin: node.origin } : {}),
     address,
+    addressFrom: underlay.how,
     mtu,
-    underlay: link?.dev,
+    underlay: underlay.dev,
     wgPort: config.wgPort,
     publicKey: key.publicKey,
   });

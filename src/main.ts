@@ -12,7 +12,7 @@ import { forgetNode } from './cluster/reclaim.ts';
 import { setupCluster, wireguardKeyDir } from './cluster-setup.ts';
 import { adminSocketPath, loadConfig } from './config.ts';
 import { WG_DEVICE } from './core/cluster/desired.ts';
-import { isValidNodeName } from './core/cluster/model.ts';
+import { isValidNodeName, nodeIdOf } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
@@ -57,7 +57,18 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       : {}),
   });
   const repo = new IntentRepo(store);
-  const cluster = await setupCluster(config, dataplane, repo, log, () => reconciler.trigger());
+  const cluster = await setupCluster(
+    config,
+    dataplane,
+    repo,
+    log,
+    () => reconciler.trigger(),
+    // another live host has this host's name or node id: stop, saying so (exit 1)
+    (e) => {
+      process.stderr.write(`truss: ${e.message}\n`);
+      shutdown('fatal', 1);
+    },
+  );
   const ipam = new IpamServiceImpl({
     store,
     log: log.child({ component: 'ipam' }),
@@ -137,8 +148,10 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
             const intent = await repo.snapshot();
             const desired = reconciler.clusterDesired({ ...intent, ...(view ? { cluster: view } : {}) });
             const peers = await dataplane.readWireguardPeers(WG_DEVICE);
+            const names = new Map((view?.nodes ?? []).map((n) => [nodeIdOf(n), n.name]));
             return {
-              node: cluster.agent.self,
+              node: cluster.agent.name,
+              nodeId: cluster.agent.self,
               synced: view !== undefined,
               mtu: cluster.mtu.wireguard,
               vxlanMtu: cluster.mtu.vxlan,
@@ -147,12 +160,20 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
                 const live = peers.find((x) => x.publicKey === p.publicKey);
                 return {
                   node: p.node,
+                  name: names.get(p.node),
                   endpoint: p.endpoint,
                   allowedIps: p.allowedIps,
                   latestHandshake: live?.latestHandshake ?? 0,
                 };
               }),
-              vxlanPeers: (desired.vxlan?.peers ?? []).map((p) => ({ node: p.node, address: p.address, mac: p.mac })),
+              vxlanPeers: (desired.vxlan?.peers ?? []).map((p) => ({
+                node: p.node,
+                name: names.get(p.node),
+                address: p.address,
+                mac: p.mac,
+              })),
+              /** registered hosts: node id -> display name */
+              names: Object.fromEntries(names),
               rejected: desired.rejected,
               allocations: cluster.agent.allocations(),
               reclaim: claimGc?.status(),
@@ -182,11 +203,13 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
         const key = await rotatePrivateKey(cluster.keyDir);
         await cluster.agent.publishKey(key.publicKey);
         reconciler.trigger();
-        return { node: cluster.agent.self, publicKey: key.publicKey };
+        return { node: cluster.agent.name, nodeId: cluster.agent.self, publicKey: key.publicKey };
       },
       forgetNode: async (node, force) => {
         if (!cluster) throw errors.unsupported('truss cluster forget needs a cluster store (--store etcd://...)');
-        if (!isValidNodeName(node)) throw errors.badRequest(`${JSON.stringify(node)} is not a host name ([a-z0-9.-])`);
+        if (!isValidNodeName(node)) {
+          throw errors.badRequest(`${JSON.stringify(node)} is not a node id ([a-z0-9.-]; see truss status)`);
+        }
         const result = await forgetNode(cluster.store, node, cluster.agent.self, force);
         log.warn('forgot a cluster host', { ...result });
         reconciler.trigger();
@@ -207,17 +230,19 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     preflightMs,
   });
 
-  reconciler.start();
-  cluster?.agent.start();
-
-  const shutdown = (signal: string): void => {
+  let stopping = false;
+  function shutdown(signal: string, code = 0): void {
+    if (stopping) return;
+    stopping = true;
     log.info('shutting down; kernel state is left in place', { signal });
     const close = (s: http.Server): Promise<void> => new Promise((r) => s.close(() => r()));
     plugin.closeAllConnections();
     void Promise.all([close(plugin), close(admin), reconciler.stop(), cluster?.agent.stop()])
       .then(() => Promise.all([store.close(), cluster?.store.close()]))
-      .finally(() => process.exit(0));
-  };
+      .finally(() => process.exit(code));
+  }
+  reconciler.start();
+  cluster?.agent.start();
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 }

@@ -24,6 +24,11 @@ export interface HostOptions {
   readonly dockerdArgs?: readonly string[];
   /** Attaches the host to an underlay at start (underlay.ts): `eth-ul` with 198.18.255.<index>/24. */
   readonly underlay?: { readonly of: Underlay; readonly index: number };
+  /**
+   * The host's own UTS namespace with this hostname (`unshare --uts`): dockerd, truss and the CLI
+   * see it as the hostname (two hosts may share one, like cloned VMs).
+   */
+  readonly hostname?: string;
 }
 
 export interface Host {
@@ -50,6 +55,8 @@ export interface Host {
 // Mount points are created in the shared /run (empty dirs), the tmpfs only in the private namespace.
 const DOCKERD_WRAPPER = `set -e
 for d in /run/docker/plugins /run/containerd /run/wireguard; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+if [ -n "$TRUSS_E2E_HOSTNAME" ]; then hostname "$TRUSS_E2E_HOSTNAME"; fi
+unset TRUSS_E2E_HOSTNAME
 exec dockerd "$@"`;
 
 function dockerdArgs(dir: string, opts: HostOptions): string[] {
@@ -84,9 +91,14 @@ export async function stopHostsAndUnderlay(hosts: Host[], underlay: Underlay | u
  * host that started is pushed onto `into` before the first failure is thrown, so the caller's
  * `after` stops it.
  */
-export async function startHostsOn(underlay: Underlay, names: readonly string[], into: Host[]): Promise<void> {
+export async function startHostsOn(
+  underlay: Underlay,
+  names: readonly string[],
+  into: Host[],
+  opts: Omit<HostOptions, 'underlay'> = {},
+): Promise<void> {
   const started = await Promise.allSettled(
-    names.map((n, i) => startHost(n, { underlay: { of: underlay, index: i + 1 } })),
+    names.map((n, i) => startHost(n, { ...opts, underlay: { of: underlay, index: i + 1 } })),
   );
   for (const s of started) if (s.status === 'fulfilled') into.push(s.value);
   const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -115,9 +127,14 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   }
   const env = { ...process.env, PATH: CHILD_PATH };
   const log = openSync(join(dir, 'dockerd.log'), 'a');
-  const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private', '--'];
-  argv.push('sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
-  const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', log, log], detached: true });
+  const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private'];
+  if (opts.hostname !== undefined) argv.push('--uts');
+  argv.push('--', 'sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env: { ...env, ...(opts.hostname !== undefined ? { TRUSS_E2E_HOSTNAME: opts.hostname } : {}) },
+    stdio: ['ignore', log, log],
+    detached: true,
+  });
   child.unref();
   closeSync(log);
   const pid = child.pid ?? -1; // nsenter, unshare and sh all exec: this pid ends up being dockerd
@@ -127,7 +144,7 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   delete dockerEnv.DOCKER_CONTEXT;
   const docker = (args: readonly string[], timeoutMs = 60_000): Promise<RunResult> =>
     run([DOCKER_CLI, '-H', `unix://${dir}/docker.sock`, ...args], { env: dockerEnv, timeoutMs });
-  const truss = trussDaemon(() => pid, dir);
+  const truss = trussDaemon(() => pid, dir, { uts: opts.hostname !== undefined });
   let mntNs = '';
   const netNs = nsIdOfFile(netnsPath, 'net') ?? 'none';
   const host: Host = {

@@ -42,6 +42,8 @@ export interface TrussDaemon {
   readonly logFile: string;
   pid(): number | undefined;
   running(): boolean;
+  /** the exit code of the last truss started here, once it exited (null while running or never started) */
+  exitCode(): number | null;
   /** Whether start() was ever called on this host (a host without truss can always be torn down gracefully). */
   started(): boolean;
   start(opts?: TrussOptions): Promise<void>;
@@ -76,8 +78,11 @@ function childEnv(opts: TrussOptions): NodeJS.ProcessEnv {
   return { ...env, ...opts.env };
 }
 
-/** dockerdPid: the host's dockerd, whose mount+net namespaces the plugin joins. */
-export function trussDaemon(dockerdPid: () => number, dir: string): TrussDaemon {
+/**
+ * dockerdPid: the host's dockerd, whose mount+net namespaces the plugin joins (and its UTS
+ * namespace with `uts`: the host's own hostname, HostOptions.hostname).
+ */
+export function trussDaemon(dockerdPid: () => number, dir: string, opts: { readonly uts?: boolean } = {}): TrussDaemon {
   const stateDir = `${dir}/state`;
   const logFile = `${dir}/truss.log`;
   /** the socket host.ts gives this host's dockerd (--host) */
@@ -89,6 +94,7 @@ export function trussDaemon(dockerdPid: () => number, dir: string): TrussDaemon 
     `--target=${dockerdPid()}`,
     '--mount',
     '--net',
+    ...(opts.uts ? ['--uts'] : []),
     '--',
     ...argv,
   ];
@@ -98,8 +104,9 @@ export function trussDaemon(dockerdPid: () => number, dir: string): TrussDaemon 
     logFile,
     pid,
     running: () => pid() !== undefined,
+    exitCode: () => child?.exitCode ?? null,
     started: () => child !== undefined,
-    async start(opts = lastOpts) {
+    async start(opts: TrussOptions = lastOpts) {
       if (pid() !== undefined) throw new Error('truss is already running');
       if (!existsSync(TRUSS_BIN)) throw new Error(`${TRUSS_BIN} does not exist (the daemon is not built yet)`);
       lastOpts = opts;

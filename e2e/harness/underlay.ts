@@ -27,6 +27,8 @@ export const UNDERLAY_MTU = 1500;
 export interface UnderlayOptions {
   /** etcd's client port on UNDERLAY_ADDRESS (default 2379). */
   readonly etcdPort?: number;
+  /** false: no etcd in the underlay (a test runs its own, e.g. etcdIn a host's namespace) */
+  readonly etcd?: boolean;
 }
 
 export interface Etcd {
@@ -250,7 +252,7 @@ export async function startUnderlay(opts: UnderlayOptions = {}): Promise<Underla
     await ul(['ip', 'link', 'add', UNDERLAY_BRIDGE, 'mtu', String(UNDERLAY_MTU), 'type', 'bridge']);
     await ul(['ip', 'addr', 'add', `${UNDERLAY_ADDRESS}/${UNDERLAY_PREFIX_LEN}`, 'dev', UNDERLAY_BRIDGE]);
     await ul(['ip', 'link', 'set', UNDERLAY_BRIDGE, 'up']);
-    await etcd.restart();
+    if (opts.etcd !== false) await etcd.restart();
   } catch (err) {
     await underlay.stop().catch(() => {});
     throw err;
@@ -275,10 +277,19 @@ async function stopUnderlay(u: Underlay): Promise<void> {
   if (problems.length > 0) throw new Error(`underlay teardown: ${problems.join('; ')}`);
 }
 
-function etcdIn(netnsPath: string, dir: string, port: number): Etcd {
+/**
+ * An etcd (one member) in the namespace at netnsPath, data and log under dir, listening for
+ * clients on every address of `listen` (port `port`); endpoint and url name the first.
+ */
+export function etcdIn(
+  netnsPath: string,
+  dir: string,
+  port: number,
+  listen: readonly string[] = [UNDERLAY_ADDRESS],
+): Etcd {
   const dataDir = join(dir, 'etcd-data');
   const logFile = join(dir, 'etcd.log');
-  const url = `http://${UNDERLAY_ADDRESS}:${port}`;
+  const url = `http://${listen[0]}:${port}`;
   let child: ChildProcess | undefined;
   const pid = (): number | undefined => (child?.pid !== undefined && isAlive(child.pid) ? child.pid : undefined);
   const healthy = async (): Promise<boolean> => {
@@ -286,7 +297,7 @@ function etcdIn(netnsPath: string, dir: string, port: number): Etcd {
     return r.code === 0 && /"health"\s*:\s*"true"/.test(r.stdout);
   };
   const self: Etcd = {
-    endpoint: `${UNDERLAY_ADDRESS}:${port}`,
+    endpoint: `${listen[0]}:${port}`,
     url,
     dataDir,
     logFile,
@@ -312,7 +323,7 @@ function etcdIn(netnsPath: string, dir: string, port: number): Etcd {
         '--data-dir',
         dataDir,
         '--listen-client-urls',
-        url,
+        listen.map((a) => `http://${a}:${port}`).join(','),
         '--advertise-client-urls',
         url,
         // peers: this namespace's own loopback (a one-member cluster); never the machine's ports

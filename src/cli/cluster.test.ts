@@ -111,10 +111,35 @@ describe('truss status: cluster allocations', () => {
     });
     assert.deepEqual(lines, [
       'CLUSTER: host c1',
-      'NETWORK  HOST  BLOCKS  CLAIMS  MEMBER\nblue     *     0       1       shared\nblue     c1    2       70      yes',
+      'NETWORK  NODE ID  NAME  BLOCKS  CLAIMS  MEMBER\nblue     *        -     0       1       shared\nblue     c1       c1    2       70      yes',
       'reclaim: 1 orphan(s) waiting for the grace period; reclaimed 3 claim(s), 0 left network(s)',
       '  - blue claim 198.18.64.9 since 2026-01-01T00:00:00.000Z',
       "  ! blue 198.18.64.7 is used here without this host's claim (held by c2)",
+    ]);
+  });
+
+  it('shows node ids beside display names; a host not registered now has name ?', () => {
+    const lines = formatClusterAllocations({
+      node: 'twin',
+      nodeId: '0123456789abcdef0123456789abcdef',
+      names: { '0123456789abcdef0123456789abcdef': 'twin', fedcba9876543210fedcba9876543210: 'twin2' },
+      synced: true,
+      allocations: {
+        blue: {
+          '0123456789abcdef0123456789abcdef': { blocks: 1, claims: 1, member: true },
+          fedcba9876543210fedcba9876543210: { blocks: 1, claims: 2, member: true },
+          old: { blocks: 1, claims: 0, member: false },
+        },
+      },
+    });
+    assert.deepEqual(lines, [
+      'CLUSTER: host twin (node id 0123456789abcdef0123456789abcdef)',
+      [
+        'NETWORK  NODE ID                           NAME   BLOCKS  CLAIMS  MEMBER',
+        'blue     0123456789abcdef0123456789abcdef  twin   1       1       yes',
+        'blue     fedcba9876543210fedcba9876543210  twin2  1       2       yes',
+        'blue     old                               ?      1       0       no',
+      ].join('\n'),
     ]);
   });
 });

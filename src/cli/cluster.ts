@@ -12,6 +12,8 @@ import type { CliIo } from './policy.ts';
 export const CLUSTER_USAGE = `usage:
   truss cluster forget NODE [--force] [--json]
 
+NODE is the host's node id, as \`truss status\` shows it (NODE ID column; for a host that ran
+truss before node ids, its old node name).
 Frees what host NODE holds in every cluster network (its address claims and blocks, and its
 membership), so other hosts can use that address space. Only for a host that is gone for good:
 refused while NODE is registered (its truss runs, or stopped less than a lease time ago, 15 s)

@@ -129,7 +129,12 @@ export function formatStatus(s: Record<string, unknown>): string {
 }
 
 interface ClusterSection {
+  /** this host's display name */
   node?: string;
+  /** this host's node id (its identity in etcd; what `truss cluster forget` takes) */
+  nodeId?: string;
+  /** registered hosts: node id -> display name */
+  names?: Record<string, string>;
   synced?: boolean;
   allocations?: Record<string, Record<string, { blocks: number; claims: number; member: boolean }>>;
   reclaim?: {
@@ -143,17 +148,21 @@ interface ClusterSection {
 
 /** Per cluster network: blocks and claims per host, and what the claim GC is waiting to reclaim. */
 export function formatClusterAllocations(c: ClusterSection): string[] {
-  const out = [`CLUSTER: host ${c.node ?? '?'}${c.synced ? '' : ' (not synced with etcd yet)'}`];
+  const id = c.nodeId !== undefined && c.nodeId !== c.node ? ` (node id ${c.nodeId})` : '';
+  const out = [`CLUSTER: host ${c.node ?? '?'}${id}${c.synced ? '' : ' (not synced with etcd yet)'}`];
+  const self = c.nodeId ?? c.node; // a daemon before node ids sent its name only
+  const names = { ...(c.names ?? {}), ...(self !== undefined && c.node ? { [self]: c.node } : {}) };
   const rows = Object.entries(c.allocations ?? {}).flatMap(([cluster, byNode]) =>
     Object.entries(byNode).map(([node, a]) => [
       cluster,
       node,
+      node === '*' ? '-' : (names[node] ?? '?'), // ?: not registered now (stopped, or gone)
       String(a.blocks),
       String(a.claims),
       node === '*' ? 'shared' : a.member ? 'yes' : 'no',
     ]),
   );
-  if (rows.length > 0) out.push(table([['NETWORK', 'HOST', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
+  if (rows.length > 0) out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
   const r = c.reclaim;
   if (r) {
     out.push(

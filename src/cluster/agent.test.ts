@@ -93,3 +93,144 @@ describe('ClusterAgent leave', () => {
     await b.agent.stop();
   });
 });
+
+describe('ClusterAgent identity', () => {
+  const nodeRec = (id: string, name: string, instance: string, address = '198.18.255.1') => ({
+    id,
+    name,
+    instance,
+    address,
+    wgPublicKey: 'k',
+    wgPort: 51820,
+  });
+  function identityAgent(
+    store: SwitchableStore,
+    node: ReturnType<typeof nodeRec>,
+    opts: { previousInstance?: string; ttl?: number; fatal?: (e: Error) => void } = {},
+  ) {
+    return new ClusterAgent({
+      store,
+      node,
+      ...(opts.previousInstance ? { previousInstance: opts.previousInstance } : {}),
+      nodeIdFile: '/var/lib/truss/node-id',
+      mtu: { wireguard: 1440, vxlan: 1450 },
+      ipam: new ClusterIpam({ store, node: node.id, log: silentLogger }),
+      log: silentLogger,
+      onChange: () => {},
+      onFatal: opts.fatal ?? (() => {}),
+      localClusters: async () => [],
+      retryMs: 10,
+      leaseTtlSeconds: opts.ttl ?? 0.05,
+      conflictSlackMs: 10,
+    });
+  }
+  const put = (store: SwitchableStore, r: ReturnType<typeof nodeRec>) =>
+    store.txn([], [{ type: 'put', key: clusterKeys.node(r.id), value: JSON.stringify(r) }]);
+
+  it('a live host with the same name: onFatal with both addresses, and no registration', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    await put(store, nodeRec('ida', 'twin', 'x1', '198.18.255.1'));
+    const fatal = new Promise<Error>((resolve) => {
+      identityAgent(store, nodeRec('idb', 'twin', 'y1', '198.18.255.2'), { fatal: resolve }).start();
+    });
+    const e = (await fatal) as Error & { code: string };
+    assert.equal(e.code, 'TRUSS_ERR_NODE_CONFLICT');
+    assert.match(
+      e.message,
+      /198\.18\.255\.1 .*198\.18\.255\.2.*give this host its own --node-name, or a unique hostname/,
+    );
+    assert.equal(await store.get(clusterKeys.node('idb')), undefined);
+  });
+
+  it('a copied state dir (same id, another instance and address): onFatal naming the node-id file', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    await put(store, nodeRec('ida', 'twin', 'x1', '198.18.255.1'));
+    const fatal = new Promise<Error>((resolve) => {
+      identityAgent(store, nodeRec('ida', 'twin', 'y1', '198.18.255.2'), {
+        previousInstance: 'x1',
+        fatal: resolve,
+      }).start();
+    });
+    assert.match((await fatal).message, /node id ida is already used .* remove \/var\/lib\/truss\/node-id/);
+  });
+
+  it('a record that expires within the lease TTL (a crashed host) is no conflict', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    await put(store, nodeRec('old', 'twin', 'x1'));
+    let fatal: Error | undefined;
+    const a = identityAgent(store, nodeRec('new', 'twin', 'y1', '198.18.255.2'), {
+      ttl: 0.3,
+      fatal: (e) => {
+        fatal = e;
+      },
+    });
+    a.start();
+    await new Promise((r) => setTimeout(r, 50));
+    await store.txn([], [{ type: 'delete', key: clusterKeys.node('old') }]); // its lease expired
+    await a.connected();
+    assert.equal(fatal, undefined);
+    assert.ok(await store.get(clusterKeys.node('new')));
+    await a.stop();
+  });
+
+  it("its own previous process's record (a restart) registers at once, keeping its id", async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    await put(store, nodeRec('ida', 'twin', 'x1', '198.18.255.1'));
+    const a = identityAgent(store, nodeRec('ida', 'twin', 'x2', '198.18.255.1'), { previousInstance: 'x1', ttl: 15 });
+    const t0 = performance.now();
+    a.start();
+    await a.connected();
+    assert.ok(performance.now() - t0 < 1000, 'no wait for the lease TTL');
+    const rec = JSON.parse((await store.get(clusterKeys.node('ida')))?.value ?? '{}') as { instance: string };
+    assert.equal(rec.instance, 'x2');
+    assert.equal(a.self, 'ida');
+    assert.equal(a.name, 'twin');
+    await a.stop();
+  });
+});
+
+describe('ClusterAgent identity: two hosts of one name registering at the same moment', () => {
+  it('the later registration steps back, and is refused while the earlier one lives', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const rec = (id: string, address: string) => ({
+      id,
+      name: 'twin',
+      instance: id,
+      address,
+      wgPublicKey: 'k',
+      wgPort: 51820,
+    });
+    // both listed the nodes before either wrote: simulate by writing the earlier one while the
+    // later one's list (of its identity check) is already done
+    const inner = store.list.bind(store);
+    let calls = 0;
+    store.list = async (prefix: string) => {
+      const r = await inner(prefix);
+      if (prefix === clusterKeys.nodesPrefix && calls++ === 0) {
+        await store.txn(
+          [],
+          [{ type: 'put', key: clusterKeys.node('early'), value: JSON.stringify(rec('early', '198.18.255.1')) }],
+        );
+      }
+      return r;
+    };
+    const fatal = new Promise<Error>((resolve) => {
+      new ClusterAgent({
+        store,
+        node: rec('late', '198.18.255.2'),
+        mtu: { wireguard: 1440, vxlan: 1450 },
+        ipam: new ClusterIpam({ store, node: 'late', log: silentLogger }),
+        log: silentLogger,
+        onChange: () => {},
+        onFatal: resolve,
+        localClusters: async () => [],
+        retryMs: 10,
+        leaseTtlSeconds: 0.05,
+        conflictSlackMs: 10,
+      }).start();
+    });
+    assert.match((await fatal).message, /node name twin is already taken .* 198\.18\.255\.1 .* 198\.18\.255\.2/);
+    assert.equal(await store.get(clusterKeys.node('late')), undefined, 'the later record was withdrawn');
+    assert.ok(await store.get(clusterKeys.node('early')));
+  });
+});

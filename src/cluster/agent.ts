@@ -10,9 +10,16 @@
  * shared store (joining a network, allocating an address) fail fast with etcd's error.
  * A graceful stop does NOT revoke the lease: a restarting plugin re-registers within the
  * TTL and peers never notice; a host that is gone for good drops out when its lease expires.
+ *
+ * Identity: the host is its node id (every key it writes names it); its name is for display.
+ * Before registering, the agent looks for another live host with this host's name or node id
+ * (core/cluster/identity.ts). A suspect record is given one lease TTL to expire (a crashed
+ * predecessor's would); if it is still there, the agent calls onFatal with an error naming
+ * both hosts' addresses and the fix, and never registers.
  */
 
 import type { ClusterView } from '../core/cluster/desired.ts';
+import { confirmSuspects, findIdentitySuspects, identityConflictError } from '../core/cluster/identity.ts';
 import {
   type BlockRecord,
   CLUSTER_PREFIX,
@@ -20,8 +27,9 @@ import {
   clusterKeys,
   type MemberRecord,
   type NodeRecord,
+  nodeIdOf,
 } from '../core/cluster/model.ts';
-import { errors } from '../core/errors.ts';
+import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
@@ -48,7 +56,14 @@ export interface ClusterStore extends Store {
 
 export interface ClusterAgentDeps {
   readonly store: ClusterStore;
+  /** this host's record: id (identity), name (display), instance (this process's nonce) */
   readonly node: NodeRecord;
+  /** the instance nonce of this state dir's previous process: its node record is not a conflict */
+  readonly previousInstance?: string;
+  /** where the node id is kept (<state-dir>/node-id), for the conflict message */
+  readonly nodeIdFile?: string;
+  /** another live host has this host's name or node id: the daemon must stop with this error */
+  onFatal?(e: TrussError): void;
   /** MTU of container interfaces on cluster networks: the WireGuard tunnel's and the VXLAN device's */
   readonly mtu: { readonly wireguard: number; readonly vxlan: number };
   readonly ipam: ClusterIpam;
@@ -59,6 +74,8 @@ export interface ClusterAgentDeps {
   localClusters(): Promise<readonly string[]>;
   readonly leaseTtlSeconds?: number;
   readonly retryMs?: number;
+  /** waited on top of the lease TTL before a suspect record counts as live (default 2000) */
+  readonly conflictSlackMs?: number;
 }
 
 const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
@@ -73,6 +90,7 @@ export class ClusterAgent implements ClusterPort {
   #watch: { close(): Promise<void> } | undefined;
   #stopped = false;
   #synced = false;
+  #registeredOnce = false;
   #timer: NodeJS.Timeout | undefined;
   #connected: Promise<void>;
   #resolveConnected: () => void = () => {};
@@ -93,7 +111,13 @@ export class ClusterAgent implements ClusterPort {
     return encrypt ? this.#d.mtu.wireguard : this.#d.mtu.vxlan;
   }
 
+  /** this host's node id: its identity in every cluster key and record */
   get self(): string {
+    return nodeIdOf(this.#node);
+  }
+
+  /** this host's display name (--node-name or the hostname) */
+  get name(): string {
     return this.#node.name;
   }
 
@@ -120,10 +144,31 @@ export class ClusterAgent implements ClusterPort {
   }
 
   async #connect(): Promise<void> {
+    let identityChecked = false;
     while (!this.#stopped) {
       try {
+        if (!identityChecked) {
+          const conflict = await this.#checkIdentity();
+          if (conflict) {
+            this.#d.log.error("another live host has this host's identity; not registering", {
+              code: conflict.code,
+              err: conflict.message,
+            });
+            this.#d.onFatal?.(conflict);
+            return;
+          }
+          identityChecked = true;
+        }
+        if (this.#stopped) return;
         const lease = await this.#d.store.grantLease(this.#d.leaseTtlSeconds ?? 15);
         await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
+        if (!this.#registeredOnce && (await this.#earlierTwin())) {
+          // two hosts of one name registered at the same moment: the later one steps back
+          await lease.delete(nodeKey(this.self));
+          identityChecked = false;
+          continue;
+        }
+        this.#registeredOnce = true;
         this.#lease = lease;
         for (const c of await this.#d.localClusters()) {
           const m: MemberRecord = { cluster: c, node: this.self };
@@ -141,17 +186,82 @@ export class ClusterAgent implements ClusterPort {
           },
           onResync: (all) => this.#replace(all),
         });
-        this.#d.log.info('registered in the cluster store', { node: this.self, address: this.#node.address });
+        this.#d.log.info('registered in the cluster store', {
+          node: this.name,
+          nodeId: this.self,
+          address: this.#node.address,
+        });
         this.#resolveConnected();
         this.#d.onChange();
         return;
       } catch (e) {
         this.#d.log.warn('cluster store not reachable yet; retrying', { err: e });
-        await new Promise<void>((r) => {
-          this.#timer = setTimeout(r, this.#d.retryMs ?? 2000);
-        });
+        await this.#sleep(this.#d.retryMs ?? 2000);
       }
     }
+  }
+
+  /**
+   * Another live host with this host's name or node id, as an error, or undefined. A suspect
+   * record gets one lease TTL (plus slack) to expire before it counts as live.
+   */
+  async #checkIdentity(): Promise<TrussError | undefined> {
+    const suspects = findIdentitySuspects(this.#node, this.#d.previousInstance, await this.#nodes());
+    if (suspects.length === 0) return undefined;
+    const waitMs = (this.#d.leaseTtlSeconds ?? 15) * 1000 + (this.#d.conflictSlackMs ?? 2000);
+    this.#d.log.warn("a node record has this host's name or node id: waiting one lease TTL to see if it is live", {
+      suspects: suspects.map((s) => ({
+        kind: s.kind,
+        id: nodeIdOf(s.other),
+        name: s.other.name,
+        address: s.other.address,
+      })),
+      waitMs,
+    });
+    await this.#sleep(waitMs);
+    if (this.#stopped) return undefined;
+    const [confirmed] = confirmSuspects(this.#node, suspects, await this.#nodes());
+    return (
+      confirmed && identityConflictError(this.#node, confirmed, this.#d.nodeIdFile ?? "the state dir's node-id file")
+    );
+  }
+
+  /**
+   * Another host registered under this host's name just before it (both looked before either
+   * wrote): true for the later of the two (higher createRevision), which then steps back and
+   * checks again like any host that finds its name taken.
+   */
+  async #earlierTwin(): Promise<boolean> {
+    const items = (await this.#d.store.list(clusterKeys.nodesPrefix)).items;
+    const mine = items.find((kv) => kv.key === nodeKey(this.self));
+    if (!mine) return false;
+    return items.some((kv) => {
+      if (kv.key === mine.key || kv.createRevision >= mine.createRevision) return false;
+      try {
+        const n = JSON.parse(kv.value) as NodeRecord;
+        return n.name === this.#node.name && nodeIdOf(n) !== this.self;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  async #nodes(): Promise<NodeRecord[]> {
+    const out: NodeRecord[] = [];
+    for (const kv of (await this.#d.store.list(clusterKeys.nodesPrefix)).items) {
+      try {
+        out.push(JSON.parse(kv.value) as NodeRecord);
+      } catch {
+        // malformed: the view reports it
+      }
+    }
+    return out;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      this.#timer = setTimeout(r, ms);
+    });
   }
 
   #replace(items: readonly KeyValue[]): void {

@@ -93,6 +93,17 @@ function suite(name: string, make: () => Promise<Store>) {
       // again: nothing left, and no lease means no --force needed
       assert.deepEqual(await forgetNode(store, 'a', 'b', false), { node: 'a', wasRegistered: false, clusters: [] });
     });
+
+    it('forget by a display name points at the node id', async () => {
+      const store = await make();
+      await put(store, clusterKeys.node('0f0f'), { ...node('twin'), id: '0f0f' });
+      await assert.rejects(forgetNode(store, 'twin', 'b', true), {
+        code: 'TRUSS_ERR_REQUEST_INVALID',
+        message:
+          'twin is the name of host 0f0f (address 198.18.255.1); truss cluster forget takes its node id ' +
+          '(the NODE ID column of truss status): truss cluster forget 0f0f',
+      });
+    });
   });
 }
 

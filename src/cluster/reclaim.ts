@@ -17,6 +17,7 @@ import {
   clusterKeys,
   type MemberRecord,
   type NodeRecord,
+  nodeIdOf,
 } from '../core/cluster/model.ts';
 import { errors } from '../core/errors.ts';
 import type { Compare, KeyValue, Store } from '../store/store.ts';
@@ -130,7 +131,7 @@ export interface ForgetResult {
 }
 
 /**
- * `truss cluster forget NODE`: delete NODE's claims, blocks and member records in every
+ * `truss cluster forget NODE` (a node id, as `truss status` shows it): delete NODE's claims, blocks and member records in every
  * cluster network. Refused for this host itself, and while NODE is registered (its lease is
  * live) unless `force`, which also deletes its node record (peers drop it at once).
  */
@@ -141,10 +142,23 @@ export async function forgetNode(store: Store, node: string, self: string, force
     );
   }
   const registered = await store.get(clusterKeys.node(node));
+  if (!registered) {
+    // a display name given for a node id (truss status shows both)
+    const named = (await store.list(clusterKeys.nodesPrefix)).items
+      .map((kv) => parse<NodeRecord>(kv))
+      .find((n) => n !== undefined && n.name === node && nodeIdOf(n) !== node);
+    if (named) {
+      throw errors.badRequest(
+        `${node} is the name of host ${nodeIdOf(named)} (address ${named.address}); truss cluster forget takes ` +
+          `its node id (the NODE ID column of truss status): truss cluster forget ${nodeIdOf(named)}`,
+      );
+    }
+  }
   if (registered && !force) {
     const rec = parse<NodeRecord>(registered);
+    const name = rec && typeof rec.name === 'string' && rec.name !== node ? ` (${rec.name})` : '';
     throw errors.networkConflict(
-      `host ${node} is registered in the cluster (lease alive${rec ? `, address ${rec.address}` : ''}): ` +
+      `host ${node}${name} is registered in the cluster (lease alive${rec ? `, address ${rec.address}` : ''}): ` +
         'stop truss there and wait for its lease to expire (15 s), or pass --force if it is gone for good',
     );
   }

@@ -52,6 +52,7 @@ export const errors = {
   kernelObjectForeign: make('TRUSS_ERR_KERNEL_OBJECT_FOREIGN', 'conflict'),
   storeUnavailable: make('TRUSS_ERR_STORE_UNAVAILABLE', 'unavailable'),
   storeConflict: make('TRUSS_ERR_STORE_CONFLICT', 'conflict'),
+  nodeConflict: make('TRUSS_ERR_NODE_CONFLICT', 'conflict'),
   reconcileTimeout: make('TRUSS_ERR_RECONCILE_TIMEOUT', 'unavailable'),
   reconcileFailed: make('TRUSS_ERR_RECONCILE_FAILED', 'internal'),
   internal: make('TRUSS_ERR_INTERNAL', 'internal'),

@@ -47,6 +47,48 @@ describe('computeClusterDesired', () => {
     assert.equal(d.wireguard?.publicKey, key('A'), 'own key as published: a rotation re-programs the device');
   });
 
+  it('hosts are their node ids; records of truss before node ids (no id) are their names', () => {
+    const twins = {
+      self: 'id-1',
+      nodes: [
+        { id: 'id-1', name: 'twin', address: '198.18.255.1', wgPublicKey: key('A'), wgPort: 51820 },
+        { id: 'id-2', name: 'twin', address: '198.18.255.2', wgPublicKey: key('B'), wgPort: 51820 },
+        { name: 'old', address: '198.18.255.3', wgPublicKey: key('C'), wgPort: 51820 },
+      ],
+      members: ['id-1', 'id-2', 'old'].map((node) => ({ cluster: 'blue', node })),
+      blocks: [
+        { cluster: 'blue', block: '198.18.64.0/26', node: 'id-1' },
+        { cluster: 'blue', block: '198.18.64.64/26', node: 'id-2' },
+        { cluster: 'blue', block: '198.18.64.128/26', node: 'old' },
+      ],
+    };
+    const d = computeClusterDesired(
+      twins,
+      [...local, { cluster: 'blue', subnets: ['198.18.64.0/20'], encrypt: false }],
+      opts,
+    );
+    assert.deepEqual(
+      d.wireguard?.peers.map((p) => [p.node, p.allowedIps]),
+      [
+        ['id-2', ['198.18.64.64/26']],
+        ['old', ['198.18.64.128/26']],
+      ],
+    );
+    assert.deepEqual(
+      d.vxlan?.peers.map((p) => [p.node, p.mac]),
+      [
+        ['id-2', vtepMac('id-2')],
+        ['old', vtepMac('old')],
+      ],
+    );
+    assert.equal(d.vxlan?.mac, vtepMac('id-1'));
+    const bad = {
+      ...twins,
+      nodes: [...twins.nodes, { id: 'BAD', name: 'x', address: '198.18.255.4', wgPublicKey: key('D'), wgPort: 1 }],
+    };
+    assert.match(computeClusterDesired(bad, local, opts).rejected.join('\n'), /node record "BAD": malformed/);
+  });
+
   it('no encrypted cluster network: no device', () => {
     assert.equal(computeClusterDesired(view, [], opts).wireguard, undefined);
   });

@@ -17,14 +17,14 @@
  */
 import { formatIp, parseIp, parsePrefix, prefixWithin } from '../ip.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac } from '../naming.ts';
-import { type BlockRecord, isValidNodeName, type MemberRecord, type NodeRecord } from './model.ts';
+import { type BlockRecord, isValidNodeName, type MemberRecord, type NodeRecord, nodeIdOf } from './model.ts';
 
 export const WG_DEVICE = 'trwg0';
 export const WG_DEFAULT_PORT = 51820;
 export const WG_KEEPALIVE_SECONDS = 25;
 
 export interface ClusterView {
-  /** this host's node name */
+  /** this host's node id (members, blocks and claims name nodes by id; NodeRecord: nodeIdOf) */
   readonly self: string;
   readonly nodes: readonly NodeRecord[];
   readonly members: readonly MemberRecord[];
@@ -119,8 +119,8 @@ export function endpointOf(n: NodeRecord): string {
 
 /** The node's record as a usable peer for WireGuard, or why not. */
 function wireguardProblem(n: NodeRecord): string | undefined {
-  if (!KEY.test(n.wgPublicKey)) return `node ${n.name}: bad WireGuard public key`;
-  if (!Number.isInteger(n.wgPort) || n.wgPort < 1 || n.wgPort > 65535) return `node ${n.name}: bad port`;
+  if (!KEY.test(n.wgPublicKey)) return `node ${nodeIdOf(n)}: bad WireGuard public key`;
+  if (!Number.isInteger(n.wgPort) || n.wgPort < 1 || n.wgPort > 65535) return `node ${nodeIdOf(n)}: bad port`;
   return undefined;
 }
 
@@ -132,9 +132,11 @@ function wellFormed(view: ClusterView, rejected: string[]): ClusterView {
       n !== null &&
       isStr(n.name) &&
       isValidNodeName(n.name) &&
+      (n.id === undefined || (isStr(n.id) && isValidNodeName(n.id))) &&
       isStr(n.address) &&
       parseIp(n.address) !== undefined;
-    if (!ok) rejected.push(`node record ${JSON.stringify((n as { name?: unknown })?.name ?? null)}: malformed`);
+    const label = (n as { id?: unknown; name?: unknown } | null)?.id ?? (n as { name?: unknown } | null)?.name ?? null;
+    if (!ok) rejected.push(`node record ${JSON.stringify(label)}: malformed`);
     return ok;
   });
   const members = view.members.filter((m) => typeof m === 'object' && m !== null && isStr(m.cluster) && isStr(m.node));
@@ -181,7 +183,7 @@ function computeWireguard(
   opts: ClusterOptions['wireguard'],
   rejected: string[],
 ): { wireguard: WireguardObject; routes: RouteObject[] } {
-  const nodes = new Map(view.nodes.map((n) => [n.name, n]));
+  const nodes = new Map(view.nodes.map((n) => [nodeIdOf(n), n]));
   const selfKey = nodes.get(view.self)?.wgPublicKey;
   const keyCount = countBy(view.nodes, (n) => n.wgPublicKey);
   const peers: WireguardPeerObject[] = [];
@@ -227,11 +229,11 @@ function computeVxlan(
     return undefined;
   }
   const local = formatIp(localIp);
-  const nodes = new Map(view.nodes.map((n) => [n.name, n]));
+  const nodes = new Map(view.nodes.map((n) => [nodeIdOf(n), n]));
   const canon = (n: NodeRecord): string => formatIp(parseIp(n.address) as NonNullable<ReturnType<typeof parseIp>>);
   const addrCount = countBy(view.nodes, canon);
   const selfMac = vtepMac(view.self);
-  const macCount = countBy(view.nodes, (n) => vtepMac(n.name));
+  const macCount = countBy(view.nodes, (n) => vtepMac(nodeIdOf(n)));
   const peers: VxlanPeerObject[] = [];
   const routes: RouteObject[] = [];
   for (const [name, blocks] of peerBlocks(view, nets, rejected)) {

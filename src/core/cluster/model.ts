@@ -4,15 +4,24 @@
  * Host-local intent (networks, endpoints, local pools) always stays in the embedded store
  * under --state-dir, so a host keeps working, restarting and reconciling while etcd is
  * down. Only what hosts must agree on lives in etcd, under /truss/v1/cluster/:
- *   nodes/<node>                       NodeRecord, under the node's lease (presence)
+ *   nodes/<node id>                    NodeRecord, under the node's lease (presence)
  *   networks/<cluster>                 ClusterNetworkRecord (create-if-absent, then compared)
  *   members/<cluster>/<node>           MemberRecord, under the node's lease
  *   blocks/<cluster>/<block cidr>      BlockRecord: a per-host address block (create-if-absent)
  *   addrs/<cluster>/<ip>               AddressClaim (create-if-absent; never under a lease)
+ *
+ * A host's identity is its node id (<state-dir>/node-id, made once, like Docker's engine id):
+ * every key and every `node` field above holds the id. Its name (--node-name, default the
+ * hostname) is only shown (status, logs, peers). Hosts upgraded from truss before node ids
+ * took their old name as id, and their records (no `id` field) read as id = name (nodeIdOf).
  */
 export interface NodeRecord {
-  /** host name, unique in the cluster: [a-z0-9][a-z0-9.-]{0,62} */
+  /** the node id: [a-z0-9][a-z0-9.-]{0,62}; absent in records of truss before node ids (= name) */
+  readonly id?: string;
+  /** display name (--node-name or the hostname): unique among live hosts, same pattern */
   readonly name: string;
+  /** random per daemon process: tells a copied state dir from this host's previous process */
+  readonly instance?: string;
   /** underlay address peers send WireGuard/VXLAN traffic to (bare IP) */
   readonly address: string;
   /** WireGuard public key, base64 (never the private key) */
@@ -29,6 +38,9 @@ export interface ClusterNetworkRecord {
   /** canonical text of the options every host must agree on (compared on join) */
   readonly fingerprint: string;
 }
+
+/** A node record's identity: its id, or (a record of truss before node ids) its name. */
+export const nodeIdOf = (n: Pick<NodeRecord, 'id' | 'name'>): string => n.id ?? n.name;
 
 export interface MemberRecord {
   readonly cluster: string;

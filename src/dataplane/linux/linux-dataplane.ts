@@ -55,8 +55,10 @@ export interface LinuxDataplane extends Dataplane {
   underlayTowards(
     ip: string,
   ): Promise<{ readonly address: string; readonly dev: string; readonly mtu: number } | undefined>;
-  /** the link holding `address` and its MTU (the VXLAN device's underlay), or undefined */
-  linkWithAddress(address: string): Promise<{ readonly dev: string; readonly mtu: number } | undefined>;
+  /** every link with its MTU and addresses (for chooseUnderlay) */
+  readLinks(): Promise<{ readonly dev: string; readonly mtu: number; readonly addresses: readonly string[] }[]>;
+  /** the main table's default routes (for chooseUnderlay: a co-located etcd) */
+  readDefaultRoutes(): Promise<{ readonly dev: string; readonly prefsrc?: string; readonly family: 4 | 6 }[]>;
   /** The rendering applyFirewall installs for `f` now (for `truss inspect` and tests). */
   renderFirewall(f: FirewallObject): Promise<string>;
   /** The probed iptables backend, or undefined without iptables. */
@@ -214,7 +216,8 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     },
     removeShaper: (name, ifb) => shaper.removeShaper(exec, name, ifb, opts.log),
     underlayTowards: (ip) => rt.underlayTowards(exec, ip),
-    linkWithAddress: (address) => rt.linkWithAddress(exec, address),
+    readLinks: () => rt.readLinks(exec),
+    readDefaultRoutes: () => rt.readDefaultRoutes(exec),
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
     close: () => exec.close?.(),

@@ -217,20 +217,38 @@ export async function underlayTowards(
   return mtu === undefined ? undefined : { address: route.prefsrc, dev: route.dev, mtu };
 }
 
-/** The link that holds `address` (this host's advertise address) and its MTU, or undefined. */
-export async function linkWithAddress(
+/** Every link with its MTU and addresses (`ip -j addr show`): the facts for chooseUnderlay. */
+export async function readLinks(
   exec: Exec,
-  address: string,
-): Promise<{ readonly dev: string; readonly mtu: number } | undefined> {
-  const want = parseIp(address);
-  if (want === undefined) return undefined;
+): Promise<{ readonly dev: string; readonly mtu: number; readonly addresses: readonly string[] }[]> {
   const r = await exec.run('ip', ['-j', 'addr', 'show']);
   const links = JSON.parse(r.stdout || '[]') as { ifname?: string; mtu?: number; addr_info?: { local?: string }[] }[];
-  const hit = links.find((l) =>
-    (l.addr_info ?? []).some(
-      (a) =>
-        typeof a.local === 'string' && parseIp(a.local) && formatIp(parseIp(a.local) as typeof want) === formatIp(want),
-    ),
+  return links.flatMap((l) =>
+    l.ifname && l.mtu !== undefined
+      ? [
+          {
+            dev: l.ifname,
+            mtu: l.mtu,
+            addresses: (l.addr_info ?? []).flatMap((a) => (typeof a.local === 'string' ? [a.local] : [])),
+          },
+        ]
+      : [],
   );
-  return hit?.ifname && hit.mtu !== undefined ? { dev: hit.ifname, mtu: hit.mtu } : undefined;
+}
+
+/** The main table's default routes of both families: device and preferred source. */
+export async function readDefaultRoutes(
+  exec: Exec,
+): Promise<{ readonly dev: string; readonly prefsrc?: string; readonly family: 4 | 6 }[]> {
+  const out: { dev: string; prefsrc?: string; family: 4 | 6 }[] = [];
+  for (const family of [4, 6] as const) {
+    // a kernel without IPv6 (ipv6.disable=1) refuses the family: no default route of it
+    const r = await exec
+      .run('ip', [`-${family}`, '-j', 'route', 'show', 'default', 'table', 'main'])
+      .catch(() => undefined);
+    for (const x of JSON.parse(r?.stdout || '[]') as { dev?: string; prefsrc?: string }[]) {
+      if (x.dev) out.push({ dev: x.dev, family, ...(x.prefsrc ? { prefsrc: x.prefsrc } : {}) });
+    }
+  }
+  return out;
 }
