@@ -1,12 +1,36 @@
 #!/usr/bin/env bash
-# PLACEHOLDER (branch `service`): the real scripts/prepare.sh is written on another branch and
-# replaces this file on merge. Its interface, which scripts/install.sh relies on: run from
-# anywhere, as root; installs the Debian packages the daemon calls, bootstraps Node/npm, runs
-# `npm ci` when node_modules is stale and builds the bundle (dist/app/lib/truss.mjs); exit 0 when
-# dist/app and node_modules/node/bin/node are ready. This placeholder does only the last two.
+# Prepares this host to run truss (scripts/run.sh runs it first; scripts/install.sh too).
+# Idempotent, no arguments, as root. Each step is skipped when already done:
+#   1. installs the Debian packages whose programs the daemon runs (scripts/lib/packages.sh:
+#      iproute2, nftables, iptables, conntrack, wireguard-tools, util-linux, procps, kmod,
+#      ca-certificates, and wireguard-go where the kernel has no WireGuard), apt-get update first;
+#   2. where npm is absent, installs Debian's nodejs and npm, used only to run `npm ci`;
+#   3. `npm ci` when node_modules is stale: it installs the pinned Node (the npm package `node`)
+#      into node_modules/node/bin/node, which is what truss runs on;
+#   4. builds the daemon bundle dist/app/lib/truss.mjs when a source is newer (packaging/bundle.ts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x node_modules/node/bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+
+if [ $# -gt 0 ]; then
+  echo "prepare.sh: takes no arguments (got: $*)" >&2
+  exit 2
 fi
-npm run --silent build
+if [ "$(id -u)" != 0 ]; then
+  echo "prepare.sh: installs Debian packages and must run as root (sudo scripts/prepare.sh)" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "prepare.sh: needs apt-get and dpkg (Debian or Ubuntu); install the programs of" \
+    "scripts/lib/packages.sh and Node (npm ci) by hand elsewhere" >&2
+  exit 1
+fi
+
+TRUSS_WHO=prepare
+# shellcheck source=lib/packages.sh
+. scripts/lib/packages.sh
+
+mapfile -t packages < <(truss_daemon_packages)
+truss_ensure_packages "${packages[@]}"
+truss_npm_ci
+# skips the build when the bundle is newer than every source (--force rebuilds)
+node_modules/node/bin/node packaging/bundle.ts

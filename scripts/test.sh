@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The single test command (README, CI): setup, typecheck, lint, unit, kernel (root, throwaway
-# namespaces), e2e (root, real dockerd in simulated hosts), then a global leak check.
+# namespaces), e2e (root, real dockerd in simulated hosts), fresh (root: scripts/run.sh doctor in a
+# fresh Debian root, test/fresh-root.fresh.ts), then a global leak check.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any failed.
 # Optional arguments pick steps, e.g. `scripts/test.sh lint e2e` (setup always runs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STEPS=(typecheck lint unit kernel e2e leaks)
+ALL_STEPS=(typecheck lint unit kernel e2e fresh leaks)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 
@@ -32,6 +33,7 @@ run_step() {
     unit) timeout --kill-after=30s 20m npm run --silent test:unit ;;
     kernel) needs_root kernel && timeout --kill-after=30s 20m npm run --silent test:kernel ;;
     e2e) needs_root e2e && timeout --kill-after=60s 40m npm run --silent test:e2e ;;
+    fresh) needs_root fresh && timeout --kill-after=60s 50m node --test test/fresh-root.fresh.ts ;;
     leaks) node e2e/leaks.ts ;;
     *)
       echo "test.sh: unknown step '$1' (steps: ${ALL_STEPS[*]})" >&2
