@@ -386,6 +386,11 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
       for (const l of b.toString().split('\n')) if (l.includes('seq=')) arrivals.push(performance.now());
     });
     await sleep(500);
+    // why: "B learns at once" means before A's first handshake with the new key; with the ping running,
+    // A may start that handshake while B is still being configured (~150 ms, seconds on a loaded
+    // machine), be refused, and retry only after REKEY_TIMEOUT (5 s): hold the ping until B and C know
+    const atOnce = delayMs === 0;
+    if (atOnce) pinger.kill('SIGSTOP');
     const t0 = performance.now();
     const k = await rotatePrivateKey(A.keyDir);
     A.publicKey = k.publicKey;
@@ -397,6 +402,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     assert.ok(rb.changes.some((c) => c.endsWith('added')) && rb.changes.some((c) => c.endsWith('removed')));
     await ensureWireguard(C.exec, specC());
     const applied = performance.now() - t0;
+    if (atOnce) pinger.kill('SIGCONT');
     await eventually('traffic after rotation', async () => arrivals.some((a) => a > t0 + applied), 15_000);
     await sleep(300);
     pinger.kill('SIGKILL');
