@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what truss needs to run and to be tested (Debian packages), then the pinned Node and
-# the npm dependencies. Idempotent: apt is skipped when every package is already installed, and
-# `npm ci` when node_modules is newer than the lockfile (TRUSS_SETUP_FORCE=1 forces both).
+# Installs what truss needs to run and to be tested (Debian packages), the newest dockerd Debian
+# offers (unstable's docker.io, unpacked into a private directory: the e2e suite runs against it
+# too), then the pinned Node and the npm dependencies. Idempotent: apt is skipped when every
+# package is already installed, the unstable dockerd when it is already unpacked, and `npm ci`
+# when node_modules is newer than the lockfile (TRUSS_SETUP_FORCE=1 forces all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,20 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: Debian packages present (${PACKAGES[*]})"
 fi
+
+# The newest dockerd, for the e2e28 step (scripts/test.sh): unstable's docker.io and the tini it
+# links docker-init to, unpacked with dpkg -x, never installed: the system keeps Debian 12's
+# dockerd 20.10 (the e2e step). It runs containers with the system's containerd and runc.
+# Outside the repo, in /var/cache: regenerable, ~80 MB, shared by every clone and worktree on
+# the machine, and left alone by `git clean`. TRUSS_SETUP_FORCE=1 fetches unstable's newest again.
+DOCKER_SID=${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}
+SID_PACKAGES=(docker.io tini-static)
+if [ "${TRUSS_SETUP_FORCE:-}" = 1 ] || [ ! -x "$DOCKER_SID/usr/sbin/dockerd" ] ||
+  [ "$(cut -d' ' -f1 "$DOCKER_SID/.packages" 2>/dev/null | tr '\n' ' ')" != "${SID_PACKAGES[*]} " ]; then
+  echo "setup: unpacking Debian unstable's ${SID_PACKAGES[*]} into $DOCKER_SID"
+  "${sudo_[@]}" bash scripts/lib/unstable.sh "$DOCKER_SID" "${SID_PACKAGES[@]}"
+fi
+echo "setup: $("$DOCKER_SID/usr/sbin/dockerd" --version) in $DOCKER_SID"
 
 stamp=node_modules/.package-lock.json
 if [ "${TRUSS_SETUP_FORCE:-}" = 1 ] || [ ! -x node_modules/node/bin/node ] || [ ! -e "$stamp" ] ||

@@ -8,9 +8,10 @@ import { spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inNetns, type RunOptions, type RunResult, run } from './exec.ts';
+import { dockerdFigureLine, printFigures } from './figures.ts';
 import { importImage } from './image.ts';
 import { cleanStaleNetns, createNetns, deleteNetns } from './netns.ts';
-import { CHILD_PATH, DOCKER_CLI, NETNS_PREFIX, WORK_DIR } from './paths.ts';
+import { CHILD_PATH, DOCKER_CLI, DOCKERD, DOCKERD_PATH, NETNS_PREFIX, WORK_DIR } from './paths.ts';
 import { isAlive, killAllMatching, nsIdOfFile, nsIdOfPid, waitExit } from './procs.ts';
 import { type TrussDaemon, type TrussOptions, type TrussStatus, trussDaemon } from './truss.ts';
 import type { Underlay } from './underlay.ts';
@@ -50,7 +51,7 @@ export interface Host {
 // Mount points are created in the shared /run (empty dirs), the tmpfs only in the private namespace.
 const DOCKERD_WRAPPER = `set -e
 for d in /run/docker/plugins /run/containerd /run/wireguard; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
-exec dockerd "$@"`;
+exec "$TRUSS_E2E_DOCKERD" "$@"`;
 
 function dockerdArgs(dir: string, opts: HostOptions): string[] {
   writeFileSync(join(dir, 'daemon.json'), '{}\n');
@@ -93,7 +94,13 @@ export async function startHostsOn(underlay: Underlay, names: readonly string[],
   if (bad) throw bad.reason;
 }
 
+/** Each suite (one process) names the dockerd it ran against once, in its figures. */
+let versionShown = false;
+
 export async function startHost(shortName: string, opts: HostOptions = {}): Promise<Host> {
+  if (DOCKERD !== 'dockerd' && !existsSync(DOCKERD)) {
+    throw new Error(`TRUSS_E2E_DOCKERD=${DOCKERD}: no such file (scripts/setup.sh unpacks the newest dockerd)`);
+  }
   const name = shortName.startsWith(NETNS_PREFIX) ? shortName : `${NETNS_PREFIX}${shortName}`;
   for (const stale of await cleanStaleNetns()) {
     rmSync(join(WORK_DIR, 'hosts', stale.slice(NETNS_PREFIX.length)), { recursive: true, force: true });
@@ -117,7 +124,11 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   const log = openSync(join(dir, 'dockerd.log'), 'a');
   const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private', '--'];
   argv.push('sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
-  const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', log, log], detached: true });
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env: { ...env, PATH: DOCKERD_PATH, TRUSS_E2E_DOCKERD: DOCKERD },
+    stdio: ['ignore', log, log],
+    detached: true,
+  });
   child.unref();
   closeSync(log);
   const pid = child.pid ?? -1; // nsenter, unshare and sh all exec: this pid ends up being dockerd
@@ -159,6 +170,10 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
       { what: `dockerd in ${name}`, intervalMs: 250 },
     );
     mntNs = nsIdOfPid(pid, 'mnt');
+    if (!versionShown) {
+      versionShown = true;
+      printFigures([dockerdFigureLine((await docker(['version', '--format', '{{json .Server}}'])).stdout, DOCKERD)]);
+    }
     await importImage(docker);
   } catch (err) {
     const tail = readFileSync(join(dir, 'dockerd.log'), 'utf8').split('\n').slice(-20).join('\n');
