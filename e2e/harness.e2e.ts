@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { cidrsOverlap, inCidr } from './harness/cidr.ts';
 import { containerIp, runContainer } from './harness/containers.ts';
-import { createPlusJoinMs, parseRpcSamples, percentile } from './harness/figures.ts';
+import { createPlusJoinMs, dockerdFigureLine, parseRpcSamples, percentile } from './harness/figures.ts';
 import type { Host } from './harness/host.ts';
 import { startHost } from './harness/host.ts';
 import { trussKernelObjects } from './harness/leftovers.ts';
@@ -41,6 +41,23 @@ describe('e2e harness helpers (pure)', () => {
     assert.deepEqual(createPlusJoinMs(parseRpcSamples(log)), [11, 22]);
     assert.equal(percentile([1, 2, 3, 4], 50), 2);
     assert.equal(percentile([1, 2, 3, 4], 99), 4);
+  });
+
+  it('names the dockerd a suite ran against', () => {
+    const server = JSON.stringify({
+      Version: '28.5.2+dfsg4',
+      ApiVersion: '1.51',
+      Components: [
+        { Name: 'Engine', Version: '28.5.2+dfsg4' },
+        { Name: 'containerd', Version: '1.6.20~ds1' },
+        { Name: 'runc', Version: '1.1.5+ds1' },
+      ],
+    });
+    assert.equal(
+      dockerdFigureLine(server, '/d/usr/sbin/dockerd'),
+      'dockerd 28.5.2+dfsg4 (API 1.51; containerd 1.6.20~ds1, runc 1.1.5+ds1) from /d/usr/sbin/dockerd',
+    );
+    assert.equal(dockerdFigureLine('', 'dockerd'), 'dockerd ? (API ?) from dockerd');
   });
 
   it('does IPv4 subnet arithmetic', () => {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what truss needs to run and to be tested (Debian packages), then npm where the host
-# has none (Debian's nodejs and npm), then the pinned Node and the npm dependencies (`npm ci`).
-# Idempotent: apt is skipped when every package is already installed, and `npm ci` when
-# node_modules is newer than the lockfile (TRUSS_SETUP_FORCE=1 forces both).
+# has none (Debian's nodejs and npm), the newest dockerd Debian offers (unstable's docker.io,
+# unpacked into a private directory: the e2e suite runs against it too), Compose v2 (likewise),
+# then the pinned Node and the npm dependencies (`npm ci`). Idempotent: apt is skipped when every
+# package is already installed, the unstable packages when already unpacked, and `npm ci` when
+# node_modules is newer than the lockfile (TRUSS_SETUP_FORCE=1 forces all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +25,18 @@ PACKAGES=("${TRUSS_DAEMON_PACKAGES[@]}" docker.io busybox-static psmisc tcpdump 
 
 truss_ensure_packages "${PACKAGES[@]}"
 "${TRUSS_SUDO[@]}" bash scripts/lib/compose.sh # Compose v2 (Debian unstable) for e2e/compose.e2e.ts, in a private dir
+# The newest dockerd, for the e2e28 step (scripts/test.sh): unstable's docker.io and the tini it
+# links docker-init to, unpacked with dpkg -x, never installed: the system keeps Debian 12's
+# dockerd 20.10 (the e2e step). It runs containers with the system's containerd and runc.
+# Outside the repo, in /var/cache: regenerable, ~80 MB, shared by every clone and worktree on
+# the machine, and left alone by `git clean`. TRUSS_SETUP_FORCE=1 fetches unstable's newest again.
+DOCKER_SID=${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}
+SID_PACKAGES=(docker.io tini-static)
+if [ "${TRUSS_SETUP_FORCE:-}" = 1 ] || [ ! -x "$DOCKER_SID/usr/sbin/dockerd" ] ||
+  [ "$(cut -d' ' -f1 "$DOCKER_SID/.packages" 2>/dev/null | tr '\n' ' ')" != "${SID_PACKAGES[*]} " ]; then
+  echo "setup: unpacking Debian unstable's ${SID_PACKAGES[*]} into $DOCKER_SID"
+  "${TRUSS_SUDO[@]}" bash scripts/lib/unstable.sh "$DOCKER_SID" "${SID_PACKAGES[@]}"
+fi
+echo "setup: $("$DOCKER_SID/usr/sbin/dockerd" --version) in $DOCKER_SID"
+
 truss_npm_ci

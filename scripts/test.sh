@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The single test command (README, CI): setup, typecheck, lint, unit, kernel (root, throwaway
-# namespaces), e2e (root, real dockerd in simulated hosts), fresh (root: scripts/run.sh doctor in a
-# fresh Debian root, test/fresh-root.fresh.ts), then a global leak check.
+# namespaces), e2e (root, real dockerd in simulated hosts: Debian 12's dockerd 20.10), e2e28 (the
+# same suites against the newest dockerd Debian offers, unpacked by setup.sh, plus those only it can
+# run: e2e/*.e2e28.ts), fresh (root: scripts/run.sh doctor in a fresh Debian root,
+# test/fresh-root.fresh.ts), then a global leak check.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any failed.
 # Optional arguments pick steps, e.g. `scripts/test.sh lint e2e` (setup always runs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_STEPS=(typecheck lint unit kernel e2e fresh leaks)
+ALL_STEPS=(typecheck lint unit kernel e2e e2e28 fresh leaks)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL_STEPS[@]}")
 
@@ -32,8 +34,13 @@ run_step() {
     lint) npm run --silent lint ;;
     unit) timeout --kill-after=30s 20m npm run --silent test:unit ;;
     kernel) needs_root kernel && timeout --kill-after=30s 20m npm run --silent test:kernel ;;
-    e2e) needs_root e2e && timeout --kill-after=60s 40m npm run --silent test:e2e ;;
-    fresh) needs_root fresh && timeout --kill-after=60s 50m node --test test/fresh-root.fresh.ts ;;
+    e2e) needs_root e2e && TRUSS_E2E_DOCKERD= timeout --kill-after=60s 25m npm run --silent test:e2e ;;
+    e2e28)
+      needs_root e2e28 &&
+        TRUSS_E2E_DOCKERD="${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}/usr/sbin/dockerd" \
+          timeout --kill-after=60s 25m npm run --silent test:e2e28
+      ;;
+    fresh) needs_root fresh && timeout --kill-after=60s 20m node --test test/fresh-root.fresh.ts ;;
     leaks) node e2e/leaks.ts ;;
     *)
       echo "test.sh: unknown step '$1' (steps: ${ALL_STEPS[*]})" >&2

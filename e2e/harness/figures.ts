@@ -78,3 +78,28 @@ export function printFigures(lines: readonly string[]): void {
   const block = ['', 'E2E FIGURES:', ...lines.map((l) => `  ${l}`), 'END E2E FIGURES', ''].join('\n');
   process.stdout.write(`${block}\n`);
 }
+
+interface ServerVersion {
+  readonly Version?: string;
+  readonly ApiVersion?: string;
+  readonly Components?: readonly { readonly Name?: string; readonly Version?: string }[];
+}
+
+/**
+ * The figure line naming the dockerd a suite ran against, from `docker version --format
+ * '{{json .Server}}'`: its version and API, what it runs containers with, and which binary
+ * (`dockerd` = the one on PATH, else TRUSS_E2E_DOCKERD).
+ */
+export function dockerdFigureLine(serverJson: string, binary: string): string {
+  let s: ServerVersion = {};
+  try {
+    s = JSON.parse(serverJson) as ServerVersion;
+  } catch {
+    // an unreadable answer still yields a line that says so
+  }
+  const parts = (s.Components ?? [])
+    .filter((c) => c.Name !== undefined && c.Name !== 'Engine')
+    .map((c) => `${c.Name} ${c.Version ?? '?'}`);
+  const with_ = parts.length > 0 ? `; ${parts.join(', ')}` : '';
+  return `dockerd ${s.Version ?? '?'} (API ${s.ApiVersion ?? '?'}${with_}) from ${binary}`;
+}

@@ -8,9 +8,10 @@ import { spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inNetns, type RunOptions, type RunResult, run } from './exec.ts';
+import { dockerdFigureLine, printFigures } from './figures.ts';
 import { importImage } from './image.ts';
 import { cleanStaleNetns, createNetns, deleteNetns } from './netns.ts';
-import { CHILD_PATH, DOCKER_CLI, NETNS_PREFIX, WORK_DIR } from './paths.ts';
+import { CHILD_PATH, DOCKER_CLI, DOCKERD, DOCKERD_PATH, NETNS_PREFIX, WORK_DIR } from './paths.ts';
 import { isAlive, killAllMatching, nsIdOfFile, nsIdOfPid, waitExit } from './procs.ts';
 import { type TrussDaemon, type TrussOptions, type TrussStatus, trussDaemon } from './truss.ts';
 import type { Underlay } from './underlay.ts';
@@ -57,7 +58,7 @@ const DOCKERD_WRAPPER = `set -e
 for d in /run/docker/plugins /run/containerd /run/wireguard; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
 if [ -n "$TRUSS_E2E_HOSTNAME" ]; then hostname "$TRUSS_E2E_HOSTNAME"; fi
 unset TRUSS_E2E_HOSTNAME
-exec dockerd "$@"`;
+exec "$TRUSS_E2E_DOCKERD" "$@"`;
 
 function dockerdArgs(dir: string, opts: HostOptions): string[] {
   writeFileSync(join(dir, 'daemon.json'), '{}\n');
@@ -105,7 +106,13 @@ export async function startHostsOn(
   if (bad) throw bad.reason;
 }
 
+/** Each suite (one process) names the dockerd it ran against once, in its figures. */
+let versionShown = false;
+
 export async function startHost(shortName: string, opts: HostOptions = {}): Promise<Host> {
+  if (DOCKERD !== 'dockerd' && !existsSync(DOCKERD)) {
+    throw new Error(`TRUSS_E2E_DOCKERD=${DOCKERD}: no such file (scripts/setup.sh unpacks the newest dockerd)`);
+  }
   const name = shortName.startsWith(NETNS_PREFIX) ? shortName : `${NETNS_PREFIX}${shortName}`;
   for (const stale of await cleanStaleNetns()) {
     rmSync(join(WORK_DIR, 'hosts', stale.slice(NETNS_PREFIX.length)), { recursive: true, force: true });
@@ -131,7 +138,12 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   if (opts.hostname !== undefined) argv.push('--uts');
   argv.push('--', 'sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
   const child = spawn(argv[0] as string, argv.slice(1), {
-    env: { ...env, ...(opts.hostname !== undefined ? { TRUSS_E2E_HOSTNAME: opts.hostname } : {}) },
+    env: {
+      ...env,
+      PATH: DOCKERD_PATH,
+      TRUSS_E2E_DOCKERD: DOCKERD,
+      ...(opts.hostname !== undefined ? { TRUSS_E2E_HOSTNAME: opts.hostname } : {}),
+    },
     stdio: ['ignore', log, log],
     detached: true,
   });
@@ -176,6 +188,10 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
       { what: `dockerd in ${name}`, intervalMs: 250 },
     );
     mntNs = nsIdOfPid(pid, 'mnt');
+    if (!versionShown) {
+      versionShown = true;
+      printFigures([dockerdFigureLine((await docker(['version', '--format', '{{json .Server}}'])).stdout, DOCKERD)]);
+    }
     await importImage(docker);
   } catch (err) {
     const tail = readFileSync(join(dir, 'dockerd.log'), 'utf8').split('\n').slice(-20).join('\n');

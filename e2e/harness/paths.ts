@@ -21,6 +21,13 @@ export const NETNS_PREFIX = process.env.TRUSS_E2E_PREFIX ?? 'truss-e2e-';
 /** The docker client: the one on PATH unless TRUSS_E2E_DOCKER says otherwise. */
 export const DOCKER_CLI = process.env.TRUSS_E2E_DOCKER ?? 'docker';
 
+/**
+ * The dockerd every simulated host runs: TRUSS_E2E_DOCKERD (an absolute path, e.g. the unpacked
+ * Debian unstable build scripts/setup.sh keeps in /var/cache/truss-test/docker-sid/usr/sbin/dockerd)
+ * or the one on PATH (Debian 12's docker.io).
+ */
+export const DOCKERD = process.env.TRUSS_E2E_DOCKERD ? resolve(process.env.TRUSS_E2E_DOCKERD) : 'dockerd';
+
 /** PATH for children: the node running this test first, so `#!/usr/bin/env node` finds the same Node. */
 export const CHILD_PATH = [
   dirname(process.execPath),
@@ -28,3 +35,11 @@ export const CHILD_PATH = [
   process.env.PATH ?? '',
   '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
 ].join(':');
+
+/**
+ * PATH for that dockerd only: with TRUSS_E2E_DOCKERD, its own directory and the sibling `bin`
+ * (usr/sbin and usr/bin of an unpacked tree) come first, so it starts the containerd, runc,
+ * docker-proxy and docker-init unpacked beside it, and the system's for whatever is not there.
+ */
+export const DOCKERD_PATH =
+  DOCKERD === 'dockerd' ? CHILD_PATH : [dirname(DOCKERD), join(dirname(DOCKERD), '..', 'bin'), CHILD_PATH].join(':');
