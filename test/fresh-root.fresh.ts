@@ -187,6 +187,8 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
   let first: Result | undefined;
   let second: Result | undefined;
   let probe: Result | undefined;
+  let service: Result | undefined;
+  let plugin: Result | undefined;
   const started = performance.now();
 
   before(
@@ -216,6 +218,22 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
         ),
         join(work, 'probe.log'),
       );
+      // README's other two installs, from the same fresh root: the service (install.sh: no systemd
+      // runs in a chroot, so it installs and says how to start) and the managed plugin's build
+      service = await run(
+        chrootArgv(root, `${PROJECT}/scripts/install.sh && cd / && truss version && truss doctor`),
+        join(work, 'install.log'),
+      );
+      timings.push(`scripts/install.sh + truss doctor from / ${service.seconds} s (exit ${service.code})`);
+      plugin = await run(
+        chrootArgv(
+          root,
+          `${PROJECT}/scripts/build-plugin.sh && cd ${PROJECT} && test -s dist/plugin/config.json && ` +
+            'test -x dist/plugin/rootfs/usr/local/bin/node && test -s dist/plugin/rootfs/app/lib/truss.mjs && echo plugin-ok',
+        ),
+        join(work, 'plugin.log'),
+      );
+      timings.push(`scripts/build-plugin.sh ${plugin.seconds} s (exit ${plugin.code})`);
     },
     { timeout: 45 * 60_000 },
   );
@@ -257,5 +275,18 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
     assert.match(second.output, /prepare: node_modules up to date/);
     assert.match(second.output, /build: .* is up to date/);
     assert.equal(second.code, 0, `second scripts/run.sh doctor exited ${second.code}:\n${tail(second.output)}`);
+  });
+
+  it('scripts/install.sh installs the service and puts a working truss on the PATH', () => {
+    assert.ok(service, 'the set-up did not run');
+    assert.equal(service.code, 0, `install.sh, truss version, truss doctor:\n${tail(service.output)}`);
+    assert.match(service.output, /systemd does not run this host/);
+    assert.match(service.output, /every must-have is present/);
+  });
+
+  it('scripts/build-plugin.sh builds the managed plugin (config.json, rootfs with node and the bundle)', () => {
+    assert.ok(plugin, 'the set-up did not run');
+    assert.equal(plugin.code, 0, `build-plugin.sh:\n${tail(plugin.output)}`);
+    assert.match(plugin.output, /^plugin-ok$/m);
   });
 });
