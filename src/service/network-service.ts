@@ -18,8 +18,7 @@ import {
   portsOwnerName,
   shortId,
 } from '../core/naming.ts';
-import { OPT_CLUSTER, OPT_ENCRYPT, parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
-import { OPT_INGRESS } from '../core/policy/model.ts';
+import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type {
   ClusterPort,
@@ -31,7 +30,7 @@ import type {
   NetworkCapabilities,
   NetworkDriverService,
 } from '../core/ports.ts';
-import { type Capabilities, requireFeature } from '../core/preflight.ts';
+import type { Capabilities } from '../core/preflight.ts';
 import type { Logger } from '../obs/logger.ts';
 import {
   bridgeKey,
@@ -44,6 +43,7 @@ import {
   shaperKey,
   vethKey,
 } from '../reconcile/reconciler.ts';
+import { checkEndpointFeatures, checkNetworkFeatures } from './feature-checks.ts';
 import type { IntentRepo } from './intent.ts';
 import { Mutex } from './mutex.ts';
 
@@ -107,13 +107,7 @@ export class NetworkService implements NetworkDriverService {
     if (v4.length + v6.length === 0) throw errors.badRequest('the network has no IPv4 or IPv6 pool');
     const opts = parseNetworkOptions(input.generic, v6.length > 0);
     const mtu = this.#clusterMtu(opts.cluster, opts.mtu, opts.mtuGiven);
-    const caps = this.#d.capabilities;
-    if (opts.ingress !== undefined) requireFeature(caps, 'port-policy', OPT_INGRESS);
-    if (opts.cluster?.encrypt) {
-      const subject = `${OPT_CLUSTER}=${opts.cluster.name} with ${OPT_ENCRYPT}=true (the default)`;
-      requireFeature(caps, 'encrypted-cluster', subject);
-    }
-    if (v6.length > 0) requireFeature(caps, 'ipv6', `the IPv6 pool ${input.ipv6[0]?.pool}`);
+    checkNetworkFeatures(this.#d.capabilities, opts, v6.length > 0 ? input.ipv6[0]?.pool : undefined);
     const spec: NetworkSpec = {
       id: input.networkId,
       bridge: opts.bridgeName ?? bridgeName(input.networkId),
@@ -256,9 +250,12 @@ export class NetworkService implements NetworkDriverService {
     this.#checkAddress(net, input.address, net.ipv4, 4);
     this.#checkAddress(net, input.addressIpv6, net.ipv6, 6);
     const epOpts = parseEndpointOptions(input.options);
-    if (input.addressIpv6 !== undefined)
-      requireFeature(this.#d.capabilities, 'ipv6', `the IPv6 address ${input.addressIpv6}`);
-    await this.#checkPolicyPieces(net, epOpts.ingress !== undefined);
+    await checkEndpointFeatures(
+      this.#d.capabilities,
+      net,
+      { ownIngress: epOpts.ingress !== undefined, addressIpv6: input.addressIpv6 },
+      () => this.#d.repo.getPolicy(net.id),
+    );
     const spec: EndpointSpec = {
       networkId: net.id,
       id: input.endpointId,
@@ -284,20 +281,6 @@ export class NetworkService implements NetworkDriverService {
       async () => (revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id)),
     );
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};
-  }
-
-  /**
-   * A policy this endpoint will get at Join (its own truss.ingress, the network's, or one set at run time)
-   * needs conntrack and br_netfilter: refused here, before the endpoint exists, so Join never fails on it.
-   */
-  async #checkPolicyPieces(net: NetworkSpec, own: boolean): Promise<void> {
-    const caps = this.#d.capabilities;
-    if (!caps?.missing('port-policy')) return;
-    if (own) requireFeature(caps, 'port-policy', OPT_INGRESS);
-    const runtime = await this.#d.repo.getPolicy(net.id);
-    if (runtime !== undefined ? runtime.ingress !== null : net.ingress !== undefined) {
-      requireFeature(caps, 'port-policy', `the port policy of network ${shortId(net.id)} (${OPT_INGRESS})`);
-    }
   }
 
   #checkAddress(net: NetworkSpec, cidr: string | undefined, data: readonly IpamData[], family: 4 | 6): void {

@@ -15,6 +15,7 @@ import type { HostFacts, IptBackendName } from '../../core/preflight.ts';
 import { PROBED_PROGRAMS } from '../../core/preflight.ts';
 import { createExec, type Exec } from './exec.ts';
 import { parseBackend } from './iptables.ts';
+import { canOpen } from './wireguard.ts';
 
 export interface HostProbeOptions {
   readonly socket: string;
@@ -111,15 +112,6 @@ async function kernelWireguard(): Promise<boolean> {
     if (/(^|\/)wireguard\.ko/m.test(text)) return true;
   }
   return false;
-}
-
-async function canOpen(path: string): Promise<boolean> {
-  try {
-    await (await fs.open(path, constants.O_RDWR)).close(); // no TUNSETIFF: nothing is created
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function readKey(root: string, key: string): Promise<string | null> {

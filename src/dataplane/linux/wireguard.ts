@@ -158,7 +158,8 @@ async function kernelWireguard(exec: Exec): Promise<boolean> {
   return true;
 }
 
-async function canOpen(path: string): Promise<boolean> {
+/** Can `path` be opened read-write (the TUN device: no TUNSETIFF, so nothing is created)? */
+export async function canOpen(path: string): Promise<boolean> {
   try {
     await (await fs.open(path, constants.O_RDWR)).close(); // no TUNSETIFF: nothing is created
     return true;
