@@ -132,9 +132,19 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     assert.equal(before.blocks.length, 1, `r1 blocks: ${JSON.stringify(before)}`);
     assert.deepEqual(before.claims, [await containerIp(r1(), 'a1', TEAL)]);
     assert.equal(before.member, true);
-    const status = await r1().truss.cli(['status', '--state-dir', r1().truss.stateDir]);
-    assert.ok(status.stdout.includes(`CLUSTER: host r1 (node id ${idOf(r1())})`), status.stdout);
-    assert.match(status.stdout, new RegExp(`teal\\s+${idOf(r1())}\\s+r1\\s+1\\s+1\\s+yes`), status.stdout);
+    // status counts from the agent's watched copy of etcd: under load the watch may trail etcd a moment
+    const row = new RegExp(`teal\\s+${idOf(r1())}\\s+r1\\s+1\\s+1\\s+yes`);
+    let status = '';
+    await waitFor(
+      async () => {
+        status = (await r1().truss.cli(['status', '--state-dir', r1().truss.stateDir])).stdout;
+        if (!row.test(status)) throw new Error(`status printed:\n${status}`);
+        return true;
+      },
+      10_000,
+      { what: "r1's status to show teal: 1 block, 1 claim, member yes", intervalMs: 250 },
+    );
+    assert.ok(status.includes(`CLUSTER: host r1 (node id ${idOf(r1())})`), status);
 
     await removeContainers(r1(), ['a1']);
     const rm = await r1().docker(['network', 'rm', TEAL]);

@@ -57,6 +57,7 @@ trap 'rm -f "$results"' EXIT
 for step in "${steps[@]}"; do
   echo
   echo "=== ${step} ==="
+  echo "=== ${step} ===" >>"$results" # ends a step's failure section (see below)
   start=$SECONDS
   if run_step "$step" 2>&1 | tee -a "$results"; then
     result=ok
@@ -66,6 +67,15 @@ for step in "${steps[@]}"; do
   fi
   summary+=("$(printf '%-10s %-18s %4ss' "$step" "$result" "$((SECONDS - start))")")
 done
+
+# The failures again, last, where a reader of only the tail of the output (CI) sees them:
+# node's runner closes each run with a "✖ failing tests:" section holding each error.
+if grep -aq '^✖ failing tests:' "$results"; then
+  echo
+  echo "=== failures (repeated from above, first 200 lines) ==="
+  awk '/^=== / { step = $0 } /^✖ failing tests:/ { on = 1; print step } /^(=== |ℹ tests )/ { on = 0 } on' "$results" |
+    head -n 200
+fi
 
 echo
 echo "=== summary ==="
