@@ -150,13 +150,19 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const rm = await r1().docker(['network', 'rm', TEAL]);
     assert.equal(rm.code, 0, `docker network rm ${TEAL} on r1: ${rm.stderr}`);
     const after = await heldBy(idOf(r1()));
-    assert.deepEqual({ ...after, registered: true }, { blocks: [], claims: [], member: false, registered: true });
+    assert.deepEqual(
+      { ...after, registered: true },
+      { blocks: [], claims: [], member: false, registered: true },
+      `r1 after docker network rm:\n${logTail(r1())}`,
+    );
     assert.ok(after.registered, 'r1 itself is still registered (it only left the network)');
     assert.ok((await heldBy(idOf(r2()))).claims.length > 0, "r2's claims stay");
 
     const ip = inBlock(before.blocks[0] as string, 5);
     assert.ok(inCidr(ip, before.blocks[0] as string));
-    await runContainer(r2(), { name: 'b2', network: TEAL, ip });
+    await runContainer(r2(), { name: 'b2', network: TEAL, ip }).catch((e: unknown) => {
+      throw new Error(`docker run --ip ${ip} on r2: ${String(e)}\n${logTail(r2())}`);
+    });
     assert.equal(await containerIp(r2(), 'b2', TEAL), ip);
   });
 
