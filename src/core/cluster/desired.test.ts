@@ -165,7 +165,7 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.ok(onlyPlain.routes.every((r) => r.dev === VXLAN_DEVICE));
     const onlyWg = computeClusterDesired(mixed, local, opts);
     assert.equal(onlyWg.vxlan, undefined);
-    assert.deepEqual(computeClusterDesired(mixed, [], opts), { routes: [], rejected: [] });
+    assert.deepEqual(computeClusterDesired(mixed, [], opts), { routes: [], rejected: [], alarms: [] });
   });
 
   it('a VXLAN peer needs no WireGuard key; no peers yet still means a device', () => {
@@ -192,7 +192,7 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.deepEqual(r.peers, ['b']);
     r = vxPeers(withNode('d', { address: '198.18.255.2' })); // b's address: neither may have it
     assert.deepEqual(r.peers, []);
-    assert.match(r.rejected.join('\n'), /underlay address 198\.18\.255\.2 is claimed by another node/);
+    assert.match(r.rejected.join('\n'), /underlay address 198\.18\.255\.2 is claimed by nodes b, d and which came first is unknown/);
     r = vxPeers(withNode('d', { address: '198.18.255.1' })); // this host's own address
     assert.deepEqual(r.peers, ['b']);
     r = vxPeers(withNode('d', { address: 'fd00:255::4' })); // another family than ours
