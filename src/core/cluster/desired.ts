@@ -161,7 +161,8 @@ function peersOf(c: Checked, nets: readonly ReturnType<typeof mergeNets>[number]
   for (const [id, n] of c.nodes) {
     if (id === c.view.self) continue;
     const why = underlayProblem(parseIp(n.address) as Ip, c.local, subnets);
-    if (why) c.f.reject(`node ${id}: its underlay address ${n.address} is ${why}: rejected`, why.startsWith('this host'));
+    if (why)
+      c.f.reject(`node ${id}: its underlay address ${n.address} is ${why}: rejected`, why.startsWith('this host'));
     else out.set(id, n);
   }
   return out;
@@ -189,7 +190,13 @@ function computeWireguard(
   const owners = new Map(candidates.filter(([id]) => !lost.has(id)));
   const peers: WireguardPeerObject[] = acceptBlocks(c.view, nets, owners, c.len, c.f).map(([id, allowedIps]) => {
     const n = owners.get(id) as NodeRecord;
-    return { node: id, publicKey: n.wgPublicKey, endpoint: endpointOf(n), allowedIps, keepaliveSeconds: WG_KEEPALIVE_SECONDS };
+    return {
+      node: id,
+      publicKey: n.wgPublicKey,
+      endpoint: endpointOf(n),
+      allowedIps,
+      keepaliveSeconds: WG_KEEPALIVE_SECONDS,
+    };
   });
   const routes = peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE })));
   const wireguard: WireguardObject = {

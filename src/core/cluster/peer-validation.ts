@@ -112,7 +112,10 @@ export function wellFormed(view: ClusterView, f: Findings): ClusterView {
     const ok = typeof b === 'object' && b !== null && isStr(b.cluster) && isStr(b.node) && isStr(b.block);
     if (!ok) f.reject('block record: malformed');
     else if (!blockKeyAgrees(b))
-      f.reject(`block record under ${b.key} says ${b.block} of node ${b.node}: a record's key and content must agree`, true);
+      f.reject(
+        `block record under ${b.key} says ${b.block} of node ${b.node}: a record's key and content must agree`,
+        true,
+      );
     return ok && blockKeyAgrees(b);
   });
   return { self: view.self, nodes, members, blocks };
@@ -131,9 +134,15 @@ export function onePerId(nodes: readonly NodeRecord[], f: Findings): Map<string,
     const first = oldestClaim(group);
     if (first) {
       out.set(id, first);
-      f.reject(`node ${id}: ${group.length - 1} newer record(s) claim this node id too (${where(group, first)}): rejected`, true);
+      f.reject(
+        `node ${id}: ${group.length - 1} newer record(s) claim this node id too (${where(group, first)}): rejected`,
+        true,
+      );
     } else {
-      f.reject(`node ${id}: ${group.length} records claim this node id and which came first is unknown: none is used`, true);
+      f.reject(
+        `node ${id}: ${group.length} records claim this node id and which came first is unknown: none is used`,
+        true,
+      );
     }
   }
   return out;
@@ -248,11 +257,17 @@ const claimOrder = (self: string) => (a: Claim, b: Claim) =>
 /** B5: the winner of a claim against an already accepted overlapping one, or undefined (neither). */
 function contest(kept: Claim, c: Claim, self: string, f: Findings): Claim | undefined {
   if (kept.node === self) {
-    f.reject(`block ${c.block} of node ${c.node} overlaps this host's own block ${kept.block}: not routed to ${c.node}`, true);
+    f.reject(
+      `block ${c.block} of node ${c.node} overlaps this host's own block ${kept.block}: not routed to ${c.node}`,
+      true,
+    );
     return kept;
   }
   if (revOf(kept) !== undefined && revOf(c) !== undefined && (revOf(kept) as number) < (revOf(c) as number)) {
-    f.reject(`block ${c.block} of node ${c.node} overlaps block ${kept.block} of node ${kept.node}, claimed first: rejected`, true);
+    f.reject(
+      `block ${c.block} of node ${c.node} overlaps block ${kept.block} of node ${kept.node}, claimed first: rejected`,
+      true,
+    );
     return kept;
   }
   f.reject(
@@ -294,7 +309,10 @@ export function acceptBlocks(
       }
       const own = b.node === view.self ? undefined : net.ownAddresses.find((a) => prefixContains(p, a));
       if (own) {
-        f.reject(`block ${b.block} of node ${b.node} contains this host's container address ${formatIp(own)}: not routed to ${b.node}`, true);
+        f.reject(
+          `block ${b.block} of node ${b.node} contains this host's container address ${formatIp(own)}: not routed to ${b.node}`,
+          true,
+        );
         continue;
       }
       const rev = revOf(b);
@@ -307,7 +325,8 @@ export function acceptBlocks(
       if (rivals.length === 0) kept.push(c);
       else if (c.node !== view.self) {
         for (const r of rivals) {
-          if (r.contested) f.reject(`block ${c.block} of node ${c.node} overlaps contested block ${r.block}: rejected`, true);
+          if (r.contested)
+            f.reject(`block ${c.block} of node ${c.node} overlaps contested block ${r.block}: rejected`, true);
           else if (contest(r, c, view.self, f) === undefined) r.contested = true;
         }
       }
