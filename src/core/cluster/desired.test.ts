@@ -295,7 +295,7 @@ describe('computeClusterDesired: one bad record affects only itself', () => {
     return { d, peers, allowed: Object.fromEntries(Object.entries(peers).map(([n, p]) => [n, p.allowedIps])) };
   };
   const honest = { v: ['198.18.64.64/26'], m: ['198.18.64.128/26'] };
-  const extra = (...b: ReturnType<typeof blk>[]) => ({ blocks: [...base.blocks, ...b] });
+  const extra = (...b: (ReturnType<typeof blk> & { key?: string })[]) => ({ blocks: [...base.blocks, ...b] });
 
   it('baseline: each peer gets exactly its block, nothing is rejected', () => {
     const { d, allowed } = wg({});
