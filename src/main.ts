@@ -147,7 +147,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
             const view = cluster.agent.view();
             const intent = await repo.snapshot();
             const desired = reconciler.clusterDesired({ ...intent, ...(view ? { cluster: view } : {}) });
-            const peers = await dataplane.readWireguardPeers(WG_DEVICE);
+            const peers = await dataplane.readWireguardPeers(WG_DEVICE).catch(() => []);
             const names = new Map((view?.nodes ?? []).map((n) => [nodeIdOf(n), n.name]));
             return {
               node: cluster.agent.name,
@@ -175,6 +175,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
               /** registered hosts: node id -> display name */
               names: Object.fromEntries(names),
               rejected: desired.rejected,
+              alarms: desired.alarms,
               allocations: cluster.agent.allocations(),
               reclaim: claimGc?.status(),
             };

@@ -125,6 +125,9 @@ export function formatStatus(s: Record<string, unknown>): string {
   out.push('', `KERNEL: ${kernel.inSync ? 'in sync' : `${kernel.problems.length} difference(s)`}`);
   for (const p of kernel.problems) out.push(`  - ${p}`);
   if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster as ClusterSection));
+  const errs = (s.errors ?? []) as string[];
+  if (errs.length > 0) out.push('', `ERRORS: ${errs.length} part(s) of the status could not be read`);
+  for (const e of errs) out.push(`  - ${e}`);
   return `${out.join('\n')}\n`;
 }
 
@@ -137,6 +140,9 @@ interface ClusterSection {
   names?: Record<string, string>;
   synced?: boolean;
   allocations?: Record<string, Record<string, { blocks: number; claims: number; member: boolean }>>;
+  /** cluster records left out of WireGuard/VXLAN, and why (alarms: the ones that look like an attack) */
+  rejected?: string[];
+  alarms?: string[];
   reclaim?: {
     orphans: { cluster: string; kind: string; address?: string; firstSeen: string }[];
     unclaimed?: { cluster: string; address: string; holder?: string }[];
@@ -163,6 +169,11 @@ export function formatClusterAllocations(c: ClusterSection): string[] {
     ]),
   );
   if (rows.length > 0) out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
+  const alarms = c.alarms ?? [];
+  const rejected = c.rejected ?? [];
+  if (rejected.length > 0)
+    out.push(`rejected: ${rejected.length} cluster record(s) left out (${alarms.length} alarm(s))`);
+  for (const r of rejected) out.push(`  ${alarms.includes(r) ? '!' : '-'} ${r}`);
   const r = c.reclaim;
   if (r) {
     out.push(

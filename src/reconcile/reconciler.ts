@@ -111,6 +111,8 @@ export class Reconciler {
   #waiters: Waiter[] = [];
   #reconciled = -1;
   #running: Promise<void> | undefined;
+  /** the rejected records last logged (logged again only when they change) */
+  #lastRejected = '';
   #queued: 'none' | 'incremental' | 'full' = 'none';
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -216,9 +218,12 @@ export class Reconciler {
     const local = [...plan.problems, ...fw, ...pol.problems, ...guard, ...pub.problems, ...bw, ...eg];
     if (intent.cluster === 'pending') return [...local, 'cluster store not synced yet'];
     const cd = this.clusterDesired(intent);
-    const wg = await this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE);
-    const vx = await this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE);
-    const routes = await this.#deps.dataplane.checkRoutes(cd.routes);
+    // why: one unreadable cluster device must not hide the rest (status shows what it can)
+    const safe = (what: string, p: Promise<readonly string[]>) =>
+      p.catch((e: unknown) => [`${what} could not be checked: ${e instanceof Error ? e.message : String(e)}`]);
+    const wg = await safe('WireGuard device', this.#deps.dataplane.checkWireguard(cd.wireguard, WG_DEVICE));
+    const vx = await safe('VXLAN device', this.#deps.dataplane.checkVxlan(cd.vxlan, VXLAN_DEVICE));
+    const routes = await safe('cluster routes', this.#deps.dataplane.checkRoutes(cd.routes));
     return [...local, ...wg, ...vx, ...routes];
   }
 
@@ -458,6 +463,10 @@ export class Reconciler {
         cluster: n.cluster?.name as string,
         subnets: [...n.ipv4, ...n.ipv6].map((d) => d.pool),
         encrypt: n.cluster?.encrypt ?? true,
+        // this host's containers: a peer block holding one of them is never routed to the peer
+        localAddresses: intent.endpoints
+          .filter((e) => e.networkId === n.id)
+          .flatMap((e) => [e.ipv4, e.ipv6].filter((a) => a !== undefined).map((a) => a.split('/')[0] as string)),
       }));
     const view =
       intent.cluster === undefined || intent.cluster === 'pending'
@@ -466,6 +475,16 @@ export class Reconciler {
     const wireguard = this.#deps.wireguard ?? { listenPort: WG_DEFAULT_PORT, mtu: 1440 };
     const vxlan = this.#deps.vxlan ?? { mtu: 1450, local: '' };
     return computeClusterDesired(view, local, { wireguard, vxlan });
+  }
+
+  /** Logs the records the cluster view leaves out when that list changes (alarms as warnings). */
+  #reportRejected(d: ClusterDesired): void {
+    const text = JSON.stringify([d.rejected, d.alarms]);
+    if (text === this.#lastRejected) return;
+    this.#lastRejected = text;
+    if (d.alarms.length > 0) this.#deps.log.warn('cluster records rejected: possible attack', { alarms: d.alarms });
+    const plain = d.rejected.filter((r) => !d.alarms.includes(r));
+    if (plain.length > 0) this.#deps.log.info('cluster records rejected', { rejected: plain });
   }
 
   /** One cluster device (WireGuard or VXLAN) as a whole object: ensured when wanted, removed when not. */
@@ -498,6 +517,7 @@ export class Reconciler {
     if (intent.cluster === 'pending') return 0; // never prune peers before the first sync
     const dp = this.#deps.dataplane;
     const d = this.clusterDesired(intent);
+    this.#reportRejected(d);
     let changes = await this.#device<WireguardObject>(WIREGUARD_KEY, d.wireguard, full, {
       ensure: (w) => dp.ensureWireguard(w),
       remove: () => dp.removeWireguard(WG_DEVICE),

@@ -25,30 +25,54 @@ export class StatusService {
     this.#d = deps;
   }
 
+  /**
+   * Never depends on a successful reconcile pass or kernel read: each part that fails is left
+   * at its empty value and its error is listed under `errors`, so status shows all it can.
+   */
   async status(): Promise<Record<string, unknown>> {
-    const [intent, pools, addrs, problems, policyCounters, guardCounters] = await Promise.all([
-      this.#d.repo.snapshot(),
-      this.#d.store.list(IPAM_POOLS_PREFIX),
-      this.#d.store.list(IPAM_ADDRS_PREFIX),
-      this.#d.reconciler.check(),
-      this.#d.reconciler.policyCounters(),
-      this.#d.reconciler.guardCounters(),
+    const errs: string[] = [];
+    const safe = <T>(what: string, p: () => Promise<T>, empty: T): Promise<T> =>
+      Promise.resolve()
+        .then(p)
+        .catch((e: unknown) => {
+          errs.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+          return empty;
+        });
+    const none = { items: [], revision: 0 };
+    const [intent, pools, addrs, problems, policyCounters, guardCounters, cluster] = await Promise.all([
+      safe('stored intent', () => this.#d.repo.snapshot(), undefined),
+      safe('IPAM pools', () => this.#d.store.list(IPAM_POOLS_PREFIX), none),
+      safe('IPAM addresses', () => this.#d.store.list(IPAM_ADDRS_PREFIX), none),
+      safe('kernel check', () => this.#d.reconciler.check(), undefined),
+      safe('policy counters', () => this.#d.reconciler.policyCounters(), {}),
+      safe('anti-spoofing counters', () => this.#d.reconciler.guardCounters(), {}),
+      this.#d.cluster ? safe('cluster', this.#d.cluster, undefined) : undefined,
     ]);
+    const parse = (items: readonly { value: string }[]): unknown[] =>
+      items.flatMap((kv) => {
+        try {
+          return [JSON.parse(kv.value) as unknown];
+        } catch {
+          return [];
+        }
+      });
     return {
       version: this.#d.version,
       startedAt: this.#d.startedAt,
-      revision: intent.revision,
-      networks: intent.networks,
-      endpoints: intent.endpoints,
-      policies: intent.policies,
+      revision: intent?.revision,
+      networks: intent?.networks ?? [],
+      endpoints: intent?.endpoints ?? [],
+      policies: intent?.policies ?? [],
       policyCounters,
       /** anti-spoofing drops on this host by reason (mac, ethertype, arp, ip4, ip6, nd) */
       guardCounters,
-      pools: pools.items.map((kv) => JSON.parse(kv.value) as unknown),
-      addresses: addrs.items.map((kv) => JSON.parse(kv.value) as unknown),
-      kernel: { inSync: problems.length === 0, problems },
+      pools: parse(pools.items),
+      addresses: parse(addrs.items),
+      kernel: problems ? { inSync: problems.length === 0, problems } : { inSync: false, problems: [] },
       reconciler: this.#d.reconciler.status(),
-      ...(this.#d.cluster ? { cluster: await this.#d.cluster() } : {}),
+      ...(cluster ? { cluster } : {}),
+      /** what could not be read (status shows the rest) */
+      ...(errs.length > 0 ? { errors: errs } : {}),
     };
   }
 

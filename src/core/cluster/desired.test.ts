@@ -165,7 +165,7 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.ok(onlyPlain.routes.every((r) => r.dev === VXLAN_DEVICE));
     const onlyWg = computeClusterDesired(mixed, local, opts);
     assert.equal(onlyWg.vxlan, undefined);
-    assert.deepEqual(computeClusterDesired(mixed, [], opts), { routes: [], rejected: [] });
+    assert.deepEqual(computeClusterDesired(mixed, [], opts), { routes: [], rejected: [], alarms: [] });
   });
 
   it('a VXLAN peer needs no WireGuard key; no peers yet still means a device', () => {
@@ -192,7 +192,10 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.deepEqual(r.peers, ['b']);
     r = vxPeers(withNode('d', { address: '198.18.255.2' })); // b's address: neither may have it
     assert.deepEqual(r.peers, []);
-    assert.match(r.rejected.join('\n'), /underlay address 198\.18\.255\.2 is claimed by another node/);
+    assert.match(
+      r.rejected.join('\n'),
+      /underlay address 198\.18\.255\.2 is claimed by nodes b, d and which came first is unknown/,
+    );
     r = vxPeers(withNode('d', { address: '198.18.255.1' })); // this host's own address
     assert.deepEqual(r.peers, ['b']);
     r = vxPeers(withNode('d', { address: 'fd00:255::4' })); // another family than ours
@@ -255,5 +258,148 @@ describe('vtepMac', () => {
     for (const n of ['a', 'c1', 'host-7.example']) assert.match(vtepMac(n), /^02(:[0-9a-f]{2}){5}$/);
     const macs = new Set(Array.from({ length: 1000 }, (_, i) => vtepMac(`node-${i}`)));
     assert.equal(macs.size, 1000);
+  });
+});
+
+// The review's PoC (issue 13, H1/H2): host h, honest peer v, attacker m; each case failed before.
+describe('computeClusterDesired: one bad record affects only itself', () => {
+  const K = { h: key('H'), v: key('V'), m: key('M'), m2: key('N') };
+  const node = (name: string, address: string, k: string, createRevision?: number) => ({
+    name,
+    address,
+    wgPublicKey: k,
+    wgPort: 51820,
+    ...(createRevision ? { createRevision } : {}),
+  });
+  const nodes = [
+    node('h', '198.18.251.1', K.h, 1),
+    node('v', '198.18.251.2', K.v, 2),
+    node('m', '198.18.251.66', K.m, 3),
+  ];
+  const blk = (block: string, n: string, createRevision?: number) => ({
+    cluster: 'blue',
+    block,
+    node: n,
+    ...(createRevision ? { createRevision } : {}),
+  });
+  const base = {
+    self: 'h',
+    nodes,
+    members: ['h', 'v', 'm'].map((n) => ({ cluster: 'blue', node: n })),
+    blocks: [blk('198.18.64.0/26', 'h', 4), blk('198.18.64.64/26', 'v', 5), blk('198.18.64.128/26', 'm', 6)],
+  };
+  const o = { ...opts, vxlan: { ...opts.vxlan, local: '198.18.251.1' } };
+  const wg = (patch: Partial<typeof base>, l: typeof local = local) => {
+    const d = computeClusterDesired({ ...base, ...patch }, l, o);
+    const peers = Object.fromEntries((d.wireguard?.peers ?? []).map((p) => [p.node, p]));
+    return { d, peers, allowed: Object.fromEntries(Object.entries(peers).map(([n, p]) => [n, p.allowedIps])) };
+  };
+  const honest = { v: ['198.18.64.64/26'], m: ['198.18.64.128/26'] };
+  const extra = (...b: (ReturnType<typeof blk> & { key?: string })[]) => ({ blocks: [...base.blocks, ...b] });
+
+  it('baseline: each peer gets exactly its block, nothing is rejected', () => {
+    const { d, allowed } = wg({});
+    assert.deepEqual(allowed, honest);
+    assert.deepEqual([d.rejected, d.alarms], [[], []]);
+  });
+
+  it("A, E, F, 0.0.0.0/0: blocks not of the block size (inside v's, inside this host's own, the whole subnet)", () => {
+    for (const b of ['198.18.64.64/27', '198.18.64.0/27', '198.18.64.0/20', '0.0.0.0/0']) {
+      const { d, allowed } = wg(extra(blk(b, 'm', 9)));
+      assert.deepEqual(allowed, honest, b);
+      assert.ok(
+        d.routes.every((r) => r.dst !== b && !r.dst.startsWith('198.18.64.0/')),
+        b,
+      );
+      assert.match(d.rejected.join('\n'), new RegExp(`block ${b.replace(/[./]/g, '\\$&')} of node m`), b);
+    }
+  });
+
+  it("E at the block size: a peer's claim of this host's own block, or of a block with a local container, is never routed", () => {
+    let r = wg(extra(blk('198.18.64.0/26', 'm', 1)));
+    assert.deepEqual(r.allowed, honest);
+    assert.match(r.d.alarms.join('\n'), /block 198\.18\.64\.0\/26 of node m overlaps this host's own block/);
+    // h's own block record deleted by the attacker, who claims the range: h's container address still wins
+    const ownAddr = [{ ...local[0]!, localAddresses: ['198.18.64.2'] }];
+    r = wg({ blocks: [blk('198.18.64.0/26', 'm', 1), ...base.blocks.slice(1)] }, ownAddr);
+    assert.deepEqual(r.allowed, honest);
+    assert.match(r.d.alarms.join('\n'), /contains this host's container address 198\.18\.64\.2/);
+  });
+
+  it("B: a second claim of v's block: the older claim wins; unknown order: routed to neither, the device stays valid", () => {
+    let r = wg(extra(blk('198.18.64.64/26', 'm', 9)));
+    assert.deepEqual(r.allowed, honest);
+    assert.match(
+      r.d.rejected.join('\n'),
+      /block 198\.18\.64\.64\/26 of node m overlaps block 198\.18\.64\.64\/26 of node v, claimed first/,
+    );
+    r = wg({ blocks: [...base.blocks, blk('198.18.64.64/26', 'm')].map(({ createRevision: _, ...b }) => b) });
+    assert.deepEqual(r.allowed, { m: ['198.18.64.128/26'] });
+    const all = Object.values(r.allowed).flat();
+    assert.equal(new Set(all).size, all.length, 'no allowed IP is given to two peers');
+  });
+
+  it('C: another record naming v: its key disagrees, or it is newer; unknown order: v is not redirected', () => {
+    const fake = { ...node('v', '198.18.251.66', K.m2), key: '/truss/v1/cluster/nodes/zzz' };
+    let r = wg({ nodes: [...nodes.map((n) => ({ ...n, key: `/truss/v1/cluster/nodes/${n.name}` })), fake] });
+    assert.equal(r.peers.v?.publicKey, K.v);
+    assert.equal(r.peers.v?.endpoint, '198.18.251.2:51820');
+    assert.match(r.d.alarms.join('\n'), /node record under \/truss\/v1\/cluster\/nodes\/zzz names node v/);
+    r = wg({ nodes: [...nodes, { ...fake, key: undefined, createRevision: 99 } as never] });
+    assert.equal(r.peers.v?.publicKey, K.v);
+    r = wg({ nodes: [...nodes.map(({ createRevision: _, ...n }) => n), node('v', '198.18.251.66', K.m2)] });
+    assert.equal(r.peers.v, undefined);
+    assert.deepEqual(r.allowed, { m: ['198.18.64.128/26'] });
+  });
+
+  it("K: a newer record with v's public key is rejected, v keeps its peer; an alarm is raised", () => {
+    const x = node('x', '198.18.251.67', K.v, 9);
+    const { d, allowed } = wg({ nodes: [...nodes, x], members: [...base.members, { cluster: 'blue', node: 'x' }] });
+    assert.deepEqual(allowed, honest);
+    assert.match(d.alarms.join('\n'), /WireGuard public key \S+ is claimed by nodes v, x: node v claimed it first/);
+    const mine = wg({ nodes: [...nodes, node('x', '198.18.251.67', K.h, 9)] });
+    assert.deepEqual(mine.allowed, honest);
+    assert.match(mine.d.alarms.join('\n'), /node x: its WireGuard public key \S+ is this host's own/);
+  });
+
+  it("J (VXLAN): a newer record with v's underlay address is rejected, v keeps its peer", () => {
+    const plain = [{ ...local[0]!, encrypt: false }];
+    const d = computeClusterDesired({ ...base, nodes: [...nodes, node('x', '198.18.251.2', K.m2, 9)] }, plain, o);
+    assert.deepEqual(
+      d.vxlan?.peers.map((p) => [p.node, p.address]),
+      [
+        ['m', '198.18.251.66'],
+        ['v', '198.18.251.2'],
+      ],
+    );
+    assert.match(
+      d.alarms.join('\n'),
+      /underlay address 198\.18\.251\.2 is claimed by nodes v, x: node v claimed it first/,
+    );
+  });
+
+  it('a zero key, an endpoint at one of this host own addresses or a loopback: that peer only is left out', () => {
+    for (const [m, why] of [
+      [node('m', '198.18.251.66', `${'A'.repeat(43)}=`), /node m: bad WireGuard public key/],
+      [node('m', '198.18.251.1', K.m), /node m: its underlay address 198\.18\.251\.1 is this host's own address/],
+      [node('m', '127.0.0.1', K.m), /node m: its underlay address 127\.0\.0\.1 is a loopback address/],
+      [node('m', '198.18.64.200', K.m), /inside cluster network 198\.18\.64\.0\/20/],
+    ] as const) {
+      const { d, allowed } = wg({ nodes: [nodes[0]!, nodes[1]!, m] });
+      assert.deepEqual(allowed, { v: honest.v });
+      assert.match(d.rejected.join('\n'), why);
+    }
+  });
+
+  it('blocks that are not canonical, or whose key names another node, are rejected', () => {
+    const { d, allowed } = wg(
+      extra(blk('198.18.64.193/26', 'm'), {
+        ...blk('198.18.64.192/26', 'm'),
+        key: '/truss/v1/cluster/blocks/blue/v/198.18.64.192_26',
+      }),
+    );
+    assert.deepEqual(allowed, honest);
+    assert.match(d.rejected.join('\n'), /block "198\.18\.64\.193\/26" of node m: not a canonical network CIDR/);
+    assert.match(d.alarms.join('\n'), /block record under \S+ says 198\.18\.64\.192\/26 of node m/);
   });
 });

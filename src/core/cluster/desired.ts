@@ -12,12 +12,23 @@
  *     (RFC 5549; the kernel takes only a link-local IPv6 next hop for an IPv4 route), the
  *     link-local being the EUI-64 of the peer's VTEP MAC (vtepLinkLocal).
  * Both can exist side by side; a device exists only while some local network needs it.
- * Records come from etcd and are never trusted: a malformed one, a block outside its network,
- * a key, address or VTEP MAC claimed twice leaves that peer (or block) out, with the reason.
+ * Records come from etcd and are never trusted: peer-validation.ts checks each for shape and
+ * consistency (ownership, overlaps, duplicates; rules N1-N5, B1-B5) and leaves out only the
+ * bad record, with the reason in `rejected` (and `alarms` for what looks like an attack).
  */
-import { formatIp, parseIp, parsePrefix, prefixWithin } from '../ip.ts';
+import { formatIp, type Ip, parseIp, parsePrefix } from '../ip.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac } from '../naming.ts';
-import { type BlockRecord, isValidNodeName, type MemberRecord, type NodeRecord, nodeIdOf } from './model.ts';
+import { type BlockRecord, type MemberRecord, type NodeRecord, nodeIdOf } from './model.ts';
+import {
+  acceptBlocks,
+  DEFAULT_BLOCK_LENGTH,
+  duplicatesOf,
+  Findings,
+  mergeNets,
+  onePerId,
+  underlayProblem,
+  wellFormed,
+} from './peer-validation.ts';
 
 export const WG_DEVICE = 'trwg0';
 export const WG_DEFAULT_PORT = 51820;
@@ -36,6 +47,8 @@ export interface LocalClusterNetwork {
   readonly cluster: string;
   readonly subnets: readonly string[];
   readonly encrypt: boolean;
+  /** this host's container addresses on it (bare IPs): never inside a block routed to a peer */
+  readonly localAddresses?: readonly string[];
 }
 
 export interface WireguardPeerObject {
@@ -94,11 +107,15 @@ export interface ClusterDesired {
   readonly routes: readonly RouteObject[];
   /** peers or blocks left out, and why (for status) */
   readonly rejected: readonly string[];
+  /** the rejections that look like an attack or a cloned host (also in rejected): status, warn log */
+  readonly alarms: readonly string[];
 }
 
 export interface ClusterOptions {
   readonly wireguard: { readonly listenPort: number; readonly mtu: number };
   readonly vxlan: { readonly mtu: number; readonly local: string; readonly dev?: string };
+  /** block prefix length per family (default DEFAULT_BLOCK_LENGTH: /26, /122) */
+  readonly blockLength?: { readonly 4: number; readonly 6: number };
 }
 
 /** The EUI-64 link-local address of a VTEP MAC: the IPv6 next hop of IPv4 blocks on an IPv6 underlay. */
@@ -117,95 +134,70 @@ export function endpointOf(n: NodeRecord): string {
   return n.address.includes(':') ? `[${n.address}]:${n.wgPort}` : `${n.address}:${n.wgPort}`;
 }
 
+const ZERO_KEY = `${'A'.repeat(43)}=`;
+
 /** The node's record as a usable peer for WireGuard, or why not. */
 function wireguardProblem(n: NodeRecord): string | undefined {
-  if (!KEY.test(n.wgPublicKey)) return `node ${nodeIdOf(n)}: bad WireGuard public key`;
+  if (!isStr(n.wgPublicKey) || !KEY.test(n.wgPublicKey) || n.wgPublicKey === ZERO_KEY)
+    return `node ${nodeIdOf(n)}: bad WireGuard public key`;
   if (!Number.isInteger(n.wgPort) || n.wgPort < 1 || n.wgPort > 65535) return `node ${nodeIdOf(n)}: bad port`;
   return undefined;
 }
 
-/** Records of the view that have the shape they must have (strings where strings belong). */
-function wellFormed(view: ClusterView, rejected: string[]): ClusterView {
-  const nodes = view.nodes.filter((n) => {
-    const ok =
-      typeof n === 'object' &&
-      n !== null &&
-      isStr(n.name) &&
-      isValidNodeName(n.name) &&
-      (n.id === undefined || (isStr(n.id) && isValidNodeName(n.id))) &&
-      isStr(n.address) &&
-      parseIp(n.address) !== undefined;
-    const label = (n as { id?: unknown; name?: unknown } | null)?.id ?? (n as { name?: unknown } | null)?.name ?? null;
-    if (!ok) rejected.push(`node record ${JSON.stringify(label)}: malformed`);
-    return ok;
-  });
-  const members = view.members.filter((m) => typeof m === 'object' && m !== null && isStr(m.cluster) && isStr(m.node));
-  const blocks = view.blocks.filter((b) => {
-    const ok = typeof b === 'object' && b !== null && isStr(b.cluster) && isStr(b.node) && isStr(b.block);
-    if (!ok) rejected.push('block record: malformed');
-    return ok;
-  });
-  return { self: view.self, nodes, members, blocks };
+/** The checked inputs both devices start from (peer-validation.ts: N1-N4). */
+interface Checked {
+  readonly view: ClusterView;
+  /** node id -> its one record, this host's included */
+  readonly nodes: ReadonlyMap<string, NodeRecord>;
+  readonly local: Ip | undefined;
+  readonly len: { readonly 4: number; readonly 6: number };
+  readonly f: Findings;
 }
 
-/** node -> the blocks it owns in `nets` (each inside its network's subnets), other members only. */
-function peerBlocks(view: ClusterView, nets: readonly LocalClusterNetwork[], rejected: string[]) {
-  const out = new Map<string, Set<string>>();
-  for (const net of nets) {
-    const subnets = net.subnets.map((s) => parsePrefix(s)).filter((p) => p !== undefined);
-    const peers = new Set(
-      view.members.filter((m) => m.cluster === net.cluster && m.node !== view.self).map((m) => m.node),
-    );
-    for (const b of view.blocks) {
-      if (b.cluster !== net.cluster || !peers.has(b.node)) continue;
-      const p = parsePrefix(b.block);
-      if (!p || !subnets.some((s) => prefixWithin(p, s))) {
-        rejected.push(`block ${b.block} of node ${b.node} is outside cluster network ${net.cluster}`);
-        continue;
-      }
-      const set = out.get(b.node) ?? new Set<string>();
-      set.add(b.block);
-      out.set(b.node, set);
-    }
+/** Peers (not this host) whose underlay address is usable (N4), by id. */
+function peersOf(c: Checked, nets: readonly ReturnType<typeof mergeNets>[number][]): Map<string, NodeRecord> {
+  const subnets = nets.flatMap((n) => n.subnets);
+  const out = new Map<string, NodeRecord>();
+  for (const [id, n] of c.nodes) {
+    if (id === c.view.self) continue;
+    const why = underlayProblem(parseIp(n.address) as Ip, c.local, subnets);
+    if (why)
+      c.f.reject(`node ${id}: its underlay address ${n.address} is ${why}: rejected`, why.startsWith('this host'));
+    else out.set(id, n);
   }
-  return [...out].sort(([a], [b]) => (a < b ? -1 : 1));
+  return out;
 }
-
-const countBy = <T>(items: readonly T[], key: (t: T) => string): Map<string, number> => {
-  const m = new Map<string, number>();
-  for (const i of items) m.set(key(i), (m.get(key(i)) ?? 0) + 1);
-  return m;
-};
 
 function computeWireguard(
-  view: ClusterView,
-  nets: readonly LocalClusterNetwork[],
+  c: Checked,
+  local: readonly LocalClusterNetwork[],
   opts: ClusterOptions['wireguard'],
-  rejected: string[],
 ): { wireguard: WireguardObject; routes: RouteObject[] } {
-  const nodes = new Map(view.nodes.map((n) => [nodeIdOf(n), n]));
-  const selfKey = nodes.get(view.self)?.wgPublicKey;
-  const keyCount = countBy(view.nodes, (n) => n.wgPublicKey);
-  const peers: WireguardPeerObject[] = [];
-  for (const [name, blocks] of peerBlocks(view, nets, rejected)) {
-    const n = nodes.get(name);
-    const why = !n ? `node ${name} has blocks but is not registered` : wireguardProblem(n);
-    if (why || !n) {
-      rejected.push(why ?? name);
-      continue;
-    }
-    if ((keyCount.get(n.wgPublicKey) ?? 0) > 1 || n.wgPublicKey === selfKey) {
-      rejected.push(`node ${name}: its public key is claimed by another node too`);
-      continue;
-    }
-    peers.push({
-      node: name,
+  const nets = mergeNets(local);
+  const selfKey = c.nodes.get(c.view.self)?.wgPublicKey;
+  const candidates = [...peersOf(c, nets)].filter(([, n]) => {
+    const why = wireguardProblem(n);
+    if (why) c.f.reject(why);
+    return why === undefined;
+  });
+  const lost = duplicatesOf(
+    candidates.map(([, n]) => n),
+    (n) => n.wgPublicKey,
+    selfKey,
+    'WireGuard public key',
+    c.f,
+  );
+  const owners = new Map(candidates.filter(([id]) => !lost.has(id)));
+  const peers: WireguardPeerObject[] = acceptBlocks(c.view, nets, owners, c.len, c.f).map(([id, allowedIps]) => {
+    const n = owners.get(id) as NodeRecord;
+    return {
+      node: id,
       publicKey: n.wgPublicKey,
       endpoint: endpointOf(n),
-      allowedIps: [...blocks].sort(),
+      allowedIps,
       keepaliveSeconds: WG_KEEPALIVE_SECONDS,
-    });
-  }
+    };
+  });
   const routes = peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE })));
   const wireguard: WireguardObject = {
     name: WG_DEVICE,
@@ -218,58 +210,48 @@ function computeWireguard(
 }
 
 function computeVxlan(
-  view: ClusterView,
-  nets: readonly LocalClusterNetwork[],
+  c: Checked,
+  local: readonly LocalClusterNetwork[],
   opts: ClusterOptions['vxlan'],
-  rejected: string[],
 ): { vxlan: VxlanObject; routes: RouteObject[] } | undefined {
-  const localIp = parseIp(opts.local);
+  const localIp = c.local;
   if (!localIp) {
-    rejected.push('VXLAN: this host has no underlay address (cluster store not configured?)');
+    c.f.reject('VXLAN: this host has no underlay address (cluster store not configured?)');
     return undefined;
   }
-  const local = formatIp(localIp);
-  const nodes = new Map(view.nodes.map((n) => [nodeIdOf(n), n]));
-  const canon = (n: NodeRecord): string => formatIp(parseIp(n.address) as NonNullable<ReturnType<typeof parseIp>>);
-  const addrCount = countBy(view.nodes, canon);
-  const selfMac = vtepMac(view.self);
-  const macCount = countBy(view.nodes, (n) => vtepMac(nodeIdOf(n)));
+  const nets = mergeNets(local);
+  const selfMac = vtepMac(c.view.self);
+  const canon = (n: NodeRecord): string => formatIp(parseIp(n.address) as Ip);
+  const candidates = [...peersOf(c, nets)].filter(([id, n]) => {
+    const ok = parseIp(n.address)?.family === localIp.family;
+    if (!ok) c.f.reject(`node ${id}: underlay address ${canon(n)} is not of this host's family (IPv${localIp.family})`);
+    return ok;
+  });
+  const peerNodes = candidates.map(([, n]) => n);
+  const lost = new Set([
+    ...duplicatesOf(peerNodes, canon, formatIp(localIp), 'underlay address', c.f),
+    ...duplicatesOf(peerNodes, (n) => vtepMac(nodeIdOf(n)), selfMac, 'VTEP MAC', c.f),
+  ]);
+  const owners = new Map(candidates.filter(([id]) => !lost.has(id)));
   const peers: VxlanPeerObject[] = [];
   const routes: RouteObject[] = [];
-  for (const [name, blocks] of peerBlocks(view, nets, rejected)) {
-    const n = nodes.get(name);
-    if (!n) {
-      rejected.push(`node ${name} has blocks but is not registered`);
-      continue;
-    }
-    const address = canon(n);
-    const mac = vtepMac(name);
-    const why =
-      parseIp(address)?.family !== localIp.family
-        ? `node ${name}: underlay address ${address} is not of this host's family (IPv${localIp.family})`
-        : address === local || (addrCount.get(address) ?? 0) > 1
-          ? `node ${name}: its underlay address ${address} is claimed by another node too`
-          : mac === selfMac || (macCount.get(mac) ?? 0) > 1
-            ? `node ${name}: its VTEP MAC ${mac} collides with another node's`
-            : undefined;
-    if (why) {
-      rejected.push(why);
-      continue;
-    }
-    peers.push({ node: name, address, mac });
-    for (const dst of [...blocks].sort()) {
+  for (const [id, blocks] of acceptBlocks(c.view, nets, owners, c.len, c.f)) {
+    const address = canon(owners.get(id) as NodeRecord);
+    const mac = vtepMac(id);
+    peers.push({ node: id, address, mac });
+    for (const dst of blocks) {
       const family = parsePrefix(dst)?.family;
       if (family === localIp.family) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
       // why: an IPv4 route may take an IPv6 next hop, but the kernel wants a link-local one
       else if (family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
-      else rejected.push(`block ${dst} of node ${name}: IPv6 blocks need an IPv6 underlay in VXLAN mode`);
+      else c.f.reject(`block ${dst} of node ${id}: IPv6 blocks need an IPv6 underlay in VXLAN mode`);
     }
   }
   const vxlan: VxlanObject = {
     name: VXLAN_DEVICE,
     vni: VXLAN_VNI,
     port: VXLAN_PORT,
-    local,
+    local: formatIp(localIp),
     ...(opts.dev !== undefined ? { dev: opts.dev } : {}),
     mac: selfMac,
     mtu: opts.mtu,
@@ -283,18 +265,26 @@ export function computeClusterDesired(
   local: readonly LocalClusterNetwork[],
   opts: ClusterOptions,
 ): ClusterDesired {
-  const rejected: string[] = [];
+  const f = new Findings();
   const encrypted = local.filter((n) => n.encrypt);
   const plain = local.filter((n) => !n.encrypt);
-  if (local.length === 0) return { routes: [], rejected };
-  const v = wellFormed(view, rejected);
-  const wg = encrypted.length > 0 ? computeWireguard(v, encrypted, opts.wireguard, rejected) : undefined;
-  const vx = plain.length > 0 ? computeVxlan(v, plain, opts.vxlan, rejected) : undefined;
+  if (local.length === 0) return { routes: [], rejected: f.rejected, alarms: f.alarms };
+  const v = wellFormed(view, f);
+  const c: Checked = {
+    view: v,
+    nodes: onePerId(v.nodes, f),
+    local: parseIp(opts.vxlan.local),
+    len: opts.blockLength ?? DEFAULT_BLOCK_LENGTH,
+    f,
+  };
+  const wg = encrypted.length > 0 ? computeWireguard(c, encrypted, opts.wireguard) : undefined;
+  const vx = plain.length > 0 ? computeVxlan(c, plain, opts.vxlan) : undefined;
   const routes = [...(wg?.routes ?? []), ...(vx?.routes ?? [])].sort((a, b) => (a.dst < b.dst ? -1 : 1));
   return {
     ...(wg ? { wireguard: wg.wireguard } : {}),
     ...(vx ? { vxlan: vx.vxlan } : {}),
     routes,
-    rejected,
+    rejected: f.rejected,
+    alarms: f.alarms,
   };
 }

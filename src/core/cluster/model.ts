@@ -15,7 +15,7 @@
  * hostname) is only shown (status, logs, peers). Hosts upgraded from truss before node ids
  * took their old name as id, and their records (no `id` field) read as id = name (nodeIdOf).
  */
-export interface NodeRecord {
+export interface NodeRecord extends StoreMeta {
   /** the node id: [a-z0-9][a-z0-9.-]{0,62}; absent in records of truss before node ids (= name) */
   readonly id?: string;
   /** display name (--node-name or the hostname): unique among live hosts, same pattern */
@@ -27,6 +27,17 @@ export interface NodeRecord {
   /** WireGuard public key, base64 (never the private key) */
   readonly wgPublicKey: string;
   readonly wgPort: number;
+}
+
+/**
+ * Read side only, never written to etcd: the agent sets these from the key-value it read
+ * (etcd's create_revision and key), overwriting anything a record's JSON says about them.
+ * createRevision orders claims (the older claim wins a conflict); key is checked against
+ * the record's content. Without createRevision, a conflict that needs it rejects every claimant.
+ */
+export interface StoreMeta {
+  readonly createRevision?: number;
+  readonly key?: string;
 }
 
 export interface ClusterNetworkRecord {
@@ -42,12 +53,12 @@ export interface ClusterNetworkRecord {
 /** A node record's identity: its id, or (a record of truss before node ids) its name. */
 export const nodeIdOf = (n: Pick<NodeRecord, 'id' | 'name'>): string => n.id ?? n.name;
 
-export interface MemberRecord {
+export interface MemberRecord extends StoreMeta {
   readonly cluster: string;
   readonly node: string;
 }
 
-export interface BlockRecord {
+export interface BlockRecord extends StoreMeta {
   readonly cluster: string;
   readonly block: string;
   readonly node: string;

@@ -17,6 +17,7 @@ import * as ipt from './iptables.ts';
 import { ensureIpv6Forwarding } from './ipv6-forwarding.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
 import * as nft from './nft.ts';
+import { selectVxlanPeers, selectWireguardPeers } from './peer-select.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
 import * as raGuard from './ra-guard.ts';
@@ -112,10 +113,25 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       keepaliveSeconds: p.keepaliveSeconds,
     })),
   });
-  const toVxlan = (v: VxlanObject): vx.VxlanDevice => ({
-    ...v,
-    peers: v.peers.map((p) => ({ address: p.address, mac: p.mac })),
-  });
+  // a peer that would make the whole device invalid is left out alone, with a warning (peer-select.ts)
+  const warned = new Set<string>();
+  const warnDropped = (device: string, dropped: readonly string[]): void => {
+    for (const d of dropped.filter((x) => !warned.has(x))) {
+      warned.add(d);
+      opts.log?.warn('cluster peer left out of the device', { device, problem: d });
+    }
+  };
+  const toVxlan = (v: VxlanObject): vx.VxlanDevice => {
+    const s = selectVxlanPeers({ ...v, peers: v.peers.map((p) => ({ address: p.address, mac: p.mac })) });
+    warnDropped(v.name, s.dropped);
+    return s.device;
+  };
+  const selectWg = async (w: WireguardObject): Promise<wg.WireguardDevice> => {
+    const own = await wgKeys.readPrivateKeyFile(keyFile()).catch(() => undefined);
+    const s = selectWireguardPeers(toDevice(w), own);
+    warnDropped(w.name, s.dropped);
+    return s.device;
+  };
   return {
     listLinks: (): Promise<readonly ObservedLink[]> => listOwnedLinks(exec),
     ensureBridge: (b) => bridge.ensureBridge(exec, b),
@@ -170,7 +186,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removeGuardTable: () => guard.removeGuardTable(exec),
     readGuardCounters: () => guard.readGuardCounters(exec),
     async ensureWireguard(w) {
-      const r = await wg.ensureWireguard(exec, toDevice(w));
+      const r = await wg.ensureWireguard(exec, await selectWg(w));
       if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });
     },
     removeWireguard: (name) => wg.removeWireguard(exec, name, opts.log),
@@ -178,7 +194,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const cur = await wg.readWireguard(exec, name);
       if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
       if (!cur) return [`wireguard device ${w.name} is missing`];
-      const plan = wg.planWireguard(cur, toDevice(w), await wgKeys.readPrivateKeyFile(keyFile()));
+      const plan = wg.planWireguard(cur, await selectWg(w), await wgKeys.readPrivateKeyFile(keyFile()));
       return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
     },
     async ensureRoutes(routes) {

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatStatus } from '../cli/format.ts';
+import { errors } from '../core/errors.ts';
+import type { Store } from '../store/store.ts';
+import type { IntentRepo } from './intent.ts';
+import { type StatusDeps, StatusService } from './status.ts';
+
+const NET = { id: 'a'.repeat(64), bridge: 'trb0', ipv4: [], ipv6: [], mtu: 1500 };
+
+function service(over: Partial<StatusDeps['reconciler']> = {}, cluster?: StatusDeps['cluster']) {
+  const repo = { snapshot: async () => ({ revision: 7, networks: [NET], endpoints: [], policies: [] }) };
+  const store = {
+    list: async () => ({ items: [{ key: 'k', value: '{"id":"TrussLocal/198.18.64.0/20"}' }], revision: 1 }),
+  };
+  const reconciler: StatusDeps['reconciler'] = {
+    check: async () => [],
+    status: () => ({}) as ReturnType<StatusDeps['reconciler']['status']>,
+    reconcileNow: async () => ({}) as Awaited<ReturnType<StatusDeps['reconciler']['reconcileNow']>>,
+    policyCounters: async () => ({}),
+    guardCounters: async () => ({}),
+    ...over,
+  };
+  return new StatusService({
+    repo: repo as unknown as IntentRepo,
+    store: store as unknown as Store,
+    reconciler,
+    version: 'test',
+    startedAt: 'now',
+    ...(cluster ? { cluster } : {}),
+  });
+}
+
+describe('StatusService: never depends on a successful reconcile or kernel read', () => {
+  it('a failing kernel check leaves everything else in status, with the error (was: HTTP 400, only the error)', async () => {
+    const bad = errors.badOption('WireGuard device trwg0: allowed IP 198.18.64.64/26 is given to both x and y');
+    const rejected = [
+      'block 198.18.64.64/26 of node m overlaps block 198.18.64.64/26 of node v, claimed first: rejected',
+    ];
+    const s = await service({ check: async () => Promise.reject(bad) }, async () => ({
+      rejected,
+      alarms: rejected,
+    })).status();
+    assert.equal(s.revision, 7);
+    assert.deepEqual((s.networks as unknown[]).length, 1);
+    assert.deepEqual(s.kernel, { inSync: false, problems: [] });
+    assert.deepEqual(s.errors, [`kernel check: ${bad.message}`]);
+    assert.deepEqual((s.cluster as { rejected: string[] }).rejected, rejected);
+    const text = formatStatus(s);
+    assert.match(text, /NETWORKS \(1\)/);
+    assert.match(text, /ERRORS: 1 part\(s\) of the status could not be read\n {2}- kernel check: .*given to both/);
+    assert.match(
+      text,
+      /rejected: 1 cluster record\(s\) left out \(1 alarm\(s\)\)\n {2}! block 198\.18\.64\.64\/26 of node m/,
+    );
+  });
+
+  it('a failing cluster section or counter read is reported the same way', async () => {
+    const s = await service({ guardCounters: async () => Promise.reject(new Error('nft gone')) }, async () => {
+      throw new Error('etcd away');
+    }).status();
+    assert.equal(s.cluster, undefined);
+    assert.deepEqual((s.errors as string[]).sort(), ['anti-spoofing counters: nft gone', 'cluster: etcd away']);
+    assert.equal((s.pools as unknown[]).length, 1);
+  });
+});
