@@ -17,6 +17,8 @@ export interface StatusDeps {
   readonly startedAt: string;
   /** the cluster section (node, peers and their handshakes), when running with a cluster store */
   cluster?(): Promise<Record<string, unknown>>;
+  /** this daemon's state id, and the truss links of other states it leaves alone (issue 13) */
+  ownership?(): Record<string, unknown>;
 }
 
 export class StatusService {
@@ -48,6 +50,7 @@ export class StatusService {
       addresses: addrs.items.map((kv) => JSON.parse(kv.value) as unknown),
       kernel: { inSync: problems.length === 0, problems },
       reconciler: this.#d.reconciler.status(),
+      ...(this.#d.ownership ? { ownership: this.#d.ownership() } : {}),
       ...(this.#d.cluster ? { cluster: await this.#d.cluster() } : {}),
     };
   }
