@@ -252,7 +252,8 @@ describe('one truss per host; no pruning on an empty memory (H3)', () => {
     await ready(c);
     const r = await run([TRUSS, 'cleanup', '--foreign', '--state-dir', join(dirC(), 'state')], undefined, 60_000);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.equal(r.stdout, `removed 2 truss link(s) of another state: ${[bridge, veth].sort().join(', ')}\n`);
+    // veths first, then bridges
+    assert.equal(r.stdout, `removed 2 truss link(s) of another state: ${veth}, ${bridge}\n`);
     const k = await kernel();
     assert.deepEqual(k.links, []);
     assert.doesNotMatch(k.nft, /table inet truss\b/);
@@ -263,9 +264,13 @@ describe('one truss per host; no pruning on an empty memory (H3)', () => {
     await stop(c);
   });
 
-  it('leaves no truss-t-* namespace behind', async () => {
+  it('leaves none of its namespaces behind', async () => {
     await ns.remove();
     await ctr.remove();
-    assert.deepEqual(await listTestNamespaces(), []);
+    const left = await listTestNamespaces();
+    assert.deepEqual(
+      left.filter((n) => n === ns.name || n === ctr.name),
+      [],
+    );
   });
 });
