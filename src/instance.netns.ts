@@ -234,6 +234,29 @@ describe('one truss per host; no pruning on an empty memory (H3)', () => {
       /^WARNING: 2 truss object\(s\) of another state \(this state: [0-9a-f]{16}\), left alone and never pruned:$/m,
     );
     assert.match(cli.stdout, new RegExp(`^  - bridge ${bridge} \\(state [0-9a-f]{16}\\)$`, 'm'));
+    // truss doctor, without the daemon's help, says the same
+    const flags = ['--state-dir', join(dirC(), 'state'), '--socket', socketOf(dirC())];
+    const doc = await ns.run([TRUSS, 'doctor', ...flags], undefined, 60_000);
+    assert.match(
+      doc.stdout,
+      new RegExp(
+        `^WARN +truss objects of another state +2 not made by state [0-9a-f]{16} \\(${join(dirC(), 'state')}\\), ` +
+          `left alone by its daemon: ${bridge}, ${veth}$`,
+        'm',
+      ),
+      doc.stdout,
+    );
+    assert.match(
+      doc.stdout,
+      /^ +fix: start truss with the --state-dir that made them to adopt them, or remove them with `truss cleanup --foreign`$/m,
+    );
+    assert.match(
+      doc.stdout,
+      new RegExp(
+        `^INFO +truss serve on this host +running: pid ${c.child.pid ?? 0}|^INFO +truss serve on this host +running: pid \\d+, state dir ${join(dirC(), 'state')}`,
+        'm',
+      ),
+    );
     await stop(c);
   });
 
