@@ -16,18 +16,20 @@ import { isValidNodeName, nodeIdOf } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
+import { acquireInstanceLock } from './obs/instance-lock.ts';
 import { createLogger } from './obs/logger.ts';
 import { createMetrics } from './obs/metrics.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
 import { preflight } from './preflight.ts';
 import { buildServer } from './protocol/server.ts';
-import { Reconciler } from './reconcile/reconciler.ts';
+import { FOREIGN_FIX, Reconciler } from './reconcile/reconciler.ts';
 import { EndpointGc } from './service/endpoint-gc.ts';
 import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
 import { NetworkService } from './service/network-service.ts';
 import { PolicyService } from './service/policy-service.ts';
+import { ensureStateId } from './service/state-id.ts';
 import { StatusService } from './service/status.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 
@@ -39,14 +41,28 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   if ((await probeSocket(adminPath)) === 'live') {
     throw new Error(`another truss daemon is running with state dir ${config.stateDir}`);
   }
+  const startedAt = new Date().toISOString();
+  // one truss per host network stack, whatever its state dir and socket (obs/instance-lock.ts)
+  const lock = await acquireInstanceLock({
+    pid: process.pid,
+    stateDir: config.stateDir,
+    socket: config.socket,
+    version: VERSION,
+    startedAt,
+  });
   // the same checks as `truss doctor`, before anything is written or bound
   const { capabilities, ms: preflightMs } = await preflight(config, log);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const store = await openSqliteStore(config.stateDir);
+  // the state id stamped into the kernel objects this daemon makes (service/state-id.ts)
+  const identity = await ensureStateId(store);
+  if (identity.created)
+    log.info('state id made', { stateId: identity.stateId, adoptUnstamped: identity.adoptUnstamped });
   const klog = log.child({ component: 'kernel' });
   const dataplane = createLinuxDataplane({
     log: klog,
     wireguardKeyDir: wireguardKeyDir(config.stateDir),
+    stateId: identity.stateId,
     ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
     ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
     ...(log.isDebug()
@@ -121,6 +137,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     ...(cluster ? { vxlan: cluster.vxlan } : {}),
     dataplane,
     log: log.child({ component: 'reconcile' }),
+    owner: { stateId: identity.stateId, adoptUnstamped: identity.adoptUnstamped },
     resyncMs: config.resyncMs,
     afterFullPass: async ({ orphans }) => {
       await gc.observe(orphans);
@@ -140,7 +157,15 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     store,
     reconciler,
     version: VERSION,
-    startedAt: new Date().toISOString(),
+    startedAt,
+    ownership: () => {
+      const foreign = reconciler.foreign();
+      return {
+        stateId: identity.stateId,
+        adoptUnstamped: identity.adoptUnstamped,
+        foreign: { count: foreign.length, links: foreign, ...(foreign.length > 0 ? { fix: FOREIGN_FIX } : {}) },
+      };
+    },
     ...(cluster
       ? {
           cluster: async () => {
@@ -206,6 +231,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
         reconciler.trigger();
         return { node: cluster.agent.name, nodeId: cluster.agent.self, publicKey: key.publicKey };
       },
+      cleanupForeign: () => reconciler.cleanupForeign(),
       forgetNode: async (node, force) => {
         if (!cluster) throw errors.unsupported('truss cluster forget needs a cluster store (--store etcd://...)');
         if (!isValidNodeName(node)) {
@@ -239,7 +265,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     const close = (s: http.Server): Promise<void> => new Promise((r) => s.close(() => r()));
     plugin.closeAllConnections();
     void Promise.all([close(plugin), close(admin), reconciler.stop(), cluster?.agent.stop()])
-      .then(() => Promise.all([store.close(), cluster?.store.close()]))
+      .then(() => Promise.all([store.close(), cluster?.store.close(), lock.release()]))
       .finally(() => process.exit(code));
   }
   reconciler.start();

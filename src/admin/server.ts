@@ -10,6 +10,7 @@
  *   POST /v1/keys/rotate                 new WireGuard key for this host, published to peers
  *   POST /v1/cluster/forget              {"node": NAME, "force": bool}: free a gone host's
  *                                        claims, blocks and memberships in every cluster network
+ *   POST /v1/cleanup/foreign             remove the truss links of another or an unknown state
  */
 import http from 'node:http';
 import { isTrussError } from '../core/errors.ts';
@@ -24,6 +25,8 @@ export interface AdminHandlers {
   setPolicy(networkId: string, ingress: string | null): Promise<unknown>;
   rotateKey(): Promise<unknown>;
   forgetNode(node: string, force: boolean): Promise<unknown>;
+  /** `truss cleanup --foreign` */
+  cleanupForeign?(): Promise<unknown>;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -63,6 +66,7 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unkno
   if (req.method === 'GET' && url === '/v1/metrics') return h.metrics();
   if (req.method === 'POST' && url === '/v1/metrics/reset') return h.resetMetrics();
   if (req.method === 'POST' && url === '/v1/keys/rotate') return h.rotateKey();
+  if (req.method === 'POST' && url === '/v1/cleanup/foreign' && h.cleanupForeign) return h.cleanupForeign();
   if (req.method === 'POST' && url === '/v1/cluster/forget') {
     const body = (await readJson(req)) as { node?: unknown; force?: unknown } | null;
     if (typeof body?.node !== 'string' || (body.force !== undefined && typeof body.force !== 'boolean')) {

@@ -9,6 +9,7 @@ import { loadConfig } from '../config.ts';
 import { type Check, evaluateHost, isFailedRequirement } from '../core/preflight.ts';
 import { probeHost } from '../dataplane/linux/host-checks.ts';
 import { parseStoreUrl } from '../store/store-url.ts';
+import { ownershipChecks } from './doctor-ownership.ts';
 
 export interface DoctorIo {
   readonly env: NodeJS.ProcessEnv;
@@ -71,7 +72,7 @@ export async function doctorCommand(args: readonly string[], io: DoctorIo): Prom
     ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
     ...(store.kind === 'etcd' ? { etcdEndpoints: store.endpoints } : {}),
   });
-  const checks = evaluateHost(facts);
+  const checks = [...evaluateHost(facts), ...(await ownershipChecks(config.stateDir))];
   const ok = !checks.some(isFailedRequirement);
   io.stdout(json ? `${JSON.stringify({ ok, checks }, null, 2)}\n` : formatDoctor(checks));
   return ok ? 0 : 1;

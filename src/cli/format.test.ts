@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { formatPolicyView, formatStatus, type PolicyView, summarizeIngress } from './format.ts';
+import { describe, it, test } from 'node:test';
+import { formatForeign, formatPolicyView, formatStatus, type PolicyView, summarizeIngress } from './format.ts';
 
 const NID = `0123456789ab${'1'.repeat(52)}`;
 const EP1 = `e1e1e1e1e1e1${'5'.repeat(52)}`;
@@ -156,4 +156,23 @@ describe('formatPolicyView', () => {
     assert.equal(summarizeIngress('tcp/1,tcp/2', 40), 'tcp/1,tcp/2');
     assert.equal(summarizeIngress(null, 40), 'open');
   });
+});
+
+test('status warns about the truss objects of another state, naming them and the fix', () => {
+  const text = formatForeign({
+    stateId: '1111111111111111',
+    foreign: {
+      count: 2,
+      links: [
+        { name: 'trbcccccccccccc', kind: 'bridge', state: '2222222222222222' },
+        { name: 'trvdddddddddddd', kind: 'veth' },
+      ],
+      fix: 'FIX',
+    },
+  }).join('\n');
+  assert.match(text, /WARNING: 2 truss object\(s\) of another state \(this state: 1111111111111111\)/);
+  assert.match(text, /bridge trbcccccccccccc \(state 2222222222222222\)/);
+  assert.match(text, /veth trvdddddddddddd \(unstamped\)/);
+  assert.match(text, /fix: FIX/);
+  assert.deepEqual(formatForeign({ stateId: 'x', foreign: { count: 0, links: [] } }), []);
 });

@@ -124,11 +124,34 @@ export function formatStatus(s: Record<string, unknown>): string {
   }
   out.push('', `KERNEL: ${kernel.inSync ? 'in sync' : `${kernel.problems.length} difference(s)`}`);
   for (const p of kernel.problems) out.push(`  - ${p}`);
+  out.push(...formatForeign(s.ownership));
   if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster as ClusterSection));
   const errs = (s.errors ?? []) as string[];
   if (errs.length > 0) out.push('', `ERRORS: ${errs.length} part(s) of the status could not be read`);
   for (const e of errs) out.push(`  - ${e}`);
   return `${out.join('\n')}\n`;
+}
+
+interface Ownership {
+  readonly stateId?: string;
+  readonly foreign?: {
+    readonly count?: number;
+    readonly links?: readonly { name: string; kind: string; state?: string }[];
+    readonly fix?: string;
+  };
+}
+
+/** The links of other states this daemon leaves alone (issue 13); nothing when there are none. */
+export function formatForeign(o: unknown): string[] {
+  const f = (o as Ownership | undefined)?.foreign;
+  if (!f?.count) return [];
+  const own = (o as Ownership).stateId;
+  return [
+    '',
+    `WARNING: ${f.count} truss object(s) of another state (this state: ${own ?? '?'}), left alone and never pruned:`,
+    ...(f.links ?? []).map((l) => `  - ${l.kind || 'link'} ${l.name} (${l.state ? `state ${l.state}` : 'unstamped'})`),
+    `  fix: ${f.fix ?? ''}`,
+  ];
 }
 
 interface ClusterSection {

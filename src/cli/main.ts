@@ -24,6 +24,8 @@ commands:
                 policy set   NETWORK --ingress SPEC [--json]   (SPEC: tcp/80,udp/53@198.18.0.0/16,icmp | none)
                 policy clear NETWORK [--json]
   keys rotate replace this host's WireGuard key; peers pick up the new public key through etcd
+  cleanup --foreign [--json]
+              remove the truss bridges and veths of another or an unknown state (see truss status)
   cluster forget NODE [--force] [--json]
               free the address claims, blocks and memberships of a host that is gone for good
   version     print the version
@@ -74,6 +76,14 @@ export async function main(argv: string[]): Promise<number> {
     case 'cluster': {
       const { clusterCommand } = await import('./cluster.ts');
       return clusterCommand(rest, {
+        env: process.env,
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+      });
+    }
+    case 'cleanup': {
+      const { cleanupCommand } = await import('./cleanup.ts');
+      return cleanupCommand(rest, {
         env: process.env,
         stdout: (t) => process.stdout.write(t),
         stderr: (t) => process.stderr.write(t),

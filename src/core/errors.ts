@@ -53,6 +53,7 @@ export const errors = {
   storeUnavailable: make('TRUSS_ERR_STORE_UNAVAILABLE', 'unavailable'),
   storeConflict: make('TRUSS_ERR_STORE_CONFLICT', 'conflict'),
   nodeConflict: make('TRUSS_ERR_NODE_CONFLICT', 'conflict'),
+  instanceRunning: make('TRUSS_ERR_INSTANCE_RUNNING', 'conflict'),
   reconcileTimeout: make('TRUSS_ERR_RECONCILE_TIMEOUT', 'unavailable'),
   reconcileFailed: make('TRUSS_ERR_RECONCILE_FAILED', 'internal'),
   internal: make('TRUSS_ERR_INTERNAL', 'internal'),

@@ -47,12 +47,45 @@ const IFNAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/;
 export const isValidIfName = (s: string): boolean => IFNAME.test(s) && s !== '.' && s !== '..';
 
 export type MarkKind = 'br' | 'ep';
-export const ownerMark = (kind: MarkKind, id: string): string => `truss:${kind}:${id}`;
+/**
+ * The ownership mark of a bridge or a host veth: "truss:<kind>:<full id>", stamped since
+ * issue 13 with the id of the state database that made it: "truss:<kind>:<full id>:<state id>".
+ * Objects of another (or an unknown) state are never pruned automatically (reconcile/plan.ts).
+ */
+export const ownerMark = (kind: MarkKind, id: string, stateId?: string): string =>
+  stateId === undefined ? `truss:${kind}:${id}` : `truss:${kind}:${id}:${stateId}`;
 
-export function parseOwnerMark(alias: string | undefined): { kind: MarkKind; id: string } | undefined {
+/** A state id: 16 lower-case hex (64 random bits), made with the state database. */
+const STATE_ID = /^[0-9a-f]{16}$/;
+export const isStateId = (s: unknown): s is string => typeof s === 'string' && STATE_ID.test(s);
+
+export interface OwnerMark {
+  readonly kind: MarkKind;
+  readonly id: string;
+  /** the state that made the object; absent on marks of truss before issue 13 (unstamped) */
+  readonly state?: string;
+}
+
+export function parseOwnerMark(alias: string | undefined): OwnerMark | undefined {
   if (!alias) return undefined;
-  const m = /^truss:(br|ep):([0-9a-f]{64})$/.exec(alias);
-  return m ? { kind: m[1] as MarkKind, id: m[2] as string } : undefined;
+  const m = /^truss:(br|ep):([0-9a-f]{64})(?::([0-9a-f]{16}))?$/.exec(alias);
+  if (!m) return undefined;
+  return { kind: m[1] as MarkKind, id: m[2] as string, ...(m[3] !== undefined ? { state: m[3] } : {}) };
+}
+
+/**
+ * Whose is a marked object, seen from the state `owner`: 'own' when it carries owner's stamp,
+ * or no stamp at all while owner adopts unstamped objects (a database that existed before
+ * stamps: an upgrade); 'foreign' otherwise (another state's, or unstamped beside a new database).
+ * Without an owner (tests, tools) every mark is own, as before stamps.
+ */
+export function markOwner(
+  mark: OwnerMark,
+  owner: { readonly stateId: string; readonly adoptUnstamped: boolean } | undefined,
+): 'own' | 'foreign' {
+  if (!owner) return 'own';
+  if (mark.state === undefined) return owner.adoptUnstamped ? 'own' : 'foreign';
+  return mark.state === owner.stateId ? 'own' : 'foreign';
 }
 
 /** Names the reconciler may remove when no mark is readable (e.g. a half-created veth). */

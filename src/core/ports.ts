@@ -168,7 +168,7 @@ export interface ObservedLink {
   /** "bridge", "veth", ... (ip -d link's linkinfo.info_kind) */
   readonly kind: string;
   /** the ifalias ownership mark, parsed (naming.parseOwnerMark) */
-  readonly mark?: { readonly kind: 'br' | 'ep'; readonly id: string };
+  readonly mark?: { readonly kind: 'br' | 'ep'; readonly id: string; readonly state?: string };
   readonly mtu: number;
   readonly up: boolean;
   readonly master?: string;

@@ -37,7 +37,7 @@ import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { AppliedSet, fingerprint } from './applied.ts';
 import { type EndpointKind, type EndpointKinds, endpointKinds } from './endpoint-kinds.ts';
-import { type OrphanCandidate, planLinks } from './plan.ts';
+import { type ForeignLink, type OrphanCandidate, planLinks, type StateOwner } from './plan.ts';
 
 export interface Intent {
   readonly networks: readonly NetworkSpec[];
@@ -61,6 +61,12 @@ export interface ReconcilerDeps {
   readonly wireguard?: { readonly listenPort: number; readonly mtu: number };
   /** VXLAN settings of this host (unencrypted cluster networks): device MTU, underlay address and link */
   readonly vxlan?: { readonly mtu: number; readonly local: string; readonly dev?: string };
+  /**
+   * The state this daemon runs with (its id is stamped into the marks it makes). Links of another
+   * or an unknown state are then never pruned; while any are present the shared objects (nft
+   * tables, routes, rules, cluster devices) are not removed either. Absent: every mark is ours.
+   */
+  readonly owner?: StateOwner;
   /** Called after each full pass with what it observed (the endpoint GC listens here). */
   afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
 }
@@ -88,6 +94,9 @@ interface Waiter {
 }
 
 const FIREWALL_KEY = 'firewall';
+/** What to do about foreign links (status, logs, docs/operations.md). */
+export const FOREIGN_FIX =
+  'start truss with the --state-dir that made them to adopt them, or remove them with `truss cleanup --foreign`';
 const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
 const WIREGUARD_KEY = 'wireguard';
@@ -121,6 +130,11 @@ export class Reconciler {
   #lastPass: PassResult | undefined;
   /** the start-up pass: what a restart had to repair (0 changes when the kernel was right) */
   #firstPass: PassResult | undefined;
+  /** truss links of another or an unknown state, as the last full pass saw them */
+  #foreign: readonly ForeignLink[] = [];
+  /** `truss cleanup --foreign` asked: the next full pass removes them */
+  #cleanupForeign = false;
+  #removedForeign: ForeignLink[] = [];
 
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
@@ -148,6 +162,31 @@ export class Reconciler {
     if (this.#stopped) return;
     if (mode === 'full' || this.#queued === 'none') this.#queued = mode;
     if (!this.#running) this.#running = this.#loop();
+  }
+
+  /** Links of another or an unknown state that the last full pass saw and left alone. */
+  foreign(): readonly ForeignLink[] {
+    return this.#foreign;
+  }
+
+  /**
+   * `truss cleanup --foreign`: a full pass that removes the links of other states (veths first,
+   * then bridges), then prunes as usual. Returns what it removed and what is still there.
+   */
+  async cleanupForeign(): Promise<{ removed: readonly ForeignLink[]; remaining: readonly ForeignLink[] }> {
+    while (this.#running) await this.#running;
+    this.#cleanupForeign = true;
+    this.#removedForeign = [];
+    await this.reconcileNow();
+    // a second pass: the shared objects the first one kept for the foreign links
+    const removed = this.#removedForeign;
+    await this.reconcileNow();
+    return { removed, remaining: this.#foreign };
+  }
+
+  /** Shared objects (tables, routes, devices) are removed only when no foreign link is present or we made them. */
+  #mayRemoveShared(madeByUs: boolean): boolean {
+    return madeByUs || this.#foreign.length === 0;
   }
 
   /** Run a full pass now and return its result (for `truss reconcile`). */
@@ -202,7 +241,7 @@ export class Reconciler {
   async check(): Promise<string[]> {
     const intent = await this.#deps.loadIntent();
     const desired = await this.#desired(intent);
-    const plan = planLinks(desired, await this.#deps.dataplane.listLinks());
+    const plan = planLinks(desired, await this.#deps.dataplane.listLinks(), this.#deps.owner);
     const fw = desired.firewall.networks.length > 0 ? await this.#deps.dataplane.checkFirewall(desired.firewall) : [];
     const pol = await this.#deps.dataplane.checkPolicies(desired.policies);
     const eg = await this.#deps.dataplane.checkEgress(computeEgress(intent.networks));
@@ -292,7 +331,13 @@ export class Reconciler {
     const before = this.#failed.size;
     this.#failed.clear();
     let changes = 0;
-    const plan = full ? planLinks(desired, await this.#deps.dataplane.listLinks()) : this.#incrementalPlan(desired);
+    let plan = full
+      ? planLinks(desired, await this.#deps.dataplane.listLinks(), this.#deps.owner)
+      : this.#incrementalPlan(desired);
+    if (full) {
+      if (this.#cleanupForeign) plan = await this.#removeForeign(desired, plan);
+      this.#noteForeign(plan.foreign);
+    }
     if (full) for (const p of plan.problems) this.#deps.log.warn('kernel drift', { problem: p });
     const failedBridges = new Set<string>();
     for (const b of plan.ensureBridges) {
@@ -359,15 +404,64 @@ export class Reconciler {
       ],
       problems: [],
       orphans: [],
+      foreign: [],
     };
+  }
+
+  /** Removes the foreign links (veths before bridges) and plans again from the kernel. */
+  async #removeForeign(
+    desired: DesiredKernel,
+    plan: ReturnType<typeof planLinks>,
+  ): Promise<ReturnType<typeof planLinks>> {
+    this.#cleanupForeign = false;
+    const dp = this.#deps.dataplane;
+    const order = [...plan.foreign].sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'));
+    for (const f of order) {
+      try {
+        if (f.kind === 'bridge') await dp.removeBridge(f.name);
+        else await dp.removeVeth(f.name);
+        this.#removedForeign.push(f);
+      } catch (e) {
+        this.#deps.log.warn('could not remove a foreign truss link', { link: f.name, err: e });
+      }
+    }
+    if (this.#removedForeign.length > 0) {
+      this.#deps.log.warn('removed truss links of another state', {
+        count: this.#removedForeign.length,
+        links: this.#removedForeign.map((f) => f.name),
+      });
+    }
+    return planLinks(desired, await dp.listLinks(), this.#deps.owner);
+  }
+
+  /** Says loudly (warn) when the set of foreign links changes; they are in status meanwhile. */
+  #noteForeign(found: readonly ForeignLink[]): void {
+    const key = (l: readonly ForeignLink[]) => l.map((f) => f.name).join(',');
+    const changed = key(found) !== key(this.#foreign);
+    this.#foreign = found;
+    if (!changed) return;
+    if (found.length === 0) {
+      this.#deps.log.info('no truss objects of another state are left; pruning as usual');
+      return;
+    }
+    const states = [...new Set(found.map((f) => f.state ?? 'unstamped'))];
+    this.#deps.log.warn('truss objects of another state found: leaving them alone, pruning nothing shared', {
+      count: found.length,
+      links: found.map((f) => f.name),
+      states,
+      ownState: this.#deps.owner?.stateId,
+      fix: FOREIGN_FIX,
+    });
   }
 
   async #firewall(desired: DesiredKernel, full: boolean): Promise<number> {
     const fw = desired.firewall;
     const dp = this.#deps.dataplane;
     if (fw.networks.length === 0) {
-      const wasAbsent = this.#applied.get(FIREWALL_KEY) === ABSENT;
+      const prev = this.#applied.get(FIREWALL_KEY);
+      const wasAbsent = prev === ABSENT;
       if (!full && wasAbsent) return 0;
+      if (!this.#mayRemoveShared(prev !== undefined && !wasAbsent)) return 0;
       const ok = await this.#attempt(FIREWALL_KEY, () => dp.removeFirewall());
       if (ok) this.#applied.set(FIREWALL_KEY, ABSENT);
       return ok && !wasAbsent ? 1 : 0;
@@ -407,6 +501,7 @@ export class Reconciler {
       if (wanted.length === 0) {
         const hadAny = applied.size > 0 || this.#applied.get(key) !== ABSENT;
         if (!full && !hadAny) return 0;
+        if (!this.#mayRemoveShared(applied.size > 0)) return 0;
         // a full pass looks first: no table (the usual case after a restart) costs no write
         // a full pass looks first: no table (the usual case after a restart) costs no write
         const absent = full && (await kind.check([]))?.tablePresent === false;
@@ -424,7 +519,8 @@ export class Reconciler {
     const stale = new Set(diff ? diff.stale : applied.stale(wanted));
     const checked = full ? await kind.check(wanted) : undefined;
     for (const p of checked?.problems ?? []) this.#deps.log.warn('kernel drift', { problem: p });
-    for (const n of checked?.extra ?? []) stale.add(n);
+    // what the kernel has beyond our intent may be another state's: left alone while foreign links exist
+    if (this.#mayRemoveShared(false)) for (const n of checked?.extra ?? []) stale.add(n);
     const drifted = new Set(checked?.drifted);
     const exact = new Set(checked?.exact);
     let changes = 0;
@@ -503,6 +599,8 @@ export class Reconciler {
       if (!need) this.#applied.set(key, json);
     }
     if (!need) return 0;
+    const prev = this.#applied.get(key);
+    if (!want && !this.#mayRemoveShared(prev !== undefined && prev !== ABSENT)) return 0;
     const run = want ? () => ops.ensure(want) : () => ops.remove();
     if (await this.#attempt(key, run)) {
       this.#applied.set(key, json);
@@ -534,6 +632,8 @@ export class Reconciler {
       needRoutes = (await dp.checkRoutes(d.routes)).length > 0;
       if (!needRoutes) this.#applied.set(ROUTES_KEY, routesJson);
     }
+    const routesMadeByUs = this.#applied.has(ROUTES_KEY) && this.#applied.get(ROUTES_KEY) !== fingerprint([]);
+    if (d.routes.length === 0 && !this.#mayRemoveShared(routesMadeByUs)) needRoutes = false;
     // why: routes need their devices (the kernel refuses a route via a missing link)
     if (needRoutes && !this.#failed.has(WIREGUARD_KEY) && !this.#failed.has(VXLAN_KEY)) {
       if (await this.#apply(ROUTES_KEY, d.routes, () => dp.ensureRoutes(d.routes))) changes++;
@@ -555,6 +655,7 @@ export class Reconciler {
       if (!need) this.#applied.set(EGRESS_KEY, json);
     }
     if (!need) return 0;
+    if (json === ABSENT && !this.#mayRemoveShared(prev !== undefined && prev !== ABSENT)) return 0;
     if (await this.#attempt(EGRESS_KEY, () => this.#deps.dataplane.ensureEgress(want))) {
       this.#applied.set(EGRESS_KEY, json);
       return 1;

@@ -17,6 +17,8 @@ export interface StatusDeps {
   readonly startedAt: string;
   /** the cluster section (node, peers and their handshakes), when running with a cluster store */
   cluster?(): Promise<Record<string, unknown>>;
+  /** this daemon's state id, and the truss links of other states it leaves alone (issue 13) */
+  ownership?(): Record<string, unknown>;
 }
 
 export class StatusService {
@@ -70,6 +72,7 @@ export class StatusService {
       addresses: parse(addrs.items),
       kernel: problems ? { inSync: problems.length === 0, problems } : { inSync: false, problems: [] },
       reconciler: this.#d.reconciler.status(),
+      ...(this.#d.ownership ? { ownership: this.#d.ownership() } : {}),
       ...(cluster ? { cluster } : {}),
       /** what could not be read (status shows the rest) */
       ...(errs.length > 0 ? { errors: errs } : {}),

@@ -50,7 +50,7 @@ export interface FakeLink {
   name: string;
   ifindex: number;
   kind: string;
-  mark?: { kind: 'br' | 'ep'; id: string };
+  mark?: { kind: 'br' | 'ep'; id: string; state?: string };
   /** a label someone else put on a foreign link */
   alias?: string;
   mtu: number;

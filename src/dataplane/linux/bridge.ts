@@ -3,8 +3,8 @@
  * of the endpoints' veth pairs. The bridge itself is the network's gateway: it carries the
  * gateway addresses (v4 and v6), so the host routes the network's subnets to it.
  *
- * Ownership: the ifalias `truss:br:<network id>` (naming.ownerMark), set in the same
- * `ip -batch` as the create. A link with the bridge's name but without that exact mark is
+ * Ownership: the ifalias `truss:br:<network id>:<state id>` (naming.ownerMark), set in the same
+ * `ip -batch` as the create. A link with the bridge's name but without a mark for its network is
  * foreign: ensure refuses it (TRUSS_ERR_KERNEL_OBJECT_FOREIGN), remove leaves it alone.
  * We never adopt: a user-named bridge (com.docker.network.bridge.name) may collide with
  * someone else's.
@@ -33,7 +33,7 @@ const addrLine = (verb: 'add' | 'replace', cidr: string, dev: string): string =>
   `addr ${verb} ${cidr} dev ${dev}${isV6(cidr) ? ' nodad' : ''}`;
 
 /** Pure: the `ip -batch` lines that converge an existing, owned bridge to `b`. [] when it matches. */
-export function planBridge(cur: LinkState, b: BridgeObject): string[] {
+export function planBridge(cur: LinkState, b: BridgeObject, stateId?: string): string[] {
   const name = checkIfName(b.name);
   const want = new Set(b.addresses.map(canonicalCidr));
   const have = new Set(cur.addresses.map(canonicalCidr));
@@ -43,6 +43,9 @@ export function planBridge(cur: LinkState, b: BridgeObject): string[] {
   const v4Deleted = dels.some((a) => !isV6(a));
   const puts = [...want].filter((a) => !have.has(a) || (v4Deleted && !isV6(a)));
   const lines: string[] = [];
+  // a bridge of an earlier truss (unstamped) or of another state the reconciler chose to adopt
+  if (cur.alias !== ownerMark('br', b.networkId, stateId))
+    lines.push(`link set ${name} alias ${ownerMark('br', b.networkId, stateId)}`);
   if (cur.mtu !== b.mtu) lines.push(`link set ${name} mtu ${b.mtu}`);
   if (cur.mac.toLowerCase() !== b.mac) lines.push(`link set ${name} address ${checkMac(b.mac)}`);
   // Deletes first: the same address with another prefix length must go before the right one comes.
@@ -53,12 +56,12 @@ export function planBridge(cur: LinkState, b: BridgeObject): string[] {
 }
 
 /** Pure: the `ip -batch` lines that create `b` from nothing. */
-export function planBridgeCreate(b: BridgeObject): string[] {
+export function planBridgeCreate(b: BridgeObject, stateId?: string): string[] {
   const name = checkIfName(b.name);
   return [
     `link add ${name} address ${checkMac(b.mac)} mtu ${b.mtu} type bridge`,
     // why: IFLA_IFALIAS is ignored on RTM_NEWLINK, so the mark needs its own `link set`
-    `link set ${name} alias ${ownerMark('br', b.networkId)}`,
+    `link set ${name} alias ${ownerMark('br', b.networkId, stateId)}`,
     ...b.addresses.map((a) => addrLine('add', canonicalCidr(a), name)),
     `link set ${name} up`,
   ];
@@ -75,12 +78,12 @@ function assertOwnBridge(cur: LinkState, b: BridgeObject): void {
   );
 }
 
-async function createBridge(exec: Exec, b: BridgeObject): Promise<void> {
+async function createBridge(exec: Exec, b: BridgeObject, stateId?: string): Promise<void> {
   try {
-    await exec.run('ip', ['-batch', '-'], { stdin: batch(planBridgeCreate(b)) });
+    await exec.run('ip', ['-batch', '-'], { stdin: batch(planBridgeCreate(b, stateId)) });
   } catch (e) {
     // A failure after the add (line 1) must not leave an unmarked bridge behind.
-    await undoFailedCreate(exec, e, { name: b.name, kind: 'bridge', mark: ownerMark('br', b.networkId) });
+    await undoFailedCreate(exec, e, { name: b.name, kind: 'bridge', mark: ownerMark('br', b.networkId, stateId) });
     throw e;
   }
 }
@@ -95,17 +98,20 @@ async function ensureAnnounce(exec: Exec, name: string): Promise<void> {
   await ensureSysctl(exec, `net/ipv6/conf/${name}/ndisc_notify`, '1');
 }
 
-/** Creates or converges the bridge: mark, MAC, MTU, gateway addresses, up, accept_ra=0. Idempotent. */
-export async function ensureBridge(exec: Exec, b: BridgeObject): Promise<void> {
+/**
+ * Creates or converges the bridge: mark (stamped with `stateId`), MAC, MTU, gateway addresses, up,
+ * accept_ra=0. Idempotent.
+ */
+export async function ensureBridge(exec: Exec, b: BridgeObject, stateId?: string): Promise<void> {
   const name = checkIfName(b.name);
   const cur = await readLink(exec, name);
   if (cur === undefined) {
-    await createBridge(exec, b);
+    await createBridge(exec, b, stateId);
     await ensureAnnounce(exec, name);
   } else {
     assertOwnBridge(cur, b);
     await ensureAnnounce(exec, name); // before a MAC change, so that it is announced
-    const lines = planBridge(cur, b);
+    const lines = planBridge(cur, b, stateId);
     if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
   }
   await ensureAcceptRaOff(exec, name);

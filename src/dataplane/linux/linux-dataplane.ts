@@ -49,6 +49,8 @@ export interface LinuxDataplaneOptions {
   readonly procSys?: string;
   /** `ip -batch -` from a spare process started ahead (exec.ts SpareProcesses); default: only without `netns` */
   readonly spareProcesses?: boolean;
+  /** the state database's id, stamped into the marks of the bridges and veths made (naming.ownerMark) */
+  readonly stateId?: string;
 }
 
 export interface LinuxDataplane extends Dataplane {
@@ -134,9 +136,9 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
   };
   return {
     listLinks: (): Promise<readonly ObservedLink[]> => listOwnedLinks(exec),
-    ensureBridge: (b) => bridge.ensureBridge(exec, b),
+    ensureBridge: (b) => bridge.ensureBridge(exec, b, opts.stateId),
     removeBridge: (name) => bridge.removeBridge(exec, name, opts.log),
-    ensureVeth: (v) => veth.ensureVeth(exec, v),
+    ensureVeth: (v) => veth.ensureVeth(exec, v, opts.stateId),
     removeVeth: (name) => veth.removeVeth(exec, name, opts.log),
     async checkFirewall(f) {
       const problems = [...(await nft.checkNft(exec, await render(f))), ...(await raGuard.checkRaGuard(exec))];

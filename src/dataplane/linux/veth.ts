@@ -5,7 +5,7 @@
  * then on only the host end is visible here; deleting it deletes the peer with it, and a
  * container exiting deletes both.
  *
- * Ownership: the host end's ifalias `truss:ep:<endpoint id>` (naming.ownerMark), set in
+ * Ownership: the host end's ifalias `truss:ep:<endpoint id>:<state id>` (naming.ownerMark), set in
  * the same `ip -batch` as the create. A host end with no alias at all but a truss name
  * (naming.isTrussLinkName) is a pair we made and could not mark (killed mid-batch): it is
  * converged and marked. Any other alias, or another link kind, is foreign: refused.
@@ -27,21 +27,21 @@ export function endpointDisconnected(v: VethObject): TrussError {
 }
 
 /** Pure: the `ip -batch` lines that create the pair from nothing. Line 1 makes both ends. */
-export function planVethCreate(v: VethObject): string[] {
+export function planVethCreate(v: VethObject, stateId?: string): string[] {
   const name = checkIfName(v.name);
   return [
     `link add ${name} mtu ${v.mtu} type veth peer name ${checkIfName(v.peer)} address ${checkMac(v.peerMac)} mtu ${v.mtu}`,
     // why: IFLA_IFALIAS is ignored on RTM_NEWLINK, so the mark needs its own `link set`
-    `link set ${name} alias ${ownerMark('ep', v.endpointId)} master ${checkIfName(v.bridge)} up`,
+    `link set ${name} alias ${ownerMark('ep', v.endpointId, stateId)} master ${checkIfName(v.bridge)} up`,
   ];
 }
 
 /** Pure: the `ip -batch` lines that converge an existing, owned host end. [] when it matches. */
-export function planVeth(cur: LinkState, v: VethObject): string[] {
+export function planVeth(cur: LinkState, v: VethObject, stateId?: string): string[] {
   const name = checkIfName(v.name);
   const lines: string[] = [];
-  if (cur.alias !== ownerMark('ep', v.endpointId))
-    lines.push(`link set ${name} alias ${ownerMark('ep', v.endpointId)}`);
+  const mark = ownerMark('ep', v.endpointId, stateId);
+  if (cur.alias !== mark) lines.push(`link set ${name} alias ${mark}`);
   if (cur.master !== v.bridge) lines.push(`link set ${name} master ${checkIfName(v.bridge)}`);
   if (cur.mtu !== v.mtu) lines.push(`link set ${name} mtu ${v.mtu}`);
   if (!cur.up) lines.push(`link set ${name} up`);
@@ -64,12 +64,12 @@ function assertOwnVeth(cur: LinkState, v: VethObject): void {
   );
 }
 
-async function createVeth(exec: Exec, v: VethObject): Promise<void> {
+async function createVeth(exec: Exec, v: VethObject, stateId?: string): Promise<void> {
   try {
-    await exec.run('ip', ['-batch', '-'], { stdin: batch(planVethCreate(v)) });
+    await exec.run('ip', ['-batch', '-'], { stdin: batch(planVethCreate(v, stateId)) });
   } catch (e) {
     // Line 1 made both ends; a failure after it (e.g. the bridge is missing) must not leave half a job.
-    await undoFailedCreate(exec, e, { name: v.name, kind: 'veth', mark: ownerMark('ep', v.endpointId) });
+    await undoFailedCreate(exec, e, { name: v.name, kind: 'veth', mark: ownerMark('ep', v.endpointId, stateId) });
     throw e;
   }
 }
@@ -79,11 +79,11 @@ async function createVeth(exec: Exec, v: VethObject): Promise<void> {
  * Before Join the pair is almost always new (CreateEndpoint), so the create is tried first and
  * the link is read only when its `link add` says it exists (EEXIST on line 1: nothing was made).
  */
-export async function ensureVeth(exec: Exec, v: VethObject): Promise<void> {
+export async function ensureVeth(exec: Exec, v: VethObject, stateId?: string): Promise<void> {
   const name = checkIfName(v.name);
   if (!v.joined) {
     try {
-      await createVeth(exec, v);
+      await createVeth(exec, v, stateId);
       await ensureAcceptRaOff(exec, name);
       return;
     } catch (e) {
@@ -94,10 +94,10 @@ export async function ensureVeth(exec: Exec, v: VethObject): Promise<void> {
   if (cur === undefined) {
     // After Join the peer lived in the container: a new pair would be a cable to nowhere.
     if (v.joined) throw endpointDisconnected(v);
-    await createVeth(exec, v);
+    await createVeth(exec, v, stateId);
   } else {
     assertOwnVeth(cur, v);
-    const lines = planVeth(cur, v);
+    const lines = planVeth(cur, v, stateId);
     if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
   }
   await ensureAcceptRaOff(exec, name);
