@@ -17,12 +17,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { percentile } from '../e2e/harness/figures.ts';
-import {
-  createWgPair,
-  type RotationResult,
-  rotateOnce,
-  startPing,
-} from '../src/dataplane/linux/wireguard-testutil.ts';
+import { createWgPair, type RotationResult, rotateOnce, startPing } from '../src/dataplane/linux/wireguard-testutil.ts';
 import { f1, machineFacts, markdownTable, writeDocSection, writeResultsJson } from './lib.ts';
 
 const { values: flags } = parseArgs({

@@ -4,7 +4,7 @@ import { clusterKeys } from '../core/cluster/model.ts';
 import { formatIp, type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { ClusterAgent } from './agent.ts';
+import { ClusterAgent, type ClusterStore } from './agent.ts';
 import { ClusterIpam } from './cluster-ipam.ts';
 import { listHeld } from './reclaim.ts';
 import { SwitchableStore } from './testing.ts';
@@ -237,13 +237,10 @@ describe('ClusterAgent identity: two hosts of one name registering at the same m
 
 describe('ClusterAgent: a peer whose lease lapsed', () => {
   /** a SwitchableStore whose watch hands its handlers to the test */
+  type Handlers = Parameters<ClusterStore['watchPrefix']>[2];
   class WatchedStore extends SwitchableStore {
-    handlers: Parameters<SwitchableStore['watchPrefix']>[2] | undefined;
-    override watchPrefix(
-      _p: string,
-      _r: number,
-      h: Parameters<SwitchableStore['watchPrefix']>[2],
-    ): { close(): Promise<void> } {
+    handlers: Handlers | undefined;
+    override watchPrefix(_p?: string, _r?: number, h?: Handlers): { close(): Promise<void> } {
       this.handlers = h;
       return { close: async () => {} };
     }
@@ -314,7 +311,10 @@ describe('ClusterAgent: a peer whose lease lapsed', () => {
     put(K.node, node.replace('kb', 'kb2'));
     assert.deepEqual(a.lapsedPeers(), []);
     assert.deepEqual(
-      a.view()?.nodes.filter((n) => n.name === 'b').map((n) => n.wgPublicKey),
+      a
+        .view()
+        ?.nodes.filter((n) => n.name === 'b')
+        .map((n) => n.wgPublicKey),
       ['kb2'],
     );
     await a.stop();
