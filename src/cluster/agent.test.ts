@@ -4,7 +4,7 @@ import { clusterKeys } from '../core/cluster/model.ts';
 import { formatIp, type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { ClusterAgent } from './agent.ts';
+import { ClusterAgent, type ClusterStore } from './agent.ts';
 import { ClusterIpam } from './cluster-ipam.ts';
 import { listHeld } from './reclaim.ts';
 import { SwitchableStore } from './testing.ts';
@@ -232,5 +232,101 @@ describe('ClusterAgent identity: two hosts of one name registering at the same m
     assert.match((await fatal).message, /node name twin is already taken .* 198\.18\.255\.1 .* 198\.18\.255\.2/);
     assert.equal(await store.get(clusterKeys.node('late')), undefined, 'the later record was withdrawn');
     assert.ok(await store.get(clusterKeys.node('early')));
+  });
+});
+
+describe('ClusterAgent: a peer whose lease lapsed', () => {
+  /** a SwitchableStore whose watch hands its handlers to the test */
+  type Handlers = Parameters<ClusterStore['watchPrefix']>[2];
+  class WatchedStore extends SwitchableStore {
+    handlers: Handlers | undefined;
+    override watchPrefix(_p?: string, _r?: number, h?: Handlers): { close(): Promise<void> } {
+      this.handlers = h;
+      return { close: async () => {} };
+    }
+  }
+  const node = JSON.stringify({ id: 'b', name: 'b', address: '198.18.255.2', wgPublicKey: 'kb', wgPort: 51820 });
+  const member = JSON.stringify({ cluster: 'blue', node: 'b' });
+  const block = JSON.stringify({ cluster: 'blue', node: 'b', block: '198.18.64.64/26' });
+  const K = {
+    node: clusterKeys.node('b'),
+    member: clusterKeys.member('blue', 'b'),
+    block: clusterKeys.block('blue', '198.18.64.64/26'),
+  };
+
+  async function setup() {
+    const store = new WatchedStore(new MemoryStore());
+    let now = 1_000_000;
+    const a = new ClusterAgent({
+      store,
+      node: { id: 'a', name: 'a', address: '198.18.255.1', wgPublicKey: 'k', wgPort: 51820 },
+      mtu: { wireguard: 1440, vxlan: 1450 },
+      ipam: new ClusterIpam({ store, node: 'a', log: silentLogger }),
+      log: silentLogger,
+      onChange: () => {},
+      localClusters: async () => [],
+      retryMs: 10,
+      lapsedGraceMs: 60_000,
+      now: () => now,
+    });
+    a.start();
+    await a.connected();
+    const h = store.handlers;
+    assert.ok(h, 'the agent watches');
+    const put = (key: string, value: string) => h.onEvents([{ type: 'put', key, value }], 0);
+    const del = (key: string) => h.onEvents([{ type: 'delete', key }], 0);
+    return { a, put, del, advance: (ms: number) => (now += ms), handlers: h };
+  }
+  const peers = (a: ClusterAgent) => (a.view()?.nodes ?? []).map((n) => n.name).filter((n) => n !== 'a');
+
+  it('stays in the view (node and member) while it holds blocks, for the grace; then it goes', async () => {
+    const { a, put, del, advance } = await setup();
+    put(K.node, node);
+    put(K.member, member);
+    put(K.block, block);
+    del(K.node);
+    del(K.member); // the lease expired: etcd deleted both
+    assert.deepEqual(peers(a), ['b']);
+    assert.deepEqual(a.view()?.members, [{ cluster: 'blue', node: 'b' }]);
+    assert.deepEqual(a.lapsedPeers(), ['b']);
+    advance(59_000);
+    assert.deepEqual(peers(a), ['b']);
+    advance(2_000);
+    assert.deepEqual(peers(a), []);
+    assert.deepEqual(a.view()?.members, []);
+    await a.stop();
+  });
+
+  it('is not kept without blocks (a deliberate leave releases them), and a re-registration replaces it', async () => {
+    const { a, put, del } = await setup();
+    put(K.node, node);
+    put(K.member, member);
+    del(K.member);
+    del(K.node);
+    assert.deepEqual(peers(a), []);
+    put(K.block, block);
+    put(K.node, node);
+    del(K.node);
+    assert.deepEqual(a.lapsedPeers(), ['b']);
+    put(K.node, node.replace('kb', 'kb2'));
+    assert.deepEqual(a.lapsedPeers(), []);
+    assert.deepEqual(
+      a
+        .view()
+        ?.nodes.filter((n) => n.name === 'b')
+        .map((n) => n.wgPublicKey),
+      ['kb2'],
+    );
+    await a.stop();
+  });
+
+  it('a resync (watch relisted) that lacks the records keeps them the same way', async () => {
+    const { a, put, handlers } = await setup();
+    put(K.node, node);
+    put(K.member, member);
+    put(K.block, block);
+    handlers.onResync([{ key: K.block, value: block, createRevision: 1, modRevision: 1, version: 1 }], 5);
+    assert.deepEqual(peers(a), ['b']);
+    await a.stop();
   });
 });

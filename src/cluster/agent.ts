@@ -11,6 +11,14 @@
  * A graceful stop does NOT revoke the lease: a restarting plugin re-registers within the
  * TTL and peers never notice; a host that is gone for good drops out when its lease expires.
  *
+ * Lapsed peers (a host cut off from etcd past its lease TTL while the underlay still works):
+ * its node and member records go with its lease, but its blocks are not leased and stay. The
+ * agent keeps such a host's last node and member records in the view for `lapsedGraceMs`
+ * (default 15 min) while it still holds blocks, so peers keep its WireGuard/VXLAN entry and
+ * traffic to its running containers flows on; its addresses are never given to anyone else
+ * (only `truss cluster forget` frees them). When it comes back it re-registers and its fresh
+ * records replace the kept ones.
+ *
  * Identity: the host is its node id (every key it writes names it); its name is for display.
  * Before registering, the agent looks for another live host with this host's name or node id
  * (core/cluster/identity.ts). A suspect record is given one lease TTL to expire (a crashed
@@ -73,6 +81,9 @@ export interface ClusterAgentDeps {
   /** names of the cluster networks this host has (from local intent), re-joined at start */
   localClusters(): Promise<readonly string[]>;
   readonly leaseTtlSeconds?: number;
+  /** how long a peer whose lease lapsed but who still holds blocks stays programmed (default 15 min) */
+  readonly lapsedGraceMs?: number;
+  readonly now?: () => number;
   readonly retryMs?: number;
   /** waited on top of the lease TTL before a suspect record counts as live (default 2000) */
   readonly conflictSlackMs?: number;
@@ -84,6 +95,8 @@ export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
   readonly #cache = new Map<string, string>();
+  /** node and member records deleted from etcd (a lapsed lease): key -> last value and when it went */
+  readonly #lapsed = new Map<string, { readonly value: string; readonly since: number }>();
   /** cluster networks joined in this process and not left since (the claim GC leaves them alone) */
   readonly #joined = new Set<string>();
   #lease: LeaseLike | undefined;
@@ -179,8 +192,13 @@ export class ClusterAgent implements ClusterPort {
         this.#watch = this.#d.store.watchPrefix(CLUSTER_PREFIX, revision + 1, {
           onEvents: (events) => {
             for (const e of events) {
-              if (e.type === 'put' && e.value !== undefined) this.#cache.set(e.key, e.value);
-              else this.#cache.delete(e.key);
+              if (e.type === 'put' && e.value !== undefined) {
+                this.#cache.set(e.key, e.value);
+                this.#lapsed.delete(e.key);
+              } else {
+                this.#lapse(e.key);
+                this.#cache.delete(e.key);
+              }
             }
             this.#d.onChange();
           },
@@ -266,9 +284,67 @@ export class ClusterAgent implements ClusterPort {
 
   #replace(items: readonly KeyValue[]): void {
     this.#synced = true;
+    const now = new Set(items.map((kv) => kv.key));
+    for (const key of this.#cache.keys()) if (!now.has(key)) this.#lapse(key);
     this.#cache.clear();
-    for (const kv of items) this.#cache.set(kv.key, kv.value);
+    for (const kv of items) {
+      this.#cache.set(kv.key, kv.value);
+      this.#lapsed.delete(kv.key);
+    }
     this.#d.onChange();
+  }
+
+  /** A node or member record of another host is being deleted: keep its last value (see the header). */
+  #lapse(key: string): void {
+    const rest = key.slice(CLUSTER_PREFIX.length);
+    const value = this.#cache.get(key);
+    if (value === undefined || !(rest.startsWith('nodes/') || rest.startsWith('members/'))) return;
+    if (key === nodeKey(this.self) || rest.endsWith(`/${this.self}`)) return;
+    this.#lapsed.set(key, { value, since: (this.#d.now ?? Date.now)() });
+  }
+
+  /**
+   * Kept records of lapsed peers that still hold blocks, within the grace (expired ones are
+   * dropped). A deliberate leave releases the blocks first, so it is never kept.
+   */
+  #keptLapsed(): [string, string][] {
+    const now = (this.#d.now ?? Date.now)();
+    const grace = this.#d.lapsedGraceMs ?? 15 * 60_000;
+    const holders = new Set<string>();
+    for (const [key, value] of this.#cache) {
+      if (!key.slice(CLUSTER_PREFIX.length).startsWith('blocks/')) continue;
+      try {
+        holders.add(String((JSON.parse(value) as BlockRecord).node));
+      } catch {} // malformed: view() reports it
+    }
+    const out: [string, string][] = [];
+    for (const [key, { value, since }] of this.#lapsed) {
+      if (now - since > grace) {
+        this.#lapsed.delete(key);
+        this.#d.log.warn('a lapsed peer stayed away past the grace: no longer programmed', { key, graceMs: grace });
+        continue;
+      }
+      let node: string;
+      try {
+        const v = JSON.parse(value) as NodeRecord & MemberRecord;
+        node = key.slice(CLUSTER_PREFIX.length).startsWith('nodes/') ? nodeIdOf(v) : v.node;
+      } catch {
+        continue;
+      }
+      if (holders.has(node)) out.push([key, value]);
+    }
+    return out;
+  }
+
+  /** Node ids of peers whose lease lapsed and which are kept programmed (for status and tests). */
+  lapsedPeers(): string[] {
+    return [
+      ...new Set(
+        this.#keptLapsed()
+          .filter(([k]) => k.slice(CLUSTER_PREFIX.length).startsWith('nodes/'))
+          .map(([, v]) => nodeIdOf(JSON.parse(v) as NodeRecord)),
+      ),
+    ];
   }
 
   async stop(): Promise<void> {
@@ -286,7 +362,7 @@ export class ClusterAgent implements ClusterPort {
     const nodes: NodeRecord[] = [];
     const members: MemberRecord[] = [];
     const blocks: BlockRecord[] = [];
-    for (const [key, value] of this.#cache) {
+    for (const [key, value] of [...this.#cache, ...this.#keptLapsed()]) {
       const rest = key.slice(CLUSTER_PREFIX.length);
       try {
         const v = JSON.parse(value) as unknown;

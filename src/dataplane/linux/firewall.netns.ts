@@ -126,6 +126,9 @@ describe('firewall (kernel)', () => {
 
   it('raises ip_forward only when a network is not internal, and never lowers it', async () => {
     const fwd = async (): Promise<string> => (await ns.must(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim();
+    // why: a new namespace copies the host's IPv4 settings (net.core.devconf_inherit_init_net=0, the
+    // default), so it starts with ip_forward=1 on any Docker host: start from 0 explicitly
+    await ns.must(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']);
     assert.equal(await fwd(), '0');
     const internalOnly = { networks: f.networks.filter((n) => n.internal) };
     await dp.ensureSysctls(internalOnly);

@@ -69,10 +69,19 @@ describe('IPv6 (kernel)', () => {
     `${await s.must(['ip', '-6', 'addr', 'show'])}\n${await s.must(['ip', '-6', 'route', 'show'])}`;
   const sysctl = async (s: TestNs, key: string): Promise<string> => (await s.must(['sysctl', '-n', key])).trim();
 
+  /** IPv6 forwarding off, router advertisements accepted on new links: Linux's defaults, set explicitly. */
+  const startFrom = async (s: TestNs): Promise<void> => {
+    const keys = ['all.forwarding=0', 'default.forwarding=0', 'default.accept_ra=1'];
+    await s.must(['sysctl', '-q', '-w', ...keys.map((k) => `net.ipv6.conf.${k}`)]);
+  };
+
   before(async () => {
     host = await ns('host');
     dp = createLinuxDataplane({ netns: host.path });
-    // an uplink carrying the default routes; a fresh namespace starts with accept_ra=1, forwarding=0
+    // why: what a fresh namespace starts with depends on the host (net.core.devconf_inherit_init_net
+    // 1 or 3 copies the host's IPv6 settings): set what the tests below start from
+    await startFrom(host);
+    // an uplink carrying the default routes, with accept_ra=1 and forwarding=0
     await host.must(
       ['ip', '-batch', '-'],
       'link add up0 type veth peer name up0p\nlink set up0p up\nlink set up0 up\naddr add 198.19.41.1/24 dev up0\nroute add default via 198.19.41.2\n' +
@@ -83,6 +92,7 @@ describe('IPv6 (kernel)', () => {
     for (const v of desired.veths) await dp.ensureVeth(v);
     r1 = await ns('r1');
     v1 = await ns('v1');
+    await startFrom(v1); // before eth0 arrives: it takes the namespace's defaults
     ctr.r1 = await joinContainer(host, r1, eps.r1, '198.18.41.2/24', '198.18.41.1', ['fd00:41::2/64', 'fd00:41::1']);
     ctr.v1 = await joinContainer(host, v1, eps.v1, '198.18.41.3/24', '198.18.41.1', ['fd00:41::3/64', 'fd00:41::1']);
   });

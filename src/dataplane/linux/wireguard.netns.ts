@@ -32,6 +32,7 @@ import {
   wireguardMark,
 } from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
+import { createWgPair, rotateOnce, startPing, type WgPair } from './wireguard-testutil.ts';
 
 const RUN = randomBytes(2).toString('hex');
 const PORT = 51820;
@@ -376,7 +377,10 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
    * Rotates A's key, then, `delayMs` later (the new public key's trip through the store), tells
    * B and C. Returns the longest silence of a 10/s ping cA → cB.
    */
-  async function rotateAndMeasure(keepalive: number, delayMs: number): Promise<number> {
+  async function rotateAndMeasure(
+    keepalive: number,
+    delayMs: number,
+  ): Promise<{ gap: number; resume: number; applied: number }> {
     const arrivals: number[] = [];
     const pinger = spawn('nsenter', [`--net=${A.ctr.path}`, '--', BUSYBOX, 'ping', '-i', '0.1', B.ctrIp], {
       stdio: ['ignore', 'pipe', 'ignore'],
@@ -400,30 +404,41 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     const extra = keepalive > 0 ? { keepaliveSeconds: keepalive } : {};
     const rb = await ensureWireguard(B.exec, specB(extra)); // the new public key reached B (the store's job)
     assert.ok(rb.changes.some((c) => c.endsWith('added')) && rb.changes.some((c) => c.endsWith('removed')));
+    const bKnows = performance.now();
     await ensureWireguard(C.exec, specC());
     const applied = performance.now() - t0;
     if (atOnce) pinger.kill('SIGCONT');
+    // from when traffic could flow again (B knows the key; a held ping runs again) to the first reply
+    const ready = atOnce ? t0 + applied : bKnows;
     await eventually('traffic after rotation', async () => arrivals.some((a) => a > t0 + applied), 15_000);
     await sleep(300);
     pinger.kill('SIGKILL');
     const around = arrivals.filter((a) => a > t0 - 1000);
     let gap = 0;
     for (let i = 1; i < around.length; i++) gap = Math.max(gap, (around[i] ?? 0) - (around[i - 1] ?? 0));
+    const resume = (arrivals.find((a) => a > ready) ?? Number.POSITIVE_INFINITY) - ready;
     const what = `rotation, B told ${delayMs} ms after A, keepalive ${keepalive || 'off'} on B's entry`;
-    figures.push(`${what}: A+B+C configured in ${ms(applied)}, longest ping silence ${ms(gap)}`);
-    return gap;
+    figures.push(
+      `${what}: A+B+C configured in ${ms(applied)}, longest ping silence ${ms(gap)}, first reply ${ms(resume)} after B knew`,
+    );
+    return { gap, resume, applied };
   }
 
   it('key rotation on A: traffic resumes within seconds once B knows the new key', async () => {
-    // B learns at once: A's first handshake with the new key already finds B updated
-    assert.ok((await rotateAndMeasure(0, 0)) < 2000);
+    // B learns at once: A's first handshake with the new key already finds B updated. The silence is
+    // the (held) configuration of A, B and C — seconds on a loaded machine — plus a round trip: the
+    // bound is on what comes after the configuration (the issue-13 flake: 6.0 s against a flat 2 s)
+    const now = await rotateAndMeasure(0, 0);
+    assert.ok(now.resume < 1500 && now.gap < now.applied + 2000, JSON.stringify(now));
     assert.ok(await pingOk(A.ctr, C.ctrIp), 'C follows too');
-    // B learns 1 s later: A's first try was refused, its retry comes REKEY_TIMEOUT (5 s) later
+    // B learns 1 s later: A's first try was refused and A would retry only after REKEY_TIMEOUT (5 s),
+    // but B starts a handshake the moment it learns (planWireguard's nudge): replies within a round
+    // trip or two of B knowing, not ~4 s later
     const late = await rotateAndMeasure(0, 1000);
-    assert.ok(late < 8000, `gap ${late} ms`);
-    // same, but B's new entry has a persistent keepalive: B handshakes the moment it learns
+    assert.ok(late.resume < 1500, JSON.stringify(late));
+    // same, with a persistent keepalive on B's new entry
     const keepalive = await rotateAndMeasure(25, 1000);
-    assert.ok(keepalive < 3000, `gap ${keepalive} ms`);
+    assert.ok(keepalive.resume < 1500, JSON.stringify(keepalive));
     assert.equal((await peerState(B, A))?.keepaliveSeconds, 25);
   });
 
@@ -494,6 +509,30 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     const socks = readdirSync(UAPI_DIR).filter((f) => f.includes(`trwg${RUN}`));
     assert.deepEqual(socks, []);
     for (const n of devNames) assert.deepEqual(wgGoPids(n), [], n);
+  });
+});
+
+describe('WireGuard key rotation under a 10 ms ping (kernel, wireguard-go)', { timeout: 120_000 }, () => {
+  let pair: WgPair | undefined;
+  let ping: ReturnType<typeof startPing> | undefined;
+  after(async () => {
+    ping?.stop();
+    await pair?.close();
+  });
+
+  it('5 rotations, B applying the new key up to 200 ms before or after A: every gap ≤ 1 s', async () => {
+    pair = await createWgPair(225);
+    ping = startPing(pair, 10);
+    await eventually('ping replies before the first rotation', async () => (ping?.arrivals.length ?? 0) > 0);
+    const results = [];
+    for (const skew of [0, 100, -100, 200, -200]) results.push(await rotateOnce(pair, ping, skew));
+    const text = results.map((r) => `skew ${r.skewMs} ms: gap ${ms(r.gapMs)}`).join(', ');
+    process.stdout.write(`# figure: rotations under a 10 ms ping: ${text}\n`);
+    // before the nudge, whichever host applied the key first lost its handshake and waited REKEY_TIMEOUT: ~5 s
+    assert.ok(
+      results.every((r) => r.gapMs <= 1000),
+      text,
+    );
   });
 });
 

@@ -197,8 +197,30 @@ describe('planWireguard', () => {
     const roamed = state({ peers: [{ ...state().peers[0]!, endpoint: '[fd00::9]:40000' }, state().peers[1]!] });
     const p = planWireguard(roamed, device(), `${'A'.repeat(43)}=`);
     assert.deepEqual(p.args.slice(0, 2), ['private-key', '/var/lib/truss/wireguard/wireguard.key']);
-    assert.deepEqual(p.args.slice(2), ['peer', K1, 'endpoint', '[fd00::2]:51820']);
+    assert.deepEqual(p.args.slice(2, 6), ['peer', K1, 'endpoint', '[fd00::2]:51820']);
     assert.equal(p.changes[0], 'private key replaced');
+  });
+  it('nudges every peer into a handshake when its own key is replaced (keepalive across 0 and back)', () => {
+    const p = planWireguard(state(), device(), `${'A'.repeat(43)}=`);
+    assert.deepEqual(p.args, [
+      'private-key',
+      '/var/lib/truss/wireguard/wireguard.key',
+      ...['peer', K1, 'persistent-keepalive', 'off', 'peer', K1, 'persistent-keepalive', '25'],
+      ...['peer', K2, 'persistent-keepalive', '25', 'peer', K2, 'persistent-keepalive', 'off'],
+    ]);
+    assert.deepEqual(p.changes, ['private key replaced'], 'a nudge is no change of configuration');
+  });
+  it("nudges a peer added to a running device (a peer's new key), after its endpoint is set", () => {
+    const w = device();
+    const K4 = Buffer.alloc(32, 4).toString('base64');
+    const rotated = { ...w.peers[1]!, publicKey: K4 };
+    const p = planWireguard(state(), { ...w, peers: [w.peers[0]!, rotated] }, K3);
+    assert.deepEqual(p.args, [
+      ...['peer', K2, 'remove'],
+      ...['peer', K4, 'endpoint', '198.18.0.3:51820', 'allowed-ips', '198.18.212.0/24'],
+      ...['peer', K4, 'persistent-keepalive', '25', 'peer', K4, 'persistent-keepalive', 'off'],
+    ]);
+    assert.deepEqual(p.changes, [`peer ${K2.slice(0, 8)}… removed`, `peer ${K4.slice(0, 8)}… added`]);
   });
   it('refuses what would never converge or would hijack traffic', () => {
     const w = device();

@@ -234,11 +234,35 @@ export function parseWgDump(stdout: string): WireguardState {
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && new Set([...a, ...b]).size === a.length;
 
+/** Any keepalive other than 0: only its 0 → non-zero edge matters (see nudgeArgs). */
+const NUDGE_KEEPALIVE = '25';
+
+/**
+ * Pure: `wg set` arguments that make the device send a handshake initiation to peer `key` now,
+ * leaving its keepalive at `ka`. why: both WireGuards send a keepalive at once when a peer's
+ * persistent keepalive goes from 0 to non-zero (kernel netlink.c set_peer, wireguard-go
+ * uapi.go pkaOn); with no session that keepalive starts a handshake. So the peer is named twice
+ * more: keepalive flipped to the other side of 0, then back. Without it a new key waits for
+ * traffic, and if the other side's first try came before it knew the key, for its REKEY_TIMEOUT
+ * (5 s) retry: the key-rotation stall.
+ */
+function nudgeArgs(key: string, ka: number): string[] {
+  return ka === 0
+    ? ['peer', key, 'persistent-keepalive', NUDGE_KEEPALIVE, 'peer', key, 'persistent-keepalive', 'off']
+    : ['peer', key, 'persistent-keepalive', 'off', 'peer', key, 'persistent-keepalive', String(ka)];
+}
+
 /**
  * Pure: the arguments of ONE `wg set NAME …` that converges `cur` to `w` ([] when it matches).
  * Unchanged peers are not mentioned (their sessions are untouched); a changed peer gets only
  * its changed fields (`wg set` keeps its session); peers not in `w` are removed.
  * `ownPublicKey` is the public key of w.privateKeyFile.
+ *
+ * Key changes are hitless (no REKEY_TIMEOUT stall): on a device that already has a key, every
+ * peer added (a new host, or a host's new key) and, when this host's own key is replaced, every
+ * peer is nudged into a handshake at once (nudgeArgs). Whichever side learns of a rotation
+ * second thus starts a handshake the other side already accepts: the gap is the time between
+ * the two hosts applying it, plus one round trip.
  */
 export function planWireguard(
   cur: WireguardState,
@@ -264,7 +288,11 @@ export function planWireguard(
     changes.push(`peer ${short(p.publicKey)} removed`);
   }
   const have = new Map(cur.peers.map((p) => [p.publicKey, p]));
+  const rekeyed = cur.publicKey !== undefined && cur.publicKey !== ownPublicKey;
+  const nudges: string[] = [];
   for (const p of w.peers) {
+    if (cur.publicKey !== undefined && (rekeyed || !have.has(p.publicKey)))
+      nudges.push(...nudgeArgs(p.publicKey, p.keepaliveSeconds ?? 0));
     const c = have.get(p.publicKey);
     const ka = p.keepaliveSeconds ?? 0;
     const fields: string[] = [];
@@ -285,6 +313,8 @@ export function planWireguard(
     args.push('peer', p.publicKey, ...fields);
     changes.push(c ? `peer ${short(p.publicKey)} ${what.join(', ')}` : `peer ${short(p.publicKey)} added`);
   }
+  // after every peer's own fields: a nudged peer has its endpoint by then
+  args.push(...nudges);
   return { args, changes };
 }
 
