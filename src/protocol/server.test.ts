@@ -44,7 +44,7 @@ async function expectError(s: TestServer, path: string, body: string, status = 5
   return reply.Err;
 }
 
-describe('protocol server', { timeout: 5000 }, () => {
+describe('protocol server', { timeout: 30_000 }, () => {
   it('answers the argument-less calls with an empty body', async () => {
     const s = await start();
     const expected: Record<string, unknown> = {
