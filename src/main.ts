@@ -86,7 +86,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   });
   const gc = new EndpointGc({
     repo,
-    releaseAddress: (a) => ipam.releaseEndpointAddress(a),
+    releaseAddress: (a, before) => ipam.releaseEndpointAddress(a, before),
     trigger: () => reconciler.trigger(),
     log: log.child({ component: 'gc' }),
     graceMs: config.gcGraceMs,
