@@ -108,6 +108,13 @@ export async function openSqliteStore(stateDir: string): Promise<SqliteStore> {
   }
 }
 
+const fullError = (what: string, path: string, cause?: unknown): Error =>
+  errors.storeFull(
+    `state database ${what} failed on ${path}: the disk is full; ` +
+      'free space on it: truss retries deletes itself and needs no restart',
+    cause,
+  );
+
 /** The one message for a corrupt state database, at start and at run time. */
 export function corruptError(path: string, cause?: unknown): Error {
   const why = cause instanceof Error ? ` (${cause.message})` : '';
@@ -235,6 +242,7 @@ export class SqliteStore implements Store {
   }
 
   async list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }> {
+    if (this.#reserveMissing) this.ensureReserve(); // full passes list: the reserve comes back with space
     return this.#run('list', () =>
       this.#transaction('BEGIN', () => {
         const revision = this.#readRevision();
@@ -270,13 +278,14 @@ export class SqliteStore implements Store {
       assertOps(success);
       assertOps(failure);
       const run = (): TxnResult => this.#txnOnce(compares, success, failure);
+      const deletesOnly = [...success, ...failure].every((op) => op.type === 'delete');
+      if (this.#reserveMissing) this.ensureReserve();
+      // the disk is still too full for the reserve: what is left is for deletes
+      if (this.#reserveMissing && !deletesOnly) throw fullError('txn', this.path);
       try {
-        const r = run();
-        if (this.#reserveMissing) this.ensureReserve();
-        return r;
+        return run();
       } catch (e) {
         // a full disk: deletes may use the reserve, so a release or delete always commits
-        const deletesOnly = [...success, ...failure].every((op) => op.type === 'delete');
         if (primaryCode(e) !== SQLITE_FULL || !deletesOnly || !this.#dropReserve()) throw e;
         return run();
       }
@@ -315,10 +324,10 @@ export class SqliteStore implements Store {
     return join(this.path, '..', 'reserve');
   }
 
-  /** Keeps RESERVE_BYTES of headroom beside the db (tried at most every 10 s while missing). */
+  /** Keeps RESERVE_BYTES of headroom beside the db (tried at most once a second while missing). */
   ensureReserve(): void {
     const now = Date.now();
-    if (this.#reserveMissing && now - this.#reserveTriedAt < 10_000) return;
+    if (this.#reserveMissing && now - this.#reserveTriedAt < 1000) return;
     this.#reserveTriedAt = now;
     try {
       if (lstatSync(this.#reservePath, { throwIfNoEntry: false })?.size !== RESERVE_BYTES) {
@@ -387,13 +396,7 @@ export class SqliteStore implements Store {
         for (const f of this.#onFailure.splice(0)) f(this.#failed);
         throw this.#failed;
       }
-      if (code === SQLITE_FULL) {
-        throw errors.storeFull(
-          `state database ${what} failed on ${this.path}: the disk is full; ` +
-            'free space on it: truss retries deletes itself and needs no restart',
-          e,
-        );
-      }
+      if (code === SQLITE_FULL) throw fullError(what, this.path, e);
       throw errors.storeUnavailable(`state database ${what} failed on ${this.path}: ${(e as Error).message}`, e);
     }
   }
