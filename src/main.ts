@@ -29,6 +29,7 @@ import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
 import { NetworkService } from './service/network-service.ts';
 import { PolicyService } from './service/policy-service.ts';
+import { ReleaseRetry } from './service/release-retry.ts';
 import { ensureStateId } from './service/state-id.ts';
 import { StatusService } from './service/status.ts';
 import { openSqliteStore } from './store/sqlite.ts';
@@ -102,7 +103,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   });
   const gc = new EndpointGc({
     repo,
-    releaseAddress: (a) => ipam.releaseEndpointAddress(a),
+    releaseAddress: (a, before) => ipam.releaseEndpointAddress(a, before),
     trigger: () => reconciler.trigger(),
     log: log.child({ component: 'gc' }),
     graceMs: config.gcGraceMs,
@@ -141,13 +142,19 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     resyncMs: config.resyncMs,
     afterFullPass: async ({ orphans }) => {
       await gc.observe(orphans);
+      await releases.retry();
       // not awaited: an unreachable etcd must not hold up the reconciler; nothing before the first sync
       if (claimGc && cluster?.agent.view()) void claimGc.observe();
     },
   });
+  // a corrupt state database (M7) fails every request waiting for the kernel at once
+  const storeFailed = new Promise<never>((_, reject) => store.onFailure(reject));
+  storeFailed.catch(() => {});
+  const waitFor: Reconciler['waitFor'] = (...a) => Promise.race([reconciler.waitFor(...a), storeFailed]);
+  const releases = new ReleaseRetry(ipam, log.child({ component: 'ipam' }));
   const network = new NetworkService({
     repo,
-    reconciler,
+    reconciler: { waitFor },
     log: log.child({ component: 'network' }),
     capabilities,
     ...(cluster ? { cluster: cluster.agent } : {}),
@@ -208,9 +215,14 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
         }
       : {}),
   });
-  const policy = new PolicyService({ repo, reconciler, capabilities, log: log.child({ component: 'policy' }) });
+  const policy = new PolicyService({
+    repo,
+    reconciler: { waitFor, policyCounters: () => reconciler.policyCounters() },
+    capabilities,
+    log: log.child({ component: 'policy' }),
+  });
 
-  const plugin = buildServer({ network, ipam, log: log.child({ component: 'protocol' }) });
+  const plugin = buildServer({ network, ipam: releases, log: log.child({ component: 'protocol' }) });
   await listenUnix(plugin, config.socket);
   const metrics = createMetrics();
   const admin = buildAdminServer(

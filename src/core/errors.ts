@@ -51,6 +51,8 @@ export const errors = {
   addressExhausted: make('TRUSS_ERR_ADDRESS_EXHAUSTED', 'unavailable'),
   kernelObjectForeign: make('TRUSS_ERR_KERNEL_OBJECT_FOREIGN', 'conflict'),
   storeUnavailable: make('TRUSS_ERR_STORE_UNAVAILABLE', 'unavailable'),
+  storeCorrupt: make('TRUSS_ERR_STORE_CORRUPT', 'unavailable'),
+  storeFull: make('TRUSS_ERR_STORE_FULL', 'unavailable'),
   storeConflict: make('TRUSS_ERR_STORE_CONFLICT', 'conflict'),
   nodeConflict: make('TRUSS_ERR_NODE_CONFLICT', 'conflict'),
   instanceRunning: make('TRUSS_ERR_INSTANCE_RUNNING', 'conflict'),

@@ -189,9 +189,35 @@ export class IntentRepo {
     return r.revision;
   }
 
+  /**
+   * Update an existing endpoint (Join, Leave, ports). Never re-creates one deleted meanwhile
+   * (by DeleteEndpoint or the endpoint GC, whose address may be released already): that is
+   * endpoint-not-found. The write compares the modRevision it read (L13).
+   */
   async putEndpoint(spec: EndpointSpec): Promise<number> {
     const key = endpointKey(spec.networkId, spec.id);
-    return (await this.#txn([], [{ type: 'put', key, value: JSON.stringify(spec) }])).revision;
+    for (let i = 0; ; i++) {
+      const kv = await this.#store.get(key);
+      if (!kv) throw errors.endpointNotFound(`endpoint ${spec.id.slice(0, 12)} was deleted meanwhile`);
+      const r = await this.#txn(
+        [{ key, modRevision: kv.modRevision }],
+        [{ type: 'put', key, value: JSON.stringify(spec) }],
+      );
+      if (r.succeeded) return r.revision;
+      if (i >= 5) throw errors.storeConflict(`endpoint ${spec.id.slice(0, 12)} changed meanwhile; retry`);
+    }
+  }
+
+  /**
+   * The endpoint GC's delete: only while the record is exactly `expected` (a Join, Leave or
+   * re-create meanwhile wins). Returns the record's createRevision when deleted.
+   */
+  async deleteEndpointIfUnchanged(expected: EndpointSpec): Promise<number | undefined> {
+    const key = endpointKey(expected.networkId, expected.id);
+    const kv = await this.#store.get(key);
+    if (!kv || kv.value !== JSON.stringify(expected)) return undefined;
+    const r = await this.#txn([{ key, modRevision: kv.modRevision }], [{ type: 'delete', key }]);
+    return r.succeeded ? kv.createRevision : undefined;
   }
 
   async deleteEndpoint(nid: string, eid: string): Promise<number> {

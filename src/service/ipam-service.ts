@@ -223,12 +223,13 @@ export class IpamServiceImpl implements IpamService {
    * it: used by the endpoint GC when Docker's ReleaseAddress never reached truss. Gateway and
    * aux addresses are never touched. Returns the pool ids it released from.
    */
-  async releaseEndpointAddress(address: string): Promise<string[]> {
+  async releaseEndpointAddress(address: string, allocatedBefore = Number.POSITIVE_INFINITY): Promise<string[]> {
     const ip = parseRequestedAddress(address);
     const released: string[] = [];
     for (const held of await this.#heldPools()) {
       const kv = await this.#store.get(addrKey(held.id, formatIp(ip)));
       if (!kv || decodeAddressRecord(kv.key, kv.value).record.kind !== 'endpoint') continue;
+      if (kv.createRevision >= allocatedBefore) continue; // handed to a newer endpoint meanwhile
       await this.releaseAddress(held.id, formatIp(ip));
       released.push(held.id);
     }
