@@ -289,6 +289,16 @@ export class EtcdStore implements Store {
     assertOps(failure);
     const compare = compares.map((c): ICompare => {
       const key = this.#key(c.key);
+      if ('prefixModRevisionAtMost' in c) {
+        // why: etcd compares every key of [key, range_end) and an empty range as mod 0 (etcd >= 3.3)
+        return {
+          key: key.length === 0 ? ZERO_KEY : key,
+          range_end: prefixEnd(key),
+          target: 'Mod',
+          result: 'Less',
+          mod_revision: c.prefixModRevisionAtMost + 1,
+        };
+      }
       if ('version' in c) return { key, target: 'Version', result: 'Equal', version: c.version };
       if ('modRevision' in c) return { key, target: 'Mod', result: 'Equal', mod_revision: c.modRevision };
       return { key, target: 'Value', result: 'Equal', value: Buffer.from(c.value) };
