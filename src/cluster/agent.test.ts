@@ -45,9 +45,9 @@ describe('ClusterAgent leave', () => {
     assert.deepEqual(r.blocks, ['198.18.64.0/26', '198.18.64.64/26']);
     assert.equal(a.agent.joined('blue'), false);
     assert.equal(await store.get(clusterKeys.member('blue', 'a')), undefined);
-    assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [] });
+    assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [], shared: [] });
     assert.ok(await store.get(clusterKeys.member('blue', 'b')));
-    assert.ok(await store.get(clusterKeys.addr('blue', '198.18.64.1')));
+    assert.ok(await store.get(clusterKeys.shared('blue', '198.18.64.1', 'b')));
     assert.equal((await listHeld(store, 'blue', 'b')).claims.length, 1);
     // the space is back in the pool: b may now take an address of a's former block
     assert.equal(formatIp(await b.ipam.allocate('blue', subnet, parseIp('198.18.64.2') as Ip)), '198.18.64.2');
