@@ -262,10 +262,10 @@ export class ClusterAgent implements ClusterPort {
     try {
       const moved = await migrateLegacy(this.#d.store, this.self, await this.#d.localClusters());
       if (moved.moved + moved.dropped > 0) {
-        this.#d.log.warn('moved this host\'s cluster records to the owner layout', { ...moved });
+        this.#d.log.warn("moved this host's cluster records to the owner layout", { ...moved });
       }
     } catch (e) {
-      this.#d.log.warn('could not move this host\'s records from the old cluster layout; will retry at next start', {
+      this.#d.log.warn("could not move this host's records from the old cluster layout; will retry at next start", {
         err: e,
       });
     }

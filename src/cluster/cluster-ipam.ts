@@ -196,7 +196,9 @@ export class ClusterIpam {
       );
       if (r.succeeded) return ip;
       if (specific && (await this.#d.store.get(key))) {
-        throw errors.addressInUse(`${formatIp(ip)} of cluster network ${cluster} is already used (host ${this.#d.node})`);
+        throw errors.addressInUse(
+          `${formatIp(ip)} of cluster network ${cluster} is already used (host ${this.#d.node})`,
+        );
       }
     }
     throw errors.storeConflict(`could not claim an address in cluster network ${cluster}: too much contention, retry`);
@@ -230,7 +232,9 @@ export class ClusterIpam {
       }
       if (await this.#claimBlock(cluster, block, view.revision)) return;
     }
-    throw errors.storeConflict(`could not claim block ${block} in cluster network ${cluster}: too much contention, retry`);
+    throw errors.storeConflict(
+      `could not claim block ${block} in cluster network ${cluster}: too much contention, retry`,
+    );
   }
 
   /** Claim `block`, unless any block record (of any host, any cluster) was written since `revision`. */

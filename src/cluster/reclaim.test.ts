@@ -41,7 +41,10 @@ function suite(name: string, make: () => Promise<Store>) {
       assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [], shared: [] });
       assert.equal((await listHeld(store, 'green', 'a')).claims.length, 1, 'other clusters untouched');
       assert.equal((await listHeld(store, 'blue', 'b')).claims.length, 1, 'other hosts untouched');
-      assert.ok(await store.get(clusterKeys.shared('blue', '198.18.64.1', 'b')), "b's record of the shared gateway stays");
+      assert.ok(
+        await store.get(clusterKeys.shared('blue', '198.18.64.1', 'b')),
+        "b's record of the shared gateway stays",
+      );
       // the space is back in the pool: b can take an address of a's former block
       assert.equal(formatIp(await b.allocate('blue', subnet, mine[0])), formatIp(mine[0] as Ip));
       assert.notEqual(formatIp(theirs), formatIp(mine[0] as Ip));

@@ -95,7 +95,8 @@ export const clusterKeys = {
   node: (n: string): string => `${CLUSTER_PREFIX}nodes/${n}`,
   network: (c: string, n: string): string => `${CLUSTER_PREFIX}networks/${n}/${c}`,
   member: (c: string, n: string): string => `${CLUSTER_PREFIX}members/${n}/${c}`,
-  block: (c: string, block: string, n: string): string => `${CLUSTER_PREFIX}blocks/${n}/${c}/${block.replace('/', '_')}`,
+  block: (c: string, block: string, n: string): string =>
+    `${CLUSTER_PREFIX}blocks/${n}/${c}/${block.replace('/', '_')}`,
   addrsOf: (c: string, n: string): string => `${CLUSTER_PREFIX}addrs/${n}/${c}/`,
   blocksOf: (c: string, n: string): string => `${CLUSTER_PREFIX}blocks/${n}/${c}/`,
   sharedOf: (c: string, n: string): string => `${CLUSTER_PREFIX}shared/${n}/${c}/`,
