@@ -20,7 +20,7 @@
 import { clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
 import { recordsOf } from '../core/cluster/records.ts';
 import type { Logger } from '../obs/logger.ts';
-import type { KeyValue, Store } from '../store/store.ts';
+import type { Store } from '../store/store.ts';
 import { clusterNames, deleteUnchanged, listHeld, type Released } from './reclaim.ts';
 
 export interface ClaimGcDeps {
