@@ -175,6 +175,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
               /** registered hosts: node id -> display name */
               names: Object.fromEntries(names),
               rejected: desired.rejected,
+              malformed: cluster.agent.malformed(),
+              etcd: cluster.etcd,
               allocations: cluster.agent.allocations(),
               reclaim: claimGc?.status(),
             };
