@@ -149,7 +149,15 @@ describe('truss cluster rbac', () => {
     const out = { stdout: '', stderr: '' };
     return {
       out,
-      io: { env: {}, stdout: (t: string) => void (out.stdout += t), stderr: (t: string) => void (out.stderr += t) },
+      io: {
+        env: {},
+        stdout: (t: string) => {
+          out.stdout += t;
+        },
+        stderr: (t: string) => {
+          out.stderr += t;
+        },
+      },
     };
   };
 
