@@ -383,7 +383,13 @@ export class ClusterAgent implements ClusterPort {
       .map((kv) => ({ d: decodeClusterRecord(kv), rev: kv.createRevision }))
       .flatMap(({ d, rev }) => (d.kind === 'networks' && d.record.name === rec.name ? [{ r: d.record, rev }] : []))
       .sort((a, b) => a.rev - b.rev)[0]?.r;
-    if (!oldest || oldest.fingerprint === rec.fingerprint) return;
+    if (!oldest || oldest.fingerprint === rec.fingerprint) {
+      // a copy of an earlier join with other settings (not the cluster's): brought up to date
+      if (mine && mine.value !== value) {
+        await this.#d.store.txn([{ key, modRevision: mine.modRevision }], [{ type: 'put', key, value }]);
+      }
+      return;
+    }
     const now = await this.#d.store.get(key);
     if (!mine && now) await this.#d.store.txn([{ key, modRevision: now.modRevision }], [{ type: 'delete', key }]);
     throw errors.networkConflict(
