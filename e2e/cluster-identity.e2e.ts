@@ -26,7 +26,7 @@ import { sleep, waitFor } from './harness/wait.ts';
 const HOSTNAME = 'twin';
 const NET = 'twins';
 const SUBNET = '198.18.96.0/20';
-const PREFIX = '/truss/v1/cluster/';
+const PREFIX = '/truss/v2/';
 /**
  * A GC pass every 2 s (the full resync), reclaiming after 10 s: a wrong reclaim shows within
  * the waits below; shorter graces reclaim endpoints of a `docker run` still under way on a busy
@@ -112,7 +112,14 @@ async function holdings(): Promise<Record<string, { blocks: string[]; claims: st
 
 const serve = (endpoint: string, extra: readonly string[] = []) => ({
   defaultPools: '198.18.128.0/17:24',
-  extraArgs: ['--store', `etcd://${endpoint}`, ...GC, ...extra],
+  // t1's etcd is on t1 (loopback: plaintext is fine); t2 reaches it over the underlay
+  extraArgs: [
+    '--store',
+    `etcd://${endpoint}`,
+    ...(endpoint.startsWith('127.') ? [] : ['--etcd-insecure']),
+    ...GC,
+    ...extra,
+  ],
 });
 
 const waitSynced = (h: Host, what: string) =>

@@ -26,7 +26,7 @@ import { waitFor } from './harness/wait.ts';
 
 const TEAL = 'teal';
 const TEAL_SUBNET = '198.18.80.0/20';
-const PREFIX = '/truss/v1/cluster/';
+const PREFIX = '/truss/v2/';
 /** the agent's lease TTL (cluster/agent.ts) plus slack */
 const LEASE_GONE_MS = 25_000;
 

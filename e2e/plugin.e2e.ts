@@ -69,6 +69,7 @@ function settings(h: Host, debug: boolean): string[] {
   return [
     `state.source=${pluginStateDir(h)}`,
     `TRUSS_STORE=etcd://${underlay.etcd.endpoint}`,
+    'TRUSS_ETCD_INSECURE=1',
     `TRUSS_NODE_NAME=${h.name.slice(NETNS_PREFIX.length)}`,
     `TRUSS_ADVERTISE_ADDRESS=${h.underlayAddress}`,
     'TRUSS_DEFAULT_POOLS=198.18.128.0/17:24',

@@ -6,7 +6,7 @@
  * --advertise-address, else towards etcd, else for an etcd on this host its own address),
  * the lazily connecting etcd store, the cluster IPAM and the agent.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ClusterAgent } from './cluster/agent.ts';
 import { ClusterIpam } from './cluster/cluster-ipam.ts';
@@ -23,7 +23,7 @@ import { computeWireguardMtu } from './dataplane/linux/wireguard.ts';
 import { ensurePrivateKey } from './dataplane/linux/wireguard-keys.ts';
 import type { Logger } from './obs/logger.ts';
 import type { IntentRepo } from './service/intent.ts';
-import { parseStoreUrl } from './store/store-url.ts';
+import { isLoopbackEndpoint, parseStoreUrl, plaintextProblem } from './store/store-url.ts';
 
 export interface Cluster {
   readonly agent: ClusterAgent;
@@ -35,6 +35,49 @@ export interface Cluster {
   readonly mtu: { readonly wireguard: number; readonly vxlan: number };
   /** the VXLAN device's settings: its MTU, local (advertise) address and underlay link */
   readonly vxlan: { readonly mtu: number; readonly local: string; readonly dev?: string };
+  /** how truss talks to etcd (for status): TLS or not, which auth, and the warning if plaintext */
+  readonly etcd: EtcdTransport;
+}
+
+export interface EtcdTransport {
+  readonly tls: boolean;
+  readonly auth: 'certificate' | 'password' | 'none';
+  readonly user?: string;
+  readonly warning?: string;
+}
+
+/** The password in --etcd-password-file (one trailing newline dropped); never logged. */
+export function readEtcdPassword(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw errors.badOption(`--etcd-password-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '' || password.includes('\n')) {
+    throw errors.badOption(`--etcd-password-file ${file}: expected the password on one line`);
+  }
+  return password;
+}
+
+/** TLS or not, the auth in use, and (plaintext) the warning logged at start and shown in status. */
+export function describeEtcdTransport(config: Config, endpoints: readonly string[]): EtcdTransport {
+  const tls = config.etcdTls !== undefined;
+  const auth = config.etcdAuth ? 'password' : tls ? 'certificate' : 'none';
+  const where = endpoints.every(isLoopbackEndpoint) ? 'on this host' : 'over the network (--etcd-insecure)';
+  return {
+    tls,
+    auth,
+    ...(config.etcdAuth ? { user: config.etcdAuth.user } : {}),
+    ...(tls
+      ? {}
+      : {
+          warning:
+            `etcd connection is plaintext ${where}${auth === 'none' ? ', without authentication' : ''}: ` +
+            'whoever reaches etcd can rewrite the routing of every host; use --etcd-ca/--etcd-cert/--etcd-key',
+        }),
+  };
 }
 
 export const wireguardKeyDir = (stateDir: string): string => `${stateDir}/wireguard`;
@@ -49,6 +92,10 @@ export async function setupCluster(
 ): Promise<Cluster | undefined> {
   const url = parseStoreUrl(config.store);
   if (url.kind !== 'etcd') return undefined;
+  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true);
+  if (plain) throw plain;
+  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
+  const transport = describeEtcdTransport(config, url.endpoints);
   const etcd = (url.endpoints[0] as string).replace(/^\[?([^\]]*)\]?:\d+$/, '$1');
   const [route, links, defaultRoutes] = await Promise.all([
     parseIp(etcd) ? dataplane.underlayTowards(etcd) : undefined,
@@ -85,6 +132,7 @@ export async function setupCluster(
     (await import('./store/etcd.ts')).openEtcdStore({
       endpoints: url.endpoints,
       ...(config.etcdTls ? { tls: config.etcdTls } : {}),
+      ...(config.etcdAuth && password !== undefined ? { auth: { user: config.etcdAuth.user, password } } : {}),
       log: clog,
     }),
   );
@@ -120,6 +168,10 @@ export async function setupCluster(
     underlay: underlay.dev,
     wgPort: config.wgPort,
     publicKey: key.publicKey,
+    etcdTls: transport.tls,
+    etcdAuth: transport.auth,
   });
-  return { agent, ipam, store, keyDir, listenPort: config.wgPort, mtu, vxlan };
+  if (transport.warning)
+    clog.warn('etcd connection is plaintext', { endpoints: url.endpoints, hint: transport.warning });
+  return { agent, ipam, store, keyDir, listenPort: config.wgPort, mtu, vxlan, etcd: transport };
 }

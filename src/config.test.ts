@@ -48,6 +48,27 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig(['--advertise-address', 'host'], {}), /--advertise-address/);
     assert.throws(() => loadConfig(['--node-name', 'Bad_Name'], {}), /--node-name/);
   });
+  it('etcd user auth and --etcd-insecure (or TRUSS_ETCD_USER, TRUSS_ETCD_PASSWORD_FILE, TRUSS_ETCD_INSECURE)', () => {
+    const c = loadConfig(
+      ['--etcd-user', 'truss-aa01', '--etcd-password-file', '/etc/truss/etcd-pw', '--etcd-insecure'],
+      {},
+    );
+    assert.deepEqual(c.etcdAuth, { user: 'truss-aa01', passwordFile: '/etc/truss/etcd-pw' });
+    assert.equal(c.etcdInsecure, true);
+    const e = loadConfig([], { TRUSS_ETCD_USER: 'u', TRUSS_ETCD_PASSWORD_FILE: '/pw', TRUSS_ETCD_INSECURE: '1' });
+    assert.deepEqual(e.etcdAuth, { user: 'u', passwordFile: '/pw' });
+    assert.equal(e.etcdInsecure, true);
+    assert.equal(loadConfig([], {}).etcdInsecure, undefined);
+    assert.throws(() => loadConfig(['--etcd-user', 'u'], {}), /--etcd-user and --etcd-password-file go together/);
+    assert.throws(() => loadConfig(['--etcd-password-file', '/pw'], {}), /go together/);
+    assert.throws(
+      () => loadConfig(['--etcd-user', 'u', '--etcd-password-file', 'pw'], {}),
+      /expected an absolute path/,
+    );
+    assert.throws(() => loadConfig(['--etcd-user', 'a b', '--etcd-password-file', '/pw'], {}), /--etcd-user "a b"/);
+    assert.throws(() => loadConfig(['--etcd-password', 'x'], {}), /Unknown option '--etcd-password'/);
+  });
+
   it('managed-plugin settings: --iptables and --proc-sys (or TRUSS_IPTABLES, TRUSS_PROC_SYS)', () => {
     const c = loadConfig([], { TRUSS_IPTABLES: 'iptables-legacy', TRUSS_PROC_SYS: '/host/proc/sys' });
     assert.equal(c.iptables, 'iptables-legacy');

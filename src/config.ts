@@ -20,6 +20,10 @@ export interface Config {
   /** --store: raw text ("embedded" or etcd://HOST:PORT,...); parsed by store/etcd.ts */
   readonly store?: string;
   readonly etcdTls?: { readonly ca: string; readonly cert: string; readonly key: string };
+  /** etcd user auth: the user, and the file holding its password (read at start, never logged) */
+  readonly etcdAuth?: { readonly user: string; readonly passwordFile: string };
+  /** accept plaintext to an etcd that is not on this host (--etcd-insecure) */
+  readonly etcdInsecure?: boolean;
   /** this host's name in the cluster (default: the hostname) */
   readonly nodeName?: string;
   /** underlay address peers reach this host at (default: detected towards etcd) */
@@ -52,6 +56,9 @@ export const SERVE_OPTIONS = {
   'etcd-ca': { type: 'string' },
   'etcd-cert': { type: 'string' },
   'etcd-key': { type: 'string' },
+  'etcd-user': { type: 'string' },
+  'etcd-password-file': { type: 'string' },
+  'etcd-insecure': { type: 'boolean' },
   'node-name': { type: 'string' },
   'advertise-address': { type: 'string' },
   'wg-port': { type: 'string' },
@@ -98,6 +105,19 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (tlsGiven !== 0 && tlsGiven !== 3) {
     throw errors.badOption('--etcd-ca, --etcd-cert and --etcd-key go together: give all three for TLS, or none');
   }
+  const etcdUser = pick(values['etcd-user'], 'TRUSS_ETCD_USER');
+  const passwordFile = pick(values['etcd-password-file'], 'TRUSS_ETCD_PASSWORD_FILE');
+  if ((etcdUser === undefined) !== (passwordFile === undefined)) {
+    throw errors.badOption('--etcd-user and --etcd-password-file go together: give both for etcd user auth, or none');
+  }
+  if (etcdUser !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(etcdUser)) {
+    throw errors.badOption(`--etcd-user ${JSON.stringify(etcdUser.slice(0, 80))}: expected 1-128 of [A-Za-z0-9._@-]`);
+  }
+  if (passwordFile !== undefined && (!passwordFile.startsWith('/') || passwordFile.includes('\0'))) {
+    throw errors.badOption(`--etcd-password-file ${JSON.stringify(passwordFile)}: expected an absolute path`);
+  }
+  const insecureText = env.TRUSS_ETCD_INSECURE;
+  const etcdInsecure = values['etcd-insecure'] === true || insecureText === '1' || insecureText === 'true';
   const nodeName = pick(values['node-name'], 'TRUSS_NODE_NAME');
   if (nodeName !== undefined && !isValidNodeName(nodeName)) {
     throw errors.badOption(`--node-name ${JSON.stringify(nodeName)}: expected 1-63 of [a-z0-9.-]`);
@@ -125,6 +145,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     ...(tlsGiven === 3
       ? { etcdTls: { ca: tlsParts[0] as string, cert: tlsParts[1] as string, key: tlsParts[2] as string } }
       : {}),
+    ...(etcdUser !== undefined && passwordFile !== undefined ? { etcdAuth: { user: etcdUser, passwordFile } } : {}),
+    ...(etcdInsecure ? { etcdInsecure } : {}),
     ...(nodeName !== undefined ? { nodeName } : {}),
     ...(advertise !== undefined ? { advertiseAddress: advertise } : {}),
     wgPort: Number(wgPortText),

@@ -208,6 +208,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
               names: Object.fromEntries(names),
               rejected: desired.rejected,
               alarms: desired.alarms,
+              malformed: cluster.agent.malformed(),
+              etcd: cluster.etcd,
               allocations: cluster.agent.allocations(),
               reclaim: claimGc?.status(),
             };

@@ -143,3 +143,91 @@ describe('truss status: cluster allocations', () => {
     ]);
   });
 });
+
+describe('truss cluster rbac', () => {
+  const capture = () => {
+    const out = { stdout: '', stderr: '' };
+    return {
+      out,
+      io: {
+        env: {},
+        stdout: (t: string) => {
+          out.stdout += t;
+        },
+        stderr: (t: string) => {
+          out.stderr += t;
+        },
+      },
+    };
+  };
+
+  it('prints the etcdctl role and user of one host: read on /truss/, readwrite on its own prefixes only', async () => {
+    const t = capture();
+    assert.equal(await clusterCommand(['rbac', '--node', 'aa01'], t.io), 0);
+    const cmds = t.out.stdout.split('\n').filter((l) => l.startsWith('etcdctl '));
+    assert.deepEqual(cmds, [
+      'etcdctl role add truss-aa01',
+      'etcdctl role grant-permission truss-aa01 --prefix=true read /truss/',
+      'etcdctl role grant-permission truss-aa01 readwrite /truss/v2/nodes/aa01',
+      'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/networks/aa01/',
+      'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/members/aa01/',
+      'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/blocks/aa01/',
+      'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/addrs/aa01/',
+      'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/shared/aa01/',
+      'etcdctl user add truss-aa01 --interactive=false < PASSWORD_FILE',
+      'etcdctl user grant-role truss-aa01 truss-aa01',
+    ]);
+    assert.match(t.out.stdout, /^# {3}etcdctl auth enable$/m);
+  });
+
+  it('refuses a bad command line (exit 2) and plaintext to a remote etcd without --etcd-insecure', async () => {
+    let t = capture();
+    assert.equal(await clusterCommand(['rbac'], t.io), 2);
+    assert.match(t.out.stderr, /^truss: cluster rbac: missing --node ID\n/);
+    t = capture();
+    assert.equal(await clusterCommand(['rbac', '--node', 'A B'], t.io), 2);
+    assert.match(t.out.stderr, /--node "A B": expected/);
+    t = capture();
+    assert.equal(await clusterCommand(['rbac', '--node', 'a', '--apply'], t.io), 2);
+    assert.match(t.out.stderr, /missing --password-file FILE/);
+    t = capture();
+    const remote = [
+      'rbac',
+      '--node',
+      'a',
+      '--apply',
+      '--password-file',
+      '/nonexistent',
+      '--store',
+      'etcd://198.18.0.2:2379',
+    ];
+    assert.equal(await clusterCommand(remote, t.io), 2);
+    assert.match(t.out.stderr, /not on this host and the connection would be plaintext/);
+    t = capture();
+    assert.equal(await clusterCommand(['rbac', '--help'], t.io), 0);
+    assert.match(t.out.stdout, /truss cluster rbac --node ID/);
+  });
+});
+
+describe('truss status: etcd transport and ignored records', () => {
+  it('shows plaintext with its warning, and every ignored record with the reason', () => {
+    const lines = formatClusterAllocations({
+      node: 'h',
+      nodeId: 'h',
+      synced: true,
+      etcd: {
+        tls: false,
+        auth: 'none',
+        warning: 'etcd connection is plaintext on this host, without authentication: x',
+      },
+      malformed: [{ key: '/truss/v2/nodes/zzz', why: "its node id is not zzz, the key's" }],
+    });
+    assert.deepEqual(lines.slice(1, 4), [
+      'etcd: plaintext, auth none',
+      '  WARNING: etcd connection is plaintext on this host, without authentication: x',
+      "  ! ignored record /truss/v2/nodes/zzz: its node id is not zzz, the key's",
+    ]);
+    const tls = formatClusterAllocations({ node: 'h', etcd: { tls: true, auth: 'password', user: 'truss-h' } });
+    assert.equal(tls[1], 'etcd: TLS, auth user truss-h');
+  });
+});

@@ -11,6 +11,7 @@ import type { CliIo } from './policy.ts';
 
 export const CLUSTER_USAGE = `usage:
   truss cluster forget NODE [--force] [--json]
+  truss cluster rbac --node ID [--apply ...]   etcd role and user of host ID (truss cluster rbac --help)
 
 NODE is the host's node id, as \`truss status\` shows it (NODE ID column; for a host that ran
 truss before node ids, its old node name).
@@ -73,6 +74,14 @@ const FLAGS = {
 
 /** Run `truss cluster ARGS`; returns the exit code (0 done, 1 refused or failed, 2 bad command line). */
 export async function clusterCommand(args: readonly string[], io: CliIo): Promise<number> {
+  if (args[0] === 'rbac') {
+    const { RBAC_USAGE, rbacCommand } = await import('./cluster-rbac.ts');
+    if (args.includes('--help') || args.includes('-h')) {
+      io.stdout(RBAC_USAGE);
+      return 0;
+    }
+    return rbacCommand(args.slice(1), io);
+  }
   if (args[0] === 'help' || args.includes('--help') || args.includes('-h')) {
     io.stdout(CLUSTER_USAGE);
     return 0;

@@ -162,6 +162,10 @@ interface ClusterSection {
   /** registered hosts: node id -> display name */
   names?: Record<string, string>;
   synced?: boolean;
+  /** how the daemon talks to etcd; `warning` when plaintext */
+  etcd?: { tls: boolean; auth: string; user?: string; warning?: string };
+  /** records of the cluster store left out (bad shape, or not under their owner's key) */
+  malformed?: { key: string; why: string }[];
   allocations?: Record<string, Record<string, { blocks: number; claims: number; member: boolean }>>;
   /** cluster records left out of WireGuard/VXLAN, and why (alarms: the ones that look like an attack) */
   rejected?: string[];
@@ -179,6 +183,12 @@ interface ClusterSection {
 export function formatClusterAllocations(c: ClusterSection): string[] {
   const id = c.nodeId !== undefined && c.nodeId !== c.node ? ` (node id ${c.nodeId})` : '';
   const out = [`CLUSTER: host ${c.node ?? '?'}${id}${c.synced ? '' : ' (not synced with etcd yet)'}`];
+  if (c.etcd) {
+    const auth = c.etcd.auth === 'password' ? `user ${c.etcd.user ?? '?'}` : c.etcd.auth;
+    out.push(`etcd: ${c.etcd.tls ? 'TLS' : 'plaintext'}, auth ${auth}`);
+    if (c.etcd.warning) out.push(`  WARNING: ${c.etcd.warning}`);
+  }
+  for (const m of c.malformed ?? []) out.push(`  ! ignored record ${m.key}: ${m.why}`);
   const self = c.nodeId ?? c.node; // a daemon before node ids sent its name only
   const names = { ...(c.names ?? {}), ...(self !== undefined && c.node ? { [self]: c.node } : {}) };
   const rows = Object.entries(c.allocations ?? {}).flatMap(([cluster, byNode]) =>

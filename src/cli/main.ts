@@ -13,7 +13,8 @@ const USAGE = `usage: truss <command> [flags]
 commands:
   serve       run the plugin daemon (flags: --socket, --state-dir, --log-level, --default-pools,
               --resync-seconds, --gc-grace-seconds, --store, --node-name, --advertise-address,
-              --wg-port, --etcd-ca/--etcd-cert/--etcd-key, --iptables, --proc-sys)
+              --wg-port, --etcd-ca/--etcd-cert/--etcd-key, --etcd-user/--etcd-password-file,
+              --etcd-insecure, --iptables, --proc-sys)
   doctor      check this host for truss serve without a daemon: programs (and their Debian packages),
               nf_tables, the iptables backend, WireGuard, ... (--json; takes serve's flags);
               exit 1 when a must-have is missing
@@ -28,6 +29,8 @@ commands:
               remove the truss bridges and veths of another or an unknown state (see truss status)
   cluster forget NODE [--force] [--json]
               free the address claims, blocks and memberships of a host that is gone for good
+  cluster rbac --node ID [--apply ...]
+              the etcd role and user that let host ID write its own cluster records only
   version     print the version
 
 Every command takes --state-dir (default ${DEFAULTS.stateDir}, env TRUSS_STATE_DIR) to find the daemon.

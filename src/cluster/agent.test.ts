@@ -45,9 +45,9 @@ describe('ClusterAgent leave', () => {
     assert.deepEqual(r.blocks, ['198.18.64.0/26', '198.18.64.64/26']);
     assert.equal(a.agent.joined('blue'), false);
     assert.equal(await store.get(clusterKeys.member('blue', 'a')), undefined);
-    assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [] });
+    assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [], shared: [] });
     assert.ok(await store.get(clusterKeys.member('blue', 'b')));
-    assert.ok(await store.get(clusterKeys.addr('blue', '198.18.64.1')));
+    assert.ok(await store.get(clusterKeys.shared('blue', '198.18.64.1', 'b')));
     assert.equal((await listHeld(store, 'blue', 'b')).claims.length, 1);
     // the space is back in the pool: b may now take an address of a's former block
     assert.equal(formatIp(await b.ipam.allocate('blue', subnet, parseIp('198.18.64.2') as Ip)), '198.18.64.2');
@@ -251,7 +251,7 @@ describe('ClusterAgent: a peer whose lease lapsed', () => {
   const K = {
     node: clusterKeys.node('b'),
     member: clusterKeys.member('blue', 'b'),
-    block: clusterKeys.block('blue', '198.18.64.64/26'),
+    block: clusterKeys.block('blue', '198.18.64.64/26', 'b'),
   };
 
   async function setup() {
@@ -328,5 +328,62 @@ describe('ClusterAgent: a peer whose lease lapsed', () => {
     handlers.onResync([{ key: K.block, value: block, createRevision: 1, modRevision: 1, version: 1 }], 5);
     assert.deepEqual(peers(a), ['b']);
     await a.stop();
+  });
+});
+
+describe('ClusterAgent view (records checked for shape and owner)', () => {
+  it('leaves out records under another host key and garbage; hands createRevision to the view', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const put = (key: string, v: unknown) => store.txn([], [{ type: 'put', key, value: JSON.stringify(v) }]);
+    const K = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+    await put(clusterKeys.node('v'), { id: 'v', name: 'v', address: '198.18.251.20', wgPublicKey: K, wgPort: 51820 });
+    await put(clusterKeys.node('zzz'), { id: 'v', name: 'v', address: '198.18.251.66', wgPublicKey: K, wgPort: 1 });
+    await put(clusterKeys.member('blue', 'v'), { cluster: 'blue', node: 'v' });
+    await put(clusterKeys.block('blue', '198.18.64.64/26', 'v'), {
+      cluster: 'blue',
+      block: '198.18.64.64/26',
+      node: 'v',
+    });
+    await put(clusterKeys.block('blue', '198.18.64.0/27', 'm'), {
+      cluster: 'blue',
+      block: '198.18.64.0/27',
+      node: 'v',
+    });
+    await store.txn([], [{ type: 'put', key: clusterKeys.block('blue', '198.18.64.128/26', 'm'), value: 'null' }]);
+    const { agent: a } = await agent(store, 'a');
+    const view = a.view();
+    assert.deepEqual(view?.nodes.map((n) => [n.name, n.address, typeof n.createRevision]).sort(), [
+      ['a', '198.18.255.1', 'number'],
+      ['v', '198.18.251.20', 'number'],
+    ]);
+    assert.deepEqual(
+      view?.blocks.map((b) => [b.block, b.node, typeof b.createRevision]),
+      [['198.18.64.64/26', 'v', 'number']],
+    );
+    assert.equal(view?.members[0]?.createRevision, 3);
+    assert.deepEqual(
+      a
+        .malformed()
+        .map((m) => m.key)
+        .sort(),
+      ['/truss/v2/blocks/m/blue/198.18.64.0_27', '/truss/v2/blocks/m/blue/198.18.64.128_26', '/truss/v2/nodes/zzz'],
+    );
+    await a.stop();
+  });
+
+  it('two hosts creating one cluster network with other settings: the older copy wins, the other fails', async () => {
+    const store = new SwitchableStore(new MemoryStore());
+    const a = await agent(store, 'a');
+    const b = await agent(store, 'b');
+    await a.agent.joinNetwork(join);
+    await assert.rejects(
+      b.agent.joinNetwork({ ...join, fingerprint: 'other', encrypt: false }),
+      /cluster network blue already exists with other settings \(subnets 198\.18\.64\.0\/20, encrypt true\)/,
+    );
+    assert.equal(await store.get(clusterKeys.network('blue', 'b')), undefined, "b's copy is withdrawn");
+    await b.agent.joinNetwork(join);
+    assert.ok(await store.get(clusterKeys.network('blue', 'b')));
+    await a.agent.stop();
+    await b.agent.stop();
   });
 });

@@ -1,7 +1,7 @@
 /**
  * ClusterAgent: this host's life in the cluster store (etcd). It registers the host under a
- * lease (presence), keeps a watched copy of everything under /truss/v1/cluster/ (nodes,
- * cluster networks, members, blocks) from which the reconciler derives WireGuard peers and
+ * lease (presence), keeps a watched copy of everything under /truss/v2/ (nodes, cluster
+ * networks, members, blocks; every record checked for shape and owner, records.ts) from which the reconciler derives WireGuard peers and
  * routes, and joins/leaves cluster networks for the network service.
  *
  * Availability: the agent never blocks start-up or running traffic. Until etcd answers it
@@ -37,12 +37,14 @@ import {
   type NodeRecord,
   nodeIdOf,
 } from '../core/cluster/model.ts';
+import { decodeClusterRecord, recordsOf } from '../core/cluster/records.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
+import { migrateLegacy } from './migrate.ts';
 import { countAllocations, type Released, releaseHeld } from './reclaim.ts';
 
 /** What the agent needs of the cluster store (store/etcd.ts provides it). */
@@ -56,7 +58,10 @@ export interface ClusterStore extends Store {
     prefix: string,
     fromRevision: number,
     handlers: {
-      onEvents(events: readonly { type: 'put' | 'delete'; key: string; value?: string }[], revision: number): void;
+      onEvents(
+        events: readonly { type: 'put' | 'delete'; key: string; value?: string; createRevision?: number }[],
+        revision: number,
+      ): void;
       onResync(items: readonly KeyValue[], revision: number): void;
     },
   ): { close(): Promise<void> };
@@ -91,12 +96,20 @@ export interface ClusterAgentDeps {
 
 const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
 
+interface CacheEntry {
+  readonly value: string;
+  readonly createRevision?: number;
+}
+
 export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
-  readonly #cache = new Map<string, string>();
-  /** node and member records deleted from etcd (a lapsed lease): key -> last value and when it went */
-  readonly #lapsed = new Map<string, { readonly value: string; readonly since: number }>();
+  /** key -> value and create revision of every record under CLUSTER_PREFIX */
+  readonly #cache = new Map<string, CacheEntry>();
+  /** node and member records deleted from etcd (a lapsed lease): key -> last entry and when it went */
+  readonly #lapsed = new Map<string, CacheEntry & { readonly since: number }>();
+  /** malformed records already logged (key -> why) */
+  #malformed = new Map<string, string>();
   /** cluster networks joined in this process and not left since (the claim GC leaves them alone) */
   readonly #joined = new Set<string>();
   #lease: LeaseLike | undefined;
@@ -183,6 +196,7 @@ export class ClusterAgent implements ClusterPort {
         }
         this.#registeredOnce = true;
         this.#lease = lease;
+        await this.#migrate();
         for (const c of await this.#d.localClusters()) {
           const m: MemberRecord = { cluster: c, node: this.self };
           await lease.put(memberKey(c, this.self), JSON.stringify(m));
@@ -193,7 +207,8 @@ export class ClusterAgent implements ClusterPort {
           onEvents: (events) => {
             for (const e of events) {
               if (e.type === 'put' && e.value !== undefined) {
-                this.#cache.set(e.key, e.value);
+                const rev = e.createRevision !== undefined ? { createRevision: e.createRevision } : {};
+                this.#cache.set(e.key, { value: e.value, ...rev });
                 this.#lapsed.delete(e.key);
               } else {
                 this.#lapse(e.key);
@@ -253,27 +268,29 @@ export class ClusterAgent implements ClusterPort {
     const items = (await this.#d.store.list(clusterKeys.nodesPrefix)).items;
     const mine = items.find((kv) => kv.key === nodeKey(this.self));
     if (!mine) return false;
-    return items.some((kv) => {
-      if (kv.key === mine.key || kv.createRevision >= mine.createRevision) return false;
-      try {
-        const n = JSON.parse(kv.value) as NodeRecord;
-        return n.name === this.#node.name && nodeIdOf(n) !== this.self;
-      } catch {
-        return false;
-      }
-    });
+    return recordsOf('nodes', items).some(
+      ({ record: n }) =>
+        (n.createRevision ?? 0) < mine.createRevision && n.name === this.#node.name && nodeIdOf(n) !== this.self,
+    );
   }
 
+  /** Well-formed node records (malformed ones: the view reports them). */
   async #nodes(): Promise<NodeRecord[]> {
-    const out: NodeRecord[] = [];
-    for (const kv of (await this.#d.store.list(clusterKeys.nodesPrefix)).items) {
-      try {
-        out.push(JSON.parse(kv.value) as NodeRecord);
-      } catch {
-        // malformed: the view reports it
+    return recordsOf('nodes', (await this.#d.store.list(clusterKeys.nodesPrefix)).items).map((d) => d.record);
+  }
+
+  /** Move this host's records of the layout before owner prefixes (migrate.ts); never fatal. */
+  async #migrate(): Promise<void> {
+    try {
+      const moved = await migrateLegacy(this.#d.store, this.self, await this.#d.localClusters());
+      if (moved.moved + moved.dropped > 0) {
+        this.#d.log.warn("moved this host's cluster records to the owner layout", { ...moved });
       }
+    } catch (e) {
+      this.#d.log.warn("could not move this host's records from the old cluster layout; will retry at next start", {
+        err: e,
+      });
     }
-    return out;
   }
 
   #sleep(ms: number): Promise<void> {
@@ -288,7 +305,7 @@ export class ClusterAgent implements ClusterPort {
     for (const key of this.#cache.keys()) if (!now.has(key)) this.#lapse(key);
     this.#cache.clear();
     for (const kv of items) {
-      this.#cache.set(kv.key, kv.value);
+      this.#cache.set(kv.key, { value: kv.value, createRevision: kv.createRevision });
       this.#lapsed.delete(kv.key);
     }
     this.#d.onChange();
@@ -297,28 +314,28 @@ export class ClusterAgent implements ClusterPort {
   /** A node or member record of another host is being deleted: keep its last value (see the header). */
   #lapse(key: string): void {
     const rest = key.slice(CLUSTER_PREFIX.length);
-    const value = this.#cache.get(key);
-    if (value === undefined || !(rest.startsWith('nodes/') || rest.startsWith('members/'))) return;
-    if (key === nodeKey(this.self) || rest.endsWith(`/${this.self}`)) return;
-    this.#lapsed.set(key, { value, since: (this.#d.now ?? Date.now)() });
+    const entry = this.#cache.get(key);
+    if (entry === undefined || !(rest.startsWith('nodes/') || rest.startsWith('members/'))) return;
+    if (key === nodeKey(this.self) || rest.startsWith(`members/${this.self}/`)) return;
+    this.#lapsed.set(key, { ...entry, since: (this.#d.now ?? Date.now)() });
   }
 
   /**
    * Kept records of lapsed peers that still hold blocks, within the grace (expired ones are
    * dropped). A deliberate leave releases the blocks first, so it is never kept.
    */
-  #keptLapsed(): [string, string][] {
+  #keptLapsed(): [string, CacheEntry][] {
     const now = (this.#d.now ?? Date.now)();
     const grace = this.#d.lapsedGraceMs ?? 15 * 60_000;
     const holders = new Set<string>();
-    for (const [key, value] of this.#cache) {
+    for (const [key, { value }] of this.#cache) {
       if (!key.slice(CLUSTER_PREFIX.length).startsWith('blocks/')) continue;
       try {
         holders.add(String((JSON.parse(value) as BlockRecord).node));
       } catch {} // malformed: view() reports it
     }
-    const out: [string, string][] = [];
-    for (const [key, { value, since }] of this.#lapsed) {
+    const out: [string, CacheEntry][] = [];
+    for (const [key, { value, since, createRevision }] of this.#lapsed) {
       if (now - since > grace) {
         this.#lapsed.delete(key);
         this.#d.log.warn('a lapsed peer stayed away past the grace: no longer programmed', { key, graceMs: grace });
@@ -331,7 +348,7 @@ export class ClusterAgent implements ClusterPort {
       } catch {
         continue;
       }
-      if (holders.has(node)) out.push([key, value]);
+      if (holders.has(node)) out.push([key, { value, ...(createRevision !== undefined ? { createRevision } : {}) }]);
     }
     return out;
   }
@@ -342,7 +359,7 @@ export class ClusterAgent implements ClusterPort {
       ...new Set(
         this.#keptLapsed()
           .filter(([k]) => k.slice(CLUSTER_PREFIX.length).startsWith('nodes/'))
-          .map(([, v]) => nodeIdOf(JSON.parse(v) as NodeRecord)),
+          .map(([, v]) => nodeIdOf(JSON.parse(v.value) as NodeRecord)),
       ),
     ];
   }
@@ -354,31 +371,40 @@ export class ClusterAgent implements ClusterPort {
   }
 
   /**
-   * The cluster as last seen (records are parsed defensively: a bad one is skipped), or
-   * undefined until the first sync: nothing cluster-wide may be pruned before that.
+   * The cluster as last seen, or undefined until the first sync: nothing cluster-wide may be
+   * pruned before that. Every record is checked for shape and owner (records.ts): a bad one is
+   * left out (and logged once); nodes, members and blocks carry their createRevision.
    */
   view(): ClusterView | undefined {
     if (!this.#synced) return undefined;
     const nodes: NodeRecord[] = [];
     const members: MemberRecord[] = [];
     const blocks: BlockRecord[] = [];
-    for (const [key, value] of [...this.#cache, ...this.#keptLapsed()]) {
-      const rest = key.slice(CLUSTER_PREFIX.length);
-      try {
-        const v = JSON.parse(value) as unknown;
-        if (rest.startsWith('nodes/')) nodes.push(v as NodeRecord);
-        else if (rest.startsWith('members/')) members.push(v as MemberRecord);
-        else if (rest.startsWith('blocks/')) blocks.push(v as BlockRecord);
-      } catch {
-        this.#d.log.warn('ignoring a malformed cluster record', { key });
+    const malformed = new Map<string, string>();
+    for (const [key, { value, createRevision }] of [...this.#cache, ...this.#keptLapsed()]) {
+      const d = decodeClusterRecord({ key, value, ...(createRevision !== undefined ? { createRevision } : {}) });
+      if (d.kind === 'nodes') nodes.push(d.record);
+      else if (d.kind === 'members') members.push(d.record);
+      else if (d.kind === 'blocks') blocks.push(d.record);
+      else if (d.kind === 'malformed') {
+        malformed.set(key, d.why);
+        if (this.#malformed.get(key) !== d.why) {
+          this.#d.log.warn('ignoring a malformed cluster record', { key, why: d.why });
+        }
       }
     }
+    this.#malformed = malformed;
     return { self: this.self, nodes, members, blocks };
+  }
+
+  /** The records the last view() left out, and why (for status). */
+  malformed(): readonly { readonly key: string; readonly why: string }[] {
+    return [...this.#malformed].map(([key, why]) => ({ key, why }));
   }
 
   /** Per cluster and node: blocks and claims held, member or not (from the watched copy). */
   allocations(): ReturnType<typeof countAllocations> {
-    return countAllocations(this.#cache);
+    return countAllocations([...this.#cache].map(([k, v]) => [k, v.value] as const));
   }
 
   joined(cluster: string): boolean {
@@ -409,19 +435,7 @@ export class ClusterAgent implements ClusterPort {
       encrypt: j.encrypt,
       fingerprint: j.fingerprint,
     };
-    const key = networkKey(j.name);
-    const r = await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(rec) }]);
-    if (!r.succeeded) {
-      const cur = await this.#d.store.get(key);
-      const theirs = cur ? (JSON.parse(cur.value) as ClusterNetworkRecord) : undefined;
-      if (theirs && theirs.fingerprint !== j.fingerprint) {
-        throw errors.networkConflict(
-          `cluster network ${j.name} already exists with other settings (subnets ${theirs.subnets.join(',')}, ` +
-            `encrypt ${theirs.encrypt}); this host asked for subnets ${j.subnets.join(',')}, encrypt ${j.encrypt}: ` +
-            'create it with the same options on every host',
-        );
-      }
-    }
+    await this.#agreeOnNetwork(rec);
     for (const a of j.shared) {
       const p = parsePrefix(a);
       const subnet = p && j.subnets.map((s) => parsePrefix(s)).find((s) => s && s.family === p.family);
@@ -431,6 +445,38 @@ export class ClusterAgent implements ClusterPort {
     const m: MemberRecord = { cluster: j.name, node: this.self };
     await lease.put(memberKey(j.name, this.self), JSON.stringify(m));
     this.#d.log.info('joined cluster network', { cluster: j.name });
+  }
+
+  /**
+   * Publish this host's copy of the network record (networks/<self>/<cluster>) and check it
+   * against the cluster's: the oldest well-formed copy (lowest createRevision) of any host.
+   * Two hosts creating it at once with different settings both see the same oldest copy;
+   * the other one withdraws its copy and fails.
+   */
+  async #agreeOnNetwork(rec: ClusterNetworkRecord): Promise<void> {
+    const key = networkKey(rec.name, this.self);
+    const value = JSON.stringify(rec);
+    const mine = await this.#d.store.get(key);
+    if (!mine) await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value }]);
+    const items = (await this.#d.store.list(clusterKeys.kindPrefix('networks'))).items;
+    const oldest = items
+      .map((kv) => ({ d: decodeClusterRecord(kv), rev: kv.createRevision }))
+      .flatMap(({ d, rev }) => (d.kind === 'networks' && d.record.name === rec.name ? [{ r: d.record, rev }] : []))
+      .sort((a, b) => a.rev - b.rev)[0]?.r;
+    if (!oldest || oldest.fingerprint === rec.fingerprint) {
+      // a copy of an earlier join with other settings (not the cluster's): brought up to date
+      if (mine && mine.value !== value) {
+        await this.#d.store.txn([{ key, modRevision: mine.modRevision }], [{ type: 'put', key, value }]);
+      }
+      return;
+    }
+    const now = await this.#d.store.get(key);
+    if (!mine && now) await this.#d.store.txn([{ key, modRevision: now.modRevision }], [{ type: 'delete', key }]);
+    throw errors.networkConflict(
+      `cluster network ${rec.name} already exists with other settings (subnets ${oldest.subnets.join(',')}, ` +
+        `encrypt ${oldest.encrypt}); this host asked for subnets ${rec.subnets.join(',')}, encrypt ${rec.encrypt}: ` +
+        'create it with the same options on every host',
+    );
   }
 
   /**
@@ -449,6 +495,9 @@ export class ClusterAgent implements ClusterPort {
       guard: [{ key, version: 0 }],
       proceed: () => !this.#joined.has(name),
     });
+    // this host's copy of the network record goes too (unless it joined again meanwhile)
+    const net = networkKey(name, this.self);
+    if (!this.#joined.has(name)) await this.#d.store.txn([{ key, version: 0 }], [{ type: 'delete', key: net }]);
     this.#d.log.info('left cluster network', {
       cluster: name,
       claims: released.claims.length,

@@ -59,7 +59,7 @@ async function setup<S extends Store = SwitchableStore>(shared: S = new Switchab
   });
   const request = async (address = '') =>
     (await ipam.requestAddress({ poolId: pool, address, options: {} })).address.split('/')[0] as string;
-  const claimed = async (a: string) => (await shared.get(clusterKeys.addr('blue', a)))?.modRevision;
+  const claimed = async (a: string) => (await shared.get(clusterKeys.addr('blue', a, 'a')))?.modRevision;
   return {
     shared,
     local,
@@ -96,7 +96,7 @@ describe('ClaimGc', () => {
     assert.equal(await t.gc.observe(), 1);
     assert.equal(await t.claimed('198.18.64.3'), undefined, `${crashed.value} reclaimed`);
     assert.ok(await t.claimed(used), 'the claim backed by a local record stays');
-    assert.ok(await t.claimed('198.18.64.1'), 'the shared gateway stays');
+    assert.ok(await t.shared.get(clusterKeys.shared('blue', '198.18.64.1', 'a')), 'the shared gateway stays');
     assert.equal(t.gc.status().reclaimedClaims, 1);
     assert.deepEqual(t.gc.status().orphans, []);
   });
@@ -165,6 +165,8 @@ describe('ClaimGc', () => {
   it('reports (never repairs) a local address whose claim is gone, after two passes in a row', async () => {
     const t = await setup();
     const a = await t.request();
+    const b = new ClusterIpam({ store: t.shared, node: 'b', log: silentLogger });
+    await b.reserveShared('blue', subnet, ip('198.18.64.1')); // b is a member too: the gateway stays shared
     await forgetNode(t.shared, 'a', 'b', true); // another host forgot this one
     await t.gc.observe();
     assert.deepEqual(t.gc.status().unclaimed, [], 'one sighting is not enough');
@@ -172,7 +174,6 @@ describe('ClaimGc', () => {
     assert.deepEqual(t.gc.status().unclaimed, [{ cluster: 'blue', address: a }]);
     assert.equal(await t.claimed(a), undefined, 'not claimed again behind the operator’s back');
     // another host takes it meanwhile: reported with the holder
-    const b = new ClusterIpam({ store: t.shared, node: 'b', log: silentLogger });
     await b.allocate('blue', subnet, ip(a));
     await t.gc.observe();
     await t.gc.observe();
@@ -193,7 +194,7 @@ describe('ClaimGc', () => {
     t.advance(GRACE);
     await t.gc.observe();
     assert.deepEqual(t.left, ['blue']);
-    assert.deepEqual(await listHeld(t.shared, 'blue', 'a'), { claims: [], blocks: [] });
+    assert.deepEqual(await listHeld(t.shared, 'blue', 'a'), { claims: [], blocks: [], shared: [] });
     assert.equal(t.gc.status().reclaimedClusters, 1);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * ClaimGc: reclaims this host's cluster allocations that nothing local backs any more.
  *
- * - An orphan claim: addrs/<cluster>/<ip> recorded for this host while the local IPAM holds
+ * - An orphan claim: addrs/<self>/<cluster>/<ip> recorded for this host while the local IPAM holds
  *   no record of <ip> in that cluster's network (a crash between the etcd claim and the local
  *   write, or a ReleaseAddress whose etcd delete failed while etcd was down).
  * - A left cluster: claims or blocks of this host in a cluster network it has no local
@@ -17,9 +17,10 @@
  * cannot reach the cluster store changes nothing (sightings are neither added nor dropped).
  * A host that restarts keeps everything: its local networks and records are durable.
  */
-import { type AddressClaim, clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
+import { clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
+import { recordsOf } from '../core/cluster/records.ts';
 import type { Logger } from '../obs/logger.ts';
-import type { KeyValue, Store } from '../store/store.ts';
+import type { Store } from '../store/store.ts';
 import { clusterNames, deleteUnchanged, listHeld, type Released } from './reclaim.ts';
 
 export interface ClaimGcDeps {
@@ -122,7 +123,8 @@ export class ClaimGc {
     const local = await this.#d.localUse();
     const found: Sighting[] = [];
     const unclaimed: Unclaimed[] = [];
-    for (const cluster of await clusterNames(this.#d.store)) {
+    // every cluster with records, and this host's own (even when nothing of it is left in etcd)
+    for (const cluster of new Set([...(await clusterNames(this.#d.store)), ...local.keys()])) {
       const use = local.get(cluster);
       if (use === undefined) {
         const held = await listHeld(this.#d.store, cluster, this.#d.node);
@@ -132,11 +134,15 @@ export class ClaimGc {
         continue;
       }
       const holders = new Map<string, string>();
-      for (const kv of (await this.#d.store.list(clusterKeys.addrsPrefix(cluster))).items) {
-        const address = kv.key.slice(clusterKeys.addrsPrefix(cluster).length);
-        const holder = holderOf(kv);
-        holders.set(address, holder);
-        if (holder !== this.#d.node || use.has(address)) continue;
+      for (const kind of ['shared', 'addrs'] as const) {
+        for (const { record } of recordsOf(kind, (await this.#d.store.list(clusterKeys.kindPrefix(kind))).items)) {
+          if (record.cluster === cluster) holders.set(record.address, kind === 'shared' ? SHARED_OWNER : record.node);
+        }
+      }
+      // this host's own claims, by key (a malformed one is not an orphan: it is left alone)
+      for (const kv of (await this.#d.store.list(clusterKeys.addrsOf(cluster, this.#d.node))).items) {
+        const address = recordsOf('addrs', [kv])[0]?.record.address;
+        if (address === undefined || use.has(address)) continue;
         found.push({ cluster, kind: 'claim', address, revision: kv.modRevision, firstSeen: now });
       }
       // the other way round (never acted on, only reported): a local address without our claim
@@ -203,9 +209,9 @@ export class ClaimGc {
         });
         continue;
       }
-      const key = clusterKeys.addr(s.cluster, s.address as string);
+      const key = clusterKeys.addr(s.cluster, s.address as string, this.#d.node);
       const cur = await this.#d.store.get(key); // etcd first, then local: see the header
-      if (!cur || cur.modRevision !== s.revision || !isMine(cur, this.#d.node)) continue;
+      if (!cur || cur.modRevision !== s.revision) continue;
       const use = (await this.#d.localUse()).get(s.cluster);
       if (!use || use.has(s.address as string)) continue;
       if ((await deleteUnchanged(this.#d.store, [cur])).length === 0) continue;
@@ -217,13 +223,3 @@ export class ClaimGc {
     return reclaimed;
   }
 }
-
-function holderOf(kv: KeyValue): string {
-  try {
-    return (JSON.parse(kv.value) as AddressClaim).node;
-  } catch {
-    return '?';
-  }
-}
-
-const isMine = (kv: KeyValue, node: string): boolean => holderOf(kv) === node;

@@ -110,4 +110,58 @@ describe('ClusterIpam', () => {
     store.down = false;
     assert.ok(await a!.allocate('blue', subnet));
   });
+
+  it('a null or garbage record under any key affects only that key (H2.4: was a TypeError on every RequestAddress)', async () => {
+    const store = new MemoryStore();
+    const [a] = hosts(1, store);
+    const put = (key: string, value: string) => store.txn([], [{ type: 'put', key, value }]);
+    await put('/truss/v2/blocks/m/blue/bad', 'null');
+    await put('/truss/v2/blocks/m/blue/198.18.64.64_26', '"x"');
+    await put('/truss/v2/shared/m/blue/198.18.64.2', 'null');
+    await put('/truss/v2/addrs/m/blue/198.18.64.3', '{');
+    await put('/truss/v1/cluster/blocks/blue/bad', 'null'); // the old layout's key of the review
+    await put('/truss/v1/cluster/addrs/blue/198.18.64.4', 'null');
+    assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.1');
+    assert.equal(formatIp(await a!.allocate('blue', subnet, ip('198.18.64.2'))), '198.18.64.2');
+    assert.deepEqual([...(await a!.blocks('blue'))], [['198.18.64.0/26', 'host0']]);
+    await a!.reserveShared('blue', subnet, ip('198.18.64.20'));
+  });
+
+  it('blocks are unique across hosts; a newer overlapping record of another host is ignored (H1)', async () => {
+    const store = new MemoryStore();
+    const [a, b] = hosts(2, store);
+    assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.1');
+    // a hostile host writes a /27 inside a's block, and a copy of a's block, under its own prefix
+    const put = (key: string, v: unknown) => store.txn([], [{ type: 'put', key, value: JSON.stringify(v) }]);
+    await put('/truss/v2/blocks/m/blue/198.18.64.0_27', { cluster: 'blue', block: '198.18.64.0/27', node: 'm' });
+    await put('/truss/v2/blocks/m/blue/198.18.64.0_26', { cluster: 'blue', block: '198.18.64.0/26', node: 'm' });
+    assert.deepEqual([...(await a!.blocks('blue'))], [['198.18.64.0/26', 'host0']]);
+    assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.2', 'a keeps allocating from its block');
+    await assert.rejects(b!.allocate('blue', subnet, ip('198.18.64.5')), /block 198\.18\.64\.0\/26 of host host0/);
+    // an older hostile /20 over free space: nobody may claim inside it (the older claim wins)
+    await put('/truss/v2/blocks/m/blue/198.18.72.0_21', { cluster: 'blue', block: '198.18.72.0/21', node: 'm' });
+    await assert.rejects(b!.allocate('blue', subnet, ip('198.18.72.9')), /block 198\.18\.72\.0\/21 of host m/);
+    assert.equal(formatIp(await b!.allocate('blue', subnet)), '198.18.64.64');
+  });
+
+  it('claiming a block compares every block record: a block written since the read makes it look again', async () => {
+    const store = new MemoryStore();
+    const [a] = hosts(1, store);
+    const real = store.list.bind(store);
+    let raced = false;
+    store.list = async (prefix: string) => {
+      const r = await real(prefix);
+      if (prefix === '/truss/v2/blocks/' && !raced) {
+        raced = true; // another host claims the first block right after a read the blocks
+        const key = '/truss/v2/blocks/b/blue/198.18.64.0_26';
+        await store.txn([], [{ type: 'put', key, value: '{"cluster":"blue","block":"198.18.64.0/26","node":"b"}' }]);
+      }
+      return r;
+    };
+    assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.64');
+    assert.deepEqual([...(await a!.blocks('blue'))].sort(), [
+      ['198.18.64.0/26', 'b'],
+      ['198.18.64.64/26', 'host0'],
+    ]);
+  });
 });

@@ -1,15 +1,22 @@
 /**
  * ClusterIpam: addresses of a cluster network, unique across hosts. Each host claims
- * address blocks (create-if-absent on blocks/<cluster>/<block>) and hands out addresses
- * only from its own blocks, each one claimed with create-if-absent on addrs/<cluster>/<ip>:
- * two hosts can never hold the same address, also under concurrent starts, and a host
- * that restarts keeps its blocks and claims (they are not tied to a lease). Peers route a
- * block to the host that owns it. Every call needs the shared store: while it is down,
- * allocations fail fast with its error and nothing else is disturbed.
+ * address blocks (blocks/<self>/<cluster>/<block>, written only if nothing under blocks/
+ * changed since the host read it, so two hosts never claim overlapping blocks) and hands out
+ * addresses only from its own blocks, each one claimed with create-if-absent on
+ * addrs/<self>/<cluster>/<ip> (and only if no host recorded it as a shared address since it
+ * was read). A host that restarts keeps its blocks and claims (they are not tied to a lease).
+ * Peers route a block to the host that owns it. Every call needs the shared store: while it
+ * is down, allocations fail fast with its error and nothing else is disturbed.
+ *
+ * Every record read is checked (core/cluster/records.ts): a malformed one, or one under a key
+ * that is not its owner's, is ignored and affects nothing but itself. Overlapping blocks of
+ * different hosts (only a hostile or broken writer makes them) are decided by age: the older
+ * claim (lower createRevision) is the block; the newer one is ignored.
  */
 
 import type { AddressClaim, BlockRecord } from '../core/cluster/model.ts';
-import { clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
+import { clusterKeys, isValidNodeName, LEGACY_CLUSTER_PREFIX, SHARED_OWNER } from '../core/cluster/model.ts';
+import { recordsOf } from '../core/cluster/records.ts';
 import { errors, isTrussError } from '../core/errors.ts';
 import {
   bitsOf,
@@ -18,16 +25,18 @@ import {
   hostRange,
   type Ip,
   type Prefix,
-  parseIp,
   parsePrefix,
   prefixContains,
+  prefixesOverlap,
 } from '../core/ip.ts';
 import type { Logger } from '../obs/logger.ts';
-import type { Store } from '../store/store.ts';
+import type { Compare, KeyValue, Store } from '../store/store.ts';
 
 export { SHARED_OWNER };
 
-const { blocksPrefix, addrsPrefix, block: blockKey, addr: addrKey } = clusterKeys;
+const { block: blockKey, addr: addrKey, shared: sharedKey, addrsOf } = clusterKeys;
+const BLOCKS = clusterKeys.kindPrefix('blocks');
+const SHARED = clusterKeys.kindPrefix('shared');
 
 export interface ClusterIpamDeps {
   readonly store: Store;
@@ -35,6 +44,32 @@ export interface ClusterIpamDeps {
   readonly log: Logger;
   /** block prefix length per family (default /26 for IPv4: 64 addresses; /122 for IPv6) */
   readonly blockLength?: { readonly 4: number; readonly 6: number };
+}
+
+/** A cluster's blocks as read at `revision`: every well-formed record, and who holds what. */
+interface BlockView {
+  readonly revision: number;
+  readonly all: readonly BlockRecord[];
+  /** block CIDR -> owner, for the blocks that count (an overlapping newer claim does not) */
+  readonly owners: ReadonlyMap<string, string>;
+}
+
+/**
+ * The blocks that count: oldest first (createRevision, then key order), a block is kept unless
+ * an older kept block of another host overlaps it.
+ */
+export function effectiveBlocks(all: readonly BlockRecord[]): BlockRecord[] {
+  const byAge = [...all].sort(
+    (a, b) => (a.createRevision ?? Number.MAX_SAFE_INTEGER) - (b.createRevision ?? Number.MAX_SAFE_INTEGER),
+  );
+  const kept: { r: BlockRecord; p: Prefix }[] = [];
+  for (const r of byAge) {
+    const p = parsePrefix(r.block);
+    if (!p) continue;
+    if (kept.some((k) => k.r.node !== r.node && prefixesOverlap(k.p, p))) continue;
+    kept.push({ r, p });
+  }
+  return kept.map((k) => k.r);
 }
 
 const MAX_ATTEMPTS = 32;
@@ -60,26 +95,56 @@ export class ClusterIpam {
     return Math.max(want, subnet.length);
   }
 
-  /** Blocks of a cluster: block CIDR -> owning node. */
+  /** Blocks of a cluster: block CIDR -> owning node (the blocks that count, see effectiveBlocks). */
   async blocks(cluster: string): Promise<Map<string, string>> {
-    const { items } = await this.#d.store.list(blocksPrefix(cluster));
-    return new Map(
-      items.map((kv) => [(JSON.parse(kv.value) as BlockRecord).block, (JSON.parse(kv.value) as BlockRecord).node]),
-    );
+    return new Map((await this.#blockView(cluster)).owners);
   }
 
-  /** Claim an address every host shares (gateway, aux): recorded once, owned by no host. */
+  async #blockView(cluster: string): Promise<BlockView> {
+    const { items, revision } = await this.#d.store.list(BLOCKS);
+    const all = recordsOf('blocks', items)
+      .map((d) => d.record)
+      .filter((b) => b.cluster === cluster);
+    // blocks of hosts not upgraded yet (or not moved yet, migrate.ts) are taken all the same
+    const legacy = (await this.#d.store.list(`${LEGACY_CLUSTER_PREFIX}blocks/${cluster}/`)).items.flatMap(
+      (kv) => legacyBlock(kv, cluster) ?? [],
+    );
+    const both = [...all, ...legacy];
+    return { revision, all: both, owners: new Map(effectiveBlocks(both).map((b) => [b.block, b.node])) };
+  }
+
+  /** Shared addresses of a cluster (any host's record of them), as read at `revision`. */
+  async #shared(cluster: string): Promise<{ readonly revision: number; readonly ips: ReadonlySet<string> }> {
+    const { items, revision } = await this.#d.store.list(SHARED);
+    const ips = recordsOf('shared', items)
+      .map((d) => d.record)
+      .filter((c) => c.cluster === cluster)
+      .map((c) => c.address);
+    return { revision, ips: new Set(ips) };
+  }
+
+  /**
+   * Record an address every host shares (gateway, aux) under this host's shared/ prefix; refused
+   * when the host owning its block already gave it to an endpoint.
+   */
   async reserveShared(cluster: string, subnet: Prefix, ip: Ip): Promise<void> {
     if (!prefixContains(subnet, ip)) throw errors.addressOutOfPool(`${formatIp(ip)} is not in ${formatPrefix(subnet)}`);
-    const key = addrKey(cluster, formatIp(ip));
-    const claim: AddressClaim = { cluster, address: formatIp(ip), node: SHARED_OWNER };
-    const r = await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(claim) }]);
-    if (r.succeeded) return;
-    const cur = await this.#d.store.get(key);
-    const holder = cur ? (JSON.parse(cur.value) as AddressClaim).node : undefined;
-    if (holder !== SHARED_OWNER) {
-      throw errors.addressInUse(`${formatIp(ip)} of cluster network ${cluster} is already used by host ${holder}`);
-    }
+    const text = formatIp(ip);
+    const key = sharedKey(cluster, text, this.#d.node);
+    if (await this.#d.store.get(key)) return;
+    const owner = [...(await this.blocks(cluster))].find(([b]) => {
+      const p = parsePrefix(b);
+      return p !== undefined && prefixContains(p, ip);
+    })?.[1];
+    const theirs = owner !== undefined ? addrKey(cluster, text, owner) : undefined;
+    const claim: AddressClaim = { cluster, address: text, node: this.#d.node };
+    const guard: Compare[] = theirs ? [{ key: theirs, version: 0 }] : [];
+    const r = await this.#d.store.txn(
+      [{ key, version: 0 }, ...guard],
+      [{ type: 'put', key, value: JSON.stringify(claim) }],
+    );
+    if (r.succeeded || (await this.#d.store.get(key))) return;
+    throw errors.addressInUse(`${text} of cluster network ${cluster} is already used by host ${owner}`);
   }
 
   /**
@@ -105,26 +170,45 @@ export class ClusterIpam {
 
   async #allocate(cluster: string, subnet: Prefix, specific?: Ip, owner?: string): Promise<Ip> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const ip = specific ?? (await this.#nextFree(cluster, subnet));
-      if (specific) await this.#ensureBlockFor(cluster, subnet, specific);
-      const key = addrKey(cluster, formatIp(ip));
-      const claim: AddressClaim = { cluster, address: formatIp(ip), node: this.#d.node, ...(owner ? { owner } : {}) };
-      const r = await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(claim) }]);
-      if (r.succeeded) return ip;
+      let ip: Ip;
+      let sharedRevision: number;
       if (specific) {
-        const cur = await this.#d.store.get(key);
-        const holder = cur ? (JSON.parse(cur.value) as AddressClaim).node : 'another host';
-        throw errors.addressInUse(`${formatIp(ip)} of cluster network ${cluster} is already used (host ${holder})`);
+        await this.#ensureBlockFor(cluster, subnet, specific);
+        const shared = await this.#shared(cluster);
+        if (shared.ips.has(formatIp(specific))) {
+          throw errors.addressInUse(
+            `${formatIp(specific)} of cluster network ${cluster} is already used (host ${SHARED_OWNER}: a gateway or aux address)`,
+          );
+        }
+        ip = specific;
+        sharedRevision = shared.revision;
+      } else {
+        ({ ip, sharedRevision } = await this.#nextFree(cluster, subnet));
+      }
+      const key = addrKey(cluster, formatIp(ip), this.#d.node);
+      const claim: AddressClaim = { cluster, address: formatIp(ip), node: this.#d.node, ...(owner ? { owner } : {}) };
+      const r = await this.#d.store.txn(
+        [
+          { key, version: 0 },
+          { key: SHARED, prefixModRevisionAtMost: sharedRevision },
+        ],
+        [{ type: 'put', key, value: JSON.stringify(claim) }],
+      );
+      if (r.succeeded) return ip;
+      if (specific && (await this.#d.store.get(key))) {
+        throw errors.addressInUse(
+          `${formatIp(ip)} of cluster network ${cluster} is already used (host ${this.#d.node})`,
+        );
       }
     }
     throw errors.storeConflict(`could not claim an address in cluster network ${cluster}: too much contention, retry`);
   }
 
-  /** Release this host's claim on an address; unknown or someone else's = nothing to do. */
+  /** Release this host's claim on an address; unknown = nothing to do. */
   async release(cluster: string, ip: Ip): Promise<void> {
-    const key = addrKey(cluster, formatIp(ip));
+    const key = addrKey(cluster, formatIp(ip), this.#d.node);
     const cur = await this.#d.store.get(key);
-    if (!cur || (JSON.parse(cur.value) as AddressClaim).node !== this.#d.node) return;
+    if (!cur) return;
     await this.#d.store.txn([{ key, modRevision: cur.modRevision }], [{ type: 'delete', key }]);
   }
 
@@ -132,31 +216,48 @@ export class ClusterIpam {
     if (!prefixContains(subnet, ip)) {
       throw errors.addressOutOfPool(`${formatIp(ip)} is not in cluster network ${cluster} (${formatPrefix(subnet)})`);
     }
-    const block = formatPrefix(blockOf(ip, this.#blockLength(subnet)));
-    const owner = (await this.blocks(cluster)).get(block);
-    if (owner === this.#d.node) return;
-    if (owner !== undefined) {
-      throw errors.addressInUse(
-        `${formatIp(ip)} lies in block ${block} of host ${owner}; pick an address of this host's blocks`,
-      );
+    const want = blockOf(ip, this.#blockLength(subnet));
+    const block = formatPrefix(want);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const view = await this.#blockView(cluster);
+      if (view.owners.get(block) === this.#d.node) return;
+      const other = view.all.find((b) => {
+        const p = parsePrefix(b.block);
+        return p !== undefined && prefixesOverlap(p, want) && b.node !== this.#d.node;
+      });
+      if (other) {
+        throw errors.addressInUse(
+          `${formatIp(ip)} lies in block ${other.block} of host ${other.node}; pick an address of this host's blocks`,
+        );
+      }
+      if (await this.#claimBlock(cluster, block, view.revision)) return;
     }
-    if (!(await this.#claimBlock(cluster, block))) await this.#ensureBlockFor(cluster, subnet, ip);
+    throw errors.storeConflict(
+      `could not claim block ${block} in cluster network ${cluster}: too much contention, retry`,
+    );
   }
 
-  async #claimBlock(cluster: string, block: string): Promise<boolean> {
-    const key = blockKey(cluster, block);
+  /** Claim `block`, unless any block record (of any host, any cluster) was written since `revision`. */
+  async #claimBlock(cluster: string, block: string, revision: number): Promise<boolean> {
+    const key = blockKey(cluster, block, this.#d.node);
     const rec: BlockRecord = { cluster, block, node: this.#d.node };
-    const r = await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(rec) }]);
+    const r = await this.#d.store.txn(
+      [
+        { key: BLOCKS, prefixModRevisionAtMost: revision },
+        { key, version: 0 },
+      ],
+      [{ type: 'put', key, value: JSON.stringify(rec) }],
+    );
     if (r.succeeded) this.#d.log.info('cluster block claimed', { cluster, block });
     return r.succeeded;
   }
 
   /**
    * The next free address of this host's blocks, else of the first unclaimed block (claimed
-   * now). Only the claims of the block being looked at are read (see #claimsIn), starting
+   * now). Only the claims of the block being looked at are read (see #takenIn), starting
    * with the block that gave the last address: the cost does not grow with the cluster.
    */
-  async #nextFree(cluster: string, subnet: Prefix): Promise<Ip> {
+  async #nextFree(cluster: string, subnet: Prefix): Promise<{ ip: Ip; sharedRevision: number }> {
     const len = this.#blockLength(subnet);
     const range = hostRange(subnet);
     const free = (b: Prefix, taken: ReadonlySet<string>): Ip | undefined => {
@@ -168,51 +269,66 @@ export class ClusterIpam {
       }
       return undefined;
     };
-    const blocks = await this.blocks(cluster);
-    const hint = this.#lastBlock.get(cluster);
-    const mine = [...blocks].filter(([, node]) => node === this.#d.node).map(([cidr]) => cidr);
-    if (hint !== undefined && mine.includes(hint)) mine.unshift(hint);
-    for (const cidr of new Set(mine)) {
-      const b = parsePrefix(cidr) as Prefix;
-      if (!prefixContains(subnet, b)) continue;
-      const ip = free(b, await this.#claimsIn(cluster, b));
-      if (ip) {
-        this.#lastBlock.set(cluster, cidr);
-        return ip;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const view = await this.#blockView(cluster);
+      const shared = await this.#shared(cluster);
+      const hint = this.#lastBlock.get(cluster);
+      const mine = [...view.owners].filter(([, node]) => node === this.#d.node).map(([cidr]) => cidr);
+      if (hint !== undefined && mine.includes(hint)) mine.unshift(hint);
+      for (const cidr of new Set(mine)) {
+        const b = parsePrefix(cidr) as Prefix;
+        if (!prefixContains(subnet, b)) continue;
+        const ip = free(b, await this.#takenIn(cluster, b, shared.ips));
+        if (ip) {
+          this.#lastBlock.set(cluster, cidr);
+          return { ip, sharedRevision: shared.revision };
+        }
       }
-    }
-    // claim the first unclaimed block of the subnet
-    const step = 1n << BigInt(bitsOf(subnet.family) - len);
-    const end = subnet.value + (1n << BigInt(bitsOf(subnet.family) - subnet.length));
-    for (let v = subnet.value; v < end; v += step) {
-      const b: Prefix = { family: subnet.family, value: v, length: len };
-      if (blocks.has(formatPrefix(b))) continue;
-      const ip = free(b, await this.#claimsIn(cluster, b));
-      if (!ip) continue;
-      if (await this.#claimBlock(cluster, formatPrefix(b))) {
-        this.#lastBlock.set(cluster, formatPrefix(b));
-        return ip;
+      // claim the first block of the subnet that no block record overlaps
+      const taken = view.all.map((r) => parsePrefix(r.block)).filter((p) => p !== undefined);
+      const step = 1n << BigInt(bitsOf(subnet.family) - len);
+      const end = subnet.value + (1n << BigInt(bitsOf(subnet.family) - subnet.length));
+      let lost = false;
+      for (let v = subnet.value; v < end && !lost; v += step) {
+        const b: Prefix = { family: subnet.family, value: v, length: len };
+        if (taken.some((t) => prefixesOverlap(t, b))) continue;
+        const ip = free(b, await this.#takenIn(cluster, b, shared.ips));
+        if (!ip) continue;
+        if (await this.#claimBlock(cluster, formatPrefix(b), view.revision)) {
+          this.#lastBlock.set(cluster, formatPrefix(b));
+          return { ip, sharedRevision: shared.revision };
+        }
+        lost = true; // a block record changed meanwhile: look again
       }
-      return this.#nextFree(cluster, subnet); // lost the race for this block: look again
+      if (!lost) break;
     }
     throw errors.addressExhausted(`cluster network ${cluster} (${formatPrefix(subnet)}) has no free block left`);
   }
 
   /**
-   * The claimed addresses of one block. Claims are keyed by address text, so the block's
-   * claims are listed by the longest text prefix all its addresses share ("198.18.64." for a
-   * /26: at most a /24's worth) and the few outside the block are dropped.
+   * The taken addresses of one of this host's blocks: its claims and the shared addresses.
+   * Claims are keyed by address text, so the block's claims are listed by the longest text
+   * prefix all its addresses share ("198.18.64." for a /26: at most a /24's worth) and the few
+   * outside the block are dropped.
    */
-  async #claimsIn(cluster: string, block: Prefix): Promise<Set<string>> {
-    const prefix = addrsPrefix(cluster) + textPrefixOf(block);
-    const { items } = await this.#d.store.list(prefix);
-    const out = new Set<string>();
-    for (const kv of items) {
-      const text = kv.key.slice(addrsPrefix(cluster).length);
-      const ip = parseIp(text);
-      if (ip && prefixContains(block, ip)) out.add(text);
-    }
+  async #takenIn(cluster: string, block: Prefix, shared: ReadonlySet<string>): Promise<Set<string>> {
+    const { items } = await this.#d.store.list(addrsOf(cluster, this.#d.node) + textPrefixOf(block));
+    const out = new Set<string>(shared);
+    // a malformed record under this host's own key still holds its address: never hand it out twice
+    for (const kv of items) out.add(kv.key.slice(addrsOf(cluster, this.#d.node).length));
     return out;
+  }
+}
+
+/** A block record of the layout before owner prefixes, if well-formed. */
+function legacyBlock(kv: KeyValue, cluster: string): BlockRecord | undefined {
+  try {
+    const v = JSON.parse(kv.value) as Partial<BlockRecord> | null;
+    const p = typeof v?.block === 'string' ? parsePrefix(v.block) : undefined;
+    if (!v || v.cluster !== cluster || typeof v.node !== 'string' || !isValidNodeName(v.node) || !p) return undefined;
+    return { cluster, block: formatPrefix(p), node: v.node, createRevision: kv.createRevision };
+  } catch {
+    return undefined;
   }
 }
 

@@ -21,6 +21,7 @@ async function cluster(store: Store) {
   const a = new ClusterIpam({ store, node: 'a', log: silentLogger });
   const b = new ClusterIpam({ store, node: 'b', log: silentLogger });
   await a.reserveShared('blue', subnet, ip('198.18.64.1'));
+  await b.reserveShared('blue', subnet, ip('198.18.64.1'));
   const mine = [await a.allocate('blue', subnet), await a.allocate('blue', subnet)];
   const theirs = await b.allocate('blue', subnet);
   await a.allocate('green', subnet);
@@ -37,10 +38,13 @@ function suite(name: string, make: () => Promise<Store>) {
       const r = await releaseHeld(store, 'blue', 'a');
       assert.deepEqual([...r.claims].sort(), mine.map(formatIp).sort());
       assert.deepEqual(r.blocks, ['198.18.64.0/26']);
-      assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [] });
+      assert.deepEqual(await listHeld(store, 'blue', 'a'), { claims: [], blocks: [], shared: [] });
       assert.equal((await listHeld(store, 'green', 'a')).claims.length, 1, 'other clusters untouched');
       assert.equal((await listHeld(store, 'blue', 'b')).claims.length, 1, 'other hosts untouched');
-      assert.ok(await store.get(clusterKeys.addr('blue', '198.18.64.1')), 'the shared gateway stays');
+      assert.ok(
+        await store.get(clusterKeys.shared('blue', '198.18.64.1', 'b')),
+        "b's record of the shared gateway stays",
+      );
       // the space is back in the pool: b can take an address of a's former block
       assert.equal(formatIp(await b.allocate('blue', subnet, mine[0])), formatIp(mine[0] as Ip));
       assert.notEqual(formatIp(theirs), formatIp(mine[0] as Ip));
@@ -55,8 +59,8 @@ function suite(name: string, make: () => Promise<Store>) {
       await a.release('blue', mine[0] as Ip);
       await a.allocate('blue', subnet, mine[0]);
       const done = await deleteUnchanged(store, claims);
-      assert.deepEqual(done, [clusterKeys.addr('blue', formatIp(mine[1] as Ip))]);
-      assert.ok(await store.get(clusterKeys.addr('blue', formatIp(mine[0] as Ip))), 're-allocation kept');
+      assert.deepEqual(done, [clusterKeys.addr('blue', formatIp(mine[1] as Ip), 'a')]);
+      assert.ok(await store.get(clusterKeys.addr('blue', formatIp(mine[0] as Ip), 'a')), 're-allocation kept');
     });
 
     it('stops when the guard fails (the host joined again)', async () => {

@@ -1,6 +1,7 @@
 /**
  * Returning a host's share of cluster address space to the pool: its address claims
- * (addrs/<cluster>/<ip>) and blocks (blocks/<cluster>/<block>). Used when this host leaves a
+ * (addrs/<node>/<cluster>/<ip>), blocks (blocks/<node>/<cluster>/<block>) and records of the
+ * shared addresses (shared/<node>/<cluster>/<ip>). Used when this host leaves a
  * cluster network on purpose (agent.leaveNetwork), by the claim GC for what a failed leave or
  * release left behind, and by `truss cluster forget NODE` for a host that is gone for good.
  *
@@ -8,17 +9,11 @@
  * again meanwhile (a concurrent re-allocation of the same address or block) is never deleted;
  * `guard` adds compares every batch must also pass (e.g. "this host is not a member again").
  * Claims go before blocks, so a block never disappears while its host's claims are in it.
- * Shared claims (node '*': gateway, aux addresses) belong to the cluster, never to a host.
+ * Everything a host holds is under its own prefixes, so it is listed by key, malformed
+ * records included (they are the host's keys all the same).
  */
-import {
-  type AddressClaim,
-  type BlockRecord,
-  CLUSTER_PREFIX,
-  clusterKeys,
-  type MemberRecord,
-  type NodeRecord,
-  nodeIdOf,
-} from '../core/cluster/model.ts';
+import { CLUSTER_KINDS, clusterKeys, type NodeRecord, nodeIdOf, parseClusterKey } from '../core/cluster/model.ts';
+import { decodeClusterRecord, recordsOf } from '../core/cluster/records.ts';
 import { errors } from '../core/errors.ts';
 import type { Compare, KeyValue, Store } from '../store/store.ts';
 
@@ -47,19 +42,16 @@ const parse = <T>(kv: KeyValue): T | undefined => {
   }
 };
 
-/** The claims and blocks `node` holds in `cluster`, as read now (with their revisions). */
+/** The claims, blocks and shared records `node` holds in `cluster`, as read now (with their revisions). */
 export async function listHeld(
   store: Store,
   cluster: string,
   node: string,
-): Promise<{ claims: KeyValue[]; blocks: KeyValue[] }> {
-  const claims = (await store.list(clusterKeys.addrsPrefix(cluster))).items.filter(
-    (kv) => parse<AddressClaim>(kv)?.node === node,
-  );
-  const blocks = (await store.list(clusterKeys.blocksPrefix(cluster))).items.filter(
-    (kv) => parse<BlockRecord>(kv)?.node === node,
-  );
-  return { claims, blocks };
+): Promise<{ claims: KeyValue[]; blocks: KeyValue[]; shared: KeyValue[] }> {
+  const claims = [...(await store.list(clusterKeys.addrsOf(cluster, node))).items];
+  const blocks = [...(await store.list(clusterKeys.blocksOf(cluster, node))).items];
+  const shared = [...(await store.list(clusterKeys.sharedOf(cluster, node))).items];
+  return { claims, blocks, shared };
 }
 
 /**
@@ -110,16 +102,17 @@ export async function releaseHeld(
   node: string,
   opts: ReleaseOptions = {},
 ): Promise<Released> {
-  const { claims, blocks } = await listHeld(store, cluster, node);
+  const { claims, blocks, shared } = await listHeld(store, cluster, node);
   const freedClaims = await deleteUnchanged(store, claims, opts);
   // blocks go only when none of the node's claims is left in the cluster (none came meanwhile)
   const left = freedClaims.length === claims.length ? (await listHeld(store, cluster, node)).claims.length : 1;
   const freedBlocks = left === 0 ? await deleteUnchanged(store, blocks, opts) : [];
+  if (left === 0) await deleteUnchanged(store, shared, opts);
   const tail = (prefix: string) => (k: string) => k.slice(prefix.length);
   return {
     cluster,
-    claims: freedClaims.map(tail(clusterKeys.addrsPrefix(cluster))),
-    blocks: freedBlocks.map(tail(clusterKeys.blocksPrefix(cluster))).map((b) => b.replace('_', '/')),
+    claims: freedClaims.map(tail(clusterKeys.addrsOf(cluster, node))),
+    blocks: freedBlocks.map(tail(clusterKeys.blocksOf(cluster, node))).map((b) => b.replace('_', '/')),
   };
 }
 
@@ -144,9 +137,9 @@ export async function forgetNode(store: Store, node: string, self: string, force
   const registered = await store.get(clusterKeys.node(node));
   if (!registered) {
     // a display name given for a node id (truss status shows both)
-    const named = (await store.list(clusterKeys.nodesPrefix)).items
-      .map((kv) => parse<NodeRecord>(kv))
-      .find((n) => n !== undefined && n.name === node && nodeIdOf(n) !== node);
+    const named = recordsOf('nodes', (await store.list(clusterKeys.nodesPrefix)).items)
+      .map((d) => d.record)
+      .find((n) => n.name === node && nodeIdOf(n) !== node);
     if (named) {
       throw errors.badRequest(
         `${node} is the name of host ${nodeIdOf(named)} (address ${named.address}); truss cluster forget takes ` +
@@ -168,6 +161,8 @@ export async function forgetNode(store: Store, node: string, self: string, force
     const released = await releaseHeld(store, cluster, node);
     const member = await store.get(clusterKeys.member(cluster, node));
     const memberGone = member ? (await deleteUnchanged(store, [member])).length === 1 : false;
+    const network = await store.get(clusterKeys.network(cluster, node));
+    if (network) await deleteUnchanged(store, [network]);
     if (released.claims.length + released.blocks.length > 0 || memberGone)
       out.push({ ...released, member: memberGone });
   }
@@ -175,15 +170,14 @@ export async function forgetNode(store: Store, node: string, self: string, force
   return { node, wasRegistered, clusters: out };
 }
 
-/** Every cluster name that has a network record, members, blocks or claims. */
+/** Every cluster name that has a network record, members, blocks, claims or shared records. */
 export async function clusterNames(store: Store): Promise<string[]> {
   const names = new Set<string>();
-  for (const kind of ['networks/', 'members/', 'blocks/', 'addrs/']) {
-    const prefix = `${CLUSTER_PREFIX}${kind}`;
-    for (const kv of (await store.list(prefix)).items) {
-      const rest = kv.key.slice(prefix.length);
-      const name = kind === 'networks/' ? rest : rest.slice(0, rest.indexOf('/'));
-      if (name) names.add(name);
+  for (const kind of CLUSTER_KINDS) {
+    if (kind === 'nodes') continue;
+    for (const kv of (await store.list(clusterKeys.kindPrefix(kind))).items) {
+      const cluster = parseClusterKey(kv.key)?.cluster;
+      if (cluster) names.add(cluster);
     }
   }
   return [...names].sort();
@@ -203,15 +197,9 @@ export function countAllocations(
     else c[what]++;
   };
   for (const [key, value] of items) {
-    const rest = key.slice(CLUSTER_PREFIX.length);
-    const kind = rest.slice(0, rest.indexOf('/'));
-    if (kind !== 'blocks' && kind !== 'addrs' && kind !== 'members') continue;
-    try {
-      const v = JSON.parse(value) as BlockRecord | AddressClaim | MemberRecord;
-      bump(v.cluster, v.node, kind === 'blocks' ? 'blocks' : kind === 'addrs' ? 'claims' : 'member');
-    } catch {
-      // a malformed record is the agent's to report
-    }
+    const d = decodeClusterRecord({ key, value }); // a malformed record is the agent's to report
+    if (d.kind !== 'blocks' && d.kind !== 'addrs' && d.kind !== 'members') continue;
+    bump(d.record.cluster, d.record.node, d.kind === 'blocks' ? 'blocks' : d.kind === 'addrs' ? 'claims' : 'member');
   }
   return out;
 }

@@ -20,6 +20,8 @@ export interface WatchEvent {
   /** the new value (puts only) */
   readonly value?: string;
   readonly modRevision: number;
+  /** the key's create revision (puts only) */
+  readonly createRevision?: number;
 }
 
 export interface WatchHandlers {

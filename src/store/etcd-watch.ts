@@ -135,7 +135,13 @@ export class EtcdWatch implements Watch {
       const modRevision = Number(ev.kv.mod_revision);
       return String(ev.type).toLowerCase() === 'delete'
         ? { type: 'delete', key, modRevision }
-        : { type: 'put', key, value: ev.kv.value.toString('utf8'), modRevision };
+        : {
+            type: 'put',
+            key,
+            value: ev.kv.value.toString('utf8'),
+            modRevision,
+            createRevision: Number(ev.kv.create_revision),
+          };
     });
     // why: the header revision may be ahead of these events while etcd sends history in batches
     const revision = events.at(-1)?.modRevision ?? this.#revision;

@@ -55,6 +55,7 @@ export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
 /** deadline of every call after open: "fails within 5 s while etcd is down" */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 4000;
 const LIST_PAGE = 1000;
+const PROBE_KEY = '/truss/';
 /** etcd's default --max-txn-ops is 128 */
 const MAX_TXN_OPS = 100;
 const GRPC_OPTIONS = {
@@ -74,6 +75,8 @@ export interface EtcdStoreOptions {
   readonly endpoints: readonly string[];
   /** file paths; TLS with a client certificate when given, plaintext otherwise */
   readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
+  /** etcd user auth (the password is never logged) */
+  readonly auth?: { readonly user: string; readonly password: string };
   /** prepended to every key (and stripped from results): isolates tests sharing an etcd */
   readonly prefix?: string;
   /** how long openEtcdStore waits for etcd to answer (default 5000) */
@@ -160,6 +163,7 @@ export async function openEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore> 
       privateKey: readTlsFile('--etcd-key', opts.tls.key),
     };
   }
+  if (opts.auth) options.auth = { username: opts.auth.user, password: opts.auth.password };
   let client: Etcd3;
   try {
     client = new Etcd3(options);
@@ -174,9 +178,23 @@ export async function openEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore> 
   for (;;) {
     try {
       await store.probe(Math.max(1, Math.min(deadline - Date.now(), store.requestTimeoutMs)));
-      store.log.info('etcd store connected', { endpoints: opts.endpoints, tls: opts.tls !== undefined });
+      store.log.info('etcd store connected', {
+        endpoints: opts.endpoints,
+        tls: opts.tls !== undefined,
+        ...(opts.auth ? { user: opts.auth.user } : {}),
+      });
       return store;
     } catch (e) {
+      const refused = /PERMISSION_DENIED|authentication failed|invalid user ID or password|user name is empty/;
+      if (refused.test(String(isTrussError(e) && e.cause instanceof Error ? e.cause.message : e))) {
+        await store.close();
+        const who = opts.auth ? `user ${opts.auth.user}` : opts.tls ? 'the client certificate' : 'no user';
+        throw errors.storeUnavailable(
+          `etcd at ${opts.endpoints.join(',')} refused truss (${who}): ${firstLine(String(isTrussError(e) && e.cause instanceof Error ? e.cause.message : e))}; ` +
+            "check --etcd-user and --etcd-password-file, and the user's role (truss cluster rbac --node ID)",
+          e,
+        );
+      }
       if (Date.now() + 200 >= deadline) {
         await store.close();
         const why = isTrussError(e) && e.cause instanceof Error ? firstLine(e.cause.message) : String(e);
@@ -289,6 +307,16 @@ export class EtcdStore implements Store {
     assertOps(failure);
     const compare = compares.map((c): ICompare => {
       const key = this.#key(c.key);
+      if ('prefixModRevisionAtMost' in c) {
+        // why: etcd compares every key of [key, range_end) and an empty range as mod 0 (etcd >= 3.3)
+        return {
+          key: key.length === 0 ? ZERO_KEY : key,
+          range_end: prefixEnd(key),
+          target: 'Mod',
+          result: 'Less',
+          mod_revision: c.prefixModRevisionAtMost + 1,
+        };
+      }
       if ('version' in c) return { key, target: 'Version', result: 'Equal', version: c.version };
       if ('modRevision' in c) return { key, target: 'Mod', result: 'Equal', mod_revision: c.modRevision };
       return { key, target: 'Value', result: 'Equal', value: Buffer.from(c.value) };
@@ -363,7 +391,8 @@ export class EtcdStore implements Store {
   }
 
   async #revisionBy(deadline: number): Promise<number> {
-    const res = await this.#client.kv.range({ key: ZERO_KEY, count_only: true }, { deadline });
+    // why: one key every truss user may read (under etcd RBAC a host reads /truss/ only)
+    const res = await this.#client.kv.range({ key: this.#key(PROBE_KEY), count_only: true }, { deadline });
     return Number(res.header.revision);
   }
 

@@ -58,6 +58,11 @@ export class MemoryStore implements Store {
   }
 
   #holds(c: Compare): boolean {
+    if ('prefixModRevisionAtMost' in c) {
+      const lo = this.#search((k) => compareKeys(k, c.key) < 0);
+      const hi = this.#search((k) => compareKeys(k, c.key) < 0 || k.startsWith(c.key));
+      return this.#sorted.slice(lo, hi).every((kv) => kv.modRevision <= c.prefixModRevisionAtMost);
+    }
     const kv = this.#data.get(c.key);
     if ('version' in c) return (kv?.version ?? 0) === c.version;
     if ('modRevision' in c) return (kv?.modRevision ?? 0) === c.modRevision;

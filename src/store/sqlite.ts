@@ -364,6 +364,14 @@ export class SqliteStore implements Store {
   }
 
   #holds(c: Compare): boolean {
+    if ('prefixModRevisionAtMost' in c) {
+      for (const row of this.#st.scan.iterate(c.key)) {
+        const kv = toKeyValue(row);
+        if (!kv.key.startsWith(c.key)) break;
+        if (kv.modRevision > c.prefixModRevisionAtMost) return false;
+      }
+      return true;
+    }
     const row = this.#st.get.get(c.key);
     const kv = row ? toKeyValue(row) : undefined;
     if ('version' in c) return (kv?.version ?? 0) === c.version;

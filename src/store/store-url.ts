@@ -52,3 +52,31 @@ export function parseStoreUrl(text: string | undefined): StoreUrl {
   if (dup !== undefined) throw bad(`endpoint ${dup} is listed twice`);
   return { kind: 'etcd', endpoints };
 }
+
+/** The host part of a HOST:PORT endpoint (brackets of an IPv6 address removed). */
+export const endpointHost = (ep: string): string => ep.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+
+/** An endpoint on this host: a loopback address (127.0.0.0/8, ::1) or "localhost". */
+export function isLoopbackEndpoint(ep: string): boolean {
+  const host = endpointHost(ep).toLowerCase();
+  return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
+}
+
+/**
+ * Plaintext to an etcd that is not on this host is refused unless the operator accepted it
+ * (--etcd-insecure): anyone on the path could read and rewrite every host's routing.
+ */
+export function plaintextProblem(
+  endpoints: readonly string[],
+  tls: boolean,
+  insecure: boolean,
+): TrussError | undefined {
+  if (tls || insecure) return undefined;
+  const remote = endpoints.filter((ep) => !isLoopbackEndpoint(ep));
+  if (remote.length === 0) return undefined;
+  return errors.badOption(
+    `--store etcd://${endpoints.join(',')}: etcd at ${remote.join(',')} is not on this host and the connection would be ` +
+      'plaintext (anyone on the path can read and rewrite the cluster records): give --etcd-ca, --etcd-cert and ' +
+      '--etcd-key for TLS, or --etcd-insecure to accept plaintext',
+  );
+}

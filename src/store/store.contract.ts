@@ -154,6 +154,25 @@ export function storeContract(name: string, make: StoreFactory): void {
       assert.equal((await store.txn([{ key: '/absent', modRevision: 0 }], [])).succeeded, true);
     });
 
+    it('compares the modRevision of every key under a prefix (none = holds)', async () => {
+      assert.equal((await store.txn([{ key: '/p/', prefixModRevisionAtMost: 0 }], [])).succeeded, true);
+      const r1 = await store.txn([], [put('/p/a', '1')]);
+      await store.txn([], [put('/q', 'x'), put('/p', 'y')]); // outside the prefix
+      const at = await store.revision();
+      assert.equal(
+        (await store.txn([{ key: '/p/', prefixModRevisionAtMost: at }], [put('/p/b', '2')])).succeeded,
+        true,
+      );
+      assert.equal(
+        (await store.txn([{ key: '/p/', prefixModRevisionAtMost: at }], [put('/p/c', '3')])).succeeded,
+        false,
+      );
+      assert.equal(await store.get('/p/c'), undefined);
+      assert.equal((await store.txn([{ key: '/p/a', prefixModRevisionAtMost: r1.revision }], [])).succeeded, true);
+      await store.txn([], [{ type: 'delete', key: '/p/b' }]); // a delete leaves no key behind
+      assert.equal((await store.txn([{ key: '/p/', prefixModRevisionAtMost: at }], [])).succeeded, true);
+    });
+
     it('compares values; an absent key never equals a value', async () => {
       await store.txn([], [put('/v', 'a')]);
       assert.equal((await store.txn([{ key: '/v', value: 'a' }], [put('/v', 'b')])).succeeded, true);

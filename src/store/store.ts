@@ -14,9 +14,15 @@ export interface KeyValue {
   readonly version: number;
 }
 
-/** Equality compares only: version 0 means "key absent" (create-if-absent). */
+/**
+ * Equality compares on one key (version 0 means "key absent": create-if-absent), and one range
+ * compare: every key starting with `key` has a modRevision of at most `prefixModRevisionAtMost`
+ * (true when there is none), i.e. nothing under the prefix was written after a read at that
+ * revision (etcd: Compare MOD LESS n+1 with a range_end, etcd >= 3.3).
+ */
 export type Compare =
   | { readonly key: string; readonly version: number }
+  | { readonly key: string; readonly prefixModRevisionAtMost: number }
   | { readonly key: string; readonly modRevision: number }
   | { readonly key: string; readonly value: string };
 

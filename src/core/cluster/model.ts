@@ -3,12 +3,23 @@
  *
  * Host-local intent (networks, endpoints, local pools) always stays in the embedded store
  * under --state-dir, so a host keeps working, restarting and reconciling while etcd is
- * down. Only what hosts must agree on lives in etcd, under /truss/v1/cluster/:
- *   nodes/<node id>                    NodeRecord, under the node's lease (presence)
- *   networks/<cluster>                 ClusterNetworkRecord (create-if-absent, then compared)
- *   members/<cluster>/<node>           MemberRecord, under the node's lease
- *   blocks/<cluster>/<block cidr>      BlockRecord: a per-host address block (create-if-absent)
- *   addrs/<cluster>/<ip>               AddressClaim (create-if-absent; never under a lease)
+ * down. Only what hosts must agree on lives in etcd, under /truss/v2/, laid out by owner:
+ * every key a host writes has its node id right after the kind, so etcd RBAC can give each
+ * host readwrite on its own prefixes and read on the rest (`truss cluster rbac`):
+ *   nodes/<id>                          NodeRecord, under the node's lease (presence)
+ *   networks/<id>/<cluster>             ClusterNetworkRecord: this host's copy; the cluster's
+ *                                       settings are the oldest copy's (lowest createRevision)
+ *   members/<id>/<cluster>              MemberRecord, under the node's lease
+ *   blocks/<id>/<cluster>/<block cidr>  BlockRecord: a per-host address block, unique across
+ *                                       hosts (claimed with a compare on all of blocks/)
+ *   addrs/<id>/<cluster>/<ip>           AddressClaim, only inside the host's own blocks
+ *   shared/<id>/<cluster>/<ip>          AddressClaim of an address every host uses (gateway,
+ *                                       aux): each member records the ones it was given
+ * A record is honoured only under its owner: its `node` (a node record: its id) must be the
+ * <id> of its key, and its cluster, block or address the rest of the key; any other record
+ * is malformed and ignored (core/cluster/records.ts). Before this layout (truss <= issue 12)
+ * everything was under /truss/v1/cluster/ keyed by cluster and CIDR or IP; a host moves its
+ * own records from there at start (cluster/migrate.ts).
  *
  * A host's identity is its node id (<state-dir>/node-id, made once, like Docker's engine id):
  * every key and every `node` field above holds the id. Its name (--node-name, default the
@@ -27,6 +38,8 @@ export interface NodeRecord extends StoreMeta {
   /** WireGuard public key, base64 (never the private key) */
   readonly wgPublicKey: string;
   readonly wgPort: number;
+  /** etcd's create revision of the record, set when read (never stored): the older claim wins */
+  readonly createRevision?: number;
 }
 
 /**
@@ -56,12 +69,16 @@ export const nodeIdOf = (n: Pick<NodeRecord, 'id' | 'name'>): string => n.id ?? 
 export interface MemberRecord extends StoreMeta {
   readonly cluster: string;
   readonly node: string;
+  /** etcd's create revision of the record, set when read (never stored) */
+  readonly createRevision?: number;
 }
 
 export interface BlockRecord extends StoreMeta {
   readonly cluster: string;
   readonly block: string;
   readonly node: string;
+  /** etcd's create revision of the record, set when read (never stored): the older claim wins */
+  readonly createRevision?: number;
 }
 
 export interface AddressClaim {
@@ -72,21 +89,61 @@ export interface AddressClaim {
   readonly owner?: string;
 }
 
-export const CLUSTER_PREFIX = '/truss/v1/cluster/';
+export const CLUSTER_PREFIX = '/truss/v2/';
+/** the layout before owner prefixes (cluster/migrate.ts moves a host's records from it) */
+export const LEGACY_CLUSTER_PREFIX = '/truss/v1/cluster/';
+
+export type ClusterKind = 'nodes' | 'networks' | 'members' | 'blocks' | 'addrs' | 'shared';
+export const CLUSTER_KINDS: readonly ClusterKind[] = ['nodes', 'networks', 'members', 'blocks', 'addrs', 'shared'];
 
 /** The key layout above, in one place (block CIDRs are stored with '/' as '_'). */
 export const clusterKeys = {
+  kindPrefix: (kind: ClusterKind): string => `${CLUSTER_PREFIX}${kind}/`,
+  /** everything `node` may write under one kind (nodes: its one key) */
+  ownerPrefix: (kind: ClusterKind, node: string): string =>
+    kind === 'nodes' ? `${CLUSTER_PREFIX}nodes/${node}` : `${CLUSTER_PREFIX}${kind}/${node}/`,
   nodesPrefix: `${CLUSTER_PREFIX}nodes/`,
-  networksPrefix: `${CLUSTER_PREFIX}networks/`,
   node: (n: string): string => `${CLUSTER_PREFIX}nodes/${n}`,
-  network: (c: string): string => `${CLUSTER_PREFIX}networks/${c}`,
-  membersPrefix: (c: string): string => `${CLUSTER_PREFIX}members/${c}/`,
-  member: (c: string, n: string): string => `${CLUSTER_PREFIX}members/${c}/${n}`,
-  blocksPrefix: (c: string): string => `${CLUSTER_PREFIX}blocks/${c}/`,
-  block: (c: string, block: string): string => `${CLUSTER_PREFIX}blocks/${c}/${block.replace('/', '_')}`,
-  addrsPrefix: (c: string): string => `${CLUSTER_PREFIX}addrs/${c}/`,
-  addr: (c: string, ip: string): string => `${CLUSTER_PREFIX}addrs/${c}/${ip}`,
+  network: (c: string, n: string): string => `${CLUSTER_PREFIX}networks/${n}/${c}`,
+  member: (c: string, n: string): string => `${CLUSTER_PREFIX}members/${n}/${c}`,
+  block: (c: string, block: string, n: string): string =>
+    `${CLUSTER_PREFIX}blocks/${n}/${c}/${block.replace('/', '_')}`,
+  addrsOf: (c: string, n: string): string => `${CLUSTER_PREFIX}addrs/${n}/${c}/`,
+  blocksOf: (c: string, n: string): string => `${CLUSTER_PREFIX}blocks/${n}/${c}/`,
+  sharedOf: (c: string, n: string): string => `${CLUSTER_PREFIX}shared/${n}/${c}/`,
+  addr: (c: string, ip: string, n: string): string => `${CLUSTER_PREFIX}addrs/${n}/${c}/${ip}`,
+  shared: (c: string, ip: string, n: string): string => `${CLUSTER_PREFIX}shared/${n}/${c}/${ip}`,
 } as const;
+
+export interface ClusterKey {
+  readonly kind: ClusterKind;
+  /** the node id the key belongs to */
+  readonly owner: string;
+  /** the cluster name (all kinds but nodes) */
+  readonly cluster?: string;
+  /** blocks: the CIDR ('_' back to '/'); addrs, shared: the address text */
+  readonly item?: string;
+}
+
+/** A key of the layout above, split; undefined for anything else (too few or too many parts). */
+export function parseClusterKey(key: string): ClusterKey | undefined {
+  if (!key.startsWith(CLUSTER_PREFIX)) return undefined;
+  const parts = key.slice(CLUSTER_PREFIX.length).split('/');
+  const kind = parts[0] as ClusterKind;
+  if (!CLUSTER_KINDS.includes(kind)) return undefined;
+  const [, owner, cluster, item] = parts;
+  if (owner === undefined || !isValidNodeName(owner)) return undefined;
+  const want = kind === 'nodes' ? 2 : kind === 'networks' || kind === 'members' ? 3 : 4;
+  if (parts.length !== want) return undefined;
+  if (cluster !== undefined && !isValidClusterName(cluster)) return undefined;
+  if (item !== undefined && item === '') return undefined;
+  return {
+    kind,
+    owner,
+    ...(cluster !== undefined ? { cluster } : {}),
+    ...(item !== undefined ? { item: kind === 'blocks' ? item.replace('_', '/') : item } : {}),
+  };
+}
 
 /** The node name recorded for addresses every host uses (the anycast gateway, aux addresses). */
 export const SHARED_OWNER = '*';

@@ -1,0 +1,107 @@
+/**
+ * `truss cluster rbac --node ID [--apply ...]`: etcd RBAC for one host (core/cluster/rbac.ts).
+ * Prints the etcdctl commands, or with --apply runs them through the etcd API as an etcd admin.
+ * The one command that talks to etcd itself (it runs before any daemon has credentials).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { readEtcdPassword } from '../cluster-setup.ts';
+import { rbacPlan, renderEtcdctl } from '../core/cluster/rbac.ts';
+import { isTrussError } from '../core/errors.ts';
+import { parseStoreUrl, plaintextProblem } from '../store/store-url.ts';
+import type { CliIo } from './policy.ts';
+
+export const RBAC_USAGE = `usage:
+  truss cluster rbac --node ID                 print the etcdctl commands for host ID
+  truss cluster rbac --node ID --apply --password-file FILE --store etcd://HOST:PORT
+        [--etcd-user root --etcd-password-file ROOT_FILE | --etcd-ca F --etcd-cert F --etcd-key F] [--etcd-insecure]
+                                               create role and user truss-ID in etcd (as an etcd admin)
+
+ID is the host's node id (truss status: NODE ID; <state-dir>/node-id). Host ID gets user truss-ID:
+read on /truss/, readwrite on its own records only (/truss/v2/nodes/ID, /truss/v2/KIND/ID/ for
+networks, members, blocks, addrs, shared). --password-file holds that user's password (one line):
+give the same file to truss serve on host ID as --etcd-password-file, with --etcd-user truss-ID.
+`;
+
+const FLAGS = {
+  node: { type: 'string' },
+  apply: { type: 'boolean' },
+  'password-file': { type: 'string' },
+  store: { type: 'string' },
+  'etcd-user': { type: 'string' },
+  'etcd-password-file': { type: 'string' },
+  'etcd-ca': { type: 'string' },
+  'etcd-cert': { type: 'string' },
+  'etcd-key': { type: 'string' },
+  'etcd-insecure': { type: 'boolean' },
+} as const;
+
+class UsageError extends Error {}
+
+/** Returns the exit code: 0 done, 1 failed, 2 bad command line. */
+export async function rbacCommand(args: readonly string[], io: CliIo): Promise<number> {
+  try {
+    let v: ReturnType<typeof parseArgs<{ args: string[]; options: typeof FLAGS }>>['values'];
+    try {
+      v = parseArgs({ args: [...args], options: FLAGS, strict: true }).values;
+    } catch (e) {
+      throw new UsageError(e instanceof Error ? e.message : String(e));
+    }
+    if (v.node === undefined) throw new UsageError('cluster rbac: missing --node ID');
+    let plan: ReturnType<typeof rbacPlan>;
+    try {
+      plan = rbacPlan(v.node);
+    } catch (e) {
+      throw new UsageError(`cluster rbac: --node ${e instanceof Error ? e.message.replace(/^node id /, '') : e}`);
+    }
+    if (!v.apply) {
+      io.stdout(renderEtcdctl(plan));
+      return 0;
+    }
+    if (v['password-file'] === undefined) throw new UsageError('cluster rbac --apply: missing --password-file FILE');
+    const url = parseStoreUrl(v.store ?? (io.env.TRUSS_STORE || undefined));
+    if (url.kind !== 'etcd') throw new UsageError('cluster rbac --apply: missing --store etcd://HOST:PORT');
+    const tlsFiles = [v['etcd-ca'], v['etcd-cert'], v['etcd-key']];
+    const tlsGiven = tlsFiles.filter((x) => x !== undefined).length;
+    if (tlsGiven !== 0 && tlsGiven !== 3) throw new UsageError('--etcd-ca, --etcd-cert and --etcd-key go together');
+    if ((v['etcd-user'] === undefined) !== (v['etcd-password-file'] === undefined)) {
+      throw new UsageError('--etcd-user and --etcd-password-file go together');
+    }
+    const plain = plaintextProblem(url.endpoints, tlsGiven === 3, v['etcd-insecure'] === true);
+    if (plain) throw plain;
+    const password = readEtcdPassword(v['password-file']);
+    const { applyRbac } = await import('../store/etcd-rbac.ts');
+    await applyRbac(
+      {
+        endpoints: url.endpoints,
+        ...(tlsGiven === 3
+          ? {
+              tls: {
+                ca: readFileSync(tlsFiles[0] as string),
+                cert: readFileSync(tlsFiles[1] as string),
+                key: readFileSync(tlsFiles[2] as string),
+              },
+            }
+          : {}),
+        ...(v['etcd-user'] !== undefined && v['etcd-password-file'] !== undefined
+          ? { auth: { user: v['etcd-user'], password: readEtcdPassword(v['etcd-password-file']) } }
+          : {}),
+      },
+      plan,
+      password,
+    );
+    io.stdout(
+      `etcd role and user ${plan.user} are set up: host ${plan.node} may write its own records only\n` +
+        `run truss serve there with --etcd-user ${plan.user} --etcd-password-file FILE\n`,
+    );
+    return 0;
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (e instanceof UsageError) {
+      io.stderr(`truss: ${message}\n\n${RBAC_USAGE}`);
+      return 2;
+    }
+    io.stderr(`truss: ${message}\n`);
+    return isTrussError(e) && e.kind === 'invalid' ? 2 : 1;
+  }
+}
