@@ -26,6 +26,7 @@ import type {
   RequestPoolInput,
   RequestPoolResult,
 } from '../core/ports.ts';
+import { safeStringify } from '../obs/safe-json.ts';
 
 // ---------- field schemas ----------
 
@@ -36,7 +37,7 @@ const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 /** A value as it appears in an error message: JSON, shortened. */
 export function showValue(v: unknown): string {
-  const s = v === undefined ? 'nothing' : (JSON.stringify(v) ?? String(v));
+  const s = v === undefined ? 'nothing' : (safeStringify(v, 8) ?? String(v));
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
