@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { MAX_JSON_DEPTH } from '../core/safe-json.ts';
 import { createLogger } from './logger.ts';
-import { MAX_JSON_DEPTH } from './safe-json.ts';
 
 const LOGGER = fileURLToPath(new URL('./logger.ts', import.meta.url));
 

@@ -3,7 +3,7 @@
  * bindings). Child loggers add fields. Keys that may hold key material are redacted.
  * Messages are constant lower-case text; data goes in fields.
  */
-import { safeStringify } from './safe-json.ts';
+import { safeStringify } from '../core/safe-json.ts';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 

@@ -53,3 +53,9 @@ export function jsonDepth(value: unknown, limit = MAX_JSON_DEPTH): number {
   }
   return max;
 }
+
+/** A value as it appears in an error message: JSON, at most 80 characters ("..." when cut). */
+export function showValue(v: unknown): string {
+  const s = v === undefined ? 'nothing' : (safeStringify(v, 8) ?? String(v));
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
