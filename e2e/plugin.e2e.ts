@@ -237,6 +237,9 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
       ['/dev/net/tun'],
     );
     assert.ok(config.description.includes(V1), `description names ${V1}`);
+    // M6: the host's iptables lock can be shared; the default is a placeholder that makes truss refuse legacy
+    const lock = config.mounts.find((m) => m.name === 'xtables-lock');
+    assert.deepEqual(lock && [lock.source, lock.destination], ['/dev/null', '/run/xtables.lock']);
     for (const f of ['usr/local/bin/node', 'app/lib/truss.mjs', 'app/proto/rpc.proto', 'usr/sbin/ip', 'usr/sbin/nft']) {
       assert.ok(existsSync(join(b.pluginDir, 'rootfs', f)), `rootfs has ${f}`);
     }

@@ -72,6 +72,8 @@ describe('IPv6 (kernel)', () => {
   before(async () => {
     host = await ns('host');
     dp = createLinuxDataplane({ netns: host.path });
+    // IPv6 forwarding as the test expects it (not the host's: do not depend on its defaults)
+    await host.must(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=0', 'net.ipv6.conf.default.accept_ra=1']);
     // an uplink carrying the default routes; a fresh namespace starts with accept_ra=1, forwarding=0
     await host.must(
       ['ip', '-batch', '-'],
