@@ -10,11 +10,11 @@
  * that no host keeps anything of truss. Tests run in order and share memoised fixtures.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { containerIp, runContainer } from './harness/containers.ts';
-import { runOk } from './harness/exec.ts';
+import { run, runOk } from './harness/exec.ts';
 import { printFigures } from './harness/figures.ts';
 import { type FlowSample, startFlow, watchFlows } from './harness/flows.ts';
 import { type Host, startHost } from './harness/host.ts';
@@ -238,6 +238,9 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
       ['/dev/net/tun'],
     );
     assert.ok(config.description.includes(V1), `description names ${V1}`);
+    // M6: the host's iptables lock can be shared; the default is a placeholder that makes truss refuse legacy
+    const lock = config.mounts.find((m) => m.name === 'xtables-lock');
+    assert.deepEqual(lock && [lock.source, lock.destination], ['/dev/null', '/run/xtables.lock']);
     for (const f of ['usr/local/bin/node', 'app/lib/truss.mjs', 'app/proto/rpc.proto', 'usr/sbin/ip', 'usr/sbin/nft']) {
       assert.ok(existsSync(join(b.pluginDir, 'rootfs', f)), `rootfs has ${f}`);
     }
@@ -293,6 +296,38 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
     assert.equal((await pluginList(p1)).get(P1_NAME), false, 'the plugin stays disabled');
     await dockerPlugin(p1, ['set', P1_NAME, `state.source=${pluginStateDir(p1)}`]);
     await dockerPlugin(p1, ['enable', P1_NAME]);
+  });
+
+  it("2c. p1: inside the plugin, iptables-legacy without the host's xtables lock is refused, naming the setting (M6)", {
+    timeout: 120_000,
+  }, async () => {
+    await p1Plugin();
+    // the running plugin's pid: a truss.mjs serve process in p1's network namespace (network type host)
+    const nsIno = statSync(`/run/netns/${p1.name}`).ino;
+    const pid = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .find((d) => {
+        try {
+          const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+          return cmd.includes('/app/lib/truss.mjs\0serve') && readlinkSync(`/proc/${d}/ns/net`) === `net:[${nsIno}]`;
+        } catch {
+          return false;
+        }
+      });
+    assert.ok(pid, 'the plugin process of p1');
+    const inPlugin = (args: readonly string[]) =>
+      run(['nsenter', '-t', pid, '-m', '-n', '--', '/usr/local/bin/node', '/app/lib/truss.mjs', ...args]);
+    // truss doctor runs serve's start-up checks: what `TRUSS_IPTABLES=iptables-legacy` would meet
+    const r = await inPlugin(['doctor', '--iptables', 'iptables-legacy', '--proc-sys', '/host/proc/sys']);
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(
+      r.stdout,
+      /iptables-legacy must share dockerd's lock \/run\/xtables\.lock, but the plugin's is a placeholder \(\/dev\/null\)/,
+    );
+    assert.ok(r.stdout.includes('docker plugin set truss xtables-lock.source=/run/xtables.lock'), r.stdout);
+    // with nft (this host's dockerd) the placeholder does not matter
+    const nft = await inPlugin(['doctor', '--iptables', 'iptables', '--proc-sys', '/host/proc/sys']);
+    assert.doesNotMatch(nft.stdout, /xtables\.lock/);
   });
 
   it('3. p1: containers on a truss:VERSION network talk; port policy holds real traffic', async () => {

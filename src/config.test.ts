@@ -83,5 +83,10 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig([], { TRUSS_RESYNC_SECONDS: '0' }), /--resync-seconds/);
     assert.throws(() => loadConfig(['--bogus'], {}), /bogus/);
     assert.throws(() => loadConfig(['--socket', `/${'x'.repeat(120)}`], {}), /107 bytes/);
+    // L6: the admin socket under a long state dir is refused before anything is bound
+    assert.throws(
+      () => loadConfig(['--state-dir', `/${'s'.repeat(100)}`], {}),
+      /admin socket .*admin\.sock would exceed the 107 bytes of a unix socket path; use a shorter state dir/,
+    );
   });
 });

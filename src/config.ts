@@ -89,6 +89,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   }
   if (Buffer.byteLength(socket) > 107)
     throw errors.badOption(`--socket ${socket}: unix socket paths are limited to 107 bytes`);
+  // checked before anything is bound: a late listen EINVAL left a stale plugin socket (L6)
+  if (Buffer.byteLength(adminSocketPath(stateDir)) > 107) {
+    throw errors.badOption(
+      `--state-dir ${stateDir}: its admin socket ${adminSocketPath(stateDir)} would exceed the 107 bytes of a unix socket path; use a shorter state dir`,
+    );
+  }
   const seconds = (flag: string | undefined, envName: string, name: string, dflt: number): number => {
     const text = pick(flag, envName) ?? String(dflt);
     if (!/^[1-9][0-9]{0,4}$/.test(text)) throw errors.badOption(`--${name} ${JSON.stringify(text)}: expected 1..99999`);

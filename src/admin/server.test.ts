@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -64,6 +65,43 @@ describe('admin API: POST /v1/cluster/forget', () => {
         ['c2', true],
         ['c2', false],
       ]);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('admin API: malformed input (L12)', () => {
+  it('answers 400 for a malformed %-escape and 413 for a body over 4 MiB, chunked or declared', async () => {
+    const s = await serve(async () => ({}));
+    try {
+      await assert.rejects(adminRequest(s.socket, 'GET', '/v1/networks/%ZZ/policy'), (e: AdminError) => {
+        assert.equal(e.status, 400);
+        assert.match(e.message, /malformed %-escape in the network id/);
+        return true;
+      });
+      const big = { node: 'x'.repeat(5 * 1024 * 1024) };
+      await assert.rejects(adminRequest(s.socket, 'POST', '/v1/cluster/forget', big), (e: AdminError) => {
+        assert.equal(e.status, 413, e.message);
+        assert.match(e.message, /larger than 4194304 bytes/);
+        return true;
+      });
+      for (const headers of [{ 'transfer-encoding': 'chunked' }, { 'content-length': String(5 * 1024 * 1024) }]) {
+        const status = await new Promise<number>((resolve, reject) => {
+          const req = http.request(
+            { socketPath: s.socket, method: 'PUT', path: `/v1/networks/${'a'.repeat(64)}/policy`, headers },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode ?? 0);
+            },
+          );
+          req.on('error', reject);
+          const chunk = Buffer.alloc(1024 * 1024, 'x');
+          for (let i = 0; i < 5; i++) req.write(chunk);
+          req.end();
+        });
+        assert.equal(status, 413);
+      }
     } finally {
       await s.close();
     }

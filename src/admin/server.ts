@@ -38,18 +38,33 @@ const STATUS_BY_KIND: Readonly<Record<string, number>> = {
 };
 
 class BadRequest extends Error {}
+/** A body over MAX_BODY: answered 413 (the rest of the body is discarded, never buffered). */
+class TooLarge extends Error {}
 
 function readJson(req: http.IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
+    const tooLarge = (): TooLarge => new TooLarge(`request body is larger than ${MAX_BODY} bytes`);
+    if (Number(req.headers['content-length']) > MAX_BODY) {
+      req.resume();
+      reject(tooLarge());
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
+    let over = false;
     req.on('data', (c: Buffer) => {
+      if (over) return;
       size += c.length;
-      if (size > MAX_BODY) req.destroy(new BadRequest('request body too large'));
-      else chunks.push(c);
+      if (size <= MAX_BODY) chunks.push(c);
+      else {
+        over = true; // keep reading (and dropping) so that the reply can be sent (L12)
+        chunks.length = 0;
+        reject(tooLarge());
+      }
     });
     req.on('error', reject);
     req.on('end', () => {
+      if (over) return;
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
       } catch {
@@ -76,7 +91,12 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unkno
   }
   const m = /^\/v1\/networks\/([^/]+)\/policy$/.exec(url);
   if (m) {
-    const id = decodeURIComponent(m[1] as string);
+    let id: string;
+    try {
+      id = decodeURIComponent(m[1] as string);
+    } catch {
+      throw new BadRequest(`malformed %-escape in the network id of ${url.slice(0, 100)}`);
+    }
     if (req.method === 'GET') return h.showPolicy(id);
     if (req.method === 'PUT') {
       const body = (await readJson(req)) as { ingress?: unknown } | null;
@@ -93,7 +113,12 @@ export function buildAdminServer(h: AdminHandlers, log: Logger): http.Server {
   return http.createServer((req, res) => {
     const send = (status: number, body: unknown): void => {
       const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      const close = status === 413 ? { connection: 'close' } : {};
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        ...close,
+      });
       res.end(text);
     };
     route(h, req).then(
@@ -104,7 +129,14 @@ export function buildAdminServer(h: AdminHandlers, log: Logger): http.Server {
         } else send(200, body);
       },
       (e: unknown) => {
-        const status = e instanceof BadRequest ? 400 : isTrussError(e) ? (STATUS_BY_KIND[e.kind] ?? 500) : 500;
+        const status =
+          e instanceof TooLarge
+            ? 413
+            : e instanceof BadRequest
+              ? 400
+              : isTrussError(e)
+                ? (STATUS_BY_KIND[e.kind] ?? 500)
+                : 500;
         if (status >= 500) log.error('admin request failed', { url: req.url, err: e });
         send(status, {
           error: e instanceof Error ? e.message : String(e),

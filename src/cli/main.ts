@@ -122,12 +122,30 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Exit once stdout and stderr have handed everything to the kernel: process.exit right after
+ * write() cut piped output at the pipe's 64 KiB (security review L2). A write error (the
+ * reader went away) still calls back, so this never hangs.
+ */
+function exitAfterFlush(code: number): void {
+  process.exitCode = code;
+  let pending = 2;
+  const done = (): void => {
+    if (--pending === 0) process.exit(code);
+  };
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', () => {}); // EPIPE: nothing left to flush to
+    if (stream.destroyed || !stream.writable) done();
+    else stream.write('', done);
+  }
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    if (code >= 0) exitAfterFlush(code);
   },
   (e: unknown) => {
     process.stderr.write(`truss: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(1);
+    exitAfterFlush(1);
   },
 );

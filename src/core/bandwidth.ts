@@ -15,6 +15,7 @@
  */
 import { errors } from './errors.ts';
 import { ifbName } from './naming.ts';
+import { showValue } from './safe-json.ts';
 
 export const OPT_BANDWIDTH = 'truss.bandwidth';
 export const OPT_BANDWIDTH_INGRESS = 'truss.bandwidth.ingress';
@@ -64,7 +65,7 @@ const RATE = /^([0-9]+)(?:\.([0-9]{1,3}))?([a-z]*)$/;
 export function parseRate(key: string, text: string): number {
   const bad = (why: string) =>
     errors.badOption(
-      `option ${key}=${JSON.stringify(text)}: ${why}; write a rate in bits per second such as 500kbit, 100mbit, 1gbit or 2000000`,
+      `option ${key}=${showValue(text)}: ${why}; write a rate in bits per second such as 500kbit, 100mbit, 1gbit or 2000000`,
     );
   const m = RATE.exec(text.trim().toLowerCase());
   if (!m || text.trim() !== text) {

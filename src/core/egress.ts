@@ -35,6 +35,7 @@ import {
 } from './ip.ts';
 import type { IpamData, NetworkSpec } from './model.ts';
 import { shortId, TRUSS_ROUTE_PROTO } from './naming.ts';
+import { showValue } from './safe-json.ts';
 
 export const OPT_EGRESS_VIA = 'truss.egress.via';
 
@@ -93,8 +94,7 @@ export interface EgressObject {
   readonly networks: readonly EgressNetwork[];
 }
 
-const fail = (value: string, why: string) =>
-  errors.badOption(`option ${OPT_EGRESS_VIA}=${JSON.stringify(value)}: ${why}`);
+const fail = (value: string, why: string) => errors.badOption(`option ${OPT_EGRESS_VIA}=${showValue(value)}: ${why}`);
 
 const V4_SPECIAL: readonly [string, string][] = [
   ['0.0.0.0/8', 'a "this network" address'],
@@ -127,7 +127,7 @@ export function parseEgressVia(value: string): string[] {
   }
   const ips = parts.map((p) => {
     const ip = parseIp(p);
-    if (!ip) throw fail(value, `${JSON.stringify(p)} is not an IP address`);
+    if (!ip) throw fail(value, `${showValue(p)} is not an IP address`);
     const special = specialKind(ip);
     if (special) throw fail(value, `${p} is ${special}; use a unicast address of a host this host can reach`);
     return ip;

@@ -5,6 +5,8 @@ import {
   bridgeName,
   hostVethName,
   IFNAMSIZ_MAX,
+  ifbName,
+  isReservedIfName,
   isTrussLinkName,
   isValidIfName,
   peerVethName,
@@ -23,5 +25,16 @@ describe('naming', () => {
   it('the VXLAN device is marked by its alias, not taken for a bridge or veth by its name', () => {
     assert.equal(vxlanMark(VXLAN_DEVICE), 'truss:vx:trvx0');
     assert.equal(isTrussLinkName(VXLAN_DEVICE), false);
+  });
+});
+
+describe('isReservedIfName (L9)', () => {
+  it('covers every name truss derives, and the tunnel devices', () => {
+    const id = 'ab12cd34ef56'.padEnd(64, '0');
+    for (const n of [bridgeName(id), hostVethName(id), peerVethName(id), ifbName(id), WG_DEVICE, VXLAN_DEVICE]) {
+      assert.ok(isReservedIfName(n), n);
+    }
+    for (const n of ['br0', 'docker0', 'trb0', 'trbridge', 'trwg1', 'trb0123456789abc0'])
+      assert.ok(!isReservedIfName(n), n);
   });
 });

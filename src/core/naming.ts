@@ -46,6 +46,14 @@ export const policyChainName = (endpointId: string): string => `ep_${shortId(end
 const IFNAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/;
 export const isValidIfName = (s: string): boolean => IFNAME.test(s) && s !== '.' && s !== '..';
 
+/**
+ * Names in truss's own namespaces (bridges, veths, ifbs, the tunnel devices): never a
+ * user's bridge name (com.docker.network.bridge.name), or a later endpoint or cluster
+ * network would collide with it (security review L9).
+ */
+export const isReservedIfName = (s: string): boolean =>
+  /^tr[bvcf][0-9a-f]{12}$/.test(s) || s === 'trwg0' || s === 'trvx0';
+
 export type MarkKind = 'br' | 'ep';
 /**
  * The ownership mark of a bridge or a host veth: "truss:<kind>:<full id>", stamped since

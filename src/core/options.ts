@@ -11,9 +11,10 @@ import { isValidClusterName } from './cluster/model.ts';
 import { OPT_EGRESS_VIA, parseEgressVia } from './egress.ts';
 import { errors } from './errors.ts';
 import { OPT_ANTISPOOF } from './guard.ts';
-import { isValidIfName } from './naming.ts';
+import { isReservedIfName, isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
+import { showValue } from './safe-json.ts';
 
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
@@ -72,7 +73,7 @@ function refuseUnknown(map: Readonly<Record<string, unknown>>, known: readonly s
   for (const key of Object.keys(map)) {
     if (isTrussKey(key) && !known.includes(key)) {
       const hint = known.length > 0 ? `known ${where} options: ${known.join(', ')}` : `truss has no ${where} options`;
-      throw errors.unknownOption(`unknown ${where} option "${key}" (${hint})`);
+      throw errors.unknownOption(`unknown ${where} option ${showValue(key)} (${hint})`);
     }
   }
 }
@@ -80,12 +81,12 @@ function refuseUnknown(map: Readonly<Record<string, unknown>>, known: readonly s
 export function parseBool(key: string, value: string): boolean {
   if (value === 'true' || value === '1') return true;
   if (value === 'false' || value === '0') return false;
-  throw errors.badOption(`option ${key}=${JSON.stringify(value)}: expected true or false`);
+  throw errors.badOption(`option ${key}=${showValue(value)}: expected true or false`);
 }
 
 export function parseMtu(key: string, value: string, ipv6: boolean): number {
   if (!/^[1-9][0-9]{0,4}$/.test(value)) {
-    throw errors.badOption(`option ${key}=${JSON.stringify(value)}: expected an integer MTU`);
+    throw errors.badOption(`option ${key}=${showValue(value)}: expected an integer MTU`);
   }
   const mtu = Number(value);
   const min = ipv6 ? MIN_MTU_IPV6 : MIN_MTU;
@@ -100,7 +101,12 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   const name = generic[OPT_BRIDGE_NAME];
   if (name !== undefined && !isValidIfName(name)) {
     throw errors.badOption(
-      `option ${OPT_BRIDGE_NAME}=${JSON.stringify(name)}: not a valid interface name (1-15 of [a-zA-Z0-9_.-], starting with a letter or digit)`,
+      `option ${OPT_BRIDGE_NAME}=${showValue(name)}: not a valid interface name (1-15 of [a-zA-Z0-9_.-], starting with a letter or digit)`,
+    );
+  }
+  if (name !== undefined && isReservedIfName(name)) {
+    throw errors.badOption(
+      `option ${OPT_BRIDGE_NAME}=${name}: names tr[bvcf]<12 hex>, trwg0 and trvx0 are truss's own; choose another bridge name`,
     );
   }
   const mtuText = generic[OPT_MTU];
@@ -109,7 +115,7 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   const clusterName = generic[OPT_CLUSTER];
   if (clusterName !== undefined && !isValidClusterName(clusterName)) {
     throw errors.badOption(
-      `option ${OPT_CLUSTER}=${JSON.stringify(clusterName)}: expected 1-63 of [a-z0-9.-], starting with a letter or digit`,
+      `option ${OPT_CLUSTER}=${showValue(clusterName)}: expected 1-63 of [a-z0-9.-], starting with a letter or digit`,
     );
   }
   const encryptText = generic[OPT_ENCRYPT];

@@ -18,6 +18,7 @@
  */
 import { errors } from './errors.ts';
 import { type Family, formatIp, parseIp } from './ip.ts';
+import { showValue } from './safe-json.ts';
 
 export const PORTMAP_OPTION = 'com.docker.network.portmap';
 /** Docker 29: another endpoint is the IPv6 gateway; truss never proxies 6-to-4 anyway. */
@@ -75,7 +76,7 @@ function field(entry: Record<string, unknown>, key: string): unknown {
 export function parsePortmap(options: Readonly<Record<string, unknown>>): PortRequest[] {
   const raw = options[PORTMAP_OPTION];
   if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw errors.badOption(`${PORTMAP_OPTION} must be a list, got ${JSON.stringify(raw)}`);
+  if (!Array.isArray(raw)) throw errors.badOption(`${PORTMAP_OPTION} must be a list, got ${showValue(raw)}`);
   return raw.map((e: unknown, i) => {
     const what = `${PORTMAP_OPTION}[${i}]`;
     if (!e || typeof e !== 'object' || Array.isArray(e)) throw errors.badOption(`${what} must be an object`);
@@ -83,16 +84,16 @@ export function parsePortmap(options: Readonly<Record<string, unknown>>): PortRe
     const proto = PROTO_NUMBERS[field(entry, 'Proto') as number];
     if (!proto) {
       throw errors.badOption(
-        `${what}: protocol ${JSON.stringify(field(entry, 'Proto'))} is not tcp (6), udp (17) or sctp (132)`,
+        `${what}: protocol ${showValue(field(entry, 'Proto'))} is not tcp (6), udp (17) or sctp (132)`,
       );
     }
     const port = field(entry, 'Port');
-    if (!isPort(port, 1)) throw errors.badOption(`${what}: container port ${JSON.stringify(port)} is not 1-65535`);
+    if (!isPort(port, 1)) throw errors.badOption(`${what}: container port ${showValue(port)} is not 1-65535`);
     const hostPort = field(entry, 'HostPort') ?? 0;
     const hostPortEnd = field(entry, 'HostPortEnd') ?? 0;
-    if (!isPort(hostPort, 0)) throw errors.badOption(`${what}: host port ${JSON.stringify(hostPort)} is not 0-65535`);
+    if (!isPort(hostPort, 0)) throw errors.badOption(`${what}: host port ${showValue(hostPort)} is not 0-65535`);
     if (!isPort(hostPortEnd, 0))
-      throw errors.badOption(`${what}: host port end ${JSON.stringify(hostPortEnd)} is not 0-65535`);
+      throw errors.badOption(`${what}: host port end ${showValue(hostPortEnd)} is not 0-65535`);
     if (hostPort > 0 && hostPortEnd > 0 && hostPortEnd < hostPort)
       throw errors.badOption(`${what}: host port range ${hostPort}-${hostPortEnd} is reversed`);
     const hostIpRaw = field(entry, 'HostIP') ?? '';
@@ -100,7 +101,7 @@ export function parsePortmap(options: Readonly<Record<string, unknown>>): PortRe
     let hostIp = '';
     if (hostIpRaw !== '') {
       const ip = parseIp(hostIpRaw);
-      if (!ip) throw errors.badOption(`${what}: HostIP ${JSON.stringify(hostIpRaw)} is not an IP address`);
+      if (!ip) throw errors.badOption(`${what}: HostIP ${showValue(hostIpRaw)} is not an IP address`);
       hostIp = formatIp(ip);
     }
     const [first, last] =

@@ -88,6 +88,22 @@ describe('evaluateHost', () => {
     );
   });
 
+  it("legacy iptables without the host's xtables lock (the managed plugin's placeholder) refuses to start (M6)", () => {
+    const h = goodHost();
+    const legacy = { ...h.iptables, backend: 'legacy' as const, dockerRules: { legacy: true } };
+    assert.equal(startError(evaluateHost({ ...h, iptables: legacy })), undefined);
+    const f = { ...h, iptables: { ...legacy, lockPlaceholder: true } };
+    assert.equal(byId(f, 'iptables-backend')?.status, 'missing');
+    assert.equal(
+      startError(evaluateHost(f)),
+      "cannot start: iptables-legacy must share dockerd's lock /run/xtables.lock, but the plugin's is a placeholder (/dev/null): " +
+        'touch /run/xtables.lock; docker plugin set truss xtables-lock.source=/run/xtables.lock',
+    );
+    // nf_tables takes no xtables lock: the placeholder does not matter
+    const nft = { ...h, iptables: { ...h.iptables, lockPlaceholder: true } };
+    assert.equal(startError(evaluateHost(nft)), undefined);
+  });
+
   it('no dockerd rules yet is info, not a failure', () => {
     const h = goodHost();
     const f = { ...h, iptables: { ...h.iptables, dockerRules: { nf_tables: false } } };

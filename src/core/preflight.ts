@@ -26,6 +26,11 @@ export interface HostFacts {
     readonly restore: string | null;
     /** per backend: whether dockerd's DOCKER chains are in its filter table (absent: could not tell) */
     readonly dockerRules: { readonly nf_tables?: boolean; readonly legacy?: boolean };
+    /**
+     * /run/xtables.lock is a character device: the managed plugin's placeholder mount
+     * (/dev/null), not the host's lock file that dockerd's legacy iptables takes
+     */
+    readonly lockPlaceholder?: boolean;
   };
   readonly wireguard: {
     /** the module is loaded or can be (in /lib/modules or built in) */
@@ -154,6 +159,16 @@ function backendCheck(f: HostFacts['iptables']): Check {
   };
   const mine = f.backend;
   if (!mine) return { ...base, status: 'info', detail: 'the backend of iptables is unknown' };
+  if (mine === 'legacy' && f.lockPlaceholder) {
+    // why: legacy iptables replaces whole tables; without dockerd's lock two writers lose each other's rules (M6)
+    return {
+      ...base,
+      status: 'missing',
+      detail:
+        "iptables-legacy must share dockerd's lock /run/xtables.lock, but the plugin's is a placeholder (/dev/null)",
+      fix: 'touch /run/xtables.lock; docker plugin set truss xtables-lock.source=/run/xtables.lock',
+    };
+  }
   const theirs = f.dockerRules;
   if (theirs[mine]) return { ...base, status: 'ok', detail: `dockerd's rules are in ${mine}, as --iptables uses` };
   if (theirs[other(mine)]) {

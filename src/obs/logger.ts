@@ -3,6 +3,8 @@
  * bindings). Child loggers add fields. Keys that may hold key material are redacted.
  * Messages are constant lower-case text; data goes in fields.
  */
+import { safeStringify } from '../core/safe-json.ts';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 
 const RANK: Record<Level, number> = { debug: 20, info: 30, warn: 40, error: 50 };
@@ -19,6 +21,42 @@ export interface Logger {
 
 export type Sink = (line: string) => void;
 
+/**
+ * A sink writing to `stream` (stdout by default) that never crashes the daemon: a write
+ * error (EPIPE when the log reader went away, EBADF, EIO …) stops logging to that stream
+ * instead of raising an unhandled 'error' event. Logs are lost; Docker keeps being served.
+ */
+export function streamSink(stream: NodeJS.WritableStream = process.stdout): Sink {
+  let broken = false;
+  guardStream(stream, () => {
+    broken = true;
+  });
+  return (line) => {
+    if (broken) return;
+    try {
+      stream.write(line);
+    } catch {
+      broken = true; // a synchronous throw (EBADF on a closed fd)
+    }
+  };
+}
+
+const guarded = new WeakSet<object>();
+
+/** Listen for 'error' on `stream` once, so that a failed write never kills the process. */
+export function guardStream(stream: NodeJS.WritableStream, onError: (err: Error) => void = () => {}): void {
+  stream.on('error', onError);
+  if (guarded.has(stream)) return;
+  guarded.add(stream);
+  stream.on('error', () => {});
+}
+
+/** stdout and stderr: an error on either (EPIPE) is ignored rather than fatal. */
+export function guardStdio(): void {
+  guardStream(process.stdout);
+  guardStream(process.stderr);
+}
+
 function redact(value: unknown, depth = 0): unknown {
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (value instanceof Error) {
@@ -31,16 +69,12 @@ function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
-export function createLogger(
-  level: Level,
-  sink: Sink = (l) => process.stdout.write(l),
-  bindings: Record<string, unknown> = {},
-): Logger {
+export function createLogger(level: Level, sink: Sink = defaultSink(), bindings: Record<string, unknown> = {}): Logger {
   const min = RANK[level];
   const write = (lvl: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (RANK[lvl] < min) return;
     const entry = { level: lvl, time: new Date().toISOString(), msg, ...bindings, ...(redact(fields ?? {}) as object) };
-    sink(`${JSON.stringify(entry, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
+    sink(`${safeStringify(entry)}\n`);
   };
   return {
     debug: (m, f) => write('debug', m, f),
@@ -50,6 +84,13 @@ export function createLogger(
     child: (b) => createLogger(level, sink, { ...bindings, ...b }),
     isDebug: () => min <= RANK.debug,
   };
+}
+
+let stdoutSink: Sink | undefined;
+function defaultSink(): Sink {
+  stdoutSink ??= streamSink(process.stdout);
+  guardStdio();
+  return stdoutSink;
 }
 
 /** A logger that drops everything (tests). */

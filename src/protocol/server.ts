@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { errors } from '../core/errors.ts';
 import { isDockerId, shortId } from '../core/naming.ts';
 import type { IpamService, NetworkDriverService } from '../core/ports.ts';
+import { jsonDepth, MAX_JSON_DEPTH } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import { MAX_BODY_BYTES, protocolErrors, toErrorReply } from './errors.ts';
 import { ipamDriverRoutes } from './ipam-driver.ts';
@@ -41,6 +42,8 @@ export interface ServerDeps {
   readonly log: Logger;
   /** reply 500 "timed out" when a service has not answered within this time (default 20 s) */
   readonly handlerTimeoutMs?: number;
+  /** close a connection that has not sent a request within this time (default 10 s) */
+  readonly idleConnectionMs?: number;
 }
 
 export const SERVER_DEFAULTS = {
@@ -49,8 +52,12 @@ export const SERVER_DEFAULTS = {
   keepAliveTimeoutMs: 65_000,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
-  // dockerd keeps at most 6 idle connections; parallel container starts open a few more.
-  maxConnections: 128,
+  // dockerd keeps at most 6 idle connections; parallel container starts open a few more. A burst
+  // of hundreds of parallel `docker run` must not be reset: the limit only bounds memory and fds.
+  maxConnections: 512,
+  // a connection that sends no request is closed after this (headersTimeout only starts with the
+  // first byte): idle connections cannot hold the socket's connection slots
+  idleConnectionMs: 10_000,
 } as const;
 
 const RESPONSE_TYPE = 'application/vnd.docker.plugins.v1.2+json';
@@ -82,7 +89,23 @@ export function buildServer(deps: ServerDeps): http.Server {
   server.maxConnections = SERVER_DEFAULTS.maxConnections;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => onClientError(err, socket, log));
   server.on('drop', () => log.warn('connection refused', { maxConnections: server.maxConnections }));
+  closeSilentConnections(server, deps.idleConnectionMs ?? SERVER_DEFAULTS.idleConnectionMs, log);
   return server;
+}
+
+/** Destroy a connection that has not started a request within `ms` of connecting. */
+function closeSilentConnections(server: http.Server, ms: number, log: Logger): void {
+  const used = new WeakSet<object>();
+  server.on('request', (req: http.IncomingMessage) => used.add(req.socket));
+  server.on('connection', (socket: Duplex) => {
+    const timer = setTimeout(() => {
+      if (used.has(socket) || socket.destroyed) return;
+      log.debug('idle connection closed', { idleMs: ms });
+      socket.destroy();
+    }, ms);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
 }
 
 interface ServeContext {
@@ -183,14 +206,23 @@ function parseBody(route: Route, raw: Buffer, rpc: string): ParsedBody {
     const error = errors.badRequest(`empty request body: ${rpc} needs a JSON object`);
     return route.body === 'json' ? { value: undefined, error } : { value: undefined };
   }
+  let value: unknown;
   try {
-    return { value: JSON.parse(text) as unknown };
+    value = JSON.parse(text) as unknown;
   } catch (cause) {
     const why = cause instanceof Error ? cause.message : String(cause);
     const error = errors.badRequest(`the request body of ${rpc} is not valid JSON: ${why}`, cause);
     const shown = text.length > 200 ? `${text.slice(0, 200)}...` : text;
     return route.body === 'json' ? { value: undefined, text: shown, error } : { value: undefined, text: shown };
   }
+  if (jsonDepth(value) > MAX_JSON_DEPTH) {
+    const error = errors.badRequest(
+      `the request body of ${rpc} nests deeper than ${MAX_JSON_DEPTH} levels; Docker's requests nest a few levels`,
+    );
+    const text = '(too deeply nested to log)';
+    return route.body === 'json' ? { value: undefined, text, error } : { value: undefined, text };
+  }
+  return { value };
 }
 
 /** Bind short network/endpoint ids to the request's logger when the body has valid ones. */

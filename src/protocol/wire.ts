@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { errors } from '../core/errors.ts';
-import { type Family, parseIp, parsePrefix } from '../core/ip.ts';
+import { type Family, formatIp, formatPrefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { IpamData } from '../core/model.ts';
 import type {
   CreateEndpointInput,
@@ -26,6 +26,7 @@ import type {
   RequestPoolInput,
   RequestPoolResult,
 } from '../core/ports.ts';
+import { showValue } from '../core/safe-json.ts';
 
 // ---------- field schemas ----------
 
@@ -34,11 +35,8 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const SWARM_ID = /^[0-9a-z]{25}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
-/** A value as it appears in an error message: JSON, shortened. */
-export function showValue(v: unknown): string {
-  const s = v === undefined ? 'nothing' : (JSON.stringify(v) ?? String(v));
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
+/** A value as it appears in an error message: JSON, shortened (core/safe-json.ts). */
+export { showValue };
 
 const dockerId = z.string().regex(HEX64, {
   error: (iss) => `must be a 64-character hex id, got ${showValue(iss.input)}`,
@@ -180,7 +178,7 @@ function formatPath(path: readonly PropertyKey[]): string {
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`;
     else if (typeof p === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(p)) out += out === '' ? p : `.${p}`;
-    else out += `[${JSON.stringify(String(p))}]`;
+    else out += `[${showValue(String(p))}]`;
   }
   return out;
 }
@@ -199,11 +197,24 @@ export function parseWire<S extends z.ZodType>(schema: S, body: unknown): z.infe
 
 // ---------- decoders: wire → domain ----------
 
+/**
+ * Canonical text of a validated CIDR or bare address (lower case, RFC 5952 compression,
+ * host bits kept): "FD00:10::0001/64" and "fd00:10::1/64" are one address, so intent never
+ * differs from what the kernel reports (security review L10).
+ */
+export function canonicalAddress(text: string): string {
+  const p = parsePrefix(text);
+  if (p) return formatPrefix(p);
+  const ip = parseIp(text);
+  return ip ? formatIp(ip) : text;
+}
+
 function toIpamData(d: z.infer<ReturnType<typeof IpamDataSchema>>): IpamData {
+  const aux = Object.entries(d.AuxAddresses ?? {}).map(([k, v]) => [k, canonicalAddress(v)]);
   return {
-    pool: d.Pool,
-    ...(d.Gateway ? { gateway: d.Gateway } : {}),
-    auxAddresses: { ...(d.AuxAddresses ?? {}) },
+    pool: canonicalAddress(d.Pool),
+    ...(d.Gateway ? { gateway: canonicalAddress(d.Gateway) } : {}),
+    auxAddresses: Object.fromEntries(aux),
   };
 }
 
@@ -250,8 +261,8 @@ export function decodeCreateEndpoint(body: unknown): CreateEndpointInput {
   return {
     networkId: w.NetworkID,
     endpointId: w.EndpointID,
-    ...(i.Address ? { address: i.Address } : {}),
-    ...(i.AddressIPv6 ? { addressIpv6: i.AddressIPv6 } : {}),
+    ...(i.Address ? { address: canonicalAddress(i.Address) } : {}),
+    ...(i.AddressIPv6 ? { addressIpv6: canonicalAddress(i.AddressIPv6) } : {}),
     ...(i.MacAddress ? { macAddress: i.MacAddress.toLowerCase() } : {}),
     options: { ...(w.Options ?? {}) },
   };
@@ -278,8 +289,8 @@ export function decodeRequestPool(body: unknown): RequestPoolInput {
   const w = parseWire(RequestPoolRequestSchema, body);
   return {
     addressSpace: w.AddressSpace ?? '',
-    pool: w.Pool ?? '',
-    subPool: w.SubPool ?? '',
+    pool: canonicalAddress(w.Pool ?? ''),
+    subPool: canonicalAddress(w.SubPool ?? ''),
     options: { ...(w.Options ?? {}) },
     v6: w.V6 ?? false,
   };
@@ -291,12 +302,12 @@ export function decodeReleasePool(body: unknown): string {
 
 export function decodeRequestAddress(body: unknown): RequestAddressInput {
   const w = parseWire(RequestAddressRequestSchema, body);
-  return { poolId: w.PoolID, address: w.Address ?? '', options: { ...(w.Options ?? {}) } };
+  return { poolId: w.PoolID, address: canonicalAddress(w.Address ?? ''), options: { ...(w.Options ?? {}) } };
 }
 
 export function decodeReleaseAddress(body: unknown): { poolId: string; address: string } {
   const w = parseWire(ReleaseAddressRequestSchema, body);
-  return { poolId: w.PoolID, address: w.Address };
+  return { poolId: w.PoolID, address: canonicalAddress(w.Address) };
 }
 
 // ---------- replies (exact Docker field names) ----------

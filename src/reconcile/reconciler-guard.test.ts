@@ -117,7 +117,12 @@ describe('anti-spoofing (reconciler)', () => {
     await svc.createEndpoint(epInput());
     assert.equal(dp.guards.size, 0);
     await svc.createEndpoint(
-      epInput({ endpointId: EID2, address: '198.18.1.3/24', options: { 'truss.antispoof': 'true' } }),
+      epInput({
+        endpointId: EID2,
+        address: '198.18.1.3/24',
+        addressIpv6: 'fd00:1::3/64',
+        options: { 'truss.antispoof': 'true' },
+      }),
     );
     assert.deepEqual([...dp.guards.keys()], [PORT2]);
     await assert.rejects(

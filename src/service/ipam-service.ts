@@ -48,6 +48,7 @@ import type {
   RequestPoolInput,
   RequestPoolResult,
 } from '../core/ports.ts';
+import { showValue } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Compare, KeyValue, Op, Store } from '../store/store.ts';
 
@@ -147,7 +148,7 @@ export class IpamServiceImpl implements IpamService {
     const cluster = holder.kind === 'gateway' ? undefined : await this.#clusterOf(input.poolId);
     if (cluster) return this.#requestClusterAddress(input.poolId, cluster, ip, holder.owner);
     return this.#lock.run(input.poolId, () =>
-      this.#retry('RequestAddress', () => this.#tryRequestAddress(input.poolId, ip?.value, holder)),
+      this.#retry('RequestAddress', () => this.#tryRequestAddress(input.poolId, ip, holder)),
     );
   }
 
@@ -210,7 +211,7 @@ export class IpamServiceImpl implements IpamService {
     const holder = { kind: 'endpoint' as const, ...(owner ? { owner } : {}) };
     try {
       return await this.#lock.run(poolId, () =>
-        this.#retry('RequestAddress', () => this.#tryRequestAddress(poolId, ip.value, holder)),
+        this.#retry('RequestAddress', () => this.#tryRequestAddress(poolId, ip, holder)),
       );
     } catch (e) {
       await ipam.release(cluster.name, ip).catch(() => {});
@@ -294,7 +295,7 @@ export class IpamServiceImpl implements IpamService {
 
   async #tryRequestAddress(
     poolId: string,
-    wanted: bigint | undefined,
+    wanted: Ip | undefined,
     holder: { readonly kind: AddressKind; readonly owner?: string },
   ): Promise<Attempt<RequestAddressResult>> {
     const kv = await this.#store.get(poolKey(poolId));
@@ -384,7 +385,7 @@ function checkAddressSpace(space: string): string {
   if (space === LOCAL_ADDRESS_SPACE || space === GLOBAL_ADDRESS_SPACE) return space;
   if (space === '') return LOCAL_ADDRESS_SPACE;
   throw errors.badRequest(
-    `AddressSpace ${JSON.stringify(space)} is not truss's: use ${LOCAL_ADDRESS_SPACE} or ${GLOBAL_ADDRESS_SPACE}`,
+    `AddressSpace ${showValue(space)} is not truss's: use ${LOCAL_ADDRESS_SPACE} or ${GLOBAL_ADDRESS_SPACE}`,
   );
 }
 
@@ -413,12 +414,13 @@ function chooseAddress(
   id: string,
   pool: DecodedPool,
   items: readonly KeyValue[],
-  wanted: bigint | undefined,
+  wantedIp: Ip | undefined,
   kind: AddressKind,
 ): { readonly value: bigint; readonly cursor: string | undefined } {
   const text = (v: bigint): string => formatIp({ family: pool.prefix.family, value: v });
-  if (wanted !== undefined) {
-    checkRequestedAddress(pool.prefix, { family: pool.prefix.family, value: wanted }, id);
+  if (wantedIp !== undefined) {
+    checkRequestedAddress(pool.prefix, wantedIp, id); // refuses an address of the other family (L4)
+    const wanted = wantedIp.value;
     const existing = items.find((a) => a.key === addrKey(id, text(wanted)));
     if (existing) {
       const holder = describeHolder(decodeAddressRecord(existing.key, existing.value).record);

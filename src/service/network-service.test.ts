@@ -65,9 +65,17 @@ describe('NetworkService', () => {
           generic: { 'com.docker.network.bridge.name': BRIDGE },
         }),
       ),
-      /already used/,
+      /truss's own; choose another bridge name/,
     );
-    assert.equal((await repo.listNetworks()).length, 1);
+    const named = (networkId: string, pool: string) =>
+      netInput({
+        networkId,
+        ipv4: [{ pool, auxAddresses: {} }],
+        generic: { 'com.docker.network.bridge.name': 'brtest0' },
+      });
+    await svc.createNetwork(named(id('d'), '198.18.3.0/24'));
+    await assert.rejects(svc.createNetwork(named(NID2, '198.18.2.0/24')), /already used/);
+    assert.equal((await repo.listNetworks()).length, 2);
   });
 
   it('refuses bad input before touching anything', async () => {
@@ -97,7 +105,9 @@ describe('NetworkService', () => {
     const res = await svc.createEndpoint(epInput());
     assert.match(res.macAddress ?? '', /^02:5e:/);
     assert.deepEqual(
-      await svc.createEndpoint(epInput({ endpointId: id('b', 1), macAddress: '02:42:c6:12:01:03' })),
+      await svc.createEndpoint(
+        epInput({ endpointId: id('b', 1), address: '198.18.1.3/24', macAddress: '02:42:c6:12:01:03' }),
+      ),
       {},
     );
     assert.equal(dp.links.get(EP_VETH)?.master, BRIDGE);

@@ -6,8 +6,9 @@
  */
 import { checkEgressVia, egressTableClash } from '../core/egress.ts';
 import { errors, isTrussError } from '../core/errors.ts';
-import { formatIp, type Prefix, parsePrefix, prefixContains, prefixesOverlap } from '../core/ip.ts';
-import type { EndpointSpec, IpamData, NetworkSpec } from '../core/model.ts';
+import { formatIp, type Prefix, parsePrefix, prefixesOverlap } from '../core/ip.ts';
+import { checkEndpointAddress, checkNetworkPools } from '../core/ipam/network-pools.ts';
+import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import {
   bridgeName,
   hostVethName,
@@ -31,6 +32,7 @@ import type {
   NetworkDriverService,
 } from '../core/ports.ts';
 import type { Capabilities } from '../core/preflight.ts';
+import { showValue } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import {
   bridgeKey,
@@ -62,26 +64,14 @@ export interface NetworkServiceDeps {
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
 function checkId(what: string, id: string): void {
-  if (!isDockerId(id)) throw errors.badId(`${what} must be a 64-character hex id, got ${JSON.stringify(id)}`);
+  if (!isDockerId(id)) throw errors.badId(`${what} must be a 64-character hex id, got ${showValue(id)}`);
 }
 
-function checkIpamData(family: 4 | 6, data: readonly IpamData[]): Prefix[] {
-  return data.map((d) => {
-    const pool = parsePrefix(d.pool);
-    if (!pool || pool.family !== family)
-      throw errors.badAddress(`IPv${family} pool ${JSON.stringify(d.pool)} is not a valid IPv${family} CIDR`);
-    for (const [what, cidr] of [
-      ['gateway', d.gateway],
-      ...Object.entries(d.auxAddresses).map(([k, v]) => [`aux address ${k}`, v]),
-    ]) {
-      if (cidr === undefined) continue;
-      const p = parsePrefix(cidr);
-      if (!p || !prefixContains(pool, p))
-        throw errors.badAddress(`${what} ${JSON.stringify(cidr)} is not inside pool ${d.pool}`);
-    }
-    return pool;
-  });
-}
+/** "198.18.0.5" of "198.18.0.5/24", canonical. */
+const bareAddress = (cidr: string): string => {
+  const p = parsePrefix(cidr);
+  return p ? formatIp(p) : cidr;
+};
 
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
@@ -102,8 +92,9 @@ export class NetworkService implements NetworkDriverService {
 
   async createNetwork(input: CreateNetworkInput): Promise<void> {
     checkId('NetworkID', input.networkId);
-    const v4 = checkIpamData(4, input.ipv4);
-    const v6 = checkIpamData(6, input.ipv6);
+    // the same checks as truss's IPAM, whichever IPAM driver gave the pools (M3)
+    const v4 = checkNetworkPools(4, input.ipv4);
+    const v6 = checkNetworkPools(6, input.ipv6);
     if (v4.length + v6.length === 0) throw errors.badRequest('the network has no IPv4 or IPv6 pool');
     const opts = parseNetworkOptions(input.generic, v6.length > 0);
     const mtu = this.#clusterMtu(opts.cluster, opts.mtu, opts.mtuGiven);
@@ -245,10 +236,9 @@ export class NetworkService implements NetworkDriverService {
       );
     }
     if (input.macAddress !== undefined && !MAC.test(input.macAddress.toLowerCase())) {
-      throw errors.badAddress(`MacAddress ${JSON.stringify(input.macAddress)} is not a colon-separated MAC`);
+      throw errors.badAddress(`MacAddress ${showValue(input.macAddress)} is not a colon-separated MAC`);
     }
-    this.#checkAddress(net, input.address, net.ipv4, 4);
-    this.#checkAddress(net, input.addressIpv6, net.ipv6, 6);
+    await this.#checkAddresses(net, input);
     const epOpts = parseEndpointOptions(input.options);
     await checkEndpointFeatures(
       this.#d.capabilities,
@@ -283,16 +273,29 @@ export class NetworkService implements NetworkDriverService {
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};
   }
 
-  #checkAddress(net: NetworkSpec, cidr: string | undefined, data: readonly IpamData[], family: 4 | 6): void {
-    if (cidr === undefined) return;
-    const p = parsePrefix(cidr);
-    const ok =
-      p &&
-      data.some((d) => {
-        const pool = parsePrefix(d.pool);
-        return pool !== undefined && pool.family === family && prefixContains(pool, p);
-      });
-    if (!ok) throw errors.badAddress(`address ${JSON.stringify(cidr)} is not in a pool of network ${shortId(net.id)}`);
+  /** Host addresses of the network's pools, not a gateway, not another endpoint's (M3). */
+  async #checkAddresses(net: NetworkSpec, input: CreateEndpointInput): Promise<void> {
+    const wanted = [
+      [input.address, 4, net.ipv4],
+      [input.addressIpv6, 6, net.ipv6],
+    ] as const;
+    const mine: string[] = [];
+    for (const [cidr, family, data] of wanted) {
+      if (cidr === undefined) continue;
+      checkEndpointAddress(cidr, family, data, shortId(net.id));
+      mine.push(bareAddress(cidr));
+    }
+    if (mine.length === 0) return;
+    for (const other of await this.#d.repo.listEndpoints(net.id)) {
+      if (other.id === input.endpointId) continue;
+      const clash = [other.ipv4, other.ipv6].find((a) => a !== undefined && mine.includes(bareAddress(a)));
+      if (clash) {
+        throw errors.addressInUse(
+          `address ${bareAddress(clash)} is already held by endpoint ${shortId(other.id)} of network ` +
+            `${shortId(net.id)}: give the container another address (--ip), or remove the other container`,
+        );
+      }
+    }
   }
 
   async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {

@@ -10,6 +10,7 @@ import { OPT_INGRESS } from '../core/policy/model.ts';
 import { formatIngress, parseIngress } from '../core/policy/parse.ts';
 import type { PolicyView } from '../core/policy/view.ts';
 import { type Capabilities, requireFeature } from '../core/preflight.ts';
+import { showValue } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import { policyKey, type Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
@@ -71,8 +72,7 @@ export class PolicyService {
   }
 
   async #network(networkId: string) {
-    if (!isDockerId(networkId))
-      throw errors.badId(`network id must be 64 hex characters, got ${JSON.stringify(networkId)}`);
+    if (!isDockerId(networkId)) throw errors.badId(`network id must be 64 hex characters, got ${showValue(networkId)}`);
     const net = await this.#d.repo.getNetwork(networkId);
     if (!net) throw errors.networkNotFound(`network ${shortId(networkId)} is not a truss network on this host`);
     return net;

@@ -87,7 +87,14 @@ describe('checkRequestedAddress', () => {
       code: 'TRUSS_ERR_ADDRESS_OUT_OF_POOL',
       message: 'address 198.18.2.1 is outside pool 198.18.1.0/24 (TrussLocal/x)',
     });
-    assert.throws(check(pool, 'fd00::1'), { code: 'TRUSS_ERR_ADDRESS_OUT_OF_POOL' });
+  });
+  it('refuses an address of the other family instead of re-reading its number (L4)', () => {
+    assert.throws(check(pool, 'fd00::1'), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: 'address fd00::1 is IPv6 but pool 198.18.1.0/24 (TrussLocal/x) is IPv4: request an IPv4 address',
+    });
+    assert.throws(check(pool, '::c612:107'), /is IPv6 but pool 198\.18\.1\.0\/24/);
+    assert.throws(check(p('fd00::/64'), '198.18.1.7'), /is IPv4 but pool fd00::\/64 .* is IPv6/);
   });
   it('refuses network and broadcast addresses', () => {
     assert.throws(check(pool, '198.18.1.0'), /198\.18\.1\.0 is the network address/);

@@ -19,6 +19,7 @@ import {
 } from '../ip.ts';
 import type { AddressKind } from '../model.ts';
 import { ENDPOINT_NAME_OPTION, GATEWAY_REQUEST_TYPE, REQUEST_ADDRESS_TYPE } from '../ports.ts';
+import { showValue } from '../safe-json.ts';
 
 // Math.max/min do not take bigints.
 const maxOf = (a: bigint, b: bigint): bigint => (a > b ? a : b);
@@ -74,7 +75,7 @@ export function pickNextFree(
 /** Parses Docker's bare IP (a CIDR is tolerated: its address part is used). */
 export function parseRequestedAddress(text: string): Ip {
   const ip = text.includes('/') ? parsePrefix(text) : parseIp(text);
-  if (!ip) throw errors.badAddress(`Address ${JSON.stringify(text)} is not an IP address`);
+  if (!ip) throw errors.badAddress(`Address ${showValue(text)} is not an IP address`);
   return { family: ip.family, value: ip.value };
 }
 
@@ -86,6 +87,11 @@ export function parseRequestedAddress(text: string): Ip {
 export function checkRequestedAddress(pool: Prefix, ip: Ip, poolId: string): void {
   const addr = formatIp(ip);
   const cidr = `${formatIp({ family: pool.family, value: networkOf(pool).value })}/${pool.length}`;
+  if (ip.family !== pool.family) {
+    throw errors.badAddress(
+      `address ${addr} is IPv${ip.family} but pool ${cidr} (${poolId}) is IPv${pool.family}: request an IPv${pool.family} address`,
+    );
+  }
   if (!prefixContains(pool, ip)) {
     throw errors.addressOutOfPool(`address ${addr} is outside pool ${cidr} (${poolId})`);
   }

@@ -15,6 +15,7 @@ import {
   prefixesOverlap,
   prefixWithin,
 } from '../ip.ts';
+import { showValue } from '../safe-json.ts';
 import { allocationRange } from './address-selection.ts';
 
 /** Longest pool prefix per family: leaves at least 2 host addresses (v4 /30, v6 /126). */
@@ -40,13 +41,17 @@ const familyName = (f: Family): string => (f === 4 ? 'IPv4' : 'IPv6');
  */
 export function checkCidr(text: string, label: string): Prefix {
   const p = parsePrefix(text);
-  if (!p)
-    throw errors.badAddress(`${label} ${JSON.stringify(text)} is not a CIDR such as 198.18.1.0/24 or fd00:1::/64`);
+  if (!p) throw errors.badAddress(`${label} ${showValue(text)} is not a CIDR such as 198.18.1.0/24 or fd00:1::/64`);
   if (!isNetworkAddress(p)) {
     const net = formatPrefix(networkOf(p));
     throw errors.badAddress(`${label} ${text} has host bits set: it is not a network address; use ${net}`);
   }
-  if (p.length === 0) throw errors.badAddress(`${label} ${text} covers every ${familyName(p.family)} address`);
+  if (p.length === 0) {
+    throw errors.badAddress(
+      `${label} ${text} covers every ${familyName(p.family)} address: ` +
+        'give a --subnet inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fd00::/8)',
+    );
+  }
   for (const r of RESERVED) {
     if (prefixesOverlap(p, r.range)) {
       throw errors.badAddress(

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { isTrussError } from '../../core/errors.ts';
 import { batchLineOf, createExec, isKernelError, KernelError, normaliseKernelError } from './exec.ts';
@@ -81,6 +84,27 @@ describe('createExec', () => {
     const err = await exec.run('truss-no-such-tool', []).catch((e: unknown) => e);
     assert.ok(isTrussError(err));
     assert.equal(err.kind, 'unsupported');
+  });
+
+  it('searches the system dirs before PATH, caches no miss, and never names PATH in errors (L7)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'truss-path-'));
+    try {
+      writeFileSync(join(dir, 'ip'), '#!/bin/sh\necho shadow\n', { mode: 0o755 });
+      const exec = createExec({ searchPath: [dir] });
+      assert.match(exec.which('ip') ?? '', /^\/(usr\/)?s?bin\/ip$/);
+      const err = await exec.run('truss-late-tool', []).catch((e: unknown) => e);
+      assert.ok(isTrussError(err));
+      assert.equal(
+        err.message,
+        "the program 'truss-late-tool' was not found in /usr/sbin, /usr/bin, /sbin, /bin or the daemon's PATH; install it on the host",
+      );
+      assert.ok(!err.message.includes(dir));
+      writeFileSync(join(dir, 'truss-late-tool'), '#!/bin/sh\necho late\n', { mode: 0o755 });
+      assert.equal(exec.which('truss-late-tool'), join(dir, 'truss-late-tool'));
+      assert.equal((await exec.run('truss-late-tool', [])).stdout, 'late\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('kills a command that outlives its timeout', async () => {

@@ -110,7 +110,7 @@ export interface Exec {
 export interface ExecOptions {
   readonly netns?: string;
   readonly onCommand?: OnCommand;
-  /** Directories searched for tools; defaults to PATH plus the sbin directories. */
+  /** Directories searched for tools after /usr/sbin, /usr/bin, /sbin, /bin; defaults to PATH. */
   readonly searchPath?: readonly string[];
   /**
    * Where /proc/sys is writable, when not at /proc/sys (default /proc/sys). why: Docker mounts /proc/sys read-only
@@ -131,9 +131,12 @@ const DEFAULT_PROC_SYS = '/proc/sys';
  */
 const SPARE_TOOLS = new Set(['ip -batch -', 'nft -f -']);
 
+/** Searched first, always: a tool in a user's directory on root's PATH never shadows the system's (L7). */
+const SYSTEM_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'] as const;
+
 function searchDirs(extra?: readonly string[]): string[] {
   const fromEnv = (process.env.PATH ?? '').split(delimiter).filter((d) => isAbsolute(d));
-  return [...new Set([...(extra ?? fromEnv), '/usr/sbin', '/sbin', '/usr/bin', '/bin'])];
+  return [...new Set([...SYSTEM_DIRS, ...(extra ?? fromEnv)])];
 }
 
 function isExecutable(path: string): boolean {
@@ -147,19 +150,26 @@ function isExecutable(path: string): boolean {
 
 export function createExec(opts: ExecOptions = {}): Exec {
   const dirs = searchDirs(opts.searchPath);
-  const cache = new Map<string, string | undefined>();
+  // only hits are cached: a tool installed while the daemon runs is found on its next use (L7)
+  const cache = new Map<string, string>();
   // why: not for another namespace by default (tests): a spare would outlive the scratch namespace
   const spares = (opts.spareProcesses ?? opts.netns === undefined) ? new SpareProcesses() : undefined;
   const which = (bin: string): string | undefined => {
-    if (!cache.has(bin)) {
-      const candidates = isAbsolute(bin) ? [bin] : dirs.map((d) => join(d, bin));
-      cache.set(bin, candidates.find(isExecutable));
-    }
-    return cache.get(bin);
+    const hit = cache.get(bin);
+    if (hit !== undefined) return hit;
+    const candidates = isAbsolute(bin) ? [bin] : dirs.map((d) => join(d, bin));
+    const found = candidates.find(isExecutable);
+    if (found !== undefined) cache.set(bin, found);
+    return found;
   };
   const resolve = (bin: string): string => {
     const path = which(bin);
-    if (!path) throw errors.unsupported(`the program '${bin}' was not found (searched ${dirs.join(':')}); install it`);
+    // why: the message reaches Docker clients: it names the system dirs, never root's PATH (L7)
+    if (!path) {
+      throw errors.unsupported(
+        `the program '${bin}' was not found in ${SYSTEM_DIRS.join(', ')} or the daemon's PATH; install it on the host`,
+      );
+    }
     return path;
   };
   const run = async (bin: string, args: readonly string[], ro: RunOptions = {}): Promise<ExecResult> => {

@@ -139,6 +139,32 @@ describe('firewall (kernel)', () => {
     assert.equal(await fwd(), '1');
   });
 
+  it('sets FORWARD policy DROP (v4 and v6) only when it raised forwarding itself (M5)', async () => {
+    const policy = async (tool: 'iptables' | 'ip6tables'): Promise<string | undefined> =>
+      (await iptS(tool)).find((l) => l.startsWith('-P FORWARD '));
+    const set = async (v4: string, v6: string, pol: string): Promise<void> => {
+      await ns.must(['sysctl', '-q', '-w', `net.ipv4.ip_forward=${v4}`, `net.ipv6.conf.all.forwarding=${v6}`]);
+      for (const tool of ['iptables', 'ip6tables'] as const) await ns.must([tool, '-w', '-P', 'FORWARD', pol]);
+    };
+    // forwarding already on (the admin routes on purpose): truss leaves the policy alone
+    await set('1', '1', 'ACCEPT');
+    await dp.ensureSysctls(f);
+    assert.equal(await policy('iptables'), '-P FORWARD ACCEPT');
+    assert.equal(await policy('ip6tables'), '-P FORWARD ACCEPT');
+    // forwarding off: truss turns it on and closes FORWARD as dockerd does
+    await set('0', '0', 'ACCEPT');
+    await dp.ensureSysctls(f);
+    assert.equal((await ns.must(['sysctl', '-n', 'net.ipv4.ip_forward'])).trim(), '1');
+    assert.equal(await policy('iptables'), '-P FORWARD DROP');
+    assert.equal(await policy('ip6tables'), '-P FORWARD DROP');
+    // truss's own bridges stay forwarded through TRUSS-FORWARD
+    assert.ok((await iptS('iptables')).includes(JUMP));
+    // after the last network the policy stays DROP: the host is not left an open router
+    await dp.removeFirewall();
+    assert.equal(await policy('iptables'), '-P FORWARD DROP');
+    await dp.applyFirewall(f);
+  });
+
   it('removeFirewall deletes table, chains and jumps; again succeeds', async () => {
     await dp.removeFirewall();
     await dp.removeFirewall();

@@ -7,7 +7,7 @@
  * loaded), sysctls and directories are tested with access(2). Every probe runs in parallel;
  * the serve path costs a few processes (~30 ms here).
  */
-import { constants, existsSync, promises as fs } from 'node:fs';
+import { constants, existsSync, promises as fs, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { release } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -76,6 +76,17 @@ function sibling(exec: Exec, base: string, names: readonly string[]): string | n
   return null;
 }
 
+/** The lock legacy iptables (and dockerd's) take with -w; a managed plugin mounts the host's here. */
+const XTABLES_LOCK = '/run/xtables.lock';
+
+function isCharDevice(path: string): boolean {
+  try {
+    return statSync(path).isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
+
 async function iptablesFacts(exec: Exec, configured: string): Promise<HostFacts['iptables']> {
   const path = exec.which(configured);
   if (!path) return { configured, path: null, restore: null, dockerRules: {} };
@@ -95,6 +106,7 @@ async function iptablesFacts(exec: Exec, configured: string): Promise<HostFacts[
     configured,
     path,
     ...(backend ? { backend } : {}),
+    ...(isCharDevice(XTABLES_LOCK) ? { lockPlaceholder: true } : {}),
     restore,
     dockerRules: {
       ...(nfTables !== undefined ? { nf_tables: nfTables } : {}),

@@ -196,3 +196,31 @@ export async function checkShim(exec: Exec, tools: IptTools, f: FirewallObject):
   }
   return problems;
 }
+
+/**
+ * After truss raised a family's forwarding from 0 (sysctl.ts): set that family's `filter
+ * FORWARD` policy to DROP, as dockerd does when it raises ip_forward itself, so that the
+ * host does not start routing between interfaces that are not truss's (security review M5).
+ * TRUSS-FORWARD accepts truss's bridges' traffic; what other software accepts in FORWARD
+ * (Docker's rules) keeps working. Returns whether the policy was changed (false: already
+ * DROP, or no filter table / tool for the family).
+ */
+export async function ensureForwardDrop(exec: Exec, tools: IptTools, family: 4 | 6): Promise<boolean> {
+  const fam = tools.families.find((x) => x.family === family);
+  if (!fam) return false;
+  let listing: string;
+  try {
+    listing = (await exec.run(fam.list, ['-w', '-t', 'filter', '-S', 'FORWARD'])).stdout;
+  } catch (e) {
+    if (family === 6) return false;
+    throw e;
+  }
+  if (parseForwardPolicy(listing) === 'DROP') return false;
+  await exec.run(fam.list, ['-w', '-t', 'filter', '-P', 'FORWARD', 'DROP']);
+  return true;
+}
+
+/** Pure: the policy from `iptables -S FORWARD` ("-P FORWARD ACCEPT"). */
+export function parseForwardPolicy(listing: string): string | undefined {
+  return /^-P FORWARD (\S+)/m.exec(listing)?.[1];
+}

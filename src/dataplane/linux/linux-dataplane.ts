@@ -91,6 +91,16 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
   };
   const render = async (f: FirewallObject): Promise<string> => nft.renderNftRuleset(f, { uplinks: await uplinks(f) });
   let tools: Promise<ipt.IptTools | undefined> | undefined;
+  /** truss turned forwarding on: only what FORWARD accepts is routed (iptables.ts ensureForwardDrop, M5). */
+  const closeForwarding = async (family: 4 | 6, sysctl: string): Promise<void> => {
+    const t = await iptTools();
+    const dropped = t ? await ipt.ensureForwardDrop(exec, t, family) : false;
+    if (dropped) {
+      opts.log?.warn('raised forwarding and set the filter FORWARD policy to DROP, as dockerd does', { sysctl });
+    } else if (!t) {
+      opts.log?.warn('raised forwarding, but without iptables the FORWARD policy cannot be set to DROP', { sysctl });
+    }
+  };
   const iptTools = (): Promise<ipt.IptTools | undefined> => {
     tools ??= ipt.detectIptables(exec, opts.iptables).catch((e: unknown) => {
       tools = undefined; // probe again next time
@@ -160,10 +170,13 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       await raGuard.removeRaGuard(exec);
     },
     async ensureSysctls(f) {
-      await ensureFirewallSysctls(exec, f);
+      const raised4 = await ensureFirewallSysctls(exec, f);
+      if (raised4) await closeForwarding(4, 'net.ipv4.ip_forward');
       const v6 = await ensureIpv6Forwarding(exec, f, () => uplinks(f));
-      if (v6.raised)
+      if (v6.raised) {
         opts.log?.warn('raised net.ipv6.conf.all.forwarding to 1 (host-wide)', { acceptRa2: v6.acceptRa2 });
+        await closeForwarding(6, 'net.ipv6.conf.all.forwarding');
+      }
     },
     checkPolicies: (desired) => checkPolicies(exec, desired),
     async ensurePolicy(p) {
