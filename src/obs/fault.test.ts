@@ -14,10 +14,13 @@ describe('TRUSS_FAULT', () => {
 
   it('parses point:action lists, kernel:before-/after-<method> included', () => {
     const m = parseFaults('join:after-intent:crash, kernel:after-ensureVeth:error');
-    assert.deepEqual([...m], [
-      ['join:after-intent', 'crash'],
-      ['kernel:after-ensureVeth', 'error'],
-    ]);
+    assert.deepEqual(
+      [...m],
+      [
+        ['join:after-intent', 'crash'],
+        ['kernel:after-ensureVeth', 'error'],
+      ],
+    );
     assert.ok(FAULT_POINTS.length >= 10);
   });
 
