@@ -1,0 +1,108 @@
+/**
+ * The fault campaign's CI run (docs/reliability.md; the full counts are `npm run bench:soak`):
+ * a real `truss serve` in a throwaway namespace, driven as dockerd drives it.
+ *   F1: SIGKILL at every injection point (TRUSS_FAULT=<point>:crash), restart, dockerd's rollback:
+ *       kernel in sync after a reconcile, the same --ip/--subnet usable again, no kernel leftovers.
+ *   F2: an injected kernel error on CreateEndpoint/Join: Err within 1 s, partial objects removed
+ *       by the handler itself.
+ *   F9 (socket level), F11 (reboot: the namespace wiped, the store kept), I1 (create→delete cycles).
+ * Unjoined endpoints a crash leaves (M1) are counted, not failed on, until the endpoint GC collects them.
+ * CAMPAIGN_ITERATIONS (1) sets the iterations per point.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { CampaignHost } from './campaign/daemon.ts';
+import {
+  churn,
+  ENDPOINT_POINTS,
+  type F1Point,
+  faultPoint,
+  NETWORK_POINTS,
+  parallelChurn,
+  reboot,
+  resetHost,
+} from './campaign/scenarios.ts';
+
+const N = Number(process.env.CAMPAIGN_ITERATIONS ?? 1);
+const SUBNET = '198.18.231.0/24';
+/** kernel steps of CreateEndpoint/Join an injected error fails (F2) */
+const ERROR_POINTS = [
+  'kernel:before-ensureVeth',
+  'kernel:veth-after-create',
+  'kernel:after-ensureVeth',
+  'kernel:after-ensureGuard',
+] as const;
+
+function report(r: F1Point): string {
+  return `${r.point}:${r.action} ×${r.iterations}: fired ${r.fired}, failed at ${JSON.stringify(r.failedAt)}, leaked endpoints ${r.leakedEndpoints}, addresses ${r.leakedAddresses}, networks ${r.leakedNetworks}, duplicates ${r.duplicates}${r.errors.length ? `\n  ${r.errors.join('\n  ')}` : ''}`;
+}
+
+describe('fault campaign (socket level, real kernel)', { timeout: 1_200_000 }, () => {
+  const h = new CampaignHost('ci');
+  before(() => h.setup());
+  after(() => h.teardown());
+
+  for (const point of [...NETWORK_POINTS, ...ENDPOINT_POINTS]) {
+    it(`F1: kill -9 at ${point}`, async (t) => {
+      await resetHost(h);
+      const r = await faultPoint(h, point, 'crash', N, SUBNET);
+      t.diagnostic(report(r));
+      assert.equal(r.fired, N, `the daemon died at ${point} in every iteration`);
+      assert.equal(r.notInSync, 0, 'kernel in sync with the store after the rollback and a reconcile');
+      assert.equal(r.reuseFailures, 0, 'the same --ip / --subnet works again');
+      assert.deepEqual(r.kernelLeftovers, [], 'nothing truss-owned left in the namespace');
+      assert.deepEqual(r.errors, []);
+    });
+  }
+
+  for (const point of ERROR_POINTS) {
+    it(`F2: an injected error at ${point}`, async (t) => {
+      await resetHost(h);
+      const r = await faultPoint(h, point, 'error', N, SUBNET);
+      t.diagnostic(`${report(r)}; slowest Err ${Math.round(r.maxErrMs)} ms`);
+      assert.equal(r.fired, N, 'the request got the injected Err');
+      assert.ok(r.maxErrMs < 1000, `Err within 1 s (${Math.round(r.maxErrMs)} ms)`);
+      assert.equal(r.partialObjects, 0, 'the handler removed what it made');
+      assert.equal(r.leakedEndpoints, 0);
+      assert.equal(r.leakedAddresses, 0);
+      assert.equal(r.notInSync, 0);
+      assert.deepEqual(r.kernelLeftovers, []);
+    });
+  }
+
+  it('F9: parallel starts and stops on one network (socket level)', async (t) => {
+    await resetHost(h);
+    const r = await parallelChurn(h, 2, 20, SUBNET);
+    t.diagnostic(JSON.stringify(r));
+    assert.deepEqual(r.failures, []);
+    assert.equal(r.duplicates, 0);
+    assert.equal(r.endpointsLeft, 0);
+    assert.equal(r.notInSync, 0);
+    assert.deepEqual(r.kernelLeftovers, []);
+  });
+
+  it('F11: reboot (kernel state gone, store kept): everything back, the same --ip works', async (t) => {
+    await resetHost(h);
+    const r = await reboot(h, 3, SUBNET);
+    t.diagnostic(JSON.stringify(r));
+    assert.ok(r.bridgeBack, 'the bridge is back after the restart');
+    assert.deepEqual(r.restartFailures, []);
+    assert.equal(r.notInSyncAtEnd, false);
+    assert.equal(r.endpointsLeft, 0);
+    assert.deepEqual(r.kernelLeftovers, []);
+  });
+
+  it('I1: create→join→leave→delete cycles leave nothing', async (t) => {
+    await resetHost(h);
+    const r = await churn(h, 50, 5, SUBNET);
+    t.diagnostic(JSON.stringify({ ...r, samples: r.samples.length }));
+    assert.deepEqual(r.failures, []);
+    assert.equal(r.endpointsLeft, 0);
+    assert.equal(r.addressesLeft, 0);
+    assert.ok(
+      r.samples.every((s) => s.kernelObjects === 0),
+      'no endpoint object between cycles',
+    );
+    assert.deepEqual(r.kernelLeftovers, []);
+  });
+});
