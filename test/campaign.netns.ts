@@ -7,7 +7,7 @@
  *       by the handler itself.
  *   F9 (socket level), F11 (reboot: the namespace wiped, the store kept), I1 (create→delete cycles).
  * Unjoined endpoints a crash leaves (M1) are counted, not failed on, until the endpoint GC collects them.
- * CAMPAIGN_ITERATIONS (1) sets the iterations per point.
+ * CAMPAIGN_ITERATIONS (1) sets the iterations per point; CAMPAIGN_ALL=1 runs every point (bench:soak does).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -24,21 +24,32 @@ import {
 } from './campaign/scenarios.ts';
 
 const N = Number(process.env.CAMPAIGN_ITERATIONS ?? 1);
+/** one point per RPC step in CI (~20 s each on a busy 2-core machine); CAMPAIGN_ALL=1: every point */
+const CI_POINTS = new Set([
+  'create-network:after-intent',
+  'request-address:after-store',
+  'create-endpoint:after-intent',
+  'kernel:veth-after-create',
+  'join:after-intent',
+  'join:before-response',
+  'leave:after-intent',
+  'delete-endpoint:after-intent',
+  'release-address:before-store',
+]);
+const ALL = process.env.CAMPAIGN_ALL === '1';
 const SUBNET = '198.18.231.0/24';
 /** kernel steps of CreateEndpoint/Join an injected error fails (F2) */
-const ERROR_POINTS = [
-  'kernel:before-ensureVeth',
-  'kernel:veth-after-create',
-  'kernel:after-ensureVeth',
-  'kernel:after-ensureGuard',
-] as const;
+const ERROR_POINTS = ALL
+  ? ['kernel:before-ensureVeth', 'kernel:veth-after-create', 'kernel:after-ensureVeth', 'kernel:after-ensureGuard']
+  : ['kernel:veth-after-create', 'kernel:after-ensureGuard'];
 
 /**
  * Findings of this campaign not fixed on this branch: the test runs and reports, marked todo
  * (docs/reliability.md). A crash after CreateNetwork's intent write leaves a network dockerd does
  * not know (its rollback never calls DeleteNetwork): the same --subnet is refused as overlapping
  * until `truss` is told to forget it. A crash after RequestAddress's store write leaves the
- * address allocated (dockerd never got it, so never releases it): the same --ip is refused.
+ * address allocated (dockerd never got it, so never releases it): the same --ip is refused; so
+ * does a crash before ReleaseAddress's store write (dockerd logs the error, never sends it again).
  */
 const KNOWN: Readonly<Record<string, string>> = {
   'create-network:after-intent': 'a crashed CreateNetwork leaves a network dockerd does not know; --subnet refused',
@@ -46,6 +57,7 @@ const KNOWN: Readonly<Record<string, string>> = {
   'kernel:firewall-between-nft-and-iptables': 'a crashed CreateNetwork leaves a network dockerd does not know',
   'kernel:after-applyFirewall': 'a crashed CreateNetwork leaves a network dockerd does not know; --subnet refused',
   'request-address:after-store': 'an address allocated before a crash is never released; the same --ip is refused',
+  'release-address:before-store': 'dockerd never repeats a failed ReleaseAddress: the address stays; --ip refused',
 };
 
 function report(r: F1Point): string {
@@ -57,7 +69,7 @@ describe('fault campaign (socket level, real kernel)', { timeout: 1_200_000 }, (
   before(() => h.setup());
   after(() => h.teardown());
 
-  for (const point of [...NETWORK_POINTS, ...ENDPOINT_POINTS]) {
+  for (const point of [...NETWORK_POINTS, ...ENDPOINT_POINTS].filter((p) => ALL || CI_POINTS.has(p))) {
     it(`F1: kill -9 at ${point}`, KNOWN[point] ? { todo: KNOWN[point] } : {}, async (t) => {
       await resetHost(h);
       const r = await faultPoint(h, point, 'crash', N, SUBNET);
@@ -65,6 +77,7 @@ describe('fault campaign (socket level, real kernel)', { timeout: 1_200_000 }, (
       assert.equal(r.fired, N, `the daemon died at ${point} in every iteration`);
       assert.equal(r.notInSync, 0, 'kernel in sync with the store after the rollback and a reconcile');
       assert.equal(r.reuseFailures, 0, 'the same --ip / --subnet works again');
+      assert.equal(r.duplicates, 0, 'no address on two joined endpoints');
       assert.deepEqual(r.kernelLeftovers, [], 'nothing truss-owned left in the namespace');
       assert.deepEqual(r.errors, []);
     });

@@ -59,9 +59,15 @@ const lap = (what: string): void => {
   lapAt = now;
 };
 
-/** Duplicate IPv4 addresses among the stored endpoints. */
+/**
+ * Duplicate IPv4 addresses among the joined endpoints (the ones with an interface in a sandbox).
+ * Unjoined endpoints a crash left (M1) may repeat an address: they have no interface in use.
+ */
 const duplicates = (s: Status): number => {
-  const ips = s.endpoints.map((e) => e.ipv4).filter((a) => a !== undefined);
+  const ips = s.endpoints
+    .filter((e) => e.sandboxKey !== undefined)
+    .map((e) => e.ipv4)
+    .filter((a) => a !== undefined);
   return ips.length - new Set(ips).size;
 };
 /** IPAM addresses held in `poolId` other than the gateway. */
