@@ -122,16 +122,17 @@ export async function epStep(c: PluginClient, ep: Ep, step: EpStep): Promise<voi
   }
 }
 
-/** Run `steps` in order; the first failing step and its error, or undefined when all passed. */
+/** Run `steps` in order; the first failing step, its error and how long its reply took, or undefined when all passed. */
 export async function runSteps<S extends string>(
   steps: readonly S[],
   one: (s: S) => Promise<void>,
-): Promise<{ step: S; error: string } | undefined> {
+): Promise<{ step: S; error: string; ms: number } | undefined> {
   for (const s of steps) {
+    const t0 = performance.now();
     try {
       await one(s);
     } catch (e) {
-      return { step: s, error: e instanceof Error ? e.message : String(e) };
+      return { step: s, error: e instanceof Error ? e.message : String(e), ms: performance.now() - t0 };
     }
   }
   return undefined;
