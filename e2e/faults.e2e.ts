@@ -31,7 +31,7 @@ interface Endpoint {
 }
 
 async function settle(): Promise<{ inSync: boolean; problems: unknown[]; endpoints: Endpoint[] }> {
-  const r = await host.truss.cli(['reconcile']);
+  const r = await host.truss.cli(['reconcile', '--state-dir', host.stateDir]);
   assert.equal(r.code, 0, `truss reconcile: ${r.stderr}`);
   const s = await host.trussStatus();
   return { ...s.kernel, endpoints: s.endpoints as Endpoint[] };
@@ -73,6 +73,7 @@ describe('fault campaign against a real dockerd', { timeout: 20 * 60_000 }, () =
   for (const point of ['create-endpoint:after-intent', 'join:after-intent']) {
     it(`F1: docker run --ip while truss is killed at ${point} and restarted 2 s later`, async (t) => {
       const ip = point.startsWith('join') ? '198.18.233.21' : '198.18.233.20';
+      await removeContainers(host, ['k1', 'k2']);
       await host.truss.stop();
       await host.startTruss({ ...OPTS, env: { TRUSS_FAULT: `${point}:crash` } });
       const started = run('k1', ip);
@@ -80,7 +81,7 @@ describe('fault campaign against a real dockerd', { timeout: 20 * 60_000 }, () =
       await sleep(2000);
       await host.startTruss(OPTS);
       const first = await started;
-      t.diagnostic(`docker run during the crash: exit ${first.code} ${first.stderr.trim().split('\n').pop() ?? ''}`);
+      t.diagnostic(`docker run during the crash: exit ${first.code} ${first.stderr.trim().split('\n')[0] ?? ''}`);
       assert.doesNotMatch(first.stderr, /panic|goroutine/, 'dockerd reports a clean error');
       if (first.code === 0) assert.equal(await containerIp(host, 'k1', NET), ip);
       await removeContainers(host, ['k1']);
@@ -93,7 +94,7 @@ describe('fault campaign against a real dockerd', { timeout: 20 * 60_000 }, () =
       const unjoined = s.endpoints.filter((e) => e.sandboxKey === undefined).length;
       // M1: an endpoint whose CreateEndpoint dockerd saw fail stays until the endpoint GC collects it
       t.diagnostic(`endpoints: ${s.endpoints.length} (${unjoined} unjoined, left by the crash)`);
-      await removeContainers(host, ['k2']);
+      await removeContainers(host, ['k1', 'k2']);
     });
   }
 
