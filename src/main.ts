@@ -16,6 +16,7 @@ import { isValidNodeName, nodeIdOf } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
+import { configureFaults, withFaults } from './obs/fault.ts';
 import { acquireInstanceLock } from './obs/instance-lock.ts';
 import { createLogger } from './obs/logger.ts';
 import { createMetrics } from './obs/metrics.ts';
@@ -38,6 +39,9 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   process.umask(0o077);
   const config = loadConfig(argv, env);
   const log = createLogger(config.logLevel).child({ name: 'truss' });
+  // test-only fault injection (docs/development.md); off unless TRUSS_FAULT is set
+  const faults = configureFaults(env.TRUSS_FAULT);
+  if (faults.size > 0) log.warn('fault injection armed (TRUSS_FAULT)', { faults: Object.fromEntries(faults) });
   const adminPath = adminSocketPath(config.stateDir);
   if ((await probeSocket(adminPath)) === 'live') {
     throw new Error(`another truss daemon is running with state dir ${config.stateDir}`);
@@ -60,7 +64,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   if (identity.created)
     log.info('state id made', { stateId: identity.stateId, adoptUnstamped: identity.adoptUnstamped });
   const klog = log.child({ component: 'kernel' });
-  const dataplane = createLinuxDataplane({
+  const linux = createLinuxDataplane({
     log: klog,
     wireguardKeyDir: wireguardKeyDir(config.stateDir),
     stateId: identity.stateId,
@@ -73,6 +77,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
         }
       : {}),
   });
+  const dataplane = faults.size > 0 ? withFaults(linux) : linux;
   const repo = new IntentRepo(store);
   const cluster = await setupCluster(
     config,

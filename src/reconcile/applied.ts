@@ -26,6 +26,8 @@ export function fingerprint(obj: unknown): string {
   return fp;
 }
 
+const FAILED = '\u0000failed';
+
 /** The applied objects of one kind (bridges, veths, policy chains), by name. */
 export class AppliedSet<T extends { readonly name: string }> {
   readonly #byName = new Map<string, { readonly obj: T; readonly fp: string }>();
@@ -33,7 +35,7 @@ export class AppliedSet<T extends { readonly name: string }> {
   /** true when `obj` (or an equal object) is what was last applied under its name */
   current(obj: T): boolean {
     const a = this.#byName.get(obj.name);
-    if (a === undefined) return false;
+    if (a === undefined || a.fp === FAILED) return false;
     if (a.obj === obj) return true;
     if (a.fp !== fingerprint(obj)) return false;
     // why: an equal new object (Join only flips `joined`; a fresh read makes new objects) is adopted,
@@ -67,6 +69,15 @@ export class AppliedSet<T extends { readonly name: string }> {
 
   delete(name: string): void {
     this.#byName.delete(name);
+  }
+
+  /**
+   * `obj`'s ensure failed: it may be half made (a veth created, then a later step failed). It
+   * stays known, never current (the next pass ensures it again), and stale once not wanted, so
+   * its removal runs even when nothing was applied (remove* treats "already gone" as success).
+   */
+  failed(obj: T): void {
+    this.#byName.set(obj.name, { obj, fp: FAILED });
   }
 
   get size(): number {

@@ -679,7 +679,7 @@ export class Reconciler {
   ): Promise<boolean> {
     const ok = await this.#attempt(key, run);
     if (ok) set.set(obj);
-    else set.delete(obj.name);
+    else set.failed(obj); // maybe half made: removed like an applied one once no longer wanted
     return ok;
   }
 

@@ -49,6 +49,7 @@ import type {
   RequestPoolResult,
 } from '../core/ports.ts';
 import { showValue } from '../core/safe-json.ts';
+import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Compare, KeyValue, Op, Store } from '../store/store.ts';
 
@@ -147,9 +148,11 @@ export class IpamServiceImpl implements IpamService {
     const holder = classifyAddressRequest(input.options, input.address);
     const cluster = holder.kind === 'gateway' ? undefined : await this.#clusterOf(input.poolId);
     if (cluster) return this.#requestClusterAddress(input.poolId, cluster, ip, holder.owner);
-    return this.#lock.run(input.poolId, () =>
+    const r = await this.#lock.run(input.poolId, () =>
       this.#retry('RequestAddress', () => this.#tryRequestAddress(input.poolId, ip, holder)),
     );
+    fault('request-address:after-store');
+    return r;
   }
 
   /**
@@ -162,6 +165,7 @@ export class IpamServiceImpl implements IpamService {
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const ip = parseRequestedAddress(address);
     const cluster = await this.#clusterOf(poolId);
+    fault('release-address:before-store');
     await this.#lock.run(poolId, () => this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip)));
     if (!cluster) return;
     try {

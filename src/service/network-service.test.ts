@@ -147,6 +147,22 @@ describe('NetworkService', () => {
     assert.ok(dp.links.get(EP_VETH));
   });
 
+  it('F2: a veth made before its ensure failed is removed by the failed CreateEndpoint itself', async () => {
+    // the kernel made the pair, then a later step of ensureVeth failed (accept_ra, a busy device...)
+    class HalfMade extends FakeDataplane {
+      override async ensureVeth(v: Parameters<FakeDataplane['ensureVeth']>[0]): Promise<void> {
+        await super.ensureVeth(v);
+        throw new KernelError('EBUSY', ['ip'], 2, 'busy');
+      }
+    }
+    const { dp, svc, repo } = setup(new MemoryStore(), new HalfMade());
+    await svc.createNetwork(netInput());
+    await assert.rejects(svc.createEndpoint(epInput()), /busy/);
+    assert.equal((await repo.listEndpoints(NID)).length, 0);
+    assert.equal(dp.links.has(EP_VETH), false, 'no half-made veth left for a GC to find');
+    assert.equal(dp.links.has(EP_PEER), false);
+  });
+
   it('internal networks give no gateway and disable the gateway service', async () => {
     const { svc } = setup();
     await svc.createNetwork(netInput({ internal: true }));

@@ -33,6 +33,7 @@ import type {
 } from '../core/ports.ts';
 import type { Capabilities } from '../core/preflight.ts';
 import { showValue } from '../core/safe-json.ts';
+import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
 import {
   bridgeKey,
@@ -135,6 +136,7 @@ export class NetworkService implements NetworkDriverService {
         if (spec.cluster) await this.#leaveIfLast(spec.cluster.name); // joined above for nothing
         throw e;
       });
+    fault('create-network:after-intent');
     const keys = [bridgeKey(spec.bridge), FIREWALL_KEY, ...(spec.egressVia ? [EGRESS_KEY] : [])];
     await this.#programOrUndo(revision, keys, async () => {
       if (revision === 0) return 0;
@@ -263,6 +265,7 @@ export class NetworkService implements NetworkDriverService {
       throw errors.endpointConflict(`endpoint ${shortId(spec.id)} already exists with other settings`);
     }
     const revision = existing ? 0 : await this.#d.repo.createEndpoint(spec);
+    fault('create-endpoint:after-intent');
     // the limits are programmed with the veth: a container never runs unshaped; the guard is waited
     // for too: the container must never send unchecked (core/guard.ts)
     await this.#programOrUndo(
@@ -270,6 +273,7 @@ export class NetworkService implements NetworkDriverService {
       [vethKey(spec.hostVeth), shaperKey(spec.hostVeth), guardKey(spec.hostVeth)],
       async () => (revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id)),
     );
+    fault('create-endpoint:before-response');
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};
   }
 
@@ -301,7 +305,9 @@ export class NetworkService implements NetworkDriverService {
   async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
     if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
     if (!(await this.#d.repo.getEndpoint(networkId, endpointId))) return;
-    await this.#settle(await this.#d.repo.deleteEndpoint(networkId, endpointId));
+    const revision = await this.#d.repo.deleteEndpoint(networkId, endpointId);
+    fault('delete-endpoint:after-intent');
+    await this.#settle(revision);
   }
 
   async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
@@ -322,6 +328,7 @@ export class NetworkService implements NetworkDriverService {
     if (!net || !ep) throw errors.endpointNotFound(`endpoint ${shortId(input.endpointId)} is not known to truss`);
     if (ep.sandboxKey !== input.sandboxKey) {
       const revision = await this.#d.repo.putEndpoint({ ...ep, sandboxKey: input.sandboxKey });
+      fault('join:after-intent');
       // the container must not get its interface before its policy is in the kernel
       await this.#programOrUndo(revision, [vethKey(ep.hostVeth), policyKey(policyChainName(ep.id))], () =>
         this.#d.repo.putEndpoint(ep),
@@ -335,6 +342,7 @@ export class NetworkService implements NetworkDriverService {
     };
     const gateway = net.internal ? undefined : bare(gw4);
     const gatewayIpv6 = net.internal ? undefined : bare(gw6);
+    fault('join:before-response');
     return {
       srcName: ep.peerVeth,
       dstPrefix: 'eth',
@@ -351,7 +359,9 @@ export class NetworkService implements NetworkDriverService {
     if (!ep || ep.sandboxKey === undefined) return;
     // the sandbox is gone: so are its published ports (Docker 29 also revokes; <= 28 may not)
     const { sandboxKey: _gone, published: _unpublished, ...rest } = ep;
-    await this.#settle(await this.#d.repo.putEndpoint(rest));
+    const revision = await this.#d.repo.putEndpoint(rest);
+    fault('leave:after-intent');
+    await this.#settle(revision);
   }
 
   /**

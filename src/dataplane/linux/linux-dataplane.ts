@@ -7,6 +7,7 @@ import type { VxlanObject, WireguardObject } from '../../core/cluster/desired.ts
 import type { FirewallObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import type { Dataplane, ObservedLink } from '../../core/ports.ts';
+import { fault } from '../../obs/fault.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
 import * as dnat from './dnat.ts';
@@ -160,6 +161,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       await exec.run('nft', ['-f', '-'], {
         stdin: nft.renderNftTransaction(await render(f)) + raGuard.renderRaGuardTransaction(raGuard.renderRaGuard()),
       });
+      fault('kernel:firewall-between-nft-and-iptables');
       const t = await iptTools();
       if (t) await ipt.applyShim(exec, t, f);
     },

@@ -13,6 +13,7 @@
 import type { VethObject } from '../../core/desired.ts';
 import { errors, type TrussError } from '../../core/errors.ts';
 import { isTrussLinkName, ownerMark, shortId } from '../../core/naming.ts';
+import { fault } from '../../obs/fault.ts';
 import { type DataplaneLog, type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName, checkMac, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
 import { ensureAcceptRaOff } from './sysctl.ts';
@@ -84,6 +85,7 @@ export async function ensureVeth(exec: Exec, v: VethObject, stateId?: string): P
   if (!v.joined) {
     try {
       await createVeth(exec, v, stateId);
+      fault('kernel:veth-after-create');
       await ensureAcceptRaOff(exec, name);
       return;
     } catch (e) {
