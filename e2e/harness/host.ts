@@ -23,6 +23,8 @@ export interface HostOptions {
   /** Docker's pool for its own networks (`docker network create b1`). */
   readonly defaultAddressPool?: string;
   readonly dockerdArgs?: readonly string[];
+  /** The content of dockerd's daemon.json (default `{}`); a test may rewrite `${dir}/daemon.json` before a restart. */
+  readonly daemonJson?: Readonly<Record<string, unknown>>;
   /** Attaches the host to an underlay at start (underlay.ts): `eth-ul` with 198.18.255.<index>/24. */
   readonly underlay?: { readonly of: Underlay; readonly index: number };
   /**
@@ -40,7 +42,19 @@ export interface Host {
   readonly truss: TrussDaemon;
   /** The host's underlay address (HostOptions.underlay), undefined when not attached. */
   readonly underlayAddress: string | undefined;
+  /** The host's current dockerd (it changes with startDockerd). */
   dockerdPid(): number;
+  /**
+   * Stops the host's dockerd with `signal` (SIGKILL: a crash) and waits until it has exited; what
+   * it started (containerd, shims, containers) stays as dockerd leaves it. Resolves with the ms
+   * from the signal to its exit.
+   */
+  stopDockerd(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number>;
+  /**
+   * Starts a new dockerd, same arguments, in the host's namespaces (the mount namespace truss and
+   * containerd still use); resolves once it answers `docker version`, with the ms that took.
+   */
+  startDockerd(timeoutMs?: number): Promise<number>;
   docker(args: readonly string[], timeoutMs?: number): Promise<RunResult>;
   /** Runs argv in the host's network namespace (ip, nft, iptables, tcpdump...). */
   exec(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
@@ -61,7 +75,6 @@ unset TRUSS_E2E_HOSTNAME
 exec "$TRUSS_E2E_DOCKERD" "$@"`;
 
 function dockerdArgs(dir: string, opts: HostOptions): string[] {
-  writeFileSync(join(dir, 'daemon.json'), '{}\n');
   return [
     `--config-file=${dir}/daemon.json`,
     '--storage-driver=vfs',
@@ -133,23 +146,13 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
     }
   }
   const env = { ...process.env, PATH: CHILD_PATH };
-  const log = openSync(join(dir, 'dockerd.log'), 'a');
+  writeFileSync(join(dir, 'daemon.json'), `${JSON.stringify(opts.daemonJson ?? {})}\n`);
   const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private'];
   if (opts.hostname !== undefined) argv.push('--uts');
   argv.push('--', 'sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
-  const child = spawn(argv[0] as string, argv.slice(1), {
-    env: {
-      ...env,
-      PATH: DOCKERD_PATH,
-      TRUSS_E2E_DOCKERD: DOCKERD,
-      ...(opts.hostname !== undefined ? { TRUSS_E2E_HOSTNAME: opts.hostname } : {}),
-    },
-    stdio: ['ignore', log, log],
-    detached: true,
-  });
-  child.unref();
-  closeSync(log);
-  const pid = child.pid ?? -1; // nsenter, unshare and sh all exec: this pid ends up being dockerd
+  let pid = spawnDockerd(dir, argv, opts.hostname);
+  /** fds of the first dockerd's mount (and UTS) namespace: a restarted dockerd joins them */
+  let nsFds: { mnt: number; uts?: number } | undefined;
   const cleanups: (() => Promise<void>)[] = [];
   const dockerEnv: NodeJS.ProcessEnv = { ...env, DOCKER_CONFIG: join(dir, 'cli'), DOCKER_CLI_HINTS: 'false' };
   delete dockerEnv.DOCKER_HOST;
@@ -159,6 +162,26 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   const truss = trussDaemon(() => pid, dir, { uts: opts.hostname !== undefined });
   let mntNs = '';
   const netNs = nsIdOfFile(netnsPath, 'net') ?? 'none';
+  const dockerdUp = (timeoutMs: number): Promise<boolean> =>
+    waitFor(
+      async () => {
+        if (!isAlive(pid)) throw new Error('dockerd exited');
+        return (await docker(['version', '--format', '{{.Server.Version}}'], 5000)).code === 0;
+      },
+      timeoutMs,
+      { what: `dockerd in ${name}`, intervalMs: 100 },
+    );
+  const internals = {
+    pid: () => pid,
+    mntNs: () => mntNs,
+    netNs,
+    cleanups,
+    takeNsFds: () => {
+      const fds = nsFds;
+      nsFds = undefined;
+      return fds;
+    },
+  };
   const host: Host = {
     name,
     netnsPath,
@@ -167,6 +190,31 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
     truss,
     underlayAddress,
     dockerdPid: () => pid,
+    async stopDockerd(signal = 'SIGTERM', timeoutMs = 30_000) {
+      const t0 = performance.now();
+      if (!isAlive(pid)) return 0;
+      process.kill(pid, signal);
+      if (!(await waitExit(pid, timeoutMs)))
+        throw new Error(`dockerd ${pid} in ${name}: still running ${timeoutMs} ms after ${signal}`);
+      return performance.now() - t0;
+    },
+    async startDockerd(timeoutMs = 60_000) {
+      if (isAlive(pid)) throw new Error(`dockerd ${pid} in ${name} is still running`);
+      if (nsFds === undefined) throw new Error(`${name}: no mount namespace to restart dockerd in`);
+      const t0 = performance.now();
+      dropZombieContainerdPidfile(dir);
+      const fd = (n: number): string => `/proc/${process.pid}/fd/${n}`;
+      const again = ['nsenter', `--net=${netnsPath}`, `--mount=${fd(nsFds.mnt)}`];
+      if (nsFds.uts !== undefined) again.push(`--uts=${fd(nsFds.uts)}`);
+      again.push('--', 'sh', '-c', 'exec "$TRUSS_E2E_DOCKERD" "$@"', 'dockerd', ...dockerdArgs(dir, opts));
+      pid = spawnDockerd(dir, again, undefined);
+      try {
+        await dockerdUp(timeoutMs);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n--- dockerd log tail ---\n${logTail(dir)}`);
+      }
+      return performance.now() - t0;
+    },
     docker,
     exec: (a, o) => run(inNetns(netnsPath, a), { env, ...o }),
     startTruss: (o) => truss.start(o),
@@ -176,36 +224,67 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
     onStop: (fn) => {
       cleanups.push(fn);
     },
-    stop: () => stopHost(host, { pid, mntNs, netNs, cleanups }),
+    stop: () => stopHost(host, internals),
   };
   try {
-    await waitFor(
-      async () => {
-        if (!isAlive(pid)) throw new Error('dockerd exited');
-        return (await docker(['version', '--format', '{{.Server.Version}}'], 5000)).code === 0;
-      },
-      60_000,
-      { what: `dockerd in ${name}`, intervalMs: 250 },
-    );
+    await dockerdUp(60_000);
     mntNs = nsIdOfPid(pid, 'mnt');
+    nsFds = { mnt: openSync(`/proc/${pid}/ns/mnt`, 'r') };
+    if (opts.hostname !== undefined) nsFds.uts = openSync(`/proc/${pid}/ns/uts`, 'r');
     if (!versionShown) {
       versionShown = true;
       printFigures([dockerdFigureLine((await docker(['version', '--format', '{{json .Server}}'])).stdout, DOCKERD)]);
     }
     await importImage(docker);
   } catch (err) {
-    const tail = readFileSync(join(dir, 'dockerd.log'), 'utf8').split('\n').slice(-20).join('\n');
+    const tail = logTail(dir);
     await host.stop().catch(() => {});
     throw new Error(`${(err as Error).message}\n--- dockerd log tail ---\n${tail}`);
   }
   return host;
 }
 
+const logTail = (dir: string): string =>
+  readFileSync(join(dir, 'dockerd.log'), 'utf8').split('\n').slice(-20).join('\n');
+
+/**
+ * A dockerd killed with SIGKILL takes its containerd with it, which becomes a zombie child of
+ * pid 1; where pid 1 does not reap (some sandboxes), the containerd pidfile under the exec root
+ * names that zombie, the next dockerd takes it for a running containerd and times out dialling
+ * it. A real host's init reaps it: drop the pidfile as if it had.
+ */
+function dropZombieContainerdPidfile(dir: string): void {
+  const file = join(dir, 'x', 'containerd', 'containerd.pid');
+  if (!existsSync(file)) return;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) rmSync(file, { force: true });
+}
+
+/** Spawns argv (nsenter ... dockerd) detached, logging to dir/dockerd.log; returns its pid. */
+function spawnDockerd(dir: string, argv: readonly string[], hostname: string | undefined): number {
+  const log = openSync(join(dir, 'dockerd.log'), 'a');
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env: {
+      ...process.env,
+      PATH: DOCKERD_PATH,
+      TRUSS_E2E_DOCKERD: DOCKERD,
+      ...(hostname !== undefined ? { TRUSS_E2E_HOSTNAME: hostname } : {}),
+    },
+    stdio: ['ignore', log, log],
+    detached: true,
+  });
+  child.unref();
+  closeSync(log);
+  return child.pid ?? -1; // nsenter, unshare and sh all exec: this pid ends up being dockerd
+}
+
 interface Internals {
-  readonly pid: number;
-  readonly mntNs: string;
+  readonly pid: () => number;
+  readonly mntNs: () => string;
   readonly netNs: string;
   readonly cleanups: (() => Promise<void>)[];
+  /** the namespace fds a restarted dockerd would join, handed over once (stop closes them) */
+  readonly takeNsFds: () => { readonly mnt: number; readonly uts?: number } | undefined;
 }
 
 /** Best effort in order, then a hard sweep; throws only if something could not be removed. */
@@ -213,20 +292,24 @@ async function stopHost(host: Host, st: Internals): Promise<void> {
   const problems: string[] = [];
   // A graceful removal lets truss clean up; with truss down, dockerd would retry the plugin for
   // each endpoint, so skip straight to killing (the namespace takes the kernel objects with it).
-  if (isAlive(st.pid) && (host.truss.running() || !host.truss.started())) {
+  const pid = st.pid();
+  const mntNs = st.mntNs();
+  if (isAlive(pid) && (host.truss.running() || !host.truss.started())) {
     const ids = (await host.docker(['ps', '-aq'], 20_000)).stdout.split(/\s+/).filter(Boolean);
     if (ids.length > 0) await host.docker(['rm', '-f', ...ids], 120_000);
     const nets = await host.docker(['network', 'ls', '--filter', 'type=custom', '-q'], 20_000);
     for (const id of nets.stdout.split(/\s+/).filter(Boolean)) await host.docker(['network', 'rm', id], 30_000);
   }
   await host.truss.stop('SIGTERM', 5000);
-  if (isAlive(st.pid)) {
-    process.kill(st.pid, 'SIGTERM');
-    await waitExit(st.pid, 5000);
+  if (isAlive(pid)) {
+    process.kill(pid, 'SIGTERM');
+    await waitExit(pid, 5000);
   }
   const left = await killAllMatching(
-    (p) => p.pid === st.pid || (st.mntNs !== '' && p.mntNs === st.mntNs) || p.netNs === st.netNs,
+    (p) => p.pid === pid || (mntNs !== '' && p.mntNs === mntNs) || p.netNs === st.netNs,
   );
+  const fds = st.takeNsFds();
+  for (const fd of fds ? [fds.mnt, fds.uts] : []) if (fd !== undefined) closeSync(fd);
   if (left.length > 0) problems.push(`processes survived SIGKILL: ${left.map((p) => p.pid).join(' ')}`);
   for (const fn of st.cleanups.splice(0).reverse()) {
     await fn().catch((err: Error) => problems.push(err.message));
