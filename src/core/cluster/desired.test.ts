@@ -340,11 +340,11 @@ describe('computeClusterDesired: one bad record affects only itself', () => {
   });
 
   it('C: another record naming v: its key disagrees, or it is newer; unknown order: v is not redirected', () => {
-    const fake = { ...node('v', '198.18.251.66', K.m2), key: '/truss/v1/cluster/nodes/zzz' };
-    let r = wg({ nodes: [...nodes.map((n) => ({ ...n, key: `/truss/v1/cluster/nodes/${n.name}` })), fake] });
+    const fake = { ...node('v', '198.18.251.66', K.m2), key: '/truss/v2/nodes/zzz' };
+    let r = wg({ nodes: [...nodes.map((n) => ({ ...n, key: `/truss/v2/nodes/${n.name}` })), fake] });
     assert.equal(r.peers.v?.publicKey, K.v);
     assert.equal(r.peers.v?.endpoint, '198.18.251.2:51820');
-    assert.match(r.d.alarms.join('\n'), /node record under \/truss\/v1\/cluster\/nodes\/zzz names node v/);
+    assert.match(r.d.alarms.join('\n'), /node record under \/truss\/v2\/nodes\/zzz names node v/);
     r = wg({ nodes: [...nodes, { ...fake, key: undefined, createRevision: 99 } as never] });
     assert.equal(r.peers.v?.publicKey, K.v);
     r = wg({ nodes: [...nodes.map(({ createRevision: _, ...n }) => n), node('v', '198.18.251.66', K.m2)] });
@@ -395,7 +395,7 @@ describe('computeClusterDesired: one bad record affects only itself', () => {
     const { d, allowed } = wg(
       extra(blk('198.18.64.193/26', 'm'), {
         ...blk('198.18.64.192/26', 'm'),
-        key: '/truss/v1/cluster/blocks/blue/v/198.18.64.192_26',
+        key: '/truss/v2/blocks/v/blue/198.18.64.192_26',
       }),
     );
     assert.deepEqual(allowed, honest);

@@ -78,16 +78,18 @@ function nodeKeyAgrees(n: NodeRecord): boolean {
   return p === undefined || (p.length === 2 && p[0] === 'nodes' && p[1] === nodeIdOf(n));
 }
 
-/** N2 for a block record: blocks/<cluster>/<cidr> or blocks/<cluster>/<node>/<cidr> ('/' as '_'). */
+/** N2 for a block record: blocks/<node>/<cluster>/<cidr> ('/' as '_'; the layout of model.ts). */
 function blockKeyAgrees(b: BlockRecord): boolean {
   const p = keyParts(b.key);
   if (p === undefined) return true;
-  const [kind, cluster] = p;
-  const cidr = p[p.length - 1];
-  const node = p.length === 4 ? p[2] : b.node;
-  return (p.length === 3 || p.length === 4) && kind === 'blocks' && cluster === b.cluster && node === b.node
-    ? cidr === b.block.replace('/', '_')
-    : false;
+  const [kind, node, cluster, cidr] = p;
+  return (
+    p.length === 4 &&
+    kind === 'blocks' &&
+    node === b.node &&
+    cluster === b.cluster &&
+    cidr === b.block.replace('/', '_')
+  );
 }
 
 /** N1, N2 and the shape of members and blocks. */
