@@ -150,6 +150,13 @@ describe('no leaks after kill -9 mid-CreateEndpoint (M1)', () => {
     const nid = randomId();
     const pool = await post(socket, '/IpamDriver.RequestPool', { AddressSpace: 'TrussLocal', Pool: '198.18.60.0/24' });
     assert.equal(pool.status, 200, JSON.stringify(pool.body));
+    // the gateway first, as dockerd does (else the first address would be it, which CreateEndpoint refuses)
+    const gw = await post(socket, '/IpamDriver.RequestAddress', {
+      PoolID: pool.body.PoolID,
+      Address: '198.18.60.1',
+      Options: { RequestAddressType: 'com.docker.network.gateway' },
+    });
+    assert.equal(gw.status, 200, JSON.stringify(gw.body));
     assert.equal((await post(socket, '/NetworkDriver.CreateNetwork', network(nid, 60))).status, 200);
     const addrs: string[] = [];
     for (let i = 0; i < 20; i++) {

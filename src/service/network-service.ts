@@ -291,7 +291,10 @@ export class NetworkService implements NetworkDriverService {
     }
     if (mine.length === 0) return;
     for (const other of await this.#d.repo.listEndpoints(net.id)) {
-      if (other.id === input.endpointId) continue;
+      // an unjoined holder is a leftover of a crash (Docker's IPAM gave its address out again, so
+      // Docker is done with it): it does not block the new container, and the endpoint GC reclaims
+      // it without releasing the address it no longer owns
+      if (other.id === input.endpointId || other.sandboxKey === undefined) continue;
       const clash = [other.ipv4, other.ipv6].find((a) => a !== undefined && mine.includes(bareAddress(a)));
       if (clash) {
         throw errors.addressInUse(

@@ -129,11 +129,20 @@ describe('CreateEndpoint refuses addresses no container may hold (M3)', () => {
     await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.255/24' })), /is the broadcast address/);
     await svc.createEndpoint(ep(1));
     await svc.createEndpoint(ep(1)); // a replay is fine
+    await svc.join({ networkId: NID, endpointId: testId('b', 1), sandboxKey: '/var/run/docker/netns/1', options: {} });
     await assert.rejects(svc.createEndpoint(ep(2, { address: '198.18.10.11/24' })), {
       code: 'TRUSS_ERR_ADDRESS_IN_USE',
       message: /address 198\.18\.10\.11 is already held by endpoint 0001bbbbbbbb/,
     });
     assert.equal((await repo.listEndpoints(NID)).length, 1);
+  });
+
+  it('an unjoined holder (a crash leftover: Docker gave its address out again) does not block', async () => {
+    const { svc, repo } = testService();
+    await svc.createNetwork(net());
+    await svc.createEndpoint(ep(1));
+    await svc.createEndpoint(ep(2, { address: '198.18.10.11/24' }));
+    assert.equal((await repo.listEndpoints(NID)).length, 2);
   });
 });
 

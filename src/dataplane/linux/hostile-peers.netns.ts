@@ -108,7 +108,7 @@ describe('hostile cluster records affect only themselves (kernel, wireguard-go)'
       wgPublicKey: h.publicKey,
       wgPort: 51820,
       createRevision: rev,
-      key: `/truss/v1/cluster/nodes/${h.id}`,
+      key: `/truss/v2/nodes/${h.id}`,
     });
     const blk = (block: string, node: string, rev: number) => ({ cluster: 'blue', block, node, createRevision: rev });
     return {
