@@ -34,11 +34,11 @@ run_step() {
     lint) npm run --silent lint ;;
     unit) timeout --kill-after=30s 20m npm run --silent test:unit ;;
     kernel) needs_root kernel && timeout --kill-after=30s 20m npm run --silent test:kernel ;;
-    e2e) needs_root e2e && TRUSS_E2E_DOCKERD= timeout --kill-after=60s 25m npm run --silent test:e2e ;;
+    e2e) needs_root e2e && TRUSS_E2E_DOCKERD= timeout --kill-after=60s 35m npm run --silent test:e2e ;;
     e2e28)
       needs_root e2e28 &&
         TRUSS_E2E_DOCKERD="${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}/usr/sbin/dockerd" \
-          timeout --kill-after=60s 25m npm run --silent test:e2e28
+          timeout --kill-after=60s 35m npm run --silent test:e2e28
       ;;
     fresh) needs_root fresh && timeout --kill-after=60s 20m node --test test/fresh-root.fresh.ts ;;
     leaks) node e2e/leaks.ts ;;
