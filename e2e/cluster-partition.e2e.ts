@@ -25,7 +25,7 @@ import { sleep, waitFor } from './harness/wait.ts';
 
 const PLUM = 'plum';
 const PLUM_SUBNET = '198.18.112.0/20';
-const PREFIX = '/truss/v1/cluster/';
+const PREFIX = '/truss/v2/';
 const PARTITION_S = 60;
 const WG_DEV = 'trwg0';
 
@@ -54,9 +54,9 @@ async function p2Records(id: string): Promise<{ registered: boolean; member: boo
   const recs = await etcdRecords();
   return {
     registered: recs.has(`${PREFIX}nodes/${id}`),
-    member: recs.has(`${PREFIX}members/${PLUM}/${id}`),
+    member: recs.has(`${PREFIX}members/${id}/${PLUM}`),
     blocks: [...recs]
-      .filter(([k, v]) => k.startsWith(`${PREFIX}blocks/${PLUM}/`) && v.node === id)
+      .filter(([k, v]) => k.startsWith(`${PREFIX}blocks/${id}/${PLUM}/`) && v.node === id)
       .map(([, v]) => v.block as string),
   };
 }
