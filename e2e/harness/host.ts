@@ -202,7 +202,7 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
       if (isAlive(pid)) throw new Error(`dockerd ${pid} in ${name} is still running`);
       if (nsFds === undefined) throw new Error(`${name}: no mount namespace to restart dockerd in`);
       const t0 = performance.now();
-      dropZombieContainerdPidfile(dir);
+      await dropZombieContainerdPidfile(dir);
       const fd = (n: number): string => `/proc/${process.pid}/fd/${n}`;
       const again = ['nsenter', `--net=${netnsPath}`, `--mount=${fd(nsFds.mnt)}`];
       if (nsFds.uts !== undefined) again.push(`--uts=${fd(nsFds.uts)}`);
@@ -253,10 +253,13 @@ const logTail = (dir: string): string =>
  * names that zombie, the next dockerd takes it for a running containerd and times out dialling
  * it. A real host's init reaps it: drop the pidfile as if it had.
  */
-function dropZombieContainerdPidfile(dir: string): void {
+async function dropZombieContainerdPidfile(dir: string): Promise<void> {
   const file = join(dir, 'x', 'containerd', 'containerd.pid');
   if (!existsSync(file)) return;
   const pid = Number(readFileSync(file, 'utf8').trim());
+  // why: the parent-death signal reaches containerd a moment after dockerd died (seconds under
+  // load); read too early, the pidfile names a live containerd that is about to become a zombie
+  if (Number.isInteger(pid) && pid > 0) await waitExit(pid, 20_000);
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) rmSync(file, { force: true });
 }
 

@@ -94,6 +94,17 @@ interface Waiter {
 }
 
 const FIREWALL_KEY = 'firewall';
+/** check() waits at most this long for a running pass */
+const CHECK_WAIT_MS = 10_000;
+
+/** Resolves when p settles or after ms, whichever is first (the timer does not hold the process). */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => {
+    timer = setTimeout(r, ms);
+  });
+  return Promise.race([p.then(() => {}, () => {}), late]).finally(() => clearTimeout(timer));
+}
 /** What to do about foreign links (status, logs, docs/operations.md). */
 export const FOREIGN_FIX =
   'start truss with the --state-dir that made them to adopt them, or remove them with `truss cleanup --foreign`';
@@ -239,6 +250,9 @@ export class Reconciler {
 
   /** Differences between intent and kernel, changing nothing. */
   async check(): Promise<string[]> {
+    // why: read mid-pass, the kernel shows what the running pass is about to fix (bounded: a
+    // stuck pass must not stall status)
+    if (this.#running) await settledWithin(this.#running, CHECK_WAIT_MS);
     const intent = await this.#deps.loadIntent();
     const desired = await this.#desired(intent);
     const plan = planLinks(desired, await this.#deps.dataplane.listLinks(), this.#deps.owner);
