@@ -35,6 +35,9 @@ import { ensureStateId } from './service/state-id.ts';
 import { StatusService } from './service/status.ts';
 import { openSqliteStore } from './store/sqlite.ts';
 
+/** after Plugin.Activate: full passes now and then (dockerd's boot programs its iptables meanwhile) */
+const ACTIVATE_RESYNC_MS = [3_000, 10_000] as const;
+
 export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
   process.umask(0o077);
   const config = loadConfig(argv, env);
@@ -229,7 +232,14 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     log: log.child({ component: 'policy' }),
   });
 
-  const plugin = buildServer({ network, ipam: releases, log: log.child({ component: 'protocol' }) });
+  const plugin = buildServer({
+    network,
+    ipam: releases,
+    log: log.child({ component: 'protocol' }),
+    // why: a (re)starting dockerd activates its plugins about when it re-inserts its own FORWARD
+    // jumps above truss's; full passes then put truss's back first without waiting for the periodic one
+    onActivate: () => reconciler.resyncAfter(ACTIVATE_RESYNC_MS),
+  });
   await listenUnix(plugin, config.socket);
   const metrics = createMetrics();
   const admin = buildAdminServer(

@@ -45,6 +45,16 @@ async function expectError(s: TestServer, path: string, body: string, status = 5
 }
 
 describe('protocol server', { timeout: 30_000 }, () => {
+  it('tells the daemon when dockerd activates the plugin (a restarted dockerd)', async () => {
+    let activations = 0;
+    const s = await start(recordingServices(), { onActivate: () => activations++ });
+    await s.request('/NetworkDriver.GetCapabilities', '', { headers: DOCKER_HEADERS });
+    assert.equal(activations, 0);
+    const r = await s.request('/Plugin.Activate', '', { headers: DOCKER_HEADERS });
+    assert.equal(r.status, 200);
+    assert.equal(activations, 1);
+  });
+
   it('answers the argument-less calls with an empty body', async () => {
     const s = await start();
     const expected: Record<string, unknown> = {

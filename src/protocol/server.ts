@@ -44,6 +44,8 @@ export interface ServerDeps {
   readonly handlerTimeoutMs?: number;
   /** close a connection that has not sent a request within this time (default 10 s) */
   readonly idleConnectionMs?: number;
+  /** dockerd activated the plugin: it has (re)started */
+  readonly onActivate?: () => void;
 }
 
 export const SERVER_DEFAULTS = {
@@ -65,7 +67,13 @@ const RESPONSE_TYPE = 'application/vnd.docker.plugins.v1.2+json';
 export function buildServer(deps: ServerDeps): http.Server {
   const routes = new Map<string, Route>(
     Object.entries({
-      'Plugin.Activate': { body: 'none', handle: async () => ACTIVATE_RESPONSE } satisfies Route,
+      'Plugin.Activate': {
+        body: 'none',
+        handle: async () => {
+          deps.onActivate?.();
+          return ACTIVATE_RESPONSE;
+        },
+      } satisfies Route,
       ...networkDriverRoutes(deps.network),
       ...ipamDriverRoutes(deps.ipam),
     }),

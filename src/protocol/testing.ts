@@ -115,7 +115,7 @@ export interface Reply {
 
 export async function startServer(
   stubs: Stubs = recordingServices(),
-  opts: { handlerTimeoutMs?: number; idleConnectionMs?: number } = {},
+  opts: { handlerTimeoutMs?: number; idleConnectionMs?: number; onActivate?: () => void } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'truss-protocol-'));
   const socketPath = join(dir, 'p.sock');

@@ -103,7 +103,13 @@ function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
   const late = new Promise<void>((r) => {
     timer = setTimeout(r, ms);
   });
-  return Promise.race([p.then(() => {}, () => {}), late]).finally(() => clearTimeout(timer));
+  return Promise.race([
+    p.then(
+      () => {},
+      () => {},
+    ),
+    late,
+  ]).finally(() => clearTimeout(timer));
 }
 /** What to do about foreign links (status, logs, docs/operations.md). */
 export const FOREIGN_FIX =
@@ -136,6 +142,7 @@ export class Reconciler {
   #queued: 'none' | 'incremental' | 'full' = 'none';
   #timer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
+  readonly #soonTimers = new Set<NodeJS.Timeout>();
   #backoffMs = 0;
   #stopped = false;
   #lastPass: PassResult | undefined;
@@ -164,6 +171,7 @@ export class Reconciler {
     this.#stopped = true;
     clearInterval(this.#timer);
     clearTimeout(this.#retryTimer);
+    for (const t of this.#soonTimers) clearTimeout(t);
     await this.#running;
     for (const w of this.#waiters) w.reject(errors.reconcileTimeout('truss is shutting down'));
     this.#waiters = [];
@@ -173,6 +181,19 @@ export class Reconciler {
     if (this.#stopped) return;
     if (mode === 'full' || this.#queued === 'none') this.#queued = mode;
     if (!this.#running) this.#running = this.#loop();
+  }
+
+  /** A full pass now and one after each delay (ms): for changes others make to shared tables around an event. */
+  resyncAfter(delaysMs: readonly number[]): void {
+    this.trigger('full');
+    for (const ms of delaysMs) {
+      const t = setTimeout(() => {
+        this.#soonTimers.delete(t);
+        this.trigger('full');
+      }, ms);
+      t.unref();
+      this.#soonTimers.add(t);
+    }
   }
 
   /** Links of another or an unknown state that the last full pass saw and left alone. */
