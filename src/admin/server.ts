@@ -13,20 +13,41 @@
  *   POST /v1/cleanup/foreign             remove the truss links of another or an unknown state
  */
 import http from 'node:http';
+import type { z } from 'zod';
+import {
+  type CleanupBody,
+  CONTRACT,
+  type ForgetBody,
+  forgetRequest,
+  type MetricsBody,
+  type PolicyBody,
+  type ReconcileBody,
+  type RotateKeyBody,
+  SCHEMA_VERSION,
+  type StatusBody,
+  setPolicyRequest,
+} from '../core/admin-api.ts';
 import { isTrussError } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
 
+/** Typed by the admin contract (core/admin-api.ts); the server adds `schemaVersion`. */
 export interface AdminHandlers {
-  status(): Promise<Record<string, unknown>>;
-  reconcile(): Promise<Record<string, unknown>>;
-  metrics(): unknown;
-  resetMetrics(): unknown;
-  showPolicy(networkId: string): Promise<unknown>;
-  setPolicy(networkId: string, ingress: string | null): Promise<unknown>;
-  rotateKey(): Promise<unknown>;
-  forgetNode(node: string, force: boolean): Promise<unknown>;
+  status(): Promise<StatusBody>;
+  reconcile(): Promise<ReconcileBody>;
+  metrics(): MetricsBody | Promise<MetricsBody>;
+  resetMetrics(): MetricsBody | Promise<MetricsBody>;
+  showPolicy(networkId: string): Promise<PolicyBody>;
+  setPolicy(networkId: string, ingress: string | null): Promise<PolicyBody>;
+  rotateKey(): Promise<RotateKeyBody>;
+  forgetNode(node: string, force: boolean): Promise<ForgetBody>;
   /** `truss cleanup --foreign` */
-  cleanupForeign?(): Promise<unknown>;
+  cleanupForeign?(): Promise<CleanupBody>;
+}
+
+/** A reply and the contract entry it must fit. */
+interface Reply {
+  readonly schema: z.ZodType;
+  readonly body: object;
 }
 
 const MAX_BODY = 4 * 1024 * 1024;
@@ -74,20 +95,24 @@ function readJson(req: http.IncomingMessage): Promise<unknown> {
   });
 }
 
-async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unknown> {
+async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<Reply | undefined> {
   const url = req.url ?? '';
-  if (req.method === 'GET' && url === '/v1/status') return h.status();
-  if (req.method === 'POST' && url === '/v1/reconcile') return h.reconcile();
-  if (req.method === 'GET' && url === '/v1/metrics') return h.metrics();
-  if (req.method === 'POST' && url === '/v1/metrics/reset') return h.resetMetrics();
-  if (req.method === 'POST' && url === '/v1/keys/rotate') return h.rotateKey();
-  if (req.method === 'POST' && url === '/v1/cleanup/foreign' && h.cleanupForeign) return h.cleanupForeign();
+  const reply = async (schema: z.ZodType, body: object | Promise<object>): Promise<Reply> => ({
+    schema,
+    body: await body,
+  });
+  if (req.method === 'GET' && url === '/v1/status') return reply(CONTRACT.status, h.status());
+  if (req.method === 'POST' && url === '/v1/reconcile') return reply(CONTRACT.reconcile, h.reconcile());
+  if (req.method === 'GET' && url === '/v1/metrics') return reply(CONTRACT.metrics, h.metrics());
+  if (req.method === 'POST' && url === '/v1/metrics/reset') return reply(CONTRACT.metrics, h.resetMetrics());
+  if (req.method === 'POST' && url === '/v1/keys/rotate') return reply(CONTRACT['keys-rotate'], h.rotateKey());
+  if (req.method === 'POST' && url === '/v1/cleanup/foreign' && h.cleanupForeign) {
+    return reply(CONTRACT['cleanup-foreign'], h.cleanupForeign());
+  }
   if (req.method === 'POST' && url === '/v1/cluster/forget') {
-    const body = (await readJson(req)) as { node?: unknown; force?: unknown } | null;
-    if (typeof body?.node !== 'string' || (body.force !== undefined && typeof body.force !== 'boolean')) {
-      throw new BadRequest('body must be {"node": string, "force"?: boolean}');
-    }
-    return h.forgetNode(body.node, body.force === true);
+    const body = forgetRequest.safeParse(await readJson(req));
+    if (!body.success) throw new BadRequest('body must be {"node": string, "force"?: boolean}');
+    return reply(CONTRACT['cluster-forget'], h.forgetNode(body.data.node, body.data.force === true));
   }
   const m = /^\/v1\/networks\/([^/]+)\/policy$/.exec(url);
   if (m) {
@@ -97,16 +122,29 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<unkno
     } catch {
       throw new BadRequest(`malformed %-escape in the network id of ${url.slice(0, 100)}`);
     }
-    if (req.method === 'GET') return h.showPolicy(id);
+    if (req.method === 'GET') return reply(CONTRACT.policy, h.showPolicy(id));
     if (req.method === 'PUT') {
-      const body = (await readJson(req)) as { ingress?: unknown } | null;
-      const ingress = body?.ingress;
-      if (ingress !== null && typeof ingress !== 'string')
-        throw new BadRequest('body must be {"ingress": string | null}');
-      return h.setPolicy(id, ingress);
+      const body = setPolicyRequest.safeParse(await readJson(req));
+      if (!body.success) throw new BadRequest('body must be {"ingress": string | null}');
+      return reply(CONTRACT.policy, h.setPolicy(id, body.data.ingress));
     }
   }
   return undefined;
+}
+
+/**
+ * The reply as sent: versioned, and only what the contract names. A reply outside the contract
+ * is a daemon bug: logged, and sent as built rather than hiding status from the operator.
+ */
+function encode(r: Reply, log: Logger, url: string | undefined): unknown {
+  const versioned = { schemaVersion: SCHEMA_VERSION, ...r.body };
+  const checked = r.schema.safeParse(versioned);
+  if (checked.success) return { schemaVersion: SCHEMA_VERSION, ...(checked.data as object) };
+  log.error('admin reply outside the admin contract (core/admin-api.ts)', {
+    url,
+    issues: checked.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`),
+  });
+  return versioned;
 }
 
 export function buildAdminServer(h: AdminHandlers, log: Logger): http.Server {
@@ -122,11 +160,11 @@ export function buildAdminServer(h: AdminHandlers, log: Logger): http.Server {
       res.end(text);
     };
     route(h, req).then(
-      (body) => {
-        if (body === undefined) {
+      (reply) => {
+        if (reply === undefined) {
           req.resume();
           send(404, { error: `no such admin route: ${req.method} ${req.url}` });
-        } else send(200, body);
+        } else send(200, encode(reply, log, req.url));
       },
       (e: unknown) => {
         const status =

@@ -1,12 +1,30 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatStatus } from '../cli/format.ts';
+import type { ClusterView } from '../core/admin-api.ts';
 import { errors } from '../core/errors.ts';
 import type { Store } from '../store/store.ts';
 import type { IntentRepo } from './intent.ts';
 import { type StatusDeps, StatusService } from './status.ts';
 
 const NET = { id: 'a'.repeat(64), bridge: 'trb0', ipv4: [], ipv6: [], mtu: 1500 };
+/** a cluster section with nothing in it */
+const CLUSTER: ClusterView = {
+  node: 'h1',
+  nodeId: 'h1',
+  synced: true,
+  mtu: 1420,
+  vxlanMtu: 1370,
+  wgPort: 51820,
+  peers: [],
+  vxlanPeers: [],
+  names: {},
+  rejected: [],
+  alarms: [],
+  malformed: [],
+  etcd: { tls: true, auth: 'certificate' },
+  allocations: {},
+};
 
 function service(over: Partial<StatusDeps['reconciler']> = {}, cluster?: StatusDeps['cluster']) {
   const repo = { snapshot: async () => ({ revision: 7, networks: [NET], endpoints: [], policies: [] }) };
@@ -38,6 +56,7 @@ describe('StatusService: never depends on a successful reconcile or kernel read'
       'block 198.18.64.64/26 of node m overlaps block 198.18.64.64/26 of node v, claimed first: rejected',
     ];
     const s = await service({ check: async () => Promise.reject(bad) }, async () => ({
+      ...CLUSTER,
       rejected,
       alarms: rejected,
     })).status();
@@ -45,7 +64,7 @@ describe('StatusService: never depends on a successful reconcile or kernel read'
     assert.deepEqual((s.networks as unknown[]).length, 1);
     assert.deepEqual(s.kernel, { inSync: false, problems: [] });
     assert.deepEqual(s.errors, [`kernel check: ${bad.message}`]);
-    assert.deepEqual((s.cluster as { rejected: string[] }).rejected, rejected);
+    assert.deepEqual(s.cluster?.rejected, rejected);
     const text = formatStatus(s);
     assert.match(text, /NETWORKS \(1\)/);
     assert.match(text, /ERRORS: 1 part\(s\) of the status could not be read\n {2}- kernel check: .*given to both/);

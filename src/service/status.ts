@@ -2,6 +2,7 @@
  * StatusService: what `truss status` shows — the stored intent (networks, endpoints, IPAM
  * pools and addresses), the reconciler's per-object state, and whether the kernel matches.
  */
+import type { ClusterView, OwnershipView, ReconcileBody, StatusBody } from '../core/admin-api.ts';
 import type { Reconciler } from '../reconcile/reconciler.ts';
 import type { Store } from '../store/store.ts';
 import type { IntentRepo } from './intent.ts';
@@ -16,9 +17,9 @@ export interface StatusDeps {
   readonly version: string;
   readonly startedAt: string;
   /** the cluster section (node, peers and their handshakes), when running with a cluster store */
-  cluster?(): Promise<Record<string, unknown>>;
+  cluster?(): Promise<ClusterView>;
   /** this daemon's state id, and the truss links of other states it leaves alone (issue 13) */
-  ownership?(): Record<string, unknown>;
+  ownership?(): OwnershipView;
 }
 
 export class StatusService {
@@ -31,7 +32,7 @@ export class StatusService {
    * Never depends on a successful reconcile pass or kernel read: each part that fails is left
    * at its empty value and its error is listed under `errors`, so status shows all it can.
    */
-  async status(): Promise<Record<string, unknown>> {
+  async status(): Promise<StatusBody> {
     const errs: string[] = [];
     const safe = <T>(what: string, p: () => Promise<T>, empty: T): Promise<T> =>
       Promise.resolve()
@@ -50,10 +51,13 @@ export class StatusService {
       safe('anti-spoofing counters', () => this.#d.reconciler.guardCounters(), {}),
       this.#d.cluster ? safe('cluster', this.#d.cluster, undefined) : undefined,
     ]);
-    const parse = (items: readonly { value: string }[]): unknown[] =>
+    // why not decoded here: this daemon wrote these records, and the admin server checks the
+    // whole reply against the contract (a record that does not fit is logged there)
+    const parse = <T>(items: readonly { value: string }[]): T[] =>
       items.flatMap((kv) => {
         try {
-          return [JSON.parse(kv.value) as unknown];
+          const record: T = JSON.parse(kv.value);
+          return [record];
         } catch {
           return [];
         }
@@ -79,7 +83,7 @@ export class StatusService {
     };
   }
 
-  async reconcile(): Promise<Record<string, unknown>> {
+  async reconcile(): Promise<ReconcileBody> {
     const pass = await this.#d.reconciler.reconcileNow();
     const problems = await this.#d.reconciler.check();
     return { pass, kernel: { inSync: problems.length === 0, problems } };

@@ -1,0 +1,331 @@
+/**
+ * The admin API contract: the request and reply bodies of `<state-dir>/admin.sock`, which are
+ * also what every `truss ... --json` prints. One set of zod schemas: the daemon's handlers are
+ * typed by them and admin/server.ts checks each reply against them; the CLI decodes replies
+ * with them (cli/admin-client.ts); docs/json/*.schema.json is generated from them
+ * (scripts/admin-json-schema.ts, kept current by admin-api.test.ts).
+ *
+ * Versioning (docs/reference.md#the---json-contract): every reply and every --json output
+ * carries `schemaVersion`. Adding a field or a route keeps the version, so readers ignore
+ * fields they do not know; removing, renaming or retyping a field bumps it. Version 1 is the
+ * shape the admin API had before it was versioned, so a reply without `schemaVersion` is 1.
+ *
+ * These are views, not the store's records (core/model.ts): a field added to a record reaches
+ * the contract only by adding it here, and parsing a reply strips what the contract lacks.
+ * Lives in core because daemon services, the admin server and the CLI all read it; zod does
+ * no I/O.
+ */
+import { z } from 'zod';
+
+export const SCHEMA_VERSION = 1;
+
+/** Readonly all the way down: the daemon fills replies from readonly domain values. */
+export type DeepReadonly<T> = T extends (infer E)[]
+  ? readonly DeepReadonly<E>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+type View<S extends z.ZodType> = DeepReadonly<z.output<S>>;
+
+const version = z.literal(SCHEMA_VERSION).describe('the contract version: additive changes keep it');
+/** A reply as sent: its body plus `schemaVersion` (admin/server.ts adds it). */
+const versioned = <S extends z.ZodObject>(body: S) => body.extend({ schemaVersion: version });
+const counter = z.object({ packets: z.number(), bytes: z.number() });
+const family = z.union([z.literal(4), z.literal(6)]);
+const bandwidth = z
+  .object({ egress: z.number().optional(), ingress: z.number().optional() })
+  .describe('bit/s; absent = unlimited');
+const ingressRule = z.object({
+  proto: z.enum(['tcp', 'udp', 'icmp']),
+  ports: z.object({ from: z.number(), to: z.number() }).optional(),
+  source: z.string().optional().describe('canonical CIDR; absent = any source'),
+});
+const ingressPolicy = z.array(ingressRule).describe('an allow-list; [] admits nothing new (none)');
+
+// ---------- GET /v1/status ----------
+
+const ipamData = z.object({
+  pool: z.string(),
+  gateway: z.string().optional(),
+  auxAddresses: z.record(z.string(), z.string()),
+});
+export const networkView = z.object({
+  id: z.string(),
+  bridge: z.string(),
+  bridgeNamed: z.boolean(),
+  mtu: z.number(),
+  internal: z.boolean(),
+  nat: z.boolean(),
+  ipv4: z.array(ipamData),
+  ipv6: z.array(ipamData),
+  options: z.record(z.string(), z.string()).describe('the -o map as Docker sent it'),
+  ingress: ingressPolicy.optional(),
+  cluster: z.object({ name: z.string(), encrypt: z.boolean() }).optional(),
+  egressVia: z.array(z.string()).optional(),
+  bandwidth: bandwidth.optional(),
+});
+const portProto = z.enum(['tcp', 'udp', 'sctp']);
+const publication = z.object({
+  request: z.array(
+    z.object({
+      proto: portProto,
+      port: z.number(),
+      hostIp: z.string(),
+      hostPortFirst: z.number(),
+      hostPortLast: z.number(),
+    }),
+  ),
+  ipv4Only: z.literal(true).optional(),
+  ports: z.array(
+    z.object({
+      family,
+      proto: portProto,
+      hostIp: z.string().optional(),
+      hostPort: z.number(),
+      port: z.number(),
+    }),
+  ),
+});
+export const endpointView = z.object({
+  networkId: z.string(),
+  id: z.string(),
+  hostVeth: z.string(),
+  peerVeth: z.string(),
+  mac: z.string(),
+  ipv4: z.string().optional(),
+  ipv6: z.string().optional(),
+  options: z.record(z.string(), z.string()),
+  ingress: ingressPolicy.optional(),
+  bandwidth: bandwidth.optional(),
+  sandboxKey: z.string().optional().describe('set once Docker joined a container'),
+  published: publication.optional(),
+});
+const poolView = z.object({
+  id: z.string(),
+  addressSpace: z.string(),
+  family,
+  pool: z.string(),
+  subPool: z.string().optional(),
+  dynamic: z.boolean(),
+  cursor: z.string().optional(),
+});
+const addressView = z.object({
+  poolId: z.string(),
+  address: z.string(),
+  kind: z.enum(['gateway', 'aux', 'endpoint']),
+  owner: z.string().optional(),
+});
+const kernelView = z.object({ inSync: z.boolean(), problems: z.array(z.string()) });
+const passView = z.object({
+  full: z.boolean(),
+  revision: z.number(),
+  changes: z.number(),
+  failures: z.number(),
+  durationMs: z.number(),
+});
+const reconcilerView = z.object({
+  reconciledRevision: z.number(),
+  lastPass: passView.optional(),
+  firstPass: passView.optional(),
+  objects: z.record(
+    z.string(),
+    z.object({
+      state: z.enum(['ok', 'error']),
+      lastError: z.string().optional(),
+      code: z.string().optional(),
+      updatedAt: z.string(),
+    }),
+  ),
+});
+const linkView = z.object({
+  name: z.string(),
+  kind: z.string(),
+  id: z.string().describe('the Docker network or endpoint id in its mark'),
+  state: z.string().optional().describe('the state id in its mark; absent = unstamped'),
+});
+export const ownershipView = z.object({
+  stateId: z.string(),
+  adoptUnstamped: z.boolean(),
+  foreign: z.object({ count: z.number(), links: z.array(linkView), fix: z.string().optional() }),
+});
+const allocation = z.object({ blocks: z.number(), claims: z.number(), member: z.boolean() });
+export const clusterView = z.object({
+  node: z.string().describe("this host's display name"),
+  nodeId: z.string().describe("this host's node id (what truss cluster forget takes)"),
+  synced: z.boolean(),
+  mtu: z.number(),
+  vxlanMtu: z.number(),
+  wgPort: z.number(),
+  peers: z.array(
+    z.object({
+      node: z.string(),
+      name: z.string().optional(),
+      endpoint: z.string(),
+      allowedIps: z.array(z.string()),
+      latestHandshake: z.number().describe('s since the epoch, 0 = never'),
+    }),
+  ),
+  vxlanPeers: z.array(
+    z.object({ node: z.string(), name: z.string().optional(), address: z.string(), mac: z.string() }),
+  ),
+  names: z.record(z.string(), z.string()).describe('node id -> display name of every registered host'),
+  rejected: z.array(z.string()),
+  alarms: z.array(z.string()),
+  malformed: z.array(z.object({ key: z.string(), why: z.string() })),
+  etcd: z.object({
+    tls: z.boolean(),
+    auth: z.enum(['certificate', 'password', 'none']),
+    user: z.string().optional(),
+    warning: z.string().optional(),
+  }),
+  allocations: z.record(z.string(), z.record(z.string(), allocation)).describe('cluster -> node id -> held'),
+  reclaim: z
+    .object({
+      orphans: z.array(
+        z.object({ cluster: z.string(), kind: z.string(), address: z.string().optional(), firstSeen: z.string() }),
+      ),
+      unclaimed: z.array(z.object({ cluster: z.string(), address: z.string(), holder: z.string().optional() })),
+      reclaimedClaims: z.number(),
+      reclaimedClusters: z.number(),
+      lastPass: z.string().optional(),
+      lastError: z.string().optional(),
+    })
+    .optional(),
+});
+export const statusBody = z.object({
+  version: z.string(),
+  startedAt: z.string(),
+  revision: z.number().optional().describe('absent when the stored intent could not be read'),
+  networks: z.array(networkView),
+  endpoints: z.array(endpointView),
+  policies: z.array(z.object({ networkId: z.string(), ingress: ingressPolicy.nullable() })),
+  policyCounters: z.record(z.string(), counter).describe('endpoint id -> what its port policy dropped'),
+  guardCounters: z.record(z.string(), counter).describe('reason -> what anti-spoofing dropped'),
+  pools: z.array(poolView),
+  addresses: z.array(addressView),
+  kernel: kernelView,
+  reconciler: reconcilerView,
+  ownership: ownershipView.optional(),
+  cluster: clusterView.optional().describe('only with a cluster store (etcd)'),
+  errors: z.array(z.string()).optional().describe('the parts that could not be read (the rest is shown)'),
+});
+export type StatusBody = View<typeof statusBody>;
+export type NetworkView = View<typeof networkView>;
+export type EndpointView = View<typeof endpointView>;
+export type OwnershipView = View<typeof ownershipView>;
+export type ClusterView = View<typeof clusterView>;
+
+// ---------- POST /v1/reconcile, metrics ----------
+
+export const reconcileBody = z.object({
+  pass: passView.optional().describe('absent only when no pass could run (the daemon is stopping)'),
+  kernel: kernelView,
+});
+export type ReconcileBody = View<typeof reconcileBody>;
+
+export const metricsBody = z.object({
+  pid: z.number(),
+  uptimeMs: z.number(),
+  memory: z.object({ rssBytes: z.number(), heapUsedBytes: z.number(), externalBytes: z.number() }),
+  eventLoopDelay: z
+    .object({ sinceMs: z.number(), p50: z.number(), p99: z.number(), max: z.number(), mean: z.number() })
+    .describe('ms beyond the 10 ms sampling interval, since the window started'),
+});
+export type MetricsBody = View<typeof metricsBody>;
+
+// ---------- /v1/networks/{id}/policy ----------
+
+export const policyEndpointView = z.object({
+  endpointId: z.string(),
+  addresses: z.array(z.string()),
+  ingress: z.string().nullable().describe('the policy in force for it (canonical text), null = open'),
+  override: z.boolean().describe("its own truss.ingress replaces the network's"),
+  joined: z.boolean().describe('false until Docker joins a container: only joined endpoints have rules and counters'),
+  denied: counter,
+});
+export const policyBody = z.object({
+  networkId: z.string(),
+  ingress: z.string().nullable().describe('the network policy in force (canonical text), null = open'),
+  source: z.enum(['created', 'runtime', 'open']),
+  endpoints: z.array(policyEndpointView),
+});
+export type PolicyBody = View<typeof policyBody>;
+export type PolicyEndpointBody = View<typeof policyEndpointView>;
+
+export const setPolicyRequest = z.object({ ingress: z.string().nullable() });
+export type SetPolicyRequest = View<typeof setPolicyRequest>;
+
+// ---------- keys, cluster forget, cleanup ----------
+
+export const rotateKeyBody = z.object({
+  node: z.string().describe("this host's display name"),
+  nodeId: z.string(),
+  publicKey: z.string(),
+});
+export type RotateKeyBody = View<typeof rotateKeyBody>;
+
+export const forgetRequest = z.object({ node: z.string(), force: z.boolean().optional() });
+export type ForgetRequest = View<typeof forgetRequest>;
+export const forgetBody = z.object({
+  node: z.string(),
+  wasRegistered: z.boolean().describe('it was registered and --force removed its host record'),
+  clusters: z.array(
+    z.object({ cluster: z.string(), claims: z.array(z.string()), blocks: z.array(z.string()), member: z.boolean() }),
+  ),
+});
+export type ForgetBody = View<typeof forgetBody>;
+
+export const cleanupBody = z.object({ removed: z.array(linkView), remaining: z.array(linkView) });
+export type CleanupBody = View<typeof cleanupBody>;
+
+/** Every answer other than 200 (no `schemaVersion`: it goes to stderr, never to --json). */
+export const errorBody = z.object({
+  error: z.string(),
+  code: z.string().optional().describe('the stable error code (TRUSS_ERR_*) when there is one'),
+});
+
+// ---------- truss doctor --json (no daemon, same contract) ----------
+
+export const doctorBody = z.object({
+  ok: z.boolean().describe('every must-have is present (exit status 0)'),
+  checks: z.array(
+    z.object({
+      id: z.string(),
+      title: z.string(),
+      need: z.enum(['required', 'optional']),
+      status: z.enum(['ok', 'missing', 'warn', 'info']),
+      detail: z.string(),
+      affects: z.string(),
+      fix: z.string().optional(),
+      features: z.array(z.enum(['port-policy', 'encrypted-cluster', 'ipv6'])).optional(),
+      piece: z.object({ what: z.string(), state: z.string(), restart: z.boolean() }).optional(),
+    }),
+  ),
+});
+export type DoctorBody = View<typeof doctorBody>;
+
+/** The published contract: docs/json/NAME.schema.json for each, replies with their schemaVersion. */
+export const CONTRACT = {
+  status: versioned(statusBody),
+  reconcile: versioned(reconcileBody),
+  metrics: versioned(metricsBody),
+  policy: versioned(policyBody),
+  'policy-set-request': setPolicyRequest,
+  'keys-rotate': versioned(rotateKeyBody),
+  'cluster-forget': versioned(forgetBody),
+  'cluster-forget-request': forgetRequest,
+  'cleanup-foreign': versioned(cleanupBody),
+  doctor: versioned(doctorBody),
+  error: errorBody,
+} as const;
+
+/** The JSON Schema (draft 2020-12) of each contract entry, as published in docs/json/. */
+export function contractJsonSchemas(): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(CONTRACT).map(([name, schema]) => [
+      name,
+      // io 'input': readers must accept fields they do not know (additive changes keep the version)
+      { title: `truss ${name}`, ...z.toJSONSchema(schema, { io: 'input' }) },
+    ]),
+  );
+}
