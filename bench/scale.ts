@@ -49,8 +49,9 @@ import { isAlive, waitExit } from '../e2e/harness/procs.ts';
 import { activate } from '../e2e/harness/truss.ts';
 import { sleep } from '../e2e/harness/wait.ts';
 import { DAEMON_NODE_FLAGS, ensureBundle, NODE_BIN } from '../packaging/bundle.ts';
-import { adminRequest } from '../src/cli/admin-client.ts';
+import { adminRequest, decodeReply } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
+import { statusBody } from '../src/core/admin-api.ts';
 import { f1, machineFacts, markdownTable, writeDocSection, writeResultsJson } from './lib.ts';
 import { attachBreakdowns, breakdownLines } from './scale-log.ts';
 import {
@@ -234,11 +235,11 @@ async function measureAtScale(pid: number, s: Samples): Promise<{ inSync: boolea
   for (let i = 0; i < STATUS_RUNS; i++) {
     s.statusCliMs.push((await timedCli(['status'])).ms);
     const t0 = performance.now();
-    const body = await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
+    const reply = await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
     s.statusApiMs.push(performance.now() - t0);
-    inSync = (body.kernel as { inSync?: boolean } | undefined)?.inSync === true;
-    const len = (k: string): number => (Array.isArray(body[k]) ? (body[k] as unknown[]).length : -1);
-    counts = { networks: len('networks'), endpoints: len('endpoints'), addresses: len('addresses') };
+    const body = decodeReply(statusBody, reply, 'status');
+    inSync = body.kernel.inSync;
+    counts = { networks: body.networks.length, endpoints: body.endpoints.length, addresses: body.addresses.length };
   }
   for (let i = 0; i < RECONCILE_RUNS; i++) {
     const r = await timedCli(['reconcile']);
@@ -268,10 +269,10 @@ async function teardown(c: PluginClient, nets: NetworkRef[], eps: EndpointRef[],
 /** What is left after teardown: intent in the daemon, truss kernel objects in the host, links in sandboxes. */
 async function leftovers(): Promise<string[]> {
   const left: string[] = [];
-  const body = await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
-  for (const k of ['networks', 'endpoints', 'pools', 'addresses']) {
+  const body = decodeReply(statusBody, await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status'), 'status');
+  for (const k of ['networks', 'endpoints', 'pools', 'addresses'] as const) {
     const v = body[k];
-    if (Array.isArray(v) && v.length > 0) left.push(`${v.length} ${k} in truss status`);
+    if (v.length > 0) left.push(`${v.length} ${k} in truss status`);
   }
   left.push(...(await trussKernelObjects(netnsPath(HOST_NS))).map((o) => `host: ${o}`));
   const hostLinks = JSON.parse(await ok(ipHost(['-j', 'link', 'show']))) as { ifname: string }[];

@@ -16,8 +16,8 @@ test('the summary names what was removed, and what is left', () => {
   assert.equal(formatCleanup({ removed: [], remaining: [] }), 'no truss links of another state on this host\n');
   assert.equal(
     formatCleanup({
-      removed: [{ name: 'trvdddddddddddd', kind: 'veth' }],
-      remaining: [{ name: 'trbcccccccccccc', kind: 'bridge' }],
+      removed: [{ name: 'trvdddddddddddd', kind: 'veth', id: 'd'.repeat(64) }],
+      remaining: [{ name: 'trbcccccccccccc', kind: 'bridge', id: 'c'.repeat(64) }],
     }),
     "removed 1 truss link(s) of another state: trvdddddddddddd\nstill present (see the daemon's log): trbcccccccccccc\n",
   );

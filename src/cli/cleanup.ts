@@ -7,7 +7,8 @@
  */
 import { parseArgs } from 'node:util';
 import { adminSocketPath, DEFAULTS } from '../config.ts';
-import { adminRequest } from './admin-client.ts';
+import { type CleanupView, cleanupBody } from '../core/admin-api.ts';
+import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
 
 export interface CleanupIo {
   readonly env: NodeJS.ProcessEnv;
@@ -23,18 +24,11 @@ objects (nft tables, routes) that were kept for them. The containers on them los
 network. To keep them, start truss with the --state-dir that made them instead.
 `;
 
-interface Link {
-  readonly name: string;
-  readonly kind: string;
-  readonly state?: string;
-}
-
-const names = (l: readonly Link[]): string => l.map((f) => f.name).join(', ');
+const names = (l: CleanupView['removed']): string => l.map((f) => f.name).join(', ');
 
 /** Pure: the human summary. */
-export function formatCleanup(body: { removed?: readonly Link[]; remaining?: readonly Link[] }): string {
-  const removed = body.removed ?? [];
-  const remaining = body.remaining ?? [];
+export function formatCleanup(body: CleanupView): string {
+  const { removed, remaining } = body;
   const out =
     removed.length === 0
       ? ['no truss links of another state on this host']
@@ -63,10 +57,8 @@ export async function cleanupCommand(args: readonly string[], io: CleanupIo): Pr
     return 2;
   }
   const stateDir = values['state-dir'] ?? (io.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
-  const body = (await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/cleanup/foreign')) as {
-    removed?: Link[];
-    remaining?: Link[];
-  };
-  io.stdout(values.json ? `${JSON.stringify(body, null, 2)}\n` : formatCleanup(body));
-  return (body.remaining?.length ?? 0) > 0 ? 1 : 0;
+  const reply = await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/cleanup/foreign');
+  const body = decodeReply(cleanupBody, reply, 'cleanup');
+  io.stdout(values.json ? jsonOutput(reply) : formatCleanup(body));
+  return body.remaining.length > 0 ? 1 : 0;
 }

@@ -6,7 +6,8 @@
  */
 import { parseArgs } from 'node:util';
 import { adminSocketPath, DEFAULTS } from '../config.ts';
-import { AdminError, adminRequest } from './admin-client.ts';
+import { type ForgetView as ForgetReply, forgetBody } from '../core/admin-api.ts';
+import { AdminError, adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
 import type { CliIo } from './policy.ts';
 
 export const CLUSTER_USAGE = `usage:
@@ -23,16 +24,7 @@ must not come back with its old state: remove its containers and cluster network
 Flags: --state-dir DIR (env TRUSS_STATE_DIR) finds the daemon.
 `;
 
-export interface ForgetView {
-  readonly node: string;
-  readonly wasRegistered: boolean;
-  readonly clusters: readonly {
-    readonly cluster: string;
-    readonly claims: readonly string[];
-    readonly blocks: readonly string[];
-    readonly member: boolean;
-  }[];
-}
+export type ForgetView = ForgetReply;
 
 class UsageError extends Error {}
 
@@ -88,11 +80,12 @@ export async function clusterCommand(args: readonly string[], io: CliIo): Promis
   }
   try {
     const p = parse(args, io.env);
-    const body = await adminRequest(adminSocketPath(p.stateDir), 'POST', '/v1/cluster/forget', {
+    const reply = await adminRequest(adminSocketPath(p.stateDir), 'POST', '/v1/cluster/forget', {
       node: p.node,
       force: p.force,
     });
-    io.stdout(p.json ? `${JSON.stringify(body, null, 2)}\n` : formatForget(body as unknown as ForgetView));
+    const body = decodeReply(forgetBody, reply, 'cluster forget');
+    io.stdout(p.json ? jsonOutput(reply) : formatForget(body));
     return 0;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);

@@ -6,6 +6,7 @@
  * allowed), 1 otherwise. Unlike serve it waits for the etcd probe (bounded).
  */
 import { loadConfig } from '../config.ts';
+import { type DoctorBody, SCHEMA_VERSION } from '../core/admin-api.ts';
 import { type Check, evaluateHost, isFailedRequirement } from '../core/preflight.ts';
 import { probeHost } from '../dataplane/linux/host-checks.ts';
 import { parseStoreUrl } from '../store/store-url.ts';
@@ -74,6 +75,7 @@ export async function doctorCommand(args: readonly string[], io: DoctorIo): Prom
   });
   const checks = [...evaluateHost(facts), ...(await ownershipChecks(config.stateDir))];
   const ok = !checks.some(isFailedRequirement);
-  io.stdout(json ? `${JSON.stringify({ ok, checks }, null, 2)}\n` : formatDoctor(checks));
+  const report: DoctorBody = { ok, checks };
+  io.stdout(json ? `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...report }, null, 2)}\n` : formatDoctor(checks));
   return ok ? 0 : 1;
 }

@@ -1,25 +1,54 @@
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
-import { formatForeign, formatPolicyView, formatStatus, type PolicyView, summarizeIngress } from './format.ts';
+import {
+  formatForeign,
+  formatPolicyView,
+  formatStatus,
+  type PolicyView,
+  type StatusText,
+  summarizeIngress,
+} from './format.ts';
 
 const NID = `0123456789ab${'1'.repeat(52)}`;
 const EP1 = `e1e1e1e1e1e1${'5'.repeat(52)}`;
 const EP2 = `e2e2e2e2e2e2${'6'.repeat(52)}`;
 
-const status = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+const NET = {
+  id: NID,
+  bridge: 'trb0123456789ab',
+  bridgeNamed: false,
+  mtu: 1500,
+  internal: false,
+  nat: true,
+  ipv4: [],
+  ipv6: [],
+  options: {},
+};
+const E1 = {
+  networkId: NID,
+  id: EP1,
+  hostVeth: 'trve1e1e1e1e1e1',
+  peerVeth: 'trpe1e1e1e1e1e1',
+  mac: '02:42:c6:12:0a:02',
+  options: {},
+  ipv4: '198.18.10.2/24',
+  sandboxKey: '/var/run/docker/netns/x',
+};
+const E2 = {
+  networkId: NID,
+  id: EP2,
+  hostVeth: 'trve2e2e2e2e2e2',
+  peerVeth: 'trpe2e2e2e2e2e2',
+  mac: '02:42:c6:12:0a:03',
+  options: {},
+  ipv4: '198.18.10.3/24',
+};
+
+const status = (extra: Partial<StatusText> = {}): StatusText => ({
   version: '0.1.0',
   revision: 7,
-  networks: [{ id: NID, bridge: 'trb0123456789ab', mtu: 1500, internal: false, nat: true, ipv4: [], ipv6: [] }],
-  endpoints: [
-    {
-      networkId: NID,
-      id: EP1,
-      hostVeth: 'trve1e1e1e1e1e1',
-      ipv4: '198.18.10.2/24',
-      sandboxKey: '/var/run/docker/netns/x',
-    },
-    { networkId: NID, id: EP2, hostVeth: 'trve2e2e2e2e2e2', ipv4: '198.18.10.3/24' },
-  ],
+  networks: [NET],
+  endpoints: [E1, E2],
   pools: [],
   addresses: [],
   kernel: { inSync: true, problems: [] },
@@ -48,14 +77,14 @@ describe('formatStatus', () => {
 describe('formatStatus: published ports', () => {
   it('adds a PORTS column only when an endpoint publishes', () => {
     const s = status();
-    const [ep1, ep2] = s.endpoints as Record<string, unknown>[];
     const published = {
+      request: [],
       ports: [
         { family: 4, proto: 'tcp', hostPort: 8080, port: 80 },
         { family: 6, proto: 'udp', hostIp: 'fd00::9', hostPort: 53, port: 5353 },
-      ],
+      ] as const,
     };
-    const text = formatStatus({ ...s, endpoints: [{ ...ep1, published }, ep2] });
+    const text = formatStatus({ ...s, endpoints: [{ ...E1, published }, E2] });
     const lines = text.split('\n');
     const head = lines.findIndex((l) => l.startsWith('ID  ') && l.includes('VETH'));
     assert.deepStrictEqual(lines.slice(head, head + 3), [
@@ -69,13 +98,11 @@ describe('formatStatus: published ports', () => {
 describe('formatStatus: bandwidth limits', () => {
   it("adds a BANDWIDTH column only when a limit is in force: the endpoint's own, else its network's", () => {
     const s = status();
-    const [net] = s.networks as Record<string, unknown>[];
-    const [ep1, ep2] = s.endpoints as Record<string, unknown>[];
     assert.ok(!formatStatus(s).includes('BANDWIDTH'));
     const text = formatStatus({
       ...s,
-      networks: [{ ...net, bandwidth: { ingress: 30e6 } }],
-      endpoints: [{ ...ep1, bandwidth: { egress: 1.5e9 } }, ep2],
+      networks: [{ ...NET, bandwidth: { ingress: 30e6 } }],
+      endpoints: [{ ...E1, bandwidth: { egress: 1.5e9 } }, E2],
     });
     const lines = text.split('\n');
     const head = lines.findIndex((l) => l.startsWith('ID  ') && l.includes('VETH'));
@@ -161,11 +188,12 @@ describe('formatPolicyView', () => {
 test('status warns about the truss objects of another state, naming them and the fix', () => {
   const text = formatForeign({
     stateId: '1111111111111111',
+    adoptUnstamped: false,
     foreign: {
       count: 2,
       links: [
-        { name: 'trbcccccccccccc', kind: 'bridge', state: '2222222222222222' },
-        { name: 'trvdddddddddddd', kind: 'veth' },
+        { name: 'trbcccccccccccc', kind: 'bridge', id: 'c'.repeat(64), state: '2222222222222222' },
+        { name: 'trvdddddddddddd', kind: 'veth', id: 'd'.repeat(64) },
       ],
       fix: 'FIX',
     },
@@ -174,5 +202,5 @@ test('status warns about the truss objects of another state, naming them and the
   assert.match(text, /bridge trbcccccccccccc \(state 2222222222222222\)/);
   assert.match(text, /veth trvdddddddddddd \(unstamped\)/);
   assert.match(text, /fix: FIX/);
-  assert.deepEqual(formatForeign({ stateId: 'x', foreign: { count: 0, links: [] } }), []);
+  assert.deepEqual(formatForeign({ stateId: 'x', adoptUnstamped: false, foreign: { count: 0, links: [] } }), []);
 });

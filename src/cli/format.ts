@@ -1,33 +1,11 @@
-/** Human-readable rendering of `truss status` and `truss policy`. */
-import { type BandwidthLimits, effectiveBandwidth, formatRate } from '../core/bandwidth.ts';
+/** Human-readable rendering of `truss status` and `truss policy` (replies of core/admin-api.ts). */
+import type { ClusterBody, OwnershipBody, StatusBody } from '../core/admin-api.ts';
+import { effectiveBandwidth, formatRate } from '../core/bandwidth.ts';
 import type { PolicyEndpointView, PolicyView } from '../core/policy/view.ts';
-import { describePort, type PublishedPort } from '../core/portmap.ts';
+import { describePort } from '../core/portmap.ts';
 
-interface Net {
-  id: string;
-  bridge: string;
-  mtu: number;
-  internal: boolean;
-  nat: boolean;
-  ipv4: { pool: string; gateway?: string }[];
-  ipv6: { pool: string; gateway?: string }[];
-  bandwidth?: BandwidthLimits;
-}
-interface Ep {
-  networkId: string;
-  id: string;
-  hostVeth: string;
-  ipv4?: string;
-  ipv6?: string;
-  sandboxKey?: string;
-  published?: { ports?: PublishedPort[] };
-  bandwidth?: BandwidthLimits;
-}
-
-interface Counter {
-  packets: number;
-  bytes: number;
-}
+// the daemon's types (optional fields may read undefined): a decoded reply is one as well
+type Ep = StatusBody['endpoints'][number];
 
 function table(rows: string[][]): string {
   if (rows.length === 0) return '';
@@ -42,12 +20,24 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
-export function formatStatus(s: Record<string, unknown>): string {
-  const nets = (s.networks ?? []) as Net[];
-  const eps = (s.endpoints ?? []) as Ep[];
-  const pools = (s.pools ?? []) as { id: string }[];
-  const addrs = (s.addresses ?? []) as { poolId: string; address: string; kind: string; owner?: string }[];
-  const kernel = (s.kernel ?? { inSync: false, problems: [] }) as { inSync: boolean; problems: string[] };
+/** What formatStatus reads of a status reply; the counters may be missing (a daemon before them). */
+export type StatusText = Pick<
+  StatusBody,
+  | 'version'
+  | 'revision'
+  | 'networks'
+  | 'endpoints'
+  | 'pools'
+  | 'addresses'
+  | 'kernel'
+  | 'ownership'
+  | 'cluster'
+  | 'errors'
+> &
+  Partial<Pick<StatusBody, 'policyCounters' | 'guardCounters'>>;
+
+export function formatStatus(s: StatusText): string {
+  const { networks: nets, endpoints: eps, pools, addresses: addrs, kernel } = s;
   const out: string[] = [`truss ${String(s.version)}  (state revision ${String(s.revision)})`, ''];
   out.push(`NETWORKS (${nets.length})`);
   out.push(
@@ -64,9 +54,9 @@ export function formatStatus(s: Record<string, unknown>): string {
     ]),
   );
   // DENIED only when the daemon reports policy counters (endpoints without a policy show '-')
-  const counters = s.policyCounters as Readonly<Record<string, Counter>> | undefined;
+  const counters = s.policyCounters;
   const denied = (id: string): string[] => {
-    if (counters === undefined || counters === null) return [];
+    if (counters === undefined) return [];
     const c = counters[id];
     return [typeof c?.packets === 'number' ? String(c.packets) : '-'];
   };
@@ -110,7 +100,7 @@ export function formatStatus(s: Record<string, unknown>): string {
     ]),
   );
   // frames the anti-spoofing guards dropped, by reason (only while some port is guarded)
-  const spoof = Object.entries((s.guardCounters ?? {}) as Readonly<Record<string, Counter>>);
+  const spoof = Object.entries(s.guardCounters ?? {});
   if (spoof.length > 0) {
     const total = spoof.reduce((n, [, c]) => n + c.packets, 0);
     out.push('', `ANTI-SPOOFING: ${total} frame(s) dropped (${spoof.map(([k, c]) => `${k} ${c.packets}`).join(', ')})`);
@@ -125,27 +115,18 @@ export function formatStatus(s: Record<string, unknown>): string {
   out.push('', `KERNEL: ${kernel.inSync ? 'in sync' : `${kernel.problems.length} difference(s)`}`);
   for (const p of kernel.problems) out.push(`  - ${p}`);
   out.push(...formatForeign(s.ownership));
-  if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster as ClusterSection));
-  const errs = (s.errors ?? []) as string[];
+  if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster));
+  const errs = s.errors ?? [];
   if (errs.length > 0) out.push('', `ERRORS: ${errs.length} part(s) of the status could not be read`);
   for (const e of errs) out.push(`  - ${e}`);
   return `${out.join('\n')}\n`;
 }
 
-interface Ownership {
-  readonly stateId?: string;
-  readonly foreign?: {
-    readonly count?: number;
-    readonly links?: readonly { name: string; kind: string; state?: string }[];
-    readonly fix?: string;
-  };
-}
-
 /** The links of other states this daemon leaves alone (issue 13); nothing when there are none. */
-export function formatForeign(o: unknown): string[] {
-  const f = (o as Ownership | undefined)?.foreign;
+export function formatForeign(o: OwnershipBody | undefined): string[] {
+  const f = o?.foreign;
   if (!f?.count) return [];
-  const own = (o as Ownership).stateId;
+  const own = o?.stateId;
   return [
     '',
     `WARNING: ${f.count} truss object(s) of another state (this state: ${own ?? '?'}), left alone and never pruned:`,
@@ -154,33 +135,8 @@ export function formatForeign(o: unknown): string[] {
   ];
 }
 
-interface ClusterSection {
-  /** this host's display name */
-  node?: string;
-  /** this host's node id (its identity in etcd; what `truss cluster forget` takes) */
-  nodeId?: string;
-  /** registered hosts: node id -> display name */
-  names?: Record<string, string>;
-  synced?: boolean;
-  /** how the daemon talks to etcd; `warning` when plaintext */
-  etcd?: { tls: boolean; auth: string; user?: string; warning?: string };
-  /** records of the cluster store left out (bad shape, or not under their owner's key) */
-  malformed?: { key: string; why: string }[];
-  allocations?: Record<string, Record<string, { blocks: number; claims: number; member: boolean }>>;
-  /** cluster records left out of WireGuard/VXLAN, and why (alarms: the ones that look like an attack) */
-  rejected?: string[];
-  alarms?: string[];
-  reclaim?: {
-    orphans: { cluster: string; kind: string; address?: string; firstSeen: string }[];
-    unclaimed?: { cluster: string; address: string; holder?: string }[];
-    reclaimedClaims: number;
-    reclaimedClusters: number;
-    lastError?: string;
-  };
-}
-
 /** Per cluster network: blocks and claims per host, and what the claim GC is waiting to reclaim. */
-export function formatClusterAllocations(c: ClusterSection): string[] {
+export function formatClusterAllocations(c: Partial<ClusterBody>): string[] {
   const id = c.nodeId !== undefined && c.nodeId !== c.node ? ` (node id ${c.nodeId})` : '';
   const out = [`CLUSTER: host ${c.node ?? '?'}${id}${c.synced ? '' : ' (not synced with etcd yet)'}`];
   if (c.etcd) {

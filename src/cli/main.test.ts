@@ -36,7 +36,8 @@ describe('truss CLI output', () => {
       assert.equal(await exited, 0);
       await closed;
       const text = Buffer.concat(chunks).toString('utf8');
-      assert.equal(text, `${JSON.stringify(status, null, 2)}\n`);
+      // passed through as the daemon sent it, with the contract version (schemaVersion) first
+      assert.equal(text, `${JSON.stringify({ schemaVersion: 1, ...status }, null, 2)}\n`);
       assert.ok(text.length > 200_000);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -4,8 +4,9 @@
  */
 import { parseArgs } from 'node:util';
 import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { reconcileBody, rotateKeyBody, statusBody } from '../core/admin-api.ts';
 import { VERSION } from '../obs/version.ts';
-import { adminRequest } from './admin-client.ts';
+import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
 import { formatStatus } from './format.ts';
 
 const USAGE = `usage: truss <command> [flags]
@@ -44,12 +45,15 @@ async function adminCommand(cmd: 'status' | 'reconcile', args: string[]): Promis
   });
   const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
   const socket = adminSocketPath(stateDir);
-  const body =
-    cmd === 'status'
-      ? await adminRequest(socket, 'GET', '/v1/status')
-      : await adminRequest(socket, 'POST', '/v1/reconcile');
-  if (values.json || cmd === 'reconcile') process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
-  else process.stdout.write(formatStatus(body));
+  if (cmd === 'reconcile') {
+    const body = await adminRequest(socket, 'POST', '/v1/reconcile');
+    decodeReply(reconcileBody, body, 'reconcile');
+    process.stdout.write(jsonOutput(body));
+    return 0;
+  }
+  const body = await adminRequest(socket, 'GET', '/v1/status');
+  // --json passes the reply through (a newer daemon's added fields included): only its version is checked
+  process.stdout.write(values.json ? jsonOutput(body) : formatStatus(decodeReply(statusBody, body, 'status')));
   return 0;
 }
 
@@ -100,9 +104,10 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { values } = parseArgs({ args: more, options: { 'state-dir': { type: 'string' } }, strict: true });
       const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
-      const body = await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/keys/rotate');
+      const reply = await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/keys/rotate');
+      const body = decodeReply(rotateKeyBody, reply, 'keys rotate');
       process.stdout.write(
-        `new WireGuard public key of ${String(body.node)}: ${String(body.publicKey)} (peers follow within seconds)\n`,
+        `new WireGuard public key of ${body.node}: ${body.publicKey} (peers follow within seconds)\n`,
       );
       return 0;
     }

@@ -319,9 +319,9 @@ describe('truss policy: set, clear, show', { timeout: 10_000 }, () => {
     const r = await truss(['set', 'web', '--ingress', 'udp/53', '--json']);
     assert.equal(r.code, 0, r.err);
     policies.set(WEB, 'udp/53');
-    assert.deepStrictEqual(JSON.parse(r.out), view(WEB));
+    assert.deepStrictEqual(JSON.parse(r.out), { schemaVersion: 1, ...view(WEB) });
     const s = await truss(['show', WEB.slice(0, 12), '--json']);
-    assert.deepStrictEqual(JSON.parse(s.out), view(WEB));
+    assert.deepStrictEqual(JSON.parse(s.out), { schemaVersion: 1, ...view(WEB) });
   });
 
   it("a spec the daemon refuses is exit 2 with the daemon's message", async () => {

@@ -6,11 +6,12 @@
  */
 import { parseArgs } from 'node:util';
 import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { policyBody, statusNetworkIds } from '../core/admin-api.ts';
 import { isTrussError } from '../core/errors.ts';
 import { parseIngress } from '../core/policy/parse.ts';
-import { AdminError, adminRequest } from './admin-client.ts';
+import { AdminError, adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
 import { type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from './docker-api.ts';
-import { formatPolicyView, type PolicyEndpointView, type PolicyView } from './format.ts';
+import { formatPolicyView, type PolicyView } from './format.ts';
 
 export const POLICY_USAGE = `usage:
   truss policy show  NETWORK [--json]
@@ -53,12 +54,10 @@ export interface ResolveDeps {
  */
 export async function resolveNetwork(ref: string, deps: ResolveDeps): Promise<string> {
   if (ID_PREFIX.test(ref)) {
-    const status = await adminRequest(deps.adminSocket, 'GET', '/v1/status');
-    const ids = Array.isArray(status.networks)
-      ? (status.networks as { id?: unknown }[]).map((n) => n?.id).filter((id) => typeof id === 'string')
-      : [];
-    const hits = ids.filter((id) => id.startsWith(ref));
-    if (hits.length === 1 && NETWORK_ID.test(hits[0] as string)) return hits[0] as string;
+    const status = decodeReply(statusNetworkIds, await adminRequest(deps.adminSocket, 'GET', '/v1/status'), 'status');
+    const hits = status.networks.map((n) => n.id).filter((id) => id.startsWith(ref));
+    const [hit] = hits;
+    if (hits.length === 1 && hit !== undefined && NETWORK_ID.test(hit)) return hit;
   }
   const net = await inspectNetwork(deps.docker(), ref);
   if (!isTrussDriver(net.Driver)) {
@@ -70,44 +69,8 @@ export async function resolveNetwork(ref: string, deps: ResolveDeps): Promise<st
 }
 
 /** Check the daemon's reply before rendering it: a clear error beats a stack trace. */
-export function decodePolicyView(body: Record<string, unknown>): PolicyView {
-  const fail = (what: string): never => {
-    throw new Error(`the truss daemon sent an unexpected policy reply (${what}); is the CLI older than the daemon?`);
-  };
-  const textOrNull = (v: unknown): v is string | null => v === null || typeof v === 'string';
-  const { networkId, ingress, source, endpoints } = body;
-  if (typeof networkId !== 'string') fail('networkId');
-  if (!textOrNull(ingress)) fail('ingress');
-  if (source !== 'created' && source !== 'runtime' && source !== 'open') fail('source');
-  if (!Array.isArray(endpoints)) fail('endpoints');
-  const eps = (endpoints as Record<string, unknown>[]).map((e): PolicyEndpointView => {
-    const d = e?.denied as Record<string, unknown> | undefined;
-    if (
-      typeof e?.endpointId !== 'string' ||
-      !Array.isArray(e.addresses) ||
-      !e.addresses.every((a) => typeof a === 'string') ||
-      !textOrNull(e.ingress) ||
-      typeof e.override !== 'boolean' ||
-      typeof d?.packets !== 'number' ||
-      typeof d.bytes !== 'number'
-    ) {
-      return fail('endpoints[]');
-    }
-    return {
-      endpointId: e.endpointId,
-      addresses: e.addresses as string[],
-      ingress: e.ingress,
-      override: e.override,
-      joined: e.joined !== false,
-      denied: { packets: d.packets, bytes: d.bytes },
-    };
-  });
-  return {
-    networkId: networkId as string,
-    ingress: ingress as string | null,
-    source: source as PolicyView['source'],
-    endpoints: eps,
-  };
+export function decodePolicyView(body: unknown): PolicyView {
+  return decodeReply(policyBody, body, 'policy');
 }
 
 interface Parsed {
@@ -162,7 +125,7 @@ async function run(args: readonly string[], io: CliIo): Promise<void> {
       ? await adminRequest(adminSocket, 'GET', path)
       : await adminRequest(adminSocket, 'PUT', path, { ingress: p.verb === 'set' ? p.ingress : null });
   const view = decodePolicyView(body);
-  io.stdout(p.json ? `${JSON.stringify(body, null, 2)}\n` : formatPolicyView(view));
+  io.stdout(p.json ? jsonOutput(body) : formatPolicyView(view));
 }
 
 /** Run `truss policy ARGS`; returns the exit code (0 done, 1 failed, 2 bad command line or spec). */

@@ -19,13 +19,30 @@ import { z } from 'zod';
 
 export const SCHEMA_VERSION = 1;
 
-/** Readonly all the way down: the daemon fills replies from readonly domain values. */
-export type DeepReadonly<T> = T extends (infer E)[]
-  ? readonly DeepReadonly<E>[]
+/**
+ * What the daemon builds: readonly all the way down (it fills replies from readonly domain
+ * values); an optional field may be set to undefined (JSON leaves it out).
+ */
+export type Built<S extends z.ZodType> = DeepReadonly<z.output<S>, false>;
+/** What a reader gets from parsing: an optional field is absent, never undefined. */
+export type View<S extends z.ZodType> = DeepReadonly<z.output<S>, true>;
+type DeepReadonly<T, Exact extends boolean> = T extends (infer E)[]
+  ? readonly DeepReadonly<E, Exact>[]
   : T extends object
-    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    ? { readonly [K in keyof T]: DeepReadonly<Exact extends true ? Exclude<T[K], undefined> : T[K], Exact> }
     : T;
-type View<S extends z.ZodType> = DeepReadonly<z.output<S>>;
+
+/** safeParse, typed as the View (one cast for all readers, see View). */
+export function parseView<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+): { readonly success: true; readonly data: View<S> } | { readonly success: false; readonly error: z.ZodError } {
+  // why the cast: zod types an optional field `T | undefined`, which exactOptionalPropertyTypes
+  // keeps apart from `?: T`; parsing leaves an absent field absent, so the View type is exact
+  return schema.safeParse(value) as
+    | { readonly success: true; readonly data: View<S> }
+    | { readonly success: false; readonly error: z.ZodError };
+}
 
 const version = z.literal(SCHEMA_VERSION).describe('the contract version: additive changes keep it');
 /** A reply as sent: its body plus `schemaVersion` (admin/server.ts adds it). */
@@ -209,10 +226,13 @@ export const statusBody = z.object({
   cluster: clusterView.optional().describe('only with a cluster store (etcd)'),
   errors: z.array(z.string()).optional().describe('the parts that could not be read (the rest is shown)'),
 });
-export type StatusBody = View<typeof statusBody>;
-export type NetworkView = View<typeof networkView>;
-export type EndpointView = View<typeof endpointView>;
+export type StatusBody = Built<typeof statusBody>;
+/** What `truss policy` reads of the status: the network ids (the rest may be any shape). */
+export const statusNetworkIds = z.object({ networks: z.array(networkView.pick({ id: true })) });
+export type StatusView = View<typeof statusBody>;
+export type OwnershipBody = Built<typeof ownershipView>;
 export type OwnershipView = View<typeof ownershipView>;
+export type ClusterBody = Built<typeof clusterView>;
 export type ClusterView = View<typeof clusterView>;
 
 // ---------- POST /v1/reconcile, metrics ----------
@@ -221,7 +241,7 @@ export const reconcileBody = z.object({
   pass: passView.optional().describe('absent only when no pass could run (the daemon is stopping)'),
   kernel: kernelView,
 });
-export type ReconcileBody = View<typeof reconcileBody>;
+export type ReconcileBody = Built<typeof reconcileBody>;
 
 export const metricsBody = z.object({
   pid: z.number(),
@@ -231,7 +251,7 @@ export const metricsBody = z.object({
     .object({ sinceMs: z.number(), p50: z.number(), p99: z.number(), max: z.number(), mean: z.number() })
     .describe('ms beyond the 10 ms sampling interval, since the window started'),
 });
-export type MetricsBody = View<typeof metricsBody>;
+export type MetricsBody = Built<typeof metricsBody>;
 
 // ---------- /v1/networks/{id}/policy ----------
 
@@ -249,11 +269,12 @@ export const policyBody = z.object({
   source: z.enum(['created', 'runtime', 'open']),
   endpoints: z.array(policyEndpointView),
 });
+// no optional fields: what the daemon builds is what the reader gets
 export type PolicyBody = View<typeof policyBody>;
 export type PolicyEndpointBody = View<typeof policyEndpointView>;
 
 export const setPolicyRequest = z.object({ ingress: z.string().nullable() });
-export type SetPolicyRequest = View<typeof setPolicyRequest>;
+export type SetPolicyRequest = Built<typeof setPolicyRequest>;
 
 // ---------- keys, cluster forget, cleanup ----------
 
@@ -262,10 +283,10 @@ export const rotateKeyBody = z.object({
   nodeId: z.string(),
   publicKey: z.string(),
 });
-export type RotateKeyBody = View<typeof rotateKeyBody>;
+export type RotateKeyBody = Built<typeof rotateKeyBody>;
 
 export const forgetRequest = z.object({ node: z.string(), force: z.boolean().optional() });
-export type ForgetRequest = View<typeof forgetRequest>;
+export type ForgetRequest = Built<typeof forgetRequest>;
 export const forgetBody = z.object({
   node: z.string(),
   wasRegistered: z.boolean().describe('it was registered and --force removed its host record'),
@@ -273,10 +294,12 @@ export const forgetBody = z.object({
     z.object({ cluster: z.string(), claims: z.array(z.string()), blocks: z.array(z.string()), member: z.boolean() }),
   ),
 });
-export type ForgetBody = View<typeof forgetBody>;
+export type ForgetBody = Built<typeof forgetBody>;
+export type ForgetView = View<typeof forgetBody>;
 
 export const cleanupBody = z.object({ removed: z.array(linkView), remaining: z.array(linkView) });
-export type CleanupBody = View<typeof cleanupBody>;
+export type CleanupBody = Built<typeof cleanupBody>;
+export type CleanupView = View<typeof cleanupBody>;
 
 /** Every answer other than 200 (no `schemaVersion`: it goes to stderr, never to --json). */
 export const errorBody = z.object({
@@ -302,7 +325,7 @@ export const doctorBody = z.object({
     }),
   ),
 });
-export type DoctorBody = View<typeof doctorBody>;
+export type DoctorBody = Built<typeof doctorBody>;
 
 /** The published contract: docs/json/NAME.schema.json for each, replies with their schemaVersion. */
 export const CONTRACT = {

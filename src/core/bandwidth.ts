@@ -116,10 +116,13 @@ export function parseBandwidthOptions(map: Readonly<Record<string, unknown>>): B
   return { ...(egress !== undefined ? { egress } : {}), ...(ingress !== undefined ? { ingress } : {}) };
 }
 
+/** also the admin API's view of a limit (core/admin-api.ts), whose absent fields may read undefined */
+type LooseLimits = { readonly [K in keyof BandwidthLimits]?: BandwidthLimits[K] | undefined };
+
 /** The endpoint's own limit per direction, else its network's. */
 export function effectiveBandwidth(
-  net: BandwidthLimits | undefined,
-  ep: BandwidthLimits | undefined,
+  net: LooseLimits | undefined,
+  ep: LooseLimits | undefined,
 ): BandwidthLimits | undefined {
   const egress = ep?.egress ?? net?.egress;
   const ingress = ep?.ingress ?? net?.ingress;

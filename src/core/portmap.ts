@@ -142,7 +142,8 @@ export function portsClash(a: PublishedPort, b: PublishedPort): boolean {
   );
 }
 
-export const describePort = (p: PublishedPort): string =>
+/** `p` may also be the admin API's view of a binding (core/admin-api.ts): hostIp may read undefined. */
+export const describePort = (p: Omit<PublishedPort, 'hostIp'> & { readonly hostIp?: string | undefined }): string =>
   `${p.hostIp === undefined ? (p.family === 4 ? '0.0.0.0' : '[::]') : p.family === 6 ? `[${p.hostIp}]` : p.hostIp}:${p.hostPort}/${p.proto}`;
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatStatus } from '../cli/format.ts';
-import type { ClusterView } from '../core/admin-api.ts';
+import type { ClusterBody } from '../core/admin-api.ts';
 import { errors } from '../core/errors.ts';
 import type { Store } from '../store/store.ts';
 import type { IntentRepo } from './intent.ts';
@@ -9,7 +9,7 @@ import { type StatusDeps, StatusService } from './status.ts';
 
 const NET = { id: 'a'.repeat(64), bridge: 'trb0', ipv4: [], ipv6: [], mtu: 1500 };
 /** a cluster section with nothing in it */
-const CLUSTER: ClusterView = {
+const CLUSTER: ClusterBody = {
   node: 'h1',
   nodeId: 'h1',
   synced: true,

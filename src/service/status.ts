@@ -2,7 +2,7 @@
  * StatusService: what `truss status` shows — the stored intent (networks, endpoints, IPAM
  * pools and addresses), the reconciler's per-object state, and whether the kernel matches.
  */
-import type { ClusterView, OwnershipView, ReconcileBody, StatusBody } from '../core/admin-api.ts';
+import type { ClusterBody, OwnershipBody, ReconcileBody, StatusBody } from '../core/admin-api.ts';
 import type { Reconciler } from '../reconcile/reconciler.ts';
 import type { Store } from '../store/store.ts';
 import type { IntentRepo } from './intent.ts';
@@ -17,9 +17,9 @@ export interface StatusDeps {
   readonly version: string;
   readonly startedAt: string;
   /** the cluster section (node, peers and their handshakes), when running with a cluster store */
-  cluster?(): Promise<ClusterView>;
+  cluster?(): Promise<ClusterBody>;
   /** this daemon's state id, and the truss links of other states it leaves alone (issue 13) */
-  ownership?(): OwnershipView;
+  ownership?(): OwnershipBody;
 }
 
 export class StatusService {

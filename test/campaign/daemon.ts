@@ -15,8 +15,9 @@ import { isAlive, waitExit } from '../../e2e/harness/procs.ts';
 import { activate } from '../../e2e/harness/truss.ts';
 import { sleep } from '../../e2e/harness/wait.ts';
 import { DAEMON_NODE_FLAGS, ensureBundle, NODE_BIN } from '../../packaging/bundle.ts';
-import { adminRequest } from '../../src/cli/admin-client.ts';
+import { adminRequest, decodeReply } from '../../src/cli/admin-client.ts';
 import { adminSocketPath } from '../../src/config.ts';
+import { reconcileBody } from '../../src/core/admin-api.ts';
 
 export interface Status {
   readonly endpoints: readonly { id: string; networkId: string; ipv4?: string; sandboxKey?: string }[];
@@ -126,7 +127,8 @@ export class CampaignHost {
   /** A full pass now (`truss reconcile`); the kernel check after it. */
   async reconcile(): Promise<{ inSync: boolean; problems: string[] }> {
     const r = await adminRequest(adminSocketPath(this.stateDir), 'POST', '/v1/reconcile');
-    return r.kernel as { inSync: boolean; problems: string[] };
+    const { inSync, problems } = decodeReply(reconcileBody, r, 'reconcile').kernel;
+    return { inSync, problems: [...problems] };
   }
 
   /** truss-owned kernel objects in the host namespace (links, nft tables, routes, rules). */
