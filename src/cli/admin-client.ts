@@ -101,7 +101,7 @@ const pathText = (path: readonly PropertyKey[]): string =>
   path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i > 0 ? '.' : ''}${String(k)}`)).join('');
 
 /** A reply the CLI reads: of the contract version this CLI knows, and of the contract's shape. */
-export function decodeReply<S extends z.ZodType>(schema: S, body: unknown, what: string): View<S> {
+export function decodeReply<S extends z.ZodType>(schema: S, body: unknown, what: string, hint?: string): View<S> {
   checkVersion(body);
   const r = parseView(schema, body);
   if (r.success) return r.data;
@@ -109,7 +109,8 @@ export function decodeReply<S extends z.ZodType>(schema: S, body: unknown, what:
   const path = issue?.path ?? [];
   const at = issue ? `: ${pathText(path)}: ${issue.message}` : '';
   throw new Error(
-    `the truss daemon sent an unexpected ${what} reply (${fieldOf(path)})${at}; is the CLI older than the daemon?`,
+    `the truss daemon sent an unexpected ${what} reply (${fieldOf(path)})${at}; is the CLI older than the daemon?` +
+      (hint ? ` (${hint})` : ''),
   );
 }
 
