@@ -27,8 +27,9 @@ import { type Host, startHost } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
 import { msUntilConnects } from '../e2e/harness/netns-tcp.ts';
 import { SINK_CMD, SINK_PORT } from '../e2e/harness/traffic.ts';
-import { adminRequest } from '../src/cli/admin-client.ts';
+import { adminRequest, decodeReply } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
+import { type MetricsView, metricsBody } from '../src/core/admin-api.ts';
 import {
   alternate,
   f1,
@@ -86,16 +87,13 @@ async function must(args: readonly string[], timeoutMs = 120_000): Promise<strin
   return r.stdout.trim();
 }
 
-interface Metrics {
-  readonly memory: { readonly rssBytes: number };
-  readonly eventLoopDelay: { readonly p50: number; readonly p99: number; readonly max: number; readonly mean: number };
-}
+type Metrics = MetricsView;
 const metrics = async (reset = false): Promise<Metrics> =>
-  (await (adminRequest as (...a: unknown[]) => Promise<unknown>)(
-    adminSocketPath(h().stateDir),
-    reset ? 'POST' : 'GET',
-    `/v1/metrics${reset ? '/reset' : ''}`,
-  )) as Metrics;
+  decodeReply(
+    metricsBody,
+    await adminRequest(adminSocketPath(h().stateDir), reset ? 'POST' : 'GET', `/v1/metrics${reset ? '/reset' : ''}`),
+    'metrics',
+  );
 
 // ---------------------------------------------------------------- what the plugin logged
 

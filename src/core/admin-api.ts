@@ -252,6 +252,7 @@ export const metricsBody = z.object({
     .describe('ms beyond the 10 ms sampling interval, since the window started'),
 });
 export type MetricsBody = Built<typeof metricsBody>;
+export type MetricsView = View<typeof metricsBody>;
 
 // ---------- /v1/networks/{id}/policy ----------
 
