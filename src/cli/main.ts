@@ -4,10 +4,17 @@
  */
 import { parseArgs } from 'node:util';
 import { adminSocketPath, DEFAULTS } from '../config.ts';
-import { reconcileBody, rotateKeyBody, statusBody } from '../core/admin-api.ts';
 import { VERSION } from '../obs/version.ts';
-import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
-import { formatStatus } from './format.ts';
+
+/** why loaded on use: the admin contract brings zod (about 50 ms of CPU), which version and help never need */
+async function contract() {
+  const [api, client, format] = await Promise.all([
+    import('../core/admin-api.ts'),
+    import('./admin-client.ts'),
+    import('./format.ts'),
+  ]);
+  return { ...api, ...client, ...format };
+}
 
 const USAGE = `usage: truss <command> [flags]
 
@@ -45,6 +52,7 @@ async function adminCommand(cmd: 'status' | 'reconcile', args: string[]): Promis
   });
   const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
   const socket = adminSocketPath(stateDir);
+  const { adminRequest, decodeReply, formatStatus, jsonOutput, reconcileBody, statusBody } = await contract();
   if (cmd === 'reconcile') {
     const body = await adminRequest(socket, 'POST', '/v1/reconcile');
     decodeReply(reconcileBody, body, 'reconcile');
@@ -106,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { values } = parseArgs({ args: more, options: { 'state-dir': { type: 'string' } }, strict: true });
       const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
+      const { adminRequest, decodeReply, rotateKeyBody } = await contract();
       const reply = await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/keys/rotate');
       const body = decodeReply(rotateKeyBody, reply, 'keys rotate');
       process.stdout.write(
