@@ -17,13 +17,13 @@ import { isValidNodeName } from './core/cluster/model.ts';
 import { chooseUnderlay } from './core/cluster/underlay.ts';
 import { errors, type TrussError } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
+import { isLoopbackEndpoint, parseStoreUrl, plaintextProblem } from './core/store-url.ts';
 import type { LinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { computeVxlanMtu } from './dataplane/linux/vxlan.ts';
 import { computeWireguardMtu } from './dataplane/linux/wireguard.ts';
 import { ensurePrivateKey } from './dataplane/linux/wireguard-keys.ts';
 import type { Logger } from './obs/logger.ts';
 import type { IntentRepo } from './service/intent.ts';
-import { isLoopbackEndpoint, parseStoreUrl, plaintextProblem } from './store/store-url.ts';
 
 export interface Cluster {
   readonly agent: ClusterAgent;

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { readEtcdPassword } from '../cluster-setup.ts';
 import { rbacPlan, renderEtcdctl } from '../core/cluster/rbac.ts';
 import { isTrussError } from '../core/errors.ts';
-import { parseStoreUrl, plaintextProblem } from '../store/store-url.ts';
+import { parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
 import type { CliIo } from './policy.ts';
 
 export const RBAC_USAGE = `usage:

@@ -7,8 +7,8 @@
  */
 import { loadConfig } from '../config.ts';
 import { type Check, evaluateHost, isFailedRequirement } from '../core/preflight.ts';
+import { parseStoreUrl } from '../core/store-url.ts';
 import { probeHost } from '../dataplane/linux/host-checks.ts';
-import { parseStoreUrl } from '../store/store-url.ts';
 import { ownershipChecks } from './doctor-ownership.ts';
 
 export interface DoctorIo {
