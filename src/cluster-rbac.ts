@@ -5,7 +5,7 @@
  * line and builds the plan (core/cluster/rbac.ts).
  */
 import { readFileSync } from 'node:fs';
-import { readEtcdPassword } from './cluster-setup.ts';
+import { readEtcdPassword } from './cluster/setup.ts';
 import type { RbacPlan } from './core/cluster/rbac.ts';
 
 export interface RbacApplyRequest {

@@ -9,14 +9,14 @@ import type http from 'node:http';
 import { buildAdminServer } from './admin/server.ts';
 import { ClaimGc } from './cluster/claim-gc.ts';
 import { forgetNode } from './cluster/reclaim.ts';
-import { setupCluster, wireguardKeyDir } from './cluster-setup.ts';
+import { setupCluster, wireguardKeyDir } from './cluster/setup.ts';
 import { adminSocketPath, loadConfig } from './config.ts';
 import { WG_DEVICE } from './core/cluster/desired.ts';
 import { isValidNodeName, nodeIdOf } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { FOREIGN_FIX } from './core/naming.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
-import { rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
+import { ensurePrivateKey, rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
 import { configureFaults, withFaults } from './obs/fault.ts';
 import { acquireInstanceLock } from './obs/instance-lock.ts';
 import { createLogger } from './obs/logger.ts';
@@ -83,18 +83,18 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   });
   const dataplane = faults.size > 0 ? withFaults(linux) : linux;
   const repo = new IntentRepo(store);
-  const cluster = await setupCluster(
-    config,
-    dataplane,
-    repo,
+  const cluster = await setupCluster(config, {
+    underlay: dataplane,
+    ensurePrivateKey,
+    listNetworks: () => repo.listNetworks(),
     log,
-    () => reconciler.trigger(),
+    onChange: () => reconciler.trigger(),
     // another live host has this host's name or node id: stop, saying so (exit 1)
-    (e) => {
+    onFatal: (e) => {
       process.stderr.write(`truss: ${e.message}\n`);
       shutdown('fatal', 1);
     },
-  );
+  });
   const ipam = new IpamServiceImpl({
     store,
     log: log.child({ component: 'ipam' }),
