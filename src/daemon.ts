@@ -158,6 +158,11 @@ function linuxDataplane(config: Config, log: Logger, stateId: string | undefined
   });
 }
 
+/** Parts with nothing to open: no state id (every mark is own), no cluster (tests, benches). */
+export function plainParts(store: DaemonStore, dataplane: Dataplane, log: Logger): DaemonParts {
+  return { log, store, dataplane, repo: new IntentRepo(store), trigger: { fn: () => {} } };
+}
+
 const noUnderlay: ClusterSetupDeps['underlay'] = {
   underlayTowards: () => Promise.reject(errors.unsupported('cluster mode needs the Linux dataplane')),
   readLinks: () => Promise.reject(errors.unsupported('cluster mode needs the Linux dataplane')),
