@@ -12,6 +12,7 @@ import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/store.ts';
 import type { IntentRepo } from './intent.ts';
 import type { NetworkService } from './network-service.ts';
+import type { PolicyService } from './policy-service.ts';
 
 /** A 64-hex id from a repeated character, `n` in front to tell several apart: testId('a', 1) = 0001aaa… */
 export const testId = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
@@ -22,6 +23,7 @@ export interface TestService {
   readonly repo: IntentRepo;
   readonly reconciler: Reconciler;
   readonly svc: NetworkService;
+  readonly policy: PolicyService;
 }
 
 const started: Reconciler[] = [];
@@ -47,7 +49,7 @@ export function testService(opts: { readonly store?: Store; readonly dp?: FakeDa
   const d = wireDaemon(TEST_CONFIG, plainParts(store, dp, silentLogger), { programTimeoutMs: 2000 });
   started.push(d.reconciler);
   d.reconciler.start();
-  return { store, dp, repo: d.repo, reconciler: d.reconciler, svc: d.network };
+  return { store, dp, repo: d.repo, reconciler: d.reconciler, svc: d.network, policy: d.policy };
 }
 
 export async function stopTestServices(): Promise<void> {
