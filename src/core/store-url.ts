@@ -1,9 +1,10 @@
 /**
  * The --store URL: "embedded" (the default) or etcd://HOST:PORT[,HOST:PORT...]. Apart from
- * store/etcd.ts so that checking it does not load etcd3 (gRPC, protobufjs: slow to load).
+ * store/etcd.ts so that checking it does not load etcd3 (gRPC, protobufjs: slow to load); pure,
+ * so the CLI and preflight parse it without the store layer.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { errors, type TrussError } from '../core/errors.ts';
+import { errors, type TrussError } from './errors.ts';
 
 export type StoreUrl = { readonly kind: 'embedded' } | { readonly kind: 'etcd'; readonly endpoints: readonly string[] };
 
