@@ -16,14 +16,14 @@ import type { Config } from './config.ts';
 import { isValidNodeName } from './core/cluster/model.ts';
 import { chooseUnderlay } from './core/cluster/underlay.ts';
 import { errors, type TrussError } from './core/errors.ts';
-import { parseIp } from './core/ip.ts';
+import { formatIp, parseIp } from './core/ip.ts';
 import type { LinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { computeVxlanMtu } from './dataplane/linux/vxlan.ts';
 import { computeWireguardMtu } from './dataplane/linux/wireguard.ts';
 import { ensurePrivateKey } from './dataplane/linux/wireguard-keys.ts';
 import type { Logger } from './obs/logger.ts';
 import type { IntentRepo } from './service/intent.ts';
-import { isLoopbackEndpoint, parseStoreUrl, plaintextProblem } from './store/store-url.ts';
+import { onThisHost, parseStoreUrl, plaintextProblem } from './store/store-url.ts';
 
 export interface Cluster {
   readonly agent: ClusterAgent;
@@ -62,10 +62,15 @@ export function readEtcdPassword(file: string): string {
 }
 
 /** TLS or not, the auth in use, and (plaintext) the warning logged at start and shown in status. */
-export function describeEtcdTransport(config: Config, endpoints: readonly string[]): EtcdTransport {
+export function describeEtcdTransport(
+  config: Config,
+  endpoints: readonly string[],
+  ownAddress: (host: string) => boolean = () => false,
+): EtcdTransport {
   const tls = config.etcdTls !== undefined;
   const auth = config.etcdAuth ? 'password' : tls ? 'certificate' : 'none';
-  const where = endpoints.every(isLoopbackEndpoint) ? 'on this host' : 'over the network (--etcd-insecure)';
+  const local = endpoints.every((ep) => onThisHost(ep, ownAddress));
+  const where = local ? 'on this host' : 'over the network (--etcd-insecure)';
   return {
     tls,
     auth,
@@ -80,6 +85,20 @@ export function describeEtcdTransport(config: Config, endpoints: readonly string
   };
 }
 
+/** Whether an etcd endpoint's host is one of these links' addresses (an IP; a name never is). */
+export function ownAddressOf(links: readonly { readonly addresses: readonly string[] }[]): (host: string) => boolean {
+  const own = new Set(links.flatMap((l) => l.addresses.map((a) => canonIp(a))));
+  return (host) => {
+    const ip = canonIp(host);
+    return ip !== undefined && own.has(ip);
+  };
+}
+
+const canonIp = (s: string): string | undefined => {
+  const ip = parseIp(s);
+  return ip ? formatIp(ip) : undefined;
+};
+
 export const wireguardKeyDir = (stateDir: string): string => `${stateDir}/wireguard`;
 
 export async function setupCluster(
@@ -92,16 +111,17 @@ export async function setupCluster(
 ): Promise<Cluster | undefined> {
   const url = parseStoreUrl(config.store);
   if (url.kind !== 'etcd') return undefined;
-  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true);
-  if (plain) throw plain;
-  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
-  const transport = describeEtcdTransport(config, url.endpoints);
   const etcd = (url.endpoints[0] as string).replace(/^\[?([^\]]*)\]?:\d+$/, '$1');
   const [route, links, defaultRoutes] = await Promise.all([
     parseIp(etcd) ? dataplane.underlayTowards(etcd) : undefined,
     dataplane.readLinks(),
     dataplane.readDefaultRoutes(),
   ]);
+  const ownAddress = ownAddressOf(links);
+  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true, ownAddress);
+  if (plain) throw plain;
+  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
+  const transport = describeEtcdTransport(config, url.endpoints, ownAddress);
   const underlay = chooseUnderlay({
     ...(config.advertiseAddress !== undefined ? { advertise: config.advertiseAddress } : {}),
     etcd,
