@@ -50,7 +50,21 @@ function quickStart() {
     assert.ok(m, `docs/cluster.md documents the message starting ${start}`);
     return oneLine(m[1] as string);
   };
+  const doctor = /`sudo truss doctor ([^`]*)`/.exec(DOC)?.[1];
+  assert.ok(doctor, 'docs/cluster.md: the quick start names a truss doctor check');
+  // the README's short version must say the same as the guide
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8')
+    .split('\n')
+    .flatMap(
+      (l) => /^sudo (?:apt-get install etcd-server && sudo )?scripts\/run\.sh (--store .*?)\s+#/.exec(l)?.[1] ?? [],
+    );
+  assert.deepEqual(
+    readme.map((l) => l.replaceAll('FIRST_HOST_ADDRESS', 'HOST1')),
+    runs.map((l) => args(l).join(' ')),
+    "the README's multi-host lines",
+  );
   return {
+    doctor: ['doctor', ...doctor.split(/\s+/)],
     host1: args(runs[0] as string),
     host2: args(runs[1] as string),
     create: create.split(/\s+/).slice(1),
@@ -157,7 +171,7 @@ describe('truss cluster: the quick start of docs/cluster.md, as written', { time
   it("1b. the doc's other fix for it, --store etcd://HOST1:2379 on host 1, starts and advertises HOST1", {
     timeout: 60_000,
   }, async () => {
-    assert.ok(DOC.includes('or `--store etcd://HOST1:2379` (the address'), 'docs/cluster.md suggests it');
+    assert.ok(oneLine(DOC).includes('or `--store etcd://HOST1:2379` (the address'), 'docs/cluster.md suggests it');
     await runSh(h1(), ['--store', `etcd://${HOST1()}:2379`]);
     await waitFor(async () => clusterOf(await h1().trussStatus()).synced, 20_000, { what: 'host 1 registered' });
     const chosen = `"address":"${HOST1()}","addressFrom":"etcd-address"`;
@@ -204,6 +218,17 @@ describe('truss cluster: the quick start of docs/cluster.md, as written', { time
       assert.ok(tcp.ok, `TCP ${fromCtr} -> ${ip}:${SINK_PORT}: ${tcp.output}`);
       assert.ok(await serverSaw(to, toCtr, tcp.token), `${toCtr} got the bytes`);
     }
+
+    // `sudo truss doctor --store etcd://HOST1:2379` on host 2: etcd reachable
+    const doctor = await h2().truss.cli(subst(QS.doctor));
+    const etcdLine = new RegExp(
+      `^OK +etcd reachable \\(--store etcd://${HOST1()}:2379\\) +connected to ${HOST1()}:2379$`,
+    );
+    assert.ok(
+      doctor.stdout.split('\n').some((l) => etcdLine.test(l)),
+      `${doctor.stdout}${doctor.stderr}`,
+    );
+    assert.equal(doctor.code, 0, `${doctor.stdout}${doctor.stderr}`);
 
     // `sudo truss status` on host 1: the CLUSTER section lists both hosts, and the plaintext warning
     const status = await h1().truss.cli(['status']);
