@@ -13,8 +13,8 @@ import { isValidNodeName } from '../core/cluster/model.ts';
 import { computeVxlanMtu, computeWireguardMtu } from '../core/cluster/mtu.ts';
 import { chooseUnderlay, type LinkFacts, type UnderlayFacts } from '../core/cluster/underlay.ts';
 import { errors, type TrussError } from '../core/errors.ts';
-import { parseIp } from '../core/ip.ts';
-import { isLoopbackEndpoint, parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
+import { formatIp, parseIp } from '../core/ip.ts';
+import { onThisHost, parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
 import type { Logger } from '../obs/logger.ts';
 import { ClusterAgent } from './agent.ts';
 import { ClusterIpam } from './cluster-ipam.ts';
@@ -89,10 +89,15 @@ export function readEtcdPassword(file: string): string {
 }
 
 /** TLS or not, the auth in use, and (plaintext) the warning logged at start and shown in status. */
-export function describeEtcdTransport(config: ClusterSettings, endpoints: readonly string[]): EtcdTransport {
+export function describeEtcdTransport(
+  config: ClusterSettings,
+  endpoints: readonly string[],
+  ownAddress: (host: string) => boolean = () => false,
+): EtcdTransport {
   const tls = config.etcdTls !== undefined;
   const auth = config.etcdAuth ? 'password' : tls ? 'certificate' : 'none';
-  const where = endpoints.every(isLoopbackEndpoint) ? 'on this host' : 'over the network (--etcd-insecure)';
+  const local = endpoints.every((ep) => onThisHost(ep, ownAddress));
+  const where = local ? 'on this host' : 'over the network (--etcd-insecure)';
   return {
     tls,
     auth,
@@ -107,22 +112,37 @@ export function describeEtcdTransport(config: ClusterSettings, endpoints: readon
   };
 }
 
+/** Whether an etcd endpoint's host is one of these links' addresses (an IP; a name never is). */
+export function ownAddressOf(links: readonly { readonly addresses: readonly string[] }[]): (host: string) => boolean {
+  const own = new Set(links.flatMap((l) => l.addresses.map((a) => canonIp(a))));
+  return (host) => {
+    const ip = canonIp(host);
+    return ip !== undefined && own.has(ip);
+  };
+}
+
+const canonIp = (s: string): string | undefined => {
+  const ip = parseIp(s);
+  return ip ? formatIp(ip) : undefined;
+};
+
 export const wireguardKeyDir = (stateDir: string): string => `${stateDir}/wireguard`;
 
 export async function setupCluster(config: ClusterSettings, deps: ClusterSetupDeps): Promise<Cluster | undefined> {
   const { underlay: dataplane, log, onChange, onFatal = () => {} } = deps;
   const url = parseStoreUrl(config.store);
   if (url.kind !== 'etcd') return undefined;
-  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true);
-  if (plain) throw plain;
-  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
-  const transport = describeEtcdTransport(config, url.endpoints);
   const etcd = (url.endpoints[0] as string).replace(/^\[?([^\]]*)\]?:\d+$/, '$1');
   const [route, links, defaultRoutes] = await Promise.all([
     parseIp(etcd) ? dataplane.underlayTowards(etcd) : undefined,
     dataplane.readLinks(),
     dataplane.readDefaultRoutes(),
   ]);
+  const ownAddress = ownAddressOf(links);
+  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true, ownAddress);
+  if (plain) throw plain;
+  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
+  const transport = describeEtcdTransport(config, url.endpoints, ownAddress);
   const underlay = chooseUnderlay({
     ...(config.advertiseAddress !== undefined ? { advertise: config.advertiseAddress } : {}),
     etcd,
