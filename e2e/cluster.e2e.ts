@@ -827,13 +827,20 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
         [],
         `${h.name}: truss endpoints Docker does not have`,
       );
+      assert.equal(kept.length, live.size, `${h.name}: truss keeps every endpoint Docker has`);
     }
     const inUse = new Set((await Promise.all(hosts.map(allAddresses))).flat().map((a) => a.ip));
     const gone = [...r.addresses].filter((ip) => !inUse.has(ip));
     await waitFor(
       async () => {
         const keys = await etcdKeys(underlay as Underlay, '/truss/v2/addrs/');
-        const left = keys.filter((k) => k.includes(`/${BLUE}/`) && gone.includes(k.slice(k.lastIndexOf('/') + 1)));
+        const claimed = keys.filter((k) => k.includes(`/${BLUE}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1));
+        // the live containers' claims are there: the key layout is the one read here
+        assert.ok(
+          claimed.some((ip) => inUse.has(ip)),
+          `no claim of a live container in etcd: ${keys.join(' ')}`,
+        );
+        const left = claimed.filter((ip) => gone.includes(ip));
         if (left.length === 0) return true;
         throw new Error(`claims left in etcd: ${left.join(' ')}`);
       },
