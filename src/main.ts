@@ -28,9 +28,11 @@ import { FOREIGN_FIX, Reconciler } from './reconcile/reconciler.ts';
 import { EndpointGc } from './service/endpoint-gc.ts';
 import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
+import { Journal } from './service/journal.ts';
 import { NetworkService } from './service/network-service.ts';
 import { PolicyService } from './service/policy-service.ts';
 import { ReleaseRetry } from './service/release-retry.ts';
+import { createSettler } from './service/settle.ts';
 import { ensureStateId } from './service/state-id.ts';
 import { StatusService } from './service/status.ts';
 import { openSqliteStore } from './store/sqlite.ts';
@@ -91,9 +93,17 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       shutdown('fatal', 1);
     },
   );
+  // requests whose reply never reached dockerd are rolled back (service/journal.ts)
+  const journal = new Journal({ store, log: log.child({ component: 'journal' }) });
   const ipam = new IpamServiceImpl({
     store,
     log: log.child({ component: 'ipam' }),
+    journal,
+    auxAddresses: async (pool) => {
+      const net = (await repo.listNetworks()).find((n) => [...n.ipv4, ...n.ipv6].some((d) => d.pool === pool));
+      const data = net && [...net.ipv4, ...net.ipv6].find((d) => d.pool === pool);
+      return data && Object.values(data.auxAddresses).map((a) => a.split('/')[0] ?? a);
+    },
     defaultPools: config.defaultPools !== undefined ? parseDefaultPools(config.defaultPools) : DEFAULT_POOLS,
     ...(cluster
       ? {
@@ -148,6 +158,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     afterFullPass: async ({ orphans }) => {
       await gc.observe(orphans);
       await releases.retry();
+      await journal.settleLeftovers('its settle failed before; retried after a full pass');
       // not awaited: an unreachable etcd must not hold up the reconciler; nothing before the first sync
       if (claimGc && cluster?.agent.view()) void claimGc.observe();
     },
@@ -162,6 +173,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     reconciler: { waitFor },
     log: log.child({ component: 'network' }),
     capabilities,
+    journal,
     ...(cluster ? { cluster: cluster.agent } : {}),
   });
   const status = new StatusService({
@@ -229,6 +241,22 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     log: log.child({ component: 'policy' }),
   });
 
+  // entries a crash left are settled before dockerd can send anything: the pools, addresses and
+  // networks they undo are free again for its next request; the first full pass then removes the
+  // kernel objects of undone networks (no pass before listening: the trigger waits for start)
+  let reconciling = false;
+  journal.settleWith(
+    createSettler({
+      repo,
+      ipam,
+      ...(cluster ? { cluster: cluster.agent } : {}),
+      trigger: () => {
+        if (reconciling) reconciler.trigger();
+      },
+      log: log.child({ component: 'journal' }),
+    }),
+  );
+  const settled = await journal.settleLeftovers();
   const plugin = buildServer({ network, ipam: releases, log: log.child({ component: 'protocol' }) });
   await listenUnix(plugin, config.socket);
   const metrics = createMetrics();
@@ -274,6 +302,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     pid: process.pid,
     startupMs,
     preflightMs,
+    ...(settled > 0 ? { settled } : {}),
   });
 
   let stopping = false;
@@ -287,6 +316,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
       .then(() => Promise.all([store.close(), cluster?.store.close(), lock.release()]))
       .finally(() => process.exit(code));
   }
+  reconciling = true;
   reconciler.start();
   cluster?.agent.start();
   process.once('SIGTERM', () => shutdown('SIGTERM'));
