@@ -28,7 +28,6 @@ import { type CompiledDefaultPool, compileDefaultPools, type DefaultPool } from 
 import {
   addrKey,
   addrsPrefix,
-  IPAM_ADDRS_PREFIX,
   IPAM_POOL_SEQ_KEY,
   IPAM_POOLS_PREFIX,
   makePoolId,
@@ -47,7 +46,6 @@ import type {
   RequestPoolInput,
   RequestPoolResult,
 } from '../core/ports.ts';
-import { showValue } from '../core/safe-json.ts';
 import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Compare, KeyValue, Op, Store } from '../store/store.ts';
