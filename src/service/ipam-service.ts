@@ -25,14 +25,7 @@ import {
   parseRequestedAddress,
 } from '../core/ipam/address-selection.ts';
 import { type CompiledDefaultPool, compileDefaultPools, type DefaultPool } from '../core/ipam/default-pools.ts';
-import {
-  addrKey,
-  addrsPrefix,
-  IPAM_POOL_SEQ_KEY,
-  IPAM_POOLS_PREFIX,
-  makePoolId,
-  poolKey,
-} from '../core/ipam/keys.ts';
+import { addrKey, addrsPrefix, IPAM_POOL_SEQ_KEY, IPAM_POOLS_PREFIX, makePoolId, poolKey } from '../core/ipam/keys.ts';
 import { findOverlap, type HeldPool, pickDynamicPool } from '../core/ipam/pool-selection.ts';
 import { type PoolPlan, planPoolRequest } from '../core/ipam/pool-validation.ts';
 import { decodeAddressRecord, decodePoolRecord, encodeRecord } from '../core/ipam/records.ts';
