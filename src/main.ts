@@ -313,6 +313,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     const close = (s: http.Server): Promise<void> => new Promise((r) => s.close(() => r()));
     plugin.closeAllConnections();
     void Promise.all([close(plugin), close(admin), reconciler.stop(), cluster?.agent.stop()])
+      .then(() => journal.drain())
       .then(() => Promise.all([store.close(), cluster?.store.close(), lock.release()]))
       .finally(() => process.exit(code));
   }

@@ -55,6 +55,8 @@ export class Journal {
   #settler: Settler | undefined;
   /** keys of requests still running, or being cleared/settled by this process */
   readonly #busy = new Set<string>();
+  /** follow-ups not finished yet (drain) */
+  readonly #following = new Set<Promise<void>>();
   /** replied entries whose clear failed (store full, say): cleared later, never settled */
   readonly #replied = new Set<string>();
 
@@ -102,7 +104,7 @@ export class Journal {
    */
   follow(key: string, ctx: RequestContext): void {
     let ok = false;
-    void ctx.replied
+    const done = ctx.replied
       .then(async (replied) => {
         ok = replied;
         if (ok) await this.#clear(key);
@@ -115,7 +117,23 @@ export class Journal {
           err,
         });
       })
-      .finally(() => this.#busy.delete(key));
+      .finally(() => {
+        this.#busy.delete(key);
+        this.#following.delete(done);
+      });
+    this.#following.add(done);
+  }
+
+  /**
+   * Wait (at most `ms`) for the clears and settles under way: a stop (SIGTERM) right after a
+   * reply must not leave its entry behind, or the next start would roll back a request dockerd has.
+   */
+  async drain(ms = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => {
+      timer = setTimeout(r, ms);
+    });
+    await Promise.race([Promise.all([...this.#following]), late]).finally(() => clearTimeout(timer));
   }
 
   /**
