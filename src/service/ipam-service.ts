@@ -184,10 +184,13 @@ export class IpamServiceImpl implements IpamService {
   async releaseAddressIf(poolId: string, address: string, guard: CreatedGuard): Promise<boolean> {
     const ip = parseRequestedAddress(address);
     const cluster = await this.#clusterOf(poolId);
-    const released = await this.#lock.run(poolId, () =>
+    const outcome = await this.#lock.run(poolId, () =>
       this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip, guard)),
     );
-    if (!cluster || released === false) return released;
+    const released = outcome === 'released';
+    // dockerd's own release of an absent record still frees the claim (a crash between claim and
+    // record); a guarded one (a journal settle) never does: the claim may be someone else's by now
+    if (!cluster || outcome === 'kept' || (outcome === 'absent' && guard !== ANY)) return released;
     try {
       await this.#deps.cluster?.ipam.release(cluster.name, ip);
     } catch (e) {
@@ -377,14 +380,19 @@ export class IpamServiceImpl implements IpamService {
     return { address: `${address}/${pool.prefix.length}`, data: {} };
   }
 
-  async #tryReleaseAddress(poolId: string, ip: Ip, guard: CreatedGuard): Promise<Attempt<boolean>> {
+  async #tryReleaseAddress(
+    poolId: string,
+    ip: Ip,
+    guard: CreatedGuard,
+  ): Promise<Attempt<'released' | 'absent' | 'kept'>> {
     const kv = await this.#store.get(poolKey(poolId));
     const pool = kv ? decodePoolRecord(kv.key, kv.value) : undefined;
     const { value } = ip;
     const address = formatIp(ip);
     const key = addrKey(poolId, address);
     const akv = await this.#store.get(key);
-    if (!akv || !guard(akv.createRevision)) return false;
+    if (!akv) return 'absent';
+    if (!guard(akv.createRevision)) return 'kept';
     const compares = [unchanged(key, akv)];
     const ops = [del(key)];
     // The cursor moves to the released address, so next-free walks on past it: the address
@@ -397,7 +405,7 @@ export class IpamServiceImpl implements IpamService {
     const r = await this.#store.txn(compares, ops);
     if (!r.succeeded) return RETRY;
     this.#log.debug('ipam address released', { poolId, address });
-    return true;
+    return 'released';
   }
 
   /** The conflict for a wanted address already held, saying what holds it. */
