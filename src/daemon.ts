@@ -32,9 +32,11 @@ import { clusterStatus } from './service/cluster-status.ts';
 import { EndpointGc } from './service/endpoint-gc.ts';
 import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
+import { Journal } from './service/journal.ts';
 import { NetworkService } from './service/network-service.ts';
 import { PolicyService } from './service/policy-service.ts';
 import { ReleaseRetry } from './service/release-retry.ts';
+import { createSettler } from './service/settle.ts';
 import { ensureStateId } from './service/state-id.ts';
 import { StatusService } from './service/status.ts';
 import { openSqliteStore } from './store/sqlite.ts';
@@ -96,6 +98,13 @@ export interface Daemon {
   /** the protocol (plugin) and admin servers, not listening */
   readonly plugin: http.Server;
   readonly admin: http.Server;
+  /** requests whose reply never reached dockerd (service/journal.ts) */
+  readonly journal: Journal;
+  /**
+   * Settles the entries a crash left (before listening: what they undo is free again for dockerd's
+   * next request); returns how many.
+   */
+  settleLeftovers(): Promise<number>;
   /** the reconciler's passes and the cluster agent */
   start(): void;
   /** stops the reconciler and the cluster agent (the kernel is left as it is) */
@@ -172,9 +181,17 @@ const noUnderlay: ClusterSetupDeps['underlay'] = {
 /** Connects the parts; starts nothing, listens nowhere. */
 export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps = {}): Daemon {
   const { log, store, dataplane, repo, identity, cluster } = parts;
+  // requests whose reply never reached dockerd are rolled back (service/journal.ts)
+  const journal = new Journal({ store, log: log.child({ component: 'journal' }) });
   const ipam = new IpamServiceImpl({
     store,
     log: log.child({ component: 'ipam' }),
+    journal,
+    auxAddresses: async (pool) => {
+      const net = (await repo.listNetworks()).find((n) => [...n.ipv4, ...n.ipv6].some((d) => d.pool === pool));
+      const data = net && [...net.ipv4, ...net.ipv6].find((d) => d.pool === pool);
+      return data && Object.values(data.auxAddresses).map((a) => a.split('/')[0] ?? a);
+    },
     defaultPools: config.defaultPools !== undefined ? parseDefaultPools(config.defaultPools) : DEFAULT_POOLS,
     ...(cluster
       ? {
@@ -221,6 +238,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     afterFullPass: async ({ orphans }) => {
       await gc.observe(orphans);
       await releases.retry();
+      await journal.settleLeftovers('its settle failed before; retried after a full pass');
       // not awaited: an unreachable etcd must not hold up the reconciler; nothing before the first sync
       if (claimGc && cluster?.agent.view()) void claimGc.observe();
     },
@@ -238,6 +256,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     log: log.child({ component: 'network' }),
     ...timeout,
     ...capabilities,
+    journal,
     ...(cluster ? { cluster: cluster.agent } : {}),
   });
   const status = new StatusService({
@@ -296,12 +315,27 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     },
     log.child({ component: 'admin' }),
   );
+  // the first full pass removes the kernel objects of networks a settle undid: no pass before start
+  let reconciling = false;
+  journal.settleWith(
+    createSettler({
+      repo,
+      ipam,
+      ...(cluster ? { cluster: cluster.agent } : {}),
+      trigger: () => {
+        if (reconciling) reconciler.trigger();
+      },
+      log: log.child({ component: 'journal' }),
+    }),
+  );
   return {
     log,
     store,
     dataplane,
     repo,
     reconciler,
+    journal,
+    settleLeftovers: () => journal.settleLeftovers(),
     network,
     ipam,
     releases,
@@ -311,11 +345,13 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     plugin,
     admin,
     start: () => {
+      reconciling = true;
       reconciler.start();
       cluster?.agent.start();
     },
     stop: async () => {
       await Promise.all([reconciler.stop(), cluster?.agent.stop()]);
+      await journal.drain();
     },
     close: async () => {
       await Promise.all([store.close(), cluster?.store.close()]);

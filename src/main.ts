@@ -49,6 +49,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     },
   });
   const { plugin, admin } = daemon;
+  const settled = await daemon.settleLeftovers();
   await listenUnix(plugin, config.socket);
   await listenUnix(admin, adminPath);
   // startupMs: since the process started (managed plugins must listen within ~12 s; we aim for 2)
@@ -60,6 +61,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     pid: process.pid,
     startupMs,
     preflightMs,
+    ...(settled > 0 ? { settled } : {}),
   });
 
   let stopping = false;
