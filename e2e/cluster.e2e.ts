@@ -14,12 +14,22 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { captureSyns, type SynCounts } from './harness/capture.ts';
+import { churn } from './harness/churn.ts';
 import { inCidr } from './harness/cidr.ts';
 import { allAddresses, containerIp, containerPid, removeContainers, runContainer } from './harness/containers.ts';
-import { median, percentile, printFigures, rpcFigureLines } from './harness/figures.ts';
+import { etcdKeys } from './harness/etcd-keys.ts';
+import {
+  createPlusJoinMs,
+  median,
+  parseRpcSamples,
+  percentile,
+  printFigures,
+  rpcFigureLines,
+} from './harness/figures.ts';
 import { type Host, inHostMounts, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import {
@@ -56,6 +66,11 @@ const MAX_GAP_MS = 1000;
 const FAST_MS = 10_000;
 const DEFAULT_POOLS = '198.18.128.0/17:24';
 const HOST_NAMES = ['c1', 'c2', 'c3'] as const;
+/** F9 across the hosts: rounds, and concurrent `docker run`s per host per round (the plan: 20 × 50) */
+const F9_ROUNDS = Number(process.env.E2E_F9_HOSTS_ROUNDS ?? 1);
+const F9_PARALLEL = Number(process.env.E2E_F9_HOSTS_PARALLEL ?? 8);
+/** the plan's hard deadline for CreateEndpoint+Join */
+const ATTACH_MAX_MS = 20_000;
 /** Servers on two ports for the port policy test (the image's tsink). */
 const SRV_CMD = ['sh', '-c', 'nc -ll -p 80 -e /bin/tsink & nc -ll -p 8080 -e /bin/tsink & wait'];
 
@@ -115,6 +130,20 @@ async function expectedPeers(h: Host, members: readonly Host[]): Promise<string[
 }
 
 const ipOf = (h: Host, ctr: string, net = BLUE) => containerIp(h, ctr, net);
+
+/** Docker's endpoint ids on `net` of the host's containers. */
+async function dockerEndpointIds(h: Host, net: string): Promise<string[]> {
+  const ids = (await h.docker(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
+  if (ids.length === 0) return [];
+  const fmt = `{{with index .NetworkSettings.Networks "${net}"}}{{.EndpointID}}{{end}}`;
+  const r = await h.docker(['inspect', '-f', fmt, ...ids]);
+  return r.stdout.split(/\s+/).filter(Boolean);
+}
+
+const loadAverage = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 
 /** Every (host, container, ip) on `net` across the hosts; fails on a duplicate address. */
 async function assertDistinctAddresses(net: string, hs: readonly Host[]): Promise<Map<string, string>> {
@@ -758,6 +787,66 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     await assertTcp(b, 'e3', a, name, e1);
     await assertDistinctAddresses(BLUE, hosts);
     for (const h of hosts) await waitInSync(h);
+  });
+
+  it(`F9. ${F9_ROUNDS} × ${F9_PARALLEL} parallel docker run, mixed, rm -f on blue on all three hosts at once`, {
+    timeout: 120_000 + F9_ROUNDS * F9_PARALLEL * 15_000,
+  }, async () => {
+    await workers();
+    const logAt = hosts.map((h) => h.truss.log().length);
+    const t0 = performance.now();
+    const r = await churn(hosts, {
+      network: BLUE,
+      rounds: F9_ROUNDS,
+      parallel: F9_PARALLEL,
+      prefix: 'f9-',
+      onPhase: async () => void (await assertDistinctAddresses(BLUE, hosts)),
+    });
+    const took = performance.now() - t0;
+    const logs = hosts.map((h, i) => h.truss.log().slice(logAt[i]));
+    const attach = logs.flatMap((l) => createPlusJoinMs(parseRpcSamples(l)));
+    const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
+    figures.push(
+      `F9 across 3 hosts (${F9_ROUNDS} × ${F9_PARALLEL} per host + mixed, ${r.started} containers in ${s(took)}, ` +
+        `load ${loadAverage()}): CreateEndpoint+Join n=${attach.length} p50 ${s(percentile(attach, 50))}, ` +
+        `p95 ${s(percentile(attach, 95))}, p99 ${s(percentile(attach, 99))}, max ${s(Math.max(...attach))}`,
+    );
+    assert.deepEqual(r.failures, [], `${r.failures.length} of ${r.started + r.failures.length} docker runs failed`);
+    assert.deepEqual(r.duplicates, [], 'an address on two containers at once');
+    const exists = logs.flatMap((l, i) => (/file exists/i.test(l) ? [HOST_NAMES[i]] : []));
+    assert.deepEqual(exists, [], '"file exists" in the truss log');
+    assert.ok(Math.max(...attach) <= ATTACH_MAX_MS, `CreateEndpoint+Join max ${s(Math.max(...attach))}`);
+    assert.equal(attach.length, r.started, 'one CreateEndpoint+Join per started container in the logs');
+    // nothing of theirs is left: truss keeps only Docker's live endpoints, etcd no claim on their addresses
+    for (const h of hosts) {
+      await waitInSync(h);
+      const live = new Set(await dockerEndpointIds(h, BLUE));
+      const kept = (await h.trussStatus()).endpoints.map((e) => (e as { id: string }).id);
+      assert.deepEqual(
+        kept.filter((id) => !live.has(id)),
+        [],
+        `${h.name}: truss endpoints Docker does not have`,
+      );
+      assert.equal(kept.length, live.size, `${h.name}: truss keeps every endpoint Docker has`);
+    }
+    const inUse = new Set((await Promise.all(hosts.map(allAddresses))).flat().map((a) => a.ip));
+    const gone = [...r.addresses].filter((ip) => !inUse.has(ip));
+    await waitFor(
+      async () => {
+        const keys = await etcdKeys(underlay as Underlay, '/truss/v2/addrs/');
+        const claimed = keys.filter((k) => k.includes(`/${BLUE}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1));
+        // the live containers' claims are there: the key layout is the one read here
+        assert.ok(
+          claimed.some((ip) => inUse.has(ip)),
+          `no claim of a live container in etcd: ${keys.join(' ')}`,
+        );
+        const left = claimed.filter((ip) => gone.includes(ip));
+        if (left.length === 0) return true;
+        throw new Error(`claims left in etcd: ${left.join(' ')}`);
+      },
+      10_000,
+      { what: "no claim in etcd on the removed containers' addresses" },
+    );
   });
 
   it('measures cross-host start-to-connect and ping RTT (printed, not asserted)', { timeout: 240_000 }, async () => {

@@ -16,12 +16,13 @@ TRUSS_WHO=setup
 # The daemon's packages (scripts/lib/packages.sh), plus what the tests use:
 # docker.io: the e2e suite's dockerd (never started as a service: truss_apt_install blocks service
 # starts); busybox-static: the test image and netns helpers; psmisc, tcpdump: e2e checks;
-# etcd-server: cluster tests; etcd-client: etcdctl, run as `truss cluster rbac` prints (etcd-rbac.test.ts); wireguard-go: tested for real even where the kernel has WireGuard;
+# etcd-server: cluster tests (its etcd, configured by ETCD_* variables as its service is, in
+# e2e/cluster-quickstart.e2e.ts); curl: etcd's health and JSON API in the e2e suite; etcd-client: etcdctl, run as `truss cluster rbac` prints (etcd-rbac.test.ts); wireguard-go: tested for real even where the kernel has WireGuard;
 # binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private
 # registry; ethtool: the benchmarks record offloads; iperf3, sockperf: the benchmarks' traffic
 # (copied into the test image); debootstrap: the fresh-root test (test/fresh-root.fresh.ts).
 PACKAGES=("${TRUSS_DAEMON_PACKAGES[@]}" docker.io busybox-static psmisc tcpdump iperf3 sockperf ethtool
-  etcd-server etcd-client wireguard-go binutils docker-registry debootstrap)
+  etcd-server curl etcd-client wireguard-go binutils docker-registry debootstrap)
 
 truss_ensure_packages "${PACKAGES[@]}"
 "${TRUSS_SUDO[@]}" bash scripts/lib/compose.sh # Compose v2 (Debian unstable) for e2e/compose.e2e.ts, in a private dir

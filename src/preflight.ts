@@ -17,9 +17,9 @@ import {
   startError,
   unavailable,
 } from './core/preflight.ts';
+import { parseStoreUrl } from './core/store-url.ts';
 import { bridgeNetfilterLoaded, probeEtcd, probeHost } from './dataplane/linux/host-checks.ts';
 import type { Logger } from './obs/logger.ts';
-import { parseStoreUrl } from './store/store-url.ts';
 
 export class PreflightError extends Error {
   override readonly name = 'PreflightError';

@@ -8,13 +8,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
+import { loadConfig } from '../src/config.ts';
+import { buildDaemon } from '../src/daemon.ts';
 import { FakeDataplane } from '../src/dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../src/obs/logger.ts';
 import { type FixtureRequest, startServer } from '../src/protocol/testing.ts';
-import { Reconciler } from '../src/reconcile/reconciler.ts';
-import { IntentRepo } from '../src/service/intent.ts';
-import { IpamServiceImpl } from '../src/service/ipam-service.ts';
-import { NetworkService } from '../src/service/network-service.ts';
 import { MemoryStore } from '../src/store/memory.ts';
 
 const load = (name: string): FixtureRequest[] =>
@@ -31,15 +29,14 @@ afterEach(async () => {
 async function stack() {
   const store = new MemoryStore();
   const dp = new FakeDataplane();
-  const repo = new IntentRepo(store);
-  const reconciler = new Reconciler({ loadIntent: () => repo.snapshot(), dataplane: dp, log: silentLogger });
-  reconciler.start();
-  const network = new NetworkService({ repo, reconciler, log: silentLogger });
-  const ipam = new IpamServiceImpl({ store, log: silentLogger, defaultPools: [{ base: '198.18.200.0/22', size: 24 }] });
-  const srv = await startServer({ network, ipam, calls: [], argsOf: () => [] });
+  // the daemon's own wiring (src/daemon.ts) over the memory store and the fake kernel
+  const config = loadConfig(['--default-pools', '198.18.200.0/22:24'], {});
+  const d = await buildDaemon(config, { store, dataplane: dp, log: silentLogger, stamps: false });
+  d.start();
+  const srv = await startServer({ network: d.network, ipam: d.releases, calls: [], argsOf: () => [] });
   stops.push(async () => {
     await srv.close();
-    await reconciler.stop();
+    await d.stop();
   });
   return { store, dp, srv };
 }

@@ -4,14 +4,18 @@
  * discovery) and same network namespace (so it programs the host's kernel).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { run } from './exec.ts';
-import { CHILD_PATH, TRUSS_BIN } from './paths.ts';
+import { CHILD_PATH, REPO_ROOT, TRUSS_BIN } from './paths.ts';
 import { isAlive, waitExit } from './procs.ts';
 import { sleep } from './wait.ts';
 
 export const PLUGIN_SOCKET = '/run/docker/plugins/truss.sock';
+/** truss's default state dir (--state-dir), which a `runScript` start leaves to truss. */
+export const DEFAULT_STATE_DIR = '/var/lib/truss';
+const RUN_SH = join(REPO_ROOT, 'scripts', 'run.sh');
 
 export interface TrussOptions {
   /** DOCKER_PLUGIN_DEBUG=true: every request/response is logged with rpc and durationMs. */
@@ -21,6 +25,35 @@ export interface TrussOptions {
   readonly extraArgs?: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
   readonly readyTimeoutMs?: number;
+  /**
+   * Start truss the way the README tells users to: `scripts/run.sh EXTRA_ARGS` (the bundle, after
+   * scripts/prepare.sh), with no flag of the harness's own (no --socket, --state-dir, --log-level
+   * or --default-pools: `debug` and `defaultPools` are refused). truss then uses its default state
+   * dir /var/lib/truss, which is this host's stateDir: bind-mounted over it in the host's private
+   * mount namespace (see ensureDefaultStateDirMountPoint).
+   */
+  readonly runScript?: boolean;
+}
+
+/**
+ * The mount point a runScript start binds each host's state dir on: /var/lib/truss must exist
+ * on the machine. Returns whether it was made now (the caller removes it once every host that
+ * bound it is gone: removing it earlier would detach the other hosts' mounts).
+ */
+export function ensureDefaultStateDirMountPoint(): boolean {
+  if (existsSync(DEFAULT_STATE_DIR)) return false;
+  mkdirSync(DEFAULT_STATE_DIR, { recursive: true, mode: 0o700 });
+  return true;
+}
+
+/** Removes the mount point ensureDefaultStateDirMountPoint made (only if it is still empty). */
+export function removeDefaultStateDirMountPoint(made: boolean): void {
+  if (!made) return;
+  try {
+    rmdirSync(DEFAULT_STATE_DIR);
+  } catch {
+    // not empty (a real truss uses it now) or gone: leave it
+  }
 }
 
 export interface TrussStatus {
@@ -111,12 +144,23 @@ export function trussDaemon(dockerdPid: () => number, dir: string, opts: { reado
       if (!existsSync(TRUSS_BIN)) throw new Error(`${TRUSS_BIN} does not exist (the daemon is not built yet)`);
       lastOpts = opts;
       mkdirSync(stateDir, { recursive: true });
-      const args = ['serve', '--socket', PLUGIN_SOCKET, '--state-dir', stateDir];
-      if (opts.debug) args.push('--log-level', 'debug');
-      if (opts.defaultPools) args.push('--default-pools', opts.defaultPools);
-      args.push(...(opts.extraArgs ?? []));
+      let argv: string[];
+      if (opts.runScript) {
+        if (opts.debug || opts.defaultPools) throw new Error('runScript: only extraArgs, as a user passes them');
+        if (!existsSync(DEFAULT_STATE_DIR)) throw new Error(`runScript: ${DEFAULT_STATE_DIR} does not exist`);
+        // -ef: the same directory, i.e. bound already (a restart); never some other mount found there
+        const bind = `[ ${DEFAULT_STATE_DIR} -ef "$1" ] || mount --bind "$1" ${DEFAULT_STATE_DIR} && [ ${DEFAULT_STATE_DIR} -ef "$1" ]`;
+        const r = await run(inHost(['sh', '-c', bind, 'sh', stateDir]), { env: childEnv({}) });
+        if (r.code !== 0) throw new Error(`bind ${stateDir} on ${DEFAULT_STATE_DIR}: ${r.stderr}`);
+        argv = inHost([RUN_SH, ...(opts.extraArgs ?? [])]);
+      } else {
+        const args = ['serve', '--socket', PLUGIN_SOCKET, '--state-dir', stateDir];
+        if (opts.debug) args.push('--log-level', 'debug');
+        if (opts.defaultPools) args.push('--default-pools', opts.defaultPools);
+        args.push(...(opts.extraArgs ?? []));
+        argv = inHost([TRUSS_BIN, ...args]);
+      }
       const out = openSync(logFile, 'a');
-      const argv = inHost([TRUSS_BIN, ...args]);
       child = spawn(argv[0] as string, argv.slice(1), {
         env: childEnv(opts),
         stdio: ['ignore', out, out],

@@ -280,12 +280,17 @@ async function stopUnderlay(u: Underlay): Promise<void> {
 /**
  * An etcd (one member) in the namespace at netnsPath, data and log under dir, listening for
  * clients on every address of `listen` (port `port`); endpoint and url name the first.
+ * With `environment`, etcd gets no flags at all: it is configured by those ETCD_* variables only
+ * (plus ETCD_DATA_DIR=dataDir unless given), as Debian's etcd.service configures it from its
+ * Environment= lines and /etc/default/etcd; `listen` and `port` must then say where they make it
+ * listen (they only name the endpoint and the health check).
  */
 export function etcdIn(
   netnsPath: string,
   dir: string,
   port: number,
   listen: readonly string[] = [UNDERLAY_ADDRESS],
+  environment?: Readonly<Record<string, string>>,
 ): Etcd {
   const dataDir = join(dir, 'etcd-data');
   const logFile = join(dir, 'etcd.log');
@@ -316,8 +321,7 @@ export function etcdIn(
     async restart() {
       if (pid() !== undefined) throw new Error('etcd is already running');
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const argv = inNetns(netnsPath, [
-        'etcd',
+      const flags = [
         '--name',
         'ul',
         '--data-dir',
@@ -336,9 +340,11 @@ export function etcdIn(
         // ignored once the data dir holds a member: a restart keeps the cluster's state
         '--initial-cluster-state',
         'new',
-      ]);
+      ];
+      const argv = inNetns(netnsPath, ['etcd', ...(environment ? [] : flags)]);
       const out = openSync(logFile, 'a');
-      child = spawn(argv[0] as string, argv.slice(1), { env: env(), stdio: ['ignore', out, out], detached: true });
+      const childEnv = environment ? { ...env(), ETCD_DATA_DIR: dataDir, ...environment } : env();
+      child = spawn(argv[0] as string, argv.slice(1), { env: childEnv, stdio: ['ignore', out, out], detached: true });
       child.unref();
       closeSync(out);
       try {

@@ -1,14 +1,13 @@
 /**
  * `truss cluster rbac --node ID [--apply ...]`: etcd RBAC for one host (core/cluster/rbac.ts).
  * Prints the etcdctl commands, or with --apply runs them through the etcd API as an etcd admin.
- * The one command that talks to etcd itself (it runs before any daemon has credentials).
+ * The one command that talks to etcd itself (it runs before any daemon has credentials): that
+ * wiring is the composition root src/cluster-rbac.ts; this file parses and plans.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { readEtcdPassword } from '../cluster-setup.ts';
 import { rbacPlan, renderEtcdctl } from '../core/cluster/rbac.ts';
 import { isTrussError } from '../core/errors.ts';
-import { parseStoreUrl, plaintextProblem } from '../store/store-url.ts';
+import { parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
 import type { CliIo } from './policy.ts';
 
 export const RBAC_USAGE = `usage:
@@ -69,26 +68,20 @@ export async function rbacCommand(args: readonly string[], io: CliIo): Promise<n
     }
     const plain = plaintextProblem(url.endpoints, tlsGiven === 3, v['etcd-insecure'] === true);
     if (plain) throw plain;
-    const password = readEtcdPassword(v['password-file']);
-    const { applyRbac } = await import('../store/etcd-rbac.ts');
-    await applyRbac(
+    // the files and etcd are wired in the composition root src/cluster-rbac.ts (loaded only for --apply)
+    const { applyRbacPlan } = await import('../cluster-rbac.ts');
+    const [ca, cert, key] = tlsFiles;
+    const [user, adminPasswordFile] = [v['etcd-user'], v['etcd-password-file']];
+    await applyRbacPlan(
       {
         endpoints: url.endpoints,
-        ...(tlsGiven === 3
-          ? {
-              tls: {
-                ca: readFileSync(tlsFiles[0] as string),
-                cert: readFileSync(tlsFiles[1] as string),
-                key: readFileSync(tlsFiles[2] as string),
-              },
-            }
-          : {}),
-        ...(v['etcd-user'] !== undefined && v['etcd-password-file'] !== undefined
-          ? { auth: { user: v['etcd-user'], password: readEtcdPassword(v['etcd-password-file']) } }
+        passwordFile: v['password-file'],
+        ...(ca !== undefined && cert !== undefined && key !== undefined ? { tlsFiles: { ca, cert, key } } : {}),
+        ...(user !== undefined && adminPasswordFile !== undefined
+          ? { admin: { user, passwordFile: adminPasswordFile } }
           : {}),
       },
       plan,
-      password,
     );
     io.stdout(
       `etcd role and user ${plan.user} are set up: host ${plan.node} may write its own records only\n` +

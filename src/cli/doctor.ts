@@ -3,14 +3,12 @@
  * a daemon, as a table (OK / WARN / MISSING / INFO, what each affects, the fix) or --json.
  * Takes serve's flags (--socket, --state-dir, --store, --iptables, --proc-sys, ...) so it
  * checks what that serve would. Read-only. Exit 0 when every must-have is there (warnings
- * allowed), 1 otherwise. Unlike serve it waits for the etcd probe (bounded).
+ * allowed), 1 otherwise. Unlike serve it waits for the etcd probe (bounded). This file parses
+ * and formats; what is probed is wired in src/doctor.ts.
  */
 import { loadConfig } from '../config.ts';
 import { type DoctorBody, SCHEMA_VERSION } from '../core/admin-api.ts';
-import { type Check, evaluateHost, isFailedRequirement } from '../core/preflight.ts';
-import { probeHost } from '../dataplane/linux/host-checks.ts';
-import { parseStoreUrl } from '../store/store-url.ts';
-import { ownershipChecks } from './doctor-ownership.ts';
+import { type Check, isFailedRequirement } from '../core/preflight.ts';
 
 export interface DoctorIo {
   readonly env: NodeJS.ProcessEnv;
@@ -65,15 +63,9 @@ export async function doctorCommand(args: readonly string[], io: DoctorIo): Prom
     args.filter((a) => a !== '--json'),
     io.env,
   );
-  const store = parseStoreUrl(config.store);
-  const facts = await probeHost({
-    socket: config.socket,
-    stateDir: config.stateDir,
-    ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
-    ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
-    ...(store.kind === 'etcd' ? { etcdEndpoints: store.endpoints } : {}),
-  });
-  const checks = [...evaluateHost(facts), ...(await ownershipChecks(config.stateDir))];
+  // the probes are wired in the composition root src/doctor.ts (loaded only for this command)
+  const { diagnose } = await import('../doctor.ts');
+  const checks = await diagnose(config);
   const ok = !checks.some(isFailedRequirement);
   const report: DoctorBody = { ok, checks };
   io.stdout(json ? `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...report }, null, 2)}\n` : formatDoctor(checks));

@@ -96,6 +96,10 @@ export function markOwner(
   return mark.state === owner.stateId ? 'own' : 'foreign';
 }
 
+/** What to do about foreign links (status, logs, `truss doctor`, docs/operations.md). */
+export const FOREIGN_FIX =
+  'start truss with the --state-dir that made them to adopt them, or remove them with `truss cleanup --foreign`';
+
 /** Names the reconciler may remove when no mark is readable (e.g. a half-created veth). */
 export const isTrussLinkName = (name: string): boolean => /^tr[bvc][0-9a-f]{12}$/.test(name);
 

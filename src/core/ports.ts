@@ -68,9 +68,21 @@ export interface JoinResult {
   readonly disableGatewayService: boolean;
 }
 
+/**
+ * What a service learns of its request's reply (protocol/server.ts): the mutating calls journal
+ * what would undo (or complete) them until dockerd has the reply (service/journal.ts).
+ */
+export interface RequestContext {
+  /**
+   * true once a success reply has been handed to the client's connection (the response's
+   * 'finish'); false when the reply was an error or the connection closed before it was sent.
+   */
+  readonly replied: Promise<boolean>;
+}
+
 export interface NetworkDriverService {
   capabilities(): NetworkCapabilities;
-  createNetwork(input: CreateNetworkInput): Promise<void>;
+  createNetwork(input: CreateNetworkInput, ctx?: RequestContext): Promise<void>;
   deleteNetwork(networkId: string): Promise<void>;
   allocateNetwork(networkId: string, options: Readonly<Record<string, string>>): Promise<Record<string, string>>;
   freeNetwork(networkId: string): Promise<void>;
@@ -123,10 +135,10 @@ export interface RequestAddressResult {
 export interface IpamService {
   capabilities(): IpamCapabilities;
   defaultAddressSpaces(): { local: string; global: string };
-  requestPool(input: RequestPoolInput): Promise<RequestPoolResult>;
-  releasePool(poolId: string): Promise<void>;
-  requestAddress(input: RequestAddressInput): Promise<RequestAddressResult>;
-  releaseAddress(poolId: string, address: string): Promise<void>;
+  requestPool(input: RequestPoolInput, ctx?: RequestContext): Promise<RequestPoolResult>;
+  releasePool(poolId: string, ctx?: RequestContext): Promise<void>;
+  requestAddress(input: RequestAddressInput, ctx?: RequestContext): Promise<RequestAddressResult>;
+  releaseAddress(poolId: string, address: string, ctx?: RequestContext): Promise<void>;
 }
 
 // ---------- the cluster (called by services when a network has truss.cluster) ----------

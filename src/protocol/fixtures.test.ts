@@ -181,7 +181,8 @@ function checkDualStackScenario(
   });
 
   for (const c of srv.stubs.calls.filter((c) => c.method === 'releaseAddress')) {
-    assert.equal(c.args.length, 2);
+    assert.equal(c.args.length, 3, 'pool, address and the request context');
+    assert.ok((c.args[2] as { replied?: unknown }).replied instanceof Promise);
     assert.match(String(c.args[1]), /^[0-9a-f.:]+$/, 'ReleaseAddress takes a bare IP');
   }
 }

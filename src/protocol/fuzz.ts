@@ -7,12 +7,10 @@
  * Used by fuzz.test.ts (CI counts) and bench/soak.ts (--fuzz-runs, the nightly counts).
  */
 import fc from 'fast-check';
+import { loadConfig } from '../config.ts';
+import { buildDaemon } from '../daemon.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
-import { IntentRepo } from '../service/intent.ts';
-import { DEFAULT_POOLS, IpamServiceImpl } from '../service/ipam-service.ts';
-import { NetworkService } from '../service/network-service.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { startServer, type TestServer } from './testing.ts';
 
@@ -230,17 +228,18 @@ export interface FuzzBed {
 export async function fuzzBed(): Promise<FuzzBed> {
   const store = new MemoryStore();
   const dp = new FakeDataplane();
-  const repo = new IntentRepo(store);
-  const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
+  // the daemon's own wiring (src/daemon.ts); full passes only on demand
+  const config = loadConfig(['--resync-seconds', '3600'], {});
+  const d = await buildDaemon(config, {
+    store,
     dataplane: dp,
     log: silentLogger,
-    resyncMs: 3_600_000,
+    stamps: false,
+    programTimeoutMs: 2000,
   });
-  reconciler.start();
-  const network = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  const ipam = new IpamServiceImpl({ store, log: silentLogger, defaultPools: DEFAULT_POOLS });
-  const server = await startServer({ network, ipam, calls: [], argsOf: () => [] });
+  d.start();
+  const { network, ipam } = d;
+  const server = await startServer({ network, ipam: d.releases, calls: [], argsOf: () => [] });
   const pool = await ipam.requestPool({
     addressSpace: 'TrussLocal',
     pool: SUBNET,
@@ -285,7 +284,7 @@ export async function fuzzBed(): Promise<FuzzBed> {
     server,
     state,
     close: async () => {
-      await reconciler.stop();
+      await d.stop();
       await server.close();
     },
   };

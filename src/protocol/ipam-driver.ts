@@ -30,24 +30,24 @@ export function ipamDriverRoutes(svc: IpamService): RouteTable {
     },
     'IpamDriver.RequestPool': {
       body: 'json',
-      handle: async (body) => toWireRequestPool(await svc.requestPool(decodeRequestPool(body))),
+      handle: async (body, ctx) => toWireRequestPool(await svc.requestPool(decodeRequestPool(body), ctx)),
     },
     'IpamDriver.ReleasePool': {
       body: 'json',
-      handle: async (body) => {
-        await svc.releasePool(decodeReleasePool(body));
+      handle: async (body, ctx) => {
+        await svc.releasePool(decodeReleasePool(body), ctx);
         return EMPTY_RESPONSE;
       },
     },
     'IpamDriver.RequestAddress': {
       body: 'json',
-      handle: async (body) => toWireRequestAddress(await svc.requestAddress(decodeRequestAddress(body))),
+      handle: async (body, ctx) => toWireRequestAddress(await svc.requestAddress(decodeRequestAddress(body), ctx)),
     },
     'IpamDriver.ReleaseAddress': {
       body: 'json',
-      handle: async (body) => {
+      handle: async (body, ctx) => {
         const { poolId, address } = decodeReleaseAddress(body);
-        await svc.releaseAddress(poolId, address);
+        await svc.releaseAddress(poolId, address, ctx);
         return EMPTY_RESPONSE;
       },
     },

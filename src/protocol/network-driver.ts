@@ -29,8 +29,8 @@ export function networkDriverRoutes(svc: NetworkDriverService): RouteTable {
     },
     'NetworkDriver.CreateNetwork': {
       body: 'json',
-      handle: async (body) => {
-        await svc.createNetwork(decodeCreateNetwork(body));
+      handle: async (body, ctx) => {
+        await svc.createNetwork(decodeCreateNetwork(body), ctx);
         return EMPTY_RESPONSE;
       },
     },

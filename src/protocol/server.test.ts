@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { errors } from '../core/errors.ts';
-import type { CreateEndpointInput } from '../core/ports.ts';
+import type { CreateEndpointInput, RequestContext } from '../core/ports.ts';
 import { recordingServices, startServer, type TestServer } from './testing.ts';
 
 const NID = 'a'.repeat(64);
@@ -243,6 +243,34 @@ describe('protocol server', { timeout: 30_000 }, () => {
     assert.ok(s.lines.some((l) => l.msg === 'rpc completed after its deadline'));
     const next = await s.request('/NetworkDriver.GetCapabilities', '');
     assert.equal(next.status, 200);
+  });
+
+  it("tells the service whether its success reply was handed to dockerd's connection", async () => {
+    const seen: Promise<boolean>[] = [];
+    let fail = false;
+    let hang: Promise<void> | undefined;
+    const stubs = recordingServices({
+      ipam: {
+        releasePool: async (_id: string, ctx?: RequestContext) => {
+          if (ctx) seen.push(ctx.replied);
+          if (hang) await hang;
+          if (fail) throw errors.poolNotFound('no such pool');
+        },
+      },
+    });
+    const s = await start(stubs, { handlerTimeoutMs: 50 });
+    const body = JSON.stringify({ PoolID: 'TrussLocal/198.18.0.0/24' });
+    assert.equal((await s.request('/IpamDriver.ReleasePool', body)).status, 200);
+    assert.equal(await seen[0], true, 'a success reply that finished');
+    fail = true;
+    await expectError(s, '/IpamDriver.ReleasePool', body);
+    assert.equal(await seen[1], false, 'an error reply');
+    fail = false;
+    const gate = Promise.withResolvers<void>();
+    hang = gate.promise;
+    await expectError(s, '/IpamDriver.ReleasePool', body);
+    gate.resolve();
+    assert.equal(await seen[2], false, 'the reply dockerd got was the timeout, not the late success');
   });
 
   it('encodes CreateEndpoint and Join replies with exactly the fields Docker reads', async () => {

@@ -12,7 +12,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errors } from '../core/errors.ts';
 import { isDockerId, shortId } from '../core/naming.ts';
-import type { IpamService, NetworkDriverService } from '../core/ports.ts';
+import type { IpamService, NetworkDriverService, RequestContext } from '../core/ports.ts';
 import { jsonDepth, MAX_JSON_DEPTH } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import { MAX_BODY_BYTES, protocolErrors, toErrorReply } from './errors.ts';
@@ -20,7 +20,7 @@ import { ipamDriverRoutes } from './ipam-driver.ts';
 import { networkDriverRoutes } from './network-driver.ts';
 import { ACTIVATE_RESPONSE } from './wire.ts';
 
-export interface RouteContext {
+export interface RouteContext extends RequestContext {
   /** child logger bound to rpc, reqId (and nid/eid when the body has them) */
   readonly log: Logger;
 }
@@ -133,6 +133,11 @@ async function serve(req: http.IncomingMessage, res: http.ServerResponse, ctx: S
   let status = 200;
   let reply: object;
   let close = false;
+  // 'finish': the reply was handed to the connection; 'close' first: it never was (dockerd gave up)
+  const replied = Promise.withResolvers<boolean>();
+  let success = false;
+  res.once('finish', () => replied.resolve(success));
+  res.once('close', () => replied.resolve(false));
   try {
     if (req.method !== 'POST') throw protocolErrors.methodNotAllowed(req.method ?? '');
     const route = ctx.routes.get(rpc);
@@ -142,9 +147,10 @@ async function serve(req: http.IncomingMessage, res: http.ServerResponse, ctx: S
     log = bindIds(log, body.value);
     log.debug('rpc request', route.body === 'none' ? {} : { body: body.value ?? body.text });
     if (body.error) throw body.error;
-    reply = await withDeadline(route.handle(body.value, { log }), ctx.timeoutMs, rpc, log);
+    reply = await withDeadline(route.handle(body.value, { log, replied: replied.promise }), ctx.timeoutMs, rpc, log);
     // serialise here so that an unserialisable service result is answered as an error
     const text = JSON.stringify(reply);
+    success = true;
     send(res, 200, text, false);
   } catch (err) {
     const r = toErrorReply(err, log, ctx.reqId);

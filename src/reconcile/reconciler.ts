@@ -32,7 +32,7 @@ import {
 import { computeEgress } from '../core/egress.ts';
 import { errors, TrussError } from '../core/errors.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
-import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
+import { FOREIGN_FIX, VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { AppliedSet, fingerprint } from './applied.ts';
@@ -111,9 +111,6 @@ function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
     late,
   ]).finally(() => clearTimeout(timer));
 }
-/** What to do about foreign links (status, logs, docs/operations.md). */
-export const FOREIGN_FIX =
-  'start truss with the --state-dir that made them to adopt them, or remove them with `truss cleanup --foreign`';
 const ABSENT = 'absent';
 export const bridgeKey = (name: string): string => `bridge:${name}`;
 const WIREGUARD_KEY = 'wireguard';

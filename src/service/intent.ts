@@ -154,10 +154,13 @@ export class IntentRepo {
     return (await this.#store.list(prefix)).items.map((kv) => decode<EndpointSpec>(kv));
   }
 
-  /** Create-if-absent; returns the revision, or throws a store conflict if it exists. */
-  async createNetwork(spec: NetworkSpec): Promise<number> {
+  /**
+   * Create-if-absent; returns the revision, or throws a store conflict if it exists. `also`
+   * commits in the same txn (the request journal's entry).
+   */
+  async createNetwork(spec: NetworkSpec, also: readonly Op[] = []): Promise<number> {
     const key = networkKey(spec.id);
-    const r = await this.#txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(spec) }]);
+    const r = await this.#txn([{ key, version: 0 }], [{ type: 'put', key, value: JSON.stringify(spec) }, ...also]);
     if (!r.succeeded) throw errors.storeConflict(`network ${spec.id.slice(0, 12)} was created concurrently`);
     return r.revision;
   }

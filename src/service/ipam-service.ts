@@ -17,46 +17,46 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errors } from '../core/errors.ts';
-import { formatIp, formatPrefix, hostRange, type Ip, type Prefix } from '../core/ip.ts';
+import { formatIp, formatPrefix, type Ip, type Prefix } from '../core/ip.ts';
 import {
   allocationRange,
-  checkRequestedAddress,
   classifyAddressRequest,
   describeHolder,
   parseRequestedAddress,
-  pickNextFree,
 } from '../core/ipam/address-selection.ts';
 import { type CompiledDefaultPool, compileDefaultPools, type DefaultPool } from '../core/ipam/default-pools.ts';
-import {
-  addrKey,
-  addrsPrefix,
-  IPAM_ADDRS_PREFIX,
-  IPAM_POOL_SEQ_KEY,
-  IPAM_POOLS_PREFIX,
-  makePoolId,
-  poolKey,
-} from '../core/ipam/keys.ts';
+import { addrKey, addrsPrefix, IPAM_POOL_SEQ_KEY, IPAM_POOLS_PREFIX, makePoolId, poolKey } from '../core/ipam/keys.ts';
 import { findOverlap, type HeldPool, pickDynamicPool } from '../core/ipam/pool-selection.ts';
 import { type PoolPlan, planPoolRequest } from '../core/ipam/pool-validation.ts';
-import { type DecodedPool, decodeAddressRecord, decodePoolRecord, encodeRecord } from '../core/ipam/records.ts';
+import { decodeAddressRecord, decodePoolRecord, encodeRecord } from '../core/ipam/records.ts';
 import type { AddressKind, AddressRecord, PoolRecord } from '../core/model.ts';
 import type {
   IpamCapabilities,
   IpamService,
   RequestAddressInput,
   RequestAddressResult,
+  RequestContext,
   RequestPoolInput,
   RequestPoolResult,
 } from '../core/ports.ts';
-import { showValue } from '../core/safe-json.ts';
 import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Compare, KeyValue, Op, Store } from '../store/store.ts';
+import { chooseAddress, withCursor } from './ipam-choose.ts';
+import {
+  checkAddressSpace,
+  GLOBAL_ADDRESS_SPACE,
+  LOCAL_ADDRESS_SPACE,
+  overlapError,
+  poolsExhaustedError,
+} from './ipam-errors.ts';
+import { addressesByPool, poolsOf } from './ipam-views.ts';
+import type { Journal, JournalEntry } from './journal.ts';
+import { KeyedLock } from './mutex.ts';
 
 export { DEFAULT_POOLS, type DefaultPool, parseDefaultPools } from '../core/ipam/default-pools.ts';
 
-export const LOCAL_ADDRESS_SPACE = 'TrussLocal';
-export const GLOBAL_ADDRESS_SPACE = 'TrussGlobal';
+export { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE } from './ipam-errors.ts';
 /** CAS attempts per request before giving up with TRUSS_ERR_STORE_CONFLICT. */
 export const MAX_ATTEMPTS = 50;
 
@@ -74,7 +74,15 @@ export interface IpamServiceDeps {
     /** the truss.cluster name of the local network using this pool (CIDR), if any */
     clusterForPool(pool: string): Promise<string | undefined>;
   };
+  /** requests made with a RequestContext journal what undoes or completes them (journal.ts) */
+  readonly journal?: Journal;
+  /** the --aux-address list of the network using this pool (CIDR), when one does: conflict wording */
+  auxAddresses?(pool: string): Promise<readonly string[] | undefined>;
 }
+
+/** Release only a record whose createRevision passes this (journal settles: never a re-allocation). */
+export type CreatedGuard = (createRevision: number) => boolean;
+const ANY: CreatedGuard = () => true;
 
 /** What the IPAM needs of the cluster IPAM (cluster/cluster-ipam.ts). */
 export interface ClusterAddressing {
@@ -87,29 +95,11 @@ type Attempt<T> = T | typeof RETRY;
 const POOLS_LOCK = '\0pools';
 
 const put = (key: string, value: string): Op => ({ type: 'put', key, value });
+type JournalOps = (e: JournalEntry) => Op[];
 const del = (key: string): Op => ({ type: 'delete', key });
 /** "unchanged since read", also for a key that was absent */
 const unchanged = (key: string, kv: KeyValue | undefined): Compare =>
   kv ? { key, modRevision: kv.modRevision } : { key, version: 0 };
-
-/** Serialises async work per key; idle keys are forgotten. */
-class KeyedLock {
-  readonly #tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const gate = Promise.withResolvers<void>();
-    const tail = prev.then(() => gate.promise);
-    this.#tails.set(key, tail);
-    await prev;
-    try {
-      return await fn();
-    } finally {
-      gate.resolve();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
-}
 
 export class IpamServiceImpl implements IpamService {
   readonly #store: Store;
@@ -133,26 +123,45 @@ export class IpamServiceImpl implements IpamService {
     return { local: LOCAL_ADDRESS_SPACE, global: GLOBAL_ADDRESS_SPACE };
   }
 
-  async requestPool(input: RequestPoolInput): Promise<RequestPoolResult> {
+  async requestPool(input: RequestPoolInput, ctx?: RequestContext): Promise<RequestPoolResult> {
     const space = checkAddressSpace(input.addressSpace);
     const plan = planPoolRequest(input);
-    return this.#lock.run(POOLS_LOCK, () => this.#retry('RequestPool', () => this.#tryRequestPool(space, plan)));
+    const j = this.#begin(ctx);
+    try {
+      return await this.#lock.run(POOLS_LOCK, () =>
+        this.#retry('RequestPool', () => this.#tryRequestPool(space, plan, j.ops)),
+      );
+    } finally {
+      j.done();
+    }
   }
 
-  async releasePool(poolId: string): Promise<void> {
-    await this.#lock.run(poolId, () => this.#retry('ReleasePool', () => this.#tryReleasePool(poolId)));
+  async releasePool(poolId: string, ctx?: RequestContext): Promise<void> {
+    await this.#journaled(ctx, { kind: 'release-pool', poolId }, async () => {
+      await this.releasePoolIf(poolId, ANY);
+    });
   }
 
-  async requestAddress(input: RequestAddressInput): Promise<RequestAddressResult> {
+  /** Release the pool (and its addresses) only if its record passes `guard`; true when released. */
+  async releasePoolIf(poolId: string, guard: CreatedGuard): Promise<boolean> {
+    return this.#lock.run(poolId, () => this.#retry('ReleasePool', () => this.#tryReleasePool(poolId, guard)));
+  }
+
+  async requestAddress(input: RequestAddressInput, ctx?: RequestContext): Promise<RequestAddressResult> {
     const ip = input.address === '' ? undefined : parseRequestedAddress(input.address);
     const holder = classifyAddressRequest(input.options, input.address);
     const cluster = holder.kind === 'gateway' ? undefined : await this.#clusterOf(input.poolId);
-    if (cluster) return this.#requestClusterAddress(input.poolId, cluster, ip, holder.owner);
-    const r = await this.#lock.run(input.poolId, () =>
-      this.#retry('RequestAddress', () => this.#tryRequestAddress(input.poolId, ip, holder)),
-    );
-    fault('request-address:after-store');
-    return r;
+    const j = this.#begin(ctx);
+    try {
+      if (cluster) return await this.#requestClusterAddress(input.poolId, cluster, ip, holder.owner, j.ops);
+      const r = await this.#lock.run(input.poolId, () =>
+        this.#retry('RequestAddress', () => this.#tryRequestAddress(input.poolId, ip, holder, j.ops)),
+      );
+      fault('request-address:after-store');
+      return r;
+    } finally {
+      j.done();
+    }
   }
 
   /**
@@ -162,12 +171,26 @@ export class IpamServiceImpl implements IpamService {
    * only logs a failed ReleaseAddress and never sends it again, so an error would help no
    * one; the claim GC releases the claim once etcd is back. Releasing twice is harmless.
    */
-  async releaseAddress(poolId: string, address: string): Promise<void> {
+  async releaseAddress(poolId: string, address: string, ctx?: RequestContext): Promise<void> {
+    const ip = parseRequestedAddress(address);
+    const entry: JournalEntry = { kind: 'release-address', poolId, address: formatIp(ip) };
+    await this.#journaled(ctx, entry, async () => {
+      fault('release-address:before-store');
+      await this.releaseAddressIf(poolId, formatIp(ip), ANY);
+    });
+  }
+
+  /** Release `address` only if its record passes `guard` (and then its cluster claim); true when released. */
+  async releaseAddressIf(poolId: string, address: string, guard: CreatedGuard): Promise<boolean> {
     const ip = parseRequestedAddress(address);
     const cluster = await this.#clusterOf(poolId);
-    fault('release-address:before-store');
-    await this.#lock.run(poolId, () => this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip)));
-    if (!cluster) return;
+    const outcome = await this.#lock.run(poolId, () =>
+      this.#retry('ReleaseAddress', () => this.#tryReleaseAddress(poolId, ip, guard)),
+    );
+    const released = outcome === 'released';
+    // dockerd's own release of an absent record still frees the claim (a crash between claim and
+    // record); a guarded one (a journal settle) never does: the claim may be someone else's by now
+    if (!cluster || outcome === 'kept' || (outcome === 'absent' && guard !== ANY)) return released;
     try {
       await this.#deps.cluster?.ipam.release(cluster.name, ip);
     } catch (e) {
@@ -177,21 +200,43 @@ export class IpamServiceImpl implements IpamService {
         err: e,
       });
     }
+    return released;
+  }
+
+  /**
+   * The create kinds: one journal key per request; each attempt's txn puts the entry (the pool
+   * id or address it names is known per attempt), so it commits with the record or not at all.
+   */
+  #begin(ctx: RequestContext | undefined): { readonly ops: JournalOps; done(): void } {
+    const journal = ctx && this.#deps.journal;
+    const key = journal?.begin();
+    return {
+      ops: (e) => (journal && key !== undefined ? [journal.put(key, e)] : []),
+      done: () => {
+        if (ctx && key !== undefined) journal?.follow(key, ctx);
+      },
+    };
+  }
+
+  /** The release kinds: the entry is durable before the release starts, so a crash cannot lose it. */
+  async #journaled(ctx: RequestContext | undefined, entry: JournalEntry, run: () => Promise<void>): Promise<void> {
+    const journal = ctx && this.#deps.journal;
+    const key = journal ? await journal.record(entry) : undefined;
+    try {
+      await run();
+    } finally {
+      if (key !== undefined && ctx) journal?.follow(key, ctx);
+    }
   }
 
   /** Every address the local IPAM holds, by pool CIDR (the claim GC's "in use" view). */
-  async addressesByPool(): Promise<Map<string, Set<string>>> {
-    const pools = new Map((await this.#heldPoolRecords()).map((p) => [p.id, p.pool]));
-    const out = new Map<string, Set<string>>();
-    for (const kv of (await this.#store.list(IPAM_ADDRS_PREFIX)).items) {
-      const rec = decodeAddressRecord(kv.key, kv.value).record;
-      const pool = pools.get(rec.poolId);
-      if (pool === undefined) continue;
-      const set = out.get(pool) ?? new Set<string>();
-      set.add(rec.address);
-      out.set(pool, set);
-    }
-    return out;
+  addressesByPool(): Promise<Map<string, Set<string>>> {
+    return addressesByPool(this.#store);
+  }
+
+  /** Pools whose CIDR is `pool`, with the revision each was allocated at (journal settles). */
+  poolsOf(pool: string): ReturnType<typeof poolsOf> {
+    return poolsOf(this.#store, pool);
   }
 
   async #clusterOf(poolId: string): Promise<{ name: string; subnet: Prefix } | undefined> {
@@ -209,13 +254,14 @@ export class IpamServiceImpl implements IpamService {
     cluster: { name: string; subnet: Prefix },
     wanted: Ip | undefined,
     owner: string | undefined,
+    entry: JournalOps,
   ): Promise<RequestAddressResult> {
     const ipam = this.#deps.cluster?.ipam as ClusterAddressing;
     const ip = await ipam.allocate(cluster.name, cluster.subnet, wanted, owner);
     const holder = { kind: 'endpoint' as const, ...(owner ? { owner } : {}) };
     try {
       return await this.#lock.run(poolId, () =>
-        this.#retry('RequestAddress', () => this.#tryRequestAddress(poolId, ip, holder)),
+        this.#retry('RequestAddress', () => this.#tryRequestAddress(poolId, ip, holder, entry)),
       );
     } catch (e) {
       await ipam.release(cluster.name, ip).catch(() => {});
@@ -243,7 +289,7 @@ export class IpamServiceImpl implements IpamService {
 
   // ---------- one attempt each: read, decide, CAS ----------
 
-  async #tryRequestPool(space: string, plan: PoolPlan): Promise<Attempt<RequestPoolResult>> {
+  async #tryRequestPool(space: string, plan: PoolPlan, entry: JournalOps): Promise<Attempt<RequestPoolResult>> {
     const seq = await this.#store.get(IPAM_POOL_SEQ_KEY);
     const held = await this.#heldPools();
     let pool: Prefix;
@@ -262,7 +308,7 @@ export class IpamServiceImpl implements IpamService {
         plan.family,
         held.map((h) => h.prefix),
       );
-      if (!picked) throw this.#exhaustedError(plan.family);
+      if (!picked) throw poolsExhaustedError(this.#defaults, plan.family);
       pool = picked;
     }
     const cidr = formatPrefix(pool);
@@ -278,29 +324,36 @@ export class IpamServiceImpl implements IpamService {
     };
     const r = await this.#store.txn(
       [unchanged(IPAM_POOL_SEQ_KEY, seq), { key: poolKey(id), version: 0 }],
-      [put(poolKey(id), encodeRecord(record)), put(IPAM_POOL_SEQ_KEY, JSON.stringify({ lastPoolId: id }))],
+      [
+        put(poolKey(id), encodeRecord(record)),
+        put(IPAM_POOL_SEQ_KEY, JSON.stringify({ lastPoolId: id })),
+        ...entry({ kind: 'request-pool', poolId: id }),
+      ],
     );
     if (!r.succeeded) return RETRY;
     this.#log.info('ipam pool allocated', { poolId: id, dynamic: record.dynamic, revision: r.revision });
     return { poolId: id, pool: cidr, data: {} };
   }
 
-  async #tryReleasePool(poolId: string): Promise<Attempt<void>> {
+  async #tryReleasePool(poolId: string, guard: CreatedGuard): Promise<Attempt<boolean>> {
     const kv = await this.#store.get(poolKey(poolId));
+    if (kv && !guard(kv.createRevision)) return false;
     const { items } = await this.#store.list(addrsPrefix(poolId));
-    if (!kv && items.length === 0) return;
+    if (!kv && items.length === 0) return false;
     const r = await this.#store.txn(
       [unchanged(poolKey(poolId), kv)],
       [...(kv ? [del(poolKey(poolId))] : []), ...items.map((a) => del(a.key))],
     );
     if (!r.succeeded) return RETRY;
     this.#log.info('ipam pool released', { poolId, addresses: items.length, revision: r.revision });
+    return kv !== undefined;
   }
 
   async #tryRequestAddress(
     poolId: string,
     wanted: Ip | undefined,
     holder: { readonly kind: AddressKind; readonly owner?: string },
+    entry: JournalOps,
   ): Promise<Attempt<RequestAddressResult>> {
     const kv = await this.#store.get(poolKey(poolId));
     if (!kv) {
@@ -308,27 +361,38 @@ export class IpamServiceImpl implements IpamService {
     }
     const pool = decodePoolRecord(kv.key, kv.value);
     const { items } = await this.#store.list(addrsPrefix(poolId));
-    const { value, cursor } = chooseAddress(poolId, pool, items, wanted, holder.kind);
+    const choice = chooseAddress(poolId, pool, items, wanted, holder.kind);
+    if (choice.holder) throw await this.#heldError(pool.record.pool, choice.holder);
+    const { value, cursor } = choice;
     const address = formatIp({ family: pool.prefix.family, value });
     const rec: AddressRecord = { poolId, address, kind: holder.kind, ...(holder.owner ? { owner: holder.owner } : {}) };
     const key = addrKey(poolId, address);
     const r = await this.#store.txn(
       [unchanged(kv.key, kv), { key, version: 0 }],
-      [put(key, encodeRecord(rec)), put(kv.key, encodeRecord(withCursor(pool.record, cursor)))],
+      [
+        put(key, encodeRecord(rec)),
+        put(kv.key, encodeRecord(withCursor(pool.record, cursor))),
+        ...entry({ kind: 'request-address', poolId, address }),
+      ],
     );
     if (!r.succeeded) return RETRY;
     this.#log.debug('ipam address allocated', { poolId, address, kind: rec.kind, owner: rec.owner });
     return { address: `${address}/${pool.prefix.length}`, data: {} };
   }
 
-  async #tryReleaseAddress(poolId: string, ip: Ip): Promise<Attempt<void>> {
+  async #tryReleaseAddress(
+    poolId: string,
+    ip: Ip,
+    guard: CreatedGuard,
+  ): Promise<Attempt<'released' | 'absent' | 'kept'>> {
     const kv = await this.#store.get(poolKey(poolId));
     const pool = kv ? decodePoolRecord(kv.key, kv.value) : undefined;
     const { value } = ip;
     const address = formatIp(ip);
     const key = addrKey(poolId, address);
     const akv = await this.#store.get(key);
-    if (!akv) return;
+    if (!akv) return 'absent';
+    if (!guard(akv.createRevision)) return 'kept';
     const compares = [unchanged(key, akv)];
     const ops = [del(key)];
     // The cursor moves to the released address, so next-free walks on past it: the address
@@ -341,14 +405,17 @@ export class IpamServiceImpl implements IpamService {
     const r = await this.#store.txn(compares, ops);
     if (!r.succeeded) return RETRY;
     this.#log.debug('ipam address released', { poolId, address });
+    return 'released';
+  }
+
+  /** The conflict for a wanted address already held, saying what holds it. */
+  async #heldError(pool: string, rec: AddressRecord): Promise<Error> {
+    const aux = rec.kind === 'aux' ? await this.#deps.auxAddresses?.(pool).catch(() => undefined) : undefined;
+    const holder = describeHolder(rec, aux?.includes(rec.address));
+    return errors.addressInUse(`address ${rec.address} in pool ${rec.poolId} is already allocated to ${holder}`);
   }
 
   // ---------- helpers ----------
-
-  async #heldPoolRecords(): Promise<PoolRecord[]> {
-    const { items } = await this.#store.list(IPAM_POOLS_PREFIX);
-    return items.map((kv) => decodePoolRecord(kv.key, kv.value).record);
-  }
 
   async #heldPools(): Promise<HeldPool[]> {
     const { items } = await this.#store.list(IPAM_POOLS_PREFIX);
@@ -370,84 +437,4 @@ export class IpamServiceImpl implements IpamService {
       `${what} lost ${MAX_ATTEMPTS} compare-and-swap races against concurrent IPAM changes; retry the command`,
     );
   }
-
-  #exhaustedError(family: 4 | 6): Error {
-    const mine = this.#defaults.filter((d) => d.base.family === family).map((d) => d.text);
-    if (mine.length === 0) {
-      return errors.poolExhausted(
-        `no default IPv${family} pools are configured (--default-pools): pass an explicit --subnet`,
-      );
-    }
-    return errors.poolExhausted(
-      `all default IPv${family} pools are in use (${mine.join(', ')}): remove unused networks, ` +
-        'pass an explicit --subnet, or add ranges with --default-pools',
-    );
-  }
-}
-
-function checkAddressSpace(space: string): string {
-  if (space === LOCAL_ADDRESS_SPACE || space === GLOBAL_ADDRESS_SPACE) return space;
-  if (space === '') return LOCAL_ADDRESS_SPACE;
-  throw errors.badRequest(
-    `AddressSpace ${showValue(space)} is not truss's: use ${LOCAL_ADDRESS_SPACE} or ${GLOBAL_ADDRESS_SPACE}`,
-  );
-}
-
-function overlapError(wanted: Prefix, clash: HeldPool): Error {
-  const a = formatPrefix(wanted);
-  const b = formatPrefix(clash.prefix);
-  const what = a === b ? `pool ${a} is already in use` : `pool ${a} overlaps pool ${b}, already in use`;
-  return errors.poolOverlap(`${what} (${clash.id}) by another network: choose a --subnet that overlaps no other`);
-}
-
-function exhaustedAddressError(pool: DecodedPool, used: number): Error {
-  const where = pool.record.subPool ? `sub-pool (--ip-range) ${pool.record.subPool} of ` : '';
-  return errors.addressExhausted(
-    `no free address left in ${where}pool ${pool.record.id} (${used} allocated): ` +
-      'release addresses or use a larger --subnet / --ip-range',
-  );
-}
-
-/**
- * The address to allocate: the wanted one if it is acceptable and free, else the gateway's
- * first free host address or the next free one after the cursor. Throws the user-facing
- * error otherwise. `items` are the pool's address keys, which end in the canonical address
- * text: candidates are looked up by text, the stored addresses are never all parsed.
- */
-function chooseAddress(
-  id: string,
-  pool: DecodedPool,
-  items: readonly KeyValue[],
-  wantedIp: Ip | undefined,
-  kind: AddressKind,
-): { readonly value: bigint; readonly cursor: string | undefined } {
-  const text = (v: bigint): string => formatIp({ family: pool.prefix.family, value: v });
-  if (wantedIp !== undefined) {
-    checkRequestedAddress(pool.prefix, wantedIp, id); // refuses an address of the other family (L4)
-    const wanted = wantedIp.value;
-    const existing = items.find((a) => a.key === addrKey(id, text(wanted)));
-    if (existing) {
-      const holder = describeHolder(decodeAddressRecord(existing.key, existing.value).record);
-      throw errors.addressInUse(`address ${text(wanted)} in pool ${id} is already allocated to ${holder}`);
-    }
-    return { value: wanted, cursor: pool.record.cursor };
-  }
-  const prefix = addrsPrefix(id);
-  const taken = new Set(items.map((a) => a.key.slice(prefix.length)));
-  const isTaken = (v: bigint): boolean => taken.has(text(v));
-  // The gateway takes the first free host address of the whole pool (--ip-range is for
-  // containers); everything else walks the allocation range on from the cursor.
-  if (kind === 'gateway') {
-    const free = pickNextFree(hostRange(pool.prefix), isTaken, taken.size);
-    if (free === undefined) throw exhaustedAddressError(pool, taken.size);
-    return { value: free, cursor: pool.record.cursor };
-  }
-  const range = allocationRange(pool.prefix, pool.subPrefix);
-  const free = range && pickNextFree(range, isTaken, taken.size, pool.cursor);
-  if (free === undefined) throw exhaustedAddressError(pool, taken.size);
-  return { value: free, cursor: free.toString() };
-}
-
-function withCursor(record: PoolRecord, cursor: string | undefined): PoolRecord {
-  return cursor === undefined ? record : { ...record, cursor };
 }

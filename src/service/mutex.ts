@@ -7,3 +7,22 @@ export class Mutex {
     return next;
   }
 }
+
+/** Serialises async work per key; idle keys are forgotten. */
+export class KeyedLock {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tails.get(key) ?? Promise.resolve();
+    const gate = Promise.withResolvers<void>();
+    const tail = prev.then(() => gate.promise);
+    this.#tails.set(key, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      gate.resolve();
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    }
+  }
+}

@@ -30,6 +30,7 @@ import type {
   JoinResult,
   NetworkCapabilities,
   NetworkDriverService,
+  RequestContext,
 } from '../core/ports.ts';
 import type { Capabilities } from '../core/preflight.ts';
 import { showValue } from '../core/safe-json.ts';
@@ -48,7 +49,9 @@ import {
 } from '../reconcile/reconciler.ts';
 import { checkEndpointFeatures, checkNetworkFeatures } from './feature-checks.ts';
 import type { IntentRepo } from './intent.ts';
+import type { Journal } from './journal.ts';
 import { Mutex } from './mutex.ts';
+import { clusterMtu, joinCluster, leaveIfLast } from './network-cluster.ts';
 
 export interface NetworkServiceDeps {
   readonly repo: IntentRepo;
@@ -60,6 +63,8 @@ export interface NetworkServiceDeps {
   readonly cluster?: ClusterPort;
   /** what the host lacks (preflight.ts); features needing it are refused before any intent is written */
   readonly capabilities?: Capabilities;
+  /** CreateNetwork with a RequestContext journals its undo (journal.ts) */
+  readonly journal?: Journal;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -91,14 +96,14 @@ export class NetworkService implements NetworkDriverService {
     return { scope: 'local', connectivityScope: 'local' };
   }
 
-  async createNetwork(input: CreateNetworkInput): Promise<void> {
+  async createNetwork(input: CreateNetworkInput, ctx?: RequestContext): Promise<void> {
     checkId('NetworkID', input.networkId);
     // the same checks as truss's IPAM, whichever IPAM driver gave the pools (M3)
     const v4 = checkNetworkPools(4, input.ipv4);
     const v6 = checkNetworkPools(6, input.ipv6);
     if (v4.length + v6.length === 0) throw errors.badRequest('the network has no IPv4 or IPv6 pool');
     const opts = parseNetworkOptions(input.generic, v6.length > 0);
-    const mtu = this.#clusterMtu(opts.cluster, opts.mtu, opts.mtuGiven);
+    const mtu = clusterMtu(this.#d.cluster, opts.cluster, opts.mtu, opts.mtuGiven);
     checkNetworkFeatures(this.#d.capabilities, opts, v6.length > 0 ? input.ipv6[0]?.pool : undefined);
     const spec: NetworkSpec = {
       id: input.networkId,
@@ -116,69 +121,44 @@ export class NetworkService implements NetworkDriverService {
       ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
     };
     if (spec.egressVia) checkEgressVia(spec.egressVia, spec, spec.cluster !== undefined);
-    if (spec.cluster) await this.#joinCluster(spec);
-    const revision = await this.#lock
-      .run(async () => {
-        const existing = await this.#d.repo.getNetwork(spec.id);
-        if (existing) {
-          if (!sameJson(existing, spec))
-            throw errors.networkConflict(`network ${shortId(spec.id)} already exists with other settings`);
-          return 0; // a replay: make sure it is programmed
-        }
-        for (const other of await this.#d.repo.listNetworks()) {
-          this.#checkNoClash(spec, [...v4, ...v6], other);
-          const clash = egressTableClash(spec, other);
-          if (clash) throw errors.networkConflict(clash);
-        }
-        return this.#d.repo.createNetwork(spec);
-      })
-      .catch(async (e: unknown) => {
-        if (spec.cluster) await this.#leaveIfLast(spec.cluster.name); // joined above for nothing
-        throw e;
+    if (spec.cluster) await joinCluster(this.#d.cluster, spec);
+    // what undoes this create if dockerd never gets the reply: written with the intent (journal.ts)
+    const pools = [...spec.ipv4, ...spec.ipv6].map((d) => d.pool);
+    const journal = ctx && this.#d.journal;
+    const key = journal?.begin();
+    const entry = journal && key ? [journal.put(key, { kind: 'create-network', networkId: spec.id, pools })] : [];
+    try {
+      const revision = await this.#lock
+        .run(async () => {
+          const existing = await this.#d.repo.getNetwork(spec.id);
+          if (existing) {
+            if (!sameJson(existing, spec))
+              throw errors.networkConflict(`network ${shortId(spec.id)} already exists with other settings`);
+            return 0; // a replay: make sure it is programmed
+          }
+          for (const other of await this.#d.repo.listNetworks()) {
+            this.#checkNoClash(spec, [...v4, ...v6], other);
+            const clash = egressTableClash(spec, other);
+            if (clash) throw errors.networkConflict(clash);
+          }
+          return this.#d.repo.createNetwork(spec, entry);
+        })
+        .catch(async (e: unknown) => {
+          if (spec.cluster) await this.#leaveIfLast(spec.cluster.name); // joined above for nothing
+          throw e;
+        });
+      fault('create-network:after-intent');
+      const keys = [bridgeKey(spec.bridge), FIREWALL_KEY, ...(spec.egressVia ? [EGRESS_KEY] : [])];
+      await this.#programOrUndo(revision, keys, async () => {
+        if (revision === 0) return 0;
+        const undone = await this.#d.repo.deleteNetwork(spec.id);
+        if (spec.cluster) await this.#leaveIfLast(spec.cluster.name);
+        return undone;
       });
-    fault('create-network:after-intent');
-    const keys = [bridgeKey(spec.bridge), FIREWALL_KEY, ...(spec.egressVia ? [EGRESS_KEY] : [])];
-    await this.#programOrUndo(revision, keys, async () => {
-      if (revision === 0) return 0;
-      const undone = await this.#d.repo.deleteNetwork(spec.id);
-      if (spec.cluster) await this.#leaveIfLast(spec.cluster.name);
-      return undone;
-    });
+    } finally {
+      if (key !== undefined && ctx) journal?.follow(key, ctx);
+    }
     this.#d.log.info('network created', { nid: shortId(spec.id), bridge: spec.bridge, cluster: spec.cluster?.name });
-  }
-
-  /** Cluster networks carry the tunnel's MTU; a larger -o mtu would fragment between hosts. */
-  #clusterMtu(cluster: NetworkSpec['cluster'], mtu: number, given: boolean): number {
-    if (!cluster) return mtu;
-    const c = this.#d.cluster;
-    if (!c?.enabled()) {
-      throw errors.unsupported(
-        `option truss.cluster=${cluster.name} needs a cluster store: run truss serve with --store etcd://HOST:PORT`,
-      );
-    }
-    const tunnel = c.mtu(cluster.encrypt);
-    if (!given) return tunnel;
-    if (mtu > tunnel) {
-      throw errors.badOption(
-        `option com.docker.network.driver.mtu=${mtu} is larger than the ${cluster.encrypt ? 'WireGuard' : 'VXLAN'} ` +
-          `tunnel allows between hosts (${tunnel})`,
-      );
-    }
-    return mtu;
-  }
-
-  async #joinCluster(spec: NetworkSpec): Promise<void> {
-    const c = spec.cluster as NonNullable<NetworkSpec['cluster']>;
-    const data = [...spec.ipv4, ...spec.ipv6];
-    const subnets = data.map((d) => d.pool);
-    const fingerprint = JSON.stringify({
-      subnets,
-      encrypt: c.encrypt,
-      internal: spec.internal,
-      ingress: spec.ingress ?? null,
-    });
-    const shared = data.flatMap((d) => [d.gateway, ...Object.values(d.auxAddresses)]).filter((a) => a !== undefined);
-    await this.#d.cluster?.joinNetwork({ name: c.name, subnets, encrypt: c.encrypt, fingerprint, shared });
   }
 
   #checkNoClash(spec: NetworkSpec, pools: readonly Prefix[], other: NetworkSpec): void {
@@ -203,20 +183,8 @@ export class NetworkService implements NetworkDriverService {
     this.#d.log.info('network deleted', { nid: shortId(networkId) });
   }
 
-  /**
-   * Leave the cluster network once this host has no local network of it left (its endpoints
-   * are gone with it). A failure is logged, not reported (Docker only logs DeleteNetwork
-   * errors): the claim GC completes the leave later.
-   */
-  async #leaveIfLast(cluster: string): Promise<void> {
-    const others = (await this.#d.repo.listNetworks()).filter((n) => n.cluster?.name === cluster);
-    if (others.length > 0) return;
-    await this.#d.cluster?.leaveNetwork(cluster).catch((e: unknown) => {
-      this.#d.log.warn('leaving the cluster network failed; the claim GC releases its allocations later', {
-        cluster,
-        err: e,
-      });
-    });
+  #leaveIfLast(cluster: string): Promise<void> {
+    return leaveIfLast(this.#d.repo, this.#d.cluster, cluster, this.#d.log);
   }
 
   async allocateNetwork(

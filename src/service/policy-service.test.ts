@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/ports.ts';
-import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
-import { silentLogger } from '../obs/logger.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
-import { MemoryStore } from '../store/memory.ts';
-import { IntentRepo } from './intent.ts';
-import { NetworkService } from './network-service.ts';
-import { PolicyService } from './policy-service.ts';
+import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import { testService } from './testing.ts';
 
 const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
 const NID = id('a');
@@ -26,19 +21,9 @@ afterEach(async () => {
 });
 
 function setup() {
-  const store = new MemoryStore();
-  const dp = new FakeDataplane();
-  const repo = new IntentRepo(store);
-  const reconciler = new Reconciler({
-    loadIntent: () => repo.snapshot(),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-  });
-  reconciler.start();
+  // the daemon's wiring (testing.ts: src/daemon.ts over the memory store and the fake kernel)
+  const { dp, repo, reconciler, svc: net, policy } = testService();
   stops.push(() => reconciler.stop());
-  const net = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  const policy = new PolicyService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
   const join = async (n: number, options: Record<string, unknown> = {}) => {
     const endpointId = id('b', n);
     await net.createEndpoint({ networkId: NID, endpointId, address: `198.18.1.${10 + n}/24`, options });

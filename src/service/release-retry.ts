@@ -12,7 +12,7 @@
  */
 import { isTrussError } from '../core/errors.ts';
 import { formatIp, parsePrefix } from '../core/ip.ts';
-import type { IpamService, RequestAddressInput, RequestPoolInput } from '../core/ports.ts';
+import type { IpamService, RequestAddressInput, RequestContext, RequestPoolInput } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 
 /** at most this many remembered releases (a full disk under a release storm) */
@@ -43,24 +43,24 @@ export class ReleaseRetry implements IpamService {
     return this.#ipam.defaultAddressSpaces();
   }
 
-  async requestPool(input: RequestPoolInput): ReturnType<IpamService['requestPool']> {
-    const r = await this.#ipam.requestPool(input);
+  async requestPool(input: RequestPoolInput, ctx?: RequestContext): ReturnType<IpamService['requestPool']> {
+    const r = await this.#ipam.requestPool(input, ctx);
     this.#forgetPool(r.poolId);
     return r;
   }
 
-  async requestAddress(input: RequestAddressInput): ReturnType<IpamService['requestAddress']> {
-    const r = await this.#ipam.requestAddress(input);
+  async requestAddress(input: RequestAddressInput, ctx?: RequestContext): ReturnType<IpamService['requestAddress']> {
+    const r = await this.#ipam.requestAddress(input, ctx);
     this.#queue.delete(keyOf({ poolId: input.poolId, address: bare(r.address) }));
     return r;
   }
 
-  releasePool(poolId: string): Promise<void> {
-    return this.#release({ poolId }, () => this.#ipam.releasePool(poolId));
+  releasePool(poolId: string, ctx?: RequestContext): Promise<void> {
+    return this.#release({ poolId }, () => this.#ipam.releasePool(poolId, ctx));
   }
 
-  releaseAddress(poolId: string, address: string): Promise<void> {
-    return this.#release({ poolId, address: bare(address) }, () => this.#ipam.releaseAddress(poolId, address));
+  releaseAddress(poolId: string, address: string, ctx?: RequestContext): Promise<void> {
+    return this.#release({ poolId, address: bare(address) }, () => this.#ipam.releaseAddress(poolId, address, ctx));
   }
 
   /** Releases waiting for a retry (status, tests). */

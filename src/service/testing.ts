@@ -1,15 +1,18 @@
 /**
- * Test wiring (imported by tests only): a NetworkService over an in-memory store and the fake
- * dataplane, with its reconciler started, as the service and reconciler tests all need it.
- * Call stopTestServices() after each test (afterEach): it stops every reconciler started here.
+ * Test wiring (imported by tests only): the daemon's stack (src/daemon.ts) over an in-memory
+ * store and the fake dataplane, with its reconciler started, as the service and reconciler
+ * tests all need it. Call stopTestServices() after each test (afterEach): it stops every reconciler started here.
  */
+import { loadConfig } from '../config.ts';
+import { plainParts, wireDaemon } from '../daemon.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/store.ts';
-import { IntentRepo } from './intent.ts';
-import { NetworkService } from './network-service.ts';
+import type { IntentRepo } from './intent.ts';
+import type { NetworkService } from './network-service.ts';
+import type { PolicyService } from './policy-service.ts';
 
 /** A 64-hex id from a repeated character, `n` in front to tell several apart: testId('a', 1) = 0001aaa… */
 export const testId = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
@@ -20,9 +23,12 @@ export interface TestService {
   readonly repo: IntentRepo;
   readonly reconciler: Reconciler;
   readonly svc: NetworkService;
+  readonly policy: PolicyService;
 }
 
 const started: Reconciler[] = [];
+/** full passes only on demand */
+const TEST_CONFIG = loadConfig(['--resync-seconds', '3600'], {});
 
 /** A reconciler over `repo`'s intent and `dp` (full passes only on demand), not started. */
 export function testReconciler(repo: IntentRepo, dp: FakeDataplane): Reconciler {
@@ -39,11 +45,11 @@ export function testReconciler(repo: IntentRepo, dp: FakeDataplane): Reconciler 
 export function testService(opts: { readonly store?: Store; readonly dp?: FakeDataplane } = {}): TestService {
   const store = opts.store ?? new MemoryStore();
   const dp = opts.dp ?? new FakeDataplane();
-  const repo = new IntentRepo(store);
-  const reconciler = testReconciler(repo, dp);
-  reconciler.start();
-  const svc = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000 });
-  return { store, dp, repo, reconciler, svc };
+  // the daemon's own wiring (src/daemon.ts), without a state id or a cluster
+  const d = wireDaemon(TEST_CONFIG, plainParts(store, dp, silentLogger), { programTimeoutMs: 2000 });
+  started.push(d.reconciler);
+  d.reconciler.start();
+  return { store, dp, repo: d.repo, reconciler: d.reconciler, svc: d.network, policy: d.policy };
 }
 
 export async function stopTestServices(): Promise<void> {

@@ -35,6 +35,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { errors, isTrussError, type TrussError } from '../core/errors.ts';
+import { endpointProblem } from '../core/store-url.ts';
 import type { Logger } from '../obs/logger.ts';
 import { EtcdLease } from './etcd-lease.ts';
 import {
@@ -49,7 +50,6 @@ import {
 import { EtcdWatch } from './etcd-watch.ts';
 import { assertKey, assertOps } from './keys.ts';
 import type { Compare, KeyValue, Op, Store, TxnResult } from './store.ts';
-import { endpointProblem } from './store-url.ts';
 
 export const DEFAULT_DIAL_TIMEOUT_MS = 5000;
 /** deadline of every call after open: "fails within 5 s while etcd is down" */
@@ -90,7 +90,7 @@ export type { Lease, LeaseState, Watch, WatchEvent, WatchHandlers } from './etcd
 
 // ---------- --store URL (store-url.ts: parsed without loading etcd3) ----------
 
-export { endpointProblem, parseStoreUrl, type StoreUrl } from './store-url.ts';
+export { endpointProblem, parseStoreUrl, type StoreUrl } from '../core/store-url.ts';
 
 // ---------- opening ----------
 

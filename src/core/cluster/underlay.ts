@@ -1,6 +1,6 @@
 /**
  * Which address this host advertises to its peers (WireGuard endpoint, VXLAN VTEP) and which
- * link's MTU its tunnels derive from (pure; cluster-setup.ts gathers the facts):
+ * link's MTU its tunnels derive from (pure; cluster/setup.ts gathers the facts):
  *   1. --advertise-address when given;
  *   2. else the source address of the route towards etcd, unless that route is via `lo`;
  *   3. else, etcd being on this host: the address etcd was addressed by when it is one of

@@ -116,9 +116,20 @@ export function classifyAddressRequest(
   return { kind: address === '' ? 'endpoint' : 'aux' };
 }
 
-/** "the gateway", "endpoint web-1", "an aux address": for conflict messages. */
-export function describeHolder(rec: { readonly kind: AddressKind; readonly owner?: string }): string {
+/**
+ * "the gateway", "endpoint web-1", ...: for conflict messages. dockerd names no endpoint when it
+ * asks for an --aux-address or a container's --ip (Options null), so both are stored as 'aux';
+ * `declaredAux` (the network's --aux-address list has it, when known) tells them apart.
+ */
+export function describeHolder(
+  rec: { readonly kind: AddressKind; readonly owner?: string },
+  declaredAux?: boolean,
+): string {
   if (rec.kind === 'gateway') return 'the gateway';
-  if (rec.kind === 'aux') return 'an aux address (--aux-address)';
+  if (rec.kind === 'aux') {
+    if (declaredAux === true) return 'an aux address (--aux-address) of the network';
+    if (declaredAux === false) return "a container's fixed address (--ip)";
+    return "a fixed address (a container's --ip or an --aux-address)";
+  }
   return rec.owner !== undefined ? `endpoint ${rec.owner}` : 'an endpoint';
 }

@@ -11,10 +11,12 @@
  *
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
+
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { vtepLinkLocal } from '../../core/cluster/desired.ts';
+import { computeVxlanMtu } from '../../core/cluster/mtu.ts';
 import type { FirewallObject } from '../../core/desired.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac, vxlanMark } from '../../core/naming.ts';
 import { createExec, type Exec } from './exec.ts';
@@ -31,7 +33,6 @@ import { applyNft, checkNft, removeNft, renderNftRuleset } from './nft.ts';
 import { ensureRoutes, listRoutes } from './routes.ts';
 import {
   checkVxlan,
-  computeVxlanMtu,
   ensureVxlan,
   readVxlanEntries,
   readVxlanLink,

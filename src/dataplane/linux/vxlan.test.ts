@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   checkVxlanDevice,
-  computeVxlanMtu,
   parseVxlanEntries,
   parseVxlanLink,
   planVxlanCreate,
@@ -33,15 +32,6 @@ const spec: VxlanDevice = {
     { address: '198.18.255.3', mac: '02:aa:bb:cc:dd:ff' },
   ],
 };
-
-describe('computeVxlanMtu', () => {
-  it('is the underlay MTU less 50 (IPv4) or 70 (IPv6)', () => {
-    assert.equal(computeVxlanMtu(1500, 4), 1450);
-    assert.equal(computeVxlanMtu(1500, 6), 1430);
-    assert.equal(computeVxlanMtu(9000, 4), 8950);
-    assert.throws(() => computeVxlanMtu(100, 4), /underlay MTU/);
-  });
-});
 
 describe('checkVxlanDevice', () => {
   it('canonicalises addresses and MACs', () => {

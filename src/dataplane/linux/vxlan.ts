@@ -56,18 +56,7 @@ export interface VxlanEntries {
   readonly neigh: readonly { readonly ip: string; readonly mac?: string; readonly permanent: boolean }[];
 }
 
-// ---------- MTU and validation (pure) ----------
-
-/**
- * The device's (and its containers') MTU: underlay MTU − outer IP (20 | 40) − UDP 8 − VXLAN 8 −
- * inner Ethernet 14 = underlay − 50 (IPv4 underlay) or − 70 (IPv6), as the kernel itself
- * picks for a VXLAN device on a lower device.
- */
-export function computeVxlanMtu(underlayMtu: number, underlayFamily: 4 | 6): number {
-  if (!Number.isInteger(underlayMtu) || underlayMtu < 576 || underlayMtu > 65535)
-    throw errors.badOption(`invalid underlay MTU ${underlayMtu}: use 576-65535`);
-  return underlayMtu - (underlayFamily === 4 ? 50 : 70);
-}
+// ---------- validation (pure) ----------
 
 const canonicalIp = (s: string, what: string): { ip: string; family: 4 | 6 } => {
   const ip = parseIp(s);

@@ -7,15 +7,17 @@
  *
  * Used by wireguard.netns.ts (a few rotations, CI) and bench/rotation.ts (50, docs/benchmarks.md).
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { computeWireguardMtu } from '../../core/cluster/mtu.ts';
 import { createExec, type Exec } from './exec.ts';
 import { BUSYBOX, createTestNs, type TestNs } from './netns-testutil.ts';
 import { ensureRoutes } from './routes.ts';
-import { computeWireguardMtu, ensureWireguard, removeWireguard, type WireguardDevice } from './wireguard.ts';
+import { ensureWireguard, removeWireguard, type WireguardDevice } from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -10,6 +10,7 @@
  * namespace, so each host's device has its own name (production: trwg0 per host).
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
+
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,11 +18,11 @@ import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { computeWireguardMtu } from '../../core/cluster/mtu.ts';
 import { createExec, type Exec } from './exec.ts';
 import { BUSYBOX, createTestNs, listTestNamespaces, pingOk, serveHi, type TestNs, tcpHi } from './netns-testutil.ts';
 import { ensureRoutes, listRoutes, removeRoute, TRUSS_ROUTE_PROTO } from './routes.ts';
 import {
-  computeWireguardMtu,
   detectWireguard,
   ensureWireguard,
   readWireguard,

@@ -4,12 +4,10 @@ import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import fc from 'fast-check';
 import { type Exec, type ExecResult, KernelError, type KernelErrorCode } from './exec.ts';
 import {
   canonicalEndpoint,
   checkWireguardDevice,
-  computeWireguardMtu,
   detectWireguard,
   ensureWireguard,
   parseWgDump,
@@ -34,30 +32,6 @@ const DUMP = [
   `${K2}\t(none)\t(none)\t(none)\t0\t0\t0\toff`,
   '',
 ].join('\n');
-
-describe('computeWireguardMtu', () => {
-  it('is floor16(M − outer IP − 8 − 32)', () => {
-    assert.equal(computeWireguardMtu(1500, 4), 1440);
-    assert.equal(computeWireguardMtu(1500, 6), 1408);
-    assert.equal(computeWireguardMtu(1450, 4), 1376);
-    assert.equal(computeWireguardMtu(9000, 4), 8928);
-    assert.equal(computeWireguardMtu(9000, 6), 8912);
-    assert.equal(computeWireguardMtu(1280, 6), 1200);
-  });
-  it('always fits: a padded full-size inner packet plus overhead never exceeds the underlay', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 576, max: 65535 }), fc.constantFrom(4 as const, 6 as const), (m, f) => {
-        const inner = computeWireguardMtu(m, f);
-        const outer = (f === 4 ? 20 : 40) + 8 + 32;
-        return inner % 16 === 0 && inner + outer <= m && inner + 16 + outer > m;
-      }),
-    );
-  });
-  it('refuses nonsense', () => {
-    assert.throws(() => computeWireguardMtu(100, 4), { code: 'TRUSS_ERR_OPTION_INVALID' });
-    assert.throws(() => computeWireguardMtu(1500.5, 4), { code: 'TRUSS_ERR_OPTION_INVALID' });
-  });
-});
 
 describe('keys and endpoints', () => {
   it('accepts only canonical base64 of 32 bytes', () => {

@@ -130,18 +130,6 @@ export function checkWireguardDevice(w: WireguardDevice): WireguardDevice {
   return { name, privateKeyFile: w.privateKeyFile, listenPort: w.listenPort, mtu: w.mtu, peers };
 }
 
-// ---------- MTU ----------
-
-/**
- * The tunnel's inner MTU: underlay MTU − outer IP (20 | 40) − UDP 8 − WireGuard 32 (header 16 +
- * tag 16), rounded down to 16 because WireGuard pads plaintext to 16 bytes (cilium#23917).
- */
-export function computeWireguardMtu(underlayMtu: number, underlayFamily: 4 | 6): number {
-  if (!Number.isInteger(underlayMtu) || underlayMtu < 576 || underlayMtu > 65535)
-    throw errors.badOption(`invalid underlay MTU ${underlayMtu}: use 576-65535`);
-  return Math.floor((underlayMtu - (underlayFamily === 4 ? 20 : 40) - 8 - 32) / 16) * 16;
-}
-
 // ---------- detection ----------
 
 const probed = new WeakMap<Exec, Promise<WireguardMode>>();

@@ -4,26 +4,53 @@
  * WireGuard key (made on first start, kept in <state-dir>/wireguard, mode 0600), its
  * underlay address and the link whose MTU the tunnels derive from (core/cluster/underlay.ts:
  * --advertise-address, else towards etcd, else for an etcd on this host its own address),
- * the lazily connecting etcd store, the cluster IPAM and the agent.
+ * the lazily connecting etcd store, the cluster IPAM and the agent. The kernel facts and the key
+ * file are given (ClusterSetupDeps): the composition root wires them from the dataplane.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { ClusterAgent } from './cluster/agent.ts';
-import { ClusterIpam } from './cluster/cluster-ipam.ts';
-import { LazyClusterStore } from './cluster/lazy-store.ts';
-import { ensureNodeId, takeInstance } from './cluster/node-id.ts';
-import type { Config } from './config.ts';
-import { isValidNodeName } from './core/cluster/model.ts';
-import { chooseUnderlay } from './core/cluster/underlay.ts';
-import { errors, type TrussError } from './core/errors.ts';
-import { parseIp } from './core/ip.ts';
-import type { LinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
-import { computeVxlanMtu } from './dataplane/linux/vxlan.ts';
-import { computeWireguardMtu } from './dataplane/linux/wireguard.ts';
-import { ensurePrivateKey } from './dataplane/linux/wireguard-keys.ts';
-import type { Logger } from './obs/logger.ts';
-import type { IntentRepo } from './service/intent.ts';
-import { isLoopbackEndpoint, parseStoreUrl, plaintextProblem } from './store/store-url.ts';
+import { isValidNodeName } from '../core/cluster/model.ts';
+import { computeVxlanMtu, computeWireguardMtu } from '../core/cluster/mtu.ts';
+import { chooseUnderlay, type LinkFacts, type UnderlayFacts } from '../core/cluster/underlay.ts';
+import { errors, type TrussError } from '../core/errors.ts';
+import { formatIp, parseIp } from '../core/ip.ts';
+import { onThisHost, parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
+import type { Logger } from '../obs/logger.ts';
+import { ClusterAgent } from './agent.ts';
+import { ClusterIpam } from './cluster-ipam.ts';
+import { LazyClusterStore } from './lazy-store.ts';
+import { ensureNodeId, takeInstance } from './node-id.ts';
+
+/** The settings the cluster set-up reads (config.ts's Config carries them). */
+export interface ClusterSettings {
+  readonly stateDir: string;
+  readonly store?: string;
+  readonly etcdTls?: { readonly ca: string; readonly cert: string; readonly key: string };
+  readonly etcdAuth?: { readonly user: string; readonly passwordFile: string };
+  readonly etcdInsecure?: boolean;
+  readonly nodeName?: string;
+  readonly advertiseAddress?: string;
+  readonly wgPort: number;
+}
+
+/**
+ * What the set-up is given by the composition root: the underlay facts (the kernel's routes and
+ * links), this host's WireGuard key (made on first start), this host's networks.
+ */
+export interface ClusterSetupDeps {
+  readonly underlay: {
+    underlayTowards(ip: string): Promise<UnderlayFacts['route'] | undefined>;
+    readLinks(): Promise<readonly LinkFacts[]>;
+    readDefaultRoutes(): Promise<UnderlayFacts['defaultRoutes']>;
+  };
+  ensurePrivateKey(keyDir: string): Promise<{ readonly publicKey: string }>;
+  listNetworks(): Promise<readonly { readonly cluster?: { readonly name: string } }[]>;
+  readonly log: Logger;
+  /** the cluster view changed: reconcile */
+  onChange(): void;
+  /** another live host has this host's name or node id */
+  onFatal?(e: TrussError): void;
+}
 
 export interface Cluster {
   readonly agent: ClusterAgent;
@@ -62,10 +89,15 @@ export function readEtcdPassword(file: string): string {
 }
 
 /** TLS or not, the auth in use, and (plaintext) the warning logged at start and shown in status. */
-export function describeEtcdTransport(config: Config, endpoints: readonly string[]): EtcdTransport {
+export function describeEtcdTransport(
+  config: ClusterSettings,
+  endpoints: readonly string[],
+  ownAddress: (host: string) => boolean = () => false,
+): EtcdTransport {
   const tls = config.etcdTls !== undefined;
   const auth = config.etcdAuth ? 'password' : tls ? 'certificate' : 'none';
-  const where = endpoints.every(isLoopbackEndpoint) ? 'on this host' : 'over the network (--etcd-insecure)';
+  const local = endpoints.every((ep) => onThisHost(ep, ownAddress));
+  const where = local ? 'on this host' : 'over the network (--etcd-insecure)';
   return {
     tls,
     auth,
@@ -80,28 +112,37 @@ export function describeEtcdTransport(config: Config, endpoints: readonly string
   };
 }
 
+/** Whether an etcd endpoint's host is one of these links' addresses (an IP; a name never is). */
+export function ownAddressOf(links: readonly { readonly addresses: readonly string[] }[]): (host: string) => boolean {
+  const own = new Set(links.flatMap((l) => l.addresses.map((a) => canonIp(a))));
+  return (host) => {
+    const ip = canonIp(host);
+    return ip !== undefined && own.has(ip);
+  };
+}
+
+const canonIp = (s: string): string | undefined => {
+  const ip = parseIp(s);
+  return ip ? formatIp(ip) : undefined;
+};
+
 export const wireguardKeyDir = (stateDir: string): string => `${stateDir}/wireguard`;
 
-export async function setupCluster(
-  config: Config,
-  dataplane: LinuxDataplane,
-  repo: IntentRepo,
-  log: Logger,
-  onChange: () => void,
-  onFatal: (e: TrussError) => void = () => {},
-): Promise<Cluster | undefined> {
+export async function setupCluster(config: ClusterSettings, deps: ClusterSetupDeps): Promise<Cluster | undefined> {
+  const { underlay: dataplane, log, onChange, onFatal = () => {} } = deps;
   const url = parseStoreUrl(config.store);
   if (url.kind !== 'etcd') return undefined;
-  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true);
-  if (plain) throw plain;
-  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
-  const transport = describeEtcdTransport(config, url.endpoints);
   const etcd = (url.endpoints[0] as string).replace(/^\[?([^\]]*)\]?:\d+$/, '$1');
   const [route, links, defaultRoutes] = await Promise.all([
     parseIp(etcd) ? dataplane.underlayTowards(etcd) : undefined,
     dataplane.readLinks(),
     dataplane.readDefaultRoutes(),
   ]);
+  const ownAddress = ownAddressOf(links);
+  const plain = plaintextProblem(url.endpoints, config.etcdTls !== undefined, config.etcdInsecure === true, ownAddress);
+  if (plain) throw plain;
+  const password = config.etcdAuth ? readEtcdPassword(config.etcdAuth.passwordFile) : undefined;
+  const transport = describeEtcdTransport(config, url.endpoints, ownAddress);
   const underlay = chooseUnderlay({
     ...(config.advertiseAddress !== undefined ? { advertise: config.advertiseAddress } : {}),
     etcd,
@@ -120,16 +161,16 @@ export async function setupCluster(
   const keyDir = wireguardKeyDir(config.stateDir);
   // before the key dir is made: a host with one (or with cluster networks) ran truss before node ids
   const legacy = async (): Promise<boolean> =>
-    existsSync(keyDir) || (await repo.listNetworks()).some((n) => n.cluster !== undefined);
+    existsSync(keyDir) || (await deps.listNetworks()).some((n) => n.cluster !== undefined);
   const node = await ensureNodeId(config.stateDir, name, legacy);
   const instance = await takeInstance(config.stateDir);
   mkdirSync(keyDir, { recursive: true, mode: 0o700 });
-  const key = await ensurePrivateKey(keyDir);
+  const key = await deps.ensurePrivateKey(keyDir);
   const clog = log.child({ component: 'cluster' });
   // why: etcd3 (gRPC, protobufjs, its .proto files) takes ~0.2 s to load on an idle machine, more
   // on a busy one: loaded on first use, after the plugin socket is bound (dockerd dials at 0.5 s)
   const store = new LazyClusterStore(async () =>
-    (await import('./store/etcd.ts')).openEtcdStore({
+    (await import('../store/etcd.ts')).openEtcdStore({
       endpoints: url.endpoints,
       ...(config.etcdTls ? { tls: config.etcdTls } : {}),
       ...(config.etcdAuth && password !== undefined ? { auth: { user: config.etcdAuth.user, password } } : {}),
@@ -155,7 +196,7 @@ export async function setupCluster(
     onChange,
     onFatal,
     localClusters: async () => [
-      ...new Set((await repo.listNetworks()).flatMap((n) => (n.cluster ? [n.cluster.name] : []))),
+      ...new Set((await deps.listNetworks()).flatMap((n) => (n.cluster ? [n.cluster.name] : []))),
     ],
   });
   clog.info('cluster mode', {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isLoopbackEndpoint, plaintextProblem } from './store-url.ts';
+import { isLoopbackEndpoint, onThisHost, plaintextProblem } from './store-url.ts';
 
 describe('plaintext etcd (M4)', () => {
   it('knows loopback endpoints', () => {
@@ -24,5 +24,16 @@ describe('plaintext etcd (M4)', () => {
         'would be plaintext (anyone on the path can read and rewrite the cluster records): give --etcd-ca, --etcd-cert ' +
         'and --etcd-key for TLS, or --etcd-insecure to accept plaintext',
     );
+  });
+
+  it("counts this host's own addresses as on this host (etcd://HOST1:2379 on HOST1)", () => {
+    const own = (host: string) => host === '198.18.0.1' || host === 'fd00::1';
+    assert.equal(onThisHost('198.18.0.1:2379', own), true);
+    assert.equal(onThisHost('[fd00::1]:2379', own), true);
+    assert.equal(onThisHost('198.18.0.2:2379', own), false);
+    assert.equal(plaintextProblem(['198.18.0.1:2379'], false, false, own), undefined);
+    assert.equal(plaintextProblem(['[fd00::1]:2379', '127.0.0.1:2379'], false, false, own), undefined);
+    const e = plaintextProblem(['198.18.0.1:2379', '198.18.0.2:2379'], false, false, own);
+    assert.match(e?.message ?? '', /: etcd at 198\.18\.0\.2:2379 is not on this host /);
   });
 });

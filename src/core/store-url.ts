@@ -1,9 +1,10 @@
 /**
  * The --store URL: "embedded" (the default) or etcd://HOST:PORT[,HOST:PORT...]. Apart from
- * store/etcd.ts so that checking it does not load etcd3 (gRPC, protobufjs: slow to load).
+ * store/etcd.ts so that checking it does not load etcd3 (gRPC, protobufjs: slow to load); pure,
+ * so the CLI and preflight parse it without the store layer.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { errors, type TrussError } from '../core/errors.ts';
+import { errors, type TrussError } from './errors.ts';
 
 export type StoreUrl = { readonly kind: 'embedded' } | { readonly kind: 'etcd'; readonly endpoints: readonly string[] };
 
@@ -62,17 +63,24 @@ export function isLoopbackEndpoint(ep: string): boolean {
   return host === 'localhost' || host === '::1' || (isIPv4(host) && host.startsWith('127.'));
 }
 
+/** An endpoint on this host: loopback, or one of this host's own addresses (`ownAddress`). */
+export const onThisHost = (ep: string, ownAddress: (host: string) => boolean): boolean =>
+  isLoopbackEndpoint(ep) || ownAddress(endpointHost(ep));
+
 /**
  * Plaintext to an etcd that is not on this host is refused unless the operator accepted it
  * (--etcd-insecure): anyone on the path could read and rewrite every host's routing.
+ * `ownAddress` tells this host's own addresses (the daemon passes its links' addresses): traffic
+ * to them never leaves the host either, so etcd://HOST1:2379 on HOST1 is on this host.
  */
 export function plaintextProblem(
   endpoints: readonly string[],
   tls: boolean,
   insecure: boolean,
+  ownAddress: (host: string) => boolean = () => false,
 ): TrussError | undefined {
   if (tls || insecure) return undefined;
-  const remote = endpoints.filter((ep) => !isLoopbackEndpoint(ep));
+  const remote = endpoints.filter((ep) => !onThisHost(ep, ownAddress));
   if (remote.length === 0) return undefined;
   return errors.badOption(
     `--store etcd://${endpoints.join(',')}: etcd at ${remote.join(',')} is not on this host and the connection would be ` +
