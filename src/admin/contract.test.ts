@@ -12,10 +12,12 @@ import type { z } from 'zod';
 import { JSON_SCHEMA_DIR, schemaFiles } from '../../packaging/json-schema.ts';
 import { adminRequest } from '../cli/admin-client.ts';
 import { forgetNode } from '../cluster/reclaim.ts';
-import { CONTRACT, SCHEMA_VERSION } from '../core/admin-api.ts';
+import type { Cluster } from '../cluster/setup.ts';
+import { CONTRACT, SCHEMA_VERSION, statusBody } from '../core/admin-api.ts';
 import type { CreateNetworkInput } from '../core/ports.ts';
 import { createLogger, silentLogger } from '../obs/logger.ts';
 import { createMetrics } from '../obs/metrics.ts';
+import { clusterStatus } from '../service/cluster-status.ts';
 import { IpamServiceImpl } from '../service/ipam-service.ts';
 import { PolicyService } from '../service/policy-service.ts';
 import { StatusService } from '../service/status.ts';
@@ -26,8 +28,8 @@ import { type AdminHandlers, buildAdminServer } from './server.ts';
 afterEach(stopTestServices);
 
 /** Fits the contract exactly: valid, and parsing (which strips unknown fields) changes nothing. */
-function assertExactly(schema: z.ZodType, body: object): void {
-  const sent: unknown = JSON.parse(JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...body }));
+function assertExactly(schema: z.ZodType, body: object, versioned = true): void {
+  const sent: unknown = JSON.parse(JSON.stringify(versioned ? { schemaVersion: SCHEMA_VERSION, ...body } : body));
   const r = schema.safeParse(sent);
   assert.ok(r.success, r.success ? '' : JSON.stringify(r.error.issues.slice(0, 5)));
   assert.deepStrictEqual(r.data, sent, 'the reply has fields the contract does not name');
@@ -136,6 +138,44 @@ describe('admin contract: real replies fit it exactly', () => {
     }
     assertExactly(CONTRACT['cleanup-foreign'], await d.reconciler.cleanupForeign());
     assertExactly(CONTRACT['cluster-forget'], await forgetNode(new MemoryStore(), 'gone', 'me', false));
+  });
+});
+
+describe('admin contract: the cluster section of status', () => {
+  it('as service/cluster-status.ts builds it (a host with one WireGuard and one VXLAN peer)', async () => {
+    const { repo } = testService();
+    const cluster = {
+      agent: {
+        name: 'h1',
+        self: 'n1',
+        view: () => ({ nodes: [{ id: 'n2', name: 'h2', address: '198.18.255.2', wgPublicKey: 'k2', wgPort: 51820 }] }),
+        malformed: () => [{ key: '/truss/v2/x', why: 'not JSON' }],
+        allocations: () => ({ blue: { n1: { blocks: 1, claims: 2, member: true } } }),
+      },
+      mtu: { wireguard: 1420, vxlan: 1450 },
+      listenPort: 51820,
+      etcd: { tls: false, auth: 'none', warning: 'plaintext' },
+    } as unknown as Cluster;
+    const peer = { node: 'n2', publicKey: 'k2', endpoint: '198.18.255.2:51820', allowedIps: ['198.18.64.0/26'] };
+    const section = await clusterStatus({
+      cluster,
+      repo,
+      reconciler: {
+        clusterDesired: () =>
+          ({
+            wireguard: { peers: [{ ...peer, keepaliveSeconds: 25 }] },
+            vxlan: { peers: [{ node: 'n2', address: '198.18.255.2', mac: '02:00:00:00:00:02' }] },
+            rejected: ['r'],
+            alarms: [],
+          }) as never,
+      },
+      dataplane: { readWireguardPeers: async () => [{ publicKey: 'k2', latestHandshake: 1700000000 }] as never },
+      claimGc: {
+        status: () => ({ orphans: [], unclaimed: [], reclaimedClaims: 0, reclaimedClusters: 0 }),
+      },
+    });
+    assert.equal(section.peers[0]?.name, 'h2');
+    assertExactly(statusBody.shape.cluster.unwrap(), section, false);
   });
 });
 
