@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../obs/logger.ts';
 import { Engine } from './engine.ts';
-import type { Kind, SetKind, WholeKind } from './kind.ts';
+import type { Kind, Owner, SetKind, WholeKind } from './kind.ts';
 
 interface Obj {
   readonly name: string;
@@ -254,6 +254,22 @@ describe('engine', () => {
     await engine.reconcileNow();
     assert.deepEqual(k.writes, []);
     assert.deepEqual(await engine.check(), ['not synced yet']);
+  });
+
+  it('waitFor an owner: only the objects its intent derives decide, whatever their kind', async () => {
+    const k = new Kernel();
+    k.failing.add('veth:v1');
+    const owns = (o: Obj, owner: Owner) =>
+      'endpoint' in owner ? o.name === owner.endpoint : o.on === owner.network || o.name === owner.network;
+    const kinds: Kind<Desired>[] = [
+      setKind(k, 'bridge', (d) => d.bridges, { owns }),
+      setKind(k, 'veth', (d) => d.veths, { owns, needs: (v) => `bridge:${v.on}` }),
+    ];
+    const { engine } = setup(k, { bridges: [b('b1'), b('b2')], veths: [veth('v1', 'b1'), veth('v2', 'b2')] }, kinds);
+    await assert.rejects(engine.waitFor(1, { endpoint: 'v1' }, 2_000), /veth v1 refused/);
+    await assert.rejects(engine.waitFor(1, { network: 'b1' }, 2_000), /veth v1 refused/);
+    await engine.waitFor(1, { endpoint: 'v2' }, 2_000);
+    await engine.waitFor(1, { network: 'b2' }, 2_000);
   });
 
   it('duplicate kind names are refused at registration', () => {

@@ -13,7 +13,7 @@
 
 import { errors } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
-import type { Kind } from './kind.ts';
+import { type Kind, type Owner, objectKey } from './kind.ts';
 import { Ledger } from './ledger.ts';
 
 export interface EngineDeps<I extends { readonly revision: number }, D> {
@@ -45,7 +45,7 @@ export interface PassResult {
 
 interface Waiter {
   readonly revision: number;
-  readonly keys: readonly string[];
+  readonly keys: readonly string[] | Owner;
   resolve(): void;
   reject(e: unknown): void;
 }
@@ -143,9 +143,10 @@ export class Engine<I extends { readonly revision: number }, D> {
 
   /**
    * Resolve once a pass that read intent at `revision` or later has finished and none of
-   * `keys` failed in it; reject with the key's error, or on timeout.
+   * `keys` (or of the objects `owner` derives in that pass) failed in it; reject with the
+   * key's error, or on timeout.
    */
-  waitFor(revision: number, keys: readonly string[], timeoutMs: number): Promise<void> {
+  waitFor(revision: number, keys: readonly string[] | Owner, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
@@ -261,20 +262,36 @@ export class Engine<I extends { readonly revision: number }, D> {
     this.#deps.log.debug('reconcile pass', { ...pass });
     if (startUp) this.#deps.log.info('start-up reconcile pass', { ...pass });
     else if (failures > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...pass });
-    this.#settleWaiters();
+    this.#settleWaiters(desired);
     if (failures > 0) this.#scheduleRetry();
     else this.#backoffMs = 0;
     if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass(desired);
   }
 
-  #settleWaiters(): void {
+  /** the status keys of the objects `owner` derives in this pass */
+  #owned(owner: Owner, desired: D): string[] {
+    const keys: string[] = [];
+    for (const kind of this.#deps.kinds) {
+      if (!kind.owns || kind.paused?.(desired) !== undefined) continue;
+      if (kind.shape === 'whole') {
+        const want = kind.wanted(desired);
+        if (want !== undefined && kind.owns(want, owner)) keys.push(kind.name);
+      } else for (const o of kind.wanted(desired)) if (kind.owns(o, owner)) keys.push(objectKey(kind.name, o.name));
+    }
+    return keys;
+  }
+
+  #settleWaiters(desired: D): void {
     const keep: Waiter[] = [];
     for (const w of this.#waiters) {
       if (w.revision > this.#reconciled) {
         keep.push(w);
         continue;
       }
-      const failedKey = w.keys.find((k) => this.#ledger.failed.has(k));
+      // why: with no failure there is nothing to look up (the usual pass)
+      const failures = this.#ledger.failed.size > 0;
+      const keys = Array.isArray(w.keys) || !failures ? (w.keys as string[]) : this.#owned(w.keys as Owner, desired);
+      const failedKey = failures ? keys.find((k) => this.#ledger.failed.has(k)) : undefined;
       if (failedKey === undefined) w.resolve();
       else w.reject(this.#ledger.failed.get(failedKey));
     }

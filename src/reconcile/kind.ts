@@ -27,6 +27,17 @@ export interface KindCheck {
   readonly tablePresent?: boolean;
 }
 
+/**
+ * What a request waits for: everything the intent of one network (its bridge, its part of the
+ * firewall, its endpoints' objects) or of one endpoint derives.
+ */
+export type Owner = { readonly network: string } | { readonly endpoint: string };
+
+/** Ownership of an object that carries the ids it was derived from. */
+export function ownedBy(o: { readonly networkId: string; readonly endpointId?: string }, owner: Owner): boolean {
+  return 'network' in owner ? o.networkId === owner.network : o.endpointId === owner.endpoint;
+}
+
 interface KindBase<D> {
   /** the status key (whole kinds) or key prefix (set kinds): unique in a registry */
   readonly name: string;
@@ -48,6 +59,8 @@ export interface SetKind<D, T extends Named> extends KindBase<D> {
   /** replace: something of it is installed (changed or drifted); exact: the check asked for it */
   ensure(obj: T, how: { readonly replace: boolean; readonly exact: boolean }): Promise<void>;
   remove(name: string, applied: T | undefined): Promise<void>;
+  /** whether `obj` is part of what `owner`'s intent derives (waitFor by owner) */
+  owns?(obj: T, owner: Owner): boolean;
   /** the status key of the object this one needs: not attempted when that failed in the same pass */
   needs?(obj: T): string | undefined;
   /**
@@ -73,6 +86,8 @@ export interface WholeKind<D, T> extends KindBase<D> {
   check(want: T | undefined, desired: D): Promise<readonly string[]>;
   ensure(want: T): Promise<void>;
   remove(): Promise<void>;
+  /** whether `want` carries part of `owner`'s intent (waitFor by owner) */
+  owns?(want: T, owner: Owner): boolean;
   /** status keys this object needs (routes need their devices) */
   readonly needs?: readonly string[];
   /**

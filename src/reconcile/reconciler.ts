@@ -12,6 +12,7 @@ import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { Engine, type PassResult } from './engine.ts';
+import type { Owner } from './kind.ts';
 import { Links } from './kinds/links.ts';
 import type { PassState } from './kinds/pass.ts';
 import type { ForeignLink, OrphanCandidate, StateOwner } from './plan.ts';
@@ -19,6 +20,7 @@ import { registry } from './registry.ts';
 
 export type { Intent } from '../core/intent.ts';
 export type { KeyStatus, PassResult } from './engine.ts';
+export type { Owner } from './kind.ts';
 export { guardKey, policyKey, portsKey, shaperKey } from './kinds/endpoint.ts';
 export { EGRESS_KEY, FIREWALL_KEY } from './kinds/host.ts';
 export { bridgeKey, FOREIGN_FIX, vethKey } from './kinds/links.ts';
@@ -108,11 +110,12 @@ export class Reconciler {
   }
 
   /**
-   * Resolve once a pass that read intent at `revision` or later has finished and none of
-   * `keys` failed in it; reject with the key's error, or on timeout.
+   * Resolve once a pass that read intent at `revision` or later has finished and none of the
+   * objects `owner` derives (a network's or an endpoint's) failed in it; reject with the
+   * object's error, or on timeout. (Status keys instead of an owner: tests and tools.)
    */
-  waitFor(revision: number, keys: readonly string[], timeoutMs: number): Promise<void> {
-    return this.#engine.waitFor(revision, keys, timeoutMs);
+  waitFor(revision: number, owner: Owner | readonly string[], timeoutMs: number): Promise<void> {
+    return this.#engine.waitFor(revision, owner, timeoutMs);
   }
 
   status(): ReturnType<Engine<Intent, PassState>['status']> {

@@ -10,7 +10,7 @@ import type { GuardObject, PolicyObject, PortsObject } from '../../core/desired.
 import { ifbOfHostVeth } from '../../core/naming.ts';
 import type { Dataplane } from '../../core/ports.ts';
 import type { Logger } from '../../obs/logger.ts';
-import { objectKey, type SetKind } from '../kind.ts';
+import { objectKey, ownedBy, type SetKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 
 export const policyKey = (name: string): string => objectKey('policy', name);
@@ -29,6 +29,7 @@ export function policyKind(dp: Dataplane): SetKind<PassState, PolicyObject> {
     ensure: (p) => dp.ensurePolicy(p),
     remove: (name) => dp.removePolicy(name),
     extrasMayBeForeign: true,
+    owns: ownedBy,
   };
 }
 
@@ -42,6 +43,7 @@ export function guardKind(dp: Dataplane): SetKind<PassState, GuardObject> {
     ensure: (g, how) => dp.ensureGuard(g, { exact: how.exact }),
     remove: (name, applied) => dp.removeGuard(name, applied),
     extrasMayBeForeign: true,
+    owns: ownedBy,
   };
 }
 
@@ -68,6 +70,7 @@ export function shaperKind(dp: Dataplane, log: Logger): SetKind<PassState, Shape
     remove: (name) => dp.removeShaper(name, ifbOfHostVeth(name)),
     needs: (s) => objectKey('veth', s.name),
     extrasMayBeForeign: true,
+    owns: ownedBy,
   };
 }
 
@@ -87,5 +90,6 @@ export function portsKind(dp: Dataplane): SetKind<PassState, PortsObject> {
     // a key a leaving endpoint still holds may be wanted by a new one
     removeAt: 'before',
     extrasMayBeForeign: true,
+    owns: ownedBy,
   };
 }

@@ -3,12 +3,16 @@
 import type { FirewallObject } from '../../core/desired.ts';
 import { computeEgress, type EgressObject } from '../../core/egress.ts';
 import type { Dataplane } from '../../core/ports.ts';
-import type { WholeKind } from '../kind.ts';
+import type { Owner, WholeKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 
 export const FIREWALL_KEY = 'firewall';
 /** truss.egress.via: every network's policy-routing rules and table, one whole object */
 export const EGRESS_KEY = 'egress';
+
+/** a network's part of a host-wide object */
+const hasNetwork = (w: { readonly networks: readonly { readonly networkId: string }[] }, owner: Owner) =>
+  'network' in owner && w.networks.some((n) => n.networkId === owner.network);
 
 const NO_EGRESS: EgressObject = { networks: [] };
 
@@ -25,6 +29,7 @@ export function firewallKind(dp: Dataplane): WholeKind<PassState, FirewallObject
     remove: () => dp.removeFirewall(),
     // the firewall check compares with a wanted firewall; it cannot say that none is left
     blindRemoval: true,
+    owns: hasNetwork,
   };
 }
 
@@ -39,5 +44,6 @@ export function egressKind(dp: Dataplane): WholeKind<PassState, EgressObject> {
     check: (e) => dp.checkEgress(e ?? NO_EGRESS),
     ensure: (e) => dp.ensureEgress(e),
     remove: () => dp.ensureEgress(NO_EGRESS),
+    owns: hasNetwork,
   };
 }

@@ -7,7 +7,7 @@
 import type { BridgeObject, DesiredKernel, VethObject } from '../../core/desired.ts';
 import type { Dataplane } from '../../core/ports.ts';
 import type { Logger } from '../../obs/logger.ts';
-import { objectKey, type SetKind } from '../kind.ts';
+import { objectKey, ownedBy, type SetKind } from '../kind.ts';
 import { type ForeignLink, type LinkPlan, planLinks, type StateOwner } from '../plan.ts';
 import type { PassState } from './pass.ts';
 
@@ -69,6 +69,7 @@ export class Links {
       ensure: (b) => dp.ensureBridge(b),
       remove: (name) => dp.removeBridge(name),
       removeAt: 'last',
+      owns: ownedBy,
     };
     const veths: SetKind<PassState, VethObject> = {
       shape: 'set',
@@ -86,6 +87,7 @@ export class Links {
       needs: (v) => bridgeKey(v.bridge),
       // after every kind, before the bridges (removals run in reverse registry order)
       removeAt: 'last',
+      owns: ownedBy,
     };
     return [bridges, veths];
   }
