@@ -13,7 +13,7 @@
 
 import { errors } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
-import { type Kind, type Owner, objectKey } from './kind.ts';
+import { type Kind, type Owner, ownedKeys } from './kind.ts';
 import { Ledger } from './ledger.ts';
 
 export interface EngineDeps<I extends { readonly revision: number }, D> {
@@ -268,19 +268,6 @@ export class Engine<I extends { readonly revision: number }, D> {
     if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass(desired);
   }
 
-  /** the status keys of the objects `owner` derives in this pass */
-  #owned(owner: Owner, desired: D): string[] {
-    const keys: string[] = [];
-    for (const kind of this.#deps.kinds) {
-      if (!kind.owns || kind.paused?.(desired) !== undefined) continue;
-      if (kind.shape === 'whole') {
-        const want = kind.wanted(desired);
-        if (want !== undefined && kind.owns(want, owner)) keys.push(kind.name);
-      } else for (const o of kind.wanted(desired)) if (kind.owns(o, owner)) keys.push(objectKey(kind.name, o.name));
-    }
-    return keys;
-  }
-
   #settleWaiters(desired: D): void {
     const keep: Waiter[] = [];
     for (const w of this.#waiters) {
@@ -290,7 +277,10 @@ export class Engine<I extends { readonly revision: number }, D> {
       }
       // why: with no failure there is nothing to look up (the usual pass)
       const failures = this.#ledger.failed.size > 0;
-      const keys = Array.isArray(w.keys) || !failures ? (w.keys as string[]) : this.#owned(w.keys as Owner, desired);
+      const keys =
+        Array.isArray(w.keys) || !failures
+          ? (w.keys as string[])
+          : ownedKeys(this.#deps.kinds, w.keys as Owner, desired);
       const failedKey = failures ? keys.find((k) => this.#ledger.failed.has(k)) : undefined;
       if (failedKey === undefined) w.resolve();
       else w.reject(this.#ledger.failed.get(failedKey));

@@ -102,3 +102,16 @@ export type Kind<D> = SetKind<D, any> | WholeKind<D, any>;
 
 /** The status key of one object of a set kind. */
 export const objectKey = (kind: string, name: string): string => `${kind}:${name}`;
+
+/** The status keys of the objects `owner`'s intent derives in a pass over `desired`. */
+export function ownedKeys<D>(kinds: readonly Kind<D>[], owner: Owner, desired: D): string[] {
+  const keys: string[] = [];
+  for (const kind of kinds) {
+    if (!kind.owns || kind.paused?.(desired) !== undefined) continue;
+    if (kind.shape === 'whole') {
+      const want = kind.wanted(desired);
+      if (want !== undefined && kind.owns(want, owner)) keys.push(kind.name);
+    } else for (const o of kind.wanted(desired)) if (kind.owns(o, owner)) keys.push(objectKey(kind.name, o.name));
+  }
+  return keys;
+}
