@@ -27,6 +27,8 @@ export function fingerprint(obj: unknown): string {
 }
 
 const FAILED = '\u0000failed';
+/** a whole object recorded as not existing */
+export const ABSENT = '\u0000absent';
 
 /** The applied objects of one kind (bridges, veths, policy chains), by name. */
 export class AppliedSet<T extends { readonly name: string }> {
@@ -80,6 +82,20 @@ export class AppliedSet<T extends { readonly name: string }> {
     this.#byName.set(obj.name, { obj, fp: FAILED });
   }
 
+  /** the fingerprint applied under `name`: FAILED when it failed, undefined when unknown */
+  fingerprintOf(name: string): string | undefined {
+    return this.#byName.get(name)?.fp;
+  }
+
+  /** records `fp` (a whole object's fingerprint, or ABSENT) under `name` */
+  setFingerprint(obj: T, fp: string): void {
+    this.#byName.set(obj.name, { obj, fp });
+  }
+
+  isFailed(name: string): boolean {
+    return this.#byName.get(name)?.fp === FAILED;
+  }
+
   get size(): number {
     return this.#byName.size;
   }
@@ -93,5 +109,22 @@ export class AppliedSet<T extends { readonly name: string }> {
     if (this.#byName.size === 0) return [];
     const keep = new Set(wanted.map((o) => o.name));
     return this.names().filter((n) => !keep.has(n));
+  }
+}
+
+/**
+ * The one record of what the engine applied: one AppliedSet per kind (a whole kind keeps a
+ * single entry, named '').
+ */
+export class Applied {
+  readonly #kinds = new Map<string, AppliedSet<{ readonly name: string }>>();
+
+  of<T extends { readonly name: string }>(kind: string): AppliedSet<T> {
+    let set = this.#kinds.get(kind);
+    if (!set) {
+      set = new AppliedSet();
+      this.#kinds.set(kind, set);
+    }
+    return set as unknown as AppliedSet<T>;
   }
 }

@@ -12,8 +12,8 @@
  * write whose outcome is unknown (the store failed) drops the cache.
  */
 import { errors } from '../core/errors.ts';
+import type { Intent } from '../core/intent.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
-import type { Intent } from '../reconcile/reconciler.ts';
 import type { Compare, KeyValue, Op, Store, TxnResult } from '../store/store.ts';
 import { Mutex } from './mutex.ts';
 

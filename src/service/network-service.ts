@@ -9,16 +9,7 @@ import { errors, isTrussError } from '../core/errors.ts';
 import { formatIp, type Prefix, parsePrefix, prefixesOverlap } from '../core/ip.ts';
 import { checkEndpointAddress, checkNetworkPools } from '../core/ipam/network-pools.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
-import {
-  bridgeName,
-  hostVethName,
-  isDockerId,
-  macFor,
-  peerVethName,
-  policyChainName,
-  portsOwnerName,
-  shortId,
-} from '../core/naming.ts';
+import { bridgeName, hostVethName, isDockerId, macFor, peerVethName, shortId } from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type {
@@ -36,17 +27,7 @@ import type { Capabilities } from '../core/preflight.ts';
 import { showValue } from '../core/safe-json.ts';
 import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
-import {
-  bridgeKey,
-  EGRESS_KEY,
-  FIREWALL_KEY,
-  guardKey,
-  policyKey,
-  portsKey,
-  type Reconciler,
-  shaperKey,
-  vethKey,
-} from '../reconcile/reconciler.ts';
+import type { Owner, Reconciler } from '../reconcile/reconciler.ts';
 import { checkEndpointFeatures, checkNetworkFeatures } from './feature-checks.ts';
 import type { IntentRepo } from './intent.ts';
 import type { Journal } from './journal.ts';
@@ -148,8 +129,7 @@ export class NetworkService implements NetworkDriverService {
           throw e;
         });
       fault('create-network:after-intent');
-      const keys = [bridgeKey(spec.bridge), FIREWALL_KEY, ...(spec.egressVia ? [EGRESS_KEY] : [])];
-      await this.#programOrUndo(revision, keys, async () => {
+      await this.#programOrUndo(revision, { network: spec.id }, async () => {
         if (revision === 0) return 0;
         const undone = await this.#d.repo.deleteNetwork(spec.id);
         if (spec.cluster) await this.#leaveIfLast(spec.cluster.name);
@@ -236,10 +216,8 @@ export class NetworkService implements NetworkDriverService {
     fault('create-endpoint:after-intent');
     // the limits are programmed with the veth: a container never runs unshaped; the guard is waited
     // for too: the container must never send unchecked (core/guard.ts)
-    await this.#programOrUndo(
-      revision,
-      [vethKey(spec.hostVeth), shaperKey(spec.hostVeth), guardKey(spec.hostVeth)],
-      async () => (revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id)),
+    await this.#programOrUndo(revision, { endpoint: spec.id }, async () =>
+      revision === 0 ? 0 : this.#d.repo.deleteEndpoint(net.id, spec.id),
     );
     fault('create-endpoint:before-response');
     return input.macAddress === undefined ? { macAddress: spec.mac } : {};
@@ -301,9 +279,7 @@ export class NetworkService implements NetworkDriverService {
       const revision = await this.#d.repo.putEndpoint({ ...ep, sandboxKey: input.sandboxKey });
       fault('join:after-intent');
       // the container must not get its interface before its policy is in the kernel
-      await this.#programOrUndo(revision, [vethKey(ep.hostVeth), policyKey(policyChainName(ep.id))], () =>
-        this.#d.repo.putEndpoint(ep),
-      );
+      await this.#programOrUndo(revision, { endpoint: ep.id }, () => this.#d.repo.putEndpoint(ep));
     }
     const gw4 = net.ipv4.find((d) => d.gateway)?.gateway;
     const gw6 = net.ipv6.find((d) => d.gateway)?.gateway;
@@ -375,7 +351,7 @@ export class NetworkService implements NetworkDriverService {
       return { revision: await this.#d.repo.putEndpoint(after), before: ep, after };
     });
     if (!step) return;
-    await this.#programOrUndo(step.revision, [portsKey(portsOwnerName(endpointId))], async () =>
+    await this.#programOrUndo(step.revision, { endpoint: endpointId }, async () =>
       step.revision === 0 ? 0 : this.#d.repo.putEndpoint(step.before),
     );
     if (step.revision > 0) {
@@ -399,9 +375,9 @@ export class NetworkService implements NetworkDriverService {
   }
 
   /** Wait for programming; on failure remove the intent just written and rethrow the cause. */
-  async #programOrUndo(revision: number, keys: readonly string[], undo: () => Promise<number>): Promise<void> {
+  async #programOrUndo(revision: number, owner: Owner, undo: () => Promise<number>): Promise<void> {
     try {
-      await this.#d.reconciler.waitFor(revision, keys, this.#timeout);
+      await this.#d.reconciler.waitFor(revision, owner, this.#timeout);
     } catch (e) {
       const undoRevision = await undo();
       if (undoRevision > 0) await this.#settle(undoRevision);

@@ -5,14 +5,14 @@
  */
 import { effectiveIngress } from '../core/desired.ts';
 import { errors } from '../core/errors.ts';
-import { isDockerId, policyChainName, shortId } from '../core/naming.ts';
+import { isDockerId, shortId } from '../core/naming.ts';
 import { OPT_INGRESS } from '../core/policy/model.ts';
 import { formatIngress, parseIngress } from '../core/policy/parse.ts';
 import type { PolicyView } from '../core/policy/view.ts';
 import { type Capabilities, requireFeature } from '../core/preflight.ts';
 import { showValue } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
-import { policyKey, type Reconciler } from '../reconcile/reconciler.ts';
+import type { Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
 
 export interface PolicyServiceDeps {
@@ -59,10 +59,10 @@ export class PolicyService {
     const ingress = text === null ? null : parseIngress(OPT_INGRESS, text);
     if (ingress !== null) requireFeature(this.#d.capabilities, 'port-policy', 'truss policy set --ingress');
     const revision = await this.#d.repo.putPolicy({ networkId: net.id, ingress });
-    const affected = (await this.#d.repo.listEndpoints(net.id))
-      .filter((e) => e.sandboxKey !== undefined && e.ingress === undefined)
-      .map((e) => policyKey(policyChainName(e.id)));
-    await this.#d.reconciler.waitFor(revision, affected, this.#d.programTimeoutMs ?? 15_000);
+    const affected = (await this.#d.repo.listEndpoints(net.id)).filter(
+      (e) => e.sandboxKey !== undefined && e.ingress === undefined,
+    );
+    await this.#d.reconciler.waitFor(revision, { network: net.id }, this.#d.programTimeoutMs ?? 15_000);
     this.#d.log.info('network policy set', {
       nid: shortId(net.id),
       ingress: ingress === null ? null : formatIngress(ingress),

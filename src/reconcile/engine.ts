@@ -1,0 +1,300 @@
+/**
+ * One reconcile engine over a registry of kinds (kind.ts). Passes are serialised; a request that
+ * wrote intent at revision R waits (bounded) for a pass that read R.
+ *   - incremental pass: converge objects whose desired form changed since they were last
+ *     applied (or that failed), remove objects that are no longer desired;
+ *   - full pass (start-up, every resyncMs, on demand): every kind looks at the kernel; an object
+ *     it finds right is adopted without a write (a restart that lost nothing writes nothing),
+ *     drift is logged and repaired, leftovers pruned.
+ * Kinds run in registry order; an object whose dependency failed in the same pass fails without
+ * being attempted. Failures keep the object dirty and are retried with backoff; other objects
+ * are unaffected. What was applied is kept in one record (applied.ts).
+ */
+
+import { errors } from '../core/errors.ts';
+import type { Logger } from '../obs/logger.ts';
+import { type Kind, type Owner, ownedKeys } from './kind.ts';
+import { Ledger } from './ledger.ts';
+
+export interface EngineDeps<I extends { readonly revision: number }, D> {
+  /** `fresh`: re-read the store (full passes); otherwise the intent may be served from memory */
+  load(opts: { readonly fresh: boolean }): Promise<I>;
+  /** the desired state of one pass; in 'check' mode nothing may change */
+  derive(intent: I, mode: 'incremental' | 'full' | 'check'): Promise<D>;
+  readonly kinds: readonly Kind<D>[];
+  readonly log: Logger;
+  readonly resyncMs?: number;
+  /** retry delays: doubled from firstMs up to maxMs after each pass with failures */
+  readonly backoff?: { readonly firstMs: number; readonly maxMs: number };
+  /** false while objects of another owner are present: shared objects then stay unless we made them */
+  shareFree?(): boolean;
+  afterFullPass?(desired: D): Promise<void>;
+}
+
+import type { KeyStatus } from './ledger.ts';
+
+export type { KeyStatus };
+
+export interface PassResult {
+  readonly full: boolean;
+  readonly revision: number;
+  readonly changes: number;
+  readonly failures: number;
+  readonly durationMs: number;
+}
+
+interface Waiter {
+  readonly revision: number;
+  readonly keys: readonly string[] | Owner;
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+/** check() waits at most this long for the pass running when it is called */
+const CHECK_WAIT_MS = 5_000;
+
+/** Resolves when p settles or after ms, whichever is first. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+  return Promise.race([
+    p.then(
+      () => {},
+      () => {},
+    ),
+    late,
+  ]).finally(() => clearTimeout(timer));
+}
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export class Engine<I extends { readonly revision: number }, D> {
+  readonly #deps: EngineDeps<I, D>;
+  readonly #ledger: Ledger<D>;
+  #waiters: Waiter[] = [];
+  #reconciled = -1;
+  #running: Promise<void> | undefined;
+  /** the pass running now (#running spans every queued pass) */
+  #current: Promise<void> | undefined;
+  #queued: 'none' | 'incremental' | 'full' = 'none';
+  #timer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #soonTimers = new Set<NodeJS.Timeout>();
+  #backoffMs = 0;
+  #stopped = false;
+  #lastPass: PassResult | undefined;
+  /** the start-up pass: what a restart had to repair (0 changes when the kernel was right) */
+  #firstPass: PassResult | undefined;
+
+  constructor(deps: EngineDeps<I, D>) {
+    const names = deps.kinds.map((k) => k.name);
+    if (new Set(names).size !== names.length) throw new Error(`kind names must be unique: ${names.join(', ')}`);
+    this.#deps = deps;
+    this.#ledger = new Ledger(deps.log, deps.shareFree);
+  }
+
+  /** First full pass now, then one every resyncMs. */
+  start(): void {
+    this.trigger('full');
+    this.#timer = setInterval(() => this.trigger('full'), this.#deps.resyncMs ?? 30_000);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#retryTimer);
+    for (const t of this.#soonTimers) clearTimeout(t);
+    await this.#running;
+    for (const w of this.#waiters) w.reject(errors.reconcileTimeout('truss is shutting down'));
+    this.#waiters = [];
+  }
+
+  trigger(mode: 'incremental' | 'full' = 'incremental'): void {
+    if (this.#stopped) return;
+    if (mode === 'full' || this.#queued === 'none') this.#queued = mode;
+    if (!this.#running) this.#running = this.#loop();
+  }
+
+  /** A full pass now and one after each delay (ms): for changes others make to shared tables around an event. */
+  resyncAfter(delaysMs: readonly number[]): void {
+    this.trigger('full');
+    for (const ms of delaysMs) {
+      const t = setTimeout(() => {
+        this.#soonTimers.delete(t);
+        this.trigger('full');
+      }, ms);
+      t.unref();
+      this.#soonTimers.add(t);
+    }
+  }
+
+  /** Wait for the running pass (and the ones queued behind it). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  /** Run a full pass now and return its result. */
+  async reconcileNow(): Promise<PassResult | undefined> {
+    this.trigger('full');
+    await this.idle();
+    return this.#lastPass;
+  }
+
+  /**
+   * Resolve once a pass that read intent at `revision` or later has finished and none of
+   * `keys` (or of the objects `owner` derives in that pass) failed in it; reject with the
+   * key's error, or on timeout.
+   */
+  waitFor(revision: number, keys: readonly string[] | Owner, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(errors.reconcileTimeout(`the kernel was not programmed within ${timeoutMs} ms; see truss status`));
+      }, timeoutMs);
+      const waiter: Waiter = {
+        revision,
+        keys,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#waiters.push(waiter);
+      this.trigger('incremental');
+    });
+  }
+
+  /** the current retry delay (0: the last pass had no failures) */
+  get backoffMs(): number {
+    return this.#backoffMs;
+  }
+
+  status(): {
+    reconciledRevision: number;
+    lastPass?: PassResult;
+    firstPass?: PassResult;
+    objects: Record<string, KeyStatus>;
+  } {
+    return {
+      reconciledRevision: this.#reconciled,
+      ...(this.#lastPass ? { lastPass: this.#lastPass } : {}),
+      ...(this.#firstPass ? { firstPass: this.#firstPass } : {}),
+      objects: Object.fromEntries(this.#ledger.status),
+    };
+  }
+
+  /** Differences between intent and kernel, changing nothing; one unreadable kind does not hide the rest. */
+  async check(): Promise<string[]> {
+    // why: read mid-pass, the kernel shows what the running pass is about to fix; only that pass
+    // (passes queued behind it must not stall status under churn), and bounded (a stuck one)
+    if (this.#current) await settledWithin(this.#current, CHECK_WAIT_MS);
+    const desired = await this.#deps.derive(await this.#deps.load({ fresh: false }), 'check');
+    const out: string[] = [];
+    for (const kind of this.#deps.kinds) {
+      const why = kind.paused?.(desired);
+      if (why !== undefined) {
+        if (!out.includes(why)) out.push(why);
+        continue;
+      }
+      try {
+        if (kind.shape === 'set') out.push(...((await kind.check(kind.wanted(desired), desired))?.problems ?? []));
+        else {
+          const want = kind.wanted(desired);
+          if (want !== undefined || !kind.blindRemoval) out.push(...(await kind.check(want, desired)));
+        }
+      } catch (e) {
+        out.push(message(e));
+      }
+    }
+    return out;
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (this.#queued !== 'none' && !this.#stopped) {
+        const full = this.#queued === 'full';
+        this.#queued = 'none';
+        try {
+          this.#current = this.#pass(full);
+          await this.#current;
+        } catch (e) {
+          // loading intent failed (store unavailable): waiters time out, retry later
+          this.#deps.log.error('reconcile pass failed', { err: e, full });
+          this.#scheduleRetry();
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+
+  async #pass(full: boolean): Promise<void> {
+    const started = performance.now();
+    const intent = await this.#deps.load({ fresh: full });
+    const desired = await this.#deps.derive(intent, full ? 'full' : 'incremental');
+    const before = this.#ledger.failed.size;
+    this.#ledger.failed.clear();
+    let changes = 0;
+    const last: (() => Promise<number>)[] = [];
+    for (const kind of this.#deps.kinds) {
+      if (kind.paused?.(desired) !== undefined) continue;
+      if (kind.shape === 'set') changes += await this.#ledger.set(kind, desired, full, last);
+      else changes += await this.#ledger.whole(kind, desired, full);
+    }
+    for (const removal of last.reverse()) changes += await removal();
+    if (full) this.#ledger.markSteady(this.#deps.kinds, desired);
+    this.#reconciled = intent.revision;
+    const failures = this.#ledger.failed.size;
+    const pass = {
+      full,
+      revision: intent.revision,
+      changes,
+      failures,
+      durationMs: Math.round(performance.now() - started),
+    };
+    this.#lastPass = pass;
+    const startUp = full && this.#firstPass === undefined;
+    if (startUp) this.#firstPass = pass;
+    this.#deps.log.debug('reconcile pass', { ...pass });
+    if (startUp) this.#deps.log.info('start-up reconcile pass', { ...pass });
+    else if (failures > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...pass });
+    this.#settleWaiters(desired);
+    if (failures > 0) this.#scheduleRetry();
+    else this.#backoffMs = 0;
+    if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass(desired);
+  }
+
+  #settleWaiters(desired: D): void {
+    const keep: Waiter[] = [];
+    for (const w of this.#waiters) {
+      if (w.revision > this.#reconciled) {
+        keep.push(w);
+        continue;
+      }
+      // why: with no failure there is nothing to look up (the usual pass)
+      const failures = this.#ledger.failed.size > 0;
+      const keys =
+        Array.isArray(w.keys) || !failures
+          ? (w.keys as string[])
+          : ownedKeys(this.#deps.kinds, w.keys as Owner, desired);
+      const failedKey = failures ? keys.find((k) => this.#ledger.failed.has(k)) : undefined;
+      if (failedKey === undefined) w.resolve();
+      else w.reject(this.#ledger.failed.get(failedKey));
+    }
+    this.#waiters = keep;
+  }
+
+  #scheduleRetry(): void {
+    if (this.#stopped) return;
+    const { firstMs, maxMs } = this.#deps.backoff ?? { firstMs: 500, maxMs: 30_000 };
+    this.#backoffMs = Math.min(maxMs, this.#backoffMs === 0 ? firstMs : this.#backoffMs * 2);
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => this.trigger('incremental'), this.#backoffMs);
+    this.#retryTimer.unref();
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * The cluster's whole objects: the WireGuard device, the VXLAN device, then the routes through
+ * them. Paused before the cluster store's first sync: peers are never pruned from a view not read yet.
+ */
+
+import { type RouteObject, type VxlanObject, WG_DEVICE, type WireguardObject } from '../../core/cluster/desired.ts';
+import { VXLAN_DEVICE } from '../../core/naming.ts';
+import type { Dataplane } from '../../core/ports.ts';
+import type { WholeKind } from '../kind.ts';
+import type { PassState } from './pass.ts';
+
+export const WIREGUARD_KEY = 'wireguard';
+export const VXLAN_KEY = 'vxlan';
+export const ROUTES_KEY = 'routes';
+
+const paused = (d: PassState) => (d.cluster === undefined ? 'cluster store not synced yet' : undefined);
+
+/** one unreadable cluster device must not hide the rest (status shows what it can) */
+const checked = (what: string, p: Promise<readonly string[]>) =>
+  p.catch((e: unknown) => {
+    throw new Error(`${what} could not be checked: ${e instanceof Error ? e.message : String(e)}`);
+  });
+
+export function wireguardKind(dp: Dataplane): WholeKind<PassState, WireguardObject> {
+  return {
+    shape: 'whole',
+    name: WIREGUARD_KEY,
+    paused,
+    wanted: (d) => d.cluster?.wireguard,
+    check: (w) => checked('WireGuard device', dp.checkWireguard(w, WG_DEVICE)),
+    ensure: (w) => dp.ensureWireguard(w),
+    remove: () => dp.removeWireguard(WG_DEVICE),
+  };
+}
+
+export function vxlanKind(dp: Dataplane): WholeKind<PassState, VxlanObject> {
+  return {
+    shape: 'whole',
+    name: VXLAN_KEY,
+    paused,
+    wanted: (d) => d.cluster?.vxlan,
+    check: (v) => checked('VXLAN device', dp.checkVxlan(v, VXLAN_DEVICE)),
+    ensure: (v) => dp.ensureVxlan(v),
+    remove: () => dp.removeVxlan(VXLAN_DEVICE),
+  };
+}
+
+export function routesKind(dp: Dataplane): WholeKind<PassState, readonly RouteObject[]> {
+  return {
+    shape: 'whole',
+    name: ROUTES_KEY,
+    paused,
+    wanted: (d) => (d.cluster && d.cluster.routes.length > 0 ? d.cluster.routes : undefined),
+    check: (r) => checked('cluster routes', dp.checkRoutes(r ?? [])),
+    ensure: (r) => dp.ensureRoutes(r),
+    remove: () => dp.ensureRoutes([]),
+    // the kernel refuses a route via a missing link
+    needs: [WIREGUARD_KEY, VXLAN_KEY],
+  };
+}

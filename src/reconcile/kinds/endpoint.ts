@@ -1,0 +1,95 @@
+/**
+ * The per-endpoint kinds: port-policy chains, anti-spoofing guards, bandwidth shapers and
+ * published ports. Each lives in a shared table (or on the endpoint's veth) that may also hold
+ * another state's objects, so what the kernel has beyond the intent is pruned only while no
+ * foreign link is present.
+ */
+
+import type { ShaperObject } from '../../core/bandwidth.ts';
+import type { GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
+import { ifbOfHostVeth } from '../../core/naming.ts';
+import type { Dataplane } from '../../core/ports.ts';
+import type { Logger } from '../../obs/logger.ts';
+import { objectKey, ownedBy, type SetKind } from '../kind.ts';
+import type { PassState } from './pass.ts';
+
+export const policyKey = (name: string): string => objectKey('policy', name);
+export const guardKey = (port: string): string => objectKey('guard', port);
+/** an endpoint's bandwidth limits, by its host veth's name */
+export const shaperKey = (name: string): string => objectKey('shaper', name);
+export const portsKey = (name: string): string => objectKey('ports', name);
+
+export function policyKind(dp: Dataplane): SetKind<PassState, PolicyObject> {
+  return {
+    shape: 'set',
+    name: 'policy',
+    wanted: (d) => d.kernel.policies,
+    table: { key: 'policy-table', remove: () => dp.removePolicyTable() },
+    check: (w) => dp.checkPolicies(w),
+    ensure: (p) => dp.ensurePolicy(p),
+    remove: (name) => dp.removePolicy(name),
+    extrasMayBeForeign: true,
+    owns: ownedBy,
+  };
+}
+
+export function guardKind(dp: Dataplane): SetKind<PassState, GuardObject> {
+  return {
+    shape: 'set',
+    name: 'guard',
+    wanted: (d) => d.kernel.guards,
+    table: { key: 'guard-table', remove: () => dp.removeGuardTable() },
+    check: (w) => dp.checkGuards(w),
+    ensure: (g, how) => dp.ensureGuard(g, { exact: how.exact }),
+    remove: (name, applied) => dp.removeGuard(name, applied),
+    extrasMayBeForeign: true,
+    owns: ownedBy,
+  };
+}
+
+export function shaperKind(dp: Dataplane, log: Logger): SetKind<PassState, ShaperObject> {
+  return {
+    shape: 'set',
+    name: 'shaper',
+    wanted: (d) => d.kernel.shapers,
+    check: async (w) => {
+      try {
+        const c = await dp.checkShapers(w);
+        return { problems: c.problems, drifted: c.drifted, extra: c.extra.map((x) => x.name) };
+      } catch (e) {
+        // why: with no limit anywhere, a host without tc must not fail every full pass
+        if (w.length === 0) {
+          log.debug('bandwidth check failed', { err: e });
+          return undefined;
+        }
+        throw new Error(`bandwidth limits could not be read: ${e}`);
+      }
+    },
+    ensure: (s) => dp.ensureShaper(s),
+    // the ifb is named after the veth (naming.ts), so a name is enough
+    remove: (name) => dp.removeShaper(name, ifbOfHostVeth(name)),
+    needs: (s) => objectKey('veth', s.name),
+    extrasMayBeForeign: true,
+    owns: ownedBy,
+  };
+}
+
+export function portsKind(dp: Dataplane): SetKind<PassState, PortsObject> {
+  return {
+    shape: 'set',
+    name: 'ports',
+    wanted: (d) => d.kernel.ports,
+    table: { key: 'ports-table', remove: () => dp.removePortsTable() },
+    check: (w) => dp.checkPorts(w),
+    // ensure only adds elements: a changed or drifted endpoint's old ones go first
+    ensure: async (p, how) => {
+      if (how.replace) await dp.removePorts(p.name);
+      await dp.ensurePorts(p);
+    },
+    remove: (name) => dp.removePorts(name),
+    // a key a leaving endpoint still holds may be wanted by a new one
+    removeAt: 'before',
+    extrasMayBeForeign: true,
+    owns: ownedBy,
+  };
+}

@@ -1,0 +1,49 @@
+/** The host-wide whole objects: the firewall (nft tables, iptables shim, sysctls) and egress policy routing. */
+
+import type { FirewallObject } from '../../core/desired.ts';
+import { computeEgress, type EgressObject } from '../../core/egress.ts';
+import type { Dataplane } from '../../core/ports.ts';
+import type { Owner, WholeKind } from '../kind.ts';
+import type { PassState } from './pass.ts';
+
+export const FIREWALL_KEY = 'firewall';
+/** truss.egress.via: every network's policy-routing rules and table, one whole object */
+export const EGRESS_KEY = 'egress';
+
+/** a network's part of a host-wide object */
+const hasNetwork = (w: { readonly networks: readonly { readonly networkId: string }[] }, owner: Owner) =>
+  'network' in owner && w.networks.some((n) => n.networkId === owner.network);
+
+const NO_EGRESS: EgressObject = { networks: [] };
+
+export function firewallKind(dp: Dataplane): WholeKind<PassState, FirewallObject> {
+  return {
+    shape: 'whole',
+    name: FIREWALL_KEY,
+    wanted: (d) => (d.kernel.firewall.networks.length > 0 ? d.kernel.firewall : undefined),
+    check: (f) => (f ? dp.checkFirewall(f) : Promise.resolve([])),
+    ensure: async (f) => {
+      await dp.applyFirewall(f);
+      await dp.ensureSysctls(f);
+    },
+    remove: () => dp.removeFirewall(),
+    // the firewall check compares with a wanted firewall; it cannot say that none is left
+    blindRemoval: true,
+    owns: hasNetwork,
+  };
+}
+
+export function egressKind(dp: Dataplane): WholeKind<PassState, EgressObject> {
+  return {
+    shape: 'whole',
+    name: EGRESS_KEY,
+    wanted: (d) => {
+      const e = computeEgress(d.intent.networks);
+      return e.networks.length > 0 ? e : undefined;
+    },
+    check: (e) => dp.checkEgress(e ?? NO_EGRESS),
+    ensure: (e) => dp.ensureEgress(e),
+    remove: () => dp.ensureEgress(NO_EGRESS),
+    owns: hasNetwork,
+  };
+}

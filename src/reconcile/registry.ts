@@ -1,0 +1,30 @@
+/**
+ * Every kind of kernel object truss programs, in the order a pass runs them: bridges, veths,
+ * firewall, policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, routes),
+ * egress (its routes need the bridges); removals of links last, veths before bridges.
+ * A new kind is one dataplane file, one fake, and one entry here.
+ */
+
+import type { Dataplane } from '../core/ports.ts';
+import type { Logger } from '../obs/logger.ts';
+import type { Kind } from './kind.ts';
+import { routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
+import { guardKind, policyKind, portsKind, shaperKind } from './kinds/endpoint.ts';
+import { egressKind, firewallKind } from './kinds/host.ts';
+import type { Links } from './kinds/links.ts';
+import type { PassState } from './kinds/pass.ts';
+
+export function registry(dp: Dataplane, log: Logger, links: Links): Kind<PassState>[] {
+  return [
+    ...links.kinds(),
+    firewallKind(dp),
+    policyKind(dp),
+    guardKind(dp),
+    shaperKind(dp, log),
+    portsKind(dp),
+    wireguardKind(dp),
+    vxlanKind(dp),
+    routesKind(dp),
+    egressKind(dp),
+  ];
+}
