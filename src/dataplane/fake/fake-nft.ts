@@ -1,0 +1,205 @@
+/**
+ * The fake's nftables: the firewall table, the port policies, the published ports and the
+ * anti-spoofing guards, each kept as the objects last ensured (validated as the Linux
+ * dataplane validates them). An address ensured for one policy chain is taken from any
+ * other, as the kernel map re-points it.
+ */
+import type { FirewallObject, GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
+import type { GuardCheck, PolicyCheck, PolicyCounter } from '../../core/ports.ts';
+import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
+import { guardElements } from '../linux/guard.ts';
+import { checkIfName } from '../linux/links.ts';
+import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
+import { clone } from './fake-calls.ts';
+import { FakeLinks } from './fake-links.ts';
+
+export class FakeNftables extends FakeLinks {
+  firewall: FirewallObject | undefined;
+  readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '0']]);
+  /** table inet truss_policy exists */
+  policyTable = false;
+  /** chain name -> the policy last ensured for it */
+  readonly policies = new Map<string, PolicyObject>();
+  /** chain name -> denied counter; tests set values, ensure keeps them, remove drops them */
+  readonly policyCounters: Record<string, PolicyCounter> = {};
+  /** table inet truss_ports: its elements (validated as the Linux dataplane does) and bridges; undefined = no table */
+  portsTable: { elements: PortElement[]; bridges: Set<string> } | undefined;
+  /** table bridge truss_guard exists */
+  guardTable = false;
+  /** port -> the guard last ensured for it */
+  readonly guards = new Map<string, GuardObject>();
+
+  /** Drift: someone ran `nft delete table inet truss_policy`. */
+  deletePolicyTableBehindBack(): void {
+    this.policyTable = false;
+    this.policies.clear();
+    for (const k of Object.keys(this.policyCounters)) delete this.policyCounters[k];
+  }
+
+  async checkFirewall(f: FirewallObject): Promise<readonly string[]> {
+    this.enter('checkFirewall', f);
+    if (!this.firewall) return ['nft table inet truss is missing'];
+    return JSON.stringify(this.firewall) === JSON.stringify(f)
+      ? []
+      : ['nft table inet truss differs from the rendering'];
+  }
+
+  async applyFirewall(f: FirewallObject): Promise<void> {
+    this.enter('applyFirewall', f);
+    this.firewall = clone(f);
+  }
+
+  async removeFirewall(): Promise<void> {
+    this.enter('removeFirewall', undefined);
+    this.firewall = undefined;
+  }
+
+  async ensureSysctls(f: FirewallObject): Promise<void> {
+    this.enter('ensureSysctls', f);
+    if (f.networks.some((n) => !n.internal)) this.sysctls.set('net/ipv4/ip_forward', '1');
+  }
+
+  async checkPolicies(desired: readonly PolicyObject[]): Promise<PolicyCheck> {
+    this.enter('checkPolicies', desired);
+    if (!this.policyTable) {
+      const drifted = desired.map((p) => p.name);
+      return {
+        drifted,
+        extra: [],
+        problems: drifted.length > 0 ? ['table inet truss_policy is missing'] : [],
+        tablePresent: false,
+      };
+    }
+    const drifted: string[] = [];
+    const problems: string[] = [];
+    for (const p of desired) {
+      const have = this.policies.get(p.name);
+      if (have && samePolicy(have, p)) continue;
+      drifted.push(p.name);
+      problems.push(have ? `policy ${p.name}: differs` : `policy ${p.name}: chain ${p.name} is missing`);
+    }
+    const wanted = new Set(desired.map((p) => p.name));
+    const extra = [...this.policies.keys()].filter((n) => !wanted.has(n)).sort();
+    for (const n of extra) problems.push(`policy ${n}: installed but not desired`);
+    return { drifted, extra, problems, tablePresent: true };
+  }
+
+  async ensurePolicy(p: PolicyObject): Promise<void> {
+    this.enter('ensurePolicy', p);
+    const c = checkPolicyObject(p);
+    const mine = new Set([...c.addresses4, ...c.addresses6]);
+    for (const [name, other] of this.policies) {
+      if (name === p.name || !other.addresses.some((a) => mine.has(a))) continue;
+      this.policies.set(name, { ...other, addresses: other.addresses.filter((a) => !mine.has(a)) });
+    }
+    this.policyTable = true;
+    this.policies.set(p.name, clone(p));
+    this.policyCounters[p.name] ??= { packets: 0, bytes: 0 };
+  }
+
+  async removePolicy(name: string): Promise<void> {
+    this.enter('removePolicy', name);
+    checkChainName(name);
+    this.policies.delete(name);
+    delete this.policyCounters[name];
+  }
+
+  async removePolicyTable(): Promise<void> {
+    this.enter('removePolicyTable', undefined);
+    this.deletePolicyTableBehindBack();
+  }
+
+  async readPolicyCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
+    this.enter('readPolicyCounters', undefined);
+    return this.policyTable ? clone(this.policyCounters) : {};
+  }
+
+  // ----- published ports: the elements of table inet truss_ports -----
+
+  async checkPorts(desired: readonly PortsObject[]): Promise<PolicyCheck> {
+    this.enter('checkPorts', desired);
+    const t = this.portsTable;
+    const rules = Object.fromEntries(
+      Object.entries(BASE_RULES).map(([h, rs]) => [h, rs.map((r) => /comment "([^"]*)"$/.exec(r)?.[1] ?? '')]),
+    );
+    const table = t ? { elements: t.elements, rules, bridges: [...t.bridges] } : undefined;
+    return { ...diffPorts(desired, table), tablePresent: t !== undefined };
+  }
+
+  async ensurePorts(p: PortsObject): Promise<void> {
+    this.enter('ensurePorts', p);
+    const els = portElements(p);
+    this.portsTable ??= { elements: [], bridges: new Set() };
+    const t = this.portsTable;
+    const gone = new Set(planPortDeletes(p, t.elements));
+    t.elements = [...t.elements.filter((e) => !gone.has(e)), ...els];
+    t.bridges.add(p.bridge);
+  }
+
+  async removePorts(name: string): Promise<void> {
+    this.enter('removePorts', name);
+    if (this.portsTable) this.portsTable.elements = this.portsTable.elements.filter((e) => e.owner !== name);
+  }
+
+  async removePortsTable(): Promise<void> {
+    this.enter('removePortsTable', undefined);
+    this.portsTable = undefined;
+  }
+
+  // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----
+
+  async checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck> {
+    this.enter('checkGuards', desired);
+    if (!this.guardTable) {
+      const drifted = desired.map((g) => g.name);
+      return {
+        drifted,
+        exact: [],
+        extra: [],
+        problems: drifted.length > 0 ? ['table bridge truss_guard is missing'] : [],
+        tablePresent: false,
+      };
+    }
+    const drifted = desired
+      .filter((g) => JSON.stringify(this.guards.get(g.name)) !== JSON.stringify(g))
+      .map((g) => g.name);
+    const wanted = new Set(desired.map((g) => g.name));
+    const extra = [...this.guards.keys()].filter((n) => !wanted.has(n)).sort();
+    const problems = [...drifted.map((n) => `guard ${n}: differs`), ...extra.map((n) => `guard ${n}: not desired`)];
+    // a guard present but different has elements not its own: repaired exactly
+    const exact = drifted.filter((n) => this.guards.has(n));
+    return { drifted, exact, extra, problems, tablePresent: true };
+  }
+
+  async ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void> {
+    this.enter('ensureGuard', { g, exact: opts?.exact ?? false });
+    guardElements(g);
+    this.guardTable = true;
+    this.guards.set(g.name, clone(g));
+  }
+
+  async removeGuard(port: string, applied?: GuardObject): Promise<void> {
+    this.enter('removeGuard', { port, applied: applied !== undefined });
+    checkIfName(port);
+    this.guards.delete(port);
+  }
+
+  async removeGuardTable(): Promise<void> {
+    this.enter('removeGuardTable', undefined);
+    this.guardTable = false;
+    this.guards.clear();
+    this.guardCounters = {};
+  }
+
+  /** what the guards "dropped", by reason: set by tests (the fake forwards no frames) */
+  guardCounters: Record<string, PolicyCounter> = {};
+
+  async readGuardCounters(): Promise<Readonly<Record<string, PolicyCounter>>> {
+    this.enter('readGuardCounters', undefined);
+    return this.guardTable ? clone(this.guardCounters) : {};
+  }
+}
+
+const sortedText = (xs: readonly string[]): string => JSON.stringify([...xs].sort());
+const samePolicy = (a: PolicyObject, b: PolicyObject): boolean =>
+  sortedText(a.addresses) === sortedText(b.addresses) && JSON.stringify(a.rules) === JSON.stringify(b.rules);
