@@ -27,9 +27,7 @@
  */
 
 import type { ClusterView } from '../core/cluster/desired.ts';
-import { confirmSuspects, findIdentitySuspects, identityConflictError } from '../core/cluster/identity.ts';
 import {
-  type BlockRecord,
   CLUSTER_PREFIX,
   type ClusterNetworkRecord,
   clusterKeys,
@@ -37,15 +35,16 @@ import {
   type NodeRecord,
   nodeIdOf,
 } from '../core/cluster/model.ts';
-import { decodeClusterRecord, recordsOf } from '../core/cluster/records.ts';
+import { decodeClusterRecord } from '../core/cluster/records.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
-import { migrateLegacy } from './migrate.ts';
-import { countAllocations, type Released, releaseHeld } from './reclaim.ts';
+import { type countAllocations, type Released, releaseHeld } from './reclaim.ts';
+import { checkIdentity, earlierTwin, migrate } from './registration.ts';
+import { type WatchEvent, WatchedRecords } from './view-cache.ts';
 
 /** What the agent needs of the cluster store (store/etcd.ts provides it). */
 export interface LeaseLike {
@@ -58,10 +57,7 @@ export interface ClusterStore extends Store {
     prefix: string,
     fromRevision: number,
     handlers: {
-      onEvents(
-        events: readonly { type: 'put' | 'delete'; key: string; value?: string; createRevision?: number }[],
-        revision: number,
-      ): void;
+      onEvents(events: readonly WatchEvent[], revision: number): void;
       onResync(items: readonly KeyValue[], revision: number): void;
     },
   ): { close(): Promise<void> };
@@ -96,26 +92,16 @@ export interface ClusterAgentDeps {
 
 const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
 
-interface CacheEntry {
-  readonly value: string;
-  readonly createRevision?: number;
-}
-
 export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
-  /** key -> value and create revision of every record under CLUSTER_PREFIX */
-  readonly #cache = new Map<string, CacheEntry>();
-  /** node and member records deleted from etcd (a lapsed lease): key -> last entry and when it went */
-  readonly #lapsed = new Map<string, CacheEntry & { readonly since: number }>();
-  /** malformed records already logged (key -> why) */
-  #malformed = new Map<string, string>();
+  /** the watched copy of everything under CLUSTER_PREFIX, and the lapsed peers kept (view-cache.ts) */
+  readonly #records: WatchedRecords;
   /** cluster networks joined in this process and not left since (the claim GC leaves them alone) */
   readonly #joined = new Set<string>();
   #lease: LeaseLike | undefined;
   #watch: { close(): Promise<void> } | undefined;
   #stopped = false;
-  #synced = false;
   #registeredOnce = false;
   #timer: NodeJS.Timeout | undefined;
   #connected: Promise<void>;
@@ -124,6 +110,7 @@ export class ClusterAgent implements ClusterPort {
   constructor(deps: ClusterAgentDeps) {
     this.#d = deps;
     this.#node = deps.node;
+    this.#records = new WatchedRecords(deps, () => this.self);
     this.#connected = new Promise((r) => {
       this.#resolveConnected = r;
     });
@@ -174,7 +161,12 @@ export class ClusterAgent implements ClusterPort {
     while (!this.#stopped) {
       try {
         if (!identityChecked) {
-          const conflict = await this.#checkIdentity();
+          const conflict = await checkIdentity(
+            this.#d,
+            this.#node,
+            (ms) => this.#sleep(ms),
+            () => this.#stopped,
+          );
           if (conflict) {
             this.#d.log.error("another live host has this host's identity; not registering", {
               code: conflict.code,
@@ -188,7 +180,7 @@ export class ClusterAgent implements ClusterPort {
         if (this.#stopped) return;
         const lease = await this.#d.store.grantLease(this.#d.leaseTtlSeconds ?? 15);
         await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
-        if (!this.#registeredOnce && (await this.#earlierTwin())) {
+        if (!this.#registeredOnce && (await earlierTwin(this.#d, this.#node))) {
           // two hosts of one name registered at the same moment: the later one steps back
           await lease.delete(nodeKey(this.self));
           identityChecked = false;
@@ -196,28 +188,16 @@ export class ClusterAgent implements ClusterPort {
         }
         this.#registeredOnce = true;
         this.#lease = lease;
-        await this.#migrate();
+        await migrate(this.#d, this.self);
         for (const c of await this.#d.localClusters()) {
           const m: MemberRecord = { cluster: c, node: this.self };
           await lease.put(memberKey(c, this.self), JSON.stringify(m));
         }
         const { items, revision } = await this.#d.store.list(CLUSTER_PREFIX);
-        this.#replace(items);
+        this.#records.replace(items);
         this.#watch = this.#d.store.watchPrefix(CLUSTER_PREFIX, revision + 1, {
-          onEvents: (events) => {
-            for (const e of events) {
-              if (e.type === 'put' && e.value !== undefined) {
-                const rev = e.createRevision !== undefined ? { createRevision: e.createRevision } : {};
-                this.#cache.set(e.key, { value: e.value, ...rev });
-                this.#lapsed.delete(e.key);
-              } else {
-                this.#lapse(e.key);
-                this.#cache.delete(e.key);
-              }
-            }
-            this.#d.onChange();
-          },
-          onResync: (all) => this.#replace(all),
+          onEvents: (events) => this.#records.apply(events),
+          onResync: (all) => this.#records.replace(all),
         });
         this.#d.log.info('registered in the cluster store', {
           node: this.name,
@@ -234,134 +214,15 @@ export class ClusterAgent implements ClusterPort {
     }
   }
 
-  /**
-   * Another live host with this host's name or node id, as an error, or undefined. A suspect
-   * record gets one lease TTL (plus slack) to expire before it counts as live.
-   */
-  async #checkIdentity(): Promise<TrussError | undefined> {
-    const suspects = findIdentitySuspects(this.#node, this.#d.previousInstance, await this.#nodes());
-    if (suspects.length === 0) return undefined;
-    const waitMs = (this.#d.leaseTtlSeconds ?? 15) * 1000 + (this.#d.conflictSlackMs ?? 2000);
-    this.#d.log.warn("a node record has this host's name or node id: waiting one lease TTL to see if it is live", {
-      suspects: suspects.map((s) => ({
-        kind: s.kind,
-        id: nodeIdOf(s.other),
-        name: s.other.name,
-        address: s.other.address,
-      })),
-      waitMs,
-    });
-    await this.#sleep(waitMs);
-    if (this.#stopped) return undefined;
-    const [confirmed] = confirmSuspects(this.#node, suspects, await this.#nodes());
-    return (
-      confirmed && identityConflictError(this.#node, confirmed, this.#d.nodeIdFile ?? "the state dir's node-id file")
-    );
-  }
-
-  /**
-   * Another host registered under this host's name just before it (both looked before either
-   * wrote): true for the later of the two (higher createRevision), which then steps back and
-   * checks again like any host that finds its name taken.
-   */
-  async #earlierTwin(): Promise<boolean> {
-    const items = (await this.#d.store.list(clusterKeys.nodesPrefix)).items;
-    const mine = items.find((kv) => kv.key === nodeKey(this.self));
-    if (!mine) return false;
-    return recordsOf('nodes', items).some(
-      ({ record: n }) =>
-        (n.createRevision ?? 0) < mine.createRevision && n.name === this.#node.name && nodeIdOf(n) !== this.self,
-    );
-  }
-
-  /** Well-formed node records (malformed ones: the view reports them). */
-  async #nodes(): Promise<NodeRecord[]> {
-    return recordsOf('nodes', (await this.#d.store.list(clusterKeys.nodesPrefix)).items).map((d) => d.record);
-  }
-
-  /** Move this host's records of the layout before owner prefixes (migrate.ts); never fatal. */
-  async #migrate(): Promise<void> {
-    try {
-      const moved = await migrateLegacy(this.#d.store, this.self, await this.#d.localClusters());
-      if (moved.moved + moved.dropped > 0) {
-        this.#d.log.warn("moved this host's cluster records to the owner layout", { ...moved });
-      }
-    } catch (e) {
-      this.#d.log.warn("could not move this host's records from the old cluster layout; will retry at next start", {
-        err: e,
-      });
-    }
-  }
-
   #sleep(ms: number): Promise<void> {
     return new Promise<void>((r) => {
       this.#timer = setTimeout(r, ms);
     });
   }
 
-  #replace(items: readonly KeyValue[]): void {
-    this.#synced = true;
-    const now = new Set(items.map((kv) => kv.key));
-    for (const key of this.#cache.keys()) if (!now.has(key)) this.#lapse(key);
-    this.#cache.clear();
-    for (const kv of items) {
-      this.#cache.set(kv.key, { value: kv.value, createRevision: kv.createRevision });
-      this.#lapsed.delete(kv.key);
-    }
-    this.#d.onChange();
-  }
-
-  /** A node or member record of another host is being deleted: keep its last value (see the header). */
-  #lapse(key: string): void {
-    const rest = key.slice(CLUSTER_PREFIX.length);
-    const entry = this.#cache.get(key);
-    if (entry === undefined || !(rest.startsWith('nodes/') || rest.startsWith('members/'))) return;
-    if (key === nodeKey(this.self) || rest.startsWith(`members/${this.self}/`)) return;
-    this.#lapsed.set(key, { ...entry, since: (this.#d.now ?? Date.now)() });
-  }
-
-  /**
-   * Kept records of lapsed peers that still hold blocks, within the grace (expired ones are
-   * dropped). A deliberate leave releases the blocks first, so it is never kept.
-   */
-  #keptLapsed(): [string, CacheEntry][] {
-    const now = (this.#d.now ?? Date.now)();
-    const grace = this.#d.lapsedGraceMs ?? 15 * 60_000;
-    const holders = new Set<string>();
-    for (const [key, { value }] of this.#cache) {
-      if (!key.slice(CLUSTER_PREFIX.length).startsWith('blocks/')) continue;
-      try {
-        holders.add(String((JSON.parse(value) as BlockRecord).node));
-      } catch {} // malformed: view() reports it
-    }
-    const out: [string, CacheEntry][] = [];
-    for (const [key, { value, since, createRevision }] of this.#lapsed) {
-      if (now - since > grace) {
-        this.#lapsed.delete(key);
-        this.#d.log.warn('a lapsed peer stayed away past the grace: no longer programmed', { key, graceMs: grace });
-        continue;
-      }
-      let node: string;
-      try {
-        const v = JSON.parse(value) as NodeRecord & MemberRecord;
-        node = key.slice(CLUSTER_PREFIX.length).startsWith('nodes/') ? nodeIdOf(v) : v.node;
-      } catch {
-        continue;
-      }
-      if (holders.has(node)) out.push([key, { value, ...(createRevision !== undefined ? { createRevision } : {}) }]);
-    }
-    return out;
-  }
-
   /** Node ids of peers whose lease lapsed and which are kept programmed (for status and tests). */
   lapsedPeers(): string[] {
-    return [
-      ...new Set(
-        this.#keptLapsed()
-          .filter(([k]) => k.slice(CLUSTER_PREFIX.length).startsWith('nodes/'))
-          .map(([, v]) => nodeIdOf(JSON.parse(v.value) as NodeRecord)),
-      ),
-    ];
+    return this.#records.lapsedPeers();
   }
 
   async stop(): Promise<void> {
@@ -369,42 +230,23 @@ export class ClusterAgent implements ClusterPort {
     clearTimeout(this.#timer);
     await this.#watch?.close();
   }
-
   /**
    * The cluster as last seen, or undefined until the first sync: nothing cluster-wide may be
    * pruned before that. Every record is checked for shape and owner (records.ts): a bad one is
    * left out (and logged once); nodes, members and blocks carry their createRevision.
    */
   view(): ClusterView | undefined {
-    if (!this.#synced) return undefined;
-    const nodes: NodeRecord[] = [];
-    const members: MemberRecord[] = [];
-    const blocks: BlockRecord[] = [];
-    const malformed = new Map<string, string>();
-    for (const [key, { value, createRevision }] of [...this.#cache, ...this.#keptLapsed()]) {
-      const d = decodeClusterRecord({ key, value, ...(createRevision !== undefined ? { createRevision } : {}) });
-      if (d.kind === 'nodes') nodes.push(d.record);
-      else if (d.kind === 'members') members.push(d.record);
-      else if (d.kind === 'blocks') blocks.push(d.record);
-      else if (d.kind === 'malformed') {
-        malformed.set(key, d.why);
-        if (this.#malformed.get(key) !== d.why) {
-          this.#d.log.warn('ignoring a malformed cluster record', { key, why: d.why });
-        }
-      }
-    }
-    this.#malformed = malformed;
-    return { self: this.self, nodes, members, blocks };
+    return this.#records.view();
   }
 
   /** The records the last view() left out, and why (for status). */
   malformed(): readonly { readonly key: string; readonly why: string }[] {
-    return [...this.#malformed].map(([key, why]) => ({ key, why }));
+    return this.#records.malformed();
   }
 
   /** Per cluster and node: blocks and claims held, member or not (from the watched copy). */
   allocations(): ReturnType<typeof countAllocations> {
-    return countAllocations([...this.#cache].map(([k, v]) => [k, v.value] as const));
+    return this.#records.allocations();
   }
 
   joined(cluster: string): boolean {
