@@ -1,7 +1,7 @@
 /**
- * What the etcd store (etcd.ts), its leases (etcd-lease.ts) and its watches (etcd-watch.ts)
- * share: the public lease and watch contracts, the calls a store hands to them, and key and
- * message helpers.
+ * What the etcd store (opened by etcd.ts, operated by etcd-store.ts), its leases
+ * (etcd-lease.ts) and its watches (etcd-watch.ts) share: the public lease and watch contracts,
+ * the store's options, the calls a store hands to them, and key and message helpers.
  */
 import type {
   IDuplexStream,
@@ -98,3 +98,22 @@ export interface EtcdOps {
   watchStream(): Promise<IDuplexStream<IWatchRequest, IWatchResponse>>;
   list(prefix: string): Promise<{ readonly items: readonly KeyValue[]; readonly revision: number }>;
 }
+
+export interface EtcdStoreOptions {
+  /** "HOST:PORT" each, as parseStoreUrl returns them */
+  readonly endpoints: readonly string[];
+  /** file paths; TLS with a client certificate when given, plaintext otherwise */
+  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string };
+  /** etcd user auth (the password is never logged) */
+  readonly auth?: { readonly user: string; readonly password: string };
+  /** prepended to every key (and stripped from results): isolates tests sharing an etcd */
+  readonly prefix?: string;
+  /** how long openEtcdStore waits for etcd to answer (default 5000) */
+  readonly dialTimeoutMs?: number;
+  /** deadline of each later call (default 4000) */
+  readonly requestTimeoutMs?: number;
+  readonly log: Logger;
+}
+
+/** Thrown by etcd.ts's skipFailedEndpoint for an endpoint that failed recently: reads try the next one. */
+export class EndpointSkipped extends Error {}
