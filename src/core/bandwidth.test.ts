@@ -11,8 +11,9 @@ import {
   tbfFor,
 } from './bandwidth.ts';
 import { computeDesired } from './desired.ts';
-import type { EndpointSpec, NetworkSpec } from './model.ts';
+import type { EndpointSpec } from './model.ts';
 import { parseEndpointOptions, parseNetworkOptions } from './options.ts';
+import { endpointSpec, ipamData, networkSpec } from './testing.ts';
 
 const K = 'truss.bandwidth';
 
@@ -122,26 +123,8 @@ describe('shaperFor', () => {
 
 describe('computeDesired shapers', () => {
   const NID = 'a'.repeat(64);
-  const net: NetworkSpec = {
-    id: NID,
-    bridge: 'trbaaaaaaaaaaaa',
-    bridgeNamed: false,
-    mtu: 1500,
-    internal: false,
-    nat: true,
-    ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-    ipv6: [],
-    options: {},
-    bandwidth: { ingress: 30_000_000 },
-  };
-  const ep = (c: string): EndpointSpec => ({
-    networkId: NID,
-    id: c.repeat(64),
-    hostVeth: `trv${c.repeat(12)}`,
-    peerVeth: `trc${c.repeat(12)}`,
-    mac: '02:5e:00:00:00:02',
-    options: {},
-  });
+  const net = networkSpec({ id: NID, ipv4: [ipamData('198.18.1.0/24')], bandwidth: { ingress: 30_000_000 } });
+  const ep = (c: string): EndpointSpec => endpointSpec({ networkId: NID, id: c.repeat(64) });
   it('one per endpoint with a limit, memoised on the record (unchanged intent: same objects)', () => {
     const eps = [ep('b'), { ...ep('c'), bandwidth: { egress: 1_000_000 } }];
     const d1 = computeDesired([net], eps);

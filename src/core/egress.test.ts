@@ -15,20 +15,11 @@ import {
 import type { NetworkSpec } from './model.ts';
 import { bridgeName } from './naming.ts';
 import { parseNetworkOptions } from './options.ts';
+import { ipamData, networkSpec } from './testing.ts';
 
 const ID = `ab12cd${'0'.repeat(58)}`;
-const net = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
-  id: ID,
-  bridge: bridgeName(ID),
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: '198.18.40.0/24', gateway: '198.18.40.1/24', auxAddresses: {} }],
-  ipv6: [],
-  options: {},
-  ...over,
-});
+const net = (over: Partial<NetworkSpec> = {}): NetworkSpec =>
+  networkSpec({ id: ID, ipv4: [ipamData('198.18.40.0/24')], ...over });
 const V6 = [{ pool: 'fd00:40::/64', gateway: 'fd00:40::1/64', auxAddresses: {} }];
 
 describe('parseEgressVia', () => {
