@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { egressTable } from '../core/egress.ts';
 import type { CreateNetworkInput } from '../core/ports.ts';
+import { ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { stopTestServices, testService } from './testing.ts';
@@ -14,15 +15,13 @@ import { stopTestServices, testService } from './testing.ts';
 const NID = `0e0e0e${'a'.repeat(58)}`;
 const NID2 = `0e0e0e${'c'.repeat(58)}`; // same first 6 hex: same table id
 
-const netInput = (via: string | undefined, over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.40.0/24', gateway: '198.18.40.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic: via === undefined ? {} : { 'truss.egress.via': via },
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
+const netInput = (via: string | undefined, over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({
+    networkId: NID,
+    ipv4: [ipamData('198.18.40.0/24')],
+    generic: via === undefined ? {} : { 'truss.egress.via': via },
+    ...over,
+  });
 
 const setup = (dp = new FakeDataplane()) => testService({ dp });
 afterEach(stopTestServices);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterPort, CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -17,22 +18,10 @@ const BRIDGE = 'trb0000aaaaaaaa';
 const EP_VETH = 'trv0000bbbbbbbb';
 const EP_PEER = 'trc0000bbbbbbbb';
 
-const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic: {},
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
-const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
-  networkId: NID,
-  endpointId: EID,
-  address: '198.18.1.2/24',
-  options: {},
-  ...over,
-});
+const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, ...over });
+const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =>
+  endpointInput({ networkId: NID, endpointId: EID, ...over });
 
 const setup = (store = new MemoryStore(), dp = new FakeDataplane()) => testService({ store, dp });
 afterEach(stopTestServices);

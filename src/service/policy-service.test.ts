@@ -1,19 +1,14 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/ports.ts';
+import { networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { testService } from './testing.ts';
 
 const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
 const NID = id('a');
-const netInput = (generic: Record<string, string> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic,
-  internal: false,
-  enableIpv6: false,
-});
+const netInput = (generic: Record<string, string> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, generic });
 
 const stops: (() => Promise<void>)[] = [];
 afterEach(async () => {

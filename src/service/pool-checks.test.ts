@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { endpointInput, networkInput } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { decodeCreateNetwork } from '../protocol/wire.ts';
 import { MemoryStore } from '../store/memory.ts';
@@ -20,22 +21,10 @@ const v4 = (pool: string, gateway?: string, aux: Record<string, string> = {}) =>
   ...(gateway !== undefined ? { gateway } : {}),
   auxAddresses: aux,
 });
-const net = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [v4('198.18.10.0/24', '198.18.10.1/24')],
-  ipv6: [],
-  generic: {},
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
-const ep = (n: number, over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
-  networkId: NID,
-  endpointId: testId('b', n),
-  address: `198.18.10.${n + 10}/24`,
-  options: {},
-  ...over,
-});
+const net = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, ipv4: [v4('198.18.10.0/24', '198.18.10.1/24')], ...over });
+const ep = (n: number, over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =>
+  endpointInput({ networkId: NID, endpointId: testId('b', n), address: `198.18.10.${n + 10}/24`, ...over });
 
 afterEach(stopTestServices);
 
