@@ -59,7 +59,10 @@ describe('parseEgressVia', () => {
   it('is a known network option', () => {
     assert.deepEqual(parseNetworkOptions({ 'truss.egress.via': '198.18.40.5' }, false).egressVia, ['198.18.40.5']);
     assert.equal(parseNetworkOptions({}, false).egressVia, undefined);
-    assert.throws(() => parseNetworkOptions({ 'truss.egress.via': 'x' }, false), /truss\.egress\.via="x"/);
+    assert.throws(() => parseNetworkOptions({ 'truss.egress.via': 'x' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.egress\.via="x"/,
+    });
   });
 });
 
@@ -70,16 +73,40 @@ describe('checkEgressVia', () => {
     assert.doesNotThrow(() => checkEgressVia(['198.19.251.2', 'fd00:40::5'], n, false));
   });
   it('refuses the gateway, network and broadcast addresses and a family the network lacks', () => {
-    assert.throws(() => checkEgressVia(['198.18.40.1'], n, false), /gateway, this host itself/);
-    assert.throws(() => checkEgressVia(['198.18.40.0'], n, false), /network or broadcast/);
-    assert.throws(() => checkEgressVia(['198.18.40.255'], n, false), /network or broadcast/);
-    assert.throws(() => checkEgressVia(['fd00:40::1'], n, false), /gateway/);
-    assert.throws(() => checkEgressVia(['fd00:40::'], n, false), /network or broadcast/);
-    assert.throws(() => checkEgressVia(['fd00:99::5'], net(), false), /no IPv6 subnet/);
+    assert.throws(() => checkEgressVia(['198.18.40.1'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /gateway, this host itself/,
+    });
+    assert.throws(() => checkEgressVia(['198.18.40.0'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /network or broadcast/,
+    });
+    assert.throws(() => checkEgressVia(['198.18.40.255'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /network or broadcast/,
+    });
+    assert.throws(() => checkEgressVia(['fd00:40::1'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /gateway/,
+    });
+    assert.throws(() => checkEgressVia(['fd00:40::'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /network or broadcast/,
+    });
+    assert.throws(() => checkEgressVia(['fd00:99::5'], net(), false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /no IPv6 subnet/,
+    });
   });
   it('refuses --internal and cluster networks', () => {
-    assert.throws(() => checkEgressVia(['198.18.40.5'], net({ internal: true }), false), /--internal/);
-    assert.throws(() => checkEgressVia(['198.18.40.5'], n, true), /truss\.cluster/);
+    assert.throws(() => checkEgressVia(['198.18.40.5'], net({ internal: true }), false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--internal/,
+    });
+    assert.throws(() => checkEgressVia(['198.18.40.5'], n, true), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.cluster/,
+    });
   });
 });
 

@@ -53,10 +53,13 @@ describe('truss.antispoof option', () => {
   it('is a known network and endpoint option taking true/false, refused otherwise', () => {
     parseNetworkOptions({ 'truss.antispoof': 'false' }, false);
     assert.deepEqual(parseEndpointOptions({ 'truss.antispoof': 'true' }).raw, { 'truss.antispoof': 'true' });
-    assert.throws(
-      () => parseNetworkOptions({ 'truss.antispoof': 'off' }, false),
-      /truss.antispoof="off": expected true or false/,
-    );
-    assert.throws(() => parseEndpointOptions({ 'truss.antispoof': 'no' }), /expected true or false/);
+    assert.throws(() => parseNetworkOptions({ 'truss.antispoof': 'off' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss.antispoof="off": expected true or false/,
+    });
+    assert.throws(() => parseEndpointOptions({ 'truss.antispoof': 'no' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /expected true or false/,
+    });
   });
 });

@@ -36,7 +36,10 @@ describe('truss.egress.via (service + reconciler, fake kernel)', () => {
     ] as const) {
       await assert.rejects(svc.createNetwork(netInput(via)), why);
     }
-    await assert.rejects(svc.createNetwork(netInput('198.18.40.5', { internal: true })), /--internal/);
+    await assert.rejects(svc.createNetwork(netInput('198.18.40.5', { internal: true })), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--internal/,
+    });
     assert.deepEqual(await repo.listNetworks(), []);
     assert.equal(dp.callsOf('ensureEgress').length, 0);
   });
@@ -90,7 +93,7 @@ describe('truss.egress.via (service + reconciler, fake kernel)', () => {
       svc.createNetwork(
         netInput('198.19.251.2', { networkId: NID2, ipv4: [{ pool: '198.18.41.0/24', auxAddresses: {} }] }),
       ),
-      /routing table .* is already used/,
+      { code: 'TRUSS_ERR_NETWORK_CONFLICT', message: /routing table .* is already used/ },
     );
   });
 });

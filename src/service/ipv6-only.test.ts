@@ -55,10 +55,10 @@ describe('IPv6-only network (empty IPv4Data)', () => {
 
   it('an MTU below 1280 is refused with IPv6 (the IPv6 minimum), 1280 is accepted', async () => {
     const { svc } = setup();
-    await assert.rejects(
-      svc.createNetwork({ ...v6only, generic: { 'com.docker.network.driver.mtu': '1279' } }),
-      /MTU must be between 1280/,
-    );
+    await assert.rejects(svc.createNetwork({ ...v6only, generic: { 'com.docker.network.driver.mtu': '1279' } }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /MTU must be between 1280/,
+    });
     await svc.createNetwork({ ...v6only, generic: { 'com.docker.network.driver.mtu': '1280' } });
   });
 

@@ -211,13 +211,13 @@ describe('address conflict wording', () => {
     const p = await ipam.requestPool({ addressSpace: 'TrussLocal', pool: SUBNET, subPool: '', options: {}, v6: false });
     await ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.10', options: {} });
     await ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.200', options: {} });
-    await assert.rejects(
-      ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.10', options: {} }),
-      /already allocated to a container's fixed address \(--ip\)/,
-    );
-    await assert.rejects(
-      ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.200', options: {} }),
-      /already allocated to an aux address \(--aux-address\)/,
-    );
+    await assert.rejects(ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.10', options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /already allocated to a container's fixed address \(--ip\)/,
+    });
+    await assert.rejects(ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.200', options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /already allocated to an aux address \(--aux-address\)/,
+    });
   });
 });

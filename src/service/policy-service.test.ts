@@ -80,13 +80,19 @@ describe('port policy through the services', () => {
     const t = setup();
     await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
     await t.join(1);
-    await assert.rejects(t.policy.set(NID, 'tcp/80;reboot'), /truss\.ingress/);
-    await assert.rejects(t.policy.set(id('f'), 'tcp/80'), /not a truss network/);
+    await assert.rejects(t.policy.set(NID, 'tcp/80;reboot'), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.ingress/,
+    });
+    await assert.rejects(t.policy.set(id('f'), 'tcp/80'), {
+      code: 'TRUSS_ERR_NETWORK_NOT_FOUND',
+      message: /not a truss network/,
+    });
     assert.equal((await t.policy.show(NID)).ingress, 'tcp/80');
-    await assert.rejects(
-      t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: id('c') }),
-      /tcp\/0/,
-    );
+    await assert.rejects(t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: id('c') }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /tcp\/0/,
+    });
   });
 
   it('leave removes the policy; deleting the network removes the table and the run-time record', async () => {

@@ -114,8 +114,14 @@ describe('CreateEndpoint refuses addresses no container may hold (M3)', () => {
       code: 'TRUSS_ERR_ADDRESS_IN_USE',
       message: /198\.18\.10\.1 is the gateway of network .*: give the container another address \(--ip\)/,
     });
-    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.0/24' })), /is the network address/);
-    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.255/24' })), /is the broadcast address/);
+    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.0/24' })), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /is the network address/,
+    });
+    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.255/24' })), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /is the broadcast address/,
+    });
     await svc.createEndpoint(ep(1));
     await svc.createEndpoint(ep(1)); // a replay is fine
     await svc.join({ networkId: NID, endpointId: testId('b', 1), sandboxKey: '/var/run/docker/netns/1', options: {} });
@@ -149,7 +155,10 @@ describe('IPAM keeps address families apart (L4)', () => {
       code: 'TRUSS_ERR_ADDRESS_INVALID',
       message: /address ::c612:2d07 is IPv6 but pool 198\.18\.45\.0\/24 .* is IPv4: request an IPv4 address/,
     });
-    await assert.rejects(ipam.requestAddress({ poolId, address: 'fd00::1', options: {} }), /fd00::1 is IPv6/);
+    await assert.rejects(ipam.requestAddress({ poolId, address: 'fd00::1', options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /fd00::1 is IPv6/,
+    });
     assert.equal(
       (await ipam.requestAddress({ poolId, address: '198.18.45.7', options: {} })).address,
       '198.18.45.7/24',

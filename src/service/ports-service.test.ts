@@ -105,7 +105,10 @@ describe('published ports (NetworkService)', () => {
     assert.equal(dp.portsTable, undefined);
     // unknown endpoints: Revoke succeeds, Program is refused
     await svc.revokeExternalConnectivity(NID, id('d'));
-    await assert.rejects(svc.programExternalConnectivity(NID, id('d'), portmap(1)), /not known to truss/);
+    await assert.rejects(svc.programExternalConnectivity(NID, id('d'), portmap(1)), {
+      code: 'TRUSS_ERR_ENDPOINT_NOT_FOUND',
+      message: /not known to truss/,
+    });
   });
 
   it('a host port another container publishes is refused clearly, and nothing changes', async () => {
