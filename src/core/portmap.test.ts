@@ -75,7 +75,7 @@ describe('parsePortmap', () => {
       [{ HostIP: 'localhost' }, /HostIP "localhost" is not an IP/],
       [{ HostIP: 7 }, /HostIP must be a string/],
     ] as const) {
-      assert.throws(() => parsePortmap(entry(over)), msg);
+      assert.throws(() => parsePortmap(entry(over)), { code: 'TRUSS_ERR_OPTION_INVALID', message: msg });
     }
     assert.throws(() => parsePortmap({ [PORTMAP_OPTION]: 'tcp/80' }), {
       code: 'TRUSS_ERR_OPTION_INVALID',

@@ -34,7 +34,7 @@ describe('truss.egress.via (service + reconciler, fake kernel)', () => {
       ['fd00::5', /no IPv6 subnet/],
       ['224.0.0.1', /multicast/],
     ] as const) {
-      await assert.rejects(svc.createNetwork(netInput(via)), why);
+      await assert.rejects(svc.createNetwork(netInput(via)), { code: 'TRUSS_ERR_OPTION_INVALID', message: why });
     }
     await assert.rejects(svc.createNetwork(netInput('198.18.40.5', { internal: true })), {
       code: 'TRUSS_ERR_OPTION_INVALID',

@@ -57,7 +57,7 @@ describe('NetworkService', () => {
           generic: { 'com.docker.network.bridge.name': BRIDGE },
         }),
       ),
-      /truss's own; choose another bridge name/,
+      { code: 'TRUSS_ERR_OPTION_INVALID', message: /truss's own; choose another bridge name/ },
     );
     const named = (networkId: string, pool: string) =>
       netInput({

@@ -29,7 +29,8 @@ const ep = (n: number, over: Partial<CreateEndpointInput> = {}): CreateEndpointI
 afterEach(stopTestServices);
 
 describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => {
-  const refused: [string, CreateNetworkInput['ipv4'], CreateNetworkInput['ipv6'], RegExp][] = [
+  /** what, IPv4 pools, IPv6 pools, the message, the code when it is not TRUSS_ERR_ADDRESS_INVALID */
+  const refused: [string, CreateNetworkInput['ipv4'], CreateNetworkInput['ipv6'], RegExp, string?][] = [
     [
       '0.0.0.0/0',
       [v4('0.0.0.0/0', '0.0.0.1/0')],
@@ -53,7 +54,7 @@ describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => 
       'gateway = network address',
       [v4('198.18.10.0/24', '198.18.10.0/24')],
       [],
-      /: gateway 198\.18\.10\.0 is the network address of subnet 198\.18\.10\.0\/24: give a host address, e\.g\. --gateway 198\.18\.10\.1$/,
+      /^gateway 198\.18\.10\.0 is the network address of subnet 198\.18\.10\.0\/24: give a host address, e\.g\. --gateway 198\.18\.10\.1$/,
     ],
     [
       'gateway = broadcast',
@@ -73,13 +74,20 @@ describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => 
       [v4('198.18.10.0/24'), v4('198.18.10.0/25')],
       [],
       /subnet 198\.18\.10\.0\/24 overlaps IPv4 subnet 198\.18\.10\.0\/25 in this network: give each --subnet once/,
+      'TRUSS_ERR_POOL_OVERLAP',
     ],
-    ['the same pool twice', [v4('198.18.10.0/24'), v4('198.18.10.0/24')], [], /is given twice in this network/],
+    [
+      'the same pool twice',
+      [v4('198.18.10.0/24'), v4('198.18.10.0/24')],
+      [],
+      /is given twice in this network/,
+      'TRUSS_ERR_POOL_OVERLAP',
+    ],
   ];
-  for (const [what, ipv4, ipv6, message] of refused) {
+  for (const [what, ipv4, ipv6, message, code = 'TRUSS_ERR_ADDRESS_INVALID'] of refused) {
     it(`refuses ${what}`, async () => {
       const { svc, repo } = testService();
-      await assert.rejects(svc.createNetwork(net({ ipv4, ipv6 })), message);
+      await assert.rejects(svc.createNetwork(net({ ipv4, ipv6 })), { code, message });
       assert.equal((await repo.listNetworks()).length, 0);
     });
   }
@@ -199,10 +207,10 @@ describe("truss's own link names are not bridge names (L9)", () => {
   for (const name of ['trv517a9f1d7605', 'trc517a9f1d7605', 'trf517a9f1d7605', 'trb517a9f1d7605', 'trwg0', 'trvx0']) {
     it(name, async () => {
       const { svc } = testService();
-      await assert.rejects(
-        svc.createNetwork(net({ generic: { 'com.docker.network.bridge.name': name } })),
-        new RegExp(`bridge.name=${name}: names tr\\[bvcf\\]<12 hex>, trwg0 and trvx0 are truss's own`),
-      );
+      await assert.rejects(svc.createNetwork(net({ generic: { 'com.docker.network.bridge.name': name } })), {
+        code: 'TRUSS_ERR_OPTION_INVALID',
+        message: new RegExp(`bridge.name=${name}: names tr\\[bvcf\\]<12 hex>, trwg0 and trvx0 are truss's own`),
+      });
     });
   }
 });
