@@ -44,9 +44,18 @@ describe('loadConfig', () => {
     assert.equal(c.store, 'etcd://198.18.255.254:2379');
     assert.equal(c.nodeName, 'c1');
     assert.equal(c.wgPort, 51821);
-    assert.throws(() => loadConfig(['--etcd-ca', '/ca.pem'], {}), /go together/);
-    assert.throws(() => loadConfig(['--advertise-address', 'host'], {}), /--advertise-address/);
-    assert.throws(() => loadConfig(['--node-name', 'Bad_Name'], {}), /--node-name/);
+    assert.throws(() => loadConfig(['--etcd-ca', '/ca.pem'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /go together/,
+    });
+    assert.throws(() => loadConfig(['--advertise-address', 'host'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--advertise-address/,
+    });
+    assert.throws(() => loadConfig(['--node-name', 'Bad_Name'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--node-name/,
+    });
   });
   it('etcd user auth and --etcd-insecure (or TRUSS_ETCD_USER, TRUSS_ETCD_PASSWORD_FILE, TRUSS_ETCD_INSECURE)', () => {
     const c = loadConfig(
@@ -59,13 +68,22 @@ describe('loadConfig', () => {
     assert.deepEqual(e.etcdAuth, { user: 'u', passwordFile: '/pw' });
     assert.equal(e.etcdInsecure, true);
     assert.equal(loadConfig([], {}).etcdInsecure, undefined);
-    assert.throws(() => loadConfig(['--etcd-user', 'u'], {}), /--etcd-user and --etcd-password-file go together/);
-    assert.throws(() => loadConfig(['--etcd-password-file', '/pw'], {}), /go together/);
-    assert.throws(
-      () => loadConfig(['--etcd-user', 'u', '--etcd-password-file', 'pw'], {}),
-      /expected an absolute path/,
-    );
-    assert.throws(() => loadConfig(['--etcd-user', 'a b', '--etcd-password-file', '/pw'], {}), /--etcd-user "a b"/);
+    assert.throws(() => loadConfig(['--etcd-user', 'u'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--etcd-user and --etcd-password-file go together/,
+    });
+    assert.throws(() => loadConfig(['--etcd-password-file', '/pw'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /go together/,
+    });
+    assert.throws(() => loadConfig(['--etcd-user', 'u', '--etcd-password-file', 'pw'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /expected an absolute path/,
+    });
+    assert.throws(() => loadConfig(['--etcd-user', 'a b', '--etcd-password-file', '/pw'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--etcd-user "a b"/,
+    });
     assert.throws(() => loadConfig(['--etcd-password', 'x'], {}), /Unknown option '--etcd-password'/);
   });
 
@@ -74,19 +92,37 @@ describe('loadConfig', () => {
     assert.equal(c.iptables, 'iptables-legacy');
     assert.equal(c.procSys, '/host/proc/sys');
     assert.equal(loadConfig(['--iptables', '/usr/sbin/iptables-nft'], {}).iptables, '/usr/sbin/iptables-nft');
-    assert.throws(() => loadConfig(['--iptables', 'iptables; rm'], {}), /--iptables/);
-    assert.throws(() => loadConfig(['--proc-sys', 'host/proc/sys'], {}), /--proc-sys/);
+    assert.throws(() => loadConfig(['--iptables', 'iptables; rm'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--iptables/,
+    });
+    assert.throws(() => loadConfig(['--proc-sys', 'host/proc/sys'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--proc-sys/,
+    });
   });
   it('refuses bad values with the flag name', () => {
-    assert.throws(() => loadConfig(['--socket', 'rel.sock'], {}), /--socket/);
-    assert.throws(() => loadConfig(['--log-level', 'loud'], {}), /--log-level/);
-    assert.throws(() => loadConfig([], { TRUSS_RESYNC_SECONDS: '0' }), /--resync-seconds/);
+    assert.throws(() => loadConfig(['--socket', 'rel.sock'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--socket/,
+    });
+    assert.throws(() => loadConfig(['--log-level', 'loud'], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--log-level/,
+    });
+    assert.throws(() => loadConfig([], { TRUSS_RESYNC_SECONDS: '0' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--resync-seconds/,
+    });
     assert.throws(() => loadConfig(['--bogus'], {}), /bogus/);
-    assert.throws(() => loadConfig(['--socket', `/${'x'.repeat(120)}`], {}), /107 bytes/);
+    assert.throws(() => loadConfig(['--socket', `/${'x'.repeat(120)}`], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /107 bytes/,
+    });
     // L6: the admin socket under a long state dir is refused before anything is bound
-    assert.throws(
-      () => loadConfig(['--state-dir', `/${'s'.repeat(100)}`], {}),
-      /admin socket .*admin\.sock would exceed the 107 bytes of a unix socket path; use a shorter state dir/,
-    );
+    assert.throws(() => loadConfig(['--state-dir', `/${'s'.repeat(100)}`], {}), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /admin socket .*admin\.sock would exceed the 107 bytes of a unix socket path; use a shorter state dir/,
+    });
   });
 });

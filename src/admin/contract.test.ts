@@ -14,7 +14,7 @@ import { adminRequest } from '../cli/admin-client.ts';
 import { forgetNode } from '../cluster/reclaim.ts';
 import type { Cluster } from '../cluster/setup.ts';
 import { CONTRACT, SCHEMA_VERSION, statusBody } from '../core/admin-api.ts';
-import type { CreateNetworkInput } from '../core/ports.ts';
+import { ipamData, networkInput } from '../core/testing.ts';
 import { createLogger, silentLogger } from '../obs/logger.ts';
 import { createMetrics } from '../obs/metrics.ts';
 import { clusterStatus } from '../service/cluster-status.ts';
@@ -58,14 +58,11 @@ describe('admin contract: the published JSON Schemas', () => {
 
 const NID = testId('a');
 const EID = testId('b');
-const netInput: CreateNetworkInput = {
+const netInput = networkInput({
   networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64', auxAddresses: {} }],
+  ipv6: [ipamData('fd00:1::/64')],
   generic: { 'truss.ingress': 'tcp/80', 'truss.bandwidth': '10mbit' },
-  internal: false,
-  enableIpv6: true,
-};
+});
 const PUBLISH = {
   'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }],
   'com.docker.network.portmap': [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 18080, HostPortEnd: 18080 }],

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
+import { endpointSpec, networkSpec } from '../core/testing.ts';
 import {
   formatForeign,
   formatPolicyView,
@@ -13,36 +14,22 @@ const NID = `0123456789ab${'1'.repeat(52)}`;
 const EP1 = `e1e1e1e1e1e1${'5'.repeat(52)}`;
 const EP2 = `e2e2e2e2e2e2${'6'.repeat(52)}`;
 
-const NET = {
-  id: NID,
-  bridge: 'trb0123456789ab',
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [],
-  ipv6: [],
-  options: {},
-};
-const E1 = {
+const NET = networkSpec({ id: NID, ipv4: [] });
+const E1 = endpointSpec({
   networkId: NID,
   id: EP1,
-  hostVeth: 'trve1e1e1e1e1e1',
   peerVeth: 'trpe1e1e1e1e1e1',
   mac: '02:42:c6:12:0a:02',
-  options: {},
   ipv4: '198.18.10.2/24',
   sandboxKey: '/var/run/docker/netns/x',
-};
-const E2 = {
+});
+const E2 = endpointSpec({
   networkId: NID,
   id: EP2,
-  hostVeth: 'trve2e2e2e2e2e2',
   peerVeth: 'trpe2e2e2e2e2e2',
   mac: '02:42:c6:12:0a:03',
-  options: {},
   ipv4: '198.18.10.3/24',
-};
+});
 
 const status = (extra: Partial<StatusText> = {}): StatusText => ({
   version: '0.1.0',

@@ -86,7 +86,10 @@ describe('ClusterAgent leave', () => {
     const a = await agent(store, 'a');
     const b = await agent(store, 'b');
     await a.agent.joinNetwork(join);
-    await assert.rejects(b.agent.joinNetwork({ ...join, fingerprint: 'other' }), /other settings/);
+    await assert.rejects(b.agent.joinNetwork({ ...join, fingerprint: 'other' }), {
+      code: 'TRUSS_ERR_NETWORK_CONFLICT',
+      message: /other settings/,
+    });
     assert.equal(b.agent.joined('blue'), false);
     assert.equal(a.agent.joined('blue'), true);
     await a.agent.stop();
@@ -376,10 +379,10 @@ describe('ClusterAgent view (records checked for shape and owner)', () => {
     const a = await agent(store, 'a');
     const b = await agent(store, 'b');
     await a.agent.joinNetwork(join);
-    await assert.rejects(
-      b.agent.joinNetwork({ ...join, fingerprint: 'other', encrypt: false }),
-      /cluster network blue already exists with other settings \(subnets 198\.18\.64\.0\/20, encrypt true\)/,
-    );
+    await assert.rejects(b.agent.joinNetwork({ ...join, fingerprint: 'other', encrypt: false }), {
+      code: 'TRUSS_ERR_NETWORK_CONFLICT',
+      message: /cluster network blue already exists with other settings \(subnets 198\.18\.64\.0\/20, encrypt true\)/,
+    });
     assert.equal(await store.get(clusterKeys.network('blue', 'b')), undefined, "b's copy is withdrawn");
     await b.agent.joinNetwork(join);
     assert.ok(await store.get(clusterKeys.network('blue', 'b')));

@@ -40,18 +40,27 @@ describe('ClusterIpam', () => {
   it('a specific address must be free and not in another host block', async () => {
     const [a, b] = hosts(2);
     const first = await a!.allocate('blue', subnet);
-    await assert.rejects(b!.allocate('blue', subnet, first), /block .* of host host0/);
-    await assert.rejects(a!.allocate('blue', subnet, first), /already used/);
+    await assert.rejects(b!.allocate('blue', subnet, first), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /block .* of host host0/,
+    });
+    await assert.rejects(a!.allocate('blue', subnet, first), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /already used/,
+    });
     const far = ip('198.18.70.10');
     assert.equal(formatIp(await b!.allocate('blue', subnet, far)), '198.18.70.10');
-    await assert.rejects(a!.allocate('blue', subnet, ip('198.19.0.1')), /not in cluster network/);
+    await assert.rejects(a!.allocate('blue', subnet, ip('198.19.0.1')), {
+      code: 'TRUSS_ERR_ADDRESS_OUT_OF_POOL',
+      message: /not in cluster network/,
+    });
   });
 
   it('release frees only this host claims, and is idempotent', async () => {
     const [a, b] = hosts(2);
     const x = await a!.allocate('blue', subnet);
     await b!.release('blue', x); // not b's: nothing happens
-    await assert.rejects(a!.allocate('blue', subnet, x), /already used/);
+    await assert.rejects(a!.allocate('blue', subnet, x), { code: 'TRUSS_ERR_ADDRESS_IN_USE', message: /already used/ });
     await a!.release('blue', x);
     await a!.release('blue', x);
     assert.equal(formatIp(await a!.allocate('blue', subnet, x)), formatIp(x));
@@ -71,7 +80,7 @@ describe('ClusterIpam', () => {
     const small = parsePrefix('198.18.99.0/29') as Prefix;
     const [a] = hosts(1);
     for (let i = 0; i < 6; i++) await a!.allocate('tiny', small);
-    await assert.rejects(a!.allocate('tiny', small), /no free block/);
+    await assert.rejects(a!.allocate('tiny', small), { code: 'TRUSS_ERR_ADDRESS_EXHAUSTED', message: /no free block/ });
   });
 
   it('reads only the claims of the block it allocates from (IPv4 and IPv6), and still never doubles', async () => {
@@ -137,10 +146,16 @@ describe('ClusterIpam', () => {
     await put('/truss/v2/blocks/m/blue/198.18.64.0_26', { cluster: 'blue', block: '198.18.64.0/26', node: 'm' });
     assert.deepEqual([...(await a!.blocks('blue'))], [['198.18.64.0/26', 'host0']]);
     assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.2', 'a keeps allocating from its block');
-    await assert.rejects(b!.allocate('blue', subnet, ip('198.18.64.5')), /block 198\.18\.64\.0\/26 of host host0/);
+    await assert.rejects(b!.allocate('blue', subnet, ip('198.18.64.5')), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /block 198\.18\.64\.0\/26 of host host0/,
+    });
     // an older hostile /20 over free space: nobody may claim inside it (the older claim wins)
     await put('/truss/v2/blocks/m/blue/198.18.72.0_21', { cluster: 'blue', block: '198.18.72.0/21', node: 'm' });
-    await assert.rejects(b!.allocate('blue', subnet, ip('198.18.72.9')), /block 198\.18\.72\.0\/21 of host m/);
+    await assert.rejects(b!.allocate('blue', subnet, ip('198.18.72.9')), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /block 198\.18\.72\.0\/21 of host m/,
+    });
     assert.equal(formatIp(await b!.allocate('blue', subnet)), '198.18.64.64');
   });
 

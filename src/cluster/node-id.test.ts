@@ -39,7 +39,7 @@ describe('ensureNodeId', () => {
     writeFileSync(join(d, 'node-id'), 'BAD ID\n');
     await assert.rejects(
       ensureNodeId(d, 'h1', async () => false),
-      /node-id holds "BAD ID", not a node id/,
+      { code: 'TRUSS_ERR_OPTION_INVALID', message: /node-id holds "BAD ID", not a node id/ },
     );
   });
 });

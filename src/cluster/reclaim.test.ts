@@ -75,7 +75,10 @@ function suite(name: string, make: () => Promise<Store>) {
     it('forget refuses this host and a registered host; --force and a dead host work', async () => {
       const store = await make();
       await cluster(store);
-      await assert.rejects(forgetNode(store, 'b', 'b', true), /is this host/);
+      await assert.rejects(forgetNode(store, 'b', 'b', true), {
+        code: 'TRUSS_ERR_NETWORK_CONFLICT',
+        message: /is this host/,
+      });
       await put(store, clusterKeys.node('a'), node('a'));
       await assert.rejects(forgetNode(store, 'a', 'b', false), {
         code: 'TRUSS_ERR_NETWORK_CONFLICT',

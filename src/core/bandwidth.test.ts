@@ -11,8 +11,9 @@ import {
   tbfFor,
 } from './bandwidth.ts';
 import { computeDesired } from './desired.ts';
-import type { EndpointSpec, NetworkSpec } from './model.ts';
+import type { EndpointSpec } from './model.ts';
 import { parseEndpointOptions, parseNetworkOptions } from './options.ts';
+import { endpointSpec, ipamData, networkSpec } from './testing.ts';
 
 const K = 'truss.bandwidth';
 
@@ -36,17 +37,26 @@ describe('parseRate', () => {
     }
   });
   it('refuses byte units with a hint, and unknown units', () => {
-    assert.throws(() => parseRate(K, '100mbps'), /megabytes/);
-    assert.throws(() => parseRate(K, '100mb'), /not accepted/);
-    assert.throws(() => parseRate(K, '100furlong'), /unknown unit "furlong"/);
+    assert.throws(() => parseRate(K, '100mbps'), { code: 'TRUSS_ERR_OPTION_INVALID', message: /megabytes/ });
+    assert.throws(() => parseRate(K, '100mb'), { code: 'TRUSS_ERR_OPTION_INVALID', message: /not accepted/ });
+    assert.throws(() => parseRate(K, '100furlong'), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /unknown unit "furlong"/,
+    });
   });
   it('bounds the rate', () => {
     assert.equal(parseRate(K, '100kbit'), MIN_RATE);
     assert.equal(parseRate(K, '100gbit'), MAX_RATE);
-    assert.throws(() => parseRate(K, '99kbit'), /between 100kbit and 100gbit/);
-    assert.throws(() => parseRate(K, '0'), /between/);
-    assert.throws(() => parseRate(K, '101gbit'), /between/);
-    assert.throws(() => parseRate(K, '99999999999999999999999'), /between/);
+    assert.throws(() => parseRate(K, '99kbit'), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /between 100kbit and 100gbit/,
+    });
+    assert.throws(() => parseRate(K, '0'), { code: 'TRUSS_ERR_OPTION_INVALID', message: /between/ });
+    assert.throws(() => parseRate(K, '101gbit'), { code: 'TRUSS_ERR_OPTION_INVALID', message: /between/ });
+    assert.throws(() => parseRate(K, '99999999999999999999999'), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /between/,
+    });
   });
   it('formats in the largest exact unit', () => {
     assert.equal(formatRate(100_000_000), '100mbit');
@@ -68,9 +78,18 @@ describe('bandwidth options', () => {
     assert.equal(parseBandwidthOptions({ other: 'x' }), undefined);
   });
   it('bad values are refused before anything is stored', () => {
-    assert.throws(() => parseNetworkOptions({ [K]: 'lots' }, false), /truss\.bandwidth="lots"/);
-    assert.throws(() => parseEndpointOptions({ 'truss.bandwidth.ingress': 5 }), /expected a string/);
-    assert.throws(() => parseEndpointOptions({ 'truss.bandwidth.egress': '5mbit' }), /unknown endpoint option/);
+    assert.throws(() => parseNetworkOptions({ [K]: 'lots' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.bandwidth="lots"/,
+    });
+    assert.throws(() => parseEndpointOptions({ 'truss.bandwidth.ingress': 5 }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /expected a string/,
+    });
+    assert.throws(() => parseEndpointOptions({ 'truss.bandwidth.egress': '5mbit' }), {
+      code: 'TRUSS_ERR_OPTION_UNKNOWN',
+      message: /unknown endpoint option/,
+    });
   });
   it('an endpoint limit replaces the network default direction by direction', () => {
     const net = { egress: 50_000_000, ingress: 30_000_000 };
@@ -122,26 +141,8 @@ describe('shaperFor', () => {
 
 describe('computeDesired shapers', () => {
   const NID = 'a'.repeat(64);
-  const net: NetworkSpec = {
-    id: NID,
-    bridge: 'trbaaaaaaaaaaaa',
-    bridgeNamed: false,
-    mtu: 1500,
-    internal: false,
-    nat: true,
-    ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-    ipv6: [],
-    options: {},
-    bandwidth: { ingress: 30_000_000 },
-  };
-  const ep = (c: string): EndpointSpec => ({
-    networkId: NID,
-    id: c.repeat(64),
-    hostVeth: `trv${c.repeat(12)}`,
-    peerVeth: `trc${c.repeat(12)}`,
-    mac: '02:5e:00:00:00:02',
-    options: {},
-  });
+  const net = networkSpec({ id: NID, ipv4: [ipamData('198.18.1.0/24')], bandwidth: { ingress: 30_000_000 } });
+  const ep = (c: string): EndpointSpec => endpointSpec({ networkId: NID, id: c.repeat(64) });
   it('one per endpoint with a limit, memoised on the record (unchanged intent: same objects)', () => {
     const eps = [ep('b'), { ...ep('c'), bandwidth: { egress: 1_000_000 } }];
     const d1 = computeDesired([net], eps);

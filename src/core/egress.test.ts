@@ -15,20 +15,11 @@ import {
 import type { NetworkSpec } from './model.ts';
 import { bridgeName } from './naming.ts';
 import { parseNetworkOptions } from './options.ts';
+import { ipamData, networkSpec } from './testing.ts';
 
 const ID = `ab12cd${'0'.repeat(58)}`;
-const net = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
-  id: ID,
-  bridge: bridgeName(ID),
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: '198.18.40.0/24', gateway: '198.18.40.1/24', auxAddresses: {} }],
-  ipv6: [],
-  options: {},
-  ...over,
-});
+const net = (over: Partial<NetworkSpec> = {}): NetworkSpec =>
+  networkSpec({ id: ID, ipv4: [ipamData('198.18.40.0/24')], ...over });
 const V6 = [{ pool: 'fd00:40::/64', gateway: 'fd00:40::1/64', auxAddresses: {} }];
 
 describe('parseEgressVia', () => {
@@ -68,7 +59,10 @@ describe('parseEgressVia', () => {
   it('is a known network option', () => {
     assert.deepEqual(parseNetworkOptions({ 'truss.egress.via': '198.18.40.5' }, false).egressVia, ['198.18.40.5']);
     assert.equal(parseNetworkOptions({}, false).egressVia, undefined);
-    assert.throws(() => parseNetworkOptions({ 'truss.egress.via': 'x' }, false), /truss\.egress\.via="x"/);
+    assert.throws(() => parseNetworkOptions({ 'truss.egress.via': 'x' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.egress\.via="x"/,
+    });
   });
 });
 
@@ -79,16 +73,40 @@ describe('checkEgressVia', () => {
     assert.doesNotThrow(() => checkEgressVia(['198.19.251.2', 'fd00:40::5'], n, false));
   });
   it('refuses the gateway, network and broadcast addresses and a family the network lacks', () => {
-    assert.throws(() => checkEgressVia(['198.18.40.1'], n, false), /gateway, this host itself/);
-    assert.throws(() => checkEgressVia(['198.18.40.0'], n, false), /network or broadcast/);
-    assert.throws(() => checkEgressVia(['198.18.40.255'], n, false), /network or broadcast/);
-    assert.throws(() => checkEgressVia(['fd00:40::1'], n, false), /gateway/);
-    assert.throws(() => checkEgressVia(['fd00:40::'], n, false), /network or broadcast/);
-    assert.throws(() => checkEgressVia(['fd00:99::5'], net(), false), /no IPv6 subnet/);
+    assert.throws(() => checkEgressVia(['198.18.40.1'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /gateway, this host itself/,
+    });
+    assert.throws(() => checkEgressVia(['198.18.40.0'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /network or broadcast/,
+    });
+    assert.throws(() => checkEgressVia(['198.18.40.255'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /network or broadcast/,
+    });
+    assert.throws(() => checkEgressVia(['fd00:40::1'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /gateway/,
+    });
+    assert.throws(() => checkEgressVia(['fd00:40::'], n, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /network or broadcast/,
+    });
+    assert.throws(() => checkEgressVia(['fd00:99::5'], net(), false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /no IPv6 subnet/,
+    });
   });
   it('refuses --internal and cluster networks', () => {
-    assert.throws(() => checkEgressVia(['198.18.40.5'], net({ internal: true }), false), /--internal/);
-    assert.throws(() => checkEgressVia(['198.18.40.5'], n, true), /truss\.cluster/);
+    assert.throws(() => checkEgressVia(['198.18.40.5'], net({ internal: true }), false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--internal/,
+    });
+    assert.throws(() => checkEgressVia(['198.18.40.5'], n, true), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.cluster/,
+    });
   });
 });
 

@@ -3,29 +3,12 @@ import { describe, it } from 'node:test';
 import { antispoofEnabled, eui64LinkLocal, guardFor } from './guard.ts';
 import type { EndpointSpec, NetworkSpec } from './model.ts';
 import { parseEndpointOptions, parseNetworkOptions } from './options.ts';
+import { endpointSpec, ipamData, networkSpec } from './testing.ts';
 
-const net = (options: Record<string, string> = {}): NetworkSpec => ({
-  id: 'a'.repeat(64),
-  bridge: 'trbaaaaaaaaaaaa',
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: '198.18.0.0/24', gateway: '198.18.0.1/24', auxAddresses: {} }],
-  ipv6: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64', auxAddresses: {} }],
-  options,
-});
-const ep = (over: Partial<EndpointSpec> = {}): EndpointSpec => ({
-  networkId: 'a'.repeat(64),
-  id: 'b'.repeat(64),
-  hostVeth: 'trvbbbbbbbbbbbb',
-  peerVeth: 'trcbbbbbbbbbbbb',
-  mac: '02:5e:c6:12:00:02',
-  ipv4: '198.18.0.2/24',
-  ipv6: 'fd00:1::0002/64',
-  options: {},
-  ...over,
-});
+const net = (options: Record<string, string> = {}): NetworkSpec =>
+  networkSpec({ ipv6: [ipamData('fd00:1::/64')], options });
+const ep = (over: Partial<EndpointSpec> = {}): EndpointSpec =>
+  endpointSpec({ mac: '02:5e:c6:12:00:02', ipv6: 'fd00:1::0002/64', ...over });
 
 describe('eui64LinkLocal', () => {
   it('derives the link-local address the kernel gives a MAC (U/L bit flipped, ff:fe inserted)', () => {
@@ -70,10 +53,13 @@ describe('truss.antispoof option', () => {
   it('is a known network and endpoint option taking true/false, refused otherwise', () => {
     parseNetworkOptions({ 'truss.antispoof': 'false' }, false);
     assert.deepEqual(parseEndpointOptions({ 'truss.antispoof': 'true' }).raw, { 'truss.antispoof': 'true' });
-    assert.throws(
-      () => parseNetworkOptions({ 'truss.antispoof': 'off' }, false),
-      /truss.antispoof="off": expected true or false/,
-    );
-    assert.throws(() => parseEndpointOptions({ 'truss.antispoof': 'no' }), /expected true or false/);
+    assert.throws(() => parseNetworkOptions({ 'truss.antispoof': 'off' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss.antispoof="off": expected true or false/,
+    });
+    assert.throws(() => parseEndpointOptions({ 'truss.antispoof': 'no' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /expected true or false/,
+    });
   });
 });

@@ -11,6 +11,7 @@ import {
   isValidIfName,
   peerVethName,
   VXLAN_DEVICE,
+  vtepMac,
   vxlanMark,
 } from './naming.ts';
 
@@ -36,5 +37,15 @@ describe('isReservedIfName (L9)', () => {
     }
     for (const n of ['br0', 'docker0', 'trb0', 'trbridge', 'trwg1', 'trb0123456789abc0'])
       assert.ok(!isReservedIfName(n), n);
+  });
+});
+
+describe('vtepMac', () => {
+  it('is deterministic, unicast and locally administered, different per node', () => {
+    assert.equal(vtepMac('c1'), vtepMac('c1'));
+    assert.notEqual(vtepMac('c1'), vtepMac('c2'));
+    for (const n of ['a', 'c1', 'host-7.example']) assert.match(vtepMac(n), /^02(:[0-9a-f]{2}){5}$/);
+    const macs = new Set(Array.from({ length: 1000 }, (_, i) => vtepMac(`node-${i}`)));
+    assert.equal(macs.size, 1000);
   });
 });

@@ -26,19 +26,44 @@ describe('parseNetworkOptions', () => {
       { proto: 'tcp', ports: { from: 80, to: 80 } },
       { proto: 'udp', ports: { from: 53, to: 53 } },
     ]);
-    assert.throws(() => parseNetworkOptions({ 'truss.ingress': 'tcp/80;reboot' }, false), /truss\.ingress/);
+    assert.throws(() => parseNetworkOptions({ 'truss.ingress': 'tcp/80;reboot' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.ingress/,
+    });
   });
   it('refuses unknown truss.* keys, naming the key', () => {
-    assert.throws(() => parseNetworkOptions({ 'truss.bogus': '1' }, false), /truss\.bogus/);
-    assert.throws(() => parseNetworkOptions({ 'truss.NAT': 'false' }, false), /truss\.NAT/);
+    assert.throws(() => parseNetworkOptions({ 'truss.bogus': '1' }, false), {
+      code: 'TRUSS_ERR_OPTION_UNKNOWN',
+      message: /truss\.bogus/,
+    });
+    assert.throws(() => parseNetworkOptions({ 'truss.NAT': 'false' }, false), {
+      code: 'TRUSS_ERR_OPTION_UNKNOWN',
+      message: /truss\.NAT/,
+    });
   });
   it('refuses bad values, naming key and value', () => {
-    assert.throws(() => parseNetworkOptions({ 'truss.nat': 'yes' }, false), /truss\.nat="yes"/);
-    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '1500; reboot' }, false), /mtu/);
-    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '100' }, false), /between 576/);
-    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '1000' }, true), /between 1280/);
+    assert.throws(() => parseNetworkOptions({ 'truss.nat': 'yes' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.nat="yes"/,
+    });
+    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '1500; reboot' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /mtu/,
+    });
+    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '100' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /between 576/,
+    });
+    assert.throws(() => parseNetworkOptions({ 'com.docker.network.driver.mtu': '1000' }, true), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /between 1280/,
+    });
     for (const bad of ['a;b', '$(x)', 'a b', 'toolongbridgename0', '-x', 'a/b', '']) {
-      assert.throws(() => parseNetworkOptions({ 'com.docker.network.bridge.name': bad }, false), /bridge\.name/, bad);
+      assert.throws(
+        () => parseNetworkOptions({ 'com.docker.network.bridge.name': bad }, false),
+        { code: 'TRUSS_ERR_OPTION_INVALID', message: /bridge\.name/ },
+        bad,
+      );
     }
   });
 });
@@ -58,12 +83,18 @@ describe('truss.cluster and truss.encrypt', () => {
     });
   });
   it('refuses truss.encrypt without truss.cluster, and bad values, naming the key', () => {
-    assert.throws(() => parseNetworkOptions({ 'truss.encrypt': 'false' }, false), /truss\.encrypt only applies/);
-    assert.throws(
-      () => parseNetworkOptions({ 'truss.cluster': 'blue', 'truss.encrypt': 'no' }, false),
-      /truss\.encrypt="no"/,
-    );
-    assert.throws(() => parseNetworkOptions({ 'truss.cluster': 'Blue!' }, false), /truss\.cluster/);
+    assert.throws(() => parseNetworkOptions({ 'truss.encrypt': 'false' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.encrypt only applies/,
+    });
+    assert.throws(() => parseNetworkOptions({ 'truss.cluster': 'blue', 'truss.encrypt': 'no' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.encrypt="no"/,
+    });
+    assert.throws(() => parseNetworkOptions({ 'truss.cluster': 'Blue!' }, false), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.cluster/,
+    });
   });
 });
 
@@ -76,7 +107,13 @@ describe('parseEndpointOptions', () => {
       raw: { 'truss.ingress': 'tcp/8080' },
       ingress: [{ proto: 'tcp', ports: { from: 8080, to: 8080 } }],
     });
-    assert.throws(() => parseEndpointOptions({ 'truss.ingress': 'tcp/0' }), /truss\.ingress/);
-    assert.throws(() => parseEndpointOptions({ 'truss.ingres': 'tcp/80' }), /truss\.ingres/);
+    assert.throws(() => parseEndpointOptions({ 'truss.ingress': 'tcp/0' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.ingress/,
+    });
+    assert.throws(() => parseEndpointOptions({ 'truss.ingres': 'tcp/80' }), {
+      code: 'TRUSS_ERR_OPTION_UNKNOWN',
+      message: /truss\.ingres/,
+    });
   });
 });

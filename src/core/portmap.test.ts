@@ -75,10 +75,16 @@ describe('parsePortmap', () => {
       [{ HostIP: 'localhost' }, /HostIP "localhost" is not an IP/],
       [{ HostIP: 7 }, /HostIP must be a string/],
     ] as const) {
-      assert.throws(() => parsePortmap(entry(over)), msg);
+      assert.throws(() => parsePortmap(entry(over)), { code: 'TRUSS_ERR_OPTION_INVALID', message: msg });
     }
-    assert.throws(() => parsePortmap({ [PORTMAP_OPTION]: 'tcp/80' }), /must be a list/);
-    assert.throws(() => parsePortmap({ [PORTMAP_OPTION]: [null] }), /must be an object/);
+    assert.throws(() => parsePortmap({ [PORTMAP_OPTION]: 'tcp/80' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /must be a list/,
+    });
+    assert.throws(() => parsePortmap({ [PORTMAP_OPTION]: [null] }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /must be an object/,
+    });
   });
 });
 
@@ -110,7 +116,10 @@ describe('resolvePorts', () => {
     assert.deepEqual(resolvePorts([req({ hostIp: '::' })], both, []), [
       { family: 6, proto: 'tcp', hostPort: 8080, port: 80 },
     ]);
-    assert.throws(() => resolvePorts([req({ hostIp: 'fd00::9' })], v4, []), /no IPv6 address/);
+    assert.throws(() => resolvePorts([req({ hostIp: 'fd00::9' })], v4, []), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /no IPv6 address/,
+    });
   });
 
   it('a host port another container publishes is a clear conflict (wildcard vs one address too)', () => {
@@ -119,14 +128,20 @@ describe('resolvePorts', () => {
       code: 'TRUSS_ERR_PORT_IN_USE',
       message: /host port 0\.0\.0\.0:8080\/tcp is already published/,
     });
-    assert.throws(() => resolvePorts([req({ hostIp: '198.18.9.1' })], v4, held), /already published/);
+    assert.throws(() => resolvePorts([req({ hostIp: '198.18.9.1' })], v4, held), {
+      code: 'TRUSS_ERR_PORT_IN_USE',
+      message: /already published/,
+    });
     // other protocol, other family, or two distinct addresses: no clash
     assert.equal(resolvePorts([req({ proto: 'udp' })], v4, held).length, 1);
     assert.equal(resolvePorts([req({ hostIp: '::' })], both, held).length, 1);
     const one: PublishedPort[] = [{ family: 4, proto: 'tcp', hostIp: '198.18.9.1', hostPort: 8080, port: 80 }];
     assert.equal(resolvePorts([req({ hostIp: '198.18.9.2' })], v4, one).length, 1);
     // the same binding twice in one request
-    assert.throws(() => resolvePorts([req(), req({ port: 81 })], v4, []), /already published/);
+    assert.throws(() => resolvePorts([req(), req({ port: 81 })], v4, []), {
+      code: 'TRUSS_ERR_PORT_IN_USE',
+      message: /already published/,
+    });
   });
 
   it('ranges and ephemeral requests take the lowest port free in every family', () => {
@@ -144,10 +159,10 @@ describe('resolvePorts', () => {
       resolvePorts([eph, eph], v4, []).map((p) => p.hostPort),
       [32768, 32769],
     );
-    assert.throws(
-      () => resolvePorts([req({ hostPortFirst: 8000, hostPortLast: 8001 })], both, held),
-      /no free host port in 8000-8001\/tcp/,
-    );
+    assert.throws(() => resolvePorts([req({ hostPortFirst: 8000, hostPortLast: 8001 })], both, held), {
+      code: 'TRUSS_ERR_PORT_IN_USE',
+      message: /no free host port in 8000-8001\/tcp/,
+    });
   });
 
   it('publishes on the families the endpoint has; IPv4 only under Docker 29 no_proxy_6to4', () => {

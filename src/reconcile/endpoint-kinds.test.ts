@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { PORTMAP_OPTION } from '../core/portmap.ts';
+import { networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import type { IntentRepo } from '../service/intent.ts';
 import { stopTestServices, testId, testReconciler, testService } from '../service/testing.ts';
@@ -16,14 +17,7 @@ const EID = id('b');
 const VETH = 'trv0000bbbbbbbb';
 const OTHER_VETH = 'trv0001bbbbbbbb';
 const OTHER_CHAIN = 'ep_0001bbbbbbbb';
-const NET = {
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic: {},
-  internal: false,
-  enableIpv6: false,
-};
+const NET = networkInput({ networkId: NID });
 const WRITES = ['ensurePolicy', 'ensureGuard', 'ensureShaper', 'ensurePorts'] as const;
 const options = {
   'truss.ingress': 'tcp/80',

@@ -1,33 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { computeDesired } from '../core/desired.ts';
-import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import { bridgeMac } from '../core/naming.ts';
 import type { ObservedLink } from '../core/ports.ts';
+import { endpointSpec, networkSpec } from '../core/testing.ts';
 import { planLinks } from './plan.ts';
 
 const NID = 'a'.repeat(64);
 const EID = 'b'.repeat(64);
-const net: NetworkSpec = {
-  id: NID,
-  bridge: 'trbaaaaaaaaaaaa',
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: '198.18.0.0/24', gateway: '198.18.0.1/24', auxAddresses: {} }],
-  ipv6: [],
-  options: {},
-};
-const ep: EndpointSpec = {
-  networkId: NID,
-  id: EID,
-  hostVeth: 'trvbbbbbbbbbbbb',
-  peerVeth: 'trcbbbbbbbbbbbb',
-  mac: '02:5e:bb:bb:bb:bb',
-  ipv4: '198.18.0.2/24',
-  options: {},
-};
+const net = networkSpec({ id: NID });
+const ep = endpointSpec({ networkId: NID, id: EID, mac: '02:5e:bb:bb:bb:bb' });
 const link = (o: Partial<ObservedLink> & { name: string }): ObservedLink => ({
   ifindex: 1,
   kind: 'veth',

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { tbfFor } from '../core/bandwidth.ts';
 import type { CreateEndpointInput } from '../core/ports.ts';
+import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import type { NetworkService } from '../service/network-service.ts';
@@ -21,20 +22,9 @@ const setup = (store = new MemoryStore(), dp = new FakeDataplane()) => testServi
 afterEach(stopTestServices);
 
 const createNet = (svc: NetworkService, generic: Record<string, string>) =>
-  svc.createNetwork({
-    networkId: NID,
-    ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-    ipv6: [],
-    generic,
-    internal: false,
-    enableIpv6: false,
-  });
-const ep = (endpointId: string, n: number, options: CreateEndpointInput['options'] = {}): CreateEndpointInput => ({
-  networkId: NID,
-  endpointId,
-  address: `198.18.1.${n}/24`,
-  options,
-});
+  svc.createNetwork(networkInput({ networkId: NID, generic }));
+const ep = (endpointId: string, n: number, options: CreateEndpointInput['options'] = {}): CreateEndpointInput =>
+  endpointInput({ networkId: NID, endpointId, address: `198.18.1.${n}/24`, options });
 
 describe('bandwidth limits (reconciler + services, fake dataplane)', () => {
   it('network default per container, endpoint override per direction; removed with the endpoint', async () => {

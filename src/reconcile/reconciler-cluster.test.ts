@@ -4,6 +4,7 @@ import type { ClusterView } from '../core/cluster/desired.ts';
 import type { NetworkSpec } from '../core/model.ts';
 import { VXLAN_DEVICE, vtepMac } from '../core/naming.ts';
 import type { ClusterPort } from '../core/ports.ts';
+import { ipamData, networkInput, networkSpec } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { IntentRepo } from '../service/intent.ts';
@@ -12,18 +13,13 @@ import { MemoryStore } from '../store/memory.ts';
 import { type Intent, Reconciler } from './reconciler.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;
-const net = (c: string, n: number, cluster: string, encrypt: boolean): NetworkSpec => ({
-  id: c.repeat(64),
-  bridge: `trb${c.repeat(12)}`,
-  bridgeNamed: false,
-  mtu: encrypt ? 1440 : 1450,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: `198.18.${n}.0/20`, gateway: `198.18.${n}.1/20`, auxAddresses: {} }],
-  ipv6: [],
-  options: {},
-  cluster: { name: cluster, encrypt },
-});
+const net = (c: string, n: number, cluster: string, encrypt: boolean): NetworkSpec =>
+  networkSpec({
+    id: c.repeat(64),
+    mtu: encrypt ? 1440 : 1450,
+    ipv4: [ipamData(`198.18.${n}.0/20`)],
+    cluster: { name: cluster, encrypt },
+  });
 const BLUE = net('b', 64, 'blue', true);
 const GREEN = net('e', 96, 'green', false);
 const view: ClusterView = {
@@ -188,14 +184,8 @@ describe('network service: the container MTU follows the mode', () => {
       leaveNetwork: async () => {},
     };
     const svc = new NetworkService({ repo, reconciler: r, log: silentLogger, cluster, programTimeoutMs: 2000 });
-    const input = (id: string, n: number, generic: Record<string, string>) => ({
-      networkId: id.repeat(64),
-      ipv4: [{ pool: `198.18.${n}.0/20`, gateway: `198.18.${n}.1/20`, auxAddresses: {} }],
-      ipv6: [],
-      generic,
-      internal: false,
-      enableIpv6: false,
-    });
+    const input = (id: string, n: number, generic: Record<string, string>) =>
+      networkInput({ networkId: id.repeat(64), ipv4: [ipamData(`198.18.${n}.0/20`)], generic });
     await svc.createNetwork(input('b', 64, { 'truss.cluster': 'blue' }));
     await svc.createNetwork(input('e', 96, { 'truss.cluster': 'green', 'truss.encrypt': 'false' }));
     const mtus = (await repo.listNetworks()).map((n) => [n.cluster?.name, n.mtu]).sort();

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { endpointInput, ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { stopTestServices, testId, testReconciler, testService } from '../service/testing.ts';
@@ -13,22 +14,10 @@ const EID2 = id('b', 1);
 const PORT = 'trv0000bbbbbbbb';
 const PORT2 = 'trv0001bbbbbbbb';
 
-const netInput = (generic: Record<string, string> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64', auxAddresses: {} }],
-  generic,
-  internal: false,
-  enableIpv6: true,
-});
-const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
-  networkId: NID,
-  endpointId: EID,
-  address: '198.18.1.2/24',
-  addressIpv6: 'fd00:1::2/64',
-  options: {},
-  ...over,
-});
+const netInput = (generic: Record<string, string> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, ipv6: [ipamData('fd00:1::/64')], generic });
+const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =>
+  endpointInput({ networkId: NID, endpointId: EID, addressIpv6: 'fd00:1::2/64', ...over });
 
 const setup = (dp = new FakeDataplane()) => testService({ dp });
 afterEach(stopTestServices);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { egressTable } from '../core/egress.ts';
 import type { CreateNetworkInput } from '../core/ports.ts';
+import { ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { stopTestServices, testService } from './testing.ts';
@@ -14,15 +15,13 @@ import { stopTestServices, testService } from './testing.ts';
 const NID = `0e0e0e${'a'.repeat(58)}`;
 const NID2 = `0e0e0e${'c'.repeat(58)}`; // same first 6 hex: same table id
 
-const netInput = (via: string | undefined, over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.40.0/24', gateway: '198.18.40.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic: via === undefined ? {} : { 'truss.egress.via': via },
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
+const netInput = (via: string | undefined, over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({
+    networkId: NID,
+    ipv4: [ipamData('198.18.40.0/24')],
+    generic: via === undefined ? {} : { 'truss.egress.via': via },
+    ...over,
+  });
 
 const setup = (dp = new FakeDataplane()) => testService({ dp });
 afterEach(stopTestServices);
@@ -35,9 +34,12 @@ describe('truss.egress.via (service + reconciler, fake kernel)', () => {
       ['fd00::5', /no IPv6 subnet/],
       ['224.0.0.1', /multicast/],
     ] as const) {
-      await assert.rejects(svc.createNetwork(netInput(via)), why);
+      await assert.rejects(svc.createNetwork(netInput(via)), { code: 'TRUSS_ERR_OPTION_INVALID', message: why });
     }
-    await assert.rejects(svc.createNetwork(netInput('198.18.40.5', { internal: true })), /--internal/);
+    await assert.rejects(svc.createNetwork(netInput('198.18.40.5', { internal: true })), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--internal/,
+    });
     assert.deepEqual(await repo.listNetworks(), []);
     assert.equal(dp.callsOf('ensureEgress').length, 0);
   });
@@ -91,7 +93,7 @@ describe('truss.egress.via (service + reconciler, fake kernel)', () => {
       svc.createNetwork(
         netInput('198.19.251.2', { networkId: NID2, ipv4: [{ pool: '198.18.41.0/24', auxAddresses: {} }] }),
       ),
-      /routing table .* is already used/,
+      { code: 'TRUSS_ERR_NETWORK_CONFLICT', message: /routing table .* is already used/ },
     );
   });
 });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { EndpointSpec } from '../core/model.ts';
+import { endpointSpec } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { EndpointGc, type SandboxState, sandboxState } from './endpoint-gc.ts';
@@ -11,15 +12,7 @@ import { IntentRepo } from './intent.ts';
 
 const NID = 'a'.repeat(64);
 const EID = 'b'.repeat(64);
-const unjoined: EndpointSpec = {
-  networkId: NID,
-  id: EID,
-  hostVeth: 'trvbbbbbbbbbbbb',
-  peerVeth: 'trcbbbbbbbbbbbb',
-  mac: '02:5e:bb:bb:bb:bb',
-  ipv4: '198.18.0.2/24',
-  options: {},
-};
+const unjoined = endpointSpec({ networkId: NID, id: EID, mac: '02:5e:bb:bb:bb:bb' });
 const ep: EndpointSpec = { ...unjoined, sandboxKey: '/var/run/docker/netns/1' };
 const orphan = { networkId: NID, endpointId: EID, reason: 'its interface trvbbbbbbbbbbbb is gone' };
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterPort, CreateNetworkInput } from '../core/ports.ts';
 import type { Capabilities, Feature, MissingPiece } from '../core/preflight.ts';
+import { networkInput } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { NetworkService } from './network-service.ts';
 import { PolicyService } from './policy-service.ts';
@@ -23,18 +24,8 @@ const WG: MissingPiece = {
 };
 const lacking = (m: Partial<Record<Feature, MissingPiece>>): Capabilities => ({ missing: (f) => m[f] });
 
-const netInput = (
-  generic: Record<string, string> = {},
-  over: Partial<CreateNetworkInput> = {},
-): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic,
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
+const netInput = (generic: Record<string, string> = {}, over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, generic, ...over });
 
 const CONNTRACK_MSG =
   "needs the program 'conntrack', which is not installed: apt-get install conntrack (then restart truss)";

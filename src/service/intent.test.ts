@@ -2,32 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { computeDesired } from '../core/desired.ts';
 import { errors } from '../core/errors.ts';
-import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
+import type { EndpointSpec } from '../core/model.ts';
+import { endpointSpec, networkSpec } from '../core/testing.ts';
 import { MemoryStore } from '../store/memory.ts';
 import type { Compare, Op, TxnResult } from '../store/store.ts';
 import { IntentRepo } from './intent.ts';
 
 const NID = 'a'.repeat(64);
-const net: NetworkSpec = {
-  id: NID,
-  bridge: 'trbaaaaaaaaaaaa',
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: '198.18.0.0/24', gateway: '198.18.0.1/24', auxAddresses: {} }],
-  ipv6: [],
-  options: {},
-};
-const endpoint = (c: string): EndpointSpec => ({
-  networkId: NID,
-  id: c.repeat(64),
-  hostVeth: `trv${c.repeat(12)}`,
-  peerVeth: `trc${c.repeat(12)}`,
-  mac: '02:5e:00:00:00:02',
-  ipv4: '198.18.0.2/24',
-  options: {},
-});
+const net = networkSpec({ id: NID });
+const endpoint = (c: string): EndpointSpec => endpointSpec({ networkId: NID, id: c.repeat(64) });
 
 /** A store whose next txn commits and then throws (the caller cannot know the outcome). */
 class FlakyStore extends MemoryStore {

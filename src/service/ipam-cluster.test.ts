@@ -89,7 +89,10 @@ describe('IPAM of cluster networks', () => {
     await b.attach();
     const x = await a.ipam.requestAddress({ poolId: pa.poolId, address: '', options: {} });
     const ip = x.address.split('/')[0]!;
-    await assert.rejects(b.ipam.requestAddress({ poolId: pb.poolId, address: ip, options: {} }), /block .* of host a/);
+    await assert.rejects(b.ipam.requestAddress({ poolId: pb.poolId, address: ip, options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /block .* of host a/,
+    });
     await a.ipam.releaseAddress(pa.poolId, ip);
     const again = await a.ipam.requestAddress({ poolId: pa.poolId, address: ip, options: {} });
     assert.equal(again.address, x.address);
@@ -122,9 +125,17 @@ describe('IPAM of cluster networks', () => {
       createSettler({ repo: new IntentRepo(a.store), ipam: a.ipam, trigger: () => {}, log: silentLogger }),
     );
     assert.equal(await again.settleLeftovers(), 2);
-    await assert.rejects(ask('198.18.64.10'), /already used \(host a\)/, 'the new holder of .10 keeps its claim');
+    await assert.rejects(
+      ask('198.18.64.10'),
+      { code: 'TRUSS_ERR_ADDRESS_IN_USE', message: /already used \(host a\)/ },
+      'the new holder of .10 keeps its claim',
+    );
     const local = (await a.store.list('/truss/v1/ipam/addrs/')).items.map((kv) => kv.key.split('/').pop());
     assert.deepEqual(local, ['198.18.64.10', '198.18.64.9'], 'and its local record');
-    await assert.rejects(ask('198.18.64.11'), /already used \(host a\)/, 'the newer claim on .11 stays');
+    await assert.rejects(
+      ask('198.18.64.11'),
+      { code: 'TRUSS_ERR_ADDRESS_IN_USE', message: /already used \(host a\)/ },
+      'the newer claim on .11 stays',
+    );
   });
 });

@@ -95,10 +95,19 @@ describe('IpamServiceImpl: pools', () => {
 
   it('refuses malformed requests with clear errors', async () => {
     const { pool } = setup();
-    await assert.rejects(pool({ pool: '198.18.1.1/24' }), /not a network address; use 198\.18\.1\.0\/24/);
+    await assert.rejects(pool({ pool: '198.18.1.1/24' }), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /not a network address; use 198\.18\.1\.0\/24/,
+    });
     await assert.rejects(pool({ subPool: '198.18.1.0/25' }), { code: 'TRUSS_ERR_REQUEST_INVALID' });
-    await assert.rejects(pool({ pool: 'fd00::/64' }), /IPv6 but the request is for IPv4/);
-    await assert.rejects(pool({ addressSpace: 'default' }), /AddressSpace "default" is not truss's/);
+    await assert.rejects(pool({ pool: 'fd00::/64' }), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /IPv6 but the request is for IPv4/,
+    });
+    await assert.rejects(pool({ addressSpace: 'default' }), {
+      code: 'TRUSS_ERR_REQUEST_INVALID',
+      message: /AddressSpace "default" is not truss's/,
+    });
     assert.equal((await pool({ addressSpace: '' })).poolId, 'TrussLocal/10.201.0.0/24');
   });
 
@@ -129,7 +138,10 @@ describe('IpamServiceImpl: pools', () => {
       code: 'TRUSS_ERR_POOL_EXHAUSTED',
       message: /all default IPv4 pools are in use \(198\.18\.0\.0\/23:24\)/,
     });
-    await assert.rejects(pool({ v6: true }), /no default IPv6 pools are configured/);
+    await assert.rejects(pool({ v6: true }), {
+      code: 'TRUSS_ERR_POOL_EXHAUSTED',
+      message: /no default IPv6 pools are configured/,
+    });
   });
 
   it('releases pools idempotently, with their addresses', async () => {
@@ -192,13 +204,22 @@ describe('IpamServiceImpl: addresses', () => {
       code: 'TRUSS_ERR_ADDRESS_OUT_OF_POOL',
       message: /198\.18\.2\.5 is outside pool 198\.18\.1\.0\/24/,
     });
-    await assert.rejects(addr(poolId, '198.18.1.0', ep('x')), /network address/);
-    await assert.rejects(addr(poolId, '198.18.1.255', {}), /broadcast address/);
+    await assert.rejects(addr(poolId, '198.18.1.0', ep('x')), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /network address/,
+    });
+    await assert.rejects(addr(poolId, '198.18.1.255', {}), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /broadcast address/,
+    });
     await assert.rejects(addr(poolId, '198.18.1.5', ep('x')), {
       code: 'TRUSS_ERR_ADDRESS_IN_USE',
       message: /198\.18\.1\.5 .* already allocated to endpoint web/,
     });
-    await assert.rejects(addr(poolId, '198.18.1.1', {}), /already allocated to the gateway/);
+    await assert.rejects(addr(poolId, '198.18.1.1', {}), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /already allocated to the gateway/,
+    });
     await assert.rejects(addr(poolId, 'bogus', {}), { code: 'TRUSS_ERR_ADDRESS_INVALID' });
     await assert.rejects(addr('TrussLocal/10.0.0.0/24', '', ep('x')), {
       code: 'TRUSS_ERR_POOL_NOT_FOUND',

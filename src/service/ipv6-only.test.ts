@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { CreateNetworkInput } from '../core/ports.ts';
+import { ipamData, networkInput } from '../core/testing.ts';
 import { renderNftRuleset } from '../dataplane/linux/nft.ts';
 import { stopTestServices, testService } from './testing.ts';
 
@@ -16,14 +16,7 @@ const BRIDGE = 'trb0000aaaaaaaa';
 afterEach(stopTestServices);
 const setup = () => testService();
 
-const v6only: CreateNetworkInput = {
-  networkId: NID,
-  ipv4: [],
-  ipv6: [{ pool: 'fd00:c4::/64', gateway: 'fd00:c4::1/64', auxAddresses: {} }],
-  generic: {},
-  internal: false,
-  enableIpv6: true,
-};
+const v6only = networkInput({ networkId: NID, ipv4: [], ipv6: [ipamData('fd00:c4::/64')] });
 
 describe('IPv6-only network (empty IPv4Data)', () => {
   it('bridge has only the v6 gateway; firewall has no v4 subnet and only a v6 masquerade', async () => {
@@ -62,10 +55,10 @@ describe('IPv6-only network (empty IPv4Data)', () => {
 
   it('an MTU below 1280 is refused with IPv6 (the IPv6 minimum), 1280 is accepted', async () => {
     const { svc } = setup();
-    await assert.rejects(
-      svc.createNetwork({ ...v6only, generic: { 'com.docker.network.driver.mtu': '1279' } }),
-      /MTU must be between 1280/,
-    );
+    await assert.rejects(svc.createNetwork({ ...v6only, generic: { 'com.docker.network.driver.mtu': '1279' } }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /MTU must be between 1280/,
+    });
     await svc.createNetwork({ ...v6only, generic: { 'com.docker.network.driver.mtu': '1280' } });
   });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { describeHolder } from '../core/ipam/address-selection.ts';
 import type { CreateNetworkInput, RequestContext } from '../core/ports.ts';
+import { ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
@@ -48,14 +49,8 @@ const entries = async (store: Store) => (await store.list(JOURNAL_PREFIX)).items
 const held = async (store: Store) => (await store.list('/truss/v1/ipam/addrs/')).items.map((kv) => kv.key);
 const pools = async (store: Store) => (await store.list('/truss/v1/ipam/pools/')).items.length;
 
-const netInput = (gateway: string): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: SUBNET, gateway, auxAddresses: {} }],
-  ipv6: [],
-  generic: {},
-  internal: false,
-  enableIpv6: false,
-});
+const netInput = (gateway: string): CreateNetworkInput =>
+  networkInput({ networkId: NID, ipv4: [ipamData(SUBNET, gateway)] });
 
 describe('request journal', () => {
   afterEach(() => stopTestServices());
@@ -216,13 +211,13 @@ describe('address conflict wording', () => {
     const p = await ipam.requestPool({ addressSpace: 'TrussLocal', pool: SUBNET, subPool: '', options: {}, v6: false });
     await ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.10', options: {} });
     await ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.200', options: {} });
-    await assert.rejects(
-      ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.10', options: {} }),
-      /already allocated to a container's fixed address \(--ip\)/,
-    );
-    await assert.rejects(
-      ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.200', options: {} }),
-      /already allocated to an aux address \(--aux-address\)/,
-    );
+    await assert.rejects(ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.10', options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /already allocated to a container's fixed address \(--ip\)/,
+    });
+    await assert.rejects(ipam.requestAddress({ poolId: p.poolId, address: '198.18.40.200', options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /already allocated to an aux address \(--aux-address\)/,
+    });
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterPort, CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -17,22 +18,10 @@ const BRIDGE = 'trb0000aaaaaaaa';
 const EP_VETH = 'trv0000bbbbbbbb';
 const EP_PEER = 'trc0000bbbbbbbb';
 
-const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic: {},
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
-const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
-  networkId: NID,
-  endpointId: EID,
-  address: '198.18.1.2/24',
-  options: {},
-  ...over,
-});
+const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, ...over });
+const epInput = (over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =>
+  endpointInput({ networkId: NID, endpointId: EID, ...over });
 
 const setup = (store = new MemoryStore(), dp = new FakeDataplane()) => testService({ store, dp });
 afterEach(stopTestServices);
@@ -52,10 +41,13 @@ describe('NetworkService', () => {
   it('refuses the same id with other settings, overlapping subnets, and a bridge name in use', async () => {
     const { svc, repo } = setup();
     await svc.createNetwork(netInput());
-    await assert.rejects(svc.createNetwork(netInput({ generic: { 'truss.nat': 'false' } })), /other settings/);
+    await assert.rejects(svc.createNetwork(netInput({ generic: { 'truss.nat': 'false' } })), {
+      code: 'TRUSS_ERR_NETWORK_CONFLICT',
+      message: /other settings/,
+    });
     await assert.rejects(
       svc.createNetwork(netInput({ networkId: NID2, ipv4: [{ pool: '198.18.1.128/25', auxAddresses: {} }] })),
-      /overlaps/,
+      { code: 'TRUSS_ERR_POOL_OVERLAP', message: /overlaps/ },
     );
     await assert.rejects(
       svc.createNetwork(
@@ -65,7 +57,7 @@ describe('NetworkService', () => {
           generic: { 'com.docker.network.bridge.name': BRIDGE },
         }),
       ),
-      /truss's own; choose another bridge name/,
+      { code: 'TRUSS_ERR_OPTION_INVALID', message: /truss's own; choose another bridge name/ },
     );
     const named = (networkId: string, pool: string) =>
       netInput({
@@ -74,17 +66,26 @@ describe('NetworkService', () => {
         generic: { 'com.docker.network.bridge.name': 'brtest0' },
       });
     await svc.createNetwork(named(id('d'), '198.18.3.0/24'));
-    await assert.rejects(svc.createNetwork(named(NID2, '198.18.2.0/24')), /already used/);
+    await assert.rejects(svc.createNetwork(named(NID2, '198.18.2.0/24')), {
+      code: 'TRUSS_ERR_NETWORK_CONFLICT',
+      message: /already used/,
+    });
     assert.equal((await repo.listNetworks()).length, 2);
   });
 
   it('refuses bad input before touching anything', async () => {
     const { svc, dp, repo } = setup();
-    await assert.rejects(svc.createNetwork(netInput({ generic: { 'truss.bogus': '1' } })), /truss\.bogus/);
-    await assert.rejects(svc.createNetwork(netInput({ networkId: 'xyz' })), /NetworkID/);
+    await assert.rejects(svc.createNetwork(netInput({ generic: { 'truss.bogus': '1' } })), {
+      code: 'TRUSS_ERR_OPTION_UNKNOWN',
+      message: /truss\.bogus/,
+    });
+    await assert.rejects(svc.createNetwork(netInput({ networkId: 'xyz' })), {
+      code: 'TRUSS_ERR_ID_INVALID',
+      message: /NetworkID/,
+    });
     await assert.rejects(
       svc.createNetwork(netInput({ ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.9.1/24', auxAddresses: {} }] })),
-      /gateway/,
+      { code: 'TRUSS_ERR_ADDRESS_INVALID', message: /gateway/ },
     );
     assert.equal((await repo.listNetworks()).length, 0);
     assert.equal(dp.callsOf('ensureBridge').length, 0);
@@ -93,7 +94,10 @@ describe('NetworkService', () => {
   it('a create whose programming fails undoes itself', async () => {
     const { svc, dp, repo } = setup();
     dp.addForeignLink(BRIDGE);
-    await assert.rejects(svc.createNetwork(netInput()), /already exists and is not truss's/);
+    await assert.rejects(svc.createNetwork(netInput()), {
+      code: 'TRUSS_ERR_KERNEL_OBJECT_FOREIGN',
+      message: /already exists and is not truss's/,
+    });
     assert.equal((await repo.listNetworks()).length, 0);
     assert.equal(dp.firewall, undefined);
     assert.ok(dp.links.get(BRIDGE), 'the foreign link is untouched');
@@ -138,7 +142,10 @@ describe('NetworkService', () => {
 
   it('an endpoint on an unknown network is refused; a failed endpoint create undoes itself', async () => {
     const { svc, dp, repo } = setup();
-    await assert.rejects(svc.createEndpoint(epInput()), /not known to truss/);
+    await assert.rejects(svc.createEndpoint(epInput()), {
+      code: 'TRUSS_ERR_NETWORK_NOT_FOUND',
+      message: /not known to truss/,
+    });
     await svc.createNetwork(netInput());
     dp.failNext('ensureVeth', new KernelError('EBUSY', ['ip'], 2, 'busy'));
     await assert.rejects(svc.createEndpoint(epInput()));
@@ -221,7 +228,10 @@ describe('NetworkService', () => {
     const blue = netInput({ generic: { 'truss.cluster': 'blue' } });
     await svc.createNetwork(blue);
     // another network of the same cluster overlaps the first: refused, and the host stays a member
-    await assert.rejects(svc.createNetwork({ ...blue, networkId: NID2 }), /overlaps/);
+    await assert.rejects(svc.createNetwork({ ...blue, networkId: NID2 }), {
+      code: 'TRUSS_ERR_POOL_OVERLAP',
+      message: /overlaps/,
+    });
     assert.deepEqual(calls, ['join blue', 'join blue']);
     await svc.deleteNetwork(NID);
     assert.deepEqual(calls, ['join blue', 'join blue', 'leave blue']);

@@ -1,19 +1,14 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/ports.ts';
+import { networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { testService } from './testing.ts';
 
 const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
 const NID = id('a');
-const netInput = (generic: Record<string, string> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
-  generic,
-  internal: false,
-  enableIpv6: false,
-});
+const netInput = (generic: Record<string, string> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, generic });
 
 const stops: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -85,13 +80,19 @@ describe('port policy through the services', () => {
     const t = setup();
     await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
     await t.join(1);
-    await assert.rejects(t.policy.set(NID, 'tcp/80;reboot'), /truss\.ingress/);
-    await assert.rejects(t.policy.set(id('f'), 'tcp/80'), /not a truss network/);
+    await assert.rejects(t.policy.set(NID, 'tcp/80;reboot'), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /truss\.ingress/,
+    });
+    await assert.rejects(t.policy.set(id('f'), 'tcp/80'), {
+      code: 'TRUSS_ERR_NETWORK_NOT_FOUND',
+      message: /not a truss network/,
+    });
     assert.equal((await t.policy.show(NID)).ingress, 'tcp/80');
-    await assert.rejects(
-      t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: id('c') }),
-      /tcp\/0/,
-    );
+    await assert.rejects(t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: id('c') }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /tcp\/0/,
+    });
   });
 
   it('leave removes the policy; deleting the network removes the table and the run-time record', async () => {

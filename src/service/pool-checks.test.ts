@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import { endpointInput, networkInput } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { decodeCreateNetwork } from '../protocol/wire.ts';
 import { MemoryStore } from '../store/memory.ts';
@@ -20,27 +21,16 @@ const v4 = (pool: string, gateway?: string, aux: Record<string, string> = {}) =>
   ...(gateway !== undefined ? { gateway } : {}),
   auxAddresses: aux,
 });
-const net = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [v4('198.18.10.0/24', '198.18.10.1/24')],
-  ipv6: [],
-  generic: {},
-  internal: false,
-  enableIpv6: false,
-  ...over,
-});
-const ep = (n: number, over: Partial<CreateEndpointInput> = {}): CreateEndpointInput => ({
-  networkId: NID,
-  endpointId: testId('b', n),
-  address: `198.18.10.${n + 10}/24`,
-  options: {},
-  ...over,
-});
+const net = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, ipv4: [v4('198.18.10.0/24', '198.18.10.1/24')], ...over });
+const ep = (n: number, over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =>
+  endpointInput({ networkId: NID, endpointId: testId('b', n), address: `198.18.10.${n + 10}/24`, ...over });
 
 afterEach(stopTestServices);
 
 describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => {
-  const refused: [string, CreateNetworkInput['ipv4'], CreateNetworkInput['ipv6'], RegExp][] = [
+  /** what, IPv4 pools, IPv6 pools, the message, the code when it is not TRUSS_ERR_ADDRESS_INVALID */
+  const refused: [string, CreateNetworkInput['ipv4'], CreateNetworkInput['ipv6'], RegExp, string?][] = [
     [
       '0.0.0.0/0',
       [v4('0.0.0.0/0', '0.0.0.1/0')],
@@ -64,7 +54,7 @@ describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => 
       'gateway = network address',
       [v4('198.18.10.0/24', '198.18.10.0/24')],
       [],
-      /: gateway 198\.18\.10\.0 is the network address of subnet 198\.18\.10\.0\/24: give a host address, e\.g\. --gateway 198\.18\.10\.1$/,
+      /^gateway 198\.18\.10\.0 is the network address of subnet 198\.18\.10\.0\/24: give a host address, e\.g\. --gateway 198\.18\.10\.1$/,
     ],
     [
       'gateway = broadcast',
@@ -84,13 +74,20 @@ describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => 
       [v4('198.18.10.0/24'), v4('198.18.10.0/25')],
       [],
       /subnet 198\.18\.10\.0\/24 overlaps IPv4 subnet 198\.18\.10\.0\/25 in this network: give each --subnet once/,
+      'TRUSS_ERR_POOL_OVERLAP',
     ],
-    ['the same pool twice', [v4('198.18.10.0/24'), v4('198.18.10.0/24')], [], /is given twice in this network/],
+    [
+      'the same pool twice',
+      [v4('198.18.10.0/24'), v4('198.18.10.0/24')],
+      [],
+      /is given twice in this network/,
+      'TRUSS_ERR_POOL_OVERLAP',
+    ],
   ];
-  for (const [what, ipv4, ipv6, message] of refused) {
+  for (const [what, ipv4, ipv6, message, code = 'TRUSS_ERR_ADDRESS_INVALID'] of refused) {
     it(`refuses ${what}`, async () => {
       const { svc, repo } = testService();
-      await assert.rejects(svc.createNetwork(net({ ipv4, ipv6 })), message);
+      await assert.rejects(svc.createNetwork(net({ ipv4, ipv6 })), { code, message });
       assert.equal((await repo.listNetworks()).length, 0);
     });
   }
@@ -125,8 +122,14 @@ describe('CreateEndpoint refuses addresses no container may hold (M3)', () => {
       code: 'TRUSS_ERR_ADDRESS_IN_USE',
       message: /198\.18\.10\.1 is the gateway of network .*: give the container another address \(--ip\)/,
     });
-    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.0/24' })), /is the network address/);
-    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.255/24' })), /is the broadcast address/);
+    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.0/24' })), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /is the network address/,
+    });
+    await assert.rejects(svc.createEndpoint(ep(1, { address: '198.18.10.255/24' })), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /is the broadcast address/,
+    });
     await svc.createEndpoint(ep(1));
     await svc.createEndpoint(ep(1)); // a replay is fine
     await svc.join({ networkId: NID, endpointId: testId('b', 1), sandboxKey: '/var/run/docker/netns/1', options: {} });
@@ -160,7 +163,10 @@ describe('IPAM keeps address families apart (L4)', () => {
       code: 'TRUSS_ERR_ADDRESS_INVALID',
       message: /address ::c612:2d07 is IPv6 but pool 198\.18\.45\.0\/24 .* is IPv4: request an IPv4 address/,
     });
-    await assert.rejects(ipam.requestAddress({ poolId, address: 'fd00::1', options: {} }), /fd00::1 is IPv6/);
+    await assert.rejects(ipam.requestAddress({ poolId, address: 'fd00::1', options: {} }), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /fd00::1 is IPv6/,
+    });
     assert.equal(
       (await ipam.requestAddress({ poolId, address: '198.18.45.7', options: {} })).address,
       '198.18.45.7/24',
@@ -201,10 +207,10 @@ describe("truss's own link names are not bridge names (L9)", () => {
   for (const name of ['trv517a9f1d7605', 'trc517a9f1d7605', 'trf517a9f1d7605', 'trb517a9f1d7605', 'trwg0', 'trvx0']) {
     it(name, async () => {
       const { svc } = testService();
-      await assert.rejects(
-        svc.createNetwork(net({ generic: { 'com.docker.network.bridge.name': name } })),
-        new RegExp(`bridge.name=${name}: names tr\\[bvcf\\]<12 hex>, trwg0 and trvx0 are truss's own`),
-      );
+      await assert.rejects(svc.createNetwork(net({ generic: { 'com.docker.network.bridge.name': name } })), {
+        code: 'TRUSS_ERR_OPTION_INVALID',
+        message: new RegExp(`bridge.name=${name}: names tr\\[bvcf\\]<12 hex>, trwg0 and trvx0 are truss's own`),
+      });
     });
   }
 });

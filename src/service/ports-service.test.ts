@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { NO_PROXY_6TO4_OPTION, PORTMAP_OPTION } from '../core/portmap.ts';
 import type { CreateNetworkInput } from '../core/ports.ts';
+import { ipamData, networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { stopTestServices, testId, testService } from './testing.ts';
@@ -25,15 +26,8 @@ const portmap = (hostPort: number, proto = 6, hostIp = '') => ({
   [PORTMAP_OPTION]: [{ Proto: proto, IP: '', Port: 80, HostIP: hostIp, HostPort: hostPort, HostPortEnd: hostPort }],
 });
 
-const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput => ({
-  networkId: NID,
-  ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64', auxAddresses: {} }],
-  generic: {},
-  internal: false,
-  enableIpv6: true,
-  ...over,
-});
+const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
+  networkInput({ networkId: NID, ipv6: [ipamData('fd00:1::/64')], ...over });
 
 async function setup() {
   const { dp, repo, svc, reconciler } = testService();
@@ -111,7 +105,10 @@ describe('published ports (NetworkService)', () => {
     assert.equal(dp.portsTable, undefined);
     // unknown endpoints: Revoke succeeds, Program is refused
     await svc.revokeExternalConnectivity(NID, id('d'));
-    await assert.rejects(svc.programExternalConnectivity(NID, id('d'), portmap(1)), /not known to truss/);
+    await assert.rejects(svc.programExternalConnectivity(NID, id('d'), portmap(1)), {
+      code: 'TRUSS_ERR_ENDPOINT_NOT_FOUND',
+      message: /not known to truss/,
+    });
   });
 
   it('a host port another container publishes is refused clearly, and nothing changes', async () => {

@@ -8,14 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { isTrussError } from '../core/errors.ts';
 import { createLogger, type Logger, silentLogger } from '../obs/logger.ts';
-import {
-  type EtcdStore,
-  type EtcdStoreOptions,
-  openEtcdStore,
-  parseStoreUrl,
-  type WatchEvent,
-  type WatchHandlers,
-} from './etcd.ts';
+import { type EtcdStore, type EtcdStoreOptions, openEtcdStore, type WatchEvent, type WatchHandlers } from './etcd.ts';
 import {
   type EtcdServer,
   type EtcdTlsFiles,
@@ -130,58 +123,6 @@ storeContract('etcd', async () => {
 });
 
 // ---------- etcd only ----------
-
-describe('parseStoreUrl', () => {
-  it('takes embedded (the default) and etcd:// endpoint lists', () => {
-    assert.deepEqual(parseStoreUrl(undefined), { kind: 'embedded' });
-    assert.deepEqual(parseStoreUrl('embedded'), { kind: 'embedded' });
-    assert.deepEqual(parseStoreUrl('etcd://127.0.0.1:2379'), { kind: 'etcd', endpoints: ['127.0.0.1:2379'] });
-    assert.deepEqual(parseStoreUrl('etcd://10.0.0.1:2379,etcd-2.example.com:23790,[fd00::1]:2379'), {
-      kind: 'etcd',
-      endpoints: ['10.0.0.1:2379', 'etcd-2.example.com:23790', '[fd00::1]:2379'],
-    });
-  });
-
-  it('rejects everything else, naming the problem', () => {
-    const cases: [string, RegExp][] = [
-      ['', /expected "embedded" or etcd:\/\/HOST:PORT/],
-      ['Embedded', /expected "embedded"/],
-      ['127.0.0.1:2379', /expected "embedded" or etcd:\/\//],
-      ['http://127.0.0.1:2379', /TLS is turned on by --etcd-ca/],
-      ['https://127.0.0.1:2379', /write etcd:\/\/HOST:PORT/],
-      ['consul://a:1', /unknown scheme "consul"/],
-      ['etcd://', /no endpoint/],
-      ['etcd://127.0.0.1', /has no :PORT .*2379/],
-      ['etcd://127.0.0.1:0', /port "0" is not 1-65535/],
-      ['etcd://127.0.0.1:65536', /port "65536"/],
-      ['etcd://127.0.0.1:02379', /port "02379"/],
-      ['etcd://127.0.0.1:2379,', /empty endpoint/],
-      ['etcd://a:1,,b:2', /empty endpoint/],
-      ['etcd://010.0.0.1:2379', /"010.0.0.1" is not an IPv4 address/],
-      ['etcd://1.2.3:2379', /not an IPv4 address/],
-      ['etcd://fd00::1:2379', /not HOST:PORT .*\[ADDR\]:PORT/],
-      ['etcd://[fe80::1%eth0]:2379', /zone ids/],
-      ['etcd://[1.2.3.4]:2379', /not an IPv6 address/],
-      ['etcd://a_b:2379', /"a_b" is not a host name/],
-      ['etcd://-a:2379', /not a host name/],
-      ['etcd://a:1/path', /no path, query, user or spaces/],
-      ['etcd://u@a:1', /no path/],
-      ['etcd://a:1, b:2', /no path, query, user or spaces/],
-      ['etcd://a:1,a:1', /a:1 is listed twice/],
-    ];
-    for (const [text, why] of cases) {
-      assert.throws(
-        () => parseStoreUrl(text),
-        (e: Error & { code?: string }) => {
-          assert.equal(e.code, 'TRUSS_ERR_OPTION_INVALID', text);
-          assert.match(e.message, /^--store "/, text);
-          assert.match(e.message, why, text);
-          return true;
-        },
-      );
-    }
-  });
-});
 
 describe('EtcdStore', () => {
   it('fails fast, naming the endpoint, when nothing answers (refused and black-holed)', async () => {

@@ -251,16 +251,6 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
   });
 });
 
-describe('vtepMac', () => {
-  it('is deterministic, unicast and locally administered, different per node', () => {
-    assert.equal(vtepMac('c1'), vtepMac('c1'));
-    assert.notEqual(vtepMac('c1'), vtepMac('c2'));
-    for (const n of ['a', 'c1', 'host-7.example']) assert.match(vtepMac(n), /^02(:[0-9a-f]{2}){5}$/);
-    const macs = new Set(Array.from({ length: 1000 }, (_, i) => vtepMac(`node-${i}`)));
-    assert.equal(macs.size, 1000);
-  });
-});
-
 // The review's PoC (issue 13, H1/H2): host h, honest peer v, attacker m; each case failed before.
 describe('computeClusterDesired: one bad record affects only itself', () => {
   const K = { h: key('H'), v: key('V'), m: key('M'), m2: key('N') };

@@ -32,6 +32,6 @@ describe('computeVxlanMtu', () => {
     assert.equal(computeVxlanMtu(1500, 4), 1450);
     assert.equal(computeVxlanMtu(1500, 6), 1430);
     assert.equal(computeVxlanMtu(9000, 4), 8950);
-    assert.throws(() => computeVxlanMtu(100, 4), /underlay MTU/);
+    assert.throws(() => computeVxlanMtu(100, 4), { code: 'TRUSS_ERR_OPTION_INVALID', message: /underlay MTU/ });
   });
 });

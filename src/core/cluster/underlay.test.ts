@@ -60,15 +60,18 @@ describe('chooseUnderlay', () => {
         'etcd at 127.0.0.1 is on this host and it has no default route to take its own address from: ' +
         'give --advertise-address (the address other hosts reach this one at)',
     });
-    assert.throws(
-      () => chooseUnderlay({ ...base, etcd: 'etcd.example' }),
-      /a name, or no route .* --advertise-address/,
-    );
-    assert.throws(() => chooseUnderlay(base), /no route to it\): give --advertise-address/);
-    assert.throws(
-      () => chooseUnderlay({ ...base, advertise: '127.0.0.1' }),
-      /--advertise-address 127.0.0.1 is a loopback/,
-    );
+    assert.throws(() => chooseUnderlay({ ...base, etcd: 'etcd.example' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /a name, or no route .* --advertise-address/,
+    });
+    assert.throws(() => chooseUnderlay(base), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /no route to it\): give --advertise-address/,
+    });
+    assert.throws(() => chooseUnderlay({ ...base, advertise: '127.0.0.1' }), {
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /--advertise-address 127.0.0.1 is a loopback/,
+    });
   });
   it('an advertised address not on this host (NAT) takes the route link, else 1500', () => {
     const route = { address: '198.18.255.1', dev: 'eth0', mtu: 9000 };

@@ -93,13 +93,28 @@ describe('checkRequestedAddress', () => {
       code: 'TRUSS_ERR_ADDRESS_INVALID',
       message: 'address fd00::1 is IPv6 but pool 198.18.1.0/24 (TrussLocal/x) is IPv4: request an IPv4 address',
     });
-    assert.throws(check(pool, '::c612:107'), /is IPv6 but pool 198\.18\.1\.0\/24/);
-    assert.throws(check(p('fd00::/64'), '198.18.1.7'), /is IPv4 but pool fd00::\/64 .* is IPv6/);
+    assert.throws(check(pool, '::c612:107'), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /is IPv6 but pool 198\.18\.1\.0\/24/,
+    });
+    assert.throws(check(p('fd00::/64'), '198.18.1.7'), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /is IPv4 but pool fd00::\/64 .* is IPv6/,
+    });
   });
   it('refuses network and broadcast addresses', () => {
-    assert.throws(check(pool, '198.18.1.0'), /198\.18\.1\.0 is the network address/);
-    assert.throws(check(pool, '198.18.1.255'), /198\.18\.1\.255 is the broadcast address/);
-    assert.throws(check(p('fd00::/64'), 'fd00::'), /subnet-router anycast/);
+    assert.throws(check(pool, '198.18.1.0'), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /198\.18\.1\.0 is the network address/,
+    });
+    assert.throws(check(pool, '198.18.1.255'), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /198\.18\.1\.255 is the broadcast address/,
+    });
+    assert.throws(check(p('fd00::/64'), 'fd00::'), {
+      code: 'TRUSS_ERR_ADDRESS_INVALID',
+      message: /subnet-router anycast/,
+    });
   });
 });
 

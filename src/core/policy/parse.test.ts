@@ -94,7 +94,11 @@ describe('parseIngress: refused', () => {
   });
 
   it('uses the key it is given', () => {
-    assert.throws(() => parseIngress('--ingress', 'tcp/0'), /^TrussError: option --ingress: "tcp\/0"/);
+    assert.throws(() => parseIngress('--ingress', 'tcp/0'), {
+      name: 'TrussError',
+      code: 'TRUSS_ERR_OPTION_INVALID',
+      message: /^option --ingress: "tcp\/0"/,
+    });
   });
 
   const bad: [string, RegExp][] = [

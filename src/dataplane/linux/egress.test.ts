@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { computeDesired } from '../../core/desired.ts';
 import { computeEgress, egressTable } from '../../core/egress.ts';
 import type { NetworkSpec } from '../../core/model.ts';
+import { ipamData, networkSpec } from '../../core/testing.ts';
 import {
   type EgressState,
   ensureEgress,
@@ -18,18 +19,14 @@ import { renderNftRuleset } from './nft.ts';
 const ID = `740001${'0'.repeat(58)}`;
 const T = egressTable(ID); // 1946157057
 const BR = 'trb740001000000';
-const spec = (via: string[]): NetworkSpec => ({
-  id: ID,
-  bridge: BR,
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
-  ipv4: [{ pool: '198.18.40.0/24', gateway: '198.18.40.1/24', auxAddresses: {} }],
-  ipv6: [{ pool: 'fd00:40::/64', gateway: 'fd00:40::1/64', auxAddresses: {} }],
-  options: {},
-  egressVia: via,
-});
+const spec = (via: string[]): NetworkSpec =>
+  networkSpec({
+    id: ID,
+    bridge: BR,
+    ipv4: [ipamData('198.18.40.0/24')],
+    ipv6: [ipamData('fd00:40::/64')],
+    egressVia: via,
+  });
 
 // `ip -j rule show` / `ip -j route show table all proto 116` (real output, iproute2 6.1, kernel 6.18)
 const RULES4 =
