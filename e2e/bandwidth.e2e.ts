@@ -18,6 +18,7 @@ import { printFigures } from './harness/figures.ts';
 import { type Host, startHost } from './harness/host.ts';
 import { assertNoTrussLeftovers, trussKernelObjects } from './harness/leftovers.ts';
 import { memoOnce } from './harness/once.ts';
+import { trussQuiet } from './harness/truss.ts';
 import { waitFor } from './harness/wait.ts';
 
 const TRUSS_OPTS = { defaultPools: '198.18.128.0/17:24', extraArgs: ['--resync-seconds', '3600'] } as const;
@@ -170,6 +171,7 @@ describe('bandwidth limits', { timeout: 600_000 }, () => {
     const veth = await vethOf('cli');
     assert.deepEqual((await qdiscKinds(veth)).sort(), ['ingress ffff:', 'tbf 7472:']);
     assert.deepEqual(await qdiscKinds(ifbOf(veth)), ['tbf 7472:']);
+    await trussQuiet(() => host.trussStatus()); // no pass may repair it before status reads it
     assert.equal((await host.exec(['ip', 'link', 'del', ifbOf(veth)])).code, 0);
     assert.equal((await host.trussStatus()).kernel.inSync, false, 'status must report the missing ifb');
     const r = await host.truss.cli(['reconcile', '--state-dir', host.stateDir]);

@@ -14,6 +14,7 @@ import { assertNoTrussLeftovers, trussKernelObjects } from './harness/leftovers.
 import { memoOnce } from './harness/once.ts';
 import { createOutside, HOST_UPLINK_IP, OUTSIDE_IP, OUTSIDE_PORT, type Outside } from './harness/outside.ts';
 import { ping, pingProbe, SINK_CMD, serverSaw, tcpConnect } from './harness/traffic.ts';
+import { trussQuiet } from './harness/truss.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const DEFAULT_POOLS = '198.18.128.0/17:24';
@@ -209,6 +210,7 @@ describe('truss network and IPAM driver against a real dockerd', { timeout: 15 *
     const [a1, a2] = [await ipOf('a1', 'n1'), await ipOf('a2', 'n1')];
     const nid = (await host.docker(['network', 'inspect', '-f', '{{.Id}}', 'n1'])).stdout.trim();
     const bridge = `trb${nid.slice(0, 12)}`;
+    await trussQuiet(() => host.trussStatus()); // no pass may repair it before status reads it
     assert.equal((await host.exec(['nft', 'delete', 'table', 'inet', 'truss'])).code, 0);
     assert.equal((await host.exec(['ip', 'link', 'del', bridge])).code, 0);
     const s = await host.trussStatus();

@@ -19,6 +19,7 @@ import { assertNoTrussLeftovers, nftTableExists, trussKernelObjects } from './ha
 import { msUntilConnects, type NetnsRef, nsPing, nsTcpConnect } from './harness/netns-tcp.ts';
 import { memoOnce } from './harness/once.ts';
 import { serverSaw, tcpConnect } from './harness/traffic.ts';
+import { trussQuiet } from './harness/truss.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const DEFAULT_POOLS = '198.18.128.0/17:24';
@@ -373,8 +374,6 @@ describe('truss port policy against a real dockerd', { timeout: 10 * 60_000 }, (
     assert.equal(view.ingress, 'tcp/80', `the policy must be unchanged: ${JSON.stringify(view)}`);
   });
 
-  /** when test 8 restarted truss */
-  let restartedAt = 0;
   it('8. enforcement survives kill -9 of the plugin (the rules live in the kernel) and its restart', {
     timeout: 120_000,
   }, async () => {
@@ -395,7 +394,6 @@ describe('truss port policy against a real dockerd', { timeout: 10 * 60_000 }, (
       await probe('plugin dead');
     } finally {
       await host.startTruss(TRUSS_OPTS);
-      restartedAt = performance.now();
     }
     await waitFor(async () => (await host.trussStatus()).kernel.inSync, 30_000, {
       what: 'kernel.inSync after restart',
@@ -412,7 +410,7 @@ describe('truss port policy against a real dockerd', { timeout: 10 * 60_000 }, (
     const cli = await nsOf('cli');
     // why: dockerd activates the restarted plugin (test 8) on its next call, and truss then runs full
     // passes for 10 s (daemon.ts ACTIVATE_RESYNC_MS): one of them would repair the table first
-    await sleep(Math.max(0, restartedAt + 12_000 - performance.now()));
+    await trussQuiet(() => host.trussStatus());
     const del = await host.exec(['nft', 'delete', 'table', 'inet', POLICY_TABLE]);
     assert.equal(del.code, 0, `nft delete table inet ${POLICY_TABLE}: ${del.stderr}`);
     const drifted = await host.trussStatus();

@@ -19,6 +19,7 @@ import { assertNoTrussLeftovers, nftTableExists } from './harness/leftovers.ts';
 import { msUntilConnects, type NetnsRef, nsTcpConnect } from './harness/netns-tcp.ts';
 import { createOutside, HOST_UPLINK_IP, type Outside } from './harness/outside.ts';
 import { serverSaw, tcpConnect } from './harness/traffic.ts';
+import { trussQuiet } from './harness/truss.ts';
 import { waitFor } from './harness/wait.ts';
 
 const DEFAULT_POOLS = '198.18.128.0/17:24';
@@ -153,6 +154,7 @@ describe('truss published ports against a real dockerd', { timeout: 10 * 60_000 
   });
 
   it('5. repair: the ports table deleted behind truss is back after one full pass', async () => {
+    await trussQuiet(() => host.trussStatus()); // no pass may repair it before status reads it
     assert.equal((await host.exec(['nft', 'delete', 'table', 'inet', PORTS_TABLE])).code, 0);
     assert.equal((await nsTcpConnect(outsideNs(), HOST_UPLINK_IP, 8080, 2)).ok, false, 'gone: closed');
     const s = await host.trussStatus();

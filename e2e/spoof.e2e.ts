@@ -22,6 +22,7 @@ import { IMAGE } from './harness/image.ts';
 import { assertNoTrussLeftovers, nftTableExists } from './harness/leftovers.ts';
 import { enterNetns } from './harness/netns-tcp.ts';
 import { memoOnce } from './harness/once.ts';
+import { trussQuiet } from './harness/truss.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const TRUSS_OPTS = { debug: true, extraArgs: ['--resync-seconds', '3600'] } as const;
@@ -333,6 +334,7 @@ describe('truss anti-spoofing against a real dockerd', { timeout: 10 * 60_000 },
     const list = await host.exec(['nft', 'list', 'set', 'bridge', GUARD_TABLE, 'addr4']);
     const el = new RegExp(`"(trv[0-9a-f]{12})" \\. ${a.ip.replaceAll('.', '\\.')}\\b`).exec(list.stdout);
     assert.ok(el?.[1], `A's element in addr4: ${list.stdout}`);
+    await trussQuiet(() => host.trussStatus()); // no pass may repair it before status reads it
     const del = await host.exec([
       'nft',
       'delete',

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { run } from './exec.ts';
 import { CHILD_PATH, REPO_ROOT, TRUSS_BIN } from './paths.ts';
 import { isAlive, waitExit } from './procs.ts';
-import { sleep } from './wait.ts';
+import { sleep, waitFor } from './wait.ts';
 
 export const PLUGIN_SOCKET = '/run/docker/plugins/truss.sock';
 /** truss's default state dir (--state-dir), which a `runScript` start leaves to truss. */
@@ -65,7 +65,12 @@ export interface TrussStatus {
   /** Port policy: denied packets/bytes per endpoint id (absent before the daemon has port policy). */
   readonly policyCounters?: Readonly<Record<string, { readonly packets: number; readonly bytes: number }>>;
   /** The reconciler; firstPass is the start-up pass (what a restart had to repair). */
-  readonly reconciler?: { readonly firstPass?: { readonly full: boolean; readonly changes: number } };
+  readonly reconciler?: {
+    readonly firstPass?: { readonly full: boolean; readonly changes: number };
+    /** full passes truss scheduled after dockerd's Plugin.Activate, not run yet */
+    readonly scheduledPasses?: number;
+    readonly passRunning?: boolean;
+  };
   /** Anti-spoofing: dropped frames by reason (mac, ethertype, arp, ip4, ip6, nd). */
   readonly guardCounters?: Readonly<Record<string, { readonly packets: number; readonly bytes: number }>>;
 }
@@ -213,4 +218,23 @@ export function trussDaemon(dockerdPid: () => number, dir: string, opts: { reado
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
   };
   return self;
+}
+
+/**
+ * Waits until truss has no full pass scheduled (dockerd's Plugin.Activate schedules some for 10 s):
+ * a test that tampers with the kernel and expects status to report it must not race a pass that
+ * repairs it first.
+ */
+export async function trussQuiet(status: () => Promise<TrussStatus>, timeoutMs = 30_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const r = (await status()).reconciler;
+      return (r?.scheduledPasses ?? 0) === 0 && r?.passRunning !== true;
+    },
+    timeoutMs,
+    {
+      what: 'no reconcile pass running or scheduled in truss',
+      intervalMs: 250,
+    },
+  );
 }

@@ -40,6 +40,7 @@ import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
+import { settledWithin } from '../obs/settled.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
 import { type countAllocations, type Released, releaseHeld } from './reclaim.ts';
@@ -91,6 +92,9 @@ export interface ClusterAgentDeps {
 }
 
 const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
+
+/** how long a cluster network join waits for the registration under way (then: etcd unreachable) */
+const REGISTRATION_WAIT_MS = 4_000;
 
 export class ClusterAgent implements ClusterPort {
   readonly #d: ClusterAgentDeps;
@@ -265,6 +269,9 @@ export class ClusterAgent implements ClusterPort {
   }
 
   async #join(j: ClusterJoin): Promise<void> {
+    // why: a network created right after start (a boot, a restart) would fail while registration is
+    // a moment away; waiting is bounded so an unreachable etcd still fails the request in seconds
+    if (!this.#lease) await settledWithin(this.#connected, REGISTRATION_WAIT_MS);
     const lease = this.#lease;
     if (!lease) {
       throw errors.storeUnavailable(

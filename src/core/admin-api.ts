@@ -144,6 +144,10 @@ const reconcilerView = z.object({
   reconciledRevision: z.number(),
   lastPass: passView.optional(),
   firstPass: passView.optional(),
+  /** full passes scheduled after dockerd's Plugin.Activate, not run yet */
+  scheduledPasses: z.number().optional(),
+  /** a pass is running or queued */
+  passRunning: z.boolean().optional(),
   objects: z.record(
     z.string(),
     z.object({

@@ -13,6 +13,7 @@
 
 import { errors } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
+import { settledWithin } from '../obs/settled.ts';
 import { type Kind, type Owner, ownedKeys } from './kind.ts';
 import { Ledger } from './ledger.ts';
 
@@ -52,19 +53,6 @@ interface Waiter {
 
 /** check() waits at most this long for the pass running when it is called */
 const CHECK_WAIT_MS = 5_000;
-
-/** Resolves when p settles or after ms, whichever is first. */
-function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((r) => (timer = setTimeout(r, ms)));
-  return Promise.race([
-    p.then(
-      () => {},
-      () => {},
-    ),
-    late,
-  ]).finally(() => clearTimeout(timer));
-}
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
@@ -178,10 +166,14 @@ export class Engine<I extends { readonly revision: number }, D> {
     reconciledRevision: number;
     lastPass?: PassResult;
     firstPass?: PassResult;
+    scheduledPasses: number;
+    passRunning: boolean;
     objects: Record<string, KeyStatus>;
   } {
     return {
       reconciledRevision: this.#reconciled,
+      scheduledPasses: this.#soonTimers.size,
+      passRunning: this.#running !== undefined,
       ...(this.#lastPass ? { lastPass: this.#lastPass } : {}),
       ...(this.#firstPass ? { firstPass: this.#firstPass } : {}),
       objects: Object.fromEntries(this.#ledger.status),
