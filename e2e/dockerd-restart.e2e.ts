@@ -150,6 +150,21 @@ const countOf = (xs: readonly string[]): string => {
   return [...m].map(([k, v]) => `${k}×${v}`).join(', ') || 'none';
 };
 
+/** Waits until truss status lists exactly the endpoints Docker has for running containers. */
+async function untilOnlyLiveEndpoints(): Promise<{ live: string[]; cleanMs: number }> {
+  const t0 = performance.now();
+  let live: string[] = [];
+  await waitFor(
+    async () => {
+      live = await liveEndpointIds();
+      return JSON.stringify(await endpointIds()) === JSON.stringify(live);
+    },
+    60_000,
+    { what: 'truss status lists exactly the live endpoints', intervalMs: 250 },
+  );
+  return { live, cleanMs: performance.now() - t0 };
+}
+
 /**
  * What truss status says about the kernel right after a restart, and how long until it is in sync
  * again without anyone's help: dockerd's boot puts its FORWARD jumps above truss's, and truss runs
@@ -272,17 +287,7 @@ describe('dockerd restarts with truss networks (F4, F5)', { timeout: 10 * 60_000
       'the others stay down',
     );
     // Docker releases the dead sandboxes' endpoints at boot (Leave, DeleteEndpoint) and creates new ones
-    const t1 = performance.now();
-    let live: string[] = [];
-    await waitFor(
-      async () => {
-        live = await liveEndpointIds();
-        return JSON.stringify(await endpointIds()) === JSON.stringify(live);
-      },
-      60_000,
-      { what: 'truss status lists exactly the live endpoints', intervalMs: 250 },
-    );
-    const cleanMs = performance.now() - t1;
+    const { live, cleanMs } = await untilOnlyLiveEndpoints();
     assert.equal(live.length, 3, `3 live endpoints: ${live}`);
     const sync = await inSyncFigure(t.startedAt);
     const rpcs = rpcsSince(logAt);
@@ -324,17 +329,7 @@ describe('dockerd restarts with truss networks (F4, F5)', { timeout: 10 * 60_000
     assert.ok(await ping(host, 'kc', '198.18.41.1'), 'kc -> its gateway after the restart');
     const kdState = (await host.docker(['inspect', '-f', '{{.State.Status}}', 'kd'])).stdout.trim();
     assert.equal(kdState, 'exited', 'kd (no restart policy) stays down');
-    const t1 = performance.now();
-    let live: string[] = [];
-    await waitFor(
-      async () => {
-        live = await liveEndpointIds();
-        return JSON.stringify(await endpointIds()) === JSON.stringify(live);
-      },
-      60_000,
-      { what: 'truss status lists exactly the live endpoints', intervalMs: 250 },
-    );
-    const cleanMs = performance.now() - t1;
+    const { live, cleanMs } = await untilOnlyLiveEndpoints();
     assert.equal(live.length, 3, `3 live endpoints: ${live}`);
     assert.ok(!live.includes(kd), "kd's endpoint is gone");
     const sync = await inSyncFigure(t.startedAt);
