@@ -15,9 +15,9 @@ import { ClaimGc } from './cluster/claim-gc.ts';
 import { type Cluster, type ClusterSetupDeps, setupCluster, wireguardKeyDir } from './cluster/setup.ts';
 import type { Config } from './config.ts';
 import { clusterOfPool, localUseByCluster } from './core/cluster/local-use.ts';
+import type { Dataplane } from './core/contracts.ts';
 import { errors, type TrussError } from './core/errors.ts';
 import { FOREIGN_FIX } from './core/naming.ts';
-import type { Dataplane } from './core/ports.ts';
 import type { Capabilities } from './core/preflight.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
@@ -31,7 +31,7 @@ import { ClusterAdmin } from './service/cluster-admin.ts';
 import { clusterStatus } from './service/cluster-status.ts';
 import { EndpointGc } from './service/endpoint-gc.ts';
 import { IntentRepo } from './service/intent.ts';
-import { DEFAULT_POOLS, IpamServiceImpl, parseDefaultPools } from './service/ipam-service.ts';
+import { DEFAULT_POOLS, IpamService, parseDefaultPools } from './service/ipam-service.ts';
 import { Journal } from './service/journal.ts';
 import { NetworkService } from './service/network-service.ts';
 import { PolicyService } from './service/policy-service.ts';
@@ -89,7 +89,7 @@ export interface Daemon {
   readonly repo: IntentRepo;
   readonly reconciler: Reconciler;
   readonly network: NetworkService;
-  readonly ipam: IpamServiceImpl;
+  readonly ipam: IpamService;
   /** the IPAM as Docker reaches it: releases that failed are retried after full passes */
   readonly releases: ReleaseRetry;
   readonly policy: PolicyService;
@@ -183,7 +183,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
   const { log, store, dataplane, repo, identity, cluster } = parts;
   // requests whose reply never reached dockerd are rolled back (service/journal.ts)
   const journal = new Journal({ store, log: log.child({ component: 'journal' }) });
-  const ipam = new IpamServiceImpl({
+  const ipam = new IpamService({
     store,
     log: log.child({ component: 'ipam' }),
     journal,

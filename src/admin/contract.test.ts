@@ -18,7 +18,7 @@ import { ipamData, networkInput } from '../core/testing.ts';
 import { createLogger, silentLogger } from '../obs/logger.ts';
 import { createMetrics } from '../obs/metrics.ts';
 import { clusterStatus } from '../service/cluster-status.ts';
-import { IpamServiceImpl } from '../service/ipam-service.ts';
+import { IpamService } from '../service/ipam-service.ts';
 import { PolicyService } from '../service/policy-service.ts';
 import { StatusService } from '../service/status.ts';
 import { stopTestServices, testId, testService } from '../service/testing.ts';
@@ -71,7 +71,7 @@ const PUBLISH = {
 /** The daemon's services over one store, a network with a policy and a limit, one joined endpoint publishing a port. */
 async function daemon() {
   const { store, repo, reconciler, svc } = testService();
-  const ipam = new IpamServiceImpl({ store, log: silentLogger, defaultPools: [] });
+  const ipam = new IpamService({ store, log: silentLogger, defaultPools: [] });
   const pool = await ipam.requestPool({
     addressSpace: 'TrussLocal',
     pool: '198.18.1.0/24',

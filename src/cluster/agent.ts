@@ -36,9 +36,9 @@ import {
   nodeIdOf,
 } from '../core/cluster/model.ts';
 import { decodeClusterRecord } from '../core/cluster/records.ts';
+import type { ClusterJoin, ClusterMembership } from '../core/contracts.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
-import type { ClusterJoin, ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { settledWithin } from '../obs/settled.ts';
 import type { KeyValue, Store } from '../store/store.ts';
@@ -96,7 +96,7 @@ const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
 /** how long a cluster network join waits for the registration under way (then: etcd unreachable) */
 const REGISTRATION_WAIT_MS = 4_000;
 
-export class ClusterAgent implements ClusterPort {
+export class ClusterAgent implements ClusterMembership {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
   /** the watched copy of everything under CLUSTER_PREFIX, and the lapsed peers kept (view-cache.ts) */

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { clusterKeys } from '../core/cluster/model.ts';
 import { type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
-import { IpamServiceImpl } from '../service/ipam-service.ts';
+import { IpamService } from '../service/ipam-service.ts';
 import { openEtcdStore } from '../store/etcd.ts';
 import { type EtcdServer, startEtcd } from '../store/etcd-testutil.ts';
 import { MemoryStore } from '../store/memory.ts';
@@ -25,7 +25,7 @@ async function setup<S extends Store = SwitchableStore>(shared: S = new Switchab
   const joined = new Set<string>();
   const left: string[] = [];
   const local = new MemoryStore();
-  const ipam = new IpamServiceImpl({
+  const ipam = new IpamService({
     store: local,
     log: silentLogger,
     defaultPools: [],
@@ -121,7 +121,7 @@ describe('ClaimGc', () => {
     await t.gc.observe();
     t.advance(GRACE / 2);
     // ... and, late, the local record (what RequestAddress writes after the claim)
-    const localOnly = new IpamServiceImpl({ store: t.local, log: silentLogger, defaultPools: [] });
+    const localOnly = new IpamService({ store: t.local, log: silentLogger, defaultPools: [] });
     await localOnly.requestAddress({ poolId: t.pool, address: '198.18.64.2', options: {} });
     t.advance(GRACE);
     assert.equal(await t.gc.observe(), 0);

@@ -14,9 +14,9 @@ import type { EndpointSpec, NetworkSpec } from './model.ts';
 
 export const OPT_ANTISPOOF = 'truss.antispoof';
 
-/** One guarded bridge port: frames entering the bridge from it must carry these identities. */
+/** One guarded veth (a bridge port): frames entering the bridge from it must carry these identities. */
 export interface GuardObject {
-  /** the bridge port: the endpoint's host-side veth */
+  /** the endpoint's host-side veth */
   readonly name: string;
   readonly endpointId: string;
   readonly networkId: string;

@@ -5,10 +5,11 @@
  * here. The records default to 198.18.0.0/24 (as core and the reconciler tests use them), the
  * inputs to 198.18.1.0/24 (as the service tests send them); each pair is consistent in itself.
  */
+
+import type { CreateEndpointInput, CreateNetworkInput } from './contracts.ts';
 import { formatPrefix, networkOf, parsePrefix } from './ip.ts';
 import type { EndpointSpec, IpamData, NetworkSpec } from './model.ts';
 import { bridgeName, hostVethName, peerVethName } from './naming.ts';
-import type { CreateEndpointInput, CreateNetworkInput } from './ports.ts';
 
 export const TEST_NETWORK_ID = 'a'.repeat(64);
 export const TEST_ENDPOINT_ID = 'b'.repeat(64);

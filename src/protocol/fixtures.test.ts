@@ -12,7 +12,7 @@ import type {
   JoinInput,
   RequestAddressInput,
   RequestPoolInput,
-} from '../core/ports.ts';
+} from '../core/contracts.ts';
 import { type FixtureRequest, startServer, type TestServer } from './testing.ts';
 
 const FIXTURES = new URL('../../test/fixtures/', import.meta.url);

@@ -3,7 +3,7 @@
  * Success replies never carry `Error` (a non-empty `Error` in a 200 reply is a failure
  * to Docker's IPAM client); failures go through protocol/errors.ts like every other RPC.
  */
-import type { IpamService } from '../core/ports.ts';
+import type { IpamDriver } from '../core/contracts.ts';
 import type { RouteTable } from './server.ts';
 import {
   decodeReleaseAddress,
@@ -17,7 +17,7 @@ import {
   toWireRequestPool,
 } from './wire.ts';
 
-export function ipamDriverRoutes(svc: IpamService): RouteTable {
+export function ipamDriverRoutes(svc: IpamDriver): RouteTable {
   return {
     'IpamDriver.GetCapabilities': {
       body: 'none',

@@ -2,7 +2,7 @@
  * NetworkDriver.* routes: decode the wire request, call the service, encode the reply.
  * Nothing here decides anything; core/ does.
  */
-import type { NetworkDriverService } from '../core/ports.ts';
+import type { NetworkDriver } from '../core/contracts.ts';
 import type { RouteTable } from './server.ts';
 import {
   decodeAllocateNetwork,
@@ -21,7 +21,7 @@ import {
   toWireNetworkCapabilities,
 } from './wire.ts';
 
-export function networkDriverRoutes(svc: NetworkDriverService): RouteTable {
+export function networkDriverRoutes(svc: NetworkDriver): RouteTable {
   return {
     'NetworkDriver.GetCapabilities': {
       body: 'none',

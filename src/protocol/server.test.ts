@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
+import type { CreateEndpointInput, RequestContext } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
-import type { CreateEndpointInput, RequestContext } from '../core/ports.ts';
 import { recordingServices, startServer, type TestServer } from './testing.ts';
 
 const NID = 'a'.repeat(64);

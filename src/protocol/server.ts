@@ -10,9 +10,9 @@
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { IpamDriver, NetworkDriver, RequestContext } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
 import { isDockerId, shortId } from '../core/naming.ts';
-import type { IpamService, NetworkDriverService, RequestContext } from '../core/ports.ts';
 import { jsonDepth, MAX_JSON_DEPTH } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import { MAX_BODY_BYTES, protocolErrors, toErrorReply } from './errors.ts';
@@ -37,8 +37,8 @@ export interface Route {
 export type RouteTable = Readonly<Record<string, Route>>;
 
 export interface ServerDeps {
-  readonly network: NetworkDriverService;
-  readonly ipam: IpamService;
+  readonly network: NetworkDriver;
+  readonly ipam: IpamDriver;
   readonly log: Logger;
   /** reply 500 "timed out" when a service has not answered within this time (default 20 s) */
   readonly handlerTimeoutMs?: number;

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { IpamService, NetworkDriverService } from '../core/ports.ts';
+import type { IpamDriver, NetworkDriver } from '../core/contracts.ts';
 import { createLogger, type Logger } from '../obs/logger.ts';
 import { buildServer } from './server.ts';
 
@@ -17,8 +17,8 @@ export interface Call {
 }
 
 export interface Stubs {
-  readonly network: NetworkDriverService;
-  readonly ipam: IpamService;
+  readonly network: NetworkDriver;
+  readonly ipam: IpamDriver;
   readonly calls: Call[];
   /** the first argument of every call to `method`, in order */
   argsOf(method: string): unknown[];
@@ -26,10 +26,10 @@ export interface Stubs {
 
 /** Services that record every call and answer plausibly; `overrides` replace single methods. */
 export function recordingServices(
-  overrides: { network?: Partial<NetworkDriverService>; ipam?: Partial<IpamService> } = {},
+  overrides: { network?: Partial<NetworkDriver>; ipam?: Partial<IpamDriver> } = {},
 ): Stubs {
   const calls: Call[] = [];
-  const network: NetworkDriverService = {
+  const network: NetworkDriver = {
     capabilities: () => ({ scope: 'local', connectivityScope: 'global' }),
     createNetwork: async () => {},
     deleteNetwork: async () => {},
@@ -50,7 +50,7 @@ export function recordingServices(
     revokeExternalConnectivity: async () => {},
     ...overrides.network,
   };
-  const ipam: IpamService = {
+  const ipam: IpamDriver = {
     capabilities: () => ({ requiresMacAddress: false, requiresRequestReplay: true }),
     defaultAddressSpaces: () => ({ local: 'TrussLocal', global: 'TrussGlobal' }),
     requestPool: async (input) => {

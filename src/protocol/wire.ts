@@ -2,7 +2,7 @@
  * Docker's plugin payloads, exactly as dockerd encodes them (PascalCase Go field names,
  * go-plugins-helpers `network/api.go` and `ipam/api.go`, moby `drivers/remote/api`), the
  * zod schemas that validate them, the decode* functions that turn them into the domain
- * inputs of core/ports.ts, and the toWire* encoders for the replies.
+ * inputs of core/contracts.ts, and the toWire* encoders for the replies.
  *
  * Decoding is liberal: unknown fields and option keys are ignored, `null` stands for
  * "absent" wherever Go may send a nil map or slice, and only the fields truss uses are
@@ -10,9 +10,6 @@
  * hex id, got \"xyz\"") because `docker` prints the message verbatim.
  */
 import { z } from 'zod';
-import { errors } from '../core/errors.ts';
-import { type Family, formatIp, formatPrefix, parseIp, parsePrefix } from '../core/ip.ts';
-import type { IpamData } from '../core/model.ts';
 import type {
   CreateEndpointInput,
   CreateEndpointResult,
@@ -25,7 +22,10 @@ import type {
   RequestAddressResult,
   RequestPoolInput,
   RequestPoolResult,
-} from '../core/ports.ts';
+} from '../core/contracts.ts';
+import { errors } from '../core/errors.ts';
+import { type Family, formatIp, formatPrefix, parseIp, parsePrefix } from '../core/ip.ts';
+import type { IpamData } from '../core/model.ts';
 import { showValue } from '../core/safe-json.ts';
 
 // ---------- field schemas ----------

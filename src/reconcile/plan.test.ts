@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ObservedLink } from '../core/contracts.ts';
 import { computeDesired } from '../core/desired.ts';
 import { bridgeMac } from '../core/naming.ts';
-import type { ObservedLink } from '../core/ports.ts';
 import { endpointSpec, networkSpec } from '../core/testing.ts';
 import { planLinks } from './plan.ts';
 

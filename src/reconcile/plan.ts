@@ -2,9 +2,10 @@
  * planLinks: compare the desired links with what the kernel shows (pure). The result says
  * which objects to converge, which truss-owned links to remove, and why (for status).
  */
+
+import type { ObservedLink } from '../core/contracts.ts';
 import type { BridgeObject, DesiredKernel, VethObject } from '../core/desired.ts';
 import { markOwner, peerVethName } from '../core/naming.ts';
-import type { ObservedLink } from '../core/ports.ts';
 
 /** The state this daemon runs with: its id and whether it adopts unstamped marks (an upgraded database). */
 export interface StateOwner {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { tbfFor } from '../core/bandwidth.ts';
-import type { CreateEndpointInput } from '../core/ports.ts';
+import type { CreateEndpointInput } from '../core/contracts.ts';
 import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';

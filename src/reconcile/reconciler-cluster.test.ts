@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterView } from '../core/cluster/desired.ts';
+import type { ClusterMembership } from '../core/contracts.ts';
 import type { NetworkSpec } from '../core/model.ts';
 import { VXLAN_DEVICE, vtepMac } from '../core/naming.ts';
-import type { ClusterPort } from '../core/ports.ts';
 import { ipamData, networkInput, networkSpec } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -175,7 +175,7 @@ describe('network service: the container MTU follows the mode', () => {
     running.push(r);
     r.start();
     const joined: string[] = [];
-    const cluster: ClusterPort = {
+    const cluster: ClusterMembership = {
       enabled: () => true,
       mtu: (encrypt) => (encrypt ? 1440 : 1450),
       joinNetwork: async (j) => {

@@ -1,7 +1,7 @@
 /** Anti-spoofing through the service and the reconciler, on the fake dataplane. */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import type { CreateEndpointInput, CreateNetworkInput } from '../core/contracts.ts';
 import { endpointInput, ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
@@ -11,7 +11,7 @@ const id = testId;
 const NID = id('a');
 const EID = id('b');
 const EID2 = id('b', 1);
-const PORT = 'trv0000bbbbbbbb';
+const VETH = 'trv0000bbbbbbbb';
 const PORT2 = 'trv0001bbbbbbbb';
 
 const netInput = (generic: Record<string, string> = {}): CreateNetworkInput =>
@@ -28,15 +28,15 @@ describe('anti-spoofing (reconciler)', () => {
     const { dp, svc } = setup();
     await svc.createNetwork(netInput());
     const { macAddress } = await svc.createEndpoint(epInput());
-    assert.deepEqual(dp.guards.get(PORT), {
-      name: PORT,
+    assert.deepEqual(dp.guards.get(VETH), {
+      name: VETH,
       endpointId: EID,
       networkId: NID,
       mac: macAddress,
       ipv4: ['198.18.1.2'],
-      ipv6: ['fd00:1::2', dp.guards.get(PORT)?.ipv6[1]],
+      ipv6: ['fd00:1::2', dp.guards.get(VETH)?.ipv6[1]],
     });
-    assert.match(dp.guards.get(PORT)?.ipv6[1] ?? '', /^fe80::5e:/);
+    assert.match(dp.guards.get(VETH)?.ipv6[1] ?? '', /^fe80::5e:/);
     const { addressIpv6: _v6, ...v4only } = epInput({ endpointId: EID2, address: '198.18.1.3/24' });
     await svc.createEndpoint(v4only);
     const ensures = calls(dp, 'ensureGuard');
@@ -46,30 +46,30 @@ describe('anti-spoofing (reconciler)', () => {
     await svc.deleteEndpoint(NID, EID);
     assert.deepEqual([...dp.guards.keys()], [PORT2]);
     const rm = dp.calls.find((c) => c.method === 'removeGuard');
-    assert.deepEqual(rm?.arg, { port: PORT, applied: true }, 'removal knows the elements: no table read');
+    assert.deepEqual(rm?.arg, { link: VETH, applied: true }, 'removal knows the elements: no table read');
     await svc.deleteEndpoint(NID, EID2);
     assert.equal(dp.guardTable, false);
     await svc.deleteNetwork(NID);
   });
 
-  it('a full pass restores a guard deleted by hand (exactly) and prunes a port nobody wants', async () => {
+  it('a full pass restores a guard deleted by hand (exactly) and prunes a guarded veth nobody wants', async () => {
     const { dp, svc, reconciler } = setup();
     await svc.createNetwork(netInput());
     await svc.createEndpoint(epInput());
-    const want = dp.guards.get(PORT);
-    dp.guards.delete(PORT);
+    const want = dp.guards.get(VETH);
+    dp.guards.delete(VETH);
     dp.guards.set('trv0000ffffffff', { ...(want as NonNullable<typeof want>), name: 'trv0000ffffffff' });
     await reconciler.reconcileNow();
-    assert.deepEqual(dp.guards.get(PORT), want);
-    assert.deepEqual([...dp.guards.keys()], [PORT]);
+    assert.deepEqual(dp.guards.get(VETH), want);
+    assert.deepEqual([...dp.guards.keys()], [VETH]);
     assert.deepEqual(dp.calls.filter((c) => c.method === 'ensureGuard').at(-1)?.arg, { g: want, exact: false });
     // changed behind truss's back (an element not its own): repaired exactly
-    dp.guards.set(PORT, { ...(want as NonNullable<typeof want>), ipv4: ['198.18.1.99'] });
+    dp.guards.set(VETH, { ...(want as NonNullable<typeof want>), ipv4: ['198.18.1.99'] });
     await reconciler.reconcileNow();
-    assert.deepEqual(dp.guards.get(PORT), want);
+    assert.deepEqual(dp.guards.get(VETH), want);
     assert.deepEqual(dp.calls.filter((c) => c.method === 'ensureGuard').at(-1)?.arg, { g: want, exact: true });
     assert.deepEqual(dp.calls.filter((c) => c.method === 'removeGuard').at(-1)?.arg, {
-      port: 'trv0000ffffffff',
+      link: 'trv0000ffffffff',
       applied: false,
     });
     assert.deepEqual(await reconciler.check(), []);
@@ -85,7 +85,7 @@ describe('anti-spoofing (reconciler)', () => {
     const before = calls(dp, 'ensureGuard');
     await second.reconcileNow();
     assert.equal(calls(dp, 'ensureGuard'), before);
-    dp.guards.delete(PORT);
+    dp.guards.delete(VETH);
     await second.reconcileNow();
     assert.equal(calls(dp, 'ensureGuard'), before + 1, 'drift is still repaired');
   });
@@ -97,7 +97,7 @@ describe('anti-spoofing (reconciler)', () => {
     await assert.rejects(svc.createEndpoint(epInput()), /Could not process rule/);
     assert.equal((await repo.listEndpoints()).length, 0);
     await svc.createEndpoint(epInput());
-    assert.ok(dp.guards.get(PORT));
+    assert.ok(dp.guards.get(VETH));
   });
 
   it('truss.antispoof=false leaves the network unguarded; an endpoint may still ask for it', async () => {

@@ -6,10 +6,10 @@
  */
 
 import { type ClusterDesired, computeClusterDesired, WG_DEFAULT_PORT } from '../core/cluster/desired.ts';
+import type { Dataplane, PolicyCounter } from '../core/contracts.ts';
 import { computeDesired, type FirewallObject, withVxlanGuard } from '../core/desired.ts';
 import type { Intent } from '../core/intent.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
-import type { Dataplane, PolicyCounter } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import { Engine, type PassResult } from './engine.ts';
 import type { Owner } from './kind.ts';

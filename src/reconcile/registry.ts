@@ -5,7 +5,7 @@
  * A new kind is one dataplane file, one fake, and one entry here.
  */
 
-import type { Dataplane } from '../core/ports.ts';
+import type { Dataplane } from '../core/contracts.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Kind } from './kind.ts';
 import { routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';

@@ -9,7 +9,7 @@ import type { Cluster } from '../cluster/setup.ts';
 import type { ClusterBody } from '../core/admin-api.ts';
 import { WG_DEVICE } from '../core/cluster/desired.ts';
 import { nodeIdOf } from '../core/cluster/model.ts';
-import type { Dataplane } from '../core/ports.ts';
+import type { Dataplane } from '../core/contracts.ts';
 import type { Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
 

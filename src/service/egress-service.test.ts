@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import type { CreateNetworkInput } from '../core/contracts.ts';
 import { egressTable } from '../core/egress.ts';
-import type { CreateNetworkInput } from '../core/ports.ts';
 import { ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { ClusterPort, CreateNetworkInput } from '../core/ports.ts';
+import type { ClusterMembership, CreateNetworkInput } from '../core/contracts.ts';
 import type { Capabilities, Feature, MissingPiece } from '../core/preflight.ts';
 import { networkInput } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -30,7 +30,7 @@ const netInput = (generic: Record<string, string> = {}, over: Partial<CreateNetw
 const CONNTRACK_MSG =
   "needs the program 'conntrack', which is not installed: apt-get install conntrack (then restart truss)";
 
-function setup(capabilities: Capabilities, cluster?: ClusterPort) {
+function setup(capabilities: Capabilities, cluster?: ClusterMembership) {
   const t = testService();
   const svc = new NetworkService({
     repo: t.repo,
@@ -100,7 +100,7 @@ describe('features refused when the host lacks a piece', () => {
 
   it('an encrypted cluster network without wg: refused before the cluster is joined', async () => {
     const calls: string[] = [];
-    const cluster: ClusterPort = {
+    const cluster: ClusterMembership = {
       enabled: () => true,
       mtu: () => 1420,
       joinNetwork: async (j) => void calls.push(`join ${j.name}`),

@@ -5,7 +5,7 @@ import { type Ip, type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { IntentRepo } from './intent.ts';
-import { IpamServiceImpl } from './ipam-service.ts';
+import { IpamService } from './ipam-service.ts';
 import { Journal } from './journal.ts';
 import { createSettler } from './settle.ts';
 
@@ -17,7 +17,7 @@ function host(node: string, shared: MemoryStore) {
   const cluster = new ClusterIpam({ store: shared, node, log: silentLogger });
   const store = new MemoryStore();
   const journal = new Journal({ store, log: silentLogger });
-  const ipam = new IpamServiceImpl({
+  const ipam = new IpamService({
     store,
     log: silentLogger,
     defaultPools: [],
@@ -27,7 +27,7 @@ function host(node: string, shared: MemoryStore) {
       clusterForPool: async (pool) => (attached && pool === SUBNET ? 'blue' : undefined),
     },
   });
-  // what CreateNetwork with truss.cluster does (ClusterPort.joinNetwork): the gateway is shared
+  // what CreateNetwork with truss.cluster does (ClusterMembership.joinNetwork): the gateway is shared
   const attach = async () => {
     await cluster.reserveShared('blue', parsePrefix(SUBNET) as Prefix, parseIp('198.18.64.1') as Ip);
     attached = true;

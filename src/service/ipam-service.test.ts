@@ -4,22 +4,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import type { RequestAddressInput, RequestPoolInput } from '../core/contracts.ts';
 import { formatIp, parseIp, parsePrefix, prefixContains, prefixesOverlap } from '../core/ip.ts';
 import { allocationRange } from '../core/ipam/address-selection.ts';
 import { IPAM_ADDRS_PREFIX, IPAM_POOLS_PREFIX } from '../core/ipam/keys.ts';
 import type { AddressRecord } from '../core/model.ts';
-import type { RequestAddressInput, RequestPoolInput } from '../core/ports.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { openSqliteStore } from '../store/sqlite.ts';
 import type { Compare, Op, Store, TxnResult } from '../store/store.ts';
-import { DEFAULT_POOLS, type DefaultPool, IpamServiceImpl } from './ipam-service.ts';
+import { DEFAULT_POOLS, type DefaultPool, IpamService } from './ipam-service.ts';
 
 const GW = { RequestAddressType: 'com.docker.network.gateway' };
 const ep = (name: string) => ({ 'com.docker.network.endpoint.name': name });
 
 function setup(defaultPools: readonly DefaultPool[] = DEFAULT_POOLS, store: Store = new MemoryStore()) {
-  const ipam = new IpamServiceImpl({ store, log: silentLogger, defaultPools });
+  const ipam = new IpamService({ store, log: silentLogger, defaultPools });
   const pool = (p: Partial<RequestPoolInput> = {}) =>
     ipam.requestPool({ addressSpace: 'TrussLocal', pool: '', subPool: '', options: {}, v6: false, ...p });
   const addr = async (poolId: string, address = '', options: Record<string, string> = {}): Promise<string> =>
@@ -52,7 +52,7 @@ class CountingStore implements Store {
   }
 }
 
-describe('IpamServiceImpl: pools', () => {
+describe('IpamService: pools', () => {
   it('reports capabilities and address spaces', () => {
     const { ipam } = setup();
     assert.deepEqual(ipam.capabilities(), { requiresMacAddress: false, requiresRequestReplay: false });
@@ -166,7 +166,7 @@ describe('IpamServiceImpl: pools', () => {
   });
 });
 
-describe('IpamServiceImpl: addresses', () => {
+describe('IpamService: addresses', () => {
   it('allocates the gateway, aux and endpoint addresses the way dockerd asks', async () => {
     const { pool, addr, store } = setup();
     const { poolId } = await pool({ pool: '198.18.1.0/24' });
@@ -334,7 +334,7 @@ const POOL_SHAPES = [
   { pool: 'fd00:9::/64', subPool: 'fd00:9::ffff:ffff:ffff:fff8/125', v6: true },
 ];
 
-describe('IpamServiceImpl: properties', () => {
+describe('IpamService: properties', () => {
   it('never yields two live records for one address; every address is in its pool; released is not reused next', async () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...POOL_SHAPES), fc.array(addrCmd, { maxLength: 40 }), async (shape, cmds) => {

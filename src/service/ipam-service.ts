@@ -16,6 +16,15 @@
  *   ReleasePool (which compares the same modRevision) cannot leave an orphan address.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type {
+  IpamCapabilities,
+  IpamDriver,
+  RequestAddressInput,
+  RequestAddressResult,
+  RequestContext,
+  RequestPoolInput,
+  RequestPoolResult,
+} from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
 import { formatIp, formatPrefix, type Ip, type Prefix } from '../core/ip.ts';
 import {
@@ -30,15 +39,6 @@ import { findOverlap, type HeldPool, pickDynamicPool } from '../core/ipam/pool-s
 import { type PoolPlan, planPoolRequest } from '../core/ipam/pool-validation.ts';
 import { decodeAddressRecord, decodePoolRecord, encodeRecord } from '../core/ipam/records.ts';
 import type { AddressKind, AddressRecord, PoolRecord } from '../core/model.ts';
-import type {
-  IpamCapabilities,
-  IpamService,
-  RequestAddressInput,
-  RequestAddressResult,
-  RequestContext,
-  RequestPoolInput,
-  RequestPoolResult,
-} from '../core/ports.ts';
 import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Compare, KeyValue, Op, Store } from '../store/store.ts';
@@ -101,7 +101,7 @@ const del = (key: string): Op => ({ type: 'delete', key });
 const unchanged = (key: string, kv: KeyValue | undefined): Compare =>
   kv ? { key, modRevision: kv.modRevision } : { key, version: 0 };
 
-export class IpamServiceImpl implements IpamService {
+export class IpamService implements IpamDriver {
   readonly #store: Store;
   readonly #log: Logger;
   readonly #defaults: readonly CompiledDefaultPool[];

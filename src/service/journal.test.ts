@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import type { CreateNetworkInput, RequestContext } from '../core/contracts.ts';
 import { describeHolder } from '../core/ipam/address-selection.ts';
-import type { CreateNetworkInput, RequestContext } from '../core/ports.ts';
 import { ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/store.ts';
 import { IntentRepo } from './intent.ts';
-import { DEFAULT_POOLS, IpamServiceImpl } from './ipam-service.ts';
+import { DEFAULT_POOLS, IpamService } from './ipam-service.ts';
 import { JOURNAL_PREFIX, Journal } from './journal.ts';
 import { NetworkService } from './network-service.ts';
 import { createSettler } from './settle.ts';
@@ -35,7 +35,7 @@ function daemon(store: Store, dp = new FakeDataplane()) {
   const reconciler = testReconciler(repo, dp);
   reconciler.start();
   const journal = new Journal({ store, log: silentLogger });
-  const ipam = new IpamServiceImpl({ store, log: silentLogger, defaultPools: DEFAULT_POOLS, journal });
+  const ipam = new IpamService({ store, log: silentLogger, defaultPools: DEFAULT_POOLS, journal });
   const net = new NetworkService({ repo, reconciler, log: silentLogger, programTimeoutMs: 2000, journal });
   journal.settleWith(createSettler({ repo, ipam, trigger: () => reconciler.trigger(), log: silentLogger }));
   const pool = async (ctx?: RequestContext) =>
@@ -202,7 +202,7 @@ describe('address conflict wording', () => {
 
   it('an --ip held by a container is not called an aux address', async () => {
     const store = new MemoryStore();
-    const ipam = new IpamServiceImpl({
+    const ipam = new IpamService({
       store,
       log: silentLogger,
       defaultPools: DEFAULT_POOLS,

@@ -18,7 +18,7 @@
  * rolled back and a later request on it fails with not-found (docker network rm/create again).
  */
 import { randomUUID } from 'node:crypto';
-import type { RequestContext } from '../core/ports.ts';
+import type { RequestContext } from '../core/contracts.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Op, Store } from '../store/store.ts';
 

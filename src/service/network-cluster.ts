@@ -3,15 +3,16 @@
  * joining the cluster network, leaving it with the host's last local network of it. Split from
  * network-service.ts; the request journal's settle (settle.ts) leaves through here too.
  */
+
+import type { ClusterMembership } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
 import type { NetworkSpec } from '../core/model.ts';
-import type { ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { IntentRepo } from './intent.ts';
 
 /** Cluster networks carry the tunnel's MTU; a larger -o mtu would fragment between hosts. */
 export function clusterMtu(
-  c: ClusterPort | undefined,
+  c: ClusterMembership | undefined,
   cluster: NetworkSpec['cluster'],
   mtu: number,
   given: boolean,
@@ -33,7 +34,7 @@ export function clusterMtu(
   return mtu;
 }
 
-export async function joinCluster(c: ClusterPort | undefined, spec: NetworkSpec): Promise<void> {
+export async function joinCluster(c: ClusterMembership | undefined, spec: NetworkSpec): Promise<void> {
   const cl = spec.cluster as NonNullable<NetworkSpec['cluster']>;
   const data = [...spec.ipv4, ...spec.ipv6];
   const subnets = data.map((d) => d.pool);
@@ -54,7 +55,7 @@ export async function joinCluster(c: ClusterPort | undefined, spec: NetworkSpec)
  */
 export async function leaveIfLast(
   repo: IntentRepo,
-  c: ClusterPort | undefined,
+  c: ClusterMembership | undefined,
   cluster: string,
   log: Logger,
 ): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { ClusterPort, CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import type { ClusterMembership, CreateEndpointInput, CreateNetworkInput } from '../core/contracts.ts';
 import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
@@ -218,7 +218,7 @@ describe('NetworkService', () => {
   it('leaves a cluster network when its last local network is deleted, not before', async () => {
     const { repo, reconciler } = setup();
     const calls: string[] = [];
-    const cluster: ClusterPort = {
+    const cluster: ClusterMembership = {
       enabled: () => true,
       mtu: () => 1440,
       joinNetwork: async (j) => void calls.push(`join ${j.name}`),

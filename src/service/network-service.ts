@@ -4,6 +4,18 @@
  * its own intent again (Docker will not call Delete for it) and reports the cause.
  * Deletes of unknown things succeed. Nothing here touches the kernel.
  */
+
+import type {
+  ClusterMembership,
+  CreateEndpointInput,
+  CreateEndpointResult,
+  CreateNetworkInput,
+  JoinInput,
+  JoinResult,
+  NetworkCapabilities,
+  NetworkDriver,
+  RequestContext,
+} from '../core/contracts.ts';
 import { checkEgressVia, egressTableClash } from '../core/egress.ts';
 import { errors, isTrussError } from '../core/errors.ts';
 import { formatIp, type Prefix, parsePrefix, prefixesOverlap } from '../core/ip.ts';
@@ -12,17 +24,6 @@ import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import { bridgeName, hostVethName, isDockerId, macFor, peerVethName, shortId } from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
-import type {
-  ClusterPort,
-  CreateEndpointInput,
-  CreateEndpointResult,
-  CreateNetworkInput,
-  JoinInput,
-  JoinResult,
-  NetworkCapabilities,
-  NetworkDriverService,
-  RequestContext,
-} from '../core/ports.ts';
 import type { Capabilities } from '../core/preflight.ts';
 import { showValue } from '../core/safe-json.ts';
 import { fault } from '../obs/fault.ts';
@@ -41,7 +42,7 @@ export interface NetworkServiceDeps {
   /** how long a request waits for the kernel (ms) */
   readonly programTimeoutMs?: number;
   /** multi-host networks (truss.cluster); absent or disabled without a cluster store */
-  readonly cluster?: ClusterPort;
+  readonly cluster?: ClusterMembership;
   /** what the host lacks (preflight.ts); features needing it are refused before any intent is written */
   readonly capabilities?: Capabilities;
   /** CreateNetwork with a RequestContext journals its undo (journal.ts) */
@@ -62,7 +63,7 @@ const bareAddress = (cidr: string): string => {
 
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-export class NetworkService implements NetworkDriverService {
+export class NetworkService implements NetworkDriver {
   readonly #d: NetworkServiceDeps;
   readonly #lock = new Mutex();
   constructor(deps: NetworkServiceDeps) {

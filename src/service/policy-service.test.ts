@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { CreateNetworkInput } from '../core/ports.ts';
+import type { CreateNetworkInput } from '../core/contracts.ts';
 import { networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { testService } from './testing.ts';

@@ -7,12 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
-import type { CreateEndpointInput, CreateNetworkInput } from '../core/ports.ts';
+import type { CreateEndpointInput, CreateNetworkInput } from '../core/contracts.ts';
 import { endpointInput, networkInput } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { decodeCreateNetwork } from '../protocol/wire.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { DEFAULT_POOLS, IpamServiceImpl } from './ipam-service.ts';
+import { DEFAULT_POOLS, IpamService } from './ipam-service.ts';
 import { stopTestServices, testId, testService } from './testing.ts';
 
 const NID = testId('a');
@@ -151,7 +151,7 @@ describe('CreateEndpoint refuses addresses no container may hold (M3)', () => {
 
 describe('IPAM keeps address families apart (L4)', () => {
   it('refuses an IPv6 address in an IPv4 pool instead of allocating its low 32 bits', async () => {
-    const ipam = new IpamServiceImpl({ store: new MemoryStore(), log: silentLogger, defaultPools: DEFAULT_POOLS });
+    const ipam = new IpamService({ store: new MemoryStore(), log: silentLogger, defaultPools: DEFAULT_POOLS });
     const { poolId } = await ipam.requestPool({
       addressSpace: 'TrussLocal',
       pool: '198.18.45.0/24',
@@ -195,7 +195,7 @@ describe('echoed values are capped at 80 characters (L8)', () => {
     });
   }
   it('AddressSpace', async () => {
-    const ipam = new IpamServiceImpl({ store: new MemoryStore(), log: silentLogger, defaultPools: DEFAULT_POOLS });
+    const ipam = new IpamService({ store: new MemoryStore(), log: silentLogger, defaultPools: DEFAULT_POOLS });
     await assert.rejects(
       ipam.requestPool({ addressSpace: big, pool: '', subPool: '', options: {}, v6: false }),
       (e: Error) => e.message.length < 300,

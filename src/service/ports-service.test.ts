@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import type { CreateNetworkInput } from '../core/contracts.ts';
 import { NO_PROXY_6TO4_OPTION, PORTMAP_OPTION } from '../core/portmap.ts';
-import type { CreateNetworkInput } from '../core/ports.ts';
 import { ipamData, networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';

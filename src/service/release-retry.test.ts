@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { IpamDriver } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
-import type { IpamService } from '../core/ports.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { ReleaseRetry } from './release-retry.ts';
 
@@ -11,7 +11,7 @@ function fakeIpam(full: () => boolean) {
     calls.push(what);
     if (full()) throw errors.storeFull('state database txn failed on /s/state.db: the disk is full');
   };
-  const ipam: IpamService = {
+  const ipam: IpamDriver = {
     capabilities: () => ({ requiresMacAddress: false, requiresRequestReplay: false }),
     defaultAddressSpaces: () => ({ local: 'L', global: 'G' }),
     requestPool: async () => ({ poolId: 'P1', pool: '198.18.0.0/24', data: {} }),

@@ -10,9 +10,10 @@
  * would otherwise take it from its new holder). Endpoints whose DeleteEndpoint failed are
  * the endpoint GC's (endpoint-gc.ts): they are unjoined, and reclaimed after the grace.
  */
+
+import type { IpamDriver, RequestAddressInput, RequestContext, RequestPoolInput } from '../core/contracts.ts';
 import { isTrussError } from '../core/errors.ts';
 import { formatIp, parsePrefix } from '../core/ip.ts';
-import type { IpamService, RequestAddressInput, RequestContext, RequestPoolInput } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 
 /** at most this many remembered releases (a full disk under a release storm) */
@@ -26,16 +27,16 @@ const bare = (cidr: string): string => {
   return p ? formatIp(p) : cidr;
 };
 
-export class ReleaseRetry implements IpamService {
-  readonly #ipam: IpamService;
+export class ReleaseRetry implements IpamDriver {
+  readonly #ipam: IpamDriver;
   readonly #log: Logger;
   readonly #queue = new Map<string, Release>();
-  constructor(ipam: IpamService, log: Logger) {
+  constructor(ipam: IpamDriver, log: Logger) {
     this.#ipam = ipam;
     this.#log = log;
   }
 
-  capabilities(): ReturnType<IpamService['capabilities']> {
+  capabilities(): ReturnType<IpamDriver['capabilities']> {
     return this.#ipam.capabilities();
   }
 
@@ -43,13 +44,13 @@ export class ReleaseRetry implements IpamService {
     return this.#ipam.defaultAddressSpaces();
   }
 
-  async requestPool(input: RequestPoolInput, ctx?: RequestContext): ReturnType<IpamService['requestPool']> {
+  async requestPool(input: RequestPoolInput, ctx?: RequestContext): ReturnType<IpamDriver['requestPool']> {
     const r = await this.#ipam.requestPool(input, ctx);
     this.#forgetPool(r.poolId);
     return r;
   }
 
-  async requestAddress(input: RequestAddressInput, ctx?: RequestContext): ReturnType<IpamService['requestAddress']> {
+  async requestAddress(input: RequestAddressInput, ctx?: RequestContext): ReturnType<IpamDriver['requestAddress']> {
     const r = await this.#ipam.requestAddress(input, ctx);
     this.#queue.delete(keyOf({ poolId: input.poolId, address: bare(r.address) }));
     return r;

@@ -11,8 +11,9 @@
  * - release-pool / release-address: redo; only a record that existed when the release was asked.
  * The reconciler removes the kernel objects of an undone network on its next pass.
  */
+
+import type { ClusterMembership } from '../core/contracts.ts';
 import { shortId } from '../core/naming.ts';
-import type { ClusterPort } from '../core/ports.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { IntentRepo } from './intent.ts';
 import type { CreatedGuard } from './ipam-service.ts';
@@ -26,7 +27,7 @@ export interface SettleDeps {
     releaseAddressIf(poolId: string, address: string, guard: CreatedGuard): Promise<boolean>;
     poolsOf(pool: string): Promise<readonly { readonly id: string; readonly createRevision: number }[]>;
   };
-  readonly cluster?: ClusterPort;
+  readonly cluster?: ClusterMembership;
   /** ask the reconciler for a pass (an undone network's kernel objects go) */
   readonly trigger: () => void;
   readonly log: Logger;

@@ -29,7 +29,7 @@ export const NETWORK_POINTS = [
   'create-network:after-intent',
   'kernel:after-ensureBridge',
   'kernel:firewall-between-nft-and-iptables',
-  'kernel:after-applyFirewall',
+  'kernel:after-ensureFirewall',
 ] as const;
 /** Injection points a `docker run --ip X` / `docker rm -f` reaches. */
 export const ENDPOINT_POINTS = [

@@ -5,6 +5,7 @@
  * enumerates a range; loops are bounded by the number of addresses already allocated.
  */
 
+import { ENDPOINT_NAME_OPTION, GATEWAY_REQUEST_TYPE, REQUEST_ADDRESS_TYPE } from '../contracts.ts';
 import { errors } from '../errors.ts';
 import {
   formatIp,
@@ -18,7 +19,6 @@ import {
   prefixContains,
 } from '../ip.ts';
 import type { AddressKind } from '../model.ts';
-import { ENDPOINT_NAME_OPTION, GATEWAY_REQUEST_TYPE, REQUEST_ADDRESS_TYPE } from '../ports.ts';
 import { showValue } from '../safe-json.ts';
 
 // Math.max/min do not take bigints.

@@ -3,7 +3,7 @@
  * fake-nft.ts, fake-dataplane.ts): every fake method enters here first, so each call is
  * recorded and fails on demand.
  */
-import type { Dataplane } from '../../core/ports.ts';
+import type { Dataplane } from '../../core/contracts.ts';
 
 export type DataplaneMethod = keyof Dataplane;
 

@@ -79,11 +79,11 @@ describe('FakeDataplane', () => {
     dp.failNext('ensureBridge', new KernelError('EBUSY', ['ip'], 2, 'RTNETLINK answers: Device or resource busy'));
     await assert.rejects(dp.ensureBridge(br), { code: 'EBUSY' });
     await dp.ensureBridge(br);
-    dp.failAlways('applyFirewall', new Error('nft down'));
-    await assert.rejects(dp.applyFirewall({ networks: [] }), /nft down/);
-    await assert.rejects(dp.applyFirewall({ networks: [] }), /nft down/);
+    dp.failAlways('ensureFirewall', new Error('nft down'));
+    await assert.rejects(dp.ensureFirewall({ networks: [] }), /nft down/);
+    await assert.rejects(dp.ensureFirewall({ networks: [] }), /nft down/);
     dp.clearFaults();
-    await dp.applyFirewall({ networks: [] });
+    await dp.ensureFirewall({ networks: [] });
   });
 
   it('checks, applies and removes the firewall; raises ip_forward only for non-internal networks', async () => {
@@ -94,7 +94,7 @@ describe('FakeDataplane', () => {
       ],
     };
     assert.deepEqual(await dp.checkFirewall(f), ['nft table inet truss is missing']);
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     assert.deepEqual(await dp.checkFirewall(f), []);
     assert.equal((await dp.checkFirewall({ networks: [] })).length, 1);
     await dp.removeFirewall();

@@ -21,10 +21,10 @@
  */
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
+import type { Dataplane, ShaperCheck, WireguardPeerStatus } from '../../core/contracts.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
 import { shortId } from '../../core/naming.ts';
-import type { Dataplane, ShaperCheck, WireguardPeerStatus } from '../../core/ports.ts';
 import { clone } from './fake-calls.ts';
 import { FakeNftables } from './fake-nft.ts';
 

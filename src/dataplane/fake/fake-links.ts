@@ -3,10 +3,11 @@
  * Linux dataplane (marks, refusal of foreign links, "gone" is success, no veth re-created
  * after Join), and the drift tests inflict on them.
  */
+
+import type { ObservedLink } from '../../core/contracts.ts';
 import type { BridgeObject, VethObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { isTrussLinkName, shortId } from '../../core/naming.ts';
-import type { ObservedLink } from '../../core/ports.ts';
 import { KernelError } from '../linux/exec.ts';
 import { endpointDisconnected } from '../linux/veth.ts';
 import { clone, FakeCalls } from './fake-calls.ts';

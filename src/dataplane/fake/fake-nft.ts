@@ -4,8 +4,9 @@
  * dataplane validates them). An address ensured for one policy chain is taken from any
  * other, as the kernel map re-points it.
  */
+
+import type { GuardCheck, PolicyCheck, PolicyCounter } from '../../core/contracts.ts';
 import type { FirewallObject, GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
-import type { GuardCheck, PolicyCheck, PolicyCounter } from '../../core/ports.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
 import { guardElements } from '../linux/guard.ts';
 import { checkIfName } from '../linux/links.ts';
@@ -26,7 +27,7 @@ export class FakeNftables extends FakeLinks {
   portsTable: { elements: PortElement[]; bridges: Set<string> } | undefined;
   /** table bridge truss_guard exists */
   guardTable = false;
-  /** port -> the guard last ensured for it */
+  /** guarded veth -> the guard last ensured for it */
   readonly guards = new Map<string, GuardObject>();
 
   /** Drift: someone ran `nft delete table inet truss_policy`. */
@@ -44,8 +45,8 @@ export class FakeNftables extends FakeLinks {
       : ['nft table inet truss differs from the rendering'];
   }
 
-  async applyFirewall(f: FirewallObject): Promise<void> {
-    this.enter('applyFirewall', f);
+  async ensureFirewall(f: FirewallObject): Promise<void> {
+    this.enter('ensureFirewall', f);
     this.firewall = clone(f);
   }
 
@@ -178,10 +179,10 @@ export class FakeNftables extends FakeLinks {
     this.guards.set(g.name, clone(g));
   }
 
-  async removeGuard(port: string, applied?: GuardObject): Promise<void> {
-    this.enter('removeGuard', { port, applied: applied !== undefined });
-    checkIfName(port);
-    this.guards.delete(port);
+  async removeGuard(link: string, applied?: GuardObject): Promise<void> {
+    this.enter('removeGuard', { link, applied: applied !== undefined });
+    checkIfName(link);
+    this.guards.delete(link);
   }
 
   async removeGuardTable(): Promise<void> {

@@ -113,7 +113,7 @@ describe('published ports with real traffic (kernel)', () => {
     );
     await host.must(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
     await dockerdHostPolicy(host);
-    await dp.applyFirewall(desired.firewall);
+    await dp.ensureFirewall(desired.firewall);
     await dp.ensureSysctls(desired.firewall);
     // IPv6 neighbour discovery needs the link-local addresses, which are tentative until DAD ends
     for (const ns of [host, outside, ctr.a.ns]) {

@@ -51,12 +51,13 @@
  * table and delete first. Old elements of the same endpoint under keys it no longer wants are the
  * reconciler's to remove (removePorts before ensurePorts when an endpoint's ports changed).
  */
+
+import type { PolicyCheck } from '../../core/contracts.ts';
 import type { PortsObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { type Family, formatIp, parseIp } from '../../core/ip.ts';
 import { NFT_FAMILY, NFT_PORTS_TABLE } from '../../core/naming.ts';
 import type { PortProto, PublishedPort } from '../../core/portmap.ts';
-import type { PolicyCheck } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName } from './links.ts';
 

@@ -120,7 +120,7 @@ describe('truss.egress.via (kernel)', () => {
     await dockerdHostPolicy(host);
     // strict reverse-path filtering: replies from the next hop must pass it too
     await host.must(['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=1']);
-    await dp.applyFirewall(desired.firewall);
+    await dp.ensureFirewall(desired.firewall);
     await dp.ensureSysctls(desired.firewall);
     assert.ok(out);
   });
@@ -254,10 +254,10 @@ describe('truss.egress.via (kernel)', () => {
     await dp.ensureEgress(computeEgress([spec]));
     assert.equal(await whoAnswers(c1.ns), '', "without the rule truss's firewall drops it (to a foreign bridge)");
     const fw = computeDesired([spec], []).firewall;
-    await dp.applyFirewall(fw);
+    await dp.ensureFirewall(fw);
     assert.deepEqual(await dp.checkFirewall(fw), [], 'the rt nexthop rules read back as rendered');
     assert.equal(await whoAnswers(c1.ns), 'D');
-    await dp.applyFirewall(computeDesired([base], []).firewall);
+    await dp.ensureFirewall(computeDesired([base], []).firewall);
     await host.must(['ip', 'link', 'del', 'dk0']);
   });
 

@@ -50,11 +50,11 @@ describe('firewall (kernel)', () => {
   it('applies twice: identical nft listing matching the rendering, one jump, checkFirewall empty', async (t) => {
     assert.equal(await dp.iptablesBackend(), 'nf_tables');
     const t0 = performance.now();
-    await dp.applyFirewall(f);
-    t.diagnostic(`applyFirewall (2 networks, nft + iptables + ip6tables) ${(performance.now() - t0).toFixed(1)} ms`);
+    await dp.ensureFirewall(f);
+    t.diagnostic(`ensureFirewall (2 networks, nft + iptables + ip6tables) ${(performance.now() - t0).toFixed(1)} ms`);
     const first = await nftList();
     assert.deepEqual(normaliseNft(first), normaliseNft(await dp.renderFirewall(f)));
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     assert.equal(await nftList(), first);
     for (const tool of ['iptables', 'ip6tables'] as const) {
       const rules = await iptS(tool);
@@ -70,7 +70,7 @@ describe('firewall (kernel)', () => {
     await ns.must(['iptables', '-w', '-D', 'FORWARD', '-j', 'TRUSS-FORWARD']);
     await ns.must(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
     await ns.must(['iptables', '-w', '-A', 'FORWARD', '-i', 'docker0', '-j', 'ACCEPT']);
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD') || l.startsWith('-P FORWARD'));
     assert.deepEqual(fwd, ['-P FORWARD DROP', JUMP, '-A FORWARD -i docker0 -j ACCEPT']);
   });
@@ -80,7 +80,7 @@ describe('firewall (kernel)', () => {
     assert.deepEqual(await dp.checkFirewall(f), [
       "iptables jump '-A FORWARD -j TRUSS-FORWARD' is not on top of FORWARD (first, or right after -j DOCKER-USER)",
     ]);
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD'));
     assert.deepEqual(fwd, [JUMP, '-A FORWARD -o docker0 -j ACCEPT', '-A FORWARD -i docker0 -j ACCEPT']);
     assert.deepEqual(await dp.checkFirewall(f), []);
@@ -92,7 +92,7 @@ describe('firewall (kernel)', () => {
     assert.deepEqual(await dp.checkFirewall(f), [], 'what libnetwork does on every network create is not drift');
     await ns.must(['iptables', '-w', '-I', 'FORWARD', '2', '-o', 'docker0', '-j', 'ACCEPT']);
     assert.equal((await dp.checkFirewall(f)).length, 1);
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     const fwd = (await iptS('iptables')).filter((l) => l.startsWith('-A FORWARD'));
     assert.deepEqual(fwd.slice(0, 3), ['-A FORWARD -j DOCKER-USER', JUMP, '-A FORWARD -o docker0 -j ACCEPT']);
     assert.deepEqual(await dp.checkFirewall(f), []);
@@ -104,7 +104,7 @@ describe('firewall (kernel)', () => {
   it('notices drift behind its back and apply repairs it', async () => {
     await ns.must(['nft', 'delete', 'table', 'inet', 'truss']);
     assert.deepEqual(await dp.checkFirewall(f), ['nft table inet truss is missing']);
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     assert.deepEqual(await dp.checkFirewall(f), []);
 
     await ns.must(['nft', 'flush', 'chain', 'inet', 'truss', 'postrouting']);
@@ -115,7 +115,7 @@ describe('firewall (kernel)', () => {
     assert.match(problems[0] ?? '', /nft table inet truss differs/);
     assert.match(problems[1] ?? '', /iptables jump .* present 2 times/);
     assert.match(problems[2] ?? '', /ip6tables chain TRUSS-FORWARD differs/);
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
     assert.deepEqual(await dp.checkFirewall(f), []);
   });
 
@@ -162,7 +162,7 @@ describe('firewall (kernel)', () => {
     // after the last network the policy stays DROP: the host is not left an open router
     await dp.removeFirewall();
     assert.equal(await policy('iptables'), '-P FORWARD DROP');
-    await dp.applyFirewall(f);
+    await dp.ensureFirewall(f);
   });
 
   it('removeFirewall deletes table, chains and jumps; again succeeds', async () => {

@@ -143,7 +143,7 @@ describe('anti-spoofing with real traffic (kernel)', () => {
       await dp.ensureGuard(g);
     }
     await dockerdHostPolicy(host);
-    await dp.applyFirewall(desired.firewall);
+    await dp.ensureFirewall(desired.firewall);
     await dp.ensureSysctls(desired.firewall);
     await ctr.t.ns.must(['nft', '-f', '-'], PROBE(ctr.b.ip, ctr.b.ip6 as string, ctr.a.ip));
   });

@@ -142,7 +142,7 @@ describe('renderGuard', () => {
 describe('parseElement', () => {
   it('canonicalises values as rendered and rejects what is not an element of that set', () => {
     assert.deepEqual(parseElement('nd6', '"trv0123456789ab" . 0x2'), {
-      port: 'trv0123456789ab',
+      link: 'trv0123456789ab',
       text: '"trv0123456789ab" . 0x00000000000000000000000000000002',
     });
     assert.deepEqual(parseElement('addr6', '"p" . FD00:0:0::2')?.text, '"p" . fd00::2');
@@ -156,7 +156,7 @@ describe('parseElement', () => {
 describe('parseGuardListing / diffGuards', () => {
   it('a listing of exactly what was rendered has no drift (counters, wrapping and element order aside)', () => {
     const l = parseGuardListing(listing());
-    assert.deepEqual(l.byPort.get('trv0123456789ab'), guardElements(A));
+    assert.deepEqual(l.byLink.get('trv0123456789ab'), guardElements(A));
     assert.deepEqual(diffGuards([A, B], listing()), { drifted: [], exact: [], extra: [], problems: [] });
   });
 

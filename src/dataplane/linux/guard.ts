@@ -1,8 +1,9 @@
 /**
  * Anti-spoofing in nftables: `table bridge truss_guard`, one chain on the bridge prerouting
- * hook that checks every frame entering a bridge from a guarded port (the host end of a
- * container's veth) against that port's identities (core/guard.ts). The per-endpoint state is
- * only set ELEMENTS keyed by the port name, so guarding an endpoint is one small transaction
+ * hook that checks every frame entering a bridge from a guarded veth (the host end of a
+ * container's veth pair, a port of the bridge) against that veth's identities (core/guard.ts).
+ * The per-endpoint state is only set ELEMENTS keyed by the veth's name (the kernel set is named
+ * `ports`: bridge ports), so guarding an endpoint is one small transaction
  * of set elements that does not grow with the number of endpoints; the chain never changes.
  *
  *   set ports   ifname                 the guarded ports (frames from any other port: accepted)
@@ -20,7 +21,7 @@
  * before the bridge delivers or floods it: a spoofed frame reaches neither another container,
  * the host, nor truss's `inet truss` firewall. The bridge's own frames (the gateway) leave by
  * the output hook and are not seen. Router advertisements and redirects from containers are
- * not this table's: the RA guard (`bridge truss`, ra-guard.ts) drops them for every truss port,
+ * not this table's: the RA guard (`bridge truss`, ra-guard.ts) drops them for every truss veth,
  * whatever truss.antispoof says (a container that may forward for others still may not act
  * as the network's IPv6 router).
  *
@@ -32,11 +33,11 @@
  * Ownership: the table name; each element's first field names a truss veth (trv…).
  */
 
+import type { GuardCheck } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
 import type { GuardObject } from '../../core/guard.ts';
 import { formatIp, parseIp } from '../../core/ip.ts';
 import { isValidIfName, NFT_GUARD_FAMILY, NFT_GUARD_TABLE } from '../../core/naming.ts';
-import type { GuardCheck } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName, checkMac } from './links.ts';
 import { listTable, type NamedCounter, normaliseNft, readCounters } from './nft.ts';
@@ -106,7 +107,7 @@ export function renderGuardBase(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A port's elements per set, in the text nft accepts and prints (canonical). */
+/** A guarded veth's elements per set, in the text nft accepts and prints (canonical). */
 export type GuardElements = Readonly<Record<GuardSetName, readonly string[]>>;
 
 const emptyElements = (): Record<GuardSetName, string[]> => ({ ports: [], macs: [], addr4: [], addr6: [], nd6: [] });
@@ -120,21 +121,21 @@ function checkFamily(where: string, text: string, family: 4 | 6): bigint {
   return ip.value;
 }
 
-/** Pure, validating: the elements that guard `g`'s port. */
+/** Pure, validating: the elements that guard `g`'s veth. */
 export function guardElements(g: GuardObject): GuardElements {
-  const port = `"${checkIfName(g.name)}"`;
+  const link = `"${checkIfName(g.name)}"`;
   const out = emptyElements();
-  out.ports.push(port);
-  out.macs.push(`${port} . ${checkMac(g.mac)}`);
-  for (const a of g.ipv4) out.addr4.push(`${port} . ${canonical('addr4', a)}`);
+  out.ports.push(link);
+  out.macs.push(`${link} . ${checkMac(g.mac)}`);
+  for (const a of g.ipv4) out.addr4.push(`${link} . ${canonical('addr4', a)}`);
   for (const a of g.ipv6) {
-    out.addr6.push(`${port} . ${canonical('addr6', a)}`);
-    out.nd6.push(`${port} . ${hex128(checkFamily(`guard ${g.name}`, a, 6))}`);
+    out.addr6.push(`${link} . ${canonical('addr6', a)}`);
+    out.nd6.push(`${link} . ${hex128(checkFamily(`guard ${g.name}`, a, 6))}`);
   }
   return out;
 }
 
-/** The canonical text of one element's value (the part after the port), as rendered. */
+/** The canonical text of one element's value (the part after the veth name), as rendered. */
 function canonical(set: GuardSetName, value: string): string {
   switch (set) {
     case 'ports':
@@ -153,16 +154,16 @@ function canonical(set: GuardSetName, value: string): string {
   }
 }
 
-/** Pure: an element's port name and canonical text, or undefined when it is not one of ours. */
-export function parseElement(set: GuardSetName, text: string): { port: string; text: string } | undefined {
+/** Pure: an element's veth name and canonical text, or undefined when it is not one of ours. */
+export function parseElement(set: GuardSetName, text: string): { link: string; text: string } | undefined {
   const m = /^"([^"]+)"(?: \. (\S+))?$/.exec(text.trim());
   if (!m?.[1]) return undefined;
-  const port = m[1];
+  const link = m[1];
   // a name that is no interface name cannot be removed by name: not ours to handle
-  if (!isValidIfName(port) || (set === 'ports') !== (m[2] === undefined)) return undefined;
+  if (!isValidIfName(link) || (set === 'ports') !== (m[2] === undefined)) return undefined;
   try {
     const value = m[2] === undefined ? '' : canonical(set, m[2]);
-    return { port, text: m[2] === undefined ? `"${port}"` : `"${port}" . ${value}` };
+    return { link, text: m[2] === undefined ? `"${link}"` : `"${link}" . ${value}` };
   } catch {
     return undefined;
   }
@@ -191,8 +192,8 @@ const deleteLines = (els: GuardElements): string[] =>
   );
 
 /**
- * Pure: one transaction that guards `g`'s port (base included). `unwanted`: elements found
- * on the port that are not `g`'s (drift), deleted in the same transaction, so the port is
+ * Pure: one transaction that guards `g`'s veth (base included). `unwanted`: elements found
+ * on the veth that are not `g`'s (drift), deleted in the same transaction, so the veth is
  * never unguarded in between.
  */
 export function renderGuard(g: GuardObject, unwanted?: GuardElements): string {
@@ -209,7 +210,7 @@ export function renderGuard(g: GuardObject, unwanted?: GuardElements): string {
  */
 export const renderGuardElements = (g: GuardObject): string => `${addLines(guardElements(g)).join('\n')}\n`;
 
-/** Pure: removes a port's elements; the first line fails only when the table is missing (= nothing to remove). */
+/** Pure: removes a veth's elements; the first line fails only when the table is missing (= nothing to remove). */
 export function renderGuardRemoval(els: GuardElements): string {
   const first = `add set ${TABLE} ports { ${declOf('ports')}; }`;
   return `${[first, ...deleteLines(checkedElements(els))].join('\n')}\n`;
@@ -224,7 +225,7 @@ function checkedElements(els: GuardElements): GuardElements {
     for (const t of els[s.name]) {
       const p = parseElement(s.name, t);
       if (!p) throw errors.badAddress(`guard set ${s.name}: cannot handle element ${JSON.stringify(t)}`);
-      checkIfName(p.port);
+      checkIfName(p.link);
       out[s.name].push(p.text);
     }
   }
@@ -238,17 +239,17 @@ export interface GuardListing {
   readonly chain?: readonly string[];
   /** set name -> declaration line (undefined: set missing) */
   readonly decls: Readonly<Partial<Record<GuardSetName, string>>>;
-  /** port -> its elements as listed (canonical) */
-  readonly byPort: ReadonlyMap<string, GuardElements>;
+  /** guarded veth -> its elements as listed (canonical) */
+  readonly byLink: ReadonlyMap<string, GuardElements>;
   readonly counters: ReadonlySet<string>;
 }
 
-/** Pure: `nft list table bridge truss_guard` -> chain, set declarations, elements by port. */
+/** Pure: `nft list table bridge truss_guard` -> chain, set declarations, elements by veth. */
 export function parseGuardListing(text: string): GuardListing {
   const lines = normaliseNft(text);
   let chain: string[] | undefined;
   const decls: Partial<Record<GuardSetName, string>> = {};
-  const byPort = new Map<string, Record<GuardSetName, string[]>>();
+  const byLink = new Map<string, Record<GuardSetName, string[]>>();
   const counters = new Set<string>();
   let open: { kind: 'chain' } | { kind: 'set'; name: GuardSetName } | { kind: 'other' } | undefined;
   for (const line of lines) {
@@ -280,18 +281,18 @@ export function parseGuardListing(text: string): GuardListing {
       for (const t of (els[1] ?? '').split(', ')) {
         const p = parseElement(open.name, t);
         if (!p) continue;
-        const mine = byPort.get(p.port) ?? emptyElements();
-        byPort.set(p.port, mine);
+        const mine = byLink.get(p.link) ?? emptyElements();
+        byLink.set(p.link, mine);
         mine[open.name].push(p.text);
       }
     }
   }
-  return { ...(chain ? { chain } : {}), decls, byPort, counters };
+  return { ...(chain ? { chain } : {}), decls, byLink, counters };
 }
 
 const expectedChain = (): string[] => [GUARD_HOOK, ...GUARD_RULES];
 
-/** Pure: what is on `port` but not in `want` (per set). */
+/** Pure: what is on a veth but not in `want` (per set). */
 export function unwantedOf(have: GuardElements | undefined, want: GuardElements): GuardElements {
   const out = emptyElements();
   if (!have) return out;
@@ -306,7 +307,7 @@ const count = (e: GuardElements): number => GUARD_SETS.reduce((n, s) => n + e[s.
 
 /**
  * Pure: compares a listing (undefined = no table) with the desired guards. Repairs stay
- * cheap: only a port with elements not its own is repaired `exact` (it reads the table), and a
+ * cheap: only a veth with elements not its own is repaired `exact` (it reads the table), and a
  * broken chain, counter or set is rewritten once, with the first guard's repair.
  */
 export function diffGuards(desired: readonly GuardObject[], listing: string | undefined): GuardCheck {
@@ -339,7 +340,7 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
       problems.push(`guard ${g.name}: cannot be rendered: ${(e as Error).message}`);
       continue;
     }
-    const found = have.byPort.get(g.name);
+    const found = have.byLink.get(g.name);
     const missing = unwantedOf(mine, found ?? emptyElements());
     const extra = unwantedOf(found, mine);
     if (count(missing) > 0) problems.push(`guard ${g.name}: ${count(missing)} element(s) missing`);
@@ -348,7 +349,7 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
     if (count(extra) > 0) exact.add(g.name);
   }
   const wanted = new Set(names);
-  const extra = [...have.byPort.keys()].filter((p) => !wanted.has(p)).sort();
+  const extra = [...have.byLink.keys()].filter((p) => !wanted.has(p)).sort();
   for (const p of extra) problems.push(`guard ${p}: installed but not desired`);
   return { drifted: names.filter((n) => drifted.has(n)), exact: names.filter((n) => exact.has(n)), extra, problems };
 }
@@ -365,9 +366,9 @@ export async function checkGuards(exec: Exec, desired: readonly GuardObject[]): 
 }
 
 /**
- * Guard `g`'s port: its elements alone, or with the table, sets and chain when the table is
+ * Guard `g`'s veth: its elements alone, or with the table, sets and chain when the table is
  * missing. `exact`: first read the table, then rewrite the chain and delete, in the same
- * transaction, elements on the port that are not `g`'s (repairs after drift).
+ * transaction, elements on the veth that are not `g`'s (repairs after drift).
  */
 export async function applyGuard(exec: Exec, g: GuardObject, exact = false): Promise<void> {
   let unwanted: GuardElements | undefined;
@@ -380,21 +381,21 @@ export async function applyGuard(exec: Exec, g: GuardObject, exact = false): Pro
     }
   } else {
     const listing = await readGuardTable(exec);
-    const found = listing === undefined ? undefined : parseGuardListing(listing).byPort.get(g.name);
+    const found = listing === undefined ? undefined : parseGuardListing(listing).byLink.get(g.name);
     unwanted = unwantedOf(found, guardElements(g));
   }
   await exec.run('nft', ['-f', '-'], { stdin: renderGuard(g, unwanted) });
 }
 
-/** Unguard a port: `known` = the guard last applied (no read), else its elements are read from the table. */
-export async function removeGuard(exec: Exec, port: string, known?: GuardObject): Promise<void> {
-  checkIfName(port);
+/** Unguard a veth: `known` = the guard last applied (no read), else its elements are read from the table. */
+export async function removeGuard(exec: Exec, link: string, known?: GuardObject): Promise<void> {
+  checkIfName(link);
   let els: GuardElements | undefined;
-  if (known && known.name === port) els = guardElements(known);
+  if (known && known.name === link) els = guardElements(known);
   else {
     const listing = await readGuardTable(exec);
     if (listing === undefined) return;
-    els = parseGuardListing(listing).byPort.get(port);
+    els = parseGuardListing(listing).byLink.get(link);
   }
   if (!els || count(els) === 0) return;
   try {
@@ -411,7 +412,7 @@ export async function removeGuardTable(exec: Exec): Promise<void> {
 
 /**
  * Frames dropped so far, by reason (`mac`, `ethertype`, `arp`, `ip4`, `ip6`, `nd`: the counter
- * names without `drop_`), for the whole host; {} when no port is guarded (no table).
+ * names without `drop_`), for the whole host; {} when no veth is guarded (no table).
  */
 export function readGuardCounters(exec: Exec): Promise<Record<string, NamedCounter>> {
   const ours = new Set<string>(GUARD_COUNTERS);

@@ -119,8 +119,8 @@ describe('IPv6 (kernel)', () => {
     assert.doesNotMatch(await v6State(v1), /fd00:bad:/);
   });
 
-  it('applyFirewall installs bridge truss as rendered; an RA from r1 is dropped, v1 and the host take nothing', async () => {
-    await dp.applyFirewall(desired.firewall);
+  it('ensureFirewall installs bridge truss as rendered; an RA from r1 is dropped, v1 and the host take nothing', async () => {
+    await dp.ensureFirewall(desired.firewall);
     const listed = await host.must(['nft', 'list', 'table', 'bridge', 'truss']);
     assert.deepEqual(normaliseNft(listed), normaliseNft(renderRaGuard()));
     assert.deepEqual(await dp.checkFirewall(desired.firewall), []);
@@ -143,11 +143,11 @@ describe('IPv6 (kernel)', () => {
   it('drift: a deleted or emptied bridge truss is reported and repaired; removeFirewall deletes it, twice', async () => {
     await host.must(['nft', 'delete', 'table', 'bridge', 'truss']);
     assert.deepEqual(await dp.checkFirewall(desired.firewall), ['nft table bridge truss is missing']);
-    await dp.applyFirewall(desired.firewall);
+    await dp.ensureFirewall(desired.firewall);
     assert.deepEqual(await dp.checkFirewall(desired.firewall), []);
     await host.must(['nft', 'flush', 'chain', 'bridge', 'truss', 'prerouting']);
     assert.match((await dp.checkFirewall(desired.firewall))[0] ?? '', /bridge truss differs/);
-    await dp.applyFirewall(desired.firewall);
+    await dp.ensureFirewall(desired.firewall);
     await dp.removeFirewall();
     await dp.removeFirewall();
     assert.notEqual((await host.run(['nft', 'list', 'table', 'bridge', 'truss'])).code, 0);

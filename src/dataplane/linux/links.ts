@@ -7,10 +7,11 @@
  * (naming.isTrussLinkName: trb/trv/trc + 12 hex). Everything else is foreign: listed never,
  * changed never.
  */
+
+import type { ObservedLink } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
 import { formatPrefix, parsePrefix } from '../../core/ip.ts';
 import { isTrussLinkName, isValidIfName, parseOwnerMark } from '../../core/naming.ts';
-import type { ObservedLink } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 
 /** An observed link plus the raw alias, so callers can tell "no mark" from "someone else's label". */

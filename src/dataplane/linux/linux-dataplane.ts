@@ -1,12 +1,12 @@
 /**
- * The Linux dataplane: the Dataplane port (core/ports.ts) over ip, nft, iptables-restore,
+ * The Linux dataplane: the Dataplane port (core/contracts.ts) over ip, nft, iptables-restore,
  * sysctl and conntrack, one kernel kind per file. This file only wires them together; it
  * holds no state but the probed iptables tools.
  */
 import type { VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
+import type { Dataplane, ObservedLink } from '../../core/contracts.ts';
 import type { FirewallObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
-import type { Dataplane, ObservedLink } from '../../core/ports.ts';
 import { fault } from '../../obs/fault.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
@@ -63,7 +63,7 @@ export interface LinuxDataplane extends Dataplane {
   readLinks(): Promise<{ readonly dev: string; readonly mtu: number; readonly addresses: readonly string[] }[]>;
   /** the main table's default routes (for chooseUnderlay: a co-located etcd) */
   readDefaultRoutes(): Promise<{ readonly dev: string; readonly prefsrc?: string; readonly family: 4 | 6 }[]>;
-  /** The rendering applyFirewall installs for `f` now (for `truss inspect` and tests). */
+  /** The rendering ensureFirewall installs for `f` now (for `truss inspect` and tests). */
   renderFirewall(f: FirewallObject): Promise<string>;
   /** The probed iptables backend, or undefined without iptables. */
   iptablesBackend(): Promise<ipt.IptBackend | undefined>;
@@ -156,7 +156,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const t = await iptTools();
       return t ? [...problems, ...(await ipt.checkShim(exec, t, f))] : problems;
     },
-    async applyFirewall(f) {
+    async ensureFirewall(f) {
       // one nft transaction for both tables (ra-guard.ts): they change together, one process
       await exec.run('nft', ['-f', '-'], {
         stdin: nft.renderNftTransaction(await render(f)) + raGuard.renderRaGuardTransaction(raGuard.renderRaGuard()),

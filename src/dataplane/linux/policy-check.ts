@@ -4,9 +4,10 @@
  * normalised as nft.ts does for the firewall (handles, counter values, element order and
  * line wrapping do not count). Counter bodies are never compared: they only count.
  */
+
+import type { PolicyCheck } from '../../core/contracts.ts';
 import type { PolicyObject } from '../../core/desired.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
-import type { PolicyCheck } from '../../core/ports.ts';
 import type { Exec } from './exec.ts';
 import { listTable, normaliseNft } from './nft.ts';
 import {

@@ -99,7 +99,7 @@ describe('port policy with real traffic (kernel)', () => {
     await join('b', 3);
     await join('c', 4);
     await dockerdHostPolicy(host, '0'); // ensurePolicy must raise the br_netfilter switches itself
-    await dp.applyFirewall(desired.firewall);
+    await dp.ensureFirewall(desired.firewall);
     await dp.ensureSysctls(desired.firewall);
     await ctr.b.ns.must(['nft', '-f', '-'], PROBE);
     procs.push(serveHi(ctr.b.ns, 80, { sink: true }), serveHi(ctr.b.ns, 8080, { sink: true }), serveHi(ctr.a.ns, 80));

@@ -33,10 +33,11 @@
  * elements only needs the table in its cache. `delete element` stays for the rare
  * re-pointing of an address and for removal (those pay the dump).
  */
+
+import type { PolicyCounter } from '../../core/contracts.ts';
 import type { PolicyObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
-import type { PolicyCounter } from '../../core/ports.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { readCounters } from './nft.ts';
 import {

@@ -18,9 +18,9 @@
  * reads only, and nothing is deleted that is not there (tc refuses to delete a missing qdisc).
  */
 import type { ShaperObject, TbfParams } from '../../core/bandwidth.ts';
+import type { ShaperCheck } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
 import { hostVethOfIfb, ifbMark, ifbOfHostVeth, isTrussIfbName, parseIfbMark, shortId } from '../../core/naming.ts';
-import type { ShaperCheck } from '../../core/ports.ts';
 import { type DataplaneLog, type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName, deleteLink, type LinkState, parseIpAddrJson, readLink } from './links.ts';
 

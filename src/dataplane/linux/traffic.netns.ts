@@ -134,7 +134,7 @@ describe('traffic through truss bridges (kernel)', () => {
   });
 
   it('applies the firewall', async () => {
-    await dp.applyFirewall(firewall());
+    await dp.ensureFirewall(firewall());
     assert.deepEqual(await dp.checkFirewall(firewall()), []);
   });
 
@@ -171,9 +171,9 @@ describe('traffic through truss bridges (kernel)', () => {
 
   it('an uplink that is a bridge is only reachable because it carries the default route', async () => {
     const fixed = createLinuxDataplane({ netns: host.path, uplinks: [] });
-    await fixed.applyFirewall(firewall());
+    await fixed.ensureFirewall(firewall());
     assert.equal(await tcp(c('a1'), '198.19.0.2'), false, 'without the exemption rule 5 drops it');
-    await dp.applyFirewall(firewall());
+    await dp.ensureFirewall(firewall());
     assert.match(await host.must(['nft', 'list', 'set', 'inet', 'truss', 'uplinks']), /elements = \{ "upbr" \}/);
     assert.equal(await tcp(c('a1'), '198.19.0.2'), true);
   });

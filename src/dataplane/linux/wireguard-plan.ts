@@ -5,9 +5,9 @@
  * runs it against the kernel.
  */
 import { isAbsolute } from 'node:path';
+import type { WireguardPeerStatus } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
 import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '../../core/ip.ts';
-import type { WireguardPeerStatus } from '../../core/ports.ts';
 import { checkIfName, type LinkState } from './links.ts';
 import { isWireguardKey } from './wireguard-keys.ts';
 

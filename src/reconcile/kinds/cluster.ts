@@ -4,8 +4,8 @@
  */
 
 import { type RouteObject, type VxlanObject, WG_DEVICE, type WireguardObject } from '../../core/cluster/desired.ts';
+import type { Dataplane } from '../../core/contracts.ts';
 import { VXLAN_DEVICE } from '../../core/naming.ts';
-import type { Dataplane } from '../../core/ports.ts';
 import type { WholeKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 

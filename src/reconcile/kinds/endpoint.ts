@@ -6,15 +6,15 @@
  */
 
 import type { ShaperObject } from '../../core/bandwidth.ts';
+import type { Dataplane } from '../../core/contracts.ts';
 import type { GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
 import { ifbOfHostVeth } from '../../core/naming.ts';
-import type { Dataplane } from '../../core/ports.ts';
 import type { Logger } from '../../obs/logger.ts';
 import { objectKey, ownedBy, type SetKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 
 export const policyKey = (name: string): string => objectKey('policy', name);
-export const guardKey = (port: string): string => objectKey('guard', port);
+export const guardKey = (link: string): string => objectKey('guard', link);
 /** an endpoint's bandwidth limits, by its host veth's name */
 export const shaperKey = (name: string): string => objectKey('shaper', name);
 export const portsKey = (name: string): string => objectKey('ports', name);

@@ -1,8 +1,8 @@
 /** The host-wide whole objects: the firewall (nft tables, iptables shim, sysctls) and egress policy routing. */
 
+import type { Dataplane } from '../../core/contracts.ts';
 import type { FirewallObject } from '../../core/desired.ts';
 import { computeEgress, type EgressObject } from '../../core/egress.ts';
-import type { Dataplane } from '../../core/ports.ts';
 import type { Owner, WholeKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 
@@ -23,7 +23,7 @@ export function firewallKind(dp: Dataplane): WholeKind<PassState, FirewallObject
     wanted: (d) => (d.kernel.firewall.networks.length > 0 ? d.kernel.firewall : undefined),
     check: (f) => (f ? dp.checkFirewall(f) : Promise.resolve([])),
     ensure: async (f) => {
-      await dp.applyFirewall(f);
+      await dp.ensureFirewall(f);
       await dp.ensureSysctls(f);
     },
     remove: () => dp.removeFirewall(),

@@ -4,9 +4,9 @@
  * `truss cleanup --foreign`) and orphaned endpoints (the endpoint GC's input).
  */
 
+import type { Dataplane } from '../../core/contracts.ts';
 import type { BridgeObject, DesiredKernel, VethObject } from '../../core/desired.ts';
 import { FOREIGN_FIX } from '../../core/naming.ts';
-import type { Dataplane } from '../../core/ports.ts';
 import type { Logger } from '../../obs/logger.ts';
 import { objectKey, ownedBy, type SetKind } from '../kind.ts';
 import { type ForeignLink, type LinkPlan, planLinks, type StateOwner } from '../plan.ts';

@@ -80,7 +80,7 @@ export interface RequestContext {
   readonly replied: Promise<boolean>;
 }
 
-export interface NetworkDriverService {
+export interface NetworkDriver {
   capabilities(): NetworkCapabilities;
   createNetwork(input: CreateNetworkInput, ctx?: RequestContext): Promise<void>;
   deleteNetwork(networkId: string): Promise<void>;
@@ -132,7 +132,7 @@ export interface RequestAddressResult {
   readonly data: Readonly<Record<string, string>>;
 }
 
-export interface IpamService {
+export interface IpamDriver {
   capabilities(): IpamCapabilities;
   defaultAddressSpaces(): { local: string; global: string };
   requestPool(input: RequestPoolInput, ctx?: RequestContext): Promise<RequestPoolResult>;
@@ -154,7 +154,7 @@ export interface ClusterJoin {
   readonly shared: readonly string[];
 }
 
-export interface ClusterPort {
+export interface ClusterMembership {
   /** false when truss runs with the embedded store only (no --store etcd://...) */
   enabled(): boolean;
   /** MTU for container interfaces of cluster networks on this host (the tunnel's: WireGuard or VXLAN) */
@@ -203,7 +203,7 @@ export interface Dataplane {
   /** Problems (human-readable) between the installed firewall and `f`; [] when it matches. */
   checkFirewall(f: FirewallObject): Promise<readonly string[]>;
   /** Atomically replace truss's nft table and iptables shim with the rendering of `f`. */
-  applyFirewall(f: FirewallObject): Promise<void>;
+  ensureFirewall(f: FirewallObject): Promise<void>;
   /** Remove every truss firewall object (nft table, iptables chain and jump). */
   removeFirewall(): Promise<void>;
   /** Host sysctls truss needs (ip_forward when any network NATs). Idempotent. */
@@ -239,17 +239,17 @@ export interface Dataplane {
   removePorts(name: string): Promise<void>;
   /** Remove the whole ports table (no endpoint publishes a port any more); gone = success. */
   removePortsTable(): Promise<void>;
-  // ----- anti-spoofing: table bridge truss_guard, set elements per guarded bridge port -----
+  // ----- anti-spoofing: table bridge truss_guard, set elements per guarded veth -----
 
   /** Compare the installed guard table with `desired` (one listing). */
   checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck>;
   /**
-   * Guard one port in one nft transaction (table, sets and chain created when missing).
-   * `exact`: also delete elements on the port that are not `g`'s (after drift; reads the table).
+   * Guard one veth in one nft transaction (table, sets and chain created when missing).
+   * `exact`: also delete elements on the veth that are not `g`'s (after drift; reads the table).
    */
   ensureGuard(g: GuardObject, opts?: { readonly exact?: boolean }): Promise<void>;
-  /** Unguard a port; `applied` (the guard last ensured) spares reading the table; gone = success. */
-  removeGuard(port: string, applied?: GuardObject): Promise<void>;
+  /** Unguard a veth; `applied` (the guard last ensured) spares reading the table; gone = success. */
+  removeGuard(link: string, applied?: GuardObject): Promise<void>;
   /** Remove the whole guard table (no endpoint is guarded any more); gone = success. */
   removeGuardTable(): Promise<void>;
   /** Frames the guards dropped, by reason (mac, ethertype, arp, ip4, ip6, nd); {} without the table. */
@@ -333,11 +333,11 @@ export interface PolicyCheck {
 }
 
 export interface GuardCheck {
-  /** names (ports) of desired guards whose elements are missing or wrong */
+  /** names (veths) of desired guards whose elements are missing or wrong */
   readonly drifted: readonly string[];
   /** of those, the ones to repair with `exact` (elements not their own, or the chain to rewrite) */
   readonly exact: readonly string[];
-  /** ports with elements installed but no desired guard */
+  /** veths with elements installed but no desired guard */
   readonly extra: readonly string[];
   readonly problems: readonly string[];
   /** whether the table exists at all (an empty one is still there to remove) */
