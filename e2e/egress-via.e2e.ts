@@ -25,6 +25,7 @@ import { createNetns, deleteNetns } from './harness/netns.ts';
 import { createOutside, HOST_UPLINK_IP, OUTSIDE_IP, OUTSIDE_PORT } from './harness/outside.ts';
 import { CHILD_PATH, NETNS_PREFIX } from './harness/paths.ts';
 import { SINK_CMD, serverSaw, tcpConnect } from './harness/traffic.ts';
+import { trussQuiet } from './harness/truss.ts';
 
 const TRUSS_OPTS = {
   debug: true,
@@ -233,6 +234,7 @@ describe('truss.egress.via against a real dockerd', { timeout: 10 * 60_000 }, ()
   it('6. drift: a deleted rule is reported and repaired by a full pass', async () => {
     const rule = (await ownRules())[0];
     assert.ok(rule, 'a truss rule exists');
+    await trussQuiet(() => host.trussStatus()); // no pass may repair it before status reads it
     await host.exec(['ip', 'rule', 'del', 'priority', String(rule.priority), 'proto', String(TRUSS_ROUTE_PROTO)]);
     assert.equal((await host.trussStatus()).kernel.inSync, false, 'status reports the drift');
     const r = await host.truss.cli(['reconcile', '--state-dir', host.stateDir]);
