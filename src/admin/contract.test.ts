@@ -21,7 +21,7 @@ import { clusterStatus } from '../service/cluster-status.ts';
 import { IpamService } from '../service/ipam-service.ts';
 import { PolicyService } from '../service/policy-service.ts';
 import { StatusService } from '../service/status.ts';
-import { stopTestServices, testId, testService } from '../service/testing.ts';
+import { stopTestServices, testEid, testNid, testService } from '../service/testing.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { type AdminHandlers, buildAdminServer } from './server.ts';
 
@@ -56,8 +56,8 @@ describe('admin contract: the published JSON Schemas', () => {
   });
 });
 
-const NID = testId('a');
-const EID = testId('b');
+const NID = testNid('a');
+const EID = testEid('b');
 const netInput = networkInput({
   networkId: NID,
   ipv6: [ipamData('fd00:1::/64')],

@@ -12,6 +12,7 @@
  *                                        claims, blocks and memberships in every cluster network
  *   POST /v1/cleanup/foreign             remove the truss links of another or an unknown state
  */
+
 import http from 'node:http';
 import type { z } from 'zod';
 import {
@@ -28,6 +29,7 @@ import {
   setPolicyRequest,
 } from '../core/admin-api.ts';
 import { isTrussError } from '../core/errors.ts';
+import { type NetworkId, networkId } from '../core/ids.ts';
 import type { Logger } from '../obs/logger.ts';
 
 /** Typed by the admin contract (core/admin-api.ts); the server adds `schemaVersion`. */
@@ -36,8 +38,8 @@ export interface AdminHandlers {
   reconcile(): Promise<ReconcileBody>;
   metrics(): MetricsBody | Promise<MetricsBody>;
   resetMetrics(): MetricsBody | Promise<MetricsBody>;
-  showPolicy(networkId: string): Promise<PolicyBody>;
-  setPolicy(networkId: string, ingress: string | null): Promise<PolicyBody>;
+  showPolicy(networkId: NetworkId): Promise<PolicyBody>;
+  setPolicy(networkId: NetworkId, ingress: string | null): Promise<PolicyBody>;
   rotateKey(): Promise<RotateKeyBody>;
   forgetNode(node: string, force: boolean): Promise<ForgetBody>;
   /** `truss cleanup --foreign` */
@@ -116,12 +118,13 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<Reply
   }
   const m = /^\/v1\/networks\/([^/]+)\/policy$/.exec(url);
   if (m) {
-    let id: string;
+    let text: string;
     try {
-      id = decodeURIComponent(m[1] as string);
+      text = decodeURIComponent(m[1] as string);
     } catch {
       throw new BadRequest(`malformed %-escape in the network id of ${url.slice(0, 100)}`);
     }
+    const id = networkId(text, 'network id');
     if (req.method === 'GET') return reply(CONTRACT.policy, h.showPolicy(id));
     if (req.method === 'PUT') {
       const body = setPolicyRequest.safeParse(await readJson(req));

@@ -7,6 +7,7 @@ import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
 import type { BridgeObject, FirewallObject, GuardObject, PolicyObject, PortsObject, VethObject } from './desired.ts';
 import type { EgressObject } from './egress.ts';
+import type { EndpointId, NetworkId } from './ids.ts';
 import type { IpamData } from './model.ts';
 
 // ---------- driver services (called by protocol/) ----------
@@ -17,7 +18,7 @@ export interface NetworkCapabilities {
 }
 
 export interface CreateNetworkInput {
-  readonly networkId: string;
+  readonly networkId: NetworkId;
   readonly ipv4: readonly IpamData[];
   readonly ipv6: readonly IpamData[];
   /** com.docker.network.generic: the -o map (values are strings) */
@@ -29,8 +30,8 @@ export interface CreateNetworkInput {
 }
 
 export interface CreateEndpointInput {
-  readonly networkId: string;
-  readonly endpointId: string;
+  readonly networkId: NetworkId;
+  readonly endpointId: EndpointId;
   /** CIDR or undefined when Docker sent "" */
   readonly address?: string;
   readonly addressIpv6?: string;
@@ -46,8 +47,8 @@ export interface CreateEndpointResult {
 }
 
 export interface JoinInput {
-  readonly networkId: string;
-  readonly endpointId: string;
+  readonly networkId: NetworkId;
+  readonly endpointId: EndpointId;
   readonly sandboxKey: string;
   readonly options: Readonly<Record<string, unknown>>;
 }
@@ -83,20 +84,20 @@ export interface RequestContext {
 export interface NetworkDriver {
   capabilities(): NetworkCapabilities;
   createNetwork(input: CreateNetworkInput, ctx?: RequestContext): Promise<void>;
-  deleteNetwork(networkId: string): Promise<void>;
+  deleteNetwork(networkId: NetworkId): Promise<void>;
   allocateNetwork(networkId: string, options: Readonly<Record<string, string>>): Promise<Record<string, string>>;
   freeNetwork(networkId: string): Promise<void>;
   createEndpoint(input: CreateEndpointInput): Promise<CreateEndpointResult>;
-  deleteEndpoint(networkId: string, endpointId: string): Promise<void>;
-  endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>>;
+  deleteEndpoint(networkId: NetworkId, endpointId: EndpointId): Promise<void>;
+  endpointOperInfo(networkId: NetworkId, endpointId: EndpointId): Promise<Record<string, unknown>>;
   join(input: JoinInput): Promise<JoinResult>;
-  leave(networkId: string, endpointId: string): Promise<void>;
+  leave(networkId: NetworkId, endpointId: EndpointId): Promise<void>;
   programExternalConnectivity(
-    networkId: string,
-    endpointId: string,
+    networkId: NetworkId,
+    endpointId: EndpointId,
     options: Readonly<Record<string, unknown>>,
   ): Promise<void>;
-  revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void>;
+  revokeExternalConnectivity(networkId: NetworkId, endpointId: EndpointId): Promise<void>;
 }
 
 export interface IpamCapabilities {

@@ -7,12 +7,13 @@
  */
 
 import type { CreateEndpointInput, CreateNetworkInput } from './contracts.ts';
+import { endpointId, networkId } from './ids.ts';
 import { formatPrefix, networkOf, parsePrefix } from './ip.ts';
 import type { EndpointSpec, IpamData, NetworkSpec } from './model.ts';
 import { bridgeName, hostVethName, peerVethName } from './naming.ts';
 
-export const TEST_NETWORK_ID = 'a'.repeat(64);
-export const TEST_ENDPOINT_ID = 'b'.repeat(64);
+export const TEST_NETWORK_ID = networkId('a'.repeat(64));
+export const TEST_ENDPOINT_ID = endpointId('b'.repeat(64));
 
 /** A pool as Docker's IPAM data has it: the gateway is the first address unless given. */
 export function ipamData(pool: string, gateway?: string): IpamData {

@@ -8,6 +8,7 @@
  */
 import fc from 'fast-check';
 import { loadConfig } from '../config.ts';
+import { endpointId, networkId } from '../core/ids.ts';
 import { buildDaemon } from '../daemon.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -16,7 +17,7 @@ import { startServer, type TestServer } from './testing.ts';
 
 const hex = (c: string): string => c.repeat(64);
 /** ids the seeded state knows, so that generated requests reach existing objects too */
-export const KNOWN = { net: hex('a'), ep: hex('b'), joined: hex('c') };
+export const KNOWN = { net: networkId(hex('a')), ep: endpointId(hex('b')), joined: endpointId(hex('c')) };
 const SUBNET = '198.18.40.0/24';
 
 const anyJson = fc.jsonValue({ maxDepth: 3 });

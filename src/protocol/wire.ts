@@ -24,6 +24,7 @@ import type {
   RequestPoolResult,
 } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
+import { type EndpointId, endpointId, type NetworkId, networkId } from '../core/ids.ts';
 import { type Family, formatIp, formatPrefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { IpamData } from '../core/model.ts';
 import { showValue } from '../core/safe-json.ts';
@@ -41,6 +42,10 @@ export { showValue };
 const dockerId = z.string().regex(HEX64, {
   error: (iss) => `must be a 64-character hex id, got ${showValue(iss.input)}`,
 });
+
+/** The ids a service is handed: branded once here (core/ids.ts), never checked again. */
+const networkIdField = dockerId.transform((s) => networkId(s));
+const endpointIdField = dockerId.transform((s) => endpointId(s));
 
 const networkIdAnyScope = z.string().refine((s) => HEX64.test(s) || SWARM_ID.test(s), {
   error: (iss) => `must be a 64-character hex id or a 25-character swarm id, got ${showValue(iss.input)}`,
@@ -98,7 +103,7 @@ const IpamDataSchema = (family: Family) =>
   });
 
 export const CreateNetworkRequestSchema = z.object({
-  NetworkID: dockerId,
+  NetworkID: networkIdField,
   Options: z
     .object({
       'com.docker.network.generic': stringMap,
@@ -111,16 +116,16 @@ export const CreateNetworkRequestSchema = z.object({
 });
 export type CreateNetworkRequest = z.infer<typeof CreateNetworkRequestSchema>;
 
-export const NetworkRefSchema = z.object({ NetworkID: dockerId });
+export const NetworkRefSchema = z.object({ NetworkID: networkIdField });
 
 export const AllocateNetworkRequestSchema = z.object({ NetworkID: networkIdAnyScope, Options: stringMap });
 export const FreeNetworkRequestSchema = z.object({ NetworkID: networkIdAnyScope });
 
-export const EndpointRefSchema = z.object({ NetworkID: dockerId, EndpointID: dockerId });
+export const EndpointRefSchema = z.object({ NetworkID: networkIdField, EndpointID: endpointIdField });
 
 export const CreateEndpointRequestSchema = z.object({
-  NetworkID: dockerId,
-  EndpointID: dockerId,
+  NetworkID: networkIdField,
+  EndpointID: endpointIdField,
   Interface: z
     .object({
       Address: cidr(4, true).nullish(),
@@ -133,15 +138,15 @@ export const CreateEndpointRequestSchema = z.object({
 export type CreateEndpointRequest = z.infer<typeof CreateEndpointRequestSchema>;
 
 export const JoinRequestSchema = z.object({
-  NetworkID: dockerId,
-  EndpointID: dockerId,
+  NetworkID: networkIdField,
+  EndpointID: endpointIdField,
   SandboxKey: sandboxKey,
   Options: anyMap,
 });
 
 export const ProgramExternalConnectivityRequestSchema = z.object({
-  NetworkID: dockerId,
-  EndpointID: dockerId,
+  NetworkID: networkIdField,
+  EndpointID: endpointIdField,
   Options: anyMap,
 });
 
@@ -231,7 +236,7 @@ export function decodeCreateNetwork(body: unknown): CreateNetworkInput {
   };
 }
 
-export function decodeNetworkRef(body: unknown): string {
+export function decodeNetworkRef(body: unknown): NetworkId {
   return parseWire(NetworkRefSchema, body).NetworkID;
 }
 
@@ -245,8 +250,8 @@ export function decodeFreeNetwork(body: unknown): string {
 }
 
 export interface EndpointRef {
-  readonly networkId: string;
-  readonly endpointId: string;
+  readonly networkId: NetworkId;
+  readonly endpointId: EndpointId;
 }
 
 export function decodeEndpointRef(body: unknown): EndpointRef {

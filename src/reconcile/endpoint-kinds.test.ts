@@ -9,11 +9,11 @@ import { PORTMAP_OPTION } from '../core/portmap.ts';
 import { networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import type { IntentRepo } from '../service/intent.ts';
-import { stopTestServices, testId, testReconciler, testService } from '../service/testing.ts';
+import { stopTestServices, testEid, testId, testNid, testReconciler, testService } from '../service/testing.ts';
 
-const id = testId;
-const NID = id('a');
-const EID = id('b');
+const _id = testId;
+const NID = testNid('a');
+const EID = testEid('b');
 const VETH = 'trv0000bbbbbbbb';
 const OTHER_VETH = 'trv0001bbbbbbbb';
 const OTHER_CHAIN = 'ep_0001bbbbbbbb';

@@ -1,20 +1,22 @@
 /** Bandwidth limits through the real services and reconciler, on the fake dataplane. */
+
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { tbfFor } from '../core/bandwidth.ts';
 import type { CreateEndpointInput } from '../core/contracts.ts';
+import type { EndpointId } from '../core/ids.ts';
 import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import type { NetworkService } from '../service/network-service.ts';
-import { stopTestServices, testId, testService } from '../service/testing.ts';
+import { stopTestServices, testEid, testId, testNid, testService } from '../service/testing.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { shaperKey } from './reconciler.ts';
 
-const id = testId;
-const NID = id('a');
-const EID = id('b');
-const EID2 = id('b', 1);
+const _id = testId;
+const NID = testNid('a');
+const EID = testEid('b');
+const EID2 = testEid('b', 1);
 const VETH = 'trv0000bbbbbbbb';
 const VETH2 = 'trv0001bbbbbbbb';
 
@@ -23,7 +25,7 @@ afterEach(stopTestServices);
 
 const createNet = (svc: NetworkService, generic: Record<string, string>) =>
   svc.createNetwork(networkInput({ networkId: NID, generic }));
-const ep = (endpointId: string, n: number, options: CreateEndpointInput['options'] = {}): CreateEndpointInput =>
+const ep = (endpointId: EndpointId, n: number, options: CreateEndpointInput['options'] = {}): CreateEndpointInput =>
   endpointInput({ networkId: NID, endpointId, address: `198.18.1.${n}/24`, options });
 
 describe('bandwidth limits (reconciler + services, fake dataplane)', () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterView } from '../core/cluster/desired.ts';
 import type { ClusterMembership } from '../core/contracts.ts';
+import { networkId } from '../core/ids.ts';
 import type { NetworkSpec } from '../core/model.ts';
 import { VXLAN_DEVICE, vtepMac } from '../core/naming.ts';
 import { ipamData, networkInput, networkSpec } from '../core/testing.ts';
@@ -185,7 +186,7 @@ describe('network service: the container MTU follows the mode', () => {
     };
     const svc = new NetworkService({ repo, reconciler: r, log: silentLogger, cluster, programTimeoutMs: 2000 });
     const input = (id: string, n: number, generic: Record<string, string>) =>
-      networkInput({ networkId: id.repeat(64), ipv4: [ipamData(`198.18.${n}.0/20`)], generic });
+      networkInput({ networkId: networkId(id.repeat(64)), ipv4: [ipamData(`198.18.${n}.0/20`)], generic });
     await svc.createNetwork(input('b', 64, { 'truss.cluster': 'blue' }));
     await svc.createNetwork(input('e', 96, { 'truss.cluster': 'green', 'truss.encrypt': 'false' }));
     const mtus = (await repo.listNetworks()).map((n) => [n.cluster?.name, n.mtu]).sort();

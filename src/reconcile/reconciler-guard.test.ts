@@ -5,12 +5,12 @@ import type { CreateEndpointInput, CreateNetworkInput } from '../core/contracts.
 import { endpointInput, ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { stopTestServices, testId, testReconciler, testService } from '../service/testing.ts';
+import { stopTestServices, testEid, testId, testNid, testReconciler, testService } from '../service/testing.ts';
 
-const id = testId;
-const NID = id('a');
-const EID = id('b');
-const EID2 = id('b', 1);
+const _id = testId;
+const NID = testNid('a');
+const EID = testEid('b');
+const EID2 = testEid('b', 1);
 const VETH = 'trv0000bbbbbbbb';
 const PORT2 = 'trv0001bbbbbbbb';
 
@@ -115,7 +115,7 @@ describe('anti-spoofing (reconciler)', () => {
     );
     assert.deepEqual([...dp.guards.keys()], [PORT2]);
     await assert.rejects(
-      svc.createNetwork({ ...netInput({ 'truss.antispoof': 'maybe' }), networkId: id('c') }),
+      svc.createNetwork({ ...netInput({ 'truss.antispoof': 'maybe' }), networkId: testNid('c') }),
       /expected true or false/,
     );
   });

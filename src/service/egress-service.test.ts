@@ -3,17 +3,19 @@
  * before anything is written, the table appearing and going with the network, drift repaired on
  * a full pass, a kernel refusal undoing the create.
  */
+
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/contracts.ts';
 import { egressTable } from '../core/egress.ts';
+import { networkId } from '../core/ids.ts';
 import { ipamData, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { stopTestServices, testService } from './testing.ts';
 
-const NID = `0e0e0e${'a'.repeat(58)}`;
-const NID2 = `0e0e0e${'c'.repeat(58)}`; // same first 6 hex: same table id
+const NID = networkId(`0e0e0e${'a'.repeat(58)}`);
+const NID2 = networkId(`0e0e0e${'c'.repeat(58)}`); // same first 6 hex: same table id
 
 const netInput = (via: string | undefined, over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
   networkInput({

@@ -6,10 +6,10 @@ import { networkInput } from '../core/testing.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { NetworkService } from './network-service.ts';
 import { PolicyService } from './policy-service.ts';
-import { stopTestServices, testId, testService } from './testing.ts';
+import { stopTestServices, testEid, testNid, testService } from './testing.ts';
 
-const NID = testId('a');
-const EID = testId('b');
+const NID = testNid('a');
+const EID = testEid('b');
 const CONNTRACK: MissingPiece = {
   what: "the program 'conntrack'",
   state: 'is not installed',

@@ -3,14 +3,16 @@
  * through the network service and the reconciler: what reaches the (fake) kernel and what Join
  * tells Docker. The wire side is covered by the dockerd-28.5-ipv6only.jsonl replay.
  */
+
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
+import { endpointId, networkId } from '../core/ids.ts';
 import { ipamData, networkInput } from '../core/testing.ts';
 import { renderNftRuleset } from '../dataplane/linux/nft.ts';
 import { stopTestServices, testService } from './testing.ts';
 
-const NID = `0000${'a'.repeat(60)}`;
-const EID = `0000${'b'.repeat(60)}`;
+const NID = networkId(`0000${'a'.repeat(60)}`);
+const EID = endpointId(`0000${'b'.repeat(60)}`);
 const BRIDGE = 'trb0000aaaaaaaa';
 
 afterEach(stopTestServices);

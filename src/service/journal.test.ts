@@ -12,11 +12,11 @@ import { DEFAULT_POOLS, IpamService } from './ipam-service.ts';
 import { JOURNAL_PREFIX, Journal } from './journal.ts';
 import { NetworkService } from './network-service.ts';
 import { createSettler } from './settle.ts';
-import { stopTestServices, testId, testReconciler } from './testing.ts';
+import { stopTestServices, testEid, testNid, testReconciler } from './testing.ts';
 
 const GW = { RequestAddressType: 'com.docker.network.gateway' };
 const SUBNET = '198.18.40.0/24';
-const NID = testId('a');
+const NID = testNid('a');
 
 /** A request context whose reply is decided by the test; `never` stays pending (a crash). */
 function reply(): RequestContext & { sent(): Promise<void>; failed(): Promise<void> } {
@@ -173,7 +173,7 @@ describe('request journal', () => {
     const p = await d.pool();
     const gw = await d.addr(p.poolId, '', undefined, GW);
     await d.net.createNetwork(netInput(gw.address), never);
-    await d.net.createEndpoint({ networkId: NID, endpointId: testId('b'), address: '198.18.40.5/24', options: {} });
+    await d.net.createEndpoint({ networkId: NID, endpointId: testEid('b'), address: '198.18.40.5/24', options: {} });
     await daemon(store).journal.settleLeftovers();
     assert.equal((await d.repo.listNetworks()).length, 1);
     assert.equal(await pools(store), 1);

@@ -1,19 +1,20 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterMembership, CreateEndpointInput, CreateNetworkInput } from '../core/contracts.ts';
+import { type NetworkId, networkId } from '../core/ids.ts';
 import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { NetworkService } from './network-service.ts';
-import { stopTestServices, testId, testService } from './testing.ts';
+import { stopTestServices, testEid, testId, testNid, testService } from './testing.ts';
 
 /** a Docker-like id whose first 12 hex (the short id, used in kernel names) differ per (c, n) */
 const id = testId;
-const NID = id('a');
-const NID2 = id('c');
-const EID = id('b');
+const NID = testNid('a');
+const NID2 = testNid('c');
+const EID = testEid('b');
 const BRIDGE = 'trb0000aaaaaaaa';
 const EP_VETH = 'trv0000bbbbbbbb';
 const EP_PEER = 'trc0000bbbbbbbb';
@@ -59,13 +60,13 @@ describe('NetworkService', () => {
       ),
       { code: 'TRUSS_ERR_OPTION_INVALID', message: /truss's own; choose another bridge name/ },
     );
-    const named = (networkId: string, pool: string) =>
+    const named = (networkId: NetworkId, pool: string) =>
       netInput({
         networkId,
         ipv4: [{ pool, auxAddresses: {} }],
         generic: { 'com.docker.network.bridge.name': 'brtest0' },
       });
-    await svc.createNetwork(named(id('d'), '198.18.3.0/24'));
+    await svc.createNetwork(named(testNid('d'), '198.18.3.0/24'));
     await assert.rejects(svc.createNetwork(named(NID2, '198.18.2.0/24')), {
       code: 'TRUSS_ERR_NETWORK_CONFLICT',
       message: /already used/,
@@ -79,7 +80,8 @@ describe('NetworkService', () => {
       code: 'TRUSS_ERR_OPTION_UNKNOWN',
       message: /truss\.bogus/,
     });
-    await assert.rejects(svc.createNetwork(netInput({ networkId: 'xyz' })), {
+    // a malformed id cannot become a NetworkId (the protocol's decoder makes them: core/ids.ts)
+    await assert.rejects(async () => svc.createNetwork(netInput({ networkId: networkId('xyz') })), {
       code: 'TRUSS_ERR_ID_INVALID',
       message: /NetworkID/,
     });
@@ -110,7 +112,7 @@ describe('NetworkService', () => {
     assert.match(res.macAddress ?? '', /^02:5e:/);
     assert.deepEqual(
       await svc.createEndpoint(
-        epInput({ endpointId: id('b', 1), address: '198.18.1.3/24', macAddress: '02:42:c6:12:01:03' }),
+        epInput({ endpointId: testEid('b', 1), address: '198.18.1.3/24', macAddress: '02:42:c6:12:01:03' }),
       ),
       {},
     );
@@ -189,7 +191,7 @@ describe('NetworkService', () => {
     await svc.createNetwork(netInput());
     await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        svc.createEndpoint(epInput({ endpointId: id('d', i), address: `198.18.1.${10 + i}/24` })),
+        svc.createEndpoint(epInput({ endpointId: testEid('d', i), address: `198.18.1.${10 + i}/24` })),
       ),
     );
     assert.equal([...dp.links.keys()].filter((n) => n.startsWith('trv')).length, 20);

@@ -18,10 +18,11 @@ import type {
 } from '../core/contracts.ts';
 import { checkEgressVia, egressTableClash } from '../core/egress.ts';
 import { errors, isTrussError } from '../core/errors.ts';
+import type { EndpointId, NetworkId } from '../core/ids.ts';
 import { formatIp, type Prefix, parsePrefix, prefixesOverlap } from '../core/ip.ts';
 import { checkEndpointAddress, checkNetworkPools } from '../core/ipam/network-pools.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
-import { bridgeName, hostVethName, isDockerId, macFor, peerVethName, shortId } from '../core/naming.ts';
+import { bridgeName, hostVethName, macFor, peerVethName, shortId } from '../core/naming.ts';
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type { Capabilities } from '../core/preflight.ts';
@@ -51,10 +52,6 @@ export interface NetworkServiceDeps {
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 
-function checkId(what: string, id: string): void {
-  if (!isDockerId(id)) throw errors.badId(`${what} must be a 64-character hex id, got ${showValue(id)}`);
-}
-
 /** "198.18.0.5" of "198.18.0.5/24", canonical. */
 const bareAddress = (cidr: string): string => {
   const p = parsePrefix(cidr);
@@ -79,7 +76,6 @@ export class NetworkService implements NetworkDriver {
   }
 
   async createNetwork(input: CreateNetworkInput, ctx?: RequestContext): Promise<void> {
-    checkId('NetworkID', input.networkId);
     // the same checks as truss's IPAM, whichever IPAM driver gave the pools (M3)
     const v4 = checkNetworkPools(4, input.ipv4);
     const v6 = checkNetworkPools(6, input.ipv6);
@@ -154,8 +150,7 @@ export class NetworkService implements NetworkDriver {
     }
   }
 
-  async deleteNetwork(networkId: string): Promise<void> {
-    if (!isDockerId(networkId)) return;
+  async deleteNetwork(networkId: NetworkId): Promise<void> {
     const spec = await this.#d.repo.getNetwork(networkId);
     if (!spec) return;
     const revision = await this.#lock.run(() => this.#d.repo.deleteNetwork(networkId));
@@ -178,8 +173,6 @@ export class NetworkService implements NetworkDriver {
   async freeNetwork(): Promise<void> {}
 
   async createEndpoint(input: CreateEndpointInput): Promise<CreateEndpointResult> {
-    checkId('NetworkID', input.networkId);
-    checkId('EndpointID', input.endpointId);
     const net = await this.#d.repo.getNetwork(input.networkId);
     if (!net) {
       throw errors.networkNotFound(
@@ -252,27 +245,21 @@ export class NetworkService implements NetworkDriver {
     }
   }
 
-  async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
-    if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
+  async deleteEndpoint(networkId: NetworkId, endpointId: EndpointId): Promise<void> {
     if (!(await this.#d.repo.getEndpoint(networkId, endpointId))) return;
     const revision = await this.#d.repo.deleteEndpoint(networkId, endpointId);
     fault('delete-endpoint:after-intent');
     await this.#settle(revision);
   }
 
-  async endpointOperInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
-    const ep =
-      isDockerId(networkId) && isDockerId(endpointId)
-        ? await this.#d.repo.getEndpoint(networkId, endpointId)
-        : undefined;
+  async endpointOperInfo(networkId: NetworkId, endpointId: EndpointId): Promise<Record<string, unknown>> {
+    const ep = await this.#d.repo.getEndpoint(networkId, endpointId);
     if (!ep) return {};
     const ports = ep.published?.ports.map(describePort);
     return { 'truss.veth': ep.hostVeth, 'truss.mac': ep.mac, ...(ports?.length ? { 'truss.ports': ports } : {}) };
   }
 
   async join(input: JoinInput): Promise<JoinResult> {
-    checkId('NetworkID', input.networkId);
-    checkId('EndpointID', input.endpointId);
     const net = await this.#d.repo.getNetwork(input.networkId);
     const ep = net && (await this.#d.repo.getEndpoint(net.id, input.endpointId));
     if (!net || !ep) throw errors.endpointNotFound(`endpoint ${shortId(input.endpointId)} is not known to truss`);
@@ -301,8 +288,7 @@ export class NetworkService implements NetworkDriver {
     };
   }
 
-  async leave(networkId: string, endpointId: string): Promise<void> {
-    if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
+  async leave(networkId: NetworkId, endpointId: EndpointId): Promise<void> {
     const ep = await this.#d.repo.getEndpoint(networkId, endpointId);
     if (!ep || ep.sandboxKey === undefined) return;
     // the sandbox is gone: so are its published ports (Docker 29 also revokes; <= 28 may not)
@@ -321,12 +307,10 @@ export class NetworkService implements NetworkDriver {
    * programmed; a failure removes it again and fails `docker run`.
    */
   async programExternalConnectivity(
-    networkId: string,
-    endpointId: string,
+    networkId: NetworkId,
+    endpointId: EndpointId,
     options: Readonly<Record<string, unknown>>,
   ): Promise<void> {
-    checkId('NetworkID', networkId);
-    checkId('EndpointID', endpointId);
     const request = parsePortmap(options);
     const ipv4Only = options[NO_PROXY_6TO4_OPTION] === true;
     const asked = { request, ...(ipv4Only ? { ipv4Only: true as const } : {}) };
@@ -364,8 +348,7 @@ export class NetworkService implements NetworkDriver {
   }
 
   /** The endpoint is no longer the gateway (or leaves): its ports go. Errors are only logged by Docker. */
-  async revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
-    if (!isDockerId(networkId) || !isDockerId(endpointId)) return;
+  async revokeExternalConnectivity(networkId: NetworkId, endpointId: EndpointId): Promise<void> {
     const revision = await this.#lock.run(async () => {
       const ep = await this.#d.repo.getEndpoint(networkId, endpointId);
       if (!ep?.published) return 0;

@@ -3,10 +3,10 @@ import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/contracts.ts';
 import { networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
-import { testService } from './testing.ts';
+import { testEid, testNid, testService } from './testing.ts';
 
-const id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
-const NID = id('a');
+const _id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+const NID = testNid('a');
 const netInput = (generic: Record<string, string> = {}): CreateNetworkInput =>
   networkInput({ networkId: NID, generic });
 
@@ -20,7 +20,7 @@ function setup() {
   const { dp, repo, reconciler, svc: net, policy } = testService();
   stops.push(() => reconciler.stop());
   const join = async (n: number, options: Record<string, unknown> = {}) => {
-    const endpointId = id('b', n);
+    const endpointId = testEid('b', n);
     await net.createEndpoint({ networkId: NID, endpointId, address: `198.18.1.${10 + n}/24`, options });
     await net.join({ networkId: NID, endpointId, sandboxKey: `/var/run/docker/netns/${n}`, options: {} });
     return endpointId;
@@ -84,12 +84,12 @@ describe('port policy through the services', () => {
       code: 'TRUSS_ERR_OPTION_INVALID',
       message: /truss\.ingress/,
     });
-    await assert.rejects(t.policy.set(id('f'), 'tcp/80'), {
+    await assert.rejects(t.policy.set(testNid('f'), 'tcp/80'), {
       code: 'TRUSS_ERR_NETWORK_NOT_FOUND',
       message: /not a truss network/,
     });
     assert.equal((await t.policy.show(NID)).ingress, 'tcp/80');
-    await assert.rejects(t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: id('c') }), {
+    await assert.rejects(t.net.createNetwork({ ...netInput({ 'truss.ingress': 'tcp/0' }), networkId: testNid('c') }), {
       code: 'TRUSS_ERR_OPTION_INVALID',
       message: /tcp\/0/,
     });
@@ -111,7 +111,7 @@ describe('port policy through the services', () => {
   it('a failed policy makes Join fail (fail closed) and undoes the join', async () => {
     const t = setup();
     await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/80' }));
-    const endpointId = id('b', 7);
+    const endpointId = testEid('b', 7);
     await t.net.createEndpoint({ networkId: NID, endpointId, address: '198.18.1.30/24', options: {} });
     t.dp.failNext('ensurePolicy', new Error('nft said no'));
     await assert.rejects(

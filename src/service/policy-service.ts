@@ -3,14 +3,15 @@
  * run-time policy is stored apart from its creation intent; the reconciler programs every
  * joined endpoint that inherits it, and set() answers once the kernel has it.
  */
+
 import { effectiveIngress } from '../core/desired.ts';
 import { errors } from '../core/errors.ts';
-import { isDockerId, shortId } from '../core/naming.ts';
+import type { NetworkId } from '../core/ids.ts';
+import { shortId } from '../core/naming.ts';
 import { OPT_INGRESS } from '../core/policy/model.ts';
 import { formatIngress, parseIngress } from '../core/policy/parse.ts';
 import type { PolicyView } from '../core/policy/view.ts';
 import { type Capabilities, requireFeature } from '../core/preflight.ts';
-import { showValue } from '../core/safe-json.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
@@ -32,7 +33,7 @@ export class PolicyService {
     this.#d = deps;
   }
 
-  async show(networkId: string): Promise<PolicyView> {
+  async show(networkId: NetworkId): Promise<PolicyView> {
     const net = await this.#network(networkId);
     const runtime = await this.#d.repo.getPolicy(net.id);
     const counters = await this.#d.reconciler.policyCounters();
@@ -54,7 +55,7 @@ export class PolicyService {
   }
 
   /** Set (text) or clear (null) the network-level policy; resolves once it is programmed. */
-  async set(networkId: string, text: string | null): Promise<PolicyView> {
+  async set(networkId: NetworkId, text: string | null): Promise<PolicyView> {
     const net = await this.#network(networkId);
     const ingress = text === null ? null : parseIngress(OPT_INGRESS, text);
     if (ingress !== null) requireFeature(this.#d.capabilities, 'port-policy', 'truss policy set --ingress');
@@ -68,11 +69,10 @@ export class PolicyService {
       ingress: ingress === null ? null : formatIngress(ingress),
       endpoints: affected.length,
     });
-    return this.show(net.id);
+    return this.show(networkId);
   }
 
-  async #network(networkId: string) {
-    if (!isDockerId(networkId)) throw errors.badId(`network id must be 64 hex characters, got ${showValue(networkId)}`);
+  async #network(networkId: NetworkId) {
     const net = await this.#d.repo.getNetwork(networkId);
     if (!net) throw errors.networkNotFound(`network ${shortId(networkId)} is not a truss network on this host`);
     return net;

@@ -13,9 +13,9 @@ import { silentLogger } from '../obs/logger.ts';
 import { decodeCreateNetwork } from '../protocol/wire.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { DEFAULT_POOLS, IpamService } from './ipam-service.ts';
-import { stopTestServices, testId, testService } from './testing.ts';
+import { stopTestServices, testEid, testNid, testService } from './testing.ts';
 
-const NID = testId('a');
+const NID = testNid('a');
 const v4 = (pool: string, gateway?: string, aux: Record<string, string> = {}) => ({
   pool,
   ...(gateway !== undefined ? { gateway } : {}),
@@ -24,7 +24,7 @@ const v4 = (pool: string, gateway?: string, aux: Record<string, string> = {}) =>
 const net = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
   networkInput({ networkId: NID, ipv4: [v4('198.18.10.0/24', '198.18.10.1/24')], ...over });
 const ep = (n: number, over: Partial<CreateEndpointInput> = {}): CreateEndpointInput =>
-  endpointInput({ networkId: NID, endpointId: testId('b', n), address: `198.18.10.${n + 10}/24`, ...over });
+  endpointInput({ networkId: NID, endpointId: testEid('b', n), address: `198.18.10.${n + 10}/24`, ...over });
 
 afterEach(stopTestServices);
 
@@ -101,11 +101,11 @@ describe('CreateNetwork applies the IPAM pool checks to every pool (M3)', () => 
       ['10.10.0.0/24', '10.10.0.1/24'],
     ];
     for (const [i, [pool, gw]] of pools.entries()) {
-      await svc.createNetwork(net({ networkId: testId('c', i), ipv4: [v4(pool, gw)] }));
+      await svc.createNetwork(net({ networkId: testNid('c', i), ipv4: [v4(pool, gw)] }));
     }
     await svc.createNetwork(
       net({
-        networkId: testId('d'),
+        networkId: testNid('d'),
         ipv4: [v4('198.18.20.0/24', '198.18.20.1/24')],
         ipv6: [v4('fd00:20::/64', 'fd00:20::1/64')],
       }),
@@ -132,7 +132,7 @@ describe('CreateEndpoint refuses addresses no container may hold (M3)', () => {
     });
     await svc.createEndpoint(ep(1));
     await svc.createEndpoint(ep(1)); // a replay is fine
-    await svc.join({ networkId: NID, endpointId: testId('b', 1), sandboxKey: '/var/run/docker/netns/1', options: {} });
+    await svc.join({ networkId: NID, endpointId: testEid('b', 1), sandboxKey: '/var/run/docker/netns/1', options: {} });
     await assert.rejects(svc.createEndpoint(ep(2, { address: '198.18.10.11/24' })), {
       code: 'TRUSS_ERR_ADDRESS_IN_USE',
       message: /address 198\.18\.10\.11 is already held by endpoint 0001bbbbbbbb/,

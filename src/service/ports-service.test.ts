@@ -4,20 +4,22 @@
  * portmap on every gateway join; Docker 29: only on gateway-state changes, with the Join
  * options and `no_proxy_6to4`, and Revoke on leave), over the fake dataplane.
  */
+
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/contracts.ts';
+import type { EndpointId } from '../core/ids.ts';
 import { NO_PROXY_6TO4_OPTION, PORTMAP_OPTION } from '../core/portmap.ts';
 import { ipamData, networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { stopTestServices, testId, testService } from './testing.ts';
+import { stopTestServices, testEid, testId, testNid, testService } from './testing.ts';
 
-const id = testId;
-const NID = id('a');
-const NID_INTERNAL = id('c');
-const EID = id('b');
-const EID2 = id('b', 1);
+const _id = testId;
+const NID = testNid('a');
+const NID_INTERNAL = testNid('c');
+const EID = testEid('b');
+const EID2 = testEid('b', 1);
 const OWNER = 'ep_0000bbbbbbbb';
 
 // as dockerd 20.10 / 28.5 send them (test/fixtures/dockerd-*.jsonl)
@@ -32,7 +34,7 @@ const netInput = (over: Partial<CreateNetworkInput> = {}): CreateNetworkInput =>
 async function setup() {
   const { dp, repo, svc, reconciler } = testService();
   await svc.createNetwork(netInput());
-  const attach = async (eid: string, n: number, options: Record<string, unknown> = portmap(8080)) => {
+  const attach = async (eid: EndpointId, n: number, options: Record<string, unknown> = portmap(8080)) => {
     await svc.createEndpoint({
       networkId: NID,
       endpointId: eid,
@@ -104,8 +106,8 @@ describe('published ports (NetworkService)', () => {
     await svc.leave(NID, EID);
     assert.equal(dp.portsTable, undefined);
     // unknown endpoints: Revoke succeeds, Program is refused
-    await svc.revokeExternalConnectivity(NID, id('d'));
-    await assert.rejects(svc.programExternalConnectivity(NID, id('d'), portmap(1)), {
+    await svc.revokeExternalConnectivity(NID, testEid('d'));
+    await assert.rejects(svc.programExternalConnectivity(NID, testEid('d'), portmap(1)), {
       code: 'TRUSS_ERR_ENDPOINT_NOT_FOUND',
       message: /not known to truss/,
     });

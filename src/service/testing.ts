@@ -4,6 +4,7 @@
  * tests all need it. Call stopTestServices() after each test (afterEach): it stops every reconciler started here.
  */
 import { loadConfig } from '../config.ts';
+import { type EndpointId, endpointId, type NetworkId, networkId } from '../core/ids.ts';
 import { plainParts, wireDaemon } from '../daemon.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
@@ -16,6 +17,10 @@ import type { PolicyService } from './policy-service.ts';
 
 /** A 64-hex id from a repeated character, `n` in front to tell several apart: testId('a', 1) = 0001aaa… */
 export const testId = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
+/** testId as a network id (what the protocol's decoder hands a service). */
+export const testNid = (c: string, n = 0): NetworkId => networkId(testId(c, n));
+/** testId as an endpoint id. */
+export const testEid = (c: string, n = 0): EndpointId => endpointId(testId(c, n));
 
 export interface TestService {
   readonly store: Store;
