@@ -216,7 +216,7 @@ export interface Dataplane {
    * Compare the installed policy table with `desired` (one listing): chains to (re)program,
    * policy chains present but not desired, and human-readable problems.
    */
-  checkPolicies(desired: readonly PolicyObject[]): Promise<PolicyCheck>;
+  checkPolicies(desired: readonly PolicyObject[]): Promise<SetCheck>;
   /**
    * Atomically (one nft transaction) create or replace one endpoint's chain, sets and
    * address->chain map entries, creating the table and its base chains if missing; then
@@ -233,7 +233,7 @@ export interface Dataplane {
   // ----- published ports (-p): table inet truss_ports, map elements tagged per endpoint -----
 
   /** Compare the installed ports table with `desired` (one listing): owners to (re)program, extra owners, problems. */
-  checkPorts(desired: readonly PortsObject[]): Promise<PolicyCheck>;
+  checkPorts(desired: readonly PortsObject[]): Promise<SetCheck>;
   /** Atomically replace one endpoint's DNAT elements, creating the table and its chains if missing. */
   ensurePorts(p: PortsObject): Promise<void>;
   /** Remove one endpoint's elements (by owner tag); gone = success. */
@@ -243,7 +243,7 @@ export interface Dataplane {
   // ----- anti-spoofing: table bridge truss_guard, set elements per guarded veth -----
 
   /** Compare the installed guard table with `desired` (one listing). */
-  checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck>;
+  checkGuards(desired: readonly GuardObject[]): Promise<SetCheck>;
   /**
    * Guard one veth in one nft transaction (table, sets and chain created when missing).
    * `exact`: also delete elements on the veth that are not `g`'s (after drift; reads the table).
@@ -295,22 +295,14 @@ export interface Dataplane {
 
   /**
    * Compare the installed shaping with `desired` (a few listings for all endpoints together):
-   * shapers to (re)program, shaping present but not desired (truss qdiscs on a host veth, or a
-   * truss ifb device), human-readable problems.
+   * shapers to (re)program, shaping present but not desired (the host veth of truss qdiscs, or of
+   * a truss ifb device: its ifb is naming.ifbOfHostVeth of it), human-readable problems.
    */
-  checkShapers(desired: readonly ShaperObject[]): Promise<ShaperCheck>;
+  checkShapers(desired: readonly ShaperObject[]): Promise<SetCheck>;
   /** Create or converge one endpoint's qdiscs, filter and ifb device; a direction without a limit has none. */
   ensureShaper(s: ShaperObject): Promise<void>;
   /** Remove the shaping of host veth `name` and the ifb `ifb`; gone = success; foreign links are left alone. */
   removeShaper(name: string, ifb: string): Promise<void>;
-}
-
-export interface ShaperCheck {
-  /** names (host veths) of desired shapers that are missing or differ */
-  readonly drifted: readonly string[];
-  /** shaping present but not desired: the host veth and ifb names to give removeShaper */
-  readonly extra: readonly { readonly name: string; readonly ifb: string }[];
-  readonly problems: readonly string[];
 }
 
 export interface WireguardPeerStatus {
@@ -323,25 +315,21 @@ export interface WireguardPeerStatus {
   readonly txBytes: number;
 }
 
-export interface PolicyCheck {
-  /** names of desired policies that are missing or differ */
+/**
+ * What one listing of a table of named objects says against the wanted ones: every set check of
+ * the dataplane (policies, published ports, guards, shapers) answers in this shape, the one the
+ * engine's set kinds take (reconcile/kind.ts).
+ */
+export interface SetCheck {
+  /** names of wanted objects that are missing or differ */
   readonly drifted: readonly string[];
-  /** names of policy chains installed but not desired */
+  /** of those, the ones to repair with `exact` (elements not their own, or a chain to rewrite) */
+  readonly exact?: readonly string[];
+  /** names of truss objects present but not wanted */
   readonly extra: readonly string[];
+  /** human-readable, one per drifted or extra object */
   readonly problems: readonly string[];
-  /** whether the table exists at all (an empty one is still there to remove) */
-  readonly tablePresent?: boolean;
-}
-
-export interface GuardCheck {
-  /** names (veths) of desired guards whose elements are missing or wrong */
-  readonly drifted: readonly string[];
-  /** of those, the ones to repair with `exact` (elements not their own, or the chain to rewrite) */
-  readonly exact: readonly string[];
-  /** veths with elements installed but no desired guard */
-  readonly extra: readonly string[];
-  readonly problems: readonly string[];
-  /** whether the table exists at all (an empty one is still there to remove) */
+  /** tables only: whether it exists at all (an empty one is still there to remove) */
   readonly tablePresent?: boolean;
 }
 

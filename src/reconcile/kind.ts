@@ -10,22 +10,17 @@
  *   - a whole object: one value or nothing (the firewall, a cluster device, the route set).
  */
 
+import type { SetCheck } from '../core/contracts.ts';
+
 export interface Named {
   readonly name: string;
 }
 
-/** What one look at the kernel says about a kind (full passes and `truss status`). */
-export interface KindCheck {
-  readonly problems: readonly string[];
-  /** set kinds: wanted objects missing or different in the kernel */
-  readonly drifted?: readonly string[];
-  /** of those, the ones to repair exactly (the kind's ensure is told) */
-  readonly exact?: readonly string[];
-  /** set kinds: objects in the kernel that are not wanted */
-  readonly extra?: readonly string[];
-  /** set kinds with a table: whether it exists at all */
-  readonly tablePresent?: boolean;
-}
+/**
+ * What one look at the kernel says about a set kind: the dataplane's SetCheck, of which a kind
+ * that computes its own view (bridges, veths) may give only the problems.
+ */
+export type KindCheck = Pick<SetCheck, 'problems'> & Partial<SetCheck>;
 
 /**
  * What a request waits for: everything the intent of one network (its bridge, its part of the

@@ -21,7 +21,7 @@
  */
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
-import type { Dataplane, ShaperCheck, WireguardPeerStatus } from '../../core/contracts.ts';
+import type { Dataplane, SetCheck, WireguardPeerStatus } from '../../core/contracts.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
 import { shortId } from '../../core/naming.ts';
@@ -109,7 +109,7 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
 
   // ----- bandwidth limits: the shaping of each host veth, as the ShaperObject last ensured -----
 
-  async checkShapers(desired: readonly ShaperObject[]): Promise<ShaperCheck> {
+  async checkShapers(desired: readonly ShaperObject[]): Promise<SetCheck> {
     this.enter('checkShapers', desired);
     const drifted: string[] = [];
     const problems: string[] = [];
@@ -119,10 +119,8 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
       problems.push(`bandwidth of ${s.name}: missing or different`);
     }
     const wanted = new Set(desired.map((s) => s.name));
-    const extra = [...this.shapers.values()]
-      .filter((s) => !wanted.has(s.name))
-      .map((s) => ({ name: s.name, ifb: s.ifb }));
-    for (const x of extra) problems.push(`bandwidth of ${x.name}: truss shaping present but not wanted`);
+    const extra = [...this.shapers.keys()].filter((name) => !wanted.has(name));
+    for (const name of extra) problems.push(`bandwidth of ${name}: truss shaping present but not wanted`);
     return { drifted, extra, problems };
   }
 

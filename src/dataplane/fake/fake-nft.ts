@@ -5,7 +5,7 @@
  * other, as the kernel map re-points it.
  */
 
-import type { GuardCheck, PolicyCheck, PolicyCounter } from '../../core/contracts.ts';
+import type { PolicyCounter, SetCheck } from '../../core/contracts.ts';
 import type { FirewallObject, GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
 import { guardElements } from '../linux/guard.ts';
@@ -60,7 +60,7 @@ export class FakeNftables extends FakeLinks {
     if (f.networks.some((n) => !n.internal)) this.sysctls.set('net/ipv4/ip_forward', '1');
   }
 
-  async checkPolicies(desired: readonly PolicyObject[]): Promise<PolicyCheck> {
+  async checkPolicies(desired: readonly PolicyObject[]): Promise<SetCheck> {
     this.enter('checkPolicies', desired);
     if (!this.policyTable) {
       const drifted = desired.map((p) => p.name);
@@ -117,7 +117,7 @@ export class FakeNftables extends FakeLinks {
 
   // ----- published ports: the elements of table inet truss_ports -----
 
-  async checkPorts(desired: readonly PortsObject[]): Promise<PolicyCheck> {
+  async checkPorts(desired: readonly PortsObject[]): Promise<SetCheck> {
     this.enter('checkPorts', desired);
     const t = this.portsTable;
     const rules = Object.fromEntries(
@@ -149,7 +149,7 @@ export class FakeNftables extends FakeLinks {
 
   // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----
 
-  async checkGuards(desired: readonly GuardObject[]): Promise<GuardCheck> {
+  async checkGuards(desired: readonly GuardObject[]): Promise<SetCheck> {
     this.enter('checkGuards', desired);
     if (!this.guardTable) {
       const drifted = desired.map((g) => g.name);

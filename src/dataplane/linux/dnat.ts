@@ -52,7 +52,7 @@
  * reconciler's to remove (removePorts before ensurePorts when an endpoint's ports changed).
  */
 
-import type { PolicyCheck } from '../../core/contracts.ts';
+import type { SetCheck } from '../../core/contracts.ts';
 import type { PortsObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { type Family, formatIp, parseIp } from '../../core/ip.ts';
@@ -317,7 +317,7 @@ export function checkPortsBase(t: PortsTable): string[] {
 const elementId = (e: PortElement): string => `${e.map} ${e.key} : ${e.value}`;
 
 /** Pure: drift between the installed table and the desired endpoints. */
-export function diffPorts(desired: readonly PortsObject[], t: PortsTable | undefined): PolicyCheck {
+export function diffPorts(desired: readonly PortsObject[], t: PortsTable | undefined): SetCheck {
   if (!t) {
     const drifted = desired.map((p) => p.name);
     return { drifted, extra: [], problems: drifted.length > 0 ? [`nft table ${TABLE} is missing`] : [] };
@@ -386,7 +386,7 @@ export async function removePortsTable(exec: Exec): Promise<void> {
   await exec.run('nft', ['-f', '-'], { stdin: renderPortsTableRemoval() });
 }
 
-export async function checkPorts(exec: Exec, desired: readonly PortsObject[]): Promise<PolicyCheck> {
+export async function checkPorts(exec: Exec, desired: readonly PortsObject[]): Promise<SetCheck> {
   const table = await readPortsTable(exec);
   return { ...diffPorts(desired, table), tablePresent: table !== undefined };
 }

@@ -33,7 +33,7 @@
  * Ownership: the table name; each element's first field names a truss veth (trv…).
  */
 
-import type { GuardCheck } from '../../core/contracts.ts';
+import type { SetCheck } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
 import type { GuardObject } from '../../core/guard.ts';
 import { formatIp, parseIp } from '../../core/ip.ts';
@@ -310,7 +310,7 @@ const count = (e: GuardElements): number => GUARD_SETS.reduce((n, s) => n + e[s.
  * cheap: only a veth with elements not its own is repaired `exact` (it reads the table), and a
  * broken chain, counter or set is rewritten once, with the first guard's repair.
  */
-export function diffGuards(desired: readonly GuardObject[], listing: string | undefined): GuardCheck {
+export function diffGuards(desired: readonly GuardObject[], listing: string | undefined): SetCheck {
   const names = desired.map((g) => g.name);
   if (listing === undefined) {
     return desired.length === 0
@@ -360,7 +360,7 @@ export function diffGuards(desired: readonly GuardObject[], listing: string | un
 export const readGuardTable = (exec: Exec): Promise<string | undefined> =>
   listTable(exec, NFT_GUARD_FAMILY, NFT_GUARD_TABLE);
 
-export async function checkGuards(exec: Exec, desired: readonly GuardObject[]): Promise<GuardCheck> {
+export async function checkGuards(exec: Exec, desired: readonly GuardObject[]): Promise<SetCheck> {
   const listing = await readGuardTable(exec);
   return { ...diffGuards(desired, listing), tablePresent: listing !== undefined };
 }

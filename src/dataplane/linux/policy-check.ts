@@ -5,7 +5,7 @@
  * line wrapping do not count). Counter bodies are never compared: they only count.
  */
 
-import type { PolicyCheck } from '../../core/contracts.ts';
+import type { SetCheck } from '../../core/contracts.ts';
 import type { PolicyObject } from '../../core/desired.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
@@ -148,7 +148,7 @@ function policyProblems(p: PolicyObject, have: Blocks, maps: MapIndex): string[]
 }
 
 /** Pure: compares a listing (undefined = no table) with the desired policies. */
-export function diffPolicies(desired: readonly PolicyObject[], listing: string | undefined): PolicyCheck {
+export function diffPolicies(desired: readonly PolicyObject[], listing: string | undefined): SetCheck {
   const names = desired.map((p) => p.name);
   if (listing === undefined) {
     return desired.length === 0
@@ -184,7 +184,7 @@ export function diffPolicies(desired: readonly PolicyObject[], listing: string |
 export const readPolicyTable = (exec: Exec): Promise<string | undefined> =>
   listTable(exec, NFT_FAMILY, NFT_POLICY_TABLE);
 
-export async function checkPolicies(exec: Exec, desired: readonly PolicyObject[]): Promise<PolicyCheck> {
+export async function checkPolicies(exec: Exec, desired: readonly PolicyObject[]): Promise<SetCheck> {
   const listing = await readPolicyTable(exec);
   return { ...diffPolicies(desired, listing), tablePresent: listing !== undefined };
 }

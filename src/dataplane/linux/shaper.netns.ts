@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import { computeDesired } from '../../core/desired.ts';
 import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
-import { hostVethName, ifbMark, ifbName, shortId } from '../../core/naming.ts';
+import { hostVethName, ifbMark, ifbName, ifbOfHostVeth, shortId } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
 import {
   type Ctr,
@@ -154,8 +154,9 @@ describe('bandwidth limits (kernel)', () => {
     await host.must(['ip', 'link', 'add', ifbName(leftover), 'type', 'ifb']);
     await host.must(['ip', 'link', 'set', ifbName(leftover), 'alias', ifbMark(leftover)]);
     const c = await dp.checkShapers([shaper]);
-    assert.deepEqual(c.extra, [{ name: hostVethName(leftover), ifb: ifbName(leftover) }]);
-    for (const x of c.extra) await dp.removeShaper(x.name, x.ifb);
+    assert.deepEqual(c.extra, [hostVethName(leftover)]);
+    assert.deepEqual(c.extra.map(ifbOfHostVeth), [ifbName(leftover)], 'it names its ifb');
+    for (const name of c.extra) await dp.removeShaper(name, ifbOfHostVeth(name));
     await dp.removeShaper(hostVethName(other), ifbName(other));
     assert.equal(await linkExists(ifbName(leftover)), false);
     assert.equal(await linkExists(ifbName(other)), true, `${shortId(other)}: a foreign ifb under our name stays`);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type ShaperObject, tbfFor } from '../../core/bandwidth.ts';
+import { ifbOfHostVeth } from '../../core/naming.ts';
 import type { LinkState } from './links.ts';
 import {
   compareShapers,
@@ -170,9 +171,7 @@ describe('compareShapers', () => {
       [ifbLink(), other, foreign],
       new Map(),
     );
-    assert.deepEqual(c.extra, [
-      { name: VETH, ifb: IFB },
-      { name: 'trvcccccccccccc', ifb: 'trfcccccccccccc' },
-    ]);
+    assert.deepEqual(c.extra, [VETH, 'trvcccccccccccc']);
+    assert.deepEqual(c.extra.map(ifbOfHostVeth), [IFB, 'trfcccccccccccc'], 'each names its ifb');
   });
 });

@@ -18,9 +18,9 @@
  * reads only, and nothing is deleted that is not there (tc refuses to delete a missing qdisc).
  */
 import type { ShaperObject, TbfParams } from '../../core/bandwidth.ts';
-import type { ShaperCheck } from '../../core/contracts.ts';
+import type { SetCheck } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
-import { hostVethOfIfb, ifbMark, ifbOfHostVeth, isTrussIfbName, parseIfbMark, shortId } from '../../core/naming.ts';
+import { hostVethOfIfb, ifbMark, isTrussIfbName, parseIfbMark, shortId } from '../../core/naming.ts';
 import { type DataplaneLog, type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName, deleteLink, type LinkState, parseIpAddrJson, readLink } from './links.ts';
 
@@ -281,7 +281,7 @@ export function compareShapers(
   qdiscs: readonly QdiscJson[],
   ifbs: readonly LinkState[],
   filters: ReadonlyMap<string, readonly string[]>,
-): ShaperCheck {
+): SetCheck {
   const byDev = new Map<string, QdiscJson[]>();
   for (const q of qdiscs) {
     if (typeof q.dev !== 'string') continue;
@@ -323,17 +323,18 @@ export function compareShapers(
     }
   }
   const wanted = new Set(desired.map((s) => s.name));
-  const extra = new Map<string, string>();
+  // named by host veth: an ifb's name is ifbOfHostVeth of its veth's
+  const extra = new Set<string>();
   for (const l of ifbs) {
     const veth = hostVethOfIfb(l.name);
-    if (ownsIfb(l) && isTrussIfbName(l.name) && !wanted.has(veth)) extra.set(veth, l.name);
+    if (ownsIfb(l) && isTrussIfbName(l.name) && !wanted.has(veth)) extra.add(veth);
   }
   for (const [dev, list] of byDev) {
     if (!HOST_VETH.test(dev) || wanted.has(dev)) continue;
-    if (isOurRoot(rootOf(list)) || hasIngress(list)) extra.set(dev, ifbOfHostVeth(dev));
+    if (isOurRoot(rootOf(list)) || hasIngress(list)) extra.add(dev);
   }
-  for (const name of extra.keys()) problems.push(`bandwidth of ${name}: truss shaping present but not wanted`);
-  return { drifted, extra: [...extra].map(([name, ifb]) => ({ name, ifb })), problems };
+  for (const name of extra) problems.push(`bandwidth of ${name}: truss shaping present but not wanted`);
+  return { drifted, extra: [...extra], problems };
 }
 
 /** Pure: the output of `tc -j -batch -` (one JSON array per command, one per line). */
@@ -342,7 +343,7 @@ export function splitBatchJson(stdout: string): string[] {
 }
 
 /** Every endpoint's shaping against `desired`: two listings, plus one batch for the redirect filters. */
-export async function checkShapers(exec: Exec, desired: readonly ShaperObject[]): Promise<ShaperCheck> {
+export async function checkShapers(exec: Exec, desired: readonly ShaperObject[]): Promise<SetCheck> {
   const [q, l] = await Promise.all([
     exec.run('tc', ['-j', 'qdisc', 'show']),
     exec.run('ip', ['-j', '-d', 'addr', 'show', 'type', 'ifb']),

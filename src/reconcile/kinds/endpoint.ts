@@ -54,8 +54,7 @@ export function shaperKind(dp: Dataplane, log: Logger): SetKind<PassState, Shape
     wanted: (d) => d.kernel.shapers,
     check: async (w) => {
       try {
-        const c = await dp.checkShapers(w);
-        return { problems: c.problems, drifted: c.drifted, extra: c.extra.map((x) => x.name) };
+        return await dp.checkShapers(w);
       } catch (e) {
         // why: with no limit anywhere, a host without tc must not fail every full pass
         if (w.length === 0) {
