@@ -9,70 +9,35 @@
  *   - `truss cleanup --foreign` removes the other state's objects.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { bridgeName, hostVethName, peerVethName } from './core/naming.ts';
-import { createTestNs, listTestNamespaces, randomId, run, type TestNs } from './dataplane/linux/netns-testutil.ts';
+import { daemonSuite, request, type Daemon as StartedDaemon, stopDaemon, TRUSS } from './daemon-testutil.ts';
+import { listTestNamespaces, randomId, run, type TestNs } from './dataplane/linux/netns-testutil.ts';
 
-const TRUSS = join(import.meta.dirname, '../bin/truss');
-
-function request(
-  socket: string,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, path, method, timeout: 60_000 }, (res) => {
-      let text = '';
-      res.on('data', (b: Buffer) => {
-        text += b.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') }));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
-
-interface Daemon {
-  readonly child: ChildProcess;
+interface Daemon extends StartedDaemon {
   readonly dir: string;
-  output(): string;
-  readonly exited: Promise<number>;
 }
 
 const socketOf = (dir: string): string => join(dir, 'plugin.sock');
 const adminOf = (dir: string): string => join(dir, 'state', 'admin.sock');
 
 describe('one truss per host; no pruning on an empty memory (H3)', () => {
+  const host = daemonSuite('h3', 'h3');
   let ns: TestNs;
   let ctr: TestNs;
   let root: string;
-  const daemons: Daemon[] = [];
   const nid = randomId();
   const eid = randomId();
   const bridge = bridgeName(nid);
   const veth = hostVethName(eid);
 
+  /** every daemon started, in order (the suite kills them at the end) */
+  const daemons: Daemon[] = [];
   function start(dir: string): Daemon {
     const argv = ns.argv([TRUSS, 'serve', '--state-dir', join(dir, 'state'), '--socket', socketOf(dir)]);
-    const [file, ...args] = argv as [string, ...string[]];
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let out = '';
-    child.stdout?.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    child.stderr?.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    const exited = new Promise<number>((r) => child.on('close', (code) => r(code ?? 128)));
-    const d = { child, dir, output: () => out, exited };
+    const d = { ...host.start(argv), dir };
     daemons.push(d);
     return d;
   }
@@ -90,10 +55,7 @@ describe('one truss per host; no pruning on an empty memory (H3)', () => {
     }
   }
 
-  async function stop(d: Daemon): Promise<void> {
-    if (d.child.exitCode === null && d.child.pid !== undefined) process.kill(-d.child.pid, 'SIGTERM');
-    await d.exited;
-  }
+  const stop = (d: Daemon): Promise<void> => stopDaemon(d, 'SIGTERM');
 
   /** What the host's kernel holds of truss: links with their marks, and the nft ruleset. */
   async function kernel(): Promise<{ links: string[]; nft: string }> {
@@ -115,22 +77,8 @@ describe('one truss per host; no pruning on an empty memory (H3)', () => {
     (s.ownership as { foreign: { count: number; links: { name: string }[]; fix?: string } }).foreign;
 
   before(async () => {
-    ns = await createTestNs('h3');
-    ctr = await createTestNs('h3c');
-    root = mkdtempSync(join(tmpdir(), 'truss-h3-'));
-  });
-  after(async () => {
-    for (const d of daemons) {
-      if (d.child.exitCode === null && d.child.pid !== undefined) {
-        try {
-          process.kill(-d.child.pid, 'SIGKILL');
-        } catch {}
-        await d.exited;
-      }
-    }
-    await ns.remove();
-    await ctr.remove();
-    rmSync(root, { recursive: true, force: true });
+    ({ ns, dir: root } = host);
+    ctr = await host.scratch.ns('h3c');
   });
 
   it('the first daemon makes a network with a joined endpoint (its container in another namespace)', async () => {

@@ -3,19 +3,16 @@
  * program is hidden by bind-mounting /dev/null over it in a private mount namespace
  * (`unshare -m`): exec.ts searches the sbin/bin directories whatever PATH says, so a PATH
  * of symlinks could not hide it. serve runs in a throwaway network namespace with a temp
- * --state-dir and --socket; it is killed and the namespace removed after each case.
+ * --state-dir and --socket (daemonSuite); it is killed and the namespace removed at the end.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
+import { daemonSuite, get, post, stopDaemon, TRUSS, waitForSocket } from '../daemon-testutil.ts';
 import { createExec } from '../dataplane/linux/exec.ts';
-import { createTestNs, listTestNamespaces, randomId, run, type TestNs } from '../dataplane/linux/netns-testutil.ts';
+import { listTestNamespaces, randomId, run, type TestNs } from '../dataplane/linux/netns-testutil.ts';
 
-const TRUSS = join(import.meta.dirname, '../../bin/truss');
 const whichReal = (p: string): string => realpathSync(createExec().which(p) as string);
 
 /** argv that runs `argv` in `ns` with `program` replaced by /dev/null (not executable). */
@@ -34,94 +31,12 @@ const hiding = (ns: TestNs, program: string, argv: readonly string[]): string[] 
     ...argv,
   ]);
 
-function post(socket: string, path: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, path, method: 'POST' }, (res) => {
-      let text = '';
-      res.on('data', (b: Buffer) => {
-        text += b.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') }));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
-function get(socket: string, path: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath: socket, path }, (res) => {
-        let text = '';
-        res.on('data', (b: Buffer) => {
-          text += b.toString();
-        });
-        res.on('end', () => resolve(JSON.parse(text)));
-      })
-      .on('error', reject);
-  });
-}
-
-interface Daemon {
-  readonly child: ChildProcess;
-  output(): string;
-  exited: Promise<number>;
-}
-
-function startDaemon(argv: readonly string[]): Daemon {
-  const [file, ...args] = argv as [string, ...string[]];
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  child.stdout?.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  child.stderr?.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  const exited = new Promise<number>((r) => child.on('close', (code) => r(code ?? 128)));
-  return { child, output: () => out, exited };
-}
-
-async function stopDaemon(d: Daemon): Promise<void> {
-  if (d.child.exitCode !== null || d.child.pid === undefined) return;
-  try {
-    process.kill(-d.child.pid, 'SIGKILL');
-  } catch {}
-  await d.exited;
-}
-
-async function waitForSocket(d: Daemon, socket: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await post(socket, '/Plugin.Activate', {}).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) return;
-    if (d.child.exitCode !== null) throw new Error(`truss serve exited: ${d.output()}`);
-    if (Date.now() > deadline) throw new Error(`truss serve did not listen: ${d.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('preflight with a program missing', () => {
-  let ns: TestNs;
-  let dir: string;
-  const daemons: Daemon[] = [];
-  const flags = (): string[] => ['--state-dir', join(dir, 'state'), '--socket', join(dir, 'plugin.sock')];
-
-  before(async () => {
-    ns = await createTestNs('pf');
-    dir = mkdtempSync(join(tmpdir(), 'truss-preflight-'));
-  });
-  after(async () => {
-    for (const d of daemons) await stopDaemon(d);
-    await ns.remove();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const host = daemonSuite('pf', 'preflight');
+  const flags = (): string[] => ['--state-dir', join(host.dir, 'state'), '--socket', join(host.dir, 'plugin.sock')];
 
   it('doctor: nft hidden -> exit 1 naming nftables', async () => {
-    const r = await run(hiding(ns, 'nft', [TRUSS, 'doctor', ...flags()]), undefined, 30_000);
+    const r = await run(hiding(host.ns, 'nft', [TRUSS, 'doctor', ...flags()]), undefined, 30_000);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.match(r.stdout, /^MISSING +program 'nft' \(nftables\) +the program 'nft' was not found$/m);
     assert.match(r.stdout, /^ +fix: apt-get install nftables$/m);
@@ -129,12 +44,12 @@ describe('preflight with a program missing', () => {
   });
 
   it('doctor: conntrack hidden -> exit 0 with a warning naming conntrack; --json', async () => {
-    const r = await run(hiding(ns, 'conntrack', [TRUSS, 'doctor', ...flags()]), undefined, 30_000);
+    const r = await run(hiding(host.ns, 'conntrack', [TRUSS, 'doctor', ...flags()]), undefined, 30_000);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^WARN +program 'conntrack' \(conntrack\) +the program 'conntrack' was not found$/m);
     assert.match(r.stdout, /^ +affects: port policy \(truss.ingress, truss policy set\)$/m);
     assert.match(r.stdout, /^ +fix: apt-get install conntrack$/m);
-    const j = await run(hiding(ns, 'conntrack', [TRUSS, 'doctor', '--json', ...flags()]), undefined, 30_000);
+    const j = await run(hiding(host.ns, 'conntrack', [TRUSS, 'doctor', '--json', ...flags()]), undefined, 30_000);
     assert.equal(j.code, 0);
     const body = JSON.parse(j.stdout) as { ok: boolean; checks: { id: string; status: string }[] };
     assert.equal(body.ok, true);
@@ -142,19 +57,17 @@ describe('preflight with a program missing', () => {
   });
 
   it('serve: nft hidden -> refuses to start, names the package, binds nothing', async () => {
-    const d = startDaemon(hiding(ns, 'nft', [TRUSS, 'serve', ...flags()]));
-    daemons.push(d);
+    const d = host.start(hiding(host.ns, 'nft', [TRUSS, 'serve', ...flags()]));
     const code = await Promise.race([d.exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
     assert.equal(code, 1, d.output());
     assert.match(d.output(), /^truss: cannot start: the program 'nft' was not found: apt-get install nftables$/m);
-    assert.equal((await run(['test', '-e', join(dir, 'plugin.sock')])).code, 1);
+    assert.equal((await run(['test', '-e', join(host.dir, 'plugin.sock')])).code, 1);
   });
 
   it('serve: conntrack hidden -> starts with a warning; CreateNetwork with truss.ingress gets an Err, nothing stored', async () => {
-    const d = startDaemon(hiding(ns, 'conntrack', [TRUSS, 'serve', ...flags()]));
-    daemons.push(d);
-    const socket = join(dir, 'plugin.sock');
-    await waitForSocket(d, socket);
+    const d = host.start(hiding(host.ns, 'conntrack', [TRUSS, 'serve', ...flags()]));
+    const socket = join(host.dir, 'plugin.sock');
+    await waitForSocket(d, socket, 20_000);
     const warn = d
       .output()
       .split('\n')
@@ -180,15 +93,15 @@ describe('preflight with a program missing', () => {
       r.body.Err,
       "truss.ingress needs the program 'conntrack', which is not installed: apt-get install conntrack (then restart truss)",
     );
-    const status = await get(join(dir, 'state', 'admin.sock'), '/v1/status');
+    const status = await get(join(host.dir, 'state', 'admin.sock'), '/v1/status');
     assert.deepEqual(status.networks, []);
-    const bridges = JSON.parse(await ns.must(['ip', '-j', 'link', 'show', 'type', 'bridge'])) as unknown[];
+    const bridges = JSON.parse(await host.ns.must(['ip', '-j', 'link', 'show', 'type', 'bridge'])) as unknown[];
     assert.deepEqual(bridges, []);
     await stopDaemon(d);
   });
 
   it('leaves no truss-t-* namespace behind', async () => {
-    await ns.remove();
+    await host.ns.remove();
     assert.deepEqual(await listTestNamespaces(), []);
   });
 });

@@ -13,86 +13,13 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
+import { daemonSuite, get, post, stopDaemon, TRUSS, waitForSocket } from '../daemon-testutil.ts';
 import { createTestNs, listTestNamespaces, randomId, run, type TestNs } from '../dataplane/linux/netns-testutil.ts';
 
-const TRUSS = join(import.meta.dirname, '../../bin/truss');
 const FAST = ['--gc-grace-seconds', '2', '--resync-seconds', '1'];
-
-type Reply = { status: number; body: Record<string, unknown> };
-function post(socket: string, path: string, body: unknown, timeoutMs = 30_000): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: socket, path, method: 'POST', timeout: timeoutMs }, (res) => {
-      let text = '';
-      res.on('data', (b: Buffer) => {
-        text += b.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text || '{}') }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
-function get(socket: string, path: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath: socket, path }, (res) => {
-        let text = '';
-        res.on('data', (b: Buffer) => {
-          text += b.toString();
-        });
-        res.on('end', () => resolve(JSON.parse(text)));
-      })
-      .on('error', reject);
-  });
-}
-
-interface Daemon {
-  readonly child: ChildProcess;
-  output(): string;
-  exited: Promise<number>;
-}
-
-function startDaemon(argv: readonly string[]): Daemon {
-  const [file, ...args] = argv as [string, ...string[]];
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  const add = (b: Buffer) => {
-    out += b.toString();
-  };
-  child.stdout?.on('data', add);
-  child.stderr?.on('data', add);
-  const exited = new Promise<number>((r) => child.on('close', (code) => r(code ?? 128)));
-  return { child, output: () => out, exited };
-}
-
-async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  if (d.child.exitCode !== null || d.child.pid === undefined) return;
-  try {
-    process.kill(-d.child.pid, signal);
-  } catch {}
-  await d.exited;
-}
-
-async function waitForSocket(d: Daemon, socket: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const ok = await post(socket, '/Plugin.Activate', {}).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) return;
-    if (d.child.exitCode !== null) throw new Error(`truss serve exited: ${d.output()}`);
-    if (Date.now() > deadline) throw new Error(`truss serve did not listen: ${d.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function waitUntil(what: string, ms: number, ok: () => Promise<boolean>): Promise<number> {
   const t0 = Date.now();
@@ -127,25 +54,13 @@ const vethCount = async (ns: TestNs): Promise<number> =>
     .length;
 
 describe('no leaks after kill -9 mid-CreateEndpoint (M1)', () => {
-  let ns: TestNs;
-  let dir: string;
-  const daemons: Daemon[] = [];
-  before(async () => {
-    ns = await createTestNs('leak');
-    dir = mkdtempSync(join(tmpdir(), 'truss-leaks-'));
-  });
-  after(async () => {
-    for (const d of daemons) await stopDaemon(d);
-    await ns.remove();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const host = daemonSuite('leak', 'leaks');
 
   it('endpoints committed but never answered are reclaimed after the grace period, with their addresses', async () => {
-    const socket = join(dir, 'plugin.sock');
-    const admin = join(dir, 'state', 'admin.sock');
-    const argv = ns.argv([TRUSS, 'serve', '--state-dir', join(dir, 'state'), '--socket', socket, ...FAST]);
-    let d = startDaemon(argv);
-    daemons.push(d);
+    const socket = join(host.dir, 'plugin.sock');
+    const admin = join(host.dir, 'state', 'admin.sock');
+    const argv = host.ns.argv([TRUSS, 'serve', '--state-dir', join(host.dir, 'state'), '--socket', socket, ...FAST]);
+    let d = host.start(argv);
     await waitForSocket(d, socket);
     const nid = randomId();
     const pool = await post(socket, '/IpamDriver.RequestPool', { AddressSpace: 'TrussLocal', Pool: '198.18.60.0/24' });
@@ -173,8 +88,7 @@ describe('no leaks after kill -9 mid-CreateEndpoint (M1)', () => {
     await waitUntil('an endpoint intent is stored', 15_000, async () => (await status(admin)).endpoints.length > 0);
     await stopDaemon(d);
     const codes = await Promise.all(replies);
-    d = startDaemon(argv);
-    daemons.push(d);
+    d = host.start(argv);
     await waitForSocket(d, socket);
     const before = await status(admin);
     const leaked = before.endpoints.length;
@@ -184,11 +98,13 @@ describe('no leaks after kill -9 mid-CreateEndpoint (M1)', () => {
     assert.ok(leaked > 0);
     const ms = await waitUntil('every unjoined endpoint reclaimed', 120_000, async () => {
       const s = await status(admin);
-      return s.endpoints.length === 0 && s.addresses.every((a) => a.kind !== 'endpoint') && (await vethCount(ns)) === 0;
+      return (
+        s.endpoints.length === 0 && s.addresses.every((a) => a.kind !== 'endpoint') && (await vethCount(host.ns)) === 0
+      );
     }).catch(async (e) => {
       const s = await status(admin);
       throw new Error(
-        `${e.message}: ${s.endpoints.length} endpoints, ${JSON.stringify(s.addresses)}, ${await vethCount(ns)} veths\n${d.output().slice(-3000)}`,
+        `${e.message}: ${s.endpoints.length} endpoints, ${JSON.stringify(s.addresses)}, ${await vethCount(host.ns)} veths\n${d.output().slice(-3000)}`,
       );
     });
     console.log(`# M1: ${leaked} leaked endpoints reclaimed ${ms} ms after the restart (grace 2 s, resync 1 s)`);
@@ -198,11 +114,12 @@ describe('no leaks after kill -9 mid-CreateEndpoint (M1)', () => {
   });
 
   it('a joined endpoint is never reclaimed while its sandbox exists', async () => {
-    const socket = join(dir, 'plugin2.sock');
-    const admin = join(dir, 'state2', 'admin.sock');
+    const socket = join(host.dir, 'plugin2.sock');
+    const admin = join(host.dir, 'state2', 'admin.sock');
     const flags = ['--gc-grace-seconds', '8', '--resync-seconds', '1'];
-    const d = startDaemon(ns.argv([TRUSS, 'serve', '--state-dir', join(dir, 'state2'), '--socket', socket, ...flags]));
-    daemons.push(d);
+    const d = host.start(
+      host.ns.argv([TRUSS, 'serve', '--state-dir', join(host.dir, 'state2'), '--socket', socket, ...flags]),
+    );
     await waitForSocket(d, socket);
     const nid = randomId();
     const eid = randomId();
@@ -226,34 +143,33 @@ describe('no leaks after kill -9 mid-CreateEndpoint (M1)', () => {
   });
 
   it('leaves none of its namespaces behind', async () => {
-    await ns.remove();
-    assert.ok(!(await listTestNamespaces()).includes(ns.name));
+    await host.ns.remove();
+    assert.ok(!(await listTestNamespaces()).includes(host.ns.name));
   });
 });
 
 describe('F8: a full state disk', () => {
-  let ns: TestNs;
-  let dir: string;
+  const host = daemonSuite('full', 'full');
   let holder: ChildProcess;
   let root: string; // the holder's view of the file system (/proc/PID/root)
-  const daemons: Daemon[] = [];
   before(async () => {
-    ns = await createTestNs('full');
-    dir = mkdtempSync(join(tmpdir(), 'truss-full-'));
-    mkdirSync(join(dir, 'tiny'));
-    holder = spawn(
-      'unshare',
-      [
-        '-m',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        'mount -t tmpfs -o size=4m,mode=0700 tmpfs "$1" && echo ready && exec sleep 3600',
-        'sh',
-        join(dir, 'tiny'),
-      ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+    mkdirSync(join(host.dir, 'tiny'));
+    // killed at the end (the suite's scratch): its mount namespace, and the tmpfs, go with it
+    holder = host.scratch.proc(
+      spawn(
+        'unshare',
+        [
+          '-m',
+          '--propagation',
+          'private',
+          'sh',
+          '-c',
+          'mount -t tmpfs -o size=4m,mode=0700 tmpfs "$1" && echo ready && exec sleep 3600',
+          'sh',
+          join(host.dir, 'tiny'),
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      ),
     );
     await new Promise<void>((resolve, reject) => {
       holder.stdout?.once('data', () => resolve());
@@ -261,22 +177,16 @@ describe('F8: a full state disk', () => {
     });
     root = `/proc/${holder.pid}/root`;
   });
-  after(async () => {
-    for (const d of daemons) await stopDaemon(d);
-    holder.kill('SIGKILL'); // its mount namespace, and the tmpfs, go with it
-    await ns.remove();
-    rmSync(dir, { recursive: true, force: true });
-  });
 
   it('every request answers, deletes still commit, restarts work, and space freed heals without a restart', async () => {
-    const stateDir = join(dir, 'tiny', 'state');
-    const socket = join(dir, 'plugin.sock');
+    const stateDir = join(host.dir, 'tiny', 'state');
+    const socket = join(host.dir, 'plugin.sock');
     const admin = `${root}${stateDir}/admin.sock`;
     const argv = [
       'nsenter',
       `--target=${holder.pid}`,
       '--mount',
-      `--net=${ns.path}`,
+      `--net=${host.ns.path}`,
       '--',
       TRUSS,
       'serve',
@@ -287,8 +197,7 @@ describe('F8: a full state disk', () => {
       '--resync-seconds',
       '1',
     ];
-    let d = startDaemon(argv);
-    daemons.push(d);
+    let d = host.start(argv);
     await waitForSocket(d, socket);
     assert.ok(existsSync(`${root}${stateDir}/reserve`));
     const nid = randomId();
@@ -301,7 +210,7 @@ describe('F8: a full state disk', () => {
       created.push(eid);
     }
     // fill the disk (leaving the reserve in place)
-    await run(['dd', 'if=/dev/zero', `of=${root}${dir}/tiny/filler`, 'bs=4k'], undefined, 30_000);
+    await run(['dd', 'if=/dev/zero', `of=${root}${host.dir}/tiny/filler`, 'bs=4k'], undefined, 30_000);
     const errs = new Set<string>();
     let ops = 0;
     let deletes = 0;
@@ -335,26 +244,25 @@ describe('F8: a full state disk', () => {
     const t0 = Date.now();
     for (let i = 0; i < 3; i++) {
       await stopDaemon(d, 'SIGTERM');
-      d = startDaemon(argv);
-      daemons.push(d);
+      d = host.start(argv);
       await waitForSocket(d, socket);
     }
     console.log(`# F8: 3 restarts in the full state took ${Date.now() - t0} ms`);
     // free space: the next writes succeed without a restart; the kernel matches the store
-    rmSync(`${root}${dir}/tiny/filler`);
+    rmSync(`${root}${host.dir}/tiny/filler`);
     const eid = randomId();
     const ok = await post(socket, '/NetworkDriver.CreateEndpoint', endpoint(nid, eid, '198.18.62.200/24', 4000));
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     await waitUntil('kernel in sync', 15_000, async () => (await status(admin)).kernel.inSync);
     assert.equal((await status(admin)).endpoints.length, 1);
-    assert.equal(await vethCount(ns), 1);
+    assert.equal(await vethCount(host.ns), 1);
     await waitUntil('the reserve is back', 20_000, async () => existsSync(`${root}${stateDir}/reserve`));
     await post(socket, '/NetworkDriver.DeleteEndpoint', { NetworkID: nid, EndpointID: eid });
     await stopDaemon(d, 'SIGTERM');
   });
 
   it('leaves none of its namespaces behind', async () => {
-    await ns.remove();
-    assert.ok(!(await listTestNamespaces()).includes(ns.name));
+    await host.ns.remove();
+    assert.ok(!(await listTestNamespaces()).includes(host.ns.name));
   });
 });

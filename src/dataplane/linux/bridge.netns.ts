@@ -3,11 +3,19 @@
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { BridgeObject } from '../../core/desired.ts';
 import { bridgeMac, bridgeName, ownerMark } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
-import { commandRecorder, createTestNs, listTestNamespaces, pingOk, randomId, type TestNs } from './netns-testutil.ts';
+import {
+  commandRecorder,
+  createScratch,
+  createTestNs,
+  listTestNamespaces,
+  pingOk,
+  randomId,
+  type TestNs,
+} from './netns-testutil.ts';
 
 interface IpLink {
   ifindex: number;
@@ -42,12 +50,10 @@ describe('bridge (kernel)', () => {
   const globals = (l: IpLink | undefined): string[] =>
     (l?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
 
+  const scratch = createScratch();
   before(async () => {
-    ns = await createTestNs('br');
+    ns = await scratch.ns('br');
     dp = createLinuxDataplane({ netns: ns.path, onCommand: rec.onCommand });
-  });
-  after(async () => {
-    await ns.remove();
   });
 
   it('creates a marked bridge with MTU, gateways, up and accept_ra=0; ensure twice = same ifindex, no writes', async (t) => {

@@ -12,21 +12,20 @@
  * Run: node --test --test-concurrency=1 src/dataplane/linux/dnat.netns.ts
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { spawn } from 'node:child_process';
+import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { computeDesired, type PortsObject } from '../../core/desired.ts';
+import type { PortsObject } from '../../core/desired.ts';
 import type { EndpointSpec } from '../../core/model.ts';
 import { policyChainName, portsOwnerName } from '../../core/naming.ts';
-import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import type { LinuxDataplane } from './linux-dataplane.ts';
 import {
   type Ctr,
-  createTestNs,
-  dockerdHostPolicy,
-  joinContainer,
+  createScratch,
   listTestNamespaces,
   randomId,
   serveHi,
+  simulatedHost,
   type TestNs,
   tcpHi,
   testEndpoint,
@@ -46,8 +45,7 @@ async function udpRoundTrip(from: TestNs, ip: string, port: number): Promise<boo
 }
 
 describe('published ports with real traffic (kernel)', () => {
-  const spaces: TestNs[] = [];
-  const procs: ChildProcess[] = [];
+  const scratch = createScratch();
   let host: TestNs;
   let outside: TestNs;
   let dp: LinuxDataplane;
@@ -76,17 +74,11 @@ describe('published ports with real traffic (kernel)', () => {
   });
 
   before(async () => {
-    host = await createTestNs('host');
-    outside = await createTestNs('out');
-    spaces.push(host, outside);
-    dp = createLinuxDataplane({ netns: host.path });
-    const desired = computeDesired([net1, net2], Object.values(eps));
-    for (const b of desired.bridges) await dp.ensureBridge(b);
-    for (const v of desired.veths) await dp.ensureVeth(v);
+    const h = await simulatedHost(scratch, { networks: [net1, net2], endpoints: Object.values(eps), dockerd: 'nf-on' });
+    ({ ns: host, dp } = h);
+    outside = await scratch.ns('out');
     const join = async (k: 'a' | 'b' | 'c', ip: string, gw: string, v6?: [string, string]): Promise<void> => {
-      const c = await createTestNs(k);
-      spaces.push(c);
-      ctr[k] = await joinContainer(host, c, eps[k], ip, gw, v6);
+      ctr[k] = await h.join(k, eps[k], ip, gw, v6);
     };
     await join('a', '198.18.41.2/24', '198.18.41.1', ['fd00:41::2/64', 'fd00:41::1']);
     await join('b', '198.18.41.3/24', '198.18.41.1');
@@ -112,27 +104,21 @@ describe('published ports with real traffic (kernel)', () => {
       ].join('\n'),
     );
     await host.must(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
-    await dockerdHostPolicy(host);
-    await dp.ensureFirewall(desired.firewall);
-    await dp.ensureSysctls(desired.firewall);
+    await h.ensureFirewall();
     // IPv6 neighbour discovery needs the link-local addresses, which are tentative until DAD ends
     for (const ns of [host, outside, ctr.a.ns]) {
       for (let i = 0; i < 50 && (await ns.must(['ip', '-6', 'addr', 'show', 'tentative'])).trim() !== ''; i++) {
         await sleep(100);
       }
     }
-    procs.push(serveHi(ctr.a.ns, 80), serveHi(ctr.c.ns, 80));
-    procs.push(
+    scratch.proc(serveHi(ctr.a.ns, 80));
+    scratch.proc(serveHi(ctr.c.ns, 80));
+    scratch.proc(
       spawn('nsenter', [`--net=${ctr.a.ns.path}`, '--', SOCKPERF, 'server', '-i', ctr.a.ip, '-p', '53'], {
         stdio: 'ignore',
       }),
     );
     await sleep(200);
-  });
-
-  after(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    for (const s of spaces.reverse()) await s.remove();
   });
 
   it('before publishing, the outside cannot reach A, directly or via the host', async () => {

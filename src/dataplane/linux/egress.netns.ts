@@ -12,24 +12,23 @@
  * Run: node --test --test-concurrency=1 src/dataplane/linux/egress.netns.ts
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { spawn } from 'node:child_process';
+import { before, describe, it } from 'node:test';
 import { computeDesired } from '../../core/desired.ts';
 import { computeEgress, EGRESS_RULE_PRIORITY, egressTable, isEgressTable } from '../../core/egress.ts';
 import type { NetworkSpec } from '../../core/model.ts';
-import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import type { LinuxDataplane } from './linux-dataplane.ts';
 import {
   BUSYBOX,
   type Ctr,
   commandRecorder,
-  createTestNs,
-  dockerdHostPolicy,
+  createScratch,
   testEndpoint as endpoint,
-  joinContainer,
   listTestNamespaces,
   testNetwork as network,
   randomId,
   serveHi,
+  simulatedHost,
   type TestNs,
   tcpHi,
 } from './netns-testutil.ts';
@@ -38,8 +37,7 @@ const X = '198.18.99.1';
 const PORT = 8080;
 
 describe('truss.egress.via (kernel)', () => {
-  const spaces: TestNs[] = [];
-  const servers: ChildProcess[] = [];
+  const scratch = createScratch();
   const rec = commandRecorder();
   let host: TestNs;
   let dp: LinuxDataplane;
@@ -51,15 +49,9 @@ describe('truss.egress.via (kernel)', () => {
   const T = egressTable(N);
   const withVia = (...via: string[]): NetworkSpec => ({ ...base, egressVia: via });
 
-  const ns = async (role: string): Promise<TestNs> => {
-    const s = await createTestNs(role);
-    spaces.push(s);
-    return s;
-  };
-
   /** Answers every connection to :PORT with `name` (busybox nc), on every address of `s`. */
   const serveName = (s: TestNs, name: string): void => {
-    servers.push(
+    scratch.proc(
       spawn('nsenter', [`--net=${s.path}`, '--', BUSYBOX, 'nc', '-ll', '-p', `${PORT}`, '-e', BUSYBOX, 'echo', name], {
         stdio: 'ignore',
       }),
@@ -72,7 +64,7 @@ describe('truss.egress.via (kernel)', () => {
 
   /** A namespace behind host link `hostIf` (198.19.<n>.1/30 on the host, .2 in it) that owns X. */
   async function nextHop(role: string, hostIf: string, n: number, name: string): Promise<TestNs> {
-    const s = await ns(role);
+    const s = await scratch.ns(role);
     await host.must(
       ['ip', '-batch', '-'],
       `link add ${hostIf} type veth peer name eth0 netns ${s.name}\naddr add 198.19.${n}.1/30 dev ${hostIf}\nlink set ${hostIf} up\n`,
@@ -98,37 +90,28 @@ describe('truss.egress.via (kernel)', () => {
   };
 
   before(async () => {
-    host = await ns('host');
-    dp = createLinuxDataplane({ netns: host.path, onCommand: rec.onCommand });
     const eps = [endpoint(N), endpoint(N), endpoint(N)] as const;
-    const desired = computeDesired([base], [...eps]);
-    for (const b of desired.bridges) await dp.ensureBridge(b);
-    for (const v of desired.veths) await dp.ensureVeth(v);
-    c1 = await joinContainer(host, await ns('c1'), eps[0], '198.18.40.2/24', '198.18.40.1');
-    c2 = await joinContainer(host, await ns('c2'), eps[1], '198.18.40.3/24', '198.18.40.1');
-    gC = await joinContainer(host, await ns('gC'), eps[2], '198.18.40.9/24', '198.18.40.1', [
-      'fd00:40::9/64',
-      'fd00:40::1',
-    ]);
+    const h = await simulatedHost(scratch, {
+      networks: [base],
+      endpoints: [...eps],
+      dockerd: 'nf-on',
+      onCommand: rec.onCommand,
+    });
+    ({ ns: host, dp } = h);
+    c1 = await h.join('c1', eps[0], '198.18.40.2/24', '198.18.40.1');
+    c2 = await h.join('c2', eps[1], '198.18.40.3/24', '198.18.40.1');
+    gC = await h.join('gC', eps[2], '198.18.40.9/24', '198.18.40.1', ['fd00:40::9/64', 'fd00:40::1']);
     await gC.ns.must(['ip', 'addr', 'add', `${X}/32`, 'dev', 'lo']);
     serveName(gC.ns, 'C');
-    servers.push(serveHi(c2.ns, 8081));
+    scratch.proc(serveHi(c2.ns, 8081));
     await nextHop('gwA', 'evA', 251, 'A');
     await nextHop('gwB', 'evB', 253, 'B');
     const out = await nextHop('out', 'evU', 250, 'out');
     await host.must(['ip', 'route', 'add', 'default', 'via', '198.19.250.2']);
-    await dockerdHostPolicy(host);
     // strict reverse-path filtering: replies from the next hop must pass it too
     await host.must(['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=1']);
-    await dp.ensureFirewall(desired.firewall);
-    await dp.ensureSysctls(desired.firewall);
+    await h.ensureFirewall();
     assert.ok(out);
-  });
-
-  after(async () => {
-    for (const p of servers) p.kill('SIGKILL');
-    dp?.close();
-    for (const s of spaces.reverse()) await s.remove();
   });
 
   it('without the option, the network leaves through the host default route', async () => {
@@ -240,7 +223,7 @@ describe('truss.egress.via (kernel)', () => {
   });
 
   it("a next hop behind a foreign bridge (a gateway on Docker's bridge): only the firewall's nexthop rule lets it out", async () => {
-    const gD = await ns('gD');
+    const gD = await scratch.ns('gD');
     await host.must(
       ['ip', '-batch', '-'],
       `link add dk0 type bridge\naddr add 198.18.9.1/24 dev dk0\nlink set dk0 up\nlink add dkv type veth peer name eth0 netns ${gD.name}\nlink set dkv master dk0 up\n`,

@@ -3,11 +3,11 @@
  * throwaway namespace. Run: node --test --test-concurrency=1 'src/**\/*.netns.ts'.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { FirewallObject } from '../../core/desired.ts';
 import { bridgeName } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
-import { createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
+import { createScratch, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
 import { normaliseNft } from './nft.ts';
 
 const JUMP = '-A FORWARD -j TRUSS-FORWARD';
@@ -33,12 +33,10 @@ describe('firewall (kernel)', () => {
   const iptS = async (tool: 'iptables' | 'ip6tables'): Promise<string[]> =>
     (await ns.must([tool, '-w', '-S'])).split('\n').filter((l) => l !== '');
 
+  const scratch = createScratch();
   before(async () => {
-    ns = await createTestNs('fw');
+    ns = await scratch.ns('fw');
     dp = createLinuxDataplane({ netns: ns.path });
-  });
-  after(async () => {
-    await ns.remove();
   });
 
   it('reports everything missing before the first apply', async () => {

@@ -13,22 +13,21 @@
  * Run: node --test src/dataplane/linux/guard.netns.ts (part of npm run test:kernel).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { computeDesired, type GuardObject } from '../../core/desired.ts';
 import type { EndpointSpec } from '../../core/model.ts';
 import { guardElements } from './guard.ts';
-import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import type { LinuxDataplane } from './linux-dataplane.ts';
 import {
   BUSYBOX,
   type Ctr,
-  createTestNs,
-  dockerdHostPolicy,
-  joinContainer,
+  createScratch,
   listTestNamespaces,
   pingOk,
   randomId,
   run,
+  simulatedHost,
   type TestNs,
   testEndpoint,
   testNetwork,
@@ -72,7 +71,7 @@ for _ in range(3):
 const hasPython = async (): Promise<boolean> => (await run(['python3', '-c', 'import socket'])).code === 0;
 
 describe('anti-spoofing with real traffic (kernel)', () => {
-  const spaces: TestNs[] = [];
+  const scratch = createScratch();
   let host: TestNs;
   let dp: LinuxDataplane;
   const N = randomId();
@@ -113,22 +112,13 @@ describe('anti-spoofing with real traffic (kernel)', () => {
   const inA = (argv: readonly string[]) => ctr.a.ns.run(argv);
 
   before(async () => {
-    host = await createTestNs('host');
-    spaces.push(host);
-    dp = createLinuxDataplane({ netns: host.path });
     for (const k of ['a', 'b', 't'] as const) eps[k] = testEndpoint(N);
-    const desired = computeDesired([net], Object.values(eps));
-    for (const b of desired.bridges) await dp.ensureBridge(b);
-    for (const v of desired.veths) await dp.ensureVeth(v);
+    const h = await simulatedHost(scratch, { networks: [net], endpoints: Object.values(eps), dockerd: 'nf-on' });
+    ({ ns: host, dp } = h);
     const addr = { a: 2, b: 3, t: 4 } as const;
     for (const k of ['a', 'b', 't'] as const) {
-      const c = await createTestNs(k);
-      spaces.push(c);
       const n = addr[k];
-      ctr[k] = await joinContainer(host, c, eps[k], `198.18.41.${n}/24`, '198.18.41.1', [
-        `fd00:41::${n}/64`,
-        'fd00:41::1',
-      ]);
+      ctr[k] = await h.join(k, eps[k], `198.18.41.${n}/24`, '198.18.41.1', [`fd00:41::${n}/64`, 'fd00:41::1']);
       mac[k] = eps[k].mac;
     }
     // the endpoints' addresses as Docker would have stored them: the guard is derived from those
@@ -142,14 +132,8 @@ describe('anti-spoofing with real traffic (kernel)', () => {
       guards[k] = g;
       await dp.ensureGuard(g);
     }
-    await dockerdHostPolicy(host);
-    await dp.ensureFirewall(desired.firewall);
-    await dp.ensureSysctls(desired.firewall);
+    await h.ensureFirewall();
     await ctr.t.ns.must(['nft', '-f', '-'], PROBE(ctr.b.ip, ctr.b.ip6 as string, ctr.a.ip));
-  });
-
-  after(async () => {
-    for (const s of spaces.reverse()) await s.remove();
   });
 
   it('legitimate traffic passes: IPv4 and IPv6 (so ARP and ND), link-local, the host both ways', async () => {

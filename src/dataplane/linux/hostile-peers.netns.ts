@@ -10,79 +10,51 @@
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
 import { type ClusterView, computeClusterDesired } from '../../core/cluster/desired.ts';
-import { createExec, type Exec } from './exec.ts';
-import { createTestNs, pingOk, type TestNs } from './netns-testutil.ts';
+import { createScratch, pingOk } from './netns-testutil.ts';
 import { selectWireguardPeers } from './peer-select.ts';
 import { ensureRoutes } from './routes.ts';
-import { ensureWireguard, readWireguard, UAPI_DIR } from './wireguard.ts';
-import { ensurePrivateKey } from './wireguard-keys.ts';
+import { ensureWireguard, readWireguard } from './wireguard.ts';
+import { killWireguardGo, type WgHost, wgHost } from './wireguard-testutil.ts';
 
 const RUN = randomBytes(2).toString('hex');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const pubKey = (): string =>
   Buffer.from(generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x as string, 'base64url').toString(
     'base64',
   );
 
-function wgGoPids(name: string): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (basename(argv[0] ?? '') === 'wireguard-go' && argv[1] === name) pids.push(Number(d));
-    } catch {} // gone meanwhile
-  }
-  return pids;
-}
-
-interface Host {
+interface Host extends WgHost {
   readonly id: string;
-  readonly ns: TestNs;
-  readonly ctr: TestNs;
-  readonly exec: Exec;
-  readonly dev: string;
   readonly underlay: string;
-  readonly ctrIp: string;
-  readonly block: string;
-  publicKey: string;
-  keyFile: string;
 }
 
 describe('hostile cluster records affect only themselves (kernel, wireguard-go)', { timeout: 120_000 }, () => {
-  const spaces: TestNs[] = [];
+  const scratch = createScratch();
   const devs: string[] = [];
   let work = '';
   let H: Host;
   let V: Host;
 
   async function host(id: string, underlay: string, ctrIp: string, block: string): Promise<Host> {
-    const ns = await createTestNs(`h${id}`);
-    const ctr = await createTestNs(`c${id}`);
-    spaces.push(ns, ctr);
     const dev = `trwg${RUN}${id}`;
     devs.push(dev);
-    const key = await ensurePrivateKey(join(work, id));
-    const gw = block.replace(/\.\d+\/26$/, (m) => `.${Number(m.slice(1, m.indexOf('/'))) + 1}/26`);
-    await ns.must(
-      ['ip', '-batch', '-'],
-      `link add br${id} type veth peer name eth0 netns ${ctr.name}\naddr add ${gw} dev br${id}\nlink set br${id} up\n`,
+    const gateway = block.replace(/\.\d+\/26$/, (m) => `.${Number(m.slice(1, m.indexOf('/'))) + 1}/26`);
+    const h = await wgHost(
+      scratch,
+      { host: `h${id}`, ctr: `c${id}`, link: `br${id}`, gateway, ctrIp },
+      { dev, keyDir: join(work, id), block },
     );
-    await ns.must(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-    await ctr.must(
-      ['ip', '-batch', '-'],
-      `addr add ${ctrIp}/26 dev eth0\nlink set eth0 up\nroute add default via ${gw.split('/')[0]}\n`,
-    );
-    const exec = createExec({ netns: ns.path });
-    return { id, ns, ctr, exec, dev, underlay, ctrIp, block, publicKey: key.publicKey, keyFile: key.file };
+    return { ...h, id, underlay };
   }
 
   before(async () => {
     work = await fs.mkdtemp(join(tmpdir(), 'truss-hostile-'));
+    scratch.defer(() => fs.rm(work, { recursive: true, force: true }));
+    scratch.defer(() => killWireguardGo(devs));
     H = await host('h', '198.18.202.1', '198.18.64.2', '198.18.64.0/26');
     V = await host('v', '198.18.202.2', '198.18.64.66', '198.18.64.64/26');
     await H.ns.must(
@@ -90,14 +62,6 @@ describe('hostile cluster records affect only themselves (kernel, wireguard-go)'
       `link add ulh type veth peer name ulv netns ${V.ns.name}\naddr add 198.18.202.1/30 dev ulh\nlink set ulh up\n`,
     );
     await V.ns.must(['ip', '-batch', '-'], 'addr add 198.18.202.2/30 dev ulv\nlink set ulv up\n');
-  });
-
-  after(async () => {
-    for (const d of devs) for (const pid of wgGoPids(d)) process.kill(pid, 'SIGKILL');
-    await sleep(200);
-    for (const d of devs) await fs.rm(join(UAPI_DIR, `${d}.sock`), { force: true });
-    for (const s of spaces) await s.remove();
-    if (work) await fs.rm(work, { recursive: true, force: true });
   });
 
   /** The etcd view with m's hostile records on top of the honest ones (createRevision: etcd's order). */

@@ -10,19 +10,20 @@
  * Run: node --test src/dataplane/linux/ipv6.netns.ts
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { computeDesired, type DesiredKernel } from '../../core/desired.ts';
 import { eui64LinkLocal } from '../../core/link-local.ts';
-import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import type { LinuxDataplane } from './linux-dataplane.ts';
 import {
   type Ctr,
-  createTestNs,
+  createScratch,
   testEndpoint as endpoint,
   joinContainer,
   listTestNamespaces,
   testNetwork as network,
   pingOk,
   randomId,
+  simulatedHost,
   type TestNs,
 } from './netns-testutil.ts';
 import { normaliseNft } from './nft.ts';
@@ -45,7 +46,7 @@ send($s, $ra . $pio, 0, $dst) or die "send: $!";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('IPv6 (kernel)', () => {
-  const spaces: TestNs[] = [];
+  const scratch = createScratch();
   let host: TestNs;
   let dp: LinuxDataplane;
   let desired: DesiredKernel;
@@ -54,12 +55,6 @@ describe('IPv6 (kernel)', () => {
   let r1: TestNs;
   let v1: TestNs;
   const eps = { r1: endpoint(A), v1: endpoint(A) };
-
-  const ns = async (role: string): Promise<TestNs> => {
-    const s = await createTestNs(role);
-    spaces.push(s);
-    return s;
-  };
 
   const sendRa = async (from: TestNs): Promise<void> => {
     const [eth0] = await from.ipJson<{ ifindex: number }[]>(['link', 'show', 'dev', 'eth0']);
@@ -76,30 +71,27 @@ describe('IPv6 (kernel)', () => {
   };
 
   before(async () => {
-    host = await ns('host');
-    dp = createLinuxDataplane({ netns: host.path });
-    // why: what a fresh namespace starts with depends on the host (net.core.devconf_inherit_init_net
-    // 1 or 3 copies the host's IPv6 settings): set what the tests below start from
-    await startFrom(host);
-    // an uplink carrying the default routes, with accept_ra=1 and forwarding=0
-    await host.must(
-      ['ip', '-batch', '-'],
-      'link add up0 type veth peer name up0p\nlink set up0p up\nlink set up0 up\naddr add 198.19.41.1/24 dev up0\nroute add default via 198.19.41.2\n' +
-        'addr add fd00:419::1/64 dev up0 nodad\nroute add default via fd00:419::2\n',
-    );
-    desired = computeDesired([network(A, 41, { v6: true })], Object.values(eps));
-    for (const b of desired.bridges) await dp.ensureBridge(b);
-    for (const v of desired.veths) await dp.ensureVeth(v);
-    r1 = await ns('r1');
-    v1 = await ns('v1');
+    const h = await simulatedHost(scratch, {
+      networks: [network(A, 41, { v6: true })],
+      endpoints: Object.values(eps),
+      prepare: async (fresh) => {
+        // why: what a fresh namespace starts with depends on the host (net.core.devconf_inherit_init_net
+        // 1 or 3 copies the host's IPv6 settings): set what the tests below start from
+        await startFrom(fresh);
+        // an uplink carrying the default routes, with accept_ra=1 and forwarding=0
+        await fresh.must(
+          ['ip', '-batch', '-'],
+          'link add up0 type veth peer name up0p\nlink set up0p up\nlink set up0 up\naddr add 198.19.41.1/24 dev up0\nroute add default via 198.19.41.2\n' +
+            'addr add fd00:419::1/64 dev up0 nodad\nroute add default via fd00:419::2\n',
+        );
+      },
+    });
+    ({ ns: host, dp, desired } = h);
+    r1 = await scratch.ns('r1');
+    v1 = await scratch.ns('v1');
     await startFrom(v1); // before eth0 arrives: it takes the namespace's defaults
     ctr.r1 = await joinContainer(host, r1, eps.r1, '198.18.41.2/24', '198.18.41.1', ['fd00:41::2/64', 'fd00:41::1']);
     ctr.v1 = await joinContainer(host, v1, eps.v1, '198.18.41.3/24', '198.18.41.1', ['fd00:41::3/64', 'fd00:41::1']);
-  });
-
-  after(async () => {
-    dp?.close();
-    for (const s of spaces) await s.remove();
   });
 
   it('precondition: without the guard, v1 accepts a router advertisement from r1 (SLAAC address and default route)', async () => {

@@ -12,9 +12,9 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { computeDesired, type PolicyObject } from '../../core/desired.ts';
+import type { PolicyObject } from '../../core/desired.ts';
 import type { EndpointSpec } from '../../core/model.ts';
 import { policyChainName } from '../../core/naming.ts';
 import type { IngressRule } from '../../core/policy/model.ts';
@@ -22,13 +22,12 @@ import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts'
 import {
   BUSYBOX,
   type Ctr,
-  createTestNs,
-  dockerdHostPolicy,
-  joinContainer,
+  createScratch,
   listTestNamespaces,
   pingOk,
   randomId,
   serveHi,
+  simulatedHost,
   type TestNs,
   tcpHi,
   testEndpoint,
@@ -56,8 +55,7 @@ const PROBE = `table inet probe {
 `;
 
 describe('port policy with real traffic (kernel)', () => {
-  const spaces: TestNs[] = [];
-  const procs: ChildProcess[] = [];
+  const scratch = createScratch();
   let host: TestNs;
   let dp: LinuxDataplane;
   const N = randomId();
@@ -81,34 +79,21 @@ describe('port policy with real traffic (kernel)', () => {
   const denied = async (): Promise<number> => (await dp.readPolicyCounters())[policyB([]).name]?.packets ?? -1;
 
   before(async () => {
-    host = await createTestNs('host');
-    spaces.push(host);
-    dp = createLinuxDataplane({ netns: host.path });
-    const desired = computeDesired([net], Object.values(eps));
-    for (const b of desired.bridges) await dp.ensureBridge(b);
-    for (const v of desired.veths) await dp.ensureVeth(v);
+    // dockerd's policy with the br_netfilter calls off: ensurePolicy must raise them itself
+    const h = await simulatedHost(scratch, { networks: [net], endpoints: Object.values(eps), dockerd: 'nf-off' });
+    ({ ns: host, dp } = h);
     const join = async (k: 'a' | 'b' | 'c', n: number): Promise<void> => {
-      const c = await createTestNs(k);
-      spaces.push(c);
-      ctr[k] = await joinContainer(host, c, eps[k], `198.18.40.${n}/24`, '198.18.40.1', [
-        `fd00:40::${n}/64`,
-        'fd00:40::1',
-      ]);
+      ctr[k] = await h.join(k, eps[k], `198.18.40.${n}/24`, '198.18.40.1', [`fd00:40::${n}/64`, 'fd00:40::1']);
     };
     await join('a', 2);
     await join('b', 3);
     await join('c', 4);
-    await dockerdHostPolicy(host, '0'); // ensurePolicy must raise the br_netfilter switches itself
-    await dp.ensureFirewall(desired.firewall);
-    await dp.ensureSysctls(desired.firewall);
+    await h.ensureFirewall();
     await ctr.b.ns.must(['nft', '-f', '-'], PROBE);
-    procs.push(serveHi(ctr.b.ns, 80, { sink: true }), serveHi(ctr.b.ns, 8080, { sink: true }), serveHi(ctr.a.ns, 80));
+    scratch.proc(serveHi(ctr.b.ns, 80, { sink: true }));
+    scratch.proc(serveHi(ctr.b.ns, 8080, { sink: true }));
+    scratch.proc(serveHi(ctr.a.ns, 80));
     await sleep(200);
-  });
-
-  after(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    for (const s of spaces.reverse()) await s.remove();
   });
 
   it('without a policy everything in the network reaches B', async () => {
@@ -152,7 +137,7 @@ describe('port policy with real traffic (kernel)', () => {
       p.stdin?.on('error', () => {});
       const t = setInterval(() => p.stdin?.write('x'.repeat(100)), 50);
       p.on('exit', () => clearInterval(t));
-      procs.push(p);
+      scratch.proc(p);
       return p;
     };
     stream(8080);
@@ -249,12 +234,10 @@ describe('port policy: cost of one update with many entries installed (kernel)',
     return times.sort((a, b) => a - b)[Math.floor(n / 2)] as number;
   };
 
+  const scratch = createScratch();
   before(async () => {
-    ns = await createTestNs('bench');
+    ns = await scratch.ns('bench');
     dp = createLinuxDataplane({ netns: ns.path });
-  });
-  after(async () => {
-    await ns.remove();
   });
 
   it('ensurePolicy with 10,000 entries installed elsewhere costs at most twice as much as with 10', async (t) => {

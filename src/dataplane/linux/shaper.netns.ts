@@ -7,21 +7,21 @@
  *   B 198.18.41.3 (no limit)                       ─┴─ trb… 198.18.41.1 (host)
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { spawn } from 'node:child_process';
+import { before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import { computeDesired } from '../../core/desired.ts';
 import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
 import { hostVethName, ifbMark, ifbName, ifbOfHostVeth, shortId } from '../../core/naming.ts';
-import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
+import type { LinuxDataplane } from './linux-dataplane.ts';
 import {
   type Ctr,
   commandRecorder,
-  createTestNs,
-  joinContainer,
+  createScratch,
   listTestNamespaces,
   randomId,
+  simulatedHost,
   type TestNs,
   testEndpoint,
   testNetwork,
@@ -38,8 +38,7 @@ interface Qdisc {
 }
 
 describe('bandwidth limits (kernel)', () => {
-  const spaces: TestNs[] = [];
-  const procs: ChildProcess[] = [];
+  const scratch = createScratch();
   let host: TestNs;
   let dp: LinuxDataplane;
   const rec = commandRecorder();
@@ -68,27 +67,15 @@ describe('bandwidth limits (kernel)', () => {
   };
 
   before(async () => {
-    host = await createTestNs('host');
-    spaces.push(host);
-    dp = createLinuxDataplane({ netns: host.path, onCommand: rec.onCommand });
-    const desired = computeDesired([net], [a, b]);
-    for (const br of desired.bridges) await dp.ensureBridge(br);
-    for (const v of desired.veths) await dp.ensureVeth(v);
-    assert.equal(desired.shapers.length, 2);
-    shaper = desired.shapers.find((s) => s.endpointId === a.id) as ShaperObject;
+    const h = await simulatedHost(scratch, { networks: [net], endpoints: [a, b], onCommand: rec.onCommand });
+    ({ ns: host, dp } = h);
+    assert.equal(h.desired.shapers.length, 2);
+    shaper = h.desired.shapers.find((s) => s.endpointId === a.id) as ShaperObject;
     for (const [k, e, n] of [['a', a, 2] as const, ['b', b, 3] as const]) {
-      const c = await createTestNs(k);
-      spaces.push(c);
-      ctr[k] = await joinContainer(host, c, e, `198.18.41.${n}/24`, '198.18.41.1');
+      ctr[k] = await h.join(k, e, `198.18.41.${n}/24`, '198.18.41.1');
     }
-    procs.push(spawn('nsenter', [`--net=${ctr.b.ns.path}`, '--', 'iperf3', '-s'], { stdio: 'ignore' }));
+    scratch.proc(spawn('nsenter', [`--net=${ctr.b.ns.path}`, '--', 'iperf3', '-s'], { stdio: 'ignore' }));
     await sleep(300);
-  });
-
-  after(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    dp?.close();
-    for (const s of spaces.reverse()) await s.remove();
   });
 
   it('an endpoint with no limit in force gets no shaper', () => {
@@ -186,8 +173,7 @@ describe('bandwidth limits (kernel)', () => {
   });
 
   it('leaves no test namespace behind', async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    for (const s of spaces.splice(0).reverse()) await s.remove();
+    await scratch.close();
     assert.deepEqual(await listTestNamespaces(), []);
   });
 });

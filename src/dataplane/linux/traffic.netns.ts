@@ -13,29 +13,25 @@
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { computeDesired } from '../../core/desired.ts';
-import type { EndpointSpec } from '../../core/model.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
 import {
   type Ctr,
-  createTestNs,
-  dockerdHostPolicy,
+  createScratch,
   testEndpoint as endpoint,
-  joinContainer,
   listTestNamespaces,
   testNetwork as network,
   pingOk as ping,
   randomId,
   serveHi,
+  simulatedHost,
   type TestNs,
   tcpHi as tcp,
 } from './netns-testutil.ts';
 
 describe('traffic through truss bridges (kernel)', () => {
-  const spaces: TestNs[] = [];
-  const servers: ChildProcess[] = [];
+  const scratch = createScratch();
   let host: TestNs;
   let out: TestNs;
   let dp: LinuxDataplane;
@@ -43,20 +39,10 @@ describe('traffic through truss bridges (kernel)', () => {
   const networks = [network(A, 1, { v6: true }), network(B, 2), network(I, 3, { internal: true })];
   const ctr: Record<string, Ctr> = {};
 
-  const ns = async (role: string): Promise<TestNs> => {
-    const s = await createTestNs(role);
-    spaces.push(s);
-    return s;
-  };
-
-  /** Docker's part of Join: move the peer in, rename it eth0, address it, route via the gateway. */
-  const join = async (e: EndpointSpec, role: string, ip: string, gw: string, v6?: [string, string]): Promise<Ctr> =>
-    joinContainer(host, await ns(role), e, ip, gw, v6);
-
   /** A Docker-like bridge truss does not own, with one container, and the uplink router. */
   async function foreignAndUplink(): Promise<void> {
-    const d1 = await ns('d1');
-    out = await ns('out');
+    const d1 = await scratch.ns('d1');
+    out = await scratch.ns('out');
     await host.must(
       ['ip', '-batch', '-'],
       [
@@ -99,27 +85,18 @@ describe('traffic through truss bridges (kernel)', () => {
   };
 
   before(async () => {
-    host = await ns('host');
-    dp = createLinuxDataplane({ netns: host.path });
     const eps = { a1: endpoint(A), a2: endpoint(A), b1: endpoint(B), i1: endpoint(I), i2: endpoint(I) };
-    const desired = computeDesired(networks, Object.values(eps));
-    for (const b of desired.bridges) await dp.ensureBridge(b);
-    for (const v of desired.veths) await dp.ensureVeth(v);
-    ctr.a1 = await join(eps.a1, 'a1', '198.18.1.2/24', '198.18.1.1', ['fd00:1::2/64', 'fd00:1::1']);
-    ctr.a2 = await join(eps.a2, 'a2', '198.18.1.3/24', '198.18.1.1', ['fd00:1::3/64', 'fd00:1::1']);
-    ctr.b1 = await join(eps.b1, 'b1', '198.18.2.2/24', '198.18.2.1');
-    ctr.i1 = await join(eps.i1, 'i1', '198.18.3.2/24', '198.18.3.1');
-    ctr.i2 = await join(eps.i2, 'i2', '198.18.3.3/24', '198.18.3.1');
+    const h = await simulatedHost(scratch, { networks, endpoints: Object.values(eps), dockerd: 'nf-on' });
+    ({ ns: host, dp } = h);
+    ctr.a1 = await h.join('a1', eps.a1, '198.18.1.2/24', '198.18.1.1', ['fd00:1::2/64', 'fd00:1::1']);
+    ctr.a2 = await h.join('a2', eps.a2, '198.18.1.3/24', '198.18.1.1', ['fd00:1::3/64', 'fd00:1::1']);
+    ctr.b1 = await h.join('b1', eps.b1, '198.18.2.2/24', '198.18.2.1');
+    ctr.i1 = await h.join('i1', eps.i1, '198.18.3.2/24', '198.18.3.1');
+    ctr.i2 = await h.join('i2', eps.i2, '198.18.3.3/24', '198.18.3.1');
     await foreignAndUplink();
-    await dockerdHostPolicy(host);
-    await dp.ensureSysctls(desired.firewall);
-    for (const c of [ctr.a1, ctr.a2, ctr.b1, ctr.i2, ctr.d1]) servers.push(serveHi((c as Ctr).ns));
-    servers.push(serveHi(out));
-  });
-
-  after(async () => {
-    for (const p of servers) p.kill('SIGKILL');
-    for (const s of spaces.reverse()) await s.remove();
+    await dp.ensureSysctls(h.desired.firewall);
+    for (const c of [ctr.a1, ctr.a2, ctr.b1, ctr.i2, ctr.d1]) scratch.proc(serveHi((c as Ctr).ns));
+    scratch.proc(serveHi(out));
   });
 
   const c = (name: string): Ctr => ctr[name] as Ctr;
@@ -127,7 +104,7 @@ describe('traffic through truss bridges (kernel)', () => {
 
   it('br_netfilter is per namespace here, and with FORWARD DROP kills even same-bridge traffic', async () => {
     assert.equal((await host.must(['sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'])).trim(), '1');
-    const other = await ns('probe');
+    const other = await scratch.ns('probe');
     await other.must(['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=0']);
     assert.equal((await host.must(['sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'])).trim(), '1');
     assert.equal(await ping(c('a1'), c('a2').ip), false, 'no firewall yet: Docker-style DROP policy wins');

@@ -6,26 +6,24 @@
  * Run: node --test --test-concurrency=1 src/dataplane/linux/underlay.netns.ts
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { chooseUnderlay } from '../../core/cluster/underlay.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
-import { createTestNs, type TestNs } from './netns-testutil.ts';
+import { createScratch, type TestNs } from './netns-testutil.ts';
 
 describe('underlay facts with etcd on this host (kernel)', () => {
   let host: TestNs;
   let dp: LinuxDataplane;
+  const scratch = createScratch();
   before(async () => {
-    host = await createTestNs('ul');
+    host = await scratch.ns('ul');
     await host.must(['ip', 'link', 'add', 'ul0', 'mtu', '9000', 'type', 'veth', 'peer', 'name', 'ul0p', 'mtu', '9000']);
     await host.must(['ip', 'link', 'set', 'ul0p', 'up']);
     await host.must(['ip', 'addr', 'add', '198.18.77.1/24', 'dev', 'ul0']);
     await host.must(['ip', 'link', 'set', 'ul0', 'up']);
     await host.must(['ip', 'route', 'add', 'default', 'via', '198.18.77.254', 'dev', 'ul0']);
     dp = createLinuxDataplane({ netns: host.path });
-  });
-  after(async () => {
-    dp?.close();
-    await host?.remove();
+    scratch.defer(() => dp.close());
   });
 
   const facts = async (etcd: string) => ({

@@ -3,11 +3,11 @@
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { BridgeObject, VethObject } from '../../core/desired.ts';
 import { bridgeMac, bridgeName, hostVethName, macFor, ownerMark, peerVethName } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
-import { commandRecorder, createTestNs, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
+import { commandRecorder, createScratch, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
 
 interface IpLink {
   ifindex: number;
@@ -50,16 +50,13 @@ for (const spareProcesses of [false, true])
       return r.code === 0 ? (JSON.parse(r.stdout) as IpLink[])[0] : undefined;
     };
 
+    const scratch = createScratch();
     before(async () => {
-      host = await createTestNs('veth');
-      ctr = await createTestNs('ctr');
+      host = await scratch.ns('veth');
+      ctr = await scratch.ns('ctr');
       dp = createLinuxDataplane({ netns: host.path, onCommand: rec.onCommand, spareProcesses });
+      scratch.defer(() => dp.close());
       await dp.ensureBridge(br);
-    });
-    after(async () => {
-      dp.close();
-      await ctr.remove();
-      await host.remove();
     });
 
     it('creates the pair: host end marked, enslaved, up, MTU, accept_ra=0; peer with MAC and MTU', async (t) => {

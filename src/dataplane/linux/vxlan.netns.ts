@@ -13,7 +13,6 @@
  */
 
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { vtepLinkLocal } from '../../core/cluster/desired.ts';
 import { computeVxlanMtu } from '../../core/cluster/mtu.ts';
@@ -22,9 +21,10 @@ import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac, vxlanMark } from '../../c
 import { createExec, type Exec } from './exec.ts';
 import {
   commandRecorder,
-  createTestNs,
+  createScratch,
   listTestNamespaces,
   pingOk,
+  routedHost,
   serveHi,
   type TestNs,
   tcpHi,
@@ -56,42 +56,26 @@ interface Host {
 const MTU = computeVxlanMtu(1500, 4);
 
 describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
-  const spaces: TestNs[] = [];
-  const procs: ChildProcess[] = [];
+  const scratch = createScratch();
   let A: Host;
   let B: Host;
   let C: Host;
   let D: Host;
 
-  const ns = async (role: string): Promise<TestNs> => {
-    const s = await createTestNs(role);
-    spaces.push(s);
-    return s;
-  };
-
   async function host(role: string, n: number, underlay: string): Promise<Host> {
-    const h = await ns(`h${role}`);
-    const ctr = await ns(`c${role}`);
+    const { ns, ctr } = await routedHost(scratch, {
+      host: `h${role}`,
+      ctr: `c${role}`,
+      link: `v${role}`,
+      gateway: `198.18.${n}.1/24`,
+      ctrIp: `198.18.${n}.2`,
+      ctrMtu: MTU,
+    });
     const rec = commandRecorder();
-    const exec = createExec({ netns: h.path, onCommand: rec.onCommand });
-    await h.must(
-      ['ip', '-batch', '-'],
-      [
-        `link add v${role} type veth peer name eth0 netns ${ctr.name}`,
-        `addr add 198.18.${n}.1/24 dev v${role}`,
-        `link set v${role} up`,
-        '',
-      ].join('\n'),
-    );
-    await h.must(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-    await ctr.must(
-      ['ip', '-batch', '-'],
-      `addr add 198.18.${n}.2/24 dev eth0\nlink set eth0 mtu ${MTU}\nlink set eth0 up\nroute add default via 198.18.${n}.1\n`,
-    );
     return {
-      ns: h,
+      ns,
       ctr,
-      exec,
+      exec: createExec({ netns: ns.path, onCommand: rec.onCommand }),
       rec,
       node: `node-${role}`,
       underlay,
@@ -142,20 +126,20 @@ describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
     await A.ns.must(['ip', 'link', 'add', 'ula', 'type', 'veth', 'peer', 'name', 'ulb', 'netns', B.ns.name]);
     await A.ns.must(['ip', '-batch', '-'], 'addr add 198.18.200.1/24 dev ula\nlink set ula up\n');
     await B.ns.must(['ip', '-batch', '-'], 'addr add 198.18.200.2/24 dev ulb\nlink set ulb up\n');
-    procs.push(serveHi(B.ctr), serveHi(A.ctr));
+    scratch.proc(serveHi(B.ctr));
+    scratch.proc(serveHi(A.ctr));
     C = await host('c', 212, 'fd00:200::1');
     D = await host('d', 213, 'fd00:200::2');
     await C.ns.must(['ip', 'link', 'add', 'ulc', 'type', 'veth', 'peer', 'name', 'uld', 'netns', D.ns.name]);
     await C.ns.must(['ip', '-batch', '-'], 'addr add fd00:200::1/64 dev ulc nodad\nlink set ulc up\n');
     await D.ns.must(['ip', '-batch', '-'], 'addr add fd00:200::2/64 dev uld nodad\nlink set uld up\n');
-    procs.push(serveHi(D.ctr));
+    scratch.proc(serveHi(D.ctr));
   });
 
   after(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    for (const s of spaces) await s.remove();
+    // after the scratch's own after hook: its namespaces are gone by now
     assert.deepEqual(
-      (await listTestNamespaces()).filter((n) => spaces.some((s) => s.name === n)),
+      (await listTestNamespaces()).filter((n) => scratch.spaces.some((s) => s.name === n)),
       [],
       'test namespaces left behind',
     );
@@ -266,7 +250,7 @@ describe('VXLAN between simulated hosts (kernel)', { timeout: 120_000 }, () => {
   });
 
   it('refuses to adopt a foreign link with its name; remove leaves it alone', async () => {
-    const other = await ns('x');
+    const other = await scratch.ns('x');
     const exec = createExec({ netns: other.path });
     await other.must(['ip', 'link', 'add', VXLAN_DEVICE, 'type', 'vxlan', 'id', '9', 'dstport', '4789']);
     await assert.rejects(ensureVxlan(exec, spec(A, [])), (e: Error & { code?: string }) => {

@@ -1,46 +1,100 @@
 /**
- * Test and benchmark support (root): two simulated hosts joined by a veth underlay, each with
- * a wireguard-go device and a "container" namespace behind it, and a measurement of the ping
- * silence across WireGuard key rotations of host A.
+ * Test and benchmark support (root) for WireGuard through wireguard-go: a simulated host with a
+ * key and a "container" behind it (wgHost), the wireguard-go daemons of a test found and killed
+ * (wgGoPids, killWireguardGo), and two such hosts joined by a veth underlay with a measurement
+ * of the ping silence across WireGuard key rotations of host A:
  *
  *   cA 198.18.N.2 ─ hA ─ 198.18.(N+2).1/30 ══ 198.18.(N+2).2 ─ hB ─ cB 198.18.(N+1).2
  *
- * Used by wireguard.netns.ts (a few rotations, CI) and bench/rotation.ts (50, docs/benchmarks.md).
+ * Used by wireguard.netns.ts, hostile-peers.netns.ts and bench/rotation.ts (50 rotations,
+ * docs/benchmarks.md).
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { computeWireguardMtu } from '../../core/cluster/mtu.ts';
-import { createExec, type Exec } from './exec.ts';
-import { BUSYBOX, createTestNs, type TestNs } from './netns-testutil.ts';
+import { createExec, type Exec, type OnCommand } from './exec.ts';
+import {
+  BUSYBOX,
+  type RoutedHost,
+  type RoutedHostOptions,
+  routedHost,
+  type Scratch,
+  scratchPool,
+} from './netns-testutil.ts';
 import { ensureRoutes } from './routes.ts';
-import { ensureWireguard, removeWireguard, type WireguardDevice } from './wireguard.ts';
+import { ensureWireguard, removeWireguard, UAPI_DIR, type WireguardDevice } from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const PORT = 51820;
 
-export interface WgHost {
-  readonly ns: TestNs;
-  readonly ctr: TestNs;
+/** Live (non-zombie) wireguard-go processes serving `name`. */
+export function wgGoPids(name: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      const state = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]?.[0];
+      if (basename(argv[0] ?? '') === 'wireguard-go' && argv[1] === name && state !== 'Z') pids.push(Number(d));
+    } catch {} // gone meanwhile
+  }
+  return pids;
+}
+
+/** Kills the wireguard-go daemons of these devices and removes their UAPI sockets (a suite's teardown). */
+export async function killWireguardGo(names: readonly string[]): Promise<void> {
+  for (const name of names) for (const pid of wgGoPids(name)) process.kill(pid, 'SIGKILL');
+  await sleep(200);
+  for (const name of names) await fs.rm(join(UAPI_DIR, `${name}.sock`), { force: true });
+}
+
+export interface WgHost extends RoutedHost {
   readonly exec: Exec;
+  /** its WireGuard device's name (unique on this machine: wireguard-go's sockets are shared) */
   readonly dev: string;
   readonly keyDir: string;
+  /** the container's block, what a peer routes to this host */
   readonly block: string;
   readonly ctrIp: string;
-  readonly underlayIp: string;
   publicKey: string;
   readonly keyFile: string;
 }
 
+/** A routed host (routedHost) with a WireGuard private key in `keyDir`, for device `dev`. */
+export async function wgHost(
+  scratch: Scratch,
+  routed: RoutedHostOptions,
+  o: { dev: string; keyDir: string; block: string; onCommand?: OnCommand },
+): Promise<WgHost> {
+  const key = await ensurePrivateKey(o.keyDir);
+  const h = await routedHost(scratch, routed);
+  const exec = createExec({ netns: h.ns.path, ...(o.onCommand ? { onCommand: o.onCommand } : {}) });
+  return {
+    ...h,
+    exec,
+    dev: o.dev,
+    keyDir: o.keyDir,
+    block: o.block,
+    ctrIp: routed.ctrIp,
+    publicKey: key.publicKey,
+    keyFile: key.file,
+  };
+}
+
+/** A WgHost of a pair: `underlayIp` is where its peer reaches it. */
+export interface PairHost extends WgHost {
+  readonly underlayIp: string;
+}
+
 export interface WgPair {
-  readonly a: WgHost;
-  readonly b: WgHost;
+  readonly a: PairHost;
+  readonly b: PairHost;
   /** the device spec of host h, peering with the other (current keys) */
-  spec(h: WgHost): WireguardDevice;
+  spec(h: PairHost): WireguardDevice;
   close(): Promise<void>;
 }
 
@@ -48,40 +102,22 @@ export interface WgPair {
 export async function createWgPair(n: number): Promise<WgPair> {
   const run = randomBytes(2).toString('hex');
   const work = await fs.mkdtemp(join(tmpdir(), 'truss-wgrot-'));
-  const spaces: TestNs[] = [];
-  const ns = async (role: string): Promise<TestNs> => {
-    const s = await createTestNs(role);
-    spaces.push(s);
-    return s;
-  };
+  const scratch = scratchPool();
   const ul = `198.18.${n + 2}`;
-  async function host(role: 'a' | 'b', octet: number, underlayIp: string): Promise<WgHost> {
-    const h = await ns(`rot${role}`);
-    const ctr = await ns(`rotc${role}`);
-    const keyDir = join(work, role);
-    const key = await ensurePrivateKey(keyDir);
-    await h.must(
-      ['ip', '-batch', '-'],
-      `link add v${role} type veth peer name eth0 netns ${ctr.name}\naddr add 198.18.${octet}.1/24 dev v${role}\nlink set v${role} up\n`,
-    );
-    await h.must(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-    await ctr.must(
-      ['ip', '-batch', '-'],
-      `addr add 198.18.${octet}.2/24 dev eth0\nlink set eth0 up\nroute add default via 198.18.${octet}.1\n`,
-    );
-    return {
-      ns: h,
-      ctr,
-      exec: createExec({ netns: h.path }),
-      dev: `trwg${run}r${role}`,
-      keyDir,
-      block: `198.18.${octet}.0/24`,
-      ctrIp: `198.18.${octet}.2`,
-      underlayIp,
-      publicKey: key.publicKey,
-      keyFile: key.file,
-    };
-  }
+  const host = async (role: 'a' | 'b', octet: number, underlayIp: string): Promise<PairHost> => ({
+    ...(await wgHost(
+      scratch,
+      {
+        host: `rot${role}`,
+        ctr: `rotc${role}`,
+        link: `v${role}`,
+        gateway: `198.18.${octet}.1/24`,
+        ctrIp: `198.18.${octet}.2`,
+      },
+      { dev: `trwg${run}r${role}`, keyDir: join(work, role), block: `198.18.${octet}.0/24` },
+    )),
+    underlayIp,
+  });
   const a = await host('a', n, `${ul}.1`);
   const b = await host('b', n + 1, `${ul}.2`);
   await a.ns.must(
@@ -89,7 +125,7 @@ export async function createWgPair(n: number): Promise<WgPair> {
     `link add ulrot type veth peer name ulrot netns ${b.ns.name}\naddr add ${ul}.1/30 dev ulrot\nlink set ulrot up\n`,
   );
   await b.ns.must(['ip', '-batch', '-'], `addr add ${ul}.2/30 dev ulrot\nlink set ulrot up\n`);
-  const spec = (h: WgHost): WireguardDevice => {
+  const spec = (h: PairHost): WireguardDevice => {
     const o = h === a ? b : a;
     return {
       name: h.dev,
@@ -109,7 +145,7 @@ export async function createWgPair(n: number): Promise<WgPair> {
     spec,
     async close() {
       for (const h of [a, b]) await removeWireguard(h.exec, h.dev).catch(() => {});
-      for (const s of spaces) await s.remove();
+      await scratch.close();
       await fs.rm(work, { recursive: true, force: true });
     },
   };

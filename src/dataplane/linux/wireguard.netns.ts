@@ -12,16 +12,16 @@
  */
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { computeWireguardMtu } from '../../core/cluster/mtu.ts';
-import { createExec, type Exec } from './exec.ts';
-import { BUSYBOX, createTestNs, listTestNamespaces, pingOk, serveHi, type TestNs, tcpHi } from './netns-testutil.ts';
-import { ensureRoutes, listRoutes, removeRoute, TRUSS_ROUTE_PROTO } from './routes.ts';
+import { createExec } from './exec.ts';
+import { BUSYBOX, capture, createScratch, pingOk, run, serveHi, type TestNs, tcpHi } from './netns-testutil.ts';
+import { ensureRoutes, listRoutes, removeRoute } from './routes.ts';
 import {
   detectWireguard,
   ensureWireguard,
@@ -33,24 +33,20 @@ import {
   wireguardMark,
 } from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
-import { createWgPair, rotateOnce, startPing, type WgPair } from './wireguard-testutil.ts';
+import {
+  createWgPair,
+  killWireguardGo,
+  rotateOnce,
+  startPing,
+  type WgHost,
+  type WgPair,
+  wgGoPids,
+  wgHost,
+} from './wireguard-testutil.ts';
 
 const RUN = randomBytes(2).toString('hex');
 const PORT = 51820;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Live (non-zombie) wireguard-go processes serving `name`. */
-function wgGoPids(name: string): number[] {
-  const pids: number[] = [];
-  for (const d of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      const state = readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1]?.[0];
-      if (basename(argv[0] ?? '') === 'wireguard-go' && argv[1] === name && state !== 'Z') pids.push(Number(d));
-    } catch {} // gone meanwhile
-  }
-  return pids;
-}
 
 async function eventually(what: string, f: () => Promise<boolean>, timeoutMs = 8000): Promise<number> {
   const t0 = performance.now();
@@ -63,22 +59,13 @@ async function eventually(what: string, f: () => Promise<boolean>, timeoutMs = 8
 
 const ms = (t: number): string => `${t.toFixed(1)} ms`;
 
-interface Host {
-  readonly ns: TestNs;
-  readonly ctr: TestNs;
-  readonly exec: Exec;
+interface Host extends WgHost {
+  /** every command its exec ran */
   readonly log: string[][];
-  readonly dev: string;
-  readonly keyDir: string;
-  readonly block: string;
-  readonly ctrIp: string;
-  publicKey: string;
-  keyFile: string;
 }
 
 describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 240_000 }, () => {
-  const spaces: TestNs[] = [];
-  const procs: ChildProcess[] = [];
+  const scratch = createScratch();
   const devNames: string[] = [];
   let work: string;
   let A: Host;
@@ -86,44 +73,16 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
   let C: Host;
   const figures: string[] = [];
 
-  const ns = async (role: string): Promise<TestNs> => {
-    const s = await createTestNs(role);
-    spaces.push(s);
-    return s;
-  };
-
   async function host(role: string, n: number): Promise<Host> {
-    const h = await ns(`h${role}`);
-    const ctr = await ns(`c${role}`);
     const log: string[][] = [];
     const dev = `trwg${RUN}-${role}`;
     devNames.push(dev);
-    const keyDir = join(work, role, 'wireguard');
-    const key = await ensurePrivateKey(keyDir);
-    const exec = createExec({ netns: h.path, onCommand: (argv) => log.push([...argv]) });
-    await h.must(
-      ['ip', '-batch', '-'],
-      [`link add v${role} type veth peer name eth0 netns ${ctr.name}`, `addr add 198.18.${n}.1/24 dev v${role}`]
-        .concat([`link set v${role} up`, ''])
-        .join('\n'),
+    const h = await wgHost(
+      scratch,
+      { host: `h${role}`, ctr: `c${role}`, link: `v${role}`, gateway: `198.18.${n}.1/24`, ctrIp: `198.18.${n}.2` },
+      { dev, keyDir: join(work, role, 'wireguard'), block: `198.18.${n}.0/24`, onCommand: (a) => log.push([...a]) },
     );
-    await h.must(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-    await ctr.must(
-      ['ip', '-batch', '-'],
-      `addr add 198.18.${n}.2/24 dev eth0\nlink set eth0 up\nroute add default via 198.18.${n}.1\n`,
-    );
-    return {
-      ns: h,
-      ctr,
-      exec,
-      log,
-      dev,
-      keyDir,
-      block: `198.18.${n}.0/24`,
-      ctrIp: `198.18.${n}.2`,
-      publicKey: key.publicKey,
-      keyFile: key.file,
-    };
+    return Object.assign(h, { log });
   }
 
   const peer = (h: Host, endpoint: string, extra: Partial<WireguardPeer> = {}): WireguardPeer => ({
@@ -154,6 +113,8 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
 
   before(async () => {
     work = await fs.mkdtemp(join(tmpdir(), 'truss-wg-'));
+    scratch.defer(() => fs.rm(work, { recursive: true, force: true }));
+    scratch.defer(() => killWireguardGo(devNames));
     A = await host('a', 210);
     B = await host('b', 211);
     C = await host('c', 212);
@@ -173,13 +134,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     await C.ns.must(['ip', '-batch', '-'], 'addr add fd00:200::2/126 dev ulca nodad\nlink set ulca up\n');
   });
 
-  after(async () => {
-    for (const p of procs) p.kill('SIGKILL');
-    for (const name of devNames) for (const pid of wgGoPids(name)) process.kill(pid, 'SIGKILL');
-    await sleep(200);
-    for (const name of devNames) await fs.rm(join(UAPI_DIR, `${name}.sock`), { force: true });
-    for (const s of spaces) await s.remove();
-    if (work) await fs.rm(work, { recursive: true, force: true });
+  after(() => {
     for (const f of figures) process.stdout.write(`# figure: ${f}\n`);
   });
 
@@ -222,7 +177,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     figures.push(`first ping through a fresh tunnel (handshake included): ${ms(first)}`);
     await eventually('cA → cC ping (IPv6 underlay)', () => pingOk(A.ctr, C.ctrIp));
     assert.ok(await pingOk(B.ctr, A.ctrIp));
-    procs.push(serveHi(B.ctr, 8080));
+    scratch.proc(serveHi(B.ctr, 8080));
     await eventually('TCP cA → cB', () => tcpHi(A.ctr, B.ctrIp, 8080));
     assert.ok((await peerState(A, B))?.latestHandshake, 'A and B have a session');
     t.diagnostic(`A's routes: ${JSON.stringify(await listRoutes(A.exec))}`);
@@ -254,25 +209,26 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     const ul = join(work, 'underlay.pcap');
     const inner = join(work, 'inner.pcap');
     const [capUl, capIn] = await Promise.all([capture(B.ns, 'ulba', ul), capture(B.ctr, 'eth0', inner)]);
-    const server = spawn(
-      'nsenter',
-      [
-        `--net=${B.ctr.path}`,
-        '--',
-        BUSYBOX,
-        'nc',
-        '-ll',
-        '-p',
-        '8081',
-        '-e',
-        BUSYBOX,
-        'sh',
-        '-c',
-        'read l; echo "got $l"',
-      ],
-      { stdio: 'ignore' },
+    scratch.proc(
+      spawn(
+        'nsenter',
+        [
+          `--net=${B.ctr.path}`,
+          '--',
+          BUSYBOX,
+          'nc',
+          '-ll',
+          '-p',
+          '8081',
+          '-e',
+          BUSYBOX,
+          'sh',
+          '-c',
+          'read l; echo "got $l"',
+        ],
+        { stdio: 'ignore' },
+      ),
     );
-    procs.push(server);
     await eventually('marker echoed', async () => {
       const r = await A.ctr.run([BUSYBOX, 'nc', '-w', '1', B.ctrIp, '8081'], `${marker}\n`, 3000);
       return r.stdout.includes(`got ${marker}`);
@@ -280,7 +236,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     await Promise.all([capUl.stop(), capIn.stop()]);
     assert.ok((await fs.readFile(inner)).includes(marker), 'control: the marker is visible inside the container');
     assert.ok(!(await fs.readFile(ul)).includes(marker), 'the marker never appears on the underlay');
-    const lines = (await runOut(['tcpdump', '-nn', '-r', ul])).split('\n').filter((l) => / IP /.test(l));
+    const lines = (await run(['tcpdump', '-nn', '-r', ul])).stdout.split('\n').filter((l) => / IP /.test(l));
     assert.ok(lines.length >= 4, 'the capture saw the tunnel traffic');
     const wg = /IP 198\.18\.200\.[12]\.51820 > 198\.18\.200\.[12]\.51820: UDP, length \d+$/;
     assert.deepEqual(
@@ -341,7 +297,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
   });
 
   it('survives the death of the process that made it (kill -9 of its process group) and is adopted', async () => {
-    const D = await ns('hd');
+    const D = await scratch.ns('hd');
     const name = `trwg${RUN}-d`;
     devNames.push(name);
     const key = await ensurePrivateKey(join(work, 'd'));
@@ -358,7 +314,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
       ].join('\n'),
     );
     const child = spawn(process.execPath, [script], { detached: true, stdio: ['ignore', 'pipe', 'inherit'] });
-    procs.push(child);
+    scratch.proc(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout?.on('data', (b: Buffer) => b.toString().includes('ready') && resolve());
       child.once('exit', (c) => reject(new Error(`manager exited ${c}`)));
@@ -386,7 +342,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     const pinger = spawn('nsenter', [`--net=${A.ctr.path}`, '--', BUSYBOX, 'ping', '-i', '0.1', B.ctrIp], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    procs.push(pinger);
+    scratch.proc(pinger);
     pinger.stdout?.on('data', (b: Buffer) => {
       for (const l of b.toString().split('\n')) if (l.includes('seq=')) arrivals.push(performance.now());
     });
@@ -448,7 +404,7 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
       const srv = spawn('nsenter', [`--net=${server.path}`, '--', 'iperf3', '-s', '-1', '-p', '5301'], {
         stdio: 'ignore',
       });
-      procs.push(srv);
+      scratch.proc(srv);
       let bps = 0;
       await eventually(
         `iperf3 to ${ip}`,
@@ -536,131 +492,3 @@ describe('WireGuard key rotation under a 10 ms ping (kernel, wireguard-go)', { t
     );
   });
 });
-
-describe('truss routes (kernel)', { timeout: 60_000 }, () => {
-  let h: TestNs;
-  let exec: Exec;
-  before(async () => {
-    h = await createTestNs('routes');
-    exec = createExec({ netns: h.path });
-    await h.must(
-      ['ip', '-batch', '-'],
-      [
-        'link add rt0 type veth peer name rt1',
-        'link set rt0 up',
-        'link set rt1 up',
-        'addr add fd00:300::1/64 dev rt0 nodad',
-        // a foreign route to a destination truss will want, and one beside ours
-        'route add 198.19.5.0/24 dev rt0 proto static',
-        'route add 198.19.6.0/24 dev rt0 proto boot',
-        '',
-      ].join('\n'),
-    );
-  });
-  after(async () => {
-    await h.remove();
-  });
-  const show = async (): Promise<{ dst: string; protocol?: string; metrics?: { mtu?: number }[] }[]> => [
-    ...(await h.ipJson<{ dst: string }[]>(['route', 'show'])),
-    ...(await h.ipJson<{ dst: string }[]>(['-6', 'route', 'show'])),
-  ];
-
-  it('programs many routes in one batch, lists only ours, and a second ensure writes nothing', async (t) => {
-    const want = Array.from({ length: 200 }, (_, i) => ({ dst: `198.18.${i}.0/24`, dev: 'rt0', mtu: 1440 }));
-    want.push({ dst: 'fd00:211::/64', dev: 'rt0', mtu: 1408 });
-    let t0 = performance.now();
-    const lines = await ensureRoutes(exec, want);
-    t.diagnostic(`ensureRoutes 201 routes: ${ms(performance.now() - t0)}`);
-    assert.equal(lines.length, 201);
-    const ours = await listRoutes(exec);
-    assert.equal(ours.length, 201);
-    assert.ok(!ours.some((r) => r.dst.startsWith('198.19.')), 'foreign routes are not listed');
-    t0 = performance.now();
-    assert.deepEqual(await ensureRoutes(exec, want), []);
-    t.diagnostic(`ensureRoutes 201 routes, no-op: ${ms(performance.now() - t0)}`);
-    const all = await show();
-    assert.equal(all.filter((r) => r.protocol === String(TRUSS_ROUTE_PROTO)).length, 201);
-  });
-
-  it('replaces on change instead of duplicating', async () => {
-    await ensureRoutes(exec, [
-      { dst: '198.18.7.0/24', dev: 'rt1' },
-      { dst: 'fd00:211::/64', dev: 'rt0', mtu: 1280 },
-    ]);
-    const all = await show();
-    const seven = all.filter((r) => r.dst === '198.18.7.0/24');
-    assert.equal(seven.length, 1);
-    assert.equal(seven[0]?.metrics, undefined);
-    const six = all.filter((r) => r.dst === 'fd00:211::/64');
-    assert.equal(six.length, 1);
-    assert.equal(six[0]?.metrics?.[0]?.mtu, 1280);
-  });
-
-  it("refuses a destination held by a foreign route, still programs the rest, and never deletes another's route", async () => {
-    await assert.rejects(
-      ensureRoutes(exec, [
-        { dst: '198.19.5.0/24', dev: 'rt0' },
-        { dst: '198.19.7.0/24', dev: 'rt0' },
-      ]),
-      { code: 'TRUSS_ERR_KERNEL_OBJECT_FOREIGN', message: /198\.19\.5\.0\/24/ },
-    );
-    const all = await show();
-    assert.equal(all.find((r) => r.dst === '198.19.5.0/24')?.protocol, 'static', 'foreign route untouched');
-    assert.equal(all.find((r) => r.dst === '198.19.7.0/24')?.protocol, String(TRUSS_ROUTE_PROTO));
-    await removeRoute(exec, '198.19.6.0/24');
-    assert.ok(
-      (await show()).some((r) => r.dst === '198.19.6.0/24'),
-      'a foreign route survives removeRoute',
-    );
-  });
-
-  it('removeRoute deletes ours; gone is success', async () => {
-    for (const r of await listRoutes(exec)) await removeRoute(exec, r.dst);
-    assert.deepEqual(await listRoutes(exec), []);
-    await removeRoute(exec, '198.18.1.0/24');
-    assert.equal((await show()).filter((r) => r.dst.startsWith('198.19.')).length, 2);
-  });
-
-  it('leaves no test namespace behind', async () => {
-    await h.remove();
-    const left = await listTestNamespaces();
-    assert.ok(!left.includes(h.name));
-  });
-});
-
-// ---------- helpers ----------
-
-async function runOut(argv: string[]): Promise<string> {
-  const p = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
-  let out = '';
-  p.stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  await new Promise((r) => p.once('close', r));
-  return out;
-}
-
-/** tcpdump -w in a namespace; resolves once it listens. -Z root: the pcap goes to a 0700 temp dir. */
-async function capture(ns: TestNs, dev: string, file: string): Promise<{ stop(): Promise<void> }> {
-  const p = spawn('nsenter', [`--net=${ns.path}`, '--', 'tcpdump', '-i', dev, '-U', '-n', '-Z', 'root', '-w', file], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    p.stderr?.on('data', (b: Buffer) => {
-      err += b.toString();
-      if (err.includes('listening on')) resolve();
-    });
-    p.once('exit', (c) => reject(new Error(`tcpdump exited ${c}`)));
-  });
-  return {
-    stop: async () => {
-      // why: packets reach tcpdump up to ~1 s late (its buffer timeout, even with --immediate-mode
-      // here); at SIGINT it drops what it has not read yet
-      await sleep(1500);
-      const done = new Promise((r) => p.once('exit', r));
-      p.kill('SIGINT');
-      await done;
-    },
-  };
-}
