@@ -39,13 +39,16 @@ const SUFFIXES: Readonly<Record<MetricType, readonly string[]>> = {
 export function parseExposition(text: string): Map<string, Family> {
   const families = new Map<string, Family>();
   const help = new Map<string, string>();
-  text.split('\n').forEach((line, i) => {
+  for (const [i, line] of text.split('\n').entries()) {
     const fail = (why: string): never => {
       throw new Error(`exposition line ${i + 1}: ${why}: ${JSON.stringify(line.slice(0, 200))}`);
     };
-    if (line === '') return;
+    if (line === '') continue;
     const h = HELP_RE.exec(line);
-    if (h) return void help.set(h[1] as string, unescapeHelp(h[2] as string));
+    if (h) {
+      help.set(h[1] as string, unescapeHelp(h[2] as string));
+      continue;
+    }
     const t = TYPE_RE.exec(line);
     if (t) {
       const name = t[1] as string;
@@ -56,15 +59,15 @@ export function parseExposition(text: string): Map<string, Family> {
         help: help.get(name) ?? fail('# TYPE before its # HELP'),
         samples: [],
       });
-      return;
+      continue;
     }
-    if (line.startsWith('#')) return;
+    if (line.startsWith('#')) continue;
     const s = SAMPLE_RE.exec(line) ?? fail('not a sample');
     const name = s[1] as string;
     const family = familyOf(families, name) ?? fail('a sample of no declared family');
     const value = parseValue(s[3] as string) ?? fail('not a number');
     family.samples.push({ name, labels: parseLabels(s[2] ?? '', fail), value });
-  });
+  }
   return families;
 }
 

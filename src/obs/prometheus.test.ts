@@ -62,8 +62,8 @@ function statusBody(over: Partial<StatusBody> = {}): StatusBody {
       reconciledRevision: 7,
       objects: {
         [`bridge:trb${N1.slice(0, 12)}`]: { state: 'ok', updatedAt: 'x' },
-        [`shaper:trv1`]: { state: 'error', lastError: 'tc refused', code: 'EINVAL', updatedAt: 'x' },
-        [`shaper:trv2`]: { state: 'error', lastError: 'tc refused', code: 'EINVAL', updatedAt: 'x' },
+        'shaper:trv1': { state: 'error', lastError: 'tc refused', code: 'EINVAL', updatedAt: 'x' },
+        'shaper:trv2': { state: 'error', lastError: 'tc refused', code: 'EINVAL', updatedAt: 'x' },
         firewall: { state: 'ok', updatedAt: 'x' },
       },
     },
