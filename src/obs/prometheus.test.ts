@@ -44,18 +44,18 @@ function statusBody(over: Partial<StatusBody> = {}): StatusBody {
     guardCounters: { mac: { packets: 4, bytes: 256 }, arp: { packets: 1, bytes: 42 } },
     pools: [
       {
-        id: 'LocalDefault/198.18.10.0/24',
-        addressSpace: 'LocalDefault',
+        id: 'TrussLocal/198.18.10.0/24',
+        addressSpace: 'TrussLocal',
         family: 4,
         pool: '198.18.10.0/24',
         dynamic: false,
       },
-      { id: 'LocalDefault/fd00:1::/64', addressSpace: 'LocalDefault', family: 6, pool: 'fd00:1::/64', dynamic: false },
+      { id: 'TrussLocal/fd00:1::/64', addressSpace: 'TrussLocal', family: 6, pool: 'fd00:1::/64', dynamic: false },
     ],
     addresses: [
-      { poolId: 'LocalDefault/198.18.10.0/24', address: '198.18.10.1', kind: 'gateway' },
-      { poolId: 'LocalDefault/198.18.10.0/24', address: '198.18.10.2', kind: 'endpoint', owner: E1 },
-      { poolId: 'LocalDefault/198.18.10.0/24', address: '198.18.10.3', kind: 'endpoint', owner: E2 },
+      { poolId: 'TrussLocal/198.18.10.0/24', address: '198.18.10.1', kind: 'gateway' },
+      { poolId: 'TrussLocal/198.18.10.0/24', address: '198.18.10.2', kind: 'endpoint', owner: E1 },
+      { poolId: 'TrussLocal/198.18.10.0/24', address: '198.18.10.3', kind: 'endpoint', owner: E2 },
     ],
     kernel: { inSync: false, problems: ['bridge trb111111111111 is missing', 'nft table inet truss is missing'] },
     reconciler: {
@@ -200,10 +200,10 @@ describe('prometheus exposition', () => {
     assert.equal(sampleValue(f, 'truss_policy_denied_packets_total', n2), 0);
     assert.equal(sampleValue(f, 'truss_antispoof_dropped_packets_total', { reason: 'mac' }), 4);
     assert.equal(sampleValue(f, 'truss_antispoof_dropped_bytes_total', { reason: 'arp' }), 42);
-    const v4 = { pool: '198.18.10.0/24', address_space: 'LocalDefault' };
+    const v4 = { pool: '198.18.10.0/24', address_space: 'TrussLocal' };
     assert.equal(sampleValue(f, 'truss_ipam_pool_used_addresses', v4), 3);
     assert.equal(sampleValue(f, 'truss_ipam_pool_size_addresses', v4), 254);
-    const v6 = { pool: 'fd00:1::/64', address_space: 'LocalDefault' };
+    const v6 = { pool: 'fd00:1::/64', address_space: 'TrussLocal' };
     assert.equal(sampleValue(f, 'truss_ipam_pool_used_addresses', v6), 0);
     assert.equal(sampleValue(f, 'truss_ipam_pool_size_addresses', v6), 2 ** 64 - 1);
     assert.equal(sampleValue(f, 'truss_etcd_connected'), 1);
