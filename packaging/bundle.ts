@@ -1,5 +1,5 @@
 /**
- * The daemon as one ES module (`npm run build`): esbuild bundles src/ (and zod, etcd3 with its
+ * The daemon as one ES module (`npm run build`): esbuild bundles src/ (and zod, prom-client, etcd3 with its
  * gRPC stack) into APP/lib/truss.mjs and copies etcd3's .proto files, which it reads at run time
  * from `${__dirname}/../proto`, to APP/proto. The managed plugin ships this bundle
  * (packaging/plugin/build.ts), and scripts/run.sh runs it: it is what truss runs as in

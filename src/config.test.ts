@@ -125,4 +125,21 @@ describe('loadConfig', () => {
       message: /admin socket .*admin\.sock would exceed the 107 bytes of a unix socket path; use a shorter state dir/,
     });
   });
+  it('--metrics-address (or TRUSS_METRICS_ADDRESS): off by default, HOST:PORT, refused naming the fix', () => {
+    assert.equal(loadConfig([], {}).metricsAddress, undefined);
+    assert.deepEqual(loadConfig(['--metrics-address', '127.0.0.1:9733'], {}).metricsAddress, {
+      host: '127.0.0.1',
+      port: 9733,
+    });
+    assert.deepEqual(loadConfig([], { TRUSS_METRICS_ADDRESS: '[::1]:9733' }).metricsAddress, {
+      host: '::1',
+      port: 9733,
+    });
+    for (const bad of ['9733', 'localhost:9733', '127.0.0.1:0', '127.0.0.1:70000', '::1:9733']) {
+      assert.throws(() => loadConfig(['--metrics-address', bad], {}), {
+        code: 'TRUSS_ERR_OPTION_INVALID',
+        message: /--metrics-address .*expected HOST:PORT .* e\.g\. 127\.0\.0\.1:9733/,
+      });
+    }
+  });
 });

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
+import { type ListenAddress, parseListenAddress } from './core/listen-address.ts';
 import type { Level } from './obs/logger.ts';
 
 export interface Config {
@@ -33,6 +34,8 @@ export interface Config {
   readonly iptables?: string;
   /** a writable /proc/sys mounted elsewhere (the managed plugin's /proc/sys is read-only) */
   readonly procSys?: string;
+  /** --metrics-address: where /metrics, /healthz and /readyz are served over TCP (off by default) */
+  readonly metricsAddress?: ListenAddress;
 }
 
 export const DEFAULTS = {
@@ -64,6 +67,7 @@ export const SERVE_OPTIONS = {
   'wg-port': { type: 'string' },
   iptables: { type: 'string' },
   'proc-sys': { type: 'string' },
+  'metrics-address': { type: 'string' },
 } as const;
 
 export function adminSocketPath(stateDir: string): string {
@@ -144,7 +148,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (procSys !== undefined && (!procSys.startsWith('/') || procSys.includes('\0'))) {
     throw errors.badOption(`--proc-sys ${JSON.stringify(procSys)}: expected an absolute path`);
   }
+  const metricsText = pick(values['metrics-address'], 'TRUSS_METRICS_ADDRESS');
+  const metricsAddress = metricsText === undefined ? undefined : parseListenAddress(metricsText);
+  if (metricsText !== undefined && metricsAddress === undefined) {
+    throw errors.badOption(
+      `--metrics-address ${JSON.stringify(metricsText.slice(0, 80))}: expected HOST:PORT with an IP address and a port 1-65535, e.g. 127.0.0.1:9733 (IPv6: [::1]:9733)`,
+    );
+  }
   return {
+    ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     ...(iptables !== undefined ? { iptables } : {}),
     ...(procSys !== undefined ? { procSys } : {}),
     ...(store !== undefined ? { store } : {}),

@@ -19,11 +19,14 @@ import type { Dataplane } from './core/contracts.ts';
 import { errors, type TrussError } from './core/errors.ts';
 import { FOREIGN_FIX } from './core/naming.ts';
 import type { Capabilities } from './core/preflight.ts';
+import { wireObservability } from './daemon-observability.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
 import { withFaults } from './obs/fault.ts';
+import type { ObservabilityHandlers } from './obs/health-http.ts';
 import { createLogger, type Logger } from './obs/logger.ts';
 import { createMetrics } from './obs/metrics.ts';
+import { createTrussMetrics } from './obs/prometheus.ts';
 import { VERSION } from './obs/version.ts';
 import { buildServer } from './protocol/server.ts';
 import { Reconciler } from './reconcile/reconciler.ts';
@@ -98,6 +101,8 @@ export interface Daemon {
   /** the protocol (plugin) and admin servers, not listening */
   readonly plugin: http.Server;
   readonly admin: http.Server;
+  /** /metrics, /healthz, /readyz (on the admin socket already; main.ts serves them on --metrics-address) */
+  readonly observability: ObservabilityHandlers;
   /** requests whose reply never reached dockerd (service/journal.ts) */
   readonly journal: Journal;
   /**
@@ -224,7 +229,9 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       graceMs: config.gcGraceMs,
     });
   const releases = new ReleaseRetry(ipam, log.child({ component: 'ipam' }));
+  const prometheus = createTrussMetrics({ cluster: cluster !== undefined, version: VERSION });
   const reconciler = new Reconciler({
+    observer: prometheus.reconcile,
     loadIntent: async (opts) => ({
       ...(await repo.snapshot(opts)),
       ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
@@ -295,8 +302,17 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     // why: a (re)starting dockerd activates its plugins about when it re-inserts its own FORWARD
     // jumps above truss's; full passes then put truss's back first without waiting for the periodic one
     onActivate: () => reconciler.resyncAfter(ACTIVATE_RESYNC_MS),
+    onRpc: prometheus.rpc,
   });
   const metrics = createMetrics();
+  const observability = wireObservability({
+    metrics: prometheus,
+    status,
+    reconciler,
+    plugin,
+    ...(cluster ? { cluster } : {}),
+    started: () => reconciling,
+  });
   const clusterAdmin = new ClusterAdmin({ cluster, rotatePrivateKey, trigger: () => reconciler.trigger(), log });
   const admin = buildAdminServer(
     {
@@ -312,6 +328,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       rotateKey: () => clusterAdmin.rotateKey(),
       cleanupForeign: () => reconciler.cleanupForeign(),
       forgetNode: (node, force) => clusterAdmin.forget(node, force),
+      observability,
     },
     log.child({ component: 'admin' }),
   );
@@ -344,12 +361,14 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     ...(cluster ? { cluster } : {}),
     plugin,
     admin,
+    observability,
     start: () => {
       reconciling = true;
       reconciler.start();
       cluster?.agent.start();
     },
     stop: async () => {
+      reconciling = false;
       await Promise.all([reconciler.stop(), cluster?.agent.stop()]);
       await journal.drain();
     },

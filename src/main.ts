@@ -7,9 +7,12 @@
  */
 import type http from 'node:http';
 import { adminSocketPath, loadConfig } from './config.ts';
+import { formatListenAddress } from './core/listen-address.ts';
 import { buildDaemon } from './daemon.ts';
 import { configureFaults } from './obs/fault.ts';
+import { buildObservabilityServer } from './obs/health-http.ts';
 import { acquireInstanceLock } from './obs/instance-lock.ts';
+import { listenTcp } from './obs/listen-tcp.ts';
 import { createLogger } from './obs/logger.ts';
 import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
@@ -50,6 +53,10 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
   });
   const { plugin, admin } = daemon;
   const settled = await daemon.settleLeftovers();
+  // opt-in; bound first, so that an address in use stops the start before dockerd is served
+  const observability = config.metricsAddress && buildObservabilityServer(daemon.observability, log);
+  if (observability && config.metricsAddress)
+    await listenTcp(observability, config.metricsAddress, '--metrics-address');
   await listenUnix(plugin, config.socket);
   await listenUnix(admin, adminPath);
   // startupMs: since the process started (managed plugins must listen within ~12 s; we aim for 2)
@@ -62,6 +69,7 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     startupMs,
     preflightMs,
     ...(settled > 0 ? { settled } : {}),
+    ...(config.metricsAddress ? { metricsAddress: formatListenAddress(config.metricsAddress) } : {}),
   });
 
   let stopping = false;
@@ -71,7 +79,8 @@ export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Pr
     log.info('shutting down; kernel state is left in place', { signal });
     const close = (s: http.Server): Promise<void> => new Promise((r) => s.close(() => r()));
     plugin.closeAllConnections();
-    void Promise.all([close(plugin), close(admin), daemon.stop()])
+    observability?.closeAllConnections();
+    void Promise.all([close(plugin), close(admin), observability && close(observability), daemon.stop()])
       .then(() => Promise.all([daemon.close(), lock.release()]))
       .finally(() => process.exit(code));
   }

@@ -11,6 +11,8 @@
  *   POST /v1/cluster/forget              {"node": NAME, "force": bool}: free a gone host's
  *                                        claims, blocks and memberships in every cluster network
  *   POST /v1/cleanup/foreign             remove the truss links of another or an unknown state
+ *   GET  /metrics, /healthz, /readyz     Prometheus text and health, as on --metrics-address
+ *                                        (obs/health-http.ts; plain text, not JSON)
  */
 
 import http from 'node:http';
@@ -30,6 +32,7 @@ import {
 } from '../core/admin-api.ts';
 import { isTrussError } from '../core/errors.ts';
 import { type NetworkId, networkId } from '../core/ids.ts';
+import { type ObservabilityHandlers, serveObservability } from '../obs/health-http.ts';
 import type { Logger } from '../obs/logger.ts';
 
 /** Typed by the admin contract (core/admin-api.ts); the server adds `schemaVersion`. */
@@ -44,6 +47,8 @@ export interface AdminHandlers {
   forgetNode(node: string, force: boolean): Promise<ForgetBody>;
   /** `truss cleanup --foreign` */
   cleanupForeign?(): Promise<CleanupBody>;
+  /** /metrics, /healthz, /readyz */
+  readonly observability?: ObservabilityHandlers;
 }
 
 /** A reply and the contract entry it must fit. */
@@ -152,6 +157,7 @@ function encode(r: Reply, log: Logger, url: string | undefined): unknown {
 
 export function buildAdminServer(h: AdminHandlers, log: Logger): http.Server {
   return http.createServer((req, res) => {
+    if (h.observability && serveObservability(req, res, h.observability, log)) return;
     const send = (status: number, body: unknown): void => {
       const text = JSON.stringify(body);
       const close = status === 413 ? { connection: 'close' } : {};

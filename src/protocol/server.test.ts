@@ -7,6 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateEndpointInput, RequestContext } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
+import type { RpcObservation } from './server.ts';
 import { recordingServices, startServer, type TestServer } from './testing.ts';
 
 const NID = 'a'.repeat(64);
@@ -176,6 +177,34 @@ describe('protocol server', { timeout: 30_000 }, () => {
     assert.equal(get.status, 405);
     assert.equal(get.headers.allow, 'POST');
     assert.match((get.json as { Err: string }).Err, /plugin calls are POST/);
+  });
+
+  it('tells its observer of every answered request: the route (or unknown), outcome and duration', async () => {
+    const seen: RpcObservation[] = [];
+    const stubs = recordingServices({
+      network: {
+        createNetwork: async () => {
+          throw errors.networkConflict('network 0123 already exists with different options');
+        },
+      },
+    });
+    const s = await start(stubs, { onRpc: (r) => seen.push(r) });
+    await s.request('/NetworkDriver.GetCapabilities', '', { headers: DOCKER_HEADERS });
+    await s.request('/NetworkDriver.CreateNetwork', createNetworkBody(), { headers: DOCKER_HEADERS });
+    await s.request('/NetworkDriver.CreateNetwork', '', { headers: DOCKER_HEADERS });
+    await s.request(`/Made.Up.${'x'.repeat(50)}`, '{}');
+    await s.request('/Plugin.Activate', '', { method: 'GET' });
+    assert.deepEqual(
+      seen.map((r) => [r.method, r.outcome]),
+      [
+        ['NetworkDriver.GetCapabilities', 'ok'],
+        ['NetworkDriver.CreateNetwork', 'error'],
+        ['NetworkDriver.CreateNetwork', 'error'],
+        ['unknown', 'error'],
+        ['unknown', 'error'],
+      ],
+    );
+    for (const r of seen) assert.ok(r.seconds >= 0 && r.seconds < 5, `${r.seconds}`);
   });
 
   it('replies 500 with Err and Error set to a TrussError message, logged once at warn', async () => {

@@ -46,6 +46,15 @@ export interface ServerDeps {
   readonly idleConnectionMs?: number;
   /** dockerd activated the plugin: it has (re)started */
   readonly onActivate?: () => void;
+  /** told of every request once it is answered (the daemon's metrics) */
+  readonly onRpc?: (rpc: RpcObservation) => void;
+}
+
+/** One answered request: the route (`unknown` for a path that is none), its outcome and duration. */
+export interface RpcObservation {
+  readonly method: string;
+  readonly outcome: 'ok' | 'error';
+  readonly seconds: number;
 }
 
 export const SERVER_DEFAULTS = {
@@ -85,7 +94,7 @@ export function buildServer(deps: ServerDeps): http.Server {
   // why: dockerd 20.10 sends an empty Host header; never refuse a request over its Host.
   const server = http.createServer({ requireHostHeader: false }, (req, res) => {
     const reqId = (++seq).toString(36);
-    serve(req, res, { routes, timeoutMs, log, reqId }).catch((err: unknown) => {
+    serve(req, res, { routes, timeoutMs, log, reqId, onRpc: deps.onRpc }).catch((err: unknown) => {
       // serve() answers every error itself; this is the last line of defence.
       log.error('rpc handler crashed', { reqId, err });
       if (!res.headersSent) res.destroy();
@@ -121,6 +130,7 @@ interface ServeContext {
   readonly timeoutMs: number;
   readonly log: Logger;
   readonly reqId: string;
+  readonly onRpc: ((rpc: RpcObservation) => void) | undefined;
 }
 
 async function serve(req: http.IncomingMessage, res: http.ServerResponse, ctx: ServeContext): Promise<void> {
@@ -157,7 +167,11 @@ async function serve(req: http.IncomingMessage, res: http.ServerResponse, ctx: S
     ({ status, body: reply, close } = r);
     send(res, status, JSON.stringify(reply), close);
   }
-  log.debug('rpc response', { status, body: reply, durationMs: Math.round((performance.now() - started) * 10) / 10 });
+  const ms = performance.now() - started;
+  log.debug('rpc response', { status, body: reply, durationMs: Math.round(ms * 10) / 10 });
+  // why 'unknown': the label's values stay the routes truss has, whatever path a client sends
+  const method = ctx.routes.has(rpc) && req.method === 'POST' ? rpc : 'unknown';
+  ctx.onRpc?.({ method, outcome: status === 200 ? 'ok' : 'error', seconds: ms / 1000 });
 }
 
 function send(res: http.ServerResponse, status: number, text: string, close: boolean): void {

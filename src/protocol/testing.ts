@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { IpamDriver, NetworkDriver } from '../core/contracts.ts';
 import { createLogger, type Logger } from '../obs/logger.ts';
-import { buildServer } from './server.ts';
+import { buildServer, type ServerDeps } from './server.ts';
 
 export interface Call {
   readonly method: string;
@@ -115,7 +115,7 @@ export interface Reply {
 
 export async function startServer(
   stubs: Stubs = recordingServices(),
-  opts: { handlerTimeoutMs?: number; idleConnectionMs?: number; onActivate?: () => void } = {},
+  opts: Pick<ServerDeps, 'handlerTimeoutMs' | 'idleConnectionMs' | 'onActivate' | 'onRpc'> = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'truss-protocol-'));
   const socketPath = join(dir, 'p.sock');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../obs/logger.ts';
-import { Engine } from './engine.ts';
+import { Engine, type EngineObserver, type PassResult } from './engine.ts';
 import type { Kind, Owner, SetKind, WholeKind } from './kind.ts';
 
 interface Obj {
@@ -93,7 +93,7 @@ afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.stop()));
 });
 
-function setup(k: Kernel, first: Omit<Desired, 'revision'>, kinds?: Kind<Desired>[]) {
+function setup(k: Kernel, first: Omit<Desired, 'revision'>, kinds?: Kind<Desired>[], observer?: EngineObserver) {
   const state = { desired: { revision: 1, ...first } as Desired };
   let passes = 0;
   const engine = new Engine<Desired, Desired>({
@@ -110,6 +110,7 @@ function setup(k: Kernel, first: Omit<Desired, 'revision'>, kinds?: Kind<Desired
     log: silentLogger,
     resyncMs: 3_600_000,
     backoff: { firstMs: 20, maxMs: 80 },
+    ...(observer ? { observer } : {}),
   });
   engines.push(engine);
   const change = (next: Omit<Desired, 'revision'>) => {
@@ -219,6 +220,38 @@ describe('engine', () => {
     assert.deepEqual(k.writes, ['ensure bridge:b1', 'remove bridge:old', 'remove veth:vold'].sort(byOrder(k.writes)));
     assert.ok(k.writes.indexOf('remove veth:vold') > k.writes.indexOf('ensure bridge:b1'));
     assert.deepEqual(await engine.check(), []);
+  });
+
+  it('tells its observer of each pass and of the drift full passes find, by kind', async () => {
+    const k = new Kernel();
+    const seen = { passes: [] as PassResult[], failed: [] as boolean[], drift: [] as string[] };
+    const observer: EngineObserver = {
+      pass: (r) => seen.passes.push(r),
+      passFailed: (full) => seen.failed.push(full),
+      drift: (kind, n) => seen.drift.push(`${kind} ${n}`),
+    };
+    const first = { bridges: [b('b1')], veths: [veth('v1', 'b1')], fw: b('fw') };
+    const { engine, change } = setup(k, first, undefined, observer);
+    await engine.reconcileNow();
+    assert.deepEqual(
+      seen.passes.map((p) => [p.full, p.changes, p.failures]),
+      [[true, 3, 0]],
+    );
+    // as logged ('kernel drift'): a set kind's full pass counts what the kernel lacks
+    assert.deepEqual(seen.drift.splice(0).sort(), ['bridge 1', 'veth 1']);
+    await engine.reconcileNow();
+    assert.deepEqual(seen.drift, [], 'a full pass over a kernel that matches finds no drift');
+    k.table('veth').delete('v1');
+    k.table('bridge').set('stray', 1);
+    k.table('firewall').set('', 9);
+    await engine.reconcileNow();
+    assert.deepEqual(seen.drift.sort(), ['bridge 1', 'firewall 1', 'veth 1']);
+    k.failing.add('veth:v2');
+    const rev = change({ bridges: [b('b1')], veths: [veth('v1', 'b1'), veth('v2', 'b1')], fw: b('fw') });
+    await engine.waitFor(rev, [], 2_000).catch(() => {});
+    const last = seen.passes.at(-1);
+    assert.deepEqual([last?.full, last?.failures], [false, 1]);
+    assert.deepEqual(seen.failed, []);
   });
 
   it('unwanted objects go veths first, bridges last, when their intent goes', async () => {

@@ -30,6 +30,18 @@ export interface EngineDeps<I extends { readonly revision: number }, D> {
   /** false while objects of another owner are present: shared objects then stay unless we made them */
   shareFree?(): boolean;
   afterFullPass?(desired: D): Promise<void>;
+  /** told of every pass and every drift a full pass finds (the daemon's metrics) */
+  readonly observer?: EngineObserver;
+}
+
+/** What the engine tells as it runs; the composition root gives one (obs/prometheus.ts fills it). */
+export interface EngineObserver {
+  /** a pass finished */
+  pass(result: PassResult): void;
+  /** a pass could not run (loading intent failed) */
+  passFailed(full: boolean): void;
+  /** a full pass found `problems` differences between the kernel and what was applied, in one kind */
+  drift(kind: string, problems: number): void;
 }
 
 import type { KeyStatus } from './ledger.ts';
@@ -78,7 +90,7 @@ export class Engine<I extends { readonly revision: number }, D> {
     const names = deps.kinds.map((k) => k.name);
     if (new Set(names).size !== names.length) throw new Error(`kind names must be unique: ${names.join(', ')}`);
     this.#deps = deps;
-    this.#ledger = new Ledger(deps.log, deps.shareFree);
+    this.#ledger = new Ledger(deps.log, deps.shareFree, deps.observer);
   }
 
   /** First full pass now, then one every resyncMs. */
@@ -217,6 +229,7 @@ export class Engine<I extends { readonly revision: number }, D> {
         } catch (e) {
           // loading intent failed (store unavailable): waiters time out, retry later
           this.#deps.log.error('reconcile pass failed', { err: e, full });
+          this.#deps.observer?.passFailed(full);
           this.#scheduleRetry();
         }
       }
@@ -250,6 +263,7 @@ export class Engine<I extends { readonly revision: number }, D> {
       durationMs: Math.round(performance.now() - started),
     };
     this.#lastPass = pass;
+    this.#deps.observer?.pass(pass);
     const startUp = full && this.#firstPass === undefined;
     if (startUp) this.#firstPass = pass;
     this.#deps.log.debug('reconcile pass', { ...pass });

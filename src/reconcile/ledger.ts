@@ -6,6 +6,7 @@
 import { errors, TrussError } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
 import { ABSENT, Applied, fingerprint } from './applied.ts';
+import type { EngineObserver } from './engine.ts';
 import { type Kind, type KindCheck, type Named, objectKey, type SetKind, type WholeKind } from './kind.ts';
 
 export interface KeyStatus {
@@ -27,10 +28,18 @@ export class Ledger<D> {
   readonly failed = new Map<string, unknown>();
   readonly #log: Logger;
   readonly #shareFreeNow: (() => boolean) | undefined;
+  readonly #observer: Pick<EngineObserver, 'drift'> | undefined;
 
-  constructor(log: Logger, shareFree?: () => boolean) {
+  constructor(log: Logger, shareFree?: () => boolean, observer?: Pick<EngineObserver, 'drift'>) {
     this.#log = log;
     this.#shareFreeNow = shareFree;
+    this.#observer = observer;
+  }
+
+  /** drift a full pass found in one kind: logged, and told to the observer */
+  #drift(kind: string, problems: readonly string[]): void {
+    for (const p of problems) this.#log.warn('kernel drift', { problem: p });
+    if (problems.length > 0) this.#observer?.drift(kind, problems.length);
   }
 
   #shareFree(madeByUs: boolean): boolean {
@@ -60,7 +69,7 @@ export class Ledger<D> {
     const diff = full ? undefined : applied.diff(wanted);
     const stale = new Set(diff ? diff.stale : applied.stale(wanted));
     const checked = full ? await this.#look(kind, wanted, desired) : undefined;
-    for (const p of checked?.problems ?? []) this.#log.warn('kernel drift', { problem: p });
+    this.#drift(kind.name, checked?.problems ?? []);
     if (!kind.extrasMayBeForeign || this.#shareFree(false)) for (const n of checked?.extra ?? []) stale.add(n);
     const drifted = new Set(checked?.drifted);
     const exact = new Set(checked?.exact);
@@ -113,7 +122,7 @@ export class Ledger<D> {
         await this.#attempt(kind.name, () => Promise.reject(e));
         return 0;
       }
-      if (!need) for (const p of problems) this.#log.warn('kernel drift', { problem: p });
+      if (!need) this.#drift(kind.name, problems);
       need = problems.length > 0;
       if (!need) rec.setFingerprint(WHOLE, fp);
     }

@@ -11,7 +11,7 @@ import { computeDesired, type FirewallObject, withVxlanGuard } from '../core/des
 import type { Intent } from '../core/intent.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Logger } from '../obs/logger.ts';
-import { Engine, type PassResult } from './engine.ts';
+import { Engine, type EngineObserver, type PassResult } from './engine.ts';
 import type { Owner } from './kind.ts';
 import { Links } from './kinds/links.ts';
 import type { PassState } from './kinds/pass.ts';
@@ -19,7 +19,7 @@ import type { ForeignLink, OrphanCandidate, StateOwner } from './plan.ts';
 import { registry } from './registry.ts';
 
 export type { Intent } from '../core/intent.ts';
-export type { KeyStatus, PassResult } from './engine.ts';
+export type { EngineObserver, KeyStatus, PassResult } from './engine.ts';
 export type { Owner } from './kind.ts';
 export { guardKey, policyKey, portsKey, shaperKey } from './kinds/endpoint.ts';
 export { EGRESS_KEY, FIREWALL_KEY } from './kinds/host.ts';
@@ -43,6 +43,8 @@ export interface ReconcilerDeps {
   readonly owner?: StateOwner;
   /** Called after each full pass with what it observed (the endpoint GC listens here). */
   afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
+  /** told of every pass and drift (the daemon's metrics) */
+  readonly observer?: EngineObserver;
 }
 
 export class Reconciler {
@@ -65,6 +67,7 @@ export class Reconciler {
       // shared objects (tables, routes, devices) are removed only when no foreign link is present or we made them
       shareFree: () => this.#links.foreign.length === 0,
       ...(after ? { afterFullPass: (d: PassState) => after({ orphans: d.links?.orphans ?? [] }) } : {}),
+      ...(deps.observer ? { observer: deps.observer } : {}),
     });
   }
 
