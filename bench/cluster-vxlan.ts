@@ -11,7 +11,7 @@
  *  - trussNs: truss's path with iperf3 nsenter-ed into the containers (outside their cgroups).
  * Each repetition runs every condition back to back, the order rotating.
  */
-import { containerIp, containerPid, runContainer } from '../e2e/harness/containers.ts';
+import { containerIp, containerPid, createClusterNetwork, runContainer } from '../e2e/harness/containers.ts';
 import { inNetns, run } from '../e2e/harness/exec.ts';
 import type { Host } from '../e2e/harness/host.ts';
 import { enterNetns, nsPing } from '../e2e/harness/netns-tcp.ts';
@@ -81,10 +81,9 @@ export interface VxlanOptions {
   readonly log: (line: string) => void;
 }
 
-async function must(h: Host, argv: readonly string[], where: 'host' | 'docker' = 'host'): Promise<string> {
-  const r = where === 'docker' ? await h.docker(argv, 120_000) : await h.exec(argv);
-  if (r.code !== 0)
-    throw new Error(`${h.name}: ${where === 'docker' ? 'docker ' : ''}${argv.join(' ')}: ${r.stderr.trim()}`);
+async function must(h: Host, argv: readonly string[]): Promise<string> {
+  const r = await h.exec(argv);
+  if (r.code !== 0) throw new Error(`${h.name}: ${argv.join(' ')}: ${r.stderr.trim()}`);
   return r.stdout.trim();
 }
 
@@ -271,25 +270,8 @@ async function linkReport(a: Host, serverPid: number): Promise<Record<string, st
 export async function measureVxlan(hs: readonly [Host, Host], o: VxlanOptions): Promise<VxlanResult> {
   const [a, b] = hs;
   for (const h of hs) {
-    await must(
-      h,
-      [
-        'network',
-        'create',
-        '-d',
-        'truss',
-        '--ipam-driver',
-        'truss',
-        '-o',
-        `truss.cluster=${NETWORK}`,
-        '-o',
-        'truss.encrypt=false',
-        '--subnet',
-        SUBNET,
-        NETWORK,
-      ],
-      'docker',
-    );
+    const r = await createClusterNetwork(h, NETWORK, SUBNET, ['-o', 'truss.encrypt=false']);
+    if (r.code !== 0) throw new Error(`${h.name}: docker network create ${NETWORK}: ${r.stderr.trim()}`);
   }
   await runContainer(a, { name: 'vs', network: NETWORK, cmd: ['iperf3', '-s', '-p', String(CTR_PORT)] });
   await runContainer(b, { name: 'vc', network: NETWORK });

@@ -35,15 +35,22 @@
  * --part all|throughput|convergence|vxlan.
  */
 import { parseArgs } from 'node:util';
-import { containerIp, containerPid, removeContainers, runContainer } from '../e2e/harness/containers.ts';
+import { clusterFixture } from '../e2e/harness/cluster.ts';
+import {
+  containerIp,
+  containerPid,
+  createClusterNetwork,
+  removeContainers,
+  runContainer,
+} from '../e2e/harness/containers.ts';
 import { inNetns, run } from '../e2e/harness/exec.ts';
 import { parseRpcSamples } from '../e2e/harness/figures.ts';
-import { type Host, startHostsOn, stopHostsAndUnderlay } from '../e2e/harness/host.ts';
+import type { Host } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
 import { enterNetns, msUntilConnects, nsTcpConnect } from '../e2e/harness/netns-tcp.ts';
 import { CHILD_PATH } from '../e2e/harness/paths.ts';
 import { SINK_CMD, SINK_PORT } from '../e2e/harness/traffic.ts';
-import { clusterServeArgs, startUnderlay, UNDERLAY_MTU, type Underlay } from '../e2e/harness/underlay.ts';
+import { UNDERLAY_MTU } from '../e2e/harness/underlay.ts';
 import { waitFor } from '../e2e/harness/wait.ts';
 import {
   BARE_DEV,
@@ -115,10 +122,9 @@ const IPERF_PORT = 5201;
 /** how long a start may take to become reachable before the run counts as failed */
 const CONNECT_LIMIT_MS = 15_000;
 const PROBE_STEP_MS = 50;
-const TRUSS_OPTS = { debug: true, defaultPools: '198.18.128.0/17:24' };
 
-const hosts: Host[] = [];
-let underlay: Underlay | undefined;
+/** the hosts that started (cluster.hosts) */
+let hosts: readonly Host[] = [];
 const hostName = (i: number): string => `${SMOKE ? 'cs' : 'cb'}${i + 1}`;
 
 async function must(h: Host, args: readonly string[], timeoutMs = 120_000): Promise<string> {
@@ -131,39 +137,10 @@ async function must(h: Host, args: readonly string[], timeoutMs = 120_000): Prom
 
 const members = new Map<Host, { pid: number; ip: string }>();
 
-async function startHosts(n: number): Promise<void> {
-  underlay = await startUnderlay();
-  const ul = underlay;
-  await startHostsOn(
-    ul,
-    Array.from({ length: n }, (_, i) => hostName(i)),
-    hosts,
-  );
-  await Promise.all(
-    hosts.map((h, i) =>
-      h.startTruss({
-        ...TRUSS_OPTS,
-        extraArgs: clusterServeArgs(ul, hostName(i), h.underlayAddress as string, WG_PORT),
-      }),
-    ),
-  );
-}
-
 /** Joins h to the cluster network, with a long-lived TCP sink `pc` that also serves as its probe. */
 async function addMember(h: Host): Promise<void> {
-  await must(h, [
-    'network',
-    'create',
-    '-d',
-    'truss',
-    '--ipam-driver',
-    'truss',
-    '-o',
-    `truss.cluster=${CLUSTER}`,
-    '--subnet',
-    SUBNET,
-    CLUSTER,
-  ]);
+  const r = await createClusterNetwork(h, CLUSTER, SUBNET);
+  if (r.code !== 0) throw new Error(`${h.name}: docker network create ${CLUSTER}: ${r.stderr.trim()}`);
   await runContainer(h, { name: 'pc', network: CLUSTER, cmd: SINK_CMD() });
   members.set(h, { pid: await containerPid(h, 'pc'), ip: await containerIp(h, 'pc', CLUSTER) });
 }
@@ -391,8 +368,13 @@ async function environment(mtu: number | undefined): Promise<Record<string, stri
 async function main(): Promise<void> {
   const t0 = performance.now();
   const maxHosts = DO_CONVERGENCE ? Math.max(...HOST_COUNTS) : 2;
+  const cluster = clusterFixture({
+    hosts: Array.from({ length: maxHosts }, (_, i) => hostName(i)),
+    truss: { debug: true, wgPort: WG_PORT },
+  });
   try {
-    await startHosts(maxHosts);
+    await cluster.start();
+    hosts = cluster.hosts;
     if (DO_WIREGUARD) await setMembers(2);
     const r: { throughput?: Record<Cond, ThroughputSample[]>; starts?: StartSample[] } = {};
     let mtu: number | undefined;
@@ -466,8 +448,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    if (problems.length > 0) process.stderr.write(`teardown: ${problems.join('; ')}\n`);
+    await cluster.stop().catch((err: Error) => process.stderr.write(`${err.message}\n`));
   }
 }
 

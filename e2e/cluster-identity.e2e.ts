@@ -12,15 +12,16 @@
  *   4. kill -9 of t1's truss and a start on its state: same id, claims and blocks; traffic flows.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { containerIp, runContainer } from './harness/containers.ts';
-import { type Host, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
+import { clusterFixture, DEFAULT_POOLS } from './harness/cluster.ts';
+import { clusterStatus, nodeIdOf, waitSynced } from './harness/cluster-state.ts';
+import { containerIp, createClusterNetwork, runContainer } from './harness/containers.ts';
+import { etcdRecords } from './harness/etcd-keys.ts';
+import type { Host } from './harness/host.ts';
 import { waitExit } from './harness/procs.ts';
 import { ping } from './harness/traffic.ts';
-import type { TrussStatus } from './harness/truss.ts';
-import { type Etcd, etcdIn, startUnderlay, UNDERLAY_ADDRESS, type Underlay } from './harness/underlay.ts';
+import { type Etcd, etcdIn, UNDERLAY_ADDRESS } from './harness/underlay.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const HOSTNAME = 'twin';
@@ -38,13 +39,11 @@ const RECLAIMED = 'reclaimed an orphaned cluster address claim';
 const UNCLAIMED = 'a local address of a cluster network has no claim of this host in etcd';
 const ENDPOINT_RECLAIMED = 'reclaimed orphaned endpoint';
 
-let underlay: Underlay | undefined;
+const cluster = clusterFixture({ hosts: ['t1', 't2'], host: { hostname: HOSTNAME }, underlay: { etcd: false } });
 let etcd: Etcd | undefined;
-const hosts: Host[] = [];
-const t1 = (): Host => hosts[0] as Host;
-const t2 = (): Host => hosts[1] as Host;
-const tail = (h: Host, n = 30): string => h.truss.log().split('\n').slice(-n).join('\n');
-const nodeIdOf = (h: Host): string => readFileSync(join(h.truss.stateDir, 'node-id'), 'utf8').trim();
+const t1 = (): Host => cluster.host('t1');
+const t2 = (): Host => cluster.host('t2');
+const tail = (h: Host): string => h.truss.logTail();
 
 /** The time (ms since the epoch) of the last log line of h's truss with this msg, after `since`. */
 function logTime(h: Host, msg: string, since = 0): number | undefined {
@@ -58,45 +57,13 @@ function logTime(h: Host, msg: string, since = 0): number | undefined {
   return at;
 }
 
-interface ClusterStatus {
-  node: string;
-  nodeId: string;
-  synced: boolean;
-  mtu: number;
-  vxlanMtu: number;
-  peers: { node: string; name?: string; endpoint: string }[];
-}
-const clusterOf = (s: TrussStatus): ClusterStatus => (s as unknown as { cluster: ClusterStatus }).cluster;
-
 /** Every key and JSON value under the cluster prefix, read from etcd in t1 (its JSON gateway on 127.0.0.1). */
-async function etcdRecords(): Promise<Map<string, Record<string, unknown>>> {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const body = JSON.stringify({ key: b64(PREFIX), range_end: b64(`${PREFIX.slice(0, -1)}0`) });
-  const r = await t1().exec([
-    'curl',
-    '-s',
-    '--max-time',
-    '3',
-    '-X',
-    'POST',
-    'http://127.0.0.1:2379/v3/kv/range',
-    '-d',
-    body,
-  ]);
-  if (r.code !== 0) throw new Error(`etcd range: ${r.stderr}`);
-  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
-  return new Map(
-    kvs.map((kv) => [
-      Buffer.from(kv.key, 'base64').toString(),
-      JSON.parse(Buffer.from(kv.value, 'base64').toString()) as Record<string, unknown>,
-    ]),
-  );
-}
+const records = () => etcdRecords(t1(), 'http://127.0.0.1:2379', PREFIX);
 
 /** node id -> its blocks and claims, sorted (what must survive restarts and GC passes). */
 async function holdings(): Promise<Record<string, { blocks: string[]; claims: string[] }>> {
   const out: Record<string, { blocks: string[]; claims: string[] }> = {};
-  for (const [k, v] of await etcdRecords()) {
+  for (const [k, v] of await records()) {
     const kind = k.startsWith(`${PREFIX}blocks/`) ? 'blocks' : k.startsWith(`${PREFIX}addrs/`) ? 'claims' : undefined;
     if (!kind || typeof v.node !== 'string' || v.node === '*') continue;
     const h = out[v.node] ?? { blocks: [], claims: [] };
@@ -111,7 +78,7 @@ async function holdings(): Promise<Record<string, { blocks: string[]; claims: st
 }
 
 const serve = (endpoint: string, extra: readonly string[] = []) => ({
-  defaultPools: '198.18.128.0/17:24',
+  defaultPools: DEFAULT_POOLS,
   // t1's etcd is on t1 (loopback: plaintext is fine); t2 reaches it over the underlay
   extraArgs: [
     '--store',
@@ -122,13 +89,9 @@ const serve = (endpoint: string, extra: readonly string[] = []) => ({
   ],
 });
 
-const waitSynced = (h: Host, what: string) =>
-  waitFor(async () => clusterOf(await h.trussStatus()).synced, 20_000, { what, intervalMs: 200 });
-
 describe('truss cluster: node identity and an etcd on the same host', { timeout: 6 * 60_000 }, () => {
   before(async () => {
-    underlay = await startUnderlay({ etcd: false });
-    await startHostsOn(underlay, ['t1', 't2'], hosts, { hostname: HOSTNAME });
+    await cluster.start();
     // t1 is a host like any other: a default route (via the underlay bridge, which goes nowhere)
     const r = await t1().exec(['ip', 'route', 'add', 'default', 'via', UNDERLAY_ADDRESS]);
     assert.equal(r.code, 0, r.stderr);
@@ -138,12 +101,7 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
     await etcd.restart();
   });
 
-  after(async () => {
-    hosts.reverse(); // t2 first: its clean-up still reaches etcd in t1
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    underlay = undefined;
-    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
-  });
+  after(() => cluster.stop()); // t2 first: its clean-up still reaches etcd in t1
 
   it('1. t1 with etcd://127.0.0.1:2379 only: a fresh node id, its hostname as name, its underlay address', {
     timeout: 60_000,
@@ -154,9 +112,9 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
     await waitSynced(t1(), 't1 registered');
     const id = nodeIdOf(t1());
     assert.match(id, /^[0-9a-f]{32}$/);
-    const c = clusterOf(await t1().trussStatus());
+    const c = await clusterStatus(t1());
     assert.deepEqual([c.node, c.nodeId, c.mtu, c.vxlanMtu], [HOSTNAME, id, 1440, 1450]);
-    const rec = (await etcdRecords()).get(`${PREFIX}nodes/${id}`);
+    const rec = (await records()).get(`${PREFIX}nodes/${id}`);
     assert.deepEqual([rec?.id, rec?.name, rec?.address], [id, HOSTNAME, t1().underlayAddress]);
     assert.match(t1().truss.log(), /"addressFrom":"default-route"/);
     const status = await t1().truss.cli(['status', '--state-dir', t1().truss.stateDir]);
@@ -187,7 +145,7 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
       `is registered as ${HOSTNAME}, and this host ${t2().underlayAddress} (node id ${id2}) cannot be too: ` +
       'give this host its own --node-name, or a unique hostname';
     assert.ok(t2().truss.log().split('\n').includes(message), `expected line:\n${message}\n--- log ---\n${tail(t2())}`);
-    assert.equal((await etcdRecords()).has(`${PREFIX}nodes/${id2}`), false, 't2 never registered');
+    assert.equal((await records()).has(`${PREFIX}nodes/${id2}`), false, 't2 never registered');
     assert.ok(t1().truss.running(), "t1's truss keeps running");
     process.stdout.write(
       `# t2 (duplicate name) exited ${refusedMs} ms after its start; refused ${refused - suspected} ms after it ` +
@@ -202,14 +160,8 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
     await t2().startTruss(serve(`${t1().underlayAddress}:2379`, ['--node-name', 'twin2']));
     await waitSynced(t2(), 't2 registered');
     assert.equal(nodeIdOf(t2()), id2, 'the node id made at the refused start is kept');
-    for (const h of hosts) {
-      const r = await h.docker(
-        ['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '-o', `truss.cluster=${NET}`].concat([
-          '--subnet',
-          SUBNET,
-          NET,
-        ]),
-      );
+    for (const h of cluster.hosts) {
+      const r = await createClusterNetwork(h, NET, SUBNET);
       assert.equal(r.code, 0, `network create on ${h.name}: ${r.stderr}\n${tail(h)}`);
     }
     await runContainer(t1(), { name: 'ca', network: NET });
@@ -222,13 +174,13 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
     const id1 = nodeIdOf(t1());
     const held = await holdings();
     assert.deepEqual([held[id1]?.claims, held[id2]?.claims], [[a], [b]], JSON.stringify(held));
-    const peers = clusterOf(await t1().trussStatus()).peers;
+    const peers = (await clusterStatus(t1())).peers;
     assert.deepEqual(
       peers.map((p) => [p.node, p.name, p.endpoint]),
       [[id2, 'twin2', `${t2().underlayAddress}:51820`]],
     );
     await sleep(2 * GRACE_MS + 4000); // two grace periods and more, a GC pass every 2 s
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       assert.ok(!h.truss.log().includes(RECLAIMED), `${h.name} reclaimed a claim:\n${tail(h)}`);
       assert.ok(!h.truss.log().includes(UNCLAIMED), `${h.name} lost a claim:\n${tail(h)}`);
       assert.ok(!h.truss.log().includes(ENDPOINT_RECLAIMED), `${h.name} reclaimed a live endpoint:\n${tail(h)}`);
@@ -252,7 +204,7 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
     const registeredMs = (logTime(t1(), 'registered in the cluster store', t0) as number) - started;
     assert.ok(registeredMs < 10_000, `a restart is not held up by its own old record (${registeredMs} ms)`);
     assert.equal(nodeIdOf(t1()), id1);
-    assert.equal(clusterOf(await t1().trussStatus()).nodeId, id1);
+    assert.equal((await clusterStatus(t1())).nodeId, id1);
     assert.ok(!t1().truss.log().includes('waiting one lease TTL'), tail(t1()));
     await runContainer(t1(), { name: 'ca2', network: NET });
     const a2 = await containerIp(t1(), 'ca2', NET);
@@ -263,7 +215,7 @@ describe('truss cluster: node identity and an etcd on the same host', { timeout:
     assert.deepEqual(now[id1]?.blocks, held[id1]?.blocks, 'same blocks');
     assert.deepEqual(now[id1]?.claims, [...(held[id1]?.claims ?? []), a2].sort(), 'same claims, plus a2');
     assert.deepEqual(now[nodeIdOf(t2())], held[nodeIdOf(t2())]);
-    for (const h of hosts) assert.ok(!h.truss.log().includes(RECLAIMED), `${h.name}:\n${tail(h)}`);
+    for (const h of cluster.hosts) assert.ok(!h.truss.log().includes(RECLAIMED), `${h.name}:\n${tail(h)}`);
     process.stdout.write(`# t1 registered again ${registeredMs} ms after its start on its state (kill -9)\n`);
   });
 });

@@ -12,46 +12,32 @@
  * Timings are printed as figures.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { containerIp, runContainer } from './harness/containers.ts';
+import { clusterFixture } from './harness/cluster.ts';
+import { nodeIdOf, wgPeers, wgPublicKey } from './harness/cluster-state.ts';
+import { containerIp, createClusterNetwork, runContainer } from './harness/containers.ts';
+import { etcdRecords } from './harness/etcd-keys.ts';
 import { printFigures } from './harness/figures.ts';
-import { type Host, inHostMounts, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
+import type { Host } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import { pingProbe } from './harness/traffic.ts';
-import { clusterServeArgs, startUnderlay, UNDERLAY_ADDRESS, type Underlay } from './harness/underlay.ts';
+import { UNDERLAY_ADDRESS } from './harness/underlay.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const PLUM = 'plum';
 const PLUM_SUBNET = '198.18.112.0/20';
 const PREFIX = '/truss/v2/';
 const PARTITION_S = 60;
-const WG_DEV = 'trwg0';
 
-let underlay: Underlay | undefined;
-const hosts: Host[] = [];
-const p1 = (): Host => hosts[0] as Host;
-const p2 = (): Host => hosts[1] as Host;
+const cluster = clusterFixture({ hosts: ['p1', 'p2'], truss: {} });
+const p1 = (): Host => cluster.host('p1');
+const p2 = (): Host => cluster.host('p2');
 const figures: string[] = [];
-const logTail = (h: Host, n = 30): string => h.truss.log().split('\n').slice(-n).join('\n');
-
-/** Keys and JSON values under the cluster prefix, read from etcd itself (its JSON gateway). */
-async function etcdRecords(): Promise<Map<string, { node?: string; id?: string; block?: string }>> {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const body = JSON.stringify({ key: b64(PREFIX), range_end: b64(`${PREFIX.slice(0, -1)}0`) });
-  const ul = underlay as Underlay;
-  const r = await ul.exec(['curl', '-s', '--max-time', '3', '-X', 'POST', `${ul.etcd.url}/v3/kv/range`, '-d', body]);
-  if (r.code !== 0) throw new Error(`etcd range: ${r.stderr}`);
-  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
-  return new Map(
-    kvs.map((kv) => [Buffer.from(kv.key, 'base64').toString(), JSON.parse(Buffer.from(kv.value, 'base64').toString())]),
-  );
-}
 
 /** p2's records in etcd: is its node record there, and its blocks of plum. */
 async function p2Records(id: string): Promise<{ registered: boolean; member: boolean; blocks: string[] }> {
-  const recs = await etcdRecords();
+  const ul = cluster.underlay;
+  const recs = await etcdRecords<{ block?: string; node?: string }>(ul, ul.etcd.url, PREFIX);
   return {
     registered: recs.has(`${PREFIX}nodes/${id}`),
     member: recs.has(`${PREFIX}members/${id}/${PLUM}`),
@@ -60,12 +46,6 @@ async function p2Records(id: string): Promise<{ registered: boolean; member: boo
       .map(([, v]) => v.block as string),
   };
 }
-
-const wg = async (h: Host, what: 'peers' | 'public-key'): Promise<string> => {
-  const r = await inHostMounts(h, ['wg', 'show', WG_DEV, what]);
-  if (r.code !== 0) throw new Error(`wg show ${WG_DEV} ${what} in ${h.name}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-};
 
 /** nft in p2's namespace: drop TCP to and from etcd (no RST: the connection just goes silent). */
 const BLACKHOLE = 'truss_e2e_blackhole';
@@ -83,50 +63,36 @@ const heal = (h: Host) => h.exec(['nft', 'delete', 'table', 'inet', BLACKHOLE]);
 
 describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', { timeout: 6 * 60_000 }, () => {
   before(async () => {
-    underlay = await startUnderlay();
-    const ul = underlay;
-    await startHostsOn(ul, ['p1', 'p2'], hosts);
-    await Promise.all(
-      hosts.map((h, i) =>
-        h.startTruss({
-          defaultPools: '198.18.128.0/17:24',
-          extraArgs: clusterServeArgs(ul, `p${i + 1}`, h.underlayAddress as string),
-        }),
-      ),
-    );
-    for (const h of hosts) {
-      const r = await h.docker(
-        ['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '-o', `truss.cluster=${PLUM}`].concat([
-          '--subnet',
-          PLUM_SUBNET,
-          PLUM,
-        ]),
-      );
-      assert.equal(r.code, 0, `network create on ${h.name}: ${r.stderr}\n${logTail(h)}`);
+    await cluster.start();
+    for (const h of cluster.hosts) {
+      const r = await createClusterNetwork(h, PLUM, PLUM_SUBNET);
+      assert.equal(r.code, 0, `network create on ${h.name}: ${r.stderr}\n${h.truss.logTail()}`);
     }
     await runContainer(p1(), { name: 'a1', network: PLUM });
     await runContainer(p2(), { name: 'b1', network: PLUM });
   });
 
   after(async () => {
-    if (hosts[1]) await heal(p2()).catch(() => {});
+    try {
+      await heal(p2());
+    } catch {
+      // p2 did not start, or is not cut off
+    }
     printFigures(figures);
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    underlay = undefined;
-    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
+    await cluster.stop();
   });
 
   it('traffic p1 -> p2 flows through the partition; p2 keeps its addresses, re-registers and converges after', {
     timeout: 5 * 60_000,
   }, async () => {
-    const id2 = readFileSync(join(p2().truss.stateDir, 'node-id'), 'utf8').trim();
+    const id2 = nodeIdOf(p2());
     const ip = await containerIp(p2(), 'b1', PLUM);
     await waitFor(async () => (await p1().docker(['exec', 'a1', 'ping', '-c1', '-W1', ip])).code === 0, 30_000, {
       what: 'a1 -> b1 before the partition',
     });
     const blocksBefore = (await p2Records(id2)).blocks;
     assert.ok(blocksBefore.length > 0, 'p2 holds a block of plum');
-    const p2Key = await wg(p2(), 'public-key');
+    const p2Key = await wgPublicKey(p2());
 
     const probe = pingProbe(p1(), 'a1', ip, PARTITION_S + 25, 100);
     await sleep(2000);
@@ -146,7 +112,7 @@ describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', 
       assert.equal(during.member, false, 'its membership went with the lease');
       // p1 still has p2 as a WireGuard peer, and a container on p1 cannot take an address of p2's block
       await sleep(3000); // several reconcile passes of p1 after the lapse
-      assert.ok((await wg(p1(), 'peers')).includes(p2Key), `p1 must keep p2 programmed:\n${logTail(p1())}`);
+      assert.ok((await wgPeers(p1())).includes(p2Key), `p1 must keep p2 programmed:\n${p1().truss.logTail()}`);
       const [net] = (blocksBefore[0] as string).split('/');
       const inP2Block = (net as string).replace(/\.(\d+)$/, (_, d: string) => `.${Number(d) + 20}`);
       const steal = await p1().docker(['run', '-d', '--name', 'thief', '--network', PLUM, '--ip', inP2Block, IMAGE]);
@@ -164,14 +130,14 @@ describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', 
     const backMs = performance.now() - tHeal;
     figures.push(`F7.c: p2 registered again (node and member records) ${(backMs / 1000).toFixed(1)} s after the heal`);
     // a change made on another host after the heal reaches p2: p1 rotates its key
-    const oldKey = await wg(p1(), 'public-key');
+    const oldKey = await wgPublicKey(p1());
     const rot = await p1().truss.cli(['keys', 'rotate', '--state-dir', p1().stateDir]);
     assert.equal(rot.code, 0, rot.stderr);
     const tRot = performance.now();
     await waitFor(
       async () => {
-        const peers = await wg(p2(), 'peers');
-        return !peers.includes(oldKey) && peers.length > 0 && peers.includes(await wg(p1(), 'public-key'));
+        const peers = await wgPeers(p2());
+        return !peers.includes(oldKey) && peers.length > 0 && peers.includes(await wgPublicKey(p1()));
       },
       120_000,
       { what: "p2 peering with p1's new key (its watch resumed)", intervalMs: 250 },
@@ -183,7 +149,10 @@ describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', 
       `F7.c: ping p1 -> p2 every 100 ms across ${PARTITION_S} s of partition + heal + rotation: ` +
         `${p.received}/${p.sent} replies, ${loss} lost, longest gap ${p.maxGapMs} ms`,
     );
-    assert.ok(p.maxGapMs <= 2000, `the cross-host ping stalled ${p.maxGapMs} ms (lost ${loss})\n${logTail(p1())}`);
+    assert.ok(
+      p.maxGapMs <= 2000,
+      `the cross-host ping stalled ${p.maxGapMs} ms (lost ${loss})\n${p1().truss.logTail()}`,
+    );
     assert.equal((await p2Records(id2)).blocks.join(), blocksBefore.join(), 'p2 kept its block');
     assert.equal(
       (await p2().docker(['exec', 'b1', 'ping', '-c1', '-W2', await containerIp(p1(), 'a1', PLUM)])).code,

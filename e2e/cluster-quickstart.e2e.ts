@@ -19,12 +19,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { clusterFixture } from './harness/cluster.ts';
+import { nodeIdOf, waitSynced } from './harness/cluster-state.ts';
 import { containerIp, runContainer } from './harness/containers.ts';
-import { type Host, startHost, stopHostsAndUnderlay } from './harness/host.ts';
+import type { Host } from './harness/host.ts';
 import { REPO_ROOT } from './harness/paths.ts';
-import { ping, SINK_CMD, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
-import { ensureDefaultStateDirMountPoint, removeDefaultStateDirMountPoint, type TrussStatus } from './harness/truss.ts';
-import { type Etcd, etcdIn, startUnderlay, UNDERLAY_ADDRESS, type Underlay } from './harness/underlay.ts';
+import { assertTcp, ping, SINK_CMD } from './harness/traffic.ts';
+import { type Etcd, etcdIn, UNDERLAY_ADDRESS } from './harness/underlay.ts';
 import { waitFor } from './harness/wait.ts';
 
 const DOC = readFileSync(join(REPO_ROOT, 'docs', 'cluster.md'), 'utf8');
@@ -77,17 +78,18 @@ function quickStart() {
 const QS = quickStart();
 const HOSTNAMES = ['host1', 'host2'];
 
-let underlay: Underlay | undefined;
+const cluster = clusterFixture({
+  hosts: ['q1', 'q2'],
+  host: (_, i) => ({ hostname: HOSTNAMES[i] as string }),
+  underlay: { etcd: false },
+  runScript: true,
+});
 let etcd: Etcd | undefined;
-let madeMountPoint = false;
-const hosts: Host[] = [];
-const h1 = (): Host => hosts[0] as Host;
-const h2 = (): Host => hosts[1] as Host;
+const h1 = (): Host => cluster.host('q1');
+const h2 = (): Host => cluster.host('q2');
 const HOST1 = (): string => h1().underlayAddress as string;
 const subst = (argv: readonly string[]): string[] => argv.map((a) => a.replaceAll('HOST1', HOST1()));
-const tail = (h: Host, n = 30): string => h.truss.log().split('\n').slice(-n).join('\n');
-const clusterOf = (s: TrussStatus): { synced: boolean } => (s as unknown as { cluster: { synced: boolean } }).cluster;
-const nodeIdOf = (h: Host): string => readFileSync(join(h.stateDir, 'node-id'), 'utf8').trim();
+const tail = (h: Host): string => h.truss.logTail();
 
 /** scripts/run.sh with these flags, exactly; the first start may build the bundle (prepare.sh). */
 const runSh = (h: Host, args: readonly string[]) =>
@@ -110,14 +112,7 @@ async function addDefaultRoute(h: Host): Promise<void> {
 describe('truss cluster: the quick start of docs/cluster.md, as written', { timeout: 5 * 60_000 }, () => {
   before(async () => {
     assert.deepEqual(Object.keys(QS.etcdEnv).sort(), ['ETCD_ADVERTISE_CLIENT_URLS', 'ETCD_LISTEN_CLIENT_URLS']);
-    madeMountPoint = ensureDefaultStateDirMountPoint();
-    underlay = await startUnderlay({ etcd: false });
-    const u = underlay;
-    const started = await Promise.allSettled(
-      HOSTNAMES.map((hostname, i) => startHost(`q${i + 1}`, { hostname, underlay: { of: u, index: i + 1 } })),
-    );
-    for (const s of started) if (s.status === 'fulfilled') hosts.push(s.value);
-    for (const s of started) if (s.status === 'rejected') throw s.reason;
+    await cluster.start();
     const environment = {
       // what Debian's etcd.service sets before /etc/default/etcd (its data dir moved under the test's)
       ETCD_NAME: HOSTNAMES[0] as string,
@@ -128,13 +123,7 @@ describe('truss cluster: the quick start of docs/cluster.md, as written', { time
     await etcd.restart();
   });
 
-  after(async () => {
-    hosts.reverse(); // host 2 first: its clean-up still reaches etcd on host 1
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    underlay = undefined;
-    removeDefaultStateDirMountPoint(madeMountPoint);
-    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
-  });
+  after(() => cluster.stop()); // host 2 first: its clean-up still reaches etcd on host 1
 
   it('0. etcd on host 1 listens on 127.0.0.1 and HOST1 and advertises HOST1, from ETCD_* variables only', async () => {
     const r = await h2().exec([
@@ -173,14 +162,14 @@ describe('truss cluster: the quick start of docs/cluster.md, as written', { time
   }, async () => {
     assert.ok(oneLine(DOC).includes('or `--store etcd://HOST1:2379` (the address'), 'docs/cluster.md suggests it');
     await runSh(h1(), ['--store', `etcd://${HOST1()}:2379`]);
-    await waitFor(async () => clusterOf(await h1().trussStatus()).synced, 20_000, { what: 'host 1 registered' });
+    await waitSynced(h1(), 'host 1 registered');
     const chosen = `"address":"${HOST1()}","addressFrom":"etcd-address"`;
     assert.ok(h1().truss.log().includes(chosen), `expected ${chosen} in\n${tail(h1())}`);
     await h1().stopTruss();
   });
 
   it('2. host 2 without --etcd-insecure is refused with the documented message', { timeout: 60_000 }, async () => {
-    await Promise.all(hosts.map(addDefaultRoute));
+    await Promise.all(cluster.hosts.map(addDefaultRoute));
     const flags = subst(QS.host2);
     assert.ok(flags.includes('--etcd-insecure'), flags.join(' '));
     const { code, log } = await refusedStart(
@@ -197,7 +186,7 @@ describe('truss cluster: the quick start of docs/cluster.md, as written', { time
   }, async () => {
     await runSh(h1(), subst(QS.host1));
     await runSh(h2(), subst(QS.host2));
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       const r = await h.docker(subst(QS.create));
       assert.equal(r.code, 0, `${h.name}: docker ${subst(QS.create).join(' ')}: ${r.stderr}\n${tail(h)}`);
     }
@@ -214,9 +203,7 @@ describe('truss cluster: the quick start of docs/cluster.md, as written', { time
       [h2(), 'c2', h1(), 'c1', ip1],
     ] as const) {
       assert.ok(await ping(from, fromCtr, ip), `ping ${fromCtr} -> ${ip}\n${tail(from)}\n${tail(to)}`);
-      const tcp = await tcpConnect(from, fromCtr, ip, SINK_PORT);
-      assert.ok(tcp.ok, `TCP ${fromCtr} -> ${ip}:${SINK_PORT}: ${tcp.output}`);
-      assert.ok(await serverSaw(to, toCtr, tcp.token), `${toCtr} got the bytes`);
+      await assertTcp(from, fromCtr, to, toCtr, ip);
     }
 
     // `sudo truss doctor --store etcd://HOST1:2379` on host 2: etcd reachable

@@ -11,17 +11,17 @@
  * everything and checks that no host keeps anything of truss.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
-import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
-import { type Host, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
-import { assertNoTrussLeftovers } from './harness/leftovers.ts';
+import { clusterFixture, nodeName } from './harness/cluster.ts';
+import { nodeIdOf } from './harness/cluster-state.ts';
+import { containerIp, createClusterNetwork, removeContainers, runContainer } from './harness/containers.ts';
+import { etcdRecords } from './harness/etcd-keys.ts';
+import type { Host } from './harness/host.ts';
+import { assertRemovedEverything, waitNoTrussLeftovers } from './harness/leftovers.ts';
 import { listNetns } from './harness/netns.ts';
 import { memoOnce } from './harness/once.ts';
 import { waitExit } from './harness/procs.ts';
-import { clusterServeArgs, startUnderlay, type Underlay } from './harness/underlay.ts';
 import { waitFor } from './harness/wait.ts';
 
 const TEAL = 'teal';
@@ -30,36 +30,15 @@ const PREFIX = '/truss/v2/';
 /** the agent's lease TTL (cluster/agent.ts) plus slack */
 const LEASE_GONE_MS = 25_000;
 
-let underlay: Underlay | undefined;
-const hosts: Host[] = [];
+const cluster = clusterFixture({ hosts: ['r1', 'r2'], truss: {} });
 const once = memoOnce();
-const r1 = (): Host => hosts[0] as Host;
-const r2 = (): Host => hosts[1] as Host;
-const short = (h: Host): string => (h === hosts[0] ? 'r1' : 'r2');
-const logTail = (h: Host, n = 25): string => h.truss.log().split('\n').slice(-n).join('\n');
-/** the host's node id (its identity in etcd; --node-name r1/r2 is only its display name) */
-const idOf = (h: Host): string => readFileSync(join(h.truss.stateDir, 'node-id'), 'utf8').trim();
-
-/** Every key and JSON value under the cluster prefix, read from etcd itself. */
-async function etcdRecords(): Promise<Map<string, { node?: string; block?: string; address?: string }>> {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const end = `${PREFIX.slice(0, -1)}0`; // '/' + 1
-  const body = JSON.stringify({ key: b64(PREFIX), range_end: b64(end) });
-  const ul = underlay as Underlay;
-  const r = await ul.exec(['curl', '-s', '--max-time', '3', '-X', 'POST', `${ul.etcd.url}/v3/kv/range`, '-d', body]);
-  if (r.code !== 0) throw new Error(`etcd range: ${r.stderr}`);
-  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
-  return new Map(
-    kvs.map((kv) => [
-      Buffer.from(kv.key, 'base64').toString(),
-      JSON.parse(Buffer.from(kv.value, 'base64').toString()) as { node?: string },
-    ]),
-  );
-}
+const r1 = (): Host => cluster.host('r1');
+const r2 = (): Host => cluster.host('r2');
 
 /** What `node` (a node id) holds in etcd: blocks (CIDRs), claims (addresses), membership, host record. */
 async function heldBy(node: string) {
-  const recs = await etcdRecords();
+  const ul = cluster.underlay;
+  const recs = await etcdRecords<{ node?: string; block?: string; address?: string }>(ul, ul.etcd.url, PREFIX);
   const of = (kind: string) =>
     [...recs].filter(([k, v]) => k.startsWith(`${PREFIX}${kind}/`) && v.node === node).map(([, v]) => v);
   return {
@@ -78,49 +57,20 @@ function inBlock(block: string, offset: number): string {
   return parts.join('.');
 }
 
-const createTeal = (h: Host) =>
-  h.docker([
-    'network',
-    'create',
-    '-d',
-    'truss',
-    '--ipam-driver',
-    'truss',
-    '-o',
-    `truss.cluster=${TEAL}`,
-    '--subnet',
-    TEAL_SUBNET,
-    TEAL,
-  ]);
+const createTeal = (h: Host) => createClusterNetwork(h, TEAL, TEAL_SUBNET);
 
 const teal = () =>
   once('teal', async () => {
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       const r = await createTeal(h);
-      assert.equal(r.code, 0, `docker network create ${TEAL} on ${short(h)}: ${r.stderr}\n${logTail(h)}`);
+      assert.equal(r.code, 0, `docker network create ${TEAL} on ${nodeName(h)}: ${r.stderr}\n${h.truss.logTail()}`);
     }
   });
 
 describe('truss cluster: releases and forgotten hosts return address space', { timeout: 5 * 60_000 }, () => {
-  before(async () => {
-    underlay = await startUnderlay();
-    const ul = underlay;
-    await startHostsOn(ul, ['r1', 'r2'], hosts);
-    await Promise.all(
-      hosts.map((h) =>
-        h.startTruss({
-          defaultPools: '198.18.128.0/17:24',
-          extraArgs: clusterServeArgs(ul, short(h), h.underlayAddress as string),
-        }),
-      ),
-    );
-  });
+  before(() => cluster.start());
 
-  after(async () => {
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    underlay = undefined;
-    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
-  });
+  after(() => cluster.stop());
 
   it('1. docker network rm on r1 releases its blocks and claims at once; r2 can use that space', {
     timeout: 120_000,
@@ -128,12 +78,12 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     await teal();
     await runContainer(r1(), { name: 'a1', network: TEAL });
     await runContainer(r2(), { name: 'b1', network: TEAL });
-    const before = await heldBy(idOf(r1()));
+    const before = await heldBy(nodeIdOf(r1()));
     assert.equal(before.blocks.length, 1, `r1 blocks: ${JSON.stringify(before)}`);
     assert.deepEqual(before.claims, [await containerIp(r1(), 'a1', TEAL)]);
     assert.equal(before.member, true);
     // status counts from the agent's watched copy of etcd: under load the watch may trail etcd a moment
-    const row = new RegExp(`teal\\s+${idOf(r1())}\\s+r1\\s+1\\s+1\\s+yes`);
+    const row = new RegExp(`teal\\s+${nodeIdOf(r1())}\\s+r1\\s+1\\s+1\\s+yes`);
     let status = '';
     await waitFor(
       async () => {
@@ -144,24 +94,24 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
       10_000,
       { what: "r1's status to show teal: 1 block, 1 claim, member yes", intervalMs: 250 },
     );
-    assert.ok(status.includes(`CLUSTER: host r1 (node id ${idOf(r1())})`), status);
+    assert.ok(status.includes(`CLUSTER: host r1 (node id ${nodeIdOf(r1())})`), status);
 
     await removeContainers(r1(), ['a1']);
     const rm = await r1().docker(['network', 'rm', TEAL]);
     assert.equal(rm.code, 0, `docker network rm ${TEAL} on r1: ${rm.stderr}`);
-    const after = await heldBy(idOf(r1()));
+    const after = await heldBy(nodeIdOf(r1()));
     assert.deepEqual(
       { ...after, registered: true },
       { blocks: [], claims: [], member: false, registered: true },
-      `r1 after docker network rm:\n${logTail(r1())}`,
+      `r1 after docker network rm:\n${r1().truss.logTail()}`,
     );
     assert.ok(after.registered, 'r1 itself is still registered (it only left the network)');
-    assert.ok((await heldBy(idOf(r2()))).claims.length > 0, "r2's claims stay");
+    assert.ok((await heldBy(nodeIdOf(r2()))).claims.length > 0, "r2's claims stay");
 
     const ip = inBlock(before.blocks[0] as string, 5);
     assert.ok(inCidr(ip, before.blocks[0] as string));
     await runContainer(r2(), { name: 'b2', network: TEAL, ip }).catch((e: unknown) => {
-      throw new Error(`docker run --ip ${ip} on r2: ${String(e)}\n${logTail(r2())}`);
+      throw new Error(`docker run --ip ${ip} on r2: ${String(e)}\n${r2().truss.logTail()}`);
     });
     assert.equal(await containerIp(r2(), 'b2', TEAL), ip);
   });
@@ -173,7 +123,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const again = await createTeal(r1());
     assert.equal(again.code, 0, `docker network create ${TEAL} on r1 again: ${again.stderr}`);
     await runContainer(r1(), { name: 'a2', network: TEAL });
-    const id1 = idOf(r1());
+    const id1 = nodeIdOf(r1());
     const held = await heldBy(id1);
     assert.equal(held.blocks.length, 1, JSON.stringify(held));
 
@@ -194,7 +144,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const leaseMs = Math.round(performance.now() - t0);
 
     const forgot = await r2().truss.cli(['cluster', 'forget', id1, '--state-dir', r2().truss.stateDir]);
-    assert.equal(forgot.code, 0, `truss cluster forget ${id1}: ${forgot.stderr}\n${logTail(r2())}`);
+    assert.equal(forgot.code, 0, `truss cluster forget ${id1}: ${forgot.stderr}\n${r2().truss.logTail()}`);
     assert.ok(forgot.stdout.startsWith(`forgot host ${id1}\n`), forgot.stdout);
     assert.match(forgot.stdout, /\n {2}teal: 1 block\(s\) \(.*\), 1 address claim\(s\)/);
     assert.ok(forgot.stdout.includes(held.blocks[0] as string), forgot.stdout);
@@ -212,29 +162,15 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     timeout: 120_000,
   }, async () => {
     if (!r1().truss.running()) await r1().truss.start();
-    for (const h of hosts) {
-      const ids = (await h.docker(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
-      await removeContainers(h, ids);
-      const nets = (await h.docker(['network', 'ls', '--filter', 'type=custom', '--format', '{{.Name}}'])).stdout;
-      for (const n of nets.split(/\s+/).filter(Boolean)) {
-        const r = await h.docker(['network', 'rm', n]);
-        assert.equal(r.code, 0, `${short(h)}: docker network rm ${n}: ${r.stderr}`);
-      }
-    }
-    for (const node of [idOf(r1()), idOf(r2())]) {
+    await assertRemovedEverything(cluster.hosts);
+    for (const node of [nodeIdOf(r1()), nodeIdOf(r2())]) {
       const left = await heldBy(node);
       assert.deepEqual([left.blocks, left.claims, left.member], [[], [], false], `${node} holds nothing in etcd`);
     }
-    for (const h of hosts) {
-      await waitFor(() => assertNoTrussLeftovers(h).then(() => true), 15_000, {
-        what: `${h.name}: no truss leftovers`,
-      });
-    }
-    const names = hosts.map((h) => h.name);
-    for (const h of hosts.splice(0)) await h.stop();
-    const ul = underlay as Underlay;
-    underlay = undefined;
-    await ul.stop();
+    await waitNoTrussLeftovers(cluster.hosts);
+    const names = cluster.hosts.map((h) => h.name);
+    const ul = cluster.underlay;
+    await cluster.stop();
     assert.deepEqual(
       listNetns().filter((n) => names.includes(n) || n === ul.name),
       [],

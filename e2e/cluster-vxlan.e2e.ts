@@ -14,21 +14,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { inCidr } from './harness/cidr.ts';
-import { containerIp, removeContainers, runContainer } from './harness/containers.ts';
+import { clusterFixture, nodeName } from './harness/cluster.ts';
+import { routeCovers, trussRoutes, WG_DEV } from './harness/cluster-state.ts';
+import { containerIp, createClusterNetwork, removeContainers, runContainer } from './harness/containers.ts';
 import { printFigures } from './harness/figures.ts';
-import { type Host, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
-import { assertNoTrussLeftovers, isTrussWireguardGo, TRUSS_ROUTE_PROTO } from './harness/leftovers.ts';
+import type { Host } from './harness/host.ts';
+import { assertRemovedEverything, isTrussWireguardGo, waitNoTrussLeftovers } from './harness/leftovers.ts';
 import { memoOnce } from './harness/once.ts';
 import { listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
-import { pingProbe, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
-import {
-  clusterServeArgs,
-  pcapContains,
-  readPcap,
-  startUnderlay,
-  UNDERLAY_ADDRESS,
-  type Underlay,
-} from './harness/underlay.ts';
+import { assertTcp, pingProbe, SINK_PORT, tcpConnect } from './harness/traffic.ts';
+import { pcapContains, readPcap, UNDERLAY_ADDRESS } from './harness/underlay.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const GREEN = 'green';
@@ -36,7 +31,6 @@ const GREEN_SUBNET = '198.18.96.0/20';
 const BLUE = 'blue';
 const BLUE_SUBNET = '198.18.64.0/20';
 const VX_DEV = 'trvx0';
-const WG_DEV = 'trwg0';
 const VXLAN_PORT = 4789;
 /** truss's VNI, 0x747275 */
 const VNI = 7631477;
@@ -45,30 +39,17 @@ const WG_PORT = 51820;
 const VXLAN_MTU = 1450;
 const WG_MTU = 1440;
 const IPERF_PORT = 5201;
-const HOST_NAMES = ['c1', 'c2', 'c3'] as const;
 /** sink on SINK_PORT and an iperf3 server, in one container */
 const SRV_CMD = ['sh', '-c', `nc -ll -p ${SINK_PORT} -e /bin/tsink & iperf3 -s -p ${IPERF_PORT} & wait`];
 
-let underlay: Underlay | undefined;
-const hosts: Host[] = [];
+const cluster = clusterFixture({ hosts: ['c1', 'c2', 'c3'], truss: { wgPort: WG_PORT } });
 const figures: string[] = [];
 const once = memoOnce();
-
-const byName = (n: (typeof HOST_NAMES)[number]): Host => {
-  const h = hosts[HOST_NAMES.indexOf(n)];
-  assert.ok(h, `host ${n} did not start`);
-  return h;
-};
-const c1 = () => byName('c1');
-const c2 = () => byName('c2');
-const c3 = () => byName('c3');
+const c1 = () => cluster.host('c1');
+const c2 = () => cluster.host('c2');
+const c3 = () => cluster.host('c3');
 /** the hosts with green */
 const greenHosts = () => [c1(), c2()];
-const shortName = (h: Host): string => h.name.replace(/^.*-(c\d)$/, '$1');
-const logTail = (h: Host, n = 25): string => h.truss.log().split('\n').slice(-n).join('\n');
-
-const createTruss = (h: Host, args: readonly string[]) =>
-  h.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);
 
 async function json<T>(h: Host, argv: readonly string[]): Promise<T> {
   const r = await h.exec(argv);
@@ -89,31 +70,14 @@ const link = async (h: Host, dev: string): Promise<LinkJson | undefined> => {
   return r.code === 0 ? (JSON.parse(r.stdout) as LinkJson[])[0] : undefined;
 };
 
-interface RouteJson {
-  readonly dst: string;
-  readonly dev?: string;
-  readonly gateway?: string;
-  readonly flags?: readonly string[];
-}
-const trussRoutes = (h: Host) =>
-  json<RouteJson[]>(h, ['ip', '-j', 'route', 'show', 'table', 'main', 'proto', String(TRUSS_ROUTE_PROTO)]);
-const routeCovers = (routes: readonly RouteJson[], ip: string): RouteJson | undefined =>
-  routes.find((r) => inCidr(ip, r.dst.includes('/') ? r.dst : `${r.dst}/32`));
 const fdb = (h: Host) => json<{ mac: string; dst?: string }[]>(h, ['bridge', '-j', 'fdb', 'show', 'dev', VX_DEV]);
 const neigh = (h: Host) =>
   json<{ dst: string; lladdr?: string; state?: string[] }[]>(h, ['ip', '-j', 'neigh', 'show', 'dev', VX_DEV]);
 
-async function assertTcp(from: Host, fromCtr: string, to: Host, toCtr: string, ip: string) {
-  const r = await tcpConnect(from, fromCtr, ip, SINK_PORT);
-  const what = `${shortName(from)}/${fromCtr} -> ${shortName(to)}/${toCtr} (${ip}:${SINK_PORT})`;
-  assert.ok(r.ok, `${what} TCP failed: ${r.output}`);
-  assert.ok(await serverSaw(to, toCtr, r.token), `${what}: the sink did not record the token`);
-}
-
 /** 20 pings 50 ms apart; the average RTT in ms. */
 async function pingAvgMs(from: Host, fromCtr: string, ip: string): Promise<number> {
   const r = await from.docker(['exec', fromCtr, 'ping', '-c', '20', '-i', '0.05', '-W', '2', ip], 30_000);
-  assert.equal(r.code, 0, `ping ${shortName(from)}/${fromCtr} -> ${ip}: ${r.stdout}${r.stderr}`);
+  assert.equal(r.code, 0, `ping ${nodeName(from)}/${fromCtr} -> ${ip}: ${r.stdout}${r.stderr}`);
   const avg = /min\/avg\/max = [\d.]+\/([\d.]+)\//.exec(r.stdout)?.[1];
   return Number(avg);
 }
@@ -140,17 +104,16 @@ async function fragCounters(h: Host): Promise<Record<string, number>> {
 
 // ---------------------------------------------------------------- fixtures
 
-const greenArgs = ['-o', `truss.cluster=${GREEN}`, '-o', 'truss.encrypt=false', '--subnet', GREEN_SUBNET, GREEN];
 const green = () =>
   once('green', async () => {
     for (const h of greenHosts()) {
-      const r = await createTruss(h, greenArgs);
-      assert.equal(r.code, 0, `docker network create ${GREEN} on ${h.name}: ${r.stderr}\n${logTail(h)}`);
+      const r = await createClusterNetwork(h, GREEN, GREEN_SUBNET, ['-o', 'truss.encrypt=false']);
+      assert.equal(r.code, 0, `docker network create ${GREEN} on ${h.name}: ${r.stderr}\n${h.truss.logTail()}`);
     }
   });
 
 /** g<host>: sink + iperf3 server on green, one per host. */
-const gName = (h: Host) => `g${shortName(h).slice(1)}`;
+const gName = (h: Host) => `g${nodeName(h).slice(1)}`;
 const greenCtrs = () =>
   once('green-ctrs', async () => {
     await green();
@@ -160,12 +123,12 @@ const greenCtrs = () =>
 const blue = () =>
   once('blue', async () => {
     await greenCtrs();
-    for (const h of hosts) {
-      const r = await createTruss(h, ['-o', `truss.cluster=${BLUE}`, '--subnet', BLUE_SUBNET, BLUE]);
-      assert.equal(r.code, 0, `docker network create ${BLUE} on ${h.name}: ${r.stderr}\n${logTail(h)}`);
+    for (const h of cluster.hosts) {
+      const r = await createClusterNetwork(h, BLUE, BLUE_SUBNET);
+      assert.equal(r.code, 0, `docker network create ${BLUE} on ${h.name}: ${r.stderr}\n${h.truss.logTail()}`);
     }
-    const bName = (h: Host) => `b${shortName(h).slice(1)}`;
-    await Promise.all(hosts.map((h) => runContainer(h, { name: bName(h), network: BLUE, cmd: SRV_CMD })));
+    const bName = (h: Host) => `b${nodeName(h).slice(1)}`;
+    await Promise.all(cluster.hosts.map((h) => runContainer(h, { name: bName(h), network: BLUE, cmd: SRV_CMD })));
   });
 
 /** Waits until host h routes the peer's green container into trvx0 via the peer's underlay address. */
@@ -184,25 +147,11 @@ async function waitVxlanPath(h: Host, peer: Host, ip: string): Promise<void> {
 // ---------------------------------------------------------------- the suite
 
 describe('truss cluster networks without encryption (VXLAN) across three hosts', { timeout: 5 * 60_000 }, () => {
-  before(async () => {
-    underlay = await startUnderlay();
-    const ul = underlay;
-    await startHostsOn(ul, HOST_NAMES, hosts);
-    await Promise.all(
-      hosts.map((h) =>
-        h.startTruss({
-          defaultPools: '198.18.128.0/17:24',
-          extraArgs: clusterServeArgs(ul, shortName(h), h.underlayAddress as string, WG_PORT),
-        }),
-      ),
-    );
-  });
+  before(() => cluster.start());
 
   after(async () => {
     if (figures.length > 0) printFigures(figures);
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    underlay = undefined;
-    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
+    await cluster.stop();
   });
 
   it('1. creates green (truss.encrypt=false) on c1 and c2: one VXLAN device each, no WireGuard', async () => {
@@ -253,7 +202,7 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
       assert.match(set.stdout, new RegExp(`"${peer.underlayAddress?.replaceAll('.', '\\.')}"`), `${h.name}: guard set`);
       assert.doesNotMatch(set.stdout, new RegExp(`"${h.underlayAddress?.replaceAll('.', '\\.')}"`));
     }
-    for (const h of hosts)
+    for (const h of cluster.hosts)
       await waitFor(async () => (await h.trussStatus()).kernel.inSync, 15_000, { what: `${h.name}: in sync` });
   });
 
@@ -271,7 +220,7 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
 
   it('4. the underlay carries VXLAN (UDP 4789) between the hosts, no WireGuard; the payload is in clear', async () => {
     await greenCtrs();
-    const ul = underlay as Underlay;
+    const ul = cluster.underlay;
     const [a, b] = [c1(), c2()];
     const ip = await containerIp(b, gName(b), GREEN);
     const marker = `MARKER-${randomBytes(8).toString('hex')}`;
@@ -297,8 +246,8 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
     }
     assert.ok(vxlan >= 6, `the capture must hold the VXLAN packets (saw ${vxlan})`);
     assert.deepEqual(strays, [], `only UDP to port ${VXLAN_PORT} between hosts may cross the underlay`);
-    const verbose = await underlay?.exec(['tcpdump', '-r', file, '-n', '-c', '1', 'udp', 'port', String(VXLAN_PORT)]);
-    assert.match(verbose?.stdout ?? '', new RegExp(`VXLAN.*vni ${VNI}`), 'tcpdump decodes truss VNI');
+    const verbose = await ul.exec(['tcpdump', '-r', file, '-n', '-c', '1', 'udp', 'port', String(VXLAN_PORT)]);
+    assert.match(verbose.stdout, new RegExp(`VXLAN.*vni ${VNI}`), 'tcpdump decodes truss VNI');
     figures.push(`underlay capture during 3 marker connections c1 -> c2 (green): ${vxlan} VXLAN packets, 0 other`);
   });
 
@@ -373,11 +322,11 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
   it('6. an encrypted network (blue, WireGuard) on the same hosts works alongside', { timeout: 120_000 }, async () => {
     await blue();
     const [a, b] = [c1(), c2()];
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       const l = await waitFor(() => link(h, WG_DEV), 15_000, { what: `${h.name}: ${WG_DEV}` });
       assert.equal(l.mtu, WG_MTU);
       if (h !== c3()) assert.ok(await link(h, VX_DEV), `${h.name}: ${VX_DEV} stays`);
-      const mtu = await h.docker(['exec', `b${shortName(h).slice(1)}`, 'cat', '/sys/class/net/eth0/mtu']);
+      const mtu = await h.docker(['exec', `b${nodeName(h).slice(1)}`, 'cat', '/sys/class/net/eth0/mtu']);
       assert.equal(mtu.stdout.trim(), String(WG_MTU), `${h.name}: container MTU on blue`);
     }
     const blueB = await containerIp(b, 'b2', BLUE);
@@ -450,17 +399,7 @@ describe('truss cluster networks without encryption (VXLAN) across three hosts',
   });
 
   it('8. everything removed on every host leaves nothing of truss', { timeout: 120_000 }, async () => {
-    for (const h of hosts) {
-      const ids = (await h.docker(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
-      await removeContainers(h, ids);
-      const nets = (await h.docker(['network', 'ls', '--filter', 'type=custom', '--format', '{{.Name}}'])).stdout;
-      for (const n of nets.split(/\s+/).filter(Boolean)) {
-        const r = await h.docker(['network', 'rm', n]);
-        assert.equal(r.code, 0, `${h.name}: docker network rm ${n}: ${r.stderr}`);
-      }
-    }
-    for (const h of hosts) {
-      await waitFor(() => assertNoTrussLeftovers(h).then(() => true), 15_000, { what: `${h.name}: no leftovers` });
-    }
+    await assertRemovedEverything(cluster.hosts);
+    await waitNoTrussLeftovers(cluster.hosts);
   });
 });

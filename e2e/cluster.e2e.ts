@@ -20,7 +20,17 @@ import { after, before, describe, it } from 'node:test';
 import { captureSyns, type SynCounts } from './harness/capture.ts';
 import { churn } from './harness/churn.ts';
 import { inCidr } from './harness/cidr.ts';
-import { allAddresses, containerIp, containerPid, removeContainers, runContainer } from './harness/containers.ts';
+import { clusterFixture, nodeName } from './harness/cluster.ts';
+import { routeCovers, trussRoutes, WG_DEV, wgPeers, wgPublicKey } from './harness/cluster-state.ts';
+import {
+  allAddresses,
+  containerIp,
+  containerPid,
+  createClusterNetwork,
+  createTrussNetwork,
+  removeContainers,
+  runContainer,
+} from './harness/containers.ts';
 import { etcdKeys } from './harness/etcd-keys.ts';
 import {
   createPlusJoinMs,
@@ -30,42 +40,31 @@ import {
   printFigures,
   rpcFigureLines,
 } from './harness/figures.ts';
-import { type Host, inHostMounts, startHostsOn, stopHostsAndUnderlay } from './harness/host.ts';
+import { type Host, inHostMounts } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import {
-  assertNoTrussLeftovers,
+  assertRemovedEverything,
   isTrussWireguardGo,
   TRUSS_ROUTE_PROTO,
   trussKernelObjects,
+  waitNoTrussLeftovers,
 } from './harness/leftovers.ts';
 import { listNetns } from './harness/netns.ts';
 import { msUntilConnects } from './harness/netns-tcp.ts';
 import { memoOnce } from './harness/once.ts';
 import { isAlive, listProcs, nsIdOfFile, waitExit } from './harness/procs.ts';
-import { pingProbe, SINK_CMD, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
-import {
-  clusterServeArgs,
-  pcapContains,
-  readPcap,
-  startPcap,
-  startUnderlay,
-  UNDERLAY_ADDRESS,
-  type Underlay,
-} from './harness/underlay.ts';
-
+import { assertTcp, pingProbe, SINK_CMD, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
+import { pcapContains, readPcap, startPcap, UNDERLAY_ADDRESS } from './harness/underlay.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
 const BLUE = 'blue';
 const BLUE_SUBNET = '198.18.64.0/20';
 const WG_PORT = 51820;
-const WG_DEV = 'trwg0';
 /** 1500 underlay - 60 (IPv4 + UDP + WireGuard header and tag) */
 const TUNNEL_MTU = 1440;
 const MAX_GAP_MS = 1000;
 /** The issue's bound for "fails fast" when etcd is down. */
 const FAST_MS = 10_000;
-const DEFAULT_POOLS = '198.18.128.0/17:24';
-const HOST_NAMES = ['c1', 'c2', 'c3'] as const;
 /** F9 across the hosts: rounds, and concurrent `docker run`s per host per round (the plan: 20 × 50) */
 const F9_ROUNDS = Number(process.env.E2E_F9_HOSTS_ROUNDS ?? 1);
 const F9_PARALLEL = Number(process.env.E2E_F9_HOSTS_PARALLEL ?? 8);
@@ -74,53 +73,15 @@ const ATTACH_MAX_MS = 20_000;
 /** Servers on two ports for the port policy test (the image's tsink). */
 const SRV_CMD = ['sh', '-c', 'nc -ll -p 80 -e /bin/tsink & nc -ll -p 8080 -e /bin/tsink & wait'];
 
-let underlay: Underlay | undefined;
-const hosts: Host[] = [];
+const cluster = clusterFixture({ hosts: ['c1', 'c2', 'c3'], truss: { debug: true, wgPort: WG_PORT } });
 const figures: string[] = [];
-
-const byName = (n: (typeof HOST_NAMES)[number]): Host => {
-  const h = hosts[HOST_NAMES.indexOf(n)];
-  assert.ok(h, `host ${n} did not start`);
-  return h;
-};
-const c1 = () => byName('c1');
-const c2 = () => byName('c2');
-const c3 = () => byName('c3');
-const shortName = (h: Host): string => h.name.replace(/^truss-e2e-/, '');
+const c1 = () => cluster.host('c1');
+const c2 = () => cluster.host('c2');
+const c3 = () => cluster.host('c3');
 
 const once = memoOnce();
 
-const createTruss = (h: Host, args: readonly string[]) =>
-  h.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);
-
 const inHost = inHostMounts;
-
-async function wgPeers(h: Host): Promise<string[]> {
-  const r = await inHost(h, ['wg', 'show', WG_DEV, 'peers']);
-  if (r.code !== 0) throw new Error(`wg show ${WG_DEV} peers in ${h.name}: ${r.stderr.trim()}`);
-  return r.stdout.split(/\s+/).filter(Boolean).sort();
-}
-
-async function wgPublicKey(h: Host): Promise<string> {
-  const r = await inHost(h, ['wg', 'show', WG_DEV, 'public-key']);
-  if (r.code !== 0) throw new Error(`wg show ${WG_DEV} public-key in ${h.name}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-}
-
-interface RouteJson {
-  readonly dst: string;
-  readonly dev?: string;
-}
-
-/** truss's routes (its proto) in the host's main table. */
-async function trussRoutes(h: Host): Promise<RouteJson[]> {
-  const r = await h.exec(['ip', '-j', 'route', 'show', 'table', 'main', 'proto', String(TRUSS_ROUTE_PROTO)]);
-  if (r.code !== 0) throw new Error(`ip route in ${h.name}: ${r.stderr.trim()}`);
-  return JSON.parse(r.stdout.trim() || '[]') as RouteJson[];
-}
-
-const routeCovers = (routes: readonly RouteJson[], ip: string): RouteJson | undefined =>
-  routes.find((r) => inCidr(ip, r.dst.includes('/') ? r.dst : `${r.dst}/32`));
 
 /** The other hosts' public keys, as the host's own truss should have made them its peers. */
 async function expectedPeers(h: Host, members: readonly Host[]): Promise<string[]> {
@@ -151,7 +112,7 @@ async function assertDistinctAddresses(net: string, hs: readonly Host[]): Promis
   for (const h of hs) {
     for (const a of await allAddresses(h)) {
       if (a.network !== net) continue;
-      const who = `${shortName(h)}/${a.container}`;
+      const who = `${nodeName(h)}/${a.container}`;
       const prev = seen.get(a.ip);
       assert.equal(prev, undefined, `duplicate address ${a.ip} on ${net}: ${prev} and ${who}`);
       seen.set(a.ip, who);
@@ -160,16 +121,9 @@ async function assertDistinctAddresses(net: string, hs: readonly Host[]): Promis
   return seen;
 }
 
-async function assertTcp(from: Host, fromCtr: string, to: Host, toCtr: string, ip: string, port = SINK_PORT) {
-  const r = await tcpConnect(from, fromCtr, ip, port);
-  const what = `${shortName(from)}/${fromCtr} -> ${shortName(to)}/${toCtr} (${ip}:${port})`;
-  assert.ok(r.ok, `${what} TCP failed: ${r.output}`);
-  assert.ok(await serverSaw(to, toCtr, r.token), `${what}: the sink did not record the token`);
-}
-
 async function assertPing(from: Host, fromCtr: string, ip: string) {
   const r = await from.docker(['exec', fromCtr, 'ping', '-c', '3', '-i', '0.2', '-W', '2', ip], 30_000);
-  assert.equal(r.code, 0, `ping ${shortName(from)}/${fromCtr} -> ${ip}: ${r.stdout}${r.stderr}`);
+  assert.equal(r.code, 0, `ping ${nodeName(from)}/${fromCtr} -> ${ip}: ${r.stdout}${r.stderr}`);
 }
 
 /** Waits until truss on h reports its kernel state in sync. */
@@ -189,7 +143,7 @@ async function waitMesh(members: readonly Host[], timeoutMs = 20_000): Promise<v
       timeoutMs,
       { what: `${h.name}: WireGuard peers = the other members` },
     ).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- truss log tail (${h.name}) ---\n${logTail(h)}`);
+      throw new Error(`${err.message}\n--- truss log tail (${h.name}) ---\n${h.truss.logTail()}`);
     });
   }
 }
@@ -197,7 +151,7 @@ async function waitMesh(members: readonly Host[], timeoutMs = 20_000): Promise<v
 /** What each host's tunnel looks like (wg show, truss routes), appended to a failure. */
 async function diagnostics(): Promise<string> {
   const out: string[] = [];
-  for (const h of hosts) {
+  for (const h of cluster.hosts) {
     const wg = await inHost(h, ['wg', 'show', WG_DEV]);
     const routes = await h.exec(['ip', 'route', 'show', 'proto', String(TRUSS_ROUTE_PROTO)]);
     out.push(
@@ -242,12 +196,10 @@ async function withDiagnostics<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const logTail = (h: Host, n = 25): string => h.truss.log().split('\n').slice(-n).join('\n');
-
 let rpcFiguresTaken = false;
 /** c1's per-RPC durations from its debug log (taken once, while the host still exists). */
 function takeRpcFigures(): void {
-  const h = hosts[0];
+  const h = cluster.hosts[0];
   if (rpcFiguresTaken || !h) return;
   rpcFiguresTaken = true;
   figures.push(...rpcFigureLines(h.truss.log()).map((l) => `c1 ${l}`));
@@ -258,10 +210,9 @@ function takeRpcFigures(): void {
 /** blue on all three hosts: c1 first, then c2 and c3 together (both join an existing record). */
 const blue = () =>
   once('blue', async () => {
-    const args = ['-o', `truss.cluster=${BLUE}`, '--subnet', BLUE_SUBNET, BLUE];
-    const first = await createTruss(c1(), args);
-    assert.equal(first.code, 0, `docker network create ${BLUE} on c1: ${first.stderr}\n${logTail(c1())}`);
-    const rest = await Promise.all([c2(), c3()].map((h) => createTruss(h, args)));
+    const first = await createClusterNetwork(c1(), BLUE, BLUE_SUBNET);
+    assert.equal(first.code, 0, `docker network create ${BLUE} on c1: ${first.stderr}\n${c1().truss.logTail()}`);
+    const rest = await Promise.all([c2(), c3()].map((h) => createClusterNetwork(h, BLUE, BLUE_SUBNET)));
     rest.forEach((r, i) => {
       assert.equal(r.code, 0, `docker network create ${BLUE} on c${i + 2}: ${r.stderr}`);
     });
@@ -269,11 +220,11 @@ const blue = () =>
 
 const WORKERS_PER_HOST = 10;
 /** w<host>-<i>: sinks on blue, 10 per host, all 30 started at once. */
-const workerName = (h: Host, i: number) => `w${shortName(h).slice(1)}-${i}`;
+const workerName = (h: Host, i: number) => `w${nodeName(h).slice(1)}-${i}`;
 const workers = () =>
   once('workers', async () => {
     await blue();
-    const starts = hosts.flatMap((h) =>
+    const starts = cluster.hosts.flatMap((h) =>
       Array.from({ length: WORKERS_PER_HOST }, (_, i) =>
         runContainer(h, { name: workerName(h, i), network: BLUE, cmd: SINK_CMD() }),
       ),
@@ -370,37 +321,22 @@ function watchGrowth(flow: CrossFlow): { stop(): Promise<{ maxStallMs: number; g
 // ---------------------------------------------------------------- the suite
 
 describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeout: 15 * 60_000 }, () => {
-  before(async () => {
-    underlay = await startUnderlay();
-    const ul = underlay;
-    await startHostsOn(ul, HOST_NAMES, hosts);
-    await Promise.all(
-      hosts.map((h) =>
-        h.startTruss({
-          debug: true,
-          defaultPools: DEFAULT_POOLS,
-          extraArgs: clusterServeArgs(ul, shortName(h), h.underlayAddress as string, WG_PORT),
-        }),
-      ),
-    );
-  });
+  before(() => cluster.start());
 
   after(async () => {
     takeRpcFigures();
     if (figures.length > 0) printFigures(figures);
-    const problems = await stopHostsAndUnderlay(hosts, underlay);
-    underlay = undefined;
-    if (problems.length > 0) throw new Error(`teardown: ${problems.join('; ')}`);
+    await cluster.stop();
   });
 
   it('0. the underlay connects the hosts, and etcd answers from every host', async () => {
-    for (const h of hosts) {
-      for (const o of hosts) {
+    for (const h of cluster.hosts) {
+      for (const o of cluster.hosts) {
         if (o === h) continue;
         const r = await h.exec(['busybox', 'ping', '-c', '1', '-W', '2', o.underlayAddress as string]);
         assert.equal(r.code, 0, `${h.name} -> ${o.name} over the underlay: ${r.stdout}${r.stderr}`);
       }
-      const v = await h.exec(['curl', '-s', '--max-time', '2', `${underlay?.etcd.url}/version`]);
+      const v = await h.exec(['curl', '-s', '--max-time', '2', `${cluster.underlay.etcd.url}/version`]);
       assert.match(v.stdout, /etcdserver/, `${h.name}: etcd /version: ${v.stdout}${v.stderr}`);
       const link = await h.exec(['ip', '-j', 'link', 'show', 'eth-ul']);
       assert.equal((JSON.parse(link.stdout || '[]') as { mtu?: number }[])[0]?.mtu, 1500, `${h.name}: underlay MTU`);
@@ -411,9 +347,9 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     timeout: 120_000,
   }, async () => {
     await blue();
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       const link = await h.exec(['ip', '-j', '-d', 'link', 'show', WG_DEV]);
-      assert.equal(link.code, 0, `${h.name}: no ${WG_DEV}: ${link.stderr}\n${logTail(h)}`);
+      assert.equal(link.code, 0, `${h.name}: no ${WG_DEV}: ${link.stderr}\n${h.truss.logTail()}`);
       const [l] = JSON.parse(link.stdout) as { ifalias?: string; mtu: number }[];
       assert.equal(l?.ifalias, `truss:wg:${WG_DEV}`, `${h.name}: ${WG_DEV} must carry truss's mark`);
       assert.equal(l?.mtu, TUNNEL_MTU, `${h.name}: ${WG_DEV} MTU`);
@@ -422,7 +358,13 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     }
 
     // Same cluster name, another subnet: refused on c3, naming the conflict; nothing created.
-    const conflict = await createTruss(c3(), ['-o', `truss.cluster=${BLUE}`, '--subnet', '198.18.80.0/20', 'blue2']);
+    const conflict = await createTrussNetwork(c3(), [
+      '-o',
+      `truss.cluster=${BLUE}`,
+      '--subnet',
+      '198.18.80.0/20',
+      'blue2',
+    ]);
     assert.notEqual(conflict.code, 0, 'blue2 (truss.cluster=blue, another subnet) must be refused');
     assert.match(conflict.stderr, /blue/, `the error must name the cluster network: ${conflict.stderr}`);
     assert.match(
@@ -434,10 +376,9 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
 
     // The same cluster name in the other mode: green is unencrypted (VXLAN) on c1, so c2 may not
     // make it encrypted; the error names the setting. c1's green (and its trvx0) then goes.
-    const green = ['-o', 'truss.cluster=green', '--subnet', '198.18.96.0/20', 'green'];
-    const vx = await createTruss(c1(), ['-o', 'truss.encrypt=false', ...green]);
+    const vx = await createClusterNetwork(c1(), 'green', '198.18.96.0/20', ['-o', 'truss.encrypt=false']);
     assert.equal(vx.code, 0, `green (truss.encrypt=false) on c1: ${vx.stderr}`);
-    const wg = await createTruss(c2(), green);
+    const wg = await createClusterNetwork(c2(), 'green', '198.18.96.0/20');
     assert.notEqual(wg.code, 0, 'green encrypted on c2 while it is unencrypted on c1 must be refused');
     assert.match(wg.stderr, /green/, `the error must name the cluster network: ${wg.stderr}`);
     assert.match(wg.stderr, /encrypt false/, `the error must name the differing setting: ${wg.stderr}`);
@@ -454,7 +395,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
       10_000,
       { what: 'c3: truss status without blue2 / 198.18.80.0/20' },
     );
-    for (const h of hosts) await waitInSync(h);
+    for (const h of cluster.hosts) await waitInSync(h);
   });
 
   it('2. gives 30 containers started at once on three hosts 30 distinct addresses', { timeout: 240_000 }, async () => {
@@ -463,7 +404,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     figures.push(
       `30 concurrent docker run (10 per host, 3 hosts): all running after ${(performance.now() - t0).toFixed(0)} ms`,
     );
-    const seen = await assertDistinctAddresses(BLUE, hosts);
+    const seen = await assertDistinctAddresses(BLUE, cluster.hosts);
     assert.equal(seen.size, 3 * WORKERS_PER_HOST, `30 addresses expected, got ${seen.size}: ${[...seen.keys()]}`);
     const gateway = (
       await c1().docker(['network', 'inspect', '-f', '{{range .IPAM.Config}}{{.Gateway}}{{end}}', BLUE])
@@ -474,18 +415,18 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     }
     // Every host with containers is a WireGuard peer of the others (peers are the members that
     // own address blocks), and its containers are routed to it through the tunnel.
-    await withDiagnostics(() => waitMesh(hosts));
+    await withDiagnostics(() => waitMesh(cluster.hosts));
     const blueIps = new Map<Host, string[]>();
-    for (const h of hosts)
+    for (const h of cluster.hosts)
       blueIps.set(
         h,
         (await allAddresses(h)).filter((a) => a.network === BLUE).map((a) => a.ip),
       );
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       const routes = await waitFor(
         async () => {
           const rs = await trussRoutes(h);
-          const missing = hosts
+          const missing = cluster.hosts
             .filter((o) => o !== h)
             .flatMap((o) => (blueIps.get(o) ?? []).filter((ip) => routeCovers(rs, ip)?.dev !== WG_DEV));
           if (missing.length === 0) return rs;
@@ -504,7 +445,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
 
   it('3. TCP and ping between containers on different hosts, in every host pair', { timeout: 180_000 }, async () => {
     await workers();
-    const pairs = hosts.flatMap((a) => hosts.filter((b) => b !== a).map((b) => [a, b] as const));
+    const pairs = cluster.hosts.flatMap((a) => cluster.hosts.filter((b) => b !== a).map((b) => [a, b] as const));
     await withDiagnostics(() =>
       Promise.all(
         pairs.map(async ([a, b], k) => {
@@ -547,7 +488,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
 
   it('4. between hosts the underlay carries only WireGuard UDP, never the payload', { timeout: 120_000 }, async () => {
     await workers();
-    const ul = underlay as Underlay;
+    const ul = cluster.underlay;
     const [a, b] = [c1(), c2()];
     const to = workerName(b, 2);
     const ip = await ipOf(b, to);
@@ -577,7 +518,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     assert.equal(pcapContains(ulFile, marker), false, 'the marker crossed the underlay in clear');
 
     const packets = await readPcap(ulFile);
-    const hostIps = new Set(hosts.map((h) => h.underlayAddress as string));
+    const hostIps = new Set(cluster.hosts.map((h) => h.underlayAddress as string));
     const strays: string[] = [];
     let wireguard = 0;
     for (const p of packets) {
@@ -666,7 +607,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
       `c1 -> c2 gap of ${p.maxGapMs} ms across the kill -9 and restart of c2's truss`,
     );
     figures.push(`c2 truss restart after kill -9: kernel.inSync ${(await inSync).toFixed(0)} ms after start`);
-    await waitMesh(hosts);
+    await waitMesh(cluster.hosts);
     const wgAfter = listProcs().filter((q) => q.netNs === nsIdOfFile(b.netnsPath, 'net') && isTrussWireguardGo(q));
     assert.deepEqual(
       wgAfter.map((q) => q.pid),
@@ -679,7 +620,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     await assertTcp(a, workerName(a, 5), b, 'k2', k2);
     await assertTcp(c3(), workerName(c3(), 5), b, 'k2', k2);
     await assertTcp(b, 'k2', a, workerName(a, 5), await ipOf(a, workerName(a, 5)));
-    await assertDistinctAddresses(BLUE, hosts);
+    await assertDistinctAddresses(BLUE, cluster.hosts);
   });
 
   it('6b. truss keys rotate on c1: peers follow within seconds, cross-host traffic resumes', {
@@ -707,7 +648,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     assert.ok(p.received > 0, `no replies across the rotation:\n${p.output}`);
     if (p.maxGapMs > 6000) {
       // seen once in 11 runs (10.4 s, against ~100 ms): when did each host change its device?
-      const changes = hosts.map((h) => {
+      const changes = cluster.hosts.map((h) => {
         const lines = h.truss
           .log()
           .split('\n')
@@ -725,7 +666,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     timeout: 240_000,
   }, async () => {
     await workers();
-    const ul = underlay as Underlay;
+    const ul = cluster.underlay;
     const [a, b] = [c1(), c3()];
     const to = workerName(b, 6);
     const ip = await ipOf(b, to);
@@ -785,25 +726,25 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     const [e1, e3] = [await ipOf(a, name), await ipOf(b, 'e3')];
     await assertTcp(a, name, b, 'e3', e3);
     await assertTcp(b, 'e3', a, name, e1);
-    await assertDistinctAddresses(BLUE, hosts);
-    for (const h of hosts) await waitInSync(h);
+    await assertDistinctAddresses(BLUE, cluster.hosts);
+    for (const h of cluster.hosts) await waitInSync(h);
   });
 
   it(`F9. ${F9_ROUNDS} × ${F9_PARALLEL} parallel docker run, mixed, rm -f on blue on all three hosts at once`, {
     timeout: 120_000 + F9_ROUNDS * F9_PARALLEL * 15_000,
   }, async () => {
     await workers();
-    const logAt = hosts.map((h) => h.truss.log().length);
+    const logAt = cluster.hosts.map((h) => h.truss.log().length);
     const t0 = performance.now();
-    const r = await churn(hosts, {
+    const r = await churn(cluster.hosts, {
       network: BLUE,
       rounds: F9_ROUNDS,
       parallel: F9_PARALLEL,
       prefix: 'f9-',
-      onPhase: async () => void (await assertDistinctAddresses(BLUE, hosts)),
+      onPhase: async () => void (await assertDistinctAddresses(BLUE, cluster.hosts)),
     });
     const took = performance.now() - t0;
-    const logs = hosts.map((h, i) => h.truss.log().slice(logAt[i]));
+    const logs = cluster.hosts.map((h, i) => h.truss.log().slice(logAt[i]));
     const attach = logs.flatMap((l) => createPlusJoinMs(parseRpcSamples(l)));
     const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
     figures.push(
@@ -813,12 +754,12 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     );
     assert.deepEqual(r.failures, [], `${r.failures.length} of ${r.started + r.failures.length} docker runs failed`);
     assert.deepEqual(r.duplicates, [], 'an address on two containers at once');
-    const exists = logs.flatMap((l, i) => (/file exists/i.test(l) ? [HOST_NAMES[i]] : []));
+    const exists = logs.flatMap((l, i) => (/file exists/i.test(l) ? [cluster.hosts[i]?.name] : []));
     assert.deepEqual(exists, [], '"file exists" in the truss log');
     assert.ok(Math.max(...attach) <= ATTACH_MAX_MS, `CreateEndpoint+Join max ${s(Math.max(...attach))}`);
     assert.equal(attach.length, r.started, 'one CreateEndpoint+Join per started container in the logs');
     // nothing of theirs is left: truss keeps only Docker's live endpoints, etcd no claim on their addresses
-    for (const h of hosts) {
+    for (const h of cluster.hosts) {
       await waitInSync(h);
       const live = new Set(await dockerEndpointIds(h, BLUE));
       const kept = (await h.trussStatus()).endpoints.map((e) => (e as { id: string }).id);
@@ -829,11 +770,11 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
       );
       assert.equal(kept.length, live.size, `${h.name}: truss keeps every endpoint Docker has`);
     }
-    const inUse = new Set((await Promise.all(hosts.map(allAddresses))).flat().map((a) => a.ip));
+    const inUse = new Set((await Promise.all(cluster.hosts.map(allAddresses))).flat().map((a) => a.ip));
     const gone = [...r.addresses].filter((ip) => !inUse.has(ip));
     await waitFor(
       async () => {
-        const keys = await etcdKeys(underlay as Underlay, '/truss/v2/addrs/');
+        const keys = await etcdKeys(cluster.underlay, '/truss/v2/addrs/');
         const claimed = keys.filter((k) => k.includes(`/${BLUE}/`)).map((k) => k.slice(k.lastIndexOf('/') + 1));
         // the live containers' claims are there: the key layout is the one read here
         assert.ok(
@@ -870,7 +811,7 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
       const ms = await msUntilConnects(from, ip, SINK_PORT, t0, 10_000, 100);
       if (ms !== undefined) toFirst.push(ms);
       process.stdout.write(
-        `# start-to-connect (run on ${shortName(hostA)}, connect from ${shortName(hostB)}) ${ip}: ${ms ?? '>10000'} ms\n`,
+        `# start-to-connect (run on ${nodeName(hostA)}, connect from ${nodeName(hostB)}) ${ip}: ${ms ?? '>10000'} ms\n`,
       );
       if (process.env.TRUSS_E2E_DEBUG_CONNECT) {
         const d = await hostB.docker(['exec', workerName(hostB, 8), 'ip', 'neigh']);
@@ -940,40 +881,17 @@ describe('truss cluster networks across three hosts (WireGuard, etcd)', { timeou
     timeout: 300_000,
   }, async () => {
     // this run's wireguard-go processes (other checkouts may run their own suites on this machine)
-    const ours = new Set(hosts.map((h) => nsIdOfFile(h.netnsPath, 'net')));
+    const ours = new Set(cluster.hosts.map((h) => nsIdOfFile(h.netnsPath, 'net')));
     const wgPids = listProcs()
       .filter((p) => isTrussWireguardGo(p) && ours.has(p.netNs))
       .map((p) => p.pid);
-    for (const h of hosts) {
-      const ids = (await h.docker(['ps', '-aq'])).stdout.split(/\s+/).filter(Boolean);
-      await removeContainers(h, ids);
-      assert.equal((await h.docker(['ps', '-aq'])).stdout.trim(), '', `${h.name}: all containers removed`);
-      const nets = (await h.docker(['network', 'ls', '--filter', 'type=custom', '--format', '{{.Name}}'])).stdout;
-      for (const n of nets.split(/\s+/).filter(Boolean)) {
-        const r = await h.docker(['network', 'rm', n]);
-        if (r.code !== 0) {
-          // seen once under load: "network has active endpoints" (which ones, and what truss said)
-          const inspect = await h.docker(['network', 'inspect', n]);
-          assert.fail(
-            `${h.name}: docker network rm ${n}: ${r.stderr}\n${inspect.stdout}${inspect.stderr}` +
-              `--- truss log tail (${h.name}) ---\n${logTail(h, 60)}`,
-          );
-        }
-      }
-    }
-    for (const h of hosts) {
-      await waitFor(() => assertNoTrussLeftovers(h).then(() => true), 15_000, {
-        what: `${h.name}: no truss leftovers`,
-      });
-      await assertNoTrussLeftovers(h);
-    }
-    const names = hosts.map((h) => h.name);
+    await assertRemovedEverything(cluster.hosts);
+    await waitNoTrussLeftovers(cluster.hosts);
+    const names = cluster.hosts.map((h) => h.name);
     takeRpcFigures();
-    for (const h of hosts.splice(0)) await h.stop();
-    const ul = underlay as Underlay;
-    underlay = undefined;
+    const ul = cluster.underlay;
     const etcdPid = ul.etcd.pid();
-    await ul.stop();
+    await cluster.stop();
     assert.ok(etcdPid === undefined || !isAlive(etcdPid), 'etcd must be stopped');
     const left = listNetns().filter((n) => names.includes(n) || n === ul.name);
     assert.deepEqual(left, [], 'the hosts and the underlay namespaces must be gone');

@@ -1,7 +1,15 @@
-/** Container helpers over a host's docker CLI: run, inspect addresses, time start-ups. */
+/** Container and network helpers over a host's docker CLI: create, run, inspect addresses, time start-ups, remove. */
 import type { Host } from './host.ts';
 import { IMAGE } from './image.ts';
 import { waitFor } from './wait.ts';
+
+/** docker network create -d truss --ipam-driver truss ...args */
+export const createTrussNetwork = (host: Host, args: readonly string[]) =>
+  host.docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', ...args]);
+
+/** A cluster network of that name (-o truss.cluster=name) on subnet, with more options (opts) if given. */
+export const createClusterNetwork = (host: Host, name: string, subnet: string, opts: readonly string[] = []) =>
+  createTrussNetwork(host, ['-o', `truss.cluster=${name}`, ...opts, '--subnet', subnet, name]);
 
 export interface RunSpec {
   readonly name: string;
@@ -62,6 +70,22 @@ export async function allAddresses(host: Host): Promise<{ container: string; net
 
 export async function removeContainers(host: Host, names: readonly string[]): Promise<void> {
   if (names.length > 0) await host.docker(['rm', '-f', ...names], 120_000);
+}
+
+/**
+ * Removes every container of the host (docker rm -f), then every user-defined network; returns
+ * the networks `docker network rm` failed on, with dockerd's message.
+ */
+export async function removeEverything(host: Host): Promise<{ network: string; stderr: string }[]> {
+  const ids = (await host.docker(['ps', '-aq'], 20_000)).stdout.split(/\s+/).filter(Boolean);
+  await removeContainers(host, ids);
+  const nets = await host.docker(['network', 'ls', '--filter', 'type=custom', '--format', '{{.Name}}'], 20_000);
+  const failed: { network: string; stderr: string }[] = [];
+  for (const network of nets.stdout.split(/\s+/).filter(Boolean)) {
+    const r = await host.docker(['network', 'rm', network], 30_000);
+    if (r.code !== 0) failed.push({ network, stderr: r.stderr });
+  }
+  return failed;
 }
 
 /** ms from `docker run -d` until the container is running, for `count` sequential containers. */

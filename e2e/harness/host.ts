@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { removeEverything } from './containers.ts';
 import { inNetns, type RunOptions, type RunResult, run } from './exec.ts';
 import { dockerdFigureLine, printFigures } from './figures.ts';
 import { importImage } from './image.ts';
@@ -87,36 +88,6 @@ function dockerdArgs(dir: string, opts: HostOptions): string[] {
     '--userland-proxy=false',
     ...(opts.dockerdArgs ?? []),
   ];
-}
-
-/**
- * Stops every host in `hosts` (emptying it), then `underlay`, and returns what failed; one failure
- * does not keep the rest running.
- */
-export async function stopHostsAndUnderlay(hosts: Host[], underlay: Underlay | undefined): Promise<string[]> {
-  const problems: string[] = [];
-  for (const h of hosts.splice(0)) await h.stop().catch((err: Error) => problems.push(err.message));
-  await underlay?.stop().catch((err: Error) => problems.push(err.message));
-  return problems;
-}
-
-/**
- * Starts one host per name on `underlay` (underlay index 1, 2, ... in order), all at once. Every
- * host that started is pushed onto `into` before the first failure is thrown, so the caller's
- * `after` stops it.
- */
-export async function startHostsOn(
-  underlay: Underlay,
-  names: readonly string[],
-  into: Host[],
-  opts: Omit<HostOptions, 'underlay'> = {},
-): Promise<void> {
-  const started = await Promise.allSettled(
-    names.map((n, i) => startHost(n, { ...opts, underlay: { of: underlay, index: i + 1 } })),
-  );
-  for (const s of started) if (s.status === 'fulfilled') into.push(s.value);
-  const bad = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (bad) throw bad.reason;
 }
 
 /** Each suite (one process) names the dockerd it ran against once, in its figures. */
@@ -297,12 +268,7 @@ async function stopHost(host: Host, st: Internals): Promise<void> {
   // each endpoint, so skip straight to killing (the namespace takes the kernel objects with it).
   const pid = st.pid();
   const mntNs = st.mntNs();
-  if (isAlive(pid) && (host.truss.running() || !host.truss.started())) {
-    const ids = (await host.docker(['ps', '-aq'], 20_000)).stdout.split(/\s+/).filter(Boolean);
-    if (ids.length > 0) await host.docker(['rm', '-f', ...ids], 120_000);
-    const nets = await host.docker(['network', 'ls', '--filter', 'type=custom', '-q'], 20_000);
-    for (const id of nets.stdout.split(/\s+/).filter(Boolean)) await host.docker(['network', 'rm', id], 30_000);
-  }
+  if (isAlive(pid) && (host.truss.running() || !host.truss.started())) await removeEverything(host);
   await host.truss.stop('SIGTERM', 5000);
   if (isAlive(pid)) {
     process.kill(pid, 'SIGTERM');

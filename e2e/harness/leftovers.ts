@@ -8,9 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
+import { removeEverything } from './containers.ts';
 import { inNetns, run } from './exec.ts';
 import type { Host } from './host.ts';
 import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
+import { waitFor } from './wait.ts';
 
 /** truss's nft tables (family inet): the network firewall, the port policy and the published ports. */
 export const TRUSS_NFT_TABLES = ['truss', 'truss_policy', 'truss_ports'] as const;
@@ -93,5 +95,31 @@ export async function assertNoTrussLeftovers(host: Host): Promise<void> {
   const status = await host.trussStatus();
   for (const key of STATUS_LISTS) {
     assert.deepEqual(status[key] ?? [], [], `truss status still lists ${key}: ${JSON.stringify(status[key])}`);
+  }
+}
+
+/**
+ * Removes every container and user-defined network on each host; a network Docker will not
+ * remove fails the test with what dockerd and truss said.
+ */
+export async function assertRemovedEverything(hosts: readonly Host[]): Promise<void> {
+  for (const h of hosts) {
+    const failed = await removeEverything(h);
+    assert.equal((await h.docker(['ps', '-aq'])).stdout.trim(), '', `${h.name}: all containers removed`);
+    for (const { network, stderr } of failed) {
+      // seen once under load: "network has active endpoints" (which ones, and what truss said)
+      const inspect = await h.docker(['network', 'inspect', network]);
+      assert.fail(
+        `${h.name}: docker network rm ${network}: ${stderr}\n${inspect.stdout}${inspect.stderr}` +
+          `--- truss log tail (${h.name}) ---\n${h.truss.logTail(60)}`,
+      );
+    }
+  }
+}
+
+/** Waits (15 s a host) until no host keeps anything of truss (assertNoTrussLeftovers). */
+export async function waitNoTrussLeftovers(hosts: readonly Host[]): Promise<void> {
+  for (const h of hosts) {
+    await waitFor(() => assertNoTrussLeftovers(h).then(() => true), 15_000, { what: `${h.name}: no truss leftovers` });
   }
 }

@@ -3,6 +3,7 @@
  * `tsink` run by `nc -ll` (SINK_CMD): it records each client's line in /tmp/seen and
  * answers "ack <line>", so a test can prove both a round trip and "the server saw nothing".
  */
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Host } from './host.ts';
 
@@ -40,6 +41,14 @@ export async function tcpConnect(
 export async function serverSaw(host: Host, sinkContainer: string, token: string): Promise<boolean> {
   const r = await host.docker(['exec', sinkContainer, 'cat', '/tmp/seen']);
   return r.code === 0 && r.stdout.split('\n').includes(token);
+}
+
+/** TCP from a container to a sink (`toCtr` on `to`, at ip:port): fails unless it answered and recorded the token. */
+export async function assertTcp(from: Host, fromCtr: string, to: Host, toCtr: string, ip: string, port = SINK_PORT) {
+  const r = await tcpConnect(from, fromCtr, ip, port);
+  const what = `${from.name}/${fromCtr} -> ${to.name}/${toCtr} (${ip}:${port})`;
+  assert.ok(r.ok, `${what} TCP failed: ${r.output}`);
+  assert.ok(await serverSaw(to, toCtr, r.token), `${what}: the sink did not record the token`);
 }
 
 /** A few pings; true if at least one reply came back. */

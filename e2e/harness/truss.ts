@@ -91,6 +91,8 @@ export interface TrussDaemon {
   /** Runs the truss CLI in the host's namespaces, with DOCKER_HOST naming the host's dockerd. */
   cli(args: readonly string[], timeoutMs?: number): ReturnType<typeof run>;
   log(): string;
+  /** The last `lines` lines of the log, for a failure message. */
+  logTail(lines?: number): string;
 }
 
 /** POST /Plugin.Activate on the plugin socket; resolves with the HTTP status (0 if unreachable). */
@@ -179,7 +181,7 @@ export function trussDaemon(dockerdPid: () => number, dir: string, opts: { reado
         if ((await activate(sock)) === 200) return;
         const why = pid() === undefined ? 'truss exited during start-up' : Date.now() > deadline ? 'timed out' : '';
         if (why) {
-          const tail = self.log().split('\n').slice(-30).join('\n');
+          const tail = self.logTail();
           throw new Error(
             `truss did not answer Plugin.Activate on ${PLUGIN_SOCKET}: ${why}\n--- truss log tail ---\n${tail}`,
           );
@@ -216,6 +218,7 @@ export function trussDaemon(dockerdPid: () => number, dir: string, opts: { reado
     cli: (args, timeoutMs = 30_000) =>
       run(inHost([TRUSS_BIN, ...args]), { env: { ...childEnv({}), DOCKER_HOST: dockerHost }, timeoutMs }),
     log: () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : ''),
+    logTail: (lines = 30) => self.log().split('\n').slice(-lines).join('\n'),
   };
   return self;
 }

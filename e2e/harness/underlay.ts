@@ -364,14 +364,3 @@ export function etcdIn(
   };
   return self;
 }
-
-/** truss serve arguments that join a host to the underlay's cluster store. */
-export function clusterServeArgs(u: Underlay, nodeName: string, address: string, wgPort?: number): string[] {
-  // the underlay's etcd is plaintext on another (simulated) host: accepted explicitly
-  const args = [
-    ...['--store', `etcd://${u.etcd.endpoint}`, '--etcd-insecure'],
-    ...['--node-name', nodeName, '--advertise-address', address],
-  ];
-  if (wgPort !== undefined) args.push('--wg-port', String(wgPort));
-  return args;
-}
