@@ -42,6 +42,10 @@ export interface PassResult {
   readonly changes: number;
   readonly failures: number;
   readonly durationMs: number;
+  /** when it ended (ISO 8601) */
+  readonly at?: string;
+  /** the keys of the objects that failed in it (only when some did) */
+  readonly failed?: readonly string[];
 }
 
 interface Waiter {
@@ -73,6 +77,8 @@ export class Engine<I extends { readonly revision: number }, D> {
   #lastPass: PassResult | undefined;
   /** the start-up pass: what a restart had to repair (0 changes when the kernel was right) */
   #firstPass: PassResult | undefined;
+  /** the last pass that could not run at all (loading the intent failed), until one runs */
+  #passError: { readonly error: string; readonly at: string } | undefined;
 
   constructor(deps: EngineDeps<I, D>) {
     const names = deps.kinds.map((k) => k.name);
@@ -166,6 +172,7 @@ export class Engine<I extends { readonly revision: number }, D> {
     reconciledRevision: number;
     lastPass?: PassResult;
     firstPass?: PassResult;
+    passError?: { readonly error: string; readonly at: string };
     scheduledPasses: number;
     passRunning: boolean;
     objects: Record<string, KeyStatus>;
@@ -176,6 +183,7 @@ export class Engine<I extends { readonly revision: number }, D> {
       passRunning: this.#running !== undefined,
       ...(this.#lastPass ? { lastPass: this.#lastPass } : {}),
       ...(this.#firstPass ? { firstPass: this.#firstPass } : {}),
+      ...(this.#passError ? { passError: this.#passError } : {}),
       objects: Object.fromEntries(this.#ledger.status),
     };
   }
@@ -217,6 +225,7 @@ export class Engine<I extends { readonly revision: number }, D> {
         } catch (e) {
           // loading intent failed (store unavailable): waiters time out, retry later
           this.#deps.log.error('reconcile pass failed', { err: e, full });
+          this.#passError = { error: e instanceof Error ? e.message : String(e), at: new Date().toISOString() };
           this.#scheduleRetry();
         }
       }
@@ -249,9 +258,14 @@ export class Engine<I extends { readonly revision: number }, D> {
       failures,
       durationMs: Math.round(performance.now() - started),
     };
-    this.#lastPass = pass;
+    this.#lastPass = {
+      ...pass,
+      at: new Date().toISOString(),
+      ...(failures > 0 ? { failed: [...this.#ledger.failed.keys()] } : {}),
+    };
+    this.#passError = undefined;
     const startUp = full && this.#firstPass === undefined;
-    if (startUp) this.#firstPass = pass;
+    if (startUp) this.#firstPass = this.#lastPass;
     this.#deps.log.debug('reconcile pass', { ...pass });
     if (startUp) this.#deps.log.info('start-up reconcile pass', { ...pass });
     else if (failures > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...pass });
