@@ -226,7 +226,10 @@ export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now
       node === '*' ? 'shared' : a.member ? 'yes' : 'no',
     ]),
   );
-  if (rows.length > 0) out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
+  if (rows.length > 0) {
+    out.push('ALLOCATIONS (blocks and address claims per cluster network and host)');
+    out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
+  }
   const alarms = c.alarms ?? [];
   const rejected = c.rejected ?? [];
   if (rejected.length > 0)
