@@ -212,7 +212,6 @@ export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now
     if (c.etcd.warning) out.push(`  WARNING: ${c.etcd.warning}`);
     out.push(...formatEtcdConnection(c.etcd, now));
   }
-  out.push(...formatPeers(c, now));
   for (const m of c.malformed ?? []) out.push(`  ! ignored record ${m.key}: ${m.why}`);
   const self = c.nodeId ?? c.node; // a daemon before node ids sent its name only
   const names = { ...(c.names ?? {}), ...(self !== undefined && c.node ? { [self]: c.node } : {}) };
@@ -226,10 +225,7 @@ export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now
       node === '*' ? 'shared' : a.member ? 'yes' : 'no',
     ]),
   );
-  if (rows.length > 0) {
-    out.push('ALLOCATIONS (blocks and address claims per cluster network and host)');
-    out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
-  }
+  if (rows.length > 0) out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
   const alarms = c.alarms ?? [];
   const rejected = c.rejected ?? [];
   if (rejected.length > 0)
@@ -251,6 +247,7 @@ export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now
       out.push(`  ! ${u.cluster} ${u.address} is used here without this host's claim${by}`);
     }
   }
+  out.push(...formatPeers(c, now));
   return out;
 }
 
