@@ -180,6 +180,60 @@ describe('bandwidth limits', { timeout: 600_000 }, () => {
     await assertRate('cli → srv after repair', 'cli', false, 50);
   });
 
+  it('a shaper the kernel refuses shows in status with its error and fails status --check; repaired, exit 0', async () => {
+    await setup();
+    const veth = await vethOf('ovr');
+    const ifb = ifbOf(veth);
+    const status = () => host.truss.cli(['status', '--state-dir', host.stateDir]);
+    const check = (...more: string[]) => host.truss.cli(['status', '--check', '--state-dir', host.stateDir, ...more]);
+    assert.equal((await check()).code, 0, 'healthy before');
+    await trussQuiet(() => host.trussStatus()); // no pass may repair it before status reads it
+    // an ifb that is not truss's (another alias) under the ifb's name: ensureShaper refuses it (never deletes it)
+    assert.equal((await host.exec(['ip', 'link', 'del', ifb])).code, 0);
+    assert.equal((await host.exec(['ip', 'link', 'add', ifb, 'type', 'ifb'])).code, 0);
+    assert.equal((await host.exec(['ip', 'link', 'set', ifb, 'alias', 'someone-else'])).code, 0);
+    try {
+      assert.equal((await host.truss.cli(['reconcile', '--state-dir', host.stateDir])).code, 0);
+      const text = (await status()).stdout;
+      assert.match(text, /^HEALTH: \d+ problem\(s\)/m, text);
+      assert.doesNotMatch(text, /^KERNEL: in sync$/m, text);
+      assert.match(text, /^OBJECTS IN ERROR \(1\)$/m, text);
+      const row = text.split('\n').find((l) => l.startsWith(`shaper:${veth}`));
+      assert.ok(row, `no OBJECTS IN ERROR row for ${veth}:\n${text}`);
+      assert.match(
+        row,
+        /TRUSS_ERR_KERNEL_OBJECT_FOREIGN +\d+ s ago +\d+ s ago +endpoint .*interface trf\w+ already exists/,
+      );
+      assert.match(text, /^LAST PASS: full .*1 failure\(s\)/m, text);
+      // names from this host's dockerd, next to the ids
+      assert.ok(
+        text.split('\n').some((l) => l.includes(veth) && /\bovr\b/.test(l)),
+        text,
+      );
+      assert.ok(
+        text.split('\n').some((l) => /\bbwn\b/.test(l) && l.includes('50mbit/30mbit')),
+        text,
+      );
+      const bad = await check();
+      assert.equal(bad.code, 1, bad.stdout);
+      assert.match(bad.stdout, new RegExp(`^unhealthy: .*\n(.*\n)*  - object shaper:${veth} in error for`), bad.stdout);
+      const badJson = await check('--json');
+      assert.equal(badJson.code, 1);
+      assert.equal(JSON.parse(badJson.stdout).reconciler.objects[`shaper:${veth}`].state, 'error');
+      assert.match(badJson.stderr, /^unhealthy: /);
+    } finally {
+      await host.exec(['ip', 'link', 'del', ifb]);
+    }
+    assert.equal((await host.truss.cli(['reconcile', '--state-dir', host.stateDir])).code, 0);
+    const good = await check();
+    assert.deepEqual([good.code, good.stdout], [0, 'healthy\n'], good.stdout);
+    const text = (await status()).stdout;
+    assert.match(text, /^HEALTH: ok$/m, text);
+    assert.match(text, /^KERNEL: in sync$/m, text);
+    assert.doesNotMatch(text, /OBJECTS IN ERROR/, text);
+    assert.deepEqual(await qdiscKinds(ifb), ['tbf 7472:'], "the ifb is truss's again");
+  });
+
   it('kill -9 of truss: limits stay in force, and what was lost meanwhile is rebuilt at start', async () => {
     await setup();
     const veth = await vethOf('cli');

@@ -284,6 +284,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
           },
         }
       : {}),
+    orphans: () => gc.orphans(),
     ...(cluster
       ? { cluster: () => clusterStatus({ cluster, repo, reconciler, dataplane, ...(claimGc ? { claimGc } : {}) }) }
       : {}),

@@ -148,7 +148,9 @@ describe('admin contract: the cluster section of status', () => {
         view: () => ({ nodes: [{ id: 'n2', name: 'h2', address: '198.18.255.2', wgPublicKey: 'k2', wgPort: 51820 }] }),
         malformed: () => [{ key: '/truss/v2/x', why: 'not JSON' }],
         allocations: () => ({ blue: { n1: { blocks: 1, claims: 2, member: true } } }),
+        connection: () => ({ lease: 'alive', watch: 'connected', watchSince: '2026-01-01T00:00:00.000Z' }),
       },
+      store: { revision: async () => 7 },
       mtu: { wireguard: 1420, vxlan: 1450 },
       listenPort: 51820,
       etcd: { tls: false, auth: 'none', warning: 'plaintext' },
@@ -166,12 +168,22 @@ describe('admin contract: the cluster section of status', () => {
             alarms: [],
           }) as never,
       },
-      dataplane: { readWireguardPeers: async () => [{ publicKey: 'k2', latestHandshake: 1700000000 }] as never },
+      dataplane: {
+        readWireguardPeers: async () =>
+          [{ publicKey: 'k2', latestHandshake: 1700000000, rxBytes: 10, txBytes: 20, allowedIps: [] }] as never,
+      },
       claimGc: {
-        status: () => ({ orphans: [], unclaimed: [], reclaimedClaims: 0, reclaimedClusters: 0 }),
+        status: () => ({
+          orphans: [{ cluster: 'blue', kind: 'claim', address: '198.18.64.9', firstSeen: 'a', deadline: 'b' }],
+          unclaimed: [],
+          reclaimedClaims: 0,
+          reclaimedClusters: 0,
+        }),
       },
     });
     assert.equal(section.peers[0]?.name, 'h2');
+    assert.deepEqual([section.peers[0]?.rxBytes, section.peers[0]?.txBytes], [10, 20]);
+    assert.deepEqual([section.etcd.reachable, section.etcd.lease, section.etcd.watch], [true, 'alive', 'connected']);
     assertExactly(statusBody.shape.cluster.unwrap(), section, false);
   });
 });

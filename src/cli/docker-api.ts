@@ -149,3 +149,49 @@ export async function inspectNetwork(ep: DockerEndpoint, nameOrId: string, timeo
   }
   return { Id: n.Id, Name: n.Name, Driver: n.Driver };
 }
+
+/** GET a JSON array (a listing); a non-200 answer or anything but an array fails. */
+async function listing(ep: DockerEndpoint, path: string, timeoutMs: number): Promise<unknown[]> {
+  const { status, text } = await get(ep, path, timeoutMs);
+  if (status !== 200) {
+    throw new DockerApiError('DOCKER_FAILED', `Docker answered ${status} to GET ${path}: ${messageOf(text)}`, status);
+  }
+  let list: unknown;
+  try {
+    list = JSON.parse(text);
+  } catch (e) {
+    throw new DockerApiError('DOCKER_FAILED', `Docker's reply to GET ${path} is not JSON`, status, { cause: e });
+  }
+  if (!Array.isArray(list)) throw new DockerApiError('DOCKER_FAILED', `Docker's reply to GET ${path} is not a list`);
+  return list;
+}
+
+/** GET /networks: every network's id and name (entries without them are skipped). */
+export async function listNetworks(
+  ep: DockerEndpoint,
+  timeoutMs = 10_000,
+): Promise<readonly { readonly Id: string; readonly Name: string }[]> {
+  return (await listing(ep, '/networks', timeoutMs)).flatMap((n) => {
+    const { Id, Name } = (n ?? {}) as { Id?: unknown; Name?: unknown };
+    return typeof Id === 'string' && typeof Name === 'string' ? [{ Id, Name }] : [];
+  });
+}
+
+/** GET /containers/json?all=1: each container's name and its endpoint id per network. */
+export async function listContainerEndpoints(
+  ep: DockerEndpoint,
+  timeoutMs = 10_000,
+): Promise<readonly { readonly name: string; readonly endpointIds: readonly string[] }[]> {
+  return (await listing(ep, '/containers/json?all=1', timeoutMs)).flatMap((c) => {
+    const { Names, NetworkSettings } = (c ?? {}) as {
+      Names?: unknown;
+      NetworkSettings?: { Networks?: Record<string, { EndpointID?: unknown } | null> | null } | null;
+    };
+    const first = Array.isArray(Names) ? Names[0] : undefined;
+    if (typeof first !== 'string') return [];
+    const endpointIds = Object.values(NetworkSettings?.Networks ?? {}).flatMap((n) =>
+      typeof n?.EndpointID === 'string' && n.EndpointID !== '' ? [n.EndpointID] : [],
+    );
+    return [{ name: first.replace(/^\//, ''), endpointIds }];
+  });
+}

@@ -1,24 +1,24 @@
 /** Human-readable rendering of `truss status` and `truss policy` (replies of core/admin-api.ts). */
 import type { ClusterBody, OwnershipBody, StatusBody } from '../core/admin-api.ts';
 import { effectiveBandwidth, formatRate } from '../core/bandwidth.ts';
+import { OPT_ANTISPOOF } from '../core/guard.ts';
+import type { IngressPolicy } from '../core/policy/model.ts';
+import { formatIngress } from '../core/policy/parse.ts';
 import type { PolicyEndpointView, PolicyView } from '../core/policy/view.ts';
 import { describePort } from '../core/portmap.ts';
+import { assessHealth } from './health.ts';
+import {
+  formatEtcdConnection,
+  formatHealthLine,
+  formatIpam,
+  formatKernel,
+  formatOrphans,
+  formatPeers,
+} from './status-sections.ts';
+import { table } from './table.ts';
 
 // the daemon's types (optional fields may read undefined): a decoded reply is one as well
 type Ep = StatusBody['endpoints'][number];
-
-function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
 
 /** What formatStatus reads of a status reply; the counters may be missing (a daemon before them). */
 export type StatusText = Pick<
@@ -34,25 +34,95 @@ export type StatusText = Pick<
   | 'cluster'
   | 'errors'
 > &
-  Partial<Pick<StatusBody, 'policyCounters' | 'guardCounters'>>;
+  Partial<Pick<StatusBody, 'policyCounters' | 'guardCounters' | 'policies' | 'reconciler' | 'orphans'>>;
 
-export function formatStatus(s: StatusText): string {
-  const { networks: nets, endpoints: eps, pools, addresses: addrs, kernel } = s;
-  const out: string[] = [`truss ${String(s.version)}  (state revision ${String(s.revision)})`, ''];
-  out.push(`NETWORKS (${nets.length})`);
-  out.push(
+/** Docker's names of networks and containers (cli/docker-names.ts), looked up by the CLI when Docker answers. */
+export interface DockerNames {
+  /** network id -> name */
+  readonly networks: ReadonlyMap<string, string>;
+  /** endpoint id -> container name */
+  readonly endpoints: ReadonlyMap<string, string>;
+}
+
+export interface StatusOptions {
+  /** the clock ages are measured against (ms since the epoch; default now) */
+  readonly now?: number;
+  /** list every IPAM address */
+  readonly verbose?: boolean;
+  readonly names?: DockerNames;
+}
+
+type Net = StatusBody['networks'][number];
+
+/** The network's port policy in force: the run-time one (truss policy set/clear), else the one from creation. */
+function networkPolicy(n: Net, policies: StatusText['policies']): string {
+  const runtime = (policies ?? []).find((p) => p.networkId === n.id);
+  const rules = runtime ? runtime.ingress : n.ingress;
+  // why the cast: a reply's optional fields may read undefined (StatusBody), the parsed rules' never do
+  return rules === undefined || rules === null ? 'open' : formatIngress(rules as IngressPolicy);
+}
+
+const limits = (b: Net['bandwidth']): string =>
+  b === undefined
+    ? '-'
+    : `${b.egress === undefined ? '-' : formatRate(b.egress)}/${b.ingress === undefined ? '-' : formatRate(b.ingress)}`;
+
+/** The network's anti-spoofing default (an endpoint's own truss.antispoof may differ). */
+const antispoof = (n: Net): string => {
+  const text = n.options?.[OPT_ANTISPOOF]; // ?.: a reply without options (older fixtures) reads as the default
+  return text === 'false' || text === '0' ? 'off' : 'on';
+};
+
+function formatNetworks(s: StatusText, names: DockerNames | undefined): string[] {
+  const { networks: nets, endpoints: eps } = s;
+  const named = names !== undefined && nets.some((n) => names.networks.has(n.id));
+  // as in ENDPOINTS: CLUSTER, EGRESS and BANDWIDTH only when some network has one
+  const cluster = nets.some((n) => n.cluster);
+  const egress = nets.some((n) => (n.egressVia ?? []).length > 0);
+  const shaped = nets.some((n) => n.bandwidth);
+  return [
+    `NETWORKS (${nets.length})`,
     table([
-      ['ID', 'BRIDGE', 'SUBNETS', 'MTU', 'FLAGS', 'ENDPOINTS'],
+      [
+        'ID',
+        ...(named ? ['NAME'] : []),
+        'BRIDGE',
+        'SUBNETS',
+        'MTU',
+        'FLAGS',
+        ...(cluster ? ['CLUSTER'] : []),
+        ...(egress ? ['EGRESS'] : []),
+        'POLICY',
+        'ANTISPOOF',
+        ...(shaped ? ['BANDWIDTH(OUT/IN)'] : []),
+        'ENDPOINTS',
+      ],
       ...nets.map((n) => [
         n.id.slice(0, 12),
+        ...(named ? [names.networks.get(n.id) ?? '-'] : []),
         n.bridge,
         [...n.ipv4, ...n.ipv6].map((d) => d.pool).join(',') || '-',
         String(n.mtu),
-        [n.internal ? 'internal' : '', n.nat ? 'nat' : ''].filter(Boolean).join(',') || '-',
+        // what is in force: an internal network never NATs, whatever truss.nat says
+        (n.internal ? 'internal' : n.nat ? 'nat' : '') || '-',
+        ...(cluster ? [n.cluster ? `${n.cluster.name}(${n.cluster.encrypt ? 'wireguard' : 'vxlan'})` : '-'] : []),
+        ...(egress ? [(n.egressVia ?? []).join(',') || '-'] : []),
+        networkPolicy(n, s.policies),
+        antispoof(n),
+        ...(shaped ? [limits(n.bandwidth)] : []),
         String(eps.filter((e) => e.networkId === n.id).length),
       ]),
     ]),
-  );
+  ];
+}
+
+export function formatStatus(s: StatusText, opts: StatusOptions = {}): string {
+  const { networks: nets, endpoints: eps } = s;
+  const now = opts.now ?? Date.now();
+  const names = opts.names;
+  const out: string[] = [`truss ${String(s.version)}  (state revision ${String(s.revision)})`];
+  out.push(formatHealthLine(assessHealth(s, now)), '');
+  out.push(...formatNetworks(s, names));
   // DENIED only when the daemon reports policy counters (endpoints without a policy show '-')
   const counters = s.policyCounters;
   const denied = (id: string): string[] => {
@@ -74,11 +144,13 @@ export function formatStatus(s: StatusText): string {
     const l = limitOf(e);
     return [l === undefined ? '-' : `${rate(l.egress)}/${rate(l.ingress)}`];
   };
+  const containers = names && eps.some((e) => names.endpoints.has(e.id)) ? names.endpoints : undefined;
   out.push('', `ENDPOINTS (${eps.length})`);
   out.push(
     table([
       [
         'ID',
+        ...(containers ? ['CONTAINER'] : []),
         'NETWORK',
         'VETH',
         'ADDRESSES',
@@ -89,6 +161,7 @@ export function formatStatus(s: StatusText): string {
       ],
       ...eps.map((e) => [
         e.id.slice(0, 12),
+        ...(containers ? [containers.get(e.id) ?? '-'] : []),
         e.networkId.slice(0, 12),
         e.hostVeth,
         [e.ipv4, e.ipv6].filter(Boolean).join(',') || '-',
@@ -105,17 +178,11 @@ export function formatStatus(s: StatusText): string {
     const total = spoof.reduce((n, [, c]) => n + c.packets, 0);
     out.push('', `ANTI-SPOOFING: ${total} frame(s) dropped (${spoof.map(([k, c]) => `${k} ${c.packets}`).join(', ')})`);
   }
-  out.push('', `IPAM POOLS (${pools.length})  ADDRESSES (${addrs.length})`);
-  for (const p of pools) {
-    const mine = addrs.filter((a) => a.poolId === p.id);
-    out.push(
-      `  ${p.id}: ${mine.map((a) => `${a.address}(${a.kind}${a.owner ? `:${a.owner}` : ''})`).join(' ') || '-'}`,
-    );
-  }
-  out.push('', `KERNEL: ${kernel.inSync ? 'in sync' : `${kernel.problems.length} difference(s)`}`);
-  for (const p of kernel.problems) out.push(`  - ${p}`);
+  out.push('', ...formatIpam(s, opts.verbose === true));
+  out.push('', ...formatKernel(s, now));
+  out.push(...formatOrphans(s.orphans, containers));
   out.push(...formatForeign(s.ownership));
-  if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster));
+  if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster, now));
   const errs = s.errors ?? [];
   if (errs.length > 0) out.push('', `ERRORS: ${errs.length} part(s) of the status could not be read`);
   for (const e of errs) out.push(`  - ${e}`);
@@ -136,13 +203,14 @@ export function formatForeign(o: OwnershipBody | undefined): string[] {
 }
 
 /** Per cluster network: blocks and claims per host, and what the claim GC is waiting to reclaim. */
-export function formatClusterAllocations(c: Partial<ClusterBody>): string[] {
+export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now()): string[] {
   const id = c.nodeId !== undefined && c.nodeId !== c.node ? ` (node id ${c.nodeId})` : '';
   const out = [`CLUSTER: host ${c.node ?? '?'}${id}${c.synced ? '' : ' (not synced with etcd yet)'}`];
   if (c.etcd) {
     const auth = c.etcd.auth === 'password' ? `user ${c.etcd.user ?? '?'}` : c.etcd.auth;
     out.push(`etcd: ${c.etcd.tls ? 'TLS' : 'plaintext'}, auth ${auth}`);
     if (c.etcd.warning) out.push(`  WARNING: ${c.etcd.warning}`);
+    out.push(...formatEtcdConnection(c.etcd, now));
   }
   for (const m of c.malformed ?? []) out.push(`  ! ignored record ${m.key}: ${m.why}`);
   const self = c.nodeId ?? c.node; // a daemon before node ids sent its name only
@@ -170,13 +238,16 @@ export function formatClusterAllocations(c: Partial<ClusterBody>): string[] {
         `reclaimed ${r.reclaimedClaims} claim(s), ${r.reclaimedClusters} left network(s)` +
         `${r.lastError ? `; last pass failed: ${r.lastError}` : ''}`,
     );
-    for (const o of r.orphans)
-      out.push(`  - ${o.cluster} ${o.kind}${o.address ? ` ${o.address}` : ''} since ${o.firstSeen}`);
+    for (const o of r.orphans) {
+      const deadline = o.deadline ? `, released after ${o.deadline}` : '';
+      out.push(`  - ${o.cluster} ${o.kind}${o.address ? ` ${o.address}` : ''} since ${o.firstSeen}${deadline}`);
+    }
     for (const u of r.unclaimed ?? []) {
       const by = u.holder ? ` (held by ${u.holder})` : '';
       out.push(`  ! ${u.cluster} ${u.address} is used here without this host's claim${by}`);
     }
   }
+  out.push(...formatPeers(c, now));
   return out;
 }
 

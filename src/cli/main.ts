@@ -26,7 +26,8 @@ commands:
   doctor      check this host for truss serve without a daemon: programs (and their Debian packages),
               nf_tables, the iptables backend, WireGuard, ... (--json; takes serve's flags);
               exit 1 when a must-have is missing
-  status      show networks, endpoints, IPAM state and whether the kernel matches (--json)
+  status      show networks, endpoints, IPAM state, what is in error and whether the kernel matches
+              (--json, --verbose: every address; --check: exit 1 when unhealthy, with the reasons)
   reconcile   run a full reconcile pass now and show the result (--json)
   policy      a network's port policy at run time (DOCKER_HOST finds Docker; see truss policy --help):
                 policy show  NETWORK [--json]
@@ -44,7 +45,7 @@ commands:
 Every command takes --state-dir (default ${DEFAULTS.stateDir}, env TRUSS_STATE_DIR) to find the daemon.
 `;
 
-async function adminCommand(cmd: 'status' | 'reconcile', args: string[]): Promise<number> {
+async function adminCommand(cmd: 'reconcile', args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } },
@@ -52,18 +53,10 @@ async function adminCommand(cmd: 'status' | 'reconcile', args: string[]): Promis
   });
   const stateDir = values['state-dir'] ?? (process.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
   const socket = adminSocketPath(stateDir);
-  const { adminRequest, decodeReply, formatStatus, jsonOutput, reconcileBody, statusBody } = await contract();
-  if (cmd === 'reconcile') {
-    const body = await adminRequest(socket, 'POST', '/v1/reconcile');
-    decodeReply(reconcileBody, body, 'reconcile');
-    process.stdout.write(jsonOutput(body));
-    return 0;
-  }
-  const body = await adminRequest(socket, 'GET', '/v1/status');
-  // --json passes the reply through (a newer daemon's added fields included): only its version is checked
-  if (values.json) process.stdout.write(jsonOutput(body));
-  else
-    process.stdout.write(formatStatus(decodeReply(statusBody, body, 'status', 'truss status --json shows it as sent')));
+  const { adminRequest, decodeReply, jsonOutput, reconcileBody } = await contract();
+  const body = await adminRequest(socket, 'POST', `/v1/${cmd}`);
+  decodeReply(reconcileBody, body, cmd);
+  process.stdout.write(jsonOutput(body));
   return 0;
 }
 
@@ -79,7 +72,14 @@ export async function main(argv: string[]): Promise<number> {
       const { doctorCommand } = await import('./doctor.ts');
       return doctorCommand(rest, { env: process.env, stdout: (t) => process.stdout.write(t) });
     }
-    case 'status':
+    case 'status': {
+      const { statusCommand } = await import('./status.ts');
+      return statusCommand(rest, {
+        env: process.env,
+        stdout: (t) => process.stdout.write(t),
+        stderr: (t) => process.stderr.write(t),
+      });
+    }
     case 'reconcile':
       return adminCommand(cmd, rest);
     case 'policy': {

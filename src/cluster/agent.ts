@@ -51,6 +51,20 @@ import { type WatchEvent, WatchedRecords } from './view-cache.ts';
 export interface LeaseLike {
   put(key: string, value: string): Promise<void>;
   delete(key: string): Promise<void>;
+  /** alive while keepalives succeed; lost from TTL − 2 s without one until re-granted (etcd-lease.ts) */
+  readonly state?: 'alive' | 'lost' | 'revoked';
+}
+
+/** The agent's own links to etcd, for status: registered (its lease) and watching. */
+export interface AgentConnection {
+  /** none: not registered yet */
+  readonly lease: 'alive' | 'lost' | 'revoked' | 'none';
+  /** the watch of the cluster records: none until registered */
+  readonly watch: 'connected' | 'disconnected' | 'none';
+  /** why the watch is disconnected */
+  readonly watchError?: string;
+  /** when the watch state last changed (ISO 8601) */
+  readonly watchSince?: string;
 }
 export interface ClusterStore extends Store {
   grantLease(ttlSeconds: number): Promise<LeaseLike>;
@@ -60,6 +74,7 @@ export interface ClusterStore extends Store {
     handlers: {
       onEvents(events: readonly WatchEvent[], revision: number): void;
       onResync(items: readonly KeyValue[], revision: number): void;
+      onStatus?(status: { readonly connected: boolean; readonly error?: string }): void;
     },
   ): { close(): Promise<void> };
 }
@@ -105,6 +120,7 @@ export class ClusterAgent implements ClusterMembership {
   readonly #joined = new Set<string>();
   #lease: LeaseLike | undefined;
   #watch: { close(): Promise<void> } | undefined;
+  #watchState: Omit<AgentConnection, 'lease'> = { watch: 'none' };
   #stopped = false;
   #registeredOnce = false;
   #timer: NodeJS.Timeout | undefined;
@@ -202,6 +218,12 @@ export class ClusterAgent implements ClusterMembership {
         this.#watch = this.#d.store.watchPrefix(CLUSTER_PREFIX, revision + 1, {
           onEvents: (events) => this.#records.apply(events),
           onResync: (all) => this.#records.replace(all),
+          onStatus: ({ connected, error }) => {
+            const since = new Date().toISOString();
+            this.#watchState = connected
+              ? { watch: 'connected', watchSince: since }
+              : { watch: 'disconnected', watchSince: since, ...(error !== undefined ? { watchError: error } : {}) };
+          },
         });
         this.#d.log.info('registered in the cluster store', {
           node: this.name,
@@ -222,6 +244,12 @@ export class ClusterAgent implements ClusterMembership {
     return new Promise<void>((r) => {
       this.#timer = setTimeout(r, ms);
     });
+  }
+
+  /** This host's lease and watch (status); a frozen etcd shows as a lost lease within its TTL. */
+  connection(): AgentConnection {
+    const lease = this.#lease ? (this.#lease.state ?? 'alive') : 'none';
+    return { lease, ...this.#watchState };
   }
 
   /** Node ids of peers whose lease lapsed and which are kept programmed (for status and tests). */

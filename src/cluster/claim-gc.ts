@@ -55,7 +55,14 @@ export interface Unclaimed {
 }
 
 export interface ClaimGcStatus {
-  readonly orphans: readonly { cluster: string; kind: string; address?: string; firstSeen: string }[];
+  /** deadline: released by the first pass after it (firstSeen + the grace period) */
+  readonly orphans: readonly {
+    cluster: string;
+    kind: string;
+    address?: string;
+    firstSeen: string;
+    deadline?: string;
+  }[];
   /** seen on two passes in a row: this host was forgotten, or etcd lost data (never repaired here) */
   readonly unclaimed: readonly Unclaimed[];
   readonly reclaimedClaims: number;
@@ -90,6 +97,7 @@ export class ClaimGc {
         kind: s.kind,
         ...(s.address !== undefined ? { address: s.address } : {}),
         firstSeen: new Date(s.firstSeen).toISOString(),
+        deadline: new Date(s.firstSeen + this.#d.graceMs).toISOString(),
       })),
       unclaimed: [...this.#unclaimed.values()].filter((x) => x.confirmed).map((x) => x.u),
       reclaimedClaims: this.#reclaimedClaims,

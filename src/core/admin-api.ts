@@ -139,6 +139,8 @@ const passView = z.object({
   changes: z.number(),
   failures: z.number(),
   durationMs: z.number(),
+  at: z.string().optional().describe('when it ended (ISO 8601)'),
+  failed: z.array(z.string()).optional().describe('the objects (reconciler.objects keys) that failed in it'),
 });
 const reconcilerView = z.object({
   reconciledRevision: z.number(),
@@ -148,13 +150,18 @@ const reconcilerView = z.object({
   scheduledPasses: z.number().optional(),
   /** a pass is running or queued */
   passRunning: z.boolean().optional(),
+  passError: z
+    .object({ error: z.string(), at: z.string() })
+    .optional()
+    .describe('the last pass could not run at all (the stored intent could not be read)'),
   objects: z.record(
     z.string(),
     z.object({
       state: z.enum(['ok', 'error']),
       lastError: z.string().optional(),
       code: z.string().optional(),
-      updatedAt: z.string(),
+      updatedAt: z.string().describe('its last attempt'),
+      since: z.string().optional().describe('error: when its run of failures began'),
     }),
   ),
 });
@@ -184,6 +191,8 @@ export const clusterView = z.object({
       endpoint: z.string(),
       allowedIps: z.array(z.string()),
       latestHandshake: z.number().describe('s since the epoch, 0 = never'),
+      rxBytes: z.number().optional().describe('received from it (absent: not on the WireGuard device)'),
+      txBytes: z.number().optional(),
     }),
   ),
   vxlanPeers: z.array(
@@ -198,12 +207,28 @@ export const clusterView = z.object({
     auth: z.enum(['certificate', 'password', 'none']),
     user: z.string().optional(),
     warning: z.string().optional(),
+    reachable: z.boolean().optional().describe('it answered a read of its revision just now (within 2 s)'),
+    error: z.string().optional().describe('why it did not'),
+    latencyMs: z.number().optional(),
+    lease: z
+      .enum(['alive', 'lost', 'revoked', 'none'])
+      .optional()
+      .describe("this host's presence lease: lost = no keepalive for its TTL − 2 s; none = not registered"),
+    watch: z.enum(['connected', 'disconnected', 'none']).optional().describe('the watch of the cluster records'),
+    watchError: z.string().optional(),
+    watchSince: z.string().optional(),
   }),
   allocations: z.record(z.string(), z.record(z.string(), allocation)).describe('cluster -> node id -> held'),
   reclaim: z
     .object({
       orphans: z.array(
-        z.object({ cluster: z.string(), kind: z.string(), address: z.string().optional(), firstSeen: z.string() }),
+        z.object({
+          cluster: z.string(),
+          kind: z.string(),
+          address: z.string().optional(),
+          firstSeen: z.string(),
+          deadline: z.string().optional().describe('released by the first pass after it'),
+        }),
       ),
       unclaimed: z.array(z.object({ cluster: z.string(), address: z.string(), holder: z.string().optional() })),
       reclaimedClaims: z.number(),
@@ -228,6 +253,19 @@ export const statusBody = z.object({
   reconciler: reconcilerView,
   ownership: ownershipView.optional(),
   cluster: clusterView.optional().describe('only with a cluster store (etcd)'),
+  orphans: z
+    .array(
+      z.object({
+        networkId: z.string(),
+        endpointId: z.string(),
+        reason: z.string(),
+        since: z.string(),
+        deadline: z.string().describe('reclaimed by the first full pass after it'),
+        held: z.literal(true).optional().describe('its sandbox is still a network namespace: kept'),
+      }),
+    )
+    .optional()
+    .describe('endpoints that look orphaned, waiting for the GC grace period'),
   errors: z.array(z.string()).optional().describe('the parts that could not be read (the rest is shown)'),
 });
 export type StatusBody = Built<typeof statusBody>;

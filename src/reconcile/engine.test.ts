@@ -144,6 +144,29 @@ describe('engine', () => {
     assert.equal(objects['veth:v2']?.state, 'ok');
   });
 
+  it('status: an object in error keeps when its failures began; the last pass names what failed', async () => {
+    const k = new Kernel();
+    k.failing.add('bridge:b1');
+    const { engine } = setup(k, { bridges: [b('b1'), b('b2')], veths: [] });
+    await assert.rejects(engine.waitFor(1, ['bridge:b1'], 2_000));
+    const first = engine.status().objects['bridge:b1'];
+    assert.equal(first?.since, first?.updatedAt, 'the first failure starts the run');
+    while (k.writes.filter((w) => w === 'ensure bridge:b1').length < 3) await sleep(10);
+    await engine.idle();
+    const later = engine.status();
+    assert.equal(later.objects['bridge:b1']?.since, first?.since, 'retries keep the start of the run');
+    assert.equal(later.objects['bridge:b1']?.lastError, 'bridge b1 refused');
+    assert.deepEqual(later.lastPass?.failed, ['bridge:b1']);
+    assert.match(later.lastPass?.at ?? '', /^\d{4}-\d\d-\d\dT/);
+    assert.equal(later.objects['bridge:b2']?.since, undefined);
+    k.failing.clear();
+    await engine.reconcileNow();
+    const clean = engine.status();
+    assert.equal(clean.objects['bridge:b1']?.state, 'ok');
+    assert.equal(clean.objects['bridge:b1']?.since, undefined);
+    assert.equal(clean.lastPass?.failed, undefined);
+  });
+
   it('backoff: retries double from firstMs up to maxMs, and reset after a clean pass', async () => {
     const k = new Kernel();
     k.failing.add('bridge:b1');

@@ -54,6 +54,10 @@ export interface PassResult {
   readonly changes: number;
   readonly failures: number;
   readonly durationMs: number;
+  /** when it ended (ISO 8601) */
+  readonly at?: string;
+  /** the keys of the objects that failed in it (only when some did) */
+  readonly failed?: readonly string[];
 }
 
 interface Waiter {
@@ -85,6 +89,8 @@ export class Engine<I extends { readonly revision: number }, D> {
   #lastPass: PassResult | undefined;
   /** the start-up pass: what a restart had to repair (0 changes when the kernel was right) */
   #firstPass: PassResult | undefined;
+  /** the last pass that could not run at all (loading the intent failed), until one runs */
+  #passError: { readonly error: string; readonly at: string } | undefined;
 
   constructor(deps: EngineDeps<I, D>) {
     const names = deps.kinds.map((k) => k.name);
@@ -178,6 +184,7 @@ export class Engine<I extends { readonly revision: number }, D> {
     reconciledRevision: number;
     lastPass?: PassResult;
     firstPass?: PassResult;
+    passError?: { readonly error: string; readonly at: string };
     scheduledPasses: number;
     passRunning: boolean;
     objects: Record<string, KeyStatus>;
@@ -188,6 +195,7 @@ export class Engine<I extends { readonly revision: number }, D> {
       passRunning: this.#running !== undefined,
       ...(this.#lastPass ? { lastPass: this.#lastPass } : {}),
       ...(this.#firstPass ? { firstPass: this.#firstPass } : {}),
+      ...(this.#passError ? { passError: this.#passError } : {}),
       objects: Object.fromEntries(this.#ledger.status),
     };
   }
@@ -230,6 +238,7 @@ export class Engine<I extends { readonly revision: number }, D> {
           // loading intent failed (store unavailable): waiters time out, retry later
           this.#deps.log.error('reconcile pass failed', { err: e, full });
           this.#deps.observer?.passFailed(full);
+          this.#passError = { error: e instanceof Error ? e.message : String(e), at: new Date().toISOString() };
           this.#scheduleRetry();
         }
       }
@@ -262,10 +271,15 @@ export class Engine<I extends { readonly revision: number }, D> {
       failures,
       durationMs: Math.round(performance.now() - started),
     };
-    this.#lastPass = pass;
+    this.#lastPass = {
+      ...pass,
+      at: new Date().toISOString(),
+      ...(failures > 0 ? { failed: [...this.#ledger.failed.keys()] } : {}),
+    };
+    this.#passError = undefined;
     this.#deps.observer?.pass(pass);
     const startUp = full && this.#firstPass === undefined;
-    if (startUp) this.#firstPass = pass;
+    if (startUp) this.#firstPass = this.#lastPass;
     this.#deps.log.debug('reconcile pass', { ...pass });
     if (startUp) this.#deps.log.info('start-up reconcile pass', { ...pass });
     else if (failures > 0 || before > 0) this.#deps.log.info('reconcile pass', { ...pass });

@@ -13,7 +13,10 @@ export interface KeyStatus {
   readonly state: 'ok' | 'error';
   readonly lastError?: string;
   readonly code?: string;
+  /** the last attempt (ok), or the last failed attempt (error) */
   readonly updatedAt: string;
+  /** error only: when its run of failures began (the first failed attempt since it was last ok) */
+  readonly since?: string;
 }
 
 /** the entry of a whole kind in its record */
@@ -167,7 +170,10 @@ export class Ledger<D> {
     } catch (e) {
       this.failed.set(key, e);
       const code = e instanceof TrussError ? e.code : ((e as { code?: string }).code ?? 'UNKNOWN');
-      this.status.set(key, { state: 'error', lastError: message(e), code, updatedAt: new Date().toISOString() });
+      const now = new Date().toISOString();
+      const prev = this.status.get(key);
+      const since = prev?.state === 'error' ? (prev.since ?? prev.updatedAt) : now;
+      this.status.set(key, { state: 'error', lastError: message(e), code, updatedAt: now, since });
       this.#log.warn('reconcile object failed', { key, err: e });
       return false;
     }

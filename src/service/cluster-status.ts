@@ -1,9 +1,11 @@
 /**
  * The cluster section of `truss status`: this host (node id, name, MTUs, WireGuard port), its
- * peers as desired with their latest WireGuard handshakes, the hosts' names, rejected peers and
- * alarms, malformed records, the etcd transport, this host's allocations and the claim GC.
+ * peers as desired with their latest WireGuard handshakes and transfer, the hosts' names, rejected
+ * peers and alarms, malformed records, the etcd transport and connection (a read now, this host's
+ * lease and watch), this host's allocations and the claim GC.
  */
 
+import type { ClusterStore } from '../cluster/agent.ts';
 import type { ClaimGc } from '../cluster/claim-gc.ts';
 import type { Cluster } from '../cluster/setup.ts';
 import type { ClusterBody } from '../core/admin-api.ts';
@@ -21,12 +23,38 @@ export interface ClusterStatusDeps {
   readonly claimGc?: Pick<ClaimGc, 'status'>;
 }
 
+/** how long status waits for etcd to answer one read before it calls etcd unreachable */
+export const ETCD_PROBE_MS = 2000;
+
+/** One read of etcd's revision now: a frozen or cut-off etcd shows at once, not after a lease TTL. */
+export async function probeEtcd(
+  store: Pick<ClusterStore, 'revision'>,
+  timeoutMs = ETCD_PROBE_MS,
+): Promise<{ readonly reachable: boolean; readonly error?: string; readonly latencyMs?: number }> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([store.revision(), timeout]);
+    return { reachable: true, latencyMs: Math.round(performance.now() - started) };
+  } catch (e) {
+    return { reachable: false, error: (e instanceof Error ? e.message : String(e)).split('\n')[0] ?? '' };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> {
   const { cluster } = d;
   const view = cluster.agent.view();
-  const intent = await d.repo.snapshot();
+  const [intent, peers, probe] = await Promise.all([
+    d.repo.snapshot(),
+    d.dataplane.readWireguardPeers(WG_DEVICE).catch(() => []),
+    probeEtcd(cluster.store),
+  ]);
   const desired = d.reconciler.clusterDesired({ ...intent, ...(view ? { cluster: view } : {}) });
-  const peers = await d.dataplane.readWireguardPeers(WG_DEVICE).catch(() => []);
   const names = new Map((view?.nodes ?? []).map((n) => [nodeIdOf(n), n.name]));
   return {
     node: cluster.agent.name,
@@ -43,6 +71,7 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
         endpoint: p.endpoint,
         allowedIps: p.allowedIps,
         latestHandshake: live?.latestHandshake ?? 0,
+        ...(live ? { rxBytes: live.rxBytes, txBytes: live.txBytes } : {}),
       };
     }),
     vxlanPeers: (desired.vxlan?.peers ?? []).map((p) => ({
@@ -56,7 +85,7 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
     rejected: desired.rejected,
     alarms: desired.alarms,
     malformed: cluster.agent.malformed(),
-    etcd: cluster.etcd,
+    etcd: { ...cluster.etcd, ...probe, ...cluster.agent.connection() },
     allocations: cluster.agent.allocations(),
     reclaim: d.claimGc?.status(),
   };

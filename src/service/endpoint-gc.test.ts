@@ -55,6 +55,24 @@ describe('EndpointGc', () => {
     assert.equal(t.triggers(), 1);
   });
 
+  it('orphans(): each candidate with its reason, since and deadline (status), until reclaimed', async () => {
+    const t = await setup();
+    t.advance(1_000);
+    await t.gc.observe([orphan]);
+    assert.deepEqual(t.gc.orphans(), [
+      {
+        networkId: NID,
+        endpointId: EID,
+        reason: orphan.reason,
+        since: new Date(1_000).toISOString(),
+        deadline: new Date(61_000).toISOString(),
+      },
+    ]);
+    t.advance(60_000);
+    await t.gc.observe([orphan]);
+    assert.deepEqual(t.gc.orphans(), []);
+  });
+
   it('forgets a candidate that recovered, and re-validates before reclaiming', async () => {
     const t = await setup();
     await t.gc.observe([orphan]);

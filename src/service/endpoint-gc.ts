@@ -68,8 +68,21 @@ export interface EndpointGcDeps {
 interface Seen {
   readonly since: number;
   readonly record: string;
+  readonly reason: string;
   /** logged once that its sandbox still exists */
   held?: boolean;
+}
+
+export interface PendingOrphan {
+  readonly networkId: string;
+  readonly endpointId: string;
+  readonly reason: string;
+  /** first seen orphaned (ISO 8601) */
+  readonly since: string;
+  /** reclaimed by the first full pass after this */
+  readonly deadline: string;
+  /** its sandbox is still a network namespace: kept past the deadline */
+  readonly held?: true;
 }
 
 export class EndpointGc {
@@ -100,7 +113,7 @@ export class EndpointGc {
       const record = JSON.stringify(ep);
       const seen = this.#seen.get(key);
       if (!seen || seen.record !== record) {
-        this.#seen.set(key, { since: now, record });
+        this.#seen.set(key, { since: now, record, reason });
         const log = ep.sandboxKey === undefined ? this.#d.log.debug : this.#d.log.info;
         log.call(this.#d.log, 'endpoint looks orphaned; reclaiming after the grace period', {
           ...ids(ep),
@@ -121,6 +134,25 @@ export class EndpointGc {
   /** How many candidates wait for their grace period, and releases for a retry (status, tests). */
   pending(): { readonly candidates: number; readonly releases: number } {
     return { candidates: this.#seen.size, releases: this.#releases.size };
+  }
+
+  /**
+   * The endpoints waiting for their grace period (status): each is reclaimed by the first full
+   * pass after its deadline, unless Docker joins, leaves or deletes it first (or its sandbox is
+   * still a network namespace: `held`).
+   */
+  orphans(): readonly PendingOrphan[] {
+    return [...this.#seen.entries()].map(([key, s]) => {
+      const [networkId = '', endpointId = ''] = key.split('/');
+      return {
+        networkId,
+        endpointId,
+        reason: s.reason,
+        since: new Date(s.since).toISOString(),
+        deadline: new Date(s.since + this.#d.graceMs).toISOString(),
+        ...(s.held ? { held: true } : {}),
+      };
+    });
   }
 
   #mayReclaim(ep: EndpointSpec, seen: Seen): boolean {

@@ -20,6 +20,8 @@ export interface StatusDeps {
   cluster?(): Promise<ClusterBody>;
   /** this daemon's state id, and the truss links of other states it leaves alone (issue 13) */
   ownership?(): OwnershipBody;
+  /** the endpoints waiting for the GC grace period (service/endpoint-gc.ts) */
+  orphans?(): NonNullable<StatusBody['orphans']>;
 }
 
 export class StatusService {
@@ -78,6 +80,7 @@ export class StatusService {
       reconciler: this.#d.reconciler.status(),
       ...(this.#d.ownership ? { ownership: this.#d.ownership() } : {}),
       ...(cluster ? { cluster } : {}),
+      ...(this.#d.orphans ? { orphans: this.#d.orphans() } : {}),
       /** what could not be read (status shows the rest) */
       ...(errs.length > 0 ? { errors: errs } : {}),
     };
