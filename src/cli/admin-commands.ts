@@ -50,17 +50,19 @@ export async function reconcileCommand(args: readonly string[], io: CliIo): Prom
 }
 
 export async function keysCommand(args: readonly string[], io: CliIo): Promise<number> {
-  const [sub, ...rest] = args;
+  const { values, positionals } = parseCommandLine(args, FLAGS.admin, true);
+  const [sub, ...extra] = positionals;
   if (sub !== 'rotate') {
     throw new UsageError(
       sub === undefined ? 'keys: missing subcommand' : `keys: unknown subcommand ${JSON.stringify(sub)}`,
     );
   }
-  const p = parse(rest, io.env);
-  const reply = await adminRequest(p.socket, 'POST', '/v1/keys/rotate');
+  if (extra.length > 0) throw new UsageError(`keys rotate: unexpected argument ${JSON.stringify(extra[0])}`);
+  const socket = adminSocketPath(stateDirOf(values['state-dir'], io.env));
+  const reply = await adminRequest(socket, 'POST', '/v1/keys/rotate');
   const body = decodeReply(rotateKeyBody, reply, 'keys rotate');
   io.stdout(
-    p.json
+    values.json
       ? jsonOutput(reply)
       : `new WireGuard public key of ${body.node}: ${body.publicKey} (peers follow within seconds)\n`,
   );

@@ -226,7 +226,7 @@ const TOP: readonly Command[] = [
   {
     name: 'keys',
     synopsis: ['keys rotate [--json]'],
-    summary: "new WireGuard key for this host",
+    summary: 'new WireGuard key for this host',
     flags: {},
     words: ['rotate'],
     usage: KEYS_USAGE,
