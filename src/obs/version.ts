@@ -1,6 +1,5 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Set by the bundle (packaging/bundle.ts, esbuild `define`); undefined when run from source. */
@@ -15,31 +14,49 @@ export const VERSION: string =
 
 /** The stamp file a copy of a checkout without .git may carry: the commit it was made from. */
 export const COMMIT_STAMP = 'COMMIT';
-const HEX = /^[0-9a-f]{7,64}$/;
+const HEX = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 
-/**
- * The git commit of the checkout at `root`: `git rev-parse HEAD` when it is a git checkout,
- * else its COMMIT stamp file; undefined when neither answers.
- */
-export function checkoutCommit(root: string): string | undefined {
-  if (existsSync(join(root, '.git'))) {
-    try {
-      const out = execFileSync('git', ['-C', root, 'rev-parse', 'HEAD'], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'ignore'],
-        timeout: 5000,
-      }).trim();
-      if (HEX.test(out)) return out;
-    } catch {
-      // no git, or not a repository it accepts (ownership): try the stamp
-    }
-  }
+const readText = (path: string): string | undefined => {
   try {
-    const stamp = readFileSync(join(root, COMMIT_STAMP), 'utf8').trim();
-    return HEX.test(stamp) ? stamp : undefined;
+    return readFileSync(path, 'utf8').trim();
   } catch {
     return undefined;
   }
+};
+
+/**
+ * HEAD's commit in the git directory of `root`, as `git rev-parse HEAD` finds it (read from the
+ * files: node:child_process is the dataplane's only): .git as a directory or a worktree's
+ * `gitdir:` file, HEAD detached or a ref, the ref loose or in packed-refs.
+ */
+function gitHead(root: string): string | undefined {
+  const dotGit = join(root, '.git');
+  const pointer = readText(dotGit);
+  const gitDir = pointer?.startsWith('gitdir: ') ? resolve(root, pointer.slice(8)) : dotGit;
+  const head = readText(join(gitDir, 'HEAD'));
+  if (head === undefined || HEX.test(head)) return head;
+  const ref = /^ref: (refs\/[^\s]+)$/.exec(head)?.[1];
+  if (ref === undefined || ref.includes('..')) return undefined;
+  const common = readText(join(gitDir, 'commondir'));
+  const commonDir = common === undefined ? gitDir : resolve(gitDir, common);
+  const loose = readText(join(gitDir, ref)) ?? readText(join(commonDir, ref));
+  if (loose !== undefined) return HEX.test(loose) ? loose : undefined;
+  const packed = (readText(join(commonDir, 'packed-refs')) ?? '').split('\n').find((l) => l.endsWith(` ${ref}`));
+  const sha = packed?.split(' ')[0];
+  return sha !== undefined && HEX.test(sha) ? sha : undefined;
+}
+
+/**
+ * The git commit of the checkout at `root`: its HEAD when it is a git checkout, else its COMMIT
+ * stamp file; undefined when neither answers.
+ */
+export function checkoutCommit(root: string): string | undefined {
+  if (existsSync(join(root, '.git'))) {
+    const head = gitHead(root);
+    if (head !== undefined) return head;
+  }
+  const stamp = readText(join(root, COMMIT_STAMP));
+  return stamp !== undefined && HEX.test(stamp) ? stamp : undefined;
 }
 
 /** The commit this truss was built from: baked into the bundle, else the checkout's; 'unknown' otherwise. */
