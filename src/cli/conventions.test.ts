@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, USAGE, usageOf } from './commands.ts';
-import { renderBash } from './completion.ts';
+import { renderBash, renderZsh } from './completion.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -240,5 +240,30 @@ describe('bash completion, run by bash', { timeout: 30_000 }, () => {
 
   it('the value of a flag is not taken for a subcommand', () => {
     assert.deepEqual(complete('policy', '--state-dir', 'show', ''), ['show', 'set', 'clear']);
+  });
+});
+
+describe('zsh completion, run by zsh (compadd and _files stubbed: no completion widget here)', {
+  timeout: 30_000,
+}, () => {
+  const hasZsh = spawnSync('zsh', ['-fc', 'true']).status === 0;
+  function complete(...typed: string[]): string[] {
+    const words = ['truss', ...typed].map((w) => `'${w}'`).join(' ');
+    const stubs = 'compadd() { [[ $1 == -- ]] && shift; print -l -- "$@"; }; _files() { print FILES "$@"; }';
+    const script = `${stubs}\nwords=(${words}); CURRENT=${typed.length + 1}\n${renderZsh()}`;
+    const r = spawnSync('zsh', ['-f', '-c', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    return r.stdout.split('\n').filter((l) => l !== '');
+  }
+
+  it('parses, and completes as the bash one does', (t) => {
+    if (!hasZsh) return t.skip('no zsh here');
+    assert.equal(spawnSync('zsh', ['-n', '-c', renderZsh()]).status, 0);
+    assert.deepEqual(complete('policy', ''), ['show', 'set', 'clear']);
+    assert.deepEqual(complete('serve', '--log-format', ''), ['json', 'text']);
+    assert.deepEqual(complete('status', '--'), ['--json', '--state-dir', '--help']);
+    assert.deepEqual(complete('serve', '--etcd-ca', ''), ['FILES']);
+    assert.deepEqual(complete('serve', '--proc-sys', ''), ['FILES -/']);
   });
 });
