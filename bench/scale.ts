@@ -242,7 +242,7 @@ async function measureAtScale(pid: number, s: Samples): Promise<{ inSync: boolea
     counts = { networks: body.networks.length, endpoints: body.endpoints.length, addresses: body.addresses.length };
   }
   for (let i = 0; i < RECONCILE_RUNS; i++) {
-    const r = await timedCli(['reconcile']);
+    const r = await timedCli(['reconcile', '--json']);
     s.reconcileCliMs.push(r.ms);
     const pass = (JSON.parse(r.stdout) as { pass?: { durationMs?: number } }).pass;
     if (typeof pass?.durationMs === 'number') s.reconcilePassMs.push(pass.durationMs);

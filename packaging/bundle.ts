@@ -7,12 +7,14 @@
  * instead, which costs ~38 MiB of resident memory for the type stripper alone.
  *
  * Usage: node packaging/bundle.ts [--out DIR] (default dist/app). Skips the build when the
- * bundle is newer than every source file, the lockfile and this script (`--force` rebuilds).
+ * bundle is newer than every source file, the lockfile and this script, and was built from the
+ * checkout's commit (baked in for `truss version`; `--force` rebuilds).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { checkoutCommit } from '../src/obs/version.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_APP_DIR = join(REPO_ROOT, 'dist', 'app');
@@ -25,6 +27,8 @@ export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'] as const;
 export const NODE_BIN = join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node');
 /** where the bundle goes inside an app dir */
 export const BUNDLE_PATH = join('lib', 'truss.mjs');
+/** beside it: the commit it was built from (a new commit rebuilds it: `truss version` shows it) */
+const COMMIT_PATH = 'commit';
 
 export const packageVersion = (): string =>
   (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -33,6 +37,7 @@ export const packageVersion = (): string =>
 export async function bundleDaemon(appDir: string, version: string): Promise<string> {
   const esbuild = await import('esbuild');
   const out = join(appDir, BUNDLE_PATH);
+  const commit = checkoutCommit(REPO_ROOT) ?? '';
   await esbuild.build({
     entryPoints: [join(REPO_ROOT, 'src', 'cli', 'main.ts')],
     outfile: out,
@@ -51,7 +56,7 @@ export async function bundleDaemon(appDir: string, version: string): Promise<str
         'const __dirname = __trussDirname(__filename);',
       ].join('\n'),
     },
-    define: { __TRUSS_VERSION__: JSON.stringify(version) },
+    define: { __TRUSS_VERSION__: JSON.stringify(version), __TRUSS_COMMIT__: JSON.stringify(commit) },
     legalComments: 'eof',
     logLevel: 'warning',
   });
@@ -76,8 +81,14 @@ function newestInput(): number {
 /** The bundle in `appDir`, built first unless it is newer than every input; returns its path. */
 export async function ensureBundle(appDir = DEFAULT_APP_DIR, force = false): Promise<{ path: string; built: boolean }> {
   const out = join(appDir, BUNDLE_PATH);
-  if (!force && existsSync(out) && statSync(out).mtimeMs >= newestInput()) return { path: out, built: false };
-  return { path: await bundleDaemon(appDir, packageVersion()), built: true };
+  const commitFile = join(appDir, COMMIT_PATH);
+  const commit = checkoutCommit(REPO_ROOT) ?? '';
+  const builtFrom = existsSync(commitFile) ? readFileSync(commitFile, 'utf8').trim() : '';
+  const fresh = existsSync(out) && statSync(out).mtimeMs >= newestInput() && builtFrom === commit;
+  if (!force && fresh) return { path: out, built: false };
+  const path = await bundleDaemon(appDir, packageVersion());
+  writeFileSync(commitFile, `${commit}\n`);
+  return { path, built: true };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -20,9 +20,10 @@ TRUSS_WHO=setup
 # e2e/cluster-quickstart.e2e.ts); curl: etcd's health and JSON API in the e2e suite; etcd-client: etcdctl, run as `truss cluster rbac` prints (etcd-rbac.test.ts); wireguard-go: tested for real even where the kernel has WireGuard;
 # binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private
 # registry; ethtool: the benchmarks record offloads; iperf3, sockperf: the benchmarks' traffic
-# (copied into the test image); debootstrap: the fresh-root test (test/fresh-root.fresh.ts).
+# (copied into the test image); debootstrap: the fresh-root test (test/fresh-root.fresh.ts); zsh: the
+# zsh completion is run by zsh (src/cli/conventions.test.ts).
 PACKAGES=("${TRUSS_DAEMON_PACKAGES[@]}" docker.io busybox-static psmisc tcpdump iperf3 sockperf ethtool
-  etcd-server curl etcd-client wireguard-go binutils docker-registry debootstrap)
+  etcd-server curl etcd-client wireguard-go binutils docker-registry debootstrap zsh)
 
 truss_ensure_packages "${PACKAGES[@]}"
 "${TRUSS_SUDO[@]}" bash scripts/lib/compose.sh # Compose v2 (Debian unstable) for e2e/compose.e2e.ts, in a private dir

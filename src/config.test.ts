@@ -8,6 +8,7 @@ describe('loadConfig', () => {
       socket: '/run/docker/plugins/truss.sock',
       stateDir: '/var/lib/truss',
       logLevel: 'info',
+      logFormat: 'json',
       resyncMs: 30_000,
       gcGraceMs: 120_000,
       wgPort: 51820,

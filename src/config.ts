@@ -6,13 +6,16 @@ import { parseArgs } from 'node:util';
 import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
+import { DEFAULT_POOLS } from './core/ipam/default-pools.ts';
 import { type ListenAddress, parseListenAddress } from './core/listen-address.ts';
-import type { Level } from './obs/logger.ts';
+import type { Level, LogFormat } from './obs/logger.ts';
 
 export interface Config {
   readonly socket: string;
   readonly stateDir: string;
   readonly logLevel: Level;
+  /** --log-format: JSON lines (default) or text for a terminal */
+  readonly logFormat: LogFormat;
   /** raw --default-pools text; parsed by the IPAM ("CIDR:LEN,CIDR:LEN") */
   readonly defaultPools?: string;
   readonly resyncMs: number;
@@ -42,33 +45,175 @@ export const DEFAULTS = {
   socket: '/run/docker/plugins/truss.sock',
   stateDir: '/var/lib/truss',
   logLevel: 'info' as Level,
+  logFormat: 'json' as LogFormat,
   resyncSeconds: 30,
   gcGraceSeconds: 120,
+  wgPort: 51820,
 };
 
 const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error'];
+const LOG_FORMATS: readonly LogFormat[] = ['json', 'text'];
 
+/** One `truss serve` flag: its parseArgs type, its TRUSS_* twin, its default and its help line. */
+export interface ServeOption {
+  readonly type: 'string' | 'boolean';
+  /** the value's name in the usage (string flags) */
+  readonly value?: string;
+  /** the values it takes, when they are a fixed few */
+  readonly choices?: readonly string[];
+  readonly env: `TRUSS_${string}`;
+  /** the default as the help shows it ('' = none); not parseArgs's `default` (the env twin comes first) */
+  readonly defaultText: string;
+  readonly help: string;
+}
+
+/**
+ * The one table of serve's flags: parseArgs reads it, `truss serve --help` and the shell
+ * completion are generated from it, and a unit test holds docs/reference.md to it.
+ */
 export const SERVE_OPTIONS = {
-  socket: { type: 'string' },
-  'state-dir': { type: 'string' },
-  'log-level': { type: 'string' },
-  'default-pools': { type: 'string' },
-  'resync-seconds': { type: 'string' },
-  'gc-grace-seconds': { type: 'string' },
-  store: { type: 'string' },
-  'etcd-ca': { type: 'string' },
-  'etcd-cert': { type: 'string' },
-  'etcd-key': { type: 'string' },
-  'etcd-user': { type: 'string' },
-  'etcd-password-file': { type: 'string' },
-  'etcd-insecure': { type: 'boolean' },
-  'node-name': { type: 'string' },
-  'advertise-address': { type: 'string' },
-  'wg-port': { type: 'string' },
-  iptables: { type: 'string' },
-  'proc-sys': { type: 'string' },
-  'metrics-address': { type: 'string' },
-} as const;
+  socket: {
+    type: 'string',
+    value: 'PATH',
+    env: 'TRUSS_SOCKET',
+    defaultText: DEFAULTS.socket,
+    help: 'plugin socket dockerd connects to; its file name is the driver name',
+  },
+  'state-dir': {
+    type: 'string',
+    value: 'DIR',
+    env: 'TRUSS_STATE_DIR',
+    defaultText: DEFAULTS.stateDir,
+    help: 'durable state, the WireGuard key and the root-only admin.sock',
+  },
+  'log-level': {
+    type: 'string',
+    value: 'LEVEL',
+    choices: LEVELS,
+    env: 'TRUSS_LOG_LEVEL',
+    defaultText: DEFAULTS.logLevel,
+    help: `${LEVELS.join(', ')} (DOCKER_PLUGIN_DEBUG=true: debug)`,
+  },
+  'log-format': {
+    type: 'string',
+    value: 'FORMAT',
+    choices: LOG_FORMATS,
+    env: 'TRUSS_LOG_FORMAT',
+    defaultText: DEFAULTS.logFormat,
+    help: `${LOG_FORMATS.join(', ')}: one JSON object a line, or text for a terminal`,
+  },
+  'default-pools': {
+    type: 'string',
+    value: 'LIST',
+    env: 'TRUSS_DEFAULT_POOLS',
+    defaultText: DEFAULT_POOLS.map((p) => `${p.base}:${p.size}`).join(','),
+    help: 'CIDR:PREFIXLEN,... ranges dynamic pools are cut from',
+  },
+  'resync-seconds': {
+    type: 'string',
+    value: 'N',
+    env: 'TRUSS_RESYNC_SECONDS',
+    defaultText: String(DEFAULTS.resyncSeconds),
+    help: 'interval of the full reconcile pass (1-99999)',
+  },
+  'gc-grace-seconds': {
+    type: 'string',
+    value: 'N',
+    env: 'TRUSS_GC_GRACE_SECONDS',
+    defaultText: String(DEFAULTS.gcGraceSeconds),
+    help: 'how long an endpoint must look orphaned before truss reclaims it (1-99999)',
+  },
+  store: {
+    type: 'string',
+    value: 'URL',
+    env: 'TRUSS_STORE',
+    defaultText: 'embedded',
+    help: 'etcd://HOST:PORT[,HOST:PORT...]: etcd as the shared store, multi-host networks on',
+  },
+  'etcd-ca': {
+    type: 'string',
+    value: 'FILE',
+    env: 'TRUSS_ETCD_CA',
+    defaultText: '',
+    help: 'TLS to etcd: CA certificate',
+  },
+  'etcd-cert': {
+    type: 'string',
+    value: 'FILE',
+    env: 'TRUSS_ETCD_CERT',
+    defaultText: '',
+    help: 'TLS to etcd: client certificate',
+  },
+  'etcd-key': {
+    type: 'string',
+    value: 'FILE',
+    env: 'TRUSS_ETCD_KEY',
+    defaultText: '',
+    help: 'TLS to etcd: client key',
+  },
+  'etcd-user': {
+    type: 'string',
+    value: 'NAME',
+    env: 'TRUSS_ETCD_USER',
+    defaultText: '',
+    help: 'etcd user auth: the user (with --etcd-password-file)',
+  },
+  'etcd-password-file': {
+    type: 'string',
+    value: 'FILE',
+    env: 'TRUSS_ETCD_PASSWORD_FILE',
+    defaultText: '',
+    help: "etcd user auth: the file holding the user's password",
+  },
+  'etcd-insecure': {
+    type: 'boolean',
+    env: 'TRUSS_ETCD_INSECURE',
+    defaultText: 'off',
+    help: 'accept plaintext to an etcd that is not on this host',
+  },
+  'node-name': {
+    type: 'string',
+    value: 'NAME',
+    env: 'TRUSS_NODE_NAME',
+    defaultText: 'the hostname',
+    help: "this host's display name in the cluster",
+  },
+  'advertise-address': {
+    type: 'string',
+    value: 'IP',
+    env: 'TRUSS_ADVERTISE_ADDRESS',
+    defaultText: 'detected',
+    help: 'underlay address other hosts reach this one at',
+  },
+  'wg-port': {
+    type: 'string',
+    value: 'N',
+    env: 'TRUSS_WG_PORT',
+    defaultText: String(DEFAULTS.wgPort),
+    help: "UDP port of this host's WireGuard device",
+  },
+  iptables: {
+    type: 'string',
+    value: 'PROG',
+    env: 'TRUSS_IPTABLES',
+    defaultText: 'iptables',
+    help: "the iptables the TRUSS-FORWARD shim is written with (dockerd's backend)",
+  },
+  'proc-sys': {
+    type: 'string',
+    value: 'DIR',
+    env: 'TRUSS_PROC_SYS',
+    defaultText: '/proc/sys',
+    help: 'where net sysctls are written (the managed plugin: /host/proc/sys)',
+  },
+  'metrics-address': {
+    type: 'string',
+    value: 'HOST:PORT',
+    env: 'TRUSS_METRICS_ADDRESS',
+    defaultText: 'off',
+    help: 'serve /metrics (Prometheus), /healthz and /readyz over HTTP here, e.g. 127.0.0.1:9733',
+  },
+} as const satisfies Record<string, ServeOption>;
 
 export function adminSocketPath(stateDir: string): string {
   return `${stateDir}/admin.sock`;
@@ -81,6 +226,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   const level = (debug ? 'debug' : pick(values['log-level'], 'TRUSS_LOG_LEVEL')) ?? DEFAULTS.logLevel;
   if (!LEVELS.includes(level as Level)) {
     throw errors.badOption(`--log-level ${JSON.stringify(level)}: expected one of ${LEVELS.join(', ')}`);
+  }
+  const logFormat = pick(values['log-format'], 'TRUSS_LOG_FORMAT') ?? DEFAULTS.logFormat;
+  if (!LOG_FORMATS.includes(logFormat as LogFormat)) {
+    throw errors.badOption(`--log-format ${JSON.stringify(logFormat)}: expected one of ${LOG_FORMATS.join(', ')}`);
   }
   const socket = pick(values.socket, 'TRUSS_SOCKET') ?? DEFAULTS.socket;
   const stateDir = pick(values['state-dir'], 'TRUSS_STATE_DIR') ?? DEFAULTS.stateDir;
@@ -136,7 +285,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (advertise !== undefined && !parseIp(advertise)) {
     throw errors.badOption(`--advertise-address ${JSON.stringify(advertise)}: expected an IP address`);
   }
-  const wgPortText = pick(values['wg-port'], 'TRUSS_WG_PORT') ?? '51820';
+  const wgPortText = pick(values['wg-port'], 'TRUSS_WG_PORT') ?? String(DEFAULTS.wgPort);
   if (!/^[1-9][0-9]{0,4}$/.test(wgPortText) || Number(wgPortText) > 65535) {
     throw errors.badOption(`--wg-port ${JSON.stringify(wgPortText)}: expected 1-65535`);
   }
@@ -171,6 +320,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     socket,
     stateDir,
     logLevel: level as Level,
+    logFormat: logFormat as LogFormat,
     ...(pools !== undefined ? { defaultPools: pools } : {}),
     resyncMs: seconds(values['resync-seconds'], 'TRUSS_RESYNC_SECONDS', 'resync-seconds', DEFAULTS.resyncSeconds),
     gcGraceMs: seconds(

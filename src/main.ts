@@ -6,7 +6,7 @@
  * and upgrades.
  */
 import type http from 'node:http';
-import { adminSocketPath, loadConfig } from './config.ts';
+import { adminSocketPath, type Config } from './config.ts';
 import { formatListenAddress } from './core/listen-address.ts';
 import { buildDaemon } from './daemon.ts';
 import { configureFaults } from './obs/fault.ts';
@@ -18,10 +18,10 @@ import { listenUnix, probeSocket } from './obs/unix-socket.ts';
 import { VERSION } from './obs/version.ts';
 import { preflight } from './preflight.ts';
 
-export async function serve(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+/** `config`: serve's flags, already checked by the CLI (a bad one is a usage error, exit 2). */
+export async function serve(config: Config, env: NodeJS.ProcessEnv): Promise<void> {
   process.umask(0o077);
-  const config = loadConfig(argv, env);
-  const log = createLogger(config.logLevel).child({ name: 'truss' });
+  const log = createLogger(config.logLevel, undefined, undefined, config.logFormat).child({ name: 'truss' });
   // test-only fault injection (docs/development.md); off unless TRUSS_FAULT is set
   const faults = configureFaults(env.TRUSS_FAULT);
   if (faults.size > 0) log.warn('fault injection armed (TRUSS_FAULT)', { faults: Object.fromEntries(faults) });

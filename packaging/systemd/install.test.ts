@@ -137,7 +137,18 @@ describe('scripts/install.sh', { timeout: 180_000 }, () => {
       `${LIB}/versions/${id}/bin/node 755`,
       `${LIB}/versions/${id}/docs/install.md 644`,
       `${LIB}/versions/${id}/lib/wait-ready.ts 644`,
+      'usr/share/bash-completion/completions/truss 644',
+      'usr/share/zsh/vendor-completions/_truss 644',
     ]);
+    // the shell completion is the installed truss's own
+    assert.equal(
+      readFileSync(join(root, 'usr/share/bash-completion/completions/truss'), 'utf8'),
+      truss('completion', 'bash'),
+    );
+    assert.equal(
+      readFileSync(join(root, 'usr/share/zsh/vendor-completions/_truss'), 'utf8'),
+      truss('completion', 'zsh'),
+    );
     assert.equal(
       readFileSync(join(root, 'etc/default/truss'), 'utf8'),
       readFileSync(join(REPO_ROOT, 'packaging/systemd/truss.env'), 'utf8'),
@@ -154,7 +165,9 @@ describe('scripts/install.sh', { timeout: 180_000 }, () => {
   });
 
   it('the installed `truss` works from any directory', () => {
-    assert.equal(truss('version').trim(), packageVersion());
+    assert.equal(truss('version', '--short').trim(), packageVersion());
+    // the bundle carries the commit it was built from (or says unknown), and the Node it runs on
+    assert.match(truss('version'), /^truss \S+\ncommit ([0-9a-f]{40}|unknown)\nnode v\d+\.\d+\.\d+\n$/);
     const r = spawnSync(join(root, 'usr/local/bin/truss'), ['status', '--state-dir', join(dir, 'nostate')], {
       encoding: 'utf8',
       cwd: '/',
@@ -203,7 +216,7 @@ describe('scripts/install.sh', { timeout: 180_000 }, () => {
     assert.match(installOk('--rollback'), /--rollback again to undo/);
     assert.equal(current(), first);
     assert.equal(readlinkSync(join(root, LIB, 'previous')), second);
-    assert.equal(truss('version').trim(), packageVersion());
+    assert.equal(truss('version', '--short').trim(), packageVersion());
     appendFileSync(join(repo, 'dist/app/lib/truss.mjs'), '\n// build 3\n');
     installOk();
     assert.deepEqual(readdirSync(join(root, LIB, 'versions')).sort(), [current(), first].map((v) => v.slice(9)).sort());
@@ -228,7 +241,7 @@ describe('scripts/install.sh', { timeout: 180_000 }, () => {
     const files = listing(root);
     assert.ok(files.includes('usr/local/bin/truss 755'), files.join('\n'));
     assert.ok(!files.some((f) => f.startsWith('etc/')), 'no unit, no env file');
-    assert.equal(truss('version').trim(), packageVersion());
+    assert.equal(truss('version', '--short').trim(), packageVersion());
     const state = join(root, 'var/lib/truss');
     assert.equal(statSync(state).mode & 0o777, 0o700, "the plugin's state dir, made for it");
     installOk('--uninstall');

@@ -7,7 +7,7 @@ test('truss cleanup without --foreign says what it needs (exit 2); --help prints
   let err = '';
   const io = { env: {}, stdout: (t: string) => (out += t), stderr: (t: string) => (err += t) };
   assert.equal(await cleanupCommand([], io), 2);
-  assert.match(err, /^truss cleanup: say what to remove \(--foreign\)\n/);
+  assert.match(err, /^truss: cleanup: say what to remove \(--foreign\)\n/);
   assert.equal(await cleanupCommand(['--help'], io), 0);
   assert.equal(out, CLEANUP_USAGE);
 });

@@ -5,24 +5,15 @@
  * Their containers lose their network: adopt them instead by starting truss with the state dir
  * that made them, when it still exists.
  */
-import { parseArgs } from 'node:util';
-import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { adminSocketPath } from '../config.ts';
 import { type CleanupView, cleanupBody } from '../core/admin-api.ts';
 import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
+import { CLEANUP_USAGE, FLAGS } from './commands.ts';
+import { type CliIo, parseCommandLine, reportUsageError, stateDirOf, UsageError, wantsHelp } from './usage.ts';
 
-export interface CleanupIo {
-  readonly env: NodeJS.ProcessEnv;
-  stdout(text: string): void;
-  stderr(text: string): void;
-}
+export { CLEANUP_USAGE };
 
-export const CLEANUP_USAGE = `usage: truss cleanup --foreign [--json] [--state-dir DIR]
-
-Removes the truss bridges and veths on this host that another or an unknown state made
-(truss status lists them under "truss objects of another state"), then prunes the shared
-objects (nft tables, routes) that were kept for them. The containers on them lose their
-network. To keep them, start truss with the --state-dir that made them instead.
-`;
+export type CleanupIo = CliIo;
 
 const names = (l: CleanupView['removed']): string => l.map((f) => f.name).join(', ');
 
@@ -37,27 +28,24 @@ export function formatCleanup(body: CleanupView): string {
   return `${out.join('\n')}\n`;
 }
 
-export async function cleanupCommand(args: readonly string[], io: CleanupIo): Promise<number> {
-  const { values } = parseArgs({
-    args: [...args],
-    options: {
-      foreign: { type: 'boolean' },
-      json: { type: 'boolean' },
-      'state-dir': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
-  if (values.help) {
+export async function cleanupCommand(args: readonly string[], io: CliIo): Promise<number> {
+  if (wantsHelp(args)) {
     io.stdout(CLEANUP_USAGE);
     return 0;
   }
-  if (!values.foreign) {
-    io.stderr(`truss cleanup: say what to remove (--foreign)\n\n${CLEANUP_USAGE}`);
-    return 2;
+  let values: { foreign?: boolean; json?: boolean; 'state-dir'?: string };
+  try {
+    values = parseCommandLine(args, FLAGS.cleanup).values;
+    if (!values.foreign) throw new UsageError('cleanup: say what to remove (--foreign)');
+  } catch (e) {
+    if (e instanceof UsageError) return reportUsageError(e, CLEANUP_USAGE, io);
+    throw e;
   }
-  const stateDir = values['state-dir'] ?? (io.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
-  const reply = await adminRequest(adminSocketPath(stateDir), 'POST', '/v1/cleanup/foreign');
+  const reply = await adminRequest(
+    adminSocketPath(stateDirOf(values['state-dir'], io.env)),
+    'POST',
+    '/v1/cleanup/foreign',
+  );
   const body = decodeReply(cleanupBody, reply, 'cleanup');
   io.stdout(values.json ? jsonOutput(reply) : formatCleanup(body));
   return body.remaining.length > 0 ? 1 : 0;

@@ -4,48 +4,18 @@
  * The one command that talks to etcd itself (it runs before any daemon has credentials): that
  * wiring is the composition root src/cluster-rbac.ts; this file parses and plans.
  */
-import { parseArgs } from 'node:util';
 import { rbacPlan, renderEtcdctl } from '../core/cluster/rbac.ts';
 import { isTrussError } from '../core/errors.ts';
 import { parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
-import type { CliIo } from './policy.ts';
+import { FLAGS, RBAC_USAGE } from './commands.ts';
+import { type CliIo, parseCommandLine, reportUsageError, UsageError } from './usage.ts';
 
-export const RBAC_USAGE = `usage:
-  truss cluster rbac --node ID                 print the etcdctl commands for host ID
-  truss cluster rbac --node ID --apply --password-file FILE --store etcd://HOST:PORT
-        [--etcd-user root --etcd-password-file ROOT_FILE | --etcd-ca F --etcd-cert F --etcd-key F] [--etcd-insecure]
-                                               create role and user truss-ID in etcd (as an etcd admin)
-
-ID is the host's node id (truss status: NODE ID; <state-dir>/node-id). Host ID gets user truss-ID:
-read on /truss/, readwrite on its own records only (/truss/v2/nodes/ID, /truss/v2/KIND/ID/ for
-networks, members, blocks, addrs, shared). --password-file holds that user's password (one line):
-give the same file to truss serve on host ID as --etcd-password-file, with --etcd-user truss-ID.
-`;
-
-const FLAGS = {
-  node: { type: 'string' },
-  apply: { type: 'boolean' },
-  'password-file': { type: 'string' },
-  store: { type: 'string' },
-  'etcd-user': { type: 'string' },
-  'etcd-password-file': { type: 'string' },
-  'etcd-ca': { type: 'string' },
-  'etcd-cert': { type: 'string' },
-  'etcd-key': { type: 'string' },
-  'etcd-insecure': { type: 'boolean' },
-} as const;
-
-class UsageError extends Error {}
+export { RBAC_USAGE };
 
 /** Returns the exit code: 0 done, 1 failed, 2 bad command line. */
 export async function rbacCommand(args: readonly string[], io: CliIo): Promise<number> {
   try {
-    let v: ReturnType<typeof parseArgs<{ args: string[]; options: typeof FLAGS }>>['values'];
-    try {
-      v = parseArgs({ args: [...args], options: FLAGS, strict: true }).values;
-    } catch (e) {
-      throw new UsageError(e instanceof Error ? e.message : String(e));
-    }
+    const v = parseCommandLine(args, FLAGS.rbac).values;
     if (v.node === undefined) throw new UsageError('cluster rbac: missing --node ID');
     let plan: ReturnType<typeof rbacPlan>;
     try {
@@ -90,10 +60,7 @@ export async function rbacCommand(args: readonly string[], io: CliIo): Promise<n
     return 0;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    if (e instanceof UsageError) {
-      io.stderr(`truss: ${message}\n\n${RBAC_USAGE}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return reportUsageError(e, RBAC_USAGE, io);
     io.stderr(`truss: ${message}\n`);
     return isTrussError(e) && e.kind === 'invalid' ? 2 : 1;
   }

@@ -9,6 +9,10 @@
 import { loadConfig } from '../config.ts';
 import { type DoctorBody, SCHEMA_VERSION } from '../core/admin-api.ts';
 import { type Check, isFailedRequirement } from '../core/preflight.ts';
+import { DOCTOR_USAGE } from './commands.ts';
+import { usageErrors, wantsHelp } from './usage.ts';
+
+export { DOCTOR_USAGE };
 
 export interface DoctorIo {
   readonly env: NodeJS.ProcessEnv;
@@ -43,25 +47,18 @@ export function formatDoctor(checks: readonly Check[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export const DOCTOR_USAGE = `usage: truss doctor [--json] [serve's flags]
-
-Checks this host for truss serve, without a daemon: the programs each feature runs (and their
-Debian packages), nf_tables, the iptables backend against dockerd's, writable /proc/sys/net,
-the socket and state directories, conntrack, br_netfilter, IPv6, WireGuard, and with
---store etcd://... whether etcd answers. Give the flags truss serve gets (--socket, --state-dir,
---store, --iptables, --proc-sys, --etcd-ca/--etcd-cert/--etcd-key) to check what that serve would.
-Exit 0 when every must-have is present (warnings allowed), 1 otherwise.
-`;
-
 export async function doctorCommand(args: readonly string[], io: DoctorIo): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
+  if (wantsHelp(args)) {
     io.stdout(DOCTOR_USAGE);
     return 0;
   }
   const json = args.includes('--json');
-  const config = loadConfig(
-    args.filter((a) => a !== '--json'),
-    io.env,
+  // a bad flag or value is a usage error (exit 2); a missing must-have is exit 1
+  const config = usageErrors(() =>
+    loadConfig(
+      args.filter((a) => a !== '--json'),
+      io.env,
+    ),
   );
   // the probes are wired in the composition root src/doctor.ts (loaded only for this command)
   const { diagnose } = await import('../doctor.ts');

@@ -4,35 +4,18 @@
  * else is looked up through the Docker API (DOCKER_HOST). The spec is checked here with
  * the daemon's own parser before anything is sent, so a typo fails fast (exit 2).
  */
-import { parseArgs } from 'node:util';
-import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { adminSocketPath } from '../config.ts';
 import { policyBody, statusNetworkIds } from '../core/admin-api.ts';
 import { isTrussError } from '../core/errors.ts';
 import { parseIngress } from '../core/policy/parse.ts';
 import { AdminError, adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
+import { FLAGS, POLICY_USAGE } from './commands.ts';
 import { type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from './docker-api.ts';
 import { formatPolicyView, type PolicyView } from './format.ts';
+import { type CliIo, parseCommandLine, reportUsageError, stateDirOf, UsageError } from './usage.ts';
 
-export const POLICY_USAGE = `usage:
-  truss policy show  NETWORK [--json]
-  truss policy set   NETWORK --ingress SPEC [--json]
-  truss policy clear NETWORK [--json]
-
-NETWORK is a Docker network name or id (DOCKER_HOST selects the Docker daemon; an id prefix
-of 12+ hex digits that truss knows needs no Docker). SPEC is comma-separated rules:
-tcp/80, tcp/8000-8100, udp/53, icmp, each optionally @CIDR (tcp/5432@198.18.7.0/24), or none.
-set replaces the network's policy for every container without its own truss.ingress; clear
-makes the network open again. Flags: --state-dir DIR (env TRUSS_STATE_DIR) finds the daemon.
-`;
-
-export interface CliIo {
-  readonly env: Readonly<Record<string, string | undefined>>;
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
-}
-
-/** A command-line mistake: exit 2 with the message. */
-class UsageError extends Error {}
+export type { CliIo };
+export { POLICY_USAGE };
 
 const NETWORK_ID = /^[0-9a-f]{64}$/;
 const ID_PREFIX = /^[0-9a-f]{12,64}$/;
@@ -81,22 +64,8 @@ interface Parsed {
   readonly json: boolean;
 }
 
-const FLAGS = {
-  ingress: { type: 'string' },
-  'state-dir': { type: 'string' },
-  json: { type: 'boolean' },
-} as const;
-
-function parseFlags(args: readonly string[]) {
-  try {
-    return parseArgs({ args: [...args], options: FLAGS, strict: true, allowPositionals: true });
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
-}
-
 function parse(args: readonly string[], env: CliIo['env']): Parsed {
-  const parsed = parseFlags(args);
+  const parsed = parseCommandLine(args, FLAGS.policy, true);
   const { values, positionals } = parsed;
   const [verb, network, ...extra] = positionals;
   if (verb !== 'show' && verb !== 'set' && verb !== 'clear') {
@@ -109,8 +78,13 @@ function parse(args: readonly string[], env: CliIo['env']): Parsed {
     throw new UsageError('policy set: missing --ingress SPEC (use "truss policy clear" to make the network open)');
   }
   if (verb !== 'set' && values.ingress !== undefined) throw new UsageError(`policy ${verb}: --ingress is only for set`);
-  const stateDir = values['state-dir'] ?? (env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
-  return { verb, network, ingress: values.ingress, stateDir, json: values.json === true };
+  return {
+    verb,
+    network,
+    ingress: values.ingress,
+    stateDir: stateDirOf(values['state-dir'], env),
+    json: values.json === true,
+  };
 }
 
 async function run(args: readonly string[], io: CliIo): Promise<void> {
@@ -139,10 +113,7 @@ export async function policyCommand(args: readonly string[], io: CliIo): Promise
     return 0;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    if (e instanceof UsageError) {
-      io.stderr(`truss: ${message}\n\n${POLICY_USAGE}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return reportUsageError(e, POLICY_USAGE, io);
     io.stderr(`truss: ${message}\n`);
     const invalid = (isTrussError(e) && e.kind === 'invalid') || (e instanceof AdminError && e.status === 400);
     return invalid ? 2 : 1;

@@ -3,37 +3,25 @@
  * Docker's names when Docker answers. --check exits 1 when anything is unhealthy (cli/health.ts)
  * and 0 when healthy, printing the verdict and the reasons (or, with --json, the reply).
  */
-import { parseArgs } from 'node:util';
-import { adminSocketPath, DEFAULTS } from '../config.ts';
+import { adminSocketPath } from '../config.ts';
 import { statusBody } from '../core/admin-api.ts';
 import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
+import { FLAGS } from './commands.ts';
 import { lookupDockerNames } from './docker-names.ts';
 import { formatStatus } from './format.ts';
 import { assessHealth, formatHealth } from './health.ts';
+import { type CliIo, parseCommandLine, stateDirOf } from './usage.ts';
 
 export const STATUS_UNHEALTHY = 1;
 
-export interface StatusIo {
-  readonly env: Readonly<Record<string, string | undefined>>;
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
+export interface StatusIo extends CliIo {
   /** test seam: the Docker names lookup (default: the Docker API, DOCKER_HOST) */
   readonly names?: typeof lookupDockerNames;
 }
 
 export async function statusCommand(args: readonly string[], io: StatusIo): Promise<number> {
-  const { values } = parseArgs({
-    args: [...args],
-    options: {
-      'state-dir': { type: 'string' },
-      json: { type: 'boolean' },
-      check: { type: 'boolean' },
-      verbose: { type: 'boolean', short: 'v' },
-    },
-    strict: true,
-  });
-  const stateDir = values['state-dir'] ?? (io.env.TRUSS_STATE_DIR || DEFAULTS.stateDir);
-  const body = await adminRequest(adminSocketPath(stateDir), 'GET', '/v1/status');
+  const { values } = parseCommandLine(args, FLAGS.status);
+  const body = await adminRequest(adminSocketPath(stateDirOf(values['state-dir'], io.env)), 'GET', '/v1/status');
   // --json passes the reply through (a newer daemon's added fields included): only its version is checked
   const decode = () => decodeReply(statusBody, body, 'status', 'truss status --json shows it as sent');
   if (values.json) {

@@ -370,6 +370,15 @@ export const doctorBody = z.object({
 });
 export type DoctorBody = Built<typeof doctorBody>;
 
+// ---------- truss version --json (no daemon, same contract) ----------
+
+export const versionBody = z.object({
+  version: z.string(),
+  commit: z.string().describe('the git commit truss was built from, or "unknown"'),
+  node: z.string().describe('the Node.js version it runs on (process.version)'),
+});
+export type VersionBody = Built<typeof versionBody>;
+
 /** The published contract: docs/json/NAME.schema.json for each, replies with their schemaVersion. */
 export const CONTRACT = {
   status: versioned(statusBody),
@@ -382,6 +391,7 @@ export const CONTRACT = {
   'cluster-forget-request': forgetRequest,
   'cleanup-foreign': versioned(cleanupBody),
   doctor: versioned(doctorBody),
+  version: versioned(versionBody),
   error: errorBody,
 } as const;
 

@@ -48,3 +48,22 @@ describe('logger', () => {
     assert.equal(typeof x, 'string');
   });
 });
+
+describe('logger: text format (--log-format text)', () => {
+  it('writes one human line per entry: time, level, message, fields (redacted as in JSON)', () => {
+    const lines: string[] = [];
+    const log = createLogger('info', (l) => lines.push(l), { name: 'truss' }, 'text').child({ component: 'rpc' });
+    log.debug('hidden');
+    log.info('endpoint joined', { nid: 'abc', note: 'two words', n: 3, privateKey: 'k', nested: { a: 1 } });
+    assert.equal(lines.length, 1);
+    assert.match(
+      lines[0] ?? '',
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}endpoint joined name=truss component=rpc nid=abc note="two words" n=3 privateKey=\[redacted\] nested=\{"a":1\}\n$/,
+    );
+  });
+  it('JSON stays the default', () => {
+    const lines: string[] = [];
+    createLogger('info', (l) => lines.push(l)).info('x', { a: 1 });
+    assert.deepEqual(Object.keys(JSON.parse(lines[0] ?? '') as object), ['level', 'time', 'msg', 'a']);
+  });
+});

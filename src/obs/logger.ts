@@ -1,11 +1,13 @@
 /**
  * Structured JSON logs on stdout, one object per line (pino's shape: level, time, msg,
  * bindings). Child loggers add fields. Keys that may hold key material are redacted.
- * Messages are constant lower-case text; data goes in fields.
+ * Messages are constant lower-case text; data goes in fields. `text` renders the same entry
+ * as one human line (`TIME LEVEL msg key=value ...`) for a foreground terminal.
  */
 import { safeStringify } from '../core/safe-json.ts';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
+export type LogFormat = 'json' | 'text';
 
 const RANK: Record<Level, number> = { debug: 20, info: 30, warn: 40, error: 50 };
 const REDACT = /(private.?key|secret|password|token)/i;
@@ -69,19 +71,39 @@ function redact(value: unknown, depth = 0): unknown {
   return out;
 }
 
-export function createLogger(level: Level, sink: Sink = defaultSink(), bindings: Record<string, unknown> = {}): Logger {
+/** A field's value in a text line: bare when it reads unambiguously, else JSON. */
+function textValue(v: unknown): string {
+  if (typeof v === 'string' && /^[^\s"=]+$/.test(v)) return v;
+  return safeStringify(v) ?? String(v);
+}
+
+/** Pure: one log entry as a human line. */
+export function renderText(entry: { level: Level; time: string; msg: string } & Record<string, unknown>): string {
+  const { level, time, msg, ...fields } = entry;
+  const pairs = Object.entries(fields)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${textValue(v)}`);
+  return `${[time, level.toUpperCase().padEnd(5), msg, ...pairs].join(' ')}\n`;
+}
+
+export function createLogger(
+  level: Level,
+  sink: Sink = defaultSink(),
+  bindings: Record<string, unknown> = {},
+  format: LogFormat = 'json',
+): Logger {
   const min = RANK[level];
   const write = (lvl: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (RANK[lvl] < min) return;
     const entry = { level: lvl, time: new Date().toISOString(), msg, ...bindings, ...(redact(fields ?? {}) as object) };
-    sink(`${safeStringify(entry)}\n`);
+    sink(format === 'text' ? renderText(entry) : `${safeStringify(entry)}\n`);
   };
   return {
     debug: (m, f) => write('debug', m, f),
     info: (m, f) => write('info', m, f),
     warn: (m, f) => write('warn', m, f),
     error: (m, f) => write('error', m, f),
-    child: (b) => createLogger(level, sink, { ...bindings, ...b }),
+    child: (b) => createLogger(level, sink, { ...bindings, ...b }, format),
     isDebug: () => min <= RANK.debug,
   };
 }

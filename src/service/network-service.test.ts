@@ -5,7 +5,7 @@ import { type NetworkId, networkId } from '../core/ids.ts';
 import { endpointInput, networkInput } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { silentLogger } from '../obs/logger.ts';
+import { createLogger, silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { NetworkService } from './network-service.ts';
 import { stopTestServices, testEid, testId, testNid, testService } from './testing.ts';
@@ -140,6 +140,32 @@ describe('NetworkService', () => {
     await svc.deleteNetwork(NID);
     assert.deepEqual([...dp.links.keys()], []);
     assert.equal(dp.firewall, undefined);
+  });
+
+  it('each endpoint join and leave is one info line: network and endpoint short ids, the interfaces', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger('info', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
+    const { svc } = testService({ log });
+    await svc.createNetwork(netInput());
+    await svc.createEndpoint(epInput());
+    await svc.join({ networkId: NID, endpointId: EID, sandboxKey: '/var/run/docker/netns/1', options: {} });
+    await svc.leave(NID, EID);
+    const mine = lines.filter((l) => l.msg === 'endpoint joined' || l.msg === 'endpoint left');
+    const ids = { nid: NID.slice(0, 12), eid: EID.slice(0, 12) };
+    assert.deepEqual(
+      mine.map(({ level, msg, nid, eid, hostVeth, containerVeth }) => ({
+        level,
+        msg,
+        nid,
+        eid,
+        hostVeth,
+        containerVeth,
+      })),
+      [
+        { level: 'info', msg: 'endpoint joined', ...ids, hostVeth: EP_VETH, containerVeth: EP_PEER },
+        { level: 'info', msg: 'endpoint left', ...ids, hostVeth: EP_VETH, containerVeth: undefined },
+      ],
+    );
   });
 
   it('an endpoint on an unknown network is refused; a failed endpoint create undoes itself', async () => {

@@ -278,6 +278,12 @@ export class NetworkService implements NetworkDriver {
     const gateway = net.internal ? undefined : bare(gw4);
     const gatewayIpv6 = net.internal ? undefined : bare(gw6);
     fault('join:before-response');
+    this.#d.log.info('endpoint joined', {
+      nid: shortId(net.id),
+      eid: shortId(ep.id),
+      hostVeth: ep.hostVeth,
+      containerVeth: ep.peerVeth,
+    });
     return {
       srcName: ep.peerVeth,
       dstPrefix: 'eth',
@@ -296,6 +302,7 @@ export class NetworkService implements NetworkDriver {
     const revision = await this.#d.repo.putEndpoint(rest);
     fault('leave:after-intent');
     await this.#settle(revision);
+    this.#d.log.info('endpoint left', { nid: shortId(networkId), eid: shortId(endpointId), hostVeth: ep.hostVeth });
   }
 
   /**

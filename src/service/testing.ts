@@ -7,7 +7,7 @@ import { loadConfig } from '../config.ts';
 import { type EndpointId, endpointId, type NetworkId, networkId } from '../core/ids.ts';
 import { plainParts, wireDaemon } from '../daemon.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
-import { silentLogger } from '../obs/logger.ts';
+import { type Logger, silentLogger } from '../obs/logger.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/store.ts';
@@ -47,11 +47,13 @@ export function testReconciler(repo: IntentRepo, dp: FakeDataplane): Reconciler 
   return reconciler;
 }
 
-export function testService(opts: { readonly store?: Store; readonly dp?: FakeDataplane } = {}): TestService {
+export function testService(
+  opts: { readonly store?: Store; readonly dp?: FakeDataplane; readonly log?: Logger } = {},
+): TestService {
   const store = opts.store ?? new MemoryStore();
   const dp = opts.dp ?? new FakeDataplane();
   // the daemon's own wiring (src/daemon.ts), without a state id or a cluster
-  const d = wireDaemon(TEST_CONFIG, plainParts(store, dp, silentLogger), { programTimeoutMs: 2000 });
+  const d = wireDaemon(TEST_CONFIG, plainParts(store, dp, opts.log ?? silentLogger), { programTimeoutMs: 2000 });
   started.push(d.reconciler);
   d.reconciler.start();
   return { store, dp, repo: d.repo, reconciler: d.reconciler, svc: d.network, policy: d.policy };
