@@ -6,7 +6,7 @@
 import { errors, TrussError } from '../core/errors.ts';
 import type { Logger } from '../obs/logger.ts';
 import { ABSENT, Applied, fingerprint } from './applied.ts';
-import type { EngineObserver } from './engine.ts';
+import type { EngineObserver } from './engine-api.ts';
 import { type Kind, type KindCheck, type Named, objectKey, type SetKind, type WholeKind } from './kind.ts';
 
 export interface KeyStatus {
