@@ -13,7 +13,7 @@ import { dockerdFigureLine, printFigures } from './figures.ts';
 import { importImage } from './image.ts';
 import { cleanStaleNetns, createNetns, deleteNetns } from './netns.ts';
 import { CHILD_PATH, DOCKER_CLI, DOCKERD, DOCKERD_PATH, NETNS_PREFIX, WORK_DIR } from './paths.ts';
-import { isAlive, killAllMatching, nsIdOfFile, nsIdOfPid, waitExit } from './procs.ts';
+import { isAlive, killAllMatching, nsIdOfFile, nsIdOfPid, waitExit, waitReaped } from './procs.ts';
 import { type TrussDaemon, type TrussOptions, type TrussStatus, trussDaemon } from './truss.ts';
 import type { Underlay } from './underlay.ts';
 import { waitFor } from './wait.ts';
@@ -167,7 +167,11 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
       process.kill(pid, signal);
       if (!(await waitExit(pid, timeoutMs)))
         throw new Error(`dockerd ${pid} in ${name}: still running ${timeoutMs} ms after ${signal}`);
-      return performance.now() - t0;
+      const stoppedMs = performance.now() - t0;
+      // why: a new dockerd refuses to start while the old pid is in /proc, even as a zombie
+      if (!(await waitReaped(pid, 10_000)))
+        throw new Error(`dockerd ${pid} in ${name}: not reaped 10 s after it exited (${signal})`);
+      return stoppedMs;
     },
     async startDockerd(timeoutMs = 60_000) {
       if (isAlive(pid)) throw new Error(`dockerd ${pid} in ${name} is still running`);

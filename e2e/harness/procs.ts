@@ -3,7 +3,7 @@
  * processes are exactly those in its private mount namespace or its network namespace,
  * plus their descendants (container processes live in namespaces of their own).
  */
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { sleep } from './wait.ts';
 
 export interface ProcInfo {
@@ -99,6 +99,17 @@ export async function killAllMatching(pred: (p: ProcInfo) => boolean, timeoutMs 
     left = procsWithDescendants(pred);
   }
   return left;
+}
+
+/**
+ * Waits until pid is gone from /proc (reaped), up to timeoutMs; returns whether it is. A killed
+ * multi-threaded process shows as a zombie while its other threads still exit, and dockerd 28's
+ * pidfile check counts any /proc/PID as running ("process with PID N is still running").
+ */
+export async function waitReaped(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await sleep(50);
+  return !existsSync(`/proc/${pid}`);
 }
 
 /** Waits until pid has exited (or become a zombie); returns false on timeout. */
