@@ -9,10 +9,14 @@
  *     lapsed peers), and p2's addresses are not given to anyone else;
  *   - after the heal, p2 registers again, and a change made meanwhile on another host (p1's
  *     key rotation, right after the heal) reaches p2.
+ *   - the operator sees it on p2: `truss status --check` exits 1 naming etcd unreachable, and the
+ *     admin socket's /metrics has truss_etcd_connected 0, within one resync of the black-hole;
+ *     both back (etcd connected, 1) after the heal.
  * Timings are printed as figures.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { parseExposition, sampleValue } from '../src/obs/prom-text-testutil.ts';
 import { clusterFixture } from './harness/cluster.ts';
 import { nodeIdOf, wgPeers, wgPublicKey } from './harness/cluster-state.ts';
 import { containerIp, createClusterNetwork, runContainer } from './harness/containers.ts';
@@ -61,6 +65,20 @@ const blackhole = (h: Host) =>
   });
 const heal = (h: Host) => h.exec(['nft', 'delete', 'table', 'inet', BLACKHOLE]);
 
+/** `truss status --check` on h, as an operator runs it: its exit code and what it printed. */
+async function statusCheck(h: Host): Promise<{ code: number; text: string }> {
+  const r = await h.truss.cli(['status', '--check', '--state-dir', h.stateDir], 20_000);
+  return { code: r.code, text: `${r.stdout}${r.stderr}` };
+}
+
+/** truss_etcd_connected from h's admin socket's /metrics (the exposition parsed, as a scraper does). */
+async function etcdConnected(h: Host): Promise<number | undefined> {
+  const sock = `${h.stateDir}/admin.sock`;
+  const r = await h.exec(['curl', '-sS', '--max-time', '15', '--unix-socket', sock, 'http://truss/metrics']);
+  assert.equal(r.code, 0, `curl /metrics on ${h.name}: ${r.stderr}`);
+  return sampleValue(parseExposition(r.stdout), 'truss_etcd_connected');
+}
+
 describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', { timeout: 6 * 60_000 }, () => {
   before(async () => {
     await cluster.start();
@@ -96,11 +114,26 @@ describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', 
 
     const probe = pingProbe(p1(), 'a1', ip, PARTITION_S + 25, 100);
     await sleep(2000);
+    assert.equal(await etcdConnected(p2()), 1, 'etcd connected before the black-hole');
     const r = await blackhole(p2());
     assert.equal(r.code, 0, `nft: ${r.stderr}`);
     const t0 = performance.now();
     let lapsedMs = Number.NaN;
     try {
+      // within one resync (30 s by default): status --check says so, the metric drops to 0
+      let seen = { code: 0, text: '' };
+      await waitFor(
+        async () => {
+          seen = await statusCheck(p2());
+          return seen.code === 1 && seen.text.includes('etcd unreachable');
+        },
+        30_000,
+        { what: "p2's truss status --check: exit 1, etcd unreachable", intervalMs: 1000 },
+      );
+      figures.push(
+        `etcd black-holed: p2's status --check exit 1 "etcd unreachable" ${((performance.now() - t0) / 1000).toFixed(1)} s after`,
+      );
+      assert.equal(await etcdConnected(p2()), 0, 'truss_etcd_connected 0 while etcd is unreachable');
       await waitFor(async () => !(await p2Records(id2)).registered, 60_000, {
         what: "etcd dropping p2's node record (its lease lapsed)",
         intervalMs: 500,
@@ -129,6 +162,11 @@ describe('truss cluster: a host cut off from etcd past its lease (F7.b, F7.c)', 
     });
     const backMs = performance.now() - tHeal;
     figures.push(`F7.c: p2 registered again (node and member records) ${(backMs / 1000).toFixed(1)} s after the heal`);
+    await waitFor(async () => (await etcdConnected(p2())) === 1, 30_000, {
+      what: 'truss_etcd_connected back to 1 after the heal',
+    });
+    const healed = await statusCheck(p2());
+    assert.ok(!healed.text.includes('etcd unreachable'), `status after the heal: ${healed.text}`);
     // a change made on another host after the heal reaches p2: p1 rotates its key
     const oldKey = await wgPublicKey(p1());
     const rot = await p1().truss.cli(['keys', 'rotate', '--state-dir', p1().stateDir]);
