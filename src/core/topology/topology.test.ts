@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { ClusterBody, StatusBody } from '../admin-api.ts';
 import { computeTopology, type TopologyNames } from './model.ts';
 import { renderTopologyPage } from './page.ts';
-import { escapeXml, renderTopologySvg } from './svg.ts';
+import { escapeXml, fit, renderTopologySvg, wrap } from './svg.ts';
 import { renderTopologyText } from './text.ts';
 import { findAll, hasClass, parseXml, textOf, type XmlElement, XmlError } from './xml-testutil.ts';
 
@@ -303,6 +303,15 @@ describe('topology: the text tree and the page', () => {
     assert.match(page, /<meta http-equiv="refresh" content="5">/);
     assert.ok(page.includes(svg));
     assert.match(page, /href="\/topology.svg"/);
+  });
+});
+
+describe('topology: fitting text', () => {
+  it('wraps after spaces, keeps them (joined lines read as the text), and cuts past the last line', () => {
+    assert.deepEqual(wrap('aaa bbb ccc', 5, 3), ['aaa ', 'bbb ', 'ccc']);
+    assert.deepEqual(wrap('abcdefghij', 4, 2), ['abcd', 'efg…']);
+    assert.deepEqual(wrap('short', 10, 3), ['short']);
+    assert.equal(fit('ααααα', 3), 'αα…');
   });
 });
 
