@@ -80,7 +80,7 @@ describe('/topology and /topology.svg', () => {
     assert.equal(r.headers.get('content-security-policy'), "default-src 'none'; style-src 'unsafe-inline'");
     assert.equal(r.headers.get('cache-control'), 'no-store');
     const page = await r.text();
-    assert.match(page, /<meta http-equiv="refresh" content="5">/);
+    assert.match(page, /<meta http-equiv="refresh" content="10">/);
     const svg = /<svg[\s\S]*<\/svg>/.exec(page)?.[0];
     assert.ok(svg, 'the SVG is inline');
     assert.equal(findAll(parseXml(svg), hasClass('host')).length, 1);

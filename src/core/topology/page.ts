@@ -4,8 +4,8 @@
  */
 import { escapeXml } from './svg.ts';
 
-/** how often the page reloads */
-export const TOPOLOGY_REFRESH_S = 5;
+/** how often the page reloads: each load reads the status, one kernel check included */
+export const TOPOLOGY_REFRESH_S = 10;
 
 export function renderTopologyPage(svg: string, at: string, refreshSeconds = TOPOLOGY_REFRESH_S): string {
   return `<!DOCTYPE html>

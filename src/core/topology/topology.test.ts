@@ -300,7 +300,7 @@ describe('topology: the text tree and the page', () => {
     const svg = renderTopologySvg(computeTopology(status(), { now: NOW }));
     const page = renderTopologyPage(svg, '2026-03-01T12:00:00.000Z');
     assert.match(page, /^<!DOCTYPE html>/);
-    assert.match(page, /<meta http-equiv="refresh" content="5">/);
+    assert.match(page, /<meta http-equiv="refresh" content="10">/);
     assert.ok(page.includes(svg));
     assert.match(page, /href="\/topology.svg"/);
   });
