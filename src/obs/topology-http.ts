@@ -32,5 +32,5 @@ export async function answerTopology(
   const topology = computeTopology(await status(), { now });
   const svg = renderTopologySvg(topology);
   if (path === '/topology.svg') return [200, 'image/svg+xml; charset=utf-8', svg, HEADERS];
-  return [200, 'text/html; charset=utf-8', renderTopologyPage(svg, topology.at), HEADERS];
+  return [200, 'text/html; charset=utf-8', renderTopologyPage(svg), HEADERS];
 }

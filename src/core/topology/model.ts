@@ -48,7 +48,7 @@ export interface TopoNetwork extends Trouble {
   readonly id: string;
   readonly label: string;
   readonly subnets: readonly string[];
-  /** cluster name and mode */
+  /** its cluster, as shown after its label: "cluster blue (wireguard)", "cluster (vxlan)" when the label is the name */
   readonly cluster?: string;
   /** the policy in force ('open', 'none' or the rules); absent when not known (another host) */
   readonly ingress?: string;
@@ -124,8 +124,9 @@ function troubleByLink(s: TopologyStatus, links: ReadonlySet<string>) {
   return { errors, drift, rest };
 }
 
-function clusterLabel(n: Net): string | undefined {
-  return n.cluster ? `${n.cluster.name} (${n.cluster.encrypt ? 'wireguard' : 'vxlan'})` : undefined;
+function clusterText(name: string, label: string, local: Net | undefined): string {
+  const mode = local?.cluster ? ` (${local.cluster.encrypt ? 'wireguard' : 'vxlan'})` : '';
+  return `cluster${name === label ? '' : ` ${name}`}${mode}`;
 }
 
 function localNetworks(s: TopologyStatus, names: TopologyNames | undefined): TopoNetwork[] {
@@ -142,10 +143,11 @@ function localNetworks(s: TopologyStatus, names: TopologyNames | undefined): Top
   });
   return s.networks
     .map((n): TopoNetwork => {
-      const cluster = clusterLabel(n);
+      const label = names?.networks.get(n.id) ?? shortId(n.id);
+      const cluster = n.cluster ? clusterText(n.cluster.name, label, n) : undefined;
       return {
         id: n.id,
-        label: names?.networks.get(n.id) ?? shortId(n.id),
+        label,
         subnets: [...n.ipv4, ...n.ipv6].map((d) => d.pool),
         ...(cluster ? { cluster } : {}),
         ingress: networkIngressText(n, s.policies),
@@ -181,13 +183,12 @@ function remoteNetworks(s: TopologyStatus, node: string, names: TopologyNames | 
       if (!held || (!held.member && held.claims === 0 && held.blocks === 0)) return [];
       const local = s.networks.find((n) => n.cluster?.name === cluster);
       const label = (local && names?.networks.get(local.id)) ?? cluster;
-      const mode = local ? clusterLabel(local) : undefined;
       return [
         {
           id: `cluster:${cluster}`,
           label,
           subnets: local ? [...local.ipv4, ...local.ipv6].map((d) => d.pool) : [],
-          cluster: mode ?? cluster,
+          cluster: clusterText(cluster, label, local),
           containers: [],
           claims: held.claims,
           errors: [],

@@ -23,10 +23,10 @@ const PAD = 8;
 const FIT = 44;
 /** the error and drift lines shown per part; the rest are counted */
 const MAX_TROUBLE = 4;
-const ARC_STEP = 34;
+const ARC_STEP = 40;
 
 const STYLE = `
-.truss-topology text { fill: #1b1b1b; }
+.truss-topology text { fill: #1b1b1b; white-space: pre; }
 .host > rect { fill: #f5f7fa; stroke: #607080; stroke-width: 1.5; }
 .host.self > rect { stroke: #1f4e8c; stroke-width: 2.5; }
 .host-label { font-weight: bold; font-size: 14px; }
@@ -38,6 +38,7 @@ const STYLE = `
 .truss-topology text.error, .container.error > text { fill: #c62828; }
 .truss-topology text.drift, .container.drift > text { fill: #b34700; }
 .tunnel > path { fill: none; stroke-width: 3; }
+.tunnel > text { paint-order: stroke; stroke: #ffffff; stroke-width: 5px; stroke-linejoin: round; }
 .tunnel.ok > path { stroke: #2e7d32; }
 .tunnel.vxlan > path { stroke: #5c6bc0; stroke-dasharray: 2 4; }
 .tunnel.error > path { stroke: #c62828; stroke-dasharray: 8 5; }
@@ -138,7 +139,7 @@ function containerBlock(c: TopoContainer): Block {
 
 function networkBlock(n: TopoNetwork, width: number): Block {
   const head = [
-    { s: `${n.label}${n.cluster ? `  cluster ${n.cluster}` : ''}`, c: 'network-label' },
+    { s: `${n.label}${n.cluster ? `  ${n.cluster}` : ''}`, c: 'network-label' },
     ...(n.subnets.length > 0 ? [{ s: n.subnets.join(' '), c: 'muted' }] : []),
     ...(n.ingress !== undefined ? [{ s: `ingress: ${n.ingress}`, c: 'policy' }] : []),
     ...(n.claims !== undefined ? [{ s: `${n.claims} address(es) claimed`, c: 'muted' }] : []),
@@ -252,8 +253,11 @@ export function renderTopologySvg(t: Topology): string {
     `<style>${STYLE}</style>`,
     `<rect${attrs({ x: 0, y: 0, width, height, fill: '#ffffff' })}/>`,
     text(MARGIN, MARGIN + 6, summary, 'muted', 200),
+    // the widest arc first: each label is drawn over the (wider) arcs that pass behind it
     `<g class="tunnels">${t.tunnels
-      .map((x) => tunnelArc(x, col.get(x.from) ?? 0, col.get(x.to) ?? 0, top, byId.get(x.to)?.label ?? x.to))
+      .map((x, i) => ({ x, i, span: spans[i] ?? 0 }))
+      .sort((a, b) => b.span - a.span || a.i - b.i)
+      .map(({ x }) => tunnelArc(x, col.get(x.from) ?? 0, col.get(x.to) ?? 0, top, byId.get(x.to)?.label ?? x.to))
       .join('')}</g>`,
     `<g class="hosts">${hosts.map((b, i) => b.render(MARGIN + i * (COL_W + GAP), top)).join('')}</g>`,
     text(

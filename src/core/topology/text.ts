@@ -11,7 +11,7 @@ const troubleLines = (t: Trouble, indent: string): string[] => [
 ];
 
 function networkLines(n: TopoNetwork): string[] {
-  const head = [n.label, n.cluster ? `cluster ${n.cluster}` : '', n.subnets.join(' ')].filter(Boolean).join('  ');
+  const head = [n.label, n.cluster ?? '', n.subnets.join(' ')].filter(Boolean).join('  ');
   return [
     `  network ${head}`,
     ...(n.ingress !== undefined ? [`    ingress: ${n.ingress}`] : []),

@@ -225,6 +225,16 @@ describe('topology: the SVG', () => {
     assert.equal(byClass(c2, 'container').length, 0);
   });
 
+  it("a cluster network named after its cluster (the daemon's page: no Docker names) says so once", () => {
+    const root = svgOf(clusterStatus());
+    const labels = byClass(root, 'network-label').map(textOf);
+    assert.deepEqual(labels, [
+      `${NET_A.slice(0, 12)}  cluster blue (wireguard)`,
+      'blue  cluster (wireguard)',
+      'blue  cluster (wireguard)',
+    ]);
+  });
+
   it('a stale handshake is in error; a lapsed host is marked', () => {
     const root = svgOf(
       clusterStatus({
@@ -298,7 +308,7 @@ describe('topology: the text tree and the page', () => {
 
   it('the page inlines the SVG, reloads itself and links the SVG', () => {
     const svg = renderTopologySvg(computeTopology(status(), { now: NOW }));
-    const page = renderTopologyPage(svg, '2026-03-01T12:00:00.000Z');
+    const page = renderTopologyPage(svg);
     assert.match(page, /^<!DOCTYPE html>/);
     assert.match(page, /<meta http-equiv="refresh" content="10">/);
     assert.ok(page.includes(svg));
