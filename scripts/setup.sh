@@ -21,9 +21,10 @@ TRUSS_WHO=setup
 # binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private
 # registry; ethtool: the benchmarks record offloads; iperf3, sockperf: the benchmarks' traffic
 # (copied into the test image); debootstrap: the fresh-root test (test/fresh-root.fresh.ts); zsh: the
-# zsh completion is run by zsh (src/cli/conventions.test.ts).
+# zsh completion is run by zsh (src/cli/conventions.test.ts); chromium: the /topology page loaded in a
+# real headless browser (e2e/topology.e2e.ts), never at run time.
 PACKAGES=("${TRUSS_DAEMON_PACKAGES[@]}" docker.io busybox-static psmisc tcpdump iperf3 sockperf ethtool
-  etcd-server curl etcd-client wireguard-go binutils docker-registry debootstrap zsh)
+  etcd-server curl etcd-client wireguard-go binutils docker-registry debootstrap zsh chromium)
 
 truss_ensure_packages "${PACKAGES[@]}"
 "${TRUSS_SUDO[@]}" bash scripts/lib/compose.sh # Compose v2 (Debian unstable) for e2e/compose.e2e.ts, in a private dir

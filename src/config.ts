@@ -37,7 +37,7 @@ export interface Config {
   readonly iptables?: string;
   /** a writable /proc/sys mounted elsewhere (the managed plugin's /proc/sys is read-only) */
   readonly procSys?: string;
-  /** --metrics-address: where /metrics, /healthz and /readyz are served over TCP (off by default) */
+  /** --metrics-address: where /metrics, /healthz, /readyz and /topology are served over TCP (off by default) */
   readonly metricsAddress?: ListenAddress;
 }
 
@@ -211,7 +211,7 @@ export const SERVE_OPTIONS = {
     value: 'HOST:PORT',
     env: 'TRUSS_METRICS_ADDRESS',
     defaultText: 'off',
-    help: 'serve /metrics (Prometheus), /healthz and /readyz over HTTP here, e.g. 127.0.0.1:9733',
+    help: 'serve /metrics (Prometheus), /healthz, /readyz and /topology over HTTP here, e.g. 127.0.0.1:9733',
   },
 } as const satisfies Record<string, ServeOption>;
 

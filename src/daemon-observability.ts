@@ -33,6 +33,7 @@ export function wireObservability(d: ObservabilityDeps): ObservabilityHandlers {
   return {
     scrape: () => d.metrics.scrape(),
     contentType: d.metrics.contentType,
+    status: () => d.status.status(),
     ready: () =>
       readiness({
         serving: () => d.started() && d.plugin.listening,

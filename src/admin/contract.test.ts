@@ -149,6 +149,7 @@ describe('admin contract: the cluster section of status', () => {
         malformed: () => [{ key: '/truss/v2/x', why: 'not JSON' }],
         allocations: () => ({ blue: { n1: { blocks: 1, claims: 2, member: true } } }),
         connection: () => ({ lease: 'alive', watch: 'connected', watchSince: '2026-01-01T00:00:00.000Z' }),
+        lapsedPeers: () => ['n3'],
       },
       store: { revision: async () => 7 },
       mtu: { wireguard: 1420, vxlan: 1450 },

@@ -13,6 +13,7 @@
  *   POST /v1/cleanup/foreign             remove the truss links of another or an unknown state
  *   GET  /metrics, /healthz, /readyz     Prometheus text and health, as on --metrics-address
  *                                        (obs/health-http.ts; plain text, not JSON)
+ *   GET  /topology, /topology.svg        the topology page and picture, as on --metrics-address
  */
 
 import http from 'node:http';

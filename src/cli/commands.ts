@@ -79,6 +79,15 @@ running daemon sees them, with Docker's container and network names when Docker 
 error, etcd unreachable, a peer without a handshake), 0 when healthy, with the reasons.
 ${FIND_DAEMON}`;
 
+export const TOPOLOGY_USAGE = `usage: truss topology [--format text|svg] [--output FILE] [--state-dir DIR]
+
+A picture of what truss runs: the hosts (in cluster mode every host etcd knows), their networks
+and containers (Docker's names when Docker answers), the port policy in force, the tunnels from
+this host to its peers with their last handshake, and what is in error or drifted. --format text
+(default): a tree. --format svg: an SVG document (open it in a browser). --output FILE writes it
+there instead of stdout. The daemon serves the same picture on --metrics-address: /topology.
+${FIND_DAEMON}`;
+
 export const RECONCILE_USAGE = `usage: truss reconcile [--json] [--state-dir DIR]
 
 Runs a full reconcile pass now (repairs drift) and shows what it did and whether the kernel
@@ -175,6 +184,11 @@ const RBAC_FLAGS = {
 export const FLAGS = {
   admin: { ...JSON_FLAG, ...STATE_DIR },
   status: { ...JSON_FLAG, check: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' }, ...STATE_DIR },
+  topology: {
+    format: { type: 'string', value: 'FORMAT', choices: ['text', 'svg'] },
+    output: { type: 'string', value: 'FILE' },
+    ...STATE_DIR,
+  },
   policy: POLICY_FLAGS,
   cleanup: { foreign: { type: 'boolean' }, ...JSON_FLAG, ...STATE_DIR },
   forget: FORGET_FLAGS,
@@ -207,6 +221,13 @@ const TOP: readonly Command[] = [
     summary: 'networks, endpoints, IPAM, drift, errors, cluster (--check: exit 1 when unhealthy)',
     flags: FLAGS.status,
     usage: STATUS_USAGE,
+  },
+  {
+    name: 'topology',
+    synopsis: ['topology [--format text|svg] [--output FILE]'],
+    summary: 'hosts, networks, containers, tunnels, policy: a tree or an SVG',
+    flags: FLAGS.topology,
+    usage: TOPOLOGY_USAGE,
   },
   {
     name: 'reconcile',

@@ -2,9 +2,7 @@
 import type { ClusterBody, OwnershipBody, StatusBody } from '../core/admin-api.ts';
 import { effectiveBandwidth, formatRate } from '../core/bandwidth.ts';
 import { OPT_ANTISPOOF } from '../core/guard.ts';
-import type { IngressPolicy } from '../core/policy/model.ts';
-import { formatIngress } from '../core/policy/parse.ts';
-import type { PolicyEndpointView, PolicyView } from '../core/policy/view.ts';
+import { networkIngressText, type PolicyEndpointView, type PolicyView } from '../core/policy/view.ts';
 import { describePort } from '../core/portmap.ts';
 import { assessHealth } from './health.ts';
 import {
@@ -54,14 +52,6 @@ export interface StatusOptions {
 
 type Net = StatusBody['networks'][number];
 
-/** The network's port policy in force: the run-time one (truss policy set/clear), else the one from creation. */
-function networkPolicy(n: Net, policies: StatusText['policies']): string {
-  const runtime = (policies ?? []).find((p) => p.networkId === n.id);
-  const rules = runtime ? runtime.ingress : n.ingress;
-  // why the cast: a reply's optional fields may read undefined (StatusBody), the parsed rules' never do
-  return rules === undefined || rules === null ? 'open' : formatIngress(rules as IngressPolicy);
-}
-
 const limits = (b: Net['bandwidth']): string =>
   b === undefined
     ? '-'
@@ -107,7 +97,7 @@ function formatNetworks(s: StatusText, names: DockerNames | undefined): string[]
         (n.internal ? 'internal' : n.nat ? 'nat' : '') || '-',
         ...(cluster ? [n.cluster ? `${n.cluster.name}(${n.cluster.encrypt ? 'wireguard' : 'vxlan'})` : '-'] : []),
         ...(egress ? [(n.egressVia ?? []).join(',') || '-'] : []),
-        networkPolicy(n, s.policies),
+        networkIngressText(n, s.policies),
         antispoof(n),
         ...(shaped ? [limits(n.bandwidth)] : []),
         String(eps.filter((e) => e.networkId === n.id).length),

@@ -21,6 +21,7 @@ const RUN: Readonly<Record<string, Run>> = {
   },
   doctor: async (args, io) => (await import('./doctor.ts')).doctorCommand(args, io),
   status: async (args, io) => (await import('./status.ts')).statusCommand(args, io),
+  topology: async (args, io) => (await import('./topology.ts')).topologyCommand(args, io),
   reconcile: async (args, io) => (await import('./admin-commands.ts')).reconcileCommand(args, io),
   keys: async (args, io) => (await import('./admin-commands.ts')).keysCommand(args, io),
   policy: async (args, io) => (await import('./policy.ts')).policyCommand(args, io),

@@ -199,6 +199,10 @@ export const clusterView = z.object({
     z.object({ node: z.string(), name: z.string().optional(), address: z.string(), mac: z.string() }),
   ),
   names: z.record(z.string(), z.string()).describe('node id -> display name of every registered host'),
+  lapsed: z
+    .array(z.string())
+    .optional()
+    .describe('node ids of peers whose etcd lease lapsed, kept programmed while they hold blocks (a grace period)'),
   rejected: z.array(z.string()),
   alarms: z.array(z.string()),
   malformed: z.array(z.object({ key: z.string(), why: z.string() })),

@@ -82,6 +82,7 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
     })),
     /** registered hosts: node id -> display name */
     names: Object.fromEntries(names),
+    lapsed: cluster.agent.lapsedPeers(),
     rejected: desired.rejected,
     alarms: desired.alarms,
     malformed: cluster.agent.malformed(),
