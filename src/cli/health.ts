@@ -4,6 +4,9 @@
  * (1 = some problem, 0 = none; warnings never fail it).
  */
 import type { StatusBody } from '../core/admin-api.ts';
+import { age, HANDSHAKE_STALE_S } from '../core/age.ts';
+
+export { age, HANDSHAKE_STALE_S };
 
 type Status = Pick<StatusBody, 'kernel' | 'cluster' | 'errors'> & {
   readonly reconciler?: Partial<Pick<StatusBody['reconciler'], 'objects' | 'passError'>>;
@@ -18,12 +21,6 @@ export interface Health {
   readonly warnings: readonly string[];
 }
 
-/**
- * WireGuard drops a session's keys 180 s after its handshake (REJECT_AFTER_TIME); truss's peers
- * send a keepalive every 25 s, so a live peer handshakes again well before.
- */
-export const HANDSHAKE_STALE_S = 180;
-
 /** The objects of the reconciler in state error, oldest failure first. */
 export function objectsInError(s: Pick<Status, 'reconciler'>) {
   return Object.entries(s.reconciler?.objects ?? {})
@@ -32,14 +29,7 @@ export function objectsInError(s: Pick<Status, 'reconciler'>) {
     .sort((a, b) => (a.since < b.since ? -1 : a.since > b.since ? 1 : a.key < b.key ? -1 : 1));
 }
 
-/** "12 s", "4 min", "3 h", "2 d": how long ago `iso` was (or `s` seconds). */
-export function age(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.round(s / 60)} min`;
-  if (s < 172_800) return `${Math.round(s / 3600)} h`;
-  return `${Math.round(s / 86_400)} d`;
-}
+/** How long ago `iso` was. */
 export const ageSince = (iso: string, nowMs: number): string => age((nowMs - Date.parse(iso)) / 1000);
 
 export function peerName(p: { readonly node: string; readonly name?: string | undefined }): string {
