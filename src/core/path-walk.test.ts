@@ -142,9 +142,16 @@ describe('walkPath on one host', () => {
     const b = walkPath(status(), req({ ref: '198.18.20.3', addresses: [{ ip: '198.18.20.3' }] }, srv, tcp(80)), NOW);
     assert.equal(b.verdict, 'allowed');
     const lone = { ref: 'lone', container: 'lone', addresses: [{ ip: '172.17.0.2', networkId: NC, endpointId: NC }] };
-    const u = walkPath(status(), req(lone, srv, tcp(80)), NOW);
+    const u = walkPath(status(), req(srv, lone, tcp(80)), NOW);
     assert.equal(u.verdict, 'unknown');
     assert.match(u.summary, /^lone \(172.17.0.2\) is on no truss network/);
+    const bridged = {
+      ...lone,
+      addresses: [{ ...(lone.addresses[0] as PathRequest['from']['addresses'][number]), network: 'bridge' }],
+    };
+    const d = walkPath(status(), req(bridged, srv, tcp(80)), NOW);
+    assert.equal(d.verdict, 'blocked', 'truss drops new traffic from a Docker bridge into its networks');
+    assert.match(d.summary, /^lone is on network bridge and srv on network pa: they share no network/);
   });
 
   it('a stopped destination (endpoint not joined) blocks', () => {
@@ -164,6 +171,9 @@ describe('walkPath on one host', () => {
     const b = walkPath(status({ reconciler: { reconciledRevision: 7, objects } }), req(cli, srv, tcp(80)), NOW);
     assert.equal(b.verdict, 'unknown');
     assert.match(b.summary, /policy:ep_111111111111 in error: nft refused/);
+    const wg = { wireguard: { state: 'error' as const, lastError: 'wg refused', updatedAt: 'x' } };
+    const local = walkPath(status({ reconciler: { reconciledRevision: 7, objects: wg } }), req(cli, srv, tcp(80)), NOW);
+    assert.equal(local.verdict, 'allowed', 'the WireGuard device is not on a path within one host');
     const far = status({ kernel: { inSync: false, problems: [`bridge trb${NB.slice(0, 12)} missing`] } });
     assert.equal(walkPath(far, req(cli, srv, tcp(80)), NOW).verdict, 'allowed');
   });
@@ -221,6 +231,14 @@ describe('walkPath across the cluster', () => {
     assert.equal(step(b, 'tunnel')?.status, 'ok');
     assert.equal(b.verdict, 'unknown');
     assert.match(b.summary, /port policy is enforced on c3/);
+  });
+
+  it('the WireGuard device in error is on a cross-host path', () => {
+    const s = clustered(NOW / 1000 - 20);
+    const objects = { wireguard: { state: 'error' as const, lastError: 'wg refused', updatedAt: 'x' } };
+    const b = walkPath({ ...s, reconciler: { ...s.reconciler, objects } }, req(w, remote, tcp(7000)), NOW);
+    assert.equal(step(b, 'kernel')?.status, 'unknown');
+    assert.match(step(b, 'kernel')?.detail ?? '', /wireguard in error: wg refused/);
   });
 
   it('an address of the cluster network no peer carries blocks', () => {

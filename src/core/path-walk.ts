@@ -12,10 +12,11 @@
  */
 import type { PathBody, PathRequest, StatusView } from './admin-api.ts';
 import { age, HANDSHAKE_STALE_S } from './age.ts';
+import { WG_DEVICE } from './cluster/desired.ts';
 import { effectiveIngress } from './desired.ts';
 import { antispoofEnabled } from './guard.ts';
 import { type Ip, ipEquals, parseIp, parsePrefix, prefixContains } from './ip.ts';
-import { shortId } from './naming.ts';
+import { shortId, VXLAN_DEVICE } from './naming.ts';
 import { admittingRule, formatIngress, formatRule } from './policy/parse.ts';
 
 type Net = StatusView['networks'][number];
@@ -93,10 +94,9 @@ function endView(e: End, p: Place | undefined): EndView {
   return { ...common, where: 'cluster-peer', ...(p.peer ? { node: peerLabel(p.peer) } : {}) };
 }
 
-/** The networks an end's places are on, for the operator ("a (198.18.1.2)", or its IPs). */
+/** The networks an end's places are on, for the operator (Docker's names when the CLI gave them). */
 function networksOf(places: readonly Place[]): string {
-  const on = places.filter((p): p is OnNet => p.kind !== 'outside');
-  const names = [...new Set(on.map((p) => netLabel(p)))];
+  const names = [...new Set(places.map((p) => (p.kind === 'outside' ? (p.addr.network ?? p.addr.ip) : netLabel(p))))];
   return names.length === 1 ? `network ${names[0]}` : `networks ${names.join(', ')}`;
 }
 
@@ -109,13 +109,22 @@ function unpaired(req: PathRequest, src: readonly Place[], dst: readonly Place[]
     [req.to, dst],
   ];
   const lost = ends.find(([, p]) => !p.some((x) => x.kind !== 'outside'));
-  if (lost) {
+  // a container on Docker's own networks only, to a truss one: truss drops new traffic between them
+  const dockerOnly = lost?.[0] === req.from && req.from.container !== undefined && src.length > 0;
+  if (lost && !(dockerOnly && dst.some((p) => p.kind !== 'outside'))) {
     const [end, places] = lost;
     const ips = places.map((p) => p.addr.ip).join(', ') || 'no address';
     const summary = `${nameOf(end)} (${ips}) is on no truss network this host or its cluster knows: truss doctor walks paths between containers on truss networks`;
     return { verdict: 'unknown', summary, ...view, steps: [{ id: 'endpoints', status: 'unknown', detail: summary }] };
   }
   const dstNet = dst.find((p): p is OnNet => p.kind !== 'outside') as OnNet;
+  const shared = src.find(
+    (a): a is OnNet => a.kind !== 'outside' && dst.some((b) => b.kind !== 'outside' && b.net.id === a.net.id),
+  );
+  if (shared) {
+    const summary = `${srcName} and ${dstName} share network ${netLabel(shared)} but no address family: give addresses of one family (IPv4 or IPv6)`;
+    return { verdict: 'unknown', summary, ...view, steps: [{ id: 'network', status: 'unknown', detail: summary }] };
+  }
   const summary =
     `${srcName} is on ${networksOf(src)} and ${dstName} on ${networksOf(dst)}: they share no network, ` +
     `and truss keeps networks apart. Put both on one network, e.g. docker network connect ${netLabel(dstNet)} ${srcName}`;
@@ -224,13 +233,24 @@ function publishedStep(req: PathRequest, b: Extract<OnNet, { kind: 'local' }>): 
 /** Kernel drift and objects in error that name this path's bridge, veths or policy chains. */
 function kernelStep(s: StatusView, places: readonly OnNet[]): Step {
   const marks = new Set<string>();
+  /** the reconciler's whole-host objects on a cross-host path (their keys name no link) */
+  const wholeKeys = new Set<string>();
   for (const p of places) {
     marks.add(p.net.bridge);
-    if (p.kind === 'local') for (const m of [p.ep.hostVeth, shortId(p.ep.id)]) marks.add(m);
+    if (p.kind === 'local') {
+      marks.add(p.ep.hostVeth);
+      marks.add(shortId(p.ep.id));
+    } else if (p.net.cluster?.encrypt === false) {
+      marks.add(VXLAN_DEVICE);
+      wholeKeys.add('vxlan');
+    } else {
+      marks.add(WG_DEVICE);
+      for (const k of ['wireguard', 'routes']) wholeKeys.add(k);
+    }
   }
   const onPath = (text: string): boolean => [...marks].some((m) => text.includes(m));
   const errors = Object.entries(s.reconciler.objects)
-    .filter(([key, o]) => o.state === 'error' && onPath(key))
+    .filter(([key, o]) => o.state === 'error' && (wholeKeys.has(key) || onPath(key)))
     .map(([key, o]) => `${key} in error: ${o.lastError ?? o.code ?? 'no message'}`);
   const drift = s.kernel.problems.filter(onPath);
   const unread = (s.errors ?? []).filter((e) => e.startsWith('kernel check:'));
@@ -265,7 +285,9 @@ export function walkPath(s: StatusView, req: PathRequest, nowMs: number): PathBo
       id: 'endpoints',
       status: a.kind === 'remote' && b.kind === 'remote' ? 'unknown' : 'info',
       detail: `${srcName} ${a.addr.ip} on ${whereText(a)}; ${dstName} ${b.addr.ip} on ${whereText(b)}${
-        a.kind === 'remote' && b.kind === 'remote' ? `: neither is on this host, run truss doctor on ${srcName}'s` : ''
+        a.kind === 'remote' && b.kind === 'remote'
+          ? `: neither is on this host, run truss doctor on ${srcName}'s host`
+          : ''
       }`,
     },
   ];
