@@ -114,7 +114,8 @@ function unpaired(req: PathRequest, src: readonly Place[], dst: readonly Place[]
   if (lost && !(dockerOnly && dst.some((p) => p.kind !== 'outside'))) {
     const [end, places] = lost;
     const ips = places.map((p) => p.addr.ip).join(', ') || 'no address';
-    const summary = `${nameOf(end)} (${ips}) is on no truss network this host or its cluster knows: truss doctor walks paths between containers on truss networks`;
+    const who = end.container === undefined && ips === end.ref ? end.ref : `${nameOf(end)} (${ips})`;
+    const summary = `${who} is on no truss network this host or its cluster knows: truss doctor walks paths between containers on truss networks`;
     return { verdict: 'unknown', summary, ...view, steps: [{ id: 'endpoints', status: 'unknown', detail: summary }] };
   }
   const dstNet = dst.find((p): p is OnNet => p.kind !== 'outside') as OnNet;
