@@ -132,6 +132,9 @@ function unpaired(req: PathRequest, src: readonly Place[], dst: readonly Place[]
   return { verdict: 'blocked', summary, ...view, steps: [{ id: 'network', status: 'blocked', detail: summary }] };
 }
 
+/** "web 198.18.1.2", or the IP alone when it is what the operator gave. */
+const named = (name: string, p: OnNet): string => (name === p.addr.ip ? name : `${name} ${p.addr.ip}`);
+
 function whereText(p: OnNet): string {
   if (p.kind === 'local') return `this host (${p.ep.hostVeth})`;
   return p.peer ? `host ${peerLabel(p.peer)} (cluster peer ${p.peer.endpoint})` : 'another host of the cluster';
@@ -285,7 +288,7 @@ export function walkPath(s: StatusView, req: PathRequest, nowMs: number): PathBo
     {
       id: 'endpoints',
       status: a.kind === 'remote' && b.kind === 'remote' ? 'unknown' : 'info',
-      detail: `${srcName} ${a.addr.ip} on ${whereText(a)}; ${dstName} ${b.addr.ip} on ${whereText(b)}${
+      detail: `${named(srcName, a)} on ${whereText(a)}; ${named(dstName, b)} on ${whereText(b)}${
         a.kind === 'remote' && b.kind === 'remote'
           ? `: neither is on this host, run truss doctor on ${srcName}'s host`
           : ''
