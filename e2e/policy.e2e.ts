@@ -207,6 +207,47 @@ describe('truss port policy against a real dockerd', { timeout: 10 * 60_000 }, (
     assertNoSyn(counts, 8080, 80, 'cli -> srv:8080 under tcp/80');
   });
 
+  it('2b. truss doctor: its verdicts match what nc does (allowed, the port policy, different networks)', async () => {
+    await Promise.all([pa(), po()]);
+    const ip = await ipOf('srv', 'pa');
+    const doctor = async (src: string, dst: string, port: number) => {
+      const args = ['doctor', src, dst, `${port}/tcp`, '--state-dir', host.stateDir];
+      const [text, json, nc] = await Promise.all([
+        host.truss.cli(args),
+        host.truss.cli([...args, '--json']),
+        tcpConnect(host, src, ip, port, 2),
+      ]);
+      console.log(
+        `$ truss ${args.slice(0, 4).join(' ')}  (exit ${text.code}; nc ${nc.ok ? 'connects' : 'fails'})\n${text.stdout}`,
+      );
+      const walk = JSON.parse(json.stdout) as { verdict: string; summary: string };
+      assert.equal(json.code, text.code, `${src} -> ${dst}:${port}: --json exits as the text does: ${json.stderr}`);
+      return { code: text.code, out: text.stdout + text.stderr, walk, nc };
+    };
+    const allowed = await doctor('cli', 'srv', 80);
+    assert.ok(allowed.nc.ok, `cli -> srv:80 connects: ${allowed.nc.output}`);
+    assert.equal(allowed.code, 0, allowed.out);
+    assert.equal(allowed.walk.verdict, 'allowed', allowed.out);
+    assert.match(allowed.out, /OK +policy +rule tcp\/80 of network pa's truss.ingress option/);
+
+    const policy = await doctor('cli', 'srv', 8080);
+    assert.equal(policy.nc.ok, false, `cli -> srv:8080 must not connect: ${policy.nc.output}`);
+    assert.equal(policy.code, 1, policy.out);
+    assert.equal(policy.walk.verdict, 'blocked', policy.out);
+    assert.match(
+      policy.walk.summary,
+      /^srv's port policy, network pa's truss.ingress option .*: tcp\/80, admits no tcp\/8080 from /,
+    );
+    assert.match(policy.walk.summary, /truss policy set pa --ingress tcp\/80,tcp\/8080$/);
+
+    const apart = await doctor('op', 'srv', 80);
+    assert.equal(apart.nc.ok, false, `op (po) -> srv (pa):80 must not connect: ${apart.nc.output}`);
+    assert.equal(apart.code, 1, apart.out);
+    assert.equal(apart.walk.verdict, 'blocked', apart.out);
+    assert.match(apart.walk.summary, /^op is on network po and srv on network pa: they share no network/);
+    assert.match(apart.walk.summary, /docker network connect pa op$/);
+  });
+
   it('3. the host is subject to the policy, and ping passes only with icmp listed', async () => {
     await pa();
     const ip = await ipOf('srv', 'pa');

@@ -37,6 +37,7 @@ import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamService, parseDefaultPools } from './service/ipam-service.ts';
 import { Journal } from './service/journal.ts';
 import { NetworkService } from './service/network-service.ts';
+import { doctorPath } from './service/path-doctor.ts';
 import { PolicyService } from './service/policy-service.ts';
 import { ReleaseRetry } from './service/release-retry.ts';
 import { createSettler } from './service/settle.ts';
@@ -328,6 +329,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       setPolicy: (id, ingress) => policy.set(id, ingress),
       rotateKey: () => clusterAdmin.rotateKey(),
       cleanupForeign: () => reconciler.cleanupForeign(),
+      doctorPath: (req) => doctorPath(status, req),
       forgetNode: (node, force) => clusterAdmin.forget(node, force),
       observability,
     },

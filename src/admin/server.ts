@@ -11,6 +11,8 @@
  *   POST /v1/cluster/forget              {"node": NAME, "force": bool}: free a gone host's
  *                                        claims, blocks and memberships in every cluster network
  *   POST /v1/cleanup/foreign             remove the truss links of another or an unknown state
+ *   POST /v1/doctor/path                 {"from", "to", "proto", "port"?}: why can't A reach B
+ *                                        (truss doctor SRC DST [PORT/PROTO])
  *   GET  /metrics, /healthz, /readyz     Prometheus text and health, as on --metrics-address
  *                                        (obs/health-http.ts; plain text, not JSON)
  *   GET  /topology, /topology.svg        the topology page and picture, as on --metrics-address
@@ -24,7 +26,11 @@ import {
   type ForgetBody,
   forgetRequest,
   type MetricsBody,
+  type PathBody,
+  type PathRequest,
   type PolicyBody,
+  parseView,
+  pathRequest,
   type ReconcileBody,
   type RotateKeyBody,
   SCHEMA_VERSION,
@@ -48,6 +54,8 @@ export interface AdminHandlers {
   forgetNode(node: string, force: boolean): Promise<ForgetBody>;
   /** `truss cleanup --foreign` */
   cleanupForeign?(): Promise<CleanupBody>;
+  /** `truss doctor SRC DST [PORT/PROTO]` */
+  doctorPath?(req: PathRequest): Promise<PathBody>;
   /** /metrics, /healthz, /readyz */
   readonly observability?: ObservabilityHandlers;
 }
@@ -116,6 +124,11 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<Reply
   if (req.method === 'POST' && url === '/v1/keys/rotate') return reply(CONTRACT['keys-rotate'], h.rotateKey());
   if (req.method === 'POST' && url === '/v1/cleanup/foreign' && h.cleanupForeign) {
     return reply(CONTRACT['cleanup-foreign'], h.cleanupForeign());
+  }
+  if (req.method === 'POST' && url === '/v1/doctor/path' && h.doctorPath) {
+    const body = parseView(pathRequest, await readJson(req));
+    if (!body.success) throw new BadRequest(`body must be a path request (docs/json/doctor-path-request.schema.json)`);
+    return reply(CONTRACT['doctor-path'], h.doctorPath(body.data));
   }
   if (req.method === 'POST' && url === '/v1/cluster/forget') {
     const body = forgetRequest.safeParse(await readJson(req));

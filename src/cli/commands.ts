@@ -60,8 +60,19 @@ environment only:
   DOCKER_PLUGIN_DEBUG=true   debug logs (overrides --log-level)
 `;
 
-export const DOCTOR_USAGE = `usage: truss doctor [--json] [serve's flags]
+export const DOCTOR_USAGE = `usage: truss doctor [--json] [serve's flags]              is this host fit for truss serve?
+       truss doctor SRC DST [PORT/PROTO] [--json] [--state-dir DIR]   why can't SRC reach DST?
 
+SRC DST: walks the path a new flow from SRC to DST would take, as the running daemon sees it:
+SRC and DST are container names or ids (looked up through Docker, DOCKER_HOST) or IPs; PORT/PROTO
+is 80/tcp, 53/udp or icmp (the default: ping). It checks that both are on one truss network, that
+their containers run, the cluster peer and its WireGuard handshake for another host, the
+destination's port policy (the rule that admits the flow, or none, and where it comes from),
+anti-spoofing, published ports and kernel drift on the path, then prints ALLOWED, BLOCKED or
+UNKNOWN with the one thing that blocks. Exit 0 allowed, 1 blocked or unknown. --json: the
+daemon's reply (docs/json/doctor-path.schema.json).
+
+Without SRC DST:
 Checks this host for truss serve, without a daemon: the programs each feature runs (and their
 Debian packages), nf_tables, the iptables backend against dockerd's, writable /proc/sys/net,
 the socket and state directories, conntrack, br_netfilter, IPv6, WireGuard, and with
@@ -183,6 +194,7 @@ const RBAC_FLAGS = {
 /** Each command's flags, as its parser reads them. */
 export const FLAGS = {
   admin: { ...JSON_FLAG, ...STATE_DIR },
+  doctorPath: { ...JSON_FLAG, ...STATE_DIR },
   status: { ...JSON_FLAG, check: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' }, ...STATE_DIR },
   topology: {
     format: { type: 'string', value: 'FORMAT', choices: ['text', 'svg'] },
@@ -210,8 +222,8 @@ const TOP: readonly Command[] = [
   },
   {
     name: 'doctor',
-    synopsis: ["doctor [--json] [serve's flags]"],
-    summary: 'check this host for truss serve (no daemon)',
+    synopsis: ["doctor [--json] [serve's flags]", 'doctor SRC DST [PORT/PROTO] [--json]'],
+    summary: 'check this host for truss serve; why SRC cannot reach DST',
     flags: { ...SERVE_FLAGS, ...JSON_FLAG },
     usage: DOCTOR_USAGE,
   },

@@ -1,7 +1,8 @@
 /**
  * A minimal Docker Engine API client for the CLI (never the daemon: see STYLE.md §8).
- * One call: GET /networks/{name-or-id}. Paths carry no API version, so the daemon answers
- * in its own current version; the three fields we read have been stable since API 1.21.
+ * GET /networks/{name-or-id}, /networks, /containers/json and /containers/{name-or-id}/json.
+ * Paths carry no API version, so the daemon answers in its own current version; the fields we
+ * read have been stable since API 1.21.
  * DOCKER_HOST is honoured as `unix:///path` or `tcp://host[:port]` (plain HTTP).
  */
 import http from 'node:http';
@@ -148,6 +149,51 @@ export async function inspectNetwork(ep: DockerEndpoint, nameOrId: string, timeo
     );
   }
   return { Id: n.Id, Name: n.Name, Driver: n.Driver };
+}
+
+/** A container's attachment to one network, as GET /containers/{id}/json shows it. */
+export interface DockerAttachment {
+  readonly network: string;
+  readonly networkId: string;
+  readonly endpointId: string;
+  readonly ipv4?: string;
+  readonly ipv6?: string;
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/** GET /containers/{nameOrId}/json: its name and its network attachments (empty when it is stopped). */
+export async function inspectContainer(
+  ep: DockerEndpoint,
+  nameOrId: string,
+  timeoutMs = 10_000,
+): Promise<{ readonly name: string; readonly attachments: readonly DockerAttachment[] }> {
+  const path = `/containers/${encodeURIComponent(nameOrId)}/json`;
+  const { status, text } = await get(ep, path, timeoutMs);
+  if (status === 404) {
+    throw new DockerApiError(
+      'DOCKER_NOT_FOUND',
+      `Docker has no container ${JSON.stringify(nameOrId)} (see docker ps -a)`,
+      404,
+    );
+  }
+  if (status !== 200) {
+    throw new DockerApiError('DOCKER_FAILED', `Docker answered ${status} to GET ${path}: ${messageOf(text)}`, status);
+  }
+  let c: { Name?: unknown; NetworkSettings?: { Networks?: Record<string, Record<string, unknown> | null> | null } };
+  try {
+    c = JSON.parse(text) as typeof c;
+  } catch (e) {
+    throw new DockerApiError('DOCKER_FAILED', `Docker's reply to GET ${path} is not JSON`, status, { cause: e });
+  }
+  const attachments = Object.entries(c?.NetworkSettings?.Networks ?? {}).flatMap(([network, n]) => {
+    const networkId = str(n?.NetworkID);
+    const endpointId = str(n?.EndpointID);
+    if (networkId === undefined || endpointId === undefined) return [];
+    const [ipv4, ipv6] = [str(n?.IPAddress), str(n?.GlobalIPv6Address)];
+    return [{ network, networkId, endpointId, ...(ipv4 ? { ipv4 } : {}), ...(ipv6 ? { ipv6 } : {}) }];
+  });
+  return { name: (str(c?.Name) ?? nameOrId).replace(/^\//, ''), attachments };
 }
 
 /** GET a JSON array (a listing); a non-200 answer or anything but an array fails. */

@@ -4,13 +4,14 @@
  * Takes serve's flags (--socket, --state-dir, --store, --iptables, --proc-sys, ...) so it
  * checks what that serve would. Read-only. Exit 0 when every must-have is there (warnings
  * allowed), 1 otherwise. Unlike serve it waits for the etcd probe (bounded). This file parses
- * and formats; what is probed is wired in src/doctor.ts.
+ * and formats; what is probed is wired in src/doctor.ts. With SRC DST it walks a path instead
+ * (cli/doctor-path.ts).
  */
 import { loadConfig } from '../config.ts';
 import { type DoctorBody, SCHEMA_VERSION } from '../core/admin-api.ts';
 import { type Check, isFailedRequirement } from '../core/preflight.ts';
-import { DOCTOR_USAGE } from './commands.ts';
-import { usageErrors, wantsHelp } from './usage.ts';
+import { DOCTOR_USAGE, FLAGS, SERVE_FLAGS } from './commands.ts';
+import { parseCommandLine, usageErrors, wantsHelp } from './usage.ts';
 
 export { DOCTOR_USAGE };
 
@@ -52,6 +53,9 @@ export async function doctorCommand(args: readonly string[], io: DoctorIo): Prom
     io.stdout(DOCTOR_USAGE);
     return 0;
   }
+  // SRC DST: the path walk (cli/doctor-path.ts), which needs the daemon
+  const { positionals } = parseCommandLine(args, { ...SERVE_FLAGS, ...FLAGS.doctorPath }, true);
+  if (positionals.length > 0) return (await import('./doctor-path.ts')).doctorPathCommand(args, io);
   const json = args.includes('--json');
   // a bad flag or value is a usage error (exit 2); a missing must-have is exit 1
   const config = usageErrors(() =>

@@ -126,11 +126,11 @@ export interface DesiredKernel {
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
-export function effectiveIngress(
-  net: NetworkSpec,
-  ep: EndpointSpec,
-  runtime: NetworkPolicyRecord | undefined,
-): IngressPolicy | undefined {
+export function effectiveIngress<P = IngressPolicy>(
+  net: { readonly ingress?: P },
+  ep: { readonly ingress?: P },
+  runtime: { readonly ingress: P | null } | undefined,
+): P | undefined {
   if (ep.ingress !== undefined) return ep.ingress;
   if (runtime !== undefined) return runtime.ingress ?? undefined;
   return net.ingress;

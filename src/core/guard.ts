@@ -51,7 +51,7 @@ const bare = (cidr: string | undefined): string[] => {
 };
 
 /** Whether the endpoint's frames are checked: on unless its own option, else its network's, says false. */
-export function antispoofEnabled(net: NetworkSpec, ep: EndpointSpec): boolean {
+export function antispoofEnabled(net: Pick<NetworkSpec, 'options'>, ep: Pick<EndpointSpec, 'options'>): boolean {
   const text = ep.options[OPT_ANTISPOOF] ?? net.options[OPT_ANTISPOOF];
   return !(text === 'false' || text === '0');
 }

@@ -175,7 +175,12 @@ function ruleAdmits(r: IngressRule, flow: Flow, ip: NonNullable<ReturnType<typeo
  * bare IP, or a tcp/udp flow without a port, is admitted by no rule.
  */
 export function admits(p: IngressPolicy, flow: Flow): boolean {
+  return admittingRule(p, flow) !== undefined;
+}
+
+/** The first rule of the policy that admits the flow (as admits() decides), or undefined. */
+export function admittingRule(p: IngressPolicy, flow: Flow): IngressRule | undefined {
   const ip = parseIp(flow.source);
-  if (ip === undefined) return false;
-  return p.some((r) => ruleAdmits(r, flow, ip));
+  if (ip === undefined) return undefined;
+  return p.find((r) => ruleAdmits(r, flow, ip));
 }

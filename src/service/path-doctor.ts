@@ -1,0 +1,20 @@
+/**
+ * `truss doctor SRC DST [PORT/PROTO]` in the daemon (POST /v1/doctor/path): the status as
+ * `truss status` shows it (intent, live kernel check, reconciler, cluster peers), walked by the
+ * pure core/path-walk.ts. Reads only; the CLI resolved the containers through Docker.
+ */
+import { type PathBody, type PathRequest, parseView, statusBody } from '../core/admin-api.ts';
+import { errors } from '../core/errors.ts';
+import { walkPath } from '../core/path-walk.ts';
+import type { StatusService } from './status.ts';
+
+export async function doctorPath(
+  status: Pick<StatusService, 'status'>,
+  req: PathRequest,
+  now: () => number = Date.now,
+): Promise<PathBody> {
+  // why parsed: the walk reads the status as any reader does (optional fields absent, not undefined)
+  const view = parseView(statusBody, await status.status());
+  if (!view.success) throw errors.internal(`status does not fit the admin contract: ${view.error.message}`);
+  return walkPath(view.data, req, now());
+}
