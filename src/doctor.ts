@@ -6,9 +6,11 @@
  * parses the command line and formats.
  */
 import type { Config } from './config.ts';
+import { adminSocketCheck, clockSkewCheck } from './core/doctor-checks.ts';
 import { ownershipChecks } from './core/ownership-checks.ts';
 import { type Check, evaluateHost } from './core/preflight.ts';
 import { parseStoreUrl } from './core/store-url.ts';
+import { probeAdminSocket, probeEtcdClock } from './dataplane/linux/doctor-probes.ts';
 import { createExec } from './dataplane/linux/exec.ts';
 import { probeHost } from './dataplane/linux/host-checks.ts';
 import { listOwnedLinks } from './dataplane/linux/links.ts';
@@ -43,5 +45,16 @@ export async function diagnose(config: Config): Promise<Check[]> {
   const running = await readInstanceLock();
   const identity = peekStateIdentity(config.stateDir);
   const links = await listOwnedLinks(createExec()).catch(() => undefined);
-  return [...evaluateHost(facts), ...ownershipChecks({ stateDir: config.stateDir, running, identity, links })];
+  const admin = await probeAdminSocket(config.stateDir);
+  // etcd's clock, from the first endpoint that accepted a connection
+  const etcd = facts.etcd?.reachable[0];
+  const clock = etcd
+    ? await probeEtcdClock({ endpoint: etcd, ...(config.etcdTls ? { tls: config.etcdTls } : {}) })
+    : undefined;
+  return [
+    ...evaluateHost(facts),
+    ...(clock ? [clockSkewCheck(clock)] : []),
+    ...ownershipChecks({ stateDir: config.stateDir, running, identity, links }),
+    adminSocketCheck(admin),
+  ];
 }
