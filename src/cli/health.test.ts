@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { StatusBody } from '../core/admin-api.ts';
+import { CLUSTER, healthy, NOW, T0 } from '../core/status-testutil.ts';
 import { assessHealth, formatHealth, HANDSHAKE_STALE_S } from './health.ts';
 import { STATUS_UNHEALTHY, statusCommand } from './status.ts';
-import { CLUSTER, healthy, NOW, T0 } from './status-fixtures.ts';
 
 const ago = (s: number): string => new Date(NOW - s * 1000).toISOString();
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { StatusBody } from '../core/admin-api.ts';
+import { CLUSTER, healthy, NOW, T0 } from '../core/status-testutil.ts';
 import { endpointSpec, ipamData, networkSpec } from '../core/testing.ts';
 import { formatStatus } from './format.ts';
-import { CLUSTER, healthy, NOW, T0 } from './status-fixtures.ts';
 
 const NID = `0123456789ab${'1'.repeat(52)}`;
 const NID2 = `fedcba987654${'2'.repeat(52)}`;

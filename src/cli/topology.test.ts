@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StatusBody } from '../core/admin-api.ts';
+import { CLUSTER, healthy, NOW } from '../core/status-testutil.ts';
 import { findAll, hasClass, parseXml, textOf } from '../core/topology/xml-testutil.ts';
-import { CLUSTER, healthy, NOW } from './status-fixtures.ts';
 import { topologyCommand } from './topology.ts';
 import { UsageError } from './usage.ts';
 

@@ -3,13 +3,13 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { StatusBody } from '../core/admin-api.ts';
+import { healthy } from '../core/status-testutil.ts';
 import { findAll, hasClass, parseXml } from '../core/topology/xml-testutil.ts';
 import { buildObservabilityServer, type ObservabilityHandlers } from './health-http.ts';
 import { silentLogger } from './logger.ts';
 
 const NET = 'f'.repeat(64);
-const STATUS: StatusBody = {
-  version: '0.1.0',
+const STATUS: StatusBody = healthy({
   startedAt: '2026-03-01T11:00:00.000Z',
   networks: [
     {
@@ -24,15 +24,8 @@ const STATUS: StatusBody = {
       options: { 'com.example.note': '<b>&' },
     },
   ],
-  endpoints: [],
-  policies: [],
-  policyCounters: {},
-  guardCounters: {},
-  pools: [],
-  addresses: [],
-  kernel: { inSync: true, problems: [] },
   reconciler: { reconciledRevision: 1, objects: {} },
-};
+});
 
 const handlers = (status?: () => Promise<StatusBody>): ObservabilityHandlers => ({
   scrape: async () => '',

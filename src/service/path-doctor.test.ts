@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { buildAdminServer } from '../admin/server.ts';
 import { adminRequest } from '../cli/admin-client.ts';
-import { healthy } from '../cli/status-fixtures.ts';
+import { healthy } from '../core/status-testutil.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { doctorPath } from './path-doctor.ts';
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ClusterBody, StatusBody } from '../admin-api.ts';
+import { healthy } from '../status-testutil.ts';
 import { computeTopology, type TopologyNames } from './model.ts';
 import { renderTopologyPage } from './page.ts';
 import { escapeXml, fit, renderTopologySvg, wrap } from './svg.ts';
@@ -43,10 +44,8 @@ function endpoint(id: string, networkId: string, ipv4: string, over: Partial<Sta
 }
 
 function status(over: Partial<StatusBody> = {}): StatusBody {
-  return {
-    version: '0.1.0',
+  return healthy({
     startedAt: new Date(NOW - 3_600_000).toISOString(),
-    revision: 7,
     networks: [
       network(NET_A, '198.18.1.0/24', { ingress: [{ proto: 'tcp', ports: { from: 80, to: 80 } }] }),
       network(NET_B, '198.18.2.0/24'),
@@ -56,15 +55,8 @@ function status(over: Partial<StatusBody> = {}): StatusBody {
       endpoint(EP[1], NET_A, '198.18.1.3', { ingress: [{ proto: 'tcp', ports: { from: 5432, to: 5432 } }] }),
       endpoint(EP[2], NET_B, '198.18.2.2', { sandboxKey: undefined }),
     ],
-    policies: [],
-    policyCounters: {},
-    guardCounters: {},
-    pools: [],
-    addresses: [],
-    kernel: { inSync: true, problems: [] },
-    reconciler: { reconciledRevision: 7, objects: {} },
     ...over,
-  };
+  });
 }
 
 const NAMES: TopologyNames = {

@@ -1,5 +1,5 @@
-/** Status replies for the CLI's unit tests (health.test.ts, status-sections.test.ts). */
-import type { ClusterBody, StatusBody } from '../core/admin-api.ts';
+/** Status replies for unit tests of what reads the status (cli/health, status sections, topology, the path walk). */
+import type { ClusterBody, StatusBody } from './admin-api.ts';
 
 /** the clock of every fixture: ages are measured against it */
 export const NOW = Date.parse('2026-03-01T12:00:00.000Z');
