@@ -11,6 +11,7 @@ import { isValidClusterName } from './cluster/model.ts';
 import { OPT_EGRESS_VIA, parseEgressVia } from './egress.ts';
 import { errors } from './errors.ts';
 import { OPT_ANTISPOOF } from './guard.ts';
+import { OPT_DNS } from './names/catalog.ts';
 import { isReservedIfName, isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
@@ -31,6 +32,7 @@ export const KNOWN_NETWORK_OPTIONS: readonly string[] = [
   OPT_BANDWIDTH,
   OPT_BANDWIDTH_INGRESS,
   OPT_ANTISPOOF,
+  OPT_DNS,
 ];
 export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [
   OPT_INGRESS,
@@ -129,6 +131,9 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   // read from the stored -o map when the kernel is programmed (core/guard.ts); only checked here
   const antispoofText = generic[OPT_ANTISPOOF];
   if (antispoofText !== undefined) parseBool(OPT_ANTISPOOF, antispoofText);
+  // read from the stored -o map too (core/names/catalog.ts dnsEnabled)
+  const dnsText = generic[OPT_DNS];
+  if (dnsText !== undefined) parseBool(OPT_DNS, dnsText);
   return {
     ...(viaText !== undefined ? { egressVia: parseEgressVia(viaText) } : {}),
     ...(bandwidth !== undefined ? { bandwidth } : {}),

@@ -7,6 +7,7 @@
 import type { ClusterMembership } from '../core/contracts.ts';
 import { errors } from '../core/errors.ts';
 import type { NetworkSpec } from '../core/model.ts';
+import { dnsEnabled } from '../core/names/catalog.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { IntentRepo } from './intent.ts';
 
@@ -43,6 +44,8 @@ export async function joinCluster(c: ClusterMembership | undefined, spec: Networ
     encrypt: cl.encrypt,
     internal: spec.internal,
     ingress: spec.ingress ?? null,
+    // only when on: the fingerprints of networks made before truss.dns stay as they were
+    ...(dnsEnabled(spec) ? { dns: true } : {}),
   });
   const shared = data.flatMap((d) => [d.gateway, ...Object.values(d.auxAddresses)]).filter((a) => a !== undefined);
   await c?.joinNetwork({ name: cl.name, subnets, encrypt: cl.encrypt, fingerprint, shared });
