@@ -33,6 +33,11 @@ export interface HostOptions {
    * see it as the hostname (two hosts may share one, like cloned VMs).
    */
   readonly hostname?: string;
+  /**
+   * The host's own /etc/resolv.conf (bind-mounted in its mount namespace): the upstream DNS
+   * servers its dockerd gives containers and truss DNS forwards to. Absent: the machine's.
+   */
+  readonly resolvConf?: string;
 }
 
 export interface Host {
@@ -72,7 +77,8 @@ export interface Host {
 const DOCKERD_WRAPPER = `set -e
 for d in /run/docker/plugins /run/containerd /run/wireguard; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
 if [ -n "$TRUSS_E2E_HOSTNAME" ]; then hostname "$TRUSS_E2E_HOSTNAME"; fi
-unset TRUSS_E2E_HOSTNAME
+if [ -n "$TRUSS_E2E_RESOLV" ]; then mount --bind "$TRUSS_E2E_RESOLV" /etc/resolv.conf; fi
+unset TRUSS_E2E_HOSTNAME TRUSS_E2E_RESOLV
 exec "$TRUSS_E2E_DOCKERD" "$@"`;
 
 function dockerdArgs(dir: string, opts: HostOptions): string[] {
@@ -121,7 +127,9 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
   const argv = ['nsenter', `--net=${netnsPath}`, 'unshare', '--mount', '--propagation', 'private'];
   if (opts.hostname !== undefined) argv.push('--uts');
   argv.push('--', 'sh', '-c', DOCKERD_WRAPPER, 'dockerd', ...dockerdArgs(dir, opts));
-  let pid = spawnDockerd(dir, argv, opts.hostname);
+  if (opts.resolvConf !== undefined) writeFileSync(join(dir, 'resolv.conf'), opts.resolvConf);
+  const resolv = opts.resolvConf !== undefined ? join(dir, 'resolv.conf') : undefined;
+  let pid = spawnDockerd(dir, argv, opts.hostname, resolv);
   /** fds of the first dockerd's mount (and UTS) namespace: a restarted dockerd joins them */
   let nsFds: { mnt: number; uts?: number } | undefined;
   const cleanups: (() => Promise<void>)[] = [];
@@ -182,7 +190,7 @@ export async function startHost(shortName: string, opts: HostOptions = {}): Prom
       const again = ['nsenter', `--net=${netnsPath}`, `--mount=${fd(nsFds.mnt)}`];
       if (nsFds.uts !== undefined) again.push(`--uts=${fd(nsFds.uts)}`);
       again.push('--', 'sh', '-c', 'exec "$TRUSS_E2E_DOCKERD" "$@"', 'dockerd', ...dockerdArgs(dir, opts));
-      pid = spawnDockerd(dir, again, undefined);
+      pid = spawnDockerd(dir, again, undefined, undefined);
       try {
         await dockerdUp(timeoutMs);
       } catch (err) {
@@ -239,7 +247,12 @@ async function dropZombieContainerdPidfile(dir: string): Promise<void> {
 }
 
 /** Spawns argv (nsenter ... dockerd) detached, logging to dir/dockerd.log; returns its pid. */
-function spawnDockerd(dir: string, argv: readonly string[], hostname: string | undefined): number {
+function spawnDockerd(
+  dir: string,
+  argv: readonly string[],
+  hostname: string | undefined,
+  resolv: string | undefined,
+): number {
   const log = openSync(join(dir, 'dockerd.log'), 'a');
   const child = spawn(argv[0] as string, argv.slice(1), {
     env: {
@@ -247,6 +260,7 @@ function spawnDockerd(dir: string, argv: readonly string[], hostname: string | u
       PATH: DOCKERD_PATH,
       TRUSS_E2E_DOCKERD: DOCKERD,
       ...(hostname !== undefined ? { TRUSS_E2E_HOSTNAME: hostname } : {}),
+      ...(resolv !== undefined ? { TRUSS_E2E_RESOLV: resolv } : {}),
     },
     stdio: ['ignore', log, log],
     detached: true,

@@ -169,7 +169,8 @@ export function trussDaemon(dockerdPid: () => number, dir: string, opts: { reado
       }
       const out = openSync(logFile, 'a');
       child = spawn(argv[0] as string, argv.slice(1), {
-        env: childEnv(opts),
+        // like the docker CLI, truss follows the Docker API at DOCKER_HOST: this host's dockerd
+        env: childEnv({ ...opts, env: { DOCKER_HOST: dockerHost, ...opts.env } }),
         stdio: ['ignore', out, out],
         detached: true,
       });

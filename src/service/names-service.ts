@@ -1,0 +1,131 @@
+/**
+ * Names across hosts, the service part: joins this host's intent with what Docker says of the
+ * containers (learned off the request path), publishes this host's named endpoints of cluster
+ * networks to the cluster, and hands the reconciler the whole catalog (this host's and the
+ * other hosts') and the DNS plan. It never calls Docker: it reads the follower's copy.
+ *
+ * 'pending': until Docker's containers were listed once (and, in cluster mode, the other
+ * hosts' names were read once), the catalog is not known; the name/label sets in the kernel
+ * are then left exactly as they are, so a restart never flips a verdict (issue 16 item 4).
+ */
+
+import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
+import type { ContainerFacts, DnsPlan } from '../core/names/catalog.ts';
+import { dnsEnabled, localCatalog, planDns, visibleFrom } from '../core/names/catalog.ts';
+import type { NamedEndpoint } from '../core/names/model.ts';
+import type { Logger } from '../obs/logger.ts';
+
+export type FollowerState = 'off' | 'connecting' | 'synced' | 'unreachable';
+
+/** What the service needs of Docker's follower (docker/watch.ts). */
+export interface LocalNames {
+  containers(): ReadonlyMap<string, ContainerFacts>;
+  state(): { readonly state: FollowerState; readonly reason?: string; readonly since?: number };
+}
+
+/** What the service needs of the cluster agent (cluster/names.ts). */
+export interface RemoteNames {
+  /** this host's complete list of named endpoints on cluster networks */
+  publishNames(entries: readonly NamedEndpoint[]): void;
+  /** every other host's */
+  names(): readonly NamedEndpoint[];
+  namesSynced(): boolean;
+}
+
+export interface NamesServiceDeps {
+  /** this host's node id */
+  readonly self: () => string;
+  readonly docker: LocalNames;
+  readonly cluster?: RemoteNames;
+  /** the servers Docker's embedded DNS forwards to when a container has no --dns of its own */
+  readonly hostUpstreams: () => readonly string[];
+  readonly log: Logger;
+}
+
+export interface NamesView {
+  readonly catalog: readonly NamedEndpoint[] | 'pending';
+  readonly dns: DnsPlan;
+}
+
+export interface NamesStatus {
+  readonly docker: { readonly state: FollowerState; readonly reason?: string };
+  readonly clusterSynced?: boolean;
+  readonly local: number;
+  readonly remote: number;
+  /** dns-enabled networks on this host, and why truss DNS cannot work now (if it cannot) */
+  readonly dnsNetworks: number;
+  readonly dnsOff?: string;
+}
+
+export class NamesService {
+  readonly #d: NamesServiceDeps;
+  #ports = new Map<string, number>();
+  #published = '';
+  #local: readonly NamedEndpoint[] = [];
+  #catalog: readonly NamedEndpoint[] = [];
+  #dnsNetworks = 0;
+
+  constructor(deps: NamesServiceDeps) {
+    this.#d = deps;
+  }
+
+  /** The catalog and DNS plan for one reconcile pass over `intent`; publishes this host's part when it changed. */
+  view(intent: { readonly networks: readonly NetworkSpec[]; readonly endpoints: readonly EndpointSpec[] }): NamesView {
+    const containers = [...this.#d.docker.containers().values()];
+    const local = localCatalog(intent.networks, intent.endpoints, containers, this.#d.self());
+    this.#local = local;
+    this.#publish(local);
+    const remote = this.#d.cluster?.names() ?? [];
+    this.#catalog = [...local, ...remote];
+    const { plan, ports } = planDns(intent.networks, this.#d.hostUpstreams(), containers, this.#ports);
+    this.#ports = ports;
+    this.#dnsNetworks = intent.networks.filter(dnsEnabled).length;
+    const pending =
+      this.#d.docker.state().state === 'connecting' ||
+      (this.#d.cluster !== undefined && !this.#d.cluster.namesSynced());
+    return { catalog: pending ? 'pending' : this.#catalog, dns: plan };
+  }
+
+  /**
+   * The catalog entries a query from `source` (a container's address on a dns network) may
+   * resolve, and that container's dns networks; undefined when the source is not a known container.
+   */
+  queryView(
+    source: string,
+  ): { readonly networks: readonly NamedEndpoint[]; readonly endpoints: readonly NamedEndpoint[] } | undefined {
+    const self = this.#local.find((e) => e.addresses.includes(source));
+    if (!self) return undefined;
+    const networks = this.#local.filter((e) => e.containerId === self.containerId);
+    return { networks, endpoints: visibleFrom(this.#catalog, networks) };
+  }
+
+  /** The whole catalog as last computed (policy show, status). */
+  catalog(): readonly NamedEndpoint[] {
+    return this.#catalog;
+  }
+
+  status(): NamesStatus {
+    const d = this.#d.docker.state();
+    const docker = { state: d.state, ...(d.reason ? { reason: d.reason } : {}) };
+    const off =
+      d.state === 'off' || d.state === 'unreachable' ? (d.reason ?? `the Docker API is ${d.state}`) : undefined;
+    return {
+      docker,
+      ...(this.#d.cluster ? { clusterSynced: this.#d.cluster.namesSynced() } : {}),
+      local: this.#local.length,
+      remote: this.#catalog.length - this.#local.length,
+      dnsNetworks: this.#dnsNetworks,
+      ...(off && this.#dnsNetworks > 0 ? { dnsOff: off } : {}),
+    };
+  }
+
+  #publish(local: readonly NamedEndpoint[]): void {
+    const c = this.#d.cluster;
+    if (!c || this.#d.docker.state().state === 'connecting') return;
+    const mine = local.filter((e) => e.cluster !== undefined);
+    const text = JSON.stringify(mine);
+    if (text === this.#published) return;
+    this.#published = text;
+    c.publishNames(mine);
+  }
+}
