@@ -152,7 +152,7 @@ describe('etcd RBAC as truss cluster rbac sets it up (real etcd, auth enabled)',
       clusterKeys.network('blue', 'b'),
       clusterKeys.shared('blue', '198.18.64.1', 'b'),
       clusterKeys.name('blue', 'e'.repeat(64), 'b'),
-      '/truss/v2/names/ab/blue/' + 'e'.repeat(64),
+      `/truss/v2/names/ab/blue/${'e'.repeat(64)}`,
       '/truss/v2/blocks/ab/blue/198.18.64.0_27',
       '/truss/v1/cluster/blocks/blue/198.18.64.0_27',
     ]) {
