@@ -174,6 +174,7 @@ describe('truss cluster rbac', () => {
       'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/blocks/aa01/',
       'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/addrs/aa01/',
       'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/shared/aa01/',
+      'etcdctl role grant-permission truss-aa01 --prefix=true readwrite /truss/v2/names/aa01/',
       'etcdctl user add truss-aa01 --interactive=false < PASSWORD_FILE',
       'etcdctl user grant-role truss-aa01 truss-aa01',
     ]);

@@ -1,8 +1,9 @@
 /**
  * ClusterAgent: this host's life in the cluster store (etcd). It registers the host under a
  * lease (presence), keeps a watched copy of everything under /truss/v2/ (nodes, cluster
- * networks, members, blocks; every record checked for shape and owner, records.ts) from which the reconciler derives WireGuard peers and
- * routes, and joins/leaves cluster networks for the network service.
+ * networks, members, blocks, names; every record checked for shape and owner, records.ts) from
+ * which the reconciler derives WireGuard peers and routes, joins/leaves cluster networks for
+ * the network service, and publishes this host's container names (names.ts).
  *
  * Availability: the agent never blocks start-up or running traffic. Until etcd answers it
  * keeps trying in the background; meanwhile (and during any later outage) the last view
@@ -36,13 +37,15 @@ import {
   nodeIdOf,
 } from '../core/cluster/model.ts';
 import { decodeClusterRecord } from '../core/cluster/records.ts';
-import type { ClusterJoin, ClusterMembership } from '../core/contracts.ts';
+import type { ClusterJoin, ClusterMembership, ClusterNames } from '../core/contracts.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
+import type { NamedEndpoint } from '../core/names/model.ts';
 import type { Logger } from '../obs/logger.ts';
 import { settledWithin } from '../obs/settled.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
+import { NamesPublisher } from './names.ts';
 import { type countAllocations, type Released, releaseHeld } from './reclaim.ts';
 import { checkIdentity, earlierTwin, migrate } from './registration.ts';
 import { type WatchEvent, WatchedRecords } from './view-cache.ts';
@@ -53,6 +56,8 @@ export interface LeaseLike {
   delete(key: string): Promise<void>;
   /** alive while keepalives succeed; lost from TTL − 2 s without one until re-granted (etcd-lease.ts) */
   readonly state?: 'alive' | 'lost' | 'revoked';
+  /** after a re-grant wrote every key again (etcd-lease.ts); names are then checked whole */
+  onRestored?(cb: (id: string) => void): () => void;
 }
 
 /** The agent's own links to etcd, for status: registered (its lease) and watching. */
@@ -95,6 +100,8 @@ export interface ClusterAgentDeps {
   readonly log: Logger;
   /** the cluster view changed: reconcile */
   onChange(): void;
+  /** only other hosts' names changed (names()): called instead of onChange when given */
+  onNamesChange?(): void;
   /** names of the cluster networks this host has (from local intent), re-joined at start */
   localClusters(): Promise<readonly string[]>;
   readonly leaseTtlSeconds?: number;
@@ -111,7 +118,7 @@ const { node: nodeKey, network: networkKey, member: memberKey } = clusterKeys;
 /** how long a cluster network join waits for the registration under way (then: etcd unreachable) */
 const REGISTRATION_WAIT_MS = 4_000;
 
-export class ClusterAgent implements ClusterMembership {
+export class ClusterAgent implements ClusterMembership, ClusterNames {
   readonly #d: ClusterAgentDeps;
   #node: NodeRecord;
   /** the watched copy of everything under CLUSTER_PREFIX, and the lapsed peers kept (view-cache.ts) */
@@ -126,11 +133,14 @@ export class ClusterAgent implements ClusterMembership {
   #timer: NodeJS.Timeout | undefined;
   #connected: Promise<void>;
   #resolveConnected: () => void = () => {};
+  /** this host's names under its lease (names.ts) */
+  readonly #names: NamesPublisher;
 
   constructor(deps: ClusterAgentDeps) {
     this.#d = deps;
     this.#node = deps.node;
     this.#records = new WatchedRecords(deps, () => this.self);
+    this.#names = new NamesPublisher({ ...deps, self: () => this.self, lease: () => this.#lease });
     this.#connected = new Promise((r) => {
       this.#resolveConnected = r;
     });
@@ -225,6 +235,8 @@ export class ClusterAgent implements ClusterMembership {
               : { watch: 'disconnected', watchSince: since, ...(error !== undefined ? { watchError: error } : {}) };
           },
         });
+        lease.onRestored?.(() => void this.#names.registered());
+        void this.#names.registered();
         this.#d.log.info('registered in the cluster store', {
           node: this.name,
           nodeId: this.self,
@@ -257,9 +269,25 @@ export class ClusterAgent implements ClusterMembership {
     return this.#records.lapsedPeers();
   }
 
+  /** This host's complete list of named endpoints, written as changes under its lease (ClusterNames). */
+  publishNames(entries: readonly NamedEndpoint[]): Promise<void> {
+    return this.#names.publish(entries);
+  }
+
+  /** Every other host's names, live or kept with a lapsed peer (view-cache.ts). */
+  names(): readonly NamedEndpoint[] {
+    return this.#records.names();
+  }
+
+  /** Whether names() holds the initial listing of the store yet. */
+  namesSynced(): boolean {
+    return this.#records.synced;
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#names.stop();
     await this.#watch?.close();
   }
   /**
@@ -288,6 +316,7 @@ export class ClusterAgent implements ClusterMembership {
   async joinNetwork(j: ClusterJoin): Promise<void> {
     const had = this.#joined.has(j.name);
     this.#joined.add(j.name); // first, synchronously: a leave or GC release under way stops
+    this.#names.rejoined(j.name);
     try {
       await this.#join(j);
     } catch (e) {
@@ -368,6 +397,7 @@ export class ClusterAgent implements ClusterMembership {
     const key = memberKey(name, this.self);
     if (this.#lease) await this.#lease.delete(key);
     else await this.#d.store.txn([], [{ type: 'delete', key }]);
+    if (!this.#joined.has(name)) await this.#names.leave(name); // whatever the last list said
     const released = await releaseHeld(this.#d.store, name, this.self, {
       guard: [{ key, version: 0 }],
       proceed: () => !this.#joined.has(name),

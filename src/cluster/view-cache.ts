@@ -1,12 +1,18 @@
 /**
  * The agent's watched copy of everything under /truss/v2/ (nodes, cluster networks, members,
- * blocks), kept from the list and the watch, and the view derived from it.
+ * blocks, names), kept from the list and the watch, and the view and the names derived from it.
  *
  * Lapsed peers (a host cut off from etcd past its lease TTL while the underlay still works):
  * its node and member records go with its lease, but its blocks are not leased and stay. The
  * copy keeps such a host's last node and member records in the view for `lapsedGraceMs`
  * (default 15 min) while it still holds blocks, so peers keep its WireGuard/VXLAN entry and
  * traffic to its running containers flows on (see agent.ts).
+ *
+ * Its names (names/, under the same lease) are kept the same way and for as long as its node
+ * record: a partitioned host that still carries traffic keeps its containers resolvable and
+ * selectable by name or label, as it keeps its routes; when its node record goes, so do they.
+ * Only names deleted together with the node record (the lease expiring) are kept: a name a live
+ * host deletes (a container gone) goes at once, and never comes back with a later lapse.
  */
 import type { ClusterView } from '../core/cluster/desired.ts';
 import {
@@ -18,6 +24,7 @@ import {
   nodeIdOf,
 } from '../core/cluster/model.ts';
 import { decodeClusterRecord } from '../core/cluster/records.ts';
+import type { NamedEndpoint } from '../core/names/model.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { KeyValue } from '../store/store.ts';
 import { countAllocations } from './reclaim.ts';
@@ -35,12 +42,18 @@ export interface WatchedRecordsDeps {
   readonly log: Logger;
   /** the cluster view changed: reconcile */
   onChange(): void;
+  /** only names (names/) changed: called instead of onChange when given (cheaper than a reconcile) */
+  onNamesChange?(): void;
   /** how long a peer whose lease lapsed but who still holds blocks stays programmed (default 15 min) */
   readonly lapsedGraceMs?: number;
   readonly now?: () => number;
 }
 
 const { node: nodeKey } = clusterKeys;
+const NAMES = clusterKeys.kindPrefix('names');
+const NODES = clusterKeys.nodesPrefix;
+/** the owner (node id) of a key of the layout: the part after the kind */
+const ownerOf = (key: string): string => key.slice(CLUSTER_PREFIX.length).split('/')[1] ?? '';
 
 interface CacheEntry {
   readonly value: string;
@@ -68,39 +81,67 @@ export class WatchedRecords {
     return this.#self();
   }
 
-  /** The watch's events: applied to the copy, then one onChange. */
+  /** The watch's events: applied to the copy, then one onChange (onNamesChange if only names changed). */
   apply(events: readonly WatchEvent[]): void {
+    const namesGone: string[] = [];
     for (const e of events) {
       if (e.type === 'put' && e.value !== undefined) {
         const rev = e.createRevision !== undefined ? { createRevision: e.createRevision } : {};
         this.#cache.set(e.key, { value: e.value, ...rev });
         this.#lapsed.delete(e.key);
+        if (e.key.startsWith(NODES)) this.#dropLapsedNames(ownerOf(e.key)); // back: its fresh names follow
+      } else if (e.key.startsWith(NAMES)) {
+        namesGone.push(e.key);
       } else {
         this.#lapse(e.key);
         this.#cache.delete(e.key);
       }
     }
-    this.#d.onChange();
+    // why: etcd deletes a lease's keys in one revision, and a watch response never splits one
+    for (const key of namesGone) {
+      if (!this.#cache.has(nodeKey(ownerOf(key)))) this.#lapse(key);
+      this.#cache.delete(key);
+    }
+    const namesOnly = events.every((e) => e.key.startsWith(NAMES));
+    if (!namesOnly || !this.#d.onNamesChange) this.#d.onChange();
+    if (events.some((e) => e.key.startsWith(NAMES))) this.#d.onNamesChange?.();
   }
 
   replace(items: readonly KeyValue[]): void {
     this.#synced = true;
     const now = new Set(items.map((kv) => kv.key));
-    for (const key of this.#cache.keys()) if (!now.has(key)) this.#lapse(key);
+    for (const key of this.#cache.keys()) {
+      if (now.has(key)) continue;
+      if (key.startsWith(NAMES) && now.has(nodeKey(ownerOf(key)))) continue; // deleted by its live host
+      this.#lapse(key);
+    }
     this.#cache.clear();
     for (const kv of items) {
       this.#cache.set(kv.key, { value: kv.value, createRevision: kv.createRevision });
       this.#lapsed.delete(kv.key);
+      if (kv.key.startsWith(NODES)) this.#dropLapsedNames(ownerOf(kv.key));
     }
     this.#d.onChange();
+    this.#d.onNamesChange?.();
   }
 
-  /** A node or member record of another host is being deleted: keep its last value (see the header). */
+  /** true once the first list was applied (names() is complete from then on) */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  #dropLapsedNames(owner: string): void {
+    const prefix = `${NAMES}${owner}/`;
+    for (const key of this.#lapsed.keys()) if (key.startsWith(prefix)) this.#lapsed.delete(key);
+  }
+
+  /** A node, member or name record of another host is being deleted: keep its last value (see the header). */
   #lapse(key: string): void {
     const rest = key.slice(CLUSTER_PREFIX.length);
     const entry = this.#cache.get(key);
-    if (entry === undefined || !(rest.startsWith('nodes/') || rest.startsWith('members/'))) return;
-    if (key === nodeKey(this.self) || rest.startsWith(`members/${this.self}/`)) return;
+    const kind = rest.split('/')[0];
+    if (entry === undefined || !(kind === 'nodes' || kind === 'members' || kind === 'names')) return;
+    if (ownerOf(key) === this.self) return;
     this.#lapsed.set(key, { ...entry, since: (this.#d.now ?? Date.now)() });
   }
 
@@ -120,11 +161,14 @@ export class WatchedRecords {
     }
     const out: [string, CacheEntry][] = [];
     for (const [key, { value, since, createRevision }] of this.#lapsed) {
+      const isName = key.startsWith(NAMES);
       if (now - since > grace) {
         this.#lapsed.delete(key);
-        this.#d.log.warn('a lapsed peer stayed away past the grace: no longer programmed', { key, graceMs: grace });
+        if (!isName)
+          this.#d.log.warn('a lapsed peer stayed away past the grace: no longer programmed', { key, graceMs: grace });
         continue;
       }
+      if (isName) continue; // names() keeps them with their node record
       let node: string;
       try {
         const v = JSON.parse(value) as NodeRecord & MemberRecord;
@@ -173,6 +217,44 @@ export class WatchedRecords {
     }
     this.#malformed = malformed;
     return { self: this.self, nodes, members, blocks };
+  }
+
+  /**
+   * Every other host's valid name records, live or kept with its lapsed node record, as
+   * NamedEndpoint (no networkId: ids differ between hosts). A malformed one is left out and
+   * reported like view()'s.
+   */
+  names(): NamedEndpoint[] {
+    if (!this.#synced) return [];
+    const self = this.self;
+    const lapsedPeers = new Set(this.lapsedPeers());
+    const out: NamedEndpoint[] = [];
+    const kept = [...this.#lapsed].filter(([k]) => k.startsWith(NAMES) && lapsedPeers.has(ownerOf(k)));
+    for (const [key, { value }] of [...this.#cache, ...kept]) {
+      if (!key.startsWith(NAMES) || ownerOf(key) === self) continue;
+      const d = decodeClusterRecord({ key, value });
+      if (d.kind === 'malformed') {
+        if (this.#malformed.get(key) !== d.why)
+          this.#d.log.warn('ignoring a malformed cluster record', { key, why: d.why });
+        this.#malformed.set(key, d.why);
+        continue;
+      }
+      if (d.kind !== 'names') continue;
+      this.#malformed.delete(key);
+      const r = d.record;
+      out.push({
+        endpointId: r.endpoint,
+        node: r.node,
+        networkName: r.network,
+        cluster: r.cluster,
+        containerId: r.container,
+        name: r.name,
+        aliases: r.aliases,
+        labels: r.labels,
+        addresses: r.addresses,
+      });
+    }
+    return out;
   }
 
   /** The records the last view() left out, and why (for status). */

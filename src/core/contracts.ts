@@ -9,6 +9,7 @@ import type { BridgeObject, FirewallObject, GuardObject, PolicyObject, PortsObje
 import type { EgressObject } from './egress.ts';
 import type { EndpointId, NetworkId } from './ids.ts';
 import type { IpamData } from './model.ts';
+import type { NamedEndpoint } from './names/model.ts';
 
 // ---------- driver services (called by protocol/) ----------
 
@@ -167,6 +168,23 @@ export interface ClusterMembership {
    * membership, address claims and blocks are released. Resolves with what was released.
    */
   leaveNetwork(name: string): Promise<unknown>;
+}
+
+/**
+ * Names across hosts in cluster mode (issue 16, cluster/names.ts): this host publishes its
+ * endpoints' container names under its lease, and sees every other host's.
+ */
+export interface ClusterNames {
+  /**
+   * This host's complete current list (every cluster; entries without one are not published):
+   * written as changes only, after a lease loss again whole. Resolves when written or failed
+   * (logged, retried); never rejects.
+   */
+  publishNames(entries: readonly NamedEndpoint[]): Promise<void>;
+  /** every other host's valid, live (or lapsed within the grace) names; no networkId */
+  names(): readonly NamedEndpoint[];
+  /** true once names() holds the store's initial listing */
+  namesSynced(): boolean;
 }
 
 export const GATEWAY_REQUEST_TYPE = 'com.docker.network.gateway';

@@ -151,6 +151,8 @@ describe('etcd RBAC as truss cluster rbac sets it up (real etcd, auth enabled)',
       clusterKeys.member('blue', 'b'),
       clusterKeys.network('blue', 'b'),
       clusterKeys.shared('blue', '198.18.64.1', 'b'),
+      clusterKeys.name('blue', 'e'.repeat(64), 'b'),
+      `/truss/v2/names/ab/blue/${'e'.repeat(64)}`,
       '/truss/v2/blocks/ab/blue/198.18.64.0_27',
       '/truss/v1/cluster/blocks/blue/198.18.64.0_27',
     ]) {
@@ -163,6 +165,7 @@ describe('etcd RBAC as truss cluster rbac sets it up (real etcd, auth enabled)',
     assert.ok(await a.get(clusterKeys.addr('blue', '198.18.64.64', 'b')), "b's claim is still there");
     // its own: fine, and every host's records are readable
     await put(clusterKeys.addr('blue', '198.18.64.9', 'a'), '{"cluster":"blue","address":"198.18.64.9","node":"a"}');
+    await put(clusterKeys.name('blue', 'e'.repeat(64), 'a'));
     assert.ok((await a.list('/truss/v2/')).items.length > 5);
   });
 });

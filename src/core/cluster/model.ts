@@ -15,6 +15,8 @@
  *   addrs/<id>/<cluster>/<ip>           AddressClaim, only inside the host's own blocks
  *   shared/<id>/<cluster>/<ip>          AddressClaim of an address every host uses (gateway,
  *                                       aux): each member records the ones it was given
+ *   names/<id>/<cluster>/<endpoint id>  NameRecord: the container behind one of the host's
+ *                                       endpoints (name, aliases, labels), under its lease
  * A record is honoured only under its owner: its `node` (a node record: its id) must be the
  * <id> of its key, and its cluster, block or address the rest of the key; any other record
  * is malformed and ignored (core/cluster/records.ts). Before this layout (truss <= issue 12)
@@ -89,12 +91,41 @@ export interface AddressClaim {
   readonly owner?: string;
 }
 
+/**
+ * The container behind one endpoint of a cluster network, published by the host that runs it
+ * (cluster/names.ts) so that every host can resolve it and select it by name or label
+ * (core/names/model.ts NamedEndpoint). Under the host's lease: a dead host's names go with it.
+ */
+export interface NameRecord {
+  readonly cluster: string;
+  readonly node: string;
+  /** Docker's endpoint id on the owning host (64 lowercase hex) = the key's last part */
+  readonly endpoint: string;
+  /** the Docker network's name */
+  readonly network: string;
+  /** Docker's container id (64 lowercase hex) */
+  readonly container: string;
+  readonly name: string;
+  readonly aliases: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+  /** canonical bare IPs */
+  readonly addresses: readonly string[];
+}
+
 export const CLUSTER_PREFIX = '/truss/v2/';
 /** the layout before owner prefixes (cluster/migrate.ts moves a host's records from it) */
 export const LEGACY_CLUSTER_PREFIX = '/truss/v1/cluster/';
 
-export type ClusterKind = 'nodes' | 'networks' | 'members' | 'blocks' | 'addrs' | 'shared';
-export const CLUSTER_KINDS: readonly ClusterKind[] = ['nodes', 'networks', 'members', 'blocks', 'addrs', 'shared'];
+export type ClusterKind = 'nodes' | 'networks' | 'members' | 'blocks' | 'addrs' | 'shared' | 'names';
+export const CLUSTER_KINDS: readonly ClusterKind[] = [
+  'nodes',
+  'networks',
+  'members',
+  'blocks',
+  'addrs',
+  'shared',
+  'names',
+];
 
 /** The key layout above, in one place (block CIDRs are stored with '/' as '_'). */
 export const clusterKeys = {
@@ -113,6 +144,8 @@ export const clusterKeys = {
   sharedOf: (c: string, n: string): string => `${CLUSTER_PREFIX}shared/${n}/${c}/`,
   addr: (c: string, ip: string, n: string): string => `${CLUSTER_PREFIX}addrs/${n}/${c}/${ip}`,
   shared: (c: string, ip: string, n: string): string => `${CLUSTER_PREFIX}shared/${n}/${c}/${ip}`,
+  namesOf: (c: string, n: string): string => `${CLUSTER_PREFIX}names/${n}/${c}/`,
+  name: (c: string, endpoint: string, n: string): string => `${CLUSTER_PREFIX}names/${n}/${c}/${endpoint}`,
 } as const;
 
 export interface ClusterKey {
@@ -121,7 +154,7 @@ export interface ClusterKey {
   readonly owner: string;
   /** the cluster name (all kinds but nodes) */
   readonly cluster?: string;
-  /** blocks: the CIDR ('_' back to '/'); addrs, shared: the address text */
+  /** blocks: the CIDR ('_' back to '/'); addrs, shared: the address text; names: the endpoint id */
   readonly item?: string;
 }
 

@@ -7,7 +7,7 @@
  * Per host ID: user truss-ID with role truss-ID:
  *   read       --prefix /truss/              (every host's records, and the old layout's)
  *   readwrite  /truss/v2/nodes/ID            (its node record: one key)
- *   readwrite  --prefix /truss/v2/{networks,members,blocks,addrs,shared}/ID/
+ *   readwrite  --prefix /truss/v2/{networks,members,blocks,addrs,shared,names}/ID/
  * Lease grants need no permission; revoking a lease needs write on its keys (its own).
  */
 import { CLUSTER_KINDS, clusterKeys, isValidNodeName } from './model.ts';

@@ -101,3 +101,109 @@ describe('decodeClusterRecord (shape and owner)', () => {
     assert.equal(why.length, bad.length);
   });
 });
+
+describe('name records (names/<id>/<cluster>/<endpoint id>)', () => {
+  const EP = 'e'.repeat(64);
+  const rec = {
+    cluster: 'blue',
+    node: 'm',
+    endpoint: EP,
+    network: 'blue-net',
+    container: 'c'.repeat(64),
+    name: 'api-1',
+    aliases: ['api', 'api.v2'],
+    labels: { role: 'api', 'com.example/team': 'any string: é, spaces = ok' },
+    addresses: ['198.18.64.2', 'fd00::2'],
+  };
+  const key = clusterKeys.name('blue', EP, 'm');
+  const decode = (v: unknown, k = key) => decodeClusterRecord({ key: k, value: JSON.stringify(v) });
+  const why = (v: unknown, k = key) => {
+    const d = decode(v, k);
+    return d.kind === 'malformed' ? d.why : undefined;
+  };
+
+  it('lays out and parses back the key; a well-formed record decodes to itself', () => {
+    assert.equal(key, `/truss/v2/names/m/blue/${EP}`);
+    assert.equal(clusterKeys.ownerPrefix('names', 'm'), '/truss/v2/names/m/');
+    assert.deepEqual(parseClusterKey(key), { kind: 'names', owner: 'm', cluster: 'blue', item: EP });
+    assert.equal(parseClusterKey(`/truss/v2/names/m/blue`), undefined);
+    assert.equal(parseClusterKey(`/truss/v2/names/m/blue/${EP}/x`), undefined);
+    const d = decode(rec);
+    assert.equal(d.kind, 'names');
+    assert.deepEqual(d.kind === 'names' && d.record, rec);
+  });
+
+  it('must agree with its key: node, cluster and endpoint (a record copied under another host)', () => {
+    assert.match(why(rec, clusterKeys.name('blue', EP, 'zzz')) ?? '', /node is not zzz/);
+    assert.match(why(rec, clusterKeys.name('red', EP, 'm')) ?? '', /cluster is not red/);
+    assert.match(why(rec, clusterKeys.name('blue', 'f'.repeat(64), 'm')) ?? '', /endpoint is not/);
+    assert.match(
+      why({ ...rec, endpoint: 'E'.repeat(64) }, clusterKeys.name('blue', 'E'.repeat(64), 'm')) ?? '',
+      /64 hex/,
+    );
+  });
+
+  it('refuses malformed fields, one reason each', () => {
+    const cases: [string, unknown, RegExp][] = [
+      ['container not 64 hex', { ...rec, container: 'abc' }, /container/],
+      ['container upper case', { ...rec, container: 'C'.repeat(64) }, /container/],
+      ['name with a slash', { ...rec, name: '/api' }, /name is not a container name/],
+      ['name empty', { ...rec, name: '' }, /name is not/],
+      ['network missing', { ...rec, network: undefined }, /network/],
+      ['aliases not a list', { ...rec, aliases: 'api' }, /aliases/],
+      ['65 aliases', { ...rec, aliases: Array.from({ length: 65 }, (_, i) => `a${i}`) }, /at most 64/],
+      ['alias with a space', { ...rec, aliases: ['a b'] }, /alias/],
+      ['alias of 256', { ...rec, aliases: ['a'.repeat(256)] }, /alias/],
+      ['alias empty', { ...rec, aliases: [''] }, /alias/],
+      ['labels a list', { ...rec, labels: ['x'] }, /labels is not an object/],
+      [
+        '129 labels',
+        { ...rec, labels: Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`k${i}`, 'v'])) },
+        /128/,
+      ],
+      ['label key of 129', { ...rec, labels: { ['k'.repeat(129)]: 'v' } }, /label key/],
+      ['label value of 1025', { ...rec, labels: { k: 'v'.repeat(1025) } }, /label k/],
+      ['label value with a newline', { ...rec, labels: { k: 'a\nb' } }, /control/],
+      ['label value not a string', { ...rec, labels: { k: 1 } }, /label k/],
+      ['label key with a NUL', { ...rec, labels: { 'a\u0000': 'v' } }, /label key/],
+      ['address not canonical', { ...rec, addresses: ['198.18.064.2'] }, /addresses/],
+      ['address with a prefix', { ...rec, addresses: ['198.18.64.2/20'] }, /addresses/],
+      ['ipv6 not canonical', { ...rec, addresses: ['FD00::2'] }, /addresses/],
+      ['5 addresses', { ...rec, addresses: ['1.1.1.1', '1.1.1.2', '1.1.1.3', '1.1.1.4', '1.1.1.5'] }, /at most 4/],
+      ['null', null, /not a JSON object/],
+    ];
+    for (const [what, v, re] of cases) assert.match(why(v) ?? '(accepted)', re, what);
+    // at the limits: accepted
+    assert.equal(
+      why({
+        ...rec,
+        aliases: Array.from({ length: 64 }, (_, i) => `a${i}`),
+        labels: { ['k'.repeat(128)]: 'v'.repeat(1024) },
+        addresses: ['1.1.1.1', '1.1.1.2', '1.1.1.3', 'fd00::1'],
+      }),
+      undefined,
+    );
+  });
+
+  it('refuses a value larger than 16 KiB, before parsing it', () => {
+    const labels = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'v'.repeat(1000)]));
+    assert.match(why({ ...rec, labels }) ?? '', /larger than 16384 bytes/);
+    const d = decodeClusterRecord({ key, value: `"${'x'.repeat(17_000)}"` });
+    assert.deepEqual(d, { kind: 'malformed', key, why: 'larger than 16384 bytes' });
+  });
+
+  it('a malformed name record is skipped and reported; the others are kept', () => {
+    const other = clusterKeys.name('blue', 'a'.repeat(64), 'm');
+    const bad: string[] = [];
+    const ok = recordsOf(
+      'names',
+      [kv(key, rec), kv(other, { ...rec, endpoint: 'a'.repeat(64), name: 'no spaces' })],
+      (k) => bad.push(k),
+    );
+    assert.deepEqual(
+      ok.map((d) => d.record.name),
+      ['api-1'],
+    );
+    assert.deepEqual(bad, [other]);
+  });
+});

@@ -7,6 +7,7 @@
  * reported, and affects only its own key.
  */
 import { formatIp, formatPrefix, parseIp, parsePrefix } from '../ip.ts';
+import { CONTAINER_NAME } from '../names/model.ts';
 import {
   type AddressClaim,
   type BlockRecord,
@@ -14,6 +15,7 @@ import {
   type ClusterNetworkRecord,
   isValidNodeName,
   type MemberRecord,
+  type NameRecord,
   type NodeRecord,
   nodeIdOf,
   parseClusterKey,
@@ -32,7 +34,8 @@ export type ClusterRecord =
   | { readonly kind: 'members'; readonly key: ClusterKey; readonly record: MemberRecord }
   | { readonly kind: 'blocks'; readonly key: ClusterKey; readonly record: BlockRecord }
   | { readonly kind: 'addrs'; readonly key: ClusterKey; readonly record: AddressClaim }
-  | { readonly kind: 'shared'; readonly key: ClusterKey; readonly record: AddressClaim };
+  | { readonly kind: 'shared'; readonly key: ClusterKey; readonly record: AddressClaim }
+  | { readonly kind: 'names'; readonly key: ClusterKey; readonly record: NameRecord };
 
 export type Decoded = ClusterRecord | { readonly kind: 'malformed'; readonly key: string; readonly why: string };
 
@@ -47,6 +50,57 @@ const canonPrefix = (s: unknown): boolean => {
   const p = isStr(s) ? parsePrefix(s) : undefined;
   return p !== undefined && formatPrefix(p) === s;
 };
+
+/**
+ * Limits of a name record: another host's records become DNS answers and policy sets here, so
+ * one host can't flood the others (Docker's own limits are looser; a container beyond them is
+ * not published, cluster/names.ts).
+ */
+export const NAME_LIMITS = {
+  aliases: 64,
+  aliasLength: 255,
+  labels: 128,
+  labelKeyLength: 128,
+  labelValueLength: 1024,
+  addresses: 4,
+  /** bytes of the whole JSON value */
+  valueBytes: 16 * 1024,
+} as const;
+const ID64 = /^[0-9a-f]{64}$/;
+const utf8Bytes = (s: string): number => new TextEncoder().encode(s).length;
+const ALIAS = /^[A-Za-z0-9_.-]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Why `v` (the checked shape of a names/ record) is not a valid name record, or undefined. */
+function nameProblem(v: Obj): string | undefined {
+  if (!isStr(v.network) || v.network === '' || v.network.length > 255 || CONTROL.test(v.network))
+    return 'network is not a network name';
+  if (!isStr(v.container) || !ID64.test(v.container)) return 'container is not a container id (64 hex)';
+  if (!isStr(v.name) || v.name.length > 255 || !CONTAINER_NAME.test(v.name)) return 'name is not a container name';
+  const { aliases, labels, addresses } = v;
+  if (!Array.isArray(aliases) || aliases.length > NAME_LIMITS.aliases) {
+    return `aliases is not a list of at most ${NAME_LIMITS.aliases}`;
+  }
+  if (!aliases.every((a) => isStr(a) && a.length <= NAME_LIMITS.aliasLength && ALIAS.test(a))) {
+    return `an alias is not [A-Za-z0-9_.-]{1,${NAME_LIMITS.aliasLength}}`;
+  }
+  if (!isObj(labels)) return 'labels is not an object';
+  const entries = Object.entries(labels);
+  if (entries.length > NAME_LIMITS.labels) return `more than ${NAME_LIMITS.labels} labels`;
+  for (const [key, value] of entries) {
+    if (key === '' || key.length > NAME_LIMITS.labelKeyLength || CONTROL.test(key)) {
+      return `a label key is empty, longer than ${NAME_LIMITS.labelKeyLength} or has control characters`;
+    }
+    if (!isStr(value) || value.length > NAME_LIMITS.labelValueLength || CONTROL.test(value)) {
+      return `label ${key}: not a string of at most ${NAME_LIMITS.labelValueLength} without control characters`;
+    }
+  }
+  if (!Array.isArray(addresses) || addresses.length > NAME_LIMITS.addresses || !addresses.every(canonIp)) {
+    return `addresses is not a list of at most ${NAME_LIMITS.addresses} canonical IPs`;
+  }
+  return undefined;
+}
 
 /** Why `v` is not a valid record for key `k`, or undefined. */
 function problem(k: ClusterKey, v: unknown): string | undefined {
@@ -75,6 +129,10 @@ function problem(k: ClusterKey, v: unknown): string | undefined {
     if (v.address !== k.item || !canonIp(v.address)) return `address is not ${k.item}, the key's`;
     if (v.owner !== undefined && !isStr(v.owner)) return 'owner is not a string';
   }
+  if (k.kind === 'names') {
+    if (v.endpoint !== k.item || !ID64.test(k.item ?? '')) return `endpoint is not ${k.item}, the key's (64 hex)`;
+    return nameProblem(v);
+  }
   return undefined;
 }
 
@@ -85,6 +143,9 @@ function problem(k: ClusterKey, v: unknown): string | undefined {
 export function decodeClusterRecord(kv: RawRecord): Decoded {
   const k = parseClusterKey(kv.key);
   if (!k) return { kind: 'malformed', key: kv.key, why: 'not a key of the cluster layout' };
+  if (k.kind === 'names' && utf8Bytes(kv.value) > NAME_LIMITS.valueBytes) {
+    return { kind: 'malformed', key: kv.key, why: `larger than ${NAME_LIMITS.valueBytes} bytes` };
+  }
   let v: unknown;
   try {
     v = JSON.parse(kv.value);
@@ -122,6 +183,21 @@ export function decodeClusterRecord(kv: RawRecord): Decoded {
         key: k,
         record: { cluster: k.cluster as string, block: k.item as string, node: k.owner, ...rev },
       };
+    case 'names': {
+      const n = o as unknown as NameRecord;
+      const record: NameRecord = {
+        cluster: k.cluster as string,
+        node: k.owner,
+        endpoint: n.endpoint,
+        network: n.network,
+        container: n.container,
+        name: n.name,
+        aliases: [...n.aliases],
+        labels: Object.fromEntries(Object.entries(n.labels)),
+        addresses: [...n.addresses],
+      };
+      return { kind: 'names', key: k, record };
+    }
     default: {
       const owner = (o as { owner?: string }).owner;
       const record: AddressClaim = {
