@@ -57,7 +57,10 @@ export function selectorText(s: PeerSelector): string {
 /** Shell-style glob over a whole name: `*` any run, `?` one character; case-sensitive like Docker's names. */
 export function globMatch(glob: string, name: string): boolean {
   const re = new RegExp(
-    `^${glob.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`,
+    `^${glob
+      .replace(/[.+^${}()|[\]\\-]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
   );
   return re.test(name);
 }
