@@ -1,7 +1,7 @@
 /**
  * What truss may leave in a network namespace, read back from the kernel: links named
  * tr[bvcf]* (trf: an endpoint's ifb for bandwidth limits) or trwg* (the WireGuard device), links whose ifalias is a truss mark, the `inet
- * truss`, `inet truss_policy` and `inet truss_ports` nft tables, the `bridge truss` (RA guard) and `bridge truss_guard` (anti-spoofing)
+ * truss`, `inet truss_policy`, `inet truss_ports` and `inet truss_dns` nft tables, the `bridge truss` (RA guard) and `bridge truss_guard` (anti-spoofing)
  * tables, the TRUSS-FORWARD chain (and FORWARD jumps to it)
  * in iptables/ip6tables, routes and `ip rule`s with truss's protocol number, and wireguard-go processes in
  * that namespace. For a host, also its WireGuard UAPI sockets (its private /run/wireguard).
@@ -14,8 +14,8 @@ import type { Host } from './host.ts';
 import { listProcs, nsIdOfFile, nsIdOfPid, type ProcInfo } from './procs.ts';
 import { waitFor } from './wait.ts';
 
-/** truss's nft tables (family inet): the network firewall, the port policy and the published ports. */
-export const TRUSS_NFT_TABLES = ['truss', 'truss_policy', 'truss_ports'] as const;
+/** truss's nft tables (family inet): the network firewall, the port policy, the published ports, DNS redirection. */
+export const TRUSS_NFT_TABLES = ['truss', 'truss_policy', 'truss_ports', 'truss_dns'] as const;
 /** truss's nft tables of family bridge: the RA guard (ra-guard.ts) and anti-spoofing (guard.ts). */
 export const TRUSS_NFT_BRIDGE_TABLES = ['truss', 'truss_guard'] as const;
 

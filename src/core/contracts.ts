@@ -5,7 +5,15 @@
  */
 import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
-import type { BridgeObject, FirewallObject, GuardObject, PolicyObject, PortsObject, VethObject } from './desired.ts';
+import type {
+  BridgeObject,
+  DnsRedirectObject,
+  FirewallObject,
+  GuardObject,
+  PolicyObject,
+  PortsObject,
+  VethObject,
+} from './desired.ts';
 import type { EgressObject } from './egress.ts';
 import type { EndpointId, NetworkId } from './ids.ts';
 import type { IpamData } from './model.ts';
@@ -258,6 +266,15 @@ export interface Dataplane {
   removePorts(name: string): Promise<void>;
   /** Remove the whole ports table (no endpoint publishes a port any more); gone = success. */
   removePortsTable(): Promise<void>;
+  // ----- DNS of dns-enabled networks (truss.dns): table inet truss_dns, replaced whole -----
+
+  /** Problems between the installed table and `want` ([] when it matches); `undefined` = no table wanted. */
+  checkDnsRedirect(want: DnsRedirectObject | undefined): Promise<readonly string[]>;
+  /** Atomically (one nft transaction) replace the table with the rendering of `o`. */
+  ensureDnsRedirect(o: DnsRedirectObject): Promise<void>;
+  /** Delete the table; gone = success. */
+  removeDnsRedirect(): Promise<void>;
+
   // ----- anti-spoofing: table bridge truss_guard, set elements per guarded veth -----
 
   /** Compare the installed guard table with `desired` (one listing). */

@@ -111,6 +111,33 @@ export interface PortsObject {
 }
 export type { GuardObject } from './guard.ts';
 
+/** A dns-enabled network's bridge (truss.dns=true) and its bare gateway IPs: where its DNS is redirected to. */
+export interface DnsRedirectBridge {
+  readonly bridge: string;
+  readonly gateway4?: string;
+  readonly gateway6?: string;
+}
+
+/** One upstream DNS server Docker's embedded DNS forwards to, and the responder's port for it. */
+export interface DnsRedirectUpstream {
+  /** bare IP */
+  readonly address: string;
+  /** the port truss's responder listens on (on every dns-enabled gateway) for queries to this upstream */
+  readonly port: number;
+}
+
+/**
+ * The host's DNS redirection (table inet truss_dns, dataplane/linux/dns-redirect.ts): queries
+ * from dns-enabled bridges to an upstream are DNATed to that bridge's gateway and the upstream's
+ * responder port. One whole object for the host; absent or empty = no table.
+ */
+export interface DnsRedirectObject {
+  /** the dns-enabled networks' bridges, sorted by name */
+  readonly bridges: readonly DnsRedirectBridge[];
+  /** sorted by address */
+  readonly upstreams: readonly DnsRedirectUpstream[];
+}
+
 export interface DesiredKernel {
   readonly bridges: readonly BridgeObject[];
   readonly veths: readonly VethObject[];
@@ -123,6 +150,8 @@ export interface DesiredKernel {
   readonly ports: readonly PortsObject[];
   /** anti-spoofing per bridge port (core/guard.ts), from CreateEndpoint on; intent order */
   readonly guards: readonly GuardObject[];
+  /** DNS of dns-enabled networks to truss's responder (one whole object); undefined = none */
+  readonly dnsRedirect?: DnsRedirectObject;
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */

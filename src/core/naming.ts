@@ -36,6 +36,8 @@ export const hostVethOfIfb = (ifb: string): string => `trv${ifb.slice(3)}`;
 export const ifbOfHostVeth = (veth: string): string => `trf${veth.slice(3)}`;
 /** The published-ports table (inet family, naming.ts owner tags on its elements), updated per endpoint. */
 export const NFT_PORTS_TABLE = 'truss_ports';
+/** The DNS redirection table (inet family): dns-enabled networks' queries to truss's responder, replaced whole. */
+export const NFT_DNS_TABLE = 'truss_dns';
 /** The comment tagging one endpoint's elements in the published-ports maps. */
 export const portsOwnerName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
 

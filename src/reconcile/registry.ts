@@ -1,7 +1,8 @@
 /**
  * Every kind of kernel object truss programs, in the order a pass runs them: bridges, veths,
- * firewall, policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, routes),
- * egress (its routes need the bridges); removals of links last, veths before bridges.
+ * firewall, DNS redirection (it matches bridges by name: needs no device), policies, guards,
+ * shapers, published ports, cluster (WireGuard, VXLAN, routes), egress (its routes need the
+ * bridges); removals of links last, veths before bridges.
  * A new kind is one dataplane file, one fake, and one entry here.
  */
 
@@ -10,7 +11,7 @@ import type { Logger } from '../obs/logger.ts';
 import type { Kind } from './kind.ts';
 import { routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
 import { guardKind, policyKind, portsKind, shaperKind } from './kinds/endpoint.ts';
-import { egressKind, firewallKind } from './kinds/host.ts';
+import { dnsKind, egressKind, firewallKind } from './kinds/host.ts';
 import type { Links } from './kinds/links.ts';
 import type { PassState } from './kinds/pass.ts';
 
@@ -18,6 +19,7 @@ export function registry(dp: Dataplane, log: Logger, links: Links): Kind<PassSta
   return [
     ...links.kinds(),
     firewallKind(dp),
+    dnsKind(dp),
     policyKind(dp),
     guardKind(dp),
     shaperKind(dp, log),

@@ -6,8 +6,9 @@
  */
 
 import type { PolicyCounter, SetCheck } from '../../core/contracts.ts';
-import type { FirewallObject, GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
+import type { DnsRedirectObject, FirewallObject, GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
+import { DNS_PRIORITY, DNS_RULES, diffDnsRedirect, dnsElements } from '../linux/dns-redirect.ts';
 import { guardElements } from '../linux/guard.ts';
 import { checkIfName } from '../linux/links.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
@@ -25,6 +26,8 @@ export class FakeNftables extends FakeLinks {
   readonly policyCounters: Record<string, PolicyCounter> = {};
   /** table inet truss_ports: its elements (validated as the Linux dataplane does) and bridges; undefined = no table */
   portsTable: { elements: PortElement[]; bridges: Set<string> } | undefined;
+  /** table inet truss_dns: the object last ensured (validated as the Linux dataplane does); undefined = no table */
+  dnsRedirect: DnsRedirectObject | undefined;
   /** table bridge truss_guard exists */
   guardTable = false;
   /** guarded veth -> the guard last ensured for it */
@@ -145,6 +148,27 @@ export class FakeNftables extends FakeLinks {
   async removePortsTable(): Promise<void> {
     this.enter('removePortsTable', undefined);
     this.portsTable = undefined;
+  }
+
+  // ----- DNS redirection: table inet truss_dns, as the object last ensured -----
+
+  async checkDnsRedirect(want: DnsRedirectObject | undefined): Promise<readonly string[]> {
+    this.enter('checkDnsRedirect', want);
+    if (want !== undefined) dnsElements(want);
+    const have = this.dnsRedirect;
+    const rules = DNS_RULES.map((r) => /comment "([^"]*)"$/.exec(r)?.[1] ?? '');
+    return diffDnsRedirect(want, have && { elements: dnsElements(have), priority: DNS_PRIORITY, rules });
+  }
+
+  async ensureDnsRedirect(o: DnsRedirectObject): Promise<void> {
+    this.enter('ensureDnsRedirect', o);
+    dnsElements(o);
+    this.dnsRedirect = clone(o);
+  }
+
+  async removeDnsRedirect(): Promise<void> {
+    this.enter('removeDnsRedirect', undefined);
+    this.dnsRedirect = undefined;
   }
 
   // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----

@@ -11,6 +11,7 @@ import { fault } from '../../obs/fault.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
 import * as dnat from './dnat.ts';
+import * as dns from './dns-redirect.ts';
 import * as egress from './egress.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
 import * as guard from './guard.ts';
@@ -197,6 +198,9 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     ensurePorts: (p) => dnat.applyPorts(exec, p),
     removePorts: (name) => dnat.removePorts(exec, name),
     removePortsTable: () => dnat.removePortsTable(exec),
+    checkDnsRedirect: (want) => dns.checkDnsRedirect(exec, want),
+    ensureDnsRedirect: (o) => dns.ensureDnsRedirect(exec, o),
+    removeDnsRedirect: () => dns.removeDnsRedirect(exec),
     checkGuards: (desired) => guard.checkGuards(exec, desired),
     ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
     removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),

@@ -1,12 +1,17 @@
-/** The host-wide whole objects: the firewall (nft tables, iptables shim, sysctls) and egress policy routing. */
+/**
+ * The host-wide whole objects: the firewall (nft tables, iptables shim, sysctls), DNS redirection
+ * of dns-enabled networks and egress policy routing.
+ */
 
 import type { Dataplane } from '../../core/contracts.ts';
-import type { FirewallObject } from '../../core/desired.ts';
+import type { DnsRedirectObject, FirewallObject } from '../../core/desired.ts';
 import { computeEgress, type EgressObject } from '../../core/egress.ts';
 import type { Owner, WholeKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 
 export const FIREWALL_KEY = 'firewall';
+/** truss.dns: dns-enabled networks' DNS to truss's responder (table inet truss_dns) */
+export const DNS_KEY = 'dns';
 /** truss.egress.via: every network's policy-routing rules and table, one whole object */
 export const EGRESS_KEY = 'egress';
 
@@ -30,6 +35,22 @@ export function firewallKind(dp: Dataplane): WholeKind<PassState, FirewallObject
     // the firewall check compares with a wanted firewall; it cannot say that none is left
     blindRemoval: true,
     owns: hasNetwork,
+  };
+}
+
+export function dnsKind(dp: Dataplane): WholeKind<PassState, DnsRedirectObject> {
+  return {
+    shape: 'whole',
+    name: DNS_KEY,
+    // why no owns: the object names bridges, not networks; a request does not wait for it
+    wanted: (d) => {
+      const o = d.kernel.dnsRedirect;
+      return o && o.bridges.length > 0 && o.upstreams.length > 0 ? o : undefined;
+    },
+    // with nothing wanted, the check lists the table: a leftover shows as a problem and is removed
+    check: (o) => dp.checkDnsRedirect(o),
+    ensure: (o) => dp.ensureDnsRedirect(o),
+    remove: () => dp.removeDnsRedirect(),
   };
 }
 
