@@ -1,5 +1,7 @@
 /**
- * A minimal Docker Engine API client for the CLI (never the daemon: see STYLE.md §8).
+ * A minimal Docker Engine API client, shared by the CLI and the daemon. The daemon uses it only
+ * off the plugin request path and asynchronously (docker/watch.ts): dockerd may call the plugin
+ * before its own API is up, so waiting on Docker there deadlocks its boot (moby#32815, STYLE.md §8).
  * GET /networks/{name-or-id}, /networks, /containers/json and /containers/{name-or-id}/json.
  * Paths carry no API version, so the daemon answers in its own current version; the fields we
  * read have been stable since API 1.21.
