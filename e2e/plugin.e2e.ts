@@ -241,6 +241,9 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
     // M6: the host's iptables lock can be shared; the default is a placeholder that makes truss refuse legacy
     const lock = config.mounts.find((m) => m.name === 'xtables-lock');
     assert.deepEqual(lock && [lock.source, lock.destination], ['/dev/null', '/run/xtables.lock']);
+    // issue 16: the Docker socket is opt-in (docker-socket.source); the placeholder leaves names off
+    const sock = config.mounts.find((m) => m.name === 'docker-socket');
+    assert.deepEqual(sock && [sock.source, sock.destination], ['/dev/null', '/var/run/docker.sock']);
     for (const f of ['usr/local/bin/node', 'app/lib/truss.mjs', 'app/proto/rpc.proto', 'usr/sbin/ip', 'usr/sbin/nft']) {
       assert.ok(existsSync(join(b.pluginDir, 'rootfs', f)), `rootfs has ${f}`);
     }

@@ -12,7 +12,35 @@ describe('loadConfig', () => {
       resyncMs: 30_000,
       gcGraceMs: 120_000,
       wgPort: 51820,
+      dockerHost: { kind: 'unix', socketPath: '/var/run/docker.sock', url: 'unix:///var/run/docker.sock' },
     });
+  });
+  it('--docker-host: flag, TRUSS_DOCKER_HOST, DOCKER_HOST, default; none turns it off', () => {
+    const host = (argv: string[], env: NodeJS.ProcessEnv) => loadConfig(argv, env).dockerHost?.url;
+    assert.equal(host([], { DOCKER_HOST: 'unix:///run/user/0/docker.sock' }), 'unix:///run/user/0/docker.sock');
+    assert.equal(host([], { DOCKER_HOST: '' }), 'unix:///var/run/docker.sock');
+    assert.equal(
+      host([], { TRUSS_DOCKER_HOST: 'tcp://127.0.0.1:2375', DOCKER_HOST: 'unix:///x.sock' }),
+      'tcp://127.0.0.1:2375',
+    );
+    assert.equal(host(['--docker-host', 'unix:///proxy.sock'], { TRUSS_DOCKER_HOST: 'none' }), 'unix:///proxy.sock');
+    assert.equal('dockerHost' in loadConfig(['--docker-host', 'none'], {}), false);
+    assert.equal('dockerHost' in loadConfig([], { TRUSS_DOCKER_HOST: 'none', DOCKER_HOST: 'unix:///x.sock' }), false);
+    assert.deepEqual(loadConfig(['--docker-host', 'tcp://[::1]:2375'], {}).dockerHost, {
+      kind: 'tcp',
+      host: '::1',
+      port: 2375,
+      url: 'tcp://[::1]:2375',
+    });
+    for (const [argv, env, message] of [
+      [['--docker-host', 'docker.sock'], {}, /^--docker-host "docker\.sock": only unix:\/\/ and tcp:\/\/ .*or none/],
+      [['--docker-host', 'unix://run/docker.sock'], {}, /expected unix:\/\/\/absolute\/path; give --docker-host/],
+      [['--docker-host', 'tcp://:2375'], {}, /expected tcp:\/\/host:port/],
+      [[], { DOCKER_HOST: 'ssh://me@host' }, /^--docker-host \(from DOCKER_HOST\) "ssh:\/\/me@host"/],
+      [[], { DOCKER_HOST: 'tcp://h:2376', DOCKER_TLS_VERIFY: '1' }, /DOCKER_TLS_VERIFY/],
+    ] as const) {
+      assert.throws(() => loadConfig([...argv], env), { code: 'TRUSS_ERR_OPTION_INVALID', message }, argv.join(' '));
+    }
   });
   it('flags win over their TRUSS_* twins; DOCKER_PLUGIN_DEBUG=true means debug', () => {
     const c = loadConfig(['--socket', '/tmp/a.sock', '--gc-grace-seconds', '5'], {

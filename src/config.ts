@@ -8,6 +8,7 @@ import { errors } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
 import { DEFAULT_POOLS } from './core/ipam/default-pools.ts';
 import { type ListenAddress, parseListenAddress } from './core/listen-address.ts';
+import { DEFAULT_DOCKER_HOST, type DockerEndpoint, parseDockerHost } from './docker/api.ts';
 import type { Level, LogFormat } from './obs/logger.ts';
 
 export interface Config {
@@ -39,6 +40,11 @@ export interface Config {
   readonly procSys?: string;
   /** --metrics-address: where /metrics, /healthz, /readyz and /topology are served over TCP (off by default) */
   readonly metricsAddress?: ListenAddress;
+  /**
+   * --docker-host: the Docker API container names, aliases and labels are followed from
+   * (docker/watch.ts, off the request path); absent when it is `none` (the follower is off)
+   */
+  readonly dockerHost?: DockerEndpoint;
 }
 
 export const DEFAULTS = {
@@ -213,6 +219,13 @@ export const SERVE_OPTIONS = {
     defaultText: 'off',
     help: 'serve /metrics (Prometheus), /healthz, /readyz and /topology over HTTP here, e.g. 127.0.0.1:9733',
   },
+  'docker-host': {
+    type: 'string',
+    value: 'URL',
+    env: 'TRUSS_DOCKER_HOST',
+    defaultText: `DOCKER_HOST, else ${DEFAULT_DOCKER_HOST}`,
+    help: 'the Docker API container names, aliases and labels are read from: unix:///PATH, tcp://HOST:PORT, or none (off)',
+  },
 } as const satisfies Record<string, ServeOption>;
 
 export function adminSocketPath(stateDir: string): string {
@@ -304,7 +317,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
       `--metrics-address ${JSON.stringify(metricsText.slice(0, 80))}: expected HOST:PORT with an IP address and a port 1-65535, e.g. 127.0.0.1:9733 (IPv6: [::1]:9733)`,
     );
   }
+  const dockerHost = loadDockerHost(values['docker-host'], env);
   return {
+    ...(dockerHost !== undefined ? { dockerHost } : {}),
     ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     ...(iptables !== undefined ? { iptables } : {}),
     ...(procSys !== undefined ? { procSys } : {}),
@@ -330,4 +345,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
       DEFAULTS.gcGraceSeconds,
     ),
   };
+}
+
+/** --docker-host, else TRUSS_DOCKER_HOST, else DOCKER_HOST, else the local socket; `none`: off. */
+function loadDockerHost(flag: string | undefined, env: NodeJS.ProcessEnv): DockerEndpoint | undefined {
+  const given = flag ?? (env.TRUSS_DOCKER_HOST || undefined);
+  const text = given ?? (env.DOCKER_HOST || DEFAULT_DOCKER_HOST);
+  if (text === 'none') return undefined;
+  const parsed = parseDockerHost(text, env);
+  if ('endpoint' in parsed) return parsed.endpoint;
+  const source = given === undefined ? ` (from DOCKER_HOST)` : '';
+  throw errors.badOption(
+    `--docker-host${source} ${JSON.stringify(text.slice(0, 200))}: ${parsed.why}; give --docker-host unix:///PATH, tcp://HOST:PORT or none (container names, truss DNS and name/label policy off)`,
+  );
 }

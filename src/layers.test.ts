@@ -18,7 +18,10 @@
  *   service   -> core, obs, store, cluster, and the reconciler's public face (reconciler.ts,
  *                plan.ts), never its internals
  *   admin     -> core, obs        the admin socket's server; handlers are given to it
- *   cli       -> cli, core, obs, admin, config.ts: the CLI never touches the kernel or the store
+ *   docker    -> core, obs        the Docker Engine API client and the event follower: the CLI
+ *                                 asks it directly; the daemon only off the request path and
+ *                                 never waiting on it at start-up (boot deadlock: moby#32815)
+ *   cli       -> cli, core, obs, admin, docker, config.ts: the CLI never touches the kernel or the store
  *                (it talks to the daemon); it hands a command that runs without a daemon to its
  *                composition root by a dynamic import() (loaded only for that command)
  *
@@ -42,7 +45,8 @@ const MAY_IMPORT: Readonly<Record<Layer, readonly Layer[]>> = {
   cluster: ['core', 'obs', 'store', 'cluster'],
   service: ['core', 'obs', 'store', 'cluster', 'reconcile', 'service'],
   admin: ['core', 'obs', 'admin'],
-  cli: ['cli', 'core', 'obs', 'admin'],
+  docker: ['core', 'obs', 'docker'],
+  cli: ['cli', 'core', 'obs', 'admin', 'docker'],
 };
 
 const WHY: Readonly<Record<Layer, string>> = {
@@ -55,6 +59,7 @@ const WHY: Readonly<Record<Layer, string>> = {
   cluster: 'cluster runs over the cluster store',
   service: 'services use the reconciler only through its public face',
   admin: 'the admin server is given its handlers',
+  docker: 'the Docker API client knows no store, kernel or service: its callers are given what it learns',
   cli: 'the CLI never touches the kernel or the store: it talks to the daemon, or hands over to a composition root',
 };
 
@@ -216,6 +221,9 @@ describe('layers (the import table)', () => {
     assert.equal(ruleBroken('service/x.ts', stat('../reconcile/reconciler.ts')), undefined);
     assert.match(ruleBroken('cluster/x.ts', stat('../dataplane/linux/vxlan.ts')) ?? '', /cluster may import/);
     assert.match(ruleBroken('cluster/x.ts', stat('../main.ts')) ?? '', /composition roots/);
+    assert.equal(ruleBroken('cli/x.ts', stat('../docker/api.ts')), undefined);
+    assert.match(ruleBroken('docker/x.ts', stat('../store/sqlite.ts')) ?? '', /docker may import/);
+    assert.match(ruleBroken('service/x.ts', stat('../docker/watch.ts')) ?? '', /service may import/);
     assert.match(ruleBroken('service/x.ts', stat('node:child_process')) ?? '', /dataplane\/ only/);
     assert.match(ruleBroken('cli/x.ts', stat('etcd3')) ?? '', /store\/ only/);
     assert.equal(ruleBroken('main.ts', stat('./dataplane/linux/linux-dataplane.ts')), undefined);

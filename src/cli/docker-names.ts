@@ -3,7 +3,7 @@
  * (never the daemon: STYLE.md §8). Best effort: when Docker does not answer within a moment,
  * or DOCKER_HOST is unusable, status shows ids only, without an error.
  */
-import { dockerEndpointFromEnv, listContainerEndpoints, listNetworks } from './docker-api.ts';
+import { dockerEndpointFromEnv, listContainerEndpoints, listNetworks } from '../docker/api.ts';
 import type { DockerNames } from './format.ts';
 
 /** how long status waits for Docker's two listings */

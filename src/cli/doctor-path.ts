@@ -7,9 +7,9 @@
 import { adminSocketPath } from '../config.ts';
 import { type PathBody, type PathRequest, pathBody } from '../core/admin-api.ts';
 import { parseIp } from '../core/ip.ts';
+import { type DockerEndpoint, dockerEndpointFromEnv, inspectContainer } from '../docker/api.ts';
 import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
 import { FLAGS } from './commands.ts';
-import { type DockerEndpoint, dockerEndpointFromEnv, inspectContainer } from './docker-api.ts';
 import { type CliIo, parseCommandLine, stateDirOf, UsageError } from './usage.ts';
 
 type End = PathRequest['from'];

@@ -8,9 +8,9 @@ import { adminSocketPath } from '../config.ts';
 import { policyBody, statusNetworkIds } from '../core/admin-api.ts';
 import { isTrussError } from '../core/errors.ts';
 import { parseIngress } from '../core/policy/parse.ts';
+import { type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from '../docker/api.ts';
 import { AdminError, adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
 import { FLAGS, POLICY_USAGE } from './commands.ts';
-import { type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from './docker-api.ts';
 import { formatPolicyView, type PolicyView } from './format.ts';
 import { type CliIo, parseCommandLine, reportUsageError, stateDirOf, UsageError } from './usage.ts';
 

@@ -1,5 +1,7 @@
 /**
- * A minimal Docker Engine API client for the CLI (never the daemon: see STYLE.md §8).
+ * A minimal Docker Engine API client, shared by the CLI and the daemon. The daemon uses it only
+ * off the plugin request path and asynchronously (docker/watch.ts): dockerd may call the plugin
+ * before its own API is up, so waiting on Docker there deadlocks its boot (moby#32815, STYLE.md §8).
  * GET /networks/{name-or-id}, /networks, /containers/json and /containers/{name-or-id}/json.
  * Paths carry no API version, so the daemon answers in its own current version; the fields we
  * read have been stable since API 1.21.
@@ -37,37 +39,82 @@ export class DockerApiError extends Error {
 /** Where the Docker daemon listens: DOCKER_HOST, else the default unix socket. */
 export function dockerEndpointFromEnv(env: Readonly<Record<string, string | undefined>>): DockerEndpoint {
   const url = env.DOCKER_HOST || DEFAULT_DOCKER_HOST;
-  const invalid = (why: string): DockerApiError =>
-    new DockerApiError('DOCKER_HOST_INVALID', `DOCKER_HOST=${JSON.stringify(url)}: ${why}`);
+  const parsed = parseDockerHost(url, env);
+  if ('why' in parsed)
+    throw new DockerApiError('DOCKER_HOST_INVALID', `DOCKER_HOST=${JSON.stringify(url)}: ${parsed.why}`);
+  return parsed.endpoint;
+}
+
+/**
+ * `unix:///abs/path` or `tcp://host[:port]` (plain HTTP: DOCKER_TLS_VERIFY in `env` is refused),
+ * or why not. The caller names the setting it came from.
+ */
+export function parseDockerHost(
+  url: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+): { readonly endpoint: DockerEndpoint } | { readonly why: string } {
   if (url.startsWith('unix://')) {
     const socketPath = url.slice('unix://'.length) || '/var/run/docker.sock';
-    if (!socketPath.startsWith('/') || socketPath.includes('\0')) throw invalid('expected unix:///absolute/path');
-    return { kind: 'unix', socketPath, url };
+    if (!socketPath.startsWith('/') || socketPath.includes('\0')) return { why: 'expected unix:///absolute/path' };
+    return { endpoint: { kind: 'unix', socketPath, url } };
   }
   if (url.startsWith('tcp://')) {
     if (env.DOCKER_TLS_VERIFY) {
-      throw invalid('DOCKER_TLS_VERIFY is set, but truss speaks plain HTTP to Docker; use a unix socket or unset it');
+      return {
+        why: 'DOCKER_TLS_VERIFY is set, but truss speaks plain HTTP to Docker; use a unix socket or unset it',
+      };
     }
     let u: URL;
     try {
       u = new URL(url);
     } catch {
-      throw invalid('expected tcp://host:port');
+      return { why: 'expected tcp://host:port' };
     }
     if (u.hostname === '' || (u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.username !== '') {
-      throw invalid('expected tcp://host:port');
+      return { why: 'expected tcp://host:port' };
     }
     const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-    return { kind: 'tcp', host, port: u.port === '' ? 2375 : Number(u.port), url };
+    return { endpoint: { kind: 'tcp', host, port: u.port === '' ? 2375 : Number(u.port), url } };
   }
-  throw invalid('only unix:// and tcp:// are supported');
+  return { why: 'only unix:// and tcp:// are supported' };
 }
 
-function get(ep: DockerEndpoint, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  const target = ep.kind === 'unix' ? { socketPath: ep.socketPath } : { host: ep.host, port: ep.port };
+/** Where node:http connects for `ep`. */
+export const connectTarget = (ep: DockerEndpoint): { socketPath: string } | { host: string; port: number } =>
+  ep.kind === 'unix' ? { socketPath: ep.socketPath } : { host: ep.host, port: ep.port };
+
+/**
+ * A request's error as the caller sees it: ours and an abort (the caller's own signal) pass as
+ * they are; a socket error becomes DOCKER_UNREACHABLE with the errno in `cause`.
+ */
+export function requestError(ep: DockerEndpoint, e: NodeJS.ErrnoException): Error {
+  if (e instanceof DockerApiError || e.name === 'AbortError') return e;
+  if (e.code === 'EACCES') {
+    const msg = `permission denied on ${ep.url} (run as root or as a member of the docker group)`;
+    return new DockerApiError('DOCKER_UNREACHABLE', msg, undefined, { cause: e });
+  }
+  const msg = `cannot reach the Docker daemon at ${ep.url} (${e.code ?? e.message}): is dockerd running? DOCKER_HOST selects another daemon; a network id needs no Docker`;
+  return new DockerApiError('DOCKER_UNREACHABLE', msg, undefined, { cause: e });
+}
+
+/** Per-request options: a deadline for each socket wait, and the caller's abort. */
+export interface RequestOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+function get(ep: DockerEndpoint, path: string, opts: RequestOptions): Promise<{ status: number; text: string }> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { ...target, method: 'GET', path, headers: { accept: 'application/json' }, timeout: timeoutMs },
+      {
+        ...connectTarget(ep),
+        method: 'GET',
+        path,
+        headers: { accept: 'application/json' },
+        timeout: timeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -78,7 +125,7 @@ function get(ep: DockerEndpoint, path: string, timeoutMs: number): Promise<{ sta
           else chunks.push(c);
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
+        res.on('error', (e) => reject(requestError(ep, e)));
       },
     );
     req.on('timeout', () =>
@@ -89,21 +136,12 @@ function get(ep: DockerEndpoint, path: string, timeoutMs: number): Promise<{ sta
         ),
       ),
     );
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e instanceof DockerApiError) reject(e);
-      else if (e.code === 'EACCES') {
-        const msg = `permission denied on ${ep.url} (run as root or as a member of the docker group)`;
-        reject(new DockerApiError('DOCKER_UNREACHABLE', msg, undefined, { cause: e }));
-      } else {
-        const msg = `cannot reach the Docker daemon at ${ep.url} (${e.code ?? e.message}): is dockerd running? DOCKER_HOST selects another daemon; a network id needs no Docker`;
-        reject(new DockerApiError('DOCKER_UNREACHABLE', msg, undefined, { cause: e }));
-      }
-    });
+    req.on('error', (e: NodeJS.ErrnoException) => reject(requestError(ep, e)));
     req.end();
   });
 }
 
-const messageOf = (text: string): string => {
+export const messageOf = (text: string): string => {
   try {
     const m = (JSON.parse(text) as { message?: unknown }).message;
     if (typeof m === 'string') return m;
@@ -113,7 +151,7 @@ const messageOf = (text: string): string => {
 
 /** GET /networks/{nameOrId}: Docker matches a full id, a name, or an unambiguous id prefix. */
 export async function inspectNetwork(ep: DockerEndpoint, nameOrId: string, timeoutMs = 10_000): Promise<DockerNetwork> {
-  const { status, text } = await get(ep, `/networks/${encodeURIComponent(nameOrId)}`, timeoutMs);
+  const { status, text } = await get(ep, `/networks/${encodeURIComponent(nameOrId)}`, { timeoutMs });
   if (status === 404) {
     throw new DockerApiError(
       'DOCKER_NOT_FOUND',
@@ -162,14 +200,13 @@ export interface DockerAttachment {
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
-/** GET /containers/{nameOrId}/json: its name and its network attachments (empty when it is stopped). */
-export async function inspectContainer(
-  ep: DockerEndpoint,
-  nameOrId: string,
-  timeoutMs = 10_000,
-): Promise<{ readonly name: string; readonly attachments: readonly DockerAttachment[] }> {
+/**
+ * GET /containers/{nameOrId}/json, parsed but not checked: the caller reads the fields it uses.
+ * DOCKER_NOT_FOUND when Docker has no such container (never was, or removed).
+ */
+export async function readContainer(ep: DockerEndpoint, nameOrId: string, opts: RequestOptions = {}): Promise<unknown> {
   const path = `/containers/${encodeURIComponent(nameOrId)}/json`;
-  const { status, text } = await get(ep, path, timeoutMs);
+  const { status, text } = await get(ep, path, opts);
   if (status === 404) {
     throw new DockerApiError(
       'DOCKER_NOT_FOUND',
@@ -180,12 +217,23 @@ export async function inspectContainer(
   if (status !== 200) {
     throw new DockerApiError('DOCKER_FAILED', `Docker answered ${status} to GET ${path}: ${messageOf(text)}`, status);
   }
-  let c: { Name?: unknown; NetworkSettings?: { Networks?: Record<string, Record<string, unknown> | null> | null } };
   try {
-    c = JSON.parse(text) as typeof c;
+    return JSON.parse(text) as unknown;
   } catch (e) {
     throw new DockerApiError('DOCKER_FAILED', `Docker's reply to GET ${path} is not JSON`, status, { cause: e });
   }
+}
+
+/** GET /containers/{nameOrId}/json: its name and its network attachments (empty when it is stopped). */
+export async function inspectContainer(
+  ep: DockerEndpoint,
+  nameOrId: string,
+  timeoutMs = 10_000,
+): Promise<{ readonly name: string; readonly attachments: readonly DockerAttachment[] }> {
+  const c = (await readContainer(ep, nameOrId, { timeoutMs })) as {
+    Name?: unknown;
+    NetworkSettings?: { Networks?: Record<string, Record<string, unknown> | null> | null };
+  } | null;
   const attachments = Object.entries(c?.NetworkSettings?.Networks ?? {}).flatMap(([network, n]) => {
     const networkId = str(n?.NetworkID);
     const endpointId = str(n?.EndpointID);
@@ -197,8 +245,8 @@ export async function inspectContainer(
 }
 
 /** GET a JSON array (a listing); a non-200 answer or anything but an array fails. */
-async function listing(ep: DockerEndpoint, path: string, timeoutMs: number): Promise<unknown[]> {
-  const { status, text } = await get(ep, path, timeoutMs);
+async function listing(ep: DockerEndpoint, path: string, opts: RequestOptions): Promise<unknown[]> {
+  const { status, text } = await get(ep, path, opts);
   if (status !== 200) {
     throw new DockerApiError('DOCKER_FAILED', `Docker answered ${status} to GET ${path}: ${messageOf(text)}`, status);
   }
@@ -217,7 +265,7 @@ export async function listNetworks(
   ep: DockerEndpoint,
   timeoutMs = 10_000,
 ): Promise<readonly { readonly Id: string; readonly Name: string }[]> {
-  return (await listing(ep, '/networks', timeoutMs)).flatMap((n) => {
+  return (await listing(ep, '/networks', { timeoutMs })).flatMap((n) => {
     const { Id, Name } = (n ?? {}) as { Id?: unknown; Name?: unknown };
     return typeof Id === 'string' && typeof Name === 'string' ? [{ Id, Name }] : [];
   });
@@ -228,7 +276,7 @@ export async function listContainerEndpoints(
   ep: DockerEndpoint,
   timeoutMs = 10_000,
 ): Promise<readonly { readonly name: string; readonly endpointIds: readonly string[] }[]> {
-  return (await listing(ep, '/containers/json?all=1', timeoutMs)).flatMap((c) => {
+  return (await listing(ep, '/containers/json?all=1', { timeoutMs })).flatMap((c) => {
     const { Names, NetworkSettings } = (c ?? {}) as {
       Names?: unknown;
       NetworkSettings?: { Networks?: Record<string, { EndpointID?: unknown } | null> | null } | null;
@@ -239,5 +287,13 @@ export async function listContainerEndpoints(
       typeof n?.EndpointID === 'string' && n.EndpointID !== '' ? [n.EndpointID] : [],
     );
     return [{ name: first.replace(/^\//, ''), endpointIds }];
+  });
+}
+
+/** GET /containers/json (running containers only): their full ids. */
+export async function listRunningContainerIds(ep: DockerEndpoint, opts: RequestOptions = {}): Promise<string[]> {
+  return (await listing(ep, '/containers/json', opts)).flatMap((c) => {
+    const id = (c as { Id?: unknown } | null)?.Id;
+    return typeof id === 'string' && /^[0-9a-f]{64}$/.test(id) ? [id] : [];
   });
 }

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { DockerApiError, type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from './docker-api.ts';
+import { DockerApiError, type DockerEndpoint, dockerEndpointFromEnv, inspectNetwork } from './api.ts';
 
 const NID = `${'0123456789ab'}${'c'.repeat(52)}`;
 
