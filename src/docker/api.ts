@@ -297,3 +297,17 @@ export async function listRunningContainerIds(ep: DockerEndpoint, opts: RequestO
     return typeof id === 'string' && /^[0-9a-f]{64}$/.test(id) ? [id] : [];
   });
 }
+
+/** GET /version: the engine's version ("20.10.24+dfsg1", "28.5.2"), undefined when it does not say. */
+export async function readVersion(ep: DockerEndpoint, opts: RequestOptions = {}): Promise<string | undefined> {
+  const { status, text } = await get(ep, '/version', opts);
+  if (status !== 200) {
+    throw new DockerApiError('DOCKER_FAILED', `Docker answered ${status} to GET /version: ${messageOf(text)}`, status);
+  }
+  try {
+    const v = (JSON.parse(text) as { Version?: unknown } | null)?.Version;
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  } catch (e) {
+    throw new DockerApiError('DOCKER_FAILED', "Docker's reply to GET /version is not JSON", status, { cause: e });
+  }
+}

@@ -40,7 +40,7 @@ export async function failureReason(ep: DockerEndpoint, err: unknown, kept: bool
   if (err instanceof DockerApiError && err.code === 'DOCKER_FAILED') {
     const proxy =
       err.status === 401 || err.status === 403 || err.status === 404 || err.status === 405
-        ? '; a proxy in front of Docker must allow GET /events, /containers/json and /containers/{id}/json'
+        ? '; a proxy in front of Docker must allow GET /events, /containers/json, /containers/{id}/json and /version'
         : '';
     return `${err.message} (at ${ep.url}): ${effect(kept)}${proxy}`;
   }

@@ -12,7 +12,7 @@
  * MAX_INFLIGHT run at once.
  */
 import type { Logger } from '../obs/logger.ts';
-import { DockerApiError, type DockerEndpoint, listRunningContainerIds, readContainer } from './api.ts';
+import { DockerApiError, type DockerEndpoint, listRunningContainerIds, readContainer, readVersion } from './api.ts';
 import { CoalescingQueue } from './coalescing-queue.ts';
 import { type DockerEvent, followEvents } from './events.ts';
 import { type ContainerFacts, decodeContainerFacts, type EndpointFacts, sameFacts } from './facts.ts';
@@ -61,6 +61,8 @@ export class DockerWatch {
   readonly #seqOf = new Map<string, number>();
   readonly #byEndpoint = new Map<string, { container: ContainerFacts; endpoint: EndpointFacts }>();
   #seq = 0;
+  /** the engine's version, read at each (re)connection */
+  #version: string | undefined;
 
   readonly #queue = new CoalescingQueue((id) => this.#inspect(id), MAX_INFLIGHT);
   readonly #failed = new Set<string>();
@@ -127,6 +129,11 @@ export class DockerWatch {
   }
 
   /** Running containers by id. */
+  /** Docker's engine version as last read ("28.5.2"), undefined before the first sync. */
+  version(): string | undefined {
+    return this.#version;
+  }
+
   containers(): ReadonlyMap<string, ContainerFacts> {
     return this.#containers;
   }
@@ -197,6 +204,8 @@ export class DockerWatch {
   /** Every running container is inspected again; one known but not listed has stopped. */
   async #relist(ep: DockerEndpoint, signal: AbortSignal): Promise<void> {
     const gen = ++this.#seq;
+    // a proxy may refuse /version: names still work, only the version-dependent DNS advice is lost
+    this.#version = await readVersion(ep, { signal }).catch(() => this.#version);
     const running = new Set(await listRunningContainerIds(ep, { signal }));
     if (signal.aborted) return;
     for (const id of [...this.#containers.keys()]) {
