@@ -18,6 +18,7 @@
  *   service   -> core, obs, store, cluster, and the reconciler's public face (reconciler.ts,
  *                plan.ts), never its internals
  *   admin     -> core, obs        the admin socket's server; handlers are given to it
+ *   dns       -> core, obs        the DNS responder's sockets; it is given its lookup and listeners
  *   cli       -> cli, core, obs, admin, config.ts: the CLI never touches the kernel or the store
  *                (it talks to the daemon); it hands a command that runs without a daemon to its
  *                composition root by a dynamic import() (loaded only for that command)
@@ -42,6 +43,7 @@ const MAY_IMPORT: Readonly<Record<Layer, readonly Layer[]>> = {
   cluster: ['core', 'obs', 'store', 'cluster'],
   service: ['core', 'obs', 'store', 'cluster', 'reconcile', 'service'],
   admin: ['core', 'obs', 'admin'],
+  dns: ['core', 'obs', 'dns'],
   cli: ['cli', 'core', 'obs', 'admin'],
 };
 
@@ -55,6 +57,7 @@ const WHY: Readonly<Record<Layer, string>> = {
   cluster: 'cluster runs over the cluster store',
   service: 'services use the reconciler only through its public face',
   admin: 'the admin server is given its handlers',
+  dns: 'the DNS responder is given its lookup and its listeners: it knows no store, catalog or kernel',
   cli: 'the CLI never touches the kernel or the store: it talks to the daemon, or hands over to a composition root',
 };
 
