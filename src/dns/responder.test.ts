@@ -285,3 +285,28 @@ describe('DnsResponder.sync', () => {
     await dns.close();
   });
 });
+
+describe('DnsResponder limits', () => {
+  it('answers SERVFAIL at once beyond maxInflight upstream exchanges', async () => {
+    const up = await fakeUpstream('127.0.0.1');
+    const dns = new DnsResponder({
+      log: createLogger('error', () => {}),
+      lookup: () => ({ kind: 'forward' }),
+      timeoutMs: 1000,
+      upstreamPort: up.port,
+      maxInflight: 1,
+    });
+    const l = { address: '127.0.0.1', port: await freePort('127.0.0.1'), upstream: '127.0.0.1' };
+    await dns.sync([l]);
+    const first = askUdp('127.0.0.1', l.port, query(1, 'slow.example'));
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    const second = (await askUdp('127.0.0.1', l.port, query(2, 'slow.example')))!;
+    assert.equal(rcodeOf(second), 2);
+    assert.ok(Date.now() - t0 < 500, 'not after the timeout');
+    assert.equal(rcodeOf((await first)!), 2);
+    assert.equal(up.received.length, 1);
+    await dns.close();
+    await up.close();
+  });
+});

@@ -48,6 +48,8 @@ export interface DnsResponderOptions {
   readonly upstreamPort?: number;
   /** a TCP client connection idle this long is closed (RFC 7766 §6.2.3) */
   readonly tcpIdleMs?: number;
+  /** upstream exchanges at once; beyond, SERVFAIL at once (Docker's embedded DNS: maxConcurrent 1024) */
+  readonly maxInflight?: number;
 }
 
 export interface DnsCounters {
@@ -77,6 +79,7 @@ export class DnsResponder {
   readonly #ttl: number;
   readonly #upstreamPort: number;
   readonly #tcpIdleMs: number;
+  readonly #maxInflight: number;
   readonly #open = new Map<string, Open>();
   readonly #inflight: Inflight = new Set();
   readonly #counters: DnsCounters = { answered: 0, forwarded: 0, failed: 0 };
@@ -90,6 +93,7 @@ export class DnsResponder {
     this.#ttl = o.ttl ?? 10;
     this.#upstreamPort = o.upstreamPort ?? 53;
     this.#tcpIdleMs = o.tcpIdleMs ?? 10_000;
+    this.#maxInflight = o.maxInflight ?? 1024;
   }
 
   get counters(): Readonly<DnsCounters> {
@@ -206,7 +210,9 @@ export class DnsResponder {
     }
     const up: Upstream = { address: upstream, port: this.#upstreamPort };
     const exchange = proto === 'udp' ? exchangeUdp : exchangeTcp;
-    const reply = await exchange(msg, up, this.#timeoutMs, this.#inflight);
+    // a flood must not take every file descriptor: one socket per exchange in flight
+    const reply =
+      this.#inflight.size < this.#maxInflight ? await exchange(msg, up, this.#timeoutMs, this.#inflight) : undefined;
     if (reply) {
       this.#counters.forwarded++;
       return reply;
