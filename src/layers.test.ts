@@ -21,6 +21,7 @@
  *   docker    -> core, obs        the Docker Engine API client and the event follower: the CLI
  *                                 asks it directly; the daemon only off the request path and
  *                                 never waiting on it at start-up (boot deadlock: moby#32815)
+ *   dns       -> core, obs        the DNS responder's sockets; it is given its lookup and listeners
  *   cli       -> cli, core, obs, admin, docker, config.ts: the CLI never touches the kernel or the store
  *                (it talks to the daemon); it hands a command that runs without a daemon to its
  *                composition root by a dynamic import() (loaded only for that command)
@@ -47,6 +48,7 @@ const MAY_IMPORT: Readonly<Record<Layer, readonly Layer[]>> = {
   admin: ['core', 'obs', 'admin'],
   docker: ['core', 'obs', 'docker'],
   cli: ['cli', 'core', 'obs', 'admin', 'docker'],
+  dns: ['core', 'obs', 'dns'],
 };
 
 const WHY: Readonly<Record<Layer, string>> = {
@@ -60,6 +62,7 @@ const WHY: Readonly<Record<Layer, string>> = {
   service: 'services use the reconciler only through its public face',
   admin: 'the admin server is given its handlers',
   docker: 'the Docker API client knows no store, kernel or service: its callers are given what it learns',
+  dns: 'the DNS responder is given its lookup and its listeners: it knows no store, catalog or kernel',
   cli: 'the CLI never touches the kernel or the store: it talks to the daemon, or hands over to a composition root',
 };
 
