@@ -8,6 +8,7 @@
  * Two halves: openDaemon does the I/O that comes first (the state database and its state id,
  * the Linux dataplane, the cluster set-up); wireDaemon connects the parts and starts nothing.
  */
+
 import { mkdirSync } from 'node:fs';
 import type http from 'node:http';
 import { buildAdminServer } from './admin/server.ts';
@@ -22,6 +23,7 @@ import type { Capabilities } from './core/preflight.ts';
 import { wireObservability } from './daemon-observability.ts';
 import { createLinuxDataplane } from './dataplane/linux/linux-dataplane.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './dataplane/linux/wireguard-keys.ts';
+import { wireNames } from './names-wiring.ts';
 import { withFaults } from './obs/fault.ts';
 import type { ObservabilityHandlers } from './obs/health-http.ts';
 import { createLogger, type Logger } from './obs/logger.ts';
@@ -231,12 +233,27 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     });
   const releases = new ReleaseRetry(ipam, log.child({ component: 'ipam' }));
   const prometheus = createTrussMetrics({ cluster: cluster !== undefined, version: VERSION });
+  const names = wireNames(config, {
+    log,
+    self: () => cluster?.agent.self ?? 'local',
+    ...(cluster ? { cluster: cluster.agent } : {}),
+    trigger: () => reconciler.trigger(),
+  });
+  const observer = prometheus.reconcile;
   const reconciler = new Reconciler({
-    observer: prometheus.reconcile,
-    loadIntent: async (opts) => ({
-      ...(await repo.snapshot(opts)),
-      ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
-    }),
+    observer: {
+      pass: (r) => {
+        observer.pass(r);
+        names.afterPass();
+      },
+      passFailed: (full) => observer.passFailed(full),
+      drift: (kind, problems) => observer.drift(kind, problems),
+    },
+    loadIntent: async (opts) =>
+      names.withNames({
+        ...(await repo.snapshot(opts)),
+        ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
+      }),
     ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu.wireguard } } : {}),
     ...(cluster ? { vxlan: cluster.vxlan } : {}),
     dataplane,
@@ -369,10 +386,11 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       reconciling = true;
       reconciler.start();
       cluster?.agent.start();
+      names.start();
     },
     stop: async () => {
       reconciling = false;
-      await Promise.all([reconciler.stop(), cluster?.agent.stop()]);
+      await Promise.all([reconciler.stop(), cluster?.agent.stop(), names.stop()]);
       await journal.drain();
     },
     close: async () => {

@@ -134,7 +134,8 @@ export class Reconciler {
     const local = computeDesired(intent.networks, intent.endpoints, intent.policies);
     const cluster = intent.cluster === 'pending' ? undefined : this.clusterDesired(intent);
     if (cluster && mode !== 'check') this.#reportRejected(cluster);
-    const kernel = { ...local, firewall: await this.#guarded(local.firewall, intent, cluster) };
+    const dns = intent.dns && intent.dns.bridges.length > 0 ? { dnsRedirect: intent.dns } : {};
+    const kernel = { ...local, ...dns, firewall: await this.#guarded(local.firewall, intent, cluster) };
     const links = mode === 'incremental' ? undefined : await this.#links.plan(kernel, mode);
     return { intent, kernel, cluster, ...(links ? { links } : {}) };
   }

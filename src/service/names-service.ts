@@ -9,9 +9,10 @@
  * are then left exactly as they are, so a restart never flips a verdict (issue 16 item 4).
  */
 
+import type { ClusterNames } from '../core/contracts.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import type { ContainerFacts, DnsPlan } from '../core/names/catalog.ts';
-import { dnsEnabled, localCatalog, planDns, visibleFrom } from '../core/names/catalog.ts';
+import { dnsEnabled, localCatalog, onDnsNetworks, planDns, visibleFrom } from '../core/names/catalog.ts';
 import type { NamedEndpoint } from '../core/names/model.ts';
 import type { Logger } from '../obs/logger.ts';
 
@@ -24,21 +25,19 @@ export interface LocalNames {
 }
 
 /** What the service needs of the cluster agent (cluster/names.ts). */
-export interface RemoteNames {
-  /** this host's complete list of named endpoints on cluster networks */
-  publishNames(entries: readonly NamedEndpoint[]): void;
-  /** every other host's */
-  names(): readonly NamedEndpoint[];
-  namesSynced(): boolean;
-}
+export type RemoteNames = ClusterNames;
 
 export interface NamesServiceDeps {
   /** this host's node id */
   readonly self: () => string;
   readonly docker: LocalNames;
   readonly cluster?: RemoteNames;
-  /** the servers Docker's embedded DNS forwards to when a container has no --dns of its own */
-  readonly hostUpstreams: () => readonly string[];
+  /**
+   * The servers Docker's embedded DNS of these containers forwards to from the containers'
+   * namespaces (their --dns, the host's resolv.conf as dockerd's version reads it); with no
+   * container, those of a container without --dns (redirected before its first query).
+   */
+  readonly upstreams: (containers: readonly ContainerFacts[]) => readonly string[];
   readonly log: Logger;
 }
 
@@ -64,6 +63,8 @@ export class NamesService {
   #local: readonly NamedEndpoint[] = [];
   #catalog: readonly NamedEndpoint[] = [];
   #dnsNetworks = 0;
+  /** ids of this host's truss.dns networks, as of the last view() */
+  #dnsIds = new Set<string>();
 
   constructor(deps: NamesServiceDeps) {
     this.#d = deps;
@@ -77,9 +78,11 @@ export class NamesService {
     this.#publish(local);
     const remote = this.#d.cluster?.names() ?? [];
     this.#catalog = [...local, ...remote];
-    const { plan, ports } = planDns(intent.networks, this.#d.hostUpstreams(), containers, this.#ports);
+    const upstreams = this.#d.upstreams(onDnsNetworks(intent.networks, containers));
+    const { plan, ports } = planDns(intent.networks, upstreams, this.#ports);
     this.#ports = ports;
-    this.#dnsNetworks = intent.networks.filter(dnsEnabled).length;
+    this.#dnsIds = new Set(intent.networks.filter(dnsEnabled).map((n) => n.id));
+    this.#dnsNetworks = this.#dnsIds.size;
     const pending =
       this.#d.docker.state().state === 'connecting' ||
       (this.#d.cluster !== undefined && !this.#d.cluster.namesSynced());
@@ -88,14 +91,17 @@ export class NamesService {
 
   /**
    * The catalog entries a query from `source` (a container's address on a dns network) may
-   * resolve, and that container's dns networks; undefined when the source is not a known container.
+   * resolve, and that container's endpoints on dns networks; undefined when the source is not a
+   * known container.
    */
   queryView(
     source: string,
   ): { readonly networks: readonly NamedEndpoint[]; readonly endpoints: readonly NamedEndpoint[] } | undefined {
     const self = this.#local.find((e) => e.addresses.includes(source));
     if (!self) return undefined;
-    const networks = this.#local.filter((e) => e.containerId === self.containerId);
+    const networks = this.#local.filter(
+      (e) => e.containerId === self.containerId && e.networkId !== undefined && this.#dnsIds.has(e.networkId),
+    );
     return { networks, endpoints: visibleFrom(this.#catalog, networks) };
   }
 
@@ -126,6 +132,7 @@ export class NamesService {
     const text = JSON.stringify(mine);
     if (text === this.#published) return;
     this.#published = text;
-    c.publishNames(mine);
+    // never rejects (logged and retried by the agent)
+    void c.publishNames(mine);
   }
 }

@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EndpointSpec, NetworkSpec } from '../model.ts';
 import { parseNetworkOptions } from '../options.ts';
-import { assignPorts, type ContainerFacts, DNS_PORT_BASE, localCatalog, planDns, visibleFrom } from './catalog.ts';
+import {
+  assignPorts,
+  type ContainerFacts,
+  DNS_PORT_BASE,
+  localCatalog,
+  onDnsNetworks,
+  planDns,
+  visibleFrom,
+} from './catalog.ts';
 import { globMatch, selectorText, selects } from './model.ts';
 
 const N1 = 'a'.repeat(64);
@@ -107,13 +115,12 @@ describe('planDns', () => {
     ipv6: [{ pool: 'fd00:1::/64', gateway: 'fd00:1::1/64', auxAddresses: {} }],
   });
   it('is empty without a dns network', () => {
-    const { plan } = planDns([net(N1, 'trb1')], ['198.18.9.53'], [], new Map());
+    const { plan } = planDns([net(N1, 'trb1')], ['198.18.9.53'], new Map());
     assert.deepEqual(plan, { bridges: [], upstreams: [], listeners: [] });
   });
-  it('redirects the host upstreams and the containers own --dns, each gateway of its family', () => {
-    const c = facts({ dns: ['198.18.9.99', 'not-an-ip'] });
-    const outsider = facts({ id: 'd'.repeat(64), dns: ['198.18.9.77'], endpoints: [] });
-    const { plan, ports } = planDns([dnsNet, net(N2, 'trb2')], ['198.18.9.53', 'fd00:9::53'], [c, outsider], new Map());
+  it('redirects the upstreams on each gateway of its family', () => {
+    const upstreams = ['198.18.9.53', 'fd00:9::53', '198.18.9.99', 'not-an-ip', '198.18.9.53'];
+    const { plan, ports } = planDns([dnsNet, net(N2, 'trb2')], upstreams, new Map());
     assert.deepEqual(plan.bridges, [{ bridge: 'trb1', gateway4: '198.18.1.1', gateway6: 'fd00:1::1' }]);
     assert.deepEqual(
       plan.upstreams.map((u) => u.address),
@@ -128,6 +135,14 @@ describe('planDns', () => {
       ],
     );
     assert.equal(ports.size, 3);
+  });
+  it('knows the containers on dns networks', () => {
+    const c = facts();
+    const outsider = facts({ id: 'd'.repeat(64), endpoints: [] });
+    assert.deepEqual(
+      onDnsNetworks([dnsNet], [c, outsider]).map((x) => x.id),
+      [C1],
+    );
   });
   it('keeps an upstream on its port as others come and go', () => {
     const first = assignPorts(new Map(), ['198.18.9.1', '198.18.9.2']);

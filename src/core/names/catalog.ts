@@ -136,13 +136,13 @@ const canon = (ip: string): string | undefined => {
 
 /**
  * What truss DNS needs on this host: the bridges of dns networks, the upstream servers their
- * containers' embedded DNS forwards to (the host's, and each container's own --dns), each with
- * its responder port, and the responder's listeners (every gateway of the upstream's family).
+ * containers' embedded DNS forwards to from the containers' namespaces (`upstreams`: the
+ * caller knows them from resolv.conf, each container's own --dns and dockerd's version), each
+ * with its responder port, and the responder's listeners (every gateway of the upstream's family).
  */
 export function planDns(
   networks: readonly NetworkSpec[],
-  hostUpstreams: readonly string[],
-  containers: Iterable<ContainerFacts>,
+  upstreams: readonly string[],
   ports: ReadonlyMap<string, number>,
 ): { plan: DnsPlan; ports: Map<string, number> } {
   const dnsNets = networks.filter(dnsEnabled).sort((a, b) => (a.bridge < b.bridge ? -1 : 1));
@@ -152,30 +152,29 @@ export function planDns(
     return { bridge: n.bridge, ...(g4 ? { gateway4: bare(g4)[0] } : {}), ...(g6 ? { gateway6: bare(g6)[0] } : {}) };
   });
   if (bridges.length === 0) return { plan: { bridges: [], upstreams: [], listeners: [] }, ports: new Map() };
-  const ids = new Set(dnsNets.map((n) => n.id));
   const wanted = new Set<string>();
-  for (const u of hostUpstreams) {
+  for (const u of upstreams) {
     const c = canon(u);
     if (c) wanted.add(c);
   }
-  for (const c of containers) {
-    if (!c.endpoints.some((e) => ids.has(e.networkId))) continue;
-    for (const u of c.dns) {
-      const a = canon(u);
-      if (a) wanted.add(a);
-    }
-  }
   const sorted = [...wanted].sort();
   const next = assignPorts(ports, sorted);
-  const upstreams = sorted
-    .filter((a) => next.has(a))
-    .map((address) => ({ address, port: next.get(address) as number }));
+  const chosen = sorted.filter((a) => next.has(a)).map((address) => ({ address, port: next.get(address) as number }));
   const listeners: DnsListener[] = [];
   for (const b of bridges) {
-    for (const u of upstreams) {
+    for (const u of chosen) {
       const gw = u.address.includes(':') ? b.gateway6 : b.gateway4;
       if (gw) listeners.push({ address: gw, port: u.port, upstream: u.address });
     }
   }
-  return { plan: { bridges, upstreams, listeners }, ports: next };
+  return { plan: { bridges, upstreams: chosen, listeners }, ports: next };
+}
+
+/** The containers with an endpoint on one of the dns networks (their upstreams are redirected). */
+export function onDnsNetworks(
+  networks: readonly NetworkSpec[],
+  containers: Iterable<ContainerFacts>,
+): ContainerFacts[] {
+  const ids = new Set(networks.filter(dnsEnabled).map((n) => n.id));
+  return [...containers].filter((c) => c.endpoints.some((e) => ids.has(e.networkId)));
 }

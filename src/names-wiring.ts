@@ -1,0 +1,124 @@
+/**
+ * Composition of names across hosts (issue 16): Docker's follower, the name catalog service,
+ * and truss's DNS responder, wired into the reconciler's passes. Nothing here runs on a plugin
+ * request: the follower reads Docker in the background, the catalog is joined with the intent
+ * once per pass, and the responder answers containers' queries.
+ */
+import { readFileSync } from 'node:fs';
+import type { Config } from './config.ts';
+import type { ClusterNames } from './core/contracts.ts';
+import { resolve } from './core/dns/answer.ts';
+import { computeUpstreams, ETC_RESOLV_CONF } from './core/dns/resolv-conf.ts';
+import type { Intent } from './core/intent.ts';
+import type { ContainerFacts } from './core/names/catalog.ts';
+import { DnsResponder } from './dns/responder.ts';
+import { DockerWatch } from './docker/watch.ts';
+import type { Logger } from './obs/logger.ts';
+import { NamesService } from './service/names-service.ts';
+
+export interface NamesWiring {
+  readonly watch: DockerWatch;
+  readonly service: NamesService;
+  readonly responder: DnsResponder;
+  /** the intent a pass reconciles, with the catalog and the DNS redirect; the responder listens first */
+  withNames(intent: Intent): Promise<Intent>;
+  /** after a pass: listeners whose gateway the pass just created are bound now */
+  afterPass(): void;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export interface NamesWiringDeps {
+  readonly log: Logger;
+  /** this host's node id */
+  readonly self: () => string;
+  readonly cluster?: ClusterNames;
+  /** the catalog changed (Docker or the other hosts): reconcile */
+  readonly trigger: () => void;
+  /** where the host's resolver configuration is read (tests) */
+  readonly resolvConfPath?: string;
+}
+
+/** dockerd's major version from "20.10.24+dfsg1" / "28.5.2"; undefined when unknown. */
+export function dockerMajor(version: string | undefined): number | undefined {
+  const m = /^(\d+)\./.exec(version ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
+  const log = deps.log.child({ component: 'names' });
+  const watch = new DockerWatch({ endpoint: config.dockerHost, log, onChange: deps.trigger });
+  const path = deps.resolvConfPath ?? ETC_RESOLV_CONF;
+  let resolvText = '';
+  let readAt = 0;
+  const hostFile = (): string => {
+    // read at most once a second: passes come in bursts, the file changes rarely
+    if (Date.now() - readAt > 1000) {
+      readAt = Date.now();
+      try {
+        resolvText = readFileSync(path, 'utf8');
+      } catch {
+        resolvText = '';
+      }
+    }
+    return resolvText;
+  };
+  const upstreams = (containers: readonly ContainerFacts[]): string[] => {
+    const text = hostFile();
+    const major = dockerMajor(watch.version());
+    // unknown version (Docker not read yet): what any generation might send across the bridge
+    const majors = major === undefined ? [20, 26, 28] : [major];
+    const out = new Set<string>();
+    const add = (dns: readonly string[] | undefined): void => {
+      for (const m of majors) {
+        const u = computeUpstreams(text, { dockerMajor: m, ipv6: true, ...(dns?.length ? { dns } : {}) });
+        for (const a of u.upstreams) out.add(a);
+      }
+    };
+    add(undefined);
+    for (const c of containers) if (c.dns.length > 0) add(c.dns);
+    return [...out];
+  };
+  const service = new NamesService({
+    self: deps.self,
+    docker: watch,
+    ...(deps.cluster ? { cluster: deps.cluster } : {}),
+    upstreams,
+    log,
+  });
+  const responder = new DnsResponder({
+    log: log.child({ component: 'dns' }),
+    lookup: (source, q) => {
+      const v = service.queryView(source);
+      if (!v || v.networks.length === 0) return { kind: 'forward' };
+      const networks = v.networks.map((e) => ({
+        networkName: e.networkName,
+        ...(e.cluster !== undefined ? { cluster: e.cluster } : {}),
+      }));
+      return resolve(q, { networks, endpoints: v.endpoints });
+    },
+  });
+  let listeners: Parameters<DnsResponder['sync']>[0] = [];
+  return {
+    watch,
+    service,
+    responder,
+    async withNames(intent) {
+      const v = service.view(intent);
+      listeners = v.dns.listeners;
+      await responder.sync(listeners);
+      const dns = v.dns.bridges.length > 0 ? { dns: { bridges: v.dns.bridges, upstreams: v.dns.upstreams } } : {};
+      return { ...intent, names: v.catalog, ...dns };
+    },
+    afterPass() {
+      const open = responder.listening().length;
+      if (open < listeners.length) void responder.sync(listeners);
+    },
+    start() {
+      watch.start();
+    },
+    async stop() {
+      await Promise.all([watch.stop(), responder.close()]);
+    },
+  };
+}
