@@ -32,7 +32,7 @@ const SOCKPERF = process.env.TRUSS_E2E_SOCKPERF ?? '/usr/bin/sockperf';
 
 const APPLETS = (
   'sh ash nc httpd ping ping6 ip sleep cat echo wget ls ps kill date seq printf grep wc head tail true false id ' +
-  'hostname ifconfig route netstat timeout touch mkdir rm sed awk env test [ tr cut sort uniq usleep'
+  'hostname ifconfig route netstat timeout touch mkdir rm sed awk env test [ tr cut sort uniq usleep nslookup'
 ).split(' ');
 
 /**
