@@ -9,6 +9,7 @@ import { type ClusterDesired, computeClusterDesired, WG_DEFAULT_PORT } from '../
 import type { Dataplane, PolicyCounter } from '../core/contracts.ts';
 import { computeDesired, type FirewallObject, withVxlanGuard } from '../core/desired.ts';
 import type { Intent } from '../core/intent.ts';
+import type { NamedEndpoint } from '../core/names/model.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Logger } from '../obs/logger.ts';
 import { Engine, type EngineObserver, type PassResult } from './engine.ts';
@@ -45,6 +46,11 @@ export interface ReconcilerDeps {
   afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
   /** told of every pass and drift (the daemon's metrics) */
   readonly observer?: EngineObserver;
+  /**
+   * The catalog of named endpoints (core/names), read once per pass: the members of the port
+   * policy's name=/label= sets. Whoever changes it calls trigger(). Absent: those sets are empty.
+   */
+  readonly names?: () => readonly NamedEndpoint[];
 }
 
 export class Reconciler {
@@ -131,7 +137,7 @@ export class Reconciler {
   }
 
   async #derive(intent: Intent, mode: 'incremental' | 'full' | 'check'): Promise<PassState> {
-    const local = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    const local = computeDesired(intent.networks, intent.endpoints, intent.policies, this.#deps.names?.());
     const cluster = intent.cluster === 'pending' ? undefined : this.clusterDesired(intent);
     if (cluster && mode !== 'check') this.#reportRejected(cluster);
     const dns = intent.dns && intent.dns.bridges.length > 0 ? { dnsRedirect: intent.dns } : {};
@@ -156,7 +162,7 @@ export class Reconciler {
   /** Denied packets per endpoint id, from the policy chains' counters. */
   async policyCounters(): Promise<Record<string, PolicyCounter>> {
     const intent = await this.#deps.loadIntent();
-    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies, this.#deps.names?.());
     const byChain = await this.#deps.dataplane.readPolicyCounters();
     const out: Record<string, PolicyCounter> = {};
     for (const p of desired.policies) {

@@ -42,19 +42,22 @@ describe('parseIngress: accepted', () => {
       'tcp/5432@label=role=api',
       [{ proto: 'tcp', ports: { from: 5432, to: 5432 }, peer: { by: 'label', key: 'role', value: 'api' } }],
     ],
-    ['tcp/8000-8100@label=tier', [{ proto: 'tcp', ports: { from: 8000, to: 8100 }, peer: { by: 'label', key: 'tier' } }]],
+    [
+      'tcp/8000-8100@label=tier',
+      [{ proto: 'tcp', ports: { from: 8000, to: 8100 }, peer: { by: 'label', key: 'tier' } }],
+    ],
     ['icmp@name=web-?', [{ proto: 'icmp', peer: { by: 'name', glob: 'web-?' } }]],
     ['udp/53@name=dns', [{ proto: 'udp', ports: { from: 53, to: 53 }, peer: { by: 'name', glob: 'dns' } }]],
     // upper case, '_' and the label value's alphabet are the selector's, not the CIDR's
-    [
-      'tcp/80@name=Web_1.*',
-      [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'name', glob: 'Web_1.*' } }],
-    ],
+    ['tcp/80@name=Web_1.*', [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'name', glob: 'Web_1.*' } }]],
     [
       'tcp/80@label=com.example/Tier=a:b+c/d',
       [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'label', key: 'com.example/Tier', value: 'a:b+c/d' } }],
     ],
-    ['tcp/80@label=role=', [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'label', key: 'role', value: '' } }]],
+    [
+      'tcp/80@label=role=',
+      [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'label', key: 'role', value: '' } }],
+    ],
     [
       `tcp/65534-65535@label=${'k'.repeat(128)}=${'v'.repeat(256)}`,
       [
@@ -303,7 +306,9 @@ const arbRule: fc.Arbitrary<IngressRule> = fc.oneof(
       b: fc.integer({ min: 1, max: 65_535 }),
       from: arbFrom,
     })
-    .map(({ proto, a, b, from }): IngressRule => ({ proto, ports: { from: Math.min(a, b), to: Math.max(a, b) }, ...from })),
+    .map(
+      ({ proto, a, b, from }): IngressRule => ({ proto, ports: { from: Math.min(a, b), to: Math.max(a, b) }, ...from }),
+    ),
   arbFrom.map((from): IngressRule => ({ proto: 'icmp', ...from })),
 );
 

@@ -31,7 +31,7 @@ import {
   selectorText,
   selects,
 } from '../names/model.ts';
-import type { IngressPolicy, IngressRule, PolicyProto, PortRange } from './model.ts';
+import type { IngressPolicy, IngressRule, PolicyProto } from './model.ts';
 
 export const MAX_INGRESS_RULES = 65_536;
 /** Longest canonical rule: "tcp/65535-65535@ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128" is 59. */
