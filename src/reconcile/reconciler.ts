@@ -22,7 +22,7 @@ import { registry } from './registry.ts';
 export type { Intent } from '../core/intent.ts';
 export type { EngineObserver, KeyStatus, PassResult } from './engine.ts';
 export type { Owner } from './kind.ts';
-export { guardKey, policyKey, portsKey, shaperKey } from './kinds/endpoint.ts';
+export { guardKey, policyKey, portsKey, selectorKey, shaperKey } from './kinds/endpoint.ts';
 export { EGRESS_KEY, FIREWALL_KEY } from './kinds/host.ts';
 export { bridgeKey, vethKey } from './kinds/links.ts';
 
