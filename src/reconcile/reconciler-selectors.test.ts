@@ -43,7 +43,7 @@ async function setup(dp: FakeDataplane) {
     await svc.join({ networkId: NID, endpointId: eid, sandboxKey: '/var/run/docker/netns/x', options });
   }
   await first.stop();
-  const state = { catalog: [named('api-1', '198.18.9.1')] as NamedEndpoint[], dropDb: false };
+  const state = { catalog: [named('api-1', '198.18.9.1')] as NamedEndpoint[] | 'pending', dropDb: false };
   const r = new Reconciler({
     loadIntent: async () => {
       const i = await repo.snapshot();
@@ -64,10 +64,30 @@ describe('selector sets (reconciler)', () => {
     await r.reconcileNow();
     assert.deepEqual(dp.selectors.get(SEL)?.addresses4, ['198.18.9.1']);
     assert.deepEqual(await r.check(), []);
-    state.catalog = [...state.catalog, named('api-2', '198.18.9.2'), named('web-1', '198.18.9.3')];
+    state.catalog = [named('api-1', '198.18.9.1'), named('api-2', '198.18.9.2'), named('web-1', '198.18.9.3')];
     await r.reconcileNow();
     assert.deepEqual(dp.selectors.get(SEL)?.addresses4, ['198.18.9.1', '198.18.9.2']);
     assert.deepEqual(await r.check(), []);
+    await r.stop();
+  });
+
+  it('while the catalog is pending the sets are left exactly as they are (a restart flips no verdict)', async () => {
+    const dp = new FakeDataplane();
+    const { r, state } = await setup(dp);
+    await r.reconcileNow();
+    state.catalog = 'pending';
+    const mark = dp.calls.length;
+    await r.reconcileNow();
+    assert.deepEqual(dp.selectors.get(SEL)?.addresses4, ['198.18.9.1']);
+    assert.deepEqual(
+      dp.calls.slice(mark).filter((c) => /Selector/.test(c.method)),
+      [],
+      'not even looked at',
+    );
+    assert.deepEqual(await r.check(), ['name/label policy sets: container names not known yet (left as they are)']);
+    state.catalog = [];
+    await r.reconcileNow();
+    assert.deepEqual(dp.selectors.get(SEL)?.addresses4, [], 'known and empty: emptied');
     await r.stop();
   });
 

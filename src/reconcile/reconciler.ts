@@ -47,10 +47,12 @@ export interface ReconcilerDeps {
   /** told of every pass and drift (the daemon's metrics) */
   readonly observer?: EngineObserver;
   /**
-   * The catalog of named endpoints (core/names), read once per pass: the members of the port
-   * policy's name=/label= sets. Whoever changes it calls trigger(). Absent: those sets are empty.
+   * The catalog of named endpoints (core/names) for a pass over `intent`: the members of the port
+   * policy's name=/label= sets. Whoever changes it calls trigger(). 'pending' (not known yet, e.g.
+   * before Docker's containers were listed): those sets are left exactly as they are. Absent:
+   * they are empty.
    */
-  readonly names?: () => readonly NamedEndpoint[];
+  readonly names?: (intent: Intent) => readonly NamedEndpoint[] | 'pending';
 }
 
 export class Reconciler {
@@ -137,13 +139,21 @@ export class Reconciler {
   }
 
   async #derive(intent: Intent, mode: 'incremental' | 'full' | 'check'): Promise<PassState> {
-    const local = computeDesired(intent.networks, intent.endpoints, intent.policies, this.#deps.names?.());
+    const names = this.#deps.names?.(intent);
+    const catalog = names === 'pending' ? [] : names;
+    const local = computeDesired(intent.networks, intent.endpoints, intent.policies, catalog);
     const cluster = intent.cluster === 'pending' ? undefined : this.clusterDesired(intent);
     if (cluster && mode !== 'check') this.#reportRejected(cluster);
     const dns = intent.dns && intent.dns.bridges.length > 0 ? { dnsRedirect: intent.dns } : {};
     const kernel = { ...local, ...dns, firewall: await this.#guarded(local.firewall, intent, cluster) };
     const links = mode === 'incremental' ? undefined : await this.#links.plan(kernel, mode);
-    return { intent, kernel, cluster, ...(links ? { links } : {}) };
+    return {
+      intent,
+      kernel,
+      cluster,
+      ...(links ? { links } : {}),
+      ...(names === 'pending' ? { namesPending: true } : {}),
+    };
   }
 
   /**
@@ -162,7 +172,7 @@ export class Reconciler {
   /** Denied packets per endpoint id, from the policy chains' counters. */
   async policyCounters(): Promise<Record<string, PolicyCounter>> {
     const intent = await this.#deps.loadIntent();
-    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies, this.#deps.names?.());
+    const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
     const byChain = await this.#deps.dataplane.readPolicyCounters();
     const out: Record<string, PolicyCounter> = {};
     for (const p of desired.policies) {
