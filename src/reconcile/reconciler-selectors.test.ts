@@ -47,12 +47,12 @@ async function setup(dp: FakeDataplane) {
   const r = new Reconciler({
     loadIntent: async () => {
       const i = await repo.snapshot();
-      return state.dropDb ? { ...i, endpoints: i.endpoints.filter((e) => e.id !== DB) } : i;
+      const endpoints = state.dropDb ? i.endpoints.filter((e) => e.id !== DB) : i.endpoints;
+      return { ...i, endpoints, names: state.catalog };
     },
     dataplane: dp,
     log: silentLogger,
     resyncMs: 3_600_000,
-    names: () => state.catalog,
   });
   return { r, state };
 }

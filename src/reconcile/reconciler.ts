@@ -9,7 +9,6 @@ import { type ClusterDesired, computeClusterDesired, WG_DEFAULT_PORT } from '../
 import type { Dataplane, PolicyCounter } from '../core/contracts.ts';
 import { computeDesired, type FirewallObject, withVxlanGuard } from '../core/desired.ts';
 import type { Intent } from '../core/intent.ts';
-import type { NamedEndpoint } from '../core/names/model.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Logger } from '../obs/logger.ts';
 import { Engine, type EngineObserver, type PassResult } from './engine.ts';
@@ -46,13 +45,6 @@ export interface ReconcilerDeps {
   afterFullPass?(report: { readonly orphans: readonly OrphanCandidate[] }): Promise<void>;
   /** told of every pass and drift (the daemon's metrics) */
   readonly observer?: EngineObserver;
-  /**
-   * The catalog of named endpoints (core/names) for a pass over `intent`: the members of the port
-   * policy's name=/label= sets. Whoever changes it calls trigger(). 'pending' (not known yet, e.g.
-   * before Docker's containers were listed): those sets are left exactly as they are. Absent:
-   * they are empty.
-   */
-  readonly names?: (intent: Intent) => readonly NamedEndpoint[] | 'pending';
 }
 
 export class Reconciler {
@@ -139,7 +131,8 @@ export class Reconciler {
   }
 
   async #derive(intent: Intent, mode: 'incremental' | 'full' | 'check'): Promise<PassState> {
-    const names = this.#deps.names?.(intent);
+    // the name catalog: 'pending' leaves the name/label sets as they are (selectorKind pauses)
+    const names = intent.names;
     const catalog = names === 'pending' ? [] : names;
     const local = computeDesired(intent.networks, intent.endpoints, intent.policies, catalog);
     const cluster = intent.cluster === 'pending' ? undefined : this.clusterDesired(intent);

@@ -32,9 +32,12 @@ export function selectorKind(dp: Dataplane): SetKind<PassState, SelectorSetObjec
   return {
     shape: 'set',
     name: 'selector',
-    // why: an empty catalog before Docker was listed would empty every set: a restart must not flip a verdict
+    // why: an empty catalog before Docker was listed would empty every set: a restart must not flip a
+    // verdict. With no set wanted there is nothing to keep (leftovers go whatever the catalog says)
     paused: (d) =>
-      d.namesPending ? 'name/label policy sets: container names not known yet (left as they are)' : undefined,
+      d.namesPending && d.kernel.selectors.length > 0
+        ? 'name/label policy sets: container names not known yet (left as they are)'
+        : undefined,
     wanted: (d) => d.kernel.selectors,
     check: (w) => dp.checkSelectors(w),
     ensure: (s) => dp.ensureSelector(s),
