@@ -132,6 +132,31 @@ describe('formatPolicyView', () => {
     assert.match(formatPolicyView(base), /\n\(no endpoints on this network\)\n$/);
   });
 
+  it('lists what each name=/label= rule matches now, after the endpoints', () => {
+    const text = formatPolicyView({
+      ...base,
+      ingress: 'tcp/5432@name=api-*,tcp/80@label=tier',
+      source: 'created',
+      selectorRules: [
+        {
+          rule: 'tcp/5432@name=api-*',
+          matches: [
+            { name: 'api-1', node: 'n1', addresses: ['198.18.0.5', 'fd00::5'] },
+            { name: 'api-2', node: 'n2', addresses: ['198.18.9.7'] },
+          ],
+        },
+        { rule: 'tcp/80@label=tier', matches: [] },
+      ],
+    });
+    assert.deepStrictEqual(text.split('\n').slice(3), [
+      '',
+      'RULE                 MATCHES',
+      'tcp/5432@name=api-*  api-1 198.18.0.5,fd00::5 (node n1), api-2 198.18.9.7 (node n2)',
+      'tcp/80@label=tier    (no container matches now)',
+      '',
+    ]);
+  });
+
   it('shows overrides and cuts long policies at a rule boundary', () => {
     const long = Array.from({ length: 100 }, (_, i) => `tcp/${i + 1000}`).join(',');
     const text = formatPolicyView({

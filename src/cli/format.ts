@@ -272,6 +272,14 @@ function describePolicy(v: PolicyView): string {
   return `${what} (${from})`;
 }
 
+/** The containers a name=/label= rule admits from now: `api-1 198.18.0.5 (node n2)`, comma-separated. */
+function describeMatches(matches: NonNullable<PolicyView['selectorRules']>[number]['matches']): string {
+  if (matches.length === 0) return '(no container matches now)';
+  return matches
+    .map((m) => `${m.name} ${m.addresses.join(',') || '-'}${m.node === undefined ? '' : ` (node ${m.node})`}`)
+    .join(', ');
+}
+
 export function formatPolicyView(v: PolicyView): string {
   const out = [`network ${v.networkId.slice(0, 12)}  ingress: ${describePolicy(v)}`, ''];
   if (v.endpoints.length === 0) out.push('(no endpoints on this network)');
@@ -287,6 +295,9 @@ export function formatPolicyView(v: PolicyView): string {
         ]),
       ]),
     );
+  }
+  if (v.selectorRules !== undefined && v.selectorRules.length > 0) {
+    out.push('', table([['RULE', 'MATCHES'], ...v.selectorRules.map((r) => [r.rule, describeMatches(r.matches)])]));
   }
   return `${out.join('\n')}\n`;
 }

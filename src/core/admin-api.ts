@@ -60,10 +60,21 @@ const family = z.union([z.literal(4), z.literal(6)]);
 const bandwidth = z
   .object({ egress: z.number().optional(), ingress: z.number().optional() })
   .describe('bit/s; absent = unlimited');
+const peerSelector = z
+  .union([
+    z.object({ by: z.literal('name'), glob: z.string() }),
+    z.object({
+      by: z.literal('label'),
+      key: z.string(),
+      value: z.string().optional().describe('absent: any container carrying the key'),
+    }),
+  ])
+  .describe('sources by container: a name glob or a label (core/names)');
 const ingressRule = z.object({
   proto: z.enum(['tcp', 'udp', 'icmp']),
   ports: z.object({ from: z.number(), to: z.number() }).optional(),
-  source: z.string().optional().describe('canonical CIDR; absent = any source'),
+  source: z.string().optional().describe('canonical CIDR; absent (and no peer) = any source'),
+  peer: peerSelector.optional().describe('never together with source'),
 });
 const ingressPolicy = z.array(ingressRule).describe('an allow-list; [] admits nothing new (none)');
 
@@ -318,13 +329,27 @@ export const policyEndpointView = z.object({
   joined: z.boolean().describe('false until Docker joins a container: only joined endpoints have rules and counters'),
   denied: counter,
 });
+const selectorMatch = z.object({
+  name: z.string().describe("the container's name"),
+  node: z.string().optional().describe('the node id of the host it runs on'),
+  addresses: z.array(z.string()),
+});
 export const policyBody = z.object({
   networkId: z.string(),
   ingress: z.string().nullable().describe('the network policy in force (canonical text), null = open'),
   source: z.enum(['created', 'runtime', 'open']),
   endpoints: z.array(policyEndpointView),
+  selectorRules: z
+    .array(
+      z.object({
+        rule: z.string().describe('a name= or label= rule in force (canonical text)'),
+        matches: z.array(selectorMatch).describe('the containers it admits from now, as truss knows them'),
+      }),
+    )
+    .optional()
+    .describe("the name=/label= rules of the network's policy and of its endpoints' own; absent when there are none"),
 });
-// no optional fields: what the daemon builds is what the reader gets
+// one optional field (selectorRules): the daemon leaves it out rather than setting it undefined
 export type PolicyBody = View<typeof policyBody>;
 export type PolicyEndpointBody = View<typeof policyEndpointView>;
 

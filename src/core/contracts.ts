@@ -12,6 +12,7 @@ import type {
   GuardObject,
   PolicyObject,
   PortsObject,
+  SelectorSetObject,
   VethObject,
 } from './desired.ts';
 import type { EgressObject } from './egress.ts';
@@ -251,6 +252,18 @@ export interface Dataplane {
   ensurePolicy(p: PolicyObject): Promise<void>;
   /** Remove one endpoint's chain, sets, counter and map entries; gone = success. */
   removePolicy(name: string): Promise<void>;
+  /**
+   * name=/label= sources: compare the installed sets of each selector (sel_<hash>_4/_6 in the
+   * policy table) with `desired` (one listing): selectors to rewrite, sets no selector wants.
+   */
+  checkSelectors(desired: readonly SelectorSetObject[]): Promise<SetCheck>;
+  /**
+   * Atomically (one nft transaction touching only this selector's two sets) replace the
+   * selector's members, creating the table and its base if missing.
+   */
+  ensureSelector(s: SelectorSetObject): Promise<void>;
+  /** Remove a selector's two sets once no chain names them; gone = success. */
+  removeSelector(name: string): Promise<void>;
   /** Remove the whole policy table (no policy is desired any more); gone = success. */
   removePolicyTable(): Promise<void>;
   /** Packets/bytes denied per policy chain name, from the named counters. */

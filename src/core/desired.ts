@@ -14,9 +14,11 @@
 import { type ShaperObject, shaperFor } from './bandwidth.ts';
 import { WG_DEVICE } from './cluster/desired.ts';
 import { type GuardObject, guardFor } from './guard.ts';
+import { formatIp, parseIp } from './ip.ts';
 import { eui64LinkLocal } from './link-local.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
-import { bridgeMac, policyChainName, portsOwnerName, VXLAN_DEVICE } from './naming.ts';
+import { type NamedEndpoint, type PeerSelector, selectorText, selects } from './names/model.ts';
+import { bridgeMac, policyChainName, portsOwnerName, selectorSetName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
 import type { PublishedPort } from './portmap.ts';
 
@@ -91,6 +93,20 @@ export interface PolicyObject {
   readonly rules: IngressPolicy;
 }
 
+/**
+ * The addresses of the containers a name= or label= source selects (core/names), as two nft
+ * sets `${name}_4` and `${name}_6` shared by every policy chain that names the selector. Exists
+ * only while a desired policy does.
+ */
+export interface SelectorSetObject {
+  /** naming.selectorSetName(selector): sel_<10 hex> */
+  readonly name: string;
+  readonly selector: PeerSelector;
+  /** canonical bare IPs, sorted, no duplicates */
+  readonly addresses4: readonly string[];
+  readonly addresses6: readonly string[];
+}
+
 /** One joined endpoint's published ports (-p): its elements in table inet truss_ports. */
 export interface PortsObject {
   /** owner tag of its map elements, portsOwnerName(endpointId) */
@@ -144,6 +160,8 @@ export interface DesiredKernel {
   readonly firewall: FirewallObject;
   /** sorted by name; only joined endpoints whose network or own option sets a policy */
   readonly policies: readonly PolicyObject[];
+  /** sorted by name; one per distinct name=/label= source of the policies */
+  readonly selectors: readonly SelectorSetObject[];
   /** bandwidth limits: only endpoints with a limit in force, in the veths' order */
   readonly shapers: readonly ShaperObject[];
   /** sorted by name; only joined endpoints of non-internal networks that publish ports */
@@ -268,10 +286,54 @@ function portsObject(n: NetworkSpec, e: EndpointSpec): PortsObject | undefined {
   };
 }
 
+const peersMemo = new WeakMap<IngressPolicy, readonly PeerSelector[]>();
+
+/** The name=/label= sources of a policy; memoised on the rules' identity (policies repeat across endpoints). */
+function peersOf(rules: IngressPolicy): readonly PeerSelector[] {
+  let peers = peersMemo.get(rules);
+  if (peers === undefined) {
+    peers = rules.flatMap((r) => (r.peer === undefined ? [] : [r.peer]));
+    peersMemo.set(rules, peers);
+  }
+  return peers;
+}
+
+const setsMemo = new WeakMap<readonly NamedEndpoint[], Map<string, SelectorSetObject>>();
+
+/** One selector's set against the catalog; memoised on the catalog's identity (unchanged sets keep theirs). */
+function selectorSet(selector: PeerSelector, names: readonly NamedEndpoint[]): SelectorSetObject {
+  const text = selectorText(selector);
+  let byText = setsMemo.get(names);
+  if (byText === undefined) {
+    byText = new Map();
+    setsMemo.set(names, byText);
+  }
+  const hit = byText.get(text);
+  if (hit) return hit;
+  const v4 = new Set<string>();
+  const v6 = new Set<string>();
+  for (const e of names) {
+    if (!selects(selector, e)) continue;
+    for (const a of e.addresses) {
+      // the catalog holds other hosts' records too: only what parses as a bare IP reaches a set
+      const ip = parseIp(a);
+      if (ip !== undefined) (ip.family === 4 ? v4 : v6).add(formatIp(ip));
+    }
+  }
+  const set = { name: selectorSetName(selector), selector, addresses4: [...v4].sort(), addresses6: [...v6].sort() };
+  byText.set(text, set);
+  return set;
+}
+
+/**
+ * `names`: the catalog of named endpoints (core/names), on this host and others; the members of
+ * the name=/label= sets. Absent: every such set is empty (its rules admit nobody).
+ */
 export function computeDesired(
   networks: readonly NetworkSpec[],
   endpoints: readonly EndpointSpec[],
   runtimePolicies: readonly NetworkPolicyRecord[] = [],
+  names: readonly NamedEndpoint[] = [],
 ): DesiredKernel {
   const nets = new Map(networks.map((n) => [n.id, n]));
   const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
@@ -295,10 +357,26 @@ export function computeDesired(
   // every pass would cost more than all the rest of it
   policies.sort(byName);
   ports.sort(byName);
+  const selectors = new Map<string, SelectorSetObject>();
+  for (const p of policies) {
+    for (const peer of peersOf(p.rules)) {
+      const text = selectorText(peer);
+      if (!selectors.has(text)) selectors.set(text, selectorSet(peer, names));
+    }
+  }
   const firewall: FirewallObject = {
     networks: networks
       .map((n) => networkObjects(n).firewall)
       .sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0)),
   };
-  return { bridges, veths, firewall, policies, shapers, ports, guards };
+  return {
+    bridges,
+    veths,
+    firewall,
+    policies,
+    selectors: [...selectors.values()].sort(byName),
+    shapers,
+    ports,
+    guards,
+  };
 }

@@ -4,6 +4,9 @@
  * ifalias mark "truss:<kind>:<full id>" so a freshly started daemon recognises its own
  * objects with no memory (a user-named bridge carries the same alias mark).
  */
+import { type PeerSelector, selectorText } from './names/model.ts';
+import { sha256Hex } from './sha256.ts';
+
 export const IFNAMSIZ_MAX = 15;
 
 export const NFT_TABLE = 'truss';
@@ -43,6 +46,12 @@ export const portsOwnerName = (endpointId: string): string => `ep_${shortId(endp
 
 /** The nft chain holding one endpoint's ingress policy. */
 export const policyChainName = (endpointId: string): string => `ep_${shortId(endpointId)}`;
+/**
+ * The port-policy sets of a name= or label= source, shared by every endpoint chain that names it:
+ * `sel_<10 hex of SHA-256 of selectorText>`, then `_4`/`_6` per family. The selector's own text
+ * never reaches nft: a name glob or label value cannot break out of a batch, whatever it holds.
+ */
+export const selectorSetName = (s: PeerSelector): string => `sel_${sha256Hex(selectorText(s)).slice(0, 10)}`;
 
 /** Linux interface names we accept from users: no '/', ':', whitespace, or shell metacharacters. */
 const IFNAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/;

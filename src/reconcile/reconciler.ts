@@ -21,7 +21,7 @@ import { registry } from './registry.ts';
 export type { Intent } from '../core/intent.ts';
 export type { EngineObserver, KeyStatus, PassResult } from './engine.ts';
 export type { Owner } from './kind.ts';
-export { guardKey, policyKey, portsKey, shaperKey } from './kinds/endpoint.ts';
+export { guardKey, policyKey, portsKey, selectorKey, shaperKey } from './kinds/endpoint.ts';
 export { EGRESS_KEY, FIREWALL_KEY } from './kinds/host.ts';
 export { bridgeKey, vethKey } from './kinds/links.ts';
 
@@ -131,13 +131,22 @@ export class Reconciler {
   }
 
   async #derive(intent: Intent, mode: 'incremental' | 'full' | 'check'): Promise<PassState> {
-    const local = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    // the name catalog: 'pending' leaves the name/label sets as they are (selectorKind pauses)
+    const names = intent.names;
+    const catalog = names === 'pending' ? [] : names;
+    const local = computeDesired(intent.networks, intent.endpoints, intent.policies, catalog);
     const cluster = intent.cluster === 'pending' ? undefined : this.clusterDesired(intent);
     if (cluster && mode !== 'check') this.#reportRejected(cluster);
     const dns = intent.dns && intent.dns.bridges.length > 0 ? { dnsRedirect: intent.dns } : {};
     const kernel = { ...local, ...dns, firewall: await this.#guarded(local.firewall, intent, cluster) };
     const links = mode === 'incremental' ? undefined : await this.#links.plan(kernel, mode);
-    return { intent, kernel, cluster, ...(links ? { links } : {}) };
+    return {
+      intent,
+      kernel,
+      cluster,
+      ...(links ? { links } : {}),
+      ...(names === 'pending' ? { namesPending: true } : {}),
+    };
   }
 
   /**

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { CreateNetworkInput } from '../core/contracts.ts';
+import type { NamedEndpoint } from '../core/names/model.ts';
 import { networkInput } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import { silentLogger } from '../obs/logger.ts';
+import { PolicyService } from './policy-service.ts';
 import { testEid, testNid, testService } from './testing.ts';
 
 const _id = (c: string, n = 0): string => (n.toString(16).padStart(4, '0') + c.repeat(64)).slice(0, 64);
@@ -129,5 +132,64 @@ describe('port policy through the services', () => {
     await t.reconciler.reconcileNow();
     assert.deepEqual(chains(t.dp), [`ep_${e.slice(0, 12)}`]);
     assert.deepEqual(await t.reconciler.check(), []);
+  });
+});
+
+describe('port policy by name/label: truss policy show', () => {
+  const named = (
+    name: string,
+    node: string,
+    addresses: string[],
+    labels: Record<string, string> = {},
+  ): NamedEndpoint => ({
+    endpointId: testEid('f'),
+    node,
+    networkName: 'web',
+    containerId: 'c'.repeat(64),
+    name,
+    aliases: [],
+    labels,
+    addresses,
+  });
+
+  it('says which containers each name=/label= rule matches now, from the catalog it is given', async () => {
+    const t = setup();
+    await t.net.createNetwork(netInput({ 'truss.ingress': 'tcp/5432@name=api-*,tcp/80' }));
+    await t.join(1, { 'truss.ingress': 'icmp@label=role=ops,tcp/5432@name=api-*' });
+    let catalog = [
+      named('api-2', 'n2', ['198.18.9.7']),
+      named('api-1', 'n1', ['198.18.1.20']),
+      named('db', 'n1', ['198.18.1.21']),
+    ];
+    const svc = new PolicyService({ repo: t.repo, reconciler: t.reconciler, log: silentLogger, names: () => catalog });
+    assert.deepEqual((await svc.show(NID)).selectorRules, [
+      {
+        rule: 'tcp/5432@name=api-*',
+        matches: [
+          { name: 'api-1', node: 'n1', addresses: ['198.18.1.20'] },
+          { name: 'api-2', node: 'n2', addresses: ['198.18.9.7'] },
+        ],
+      },
+      { rule: 'icmp@label=role=ops', matches: [] },
+    ]);
+    catalog = [named('tool', 'n3', ['fd00::9'], { role: 'ops' })];
+    assert.deepEqual((await svc.show(NID)).selectorRules?.[1], {
+      rule: 'icmp@label=role=ops',
+      matches: [{ name: 'tool', node: 'n3', addresses: ['fd00::9'] }],
+    });
+    // no such rule in force: no field
+    await t.policy.set(NID, 'tcp/80');
+    const plain = new PolicyService({
+      repo: t.repo,
+      reconciler: t.reconciler,
+      log: silentLogger,
+      names: () => catalog,
+    });
+    const view = await plain.show(NID);
+    assert.equal('selectorRules' in view, true, 'the endpoint override still names selectors');
+    assert.deepEqual(
+      view.selectorRules?.map((r) => r.rule),
+      ['icmp@label=role=ops', 'tcp/5432@name=api-*'],
+    );
   });
 });

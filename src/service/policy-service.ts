@@ -7,9 +7,10 @@
 import { effectiveIngress } from '../core/desired.ts';
 import { errors } from '../core/errors.ts';
 import type { NetworkId } from '../core/ids.ts';
+import { type NamedEndpoint, selects } from '../core/names/model.ts';
 import { shortId } from '../core/naming.ts';
-import { OPT_INGRESS } from '../core/policy/model.ts';
-import { formatIngress, parseIngress } from '../core/policy/parse.ts';
+import { type IngressPolicy, OPT_INGRESS } from '../core/policy/model.ts';
+import { formatIngress, formatRule, parseIngress } from '../core/policy/parse.ts';
 import type { PolicyView } from '../core/policy/view.ts';
 import { type Capabilities, requireFeature } from '../core/preflight.ts';
 import type { Logger } from '../obs/logger.ts';
@@ -23,6 +24,29 @@ export interface PolicyServiceDeps {
   readonly programTimeoutMs?: number;
   /** what the host lacks (preflight.ts): a policy without conntrack is refused before it is stored */
   readonly capabilities?: Capabilities;
+  /** the catalog of named endpoints (core/names): what show() says each name=/label= rule matches now */
+  readonly names?: () => readonly NamedEndpoint[];
+}
+
+type SelectorRules = NonNullable<PolicyView['selectorRules']>;
+
+/** Each distinct name=/label= rule of `policies`, with the catalog's containers it selects. */
+function selectorRules(policies: readonly IngressPolicy[], names: readonly NamedEndpoint[]): SelectorRules {
+  const out = new Map<string, SelectorRules[number]>();
+  for (const rules of policies) {
+    for (const r of rules) {
+      if (r.peer === undefined) continue;
+      const rule = formatRule(r);
+      if (out.has(rule)) continue;
+      const peer = r.peer;
+      const matches = names
+        .filter((e) => selects(peer, e))
+        .map((e) => ({ name: e.name, node: e.node, addresses: [...e.addresses] }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+      out.set(rule, { rule, matches });
+    }
+  }
+  return [...out.values()];
 }
 
 export type { PolicyView };
@@ -40,7 +64,8 @@ export class PolicyService {
     const level = runtime !== undefined ? runtime.ingress : (net.ingress ?? null);
     const source =
       runtime !== undefined ? (runtime.ingress === null ? 'open' : 'runtime') : net.ingress ? 'created' : 'open';
-    const endpoints = (await this.#d.repo.listEndpoints(net.id)).map((e) => {
+    const records = await this.#d.repo.listEndpoints(net.id);
+    const endpoints = records.map((e) => {
       const rules = effectiveIngress(net, e, runtime);
       return {
         endpointId: e.id,
@@ -51,7 +76,18 @@ export class PolicyService {
         denied: counters[e.id] ?? { packets: 0, bytes: 0 },
       };
     });
-    return { networkId: net.id, ingress: level === null ? null : formatIngress(level), source, endpoints };
+    const view: PolicyView = {
+      networkId: net.id,
+      ingress: level === null ? null : formatIngress(level),
+      source,
+      endpoints,
+    };
+    const policies = [
+      ...(level === null ? [] : [level]),
+      ...records.flatMap((e) => (e.ingress === undefined ? [] : [e.ingress])),
+    ];
+    const selectorsInForce = selectorRules(policies, this.#d.names?.() ?? []);
+    return selectorsInForce.length > 0 ? { ...view, selectorRules: selectorsInForce } : view;
   }
 
   /** Set (text) or clear (null) the network-level policy; resolves once it is programmed. */

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { isTrussError } from '../errors.ts';
 import { bitsOf, type Family, formatPrefix, networkOf } from '../ip.ts';
+import type { PeerSelector } from '../names/model.ts';
 import { type IngressPolicy, type IngressRule, OPT_INGRESS } from './model.ts';
 import { admits, formatIngress, formatRule, INGRESS_SYNTAX, MAX_INGRESS_RULES, parseIngress } from './parse.ts';
 
@@ -36,6 +37,46 @@ describe('parseIngress: accepted', () => {
     ['tcp/22@fd00::9/128', [{ proto: 'tcp', ports: { from: 22, to: 22 }, source: 'fd00::9/128' }]],
     ['tcp/443@0.0.0.0/0', [{ proto: 'tcp', ports: { from: 443, to: 443 }, source: '0.0.0.0/0' }]],
     ['tcp/443@::/0', [{ proto: 'tcp', ports: { from: 443, to: 443 }, source: '::/0' }]],
+    ['tcp/5432@name=api-*', [{ proto: 'tcp', ports: { from: 5432, to: 5432 }, peer: { by: 'name', glob: 'api-*' } }]],
+    [
+      'tcp/5432@label=role=api',
+      [{ proto: 'tcp', ports: { from: 5432, to: 5432 }, peer: { by: 'label', key: 'role', value: 'api' } }],
+    ],
+    [
+      'tcp/8000-8100@label=tier',
+      [{ proto: 'tcp', ports: { from: 8000, to: 8100 }, peer: { by: 'label', key: 'tier' } }],
+    ],
+    ['icmp@name=web-?', [{ proto: 'icmp', peer: { by: 'name', glob: 'web-?' } }]],
+    ['udp/53@name=dns', [{ proto: 'udp', ports: { from: 53, to: 53 }, peer: { by: 'name', glob: 'dns' } }]],
+    // upper case, '_' and the label value's alphabet are the selector's, not the CIDR's
+    ['tcp/80@name=Web_1.*', [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'name', glob: 'Web_1.*' } }]],
+    [
+      'tcp/80@label=com.example/Tier=a:b+c/d',
+      [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'label', key: 'com.example/Tier', value: 'a:b+c/d' } }],
+    ],
+    [
+      'tcp/80@label=role=',
+      [{ proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'label', key: 'role', value: '' } }],
+    ],
+    [
+      `tcp/65534-65535@label=${'k'.repeat(128)}=${'v'.repeat(256)}`,
+      [
+        {
+          proto: 'tcp',
+          ports: { from: 65534, to: 65535 },
+          peer: { by: 'label', key: 'k'.repeat(128), value: 'v'.repeat(256) },
+        },
+      ],
+    ],
+    [
+      'tcp/80,tcp/80@name=a,tcp/80@label=a,tcp/80@198.18.0.0/16',
+      [
+        { proto: 'tcp', ports: { from: 80, to: 80 } },
+        { proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'name', glob: 'a' } },
+        { proto: 'tcp', ports: { from: 80, to: 80 }, peer: { by: 'label', key: 'a' } },
+        { proto: 'tcp', ports: { from: 80, to: 80 }, source: '198.18.0.0/16' },
+      ],
+    ],
     [
       'tcp/80,tcp/80-90,udp/80,icmp',
       [
@@ -166,6 +207,31 @@ describe('parseIngress: refused', () => {
     ['icmp,icmp', /"icmp" is not a valid rule: duplicate rule/],
     ['tcp/80@198.18.0.0/16,tcp/80@198.18.0.0/16', /duplicate rule/],
     [`tcp/80@${'1'.repeat(500)}`, /too long/],
+    // sources by container
+    ['tcp/80@name=', /name= needs a container name or glob \(name=api-\*\)/],
+    ['tcp/80@name=api web', /name "api web" may hold only/],
+    ['tcp/80@name=api/1', /name "api\/1" may hold only letters, digits, '_', '\.', '-' and the globs '\*' '\?'/],
+    ['tcp/80@name=a@b', /name "a@b" may hold only/],
+    ['tcp/80@name=a=b', /name "a=b" may hold only/],
+    [`tcp/80@name=${'a'.repeat(129)}`, /is longer than 128 characters/],
+    ['tcp/80@label=', /label= needs a key \(label=role or label=role=api\)/],
+    ['tcp/80@label==api', /label= needs a key/],
+    ['tcp/80@label=-role', /label key "-role" must start with a letter or digit/],
+    ['tcp/80@label=role=a=b', /label value "a=b" may hold only .*no ',', '=', '@' or spaces/],
+    ['tcp/80@label=role=a b', /label value "a b" may hold only/],
+    [`tcp/80@label=${'k'.repeat(129)}`, /label key .* \(at most 128\)/],
+    [`tcp/80@label=k=${'v'.repeat(257)}`, /label value .*at most 256/],
+    ['tcp/80@name', /source "name": write name=<container name or glob> or label=<key>\[=<value>\]/],
+    ['tcp/80@label:role', /source "label:role": write name=/],
+    ['tcp/80@Name=api', /must be lower case/],
+    ['TCP/80@name=api', /must be lower case/],
+    ['tcp/0@name=api', /port must be 1-65535/],
+    ['tcp@name=api', /tcp needs a port/],
+    ['icmp/8@name=api', /icmp takes no port/],
+    ['sctp/80@name=api', /unknown protocol "sctp"/],
+    ['tcp/80@198.18.0.0/16@name=api', /character "="/],
+    ['tcp/80@name=api,tcp/80@name=api', /"tcp\/80@name=api" is not a valid rule: duplicate rule/],
+    [`tcp/65534-65535@label=${'k'.repeat(128)}=${'v'.repeat(257)}`, /too long/],
   ];
   for (const [text, why] of bad) {
     it(`refuses ${JSON.stringify(text)}`, () => {
@@ -218,19 +284,32 @@ const arbPrefix = (family: Family): fc.Arbitrary<string> =>
 
 const arbSource = fc.option(fc.oneof(arbPrefix(4), arbPrefix(6)), { nil: undefined });
 
+const arbWord = fc.stringMatching(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,6}$/);
+const arbPeer: fc.Arbitrary<PeerSelector> = fc.oneof(
+  fc.stringMatching(/^[a-zA-Z0-9_.*?-]{1,8}$/).map((glob): PeerSelector => ({ by: 'name', glob })),
+  arbWord.map((key): PeerSelector => ({ by: 'label', key })),
+  fc
+    .record({ key: arbWord, value: fc.stringMatching(/^[a-zA-Z0-9_./:+-]{0,6}$/) })
+    .map(({ key, value }): PeerSelector => ({ by: 'label', key, value })),
+);
+/** either a CIDR or a container selector (never both), or neither */
+const arbFrom = fc.oneof(
+  arbSource.map((source) => (source === undefined ? {} : { source })),
+  arbPeer.map((peer) => ({ peer })),
+);
+
 const arbRule: fc.Arbitrary<IngressRule> = fc.oneof(
   fc
     .record({
       proto: fc.constantFrom('tcp' as const, 'udp' as const),
       a: fc.integer({ min: 1, max: 65_535 }),
       b: fc.integer({ min: 1, max: 65_535 }),
-      source: arbSource,
+      from: arbFrom,
     })
-    .map(({ proto, a, b, source }) => {
-      const ports = { from: Math.min(a, b), to: Math.max(a, b) };
-      return source === undefined ? { proto, ports } : { proto, ports, source };
-    }),
-  arbSource.map((source): IngressRule => (source === undefined ? { proto: 'icmp' } : { proto: 'icmp', source })),
+    .map(
+      ({ proto, a, b, from }): IngressRule => ({ proto, ports: { from: Math.min(a, b), to: Math.max(a, b) }, ...from }),
+    ),
+  arbFrom.map((from): IngressRule => ({ proto: 'icmp', ...from })),
 );
 
 const arbPolicy: fc.Arbitrary<IngressPolicy> = fc.uniqueArray(arbRule, { maxLength: 20, selector: formatRule });
@@ -267,6 +346,13 @@ const arbNearText: fc.Arbitrary<string> = fc
             'fd00:0:0:0:0:0:0:0/64',
             '::/0',
             '0.0.0.0/0',
+            'name=',
+            'label=',
+            'api-*',
+            'Web?',
+            'role=api',
+            '=',
+            'a b',
           ),
           { maxLength: 8 },
         )
@@ -334,6 +420,21 @@ describe('admits', () => {
     assert.equal(admits(parseIngress(K, 'icmp'), { proto: 'icmp', source: '::1' }), true);
   });
 
+  it('admits a name= or label= rule only for a flow whose container the selector selects', () => {
+    const q = parseIngress(K, 'tcp/5432@name=api-*,udp/53@label=role=dns,icmp@label=tier');
+    const api = { name: 'api-1', labels: {} };
+    const dns = { name: 'resolver', labels: { role: 'dns' } };
+    const tiered = { name: 'x', labels: { tier: '' } };
+    assert.equal(admits(q, { proto: 'tcp', port: 5432, source: '198.18.0.5', peer: api }), true);
+    assert.equal(admits(q, { proto: 'tcp', port: 5433, source: '198.18.0.5', peer: api }), false);
+    assert.equal(admits(q, { proto: 'tcp', port: 5432, source: '198.18.0.5', peer: dns }), false);
+    assert.equal(admits(q, { proto: 'udp', port: 53, source: 'fd00::5', peer: dns }), true);
+    assert.equal(admits(q, { proto: 'icmp', source: '198.18.0.5', peer: tiered }), true);
+    assert.equal(admits(q, { proto: 'icmp', source: '198.18.0.5', peer: api }), false);
+    // fails closed: a source whose container is unknown matches no selector
+    assert.equal(admits(q, { proto: 'tcp', port: 5432, source: '198.18.0.5' }), false);
+  });
+
   it('agrees with a brute-force reading of the rules', () => {
     const arbFlow = fc.record({
       proto: fc.constantFrom('tcp' as const, 'udp' as const, 'icmp' as const),
@@ -368,6 +469,7 @@ describe('admits', () => {
           (r) =>
             r.proto === f.proto &&
             (r.ports === undefined || (flow.port >= r.ports.from && flow.port <= r.ports.to)) &&
+            r.peer === undefined &&
             (r.source === undefined || inPrefix(f.source, r.source)),
         );
         assert.equal(admits(pol, f), expected);

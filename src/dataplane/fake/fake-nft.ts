@@ -6,11 +6,21 @@
  */
 
 import type { PolicyCounter, SetCheck } from '../../core/contracts.ts';
-import type { DnsRedirectObject, FirewallObject, GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
+import type {
+  DnsRedirectObject,
+  FirewallObject,
+  GuardObject,
+  PolicyObject,
+  PortsObject,
+  SelectorSetObject,
+} from '../../core/desired.ts';
+import { selectorSetName } from '../../core/naming.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
 import { DNS_PRIORITY, DNS_RULES, diffDnsRedirect, dnsElements } from '../linux/dns-redirect.ts';
+import { KernelError } from '../linux/exec.ts';
 import { guardElements } from '../linux/guard.ts';
 import { checkIfName } from '../linux/links.ts';
+import { checkSelectorName, checkSelectorObject } from '../linux/policy-selectors.ts';
 import { checkChainName, checkPolicyObject } from '../linux/policy-sets.ts';
 import { clone } from './fake-calls.ts';
 import { FakeLinks } from './fake-links.ts';
@@ -22,6 +32,8 @@ export class FakeNftables extends FakeLinks {
   policyTable = false;
   /** chain name -> the policy last ensured for it */
   readonly policies = new Map<string, PolicyObject>();
+  /** name=/label= sources: set name (sel_<hash>) -> the members last ensured (a chain adds it empty) */
+  readonly selectors = new Map<string, SelectorSetObject>();
   /** chain name -> denied counter; tests set values, ensure keeps them, remove drops them */
   readonly policyCounters: Record<string, PolicyCounter> = {};
   /** table inet truss_ports: its elements (validated as the Linux dataplane does) and bridges; undefined = no table */
@@ -37,6 +49,7 @@ export class FakeNftables extends FakeLinks {
   deletePolicyTableBehindBack(): void {
     this.policyTable = false;
     this.policies.clear();
+    this.selectors.clear();
     for (const k of Object.keys(this.policyCounters)) delete this.policyCounters[k];
   }
 
@@ -97,6 +110,13 @@ export class FakeNftables extends FakeLinks {
       this.policies.set(name, { ...other, addresses: other.addresses.filter((a) => !mine.has(a)) });
     }
     this.policyTable = true;
+    // as the kernel's chain transaction: the selector sets it names are created empty when missing
+    for (const r of p.rules) {
+      if (r.peer === undefined) continue;
+      const name = selectorSetName(r.peer);
+      if (!this.selectors.has(name))
+        this.selectors.set(name, { name, selector: r.peer, addresses4: [], addresses6: [] });
+    }
     this.policies.set(p.name, clone(p));
     this.policyCounters[p.name] ??= { packets: 0, bytes: 0 };
   }
@@ -106,6 +126,46 @@ export class FakeNftables extends FakeLinks {
     checkChainName(name);
     this.policies.delete(name);
     delete this.policyCounters[name];
+  }
+
+  async checkSelectors(desired: readonly SelectorSetObject[]): Promise<SetCheck> {
+    this.enter('checkSelectors', desired);
+    const drifted: string[] = [];
+    const problems: string[] = [];
+    for (const s of desired) {
+      const have = this.selectors.get(s.name);
+      if (have && sameMembers(have, s)) continue;
+      drifted.push(s.name);
+      problems.push(have ? `selector ${s.name}: members differ` : `selector ${s.name}: sets are missing`);
+    }
+    const wanted = new Set(desired.map((s) => s.name));
+    const extra = [...this.selectors.keys()].filter((n) => !wanted.has(n)).sort();
+    for (const n of extra) problems.push(`selector ${n}: installed but no policy names it`);
+    return { drifted, extra, problems, tablePresent: this.policyTable };
+  }
+
+  async ensureSelector(s: SelectorSetObject): Promise<void> {
+    this.enter('ensureSelector', s);
+    const c = checkSelectorObject(s);
+    this.policyTable = true;
+    this.selectors.set(c.name, clone(c));
+  }
+
+  /** As the kernel: a set a chain still names cannot be deleted (EBUSY). */
+  async removeSelector(name: string): Promise<void> {
+    this.enter('removeSelector', name);
+    checkSelectorName(name);
+    for (const p of this.policies.values()) {
+      if (p.rules.some((r) => r.peer !== undefined && selectorSetName(r.peer) === name)) {
+        throw new KernelError(
+          'EBUSY',
+          ['nft', '-f', '-'],
+          1,
+          `Error: Could not process rule: Device or resource busy (${name}_4 is named by ${p.name})`,
+        );
+      }
+    }
+    this.selectors.delete(name);
   }
 
   async removePolicyTable(): Promise<void> {
@@ -226,5 +286,7 @@ export class FakeNftables extends FakeLinks {
 }
 
 const sortedText = (xs: readonly string[]): string => JSON.stringify([...xs].sort());
+const sameMembers = (a: SelectorSetObject, b: SelectorSetObject): boolean =>
+  sortedText(a.addresses4) === sortedText(b.addresses4) && sortedText(a.addresses6) === sortedText(b.addresses6);
 const samePolicy = (a: PolicyObject, b: PolicyObject): boolean =>
   sortedText(a.addresses) === sortedText(b.addresses) && JSON.stringify(a.rules) === JSON.stringify(b.rules);

@@ -91,8 +91,32 @@ export function parseConntrack(text: string): TrackedFlow[] {
 
 const ECHO_REQUEST = { icmp: 8, icmpv6: 128 } as const;
 
-/** Pure: whether `rules` admit the flow as a new one (icmp: echo requests only). */
-export function flowAdmitted(rules: IngressPolicy, f: TrackedFlow): boolean {
+const loosened = new WeakMap<IngressPolicy, IngressPolicy>();
+
+/**
+ * The rules with each name=/label= rule admitting any source. why: a conntrack entry names no
+ * container and the selector's members are not this call's to know, so a flow such a rule may
+ * admit (its protocol and port) is kept rather than cut from a member on every re-program.
+ */
+function loosen(rules: IngressPolicy): IngressPolicy {
+  let out = loosened.get(rules);
+  if (out === undefined) {
+    out = rules.some((r) => r.peer !== undefined)
+      ? rules.map((r) =>
+          r.peer === undefined ? r : r.ports === undefined ? { proto: r.proto } : { proto: r.proto, ports: r.ports },
+        )
+      : rules;
+    loosened.set(rules, out);
+  }
+  return out;
+}
+
+/**
+ * Pure: whether `rules` admit the flow as a new one (icmp: echo requests only); a name=/label=
+ * rule counts as admitting any source (loosen).
+ */
+export function flowAdmitted(policy: IngressPolicy, f: TrackedFlow): boolean {
+  const rules = loosen(policy);
   if (f.proto === 'tcp' || f.proto === 'udp') {
     return f.dport !== undefined && admits(rules, { proto: f.proto, port: f.dport, source: f.src });
   }

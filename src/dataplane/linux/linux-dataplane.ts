@@ -22,6 +22,7 @@ import * as nft from './nft.ts';
 import { selectVxlanPeers, selectWireguardPeers } from './peer-select.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
+import * as selectors from './policy-selectors.ts';
 import * as raGuard from './ra-guard.ts';
 import * as rt from './routes.ts';
 import * as shaper from './shaper.ts';
@@ -192,6 +193,9 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       if (sysctls.status === 'rejected') throw sysctls.reason;
     },
     removePolicy: (name) => policy.removePolicy(exec, name),
+    checkSelectors: (desired) => selectors.checkSelectors(exec, desired),
+    ensureSelector: (s) => selectors.applySelector(exec, s),
+    removeSelector: (name) => selectors.removeSelector(exec, name),
     removePolicyTable: () => policy.removePolicyTable(exec),
     readPolicyCounters: () => policy.readPolicyCounters(exec),
     checkPorts: (desired) => dnat.checkPorts(exec, desired),

@@ -12,6 +12,10 @@
  * - icmp source sets (`ipv4_addr; flags interval`, rbtree) refuse nested prefixes: only the
  *   outermost prefixes stay.
  * The union the sets admit is exactly what core/policy's admits() admits (property-tested).
+ *
+ * A name= or label= rule (core/names) is no element of these: its sources are the shared sets
+ * of its selector (policy-selectors.ts), so its ports go into the chain's rules instead
+ * (`ip saddr @sel_<hash>_4 tcp dport { 5432, 8000-8100 } accept`), merged per selector.
  */
 import type { PolicyObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
@@ -26,6 +30,8 @@ import {
   parseIp,
   parsePrefix,
 } from '../../core/ip.ts';
+import { isValidLabelKey, isValidLabelValue, isValidNameGlob, type PeerSelector } from '../../core/names/model.ts';
+import { selectorSetName } from '../../core/naming.ts';
 import type { IngressPolicy, IngressRule } from '../../core/policy/model.ts';
 
 /** Inclusive port range [from, to]. */
@@ -46,6 +52,18 @@ export interface PolicySets {
   /** echo requests from these (outermost, sorted) prefixes */
   readonly icmp4: readonly Prefix[];
   readonly icmp6: readonly Prefix[];
+  /** name=/label= sources, sorted by set name */
+  readonly selectors: readonly SelectorRules[];
+}
+
+/** What one endpoint admits from one name=/label= source: its ports per protocol and echo. */
+export interface SelectorRules {
+  /** the sets' base name (naming.selectorSetName): `${set}_4`, `${set}_6` */
+  readonly set: string;
+  /** merged, sorted */
+  readonly tcp: readonly Range[];
+  readonly udp: readonly Range[];
+  readonly icmp: boolean;
 }
 
 /** A PolicyObject whose every value is checked and spelt as the kernel prints it. */
@@ -86,12 +104,26 @@ function checkRule(name: string, r: IngressRule): void {
       throw errors.badOption(`${what}: ports must be 1-65535 with from <= to`);
     }
   }
+  if (r.peer !== undefined) {
+    if (r.source !== undefined) throw errors.badOption(`${what}: a rule has a source or a peer, not both`);
+    if (!validPeer(r.peer)) throw errors.badOption(`${what}: invalid peer selector`);
+  }
   if (r.source !== undefined) {
     const p = parsePrefix(r.source);
     if (!p || !isNetworkAddress(p) || formatPrefix(p) !== r.source) {
       throw errors.badOption(`${what}: source must be a canonical network prefix`);
     }
   }
+}
+
+function validPeer(p: PeerSelector): boolean {
+  if (p.by === 'name') return typeof p.glob === 'string' && isValidNameGlob(p.glob);
+  return (
+    p.by === 'label' &&
+    typeof p.key === 'string' &&
+    isValidLabelKey(p.key) &&
+    (p.value === undefined || (typeof p.value === 'string' && isValidLabelValue(p.value)))
+  );
 }
 
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -203,6 +235,25 @@ export function outermostPrefixes(ps: readonly Prefix[]): Prefix[] {
 const sourceOf = (r: IngressRule): Prefix | undefined =>
   r.source === undefined ? undefined : (parsePrefix(r.source) as Prefix);
 
+/** Pure: a policy's name=/label= rules, merged per selector, sorted by set name. */
+function selectorRules(rules: IngressPolicy): SelectorRules[] {
+  const by = new Map<string, { tcp: Range[]; udp: Range[]; icmp: boolean }>();
+  for (const r of rules) {
+    if (r.peer === undefined) continue;
+    const set = selectorSetName(r.peer);
+    let g = by.get(set);
+    if (g === undefined) {
+      g = { tcp: [], udp: [], icmp: false };
+      by.set(set, g);
+    }
+    if (r.proto === 'icmp') g.icmp = true;
+    else g[r.proto].push(portsOf(r));
+  }
+  return [...by]
+    .sort(([a], [b]) => byText(a, b))
+    .map(([set, g]) => ({ set, tcp: mergeRanges(g.tcp), udp: mergeRanges(g.udp), icmp: g.icmp }));
+}
+
 /** Pure: the contents of every set of a (checked) policy. */
 export function computePolicySets(rules: IngressPolicy): PolicySets {
   const anyPorts: Record<'tcp' | 'udp', Range[]> = { tcp: [], udp: [] };
@@ -210,6 +261,7 @@ export function computePolicySets(rules: IngressPolicy): PolicySets {
   const icmpFrom: Record<Family, Prefix[]> = { 4: [], 6: [] };
   let icmpAny = false;
   for (const r of rules) {
+    if (r.peer !== undefined) continue; // its sources are its selector's sets: selectorRules
     const src = sourceOf(r);
     if (r.proto === 'icmp') {
       if (src === undefined) icmpAny = true;
@@ -229,6 +281,7 @@ export function computePolicySets(rules: IngressPolicy): PolicySets {
     icmpAny,
     icmp4: icmpAny ? [] : outermostPrefixes(icmpFrom[4]),
     icmp6: icmpAny ? [] : outermostPrefixes(icmpFrom[6]),
+    selectors: selectorRules(rules),
   };
 }
 

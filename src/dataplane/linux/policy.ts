@@ -14,6 +14,8 @@
  *   sets ep_<short>_{tcp,udp}    any source: ports
  *        ep_<short>_{tcp,udp}{4,6}  source-narrowed: prefix . ports
  *        ep_<short>_icmp{4,6}   source-narrowed echo
+ *   rules  ip[6] saddr @sel_<hash>_{4,6} ...  name=/label= sources: the selector's shared sets
+ *                                (policy-selectors.ts), created empty here when missing
  *   counter ep_<short>_denied    survives updates (added, never reset)
  *
  * Ownership: the table name (naming.NFT_POLICY_TABLE); inside it, every per-endpoint
@@ -24,7 +26,8 @@
  * traffic crosses output: keying on the destination address covers all three. `accept`
  * here only ends this table's base chain; inet truss still isolates networks afterwards.
  * A new flow meets at most 3 + 10 rules (one set lookup each) whatever the number of
- * ports, sources or endpoints; packets of admitted flows meet one.
+ * ports, sources or endpoints, plus up to 6 per name=/label= selector the policy names;
+ * packets of admitted flows meet one.
  *
  * why set elements are written inline (`add set X { ...; elements = {…} }`, `add map`) and
  * never with `add element`: nft 1.0.6 answers any `add/delete element` by first dumping the
@@ -50,6 +53,8 @@ import {
   formatSetPrefix,
   formatSourced,
   type PolicySets,
+  type Range,
+  type SelectorRules,
 } from './policy-sets.ts';
 
 export const POLICY_TABLE = `${NFT_FAMILY} ${NFT_POLICY_TABLE}`;
@@ -114,6 +119,35 @@ export const policySetName = (chain: string, k: SetKind): string => `${chain}_${
 // why: neighbour discovery to the endpoint's own address (NUD probes) must keep working
 const ND_RULE = 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept';
 
+const portList = (rs: readonly Range[]): string =>
+  rs.length === 1 ? formatRange(rs[0] as Range) : `{ ${rs.map(formatRange).join(', ')} }`;
+
+/**
+ * The rules admitting one selector's members, as `nft list` prints them (a one-element
+ * anonymous set prints as a plain match); at most CHUNK ranges per rule.
+ */
+export function selectorChainRules(s: SelectorRules): string[] {
+  const out: string[] = [];
+  for (const [fam, saddr, echo] of [
+    ['4', 'ip saddr', 'icmp'],
+    ['6', 'ip6 saddr', 'icmpv6'],
+  ] as const) {
+    const from = `${saddr} @${s.set}_${fam}`;
+    for (const c of chunks(s.tcp)) out.push(`${from} tcp dport ${portList(c)} accept`);
+    for (const c of chunks(s.udp)) out.push(`${from} udp dport ${portList(c)} accept`);
+    if (s.icmp) out.push(`${from} ${echo} type echo-request accept`);
+  }
+  return out;
+}
+
+/** The two sets (per family) of each selector the chain names: `add set` (idempotent, elements untouched). */
+export function selectorSetDecls(sets: PolicySets): string[] {
+  return sets.selectors.flatMap((s) => [
+    `add set ${TABLE} ${s.set}_4 { type ipv4_addr; }`,
+    `add set ${TABLE} ${s.set}_6 { type ipv6_addr; }`,
+  ]);
+}
+
 /** The rules of an endpoint's chain, as `nft list` prints them. */
 export function policyChainRules(name: string, sets: PolicySets): string[] {
   const present = POLICY_SET_KINDS.filter((k) => k.elements(sets).length > 0);
@@ -123,6 +157,7 @@ export function policyChainRules(name: string, sets: PolicySets): string[] {
   if (sets.icmpAny) rules.push('icmp type echo-request accept', 'icmpv6 type echo-request accept');
   for (const k of present.filter((k) => k.suffix.startsWith('icmp')))
     rules.push(`${k.rule(policySetName(name, k))} accept`);
+  for (const s of sets.selectors) rules.push(...selectorChainRules(s));
   rules.push(ND_RULE, `counter name "${counterName(name)}" drop`);
   return rules;
 }
@@ -169,11 +204,11 @@ export interface MapDeletes {
 
 const NO_DELETES: MapDeletes = { v4: [], v6: [] };
 
-const chunks = <T>(xs: readonly T[]): T[][] => {
+function chunks<T>(xs: readonly T[]): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < xs.length; i += CHUNK) out.push(xs.slice(i, i + CHUNK));
   return out;
-};
+}
 
 function setLines(name: string, k: SetKind, elements: readonly string[]): string[] {
   const set = `${TABLE} ${policySetName(name, k)}`;
@@ -216,6 +251,8 @@ export function renderPolicy(p: PolicyObject, deletes: MapDeletes = NO_DELETES):
     `add chain ${TABLE} ${c.name}`,
     `flush chain ${TABLE} ${c.name}`,
     ...POLICY_SET_KINDS.flatMap((k) => setLines(c.name, k, k.elements(sets))),
+    // a selector's sets must exist before a rule names them (their members: policy-selectors.ts)
+    ...selectorSetDecls(sets),
     ...policyChainRules(c.name, sets).map((r) => `add rule ${TABLE} ${c.name} ${r}`),
     ...mapLines(c, dels),
   ];

@@ -7,17 +7,46 @@
 
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { Dataplane } from '../../core/contracts.ts';
-import type { GuardObject, PolicyObject, PortsObject } from '../../core/desired.ts';
+import type { GuardObject, PolicyObject, PortsObject, SelectorSetObject } from '../../core/desired.ts';
 import { ifbOfHostVeth } from '../../core/naming.ts';
 import type { Logger } from '../../obs/logger.ts';
 import { objectKey, ownedBy, type SetKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
 
 export const policyKey = (name: string): string => objectKey('policy', name);
+/** a name=/label= source's shared sets, by set name (sel_<hash>) */
+export const selectorKey = (name: string): string => objectKey('selector', name);
 export const guardKey = (link: string): string => objectKey('guard', link);
 /** an endpoint's bandwidth limits, by its host veth's name */
 export const shaperKey = (name: string): string => objectKey('shaper', name);
 export const portsKey = (name: string): string => objectKey('ports', name);
+
+/**
+ * The members of each name=/label= source, in sets the policy chains name: ensured before the
+ * chains (registered before policyKind), so a chain's first packet already meets its members;
+ * removed last, after every chain that named them is gone (a named set cannot be deleted).
+ * No table of its own: the sets live in the policy table, which policyKind removes whole with
+ * the last chain (and with it any set left).
+ */
+export function selectorKind(dp: Dataplane): SetKind<PassState, SelectorSetObject> {
+  return {
+    shape: 'set',
+    name: 'selector',
+    // why: an empty catalog before Docker was listed would empty every set: a restart must not flip a
+    // verdict. With no set wanted there is nothing to keep (leftovers go whatever the catalog says)
+    paused: (d) =>
+      d.namesPending && d.kernel.selectors.length > 0
+        ? 'name/label policy sets: container names not known yet (left as they are)'
+        : undefined,
+    wanted: (d) => d.kernel.selectors,
+    check: (w) => dp.checkSelectors(w),
+    ensure: (s) => dp.ensureSelector(s),
+    remove: (name) => dp.removeSelector(name),
+    removeAt: 'last',
+    extrasMayBeForeign: true,
+    // a set serves every endpoint whose policy names it: the network's or endpoint's request waits for its chain
+  };
+}
 
 export function policyKind(dp: Dataplane): SetKind<PassState, PolicyObject> {
   return {

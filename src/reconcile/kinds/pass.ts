@@ -12,4 +12,6 @@ export interface PassState {
   readonly cluster: ClusterDesired | undefined;
   /** full passes and checks: the kernel's links compared with the desired ones */
   readonly links?: LinkPlan;
+  /** the catalog of names is not known yet: the name/label sets are left as they are (selectorKind) */
+  readonly namesPending?: boolean;
 }
