@@ -309,6 +309,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
   });
   const policy = new PolicyService({
     repo,
+    names: () => names.service.catalog(),
     reconciler: { waitFor, policyCounters: () => reconciler.policyCounters() },
     ...capabilities,
     ...timeout,
