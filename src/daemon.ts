@@ -303,6 +303,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
         }
       : {}),
     orphans: () => gc.orphans(),
+    names: () => names.status(),
     ...(cluster
       ? { cluster: () => clusterStatus({ cluster, repo, reconciler, dataplane, ...(claimGc ? { claimGc } : {}) }) }
       : {}),

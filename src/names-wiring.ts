@@ -6,9 +6,10 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.ts';
+import type { StatusBody } from './core/admin-api.ts';
 import type { ClusterNames } from './core/contracts.ts';
 import { resolve } from './core/dns/answer.ts';
-import { computeUpstreams, ETC_RESOLV_CONF } from './core/dns/resolv-conf.ts';
+import { computeUpstreams, dnsWarning, ETC_RESOLV_CONF } from './core/dns/resolv-conf.ts';
 import type { Intent } from './core/intent.ts';
 import type { ContainerFacts } from './core/names/catalog.ts';
 import { DnsResponder } from './dns/responder.ts';
@@ -24,9 +25,13 @@ export interface NamesWiring {
   withNames(intent: Intent): Promise<Intent>;
   /** after a pass: listeners whose gateway the pass just created are bound now */
   afterPass(): void;
+  /** the names section of `truss status` */
+  status(): NamesBody;
   start(): void;
   stop(): Promise<void>;
 }
+
+type NamesBody = NonNullable<StatusBody['names']>;
 
 export interface NamesWiringDeps {
   readonly log: Logger;
@@ -99,6 +104,7 @@ export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
     },
   });
   let listeners: Parameters<DnsResponder['sync']>[0] = [];
+  let redirected: readonly { readonly address: string; readonly port: number }[] = [];
   return {
     watch,
     service,
@@ -106,6 +112,7 @@ export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
     async withNames(intent) {
       const v = service.view(intent);
       listeners = v.dns.listeners;
+      redirected = v.dns.upstreams;
       await responder.sync(listeners);
       const dns = v.dns.bridges.length > 0 ? { dns: { bridges: v.dns.bridges, upstreams: v.dns.upstreams } } : {};
       return { ...intent, names: v.catalog, ...dns };
@@ -113,6 +120,28 @@ export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
     afterPass() {
       const open = responder.listening().length;
       if (open < listeners.length) void responder.sync(listeners);
+    },
+    status() {
+      const s = service.status();
+      const version = watch.version();
+      const c = responder.counters;
+      const seen = c.answered + c.forwarded + c.failed > 0;
+      const warning =
+        s.dnsNetworks === 0 ? undefined : (s.dnsOff ?? dnsWarning(hostFile(), dockerMajor(version), seen));
+      return {
+        docker: { ...s.docker, ...(version ? { version } : {}) },
+        local: s.local,
+        remote: s.remote,
+        ...(s.clusterSynced !== undefined ? { clusterSynced: s.clusterSynced } : {}),
+        dns: {
+          networks: s.dnsNetworks,
+          upstreams: redirected.map((u) => ({ address: u.address, port: u.port })),
+          answered: c.answered,
+          forwarded: c.forwarded,
+          failed: c.failed,
+          ...(warning ? { warning } : {}),
+        },
+      };
     },
     start() {
       watch.start();

@@ -3,12 +3,14 @@ import { describe, it, test } from 'node:test';
 import { endpointSpec, networkSpec } from '../core/testing.ts';
 import {
   formatForeign,
+  formatNames,
   formatPolicyView,
   formatStatus,
   type PolicyView,
   type StatusText,
   summarizeIngress,
 } from './format.ts';
+import { assessHealth } from './health.ts';
 
 const NID = `0123456789ab${'1'.repeat(52)}`;
 const EP1 = `e1e1e1e1e1e1${'5'.repeat(52)}`;
@@ -215,4 +217,37 @@ test('status warns about the truss objects of another state, naming them and the
   assert.match(text, /veth trvdddddddddddd \(unstamped\)/);
   assert.match(text, /fix: FIX/);
   assert.deepEqual(formatForeign({ stateId: 'x', adoptUnstamped: false, foreign: { count: 0, links: [] } }), []);
+});
+
+describe('formatNames', () => {
+  const names = {
+    docker: { state: 'synced' as const, version: '28.5.2' },
+    local: 2,
+    remote: 3,
+    clusterSynced: true,
+    dns: {
+      networks: 1,
+      upstreams: [{ address: '198.18.255.254', port: 35300 }],
+      answered: 4,
+      forwarded: 1,
+      failed: 0,
+      warning: 'dockerd 28 queries the host resolvers from the host',
+    },
+  };
+  it('says where names come from, how many, and what truss DNS does', () => {
+    assert.deepEqual(formatNames(names), [
+      'NAMES: Docker API synced (dockerd 28.5.2); 2 named here, 3 from other hosts',
+      'DNS: 1 truss.dns network(s); upstreams redirected: 198.18.255.254->:35300; answered 4, relayed 1, failed 0',
+      '  WARNING: dockerd 28 queries the host resolvers from the host',
+    ]);
+  });
+  it('warns in the health line when Docker is unreachable', () => {
+    const reason = 'cannot reach the Docker API at unix:///nope (connect ENOENT)';
+    const h = assessHealth(
+      { kernel: { inSync: true, problems: [] }, names: { ...names, docker: { state: 'unreachable', reason } } },
+      0,
+    );
+    assert.ok(h.warnings.includes(`container names are off: ${reason}`), JSON.stringify(h.warnings));
+    assert.equal(h.problems.length, 0);
+  });
 });

@@ -32,7 +32,7 @@ export type StatusText = Pick<
   | 'cluster'
   | 'errors'
 > &
-  Partial<Pick<StatusBody, 'policyCounters' | 'guardCounters' | 'policies' | 'reconciler' | 'orphans'>>;
+  Partial<Pick<StatusBody, 'policyCounters' | 'guardCounters' | 'policies' | 'reconciler' | 'orphans' | 'names'>>;
 
 /** Docker's names of networks and containers (cli/docker-names.ts), looked up by the CLI when Docker answers. */
 export interface DockerNames {
@@ -173,10 +173,29 @@ export function formatStatus(s: StatusText, opts: StatusOptions = {}): string {
   out.push(...formatOrphans(s.orphans, containers));
   out.push(...formatForeign(s.ownership));
   if (s.cluster) out.push('', ...formatClusterAllocations(s.cluster, now));
+  if (s.names) out.push('', ...formatNames(s.names));
   const errs = s.errors ?? [];
   if (errs.length > 0) out.push('', `ERRORS: ${errs.length} part(s) of the status could not be read`);
   for (const e of errs) out.push(`  - ${e}`);
   return `${out.join('\n')}\n`;
+}
+
+/** Names across hosts: where they come from, how many are known, truss DNS (docs/names.md). */
+export function formatNames(n: NonNullable<StatusBody['names']>): string[] {
+  const d = n.docker;
+  const version = d.version ? ` (dockerd ${d.version})` : '';
+  const synced = n.clusterSynced === false ? ', other hosts not read yet' : '';
+  const out = [`NAMES: Docker API ${d.state}${version}; ${n.local} named here, ${n.remote} from other hosts${synced}`];
+  if (d.reason) out.push(`  ${d.state === 'synced' ? 'note' : 'WARNING'}: ${d.reason}`);
+  if (n.dns.networks > 0) {
+    const ups = n.dns.upstreams.map((u) => `${u.address}->:${u.port}`).join(', ') || 'none';
+    out.push(
+      `DNS: ${n.dns.networks} truss.dns network(s); upstreams redirected: ${ups}; ` +
+        `answered ${n.dns.answered}, relayed ${n.dns.forwarded}, failed ${n.dns.failed}`,
+    );
+    if (n.dns.warning) out.push(`  WARNING: ${n.dns.warning}`);
+  }
+  return out;
 }
 
 /** The links of other states this daemon leaves alone (issue 13); nothing when there are none. */

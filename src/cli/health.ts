@@ -11,6 +11,7 @@ type Status = Pick<StatusBody, 'kernel' | 'cluster' | 'errors'> & {
   readonly reconciler?: Partial<Pick<StatusBody['reconciler'], 'objects' | 'passError'>>;
   readonly ownership?: StatusBody['ownership'];
   readonly orphans?: StatusBody['orphans'];
+  readonly names?: StatusBody['names'];
 };
 
 export interface Health {
@@ -67,6 +68,11 @@ export function assessHealth(s: Status, nowMs: number): Health {
   }
   const foreign = s.ownership?.foreign.count ?? 0;
   if (foreign > 0) warnings.push(`${foreign} truss object(s) of another state on this host`);
+  const names = s.names;
+  if (names?.docker.state === 'unreachable' && names.docker.reason) {
+    warnings.push(`container names are off: ${names.docker.reason}`);
+  }
+  if (names?.dns.warning && names.dns.warning !== names.docker.reason) warnings.push(`truss DNS: ${names.dns.warning}`);
   const held = (s.orphans ?? []).filter((o) => o.held).length;
   if (held > 0) warnings.push(`${held} orphaned endpoint(s) kept: their sandbox is still a network namespace`);
   return { problems, warnings };

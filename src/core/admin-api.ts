@@ -261,6 +261,27 @@ export const clusterView = z.object({
     })
     .optional(),
 });
+/** Names across hosts (issue 16): where names come from, how many are known, truss DNS. */
+export const namesView = z.object({
+  docker: z.object({
+    state: z.enum(['off', 'connecting', 'synced', 'unreachable']).describe("the follower of Docker's API"),
+    reason: z.string().optional().describe('why it is not synced, and the fix'),
+    version: z.string().optional().describe("dockerd's version, as last read"),
+  }),
+  local: z.number().describe("this host's endpoints with a known container"),
+  remote: z.number().describe("other hosts' named endpoints (cluster networks)"),
+  clusterSynced: z.boolean().optional().describe("the other hosts' names were read once (cluster mode)"),
+  dns: z.object({
+    networks: z.number().describe('truss.dns networks on this host'),
+    upstreams: z
+      .array(z.object({ address: z.string(), port: z.number() }))
+      .describe('redirected, with responder ports'),
+    answered: z.number(),
+    forwarded: z.number(),
+    failed: z.number(),
+    warning: z.string().optional().describe('why containers may not resolve truss names here, and the fix'),
+  }),
+});
 export const statusBody = z.object({
   version: z.string(),
   startedAt: z.string(),
@@ -276,6 +297,7 @@ export const statusBody = z.object({
   reconciler: reconcilerView,
   ownership: ownershipView.optional(),
   cluster: clusterView.optional().describe('only with a cluster store (etcd)'),
+  names: namesView.optional().describe('names across hosts: absent in a daemon without them'),
   orphans: z
     .array(
       z.object({

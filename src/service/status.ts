@@ -22,6 +22,8 @@ export interface StatusDeps {
   ownership?(): OwnershipBody;
   /** the endpoints waiting for the GC grace period (service/endpoint-gc.ts) */
   orphans?(): NonNullable<StatusBody['orphans']>;
+  /** names across hosts: the Docker follower, the catalog, truss DNS */
+  names?(): NonNullable<StatusBody['names']>;
 }
 
 export class StatusService {
@@ -81,6 +83,7 @@ export class StatusService {
       ...(this.#d.ownership ? { ownership: this.#d.ownership() } : {}),
       ...(cluster ? { cluster } : {}),
       ...(this.#d.orphans ? { orphans: this.#d.orphans() } : {}),
+      ...(this.#d.names ? { names: this.#d.names() } : {}),
       /** what could not be read (status shows the rest) */
       ...(errs.length > 0 ? { errors: errs } : {}),
     };

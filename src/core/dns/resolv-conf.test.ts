@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { chooseResolvConf, computeUpstreams, parseResolvConf } from './resolv-conf.ts';
+import { chooseResolvConf, computeUpstreams, dnsWarning, parseResolvConf } from './resolv-conf.ts';
 
 const V20 = { dockerMajor: 20, ipv6: false };
 const V26 = { dockerMajor: 26, ipv6: false };
@@ -128,5 +128,19 @@ describe('computeUpstreams on 28.x and later', () => {
       hostLoopback: [],
       usedDefaults: false,
     });
+  });
+});
+
+describe('dnsWarning', () => {
+  it('says what to set in daemon.json when dockerd queries the host servers from the host', () => {
+    const w = dnsWarning('nameserver 198.18.255.254\n', 28, false);
+    assert.match(w ?? '', /dockerd 28 queries the host's resolv.conf servers from the host's namespace/);
+    assert.match(w ?? '', /set "dns": \["198.18.255.254"\] in \/etc\/docker\/daemon.json/);
+    assert.match(dnsWarning('nameserver 127.0.0.1\n', 20, false) ?? '', /loopback resolvers \(127.0.0.1\)/);
+  });
+  it('is quiet when the queries cross the bridge, or truss saw some already, or the version is unknown', () => {
+    assert.equal(dnsWarning('nameserver 198.18.255.254\n', 20, false), undefined);
+    assert.equal(dnsWarning('nameserver 198.18.255.254\n', 28, true), undefined);
+    assert.equal(dnsWarning('nameserver 198.18.255.254\n', undefined, false), undefined);
   });
 });

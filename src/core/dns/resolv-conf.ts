@@ -156,3 +156,24 @@ function fromOverrides(dns: readonly string[], dockerMajor: number): DockerUpstr
     dockerMajor >= 26 ? valid.slice(0, MAX_EXT_DNS) : [...valid.filter(isV4).slice(0, 3), ...valid.filter(isV6)];
   return { upstreams: uniq(ext.filter((a) => !isLoopback(a))), hostLoopback: [], usedDefaults: false };
 }
+
+/**
+ * Why containers may not resolve truss names on this host, and the fix; undefined when nothing
+ * says so. `seen`: truss's responder got queries from containers already (then the host's
+ * servers evidently are not the only path, e.g. daemon.json "dns" is set).
+ */
+export function dnsWarning(etcResolvConf: string, dockerMajor: number | undefined, seen: boolean): string | undefined {
+  if (dockerMajor === undefined || seen) return undefined;
+  const u = computeUpstreams(etcResolvConf, { dockerMajor, ipv6: true });
+  if (u.hostLoopback.length === 0) return undefined;
+  const servers = parseResolvConf(etcResolvConf).nameservers.filter((a) => !isLoopback(a));
+  const fix =
+    servers.length > 0
+      ? `set "dns": ${JSON.stringify(servers)} in /etc/docker/daemon.json and restart dockerd`
+      : 'set "dns" in /etc/docker/daemon.json to your resolvers (not a loopback address) and restart dockerd';
+  const why =
+    dockerMajor >= 28
+      ? `dockerd ${dockerMajor} queries the host's resolv.conf servers from the host's namespace`
+      : `dockerd queries loopback resolvers (${u.hostLoopback.join(', ')}) from the host's namespace`;
+  return `${why}, where truss DNS cannot see the queries: ${fix} (docs/names.md)`;
+}
