@@ -90,39 +90,39 @@ async function ok(r: Promise<{ code: number; stderr: string; stdout: string }>, 
   return x.stdout.trim();
 }
 
+before(async () => {
+  await cluster.start();
+  await startUpstream(UNDERLAY_ADDRESS, `${EXT.name}=${EXT.ip}`);
+  await ok(
+    cluster.underlay.exec(['ip', 'addr', 'add', `${CUSTOM_DNS}/32`, 'dev', 'ulbr0']),
+    'the --dns stand-in address',
+  );
+  await startUpstream(CUSTOM_DNS, `${CUSTOM.name}=${CUSTOM.ip}`);
+  const etcd = `etcd://${cluster.underlay.etcd.endpoint}`;
+  await Promise.all(
+    cluster.hosts.map(async (x) => {
+      await ok(x.exec(['ip', 'route', 'replace', 'default', 'via', UNDERLAY_ADDRESS]), 'default route');
+      await x.startTruss({
+        runScript: true,
+        extraArgs: ['--store', etcd, '--etcd-insecure'],
+        readyTimeoutMs: 120_000,
+      });
+    }),
+  );
+  for (const x of cluster.hosts) assert.ok(await waitSynced(x, 'cluster'), `${x.name} synced`);
+  for (const x of cluster.hosts) {
+    await ok(createClusterNetwork(x, BLUE, BLUE_SUBNET, ['-o', 'truss.dns=true']), `blue on ${x.name}`);
+  }
+  for (const x of [h(1), h(2)]) await ok(createClusterNetwork(x, RED, RED_SUBNET), `red on ${x.name}`);
+});
+
+after(async () => {
+  for (const p of upstreams) p.kill();
+  await cluster.stop();
+  printFigures(figures);
+});
+
 describe('truss names across hosts (DNS)', { timeout: 10 * 60_000 }, () => {
-  before(async () => {
-    await cluster.start();
-    await startUpstream(UNDERLAY_ADDRESS, `${EXT.name}=${EXT.ip}`);
-    await ok(
-      cluster.underlay.exec(['ip', 'addr', 'add', `${CUSTOM_DNS}/32`, 'dev', 'ulbr0']),
-      'the --dns stand-in address',
-    );
-    await startUpstream(CUSTOM_DNS, `${CUSTOM.name}=${CUSTOM.ip}`);
-    const etcd = `etcd://${cluster.underlay.etcd.endpoint}`;
-    await Promise.all(
-      cluster.hosts.map(async (x) => {
-        await ok(x.exec(['ip', 'route', 'replace', 'default', 'via', UNDERLAY_ADDRESS]), 'default route');
-        await x.startTruss({
-          runScript: true,
-          extraArgs: ['--store', etcd, '--etcd-insecure'],
-          readyTimeoutMs: 120_000,
-        });
-      }),
-    );
-    for (const x of cluster.hosts) assert.ok(await waitSynced(x, 'cluster'), `${x.name} synced`);
-    for (const x of cluster.hosts) {
-      await ok(createClusterNetwork(x, BLUE, BLUE_SUBNET, ['-o', 'truss.dns=true']), `blue on ${x.name}`);
-    }
-    for (const x of [h(1), h(2)]) await ok(createClusterNetwork(x, RED, RED_SUBNET), `red on ${x.name}`);
-  });
-
-  after(async () => {
-    for (const p of upstreams) p.kill();
-    await cluster.stop();
-    printFigures(figures);
-  });
-
   it('1. resolves containers on other hosts by name, alias and NAME.NETWORK; external and local names still resolve', async () => {
     await ok(
       h(1).docker([
@@ -241,6 +241,126 @@ describe('truss names across hosts (DNS)', { timeout: 10 * 60_000 }, () => {
     );
     // NAME.NETWORK is truss's (Docker's embedded DNS does not answer it)
     await resolvesTo(h(1), 'asker', `six.${DUAL}`, [six6], 10_000, 'AAAA');
+  });
+});
+
+describe('truss names across hosts (policy by name and label)', { timeout: 10 * 60_000 }, () => {
+  const sinkOn = (n: 1 | 2 | 3, name: string, extra: readonly string[] = []) =>
+    ok(h(n).docker(['run', '-d', '--name', name, '--network', BLUE, ...extra, ...image(SINK_CMD())]), name);
+  const reaches = async (n: 1 | 2 | 3, from: string, to: string): Promise<boolean> =>
+    (await tcpConnect(h(n), from, to, SINK_PORT, 2)).ok;
+  let pgIp = '';
+
+  it('5. tcp/7000@name=api-* admits api-1 on another host and refuses web-1; a recreated api-1 elsewhere is admitted', async () => {
+    await sinkOn(1, 'pg');
+    pgIp = await containerIp(h(1), 'pg', BLUE);
+    await ok(h(1).truss.cli(['policy', 'set', BLUE, '--ingress', `tcp/${SINK_PORT}@name=api-*`]), 'policy set');
+    const t0 = performance.now();
+    await runContainer(h(2), { name: 'api-1', network: BLUE });
+    const ran = performance.now();
+    await waitFor(() => reaches(2, 'api-1', pgIp), 20_000, { what: 'api-1 (host 2) admitted to pg (host 1)' });
+    figures.push(
+      `name rule admits a new container on another host: ${Math.round(performance.now() - ran)} ms after docker run returned (${Math.round(performance.now() - t0)} ms from its start)`,
+    );
+    await runContainer(h(2), { name: 'web-1', network: BLUE });
+    assert.equal(await reaches(2, 'web-1', pgIp), false, 'web-1 must be refused');
+    const show = await ok(h(1).truss.cli(['policy', 'show', BLUE]), 'policy show');
+    assert.match(show, new RegExp(`tcp/${SINK_PORT}@name=api-\\*\\s+api-1 198\\.18\\.`), show);
+    // recreate api-1 on a third host: a new address, admitted
+    const old = await containerIp(h(2), 'api-1', BLUE);
+    await ok(h(2).docker(['rm', '-f', 'api-1']), 'rm api-1');
+    const t1 = performance.now();
+    await runContainer(h(3), { name: 'api-1', network: BLUE });
+    const ran1 = performance.now();
+    assert.notEqual(await containerIp(h(3), 'api-1', BLUE), old, 'a new address on host 3');
+    await waitFor(() => reaches(3, 'api-1', pgIp), 20_000, { what: 'recreated api-1 (host 3) admitted' });
+    figures.push(
+      `name rule follows a container recreated on a third host: ${Math.round(performance.now() - ran1)} ms after docker run returned (${Math.round(performance.now() - t1)} ms from rm)`,
+    );
+  });
+
+  it('6. a label rule: recreating web-1 with the label flips the verdict', async () => {
+    await ok(h(1).truss.cli(['policy', 'set', BLUE, '--ingress', `tcp/${SINK_PORT}@label=role=api`]), 'policy set');
+    await waitFor(async () => !(await reaches(3, 'api-1', pgIp)), 10_000, { what: 'api-1 (no label) refused' });
+    assert.equal(await reaches(2, 'web-1', pgIp), false, 'web-1 without the label is refused');
+    await ok(h(2).docker(['rm', '-f', 'web-1']), 'rm web-1');
+    await ok(
+      h(2).docker([
+        'run',
+        '-d',
+        '--name',
+        'web-1',
+        '--network',
+        BLUE,
+        '--label',
+        'role=api',
+        ...image(['sleep', '3600']),
+      ]),
+      'web-1 labelled',
+    );
+    await waitFor(() => reaches(2, 'web-1', pgIp), 20_000, { what: 'web-1 with role=api admitted' });
+    const show = await ok(h(1).truss.cli(['policy', 'show', BLUE]), 'policy show');
+    assert.match(show, /label=role=api\s+web-1 198\.18\./, show);
+  });
+
+  it('7. kill -9 of truss with name rules in force: no admitted/denied flip during the restart', async () => {
+    await runContainer(h(3), { name: 'web-2', network: BLUE });
+    assert.equal(await reaches(3, 'web-2', pgIp), false, 'web-2 refused before');
+    assert.equal(await reaches(2, 'web-1', pgIp), true, 'web-1 admitted before');
+    let flips = 0;
+    let probes = 0;
+    let stop = false;
+    const probe = async (): Promise<void> => {
+      while (!stop) {
+        const [a, d] = await Promise.all([reaches(2, 'web-1', pgIp), reaches(3, 'web-2', pgIp)]);
+        probes++;
+        if (!a || d) flips++;
+      }
+    };
+    const running = probe();
+    await h(1).truss.stop('SIGKILL');
+    await h(1).startTruss({
+      runScript: true,
+      extraArgs: ['--store', `etcd://${cluster.underlay.etcd.endpoint}`, '--etcd-insecure'],
+      readyTimeoutMs: 120_000,
+    });
+    assert.ok(await waitSynced(h(1), 'cluster'), 'host 1 synced again');
+    // and a little after: the first passes of the new process
+    await new Promise((r) => setTimeout(r, 3000));
+    stop = true;
+    await running;
+    figures.push(`kill -9 restart with name rules: ${probes} probe pairs, ${flips} flips`);
+    assert.ok(probes >= 3, `probed during the restart (${probes})`);
+    assert.equal(flips, 0, 'no verdict flipped during the restart');
+  });
+
+  it('8. Docker API unreachable: truss starts and serves, status says why names are off, nothing else changes', async () => {
+    await h(3).truss.stop('SIGTERM');
+    await h(3).startTruss({
+      runScript: true,
+      extraArgs: ['--store', `etcd://${cluster.underlay.etcd.endpoint}`, '--etcd-insecure'],
+      env: { DOCKER_HOST: 'unix:///run/truss-e2e-no-docker.sock' },
+      readyTimeoutMs: 120_000,
+    });
+    await runContainer(h(3), { name: 'late', network: BLUE });
+    const late = await containerIp(h(3), 'late', BLUE);
+    await ok(
+      h(2).docker(['exec', 'app2', 'ping', '-c', '1', '-W', '5', late]),
+      'ping a container started without names',
+    );
+    const st = JSON.parse(await ok(h(3).truss.cli(['status', '--json']), 'status')) as {
+      names?: { docker: { state: string; reason?: string }; dns: { warning?: string } };
+    };
+    assert.equal(st.names?.docker.state, 'unreachable', JSON.stringify(st.names));
+    assert.match(
+      st.names?.docker.reason ?? '',
+      /cannot reach the Docker API at unix:\/\/\/run\/truss-e2e-no-docker\.sock/,
+    );
+    assert.match(st.names?.dns.warning ?? '', /Docker API/);
+    const text = await ok(h(3).truss.cli(['status']), 'status text');
+    assert.match(text, /container names are off: cannot reach the Docker API/);
+    // names published before stay with the other hosts' view only while this host re-publishes: none now
+    await resolvesTo(h(2), 'app2', 'late', []);
   });
 });
 
