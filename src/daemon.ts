@@ -238,6 +238,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     self: () => cluster?.agent.self ?? 'local',
     ...(cluster ? { cluster: cluster.agent } : {}),
     trigger: () => reconciler.trigger(),
+    readDnsSeen: () => dataplane.readDnsSeen(),
   });
   const observer = prometheus.reconcile;
   const reconciler = new Reconciler({

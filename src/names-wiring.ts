@@ -12,6 +12,7 @@ import { resolve } from './core/dns/answer.ts';
 import { computeUpstreams, dnsWarning, ETC_RESOLV_CONF } from './core/dns/resolv-conf.ts';
 import type { Intent } from './core/intent.ts';
 import type { ContainerFacts } from './core/names/catalog.ts';
+import { UpstreamLearner } from './dns/learn.ts';
 import { DnsResponder } from './dns/responder.ts';
 import { DockerWatch } from './docker/watch.ts';
 import type { Logger } from './obs/logger.ts';
@@ -42,6 +43,8 @@ export interface NamesWiringDeps {
   readonly trigger: () => void;
   /** where the host's resolver configuration is read (tests) */
   readonly resolvConfPath?: string;
+  /** the servers dns-enabled bridges queried that were not redirected (Dataplane.readDnsSeen); absent: none learnt */
+  readonly readDnsSeen?: () => Promise<readonly string[]>;
 }
 
 /** dockerd's major version from "20.10.24+dfsg1" / "28.5.2"; undefined when unknown. */
@@ -82,8 +85,12 @@ export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
     };
     add(undefined);
     for (const c of containers) if (c.dns.length > 0) add(c.dns);
+    for (const a of learner?.learnt() ?? []) out.add(a);
     return [...out];
   };
+  const read = deps.readDnsSeen;
+  const learner =
+    read && new UpstreamLearner({ read, active: () => service.status().dnsNetworks > 0, trigger: deps.trigger, log });
   const service = new NamesService({
     self: deps.self,
     docker: watch,
@@ -145,8 +152,10 @@ export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
     },
     start() {
       watch.start();
+      learner?.start();
     },
     async stop() {
+      learner?.stop();
       await Promise.all([watch.stop(), responder.close()]);
     },
   };

@@ -287,6 +287,8 @@ export interface Dataplane {
   ensureDnsRedirect(o: DnsRedirectObject): Promise<void>;
   /** Delete the table; gone = success. */
   removeDnsRedirect(): Promise<void>;
+  /** The servers queried from a dns-enabled bridge that were not redirected (bare IPs, both families); [] without the table. */
+  readDnsSeen(): Promise<readonly string[]>;
 
   // ----- anti-spoofing: table bridge truss_guard, set elements per guarded veth -----
 

@@ -18,10 +18,11 @@ describe('dnsKind', () => {
   const dp = new FakeDataplane();
   const kind = dnsKind(dp);
 
-  it('wants the object only with a bridge and an upstream', () => {
+  it('wants the object with a bridge, even before an upstream is known (it learns them)', () => {
     assert.equal(kind.name, DNS_KEY);
     assert.equal(kind.wanted(pass()), undefined);
-    assert.equal(kind.wanted(pass({ bridges: OBJ.bridges, upstreams: [] })), undefined);
+    const learning: DnsRedirectObject = { bridges: OBJ.bridges, upstreams: [] };
+    assert.equal(kind.wanted(pass(learning)), learning);
     assert.equal(kind.wanted(pass({ bridges: [], upstreams: OBJ.upstreams })), undefined);
     assert.equal(kind.wanted(pass(OBJ)), OBJ);
   });

@@ -16,7 +16,7 @@ import type {
 } from '../../core/desired.ts';
 import { selectorSetName } from '../../core/naming.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
-import { DNS_PRIORITY, DNS_RULES, diffDnsRedirect, dnsElements } from '../linux/dns-redirect.ts';
+import { DNS_PRIORITY, DNS_RULES, diffDnsRedirect, dnsBridgeMembers, dnsElements } from '../linux/dns-redirect.ts';
 import { KernelError } from '../linux/exec.ts';
 import { guardElements } from '../linux/guard.ts';
 import { checkIfName } from '../linux/links.ts';
@@ -40,6 +40,8 @@ export class FakeNftables extends FakeLinks {
   portsTable: { elements: PortElement[]; bridges: Set<string> } | undefined;
   /** table inet truss_dns: the object last ensured (validated as the Linux dataplane does); undefined = no table */
   dnsRedirect: DnsRedirectObject | undefined;
+  /** its seen4/seen6 sets: tests add what containers queried; an ensure keeps them, a removal drops them */
+  dnsSeen: string[] = [];
   /** table bridge truss_guard exists */
   guardTable = false;
   /** guarded veth -> the guard last ensured for it */
@@ -217,7 +219,14 @@ export class FakeNftables extends FakeLinks {
     if (want !== undefined) dnsElements(want);
     const have = this.dnsRedirect;
     const rules = DNS_RULES.map((r) => /comment "([^"]*)"$/.exec(r)?.[1] ?? '');
-    return diffDnsRedirect(want, have && { elements: dnsElements(have), priority: DNS_PRIORITY, rules });
+    const table = have && {
+      elements: dnsElements(have),
+      bridges: dnsBridgeMembers(have),
+      seen: this.dnsSeen,
+      priority: DNS_PRIORITY,
+      rules,
+    };
+    return diffDnsRedirect(want, table);
   }
 
   async ensureDnsRedirect(o: DnsRedirectObject): Promise<void> {
@@ -229,6 +238,12 @@ export class FakeNftables extends FakeLinks {
   async removeDnsRedirect(): Promise<void> {
     this.enter('removeDnsRedirect', undefined);
     this.dnsRedirect = undefined;
+    this.dnsSeen = [];
+  }
+
+  async readDnsSeen(): Promise<readonly string[]> {
+    this.enter('readDnsSeen', undefined);
+    return this.dnsRedirect ? [...this.dnsSeen] : [];
   }
 
   // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----

@@ -8,6 +8,8 @@
  *   host: 198.18.91.53, fd00:91::53 unreachable (the redirected upstream: nothing answers there)
  *   host up0 198.18.91.1 fd00:91::1 ── outside 198.18.91.54 fd00:91::54 :53 (an upstream not in the map)
  *
+ * Queries to the upstream not in the map are learnt (readDnsSeen), and stay learnt across ensures.
+ *
  * The servers and the client are tiny node:dgram/node:net programs run with `nsenter --net`.
  * Run: TRUSS_TEST_NS_PREFIX=dnsr- node --test src/dataplane/linux/dns-redirect.netns.ts
  */
@@ -171,15 +173,24 @@ describe('DNS redirection with real traffic (kernel)', () => {
     );
   });
 
-  it('an upstream not in the map is not redirected', async () => {
+  it('an upstream not in the map is not redirected, and is learnt; a redirected one is not', async () => {
+    assert.deepEqual(await dp.readDnsSeen(), [], 'the redirected queries above left nothing');
     assert.deepEqual(await askAll('54'), UPSTREAM);
+    assert.deepEqual([...(await dp.readDnsSeen())].sort(), ['198.18.91.54', 'fd00:91::54']);
+    const sets = await host.must(['nft', 'list', 'set', 'inet', 'truss_dns', 'seen4']);
+    assert.match(sets, /198\.18\.91\.54 expires /, 'learnt with a timeout');
+    // DNS that enters from another interface (the outside, to the container): not learnt
+    await ask({ ...ctr, ns: outside }, 'udp', '198.18.90.2');
+    assert.deepEqual([...(await dp.readDnsSeen())].sort(), ['198.18.91.54', 'fd00:91::54']);
   });
 
   it('is idempotent; check is clean, reports an element deleted by hand, and ensure repairs it', async () => {
-    const listing = () => host.must(['nft', 'list', 'table', 'inet', 'truss_dns']);
-    const first = (await listing()).replace(/# handle \d+/g, '');
+    // the seen elements' remaining time changes between listings
+    const listing = async () =>
+      (await host.must(['nft', 'list', 'table', 'inet', 'truss_dns'])).replace(/# handle \d+| expires \S+/g, '');
+    const first = await listing();
     await dp.ensureDnsRedirect(OBJ);
-    assert.equal((await listing()).replace(/# handle \d+/g, ''), first);
+    assert.equal(await listing(), first);
     assert.deepEqual(await dp.checkDnsRedirect(OBJ), []);
     await host.must(['nft', 'delete', 'element', 'inet', 'truss_dns', 'dns4', `{ "${net.bridge}" . 198.18.91.53 }`]);
     assert.deepEqual(await dp.checkDnsRedirect(OBJ), [
@@ -191,7 +202,7 @@ describe('DNS redirection with real traffic (kernel)', () => {
     assert.equal(await ask(ctr, 'udp', '198.18.91.53'), 'responder:35301:q');
   });
 
-  it('a changed object replaces the table whole: an upstream dropped is no longer redirected', async () => {
+  it('a changed object rewrites the table: an upstream dropped is no longer redirected; what was learnt stays', async () => {
     const v6only: DnsRedirectObject = { ...OBJ, upstreams: OBJ.upstreams.slice(1) };
     assert.equal((await dp.checkDnsRedirect(v6only)).length, 1, 'the v4 element is not desired');
     await dp.ensureDnsRedirect(v6only);
@@ -200,7 +211,22 @@ describe('DNS redirection with real traffic (kernel)', () => {
       'none: EHOSTUNREACH',
       'responder:35302:q',
     ]);
+    // the rewrite kept what was learnt; the upstream no longer in the map is learnt now
+    assert.deepEqual([...(await dp.readDnsSeen())].sort(), ['198.18.91.53', '198.18.91.54', 'fd00:91::54']);
     await dp.ensureDnsRedirect(OBJ);
+    assert.deepEqual([...(await dp.readDnsSeen())].sort(), ['198.18.91.53', '198.18.91.54', 'fd00:91::54']);
+  });
+
+  it('a table the rewrite cannot take (a seen set of another shape) is replaced whole', async () => {
+    await host.must(
+      ['nft', '-f', '-'],
+      'table inet truss_dns {}\ndelete table inet truss_dns\ntable inet truss_dns { set seen4 { type ipv6_addr; }; }\n',
+    );
+    assert.equal((await dp.checkDnsRedirect(OBJ)).length, 2, 'the chain and the elements differ');
+    await dp.ensureDnsRedirect(OBJ);
+    assert.deepEqual(await dp.checkDnsRedirect(OBJ), []);
+    assert.deepEqual(await dp.readDnsSeen(), []);
+    assert.equal(await ask(ctr, 'udp', '198.18.91.53'), 'responder:35301:q');
   });
 
   it('remove restores pass-through; removing twice is fine; an unwanted table is a problem until removed', async () => {
@@ -210,6 +236,7 @@ describe('DNS redirection with real traffic (kernel)', () => {
     await dp.removeDnsRedirect();
     await dp.removeDnsRedirect();
     assert.deepEqual(await dp.checkDnsRedirect(undefined), []);
+    assert.deepEqual(await dp.readDnsSeen(), [], 'no table: nothing learnt');
     assert.doesNotMatch(await host.must(['nft', 'list', 'tables']), /truss_dns/);
     // new flows: conntrack entries of the redirected ones would still be un-DNATed
     await host.must(['conntrack', '-F']);

@@ -7,6 +7,7 @@ import {
   parseDnsTableJson,
   renderDnsRedirect,
   renderDnsRemoval,
+  renderDnsReplacement,
   renderDnsTransaction,
 } from './dns-redirect.ts';
 
@@ -21,11 +22,57 @@ const OBJ: DnsRedirectObject = {
   ],
 };
 
-/** `nft -j list table inet truss_dns` after ensuring OBJ (nft 1.0.6; the rules' expr trimmed). */
+/** `nft -j list table inet truss_dns` after ensuring OBJ and a query to each seen set (nft 1.0.6; the rules' expr trimmed). */
 const LISTED = JSON.stringify({
   nftables: [
     { metainfo: { version: '1.0.6', release_name: 'Lester Gooch #5', json_schema_version: 1 } },
     { table: { family: 'inet', name: 'truss_dns', handle: 4 } },
+    {
+      set: {
+        family: 'inet',
+        name: 'seen4',
+        table: 'truss_dns',
+        type: 'ipv4_addr',
+        handle: 2,
+        size: 256,
+        flags: ['timeout'],
+        timeout: 3600,
+        elem: [{ elem: { val: '1.2.3.4', expires: 3599 } }],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'seen6',
+        table: 'truss_dns',
+        type: 'ipv6_addr',
+        handle: 3,
+        size: 256,
+        flags: ['timeout'],
+        timeout: 3600,
+        elem: [{ elem: { val: '2001:DB8:0::1', expires: 3599 } }],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'bridges4',
+        table: 'truss_dns',
+        type: 'ifname',
+        handle: 35,
+        elem: ['trbaaaaaaaaaaaa', 'trb0123456789ab'],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'bridges6',
+        table: 'truss_dns',
+        type: 'ifname',
+        handle: 36,
+        elem: ['trb0123456789ab'],
+      },
+    },
     {
       map: {
         family: 'inet',
@@ -68,6 +115,26 @@ const LISTED = JSON.stringify({
         family: 'inet',
         table: 'truss_dns',
         chain: 'prerouting',
+        handle: 40,
+        comment: 'truss: DNS from a dns-enabled network to a server truss does not know: learn it',
+        expr: [],
+      },
+    },
+    {
+      rule: {
+        family: 'inet',
+        table: 'truss_dns',
+        chain: 'prerouting',
+        handle: 42,
+        comment: 'truss: DNS from a dns-enabled network to a server truss does not know: learn it (IPv6)',
+        expr: [],
+      },
+    },
+    {
+      rule: {
+        family: 'inet',
+        table: 'truss_dns',
+        chain: 'prerouting',
         handle: 5,
         comment: 'truss: DNS from a dns-enabled network to an upstream: to the responder',
         expr: [],
@@ -87,11 +154,35 @@ const LISTED = JSON.stringify({
 });
 
 describe('dns-redirect rendering', () => {
-  it('renders bridges × upstreams of the families a bridge has a gateway in; two rules whatever their number', () => {
+  it('renders bridges × upstreams of the families a bridge has a gateway in; four rules whatever their number', () => {
     assert.equal(
       renderDnsRedirect(OBJ),
       `table inet truss_dns {
-\tcomment "truss: DNS of dns-enabled networks to truss's responder; replaced whole by truss"
+\tcomment "truss: DNS of dns-enabled networks to truss's responder; rewritten by truss"
+\tset seen4 {
+\t\ttype ipv4_addr
+\t\tsize 256
+\t\tflags dynamic,timeout
+\t\ttimeout 1h
+\t}
+
+\tset seen6 {
+\t\ttype ipv6_addr
+\t\tsize 256
+\t\tflags dynamic,timeout
+\t\ttimeout 1h
+\t}
+
+\tset bridges4 {
+\t\ttype ifname
+\t\telements = { "trb0123456789ab", "trbaaaaaaaaaaaa" }
+\t}
+
+\tset bridges6 {
+\t\ttype ifname
+\t\telements = { "trb0123456789ab" }
+\t}
+
 \tmap dns4 {
 \t\ttype ifname . ipv4_addr : ipv4_addr . inet_service
 \t\telements = { "trb0123456789ab" . 8.8.8.8 : 198.18.0.1 . 35301, "trbaaaaaaaaaaaa" . 8.8.8.8 : 198.18.1.1 . 35301 }
@@ -104,6 +195,8 @@ describe('dns-redirect rendering', () => {
 
 \tchain prerouting {
 \t\ttype nat hook prerouting priority dstnat - 15; policy accept;
+\t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 iifname @bridges4 iifname . ip daddr != @dns4 update @seen4 { ip daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it"
+\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 iifname @bridges6 iifname . ip6 daddr != @dns6 update @seen6 { ip6 daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it (IPv6)"
 \t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to iifname . ip daddr map @dns4 comment "truss: DNS from a dns-enabled network to an upstream: to the responder"
 \t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to iifname . ip6 daddr map @dns6 comment "truss: DNS from a dns-enabled network to an upstream: to the responder (IPv6)"
 \t}
@@ -112,13 +205,31 @@ describe('dns-redirect rendering', () => {
     );
   });
 
-  it('replaces the table whole in one transaction; removal tolerates its absence', () => {
-    assert.ok(renderDnsTransaction(OBJ).startsWith('table inet truss_dns {}\ndelete table inet truss_dns\ntable inet'));
+  it('rewrites all but the seen sets in one transaction, or replaces the table whole; removal tolerates its absence', () => {
+    const tx = renderDnsTransaction(OBJ);
+    const dels = tx.split('\n').filter((l) => l.startsWith('delete '));
+    assert.deepEqual(dels, [
+      'delete chain inet truss_dns prerouting',
+      'delete map inet truss_dns dns4',
+      'delete map inet truss_dns dns6',
+      'delete set inet truss_dns bridges4',
+      'delete set inet truss_dns bridges6',
+    ]);
+    // every deleted object is declared first (the deletes never fail on absence), the seen sets too
+    const declared = tx.slice(0, tx.indexOf('\ndelete '));
+    for (const x of ['set seen4 {', 'set seen6 {', 'set bridges4 {', 'set bridges6 {', 'map dns4 {', 'map dns6 {'])
+      assert.ok(declared.includes(x), x);
+    assert.match(declared, /\tchain prerouting \{\n\t\}/, 'the chain declared without a hook');
+    assert.ok(tx.endsWith(renderDnsRedirect(OBJ)));
+    assert.equal(
+      renderDnsReplacement(OBJ),
+      `table inet truss_dns {}\ndelete table inet truss_dns\n${renderDnsRedirect(OBJ)}`,
+    );
     assert.equal(renderDnsRemoval(), 'table inet truss_dns {}\ndelete table inet truss_dns\n');
   });
 
-  it('empty maps have no elements line (nft refuses `elements = { }`)', () => {
-    const text = renderDnsRedirect({ bridges: [{ bridge: 'trb0123456789ab', gateway4: '198.18.0.1' }], upstreams: [] });
+  it('empty maps and sets have no elements line (nft refuses `elements = { }`)', () => {
+    const text = renderDnsRedirect({ bridges: [{ bridge: 'trb0123456789ab' }], upstreams: [] });
     assert.doesNotMatch(text, /elements/);
   });
 
@@ -177,10 +288,30 @@ describe('dns-redirect validation (before anything reaches nft text)', () => {
 describe('dns-redirect check', () => {
   const table = parseDnsTableJson(LISTED);
 
-  it('reads back what was rendered: no problem', () => {
+  it('reads back what was rendered: no problem; what was learnt is read, canonical, and ignored', () => {
     assert.equal(table.priority, -115);
     assert.equal(table.elements.length, 3);
+    assert.deepEqual(table.bridges, [
+      'bridges4 "trbaaaaaaaaaaaa"',
+      'bridges4 "trb0123456789ab"',
+      'bridges6 "trb0123456789ab"',
+    ]);
+    assert.deepEqual(table.seen, ['1.2.3.4', '2001:db8::1']);
     assert.deepEqual(diffDnsRedirect(OBJ, table), []);
+    assert.deepEqual(diffDnsRedirect(OBJ, { ...table, seen: [] }), []);
+  });
+
+  it('a bridge missing from its set is drift; so is one too many', () => {
+    assert.deepEqual(diffDnsRedirect(OBJ, { ...table, bridges: table.bridges.slice(1) }), [
+      'nft table inet truss_dns: 1 element(s) missing: bridges4 "trbaaaaaaaaaaaa"',
+    ]);
+    const v4only: DnsRedirectObject = {
+      ...OBJ,
+      bridges: OBJ.bridges.map((b) => ({ bridge: b.bridge, ...(b.gateway4 ? { gateway4: b.gateway4 } : {}) })),
+    };
+    assert.deepEqual(diffDnsRedirect({ ...v4only, upstreams: OBJ.upstreams.slice(0, 1) }, table), [
+      'nft table inet truss_dns: 2 element(s) not desired: bridges6 "trb0123456789ab", dns6 "trb0123456789ab" . 2001:4860:4860::8888 : fd00::1 . 35302',
+    ]);
   });
 
   it('an element deleted by hand is drift; so is one too many', () => {
@@ -212,10 +343,15 @@ describe('dns-redirect check', () => {
       bridges: [{ bridge: '1.2.3.4', gateway4: '198.18.0.1' }],
       upstreams: [{ address: '8.8.8.8', port: 9 }],
     };
-    const doc = JSON.parse(LISTED) as { nftables: { map?: { name: string; elem: unknown[] } }[] };
-    for (const i of doc.nftables)
+    const doc = JSON.parse(LISTED) as {
+      nftables: { map?: { name: string; elem: unknown[] }; set?: { name: string; elem: unknown[] } }[];
+    };
+    for (const i of doc.nftables) {
       if (i.map)
         i.map.elem = i.map.name === 'dns4' ? [[{ concat: ['1.2.3.4', '8.8.8.8'] }, { concat: ['198.18.0.1', 9] }]] : [];
+      if (i.set?.name === 'bridges4') i.set.elem = ['1.2.3.4'];
+      if (i.set?.name === 'bridges6') i.set.elem = [];
+    }
     assert.deepEqual(diffDnsRedirect(o, parseDnsTableJson(JSON.stringify(doc))), []);
   });
 });

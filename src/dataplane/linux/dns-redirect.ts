@@ -9,16 +9,26 @@
  *   map dns4   ifname . ipv4_addr : ipv4_addr . inet_service
  *              "trb…" . 8.8.8.8 : 198.18.0.1 . 35301     (bridge . upstream : gateway . port)
  *   map dns6   ifname . ipv6_addr : ipv6_addr . inet_service   (bridges with a v6 gateway)
- *   chain prerouting   nat, dstnat - 15: udp/tcp dport 53 -> one map lookup per family
+ *   set bridges4, bridges6   ifname: the dns-enabled bridges with a gateway of that family
+ *   set seen4, seen6         ipv4_addr / ipv6_addr, dynamic, 1 h timeout, 256 at most: learnt upstreams
+ *   chain prerouting   nat, dstnat - 15: udp/tcp dport 53 from a bridge of @bridgesN to a
+ *              destination not in @dnsN -> `update @seenN` (and pass); then one map lookup per family
  *
- * The rules do not grow with networks or upstreams: one lookup per family, keyed on the input
- * bridge and the destination; a miss (another bridge, another destination) leaves the packet
- * alone. Matching `iifname` by name needs no device: a map may name a bridge not made yet.
+ * Learning: truss cannot compute every server a container queries (daemon.json "dns" servers,
+ * anything a program asks directly), so a query from a dns-enabled bridge to a server not in
+ * the map passes untouched and leaves its address in @seen4/@seen6; the daemon reads them
+ * (readDnsSeen) and makes them upstreams, and the next ensure redirects them. A nat chain sees
+ * only a flow's first packet, so the set is updated once per query, not per packet.
+ *
+ * The rules do not grow with networks or upstreams: two per family, keyed on the input bridge
+ * and the destination; a miss (another bridge, another destination) leaves the packet alone.
+ * Matching `iifname` by name needs no device: a map or set may name a bridge not made yet.
  *
  * why this nft syntax: nft 1.0.6 (this project's) accepts `dnat ip to iifname . ip daddr map
  * @dns4` with a concatenated `address . port` value, and inserts the `meta nfproto ipv4`
  * dependency itself (`nft --debug=netlink`); `nft -j` lists each element as
- * [{"concat": [ifname, address]}, {"concat": [address, port]}].
+ * [{"concat": [ifname, address]}, {"concat": [address, port]}]; `iifname . ip daddr != @dns4`
+ * looks a map up as a set; an element of a set with a timeout is {"elem": {"val", "expires"}}.
  *
  * why dstnat - 15: nat chains of one hook run in priority order and the first that DNATs a flow
  * wins (later ones are skipped). truss_ports (dnat.ts) runs at dstnat - 10 and Docker's own nat
@@ -35,9 +45,12 @@
  * host firewall that drops input from unknown interfaces (firewalld's default zone, ufw) does
  * stop them, and an accept here could not override another table's drop.
  *
- * Ownership: the table name (naming.NFT_DNS_TABLE); the table is truss's whole and replaced
- * whole in one atomic `nft -f -` (create-if-absent, delete, create), like `inet truss`: it
- * changes only when dns-enabled networks or upstreams do.
+ * Ownership: the table name (naming.NFT_DNS_TABLE); the table is truss's whole. An ensure
+ * rewrites it in one atomic `nft -f -` that replaces everything but @seen4/@seen6 (declare each
+ * object if absent, delete the chain, maps and bridge sets, create them all again): replacing
+ * the table whole would forget what was learnt since the daemon last read it. Should that
+ * transaction fail (a seen set of another shape, left by another version), the table is
+ * replaced whole. It changes only when dns-enabled networks or upstreams do.
  */
 
 import type { DnsRedirectObject } from '../../core/desired.ts';
@@ -51,6 +64,7 @@ export const DNS_TABLE = `${NFT_FAMILY} ${NFT_DNS_TABLE}`;
 const TABLE = DNS_TABLE;
 
 type MapName = 'dns4' | 'dns6';
+type BridgeSet = 'bridges4' | 'bridges6';
 
 /** One map element, as `nft list` prints it. */
 export interface DnsElement {
@@ -61,10 +75,14 @@ export interface DnsElement {
   readonly value: string;
 }
 
+const COMMENT = 'comment "truss: DNS of dns-enabled networks to truss\'s responder; rewritten by truss"';
+
 /** The prerouting chain's hook and rules; the comments are what check() compares. */
 const HOOK = 'type nat hook prerouting priority dstnat - 15; policy accept;';
 export const DNS_PRIORITY = -115;
 export const DNS_RULES: readonly string[] = [
+  'meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 iifname @bridges4 iifname . ip daddr != @dns4 update @seen4 { ip daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it"',
+  'meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 iifname @bridges6 iifname . ip6 daddr != @dns6 update @seen6 { ip6 daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it (IPv6)"',
   'meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to iifname . ip daddr map @dns4 comment "truss: DNS from a dns-enabled network to an upstream: to the responder"',
   'meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to iifname . ip6 daddr map @dns6 comment "truss: DNS from a dns-enabled network to an upstream: to the responder (IPv6)"',
 ];
@@ -122,6 +140,35 @@ export function dnsElements(o: DnsRedirectObject): DnsElement[] {
   return out;
 }
 
+/** Pure: the bridge sets' members as check() compares them, `bridges4 "trb…"` (names checked by dnsElements). */
+export function dnsBridgeMembers(o: DnsRedirectObject): string[] {
+  const out: string[] = [];
+  for (const b of o.bridges) {
+    if (b.gateway4 !== undefined) out.push(`bridges4 "${b.bridge}"`);
+    if (b.gateway6 !== undefined) out.push(`bridges6 "${b.bridge}"`);
+  }
+  return out;
+}
+
+/** A learning set: its elements expire an hour after a query last refreshed them; a full set learns nothing more. */
+const seenLines = (name: 'seen4' | 'seen6'): string[] => [
+  `\tset ${name} {`,
+  `\t\ttype ${name === 'seen4' ? 'ipv4_addr' : 'ipv6_addr'}`,
+  '\t\tsize 256',
+  '\t\tflags dynamic,timeout',
+  '\t\ttimeout 1h',
+  '\t}',
+  '',
+];
+
+function bridgeSetLines(name: BridgeSet, o: DnsRedirectObject): string[] {
+  const mine = dnsBridgeMembers(o)
+    .filter((m) => m.startsWith(`${name} `))
+    .map((m) => m.slice(name.length + 1));
+  const body = mine.length > 0 ? [`\t\telements = { ${mine.join(', ')} }`] : [];
+  return [`\tset ${name} {`, '\t\ttype ifname', ...body, '\t}', ''];
+}
+
 function mapLines(name: MapName, els: readonly DnsElement[]): string[] {
   const addr = name === 'dns4' ? 'ipv4_addr' : 'ipv6_addr';
   const mine = els.filter((e) => e.map === name).map((e) => `${e.key} : ${e.value}`);
@@ -134,7 +181,11 @@ export function renderDnsRedirect(o: DnsRedirectObject): string {
   const els = dnsElements(o);
   const lines = [
     `table ${TABLE} {`,
-    '\tcomment "truss: DNS of dns-enabled networks to truss\'s responder; replaced whole by truss"',
+    `\t${COMMENT}`,
+    ...seenLines('seen4'),
+    ...seenLines('seen6'),
+    ...bridgeSetLines('bridges4', o),
+    ...bridgeSetLines('bridges6', o),
     ...mapLines('dns4', els),
     ...mapLines('dns6', els),
     '\tchain prerouting {',
@@ -146,8 +197,33 @@ export function renderDnsRedirect(o: DnsRedirectObject): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Pure: the transaction that swaps the table for the rendering of `o` (create-if-absent, delete, create). */
-export const renderDnsTransaction = (o: DnsRedirectObject): string =>
+/**
+ * Pure: the transaction that rewrites the table as the rendering of `o`, all but the seen sets'
+ * elements: declare every object (created if absent, unchanged if present), delete all but the
+ * seen sets (the chain first: its rules refer to the rest), create them again.
+ */
+export function renderDnsTransaction(o: DnsRedirectObject): string {
+  const declare = [
+    `table ${TABLE} {`,
+    `\t${COMMENT}`,
+    ...seenLines('seen4'),
+    ...seenLines('seen6'),
+    '\tset bridges4 {\n\t\ttype ifname\n\t}',
+    '\tset bridges6 {\n\t\ttype ifname\n\t}',
+    '\tmap dns4 {\n\t\ttype ifname . ipv4_addr : ipv4_addr . inet_service\n\t}',
+    '\tmap dns6 {\n\t\ttype ifname . ipv6_addr : ipv6_addr . inet_service\n\t}',
+    // no hook: an existing base chain is left as it is (whatever its priority) until deleted below
+    '\tchain prerouting {\n\t}',
+    '}',
+  ];
+  const del = ['chain prerouting', 'map dns4', 'map dns6', 'set bridges4', 'set bridges6'].map(
+    (x) => `delete ${x.replace(' ', ` ${TABLE} `)}`,
+  );
+  return `${[...declare, ...del].join('\n')}\n${renderDnsRedirect(o)}`;
+}
+
+/** Pure: the transaction that replaces the table whole (create-if-absent, delete, create); forgets what was learnt. */
+export const renderDnsReplacement = (o: DnsRedirectObject): string =>
   `table ${TABLE} {}\ndelete table ${TABLE}\n${renderDnsRedirect(o)}`;
 
 export const renderDnsRemoval = (): string => `table ${TABLE} {}\ndelete table ${TABLE}\n`;
@@ -161,6 +237,10 @@ export interface DnsTable {
   readonly priority?: number;
   /** comments of the prerouting chain's rules, in order */
   readonly rules: readonly string[];
+  /** members of the bridge sets, `bridges4 "trb…"` */
+  readonly bridges: readonly string[];
+  /** what seen4/seen6 learnt: bare canonical IPs (check() ignores them) */
+  readonly seen: readonly string[];
 }
 
 const concatOf = (x: unknown): unknown[] => {
@@ -181,36 +261,50 @@ const partsText = (x: unknown, ifnameFirst: boolean): string =>
     .map((p, i) => atom(p, ifnameFirst && i === 0))
     .join(' . ');
 
+/** A set element: bare, or wrapped with its timeout ({"elem": {"val": …, "expires": …}}). */
+const elemValue = (x: unknown): unknown => {
+  const wrapped = (x as { elem?: { val?: unknown } } | undefined)?.elem;
+  return wrapped ? wrapped.val : x;
+};
+
 interface NftJsonItem {
   readonly map?: { readonly name?: unknown; readonly elem?: unknown[] };
+  readonly set?: { readonly name?: unknown; readonly elem?: unknown[] };
   readonly chain?: { readonly name?: unknown; readonly hook?: unknown; readonly prio?: unknown };
   readonly rule?: { readonly chain?: unknown; readonly comment?: unknown };
 }
 
-/** Pure: `nft -j list table inet truss_dns` -> its elements, the chain's priority and rule comments. */
+/** Pure: `nft -j list table inet truss_dns` -> elements, bridges, what it learnt, the chain's priority and rules. */
 export function parseDnsTableJson(stdout: string): DnsTable {
   const doc = JSON.parse(stdout) as { nftables?: NftJsonItem[] };
   const elements: DnsElement[] = [];
   const rules: string[] = [];
+  const bridges: string[] = [];
+  const seen: string[] = [];
   let priority: number | undefined;
   for (const item of doc.nftables ?? []) {
     const m = item.map;
     if (m && (m.name === 'dns4' || m.name === 'dns6')) {
       for (const el of m.elem ?? []) {
         if (!Array.isArray(el)) continue;
-        const wrapped = (el[0] as { elem?: { val?: unknown } } | undefined)?.elem;
-        elements.push({
-          map: m.name,
-          key: partsText(wrapped ? wrapped.val : el[0], true),
-          value: partsText(el[1], false),
-        });
+        elements.push({ map: m.name, key: partsText(elemValue(el[0]), true), value: partsText(el[1], false) });
+      }
+    }
+    const set = item.set;
+    if (set && (set.name === 'bridges4' || set.name === 'bridges6'))
+      for (const el of set.elem ?? []) bridges.push(`${set.name} ${JSON.stringify(elemValue(el))}`);
+    if (set && (set.name === 'seen4' || set.name === 'seen6')) {
+      for (const el of set.elem ?? []) {
+        const v = elemValue(el);
+        const ip = typeof v === 'string' ? parseIp(v) : undefined;
+        if (ip) seen.push(formatIp(ip));
       }
     }
     const c = item.chain;
     if (c?.name === 'prerouting' && c.hook === 'prerouting' && typeof c.prio === 'number') priority = c.prio;
     if (item.rule?.chain === 'prerouting') rules.push(typeof item.rule.comment === 'string' ? item.rule.comment : '');
   }
-  return { elements, rules, ...(priority !== undefined ? { priority } : {}) };
+  return { elements, rules, bridges, seen, ...(priority !== undefined ? { priority } : {}) };
 }
 
 const elementText = (e: DnsElement): string => `${e.map} ${e.key} : ${e.value}`;
@@ -227,8 +321,8 @@ export function diffDnsRedirect(want: DnsRedirectObject | undefined, t: DnsTable
   const problems: string[] = [];
   if (t.priority !== DNS_PRIORITY || t.rules.join('\n') !== DNS_RULES.map(commentOf).join('\n'))
     problems.push(`nft table ${TABLE}: chain prerouting differs (its hook priority or rules)`);
-  const wanted = new Set(dnsElements(want).map(elementText));
-  const have = new Set(t.elements.map(elementText));
+  const wanted = new Set([...dnsElements(want).map(elementText), ...dnsBridgeMembers(want)]);
+  const have = new Set([...t.elements.map(elementText), ...t.bridges]);
   const missing = [...wanted].filter((e) => !have.has(e)).sort();
   const extra = [...have].filter((e) => !wanted.has(e)).sort();
   if (missing.length > 0) problems.push(listed('missing', missing));
@@ -248,8 +342,21 @@ export async function readDnsTable(exec: Exec): Promise<DnsTable | undefined> {
   }
 }
 
+/** What the seen sets learnt (bare IPs, both families); [] without the table. */
+export async function readDnsSeen(exec: Exec): Promise<string[]> {
+  return [...((await readDnsTable(exec))?.seen ?? [])];
+}
+
 export async function ensureDnsRedirect(exec: Exec, o: DnsRedirectObject): Promise<void> {
-  await exec.run('nft', ['-f', '-'], { stdin: renderDnsTransaction(o) });
+  const text = renderDnsTransaction(o); // validates before anything runs
+  try {
+    await exec.run('nft', ['-f', '-'], { stdin: text });
+  } catch (e) {
+    // why: a table this transaction cannot rewrite (an object of another shape with our name);
+    // replacing it whole converges, at the cost of what it had learnt
+    if (!isKernelError(e)) throw e;
+    await exec.run('nft', ['-f', '-'], { stdin: renderDnsReplacement(o) });
+  }
 }
 
 /** Deletes the table; absent = success (the create-then-delete pair never fails on absence). */

@@ -205,6 +205,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     checkDnsRedirect: (want) => dns.checkDnsRedirect(exec, want),
     ensureDnsRedirect: (o) => dns.ensureDnsRedirect(exec, o),
     removeDnsRedirect: () => dns.removeDnsRedirect(exec),
+    readDnsSeen: () => dns.readDnsSeen(exec),
     checkGuards: (desired) => guard.checkGuards(exec, desired),
     ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
     removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),

@@ -43,9 +43,10 @@ export function dnsKind(dp: Dataplane): WholeKind<PassState, DnsRedirectObject> 
     shape: 'whole',
     name: DNS_KEY,
     // why no owns: the object names bridges, not networks; a request does not wait for it
+    // with no upstream known yet, the table still learns the servers queried (daemon.json "dns")
     wanted: (d) => {
       const o = d.kernel.dnsRedirect;
-      return o && o.bridges.length > 0 && o.upstreams.length > 0 ? o : undefined;
+      return o && o.bridges.length > 0 ? o : undefined;
     },
     // with nothing wanted, the check lists the table: a leftover shows as a problem and is removed
     check: (o) => dp.checkDnsRedirect(o),
