@@ -193,7 +193,7 @@ export function formatNames(n: NonNullable<StatusBody['names']>): string[] {
       `DNS: ${n.dns.networks} truss.dns network(s); upstreams redirected: ${ups}; ` +
         `answered ${n.dns.answered}, relayed ${n.dns.forwarded}, failed ${n.dns.failed}`,
     );
-    if (n.dns.warning) out.push(`  WARNING: ${n.dns.warning}`);
+    if (n.dns.warning && n.dns.warning !== d.reason) out.push(`  WARNING: ${n.dns.warning}`);
   }
   return out;
 }
