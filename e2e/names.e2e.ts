@@ -13,14 +13,16 @@
  *   4. AAAA on a dual-stack dns network.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { clusterFixture } from './harness/cluster.ts';
 import { waitSynced } from './harness/cluster-state.ts';
 import { containerIp, createClusterNetwork, createTrussNetwork, runContainer } from './harness/containers.ts';
 import { printFigures } from './harness/figures.ts';
 import type { Host } from './harness/host.ts';
-import { REPO_ROOT } from './harness/paths.ts';
+import { DOCKERD, DOCKERD_PATH, REPO_ROOT } from './harness/paths.ts';
 import { SINK_CMD, SINK_PORT, tcpConnect } from './harness/traffic.ts';
 import { UNDERLAY_ADDRESS, UNDERLAY_NETNS } from './harness/underlay.ts';
 import { waitFor } from './harness/wait.ts';
@@ -35,9 +37,20 @@ const EXT = { name: 'ext.test', ip: '198.18.200.10' };
 const CUSTOM = { name: 'custom.test', ip: '198.18.200.11' };
 const CUSTOM_DNS = '198.18.255.253';
 
+const DOCKERD_MAJOR = Number(
+  /version (\d+)\./.exec(
+    execFileSync(DOCKERD, ['--version'], { encoding: 'utf8', env: { PATH: DOCKERD_PATH } }),
+  )?.[1] ?? 0,
+);
+/**
+ * dockerd 28+ queries the host's resolv.conf servers from the host's namespace, where truss cannot
+ * see them: docs/names.md's fix, daemon.json "dns" set to those servers (test 9 checks the advice).
+ */
+const DNS_FIX = DOCKERD_MAJOR >= 28 ? { dns: [UNDERLAY_ADDRESS] } : {};
+
 const cluster = clusterFixture({
   hosts: ['n1', 'n2', 'n3'],
-  host: (_, i) => ({ hostname: `host${i + 1}`, resolvConf: `nameserver ${UNDERLAY_ADDRESS}\n` }),
+  host: (_, i) => ({ hostname: `host${i + 1}`, resolvConf: `nameserver ${UNDERLAY_ADDRESS}\n`, daemonJson: DNS_FIX }),
   runScript: true,
 });
 const h = (n: 1 | 2 | 3): Host => cluster.host(`n${n}`);
@@ -378,6 +391,45 @@ describe('truss names across hosts (policy by name and label)', { timeout: 10 * 
     assert.match(check, /container names are off: cannot reach the Docker API/);
     // names published before stay with the other hosts' view only while this host re-publishes: none now
     await resolvesTo(h(2), 'app2', 'late', []);
+  });
+});
+
+describe('truss names across hosts (the host resolver advice)', { timeout: 5 * 60_000 }, () => {
+  it(`9. dockerd ${DOCKERD_MAJOR} without daemon.json "dns": ${DOCKERD_MAJOR >= 28 ? 'status names the fix' : 'no advice needed'}`, async () => {
+    // host 3 as a user who skipped the daemon.json step: its dockerd with an empty daemon.json, truss restarted
+    // (truss keeps running across dockerd's restart, as a plugin must: dockerd restores its networks through it)
+    writeFileSync(join(h(3).dir, 'daemon.json'), '{}\n');
+    await h(3).stopDockerd('SIGTERM');
+    await h(3).startDockerd();
+    await h(3).truss.stop('SIGTERM');
+    await h(3).startTruss({
+      runScript: true,
+      extraArgs: ['--store', `etcd://${cluster.underlay.etcd.endpoint}`, '--etcd-insecure'],
+      readyTimeoutMs: 120_000,
+    });
+    await runContainer(h(3), { name: 'nofix', network: BLUE });
+    const app2 = await containerIp(h(2), 'app2', BLUE);
+    const st = async () =>
+      (
+        JSON.parse(await ok(h(3).truss.cli(['status', '--json']), 'status')) as {
+          names?: { dns: { warning?: string } };
+        }
+      ).names?.dns.warning;
+    if (DOCKERD_MAJOR >= 28) {
+      assert.deepEqual(await lookup(h(3), 'nofix', 'app2'), [], 'not resolvable: the query never crosses the bridge');
+      const w = await st();
+      assert.match(w ?? '', /dockerd 28 queries the host's resolv.conf servers from the host's namespace/, w);
+      assert.match(
+        w ?? '',
+        new RegExp(`set "dns": \\["${UNDERLAY_ADDRESS.replaceAll('.', '\\.')}"\\] in /etc/docker/daemon.json`),
+        w,
+      );
+      const text = await ok(h(3).truss.cli(['status']), 'status');
+      assert.match(text, /DNS: 1 truss.dns network\(s\).*\n {2}WARNING: dockerd 28 queries/, text);
+    } else {
+      await resolvesTo(h(3), 'nofix', 'app2', [app2]);
+      assert.equal(await st(), undefined, 'no advice on a host where it works');
+    }
   });
 });
 

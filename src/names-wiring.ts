@@ -9,7 +9,7 @@ import type { Config } from './config.ts';
 import type { StatusBody } from './core/admin-api.ts';
 import type { ClusterNames } from './core/contracts.ts';
 import { resolve } from './core/dns/answer.ts';
-import { computeUpstreams, dnsWarning, ETC_RESOLV_CONF } from './core/dns/resolv-conf.ts';
+import { computeUpstreams, dnsWarning, ETC_RESOLV_CONF, parseResolvConf } from './core/dns/resolv-conf.ts';
 import type { Intent } from './core/intent.ts';
 import type { ContainerFacts } from './core/names/catalog.ts';
 import { UpstreamLearner } from './dns/learn.ts';
@@ -84,6 +84,9 @@ export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
       }
     };
     add(undefined);
+    // the host's own servers as an override too: daemon.json "dns" (what docs/names.md advises on
+    // dockerd 28+) sends them from the containers; redirecting a server nobody sends to costs nothing
+    add(parseResolvConf(text).nameservers);
     for (const c of containers) if (c.dns.length > 0) add(c.dns);
     for (const a of learner?.learnt() ?? []) out.add(a);
     return [...out];
