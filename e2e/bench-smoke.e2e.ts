@@ -5,7 +5,8 @@
  * `bench/start.ts --smoke` (one host, 3 starts per network, a burst of 5), `bench/scale.ts
  * --smoke` (20 endpoints over 2 networks against a daemon in a throwaway namespace, torn down
  * with nothing left) and `bench/host.ts --smoke` (one host, a truss and two bridge networks, 1
- * repetition, 1 s of iperf3 and sockperf) exit 0 and print their tables. The figures of a
+ * repetition, 1 s of iperf3 and sockperf) and `bench/names.ts --smoke` (2 hosts on etcd, 2 runs per
+ * placement, a catalog of 100 fake names, 20 DNS queries per condition) exit 0 and print their tables. The figures of a
  * smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
  */
 import assert from 'node:assert/strict';
@@ -140,6 +141,33 @@ describe('bench/scale.ts --smoke', { timeout: 60_000 }, () => {
       assert.match(r.stdout, row, out);
     }
     assert.ok(seconds < 30, `the smoke run took ${seconds.toFixed(0)} s (keep it under 30 s)`);
+    process.stdout.write(r.stdout);
+  });
+});
+
+describe('bench/names.ts --smoke', { timeout: 120_000 }, () => {
+  it('exits 0 within 60 s and prints the name-rule, catalog and DNS rows', { timeout: 100_000 }, async () => {
+    const t0 = performance.now();
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'names.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 90_000,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/names.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /NAMES BENCHMARK/, out);
+    for (const row of [
+      /\| same host \(api-K on A\): docker run returned → connect admitted \(ms\) +\| name rule tcp\/7000@name=api-\* +\| 2 +\| [\d.]+ /,
+      /\| cross-host \(api-K on B\): docker run returned → connect admitted \(ms\) +\| name rule tcp\/7000@name=api-\* +\| 2 +\| [\d.]+ /,
+      /\| +\| catalog \+ 100 names of a fake host \(all api-\*\) +\| 2 +\| [\d.]+ /,
+      /\| DNS query via 127\.0\.0\.11, round trip \(µs\) +\| \(a\) container on the same host: Docker answers +\| 20 +\| [\d.]+ /,
+      /\| +\| \(b\) container on the other host: truss answers +\| 20 +\| [\d.]+ /,
+      /\| +\| \(c\) ext\.test on a truss\.dns network: truss relays +\| 20 +\| [\d.]+ /,
+    ]) {
+      assert.match(r.stdout, row, out);
+    }
+    assert.doesNotMatch(r.stdout, /never\)|unanswered\)/, `every probe connected and every query was answered\n${out}`);
+    assert.ok(seconds < 60, `the smoke run took ${seconds.toFixed(0)} s (keep it under 60 s)`);
     process.stdout.write(r.stdout);
   });
 });
