@@ -145,12 +145,13 @@ describe('bench/scale.ts --smoke', { timeout: 60_000 }, () => {
   });
 });
 
-describe('bench/names.ts --smoke', { timeout: 120_000 }, () => {
-  it('exits 0 within 60 s and prints the name-rule, catalog and DNS rows', { timeout: 100_000 }, async () => {
+describe('bench/names.ts --smoke', { timeout: 180_000 }, () => {
+  // three simulated hosts come up and go down inside it: 46 s here alone, more beside other load
+  it('exits 0 within 120 s and prints the name-rule, catalog and DNS rows', { timeout: 170_000 }, async () => {
     const t0 = performance.now();
     const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'names.ts'), '--smoke'], {
       cwd: REPO_ROOT,
-      timeoutMs: 90_000,
+      timeoutMs: 150_000,
     });
     const seconds = (performance.now() - t0) / 1000;
     const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
@@ -167,7 +168,7 @@ describe('bench/names.ts --smoke', { timeout: 120_000 }, () => {
       assert.match(r.stdout, row, out);
     }
     assert.doesNotMatch(r.stdout, /never\)|unanswered\)/, `every probe connected and every query was answered\n${out}`);
-    assert.ok(seconds < 60, `the smoke run took ${seconds.toFixed(0)} s (keep it under 60 s)`);
+    assert.ok(seconds < 120, `the smoke run took ${seconds.toFixed(0)} s (keep it under 120 s)`);
     process.stdout.write(r.stdout);
   });
 });

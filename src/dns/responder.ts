@@ -90,7 +90,7 @@ export class DnsResponder {
     this.#log = o.log;
     this.#lookup = o.lookup;
     this.#timeoutMs = o.timeoutMs ?? 4000;
-    this.#ttl = o.ttl ?? 10;
+    this.#ttl = o.ttl ?? 1;
     this.#upstreamPort = o.upstreamPort ?? 53;
     this.#tcpIdleMs = o.tcpIdleMs ?? 10_000;
     this.#maxInflight = o.maxInflight ?? 1024;
