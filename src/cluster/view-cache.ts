@@ -71,6 +71,9 @@ export class WatchedRecords {
   /** malformed records already logged (key -> why) */
   #malformed = new Map<string, string>();
   #synced = false;
+  /** bumped on every change of the copy: names() is computed once per change, not per pass */
+  #rev = 0;
+  #namesMemo: { readonly rev: number; readonly lapsed: string; readonly out: NamedEndpoint[] } | undefined;
 
   constructor(deps: WatchedRecordsDeps, self: () => string) {
     this.#d = deps;
@@ -83,6 +86,7 @@ export class WatchedRecords {
 
   /** The watch's events: applied to the copy, then one onChange (onNamesChange if only names changed). */
   apply(events: readonly WatchEvent[]): void {
+    this.#rev++;
     const namesGone: string[] = [];
     for (const e of events) {
       if (e.type === 'put' && e.value !== undefined) {
@@ -108,6 +112,7 @@ export class WatchedRecords {
   }
 
   replace(items: readonly KeyValue[]): void {
+    this.#rev++;
     this.#synced = true;
     const now = new Set(items.map((kv) => kv.key));
     for (const key of this.#cache.keys()) {
@@ -131,12 +136,14 @@ export class WatchedRecords {
   }
 
   #dropLapsedNames(owner: string): void {
+    this.#rev++;
     const prefix = `${NAMES}${owner}/`;
     for (const key of this.#lapsed.keys()) if (key.startsWith(prefix)) this.#lapsed.delete(key);
   }
 
   /** A node, member or name record of another host is being deleted: keep its last value (see the header). */
   #lapse(key: string): void {
+    this.#rev++;
     const rest = key.slice(CLUSTER_PREFIX.length);
     const entry = this.#cache.get(key);
     const kind = rest.split('/')[0];
@@ -164,6 +171,7 @@ export class WatchedRecords {
       const isName = key.startsWith(NAMES);
       if (now - since > grace) {
         this.#lapsed.delete(key);
+        this.#rev++;
         if (!isName)
           this.#d.log.warn('a lapsed peer stayed away past the grace: no longer programmed', { key, graceMs: grace });
         continue;
@@ -228,6 +236,11 @@ export class WatchedRecords {
     if (!this.#synced) return [];
     const self = this.self;
     const lapsedPeers = new Set(this.lapsedPeers());
+    // the same list (same array) while nothing changed: a pass at 1,000 names neither decodes
+    // them again nor hands computeDesired a new catalog (its selector sets are memoised on it)
+    const lapsedKey = [...lapsedPeers].sort().join(',');
+    const memo = this.#namesMemo;
+    if (memo && memo.rev === this.#rev && memo.lapsed === lapsedKey) return memo.out;
     const out: NamedEndpoint[] = [];
     const kept = [...this.#lapsed].filter(([k]) => k.startsWith(NAMES) && lapsedPeers.has(ownerOf(k)));
     for (const [key, { value }] of [...this.#cache, ...kept]) {
@@ -254,6 +267,7 @@ export class WatchedRecords {
         addresses: r.addresses,
       });
     }
+    this.#namesMemo = { rev: this.#rev, lapsed: lapsedKey, out };
     return out;
   }
 

@@ -61,6 +61,8 @@ export class NamesService {
   #ports = new Map<string, number>();
   #published = '';
   #local: readonly NamedEndpoint[] = [];
+  #localText = '[]';
+  #remote: readonly NamedEndpoint[] = [];
   #catalog: readonly NamedEndpoint[] = [];
   #dnsNetworks = 0;
   /** ids of this host's truss.dns networks, as of the last view() */
@@ -74,10 +76,16 @@ export class NamesService {
   view(intent: { readonly networks: readonly NetworkSpec[]; readonly endpoints: readonly EndpointSpec[] }): NamesView {
     const containers = [...this.#d.docker.containers().values()];
     const local = localCatalog(intent.networks, intent.endpoints, containers, this.#d.self());
-    this.#local = local;
-    this.#publish(local);
+    const localText = JSON.stringify(local);
+    this.#publish(local, localText);
     const remote = this.#d.cluster?.names() ?? [];
-    this.#catalog = [...local, ...remote];
+    // an unchanged catalog stays the same array: computeDesired memoises the name/label sets on it
+    if (localText !== this.#localText || remote !== this.#remote) {
+      this.#local = local;
+      this.#localText = localText;
+      this.#remote = remote;
+      this.#catalog = [...local, ...remote];
+    }
     const upstreams = this.#d.upstreams(onDnsNetworks(intent.networks, containers));
     const { plan, ports } = planDns(intent.networks, upstreams, this.#ports);
     this.#ports = ports;
@@ -125,11 +133,11 @@ export class NamesService {
     };
   }
 
-  #publish(local: readonly NamedEndpoint[]): void {
+  #publish(local: readonly NamedEndpoint[], localText: string): void {
     const c = this.#d.cluster;
     if (!c || this.#d.docker.state().state === 'connecting') return;
     const mine = local.filter((e) => e.cluster !== undefined);
-    const text = JSON.stringify(mine);
+    const text = mine.length === local.length ? localText : JSON.stringify(mine);
     if (text === this.#published) return;
     this.#published = text;
     // never rejects (logged and retried by the agent)
