@@ -349,7 +349,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       setPolicy: (id, ingress) => policy.set(id, ingress),
       rotateKey: () => clusterAdmin.rotateKey(),
       cleanupForeign: () => reconciler.cleanupForeign(),
-      doctorPath: (req) => doctorPath(status, req),
+      doctorPath: (req) => doctorPath(status, req, () => names.service.catalog()),
       forgetNode: (node, force) => clusterAdmin.forget(node, force),
       observability,
     },

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type PathRequest, parseView, type StatusBody, type StatusView, statusBody } from './admin-api.ts';
+import type { NamedEndpoint } from './names/model.ts';
 import { walkPath } from './path-walk.ts';
 
 const NOW = Date.parse('2026-03-01T12:00:00.000Z');
@@ -245,5 +246,108 @@ describe('walkPath across the cluster', () => {
     const b = walkPath(clustered(0), req(w, { ref: 'x', addresses: [{ ip: '198.18.70.9' }] }, tcp(80)), NOW);
     assert.equal(b.verdict, 'blocked');
     assert.match(b.summary, /no cluster peer of this host carries 198.18.70.9/);
+  });
+});
+
+describe('walkPath with name and label rules (judged against the name catalog, as the kernel does)', () => {
+  const T7000 = { proto: 'tcp', ports: { from: 7000, to: 7000 } } as const;
+  const API = { ...T7000, peer: { by: 'name', glob: 'api-*' } } as const;
+  const ROLE = { ...T7000, peer: { by: 'label', key: 'role', value: 'api' } } as const;
+  const names = (state: 'synced' | 'connecting' | 'off' = 'synced', over = {}): StatusBody['names'] => ({
+    docker: { state, ...(state === 'off' ? { reason: '--docker-host none' } : {}) },
+    local: 1,
+    remote: 0,
+    dns: { networks: 0, upstreams: [], answered: 0, forwarded: 0, failed: 0 },
+    ...over,
+  });
+  const policed = (rules: StatusBody['networks'][number]['ingress'], n = names()) =>
+    status({ policies: [{ networkId: NA, ingress: rules ?? null }], names: n });
+  const named = (name: string, addresses: string[], over: Partial<NamedEndpoint> = {}): NamedEndpoint => ({
+    endpointId: CLI,
+    node: 'local',
+    networkName: 'pa',
+    networkId: NA,
+    containerId: hex('9'),
+    name,
+    aliases: [],
+    labels: {},
+    addresses,
+    ...over,
+  });
+
+  it('allows a flow only a name rule admits, naming the rule and the container', () => {
+    const b = walkPath(policed([API]), req(cli, srv, tcp(7000)), NOW, [named('api-1', ['198.18.20.3'])]);
+    assert.equal(b.verdict, 'allowed', b.summary);
+    assert.equal(
+      step(b, 'policy')?.detail,
+      'rule tcp/7000@name=api-* of the run-time policy of network pa (truss policy set) (tcp/7000@name=api-*) ' +
+        'admits tcp/7000 from container api-1 (198.18.20.3)',
+    );
+  });
+
+  it('refuses a container the name rules do not match, naming it; the fix stays last', () => {
+    const b = walkPath(policed([API]), req(cli, srv, tcp(7000)), NOW, [named('web', ['198.18.20.3'])]);
+    assert.equal(b.verdict, 'blocked');
+    assert.match(
+      b.summary,
+      /198\.18\.20\.3 is container web, which the name\/label rules \(tcp\/7000@name=api-\*\) do not match\./,
+    );
+    assert.match(b.summary, /To allow it: truss policy set pa --ingress tcp\/7000@name=api-\*,tcp\/7000$/);
+  });
+
+  it('refuses an address no catalog entry has: not a known container', () => {
+    const b = walkPath(policed([API]), req(cli, srv, tcp(7000)), NOW, [named('api-1', ['198.18.20.9'])]);
+    assert.equal(b.verdict, 'blocked');
+    assert.match(b.summary, /198\.18\.20\.3 is not a known container \(on this host or another\)/);
+    const none = walkPath(policed([API]), req(cli, srv, tcp(7000)), NOW);
+    assert.match(none.summary, /not a known container .*; this daemon knows no container names\./);
+  });
+
+  it('label rules: admitted by key and value; refused with the labels the container has', () => {
+    const api = named('x', ['198.18.20.3'], { labels: { role: 'api' } });
+    const ok = walkPath(policed([ROLE]), req(cli, srv, tcp(7000)), NOW, [api]);
+    assert.equal(ok.verdict, 'allowed');
+    assert.match(step(ok, 'policy')?.detail ?? '', /^rule tcp\/7000@label=role=api of .* from container x /);
+    const web = named('x', ['198.18.20.3'], { labels: { role: 'web', tier: '' } });
+    const no = walkPath(policed([ROLE]), req(cli, srv, tcp(7000)), NOW, [web]);
+    assert.equal(no.verdict, 'blocked');
+    assert.match(no.summary, /is container x \(labels role=web, tier\), which the name\/label rules/);
+  });
+
+  it('names only the rules for the flow; an earlier CIDR rule is the one named', () => {
+    const cidr = { ...T7000, source: '198.18.20.0/24' };
+    const b = walkPath(policed([cidr, API]), req(cli, srv, tcp(7000)), NOW, [named('api-1', ['198.18.20.3'])]);
+    assert.match(step(b, 'policy')?.detail ?? '', /^rule tcp\/7000@198.18.20.0\/24 of /);
+    const other = walkPath(policed([API]), req(cli, srv, tcp(80)), NOW, [named('web', ['198.18.20.3'])]);
+    assert.equal(other.verdict, 'blocked');
+    assert.doesNotMatch(other.summary, /name\/label rules/, 'tcp/7000@name=api-* is not about tcp/80');
+  });
+
+  it('a source on another host is matched by its catalog entry there', () => {
+    const BLUE = hex('d');
+    const s = status({
+      networks: [net(BLUE, '198.18.64.0/20', { cluster: { name: 'blue', encrypt: false } })],
+      endpoints: [ep(SRV, BLUE, '198.18.65.2/20')],
+      policies: [{ networkId: BLUE, ingress: [API] }],
+      names: names('synced', { remote: 1, clusterSynced: true }),
+    });
+    const db = ctr('db', '198.18.65.2', BLUE, SRV, 'blue');
+    const far = { ref: 'api-7', container: 'api-7', addresses: [{ ip: '198.18.66.5', network: 'blue' }] };
+    // another host's record: no network id (ids differ between hosts), the cluster's name instead
+    const { networkId: _, ...entry } = named('api-7', ['198.18.66.5'], { node: 'n3', cluster: 'blue' });
+    const b = walkPath(s, req(far, db, tcp(7000)), NOW, [entry]);
+    assert.equal(step(b, 'policy')?.status, 'ok', step(b, 'policy')?.detail);
+    assert.match(step(b, 'policy')?.detail ?? '', /admits tcp\/7000 from container api-7 \(198.18.66.5\)$/);
+    const gone = walkPath(s, req(far, db, tcp(7000)), NOW, []);
+    assert.equal(step(gone, 'policy')?.status, 'blocked');
+  });
+
+  it('before Docker was read, a verdict that hangs on names is unknown; with Docker off it says why', () => {
+    const pending = walkPath(policed([API], names('connecting')), req(cli, srv, tcp(7000)), NOW, []);
+    assert.equal(pending.verdict, 'unknown');
+    assert.match(pending.summary, /truss has not read Docker's containers yet/);
+    const off = walkPath(policed([API], names('off')), req(cli, srv, tcp(7000)), NOW, []);
+    assert.equal(off.verdict, 'blocked');
+    assert.match(off.summary, /the Docker API is off here \(--docker-host none\)/);
   });
 });

@@ -9,6 +9,10 @@
  * and its last handshake; the destination's port policy (the rule that admits the flow, or
  * none, and where the policy comes from); anti-spoofing; published ports; kernel drift and
  * objects in error on the path. The first blocking step is the verdict's summary.
+ *
+ * Name and label rules (`tcp/5432@name=api-*`) are judged as the kernel judges them: the source
+ * address is in a selector's set when a container of the name catalog (any host) at that address
+ * is one the selector names (core/desired.ts selectorSet). The daemon hands the catalog in.
  */
 import type { PathBody, PathRequest, StatusView } from './admin-api.ts';
 import { age } from './age.ts';
@@ -17,8 +21,10 @@ import { HANDSHAKE_STALE_S } from './cluster/handshake.ts';
 import { effectiveIngress } from './desired.ts';
 import { antispoofEnabled } from './guard.ts';
 import { type Ip, ipEquals, parseIp, parsePrefix, prefixContains } from './ip.ts';
+import type { NamedEndpoint } from './names/model.ts';
 import { shortId, VXLAN_DEVICE } from './naming.ts';
-import { admittingRule, formatIngress, formatRule } from './policy/parse.ts';
+import type { IngressPolicy, IngressRule } from './policy/model.ts';
+import { admittingRule, type Flow, formatIngress, formatRule } from './policy/parse.ts';
 
 type Net = StatusView['networks'][number];
 type Ep = StatusView['endpoints'][number];
@@ -171,12 +177,88 @@ function tunnelStep(p: Extract<OnNet, { kind: 'remote' }>, c: Cluster | undefine
   return { id: 'tunnel', status: 'ok', detail: `${who}, last WireGuard handshake ${age(ago)} ago` };
 }
 
+/** The catalog's containers at `ip`, on any host: whom the kernel's name/label sets count the address as. */
+function containersAt(names: readonly NamedEndpoint[], ip: Ip): NamedEndpoint[] {
+  const seen = new Set<string>();
+  return names.filter((e) => {
+    if (seen.has(e.containerId)) return false;
+    const at = e.addresses.some((a) => {
+      const x = parseIp(a);
+      return x !== undefined && ipEquals(x, ip);
+    });
+    if (at) seen.add(e.containerId);
+    return at;
+  });
+}
+
+/**
+ * The first rule that admits the flow from any of `peers` (or from its address alone): a set
+ * holds every selected container's addresses, so one matching container at the address is enough.
+ */
+function firstAdmitting(rules: IngressPolicy, flow: Flow, peers: readonly NamedEndpoint[]): IngressRule | undefined {
+  const hits = [admittingRule(rules, flow), ...peers.map((peer) => admittingRule(rules, { ...flow, peer }))];
+  let first: IngressRule | undefined;
+  for (const r of hits) if (r && (first === undefined || rules.indexOf(r) < rules.indexOf(first))) first = r;
+  return first;
+}
+
+/** The name/label rules of `rules` that cover the flow's protocol and port (whatever its source). */
+function peerRulesFor(rules: IngressPolicy, flow: Flow): IngressRule[] {
+  return rules.filter(
+    (r) =>
+      r.peer !== undefined &&
+      r.proto === flow.proto &&
+      (r.ports === undefined || (flow.port !== undefined && flow.port >= r.ports.from && flow.port <= r.ports.to)),
+  );
+}
+
+/** Why names may not be what the kernel holds now, or cannot be known here; undefined when they are. */
+function namesCaveat(
+  s: StatusView,
+  names: readonly NamedEndpoint[] | undefined,
+): { readonly pending: boolean; readonly text: string } | undefined {
+  const n = s.names;
+  if (!n || names === undefined) return { pending: false, text: 'this daemon knows no container names' };
+  if (n.docker.state === 'connecting' || n.clusterSynced === false) {
+    const what = n.docker.state === 'connecting' ? "Docker's containers" : "the other hosts' names";
+    return {
+      pending: true,
+      text: `truss has not read ${what} yet, and keeps the kernel's name/label sets as they were until it has: run truss doctor again in a moment`,
+    };
+  }
+  if (n.docker.state === 'off' || n.docker.state === 'unreachable') {
+    return {
+      pending: false,
+      text: `the Docker API is ${n.docker.state} here (${n.docker.reason ?? 'truss status: names'}), so this host's containers have no names`,
+    };
+  }
+  return undefined;
+}
+
+const labelsText = (e: NamedEndpoint): string => {
+  const all = Object.entries(e.labels).map(([k, v]) => (v === '' ? k : `${k}=${v}`));
+  if (all.length === 0) return 'no labels';
+  return `labels ${all.slice(0, 5).join(', ')}${all.length > 5 ? `, +${all.length - 5} more` : ''}`;
+};
+
+/** Who the source is to the name/label rules `peerRules`, which admit none of `peers`. */
+function unmatchedText(ip: string, peers: readonly NamedEndpoint[], peerRules: readonly IngressRule[]): string {
+  const list = peerRules.map(formatRule).join(', ');
+  if (peers.length === 0) {
+    return `${ip} is not a known container (on this host or another), so the name/label rules (${list}) do not match it`;
+  }
+  const byLabel = peerRules.some((r) => r.peer?.by === 'label');
+  const who = peers.map((p) => (byLabel ? `${p.name} (${labelsText(p)})` : p.name)).join(', ');
+  return `${ip} is container ${who}, which the name/label rules (${list}) do not match`;
+}
+
 function policyStep(
   s: StatusView,
   req: PathRequest,
   a: OnNet,
   b: Extract<OnNet, { kind: 'local' }>,
   flow: string,
+  names: readonly NamedEndpoint[] | undefined,
 ): Step {
   const dst = nameOf(req.to);
   const label = netLabel(b, a);
@@ -192,14 +274,26 @@ function policyStep(
     const why = runtime !== undefined ? ' (cleared at run time)' : '';
     return { id: 'policy', status: 'ok', detail: `no port policy on ${dst}${why}: every ${flow} is admitted` };
   }
-  const rule = admittingRule(rules, {
+  const f: Flow = {
     proto: req.proto,
     ...(req.port !== undefined ? { port: req.port } : {}),
     source: a.addr.ip,
-  });
+  };
+  const peers = containersAt(names ?? [], a.ip);
+  const rule = firstAdmitting(rules, f, peers);
+  const peerRules = peerRulesFor(rules, f);
+  const caveat = namesCaveat(s, names);
   const text = formatIngress(rules);
   if (rule) {
-    return { id: 'policy', status: 'ok', detail: `rule ${formatRule(rule)} of ${source} (${text}) admits ${flow}` };
+    const admits = `rule ${formatRule(rule)} of ${source} (${text}) admits ${flow}`;
+    if (rule.peer === undefined) return { id: 'policy', status: 'ok', detail: admits };
+    const who = peers
+      .filter((p) => admittingRule([rule], { ...f, peer: p }))
+      .map((p) => p.name)
+      .join(', ');
+    const detail = `${admits} from container ${who} (${a.addr.ip})`;
+    if (caveat?.pending) return { id: 'policy', status: 'unknown', detail: `${detail}, but ${caveat.text}` };
+    return { id: 'policy', status: 'ok', detail };
   }
   const denied = s.policyCounters[b.ep.id]?.packets ?? 0;
   const wanted = rules.length === 0 ? flow : `${text},${flow}`;
@@ -207,10 +301,21 @@ function policyStep(
     b.ep.ingress !== undefined
       ? `docker network disconnect ${label} ${dst}, then docker network connect --driver-opt truss.ingress=${wanted} ${label} ${dst}`
       : `truss policy set ${label} --ingress ${wanted}`;
+  let byName = '';
+  if (peerRules.length > 0) {
+    byName = ` ${unmatchedText(a.addr.ip, peers, peerRules)}${caveat ? `; ${caveat.text}` : ''}.`;
+    if (caveat?.pending) {
+      return {
+        id: 'policy',
+        status: 'unknown',
+        detail: `${dst}'s port policy, ${source}: ${text}, admits no ${flow} from ${a.addr.ip} as far as truss knows now.${byName}`,
+      };
+    }
+  }
   return {
     id: 'policy',
     status: 'blocked',
-    detail: `${dst}'s port policy, ${source}: ${text}, admits no ${flow} from ${a.addr.ip} (${denied} packet(s) denied so far). To allow it: ${fix}`,
+    detail: `${dst}'s port policy, ${source}: ${text}, admits no ${flow} from ${a.addr.ip} (${denied} packet(s) denied so far).${byName} To allow it: ${fix}`,
   };
 }
 
@@ -276,8 +381,12 @@ function verdictOf(steps: readonly Step[], allowed: string): Pick<PathBody, 'ver
   return { verdict: 'allowed', summary: allowed };
 }
 
-/** Walk the path of a new flow `req` from its source to its destination, as `s` shows this host. */
-export function walkPath(s: StatusView, req: PathRequest, nowMs: number): PathBody {
+/**
+ * Walk the path of a new flow `req` from its source to its destination, as `s` shows this host.
+ * `names`: the name catalog (this host's and the other hosts' named endpoints), which name= and
+ * label= rules are judged against; absent in a daemon without names (such rules admit nobody).
+ */
+export function walkPath(s: StatusView, req: PathRequest, nowMs: number, names?: readonly NamedEndpoint[]): PathBody {
   const flow = req.proto === 'icmp' ? 'icmp' : `${req.proto}/${req.port ?? '?'}`;
   const src = req.from.addresses.map((x) => locate(x, s));
   const dst = req.to.addresses.map((x) => locate(x, s));
@@ -312,7 +421,7 @@ export function walkPath(s: StatusView, req: PathRequest, nowMs: number): PathBo
     }
   }
   for (const p of [a, b]) if (p.kind === 'remote') steps.push(tunnelStep(p, s.cluster, nowMs));
-  if (b.kind === 'local') steps.push(policyStep(s, req, a, b, flow));
+  if (b.kind === 'local') steps.push(policyStep(s, req, a, b, flow, names));
   else if (a.kind === 'local') {
     const host = b.peer ? peerLabel(b.peer) : 'its host';
     steps.push({

@@ -247,6 +247,39 @@ describe('prometheus exposition', () => {
     assert.equal(sampleValue(f, 'truss_endpoints', { network: N1.slice(0, 12) }), undefined);
   });
 
+  it('names across hosts: Docker API up, names known by source, DNS queries by result', async () => {
+    const m = createTrussMetrics({ cluster: false, version: 'v', processMetrics: false });
+    const names = (state: 'synced' | 'unreachable', answered: number): StatusBody['names'] => ({
+      docker: { state, version: '28.5.2' },
+      local: 3,
+      remote: 5,
+      dns: { networks: 1, upstreams: [], answered, forwarded: 7, failed: 1 },
+    });
+    let body = statusBody({ names: names('synced', 12) });
+    m.readFrom({ status: async () => body });
+    let f = await scrape(m);
+    assert.equal(f.get('truss_dns_queries_total')?.type, 'counter');
+    assert.equal(sampleValue(f, 'truss_docker_api_up'), 1);
+    assert.equal(sampleValue(f, 'truss_names', { source: 'local' }), 3);
+    assert.equal(sampleValue(f, 'truss_names', { source: 'remote' }), 5);
+    assert.equal(sampleValue(f, 'truss_dns_queries_total', { result: 'answered' }), 12);
+    assert.equal(sampleValue(f, 'truss_dns_queries_total', { result: 'forwarded' }), 7);
+    assert.equal(sampleValue(f, 'truss_dns_queries_total', { result: 'failed' }), 1);
+    body = statusBody({ names: names('unreachable', 20) });
+    f = await scrape(m);
+    assert.equal(sampleValue(f, 'truss_docker_api_up'), 0);
+    assert.equal(
+      sampleValue(f, 'truss_dns_queries_total', { result: 'answered' }),
+      20,
+      'the count, not a sum of scrapes',
+    );
+    body = statusBody();
+    f = await scrape(m);
+    assert.equal(sampleValue(f, 'truss_docker_api_up'), 0, 'a daemon without names');
+    assert.equal(sampleValue(f, 'truss_names', { source: 'local' }), undefined);
+    assert.equal(sampleValue(f, 'truss_dns_queries_total', { result: 'answered' }), undefined);
+  });
+
   it('each daemon has its own registry', async () => {
     const a = createTrussMetrics({ cluster: false, version: 'v', processMetrics: false });
     const b = createTrussMetrics({ cluster: false, version: 'v', processMetrics: false });

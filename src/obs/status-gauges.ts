@@ -2,7 +2,8 @@
  * The metrics read at scrape time from the body `truss status` shows (docs/metrics.md): the
  * kernel's sync with the intent, objects in error, networks, endpoints, pools, the policy and
  * anti-spoofing counters (nft's own counters: they drop back when a chain is re-made, which
- * Prometheus takes as a counter reset), and in cluster mode etcd and the WireGuard peers.
+ * Prometheus takes as a counter reset), names across hosts (Docker's API, the names known, the
+ * DNS responder's counters), and in cluster mode etcd and the WireGuard peers.
  * Each scrape replaces every value, so a network or peer that is gone leaves no series behind.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -63,6 +64,24 @@ function defineStatusMetrics(m: Replaced) {
   };
 }
 
+/** Names across hosts (issue 16): the `names` section of the status body. */
+function defineNamesMetrics(m: Replaced) {
+  return {
+    dockerUp: m.gauge(
+      'truss_docker_api_up',
+      "1 when truss follows Docker's API (containers listed, events followed), else 0",
+    ),
+    names: m.gauge('truss_names', "Named endpoints known: this host's (local) and the other hosts' (remote)", [
+      'source',
+    ]),
+    dnsQueries: m.counter(
+      'truss_dns_queries_total',
+      "Queries truss's DNS responder handled, by result (answered itself, forwarded upstream, failed)",
+      ['result'],
+    ),
+  };
+}
+
 function defineClusterMetrics(m: Replaced) {
   const gauge = m.gauge.bind(m);
   return {
@@ -77,11 +96,13 @@ function defineClusterMetrics(m: Replaced) {
 export class StatusGauges {
   readonly #replaced: Replaced;
   readonly #g: ReturnType<typeof defineStatusMetrics>;
+  readonly #names: ReturnType<typeof defineNamesMetrics>;
   readonly #cluster: ReturnType<typeof defineClusterMetrics> | undefined;
 
   constructor(registers: Registry[], opts: { readonly cluster: boolean; readonly version: string }) {
     this.#replaced = new Replaced(registers);
     this.#g = defineStatusMetrics(this.#replaced);
+    this.#names = defineNamesMetrics(this.#replaced);
     this.#cluster = opts.cluster ? defineClusterMetrics(this.#replaced) : undefined;
     new Gauge({
       name: 'truss_build_info',
@@ -127,7 +148,22 @@ export class StatusGauges {
       g.spoofBytes.inc({ reason }, c.bytes);
     }
     this.#pools(status);
+    this.#updateNames(status);
     this.#updateCluster(status, etcdConnected, nowMs);
+  }
+
+  /** A daemon without names shows only truss_docker_api_up 0 (what reset leaves an unlabelled gauge). */
+  #updateNames(status: StatusBody): void {
+    const n = status.names;
+    if (!n) return;
+    const m = this.#names;
+    m.dockerUp.set(n.docker.state === 'synced' ? 1 : 0);
+    m.names.set({ source: 'local' }, n.local);
+    m.names.set({ source: 'remote' }, n.remote);
+    // the responder's own cumulative counts: they restart from 0 with the daemon, a counter reset
+    m.dnsQueries.inc({ result: 'answered' }, n.dns.answered);
+    m.dnsQueries.inc({ result: 'forwarded' }, n.dns.forwarded);
+    m.dnsQueries.inc({ result: 'failed' }, n.dns.failed);
   }
 
   #pools(status: StatusBody): void {
