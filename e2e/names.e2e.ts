@@ -279,6 +279,22 @@ describe('truss names across hosts (policy by name and label)', { timeout: 10 * 
     assert.equal(await reaches(2, 'web-1', pgIp), false, 'web-1 must be refused');
     const show = await ok(h(1).truss.cli(['policy', 'show', BLUE]), 'policy show');
     assert.match(show, new RegExp(`tcp/${SINK_PORT}@name=api-\\*\\s+api-1 198\\.18\\.`), show);
+    // truss doctor on pg's host judges the name rule as the kernel does, for sources on another host
+    // (its exit code says the verdict: 0 allowed, 1 blocked; the JSON says why)
+    const doctor = async (src: string) =>
+      JSON.parse((await h(1).truss.cli(['doctor', src, 'pg', `${SINK_PORT}/tcp`, '--json'])).stdout) as {
+        verdict: string;
+        summary: string;
+      };
+    const [api1Ip, web1Ip] = [await containerIp(h(2), 'api-1', BLUE), await containerIp(h(2), 'web-1', BLUE)];
+    const allowed = await doctor(api1Ip);
+    assert.equal(allowed.verdict, 'allowed', JSON.stringify(allowed));
+    const blocked = await doctor(web1Ip);
+    assert.equal(blocked.verdict, 'blocked', JSON.stringify(blocked));
+    assert.match(
+      blocked.summary,
+      /is container web-1, which the name\/label rules \(tcp\/7000@name=api-\*\) do not match/,
+    );
     // recreate api-1 on a third host: a new address, admitted
     const old = await containerIp(h(2), 'api-1', BLUE);
     await ok(h(2).docker(['rm', '-f', 'api-1']), 'rm api-1');
