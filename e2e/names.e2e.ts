@@ -177,7 +177,13 @@ describe('truss names across hosts (DNS)', { timeout: 10 * 60_000 }, () => {
     await resolvesTo(h(3), 'app3', 'database', [dbIp]);
     await resolvesTo(h(3), 'app3', 'db.blue', [dbIp]);
     await resolvesTo(h(3), 'app3', 'DB.Blue', [dbIp]);
-    // ping and TCP by name, the way users write it
+    // the issue's words: `docker run --network blue app ping db` on another host, a new container
+    // whose first query leaves within milliseconds of its start
+    await ok(
+      h(2).docker(['run', '--rm', '--network', BLUE, ...image(['ping', '-c', '1', '-W', '5', 'db'])]),
+      'docker run --network blue ... ping db on host 2',
+    );
+    // ping and TCP by name from running containers
     await ok(h(2).docker(['exec', 'app2', 'ping', '-c', '1', '-W', '5', 'db']), 'ping db from host 2');
     const tcp = await tcpConnect(h(3), 'app3', 'db', SINK_PORT);
     assert.ok(tcp.ok, `TCP to db by name from host 3: ${tcp.output}`);

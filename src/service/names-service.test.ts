@@ -49,10 +49,10 @@ const remoteApp: NamedEndpoint = {
   addresses: ['198.18.1.70'],
 };
 
-function setup(state: FollowerState, synced = true) {
+function setup(state: FollowerState, synced = true, known = state !== 'unreachable') {
   const published: NamedEndpoint[][] = [];
   // unreachable from the start: Docker was never read, nothing is known of this host's containers
-  const containers = new Map(state === 'unreachable' ? [] : [[C1, db]]);
+  const containers = new Map(known ? [[C1, db]] : []);
   const remote = [remoteApp];
   const svc = new NamesService({
     self: () => 'me',
@@ -104,6 +104,17 @@ describe('NamesService', () => {
       ['db', 'app'],
     );
     assert.equal(svc.queryView('198.18.1.99'), undefined, 'not a known container');
+  });
+
+  it('answers a container Docker has not told of yet by its endpoint in the intent (its first query)', () => {
+    const { svc } = setup('synced', true, false);
+    svc.view(intent);
+    const q = svc.queryView('198.18.1.5');
+    assert.deepEqual(q?.networks, [{ networkId: N1, cluster: 'blue', networkName: 'blue' }]);
+    assert.deepEqual(
+      q?.endpoints.map((e) => e.name),
+      ['app'],
+    );
   });
 
   it('says why names are off when Docker is unreachable', () => {

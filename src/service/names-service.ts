@@ -16,6 +16,14 @@ import { dnsEnabled, localCatalog, onDnsNetworks, planDns, visibleFrom } from '.
 import type { NamedEndpoint } from '../core/names/model.ts';
 import type { Logger } from '../obs/logger.ts';
 
+/** A querying container's dns network, as resolve() needs it. */
+export interface QueryNetwork {
+  readonly networkId?: string;
+  /** Docker's name of the network ('' when no container on it is named yet) */
+  readonly networkName: string;
+  readonly cluster?: string;
+}
+
 export type FollowerState = 'off' | 'connecting' | 'synced' | 'unreachable';
 
 /** What the service needs of Docker's follower (docker/watch.ts). */
@@ -67,6 +75,8 @@ export class NamesService {
   #dnsNetworks = 0;
   /** ids of this host's truss.dns networks, as of the last view() */
   #dnsIds = new Set<string>();
+  /** bare address -> the dns networks it is an endpoint of (from the intent: known from Join on) */
+  #dnsByAddress = new Map<string, { readonly networkId: string; readonly cluster?: string }[]>();
 
   constructor(deps: NamesServiceDeps) {
     this.#d = deps;
@@ -89,7 +99,20 @@ export class NamesService {
     const upstreams = this.#d.upstreams(onDnsNetworks(intent.networks, containers));
     const { plan, ports } = planDns(intent.networks, upstreams, this.#ports);
     this.#ports = ports;
-    this.#dnsIds = new Set(intent.networks.filter(dnsEnabled).map((n) => n.id));
+    const dnsNets = new Map(intent.networks.filter(dnsEnabled).map((n) => [n.id, n]));
+    this.#dnsIds = new Set(dnsNets.keys());
+    this.#dnsByAddress = new Map();
+    for (const ep of intent.endpoints) {
+      const net = dnsNets.get(ep.networkId);
+      if (!net) continue;
+      for (const cidr of [ep.ipv4, ep.ipv6]) {
+        const a = cidr?.split('/')[0];
+        if (!a) continue;
+        const list = this.#dnsByAddress.get(a) ?? [];
+        list.push({ networkId: net.id, ...(net.cluster ? { cluster: net.cluster.name } : {}) });
+        this.#dnsByAddress.set(a, list);
+      }
+    }
     this.#dnsNetworks = this.#dnsIds.size;
     const pending =
       this.#d.docker.state().state === 'connecting' ||
@@ -98,19 +121,37 @@ export class NamesService {
   }
 
   /**
-   * The catalog entries a query from `source` (a container's address on a dns network) may
-   * resolve, and that container's endpoints on dns networks; undefined when the source is not a
-   * known container.
+   * What a query from `source` (a container's address on a dns network) may resolve: that
+   * container's dns networks and the catalog entries on them; undefined when no endpoint of a
+   * dns network has the address. A container Docker has not told of yet (its first query comes
+   * within milliseconds of its start) is known by its endpoint in the intent, which truss wrote
+   * at Join.
    */
   queryView(
     source: string,
-  ): { readonly networks: readonly NamedEndpoint[]; readonly endpoints: readonly NamedEndpoint[] } | undefined {
+  ): { readonly networks: readonly QueryNetwork[]; readonly endpoints: readonly NamedEndpoint[] } | undefined {
     const self = this.#local.find((e) => e.addresses.includes(source));
-    if (!self) return undefined;
-    const networks = this.#local.filter(
-      (e) => e.containerId === self.containerId && e.networkId !== undefined && this.#dnsIds.has(e.networkId),
-    );
+    const networks: QueryNetwork[] = self
+      ? this.#local
+          .filter(
+            (e) => e.containerId === self.containerId && e.networkId !== undefined && this.#dnsIds.has(e.networkId),
+          )
+          .map((e) => ({
+            networkId: e.networkId as string,
+            networkName: e.networkName,
+            ...(e.cluster ? { cluster: e.cluster } : {}),
+          }))
+      : (this.#dnsByAddress.get(source) ?? []).map((n) => ({ ...n, networkName: this.#networkName(n) }));
+    if (networks.length === 0) return undefined;
     return { networks, endpoints: visibleFrom(this.#catalog, networks) };
+  }
+
+  /** Docker's name of a network, from any container on it (here, or on another host of its cluster). */
+  #networkName(n: { readonly networkId: string; readonly cluster?: string }): string {
+    const e = this.#catalog.find(
+      (x) => x.networkId === n.networkId || (n.cluster !== undefined && x.cluster === n.cluster),
+    );
+    return e?.networkName ?? '';
   }
 
   /** The whole catalog as last computed (policy show, status). */
