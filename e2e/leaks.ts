@@ -3,8 +3,8 @@
  * no `truss-e2e-*` network namespace, no process the e2e suite started (their command lines
  * name WORK_DIR), no wireguard-go serving a truss device (trwg*) in any namespace, no truss
  * WireGuard socket in the machine's /run/wireguard, and no truss kernel object in the ROOT
- * network namespace (links, the nft tables inet truss and inet truss_policy, iptables chains,
- * routes with truss's protocol: see harness/leftovers.ts).
+ * network namespace (links, truss's nft tables — inet truss, truss_policy, truss_ports, truss_dns,
+ * bridge truss, truss_guard — iptables chains, routes with truss's protocol: see harness/leftovers.ts).
  * Exit status 0 = clean, 1 = leaks (listed on stderr).
  */
 import { isTrussWireguardGo, trussKernelObjects, wireguardSockets } from './harness/leftovers.ts';
@@ -26,6 +26,6 @@ if (leaks.length > 0) {
   process.exitCode = 1;
 } else {
   process.stdout.write(
-    'leak check: nothing left (namespaces, processes incl. wireguard-go, root-netns links/nft inet truss+truss_policy/iptables/routes, WireGuard sockets)\n',
+    'leak check: nothing left (namespaces, processes incl. wireguard-go, root-netns links/nft tables/iptables/routes, WireGuard sockets)\n',
   );
 }
