@@ -35,7 +35,7 @@
  * Flags: --smoke, --runs N (per placement and per catalog condition, 20), --catalog N (1000),
  * --queries N (per DNS condition, 200).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,7 +50,8 @@ import { IMAGE } from '../e2e/harness/image.ts';
 import { enterNetns, nsTcpConnect } from '../e2e/harness/netns-tcp.ts';
 import { REPO_ROOT } from '../e2e/harness/paths.ts';
 import { SINK_CMD, SINK_PORT } from '../e2e/harness/traffic.ts';
-import { UNDERLAY_ADDRESS, UNDERLAY_NETNS, type Underlay } from '../e2e/harness/underlay.ts';
+import { UNDERLAY_ADDRESS, type Underlay } from '../e2e/harness/underlay.ts';
+import { startUpstreamDns } from '../e2e/harness/upstream-dns.ts';
 import { sleep, waitFor } from '../e2e/harness/wait.ts';
 import { clusterKeys, type NameRecord } from '../src/core/cluster/model.ts';
 import { selectorSetName } from '../src/core/naming.ts';
@@ -477,25 +478,7 @@ function report(
 const upstreams: ChildProcess[] = [];
 
 async function startUpstream(): Promise<void> {
-  const p = spawn(
-    'nsenter',
-    [
-      `--net=/run/netns/${UNDERLAY_NETNS}`,
-      process.execPath,
-      `${REPO_ROOT}/e2e/harness/dns-upstream.ts`,
-      UNDERLAY_ADDRESS,
-      `${EXT.name}=${EXT.ip}`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  upstreams.push(p);
-  await new Promise<void>((resolve, reject) => {
-    p.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) resolve();
-    });
-    p.on('exit', (code) => reject(new Error(`dns-upstream exited ${code}`)));
-  });
-  p.stdout?.resume(); // it logs every query: keep reading, never block it
+  upstreams.push(await startUpstreamDns(UNDERLAY_ADDRESS, `${EXT.name}=${EXT.ip}`));
 }
 
 async function main(): Promise<void> {

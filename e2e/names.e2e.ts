@@ -13,7 +13,7 @@
  *   4. AAAA on a dual-stack dns network.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,9 +22,10 @@ import { waitSynced } from './harness/cluster-state.ts';
 import { containerIp, createClusterNetwork, createTrussNetwork, runContainer } from './harness/containers.ts';
 import { printFigures } from './harness/figures.ts';
 import type { Host } from './harness/host.ts';
-import { DOCKERD, DOCKERD_PATH, REPO_ROOT } from './harness/paths.ts';
+import { DOCKERD, DOCKERD_PATH } from './harness/paths.ts';
 import { SINK_CMD, SINK_PORT, tcpConnect } from './harness/traffic.ts';
-import { UNDERLAY_ADDRESS, UNDERLAY_NETNS } from './harness/underlay.ts';
+import { UNDERLAY_ADDRESS } from './harness/underlay.ts';
+import { startUpstreamDns } from './harness/upstream-dns.ts';
 import { waitFor } from './harness/wait.ts';
 
 const BLUE = 'blue';
@@ -57,26 +58,9 @@ const h = (n: 1 | 2 | 3): Host => cluster.host(`n${n}`);
 const upstreams: ChildProcess[] = [];
 const figures: string[] = [];
 
-/** A stand-in DNS server on the underlay at `address` (dns-upstream.ts), ready when it says so. */
+/** A stand-in DNS server on the underlay at `address` (harness/dns-upstream.ts). */
 async function startUpstream(address: string, table: string): Promise<void> {
-  const p = spawn(
-    'nsenter',
-    [
-      `--net=/run/netns/${UNDERLAY_NETNS}`,
-      process.execPath,
-      `${REPO_ROOT}/e2e/harness/dns-upstream.ts`,
-      address,
-      table,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  upstreams.push(p);
-  await new Promise<void>((resolve, reject) => {
-    p.stdout?.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) resolve();
-    });
-    p.on('exit', (code) => reject(new Error(`dns-upstream exited ${code}`)));
-  });
+  upstreams.push(await startUpstreamDns(address, table));
 }
 
 /** `nslookup NAME` in a container: the addresses after the "Name:" line, [] when it did not resolve. */
