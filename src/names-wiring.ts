@@ -55,7 +55,14 @@ export function dockerMajor(version: string | undefined): number | undefined {
 
 export function wireNames(config: Config, deps: NamesWiringDeps): NamesWiring {
   const log = deps.log.child({ component: 'names' });
-  const watch = new DockerWatch({ endpoint: config.dockerHost, log, onChange: deps.trigger });
+  // a Docker event reconciles only where names matter (set by each pass's view: see NamesService)
+  const watch = new DockerWatch({
+    endpoint: config.dockerHost,
+    log,
+    onChange: () => {
+      if (service.namesMatter()) deps.trigger();
+    },
+  });
   const path = deps.resolvConfPath ?? ETC_RESOLV_CONF;
   let resolvText = '';
   let readAt = 0;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ClusterNames } from '../core/contracts.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import type { ContainerFacts } from '../core/names/catalog.ts';
 import type { NamedEndpoint } from '../core/names/model.ts';
@@ -49,7 +50,7 @@ const remoteApp: NamedEndpoint = {
   addresses: ['198.18.1.70'],
 };
 
-function setup(state: FollowerState, synced = true, known = state !== 'unreachable') {
+function setup(state: FollowerState, synced = true, known = state !== 'unreachable', cluster = true) {
   const published: NamedEndpoint[][] = [];
   // unreachable from the start: Docker was never read, nothing is known of this host's containers
   const containers = new Map(known ? [[C1, db]] : []);
@@ -57,16 +58,19 @@ function setup(state: FollowerState, synced = true, known = state !== 'unreachab
   const svc = new NamesService({
     self: () => 'me',
     docker: { containers: () => containers, state: () => ({ state }) },
-    cluster: {
+    ...(cluster ? { cluster: clusterNames() } : {}),
+    upstreams: () => ['198.18.9.53'],
+    log: createLogger('error', () => {}),
+  });
+  function clusterNames(): ClusterNames {
+    return {
       publishNames: async (e) => {
         published.push([...e]);
       },
       names: () => remote,
       namesSynced: () => synced,
-    },
-    upstreams: () => ['198.18.9.53'],
-    log: createLogger('error', () => {}),
-  });
+    };
+  }
   return { svc, published };
 }
 
@@ -115,6 +119,32 @@ describe('NamesService', () => {
       q?.endpoints.map((e) => e.name),
       ['app'],
     );
+  });
+
+  it('matters to Docker events only in cluster mode, with a dns network or a name/label rule', () => {
+    const { svc } = setup('synced', true, true, false);
+    const plain = { ...net, options: {} };
+    const { cluster: _, ...local } = plain;
+    svc.view({ networks: [local], endpoints: [ep] });
+    assert.equal(svc.namesMatter(), false);
+    svc.view({
+      networks: [
+        { ...local, ingress: [{ proto: 'tcp', ports: { from: 7000, to: 7000 }, peer: { by: 'name', glob: 'api-*' } }] },
+      ],
+      endpoints: [ep],
+    });
+    assert.equal(svc.namesMatter(), true, 'a name rule');
+    svc.view({
+      networks: [local],
+      endpoints: [ep],
+      policies: [{ networkId: N1, ingress: [{ proto: 'icmp', peer: { by: 'label', key: 'role' } }] }],
+    });
+    assert.equal(svc.namesMatter(), true, 'a run-time label rule');
+    svc.view({ networks: [net], endpoints: [ep] });
+    assert.equal(svc.namesMatter(), true, 'a dns network');
+    const c = setup('synced');
+    c.svc.view({ networks: [local], endpoints: [ep] });
+    assert.equal(c.svc.namesMatter(), true, 'cluster mode publishes');
   });
 
   it('says why names are off when Docker is unreachable', () => {

@@ -10,10 +10,11 @@
  */
 
 import type { ClusterNames } from '../core/contracts.ts';
-import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
+import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
 import type { ContainerFacts, DnsPlan } from '../core/names/catalog.ts';
 import { dnsEnabled, localCatalog, onDnsNetworks, planDns, visibleFrom } from '../core/names/catalog.ts';
 import type { NamedEndpoint } from '../core/names/model.ts';
+import type { IngressPolicy } from '../core/policy/model.ts';
 import type { Logger } from '../obs/logger.ts';
 
 /** A querying container's dns network, as resolve() needs it. */
@@ -73,6 +74,7 @@ export class NamesService {
   #remote: readonly NamedEndpoint[] = [];
   #catalog: readonly NamedEndpoint[] = [];
   #dnsNetworks = 0;
+  #matter = true;
   /** ids of this host's truss.dns networks, as of the last view() */
   #dnsIds = new Set<string>();
   /** bare address -> the dns networks it is an endpoint of (from the intent: known from Join on) */
@@ -83,7 +85,26 @@ export class NamesService {
   }
 
   /** The catalog and DNS plan for one reconcile pass over `intent`; publishes this host's part when it changed. */
-  view(intent: { readonly networks: readonly NetworkSpec[]; readonly endpoints: readonly EndpointSpec[] }): NamesView {
+  /**
+   * Whether what Docker says can change what truss programs or publishes: in cluster mode (this
+   * host's names are published), with a truss.dns network, or with a name/label rule in force, as
+   * of the last view(). Otherwise a Docker event needs no reconcile pass.
+   */
+  namesMatter(): boolean {
+    return this.#matter;
+  }
+
+  view(intent: {
+    readonly networks: readonly NetworkSpec[];
+    readonly endpoints: readonly EndpointSpec[];
+    readonly policies?: readonly NetworkPolicyRecord[];
+  }): NamesView {
+    const hasPeer = (rules: IngressPolicy | null | undefined): boolean => !!rules?.some((r) => r.peer !== undefined);
+    this.#matter =
+      this.#d.cluster !== undefined ||
+      intent.networks.some((n) => dnsEnabled(n) || hasPeer(n.ingress)) ||
+      intent.endpoints.some((e) => hasPeer(e.ingress)) ||
+      (intent.policies ?? []).some((p) => hasPeer(p.ingress));
     const containers = [...this.#d.docker.containers().values()];
     const local = localCatalog(intent.networks, intent.endpoints, containers, this.#d.self());
     const localText = JSON.stringify(local);
