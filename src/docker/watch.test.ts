@@ -136,6 +136,26 @@ describe('DockerWatch', () => {
     await until('destroyed container gone', () => !watch.containers().has(c.id));
   });
 
+  it('drops what goes away without asking dockerd (a mass docker rm -f), and ignores a stale inspect', async () => {
+    const { watch, docker } = await started();
+    const c = docker.add({ id: hexId('gone'), name: 'gone', attachments: [att('gone')] });
+    docker.containerEvent('start', c);
+    await until('started', () => watch.containers().has(c.id));
+    const asked = () => docker.requests.filter((u) => u.startsWith(`/containers/${c.id}/json`)).length;
+    const before = asked();
+    // an inspect in flight (slow) when the container dies: its answer, "running", must not bring it back
+    docker.inspectDelayMs = 200;
+    docker.containerEvent('start', c);
+    await until('the slow inspect asked', () => asked() > before);
+    // (the fake still answers "running": only the order of events can tell the answer is stale)
+    docker.containerEvent('die', c);
+    docker.containerEvent('destroy', c);
+    await until('gone at once', () => !watch.containers().has(c.id));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(watch.containers().has(c.id), false, 'the stale answer was ignored');
+    assert.equal(asked(), before + 1, 'die and destroy asked dockerd nothing');
+  });
+
   it('follows network connect and disconnect', async () => {
     const id = hexId('app');
     const other = { network: 'other', networkId: hexId('net-other'), endpointId: hexId('ep-app-2') };

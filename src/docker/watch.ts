@@ -43,6 +43,8 @@ export interface DockerWatchOptions {
 
 /** the events that can change what we keep; the rest (exec, health, pause ...) cannot */
 const ACTIONS = ['start', 'rename', 'die', 'stop', 'destroy', 'connect', 'disconnect'];
+/** a container's events after which it has no endpoint: dropped without asking dockerd */
+const GONE = ['die', 'stop', 'destroy'];
 const FILTERS = { type: ['container', 'network'], event: ACTIONS };
 const MAX_INFLIGHT = 4;
 const DEBOUNCE_MS = 10;
@@ -57,6 +59,8 @@ export class DockerWatch {
   readonly #now: () => number;
 
   readonly #containers = new Map<string, ContainerFacts>();
+  /** the sequence number at which a container (or one of its endpoints) last went away */
+  readonly #goneAt = new Map<string, number>();
   /** the sequence number at which each container's facts were asked for */
   readonly #seqOf = new Map<string, number>();
   readonly #byEndpoint = new Map<string, { container: ContainerFacts; endpoint: EndpointFacts }>();
@@ -224,7 +228,30 @@ export class DockerWatch {
     if (this.#log.isDebug()) {
       this.#log.debug('docker event', { type: e.type, action: e.action, container: id.slice(0, 12) });
     }
+    // why no inspect for what goes away: a `docker rm -f` of many containers would have us ask
+    // dockerd about each while it tears them down. A stopped container has no endpoints; a
+    // disconnect takes one endpoint off what we know. Answers of inspects begun earlier are stale.
+    if (e.type === 'container' && GONE.includes(e.action)) {
+      this.#wentAway(id);
+      this.#apply(id, undefined, this.#seq);
+      return;
+    }
+    const known = this.#containers.get(id);
+    if (e.type === 'network' && e.action === 'disconnect' && known) {
+      this.#wentAway(id);
+      const endpoints = known.endpoints.filter((x) => x.networkId !== e.actorId);
+      this.#apply(id, { ...known, endpoints }, this.#seq);
+      return;
+    }
     this.#queue.mark(id);
+  }
+
+  /** Marks `id` as changed by an event now: inspects asked before are stale. Bounded: inspects last moments. */
+  #wentAway(id: string): void {
+    this.#goneAt.set(id, ++this.#seq);
+    if (this.#goneAt.size > 256) {
+      for (const [k, at] of this.#goneAt) if (at < this.#seq - 256) this.#goneAt.delete(k);
+    }
   }
 
   async #inspect(id: string): Promise<void> {
@@ -232,6 +259,7 @@ export class DockerWatch {
     const ep = this.#ep as DockerEndpoint;
     try {
       const json = await readContainer(ep, id, { signal: this.#stop.signal });
+      if (seq < (this.#goneAt.get(id) ?? 0)) return; // asked before it went: stale
       if (!this.#stopped) this.#apply(id, decodeContainerFacts(json), seq);
     } catch (e) {
       if (this.#stopped) return;
