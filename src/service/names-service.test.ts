@@ -4,33 +4,21 @@ import type { ClusterNames } from '../core/contracts.ts';
 import type { EndpointSpec, NetworkSpec } from '../core/model.ts';
 import type { ContainerFacts } from '../core/names/catalog.ts';
 import type { NamedEndpoint } from '../core/names/model.ts';
+import { endpointSpec, networkSpec } from '../core/testing.ts';
 import { createLogger } from '../obs/logger.ts';
 import { type FollowerState, NamesService } from './names-service.ts';
 
 const N1 = 'a'.repeat(64);
 const E1 = '1'.repeat(64);
 const C1 = 'c'.repeat(64);
-const net: NetworkSpec = {
+const net: NetworkSpec = networkSpec({
   id: N1,
   bridge: 'trb1',
-  bridgeNamed: false,
-  mtu: 1500,
-  internal: false,
-  nat: true,
   ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-  ipv6: [],
   options: { 'truss.dns': 'true' },
   cluster: { name: 'blue', encrypt: true },
-};
-const ep: EndpointSpec = {
-  id: E1,
-  networkId: N1,
-  hostVeth: 'trv1',
-  peerVeth: 'trc1',
-  mac: '02:00:00:00:00:01',
-  ipv4: '198.18.1.5/24',
-  options: {},
-};
+});
+const ep: EndpointSpec = endpointSpec({ id: E1, networkId: N1, ipv4: '198.18.1.5/24' });
 const db: ContainerFacts = {
   id: C1,
   name: 'db',

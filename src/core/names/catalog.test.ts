@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { EndpointSpec, NetworkSpec } from '../model.ts';
 import { parseNetworkOptions } from '../options.ts';
+import { endpointSpec, networkSpec } from '../testing.ts';
 import {
   assignPorts,
   type ContainerFacts,
@@ -19,30 +20,10 @@ const E1 = '1'.repeat(64);
 const E2 = '2'.repeat(64);
 const C1 = 'c'.repeat(64);
 
-function net(id: string, bridge: string, o: Partial<NetworkSpec> = {}): NetworkSpec {
-  return {
-    id,
-    bridge,
-    bridgeNamed: false,
-    mtu: 1500,
-    internal: false,
-    nat: true,
-    ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }],
-    ipv6: [],
-    options: {},
-    ...o,
-  };
-}
-const ep = (id: string, networkId: string, ipv4: string, ipv6?: string): EndpointSpec => ({
-  id,
-  networkId,
-  hostVeth: 'trv',
-  peerVeth: 'trc',
-  mac: '02:00:00:00:00:01',
-  ipv4,
-  ...(ipv6 ? { ipv6 } : {}),
-  options: {},
-});
+const net = (id: string, bridge: string, o: Partial<NetworkSpec> = {}): NetworkSpec =>
+  networkSpec({ id, bridge, ipv4: [{ pool: '198.18.1.0/24', gateway: '198.18.1.1/24', auxAddresses: {} }], ...o });
+const ep = (id: string, networkId: string, ipv4: string, ipv6?: string): EndpointSpec =>
+  endpointSpec({ id, networkId, ipv4, ...(ipv6 ? { ipv6 } : {}) });
 const facts = (o: Partial<ContainerFacts> = {}): ContainerFacts => ({
   id: C1,
   name: 'db',
