@@ -15,7 +15,9 @@
  * host deletes (a container gone) goes at once, and never comes back with a later lapse.
  */
 import type { ClusterView } from '../core/cluster/desired.ts';
+import { isHostClaim } from '../core/cluster/host-address.ts';
 import {
+  type AddressClaim,
   type BlockRecord,
   CLUSTER_PREFIX,
   clusterKeys,
@@ -210,12 +212,14 @@ export class WatchedRecords {
     const nodes: NodeRecord[] = [];
     const members: MemberRecord[] = [];
     const blocks: BlockRecord[] = [];
+    const hostClaims: AddressClaim[] = [];
     const malformed = new Map<string, string>();
     for (const [key, { value, createRevision }] of [...this.#cache, ...this.#keptLapsed()]) {
       const d = decodeClusterRecord({ key, value, ...(createRevision !== undefined ? { createRevision } : {}) });
       if (d.kind === 'nodes') nodes.push(d.record);
       else if (d.kind === 'members') members.push(d.record);
       else if (d.kind === 'blocks') blocks.push(d.record);
+      else if (d.kind === 'addrs' && d.record.node === this.self && isHostClaim(d.record)) hostClaims.push(d.record);
       else if (d.kind === 'malformed') {
         malformed.set(key, d.why);
         if (this.#malformed.get(key) !== d.why) {
@@ -224,7 +228,7 @@ export class WatchedRecords {
       }
     }
     this.#malformed = malformed;
-    return { self: this.self, nodes, members, blocks };
+    return { self: this.self, nodes, members, blocks, ...(hostClaims.length > 0 ? { hostClaims } : {}) };
   }
 
   /**

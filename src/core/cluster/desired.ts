@@ -18,7 +18,8 @@
  */
 import { formatIp, type Ip, parseIp, parsePrefix } from '../ip.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac } from '../naming.ts';
-import { type BlockRecord, type MemberRecord, type NodeRecord, nodeIdOf } from './model.ts';
+import { type HostAddressObject, planHostAddresses, withHostSources } from './host-address.ts';
+import { type AddressClaim, type BlockRecord, type MemberRecord, type NodeRecord, nodeIdOf } from './model.ts';
 import {
   acceptBlocks,
   DEFAULT_BLOCK_LENGTH,
@@ -40,6 +41,8 @@ export interface ClusterView {
   readonly nodes: readonly NodeRecord[];
   readonly members: readonly MemberRecord[];
   readonly blocks: readonly BlockRecord[];
+  /** this host's address claims with the host owner: its host address per network (host-address.ts) */
+  readonly hostClaims?: readonly AddressClaim[];
 }
 
 /** A local network that belongs to a cluster network (its subnets as agreed in the cluster). */
@@ -98,6 +101,8 @@ export interface RouteObject {
   readonly dev: string;
   /** on-link next hop (VXLAN: the peer's underlay address) */
   readonly via?: string;
+  /** preferred source: this host's address on the network (host-address.ts) */
+  readonly src?: string;
 }
 
 export interface ClusterDesired {
@@ -105,6 +110,8 @@ export interface ClusterDesired {
   readonly vxlan?: VxlanObject;
   /** sorted by dst */
   readonly routes: readonly RouteObject[];
+  /** this host's address on each cluster network, on its mode's device (absent: none) */
+  readonly hostAddresses?: readonly HostAddressObject[];
   /** peers or blocks left out, and why (for status) */
   readonly rejected: readonly string[];
   /** the rejections that look like an attack or a cloned host (also in rejected): status, warn log */
@@ -279,11 +286,16 @@ export function computeClusterDesired(
   };
   const wg = encrypted.length > 0 ? computeWireguard(c, encrypted, opts.wireguard) : undefined;
   const vx = plain.length > 0 ? computeVxlan(c, plain, opts.vxlan) : undefined;
-  const routes = [...(wg?.routes ?? []), ...(vx?.routes ?? [])].sort((a, b) => (a.dst < b.dst ? -1 : 1));
+  const devices = { ...(wg ? { wireguard: WG_DEVICE } : {}), ...(vx ? { vxlan: VXLAN_DEVICE } : {}) };
+  const hostAddresses = planHostAddresses(view, local, devices, (why) => f.reject(why));
+  const routes = withHostSources([...(wg?.routes ?? []), ...(vx?.routes ?? [])], hostAddresses, local).sort((a, b) =>
+    a.dst < b.dst ? -1 : 1,
+  );
   return {
     ...(wg ? { wireguard: wg.wireguard } : {}),
     ...(vx ? { vxlan: vx.vxlan } : {}),
     routes,
+    ...(hostAddresses.length > 0 ? { hostAddresses } : {}),
     rejected: f.rejected,
     alarms: f.alarms,
   };
