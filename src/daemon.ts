@@ -35,6 +35,7 @@ import { Reconciler } from './reconcile/reconciler.ts';
 import { ClusterAdmin } from './service/cluster-admin.ts';
 import { clusterStatus } from './service/cluster-status.ts';
 import { EndpointGc } from './service/endpoint-gc.ts';
+import { HostAddresses } from './service/host-addresses.ts';
 import { IntentRepo } from './service/intent.ts';
 import { DEFAULT_POOLS, IpamService, parseDefaultPools } from './service/ipam-service.ts';
 import { Journal } from './service/journal.ts';
@@ -231,6 +232,8 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       log: log.child({ component: 'claim-gc' }),
       graceMs: config.gcGraceMs,
     });
+  const hostAddresses =
+    cluster && new HostAddresses({ cluster: cluster.ipam, ipam, log: log.child({ component: 'cluster' }) });
   const releases = new ReleaseRetry(ipam, log.child({ component: 'ipam' }));
   const prometheus = createTrussMetrics({ cluster: cluster !== undefined, version: VERSION });
   const names = wireNames(config, {
@@ -267,6 +270,12 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       await journal.settleLeftovers('its settle failed before; retried after a full pass');
       // not awaited: an unreachable etcd must not hold up the reconciler; nothing before the first sync
       if (claimGc && cluster?.agent.view()) void claimGc.observe();
+      const view = cluster?.agent.view();
+      if (hostAddresses && view)
+        void repo.listNetworks().then(
+          (ns) => hostAddresses.repair(ns, view),
+          () => {},
+        );
     },
   });
   parts.trigger.fn = () => reconciler.trigger();
@@ -284,6 +293,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
     ...capabilities,
     journal,
     ...(cluster ? { cluster: cluster.agent } : {}),
+    ...(hostAddresses ? { hostAddresses } : {}),
   });
   const status = new StatusService({
     repo,

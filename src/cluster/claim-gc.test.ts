@@ -197,6 +197,22 @@ describe('ClaimGc', () => {
     assert.deepEqual(await listHeld(t.shared, 'blue', 'a'), { claims: [], blocks: [], shared: [] });
     assert.equal(t.gc.status().reclaimedClusters, 1);
   });
+
+  it('never frees the host address while the network is here (not even before its local record); a leave does', async () => {
+    const t = await setup();
+    const host = await t.cluster.claimHost('blue', subnet); // claimed; the local record not written yet
+    await t.gc.observe();
+    t.advance(GRACE);
+    assert.equal(await t.gc.observe(), 0);
+    assert.deepEqual(t.gc.status().orphans, []);
+    assert.ok(await t.claimed('198.18.64.2'), `${host.value}: kept`);
+    t.dropNetwork(); // the network is gone and the leave failed: the left cluster goes, host address too
+    await t.gc.observe();
+    t.advance(GRACE);
+    await t.gc.observe();
+    assert.deepEqual(t.left, ['blue']);
+    assert.equal(await t.claimed('198.18.64.2'), undefined);
+  });
 });
 
 describe('ClaimGc against a real etcd that goes down', () => {

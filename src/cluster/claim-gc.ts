@@ -4,6 +4,8 @@
  * - An orphan claim: addrs/<self>/<cluster>/<ip> recorded for this host while the local IPAM holds
  *   no record of <ip> in that cluster's network (a crash between the etcd claim and the local
  *   write, or a ReleaseAddress whose etcd delete failed while etcd was down).
+ *   This host's own address (owner HOST_OWNER, core/cluster/host-address.ts) is never an orphan
+ *   while the host has a local network of its cluster.
  * - A left cluster: claims or blocks of this host in a cluster network it has no local
  *   network of any more and did not join in this process (a leave that failed, or a crash
  *   between deleting the network and leaving).
@@ -17,6 +19,7 @@
  * cannot reach the cluster store changes nothing (sightings are neither added nor dropped).
  * A host that restarts keeps everything: its local networks and records are durable.
  */
+import { isHostClaim } from '../core/cluster/host-address.ts';
 import { clusterKeys, SHARED_OWNER } from '../core/cluster/model.ts';
 import { recordsOf } from '../core/cluster/records.ts';
 import type { Logger } from '../obs/logger.ts';
@@ -147,10 +150,12 @@ export class ClaimGc {
           if (record.cluster === cluster) holders.set(record.address, kind === 'shared' ? SHARED_OWNER : record.node);
         }
       }
-      // this host's own claims, by key (a malformed one is not an orphan: it is left alone)
+      // this host's own claims, by key (a malformed one is not an orphan: it is left alone; nor is
+      // the host's own address, backed by the local network itself: a leave releases it)
       for (const kv of (await this.#d.store.list(clusterKeys.addrsOf(cluster, this.#d.node))).items) {
-        const address = recordsOf('addrs', [kv])[0]?.record.address;
-        if (address === undefined || use.has(address)) continue;
+        const claim = recordsOf('addrs', [kv])[0]?.record;
+        const address = claim?.address;
+        if (address === undefined || use.has(address) || (claim && isHostClaim(claim))) continue;
         found.push({ cluster, kind: 'claim', address, revision: kv.modRevision, firstSeen: now });
       }
       // the other way round (never acted on, only reported): a local address without our claim

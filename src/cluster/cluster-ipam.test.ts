@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { HOST_OWNER } from '../core/cluster/host-address.ts';
+import { clusterKeys } from '../core/cluster/model.ts';
 import { formatIp, type Ip, type Prefix, parseIp, parsePrefix, prefixContains } from '../core/ip.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { MemoryStore } from '../store/memory.ts';
@@ -178,5 +180,35 @@ describe('ClusterIpam', () => {
       ['198.18.64.0/26', 'b'],
       ['198.18.64.64/26', 'host0'],
     ]);
+  });
+});
+
+describe('ClusterIpam.claimHost (the host address)', () => {
+  it('claims the next free address of its blocks with the host owner, and finds it again', async () => {
+    const store = new MemoryStore();
+    const [a, b] = hosts(2, store);
+    await a!.reserveShared('blue', subnet, ip('198.18.64.1'));
+    const first = await a!.claimHost('blue', subnet);
+    assert.equal(formatIp(first), '198.18.64.2');
+    const again = new ClusterIpam({ store, node: 'host0', log: silentLogger }); // a restart
+    assert.equal(formatIp(await again.claimHost('blue', subnet)), '198.18.64.2', 'idempotent');
+    const claim = JSON.parse((await store.get(clusterKeys.addr('blue', '198.18.64.2', 'host0')))?.value ?? '{}');
+    assert.equal(claim.owner, HOST_OWNER);
+    assert.equal(formatIp(await a!.allocate('blue', subnet)), '198.18.64.3', 'no container gets it');
+    await assert.rejects(a!.allocate('blue', subnet, first), {
+      code: 'TRUSS_ERR_ADDRESS_IN_USE',
+      message: /by this host itself \(its host address/,
+    });
+    // another host claims its own, in a block of its own
+    const theirs = await b!.claimHost('blue', subnet);
+    assert.equal(formatIp(theirs), '198.18.64.64');
+  });
+
+  it('one per family: an IPv6 subnet gets its own', async () => {
+    const [a] = hosts(1);
+    const v6 = parsePrefix('fd00:64::/64') as Prefix;
+    await a!.claimHost('blue', subnet);
+    assert.equal(formatIp(await a!.claimHost('blue', v6)), 'fd00:64::1');
+    assert.equal(formatIp(await a!.claimHost('blue', subnet)), '198.18.64.1');
   });
 });

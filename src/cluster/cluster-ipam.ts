@@ -14,6 +14,7 @@
  * claim (lower createRevision) is the block; the newer one is ignored.
  */
 
+import { HOST_OWNER, isHostClaim } from '../core/cluster/host-address.ts';
 import type { AddressClaim, BlockRecord } from '../core/cluster/model.ts';
 import { clusterKeys, isValidNodeName, LEGACY_CLUSTER_PREFIX, SHARED_OWNER } from '../core/cluster/model.ts';
 import { recordsOf } from '../core/cluster/records.ts';
@@ -25,6 +26,7 @@ import {
   hostRange,
   type Ip,
   type Prefix,
+  parseIp,
   parsePrefix,
   prefixContains,
   prefixesOverlap,
@@ -195,13 +197,37 @@ export class ClusterIpam {
         [{ type: 'put', key, value: JSON.stringify(claim) }],
       );
       if (r.succeeded) return ip;
-      if (specific && (await this.#d.store.get(key))) {
+      const held = specific ? await this.#d.store.get(key) : undefined;
+      if (held) {
+        const byHost = recordsOf('addrs', [held]).some((d) => isHostClaim(d.record));
         throw errors.addressInUse(
-          `${formatIp(ip)} of cluster network ${cluster} is already used (host ${this.#d.node})`,
+          `${formatIp(ip)} of cluster network ${cluster} is already used ` +
+            (byHost ? `by this host itself (its host address, truss status)` : `(host ${this.#d.node})`),
         );
       }
     }
     throw errors.storeConflict(`could not claim an address in cluster network ${cluster}: too much contention, retry`);
+  }
+
+  /**
+   * This host's own address in `subnet` (core/cluster/host-address.ts): its existing claim with the
+   * host owner (the lowest, should there be more), else the next free address of its blocks,
+   * claimed like a container's with that owner. Idempotent: a restart, a repeated create and a
+   * repair all find the same claim. Callers serialise per cluster (service/host-addresses.ts).
+   */
+  async claimHost(cluster: string, subnet: Prefix): Promise<Ip> {
+    const prefix = addrsOf(cluster, this.#d.node);
+    const mine = recordsOf('addrs', (await this.#d.store.list(prefix)).items)
+      .map((d) => d.record)
+      .filter((c) => isHostClaim(c))
+      .map((c) => parseIp(c.address))
+      .filter((ip): ip is Ip => ip !== undefined && prefixContains(subnet, ip))
+      .sort((a, b) => (a.value < b.value ? -1 : 1));
+    const have = mine[0];
+    if (have) return have;
+    const ip = await this.allocate(cluster, subnet, undefined, HOST_OWNER);
+    this.#d.log.info('cluster host address claimed', { cluster, address: formatIp(ip) });
+    return ip;
   }
 
   /** Release this host's claim on an address; unknown = nothing to do. */

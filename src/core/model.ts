@@ -77,7 +77,8 @@ export interface PoolRecord {
   readonly cursor?: string;
 }
 
-export type AddressKind = 'gateway' | 'aux' | 'endpoint';
+/** host: this host's own address on a cluster network (core/cluster/host-address.ts) */
+export type AddressKind = 'gateway' | 'aux' | 'endpoint' | 'host';
 
 export interface AddressRecord {
   readonly poolId: string;

@@ -16,6 +16,7 @@
  *   ReleasePool (which compares the same modRevision) cannot leave an orphan address.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { HOST_OWNER } from '../core/cluster/host-address.ts';
 import type {
   IpamCapabilities,
   IpamDriver,
@@ -287,7 +288,51 @@ export class IpamService implements IpamDriver {
     return released;
   }
 
+  /**
+   * Record this host's own address of a cluster network (kind 'host', owner HOST_OWNER: its
+   * claim is in etcd already; service/host-addresses.ts) in the local pool of CIDR `pool`,
+   * replacing an earlier one of that pool. Idempotent. False when no truss pool has that CIDR
+   * (the network's addresses come from another IPAM driver): nothing to record.
+   */
+  async recordHostAddress(pool: string, ip: Ip): Promise<boolean> {
+    const held = [...(await this.poolsOf(pool))].sort((a, b) => b.createRevision - a.createRevision)[0];
+    if (!held) return false;
+    await this.#lock.run(held.id, () => this.#retry('RecordHostAddress', () => this.#tryRecordHost(held.id, ip)));
+    return true;
+  }
+
   // ---------- one attempt each: read, decide, CAS ----------
+
+  async #tryRecordHost(poolId: string, ip: Ip): Promise<Attempt<void>> {
+    const kv = await this.#store.get(poolKey(poolId));
+    if (!kv) return; // released meanwhile (the network went): nothing to record
+    const address = formatIp(ip);
+    const key = addrKey(poolId, address);
+    const recs = (await this.#store.list(addrsPrefix(poolId))).items.map((a) => ({
+      kv: a,
+      rec: decodeAddressRecord(a.key, a.value).record,
+    }));
+    const same = recs.find((r) => r.kv.key === key);
+    if (same && same.rec.kind !== 'host') {
+      throw errors.addressInUse(
+        `host address ${address} is already allocated to ${describeHolder(same.rec)} in pool ${poolId}`,
+      );
+    }
+    const stale = recs.filter((r) => r.rec.kind === 'host' && r.kv.key !== key);
+    if (same && stale.length === 0) return;
+    const rec: AddressRecord = { poolId, address, kind: 'host', owner: HOST_OWNER };
+    const r = await this.#store.txn(
+      [unchanged(kv.key, kv), unchanged(key, same?.kv), ...stale.map((s) => unchanged(s.kv.key, s.kv))],
+      [
+        // rewriting the pool record moves its revision: a ReleasePool read before misses nothing
+        put(kv.key, kv.value),
+        ...(same ? [] : [put(key, encodeRecord(rec))]),
+        ...stale.map((s) => del(s.kv.key)),
+      ],
+    );
+    if (!r.succeeded) return RETRY;
+    this.#log.info('ipam host address recorded', { poolId, address, replaced: stale.map((s) => s.rec.address) });
+  }
 
   async #tryRequestPool(space: string, plan: PoolPlan, entry: JournalOps): Promise<Attempt<RequestPoolResult>> {
     const seq = await this.#store.get(IPAM_POOL_SEQ_KEY);

@@ -31,6 +31,7 @@ import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Owner, Reconciler } from '../reconcile/reconciler.ts';
 import { checkEndpointFeatures, checkNetworkFeatures } from './feature-checks.ts';
+import type { HostAddresses } from './host-addresses.ts';
 import type { IntentRepo } from './intent.ts';
 import type { Journal } from './journal.ts';
 import { Mutex } from './mutex.ts';
@@ -48,6 +49,8 @@ export interface NetworkServiceDeps {
   readonly capabilities?: Capabilities;
   /** CreateNetwork with a RequestContext journals its undo (journal.ts) */
   readonly journal?: Journal;
+  /** this host's own address on a cluster network, claimed as it joins (host-addresses.ts) */
+  readonly hostAddresses?: Pick<HostAddresses, 'join'>;
 }
 
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
@@ -99,7 +102,10 @@ export class NetworkService implements NetworkDriver {
       ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
     };
     if (spec.egressVia) checkEgressVia(spec.egressVia, spec, spec.cluster !== undefined);
-    if (spec.cluster) await joinCluster(this.#d.cluster, spec);
+    if (spec.cluster) {
+      await joinCluster(this.#d.cluster, spec);
+      await this.#d.hostAddresses?.join(spec); // never fails the create: a full pass tries again
+    }
     // what undoes this create if dockerd never gets the reply: written with the intent (journal.ts)
     const pools = [...spec.ipv4, ...spec.ipv6].map((d) => d.pool);
     const journal = ctx && this.#d.journal;

@@ -126,6 +126,7 @@ export function describeHolder(
   declaredAux?: boolean,
 ): string {
   if (rec.kind === 'gateway') return 'the gateway';
+  if (rec.kind === 'host') return "this host's own address on the cluster network";
   if (rec.kind === 'aux') {
     if (declaredAux === true) return 'an aux address (--aux-address) of the network';
     if (declaredAux === false) return "a container's fixed address (--ip)";

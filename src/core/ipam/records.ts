@@ -18,7 +18,7 @@ export interface DecodedAddress {
   readonly ip: Ip;
 }
 
-const KINDS: ReadonlySet<AddressKind> = new Set(['gateway', 'aux', 'endpoint']);
+const KINDS: ReadonlySet<AddressKind> = new Set(['gateway', 'aux', 'endpoint', 'host']);
 
 function parseJson(key: string, value: string): Record<string, unknown> {
   try {
