@@ -5,6 +5,7 @@
  */
 import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
+import type { HostAddressObject } from './cluster/host-address.ts';
 import type {
   BridgeObject,
   DnsRedirectObject,
@@ -314,6 +315,12 @@ export interface Dataplane {
   removeWireguard(name: string): Promise<void>;
   /** Problems between the device and `w` ([] when it matches); `undefined` = no device wanted. */
   checkWireguard(w: WireguardObject | undefined, name: string): Promise<readonly string[]>;
+  /**
+   * Make this host's addresses on the cluster devices (trwg0, trvx0) exactly `addrs`
+   * (core/cluster/host-address.ts); a device that is not there holds none.
+   */
+  ensureHostAddresses(addrs: readonly HostAddressObject[]): Promise<void>;
+  checkHostAddresses(addrs: readonly HostAddressObject[]): Promise<readonly string[]>;
   /** Make truss's routes exactly `routes`: add/replace these, delete other truss routes. */
   ensureRoutes(routes: readonly RouteObject[]): Promise<void>;
   checkRoutes(routes: readonly RouteObject[]): Promise<readonly string[]>;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import type { ClusterView } from '../core/cluster/desired.ts';
+import { HOST_OWNER } from '../core/cluster/host-address.ts';
 import type { ClusterMembership } from '../core/contracts.ts';
 import { networkId } from '../core/ids.ts';
 import type { NetworkSpec } from '../core/model.ts';
@@ -165,6 +166,59 @@ describe('reconciler: encrypted and unencrypted cluster networks side by side', 
     assert.ok(!after.includes('ensureVxlan') && !after.includes('removeVxlan') && !after.includes('ensureRoutes'));
     assert.deepEqual(dp.firewall?.vxlan?.peers, ['198.18.255.2']);
     assert.equal(dp.vxlan?.name, VXLAN_DEVICE);
+  });
+});
+
+describe('reconciler: the host address on each cluster network', () => {
+  const withHost: ClusterView = {
+    ...view,
+    blocks: [
+      ...view.blocks,
+      { cluster: 'blue', block: '198.18.64.0/26', node: 'a' },
+      { cluster: 'green', block: '198.18.96.0/26', node: 'a' },
+    ],
+    hostClaims: [
+      { cluster: 'blue', address: '198.18.64.2', node: 'a', owner: HOST_OWNER },
+      { cluster: 'green', address: '198.18.96.2', node: 'a', owner: HOST_OWNER },
+    ],
+  };
+
+  it('goes on the device of the mode before the routes, which name it as their source', async () => {
+    const { dp, r } = setup([BLUE, GREEN], withHost);
+    await r.reconcileNow();
+    assert.deepEqual(
+      dp.hostAddresses.map((a) => `${a.address} ${a.dev}`),
+      ['198.18.64.2 trwg0', '198.18.96.2 trvx0'],
+    );
+    assert.deepEqual(
+      dp.routes.map((x) => `${x.dst} ${x.src}`),
+      ['198.18.64.64/26 198.18.64.2', '198.18.96.128/26 198.18.96.2', '198.18.96.64/26 198.18.96.2'],
+    );
+    const order = dp.calls.map((c) => c.method);
+    assert.ok(order.indexOf('ensureHostAddresses') < order.indexOf('ensureRoutes'), `${order}`);
+  });
+
+  it('a full pass puts it back on a device made again; a network gone takes its address along', async () => {
+    const { dp, r, state } = setup([BLUE, GREEN], withHost);
+    await r.reconcileNow();
+    dp.hostAddresses = dp.hostAddresses.filter((a) => a.dev !== 'trwg0');
+    assert.match((await r.check()).join('\n'), /host address trwg0 198\.18\.64\.2 is missing/);
+    await r.reconcileNow();
+    assert.equal(dp.hostAddresses.length, 2);
+    state.networks = [BLUE];
+    await r.reconcileNow();
+    assert.deepEqual(
+      dp.hostAddresses.map((a) => a.address),
+      ['198.18.64.2'],
+    );
+  });
+
+  it('a failed address holds the routes back (the kernel would refuse their source)', async () => {
+    const { dp, r } = setup([BLUE], withHost);
+    dp.failNext('ensureHostAddresses', new Error('boom'));
+    await r.reconcileNow();
+    assert.deepEqual(dp.routes, []);
+    assert.match(String(r.status().objects.routes?.lastError), /host-addresses could not be programmed/);
   });
 });
 

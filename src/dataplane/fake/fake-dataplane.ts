@@ -21,6 +21,7 @@
  */
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
+import type { HostAddressObject } from '../../core/cluster/host-address.ts';
 import type { Dataplane, SetCheck, WireguardPeerStatus } from '../../core/contracts.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
@@ -35,6 +36,8 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
   wireguard: WireguardObject | undefined;
   vxlan: VxlanObject | undefined;
   routes: RouteObject[] = [];
+  /** this host's addresses on the cluster devices; they go with their device, as in the kernel */
+  hostAddresses: HostAddressObject[] = [];
   /** truss.egress.via: each network's table and rules as last ensured, by table id */
   readonly egress = new Map<number, EgressNetwork>();
   /** host veth name -> the bandwidth shaping last ensured on it (its qdiscs and ifb) */
@@ -50,6 +53,7 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
   async removeWireguard(name: string): Promise<void> {
     this.enter('removeWireguard', name);
     if (this.wireguard?.name === name) this.wireguard = undefined;
+    this.hostAddresses = this.hostAddresses.filter((a) => a.dev !== name);
   }
 
   async checkWireguard(w: WireguardObject | undefined, name: string): Promise<readonly string[]> {
@@ -57,6 +61,25 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
     if (!w) return this.wireguard ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
     if (!this.wireguard) return [`wireguard device ${w.name} is missing`];
     return JSON.stringify(this.wireguard) === JSON.stringify(w) ? [] : [`wireguard device ${w.name} differs`];
+  }
+
+  async ensureHostAddresses(addrs: readonly HostAddressObject[]): Promise<void> {
+    this.enter('ensureHostAddresses', addrs);
+    const present = (dev: string): boolean => this.wireguard?.name === dev || this.vxlan?.name === dev;
+    const missing = addrs.find((a) => !present(a.dev));
+    if (missing) throw errors.reconcileFailed(`device ${missing.dev} is missing: no address can go on it`);
+    this.hostAddresses = clone([...addrs]);
+  }
+
+  async checkHostAddresses(addrs: readonly HostAddressObject[]): Promise<readonly string[]> {
+    this.enter('checkHostAddresses', addrs);
+    const key = (a: HostAddressObject): string => `${a.dev} ${a.address}`;
+    const have = new Set(this.hostAddresses.map(key));
+    const want = new Set(addrs.map(key));
+    return [
+      ...[...want].filter((k) => !have.has(k)).map((k) => `host address ${k} is missing`),
+      ...[...have].filter((k) => !want.has(k)).map((k) => `host address ${k} is not wanted`),
+    ];
   }
 
   async ensureRoutes(routes: readonly RouteObject[]): Promise<void> {
@@ -77,6 +100,7 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
   async removeVxlan(name: string): Promise<void> {
     this.enter('removeVxlan', name);
     if (this.vxlan?.name === name) this.vxlan = undefined;
+    this.hostAddresses = this.hostAddresses.filter((a) => a.dev !== name);
   }
 
   async checkVxlan(v: VxlanObject | undefined, name: string): Promise<readonly string[]> {

@@ -15,6 +15,7 @@ import * as dns from './dns-redirect.ts';
 import * as egress from './egress.ts';
 import { createExec, type DataplaneLog, type Exec, type OnCommand } from './exec.ts';
 import * as guard from './guard.ts';
+import * as ha from './host-address.ts';
 import * as ipt from './iptables.ts';
 import { ensureIpv6Forwarding } from './ipv6-forwarding.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
@@ -223,6 +224,11 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const plan = wg.planWireguard(cur, await selectWg(w), await wgKeys.readPrivateKeyFile(keyFile()));
       return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
     },
+    async ensureHostAddresses(addrs) {
+      const lines = await ha.ensureHostAddresses(exec, addrs);
+      if (lines.length > 0) opts.log?.debug('host addresses changed', { changes: lines });
+    },
+    checkHostAddresses: (addrs) => ha.checkHostAddresses(exec, addrs),
     async ensureRoutes(routes) {
       await rt.ensureRoutes(exec, routes);
       const want = new Set(routes.map((r) => r.dst));

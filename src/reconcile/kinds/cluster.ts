@@ -1,9 +1,11 @@
 /**
- * The cluster's whole objects: the WireGuard device, the VXLAN device, then the routes through
- * them. Paused before the cluster store's first sync: peers are never pruned from a view not read yet.
+ * The cluster's whole objects: the WireGuard device, the VXLAN device, this host's addresses on
+ * them, then the routes through them (whose source those addresses are). Paused before the cluster
+ * store's first sync: peers are never pruned from a view not read yet.
  */
 
 import { type RouteObject, type VxlanObject, WG_DEVICE, type WireguardObject } from '../../core/cluster/desired.ts';
+import type { HostAddressObject } from '../../core/cluster/host-address.ts';
 import type { Dataplane } from '../../core/contracts.ts';
 import { VXLAN_DEVICE } from '../../core/naming.ts';
 import type { WholeKind } from '../kind.ts';
@@ -11,6 +13,7 @@ import type { PassState } from './pass.ts';
 
 export const WIREGUARD_KEY = 'wireguard';
 export const VXLAN_KEY = 'vxlan';
+export const HOST_ADDRESSES_KEY = 'host-addresses';
 export const ROUTES_KEY = 'routes';
 
 const paused = (d: PassState) => (d.cluster === undefined ? 'cluster store not synced yet' : undefined);
@@ -45,6 +48,20 @@ export function vxlanKind(dp: Dataplane): WholeKind<PassState, VxlanObject> {
   };
 }
 
+export function hostAddressesKind(dp: Dataplane): WholeKind<PassState, readonly HostAddressObject[]> {
+  return {
+    shape: 'whole',
+    name: HOST_ADDRESSES_KEY,
+    paused,
+    wanted: (d) => (d.cluster?.hostAddresses?.length ? d.cluster.hostAddresses : undefined),
+    check: (a) => checked('host addresses', dp.checkHostAddresses(a ?? [])),
+    ensure: (a) => dp.ensureHostAddresses(a),
+    remove: () => dp.ensureHostAddresses([]),
+    // they go on the devices
+    needs: [WIREGUARD_KEY, VXLAN_KEY],
+  };
+}
+
 export function routesKind(dp: Dataplane): WholeKind<PassState, readonly RouteObject[]> {
   return {
     shape: 'whole',
@@ -54,7 +71,7 @@ export function routesKind(dp: Dataplane): WholeKind<PassState, readonly RouteOb
     check: (r) => checked('cluster routes', dp.checkRoutes(r ?? [])),
     ensure: (r) => dp.ensureRoutes(r),
     remove: () => dp.ensureRoutes([]),
-    // the kernel refuses a route via a missing link
-    needs: [WIREGUARD_KEY, VXLAN_KEY],
+    // the kernel refuses a route via a missing link, or from a source that is no local address
+    needs: [WIREGUARD_KEY, VXLAN_KEY, HOST_ADDRESSES_KEY],
   };
 }
