@@ -95,13 +95,14 @@ describe('truss cluster forget', () => {
 });
 
 describe('truss status: cluster allocations', () => {
-  it('shows blocks and claims per host, and the reclaim queue', () => {
+  it("shows blocks and claims per host, this host's own addresses, and the reclaim queue", () => {
     const lines = formatClusterAllocations({
       node: 'c1',
       synced: true,
       allocations: {
         blue: { '*': { blocks: 0, claims: 1, member: false }, c1: { blocks: 2, claims: 70, member: true } },
       },
+      hostAddresses: [{ cluster: 'blue', dev: 'trwg0', address: '198.18.64.2' }],
       reclaim: {
         orphans: [{ cluster: 'blue', kind: 'claim', address: '198.18.64.9', firstSeen: '2026-01-01T00:00:00.000Z' }],
         unclaimed: [{ cluster: 'blue', address: '198.18.64.7', holder: 'c2' }],
@@ -112,6 +113,7 @@ describe('truss status: cluster allocations', () => {
     assert.deepEqual(lines, [
       'CLUSTER: host c1',
       'NETWORK  NODE ID  NAME  BLOCKS  CLAIMS  MEMBER\nblue     *        -     0       1       shared\nblue     c1       c1    2       70      yes',
+      'host address on blue: 198.18.64.2 (trwg0)',
       'reclaim: 1 orphan(s) waiting for the grace period; reclaimed 3 claim(s), 0 left network(s)',
       '  - blue claim 198.18.64.9 since 2026-01-01T00:00:00.000Z',
       "  ! blue 198.18.64.7 is used here without this host's claim (held by c2)",

@@ -235,6 +235,7 @@ export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now
     ]),
   );
   if (rows.length > 0) out.push(table([['NETWORK', 'NODE ID', 'NAME', 'BLOCKS', 'CLAIMS', 'MEMBER'], ...rows]));
+  for (const a of c.hostAddresses ?? []) out.push(`host address on ${a.cluster}: ${a.address} (${a.dev})`);
   const alarms = c.alarms ?? [];
   const rejected = c.rejected ?? [];
   if (rejected.length > 0)

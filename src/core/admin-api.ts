@@ -148,7 +148,7 @@ const poolView = z.object({
 const addressView = z.object({
   poolId: z.string(),
   address: z.string(),
-  kind: z.enum(['gateway', 'aux', 'endpoint']),
+  kind: z.enum(['gateway', 'aux', 'endpoint', 'host']),
   owner: z.string().optional(),
 });
 const kernelView = z.object({ inSync: z.boolean(), problems: z.array(z.string()) });
@@ -242,6 +242,12 @@ export const clusterView = z.object({
     watchSince: z.string().optional(),
   }),
   allocations: z.record(z.string(), z.record(z.string(), allocation)).describe('cluster -> node id -> held'),
+  hostAddresses: z
+    .array(z.object({ cluster: z.string(), dev: z.string(), address: z.string() }))
+    .optional()
+    .describe(
+      "this host's own address on each cluster network: the source of what it sends to other hosts' containers",
+    ),
   reclaim: z
     .object({
       orphans: z.array(

@@ -2,7 +2,7 @@
  * The cluster section of `truss status`: this host (node id, name, MTUs, WireGuard port), its
  * peers as desired with their latest WireGuard handshakes and transfer, the hosts' names, rejected
  * peers and alarms, malformed records, the etcd transport and connection (a read now, this host's
- * lease and watch), this host's allocations and the claim GC.
+ * lease and watch), this host's allocations, its own addresses on the cluster networks and the claim GC.
  */
 
 import type { ClusterStore } from '../cluster/agent.ts';
@@ -88,6 +88,7 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
     malformed: cluster.agent.malformed(),
     etcd: { ...cluster.etcd, ...probe, ...cluster.agent.connection() },
     allocations: cluster.agent.allocations(),
+    hostAddresses: [...(desired.hostAddresses ?? [])],
     reclaim: d.claimGc?.status(),
   };
 }
