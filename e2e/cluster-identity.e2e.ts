@@ -60,19 +60,24 @@ function logTime(h: Host, msg: string, since = 0): number | undefined {
 /** Every key and JSON value under the cluster prefix, read from etcd in t1 (its JSON gateway on 127.0.0.1). */
 const records = () => etcdRecords(t1(), 'http://127.0.0.1:2379', PREFIX);
 
-/** node id -> its blocks and claims, sorted (what must survive restarts and GC passes). */
-async function holdings(): Promise<Record<string, { blocks: string[]; claims: string[] }>> {
-  const out: Record<string, { blocks: string[]; claims: string[] }> = {};
+/**
+ * node id -> its blocks, its containers' claims and its own address's claim (docs/cluster.md#the-host-address),
+ * sorted (what must survive restarts and GC passes).
+ */
+async function holdings(): Promise<Record<string, { blocks: string[]; claims: string[]; host: string[] }>> {
+  const out: Record<string, { blocks: string[]; claims: string[]; host: string[] }> = {};
   for (const [k, v] of await records()) {
-    const kind = k.startsWith(`${PREFIX}blocks/`) ? 'blocks' : k.startsWith(`${PREFIX}addrs/`) ? 'claims' : undefined;
+    const addr = k.startsWith(`${PREFIX}addrs/`) ? (v.owner === 'truss:host' ? 'host' : 'claims') : undefined;
+    const kind = k.startsWith(`${PREFIX}blocks/`) ? 'blocks' : addr;
     if (!kind || typeof v.node !== 'string' || v.node === '*') continue;
-    const h = out[v.node] ?? { blocks: [], claims: [] };
+    const h = out[v.node] ?? { blocks: [], claims: [], host: [] };
     h[kind].push(String(kind === 'blocks' ? v.block : v.address));
     out[v.node] = h;
   }
   for (const h of Object.values(out)) {
     h.blocks.sort();
     h.claims.sort();
+    h.host.sort();
   }
   return out;
 }

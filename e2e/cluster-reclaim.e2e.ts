@@ -35,15 +35,28 @@ const once = memoOnce();
 const r1 = (): Host => cluster.host('r1');
 const r2 = (): Host => cluster.host('r2');
 
-/** What `node` (a node id) holds in etcd: blocks (CIDRs), claims (addresses), membership, host record. */
+/**
+ * What `node` (a node id) holds in etcd: blocks (CIDRs), its containers' claims (addresses), its own
+ * address's claim (`host`, docs/cluster.md#the-host-address), membership, host record.
+ */
 async function heldBy(node: string) {
   const ul = cluster.underlay;
-  const recs = await etcdRecords<{ node?: string; block?: string; address?: string }>(ul, ul.etcd.url, PREFIX);
+  const recs = await etcdRecords<{ node?: string; block?: string; address?: string; owner?: string }>(
+    ul,
+    ul.etcd.url,
+    PREFIX,
+  );
   const of = (kind: string) =>
     [...recs].filter(([k, v]) => k.startsWith(`${PREFIX}${kind}/`) && v.node === node).map(([, v]) => v);
+  const isHost = (v: { owner?: string }): boolean => v.owner === 'truss:host';
   return {
     blocks: of('blocks').map((v) => v.block as string),
-    claims: of('addrs').map((v) => v.address as string),
+    claims: of('addrs')
+      .filter((v) => !isHost(v))
+      .map((v) => v.address as string),
+    host: of('addrs')
+      .filter(isHost)
+      .map((v) => v.address as string),
     member: of('members').length > 0,
     registered: recs.has(`${PREFIX}nodes/${node}`),
   };
@@ -81,9 +94,11 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const before = await heldBy(nodeIdOf(r1()));
     assert.equal(before.blocks.length, 1, `r1 blocks: ${JSON.stringify(before)}`);
     assert.deepEqual(before.claims, [await containerIp(r1(), 'a1', TEAL)]);
+    assert.equal(before.host.length, 1, "r1's own address on teal");
     assert.equal(before.member, true);
     // status counts from the agent's watched copy of etcd: under load the watch may trail etcd a moment
-    const row = new RegExp(`teal\\s+${nodeIdOf(r1())}\\s+r1\\s+1\\s+1\\s+yes`);
+    // (2 claims: a1's and the host address)
+    const row = new RegExp(`teal\\s+${nodeIdOf(r1())}\\s+r1\\s+1\\s+2\\s+yes`);
     let status = '';
     await waitFor(
       async () => {
@@ -92,7 +107,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
         return true;
       },
       10_000,
-      { what: "r1's status to show teal: 1 block, 1 claim, member yes", intervalMs: 250 },
+      { what: "r1's status to show teal: 1 block, 2 claims, member yes", intervalMs: 250 },
     );
     assert.ok(status.includes(`CLUSTER: host r1 (node id ${nodeIdOf(r1())})`), status);
 
@@ -102,7 +117,7 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const after = await heldBy(nodeIdOf(r1()));
     assert.deepEqual(
       { ...after, registered: true },
-      { blocks: [], claims: [], member: false, registered: true },
+      { blocks: [], claims: [], host: [], member: false, registered: true },
       `r1 after docker network rm:\n${r1().truss.logTail()}`,
     );
     assert.ok(after.registered, 'r1 itself is still registered (it only left the network)');
@@ -146,9 +161,10 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     const forgot = await r2().truss.cli(['cluster', 'forget', id1, '--state-dir', r2().truss.stateDir]);
     assert.equal(forgot.code, 0, `truss cluster forget ${id1}: ${forgot.stderr}\n${r2().truss.logTail()}`);
     assert.ok(forgot.stdout.startsWith(`forgot host ${id1}\n`), forgot.stdout);
-    assert.match(forgot.stdout, /\n {2}teal: 1 block\(s\) \(.*\), 1 address claim\(s\)/);
+    // a2's claim and r1's host address
+    assert.match(forgot.stdout, /\n {2}teal: 1 block\(s\) \(.*\), 2 address claim\(s\)/);
     assert.ok(forgot.stdout.includes(held.blocks[0] as string), forgot.stdout);
-    assert.deepEqual(await heldBy(id1), { blocks: [], claims: [], member: false, registered: false });
+    assert.deepEqual(await heldBy(id1), { blocks: [], claims: [], host: [], member: false, registered: false });
 
     const ip = inBlock(held.blocks[0] as string, 7);
     await runContainer(r2(), { name: 'b3', network: TEAL, ip });
@@ -165,7 +181,11 @@ describe('truss cluster: releases and forgotten hosts return address space', { t
     await assertRemovedEverything(cluster.hosts);
     for (const node of [nodeIdOf(r1()), nodeIdOf(r2())]) {
       const left = await heldBy(node);
-      assert.deepEqual([left.blocks, left.claims, left.member], [[], [], false], `${node} holds nothing in etcd`);
+      assert.deepEqual(
+        [left.blocks, left.claims, left.host, left.member],
+        [[], [], [], false],
+        `${node} holds nothing in etcd`,
+      );
     }
     await waitNoTrussLeftovers(cluster.hosts);
     const names = cluster.hosts.map((h) => h.name);
