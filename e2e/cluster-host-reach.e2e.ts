@@ -4,9 +4,9 @@
  * `--store etcd://... --etcd-insecure`; an encrypted (WireGuard) and an unencrypted (VXLAN)
  * cluster network on both. Host a runs no container on them: a health check from a's own
  * namespace (not a container) reaches a container on b over each network, from a's host address
- * (b's conntrack shows it); b's port policy applies to it (refused port, allowed port); a's
- * traffic to its own container keeps the bridge; a restart of truss keeps a's host address; and
- * `docker network rm` releases it in etcd.
+ * (b's conntrack shows it), under strict reverse-path filtering on both hosts; b's port policy
+ * applies to it (refused port, allowed port); a's traffic to its own container keeps the bridge; a
+ * restart of truss keeps a's host address; and `docker network rm` releases it in etcd.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -70,6 +70,8 @@ before(async () => {
   await Promise.all(
     cluster.hosts.map(async (h) => {
       await ok(h.exec(['ip', 'route', 'replace', 'default', 'via', UNDERLAY_ADDRESS]), 'default route');
+      // strict reverse-path filtering on every link: the host address's path is symmetric, both ways
+      await ok(h.exec(['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=1']), 'rp_filter');
       await h.startTruss({ runScript: true, extraArgs: ['--store', etcd, '--etcd-insecure'], readyTimeoutMs: 120_000 });
     }),
   );
