@@ -269,8 +269,9 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
       await releases.retry();
       await journal.settleLeftovers('its settle failed before; retried after a full pass');
       // not awaited: an unreachable etcd must not hold up the reconciler; nothing before the first sync
-      if (claimGc && cluster?.agent.view()) void claimGc.observe();
       const view = cluster?.agent.view();
+      if (claimGc && view) void claimGc.observe();
+      // a cluster network without this host's address (an older truss made it, a claim was lost) gets one
       if (hostAddresses && view)
         void repo.listNetworks().then(
           (ns) => hostAddresses.repair(ns, view),

@@ -1,6 +1,7 @@
 /**
  * The agent's watched copy of everything under /truss/v2/ (nodes, cluster networks, members,
- * blocks, names), kept from the list and the watch, and the view and the names derived from it.
+ * blocks, names), kept from the list and the watch, and the view and the names derived from it
+ * (the view also carries this host's own address claims: core/cluster/host-address.ts).
  *
  * Lapsed peers (a host cut off from etcd past its lease TTL while the underlay still works):
  * its node and member records go with its lease, but its blocks are not leased and stay. The

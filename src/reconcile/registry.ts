@@ -1,8 +1,8 @@
 /**
  * Every kind of kernel object truss programs, in the order a pass runs them: bridges, veths,
  * firewall, DNS redirection (it matches bridges by name: needs no device), name/label policy sets,
- * policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, host addresses, routes), egress (its routes
- * need the bridges); removals of links last, veths before bridges.
+ * policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, host addresses, routes),
+ * egress (its routes need the bridges); removals of links last, veths before bridges.
  * A new kind is one dataplane file, one fake, and one entry here.
  */
 

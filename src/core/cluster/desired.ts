@@ -11,7 +11,8 @@
  *     On an IPv6 underlay, IPv4 blocks go `via inet6 <peer VTEP link-local> dev trvx0 onlink`
  *     (RFC 5549; the kernel takes only a link-local IPv6 next hop for an IPv4 route), the
  *     link-local being the EUI-64 of the peer's VTEP MAC (vtepLinkLocal).
- * Both can exist side by side; a device exists only while some local network needs it.
+ * Both can exist side by side; a device exists only while some local network needs it. Every
+ * route has this host's own address on its network as source (host-address.ts), on the device.
  * Records come from etcd and are never trusted: peer-validation.ts checks each for shape and
  * consistency (ownership, overlaps, duplicates; rules N1-N5, B1-B5) and leaves out only the
  * bad record, with the reason in `rejected` (and `alarms` for what looks like an attack).
