@@ -1,7 +1,7 @@
 /**
  * Every kind of kernel object truss programs, in the order a pass runs them: bridges, veths,
  * firewall, DNS redirection (it matches bridges by name: needs no device), name/label policy sets,
- * policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, routes), egress (its routes
+ * policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, routes, proxy NDP), egress (its routes
  * need the bridges); removals of links last, veths before bridges.
  * A new kind is one dataplane file, one fake, and one entry here.
  */
@@ -9,7 +9,7 @@
 import type { Dataplane } from '../core/contracts.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Kind } from './kind.ts';
-import { routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
+import { proxyNdpKind, routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
 import { guardKind, policyKind, portsKind, selectorKind, shaperKind } from './kinds/endpoint.ts';
 import { dnsKind, egressKind, firewallKind } from './kinds/host.ts';
 import type { Links } from './kinds/links.ts';
@@ -29,6 +29,7 @@ export function registry(dp: Dataplane, log: Logger, links: Links): Kind<PassSta
     wireguardKind(dp),
     vxlanKind(dp),
     routesKind(dp),
+    proxyNdpKind(dp),
     egressKind(dp),
   ];
 }
