@@ -221,12 +221,17 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.match(r.rejected.join('\n'), /block record: malformed/);
   });
 
-  it('IPv6 blocks need an IPv6 underlay; IPv4 blocks on an IPv6 underlay go via the VTEP link-local', () => {
+  it('a block of the other family than the underlay goes via the VTEP link-local; of the same, via the underlay address', () => {
     const dual = { ...green, subnets: ['198.18.96.0/20', 'fd00:96::/64'] };
     const v = { ...mixed, blocks: [...mixed.blocks, { cluster: 'green', block: 'fd00:96::40/122', node: 'b' }] };
     const d = computeClusterDesired(v, [dual], opts);
-    assert.ok(d.routes.every((r) => !r.dst.includes(':')));
-    assert.match(d.rejected.join('\n'), /block fd00:96::40\/122 of node b: IPv6 blocks need an IPv6 underlay/);
+    assert.deepEqual(
+      d.routes.find((r) => r.dst.includes(':')),
+      { dst: 'fd00:96::40/122', dev: 'trvx0', via: vtepLinkLocal(vtepMac('b')) },
+      'IPv6 block on an IPv4 underlay',
+    );
+    assert.ok(d.routes.some((r) => r.dst === '198.18.96.64/26' && r.via === '198.18.255.2'));
+    assert.ok(!d.rejected.some((r) => r.includes('fd00:96::')), d.rejected.join('\n'));
     const v6 = {
       ...v,
       nodes: v.nodes.map((n, i) => ({ ...n, address: `fd00:255::${i + 1}` })),

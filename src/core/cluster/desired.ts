@@ -8,9 +8,11 @@
  *     neighbour entry per host (its VTEP MAC, naming.vtepMac, at its underlay address) and
  *     routes `BLOCK via <peer underlay address> dev trvx0 onlink` (Flannel's and Calico's
  *     scheme, with the underlay address as the on-link next hop: no VTEP addresses to allocate).
- *     On an IPv6 underlay, IPv4 blocks go `via inet6 <peer VTEP link-local> dev trvx0 onlink`
- *     (RFC 5549; the kernel takes only a link-local IPv6 next hop for an IPv4 route), the
- *     link-local being the EUI-64 of the peer's VTEP MAC (vtepLinkLocal).
+ *     Blocks of the other family than the underlay go via the peer's VTEP link-local address,
+ *     the EUI-64 of its VTEP MAC (vtepLinkLocal), which has a permanent neighbour entry too:
+ *     IPv6 blocks on an IPv4 underlay `via <link-local> dev trvx0 onlink`, IPv4 blocks on an
+ *     IPv6 underlay `via inet6 <link-local> dev trvx0 onlink` (RFC 5549; the kernel takes only
+ *     a link-local IPv6 next hop for an IPv4 route).
  * Both can exist side by side; a device exists only while some local network needs it.
  * Records come from etcd and are never trusted: peer-validation.ts checks each for shape and
  * consistency (ownership, overlaps, duplicates; rules N1-N5, B1-B5) and leaves out only the
@@ -242,9 +244,10 @@ function computeVxlan(
     for (const dst of blocks) {
       const family = parsePrefix(dst)?.family;
       if (family === localIp.family) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
-      // why: an IPv4 route may take an IPv6 next hop, but the kernel wants a link-local one
-      else if (family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
-      else c.f.reject(`block ${dst} of node ${id}: IPv6 blocks need an IPv6 underlay in VXLAN mode`);
+      // why: a block of the other family than the underlay goes via the peer's VTEP link-local:
+      // an IPv6 block on an IPv4 underlay like any IPv6 route, an IPv4 block on an IPv6 underlay
+      // by RFC 5549 (an IPv4 route may take an IPv6 next hop, but the kernel wants a link-local one)
+      else routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
     }
   }
   const vxlan: VxlanObject = {

@@ -97,7 +97,10 @@ describe('plans', () => {
       fdb: ['fdb replace 02:aa:bb:cc:dd:ff dev trvx0 dst 198.18.255.3 self permanent'],
       neigh: [
         'neigh del 198.18.255.9 dev trvx0',
+        // each peer's VTEP link-local too: the next hop of its IPv6 blocks on this IPv4 underlay
+        'neigh replace fe80::aa:bbff:fecc:ddee lladdr 02:aa:bb:cc:dd:ee dev trvx0 nud permanent',
         'neigh replace 198.18.255.3 lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
+        'neigh replace fe80::aa:bbff:fecc:ddff lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
       ],
     });
     const moved = parseVxlanEntries(
@@ -111,11 +114,11 @@ describe('plans', () => {
     ]);
     const done = parseVxlanEntries(
       '[{"mac":"02:aa:bb:cc:dd:ee","dst":"198.18.255.2"}]',
-      '[{"dst":"198.18.255.2","lladdr":"02:aa:bb:cc:dd:ee","state":["PERMANENT"]}]',
+      '[{"dst":"198.18.255.2","lladdr":"02:aa:bb:cc:dd:ee","state":["PERMANENT"]},{"dst":"fe80::aa:bbff:fecc:ddee","lladdr":"02:aa:bb:cc:dd:ee","state":["PERMANENT"]}]',
     );
     assert.deepEqual(planVxlanEntries(done, { ...spec, peers: spec.peers.slice(0, 1) }), { fdb: [], neigh: [] });
   });
-  it('on an IPv6 underlay, each peer also gets its VTEP link-local neighbour (next hop of IPv4 blocks)', () => {
+  it('on an IPv6 underlay too, each peer gets its VTEP link-local neighbour (next hop of IPv4 blocks)', () => {
     const v6: VxlanDevice = {
       ...spec,
       local: 'fd00:255::1',

@@ -10,8 +10,9 @@
  *   - routes         `<peer block> via <peer underlay IP> dev trvx0 onlink` (routes.ts).
  * The peer's underlay address is the on-link next hop, so no VTEP addresses are allocated;
  * each host's VTEP MAC is derived from its node name (naming.vtepMac) and set on its device.
- * On an IPv6 underlay each peer also gets a neighbour entry for its VTEP link-local address
- * (core vtepLinkLocal), the next hop of IPv4 blocks there.
+ * Each peer also gets a neighbour entry for its VTEP link-local address (core vtepLinkLocal),
+ * the next hop of its blocks of the other family than the underlay (IPv6 blocks on an IPv4
+ * underlay, IPv4 blocks on an IPv6 one).
  * Who may send to the device is decided in `inet truss` (nft.ts: the VXLAN guard).
  *
  * Ownership: the ifalias `truss:vx:<name>` (naming.vxlanMark). A link with our name but
@@ -186,9 +187,8 @@ export function planVxlanEntries(cur: VxlanEntries, v: VxlanDevice): { fdb: stri
   const fdb: string[] = [];
   const neigh: string[] = [];
   const wantFdb = new Map(v.peers.map((p) => [p.mac, p.address]));
-  const v6 = v.local.includes(':');
   const wantNeigh = new Map(
-    v.peers.flatMap((p) => [[p.address, p.mac] as const, ...(v6 ? [[vtepLinkLocal(p.mac), p.mac] as const] : [])]),
+    v.peers.flatMap((p) => [[p.address, p.mac] as const, [vtepLinkLocal(p.mac), p.mac] as const]),
   );
   const haveFdb = new Map<string, string[]>();
   for (const e of cur.fdb) haveFdb.set(e.mac, [...(haveFdb.get(e.mac) ?? []), e.dst]);
