@@ -8,11 +8,11 @@
  *     neighbour entry per host (its VTEP MAC, naming.vtepMac, at its underlay address) and
  *     routes `BLOCK via <peer underlay address> dev trvx0 onlink` (Flannel's and Calico's
  *     scheme, with the underlay address as the on-link next hop: no VTEP addresses to allocate).
- *     Blocks of the other family than the underlay go via the peer's VTEP link-local address,
- *     the EUI-64 of its VTEP MAC (vtepLinkLocal), which has a permanent neighbour entry too:
- *     IPv6 blocks on an IPv4 underlay `via <link-local> dev trvx0 onlink`, IPv4 blocks on an
- *     IPv6 underlay `via inet6 <link-local> dev trvx0 onlink` (RFC 5549; the kernel takes only
- *     a link-local IPv6 next hop for an IPv4 route).
+ *     Every other block (IPv6 blocks; IPv4 blocks on an IPv6 underlay) goes via the peer's VTEP
+ *     link-local address, the EUI-64 of its VTEP MAC (vtepLinkLocal), which has a permanent
+ *     neighbour entry too: `BLOCK via [inet6] <link-local> dev trvx0 onlink` (RFC 5549 for IPv4;
+ *     the kernel takes only a link-local IPv6 next hop for an IPv4 route, and refuses a global
+ *     one `onlink` on trvx0 for an IPv6 route while the underlay link routes that address).
  * Both can exist side by side; a device exists only while some local network needs it.
  * Records come from etcd and are never trusted: peer-validation.ts checks each for shape and
  * consistency (ownership, overlaps, duplicates; rules N1-N5, B1-B5) and leaves out only the
@@ -243,10 +243,11 @@ function computeVxlan(
     peers.push({ node: id, address, mac });
     for (const dst of blocks) {
       const family = parsePrefix(dst)?.family;
-      if (family === localIp.family) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
-      // why: a block of the other family than the underlay goes via the peer's VTEP link-local:
-      // an IPv6 block on an IPv4 underlay like any IPv6 route, an IPv4 block on an IPv6 underlay
-      // by RFC 5549 (an IPv4 route may take an IPv6 next hop, but the kernel wants a link-local one)
+      if (family === 4 && localIp.family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
+      // why: every other block goes via the peer's VTEP link-local. An IPv4 route may take an IPv6
+      // next hop only if it is link-local (RFC 5549); an IPv6 route takes a global next hop as
+      // `onlink` only if no other link routes it, and the underlay link routes the peer's address
+      // ("Nexthop has invalid gateway or device mismatch"): the kernel skips that check for a link-local.
       else routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
     }
   }

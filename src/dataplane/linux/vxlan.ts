@@ -11,8 +11,7 @@
  * The peer's underlay address is the on-link next hop, so no VTEP addresses are allocated;
  * each host's VTEP MAC is derived from its node name (naming.vtepMac) and set on its device.
  * Each peer also gets a neighbour entry for its VTEP link-local address (core vtepLinkLocal),
- * the next hop of its blocks of the other family than the underlay (IPv6 blocks on an IPv4
- * underlay, IPv4 blocks on an IPv6 one).
+ * the next hop of its IPv6 blocks, and of its IPv4 blocks on an IPv6 underlay.
  * Who may send to the device is decided in `inet truss` (nft.ts: the VXLAN guard).
  *
  * Ownership: the ifalias `truss:vx:<name>` (naming.vxlanMark). A link with our name but
