@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Ip, type Prefix, parseIp, parsePrefix, prefixContains } from '../src/core/ip.ts';
+import { type Ip, type Prefix, parseIp, parsePrefix, prefixContains, prefixWithin } from '../src/core/ip.ts';
 import { type Cluster, clusterFixture } from './harness/cluster.ts';
 import { clusterStatus, WG_DEV, waitSynced } from './harness/cluster-state.ts';
 import { containerIp, createTrussNetwork, runContainer } from './harness/containers.ts';
@@ -109,6 +109,18 @@ async function firstReplyMs(h: Host, ctr: string, ip: string, t0: number): Promi
 }
 const span = (r: { from: number; to: number }): string => `${r.from.toFixed(0)}-${r.to.toFixed(0)} ms`;
 
+/** Whether CIDR `inner` lies in `outer`. */
+const within = (inner: string, outer: string): boolean => {
+  const [a, b] = [parsePrefix(inner), parsePrefix(outer)];
+  return a !== undefined && b !== undefined && prefixWithin(a, b);
+};
+
+/** The host's truss IPv6 routes (destinations). */
+const v6Routes = async (h: Host): Promise<string[]> =>
+  (await ok(h.exec(['ip', '-6', 'route', 'show', 'proto', '116']), 'ip -6 route'))
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '');
+
 const mtuOf = (h: Host, ctr: string) => ok(h.docker(['exec', ctr, 'cat', '/sys/class/net/eth0/mtu']), `mtu of ${ctr}`);
 
 /** The container's Ip6FragCreates: datagrams it had to fragment itself. */
@@ -165,15 +177,28 @@ describe('IPv6 across hosts on dual-stack cluster networks (IPv4 underlay)', { t
       [BLUE6, 'b2', 'b1'],
       [GREEN6, 'g2', 'g1'],
     ] as const) {
+      const before = await v6Routes(x(1));
       const t0 = performance.now();
+      // when x1 routes x2's new block (claimed in etcd by the docker run, learnt from the watch)
+      let routed: number | undefined;
+      const watch = waitFor(
+        async () => {
+          if ((await v6Routes(x(1))).some((r) => !before.includes(r) && within(r, net.subnets[1])))
+            routed = performance.now() - t0;
+          return routed !== undefined;
+        },
+        15_000,
+        { what: `x1 routes x2's new ${net.name} block`, intervalMs: 20 },
+      );
       await runContainer(x(2), { name: ctr, network: net.name, cmd: SINK_CMD() });
       const ran = performance.now();
       const ip = await ip6Of(x(2), ctr, net.name);
       assert.ok(prefixContains(parsePrefix(net.subnets[1]) as Prefix, parseIp(ip) as Ip), `${ip} in ${net.subnets[1]}`);
       const ms = await firstReplyMs(x(1), from, ip, ran);
+      await watch;
       figures.push(
         `${net.name} (${net.encrypt ? 'WireGuard' : 'VXLAN'}): docker run of x2's first container ${(ran - t0).toFixed(0)} ms; ` +
-          `first ping6 reply from x1 ${span(ms)} after it returned`,
+          `x1 routes its block ${routed?.toFixed(0)} ms after the run began; first ping6 reply from x1 ${span(ms)} after the run returned`,
       );
     }
   });
