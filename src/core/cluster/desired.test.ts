@@ -231,6 +231,14 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
       'IPv6 block on an IPv4 underlay',
     );
     assert.ok(d.routes.some((r) => r.dst === '198.18.96.64/26' && r.via === '198.18.255.2'));
+    assert.deepEqual(
+      d.vxlan?.peers.map((p) => [p.node, p.viaLinkLocal ?? false]),
+      [
+        ['b', true],
+        ['d', false],
+      ],
+      'only a peer with an IPv6 block needs its link-local neighbour',
+    );
     assert.ok(!d.rejected.some((r) => r.includes('fd00:96::')), d.rejected.join('\n'));
     const v6 = {
       ...v,

@@ -9,8 +9,8 @@
  *     routes `BLOCK via <peer underlay address> dev trvx0 onlink` (Flannel's and Calico's
  *     scheme, with the underlay address as the on-link next hop: no VTEP addresses to allocate).
  *     Every other block (IPv6 blocks; IPv4 blocks on an IPv6 underlay) goes via the peer's VTEP
- *     link-local address, the EUI-64 of its VTEP MAC (vtepLinkLocal), which has a permanent
- *     neighbour entry too: `BLOCK via [inet6] <link-local> dev trvx0 onlink` (RFC 5549 for IPv4;
+ *     link-local address, the EUI-64 of its VTEP MAC (vtepLinkLocal), which then has a permanent
+ *     neighbour entry too (viaLinkLocal; not otherwise: a host without IPv6 refuses one): `BLOCK via [inet6] <link-local> dev trvx0 onlink` (RFC 5549 for IPv4;
  *     the kernel takes only a link-local IPv6 next hop for an IPv4 route, and refuses a global
  *     one `onlink` on trvx0 for an IPv6 route while the underlay link routes that address).
  * Both can exist side by side; a device exists only while some local network needs it.
@@ -78,6 +78,8 @@ export interface VxlanPeerObject {
   readonly address: string;
   /** the peer's VTEP MAC (vtepMac(node)) */
   readonly mac: string;
+  /** some of its blocks go via its VTEP link-local (vtepLinkLocal), which then needs a neighbour entry too */
+  readonly viaLinkLocal?: boolean;
 }
 
 export interface VxlanObject {
@@ -240,7 +242,7 @@ function computeVxlan(
   for (const [id, blocks] of acceptBlocks(c.view, nets, owners, c.len, c.f)) {
     const address = canon(owners.get(id) as NodeRecord);
     const mac = vtepMac(id);
-    peers.push({ node: id, address, mac });
+    const before = routes.length;
     for (const dst of blocks) {
       const family = parsePrefix(dst)?.family;
       if (family === 4 && localIp.family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
@@ -250,6 +252,8 @@ function computeVxlan(
       // ("Nexthop has invalid gateway or device mismatch"): the kernel skips that check for a link-local.
       else routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
     }
+    const viaLinkLocal = routes.slice(before).some((r) => r.via !== address);
+    peers.push({ node: id, address, mac, ...(viaLinkLocal ? { viaLinkLocal } : {}) });
   }
   const vxlan: VxlanObject = {
     name: VXLAN_DEVICE,

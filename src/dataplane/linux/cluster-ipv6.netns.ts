@@ -23,7 +23,7 @@ import { computeProxyNdp } from '../../core/cluster/proxy-ndp.ts';
 import { withVxlanGuard } from '../../core/desired.ts';
 import { guardFor } from '../../core/guard.ts';
 import type { EndpointSpec, NetworkSpec } from '../../core/model.ts';
-import { VXLAN_PORT, VXLAN_VNI } from '../../core/naming.ts';
+import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac } from '../../core/naming.ts';
 import { createExec, type Exec } from './exec.ts';
 import {
   BUSYBOX,
@@ -42,6 +42,7 @@ import {
 } from './netns-testutil.ts';
 import { PROXY_NDP_ALL_KEY, readProxyEntries } from './proxy-ndp.ts';
 import { readSysctl } from './sysctl.ts';
+import { checkVxlan, ensureVxlan, type VxlanDevice } from './vxlan.ts';
 
 const CLUSTER = 'v6t';
 const SUBNETS = ['198.18.220.0/24', 'fd00:220::/64'];
@@ -259,6 +260,32 @@ describe('IPv6 across hosts on a dual-stack cluster network (kernel, VXLAN)', { 
     const size = C.net.mtu - 48;
     const big = await C.ctr.ns.run([BUSYBOX, 'ping', '-6', '-c1', '-W2', '-s', String(size), D.ctr.ip6 as string]);
     assert.equal(big.code, 0, `ping -6 -s ${size} at MTU ${C.net.mtu}: ${big.stdout}${big.stderr}`);
+  });
+
+  it('a host with IPv6 off on trvx0 still programs its IPv4-only peers (no link-local neighbour asked)', async () => {
+    const ns = await scratch.ns('noip6');
+    await ns.must(['sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1']);
+    await ns.must(
+      ['ip', '-batch', '-'],
+      'link add ul0 type veth peer name ul1\naddr add 198.18.201.1/24 dev ul0\nlink set ul0 up\n',
+    );
+    const exec = createExec({ netns: ns.path });
+    const dev: VxlanDevice = {
+      name: VXLAN_DEVICE,
+      vni: VXLAN_VNI,
+      port: VXLAN_PORT,
+      local: '198.18.201.1',
+      dev: 'ul0',
+      mac: vtepMac('node-x'),
+      mtu: 1450,
+      peers: [{ address: '198.18.201.2', mac: vtepMac('node-y') }],
+    };
+    await ensureVxlan(exec, dev);
+    assert.deepEqual(await checkVxlan(exec, dev, VXLAN_DEVICE), []);
+    await assert.rejects(
+      ensureVxlan(exec, { ...dev, peers: dev.peers.map((p) => ({ ...p, viaLinkLocal: true })) }),
+      /IPv6 is disabled/,
+    );
   });
 
   it('the peer gone: its entries and routes go, and traffic to it stops', async () => {

@@ -138,7 +138,12 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     }
   };
   const toVxlan = (v: VxlanObject): vx.VxlanDevice => {
-    const s = selectVxlanPeers({ ...v, peers: v.peers.map((p) => ({ address: p.address, mac: p.mac })) });
+    const peers = v.peers.map((p) => ({
+      address: p.address,
+      mac: p.mac,
+      ...(p.viaLinkLocal ? { viaLinkLocal: true } : {}),
+    }));
+    const s = selectVxlanPeers({ ...v, peers });
     warnDropped(v.name, s.dropped);
     return s.device;
   };

@@ -97,12 +97,16 @@ describe('plans', () => {
       fdb: ['fdb replace 02:aa:bb:cc:dd:ff dev trvx0 dst 198.18.255.3 self permanent'],
       neigh: [
         'neigh del 198.18.255.9 dev trvx0',
-        // each peer's VTEP link-local too: the next hop of its IPv6 blocks on this IPv4 underlay
-        'neigh replace fe80::aa:bbff:fecc:ddee lladdr 02:aa:bb:cc:dd:ee dev trvx0 nud permanent',
         'neigh replace 198.18.255.3 lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
-        'neigh replace fe80::aa:bbff:fecc:ddff lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
       ],
     });
+    // a peer with IPv6 blocks on this IPv4 underlay: its VTEP link-local (their next hop) too, only then
+    const dual = { ...spec, peers: spec.peers.map((p, i) => (i === 1 ? { ...p, viaLinkLocal: true } : p)) };
+    assert.deepEqual(planVxlanEntries(parseVxlanEntries(FDB, NEIGH), checkVxlanDevice(dual)).neigh, [
+      'neigh del 198.18.255.9 dev trvx0',
+      'neigh replace 198.18.255.3 lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
+      'neigh replace fe80::aa:bbff:fecc:ddff lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
+    ]);
     const moved = parseVxlanEntries(
       '[{"mac":"02:aa:bb:cc:dd:ee","dst":"198.18.255.7"},{"mac":"02:de:ad:be:ef:00","dst":"198.18.255.8"}]',
       '[]',
@@ -114,7 +118,7 @@ describe('plans', () => {
     ]);
     const done = parseVxlanEntries(
       '[{"mac":"02:aa:bb:cc:dd:ee","dst":"198.18.255.2"}]',
-      '[{"dst":"198.18.255.2","lladdr":"02:aa:bb:cc:dd:ee","state":["PERMANENT"]},{"dst":"fe80::aa:bbff:fecc:ddee","lladdr":"02:aa:bb:cc:dd:ee","state":["PERMANENT"]}]',
+      '[{"dst":"198.18.255.2","lladdr":"02:aa:bb:cc:dd:ee","state":["PERMANENT"]}]',
     );
     assert.deepEqual(planVxlanEntries(done, { ...spec, peers: spec.peers.slice(0, 1) }), { fdb: [], neigh: [] });
   });
