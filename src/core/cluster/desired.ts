@@ -8,11 +8,12 @@
  *     neighbour entry per host (its VTEP MAC, naming.vtepMac, at its underlay address) and
  *     routes `BLOCK via <peer underlay address> dev trvx0 onlink` (Flannel's and Calico's
  *     scheme, with the underlay address as the on-link next hop: no VTEP addresses to allocate).
- *     Every other block (IPv6 blocks; IPv4 blocks on an IPv6 underlay) goes via the peer's VTEP
- *     link-local address, the EUI-64 of its VTEP MAC (vtepLinkLocal), which then has a permanent
- *     neighbour entry too (viaLinkLocal; not otherwise: a host without IPv6 refuses one): `BLOCK via [inet6] <link-local> dev trvx0 onlink` (RFC 5549 for IPv4;
- *     the kernel takes only a link-local IPv6 next hop for an IPv4 route, and refuses a global
- *     one `onlink` on trvx0 for an IPv6 route while the underlay link routes that address).
+ *     Every other block (IPv6 blocks; IPv4 blocks on an IPv6 underlay) goes
+ *     `BLOCK via [inet6] <peer VTEP link-local> dev trvx0 onlink`, the EUI-64 of its VTEP MAC
+ *     (vtepLinkLocal), which then has a permanent neighbour entry too (viaLinkLocal; only then: a
+ *     host with IPv6 off refuses one). The kernel takes only a link-local IPv6 next hop for an
+ *     IPv4 route (RFC 5549), and refuses a global one `onlink` on trvx0 for an IPv6 route while
+ *     the underlay link routes that address.
  * Both can exist side by side; a device exists only while some local network needs it.
  * Records come from etcd and are never trusted: peer-validation.ts checks each for shape and
  * consistency (ownership, overlaps, duplicates; rules N1-N5, B1-B5) and leaves out only the
