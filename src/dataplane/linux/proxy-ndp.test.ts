@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { ProxyNdpObject } from '../../core/cluster/proxy-ndp.ts';
 import { type Exec, KernelError } from './exec.ts';
 import {
-  checkProxyNdp,
+  checkProxyNdpObject,
   checkProxyNdpSet,
   ensureProxyNdp,
   PROXY_NDP_ALL_KEY,
@@ -44,10 +44,10 @@ describe('proxy NDP: parsing and plans', () => {
   });
 
   it('refuses addresses outside the network and names that could break a batch line', () => {
-    assert.throws(() => checkProxyNdp(obj(['fd00:6::1'])), /not an IPv6 address of its network/);
-    assert.throws(() => checkProxyNdp(obj(['fd00:5::1 dev lo'])), /not an IPv6 address/);
-    assert.throws(() => checkProxyNdp({ ...obj([]), name: 'trb1 up' }), /invalid interface name/);
-    assert.deepEqual(checkProxyNdp(obj(['fd00:0005::0001'])).addresses, ['fd00:5::1']);
+    assert.throws(() => checkProxyNdpObject(obj(['fd00:6::1'])), /not an IPv6 address of its network/);
+    assert.throws(() => checkProxyNdpObject(obj(['fd00:5::1 dev lo'])), /not an IPv6 address/);
+    assert.throws(() => checkProxyNdpObject({ ...obj([]), name: 'trb1 up' }), /invalid interface name/);
+    assert.deepEqual(checkProxyNdpObject(obj(['fd00:0005::0001'])).addresses, ['fd00:5::1']);
   });
 });
 

@@ -43,7 +43,7 @@ export const bridgeSysctls = (bridge: string): [string, string][] => [
 ];
 
 /** Validates an object; returns it with canonical addresses. Throws TrussError. */
-export function checkProxyNdp(o: ProxyNdpObject): ProxyNdpObject {
+export function checkProxyNdpObject(o: ProxyNdpObject): ProxyNdpObject {
   const addresses = o.addresses.map((a) => {
     const ip = parseIp(a);
     if (ip?.family !== 6 || !inSubnets(a, o.subnets))
@@ -125,7 +125,7 @@ export async function ensureProxyNdp(
   exec: Exec,
   want: ProxyNdpObject,
 ): Promise<{ readonly changes: string[]; readonly raisedAll: boolean }> {
-  const o = checkProxyNdp(want);
+  const o = checkProxyNdpObject(want);
   const changes = await ensureSwitches(exec, o.name);
   const all = await readSysctl(exec, PROXY_NDP_ALL_KEY);
   const raisedAll = all === '0';
@@ -145,7 +145,7 @@ export async function checkProxyNdpSet(exec: Exec, desired: readonly ProxyNdpObj
   const drifted: string[] = [];
   const problems: string[] = [];
   for (const raw of desired) {
-    const o = checkProxyNdp(raw);
+    const o = checkProxyNdpObject(raw);
     const why: string[] = [];
     for (const [key, value] of bridgeSysctls(o.name)) {
       const v = await readSysctl(exec, key);
