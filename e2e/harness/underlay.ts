@@ -2,7 +2,8 @@
  * The physical network between simulated hosts, for multi-host tests: namespace
  * truss-e2e-ul holding a bridge (ulbr0, 198.18.255.254/24, MTU 1500) and ONE etcd listening on
  * 198.18.255.254:2379. attach() gives a host a veth into it: `eth-ul` (198.18.255.N/24, MTU
- * 1500) in the host's namespace, `ul-<host>` on the bridge. Cluster traffic is on-link, so
+ * 1500) in the host's namespace, `ul-<host>` on the bridge. With `family: 6` the same with IPv6
+ * only (fd00:255::fe/64 and etcd at [fd00:255::fe]:2379, hosts fd00:255::N). Cluster traffic is on-link, so
  * hosts get no default route. etcd can be killed and restarted (same data dir) for outage
  * tests; pcap() records what crosses the bridge. stop() removes all of it.
  */
@@ -23,12 +24,20 @@ export const UNDERLAY_PREFIX_LEN = 24;
 /** The host side of a host's underlay veth. */
 export const HOST_UNDERLAY_IF = 'eth-ul';
 export const UNDERLAY_MTU = 1500;
+/** An IPv6-only underlay's own address (etcd's there); hosts are fd00:255::N. */
+export const UNDERLAY_ADDRESS6 = 'fd00:255::fe';
+export const UNDERLAY_PREFIX_LEN6 = 64;
 
 export interface UnderlayOptions {
   /** etcd's client port on UNDERLAY_ADDRESS (default 2379). */
   readonly etcdPort?: number;
   /** false: no etcd in the underlay (a test runs its own, e.g. etcdIn a host's namespace) */
   readonly etcd?: boolean;
+  /**
+   * 6: an IPv6-only underlay: the bridge and etcd at UNDERLAY_ADDRESS6, each host's `eth-ul` at
+   * fd00:255::<index>/64 with no IPv4 address. Default 4 (IPv4 only, as described above).
+   */
+  readonly family?: 4 | 6;
 }
 
 export interface Etcd {
@@ -201,7 +210,8 @@ export async function startUnderlay(opts: UnderlayOptions = {}): Promise<Underla
   mkdirSync(dir, { recursive: true });
   const netnsPath = await createNetns(name); // deletes a stale one of the same name first
   const ul = (argv: readonly string[]) => runOk(inNetns(netnsPath, argv), { env: env() });
-  const etcd = etcdIn(netnsPath, dir, opts.etcdPort ?? 2379);
+  const v6 = opts.family === 6;
+  const etcd = etcdIn(netnsPath, dir, opts.etcdPort ?? 2379, [v6 ? UNDERLAY_ADDRESS6 : UNDERLAY_ADDRESS]);
   let stopped: Promise<void> | undefined;
   const underlay: Underlay = {
     name,
@@ -212,7 +222,7 @@ export async function startUnderlay(opts: UnderlayOptions = {}): Promise<Underla
     async attach(netnsName, index, peerSuffix) {
       if (!Number.isInteger(index) || index < 1 || index > 253) throw new Error(`underlay index ${index}: use 1..253`);
       const peer = `ul-${peerSuffix}`.slice(0, 15);
-      const address = `198.18.255.${index}`;
+      const address = v6 ? `fd00:255::${index}` : `198.18.255.${index}`;
       const mtu = ['mtu', String(UNDERLAY_MTU)];
       await ul([
         'ip',
@@ -231,9 +241,13 @@ export async function startUnderlay(opts: UnderlayOptions = {}): Promise<Underla
       await ul(['ip', 'link', 'set', peer, 'master', UNDERLAY_BRIDGE, 'up']);
       const inHost = (argv: readonly string[]) => runOk(['ip', '-n', netnsName, ...argv], { env: env() });
       await inHost(['link', 'set', HOST_UNDERLAY_IF, 'mtu', String(UNDERLAY_MTU)]);
-      const sysctl = ['sysctl', '-qw', `net.ipv6.conf.${HOST_UNDERLAY_IF}.disable_ipv6=1`];
-      await runOk(inNetns(`/run/netns/${netnsName}`, sysctl), { env: env() }); // IPv4-only underlay
-      await inHost(['addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', HOST_UNDERLAY_IF]);
+      // IPv4-only: no IPv6 at all; IPv6-only: no router solicitations (nothing routes here)
+      const sysctl = v6
+        ? ['sysctl', '-qw', `net.ipv6.conf.${HOST_UNDERLAY_IF}.router_solicitations=0`]
+        : ['sysctl', '-qw', `net.ipv6.conf.${HOST_UNDERLAY_IF}.disable_ipv6=1`];
+      await runOk(inNetns(`/run/netns/${netnsName}`, sysctl), { env: env() });
+      if (v6) await inHost(['addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN6}`, 'dev', HOST_UNDERLAY_IF, 'nodad']);
+      else await inHost(['addr', 'add', `${address}/${UNDERLAY_PREFIX_LEN}`, 'dev', HOST_UNDERLAY_IF]);
       await inHost(['link', 'set', HOST_UNDERLAY_IF, 'up']);
       return { address, ifname: HOST_UNDERLAY_IF, peer };
     },
@@ -247,10 +261,12 @@ export async function startUnderlay(opts: UnderlayOptions = {}): Promise<Underla
     },
   };
   try {
-    // IPv4 only: no router solicitations or MLD reports in the captures.
-    await ul(['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    // one family only: IPv4 without router solicitations or MLD reports in the captures; IPv6 without IPv4
+    if (!v6) await ul(['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     await ul(['ip', 'link', 'add', UNDERLAY_BRIDGE, 'mtu', String(UNDERLAY_MTU), 'type', 'bridge']);
-    await ul(['ip', 'addr', 'add', `${UNDERLAY_ADDRESS}/${UNDERLAY_PREFIX_LEN}`, 'dev', UNDERLAY_BRIDGE]);
+    if (v6)
+      await ul(['ip', 'addr', 'add', `${UNDERLAY_ADDRESS6}/${UNDERLAY_PREFIX_LEN6}`, 'dev', UNDERLAY_BRIDGE, 'nodad']);
+    else await ul(['ip', 'addr', 'add', `${UNDERLAY_ADDRESS}/${UNDERLAY_PREFIX_LEN}`, 'dev', UNDERLAY_BRIDGE]);
     await ul(['ip', 'link', 'set', UNDERLAY_BRIDGE, 'up']);
     if (opts.etcd !== false) await etcd.restart();
   } catch (err) {
@@ -294,15 +310,17 @@ export function etcdIn(
 ): Etcd {
   const dataDir = join(dir, 'etcd-data');
   const logFile = join(dir, 'etcd.log');
-  const url = `http://${listen[0]}:${port}`;
+  const hostPart = (a: string | undefined): string => (a?.includes(':') ? `[${a}]` : `${a}`);
+  const url = `http://${hostPart(listen[0])}:${port}`;
   let child: ChildProcess | undefined;
   const pid = (): number | undefined => (child?.pid !== undefined && isAlive(child.pid) ? child.pid : undefined);
   const healthy = async (): Promise<boolean> => {
-    const r = await run(inNetns(netnsPath, ['curl', '-s', '--max-time', '1', `${url}/health`]), { env: env() });
+    // -g: the brackets of an IPv6 URL are not a curl glob
+    const r = await run(inNetns(netnsPath, ['curl', '-sg', '--max-time', '1', `${url}/health`]), { env: env() });
     return r.code === 0 && /"health"\s*:\s*"true"/.test(r.stdout);
   };
   const self: Etcd = {
-    endpoint: `${listen[0]}:${port}`,
+    endpoint: `${hostPart(listen[0])}:${port}`,
     url,
     dataDir,
     logFile,
@@ -327,7 +345,7 @@ export function etcdIn(
         '--data-dir',
         dataDir,
         '--listen-client-urls',
-        listen.map((a) => `http://${a}:${port}`).join(','),
+        listen.map((a) => `http://${hostPart(a)}:${port}`).join(','),
         '--advertise-client-urls',
         url,
         // peers: this namespace's own loopback (a one-member cluster); never the machine's ports

@@ -6,6 +6,7 @@
 import type { ShaperObject } from './bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from './cluster/desired.ts';
 import type { HostAddressObject } from './cluster/host-address.ts';
+import type { ProxyNdpObject } from './cluster/proxy-ndp.ts';
 import type {
   BridgeObject,
   DnsRedirectObject,
@@ -337,6 +338,15 @@ export interface Dataplane {
   checkVxlan(v: VxlanObject | undefined, name: string): Promise<readonly string[]>;
   /** The underlay addresses the device's FDB sends to now ([] without the device). */
   readVxlanPeers(name: string): Promise<readonly string[]>;
+
+  // ----- dual-stack cluster networks: proxy NDP for other hosts' IPv6 addresses on the bridges -----
+
+  /** Compare each wanted bridge's proxy entries and switches with `desired` (one listing). */
+  checkProxyNdp(desired: readonly ProxyNdpObject[]): Promise<SetCheck>;
+  /** Set the bridge's proxy switches and make its truss proxy entries exactly `o.addresses`. */
+  ensureProxyNdp(o: ProxyNdpObject): Promise<void>;
+  /** Delete the truss proxy entries (inside `subnets`) of `bridge`; a bridge already gone is success. */
+  removeProxyNdp(bridge: string, subnets: readonly string[]): Promise<void>;
 
   // ----- truss.egress.via: policy routing (ip rules + reserved tables, proto 116) -----
 

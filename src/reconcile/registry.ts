@@ -1,15 +1,15 @@
 /**
  * Every kind of kernel object truss programs, in the order a pass runs them: bridges, veths,
  * firewall, DNS redirection (it matches bridges by name: needs no device), name/label policy sets,
- * policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, host addresses, routes),
- * egress (its routes need the bridges); removals of links last, veths before bridges.
+ * policies, guards, shapers, published ports, cluster (WireGuard, VXLAN, host addresses, routes, proxy
+ * NDP), egress (its routes need the bridges); removals of links last, veths before bridges.
  * A new kind is one dataplane file, one fake, and one entry here.
  */
 
 import type { Dataplane } from '../core/contracts.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Kind } from './kind.ts';
-import { hostAddressesKind, routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
+import { hostAddressesKind, proxyNdpKind, routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
 import { guardKind, policyKind, portsKind, selectorKind, shaperKind } from './kinds/endpoint.ts';
 import { dnsKind, egressKind, firewallKind } from './kinds/host.ts';
 import type { Links } from './kinds/links.ts';
@@ -30,6 +30,7 @@ export function registry(dp: Dataplane, log: Logger, links: Links): Kind<PassSta
     vxlanKind(dp),
     hostAddressesKind(dp),
     routesKind(dp),
+    proxyNdpKind(dp),
     egressKind(dp),
   ];
 }

@@ -221,12 +221,25 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.match(r.rejected.join('\n'), /block record: malformed/);
   });
 
-  it('IPv6 blocks need an IPv6 underlay; IPv4 blocks on an IPv6 underlay go via the VTEP link-local', () => {
+  it('IPv4 blocks on an IPv4 underlay go via the peer underlay address, every other block via its VTEP link-local', () => {
     const dual = { ...green, subnets: ['198.18.96.0/20', 'fd00:96::/64'] };
     const v = { ...mixed, blocks: [...mixed.blocks, { cluster: 'green', block: 'fd00:96::40/122', node: 'b' }] };
     const d = computeClusterDesired(v, [dual], opts);
-    assert.ok(d.routes.every((r) => !r.dst.includes(':')));
-    assert.match(d.rejected.join('\n'), /block fd00:96::40\/122 of node b: IPv6 blocks need an IPv6 underlay/);
+    assert.deepEqual(
+      d.routes.find((r) => r.dst.includes(':')),
+      { dst: 'fd00:96::40/122', dev: 'trvx0', via: vtepLinkLocal(vtepMac('b')) },
+      'IPv6 block on an IPv4 underlay',
+    );
+    assert.ok(d.routes.some((r) => r.dst === '198.18.96.64/26' && r.via === '198.18.255.2'));
+    assert.deepEqual(
+      d.vxlan?.peers.map((p) => [p.node, p.viaLinkLocal ?? false]),
+      [
+        ['b', true],
+        ['d', false],
+      ],
+      'only a peer with an IPv6 block needs its link-local neighbour',
+    );
+    assert.ok(!d.rejected.some((r) => r.includes('fd00:96::')), d.rejected.join('\n'));
     const v6 = {
       ...v,
       nodes: v.nodes.map((n, i) => ({ ...n, address: `fd00:255::${i + 1}` })),
@@ -235,7 +248,8 @@ describe('computeClusterDesired with unencrypted (VXLAN) networks', () => {
     assert.deepEqual(d6.routes.slice(0, 1), [
       { dst: '198.18.96.128/26', dev: 'trvx0', via: vtepLinkLocal(vtepMac('d')) },
     ]);
-    assert.ok(d6.routes.some((r) => r.dst === 'fd00:96::40/122' && r.via === 'fd00:255::2'));
+    // an IPv6 route cannot take the peer's global underlay address onlink on trvx0: the link-local too
+    assert.ok(d6.routes.some((r) => r.dst === 'fd00:96::40/122' && r.via === vtepLinkLocal(vtepMac('b'))));
     assert.deepEqual(d6.rejected, []);
   });
 

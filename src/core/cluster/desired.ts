@@ -8,9 +8,12 @@
  *     neighbour entry per host (its VTEP MAC, naming.vtepMac, at its underlay address) and
  *     routes `BLOCK via <peer underlay address> dev trvx0 onlink` (Flannel's and Calico's
  *     scheme, with the underlay address as the on-link next hop: no VTEP addresses to allocate).
- *     On an IPv6 underlay, IPv4 blocks go `via inet6 <peer VTEP link-local> dev trvx0 onlink`
- *     (RFC 5549; the kernel takes only a link-local IPv6 next hop for an IPv4 route), the
- *     link-local being the EUI-64 of the peer's VTEP MAC (vtepLinkLocal).
+ *     Every other block (IPv6 blocks; IPv4 blocks on an IPv6 underlay) goes
+ *     `BLOCK via [inet6] <peer VTEP link-local> dev trvx0 onlink`, the EUI-64 of its VTEP MAC
+ *     (vtepLinkLocal), which then has a permanent neighbour entry too (viaLinkLocal; only then: a
+ *     host with IPv6 off refuses one). The kernel takes only a link-local IPv6 next hop for an
+ *     IPv4 route (RFC 5549), and refuses a global one `onlink` on trvx0 for an IPv6 route while
+ *     the underlay link routes that address.
  * Both can exist side by side; a device exists only while some local network needs it. Every
  * route has this host's own address on its network as source (host-address.ts), on the device.
  * Records come from etcd and are never trusted: peer-validation.ts checks each for shape and
@@ -80,6 +83,8 @@ export interface VxlanPeerObject {
   readonly address: string;
   /** the peer's VTEP MAC (vtepMac(node)) */
   readonly mac: string;
+  /** some of its blocks go via its VTEP link-local (vtepLinkLocal), which then needs a neighbour entry too */
+  readonly viaLinkLocal?: boolean;
 }
 
 export interface VxlanObject {
@@ -246,14 +251,18 @@ function computeVxlan(
   for (const [id, blocks] of acceptBlocks(c.view, nets, owners, c.len, c.f)) {
     const address = canon(owners.get(id) as NodeRecord);
     const mac = vtepMac(id);
-    peers.push({ node: id, address, mac });
+    const before = routes.length;
     for (const dst of blocks) {
       const family = parsePrefix(dst)?.family;
-      if (family === localIp.family) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
-      // why: an IPv4 route may take an IPv6 next hop, but the kernel wants a link-local one
-      else if (family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
-      else c.f.reject(`block ${dst} of node ${id}: IPv6 blocks need an IPv6 underlay in VXLAN mode`);
+      if (family === 4 && localIp.family === 4) routes.push({ dst, dev: VXLAN_DEVICE, via: address });
+      // why: every other block goes via the peer's VTEP link-local. An IPv4 route may take an IPv6
+      // next hop only if it is link-local (RFC 5549); an IPv6 route takes a global next hop as
+      // `onlink` only if no other link routes it, and the underlay link routes the peer's address
+      // ("Nexthop has invalid gateway or device mismatch"): the kernel skips that check for a link-local.
+      else routes.push({ dst, dev: VXLAN_DEVICE, via: vtepLinkLocal(mac) });
     }
+    const viaLinkLocal = routes.slice(before).some((r) => r.via !== address);
+    peers.push({ node: id, address, mac, ...(viaLinkLocal ? { viaLinkLocal } : {}) });
   }
   const vxlan: VxlanObject = {
     name: VXLAN_DEVICE,

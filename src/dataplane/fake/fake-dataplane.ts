@@ -22,6 +22,7 @@
 import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { RouteObject, VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { HostAddressObject } from '../../core/cluster/host-address.ts';
+import type { ProxyNdpObject } from '../../core/cluster/proxy-ndp.ts';
 import type { Dataplane, SetCheck, WireguardPeerStatus } from '../../core/contracts.ts';
 import type { EgressNetwork, EgressObject } from '../../core/egress.ts';
 import { errors } from '../../core/errors.ts';
@@ -38,6 +39,8 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
   routes: RouteObject[] = [];
   /** this host's addresses on the cluster devices; they go with their device, as in the kernel */
   hostAddresses: HostAddressObject[] = [];
+  /** bridge -> the proxy NDP entries (and switches) last ensured on it */
+  readonly proxyNdp = new Map<string, ProxyNdpObject>();
   /** truss.egress.via: each network's table and rules as last ensured, by table id */
   readonly egress = new Map<number, EgressNetwork>();
   /** host veth name -> the bandwidth shaping last ensured on it (its qdiscs and ifb) */
@@ -108,6 +111,28 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
     if (!v) return this.vxlan ? [`VXLAN device ${name} exists but no cluster network needs it`] : [];
     if (!this.vxlan) return [`VXLAN device ${v.name} is missing`];
     return JSON.stringify(this.vxlan) === JSON.stringify(v) ? [] : [`VXLAN device ${v.name} differs`];
+  }
+
+  async checkProxyNdp(desired: readonly ProxyNdpObject[]): Promise<SetCheck> {
+    this.enter('checkProxyNdp', desired);
+    const drifted = desired
+      // the kernel's entries go with their bridge
+      .filter((o) => !this.links.has(o.name) || JSON.stringify(this.proxyNdp.get(o.name)) !== JSON.stringify(o))
+      .map((o) => o.name);
+    return { drifted, extra: [], problems: drifted.map((b) => `proxy NDP on ${b}: missing or different`) };
+  }
+
+  async ensureProxyNdp(o: ProxyNdpObject): Promise<void> {
+    this.enter('ensureProxyNdp', o);
+    if (this.links.get(o.name)?.kind !== 'bridge') {
+      throw errors.reconcileFailed(`proxy NDP on ${o.name}: the bridge is missing`);
+    }
+    this.proxyNdp.set(o.name, clone(o));
+  }
+
+  async removeProxyNdp(bridge: string, _subnets: readonly string[]): Promise<void> {
+    this.enter('removeProxyNdp', bridge);
+    this.proxyNdp.delete(bridge);
   }
 
   async ensureEgress(e: EgressObject): Promise<void> {

@@ -66,6 +66,7 @@ describe('bridge (kernel)', () => {
     assert.ok(first?.flags.includes('UP'));
     assert.deepEqual(globals(first), b.addresses);
     assert.equal((await ns.must(['sysctl', '-n', `net/ipv6/conf/${b.name}/accept_ra`])).trim(), '0');
+    assert.equal((await ns.must(['sysctl', '-n', `net/ipv6/conf/${b.name}/accept_dad`])).trim(), '0');
 
     rec.reset();
     const t1 = performance.now();

@@ -115,6 +115,11 @@ export async function ensureBridge(exec: Exec, b: BridgeObject, stateId?: string
     if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
   }
   await ensureAcceptRaOff(exec, name);
+  // why: the bridge's link-local address (from its own fixed MAC) must be usable at once, like its
+  // gateways (nodad): a host sends neighbour solicitations for a packet it forwards only from a
+  // link-local source, so while DAD holds it tentative (~1 s, again each time the bridge regains
+  // carrier: its first port after none) the first IPv6 packet forwarded into a container waits a second
+  await ensureSysctl(exec, `net/ipv6/conf/${name}/accept_dad`, '0');
   // why: containers see the whole cluster subnet as on-link and ARP for addresses that live on
   // other hosts; with proxy_arp the host answers for those (they route out another link, the
   // tunnel) and forwards, while local containers still answer for themselves

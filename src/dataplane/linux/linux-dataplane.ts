@@ -24,6 +24,7 @@ import { selectVxlanPeers, selectWireguardPeers } from './peer-select.ts';
 import * as policy from './policy.ts';
 import { checkPolicies } from './policy-check.ts';
 import * as selectors from './policy-selectors.ts';
+import * as proxyNdp from './proxy-ndp.ts';
 import * as raGuard from './ra-guard.ts';
 import * as rt from './routes.ts';
 import * as shaper from './shaper.ts';
@@ -138,7 +139,12 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     }
   };
   const toVxlan = (v: VxlanObject): vx.VxlanDevice => {
-    const s = selectVxlanPeers({ ...v, peers: v.peers.map((p) => ({ address: p.address, mac: p.mac })) });
+    const peers = v.peers.map((p) => ({
+      address: p.address,
+      mac: p.mac,
+      ...(p.viaLinkLocal ? { viaLinkLocal: true } : {}),
+    }));
+    const s = selectVxlanPeers({ ...v, peers });
     warnDropped(v.name, s.dropped);
     return s.device;
   };
@@ -252,6 +258,13 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removeVxlan: (name) => vx.removeVxlan(exec, name, opts.log),
     checkVxlan: (v, name) => vx.checkVxlan(exec, v ? toVxlan(v) : undefined, name),
     readVxlanPeers: (name) => vx.readVxlanPeers(exec, name),
+    checkProxyNdp: (desired) => proxyNdp.checkProxyNdpSet(exec, desired),
+    async ensureProxyNdp(o) {
+      const r = await proxyNdp.ensureProxyNdp(exec, o);
+      if (r.raisedAll) opts.log?.warn('raised net.ipv6.conf.all.proxy_ndp to 1 (host-wide)', { bridge: o.name });
+      if (r.changes.length > 0) opts.log?.debug('proxy ndp changed', { bridge: o.name, changes: r.changes.length });
+    },
+    removeProxyNdp: (bridge, subnets) => proxyNdp.removeProxyNdp(exec, bridge, subnets),
     async ensureEgress(e) {
       const ran = await egress.ensureEgress(exec, e);
       if (ran.length > 0) opts.log?.debug('egress changed', { lines: ran });

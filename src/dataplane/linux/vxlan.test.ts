@@ -100,6 +100,13 @@ describe('plans', () => {
         'neigh replace 198.18.255.3 lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
       ],
     });
+    // a peer with IPv6 blocks on this IPv4 underlay: its VTEP link-local (their next hop) too, only then
+    const dual = { ...spec, peers: spec.peers.map((p, i) => (i === 1 ? { ...p, viaLinkLocal: true } : p)) };
+    assert.deepEqual(planVxlanEntries(parseVxlanEntries(FDB, NEIGH), checkVxlanDevice(dual)).neigh, [
+      'neigh del 198.18.255.9 dev trvx0',
+      'neigh replace 198.18.255.3 lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
+      'neigh replace fe80::aa:bbff:fecc:ddff lladdr 02:aa:bb:cc:dd:ff dev trvx0 nud permanent',
+    ]);
     const moved = parseVxlanEntries(
       '[{"mac":"02:aa:bb:cc:dd:ee","dst":"198.18.255.7"},{"mac":"02:de:ad:be:ef:00","dst":"198.18.255.8"}]',
       '[]',
@@ -115,7 +122,7 @@ describe('plans', () => {
     );
     assert.deepEqual(planVxlanEntries(done, { ...spec, peers: spec.peers.slice(0, 1) }), { fdb: [], neigh: [] });
   });
-  it('on an IPv6 underlay, each peer also gets its VTEP link-local neighbour (next hop of IPv4 blocks)', () => {
+  it('on an IPv6 underlay too, each peer gets its VTEP link-local neighbour (next hop of IPv4 blocks)', () => {
     const v6: VxlanDevice = {
       ...spec,
       local: 'fd00:255::1',

@@ -10,8 +10,9 @@
  *   - routes         `<peer block> via <peer underlay IP> dev trvx0 onlink` (routes.ts).
  * The peer's underlay address is the on-link next hop, so no VTEP addresses are allocated;
  * each host's VTEP MAC is derived from its node name (naming.vtepMac) and set on its device.
- * On an IPv6 underlay each peer also gets a neighbour entry for its VTEP link-local address
- * (core vtepLinkLocal), the next hop of IPv4 blocks there.
+ * A peer also gets a neighbour entry for its VTEP link-local address (core vtepLinkLocal), the
+ * next hop of its IPv6 blocks, and of its IPv4 blocks on an IPv6 underlay: on an IPv6 underlay
+ * always, on an IPv4 one when it has IPv6 blocks (viaLinkLocal).
  * Who may send to the device is decided in `inet truss` (nft.ts: the VXLAN guard).
  *
  * Ownership: the ifalias `truss:vx:<name>` (naming.vxlanMark). A link with our name but
@@ -36,7 +37,7 @@ import {
 } from './links.ts';
 
 export type VxlanDevice = Omit<VxlanObject, 'peers'> & {
-  readonly peers: readonly { readonly address: string; readonly mac: string }[];
+  readonly peers: readonly { readonly address: string; readonly mac: string; readonly viaLinkLocal?: boolean }[];
 };
 
 /** The device as the kernel reports it (`ip -j -d link show`): the link and its VXLAN attributes. */
@@ -83,7 +84,7 @@ export function checkVxlanDevice(v: VxlanDevice): VxlanDevice {
     if (seen.has(a.ip) || seen.has(mac)) bad(`peer ${a.ip} (${mac}): address or MAC given twice`);
     seen.add(a.ip);
     seen.add(mac);
-    return { address: a.ip, mac };
+    return { address: a.ip, mac, ...(p.viaLinkLocal ? { viaLinkLocal: true } : {}) };
   });
   return {
     name,
@@ -186,9 +187,13 @@ export function planVxlanEntries(cur: VxlanEntries, v: VxlanDevice): { fdb: stri
   const fdb: string[] = [];
   const neigh: string[] = [];
   const wantFdb = new Map(v.peers.map((p) => [p.mac, p.address]));
+  // why only when used: a host with IPv6 off on the device refuses any IPv6 neighbour entry
   const v6 = v.local.includes(':');
   const wantNeigh = new Map(
-    v.peers.flatMap((p) => [[p.address, p.mac] as const, ...(v6 ? [[vtepLinkLocal(p.mac), p.mac] as const] : [])]),
+    v.peers.flatMap((p) => [
+      [p.address, p.mac] as const,
+      ...(v6 || p.viaLinkLocal ? [[vtepLinkLocal(p.mac), p.mac] as const] : []),
+    ]),
   );
   const haveFdb = new Map<string, string[]>();
   for (const e of cur.fdb) haveFdb.set(e.mac, [...(haveFdb.get(e.mac) ?? []), e.dst]);
