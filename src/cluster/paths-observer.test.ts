@@ -134,6 +134,38 @@ describe('PathsObserver', () => {
     assert.deepEqual(t.o.direct(), ['d']);
   });
 
+  it('sending for 15 s with nothing back ends a direct session sooner', async () => {
+    const t = setup(rec('c', '198.18.241.2', { nat: 'independent' }), [
+      rec('d', '198.18.242.2', { nat: 'independent' }),
+    ]);
+    const peer = (rx: number, tx: number): WireguardPeerStatus[] => [
+      {
+        publicKey: key('D'),
+        endpoint: '198.18.255.202:51820',
+        allowedIps: [],
+        latestHandshake: t.nowS() - 1,
+        rxBytes: rx,
+        txBytes: tx,
+      },
+    ];
+    t.set(peer(100, 100));
+    await t.o.tick();
+    for (const [ms, tx, live] of [
+      [2_000, 200, ['d']],
+      [10_000, 300, ['d']],
+      [4_000, 400, ['d']],
+      [2_000, 500, []],
+    ] as const) {
+      t.advance(ms);
+      t.set(peer(100, tx));
+      await t.o.tick();
+      assert.deepEqual(t.o.direct(), live, `tx ${tx}`);
+    }
+    t.set(peer(101, 600));
+    await t.o.tick();
+    assert.deepEqual(t.o.direct(), ['d'], 'an answer: on again');
+  });
+
   it('a device that cannot be read changes nothing', async () => {
     const t = setup(rec('a', '198.18.255.1'), []);
     const o = new PathsObserver({

@@ -2,8 +2,8 @@
  * What this host's WireGuard device tells about the paths to its peers, every 2 s (reach.ts
  * says what is done with it):
  *   - which peers have a live direct session: a handshake in the last 180 s (WireGuard's
- *     REJECT_AFTER_TIME) and packets from them in the last 40 s (every peer sends at least a
- *     keepalive every 25 s). A pair of hosts behind NATs talks directly while this holds (a hole
+ *     REJECT_AFTER_TIME), packets from them in the last 40 s (every peer sends at least a
+ *     keepalive every 25 s), and no 15 s of sending without an answer. A pair of hosts behind NATs talks directly while this holds (a hole
  *     punched), through a relay otherwise. A change starts a reconcile pass.
  *   - where each peer's packets come from (the endpoint WireGuard roamed to): a host that is not
  *     behind a NAT publishes it in its node record (`seen`), which is how the others learn their
@@ -23,6 +23,11 @@ import type { Logger } from '../obs/logger.ts';
 export const SESSION_MS = 180_000;
 /** packets from a live peer arrive at least every keepalive (25 s): 40 s without any is a dead path */
 export const SILENT_MS = 40_000;
+/**
+ * A peer that gets packets answers within WireGuard's passive keepalive (10 s) even with nothing
+ * to say: sending for 15 s with nothing back is a dead path too (found sooner while traffic flows).
+ */
+export const UNANSWERED_MS = 15_000;
 export const OBSERVE_MS = 2_000;
 
 export interface PathsObserverDeps {
@@ -39,10 +44,13 @@ export interface PathsObserverDeps {
   readonly intervalMs?: number;
 }
 
-interface Rx {
-  readonly bytes: number;
+interface Counters {
+  readonly rx: number;
+  readonly tx: number;
   /** when rx last grew (ms) */
-  readonly at: number;
+  readonly rxAt: number;
+  /** when tx first grew after rx last did (ms): sending unanswered since */
+  readonly unansweredSince?: number;
 }
 
 const sameSeen = (a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>>): boolean => {
@@ -52,7 +60,7 @@ const sameSeen = (a: Readonly<Record<string, string>> | undefined, b: Readonly<R
 
 export class PathsObserver {
   readonly #d: PathsObserverDeps;
-  readonly #rx = new Map<string, Rx>();
+  readonly #seen = new Map<string, Counters>();
   #direct: readonly string[] = [];
   #timer: NodeJS.Timeout | undefined;
   #running = false;
@@ -90,6 +98,22 @@ export class PathsObserver {
     }
   }
 
+  /** The peer's counters with this sample taken in. */
+  #count(p: WireguardPeerStatus, now: number): Counters {
+    const prev = this.#seen.get(p.publicKey);
+    const rxGrew = prev === undefined || p.rxBytes > prev.rx;
+    const txGrew = prev !== undefined && p.txBytes > prev.tx;
+    const unansweredSince = rxGrew ? undefined : (prev?.unansweredSince ?? (txGrew ? now : undefined));
+    const c: Counters = {
+      rx: p.rxBytes,
+      tx: p.txBytes,
+      rxAt: rxGrew ? now : (prev?.rxAt ?? now),
+      ...(unansweredSince !== undefined ? { unansweredSince } : {}),
+    };
+    this.#seen.set(p.publicKey, c);
+    return c;
+  }
+
   async #observe(): Promise<void> {
     const view = this.#d.view();
     if (!view) return;
@@ -101,15 +125,14 @@ export class PathsObserver {
     for (const p of peers) {
       const id = byKey.get(p.publicKey);
       if (id === undefined || id === view.self) continue;
-      const prev = this.#rx.get(p.publicKey);
-      const at = prev === undefined || p.rxBytes > prev.bytes ? now : prev.at;
-      this.#rx.set(p.publicKey, { bytes: p.rxBytes, at });
+      const c = this.#count(p, now);
       const session = p.latestHandshake > 0 && now - p.latestHandshake * 1000 < SESSION_MS;
-      if (session && now - at < SILENT_MS) live.push(id);
+      const answered = c.unansweredSince === undefined || now - c.unansweredSince < UNANSWERED_MS;
+      if (session && now - c.rxAt < SILENT_MS && answered) live.push(id);
       const ep = session && p.endpoint !== undefined ? canonicalEndpoint(p.endpoint) : undefined;
       if (ep !== undefined) seen[id] = ep;
     }
-    for (const key of this.#rx.keys()) if (!peers.some((p) => p.publicKey === key)) this.#rx.delete(key);
+    for (const key of this.#seen.keys()) if (!peers.some((p) => p.publicKey === key)) this.#seen.delete(key);
     live.sort();
     if (live.join() !== this.#direct.join()) {
       this.#direct = live;
