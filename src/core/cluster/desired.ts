@@ -67,6 +67,8 @@ export interface WireguardPeerObject {
   readonly keepaliveSeconds: number;
   /** how traffic to this peer's blocks goes (reach.ts); relayed: through `via` */
   readonly path: PathKind;
+  /** a live session (packets from it just now): the endpoint WireGuard roamed to is kept */
+  readonly live?: boolean;
   readonly via?: string;
 }
 
@@ -244,8 +246,9 @@ function wireguardPeers(
   };
   const blocks = new Map(accepted);
   const paths = new Map<string, PeerPath>();
+  const direct = new Set(c.view.direct ?? []);
   if (self) {
-    const inputs = { self, nodes: c.nodes, direct: new Set(c.view.direct ?? []), relaysFor };
+    const inputs = { self, nodes: c.nodes, direct, relaysFor };
     for (const [id] of accepted) paths.set(id, choosePath(owners.get(id) as NodeRecord, inputs));
     // a NATed host keeps every relay it may use as a peer: relays see its outside endpoint
     if (!reachable(self))
@@ -260,9 +263,9 @@ function wireguardPeers(
   }
   const out: WireguardPeerObject[] = [];
   for (const [id, path] of [...paths].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    // a relayed peer stays, even with nothing to carry and nowhere to probe (a NAT that maps per
+    // destination): a peer without endpoint or allowed IPs sends nothing, and status shows its relay
     const ips = [...(allowed.get(id) ?? [])].sort();
-    // nothing to carry and nowhere to probe: a relayed peer behind a NAT that maps per destination
-    if (ips.length === 0 && path.endpoint === undefined && path.kind !== 'learned') continue;
     const n = owners.get(id) as NodeRecord;
     out.push({
       node: id,
@@ -272,6 +275,7 @@ function wireguardPeers(
       keepaliveSeconds: WG_KEEPALIVE_SECONDS,
       path: path.kind,
       ...(path.via !== undefined ? { via: path.via } : {}),
+      ...(direct.has(id) ? { live: true } : {}),
     });
   }
   return out;

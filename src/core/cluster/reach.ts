@@ -36,6 +36,9 @@ export interface PeerPath {
   readonly via?: string;
 }
 
+/** The address part of an endpoint ("198.18.0.2" of "198.18.0.2:51820", "[fd00::2]" of "[fd00::2]:51820"). */
+const hostOf = (endpoint: string): string => endpoint.slice(0, endpoint.lastIndexOf(':'));
+
 /** The endpoint a node's address and WireGuard port make ("IP:PORT" / "[IPv6]:PORT"). */
 export function ownEndpoint(n: Pick<NodeRecord, 'address' | 'wgPort'>): string {
   const ip = parseIp(n.address);
@@ -67,9 +70,13 @@ export function learnNat(
   if (seen.length === 0) return current;
   const own = ownEndpoint(self);
   if (seen.every((ep) => ep === own)) return undefined;
-  const distinct = new Set(seen).size;
-  if (distinct > 1) return 'dependent';
-  return seen.length > 1 ? 'independent' : 'unknown';
+  // why: a NAT that maps per destination shows one outside address with another port to each
+  // host; two addresses are rather a NAT whose address changed, seen before and after (one
+  // host has not heard from it since): not known until they agree again
+  const byIp = new Map<string, Set<string>>();
+  for (const ep of seen) byIp.set(hostOf(ep), (byIp.get(hostOf(ep)) ?? new Set()).add(ep));
+  if ([...byIp.values()].some((eps) => eps.size > 1)) return 'dependent';
+  return byIp.size === 1 && seen.length > 1 ? 'independent' : 'unknown';
 }
 
 /**
@@ -93,8 +100,6 @@ export function seenEndpoint(
   }
   return undefined;
 }
-
-const hostOf = (endpoint: string): string => endpoint.slice(0, endpoint.lastIndexOf(':'));
 
 /** The relay for the pair {a, b} among `candidates` (rendezvous hashing: both ends agree). */
 export function chooseRelay(a: string, b: string, candidates: readonly string[]): string | undefined {

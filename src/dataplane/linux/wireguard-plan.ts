@@ -24,6 +24,11 @@ export interface WireguardPeer {
   readonly allowedIps: readonly string[];
   /** 0 or absent = off */
   readonly keepaliveSeconds?: number;
+  /**
+   * The peer has a live session (packets from it just now): the endpoint the device has, where
+   * WireGuard roamed it (a NAT's outside address, a mapping that changed), is kept over `endpoint`
+   */
+  readonly live?: boolean;
 }
 
 export interface WireguardDevice {
@@ -102,6 +107,7 @@ export function checkWireguardDevice(w: WireguardDevice): WireguardDevice {
       ...(endpoint !== undefined ? { endpoint } : {}),
       allowedIps,
       ...(ka > 0 ? { keepaliveSeconds: ka } : {}),
+      ...(p.live ? { live: true } : {}),
     };
   });
   return { name, privateKeyFile: w.privateKeyFile, listenPort: w.listenPort, mtu: w.mtu, peers };
@@ -153,20 +159,14 @@ export function parseWgDump(stdout: string): WireguardState {
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && new Set([...a, ...b]).size === a.length;
 
-/** WireGuard's REJECT_AFTER_TIME: a session older than this is dead, and so is what it taught. */
-export const SESSION_SECONDS = 180;
-
 /**
- * Whether the peer's endpoint must be set to `want`. Not when it matches, and not while a session
- * from the last SESSION_SECONDS is on: WireGuard moves a peer's endpoint to the source of its
- * latest authenticated packet (roaming), so the endpoint it has then is where the peer really is
- * (a NAT's outside address, a mapping that changed): overwriting it with the record's would cut
- * the session until the peer's next packet.
+ * Whether the peer's endpoint must be set to `want`: not when it matches, and not while the peer
+ * is live (WireGuard moves a peer's endpoint to the source of its latest authenticated packet:
+ * where the peer really is; overwriting it with the record's would cut a working session).
  */
-function endpointStale(c: WireguardPeerState | undefined, want: string, nowSeconds: number): boolean {
+function endpointStale(c: WireguardPeerState | undefined, want: string, live: boolean): boolean {
   if (c?.endpoint === undefined) return true;
-  if (canonicalEndpoint(c.endpoint) === want) return false;
-  return !(c.latestHandshake > 0 && nowSeconds - c.latestHandshake < SESSION_SECONDS);
+  return canonicalEndpoint(c.endpoint) !== want && !live;
 }
 
 /** Any keepalive other than 0: only its 0 → non-zero edge matters (see nudgeArgs). */
@@ -203,7 +203,6 @@ export function planWireguard(
   cur: WireguardState,
   want: WireguardDevice,
   ownPublicKey: string,
-  nowSeconds = Number.POSITIVE_INFINITY,
 ): { args: string[]; changes: string[] } {
   const w = checkWireguardDevice(want);
   if (w.peers.some((p) => p.publicKey === ownPublicKey))
@@ -233,7 +232,7 @@ export function planWireguard(
     const ka = p.keepaliveSeconds ?? 0;
     const fields: string[] = [];
     const what: string[] = [];
-    if (p.endpoint !== undefined && endpointStale(c, p.endpoint, nowSeconds)) {
+    if (p.endpoint !== undefined && endpointStale(c, p.endpoint, p.live === true)) {
       fields.push('endpoint', p.endpoint);
       what.push('endpoint');
       // a new place to try (a hole punch, a relay's sighting): handshake now, not at the next keepalive

@@ -173,11 +173,12 @@ describe('planWireguard', () => {
     assert.deepEqual(p.args.slice(2, 6), ['peer', K1, 'endpoint', '[fd00::2]:51820']);
     assert.equal(p.changes[0], 'private key replaced');
   });
-  it('leaves a roamed endpoint alone while its session is on (a NAT moved it), re-points it after', () => {
-    const hs = state().peers[1]!.latestHandshake;
+  it('leaves a roamed endpoint alone while the peer is live (a NAT moved it), re-points it when not', () => {
     const roamed = state({ peers: [state().peers[0]!, { ...state().peers[1]!, endpoint: '198.18.255.201:40000' }] });
-    assert.deepEqual(planWireguard(roamed, device(), K3, hs + 170).args, []);
-    assert.deepEqual(planWireguard(roamed, device(), K3, hs + 181).args, [
+    const w = device();
+    const live = { ...w, peers: [w.peers[0]!, { ...w.peers[1]!, live: true }] };
+    assert.deepEqual(planWireguard(roamed, live, K3).args, []);
+    assert.deepEqual(planWireguard(roamed, w, K3).args, [
       ...['peer', K2, 'endpoint', '198.18.0.3:51820'],
       // a new place to try: a handshake now (the nudge), not at the next keepalive
       ...['peer', K2, 'persistent-keepalive', '25', 'peer', K2, 'persistent-keepalive', 'off'],
