@@ -166,6 +166,36 @@ describe('PathsObserver', () => {
     assert.deepEqual(t.o.direct(), ['d'], 'an answer: on again');
   });
 
+  it("keepalives alone are not sending: each end's own keepalive every 25 s keeps a quiet session on", async () => {
+    const t = setup(rec('c', '198.18.241.2', { nat: 'independent' }), [
+      rec('d', '198.18.242.2', { nat: 'independent' }),
+    ]);
+    const peer = (rx: number, tx: number): WireguardPeerStatus[] => [
+      {
+        publicKey: key('D'),
+        endpoint: '198.18.255.202:51820',
+        allowedIps: [],
+        latestHandshake: t.nowS() - 1,
+        rxBytes: rx,
+        txBytes: tx,
+      },
+    ];
+    // c's keepalives at 0 s and 25 s, d's at 12 s and 37 s
+    for (const [at, rx, tx] of [
+      [0, 92, 148],
+      [2_000, 92, 180],
+      [12_000, 124, 180],
+      [27_000, 124, 212],
+      [37_000, 156, 212],
+      [39_000, 156, 212],
+    ] as const) {
+      t.advance(at === 0 ? 0 : at - (t.nowS() * 1000 - 1_000_000_000));
+      t.set(peer(rx, tx));
+      await t.o.tick();
+      assert.deepEqual(t.o.direct(), ['d'], `at ${at} ms`);
+    }
+  });
+
   it('a device that cannot be read changes nothing', async () => {
     const t = setup(rec('a', '198.18.255.1'), []);
     const o = new PathsObserver({

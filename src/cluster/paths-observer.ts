@@ -28,6 +28,11 @@ export const SILENT_MS = 40_000;
  * to say: sending for 15 s with nothing back is a dead path too (found sooner while traffic flows).
  */
 export const UNANSWERED_MS = 15_000;
+/**
+ * What counts as sending: more than two keepalives (32 bytes each) in one look. Both ends send
+ * their own keepalive every 25 s whether or not the other answered, so those alone prove nothing.
+ */
+const KEEPALIVES_BYTES = 64;
 export const OBSERVE_MS = 2_000;
 
 export interface PathsObserverDeps {
@@ -102,7 +107,7 @@ export class PathsObserver {
   #count(p: WireguardPeerStatus, now: number): Counters {
     const prev = this.#seen.get(p.publicKey);
     const rxGrew = prev === undefined || p.rxBytes > prev.rx;
-    const txGrew = prev !== undefined && p.txBytes > prev.tx;
+    const txGrew = prev !== undefined && p.txBytes - prev.tx > KEEPALIVES_BYTES;
     const unansweredSince = rxGrew ? undefined : (prev?.unansweredSince ?? (txGrew ? now : undefined));
     const c: Counters = {
       rx: p.rxBytes,
