@@ -221,7 +221,8 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const cur = await wg.readWireguard(exec, name);
       if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
       if (!cur) return [`wireguard device ${w.name} is missing`];
-      const plan = wg.planWireguard(cur, await selectWg(w), await wgKeys.readPrivateKeyFile(keyFile()));
+      const own = await wgKeys.readPrivateKeyFile(keyFile());
+      const plan = wg.planWireguard(cur, await selectWg(w), own, Date.now() / 1000);
       return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
     },
     async ensureRoutes(routes) {

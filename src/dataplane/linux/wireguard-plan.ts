@@ -159,14 +159,21 @@ export function parseWgDump(stdout: string): WireguardState {
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && new Set([...a, ...b]).size === a.length;
 
+/** A handshake this recent proves the endpoint it came from, before any look at the peer's traffic. */
+export const JUST_NOW_SECONDS = 5;
+
 /**
  * Whether the peer's endpoint must be set to `want`: not when it matches, and not while the peer
  * is live (WireGuard moves a peer's endpoint to the source of its latest authenticated packet:
- * where the peer really is; overwriting it with the record's would cut a working session).
+ * where the peer really is; overwriting it with the record's would cut a working session until
+ * its next keepalive). Live: packets from it just now (the paths observer's `live`), or a
+ * handshake in the last JUST_NOW_SECONDS (a host behind a NAT that just dialled this one, before
+ * the observer or the NAT's record tell).
  */
-function endpointStale(c: WireguardPeerState | undefined, want: string, live: boolean): boolean {
+function endpointStale(c: WireguardPeerState | undefined, want: string, live: boolean, nowSeconds: number): boolean {
   if (c?.endpoint === undefined) return true;
-  return canonicalEndpoint(c.endpoint) !== want && !live;
+  if (canonicalEndpoint(c.endpoint) === want) return false;
+  return !(live || (c.latestHandshake > 0 && nowSeconds - c.latestHandshake < JUST_NOW_SECONDS));
 }
 
 /** Any keepalive other than 0: only its 0 → non-zero edge matters (see nudgeArgs). */
@@ -203,6 +210,7 @@ export function planWireguard(
   cur: WireguardState,
   want: WireguardDevice,
   ownPublicKey: string,
+  nowSeconds = Number.POSITIVE_INFINITY,
 ): { args: string[]; changes: string[] } {
   const w = checkWireguardDevice(want);
   if (w.peers.some((p) => p.publicKey === ownPublicKey))
@@ -232,7 +240,7 @@ export function planWireguard(
     const ka = p.keepaliveSeconds ?? 0;
     const fields: string[] = [];
     const what: string[] = [];
-    if (p.endpoint !== undefined && endpointStale(c, p.endpoint, p.live === true)) {
+    if (p.endpoint !== undefined && endpointStale(c, p.endpoint, p.live === true, nowSeconds)) {
       fields.push('endpoint', p.endpoint);
       what.push('endpoint');
       // a new place to try (a hole punch, a relay's sighting): handshake now, not at the next keepalive

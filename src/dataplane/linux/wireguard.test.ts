@@ -178,6 +178,8 @@ describe('planWireguard', () => {
     const w = device();
     const live = { ...w, peers: [w.peers[0]!, { ...w.peers[1]!, live: true }] };
     assert.deepEqual(planWireguard(roamed, live, K3).args, []);
+    const hs = state().peers[1]!.latestHandshake;
+    assert.deepEqual(planWireguard(roamed, w, K3, hs + 4).args, [], 'a handshake 4 s ago: just dialled from there');
     assert.deepEqual(planWireguard(roamed, w, K3).args, [
       ...['peer', K2, 'endpoint', '198.18.0.3:51820'],
       // a new place to try: a handshake now (the nudge), not at the next keepalive
