@@ -10,7 +10,16 @@
  * bundle is newer than every source file, the lockfile and this script, and was built from the
  * checkout's commit (baked in for `truss version`; `--force` rebuilds).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -37,10 +46,13 @@ export const packageVersion = (): string =>
 export async function bundleDaemon(appDir: string, version: string): Promise<string> {
   const esbuild = await import('esbuild');
   const out = join(appDir, BUNDLE_PATH);
+  // why: several run.sh may build at once (hosts started together): each writes its own file and
+  // renames it over the bundle, so a truss starting meanwhile never loads a half-written one
+  const tmp = `${out}.${process.pid}.tmp`;
   const commit = checkoutCommit(REPO_ROOT) ?? '';
   await esbuild.build({
     entryPoints: [join(REPO_ROOT, 'src', 'cli', 'main.ts')],
-    outfile: out,
+    outfile: tmp,
     bundle: true,
     platform: 'node',
     target: 'node24',
@@ -60,10 +72,14 @@ export async function bundleDaemon(appDir: string, version: string): Promise<str
     legalComments: 'eof',
     logLevel: 'warning',
   });
+  renameSync(tmp, out);
   const protoDir = join(REPO_ROOT, 'node_modules', 'etcd3', 'proto');
   mkdirSync(join(appDir, 'proto'), { recursive: true });
   for (const f of readdirSync(protoDir).sort()) {
-    if (f.endsWith('.proto')) copyFileSync(join(protoDir, f), join(appDir, 'proto', f));
+    if (!f.endsWith('.proto')) continue;
+    const part = join(appDir, 'proto', `${f}.${process.pid}.tmp`);
+    copyFileSync(join(protoDir, f), part);
+    renameSync(part, join(appDir, 'proto', f));
   }
   return out;
 }

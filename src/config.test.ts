@@ -86,6 +86,20 @@ describe('loadConfig', () => {
       message: /--node-name/,
     });
   });
+  it('reachability flags: --public-endpoint (canonical) and --relay, or their env twins', () => {
+    const c = loadConfig(['--public-endpoint', '[fd00:0::7]:4500', '--relay'], {});
+    assert.equal(c.publicEndpoint, '[fd00::7]:4500');
+    assert.equal(c.relay, true);
+    const e = loadConfig([], { TRUSS_PUBLIC_ENDPOINT: '198.18.255.9:51820', TRUSS_RELAY: '1' });
+    assert.equal(e.publicEndpoint, '198.18.255.9:51820');
+    assert.equal(e.relay, true);
+    assert.equal(loadConfig([], {}).relay, undefined);
+    for (const bad of ['host.example:51820', '198.18.255.9', 'fd00::7:4500', '198.18.255.9:0'])
+      assert.throws(() => loadConfig(['--public-endpoint', bad], {}), {
+        code: 'TRUSS_ERR_OPTION_INVALID',
+        message: /^--public-endpoint .*: expected IP:PORT \(IPv6: \[IP\]:PORT\)/,
+      });
+  });
   it('etcd user auth and --etcd-insecure (or TRUSS_ETCD_USER, TRUSS_ETCD_PASSWORD_FILE, TRUSS_ETCD_INSECURE)', () => {
     const c = loadConfig(
       ['--etcd-user', 'truss-aa01', '--etcd-password-file', '/etc/truss/etcd-pw', '--etcd-insecure'],

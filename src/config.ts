@@ -3,6 +3,7 @@
  * read here and nowhere else. DOCKER_PLUGIN_DEBUG=true turns on debug logs.
  */
 import { parseArgs } from 'node:util';
+import { canonicalEndpoint } from './core/cluster/endpoint.ts';
 import { isValidNodeName } from './core/cluster/model.ts';
 import { errors } from './core/errors.ts';
 import { parseIp } from './core/ip.ts';
@@ -34,6 +35,10 @@ export interface Config {
   /** underlay address peers reach this host at (default: detected towards etcd) */
   readonly advertiseAddress?: string;
   readonly wgPort: number;
+  /** --public-endpoint: where other hosts dial this one (a port forwarded to it), canonical IP:PORT */
+  readonly publicEndpoint?: string;
+  /** --relay: forward WireGuard traffic between hosts that cannot reach each other */
+  readonly relay?: boolean;
   /** iptables to program the TRUSS-FORWARD shim with (its backend must be the one dockerd uses) */
   readonly iptables?: string;
   /** a writable /proc/sys mounted elsewhere (the managed plugin's /proc/sys is read-only) */
@@ -198,6 +203,19 @@ export const SERVE_OPTIONS = {
     defaultText: String(DEFAULTS.wgPort),
     help: "UDP port of this host's WireGuard device",
   },
+  'public-endpoint': {
+    type: 'string',
+    value: 'IP:PORT',
+    env: 'TRUSS_PUBLIC_ENDPOINT',
+    defaultText: 'none',
+    help: 'where other hosts reach this one when a NAT forwards a port to it',
+  },
+  relay: {
+    type: 'boolean',
+    env: 'TRUSS_RELAY',
+    defaultText: 'off',
+    help: 'relay WireGuard traffic between hosts behind NATs (a host others can reach)',
+  },
   iptables: {
     type: 'string',
     value: 'PROG',
@@ -302,6 +320,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (!/^[1-9][0-9]{0,4}$/.test(wgPortText) || Number(wgPortText) > 65535) {
     throw errors.badOption(`--wg-port ${JSON.stringify(wgPortText)}: expected 1-65535`);
   }
+  const publicText = pick(values['public-endpoint'], 'TRUSS_PUBLIC_ENDPOINT');
+  const publicEndpoint = publicText === undefined ? undefined : canonicalEndpoint(publicText);
+  if (publicText !== undefined && publicEndpoint === undefined) {
+    throw errors.badOption(
+      `--public-endpoint ${JSON.stringify(publicText.slice(0, 80))}: expected IP:PORT (IPv6: [IP]:PORT), the address and UDP port other hosts reach this host's WireGuard at, e.g. 203.0.113.7:51820`,
+    );
+  }
+  const relayText = env.TRUSS_RELAY;
+  const relay = values.relay === true || relayText === '1' || relayText === 'true';
   const iptables = pick(values.iptables, 'TRUSS_IPTABLES');
   if (iptables !== undefined && !/^(?:\/[\w.+-]+)+$|^[\w.+-]+$/.test(iptables)) {
     throw errors.badOption(`--iptables ${JSON.stringify(iptables)}: expected a program name or an absolute path`);
@@ -332,6 +359,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     ...(nodeName !== undefined ? { nodeName } : {}),
     ...(advertise !== undefined ? { advertiseAddress: advertise } : {}),
     wgPort: Number(wgPortText),
+    ...(publicEndpoint !== undefined ? { publicEndpoint } : {}),
+    ...(relay ? { relay } : {}),
     socket,
     stateDir,
     logLevel: level as Level,

@@ -15,6 +15,7 @@ import { buildAdminServer } from './admin/server.ts';
 import { ClaimGc } from './cluster/claim-gc.ts';
 import { type Cluster, type ClusterSetupDeps, setupCluster, wireguardKeyDir } from './cluster/setup.ts';
 import type { Config } from './config.ts';
+import { WG_DEVICE } from './core/cluster/desired.ts';
 import { clusterOfPool, localUseByCluster } from './core/cluster/local-use.ts';
 import type { Dataplane } from './core/contracts.ts';
 import { errors, type TrussError } from './core/errors.ts';
@@ -144,6 +145,7 @@ export async function openDaemon(config: Config, deps: DaemonDeps = {}): Promise
     underlay: underlay ?? noUnderlay,
     ensurePrivateKey,
     listNetworks: () => repo.listNetworks(),
+    readWireguardPeers: () => dataplane.readWireguardPeers(WG_DEVICE),
     log,
     onChange: () => trigger.fn(),
     ...(deps.onFatal ? { onFatal: deps.onFatal } : {}),
@@ -258,7 +260,9 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
         ...(await repo.snapshot(opts)),
         ...(cluster ? { cluster: cluster.agent.view() ?? ('pending' as const) } : {}),
       }),
-    ...(cluster ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu.wireguard } } : {}),
+    ...(cluster
+      ? { wireguard: { listenPort: cluster.listenPort, mtu: cluster.mtu.wireguard, relay: cluster.relay } }
+      : {}),
     ...(cluster ? { vxlan: cluster.vxlan } : {}),
     dataplane,
     log: log.child({ component: 'reconcile' }),

@@ -12,6 +12,7 @@ import {
   formatKernel,
   formatOrphans,
   formatPeers,
+  formatReach,
 } from './status-sections.ts';
 import { table } from './table.ts';
 
@@ -215,6 +216,7 @@ export function formatForeign(o: OwnershipBody | undefined): string[] {
 export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now()): string[] {
   const id = c.nodeId !== undefined && c.nodeId !== c.node ? ` (node id ${c.nodeId})` : '';
   const out = [`CLUSTER: host ${c.node ?? '?'}${id}${c.synced ? '' : ' (not synced with etcd yet)'}`];
+  out.push(...formatReach(c.reach));
   if (c.etcd) {
     const auth = c.etcd.auth === 'password' ? `user ${c.etcd.user ?? '?'}` : c.etcd.auth;
     out.push(`etcd: ${c.etcd.tls ? 'TLS' : 'plaintext'}, auth ${auth}`);

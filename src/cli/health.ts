@@ -88,8 +88,12 @@ function clusterProblems(c: StatusBody['cluster'], nowMs: number): string[] {
   if (e.watch === 'disconnected') out.push(`the watch of etcd is disconnected: ${e.watchError ?? 'no reason given'}`);
   if (!c.synced) out.push('not synced with etcd yet: cluster networks are not programmed');
   for (const p of c.peers) {
-    const where = `${peerName(p)} (${p.endpoint})`;
-    if (p.latestHandshake === 0) out.push(`cluster peer ${where}: no WireGuard handshake`);
+    const where = `${peerName(p)} (${p.endpoint ?? 'endpoint not learnt yet'})`;
+    // a relayed peer's own session is only a hole-punch attempt: its traffic is fine without it
+    if (p.path === 'relayed') continue;
+    if (p.path === 'unreachable')
+      out.push(`cluster peer ${where}: both hosts are behind NATs and no relay is up (start one host with --relay)`);
+    else if (p.latestHandshake === 0) out.push(`cluster peer ${where}: no WireGuard handshake`);
     else {
       const ago = nowMs / 1000 - p.latestHandshake;
       if (ago > HANDSHAKE_STALE_S) out.push(`cluster peer ${where}: last WireGuard handshake ${age(ago)} ago`);

@@ -178,17 +178,27 @@ describe('formatStatus: names, IPAM usage, cluster connection and peers', () => 
           txBytes: 3 * 1024 * 1024,
         },
         { node: 'n3', endpoint: '198.18.255.3:51820', allowedIps: [], latestHandshake: 0 },
+        { node: 'n4', name: 'h4', path: 'relayed' as const, via: 'n2', allowedIps: [], latestHandshake: 0 },
       ],
+      names: { n2: 'h2', n4: 'h4' },
+      reach: { address: '198.18.241.2', relay: false, nat: 'independent' as const, seenAs: ['198.18.255.201:51820'] },
     };
     const text = formatStatus(healthy({ cluster }), { now: NOW });
     assert.match(text, /^HEALTH: 3 problem\(s\)/m);
     assert.deepEqual(lines(text, 'etcd', 5), [
       'etcd: TLS, auth certificate',
       'etcd connection: UNREACHABLE (no answer within 2000 ms), lease LOST, watch connected',
-      'PEERS (2)',
-      'NAME  NODE ID  ENDPOINT            ALLOWED          HANDSHAKE  TRANSFER(RX/TX)',
-      'h2    n2       198.18.255.2:51820  198.18.64.64/26  42 s ago   2.0 KiB/3.0 MiB',
+      'PEERS (3)',
+      'NAME  NODE ID  ENDPOINT            PATH          ALLOWED          HANDSHAKE  TRANSFER(RX/TX)',
+      'h2    n2       198.18.255.2:51820  direct        198.18.64.64/26  42 s ago   2.0 KiB/3.0 MiB',
     ]);
-    assert.match(text, /^n3 {4}n3 {7}198\.18\.255\.3:51820 {2}- {16}never {6}-$/m);
+    assert.match(text, /^n3 {4}n3 {7}198\.18\.255\.3:51820 {2}direct {8}- {16}never {6}-$/m);
+    // a relayed peer: its relay named, and no missing handshake reported (it is only a hole-punch try)
+    assert.match(text, /^h4 {4}n4 {7}- {19}relay via h2 {2}- {16}never {6}-$/m);
+    assert.doesNotMatch(text, /cluster peer h4/);
+    assert.match(
+      text,
+      /^reachability: address 198\.18\.241\.2, behind a NAT \(endpoint-independent mapping\), seen as 198\.18\.255\.201:51820$/m,
+    );
   });
 });

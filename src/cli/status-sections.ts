@@ -173,6 +173,36 @@ const bytes = (n: number): string => {
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 };
 
+/** How traffic reaches a peer (reach.ts): `relay via NAME` names the relay. */
+function pathText(
+  p: { readonly path?: string | undefined; readonly via?: string | undefined },
+  names: Readonly<Record<string, string>>,
+): string {
+  if (p.path === 'relayed') return `relay via ${p.via !== undefined ? (names[p.via] ?? p.via) : '?'}`;
+  if (p.path === 'unreachable') return 'UNREACHABLE (no relay)';
+  return p.path ?? 'direct';
+}
+
+/**
+ * This host's reachability: its address, and what the other hosts see (a NAT, how it maps), its
+ * --public-endpoint and --relay.
+ */
+export function formatReach(r: Cluster['reach']): string[] {
+  if (!r) return [];
+  const nat =
+    r.nat === undefined
+      ? 'reachable'
+      : `behind a NAT (${r.nat === 'independent' ? 'endpoint-independent mapping' : r.nat === 'dependent' ? 'a new mapping per destination: hole punching cannot work, relayed' : 'mapping not known yet'})`;
+  const parts = [
+    `address ${r.address}`,
+    r.publicEndpoint !== undefined ? `public endpoint ${r.publicEndpoint}` : nat,
+    ...(r.publicEndpoint !== undefined && r.nat !== undefined ? ['behind a NAT'] : []),
+    ...(r.seenAs ? [`seen as ${r.seenAs.join(', ')}`] : []),
+    ...(r.relay ? ['relay'] : []),
+  ];
+  return [`reachability: ${parts.join(', ')}`];
+}
+
 /** Each WireGuard peer: who, where, which blocks it is given, its last handshake and transfer. */
 export function formatPeers(c: Partial<Cluster>, nowMs: number): string[] {
   const peers = c.peers ?? [];
@@ -180,11 +210,12 @@ export function formatPeers(c: Partial<Cluster>, nowMs: number): string[] {
   return [
     `PEERS (${peers.length})`,
     table([
-      ['NAME', 'NODE ID', 'ENDPOINT', 'ALLOWED', 'HANDSHAKE', 'TRANSFER(RX/TX)'],
+      ['NAME', 'NODE ID', 'ENDPOINT', 'PATH', 'ALLOWED', 'HANDSHAKE', 'TRANSFER(RX/TX)'],
       ...peers.map((p) => [
         peerName(p),
         p.node,
-        p.endpoint,
+        p.endpoint ?? '-',
+        pathText(p, c.names ?? {}),
         p.allowedIps.join(',') || '-',
         p.latestHandshake === 0 ? 'never' : `${age(nowMs / 1000 - p.latestHandshake)} ago`,
         p.rxBytes === undefined ? '-' : `${bytes(p.rxBytes)}/${bytes(p.txBytes ?? 0)}`,

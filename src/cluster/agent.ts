@@ -37,7 +37,7 @@ import {
   nodeIdOf,
 } from '../core/cluster/model.ts';
 import { decodeClusterRecord } from '../core/cluster/records.ts';
-import type { ClusterJoin, ClusterMembership, ClusterNames } from '../core/contracts.ts';
+import type { ClusterJoin, ClusterMembership, ClusterNames, WireguardPeerStatus } from '../core/contracts.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
 import type { NamedEndpoint } from '../core/names/model.ts';
@@ -46,6 +46,7 @@ import { settledWithin } from '../obs/settled.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
 import { NamesPublisher } from './names.ts';
+import { PathsObserver } from './paths-observer.ts';
 import { type countAllocations, type Released, releaseHeld } from './reclaim.ts';
 import { checkIdentity, earlierTwin, migrate } from './registration.ts';
 import { type WatchEvent, WatchedRecords } from './view-cache.ts';
@@ -105,6 +106,8 @@ export interface ClusterAgentDeps {
   /** names of the cluster networks this host has (from local intent), re-joined at start */
   localClusters(): Promise<readonly string[]>;
   readonly leaseTtlSeconds?: number;
+  /** the WireGuard device's peers (the dataplane's): with it, the agent watches the paths to them */
+  readPeers?(): Promise<readonly WireguardPeerStatus[]>;
   /** how long a peer whose lease lapsed but who still holds blocks stays programmed (default 15 min) */
   readonly lapsedGraceMs?: number;
   readonly now?: () => number;
@@ -135,12 +138,26 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
   #resolveConnected: () => void = () => {};
   /** this host's names under its lease (names.ts) */
   readonly #names: NamesPublisher;
+  /** the paths to peers as the WireGuard device shows them (paths-observer.ts); absent in tests without a device */
+  readonly #paths: PathsObserver | undefined;
 
   constructor(deps: ClusterAgentDeps) {
     this.#d = deps;
     this.#node = deps.node;
     this.#records = new WatchedRecords(deps, () => this.self);
     this.#names = new NamesPublisher({ ...deps, self: () => this.self, lease: () => this.#lease });
+    const readPeers = deps.readPeers?.bind(deps);
+    this.#paths = readPeers
+      ? new PathsObserver({
+          readPeers,
+          view: () => this.#records.view(),
+          own: () => this.#node,
+          publish: (patch) => this.publishReach(patch),
+          onChange: deps.onChange,
+          log: deps.log,
+          ...(deps.now ? { now: deps.now } : {}),
+        })
+      : undefined;
     this.#connected = new Promise((r) => {
       this.#resolveConnected = r;
     });
@@ -175,6 +192,24 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
     this.#node = { ...this.#node, wgPublicKey: publicKey };
     await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
     this.#d.log.info('published a new WireGuard public key', { publicKey });
+  }
+
+  /**
+   * Publish this host's record with reachability fields changed (paths-observer.ts): what it sees
+   * of its peers, and its NAT as they see it. Skipped while not registered (the next look retries).
+   */
+  async publishReach(patch: Pick<NodeRecord, 'seen' | 'nat'>): Promise<void> {
+    const lease = this.#lease;
+    if (!lease) return;
+    const { seen: _s, nat: _n, ...rest } = this.#node;
+    const seen = patch.seen !== undefined && Object.keys(patch.seen).length > 0 ? { seen: patch.seen } : {};
+    this.#node = { ...rest, ...(patch.nat !== undefined ? { nat: patch.nat } : {}), ...seen };
+    await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
+  }
+
+  /** this host's record as last published */
+  get record(): NodeRecord {
+    return this.#node;
   }
 
   /** Starts in the background; resolves at once. `connected()` resolves once registered. */
@@ -243,6 +278,7 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
           address: this.#node.address,
         });
         this.#resolveConnected();
+        this.#paths?.start();
         this.#d.onChange();
         return;
       } catch (e) {
@@ -288,6 +324,7 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#names.stop();
+    this.#paths?.stop();
     await this.#watch?.close();
   }
   /**
@@ -296,7 +333,11 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
    * left out (and logged once); nodes, members and blocks carry their createRevision.
    */
   view(): ClusterView | undefined {
-    return this.#records.view();
+    const v = this.#records.view();
+    if (!v) return undefined;
+    const lapsed = this.#records.lapsedPeers();
+    const direct = this.#paths?.direct() ?? [];
+    return { ...v, ...(lapsed.length > 0 ? { lapsed } : {}), ...(direct.length > 0 ? { direct } : {}) };
   }
 
   /** The records the last view() left out, and why (for status). */

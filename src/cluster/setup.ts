@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import { isValidNodeName } from '../core/cluster/model.ts';
 import { computeVxlanMtu, computeWireguardMtu } from '../core/cluster/mtu.ts';
 import { chooseUnderlay, type LinkFacts, type UnderlayFacts } from '../core/cluster/underlay.ts';
+import type { WireguardPeerStatus } from '../core/contracts.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { formatIp, parseIp } from '../core/ip.ts';
 import { onThisHost, parseStoreUrl, plaintextProblem } from '../core/store-url.ts';
@@ -31,6 +32,8 @@ export interface ClusterSettings {
   readonly nodeName?: string;
   readonly advertiseAddress?: string;
   readonly wgPort: number;
+  readonly publicEndpoint?: string;
+  readonly relay?: boolean;
 }
 
 /**
@@ -45,6 +48,8 @@ export interface ClusterSetupDeps {
   };
   ensurePrivateKey(keyDir: string): Promise<{ readonly publicKey: string }>;
   listNetworks(): Promise<readonly { readonly cluster?: { readonly name: string } }[]>;
+  /** the WireGuard device's peers now ([] without one): the agent watches the paths to them */
+  readWireguardPeers?(): Promise<readonly WireguardPeerStatus[]>;
   readonly log: Logger;
   /** the cluster view changed: reconcile */
   onChange(): void;
@@ -58,6 +63,8 @@ export interface Cluster {
   readonly store: LazyClusterStore;
   readonly keyDir: string;
   readonly listenPort: number;
+  /** --relay: this host forwards WireGuard traffic between other hosts */
+  readonly relay: boolean;
   /** container MTU of encrypted (WireGuard) and unencrypted (VXLAN) cluster networks */
   readonly mtu: { readonly wireguard: number; readonly vxlan: number };
   /** the VXLAN device's settings: its MTU, local (advertise) address and underlay link */
@@ -187,7 +194,10 @@ export async function setupCluster(config: ClusterSettings, deps: ClusterSetupDe
       address,
       wgPublicKey: key.publicKey,
       wgPort: config.wgPort,
+      ...(config.publicEndpoint !== undefined ? { publicEndpoint: config.publicEndpoint } : {}),
+      ...(config.relay ? { relay: true } : {}),
     },
+    ...(deps.readWireguardPeers ? { readPeers: deps.readWireguardPeers } : {}),
     ...(instance.previous ? { previousInstance: instance.previous } : {}),
     nodeIdFile: node.file,
     mtu,
@@ -208,11 +218,23 @@ export async function setupCluster(config: ClusterSettings, deps: ClusterSetupDe
     mtu,
     underlay: underlay.dev,
     wgPort: config.wgPort,
+    ...(config.publicEndpoint !== undefined ? { publicEndpoint: config.publicEndpoint } : {}),
+    ...(config.relay ? { relay: true } : {}),
     publicKey: key.publicKey,
     etcdTls: transport.tls,
     etcdAuth: transport.auth,
   });
   if (transport.warning)
     clog.warn('etcd connection is plaintext', { endpoints: url.endpoints, hint: transport.warning });
-  return { agent, ipam, store, keyDir, listenPort: config.wgPort, mtu, vxlan, etcd: transport };
+  return {
+    agent,
+    ipam,
+    store,
+    keyDir,
+    listenPort: config.wgPort,
+    relay: config.relay === true,
+    mtu,
+    vxlan,
+    etcd: transport,
+  };
 }

@@ -207,7 +207,17 @@ export const clusterView = z.object({
     z.object({
       node: z.string(),
       name: z.string().optional(),
-      endpoint: z.string(),
+      endpoint: z
+        .string()
+        .optional()
+        .describe("where its packets go (the device's, which WireGuard learns from the peer); absent: not known yet"),
+      path: z
+        .enum(['direct', 'learned', 'punched', 'relayed', 'unreachable'])
+        .optional()
+        .describe(
+          'direct: dialled; learned: behind a NAT, it dials this host; punched: both behind NATs, hole punched; relayed: through `via`; unreachable: both behind NATs and no relay',
+        ),
+      via: z.string().optional().describe('relayed: the relay node id'),
       allowedIps: z.array(z.string()),
       latestHandshake: z.number().describe('s since the epoch, 0 = never'),
       rxBytes: z.number().optional().describe('received from it (absent: not on the WireGuard device)'),
@@ -217,6 +227,20 @@ export const clusterView = z.object({
   vxlanPeers: z.array(
     z.object({ node: z.string(), name: z.string().optional(), address: z.string(), mac: z.string() }),
   ),
+  reach: z
+    .object({
+      address: z.string().describe('the advertised (underlay) address'),
+      publicEndpoint: z.string().optional().describe('--public-endpoint'),
+      relay: z.boolean().describe('--relay'),
+      nat: z
+        .enum(['independent', 'dependent', 'unknown'])
+        .optional()
+        .describe(
+          'learnt: behind a NAT that maps the same outside endpoint towards every host (independent), another per host (dependent); absent: not behind a NAT as far as known',
+        ),
+      seenAs: z.array(z.string()).optional().describe('the endpoints other hosts see this host at'),
+    })
+    .optional(),
   names: z.record(z.string(), z.string()).describe('node id -> display name of every registered host'),
   lapsed: z
     .array(z.string())

@@ -74,6 +74,16 @@ export interface FirewallObject {
   readonly networks: readonly FirewallNetwork[];
   /** present while this host has a VXLAN device (an unencrypted cluster network) */
   readonly vxlan?: VxlanGuard;
+  /**
+   * --relay with an encrypted cluster network: the WireGuard device, whose traffic between two
+   * other hosts this host forwards (in and out of it again; dockerd's FORWARD policy is DROP)
+   */
+  readonly relay?: string;
+}
+
+/** The firewall with relaying through `device` (none: the firewall as it is). */
+export function withRelay(f: FirewallObject, device: string | undefined): FirewallObject {
+  return device === undefined || f.networks.length === 0 ? f : { ...f, relay: device };
 }
 
 /** The firewall with the VXLAN guard for `guard` (none: the firewall as it is). */

@@ -77,6 +77,7 @@ function statusBody(over: Partial<StatusBody> = {}): StatusBody {
       peers: [
         { node: 'id2', name: 'h2', endpoint: '198.18.255.2:51820', allowedIps: [], latestHandshake: 1_000 },
         { node: 'id3', endpoint: '198.18.255.3:51820', allowedIps: [], latestHandshake: 0 },
+        { node: 'id4', path: 'relayed' as const, via: 'id2', allowedIps: [], latestHandshake: 0 },
       ],
       vxlanPeers: [],
       names: {},
@@ -208,8 +209,10 @@ describe('prometheus exposition', () => {
     assert.equal(sampleValue(f, 'truss_ipam_pool_size_addresses', v6), 2 ** 64 - 1);
     assert.equal(sampleValue(f, 'truss_etcd_connected'), 1);
     assert.equal(sampleValue(f, 'truss_cluster_synced'), 1);
-    assert.equal(sampleValue(f, 'truss_wireguard_peers'), 2);
-    assert.equal(sampleValue(f, 'truss_wireguard_peers_without_handshake'), 1);
+    assert.equal(sampleValue(f, 'truss_wireguard_peers'), 3);
+    assert.equal(sampleValue(f, 'truss_wireguard_peers_without_handshake'), 1, 'a relayed peer needs no handshake');
+    assert.equal(sampleValue(f, 'truss_wireguard_peer_paths', { path: 'direct' }), 2);
+    assert.equal(sampleValue(f, 'truss_wireguard_peer_paths', { path: 'relayed' }), 1);
     const age = sampleValue(f, 'truss_wireguard_peer_handshake_age_seconds', { peer: 'h2' }) ?? 0;
     assert.ok(Math.abs(age - (Date.now() / 1000 - 1_000)) < 60, `${age}`);
     assert.equal(sampleSum(f, 'truss_wireguard_peer_handshake_age_seconds', { peer: 'id3' }), 0, 'never: no age');

@@ -88,7 +88,11 @@ function defineClusterMetrics(m: Replaced) {
     etcd: gauge('truss_etcd_connected', '1 when etcd answered a read at this scrape'),
     synced: gauge('truss_cluster_synced', '1 once the cluster view has been read from etcd'),
     peers: gauge('truss_wireguard_peers', 'WireGuard peers this host should have'),
-    never: gauge('truss_wireguard_peers_without_handshake', 'WireGuard peers that never completed a handshake'),
+    never: gauge(
+      'truss_wireguard_peers_without_handshake',
+      'WireGuard peers that never completed a handshake (relayed peers not counted)',
+    ),
+    paths: gauge('truss_wireguard_peer_paths', 'WireGuard peers by how traffic reaches them', ['path']),
     age: gauge('truss_wireguard_peer_handshake_age_seconds', 'Seconds since the last handshake with a peer', ['peer']),
   };
 }
@@ -188,6 +192,9 @@ export class StatusGauges {
     c.synced.set(cluster.synced ? 1 : 0);
     c.peers.set(cluster.peers.length);
     for (const p of cluster.peers) {
+      c.paths.inc({ path: p.path ?? 'direct' });
+      // a relayed peer's own session is a hole-punch try: its traffic flows without it
+      if (p.path === 'relayed') continue;
       if (p.latestHandshake === 0) c.never.inc();
       else c.age.set({ peer: p.name ?? p.node }, Math.max(0, nowMs / 1000 - p.latestHandshake));
     }

@@ -5,9 +5,9 @@
  * the registry (registry.ts) over it.
  */
 
-import { type ClusterDesired, computeClusterDesired, WG_DEFAULT_PORT } from '../core/cluster/desired.ts';
+import { type ClusterDesired, computeClusterDesired, WG_DEFAULT_PORT, WG_DEVICE } from '../core/cluster/desired.ts';
 import type { Dataplane, PolicyCounter } from '../core/contracts.ts';
-import { computeDesired, type FirewallObject, withVxlanGuard } from '../core/desired.ts';
+import { computeDesired, type FirewallObject, withRelay, withVxlanGuard } from '../core/desired.ts';
 import type { Intent } from '../core/intent.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI } from '../core/naming.ts';
 import type { Logger } from '../obs/logger.ts';
@@ -32,7 +32,7 @@ export interface ReconcilerDeps {
   readonly log: Logger;
   readonly resyncMs?: number;
   /** WireGuard settings of this host (cluster networks) */
-  readonly wireguard?: { readonly listenPort: number; readonly mtu: number };
+  readonly wireguard?: { readonly listenPort: number; readonly mtu: number; readonly relay?: boolean };
   /** VXLAN settings of this host (unencrypted cluster networks): device MTU, underlay address and link */
   readonly vxlan?: { readonly mtu: number; readonly local: string; readonly dev?: string };
   /**
@@ -138,7 +138,10 @@ export class Reconciler {
     const cluster = intent.cluster === 'pending' ? undefined : this.clusterDesired(intent);
     if (cluster && mode !== 'check') this.#reportRejected(cluster);
     const dns = intent.dns && intent.dns.bridges.length > 0 ? { dnsRedirect: intent.dns } : {};
-    const kernel = { ...local, ...dns, firewall: await this.#guarded(local.firewall, intent, cluster) };
+    const relay =
+      this.#deps.wireguard?.relay === true && intent.networks.some((n) => n.cluster?.encrypt !== false && n.cluster);
+    const firewall = withRelay(await this.#guarded(local.firewall, intent, cluster), relay ? WG_DEVICE : undefined);
+    const kernel = { ...local, ...dns, firewall };
     const links = mode === 'incremental' ? undefined : await this.#links.plan(kernel, mode);
     return {
       intent,

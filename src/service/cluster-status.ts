@@ -10,7 +10,7 @@ import type { ClaimGc } from '../cluster/claim-gc.ts';
 import type { Cluster } from '../cluster/setup.ts';
 import type { ClusterBody } from '../core/admin-api.ts';
 import { WG_DEVICE } from '../core/cluster/desired.ts';
-import { nodeIdOf } from '../core/cluster/model.ts';
+import { type NodeRecord, nodeIdOf } from '../core/cluster/model.ts';
 import type { Dataplane } from '../core/contracts.ts';
 import type { Reconciler } from '../reconcile/reconciler.ts';
 import type { IntentRepo } from './intent.ts';
@@ -46,6 +46,20 @@ export async function probeEtcd(
   }
 }
 
+/** This host's reachability as its record says and as the others see it. */
+function reachOf(self: string, nodes: readonly NodeRecord[]): ClusterBody['reach'] {
+  const me = nodes.find((n) => nodeIdOf(n) === self);
+  if (!me) return undefined;
+  const seenAs = [...new Set(nodes.flatMap((n) => (nodeIdOf(n) !== self && n.seen?.[self] ? [n.seen[self]] : [])))];
+  return {
+    address: me.address,
+    ...(me.publicEndpoint !== undefined ? { publicEndpoint: me.publicEndpoint } : {}),
+    relay: me.relay === true,
+    ...(me.nat !== undefined ? { nat: me.nat } : {}),
+    ...(seenAs.length > 0 ? { seenAs: seenAs.sort() } : {}),
+  };
+}
+
 export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> {
   const { cluster } = d;
   const view = cluster.agent.view();
@@ -65,10 +79,13 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
     wgPort: cluster.listenPort,
     peers: (desired.wireguard?.peers ?? []).map((p) => {
       const live = peers.find((x) => x.publicKey === p.publicKey);
+      const endpoint = live?.endpoint ?? p.endpoint;
       return {
         node: p.node,
         name: names.get(p.node),
-        endpoint: p.endpoint,
+        ...(endpoint !== undefined ? { endpoint } : {}),
+        path: p.path,
+        ...(p.via !== undefined ? { via: p.via } : {}),
         allowedIps: p.allowedIps,
         latestHandshake: live?.latestHandshake ?? 0,
         ...(live ? { rxBytes: live.rxBytes, txBytes: live.txBytes } : {}),
@@ -80,6 +97,7 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
       address: p.address,
       mac: p.mac,
     })),
+    reach: reachOf(cluster.agent.self, view?.nodes ?? []),
     /** registered hosts: node id -> display name */
     names: Object.fromEntries(names),
     lapsed: cluster.agent.lapsedPeers(),

@@ -22,6 +22,7 @@
  */
 import { formatIp, type Ip, parseIp, parsePrefix } from '../ip.ts';
 import { VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, vtepMac } from '../naming.ts';
+import { endpointIp } from './endpoint.ts';
 import { type HostAddressObject, planHostAddresses, withHostSources } from './host-address.ts';
 import { type AddressClaim, type BlockRecord, type MemberRecord, type NodeRecord, nodeIdOf } from './model.ts';
 import {
@@ -34,6 +35,7 @@ import {
   underlayProblem,
   wellFormed,
 } from './peer-validation.ts';
+import { choosePath, type PathKind, type PeerPath, reachable } from './reach.ts';
 
 export const WG_DEVICE = 'trwg0';
 export const WG_DEFAULT_PORT = 51820;
@@ -47,6 +49,10 @@ export interface ClusterView {
   readonly blocks: readonly BlockRecord[];
   /** this host's address claims with the host owner: its host address per network (host-address.ts) */
   readonly hostClaims?: readonly AddressClaim[];
+  /** peers with a live direct WireGuard session (cluster/paths-observer.ts): a punched pair stays direct */
+  readonly direct?: readonly string[];
+  /** peers whose lease lapsed, kept programmed for a while (view-cache.ts): never chosen as relay */
+  readonly lapsed?: readonly string[];
 }
 
 /** A local network that belongs to a cluster network (its subnets as agreed in the cluster). */
@@ -61,10 +67,16 @@ export interface LocalClusterNetwork {
 export interface WireguardPeerObject {
   readonly node: string;
   readonly publicKey: string;
-  /** "198.18.0.2:51820" or "[fd00::2]:51820" */
-  readonly endpoint: string;
+  /** "198.18.0.2:51820" or "[fd00::2]:51820"; absent: whatever WireGuard learnt (reach.ts) */
+  readonly endpoint?: string;
+  /** its own blocks, and those of the peers it relays to this host */
   readonly allowedIps: readonly string[];
   readonly keepaliveSeconds: number;
+  /** how traffic to this peer's blocks goes (reach.ts); relayed: through `via` */
+  readonly path: PathKind;
+  /** a live session (packets from it just now): the endpoint WireGuard roamed to is kept */
+  readonly live?: boolean;
+  readonly via?: string;
 }
 
 export interface WireguardObject {
@@ -143,10 +155,6 @@ export function vtepLinkLocal(mac: string): string {
 const KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const isStr = (v: unknown): v is string => typeof v === 'string';
 
-export function endpointOf(n: NodeRecord): string {
-  return n.address.includes(':') ? `[${n.address}]:${n.wgPort}` : `${n.address}:${n.wgPort}`;
-}
-
 const ZERO_KEY = `${'A'.repeat(43)}=`;
 
 /** The node's record as a usable peer for WireGuard, or why not. */
@@ -168,14 +176,24 @@ interface Checked {
 }
 
 /** Peers (not this host) whose underlay address is usable (N4), by id. */
-function peersOf(c: Checked, nets: readonly ReturnType<typeof mergeNets>[number][]): Map<string, NodeRecord> {
+function peersOf(
+  c: Checked,
+  nets: readonly ReturnType<typeof mergeNets>[number][],
+  notDialled: (n: NodeRecord) => boolean = () => false,
+): Map<string, NodeRecord> {
   const subnets = nets.flatMap((n) => n.subnets);
   const out = new Map<string, NodeRecord>();
   for (const [id, n] of c.nodes) {
     if (id === c.view.self) continue;
-    const why = underlayProblem(parseIp(n.address) as Ip, c.local, subnets);
-    if (why)
-      c.f.reject(`node ${id}: its underlay address ${n.address} is ${why}: rejected`, why.startsWith('this host'));
+    if (notDialled(n)) {
+      out.set(id, n);
+      continue;
+    }
+    const dialled = n.publicEndpoint !== undefined ? endpointIp(n.publicEndpoint) : parseIp(n.address);
+    const why = dialled ? underlayProblem(dialled, c.local, subnets) : 'not an address';
+    const what =
+      n.publicEndpoint !== undefined ? `public endpoint ${n.publicEndpoint}` : `underlay address ${n.address}`;
+    if (why) c.f.reject(`node ${id}: its ${what} is ${why}: rejected`, why.startsWith('this host'));
     else out.set(id, n);
   }
   return out;
@@ -188,7 +206,8 @@ function computeWireguard(
 ): { wireguard: WireguardObject; routes: RouteObject[] } {
   const nets = mergeNets(local);
   const selfKey = c.nodes.get(c.view.self)?.wgPublicKey;
-  const candidates = [...peersOf(c, nets)].filter(([, n]) => {
+  // why: a peer behind a NAT is never dialled at its address (two NATs may hide the same private one)
+  const candidates = [...peersOf(c, nets, (n) => !reachable(n))].filter(([, n]) => {
     const why = wireguardProblem(n);
     if (why) c.f.reject(why);
     return why === undefined;
@@ -201,16 +220,7 @@ function computeWireguard(
     c.f,
   );
   const owners = new Map(candidates.filter(([id]) => !lost.has(id)));
-  const peers: WireguardPeerObject[] = acceptBlocks(c.view, nets, owners, c.len, c.f).map(([id, allowedIps]) => {
-    const n = owners.get(id) as NodeRecord;
-    return {
-      node: id,
-      publicKey: n.wgPublicKey,
-      endpoint: endpointOf(n),
-      allowedIps,
-      keepaliveSeconds: WG_KEEPALIVE_SECONDS,
-    };
-  });
+  const peers = wireguardPeers(c, nets, owners, acceptBlocks(c.view, nets, owners, c.len, c.f));
   const routes = peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE })));
   const wireguard: WireguardObject = {
     name: WG_DEVICE,
@@ -220,6 +230,68 @@ function computeWireguard(
     peers,
   };
   return { wireguard, routes };
+}
+
+/**
+ * The WireGuard peers: every peer with accepted blocks, on the path reach.ts picks for it, and
+ * the relays those paths use (a relay is a peer even without blocks of its own). A relayed
+ * peer's blocks are allowed to its relay; the peer itself stays configured, without allowed
+ * IPs, while hole punching may still work (an endpoint to probe).
+ */
+function wireguardPeers(
+  c: Checked,
+  nets: readonly { readonly cluster: string }[],
+  owners: ReadonlyMap<string, NodeRecord>,
+  accepted: readonly [string, string[]][],
+): WireguardPeerObject[] {
+  const self = c.nodes.get(c.view.self);
+  const lapsed = new Set(c.view.lapsed ?? []);
+  const memberOf = new Map<string, Set<string>>();
+  for (const m of c.view.members) memberOf.set(m.node, (memberOf.get(m.node) ?? new Set()).add(m.cluster));
+  const local = nets.map((n) => n.cluster);
+  const relays = [...owners]
+    .filter(([id, n]) => n.relay === true && reachable(n) && !lapsed.has(id))
+    .map(([id]) => id)
+    .sort();
+  const relaysFor = (peer: string): string[] => {
+    const shared = local.filter((cl) => memberOf.get(peer)?.has(cl));
+    return relays.filter((r) => shared.length > 0 && shared.every((cl) => memberOf.get(r)?.has(cl)));
+  };
+  const blocks = new Map(accepted);
+  const paths = new Map<string, PeerPath>();
+  const direct = new Set(c.view.direct ?? []);
+  if (self) {
+    const inputs = { self, nodes: c.nodes, direct, relaysFor };
+    for (const [id] of accepted) paths.set(id, choosePath(owners.get(id) as NodeRecord, inputs));
+    // a NATed host keeps every relay it may use as a peer: relays see its outside endpoint
+    if (!reachable(self))
+      for (const r of relays) if (!paths.has(r)) paths.set(r, choosePath(owners.get(r) as NodeRecord, inputs));
+  }
+  const allowed = new Map<string, string[]>();
+  for (const [id, path] of paths) {
+    const own = blocks.get(id) ?? [];
+    const to = path.kind === 'relayed' && path.via !== undefined ? path.via : id;
+    allowed.set(to, [...(allowed.get(to) ?? []), ...own]);
+    if (to !== id && !allowed.has(id)) allowed.set(id, []);
+  }
+  const out: WireguardPeerObject[] = [];
+  for (const [id, path] of [...paths].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    // a relayed peer stays, even with nothing to carry and nowhere to probe (a NAT that maps per
+    // destination): a peer without endpoint or allowed IPs sends nothing, and status shows its relay
+    const ips = [...(allowed.get(id) ?? [])].sort();
+    const n = owners.get(id) as NodeRecord;
+    out.push({
+      node: id,
+      publicKey: n.wgPublicKey,
+      ...(path.endpoint !== undefined ? { endpoint: path.endpoint } : {}),
+      allowedIps: ips,
+      keepaliveSeconds: WG_KEEPALIVE_SECONDS,
+      path: path.kind,
+      ...(path.via !== undefined ? { via: path.via } : {}),
+      ...(direct.has(id) ? { live: true } : {}),
+    });
+  }
+  return out;
 }
 
 function computeVxlan(

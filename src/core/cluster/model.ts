@@ -40,9 +40,34 @@ export interface NodeRecord extends StoreMeta {
   /** WireGuard public key, base64 (never the private key) */
   readonly wgPublicKey: string;
   readonly wgPort: number;
+  /**
+   * Reachability (core/cluster/reach.ts). `publicEndpoint`: where other hosts dial this one
+   * ("IP:PORT" / "[IPv6]:PORT", --public-endpoint: a port forwarded to it); absent: its
+   * address and wgPort, unless it is behind a NAT.
+   */
+  readonly publicEndpoint?: string;
+  /** --relay: this host forwards WireGuard traffic between hosts that cannot reach each other */
+  readonly relay?: boolean;
+  /**
+   * Learnt: this host is behind a NAT (the hosts that see it report another source than its
+   * address and wgPort), and how its NAT maps: the same outside endpoint towards every host
+   * (independent), another one per host (dependent), or unknown (one host saw it). Absent: not
+   * behind a NAT, as far as known.
+   */
+  readonly nat?: NatMapping;
+  /**
+   * What this host sees: peer node id -> the endpoint its WireGuard packets come from
+   * (published only by hosts not behind a NAT; how NATed hosts learn their own outside endpoint).
+   */
+  readonly seen?: Readonly<Record<string, string>>;
   /** etcd's create revision of the record, set when read (never stored): the older claim wins */
   readonly createRevision?: number;
 }
+
+export type NatMapping = 'independent' | 'dependent' | 'unknown';
+export const NAT_MAPPINGS: readonly NatMapping[] = ['independent', 'dependent', 'unknown'];
+/** at most this many entries in a node record's `seen` (one per peer): a record cannot flood the others */
+export const SEEN_LIMIT = 1024;
 
 /**
  * Read side only, never written to etcd: the agent sets these from the key-value it read

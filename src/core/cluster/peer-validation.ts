@@ -120,7 +120,7 @@ export function wellFormed(view: ClusterView, f: Findings): ClusterView {
       );
     return ok && blockKeyAgrees(b);
   });
-  return { self: view.self, nodes, members, blocks };
+  return { ...view, nodes, members, blocks };
 }
 
 /** N3: one record per node id. */

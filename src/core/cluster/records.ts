@@ -8,6 +8,7 @@
  */
 import { formatIp, formatPrefix, parseIp, parsePrefix } from '../ip.ts';
 import { CONTAINER_NAME } from '../names/model.ts';
+import { canonicalEndpoint } from './endpoint.ts';
 import {
   type AddressClaim,
   type BlockRecord,
@@ -15,10 +16,13 @@ import {
   type ClusterNetworkRecord,
   isValidNodeName,
   type MemberRecord,
+  NAT_MAPPINGS,
   type NameRecord,
+  type NatMapping,
   type NodeRecord,
   nodeIdOf,
   parseClusterKey,
+  SEEN_LIMIT,
 } from './model.ts';
 
 /** What decodeClusterRecord needs of a store entry (store.ts KeyValue has it). */
@@ -102,6 +106,27 @@ function nameProblem(v: Obj): string | undefined {
   return undefined;
 }
 
+/** Why a node record's reachability fields (model.ts NodeRecord) are malformed, or undefined. */
+function reachProblem(v: Obj): string | undefined {
+  if (
+    v.publicEndpoint !== undefined &&
+    (!isStr(v.publicEndpoint) || canonicalEndpoint(v.publicEndpoint) !== v.publicEndpoint)
+  )
+    return 'publicEndpoint is not IP:PORT or [IPv6]:PORT';
+  if (v.relay !== undefined && typeof v.relay !== 'boolean') return 'relay is not a boolean';
+  if (v.nat !== undefined && !NAT_MAPPINGS.includes(v.nat as NatMapping))
+    return `nat is not one of ${NAT_MAPPINGS.join(', ')}`;
+  if (v.seen === undefined) return undefined;
+  if (!isObj(v.seen)) return 'seen is not an object';
+  const seen = Object.entries(v.seen);
+  if (seen.length > SEEN_LIMIT) return `seen has more than ${SEEN_LIMIT} entries`;
+  for (const [id, ep] of seen) {
+    if (!isValidNodeName(id)) return 'seen has a key that is not a node id';
+    if (!isStr(ep) || canonicalEndpoint(ep) !== ep) return `seen.${id} is not IP:PORT or [IPv6]:PORT`;
+  }
+  return undefined;
+}
+
 /** Why `v` is not a valid record for key `k`, or undefined. */
 function problem(k: ClusterKey, v: unknown): string | undefined {
   if (!isObj(v)) return `not a JSON object (${v === null ? 'null' : typeof v})`;
@@ -113,7 +138,7 @@ function problem(k: ClusterKey, v: unknown): string | undefined {
     if (!isStr(v.wgPublicKey)) return 'wgPublicKey is not a string';
     if (typeof v.wgPort !== 'number') return 'wgPort is not a number';
     if (v.instance !== undefined && !isStr(v.instance)) return 'instance is not a string';
-    return undefined;
+    return reachProblem(v);
   }
   if (k.kind === 'networks') {
     if (v.name !== k.cluster) return `name is not ${k.cluster}, the key's`;
@@ -166,6 +191,10 @@ export function decodeClusterRecord(kv: RawRecord): Decoded {
         address: n.address,
         wgPublicKey: n.wgPublicKey,
         wgPort: n.wgPort,
+        ...(n.publicEndpoint !== undefined ? { publicEndpoint: n.publicEndpoint } : {}),
+        ...(n.relay === true ? { relay: true } : {}),
+        ...(n.nat !== undefined ? { nat: n.nat } : {}),
+        ...(n.seen !== undefined ? { seen: { ...n.seen } } : {}),
         ...rev,
       };
       return { kind: 'nodes', key: k, record };

@@ -213,8 +213,9 @@ function tunnels(c: NonNullable<TopologyStatus['cluster']>, now: number): TopoTu
       kind: 'wireguard',
       state,
       detail,
-      endpoint: p.endpoint,
-      error: state !== 'ok',
+      endpoint:
+        p.path === 'relayed' ? `relayed via ${c.names[p.via ?? ''] ?? p.via}` : (p.endpoint ?? 'not learnt yet'),
+      error: state !== 'ok' && p.path !== 'relayed',
     };
   });
   const vx = c.vxlanPeers
@@ -250,7 +251,7 @@ export function computeTopology(s: TopologyStatus, opts: TopologyOptions): Topol
   const lapsed = new Set(c.lapsed ?? []);
   const address = new Map<string, string>([
     ...c.vxlanPeers.map((p): [string, string] => [p.node, p.address]),
-    ...c.peers.map((p): [string, string] => [p.node, hostOf(p.endpoint)]),
+    ...c.peers.flatMap((p): [string, string][] => (p.endpoint !== undefined ? [[p.node, hostOf(p.endpoint)]] : [])),
   ]);
   const ids = new Set([
     ...Object.keys(c.names),

@@ -190,7 +190,7 @@ export class FakeDataplane extends FakeNftables implements Dataplane {
     this.enter('readWireguardPeers', name);
     return (this.wireguard?.peers ?? []).map((p) => ({
       publicKey: p.publicKey,
-      endpoint: p.endpoint,
+      ...(p.endpoint !== undefined ? { endpoint: p.endpoint } : {}),
       allowedIps: p.allowedIps,
       latestHandshake: 0,
       rxBytes: 0,

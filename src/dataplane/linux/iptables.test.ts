@@ -58,6 +58,13 @@ describe('iptables shim', () => {
     assert.deepEqual(renderShimRules(f), RULES);
   });
 
+  it('a relay also forwards from its WireGuard device back into it', () => {
+    assert.deepEqual(renderShimRules({ ...f, relay: 'trwg0' }), [
+      ...RULES,
+      '-A TRUSS-FORWARD -i trwg0 -o trwg0 -m comment --comment "truss relay" -j ACCEPT',
+    ]);
+  });
+
   it('parses our chain, its rules and the jump count out of iptables -S', () => {
     assert.deepEqual(parseShimState(LISTING), {
       chainExists: true,

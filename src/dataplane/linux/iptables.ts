@@ -84,12 +84,15 @@ export async function detectIptables(exec: Exec, iptables = 'iptables'): Promise
 
 /** Pure: the TRUSS-FORWARD rules, exactly as `iptables -S` prints them back. */
 export function renderShimRules(f: FirewallObject): string[] {
-  return f.networks.flatMap((n) => {
+  const rules = f.networks.flatMap((n) => {
     const br = checkIfName(n.bridge);
     const tag = isDockerId(n.networkId) ? shortId(n.networkId) : 'unknown';
     const comment = `-m comment --comment "truss net ${tag}"`;
     return [`-A ${IPT_CHAIN} -i ${br} ${comment} -j ACCEPT`, `-A ${IPT_CHAIN} -o ${br} ${comment} -j ACCEPT`];
   });
+  if (f.relay === undefined) return rules;
+  const dev = checkIfName(f.relay);
+  return [...rules, `-A ${IPT_CHAIN} -i ${dev} -o ${dev} -m comment --comment "truss relay" -j ACCEPT`];
 }
 
 export interface ShimState {

@@ -125,9 +125,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     mtu: w.mtu,
     peers: w.peers.map((p) => ({
       publicKey: p.publicKey,
-      endpoint: p.endpoint,
+      ...(p.endpoint !== undefined ? { endpoint: p.endpoint } : {}),
       allowedIps: p.allowedIps,
       keepaliveSeconds: p.keepaliveSeconds,
+      ...(p.live ? { live: true } : {}),
     })),
   });
   // a peer that would make the whole device invalid is left out alone, with a warning (peer-select.ts)
@@ -227,7 +228,8 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       const cur = await wg.readWireguard(exec, name);
       if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
       if (!cur) return [`wireguard device ${w.name} is missing`];
-      const plan = wg.planWireguard(cur, await selectWg(w), await wgKeys.readPrivateKeyFile(keyFile()));
+      const own = await wgKeys.readPrivateKeyFile(keyFile());
+      const plan = wg.planWireguard(cur, await selectWg(w), own, Date.now() / 1000);
       return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
     },
     async ensureHostAddresses(addrs) {

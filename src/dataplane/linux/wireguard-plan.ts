@@ -5,21 +5,30 @@
  * runs it against the kernel.
  */
 import { isAbsolute } from 'node:path';
+import { canonicalEndpoint } from '../../core/cluster/endpoint.ts';
 import type { WireguardPeerStatus } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
-import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '../../core/ip.ts';
+import { formatPrefix, isNetworkAddress, parsePrefix } from '../../core/ip.ts';
 import { checkIfName, type LinkState } from './links.ts';
 import { isWireguardKey } from './wireguard-keys.ts';
 
 export interface WireguardPeer {
   /** base64 of the 32-byte Curve25519 public key */
   readonly publicKey: string;
-  /** "198.18.0.2:51820" or "[fd00::2]:51820" */
-  readonly endpoint: string;
+  /**
+   * "198.18.0.2:51820" or "[fd00::2]:51820"; absent: never set, WireGuard learns it from the
+   * peer's packets (a peer behind a NAT that dials this host)
+   */
+  readonly endpoint?: string;
   /** network CIDRs routed to this peer and accepted from it */
   readonly allowedIps: readonly string[];
   /** 0 or absent = off */
   readonly keepaliveSeconds?: number;
+  /**
+   * The peer has a live session (packets from it just now): the endpoint the device has, where
+   * WireGuard roamed it (a NAT's outside address, a mapping that changed), is kept over `endpoint`
+   */
+  readonly live?: boolean;
 }
 
 export interface WireguardDevice {
@@ -53,14 +62,7 @@ export interface WireguardEnsureResult {
 
 // ---------- validation (pure) ----------
 
-/** "198.18.0.2:51820" / "[fd00::2]:51820" in wg's own spelling, or undefined. */
-export function canonicalEndpoint(s: string): string | undefined {
-  const m = /^(?:\[([0-9a-fA-F:]+)\]|([0-9.]+)):([1-9][0-9]{0,4})$/.exec(s);
-  const port = Number(m?.[3]);
-  const ip = m ? parseIp((m[1] ?? m[2]) as string) : undefined;
-  if (!ip || port > 65535 || (ip.family === 6) !== (m?.[1] !== undefined)) return undefined;
-  return ip.family === 6 ? `[${formatIp(ip)}]:${port}` : `${formatIp(ip)}:${port}`;
-}
+export { canonicalEndpoint };
 
 const short = (key: string): string => `${key.slice(0, 8)}…`;
 const ZERO_KEY = Buffer.alloc(32).toString('base64');
@@ -84,8 +86,10 @@ export function checkWireguardDevice(w: WireguardDevice): WireguardDevice {
     if (keys.has(p.publicKey)) bad(`peer ${short(p.publicKey)} is listed twice (duplicate public key)`);
     keys.add(p.publicKey);
     const endpoint =
-      canonicalEndpoint(p.endpoint) ??
-      bad(`peer ${short(p.publicKey)}: endpoint ${JSON.stringify(p.endpoint)} is not IPv4:port or [IPv6]:port`);
+      p.endpoint === undefined
+        ? undefined
+        : (canonicalEndpoint(p.endpoint) ??
+          bad(`peer ${short(p.publicKey)}: endpoint ${JSON.stringify(p.endpoint)} is not IPv4:port or [IPv6]:port`));
     const ka = p.keepaliveSeconds ?? 0;
     if (!Number.isInteger(ka) || ka < 0 || ka > 65535) bad(`peer ${short(p.publicKey)}: keepalive ${ka}: use 0-65535`);
     const allowedIps = p.allowedIps.map((c) => {
@@ -98,7 +102,13 @@ export function checkWireguardDevice(w: WireguardDevice): WireguardDevice {
       ips.set(canon, short(p.publicKey));
       return canon;
     });
-    return { publicKey: p.publicKey, endpoint, allowedIps, ...(ka > 0 ? { keepaliveSeconds: ka } : {}) };
+    return {
+      publicKey: p.publicKey,
+      ...(endpoint !== undefined ? { endpoint } : {}),
+      allowedIps,
+      ...(ka > 0 ? { keepaliveSeconds: ka } : {}),
+      ...(p.live ? { live: true } : {}),
+    };
   });
   return { name, privateKeyFile: w.privateKeyFile, listenPort: w.listenPort, mtu: w.mtu, peers };
 }
@@ -149,6 +159,23 @@ export function parseWgDump(stdout: string): WireguardState {
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && new Set([...a, ...b]).size === a.length;
 
+/** A handshake this recent proves the endpoint it came from, before any look at the peer's traffic. */
+export const JUST_NOW_SECONDS = 5;
+
+/**
+ * Whether the peer's endpoint must be set to `want`: not when it matches, and not while the peer
+ * is live (WireGuard moves a peer's endpoint to the source of its latest authenticated packet:
+ * where the peer really is; overwriting it with the record's would cut a working session until
+ * its next keepalive). Live: packets from it just now (the paths observer's `live`), or a
+ * handshake in the last JUST_NOW_SECONDS (a host behind a NAT that just dialled this one, before
+ * the observer or the NAT's record tell).
+ */
+function endpointStale(c: WireguardPeerState | undefined, want: string, live: boolean, nowSeconds: number): boolean {
+  if (c?.endpoint === undefined) return true;
+  if (canonicalEndpoint(c.endpoint) === want) return false;
+  return !(live || (c.latestHandshake > 0 && nowSeconds - c.latestHandshake < JUST_NOW_SECONDS));
+}
+
 /** Any keepalive other than 0: only its 0 → non-zero edge matters (see nudgeArgs). */
 const NUDGE_KEEPALIVE = '25';
 
@@ -183,6 +210,7 @@ export function planWireguard(
   cur: WireguardState,
   want: WireguardDevice,
   ownPublicKey: string,
+  nowSeconds = Number.POSITIVE_INFINITY,
 ): { args: string[]; changes: string[] } {
   const w = checkWireguardDevice(want);
   if (w.peers.some((p) => p.publicKey === ownPublicKey))
@@ -212,9 +240,12 @@ export function planWireguard(
     const ka = p.keepaliveSeconds ?? 0;
     const fields: string[] = [];
     const what: string[] = [];
-    if (c?.endpoint === undefined || canonicalEndpoint(c.endpoint) !== p.endpoint) {
+    if (p.endpoint !== undefined && endpointStale(c, p.endpoint, p.live === true, nowSeconds)) {
       fields.push('endpoint', p.endpoint);
       what.push('endpoint');
+      // a new place to try (a hole punch, a relay's sighting): handshake now, not at the next keepalive
+      if (c && cur.publicKey !== undefined && !nudges.includes(p.publicKey))
+        nudges.push(...nudgeArgs(p.publicKey, p.keepaliveSeconds ?? 0));
     }
     if (!c || !sameSet(c.allowedIps, p.allowedIps)) {
       fields.push('allowed-ips', p.allowedIps.join(','));

@@ -173,6 +173,27 @@ describe('planWireguard', () => {
     assert.deepEqual(p.args.slice(2, 6), ['peer', K1, 'endpoint', '[fd00::2]:51820']);
     assert.equal(p.changes[0], 'private key replaced');
   });
+  it('leaves a roamed endpoint alone while the peer is live (a NAT moved it), re-points it when not', () => {
+    const roamed = state({ peers: [state().peers[0]!, { ...state().peers[1]!, endpoint: '198.18.255.201:40000' }] });
+    const w = device();
+    const live = { ...w, peers: [w.peers[0]!, { ...w.peers[1]!, live: true }] };
+    assert.deepEqual(planWireguard(roamed, live, K3).args, []);
+    const hs = state().peers[1]!.latestHandshake;
+    assert.deepEqual(planWireguard(roamed, w, K3, hs + 4).args, [], 'a handshake 4 s ago: just dialled from there');
+    assert.deepEqual(planWireguard(roamed, w, K3).args, [
+      ...['peer', K2, 'endpoint', '198.18.0.3:51820'],
+      // a new place to try: a handshake now (the nudge), not at the next keepalive
+      ...['peer', K2, 'persistent-keepalive', '25', 'peer', K2, 'persistent-keepalive', 'off'],
+    ]);
+  });
+  it('a peer without an endpoint (behind a NAT, it dials this host) never gets one set', () => {
+    const w = device();
+    const learnt = { ...w.peers[1]!, endpoint: undefined };
+    const { endpoint: _, ...noEndpoint } = learnt;
+    assert.deepEqual(planWireguard(state(), { ...w, peers: [w.peers[0]!, noEndpoint] }, K3).args, []);
+    const fresh = planWireguard({ listenPort: 51820, peers: [] }, { ...w, peers: [noEndpoint] }, K3).args;
+    assert.deepEqual(fresh.slice(2), ['peer', K2, 'allowed-ips', '198.18.212.0/24']);
+  });
   it('nudges every peer into a handshake when its own key is replaced (keepalive across 0 and back)', () => {
     const p = planWireguard(state(), device(), `${'A'.repeat(43)}=`);
     assert.deepEqual(p.args, [

@@ -107,7 +107,7 @@ export async function ensureWireguard(exec: Exec, want: WireguardDevice): Promis
     if (cur === undefined) throw errors.internal(`WireGuard device ${w.name} vanished right after it was created`);
   }
   assertOwnDevice(cur, w.name);
-  const plan = planWireguard(await showDump(exec, w.name), w, ownPublicKey);
+  const plan = planWireguard(await showDump(exec, w.name), w, ownPublicKey, Date.now() / 1000);
   if (plan.args.length > 0) await exec.run('wg', ['set', w.name, ...plan.args]);
   const link = planWireguardLink(cur, w);
   if (link.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(link) });
