@@ -40,6 +40,7 @@ E2E_ONCE=(
   e2e/spoof.e2e.ts           # the anti-spoofing nft rules
   e2e/topology.e2e.ts        # the topology page in Chromium (drawn from truss status, not from dockerd)
   e2e/nat-lab.e2e.ts         # the NAT lab (harness/nat.ts) in plain namespaces: no dockerd at all
+  e2e/cluster-nat.e2e.ts     # hosts behind NATs: WireGuard paths between trusses, not dockerd's business
 )
 e2e28_suites() {
   local f skip
