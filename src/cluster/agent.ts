@@ -198,12 +198,13 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
    * Publish this host's record with reachability fields changed (paths-observer.ts): what it sees
    * of its peers, and its NAT as they see it. Skipped while not registered (the next look retries).
    */
-  async publishReach(patch: Pick<NodeRecord, 'seen' | 'nat'>): Promise<void> {
+  async publishReach(patch: Pick<NodeRecord, 'seen' | 'nat' | 'punched'>): Promise<void> {
     const lease = this.#lease;
     if (!lease) return;
-    const { seen: _s, nat: _n, ...rest } = this.#node;
+    const { seen: _s, nat: _n, punched: _p, ...rest } = this.#node;
     const seen = patch.seen !== undefined && Object.keys(patch.seen).length > 0 ? { seen: patch.seen } : {};
-    this.#node = { ...rest, ...(patch.nat !== undefined ? { nat: patch.nat } : {}), ...seen };
+    const punched = patch.punched !== undefined && patch.punched.length > 0 ? { punched: patch.punched } : {};
+    this.#node = { ...rest, ...(patch.nat !== undefined ? { nat: patch.nat } : {}), ...seen, ...punched };
     await lease.put(nodeKey(this.self), JSON.stringify(this.#node));
   }
 

@@ -74,7 +74,7 @@ describe('PathsObserver', () => {
       },
     ]);
     await t.o.tick();
-    assert.deepEqual(t.published, [{ seen: { b: '198.18.255.2:51820', c: '198.18.255.201:51820' } }]);
+    assert.deepEqual(t.published, [{ seen: { b: '198.18.255.2:51820', c: '198.18.255.201:51820' }, punched: [] }]);
     await t.o.tick();
     assert.equal(t.published.length, 1, 'nothing new: nothing written');
     assert.deepEqual(t.o.direct(), ['b', 'c']);
@@ -95,7 +95,7 @@ describe('PathsObserver', () => {
       },
     ]);
     await t.o.tick();
-    assert.deepEqual(t.published, [{ nat: 'independent', seen: {} }]);
+    assert.deepEqual(t.published, [{ nat: 'independent', seen: {}, punched: [] }], 'a public peer is not punched');
     assert.equal(t.own().nat, 'independent');
   });
 
@@ -117,6 +117,7 @@ describe('PathsObserver', () => {
     await t.o.tick();
     assert.deepEqual(t.o.direct(), ['d']);
     assert.equal(t.changes(), 1);
+    assert.deepEqual(t.own().punched, ['d'], 'behind a NAT: the live session to a NATed peer is published');
     t.advance(30_000);
     t.set(peer(100, 31));
     await t.o.tick();

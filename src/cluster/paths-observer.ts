@@ -8,7 +8,9 @@
  *   - where each peer's packets come from (the endpoint WireGuard roamed to): a host that is not
  *     behind a NAT publishes it in its node record (`seen`), which is how the others learn their
  *     NAT's outside endpoint and mapping.
- *   - this host's own NAT, from what the others saw of it (learnNat), published as `nat`.
+ *   - this host's own NAT, from what the others saw of it (learnNat), published as `nat`; and,
+ *     behind a NAT, its live direct sessions (`punched`): a pair talks directly only while both
+ *     ends publish each other.
  * Only changes are written to etcd (one put of this host's node record).
  */
 
@@ -41,7 +43,7 @@ export interface PathsObserverDeps {
   /** this host's record as published */
   own(): NodeRecord;
   /** publish this host's record with these fields changed */
-  publish(patch: Pick<NodeRecord, 'seen' | 'nat'>): Promise<void>;
+  publish(patch: Pick<NodeRecord, 'seen' | 'nat' | 'punched'>): Promise<void>;
   /** the set of live direct peers changed: reconcile */
   onChange(): void;
   readonly log: Logger;
@@ -147,9 +149,13 @@ export class PathsObserver {
     const nat = learnNat(own, view.nodes, own.nat);
     // a host others reach sees their true outside endpoints; one behind a NAT would only echo them
     const { nat: _, ...rest } = own;
-    const publish = reachable({ ...rest, ...(nat !== undefined ? { nat } : {}) }) ? seen : {};
-    if (nat === own.nat && sameSeen(own.seen, publish)) return;
+    const open = reachable({ ...rest, ...(nat !== undefined ? { nat } : {}) });
+    const publish = open ? seen : {};
+    // behind a NAT: the live direct sessions, which the other end of a punched pair waits for
+    const natted = new Set(view.nodes.filter((n) => !reachable(n)).map(nodeIdOf));
+    const punched = open ? [] : live.filter((id) => natted.has(id));
+    if (nat === own.nat && sameSeen(own.seen, publish) && punched.join() === (own.punched ?? []).join()) return;
     if (nat !== own.nat) this.#d.log.info('learnt how other hosts reach this one', { nat: nat ?? 'none' });
-    await this.#d.publish({ ...(nat !== undefined ? { nat } : {}), seen: publish });
+    await this.#d.publish({ ...(nat !== undefined ? { nat } : {}), seen: publish, punched });
   }
 }

@@ -60,6 +60,11 @@ export interface NodeRecord extends StoreMeta {
    * (published only by hosts not behind a NAT; how NATed hosts learn their own outside endpoint).
    */
   readonly seen?: Readonly<Record<string, string>>;
+  /**
+   * Peers this host, behind a NAT, has a live direct session with (sorted node ids): a pair talks
+   * directly only while both ends say so, so both switch to and from their relay together.
+   */
+  readonly punched?: readonly string[];
   /** etcd's create revision of the record, set when read (never stored): the older claim wins */
   readonly createRevision?: number;
 }

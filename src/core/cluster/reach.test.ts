@@ -112,9 +112,12 @@ describe('computeClusterDesired: paths per peer', () => {
     assert.ok(fromC?.some((p) => p[0] === other));
   });
 
-  it('a live direct session (a punched hole) takes the peer off the relay', () => {
+  it('a live direct session (a punched hole) takes the peer off the relay once both ends publish it', () => {
+    const oneSided = peers('c', { direct: ['d'] })?.find((p) => p[0] === 'd');
+    assert.equal(oneSided?.[1], 'relayed', 'd does not say so yet: it would drop what the relay brings');
+    const dSays = node('d', '198.18.241.2', { nat: 'independent', punched: ['c'] });
     assert.deepEqual(
-      peers('c', { direct: ['d'] })?.find((p) => p[0] === 'd'),
+      peers('c', { direct: ['d'], nodes: [a, b, c, dSays] })?.find((p) => p[0] === 'd'),
       ['d', 'punched', '198.18.255.202:51820', '-', '198.18.64.192/26'],
     );
   });

@@ -13,7 +13,8 @@
  *     it is (`learned`);
  *   - neither is: dial the peer's outside endpoint as a reachable host saw it, from both sides
  *     at once (UDP hole punching: works when both NATs map endpoint-independently); once a
- *     handshake completed and packets keep arriving, the pair is `punched` and talks directly;
+ *     handshake completed and packets keep arriving at both ends (each publishes its live direct
+ *     sessions: NodeRecord.punched), the pair is `punched` and talks directly;
  *     until then, and for good when a NAT maps per destination, the peer's blocks are routed
  *     through a relay (`relayed`): a reachable host started with --relay that has the cluster
  *     networks concerned. WireGuard decrypts and re-encrypts on the relay, so every hop is
@@ -136,7 +137,9 @@ export function choosePath(peer: NodeRecord, x: PathInputs): PeerPath {
   const outside = sameNat ? ownEndpoint(peer) : seen;
   // why: a NAT that maps per destination gives the punch a port nobody can predict
   const punchable = outside !== undefined && peer.nat !== 'dependent' && x.self.nat !== 'dependent';
-  if (x.direct.has(id)) return { kind: 'punched', ...(outside ? { endpoint: outside } : {}) };
+  // why: both ends must agree, or one would send straight and drop what the relay brings it
+  if (x.direct.has(id) && peer.punched?.includes(nodeIdOf(x.self)))
+    return { kind: 'punched', ...(outside ? { endpoint: outside } : {}) };
   if (via === undefined) return { kind: 'unreachable', ...(punchable ? { endpoint: outside } : {}) };
   return { kind: 'relayed', via, ...(punchable ? { endpoint: outside } : {}) };
 }

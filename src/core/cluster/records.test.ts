@@ -102,6 +102,40 @@ describe('decodeClusterRecord (shape and owner)', () => {
   });
 });
 
+describe('node records: reachability fields (hosts behind NATs)', () => {
+  const decodeNode = (v: unknown) => decodeClusterRecord({ key: clusterKeys.node('aa01'), value: JSON.stringify(v) });
+  const why = (v: unknown) => {
+    const d = decodeNode(v);
+    return d.kind === 'malformed' ? d.why : undefined;
+  };
+  it('keeps them when well-formed', () => {
+    const full = {
+      ...node,
+      publicEndpoint: '[fd00::7]:4500',
+      relay: true,
+      nat: 'independent',
+      seen: { bb02: '198.18.255.201:51820' },
+      punched: ['cc03'],
+    };
+    const d = decodeNode(full);
+    assert.equal(d.kind, 'nodes');
+    assert.deepEqual(d.kind === 'nodes' ? { ...d.record } : undefined, full);
+  });
+  it('refuses each malformed one, with its reason', () => {
+    assert.match(why({ ...node, publicEndpoint: 'fd00::7:4500' }) ?? '', /publicEndpoint/);
+    assert.match(why({ ...node, publicEndpoint: '[fd00:0::7]:4500' }) ?? '', /publicEndpoint/, 'canonical only');
+    assert.match(why({ ...node, relay: 'yes' }) ?? '', /relay/);
+    assert.match(why({ ...node, nat: 'full-cone' }) ?? '', /nat is not one of/);
+    assert.match(why({ ...node, seen: ['x'] }) ?? '', /seen is not an object/);
+    assert.match(why({ ...node, seen: { 'Bad Id': '198.18.255.1:1' } }) ?? '', /not a node id/);
+    assert.match(why({ ...node, seen: { bb02: 'here' } }) ?? '', /seen\.bb02/);
+    const many = Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [`n${i}`, '198.18.255.1:1']));
+    assert.match(why({ ...node, seen: many }) ?? '', /more than 1024/);
+    assert.match(why({ ...node, punched: 'cc03' }) ?? '', /punched/);
+    assert.match(why({ ...node, punched: ['CC'] }) ?? '', /punched/);
+  });
+});
+
 describe('name records (names/<id>/<cluster>/<endpoint id>)', () => {
   const EP = 'e'.repeat(64);
   const rec = {

@@ -116,6 +116,11 @@ function reachProblem(v: Obj): string | undefined {
   if (v.relay !== undefined && typeof v.relay !== 'boolean') return 'relay is not a boolean';
   if (v.nat !== undefined && !NAT_MAPPINGS.includes(v.nat as NatMapping))
     return `nat is not one of ${NAT_MAPPINGS.join(', ')}`;
+  if (v.punched !== undefined) {
+    if (!Array.isArray(v.punched) || v.punched.length > SEEN_LIMIT)
+      return `punched is not a list of at most ${SEEN_LIMIT}`;
+    if (!v.punched.every((id) => isStr(id) && isValidNodeName(id))) return 'punched has an entry that is not a node id';
+  }
   if (v.seen === undefined) return undefined;
   if (!isObj(v.seen)) return 'seen is not an object';
   const seen = Object.entries(v.seen);
@@ -195,6 +200,7 @@ export function decodeClusterRecord(kv: RawRecord): Decoded {
         ...(n.relay === true ? { relay: true } : {}),
         ...(n.nat !== undefined ? { nat: n.nat } : {}),
         ...(n.seen !== undefined ? { seen: { ...n.seen } } : {}),
+        ...(n.punched !== undefined ? { punched: [...n.punched] } : {}),
         ...rev,
       };
       return { kind: 'nodes', key: k, record };
