@@ -52,6 +52,22 @@ function setup(self: NodeRecord, others: NodeRecord[]) {
   };
 }
 
+/** c and d behind NATs, from c's side; d(rx, tx, hsAgo) is d's peer entry on c's device now. */
+function natPair() {
+  const t = setup(rec('c', '198.18.241.2', { nat: 'independent' }), [rec('d', '198.18.242.2', { nat: 'independent' })]);
+  const d = (rx: number, tx: number, hsAgo = 1): WireguardPeerStatus[] => [
+    {
+      publicKey: key('D'),
+      endpoint: '198.18.255.202:51820',
+      allowedIps: [],
+      latestHandshake: t.nowS() - hsAgo,
+      rxBytes: rx,
+      txBytes: tx,
+    },
+  ];
+  return { t, d };
+}
+
 describe('PathsObserver', () => {
   it('a public host publishes where its peers are seen, and only changes', async () => {
     const t = setup(rec('a', '198.18.255.1'), [rec('b', '198.18.255.2'), rec('c', '198.18.241.2')]);
@@ -100,19 +116,8 @@ describe('PathsObserver', () => {
   });
 
   it('a direct session dies when no packet came for 40 s, or its handshake is older than 180 s', async () => {
-    const t = setup(rec('c', '198.18.241.2', { nat: 'independent' }), [
-      rec('d', '198.18.242.2', { nat: 'independent' }),
-    ]);
-    const peer = (rx: number, hsAgo: number): WireguardPeerStatus[] => [
-      {
-        publicKey: key('D'),
-        endpoint: '198.18.255.202:51820',
-        allowedIps: [],
-        latestHandshake: t.nowS() - hsAgo,
-        rxBytes: rx,
-        txBytes: 1,
-      },
-    ];
+    const { t, d } = natPair();
+    const peer = (rx: number, hsAgo: number) => d(rx, 1, hsAgo);
     t.set(peer(100, 1));
     await t.o.tick();
     assert.deepEqual(t.o.direct(), ['d']);
@@ -136,19 +141,7 @@ describe('PathsObserver', () => {
   });
 
   it('sending for 15 s with nothing back ends a direct session sooner', async () => {
-    const t = setup(rec('c', '198.18.241.2', { nat: 'independent' }), [
-      rec('d', '198.18.242.2', { nat: 'independent' }),
-    ]);
-    const peer = (rx: number, tx: number): WireguardPeerStatus[] => [
-      {
-        publicKey: key('D'),
-        endpoint: '198.18.255.202:51820',
-        allowedIps: [],
-        latestHandshake: t.nowS() - 1,
-        rxBytes: rx,
-        txBytes: tx,
-      },
-    ];
+    const { t, d: peer } = natPair();
     t.set(peer(100, 100));
     await t.o.tick();
     for (const [ms, tx, live] of [
@@ -168,19 +161,7 @@ describe('PathsObserver', () => {
   });
 
   it("keepalives alone are not sending: each end's own keepalive every 25 s keeps a quiet session on", async () => {
-    const t = setup(rec('c', '198.18.241.2', { nat: 'independent' }), [
-      rec('d', '198.18.242.2', { nat: 'independent' }),
-    ]);
-    const peer = (rx: number, tx: number): WireguardPeerStatus[] => [
-      {
-        publicKey: key('D'),
-        endpoint: '198.18.255.202:51820',
-        allowedIps: [],
-        latestHandshake: t.nowS() - 1,
-        rxBytes: rx,
-        txBytes: tx,
-      },
-    ];
+    const { t, d: peer } = natPair();
     // c's keepalives at 0 s and 25 s, d's at 12 s and 37 s
     for (const [at, rx, tx] of [
       [0, 92, 148],

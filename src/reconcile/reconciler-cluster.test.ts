@@ -12,7 +12,8 @@ import { silentLogger } from '../obs/logger.ts';
 import { IntentRepo } from '../service/intent.ts';
 import { NetworkService } from '../service/network-service.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { type Intent, Reconciler } from './reconciler.ts';
+import { clusterRig } from './cluster-testing.ts';
+import { Reconciler } from './reconciler.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;
 const net = (c: string, n: number, cluster: string, encrypt: boolean): NetworkSpec =>
@@ -43,32 +44,9 @@ const view: ClusterView = {
   ],
 };
 
-const running: Reconciler[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
-
-function setup(networks: NetworkSpec[], cluster: Intent['cluster']) {
-  const dp = new FakeDataplane();
-  const state = { networks, cluster };
-  const r = new Reconciler({
-    loadIntent: async () => ({
-      networks: state.networks,
-      endpoints: [],
-      policies: [],
-      guards: [],
-      revision: 1,
-      ...(state.cluster !== undefined ? { cluster: state.cluster } : {}),
-    }),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-    wireguard: { listenPort: 51820, mtu: 1440 },
-    vxlan: { mtu: 1450, local: '198.18.255.1', dev: 'eth-ul' },
-  });
-  running.push(r);
-  return { dp, r, state };
-}
+const rig = clusterRig();
+afterEach(rig.stopAll);
+const setup = rig.setup;
 
 describe('reconciler: encrypted and unencrypted cluster networks side by side', () => {
   it('programs trwg0 for blue, trvx0 for green, routes for both, the guard for green peers', async () => {
@@ -226,8 +204,7 @@ describe('network service: the container MTU follows the mode', () => {
   it('WireGuard MTU for truss.encrypt (default), VXLAN MTU for truss.encrypt=false', async () => {
     const repo = new IntentRepo(new MemoryStore());
     const dp = new FakeDataplane();
-    const r = new Reconciler({ loadIntent: () => repo.snapshot(), dataplane: dp, log: silentLogger });
-    running.push(r);
+    const r = rig.track(new Reconciler({ loadIntent: () => repo.snapshot(), dataplane: dp, log: silentLogger }));
     r.start();
     const joined: string[] = [];
     const cluster: ClusterMembership = {

@@ -9,11 +9,10 @@ import { vtepLinkLocal } from '../core/cluster/desired.ts';
 import type { NetworkSpec } from '../core/model.ts';
 import { vtepMac } from '../core/naming.ts';
 import { ipamData, networkSpec } from '../core/testing.ts';
-import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
+import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { silentLogger } from '../obs/logger.ts';
+import { clusterRig } from './cluster-testing.ts';
 import { proxyNdpKey } from './kinds/cluster.ts';
-import { type Intent, Reconciler } from './reconciler.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;
 const net = (c: string, n: number, cluster: string, encrypt: boolean, v6 = true): NetworkSpec =>
@@ -45,32 +44,9 @@ const view: ClusterView = {
   ],
 };
 
-const running: Reconciler[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
-
-function setup(networks: NetworkSpec[], cluster: Intent['cluster']) {
-  const dp = new FakeDataplane();
-  const state = { networks, cluster };
-  const r = new Reconciler({
-    loadIntent: async () => ({
-      networks: state.networks,
-      endpoints: [],
-      policies: [],
-      guards: [],
-      revision: 1,
-      ...(state.cluster !== undefined ? { cluster: state.cluster } : {}),
-    }),
-    dataplane: dp,
-    log: silentLogger,
-    resyncMs: 3_600_000,
-    wireguard: { listenPort: 51820, mtu: 1440 },
-    vxlan: { mtu: 1450, local: '198.18.255.1', dev: 'eth-ul' },
-  });
-  running.push(r);
-  return { dp, r, state };
-}
+const rig = clusterRig();
+afterEach(rig.stopAll);
+const setup = rig.setup;
 
 const summary = (dp: FakeDataplane) =>
   [...dp.proxyNdp.values()].map((o) => [o.name, o.addresses.length, o.addresses[0]]).sort();
