@@ -12,7 +12,7 @@ import { silentLogger } from '../obs/logger.ts';
 import { IntentRepo } from '../service/intent.ts';
 import { NetworkService } from '../service/network-service.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { clusterRig } from './cluster-testing.ts';
+import { clusterRig } from './cluster-testutil.ts';
 import { Reconciler } from './reconciler.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;

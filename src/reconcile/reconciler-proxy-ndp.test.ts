@@ -11,7 +11,7 @@ import { vtepMac } from '../core/naming.ts';
 import { ipamData, networkSpec } from '../core/testing.ts';
 import type { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { KernelError } from '../dataplane/linux/exec.ts';
-import { clusterRig } from './cluster-testing.ts';
+import { clusterRig } from './cluster-testutil.ts';
 import { proxyNdpKey } from './kinds/cluster.ts';
 
 const key = (c: string): string => `${c.repeat(42)}A=`;
