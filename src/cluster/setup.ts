@@ -194,6 +194,7 @@ export async function setupCluster(config: ClusterSettings, deps: ClusterSetupDe
       address,
       wgPublicKey: key.publicKey,
       wgPort: config.wgPort,
+      mtu: mtu.wireguard,
       ...(config.publicEndpoint !== undefined ? { publicEndpoint: config.publicEndpoint } : {}),
       ...(config.relay ? { relay: true } : {}),
     },

@@ -117,6 +117,8 @@ export interface VxlanObject {
 export interface RouteObject {
   readonly dst: string;
   readonly dev: string;
+  /** the path's MTU when smaller than this host's tunnel's (a peer or relay with a smaller tunnel) */
+  readonly mtu?: number;
   /** on-link next hop (VXLAN: the peer's underlay address) */
   readonly via?: string;
   /** preferred source: this host's address on the network (host-address.ts) */
@@ -220,8 +222,14 @@ function computeWireguard(
     c.f,
   );
   const owners = new Map(candidates.filter(([id]) => !lost.has(id)));
-  const peers = wireguardPeers(c, nets, owners, acceptBlocks(c.view, nets, owners, c.len, c.f));
-  const routes = peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE })));
+  const accepted = acceptBlocks(c.view, nets, owners, c.len, c.f);
+  const peers = wireguardPeers(c, nets, owners, accepted);
+  const routes = withPathMtu(
+    peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE, carrier: p.node }))),
+    accepted,
+    owners,
+    opts.mtu,
+  );
   const wireguard: WireguardObject = {
     name: WG_DEVICE,
     ...(selfKey ? { publicKey: selfKey } : {}),
@@ -230,6 +238,32 @@ function computeWireguard(
     peers,
   };
   return { wireguard, routes };
+}
+
+/**
+ * The routes to peer blocks, each with the MTU of its path when that is smaller than this host's
+ * tunnel MTU: the smallest of this host's, the peer's that carries it (a relay) and the block
+ * owner's (NodeRecord.mtu). A route's MTU applies to forwarded packets too, so a container sending
+ * more than the far end's tunnel takes is told so by its own host (ICMP "fragmentation needed"),
+ * and nothing is fragmented, not even the first packets of a flow (the relay's own ICMP, from its
+ * host address, would come only after this host had fragmented the tunnel's packets to it).
+ * `carrier` is the node id of the peer the block's traffic goes to.
+ */
+function withPathMtu(
+  routes: readonly { readonly dst: string; readonly dev: string; readonly carrier: string }[],
+  accepted: readonly [string, string[]][],
+  nodes: ReadonlyMap<string, NodeRecord>,
+  own: number,
+): RouteObject[] {
+  const ownerOf = new Map(accepted.flatMap(([id, blocks]) => blocks.map((b): [string, string] => [b, id])));
+  const mtuOf = (id: string | undefined): number => {
+    const m = id === undefined ? undefined : nodes.get(id)?.mtu;
+    return m !== undefined && Number.isInteger(m) && m >= 576 && m <= 65535 ? m : own;
+  };
+  return routes.map(({ dst, dev, carrier }) => {
+    const mtu = Math.min(own, mtuOf(carrier), mtuOf(ownerOf.get(dst)));
+    return { dst, dev, ...(mtu < own ? { mtu } : {}) };
+  });
 }
 
 /**

@@ -40,6 +40,8 @@ export interface NodeRecord extends StoreMeta {
   /** WireGuard public key, base64 (never the private key) */
   readonly wgPublicKey: string;
   readonly wgPort: number;
+  /** its WireGuard tunnel MTU (from its underlay link): the others cap their routes to it (desired.ts) */
+  readonly mtu?: number;
   /**
    * Reachability (core/cluster/reach.ts). `publicEndpoint`: where other hosts dial this one
    * ("IP:PORT" / "[IPv6]:PORT", --public-endpoint: a port forwarded to it); absent: its

@@ -161,6 +161,25 @@ describe('computeClusterDesired: paths per peer', () => {
     assert.equal(peers('c', { nodes: [a2, b2, c, d2] })?.find((p) => p[0] === 'd')?.[2], '198.18.241.3:51820');
   });
 
+  it('a route is capped at its path MTU: the relay and the block owner count, a bigger MTU does not', () => {
+    const small = (n: NodeRecord, mtu: number): NodeRecord => ({ ...n, mtu });
+    const routes = (nodes: NodeRecord[]) =>
+      computeClusterDesired({ self: 'c', nodes, members, blocks }, local, opts).routes.map(
+        (r): [string, number | string] => [r.dst, r.mtu ?? '-'],
+      );
+    const relay = computeClusterDesired(
+      { self: 'c', nodes: [a, b, c, d], members, blocks },
+      local,
+      opts,
+    ).wireguard?.peers.find((p) => p.node === 'd')?.via as string;
+    const viaSmall = [a, b].map((n) => (n.id === relay ? small(n, 1328) : small(n, 9000)));
+    const out = new Map(routes([...viaSmall, c, d]));
+    assert.equal(out.get('198.18.64.192/26'), 1328, "d's block goes through the relay's 1328");
+    assert.equal(out.get(relay === 'a' ? '198.18.64.0/26' : '198.18.64.64/26'), 1328, "the relay's own block");
+    assert.equal(out.get(relay === 'a' ? '198.18.64.64/26' : '198.18.64.0/26'), '-', '9000 is no cap: 1440 stays');
+    assert.equal(new Map(routes([a, b, c, small(d, 1392)])).get('198.18.64.192/26'), 1392, "the owner's");
+  });
+
   it('reachable and ownEndpoint', () => {
     assert.equal(reachable(a), true);
     assert.equal(reachable(c), false);

@@ -114,6 +114,8 @@ function reachProblem(v: Obj): string | undefined {
   )
     return 'publicEndpoint is not IP:PORT or [IPv6]:PORT';
   if (v.relay !== undefined && typeof v.relay !== 'boolean') return 'relay is not a boolean';
+  if (v.mtu !== undefined && !(Number.isInteger(v.mtu) && (v.mtu as number) >= 576 && (v.mtu as number) <= 65535))
+    return 'mtu is not 576-65535';
   if (v.nat !== undefined && !NAT_MAPPINGS.includes(v.nat as NatMapping))
     return `nat is not one of ${NAT_MAPPINGS.join(', ')}`;
   if (v.punched !== undefined) {
@@ -196,6 +198,7 @@ export function decodeClusterRecord(kv: RawRecord): Decoded {
         address: n.address,
         wgPublicKey: n.wgPublicKey,
         wgPort: n.wgPort,
+        ...(n.mtu !== undefined ? { mtu: n.mtu } : {}),
         ...(n.publicEndpoint !== undefined ? { publicEndpoint: n.publicEndpoint } : {}),
         ...(n.relay === true ? { relay: true } : {}),
         ...(n.nat !== undefined ? { nat: n.nat } : {}),
