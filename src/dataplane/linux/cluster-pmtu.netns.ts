@@ -18,8 +18,10 @@
  * (mtu 1328) from its host address: inside R's block, so C's WireGuard takes it. Without that
  * address the ICMP leaves from R's underlay address, which C's WireGuard drops (not in R's
  * allowed-ips): a PMTU black hole. Fragments are counted in every namespace (/proc/net/snmp): C
- * fragments the tunnel's own UDP to R until cC has learnt 1328 (R's 1400 link is behind a router);
- * the last case shows that a route MTU on C (not programmed by truss today) avoids even that.
+ * fragments the tunnel's own UDP to R until cC has learnt 1328 (R's 1400 link is behind a router).
+ * That is what a truss without published MTUs gets; the last case is truss's way: the hosts publish
+ * their tunnel MTU, C caps its routes to R's and D's blocks at 1328 and answers cC itself, and no
+ * link carries a fragment even at first.
  *
  * Run: TRUSS_TEST_NS_PREFIX=x- node --test src/dataplane/linux/cluster-pmtu.netns.ts
  */
@@ -264,9 +266,11 @@ describe('path MTU discovery through a relay with a smaller tunnel MTU (kernel, 
     for (const f of figures) process.stdout.write(`# figure: ${f}\n`);
   });
 
+  /** publishMtu: the hosts' records carry their tunnel MTU (truss does; a truss before it did not) */
+  let publishMtu = false;
   const view = (self: Host, withHost: boolean): ClusterView => ({
     self: self.id,
-    nodes: [C, R, D].map((x) => x.record),
+    nodes: [C, R, D].map((x) => (publishMtu ? { ...x.record, mtu: x.tunnelMtu } : x.record)),
     members: [C, R, D].map((x) => ({ cluster: CLUSTER, node: x.id })),
     blocks: [C, R, D].map((x) => ({ cluster: CLUSTER, block: x.block, node: x.id })),
     ...(withHost
@@ -428,16 +432,15 @@ describe('path MTU discovery through a relay with a smaller tunnel MTU (kernel, 
     await program(R, true);
   });
 
-  it("(proposal) with the path MTU on C's routes, C itself answers and no link carries a fragment, even at first", async (t) => {
+  it("with the hosts' tunnel MTUs published, C caps its routes at the path's and answers itself: no link carries a fragment, even at first", async (t) => {
     await forget();
-    // what truss would program if hosts published their tunnel MTU: the smallest on the path
-    const routes: RouteSpec[] = [R.block, D.block].map((dst) => ({
-      dst,
-      dev: C.dev,
-      src: C.hostAddress,
-      mtu: RELAY_MTU,
-    }));
-    await ensureRoutes(C.exec, routes);
+    publishMtu = true;
+    const d = await program(C, true);
+    assert.deepEqual(
+      d.routes.map((r) => [r.dst, r.mtu]),
+      [R.block, D.block].sort().map((b) => [b, RELAY_MTU]),
+      "R's block and D's (through R) capped at R's tunnel MTU",
+    );
     const c0 = await counters();
     const t0 = performance.now();
     assert.equal(await send(ctr(C).ns, ctr(D).ip, BULK, 15_000), BULK);
@@ -455,6 +458,5 @@ describe('path MTU discovery through a relay with a smaller tunnel MTU (kernel, 
       `4 MB cC → cD with route mtu ${RELAY_MTU} on C (first flow): ${ms.toFixed(0)} ms, C's ICMP to cC: ${grew(c0, c1, 'IcmpOutDestUnreachs').c}`,
     );
     t.diagnostic(figures.at(-1) ?? '');
-    await program(C, true);
   });
 });
