@@ -55,7 +55,7 @@ import {
   testEndpoint,
   testNetwork,
 } from './netns-testutil.ts';
-import { ensureRoutes, type RouteSpec } from './routes.ts';
+import { ensureRoutes } from './routes.ts';
 import { ensureWireguard } from './wireguard.ts';
 import { wireguardMark } from './wireguard-go.ts';
 import { ensurePrivateKey } from './wireguard-keys.ts';
