@@ -35,11 +35,13 @@ import {
   underlayProblem,
   wellFormed,
 } from './peer-validation.ts';
-import { choosePath, type PathKind, type PeerPath, reachable } from './reach.ts';
+import { type PathKind, reachable } from './reach.ts';
+import { wireguardPeers, withPathMtu } from './wireguard-peers.ts';
+
+export { WG_KEEPALIVE_SECONDS } from './wireguard-peers.ts';
 
 export const WG_DEVICE = 'trwg0';
 export const WG_DEFAULT_PORT = 51820;
-export const WG_KEEPALIVE_SECONDS = 25;
 
 export interface ClusterView {
   /** this host's node id (members, blocks and claims name nodes by id; NodeRecord: nodeIdOf) */
@@ -223,7 +225,7 @@ function computeWireguard(
   );
   const owners = new Map(candidates.filter(([id]) => !lost.has(id)));
   const accepted = acceptBlocks(c.view, nets, owners, c.len, c.f);
-  const peers = wireguardPeers(c, nets, owners, accepted);
+  const peers = wireguardPeers(c.view, c.nodes, nets, owners, accepted);
   const routes = withPathMtu(
     peers.flatMap((p) => p.allowedIps.map((dst) => ({ dst, dev: WG_DEVICE, carrier: p.node }))),
     accepted,
@@ -238,94 +240,6 @@ function computeWireguard(
     peers,
   };
   return { wireguard, routes };
-}
-
-/**
- * The routes to peer blocks, each with the MTU of its path when that is smaller than this host's
- * tunnel MTU: the smallest of this host's, the peer's that carries it (a relay) and the block
- * owner's (NodeRecord.mtu). A route's MTU applies to forwarded packets too, so a container sending
- * more than the far end's tunnel takes is told so by its own host (ICMP "fragmentation needed"),
- * and nothing is fragmented, not even the first packets of a flow (the relay's own ICMP, from its
- * host address, would come only after this host had fragmented the tunnel's packets to it).
- * `carrier` is the node id of the peer the block's traffic goes to.
- */
-function withPathMtu(
-  routes: readonly { readonly dst: string; readonly dev: string; readonly carrier: string }[],
-  accepted: readonly [string, string[]][],
-  nodes: ReadonlyMap<string, NodeRecord>,
-  own: number,
-): RouteObject[] {
-  const ownerOf = new Map(accepted.flatMap(([id, blocks]) => blocks.map((b): [string, string] => [b, id])));
-  const mtuOf = (id: string | undefined): number => {
-    const m = id === undefined ? undefined : nodes.get(id)?.mtu;
-    return m !== undefined && Number.isInteger(m) && m >= 576 && m <= 65535 ? m : own;
-  };
-  return routes.map(({ dst, dev, carrier }) => {
-    const mtu = Math.min(own, mtuOf(carrier), mtuOf(ownerOf.get(dst)));
-    return { dst, dev, ...(mtu < own ? { mtu } : {}) };
-  });
-}
-
-/**
- * The WireGuard peers: every peer with accepted blocks, on the path reach.ts picks for it, and
- * the relays those paths use (a relay is a peer even without blocks of its own). A relayed
- * peer's blocks are allowed to its relay; the peer itself stays configured, without allowed
- * IPs, while hole punching may still work (an endpoint to probe).
- */
-function wireguardPeers(
-  c: Checked,
-  nets: readonly { readonly cluster: string }[],
-  owners: ReadonlyMap<string, NodeRecord>,
-  accepted: readonly [string, string[]][],
-): WireguardPeerObject[] {
-  const self = c.nodes.get(c.view.self);
-  const lapsed = new Set(c.view.lapsed ?? []);
-  const memberOf = new Map<string, Set<string>>();
-  for (const m of c.view.members) memberOf.set(m.node, (memberOf.get(m.node) ?? new Set()).add(m.cluster));
-  const local = nets.map((n) => n.cluster);
-  const relays = [...owners]
-    .filter(([id, n]) => n.relay === true && reachable(n) && !lapsed.has(id))
-    .map(([id]) => id)
-    .sort();
-  const relaysFor = (peer: string): string[] => {
-    const shared = local.filter((cl) => memberOf.get(peer)?.has(cl));
-    return relays.filter((r) => shared.length > 0 && shared.every((cl) => memberOf.get(r)?.has(cl)));
-  };
-  const blocks = new Map(accepted);
-  const paths = new Map<string, PeerPath>();
-  const direct = new Set(c.view.direct ?? []);
-  if (self) {
-    const inputs = { self, nodes: c.nodes, direct, relaysFor };
-    for (const [id] of accepted) paths.set(id, choosePath(owners.get(id) as NodeRecord, inputs));
-    // a NATed host keeps every relay it may use as a peer: relays see its outside endpoint
-    if (!reachable(self))
-      for (const r of relays) if (!paths.has(r)) paths.set(r, choosePath(owners.get(r) as NodeRecord, inputs));
-  }
-  const allowed = new Map<string, string[]>();
-  for (const [id, path] of paths) {
-    const own = blocks.get(id) ?? [];
-    const to = path.kind === 'relayed' && path.via !== undefined ? path.via : id;
-    allowed.set(to, [...(allowed.get(to) ?? []), ...own]);
-    if (to !== id && !allowed.has(id)) allowed.set(id, []);
-  }
-  const out: WireguardPeerObject[] = [];
-  for (const [id, path] of [...paths].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    // a relayed peer stays, even with nothing to carry and nowhere to probe (a NAT that maps per
-    // destination): a peer without endpoint or allowed IPs sends nothing, and status shows its relay
-    const ips = [...(allowed.get(id) ?? [])].sort();
-    const n = owners.get(id) as NodeRecord;
-    out.push({
-      node: id,
-      publicKey: n.wgPublicKey,
-      ...(path.endpoint !== undefined ? { endpoint: path.endpoint } : {}),
-      allowedIps: ips,
-      keepaliveSeconds: WG_KEEPALIVE_SECONDS,
-      path: path.kind,
-      ...(path.via !== undefined ? { via: path.via } : {}),
-      ...(direct.has(id) ? { live: true } : {}),
-    });
-  }
-  return out;
 }
 
 function computeVxlan(
