@@ -323,6 +323,15 @@ describe('ClusterAgent: a peer whose lease lapsed', () => {
     await a.stop();
   });
 
+  it("this host's own record is in the view while etcd has lost it (its own lease lapsed)", async () => {
+    const { a, del } = await setup();
+    del(clusterKeys.node('a'));
+    const own = (a.view()?.nodes ?? []).filter((n) => n.id === 'a');
+    assert.equal(own.length, 1, 'exactly once');
+    assert.equal(own[0]?.address, '198.18.255.1');
+    await a.stop();
+  });
+
   it('a resync (watch relisted) that lacks the records keeps them the same way', async () => {
     const { a, put, handlers } = await setup();
     put(K.node, node);

@@ -338,7 +338,16 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
     if (!v) return undefined;
     const lapsed = this.#records.lapsedPeers();
     const direct = this.#paths?.direct() ?? [];
-    return { ...v, ...(lapsed.length > 0 ? { lapsed } : {}), ...(direct.length > 0 ? { direct } : {}) };
+    // why: while this host's own record is away from etcd (its lease lapsed, not re-registered
+    // yet) it is still this host: without it every path would go, and a peer behind a NAT,
+    // re-added without a session, is silent until its next handshake (up to 2 minutes)
+    const own = v.nodes.some((n) => nodeIdOf(n) === this.self) ? [] : [this.#node];
+    return {
+      ...v,
+      nodes: [...v.nodes, ...own],
+      ...(lapsed.length > 0 ? { lapsed } : {}),
+      ...(direct.length > 0 ? { direct } : {}),
+    };
   }
 
   /** The records the last view() left out, and why (for status). */

@@ -48,7 +48,15 @@ export function wireguardPeers(
   owners: ReadonlyMap<string, NodeRecord>,
   accepted: readonly [string, string[]][],
 ): WireguardPeerObject[] {
-  const self = nodes.get(view.self);
+  // why: without its own record (not registered yet) this host is taken as reachable, so its
+  // peers keep their paths (dialled, or learnt from them) rather than all going
+  const self: NodeRecord = nodes.get(view.self) ?? {
+    id: view.self,
+    name: view.self,
+    address: '',
+    wgPublicKey: '',
+    wgPort: 0,
+  };
   const lapsed = new Set(view.lapsed ?? []);
   const memberOf = new Map<string, Set<string>>();
   for (const m of view.members) memberOf.set(m.node, (memberOf.get(m.node) ?? new Set()).add(m.cluster));
@@ -64,13 +72,11 @@ export function wireguardPeers(
   const blocks = new Map(accepted);
   const paths = new Map<string, PeerPath>();
   const direct = new Set(view.direct ?? []);
-  if (self) {
-    const inputs = { self, nodes, direct, relaysFor };
-    for (const [id] of accepted) paths.set(id, choosePath(owners.get(id) as NodeRecord, inputs));
-    // a NATed host keeps every relay it may use as a peer: relays see its outside endpoint
-    if (!reachable(self))
-      for (const r of relays) if (!paths.has(r)) paths.set(r, choosePath(owners.get(r) as NodeRecord, inputs));
-  }
+  const inputs = { self, nodes, direct, relaysFor };
+  for (const [id] of accepted) paths.set(id, choosePath(owners.get(id) as NodeRecord, inputs));
+  // a NATed host keeps every relay it may use as a peer: relays see its outside endpoint
+  if (!reachable(self))
+    for (const r of relays) if (!paths.has(r)) paths.set(r, choosePath(owners.get(r) as NodeRecord, inputs));
   const allowed = new Map<string, string[]>();
   for (const [id, path] of paths) {
     const own = blocks.get(id) ?? [];
