@@ -12,6 +12,9 @@ import { median, percentile } from '../e2e/harness/figures.ts';
 import type { Host } from '../e2e/harness/host.ts';
 import { REPO_ROOT } from '../e2e/harness/paths.ts';
 
+/** iperf3 -J output → received Gbit/s (the harness parses it for the e2e suites too). */
+export { iperfGbps } from '../e2e/harness/traffic.ts';
+
 export interface Stats {
   readonly n: number;
   readonly median: number;
@@ -47,14 +50,6 @@ export function markdownTable(rows: readonly (readonly string[])[]): string[] {
   const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];
   const fmt = (row: readonly string[]) => `| ${row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join(' | ')} |`;
   return [fmt(rows[0] ?? []), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(fmt)];
-}
-
-/** iperf3 -J output → received Gbit/s; throws with the start of the output when there is none. */
-export function iperfGbps(stdout: string): number {
-  const j = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
-  const bps = j.end?.sum_received?.bits_per_second;
-  if (typeof bps !== 'number' || bps <= 0) throw new Error(`iperf3: no throughput in ${stdout.slice(0, 500)}`);
-  return bps / 1e9;
 }
 
 /** Facts every benchmark records: kernel, CPU, Node, and the commit measured (flagged when src/ was modified). */

@@ -21,95 +21,37 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { clusterFixture } from './harness/cluster.ts';
-import { waitSynced } from './harness/cluster-state.ts';
-import { containerIp, createClusterNetwork, runContainer } from './harness/containers.ts';
+import { clusterStatus } from './harness/cluster-state.ts';
 import { printFigures } from './harness/figures.ts';
-import { type Host, inHostMounts, startHost } from './harness/host.ts';
-import { attachBehind, type Nat, renderNatRuleset, startNat } from './harness/nat.ts';
+import type { Host } from './harness/host.ts';
+import {
+  diagnose,
+  failOver,
+  measurePath,
+  msUntilReach,
+  natClusterFixture,
+  type PathFigures,
+  peerOn,
+  reaches,
+  setUnderlayLink,
+  waitPunched,
+  waitRelayed,
+} from './harness/nat-cluster.ts';
 import { pingProbe, SINK_PORT, tcpConnect } from './harness/traffic.ts';
 import { pcapContains, readPcap } from './harness/underlay.ts';
 import { sleep, waitFor } from './harness/wait.ts';
 
-const BLUE = 'blue';
-const BLUE_SUBNET = '198.18.64.0/20';
-const IPERF_PORT = 5201;
-const SRV_CMD = ['sh', '-c', `nc -ll -p ${SINK_PORT} -e /bin/tsink & iperf3 -s -p ${IPERF_PORT} & wait`];
 const KEEPALIVE_S = 25;
 
-const cluster = clusterFixture({
-  hosts: ['pa', 'pb'],
-  host: (_, i) => ({ hostname: `public${i + 1}` }),
-  runScript: true,
-});
+const net = natClusterFixture();
 const figures: string[] = [];
-const nats: Nat[] = [];
-const behind: Host[] = [];
-const pa = () => cluster.host('pa');
-const pb = () => cluster.host('pb');
-const nc = () => behind[0] as Host;
-const nd = () => behind[1] as Host;
-const natc = () => nats[0] as Nat;
-const natd = () => nats[1] as Nat;
-const ip = new Map<string, string>();
-/** per path type: RTT and throughput (tests 3 and 6) */
-const paths: { what: string; rttMs: number; gbits: number }[] = [];
-
-interface Peer {
-  readonly node: string;
-  readonly name?: string;
-  readonly endpoint?: string;
-  readonly path?: string;
-  readonly via?: string;
-}
-interface Reach {
-  readonly nat?: string;
-  readonly seenAs?: string[];
-}
-async function cluster_(
-  h: Host,
-): Promise<{ nodeId: string; peers: Peer[]; reach?: Reach; names: Record<string, string> }> {
-  const c = (
-    (await h.trussStatus()) as {
-      cluster?: { nodeId: string; peers: Peer[]; reach?: Reach; names: Record<string, string> };
-    }
-  ).cluster;
-  if (!c) throw new Error(`${h.name}: no cluster section`);
-  return c;
-}
-const nameOf = async (h: Host): Promise<string> => (await cluster_(h)).nodeId;
-async function peerOn(h: Host, other: Host): Promise<Peer | undefined> {
-  const id = await nameOf(other);
-  return (await cluster_(h)).peers.find((p) => p.node === id);
-}
-/** What the hosts think (peers, paths, reachability, the device), printed for a failure report. */
-async function diagnose(hosts: readonly Host[]): Promise<void> {
-  for (const x of hosts) {
-    const c = await cluster_(x).catch((err: Error) => err.message);
-    const brief =
-      typeof c === 'string'
-        ? c
-        : {
-            reach: c.reach,
-            peers: c.peers.map((p) => [p.name, p.path, p.via, p.endpoint, (p as { allowedIps?: string[] }).allowedIps]),
-          };
-    console.log(`${x.name} cluster:`, JSON.stringify(brief));
-    const wg = (await inHostMounts(x, ['wg', 'show', 'trwg0', 'dump'])).stdout.replace(/^\S+\t/, 'PRIV\t');
-    console.log(`${x.name} wg (at ${Math.round(Date.now() / 1000)}):\n${wg}`);
-  }
-}
-
-async function pathIs(h: Host, other: Host, path: string, ms: number): Promise<void> {
-  try {
-    await waitFor(async () => (await peerOn(h, other))?.path === path, ms, {
-      what: `${other.name}'s path on ${h.name} to be ${path}`,
-      intervalMs: 250,
-    });
-  } catch (e) {
-    await diagnose([pa(), pb(), nc(), nd()]);
-    throw e;
-  }
-}
+const pa = () => net.pa;
+const pb = () => net.pb;
+const nc = () => net.nc;
+const nd = () => net.nd;
+const natc = () => net.natc;
+/** per path type: RTT and throughput (tests 2 and 6) */
+const paths: ({ what: string } & PathFigures)[] = [];
 
 async function ok(r: Promise<{ code: number; stderr: string; stdout: string }>, what: string): Promise<string> {
   const x = await r;
@@ -117,35 +59,14 @@ async function ok(r: Promise<{ code: number; stderr: string; stdout: string }>, 
   return x.stdout.trim();
 }
 
-const ctr = (h: Host): string => `s-${h.name.slice(-2)}`;
-const reaches = async (from: Host, to: Host): Promise<boolean> =>
-  (await tcpConnect(from, ctr(from), ip.get(ctr(to)) as string)).ok;
-
-/** ms until TCP from `from` to `to` works again (probing every 250 ms), or throws after `ms`. */
+/** ms until TCP from `from` to `to` works again (probing every 250 ms); on time-out prints what every host thinks. */
 async function timeUntilReach(from: Host, to: Host, ms: number): Promise<number> {
-  const t0 = Date.now();
   try {
-    await waitFor(() => reaches(from, to), ms, { what: `${from.name} -> ${to.name}`, intervalMs: 250 });
+    return await msUntilReach(net, from, to, ms);
   } catch (e) {
-    await diagnose([pa(), pb(), nc(), nd()]);
+    await diagnose(net);
     throw e;
   }
-  return Date.now() - t0;
-}
-
-/** RTT (ms, median of 20 pings at 50 ms) and iperf3 throughput (Gbit/s, 2 s) from one host's container to another's. */
-async function measure(from: Host, to: Host): Promise<{ rttMs: number; gbits: number }> {
-  const target = ip.get(ctr(to)) as string;
-  const p = await from.docker(['exec', ctr(from), 'ping', '-c', '20', '-i', '0.05', '-W', '1', target], 30_000);
-  const times = [...p.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1])).sort((a, b) => a - b);
-  const r = await from.docker(
-    ['exec', ctr(from), 'iperf3', '-c', target, '-p', String(IPERF_PORT), '-t', '2', '-J'],
-    60_000,
-  );
-  assert.equal(r.code, 0, `iperf3 ${from.name} -> ${to.name}: ${r.stdout.slice(-300)}${r.stderr}`);
-  const bps = (JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } } }).end?.sum_received
-    ?.bits_per_second;
-  return { rttMs: times[Math.floor(times.length / 2)] ?? Number.NaN, gbits: (bps ?? 0) / 1e9 };
 }
 
 /** IPv4 fragments created or reassembled in a namespace (/proc/net/snmp). */
@@ -156,34 +77,14 @@ async function fragments(exec: (argv: readonly string[]) => Promise<{ stdout: st
   return ['FragCreates', 'ReasmReqds'].reduce((n, k) => n + (values[names.indexOf(k)] ?? 0), 0);
 }
 
-before(async () => {
-  await cluster.start();
-  nats.push(await startNat(cluster.underlay, { name: 'c', mapping: 'endpoint-independent', wanIndex: 201, lan: 241 }));
-  nats.push(await startNat(cluster.underlay, { name: 'd', mapping: 'endpoint-independent', wanIndex: 202, lan: 241 }));
-  behind.push(await startHost('nc', { hostname: 'laptop' }));
-  behind.push(await startHost('nd', { hostname: 'cloudvm' }));
-  await attachBehind(natc(), nc().name, 2);
-  await attachBehind(natd(), nd().name, 2);
-  const etcd = `etcd://${cluster.underlay.etcd.endpoint}`;
-  const user = ['--store', etcd, '--etcd-insecure'];
-  await Promise.all([
-    ...[pa(), pb()].map((h) =>
-      h.startTruss({ runScript: true, extraArgs: [...user, '--relay'], readyTimeoutMs: 120_000 }),
-    ),
-    ...[nc(), nd()].map((h) => h.startTruss({ runScript: true, extraArgs: user, readyTimeoutMs: 120_000 })),
-  ]);
-  const all = [pa(), pb(), nc(), nd()];
-  for (const h of all) assert.ok(await waitSynced(h, 'cluster'), `${h.name} synced`);
-  for (const h of all) await ok(createClusterNetwork(h, BLUE, BLUE_SUBNET), `blue on ${h.name}`);
-  await Promise.all(all.map((h) => runContainer(h, { name: ctr(h), network: BLUE, cmd: SRV_CMD })));
-  for (const h of all) ip.set(ctr(h), await containerIp(h, ctr(h), BLUE));
-});
+before(() => net.start());
 
 after(async () => {
-  for (const h of behind) await h.stop().catch(() => {});
-  for (const n of nats) await n.stop().catch(() => {});
-  await cluster.stop();
-  printFigures(figures);
+  try {
+    await net.stop();
+  } finally {
+    printFigures(figures);
+  }
 });
 
 describe('hosts behind NATs (WireGuard, found and connected by themselves)', () => {
@@ -199,10 +100,10 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
       await timeUntilReach(a, b, 60_000);
     }
     figures.push(`a host behind a NAT: all pairs reached ${Date.now() - t0} ms after the containers ran`);
-    await waitFor(async () => (await cluster_(nc())).reach?.nat !== undefined, 30_000, {
+    await waitFor(async () => (await clusterStatus(nc())).reach?.nat !== undefined, 30_000, {
       what: 'nc learning it is behind a NAT',
     });
-    const reach = (await cluster_(nc())).reach;
+    const reach = (await clusterStatus(nc())).reach;
     assert.deepEqual(reach?.seenAs, [`${natc().wanAddress()}:51820`], 'seen at its NAT, port kept');
     assert.equal((await peerOn(pa(), nc()))?.path, 'learned');
     assert.equal((await peerOn(pa(), nc()))?.endpoint, `${natc().wanAddress()}:51820`);
@@ -212,19 +113,16 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
   });
 
   it('2. two hosts behind endpoint-independent NATs punch a hole and talk directly', async () => {
-    const t0 = Date.now();
-    await pathIs(nc(), nd(), 'punched', 60_000);
-    await pathIs(nd(), nc(), 'punched', 10_000);
-    const punchedMs = Date.now() - t0;
-    const pcap = await cluster.underlay.pcap('udp');
+    const punchedMs = await waitPunched(net);
+    const pcap = await net.underlay.pcap('udp');
     try {
-      assert.ok(await reaches(nc(), nd()), 'nc -> nd');
-      assert.ok(await reaches(nd(), nc()), 'nd -> nc');
+      assert.ok(await reaches(net, nc(), nd()), 'nc -> nd');
+      assert.ok(await reaches(net, nd(), nc()), 'nd -> nc');
     } finally {
       await pcap.stop();
     }
     const lines = await readPcap(await pcap.stop());
-    const [c, d] = [natc().wanAddress(), natd().wanAddress()];
+    const [c, d] = [natc().wanAddress(), net.natd.wanAddress()];
     const direct = lines.filter((l) => (l.src === c && l.dst === d) || (l.src === d && l.dst === c));
     assert.ok(direct.length > 0, 'UDP between the two NATs');
     const relays = [pa(), pb()].map((h) => h.underlayAddress);
@@ -236,15 +134,15 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
         `${direct.length} packets NAT to NAT, ${viaRelay.length} between natc and the relays (keepalives) during the check`,
     );
     await ok(
-      nc().docker(['exec', ctr(nc()), 'ping', '-c', '3', '-s', '1400', '-W', '2', ip.get(ctr(nd())) as string]),
+      nc().docker(['exec', net.ctr(nc()), 'ping', '-c', '3', '-s', '1400', '-W', '2', net.ip(nd())]),
       'punched: 1,400-byte ping',
     );
-    paths.push({ what: 'hole-punched (nc -> nd)', ...(await measure(nc(), nd())) });
+    paths.push({ what: 'hole-punched (nc -> nd)', ...(await measurePath(net, nc(), nd())) });
   });
 
   it('3. a NAT changes its outside address and forgets its mappings: traffic resumes within the keepalive, a punched pair through the relay, then punched again', async () => {
-    const fromPublic = pingProbe(pa(), ctr(pa()), ip.get(ctr(nc())) as string, 45, 200);
-    const pair = pingProbe(nc(), ctr(nc()), ip.get(ctr(nd())) as string, 45, 200);
+    const fromPublic = pingProbe(pa(), net.ctr(pa()), net.ip(nc()), 45, 200);
+    const pair = pingProbe(nc(), net.ctr(nc()), net.ip(nd()), 45, 200);
     await sleep(3_000);
     const t0 = Date.now();
     await natc().changeExternalAddress(211);
@@ -256,8 +154,7 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
     await waitFor(async () => (await peerOn(pa(), nc()))?.endpoint === `${natc().wanAddress()}:51820`, 10_000, {
       what: "pa following nc's new outside endpoint",
     });
-    await pathIs(nc(), nd(), 'punched', 60_000);
-    await pathIs(nd(), nc(), 'punched', 10_000);
+    await waitPunched(net);
     figures.push(
       `NAT address change + conntrack flush: longest gap pa -> nc ${r.maxGapMs} ms, nc -> nd (punched pair) ` +
         `${p.maxGapMs} ms (pings every 200 ms); the pair punched again ${Date.now() - t0} ms after the change`,
@@ -267,27 +164,18 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
   let relay: Host | undefined;
   it('4. a NAT that maps per destination: relayed through the pair relay, nothing in plaintext', async () => {
     // traffic flowing, as with a workload: the punched session's packets go unanswered (15 s)
-    const load = pingProbe(nc(), ctr(nc()), ip.get(ctr(nd())) as string, 30, 200);
-    await ok(natd().exec(['nft', '-f', '-'], { input: renderNatRuleset('port-dependent') }), 'natd port-dependent');
-    await natd().flushConntrack();
-    const t0 = Date.now();
-    await waitFor(async () => (await cluster_(nd())).reach?.nat === 'dependent', 60_000, {
-      what: 'nd learning its NAT maps per destination',
-    });
-    await pathIs(nc(), nd(), 'relayed', 60_000);
-    await pathIs(nd(), nc(), 'relayed', 10_000);
-    const switchMs = Date.now() - t0;
+    const load = pingProbe(nc(), net.ctr(nc()), net.ip(nd()), 30, 200);
+    // natd port-dependent, its conntrack flushed; waits until both ends name the same relay
+    const { relay: r0, ms: switchMs } = await waitRelayed(net);
+    relay = r0;
     const gap = (await load).maxGapMs;
-    const via = (await peerOn(nc(), nd()))?.via;
-    assert.equal((await peerOn(nd(), nc()))?.via, via, 'both ends picked the same relay');
-    relay = via === (await nameOf(pa())) ? pa() : pb();
     const marker = `truss-marker-${randomBytes(8).toString('hex')}`;
-    const pcap = await cluster.underlay.pcap();
+    const pcap = await net.underlay.pcap();
     try {
       await timeUntilReach(nc(), nd(), 30_000);
-      const r = await tcpConnect(nc(), ctr(nc()), ip.get(ctr(nd())) as string, SINK_PORT, 3, marker);
+      const r = await tcpConnect(nc(), net.ctr(nc()), net.ip(nd()), SINK_PORT, 3, marker);
       assert.ok(r.ok, r.output);
-      assert.ok((await tcpConnect(nd(), ctr(nd()), ip.get(ctr(nc())) as string, SINK_PORT, 3, marker)).ok);
+      assert.ok((await tcpConnect(nd(), net.ctr(nd()), net.ip(nc()), SINK_PORT, 3, marker)).ok);
     } finally {
       await pcap.stop();
     }
@@ -295,7 +183,7 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
     assert.equal(pcapContains(file, marker), false, 'the marker never crosses the underlay in clear');
     const lines = await readPcap(file);
     const relayAddr = relay.underlayAddress as string;
-    const [c, d] = [natc().wanAddress(), natd().wanAddress()];
+    const [c, d] = [natc().wanAddress(), net.natd.wanAddress()];
     assert.ok(
       lines.some((l) => l.src === c && l.dst === relayAddr),
       'nc -> relay',
@@ -311,27 +199,17 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
 
   it('5. the relay goes away: the pair fails over to the other relay', async () => {
     assert.ok(relay, 'test 4 found the relay');
-    const other = relay === pa() ? pb() : pa();
-    const probe = pingProbe(nc(), ctr(nc()), ip.get(ctr(nd())) as string, 50, 200);
-    await sleep(2_000);
-    const t0 = Date.now();
-    await ok(relay.exec(['ip', 'link', 'set', 'eth-ul', 'down']), 'relay cut off');
     try {
-      await waitFor(async () => (await peerOn(nc(), nd()))?.via === (await nameOf(other)), 60_000, {
-        what: 'nc choosing the other relay',
-        intervalMs: 250,
-      });
-      const chosenMs = Date.now() - t0;
-      const r = await probe;
-      assert.ok(r.received > 0);
-      assert.ok(await reaches(nc(), nd()), 'nc -> nd through the other relay');
-      assert.ok(await reaches(nd(), nc()), 'nd -> nc through the other relay');
+      // failOver: nc names the other relay, then both directions connect through it
+      const f = await failOver(net, relay);
+      assert.ok(f.probe.received > 0, f.probe.output.slice(-300));
       figures.push(
-        `relay fail-over: other relay chosen ${chosenMs} ms after the relay was cut off; longest ping gap ${r.maxGapMs} ms`,
+        `relay fail-over to ${f.other.name}: chosen ${f.chosenMs} ms after the relay was cut off; ` +
+          `longest ping gap ${f.probe.maxGapMs} ms (ping every 100 ms)`,
       );
-      assert.ok(r.maxGapMs < 40_000, `fail-over gap ${r.maxGapMs} ms`);
+      assert.ok(f.probe.maxGapMs < 40_000, `fail-over gap ${f.probe.maxGapMs} ms`);
     } finally {
-      await relay.exec(['ip', 'link', 'set', 'eth-ul', 'up']);
+      await setUnderlayLink(relay, 'up');
     }
   });
 
@@ -341,7 +219,7 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
     await timeUntilReach(nc(), nd(), 60_000);
     const spaces = [
       ...[pa(), pb(), nc(), nd()].map((h) => (argv: readonly string[]) => h.exec(argv)),
-      ...nats.map((n) => (argv: readonly string[]) => n.exec(argv)),
+      ...[natc(), net.natd].map((n) => (argv: readonly string[]) => n.exec(argv)),
     ];
     const before = await Promise.all(spaces.map(fragments));
     const rows: [string, Host, Host][] = [
@@ -352,21 +230,21 @@ describe('hosts behind NATs (WireGuard, found and connected by themselves)', () 
     const results = paths;
     for (const [what, a, b] of rows) {
       await timeUntilReach(a, b, 60_000); // a relay cut off and back (test 5) may have been either end
-      const target = ip.get(ctr(b)) as string;
+      const target = net.ip(b);
       // busybox ping: -s 1400 + 28 = 1428 bytes, under the tunnel MTU 1440; DF is set by Linux's PMTU default
       await ok(
-        a.docker(['exec', ctr(a), 'ping', '-c', '3', '-s', '1400', '-W', '2', target]),
+        a.docker(['exec', net.ctr(a), 'ping', '-c', '3', '-s', '1400', '-W', '2', target]),
         `${what}: 1,400-byte ping`,
       );
-      results.push({ what, ...(await measure(a, b)) });
+      results.push({ what, ...(await measurePath(net, a, b)) });
     }
     const afterF = await Promise.all(spaces.map(fragments));
     assert.deepEqual(afterF, before, 'no IPv4 fragment created or reassembled on any host');
-    const base = results.find((r) => r.what.startsWith('direct public')) as { rttMs: number; gbits: number };
+    const base = results.find((r) => r.what.startsWith('direct public')) as PathFigures;
     for (const r of results) {
       figures.push(
         `${r.what}: RTT ${r.rttMs.toFixed(3)} ms (×${(r.rttMs / base.rttMs).toFixed(2)}), ` +
-          `${r.gbits.toFixed(2)} Gbit/s (×${(r.gbits / base.gbits).toFixed(2)})`,
+          `${r.gbps.toFixed(2)} Gbit/s (×${(r.gbps / base.gbps).toFixed(2)})`,
       );
     }
   });

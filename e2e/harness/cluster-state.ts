@@ -16,13 +16,27 @@ export const WG_DEV = 'trwg0';
 /** The host's node id: its identity in etcd (--node-name is only its display name). */
 export const nodeIdOf = (h: Host): string => readFileSync(join(h.truss.stateDir, 'node-id'), 'utf8').trim();
 
+export interface ClusterPeer {
+  readonly node: string;
+  readonly name?: string;
+  readonly endpoint: string;
+  /** direct | learned | punched | relayed | unreachable (docs/cluster.md#hosts-behind-nat) */
+  readonly path?: string;
+  /** relayed: the relay's node id */
+  readonly via?: string;
+  /** the container blocks this host sends to the peer */
+  readonly allowedIps?: readonly string[];
+}
+
 export interface ClusterStatus {
   readonly node: string;
   readonly nodeId: string;
   readonly synced: boolean;
   readonly mtu: number;
   readonly vxlanMtu: number;
-  readonly peers: readonly { readonly node: string; readonly name?: string; readonly endpoint: string }[];
+  readonly peers: readonly ClusterPeer[];
+  /** what this host learnt of its own reachability: its NAT's mapping, the endpoints others see */
+  readonly reach?: { readonly nat?: string; readonly seenAs?: readonly string[] };
 }
 
 /** The cluster section of the host's `truss status --json`. */

@@ -103,3 +103,46 @@ export async function pingProbe(
   const r = await host.docker(args, (durationS + 30) * 1000);
   return parsePing(`${r.stdout}${r.stderr}`, intervalMs);
 }
+
+export interface RunningProbe {
+  /** Stops the ping (SIGINT: it prints its summary) and parses what it printed; later calls give the same. */
+  stop(): Promise<ProbeResult>;
+}
+
+/**
+ * A ping from a container every intervalMs until stop(), for a disruption of unknown length
+ * (pingProbe's is fixed); maxS bounds it should stop() never come.
+ */
+export function startPingProbe(
+  host: Host,
+  fromContainer: string,
+  ip: string,
+  intervalMs = 100,
+  maxS = 300,
+): RunningProbe {
+  const pidFile = `/tmp/probe-${randomBytes(4).toString('hex')}.pid`;
+  // exec: the shell's pid becomes ping's, which stop() signals from another docker exec
+  const script = 'echo $$ > "$1"; exec ping -i "$2" -w "$3" -W 1 "$4"';
+  const args = [String(intervalMs / 1000), String(maxS), ip];
+  const done = host.docker(['exec', fromContainer, 'sh', '-c', script, 'sh', pidFile, ...args], (maxS + 30) * 1000);
+  let stopped: Promise<ProbeResult> | undefined;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        const kill = 'for i in $(seq 50); do [ -s "$1" ] && exec kill -INT "$(cat "$1")"; sleep 0.1; done';
+        await host.docker(['exec', fromContainer, 'sh', '-c', kill, 'sh', pidFile]);
+        const r = await done;
+        return parsePing(`${r.stdout}${r.stderr}`, intervalMs);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** iperf3 -J output → received Gbit/s; throws with the start of the output when there is none. */
+export function iperfGbps(stdout: string): number {
+  const j = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
+  const bps = j.end?.sum_received?.bits_per_second;
+  if (typeof bps !== 'number' || bps <= 0) throw new Error(`iperf3: no throughput in ${stdout.slice(0, 500)}`);
+  return bps / 1e9;
+}
