@@ -6,8 +6,9 @@
  * --smoke` (20 endpoints over 2 networks against a daemon in a throwaway namespace, torn down
  * with nothing left) and `bench/host.ts --smoke` (one host, a truss and two bridge networks, 1
  * repetition, 1 s of iperf3 and sockperf) and `bench/names.ts --smoke` (2 hosts on etcd, 2 runs per
- * placement, a catalog of 100 fake names, 20 DNS queries per condition) exit 0 and print their tables. The figures of a
- * smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
+ * placement, a catalog of 100 fake names, 20 DNS queries per condition) and `bench/nat-paths.ts --smoke` (two public hosts
+ * and two behind NATs, 1 repetition, 20 pings and 1 s of iperf3 per path, 1 relay fail-over) exit 0 and print their
+ * tables. The figures of a smoke run mean nothing and are not checked; the full benchmarks are `npm run bench`.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -169,6 +170,37 @@ describe('bench/names.ts --smoke', { timeout: 180_000 }, () => {
     }
     assert.doesNotMatch(r.stdout, /never\)|unanswered\)/, `every probe connected and every query was answered\n${out}`);
     assert.ok(seconds < 120, `the smoke run took ${seconds.toFixed(0)} s (keep it under 120 s)`);
+    process.stdout.write(r.stdout);
+  });
+});
+
+describe('bench/nat-paths.ts --smoke', { timeout: 240_000 }, () => {
+  // four hosts and two NAT routers, a hole punched, a NAT switched, a relay cut off and back: about 100 s here
+  it('exits 0 within 150 s and prints every path type and the fail-over', { timeout: 230_000 }, async () => {
+    const t0 = performance.now();
+    const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'nat-paths.ts'), '--smoke'], {
+      cwd: REPO_ROOT,
+      timeoutMs: 220_000,
+    });
+    const seconds = (performance.now() - t0) / 1000;
+    const out = `--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.split('\n').slice(-40).join('\n')}`;
+    assert.equal(r.code, 0, `bench/nat-paths.ts --smoke exited ${r.code}\n${out}`);
+    assert.match(r.stdout, /HOSTS BEHIND NAT BENCHMARK/, out);
+    const ratio = String.raw`\d+\.\d{3} +\| [\d.]+–[\d.]+ +\|`;
+    for (const [path, nats] of [
+      ['direct public again, A/A \\(pa → pb\\)', 'both NATs endpoint-independent'],
+      ['learned NAT \\(pa → nc\\)', 'both NATs endpoint-independent'],
+      ['hole-punched \\(nc → nd\\)', 'both NATs endpoint-independent'],
+      ['direct public again, A/A \\(pa → pb\\)', 'natd port-dependent'],
+      ['relayed \\(nc → nd\\)', 'natd port-dependent'],
+    ]) {
+      // RTT and throughput, each with its ratio to the direct public path
+      const row = String.raw`\| ${path} +\| ${nats} +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| ${ratio} [\d.]+ +\| [\d.–]+ +\| ${ratio}`;
+      assert.match(r.stdout, new RegExp(row), `${path} (${nats})\n${out}`);
+    }
+    assert.match(r.stdout, /\| relay cut off → nc names the other relay \(ms\) +\| 1 +\| \d+/, out);
+    assert.match(r.stdout, /\| longest gap of a ping nc → nd every 100 ms \(ms\) +\| 1 +\| \d+/, out);
+    assert.ok(seconds < 150, `the smoke run took ${seconds.toFixed(0)} s (keep it under 150 s)`);
     process.stdout.write(r.stdout);
   });
 });
