@@ -46,10 +46,14 @@ export interface FailOverSample {
   /** longest gap of the ping nc → nd (ms), and its replies lost */
   readonly gapMs: number;
   readonly lost: number;
-  /** the link back up: ms until both ends named the relay that wins when both are up, and the longest ping gap meanwhile */
-  readonly backMs?: number;
-  readonly backGapMs?: number;
+  /** the link back up: the relay that wins with both up, ms until both ends named it and until TCP from nc reached nd */
   readonly backTo?: string;
+  readonly backMs?: number;
+  readonly backPassMs?: number;
+  /** the longest gap of the ping nc → nd meanwhile */
+  readonly backGapMs?: number;
+  /** TCP from nc did not reach nd within NatParams.failBackMs: what the relay showed of nd then */
+  readonly stalled?: string;
 }
 
 export interface NatResults {
@@ -63,6 +67,7 @@ export interface NatParams {
   readonly pings: number;
   readonly failOvers: number;
   readonly probeMs: number;
+  readonly failBackMs: number;
 }
 
 /** A path's figure over the repetitions: its median and min–max of the per-repetition ratios to direct. */
@@ -199,9 +204,9 @@ function findings(r: NatResults): string[] {
   return out;
 }
 
-function failOverTable(f: readonly FailOverSample[]): string[] {
+function failOverTable(f: readonly FailOverSample[], p: NatParams): string[] {
   const rows = [['relay fail-over (nc ↔ nd relayed)', 'n', 'median', 'max', 'per round']];
-  const row = (label: string, v: readonly (number | undefined)[]) => {
+  const row = (label: string, v: readonly (number | undefined)[], none = '-') => {
     const xs = v.filter((x): x is number => x !== undefined);
     const st = stats(xs);
     rows.push([
@@ -209,7 +214,7 @@ function failOverTable(f: readonly FailOverSample[]): string[] {
       String(st.n),
       f1(st.median),
       f1(st.max),
-      v.map((x) => (x === undefined ? '-' : f1(x))).join(', '),
+      v.map((x) => (x === undefined ? none : f1(x))).join(', '),
     ]);
   };
   row(
@@ -217,42 +222,60 @@ function failOverTable(f: readonly FailOverSample[]): string[] {
     f.map((x) => x.chosenMs),
   );
   row(
-    'longest gap of a ping nc → nd every 100 ms (ms)',
+    `longest gap of a ping nc → nd every ${p.probeMs} ms (ms)`,
     f.map((x) => x.gapMs),
   );
   row(
-    'link back → both ends on the preferred relay again (ms)',
+    'link back → both ends name it again (ms)',
     f.map((x) => x.backMs),
   );
   row(
-    'longest ping gap while moving back (ms)',
+    'link back → TCP nc → nd passes again (ms)',
+    f.map((x) => x.backPassMs),
+    `> ${p.failBackMs}`,
+  );
+  row(
+    'longest ping gap nc → nd while moving back (ms)',
     f.map((x) => x.backGapMs),
   );
   return markdownTable(rows);
 }
 
-function failOverFindings(f: readonly FailOverSample[]): string[] {
+function failOverFindings(f: readonly FailOverSample[], p: NatParams): string[] {
   if (f.length === 0) return [];
   const cut = f.map((x) => `${x.relay} → ${x.other}`).join(', ');
   const same = f.length > 1 && f.every((x) => x.relay === f[0]?.relay && x.backTo === x.relay);
-  return [
+  const out = [
     `- Relay cut per round: ${cut}.${
       same
         ? ` The pair always came back to ${f[0]?.relay} once its link was up (rendezvous hashing over the pair` +
-          ' prefers it whenever it is live), so the choice did not allow cutting the other relay in turn.'
+          '\n  prefers it whenever it is live), so the choice did not allow cutting the other relay in turn.'
         : ''
     }`,
     `- Replies lost during the fail-over: ${f.map((x) => x.lost).join(', ')}.`,
   ];
+  const stalled = f.filter((x) => x.stalled !== undefined);
+  if (stalled.length > 0) {
+    out.push(
+      `- Moving back stalled in ${stalled.length} of ${f.length} round(s): both ends named the restored relay, but TCP from nc`,
+      `  (the only side sending) did not reach nd within ${p.failBackMs / 1000} s; then ${stalled.map((x) => x.stalled).join('; ')}.`,
+      "  While cut off, the relay's lease lapsed and its own node record went; on reconnecting it re-created its",
+      '  WireGuard peers (likely: computed from a view without its own record, then with it again). nd is behind a NAT,',
+      '  a peer the relay only learns from what it sends, so it came back with no endpoint and no session, while nd',
+      '  still had a session with the relay and sent only keepalives (which start no handshake). Nothing reaches nd',
+      '  through the relay until nd sends data (15 s unanswered start a new handshake) or its session expires (180 s).',
+    );
+  }
+  return out;
 }
 
-export function report(r: NatResults): string[] {
+export function report(r: NatResults, p: NatParams): string[] {
   return [
     ...pathTable(r),
     '',
     ...findings(r),
     '',
-    ...(r.failOvers.length > 0 ? [...failOverTable(r.failOvers), '', ...failOverFindings(r.failOvers)] : []),
+    ...(r.failOvers.length > 0 ? [...failOverTable(r.failOvers, p), '', ...failOverFindings(r.failOvers, p)] : []),
   ];
 }
 
@@ -283,8 +306,10 @@ export function writeDocs(lines: readonly string[], env: Record<string, string>,
     `- Fail-over, ${p.failOvers} round(s): with nc ↔ nd relayed, the relay both name is cut off the underlay (\`ip link`,
     `  set eth-ul down\`, etcd included: its lease lapses); a ping nc → nd every ${p.probeMs} ms from 2 s before the cut`,
     "  until both directions connect again gives the longest gap (a reply's arrival taken as its send time + RTT, so",
-    '  late replies count too). Then the link is restored and the pair watched until both ends name the relay that',
-    '  wins with both up, with the same ping meanwhile.',
+    '  late replies count too). Then the link is restored: ms until both ends name the relay that wins with both up',
+    `  again, and until a TCP connect from nc reaches nd (a new attempt every 250 ms, given up after ${p.failBackMs / 1000} s:`,
+    '  "stalled"), with the same ping meanwhile. Only nc sends then, as a client on nc would; before the next round',
+    '  traffic from nd too must pass.',
     '- Raw samples: `bench/results/nat-paths.json`. Functional checks of the same paths (no fragmentation, nothing in',
     '  plaintext on the underlay) are in e2e/cluster-nat.e2e.ts.',
     '',

@@ -30,6 +30,8 @@ import { run } from '../e2e/harness/exec.ts';
 import type { Host } from '../e2e/harness/host.ts';
 import {
   agreedRelay,
+  diagnose,
+  type FailOver,
   failOver,
   measurePath,
   msUntilReach,
@@ -82,6 +84,17 @@ const PROBE_MS = 100;
 /** how long a path may take to show its kind again before a run (a flap), and the pair to settle after a fail-over */
 const PATH_WAIT_MS = 60_000;
 const SETTLE_MS = 120_000;
+/** how long TCP from nc may take to reach nd once the pair moved back to the restored relay before it counts as stalled */
+const FAILBACK_MS = SMOKE ? 30_000 : 60_000;
+
+const PARAMS: NatParams = {
+  reps: REPS,
+  seconds: SECONDS,
+  pings: PINGS,
+  failOvers: FAILOVERS,
+  probeMs: PROBE_MS,
+  failBackMs: FAILBACK_MS,
+};
 
 const log = (line: string): void => {
   process.stderr.write(`${line}\n`);
@@ -129,27 +142,39 @@ async function measurePhase(net: NatCluster, phase: Phase, paths: readonly PathK
 
 /**
  * One fail-over round: the relay both ends name now is cut off (failOver), then its link comes
- * back and the pair is watched until both ends name the relay that wins with both relays up.
+ * back (moveBack). The last round leaves the pair as it is.
  */
 async function failOverRound(net: NatCluster, i: number): Promise<FailOverSample> {
   const relay = await agreedRelay(net, SETTLE_MS);
-  let sample: Omit<FailOverSample, 'backMs' | 'backGapMs' | 'backTo'>;
+  let f: FailOver;
   try {
-    const f = await failOver(net, relay, PROBE_MS);
-    sample = {
-      relay: nodeName(relay),
-      other: nodeName(f.other),
-      chosenMs: f.chosenMs,
-      gapMs: f.probe.maxGapMs,
-      lost: f.probe.sent - f.probe.received,
-    };
-    log(
-      `  fail-over ${i + 1}/${FAILOVERS}: ${nodeName(relay)} cut, ${nodeName(f.other)} named after ${f.chosenMs} ms, longest gap ${f.probe.maxGapMs} ms`,
-    );
+    f = await failOver(net, relay, PROBE_MS);
   } catch (err) {
     await setUnderlayLink(relay, 'up');
     throw err;
   }
+  log(
+    `  fail-over ${i + 1}/${FAILOVERS}: ${nodeName(relay)} cut, ${nodeName(f.other)} named after ${f.chosenMs} ms, longest gap ${f.probe.maxGapMs} ms`,
+  );
+  const back = await moveBack(net, relay, i === FAILOVERS - 1);
+  return {
+    relay: nodeName(relay),
+    other: nodeName(f.other),
+    chosenMs: f.chosenMs,
+    gapMs: f.probe.maxGapMs,
+    lost: f.probe.sent - f.probe.received,
+    ...back,
+  };
+}
+
+/**
+ * The relay's link comes back: ms until both ends name the relay that wins with both up, and
+ * until TCP from nc reaches nd again, with a ping nc → nd meanwhile. Only nc sends, as a
+ * client on nc would: nd answers what reaches it and sends nothing else. A pair that does not
+ * pass within FAILBACK_MS counts as stalled (with what the relay shows of nd); unless `last`,
+ * traffic from nd then gets it going for the next round.
+ */
+async function moveBack(net: NatCluster, relay: Host, last: boolean): Promise<Partial<FailOverSample>> {
   const preferred = relayOf(net, chooseRelay(nodeIdOf(net.nc), nodeIdOf(net.nd), [net.pa, net.pb].map(nodeIdOf)));
   const probe = startPingProbe(net.nc, net.ctr(net.nc), net.ip(net.nd), PROBE_MS);
   const t0 = Date.now();
@@ -162,11 +187,38 @@ async function failOverRound(net: NatCluster, i: number): Promise<FailOverSample
       intervalMs: 250,
     });
     const backMs = Date.now() - t0;
-    await msUntilReach(net, net.nc, net.nd, 30_000);
-    await msUntilReach(net, net.nd, net.nc, 30_000);
-    const back = await probe.stop();
-    log(`  ... link back: both on ${nodeName(preferred)} after ${backMs} ms, longest gap ${back.maxGapMs} ms`);
-    return { ...sample, backMs, backGapMs: back.maxGapMs, backTo: nodeName(preferred) };
+    const left = Math.max(1_000, FAILBACK_MS - backMs);
+    const passed = await msUntilReach(net, net.nc, net.nd, left).then(
+      () => true,
+      () => false,
+    );
+    const backPassMs = passed ? Date.now() - t0 : undefined;
+    const gap = await probe.stop();
+    const nd = passed ? undefined : await peerOn(preferred, net.nd);
+    const stalled =
+      nd &&
+      `${nodeName(preferred)}'s peer nd: endpoint ${nd.endpoint ?? 'none'}, handshake ${nd.latestHandshake ?? '?'}`;
+    log(
+      `  ... link back: both on ${nodeName(preferred)} after ${backMs} ms, ` +
+        `${passed ? `TCP nc -> nd after ${backPassMs} ms` : `no TCP nc -> nd within ${FAILBACK_MS} ms (${stalled})`}, longest gap ${gap.maxGapMs} ms`,
+    );
+    if (!last) {
+      try {
+        await msUntilReach(net, net.nd, net.nc, 60_000);
+        await msUntilReach(net, net.nc, net.nd, 30_000);
+      } catch (err) {
+        log(`  nc and nd name ${nodeName(preferred)} again, but traffic does not pass:`);
+        await diagnose(net);
+        throw err;
+      }
+    }
+    return {
+      backTo: nodeName(preferred),
+      backMs,
+      ...(backPassMs !== undefined ? { backPassMs } : {}),
+      backGapMs: gap.maxGapMs,
+      ...(stalled ? { stalled } : {}),
+    };
   } finally {
     await probe.stop();
   }
@@ -217,7 +269,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < FAILOVERS; i++) failOvers.push(await failOverRound(net, i));
     const env: Record<string, string> = { ...(await environment(net)), loadBefore, loadAfter: load() };
     const r = { samples, failOvers };
-    const lines = report(r);
+    const lines = report(r, PARAMS);
     const out = [
       '',
       `HOSTS BEHIND NAT BENCHMARK${SMOKE ? ' (smoke: figures mean nothing)' : ''}`,
@@ -228,12 +280,11 @@ async function main(): Promise<void> {
     ];
     process.stdout.write(out.join('\n'));
     if (!SMOKE) {
-      const params: NatParams = { reps: REPS, seconds: SECONDS, pings: PINGS, failOvers: FAILOVERS, probeMs: PROBE_MS };
-      writeDocs(lines, env, params);
+      writeDocs(lines, env, PARAMS);
       await writeResultsJson('nat-paths', {
         date: new Date().toISOString(),
         environment: env,
-        parameters: params,
+        parameters: PARAMS,
         summary: summarize(r),
         samples: r,
       });

@@ -26,6 +26,8 @@ export interface ClusterPeer {
   readonly via?: string;
   /** the container blocks this host sends to the peer */
   readonly allowedIps?: readonly string[];
+  /** WireGuard's last handshake with it (unix seconds, 0: none) */
+  readonly latestHandshake?: number;
 }
 
 export interface ClusterStatus {
