@@ -57,6 +57,16 @@ async function startTruss(c: Cluster, endpoint: string): Promise<void> {
   for (const h of c.hosts) assert.ok(await waitSynced(h, `${h.name}: cluster synced`));
 }
 
+/** The suite's end: everything removed and nothing of truss left on any host, then the hosts stopped. */
+async function removeAllThenStop(cluster: Cluster): Promise<void> {
+  try {
+    await assertRemovedEverything(cluster.hosts);
+    await waitNoTrussLeftovers(cluster.hosts);
+  } finally {
+    await cluster.stop();
+  }
+}
+
 /** docker network create --ipv6 with both subnets of `n`, the same on every host. */
 async function createNet(hosts: readonly Host[], n: Net): Promise<void> {
   const args = ['-o', `truss.cluster=${n.name}`, ...(n.encrypt ? [] : ['-o', 'truss.encrypt=false'])];
@@ -163,14 +173,7 @@ describe('IPv6 across hosts on dual-stack cluster networks (IPv4 underlay)', { t
     await runContainer(x(1), { name: 'g1', network: GREEN6.name, cmd: SINK_CMD() });
   });
 
-  after(async () => {
-    try {
-      await assertRemovedEverything(cluster.hosts);
-      await waitNoTrussLeftovers(cluster.hosts);
-    } finally {
-      await cluster.stop();
-    }
-  });
+  after(() => removeAllThenStop(cluster));
 
   it("the first container of x2 (in x2's block, known to x1 through etcd) answers ping6 from x1 within seconds, in both modes", async () => {
     for (const [net, ctr, from] of [
@@ -293,14 +296,7 @@ describe('an IPv6-only underlay between two hosts: WireGuard and VXLAN, IPv4 and
     );
   });
 
-  after(async () => {
-    try {
-      await assertRemovedEverything(cluster.hosts);
-      await waitNoTrussLeftovers(cluster.hosts);
-    } finally {
-      await cluster.stop();
-    }
-  });
+  after(() => removeAllThenStop(cluster));
 
   it('truss advertises each host its IPv6 underlay address by itself; tunnel MTUs for an IPv6 underlay', async () => {
     for (const [h, peer] of [
