@@ -36,7 +36,6 @@ import {
   type NodeRecord,
   nodeIdOf,
 } from '../core/cluster/model.ts';
-import { decodeClusterRecord } from '../core/cluster/records.ts';
 import type { ClusterJoin, ClusterMembership, ClusterNames, WireguardPeerStatus } from '../core/contracts.ts';
 import { errors, type TrussError } from '../core/errors.ts';
 import { type Prefix, parseIp, parsePrefix } from '../core/ip.ts';
@@ -46,6 +45,7 @@ import { settledWithin } from '../obs/settled.ts';
 import type { KeyValue, Store } from '../store/store.ts';
 import type { ClusterIpam } from './cluster-ipam.ts';
 import { NamesPublisher } from './names.ts';
+import { agreeOnNetwork } from './network-agreement.ts';
 import { PathsObserver } from './paths-observer.ts';
 import { type countAllocations, type Released, releaseHeld } from './reclaim.ts';
 import { checkIdentity, earlierTwin, migrate } from './registration.ts';
@@ -392,7 +392,7 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
       encrypt: j.encrypt,
       fingerprint: j.fingerprint,
     };
-    await this.#agreeOnNetwork(rec);
+    await agreeOnNetwork(this.#d.store, rec, this.self);
     for (const a of j.shared) {
       const p = parsePrefix(a);
       const subnet = p && j.subnets.map((s) => parsePrefix(s)).find((s) => s && s.family === p.family);
@@ -402,38 +402,6 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
     const m: MemberRecord = { cluster: j.name, node: this.self };
     await lease.put(memberKey(j.name, this.self), JSON.stringify(m));
     this.#d.log.info('joined cluster network', { cluster: j.name });
-  }
-
-  /**
-   * Publish this host's copy of the network record (networks/<self>/<cluster>) and check it
-   * against the cluster's: the oldest well-formed copy (lowest createRevision) of any host.
-   * Two hosts creating it at once with different settings both see the same oldest copy;
-   * the other one withdraws its copy and fails.
-   */
-  async #agreeOnNetwork(rec: ClusterNetworkRecord): Promise<void> {
-    const key = networkKey(rec.name, this.self);
-    const value = JSON.stringify(rec);
-    const mine = await this.#d.store.get(key);
-    if (!mine) await this.#d.store.txn([{ key, version: 0 }], [{ type: 'put', key, value }]);
-    const items = (await this.#d.store.list(clusterKeys.kindPrefix('networks'))).items;
-    const oldest = items
-      .map((kv) => ({ d: decodeClusterRecord(kv), rev: kv.createRevision }))
-      .flatMap(({ d, rev }) => (d.kind === 'networks' && d.record.name === rec.name ? [{ r: d.record, rev }] : []))
-      .sort((a, b) => a.rev - b.rev)[0]?.r;
-    if (!oldest || oldest.fingerprint === rec.fingerprint) {
-      // a copy of an earlier join with other settings (not the cluster's): brought up to date
-      if (mine && mine.value !== value) {
-        await this.#d.store.txn([{ key, modRevision: mine.modRevision }], [{ type: 'put', key, value }]);
-      }
-      return;
-    }
-    const now = await this.#d.store.get(key);
-    if (!mine && now) await this.#d.store.txn([{ key, modRevision: now.modRevision }], [{ type: 'delete', key }]);
-    throw errors.networkConflict(
-      `cluster network ${rec.name} already exists with other settings (subnets ${oldest.subnets.join(',')}, ` +
-        `encrypt ${oldest.encrypt}); this host asked for subnets ${rec.subnets.join(',')}, encrypt ${rec.encrypt}: ` +
-        'create it with the same options on every host',
-    );
   }
 
   /**
