@@ -1,0 +1,135 @@
+/**
+ * Kernel tests (root) for the long-lived `nft -i` (nft-session.ts) behind exec.run('nft', ['-f', '-']):
+ * a transaction is all or nothing and its error is the one a one-shot `nft -f -` reports (code and
+ * line); a change made by another process is seen; a killed process is replaced; concurrent
+ * callers each get their own result; scripts it cannot take run as before.
+ *
+ * Run: TRUSS_TEST_NS_PREFIX=x- node --test src/dataplane/linux/nft-session.netns.ts
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { createExec, type Exec, isKernelError, KernelError } from './exec.ts';
+import { GUARD_TABLE, renderGuardBase } from './guard.ts';
+import { createScratch, listTestNamespaces, type TestNs } from './netns-testutil.ts';
+import { joinScript, NftSession } from './nft-session.ts';
+
+const ports = (...names: string[]): string =>
+  `add set ${GUARD_TABLE} ports { type ifname; elements = { ${names.map((n) => `"${n}"`).join(', ')} } }`;
+
+describe('nft session (one long-lived nft -i)', () => {
+  const scratch = createScratch();
+  let ns: TestNs;
+  let exec: Exec;
+  let oneShot: Exec;
+  const commands: string[][] = [];
+  const listPorts = async (): Promise<string> => ns.must(['nft', 'list', 'set', ...GUARD_TABLE.split(' '), 'ports']);
+
+  before(async () => {
+    ns = await scratch.ns('nfts');
+    exec = createExec({ netns: ns.path, nftSession: true, onCommand: (argv) => commands.push([...argv]) });
+    oneShot = createExec({ netns: ns.path, nftSession: false });
+    scratch.defer(() => exec.close?.());
+    await oneShot.run('nft', ['-f', '-'], { stdin: renderGuardBase() });
+  });
+
+  after(async () => {
+    await scratch.close();
+    assert.deepEqual(await listTestNamespaces(), []);
+  });
+
+  it('runs a script of one-line commands in the session, as one transaction', async () => {
+    commands.length = 0;
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trva1')}\n${ports('trva2')}\n` });
+    assert.equal(commands.length, 1);
+    assert.match(commands[0]?.slice(-2).join(' ') ?? '', /nft -i$/);
+    const listed = await listPorts();
+    assert.match(listed, /"trva1"/);
+    assert.match(listed, /"trva2"/);
+  });
+
+  it('a failing transaction reports the code and line a one-shot run reports, and applies nothing', async () => {
+    const script = `${ports('trvb1')}\nadd element ${GUARD_TABLE} nosuchset { "x" }\n${ports('trvb2')}\n`;
+    const viaSession = await exec.run('nft', ['-f', '-'], { stdin: script }).catch((e: unknown) => e);
+    const viaOneShot = await oneShot.run('nft', ['-f', '-'], { stdin: script }).catch((e: unknown) => e);
+    assert.ok(viaSession instanceof KernelError && viaOneShot instanceof KernelError);
+    assert.equal(viaSession.code, 'ENOENT');
+    assert.equal(viaSession.code, viaOneShot.code);
+    assert.equal(viaSession.line, 2);
+    assert.equal(viaSession.line, viaOneShot.line);
+    assert.doesNotMatch(await listPorts(), /trvb/);
+    // and the session goes on
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvb3')}\n` });
+    assert.match(await listPorts(), /"trvb3"/);
+  });
+
+  it('a syntax error is an error of its own line, nothing applied', async () => {
+    const e = await exec
+      .run('nft', ['-f', '-'], {
+        stdin: `${ports('trvc1')}\nadd set ${GUARD_TABLE} macs { type ifname . ether_addr; elements = { "trvc1" . zz } }\n`,
+      })
+      .catch((x: unknown) => x);
+    assert.ok(e instanceof KernelError);
+    assert.equal(e.line, 2);
+    assert.doesNotMatch(await listPorts(), /trvc1/);
+  });
+
+  it('sees what another process changed (table deleted, then made again)', async () => {
+    await oneShot.run('nft', ['-f', '-'], { stdin: `delete table ${GUARD_TABLE}\n` });
+    const e = await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvd1')}\n` }).catch((x: unknown) => x);
+    assert.ok(isKernelError(e, 'ENOENT'), String(e));
+    assert.equal((e as KernelError).line, 1);
+    await oneShot.run('nft', ['-f', '-'], { stdin: renderGuardBase() });
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvd1')}\n` });
+    assert.match(await listPorts(), /"trvd1"/);
+  });
+
+  it('a killed nft is replaced by the next transaction; one killed mid-transaction fails only that one', async () => {
+    const session = new NftSession(
+      () => spawn('nsenter', [`--net=${ns.path}`, '--', 'nft', '-i'], { stdio: ['pipe', 'pipe', 'pipe'] }) as never,
+    );
+    scratch.defer(() => session.close());
+    const one = joinScript(`${ports('trve1')}\n`)?.line as string;
+    assert.equal((await session.run(one, 5000)).exitCode, 0);
+    const first = session.pid as number;
+    process.kill(first, 'SIGKILL'); // our own child, by its pid
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await session.run(joinScript(`${ports('trve2')}\n`)?.line as string, 5000)).exitCode, 0);
+    assert.notEqual(session.pid, first);
+    assert.equal(session.started, 2);
+    assert.match(await listPorts(), /"trve2"/);
+    // killed while a transaction is in flight: that transaction fails (outcome unknown), the next runs
+    const inFlight = session.run(joinScript(`${ports('trve3')}\n`)?.line as string, 5000);
+    process.kill(session.pid as number, 'SIGKILL');
+    const r = await inFlight;
+    assert.ok(r.exitCode === 128 || r.exitCode === 0, `exit ${r.exitCode}`);
+    assert.equal((await session.run(joinScript(`${ports('trve4')}\n`)?.line as string, 5000)).exitCode, 0);
+    assert.match(await listPorts(), /"trve4"/);
+  });
+
+  it('concurrent callers each get their own outcome', async () => {
+    const jobs = Array.from({ length: 12 }, (_, i) =>
+      exec
+        .run('nft', ['-f', '-'], {
+          stdin: i % 3 === 2 ? `add element ${GUARD_TABLE} nosuchset { "x${i}" }\n` : `${ports(`trvf${i}`)}\n`,
+        })
+        .then(
+          () => 'ok',
+          (e: unknown) => (isKernelError(e, 'ENOENT') ? 'ENOENT' : String(e)),
+        ),
+    );
+    const got = await Promise.all(jobs);
+    assert.deepEqual(
+      got,
+      Array.from({ length: 12 }, (_, i) => (i % 3 === 2 ? 'ENOENT' : 'ok')),
+    );
+    const listed = await listPorts();
+    for (let i = 0; i < 12; i++) if (i % 3 !== 2) assert.match(listed, new RegExp(`"trvf${i}"`));
+  });
+
+  it('a multi-line block (a table body) runs as a one-shot nft -f -', async () => {
+    commands.length = 0;
+    await exec.run('nft', ['-f', '-'], { stdin: renderGuardBase() });
+    assert.deepEqual(commands[0]?.slice(-2), ['-f', '-']);
+  });
+});
