@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { createExec, type Exec, isKernelError, KernelError } from './exec.ts';
-import { GUARD_TABLE, renderGuardBase } from './guard.ts';
+import { applyGuard, GUARD_TABLE, readGuardTable, removeGuard, renderGuardBase } from './guard.ts';
 import { createScratch, listTestNamespaces, type TestNs } from './netns-testutil.ts';
 import { joinScript, NftSession } from './nft-session.ts';
 
@@ -125,6 +125,32 @@ describe('nft session (one long-lived nft -i)', () => {
     );
     const listed = await listPorts();
     for (let i = 0; i < 12; i++) if (i % 3 !== 2) assert.match(listed, new RegExp(`"trvf${i}"`));
+  });
+
+  it("guards and unguards a veth through the session (the attach path's transactions)", async () => {
+    const g = {
+      name: 'trvg0123456789a',
+      endpointId: 'e'.repeat(64),
+      networkId: 'n'.repeat(64),
+      mac: '02:42:c6:12:00:02',
+      ipv4: ['198.18.0.2'],
+      ipv6: ['fd00::2', 'fe80::42:c6ff:fe12:2'],
+    };
+    commands.length = 0;
+    await applyGuard(exec, g);
+    assert.match(commands.map((c) => c.join(' ')).join('\n'), /nft -i$/m);
+    const listed = (await readGuardTable(exec)) ?? '';
+    for (const t of ['"trvg0123456789a" . 198.18.0.2', '"trvg0123456789a" . fd00::2', '02:42:c6:12:00:02']) {
+      assert.ok(listed.includes(t), t);
+    }
+    await removeGuard(exec, g.name, g);
+    assert.doesNotMatch((await readGuardTable(exec)) ?? '', /trvg0123456789a/);
+    await removeGuard(exec, g.name, g); // again: nothing to remove, no error
+    // no table at all: applyGuard makes it (one-shot, a multi-line block), removal is a no-op
+    await oneShot.run('nft', ['-f', '-'], { stdin: `delete table ${GUARD_TABLE}\n` });
+    await removeGuard(exec, g.name, g);
+    await applyGuard(exec, g);
+    assert.match((await readGuardTable(exec)) ?? '', /trvg0123456789a/);
   });
 
   it('a multi-line block (a table body) runs as a one-shot nft -f -', async () => {
