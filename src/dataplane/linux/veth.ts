@@ -136,16 +136,15 @@ export class VethRemovals {
   }
 
   /** Starts removeVeth(name) unless it is already running; resolves at once. */
-  start(exec: Exec, name: string): Promise<void> {
+  async start(exec: Exec, name: string): Promise<void> {
     checkIfName(name);
-    if (this.#running.has(name)) return Promise.resolve();
+    if (this.#running.has(name)) return;
     const work = removeVeth(exec, name, this.#log)
       .catch((e: unknown) =>
         this.#log?.warn('removing a veth failed; the next full pass retries', { link: name, err: e }),
       )
       .finally(() => this.#running.delete(name));
     this.#running.set(name, work);
-    return Promise.resolve();
   }
 
   /** Resolves when the removals running now are done (only `names`' when given). */
