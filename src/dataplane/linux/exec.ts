@@ -83,6 +83,12 @@ export type OnCommand = (
 export interface RunOptions {
   readonly stdin?: string;
   readonly timeoutMs?: number;
+  /**
+   * `nft -f -` only: run the script in the long-lived `nft -i` (nft-session.ts) when it is made of
+   * one-line commands and the exec has a session; else as usual. For small, frequent transactions
+   * on the attach path (the guard's elements).
+   */
+  readonly session?: boolean;
 }
 
 export interface ExecResult {
@@ -122,7 +128,7 @@ export interface ExecOptions {
   /** Run `ip -batch -` from a spare started ahead (SpareProcesses). Default: only without `netns`. */
   readonly spareProcesses?: boolean;
   /**
-   * Send `nft -f -` scripts of one-line commands to one long-lived `nft -i` (nft-session.ts).
+   * Run `nft -f -` scripts asked to (RunOptions.session) in one long-lived `nft -i` (nft-session.ts).
    * Default: as spareProcesses.
    */
   readonly nftSession?: boolean;
@@ -203,7 +209,7 @@ export function createExec(opts: ExecOptions = {}): Exec {
     const argv = inNs(bin, args);
     const started = performance.now();
     const timeoutMs = ro.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (ro.stdin !== undefined && bin === 'nft' && args.length === 2 && args[0] === '-f' && args[1] === '-') {
+    if (ro.session && ro.stdin !== undefined && bin === 'nft' && args.join(' ') === '-f -') {
       const done = await inSession(ro.stdin, timeoutMs);
       if (done) return done;
     }

@@ -1,5 +1,5 @@
 /**
- * Kernel tests (root) for the long-lived `nft -i` (nft-session.ts) behind exec.run('nft', ['-f', '-']):
+ * Kernel tests (root) for the long-lived `nft -i` (nft-session.ts) behind exec.run('nft', ['-f', '-'], { session: true }):
  * a transaction is all or nothing and its error is the one a one-shot `nft -f -` reports (code and
  * line); a change made by another process is seen; a killed process is replaced; concurrent
  * callers each get their own result; scripts it cannot take run as before.
@@ -40,7 +40,7 @@ describe('nft session (one long-lived nft -i)', () => {
 
   it('runs a script of one-line commands in the session, as one transaction', async () => {
     commands.length = 0;
-    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trva1')}\n${ports('trva2')}\n` });
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trva1')}\n${ports('trva2')}\n`, session: true });
     assert.equal(commands.length, 1);
     assert.match(commands[0]?.slice(-2).join(' ') ?? '', /nft -i$/);
     const listed = await listPorts();
@@ -50,7 +50,7 @@ describe('nft session (one long-lived nft -i)', () => {
 
   it('a failing transaction reports the code and line a one-shot run reports, and applies nothing', async () => {
     const script = `${ports('trvb1')}\nadd element ${GUARD_TABLE} nosuchset { "x" }\n${ports('trvb2')}\n`;
-    const viaSession = await exec.run('nft', ['-f', '-'], { stdin: script }).catch((e: unknown) => e);
+    const viaSession = await exec.run('nft', ['-f', '-'], { stdin: script, session: true }).catch((e: unknown) => e);
     const viaOneShot = await oneShot.run('nft', ['-f', '-'], { stdin: script }).catch((e: unknown) => e);
     assert.ok(viaSession instanceof KernelError && viaOneShot instanceof KernelError);
     assert.equal(viaSession.code, 'ENOENT');
@@ -59,7 +59,7 @@ describe('nft session (one long-lived nft -i)', () => {
     assert.equal(viaSession.line, viaOneShot.line);
     assert.doesNotMatch(await listPorts(), /trvb/);
     // and the session goes on
-    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvb3')}\n` });
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvb3')}\n`, session: true });
     assert.match(await listPorts(), /"trvb3"/);
   });
 
@@ -67,6 +67,7 @@ describe('nft session (one long-lived nft -i)', () => {
     const e = await exec
       .run('nft', ['-f', '-'], {
         stdin: `${ports('trvc1')}\nadd set ${GUARD_TABLE} macs { type ifname . ether_addr; elements = { "trvc1" . zz } }\n`,
+        session: true,
       })
       .catch((x: unknown) => x);
     assert.ok(e instanceof KernelError);
@@ -76,11 +77,13 @@ describe('nft session (one long-lived nft -i)', () => {
 
   it('sees what another process changed (table deleted, then made again)', async () => {
     await oneShot.run('nft', ['-f', '-'], { stdin: `delete table ${GUARD_TABLE}\n` });
-    const e = await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvd1')}\n` }).catch((x: unknown) => x);
+    const e = await exec
+      .run('nft', ['-f', '-'], { stdin: `${ports('trvd1')}\n`, session: true })
+      .catch((x: unknown) => x);
     assert.ok(isKernelError(e, 'ENOENT'), String(e));
     assert.equal((e as KernelError).line, 1);
     await oneShot.run('nft', ['-f', '-'], { stdin: renderGuardBase() });
-    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvd1')}\n` });
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvd1')}\n`, session: true });
     assert.match(await listPorts(), /"trvd1"/);
   });
 
@@ -112,6 +115,7 @@ describe('nft session (one long-lived nft -i)', () => {
       exec
         .run('nft', ['-f', '-'], {
           stdin: i % 3 === 2 ? `add element ${GUARD_TABLE} nosuchset { "x${i}" }\n` : `${ports(`trvf${i}`)}\n`,
+          session: true,
         })
         .then(
           () => 'ok',
@@ -153,9 +157,16 @@ describe('nft session (one long-lived nft -i)', () => {
     assert.match((await readGuardTable(exec)) ?? '', /trvg0123456789a/);
   });
 
-  it('a multi-line block (a table body) runs as a one-shot nft -f -', async () => {
+  it('a multi-line block (a table body), or a script not asked to, runs as a one-shot nft -f -', async () => {
     commands.length = 0;
-    await exec.run('nft', ['-f', '-'], { stdin: renderGuardBase() });
-    assert.deepEqual(commands[0]?.slice(-2), ['-f', '-']);
+    await exec.run('nft', ['-f', '-'], { stdin: renderGuardBase(), session: true });
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvh1')}\n` });
+    assert.deepEqual(
+      commands.map((c) => c.slice(-2)),
+      [
+        ['-f', '-'],
+        ['-f', '-'],
+      ],
+    );
   });
 });
