@@ -86,7 +86,8 @@ export interface RunOptions {
   /**
    * `nft -f -` only: run the script in the long-lived `nft -i` (nft-session.ts) when it is made of
    * one-line commands and the exec has a session; else as usual. For small, frequent transactions
-   * on the attach path (the guard's elements).
+   * on the attach path (the guard's elements). The script must be idempotent: when the session
+   * fails mid-transaction (nft died or stuck) it runs again as `nft -f -`.
    */
   readonly session?: boolean;
 }
@@ -174,6 +175,7 @@ export function createExec(opts: ExecOptions = {}): Exec {
     (opts.nftSession ?? opts.spareProcesses ?? opts.netns === undefined)
       ? new NftSession(() => spawnChild(inNs('nft', ['-i']), true) as ChildProcessByStdio<Writable, Readable, Readable>)
       : undefined;
+  let sessionBroken = false;
   const which = (bin: string): string | undefined => {
     const hit = cache.get(bin);
     if (hit !== undefined) return hit;
@@ -192,17 +194,25 @@ export function createExec(opts: ExecOptions = {}): Exec {
     }
     return path;
   };
+  /**
+   * The script in the session; undefined: run it as `nft -f -` instead (not one line, no session, or the
+   * session failed: nft died or stuck, its outcome unknown, so the caller's script, idempotent by
+   * RunOptions.session's contract, runs again). Three processes that never finished a transaction
+   * (an nft built without its interactive CLI): no session any more.
+   */
   const inSession = async (script: string, timeoutMs: number): Promise<ExecResult | undefined> => {
-    const joined = session && joinScript(script);
+    const joined = session && !sessionBroken && joinScript(script);
     if (!session || !joined) return undefined;
     const argv = inNs('nft', ['-i']);
     const started = performance.now();
     const res = await session.run(joined.line, timeoutMs);
     opts.onCommand?.(argv, script, performance.now() - started, res.exitCode);
-    const stderr = locateErrors(res.stderr, joined.starts);
-    if (res.exitCode !== 0) {
-      throw new KernelError(res.exitCode === 1 ? normaliseKernelError(stderr) : 'OTHER', argv, res.exitCode, stderr);
+    if (res.exitCode !== 0 && res.exitCode !== 1) {
+      if (session.answered === 0 && session.started >= 3) sessionBroken = true;
+      return undefined;
     }
+    const stderr = locateErrors(res.stderr, joined.starts);
+    if (res.exitCode !== 0) throw new KernelError(normaliseKernelError(stderr), argv, res.exitCode, stderr);
     return { stdout: '', stderr };
   };
   const run = async (bin: string, args: readonly string[], ro: RunOptions = {}): Promise<ExecResult> => {

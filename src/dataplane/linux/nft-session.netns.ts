@@ -8,11 +8,28 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { createExec, type Exec, isKernelError, KernelError } from './exec.ts';
 import { applyGuard, GUARD_TABLE, readGuardTable, removeGuard, renderGuardBase } from './guard.ts';
 import { createScratch, listTestNamespaces, type TestNs } from './netns-testutil.ts';
 import { joinScript, NftSession } from './nft-session.ts';
+
+/** The `nft -i` running in the namespace at `nsPath` (only ours lives in a scratch namespace). */
+function sessionPidIn(nsPath: string): number | undefined {
+  const want = statSync(nsPath).ino;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (cmd.at(-1) !== '-i' || !cmd.at(-2)?.endsWith('nft')) continue;
+      if (statSync(`/proc/${d}/ns/net`).ino === want) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
 
 const ports = (...names: string[]): string =>
   `add set ${GUARD_TABLE} ports { type ifname; elements = { ${names.map((n) => `"${n}"`).join(', ')} } }`;
@@ -108,6 +125,31 @@ describe('nft session (one long-lived nft -i)', () => {
     assert.ok(r.exitCode === 128 || r.exitCode === 0, `exit ${r.exitCode}`);
     assert.equal((await session.run(joinScript(`${ports('trve4')}\n`)?.line as string, 5000)).exitCode, 0);
     assert.match(await listPorts(), /"trve4"/);
+    session.close();
+  });
+
+  it('a stuck nft -i: the transaction runs again as nft -f - and the next gets a new session', async () => {
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvs1')}\n`, session: true });
+    const pid = sessionPidIn(ns.path);
+    assert.ok(pid !== undefined, 'the session runs in the test namespace');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      commands.length = 0;
+      await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvs2')}\n`, session: true, timeoutMs: 300 });
+      assert.deepEqual(
+        commands.map((c) => c.at(-1)),
+        ['-i', '-'],
+      );
+      assert.match(await listPorts(), /"trvs2"/);
+    } finally {
+      // the session killed it at the timeout already; if not, it is ours to end
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+    await exec.run('nft', ['-f', '-'], { stdin: `${ports('trvs3')}\n`, session: true });
+    assert.notEqual(sessionPidIn(ns.path), pid);
+    assert.match(await listPorts(), /"trvs3"/);
   });
 
   it('concurrent callers each get their own outcome', async () => {

@@ -17,8 +17,8 @@
  * original script) so callers see the same KernelError as from a one-shot run.
  *
  * One transaction at a time (a queue). If nft dies or a transaction outlives its timeout, that
- * transaction fails (its outcome is unknown: the caller's ensure/remove is retried by the
- * reconciler, and they are idempotent) and the next one starts a new process.
+ * transaction fails (its outcome is unknown; exec.ts runs the caller's idempotent script again as
+ * `nft -f -`) and the next one starts a new process.
  */
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
@@ -110,6 +110,8 @@ export class NftSession {
   #seq = 0;
   /** processes started so far (tests: a dead one is replaced) */
   started = 0;
+  /** transactions that ran to their sentinel (ok or not) */
+  answered = 0;
 
   /** `spawn`: starts `nft -i` (through nsenter for another namespace) with three pipes */
   constructor(spawn: () => Child) {
@@ -171,6 +173,7 @@ export class NftSession {
     if (!m) return;
     const before = this.#stderr.slice(0, m.index + (m[0].startsWith('\n') ? 1 : 0));
     this.#stderr = this.#stderr.slice(m.index + m[0].length);
+    this.answered++;
     this.#finish({ stderr: before, exitCode: /(?:^|\n)Error:/.test(before) ? 1 : 0, timedOut: false });
   }
 
