@@ -534,9 +534,9 @@ async function main(): Promise<void> {
         '',
         'Where a truss attach still spends its time: CreateEndpoint is one durable SQLite commit (WAL, synchronous=FULL,',
         'before the answer) and one reconcile pass whose kernel work is one `ip -batch -` of two lines (a fresh process per',
-        'batch, started ahead: exec.ts SpareProcesses), the accept_ra sysctl as a /proc/sys file, and the guard\'s set elements',
+        "batch, started ahead: exec.ts SpareProcesses), the accept_ra sysctl as a /proc/sys file, and the guard's set elements",
         'as one transaction of the long-lived `nft -i` (nft-session.ts, ~1 ms); Join is one durable commit and a pass with no',
-        'kernel work (no port policy here). Leave + DeleteEndpoint: two durable commits and the guard\'s removal (`nft -i`);',
+        "kernel work (no port policy here). Leave + DeleteEndpoint: two durable commits and the guard's removal (`nft -i`);",
         "the veth's deletion (20–30 ms of kernel unregister) finishes after the answer (veth.ts VethRemovals).",
         ...(ba.length > 0
           ? ['', 'Before and after the attach-path change (same benchmark, same machine):', '', ...ba]
