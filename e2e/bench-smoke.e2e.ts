@@ -76,9 +76,12 @@ describe('bench/start.ts --smoke', { timeout: 90_000 }, () => {
     assert.match(r.stdout, /CONTAINER START BENCHMARK/, out);
     for (const row of [
       /\| docker run → first TCP connect +\| Docker bridge +\| 3 +\| \d+/,
-      /\| +\| truss +\| 3 +\| \d+ +\| \d+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} \(p50\) +\| ≤ 1\.10/,
+      /\| +\| truss +\| 3 +\| \d+ +\| \d+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} \(p50\) +\| ≤ 1\.00/,
+      /\| docker run --rm lifecycle +\| Docker bridge +\| 3 +\| \d+/,
       /\| plugin: CreateEndpoint \+ Join +\| truss +\| 3 +\| [\d.]+/,
-      /\| +\| truss +\| 5 +\| \d+ +\| \d+ +\| [\d.]+–[\d.]+ +\| \d+\.\d{3} +\| ≤ 3/,
+      /\| plugin: Leave \+ DeleteEndpoint +\| truss +\| 3 +\| [\d.]+ .*\| p50 < 10/,
+      /\| +\| truss +\| 5 +\| \d+ +\| \d+ +\| [\d.]+–[\d.]+ +\| \d+\.\d{3} \(p99\) +\| ≤ 1\.0/,
+      /The plugin's share of a truss burst start: [\d.]+ %/,
       /event-loop delay p50 [\d.]+ ms, p99 [\d.]+ ms/,
     ]) {
       assert.match(r.stdout, row, out);

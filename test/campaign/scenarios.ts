@@ -50,6 +50,20 @@ export const ENDPOINT_POINTS = [
 
 const client = (h: CampaignHost): PluginClient => new PluginClient(h.socket);
 
+/**
+ * Kernel objects beyond `base`, once a veth deletion still running has had its time: DeleteEndpoint
+ * answers before the kernel has unregistered the veth (20-30 ms; veth.ts VethRemovals), so a
+ * sample taken at once may see it. Up to 2 s, then whatever is there counts.
+ */
+async function settledObjects(h: CampaignHost, base: number): Promise<number> {
+  const until = performance.now() + 2000;
+  for (;;) {
+    const n = (await h.kernelObjects()).length - base;
+    if (n <= 0 || performance.now() > until) return n;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 let lapAt = performance.now();
 /** CAMPAIGN_TRACE=1: where the time goes (stderr). */
 const lap = (what: string): void => {
@@ -285,7 +299,7 @@ export async function churn(h: CampaignHost, cycles: number, samples: number, su
     if (f) failures.push(`cycle ${i}: ${f.step}: ${f.error}`);
     if (i % every === 0 || i === 1) {
       const r = h.resources();
-      out.push({ cycle: i, ...r, kernelObjects: (await h.kernelObjects()).length - base });
+      out.push({ cycle: i, ...r, kernelObjects: await settledObjects(h, base) });
     }
   }
   const msPerCycle = (performance.now() - t0) / cycles;

@@ -12,6 +12,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { errors } from '../../core/errors.ts';
+import { joinScript, locateErrors, NftSession } from './nft-session.ts';
 
 export type KernelErrorCode = 'EEXIST' | 'ENODEV' | 'ENOENT' | 'ESRCH' | 'EBUSY' | 'EPERM' | 'EINVAL' | 'OTHER';
 
@@ -82,6 +83,13 @@ export type OnCommand = (
 export interface RunOptions {
   readonly stdin?: string;
   readonly timeoutMs?: number;
+  /**
+   * `nft -f -` only: run the script in the long-lived `nft -i` (nft-session.ts) when it is made of
+   * one-line commands and the exec has a session; else as usual. For small, frequent transactions
+   * on the attach path (the guard's elements). The script must be idempotent: when the session
+   * fails mid-transaction (nft died or stuck) it runs again as `nft -f -`.
+   */
+  readonly session?: boolean;
 }
 
 export interface ExecResult {
@@ -120,6 +128,11 @@ export interface ExecOptions {
   readonly procSys?: string;
   /** Run `ip -batch -` from a spare started ahead (SpareProcesses). Default: only without `netns`. */
   readonly spareProcesses?: boolean;
+  /**
+   * Run `nft -f -` scripts asked to (RunOptions.session) in one long-lived `nft -i` (nft-session.ts).
+   * Default: as spareProcesses.
+   */
+  readonly nftSession?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -154,6 +167,15 @@ export function createExec(opts: ExecOptions = {}): Exec {
   const cache = new Map<string, string>();
   // why: not for another namespace by default (tests): a spare would outlive the scratch namespace
   const spares = (opts.spareProcesses ?? opts.netns === undefined) ? new SpareProcesses() : undefined;
+  const inNs = (bin: string, args: readonly string[]): string[] =>
+    opts.netns === undefined
+      ? [resolve(bin), ...args]
+      : [resolve('nsenter'), `--net=${opts.netns}`, '--', resolve(bin), ...args];
+  const session =
+    (opts.nftSession ?? opts.spareProcesses ?? opts.netns === undefined)
+      ? new NftSession(() => spawnChild(inNs('nft', ['-i']), true) as ChildProcessByStdio<Writable, Readable, Readable>)
+      : undefined;
+  let sessionBroken = false;
   const which = (bin: string): string | undefined => {
     const hit = cache.get(bin);
     if (hit !== undefined) return hit;
@@ -172,13 +194,35 @@ export function createExec(opts: ExecOptions = {}): Exec {
     }
     return path;
   };
+  /**
+   * The script in the session; undefined: run it as `nft -f -` instead (not one line, no session, or the
+   * session failed: nft died or stuck, its outcome unknown, so the caller's script, idempotent by
+   * RunOptions.session's contract, runs again). Three processes that never finished a transaction
+   * (an nft built without its interactive CLI): no session any more.
+   */
+  const inSession = async (script: string, timeoutMs: number): Promise<ExecResult | undefined> => {
+    const joined = session && !sessionBroken && joinScript(script);
+    if (!session || !joined) return undefined;
+    const argv = inNs('nft', ['-i']);
+    const started = performance.now();
+    const res = await session.run(joined.line, timeoutMs);
+    opts.onCommand?.(argv, script, performance.now() - started, res.exitCode);
+    if (res.exitCode !== 0 && res.exitCode !== 1) {
+      if (session.answered === 0 && session.started >= 3) sessionBroken = true;
+      return undefined;
+    }
+    const stderr = locateErrors(res.stderr, joined.starts);
+    if (res.exitCode !== 0) throw new KernelError(normaliseKernelError(stderr), argv, res.exitCode, stderr);
+    return { stdout: '', stderr };
+  };
   const run = async (bin: string, args: readonly string[], ro: RunOptions = {}): Promise<ExecResult> => {
-    const argv =
-      opts.netns === undefined
-        ? [resolve(bin), ...args]
-        : [resolve('nsenter'), `--net=${opts.netns}`, '--', resolve(bin), ...args];
+    const argv = inNs(bin, args);
     const started = performance.now();
     const timeoutMs = ro.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (ro.session && ro.stdin !== undefined && bin === 'nft' && args.join(' ') === '-f -') {
+      const done = await inSession(ro.stdin, timeoutMs);
+      if (done) return done;
+    }
     const spare = spares !== undefined && ro.stdin !== undefined && SPARE_TOOLS.has(`${bin} ${args.join(' ')}`);
     const child = spare ? (spares as SpareProcesses).take(argv) : spawnChild(argv, ro.stdin !== undefined);
     const res = await collect(child, ro.stdin, timeoutMs);
@@ -191,7 +235,14 @@ export function createExec(opts: ExecOptions = {}): Exec {
   };
   const hook = {
     ...(opts.onCommand ? { onCommand: opts.onCommand } : {}),
-    ...(spares ? { close: () => spares.close() } : {}),
+    ...(spares || session
+      ? {
+          close: () => {
+            spares?.close();
+            session?.close();
+          },
+        }
+      : {}),
   };
   if (opts.netns !== undefined) return { run, which, netns: opts.netns, ...hook };
   // why: in our own namespace /proc/sys is read and written as files (what `sysctl` does),

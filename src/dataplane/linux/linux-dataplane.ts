@@ -155,12 +155,23 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     warnDropped(w.name, s.dropped);
     return s.device;
   };
+  const vethRemovals = new veth.VethRemovals(opts.log);
   return {
-    listLinks: (): Promise<readonly ObservedLink[]> => listOwnedLinks(exec),
+    async listLinks(): Promise<readonly ObservedLink[]> {
+      await vethRemovals.settled();
+      return listOwnedLinks(exec);
+    },
     ensureBridge: (b) => bridge.ensureBridge(exec, b, opts.stateId),
-    removeBridge: (name) => bridge.removeBridge(exec, name, opts.log),
-    ensureVeth: (v) => veth.ensureVeth(exec, v, opts.stateId),
-    removeVeth: (name) => veth.removeVeth(exec, name, opts.log),
+    async removeBridge(name) {
+      await vethRemovals.settled();
+      await bridge.removeBridge(exec, name, opts.log);
+    },
+    async ensureVeth(v) {
+      await vethRemovals.settled([v.name]);
+      await veth.ensureVeth(exec, v, opts.stateId);
+    },
+    // the pair's deletion runs on in the background (veth.ts VethRemovals)
+    removeVeth: (name) => vethRemovals.start(exec, name),
     async checkFirewall(f) {
       const problems = [...(await nft.checkNft(exec, await render(f))), ...(await raGuard.checkRaGuard(exec))];
       const t = await iptTools();

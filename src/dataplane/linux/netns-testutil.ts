@@ -153,7 +153,12 @@ export const randomId = (): string => randomBytes(32).toString('hex');
 export function commandRecorder(): { onCommand: OnCommand; argvs: string[][]; writes(): string[][]; reset(): void } {
   const argvs: string[][] = [];
   const isWrite = (a: readonly string[]): boolean =>
-    a.includes('-batch') || a.includes('-w') || a.includes('-f') || a.includes('del') || a.includes('--noflush');
+    a.includes('-batch') ||
+    a.includes('-w') ||
+    a.includes('-f') ||
+    a.at(-1) === '-i' ||
+    a.includes('del') ||
+    a.includes('--noflush');
   return {
     onCommand: (argv) => {
       argvs.push([...argv]);

@@ -115,3 +115,45 @@ export async function removeVeth(exec: Exec, name: string, log?: DataplaneLog): 
   }
   await deleteLink(exec, name);
 }
+
+/**
+ * Veth removals that finish after removeVeth has returned. why: the kernel takes 20-30 ms to
+ * unregister a veth pair here (RCU grace periods under RTNL, whatever the tool), which was most
+ * of a DeleteEndpoint. By the time the reconciler removes a veth its guard elements are gone and
+ * Docker has taken the peer back out of the container, down: nothing can send through the pair.
+ * The intent is already durable, so a crash before the deletion completes is repaired by the next
+ * full pass (an owned veth nobody wants), and so is a deletion that fails (logged).
+ *
+ * Whatever next looks at or touches links waits for the removals still running (settled):
+ * listing links, (re)creating a veth, removing a bridge. So a pass never sees a half-deleted
+ * veth as drift, and no other kernel write about the same link overtakes its deletion.
+ */
+export class VethRemovals {
+  readonly #running = new Map<string, Promise<void>>();
+  readonly #log: DataplaneLog | undefined;
+  constructor(log?: DataplaneLog) {
+    this.#log = log;
+  }
+
+  /** Starts removeVeth(name) unless it is already running; resolves at once. */
+  async start(exec: Exec, name: string): Promise<void> {
+    checkIfName(name);
+    if (this.#running.has(name)) return;
+    const work = removeVeth(exec, name, this.#log)
+      .catch((e: unknown) =>
+        this.#log?.warn('removing a veth failed; the next full pass retries', { link: name, err: e }),
+      )
+      .finally(() => this.#running.delete(name));
+    this.#running.set(name, work);
+  }
+
+  /** Resolves when the removals running now are done (only `names`' when given). */
+  async settled(names?: readonly string[]): Promise<void> {
+    const waits = names ? names.map((n) => this.#running.get(n)) : [...this.#running.values()];
+    await Promise.all(waits);
+  }
+
+  get size(): number {
+    return this.#running.size;
+  }
+}
