@@ -49,6 +49,8 @@ const CA_IN_ROOT = '/root/host-ca-certificates.crt';
 const PINNED_NODE = `v${(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: { node: string } }).dependencies.node}`;
 const PASS_THROUGH = /^(https?_proxy|no_proxy|npm_config_(https_proxy|proxy|noproxy|registry))$/i;
 const RUN_TIMEOUT_MS = 30 * 60_000;
+/** truss's own wireguard-go (scripts/lib/packages.sh TRUSS_WIREGUARD_GO_DIR) */
+const OWN_WIREGUARD_GO = '/usr/local/lib/truss/wireguard-go';
 
 interface Result {
   code: number | null;
@@ -209,12 +211,20 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
       timings.push(`first scripts/run.sh doctor ${first.seconds} s (exit ${first.code})`);
       second = await run(chrootArgv(root, `${PROJECT}/scripts/run.sh doctor`), join(work, 'second.log'));
       timings.push(`second scripts/run.sh doctor ${second.seconds} s (exit ${second.code})`);
-      const programs = 'ip tc bridge nft iptables ip6tables conntrack wg wireguard-go setsid nsenter sysctl modprobe';
+      const programs = 'ip tc bridge nft iptables ip6tables conntrack wg setsid nsenter sysctl modprobe';
+      // the newest wireguard-go Debian offers (unstable's) in truss's own dir: newer than this
+      // release's package (apt's candidate from the root's own lists), and it runs
+      const wgGo =
+        `own=${OWN_WIREGUARD_GO}; new=$(cut -d' ' -f2 "$own/.packages"); ` +
+        `rel=$(apt-cache show --no-all-versions wireguard-go | sed -n 's/^Version: //p'); ` +
+        `"$own/usr/bin/wireguard-go" --version | head -1; ` +
+        `dpkg --compare-versions "$new" gt "$rel" && echo "wireguard-go package $new newer than $SUITE's $rel"`;
       probe = await run(
         chrootArgv(
           root,
           `cd ${PROJECT} && node_modules/node/bin/node -v && test -s dist/app/lib/truss.mjs && echo bundle-ok && ` +
-            `for p in ${programs}; do command -v "$p" >/dev/null || echo "missing: $p"; done`,
+            `for p in ${programs}; do command -v "$p" >/dev/null || echo "missing: $p"; done; ` +
+            wgGo.replace('$SUITE', SUITE),
         ),
         join(work, 'probe.log'),
       );
@@ -262,6 +272,18 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
     assert.equal(probe.output.split('\n')[0], PINNED_NODE, `node_modules/node/bin/node -v:\n${probe.output}`);
     assert.match(probe.output, /^bundle-ok$/m);
     assert.doesNotMatch(probe.output, /^missing: .*/m, probe.output);
+  });
+
+  it("prepare.sh fetches the newest wireguard-go Debian offers into truss's own dir, and truss runs it", () => {
+    assert.ok(probe && first, 'the set-up did not run');
+    // the chroot has no /lib/modules: the kernel's WireGuard is unknown, so wireguard-go is fetched
+    assert.match(probe.output, /^wireguard-go v(\d+\.\d+\.\d+)$/m, probe.output);
+    assert.match(probe.output, /^wireguard-go package \S+ newer than \S+'s \S+$/m, probe.output);
+    const version = /^wireguard-go v(\d+\.\d+\.\d+)$/m.exec(probe.output)?.[1] ?? '?';
+    // truss doctor: the wireguard-go the daemon would run is that one, by its version
+    const own = `wireguard-go ${version.replaceAll('.', '\\.')} \\(${OWN_WIREGUARD_GO}/usr/bin/wireguard-go, truss's own\\)`;
+    assert.match(first.output, new RegExp(own), tail(first.output));
+    assert.match(second?.output ?? '', /prepare: wireguard-go v\S+ present in /);
   });
 
   it('the first run reaches a passing truss doctor (exit 0)', () => {
