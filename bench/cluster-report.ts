@@ -233,8 +233,14 @@ function throughputFindings(t: Record<Cond, ThroughputSample[]>, env: Record<str
     `  truss (nsenter) ÷ bare ${r('trussNs', 'bare')}, bare+hop ÷ bare ${r('hop', 'bare')}, truss (nsenter) ÷ bare+hop ${r('trussNs', 'hop')}, truss ÷ truss (nsenter) ${r('truss', 'trussNs')}.`,
     `- Every condition is CPU-bound: both cores ${pct(Math.min(...CONDS.map((c) => med(c, 'busy'))))}–${pct(Math.max(...CONDS.map((c) => med(c, 'busy'))))} busy while iperf3 (2 processes) and wireguard-go (2) share them;`,
     `  softirq (forwarding, bridge, veth, conntrack) is ${pct(med('bare', 'softirq'))} of the machine for the bare tunnel, ${pct(med('hop', 'softirq'))} with the hop, ${pct(med('truss', 'softirq'))} for truss.`,
-    `- wireguard-go's UDP socket on the receiving host drops ${pct(med('bare', 'udpRcvbufDrops'))} (bare) to ${pct(med('truss', 'udpRcvbufDrops'))} (truss) of the datagrams (UdpRcvbufErrors):`,
-    '  the 2022 wireguard-go keeps the default socket buffer and has no TUN offloads, so TCP runs through heavy loss in every condition.',
+    `- wireguard-go's UDP socket on the receiving host drops ${pct(med('bare', 'udpRcvbufDrops'))} (bare) to ${pct(med('truss', 'udpRcvbufDrops'))} (truss) of the datagrams (UdpRcvbufErrors)` +
+      ((t.bareOld ?? []).length > 0
+        ? `; the older wireguard-go ${pct(med('bareOld', 'udpRcvbufDrops'))} to ${pct(med('trussOld', 'udpRcvbufDrops'))}.`
+        : '.'),
+    med('bare', 'udpRcvbufDrops') > 0.01
+      ? '  This wireguard-go keeps the default socket buffer and has no TUN offloads, so TCP runs through heavy loss in every condition.'
+      : '  The 2022 wireguard-go keeps the default socket buffer and has no TUN offloads (tun pkt B: one MTU per packet);' +
+        ' the newest batches packets through its TUN device (GSO/GRO).',
     `- CPU placement: dockerd (cgroupfs driver, cgroup v1) puts every container in a child of ${env.dockerCpuCgroup ?? 'its cgroup'};`,
     "  under contention the containers' iperf3 compete together as one root-level task against wireguard-go and everything",
     "  else, while the baselines' iperf3 (and truss (nsenter)) are root-level tasks themselves.",

@@ -266,9 +266,12 @@ async function measureThroughput(): Promise<{
   let running: WireguardGo = versions.newest; // truss's default
   const use = async (w: WireguardGo): Promise<void> => {
     if (w === running) return;
-    process.stderr.write(`  truss: restarting with --wireguard-go ${w.path} (${w.version})\n`);
+    const t0 = performance.now();
     await switchTrussWireguardGo([a, b], TRUSS_DEV, w);
     await setMembers(2); // every member reaches the others again
+    process.stderr.write(
+      `  truss: restarted with --wireguard-go ${w.path} (${w.version}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
     running = w;
   };
   if (!SMOKE) for (const cond of CONDS) await iperfRun(cond, ctx); // warm-up, not counted
