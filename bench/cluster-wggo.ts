@@ -40,9 +40,12 @@ export async function wireguardGoVersions(): Promise<{ newest: WireguardGo; olde
 
 /** Restarts truss on `hs` with `wgGo` as --wireguard-go, its WireGuard device deleted first. */
 export async function switchTrussWireguardGo(hs: readonly Host[], dev: string, wgGo: WireguardGo): Promise<void> {
-  for (const h of hs) {
-    await h.truss.stop();
-    await inHostMounts(h, ['ip', 'link', 'del', dev]); // wireguard-go exits when its TUN goes
-    await h.truss.restart({ TRUSS_WIREGUARD_GO: wgGo.path });
-  }
+  // all at once: a peer configured seconds after the other costs a handshake retry (~5 s)
+  await Promise.all(
+    hs.map(async (h) => {
+      await h.truss.stop();
+      await inHostMounts(h, ['ip', 'link', 'del', dev]); // wireguard-go exits when its TUN goes
+      await h.truss.restart({ TRUSS_WIREGUARD_GO: wgGo.path });
+    }),
+  );
 }
