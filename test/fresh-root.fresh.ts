@@ -15,7 +15,8 @@
  * /var/cache/truss-test/ (debootstrap takes ~95 s here, unpacking the tarball ~2 s);
  * TRUSS_FRESH_NO_CACHE=1 bypasses the cache. Environment of the test machine, not of the product:
  * npm in the root trusts this host's CA bundle (NODE_EXTRA_CA_CERTS, for a TLS-intercepting proxy),
- * and proxy / npm registry variables set here are passed through.
+ * apt takes this host's settings for its mirror (hostAptSettings), and proxy / npm registry
+ * variables set here are passed through.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -132,8 +133,23 @@ function copyProject(root: string): number {
   return files.length;
 }
 
-/** What the host adds to a fresh root: no service starts, DNS, and (for npm only) this machine's CAs. */
+/**
+ * This machine's apt settings for its mirror, e.g. `Acquire::Check-Valid-Until "false"` where the
+ * mirror is a frozen snapshot older than the clock: without them apt in the root refuses the
+ * snapshot's expired Debian unstable Release file, and prepare.sh falls back to the release's
+ * wireguard-go (seen here: the fallback works, but the test is of the newest).
+ */
+function hostAptSettings(root: string): void {
+  const dir = '/etc/apt/apt.conf.d';
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+    const text = readFileSync(join(dir, f), 'utf8');
+    if (/^\s*Acquire::Check-(Valid-Until|Date)\b/m.test(text)) writeFileSync(join(root, dir, f), text);
+  }
+}
+
+/** What the host adds to a fresh root: no service starts, DNS, its mirror's apt settings and (for npm only) its CAs. */
 function setUpRoot(root: string): void {
+  hostAptSettings(root);
   const policy = join(root, 'usr/sbin/policy-rc.d');
   writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
   const resolv = join(root, 'etc/resolv.conf');
