@@ -28,6 +28,19 @@ export const hopNet = (i: number): string => `198.19.${78 + i}`;
 
 export const BARE_IPERF_PORT = 5202;
 
+/** A bare tunnel: device, port, addresses, the wireguard-go it runs, and whether it has the hop. */
+export interface BareTunnel {
+  readonly dev: string;
+  readonly port: number;
+  readonly ip: (i: number) => string;
+  /** default: the wireguard-go on the children's PATH */
+  readonly wgGo?: string;
+  readonly hop: boolean;
+}
+export const BARE: BareTunnel = { dev: BARE_DEV, port: BARE_PORT, ip: bareIp, hop: true };
+/** the second bare tunnel, for the other wireguard-go version (bench/cluster-wggo.ts): no hop */
+export const BARE_OTHER: BareTunnel = { dev: 'bnwg1', port: 51822, ip: (i) => `198.19.76.${i + 1}`, hop: false };
+
 async function inHost(h: Host, argv: readonly string[], timeoutMs = 15_000): Promise<string> {
   const r = await inHostMounts(h, argv, timeoutMs);
   if (r.code !== 0) throw new Error(`${h.name}: ${argv.join(' ')}: ${r.stderr.trim()}`);
@@ -47,48 +60,51 @@ export async function linkMtu(h: Host, dev: string): Promise<number> {
  * its path, wireguard-go started exactly as wireguard.ts starts it (own session, empty
  * environment, cwd /, in the host's mount namespace so its UAPI socket is the host's).
  */
-export async function startBareTunnel(a: Host, b: Host, mtu: number): Promise<void> {
-  const wgGo = (await runOk(['sh', '-c', 'command -v wireguard-go'], { env: { PATH: CHILD_PATH } })).stdout.trim();
+export async function startBareTunnel(a: Host, b: Host, mtu: number, t: BareTunnel = BARE): Promise<void> {
+  const wgGo =
+    t.wgGo ?? (await runOk(['sh', '-c', 'command -v wireguard-go'], { env: { PATH: CHILD_PATH } })).stdout.trim();
   const keys: { file: string; pub: string }[] = [];
   for (const h of [a, b]) {
     const priv = (await runOk(['wg', 'genkey'])).stdout.trim();
-    const file = join(h.dir, 'bnwg0.key');
+    const file = join(h.dir, `${t.dev}.key`);
     writeFileSync(file, `${priv}\n`, { mode: 0o600 });
     keys.push({ file, pub: (await runOk(['wg', 'pubkey'], { input: `${priv}\n` })).stdout.trim() });
   }
   for (const [i, h] of [a, b].entries()) {
     const peer = i === 0 ? 1 : 0;
-    await inHost(h, ['setsid', '--wait', 'env', '-i', '-C', '/', wgGo, BARE_DEV]);
-    await inHost(h, ['ip', 'addr', 'add', `${bareIp(i)}/24`, 'dev', BARE_DEV]);
-    await inHost(h, ['ip', 'link', 'set', BARE_DEV, 'mtu', String(mtu), 'up']);
+    await inHost(h, ['setsid', '--wait', 'env', '-i', '-C', '/', wgGo, t.dev]);
+    await inHost(h, ['ip', 'addr', 'add', `${t.ip(i)}/24`, 'dev', t.dev]);
+    await inHost(h, ['ip', 'link', 'set', t.dev, 'mtu', String(mtu), 'up']);
     const other = [a, b][peer] as Host;
     await inHost(h, [
       'wg',
       'set',
-      BARE_DEV,
+      t.dev,
       'private-key',
       (keys[i] as { file: string }).file,
       'listen-port',
-      String(BARE_PORT),
+      String(t.port),
       'peer',
       (keys[peer] as { pub: string }).pub,
       'endpoint',
-      `${other.underlayAddress}:${BARE_PORT}`,
+      `${other.underlayAddress}:${t.port}`,
       'allowed-ips',
-      `${bareIp(peer)}/32,${hopNet(peer)}.0/24`,
+      t.hop ? `${t.ip(peer)}/32,${hopNet(peer)}.0/24` : `${t.ip(peer)}/32`,
     ]);
+    if (!t.hop) continue;
     await startHop(h, {
       ns: `${NETNS_PREFIX}bnhop${i}`,
       bridge: HOP_BRIDGE,
       veth: 'bnh0',
       net: hopNet(i),
       remote: hopNet(peer),
-      dev: BARE_DEV,
+      dev: t.dev,
       mtu,
     });
   }
-  const srv = await a.exec(['iperf3', '-s', '-D', '-B', bareIp(0), '-p', String(BARE_IPERF_PORT)]);
+  const srv = await a.exec(['iperf3', '-s', '-D', '-B', t.ip(0), '-p', String(BARE_IPERF_PORT)]);
   if (srv.code !== 0) throw new Error(`${a.name}: iperf3 -s: ${srv.stderr.trim()}`);
+  if (!t.hop) return;
   const hop = await runOk(inNetns(hopNs(0), ['iperf3', '-s', '-D', '-p', String(BARE_IPERF_PORT)]));
   if (hop.code !== 0) throw new Error(`hop iperf3 -s: ${hop.stderr.trim()}`);
 }
@@ -151,8 +167,8 @@ export async function startNsIperfServer(h: Host, containerPid: number, port: nu
 }
 
 /** Deleting the TUN makes wireguard-go exit. */
-export async function stopBareTunnel(hs: readonly Host[]): Promise<void> {
-  for (const h of hs) await inHostMounts(h, ['ip', 'link', 'del', BARE_DEV]);
+export async function stopBareTunnel(hs: readonly Host[], t: BareTunnel = BARE): Promise<void> {
+  for (const h of hs) await inHostMounts(h, ['ip', 'link', 'del', t.dev]);
 }
 
 /** pids of the wireguard-go serving `dev` in each of the hosts' network namespaces. */

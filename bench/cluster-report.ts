@@ -18,10 +18,13 @@ export interface ReportParams {
 /**
  * truss: iperf3 in the two containers (docker exec), as a user runs it; trussNs: the same
  * network path, iperf3 entering the containers' network namespaces only (nsenter), so that it
- * runs in the same cgroup as the baselines' iperf3; bare, hop: the baselines.
+ * runs in the same cgroup as the baselines' iperf3; bare, hop: the baselines. All four run the
+ * newest wireguard-go; trussOld, bareOld: truss and a bare tunnel on the older one (this
+ * release's package, bench/cluster-wggo.ts), measured when the machine has both.
  */
-export type Cond = 'truss' | 'trussNs' | 'bare' | 'hop';
+export type Cond = 'truss' | 'trussNs' | 'bare' | 'hop' | 'trussOld' | 'bareOld';
 export const CONDS: readonly Cond[] = ['truss', 'bare', 'trussNs', 'hop'];
+export const OLD_CONDS: readonly Cond[] = ['trussOld', 'bareOld'];
 export interface ThroughputSample {
   readonly gbps: number;
   /** share of the machine's CPU (all cores) busy during the run, and in softirq */
@@ -66,6 +69,17 @@ const COND_LABEL: Record<Cond, string> = {
   truss: 'truss cluster network, container to container',
   hop: 'bare tunnel + veth/bridge hop each side (no truss)',
   trussNs: 'truss, same path, iperf3 nsenter-ed into the containers (not their cgroups)',
+  bareOld: "bare tunnel, the older wireguard-go (this release's)",
+  trussOld: "truss cluster network, the older wireguard-go (this release's)",
+};
+/** what each condition's ÷ column divides by: the bare tunnel of the same wireguard-go */
+const BASE: Record<Cond, Cond> = {
+  bare: 'bare',
+  truss: 'bare',
+  hop: 'bare',
+  trussNs: 'bare',
+  bareOld: 'bareOld',
+  trussOld: 'bareOld',
 };
 
 function throughputRows(t: Record<Cond, ThroughputSample[]>): { rows: string[][]; ratio: number } {
@@ -74,8 +88,8 @@ function throughputRows(t: Record<Cond, ThroughputSample[]>): { rows: string[][]
   const med = (c: Cond, k: keyof ThroughputSample) => stats(t[c].map((s) => s[k])).median;
   const header = ['measure', 'condition', 'n', 'median', 'min–max', '÷ bare', 'target', 'CPU busy', 'softirq'];
   const rows = [[...header, 'wg-go CPU s/GB rx, tx', 'tun pkt B', 'retr', 'UDP drops A']];
-  for (const c of ['bare', 'truss', 'trussNs', 'hop'] as const) {
-    if (t[c].length === 0) continue;
+  for (const c of ['bare', 'truss', 'trussNs', 'hop', 'bareOld', 'trussOld'] as const) {
+    if ((t[c] ?? []).length === 0) continue;
     const st = g(c);
     rows.push([
       c === 'bare' ? 'cross-host TCP, iperf3 (Gbit/s)' : '',
@@ -83,8 +97,8 @@ function throughputRows(t: Record<Cond, ThroughputSample[]>): { rows: string[][]
       String(st.n),
       f1(st.median),
       range(st),
-      c === 'bare' ? '' : (st.median / g('bare').median).toFixed(3),
-      c === 'truss' ? '≥ 0.95' : c === 'bare' ? '' : '(info)',
+      c === BASE[c] ? '' : (st.median / g(BASE[c]).median).toFixed(3),
+      c === 'truss' ? '≥ 0.95' : c === BASE[c] ? '' : '(info)',
       pct(med(c, 'busy')),
       pct(med(c, 'softirq')),
       `${f1(med(c, 'wgRxCpuPerGB'))}, ${f1(med(c, 'wgTxCpuPerGB'))}`,
@@ -174,7 +188,18 @@ export function report(
     verdicts.trussOverHopPaired = paired(r.throughput, 'truss', 'hop');
     verdicts.trussNsOverBarePaired = paired(r.throughput, 'trussNs', 'bare');
     verdicts.trussNsOverHopPaired = paired(r.throughput, 'trussNs', 'hop');
-    lines.push(...markdownTable(t.rows), '', ...throughputFindings(r.throughput, env), '');
+    if ((r.throughput.bareOld ?? []).length > 0) {
+      verdicts.trussOldOverBareOldPaired = paired(r.throughput, 'trussOld', 'bareOld');
+      verdicts.newestOverOlderBarePaired = paired(r.throughput, 'bare', 'bareOld');
+      verdicts.newestOverOlderTrussPaired = paired(r.throughput, 'truss', 'trussOld');
+    }
+    lines.push(
+      ...markdownTable(t.rows),
+      '',
+      ...throughputFindings(r.throughput, env),
+      ...versionFindings(verdicts, env),
+      '',
+    );
   }
   if (r.starts) {
     const c = convergenceRows(r.starts);
@@ -196,7 +221,7 @@ export function report(
 
 /** Median of per-repetition x/y (the conditions of one repetition ran back to back). */
 function paired(t: Record<Cond, ThroughputSample[]>, x: Cond, y: Cond): number {
-  const n = Math.min(t[x].length, t[y].length);
+  const n = Math.min((t[x] ?? []).length, (t[y] ?? []).length);
   return stats(Array.from({ length: n }, (_, i) => (t[x][i]?.gbps ?? 0) / (t[y][i]?.gbps ?? 1))).median;
 }
 
@@ -208,8 +233,14 @@ function throughputFindings(t: Record<Cond, ThroughputSample[]>, env: Record<str
     `  truss (nsenter) ÷ bare ${r('trussNs', 'bare')}, bare+hop ÷ bare ${r('hop', 'bare')}, truss (nsenter) ÷ bare+hop ${r('trussNs', 'hop')}, truss ÷ truss (nsenter) ${r('truss', 'trussNs')}.`,
     `- Every condition is CPU-bound: both cores ${pct(Math.min(...CONDS.map((c) => med(c, 'busy'))))}–${pct(Math.max(...CONDS.map((c) => med(c, 'busy'))))} busy while iperf3 (2 processes) and wireguard-go (2) share them;`,
     `  softirq (forwarding, bridge, veth, conntrack) is ${pct(med('bare', 'softirq'))} of the machine for the bare tunnel, ${pct(med('hop', 'softirq'))} with the hop, ${pct(med('truss', 'softirq'))} for truss.`,
-    `- wireguard-go's UDP socket on the receiving host drops ${pct(med('bare', 'udpRcvbufDrops'))} (bare) to ${pct(med('truss', 'udpRcvbufDrops'))} (truss) of the datagrams (UdpRcvbufErrors):`,
-    '  the 2022 wireguard-go keeps the default socket buffer and has no TUN offloads, so TCP runs through heavy loss in every condition.',
+    `- wireguard-go's UDP socket on the receiving host drops ${pct(med('bare', 'udpRcvbufDrops'))} (bare) to ${pct(med('truss', 'udpRcvbufDrops'))} (truss) of the datagrams (UdpRcvbufErrors)` +
+      ((t.bareOld ?? []).length > 0
+        ? `; the older wireguard-go ${pct(med('bareOld', 'udpRcvbufDrops'))} to ${pct(med('trussOld', 'udpRcvbufDrops'))}.`
+        : '.'),
+    med('bare', 'udpRcvbufDrops') > 0.01
+      ? '  This wireguard-go keeps the default socket buffer and has no TUN offloads, so TCP runs through heavy loss in every condition.'
+      : '  The 2022 wireguard-go keeps the default socket buffer and has no TUN offloads (tun pkt B: one MTU per packet);' +
+        ' the newest batches packets through its TUN device (GSO/GRO).',
     `- CPU placement: dockerd (cgroupfs driver, cgroup v1) puts every container in a child of ${env.dockerCpuCgroup ?? 'its cgroup'};`,
     "  under contention the containers' iperf3 compete together as one root-level task against wireguard-go and everything",
     "  else, while the baselines' iperf3 (and truss (nsenter)) are root-level tasks themselves.",
@@ -223,6 +254,18 @@ function throughputFindings(t: Record<Cond, ThroughputSample[]>, env: Record<str
         : `truss on that path differs from it by truss (nsenter) ÷ bare+hop ${nsHop.toFixed(3)}.`),
   );
   return out;
+}
+
+/** The two wireguard-go versions: each as truss ÷ its own bare tunnel, and newest ÷ older. */
+function versionFindings(v: Record<string, number>, env: Record<string, string>): string[] {
+  if (v.newestOverOlderBarePaired === undefined) return [];
+  const f = (x: number | undefined) => (x ?? Number.NaN).toFixed(3);
+  return [
+    `- wireguard-go versions (${env.wireguard}): truss ÷ bare ${f(v.throughputPaired)} on the newest,` +
+      ` ${f(v.trussOldOverBareOldPaired)} on the older; newest ÷ older ${f(v.newestOverOlderBarePaired)} (bare tunnels),` +
+      ` ${f(v.newestOverOlderTrussPaired)} (truss). Per repetition the two versions run back to back, their order alternating;` +
+      ' truss switches by a restart with --wireguard-go.',
+  ];
 }
 
 function convergenceFindings(starts: readonly StartSample[]): string[] {

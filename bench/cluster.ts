@@ -48,14 +48,14 @@ import { parseRpcSamples } from '../e2e/harness/figures.ts';
 import type { Host } from '../e2e/harness/host.ts';
 import { IMAGE } from '../e2e/harness/image.ts';
 import { enterNetns, msUntilConnects, nsTcpConnect } from '../e2e/harness/netns-tcp.ts';
-import { CHILD_PATH } from '../e2e/harness/paths.ts';
 import { SINK_CMD, SINK_PORT } from '../e2e/harness/traffic.ts';
 import { UNDERLAY_MTU } from '../e2e/harness/underlay.ts';
 import { waitFor } from '../e2e/harness/wait.ts';
 import {
+  BARE,
   BARE_DEV,
   BARE_IPERF_PORT,
-  bareIp,
+  BARE_OTHER,
   cpuSeconds,
   dockerCgroup,
   hopNet,
@@ -72,6 +72,7 @@ import {
 import {
   CONDS,
   type Cond,
+  OLD_CONDS,
   pct,
   type ReportParams,
   report,
@@ -81,6 +82,7 @@ import {
 } from './cluster-report.ts';
 import { measureVxlan } from './cluster-vxlan.ts';
 import { mergeVxlanJson, vxlanJson, vxlanLines, writeVxlanDocs } from './cluster-vxlan-report.ts';
+import { switchTrussWireguardGo, type WireguardGo, wireguardGoVersions } from './cluster-wggo.ts';
 import { iperfGbps, machineFacts, offloads, writeResultsJson } from './lib.ts';
 
 const { values: flags } = parseArgs({
@@ -174,8 +176,9 @@ const NS_IPERF_PORT = 5203;
 /** One iperf3 run; a run that fails or hangs (seen once on a loaded machine) is retried once, and says so. */
 async function iperfRun(cond: Cond, ctx: ThroughputCtx, attempt = 1): Promise<ThroughputSample> {
   const common = ['-t', String(SECONDS), ...(SECONDS > 2 ? ['-O', '1'] : []), '--connect-timeout', '5000', '-J'];
-  const [a, b] = ctx.wgPids[cond];
-  const dev = cond === 'truss' || cond === 'trussNs' ? TRUSS_DEV : BARE_DEV;
+  const dev = TUNNEL_OF[cond];
+  // read per run: truss's wireguard-go is another process after a switch of version
+  const [a, b] = wireguardGoPids([hosts[0] as Host, hosts[1] as Host], dev) as [number, number];
   const tx0 = await txCounters(hosts[1] as Host, dev);
   const udp0 = await udpCounters(hosts[0] as Host);
   const before = { m: machineCpu(), a: cpuSeconds(a), b: cpuSeconds(b) };
@@ -183,15 +186,15 @@ async function iperfRun(cond: Cond, ctx: ThroughputCtx, attempt = 1): Promise<Th
   const client = (argv: readonly string[], to: string, port: number) =>
     run([...argv, 'iperf3', '-c', to, '-p', String(port), ...common], { timeoutMs });
   const r =
-    cond === 'truss'
+    cond === 'truss' || cond === 'trussOld'
       ? await (hosts[1] as Host).docker(
           ['exec', 'ic', 'iperf3', '-c', ctx.serverIp, '-p', String(IPERF_PORT), ...common],
           timeoutMs,
         )
       : cond === 'trussNs'
         ? await client(enterNetns({ pid: ctx.clientPid }, []), ctx.serverIp, NS_IPERF_PORT)
-        : cond === 'bare'
-          ? await client(inNetns((hosts[1] as Host).netnsPath, []), bareIp(0), BARE_IPERF_PORT)
+        : cond === 'bare' || cond === 'bareOld'
+          ? await client(inNetns((hosts[1] as Host).netnsPath, []), BARE_OF[cond].ip(0), BARE_IPERF_PORT)
           : await client(inNetns(hopNs(1), []), `${hopNet(0)}.2`, BARE_IPERF_PORT);
   if (r.code !== 0) {
     const why = `iperf3 (${cond}) failed: ${r.stderr.trim()} ${r.stdout.slice(0, 500)}`;
@@ -224,39 +227,76 @@ interface ThroughputCtx {
   readonly serverIp: string;
   /** pid of the client container (trussNs enters its network namespace) */
   readonly clientPid: number;
-  readonly wgPids: Record<Cond, readonly [number, number]>;
 }
 
-async function measureThroughput(): Promise<{ samples: Record<Cond, ThroughputSample[]>; mtu: number }> {
+/** the tunnel device each condition's traffic goes through */
+const TUNNEL_OF: Record<Cond, string> = {
+  truss: TRUSS_DEV,
+  trussNs: TRUSS_DEV,
+  trussOld: TRUSS_DEV,
+  bare: BARE_DEV,
+  hop: BARE_DEV,
+  bareOld: BARE_OTHER.dev,
+};
+const BARE_OF = { bare: BARE, bareOld: BARE_OTHER } as const;
+
+async function measureThroughput(): Promise<{
+  samples: Record<Cond, ThroughputSample[]>;
+  mtu: number;
+  versions: { newest: WireguardGo; older?: WireguardGo };
+}> {
   const [a, b] = [hosts[0] as Host, hosts[1] as Host];
   await runContainer(a, { name: 'is', network: CLUSTER, cmd: ['iperf3', '-s', '-p', String(IPERF_PORT)] });
   await runContainer(b, { name: 'ic', network: CLUSTER });
   const mtu = await linkMtu(a, TRUSS_DEV);
-  await startBareTunnel(a, b, mtu);
+  // the bare tunnels run the same wireguard-go as truss: the newest (truss's own), and the older one
+  const versions = await wireguardGoVersions();
+  await startBareTunnel(a, b, mtu, { ...BARE, wgGo: versions.newest.path });
+  if (versions.older) await startBareTunnel(a, b, mtu, { ...BARE_OTHER, wgGo: versions.older.path });
   await startNsIperfServer(a, await containerPid(a, 'is'), NS_IPERF_PORT);
-  const ctx: ThroughputCtx = {
-    serverIp: await containerIp(a, 'is', CLUSTER),
-    clientPid: await containerPid(b, 'ic'),
-    wgPids: {
-      truss: wireguardGoPids([a, b], TRUSS_DEV) as [number, number],
-      trussNs: wireguardGoPids([a, b], TRUSS_DEV) as [number, number],
-      bare: wireguardGoPids([a, b], BARE_DEV) as [number, number],
-      hop: wireguardGoPids([a, b], BARE_DEV) as [number, number],
-    },
+  const ctx: ThroughputCtx = { serverIp: await containerIp(a, 'is', CLUSTER), clientPid: await containerPid(b, 'ic') };
+  const samples: Record<Cond, ThroughputSample[]> = {
+    truss: [],
+    trussNs: [],
+    bare: [],
+    hop: [],
+    trussOld: [],
+    bareOld: [],
   };
-  const samples: Record<Cond, ThroughputSample[]> = { truss: [], trussNs: [], bare: [], hop: [] };
+  let running: WireguardGo = versions.newest; // truss's default
+  const use = async (w: WireguardGo): Promise<void> => {
+    if (w === running) return;
+    const t0 = performance.now();
+    await switchTrussWireguardGo([a, b], TRUSS_DEV, w);
+    await setMembers(2); // every member reaches the others again
+    process.stderr.write(
+      `  truss: restarted with --wireguard-go ${w.path} (${w.version}) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
+    running = w;
+  };
   if (!SMOKE) for (const cond of CONDS) await iperfRun(cond, ctx); // warm-up, not counted
   for (let i = 0; i < REPS; i++) {
-    // the order rotates: each condition takes each place in turn
-    for (const cond of [...CONDS.slice(i % CONDS.length), ...CONDS.slice(0, i % CONDS.length)]) {
-      const s = await iperfRun(cond, ctx);
-      samples[cond].push(s);
-      process.stderr.write(
-        `  throughput rep ${i + 1}/${REPS} ${cond}: ${s.gbps.toFixed(3)} Gbit/s (cpu busy ${pct(s.busy)}, softirq ${pct(s.softirq)}, tun pkt ${s.tunTxPacketBytes.toFixed(0)} B, retr ${s.retransmits}, udp drops ${pct(s.udpRcvbufDrops)})\n`,
-      );
+    // the versions alternate which goes first; the conditions of each rotate
+    const phases = versions.older
+      ? i % 2 === 0
+        ? [versions.newest, versions.older]
+        : [versions.older, versions.newest]
+      : [versions.newest];
+    for (const w of phases) {
+      await use(w);
+      const conds = w === versions.newest ? CONDS : OLD_CONDS;
+      for (const cond of [...conds.slice(i % conds.length), ...conds.slice(0, i % conds.length)]) {
+        const s = await iperfRun(cond, ctx);
+        samples[cond].push(s);
+        process.stderr.write(
+          `  throughput rep ${i + 1}/${REPS} ${cond}: ${s.gbps.toFixed(3)} Gbit/s (cpu busy ${pct(s.busy)}, softirq ${pct(s.softirq)}, tun pkt ${s.tunTxPacketBytes.toFixed(0)} B, retr ${s.retransmits}, udp drops ${pct(s.udpRcvbufDrops)})\n`,
+        );
+      }
     }
   }
-  return { samples, mtu };
+  // the rest of the benchmark runs on truss's default (the smoke only proves that every part runs)
+  if (!SMOKE) await use(versions.newest);
+  return { samples, mtu, versions };
 }
 
 // ---------------------------------------------------------------- convergence
@@ -331,10 +371,14 @@ async function measureConvergence(): Promise<StartSample[]> {
 
 // ---------------------------------------------------------------- environment and report
 
-async function environment(mtu: number | undefined): Promise<Record<string, string>> {
+async function environment(
+  mtu: number | undefined,
+  versions: { newest: WireguardGo; older?: WireguardGo } | undefined,
+): Promise<Record<string, string>> {
   const a = hosts[0] as Host;
   const facts = await machineFacts();
-  const wgGo = await run(['wireguard-go', '--version'], { env: { ...process.env, PATH: CHILD_PATH } });
+  const w = versions ?? (await wireguardGoVersions());
+  const wgGo = `wireguard-go ${w.newest.version} (${w.newest.path})${w.older ? `; older: ${w.older.version} (${w.older.path})` : ''}`;
   const bridge = (await a.exec(['ip', '-j', 'link', 'show', 'type', 'bridge'])).stdout;
   const trussBridge = (JSON.parse(bridge || '[]') as { ifname: string }[]).find((l) => /^trb/.test(l.ifname))?.ifname;
   const veth = (
@@ -344,7 +388,7 @@ async function environment(mtu: number | undefined): Promise<Record<string, stri
   ).find((l) => /^trv/.test(l.ifname))?.ifname;
   const env: Record<string, string> = {
     ...facts,
-    wireguard: `userspace: ${wgGo.stdout.split('\n')[0]?.trim() ?? 'wireguard-go'} (no WireGuard kernel module)`,
+    wireguard: `userspace (no WireGuard kernel module): ${wgGo}`,
     docker: await must(a, ['version', '--format', '{{.Server.Version}}']),
     iperf3: (await run(['iperf3', '--version'])).stdout.split('\n')[0]?.trim() ?? '',
     underlayMtu: String(UNDERLAY_MTU),
@@ -378,6 +422,7 @@ async function main(): Promise<void> {
     if (DO_WIREGUARD) await setMembers(2);
     const r: { throughput?: Record<Cond, ThroughputSample[]>; starts?: StartSample[] } = {};
     let mtu: number | undefined;
+    let versions: { newest: WireguardGo; older?: WireguardGo } | undefined;
     process.stderr.write(
       `bench/cluster: ${maxHosts} hosts, part ${PART}, ${REPS} throughput reps of ${SECONDS} s, ${RUNS} starts per host count (${HOST_COUNTS.join(',')})${SMOKE ? ' (smoke)' : ''}\n`,
     );
@@ -385,11 +430,13 @@ async function main(): Promise<void> {
       const t = await measureThroughput();
       r.throughput = t.samples;
       mtu = t.mtu;
+      versions = t.versions;
     }
     if (DO_CONVERGENCE) r.starts = await measureConvergence();
     // before the VXLAN part adds its own bridge and veths, which environment() would otherwise pick up
-    const env = await environment(mtu);
+    const env = await environment(mtu, versions);
     if (DO_THROUGHPUT) await stopBareTunnel(hosts.slice(0, 2));
+    if (versions?.older) await stopBareTunnel(hosts.slice(0, 2), BARE_OTHER);
     const vx = DO_VXLAN
       ? await measureVxlan([hosts[0] as Host, hosts[1] as Host], {
           reps: REPS,

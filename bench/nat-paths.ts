@@ -26,7 +26,6 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { nodeName } from '../e2e/harness/cluster.ts';
 import { clusterStatus, nodeIdOf } from '../e2e/harness/cluster-state.ts';
-import { run } from '../e2e/harness/exec.ts';
 import type { Host } from '../e2e/harness/host.ts';
 import {
   agreedRelay,
@@ -44,11 +43,11 @@ import {
   waitPunched,
   waitRelayed,
 } from '../e2e/harness/nat-cluster.ts';
-import { CHILD_PATH } from '../e2e/harness/paths.ts';
 import { startPingProbe } from '../e2e/harness/traffic.ts';
 import { UNDERLAY_MTU } from '../e2e/harness/underlay.ts';
 import { waitFor } from '../e2e/harness/wait.ts';
 import { chooseRelay } from '../src/core/cluster/reach.ts';
+import { wireguardGoVersions } from './cluster-wggo.ts';
 import { machineFacts, rotate, writeResultsJson } from './lib.ts';
 import {
   type FailOverSample,
@@ -226,11 +225,11 @@ async function moveBack(net: NatCluster, relay: Host, last: boolean): Promise<Pa
 
 async function environment(net: NatCluster): Promise<Record<string, string>> {
   const facts = await machineFacts();
-  const wgGo = await run(['wireguard-go', '--version'], { env: { ...process.env, PATH: CHILD_PATH } });
+  const wgGo = (await wireguardGoVersions()).newest; // the one truss runs (cluster-wggo.ts)
   const iperf = await net.pa.docker(['exec', net.ctr(net.pa), 'iperf3', '--version']);
   return {
     ...facts,
-    wireguard: `userspace: ${wgGo.stdout.split('\n')[0]?.trim() ?? 'wireguard-go'}`,
+    wireguard: `userspace: wireguard-go v${wgGo.version} (${wgGo.path})`,
     docker: (await net.pa.docker(['version', '--format', '{{.Server.Version}}'])).stdout.trim(),
     iperf3: iperf.stdout.split('\n')[0]?.trim() ?? '',
     underlayMtu: String(UNDERLAY_MTU),

@@ -13,6 +13,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { OWN_WIREGUARD_GO_DIR } from '../packaging/plugin/build.ts';
+import { compareVersions, parseWireguardGoVersion } from '../src/core/wireguard-impl.ts';
 import { containerIp, runContainer } from './harness/containers.ts';
 import { run, runOk } from './harness/exec.ts';
 import { printFigures } from './harness/figures.ts';
@@ -36,6 +38,10 @@ import { REGISTRY_ADDRESS, type Registry, registryTags, startRegistry } from './
 import { pingProbe, SINK_CMD, SINK_PORT, serverSaw, tcpConnect } from './harness/traffic.ts';
 import { startUnderlay, type Underlay } from './harness/underlay.ts';
 import { sleep, waitFor } from './harness/wait.ts';
+
+/** `BIN --version`'s version ("0.0.20250522"), undefined when it does not run. */
+const wireguardGoVersion = async (bin: string): Promise<string | undefined> =>
+  parseWireguardGoVersion((await run([bin, '--version'])).stdout);
 
 const V1 = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 /** the upgrade: the same code under a new version */
@@ -256,6 +262,17 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
     ]) {
       assert.ok(existsSync(join(b.pluginDir, 'rootfs', f)), `rootfs has ${f}`);
     }
+    // issue 18: the rootfs carries the newest wireguard-go Debian offers (unstable's, which
+    // scripts/setup.sh and build-plugin.sh unpack into truss's own dir), not this release's
+    const shipped = await wireguardGoVersion(join(b.pluginDir, 'rootfs/usr/bin/wireguard-go'));
+    const newest = await wireguardGoVersion(join(OWN_WIREGUARD_GO_DIR, 'usr/bin/wireguard-go'));
+    assert.ok(newest, `no wireguard-go in ${OWN_WIREGUARD_GO_DIR}: run scripts/setup.sh`);
+    assert.equal(shipped, newest, 'the rootfs has the newest wireguard-go');
+    const release = existsSync('/usr/bin/wireguard-go') ? await wireguardGoVersion('/usr/bin/wireguard-go') : undefined;
+    if (release) assert.ok(compareVersions(shipped ?? '0', release) >= 0, `${shipped} is not older than ${release}`);
+    const manifest = readFileSync(join(b.pluginDir, 'rootfs/app/MANIFEST'), 'utf8');
+    assert.match(manifest, /^\/usr\/bin\/wireguard-go {2}wireguard-go \S+ \(Debian unstable/m);
+    figures.push(`wireguard-go in the rootfs: ${shipped} (this release's: ${release ?? 'none'})`);
     const listing = (await runOk(['tar', '-tzf', b.tarball])).stdout.split('\n');
     assert.ok(listing.includes(`truss-plugin-${V1}/config.json`), 'the tarball holds truss-plugin-V/config.json');
     assert.ok(listing.includes(`truss-plugin-${V1}/rootfs/app/lib/truss.mjs`), 'and the rootfs');
@@ -364,6 +381,10 @@ describe('truss as a Docker managed plugin (package, registry, install, upgrade)
     assert.equal(ref, `${REPO}:${V1}`);
     const x2 = await containerIp(p2, 'x2', 'pblue');
     await assertConnects(p1, 'x1', 'x2', x2, SINK_PORT, p2);
+    // the plugin says which WireGuard it runs: no kernel module here, so the rootfs's wireguard-go
+    const wg = pluginLog(p2, await pluginId(p2, P2_NAME)).find((l) => l.msg === 'preflight: WireGuard');
+    const shipped = await wireguardGoVersion(join(build(V1).pluginDir, 'rootfs/usr/bin/wireguard-go'));
+    assert.match(String(wg?.implementation), new RegExp(`^(kernel|wireguard-go ${shipped} \\(/usr/bin/wireguard-go)`));
   });
 
   it('5. p2: disable -f, upgrade to a new version from the registry, enable: traffic and state survive', {

@@ -3,7 +3,9 @@
 # Idempotent, no arguments, as root. Each step is skipped when already done:
 #   1. installs the Debian packages whose programs the daemon runs (scripts/lib/packages.sh:
 #      iproute2, nftables, iptables, conntrack, wireguard-tools, util-linux, procps, kmod,
-#      ca-certificates, and wireguard-go where the kernel has no WireGuard), apt-get update first;
+#      ca-certificates), apt-get update first; where the kernel has no WireGuard, the newest
+#      wireguard-go Debian offers (unstable's) into /usr/local/lib/truss/wireguard-go (else this
+#      release's package, with a warning);
 #   2. where npm is absent, installs Debian's nodejs and npm, used only to run `npm ci`;
 #   3. `npm ci` when node_modules is stale: it installs the pinned Node (the npm package `node`)
 #      into node_modules/node/bin/node, which is what truss runs on;
@@ -31,6 +33,8 @@ TRUSS_WHO=prepare
 
 mapfile -t packages < <(truss_daemon_packages)
 truss_ensure_packages "${packages[@]}"
+# userspace WireGuard only where the kernel has none (or it cannot tell: a chroot, a container)
+truss_kernel_has_wireguard || truss_ensure_wireguard_go
 truss_npm_ci
 # skips the build when the bundle is newer than every source (--force rebuilds)
 node_modules/node/bin/node packaging/bundle.ts

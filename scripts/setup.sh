@@ -17,7 +17,7 @@ TRUSS_WHO=setup
 # docker.io: the e2e suite's dockerd (never started as a service: truss_apt_install blocks service
 # starts); busybox-static: the test image and netns helpers; psmisc, tcpdump: e2e checks;
 # etcd-server: cluster tests (its etcd, configured by ETCD_* variables as its service is, in
-# e2e/cluster-quickstart.e2e.ts); curl: etcd's health and JSON API in the e2e suite; etcd-client: etcdctl, run as `truss cluster rbac` prints (etcd-rbac.test.ts); wireguard-go: tested for real even where the kernel has WireGuard;
+# e2e/cluster-quickstart.e2e.ts); curl: etcd's health and JSON API in the e2e suite; etcd-client: etcdctl, run as `truss cluster rbac` prints (etcd-rbac.test.ts); wireguard-go: tested for real even where the kernel has WireGuard, and this release's (older) one measured beside the newest;
 # binutils: strip for the plugin build (npm run package); docker-registry: the e2e suite's private
 # registry; ethtool: the benchmarks record offloads; iperf3, sockperf: the benchmarks' traffic
 # (copied into the test image); debootstrap: the fresh-root test (test/fresh-root.fresh.ts); zsh: the
@@ -27,6 +27,10 @@ PACKAGES=("${TRUSS_DAEMON_PACKAGES[@]}" docker.io busybox-static psmisc tcpdump 
   etcd-server curl etcd-client wireguard-go binutils docker-registry debootstrap zsh chromium)
 
 truss_ensure_packages "${PACKAGES[@]}"
+# the newest wireguard-go (Debian unstable's) in truss's own directory, as scripts/prepare.sh puts
+# it where the kernel has no WireGuard; the package wireguard-go above stays: the cluster
+# benchmark compares both (bench/cluster.ts)
+truss_ensure_wireguard_go
 "${TRUSS_SUDO[@]}" bash scripts/lib/compose.sh # Compose v2 (Debian unstable) for e2e/compose.e2e.ts, in a private dir
 # The newest dockerd, for the e2e28 step (scripts/test.sh): unstable's docker.io and the tini it
 # links docker-init to, unpacked with dpkg -x, never installed: the system keeps Debian 12's

@@ -43,6 +43,8 @@ export interface Config {
   readonly iptables?: string;
   /** a writable /proc/sys mounted elsewhere (the managed plugin's /proc/sys is read-only) */
   readonly procSys?: string;
+  /** --wireguard-go: the admin's wireguard-go, run instead of the newest found (kernel WireGuard still wins) */
+  readonly wireguardGo?: string;
   /** --metrics-address: where /metrics, /healthz, /readyz and /topology are served over TCP (off by default) */
   readonly metricsAddress?: ListenAddress;
   /**
@@ -230,6 +232,13 @@ export const SERVE_OPTIONS = {
     defaultText: '/proc/sys',
     help: 'where net sysctls are written (the managed plugin: /host/proc/sys)',
   },
+  'wireguard-go': {
+    type: 'string',
+    value: 'PATH',
+    env: 'TRUSS_WIREGUARD_GO',
+    defaultText: "the newest of truss's own and the PATH's",
+    help: 'the wireguard-go to run where the kernel has no WireGuard',
+  },
   'metrics-address': {
     type: 'string',
     value: 'HOST:PORT',
@@ -333,6 +342,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if (iptables !== undefined && !/^(?:\/[\w.+-]+)+$|^[\w.+-]+$/.test(iptables)) {
     throw errors.badOption(`--iptables ${JSON.stringify(iptables)}: expected a program name or an absolute path`);
   }
+  const wireguardGo = pick(values['wireguard-go'], 'TRUSS_WIREGUARD_GO');
+  if (wireguardGo !== undefined && (!wireguardGo.startsWith('/') || wireguardGo.includes('\0'))) {
+    throw errors.badOption(`--wireguard-go ${JSON.stringify(wireguardGo)}: expected an absolute path`);
+  }
   const procSys = pick(values['proc-sys'], 'TRUSS_PROC_SYS');
   if (procSys !== undefined && (!procSys.startsWith('/') || procSys.includes('\0'))) {
     throw errors.badOption(`--proc-sys ${JSON.stringify(procSys)}: expected an absolute path`);
@@ -350,6 +363,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     ...(metricsAddress !== undefined ? { metricsAddress } : {}),
     ...(iptables !== undefined ? { iptables } : {}),
     ...(procSys !== undefined ? { procSys } : {}),
+    ...(wireguardGo !== undefined ? { wireguardGo } : {}),
     ...(store !== undefined ? { store } : {}),
     ...(tlsGiven === 3
       ? { etcdTls: { ca: tlsParts[0] as string, cert: tlsParts[1] as string, key: tlsParts[2] as string } }

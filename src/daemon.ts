@@ -169,6 +169,7 @@ function linuxDataplane(config: Config, log: Logger, stateId: string | undefined
     ...(stateId !== undefined ? { stateId } : {}),
     ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
     ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
+    ...(config.wireguardGo !== undefined ? { wireguardGo: config.wireguardGo } : {}),
     ...(log.isDebug()
       ? {
           onCommand: (argv: readonly string[], stdin: string | undefined, durationMs: number, exitCode: number) =>

@@ -40,6 +40,7 @@ export async function diagnose(config: Config): Promise<Check[]> {
     stateDir: config.stateDir,
     ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
     ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
+    ...(config.wireguardGo !== undefined ? { wireguardGo: config.wireguardGo } : {}),
     ...(store.kind === 'etcd' ? { etcdEndpoints: store.endpoints } : {}),
   });
   const running = await readInstanceLock();

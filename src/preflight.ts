@@ -35,6 +35,7 @@ export async function preflight(
     stateDir: config.stateDir,
     ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
     ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
+    ...(config.wireguardGo !== undefined ? { wireguardGo: config.wireguardGo } : {}),
   });
   const checks = evaluateHost(facts);
   const ms = Math.round(performance.now() - started);
@@ -49,6 +50,9 @@ export async function preflight(
     });
   }
   for (const c of checks.filter((x) => x.status === 'info')) log.info('preflight', { check: c.id, detail: c.detail });
+  // which WireGuard encrypted cluster networks run on (kernel, or which wireguard-go and its version)
+  const wg = checks.find((c) => c.id === 'wireguard' && c.status === 'ok');
+  if (wg) log.info('preflight: WireGuard', { implementation: wg.detail });
   const store = parseStoreUrl(config.store);
   if (store.kind === 'etcd') {
     void probeEtcd(store.endpoints).then((e) => {

@@ -15,7 +15,8 @@
  * /var/cache/truss-test/ (debootstrap takes ~95 s here, unpacking the tarball ~2 s);
  * TRUSS_FRESH_NO_CACHE=1 bypasses the cache. Environment of the test machine, not of the product:
  * npm in the root trusts this host's CA bundle (NODE_EXTRA_CA_CERTS, for a TLS-intercepting proxy),
- * and proxy / npm registry variables set here are passed through.
+ * apt takes this host's settings for its mirror (hostAptSettings), and proxy / npm registry
+ * variables set here are passed through.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -49,6 +50,8 @@ const CA_IN_ROOT = '/root/host-ca-certificates.crt';
 const PINNED_NODE = `v${(JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: { node: string } }).dependencies.node}`;
 const PASS_THROUGH = /^(https?_proxy|no_proxy|npm_config_(https_proxy|proxy|noproxy|registry))$/i;
 const RUN_TIMEOUT_MS = 30 * 60_000;
+/** truss's own wireguard-go (scripts/lib/packages.sh TRUSS_WIREGUARD_GO_DIR) */
+const OWN_WIREGUARD_GO = '/usr/local/lib/truss/wireguard-go';
 
 interface Result {
   code: number | null;
@@ -130,8 +133,39 @@ function copyProject(root: string): number {
   return files.length;
 }
 
-/** What the host adds to a fresh root: no service starts, DNS, and (for npm only) this machine's CAs. */
+/**
+ * This machine's apt settings for its mirror, e.g. `Acquire::Check-Valid-Until "false"` where the
+ * mirror is a frozen snapshot older than the clock: without them apt in the root refuses the
+ * snapshot's expired Debian unstable Release file, and prepare.sh falls back to the release's
+ * wireguard-go (seen here: the fallback works, but the test is of the newest).
+ */
+function hostAptSettings(root: string): void {
+  const dir = '/etc/apt/apt.conf.d';
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+    const text = readFileSync(join(dir, f), 'utf8');
+    if (/^\s*Acquire::Check-(Valid-Until|Date)\b/m.test(text)) writeFileSync(join(root, dir, f), text);
+  }
+}
+
+/**
+ * The private apt lists of Debian unstable that scripts/lib/unstable.sh keeps (scripts/setup.sh
+ * fetched them on this machine), copied into the root like the cached debootstrap: prepare.sh's
+ * `apt-get update` still runs and checks them against the mirror (If-Modified-Since), but does not
+ * download the ~20 MB index again (~30 s here). TRUSS_FRESH_NO_CACHE=1 leaves them out.
+ */
+function seedUnstableLists(root: string): void {
+  const lists = '/var/cache/truss-unstable/lists';
+  if (process.env.TRUSS_FRESH_NO_CACHE === '1' || !existsSync(lists)) return;
+  mkdirSync(join(root, lists, 'partial'), { recursive: true });
+  for (const f of readdirSync(lists)) {
+    if (/_(InRelease|Packages(\.\w+)?)$/.test(f)) copyFileSync(join(lists, f), join(root, lists, f));
+  }
+}
+
+/** What the host adds to a fresh root: no service starts, DNS, its mirror's apt settings and (for npm only) its CAs. */
 function setUpRoot(root: string): void {
+  hostAptSettings(root);
+  seedUnstableLists(root);
   const policy = join(root, 'usr/sbin/policy-rc.d');
   writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
   const resolv = join(root, 'etc/resolv.conf');
@@ -209,12 +243,20 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
       timings.push(`first scripts/run.sh doctor ${first.seconds} s (exit ${first.code})`);
       second = await run(chrootArgv(root, `${PROJECT}/scripts/run.sh doctor`), join(work, 'second.log'));
       timings.push(`second scripts/run.sh doctor ${second.seconds} s (exit ${second.code})`);
-      const programs = 'ip tc bridge nft iptables ip6tables conntrack wg wireguard-go setsid nsenter sysctl modprobe';
+      const programs = 'ip tc bridge nft iptables ip6tables conntrack wg setsid nsenter sysctl modprobe';
+      // the newest wireguard-go Debian offers (unstable's) in truss's own dir: newer than this
+      // release's package (apt's candidate from the root's own lists), and it runs
+      const wgGo =
+        `own=${OWN_WIREGUARD_GO}; new=$(cut -d' ' -f2 "$own/.packages"); ` +
+        `rel=$(apt-cache show --no-all-versions wireguard-go | sed -n 's/^Version: //p'); ` +
+        `"$own/usr/bin/wireguard-go" --version | head -1; ` +
+        `dpkg --compare-versions "$new" gt "$rel" && echo "wireguard-go package $new newer than $SUITE's $rel"`;
       probe = await run(
         chrootArgv(
           root,
           `cd ${PROJECT} && node_modules/node/bin/node -v && test -s dist/app/lib/truss.mjs && echo bundle-ok && ` +
-            `for p in ${programs}; do command -v "$p" >/dev/null || echo "missing: $p"; done`,
+            `for p in ${programs}; do command -v "$p" >/dev/null || echo "missing: $p"; done; ` +
+            wgGo.replace('$SUITE', SUITE),
         ),
         join(work, 'probe.log'),
       );
@@ -262,6 +304,18 @@ describe(`a fresh Debian root (${SUITE}, minbase): scripts/run.sh doctor`, { ski
     assert.equal(probe.output.split('\n')[0], PINNED_NODE, `node_modules/node/bin/node -v:\n${probe.output}`);
     assert.match(probe.output, /^bundle-ok$/m);
     assert.doesNotMatch(probe.output, /^missing: .*/m, probe.output);
+  });
+
+  it("prepare.sh fetches the newest wireguard-go Debian offers into truss's own dir, and truss runs it", () => {
+    assert.ok(probe && first, 'the set-up did not run');
+    // the chroot has no /lib/modules: the kernel's WireGuard is unknown, so wireguard-go is fetched
+    assert.match(probe.output, /^wireguard-go v(\d+\.\d+\.\d+)$/m, probe.output);
+    assert.match(probe.output, /^wireguard-go package \S+ newer than \S+'s \S+$/m, probe.output);
+    const version = /^wireguard-go v(\d+\.\d+\.\d+)$/m.exec(probe.output)?.[1] ?? '?';
+    // truss doctor: the wireguard-go the daemon would run is that one, by its version
+    const own = `wireguard-go ${version.replaceAll('.', '\\.')} \\(${OWN_WIREGUARD_GO}/usr/bin/wireguard-go, truss's own\\)`;
+    assert.match(first.output, new RegExp(own), tail(first.output));
+    assert.match(second?.output ?? '', /prepare: wireguard-go v\S+ present in /);
   });
 
   it('the first run reaches a passing truss doctor (exit 0)', () => {

@@ -86,7 +86,8 @@ export interface TrussDaemon {
   started(): boolean;
   start(opts?: TrussOptions): Promise<void>;
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<void>;
-  restart(): Promise<void>;
+  /** stop, then start with the last options (and `env` added: bench/cluster.ts switches --wireguard-go) */
+  restart(env?: Readonly<Record<string, string>>): Promise<void>;
   status(): Promise<TrussStatus>;
   /** Runs the truss CLI in the host's namespaces, with DOCKER_HOST naming the host's dockerd. */
   cli(args: readonly string[], timeoutMs?: number): ReturnType<typeof run>;
@@ -206,9 +207,9 @@ export function trussDaemon(dockerdPid: () => number, dir: string, opts: { reado
         await waitExit(p, 5000);
       }
     },
-    async restart() {
+    async restart(env) {
       await self.stop('SIGTERM');
-      await self.start(lastOpts);
+      await self.start(env ? { ...lastOpts, env: { ...lastOpts.env, ...env } } : lastOpts);
     },
     async status() {
       const r = await self.cli(['status', '--state-dir', stateDir, '--json']);

@@ -8,7 +8,8 @@
  * the esbuild bundle of src/ (+ etcd3's .proto files, read at run time), the tools the
  * dataplane calls (ip, bridge, tc, nft, iptables-nft/-legacy, conntrack, wg, wireguard-go, setsid, env) copied
  * from this machine's Debian packages with the shared libraries `ldd` names and iptables'
- * extension modules, and /etc/iproute2. Inputs come from the npm registry (lockfile) and
+ * extension modules, and /etc/iproute2. wireguard-go is the newest Debian offers (unstable's,
+ * which scripts/build-plugin.sh unpacks into OWN_WIREGUARD_GO_DIR), whatever this machine's release. Inputs come from the npm registry (lockfile) and
  * Debian packages only (scripts/setup.sh installs them); rootfs/app/MANIFEST lists each file's
  * Debian package and version.
  *
@@ -41,6 +42,13 @@ import { bundleDaemon } from '../bundle.ts';
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CONFIG_TEMPLATE = join(REPO_ROOT, 'packaging', 'plugin', 'config.json');
 const SEARCH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+/**
+ * truss's own wireguard-go (scripts/lib/packages.sh truss_ensure_wireguard_go: Debian unstable's,
+ * the newest Debian offers), unpacked with its `.packages` ("wireguard-go VERSION"); the rootfs
+ * takes it over this machine's release's when it is there: the plugin must not ship whatever
+ * wireguard-go the build host's release has (Debian 12's is ~4x slower).
+ */
+export const OWN_WIREGUARD_GO_DIR = '/usr/local/lib/truss/wireguard-go';
 
 /** A tool: its name on this machine, where it goes in the rootfs, and extra names (symlinks) for it. */
 interface Tool {
@@ -121,6 +129,8 @@ function sourceDateEpoch(): number {
 }
 
 function which(name: string): string {
+  if (name === 'wireguard-go' && existsSync(join(OWN_WIREGUARD_GO_DIR, 'usr/bin/wireguard-go')))
+    return join(OWN_WIREGUARD_GO_DIR, 'usr/bin/wireguard-go');
   for (const d of SEARCH) {
     const p = join(d, name);
     if (existsSync(p)) return p;
@@ -178,6 +188,15 @@ function machineFiles(): { files: Map<string, string>; links: Map<string, string
   return { files, links };
 }
 
+/** "wireguard-go 0.0.20260522-1": the package unpacked into OWN_WIREGUARD_GO_DIR (not in dpkg's database). */
+function ownPackages(): string {
+  try {
+    return readFileSync(join(OWN_WIREGUARD_GO_DIR, '.packages'), 'utf8').trim().split('\n').join(', ');
+  } catch {
+    return 'wireguard-go (version unknown)';
+  }
+}
+
 /** `dpkg -S` for every machine file: "rootfs-path  package version" lines (provenance, in the rootfs). */
 function manifest(files: Map<string, string>): string {
   // why: dpkg knows most libraries by their pre-merged-/usr path (/lib/x86_64-linux-gnu/libc.so.6)
@@ -198,9 +217,11 @@ function manifest(files: Map<string, string>): string {
       if (p && v) versions.set(p.replace(/:amd64$/, ''), v);
     }
   }
+  const own = ownPackages();
   const lines = [...files.entries()]
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([to, from]) => {
+      if (from.startsWith(`${OWN_WIREGUARD_GO_DIR}/`)) return `${to}  ${own} (Debian unstable, truss's own)`;
       const pkg = owner.get(from) ?? owner.get(from.replace(/^\/usr/, '')) ?? 'npm';
       const bare = pkg.replace(/:amd64$/, '');
       return `${to}  ${bare}${versions.has(bare) ? ` ${versions.get(bare)}` : ''}`;

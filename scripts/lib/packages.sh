@@ -14,8 +14,15 @@
 #   procps           sysctl
 #   kmod             modprobe: the kernel loads nf_tables, vxlan, wireguard... modules through it
 #   ca-certificates  the system's CA bundle, for an etcd or registry CA (NODE_EXTRA_CA_CERTS)
-# plus wireguard-go (userspace WireGuard) where the kernel has no WireGuard: truss_daemon_packages.
+# plus wireguard-go (userspace WireGuard) where the kernel has no WireGuard: Debian unstable's, the
+# newest, into truss's own directory (truss_ensure_wireguard_go), else this release's package.
 TRUSS_DAEMON_PACKAGES=(iproute2 nftables iptables conntrack wireguard-tools util-linux procps kmod ca-certificates)
+
+# truss's own wireguard-go: DIR/usr/bin/wireguard-go, where the daemon looks first
+# (src/dataplane/linux/wireguard-go.ts TRUSS_WIREGUARD_GO); never over the system's /usr/bin/wireguard-go.
+TRUSS_WIREGUARD_GO_DIR=/usr/local/lib/truss/wireguard-go
+# how old (days) truss's own wireguard-go may get before a run asks Debian's mirror for a newer one
+TRUSS_WIREGUARD_GO_DAYS=7
 
 # Where npm is absent, Debian's nodejs and npm: used only to run `npm ci`, which installs the
 # pinned Node (npm package `node`, package.json) into node_modules; truss never runs on them.
@@ -32,11 +39,9 @@ truss_kernel_has_wireguard() {
   command -v modprobe >/dev/null 2>&1 && modprobe -n -q wireguard 2>/dev/null
 }
 
-# The daemon's packages for this host: the list above, plus wireguard-go unless the kernel has
-# WireGuard (when that is unknown it is installed: a 3 MB package that is only used as a fallback).
+# The daemon's packages for this host: the list above (wireguard-go: truss_ensure_wireguard_go).
 truss_daemon_packages() {
   printf '%s\n' "${TRUSS_DAEMON_PACKAGES[@]}"
-  truss_kernel_has_wireguard || echo wireguard-go
 }
 
 # Prints those of the given packages that are not installed (all of them with TRUSS_SETUP_FORCE=1).
@@ -115,4 +120,37 @@ truss_npm_ci() {
   else
     echo "$TRUSS_WHO: node_modules up to date with package-lock.json" >&2
   fi
+}
+
+# The newest wireguard-go Debian offers, in truss's own directory: unstable's package (a static Go
+# binary that runs on any release; with GSO/GRO ~4x the throughput of Debian 12's 0.0.20220316 here,
+# docs/cluster.md), fetched by scripts/lib/unstable.sh (private apt lists and cache: the system's
+# apt state is untouched; apt checks the Release signature against the system's keyring and each
+# .deb against its signed hash). Skipped while the unpacked one is under TRUSS_WIREGUARD_GO_DAYS
+# old (TRUSS_SETUP_FORCE=1 asks again). When the mirror cannot be reached: the one unpacked
+# before, else this release's package wireguard-go with a warning; never a failure (it is only
+# needed for encrypted cluster networks, and the daemon says which one it runs).
+truss_ensure_wireguard_go() {
+  local dir=$TRUSS_WIREGUARD_GO_DIR bin=$TRUSS_WIREGUARD_GO_DIR/usr/bin/wireguard-go
+  if [ "${TRUSS_SETUP_FORCE:-}" != 1 ] && [ -x "$bin" ] &&
+    [ -n "$(find "$dir/.packages" -mtime "-$TRUSS_WIREGUARD_GO_DAYS" 2>/dev/null)" ]; then
+    echo "$TRUSS_WHO: $("$bin" --version | head -1) present in $dir" >&2
+    return 0
+  fi
+  echo "$TRUSS_WHO: fetching the newest wireguard-go Debian offers (unstable's) into $dir" >&2
+  if "${TRUSS_SUDO[@]}" bash scripts/lib/unstable.sh "$dir" wireguard-go >&2 && "$bin" --version >/dev/null; then
+    "${TRUSS_SUDO[@]}" touch "$dir/.packages"
+    echo "$TRUSS_WHO: $("$bin" --version | head -1) in $dir" >&2
+    return 0
+  fi
+  if [ -x "$bin" ]; then
+    echo "$TRUSS_WHO: warning: Debian unstable's wireguard-go could not be fetched; keeping" \
+      "$("$bin" --version | head -1) in $dir" >&2
+    return 0
+  fi
+  echo "$TRUSS_WHO: warning: Debian unstable's wireguard-go could not be fetched (mirror unreachable?):" \
+    "installing this release's package wireguard-go instead, which may be several times slower" \
+    "(docs/cluster.md, Which WireGuard runs)" >&2
+  truss_ensure_packages wireguard-go || echo "$TRUSS_WHO: warning: no wireguard-go: encrypted cluster" \
+    "networks need kernel WireGuard on this host" >&2
 }

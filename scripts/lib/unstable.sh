@@ -12,7 +12,7 @@ shift
 state=${TRUSS_UNSTABLE_STATE:-/var/cache/truss-unstable}
 mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$dest"
 echo 'deb http://deb.debian.org/debian sid main' >"$state/sources.list"
-apt_opts=(-q -o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
+apt_opts=(-q -o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null -o Acquire::Languages=none
   -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache")
 apt-get "${apt_opts[@]}" update >/dev/null
 want=$(for p in "$@"; do

@@ -217,6 +217,7 @@ export function formatClusterAllocations(c: Partial<ClusterBody>, now = Date.now
   const id = c.nodeId !== undefined && c.nodeId !== c.node ? ` (node id ${c.nodeId})` : '';
   const out = [`CLUSTER: host ${c.node ?? '?'}${id}${c.synced ? '' : ' (not synced with etcd yet)'}`];
   out.push(...formatReach(c.reach));
+  if (c.wireguard) out.push(`wireguard: ${c.wireguard}`);
   if (c.etcd) {
     const auth = c.etcd.auth === 'password' ? `user ${c.etcd.user ?? '?'}` : c.etcd.auth;
     out.push(`etcd: ${c.etcd.tls ? 'TLS' : 'plaintext'}, auth ${auth}`);

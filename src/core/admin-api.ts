@@ -203,6 +203,10 @@ export const clusterView = z.object({
   mtu: z.number(),
   vxlanMtu: z.number(),
   wgPort: z.number(),
+  wireguard: z
+    .string()
+    .optional()
+    .describe('which WireGuard runs: kernel, or which wireguard-go (version, path, why); absent: no device made yet'),
   peers: z.array(
     z.object({
       node: z.string(),

@@ -327,6 +327,11 @@ export interface Dataplane {
   checkRoutes(routes: readonly RouteObject[]): Promise<readonly string[]>;
   /** Handshake state of the device's peers, for status (no key material). */
   readWireguardPeers(name: string): Promise<readonly WireguardPeerStatus[]>;
+  /**
+   * Which WireGuard the device runs on ("kernel WireGuard", "wireguard-go 0.0.20250522 (PATH,
+   * truss's own)"), once chosen (the first device made); undefined before. Optional: fakes need not.
+   */
+  wireguardImplementation?(): Promise<string | undefined>;
 
   // ----- unencrypted cluster networks: the VXLAN device, its FDB and neighbour entries -----
 

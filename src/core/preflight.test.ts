@@ -165,6 +165,20 @@ describe('evaluateHost', () => {
     assert.equal(byId(noTun, 'wireguard')?.status, 'warn');
     assert.match(byId(noTun, 'wireguard')?.detail ?? '', /\/dev\/net\/tun cannot be opened/);
   });
+  it('WireGuard: names the wireguard-go that runs, its version, and whether it is an old one', () => {
+    const own = '/usr/local/lib/truss/wireguard-go/usr/bin/wireguard-go';
+    const go = [
+      { path: '/usr/bin/wireguard-go', source: 'path' as const, version: '0.0.20220316' },
+      { path: own, source: 'truss' as const, version: '0.0.20250522' },
+    ];
+    const newest = byId({ ...goodHost(), wireguard: { kernel: false, tun: true, go } }, 'wireguard');
+    assert.equal(newest?.status, 'ok');
+    assert.match(newest?.detail ?? '', new RegExp(`^wireguard-go 0\\.0\\.20250522 \\(${own}, truss's own\\); `));
+    const old = byId({ ...goodHost(), wireguard: { kernel: false, tun: true, go: go.slice(0, 1) } }, 'wireguard');
+    assert.match(old?.detail ?? '', /^wireguard-go 0\.0\.20220316 .*older than 0\.0\.20230223 \(no GSO\/GRO/);
+    const kernel = byId({ ...goodHost(), wireguard: { kernel: true, tun: true, go } }, 'wireguard');
+    assert.match(kernel?.detail ?? '', /^kernel module/);
+  });
 
   it('etcd unreachable is a warning; reachable is ok', () => {
     const down = { ...goodHost(), etcd: { endpoints: ['198.18.0.9:2379'], reachable: [] } };

@@ -9,6 +9,7 @@
  * with a message naming the option and the fix, never by a failed Join.
  */
 import { errors, type TrussError } from './errors.ts';
+import { chooseWireguard, compareVersions, describeWireguard, type WireguardGoCandidate } from './wireguard-impl.ts';
 
 export type IptBackendName = 'nf_tables' | 'legacy';
 
@@ -37,6 +38,11 @@ export interface HostFacts {
     readonly kernel: boolean;
     /** /dev/net/tun can be opened (wireguard-go needs it) */
     readonly tun: boolean;
+    /**
+     * the wireguard-go binaries found, with their versions (probed only without kernel WireGuard
+     * and with a TUN device); absent: programs['wireguard-go'] alone, version unknown
+     */
+    readonly go?: readonly WireguardGoCandidate[];
   };
   /** net/bridge/bridge-nf-call-iptables exists */
   readonly brNetfilter: boolean;
@@ -244,6 +250,9 @@ function optionalChecks(f: HostFacts): Check[] {
   return [conntrack, brnf, ipv6, wireguardCheck(f)];
 }
 
+/** the first wireguard-go with GSO/GRO on its TUN device (upstream's 0.0.20230223 release) */
+const GSO_SINCE = '0.0.20230223';
+
 function wireguardCheck(f: HostFacts): Check {
   const p = f.programs;
   const base = {
@@ -263,8 +272,17 @@ function wireguardCheck(f: HostFacts): Check {
     };
   }
   if (f.wireguard.kernel) return { ...base, status: 'ok', detail: `kernel module; ${p.wg}` };
-  const userspace = ['wireguard-go', 'setsid', 'env'].filter((t) => !p[t]);
-  if (userspace.length === 0 && f.wireguard.tun) return { ...base, status: 'ok', detail: `wireguard-go; ${p.wg}` };
+  const go = f.wireguard.go ?? (p['wireguard-go'] ? [{ path: p['wireguard-go'], source: 'path' as const }] : []);
+  const userspace = ['setsid', 'env'].filter((t) => !p[t]);
+  if (go.length === 0) userspace.unshift('wireguard-go');
+  const impl = chooseWireguard({ kernel: false, tun: f.wireguard.tun, wireguardGo: go });
+  if (userspace.length === 0 && impl.kind === 'wireguard-go') {
+    const old = impl.version !== undefined && compareVersions(impl.version, GSO_SINCE) < 0;
+    const hint = old
+      ? `; older than ${GSO_SINCE} (no GSO/GRO: several times slower): scripts/prepare.sh fetches the newest`
+      : '';
+    return { ...base, status: 'ok', detail: `${describeWireguard(impl)}${hint}; ${p.wg}` };
+  }
   if (userspace.includes('wireguard-go')) {
     return {
       ...base,

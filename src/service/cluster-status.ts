@@ -19,7 +19,7 @@ export interface ClusterStatusDeps {
   readonly cluster: Cluster;
   readonly repo: IntentRepo;
   readonly reconciler: Pick<Reconciler, 'clusterDesired'>;
-  readonly dataplane: Pick<Dataplane, 'readWireguardPeers'>;
+  readonly dataplane: Pick<Dataplane, 'readWireguardPeers' | 'wireguardImplementation'>;
   readonly claimGc?: Pick<ClaimGc, 'status'>;
 }
 
@@ -63,10 +63,11 @@ function reachOf(self: string, nodes: readonly NodeRecord[]): ClusterBody['reach
 export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> {
   const { cluster } = d;
   const view = cluster.agent.view();
-  const [intent, peers, probe] = await Promise.all([
+  const [intent, peers, probe, wireguard] = await Promise.all([
     d.repo.snapshot(),
     d.dataplane.readWireguardPeers(WG_DEVICE).catch(() => []),
     probeEtcd(cluster.store),
+    d.dataplane.wireguardImplementation?.().catch(() => undefined),
   ]);
   const desired = d.reconciler.clusterDesired({ ...intent, ...(view ? { cluster: view } : {}) });
   const names = new Map((view?.nodes ?? []).map((n) => [nodeIdOf(n), n.name]));
@@ -77,6 +78,7 @@ export async function clusterStatus(d: ClusterStatusDeps): Promise<ClusterBody> 
     mtu: cluster.mtu.wireguard,
     vxlanMtu: cluster.mtu.vxlan,
     wgPort: cluster.listenPort,
+    ...(wireguard !== undefined ? { wireguard } : {}),
     peers: (desired.wireguard?.peers ?? []).map((p) => {
       const live = peers.find((x) => x.publicKey === p.publicKey);
       const endpoint = live?.endpoint ?? p.endpoint;

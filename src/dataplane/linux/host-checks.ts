@@ -15,13 +15,15 @@ import type { HostFacts, IptBackendName } from '../../core/preflight.ts';
 import { PROBED_PROGRAMS } from '../../core/preflight.ts';
 import { createExec, type Exec } from './exec.ts';
 import { parseBackend } from './iptables.ts';
-import { canOpen } from './wireguard.ts';
+import { canOpen, findWireguardGo } from './wireguard.ts';
 
 export interface HostProbeOptions {
   readonly socket: string;
   readonly stateDir: string;
   readonly iptables?: string;
   readonly procSys?: string;
+  /** --wireguard-go: the admin's wireguard-go (the only one asked for its version then) */
+  readonly wireguardGo?: string;
   /** etcd endpoints (HOST:PORT) to try a TCP connection to; none = not probed */
   readonly etcdEndpoints?: readonly string[];
   readonly etcdTimeoutMs?: number;
@@ -210,7 +212,8 @@ export async function probeHost(opts: HostProbeOptions): Promise<HostFacts> {
     programs,
     nftables,
     iptables,
-    wireguard: { kernel, tun },
+    // which wireguard-go would run (its version: one process per binary), only where it would run
+    wireguard: { kernel, tun, ...(!kernel && tun ? { go: await findWireguardGo(exec, opts.wireguardGo) } : {}) },
     brNetfilter,
     ipv6Forwarding,
     procSys: ps,

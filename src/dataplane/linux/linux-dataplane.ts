@@ -3,10 +3,12 @@
  * sysctl and conntrack, one kernel kind per file. This file only wires them together; it
  * holds no state but the probed iptables tools.
  */
+
 import type { VxlanObject, WireguardObject } from '../../core/cluster/desired.ts';
 import type { Dataplane, ObservedLink } from '../../core/contracts.ts';
 import type { FirewallObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
+import { describeWireguard } from '../../core/wireguard-impl.ts';
 import { fault } from '../../obs/fault.ts';
 import * as bridge from './bridge.ts';
 import { cutDeniedFlows } from './conntrack.ts';
@@ -52,6 +54,8 @@ export interface LinuxDataplaneOptions {
   readonly wireguardKeyDir?: string;
   /** a writable /proc/sys mounted elsewhere (managed plugin: /host/proc/sys); see exec.ts */
   readonly procSys?: string;
+  /** the admin's wireguard-go (--wireguard-go); default: the newest found (wireguard-go.ts) */
+  readonly wireguardGo?: string;
   /** `ip -batch -` from a spare process started ahead (exec.ts SpareProcesses); default: only without `netns` */
   readonly spareProcesses?: boolean;
   /** the state database's id, stamped into the marks of the bridges and veths made (naming.ownerMark) */
@@ -231,8 +235,12 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removeGuardTable: () => guard.removeGuardTable(exec),
     readGuardCounters: () => guard.readGuardCounters(exec),
     async ensureWireguard(w) {
-      const r = await wg.ensureWireguard(exec, await selectWg(w));
+      const probe = opts.wireguardGo !== undefined ? { wireguardGo: opts.wireguardGo } : {};
+      const r = await wg.ensureWireguard(exec, await selectWg(w), probe);
       if (r.changes.length > 0) opts.log?.debug('wireguard changed', { device: w.name, changes: r.changes });
+      const impl = r.created ? wg.probedWireguard(exec) : undefined;
+      if (impl)
+        opts.log?.debug('wireguard device created', { device: w.name, implementation: describeWireguard(await impl) });
     },
     removeWireguard: (name) => wg.removeWireguard(exec, name, opts.log),
     async checkWireguard(w, name) {
@@ -263,6 +271,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     },
     async readWireguardPeers(name) {
       return (await wg.readWireguard(exec, name))?.peers ?? [];
+    },
+    async wireguardImplementation() {
+      const impl = wg.probedWireguard(exec);
+      return impl ? describeWireguard(await impl) : undefined;
     },
     async ensureVxlan(v) {
       const changes = await vx.ensureVxlan(exec, toVxlan(v));

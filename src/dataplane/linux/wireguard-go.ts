@@ -1,5 +1,6 @@
 /**
- * Which WireGuard this host has (kernel or the userspace wireguard-go), and wireguard-go's
+ * Which WireGuard this host has (kernel or the userspace wireguard-go, and which wireguard-go:
+ * core/wireguard-impl.ts chooses), and wireguard-go's
  * management: starting it detached with the truss mark on its TUN, telling a live UAPI socket
  * from a dead one, and waiting for the socket to go (wireguard.ts's header tells why it runs
  * in its own session and outlives truss).
@@ -9,6 +10,13 @@ import { constants, promises as fs } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { errors } from '../../core/errors.ts';
+import {
+  chooseWireguard,
+  parseWireguardGoVersion,
+  type WireguardGoCandidate,
+  type WireguardGoSource,
+  type WireguardImpl,
+} from '../../core/wireguard-impl.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { batch, deleteLink } from './links.ts';
 
@@ -22,7 +30,16 @@ export const socketOf = (name: string): string => join(UAPI_DIR, `${name}.sock`)
 
 // ---------- detection ----------
 
-const probed = new WeakMap<Exec, Promise<WireguardMode>>();
+/** truss's own wireguard-go (scripts/lib/packages.sh TRUSS_WIREGUARD_GO_DIR: Debian unstable's, the newest). */
+export const TRUSS_WIREGUARD_GO = '/usr/local/lib/truss/wireguard-go/usr/bin/wireguard-go';
+
+export interface WireguardProbeOptions {
+  readonly tunDevice?: string;
+  /** the admin's wireguard-go (--wireguard-go): used whatever its version, when the kernel has no WireGuard */
+  readonly wireguardGo?: string;
+}
+
+const probed = new WeakMap<Exec, Promise<WireguardImpl>>();
 
 async function kernelWireguard(exec: Exec): Promise<boolean> {
   const probe = `trwgp${randomBytes(4).toString('hex')}`;
@@ -47,23 +64,58 @@ export async function canOpen(path: string): Promise<boolean> {
 }
 
 /**
- * Which WireGuard this host has, probed once per Exec: 'kernel' when a wireguard link can be
- * made (the probe link is deleted at once), else 'userspace' when wireguard-go, setsid, env
- * and a usable TUN device exist, else 'none'. Both need `wg` (wireguard-tools).
+ * Every wireguard-go binary there is, with its `--version`: the admin's (when given, the only
+ * one asked: it wins anyway), truss's own, the PATH's. One process per binary, once per probe.
  */
-export function detectWireguard(exec: Exec, opts: { readonly tunDevice?: string } = {}): Promise<WireguardMode> {
+export async function findWireguardGo(exec: Exec, explicit?: string): Promise<WireguardGoCandidate[]> {
+  const where: [WireguardGoSource, string | undefined][] =
+    explicit !== undefined
+      ? [['flag', exec.which(explicit) ?? explicit]]
+      : [
+          ['truss', exec.which(TRUSS_WIREGUARD_GO)],
+          ['path', exec.which('wireguard-go')],
+        ];
+  const found = where.filter((w): w is [WireguardGoSource, string] => w[1] !== undefined);
+  const unique = found.filter(([, p], i) => found.findIndex(([, q]) => q === p) === i);
+  return Promise.all(
+    unique.map(async ([source, path]) => {
+      const out = await exec.run(path, ['--version'], { timeoutMs: 5000 }).catch(() => undefined);
+      const version = out ? parseWireguardGoVersion(out.stdout) : undefined;
+      return { path, source, ...(version !== undefined ? { version } : {}) };
+    }),
+  );
+}
+
+/**
+ * Which WireGuard this host runs, probed once per Exec (core/wireguard-impl.ts decides):
+ * kernel when a wireguard link can be made (the probe link is deleted at once), else the
+ * chosen wireguard-go when setsid, env and a usable TUN device exist, else none. Both need
+ * `wg` (wireguard-tools).
+ */
+export function detectWireguardImpl(exec: Exec, opts: WireguardProbeOptions = {}): Promise<WireguardImpl> {
   let p = probed.get(exec);
   if (p === undefined) {
-    p = (async (): Promise<WireguardMode> => {
-      if (!exec.which('wg')) return 'none';
-      if (await kernelWireguard(exec)) return 'kernel';
-      const tools = ['wireguard-go', 'setsid', 'env'].every((t) => exec.which(t) !== undefined);
-      return tools && (await canOpen(opts.tunDevice ?? '/dev/net/tun')) ? 'userspace' : 'none';
+    p = (async (): Promise<WireguardImpl> => {
+      if (!exec.which('wg')) return { kind: 'none' };
+      if (await kernelWireguard(exec)) return { kind: 'kernel' };
+      const tools = ['setsid', 'env'].every((t) => exec.which(t) !== undefined);
+      const tun = tools && (await canOpen(opts.tunDevice ?? '/dev/net/tun'));
+      const wireguardGo = tun ? await findWireguardGo(exec, opts.wireguardGo) : [];
+      return chooseWireguard({ kernel: false, tun, wireguardGo });
     })();
     probed.set(exec, p);
     p.catch(() => probed.delete(exec)); // probe again after a failure
   }
   return p;
+}
+
+/** detectWireguardImpl's answer if it was asked on this Exec (no probe: status must not make a link). */
+export const probedWireguard = (exec: Exec): Promise<WireguardImpl> | undefined => probed.get(exec);
+
+/** detectWireguardImpl's kind, as 'kernel' | 'userspace' | 'none'. */
+export async function detectWireguard(exec: Exec, opts: WireguardProbeOptions = {}): Promise<WireguardMode> {
+  const impl = await detectWireguardImpl(exec, opts);
+  return impl.kind === 'wireguard-go' ? 'userspace' : impl.kind;
 }
 
 // ---------- userspace: wireguard-go ----------
@@ -82,8 +134,9 @@ export function uapiLive(path: string): Promise<boolean> {
   });
 }
 
-export async function startWireguardGo(exec: Exec, name: string): Promise<void> {
-  const [env, wgGo] = [exec.which('env'), exec.which('wireguard-go')];
+/** Starts the chosen wireguard-go (`wgGo`: detectWireguardImpl's path) for device `name`. */
+export async function startWireguardGo(exec: Exec, name: string, wgGo: string): Promise<void> {
+  const env = exec.which('env');
   if (!env || !wgGo) throw errors.unsupported('userspace WireGuard needs env and wireguard-go: install wireguard-go');
   if (await uapiLive(socketOf(name)))
     throw errors.kernelObjectForeign(

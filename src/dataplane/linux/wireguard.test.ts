@@ -1,18 +1,20 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Exec, type ExecResult, KernelError, type KernelErrorCode } from './exec.ts';
 import {
   canonicalEndpoint,
   checkWireguardDevice,
   detectWireguard,
+  detectWireguardImpl,
   ensureWireguard,
   parseWgDump,
   planWireguard,
   readWireguard,
   removeWireguard,
+  TRUSS_WIREGUARD_GO,
   type WireguardDevice,
   type WireguardState,
   wireguardMark,
@@ -252,7 +254,7 @@ const fail = (code: KernelErrorCode, argv: readonly string[], stderr: string): n
   throw new KernelError(code, argv, 1, stderr);
 };
 
-function fakeExec(opts: { kernel: boolean; tools?: readonly string[] }) {
+function fakeExec(opts: { kernel: boolean; tools?: readonly string[]; versions?: Readonly<Record<string, string>> }) {
   const links = new Map<string, FakeLink>();
   const wg = new Map<string, FakeWg>();
   const calls: { argv: string[]; stdin?: string }[] = [];
@@ -316,7 +318,7 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[] }) {
       '',
     ].join('\n');
   const exec: Exec = {
-    which: (bin) => (tools.has(bin) ? `/usr/bin/${bin}` : undefined),
+    which: (bin) => (tools.has(bin) ? (bin.startsWith('/') ? bin : `/usr/bin/${bin}`) : undefined),
     async run(bin, args, ro = {}): Promise<ExecResult> {
       const argv = [bin, ...args];
       calls.push({ argv, ...(ro.stdin !== undefined ? { stdin: ro.stdin } : {}) });
@@ -338,6 +340,8 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[] }) {
         ipLine(argv, [...args]);
         return ok();
       }
+      const version = args[0] === '--version' ? opts.versions?.[bin] : undefined;
+      if (version !== undefined) return ok(`wireguard-go v${version}\n\nUserspace WireGuard daemon for linux-amd64.\n`);
       if (bin === 'setsid') {
         newDev(args.at(-1) ?? '', 'tun', 1420);
         return ok();
@@ -358,6 +362,9 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[] }) {
       .map((c) => c.argv);
   return { exec, links, wg, calls, writes };
 }
+
+const ALL = ['ip', 'wg', 'wireguard-go', 'setsid', 'env'];
+const NEW_AND_OLD = { [TRUSS_WIREGUARD_GO]: '0.0.20250522', '/usr/bin/wireguard-go': '0.0.20220316' };
 
 describe('detectWireguard (fake exec)', () => {
   let tun: string;
@@ -384,6 +391,35 @@ describe('detectWireguard (fake exec)', () => {
     const f = fakeExec({ kernel: false });
     assert.equal(await detectWireguard(f.exec, { tunDevice: tun }), 'userspace');
     assert.equal(f.links.size, 0);
+  });
+  it('kernel wins over any wireguard-go, even a newer one: no version is asked', async () => {
+    const f = fakeExec({ kernel: true, tools: [...ALL, TRUSS_WIREGUARD_GO], versions: NEW_AND_OLD });
+    assert.deepEqual(await detectWireguardImpl(f.exec, { tunDevice: tun }), { kind: 'kernel' });
+    assert.ok(!f.calls.some((c) => c.argv[1] === '--version'), 'no wireguard-go asked');
+  });
+  it("userspace: the newest wireguard-go (truss's own over the PATH's older one) is the one started", async () => {
+    const f = fakeExec({ kernel: false, tools: [...ALL, TRUSS_WIREGUARD_GO], versions: NEW_AND_OLD });
+    const impl = await detectWireguardImpl(f.exec, { tunDevice: tun });
+    assert.deepEqual(impl, {
+      kind: 'wireguard-go',
+      path: TRUSS_WIREGUARD_GO,
+      source: 'truss',
+      version: '0.0.20250522',
+    });
+    const key = await ensurePrivateKey(await fs.mkdtemp(join(tmpdir(), 'truss-wgimpl-')));
+    await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file }), { tunDevice: tun });
+    const setsid = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
+    assert.equal(setsid?.at(-2), TRUSS_WIREGUARD_GO, `started: ${setsid?.join(' ')}`);
+    await fs.rm(dirname(key.file), { recursive: true, force: true });
+  });
+  it("the admin's --wireguard-go wins over a newer one, and only it is asked", async () => {
+    const f = fakeExec({ kernel: false, tools: [...ALL, TRUSS_WIREGUARD_GO, '/opt/wg-go'], versions: NEW_AND_OLD });
+    const impl = await detectWireguardImpl(f.exec, { tunDevice: tun, wireguardGo: '/opt/wg-go' });
+    assert.deepEqual(impl, { kind: 'wireguard-go', path: '/opt/wg-go', source: 'flag' });
+    assert.deepEqual(
+      f.calls.filter((c) => c.argv[1] === '--version').map((c) => c.argv[0]),
+      ['/opt/wg-go'],
+    );
   });
   it('none: no TUN device, no wireguard-go, or no wg', async () => {
     assert.equal(await detectWireguard(fakeExec({ kernel: false }).exec, { tunDevice: `${tun}-missing` }), 'none');

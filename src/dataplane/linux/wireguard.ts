@@ -24,12 +24,13 @@ import { errors } from '../../core/errors.ts';
 import type { DataplaneLog, Exec } from './exec.ts';
 import { batch, checkIfName, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
 import {
-  detectWireguard,
+  detectWireguardImpl,
   exists,
   socketGone,
   socketOf,
   startWireguardGo,
   uapiLive,
+  type WireguardProbeOptions,
   wireguardMark,
 } from './wireguard-go.ts';
 import { readPrivateKeyFile } from './wireguard-keys.ts';
@@ -43,7 +44,18 @@ import {
   type WireguardState,
 } from './wireguard-plan.ts';
 
-export { canOpen, detectWireguard, UAPI_DIR, type WireguardMode, wireguardMark } from './wireguard-go.ts';
+export {
+  canOpen,
+  detectWireguard,
+  detectWireguardImpl,
+  findWireguardGo,
+  probedWireguard,
+  TRUSS_WIREGUARD_GO,
+  UAPI_DIR,
+  type WireguardMode,
+  type WireguardProbeOptions,
+  wireguardMark,
+} from './wireguard-go.ts';
 export {
   canonicalEndpoint,
   checkWireguardDevice,
@@ -70,14 +82,14 @@ function assertOwnDevice(cur: LinkState, name: string): void {
   );
 }
 
-async function createDevice(exec: Exec, w: WireguardDevice): Promise<void> {
-  const mode = await detectWireguard(exec);
-  if (mode === 'none')
+async function createDevice(exec: Exec, w: WireguardDevice, opts: WireguardProbeOptions): Promise<void> {
+  const impl = await detectWireguardImpl(exec, opts);
+  if (impl.kind === 'none')
     throw errors.unsupported(
       `WireGuard device ${w.name}: this host has neither kernel WireGuard nor wireguard-go with /dev/net/tun ` +
         '(and wg from wireguard-tools): install wireguard-tools and wireguard-go',
     );
-  if (mode === 'userspace') return startWireguardGo(exec, w.name);
+  if (impl.kind === 'wireguard-go') return startWireguardGo(exec, w.name, impl.path);
   const mark = wireguardMark(w.name);
   const lines = [`link add ${w.name} mtu ${w.mtu} type wireguard`, `link set ${w.name} alias ${mark}`];
   try {
@@ -96,13 +108,17 @@ async function showDump(exec: Exec, name: string): Promise<WireguardState> {
  * Creates or converges the device: mark, MTU, up, key, listen port, peers. Reads first and
  * writes only differences: a second call with the same spec runs two reads and no write.
  */
-export async function ensureWireguard(exec: Exec, want: WireguardDevice): Promise<WireguardEnsureResult> {
+export async function ensureWireguard(
+  exec: Exec,
+  want: WireguardDevice,
+  opts: WireguardProbeOptions = {},
+): Promise<WireguardEnsureResult> {
   const w = checkWireguardDevice(want);
   const ownPublicKey = await readPrivateKeyFile(w.privateKeyFile);
   let cur = await readLink(exec, w.name);
   const created = cur === undefined;
   if (cur === undefined) {
-    await createDevice(exec, w);
+    await createDevice(exec, w, opts);
     cur = await readLink(exec, w.name);
     if (cur === undefined) throw errors.internal(`WireGuard device ${w.name} vanished right after it was created`);
   }
