@@ -210,6 +210,8 @@ async function timedCli(args: readonly string[]): Promise<{ ms: number; stdout: 
 interface Samples {
   attachMs: number[];
   sandboxMs: number[];
+  /** CPU the daemon and the tools it ran spent on each attach (/proc: load on the machine does not inflate it) */
+  attachCpuMs: number[];
   programMs: number[];
   detachMs: number[];
   statusCliMs: number[];
@@ -233,15 +235,27 @@ async function outOfSandbox(ep: EndpointRef, n: number, k: number): Promise<void
   );
 }
 
-async function attachAll(c: PluginClient, nets: NetworkRef[], s: Samples): Promise<EndpointRef[]> {
+/**
+ * CPU time of pid and of its children it has waited for (ip, nft: utime, stime, cutime, cstime of
+ * /proc/<pid>/stat), in ms: 10 ms ticks, so only sums over many attaches say something.
+ */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+  return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) * 10;
+}
+
+async function attachAll(c: PluginClient, nets: NetworkRef[], s: Samples, pid: number): Promise<EndpointRef[]> {
   const eps: EndpointRef[] = [];
   for (let i = 0; i < ENDPOINTS; i++) {
     const n = i % NETWORKS;
     const net = nets[n] as NetworkRef;
     const ep = await requestAddress(c, net);
+    const cpu0 = cpuMs(pid);
     const t0 = performance.now();
     await createAndJoin(c, ep, `/var/run/docker/netns/${ep.id.slice(0, 12)}`);
     const t1 = performance.now();
+    s.attachCpuMs.push(cpuMs(pid) - cpu0);
     await intoSandbox(ep, n, Math.floor(i / NETWORKS));
     const t2 = performance.now();
     await programExternal(c, ep);
@@ -339,7 +353,13 @@ function summarise(s: Samples) {
     const b = Math.floor(((d + 1) * ENDPOINTS) / 10);
     return median(s.attachMs.slice(a, b));
   });
+  const mean = (v: readonly number[]): number => v.reduce((x, y) => x + y, 0) / Math.max(1, v.length);
+  const cpuFirst = mean(s.attachCpuMs.slice(0, WINDOW));
+  const cpuLast = mean(s.attachCpuMs.slice(-WINDOW));
   return {
+    cpuFirst,
+    cpuLast,
+    cpuRatio: cpuLast / cpuFirst,
     first,
     last,
     ratio: last.p50 / first.p50,
@@ -372,6 +392,12 @@ function table(
       sum.ratio <= TARGET.ratio ? 'met' : 'MISSED',
     ],
     [`attach ratio (p99)`, sum.p99Ratio.toFixed(3), '(info)', ''],
+    [
+      `CPU of the daemon and its tools per attach, mean first ${W} / last ${W} (ratio)`,
+      `${ms(sum.cpuFirst)} / ${ms(sum.cpuLast)} (${sum.cpuRatio.toFixed(3)})`,
+      '(info)',
+      '',
+    ],
     [
       `plugin VmRSS at ${ENDPOINTS} (VmHWM)`,
       `${f1(mem.rssMiB)} MiB (${f1(mem.hwmMiB)}; ${f1(mem.rssAtStartMiB)} at start)`,
@@ -496,6 +522,7 @@ async function main(): Promise<void> {
     const s: Samples = {
       attachMs: [],
       sandboxMs: [],
+      attachCpuMs: [],
       programMs: [],
       detachMs: [],
       statusCliMs: [],
@@ -507,7 +534,7 @@ async function main(): Promise<void> {
     const nets: NetworkRef[] = [];
     for (let n = 0; n < NETWORKS; n++) nets.push(await createNetwork(c, subnetOf(n)));
     const ta = performance.now();
-    const eps = await attachAll(c, nets, s);
+    const eps = await attachAll(c, nets, s, pid);
     const attachPhaseS = (performance.now() - ta) / 1000;
     const rss = memory(pid);
     const { inSync, counts } = await measureAtScale(pid, s);
