@@ -69,6 +69,15 @@ export class SimHost {
     return this.#daemon?.pid;
   }
 
+  /** CPU ms truss has used so far, with the tools it ran and waited for (ip, nft, wg; not wireguard-go). */
+  cpuMs(): number {
+    const pid = this.#daemon?.pid;
+    if (pid === undefined) return Number.NaN;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state) on
+    return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) * 10; // utime stime cutime cstime, 10 ms ticks
+  }
+
   /** When a route to `dst` first appeared in this host's namespace since it started (epoch ms). */
   seen(dst: string): number | undefined {
     return this.#firstSeen.get(dst);

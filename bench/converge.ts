@@ -19,7 +19,10 @@
  * figure is from before RequestAddress until the route to the block appeared in a member's
  * namespace (`ip -ts monitor route` there, ip's own microsecond timestamp): per start the latest
  * member ("every other host routes to it") and the earliest. Join returned is shown beside it.
- * A/A control: the same count's starts of round 1 ÷ round 2.
+ * A/A control: the same count's starts of round 1 ÷ round 2. Beside it, the CPU the other members'
+ * truss processes used per start (with the ip/nft/wg they ran; /proc/<pid>/stat, 10 ms ticks): every
+ * simulated host shares the machine's 2 cores, so n - 1 hosts reacting to one block at once queue for
+ * them, which real hosts (each with its own CPU) do not.
  *
  * WireGuard (wireguard-go here: the kernel has no WireGuard module; one per host, idle but for
  * handshakes) unless --vxlan (truss.encrypt=false). Cluster subnet 198.18.64.0/18; the starts'
@@ -89,6 +92,8 @@ interface Sample {
   readonly allMs?: number;
   readonly firstMs?: number;
   readonly byHost: Record<string, number | null>;
+  /** CPU the other members' truss used from the start until the last of them routed it (sum, ms) */
+  readonly othersCpuMs: number;
 }
 
 /** Membership: hosts 1..n have the cluster network, the others not; then wait until every member routes every other's blocks. */
@@ -120,12 +125,14 @@ async function measureStart(hosts: readonly SimHost[], n: number, round: number)
   const a = hosts[0] as SimHost;
   const others = hosts.slice(1, n);
   const { block, address } = blockOf(started++);
+  const cpu0 = others.map((o) => o.cpuMs());
   const t0 = wallMs();
   const ep = await requestAddress(a.client, a.net as NonNullable<SimHost['net']>, address);
   await createAndJoin(a.client, ep, `/var/run/docker/netns/${ep.id.slice(0, 12)}`);
   const joinMs = wallMs() - t0;
   const deadline = Date.now() + LIMIT_MS;
   while (others.some((o) => o.seen(block) === undefined) && Date.now() < deadline) await sleep(10);
+  const othersCpuMs = others.reduce((sum, o, i) => sum + o.cpuMs() - (cpu0[i] as number), 0);
   const times = others.map((o) => {
     const at = o.seen(block);
     return at === undefined ? undefined : Math.max(0, at - t0);
@@ -140,6 +147,7 @@ async function measureStart(hosts: readonly SimHost[], n: number, round: number)
     ...(ok.length === times.length ? { allMs: Math.max(...ok) } : {}),
     ...(ok.length > 0 ? { firstMs: Math.min(...ok) } : {}),
     byHost: Object.fromEntries(others.map((o, i) => [o.name, times[i] ?? null])),
+    othersCpuMs,
   };
 }
 
@@ -158,6 +166,7 @@ function table(samples: readonly Sample[]): { lines: string[]; growth: number; s
       `p50 ÷ ${COUNTS[0]} hosts`,
       'A/A: round 1 ÷ round 2 (p50)',
       'never',
+      'CPU of the other hosts per start, mean: all / each (ms)',
     ],
   ];
   const summary: object[] = [];
@@ -166,6 +175,7 @@ function table(samples: readonly Sample[]): { lines: string[]; growth: number; s
     const v = all(ss);
     const aa = median(all(ss.filter((s) => s.round === 0))) / median(all(ss.filter((s) => s.round === 1)));
     const never = ss.filter((s) => s.allMs === undefined).length;
+    const cpu = ss.reduce((sum, s) => sum + s.othersCpuMs, 0) / Math.max(1, ss.length);
     const row = {
       hosts: n,
       n: ss.length,
@@ -176,6 +186,8 @@ function table(samples: readonly Sample[]): { lines: string[]; growth: number; s
       growth: median(v) / base,
       aa,
       never,
+      othersCpuMs: cpu,
+      perHostCpuMs: cpu / (n - 1),
     };
     summary.push(row);
     rows.push([
@@ -187,6 +199,7 @@ function table(samples: readonly Sample[]): { lines: string[]; growth: number; s
       row.growth.toFixed(3),
       aa.toFixed(3),
       String(never),
+      `${f1(row.othersCpuMs)} / ${f1(row.perHostCpuMs)}`,
     ]);
   }
   const growth = median(all(at(MAX))) / base;
