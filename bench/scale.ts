@@ -31,8 +31,9 @@
  * `npm run bench:scale` is 1,000 over 50 networks ("Scale", scale.json); `npm run bench:scale5k`
  * 5,000 over 10 ("Scale: 5,000 endpoints", scale-5k.json). Each network gets a subnet of its own
  * in 198.19.0.0/16, a /24 or as large as its share of the endpoints needs (a /23 at 500).
- * Teardown runs --teardown-jobs endpoints at a time (1 up to 1,000 endpoints, 8 above: one at a
- * time, 5,000 take ~10 min), each job on its own connection, as dockerd removes containers in parallel.
+ * Teardown runs --teardown-jobs endpoints at a time (1 up to 1,000 endpoints, 8 above), each job on
+ * its own connection, as dockerd removes containers in parallel. The daemon serialises kernel
+ * writes, so this only overlaps the benchmark's own `ip` work: 5,000 took 22 min at load 8-28.
  * Flags: --smoke, --endpoints N (1000), --networks M (50), --window W (the attaches compared at
  * each end: a tenth of N from 1,000 on, else a quarter, at most 100), --section NAME, --results NAME,
  * --teardown-jobs J, --resync-seconds S (the daemon's default unless given), --cpu-prof DIR (the daemon writes a .cpuprofile there when it exits),
