@@ -566,7 +566,7 @@ async function main(): Promise<void> {
     if (left.length > 0) throw new Error(`left behind after teardown:\n${left.join('\n')}`);
     if (!SMOKE) {
       await writeDocs(lines, sum, s, mem, { attachPhaseS, teardownS });
-      process.stdout.write('wrote docs/benchmarks.md (${flags.section}) and bench/results/${flags.results}.json\n');
+      process.stdout.write(`wrote docs/benchmarks.md (${flags.section}) and bench/results/${flags.results}.json\n`);
     }
   } finally {
     await cleanup(child);
