@@ -136,7 +136,8 @@ export function writeDocSection(heading: string, section: string): void {
   const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
   mkdirSync(dirname(file), { recursive: true });
   const old = existsSync(file) ? readFileSync(file, 'utf8') : DOC_HEADER;
-  const start = old.indexOf(`\n${heading}`) + 1;
+  // the heading's whole line: "## Scale" must not find "## Scale: 5,000 endpoints"
+  const start = old.indexOf(`\n${heading}\n`) + 1;
   let next = start <= 0 ? -1 : old.indexOf('\n## ', start + 1);
   if (next >= 0) next += 1;
   const text =

@@ -65,8 +65,12 @@ export interface NetworkRef {
   readonly gateway: string;
 }
 
-/** `docker network create -d truss --ipam-driver truss --subnet <subnet>`. */
-export async function createNetwork(c: PluginClient, subnet: string): Promise<NetworkRef> {
+/** `docker network create -d truss --ipam-driver truss --subnet <subnet>` (and `-o K=V` for each of `generic`). */
+export async function createNetwork(
+  c: PluginClient,
+  subnet: string,
+  generic: Readonly<Record<string, string>> = {},
+): Promise<NetworkRef> {
   const spaces = await c.call('/IpamDriver.GetDefaultAddressSpaces', {});
   const space = String(spaces.LocalDefaultAddressSpace);
   const pool = await c.call('/IpamDriver.RequestPool', {
@@ -84,7 +88,7 @@ export async function createNetwork(c: PluginClient, subnet: string): Promise<Ne
     Options: {
       'com.docker.network.enable_ipv4': true,
       'com.docker.network.enable_ipv6': false,
-      'com.docker.network.generic': {},
+      'com.docker.network.generic': generic,
     },
     IPv4Data: [{ AddressSpace: space, Gateway: String(gw.Address), Pool: subnet }],
     IPv6Data: [],
@@ -107,9 +111,9 @@ export interface EndpointRef {
   srcName: string;
 }
 
-/** The container's address: `RequestAddress` with `Options: null`, as dockerd sends it. */
-export async function requestAddress(c: PluginClient, net: NetworkRef): Promise<EndpointRef> {
-  const r = await c.call('/IpamDriver.RequestAddress', { PoolID: net.poolId, Address: '', Options: null });
+/** The container's address: `RequestAddress` with `Options: null`, as dockerd sends it (`--ip`: `address`). */
+export async function requestAddress(c: PluginClient, net: NetworkRef, address = ''): Promise<EndpointRef> {
+  const r = await c.call('/IpamDriver.RequestAddress', { PoolID: net.poolId, Address: address, Options: null });
   return { net, id: dockerId(), address: String(r.Address), srcName: '' };
 }
 

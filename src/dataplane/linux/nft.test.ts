@@ -224,6 +224,23 @@ describe('normaliseNft / diffNft', () => {
     assert.deepEqual(diffNft(GOLDEN_TWO, listed), []);
   });
 
+  it('joins a set wrapped over thousands of lines into one line (5,000 endpoints of guard elements)', () => {
+    const els = Array.from(
+      { length: 5000 },
+      (_, i) => `"trv${String(i).padStart(12, '0')}" . 198.19.${i >> 8}.${i & 255}`,
+    );
+    const wrapped = [
+      'set g {',
+      `elements = { ${els[0]},`,
+      ...els.slice(1, -1).map((e) => `\t\t     ${e},`),
+      `${els.at(-1)} }`,
+      '}',
+    ];
+    const oneLine = ['set g {', `elements = { ${[...els].reverse().join(', ')} }`, '}'];
+    assert.deepEqual(normaliseNft(wrapped.join('\n')), normaliseNft(oneLine.join('\n')));
+    assert.equal(normaliseNft(wrapped.join('\n')).length, 3);
+  });
+
   it('reports the first differing line', () => {
     const tampered = GOLDEN_TWO.replace(
       '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"\n',

@@ -225,20 +225,24 @@ function splitElements(body: string): string[] {
   return out;
 }
 
-/** Joins `elements = { … }` that nft wraps over several lines into one. */
+/**
+ * Joins `elements = { … }` that nft wraps over several lines into one. Linear in the listing: the
+ * end is tested on the line, not on the joined text (testing the growing text made a guard set of
+ * 5,000 endpoints take seconds per full pass: every test flattened it again).
+ */
 function joinElementLines(lines: readonly string[]): string[] {
   const out: string[] = [];
-  let open: string | undefined;
+  let open: string[] | undefined;
   for (const line of lines) {
-    if (open !== undefined) open = `${open} ${line}`;
-    else if (/^elements = \{/.test(line)) open = line;
+    if (open !== undefined) open.push(line);
+    else if (/^elements = \{/.test(line)) open = [line];
     else out.push(line);
-    if (open !== undefined && /\}$/.test(open)) {
-      out.push(open);
+    if (open !== undefined && line.endsWith('}')) {
+      out.push(open.join(' '));
       open = undefined;
     }
   }
-  if (open !== undefined) out.push(open);
+  if (open !== undefined) out.push(open.join(' '));
   return out;
 }
 
