@@ -16,6 +16,11 @@ export interface EngineDeps<I extends { readonly revision: number }, D> {
   /** false while objects of another owner are present: shared objects then stay unless we made them */
   shareFree?(): boolean;
   afterFullPass?(desired: D): Promise<void>;
+  /**
+   * How long a kind with nothing wanted stays unlooked-at after a full pass found nothing of it
+   * (engine.ts, "idle kinds"); default 10 min.
+   */
+  readonly idleLookMs?: number;
   /** told of every pass and every drift a full pass finds (the daemon's metrics) */
   readonly observer?: EngineObserver;
 }

@@ -9,12 +9,23 @@
  * Kinds run in registry order; an object whose dependency failed in the same pass fails without
  * being attempted. Failures keep the object dirty and are retried with backoff; other objects
  * are unaffected. What was applied is kept in one record (applied.ts).
+ *
+ * Idle kinds (issue 18): a kind with nothing wanted costs a full pass a kernel listing (qdiscs,
+ * rules, tables of features nobody uses). Such a kind is not looked at while it is idle: nothing
+ * wanted now, and a full pass of this daemon found nothing of it (or removed all it found: no
+ * failure, no unreadable listing) within idleLookMs (10 min), with nothing wanted in any pass
+ * since. Why that leaves no leak: truss puts an object in the kernel only for what is wanted,
+ * so an idle kind changes only behind the daemon's back; the start-up pass looks at every kind
+ * (a crash's leftovers), a kind that wanted something is looked at by every full pass until one
+ * finds nothing of it, and any kind is looked at again at least every idleLookMs (an old ruleset
+ * restored over truss's). While objects of another state are present (shareFree false) no kind
+ * is idle: what they hold is theirs, and when they go the next pass looks at everything.
  */
 
 import { errors } from '../core/errors.ts';
 import { settledWithin } from '../obs/settled.ts';
 import type { EngineDeps, PassResult } from './engine-api.ts';
-import { type Owner, ownedKeys } from './kind.ts';
+import { type Kind, type Owner, ownedKeys } from './kind.ts';
 import { type KeyStatus, Ledger } from './ledger.ts';
 
 export type { EngineDeps, EngineObserver, PassResult } from './engine-api.ts';
@@ -29,8 +40,15 @@ interface Waiter {
 
 /** check() waits at most this long for the pass running when it is called */
 const CHECK_WAIT_MS = 5_000;
+/** an idle kind is looked at again after this long (see the file comment) */
+const IDLE_LOOK_MS = 10 * 60_000;
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** whether a pass over `desired` wants any object of `kind` */
+function wantsAny<D>(kind: Kind<D>, desired: D): boolean {
+  return kind.shape === 'set' ? kind.wanted(desired).length > 0 : kind.wanted(desired) !== undefined;
+}
 
 export class Engine<I extends { readonly revision: number }, D> {
   readonly #deps: EngineDeps<I, D>;
@@ -51,6 +69,8 @@ export class Engine<I extends { readonly revision: number }, D> {
   #firstPass: PassResult | undefined;
   /** the last pass that could not run at all (loading the intent failed), until one runs */
   #passError: { readonly error: string; readonly at: string } | undefined;
+  /** idle kinds: when a full pass last found nothing of each (performance.now()), see the file comment */
+  readonly #idleSince = new Map<string, number>();
 
   constructor(deps: EngineDeps<I, D>) {
     const names = deps.kinds.map((k) => k.name);
@@ -166,22 +186,23 @@ export class Engine<I extends { readonly revision: number }, D> {
     // (passes queued behind it must not stall status under churn), and bounded (a stuck one)
     if (this.#current) await settledWithin(this.#current, CHECK_WAIT_MS);
     const desired = await this.#deps.derive(await this.#deps.load({ fresh: false }), 'check');
-    const out: string[] = [];
-    for (const kind of this.#deps.kinds) {
+    // every kind's listing at once (reads only), reported in registry order
+    const look = async (kind: Kind<D>): Promise<readonly string[] | { readonly paused: string }> => {
       const why = kind.paused?.(desired);
-      if (why !== undefined) {
-        if (!out.includes(why)) out.push(why);
-        continue;
-      }
+      if (why !== undefined) return { paused: why };
+      if (this.#idle(kind, desired)) return [];
       try {
-        if (kind.shape === 'set') out.push(...((await kind.check(kind.wanted(desired), desired))?.problems ?? []));
-        else {
-          const want = kind.wanted(desired);
-          if (want !== undefined || !kind.blindRemoval) out.push(...(await kind.check(want, desired)));
-        }
+        if (kind.shape === 'set') return (await kind.check(kind.wanted(desired), desired))?.problems ?? [];
+        const want = kind.wanted(desired);
+        return want !== undefined || !kind.blindRemoval ? await kind.check(want, desired) : [];
       } catch (e) {
-        out.push(message(e));
+        return [message(e)];
       }
+    };
+    const out: string[] = [];
+    for (const r of await Promise.all(this.#deps.kinds.map(look))) {
+      if (!('paused' in r)) out.push(...r);
+      else if (!out.includes(r.paused)) out.push(r.paused);
     }
     return out;
   }
@@ -213,14 +234,20 @@ export class Engine<I extends { readonly revision: number }, D> {
     const desired = await this.#deps.derive(intent, full ? 'full' : 'incremental');
     const before = this.#ledger.failed.size;
     this.#ledger.failed.clear();
+    this.#ledger.unread.clear();
     let changes = 0;
     const last: (() => Promise<number>)[] = [];
+    const looked: Kind<D>[] = [];
     for (const kind of this.#deps.kinds) {
       if (kind.paused?.(desired) !== undefined) continue;
-      if (kind.shape === 'set') changes += await this.#ledger.set(kind, desired, full, last);
-      else changes += await this.#ledger.whole(kind, desired, full);
+      // an idle kind takes the incremental step: with nothing wanted or applied, that does nothing
+      const look = full && !this.#idle(kind, desired);
+      if (look) looked.push(kind);
+      if (kind.shape === 'set') changes += await this.#ledger.set(kind, desired, look, last);
+      else changes += await this.#ledger.whole(kind, desired, look);
     }
     for (const removal of last.reverse()) changes += await removal();
+    this.#noteIdle(looked, desired);
     if (full) this.#ledger.markSteady(this.#deps.kinds, desired);
     this.#reconciled = intent.revision;
     const failures = this.#ledger.failed.size;
@@ -247,6 +274,40 @@ export class Engine<I extends { readonly revision: number }, D> {
     if (failures > 0) this.#scheduleRetry();
     else this.#backoffMs = 0;
     if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass(desired);
+  }
+
+  /** whether `kind` is idle now: nothing wanted, and a full pass found nothing of it lately (file comment) */
+  #idle(kind: Kind<D>, desired: D): boolean {
+    const since = this.#idleSince.get(kind.name);
+    if (since === undefined) return false;
+    if (wantsAny(kind, desired) || !(this.#deps.shareFree?.() ?? true)) {
+      this.#idleSince.delete(kind.name);
+      return false;
+    }
+    if (performance.now() - since < (this.#deps.idleLookMs ?? IDLE_LOOK_MS)) return true;
+    this.#idleSince.delete(kind.name);
+    return false;
+  }
+
+  /**
+   * After a pass: a kind wanting something is not idle; one a full pass looked at (`looked`) with
+   * nothing wanted, no failure and a readable kernel has nothing left in it now (found nothing, or
+   * removed all it found), unless objects of another state held it back.
+   */
+  #noteIdle(looked: readonly Kind<D>[], desired: D): void {
+    for (const kind of this.#deps.kinds) if (wantsAny(kind, desired)) this.#idleSince.delete(kind.name);
+    if (!(this.#deps.shareFree?.() ?? true)) {
+      this.#idleSince.clear();
+      return;
+    }
+    const failed = [...this.#ledger.failed.keys()];
+    const now = performance.now();
+    for (const kind of looked) {
+      if (wantsAny(kind, desired) || this.#ledger.unread.has(kind.name)) continue;
+      const table = kind.shape === 'set' ? kind.table?.key : undefined;
+      if (failed.some((k) => k === kind.name || k === table || k.startsWith(`${kind.name}:`))) continue;
+      this.#idleSince.set(kind.name, now);
+    }
   }
 
   #settleWaiters(desired: D): void {

@@ -142,12 +142,16 @@ export class Reconciler {
       this.#deps.wireguard?.relay === true && intent.networks.some((n) => n.cluster?.encrypt !== false && n.cluster);
     const firewall = withRelay(await this.#guarded(local.firewall, intent, cluster), relay ? WG_DEVICE : undefined);
     const kernel = { ...local, ...dns, firewall };
-    const links = mode === 'incremental' ? undefined : await this.#links.plan(kernel, mode);
+    const links = mode === 'full' ? await this.#links.plan(kernel, mode) : undefined;
+    // a check reads the links beside the other kinds' listings (the bridge and veth kinds wait for it)
+    const pending = mode === 'check' ? this.#links.plan(kernel, mode) : undefined;
+    pending?.catch(() => {}); // idle link kinds never wait for it: its error is theirs only
     return {
       intent,
       kernel,
       cluster,
       ...(links ? { links } : {}),
+      ...(pending ? { linksPending: pending } : {}),
       ...(names === 'pending' ? { namesPending: true } : {}),
     };
   }
@@ -169,6 +173,8 @@ export class Reconciler {
   async policyCounters(): Promise<Record<string, PolicyCounter>> {
     const intent = await this.#deps.loadIntent();
     const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    // why: no chain, nothing to count (status must not list a table nobody uses)
+    if (desired.policies.length === 0) return {};
     const byChain = await this.#deps.dataplane.readPolicyCounters();
     const out: Record<string, PolicyCounter> = {};
     for (const p of desired.policies) {
