@@ -21,6 +21,8 @@ export interface EngineDeps<I extends { readonly revision: number }, D> {
    * (engine.ts, "idle kinds"); default 10 min.
    */
   readonly idleLookMs?: number;
+  /** the kernel's change generation (Dataplane.kernelGeneration): checks of watched kinds answer from the last look while it stays */
+  kernelGeneration?(): number | undefined;
   /** told of every pass and every drift a full pass finds (the daemon's metrics) */
   readonly observer?: EngineObserver;
 }

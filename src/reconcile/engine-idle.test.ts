@@ -1,4 +1,7 @@
-/** Idle kinds (engine.ts): full passes do not look at a kind with nothing wanted that a recent look found empty. */
+/**
+ * What the engine does not list (engine.ts): idle kinds (nothing wanted, a recent look found
+ * nothing), and, for checks, watched kinds while the kernel announced no change since the last look.
+ */
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { silentLogger } from '../obs/logger.ts';
@@ -83,17 +86,21 @@ afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.stop()));
 });
 
-function setup(k: Kernel, opts: { idleLookMs?: number; shareFree?: () => boolean } = {}) {
+function setup(
+  k: Kernel,
+  opts: { idleLookMs?: number; shareFree?: () => boolean; gen?: () => number | undefined; watched?: boolean } = {},
+) {
   const state: { desired: Desired } = { desired: { revision: 1, policies: [] } };
   const engine = new Engine<Desired, Desired>({
     load: async () => state.desired,
     derive: async (d) => d,
-    kinds: [firewallKind(k), policyKind(k)],
+    kinds: [firewallKind(k), policyKind(k)].map((kind) => ({ ...kind, watched: opts.watched ?? false })),
     log: silentLogger,
     resyncMs: 3_600_000,
     backoff: { firstMs: 3_600_000, maxMs: 3_600_000 },
     ...(opts.idleLookMs !== undefined ? { idleLookMs: opts.idleLookMs } : {}),
     ...(opts.shareFree ? { shareFree: opts.shareFree } : {}),
+    ...(opts.gen ? { kernelGeneration: opts.gen } : {}),
   });
   engines.push(engine);
   const change = (next: Omit<Desired, 'revision'>) => {
@@ -184,5 +191,69 @@ describe('engine: idle kinds', () => {
     free = false;
     await engine.reconcileNow();
     assert.equal(k.lookCount('policy'), 4);
+  });
+});
+
+describe('engine: checks answer from the last look while the kernel announced no change', () => {
+  const wanted = { policies: [{ name: 'ep_a' }], fw: { name: 'fw1' } };
+  const looks = (k: Kernel) => k.lookCount('policy') + k.lookCount('firewall');
+
+  it('a second check lists nothing; a change notice, a pass or an unwatched kind make it list', async () => {
+    const k = new Kernel();
+    let gen: number | undefined = 1;
+    const { engine, change } = setup(k, { gen: () => gen, watched: true });
+    change(wanted);
+    engine.trigger();
+    await engine.idle();
+    assert.deepEqual(await engine.check(), []);
+    const after = looks(k);
+    assert.equal(after, 2);
+    assert.equal(engine.checkLookedAt(), undefined, 'listed by itself');
+    assert.deepEqual(await engine.check(), []);
+    assert.equal(looks(k), after, 'answered from the last look');
+    assert.ok(engine.checkLookedAt(), 'and says when that look was');
+    // a change behind truss's back is announced: the next check lists again and sees it
+    k.of('policy').delete('ep_a');
+    gen = 2;
+    assert.deepEqual(await engine.check(), ['policy ep_a differs']);
+    assert.equal(looks(k), after + 2);
+    assert.deepEqual(await engine.check(), ['policy ep_a differs'], 'remembered as it was found');
+    assert.equal(looks(k), after + 2);
+    // a pass may change what is wanted: what was remembered before it is stale
+    change({ ...wanted, policies: [] });
+    engine.trigger();
+    await engine.idle();
+    assert.deepEqual(await engine.check(), []);
+    assert.equal(looks(k), after + 4);
+    // not watching (a monitor down): every check lists
+    gen = undefined;
+    await engine.check();
+    await engine.check();
+    assert.equal(looks(k), after + 8);
+  });
+
+  it('a full pass that changed nothing is a look; one that repaired something is not', async () => {
+    const k = new Kernel();
+    const { engine, change } = setup(k, { gen: () => 7, watched: true });
+    change(wanted);
+    await engine.reconcileNow(); // programs: changes
+    const n = looks(k);
+    await engine.check();
+    assert.equal(looks(k), n + 2, 'after repairs the check lists');
+    await engine.reconcileNow(); // changes nothing
+    const m = looks(k);
+    assert.deepEqual(await engine.check(), []);
+    assert.equal(looks(k), m, "the pass's own looks answer");
+  });
+
+  it('kinds that are not watched are listed by every check', async () => {
+    const k = new Kernel();
+    const { engine, change } = setup(k, { gen: () => 1, watched: false });
+    change(wanted);
+    await engine.reconcileNow();
+    await engine.check();
+    const n = looks(k);
+    await engine.check();
+    assert.equal(looks(k), n + 2);
   });
 });

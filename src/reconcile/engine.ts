@@ -71,6 +71,22 @@ export class Engine<I extends { readonly revision: number }, D> {
   #passError: { readonly error: string; readonly at: string } | undefined;
   /** idle kinds: when a full pass last found nothing of each (performance.now()), see the file comment */
   readonly #idleSince = new Map<string, number>();
+  /** passes begun: a look remembered before one is stale (the desired state may have moved) */
+  #passCount = 0;
+  /**
+   * The last look at each watched kind (a check's, or that of a full pass that changed nothing):
+   * what check() answers with while the kernel generation is `gen` and no pass began since.
+   */
+  #looked:
+    | {
+        readonly gen: number;
+        readonly passes: number;
+        readonly at: string;
+        readonly byKind: ReadonlyMap<string, readonly string[]>;
+      }
+    | undefined;
+  /** when the oldest look the last check() answered with was made (undefined: it listed every kind) */
+  #checkLookedAt: string | undefined;
 
   constructor(deps: EngineDeps<I, D>) {
     const names = deps.kinds.map((k) => k.name);
@@ -185,16 +201,35 @@ export class Engine<I extends { readonly revision: number }, D> {
     // why: read mid-pass, the kernel shows what the running pass is about to fix; only that pass
     // (passes queued behind it must not stall status under churn), and bounded (a stuck one)
     if (this.#current) await settledWithin(this.#current, CHECK_WAIT_MS);
+    // before any read: a change announced from now on makes what this check sees stale
+    const gen = this.#deps.kernelGeneration?.();
+    const passes = this.#passCount;
+    const now = new Date().toISOString();
+    const prev = this.#looked;
+    const remembered = gen !== undefined && prev?.gen === gen && prev.passes === passes ? prev : undefined;
     const desired = await this.#deps.derive(await this.#deps.load({ fresh: false }), 'check');
+    const byKind = new Map<string, readonly string[]>();
+    let usedOld = false;
     // every kind's listing at once (reads only), reported in registry order
     const look = async (kind: Kind<D>): Promise<readonly string[] | { readonly paused: string }> => {
       const why = kind.paused?.(desired);
       if (why !== undefined) return { paused: why };
       if (this.#idle(kind, desired)) return [];
+      const old = kind.watched ? remembered?.byKind.get(kind.name) : undefined;
+      if (old) {
+        usedOld = true;
+        byKind.set(kind.name, old);
+        return old;
+      }
       try {
-        if (kind.shape === 'set') return (await kind.check(kind.wanted(desired), desired))?.problems ?? [];
-        const want = kind.wanted(desired);
-        return want !== undefined || !kind.blindRemoval ? await kind.check(want, desired) : [];
+        let problems: readonly string[];
+        if (kind.shape === 'set') problems = (await kind.check(kind.wanted(desired), desired))?.problems ?? [];
+        else {
+          const want = kind.wanted(desired);
+          problems = want !== undefined || !kind.blindRemoval ? await kind.check(want, desired) : [];
+        }
+        if (kind.watched) byKind.set(kind.name, problems);
+        return problems;
       } catch (e) {
         return [message(e)];
       }
@@ -203,6 +238,11 @@ export class Engine<I extends { readonly revision: number }, D> {
     for (const r of await Promise.all(this.#deps.kinds.map(look))) {
       if (!('paused' in r)) out.push(...r);
       else if (!out.includes(r.paused)) out.push(r.paused);
+    }
+    this.#checkLookedAt = usedOld ? remembered?.at : undefined;
+    // the fresh looks are as old as this check's start, the remembered ones keep their time
+    if (gen !== undefined && this.#passCount === passes) {
+      this.#looked = { gen, passes, at: usedOld ? (remembered?.at ?? now) : now, byKind };
     }
     return out;
   }
@@ -228,13 +268,25 @@ export class Engine<I extends { readonly revision: number }, D> {
     }
   }
 
+  /**
+   * When the oldest look the last check() answered with was made: undefined when it listed every
+   * watched kind itself (or nothing is watched); status says how fresh its kernel section is.
+   */
+  checkLookedAt(): string | undefined {
+    return this.#checkLookedAt;
+  }
+
   async #pass(full: boolean): Promise<void> {
     const started = performance.now();
+    this.#passCount++;
+    const gen = this.#deps.kernelGeneration?.();
+    const startedAt = new Date().toISOString();
     const intent = await this.#deps.load({ fresh: full });
     const desired = await this.#deps.derive(intent, full ? 'full' : 'incremental');
     const before = this.#ledger.failed.size;
     this.#ledger.failed.clear();
     this.#ledger.unread.clear();
+    this.#ledger.seen.clear();
     let changes = 0;
     const last: (() => Promise<number>)[] = [];
     const looked: Kind<D>[] = [];
@@ -248,6 +300,7 @@ export class Engine<I extends { readonly revision: number }, D> {
     }
     for (const removal of last.reverse()) changes += await removal();
     this.#noteIdle(looked, desired);
+    this.#remember(full && changes === 0, gen, startedAt, looked);
     if (full) this.#ledger.markSteady(this.#deps.kinds, desired);
     this.#reconciled = intent.revision;
     const failures = this.#ledger.failed.size;
@@ -274,6 +327,24 @@ export class Engine<I extends { readonly revision: number }, D> {
     if (failures > 0) this.#scheduleRetry();
     else this.#backoffMs = 0;
     if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass(desired);
+  }
+
+  /**
+   * A full pass that changed nothing (no failure, every listing read, no foreign object holding
+   * anything back) left the kernel as its looks found it: those looks are what a check would see.
+   */
+  #remember(unchanged: boolean, gen: number | undefined, at: string, looked: readonly Kind<D>[]): void {
+    const clean = unchanged && this.#ledger.failed.size === 0 && this.#ledger.unread.size === 0;
+    if (gen === undefined || !clean || !(this.#deps.shareFree?.() ?? true)) {
+      this.#looked = undefined;
+      return;
+    }
+    const byKind = new Map<string, readonly string[]>();
+    for (const kind of looked) {
+      const seen = this.#ledger.seen.get(kind.name);
+      if (kind.watched && seen) byKind.set(kind.name, seen);
+    }
+    this.#looked = { gen, passes: this.#passCount, at, byKind };
   }
 
   /** whether `kind` is idle now: nothing wanted, and a full pass found nothing of it lately (file comment) */

@@ -31,6 +31,8 @@ export class Ledger<D> {
   readonly failed = new Map<string, unknown>();
   /** the set kinds whose look at the kernel failed in the current pass (nothing adopted, nothing pruned) */
   readonly unread = new Set<string>();
+  /** what each kind's look found in the current full pass (before repairs), by kind name */
+  readonly seen = new Map<string, readonly string[]>();
   readonly #log: Logger;
   readonly #shareFreeNow: (() => boolean) | undefined;
   readonly #observer: Pick<EngineObserver, 'drift'> | undefined;
@@ -123,6 +125,7 @@ export class Ledger<D> {
       let problems: readonly string[];
       try {
         problems = await kind.check(want, desired);
+        this.seen.set(kind.name, problems);
       } catch (e) {
         await this.#attempt(kind.name, () => Promise.reject(e));
         return 0;
@@ -154,6 +157,7 @@ export class Ledger<D> {
     try {
       const checked = await kind.check(wanted, desired);
       if (checked === undefined) this.unread.add(kind.name);
+      else this.seen.set(kind.name, checked.problems);
       return checked;
     } catch (e) {
       this.unread.add(kind.name);

@@ -15,7 +15,7 @@ import { Engine, type EngineObserver, type PassResult } from './engine.ts';
 import type { Owner } from './kind.ts';
 import { Links } from './kinds/links.ts';
 import type { PassState } from './kinds/pass.ts';
-import type { ForeignLink, OrphanCandidate, StateOwner } from './plan.ts';
+import type { ForeignLink, LinkPlan, OrphanCandidate, StateOwner } from './plan.ts';
 import { registry } from './registry.ts';
 
 export type { Intent } from '../core/intent.ts';
@@ -58,7 +58,9 @@ export class Reconciler {
     this.#deps = deps;
     this.#links = new Links(deps.dataplane, deps.log, deps.owner);
     const after = deps.afterFullPass?.bind(deps);
+    const generation = deps.dataplane.kernelGeneration?.bind(deps.dataplane);
     this.#engine = new Engine<Intent, PassState>({
+      ...(generation ? { kernelGeneration: generation } : {}),
       load: (opts) => deps.loadIntent(opts),
       derive: (intent, mode) => this.#derive(intent, mode),
       kinds: registry(deps.dataplane, deps.log, this.#links),
@@ -130,6 +132,11 @@ export class Reconciler {
     return this.#engine.check();
   }
 
+  /** When the oldest look the last check() answered with was made (undefined: it listed the kernel itself). */
+  checkLookedAt(): string | undefined {
+    return this.#engine.checkLookedAt();
+  }
+
   async #derive(intent: Intent, mode: 'incremental' | 'full' | 'check'): Promise<PassState> {
     // the name catalog: 'pending' leaves the name/label sets as they are (selectorKind pauses)
     const names = intent.names;
@@ -143,15 +150,16 @@ export class Reconciler {
     const firewall = withRelay(await this.#guarded(local.firewall, intent, cluster), relay ? WG_DEVICE : undefined);
     const kernel = { ...local, ...dns, firewall };
     const links = mode === 'full' ? await this.#links.plan(kernel, mode) : undefined;
-    // a check reads the links beside the other kinds' listings (the bridge and veth kinds wait for it)
-    const pending = mode === 'check' ? this.#links.plan(kernel, mode) : undefined;
-    pending?.catch(() => {}); // idle link kinds never wait for it: its error is theirs only
+    // a check lists the links only when a link kind asks (not when it answers from the last look),
+    // beside the other kinds' listings; the bridge and veth kinds share the one listing
+    let listing: Promise<LinkPlan> | undefined;
+    const lookLinks = mode === 'check' ? () => (listing ??= this.#links.plan(kernel, 'check')) : undefined;
     return {
       intent,
       kernel,
       cluster,
       ...(links ? { links } : {}),
-      ...(pending ? { linksPending: pending } : {}),
+      ...(lookLinks ? { lookLinks } : {}),
       ...(names === 'pending' ? { namesPending: true } : {}),
     };
   }

@@ -58,7 +58,7 @@ export class Links {
       name: 'bridge',
       wanted: (d) => d.kernel.bridges,
       check: async (_w, d) => {
-        const plan = d.links ?? (await d.linksPending);
+        const plan = d.links ?? (await d.lookLinks?.());
         return (
           plan && {
             problems: plan.problems,
@@ -70,6 +70,7 @@ export class Links {
       ensure: (b) => dp.ensureBridge(b),
       remove: (name) => dp.removeBridge(name),
       removeAt: 'last',
+      watched: true,
       owns: ownedBy,
     };
     const veths: SetKind<PassState, VethObject> = {
@@ -78,7 +79,7 @@ export class Links {
       wanted: (d) => d.kernel.veths,
       // the problems are the bridge kind's (one listing, one list)
       check: async (_w, d) => {
-        const plan = d.links ?? (await d.linksPending);
+        const plan = d.links ?? (await d.lookLinks?.());
         return (
           plan && {
             problems: [],
@@ -89,6 +90,7 @@ export class Links {
       },
       ensure: (v) => dp.ensureVeth(v),
       remove: (name) => dp.removeVeth(name),
+      watched: true,
       needs: (v) => bridgeKey(v.bridge),
       // after every kind, before the bridges (removals run in reverse registry order)
       removeAt: 'last',

@@ -12,8 +12,8 @@ export interface PassState {
   readonly cluster: ClusterDesired | undefined;
   /** full passes: the kernel's links compared with the desired ones */
   readonly links?: LinkPlan;
-  /** checks: the same, still being read (the link kinds wait for it, the others run meanwhile) */
-  readonly linksPending?: Promise<LinkPlan>;
+  /** checks: the same, listed on the first call (a link kind that answers from the last look lists nothing) */
+  readonly lookLinks?: () => Promise<LinkPlan>;
   /** the catalog of names is not known yet: the name/label sets are left as they are (selectorKind) */
   readonly namesPending?: boolean;
 }
