@@ -44,6 +44,8 @@ export function watchKernel(opts: KernelWatchOptions = {}): KernelWatch {
   let closed = false;
   const running = new Map<number, { child: ChildProcess; since: number }>();
   const timers = new Set<NodeJS.Timeout>();
+  /** the monitors whose stop was logged as a warning already */
+  const warned = new Set<number>();
 
   const start = (i: number, argv: readonly string[]): void => {
     if (closed) return;
@@ -57,10 +59,14 @@ export function watchKernel(opts: KernelWatchOptions = {}): KernelWatch {
     });
     const gone = (why: unknown): void => {
       if (running.get(i)?.child !== child) return;
+      const ranMs = performance.now() - (running.get(i)?.since ?? 0);
       running.delete(i);
       notices++;
       if (closed) return;
-      opts.log?.warn('kernel monitor stopped; status lists the kernel until it is back', { argv, why: String(why) });
+      // why: one that cannot run at all would say so every second
+      const say = ranMs > 60_000 || !warned.has(i) ? 'warn' : 'debug';
+      warned.add(i);
+      opts.log?.[say]('kernel monitor stopped; status lists the kernel until it is back', { argv, why: String(why) });
       const t = setTimeout(() => {
         timers.delete(t);
         start(i, argv);
