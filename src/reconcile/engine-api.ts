@@ -18,7 +18,7 @@ export interface EngineDeps<I extends { readonly revision: number }, D> {
   afterFullPass?(desired: D): Promise<void>;
   /**
    * How long a kind with nothing wanted stays unlooked-at after a full pass found nothing of it
-   * (engine.ts, "idle kinds"); default 10 min.
+   * (looks.ts, "idle kinds"); default 10 min.
    */
   readonly idleLookMs?: number;
   /** the kernel's change generation (Dataplane.kernelGeneration): checks of watched kinds answer from the last look while it stays */

@@ -10,16 +10,8 @@
  * being attempted. Failures keep the object dirty and are retried with backoff; other objects
  * are unaffected. What was applied is kept in one record (applied.ts).
  *
- * Idle kinds (issue 18): a kind with nothing wanted costs a full pass a kernel listing (qdiscs,
- * rules, tables of features nobody uses). Such a kind is not looked at while it is idle: nothing
- * wanted now, and a full pass of this daemon found nothing of it (or removed all it found: no
- * failure, no unreadable listing) within idleLookMs (10 min), with nothing wanted in any pass
- * since. Why that leaves no leak: truss puts an object in the kernel only for what is wanted,
- * so an idle kind changes only behind the daemon's back; the start-up pass looks at every kind
- * (a crash's leftovers), a kind that wanted something is looked at by every full pass until one
- * finds nothing of it, and any kind is looked at again at least every idleLookMs (an old ruleset
- * restored over truss's). While objects of another state are present (shareFree false) no kind
- * is idle: what they hold is theirs, and when they go the next pass looks at everything.
+ * What full passes and checks need not list again (idle kinds, remembered looks: issue 18) is
+ * looks.ts.
  */
 
 import { errors } from '../core/errors.ts';
@@ -27,6 +19,7 @@ import { settledWithin } from '../obs/settled.ts';
 import type { EngineDeps, PassResult } from './engine-api.ts';
 import { type Kind, type Owner, ownedKeys } from './kind.ts';
 import { type KeyStatus, Ledger } from './ledger.ts';
+import { Looks } from './looks.ts';
 
 export type { EngineDeps, EngineObserver, PassResult } from './engine-api.ts';
 export type { KeyStatus } from './ledger.ts';
@@ -40,15 +33,8 @@ interface Waiter {
 
 /** check() waits at most this long for the pass running when it is called */
 const CHECK_WAIT_MS = 5_000;
-/** an idle kind is looked at again after this long (see the file comment) */
-const IDLE_LOOK_MS = 10 * 60_000;
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
-/** whether a pass over `desired` wants any object of `kind` */
-function wantsAny<D>(kind: Kind<D>, desired: D): boolean {
-  return kind.shape === 'set' ? kind.wanted(desired).length > 0 : kind.wanted(desired) !== undefined;
-}
 
 export class Engine<I extends { readonly revision: number }, D> {
   readonly #deps: EngineDeps<I, D>;
@@ -69,30 +55,18 @@ export class Engine<I extends { readonly revision: number }, D> {
   #firstPass: PassResult | undefined;
   /** the last pass that could not run at all (loading the intent failed), until one runs */
   #passError: { readonly error: string; readonly at: string } | undefined;
-  /** idle kinds: when a full pass last found nothing of each (performance.now()), see the file comment */
-  readonly #idleSince = new Map<string, number>();
-  /** passes begun: a look remembered before one is stale (the desired state may have moved) */
-  #passCount = 0;
-  /**
-   * The last look at each watched kind (a check's, or that of a full pass that changed nothing):
-   * what check() answers with while the kernel generation is `gen` and no pass began since.
-   */
-  #looked:
-    | {
-        readonly gen: number;
-        readonly passes: number;
-        readonly at: string;
-        readonly byKind: ReadonlyMap<string, readonly string[]>;
-      }
-    | undefined;
-  /** when the oldest look the last check() answered with was made (undefined: it listed every kind) */
-  #checkLookedAt: string | undefined;
+  /** what need not be listed again (looks.ts) */
+  readonly #looks: Looks<D>;
 
   constructor(deps: EngineDeps<I, D>) {
     const names = deps.kinds.map((k) => k.name);
     if (new Set(names).size !== names.length) throw new Error(`kind names must be unique: ${names.join(', ')}`);
     this.#deps = deps;
     this.#ledger = new Ledger(deps.log, deps.shareFree, deps.observer);
+    this.#looks = new Looks<D>(deps.kinds, {
+      ...(deps.idleLookMs !== undefined ? { idleLookMs: deps.idleLookMs } : {}),
+      ...(deps.shareFree ? { shareFree: deps.shareFree } : {}),
+    });
   }
 
   /** First full pass now, then one every resyncMs. */
@@ -202,25 +176,15 @@ export class Engine<I extends { readonly revision: number }, D> {
     // (passes queued behind it must not stall status under churn), and bounded (a stuck one)
     if (this.#current) await settledWithin(this.#current, CHECK_WAIT_MS);
     // before any read: a change announced from now on makes what this check sees stale
-    const gen = this.#deps.kernelGeneration?.();
-    const passes = this.#passCount;
-    const now = new Date().toISOString();
-    const prev = this.#looked;
-    const remembered = gen !== undefined && prev?.gen === gen && prev.passes === passes ? prev : undefined;
+    const recall = this.#looks.recall(this.#deps.kernelGeneration?.());
     const desired = await this.#deps.derive(await this.#deps.load({ fresh: false }), 'check');
-    const byKind = new Map<string, readonly string[]>();
-    let usedOld = false;
     // every kind's listing at once (reads only), reported in registry order
     const look = async (kind: Kind<D>): Promise<readonly string[] | { readonly paused: string }> => {
       const why = kind.paused?.(desired);
       if (why !== undefined) return { paused: why };
-      if (this.#idle(kind, desired)) return [];
-      const old = kind.watched ? remembered?.byKind.get(kind.name) : undefined;
-      if (old) {
-        usedOld = true;
-        byKind.set(kind.name, old);
-        return old;
-      }
+      if (this.#looks.idle(kind, desired)) return [];
+      const old = recall.get(kind);
+      if (old) return old;
       try {
         let problems: readonly string[];
         if (kind.shape === 'set') problems = (await kind.check(kind.wanted(desired), desired))?.problems ?? [];
@@ -228,7 +192,7 @@ export class Engine<I extends { readonly revision: number }, D> {
           const want = kind.wanted(desired);
           problems = want !== undefined || !kind.blindRemoval ? await kind.check(want, desired) : [];
         }
-        if (kind.watched) byKind.set(kind.name, problems);
+        recall.saw(kind, problems);
         return problems;
       } catch (e) {
         return [message(e)];
@@ -239,11 +203,7 @@ export class Engine<I extends { readonly revision: number }, D> {
       if (!('paused' in r)) out.push(...r);
       else if (!out.includes(r.paused)) out.push(r.paused);
     }
-    this.#checkLookedAt = usedOld ? remembered?.at : undefined;
-    // the fresh looks are as old as this check's start, the remembered ones keep their time
-    if (gen !== undefined && this.#passCount === passes) {
-      this.#looked = { gen, passes, at: usedOld ? (remembered?.at ?? now) : now, byKind };
-    }
+    recall.done();
     return out;
   }
 
@@ -273,14 +233,12 @@ export class Engine<I extends { readonly revision: number }, D> {
    * watched kind itself (or nothing is watched); status says how fresh its kernel section is.
    */
   checkLookedAt(): string | undefined {
-    return this.#checkLookedAt;
+    return this.#looks.checkLookedAt;
   }
 
   async #pass(full: boolean): Promise<void> {
     const started = performance.now();
-    this.#passCount++;
-    const gen = this.#deps.kernelGeneration?.();
-    const startedAt = new Date().toISOString();
+    const begun = this.#looks.passBegins(this.#deps.kernelGeneration?.());
     const intent = await this.#deps.load({ fresh: full });
     const desired = await this.#deps.derive(intent, full ? 'full' : 'incremental');
     const before = this.#ledger.failed.size;
@@ -293,14 +251,13 @@ export class Engine<I extends { readonly revision: number }, D> {
     for (const kind of this.#deps.kinds) {
       if (kind.paused?.(desired) !== undefined) continue;
       // an idle kind takes the incremental step: with nothing wanted or applied, that does nothing
-      const look = full && !this.#idle(kind, desired);
+      const look = full && !this.#looks.idle(kind, desired);
       if (look) looked.push(kind);
       if (kind.shape === 'set') changes += await this.#ledger.set(kind, desired, look, last);
       else changes += await this.#ledger.whole(kind, desired, look);
     }
     for (const removal of last.reverse()) changes += await removal();
-    this.#noteIdle(looked, desired);
-    this.#remember(full && changes === 0, gen, startedAt, looked);
+    this.#looks.passEnded(begun, { looked, desired, ledger: this.#ledger, unchanged: full && changes === 0 });
     if (full) this.#ledger.markSteady(this.#deps.kinds, desired);
     this.#reconciled = intent.revision;
     const failures = this.#ledger.failed.size;
@@ -327,58 +284,6 @@ export class Engine<I extends { readonly revision: number }, D> {
     if (failures > 0) this.#scheduleRetry();
     else this.#backoffMs = 0;
     if (full && this.#deps.afterFullPass) await this.#deps.afterFullPass(desired);
-  }
-
-  /**
-   * A full pass that changed nothing (no failure, every listing read, no foreign object holding
-   * anything back) left the kernel as its looks found it: those looks are what a check would see.
-   */
-  #remember(unchanged: boolean, gen: number | undefined, at: string, looked: readonly Kind<D>[]): void {
-    const clean = unchanged && this.#ledger.failed.size === 0 && this.#ledger.unread.size === 0;
-    if (gen === undefined || !clean || !(this.#deps.shareFree?.() ?? true)) {
-      this.#looked = undefined;
-      return;
-    }
-    const byKind = new Map<string, readonly string[]>();
-    for (const kind of looked) {
-      const seen = this.#ledger.seen.get(kind.name);
-      if (kind.watched && seen) byKind.set(kind.name, seen);
-    }
-    this.#looked = { gen, passes: this.#passCount, at, byKind };
-  }
-
-  /** whether `kind` is idle now: nothing wanted, and a full pass found nothing of it lately (file comment) */
-  #idle(kind: Kind<D>, desired: D): boolean {
-    const since = this.#idleSince.get(kind.name);
-    if (since === undefined) return false;
-    if (wantsAny(kind, desired) || !(this.#deps.shareFree?.() ?? true)) {
-      this.#idleSince.delete(kind.name);
-      return false;
-    }
-    if (performance.now() - since < (this.#deps.idleLookMs ?? IDLE_LOOK_MS)) return true;
-    this.#idleSince.delete(kind.name);
-    return false;
-  }
-
-  /**
-   * After a pass: a kind wanting something is not idle; one a full pass looked at (`looked`) with
-   * nothing wanted, no failure and a readable kernel has nothing left in it now (found nothing, or
-   * removed all it found), unless objects of another state held it back.
-   */
-  #noteIdle(looked: readonly Kind<D>[], desired: D): void {
-    for (const kind of this.#deps.kinds) if (wantsAny(kind, desired)) this.#idleSince.delete(kind.name);
-    if (!(this.#deps.shareFree?.() ?? true)) {
-      this.#idleSince.clear();
-      return;
-    }
-    const failed = [...this.#ledger.failed.keys()];
-    const now = performance.now();
-    for (const kind of looked) {
-      if (wantsAny(kind, desired) || this.#ledger.unread.has(kind.name)) continue;
-      const table = kind.shape === 'set' ? kind.table?.key : undefined;
-      if (failed.some((k) => k === kind.name || k === table || k.startsWith(`${kind.name}:`))) continue;
-      this.#idleSince.set(kind.name, now);
-    }
   }
 
   #settleWaiters(desired: D): void {

@@ -1,5 +1,5 @@
 /**
- * What the engine does not list (engine.ts): idle kinds (nothing wanted, a recent look found
+ * What the engine does not list (looks.ts): idle kinds (nothing wanted, a recent look found
  * nothing), and, for checks, watched kinds while the kernel announced no change since the last look.
  */
 import assert from 'node:assert/strict';
