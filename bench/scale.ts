@@ -25,7 +25,8 @@
  * `lo` in the sandboxes.
  *
  * Targets: attach median of the last tenth (100 at 1,000) ÷ the first ≤ 1.2; VmRSS < 150 MiB
- * (< 200 MiB above 1,000 endpoints, issue 18); `truss status` < 1 s; a full reconcile pass < 1 s.
+ * (< 200 MiB above 1,000 endpoints, issue 18); `truss status` < 150 ms (issue 18; the CLI as
+ * installed: node on the bundle); a full reconcile pass < 1 s.
  * A full run writes bench/results/<--results>.json and the <--section> section of
  * docs/benchmarks.md; `--smoke` (20 endpoints, 2 networks) only prints (e2e/bench-smoke.e2e.ts).
  * `npm run bench:scale` is 1,000 over 50 networks ("Scale", scale.json); `npm run bench:scale5k`
@@ -119,7 +120,8 @@ function subnetOf(n: number): string {
 }
 const STATUS_RUNS = 5;
 const RECONCILE_RUNS = 3;
-const TARGET = { ratio: 1.2, rssMiB: ENDPOINTS > 1000 ? 200 : 150, statusMs: 1000, passMs: 1000 };
+/** statusMs: issue 18 (was 1,000 ms) */
+const TARGET = { ratio: 1.2, rssMiB: ENDPOINTS > 1000 ? 200 : 150, statusMs: 150, passMs: 1000 };
 
 /** The 1-, 5- and 15-minute load averages: the machine is shared, and the figures depend on it. */
 const loadAverage = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -199,10 +201,15 @@ function memory(pid: number): { rssMiB: number; hwmMiB: number } {
   return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
 }
 
-/** Runs the truss CLI (like a user would, from the root namespace: it only needs the admin socket); ms + stdout. */
+/**
+ * Runs the truss CLI (like a user would, from the root namespace: it only needs the admin socket);
+ * ms + stdout. As installed (scripts/install.sh's wrapper: the pinned node on the bundle), or with
+ * --from-source as bin/truss runs it (type stripping at each start).
+ */
 async function timedCli(args: readonly string[]): Promise<{ ms: number; stdout: string }> {
+  const cli = flags['from-source'] ? [TRUSS_BIN] : [NODE_BIN, (await ensureBundle()).path];
   const t0 = performance.now();
-  const r = await run([TRUSS_BIN, ...args, '--state-dir', STATE_DIR], { env: daemonEnv(), timeoutMs: 120_000 });
+  const r = await run([...cli, ...args, '--state-dir', STATE_DIR], { env: daemonEnv(), timeoutMs: 120_000 });
   const ms = performance.now() - t0;
   if (r.code !== 0) throw new Error(`truss ${args.join(' ')} → ${r.code}: ${r.stderr.trim()}`);
   return { ms, stdout: r.stdout };
@@ -217,6 +224,8 @@ interface Samples {
   detachMs: number[];
   statusCliMs: number[];
   statusApiMs: number[];
+  /** the first GET /v1/status after the attaches: the kernel changed since any look, so it lists it */
+  statusFirstApiMs: number[];
   reconcileCliMs: number[];
   reconcilePassMs: number[];
 }
@@ -275,6 +284,9 @@ async function attachAll(c: PluginClient, nets: NetworkRef[], s: Samples, pid: n
 async function measureAtScale(pid: number, s: Samples): Promise<{ inSync: boolean; counts: Record<string, number> }> {
   let inSync = false;
   let counts: Record<string, number> = {};
+  const t = performance.now();
+  await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
+  s.statusFirstApiMs.push(performance.now() - t);
   for (let i = 0; i < STATUS_RUNS; i++) {
     s.statusCliMs.push((await timedCli(['status'])).ms);
     const t0 = performance.now();
@@ -412,6 +424,7 @@ function table(
       median(s.statusCliMs) < TARGET.statusMs ? 'met' : 'MISSED',
     ],
     ['GET /v1/status (admin API alone), median', ms(median(s.statusApiMs)), '(info)', ''],
+    ['GET /v1/status, the first after the attaches (lists the kernel)', ms(s.statusFirstApiMs[0] ?? 0), '(info)', ''],
     ['`truss reconcile` CLI wall, median', ms(median(s.reconcileCliMs)), '(info)', ''],
     [
       'full reconcile pass (daemon durationMs), median',
@@ -453,7 +466,8 @@ async function writeDocs(
     `- Attach median by tenth of the run (ms): ${sum.deciles.map((d) => f1(d)).join(', ')}.`,
     `- Also per endpoint, not in the attach figure: moving the veth into the sandbox and addressing it ${f1(median(s.sandboxMs))} ms,`,
     `  ProgramExternalConnectivity ${f1(median(s.programMs))} ms (medians). Whole attach phase ${f1(extra.attachPhaseS ?? 0)} s.`,
-    `- \`truss status\` = the CLI, Node start-up included, ${STATUS_RUNS} runs; \`truss reconcile\` ${RECONCILE_RUNS} runs. RSS read once all`,
+    `- \`truss status\` = the CLI ${flags['from-source'] ? 'from source (bin/truss)' : 'as installed (the pinned node on the bundle)'}, Node start-up included, ${STATUS_RUNS} runs after a first`,
+    `  GET /v1/status; \`truss reconcile\` ${RECONCILE_RUNS} runs. RSS read once all`,
     `  endpoints were attached, before status/reconcile; VmHWM after them.`,
     '',
   ].join('\n');
@@ -528,6 +542,7 @@ async function main(): Promise<void> {
       detachMs: [],
       statusCliMs: [],
       statusApiMs: [],
+      statusFirstApiMs: [],
       reconcileCliMs: [],
       reconcilePassMs: [],
     };

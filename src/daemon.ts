@@ -170,6 +170,8 @@ function linuxDataplane(config: Config, log: Logger, stateId: string | undefined
     ...(config.iptables !== undefined ? { iptables: config.iptables } : {}),
     ...(config.procSys !== undefined ? { procSys: config.procSys } : {}),
     ...(config.wireguardGo !== undefined ? { wireguardGo: config.wireguardGo } : {}),
+    // status answers from the last look while the kernel announced no change (issue 18)
+    watchKernel: true,
     ...(log.isDebug()
       ? {
           onCommand: (argv: readonly string[], stdin: string | undefined, durationMs: number, exitCode: number) =>

@@ -41,6 +41,12 @@ const IN_ERROR: Partial<StatusBody> = {
 };
 
 describe('formatStatus: the truth about failures', () => {
+  it('says how old the kernel listing is when the verdict rests on an earlier one', () => {
+    const text = formatStatus(healthy({ kernel: { inSync: true, problems: [], lookedAt: ago(12) } }), { now: NOW });
+    assert.deepEqual(lines(text, 'KERNEL:', 1), ['KERNEL: in sync (listed 12 s ago, no kernel change since)']);
+    assert.deepEqual(lines(formatStatus(healthy({}), { now: NOW }), 'KERNEL:', 1), ['KERNEL: in sync']);
+  });
+
   it('never says "KERNEL: in sync" while an object is in error; lists it with its error and since when', () => {
     const text = formatStatus(healthy(IN_ERROR), { now: NOW });
     assert.doesNotMatch(text, /in sync/);

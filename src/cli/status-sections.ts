@@ -33,7 +33,9 @@ export function formatKernel(
         ]
           .filter(Boolean)
           .join(', ')}`;
-  const out = [head, ...kernel.problems.map((p) => `  - ${p}`)];
+  // why: the verdict may rest on an earlier listing (no change announced since): say how old
+  const seen = kernel.lookedAt ? ` (listed ${ageSince(kernel.lookedAt, nowMs)} ago, no kernel change since)` : '';
+  const out = [head + seen, ...kernel.problems.map((p) => `  - ${p}`)];
   if (inError.length > 0) {
     out.push(
       '',

@@ -2,14 +2,15 @@
  * `truss status [--json] [--check] [--verbose]`: the daemon's status (GET /v1/status), with
  * Docker's names when Docker answers. --check exits 1 when anything is unhealthy (cli/health.ts)
  * and 0 when healthy, printing the verdict and the reasons (or, with --json, the reply).
+ *
+ * Why the imports are inside: the request goes out first, and Docker's names are asked for at
+ * the same time; the admin contract (zod) and the formatting load while the daemon answers, so
+ * the command costs Node's start-up plus the slower of the two (issue 18: under 150 ms).
  */
 import { adminSocketPath } from '../config.ts';
-import { statusBody } from '../core/admin-api.ts';
-import { adminRequest, decodeReply, jsonOutput } from './admin-client.ts';
+import { adminRequest } from './admin-request.ts';
 import { FLAGS } from './commands.ts';
-import { lookupDockerNames } from './docker-names.ts';
-import { formatStatus } from './format.ts';
-import { assessHealth, formatHealth } from './health.ts';
+import type { lookupDockerNames } from './docker-names.ts';
 import { type CliIo, parseCommandLine, stateDirOf } from './usage.ts';
 
 export const STATUS_UNHEALTHY = 1;
@@ -21,7 +22,18 @@ export interface StatusIo extends CliIo {
 
 export async function statusCommand(args: readonly string[], io: StatusIo): Promise<number> {
   const { values } = parseCommandLine(args, FLAGS.status);
-  const body = await adminRequest(adminSocketPath(stateDirOf(values['state-dir'], io.env)), 'GET', '/v1/status');
+  const reply = adminRequest(adminSocketPath(stateDirOf(values['state-dir'], io.env)), 'GET', '/v1/status');
+  reply.catch(() => {}); // awaited below, after the imports
+  const human = !values.json && !values.check;
+  const names = human
+    ? (io.names ?? (await import('./docker-names.ts')).lookupDockerNames)(io.env).catch(() => undefined)
+    : undefined;
+  const [{ statusBody }, { decodeReply, jsonOutput }, { assessHealth, formatHealth }] = await Promise.all([
+    import('../core/admin-api.ts'),
+    import('./admin-client.ts'),
+    import('./health.ts'),
+  ]);
+  const body = await reply;
   // --json passes the reply through (a newer daemon's added fields included): only its version is checked
   const decode = () => decodeReply(statusBody, body, 'status', 'truss status --json shows it as sent');
   if (values.json) {
@@ -37,7 +49,8 @@ export async function statusCommand(args: readonly string[], io: StatusIo): Prom
     io.stdout(formatHealth(health));
     return health.problems.length > 0 ? STATUS_UNHEALTHY : 0;
   }
-  const names = await (io.names ?? lookupDockerNames)(io.env);
-  io.stdout(formatStatus(status, { verbose: values.verbose === true, ...(names ? { names } : {}) }));
+  const { formatStatus } = await import('./format.ts');
+  const found = await names;
+  io.stdout(formatStatus(status, { verbose: values.verbose === true, ...(found ? { names: found } : {}) }));
   return 0;
 }

@@ -108,6 +108,8 @@ export interface ClusterAgentDeps {
   readonly leaseTtlSeconds?: number;
   /** the WireGuard device's peers (the dataplane's): with it, the agent watches the paths to them */
   readPeers?(): Promise<readonly WireguardPeerStatus[]>;
+  /** whether this host has an encrypted cluster network (no device to look at otherwise: paths-observer.ts) */
+  wireguardInUse?(): Promise<boolean>;
   /** how long a peer whose lease lapsed but who still holds blocks stays programmed (default 15 min) */
   readonly lapsedGraceMs?: number;
   readonly now?: () => number;
@@ -147,9 +149,11 @@ export class ClusterAgent implements ClusterMembership, ClusterNames {
     this.#records = new WatchedRecords(deps, () => this.self);
     this.#names = new NamesPublisher({ ...deps, self: () => this.self, lease: () => this.#lease });
     const readPeers = deps.readPeers?.bind(deps);
+    const inUse = deps.wireguardInUse?.bind(deps);
     this.#paths = readPeers
       ? new PathsObserver({
           readPeers,
+          ...(inUse ? { inUse } : {}),
           view: () => this.#records.view(),
           own: () => this.#node,
           publish: (patch) => this.publishReach(patch),

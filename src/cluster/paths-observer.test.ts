@@ -193,4 +193,28 @@ describe('PathsObserver', () => {
     await o.tick();
     assert.deepEqual(o.direct(), []);
   });
+
+  it('without an encrypted cluster network the device is not read (no process every 2 s)', async () => {
+    const t = setup(rec('a', '198.18.255.1'), [rec('b', '198.18.255.2')]);
+    let reads = 0;
+    let inUse = false;
+    const o = new PathsObserver({
+      readPeers: async () => {
+        reads++;
+        return [];
+      },
+      inUse: async () => inUse,
+      view: () => ({ self: 'a', nodes: [t.own(), rec('b', '198.18.255.2')], members: [], blocks: [] }),
+      own: () => t.own(),
+      publish: async () => {},
+      onChange: () => {},
+      log,
+    });
+    await o.tick();
+    await o.tick();
+    assert.equal(reads, 0);
+    inUse = true;
+    await o.tick();
+    assert.equal(reads, 1);
+  });
 });

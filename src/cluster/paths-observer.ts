@@ -39,6 +39,12 @@ export const OBSERVE_MS = 2_000;
 
 export interface PathsObserverDeps {
   readPeers(): Promise<readonly WireguardPeerStatus[]>;
+  /**
+   * Whether this host has a WireGuard device to look at (an encrypted cluster network). false: no
+   * look (readPeers spawns `ip` and `wg`), taken as a device without peers, which is what a look
+   * finds then. Absent: always look.
+   */
+  inUse?(): Promise<boolean>;
   view(): ClusterView | undefined;
   /** this host's record as published */
   own(): NodeRecord;
@@ -124,7 +130,7 @@ export class PathsObserver {
   async #observe(): Promise<void> {
     const view = this.#d.view();
     if (!view) return;
-    const peers = await this.#d.readPeers();
+    const peers = this.#d.inUse && !(await this.#d.inUse()) ? [] : await this.#d.readPeers();
     const now = (this.#d.now ?? Date.now)();
     const byKey = new Map(view.nodes.map((n) => [n.wgPublicKey, nodeIdOf(n)]));
     const live: string[] = [];

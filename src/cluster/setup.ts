@@ -47,7 +47,7 @@ export interface ClusterSetupDeps {
     readDefaultRoutes(): Promise<UnderlayFacts['defaultRoutes']>;
   };
   ensurePrivateKey(keyDir: string): Promise<{ readonly publicKey: string }>;
-  listNetworks(): Promise<readonly { readonly cluster?: { readonly name: string } }[]>;
+  listNetworks(): Promise<readonly { readonly cluster?: { readonly name: string; readonly encrypt?: boolean } }[]>;
   /** the WireGuard device's peers now ([] without one): the agent watches the paths to them */
   readWireguardPeers?(): Promise<readonly WireguardPeerStatus[]>;
   readonly log: Logger;
@@ -199,6 +199,8 @@ export async function setupCluster(config: ClusterSettings, deps: ClusterSetupDe
       ...(config.relay ? { relay: true } : {}),
     },
     ...(deps.readWireguardPeers ? { readPeers: deps.readWireguardPeers } : {}),
+    // why: the paths observer looks every 2 s; a host without an encrypted cluster network has no device
+    wireguardInUse: async () => (await deps.listNetworks()).some((n) => n.cluster && n.cluster.encrypt !== false),
     ...(instance.previous ? { previousInstance: instance.previous } : {}),
     nodeIdFile: node.file,
     mtu,

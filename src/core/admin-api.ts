@@ -151,7 +151,16 @@ const addressView = z.object({
   kind: z.enum(['gateway', 'aux', 'endpoint', 'host']),
   owner: z.string().optional(),
 });
-const kernelView = z.object({ inSync: z.boolean(), problems: z.array(z.string()) });
+const kernelView = z.object({
+  inSync: z.boolean(),
+  problems: z.array(z.string()),
+  /**
+   * When the oldest kernel listing this verdict rests on was made, when it rests on an earlier one:
+   * the kernel announced no change of what it covers since (dataplane/linux/kernel-watch.ts).
+   * Absent: listed for this reply.
+   */
+  lookedAt: z.string().optional(),
+});
 const passView = z.object({
   full: z.boolean(),
   revision: z.number(),

@@ -225,6 +225,12 @@ export interface ObservedLink {
  * that are truss's (mark or name prefix). Errors are TrussError/KernelError with codes.
  */
 export interface Dataplane {
+  /**
+   * A number that changes whenever the kernel announces a change (dataplane/linux/kernel-watch.ts):
+   * while it stays, a look at what it covers still holds. undefined: not watching (nothing may be
+   * answered from an earlier look). Absent: never watching.
+   */
+  kernelGeneration?(): number | undefined;
   listLinks(): Promise<readonly ObservedLink[]>;
   ensureBridge(b: BridgeObject): Promise<void>;
   removeBridge(name: string): Promise<void>;

@@ -12,6 +12,15 @@ export const IFNAMSIZ_MAX = 15;
 export const NFT_TABLE = 'truss';
 export const NFT_FAMILY = 'inet';
 export const IPT_CHAIN = 'TRUSS-FORWARD';
+/**
+ * The first letters of every link truss makes (bridges, veths, ifbs, the tunnel devices; a new
+ * family must keep them): the iptables FORWARD shim accepts `tr+` in two rules instead of two per
+ * network (iptables.ts), as Calico's Felix owns `cali+`. The assumption, as there: a truss host
+ * has no link of its own whose name starts with `tr` (tun/tap, wg, bond, vlan and Docker's
+ * names do not); one that had would get its forwarded traffic past a FORWARD DROP policy
+ * (docs/security.md).
+ */
+export const TRUSS_IFNAME_PREFIX = 'tr';
 /** The port-policy table (inet family), updated per endpoint, never replaced whole. */
 export const NFT_POLICY_TABLE = 'truss_policy';
 /** The anti-spoofing table (bridge family: it sees frames as they enter the bridge from a port). */

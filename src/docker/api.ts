@@ -7,7 +7,12 @@
  * read have been stable since API 1.21.
  * DOCKER_HOST is honoured as `unix:///path` or `tcp://host[:port]` (plain HTTP).
  */
-import http from 'node:http';
+/**
+ * node:http, loaded on the first request: the CLI imports this file for its defaults (config.ts),
+ * and an ESM `import` of node:http builds a facade that loads Node's fetch stack (undici), ~15 ms
+ * of every `truss` start (issue 18); the CommonJS module of process.getBuiltinModule does not.
+ */
+const http = (): typeof import('node:http') => process.getBuiltinModule('node:http');
 
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 const MAX_REPLY = 16 * 1024 * 1024;
@@ -106,7 +111,7 @@ export interface RequestOptions {
 function get(ep: DockerEndpoint, path: string, opts: RequestOptions): Promise<{ status: number; text: string }> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = http().request(
       {
         ...connectTarget(ep),
         method: 'GET',

@@ -98,4 +98,4 @@ export function withFaults<T extends object>(dp: T): T {
 }
 
 /** Dataplane methods that are not async. */
-const SYNC = new Set(['close']);
+const SYNC = new Set(['close', 'kernelGeneration']);

@@ -16,6 +16,13 @@ export interface EngineDeps<I extends { readonly revision: number }, D> {
   /** false while objects of another owner are present: shared objects then stay unless we made them */
   shareFree?(): boolean;
   afterFullPass?(desired: D): Promise<void>;
+  /**
+   * How long a kind with nothing wanted stays unlooked-at after a full pass found nothing of it
+   * (looks.ts, "idle kinds"); default 10 min.
+   */
+  readonly idleLookMs?: number;
+  /** the kernel's change generation (Dataplane.kernelGeneration): checks of watched kinds answer from the last look while it stays */
+  kernelGeneration?(): number | undefined;
   /** told of every pass and every drift a full pass finds (the daemon's metrics) */
   readonly observer?: EngineObserver;
 }

@@ -9,13 +9,17 @@
  * Kinds run in registry order; an object whose dependency failed in the same pass fails without
  * being attempted. Failures keep the object dirty and are retried with backoff; other objects
  * are unaffected. What was applied is kept in one record (applied.ts).
+ *
+ * What full passes and checks need not list again (idle kinds, remembered looks: issue 18) is
+ * looks.ts.
  */
 
 import { errors } from '../core/errors.ts';
 import { settledWithin } from '../obs/settled.ts';
 import type { EngineDeps, PassResult } from './engine-api.ts';
-import { type Owner, ownedKeys } from './kind.ts';
+import { type Kind, type Owner, ownedKeys } from './kind.ts';
 import { type KeyStatus, Ledger } from './ledger.ts';
+import { Looks } from './looks.ts';
 
 export type { EngineDeps, EngineObserver, PassResult } from './engine-api.ts';
 export type { KeyStatus } from './ledger.ts';
@@ -51,12 +55,18 @@ export class Engine<I extends { readonly revision: number }, D> {
   #firstPass: PassResult | undefined;
   /** the last pass that could not run at all (loading the intent failed), until one runs */
   #passError: { readonly error: string; readonly at: string } | undefined;
+  /** what need not be listed again (looks.ts) */
+  readonly #looks: Looks<D>;
 
   constructor(deps: EngineDeps<I, D>) {
     const names = deps.kinds.map((k) => k.name);
     if (new Set(names).size !== names.length) throw new Error(`kind names must be unique: ${names.join(', ')}`);
     this.#deps = deps;
     this.#ledger = new Ledger(deps.log, deps.shareFree, deps.observer);
+    this.#looks = new Looks<D>(deps.kinds, {
+      ...(deps.idleLookMs !== undefined ? { idleLookMs: deps.idleLookMs } : {}),
+      ...(deps.shareFree ? { shareFree: deps.shareFree } : {}),
+    });
   }
 
   /** First full pass now, then one every resyncMs. */
@@ -165,24 +175,35 @@ export class Engine<I extends { readonly revision: number }, D> {
     // why: read mid-pass, the kernel shows what the running pass is about to fix; only that pass
     // (passes queued behind it must not stall status under churn), and bounded (a stuck one)
     if (this.#current) await settledWithin(this.#current, CHECK_WAIT_MS);
+    // before any read: a change announced from now on makes what this check sees stale
+    const recall = this.#looks.recall(this.#deps.kernelGeneration?.());
     const desired = await this.#deps.derive(await this.#deps.load({ fresh: false }), 'check');
-    const out: string[] = [];
-    for (const kind of this.#deps.kinds) {
+    // every kind's listing at once (reads only), reported in registry order
+    const look = async (kind: Kind<D>): Promise<readonly string[] | { readonly paused: string }> => {
       const why = kind.paused?.(desired);
-      if (why !== undefined) {
-        if (!out.includes(why)) out.push(why);
-        continue;
-      }
+      if (why !== undefined) return { paused: why };
+      if (this.#looks.idle(kind, desired)) return [];
+      const old = recall.get(kind);
+      if (old) return old;
       try {
-        if (kind.shape === 'set') out.push(...((await kind.check(kind.wanted(desired), desired))?.problems ?? []));
+        let problems: readonly string[];
+        if (kind.shape === 'set') problems = (await kind.check(kind.wanted(desired), desired))?.problems ?? [];
         else {
           const want = kind.wanted(desired);
-          if (want !== undefined || !kind.blindRemoval) out.push(...(await kind.check(want, desired)));
+          problems = want !== undefined || !kind.blindRemoval ? await kind.check(want, desired) : [];
         }
+        recall.saw(kind, problems);
+        return problems;
       } catch (e) {
-        out.push(message(e));
+        return [message(e)];
       }
+    };
+    const out: string[] = [];
+    for (const r of await Promise.all(this.#deps.kinds.map(look))) {
+      if (!('paused' in r)) out.push(...r);
+      else if (!out.includes(r.paused)) out.push(r.paused);
     }
+    recall.done();
     return out;
   }
 
@@ -207,20 +228,36 @@ export class Engine<I extends { readonly revision: number }, D> {
     }
   }
 
+  /**
+   * When the oldest look the last check() answered with was made: undefined when it listed every
+   * watched kind itself (or nothing is watched); status says how fresh its kernel section is.
+   */
+  checkLookedAt(): string | undefined {
+    return this.#looks.checkLookedAt;
+  }
+
   async #pass(full: boolean): Promise<void> {
     const started = performance.now();
+    const begun = this.#looks.passBegins(this.#deps.kernelGeneration?.());
     const intent = await this.#deps.load({ fresh: full });
     const desired = await this.#deps.derive(intent, full ? 'full' : 'incremental');
     const before = this.#ledger.failed.size;
     this.#ledger.failed.clear();
+    this.#ledger.unread.clear();
+    this.#ledger.seen.clear();
     let changes = 0;
     const last: (() => Promise<number>)[] = [];
+    const looked: Kind<D>[] = [];
     for (const kind of this.#deps.kinds) {
       if (kind.paused?.(desired) !== undefined) continue;
-      if (kind.shape === 'set') changes += await this.#ledger.set(kind, desired, full, last);
-      else changes += await this.#ledger.whole(kind, desired, full);
+      // an idle kind takes the incremental step: with nothing wanted or applied, that does nothing
+      const look = full && !this.#looks.idle(kind, desired);
+      if (look) looked.push(kind);
+      if (kind.shape === 'set') changes += await this.#ledger.set(kind, desired, look, last);
+      else changes += await this.#ledger.whole(kind, desired, look);
     }
     for (const removal of last.reverse()) changes += await removal();
+    this.#looks.passEnded(begun, { looked, desired, ledger: this.#ledger, unchanged: full && changes === 0 });
     if (full) this.#ledger.markSteady(this.#deps.kinds, desired);
     this.#reconciled = intent.revision;
     const failures = this.#ledger.failed.size;

@@ -41,6 +41,12 @@ interface KindBase<D> {
    * sync: never prune peers from a view not read yet). `truss status` shows the reason.
    */
   paused?(desired: D): string | undefined;
+  /**
+   * Its check reads only what the kernel announces changes of (links, addresses, routes, rules,
+   * nftables: dataplane/linux/kernel-watch.ts): a check may answer from the last look while no
+   * change was announced and no pass ran since. Not so: qdiscs, WireGuard peers, FDB, neighbours.
+   */
+  readonly watched?: boolean;
 }
 
 export interface SetKind<D, T extends Named> extends KindBase<D> {

@@ -29,6 +29,10 @@ export class Ledger<D> {
   readonly status = new Map<string, KeyStatus>();
   /** the keys that failed in the current pass, with their errors */
   readonly failed = new Map<string, unknown>();
+  /** the set kinds whose look at the kernel failed in the current pass (nothing adopted, nothing pruned) */
+  readonly unread = new Set<string>();
+  /** what each kind's look found in the current full pass (before repairs), by kind name */
+  readonly seen = new Map<string, readonly string[]>();
   readonly #log: Logger;
   readonly #shareFreeNow: (() => boolean) | undefined;
   readonly #observer: Pick<EngineObserver, 'drift'> | undefined;
@@ -121,6 +125,7 @@ export class Ledger<D> {
       let problems: readonly string[];
       try {
         problems = await kind.check(want, desired);
+        this.seen.set(kind.name, problems);
       } catch (e) {
         await this.#attempt(kind.name, () => Promise.reject(e));
         return 0;
@@ -150,8 +155,12 @@ export class Ledger<D> {
   /** a set kind's check; a failure to read is logged and adopts nothing */
   async #look<T extends Named>(kind: SetKind<D, T>, wanted: readonly T[], desired: D): Promise<KindCheck | undefined> {
     try {
-      return await kind.check(wanted, desired);
+      const checked = await kind.check(wanted, desired);
+      if (checked === undefined) this.unread.add(kind.name);
+      else this.seen.set(kind.name, checked.problems);
+      return checked;
     } catch (e) {
+      this.unread.add(kind.name);
       this.#log.warn('kernel check failed', { kind: kind.name, err: e });
       return undefined;
     }

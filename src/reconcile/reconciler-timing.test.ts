@@ -1,13 +1,20 @@
 /** When the reconciler runs passes on its own: after dockerd's activation, and status reads during a pass. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { networkSpec } from '../core/testing.ts';
 import { FakeDataplane } from '../dataplane/fake/fake-dataplane.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { Reconciler } from './reconciler.ts';
 
+// one network: its bridge is wanted, so checks list the links (a kind with nothing wanted goes idle)
 const newReconciler = (dp: FakeDataplane) =>
   new Reconciler({
-    loadIntent: async () => ({ networks: [], endpoints: [], policies: [], revision: 1 }),
+    loadIntent: async () => ({
+      networks: [networkSpec({ id: 'a'.repeat(64) })],
+      endpoints: [],
+      policies: [],
+      revision: 1,
+    }),
     dataplane: dp,
     log: silentLogger,
     resyncMs: 3_600_000,

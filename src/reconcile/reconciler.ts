@@ -15,7 +15,7 @@ import { Engine, type EngineObserver, type PassResult } from './engine.ts';
 import type { Owner } from './kind.ts';
 import { Links } from './kinds/links.ts';
 import type { PassState } from './kinds/pass.ts';
-import type { ForeignLink, OrphanCandidate, StateOwner } from './plan.ts';
+import type { ForeignLink, LinkPlan, OrphanCandidate, StateOwner } from './plan.ts';
 import { registry } from './registry.ts';
 
 export type { Intent } from '../core/intent.ts';
@@ -58,7 +58,9 @@ export class Reconciler {
     this.#deps = deps;
     this.#links = new Links(deps.dataplane, deps.log, deps.owner);
     const after = deps.afterFullPass?.bind(deps);
+    const generation = deps.dataplane.kernelGeneration?.bind(deps.dataplane);
     this.#engine = new Engine<Intent, PassState>({
+      ...(generation ? { kernelGeneration: generation } : {}),
       load: (opts) => deps.loadIntent(opts),
       derive: (intent, mode) => this.#derive(intent, mode),
       kinds: registry(deps.dataplane, deps.log, this.#links),
@@ -130,6 +132,11 @@ export class Reconciler {
     return this.#engine.check();
   }
 
+  /** When the oldest look the last check() answered with was made (undefined: it listed the kernel itself). */
+  checkLookedAt(): string | undefined {
+    return this.#engine.checkLookedAt();
+  }
+
   async #derive(intent: Intent, mode: 'incremental' | 'full' | 'check'): Promise<PassState> {
     // the name catalog: 'pending' leaves the name/label sets as they are (selectorKind pauses)
     const names = intent.names;
@@ -142,12 +149,17 @@ export class Reconciler {
       this.#deps.wireguard?.relay === true && intent.networks.some((n) => n.cluster?.encrypt !== false && n.cluster);
     const firewall = withRelay(await this.#guarded(local.firewall, intent, cluster), relay ? WG_DEVICE : undefined);
     const kernel = { ...local, ...dns, firewall };
-    const links = mode === 'incremental' ? undefined : await this.#links.plan(kernel, mode);
+    const links = mode === 'full' ? await this.#links.plan(kernel, mode) : undefined;
+    // a check lists the links only when a link kind asks (not when it answers from the last look),
+    // beside the other kinds' listings; the bridge and veth kinds share the one listing
+    let listing: Promise<LinkPlan> | undefined;
+    const lookLinks = mode === 'check' ? () => (listing ??= this.#links.plan(kernel, 'check')) : undefined;
     return {
       intent,
       kernel,
       cluster,
       ...(links ? { links } : {}),
+      ...(lookLinks ? { lookLinks } : {}),
       ...(names === 'pending' ? { namesPending: true } : {}),
     };
   }
@@ -169,6 +181,8 @@ export class Reconciler {
   async policyCounters(): Promise<Record<string, PolicyCounter>> {
     const intent = await this.#deps.loadIntent();
     const desired = computeDesired(intent.networks, intent.endpoints, intent.policies);
+    // why: no chain, nothing to count (status must not list a table nobody uses)
+    if (desired.policies.length === 0) return {};
     const byChain = await this.#deps.dataplane.readPolicyCounters();
     const out: Record<string, PolicyCounter> = {};
     for (const p of desired.policies) {

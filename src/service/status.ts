@@ -13,7 +13,8 @@ export const IPAM_ADDRS_PREFIX = '/truss/v1/ipam/addrs/';
 export interface StatusDeps {
   readonly repo: IntentRepo;
   readonly store: Store;
-  readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow' | 'policyCounters' | 'guardCounters'>;
+  readonly reconciler: Pick<Reconciler, 'check' | 'status' | 'reconcileNow' | 'policyCounters' | 'guardCounters'> &
+    Partial<Pick<Reconciler, 'checkLookedAt'>>;
   readonly version: string;
   readonly startedAt: string;
   /** the cluster section (node, peers and their handshakes), when running with a cluster store */
@@ -78,7 +79,9 @@ export class StatusService {
       guardCounters,
       pools: parse(pools.items),
       addresses: parse(addrs.items),
-      kernel: problems ? { inSync: problems.length === 0, problems } : { inSync: false, problems: [] },
+      kernel: problems
+        ? { inSync: problems.length === 0, problems, ...this.#lookedAt() }
+        : { inSync: false, problems: [] },
       reconciler: this.#d.reconciler.status(),
       ...(this.#d.ownership ? { ownership: this.#d.ownership() } : {}),
       ...(cluster ? { cluster } : {}),
@@ -89,9 +92,15 @@ export class StatusService {
     };
   }
 
+  /** the age of the listing the last check rested on, when it was an earlier one */
+  #lookedAt(): { lookedAt?: string } {
+    const at = this.#d.reconciler.checkLookedAt?.();
+    return at === undefined ? {} : { lookedAt: at };
+  }
+
   async reconcile(): Promise<ReconcileBody> {
     const pass = await this.#d.reconciler.reconcileNow();
     const problems = await this.#d.reconciler.check();
-    return { pass, kernel: { inSync: problems.length === 0, problems } };
+    return { pass, kernel: { inSync: problems.length === 0, problems, ...this.#lookedAt() } };
   }
 }

@@ -17,9 +17,17 @@ const f: FirewallObject = {
   ],
 };
 const RULES = [
-  '-A TRUSS-FORWARD -i trbaaaaaaaaaaaa -m comment --comment "truss net aaaaaaaaaaaa" -j ACCEPT',
-  '-A TRUSS-FORWARD -o trbaaaaaaaaaaaa -m comment --comment "truss net aaaaaaaaaaaa" -j ACCEPT',
+  '-A TRUSS-FORWARD -i tr+ -m comment --comment "truss interfaces" -j ACCEPT',
+  '-A TRUSS-FORWARD -o tr+ -m comment --comment "truss interfaces" -j ACCEPT',
 ];
+const net = (id: string, bridge: string): FirewallObject['networks'][number] => ({
+  networkId: id,
+  bridge,
+  subnets4: [],
+  subnets6: [],
+  nat: true,
+  internal: false,
+});
 // `iptables -S` on a host where dockerd runs and truss's shim is installed.
 const LISTING = [
   '-P INPUT ACCEPT',
@@ -54,15 +62,34 @@ describe('iptables shim', () => {
     assert.equal(parseBackend('iptables v1.6.1\n'), 'legacy');
   });
 
-  it('renders one accept per direction per bridge, as iptables -S prints them', () => {
+  it('renders one accept per direction on the tr prefix, whatever the number of networks (relay included)', () => {
     assert.deepEqual(renderShimRules(f), RULES);
+    const many: FirewallObject = {
+      networks: Array.from({ length: 50 }, (_, i) => net(i.toString(16).padStart(64, '0'), `trb${'0'.repeat(11)}${i}`)),
+    };
+    assert.deepEqual(renderShimRules(many), RULES);
+    assert.deepEqual(renderShimRules({ ...f, relay: 'trwg0' }), RULES, 'trwg0 to trwg0 is -i tr+');
   });
 
-  it('a relay also forwards from its WireGuard device back into it', () => {
-    assert.deepEqual(renderShimRules({ ...f, relay: 'trwg0' }), [
+  it('a bridge a user named outside the prefix keeps a pair of its own', () => {
+    const B = 'b'.repeat(64);
+    assert.deepEqual(renderShimRules({ networks: [...f.networks, net(B, 'br-web'), net(A, 'trunk0')] }), [
       ...RULES,
-      '-A TRUSS-FORWARD -i trwg0 -o trwg0 -m comment --comment "truss relay" -j ACCEPT',
+      '-A TRUSS-FORWARD -i br-web -m comment --comment "truss net bbbbbbbbbbbb" -j ACCEPT',
+      '-A TRUSS-FORWARD -o br-web -m comment --comment "truss net bbbbbbbbbbbb" -j ACCEPT',
     ]);
+  });
+
+  it("an older truss's per-network rules are drift, replaced in place by one restore", () => {
+    const old = [
+      '-A TRUSS-FORWARD -i trbaaaaaaaaaaaa -m comment --comment "truss net aaaaaaaaaaaa" -j ACCEPT',
+      '-A TRUSS-FORWARD -o trbaaaaaaaaaaaa -m comment --comment "truss net aaaaaaaaaaaa" -j ACCEPT',
+    ];
+    const state = parseShimState(LISTING.replace(RULES.join('\n'), old.join('\n')));
+    assert.deepEqual(state.rules, old);
+    assert.deepEqual(diffShim(f, state, 4), ['iptables chain TRUSS-FORWARD differs: expected 2 rules, found 2']);
+    // declaring the chain flushes it (--noflush keeps the rest); the jump on top stays where it is
+    assert.equal(renderShimRestore(f, state), ['*filter', ':TRUSS-FORWARD - [0:0]', ...RULES, 'COMMIT', ''].join('\n'));
   });
 
   it('parses our chain, its rules and the jump count out of iptables -S', () => {

@@ -6,6 +6,15 @@
  * interfaces only; the nft `forward` chain (priority filter - 10, before this one) makes
  * the real decisions.
  *
+ * Constant size (issue 18): two rules whatever the number of networks (plus a pair per bridge a
+ * user named outside the prefix), one accept per direction on truss's interface-name prefix (`-i tr+`, `-o tr+`, as Calico's Felix matches `cali+`), so
+ * every other forwarded packet on the host passes two rules, not two per truss network. The
+ * prefix covers every truss link: bridges (trb), host veths (trv), the tunnel devices (trwg0,
+ * trvx0) and whatever later family keeps the prefix (naming.TRUSS_IFNAME_PREFIX says why a
+ * host's own `tr*` links are assumed not to exist). Accepting here decides nothing: the `inet
+ * truss` forward chain (nft.ts, earlier priority) has dropped what truss forbids already. An
+ * older truss's per-network rules are drift: the next full pass replaces the chain in place.
+ *
  * Ownership: our own chain TRUSS-FORWARD (naming.IPT_CHAIN) in the filter table, replaced
  * wholesale with `iptables-restore --noflush` (declaring `:CHAIN` flushes it), plus exactly
  * one `-A FORWARD -j TRUSS-FORWARD`, kept on top: first, or right after Docker's
@@ -22,7 +31,7 @@
  */
 import { dirname, join } from 'node:path';
 import type { FirewallObject } from '../../core/desired.ts';
-import { IPT_CHAIN, isDockerId, shortId } from '../../core/naming.ts';
+import { IPT_CHAIN, isDockerId, shortId, TRUSS_IFNAME_PREFIX } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
 import { checkIfName } from './links.ts';
 
@@ -82,17 +91,24 @@ export async function detectIptables(exec: Exec, iptables = 'iptables'): Promise
 
 // ---------- render / parse (pure) ----------
 
-/** Pure: the TRUSS-FORWARD rules, exactly as `iptables -S` prints them back. */
+/**
+ * Pure: the TRUSS-FORWARD rules, exactly as `iptables -S` prints them back: two for every truss
+ * link (a relay's trwg0-to-trwg0 traffic included), and a pair per network only for a bridge a
+ * user named outside the prefix (com.docker.network.bridge.name).
+ */
 export function renderShimRules(f: FirewallObject): string[] {
-  const rules = f.networks.flatMap((n) => {
-    const br = checkIfName(n.bridge);
-    const tag = isDockerId(n.networkId) ? shortId(n.networkId) : 'unknown';
-    const comment = `-m comment --comment "truss net ${tag}"`;
-    return [`-A ${IPT_CHAIN} -i ${br} ${comment} -j ACCEPT`, `-A ${IPT_CHAIN} -o ${br} ${comment} -j ACCEPT`];
-  });
-  if (f.relay === undefined) return rules;
-  const dev = checkIfName(f.relay);
-  return [...rules, `-A ${IPT_CHAIN} -i ${dev} -o ${dev} -m comment --comment "truss relay" -j ACCEPT`];
+  const any = `${TRUSS_IFNAME_PREFIX}+`;
+  const comment = '-m comment --comment "truss interfaces"';
+  const named = f.networks.filter((n) => !n.bridge.startsWith(TRUSS_IFNAME_PREFIX));
+  return [
+    `-A ${IPT_CHAIN} -i ${any} ${comment} -j ACCEPT`,
+    `-A ${IPT_CHAIN} -o ${any} ${comment} -j ACCEPT`,
+    ...named.flatMap((n) => {
+      const br = checkIfName(n.bridge);
+      const tag = `-m comment --comment "truss net ${isDockerId(n.networkId) ? shortId(n.networkId) : 'unknown'}"`;
+      return [`-A ${IPT_CHAIN} -i ${br} ${tag} -j ACCEPT`, `-A ${IPT_CHAIN} -o ${br} ${tag} -j ACCEPT`];
+    }),
+  ];
 }
 
 export interface ShimState {
@@ -143,7 +159,7 @@ export function renderShimRemoval(state: ShimState): string | undefined {
 
 const unquote = (s: string): string => s.replaceAll('"', '');
 
-/** Pure: human-readable problems of one family's shim vs `f`. */
+/** Pure: human-readable problems of one family's shim (an older truss's per-network rules among them). */
 export function diffShim(f: FirewallObject, state: ShimState, family: 4 | 6): string[] {
   const tool = family === 4 ? 'iptables' : 'ip6tables';
   if (!state.chainExists) return [`${tool} chain ${IPT_CHAIN} is missing`];
@@ -204,7 +220,7 @@ export async function checkShim(exec: Exec, tools: IptTools, f: FirewallObject):
  * After truss raised a family's forwarding from 0 (sysctl.ts): set that family's `filter
  * FORWARD` policy to DROP, as dockerd does when it raises ip_forward itself, so that the
  * host does not start routing between interfaces that are not truss's (security review M5).
- * TRUSS-FORWARD accepts truss's bridges' traffic; what other software accepts in FORWARD
+ * TRUSS-FORWARD accepts truss's interfaces' traffic; what other software accepts in FORWARD
  * (Docker's rules) keeps working. Returns whether the policy was changed (false: already
  * DROP, or no filter table / tool for the family).
  */

@@ -20,6 +20,7 @@ import * as guard from './guard.ts';
 import * as ha from './host-address.ts';
 import * as ipt from './iptables.ts';
 import { ensureIpv6Forwarding } from './ipv6-forwarding.ts';
+import { type KernelWatch, watchKernel } from './kernel-watch.ts';
 import { listOwnedLinks, listUplinks } from './links.ts';
 import * as nft from './nft.ts';
 import { selectVxlanPeers, selectWireguardPeers } from './peer-select.ts';
@@ -58,6 +59,11 @@ export interface LinuxDataplaneOptions {
   readonly wireguardGo?: string;
   /** `ip -batch -` from a spare process started ahead (exec.ts SpareProcesses); default: only without `netns` */
   readonly spareProcesses?: boolean;
+  /**
+   * Watch the kernel for changes (kernel-watch.ts: two monitor processes, started on the first
+   * kernelGeneration()), so that checks may be answered from the last look. Default: off.
+   */
+  readonly watchKernel?: boolean;
   /** the state database's id, stamped into the marks of the bridges and veths made (naming.ownerMark) */
   readonly stateId?: string;
 }
@@ -110,13 +116,22 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       opts.log?.warn('raised forwarding, but without iptables the FORWARD policy cannot be set to DROP', { sysctl });
     }
   };
+  /** the probed iptables backend, once known (kernelGeneration needs it without waiting) */
+  let backend: ipt.IptBackend | 'none' | undefined;
   const iptTools = (): Promise<ipt.IptTools | undefined> => {
-    tools ??= ipt.detectIptables(exec, opts.iptables).catch((e: unknown) => {
-      tools = undefined; // probe again next time
-      throw e;
-    });
+    tools ??= ipt.detectIptables(exec, opts.iptables).then(
+      (t) => {
+        backend = t?.backend ?? 'none';
+        return t;
+      },
+      (e: unknown) => {
+        tools = undefined; // probe again next time
+        throw e;
+      },
+    );
     return tools;
   };
+  let watch: KernelWatch | undefined;
 
   const keyFile = (): string => {
     if (!opts.wireguardKeyDir) throw errors.unsupported('no WireGuard key directory configured');
@@ -161,6 +176,22 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
   };
   const vethRemovals = new veth.VethRemovals(opts.log);
   return {
+    ...(opts.watchKernel
+      ? {
+          kernelGeneration(): number | undefined {
+            // iptables-legacy rules announce nothing: the firewall check must list them every time
+            if (backend === undefined || backend === 'legacy') {
+              void iptTools().catch(() => {});
+              return undefined;
+            }
+            watch ??= watchKernel({
+              ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
+              ...(opts.log ? { log: opts.log } : {}),
+            });
+            return watch.generation();
+          },
+        }
+      : {}),
     async listLinks(): Promise<readonly ObservedLink[]> {
       await vethRemovals.settled();
       return listOwnedLinks(exec);
@@ -306,6 +337,9 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     readDefaultRoutes: () => rt.readDefaultRoutes(exec),
     renderFirewall: render,
     iptablesBackend: async () => (await iptTools())?.backend,
-    close: () => exec.close?.(),
+    close: () => {
+      watch?.close();
+      exec.close?.();
+    },
   };
 }

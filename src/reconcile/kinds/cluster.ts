@@ -55,6 +55,7 @@ export function hostAddressesKind(dp: Dataplane): WholeKind<PassState, readonly 
   return {
     shape: 'whole',
     name: HOST_ADDRESSES_KEY,
+    watched: true,
     paused,
     wanted: (d) => (d.cluster?.hostAddresses?.length ? d.cluster.hostAddresses : undefined),
     check: (a) => checked('host addresses', dp.checkHostAddresses(a ?? [])),
@@ -69,6 +70,7 @@ export function routesKind(dp: Dataplane): WholeKind<PassState, readonly RouteOb
   return {
     shape: 'whole',
     name: ROUTES_KEY,
+    watched: true,
     paused,
     wanted: (d) => (d.cluster && d.cluster.routes.length > 0 ? d.cluster.routes : undefined),
     check: (r) => checked('cluster routes', dp.checkRoutes(r ?? [])),

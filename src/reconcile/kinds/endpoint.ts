@@ -32,6 +32,7 @@ export function selectorKind(dp: Dataplane): SetKind<PassState, SelectorSetObjec
   return {
     shape: 'set',
     name: 'selector',
+    watched: true,
     // why: an empty catalog before Docker was listed would empty every set: a restart must not flip a
     // verdict. With no set wanted there is nothing to keep (leftovers go whatever the catalog says)
     paused: (d) =>
@@ -52,6 +53,7 @@ export function policyKind(dp: Dataplane): SetKind<PassState, PolicyObject> {
   return {
     shape: 'set',
     name: 'policy',
+    watched: true,
     wanted: (d) => d.kernel.policies,
     table: { key: 'policy-table', remove: () => dp.removePolicyTable() },
     check: (w) => dp.checkPolicies(w),
@@ -66,6 +68,7 @@ export function guardKind(dp: Dataplane): SetKind<PassState, GuardObject> {
   return {
     shape: 'set',
     name: 'guard',
+    watched: true,
     wanted: (d) => d.kernel.guards,
     table: { key: 'guard-table', remove: () => dp.removeGuardTable() },
     check: (w) => dp.checkGuards(w),
@@ -106,6 +109,7 @@ export function portsKind(dp: Dataplane): SetKind<PassState, PortsObject> {
   return {
     shape: 'set',
     name: 'ports',
+    watched: true,
     wanted: (d) => d.kernel.ports,
     table: { key: 'ports-table', remove: () => dp.removePortsTable() },
     check: (w) => dp.checkPorts(w),

@@ -25,6 +25,7 @@ export function firewallKind(dp: Dataplane): WholeKind<PassState, FirewallObject
   return {
     shape: 'whole',
     name: FIREWALL_KEY,
+    watched: true,
     wanted: (d) => (d.kernel.firewall.networks.length > 0 ? d.kernel.firewall : undefined),
     check: (f) => (f ? dp.checkFirewall(f) : Promise.resolve([])),
     ensure: async (f) => {
@@ -42,6 +43,7 @@ export function dnsKind(dp: Dataplane): WholeKind<PassState, DnsRedirectObject> 
   return {
     shape: 'whole',
     name: DNS_KEY,
+    watched: true,
     // why no owns: the object names bridges, not networks; a request does not wait for it
     // with no upstream known yet, the table still learns the servers queried (daemon.json "dns")
     wanted: (d) => {
@@ -59,6 +61,7 @@ export function egressKind(dp: Dataplane): WholeKind<PassState, EgressObject> {
   return {
     shape: 'whole',
     name: EGRESS_KEY,
+    watched: true,
     wanted: (d) => {
       const e = computeEgress(d.intent.networks);
       return e.networks.length > 0 ? e : undefined;

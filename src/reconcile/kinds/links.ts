@@ -57,15 +57,20 @@ export class Links {
       shape: 'set',
       name: 'bridge',
       wanted: (d) => d.kernel.bridges,
-      check: async (_w, d) =>
-        d.links && {
-          problems: d.links.problems,
-          drifted: d.links.ensureBridges.map((b) => b.name),
-          extra: d.links.remove.filter((r) => r.kind === 'bridge').map((r) => r.name),
-        },
+      check: async (_w, d) => {
+        const plan = d.links ?? (await d.lookLinks?.());
+        return (
+          plan && {
+            problems: plan.problems,
+            drifted: plan.ensureBridges.map((b) => b.name),
+            extra: plan.remove.filter((r) => r.kind === 'bridge').map((r) => r.name),
+          }
+        );
+      },
       ensure: (b) => dp.ensureBridge(b),
       remove: (name) => dp.removeBridge(name),
       removeAt: 'last',
+      watched: true,
       owns: ownedBy,
     };
     const veths: SetKind<PassState, VethObject> = {
@@ -73,14 +78,19 @@ export class Links {
       name: 'veth',
       wanted: (d) => d.kernel.veths,
       // the problems are the bridge kind's (one listing, one list)
-      check: async (_w, d) =>
-        d.links && {
-          problems: [],
-          drifted: d.links.ensureVeths.map((v) => v.name),
-          extra: d.links.remove.filter((r) => r.kind !== 'bridge').map((r) => r.name),
-        },
+      check: async (_w, d) => {
+        const plan = d.links ?? (await d.lookLinks?.());
+        return (
+          plan && {
+            problems: [],
+            drifted: plan.ensureVeths.map((v) => v.name),
+            extra: plan.remove.filter((r) => r.kind !== 'bridge').map((r) => r.name),
+          }
+        );
+      },
       ensure: (v) => dp.ensureVeth(v),
       remove: (name) => dp.removeVeth(name),
+      watched: true,
       needs: (v) => bridgeKey(v.bridge),
       // after every kind, before the bridges (removals run in reverse registry order)
       removeAt: 'last',

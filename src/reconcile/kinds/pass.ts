@@ -10,8 +10,10 @@ export interface PassState {
   readonly kernel: DesiredKernel;
   /** undefined before the cluster store's first sync (cluster kinds are then paused) */
   readonly cluster: ClusterDesired | undefined;
-  /** full passes and checks: the kernel's links compared with the desired ones */
+  /** full passes: the kernel's links compared with the desired ones */
   readonly links?: LinkPlan;
+  /** checks: the same, listed on the first call (a link kind that answers from the last look lists nothing) */
+  readonly lookLinks?: () => Promise<LinkPlan>;
   /** the catalog of names is not known yet: the name/label sets are left as they are (selectorKind) */
   readonly namesPending?: boolean;
 }
