@@ -88,6 +88,15 @@ export function renderShimRules(f: FirewallObject): string[] {
     const br = checkIfName(n.bridge);
     const tag = isDockerId(n.networkId) ? shortId(n.networkId) : 'unknown';
     const comment = `-m comment --comment "truss net ${tag}"`;
+    const g = n.routed?.group;
+    if (g !== undefined) {
+      // a routed network's host ends, by their interface group (core/routed.ts), as -S prints it
+      const hex = `0x${g.toString(16)}`;
+      return [
+        `-A ${IPT_CHAIN} -m devgroup --src-group ${hex} ${comment} -j ACCEPT`,
+        `-A ${IPT_CHAIN} -m devgroup --dst-group ${hex} ${comment} -j ACCEPT`,
+      ];
+    }
     return [`-A ${IPT_CHAIN} -i ${br} ${comment} -j ACCEPT`, `-A ${IPT_CHAIN} -o ${br} ${comment} -j ACCEPT`];
   });
   if (f.relay === undefined) return rules;
