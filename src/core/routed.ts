@@ -96,9 +96,9 @@ export function halves(cidr: string): string[] {
 export interface StaticRoute {
   /** CIDR */
   readonly destination: string;
-  /** 0: via next hop */
-  readonly routeType: 0;
-  readonly nextHop: string;
+  /** 0: via next hop; 1: connected (on the interface) */
+  readonly routeType: 0 | 1;
+  readonly nextHop?: string;
 }
 
 const bareOf = (cidr: string | undefined): string | undefined => cidr?.split('/')[0];
@@ -112,7 +112,10 @@ export function routedStaticRoutes(n: Pick<NetworkSpec, 'ipv4' | 'ipv6' | 'mode'
   return [...n.ipv4, ...n.ipv6].flatMap((d) => {
     const gw = bareOf(d.gateway);
     if (gw === undefined) return [];
-    return halves(d.pool).map((destination) => ({ destination, routeType: 0 as const, nextHop: gw }));
+    // the gateway itself first, as connected: the lower half covers it, and a next hop must not be
+    // reached through a route via itself (IPv6 refuses such a route: "No route to host")
+    const own: StaticRoute = { destination: `${gw}/${gw.includes(':') ? 128 : 32}`, routeType: 1 };
+    return [own, ...halves(d.pool).map((destination): StaticRoute => ({ destination, routeType: 0, nextHop: gw }))];
   });
 }
 
