@@ -116,6 +116,8 @@ describe('bench/host.ts --smoke', { timeout: 100_000 }, () => {
       Number(m[1]),
     );
     assert.ok(ratios.length === 5 && ratios.every((x) => Number.isFinite(x) && x > 0), `ratios: ${ratios}\n${out}`);
+    const routed = [...r.stdout.matchAll(/\| truss routed +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| (\d+\.\d{3}) +\| [≥≤]/g)];
+    assert.equal(routed.length, 5, `one routed-mode ratio per measure\n${out}`);
     const aa = [...r.stdout.matchAll(/\| bridge2 \(A\/A\) +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| (\d+\.\d{3}) +\|/g)];
     assert.equal(aa.length, 5, `one A/A ratio per measure\n${out}`);
     assert.match(r.stdout, /truss's jump in iptables FORWARD \(position before the run; after\): \d+; \d+/, out);
