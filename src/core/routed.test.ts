@@ -42,7 +42,6 @@ describe('routed mode (core)', () => {
 
   it('refuses what routed mode does not do yet, at create', () => {
     const refused: Record<string, string>[] = [
-      { 'truss.cluster': 'c1' },
       { 'com.docker.network.bridge.name': 'br-x' },
       { 'truss.egress.via': '198.18.5.254' },
       { 'truss.dns': 'true' },

@@ -42,17 +42,12 @@ export const isRouted = (n: Pick<NetworkSpec, 'mode'>): boolean => n.mode === 'r
  * What routed mode does not do yet: refused at network create (nothing is stored), each with the
  * way out. `opts` is the -o map as given.
  */
-export function checkRoutedOptions(
-  opts: Readonly<Record<string, string>>,
-  cluster: boolean,
-  bridgeName: boolean,
-): void {
+export function checkRoutedOptions(opts: Readonly<Record<string, string>>, bridgeName: boolean): void {
   const refuse = (what: string): never => {
     throw errors.unsupported(
       `${OPT_MODE}=routed does not support ${what} yet; create the network without it, or with ${OPT_MODE}=bridge`,
     );
   };
-  if (cluster) refuse('truss.cluster (multi-host networks)');
   if (bridgeName) refuse('com.docker.network.bridge.name (a routed network has no bridge)');
   if (opts[OPT_EGRESS_VIA] !== undefined) refuse(OPT_EGRESS_VIA);
   const dns = opts[OPT_DNS];

@@ -96,6 +96,8 @@ function routedSets(networks: readonly FirewallNetwork[]): string[] {
     '',
   ];
   const map = routed.map((n) => `${groupOf(n)} : jump ${chainOf(n)}`);
+  // (peer link . group): other hosts of a routed cluster network may open flows into its host ends
+  const peers = routed.flatMap((n) => (n.peerLinks ?? []).map((l) => `${q(checkIfName(l))} . ${groupOf(n)}`));
   return [
     ...set(
       'groups',
@@ -105,6 +107,11 @@ function routedSets(networks: readonly FirewallNetwork[]): string[] {
     '		type devgroup : verdict',
     `		elements = { ${map.join(', ')} }`,
     '	}',
+    '',
+    '\tset peer_ingress_group {',
+    '\t\ttype ifname . devgroup',
+    ...(peers.length > 0 ? [`\t\telements = { ${peers.join(', ')} }`] : []),
+    '\t}',
     '',
     ...set(
       'rpf_groups',
@@ -138,6 +145,7 @@ function forwardChainRouted(): string[] {
     '\t\tiifname vmap @egress comment "truss: from a truss network: its own chain"',
     '\t\tiifgroup vmap @egress_group comment "truss: from a routed truss network: its own chain"',
     '\t\tiifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"',
+    '\t\tiifname . oifgroup @peer_ingress_group accept comment "truss: from other hosts of a routed cluster network"',
     '\t\tct status dnat accept comment "truss: to a published port (table truss_ports)"',
     '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"',
     '\t\toifgroup @groups drop comment "truss: new flows into a routed truss network from elsewhere"',
