@@ -29,10 +29,12 @@
  * sets it), bridged IPv4/IPv6 frames traverse the inet forward hook with
  * iifname == oifname == the bridge; the `same network` accept keeps them flowing.
  */
+
+import { WG_DEVICE } from '../../core/cluster/desired.ts';
 import type { FirewallNetwork, FirewallObject, VxlanGuard } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { formatIp, parseIp } from '../../core/ip.ts';
-import { isDockerId, NFT_FAMILY, NFT_TABLE, shortId } from '../../core/naming.ts';
+import { isDockerId, NFT_FAMILY, NFT_TABLE, shortId, VXLAN_DEVICE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
 import { isKernelError } from './exec.ts';
 import { canonicalCidr, checkIfName } from './links.ts';
@@ -192,7 +194,18 @@ function networkChain(n: FirewallNetwork, routed: boolean): string[] {
   const g = groupOf(n);
   const same = g === undefined ? `oifname ${br}` : `oifgroup ${g}`;
   const toRouted = routed ? [`oifgroup @groups drop comment "${tag}: to another truss network"`] : [];
-  const peers = (n.peerLinks ?? []).map((l) => `oifname ${q(checkIfName(l))} accept comment "${tag}: to other hosts"`);
+  // only to its own subnets: the tunnel devices carry every cluster network of their mode, and the
+  // host on the other end admits by device (peer_ingress), so anything else sent into them would
+  // reach another network's containers there; other networks' chains drop into them outright
+  const peers = [
+    ...(n.peerLinks ?? []).flatMap((l) =>
+      [
+        ...n.subnets4.map((s) => `ip daddr ${canonicalCidr(s)}`),
+        ...n.subnets6.map((s) => `ip6 daddr ${canonicalCidr(s)}`),
+      ].map((d) => `oifname ${q(checkIfName(l))} ${d} accept comment "${tag}: to other hosts"`),
+    ),
+    ...[WG_DEVICE, VXLAN_DEVICE].map((l) => `oifname ${q(l)} drop comment "${tag}: to another network on other hosts"`),
+  ];
   const rules = n.internal
     ? [`${same} accept comment "${tag}: same network"`, ...peers, `drop comment "${tag}: internal network"`]
     : [
