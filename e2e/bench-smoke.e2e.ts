@@ -53,6 +53,7 @@ describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
     for (const row of [
       /\| cross-host TCP, iperf3 \(Gbit\/s\) +\| bare wireguard-go tunnel/,
       /\| +\| truss cluster network, container to container +\| 1 +\| [\d.]+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} +\| ≥ 0\.95/,
+      /\| +\| truss cluster network in routed mode \(-o truss\.mode=routed: no bridge hop\), container to container +\| 1 +\| [\d.]+ /,
       /\| docker run on A → first connect from another host +\| 2 +\| 1 +\| \d+/,
       /\| docker run on A → reachable from every other host +\| 2 +\| 1 +\| \d+/,
       /\| cross-host TCP over VXLAN, iperf3 \(Gbit\/s\) +\| raw underlay veth/,
