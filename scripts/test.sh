@@ -43,6 +43,7 @@ E2E_ONCE=(
   e2e/topology.e2e.ts        # the topology page in Chromium (drawn from truss status, not from dockerd)
   e2e/nat-lab.e2e.ts         # the NAT lab (harness/nat.ts) in plain namespaces: no dockerd at all
   e2e/cluster-nat.e2e.ts     # hosts behind NATs: WireGuard paths between trusses, not dockerd's business
+  e2e/cluster-routed.e2e.ts  # routed mode across hosts (routed mode's dockerd-28 smoke is e2e/routed.e2e.ts)
 )
 e2e28_suites() {
   local f skip
