@@ -22,8 +22,9 @@ export interface ReportParams {
  * newest wireguard-go; trussOld, bareOld: truss and a bare tunnel on the older one (this
  * release's package, bench/cluster-wggo.ts), measured when the machine has both.
  */
-export type Cond = 'truss' | 'trussNs' | 'bare' | 'hop' | 'trussOld' | 'bareOld';
-export const CONDS: readonly Cond[] = ['truss', 'bare', 'trussNs', 'hop'];
+export type Cond = 'truss' | 'trussNs' | 'bare' | 'hop' | 'trussOld' | 'bareOld' | 'trussRouted';
+/** trussRouted: a second cluster network in routed mode (-o truss.mode=routed), on the newest wireguard-go */
+export const CONDS: readonly Cond[] = ['truss', 'bare', 'trussNs', 'hop', 'trussRouted'];
 export const OLD_CONDS: readonly Cond[] = ['trussOld', 'bareOld'];
 export interface ThroughputSample {
   readonly gbps: number;
@@ -71,6 +72,7 @@ const COND_LABEL: Record<Cond, string> = {
   trussNs: 'truss, same path, iperf3 nsenter-ed into the containers (not their cgroups)',
   bareOld: "bare tunnel, the older wireguard-go (this release's)",
   trussOld: "truss cluster network, the older wireguard-go (this release's)",
+  trussRouted: 'truss cluster network in routed mode (-o truss.mode=routed: no bridge hop), container to container',
 };
 /** what each condition's ÷ column divides by: the bare tunnel of the same wireguard-go */
 const BASE: Record<Cond, Cond> = {
@@ -80,6 +82,7 @@ const BASE: Record<Cond, Cond> = {
   trussNs: 'bare',
   bareOld: 'bareOld',
   trussOld: 'bareOld',
+  trussRouted: 'bare',
 };
 
 function throughputRows(t: Record<Cond, ThroughputSample[]>): { rows: string[][]; ratio: number } {
@@ -88,7 +91,7 @@ function throughputRows(t: Record<Cond, ThroughputSample[]>): { rows: string[][]
   const med = (c: Cond, k: keyof ThroughputSample) => stats(t[c].map((s) => s[k])).median;
   const header = ['measure', 'condition', 'n', 'median', 'min–max', '÷ bare', 'target', 'CPU busy', 'softirq'];
   const rows = [[...header, 'wg-go CPU s/GB rx, tx', 'tun pkt B', 'retr', 'UDP drops A']];
-  for (const c of ['bare', 'truss', 'trussNs', 'hop', 'bareOld', 'trussOld'] as const) {
+  for (const c of ['bare', 'truss', 'trussRouted', 'trussNs', 'hop', 'bareOld', 'trussOld'] as const) {
     if ((t[c] ?? []).length === 0) continue;
     const st = g(c);
     rows.push([
@@ -192,6 +195,10 @@ export function report(
       verdicts.trussOldOverBareOldPaired = paired(r.throughput, 'trussOld', 'bareOld');
       verdicts.newestOverOlderBarePaired = paired(r.throughput, 'bare', 'bareOld');
       verdicts.newestOverOlderTrussPaired = paired(r.throughput, 'truss', 'trussOld');
+    }
+    if ((r.throughput.trussRouted ?? []).length > 0) {
+      verdicts.trussRoutedOverBarePaired = paired(r.throughput, 'trussRouted', 'bare');
+      verdicts.trussRoutedOverTrussPaired = paired(r.throughput, 'trussRouted', 'truss');
     }
     lines.push(
       ...markdownTable(t.rows),

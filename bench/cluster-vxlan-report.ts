@@ -16,8 +16,9 @@ const LABEL: Record<VxCond, string> = {
   hop: 'bare VXLAN + veth/bridge hop each side (no truss)',
   truss: 'truss VXLAN network, container to container',
   trussNs: 'truss, same path, iperf3 nsenter-ed into the containers',
+  trussRouted: 'truss VXLAN network in routed mode (no bridge hop), container to container',
 };
-const ORDER: readonly VxCond[] = ['raw', 'bare', 'hop', 'truss', 'trussNs'];
+const ORDER: readonly VxCond[] = ['raw', 'bare', 'hop', 'truss', 'trussRouted', 'trussNs'];
 
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
 const gbps = (t: VxlanResult['samples'], c: VxCond) => stats(t[c].map((s) => s.gbps));
@@ -39,6 +40,12 @@ export function vxlanRatios(t: VxlanResult['samples']): Record<string, number> {
     hopOverBarePaired: pairedVx(t, 'hop', 'bare'),
     trussNsOverHopPaired: pairedVx(t, 'trussNs', 'hop'),
     trussOverTrussNsPaired: pairedVx(t, 'truss', 'trussNs'),
+    ...(t.trussRouted?.length
+      ? {
+          trussRoutedOverBarePaired: pairedVx(t, 'trussRouted', 'bare'),
+          trussRoutedOverTrussPaired: pairedVx(t, 'trussRouted', 'truss'),
+        }
+      : {}),
   };
 }
 

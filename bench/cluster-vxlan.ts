@@ -26,6 +26,9 @@ import { iperfGbps, linkFacts, offloads } from './lib.ts';
 export const TRUSS_VX_DEV = 'trvx0';
 const NETWORK = 'benchvx';
 const SUBNET = '198.18.96.0/20';
+/** the same network in routed mode (-o truss.mode=routed): the trussRouted condition */
+const NETWORK_ROUTED = 'benchvxr';
+const SUBNET_ROUTED = '198.18.112.0/20';
 
 /** the bare VXLAN device: own VNI, port and addresses (198.19.80.<host index + 1>) */
 export const BARE_VX_DEV = 'bnvx0';
@@ -48,8 +51,8 @@ const HOST_PORT = 5204;
  * into their network namespaces; raw: host to host over the underlay addresses (eth-ul, MTU
  * 1500); bare: host to host over bnvx0; hop: helper namespace to helper namespace over bnvx0.
  */
-export type VxCond = 'truss' | 'trussNs' | 'raw' | 'bare' | 'hop';
-export const VX_CONDS: readonly VxCond[] = ['truss', 'raw', 'bare', 'trussNs', 'hop'];
+export type VxCond = 'truss' | 'trussNs' | 'raw' | 'bare' | 'hop' | 'trussRouted';
+export const VX_CONDS: readonly VxCond[] = ['truss', 'raw', 'bare', 'trussNs', 'hop', 'trussRouted'];
 
 export interface VxSample {
   readonly gbps: number;
@@ -158,6 +161,9 @@ interface Ctx {
   readonly b: Host;
   readonly serverIp: string;
   readonly serverPid: number;
+  /** the server container on the routed-mode network */
+  readonly serverIpRouted: string;
+  readonly serverPidRouted: number;
   readonly clientPid: number;
   readonly seconds: number;
 }
@@ -172,7 +178,12 @@ function iperfServerPid(nsId: string, port: number): number | undefined {
 async function vxRun(cond: VxCond, c: Ctx, attempt = 1): Promise<VxSample> {
   const common = ['-t', String(c.seconds), ...(c.seconds > 2 ? ['-O', '1'] : []), '--connect-timeout', '5000', '-J'];
   const timeoutMs = (c.seconds + 30) * 1000;
-  const dev = cond === 'raw' ? HOST_UNDERLAY_IF : cond === 'truss' || cond === 'trussNs' ? TRUSS_VX_DEV : BARE_VX_DEV;
+  const dev =
+    cond === 'raw'
+      ? HOST_UNDERLAY_IF
+      : cond === 'truss' || cond === 'trussNs' || cond === 'trussRouted'
+        ? TRUSS_VX_DEV
+        : BARE_VX_DEV;
   const server = serverPid(cond, c);
   const tx0 = await txCounters(c.b, dev);
   const m0 = machineCpu();
@@ -182,13 +193,18 @@ async function vxRun(cond: VxCond, c: Ctx, attempt = 1): Promise<VxSample> {
   const r =
     cond === 'truss'
       ? await c.b.docker(['exec', 'vc', 'iperf3', '-c', c.serverIp, '-p', String(CTR_PORT), ...common], timeoutMs)
-      : cond === 'trussNs'
-        ? await client(enterNetns({ pid: c.clientPid }, []), c.serverIp, NS_PORT)
-        : cond === 'raw'
-          ? await client(inNetns(c.b.netnsPath, []), c.a.underlayAddress as string, HOST_PORT)
-          : cond === 'bare'
-            ? await client(inNetns(c.b.netnsPath, []), bareVxIp(0), HOST_PORT)
-            : await client(inNetns(`/run/netns/${hopVxNs(1)}`, []), `${hopVxNet(0)}.2`, HOST_PORT);
+      : cond === 'trussRouted'
+        ? await c.b.docker(
+            ['exec', 'vcr', 'iperf3', '-c', c.serverIpRouted, '-p', String(CTR_PORT), ...common],
+            timeoutMs,
+          )
+        : cond === 'trussNs'
+          ? await client(enterNetns({ pid: c.clientPid }, []), c.serverIp, NS_PORT)
+          : cond === 'raw'
+            ? await client(inNetns(c.b.netnsPath, []), c.a.underlayAddress as string, HOST_PORT)
+            : cond === 'bare'
+              ? await client(inNetns(c.b.netnsPath, []), bareVxIp(0), HOST_PORT)
+              : await client(inNetns(`/run/netns/${hopVxNs(1)}`, []), `${hopVxNet(0)}.2`, HOST_PORT);
   if (r.code !== 0) {
     const why = `iperf3 (vxlan ${cond}) failed: ${r.stderr.trim()} ${r.stdout.slice(0, 500)}`;
     if (attempt > 1) throw new Error(why);
@@ -221,12 +237,14 @@ async function vxRun(cond: VxCond, c: Ctx, attempt = 1): Promise<VxSample> {
 
 function serverPid(cond: VxCond, c: Ctx): number | undefined {
   const ns =
-    cond === 'truss' || cond === 'trussNs'
-      ? nsIdOfPid(c.serverPid, 'net')
-      : cond === 'hop'
-        ? (nsIdOfFile(`/run/netns/${hopVxNs(0)}`, 'net') ?? '')
-        : (nsIdOfFile(c.a.netnsPath, 'net') ?? '');
-  const port = cond === 'truss' ? CTR_PORT : cond === 'trussNs' ? NS_PORT : HOST_PORT;
+    cond === 'trussRouted'
+      ? nsIdOfPid(c.serverPidRouted, 'net')
+      : cond === 'truss' || cond === 'trussNs'
+        ? nsIdOfPid(c.serverPid, 'net')
+        : cond === 'hop'
+          ? (nsIdOfFile(`/run/netns/${hopVxNs(0)}`, 'net') ?? '')
+          : (nsIdOfFile(c.a.netnsPath, 'net') ?? '');
+  const port = cond === 'truss' || cond === 'trussRouted' ? CTR_PORT : cond === 'trussNs' ? NS_PORT : HOST_PORT;
   return iperfServerPid(ns, port);
 }
 
@@ -275,11 +293,24 @@ export async function measureVxlan(hs: readonly [Host, Host], o: VxlanOptions): 
   }
   await runContainer(a, { name: 'vs', network: NETWORK, cmd: ['iperf3', '-s', '-p', String(CTR_PORT)] });
   await runContainer(b, { name: 'vc', network: NETWORK });
+  for (const h of hs) {
+    const r = await createClusterNetwork(h, NETWORK_ROUTED, SUBNET_ROUTED, [
+      '-o',
+      'truss.encrypt=false',
+      '-o',
+      'truss.mode=routed',
+    ]);
+    if (r.code !== 0) throw new Error(`${h.name}: docker network create ${NETWORK_ROUTED}: ${r.stderr.trim()}`);
+  }
+  await runContainer(a, { name: 'vsr', network: NETWORK_ROUTED, cmd: ['iperf3', '-s', '-p', String(CTR_PORT)] });
+  await runContainer(b, { name: 'vcr', network: NETWORK_ROUTED });
   const c: Ctx = {
     a,
     b,
     serverIp: await containerIp(a, 'vs', NETWORK),
     serverPid: await containerPid(a, 'vs'),
+    serverIpRouted: await containerIp(a, 'vsr', NETWORK_ROUTED),
+    serverPidRouted: await containerPid(a, 'vsr'),
     clientPid: await containerPid(b, 'vc'),
     seconds: o.seconds,
   };
@@ -292,7 +323,7 @@ export async function measureVxlan(hs: readonly [Host, Host], o: VxlanOptions): 
     what: `vc on ${b.name} reaching vs (${c.serverIp}) over ${TRUSS_VX_DEV}`,
     intervalMs: 250,
   });
-  const samples: Record<VxCond, VxSample[]> = { truss: [], trussNs: [], raw: [], bare: [], hop: [] };
+  const samples: Record<VxCond, VxSample[]> = { truss: [], trussNs: [], raw: [], bare: [], hop: [], trussRouted: [] };
   if (o.warmUp) for (const cond of VX_CONDS) await vxRun(cond, c);
   for (let i = 0; i < o.reps; i++) {
     const k = i % VX_CONDS.length;

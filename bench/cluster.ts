@@ -117,6 +117,9 @@ const VX_SECONDS = SMOKE ? 1 : SECONDS;
 
 const CLUSTER = 'bench';
 const SUBNET = '198.18.64.0/20';
+/** the same cluster in routed mode (-o truss.mode=routed): the trussRouted condition */
+const CLUSTER_ROUTED = 'benchr';
+const SUBNET_ROUTED = '198.18.80.0/20';
 const WG_PORT = 51820;
 const TRUSS_DEV = 'trwg0';
 
@@ -186,9 +189,11 @@ async function iperfRun(cond: Cond, ctx: ThroughputCtx, attempt = 1): Promise<Th
   const client = (argv: readonly string[], to: string, port: number) =>
     run([...argv, 'iperf3', '-c', to, '-p', String(port), ...common], { timeoutMs });
   const r =
-    cond === 'truss' || cond === 'trussOld'
+    cond === 'truss' || cond === 'trussOld' || cond === 'trussRouted'
       ? await (hosts[1] as Host).docker(
-          ['exec', 'ic', 'iperf3', '-c', ctx.serverIp, '-p', String(IPERF_PORT), ...common],
+          cond === 'trussRouted'
+            ? ['exec', 'icr', 'iperf3', '-c', ctx.serverIpRouted, '-p', String(IPERF_PORT), ...common]
+            : ['exec', 'ic', 'iperf3', '-c', ctx.serverIp, '-p', String(IPERF_PORT), ...common],
           timeoutMs,
         )
       : cond === 'trussNs'
@@ -225,6 +230,8 @@ async function iperfRun(cond: Cond, ctx: ThroughputCtx, attempt = 1): Promise<Th
 
 interface ThroughputCtx {
   readonly serverIp: string;
+  /** the server container on the routed-mode cluster network (trussRouted) */
+  readonly serverIpRouted: string;
   /** pid of the client container (trussNs enters its network namespace) */
   readonly clientPid: number;
 }
@@ -234,6 +241,7 @@ const TUNNEL_OF: Record<Cond, string> = {
   truss: TRUSS_DEV,
   trussNs: TRUSS_DEV,
   trussOld: TRUSS_DEV,
+  trussRouted: TRUSS_DEV,
   bare: BARE_DEV,
   hop: BARE_DEV,
   bareOld: BARE_OTHER.dev,
@@ -248,13 +256,23 @@ async function measureThroughput(): Promise<{
   const [a, b] = [hosts[0] as Host, hosts[1] as Host];
   await runContainer(a, { name: 'is', network: CLUSTER, cmd: ['iperf3', '-s', '-p', String(IPERF_PORT)] });
   await runContainer(b, { name: 'ic', network: CLUSTER });
+  for (const h of [a, b]) {
+    const r = await createClusterNetwork(h, CLUSTER_ROUTED, SUBNET_ROUTED, ['-o', 'truss.mode=routed']);
+    if (r.code !== 0) throw new Error(`${h.name}: docker network create ${CLUSTER_ROUTED}: ${r.stderr.trim()}`);
+  }
+  await runContainer(a, { name: 'isr', network: CLUSTER_ROUTED, cmd: ['iperf3', '-s', '-p', String(IPERF_PORT)] });
+  await runContainer(b, { name: 'icr', network: CLUSTER_ROUTED });
   const mtu = await linkMtu(a, TRUSS_DEV);
   // the bare tunnels run the same wireguard-go as truss: the newest (truss's own), and the older one
   const versions = await wireguardGoVersions();
   await startBareTunnel(a, b, mtu, { ...BARE, wgGo: versions.newest.path });
   if (versions.older) await startBareTunnel(a, b, mtu, { ...BARE_OTHER, wgGo: versions.older.path });
   await startNsIperfServer(a, await containerPid(a, 'is'), NS_IPERF_PORT);
-  const ctx: ThroughputCtx = { serverIp: await containerIp(a, 'is', CLUSTER), clientPid: await containerPid(b, 'ic') };
+  const ctx: ThroughputCtx = {
+    serverIp: await containerIp(a, 'is', CLUSTER),
+    serverIpRouted: await containerIp(a, 'isr', CLUSTER_ROUTED),
+    clientPid: await containerPid(b, 'ic'),
+  };
   const samples: Record<Cond, ThroughputSample[]> = {
     truss: [],
     trussNs: [],
@@ -262,6 +280,7 @@ async function measureThroughput(): Promise<{
     hop: [],
     trussOld: [],
     bareOld: [],
+    trussRouted: [],
   };
   let running: WireguardGo = versions.newest; // truss's default
   const use = async (w: WireguardGo): Promise<void> => {

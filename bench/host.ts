@@ -72,11 +72,13 @@ const IPERF_PORT = 5201;
 const RR_PORT = 11111;
 const TRUSS_OPTS = { defaultPools: '198.18.128.0/17:24' };
 
-const CONDS = ['truss', 'bridge', 'bridge2'] as const;
+const CONDS = ['truss', 'routed', 'bridge', 'bridge2'] as const;
 type Cond = (typeof CONDS)[number];
 /** network, server and client container of each condition */
 const NAMES: Record<Cond, { net: string; server: string; client: string }> = {
   truss: { net: 'sht', server: 'sht-s', client: 'sht-c' },
+  /** a truss network in routed mode (-o truss.mode=routed): no bridge, point-to-point veths */
+  routed: { net: 'shr', server: 'shr-s', client: 'shr-c' },
   bridge: { net: 'shb', server: 'shb-s', client: 'shb-c' },
   /** the A/A control: a second network of the same driver as `bridge` */
   bridge2: { net: 'shb2', server: 'shb2-s', client: 'shb2-c' },
@@ -114,6 +116,13 @@ const SERVER_CMD = ['sh', '-c', `iperf3 -s -D -p ${IPERF_PORT} && exec sockperf 
 
 async function setup(): Promise<Record<Cond, string>> {
   await docker(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '--subnet', '198.18.60.0/24', 'sht']);
+  await docker(
+    ['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '-o', 'truss.mode=routed'].concat([
+      '--subnet',
+      '198.18.61.0/24',
+      'shr',
+    ]),
+  );
   await docker(['network', 'create', '-d', 'bridge', '--subnet', '198.19.160.0/24', 'shb']);
   await docker(['network', 'create', '-d', 'bridge', '--subnet', '198.19.161.0/24', 'shb2']);
   const ips = {} as Record<Cond, string>;
@@ -224,6 +233,10 @@ async function measure(ips: Record<Cond, string>, r: Results): Promise<void> {
 async function links(): Promise<Record<Cond, { bridge: string; veths: string[] }>> {
   const out = {} as Record<Cond, { bridge: string; veths: string[] }>;
   for (const c of CONDS) {
+    if (c === 'routed') {
+      out[c] = { bridge: '-', veths: [] }; // no bridge (core/routed.ts)
+      continue;
+    }
     const id = await docker(['network', 'inspect', '-f', '{{.Id}}', NAMES[c].net]);
     const bridge = c === 'truss' ? bridgeName(id) : `br-${id.slice(0, 12)}`;
     const r = await host.exec(['ip', '-j', 'link', 'show', 'master', bridge]);
@@ -326,7 +339,7 @@ function ratioRows(r: Results): { lines: string[]; facts: Record<string, RatioFa
   const rows: string[][] = [['measure', 'network', 'n', 'median', 'min–max', 'ratio ÷ bridge', 'target', 'verdict']];
   const facts: Record<string, RatioFacts> = {};
   const add = (key: string, label: string, get: (s: CondSamples) => number[], higherIsBetter: boolean) => {
-    const [t, b, b2] = [stats(get(r.truss)), stats(get(r.bridge)), stats(get(r.bridge2))];
+    const [t, b, b2, rt] = [stats(get(r.truss)), stats(get(r.bridge)), stats(get(r.bridge2)), stats(get(r.routed))];
     const ratio = t.median / b.median;
     const per = perRep(get(r.truss), get(r.bridge));
     const aaPer = perRep(get(r.bridge2), get(r.bridge));
@@ -345,6 +358,19 @@ function ratioRows(r: Results): { lines: string[]; facts: Record<string, RatioFa
     rows.push([label, 'bridge', String(b.n), f1(b.median), range(b), '', '', '']);
     rows.push(['', 'bridge2 (A/A)', String(b2.n), f1(b2.median), range(b2), (b2.median / b.median).toFixed(3), '', '']);
     rows.push(['', 'truss', String(t.n), f1(t.median), range(t), ratio.toFixed(3), target, v]);
+    const rRatio = rt.median / b.median;
+    const rPer = perRep(get(r.routed), get(r.bridge));
+    const rv = verdict(rRatio, aaMin, aaMax, higherIsBetter);
+    facts[`${key}Routed`] = {
+      ratio: rRatio,
+      paired: median(rPer),
+      spread: `${f1(Math.min(...rPer))}–${f1(Math.max(...rPer))}`,
+      aa: b2.median / b.median,
+      aaMin,
+      aaMax,
+      verdict: rv,
+    };
+    rows.push(['', 'truss routed', String(rt.n), f1(rt.median), range(rt), rRatio.toFixed(3), target, rv]);
   };
   add('tcp1', 'TCP throughput, 1 stream (Gbit/s)', (s) => s.gbps1, true);
   add('tcp4', 'TCP throughput, 4 streams (Gbit/s)', (s) => s.gbps4, true);

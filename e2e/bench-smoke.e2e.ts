@@ -53,6 +53,7 @@ describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
     for (const row of [
       /\| cross-host TCP, iperf3 \(Gbit\/s\) +\| bare wireguard-go tunnel/,
       /\| +\| truss cluster network, container to container +\| 1 +\| [\d.]+ +\| [\d.]+–[\d.]+ +\| \d\.\d{3} +\| ≥ 0\.95/,
+      /\| +\| truss cluster network in routed mode \(-o truss\.mode=routed: no bridge hop\), container to container +\| 1 +\| [\d.]+ /,
       /\| docker run on A → first connect from another host +\| 2 +\| 1 +\| \d+/,
       /\| docker run on A → reachable from every other host +\| 2 +\| 1 +\| \d+/,
       /\| cross-host TCP over VXLAN, iperf3 \(Gbit\/s\) +\| raw underlay veth/,
@@ -116,6 +117,8 @@ describe('bench/host.ts --smoke', { timeout: 100_000 }, () => {
       Number(m[1]),
     );
     assert.ok(ratios.length === 5 && ratios.every((x) => Number.isFinite(x) && x > 0), `ratios: ${ratios}\n${out}`);
+    const routed = [...r.stdout.matchAll(/\| truss routed +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| (\d+\.\d{3}) +\| [≥≤]/g)];
+    assert.equal(routed.length, 5, `one routed-mode ratio per measure\n${out}`);
     const aa = [...r.stdout.matchAll(/\| bridge2 \(A\/A\) +\| 1 +\| [\d.]+ +\| [\d.–]+ +\| (\d+\.\d{3}) +\|/g)];
     assert.equal(aa.length, 5, `one A/A ratio per measure\n${out}`);
     assert.match(r.stdout, /truss's jump in iptables FORWARD \(position before the run; after\): \d+; \d+/, out);

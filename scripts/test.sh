@@ -31,6 +31,8 @@ needs_root() {
 # Suites the e2e28 step leaves to the e2e step: what they test happens between truss instances, in the
 # kernel or in the bench scripts, and reaches dockerd only through calls every other suite makes on both
 # versions (a whole CI run must stay well under an hour). `npm run test:e2e28` still runs everything.
+# e2e28 runs the mode-parameterised suites (e2e/harness/modes.ts) in bridge mode only: routed mode's
+# smoke on dockerd 28 is e2e/routed.e2e.ts, which always runs routed.
 E2E_ONCE=(
   e2e/bench-smoke.e2e.ts     # the bench scripts' smoke runs
   e2e/cluster-partition.e2e.ts # etcd black-holed, a host partitioned past its lease
@@ -41,6 +43,7 @@ E2E_ONCE=(
   e2e/topology.e2e.ts        # the topology page in Chromium (drawn from truss status, not from dockerd)
   e2e/nat-lab.e2e.ts         # the NAT lab (harness/nat.ts) in plain namespaces: no dockerd at all
   e2e/cluster-nat.e2e.ts     # hosts behind NATs: WireGuard paths between trusses, not dockerd's business
+  e2e/cluster-routed.e2e.ts  # routed mode across hosts (routed mode's dockerd-28 smoke is e2e/routed.e2e.ts)
 )
 e2e28_suites() {
   local f skip
@@ -60,7 +63,7 @@ run_step() {
     e2e) needs_root e2e && TRUSS_E2E_DOCKERD= timeout --kill-after=60s 35m npm run --silent test:e2e ;;
     e2e28)
       needs_root e2e28 &&
-        TRUSS_E2E_DOCKERD="${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}/usr/sbin/dockerd" \
+        TRUSS_E2E_MODES=bridge TRUSS_E2E_DOCKERD="${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}/usr/sbin/dockerd" \
           timeout --kill-after=60s 35m node --test --test-concurrency=1 $(e2e28_suites)
       ;;
     fresh) needs_root fresh && timeout --kill-after=60s 20m node --test test/fresh-root.fresh.ts ;;

@@ -91,11 +91,13 @@ function formatNetworks(s: StatusText, names: DockerNames | undefined): string[]
       ...nets.map((n) => [
         n.id.slice(0, 12),
         ...(named ? [names.networks.get(n.id) ?? '-'] : []),
-        n.bridge,
+        // routed mode (core/routed.ts): no bridge; FLAGS says routed
+        n.mode === 'routed' ? '-' : n.bridge,
         [...n.ipv4, ...n.ipv6].map((d) => d.pool).join(',') || '-',
         String(n.mtu),
         // what is in force: an internal network never NATs, whatever truss.nat says
-        (n.internal ? 'internal' : n.nat ? 'nat' : '') || '-',
+        [n.internal ? 'internal' : n.nat ? 'nat' : '', n.mode === 'routed' ? 'routed' : ''].filter(Boolean).join(',') ||
+          '-',
         ...(cluster ? [n.cluster ? `${n.cluster.name}(${n.cluster.encrypt ? 'wireguard' : 'vxlan'})` : '-'] : []),
         ...(egress ? [(n.egressVia ?? []).join(',') || '-'] : []),
         networkIngressText(n, s.policies),

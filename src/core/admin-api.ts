@@ -99,6 +99,7 @@ export const networkView = z.object({
   cluster: z.object({ name: z.string(), encrypt: z.boolean() }).optional(),
   egressVia: z.array(z.string()).optional(),
   bandwidth: bandwidth.optional(),
+  mode: z.literal('routed').optional().describe('truss.mode=routed: no bridge (absent: bridge mode)'),
 });
 const portProto = z.enum(['tcp', 'udp', 'sctp']);
 const publication = z.object({

@@ -21,6 +21,7 @@ import type { EgressObject } from './egress.ts';
 import type { EndpointId, NetworkId } from './ids.ts';
 import type { IpamData } from './model.ts';
 import type { NamedEndpoint } from './names/model.ts';
+import type { RoutedRoutesObject } from './routed.ts';
 
 // ---------- driver services (called by protocol/) ----------
 
@@ -217,6 +218,8 @@ export interface ObservedLink {
   readonly mac: string;
   /** global-scope addresses, CIDR form */
   readonly addresses: readonly string[];
+  /** its interface group (ip link ... group N), when not 0 (routed host ends: core/routed.ts) */
+  readonly group?: number;
 }
 
 /**
@@ -302,6 +305,11 @@ export interface Dataplane {
 
   /** Compare the installed guard table with `desired` (one listing). */
   checkGuards(desired: readonly GuardObject[]): Promise<SetCheck>;
+  /** routed networks' routes (core/routed.ts): subnets' unreachable routes, endpoints' host routes */
+  checkRoutedRoutes(desired: readonly RoutedRoutesObject[]): Promise<SetCheck>;
+  ensureRoutedRoutes(o: RoutedRoutesObject): Promise<void>;
+  /** name: a subnet (CIDR) or a host end; gone = success */
+  removeRoutedRoutes(name: string, applied?: RoutedRoutesObject): Promise<void>;
   /**
    * Guard one veth in one nft transaction (table, sets and chain created when missing).
    * `exact`: also delete elements on the veth that are not `g`'s (after drift; reads the table).

@@ -13,7 +13,7 @@
 
 import { type ShaperObject, shaperFor } from './bandwidth.ts';
 import { WG_DEVICE } from './cluster/desired.ts';
-import { type GuardObject, guardFor } from './guard.ts';
+import { antispoofEnabled, type GuardObject, guardFor } from './guard.ts';
 import { formatIp, parseIp } from './ip.ts';
 import { eui64LinkLocal } from './link-local.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from './model.ts';
@@ -21,6 +21,14 @@ import { type NamedEndpoint, type PeerSelector, selectorText, selects } from './
 import { bridgeMac, policyChainName, portsOwnerName, selectorSetName, VXLAN_DEVICE } from './naming.ts';
 import type { IngressPolicy } from './policy/model.ts';
 import type { PublishedPort } from './portmap.ts';
+import {
+  endpointRoutes,
+  gatewayHostAddresses,
+  isRouted,
+  type RoutedRoutesObject,
+  routedGroup,
+  subnetRoutes,
+} from './routed.ts';
 
 export interface BridgeObject {
   readonly name: string;
@@ -46,6 +54,11 @@ export interface VethObject {
   readonly peerMac: string;
   /** After Join the peer lives in the container: it is never recreated on its own. */
   readonly joined: boolean;
+  /**
+   * truss.mode=routed: no master (`bridge` only names the network); the host end is in the
+   * network's interface group and carries its gateway addresses (core/routed.ts)
+   */
+  readonly routed?: { readonly group: number; readonly addresses: readonly string[] };
 }
 
 export interface FirewallNetwork {
@@ -59,6 +72,11 @@ export interface FirewallNetwork {
   readonly peerLinks?: readonly string[];
   /** truss.egress.via: traffic routed to these next hops may leave wherever they are (core/egress.ts) */
   readonly egressVia?: readonly string[];
+  /**
+   * truss.mode=routed: the interface group of the network's host ends (core/routed.ts), matched
+   * instead of `bridge` (which then names no link); `rpf`: its sources are checked (anti-spoofing)
+   */
+  readonly routed?: { readonly group: number; readonly rpf: boolean };
 }
 
 /** Who may send truss's VXLAN traffic to this host: the current peers' underlay addresses. */
@@ -123,7 +141,10 @@ export interface PortsObject {
   readonly name: string;
   readonly endpointId: string;
   readonly networkId: string;
-  /** the endpoint's bridge: DNATed flows from it are masqueraded (hairpin) */
+  /**
+   * the endpoint's bridge: DNATed flows from it are masqueraded (hairpin); in routed mode its
+   * host end (equal to hostVeth: no bridge port, no hairpin mode)
+   */
   readonly bridge: string;
   /** the endpoint's bridge port (host veth): hairpin mode on, so it can reach itself via the host */
   readonly hostVeth: string;
@@ -180,6 +201,8 @@ export interface DesiredKernel {
   readonly guards: readonly GuardObject[];
   /** DNS of dns-enabled networks to truss's responder (one whole object); undefined = none */
   readonly dnsRedirect?: DnsRedirectObject;
+  /** routed networks' truss routes: subnets' unreachable routes, endpoints' host routes (core/routed.ts) */
+  readonly routes: readonly RoutedRoutesObject[];
 }
 
 /** The policy in force for an endpoint: its own option, else the network's run-time or creation policy. */
@@ -205,6 +228,7 @@ interface EndpointObjects {
   readonly shaper: ShaperObject | undefined;
   readonly ports: PortsObject | undefined;
   readonly guard: GuardObject | undefined;
+  readonly routes: RoutedRoutesObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -222,6 +246,7 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     mtu: n.mtu,
     peerMac: e.mac,
     joined: e.sandboxKey !== undefined,
+    ...(isRouted(n) ? { routed: { group: routedGroup(n.id), addresses: gatewayHostAddresses(n) } } : {}),
   };
   const rules = e.sandboxKey === undefined ? undefined : effectiveIngress(n, e, runtime);
   // the link-local address too: it would otherwise be a way around the policy (link-local.ts)
@@ -238,28 +263,41 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     policy,
     shaper: shaperFor(n, e),
     ports: portsObject(n, e),
-    guard: guardFor(n, e),
+    // routed: anti-spoofing is one constant reverse-path rule per network (nft.ts), nothing per endpoint
+    guard: isRouted(n) ? undefined : guardFor(n, e),
+    routes: endpointRoutes(n, e),
   };
   memo.set(e, objects);
   return objects;
 }
 
-const netMemo = new WeakMap<NetworkSpec, { readonly bridge: BridgeObject; readonly firewall: FirewallNetwork }>();
+interface NetworkObjects {
+  /** none in routed mode */
+  readonly bridge: BridgeObject | undefined;
+  readonly firewall: FirewallNetwork;
+  readonly routes: readonly RoutedRoutesObject[];
+}
+
+const netMemo = new WeakMap<NetworkSpec, NetworkObjects>();
 
 /** The network's bridge and its part of the firewall; memoised on identity like endpointObjects. */
-function networkObjects(n: NetworkSpec): { readonly bridge: BridgeObject; readonly firewall: FirewallNetwork } {
+function networkObjects(n: NetworkSpec): NetworkObjects {
   const hit = netMemo.get(n);
   if (hit) return hit;
-  const objects = {
-    bridge: {
-      name: n.bridge,
-      networkId: n.id,
-      mtu: n.mtu,
-      mac: bridgeMac(n.id),
-      addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
-      ...(n.cluster ? { proxyArp: true } : {}),
-    },
+  const objects: NetworkObjects = {
+    routes: subnetRoutes(n),
+    bridge: isRouted(n)
+      ? undefined
+      : {
+          name: n.bridge,
+          networkId: n.id,
+          mtu: n.mtu,
+          mac: bridgeMac(n.id),
+          addresses: [...n.ipv4, ...n.ipv6].flatMap((d) => (d.gateway ? [d.gateway] : [])),
+          ...(n.cluster ? { proxyArp: true } : {}),
+        },
     firewall: {
+      ...(isRouted(n) ? { routed: { group: routedGroup(n.id), rpf: antispoofEnabled(n, { options: {} }) } } : {}),
       networkId: n.id,
       bridge: n.bridge,
       subnets4: n.ipv4.map((d) => d.pool),
@@ -286,7 +324,7 @@ function portsObject(n: NetworkSpec, e: EndpointSpec): PortsObject | undefined {
     name: portsOwnerName(e.id),
     endpointId: e.id,
     networkId: n.id,
-    bridge: n.bridge,
+    bridge: isRouted(n) ? e.hostVeth : n.bridge,
     hostVeth: e.hostVeth,
     ...(address4 !== undefined ? { address4 } : {}),
     ...(address6 !== undefined ? { address6 } : {}),
@@ -348,7 +386,8 @@ export function computeDesired(
   const nets = new Map(networks.map((n) => [n.id, n]));
   const runtime = new Map(runtimePolicies.map((p) => [p.networkId, p]));
   const policies: PolicyObject[] = [];
-  const bridges = networks.map((n) => networkObjects(n).bridge).sort(byName);
+  const bridges = networks.flatMap((n) => networkObjects(n).bridge ?? []).sort(byName);
+  const routes: RoutedRoutesObject[] = networks.flatMap((n) => networkObjects(n).routes);
   const ports: PortsObject[] = [];
   const veths: VethObject[] = [];
   const shapers: ShaperObject[] = [];
@@ -362,6 +401,7 @@ export function computeDesired(
     if (derived.shaper) shapers.push(derived.shaper);
     if (derived.ports) ports.push(derived.ports);
     if (derived.guard) guards.push(derived.guard);
+    if (derived.routes) routes.push(derived.routes);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
@@ -388,5 +428,6 @@ export function computeDesired(
     shapers,
     ports,
     guards,
+    routes,
   };
 }

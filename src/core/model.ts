@@ -35,6 +35,8 @@ export interface NetworkSpec {
   readonly egressVia?: readonly string[];
   /** truss.bandwidth / truss.bandwidth.ingress: the default limits of each container (bit/s) */
   readonly bandwidth?: BandwidthLimits;
+  /** truss.mode=routed: no bridge, a point-to-point veth per container (core/routed.ts); absent = bridge */
+  readonly mode?: 'routed';
 }
 
 /**

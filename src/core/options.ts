@@ -15,6 +15,7 @@ import { OPT_DNS } from './names/catalog.ts';
 import { isReservedIfName, isValidIfName } from './naming.ts';
 import { type IngressPolicy, OPT_INGRESS } from './policy/model.ts';
 import { parseIngress } from './policy/parse.ts';
+import { checkRoutedOptions, OPT_MODE, parseMode } from './routed.ts';
 import { showValue } from './safe-json.ts';
 
 export const OPT_BRIDGE_NAME = 'com.docker.network.bridge.name';
@@ -33,6 +34,7 @@ export const KNOWN_NETWORK_OPTIONS: readonly string[] = [
   OPT_BANDWIDTH_INGRESS,
   OPT_ANTISPOOF,
   OPT_DNS,
+  OPT_MODE,
 ];
 export const KNOWN_ENDPOINT_OPTIONS: readonly string[] = [
   OPT_INGRESS,
@@ -60,6 +62,8 @@ export interface NetworkOptions {
   readonly egressVia?: readonly string[];
   /** truss.bandwidth*: each container's default limits */
   readonly bandwidth?: BandwidthLimits;
+  /** truss.mode=routed (core/routed.ts); absent = bridge */
+  readonly routed?: boolean;
 }
 
 export interface EndpointOptions {
@@ -134,7 +138,10 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   // read from the stored -o map too (core/names/catalog.ts dnsEnabled)
   const dnsText = generic[OPT_DNS];
   if (dnsText !== undefined) parseBool(OPT_DNS, dnsText);
+  const routed = parseMode(generic[OPT_MODE]) === 'routed';
+  if (routed) checkRoutedOptions(generic, name !== undefined);
   return {
+    ...(routed ? { routed } : {}),
     ...(viaText !== undefined ? { egressVia: parseEgressVia(viaText) } : {}),
     ...(bandwidth !== undefined ? { bandwidth } : {}),
     ...(clusterName !== undefined ? { cluster: { name: clusterName, encrypt } } : {}),

@@ -66,6 +66,16 @@ function bridgeProblems(d: BridgeObject, o: ObservedLink | undefined, stateId?: 
   return p;
 }
 
+/** A routed host end: no master, its network's group, its gateway addresses. */
+function routedVethProblems(d: VethObject, r: NonNullable<VethObject['routed']>, o: ObservedLink): string[] {
+  const p: string[] = [];
+  if (o.master !== undefined) p.push(`veth ${d.name} is attached to ${o.master}, want no master (routed)`);
+  if (o.group !== r.group) p.push(`veth ${d.name} is in interface group ${o.group ?? 0}, want ${r.group}`);
+  const missing = r.addresses.filter((a) => !o.addresses.includes(a));
+  if (missing.length > 0) p.push(`veth ${d.name} lacks its gateway address(es) ${missing.join(', ')}`);
+  return p;
+}
+
 function vethProblems(
   d: VethObject,
   o: ObservedLink | undefined,
@@ -77,7 +87,8 @@ function vethProblems(
   if (o.kind !== 'veth') p.push(`link ${d.name} is a ${o.kind || 'link'}, not a veth`);
   if (o.mark?.id !== d.endpointId) p.push(`veth ${d.name} does not carry truss's mark for its endpoint`);
   else if (stateId !== undefined && o.mark.state !== stateId) p.push(`veth ${d.name} is not stamped with this state`);
-  if (o.master !== d.bridge) p.push(`veth ${d.name} is attached to ${o.master ?? 'nothing'}, want ${d.bridge}`);
+  if (d.routed) p.push(...routedVethProblems(d, d.routed, o));
+  else if (o.master !== d.bridge) p.push(`veth ${d.name} is attached to ${o.master ?? 'nothing'}, want ${d.bridge}`);
   if (o.mtu !== d.mtu) p.push(`veth ${d.name} has MTU ${o.mtu}, want ${d.mtu}`);
   if (!o.up) p.push(`veth ${d.name} is down`);
   if (!d.joined && !peer) p.push(`veth peer ${d.peer} is missing`);

@@ -10,7 +10,7 @@ import type { Dataplane } from '../core/contracts.ts';
 import type { Logger } from '../obs/logger.ts';
 import type { Kind } from './kind.ts';
 import { hostAddressesKind, proxyNdpKind, routesKind, vxlanKind, wireguardKind } from './kinds/cluster.ts';
-import { guardKind, policyKind, portsKind, selectorKind, shaperKind } from './kinds/endpoint.ts';
+import { guardKind, policyKind, portsKind, routedRoutesKind, selectorKind, shaperKind } from './kinds/endpoint.ts';
 import { dnsKind, egressKind, firewallKind } from './kinds/host.ts';
 import type { Links } from './kinds/links.ts';
 import type { PassState } from './kinds/pass.ts';
@@ -24,6 +24,7 @@ export function registry(dp: Dataplane, log: Logger, links: Links): Kind<PassSta
     selectorKind(dp),
     policyKind(dp),
     guardKind(dp),
+    routedRoutesKind(dp),
     shaperKind(dp, log),
     portsKind(dp),
     wireguardKind(dp),

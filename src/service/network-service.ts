@@ -26,6 +26,7 @@ import { bridgeName, hostVethName, macFor, peerVethName, shortId } from '../core
 import { parseEndpointOptions, parseNetworkOptions } from '../core/options.ts';
 import { describePort, NO_PROXY_6TO4_OPTION, parsePortmap, publishFamilies, resolvePorts } from '../core/portmap.ts';
 import type { Capabilities } from '../core/preflight.ts';
+import { checkRoutedEndpoint, isRouted, routedGroup, routedStaticRoutes } from '../core/routed.ts';
 import { showValue } from '../core/safe-json.ts';
 import { fault } from '../obs/fault.ts';
 import type { Logger } from '../obs/logger.ts';
@@ -100,6 +101,7 @@ export class NetworkService implements NetworkDriver {
       ...(opts.cluster !== undefined ? { cluster: opts.cluster } : {}),
       ...(opts.egressVia !== undefined ? { egressVia: opts.egressVia } : {}),
       ...(opts.bandwidth !== undefined ? { bandwidth: opts.bandwidth } : {}),
+      ...(opts.routed ? { mode: 'routed' as const } : {}),
     };
     if (spec.egressVia) checkEgressVia(spec.egressVia, spec, spec.cluster !== undefined);
     if (spec.cluster) {
@@ -148,6 +150,12 @@ export class NetworkService implements NetworkDriver {
     if (other.bridge === spec.bridge) {
       throw errors.networkConflict(`bridge name ${spec.bridge} is already used by truss network ${shortId(other.id)}`);
     }
+    if (isRouted(spec) && isRouted(other) && routedGroup(spec.id) === routedGroup(other.id)) {
+      throw errors.networkConflict(
+        `routed network ${shortId(spec.id)} would share interface group ${routedGroup(spec.id)} with routed network ` +
+          `${shortId(other.id)} (both ids start ${spec.id.slice(0, 6)}): create it again (a new id), or remove the other`,
+      );
+    }
     for (const d of [...other.ipv4, ...other.ipv6]) {
       const theirs = parsePrefix(d.pool);
       const clash = theirs && pools.find((p) => prefixesOverlap(p, theirs));
@@ -190,6 +198,7 @@ export class NetworkService implements NetworkDriver {
     }
     await this.#checkAddresses(net, input);
     const epOpts = parseEndpointOptions(input.options);
+    if (isRouted(net)) checkRoutedEndpoint(epOpts.raw);
     await checkEndpointFeatures(
       this.#d.capabilities,
       net,
@@ -295,7 +304,7 @@ export class NetworkService implements NetworkDriver {
       dstPrefix: 'eth',
       ...(gateway ? { gateway } : {}),
       ...(gatewayIpv6 ? { gatewayIpv6 } : {}),
-      staticRoutes: [],
+      staticRoutes: routedStaticRoutes(net),
       disableGatewayService: net.internal,
     };
   }

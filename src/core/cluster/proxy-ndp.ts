@@ -54,7 +54,8 @@ export function computeProxyNdp(
     .filter((p) => p?.family === 6 && 128 - p.length <= MAX_PROXY_BLOCK_BITS);
   const out: ProxyNdpObject[] = [];
   for (const n of networks) {
-    if (!n.cluster || n.ipv6.length === 0) continue;
+    // routed mode (core/routed.ts): no bridge; containers reach other hosts through their gateway
+    if (!n.cluster || n.ipv6.length === 0 || n.mode === 'routed') continue;
     const subnets = n.ipv6.map((d) => parsePrefix(d.pool)).filter((p) => p !== undefined);
     const own = new Set(
       n.ipv6

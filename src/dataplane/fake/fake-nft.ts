@@ -15,6 +15,7 @@ import type {
   SelectorSetObject,
 } from '../../core/desired.ts';
 import { selectorSetName } from '../../core/naming.ts';
+import type { RoutedRoutesObject } from '../../core/routed.ts';
 import { BASE_RULES, diffPorts, type PortElement, planPortDeletes, portElements } from '../linux/dnat.ts';
 import { DNS_PRIORITY, DNS_RULES, diffDnsRedirect, dnsBridgeMembers, dnsElements } from '../linux/dns-redirect.ts';
 import { KernelError } from '../linux/exec.ts';
@@ -244,6 +245,31 @@ export class FakeNftables extends FakeLinks {
   async readDnsSeen(): Promise<readonly string[]> {
     this.enter('readDnsSeen', undefined);
     return this.dnsRedirect ? [...this.dnsSeen] : [];
+  }
+
+  // ----- routed networks' routes, as the objects last ensured -----
+
+  readonly routedRoutes = new Map<string, RoutedRoutesObject>();
+
+  async checkRoutedRoutes(desired: readonly RoutedRoutesObject[]): Promise<SetCheck> {
+    this.enter('checkRoutedRoutes', desired);
+    const drifted = desired
+      .filter((o) => JSON.stringify(this.routedRoutes.get(o.name)) !== JSON.stringify(o))
+      .map((o) => o.name);
+    const wanted = new Set(desired.map((o) => o.name));
+    const extra = [...this.routedRoutes.keys()].filter((n) => !wanted.has(n)).sort();
+    const problems = [...drifted.map((n) => `routes ${n}: differ`), ...extra.map((n) => `routes ${n}: not desired`)];
+    return { drifted, extra, problems };
+  }
+
+  async ensureRoutedRoutes(o: RoutedRoutesObject): Promise<void> {
+    this.enter('ensureRoutedRoutes', o);
+    this.routedRoutes.set(o.name, clone(o));
+  }
+
+  async removeRoutedRoutes(name: string): Promise<void> {
+    this.enter('removeRoutedRoutes', name);
+    this.routedRoutes.delete(name);
   }
 
   // ----- anti-spoofing: guarded ports, as the GuardObjects last ensured -----

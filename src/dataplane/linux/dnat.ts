@@ -370,7 +370,9 @@ export async function applyPorts(exec: Exec, p: PortsObject): Promise<void> {
       await exec.run('nft', ['-f', '-'], { stdin: renderPorts(p, planPortDeletes(p, t?.elements ?? [])) });
     });
   }
-  await exec.run('ip', ['link', 'set', 'dev', port, 'type', 'bridge_slave', 'hairpin', 'on']);
+  // routed mode (core/routed.ts): `bridge` is the host end itself, no bridge port, nothing to turn on
+  if (p.bridge !== p.hostVeth)
+    await exec.run('ip', ['link', 'set', 'dev', port, 'type', 'bridge_slave', 'hairpin', 'on']);
 }
 
 export async function removePorts(exec: Exec, name: string): Promise<void> {

@@ -99,7 +99,8 @@ export async function detectIptables(exec: Exec, iptables = 'iptables'): Promise
 export function renderShimRules(f: FirewallObject): string[] {
   const any = `${TRUSS_IFNAME_PREFIX}+`;
   const comment = '-m comment --comment "truss interfaces"';
-  const named = f.networks.filter((n) => !n.bridge.startsWith(TRUSS_IFNAME_PREFIX));
+  // a routed network's host ends are trv* veths (its `bridge` only names the network): the prefix covers them
+  const named = f.networks.filter((n) => n.routed === undefined && !n.bridge.startsWith(TRUSS_IFNAME_PREFIX));
   return [
     `-A ${IPT_CHAIN} -i ${any} ${comment} -j ACCEPT`,
     `-A ${IPT_CHAIN} -o ${any} ${comment} -j ACCEPT`,

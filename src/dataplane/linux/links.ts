@@ -35,6 +35,8 @@ interface IpLinkJson {
   readonly master?: string;
   readonly address?: string;
   readonly linkinfo?: { readonly info_kind?: string };
+  /** "default" (0), or the number (a name only when /etc/iproute2/group names it) */
+  readonly group?: string | number;
   readonly addr_info?: readonly IpAddrInfo[];
 }
 
@@ -44,7 +46,9 @@ function toLinkState(j: IpLinkJson): LinkState | undefined {
   const addresses = (j.addr_info ?? [])
     .filter((a) => a.scope === 'global' && typeof a.local === 'string' && typeof a.prefixlen === 'number')
     .map((a) => `${a.local}/${a.prefixlen}`);
+  const group = Number(j.group);
   return {
+    ...(Number.isInteger(group) && group > 0 ? { group } : {}),
     name: j.ifname,
     ifindex: j.ifindex,
     kind: j.linkinfo?.info_kind ?? '',

@@ -29,6 +29,7 @@ import { checkPolicies } from './policy-check.ts';
 import * as selectors from './policy-selectors.ts';
 import * as proxyNdp from './proxy-ndp.ts';
 import * as raGuard from './ra-guard.ts';
+import * as routed from './routed-routes.ts';
 import * as rt from './routes.ts';
 import * as shaper from './shaper.ts';
 import { ensureBridgeNetfilter, ensureFirewallSysctls } from './sysctl.ts';
@@ -261,6 +262,9 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     removeDnsRedirect: () => dns.removeDnsRedirect(exec),
     readDnsSeen: () => dns.readDnsSeen(exec),
     checkGuards: (desired) => guard.checkGuards(exec, desired),
+    checkRoutedRoutes: (desired) => routed.checkRoutedRoutes(exec, desired),
+    ensureRoutedRoutes: (o) => routed.ensureRoutedRoutes(exec, o),
+    removeRoutedRoutes: (name, applied) => routed.removeRoutedRoutes(exec, name, applied),
     ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
     removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),
     removeGuardTable: () => guard.removeGuardTable(exec),

@@ -56,6 +56,8 @@ const GOLDEN_TWO = `table inet truss {
 
 	chain net_aaaaaaaaaaaa {
 		oifname "trbaaaaaaaaaaaa" accept comment "net aaaaaaaaaaaa: same network"
+		oifname "trwg0" drop comment "net aaaaaaaaaaaa: to another network on other hosts"
+		oifname "trvx0" drop comment "net aaaaaaaaaaaa: to another network on other hosts"
 		ct status dnat accept comment "net aaaaaaaaaaaa: to a published port (table truss_ports)"
 		oifname @bridges drop comment "net aaaaaaaaaaaa: to another truss network"
 		meta oifkind "bridge" oifname != @uplinks drop comment "net aaaaaaaaaaaa: to a foreign bridge"
@@ -64,6 +66,8 @@ const GOLDEN_TWO = `table inet truss {
 
 	chain net_bbbbbbbbbbbb {
 		oifname "trbbbbbbbbbbbbb" accept comment "net bbbbbbbbbbbb: same network"
+		oifname "trwg0" drop comment "net bbbbbbbbbbbb: to another network on other hosts"
+		oifname "trvx0" drop comment "net bbbbbbbbbbbb: to another network on other hosts"
 		drop comment "net bbbbbbbbbbbb: internal network"
 	}
 
@@ -148,7 +152,8 @@ describe('renderNftRuleset', () => {
       text,
       /set peer_ingress \{\n\t\ttype ifname \. ifname\n\t\telements = \{ "trwg0" \. "trbaaaaaaaaaaaa" \}/,
     );
-    assert.match(text, /oifname "trwg0" accept comment "net aaaaaaaaaaaa: to other hosts"/);
+    assert.match(text, /oifname "trwg0" ip daddr [0-9./]+ accept comment "net aaaaaaaaaaaa: to other hosts"/);
+    assert.match(text, /oifname "trvx0" drop comment "net aaaaaaaaaaaa: to another network on other hosts"/);
     assert.match(text, /oifname != "trbaaaaaaaaaaaa" oifname != "trwg0" masquerade/);
   });
 

@@ -29,10 +29,12 @@
  * sets it), bridged IPv4/IPv6 frames traverse the inet forward hook with
  * iifname == oifname == the bridge; the `same network` accept keeps them flowing.
  */
+
+import { WG_DEVICE } from '../../core/cluster/desired.ts';
 import type { FirewallNetwork, FirewallObject, VxlanGuard } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { formatIp, parseIp } from '../../core/ip.ts';
-import { isDockerId, NFT_FAMILY, NFT_TABLE, shortId } from '../../core/naming.ts';
+import { isDockerId, NFT_FAMILY, NFT_TABLE, shortId, VXLAN_DEVICE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
 import { isKernelError } from './exec.ts';
 import { canonicalCidr, checkIfName } from './links.ts';
@@ -72,7 +74,90 @@ function peerIngressSet(networks: readonly FirewallNetwork[]): string[] {
   return ['\tset peer_ingress {', '\t\ttype ifname . ifname', ...body, '\t}', ''];
 }
 
-function forwardChain(): string[] {
+/** Routed networks (core/routed.ts): their host ends' interface groups, as nft prints them. */
+const groupOf = (n: FirewallNetwork): number | undefined => {
+  const g = n.routed?.group;
+  if (g === undefined) return undefined;
+  if (!Number.isInteger(g) || g < 1 || g > 0xffffffff) throw errors.badOption(`firewall: invalid interface group ${g}`);
+  return g;
+};
+
+/**
+ * Present only with a routed network, so a host with bridges only keeps its table as it was:
+ * `groups` (every routed network's host ends), `egress_group` (by input group, like `egress`),
+ * `rpf_groups` (those whose sources are checked).
+ */
+function routedSets(networks: readonly FirewallNetwork[]): string[] {
+  const routed = networks.filter((n) => groupOf(n) !== undefined);
+  if (routed.length === 0) return [];
+  const set = (name: string, els: readonly string[]): string[] => [
+    `	set ${name} {`,
+    '		type devgroup',
+    ...(els.length > 0 ? [`		elements = { ${els.join(', ')} }`] : []),
+    '	}',
+    '',
+  ];
+  const map = routed.map((n) => `${groupOf(n)} : jump ${chainOf(n)}`);
+  // (peer link . group): other hosts of a routed cluster network may open flows into its host ends
+  const peers = routed.flatMap((n) => (n.peerLinks ?? []).map((l) => `${q(checkIfName(l))} . ${groupOf(n)}`));
+  return [
+    ...set(
+      'groups',
+      routed.map((n) => String(groupOf(n))),
+    ),
+    '	map egress_group {',
+    '		type devgroup : verdict',
+    `		elements = { ${map.join(', ')} }`,
+    '	}',
+    '',
+    '\tset peer_ingress_group {',
+    '\t\ttype ifname . devgroup',
+    ...(peers.length > 0 ? [`\t\telements = { ${peers.join(', ')} }`] : []),
+    '\t}',
+    '',
+    ...set(
+      'rpf_groups',
+      routed.filter((n) => n.routed?.rpf).map((n) => String(groupOf(n))),
+    ),
+  ];
+}
+
+/**
+ * Anti-spoofing of routed networks: a source the host would not route back out of the link it
+ * came in on is dropped, before conntrack (a point-to-point link: nothing else to check; ARP and
+ * neighbour spoofing cannot redirect anything, the routes are the host's).
+ */
+function rpfChain(): string[] {
+  return [
+    '	chain prerouting {',
+    '		type filter hook prerouting priority raw; policy accept;',
+    '		iifgroup @rpf_groups fib saddr . iif oif missing drop comment "truss: routed: source not routed back to its link"',
+    '	}',
+    '',
+  ];
+}
+
+/** forwardChain with routed networks: their groups are matched beside the bridges' names. */
+function forwardChainRouted(): string[] {
+  return [
+    '\tchain forward {',
+    '\t\ttype filter hook forward priority filter - 10; policy accept;',
+    '\t\tct state established,related accept comment "truss: replies of allowed flows"',
+    '\t\tiifname != @bridges oifname != @bridges iifgroup != @groups oifgroup != @groups accept comment "truss: not truss traffic"',
+    '\t\tiifname vmap @egress comment "truss: from a truss network: its own chain"',
+    '\t\tiifgroup vmap @egress_group comment "truss: from a routed truss network: its own chain"',
+    '\t\tiifname . oifname @peer_ingress accept comment "truss: from other hosts of a cluster network"',
+    '\t\tiifname . oifgroup @peer_ingress_group accept comment "truss: from other hosts of a routed cluster network"',
+    '\t\tct status dnat accept comment "truss: to a published port (table truss_ports)"',
+    '\t\toifname @bridges drop comment "truss: new flows into a truss network from elsewhere"',
+    '\t\toifgroup @groups drop comment "truss: new flows into a routed truss network from elsewhere"',
+    '\t}',
+    '',
+  ];
+}
+
+function forwardChain(routed: boolean): string[] {
+  if (routed) return forwardChainRouted();
   return [
     '\tchain forward {',
     '\t\ttype filter hook forward priority filter - 10; policy accept;',
@@ -103,18 +188,33 @@ function egressViaRules(n: FirewallNetwork, tag: string): string[] {
 }
 
 /** One network's egress decisions (rules 2, 3, 5, 6, 7), reached only via `egress`. */
-function networkChain(n: FirewallNetwork): string[] {
+function networkChain(n: FirewallNetwork, routed: boolean): string[] {
   const tag = `net ${netTag(n)}`;
   const br = q(checkIfName(n.bridge));
-  const peers = (n.peerLinks ?? []).map((l) => `oifname ${q(checkIfName(l))} accept comment "${tag}: to other hosts"`);
+  const g = groupOf(n);
+  const same = g === undefined ? `oifname ${br}` : `oifgroup ${g}`;
+  const toRouted = routed ? [`oifgroup @groups drop comment "${tag}: to another truss network"`] : [];
+  // only to its own subnets: the tunnel devices carry every cluster network of their mode, and the
+  // host on the other end admits by device (peer_ingress), so anything else sent into them would
+  // reach another network's containers there; other networks' chains drop into them outright
+  const peers = [
+    ...(n.peerLinks ?? []).flatMap((l) =>
+      [
+        ...n.subnets4.map((s) => `ip daddr ${canonicalCidr(s)}`),
+        ...n.subnets6.map((s) => `ip6 daddr ${canonicalCidr(s)}`),
+      ].map((d) => `oifname ${q(checkIfName(l))} ${d} accept comment "${tag}: to other hosts"`),
+    ),
+    ...[WG_DEVICE, VXLAN_DEVICE].map((l) => `oifname ${q(l)} drop comment "${tag}: to another network on other hosts"`),
+  ];
   const rules = n.internal
-    ? [`oifname ${br} accept comment "${tag}: same network"`, ...peers, `drop comment "${tag}: internal network"`]
+    ? [`${same} accept comment "${tag}: same network"`, ...peers, `drop comment "${tag}: internal network"`]
     : [
-        `oifname ${br} accept comment "${tag}: same network"`,
+        `${same} accept comment "${tag}: same network"`,
         ...peers,
         ...egressViaRules(n, tag),
         `ct status dnat accept comment "${tag}: to a published port (table truss_ports)"`,
         `oifname @bridges drop comment "${tag}: to another truss network"`,
+        ...toRouted,
         `meta oifkind "bridge" oifname != @uplinks drop comment "${tag}: to a foreign bridge"`,
         `accept comment "${tag}: outbound"`,
       ];
@@ -130,7 +230,9 @@ function postroutingChain(networks: readonly FirewallNetwork[]): string[] {
       [...n.subnets4.map((s) => ['ip', s] as const), ...n.subnets6.map((s) => ['ip6', s] as const)].map(([fam, s]) => {
         // traffic to the same cluster network on other hosts keeps its container source
         const peer = (n.peerLinks ?? []).map((l) => ` oifname != ${q(checkIfName(l))}`).join('');
-        return `\t\t${fam} saddr ${canonicalCidr(s)} oifname != ${q(checkIfName(n.bridge))}${peer} masquerade comment "net ${netTag(n)}"`;
+        const g = groupOf(n);
+        const out = g === undefined ? `oifname != ${q(checkIfName(n.bridge))}` : `oifgroup != ${g}`;
+        return `\t\t${fam} saddr ${canonicalCidr(s)} ${out}${peer} masquerade comment "net ${netTag(n)}"`;
       }),
     );
   return [
@@ -185,6 +287,7 @@ function inputChain(g: VxlanGuard | undefined): string[] {
 export function renderNftRuleset(f: FirewallObject, opts: NftRenderOptions = {}): string {
   const nets = f.networks;
   for (const n of nets) checkIfName(n.bridge);
+  const routed = nets.some((n) => groupOf(n) !== undefined);
   const bridges = nets.map((n) => `${q(n.bridge)} comment "net ${netTag(n)}"`);
   const uplinks = [...new Set(opts.uplinks ?? [])].sort().map((u) => q(checkIfName(u)));
   const lines = [
@@ -194,9 +297,11 @@ export function renderNftRuleset(f: FirewallObject, opts: NftRenderOptions = {})
     ...ifnameSet('uplinks', uplinks),
     ...egressMap(nets),
     ...peerIngressSet(nets),
+    ...routedSets(nets),
     ...vxlanSets(f.vxlan),
-    ...forwardChain(),
-    ...nets.flatMap(networkChain),
+    ...(routed ? rpfChain() : []),
+    ...forwardChain(routed),
+    ...nets.flatMap((n) => networkChain(n, routed)),
     ...postroutingChain(nets),
     ...inputChain(f.vxlan),
     '}',

@@ -16,6 +16,7 @@ import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '
 import { TRUSS_ROUTE_PROTO } from '../../core/naming.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName } from './links.ts';
+import { isHostEndName } from './routed-routes.ts';
 
 export { TRUSS_ROUTE_PROTO };
 
@@ -44,6 +45,8 @@ interface IpRouteJson {
   /** a next hop of the other family: {"family":"inet6","host":"fe80::1"} */
   readonly via?: { readonly host?: string };
   readonly prefsrc?: string;
+  /** absent for unicast */
+  readonly type?: string;
   readonly metrics?: readonly Record<string, unknown>[];
 }
 
@@ -62,6 +65,8 @@ export function parseRoutesJson(stdout: string, family: 4 | 6): OwnedRoute[] {
   return parsed.flatMap((r: IpRouteJson) => {
     const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, family) : undefined;
     if (dst === undefined || typeof r.dev !== 'string') return []; // multipath/blackhole: never ours
+    // a routed network's (routed-routes.ts): unreachable subnets, host routes on host ends
+    if ((r.type !== undefined && r.type !== 'unicast') || isHostEndName(r.dev)) return [];
     const mtu = r.metrics?.map((m) => m.mtu).find((v): v is number => typeof v === 'number');
     const hop = r.gateway ?? r.via?.host;
     const via = typeof hop === 'string' ? parseIp(hop) : undefined;

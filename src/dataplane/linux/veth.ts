@@ -15,7 +15,16 @@ import { errors, type TrussError } from '../../core/errors.ts';
 import { isTrussLinkName, ownerMark, shortId } from '../../core/naming.ts';
 import { fault } from '../../obs/fault.ts';
 import { type DataplaneLog, type Exec, isKernelError } from './exec.ts';
-import { batch, checkIfName, checkMac, deleteLink, type LinkState, readLink, undoFailedCreate } from './links.ts';
+import {
+  batch,
+  canonicalCidr,
+  checkIfName,
+  checkMac,
+  deleteLink,
+  type LinkState,
+  readLink,
+  undoFailedCreate,
+} from './links.ts';
 import { ensureAcceptRaOff } from './sysctl.ts';
 
 export const ENDPOINT_DISCONNECTED = 'TRUSS_ERR_ENDPOINT_DISCONNECTED';
@@ -27,8 +36,32 @@ export function endpointDisconnected(v: VethObject): TrussError {
   );
 }
 
+// why nodad: the gateway must answer at once (as on a bridge, bridge.ts); the address is ours
+const gatewayLine = (verb: 'add' | 'replace', cidr: string, dev: string): string =>
+  `addr ${verb} ${canonicalCidr(cidr)} dev ${dev}${cidr.includes(':') ? ' nodad' : ''}`;
+
+const checkGroup = (g: number): number => {
+  if (!Number.isInteger(g) || g < 1 || g > 0xffffffff) throw errors.badOption(`invalid interface group ${g}`);
+  return g;
+};
+
+/**
+ * Pure: a routed host end from nothing (core/routed.ts): no master; its network's interface group
+ * (in the same `link set` as the mark) and the gateway addresses, so the container's ARP/NS for
+ * its gateway is answered by the host end itself.
+ */
+function planRoutedCreate(v: VethObject, r: NonNullable<VethObject['routed']>, stateId?: string): string[] {
+  const name = checkIfName(v.name);
+  return [
+    `link add ${name} mtu ${v.mtu} type veth peer name ${checkIfName(v.peer)} address ${checkMac(v.peerMac)} mtu ${v.mtu}`,
+    `link set ${name} alias ${ownerMark('ep', v.endpointId, stateId)} group ${checkGroup(r.group)} up`,
+    ...r.addresses.map((a) => gatewayLine('add', a, name)),
+  ];
+}
+
 /** Pure: the `ip -batch` lines that create the pair from nothing. Line 1 makes both ends. */
 export function planVethCreate(v: VethObject, stateId?: string): string[] {
+  if (v.routed) return planRoutedCreate(v, v.routed, stateId);
   const name = checkIfName(v.name);
   return [
     `link add ${name} mtu ${v.mtu} type veth peer name ${checkIfName(v.peer)} address ${checkMac(v.peerMac)} mtu ${v.mtu}`,
@@ -43,7 +76,12 @@ export function planVeth(cur: LinkState, v: VethObject, stateId?: string): strin
   const lines: string[] = [];
   const mark = ownerMark('ep', v.endpointId, stateId);
   if (cur.alias !== mark) lines.push(`link set ${name} alias ${mark}`);
-  if (cur.master !== v.bridge) lines.push(`link set ${name} master ${checkIfName(v.bridge)}`);
+  if (v.routed) {
+    if (cur.master !== undefined) lines.push(`link set ${name} nomaster`);
+    if (cur.group !== v.routed.group) lines.push(`link set ${name} group ${checkGroup(v.routed.group)}`);
+    const have = new Set(cur.addresses.map(canonicalCidr));
+    for (const a of v.routed.addresses) if (!have.has(canonicalCidr(a))) lines.push(gatewayLine('replace', a, name));
+  } else if (cur.master !== v.bridge) lines.push(`link set ${name} master ${checkIfName(v.bridge)}`);
   if (cur.mtu !== v.mtu) lines.push(`link set ${name} mtu ${v.mtu}`);
   if (!cur.up) lines.push(`link set ${name} up`);
   return lines;

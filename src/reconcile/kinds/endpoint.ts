@@ -9,6 +9,7 @@ import type { ShaperObject } from '../../core/bandwidth.ts';
 import type { Dataplane } from '../../core/contracts.ts';
 import type { GuardObject, PolicyObject, PortsObject, SelectorSetObject } from '../../core/desired.ts';
 import { ifbOfHostVeth } from '../../core/naming.ts';
+import type { RoutedRoutesObject } from '../../core/routed.ts';
 import type { Logger } from '../../obs/logger.ts';
 import { objectKey, ownedBy, type SetKind } from '../kind.ts';
 import type { PassState } from './pass.ts';
@@ -74,6 +75,24 @@ export function guardKind(dp: Dataplane): SetKind<PassState, GuardObject> {
     check: (w) => dp.checkGuards(w),
     ensure: (g, how) => dp.ensureGuard(g, { exact: how.exact }),
     remove: (name, applied) => dp.removeGuard(name, applied),
+    extrasMayBeForeign: true,
+    owns: ownedBy,
+  };
+}
+
+/**
+ * Routed networks' routes (core/routed.ts): a subnet's unreachable route from network create on,
+ * an endpoint's host routes after its veth (they are on it; they go with it too).
+ */
+export function routedRoutesKind(dp: Dataplane): SetKind<PassState, RoutedRoutesObject> {
+  return {
+    shape: 'set',
+    name: 'routed-routes',
+    wanted: (d) => d.kernel.routes,
+    check: (w) => dp.checkRoutedRoutes(w),
+    ensure: (o) => dp.ensureRoutedRoutes(o),
+    remove: (name, applied) => dp.removeRoutedRoutes(name, applied),
+    needs: (o) => (o.dev === undefined ? undefined : objectKey('veth', o.dev)),
     extrasMayBeForeign: true,
     owns: ownedBy,
   };

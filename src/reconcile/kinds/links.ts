@@ -91,7 +91,8 @@ export class Links {
       ensure: (v) => dp.ensureVeth(v),
       remove: (name) => dp.removeVeth(name),
       watched: true,
-      needs: (v) => bridgeKey(v.bridge),
+      // a routed veth has no bridge (core/routed.ts)
+      needs: (v) => (v.routed ? undefined : bridgeKey(v.bridge)),
       // after every kind, before the bridges (removals run in reverse registry order)
       removeAt: 'last',
       owns: ownedBy,
