@@ -130,21 +130,31 @@ const DOC_HEADER =
 
 /**
  * Replaces the `## ` section of docs/benchmarks.md whose heading starts with `heading` (or
- * appends it); other sections stay as they are.
+ * appends it); other sections stay as they are. `at: 'top'` puts it right after the page's
+ * intro instead, before the first `## ` section (moved there if it was elsewhere).
  */
-export function writeDocSection(heading: string, section: string): void {
+export function writeDocSection(heading: string, section: string, at: 'own place' | 'top' = 'own place'): void {
   const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
   mkdirSync(dirname(file), { recursive: true });
   const old = existsSync(file) ? readFileSync(file, 'utf8') : DOC_HEADER;
+  writeFileSync(file, `${placeSection(old, heading, section, at).trimEnd()}\n`);
+}
+
+/** The page `old` with its section `heading` replaced by `section` (pure: writeDocSection's text). */
+export function placeSection(old: string, heading: string, section: string, at: 'own place' | 'top'): string {
   // the heading's whole line: "## Scale" must not find "## Scale: 5,000 endpoints"
   const start = old.indexOf(`\n${heading}\n`) + 1;
   let next = start <= 0 ? -1 : old.indexOf('\n## ', start + 1);
   if (next >= 0) next += 1;
-  const text =
-    start <= 0
-      ? `${old.trimEnd()}\n\n${section}`
-      : `${old.slice(0, start)}${section.trimEnd()}\n${next < 0 ? '' : `\n${old.slice(next)}`}`;
-  writeFileSync(file, `${text.trimEnd()}\n`);
+  if (at === 'top') {
+    const rest = start <= 0 ? old : `${old.slice(0, start)}${next < 0 ? '' : old.slice(next)}`;
+    const first = rest.indexOf('\n## ') + 1;
+    if (first > 0) return `${rest.slice(0, first)}${section.trimEnd()}\n\n${rest.slice(first)}`;
+    return `${rest.trimEnd()}\n\n${section}`;
+  }
+  return start <= 0
+    ? `${old.trimEnd()}\n\n${section}`
+    : `${old.slice(0, start)}${section.trimEnd()}\n${next < 0 ? '' : `\n${old.slice(next)}`}`;
 }
 
 /**
