@@ -40,12 +40,9 @@ describe('routed mode (core)', () => {
     assert.equal(parseNetworkOptions({}, false).routed, undefined);
   });
 
-  it('refuses what routed mode does not do yet, at create', () => {
-    const refused: Record<string, string>[] = [
-      { 'com.docker.network.bridge.name': 'br-x' },
-      { 'truss.egress.via': '198.18.5.254' },
-      { 'truss.dns': 'true' },
-    ];
+  it('refuses a bridge name at create; egress.via is taken', () => {
+    assert.equal(parseNetworkOptions({ 'truss.mode': 'routed', 'truss.egress.via': '198.19.0.2' }, false).routed, true);
+    const refused: Record<string, string>[] = [{ 'com.docker.network.bridge.name': 'br-x' }, { 'truss.dns': 'true' }];
     for (const o of refused) {
       assert.throws(
         () => parseNetworkOptions({ 'truss.mode': 'routed', ...o }, false),

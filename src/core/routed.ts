@@ -16,12 +16,10 @@
  * Pure; the kernel side is dataplane/linux/veth.ts and routed-routes.ts.
  */
 
-import { OPT_EGRESS_VIA } from './egress.ts';
 import { errors } from './errors.ts';
 import { OPT_ANTISPOOF } from './guard.ts';
 import { formatPrefix, networkOf, parsePrefix } from './ip.ts';
 import type { EndpointSpec, NetworkSpec } from './model.ts';
-import { OPT_DNS } from './names/catalog.ts';
 
 export const OPT_MODE = 'truss.mode';
 export type NetworkMode = 'bridge' | 'routed';
@@ -49,9 +47,8 @@ export function checkRoutedOptions(opts: Readonly<Record<string, string>>, bridg
     );
   };
   if (bridgeName) refuse('com.docker.network.bridge.name (a routed network has no bridge)');
-  if (opts[OPT_EGRESS_VIA] !== undefined) refuse(OPT_EGRESS_VIA);
-  const dns = opts[OPT_DNS];
-  if (dns === 'true' || dns === '1') refuse(`${OPT_DNS}=true`);
+  const dns = opts['truss.dns'];
+  if (dns === 'true' || dns === '1') refuse('truss.dns=true');
 }
 
 /** An endpoint option routed mode refuses: per-container anti-spoofing opt-out (the check is per network). */
