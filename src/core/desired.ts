@@ -161,6 +161,8 @@ export type { GuardObject } from './guard.ts';
 /** A dns-enabled network's bridge (truss.dns=true) and its bare gateway IPs: where its DNS is redirected to. */
 export interface DnsRedirectBridge {
   readonly bridge: string;
+  /** truss.mode=routed: matched by its host ends' interface group, `bridge` only names it */
+  readonly group?: number;
   readonly gateway4?: string;
   readonly gateway6?: string;
 }

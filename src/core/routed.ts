@@ -47,8 +47,6 @@ export function checkRoutedOptions(opts: Readonly<Record<string, string>>, bridg
     );
   };
   if (bridgeName) refuse('com.docker.network.bridge.name (a routed network has no bridge)');
-  const dns = opts['truss.dns'];
-  if (dns === 'true' || dns === '1') refuse('truss.dns=true');
 }
 
 /** An endpoint option routed mode refuses: per-container anti-spoofing opt-out (the check is per network). */
