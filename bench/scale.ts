@@ -43,7 +43,8 @@
  * attach spends its time, bench/scale-log.ts; the figures then include the logging),
  * --daemon-node-options 'FLAGS' (NODE_OPTIONS for the daemon, e.g. V8 heap sizes), --from-source (run
  * the daemon as bin/truss does, type-stripping src/, instead of as scripts/run.sh and the managed
- * plugin do: the bundle from packaging/bundle.ts with DAEMON_NODE_FLAGS).
+ * plugin do: the bundle from packaging/bundle.ts with DAEMON_NODE_FLAGS), --mode routed (the networks
+ * with -o truss.mode=routed; bridge by default).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -92,6 +93,7 @@ const { values: flags } = parseArgs({
     'heap-snapshot': { type: 'string' },
     'daemon-node-options': { type: 'string' },
     'from-source': { type: 'boolean', default: false },
+    mode: { type: 'string', default: 'bridge' },
   },
   strict: true,
 });
@@ -548,7 +550,8 @@ async function main(): Promise<void> {
     };
     process.stderr.write(`bench/scale: ${ENDPOINTS} endpoints over ${NETWORKS} networks${SMOKE ? ' (smoke)' : ''}\n`);
     const nets: NetworkRef[] = [];
-    for (let n = 0; n < NETWORKS; n++) nets.push(await createNetwork(c, subnetOf(n)));
+    const generic = flags.mode === 'routed' ? { 'truss.mode': 'routed' } : {};
+    for (let n = 0; n < NETWORKS; n++) nets.push(await createNetwork(c, subnetOf(n), generic));
     const ta = performance.now();
     const eps = await attachAll(c, nets, s, pid);
     const attachPhaseS = (performance.now() - ta) / 1000;

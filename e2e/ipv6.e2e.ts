@@ -19,7 +19,9 @@ import { captureSyns } from './harness/capture.ts';
 import { containerIp, containerPid, runContainer } from './harness/containers.ts';
 import { run } from './harness/exec.ts';
 import { type Host, startHost } from './harness/host.ts';
+import { IMAGE } from './harness/image.ts';
 import { assertNoTrussLeftovers, nftTableExists } from './harness/leftovers.ts';
+import { MODES, modeOpts, modeTitle } from './harness/modes.ts';
 import { enterNetns, type NetnsRef, nsPing, nsTcpConnect } from './harness/netns-tcp.ts';
 import { createOutside, OUTSIDE_PORT, type Outside } from './harness/outside.ts';
 import { serverSaw } from './harness/traffic.ts';
@@ -313,3 +315,84 @@ describe('truss IPv6 against a real dockerd', { timeout: 10 * 60_000 }, () => {
     await assertNoTrussLeftovers(host);
   });
 });
+
+/**
+ * Routed mode over IPv6: the gateway /128 on each host end, the Join's static routes (the gateway
+ * connected, the /65 halves via it), host routes, the v6 reverse-path check; isolation by
+ * interface group; a published port over v6 (the host to its own v6 address).
+ */
+for (const mode of MODES.filter((m) => m === 'routed')) {
+  describe(modeTitle('truss IPv6 against a real dockerd', mode), { timeout: 5 * 60_000 }, () => {
+    const HOST6 = 'fd00:251::1';
+    before(async () => {
+      host = await startHost('ip6r');
+      await host.startTruss({ debug: true, extraArgs: ['--resync-seconds', '3600'] });
+      // a v6 address of the host's own for the published port (the simulated host has no v6 uplink here)
+      const inHost = async (argv: readonly string[]) => {
+        const r = await run(['nsenter', `--net=${host.netnsPath}`, ...argv]);
+        assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
+      };
+      await inHost(['ip', 'addr', 'add', `${HOST6}/128`, 'dev', 'lo']);
+      await trussNet('r1', [...modeOpts(mode), '--ipv6', '--subnet', '198.18.64.0/24', '--subnet', 'fd00:64::/64']);
+      await trussNet('r2', [...modeOpts(mode), '--ipv6', '--subnet', '198.18.65.0/24', '--subnet', 'fd00:65::/64']);
+      await Promise.all([
+        runContainer(host, { name: 'ra1', network: 'r1', cmd: SRV_CMD }),
+        runContainer(host, { name: 'ra2', network: 'r1' }),
+        runContainer(host, { name: 'rb1', network: 'r2', cmd: SRV_CMD }),
+      ]);
+      const r = await host.docker([
+        'run',
+        '-d',
+        '--name',
+        'rp',
+        '--network',
+        'r1',
+        '-p',
+        '8080:8080',
+        IMAGE,
+        ...SRV_CMD,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+    });
+    after(async () => {
+      await host?.stop();
+    });
+
+    it('R1. v6 between containers through the host end: default via the gateway, ping -6, TCP, host -> container', async () => {
+      const [a1, a2ns] = [await ip6Of('ra1', 'r1'), await nsOf('ra2')];
+      const routes = await inNs(a2ns, ['ip', '-6', 'route', 'show']);
+      assert.match(routes.stdout, /default via fd00:64::1 dev eth0/, routes.stdout);
+      assert.match(routes.stdout, /fd00:64::\/65 via fd00:64::1/, `the Join's half via the gateway: ${routes.stdout}`);
+      // the containers were just started: their addresses may still be in DAD (a second at most)
+      await waitFor(() => nsPing(a2ns, a1, 1), 5000, { what: 'ping -6 ra2 -> ra1' });
+      assert.ok(await nsPing(a2ns, 'fd00:64::1'), 'ping -6 ra2 -> gateway');
+      const tcp = await nsTcpConnect(a2ns, a1, 80);
+      assert.ok(tcp.ok, `TCP over v6 ra2 -> [ra1]:80: ${tcp.output}`);
+      assert.ok(await serverSaw(host, 'ra1', tcp.token), 'ra1 recorded the token');
+      assert.ok((await nsTcpConnect(hostNs(), a1, 8080)).ok, 'host -> [ra1]:8080 over v6');
+    });
+
+    it('R2. two routed v6 networks are isolated (ping and TCP, both ways)', async () => {
+      const [a1, b1] = [await ip6Of('ra1', 'r1'), await ip6Of('rb1', 'r2')];
+      const [a2ns, b1ns] = [await nsOf('ra2'), await nsOf('rb1')];
+      assert.equal(await nsPing(a2ns, b1, 2), false, 'ping -6 r1 -> r2 must fail');
+      assert.equal(await nsPing(b1ns, a1, 2), false, 'ping -6 r2 -> r1 must fail');
+      assert.equal((await nsTcpConnect(a2ns, b1, 80, 2)).ok, false, 'TCP r1 -> [rb1]:80 must fail');
+      assert.equal((await nsTcpConnect(b1ns, a1, 80, 2)).ok, false, 'TCP r2 -> [ra1]:80 must fail');
+    });
+
+    it('R3. a published port over v6: the host to its own v6 address reaches the container', async () => {
+      const tcp = await nsTcpConnect(hostNs(), HOST6, 8080);
+      assert.ok(tcp.ok, `host -> [${HOST6}]:8080: ${tcp.output}`);
+      assert.ok(await serverSaw(host, 'rp', tcp.token), 'rp recorded the token');
+    });
+
+    it('R4. everything removed: nothing of truss is left', async () => {
+      const rm = await host.docker(['rm', '-f', 'ra1', 'ra2', 'rb1', 'rp'], 120_000);
+      assert.equal(rm.code, 0, rm.stderr);
+      for (const n of ['r1', 'r2']) assert.equal((await host.docker(['network', 'rm', n])).code, 0);
+      await run(['nsenter', `--net=${host.netnsPath}`, 'ip', 'addr', 'del', `${HOST6}/128`, 'dev', 'lo']);
+      await assertNoTrussLeftovers(host);
+    });
+  });
+}

@@ -22,6 +22,7 @@ import { waitSynced } from './harness/cluster-state.ts';
 import { containerIp, createClusterNetwork, createTrussNetwork, runContainer } from './harness/containers.ts';
 import { printFigures } from './harness/figures.ts';
 import type { Host } from './harness/host.ts';
+import { MODES, modeOpts } from './harness/modes.ts';
 import { DOCKERD, DOCKERD_PATH } from './harness/paths.ts';
 import { SINK_CMD, SINK_PORT, tcpConnect } from './harness/traffic.ts';
 import { UNDERLAY_ADDRESS } from './harness/underlay.ts';
@@ -244,6 +245,20 @@ describe('truss names across hosts (DNS)', { timeout: 10 * 60_000 }, () => {
     );
     // NAME.NETWORK is truss's (Docker's embedded DNS does not answer it)
     await resolvesTo(h(1), 'asker', `six.${DUAL}`, [six6], 10_000, 'AAAA');
+  });
+
+  it('4r. routed mode: A and AAAA on a dual-stack dns network (redirected by interface group)', {
+    skip: !MODES.includes('routed'),
+  }, async () => {
+    const net = `${DUAL}r`;
+    const args = ['-o', 'truss.dns=true', '--ipv6', '--subnet', '198.18.113.0/24', '--subnet', 'fd00:113::/64', net];
+    await ok(createTrussNetwork(h(1), [...modeOpts('routed'), ...args]), 'dual routed');
+    await runContainer(h(1), { name: 'sixr', network: net });
+    await runContainer(h(1), { name: 'askerr', network: net });
+    const ip = async (f: string) =>
+      ok(h(1).docker(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").${f}}}`, 'sixr']), f);
+    await resolvesTo(h(1), 'askerr', `sixr.${net}`, [await ip('IPAddress')], 10_000);
+    await resolvesTo(h(1), 'askerr', `sixr.${net}`, [await ip('GlobalIPv6Address')], 10_000, 'AAAA');
   });
 });
 

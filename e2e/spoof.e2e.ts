@@ -14,12 +14,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { containerIp, containerPid, removeContainers } from './harness/containers.ts';
+import { containerIp, containerPid, createTrussNetwork, removeContainers, runContainer } from './harness/containers.ts';
 import { run } from './harness/exec.ts';
 import { median, printFigures } from './harness/figures.ts';
 import { type Host, startHost } from './harness/host.ts';
 import { IMAGE } from './harness/image.ts';
 import { assertNoTrussLeftovers, nftTableExists } from './harness/leftovers.ts';
+import { MODES, modeOpts, modeTitle } from './harness/modes.ts';
 import { enterNetns } from './harness/netns-tcp.ts';
 import { memoOnce } from './harness/once.ts';
 import { trussQuiet } from './harness/truss.ts';
@@ -406,3 +407,74 @@ describe('truss anti-spoofing against a real dockerd', { timeout: 10 * 60_000 },
     await assertNoTrussLeftovers(host);
   });
 });
+
+/**
+ * Routed mode: no bridge, so no `bridge truss_guard` and no ARP/ND poisoning to fear (the links are
+ * point-to-point and the routes are the host's); what matters is the source address, checked by
+ * one constant reverse-path rule. A sends with its neighbour B's addresses (routed, but to B's
+ * link): T's kernel must receive none of it (its ICMP echo counters do not move).
+ */
+for (const mode of MODES.filter((m) => m === 'routed')) {
+  describe(modeTitle('truss anti-spoofing against a real dockerd', mode), { timeout: 5 * 60_000 }, () => {
+    let rh: Host;
+    const NET = 'sr';
+    before(async () => {
+      rh = await startHost('spfr');
+      await rh.startTruss(TRUSS_OPTS);
+      const subnets = ['--ipv6', '--subnet', '198.18.36.0/24', '--subnet', 'fd00:36::/64', NET];
+      const r = await createTrussNetwork(rh, [...modeOpts(mode), ...subnets]);
+      assert.equal(r.code, 0, r.stderr);
+      for (const c of ['ra', 'rb', 'rt']) await runContainer(rh, { name: c, network: NET });
+    });
+    after(async () => {
+      await rh?.stop();
+    });
+
+    const addrs = async (c: string): Promise<[string, string]> => {
+      const fmt = `{{with index .NetworkSettings.Networks "${NET}"}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}`;
+      const [v4, v6] = (await rh.docker(['inspect', '-f', fmt, c])).stdout.trim().split(' ');
+      return [v4 as string, v6 as string];
+    };
+    /** ICMP echo requests T's kernel received: [v4, v6] */
+    const echoes = async (): Promise<[number, number]> => {
+      const r = await rh.docker(['exec', 'rt', 'cat', '/proc/net/snmp', '/proc/net/snmp6']);
+      const icmp = r.stdout.split('\n').filter((l) => l.startsWith('Icmp: '));
+      const col = (icmp[0] ?? '').split(/\s+/).indexOf('InEchos');
+      const v4 = Number((icmp[1] ?? '').split(/\s+/)[col]);
+      const v6 = Number(/^Icmp6InEchos\s+(\d+)/m.exec(r.stdout)?.[1]);
+      return [v4, v6];
+    };
+
+    it("R1. A sending with B's IPv4 and IPv6 never reaches T; A's own addresses do; no bridge truss_guard", async () => {
+      assert.equal(await nftTableExists(GUARD_TABLE, rh.netnsPath, 'bridge'), false, 'no bridge guard in routed mode');
+      const [b4, b6] = await addrs('rb');
+      const [t4, t6] = await addrs('rt');
+      const pid = await containerPid(rh, 'ra');
+      const inA = (argv: readonly string[]) => rh.exec(['nsenter', '-t', String(pid), '-n', ...argv]);
+      await inA(['ip', 'addr', 'add', `${b4}/32`, 'dev', 'eth0']);
+      await inA(['ip', 'addr', 'add', `${b6}/128`, 'dev', 'eth0', 'nodad']);
+      const pingFrom = (src: string, dst: string) =>
+        rh.docker(['exec', 'ra', 'ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', src, dst], 20_000);
+      const before = await echoes();
+      await pingFrom(b4, t4);
+      await pingFrom(b6, t6);
+      assert.deepEqual(await echoes(), before, "T received nothing with B's sources");
+      await inA(['ip', 'addr', 'del', `${b4}/32`, 'dev', 'eth0']);
+      await inA(['ip', 'addr', 'del', `${b6}/128`, 'dev', 'eth0']);
+      const [a4, a6] = await addrs('ra');
+      assert.equal((await pingFrom(a4, t4)).code, 0, 'v4 from its own address');
+      assert.equal((await pingFrom(a6, t6)).code, 0, 'v6 from its own address');
+      const after = await echoes();
+      assert.ok(
+        after[0] >= before[0] + 3 && after[1] >= before[1] + 3,
+        `T's echo counters moved: ${before} -> ${after}`,
+      );
+    });
+
+    it('R2. docker rm and network rm leave nothing', async () => {
+      await removeContainers(rh, ['ra', 'rb', 'rt']);
+      assert.equal((await rh.docker(['network', 'rm', NET])).code, 0);
+      await assertNoTrussLeftovers(rh);
+    });
+  });
+}

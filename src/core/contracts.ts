@@ -220,6 +220,8 @@ export interface ObservedLink {
   readonly addresses: readonly string[];
   /** its interface group (ip link ... group N), when not 0 (routed host ends: core/routed.ts) */
   readonly group?: number;
+  /** a routed host end: truss's host routes on it (protocol 116, CIDRs), listed only when it is in a group */
+  readonly hostRoutes?: readonly string[];
 }
 
 /**
@@ -309,7 +311,7 @@ export interface Dataplane {
   checkRoutedRoutes(desired: readonly RoutedRoutesObject[]): Promise<SetCheck>;
   ensureRoutedRoutes(o: RoutedRoutesObject): Promise<void>;
   /** name: a subnet (CIDR) or a host end; gone = success */
-  removeRoutedRoutes(name: string, applied?: RoutedRoutesObject): Promise<void>;
+  removeRoutedRoutes(name: string): Promise<void>;
   /**
    * Guard one veth in one nft transaction (table, sets and chain created when missing).
    * `exact`: also delete elements on the veth that are not `g`'s (after drift; reads the table).

@@ -58,7 +58,12 @@ export interface VethObject {
    * truss.mode=routed: no master (`bridge` only names the network); the host end is in the
    * network's interface group and carries its gateway addresses (core/routed.ts)
    */
-  readonly routed?: { readonly group: number; readonly addresses: readonly string[] };
+  readonly routed?: {
+    readonly group: number;
+    readonly addresses: readonly string[];
+    /** the container's host routes on this host end (/32, /128, protocol 116): made in the veth's own batch */
+    readonly routes: readonly string[];
+  };
 }
 
 export interface FirewallNetwork {
@@ -161,6 +166,8 @@ export type { GuardObject } from './guard.ts';
 /** A dns-enabled network's bridge (truss.dns=true) and its bare gateway IPs: where its DNS is redirected to. */
 export interface DnsRedirectBridge {
   readonly bridge: string;
+  /** truss.mode=routed: matched by its host ends' interface group, `bridge` only names it */
+  readonly group?: number;
   readonly gateway4?: string;
   readonly gateway6?: string;
 }
@@ -201,7 +208,7 @@ export interface DesiredKernel {
   readonly guards: readonly GuardObject[];
   /** DNS of dns-enabled networks to truss's responder (one whole object); undefined = none */
   readonly dnsRedirect?: DnsRedirectObject;
-  /** routed networks' truss routes: subnets' unreachable routes, endpoints' host routes (core/routed.ts) */
+  /** routed networks' subnets' unreachable routes (core/routed.ts); host routes are their veths' */
   readonly routes: readonly RoutedRoutesObject[];
 }
 
@@ -228,7 +235,6 @@ interface EndpointObjects {
   readonly shaper: ShaperObject | undefined;
   readonly ports: PortsObject | undefined;
   readonly guard: GuardObject | undefined;
-  readonly routes: RoutedRoutesObject | undefined;
 }
 
 const memo = new WeakMap<EndpointSpec, EndpointObjects>();
@@ -246,7 +252,9 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     mtu: n.mtu,
     peerMac: e.mac,
     joined: e.sandboxKey !== undefined,
-    ...(isRouted(n) ? { routed: { group: routedGroup(n.id), addresses: gatewayHostAddresses(n) } } : {}),
+    ...(isRouted(n)
+      ? { routed: { group: routedGroup(n.id), addresses: gatewayHostAddresses(n), routes: endpointRoutes(e) } }
+      : {}),
   };
   const rules = e.sandboxKey === undefined ? undefined : effectiveIngress(n, e, runtime);
   // the link-local address too: it would otherwise be a way around the policy (link-local.ts)
@@ -265,7 +273,6 @@ function endpointObjects(n: NetworkSpec, e: EndpointSpec, runtime: NetworkPolicy
     ports: portsObject(n, e),
     // routed: anti-spoofing is one constant reverse-path rule per network (nft.ts), nothing per endpoint
     guard: isRouted(n) ? undefined : guardFor(n, e),
-    routes: endpointRoutes(n, e),
   };
   memo.set(e, objects);
   return objects;
@@ -401,7 +408,6 @@ export function computeDesired(
     if (derived.shaper) shapers.push(derived.shaper);
     if (derived.ports) ports.push(derived.ports);
     if (derived.guard) guards.push(derived.guard);
-    if (derived.routes) routes.push(derived.routes);
   }
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it

@@ -162,6 +162,23 @@ describe('computeEgress', () => {
     ]);
     assert.ok(EGRESS_EXEMPT_PRIORITY < EGRESS_RULE_PRIORITY && EGRESS_RULE_PRIORITY < 32766);
   });
+  it('routed mode: the subnets are thrown to the main table (its host routes); a next hop inside is refused', () => {
+    const t = egressTable(ID);
+    const e = computeEgress([net({ ipv6: V6, mode: 'routed', egressVia: ['198.19.251.2', 'fd00:41::2'] })]);
+    assert.deepEqual(
+      e.networks[0]?.routes.filter((r) => r.throw),
+      [
+        { family: 4, table: t, dst: '198.18.40.0/24', throw: true },
+        { family: 6, table: t, dst: 'fd00:40::/64', throw: true },
+      ],
+    );
+    assert.ok(e.networks[0]?.routes.every((r) => r.dev === undefined));
+    assert.throws(
+      () => checkEgressVia(['198.18.40.5'], net({ mode: 'routed' }), false),
+      /inside the network; in truss.mode=routed the next hop must be outside it/,
+    );
+    assert.doesNotThrow(() => checkEgressVia(['198.19.251.2'], net({ mode: 'routed' }), false));
+  });
   it('a dual-stack network with only an IPv4 next hop leaves IPv6 alone', () => {
     const n = computeEgress([net({ ipv6: V6, egressVia: ['198.19.251.2'] })]).networks[0];
     assert.ok(n?.routes.every((r) => r.family === 4) && n.rules.every((r) => r.family === 4));

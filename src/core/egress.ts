@@ -5,7 +5,9 @@
  *
  * Per network with the option, per family it names:
  *   - a routing table of its own, id egressTable(network id) in truss's reserved range, holding
- *       the network's own subnets on its bridge (traffic inside the network stays there),
+ *       the network's own subnets on its bridge (traffic inside the network stays there; in
+ *       routed mode `throw` routes instead, so the lookup goes on to the main table and its host
+ *       routes: no per-attach route in the table),
  *       `unreachable default` at the worst metric (fail closed: while the next hop's route is
  *       missing, traffic that would leave is refused, never sent out the normal way), and
  *       `default via IP` (the next hop);
@@ -16,8 +18,10 @@
  *       (NATed or tunnelled) takes the host's normal route, else it would be sent back to itself.
  * Every route and rule carries protocol TRUSS_ROUTE_PROTO (116), like the cluster routes.
  *
- * Traffic between containers of the network is bridged, and traffic to the host's own addresses
- * matches the `local` table (rule 0) first, so neither is affected.
+ * Traffic between containers of the network is bridged (routed mode: thrown back to the main
+ * table), and traffic to the host's own addresses matches the `local` table (rule 0) first, so
+ * neither is affected. The rules match by source subnet, never by link, so a routed network's
+ * per-container host ends need nothing per attach.
  */
 
 import { errors } from './errors.ts';
@@ -35,6 +39,7 @@ import {
 } from './ip.ts';
 import type { IpamData, NetworkSpec } from './model.ts';
 import { shortId, TRUSS_ROUTE_PROTO } from './naming.ts';
+import { isRouted } from './routed.ts';
 import { showValue } from './safe-json.ts';
 
 export const OPT_EGRESS_VIA = 'truss.egress.via';
@@ -63,6 +68,11 @@ export interface EgressRoute {
   readonly dst: string;
   /** the refusing fallback (`unreachable`), else a unicast route */
   readonly unreachable?: boolean;
+  /**
+   * a `throw` route: the lookup leaves this table and goes on with the next rule (the main table).
+   * A routed network's subnet: its containers' host routes are in the main table, one per attach.
+   */
+  readonly throw?: boolean;
   readonly dev?: string;
   readonly via?: string;
   /** absent: the family's default (IPv4 0, IPv6 1024) */
@@ -152,7 +162,12 @@ const poolsOf = (data: readonly IpamData[]) =>
  */
 export function checkEgressVia(
   via: readonly string[],
-  net: { readonly ipv4: readonly IpamData[]; readonly ipv6: readonly IpamData[]; readonly internal: boolean },
+  net: {
+    readonly ipv4: readonly IpamData[];
+    readonly ipv6: readonly IpamData[];
+    readonly internal: boolean;
+    readonly mode?: 'routed';
+  },
   cluster: boolean,
 ): void {
   const text = via.join(',');
@@ -172,6 +187,11 @@ export function checkEgressVia(
       const gw = d.gateway ? parseIp(d.gateway.split('/')[0] as string) : undefined;
       if (gw && ipEquals(gw, ip)) {
         throw fail(text, `${v} is the network's gateway, this host itself; name the gateway container's address`);
+      }
+      if (net.mode === 'routed') {
+        // why: the route to a next hop must name its link, and in routed mode a container's link is
+        // its own host end, made and removed with the container (the table would lose its default)
+        throw fail(text, `${v} is inside the network; in truss.mode=routed the next hop must be outside it`);
       }
     }
   }
@@ -198,7 +218,11 @@ function networkEgress(n: NetworkSpec, via: readonly string[]): EgressNetwork {
     const family = ip.family;
     const pools = poolsOf(family === 4 ? n.ipv4 : n.ipv6);
     const inside = pools.some((p) => prefixContains(p, ip));
-    for (const p of pools) routes.push({ family, table, dst: formatPrefix(p), dev: n.bridge });
+    const routed = isRouted(n);
+    for (const p of pools) {
+      const dst = formatPrefix(p);
+      routes.push(routed ? { family, table, dst, throw: true } : { family, table, dst, dev: n.bridge });
+    }
     routes.push({ family, table, dst: DEFAULT_DST[family], unreachable: true, metric: UNREACHABLE_METRIC });
     routes.push({ family, table, dst: DEFAULT_DST[family], via: v, ...(inside ? { dev: n.bridge } : {}) });
     if (inside) {

@@ -40,12 +40,10 @@ describe('routed mode (core)', () => {
     assert.equal(parseNetworkOptions({}, false).routed, undefined);
   });
 
-  it('refuses what routed mode does not do yet, at create', () => {
-    const refused: Record<string, string>[] = [
-      { 'com.docker.network.bridge.name': 'br-x' },
-      { 'truss.egress.via': '198.18.5.254' },
-      { 'truss.dns': 'true' },
-    ];
+  it('refuses a bridge name at create; egress.via and dns are taken', () => {
+    assert.equal(parseNetworkOptions({ 'truss.mode': 'routed', 'truss.egress.via': '198.19.0.2' }, false).routed, true);
+    assert.equal(parseNetworkOptions({ 'truss.mode': 'routed', 'truss.dns': 'true' }, false).routed, true);
+    const refused: Record<string, string>[] = [{ 'com.docker.network.bridge.name': 'br-x' }];
     for (const o of refused) {
       assert.throws(
         () => parseNetworkOptions({ 'truss.mode': 'routed', ...o }, false),
@@ -80,13 +78,14 @@ describe('routed mode (core)', () => {
     assert.deepEqual(d.veths[0]?.routed, {
       group: routedGroup(id('a')),
       addresses: ['198.18.5.1/32', 'fd00:5::1/128'],
+      routes: ['198.18.5.2/32', 'fd00:5::2/128'],
     });
+    // the host routes are the veth's (one batch per attach); the routes kind holds the subnets only
     assert.deepEqual(
-      d.routes.map((r) => [r.name, r.dev, r.dsts]),
+      d.routes.map((r) => [r.name, r.dsts]),
       [
-        ['198.18.5.0/24', undefined, ['198.18.5.0/24']],
-        ['fd00:5::/64', undefined, ['fd00:5::/64']],
-        ['trvbbbbbbbbbbbb', 'trvbbbbbbbbbbbb', ['198.18.5.2/32', 'fd00:5::2/128']],
+        ['198.18.5.0/24', ['198.18.5.0/24']],
+        ['fd00:5::/64', ['fd00:5::/64']],
       ],
     );
     assert.deepEqual(d.firewall.networks[0]?.routed, { group: routedGroup(id('a')), rpf: true });

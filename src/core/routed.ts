@@ -16,12 +16,10 @@
  * Pure; the kernel side is dataplane/linux/veth.ts and routed-routes.ts.
  */
 
-import { OPT_EGRESS_VIA } from './egress.ts';
 import { errors } from './errors.ts';
 import { OPT_ANTISPOOF } from './guard.ts';
 import { formatPrefix, networkOf, parsePrefix } from './ip.ts';
 import type { EndpointSpec, NetworkSpec } from './model.ts';
-import { OPT_DNS } from './names/catalog.ts';
 
 export const OPT_MODE = 'truss.mode';
 export type NetworkMode = 'bridge' | 'routed';
@@ -49,9 +47,6 @@ export function checkRoutedOptions(opts: Readonly<Record<string, string>>, bridg
     );
   };
   if (bridgeName) refuse('com.docker.network.bridge.name (a routed network has no bridge)');
-  if (opts[OPT_EGRESS_VIA] !== undefined) refuse(OPT_EGRESS_VIA);
-  const dns = opts[OPT_DNS];
-  if (dns === 'true' || dns === '1') refuse(`${OPT_DNS}=true`);
 }
 
 /** An endpoint option routed mode refuses: per-container anti-spoofing opt-out (the check is per network). */
@@ -123,28 +118,22 @@ export function gatewayHostAddresses(n: Pick<NetworkSpec, 'ipv4' | 'ipv6'>): str
 }
 
 /**
- * A routed network's or endpoint's truss routes (proto 116): an endpoint's host routes on its
- * host end (named after it), or one subnet's unreachable route (named after the subnet).
+ * A routed network's subnet's unreachable route (proto 116), named after the subnet. (A container's
+ * host routes belong to its veth object: made in the same `ip -batch` as the link, desired.ts.)
  */
 export interface RoutedRoutesObject {
   readonly name: string;
   readonly networkId: string;
-  readonly endpointId?: string;
-  /** host routes: the host end; absent: unreachable routes */
-  readonly dev?: string;
   /** CIDRs, network addresses */
   readonly dsts: readonly string[];
 }
 
-/** Pure: the host routes of a routed endpoint (its /32 and /128 on its host end). */
-export function endpointRoutes(n: NetworkSpec, e: EndpointSpec): RoutedRoutesObject | undefined {
-  if (!isRouted(n)) return undefined;
-  const dsts = [e.ipv4, e.ipv6].flatMap((c) => {
+/** Pure: the host routes of a routed endpoint: its /32 and /128. */
+export function endpointRoutes(e: Pick<EndpointSpec, 'ipv4' | 'ipv6'>): string[] {
+  return [e.ipv4, e.ipv6].flatMap((c) => {
     const ip = bareOf(c);
     return ip === undefined ? [] : [`${ip}/${ip.includes(':') ? 128 : 32}`];
   });
-  if (dsts.length === 0) return undefined;
-  return { name: e.hostVeth, networkId: n.id, endpointId: e.id, dev: e.hostVeth, dsts };
 }
 
 /** Pure: a routed network's unreachable subnet routes, one object per subnet. */

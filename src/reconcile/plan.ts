@@ -66,13 +66,15 @@ function bridgeProblems(d: BridgeObject, o: ObservedLink | undefined, stateId?: 
   return p;
 }
 
-/** A routed host end: no master, its network's group, its gateway addresses. */
+/** A routed host end: no master, its network's group, its gateway addresses, its host routes. */
 function routedVethProblems(d: VethObject, r: NonNullable<VethObject['routed']>, o: ObservedLink): string[] {
   const p: string[] = [];
   if (o.master !== undefined) p.push(`veth ${d.name} is attached to ${o.master}, want no master (routed)`);
   if (o.group !== r.group) p.push(`veth ${d.name} is in interface group ${o.group ?? 0}, want ${r.group}`);
   const missing = r.addresses.filter((a) => !o.addresses.includes(a));
   if (missing.length > 0) p.push(`veth ${d.name} lacks its gateway address(es) ${missing.join(', ')}`);
+  const noRoute = r.routes.filter((a) => !(o.hostRoutes ?? []).includes(a));
+  if (noRoute.length > 0) p.push(`veth ${d.name} lacks its host route(s) ${noRoute.join(', ')}`);
   return p;
 }
 

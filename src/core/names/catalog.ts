@@ -3,8 +3,10 @@
  * containers, and the DNS plan derived from it. The daemon learns the facts off the request
  * path (docker/watch.ts); nothing here does I/O.
  */
+
 import { formatIp, parseIp } from '../ip.ts';
 import type { EndpointSpec, NetworkSpec } from '../model.ts';
+import { isRouted, routedGroup } from '../routed.ts';
 import type { NamedEndpoint } from './model.ts';
 
 /** `-o truss.dns=true`: containers of the network resolve its containers on every host by name. */
@@ -82,6 +84,8 @@ export function visibleFrom(
 
 export interface DnsBridge {
   readonly bridge: string;
+  /** truss.mode=routed: its host ends' interface group (no bridge to match by name) */
+  readonly group?: number;
   readonly gateway4?: string;
   readonly gateway6?: string;
 }
@@ -149,7 +153,12 @@ export function planDns(
   const bridges: DnsBridge[] = dnsNets.map((n) => {
     const g4 = n.ipv4.find((d) => d.gateway)?.gateway;
     const g6 = n.ipv6.find((d) => d.gateway)?.gateway;
-    return { bridge: n.bridge, ...(g4 ? { gateway4: bare(g4)[0] } : {}), ...(g6 ? { gateway6: bare(g6)[0] } : {}) };
+    return {
+      bridge: n.bridge,
+      ...(isRouted(n) ? { group: routedGroup(n.id) } : {}),
+      ...(g4 ? { gateway4: bare(g4)[0] } : {}),
+      ...(g6 ? { gateway6: bare(g6)[0] } : {}),
+    };
   });
   if (bridges.length === 0) return { plan: { bridges: [], upstreams: [], listeners: [] }, ports: new Map() };
   const wanted = new Set<string>();

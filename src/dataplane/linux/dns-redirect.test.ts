@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DnsRedirectObject } from '../../core/desired.ts';
 import {
+  DNS_RULES,
   diffDnsRedirect,
   dnsElements,
   parseDnsTableJson,
@@ -10,6 +11,8 @@ import {
   renderDnsReplacement,
   renderDnsTransaction,
 } from './dns-redirect.ts';
+
+const commentOf = (rule: string): string => /comment "([^"]*)"$/.exec(rule)?.[1] ?? '';
 
 const OBJ: DnsRedirectObject = {
   bridges: [
@@ -150,10 +153,43 @@ const LISTED = JSON.stringify({
         expr: [],
       },
     },
+    ...DNS_RULES.slice(4).map((r, i) => ({
+      rule: {
+        family: 'inet',
+        table: 'truss_dns',
+        chain: 'prerouting',
+        handle: 50 + i,
+        comment: commentOf(r),
+        expr: [],
+      },
+    })),
   ],
 });
 
 describe('dns-redirect rendering', () => {
+  it('a routed network is keyed on its interface group, in maps and sets of its own', () => {
+    const o: DnsRedirectObject = {
+      bridges: [{ bridge: 'trbaaaaaaaaaaaa', group: 0x74aaaaaa, gateway4: '198.18.1.1' }],
+      upstreams: [{ address: '8.8.8.8', port: 35301 }],
+    };
+    const text = renderDnsRedirect(o);
+    assert.ok(text.includes(`elements = { ${0x74aaaaaa} . 8.8.8.8 : 198.18.1.1 . 35301 }`), text);
+    assert.ok(text.includes(`\t\ttype devgroup\n\t\telements = { ${0x74aaaaaa} }`), text);
+    assert.deepEqual(
+      dnsElements(o).map((e) => e.map),
+      ['gdns4'],
+    );
+    const json = JSON.stringify({
+      nftables: [
+        { set: { name: 'groups4', elem: [0x74aaaaaa] } },
+        { map: { name: 'gdns4', elem: [[{ concat: [0x74aaaaaa, '8.8.8.8'] }, { concat: ['198.18.1.1', 35301] }]] } },
+        { chain: { name: 'prerouting', hook: 'prerouting', prio: -115 } },
+        ...DNS_RULES.map((r) => ({ rule: { chain: 'prerouting', comment: commentOf(r) } })),
+      ],
+    });
+    assert.deepEqual(diffDnsRedirect(o, parseDnsTableJson(json)), []);
+  });
+
   it('renders bridges × upstreams of the families a bridge has a gateway in; four rules whatever their number', () => {
     assert.equal(
       renderDnsRedirect(OBJ),
@@ -183,6 +219,14 @@ describe('dns-redirect rendering', () => {
 \t\telements = { "trb0123456789ab" }
 \t}
 
+\tset groups4 {
+\t\ttype devgroup
+\t}
+
+\tset groups6 {
+\t\ttype devgroup
+\t}
+
 \tmap dns4 {
 \t\ttype ifname . ipv4_addr : ipv4_addr . inet_service
 \t\telements = { "trb0123456789ab" . 8.8.8.8 : 198.18.0.1 . 35301, "trbaaaaaaaaaaaa" . 8.8.8.8 : 198.18.1.1 . 35301 }
@@ -193,12 +237,24 @@ describe('dns-redirect rendering', () => {
 \t\telements = { "trb0123456789ab" . 2001:4860:4860::8888 : fd00::1 . 35302 }
 \t}
 
+\tmap gdns4 {
+\t\ttype devgroup . ipv4_addr : ipv4_addr . inet_service
+\t}
+
+\tmap gdns6 {
+\t\ttype devgroup . ipv6_addr : ipv6_addr . inet_service
+\t}
+
 \tchain prerouting {
 \t\ttype nat hook prerouting priority dstnat - 15; policy accept;
 \t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 iifname @bridges4 iifname . ip daddr != @dns4 update @seen4 { ip daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it"
 \t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 iifname @bridges6 iifname . ip6 daddr != @dns6 update @seen6 { ip6 daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it (IPv6)"
 \t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to iifname . ip daddr map @dns4 comment "truss: DNS from a dns-enabled network to an upstream: to the responder"
 \t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to iifname . ip6 daddr map @dns6 comment "truss: DNS from a dns-enabled network to an upstream: to the responder (IPv6)"
+\t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 iifgroup @groups4 iifgroup . ip daddr != @gdns4 update @seen4 { ip daddr } comment "truss: DNS from a dns-enabled routed network to a server truss does not know: learn it"
+\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 iifgroup @groups6 iifgroup . ip6 daddr != @gdns6 update @seen6 { ip6 daddr } comment "truss: DNS from a dns-enabled routed network to a server truss does not know: learn it (IPv6)"
+\t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to iifgroup . ip daddr map @gdns4 comment "truss: DNS from a dns-enabled routed network to an upstream: to the responder"
+\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to iifgroup . ip6 daddr map @gdns6 comment "truss: DNS from a dns-enabled routed network to an upstream: to the responder (IPv6)"
 \t}
 }
 `,
@@ -212,8 +268,12 @@ describe('dns-redirect rendering', () => {
       'delete chain inet truss_dns prerouting',
       'delete map inet truss_dns dns4',
       'delete map inet truss_dns dns6',
+      'delete map inet truss_dns gdns4',
+      'delete map inet truss_dns gdns6',
       'delete set inet truss_dns bridges4',
       'delete set inet truss_dns bridges6',
+      'delete set inet truss_dns groups4',
+      'delete set inet truss_dns groups6',
     ]);
     // every deleted object is declared first (the deletes never fail on absence), the seen sets too
     const declared = tx.slice(0, tx.indexOf('\ndelete '));

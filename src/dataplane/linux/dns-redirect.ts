@@ -63,8 +63,8 @@ import { checkIfName } from './links.ts';
 export const DNS_TABLE = `${NFT_FAMILY} ${NFT_DNS_TABLE}`;
 const TABLE = DNS_TABLE;
 
-type MapName = 'dns4' | 'dns6';
-type BridgeSet = 'bridges4' | 'bridges6';
+type MapName = 'dns4' | 'dns6' | 'gdns4' | 'gdns6';
+type BridgeSet = 'bridges4' | 'bridges6' | 'groups4' | 'groups6';
 
 /** One map element, as `nft list` prints it. */
 export interface DnsElement {
@@ -85,6 +85,10 @@ export const DNS_RULES: readonly string[] = [
   'meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 iifname @bridges6 iifname . ip6 daddr != @dns6 update @seen6 { ip6 daddr } comment "truss: DNS from a dns-enabled network to a server truss does not know: learn it (IPv6)"',
   'meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to iifname . ip daddr map @dns4 comment "truss: DNS from a dns-enabled network to an upstream: to the responder"',
   'meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to iifname . ip6 daddr map @dns6 comment "truss: DNS from a dns-enabled network to an upstream: to the responder (IPv6)"',
+  'meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 iifgroup @groups4 iifgroup . ip daddr != @gdns4 update @seen4 { ip daddr } comment "truss: DNS from a dns-enabled routed network to a server truss does not know: learn it"',
+  'meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 iifgroup @groups6 iifgroup . ip6 daddr != @gdns6 update @seen6 { ip6 daddr } comment "truss: DNS from a dns-enabled routed network to a server truss does not know: learn it (IPv6)"',
+  'meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to iifgroup . ip daddr map @gdns4 comment "truss: DNS from a dns-enabled routed network to an upstream: to the responder"',
+  'meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to iifgroup . ip6 daddr map @gdns6 comment "truss: DNS from a dns-enabled routed network to an upstream: to the responder (IPv6)"',
 ];
 
 const commentOf = (rule: string): string => /comment "([^"]*)"$/.exec(rule)?.[1] ?? '';
@@ -101,6 +105,13 @@ function checkIp(what: string, s: unknown, family?: Family): string {
 function checkPort(what: string, n: unknown): number {
   if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > 65535)
     throw errors.badOption(`DNS redirection: ${what} ${JSON.stringify(n)} is not 1-65535`);
+  return n as number;
+}
+
+/** A routed network's interface group (core/routed.ts routedGroup): an unsigned 32-bit number. */
+function checkGroup(n: unknown): number {
+  if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > 0xffffffff)
+    throw errors.badOption(`DNS redirection: interface group ${JSON.stringify(n)} is not 1-4294967295`);
   return n as number;
 }
 
@@ -129,12 +140,17 @@ export function dnsElements(o: DnsRedirectObject): DnsElement[] {
   for (const b of o.bridges) {
     const bridge = checkIfName(b.bridge);
     once(bridges, 'bridge', bridge);
+    const group = b.group === undefined ? undefined : checkGroup(b.group);
     const gw4 = b.gateway4 === undefined ? undefined : checkIp(`gateway of ${bridge}`, b.gateway4, 4);
     const gw6 = b.gateway6 === undefined ? undefined : checkIp(`gateway of ${bridge}`, b.gateway6, 6);
     for (const u of upstreams) {
       const gw = u.family === 4 ? gw4 : gw6;
       if (gw === undefined) continue;
-      out.push({ map: `dns${u.family}`, key: `"${bridge}" . ${u.address}`, value: `${gw} . ${u.port}` });
+      out.push(
+        group === undefined
+          ? { map: `dns${u.family}`, key: `"${bridge}" . ${u.address}`, value: `${gw} . ${u.port}` }
+          : { map: `gdns${u.family}`, key: `${group} . ${u.address}`, value: `${gw} . ${u.port}` },
+      );
     }
   }
   return out;
@@ -144,8 +160,9 @@ export function dnsElements(o: DnsRedirectObject): DnsElement[] {
 export function dnsBridgeMembers(o: DnsRedirectObject): string[] {
   const out: string[] = [];
   for (const b of o.bridges) {
-    if (b.gateway4 !== undefined) out.push(`bridges4 "${b.bridge}"`);
-    if (b.gateway6 !== undefined) out.push(`bridges6 "${b.bridge}"`);
+    const [set, member] = b.group === undefined ? ['bridges', `"${b.bridge}"`] : ['groups', String(b.group)];
+    if (b.gateway4 !== undefined) out.push(`${set}4 ${member}`);
+    if (b.gateway6 !== undefined) out.push(`${set}6 ${member}`);
   }
   return out;
 }
@@ -166,14 +183,16 @@ function bridgeSetLines(name: BridgeSet, o: DnsRedirectObject): string[] {
     .filter((m) => m.startsWith(`${name} `))
     .map((m) => m.slice(name.length + 1));
   const body = mine.length > 0 ? [`\t\telements = { ${mine.join(', ')} }`] : [];
-  return [`\tset ${name} {`, '\t\ttype ifname', ...body, '\t}', ''];
+  const type = name.startsWith('groups') ? 'devgroup' : 'ifname';
+  return [`\tset ${name} {`, `\t\ttype ${type}`, ...body, '\t}', ''];
 }
 
 function mapLines(name: MapName, els: readonly DnsElement[]): string[] {
-  const addr = name === 'dns4' ? 'ipv4_addr' : 'ipv6_addr';
+  const addr = name.endsWith('4') ? 'ipv4_addr' : 'ipv6_addr';
+  const key = name.startsWith('g') ? 'devgroup' : 'ifname';
   const mine = els.filter((e) => e.map === name).map((e) => `${e.key} : ${e.value}`);
   const body = mine.length > 0 ? [`\t\telements = { ${mine.join(', ')} }`] : [];
-  return [`\tmap ${name} {`, `\t\ttype ifname . ${addr} : ${addr} . inet_service`, ...body, '\t}', ''];
+  return [`\tmap ${name} {`, `\t\ttype ${key} . ${addr} : ${addr} . inet_service`, ...body, '\t}', ''];
 }
 
 /** Pure: the table for `o`. */
@@ -186,8 +205,12 @@ export function renderDnsRedirect(o: DnsRedirectObject): string {
     ...seenLines('seen6'),
     ...bridgeSetLines('bridges4', o),
     ...bridgeSetLines('bridges6', o),
+    ...bridgeSetLines('groups4', o),
+    ...bridgeSetLines('groups6', o),
     ...mapLines('dns4', els),
     ...mapLines('dns6', els),
+    ...mapLines('gdns4', els),
+    ...mapLines('gdns6', els),
     '\tchain prerouting {',
     `\t\t${HOOK}`,
     ...DNS_RULES.map((r) => `\t\t${r}`),
@@ -212,13 +235,25 @@ export function renderDnsTransaction(o: DnsRedirectObject): string {
     '\tset bridges6 {\n\t\ttype ifname\n\t}',
     '\tmap dns4 {\n\t\ttype ifname . ipv4_addr : ipv4_addr . inet_service\n\t}',
     '\tmap dns6 {\n\t\ttype ifname . ipv6_addr : ipv6_addr . inet_service\n\t}',
+    '\tset groups4 {\n\t\ttype devgroup\n\t}',
+    '\tset groups6 {\n\t\ttype devgroup\n\t}',
+    '\tmap gdns4 {\n\t\ttype devgroup . ipv4_addr : ipv4_addr . inet_service\n\t}',
+    '\tmap gdns6 {\n\t\ttype devgroup . ipv6_addr : ipv6_addr . inet_service\n\t}',
     // no hook: an existing base chain is left as it is (whatever its priority) until deleted below
     '\tchain prerouting {\n\t}',
     '}',
   ];
-  const del = ['chain prerouting', 'map dns4', 'map dns6', 'set bridges4', 'set bridges6'].map(
-    (x) => `delete ${x.replace(' ', ` ${TABLE} `)}`,
-  );
+  const del = [
+    'chain prerouting',
+    'map dns4',
+    'map dns6',
+    'map gdns4',
+    'map gdns6',
+    'set bridges4',
+    'set bridges6',
+    'set groups4',
+    'set groups6',
+  ].map((x) => `delete ${x.replace(' ', ` ${TABLE} `)}`);
   return `${[...declare, ...del].join('\n')}\n${renderDnsRedirect(o)}`;
 }
 
@@ -284,14 +319,15 @@ export function parseDnsTableJson(stdout: string): DnsTable {
   let priority: number | undefined;
   for (const item of doc.nftables ?? []) {
     const m = item.map;
-    if (m && (m.name === 'dns4' || m.name === 'dns6')) {
+    if (m && (m.name === 'dns4' || m.name === 'dns6' || m.name === 'gdns4' || m.name === 'gdns6')) {
       for (const el of m.elem ?? []) {
         if (!Array.isArray(el)) continue;
-        elements.push({ map: m.name, key: partsText(elemValue(el[0]), true), value: partsText(el[1], false) });
+        const key = partsText(elemValue(el[0]), m.name === 'dns4' || m.name === 'dns6');
+        elements.push({ map: m.name, key, value: partsText(el[1], false) });
       }
     }
     const set = item.set;
-    if (set && (set.name === 'bridges4' || set.name === 'bridges6'))
+    if (set && (set.name === 'bridges4' || set.name === 'bridges6' || set.name === 'groups4' || set.name === 'groups6'))
       for (const el of set.elem ?? []) bridges.push(`${set.name} ${JSON.stringify(elemValue(el))}`);
     if (set && (set.name === 'seen4' || set.name === 'seen6')) {
       for (const el of set.elem ?? []) {

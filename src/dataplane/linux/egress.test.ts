@@ -131,6 +131,14 @@ describe('egress: planning', () => {
     assert.equal(plan.remove[1]?.lines.length, 2);
     assert.ok(v4.slice(2).every((l) => l.startsWith('route del ') && l.includes(`table ${T}`)));
   });
+  it('routed mode: a throw route is read, rendered and kept apart from a unicast one', () => {
+    const json = `[{"type":"throw","dst":"fd00:40::/64","dev":"lo","table":"${T}","metric":1024,"flags":[]}]`;
+    const have = parseEgressRoutesJson(json, 6);
+    assert.deepEqual(have, [{ family: 6, table: T, dst: 'fd00:40::/64', throw: true }]);
+    const want = { family: 4 as const, table: T, dst: '198.18.40.0/24', throw: true };
+    assert.equal(routeLine('replace', want), `route replace throw 198.18.40.0/24 table ${T} proto 116`);
+    assert.equal(routeLine('del', want), `route del 198.18.40.0/24 table ${T} proto 116`);
+  });
   it('refuses to render outside the reserved range or with a bad name', () => {
     assert.throws(() => routeLine('del', { family: 4, table: 254, dst: '0.0.0.0/0' }), /outside truss's range/);
     assert.throws(() => routeLine('replace', { family: 4, table: T, dst: '0.0.0.0/0', dev: 'a;b' }));

@@ -88,6 +88,7 @@ export function parseEgressRoutesJson(stdout: string, family: Family): EgressRou
     const via = r.gateway ? parseIp(r.gateway) : undefined;
     const base = { family, table, dst, ...(metric !== undefined ? { metric } : {}) };
     if (r.type === 'unreachable') return [{ ...base, unreachable: true }];
+    if (r.type === 'throw') return [{ ...base, throw: true }];
     return [{ ...base, ...(r.dev ? { dev: r.dev } : {}), ...(via ? { via: formatIp(via) } : {}) }];
   });
 }
@@ -124,8 +125,9 @@ const routeKey = (r: EgressRoute): string => `${r.family} ${r.table} ${r.dst} ${
 /** `want.dev` absent: the kernel picks the link towards the next hop, any is fine. */
 const sameRoute = (want: EgressRoute, have: EgressRoute): boolean =>
   Boolean(want.unreachable) === Boolean(have.unreachable) &&
+  Boolean(want.throw) === Boolean(have.throw) &&
   want.via === have.via &&
-  (want.unreachable || want.dev === undefined || want.dev === have.dev);
+  (want.unreachable || want.throw || want.dev === undefined || want.dev === have.dev);
 
 function checkTable(t: number): string {
   if (!isEgressTable(t)) {
@@ -152,6 +154,7 @@ export function routeLine(verb: 'replace' | 'del', r: EgressRoute): string {
   // metric (it could be the unreachable fallback); 1024 is the metric an IPv6 route gets by default
   const metric = r.metric === undefined && r.family === 6 ? ' metric 1024' : metricOf(r);
   if (verb === 'del') return `route del ${dst} table ${table}${metric} proto ${PROTO}`;
+  if (r.throw) return `route replace throw ${dst} table ${table}${metricOf(r)} proto ${PROTO}`;
   const via = r.via !== undefined ? parseIp(r.via) : undefined;
   if (r.via !== undefined && (!via || via.family !== r.family))
     throw errors.badAddress(`egress: invalid next hop ${JSON.stringify(r.via)}`);

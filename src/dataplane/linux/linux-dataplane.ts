@@ -195,7 +195,10 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       : {}),
     async listLinks(): Promise<readonly ObservedLink[]> {
       await vethRemovals.settled();
-      return listOwnedLinks(exec);
+      const links = await listOwnedLinks(exec);
+      // routed host ends carry their host routes (veth.ts): listed only when there is one
+      if (!links.some((l) => l.group !== undefined)) return links;
+      return routed.withHostRoutes(links, await routed.listRoutedRoutes(exec));
     },
     ensureBridge: (b) => bridge.ensureBridge(exec, b, opts.stateId),
     async removeBridge(name) {
@@ -264,7 +267,7 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     checkGuards: (desired) => guard.checkGuards(exec, desired),
     checkRoutedRoutes: (desired) => routed.checkRoutedRoutes(exec, desired),
     ensureRoutedRoutes: (o) => routed.ensureRoutedRoutes(exec, o),
-    removeRoutedRoutes: (name, applied) => routed.removeRoutedRoutes(exec, name, applied),
+    removeRoutedRoutes: (name) => routed.removeRoutedRoutes(exec, name),
     ensureGuard: (g, o) => guard.applyGuard(exec, g, o?.exact ?? false),
     removeGuard: (port, applied) => guard.removeGuard(exec, port, applied),
     removeGuardTable: () => guard.removeGuardTable(exec),

@@ -1,16 +1,15 @@
 /**
- * Routed networks' routes (core/routed.ts), in the main table with truss's protocol (116):
- *   - an endpoint's host routes on its host end: "198.18.5.2 dev trv… proto 116" (/32, /128);
- *   - a subnet's unreachable route: "unreachable 198.18.5.0/24 proto 116", so that an address of
- *     the subnet without an endpoint is refused here (ICMP unreachable) instead of following the
- *     default route out of the host.
+ * Routed networks' subnet routes (core/routed.ts), in the main table with truss's protocol (116):
+ * "unreachable 198.18.5.0/24 proto 116", so that an address of the subnet without an endpoint is
+ * refused here (ICMP unreachable) instead of following the default route out of the host.
+ *
+ * An endpoint's host routes ("198.18.5.2 dev trv… proto 116") are its veth's (veth.ts: made in the
+ * link's own `ip -batch`, listed with the links, links.ts), not this kind's.
  *
  * Ownership: the protocol, as for the cluster's routes (routes.ts); those are unicast routes on the
- * tunnel devices, these are unreachable routes or routes on truss host ends (trv…), so the two
- * listings never claim each other's. A host route goes with its link, so removing an endpoint's
- * is only needed while its link lives.
+ * tunnel devices, these are unreachable routes, so the two listings never claim each other's.
  */
-import type { SetCheck } from '../../core/contracts.ts';
+import type { ObservedLink, SetCheck } from '../../core/contracts.ts';
 import { errors } from '../../core/errors.ts';
 import { formatPrefix, networkOf, parsePrefix } from '../../core/ip.ts';
 import { TRUSS_ROUTE_PROTO } from '../../core/naming.ts';
@@ -27,7 +26,7 @@ interface RouteJson {
   readonly type?: string;
 }
 
-/** One listed routed route: a host route (dev) or an unreachable subnet (no dev). */
+/** One listed route: a host route on a truss host end (dev: listed for links.ts) or an unreachable subnet. */
 export interface ListedRoute {
   readonly dst: string;
   readonly dev?: string;
@@ -61,38 +60,41 @@ function checkDst(dst: string): string {
 
 /** Pure: the `ip -batch` lines that put `o` in place (replace: idempotent, no read first). */
 export function planRoutedRoutes(o: RoutedRoutesObject): string[] {
-  return o.dsts.map((d) =>
-    o.dev === undefined
-      ? `route replace unreachable ${checkDst(d)} proto ${TRUSS_ROUTE_PROTO}`
-      : `route replace ${checkDst(d)} dev ${checkIfName(o.dev)} proto ${TRUSS_ROUTE_PROTO}`,
-  );
+  return o.dsts.map((d) => `route replace unreachable ${checkDst(d)} proto ${TRUSS_ROUTE_PROTO}`);
 }
 
-/** Pure: the wanted objects against the listing (names: host end, or subnet). */
+/** Pure: a host end's host routes, for its veth's batch (veth.ts). */
+export const hostRouteLines = (dsts: readonly string[], dev: string): string[] =>
+  dsts.map((d) => `route replace ${checkDst(d)} dev ${checkIfName(dev)} proto ${TRUSS_ROUTE_PROTO}`);
+
+/** Pure: the wanted subnets against the listing (host routes are the links'). */
 export function diffRoutedRoutes(desired: readonly RoutedRoutesObject[], have: readonly ListedRoute[]): SetCheck {
-  const key = (dst: string, dev: string | undefined): string => `${dst} ${dev ?? 'unreachable'}`;
-  const present = new Set(have.map((r) => key(r.dst, r.dev)));
+  const present = new Set(have.filter((r) => r.dev === undefined).map((r) => r.dst));
   const wantedKeys = new Set<string>();
   const drifted: string[] = [];
   const problems: string[] = [];
   for (const o of desired) {
     const missing = o.dsts.map(checkDst).filter((d) => {
-      wantedKeys.add(key(d, o.dev));
-      return !present.has(key(d, o.dev));
+      wantedKeys.add(d);
+      return !present.has(d);
     });
     if (missing.length === 0) continue;
     drifted.push(o.name);
-    problems.push(`routed route(s) ${missing.join(', ')} ${o.dev ? `via ${o.dev}` : '(unreachable)'} missing`);
+    problems.push(`routed route(s) ${missing.join(', ')} (unreachable) missing`);
   }
-  const extra = new Set<string>();
-  for (const r of have) {
-    if (wantedKeys.has(key(r.dst, r.dev))) continue;
-    const name = r.dev ?? r.dst;
-    if (!extra.has(name))
-      problems.push(`routed route ${r.dst} ${r.dev ? `via ${r.dev}` : '(unreachable)'} is not wanted`);
-    extra.add(name);
-  }
-  return { drifted, extra: [...extra], problems };
+  const extra = [...present].filter((d) => !wantedKeys.has(d));
+  for (const d of extra) problems.push(`routed route ${d} (unreachable) is not wanted`);
+  return { drifted, extra, problems };
+}
+
+/**
+ * Pure: the links with the host routes of each routed host end (one in an interface group) added.
+ * The links' check (reconcile/plan.ts) tells a host end that lost one.
+ */
+export function withHostRoutes(links: readonly ObservedLink[], routes: readonly ListedRoute[]): ObservedLink[] {
+  const byDev = new Map<string, string[]>();
+  for (const r of routes) if (r.dev !== undefined) byDev.set(r.dev, [...(byDev.get(r.dev) ?? []), r.dst]);
+  return links.map((l) => (l.group === undefined ? l : { ...l, hostRoutes: byDev.get(l.name) ?? [] }));
 }
 
 export async function listRoutedRoutes(exec: Exec): Promise<ListedRoute[]> {
@@ -111,27 +113,16 @@ export async function ensureRoutedRoutes(exec: Exec, o: RoutedRoutesObject): Pro
 }
 
 /**
- * Removes a subnet's unreachable route (name: a CIDR) or a host end's routes (name: the link; gone
- * with it = success). `proto 116` on every delete: the kernel never deletes another's route.
+ * Removes a subnet's unreachable route (name: a CIDR). `proto 116`: the kernel never deletes
+ * another's route. A name that is not a CIDR (a host end: this kind's before host routes moved
+ * to the veth) is left alone: its routes are the veth's now and go with it.
  */
-export async function removeRoutedRoutes(exec: Exec, name: string, applied?: RoutedRoutesObject): Promise<void> {
+export async function removeRoutedRoutes(exec: Exec, name: string): Promise<void> {
+  if (!name.includes('/')) return;
   const proto = ['proto', String(TRUSS_ROUTE_PROTO)];
   try {
-    if (name.includes('/')) {
-      await exec.run('ip', ['route', 'del', 'unreachable', checkDst(name), 'table', 'main', ...proto]);
-      return;
-    }
-    const dev = checkIfName(name);
-    if (applied !== undefined) {
-      const lines = applied.dsts.map(
-        (d) => `route del ${checkDst(d)} dev ${dev} table main proto ${TRUSS_ROUTE_PROTO}`,
-      );
-      if (lines.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(lines) });
-      return;
-    }
-    for (const family of ['-4', '-6'])
-      await exec.run('ip', [family, 'route', 'flush', 'dev', dev, 'table', 'main', ...proto]);
+    await exec.run('ip', ['route', 'del', 'unreachable', checkDst(name), 'table', 'main', ...proto]);
   } catch (e) {
-    if (!isKernelError(e, 'ESRCH') && !isKernelError(e, 'ENOENT') && !isKernelError(e, 'ENODEV')) throw e;
+    if (!isKernelError(e, 'ESRCH') && !isKernelError(e, 'ENOENT')) throw e;
   }
 }

@@ -146,9 +146,24 @@ describe('routed mode (kernel)', () => {
     assert.equal(await ping(c('r1a'), c('r1b').ip), true, 'its own address still works');
   });
 
+  it('a host route is the veth’s: made in its batch, a lost one is drift of the link, repaired by its ensure', async () => {
+    const e = eps.r1b as EndpointSpec;
+    await host.must(['ip', 'route', 'del', '198.18.41.3/32', 'dev', e.hostVeth, 'proto', '116']);
+    const problems = planLinks(h.desired, await dp.listLinks()).problems.filter((p) => !p.startsWith('veth peer '));
+    assert.deepEqual(problems, [`veth ${e.hostVeth} lacks its host route(s) 198.18.41.3/32`]);
+    assert.equal(await ping(c('r1a'), c('r1b').ip), false, 'no route, no reach');
+    const v = h.desired.veths.find((x) => x.name === e.hostVeth);
+    assert.ok(v);
+    await dp.ensureVeth(v);
+    assert.deepEqual(
+      planLinks(h.desired, await dp.listLinks()).problems.filter((p) => !p.startsWith('veth peer ')),
+      [],
+    );
+    assert.equal(await ping(c('r1a'), c('r1b').ip), true, 'repaired');
+  });
+
   it('removal: routes and host ends go; the subnet route by name', async () => {
     const e = eps.r2a as EndpointSpec;
-    await dp.removeRoutedRoutes(e.hostVeth);
     await dp.removeVeth(e.hostVeth);
     await dp.removeRoutedRoutes('198.18.42.0/24');
     await dp.removeRoutedRoutes('198.18.42.0/24'); // gone = success

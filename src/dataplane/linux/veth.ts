@@ -25,6 +25,7 @@ import {
   readLink,
   undoFailedCreate,
 } from './links.ts';
+import { hostRouteLines } from './routed-routes.ts';
 import { ensureAcceptRaOff } from './sysctl.ts';
 
 export const ENDPOINT_DISCONNECTED = 'TRUSS_ERR_ENDPOINT_DISCONNECTED';
@@ -48,7 +49,8 @@ const checkGroup = (g: number): number => {
 /**
  * Pure: a routed host end from nothing (core/routed.ts): no master; its network's interface group
  * (in the same `link set` as the mark) and the gateway addresses, so the container's ARP/NS for
- * its gateway is answered by the host end itself.
+ * its gateway is answered by the host end itself; then the container's host routes, so a routed
+ * attach is this one process.
  */
 function planRoutedCreate(v: VethObject, r: NonNullable<VethObject['routed']>, stateId?: string): string[] {
   const name = checkIfName(v.name);
@@ -56,6 +58,7 @@ function planRoutedCreate(v: VethObject, r: NonNullable<VethObject['routed']>, s
     `link add ${name} mtu ${v.mtu} type veth peer name ${checkIfName(v.peer)} address ${checkMac(v.peerMac)} mtu ${v.mtu}`,
     `link set ${name} alias ${ownerMark('ep', v.endpointId, stateId)} group ${checkGroup(r.group)} up`,
     ...r.addresses.map((a) => gatewayLine('add', a, name)),
+    ...hostRouteLines(r.routes, name),
   ];
 }
 
@@ -70,7 +73,11 @@ export function planVethCreate(v: VethObject, stateId?: string): string[] {
   ];
 }
 
-/** Pure: the `ip -batch` lines that converge an existing, owned host end. [] when it matches. */
+/**
+ * Pure: the `ip -batch` lines that converge an existing, owned host end. [] when it matches; a
+ * routed one's host routes are always replaced (idempotent; the link's state does not show them,
+ * and this runs only when the pair exists already: a repair, not an attach).
+ */
 export function planVeth(cur: LinkState, v: VethObject, stateId?: string): string[] {
   const name = checkIfName(v.name);
   const lines: string[] = [];
@@ -84,6 +91,7 @@ export function planVeth(cur: LinkState, v: VethObject, stateId?: string): strin
   } else if (cur.master !== v.bridge) lines.push(`link set ${name} master ${checkIfName(v.bridge)}`);
   if (cur.mtu !== v.mtu) lines.push(`link set ${name} mtu ${v.mtu}`);
   if (!cur.up) lines.push(`link set ${name} up`);
+  if (v.routed) lines.push(...hostRouteLines(v.routed.routes, name));
   return lines;
 }
 

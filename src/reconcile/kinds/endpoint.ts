@@ -81,8 +81,8 @@ export function guardKind(dp: Dataplane): SetKind<PassState, GuardObject> {
 }
 
 /**
- * Routed networks' routes (core/routed.ts): a subnet's unreachable route from network create on,
- * an endpoint's host routes after its veth (they are on it; they go with it too).
+ * Routed networks' subnet routes (core/routed.ts): an unreachable route per subnet from network
+ * create on. (An endpoint's host routes are its veth's: one batch per attach.)
  */
 export function routedRoutesKind(dp: Dataplane): SetKind<PassState, RoutedRoutesObject> {
   return {
@@ -91,8 +91,7 @@ export function routedRoutesKind(dp: Dataplane): SetKind<PassState, RoutedRoutes
     wanted: (d) => d.kernel.routes,
     check: (w) => dp.checkRoutedRoutes(w),
     ensure: (o) => dp.ensureRoutedRoutes(o),
-    remove: (name, applied) => dp.removeRoutedRoutes(name, applied),
-    needs: (o) => (o.dev === undefined ? undefined : objectKey('veth', o.dev)),
+    remove: (name) => dp.removeRoutedRoutes(name),
     extrasMayBeForeign: true,
     owns: ownedBy,
   };
