@@ -48,9 +48,12 @@ export const ABSENT = '\u0000absent';
 /** The applied objects of one kind (bridges, veths, policy chains), by name. */
 export class AppliedSet<T extends { readonly name: string }> {
   readonly #byName = new Map<string, { readonly obj: T; readonly fp: string }>();
-  /** the wanted list of the last diff (undefined: forgotten), with what that diff found changed and stale */
+  /** a diff is running (its adoptions keep the list it is about to replace) */
   #diffing = false;
-  #last: { readonly wanted: readonly T[]; readonly changed: ReadonlySet<T>; readonly stale: ReadonlySet<string> } | undefined;
+  /** the wanted list of the last diff (undefined: forgotten), with what that diff found changed and stale */
+  #last:
+    | { readonly wanted: readonly T[]; readonly changed: ReadonlySet<T>; readonly stale: ReadonlySet<string> }
+    | undefined;
 
   /** true when `obj` (or an equal object) is what was last applied under its name */
   current(obj: T): boolean {
