@@ -62,18 +62,6 @@ const bareAddress = (cidr: string): string => {
   return p ? formatIp(p) : cidr;
 };
 
-const held = new Map<string, string>();
-/** bareAddress of a stored endpoint's address, remembered (the same few thousand strings on every attach) */
-const heldAddress = (cidr: string): string => {
-  let a = held.get(cidr);
-  if (a === undefined) {
-    a = bareAddress(cidr);
-    if (held.size > 65_536) held.clear();
-    held.set(cidr, a);
-  }
-  return a;
-};
-
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 export class NetworkService implements NetworkDriver {
@@ -257,15 +245,15 @@ export class NetworkService implements NetworkDriver {
       mine.push(bareAddress(cidr));
     }
     if (mine.length === 0) return;
-    // the repo's cached snapshot, not a store listing: decoding every endpoint of the network made
-    // an attach cost O(endpoints) (issue 18 item 5); the cache holds every committed write
-    for (const other of (await this.#d.repo.snapshot()).endpoints) {
-      if (other.networkId !== net.id) continue;
+    // the repo's index of its cache, not a store listing: decoding every endpoint of the network
+    // made an attach cost O(endpoints) (issue 18 item 5); the cache holds every committed write
+    const holders = (await Promise.all(mine.map((a) => this.#d.repo.holding(net.id, a)))).flat();
+    for (const other of holders) {
       // an unjoined holder is a leftover of a crash (Docker's IPAM gave its address out again, so
       // Docker is done with it): it does not block the new container, and the endpoint GC reclaims
       // it without releasing the address it no longer owns
       if (other.id === input.endpointId || other.sandboxKey === undefined) continue;
-      const clash = [other.ipv4, other.ipv6].find((a) => a !== undefined && mine.includes(heldAddress(a)));
+      const clash = [other.ipv4, other.ipv6].find((a) => a !== undefined && mine.includes(bareAddress(a)));
       if (clash) {
         throw errors.addressInUse(
           `address ${bareAddress(clash)} is already held by endpoint ${shortId(other.id)} of network ` +
