@@ -39,4 +39,9 @@ const mean = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
 const tenths = Array.from({ length: 10 }, (_, d) => mean(cpu.slice(d * W, (d + 1) * W)).toFixed(2));
 process.stdout.write(`CPU per attach (ms) by tenth of ${E} over ${M} networks: ${tenths.join(', ')}\n`);
 process.stdout.write(`last ÷ first tenth: ${(mean(cpu.slice(-W)) / mean(cpu.slice(0, W))).toFixed(3)}\n`);
+// the heap the run left: used (live and not yet collected) against RSS; --expose-gc: live only
+(globalThis as { gc?: () => void }).gc?.();
+const mem = process.memoryUsage();
+const mib = (b: number): string => (b / 2 ** 20).toFixed(1);
+process.stdout.write(`heap used ${mib(mem.heapUsed)} MiB of ${mib(mem.heapTotal)}, RSS ${mib(mem.rss)} MiB\n`);
 await stopTestServices();

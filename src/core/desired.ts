@@ -381,6 +381,25 @@ function selectorSet(selector: PeerSelector, names: readonly NamedEndpoint[]): S
 }
 
 /**
+ * The last call's lists and what each endpoint derived (undefined: its network is gone). A pass
+ * after one attach calls again with the same records and one more or one changed endpoint: over
+ * the same networks and policies, an endpoint in the same place of the list (or one on) reuses
+ * what it derived, and only the others are looked up (issue 18 item 5: the lookups of 5,000
+ * endpoints on every pass cost more than the attach).
+ */
+let lastCall:
+  | {
+      readonly networks: readonly NetworkSpec[];
+      readonly runtime: readonly NetworkPolicyRecord[];
+      readonly endpoints: readonly EndpointSpec[];
+      readonly derived: readonly (EndpointObjects | undefined)[];
+    }
+  | undefined;
+
+const sameItems = <T>(a: readonly T[], b: readonly T[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+/**
  * `names`: the catalog of named endpoints (core/names), on this host and others; the members of
  * the name=/label= sets. Absent: every such set is empty (its rules admit nobody).
  */
@@ -399,16 +418,34 @@ export function computeDesired(
   const veths: VethObject[] = [];
   const shapers: ShaperObject[] = [];
   const guards: GuardObject[] = [];
-  for (const e of endpoints) {
-    const n = nets.get(e.networkId);
-    if (!n) continue; // an endpoint whose network is gone: nothing to build, GC removes it
-    const derived = endpointObjects(n, e, runtime.get(n.id));
+  const prev =
+    lastCall && sameItems(lastCall.networks, networks) && sameItems(lastCall.runtime, runtimePolicies)
+      ? lastCall
+      : undefined;
+  const all: (EndpointObjects | undefined)[] = new Array(endpoints.length);
+  let j = 0;
+  for (let i = 0; i < endpoints.length; i++) {
+    const e = endpoints[i] as EndpointSpec;
+    let derived: EndpointObjects | undefined;
+    if (prev && e === prev.endpoints[j]) derived = prev.derived[j++];
+    else if (prev && e === prev.endpoints[j + 1]) {
+      derived = prev.derived[j + 1];
+      j += 2;
+    } else {
+      const n = nets.get(e.networkId);
+      // an endpoint whose network is gone: nothing to build, GC removes it
+      derived = n ? endpointObjects(n, e, runtime.get(n.id)) : undefined;
+      if (prev && endpoints[i + 1] !== prev.endpoints[j]) j++;
+    }
+    all[i] = derived;
+    if (!derived) continue;
     veths.push(derived.veth);
     if (derived.policy) policies.push(derived.policy);
     if (derived.shaper) shapers.push(derived.shaper);
     if (derived.ports) ports.push(derived.ports);
     if (derived.guard) guards.push(derived.guard);
   }
+  lastCall = { networks, runtime: runtimePolicies, endpoints, derived: all };
   // veths keep the intent's order (store key order, then newest last): sorting 1,000 of them on
   // every pass would cost more than all the rest of it
   policies.sort(byName);

@@ -132,3 +132,24 @@ describe('computeDesired memo', () => {
     assert.deepEqual(closed.policies[0]?.rules, []);
   });
 });
+
+describe('IntentRepo address index (holding)', () => {
+  it('follows creates, updates and deletes, and a full read', async () => {
+    const repo = new IntentRepo(new MemoryStore());
+    await repo.createNetwork(net);
+    const b = { ...endpoint('b'), ipv4: '198.18.0.7/24', ipv6: 'fd00:0:0:0::7/64' };
+    await repo.createEndpoint(b);
+    const ids = async (a: string) => (await repo.holding(NID, a)).map((e) => e.id);
+    assert.deepEqual(await ids('198.18.0.7'), [b.id]);
+    assert.deepEqual(await ids('fd00::7'), [b.id], 'canonical form');
+    assert.deepEqual(await ids('198.18.0.7'), [b.id]);
+    await repo.putEndpoint({ ...b, ipv4: '198.18.0.8/24' });
+    assert.deepEqual(await ids('198.18.0.7'), []);
+    assert.deepEqual(await ids('198.18.0.8'), [b.id]);
+    assert.deepEqual(await repo.holding('x'.repeat(64), '198.18.0.8'), [], 'another network');
+    await repo.snapshot({ fresh: true });
+    assert.deepEqual(await ids('198.18.0.8'), [b.id], 'rebuilt after a full read');
+    await repo.deleteEndpoint(NID, b.id);
+    assert.deepEqual(await ids('198.18.0.8'), []);
+  });
+});

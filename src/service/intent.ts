@@ -13,6 +13,7 @@
  */
 import { errors } from '../core/errors.ts';
 import type { Intent } from '../core/intent.ts';
+import { formatIp, parsePrefix } from '../core/ip.ts';
 import type { EndpointSpec, NetworkPolicyRecord, NetworkSpec } from '../core/model.ts';
 import type { Compare, KeyValue, Op, Store, TxnResult } from '../store/store.ts';
 import { Mutex } from './mutex.ts';
@@ -39,6 +40,36 @@ interface Cache {
   revision: number;
   /** the Intent handed out since the last change (undefined: rebuild on the next snapshot) */
   view: Intent | undefined;
+  /** holderKey(network, bare address) -> the store keys of the endpoints holding it; built on first use */
+  holders?: Map<string, Set<string>>;
+}
+
+/** "198.18.0.5" of "198.18.0.5/24", canonical */
+const bareOf = (cidr: string): string => {
+  const p = parsePrefix(cidr);
+  return p ? formatIp(p) : cidr;
+};
+const holderKey = (nid: string, bare: string): string => `${nid} ${bare}`;
+
+/** add (+1) or drop (-1) an endpoint record's addresses in the holders index */
+function index(holders: Map<string, Set<string>>, key: string, value: unknown, how: 1 | -1): void {
+  const e = value as EndpointSpec | undefined;
+  if (!e) return;
+  for (const a of [e.ipv4, e.ipv6]) {
+    if (a === undefined) continue;
+    const k = holderKey(e.networkId, bareOf(a));
+    let keys = holders.get(k);
+    if (how === 1) {
+      if (!keys) {
+        keys = new Set();
+        holders.set(k, keys);
+      }
+      keys.add(key);
+    } else {
+      keys?.delete(key);
+      if (keys?.size === 0) holders.delete(k);
+    }
+  }
 }
 
 const PREFIXES = [NETWORKS, ENDPOINTS, POLICIES] as const;
@@ -63,6 +94,26 @@ export class IntentRepo {
       revision: cache.revision,
     };
     return cache.view;
+  }
+
+  /**
+   * The endpoints of network `nid` holding `bare` (a canonical bare IP), from the cache: an index
+   * kept with every write, so CreateEndpoint's address check costs no walk of the network's
+   * endpoints (issue 18 item 5). Built on first use after each full read.
+   */
+  async holding(nid: string, bare: string): Promise<EndpointSpec[]> {
+    if (!this.#cache) await this.snapshot();
+    const cache = this.#cache;
+    if (!cache) return [];
+    const endpoints = cache.maps[ENDPOINTS] as Map<string, Cached>;
+    if (!cache.holders) {
+      cache.holders = new Map();
+      for (const [key, c] of endpoints) index(cache.holders, key, c.value, 1);
+    }
+    return [...(cache.holders.get(holderKey(nid, bare)) ?? [])].flatMap((k) => {
+      const c = endpoints.get(k);
+      return c ? [c.value as EndpointSpec] : [];
+    });
   }
 
   /** Reads every intent key at one revision; records whose modRevision is unchanged keep their object. */
@@ -105,8 +156,14 @@ export class IntentRepo {
           const prefix = prefixOf(op.key);
           const map = prefix === undefined ? undefined : cache.maps[prefix];
           if (!map) continue;
+          const holders = prefix === ENDPOINTS ? cache.holders : undefined;
+          if (holders) index(holders, op.key, map.get(op.key)?.value, -1);
           if (op.type === 'delete') map.delete(op.key);
-          else map.set(op.key, { modRevision: r.revision, value: Object.freeze(JSON.parse(op.value)) });
+          else {
+            const value = Object.freeze(JSON.parse(op.value));
+            map.set(op.key, { modRevision: r.revision, value });
+            if (holders) index(holders, op.key, value, 1);
+          }
         }
         cache.view = undefined;
       }

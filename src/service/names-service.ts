@@ -123,7 +123,8 @@ export class NamesService {
     const dnsNets = new Map(intent.networks.filter(dnsEnabled).map((n) => [n.id, n]));
     this.#dnsIds = new Set(dnsNets.keys());
     this.#dnsByAddress = new Map();
-    for (const ep of intent.endpoints) {
+    // why the guard: without a dns network this walk of every endpoint finds nothing (issue 18 item 5)
+    for (const ep of dnsNets.size > 0 ? intent.endpoints : []) {
       const net = dnsNets.get(ep.networkId);
       if (!net) continue;
       for (const cidr of [ep.ipv4, ep.ipv6]) {

@@ -245,7 +245,10 @@ export class NetworkService implements NetworkDriver {
       mine.push(bareAddress(cidr));
     }
     if (mine.length === 0) return;
-    for (const other of await this.#d.repo.listEndpoints(net.id)) {
+    // the repo's index of its cache, not a store listing: decoding every endpoint of the network
+    // made an attach cost O(endpoints) (issue 18 item 5); the cache holds every committed write
+    const holders = (await Promise.all(mine.map((a) => this.#d.repo.holding(net.id, a)))).flat();
+    for (const other of holders) {
       // an unjoined holder is a leftover of a crash (Docker's IPAM gave its address out again, so
       // Docker is done with it): it does not block the new container, and the endpoint GC reclaims
       // it without releasing the address it no longer owns

@@ -45,10 +45,13 @@ export function localCatalog(
   containers: Iterable<ContainerFacts>,
   self: string,
 ): NamedEndpoint[] {
+  const named = [...containers].filter((c) => c.endpoints.length > 0);
+  // why: no container known (no Docker API, or none running) costs no index of every endpoint (issue 18 item 5)
+  if (named.length === 0) return [];
   const nets = new Map(networks.map((n) => [n.id, n]));
   const eps = new Map(endpoints.map((e) => [e.id, e]));
   const out: NamedEndpoint[] = [];
-  for (const c of containers) {
+  for (const c of named) {
     for (const at of c.endpoints) {
       const ep = eps.get(at.endpointId);
       const net = ep && nets.get(ep.networkId);
