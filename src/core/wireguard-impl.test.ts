@@ -5,6 +5,8 @@ import {
   chooseWireguardGo,
   compareVersions,
   describeWireguard,
+  mixedFamilyBug,
+  mixesFamilies,
   parseWireguardGoVersion,
   type WireguardGoCandidate,
 } from './wireguard-impl.ts';
@@ -60,6 +62,35 @@ describe('chooseWireguardGo', () => {
   });
   it('nothing found: none', () => {
     assert.equal(chooseWireguardGo([]), undefined);
+  });
+  it('peers of both families: the newest without mixedFamilyBug, else the newest all the same', () => {
+    const both = [own('0.0.20250522'), sys('0.0.20220316')];
+    assert.equal(chooseWireguardGo(both, { mixedFamilies: true })?.source, 'path');
+    assert.equal(chooseWireguardGo(both, { mixedFamilies: false })?.source, 'truss');
+    assert.equal(chooseWireguardGo([own('0.0.20250522')], { mixedFamilies: true })?.source, 'truss');
+    assert.equal(
+      chooseWireguardGo([own('0.0.20260101'), sys('0.0.20220316')], { mixedFamilies: true })?.source,
+      'truss',
+    );
+    const flag: WireguardGoCandidate = { path: '/opt/wg', source: 'flag', version: '0.0.20250522' };
+    assert.equal(chooseWireguardGo([flag, sys('0.0.20220316')], { mixedFamilies: true })?.path, '/opt/wg');
+  });
+});
+
+describe('mixedFamilyBug, mixesFamilies', () => {
+  it('the releases with StdNetBind on Linux up to the newest known, not before, not unknown', () => {
+    assert.equal(mixedFamilyBug('0.0.20220316'), false);
+    assert.equal(mixedFamilyBug('0.0.20230223'), false);
+    assert.equal(mixedFamilyBug('0.0.20231211'), true);
+    assert.equal(mixedFamilyBug('0.0.20250522'), true);
+    assert.equal(mixedFamilyBug('0.0.20260101'), false);
+    assert.equal(mixedFamilyBug(undefined), false);
+  });
+  it('an IPv4 and an IPv6 endpoint mix; one family, or no endpoint, does not', () => {
+    assert.equal(mixesFamilies(['198.18.200.2:51820', '[fd00:200::2]:51820']), true);
+    assert.equal(mixesFamilies(['[fd00:200::2]:51820', '[fd00:200::6]:51820', undefined]), false);
+    assert.equal(mixesFamilies(['198.18.200.2:51820', undefined]), false);
+    assert.equal(mixesFamilies([]), false);
   });
 });
 

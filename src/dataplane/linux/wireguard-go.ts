@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { errors } from '../../core/errors.ts';
 import {
   chooseWireguard,
+  chooseWireguardGo,
+  mixedFamilyBug,
+  mixesFamilies,
   parseWireguardGoVersion,
   type WireguardGoCandidate,
   type WireguardGoSource,
@@ -107,6 +110,21 @@ export function detectWireguardImpl(exec: Exec, opts: WireguardProbeOptions = {}
     p.catch(() => probed.delete(exec)); // probe again after a failure
   }
   return p;
+}
+
+/**
+ * The wireguard-go for a new device with peers at `endpoints`: the probed one (`impl`), unless
+ * the peers mix IPv4 and IPv6 and its version drops IPv6 packets on such a device
+ * (core/wireguard-impl.ts mixedFamilyBug) and another installed one does not. Chosen at
+ * creation: a device that later gains a peer of the other family keeps its daemon.
+ */
+export async function wireguardGoFor(
+  exec: Exec,
+  impl: WireguardGoCandidate,
+  endpoints: readonly (string | undefined)[],
+): Promise<WireguardGoCandidate> {
+  if (impl.source === 'flag' || !mixedFamilyBug(impl.version) || !mixesFamilies(endpoints)) return impl;
+  return chooseWireguardGo(await findWireguardGo(exec), { mixedFamilies: true }) ?? impl;
 }
 
 /** detectWireguardImpl's answer if it was asked on this Exec (no probe: status must not make a link). */

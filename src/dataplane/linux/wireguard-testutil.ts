@@ -26,11 +26,25 @@ import {
   scratchPool,
 } from './netns-testutil.ts';
 import { ensureRoutes } from './routes.ts';
-import { ensureWireguard, removeWireguard, UAPI_DIR, type WireguardDevice } from './wireguard.ts';
+import { detectWireguardImpl, ensureWireguard, removeWireguard, UAPI_DIR, type WireguardDevice } from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const PORT = 51820;
+
+/**
+ * TRUSS_TEST_WIREGUARD_GO=/path/to/wireguard-go: the tests' hosts use that binary (the admin's
+ * --wireguard-go) instead of the one truss would choose, to compare two wireguard-go versions
+ * without touching what is installed. Unset: truss's own choice.
+ */
+export const TEST_WIREGUARD_GO = process.env.TRUSS_TEST_WIREGUARD_GO || undefined;
+
+/** An Exec whose WireGuard probe (cached per Exec) already chose TEST_WIREGUARD_GO, when set. */
+export async function wgExec(netns: string, onCommand?: OnCommand): Promise<Exec> {
+  const exec = createExec({ netns, ...(onCommand ? { onCommand } : {}) });
+  if (TEST_WIREGUARD_GO !== undefined) await detectWireguardImpl(exec, { wireguardGo: TEST_WIREGUARD_GO });
+  return exec;
+}
 
 /** Live (non-zombie) wireguard-go processes serving `name`. */
 export function wgGoPids(name: string): number[] {
@@ -72,7 +86,7 @@ export async function wgHost(
 ): Promise<WgHost> {
   const key = await ensurePrivateKey(o.keyDir);
   const h = await routedHost(scratch, routed);
-  const exec = createExec({ netns: h.ns.path, ...(o.onCommand ? { onCommand: o.onCommand } : {}) });
+  const exec = await wgExec(h.ns.path, o.onCommand);
   return {
     ...h,
     exec,

@@ -407,9 +407,20 @@ describe('detectWireguard (fake exec)', () => {
       version: '0.0.20250522',
     });
     const key = await ensurePrivateKey(await fs.mkdtemp(join(tmpdir(), 'truss-wgimpl-')));
-    await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file }), { tunDevice: tun });
+    const oneFamily = device({ name: 'trwg9', privateKeyFile: key.file }).peers.slice(0, 1); // IPv6 only
+    await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file, peers: oneFamily }), {
+      tunDevice: tun,
+    });
     const setsid = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
     assert.equal(setsid?.at(-2), TRUSS_WIREGUARD_GO, `started: ${setsid?.join(' ')}`);
+    await fs.rm(dirname(key.file), { recursive: true, force: true });
+  });
+  it('userspace, peers of both families: the older wireguard-go without the mixed-family bug is started', async () => {
+    const f = fakeExec({ kernel: false, tools: [...ALL, TRUSS_WIREGUARD_GO], versions: NEW_AND_OLD });
+    const key = await ensurePrivateKey(await fs.mkdtemp(join(tmpdir(), 'truss-wgimpl-')));
+    await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file }), { tunDevice: tun });
+    const setsid = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
+    assert.equal(setsid?.at(-2), '/usr/bin/wireguard-go', `started: ${setsid?.join(' ')}`);
     await fs.rm(dirname(key.file), { recursive: true, force: true });
   });
   it("the admin's --wireguard-go wins over a newer one, and only it is asked", async () => {

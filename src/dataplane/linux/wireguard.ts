@@ -31,6 +31,7 @@ import {
   startWireguardGo,
   uapiLive,
   type WireguardProbeOptions,
+  wireguardGoFor,
   wireguardMark,
 } from './wireguard-go.ts';
 import { readPrivateKeyFile } from './wireguard-keys.ts';
@@ -89,7 +90,10 @@ async function createDevice(exec: Exec, w: WireguardDevice, opts: WireguardProbe
       `WireGuard device ${w.name}: this host has neither kernel WireGuard nor wireguard-go with /dev/net/tun ` +
         '(and wg from wireguard-tools): install wireguard-tools and wireguard-go',
     );
-  if (impl.kind === 'wireguard-go') return startWireguardGo(exec, w.name, impl.path);
+  if (impl.kind === 'wireguard-go') {
+    const endpoints = w.peers.map((p) => p.endpoint);
+    return startWireguardGo(exec, w.name, (await wireguardGoFor(exec, impl, endpoints)).path);
+  }
   const mark = wireguardMark(w.name);
   const lines = [`link add ${w.name} mtu ${w.mtu} type wireguard`, `link set ${w.name} alias ${mark}`];
   try {
