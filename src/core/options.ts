@@ -139,7 +139,7 @@ export function parseNetworkOptions(generic: Readonly<Record<string, string>>, i
   const dnsText = generic[OPT_DNS];
   if (dnsText !== undefined) parseBool(OPT_DNS, dnsText);
   const routed = parseMode(generic[OPT_MODE]) === 'routed';
-  if (routed) checkRoutedOptions(generic, name !== undefined);
+  if (routed) checkRoutedOptions(name !== undefined);
   return {
     ...(routed ? { routed } : {}),
     ...(viaText !== undefined ? { egressVia: parseEgressVia(viaText) } : {}),

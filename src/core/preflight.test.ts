@@ -175,9 +175,14 @@ describe('evaluateHost', () => {
     assert.equal(newest?.status, 'ok');
     assert.match(newest?.detail ?? '', new RegExp(`^wireguard-go 0\\.0\\.20250522 \\(${own}, truss's own\\); `));
     const old = byId({ ...goodHost(), wireguard: { kernel: false, tun: true, go: go.slice(0, 1) } }, 'wireguard');
-    assert.match(old?.detail ?? '', /^wireguard-go 0\.0\.20220316 .*older than 0\.0\.20230223 \(no GSO\/GRO/);
+    assert.match(old?.detail ?? '', /^wireguard-go 0\.0\.20220316 .*older than 0\.0\.20231211 \(no GSO\/GRO/);
     const kernel = byId({ ...goodHost(), wireguard: { kernel: true, tun: true, go } }, 'wireguard');
     assert.match(kernel?.detail ?? '', /^kernel module/);
+    // only a version with the mixed-family IPv6 bug: named, with the way out; an unaffected one beside it: silent
+    assert.doesNotMatch(newest?.detail ?? '', /wireguard-go#135/);
+    const only = byId({ ...goodHost(), wireguard: { kernel: false, tun: true, go: go.slice(1) } }, 'wireguard');
+    assert.equal(only?.status, 'ok');
+    assert.match(only?.detail ?? '', /loses IPv6 packets .*wireguard-go#135.*apt-get install wireguard-go/);
   });
 
   it('etcd unreachable is a warning; reachable is ok', () => {

@@ -9,7 +9,13 @@
  * with a message naming the option and the fix, never by a failed Join.
  */
 import { errors, type TrussError } from './errors.ts';
-import { chooseWireguard, compareVersions, describeWireguard, type WireguardGoCandidate } from './wireguard-impl.ts';
+import {
+  chooseWireguard,
+  compareVersions,
+  describeWireguard,
+  mixedFamilyBug,
+  type WireguardGoCandidate,
+} from './wireguard-impl.ts';
 
 export type IptBackendName = 'nf_tables' | 'legacy';
 
@@ -250,8 +256,12 @@ function optionalChecks(f: HostFacts): Check[] {
   return [conntrack, brnf, ipv6, wireguardCheck(f)];
 }
 
-/** the first wireguard-go with GSO/GRO on its TUN device (upstream's 0.0.20230223 release) */
-const GSO_SINCE = '0.0.20230223';
+/**
+ * the first wireguard-go release with GSO/GRO on its TUN device: upstream's offloads came in
+ * 2023 (TCP in March, UDP in October: d0bc03c), after the 0.0.20230223 tag; Debian's 0.0.20231211
+ * snapshot is the first package with both
+ */
+const GSO_SINCE = '0.0.20231211';
 
 function wireguardCheck(f: HostFacts): Check {
   const p = f.programs;
@@ -280,7 +290,11 @@ function wireguardCheck(f: HostFacts): Check {
     const old = impl.version !== undefined && compareVersions(impl.version, GSO_SINCE) < 0;
     const hint = old
       ? `; older than ${GSO_SINCE} (no GSO/GRO: several times slower): scripts/prepare.sh fetches the newest`
-      : '';
+      : mixedFamilyBug(impl.version) && !go.some((c) => !mixedFamilyBug(c.version))
+        ? '; this version loses IPv6 packets on a device whose peers mix IPv4 and IPv6 endpoints (upstream' +
+          ' wireguard-go#135): on such a cluster install an unaffected wireguard-go beside it (Debian 12:' +
+          ' apt-get install wireguard-go), which truss then runs for that device, or use kernel WireGuard'
+        : '';
     return { ...base, status: 'ok', detail: `${describeWireguard(impl)}${hint}; ${p.wg}` };
   }
   if (userspace.includes('wireguard-go')) {

@@ -37,16 +37,16 @@ export function parseMode(value: string | undefined): NetworkMode {
 export const isRouted = (n: Pick<NetworkSpec, 'mode'>): boolean => n.mode === 'routed';
 
 /**
- * What routed mode does not do yet: refused at network create (nothing is stored), each with the
- * way out. `opts` is the -o map as given.
+ * What a routed network refuses at create (nothing is stored), with the way out: a bridge name
+ * (`bridgeName`: com.docker.network.bridge.name was given), since it has no bridge.
  */
-export function checkRoutedOptions(opts: Readonly<Record<string, string>>, bridgeName: boolean): void {
-  const refuse = (what: string): never => {
+export function checkRoutedOptions(bridgeName: boolean): void {
+  if (bridgeName) {
     throw errors.unsupported(
-      `${OPT_MODE}=routed does not support ${what} yet; create the network without it, or with ${OPT_MODE}=bridge`,
+      `${OPT_MODE}=routed does not support com.docker.network.bridge.name (a routed network has no bridge); ` +
+        `create the network without it, or with ${OPT_MODE}=bridge`,
     );
-  };
-  if (bridgeName) refuse('com.docker.network.bridge.name (a routed network has no bridge)');
+  }
 }
 
 /** An endpoint option routed mode refuses: per-container anti-spoofing opt-out (the check is per network). */
