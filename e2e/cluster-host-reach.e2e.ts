@@ -128,7 +128,12 @@ describe('the host reaches containers on other hosts', { timeout: 170_000 }, () 
     }
     for (const h of cluster.hosts) {
       const { kernel } = await h.trussStatus();
-      assert.deepEqual(kernel, { inSync: true, problems: [] }, `${h.name}: the kernel as truss wants it`);
+      // (lookedAt, when present, only says how old the listing behind the verdict is)
+      assert.deepEqual(
+        { inSync: kernel.inSync, problems: kernel.problems },
+        { inSync: true, problems: [] },
+        `${h.name}: the kernel as truss wants it`,
+      );
     }
   });
 

@@ -44,6 +44,9 @@ E2E_ONCE=(
   e2e/nat-lab.e2e.ts         # the NAT lab (harness/nat.ts) in plain namespaces: no dockerd at all
   e2e/cluster-nat.e2e.ts     # hosts behind NATs: WireGuard paths between trusses, not dockerd's business
   e2e/cluster-routed.e2e.ts  # routed mode across hosts (routed mode's dockerd-28 smoke is e2e/routed.e2e.ts)
+  e2e/cluster-identity.e2e.ts # node identity and a co-located etcd: truss's start-up, not dockerd's
+  e2e/cluster-host-reach.e2e.ts # the host's own address on trwg0/trvx0: kernel routes between trusses
+  e2e/cluster-ipv6.e2e.ts    # IPv6 across hosts: proxy NDP and routes (e2e/ipv6-only.e2e28.ts runs on 28)
 )
 e2e28_suites() {
   local f skip
@@ -60,7 +63,7 @@ run_step() {
     lint) npm run --silent lint ;;
     unit) timeout --kill-after=30s 20m npm run --silent test:unit ;;
     kernel) needs_root kernel && timeout --kill-after=30s 20m npm run --silent test:kernel ;;
-    e2e) needs_root e2e && TRUSS_E2E_DOCKERD= timeout --kill-after=60s 35m npm run --silent test:e2e ;;
+    e2e) needs_root e2e && TRUSS_E2E_DOCKERD= timeout --kill-after=60s 45m npm run --silent test:e2e ;;
     e2e28)
       needs_root e2e28 &&
         TRUSS_E2E_MODES=bridge TRUSS_E2E_DOCKERD="${TRUSS_DOCKER_SID:-/var/cache/truss-test/docker-sid}/usr/sbin/dockerd" \
