@@ -27,6 +27,12 @@ if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>
   exit 1
 fi
 
+# One prepare at a time per checkout: two at once (two scripts/run.sh started together) would run
+# apt and `npm ci` in the same places at once and break node_modules; the second waits, then finds
+# every step done.
+exec 9>.prepare.lock
+flock 9
+
 TRUSS_WHO=prepare
 # shellcheck source=lib/packages.sh
 . scripts/lib/packages.sh
