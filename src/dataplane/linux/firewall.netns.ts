@@ -8,7 +8,7 @@ import type { FirewallObject } from '../../core/desired.ts';
 import { bridgeName } from '../../core/naming.ts';
 import { createLinuxDataplane, type LinuxDataplane } from './linux-dataplane.ts';
 import { createScratch, listTestNamespaces, randomId, type TestNs } from './netns-testutil.ts';
-import { normaliseNft } from './nft.ts';
+import { normaliseNft } from './nft-read.ts';
 
 const JUMP = '-A FORWARD -j TRUSS-FORWARD';
 

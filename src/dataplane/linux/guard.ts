@@ -44,7 +44,7 @@ import { formatIp, parseIp } from '../../core/ip.ts';
 import { isValidIfName, NFT_GUARD_FAMILY, NFT_GUARD_TABLE } from '../../core/naming.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { checkIfName, checkMac } from './links.ts';
-import { listTable, type NamedCounter, normaliseNft, readCounters } from './nft.ts';
+import { listTable, type NamedCounter, normaliseNft, readCounters } from './nft-read.ts';
 
 export const GUARD_TABLE = `${NFT_GUARD_FAMILY} ${NFT_GUARD_TABLE}`;
 const TABLE = GUARD_TABLE;

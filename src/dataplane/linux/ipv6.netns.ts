@@ -26,7 +26,7 @@ import {
   simulatedHost,
   type TestNs,
 } from './netns-testutil.ts';
-import { normaliseNft } from './nft.ts';
+import { normaliseNft } from './nft-read.ts';
 import { renderRaGuard } from './ra-guard.ts';
 
 const ROGUE_PREFIX = 'fd00:bad::';

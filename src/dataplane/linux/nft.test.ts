@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FirewallNetwork, FirewallObject } from '../../core/desired.ts';
-import { diffNft, normaliseNft, renderNftRuleset, renderNftTransaction } from './nft.ts';
+import { renderNftRuleset, renderNftTransaction } from './nft.ts';
+import { diffNft, normaliseNft } from './nft-read.ts';
 
 const A = `${'a'.repeat(12)}${'0'.repeat(52)}`;
 const B = `${'b'.repeat(12)}${'1'.repeat(52)}`;

@@ -9,7 +9,7 @@ import type { SetCheck } from '../../core/contracts.ts';
 import type { PolicyObject } from '../../core/desired.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
-import { listTable, normaliseNft } from './nft.ts';
+import { listTable, normaliseNft } from './nft-read.ts';
 import {
   BASE_RULES,
   counterName,

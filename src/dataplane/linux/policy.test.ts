@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PolicyObject } from '../../core/desired.ts';
 import type { IngressRule } from '../../core/policy/model.ts';
-import { parseCountersJson } from './nft.ts';
+import { parseCountersJson } from './nft-read.ts';
 import { parseMapJson, planMapDeletes, renderPolicy, renderPolicyBase, renderPolicyRemoval } from './policy.ts';
 import { diffPolicies } from './policy-check.ts';
 import { checkPolicyObject } from './policy-sets.ts';

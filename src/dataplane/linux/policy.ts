@@ -42,7 +42,7 @@ import type { PolicyObject } from '../../core/desired.ts';
 import { errors } from '../../core/errors.ts';
 import { NFT_FAMILY, NFT_POLICY_TABLE } from '../../core/naming.ts';
 import { type Exec, isKernelError } from './exec.ts';
-import { readCounters } from './nft.ts';
+import { readCounters } from './nft-read.ts';
 import {
   type CheckedPolicy,
   checkAddress,

@@ -24,7 +24,7 @@
  */
 import { hostVethName, NFT_TABLE } from '../../core/naming.ts';
 import type { Exec } from './exec.ts';
-import { listTable, normaliseNft } from './nft.ts';
+import { listTable, normaliseNft } from './nft-read.ts';
 
 export const RA_GUARD_FAMILY = 'bridge';
 const TABLE = `${RA_GUARD_FAMILY} ${NFT_TABLE}`;

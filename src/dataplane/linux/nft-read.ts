@@ -1,0 +1,140 @@
+/**
+ * Reading nft back, for every truss table (inet truss, truss_policy, bridge truss_guard, the RA
+ * guard): a table as `nft list` prints it, normalised so that it compares with what truss
+ * rendered, the differences in words, and named counters. Rendering and applying each table is
+ * its own module's job (nft.ts, policy.ts, guard.ts, ra-guard.ts).
+ */
+import { NFT_FAMILY, NFT_TABLE } from '../../core/naming.ts';
+import type { Exec } from './exec.ts';
+import { isKernelError } from './exec.ts';
+
+/** Splits a comma list at top level (outside quotes). */
+function splitElements(body: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (const ch of body) {
+    if (ch === '"') quoted = !quoted;
+    if (ch === ',' && !quoted) {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += ch;
+  }
+  if (cur.trim() !== '') out.push(cur.trim());
+  return out;
+}
+
+/**
+ * Joins `elements = { … }` that nft wraps over several lines into one. Linear in the listing: the
+ * end is tested on the line, not on the joined text (testing the growing text made a guard set of
+ * 5,000 endpoints take seconds per full pass: every test flattened it again).
+ */
+function joinElementLines(lines: readonly string[]): string[] {
+  const out: string[] = [];
+  let open: string[] | undefined;
+  for (const line of lines) {
+    if (open !== undefined) open.push(line);
+    else if (/^elements = \{/.test(line)) open = [line];
+    else out.push(line);
+    if (open !== undefined && line.endsWith('}')) {
+      out.push(open.join(' '));
+      open = undefined;
+    }
+  }
+  if (open !== undefined) out.push(open.join(' '));
+  return out;
+}
+
+/**
+ * Pure: a table's text in a canonical form so a rendering and `nft list table` compare
+ * equal when the kernel holds what was rendered: handles, counters, blank lines,
+ * indentation and the order of set elements (kernel hash order) do not count.
+ */
+export function normaliseNft(text: string): string[] {
+  const lines = text
+    .split('\n')
+    .map((l) =>
+      l
+        .replace(/\s*# handle \d+\s*$/, '')
+        .replace(/\s*counter packets \d+ bytes \d+/g, '')
+        .trim(),
+    )
+    .filter((l) => l !== '');
+  return joinElementLines(lines).map((l) => {
+    const m = /^elements = \{(.*)\}$/.exec(l);
+    return m
+      ? `elements = { ${splitElements(m[1] ?? '')
+          .sort()
+          .join(', ')} }`
+      : l;
+  });
+}
+
+/** Human-readable differences between an expected and an observed table, [] when equal. */
+export function diffNft(expected: string, observed: string, table = `${NFT_FAMILY} ${NFT_TABLE}`): string[] {
+  const want = normaliseNft(expected);
+  const have = normaliseNft(observed);
+  const n = Math.max(want.length, have.length);
+  for (let i = 0; i < n; i++) {
+    if (want[i] !== have[i]) {
+      return [
+        `nft table ${table} differs from the desired rendering at line ${i + 1}: ` +
+          `expected ${JSON.stringify(want[i] ?? '<end>')}, found ${JSON.stringify(have[i] ?? '<end>')}`,
+      ];
+    }
+  }
+  return [];
+}
+
+/** A table as `nft list` prints it, or undefined when it does not exist. */
+export async function listTable(exec: Exec, family: string, table: string): Promise<string | undefined> {
+  try {
+    return (await exec.run('nft', ['list', 'table', family, table])).stdout;
+  } catch (e) {
+    if (isKernelError(e, 'ENOENT')) return undefined;
+    throw e;
+  }
+}
+
+/** Packets and bytes of one named nft counter. */
+export interface NamedCounter {
+  readonly packets: number;
+  readonly bytes: number;
+}
+
+/**
+ * Pure: `nft -j list counters table …` -> key -> packets/bytes, for the counters `key` names
+ * (it returns undefined for the ones to leave out: someone else's, or not of this kind).
+ */
+export function parseCountersJson(
+  stdout: string,
+  key: (counterName: string) => string | undefined,
+): Record<string, NamedCounter> {
+  const out: Record<string, NamedCounter> = {};
+  const doc = JSON.parse(stdout) as {
+    nftables?: { counter?: { name?: unknown; packets?: unknown; bytes?: unknown } }[];
+  };
+  for (const item of doc.nftables ?? []) {
+    const c = item.counter;
+    const k = typeof c?.name === 'string' ? key(c.name) : undefined;
+    if (!c || !k) continue;
+    out[k] = { packets: Number(c.packets ?? 0), bytes: Number(c.bytes ?? 0) };
+  }
+  return out;
+}
+
+/** The named counters of one table (see parseCountersJson); {} when the table does not exist. */
+export async function readCounters(
+  exec: Exec,
+  family: string,
+  table: string,
+  key: (counterName: string) => string | undefined,
+): Promise<Record<string, NamedCounter>> {
+  try {
+    const { stdout } = await exec.run('nft', ['-j', 'list', 'counters', 'table', family, table]);
+    return parseCountersJson(stdout, key);
+  } catch (e) {
+    if (isKernelError(e, 'ENOENT')) return {};
+    throw e;
+  }
+}
