@@ -152,6 +152,32 @@ export function uapiLive(path: string): Promise<boolean> {
   });
 }
 
+/**
+ * A UAPI `get=1` of a live wireguard-go socket: the device's whole state as text (its private
+ * key included: parse it with parseUapiHandshakes, never log it).
+ */
+export function uapiGet(path: string, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ path });
+    let text = '';
+    s.setEncoding('utf8');
+    s.once('connect', () => s.write('get=1\n\n'));
+    s.on('data', (d: string) => {
+      text += d;
+      if (/(^|\n)errno=\d+\n\n$/.test(text)) {
+        s.destroy();
+        resolve(text);
+      }
+    });
+    s.once('error', (e) => reject(errors.internal(`wireguard-go UAPI ${path}: ${e.message}`)));
+    s.once('end', () => reject(errors.internal(`wireguard-go UAPI ${path}: closed before its answer ended`)));
+    s.setTimeout(timeoutMs, () => {
+      s.destroy();
+      reject(errors.internal(`wireguard-go UAPI ${path}: no answer in ${timeoutMs} ms`));
+    });
+  });
+}
+
 /** Starts the chosen wireguard-go (`wgGo`: detectWireguardImpl's path) for device `name`. */
 export async function startWireguardGo(exec: Exec, name: string, wgGo: string): Promise<void> {
   const env = exec.which('env');

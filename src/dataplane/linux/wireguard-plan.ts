@@ -54,6 +54,13 @@ export interface WireguardState {
   readonly peers: readonly WireguardPeerState[];
 }
 
+export interface WireguardPlan {
+  readonly args: string[];
+  readonly changes: string[];
+  /** public keys of the peers the args nudge into a handshake */
+  readonly nudged: string[];
+}
+
 export interface WireguardEnsureResult {
   readonly created: boolean;
   /** what was changed, for logs (public keys abbreviated, no secrets); [] = nothing */
@@ -211,7 +218,7 @@ export function planWireguard(
   want: WireguardDevice,
   ownPublicKey: string,
   nowSeconds = Number.POSITIVE_INFINITY,
-): { args: string[]; changes: string[] } {
+): WireguardPlan {
   const w = checkWireguardDevice(want);
   if (w.peers.some((p) => p.publicKey === ownPublicKey))
     throw errors.badOption(`WireGuard device ${w.name}: a peer has this host's own public key`);
@@ -261,7 +268,67 @@ export function planWireguard(
   }
   // after every peer's own fields: a nudged peer has its endpoint by then
   args.push(...nudges);
-  return { args, changes };
+  const nudged = w.peers.filter((p) => nudges.includes(p.publicKey)).map((p) => p.publicKey);
+  return { args, changes, nudged };
+}
+
+/**
+ * Pure: does this host restart the handshake with `peerKey` when the two nudges crossed? Exactly
+ * one side does: the one with the smaller public key. why: when both hosts apply a rotation (or
+ * a new endpoint) within one round trip, both start a handshake, each answers the other's
+ * initiation, and each then drops the other's response (it is no longer waiting for one): no
+ * session, and neither may start another before REKEY_TIMEOUT (5 s). WireGuard's own rekey
+ * avoids this by letting only a session's initiator rekey; a nudge has no such initiator.
+ */
+export const restartsCrossed = (ownPublicKey: string, peerKey: string): boolean => ownPublicKey < peerKey;
+
+/**
+ * Pure: `wg set` arguments that restart peer `p`'s handshake now: removed and added back (a new
+ * peer may initiate at once, where the old one waits out REKEY_TIMEOUT), then nudged.
+ */
+export function planRestart(p: WireguardPeer): string[] {
+  const ka = p.keepaliveSeconds ?? 0;
+  return [
+    'peer',
+    p.publicKey,
+    'remove',
+    'peer',
+    p.publicKey,
+    ...(p.endpoint !== undefined ? ['endpoint', p.endpoint] : []),
+    'allowed-ips',
+    p.allowedIps.join(','),
+    'persistent-keepalive',
+    ka === 0 ? 'off' : String(ka),
+    ...nudgeArgs(p.publicKey, ka),
+  ];
+}
+
+/**
+ * Pure: wireguard-go's UAPI `get=1` answer → each peer's latest handshake in ms since the epoch
+ * (0: never), keyed by base64 public key. `wg show` only gives whole seconds. The private key
+ * line is skipped, never kept.
+ */
+export function parseUapiHandshakes(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let peer: string | undefined;
+  let sec = 0;
+  const flush = (): void => {
+    if (peer !== undefined) out.set(peer, sec);
+  };
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    if (key === 'public_key') {
+      flush();
+      peer = Buffer.from(value, 'hex').toString('base64');
+      sec = 0;
+    } else if (key === 'last_handshake_time_sec') sec += Number(value) * 1000;
+    else if (key === 'last_handshake_time_nsec') sec += Number(value) / 1e6;
+    else if (key === 'errno' && value !== '0') throw errors.internal(`wireguard-go UAPI get failed (errno ${value})`);
+  }
+  flush();
+  return out;
 }
 
 /** Pure: the `ip -batch` lines that bring an owned device's MTU and state in line. */

@@ -181,6 +181,8 @@ export interface RotationResult {
   readonly gapMs: number;
   /** B applied the new key skewMs after A (negative: before) */
   readonly skewMs: number;
+  /** handshakes restarted because the two hosts' nudges crossed (ensureWireguard's changes) */
+  readonly restarts: number;
 }
 
 /**
@@ -199,7 +201,8 @@ export async function rotateOnce(
   p.a.publicKey = k.publicKey;
   const applyA = sleep(Math.max(0, -skewMs)).then(() => ensureWireguard(p.a.exec, p.spec(p.a)));
   const applyB = sleep(Math.max(0, skewMs)).then(() => ensureWireguard(p.b.exec, p.spec(p.b)));
-  await Promise.all([applyA, applyB]);
+  const changes = (await Promise.all([applyA, applyB])).flatMap((r) => r.changes);
+  const restarts = changes.filter((c) => c.includes('handshake restarted')).length;
   const applied = performance.now();
   for (const end = applied + 15_000; !ping.arrivals.some((t) => t > applied); ) {
     if (performance.now() > end) throw new Error('no ping reply within 15 s of the rotation');
@@ -211,5 +214,5 @@ export async function rotateOnce(
   const around = ping.arrivals.filter((t) => t >= before);
   let gapMs = 0;
   for (let i = 1; i < around.length; i++) gapMs = Math.max(gapMs, (around[i] ?? 0) - (around[i - 1] ?? 0));
-  return { gapMs, skewMs };
+  return { gapMs, skewMs, restarts };
 }

@@ -20,6 +20,7 @@ import {
   wireguardMark,
 } from './wireguard.ts';
 import { ensurePrivateKey, isWireguardKey, readPrivateKeyFile } from './wireguard-keys.ts';
+import { parseUapiHandshakes, planRestart, restartsCrossed } from './wireguard-plan.ts';
 
 const K1 = 'zgW8kYn4mf9kJMKBIlT8eMgyq+9ec/p+caccdEb9AE4=';
 const K2 = 'upko/JfMXcZP/QOcoNdU1Y3gnIwmgAJaZ0kEgq5HQ0o=';
@@ -123,7 +124,11 @@ describe('planWireguard', () => {
       endpoint: '[fd00:0::2]:51820',
       allowedIps: ['fd00:211::/64', '198.18.211.0/24'],
     };
-    assert.deepEqual(planWireguard(state(), { ...w, peers: [reordered, w.peers[1]!] }, K3), { args: [], changes: [] });
+    assert.deepEqual(planWireguard(state(), { ...w, peers: [reordered, w.peers[1]!] }, K3), {
+      args: [],
+      changes: [],
+      nudged: [],
+    });
   });
   it('configures a new device completely in one command', () => {
     const p = planWireguard({ listenPort: 41829, peers: [] }, device(), K3);
@@ -217,6 +222,50 @@ describe('planWireguard', () => {
       ...['peer', K4, 'persistent-keepalive', '25', 'peer', K4, 'persistent-keepalive', 'off'],
     ]);
     assert.deepEqual(p.changes, [`peer ${K2.slice(0, 8)}… removed`, `peer ${K4.slice(0, 8)}… added`]);
+  });
+  it('names the nudged peers; exactly one of two hosts restarts a crossed handshake', () => {
+    assert.deepEqual(planWireguard(state(), device(), `${'A'.repeat(43)}=`).nudged, [K1, K2]);
+    assert.deepEqual(planWireguard(state(), device(), K3).nudged, []);
+    assert.equal(restartsCrossed(K1, K2), !restartsCrossed(K2, K1));
+  });
+  it('restarts a peer: removed, added back with every field, nudged', () => {
+    const p = { publicKey: K2, endpoint: '198.18.0.3:51820', allowedIps: ['198.18.212.0/24', 'fd00:212::/64'] };
+    assert.deepEqual(planRestart(p), [
+      ...['peer', K2, 'remove'],
+      ...['peer', K2, 'endpoint', '198.18.0.3:51820', 'allowed-ips', '198.18.212.0/24,fd00:212::/64'],
+      ...['persistent-keepalive', 'off'],
+      ...['peer', K2, 'persistent-keepalive', '25', 'peer', K2, 'persistent-keepalive', 'off'],
+    ]);
+    assert.deepEqual(planRestart({ ...p, keepaliveSeconds: 10 }).slice(-10), [
+      ...['persistent-keepalive', '10'],
+      ...['peer', K2, 'persistent-keepalive', 'off', 'peer', K2, 'persistent-keepalive', '10'],
+    ]);
+  });
+  it("reads each peer's latest handshake from a UAPI get, in ms, never keeping the private key", () => {
+    const hex = (k: string): string => Buffer.from(k, 'base64').toString('hex');
+    const text = [
+      `private_key=${'ab'.repeat(32)}`,
+      'listen_port=51820',
+      `public_key=${hex(K1)}`,
+      'endpoint=198.18.0.2:51820',
+      'last_handshake_time_sec=1700000000',
+      'last_handshake_time_nsec=250000000',
+      `public_key=${hex(K2)}`,
+      'last_handshake_time_sec=0',
+      'last_handshake_time_nsec=0',
+      'errno=0',
+      '',
+      '',
+    ].join('\n');
+    const got = parseUapiHandshakes(text);
+    assert.deepEqual(
+      [...got],
+      [
+        [K1, 1_700_000_000_250],
+        [K2, 0],
+      ],
+    );
+    assert.throws(() => parseUapiHandshakes('errno=22\n\n'), /errno 22/);
   });
   it('refuses what would never converge or would hijack traffic', () => {
     const w = device();

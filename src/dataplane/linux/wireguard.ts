@@ -29,6 +29,7 @@ import {
   socketGone,
   socketOf,
   startWireguardGo,
+  uapiGet,
   uapiLive,
   type WireguardProbeOptions,
   wireguardGoFor,
@@ -37,11 +38,15 @@ import {
 import { readPrivateKeyFile } from './wireguard-keys.ts';
 import {
   checkWireguardDevice,
+  parseUapiHandshakes,
   parseWgDump,
+  planRestart,
   planWireguard,
   planWireguardLink,
+  restartsCrossed,
   type WireguardDevice,
   type WireguardEnsureResult,
+  type WireguardPeer,
   type WireguardState,
 } from './wireguard-plan.ts';
 
@@ -128,11 +133,55 @@ export async function ensureWireguard(
   }
   assertOwnDevice(cur, w.name);
   const plan = planWireguard(await showDump(exec, w.name), w, ownPublicKey, Date.now() / 1000);
+  // the peers whose crossed handshake this host restarts (restartsCrossed), and their handshakes before
+  const watched = w.peers.filter(
+    (p) => p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && restartsCrossed(ownPublicKey, p.publicKey),
+  );
+  const before = watched.length > 0 ? await handshakes(exec, w.name, cur.kind) : new Map<string, number>();
   if (plan.args.length > 0) await exec.run('wg', ['set', w.name, ...plan.args]);
   const link = planWireguardLink(cur, w);
   if (link.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(link) });
   const linkChanges = link.map((l) => l.replace(`link set ${w.name} `, ''));
-  return { created, changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes] };
+  const restarted = await restartCrossed(exec, w.name, cur.kind, watched, before);
+  return { created, changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes, ...restarted] };
+}
+
+/** How long a nudged handshake may take before restartCrossed counts it as crossed. */
+export const CROSSED_AFTER_MS = 250;
+
+/** Each peer's latest handshake, ms since the epoch (0: never); whole seconds for kernel WireGuard. */
+async function handshakes(exec: Exec, name: string, kind: string): Promise<Map<string, number>> {
+  if (kind === 'tun') return parseUapiHandshakes(await uapiGet(socketOf(name)));
+  return new Map((await showDump(exec, name)).peers.map((p) => [p.publicKey, p.latestHandshake * 1000]));
+}
+
+/**
+ * Waits up to CROSSED_AFTER_MS for a handshake with each of `peers` newer than `before`, and
+ * restarts the ones that had none (planRestart): their nudge crossed the other host's
+ * (restartsCrossed), or reached it before it knew the new key. A peer that is down costs one
+ * wait and one needless restart. Kernel WireGuard reports whole seconds, so a handshake in the
+ * same second as the one before counts as none (a needless restart, never a missed one).
+ */
+async function restartCrossed(
+  exec: Exec,
+  name: string,
+  kind: string,
+  peers: readonly WireguardPeer[],
+  before: ReadonlyMap<string, number>,
+): Promise<string[]> {
+  if (peers.length === 0) return [];
+  let stuck = peers;
+  for (const end = Date.now() + CROSSED_AFTER_MS; ; ) {
+    const now = await handshakes(exec, name, kind);
+    stuck = stuck.filter((p) => (now.get(p.publicKey) ?? 0) <= (before.get(p.publicKey) ?? 0));
+    if (stuck.length === 0 || Date.now() >= end) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (stuck.length === 0) return [];
+  await exec.run('wg', ['set', name, ...stuck.flatMap(planRestart)]);
+  return stuck.map(
+    (p) => `peer ${p.publicKey.slice(0, 8)}… handshake restarted (none ${CROSSED_AFTER_MS} ms after its nudge)`,
+  );
 }
 
 /** The device's public state, or undefined when no link of that name is in this namespace. */
