@@ -25,6 +25,7 @@
  * Flags: --smoke, --runs N (30), --burst N (50), --step MS (20), --baseline FILE, --no-write.
  */
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { containerPid, removeContainers } from '../e2e/harness/containers.ts';
 import { parseRpcSamples } from '../e2e/harness/figures.ts';
@@ -36,15 +37,16 @@ import { adminRequest, decodeReply } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
 import { type MetricsView, metricsBody } from '../src/core/admin-api.ts';
 import {
-  alternate,
   f1,
   machineFacts,
   markdownTable,
+  rotate,
   type Stats,
   stats,
   writeDocSection,
   writeResultsJson,
 } from './lib.ts';
+import { aaBand, judge } from './summary-judge.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -69,22 +71,23 @@ const WARMUP = SMOKE ? 1 : 3;
 const CONNECT_LIMIT_MS = 30_000;
 const BURST_STEP_MS = 100;
 
-type Net = 'truss' | 'bridge';
-const NETS = ['truss', 'bridge'] as const;
-/** /22 each: single starts and bursts take fresh addresses from .41.0 upwards, never reused. */
-const SUBNET: Record<Net, string> = { truss: '198.18.40.0/22', bridge: '198.18.44.0/22' };
+/** bridge2: the A/A control, a second network of Docker's bridge: what noise alone does to a ratio */
+type Net = 'truss' | 'bridge' | 'bridge2';
+const NETS = ['truss', 'bridge', 'bridge2'] as const;
+/** the third octet of each network's /22: single starts and bursts take fresh addresses from .1 of the next /24 upwards, never reused */
+const BASE: Record<Net, number> = { truss: 40, bridge: 44, bridge2: 48 };
+const SUBNET = (net: Net): string => `198.18.${BASE[net]}.0/22`;
 /** docker network names (`bridge` itself is Docker's default network) */
-const NAME: Record<Net, string> = { truss: 'st-truss', bridge: 'st-bridge' };
-const next: Record<Net, number> = { truss: 0, bridge: 0 };
+const NAME: Record<Net, string> = { truss: 'st-truss', bridge: 'st-bridge', bridge2: 'st-bridge2' };
+const next: Record<Net, number> = { truss: 0, bridge: 0, bridge2: 0 };
 function freshIp(net: Net): string {
   const i = next[net]++;
-  const base = net === 'truss' ? 40 : 44;
-  return `198.18.${base + 1 + Math.floor(i / 250)}.${(i % 250) + 2}`;
+  return `198.18.${BASE[net] + 1 + Math.floor(i / 250)}.${(i % 250) + 2}`;
 }
 
 let host: Host | undefined;
 const h = (): Host => host as Host;
-const probes: Record<Net, number> = { truss: 0, bridge: 0 };
+const probes: Record<Net, number> = { truss: 0, bridge: 0, bridge2: 0 };
 
 async function must(args: readonly string[], timeoutMs = 120_000): Promise<string> {
   const r = await h().docker(args, timeoutMs);
@@ -260,6 +263,8 @@ interface Summary {
   readonly lifecycle: Record<Net, Stats>;
   /** burst: truss p99 ÷ bridge p99 of the same burst; burstSingle: truss burst p99 ÷ its single p99 */
   readonly ratios: { p50: number; p99: number; lifecycle: number; burst: number; burstSingle: number };
+  /** the same ratios with bridge2 for truss: the A/A control (two identical paths) */
+  readonly aa: { p50: number; p99: number; lifecycle: number; burst: number };
   readonly plugin: {
     createEndpoint: Stats;
     join: Stats;
@@ -297,7 +302,8 @@ function summarise(singles: readonly Start[], bursts: Record<Net, Burst>, lives:
   for (const a of att) for (const [k, v] of Object.entries(a.commands)) byKind[k] = (byKind[k] ?? 0) + v / att.length;
   const tb = bursts.truss;
   const total = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
-  const lifecycle = { truss: stats(lives.truss), bridge: stats(lives.bridge) };
+  const lifecycle = { truss: stats(lives.truss), bridge: stats(lives.bridge), bridge2: stats(lives.bridge2) };
+  const burstP99 = (n: Net): number => stats(connects(bursts[n].starts)).p99;
   return {
     single,
     lifecycle,
@@ -305,8 +311,14 @@ function summarise(singles: readonly Start[], bursts: Record<Net, Burst>, lives:
       p50: single.truss.connect.median / single.bridge.connect.median,
       p99: single.truss.connect.p99 / single.bridge.connect.p99,
       lifecycle: lifecycle.truss.median / lifecycle.bridge.median,
-      burst: stats(connects(tb.starts)).p99 / stats(connects(bursts.bridge.starts)).p99,
-      burstSingle: stats(connects(tb.starts)).p99 / single.truss.connect.p99,
+      burst: burstP99('truss') / burstP99('bridge'),
+      burstSingle: burstP99('truss') / single.truss.connect.p99,
+    },
+    aa: {
+      p50: single.bridge2.connect.median / single.bridge.connect.median,
+      p99: single.bridge2.connect.p99 / single.bridge.connect.p99,
+      lifecycle: lifecycle.bridge2.median / lifecycle.bridge.median,
+      burst: burstP99('bridge2') / burstP99('bridge'),
     },
     plugin: {
       createEndpoint: stats(att.map((a) => a.createEndpointMs)),
@@ -359,8 +371,11 @@ function tables(s: Summary): string[] {
       '≤ 1.00',
     ),
     ['', '', '', '', '', '', `${ratio(s.single.truss.connect.p99, s.single.bridge.connect.p99)} (p99)`, '≤ 1.30'],
+    row('', AA, s.single.bridge2.connect, `${s.aa.p50.toFixed(3)} (p50)`),
+    ['', '', '', '', '', '', `${s.aa.p99.toFixed(3)} (p99)`, ''],
     row('docker run -d alone', 'Docker bridge', s.single.bridge.run),
     row('', 'truss', s.single.truss.run, `${ratio(s.single.truss.run.median, s.single.bridge.run.median)} (p50)`),
+    row('', AA, s.single.bridge2.run, `${ratio(s.single.bridge2.run.median, s.single.bridge.run.median)} (p50)`),
     row('docker run --rm lifecycle', 'Docker bridge', s.lifecycle.bridge),
     row(
       '',
@@ -369,6 +384,7 @@ function tables(s: Summary): string[] {
       `${ratio(s.lifecycle.truss.median, s.lifecycle.bridge.median)} (p50)`,
       '≤ 1.00',
     ),
+    row('', AA, s.lifecycle.bridge2, `${s.aa.lifecycle.toFixed(3)} (p50)`),
     row('plugin: CreateEndpoint + Join', 'truss', s.plugin.createPlusJoin, '', 'p50 < 10, p99 < 20'),
     row('plugin: CreateEndpoint', 'truss', s.plugin.createEndpoint),
     row('plugin: Join', 'truss', s.plugin.join),
@@ -380,6 +396,7 @@ function tables(s: Summary): string[] {
     [`burst of ${BURST} at once (ms)`, 'condition', 'n', 'p50', 'p99', 'min–max', 'truss ÷ bridge', 'target'],
     row('docker run → first TCP connect', 'Docker bridge', b.bridge.connect),
     row('', 'truss', b.truss.connect, `${ratio(b.truss.connect.p99, b.bridge.connect.p99)} (p99)`, '≤ 1.0'),
+    row('', AA, b.bridge2.connect, `${s.aa.burst.toFixed(3)} (p99)`),
     row('plugin: CreateEndpoint + Join', 'truss', s.burstPlugin.createPlusJoin),
   ]);
   const elp = s.burstPlugin.eventLoopDelay;
@@ -388,7 +405,8 @@ function tables(s: Summary): string[] {
     '',
     ...burstT,
     '',
-    `- Burst wall time (all ${BURST} reachable): bridge ${f1(b.bridge.wallMs)} ms, truss ${f1(b.truss.wallMs)} ms; failed starts: bridge ${b.bridge.failed}, truss ${b.truss.failed}.`,
+    `- Burst wall time (all ${BURST} reachable): bridge ${f1(b.bridge.wallMs)} ms, bridge2 ${f1(b.bridge2.wallMs)} ms, truss ${f1(b.truss.wallMs)} ms; failed starts: bridge ${b.bridge.failed}, bridge2 ${b.bridge2.failed}, truss ${b.truss.failed}.`,
+    `- ${AA}: a second network of Docker's bridge, in the same rotation; its ratio to the first (the "truss ÷ bridge" column) is what noise alone does to a ratio, and a missed target within that distance of 1 is within noise.`,
     `- The plugin's share of a truss burst start: ${(100 * s.burstPlugin.share).toFixed(1)} % (its CreateEndpoint + Join summed over the burst ÷ the starts' docker run → first connect summed).`,
     `- Burst p99 ÷ single p99 (dockerd and containerd queueing as much as the plugin): truss ${s.ratios.burstSingle.toFixed(3)}, Docker's bridge ${ratio(b.bridge.connect.p99, s.single.bridge.connect.p99)}.`,
     `- Plugin under the truss burst: RSS ${f1(s.burstPlugin.rssBeforeMB)} MB before, ${f1(s.burstPlugin.rssPeakMB)} MB peak (polled every 100 ms); event-loop delay p50 ${f1(elp.p50)} ms, p99 ${f1(elp.p99)} ms, max ${f1(elp.max)} ms (monitorEventLoopDelay, 10 ms resolution).`,
@@ -431,30 +449,44 @@ function beforeAfter(s: Summary, file: string): string[] {
   ]);
 }
 
+const AA = 'Docker bridge 2 (A/A)';
 const verdict = (ok: boolean): string => (ok ? 'met' : 'missed');
+/** a ratio against its ≤ target, beside its A/A ratio (summary-judge.ts's judge, band both ways from 1) */
+const versus = (x: number, target: number, aa: number): string => {
+  const v = judge(x, { op: '≤', value: target }, aaBand(aa));
+  return `${x.toFixed(3)} (${v}, ≤ ${target.toFixed(2)}; A/A ${aa.toFixed(3)})`;
+};
 function verdicts(s: Summary): string {
   const cj = s.plugin.createPlusJoin;
   const ld = s.plugin.leavePlusDelete.median;
   return (
-    `Verdicts: start → first connect truss ÷ bridge p50 ${s.ratios.p50.toFixed(3)} (${verdict(s.ratios.p50 <= 1)}, ≤ 1.00), ` +
-    `p99 ${s.ratios.p99.toFixed(3)} (${verdict(s.ratios.p99 <= 1.3)}, ≤ 1.30); ` +
-    `docker run --rm lifecycle truss ÷ bridge p50 ${s.ratios.lifecycle.toFixed(3)} (${verdict(s.ratios.lifecycle <= 1)}, ≤ 1.00); ` +
+    `Verdicts: start → first connect truss ÷ bridge p50 ${versus(s.ratios.p50, 1, s.aa.p50)}, ` +
+    `p99 ${versus(s.ratios.p99, 1.3, s.aa.p99)}; ` +
+    `docker run --rm lifecycle truss ÷ bridge p50 ${versus(s.ratios.lifecycle, 1, s.aa.lifecycle)}; ` +
     `plugin CreateEndpoint + Join p50 ${f1(cj.median)} ms (${verdict(cj.median < 10)}, < 10 ms), p99 ${f1(cj.p99)} ms ` +
     `(${verdict(cj.p99 < 20)}, < 20 ms); Leave + DeleteEndpoint p50 ${f1(ld)} ms (${verdict(ld < 10)}, < 10 ms); ` +
-    `burst of ${BURST} p99 truss ÷ bridge ${s.ratios.burst.toFixed(3)} (${verdict(s.ratios.burst <= 1)}, ≤ 1.0); ` +
+    `burst of ${BURST} p99 truss ÷ bridge ${versus(s.ratios.burst, 1, s.aa.burst)}; ` +
     `the plugin's share of a burst start ${(100 * s.burstPlugin.share).toFixed(1)} %.`
   );
 }
 
 // ---------------------------------------------------------------- main
 
+/** the load averages, as /proc/loadavg words ("1.29 0.95 0.80") */
+const loadText = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+
 async function main(): Promise<void> {
   const t0 = performance.now();
+  const loadBefore = loadText();
   try {
     host = await startHost(SMOKE ? 'sts' : 'stb');
     await h().startTruss({ debug: true, defaultPools: '198.18.128.0/17:24' });
-    await must(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '--subnet', SUBNET.truss, NAME.truss]);
-    await must(['network', 'create', '-d', 'bridge', '--subnet', SUBNET.bridge, NAME.bridge]);
+    await must(['network', 'create', '-d', 'truss', '--ipam-driver', 'truss', '--subnet', SUBNET('truss'), NAME.truss]);
+    for (const net of ['bridge', 'bridge2'] as const)
+      await must(['network', 'create', '-d', 'bridge', '--subnet', SUBNET(net), NAME[net]]);
     for (const net of NETS) {
       await must(['run', '-d', '--name', `probe-${net}`, '--network', NAME[net], IMAGE, 'sleep', '36000']);
       probes[net] = await containerPid(h(), `probe-${net}`);
@@ -464,7 +496,7 @@ async function main(): Promise<void> {
     const singles: Start[] = [];
     await metrics(true);
     for (let i = 0; i < RUNS; i++) {
-      for (const net of alternate(i, NETS)) {
+      for (const net of rotate(i, NETS)) {
         const s = await singleStart(net);
         singles.push(s);
         const a = s.attach;
@@ -474,15 +506,15 @@ async function main(): Promise<void> {
       }
     }
     const singleLoop = (await metrics()).eventLoopDelay;
-    const lives: Record<Net, number[]> = { truss: [], bridge: [] };
+    const lives: Record<Net, number[]> = { truss: [], bridge: [], bridge2: [] };
     for (let i = 0; i < RUNS; i++) {
-      for (const net of alternate(i, NETS)) lives[net].push(await lifecycle(net));
+      for (const net of rotate(i, NETS)) lives[net].push(await lifecycle(net));
     }
     process.stderr.write(
-      `  docker run --rm: p50 truss ${f1(stats(lives.truss).median)} ms, bridge ${f1(stats(lives.bridge).median)} ms\n`,
+      `  docker run --rm: p50 truss ${f1(stats(lives.truss).median)} ms, bridge ${f1(stats(lives.bridge).median)} ms, bridge2 ${f1(stats(lives.bridge2).median)} ms\n`,
     );
     const bursts = {} as Record<Net, Burst>;
-    for (const net of ['bridge', 'truss'] as const) {
+    for (const net of ['bridge', 'truss', 'bridge2'] as const) {
       bursts[net] = await burst(net);
       process.stderr.write(`  burst ${net}: p99 ${f1(stats(connects(bursts[net].starts)).p99)} ms\n`);
     }
@@ -512,7 +544,7 @@ async function main(): Promise<void> {
         '## Container start',
         '',
         `\`npm run bench:start\` (bench/start.ts), ${new Date().toISOString().slice(0, 10)}, commit ${facts.commit}.`,
-        `${RUNS} starts per network, truss and Docker's bridge alternated, ${WARMUP} warm-up starts each; one simulated host`,
+        `${RUNS} starts per network, truss and two networks of Docker's bridge (the second: the A/A control) rotated, ${WARMUP} warm-up starts each; one simulated host`,
         `(own dockerd ${docker}); kernel ${facts.kernel}; CPU ${facts.cpu}; Node ${facts.node}.`,
         '',
         ...lines,
@@ -545,7 +577,7 @@ async function main(): Promise<void> {
       writeDocSection('## Container start', section);
       await writeResultsJson('start', {
         date: new Date().toISOString(),
-        environment: { ...facts, docker },
+        environment: { ...facts, docker, loadBefore, loadAfter: loadText() },
         parameters: { runs: RUNS, burst: BURST, stepMs: STEP_MS, burstStepMs: BURST_STEP_MS, warmup: WARMUP },
         targets: {
           p50: '<= 1.00',

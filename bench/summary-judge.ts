@@ -23,6 +23,9 @@ export interface Band {
   readonly max: number;
 }
 
+/** The band of a bench with one A/A ratio `aa` (not one per repetition): noise may have gone either way. */
+export const aaBand = (aa: number): Band => ({ min: Math.min(aa, 1 / aa), max: Math.max(aa, 1 / aa) });
+
 export type Verdict = 'met' | 'within noise' | 'missed' | 'not run';
 
 export const satisfies = (x: number, g: Goal): boolean =>

@@ -8,6 +8,7 @@
 import { median } from '../e2e/harness/figures.ts';
 import { markdownTable } from './lib.ts';
 import {
+  aaBand,
   type Band,
   findHeading,
   type Goal,
@@ -82,12 +83,13 @@ export function loadText(before: string | undefined, after: string | undefined):
   return a === undefined ? b : `${b} → ${a}`;
 }
 
-/** Each writer records the load somewhere else, if at all (start.json and cluster.json do not). */
+/** Each writer records the load somewhere else, if at all (cluster.json does not). */
 const LOAD: Record<string, (j: unknown) => string | undefined> = {
   host: (j) => loadText(str(j, 'load', 'before', 'loadavg'), str(j, 'load', 'after', 'loadavg')),
   scale: (j) => loadText(str(j, 'parameters', 'loadAverageBefore'), undefined),
   'scale-5k': (j) => loadText(str(j, 'parameters', 'loadAverageBefore'), undefined),
   converge: (j) => loadText(str(j, 'environment', 'loadBefore'), str(j, 'environment', 'loadAfter')),
+  start: (j) => loadText(str(j, 'environment', 'loadBefore'), str(j, 'environment', 'loadAfter')),
 };
 
 const origin = (r: Results, name: string): Origin => ({
@@ -154,12 +156,14 @@ function clusterRows(r: Results): Row[] {
 
 function startRows(r: Results): Row[] {
   const s = at(r.start, 'summary');
-  const one = (label: string, value: number | undefined, goal: Goal, format = ratio3): Part => ({
+  const one = (label: string, value: number | undefined, goal: Goal, format = ratio3, aa?: number): Part => ({
     label,
     value,
     goal,
     format,
+    ...(aa !== undefined ? { band: aaBand(aa) } : {}),
   });
+  const aa = (k: string): number | undefined => num(s, 'aa', k);
   const common = { origin: origin(r, 'start'), present: r.start !== undefined, section: '## Container start' };
   return [
     {
@@ -183,15 +187,15 @@ function startRows(r: Results): Row[] {
     {
       measure: 'whole `docker run --rm` lifecycle, truss ÷ bridge',
       target: '≤ 1.00',
-      parts: [one('p50', num(s, 'ratios', 'lifecycle'), LE(1))],
-      from: 'start.json summary.ratios.lifecycle (p50 ÷ p50)',
+      parts: [one('p50', num(s, 'ratios', 'lifecycle'), LE(1), ratio3, aa('lifecycle'))],
+      from: 'start.json summary.ratios.lifecycle (p50 ÷ p50), A/A band from summary.aa.lifecycle (bridge2 ÷ bridge, either way from 1)',
       ...common,
     },
     {
       measure: '`docker run` → first TCP connect, truss ÷ bridge, p50',
       target: '≤ 1.00',
-      parts: [one('p50', num(s, 'ratios', 'p50'), LE(1))],
-      from: 'start.json summary.ratios.p50',
+      parts: [one('p50', num(s, 'ratios', 'p50'), LE(1), ratio3, aa('p50'))],
+      from: 'start.json summary.ratios.p50, A/A band from summary.aa.p50',
       ...common,
     },
     {
@@ -203,10 +207,12 @@ function startRows(r: Results): Row[] {
           'p99',
           quotient(num(s, 'bursts', 'truss', 'connect', 'p99'), num(s, 'bursts', 'bridge', 'connect', 'p99')),
           LE(1),
+          ratio3,
+          aa('burst'),
         ),
       ],
       offScope: offCount(num(r.start, 'parameters', 'burst'), 50, 'a burst of'),
-      from: 'start.json summary.bursts.{truss,bridge}.connect.p99',
+      from: 'start.json summary.bursts.{truss,bridge}.connect.p99, A/A band from summary.aa.burst',
       ...common,
     },
   ];
@@ -335,10 +341,11 @@ export function renderSection(rows: readonly Row[], doc: string): string {
     '',
     '- Verdicts: met; missed; within noise when the figure misses its target but the A/A band of its run covers the target',
     '  (figure ÷ target inside the band the same ratio of two identical paths spanned, as bench/host.ts judges); not run',
-    '  when no results file holds the figure (a file from an older run may predate it). Only bench/host.ts and',
-    '  bench/converge.ts run an A/A control: the other rows are met or missed on the figure alone.',
+    '  when no results file holds the figure (a file from an older run may predate it). bench/host.ts, bench/start.ts',
+    '  (its ratios: a second Docker bridge network) and bench/converge.ts run an A/A control: the other rows are met or',
+    '  missed on the figure alone. A single A/A ratio (bench/start.ts) is a band either way from 1.',
     "- Load: the machine's 1-minute load average before → after the run (2 cores), where the benchmark records it",
-    '  (bench/start.ts and bench/cluster.ts do not); a quiet run is what issue 18 asks for.',
+    '  (bench/cluster.ts does not); a quiet run is what issue 18 asks for.',
     '- Figures, from the results files:',
     ...rows.map((row) => `  - ${row.measure}: ${row.from}.`),
     '',

@@ -125,6 +125,7 @@ const CURRENT = {
     parameters: { burst: 50 },
     summary: {
       ratios: { p50: 0.97, lifecycle: 1.02, burst: 0.8 },
+      aa: { p50: 1.01, lifecycle: 0.97, burst: 1.3 },
       plugin: { createPlusJoin: { median: 8.1, p99: 21 }, leavePlusDelete: { median: 4.2 } },
       bursts: { truss: { connect: { p99: 900 } }, bridge: { connect: { p99: 1000 } } },
     },
@@ -184,6 +185,15 @@ describe('targetRows', () => {
     assert.deepEqual(values('`truss status` at 1,000 endpoints'), [130]);
     assert.deepEqual(values('5,000 endpoints: attach growth / RSS / full pass'), [1.1, 180, 800]);
     assert.equal(rows['cross-host VXLAN, truss (routed) ÷ bare VXLAN device']?.origin.date, '2026-12-08T00:30:00.000Z');
+  });
+
+  it("judges start.json's ratios against its one A/A ratio, either way from 1", () => {
+    const rows = byMeasure(CURRENT);
+    const lifecycle = rows['whole `docker run --rm` lifecycle, truss ÷ bridge']?.parts[0];
+    assert.deepEqual(lifecycle?.band, { min: 0.97, max: 1 / 0.97 });
+    assert.equal(judge(lifecycle?.value, lifecycle!.goal, lifecycle?.band), 'within noise');
+    const p50 = rows['`docker run` → first TCP connect, truss ÷ bridge, p50']?.parts[0];
+    assert.equal(judge(1.02, p50!.goal, p50?.band), 'missed', '1.02 is outside an A/A of 1.01');
   });
 
   it('shows "not run" for a figure an older file lacks, and never reads a field that meant something else', () => {
