@@ -47,7 +47,7 @@
  * with -o truss.mode=routed; bridge by default).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { run } from '../e2e/harness/exec.ts';
@@ -93,6 +93,8 @@ const { values: flags } = parseArgs({
     'heap-snapshot': { type: 'string' },
     'daemon-node-options': { type: 'string' },
     'from-source': { type: 'boolean', default: false },
+    /** at scale, after the status samples: wait until this file is removed (a look at a daemon at scale by hand) */
+    'hold-file': { type: 'string' },
     mode: { type: 'string', default: 'bridge' },
   },
   strict: true,
@@ -297,6 +299,12 @@ async function measureAtScale(pid: number, s: Samples): Promise<{ inSync: boolea
     const body = decodeReply(statusBody, reply, 'status');
     inSync = body.kernel.inSync;
     counts = { networks: body.networks.length, endpoints: body.endpoints.length, addresses: body.addresses.length };
+  }
+  const hold = flags['hold-file'];
+  if (hold) {
+    writeFileSync(hold, `${STATE_DIR}\n`);
+    process.stderr.write(`  holding at scale (state dir ${STATE_DIR}) until ${hold} is removed\n`);
+    while (existsSync(hold)) await new Promise((r) => setTimeout(r, 1000));
   }
   for (let i = 0; i < RECONCILE_RUNS; i++) {
     const r = await timedCli(['reconcile', '--json']);

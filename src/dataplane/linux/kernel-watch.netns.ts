@@ -56,6 +56,49 @@ describe('kernel watch (kernel)', () => {
     }
   });
 
+  it("the kernel's IPv6 link-local bookkeeping after a link comes up moves nothing; a global address does", async () => {
+    const w = watchKernel({ netns: ns.path, settleMs: 200 });
+    scratch.defer(() => w.close());
+    await sleep(300);
+    await ns.must(['ip', 'link', 'add', 'trvwatch0', 'type', 'veth', 'peer', 'name', 'trcwatch0']);
+    await ns.must(['ip', 'link', 'set', 'trvwatch0', 'up']);
+    await ns.must(['ip', 'link', 'set', 'trcwatch0', 'up']);
+    const up = await settled(() => w.generation());
+    // duplicate address detection: the fe80:: addresses and their routes come about a second later
+    await sleep(2500);
+    const addrs = await ns.must(['ip', '-6', 'addr', 'show', 'dev', 'trvwatch0']);
+    assert.match(addrs, /inet6 fe80::/, 'the link-local address came');
+    assert.equal(await settled(() => w.generation()), up, 'link-local noise is not a change');
+    await ns.must(['ip', 'addr', 'add', 'fd00:77::1/64', 'dev', 'trvwatch0', 'nodad']);
+    const next = await settled(() => w.generation());
+    assert.ok(next !== undefined && up !== undefined && next > up, `global address: ${up} -> ${next}`);
+    await ns.must(['ip', 'link', 'del', 'trvwatch0']);
+  });
+
+  it("a host end's carrier, when its peer comes up in the container's namespace, moves nothing", async () => {
+    const ctr = await scratch.ns('watchctr');
+    // watching first, as the daemon is when it attaches
+    const w = watchKernel({ netns: ns.path, settleMs: 200 });
+    scratch.defer(() => w.close());
+    await sleep(300);
+    await ns.must(['ip', 'link', 'add', 'trbwatch1', 'type', 'bridge']);
+    await ns.must(['ip', 'link', 'set', 'trbwatch1', 'up']);
+    await ns.must(['ip', 'link', 'add', 'trvwatch1', 'type', 'veth', 'peer', 'name', 'trcwatch1']);
+    await ns.must(['ip', 'link', 'set', 'trvwatch1', 'master', 'trbwatch1', 'up']);
+    await ns.must(['ip', 'link', 'set', 'trcwatch1', 'netns', ctr.path]);
+    const before = await settled(() => w.generation());
+    await ctr.must(['ip', 'link', 'set', 'trcwatch1', 'up']);
+    await sleep(2500); // carrier, the bridge port's state, then link-local addresses after DAD
+    const state = await ns.must(['ip', 'link', 'show', 'dev', 'trvwatch1']);
+    assert.match(state, /LOWER_UP/, 'the host end has its carrier');
+    assert.equal(await settled(() => w.generation()), before, 'carrier and state only: no change');
+    await ns.must(['ip', 'link', 'set', 'trvwatch1', 'mtu', '1400']);
+    const next = await settled(() => w.generation());
+    assert.ok(next !== undefined && before !== undefined && next > before, `MTU: ${before} -> ${next}`);
+    await ns.must(['ip', 'link', 'del', 'trvwatch1']);
+    await ns.must(['ip', 'link', 'del', 'trbwatch1']);
+  });
+
   it('a monitor that dies makes it stop watching, and it watches again once restarted', async () => {
     const w = watchKernel({ netns: ns.path, settleMs: 50, monitors: [['sleep', '1']] });
     scratch.defer(() => w.close());

@@ -3,8 +3,11 @@
  * (issue 18: `truss status` at 1,000 endpoints without listing the kernel each time). Two
  * long-lived monitors, `ip monitor link address route rule` (rtnetlink) and `nft monitor` (every
  * nftables table: truss's, and iptables-nft's), print a line per change; generation() counts
- * them. Nothing is parsed: any notice makes every remembered look stale, whoever made the change
- * (truss's own writes included).
+ * them. Any notice makes every remembered look stale, whoever made the change (truss's own writes
+ * included), except what no check reads and the kernel announces on its own seconds after an
+ * attach (IpNotices): a link's carrier and operational state, and the IPv6 link-local addresses
+ * and routes that follow duplicate address detection. Counted, each attach of a burst would make
+ * status list the whole kernel again for the next 15 s (1,000 endpoints: ~200 ms a status).
  *
  * What it cannot see, a reader must list each time: qdiscs (tc), WireGuard peers, the VXLAN FDB,
  * neighbour proxies, sysctls, and iptables-legacy rules (reconcile/kind.ts `watched` says which
@@ -38,6 +41,84 @@ export const MONITORS: readonly (readonly string[])[] = [
 
 const RESTART_MS = 1_000;
 
+/** fe80::/10 (link-local) and ff00::/8 as `ip monitor` prints them */
+const LINK_LOCAL = /^fe[89ab][0-9a-f]:/;
+/** the words of a link notice that only tell carrier and operational state, which no check reads */
+const LINK_STATE = /\b(LOWER_UP|NO-CARRIER|DORMANT|M-DOWN)\b|\bstate \S+ ?/g;
+/** a notice without its state words, nor where the veth's peer is now (`@trc…`, `@if12`, `link-netnsid 0`) */
+const shapeOf = (notice: readonly string[]): string =>
+  notice
+    .map((l) =>
+      l
+        .replace(LINK_STATE, '')
+        .replace(/,+(?=[,>])|(?<=<),+/g, '')
+        .replace(/^(\d+: [^@:\s]+)@[^:\s]+:/, '$1:')
+        .replace(/ link-netns(id)? \S+/, ''),
+    )
+    .join('\n');
+
+/**
+ * Pure: is this `ip monitor` notice (its first line) the kernel's own IPv6 link-local bookkeeping,
+ * which truss neither makes nor reads? Everything else counts.
+ */
+export function kernelNoise(line: string): boolean {
+  const l = line.replace(/^Deleted /, '');
+  const addr = /^\d+: \S+\s+inet6 (\S+) scope link\b/.exec(l);
+  if (addr) return LINK_LOCAL.test(addr[1] ?? '');
+  const local = /^local (\S+) dev \S+ table local proto kernel\b/.exec(l);
+  if (local) return LINK_LOCAL.test(local[1] ?? '');
+  return /^(fe80::\/64 dev \S+ proto kernel|multicast ff00::\/8 dev \S+ table local proto kernel)\b/.test(l);
+}
+
+/**
+ * Reads `ip monitor`'s output chunk by chunk and tells whether a chunk holds a notice that counts:
+ * not kernelNoise, and not a link notice that repeats the link's previous one but for its carrier,
+ * operational state and where its veth peer went (the container's end moved into its namespace
+ * and up: the host end's carrier comes seconds after the attach that made it, in batches, and
+ * each would make status list the whole kernel again). A notice is its first line and
+ * the indented lines after it; one split across chunks counts (never a missed change).
+ */
+export class IpNotices {
+  /** ifindex (+ " port": the bridge's notices) -> the link's last notice without its state words */
+  readonly #links = new Map<string, string>();
+  #partial = '';
+
+  matters(chunk: string): boolean {
+    const lines = (this.#partial + chunk).split('\n');
+    this.#partial = lines.pop() ?? '';
+    const notices: string[][] = [];
+    let counts = false;
+    for (const line of lines) {
+      if (line === '') continue;
+      if (/^\s/.test(line)) {
+        if (notices.length === 0)
+          counts = true; // the rest of a notice of the chunk before
+        else notices.at(-1)?.push(line);
+      } else notices.push([line]);
+    }
+    for (const n of notices) if (this.#counts(n)) counts = true;
+    return counts;
+  }
+
+  #counts(notice: readonly string[]): boolean {
+    const [head = ''] = notice;
+    if (kernelNoise(head)) return false;
+    const link = /^(Deleted )?(\d+): \S+: </.exec(head);
+    if (!link) return true;
+    // two kinds of notice per link: rtnetlink's own (with its qdisc) and the bridge's about its port
+    const index = `${link[2]}${head.includes(' qdisc ') ? '' : ' port'}`;
+    if (link[1]) {
+      this.#links.delete(`${link[2]}`);
+      this.#links.delete(`${link[2]} port`);
+      return true;
+    }
+    const shape = shapeOf(notice);
+    const same = this.#links.get(index) === shape;
+    this.#links.set(index, shape);
+    return !same;
+  }
+}
+
 export function watchKernel(opts: KernelWatchOptions = {}): KernelWatch {
   const settleMs = opts.settleMs ?? 300;
   let notices = 0;
@@ -54,8 +135,10 @@ export function watchKernel(opts: KernelWatchOptions = {}): KernelWatch {
     const child = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
     notices++; // whatever happened while it was not running
     running.set(i, { child, since: performance.now() });
-    child.stdout?.on('data', () => {
-      notices++;
+    const ip = bin === 'ip' ? new IpNotices() : undefined;
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      if (!ip || ip.matters(chunk)) notices++;
     });
     const gone = (why: unknown): void => {
       if (running.get(i)?.child !== child) return;
