@@ -328,6 +328,7 @@ function collect(child: Child, stdin: string | undefined, timeoutMs: number): Pr
  */
 export class SpareProcesses {
   readonly #spares = new Map<string, { child: Child; alive: boolean }>();
+  #closed = false;
 
   /** A started child for argv: the spare if there is a live one, else a new one; then a new spare. */
   take(argv: readonly string[]): Child {
@@ -338,11 +339,14 @@ export class SpareProcesses {
     if (spare && !spare.alive) spare.child.kill('SIGKILL');
     child.ref();
     for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { ref?(): void }).ref?.();
-    this.#startSpare(key, argv);
+    // why later: spawning forks this process, ~5 ms of the event loop at 1,000 endpoints, which
+    // the caller (an attach, a status) would otherwise wait for
+    setImmediate(() => this.#startSpare(key, argv));
     return child;
   }
 
   #startSpare(key: string, argv: readonly string[]): void {
+    if (this.#closed || this.#spares.has(key)) return; // closed meanwhile; or two takes, one spare
     const child = spawnChild(argv, true);
     const entry = { child, alive: true };
     child.on('error', () => {
@@ -360,6 +364,7 @@ export class SpareProcesses {
 
   /** Ends every waiting spare (EOF: it runs nothing and exits). */
   close(): void {
+    this.#closed = true;
     for (const { child } of this.#spares.values()) child.stdin?.end();
     this.#spares.clear();
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PolicyObject } from '../../core/desired.ts';
 import type { IngressRule } from '../../core/policy/model.ts';
-import { parseCountersJson } from './nft-read.ts';
+import { parseCounters } from './nft-read.ts';
 import { parseMapJson, planMapDeletes, renderPolicy, renderPolicyBase, renderPolicyRemoval } from './policy.ts';
 import { diffPolicies } from './policy-check.ts';
 import { checkPolicyObject } from './policy-sets.ts';
@@ -282,10 +282,20 @@ describe('reading nft JSON', () => {
         ['198.18.40.4', 'ep_ba9876543210'],
       ],
     );
-    const counters =
-      '{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"counter": {"family": "inet", "name": "ep_0123456789ab_denied", "table": "truss_policy", "handle": 11, "packets": 3, "bytes": 180}}, {"counter": {"family": "inet", "name": "someone_else", "table": "truss_policy", "handle": 12, "packets": 1, "bytes": 1}}]}';
+    // as `nft -f -` prints `list counters table inet truss_policy` (nft 1.0.6)
+    const counters = [
+      'table inet truss_policy {',
+      '\tcounter ep_0123456789ab_denied {',
+      '\t\tpackets 3 bytes 180',
+      '\t}',
+      '\tcounter someone_else {',
+      '\t\tpackets 1 bytes 1',
+      '\t}',
+      '}',
+      '',
+    ].join('\n');
     const key = (name: string) => /^(ep_[0-9a-f]{12})_denied$/.exec(name)?.[1];
-    assert.deepEqual(parseCountersJson(counters, key), { ep_0123456789ab: { packets: 3, bytes: 180 } });
+    assert.deepEqual(parseCounters(counters, key), { ep_0123456789ab: { packets: 3, bytes: 180 } });
   });
 });
 
