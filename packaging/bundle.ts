@@ -50,6 +50,20 @@ export const packageVersion = (): string =>
 const STALE_CHUNK_MS = 24 * 3600_000;
 const CHUNK = /^chunk-[A-Z0-9]+\.mjs$/;
 
+/**
+ * zod's `locales` namespace (its messages in 60 languages, 370 KB: half the chunk every CLI command
+ * loads) as an empty module: truss uses zod's default English, which zod imports on its own.
+ */
+const noZodLocales = {
+  name: 'no-zod-locales',
+  setup(b: import('esbuild').PluginBuild): void {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (a) =>
+      /[\\/]node_modules[\\/]zod[\\/]/.test(a.importer) ? { path: 'zod-locales', namespace: 'truss-empty' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'truss-empty' }, () => ({ contents: 'export {};', loader: 'js' }));
+  },
+};
+
 /** Builds APP/lib/truss.mjs (the `truss` command, daemon and CLI) with its chunks, and APP/proto/. */
 export async function bundleDaemon(appDir: string, version: string): Promise<string> {
   const esbuild = await import('esbuild');
@@ -88,6 +102,7 @@ export async function bundleDaemon(appDir: string, version: string): Promise<str
       ].join('\n'),
     },
     define: { __TRUSS_VERSION__: JSON.stringify(version), __TRUSS_COMMIT__: JSON.stringify(commit) },
+    plugins: [noZodLocales],
     legalComments: 'eof',
     logLevel: 'warning',
   });
