@@ -142,8 +142,11 @@ export function writeDocSection(heading: string, section: string, at: 'own place
 
 /** The page `old` with its section `heading` replaced by `section` (pure: writeDocSection's text). */
 export function placeSection(old: string, heading: string, section: string, at: 'own place' | 'top'): string {
-  // the heading's whole line: "## Scale" must not find "## Scale: 5,000 endpoints"
-  const start = old.indexOf(`\n${heading}\n`) + 1;
+  // the section's own heading line when it has one ("## Multi-host (WireGuard)", written as "## Multi-host"),
+  // matched whole: "## Scale" must not find "## Scale: 5,000 endpoints"
+  const line = section.split('\n', 1)[0] ?? '';
+  const own = line.startsWith('## ') ? line : heading;
+  const start = old.indexOf(`\n${own}\n`) + 1;
   let next = start <= 0 ? -1 : old.indexOf('\n## ', start + 1);
   if (next >= 0) next += 1;
   if (at === 'top') {

@@ -272,6 +272,14 @@ describe('placeSection', () => {
       once.replace('T.', 'U.'),
     );
   });
+  it('finds a section by its own heading line, whatever shorter name it is written under', () => {
+    const multi = '## Multi-host (WireGuard)\n\nM.\n';
+    const once = placeSection(page, '## Multi-host', multi, 'own place');
+    const twice = placeSection(once, '## Multi-host', multi.replace('M.', 'N.'), 'own place');
+    assert.equal(twice, once.replace('M.', 'N.'));
+    assert.equal(twice.split('## Multi-host').length, 2);
+    assert.equal(placeSection(page, '## Same', '## Same\n\nX.\n', 'own place').split('## Same').length, 3);
+  });
   it('moves it to the top from anywhere else', () => {
     const atEnd = `${page}\n${sec}`;
     assert.equal(
