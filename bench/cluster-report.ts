@@ -326,5 +326,5 @@ export function writeDocs(lines: readonly string[], env: Record<string, string>,
     '  (E2E FIGURES block), not measured here.',
     '',
   ].join('\n');
-  writeDocSection('## Multi-host', section);
+  writeDocSection(section);
 }

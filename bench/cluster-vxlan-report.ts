@@ -174,7 +174,7 @@ export function writeVxlanDocs(lines: readonly string[], env: Record<string, str
     "| a host leaves the network → gone from its peer's FDB, neighbours and routes | 0.61–0.89 s | |",
     '',
   ].join('\n');
-  writeDocSection('## Unencrypted cluster networks', section);
+  writeDocSection(section);
 }
 
 /** The `vxlan` member of cluster.json: a run of --part vxlan replaces only it, a full run writes it with the rest. */

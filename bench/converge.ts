@@ -261,7 +261,6 @@ async function main(): Promise<void> {
     if (!SMOKE) {
       const facts = await machineFacts();
       writeDocSection(
-        '## Convergence: 2 to 20 hosts',
         [
           '## Convergence: 2 to 20 hosts',
           '',

@@ -445,7 +445,7 @@ async function writeDocs(
     ...Object.entries(work).map(([k, v]) => `  - ${k}: ${v}`),
     '',
   ].join('\n');
-  writeDocSection('## Same host', section);
+  writeDocSection(section);
   await writeResultsJson('host', summary);
 }
 

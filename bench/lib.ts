@@ -129,24 +129,24 @@ const DOC_HEADER =
   '# Benchmarks\n\nFigures measured on the machine named in each section; rerun with `npm run bench`.\n';
 
 /**
- * Replaces the `## ` section of docs/benchmarks.md whose heading starts with `heading` (or
- * appends it); other sections stay as they are. `at: 'top'` puts it right after the page's
+ * Replaces the section of docs/benchmarks.md that has `section`'s heading (its first line, `## …`),
+ * or appends it; other sections stay as they are. `at: 'top'` puts it right after the page's
  * intro instead, before the first `## ` section (moved there if it was elsewhere).
  */
-export function writeDocSection(heading: string, section: string, at: 'own place' | 'top' = 'own place'): void {
+export function writeDocSection(section: string, at: 'own place' | 'top' = 'own place'): void {
   const file = join(REPO_ROOT, 'docs', 'benchmarks.md');
   mkdirSync(dirname(file), { recursive: true });
   const old = existsSync(file) ? readFileSync(file, 'utf8') : DOC_HEADER;
-  writeFileSync(file, `${placeSection(old, heading, section, at).trimEnd()}\n`);
+  writeFileSync(file, `${placeSection(old, section, at).trimEnd()}\n`);
 }
 
-/** The page `old` with its section `heading` replaced by `section` (pure: writeDocSection's text). */
-export function placeSection(old: string, heading: string, section: string, at: 'own place' | 'top'): string {
-  // the section's own heading line when it has one ("## Multi-host (WireGuard)", written as "## Multi-host"),
-  // matched whole: "## Scale" must not find "## Scale: 5,000 endpoints"
-  const line = section.split('\n', 1)[0] ?? '';
-  const own = line.startsWith('## ') ? line : heading;
-  const start = old.indexOf(`\n${own}\n`) + 1;
+/** The page `old` with the section of `section`'s heading replaced by `section` (pure: writeDocSection's text). */
+export function placeSection(old: string, section: string, at: 'own place' | 'top'): string {
+  // the heading's whole line: "## Scale" must not find "## Scale: 5,000 endpoints"
+  const heading = section.split('\n', 1)[0] ?? '';
+  if (!heading.startsWith('## '))
+    throw new Error(`a section of docs/benchmarks.md starts with its "## " heading, not ${JSON.stringify(heading)}`);
+  const start = old.indexOf(`\n${heading}\n`) + 1;
   let next = start <= 0 ? -1 : old.indexOf('\n## ', start + 1);
   if (next >= 0) next += 1;
   if (at === 'top') {

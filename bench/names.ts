@@ -610,7 +610,7 @@ function writeDocs(lines: readonly string[], env: Record<string, string>, r: Rec
     '`bench/results/names.json`. Rerun: `npm run bench:names`.',
     '',
   ].join('\n');
-  writeDocSection('## Names', section);
+  writeDocSection(section);
 }
 
 await main();

@@ -314,5 +314,5 @@ export function writeDocs(lines: readonly string[], env: Record<string, string>,
     '  plaintext on the underlay) are in e2e/cluster-nat.e2e.ts.',
     '',
   ].join('\n');
-  writeDocSection('## Hosts behind NAT', section);
+  writeDocSection(section);
 }

@@ -338,7 +338,7 @@ async function writeDocs(
     `- Verdicts: throughput ratio ${verdicts.throughput?.toFixed(3)} (target ≥ 0.97), apply ratio (admin API) ${verdicts.applyApi?.toFixed(3)} (target ≤ 2).`,
     '',
   ].join('\n');
-  writeDocSection('## Port policy', section);
+  writeDocSection(section);
   const summary = {
     date: new Date().toISOString(),
     environment: env,

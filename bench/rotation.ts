@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     'completes the handshake: the gap is the skew between the two hosts plus one round trip.',
     '',
   ].join('\n');
-  writeDocSection('## WireGuard key rotation', section);
+  writeDocSection(section);
   await writeResultsJson('rotation', result);
 }
 

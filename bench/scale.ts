@@ -491,7 +491,7 @@ async function writeDocs(
     `  endpoints were attached, before status/reconcile; VmHWM after them.`,
     '',
   ].join('\n');
-  writeDocSection(`## ${flags.section}`, section);
+  writeDocSection(section);
   await writeResultsJson(flags.results as string, {
     date: new Date().toISOString(),
     environment: facts,

@@ -574,7 +574,7 @@ async function main(): Promise<void> {
           ? ['', 'Before and after the attach-path change (same benchmark, same machine):', '', ...ba]
           : []),
       ].join('\n');
-      writeDocSection('## Container start', section);
+      writeDocSection(section);
       await writeResultsJson('start', {
         date: new Date().toISOString(),
         environment: { ...facts, docker, loadBefore, loadAfter: loadText() },

@@ -37,6 +37,6 @@ const doc = join(REPO_ROOT, 'docs', 'benchmarks.md');
 const section = renderSection(targetRows(readResults()), existsSync(doc) ? readFileSync(doc, 'utf8') : '');
 process.stdout.write(`${section}\n`);
 if (flags.print !== true) {
-  writeDocSection('## Targets (issue 18)', section, 'top');
+  writeDocSection(section, 'top');
   process.stdout.write('wrote docs/benchmarks.md (Targets (issue 18))\n');
 }
