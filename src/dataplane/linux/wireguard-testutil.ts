@@ -6,7 +6,7 @@
  *
  *   cA 198.18.N.2 ─ hA ─ 198.18.(N+2).1/30 ══ 198.18.(N+2).2 ─ hB ─ cB 198.18.(N+1).2
  *
- * Used by wireguard.netns.ts, hostile-peers.netns.ts and bench/rotation.ts (50 rotations,
+ * Used by wireguard.netns.ts, wireguard-rotation.netns.ts, hostile-peers.netns.ts and bench/rotation.ts (50 rotations,
  * docs/benchmarks.md).
  */
 
@@ -30,6 +30,16 @@ import { detectWireguardImpl, ensureWireguard, removeWireguard, UAPI_DIR, type W
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `f` every 50 ms until it holds; its time in ms, or an error naming `what` after `timeoutMs`. */
+export async function eventually(what: string, f: () => Promise<boolean>, timeoutMs = 8000): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    if (await f()) return performance.now() - t0;
+    await sleep(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
 const PORT = 51820;
 
 /**

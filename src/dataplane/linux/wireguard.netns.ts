@@ -37,30 +37,11 @@ import {
   wireguardMark,
 } from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
-import {
-  createWgPair,
-  killWireguardGo,
-  rotateOnce,
-  startPing,
-  TEST_WIREGUARD_GO,
-  type WgHost,
-  type WgPair,
-  wgGoPids,
-  wgHost,
-} from './wireguard-testutil.ts';
+import { eventually, killWireguardGo, TEST_WIREGUARD_GO, type WgHost, wgGoPids, wgHost } from './wireguard-testutil.ts';
 
 const RUN = randomBytes(2).toString('hex');
 const PORT = 51820;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function eventually(what: string, f: () => Promise<boolean>, timeoutMs = 8000): Promise<number> {
-  const t0 = performance.now();
-  while (performance.now() - t0 < timeoutMs) {
-    if (await f()) return performance.now() - t0;
-    await sleep(50);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
 
 const ms = (t: number): string => `${t.toFixed(1)} ms`;
 
@@ -490,44 +471,5 @@ describe('WireGuard between simulated hosts (kernel, wireguard-go)', { timeout: 
     const socks = readdirSync(UAPI_DIR).filter((f) => f.includes(`trwg${RUN}`));
     assert.deepEqual(socks, []);
     for (const n of devNames) assert.deepEqual(wgGoPids(n), [], n);
-  });
-});
-
-describe('WireGuard key rotation under a 10 ms ping (kernel, wireguard-go)', { timeout: 120_000 }, () => {
-  let pair: WgPair | undefined;
-  let ping: ReturnType<typeof startPing> | undefined;
-  after(async () => {
-    ping?.stop();
-    await pair?.close();
-  });
-
-  it('5 rotations, B applying the new key up to 200 ms before or after A: every gap ≤ 1 s', async () => {
-    pair = await createWgPair(225);
-    ping = startPing(pair, 10);
-    await eventually('ping replies before the first rotation', async () => (ping?.arrivals.length ?? 0) > 0);
-    const results = [];
-    for (const skew of [0, 100, -100, 200, -200]) results.push(await rotateOnce(pair, ping, skew));
-    const text = results.map((r) => `skew ${r.skewMs} ms: gap ${ms(r.gapMs)}`).join(', ');
-    process.stdout.write(`# figure: rotations under a 10 ms ping: ${text}\n`);
-    // before the nudge, whichever host applied the key first lost its handshake and waited REKEY_TIMEOUT: ~5 s
-    assert.ok(
-      results.every((r) => r.gapMs <= 1000),
-      text,
-    );
-  });
-
-  it('20 rotations applied by both hosts at the same moment: every gap ≤ 1 s (crossed nudges restarted)', async () => {
-    assert.ok(pair && ping);
-    const results = [];
-    for (let i = 0; i < 20; i++) results.push(await rotateOnce(pair, ping, 0));
-    const gaps = results.map((r) => r.gapMs).sort((a, b) => a - b);
-    const restarts = results.reduce((n, r) => n + r.restarts, 0);
-    const text = `gaps p50 ${ms(gaps[10] ?? 0)}, max ${ms(gaps.at(-1) ?? 0)}; ${restarts} crossed handshake(s) restarted`;
-    process.stdout.write(`# figure: 20 simultaneous rotations: ${text}\n`);
-    // why: both hosts nudging at once cross their initiations (restartsCrossed); unrestarted, that is a 5 s gap
-    assert.ok(
-      results.every((r) => r.gapMs <= 1000),
-      text,
-    );
   });
 });
