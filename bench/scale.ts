@@ -15,6 +15,8 @@
  * link costs the same whichever namespace receives it, so this keeps what the plugin sees
  * real while sparing the machine N namespaces (creating and, above all, freeing 1,000 of them
  * takes the kernel's cleanup worker long enough to disturb the next run and everyone else's).
+ * IPv6 is off in the sandboxes, and beside the first and last attaches a control times the kernel
+ * alone doing what an attach asks of it: bench/scale-kernel.ts says why both.
  *
  * At N: the daemon's VmRSS/VmHWM (/proc/<pid>/status), `truss status` wall time (the CLI
  * against the admin socket, Node start-up included) and the admin API alone, and `truss
@@ -73,6 +75,7 @@ import { adminRequest, decodeReply } from '../src/cli/admin-client.ts';
 import { adminSocketPath } from '../src/config.ts';
 import { statusBody } from '../src/core/admin-api.ts';
 import { f1, machineFacts, markdownTable, writeDocSection, writeResultsJson } from './lib.ts';
+import { controlAttachMs, createControlBridge, removeControlBridge, sandboxIpv6Off } from './scale-kernel.ts';
 import { attachBreakdowns, breakdownLines } from './scale-log.ts';
 import {
   createAndJoin,
@@ -231,6 +234,8 @@ async function timedCli(args: readonly string[]): Promise<{ ms: number; stdout: 
 
 interface Samples {
   attachMs: number[];
+  /** the kernel alone (bench/scale-kernel.ts), beside the first and the last WINDOW attaches */
+  controlMs: { first: number[]; last: number[] };
   sandboxMs: number[];
   /** CPU the daemon and the tools it ran spent on each attach (/proc: load on the machine does not inflate it) */
   attachCpuMs: number[];
@@ -286,6 +291,8 @@ async function attachAll(c: PluginClient, nets: NetworkRef[], s: Samples, pid: n
     s.attachMs.push(t1 - t0);
     s.sandboxMs.push(t2 - t1);
     s.programMs.push(performance.now() - t2);
+    if (i < WINDOW) s.controlMs.first.push(await controlAttachMs(HOST_NS));
+    else if (i >= ENDPOINTS - WINDOW) s.controlMs.last.push(await controlAttachMs(HOST_NS));
     eps.push(ep);
     if ((i + 1) % Math.max(1, Math.floor(ENDPOINTS / 10)) === 0) {
       const last = s.attachMs.slice(-Math.min(50, i + 1));
@@ -389,7 +396,11 @@ function summarise(s: Samples) {
   const mean = (v: readonly number[]): number => v.reduce((x, y) => x + y, 0) / Math.max(1, v.length);
   const cpuFirst = mean(s.attachCpuMs.slice(0, WINDOW));
   const cpuLast = mean(s.attachCpuMs.slice(-WINDOW));
+  const controlFirst = median(s.controlMs.first);
+  const controlLast = median(s.controlMs.last);
   return {
+    controlFirst,
+    controlLast,
     cpuFirst,
     cpuLast,
     cpuRatio: cpuLast / cpuFirst,
@@ -425,6 +436,18 @@ function table(
       sum.ratio <= TARGET.ratio ? 'met' : 'MISSED',
     ],
     [`attach ratio (p99)`, sum.p99Ratio.toFixed(3), '(info)', ''],
+    [
+      `the kernel alone, create + enslave + up (control), first ${W} / last ${W}: p50 (ratio)`,
+      `${ms(sum.controlFirst)} / ${ms(sum.controlLast)} (${(sum.controlLast / sum.controlFirst).toFixed(3)})`,
+      '(info)',
+      '',
+    ],
+    [
+      `attach beyond the control, first ${W} / last ${W}: p50 difference (ratio)`,
+      `${ms(sum.first.p50 - sum.controlFirst)} / ${ms(sum.last.p50 - sum.controlLast)} (${((sum.last.p50 - sum.controlLast) / (sum.first.p50 - sum.controlFirst)).toFixed(3)})`,
+      '(info)',
+      '',
+    ],
     [
       `CPU of the daemon and its tools per attach, mean first ${W} / last ${W} (ratio)`,
       `${ms(sum.cpuFirst)} / ${ms(sum.cpuLast)} (${sum.cpuRatio.toFixed(3)})`,
@@ -479,7 +502,8 @@ async function writeDocs(
     `${ENDPOINTS.toLocaleString('en-US')} endpoints round-robin over ${NETWORKS} networks (/${32 - SUBNET_BITS} each) on one host, attached one after another;`,
     `kernel ${facts.kernel}; CPU ${facts.cpu}; Node ${facts.node}. The benchmark plays dockerd over the plugin socket`,
     '(request shapes of test/fixtures/dockerd-28.5.jsonl) against `truss serve` in a throwaway network namespace; each veth',
-    `goes into a sandbox namespace after Join as dockerd does (one sandbox per network, shared by its endpoints).`,
+    `goes into a sandbox namespace after Join as dockerd does (one sandbox per network, shared by its endpoints, IPv6 off`,
+    'in it as bench/scale-kernel.ts says why). The control is the kernel alone doing what a bridge-mode attach asks of it.',
     '',
     ...lines,
     '',
@@ -549,13 +573,18 @@ async function main(): Promise<void> {
   let child: ChildProcess | undefined;
   try {
     await createNetns(HOST_NS);
-    for (let n = 0; n < NETWORKS; n++) await createNetns(sandboxNs(n));
+    for (let n = 0; n < NETWORKS; n++) {
+      await createNetns(sandboxNs(n));
+      await sandboxIpv6Off(sandboxNs(n));
+    }
+    await createControlBridge(HOST_NS);
     child = await startTruss();
     const pid = child.pid as number;
     const rssAtStartMiB = memory(pid).rssMiB;
     const c = new PluginClient(SOCKET);
     const s: Samples = {
       attachMs: [],
+      controlMs: { first: [], last: [] },
       sandboxMs: [],
       attachCpuMs: [],
       programMs: [],
@@ -573,6 +602,7 @@ async function main(): Promise<void> {
     const ta = performance.now();
     const eps = await attachAll(c, nets, s, pid);
     const attachPhaseS = (performance.now() - ta) / 1000;
+    await removeControlBridge(HOST_NS);
     const rss = memory(pid);
     const { inSync, counts } = await measureAtScale(pid, s);
     const mem = { rssAtStartMiB, rssMiB: rss.rssMiB, hwmMiB: memory(pid).hwmMiB };
