@@ -43,7 +43,8 @@
  * --heap-snapshot DIR (the daemon writes a heap snapshot there once all endpoints are attached,
  * after the measurements), --daemon-debug (the daemon logs at debug level; prints where an
  * attach spends its time, bench/scale-log.ts; the figures then include the logging),
- * --daemon-node-options 'FLAGS' (NODE_OPTIONS for the daemon, e.g. V8 heap sizes), --from-source (run
+ * --daemon-node-options 'FLAGS' (NODE_OPTIONS for the daemon, e.g. V8 heap sizes), --daemon-node-flag F
+ * (repeatable: on the daemon's command line, for the V8 flags NODE_OPTIONS refuses), --from-source (run
  * the daemon as bin/truss does, type-stripping src/, instead of as scripts/run.sh and the managed
  * plugin do: the bundle from packaging/bundle.ts with DAEMON_NODE_FLAGS), --mode routed (the networks
  * with -o truss.mode=routed; bridge by default).
@@ -105,6 +106,8 @@ const { values: flags } = parseArgs({
     'daemon-debug': { type: 'boolean', default: false },
     'heap-snapshot': { type: 'string' },
     'daemon-node-options': { type: 'string' },
+    /** a node or V8 flag on the daemon's command line (NODE_OPTIONS refuses most V8 flags); repeatable */
+    'daemon-node-flag': { type: 'string', multiple: true },
     'from-source': { type: 'boolean', default: false },
     /** at scale, after the status samples: wait until this file is removed (a look at a daemon at scale by hand) */
     'hold-file': { type: 'string' },
@@ -182,7 +185,12 @@ async function startTruss(): Promise<ChildProcess> {
   ];
   // the daemon as scripts/run.sh and the managed plugin run it (the bundle, young generation capped),
   // or from source (bin/truss: type stripping at start-up) with --from-source
-  const cmd = flags['from-source'] ? [TRUSS_BIN] : [NODE_BIN, ...DAEMON_NODE_FLAGS, (await ensureBundle()).path];
+  const extra = flags['daemon-node-flag'] ?? [];
+  if (flags['from-source'] && extra.length > 0)
+    throw new Error('--daemon-node-flag needs the bundle, not --from-source');
+  const cmd = flags['from-source']
+    ? [TRUSS_BIN]
+    : [NODE_BIN, ...DAEMON_NODE_FLAGS, ...extra, (await ensureBundle()).path];
   const child = spawn('ip', ['netns', 'exec', HOST_NS, ...cmd, ...args], {
     env: { ...daemonEnv(), ...(nodeOptions.length > 0 ? { NODE_OPTIONS: nodeOptions.join(' ') } : {}) },
     stdio: ['ignore', out, out],
@@ -243,6 +251,8 @@ interface Samples {
   detachMs: number[];
   statusCliMs: number[];
   statusApiMs: number[];
+  /** GET /v1/status?brief=1: what the human `truss status` asks for */
+  statusBriefApiMs: number[];
   /** the first GET /v1/status after the attaches: the kernel changed since any look, so it lists it */
   statusFirstApiMs: number[];
   reconcileCliMs: number[];
@@ -313,6 +323,9 @@ async function measureAtScale(pid: number, s: Samples): Promise<{ inSync: boolea
     const t0 = performance.now();
     const reply = await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status');
     s.statusApiMs.push(performance.now() - t0);
+    const t1 = performance.now();
+    await adminRequest(adminSocketPath(STATE_DIR), 'GET', '/v1/status?brief=1');
+    s.statusBriefApiMs.push(performance.now() - t1);
     const body = decodeReply(statusBody, reply, 'status');
     inSync = body.kernel.inSync;
     counts = { networks: body.networks.length, endpoints: body.endpoints.length, addresses: body.addresses.length };
@@ -467,6 +480,7 @@ function table(
       median(s.statusCliMs) < TARGET.statusMs ? 'met' : 'MISSED',
     ],
     ['GET /v1/status (admin API alone), median', ms(median(s.statusApiMs)), '(info)', ''],
+    ['GET /v1/status?brief=1 (what the CLI asks for), median', ms(median(s.statusBriefApiMs)), '(info)', ''],
     ['GET /v1/status, the first after the attaches (lists the kernel)', ms(s.statusFirstApiMs[0] ?? 0), '(info)', ''],
     ['`truss reconcile` CLI wall, median', ms(median(s.reconcileCliMs)), '(info)', ''],
     [
@@ -591,6 +605,7 @@ async function main(): Promise<void> {
       detachMs: [],
       statusCliMs: [],
       statusApiMs: [],
+      statusBriefApiMs: [],
       statusFirstApiMs: [],
       reconcileCliMs: [],
       reconcilePassMs: [],

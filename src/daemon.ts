@@ -356,7 +356,7 @@ export function wireDaemon(config: Config, parts: DaemonParts, deps: DaemonDeps 
   const clusterAdmin = new ClusterAdmin({ cluster, rotatePrivateKey, trigger: () => reconciler.trigger(), log });
   const admin = buildAdminServer(
     {
-      status: () => status.status(),
+      status: (opts) => status.status(opts),
       reconcile: () => status.reconcile(),
       metrics: () => metrics.read(),
       resetMetrics: () => {

@@ -110,3 +110,52 @@ describe('admin API: malformed input (L12)', () => {
     }
   });
 });
+
+describe('admin API: GET /v1/status and ?brief=1', () => {
+  it('asks the service for the brief reply only with ?brief=1; any other query is no route', async () => {
+    const asked: unknown[] = [];
+    const nope = async (): Promise<never> => {
+      throw new Error('not in this test');
+    };
+    const server = buildAdminServer(
+      {
+        status: async (opts) => {
+          asked.push(opts);
+          return {
+            version: 't',
+            startedAt: 'now',
+            networks: [],
+            endpoints: [],
+            policies: [],
+            policyCounters: {},
+            guardCounters: {},
+            pools: [],
+            addresses: [],
+            kernel: { inSync: true, problems: [] },
+            reconciler: { reconciledRevision: 0, objects: {} },
+          };
+        },
+        reconcile: nope,
+        metrics: nope,
+        resetMetrics: nope,
+        showPolicy: nope,
+        setPolicy: nope,
+        rotateKey: nope,
+        forgetNode: nope,
+      },
+      silentLogger,
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'truss-admin-'));
+    const socket = join(dir, 'admin.sock');
+    await new Promise<void>((r) => server.listen(socket, r));
+    try {
+      await adminRequest(socket, 'GET', '/v1/status');
+      await adminRequest(socket, 'GET', '/v1/status?brief=1');
+      assert.deepEqual(asked, [undefined, { brief: true }]);
+      await assert.rejects(adminRequest(socket, 'GET', '/v1/status?brief=yes'), { status: 404 });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

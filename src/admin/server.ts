@@ -2,6 +2,8 @@
  * The admin socket: a root-only (0600) unix socket in the state dir that the `truss` CLI
  * talks to. JSON over HTTP, never reachable over TCP:
  *   GET  /v1/status                      intent, kernel drift, reconciler state, counters
+ *   GET  /v1/status?brief=1              the same without the address list and the objects in
+ *                                        state ok (human `truss status`: omitted counts them)
  *   POST /v1/reconcile                   a full pass now
  *   GET  /v1/metrics                     RSS, heap, event-loop delay (obs/metrics.ts); cheap
  *   POST /v1/metrics/reset               starts a new event-loop delay window
@@ -44,7 +46,8 @@ import type { Logger } from '../obs/logger.ts';
 
 /** Typed by the admin contract (core/admin-api.ts); the server adds `schemaVersion`. */
 export interface AdminHandlers {
-  status(): Promise<StatusBody>;
+  /** brief: GET /v1/status?brief=1 (service/status.ts) */
+  status(opts?: { readonly brief?: boolean }): Promise<StatusBody>;
   reconcile(): Promise<ReconcileBody>;
   metrics(): MetricsBody | Promise<MetricsBody>;
   resetMetrics(): MetricsBody | Promise<MetricsBody>;
@@ -118,6 +121,7 @@ async function route(h: AdminHandlers, req: http.IncomingMessage): Promise<Reply
     body: await body,
   });
   if (req.method === 'GET' && url === '/v1/status') return reply(CONTRACT.status, h.status());
+  if (req.method === 'GET' && url === '/v1/status?brief=1') return reply(CONTRACT.status, h.status({ brief: true }));
   if (req.method === 'POST' && url === '/v1/reconcile') return reply(CONTRACT.reconcile, h.reconcile());
   if (req.method === 'GET' && url === '/v1/metrics') return reply(CONTRACT.metrics, h.metrics());
   if (req.method === 'POST' && url === '/v1/metrics/reset') return reply(CONTRACT.metrics, h.resetMetrics());

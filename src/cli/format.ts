@@ -33,7 +33,9 @@ export type StatusText = Pick<
   | 'cluster'
   | 'errors'
 > &
-  Partial<Pick<StatusBody, 'policyCounters' | 'guardCounters' | 'policies' | 'reconciler' | 'orphans' | 'names'>>;
+  Partial<
+    Pick<StatusBody, 'policyCounters' | 'guardCounters' | 'policies' | 'reconciler' | 'orphans' | 'names' | 'omitted'>
+  >;
 
 /** Docker's names of networks and containers (cli/docker-names.ts), looked up by the CLI when Docker answers. */
 export interface DockerNames {

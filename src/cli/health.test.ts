@@ -110,7 +110,11 @@ describe('assessHealth: what truss status --check fails on', () => {
 describe('truss status --check (over a fake admin socket)', () => {
   async function run(reply: object, args: string[]) {
     const dir = mkdtempSync(join(tmpdir(), 'truss-check-'));
-    const server = http.createServer((_req, res) => res.end(JSON.stringify({ schemaVersion: 1, ...reply })));
+    const urls: (string | undefined)[] = [];
+    const server = http.createServer((req, res) => {
+      urls.push(req.url);
+      res.end(JSON.stringify({ schemaVersion: 1, ...reply }));
+    });
     await new Promise<void>((r) => server.listen(join(dir, 'admin.sock'), r));
     let out = '';
     let err = '';
@@ -125,7 +129,7 @@ describe('truss status --check (over a fake admin socket)', () => {
         },
         names: async () => undefined,
       });
-      return { code, out, err };
+      return { code, out, err, urls };
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
       rmSync(dir, { recursive: true, force: true });
@@ -134,7 +138,12 @@ describe('truss status --check (over a fake admin socket)', () => {
   const broken: StatusBody = healthy({ kernel: { inSync: false, problems: ['bridge trb1 missing'] } });
 
   it('exit 0 and "healthy" when healthy; exit 1 and the reasons when not', async () => {
-    assert.deepEqual(await run(healthy(), ['--check']), { code: 0, out: 'healthy\n', err: '' });
+    assert.deepEqual(await run(healthy(), ['--check']), {
+      code: 0,
+      out: 'healthy\n',
+      err: '',
+      urls: ['/v1/status?brief=1'],
+    });
     const r = await run(broken, ['--check']);
     assert.equal(r.code, STATUS_UNHEALTHY);
     assert.equal(
@@ -152,6 +161,18 @@ describe('truss status --check (over a fake admin socket)', () => {
     assert.equal(bad.code, STATUS_UNHEALTHY);
     assert.deepEqual(JSON.parse(bad.out).kernel, broken.kernel);
     assert.match(bad.err, /^unhealthy: 1 problem\(s\)\n {2}- kernel: 1 difference/);
+  });
+
+  it('the human view and --check ask for the brief reply; --verbose and --json for all of it', async () => {
+    for (const [args, url] of [
+      [[], '/v1/status?brief=1'],
+      [['--check'], '/v1/status?brief=1'],
+      [['--verbose'], '/v1/status'],
+      [['--json'], '/v1/status'],
+      [['--json', '--check'], '/v1/status'],
+    ] as const) {
+      assert.deepEqual((await run(healthy(), [...args])).urls, [url], args.join(' '));
+    }
   });
 
   it('without --check the exit status stays 0, whatever status shows', async () => {

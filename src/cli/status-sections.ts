@@ -113,11 +113,17 @@ function poolSize(p: StatusBody['pools'][number]): { total: bigint | undefined; 
 }
 
 /** Per pool: what is used, of how many, how many are free; `verbose` lists every address. */
-export function formatIpam(s: Pick<StatusBody, 'pools' | 'addresses'>, verbose: boolean): string[] {
+export function formatIpam(
+  s: Pick<StatusBody, 'pools' | 'addresses'> & Partial<Pick<StatusBody, 'omitted'>>,
+  verbose: boolean,
+): string[] {
   const { pools, addresses: addrs } = s;
-  const out = [`IPAM POOLS (${pools.length})  ADDRESSES (${addrs.length})`];
-  const used = new Map<string, number>();
-  for (const a of addrs) used.set(a.poolId, (used.get(a.poolId) ?? 0) + 1);
+  const count = s.omitted?.addresses ?? addrs.length;
+  const out = [`IPAM POOLS (${pools.length})  ADDRESSES (${count})`];
+  const counted = new Map<string, number>();
+  for (const a of addrs) counted.set(a.poolId, (counted.get(a.poolId) ?? 0) + 1);
+  // a brief reply lists no addresses: each pool says how many it has
+  const used = new Map(pools.map((p) => [p.id, p.used ?? counted.get(p.id) ?? 0]));
   if (pools.length > 0) {
     out.push(
       table([
@@ -139,7 +145,7 @@ export function formatIpam(s: Pick<StatusBody, 'pools' | 'addresses'>, verbose: 
       for (const a of mine) out.push(`    ${a.address}  ${a.kind}${a.owner ? ` ${a.owner}` : ''}`);
       if (mine.length === 0) out.push('    -');
     }
-  } else if (addrs.length > 0) out.push('  (truss status --verbose lists the addresses)');
+  } else if (count > 0) out.push('  (truss status --verbose lists the addresses)');
   return out;
 }
 

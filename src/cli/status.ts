@@ -22,7 +22,10 @@ export interface StatusIo extends CliIo {
 
 export async function statusCommand(args: readonly string[], io: StatusIo): Promise<number> {
   const { values } = parseCommandLine(args, FLAGS.status);
-  const reply = adminRequest(adminSocketPath(stateDirOf(values['state-dir'], io.env)), 'GET', '/v1/status');
+  // why brief: the human view and --check read counts, not the address list or the objects in sync
+  const brief = !values.json && values.verbose !== true;
+  const path = brief ? '/v1/status?brief=1' : '/v1/status';
+  const reply = adminRequest(adminSocketPath(stateDirOf(values['state-dir'], io.env)), 'GET', path);
   reply.catch(() => {}); // awaited below, after the imports
   const human = !values.json && !values.check;
   const names = human

@@ -145,6 +145,7 @@ const poolView = z.object({
   subPool: z.string().optional(),
   dynamic: z.boolean(),
   cursor: z.string().optional(),
+  used: z.number().optional().describe('addresses allocated from it (absent from a daemon before this field)'),
 });
 const addressView = z.object({
   poolId: z.string(),
@@ -356,6 +357,13 @@ export const statusBody = z.object({
     .optional()
     .describe('endpoints that look orphaned, waiting for the GC grace period'),
   errors: z.array(z.string()).optional().describe('the parts that could not be read (the rest is shown)'),
+  omitted: z
+    .object({
+      addresses: z.number().describe('IPAM addresses not listed (each pool says how many it has: used)'),
+      okObjects: z.number().describe('reconciler objects in state ok not listed (those in error are)'),
+    })
+    .optional()
+    .describe('only in the brief reply (GET /v1/status?brief=1): what it leaves out'),
 });
 export type StatusBody = Built<typeof statusBody>;
 /** What `truss policy` reads of the status: the network ids (the rest may be any shape). */

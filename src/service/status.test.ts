@@ -83,3 +83,57 @@ describe('StatusService: never depends on a successful reconcile or kernel read'
     assert.equal((s.pools as unknown[]).length, 1);
   });
 });
+
+describe('StatusService: the brief reply (GET /v1/status?brief=1, human truss status)', () => {
+  const POOL = 'TrussLocal/198.18.64.0/20';
+  const records = {
+    '/truss/v1/ipam/pools/': [{ key: 'p', value: JSON.stringify({ id: POOL, pool: '198.18.64.0/20' }) }],
+    '/truss/v1/ipam/addrs/': ['198.18.64.1', '198.18.64.2', '198.18.64.3'].map((address) => ({
+      key: address,
+      value: JSON.stringify({ poolId: POOL, address, kind: 'endpoint' }),
+    })),
+  } as Record<string, { key: string; value: string }[]>;
+  const objects = {
+    firewall: { state: 'ok' as const, updatedAt: 't' },
+    'veth/x': { state: 'ok' as const, updatedAt: 't' },
+    'veth/y': { state: 'error' as const, updatedAt: 't', lastError: 'EBUSY' },
+  };
+  function brief() {
+    const store = { list: async (prefix: string) => ({ items: records[prefix] ?? [], revision: 1 }) };
+    return new StatusService({
+      repo: {
+        snapshot: async () => ({ revision: 7, networks: [NET], endpoints: [], policies: [] }),
+      } as unknown as IntentRepo,
+      store: store as unknown as Store,
+      reconciler: {
+        check: async () => [],
+        status: () => ({ reconciledRevision: 7, scheduledPasses: 0, passRunning: false, objects }),
+        reconcileNow: async () => ({}) as Awaited<ReturnType<StatusDeps['reconciler']['reconcileNow']>>,
+        policyCounters: async () => ({}),
+        guardCounters: async () => ({}),
+      },
+      version: 'test',
+      startedAt: 'now',
+    });
+  }
+
+  it('leaves out the addresses and the objects in state ok, says how many, and each pool counts its own', async () => {
+    const s = await brief().status({ brief: true });
+    assert.deepEqual(s.addresses, []);
+    assert.deepEqual(Object.keys(s.reconciler.objects), ['veth/y']);
+    assert.deepEqual(s.omitted, { addresses: 3, okObjects: 2 });
+    assert.equal(s.pools[0]?.used, 3);
+    const text = formatStatus(s, { now: 0 });
+    assert.match(text, /IPAM POOLS \(1\) {2}ADDRESSES \(3\)/);
+    assert.match(text, /TrussLocal\/198\.18\.64\.0\/20 +198\.18\.64\.0\/20 +3 +4094 +4091/);
+    assert.match(text, /truss status --verbose lists the addresses/);
+  });
+
+  it('the full reply lists everything, with no omitted section', async () => {
+    const s = await brief().status();
+    assert.equal(s.addresses.length, 3);
+    assert.equal(Object.keys(s.reconciler.objects).length, 3);
+    assert.equal(s.omitted, undefined);
+    assert.equal(s.pools[0]?.used, 3);
+  });
+});

@@ -36,8 +36,10 @@ export class StatusService {
   /**
    * Never depends on a successful reconcile pass or kernel read: each part that fails is left
    * at its empty value and its error is listed under `errors`, so status shows all it can.
+   * `brief` (what human `truss status` reads): no address list (each pool says how many it has)
+   * and only the reconciler objects in error; `omitted` counts what was left out.
    */
-  async status(): Promise<StatusBody> {
+  async status(opts: { readonly brief?: boolean } = {}): Promise<StatusBody> {
     const errs: string[] = [];
     const safe = <T>(what: string, p: () => Promise<T>, empty: T): Promise<T> =>
       Promise.resolve()
@@ -67,6 +69,13 @@ export class StatusService {
           return [];
         }
       });
+    const addresses = parse<StatusBody['addresses'][number]>(addrs.items);
+    const used = new Map<string, number>();
+    for (const a of addresses) used.set(a.poolId, (used.get(a.poolId) ?? 0) + 1);
+    const reconciler = this.#d.reconciler.status();
+    const listed = opts.brief
+      ? Object.fromEntries(Object.entries(reconciler.objects).filter(([, o]) => o.state !== 'ok'))
+      : reconciler.objects;
     return {
       version: this.#d.version,
       startedAt: this.#d.startedAt,
@@ -77,18 +86,26 @@ export class StatusService {
       policyCounters,
       /** anti-spoofing drops on this host by reason (mac, ethertype, arp, ip4, ip6, nd) */
       guardCounters,
-      pools: parse(pools.items),
-      addresses: parse(addrs.items),
+      pools: parse<StatusBody['pools'][number]>(pools.items).map((p) => ({ ...p, used: used.get(p.id) ?? 0 })),
+      addresses: opts.brief ? [] : addresses,
       kernel: problems
         ? { inSync: problems.length === 0, problems, ...this.#lookedAt() }
         : { inSync: false, problems: [] },
-      reconciler: this.#d.reconciler.status(),
+      reconciler: opts.brief ? { ...reconciler, objects: listed } : reconciler,
       ...(this.#d.ownership ? { ownership: this.#d.ownership() } : {}),
       ...(cluster ? { cluster } : {}),
       ...(this.#d.orphans ? { orphans: this.#d.orphans() } : {}),
       ...(this.#d.names ? { names: this.#d.names() } : {}),
       /** what could not be read (status shows the rest) */
       ...(errs.length > 0 ? { errors: errs } : {}),
+      ...(opts.brief
+        ? {
+            omitted: {
+              addresses: addresses.length,
+              okObjects: Object.keys(reconciler.objects).length - Object.keys(listed).length,
+            },
+          }
+        : {}),
     };
   }
 
