@@ -35,8 +35,11 @@ export const DEFAULT_APP_DIR = join(REPO_ROOT, 'dist', 'app');
  * Node flags the daemon runs with (scripts/run.sh and packaging/plugin/config.json say the same;
  * packaging/bundle.test.ts checks): a control-plane daemon allocates little, and V8's default
  * young generation is resident memory for nothing (capping it saved 25-30 MiB at 1,000 endpoints).
+ * The old generation may grow to 1.5× what the last full collection left, not V8's up-to-4×: at
+ * 5,000 endpoints 38 MiB were live in a 300 MiB process, 180 MiB of it old-generation pages of
+ * garbage; with the cap 170 MiB, and no more CPU per attach (docs/benchmarks.md).
  */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'] as const;
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=50'] as const;
 export const NODE_BIN = join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node');
 /** where the bundle goes inside an app dir */
 export const BUNDLE_PATH = join('lib', 'truss.mjs');

@@ -159,7 +159,7 @@ install_service() {
     say "TRUSS_INSTALL_ROOT is set: systemctl not called"
   else
     say "systemd does not run this host (PID 1 is $(cat /proc/1/comm)): start the daemon with your init system:"
-    say "  $LIB/current/bin/node --max-semi-space-size=4 $LIB/current/app/lib/truss.mjs serve"
+    say "  $LIB/current/bin/node --max-semi-space-size=4 --heap-growing-percent=50 $LIB/current/app/lib/truss.mjs serve"
   fi
 }
 

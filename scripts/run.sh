@@ -23,4 +23,4 @@ if [ "${1:-}" = doctor ]; then
 fi
 # why: a control-plane daemon allocates little; V8's default young generation is resident memory
 # for nothing (capping it saved 25-30 MiB at 1,000 endpoints: docs/benchmarks.md, Scale)
-exec node_modules/node/bin/node --max-semi-space-size=4 dist/app/lib/truss.mjs serve "$@"
+exec node_modules/node/bin/node --max-semi-space-size=4 --heap-growing-percent=50 dist/app/lib/truss.mjs serve "$@"
