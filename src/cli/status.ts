@@ -6,6 +6,8 @@
  * Why the imports are inside: the request goes out first, and Docker's names are asked for at
  * the same time; the admin contract (zod) and the formatting load while the daemon answers, so
  * the command costs Node's start-up plus the slower of the two (issue 18: under 150 ms).
+ * The human view and --check ask for the brief reply (GET /v1/status?brief=1: no address list, only
+ * the reconciler objects in error): at 5,000 endpoints about 40 % fewer bytes to build, check, send and decode.
  */
 import { adminSocketPath } from '../config.ts';
 import { adminRequest } from './admin-request.ts';
