@@ -10,7 +10,7 @@
  * the reconciler objects in error): at 5,000 endpoints about 40 % fewer bytes to build, check, send and decode.
  */
 import { adminSocketPath } from '../config.ts';
-import { adminRequest } from './admin-request.ts';
+import { AdminError, adminRequest } from './admin-request.ts';
 import { FLAGS } from './commands.ts';
 import type { lookupDockerNames } from './docker-names.ts';
 import { type CliIo, parseCommandLine, stateDirOf } from './usage.ts';
@@ -26,8 +26,15 @@ export async function statusCommand(args: readonly string[], io: StatusIo): Prom
   const { values } = parseCommandLine(args, FLAGS.status);
   // why brief: the human view and --check read counts, not the address list or the objects in sync
   const brief = !values.json && values.verbose !== true;
-  const path = brief ? '/v1/status?brief=1' : '/v1/status';
-  const reply = adminRequest(adminSocketPath(stateDirOf(values['state-dir'], io.env)), 'GET', path);
+  const socket = adminSocketPath(stateDirOf(values['state-dir'], io.env));
+  const full = (): Promise<unknown> => adminRequest(socket, 'GET', '/v1/status');
+  // a daemon older than the brief reply (this CLI upgraded, the daemon not yet restarted) has no such route
+  const reply = brief
+    ? adminRequest(socket, 'GET', '/v1/status?brief=1').catch((e: unknown) => {
+        if (e instanceof AdminError && e.status === 404) return full();
+        throw e;
+      })
+    : full();
   reply.catch(() => {}); // awaited below, after the imports
   const human = !values.json && !values.check;
   const names = human
