@@ -6,10 +6,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { type AdminError, adminRequest } from '../cli/admin-client.ts';
 import { errors } from '../core/errors.ts';
+import { healthy } from '../core/status-testutil.ts';
 import { silentLogger } from '../obs/logger.ts';
 import { type AdminHandlers, buildAdminServer } from './server.ts';
 
-async function serve(forgetNode: AdminHandlers['forgetNode']) {
+/** An admin server on a throwaway socket whose handlers are `h`; any other handler throws. */
+async function serve(h: Partial<AdminHandlers>) {
   const nope = async (): Promise<never> => {
     throw new Error('not in this test');
   };
@@ -22,7 +24,8 @@ async function serve(forgetNode: AdminHandlers['forgetNode']) {
       showPolicy: nope,
       setPolicy: nope,
       rotateKey: nope,
-      forgetNode,
+      forgetNode: nope,
+      ...h,
     },
     silentLogger,
   );
@@ -41,10 +44,12 @@ async function serve(forgetNode: AdminHandlers['forgetNode']) {
 describe('admin API: POST /v1/cluster/forget', () => {
   it('passes node and force; a refusal is a 409 with its code; a bad body is a 400', async () => {
     const calls: unknown[] = [];
-    const s = await serve(async (node, force) => {
-      calls.push([node, force]);
-      if (!force) throw errors.networkConflict(`host ${node} is registered`);
-      return { node, wasRegistered: true, clusters: [] };
+    const s = await serve({
+      forgetNode: async (node, force) => {
+        calls.push([node, force]);
+        if (!force) throw errors.networkConflict(`host ${node} is registered`);
+        return { node, wasRegistered: true, clusters: [] };
+      },
     });
     try {
       assert.deepEqual(await adminRequest(s.socket, 'POST', '/v1/cluster/forget', { node: 'c2', force: true }), {
@@ -74,8 +79,10 @@ describe('admin API: POST /v1/cluster/forget', () => {
 
 describe('admin API: malformed input (L12)', () => {
   it('answers 400 for a malformed %-escape and 413 for a body over 4 MiB, chunked or declared', async () => {
-    const s = await serve(async () => {
-      throw new Error('not called: the body is refused first');
+    const s = await serve({
+      forgetNode: async () => {
+        throw new Error('not called: the body is refused first');
+      },
     });
     try {
       await assert.rejects(adminRequest(s.socket, 'GET', '/v1/networks/%ZZ/policy'), (e: AdminError) => {
@@ -114,48 +121,19 @@ describe('admin API: malformed input (L12)', () => {
 describe('admin API: GET /v1/status and ?brief=1', () => {
   it('asks the service for the brief reply only with ?brief=1; any other query is no route', async () => {
     const asked: unknown[] = [];
-    const nope = async (): Promise<never> => {
-      throw new Error('not in this test');
-    };
-    const server = buildAdminServer(
-      {
-        status: async (opts) => {
-          asked.push(opts);
-          return {
-            version: 't',
-            startedAt: 'now',
-            networks: [],
-            endpoints: [],
-            policies: [],
-            policyCounters: {},
-            guardCounters: {},
-            pools: [],
-            addresses: [],
-            kernel: { inSync: true, problems: [] },
-            reconciler: { reconciledRevision: 0, objects: {} },
-          };
-        },
-        reconcile: nope,
-        metrics: nope,
-        resetMetrics: nope,
-        showPolicy: nope,
-        setPolicy: nope,
-        rotateKey: nope,
-        forgetNode: nope,
+    const s = await serve({
+      status: async (opts) => {
+        asked.push(opts);
+        return healthy();
       },
-      silentLogger,
-    );
-    const dir = mkdtempSync(join(tmpdir(), 'truss-admin-'));
-    const socket = join(dir, 'admin.sock');
-    await new Promise<void>((r) => server.listen(socket, r));
+    });
     try {
-      await adminRequest(socket, 'GET', '/v1/status');
-      await adminRequest(socket, 'GET', '/v1/status?brief=1');
+      await adminRequest(s.socket, 'GET', '/v1/status');
+      await adminRequest(s.socket, 'GET', '/v1/status?brief=1');
       assert.deepEqual(asked, [undefined, { brief: true }]);
-      await assert.rejects(adminRequest(socket, 'GET', '/v1/status?brief=yes'), { status: 404 });
+      await assert.rejects(adminRequest(s.socket, 'GET', '/v1/status?brief=yes'), { status: 404 });
     } finally {
-      await new Promise<void>((r) => server.close(() => r()));
-      rmSync(dir, { recursive: true, force: true });
+      await s.close();
     }
   });
 });
