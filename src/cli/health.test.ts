@@ -108,11 +108,16 @@ describe('assessHealth: what truss status --check fails on', () => {
 });
 
 describe('truss status --check (over a fake admin socket)', () => {
-  async function run(reply: object, args: string[]) {
+  /** `truss status ARGS` against a fake daemon answering `reply`; `routes`: the only URLs it knows (else all) */
+  async function run(reply: object, args: string[], routes?: readonly string[]) {
     const dir = mkdtempSync(join(tmpdir(), 'truss-check-'));
     const urls: (string | undefined)[] = [];
     const server = http.createServer((req, res) => {
       urls.push(req.url);
+      if (routes && !routes.includes(req.url ?? '')) {
+        res.writeHead(404).end(JSON.stringify({ error: `no such admin route: GET ${req.url}` }));
+        return;
+      }
       res.end(JSON.stringify({ schemaVersion: 1, ...reply }));
     });
     await new Promise<void>((r) => server.listen(join(dir, 'admin.sock'), r));
@@ -176,30 +181,12 @@ describe('truss status --check (over a fake admin socket)', () => {
   });
 
   it('a daemon without the brief reply (404: older than this CLI) is asked for the full one', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'truss-check-'));
-    const urls: (string | undefined)[] = [];
-    const server = http.createServer((req, res) => {
-      urls.push(req.url);
-      if (req.url !== '/v1/status') {
-        res.writeHead(404).end(JSON.stringify({ error: `no such admin route: GET ${req.url}` }));
-        return;
-      }
-      res.end(JSON.stringify({ schemaVersion: 1, ...healthy() }));
+    assert.deepEqual(await run(healthy(), ['--check'], ['/v1/status']), {
+      code: 0,
+      out: 'healthy\n',
+      err: '',
+      urls: ['/v1/status?brief=1', '/v1/status'],
     });
-    await new Promise<void>((r) => server.listen(join(dir, 'admin.sock'), r));
-    try {
-      let out = '';
-      const stdout = (t: string): void => {
-        out += t;
-      };
-      const io = { env: {}, stdout, stderr: () => {}, names: async () => undefined };
-      assert.equal(await statusCommand(['--check', '--state-dir', dir], io), 0);
-      assert.equal(out, 'healthy\n');
-      assert.deepEqual(urls, ['/v1/status?brief=1', '/v1/status']);
-    } finally {
-      await new Promise<void>((r) => server.close(() => r()));
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 
   it('without --check the exit status stays 0, whatever status shows', async () => {
