@@ -29,7 +29,6 @@ import { clusterStatus, nodeIdOf } from '../e2e/harness/cluster-state.ts';
 import type { Host } from '../e2e/harness/host.ts';
 import {
   agreedRelay,
-  diagnose,
   type FailOver,
   failOver,
   measurePath,
@@ -42,6 +41,7 @@ import {
   waitPath,
   waitPunched,
   waitRelayed,
+  withDiagnosis,
 } from '../e2e/harness/nat-cluster.ts';
 import { startPingProbe } from '../e2e/harness/traffic.ts';
 import { UNDERLAY_MTU } from '../e2e/harness/underlay.ts';
@@ -207,8 +207,7 @@ async function moveBack(net: NatCluster, relay: Host, last: boolean): Promise<Pa
         await msUntilReach(net, net.nc, net.nd, 30_000);
       } catch (err) {
         log(`  nc and nd name ${nodeName(preferred)} again, but traffic does not pass:`);
-        await diagnose(net);
-        throw err;
+        await withDiagnosis(net, err);
       }
     }
     return {

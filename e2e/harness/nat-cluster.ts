@@ -132,21 +132,41 @@ export async function peerOn(h: Host, other: Host): Promise<ClusterPeer | undefi
   return (await clusterStatus(h)).peers.find((p) => p.node === id);
 }
 
-/** What the four hosts think (reachability, peers and their paths, the device), printed for a failure report. */
-export async function diagnose(net: NatCluster): Promise<void> {
+/**
+ * What the four hosts think (reachability, peers and their paths, the device) and the NATs'
+ * WireGuard mappings, as text for a failure report: appended to the error it explains, so CI's
+ * failure excerpt carries it (stdout is not in that excerpt).
+ */
+export async function diagnose(net: NatCluster): Promise<string> {
+  const out: string[] = [];
   for (const x of [net.pa, net.pb, net.nc, net.nd]) {
     const c = await clusterStatus(x).catch((err: Error) => err.message);
     const brief =
       typeof c === 'string'
         ? c
         : { reach: c.reach, peers: c.peers.map((p) => [p.name, p.path, p.via, p.endpoint, p.allowedIps]) };
-    console.log(`${x.name} cluster:`, JSON.stringify(brief));
+    out.push(`${x.name} cluster: ${JSON.stringify(brief)}`);
     const wg = (await inHostMounts(x, ['wg', 'show', WG_DEV, 'dump'])).stdout.replace(/^\S+\t/, 'PRIV\t');
-    console.log(`${x.name} wg (at ${Math.round(Date.now() / 1000)}):\n${wg}`);
+    out.push(`${x.name} wg (at ${Math.round(Date.now() / 1000)}):\n${wg.trimEnd()}`);
   }
+  for (const nat of [net.natc, net.natd]) {
+    const flows = await nat.conntrack().catch((err: Error) => [err.message]);
+    out.push(`${nat.name} conntrack (udp 51820):\n${flows.filter((l) => l.includes('port=51820')).join('\n')}`);
+  }
+  return out.join('\n');
 }
 
-/** Waits until h shows `path` to other; on time-out prints what every host thinks (diagnose). */
+/** Rethrows `e` with what every host thinks appended (diagnose). */
+export async function withDiagnosis(net: NatCluster, e: unknown): Promise<never> {
+  const text = await diagnose(net).catch((err: Error) => `(no diagnosis: ${err.message})`);
+  if (e instanceof Error) {
+    e.message = `${e.message}\n${text}`;
+    throw e;
+  }
+  throw new Error(`${String(e)}\n${text}`);
+}
+
+/** Waits until h shows `path` to other; on time-out the error carries what every host thinks (diagnose). */
 export async function waitPath(net: NatCluster, h: Host, other: Host, path: string, ms: number): Promise<void> {
   try {
     await waitFor(async () => (await peerOn(h, other))?.path === path, ms, {
@@ -154,8 +174,7 @@ export async function waitPath(net: NatCluster, h: Host, other: Host, path: stri
       intervalMs: 250,
     });
   } catch (e) {
-    await diagnose(net);
-    throw e;
+    await withDiagnosis(net, e);
   }
 }
 
