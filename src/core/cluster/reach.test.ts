@@ -122,6 +122,17 @@ describe('computeClusterDesired: paths per peer', () => {
     );
   });
 
+  it('a live session keeps its roamed endpoint only while both ends use it (a punch the other gave up is re-pointed)', () => {
+    const live = (self: string, nodes: NodeRecord[]) =>
+      computeClusterDesired({ self, nodes, members, blocks, direct: ['c', 'd'] }, local, opts).wireguard?.peers.find(
+        (p) => p.node === (self === 'c' ? 'd' : 'c'),
+      )?.live;
+    const punchedPair = [a, b, { ...c, punched: ['d'] }, { ...d, punched: ['c'] }];
+    assert.equal(live('c', punchedPair), true, 'punched: where WireGuard roamed it stands');
+    assert.equal(live('c', [a, b, c, { ...d, punched: [] }]), undefined, 'd gave up: the relays say where d is now');
+    assert.equal(live('a', [a, b, c, d]), true, 'learned: only roaming knows where it is');
+  });
+
   it('a NAT that maps per destination is not punched: relayed, nothing probed (the peer stays, idle)', () => {
     const dep = node('d', '198.18.241.2', { nat: 'dependent' });
     const out = peers('c', { nodes: [a, b, c, dep] });

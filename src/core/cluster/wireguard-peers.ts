@@ -36,6 +36,18 @@ export function withPathMtu(
 }
 
 /**
+ * Whether a live session's roamed endpoint is kept over the path's (wireguard-plan.ts): yes on a
+ * path both ends use, no on a hole punch the other end has given up (relayed, or no relay at
+ * all). There the session is one-sided: the other end's packets go unanswered, most likely
+ * because its NAT moved it (a new outside address, a flushed mapping), and the relays' fresh
+ * sighting is better evidence than where its last packet came from. Kept, the stale endpoint
+ * would stand until this end's own silence timeout (40 s); re-pointed (and nudged), the pair
+ * is punched again within a handshake. With an endpoint-independent NAT the two are the same
+ * endpoint, so nothing changes while the NAT does not.
+ */
+const keepsRoamed = (path: PeerPath): boolean => path.kind !== 'relayed' && path.kind !== 'unreachable';
+
+/**
  * The WireGuard peers: every peer with accepted blocks, on the path reach.ts picks for it, and
  * the relays those paths use (a relay is a peer even without blocks of its own). A relayed
  * peer's blocks are allowed to its relay; the peer itself stays configured, without allowed
@@ -98,7 +110,7 @@ export function wireguardPeers(
       keepaliveSeconds: WG_KEEPALIVE_SECONDS,
       path: path.kind,
       ...(path.via !== undefined ? { via: path.via } : {}),
-      ...(direct.has(id) ? { live: true } : {}),
+      ...(direct.has(id) && keepsRoamed(path) ? { live: true } : {}),
     });
   }
   return out;
