@@ -119,21 +119,47 @@ export function parseCounters(
 }
 
 /**
- * The named counters of one table (see parseCounters); {} when the table does not exist. Through
- * `nft -f -`, whose process exec.ts starts ahead (SpareProcesses): status reads these on every
- * call, and forking a fresh nft from a daemon holding 1,000 endpoints costs its event loop ~5 ms.
+ * Pure: one table's part of a `list counters` listing (`table FAMILY NAME {` to its closing
+ * brace), or undefined when the listing has none (no such table, or no counters in it).
  */
+export function tableSection(listing: string, family: string, table: string): string | undefined {
+  const head = `table ${family} ${table} {`;
+  const lines = listing.split('\n');
+  const at = lines.findIndex((l) => l.trimEnd() === head);
+  if (at < 0) return undefined;
+  const end = lines.findIndex((l, i) => i > at && l === '}');
+  return lines.slice(at, end < 0 ? undefined : end + 1).join('\n');
+}
+
+/**
+ * The counters of every table in one `nft list counters`, shared by the reads that ask while it
+ * runs. why: nft 1.0.6 fetches every set element of the ruleset before any command (the guard
+ * keeps about four per endpoint: ~20 ms a process at 1,000 endpoints), and status reads the
+ * policy and the anti-spoofing counters at the same time: one process serves both. A read that
+ * asks after it ended starts another, so what a caller gets was listed after it asked or while
+ * it did. Through `nft -f -`, whose process exec.ts starts ahead (SpareProcesses): forking a
+ * fresh nft from a daemon holding 1,000 endpoints costs its event loop ~5 ms.
+ */
+const listings = new WeakMap<Exec, Promise<string>>();
+
+function listCounters(exec: Exec): Promise<string> {
+  const running = listings.get(exec);
+  if (running) return running;
+  const p = exec
+    .run('nft', ['-f', '-'], { stdin: 'list counters\n' })
+    .then((r) => r.stdout)
+    .finally(() => listings.delete(exec));
+  listings.set(exec, p);
+  return p;
+}
+
+/** The named counters of one table (see parseCounters); {} when it does not exist or has none. */
 export async function readCounters(
   exec: Exec,
   family: string,
   table: string,
   key: (counterName: string) => string | undefined,
 ): Promise<Record<string, NamedCounter>> {
-  try {
-    const { stdout } = await exec.run('nft', ['-f', '-'], { stdin: `list counters table ${family} ${table}\n` });
-    return parseCounters(stdout, key);
-  } catch (e) {
-    if (isKernelError(e, 'ENOENT')) return {};
-    throw e;
-  }
+  const section = tableSection(await listCounters(exec), family, table);
+  return section === undefined ? {} : parseCounters(section, key);
 }
