@@ -41,7 +41,10 @@ export function adminRequest(
   const headers: OutgoingHttpHeaders =
     payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
   return new Promise((resolve, reject) => {
-    const req = http().request({ socketPath, method, path, headers, timeout: 60_000 }, (res) => {
+    // agent false: a connection of its own, closed after the reply. why: Node's global agent keeps
+    // sockets alive, and a request written on one the daemon has just closed after its 5 s keep-alive
+    // fails with EPIPE (a caller polling the daemon while the machine stalls for seconds)
+    const req = http().request({ socketPath, method, path, headers, timeout: 60_000, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
