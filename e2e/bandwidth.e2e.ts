@@ -211,7 +211,9 @@ for (const m of MODES)
           row,
           /TRUSS_ERR_KERNEL_OBJECT_FOREIGN +\d+ s ago +\d+ s ago +endpoint .*interface trf\w+ already exists/,
         );
-        assert.match(text, /^LAST PASS: full .*1 failure\(s\)/m, text);
+        // the full pass of `truss reconcile`, or the engine's retry of the failed object 500 ms later
+        // (backoff), which a slow machine runs before this status reads: either shows the failure
+        assert.match(text, /^LAST PASS: (full|incremental) .*1 failure\(s\)/m, text);
         // names from this host's dockerd, next to the ids
         assert.ok(
           text.split('\n').some((l) => l.includes(veth) && /\bovr\b/.test(l)),

