@@ -40,6 +40,8 @@ export interface WireguardProbeOptions {
   readonly tunDevice?: string;
   /** the admin's wireguard-go (--wireguard-go): used whatever its version, when the kernel has no WireGuard */
   readonly wireguardGo?: string;
+  /** wireguard-go's sockets (default UAPI_SOCKETS; unit tests give a fake) */
+  readonly uapi?: UapiTransport;
 }
 
 const probed = new WeakMap<Exec, Promise<WireguardImpl>>();
@@ -153,30 +155,52 @@ export function uapiLive(path: string): Promise<boolean> {
 }
 
 /**
- * A UAPI `get=1` of a live wireguard-go socket: the device's whole state as text (its private
- * key included: parse it with parseUapiHandshakes, never log it).
+ * One request to a live wireguard-go UAPI socket, its answer as text up to `errno=N` and the
+ * blank line. A `get=1` answer holds the private key (parse it with wireguard-uapi.ts, never
+ * log it), as does a `set=1` request that sets it: errors quote neither.
  */
-export function uapiGet(path: string, timeoutMs = 1000): Promise<string> {
+function uapiRequest(path: string, request: string, op: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = connect({ path });
     let text = '';
+    const fail = (why: string): void => {
+      s.destroy();
+      reject(errors.internal(`wireguard-go UAPI ${op} on ${path}: ${why}`));
+    };
     s.setEncoding('utf8');
-    s.once('connect', () => s.write('get=1\n\n'));
+    s.once('connect', () => s.write(request));
     s.on('data', (d: string) => {
       text += d;
-      if (/(^|\n)errno=\d+\n\n$/.test(text)) {
+      if (/(^|\n)errno=-?\d+\n\n$/.test(text)) {
         s.destroy();
         resolve(text);
       }
     });
-    s.once('error', (e) => reject(errors.internal(`wireguard-go UAPI ${path}: ${e.message}`)));
-    s.once('end', () => reject(errors.internal(`wireguard-go UAPI ${path}: closed before its answer ended`)));
-    s.setTimeout(timeoutMs, () => {
-      s.destroy();
-      reject(errors.internal(`wireguard-go UAPI ${path}: no answer in ${timeoutMs} ms`));
-    });
+    s.once('error', (e) => fail(e.message));
+    s.once('end', () => fail('closed before its answer ended'));
+    s.setTimeout(timeoutMs, () => fail(`no answer in ${timeoutMs} ms`));
   });
 }
+
+/** A UAPI `get=1`: the device's whole state as text (its private key included). */
+export const uapiGet = (path: string, timeoutMs = 5000): Promise<string> =>
+  uapiRequest(path, 'get=1\n\n', 'get', timeoutMs);
+
+/** A UAPI `set=1` request (wireguard-uapi.ts uapiSetRequest); resolves with the answer (its errno unchecked). */
+export const uapiSet = (path: string, request: string, timeoutMs = 5000): Promise<string> =>
+  uapiRequest(path, request, 'set', timeoutMs);
+
+/** wireguard-go's configuration sockets, by device name: one request, its answer. */
+export interface UapiTransport {
+  get(name: string): Promise<string>;
+  set(name: string, request: string): Promise<string>;
+}
+
+/** The real sockets, in UAPI_DIR. */
+export const UAPI_SOCKETS: UapiTransport = {
+  get: (name) => uapiGet(socketOf(name)),
+  set: (name, request) => uapiSet(socketOf(name), request),
+};
 
 /** Starts the chosen wireguard-go (`wgGo`: detectWireguardImpl's path) for device `name`. */
 export async function startWireguardGo(exec: Exec, name: string, wgGo: string): Promise<void> {

@@ -2,7 +2,8 @@
  * This host's WireGuard private key: one base64 key in <dir>/wireguard.key, mode 0600 in a 0700
  * directory we own, created exclusively (a temp file, fsync, link) so that a crash never
  * leaves a half key and two starters never both win; rotated by writing a new one the same way
- * and renaming it over. Only the public key ever leaves this module.
+ * and renaming it over. Only the public key ever leaves this module, with one exception: the key
+ * as hex for wireguard-go's UAPI socket (privateKeyHex), which takes nothing else.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
@@ -18,7 +19,7 @@ export const isWireguardKey = (s: string): boolean =>
   /^[A-Za-z0-9+/]{43}=$/.test(s) && Buffer.from(s, 'base64').toString('base64') === s;
 
 /** The WireGuard public key of a raw private key (X25519 scalar mult with the base point). */
-function publicKeyOf(priv: Buffer): string {
+export function publicKeyOf(priv: Buffer): string {
   const der = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), priv]); // PKCS#8 X25519
   const jwk = createPublicKey(createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' });
   return Buffer.from(jwk.x as string, 'base64url').toString('base64');
@@ -46,7 +47,8 @@ async function ensureKeyDir(dir: string): Promise<void> {
     throw keyError(`the WireGuard key directory has mode ${(st.mode & 0o777).toString(8)}: it must be 0700, ours`);
 }
 
-async function readKey(file: string): Promise<string> {
+/** The checked key file's public key, or (as 'hex') its private key as hex. */
+async function readKey(file: string, as: 'public' | 'hex' = 'public'): Promise<string> {
   const fh = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const st = await fh.stat();
@@ -57,9 +59,9 @@ async function readKey(file: string): Promise<string> {
     const text = (await fh.readFile('utf8')).trim();
     if (!isWireguardKey(text)) throw keyError(`the WireGuard key file ${basename(file)} does not hold one base64 key`);
     const raw = Buffer.from(text, 'base64');
-    const pub = publicKeyOf(raw);
+    const out = as === 'hex' ? raw.toString('hex') : publicKeyOf(raw);
     raw.fill(0);
-    return pub;
+    return out;
   } finally {
     await fh.close();
   }
@@ -70,8 +72,20 @@ async function readKey(file: string): Promise<string> {
  * public key. Errors name the file's base name only (messages reach Docker's CLI).
  */
 export async function readPrivateKeyFile(file: string): Promise<string> {
+  return checkedRead(file, 'public');
+}
+
+/**
+ * The key file's private key as hex, checked as readPrivateKeyFile checks it: only for
+ * wireguard-go's UAPI `set` (wireguard-uapi.ts), written to its socket and dropped.
+ */
+export function privateKeyHex(file: string): Promise<string> {
+  return checkedRead(file, 'hex');
+}
+
+async function checkedRead(file: string, as: 'public' | 'hex'): Promise<string> {
   try {
-    return await readKey(file);
+    return await readKey(file, as);
   } catch (e) {
     if (e instanceof TrussError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? 'error';

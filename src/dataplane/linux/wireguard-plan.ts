@@ -303,34 +303,6 @@ export function planRestart(p: WireguardPeer): string[] {
   ];
 }
 
-/**
- * Pure: wireguard-go's UAPI `get=1` answer → each peer's latest handshake in ms since the epoch
- * (0: never), keyed by base64 public key. `wg show` only gives whole seconds. The private key
- * line is skipped, never kept.
- */
-export function parseUapiHandshakes(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  let peer: string | undefined;
-  let sec = 0;
-  const flush = (): void => {
-    if (peer !== undefined) out.set(peer, sec);
-  };
-  for (const line of text.split('\n')) {
-    const eq = line.indexOf('=');
-    const key = line.slice(0, eq);
-    const value = line.slice(eq + 1);
-    if (key === 'public_key') {
-      flush();
-      peer = Buffer.from(value, 'hex').toString('base64');
-      sec = 0;
-    } else if (key === 'last_handshake_time_sec') sec += Number(value) * 1000;
-    else if (key === 'last_handshake_time_nsec') sec += Number(value) / 1e6;
-    else if (key === 'errno' && value !== '0') throw errors.internal(`wireguard-go UAPI get failed (errno ${value})`);
-  }
-  flush();
-  return out;
-}
-
 /** Pure: the `ip -batch` lines that bring an owned device's MTU and state in line. */
 export function planWireguardLink(cur: LinkState, w: WireguardDevice): string[] {
   const name = checkIfName(w.name);

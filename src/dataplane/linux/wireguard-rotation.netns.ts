@@ -2,12 +2,14 @@
  * Kernel tests (root) with real traffic: WireGuard key rotations of two simulated hosts
  * (wireguard-go, this kernel has no module) under a 10 ms ping, the silence each leaves measured
  * (wireguard-testutil.ts createWgPair, rotateOnce): rotations applied with a skew between the hosts,
- * and at the same moment on both (crossed handshakes, wireguard.ts restartsCrossed).
+ * and at the same moment on both (crossed handshakes, wireguard.ts restartsCrossed); then the
+ * devices as truss reads them from wireguard-go's socket, against `wg show dump`.
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { parseWgDump, readWireguard } from './wireguard.ts';
 import { createWgPair, eventually, rotateOnce, startPing, type WgPair } from './wireguard-testutil.ts';
 
 const ms = (t: number): string => `${t.toFixed(1)} ms`;
@@ -48,5 +50,21 @@ describe('WireGuard key rotation under a 10 ms ping (kernel, wireguard-go)', { t
       results.every((r) => r.gapMs <= 1000),
       text,
     );
+  });
+
+  it("truss reads the devices from wireguard-go's socket exactly as `wg show dump` reads them", async () => {
+    assert.ok(pair);
+    for (const h of [pair.a, pair.b]) {
+      const viaWg = parseWgDump((await h.exec.run('wg', ['show', h.dev, 'dump'])).stdout);
+      const viaSocket = await readWireguard(h.exec, h.dev);
+      const still = (p: (typeof viaWg.peers)[number]) => ({ ...p, rxBytes: 0, txBytes: 0, latestHandshake: 0 });
+      assert.deepEqual(
+        { ...viaSocket, peers: viaSocket?.peers.map(still) },
+        { ...viaWg, peers: viaWg.peers.map(still) },
+      );
+      assert.equal(viaSocket?.publicKey, h.publicKey);
+      const [w, s] = [viaWg.peers[0], viaSocket?.peers[0]];
+      assert.ok(w && s && s.latestHandshake > 0 && Math.abs(s.latestHandshake - w.latestHandshake) <= 2, 'handshake');
+    }
   });
 });

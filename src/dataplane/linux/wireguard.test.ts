@@ -19,8 +19,9 @@ import {
   type WireguardState,
   wireguardMark,
 } from './wireguard.ts';
-import { ensurePrivateKey, isWireguardKey, readPrivateKeyFile } from './wireguard-keys.ts';
-import { parseUapiHandshakes, planRestart, restartsCrossed } from './wireguard-plan.ts';
+import type { UapiTransport } from './wireguard-go.ts';
+import { ensurePrivateKey, isWireguardKey, publicKeyOf, readPrivateKeyFile } from './wireguard-keys.ts';
+import { planRestart, restartsCrossed } from './wireguard-plan.ts';
 
 const K1 = 'zgW8kYn4mf9kJMKBIlT8eMgyq+9ec/p+caccdEb9AE4=';
 const K2 = 'upko/JfMXcZP/QOcoNdU1Y3gnIwmgAJaZ0kEgq5HQ0o=';
@@ -241,32 +242,6 @@ describe('planWireguard', () => {
       ...['peer', K2, 'persistent-keepalive', 'off', 'peer', K2, 'persistent-keepalive', '10'],
     ]);
   });
-  it("reads each peer's latest handshake from a UAPI get, in ms, never keeping the private key", () => {
-    const hex = (k: string): string => Buffer.from(k, 'base64').toString('hex');
-    const text = [
-      `private_key=${'ab'.repeat(32)}`,
-      'listen_port=51820',
-      `public_key=${hex(K1)}`,
-      'endpoint=198.18.0.2:51820',
-      'last_handshake_time_sec=1700000000',
-      'last_handshake_time_nsec=250000000',
-      `public_key=${hex(K2)}`,
-      'last_handshake_time_sec=0',
-      'last_handshake_time_nsec=0',
-      'errno=0',
-      '',
-      '',
-    ].join('\n');
-    const got = parseUapiHandshakes(text);
-    assert.deepEqual(
-      [...got],
-      [
-        [K1, 1_700_000_000_250],
-        [K2, 0],
-      ],
-    );
-    assert.throws(() => parseUapiHandshakes('errno=22\n\n'), /errno 22/);
-  });
   it('refuses what would never converge or would hijack traffic', () => {
     const w = device();
     const dupIp = { ...w, peers: [w.peers[0]!, { ...w.peers[1]!, allowedIps: ['198.18.211.0/24'] }] };
@@ -295,6 +270,8 @@ interface FakeLink {
 }
 interface FakeWg {
   pub?: string;
+  /** hex, as wireguard-go's socket holds it */
+  priv?: string;
   port: number;
   peers: Map<string, { endpoint?: string; ips: string[]; ka: number; hs: number }>;
 }
@@ -357,6 +334,59 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[]; versions?:
       i++;
     }
   };
+  // wireguard-go's socket: `get` prints the state, `set` applies the lines as wireguard-go does
+  const uapiGet = (d: FakeWg): string =>
+    [
+      ...(d.priv ? [`private_key=${d.priv}`] : []),
+      `listen_port=${d.port}`,
+      ...[...d.peers].flatMap(([k, p]) => [
+        `public_key=${Buffer.from(k, 'base64').toString('hex')}`,
+        ...(p.endpoint ? [`endpoint=${p.endpoint}`] : []),
+        `last_handshake_time_sec=${p.hs}`,
+        'last_handshake_time_nsec=0',
+        'tx_bytes=0',
+        'rx_bytes=0',
+        `persistent_keepalive_interval=${p.ka}`,
+        ...p.ips.map((c) => `allowed_ip=${c}`),
+      ]),
+      'errno=0',
+      '',
+      '',
+    ].join('\n');
+  const uapiSet = (d: FakeWg, request: string): void => {
+    let peer: string | undefined;
+    for (const line of request.split('\n').filter((l) => l !== '' && l !== 'set=1')) {
+      const [k, v = ''] = line.split('=') as [string, string?];
+      if (k === 'private_key') {
+        d.priv = v;
+        d.pub = publicKeyOf(Buffer.from(v, 'hex'));
+      } else if (k === 'listen_port') d.port = Number(v);
+      else if (k === 'public_key') {
+        peer = Buffer.from(v, 'hex').toString('base64');
+        if (!d.peers.has(peer)) d.peers.set(peer, { ips: [], ka: 0, hs: 0 });
+      } else if (k === 'remove' && peer) d.peers.delete(peer);
+      else if (k === 'endpoint' && peer) d.peers.get(peer)!.endpoint = v;
+      else if (k === 'replace_allowed_ips' && peer) d.peers.get(peer)!.ips = [];
+      else if (k === 'allowed_ip' && peer) d.peers.get(peer)!.ips.push(v);
+      else if (k === 'persistent_keepalive_interval' && peer) d.peers.get(peer)!.ka = Number(v);
+      else throw new Error(`fake wireguard-go: unexpected ${line}`);
+    }
+  };
+  const device = (name: string): FakeWg => {
+    if (links.get(name)?.kind !== 'tun') throw new Error(`fake wireguard-go: no socket for ${name}`);
+    return wg.get(name) ?? fail('ENODEV', ['uapi', name], 'no device');
+  };
+  const uapi: UapiTransport = {
+    async get(name) {
+      calls.push({ argv: ['uapi', 'get', name] });
+      return uapiGet(device(name));
+    },
+    async set(name, request) {
+      calls.push({ argv: ['uapi', 'set', name], stdin: request });
+      uapiSet(device(name), request);
+      return 'errno=0\n\n';
+    },
+  };
   const dump = (d: FakeWg): string =>
     [
       `${PRIV}\t${d.pub ?? '(none)'}\t${d.port}\toff`,
@@ -407,9 +437,13 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[]; versions?:
   };
   const writes = (): string[][] =>
     calls
-      .filter((c) => !(c.argv[0] === 'ip' && c.argv[1] === '-j') && !(c.argv[0] === 'wg' && c.argv[1] === 'show'))
-      .map((c) => c.argv);
-  return { exec, links, wg, calls, writes };
+      .filter(
+        (c) =>
+          !(c.argv[0] === 'ip' && c.argv[1] === '-j') &&
+          !['wg show', 'uapi get'].includes(c.argv.slice(0, 2).join(' ')),
+      )
+      .map((c) => (c.argv[0] === 'uapi' ? [...c.argv, ...(c.stdin ?? '').split('\n').filter(Boolean)] : c.argv));
+  return { exec, links, wg, calls, writes, uapi };
 }
 
 const ALL = ['ip', 'wg', 'wireguard-go', 'setsid', 'env'];
@@ -459,6 +493,7 @@ describe('detectWireguard (fake exec)', () => {
     const oneFamily = device({ name: 'trwg9', privateKeyFile: key.file }).peers.slice(0, 1); // IPv6 only
     await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file, peers: oneFamily }), {
       tunDevice: tun,
+      uapi: f.uapi,
     });
     const setsid = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
     assert.equal(setsid?.at(-2), TRUSS_WIREGUARD_GO, `started: ${setsid?.join(' ')}`);
@@ -467,7 +502,10 @@ describe('detectWireguard (fake exec)', () => {
   it('userspace, peers of both families: the older wireguard-go without the mixed-family bug is started', async () => {
     const f = fakeExec({ kernel: false, tools: [...ALL, TRUSS_WIREGUARD_GO], versions: NEW_AND_OLD });
     const key = await ensurePrivateKey(await fs.mkdtemp(join(tmpdir(), 'truss-wgimpl-')));
-    await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file }), { tunDevice: tun });
+    await ensureWireguard(f.exec, device({ name: 'trwg9', privateKeyFile: key.file }), {
+      tunDevice: tun,
+      uapi: f.uapi,
+    });
     const setsid = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
     assert.equal(setsid?.at(-2), '/usr/bin/wireguard-go', `started: ${setsid?.join(' ')}`);
     await fs.rm(dirname(key.file), { recursive: true, force: true });
@@ -520,25 +558,38 @@ describe('ensureWireguard / readWireguard / removeWireguard (fake exec)', () => 
     assert.equal(s?.peers.length, 2);
     assert.ok(!JSON.stringify(s).includes(PRIV));
   });
-  it('userspace path: wireguard-go in its own session with an empty environment, then the same config', async () => {
+  it('userspace path: wireguard-go in its own session with an empty environment, then the same config over its socket', async () => {
     const f = fakeExec({ kernel: false });
-    await ensureWireguard(f.exec, dev('trwgu'));
+    await ensureWireguard(f.exec, dev('trwgu'), { uapi: f.uapi });
     const start = f.calls.find((c) => c.argv[0] === 'setsid')?.argv;
     assert.deepEqual(start, ['setsid', '--wait', '/usr/bin/env', '-i', '-C', '/', '/usr/bin/wireguard-go', 'trwgu']);
     assert.deepEqual(f.links.get('trwgu'), { kind: 'tun', mtu: 1440, up: true, alias: wireguardMark('trwgu') });
+    assert.ok(!f.calls.some((c) => c.argv[0] === 'wg'), 'no wg process for wireguard-go');
+    const s = await readWireguard(f.exec, 'trwgu', f.uapi);
+    assert.equal(s?.publicKey, key.publicKey);
+    assert.deepEqual(
+      s?.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIps, p.keepaliveSeconds]),
+      dev('trwgu').peers.map((p) => [p.publicKey, p.endpoint, p.allowedIps, p.keepaliveSeconds ?? 0]),
+    );
+    const secret = Buffer.from((await fs.readFile(key.file, 'utf8')).trim(), 'base64').toString('hex');
+    assert.ok(!f.calls.some((c) => c.argv.join(' ').includes(secret)), 'the key reaches the socket only');
+    assert.ok(f.calls.some((c) => c.argv[1] === 'set' && c.stdin?.includes(`private_key=${secret}`)));
   });
-  it('a second ensure reads twice and writes nothing; a changed peer is one wg set', async () => {
+  it('a second ensure reads twice and writes nothing; a changed peer is one set on the socket', async () => {
     const f = fakeExec({ kernel: false });
-    await ensureWireguard(f.exec, dev('trwgi'));
+    await ensureWireguard(f.exec, dev('trwgi'), { uapi: f.uapi });
     f.calls.length = 0;
-    assert.deepEqual(await ensureWireguard(f.exec, dev('trwgi')), { created: false, changes: [] });
-    assert.equal(f.calls.length, 2);
+    assert.deepEqual(await ensureWireguard(f.exec, dev('trwgi'), { uapi: f.uapi }), { created: false, changes: [] });
+    assert.deepEqual(
+      f.calls.map((c) => c.argv[0]),
+      ['ip', 'uapi'],
+    );
     assert.deepEqual(f.writes(), []);
     const w = dev('trwgi');
-    const r = await ensureWireguard(f.exec, { ...w, mtu: 1400, peers: [w.peers[0]!] });
+    const r = await ensureWireguard(f.exec, { ...w, mtu: 1400, peers: [w.peers[0]!] }, { uapi: f.uapi });
     assert.deepEqual(r.changes, ['mtu 1400', `peer ${K2.slice(0, 8)}… removed`]);
     assert.deepEqual(f.writes(), [
-      ['wg', 'set', 'trwgi', 'peer', K2, 'remove'],
+      ['uapi', 'set', 'trwgi', 'set=1', `public_key=${Buffer.from(K2, 'base64').toString('hex')}`, 'remove=true'],
       ['ip', '-batch', '-'],
     ]);
   });

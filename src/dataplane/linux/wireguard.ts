@@ -6,8 +6,9 @@
  *
  * Two implementations behind one interface, chosen by detectWireguard: the kernel's
  * (`ip link add … type wireguard`) and the userspace wireguard-go, which makes a TUN device
- * and serves the same configuration protocol on /var/run/wireguard/<name>.sock. `wg` talks
- * to either, so everything after creation is shared. wireguard-go is started in its own
+ * and serves the same configuration protocol on /var/run/wireguard/<name>.sock. Everything
+ * after creation is one plan (wireguard-plan.ts, in `wg set` terms); kernel WireGuard takes it
+ * through `wg`, wireguard-go through its socket directly (wireguard-uapi.ts: no process). wireguard-go is started in its own
  * session with an empty environment and daemonises, so it outlives truss (a kill -9 or a
  * restart of truss never drops a tunnel) and a restarted truss adopts the running device.
  * Deleting the link stops it: wireguard-go exits when its TUN goes, removing its socket.
@@ -16,8 +17,9 @@
  * that mark is foreign: ensure refuses it (TRUSS_ERR_KERNEL_OBJECT_FOREIGN), remove leaves it.
  *
  * Secrets: the private key lives in `<dir>/wireguard.key` (wireguard-keys.ts: 0600, dir 0700, created O_EXCL with
- * its mode at open) and reaches `wg` as a file path only — never argv, stdin, logs or errors.
- * `wg show dump` prints it: the parser drops it at once.
+ * its mode at open) and reaches `wg` as a file path only, wireguard-go as hex on its root-only
+ * socket — never argv, stdin, logs or errors. `wg show dump` and the socket's `get` print it:
+ * the parsers drop it at once.
  */
 import { promises as fs } from 'node:fs';
 import { errors } from '../../core/errors.ts';
@@ -29,16 +31,16 @@ import {
   socketGone,
   socketOf,
   startWireguardGo,
-  uapiGet,
+  UAPI_SOCKETS,
+  type UapiTransport,
   uapiLive,
   type WireguardProbeOptions,
   wireguardGoFor,
   wireguardMark,
 } from './wireguard-go.ts';
-import { readPrivateKeyFile } from './wireguard-keys.ts';
+import { privateKeyHex, readPrivateKeyFile } from './wireguard-keys.ts';
 import {
   checkWireguardDevice,
-  parseUapiHandshakes,
   parseWgDump,
   planRestart,
   planWireguard,
@@ -49,6 +51,7 @@ import {
   type WireguardPeer,
   type WireguardState,
 } from './wireguard-plan.ts';
+import { checkUapiSetAnswer, parseUapiDump, parseUapiHandshakes, uapiSetRequest } from './wireguard-uapi.ts';
 
 export {
   canOpen,
@@ -109,8 +112,49 @@ async function createDevice(exec: Exec, w: WireguardDevice, opts: WireguardProbe
   }
 }
 
-async function showDump(exec: Exec, name: string): Promise<WireguardState> {
-  return parseWgDump((await exec.run('wg', ['show', name, 'dump'])).stdout);
+/** Which implementation runs a device: its link kind ('tun': wireguard-go, else kernel). */
+const isUserspace = (kind: string): boolean => kind === 'tun';
+
+/** A device as one implementation runs it: its link kind ('tun': wireguard-go, else kernel). */
+interface Running {
+  readonly exec: Exec;
+  readonly kind: string;
+  readonly uapi: UapiTransport;
+}
+
+/**
+ * One request on wireguard-go's socket, reported like a command (the debug log, tests): argv
+ * `uapi get|set NAME`, the request as stdin with its private key line redacted.
+ */
+async function uapiCall(d: Running, name: string, request?: string): Promise<string> {
+  const argv = ['uapi', request === undefined ? 'get' : 'set', name];
+  const shown = request?.replace(/^private_key=.*$/m, 'private_key=(redacted)');
+  const started = performance.now();
+  try {
+    const answer = await (request === undefined ? d.uapi.get(name) : d.uapi.set(name, request));
+    d.exec.onCommand?.(argv, shown, performance.now() - started, 0);
+    return answer;
+  } catch (e) {
+    d.exec.onCommand?.(argv, shown, performance.now() - started, 1);
+    throw e;
+  }
+}
+
+/** The device's state: wireguard-go's socket, or `wg show dump` for kernel WireGuard. */
+async function showDump(d: Running, name: string): Promise<WireguardState> {
+  if (isUserspace(d.kind)) return parseUapiDump(await uapiCall(d, name));
+  return parseWgDump((await d.exec.run('wg', ['show', name, 'dump'])).stdout);
+}
+
+/** Applies `wg set NAME …` arguments: through wireguard-go's socket, or `wg` for kernel WireGuard. */
+async function setDevice(d: Running, w: WireguardDevice, args: readonly string[]): Promise<void> {
+  if (args.length === 0) return;
+  if (!isUserspace(d.kind)) {
+    await d.exec.run('wg', ['set', w.name, ...args]);
+    return;
+  }
+  const key = args.includes('private-key') ? await privateKeyHex(w.privateKeyFile) : undefined;
+  checkUapiSetAnswer(await uapiCall(d, w.name, uapiSetRequest(args, key)));
 }
 
 /**
@@ -132,17 +176,18 @@ export async function ensureWireguard(
     if (cur === undefined) throw errors.internal(`WireGuard device ${w.name} vanished right after it was created`);
   }
   assertOwnDevice(cur, w.name);
-  const plan = planWireguard(await showDump(exec, w.name), w, ownPublicKey, Date.now() / 1000);
+  const d: Running = { exec, kind: cur.kind, uapi: opts.uapi ?? UAPI_SOCKETS };
+  const plan = planWireguard(await showDump(d, w.name), w, ownPublicKey, Date.now() / 1000);
   // the peers whose crossed handshake this host restarts (restartsCrossed), and their handshakes before
   const watched = w.peers.filter(
     (p) => p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && restartsCrossed(ownPublicKey, p.publicKey),
   );
-  const before = watched.length > 0 ? await handshakes(exec, w.name, cur.kind) : new Map<string, number>();
-  if (plan.args.length > 0) await exec.run('wg', ['set', w.name, ...plan.args]);
+  const before = watched.length > 0 ? await handshakes(d, w.name) : new Map<string, number>();
+  await setDevice(d, w, plan.args);
   const link = planWireguardLink(cur, w);
   if (link.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(link) });
   const linkChanges = link.map((l) => l.replace(`link set ${w.name} `, ''));
-  const restarted = await restartCrossed(exec, w.name, cur.kind, watched, before);
+  const restarted = await restartCrossed(d, w, watched, before);
   return { created, changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes, ...restarted] };
 }
 
@@ -150,9 +195,9 @@ export async function ensureWireguard(
 export const CROSSED_AFTER_MS = 250;
 
 /** Each peer's latest handshake, ms since the epoch (0: never); whole seconds for kernel WireGuard. */
-async function handshakes(exec: Exec, name: string, kind: string): Promise<Map<string, number>> {
-  if (kind === 'tun') return parseUapiHandshakes(await uapiGet(socketOf(name)));
-  return new Map((await showDump(exec, name)).peers.map((p) => [p.publicKey, p.latestHandshake * 1000]));
+async function handshakes(d: Running, name: string): Promise<Map<string, number>> {
+  if (isUserspace(d.kind)) return parseUapiHandshakes(await uapiCall(d, name));
+  return new Map((await showDump(d, name)).peers.map((p) => [p.publicKey, p.latestHandshake * 1000]));
 }
 
 /**
@@ -163,32 +208,35 @@ async function handshakes(exec: Exec, name: string, kind: string): Promise<Map<s
  * same second as the one before counts as none (a needless restart, never a missed one).
  */
 async function restartCrossed(
-  exec: Exec,
-  name: string,
-  kind: string,
+  d: Running,
+  w: WireguardDevice,
   peers: readonly WireguardPeer[],
   before: ReadonlyMap<string, number>,
 ): Promise<string[]> {
   if (peers.length === 0) return [];
   let stuck = peers;
   for (const end = Date.now() + CROSSED_AFTER_MS; ; ) {
-    const now = await handshakes(exec, name, kind);
+    const now = await handshakes(d, w.name);
     stuck = stuck.filter((p) => (now.get(p.publicKey) ?? 0) <= (before.get(p.publicKey) ?? 0));
     if (stuck.length === 0 || Date.now() >= end) break;
     await new Promise((r) => setTimeout(r, 20));
   }
   if (stuck.length === 0) return [];
-  await exec.run('wg', ['set', name, ...stuck.flatMap(planRestart)]);
+  await setDevice(d, w, stuck.flatMap(planRestart));
   return stuck.map(
     (p) => `peer ${p.publicKey.slice(0, 8)}… handshake restarted (none ${CROSSED_AFTER_MS} ms after its nudge)`,
   );
 }
 
 /** The device's public state, or undefined when no link of that name is in this namespace. */
-export async function readWireguard(exec: Exec, name: string): Promise<WireguardState | undefined> {
-  // why: a userspace device answers `wg` from every netns of the mount namespace: check ours has it
-  if ((await readLink(exec, checkIfName(name))) === undefined) return undefined;
-  return showDump(exec, name);
+export async function readWireguard(
+  exec: Exec,
+  name: string,
+  uapi: UapiTransport = UAPI_SOCKETS,
+): Promise<WireguardState | undefined> {
+  // why: a userspace device's socket answers from every netns of the mount namespace: check ours has it
+  const link = await readLink(exec, checkIfName(name));
+  return link === undefined ? undefined : showDump({ exec, kind: link.kind, uapi }, name);
 }
 
 /**
