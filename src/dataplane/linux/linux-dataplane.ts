@@ -295,9 +295,11 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     },
     checkHostAddresses: (addrs) => ha.checkHostAddresses(exec, addrs),
     async ensureRoutes(routes) {
-      await rt.ensureRoutes(exec, routes);
+      // one listing for both steps: truss is the only writer of its routes (proto TRUSS_ROUTE_PROTO)
+      const cur = await rt.listRoutes(exec);
+      await rt.ensureRoutes(exec, routes, cur);
       const want = new Set(routes.map((r) => r.dst));
-      for (const r of await rt.listRoutes(exec)) if (!want.has(r.dst)) await rt.removeRoute(exec, r.dst);
+      for (const r of cur) if (!want.has(r.dst)) await rt.removeRoute(exec, r.dst);
     },
     async checkRoutes(routes) {
       const cur = await rt.listRoutes(exec);

@@ -160,12 +160,17 @@ export async function listRoutes(exec: Exec): Promise<OwnedRoute[]> {
 
 /**
  * Creates or converges the given routes in one `ip -batch` (no process per route). Idempotent:
- * when all match, only the two listing commands run. A destination held by a foreign route is
- * skipped, the rest still programmed, then the call throws TRUSS_ERR_KERNEL_OBJECT_FOREIGN naming it.
+ * when all match, only the two listing commands run (none when the caller passes `current`, its
+ * own listing of our routes just before). A destination held by a foreign route is skipped, the
+ * rest still programmed, then the call throws TRUSS_ERR_KERNEL_OBJECT_FOREIGN naming it.
  * Returns the batch lines it ran.
  */
-export async function ensureRoutes(exec: Exec, routes: readonly RouteSpec[]): Promise<string[]> {
-  let lines = planRoutes(await listRoutes(exec), routes);
+export async function ensureRoutes(
+  exec: Exec,
+  routes: readonly RouteSpec[],
+  current?: readonly OwnedRoute[],
+): Promise<string[]> {
+  let lines = planRoutes(current ?? (await listRoutes(exec)), routes);
   const ran = [...lines];
   const foreign: string[] = [];
   while (lines.length > 0) {
