@@ -141,8 +141,25 @@ function newestInput(): number {
   return Math.max(...files.map((f) => statSync(f).mtimeMs));
 }
 
-/** The bundle in `appDir`, built first unless it is newer than every input; returns its path. */
-export async function ensureBundle(appDir = DEFAULT_APP_DIR, force = false): Promise<{ path: string; built: boolean }> {
+const building = new Map<string, Promise<{ path: string; built: boolean }>>();
+
+/**
+ * The bundle in `appDir`, built first unless it is newer than every input; returns its path.
+ * Callers in one process share a build in progress. why: bundleDaemon's temp directory is per
+ * process, so two builds of one process at once (bench/converge starting its hosts together
+ * after a source change) removed each other's files: ENOENT on the rename.
+ */
+export function ensureBundle(appDir = DEFAULT_APP_DIR, force = false): Promise<{ path: string; built: boolean }> {
+  const key = `${appDir}\0${force}`;
+  let p = building.get(key);
+  if (p === undefined) {
+    p = buildIfStale(appDir, force).finally(() => building.delete(key));
+    building.set(key, p);
+  }
+  return p;
+}
+
+async function buildIfStale(appDir: string, force: boolean): Promise<{ path: string; built: boolean }> {
   const out = join(appDir, BUNDLE_PATH);
   const commitFile = join(appDir, COMMIT_PATH);
   const commit = checkoutCommit(REPO_ROOT) ?? '';
