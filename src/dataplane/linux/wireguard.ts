@@ -8,9 +8,10 @@
  * (`ip link add … type wireguard`) and the userspace wireguard-go, which makes a TUN device
  * and serves the same configuration protocol on /var/run/wireguard/<name>.sock. Everything
  * after creation is one plan (wireguard-plan.ts, in `wg set` terms); kernel WireGuard takes it
- * through `wg`, wireguard-go through its socket directly (wireguard-uapi.ts: no process). wireguard-go is started in its own
- * session with an empty environment and daemonises, so it outlives truss (a kill -9 or a
- * restart of truss never drops a tunnel) and a restarted truss adopts the running device.
+ * through `wg`, wireguard-go through its socket directly (wireguard-uapi.ts: no process).
+ * wireguard-go is started in its own session with an empty environment and daemonises, so it
+ * outlives truss (a kill -9 or a restart of truss never drops a tunnel) and a restarted truss
+ * adopts the running device.
  * Deleting the link stops it: wireguard-go exits when its TUN goes, removing its socket.
  *
  * Ownership: the ifalias `truss:wg:<name>` on the link. A device with our name but without
@@ -112,10 +113,10 @@ async function createDevice(exec: Exec, w: WireguardDevice, opts: WireguardProbe
   }
 }
 
-/** Which implementation runs a device: its link kind ('tun': wireguard-go, else kernel). */
+/** Which implementation runs a device, by its link kind: 'tun' is wireguard-go, else kernel. */
 const isUserspace = (kind: string): boolean => kind === 'tun';
 
-/** A device as one implementation runs it: its link kind ('tun': wireguard-go, else kernel). */
+/** A device with what reaches it: processes (kernel WireGuard) or its socket (wireguard-go). */
 interface Running {
   readonly exec: Exec;
   readonly kind: string;
