@@ -16,15 +16,10 @@ import { TRUSS_ROUTE_PROTO } from '../../core/naming.ts';
 import type { RoutedRoutesObject } from '../../core/routed.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName } from './links.ts';
+import { dumpTrussRoutes, mainTableRoutes } from './route-dump.ts';
 
 /** A truss host end's name (naming.hostVethName): trv + 12 hex. */
 export const isHostEndName = (dev: string): boolean => /^trv[0-9a-f]{12}$/.test(dev);
-
-interface RouteJson {
-  readonly dst?: string;
-  readonly dev?: string;
-  readonly type?: string;
-}
 
 /** One listed route: a host route on a truss host end (dev: listed for links.ts) or an unreachable subnet. */
 export interface ListedRoute {
@@ -37,13 +32,10 @@ function canonical(dst: string, family: 4 | 6): string | undefined {
   return p ? formatPrefix(p) : undefined;
 }
 
-/** Pure: `ip -j [-6] route show table main proto 116` -> the routed networks' routes in it. */
-export function parseRoutedRoutes(stdout: string, family: 4 | 6): ListedRoute[] {
-  const text = stdout.trim();
-  const parsed: unknown = text === '' ? [] : JSON.parse(text);
-  if (!Array.isArray(parsed)) return [];
-  return parsed.flatMap((r: RouteJson) => {
-    const dst = typeof r.dst === 'string' ? canonical(r.dst, family) : undefined;
+/** Pure: a listing of truss's routes (route-dump.ts) -> the routed networks' routes in it. */
+export function parseRoutedRoutes(stdout: string, family?: 4 | 6): ListedRoute[] {
+  return mainTableRoutes(stdout, family).flatMap(({ route: r, family: f }) => {
+    const dst = typeof r.dst === 'string' ? canonical(r.dst, f) : undefined;
     if (dst === undefined) return [];
     if (r.type === 'unreachable') return [{ dst }];
     if ((r.type === undefined || r.type === 'unicast') && typeof r.dev === 'string' && isHostEndName(r.dev))
@@ -98,9 +90,7 @@ export function withHostRoutes(links: readonly ObservedLink[], routes: readonly 
 }
 
 export async function listRoutedRoutes(exec: Exec): Promise<ListedRoute[]> {
-  const show = ['route', 'show', 'table', 'main', 'proto', String(TRUSS_ROUTE_PROTO)];
-  const [v4, v6] = await Promise.all([exec.run('ip', ['-j', ...show]), exec.run('ip', ['-j', '-6', ...show])]);
-  return [...parseRoutedRoutes(v4.stdout, 4), ...parseRoutedRoutes(v6.stdout, 6)];
+  return parseRoutedRoutes(await dumpTrussRoutes(exec));
 }
 
 export async function checkRoutedRoutes(exec: Exec, desired: readonly RoutedRoutesObject[]): Promise<SetCheck> {

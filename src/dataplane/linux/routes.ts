@@ -16,6 +16,7 @@ import { formatIp, formatPrefix, isNetworkAddress, parseIp, parsePrefix } from '
 import { TRUSS_ROUTE_PROTO } from '../../core/naming.ts';
 import { type Exec, isKernelError } from './exec.ts';
 import { batch, checkIfName } from './links.ts';
+import { dumpTrussRoutes, mainTableRoutes } from './route-dump.ts';
 import { isHostEndName } from './routed-routes.ts';
 
 export { TRUSS_ROUTE_PROTO };
@@ -38,18 +39,6 @@ export interface RouteSpec {
 /** One truss route as the kernel reports it (main table, our proto). */
 export type OwnedRoute = RouteSpec;
 
-interface IpRouteJson {
-  readonly dst?: string;
-  readonly dev?: string;
-  readonly gateway?: string;
-  /** a next hop of the other family: {"family":"inet6","host":"fe80::1"} */
-  readonly via?: { readonly host?: string };
-  readonly prefsrc?: string;
-  /** absent for unicast */
-  readonly type?: string;
-  readonly metrics?: readonly Record<string, unknown>[];
-}
-
 /** "198.18.213.7" (how `ip` prints a host route) → "198.18.213.7/32"; "default" → "0.0.0.0/0". */
 function canonicalDst(dst: string, family: 4 | 6): string | undefined {
   if (dst === 'default') return family === 4 ? '0.0.0.0/0' : '::/0';
@@ -57,13 +46,9 @@ function canonicalDst(dst: string, family: 4 | 6): string | undefined {
   return p ? formatPrefix(p) : undefined;
 }
 
-/** Pure: `ip -j [-6] route show table main proto 116` → our routes. */
-export function parseRoutesJson(stdout: string, family: 4 | 6): OwnedRoute[] {
-  const text = stdout.trim();
-  const parsed: unknown = text === '' ? [] : JSON.parse(text);
-  if (!Array.isArray(parsed)) return [];
-  return parsed.flatMap((r: IpRouteJson) => {
-    const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, family) : undefined;
+export function parseRoutesJson(stdout: string, family?: 4 | 6): OwnedRoute[] {
+  return mainTableRoutes(stdout, family).flatMap(({ route: r, family: f }) => {
+    const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, f) : undefined;
     if (dst === undefined || typeof r.dev !== 'string') return []; // multipath/blackhole: never ours
     // a routed network's (routed-routes.ts): unreachable subnets, host routes on host ends
     if ((r.type !== undefined && r.type !== 'unicast') || isHostEndName(r.dev)) return [];
@@ -151,16 +136,14 @@ export function planRoutes(current: readonly OwnedRoute[], want: readonly RouteS
   return lines;
 }
 
-/** Every truss route of the main table, IPv4 then IPv6. */
+/** Every truss route of the main table, both families, from one process (route-dump.ts). */
 export async function listRoutes(exec: Exec): Promise<OwnedRoute[]> {
-  const show = ['route', 'show', 'table', 'main', 'proto', String(TRUSS_ROUTE_PROTO)];
-  const [v4, v6] = await Promise.all([exec.run('ip', ['-j', ...show]), exec.run('ip', ['-j', '-6', ...show])]);
-  return [...parseRoutesJson(v4.stdout, 4), ...parseRoutesJson(v6.stdout, 6)];
+  return parseRoutesJson(await dumpTrussRoutes(exec));
 }
 
 /**
  * Creates or converges the given routes in one `ip -batch` (no process per route). Idempotent:
- * when all match, only the two listing commands run (none when the caller passes `current`, its
+ * when all match, only the listing runs (none when the caller passes `current`, its
  * own listing of our routes just before). A destination held by a foreign route is skipped, the
  * rest still programmed, then the call throws TRUSS_ERR_KERNEL_OBJECT_FOREIGN naming it.
  * Returns the batch lines it ran.
