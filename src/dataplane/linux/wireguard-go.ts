@@ -194,12 +194,21 @@ export const uapiSet = (path: string, request: string, timeoutMs = 5000): Promis
 export interface UapiTransport {
   get(name: string): Promise<string>;
   set(name: string, request: string): Promise<string>;
+  /**
+   * Which socket serves `name` now (undefined: none): the same identity means the same
+   * wireguard-go, still running (it removes its socket when it exits). Absent: never the same.
+   */
+  identity?(name: string): Promise<string | undefined>;
 }
 
 /** The real sockets, in UAPI_DIR. */
 export const UAPI_SOCKETS: UapiTransport = {
   get: (name) => uapiGet(socketOf(name)),
   set: (name, request) => uapiSet(socketOf(name), request),
+  async identity(name) {
+    const s = await fs.stat(socketOf(name)).catch(() => undefined);
+    return s?.isSocket() ? `${s.dev}:${s.ino}:${s.ctimeMs}` : undefined;
+  },
 };
 
 /** Starts the chosen wireguard-go (`wgGo`: detectWireguardImpl's path) for device `name`. */

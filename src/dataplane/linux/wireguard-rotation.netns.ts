@@ -3,12 +3,14 @@
  * (wireguard-go, this kernel has no module) under a 10 ms ping, the silence each leaves measured
  * (wireguard-testutil.ts createWgPair, rotateOnce): rotations applied with a skew between the hosts,
  * and at the same moment on both (crossed handshakes, wireguard.ts restartsCrossed); then the
- * devices as truss reads them from wireguard-go's socket, against `wg show dump`.
+ * devices as truss reads them from wireguard-go's socket, against `wg show dump`, and with how few
+ * processes (one look for the link per wireguard-go).
  * Run: node --test --test-concurrency=1 'src/**\/*.netns.ts' (npm run test:kernel).
  */
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import type { Exec } from './exec.ts';
 import { parseWgDump, readWireguard } from './wireguard.ts';
 import { createWgPair, eventually, rotateOnce, startPing, type WgPair } from './wireguard-testutil.ts';
 
@@ -66,5 +68,29 @@ describe('WireGuard key rotation under a 10 ms ping (kernel, wireguard-go)', { t
       const [w, s] = [viaWg.peers[0], viaSocket?.peers[0]];
       assert.ok(w && s && s.latestHandshake > 0 && Math.abs(s.latestHandshake - w.latestHandshake) <= 2, 'handshake');
     }
+  });
+
+  it("after one look for its link, truss reads a running wireguard-go over its socket alone; never another namespace's", async () => {
+    assert.ok(pair);
+    const { a, b } = pair;
+    const counted = (exec: Exec) => {
+      const bins: string[] = [];
+      const wrapped: Exec = {
+        ...exec,
+        run: (bin, args, o) => {
+          bins.push(bin);
+          return exec.run(bin, args, o);
+        },
+      };
+      return { exec: wrapped, bins };
+    };
+    const x = counted(a.exec);
+    assert.equal((await readWireguard(x.exec, a.dev))?.publicKey, a.publicKey);
+    assert.deepEqual(x.bins, ['ip']);
+    assert.equal((await readWireguard(x.exec, a.dev))?.publicKey, a.publicKey);
+    assert.deepEqual(x.bins, ['ip'], 'the same socket: no process');
+    // B's socket answers from A's namespace too (one mount namespace): A has no such link
+    for (let i = 0; i < 2; i++) assert.equal(await readWireguard(x.exec, b.dev), undefined);
+    assert.deepEqual(x.bins, ['ip', 'ip', 'ip'], "another namespace's device is looked for every time");
   });
 });

@@ -376,10 +376,20 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[]; versions?:
     if (links.get(name)?.kind !== 'tun') throw new Error(`fake wireguard-go: no socket for ${name}`);
     return wg.get(name) ?? fail('ENODEV', ['uapi', name], 'no device');
   };
+  /** sockets that no longer answer (a killed wireguard-go's) */
+  const deadSockets = new Set<string>();
+  const socketIds = new WeakMap<FakeWg, string>();
   const uapi: UapiTransport = {
     async get(name) {
       calls.push({ argv: ['uapi', 'get', name] });
+      if (deadSockets.has(name)) throw new Error(`connect ECONNREFUSED ${name}.sock`);
       return uapiGet(device(name));
+    },
+    async identity(name) {
+      const d = links.get(name)?.kind === 'tun' ? wg.get(name) : undefined;
+      if (d === undefined) return undefined;
+      if (!socketIds.has(d)) socketIds.set(d, `socket ${name} #${Math.random()}`);
+      return socketIds.get(d);
     },
     async set(name, request) {
       calls.push({ argv: ['uapi', 'set', name], stdin: request });
@@ -443,7 +453,7 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[]; versions?:
           !['wg show', 'uapi get'].includes(c.argv.slice(0, 2).join(' ')),
       )
       .map((c) => (c.argv[0] === 'uapi' ? [...c.argv, ...(c.stdin ?? '').split('\n').filter(Boolean)] : c.argv));
-  return { exec, links, wg, calls, writes, uapi };
+  return { exec, links, wg, calls, writes, uapi, deadSockets };
 }
 
 const ALL = ['ip', 'wg', 'wireguard-go', 'setsid', 'env'];
@@ -592,6 +602,37 @@ describe('ensureWireguard / readWireguard / removeWireguard (fake exec)', () => 
       ['uapi', 'set', 'trwgi', 'set=1', `public_key=${Buffer.from(K2, 'base64').toString('hex')}`, 'remove=true'],
       ['ip', '-batch', '-'],
     ]);
+  });
+  it('reads a running wireguard-go over its socket alone after one look for its link; looks again when the socket changes or goes', async () => {
+    const f = fakeExec({ kernel: false });
+    await ensureWireguard(f.exec, dev('trwgo'), { uapi: f.uapi });
+    const read = async (): Promise<string[]> => {
+      f.calls.length = 0;
+      assert.equal((await readWireguard(f.exec, 'trwgo', f.uapi))?.publicKey, key.publicKey);
+      return f.calls.map((c) => c.argv[0] as string);
+    };
+    assert.deepEqual(await read(), ['ip', 'uapi'], 'the first look finds the TUN in this namespace');
+    assert.deepEqual(await read(), ['uapi'], 'the same socket: the same wireguard-go, no process');
+    assert.deepEqual(await read(), ['uapi']);
+    f.wg.set('trwgo', { ...(f.wg.get('trwgo') as FakeWg) }); // another wireguard-go serves the name now
+    assert.deepEqual(await read(), ['ip', 'uapi']);
+    assert.deepEqual(await read(), ['uapi']);
+    f.deadSockets.add('trwgo'); // killed: its socket file stays, nobody answers
+    f.calls.length = 0;
+    await assert.rejects(readWireguard(f.exec, 'trwgo', f.uapi));
+    assert.deepEqual(
+      f.calls.map((c) => c.argv[0]),
+      ['uapi', 'ip', 'uapi'],
+      'a socket that does not answer: the link is looked for again',
+    );
+    f.deadSockets.clear();
+    f.links.delete('trwgo'); // the TUN went, and wireguard-go with its socket
+    f.calls.length = 0;
+    assert.equal(await readWireguard(f.exec, 'trwgo', f.uapi), undefined);
+    assert.deepEqual(
+      f.calls.map((c) => c.argv[0]),
+      ['ip'],
+    );
   });
   it('refuses a same-named device that is not ours, and leaves it alone on remove', async () => {
     const f = fakeExec({ kernel: true });

@@ -229,15 +229,38 @@ async function restartCrossed(
   );
 }
 
-/** The device's public state, or undefined when no link of that name is in this namespace. */
+/**
+ * Per namespace (its Exec) and device: the identity of the wireguard-go socket that served the
+ * device when readWireguard last found its TUN in this namespace (UapiTransport.identity).
+ */
+const ownSockets = new WeakMap<Exec, Map<string, string>>();
+
+/**
+ * The device's public state, or undefined when no link of that name is in this namespace.
+ * A userspace device's socket answers from every netns of the mount namespace, so the link is
+ * looked for here (an `ip` process) — once per wireguard-go: while the same socket serves the
+ * name, the same process runs the same TUN (it exits when its TUN is deleted, removing the
+ * socket), so the paths observer's look every 2 s is one socket request and no process.
+ */
 export async function readWireguard(
   exec: Exec,
   name: string,
   uapi: UapiTransport = UAPI_SOCKETS,
 ): Promise<WireguardState | undefined> {
-  // why: a userspace device's socket answers from every netns of the mount namespace: check ours has it
-  const link = await readLink(exec, checkIfName(name));
-  return link === undefined ? undefined : showDump({ exec, kind: link.kind, uapi }, name);
+  checkIfName(name);
+  const id = await uapi.identity?.(name);
+  const own = ownSockets.get(exec) ?? new Map<string, string>();
+  ownSockets.set(exec, own);
+  if (id !== undefined && own.get(name) === id) {
+    const state = await showDump({ exec, kind: 'tun', uapi }, name).catch(() => undefined);
+    if (state !== undefined) return state;
+  }
+  own.delete(name);
+  const link = await readLink(exec, name);
+  if (link === undefined) return undefined;
+  // why: the identity read before the link: a socket replaced in between is looked at again next time
+  if (isUserspace(link.kind) && id !== undefined) own.set(name, id);
+  return showDump({ exec, kind: link.kind, uapi }, name);
 }
 
 /**
