@@ -286,8 +286,11 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
       if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
       if (!cur) return [`wireguard device ${w.name} is missing`];
       const own = await wgKeys.readPrivateKeyFile(keyFile());
-      const plan = wg.planWireguard(cur, await selectWg(w), own, Date.now() / 1000);
-      return plan.changes.length > 0 ? [`wireguard device ${w.name} differs: ${plan.changes.join('; ')}`] : [];
+      const want = await selectWg(w);
+      const plan = wg.planWireguard(cur, want, own, Date.now() / 1000);
+      // the link read now (ensure answers from the link as read while the same wireguard-go runs)
+      const changes = [...(await wg.checkWireguardLink(exec, want)), ...plan.changes];
+      return changes.length > 0 ? [`wireguard device ${w.name} differs: ${changes.join('; ')}`] : [];
     },
     async ensureHostAddresses(addrs) {
       const lines = await ha.ensureHostAddresses(exec, addrs);

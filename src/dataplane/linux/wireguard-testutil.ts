@@ -26,7 +26,14 @@ import {
   scratchPool,
 } from './netns-testutil.ts';
 import { ensureRoutes } from './routes.ts';
-import { detectWireguardImpl, ensureWireguard, removeWireguard, UAPI_DIR, type WireguardDevice } from './wireguard.ts';
+import {
+  detectWireguardImpl,
+  ensureWireguard,
+  readWireguard,
+  removeWireguard,
+  UAPI_DIR,
+  type WireguardDevice,
+} from './wireguard.ts';
 import { ensurePrivateKey, rotatePrivateKey } from './wireguard-keys.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -191,7 +198,7 @@ export interface RotationResult {
   readonly gapMs: number;
   /** B applied the new key skewMs after A (negative: before) */
   readonly skewMs: number;
-  /** handshakes restarted because the two hosts' nudges crossed (ensureWireguard's changes) */
+  /** handshakes restarted: the two hosts' nudges crossed, or one sent and heard nothing back (ensureWireguard's changes) */
   readonly restarts: number;
 }
 
@@ -207,6 +214,13 @@ export async function rotateOnce(
   settleMs = 300,
 ): Promise<RotationResult> {
   const t0 = performance.now();
+  const snap = async () =>
+    (await Promise.all([p.a, p.b].map((h) => readWireguard(h.exec, h.dev))))
+      .map((s) =>
+        s?.peers.map((x) => `${x.publicKey.slice(0, 4)} rx ${x.rxBytes} tx ${x.txBytes} hs ${x.latestHandshake}`),
+      )
+      .join(' | ');
+  const s0 = await snap();
   const k = await rotatePrivateKey(p.a.keyDir);
   p.a.publicKey = k.publicKey;
   const applyA = sleep(Math.max(0, -skewMs)).then(() => ensureWireguard(p.a.exec, p.spec(p.a)));
@@ -214,8 +228,16 @@ export async function rotateOnce(
   const changes = (await Promise.all([applyA, applyB])).flatMap((r) => r.changes);
   const restarts = changes.filter((c) => c.includes('handshake restarted')).length;
   const applied = performance.now();
+  const s1 = await snap();
   for (const end = applied + 15_000; !ping.arrivals.some((t) => t > applied); ) {
-    if (performance.now() > end) throw new Error('no ping reply within 15 s of the rotation');
+    if (performance.now() > end) {
+      const show = async (h: PairHost) => JSON.stringify(await readWireguard(h.exec, h.dev));
+      throw new Error(
+        `no ping reply within 15 s of the rotation (skew ${skewMs} ms; changes: ${changes.join('; ')})\n` +
+          `before: ${s0}\nafter ensure: ${s1}\nnow: ${await snap()}\n` +
+          `A ${p.a.publicKey}: ${await show(p.a)}\nB ${p.b.publicKey}: ${await show(p.b)}`,
+      );
+    }
     await sleep(20);
   }
   await sleep(settleMs);

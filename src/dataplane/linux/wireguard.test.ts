@@ -7,6 +7,7 @@ import { type Exec, type ExecResult, KernelError, type KernelErrorCode } from '.
 import {
   canonicalEndpoint,
   checkWireguardDevice,
+  checkWireguardLink,
   detectWireguard,
   detectWireguardImpl,
   ensureWireguard,
@@ -433,6 +434,7 @@ function fakeExec(opts: { kernel: boolean; tools?: readonly string[]; versions?:
       if (version !== undefined) return ok(`wireguard-go v${version}\n\nUserspace WireGuard daemon for linux-amd64.\n`);
       if (bin === 'setsid') {
         newDev(args.at(-1) ?? '', 'tun', 1420);
+        deadSockets.delete(args.at(-1) ?? ''); // a new wireguard-go answers
         return ok();
       }
       if (bin === 'wg' && args[0] === 'show') {
@@ -595,6 +597,13 @@ describe('ensureWireguard / readWireguard / removeWireguard (fake exec)', () => 
       ['ip', 'uapi'],
     );
     assert.deepEqual(f.writes(), []);
+    f.calls.length = 0;
+    await ensureWireguard(f.exec, dev('trwgi'), { uapi: f.uapi });
+    assert.deepEqual(
+      f.calls.map((c) => c.argv[0]),
+      ['uapi'],
+      'the link as read while the same wireguard-go serves it: no process',
+    );
     const w = dev('trwgi');
     const r = await ensureWireguard(f.exec, { ...w, mtu: 1400, peers: [w.peers[0]!] }, { uapi: f.uapi });
     assert.deepEqual(r.changes, ['mtu 1400', `peer ${K2.slice(0, 8)}… removed`]);
@@ -633,6 +642,29 @@ describe('ensureWireguard / readWireguard / removeWireguard (fake exec)', () => 
       f.calls.map((c) => c.argv[0]),
       ['ip'],
     );
+  });
+  it("an MTU or state changed behind truss is found by the full pass's check, then repaired by ensure", async () => {
+    const f = fakeExec({ kernel: false });
+    for (let i = 0; i < 2; i++) await ensureWireguard(f.exec, dev('trwgd'), { uapi: f.uapi });
+    f.links.set('trwgd', { ...(f.links.get('trwgd') as FakeLink), mtu: 1300, up: false }); // ip link set … (not truss)
+    assert.deepEqual((await ensureWireguard(f.exec, dev('trwgd'), { uapi: f.uapi })).changes, [], 'not seen yet');
+    assert.deepEqual(await checkWireguardLink(f.exec, dev('trwgd'), f.uapi), ['mtu 1440', 'up']);
+    assert.deepEqual((await ensureWireguard(f.exec, dev('trwgd'), { uapi: f.uapi })).changes, ['mtu 1440', 'up']);
+    assert.deepEqual(await checkWireguardLink(f.exec, dev('trwgd'), f.uapi), []);
+  });
+  it('a killed wireguard-go (its socket left, answering nothing): ensure looks again and starts another', async () => {
+    const f = fakeExec({ kernel: false });
+    for (let i = 0; i < 2; i++) await ensureWireguard(f.exec, dev('trwgk'), { uapi: f.uapi });
+    const identity = f.uapi.identity?.bind(f.uapi);
+    const left = await identity?.('trwgk');
+    f.links.delete('trwgk'); // its TUN went with it
+    f.deadSockets.add('trwgk');
+    const uapi = { ...f.uapi, identity: async (n: string) => (f.links.has(n) ? identity?.(n) : left) };
+    f.calls.length = 0;
+    const r = await ensureWireguard(f.exec, dev('trwgk'), { uapi });
+    assert.equal(r.created, true);
+    assert.equal(f.links.get('trwgk')?.kind, 'tun', 'started again');
+    assert.deepEqual(f.calls.map((c) => c.argv[0]).slice(0, 3), ['uapi', 'ip', 'setsid']);
   });
   it('refuses a same-named device that is not ours, and leaves it alone on remove', async () => {
     const f = fakeExec({ kernel: true });

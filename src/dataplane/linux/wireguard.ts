@@ -160,7 +160,8 @@ async function setDevice(d: Running, w: WireguardDevice, args: readonly string[]
 
 /**
  * Creates or converges the device: mark, MTU, up, key, listen port, peers. Reads first and
- * writes only differences: a second call with the same spec runs two reads and no write.
+ * writes only differences: a second call with the same spec reads the device and writes nothing
+ * (for a running wireguard-go whose link was read before, lookLink: one socket request).
  */
 export async function ensureWireguard(
   exec: Exec,
@@ -169,16 +170,25 @@ export async function ensureWireguard(
 ): Promise<WireguardEnsureResult> {
   const w = checkWireguardDevice(want);
   const ownPublicKey = await readPrivateKeyFile(w.privateKeyFile);
-  let cur = await readLink(exec, w.name);
+  const uapi = opts.uapi ?? UAPI_SOCKETS;
+  let { link: cur, remembered } = await lookLink(exec, w.name, uapi);
   const created = cur === undefined;
   if (cur === undefined) {
     await createDevice(exec, w, opts);
-    cur = await readLink(exec, w.name);
+    ({ link: cur, remembered } = await lookLink(exec, w.name, uapi));
     if (cur === undefined) throw errors.internal(`WireGuard device ${w.name} vanished right after it was created`);
   }
   assertOwnDevice(cur, w.name);
-  const d: Running = { exec, kind: cur.kind, uapi: opts.uapi ?? UAPI_SOCKETS };
-  const plan = planWireguard(await showDump(d, w.name), w, ownPublicKey, Date.now() / 1000);
+  const d: Running = { exec, kind: cur.kind, uapi };
+  const state = await showDump(d, w.name).catch((e: unknown) => {
+    if (!remembered) throw e;
+  });
+  if (state === undefined) {
+    // a remembered socket that does not answer (a killed wireguard-go leaves it): look again, once
+    forgetLink(exec, w.name);
+    return ensureWireguard(exec, want, opts);
+  }
+  const plan = planWireguard(state, w, ownPublicKey, Date.now() / 1000);
   // the peers whose crossed handshake this host restarts (restartsCrossed), and their handshakes before
   const watched = w.peers.filter(
     (p) => p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && restartsCrossed(ownPublicKey, p.publicKey),
@@ -186,10 +196,64 @@ export async function ensureWireguard(
   const before = watched.length > 0 ? await handshakes(d, w.name) : new Map<string, number>();
   await setDevice(d, w, plan.args);
   const link = planWireguardLink(cur, w);
-  if (link.length > 0) await exec.run('ip', ['-batch', '-'], { stdin: batch(link) });
+  if (link.length > 0) {
+    forgetLink(exec, w.name); // changed: the next look reads it
+    await exec.run('ip', ['-batch', '-'], { stdin: batch(link) });
+  }
   const linkChanges = link.map((l) => l.replace(`link set ${w.name} `, ''));
   const restarted = await restartCrossed(d, w, watched, before);
-  return { created, changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes, ...restarted] };
+  const nudged = w.peers.filter(
+    (p) =>
+      p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && !restarted.some((r) => r.includes(short(p))),
+  );
+  const unanswered = await restartUnanswered(d, w, nudged);
+  return {
+    created,
+    changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes, ...restarted, ...unanswered],
+  };
+}
+
+const short = (p: WireguardPeer): string => `${p.publicKey.slice(0, 8)}…`;
+
+/** How long a nudged peer may leave what this host sends it unanswered (restartUnanswered). */
+export const UNANSWERED_MS = 150;
+/** How long after the nudge restartUnanswered looks. */
+export const UNANSWERED_WINDOW_MS = 400;
+/** More than two keepalives (32 bytes each): what this host sent is traffic, not keepalives alone */
+const TRAFFIC_BYTES = 64;
+
+/**
+ * Restarts the handshake with each nudged peer that, within UNANSWERED_WINDOW_MS of the nudge,
+ * was sent traffic for UNANSWERED_MS while nothing came back from it. why: wireguard-go's
+ * handshake workers can race when a peer's initiation and its response to ours arrive together
+ * (a crossed handshake; seen with wireguard-go 0.0.20250522 on 2 cores: both "Received handshake
+ * initiation" and "Received handshake response" logged, and the other host logs "Received
+ * invalid response message"). This host then sends on a session the other never derived and
+ * hears nothing until WireGuard's own retry 15 s later ("stopped hearing back after 15
+ * seconds"), while the other sees nothing wrong: only the sender can tell, so either side may
+ * restart here, where restartCrossed restarts from one side only. A peer that is down or only
+ * receives costs a needless restart (a blip of one round trip).
+ */
+async function restartUnanswered(d: Running, w: WireguardDevice, peers: readonly WireguardPeer[]): Promise<string[]> {
+  if (peers.length === 0) return [];
+  /** per peer: when its rx last changed, and its counters then */
+  const heard = new Map<string, { at: number; rx: number; tx: number }>();
+  const stuck = new Set<WireguardPeer>();
+  for (const end = Date.now() + UNANSWERED_WINDOW_MS; Date.now() < end && stuck.size < peers.length; ) {
+    const now = Date.now();
+    const state = new Map((await showDump(d, w.name)).peers.map((p) => [p.publicKey, p]));
+    for (const p of peers) {
+      const c = state.get(p.publicKey);
+      const h = heard.get(p.publicKey);
+      if (c === undefined || stuck.has(p)) continue;
+      if (h === undefined || c.rxBytes !== h.rx) heard.set(p.publicKey, { at: now, rx: c.rxBytes, tx: c.txBytes });
+      else if (now - h.at >= UNANSWERED_MS && c.txBytes - h.tx > TRAFFIC_BYTES) stuck.add(p);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  if (stuck.size === 0) return [];
+  await setDevice(d, w, [...stuck].flatMap(planRestart));
+  return [...stuck].map((p) => `peer ${short(p)} handshake restarted (sent to for ${UNANSWERED_MS} ms, nothing back)`);
 }
 
 /** How long a nudged handshake may take before restartCrossed counts it as crossed. */
@@ -224,43 +288,88 @@ async function restartCrossed(
   }
   if (stuck.length === 0) return [];
   await setDevice(d, w, stuck.flatMap(planRestart));
-  return stuck.map(
-    (p) => `peer ${p.publicKey.slice(0, 8)}… handshake restarted (none ${CROSSED_AFTER_MS} ms after its nudge)`,
-  );
+  return stuck.map((p) => `peer ${short(p)} handshake restarted (none ${CROSSED_AFTER_MS} ms after its nudge)`);
 }
 
 /**
- * Per namespace (its Exec) and device: the identity of the wireguard-go socket that served the
- * device when readWireguard last found its TUN in this namespace (UapiTransport.identity).
+ * Per namespace (its Exec) and device: the link as last read in this namespace while a
+ * wireguard-go served it, with the identity of that socket (UapiTransport.identity).
  */
-const ownSockets = new WeakMap<Exec, Map<string, string>>();
+const known = new WeakMap<Exec, Map<string, { readonly socket: string; readonly link: LinkState }>>();
+
+const forgetLink = (exec: Exec, name: string): void => void known.get(exec)?.delete(name);
 
 /**
- * The device's public state, or undefined when no link of that name is in this namespace.
- * A userspace device's socket answers from every netns of the mount namespace, so the link is
- * looked for here (an `ip` process) — once per wireguard-go: while the same socket serves the
- * name, the same process runs the same TUN (it exits when its TUN is deleted, removing the
- * socket), so the paths observer's look every 2 s is one socket request and no process.
+ * The device's link in this namespace (undefined: none). A userspace device's socket answers
+ * from every netns of the mount namespace, so the link is looked for here with `ip` — once per
+ * wireguard-go: while the same socket serves the name, the same process runs the same TUN (it
+ * exits when its TUN is deleted, removing the socket), and the link read then is answered, so a
+ * cluster change and the paths observer's look every 2 s start no `ip`. `fresh` reads it anyway
+ * (the full pass's check: an MTU or state changed behind truss is found there, and remembered
+ * for the ensure that repairs it). Kernel WireGuard is read every time.
+ */
+async function lookLink(
+  exec: Exec,
+  name: string,
+  uapi: UapiTransport,
+  fresh = false,
+): Promise<{ readonly link: LinkState | undefined; readonly remembered: boolean }> {
+  const socket = await uapi.identity?.(name);
+  const mine = known.get(exec) ?? new Map<string, { socket: string; link: LinkState }>();
+  known.set(exec, mine);
+  const memo = mine.get(name);
+  if (!fresh && socket !== undefined && memo?.socket === socket) return { link: memo.link, remembered: true };
+  mine.delete(name);
+  const link = await readLink(exec, name);
+  // why: the identity read before the link: a socket replaced in between is looked at again next time
+  if (link !== undefined && isUserspace(link.kind) && socket !== undefined) mine.set(name, { socket, link });
+  return { link, remembered: false };
+}
+
+/**
+ * The device's state from its socket (or `wg`), on the link lookLink found. A remembered link
+ * whose socket does not answer (a killed wireguard-go leaves its socket file) is read again.
+ */
+async function lookDevice(
+  exec: Exec,
+  name: string,
+  uapi: UapiTransport,
+): Promise<{ readonly link: LinkState; readonly state: WireguardState } | undefined> {
+  for (let fresh = false; ; fresh = true) {
+    const { link, remembered } = await lookLink(exec, name, uapi, fresh);
+    if (link === undefined) return undefined;
+    try {
+      return { link, state: await showDump({ exec, kind: link.kind, uapi }, name) };
+    } catch (e) {
+      if (!remembered) throw e;
+    }
+  }
+}
+
+/**
+ * The device's public state, or undefined when no link of that name is in this namespace
+ * (lookLink: a running wireguard-go's is one socket request and no process). A socket that no
+ * longer answers (its wireguard-go killed) is looked at again from the link.
  */
 export async function readWireguard(
   exec: Exec,
   name: string,
   uapi: UapiTransport = UAPI_SOCKETS,
 ): Promise<WireguardState | undefined> {
-  checkIfName(name);
-  const id = await uapi.identity?.(name);
-  const own = ownSockets.get(exec) ?? new Map<string, string>();
-  ownSockets.set(exec, own);
-  if (id !== undefined && own.get(name) === id) {
-    const state = await showDump({ exec, kind: 'tun', uapi }, name).catch(() => undefined);
-    if (state !== undefined) return state;
-  }
-  own.delete(name);
-  const link = await readLink(exec, name);
-  if (link === undefined) return undefined;
-  // why: the identity read before the link: a socket replaced in between is looked at again next time
-  if (isUserspace(link.kind) && id !== undefined) own.set(name, id);
-  return showDump({ exec, kind: link.kind, uapi }, name);
+  return (await lookDevice(exec, checkIfName(name), uapi))?.state;
+}
+
+/**
+ * What differs between the device's link, read now, and `want`: its MTU and state
+ * (planWireguardLink's lines; the peers are checked through readWireguard). Remembers what it read.
+ */
+export async function checkWireguardLink(
+  exec: Exec,
+  want: WireguardDevice,
+  uapi: UapiTransport = UAPI_SOCKETS,
+): Promise<string[]> {
+  const { link: cur } = await lookLink(exec, checkIfName(want.name), uapi, true);
+  return cur === undefined ? [] : planWireguardLink(cur, want).map((l) => l.replace(`link set ${want.name} `, ''));
 }
 
 /**
