@@ -282,14 +282,16 @@ export function createLinuxDataplane(opts: LinuxDataplaneOptions = {}): LinuxDat
     },
     removeWireguard: (name) => wg.removeWireguard(exec, name, opts.log),
     async checkWireguard(w, name) {
+      // the link read now, first (ensure and readWireguard answer from the link as read while
+      // the same wireguard-go runs): a link gone or changed behind truss is found on this pass
+      const want = w ? await selectWg(w) : undefined;
+      const link = want ? await wg.checkWireguardLink(exec, want) : [];
       const cur = await wg.readWireguard(exec, name);
-      if (!w) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
+      if (!w || !want) return cur ? [`wireguard device ${name} exists but no cluster network needs it`] : [];
       if (!cur) return [`wireguard device ${w.name} is missing`];
       const own = await wgKeys.readPrivateKeyFile(keyFile());
-      const want = await selectWg(w);
       const plan = wg.planWireguard(cur, want, own, Date.now() / 1000);
-      // the link read now (ensure answers from the link as read while the same wireguard-go runs)
-      const changes = [...(await wg.checkWireguardLink(exec, want)), ...plan.changes];
+      const changes = [...link, ...plan.changes];
       return changes.length > 0 ? [`wireguard device ${w.name} differs: ${changes.join('; ')}`] : [];
     },
     async ensureHostAddresses(addrs) {

@@ -24,9 +24,18 @@ export interface RouteJson {
   readonly pref?: string;
 }
 
-/** A route's family as `ip` prints both: by its destination; "default" by pref (IPv6 only). */
+/**
+ * A route's family as `ip` prints both: by its destination; "default" by pref (the kernel gives it
+ * to IPv6 routes alone, since Linux 4.1) or an IPv6 gateway or source.
+ */
 export const familyOf = (r: RouteJson): 4 | 6 =>
-  r.dst?.includes(':') ? 6 : r.dst?.includes('.') ? 4 : r.pref !== undefined ? 6 : 4;
+  r.dst?.includes(':')
+    ? 6
+    : r.dst?.includes('.')
+      ? 4
+      : r.pref !== undefined || r.gateway?.includes(':') || r.prefsrc?.includes(':')
+        ? 6
+        : 4;
 
 /** Pure: the main table's routes of a listing (of every table, or of main alone), each with its family. */
 export function mainTableRoutes(stdout: string, family?: 4 | 6): { route: RouteJson; family: 4 | 6 }[] {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { type Exec, KernelError } from './exec.ts';
+import { parseRoutedRoutes } from './routed-routes.ts';
 import {
   checkRoute,
   ensureRoutes,
@@ -12,7 +13,8 @@ import {
   TRUSS_ROUTE_PROTO,
 } from './routes.ts';
 
-// `ip -j route show table main proto 116` and its -6 twin (real output, iproute2 6.1).
+// `ip -j route show table main proto 116` and its -6 twin (real output, iproute2 6.1); the fake exec
+// answers the one listing of every table (route-dump.ts) with both.
 const V4 =
   '[{"dst":"198.18.211.0/24","dev":"trwg0","scope":"link","flags":[],"metrics":[{"mtu":1440}]},{"dst":"198.18.213.7","dev":"trwg0","scope":"link","flags":[]},{"dst":"198.18.214.0/24","dev":"trwg0","scope":"link","prefsrc":"198.18.210.1","flags":[]}]\n';
 const V6 = '[{"dst":"fd00:211::/64","dev":"trwg0","metric":1024,"flags":[],"pref":"medium"}]\n';
@@ -61,6 +63,24 @@ describe('parseRoutesJson', () => {
       { dst: 'fd00::7/128', dev: 'd0' },
       { dst: '::/0', dev: 'd0' },
     ]);
+    // a kernel before 4.1 gives no pref: an IPv6 gateway or source still tells a default route's family
+    assert.deepEqual(parseRoutesJson('[{"dst":"default","gateway":"fd00::1","dev":"d0","flags":[]}]'), [
+      { dst: '::/0', dev: 'd0', via: 'fd00::1' },
+    ]);
+  });
+  it("the routed networks' routes come out of the same listing (unreachable subnets, host routes on host ends)", () => {
+    const ALL =
+      '[{"type":"unreachable","dst":"198.18.61.0/24","flags":[]},' +
+      '{"type":"unreachable","dst":"fd00:61::/64","dev":"lo","metric":1024,"flags":[],"pref":"medium"},' +
+      '{"type":"unreachable","dst":"198.18.62.0/24","table":"100","flags":[]},' +
+      '{"dst":"198.18.61.2","dev":"trv0123456789ab","scope":"link","flags":[]},' +
+      '{"dst":"198.18.211.0/24","dev":"trwg0","scope":"link","flags":[]}]';
+    assert.deepEqual(parseRoutedRoutes(ALL), [
+      { dst: '198.18.61.0/24' },
+      { dst: 'fd00:61::/64' },
+      { dst: '198.18.61.2/32', dev: 'trv0123456789ab' },
+    ]);
+    assert.deepEqual(parseRoutesJson(ALL), [{ dst: '198.18.211.0/24', dev: 'trwg0' }]);
   });
 });
 

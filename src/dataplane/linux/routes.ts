@@ -46,6 +46,10 @@ function canonicalDst(dst: string, family: 4 | 6): string | undefined {
   return p ? formatPrefix(p) : undefined;
 }
 
+/**
+ * Pure: a listing of truss's routes (route-dump.ts: every table, both families; or one family of
+ * the main table, with `family`) → the cluster's routes of the main table.
+ */
 export function parseRoutesJson(stdout: string, family?: 4 | 6): OwnedRoute[] {
   return mainTableRoutes(stdout, family).flatMap(({ route: r, family: f }) => {
     const dst = typeof r.dst === 'string' ? canonicalDst(r.dst, f) : undefined;

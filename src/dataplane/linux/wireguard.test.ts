@@ -587,7 +587,7 @@ describe('ensureWireguard / readWireguard / removeWireguard (fake exec)', () => 
     assert.ok(!f.calls.some((c) => c.argv.join(' ').includes(secret)), 'the key reaches the socket only');
     assert.ok(f.calls.some((c) => c.argv[1] === 'set' && c.stdin?.includes(`private_key=${secret}`)));
   });
-  it('a second ensure reads twice and writes nothing; a changed peer is one set on the socket', async () => {
+  it('a second ensure reads and writes nothing (a third: the socket alone); a changed peer is one set on the socket', async () => {
     const f = fakeExec({ kernel: false });
     await ensureWireguard(f.exec, dev('trwgi'), { uapi: f.uapi });
     f.calls.length = 0;

@@ -172,22 +172,22 @@ export async function ensureWireguard(
   const ownPublicKey = await readPrivateKeyFile(w.privateKeyFile);
   const uapi = opts.uapi ?? UAPI_SOCKETS;
   let { link: cur, remembered } = await lookLink(exec, w.name, uapi);
+  let state: WireguardState | undefined;
+  if (cur !== undefined && remembered) {
+    // a remembered socket that does not answer (a killed wireguard-go leaves it): look again, once
+    assertOwnDevice(cur, w.name);
+    state = await showDump({ exec, kind: cur.kind, uapi }, w.name).catch(() => undefined);
+    if (state === undefined) ({ link: cur } = await lookLink(exec, w.name, uapi, true));
+  }
   const created = cur === undefined;
   if (cur === undefined) {
     await createDevice(exec, w, opts);
-    ({ link: cur, remembered } = await lookLink(exec, w.name, uapi));
+    ({ link: cur } = await lookLink(exec, w.name, uapi, true));
     if (cur === undefined) throw errors.internal(`WireGuard device ${w.name} vanished right after it was created`);
   }
   assertOwnDevice(cur, w.name);
   const d: Running = { exec, kind: cur.kind, uapi };
-  const state = await showDump(d, w.name).catch((e: unknown) => {
-    if (!remembered) throw e;
-  });
-  if (state === undefined) {
-    // a remembered socket that does not answer (a killed wireguard-go leaves it): look again, once
-    forgetLink(exec, w.name);
-    return ensureWireguard(exec, want, opts);
-  }
+  state ??= await showDump(d, w.name);
   const plan = planWireguard(state, w, ownPublicKey, Date.now() / 1000);
   // the peers whose crossed handshake this host restarts (restartsCrossed), and their handshakes before
   const watched = w.peers.filter(
@@ -198,7 +198,7 @@ export async function ensureWireguard(
   const link = planWireguardLink(cur, w);
   if (link.length > 0) {
     forgetLink(exec, w.name); // changed: the next look reads it
-    await exec.run('ip', ['-batch', '-'], { stdin: batch(link) });
+    await exec.run('ip', ['-batch', '-'], { stdin: batch(link) }).finally(() => forgetLink(exec, w.name));
   }
   const linkChanges = link.map((l) => l.replace(`link set ${w.name} `, ''));
   const restarted = await restartCrossed(d, w, watched, before);
@@ -206,7 +206,8 @@ export async function ensureWireguard(
     (p) =>
       p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && !restarted.some((r) => r.includes(short(p))),
   );
-  const unanswered = await restartUnanswered(d, w, nudged);
+  // why: the race it repairs is wireguard-go's; a look that fails leaves the applied configuration as it is
+  const unanswered = isUserspace(d.kind) ? await restartUnanswered(d, w, nudged).catch(() => []) : [];
   return {
     created,
     changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes, ...restarted, ...unanswered],
@@ -217,22 +218,23 @@ const short = (p: WireguardPeer): string => `${p.publicKey.slice(0, 8)}…`;
 
 /** How long a nudged peer may leave what this host sends it unanswered (restartUnanswered). */
 export const UNANSWERED_MS = 150;
-/** How long after the nudge restartUnanswered looks. */
+/** How long restartUnanswered looks (from the end of restartCrossed's wait, after the nudge). */
 export const UNANSWERED_WINDOW_MS = 400;
 /** More than two keepalives (32 bytes each): what this host sent is traffic, not keepalives alone */
 const TRAFFIC_BYTES = 64;
 
 /**
- * Restarts the handshake with each nudged peer that, within UNANSWERED_WINDOW_MS of the nudge,
- * was sent traffic for UNANSWERED_MS while nothing came back from it. why: wireguard-go's
+ * Restarts the handshake with each nudged peer that, within UNANSWERED_WINDOW_MS after the nudge
+ * (and restartCrossed), was sent traffic for UNANSWERED_MS while nothing came back from it. why: wireguard-go's
  * handshake workers can race when a peer's initiation and its response to ours arrive together
  * (a crossed handshake; seen with wireguard-go 0.0.20250522 on 2 cores: both "Received handshake
  * initiation" and "Received handshake response" logged, and the other host logs "Received
  * invalid response message"). This host then sends on a session the other never derived and
  * hears nothing until WireGuard's own retry 15 s later ("stopped hearing back after 15
  * seconds"), while the other sees nothing wrong: only the sender can tell, so either side may
- * restart here, where restartCrossed restarts from one side only. A peer that is down or only
- * receives costs a needless restart (a blip of one round trip).
+ * restart here, where restartCrossed restarts from one side only. A peer that is down, only
+ * receives, or is further than UNANSWERED_MS away costs a needless restart (a blip of one round
+ * trip). wireguard-go only: kernel WireGuard is not known to race so, and each look there is a process.
  */
 async function restartUnanswered(d: Running, w: WireguardDevice, peers: readonly WireguardPeer[]): Promise<string[]> {
   if (peers.length === 0) return [];
@@ -296,8 +298,17 @@ async function restartCrossed(
  * wireguard-go served it, with the identity of that socket (UapiTransport.identity).
  */
 const known = new WeakMap<Exec, Map<string, { readonly socket: string; readonly link: LinkState }>>();
+/** per namespace and device: bumped by each forgetLink, so that a look begun before it stores nothing */
+const epochs = new WeakMap<Exec, Map<string, number>>();
 
-const forgetLink = (exec: Exec, name: string): void => void known.get(exec)?.delete(name);
+const epochOf = (exec: Exec, name: string): number => epochs.get(exec)?.get(name) ?? 0;
+
+function forgetLink(exec: Exec, name: string): void {
+  known.get(exec)?.delete(name);
+  const e = epochs.get(exec) ?? new Map<string, number>();
+  epochs.set(exec, e);
+  e.set(name, epochOf(exec, name) + 1);
+}
 
 /**
  * The device's link in this namespace (undefined: none). A userspace device's socket answers
@@ -314,6 +325,7 @@ async function lookLink(
   uapi: UapiTransport,
   fresh = false,
 ): Promise<{ readonly link: LinkState | undefined; readonly remembered: boolean }> {
+  const epoch = epochOf(exec, name);
   const socket = await uapi.identity?.(name);
   const mine = known.get(exec) ?? new Map<string, { socket: string; link: LinkState }>();
   known.set(exec, mine);
@@ -321,8 +333,10 @@ async function lookLink(
   if (!fresh && socket !== undefined && memo?.socket === socket) return { link: memo.link, remembered: true };
   mine.delete(name);
   const link = await readLink(exec, name);
-  // why: the identity read before the link: a socket replaced in between is looked at again next time
-  if (link !== undefined && isUserspace(link.kind) && socket !== undefined) mine.set(name, { socket, link });
+  // why: the identity read before the link: a socket replaced in between is looked at again next
+  // time; and a look that began before a change of the link (forgetLink) is not remembered
+  if (link !== undefined && isUserspace(link.kind) && socket !== undefined && epochOf(exec, name) === epoch)
+    mine.set(name, { socket, link });
   return { link, remembered: false };
 }
 
