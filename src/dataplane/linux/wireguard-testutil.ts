@@ -149,13 +149,18 @@ export async function createWgPair(n: number): Promise<WgPair> {
     )),
     underlayIp,
   });
-  const a = await host('a', n, `${ul}.1`);
-  const b = await host('b', n + 1, `${ul}.2`);
-  await a.ns.must(
-    ['ip', '-batch', '-'],
-    `link add ulrot type veth peer name ulrot netns ${b.ns.name}\naddr add ${ul}.1/30 dev ulrot\nlink set ulrot up\n`,
-  );
-  await b.ns.must(['ip', '-batch', '-'], `addr add ${ul}.2/30 dev ulrot\nlink set ulrot up\n`);
+  // why: a pair that fails half made is nobody's to close: its namespaces and wireguard-go go here
+  const hosts: PairHost[] = [];
+  const abandon = async (e: unknown): Promise<never> => {
+    for (const h of hosts) await removeWireguard(h.exec, h.dev).catch(() => {});
+    await scratch.close().catch(() => {});
+    await fs.rm(work, { recursive: true, force: true });
+    throw e;
+  };
+  const a = await host('a', n, `${ul}.1`).catch(abandon);
+  hosts.push(a);
+  const b = await host('b', n + 1, `${ul}.2`).catch(abandon);
+  hosts.push(b);
   const spec = (h: PairHost): WireguardDevice => {
     const o = h === a ? b : a;
     return {
@@ -166,10 +171,7 @@ export async function createWgPair(n: number): Promise<WgPair> {
       peers: [{ publicKey: o.publicKey, endpoint: `${o.underlayIp}:${PORT}`, allowedIps: [o.block] }],
     };
   };
-  for (const h of [b, a]) {
-    await ensureWireguard(h.exec, spec(h));
-    await ensureRoutes(h.exec, [{ dst: (h === a ? b : a).block, dev: h.dev }]);
-  }
+  await connect(a, b, ul, spec).catch(abandon);
   return {
     a,
     b,
@@ -180,6 +182,19 @@ export async function createWgPair(n: number): Promise<WgPair> {
       await fs.rm(work, { recursive: true, force: true });
     },
   };
+}
+
+/** The pair's underlay veth, then each host's device and route to the other's block. */
+async function connect(a: PairHost, b: PairHost, ul: string, spec: (h: PairHost) => WireguardDevice): Promise<void> {
+  await a.ns.must(
+    ['ip', '-batch', '-'],
+    `link add ulrot type veth peer name ulrot netns ${b.ns.name}\naddr add ${ul}.1/30 dev ulrot\nlink set ulrot up\n`,
+  );
+  await b.ns.must(['ip', '-batch', '-'], `addr add ${ul}.2/30 dev ulrot\nlink set ulrot up\n`);
+  for (const h of [b, a]) {
+    await ensureWireguard(h.exec, spec(h));
+    await ensureRoutes(h.exec, [{ dst: (h === a ? b : a).block, dev: h.dev }]);
+  }
 }
 
 /** A ping cA → cB every `intervalMs`, recording when each reply arrived. Always stop() it. */
