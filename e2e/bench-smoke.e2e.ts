@@ -1,7 +1,7 @@
 /**
  * The benchmarks still run: `bench/policy.ts --smoke` (its own simulated host, 1 repetition,
  * 100 entries, 1 s of iperf3) and `bench/cluster.ts --smoke` (an underlay with etcd and 2
- * hosts, 1 repetition, 2 s of iperf3 over WireGuard and 1 s over VXLAN, 1 start),
+ * hosts, 1 repetition, 2 s of iperf3 over WireGuard (the newest wireguard-go) and 1 s over VXLAN, 1 start),
  * `bench/start.ts --smoke` (one host, 3 starts per network, a burst of 5), `bench/scale.ts
  * --smoke` (100 endpoints over 2 networks against a daemon in a throwaway namespace, torn down 4 at
  * a time with nothing left: the shape of the 5,000-endpoint run) and `bench/converge.ts --smoke` (3
