@@ -11,6 +11,7 @@
 import { formatPrefix, parsePrefix } from '../../core/ip.ts';
 import { checkVxlanDevice, type VxlanDevice } from './vxlan.ts';
 import { checkWireguardDevice, type WireguardDevice, type WireguardPeer } from './wireguard.ts';
+import { short } from './wireguard-plan.ts';
 
 export interface Selected<T> {
   readonly device: T;
@@ -18,7 +19,6 @@ export interface Selected<T> {
   readonly dropped: readonly string[];
 }
 
-const short = (key: string): string => `${key.slice(0, 8)}…`;
 const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const counts = (values: readonly string[]): Map<string, number> => {
   const m = new Map<string, number>();

@@ -71,7 +71,8 @@ export interface WireguardEnsureResult {
 
 export { canonicalEndpoint };
 
-const short = (key: string): string => `${key.slice(0, 8)}…`;
+/** A public key as changes and warnings name it: its first 8 characters. */
+export const short = (key: string): string => `${key.slice(0, 8)}…`;
 const ZERO_KEY = Buffer.alloc(32).toString('base64');
 
 /** Validates a device spec and returns it canonical (endpoints, allowed-ips). Throws TrussError. */

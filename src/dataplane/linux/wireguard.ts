@@ -47,6 +47,7 @@ import {
   planWireguard,
   planWireguardLink,
   restartsCrossed,
+  short,
   type WireguardDevice,
   type WireguardEnsureResult,
   type WireguardPeer,
@@ -112,6 +113,10 @@ async function createDevice(exec: Exec, w: WireguardDevice, opts: WireguardProbe
     throw e;
   }
 }
+
+/** planWireguardLink's lines as changes name them: "mtu 1440", "up". */
+const linkWords = (lines: readonly string[], name: string): string[] =>
+  lines.map((l) => l.replace(`link set ${name} `, ''));
 
 /** Which implementation runs a device, by its link kind: 'tun' is wireguard-go, else kernel. */
 const isUserspace = (kind: string): boolean => kind === 'tun';
@@ -200,11 +205,13 @@ export async function ensureWireguard(
     forgetLink(exec, w.name); // changed: the next look reads it
     await exec.run('ip', ['-batch', '-'], { stdin: batch(link) }).finally(() => forgetLink(exec, w.name));
   }
-  const linkChanges = link.map((l) => l.replace(`link set ${w.name} `, ''));
-  const restarted = await restartCrossed(d, w, watched, before);
+  const linkChanges = linkWords(link, w.name);
+  const crossed = await restartCrossed(d, w, watched, before);
+  const restarted = crossed.map(
+    (p) => `peer ${short(p.publicKey)} handshake restarted (none ${CROSSED_AFTER_MS} ms after its nudge)`,
+  );
   const nudged = w.peers.filter(
-    (p) =>
-      p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && !restarted.some((r) => r.includes(short(p))),
+    (p) => p.endpoint !== undefined && plan.nudged.includes(p.publicKey) && !crossed.includes(p),
   );
   // why: the race it repairs is wireguard-go's; a look that fails leaves the applied configuration as it is
   const unanswered = isUserspace(d.kind) ? await restartUnanswered(d, w, nudged).catch(() => []) : [];
@@ -213,8 +220,6 @@ export async function ensureWireguard(
     changes: [...(created ? ['created'] : []), ...linkChanges, ...plan.changes, ...restarted, ...unanswered],
   };
 }
-
-const short = (p: WireguardPeer): string => `${p.publicKey.slice(0, 8)}…`;
 
 /** How long a nudged peer may leave what this host sends it unanswered (restartUnanswered). */
 export const UNANSWERED_MS = 150;
@@ -255,7 +260,9 @@ async function restartUnanswered(d: Running, w: WireguardDevice, peers: readonly
   }
   if (stuck.size === 0) return [];
   await setDevice(d, w, [...stuck].flatMap(planRestart));
-  return [...stuck].map((p) => `peer ${short(p)} handshake restarted (sent to for ${UNANSWERED_MS} ms, nothing back)`);
+  return [...stuck].map(
+    (p) => `peer ${short(p.publicKey)} handshake restarted (sent to for ${UNANSWERED_MS} ms, nothing back)`,
+  );
 }
 
 /** How long a nudged handshake may take before restartCrossed counts it as crossed. */
@@ -273,13 +280,14 @@ async function handshakes(d: Running, name: string): Promise<Map<string, number>
  * (restartsCrossed), or reached it before it knew the new key. A peer that is down costs one
  * wait and one needless restart. Kernel WireGuard reports whole seconds, so a handshake in the
  * same second as the one before counts as none (a needless restart, never a missed one).
+ * Returns the peers it restarted.
  */
 async function restartCrossed(
   d: Running,
   w: WireguardDevice,
   peers: readonly WireguardPeer[],
   before: ReadonlyMap<string, number>,
-): Promise<string[]> {
+): Promise<readonly WireguardPeer[]> {
   if (peers.length === 0) return [];
   let stuck = peers;
   for (const end = Date.now() + CROSSED_AFTER_MS; ; ) {
@@ -288,9 +296,8 @@ async function restartCrossed(
     if (stuck.length === 0 || Date.now() >= end) break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  if (stuck.length === 0) return [];
-  await setDevice(d, w, stuck.flatMap(planRestart));
-  return stuck.map((p) => `peer ${short(p)} handshake restarted (none ${CROSSED_AFTER_MS} ms after its nudge)`);
+  if (stuck.length > 0) await setDevice(d, w, stuck.flatMap(planRestart));
+  return stuck;
 }
 
 /**
@@ -383,7 +390,7 @@ export async function checkWireguardLink(
   uapi: UapiTransport = UAPI_SOCKETS,
 ): Promise<string[]> {
   const { link: cur } = await lookLink(exec, checkIfName(want.name), uapi, true);
-  return cur === undefined ? [] : planWireguardLink(cur, want).map((l) => l.replace(`link set ${want.name} `, ''));
+  return cur === undefined ? [] : linkWords(planWireguardLink(cur, want), want.name);
 }
 
 /**
